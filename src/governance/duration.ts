@@ -1,0 +1,55 @@
+/**
+ * Budget and key durations as LiteLLM writes them: `30s`, `20m`, `1h`, `7d`, `2w`, `1mo`.
+ * Months are calendar months (UTC), everything else a fixed number of milliseconds.
+ */
+
+export interface Duration {
+  amount: number;
+  unit: "s" | "m" | "h" | "d" | "w" | "mo";
+  /** The text it was parsed from, normalised (`"30d"`). */
+  text: string;
+}
+
+const UNIT_MS = { s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 } as const;
+const PATTERN = /^\s*(\d{1,6})\s*(mo|s|m|h|d|w)\s*$/;
+
+/** Parses a duration, or returns null when the text is not one. Zero-length durations are refused. */
+export function parseDuration(text: unknown): Duration | null {
+  if (typeof text !== "string") return null;
+  const match = PATTERN.exec(text);
+  if (!match) return null;
+  const amount = Number(match[1]);
+  if (!Number.isSafeInteger(amount) || amount <= 0) return null;
+  const unit = match[2] as Duration["unit"];
+  return { amount, unit, text: `${amount}${unit}` };
+}
+
+/** `from` moved forward by one duration. */
+export function addDuration(from: Date, duration: Duration): Date {
+  if (duration.unit === "mo") {
+    const next = new Date(from.getTime());
+    const day = next.getUTCDate();
+    next.setUTCDate(1);
+    next.setUTCMonth(next.getUTCMonth() + duration.amount);
+    const lastDay = new Date(Date.UTC(next.getUTCFullYear(), next.getUTCMonth() + 1, 0)).getUTCDate();
+    next.setUTCDate(Math.min(day, lastDay));
+    return next;
+  }
+  return new Date(from.getTime() + duration.amount * UNIT_MS[duration.unit]);
+}
+
+/**
+ * The end of the budget period that contains `now`, given a period that ended (or ends) at `resetAt`.
+ * Several missed periods collapse into one step: the result is always after `now`.
+ */
+export function currentPeriodEnd(resetAt: Date, duration: Duration, now: Date): Date {
+  if (resetAt.getTime() > now.getTime()) return resetAt;
+  if (duration.unit !== "mo") {
+    const step = duration.amount * UNIT_MS[duration.unit];
+    const missed = Math.floor((now.getTime() - resetAt.getTime()) / step) + 1;
+    return new Date(resetAt.getTime() + missed * step);
+  }
+  let end = resetAt;
+  while (end.getTime() <= now.getTime()) end = addDuration(end, duration);
+  return end;
+}

@@ -1,0 +1,73 @@
+/**
+ * The contract between the proxy orchestrator and provider adapters.
+ * Providers only use fetch: no Elysia, no database, no Redis.
+ */
+
+export type Route = "chat" | "completions" | "embeddings";
+
+export interface Usage {
+  prompt_tokens: number;
+  completion_tokens: number;
+  total_tokens: number;
+  /** Prompt tokens served from the provider's prompt cache, when reported. */
+  cached_tokens?: number;
+}
+
+/** One `model_list` entry, resolved. */
+export interface Deployment {
+  /** Stable id: `model_info.id` or `<model_name>#<index>`. */
+  id: string;
+  /** Public name clients ask for (`model_name`). */
+  modelName: string;
+  /** Provider prefix of `litellm_params.model` ("openai" when none is given). */
+  provider: string;
+  /** Model name sent upstream (the part after `provider/`). */
+  upstreamModel: string;
+  /** `litellm_params` as written in config.yaml (env references already substituted). */
+  params: Record<string, unknown>;
+  /** `model_info` as written in config.yaml. */
+  modelInfo: Record<string, unknown>;
+}
+
+export interface UpstreamCall {
+  route: Route;
+  deployment: Deployment;
+  /** The client's body, parsed. Providers must not mutate it. */
+  body: Record<string, unknown>;
+  /** The client's body exactly as received: forward it when nothing needs to change. */
+  rawBody: string;
+  stream: boolean;
+  /** Aborted when the client goes away or the request times out. */
+  signal: AbortSignal;
+}
+
+export type UpstreamResult =
+  | {
+      kind: "json";
+      status: number;
+      /** OpenAI-shaped response body, serialised. */
+      body: string;
+      usage: Usage | null;
+    }
+  | {
+      kind: "stream";
+      status: number;
+      /** OpenAI-shaped Server-Sent Events, bytes as they come (`data: {...}\n\n` … `data: [DONE]\n\n`). */
+      stream: ReadableStream<Uint8Array>;
+    }
+  | {
+      kind: "error";
+      /** Provider status, or 502/504 for connection failures and timeouts. */
+      status: number;
+      message: string;
+      /** OpenAI error type when the provider gave one. */
+      type?: string;
+      /** Seconds, from the provider's `retry-after` header. */
+      retryAfter?: number;
+      /** True when the provider was never reached (connection refused, DNS, TLS). */
+      connectionError?: boolean;
+    };
+
+export interface Provider {
+  send(call: UpstreamCall): Promise<UpstreamResult>;
+}
