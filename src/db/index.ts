@@ -1,0 +1,18 @@
+import { openPglite } from "./pglite";
+import { openPostgres } from "./postgres";
+import type { Database } from "./types";
+
+export type { Database, Row, Sql } from "./types";
+export { migrate, MIGRATIONS, MigrationError, type Migration } from "./migrations";
+
+export interface DatabaseOptions {
+  /** Postgres URL; none means embedded PGlite in `dataDir`. */
+  url?: string;
+  dataDir: string;
+  maxConnections?: number;
+}
+
+export async function openDatabase(options: DatabaseOptions): Promise<Database> {
+  if (options.url) return openPostgres({ url: options.url, maxConnections: options.maxConnections });
+  return openPglite(options.dataDir);
+}

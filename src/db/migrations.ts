@@ -1,0 +1,71 @@
+import init from "../../sql/0001_init.sql" with { type: "text" };
+import identity from "../../sql/0002_identity.sql" with { type: "text" };
+import type { Sql } from "./types";
+
+export interface Migration {
+  id: number;
+  name: string;
+  sql: string;
+}
+
+/** Every migration, in order. A compiled binary cannot read sql/ at run time, so each file is imported. */
+export const MIGRATIONS: readonly Migration[] = [
+  { id: 1, name: "0001_init.sql", sql: init },
+  { id: 2, name: "0002_identity.sql", sql: identity },
+];
+
+export class MigrationError extends Error {}
+
+/** Any 64-bit constant works; it only has to be the same for every litegate instance. */
+const LOCK_ID = 7_220_531_113;
+
+export function checksum(text: string): string {
+  return new Bun.CryptoHasher("sha256").update(text).digest("hex");
+}
+
+/** Refuses gaps and duplicates: file N must be the N-th. */
+export function checkNumbering(migrations: readonly Migration[]): void {
+  migrations.forEach((migration, index) => {
+    const expected = index + 1;
+    const prefix = Number(migration.name.slice(0, 4));
+    if (migration.id !== expected || prefix !== expected) {
+      throw new MigrationError(`migration ${migration.name}: expected number ${expected}, numbering must be contiguous`);
+    }
+  });
+}
+
+/**
+ * Applies pending migrations in order, each in its own transaction under an advisory lock, so that
+ * instances starting together apply each file exactly once. An applied file whose text changed stops
+ * the start: the database no longer matches the code.
+ */
+export async function migrate(db: Sql, migrations: readonly Migration[] = MIGRATIONS): Promise<string[]> {
+  checkNumbering(migrations);
+  await db.transaction(async (tx) => {
+    await tx.query("select pg_advisory_xact_lock($1)", [LOCK_ID]);
+    await tx.exec(`create table if not exists litegate_migrations (
+      id integer primary key, name text not null, checksum text not null,
+      applied_at timestamptz not null default now())`);
+  });
+  const applied: string[] = [];
+  for (const migration of migrations) {
+    const sum = checksum(migration.sql);
+    const ran = await db.transaction(async (tx) => {
+      await tx.query("select pg_advisory_xact_lock($1)", [LOCK_ID]);
+      const [row] = await tx.query<{ checksum: string }>("select checksum from litegate_migrations where id = $1", [migration.id]);
+      if (row) {
+        if (row.checksum !== sum) {
+          throw new MigrationError(
+            `migration ${migration.name} was changed after it was applied (checksum ${row.checksum.slice(0, 12)} in the database, ${sum.slice(0, 12)} now); restore the file or add a new migration`,
+          );
+        }
+        return false;
+      }
+      await tx.exec(migration.sql);
+      await tx.query("insert into litegate_migrations (id, name, checksum) values ($1, $2, $3)", [migration.id, migration.name, sum]);
+      return true;
+    });
+    if (ran) applied.push(migration.name);
+  }
+  return applied;
+}

@@ -1,0 +1,55 @@
+import postgres from "postgres";
+import type { Database, Row, Sql } from "./types";
+
+export interface PostgresOptions {
+  url: string;
+  maxConnections?: number;
+}
+
+/** Real Postgres through postgres.js. */
+export function openPostgres(options: PostgresOptions): Database {
+  const client = postgres(options.url, {
+    max: options.maxConnections ?? 10,
+    idle_timeout: 30,
+    connect_timeout: 10,
+    onnotice: () => {},
+    // bigint counts (count(*)) come back as numbers; money is double precision already
+    types: { bigint: { to: 20, from: [20], serialize: (x: number) => String(x), parse: (x: string) => Number(x) } },
+  });
+  let statements = 0;
+
+  const wrap = (handle: postgres.Sql | postgres.TransactionSql): Sql => ({
+    async query<T extends Row>(text: string, params: readonly unknown[] = []) {
+      statements++;
+      return (await handle.unsafe(text, params as any[])) as unknown as T[];
+    },
+    async exec(text: string) {
+      statements++;
+      await handle.unsafe(text);
+    },
+    transaction<T>(fn: (tx: Sql) => Promise<T>): Promise<T> {
+      if ("savepoint" in handle) return handle.savepoint((tx) => fn(wrap(tx))) as Promise<T>;
+      return (handle as postgres.Sql).begin((tx) => fn(wrap(tx))) as Promise<T>;
+    },
+  });
+
+  return {
+    kind: "postgres",
+    ...wrap(client),
+    statements: () => statements,
+    async ping(timeoutMs = 2000) {
+      try {
+        const probe = client`select 1`;
+        const timer = setTimeout(() => probe.cancel(), timeoutMs);
+        await probe;
+        clearTimeout(timer);
+        return true;
+      } catch {
+        return false;
+      }
+    },
+    async close() {
+      await client.end({ timeout: 5 });
+    },
+  };
+}
