@@ -1,0 +1,103 @@
+import type { Clock } from "../clock";
+import type { Sql } from "../db";
+import { GatewayError, authError, forbidden } from "../http/errors";
+import type { Logger } from "../log";
+import { TtlCache } from "./cache";
+import { hashKey, readKey, sameSecret } from "./keys";
+import type { Caller, CustomerRecord, Principal } from "./principal";
+import { isProxyAdmin } from "./principal";
+import { loadOrCreateCustomer, loadPrincipal } from "./repo";
+
+export * from "./keys";
+export * from "./principal";
+export { loadPrincipal, loadOrCreateCustomer } from "./repo";
+export { TtlCache } from "./cache";
+
+export interface AuthOptions {
+  db: Sql;
+  clock: Clock;
+  log: Logger;
+  masterKey?: string;
+  cacheSize: number;
+  cacheTtlMs: number;
+}
+
+/** What an admin write tells every instance to forget. */
+export type Invalidation =
+  | { kind: "key"; token: string }
+  | { kind: "customer"; id: string }
+  | { kind: "all" };
+
+const dbUnavailable = () =>
+  new GatewayError(503, "service_unavailable", "The database is unavailable and this key is not cached yet; retry shortly");
+
+export type Auth = ReturnType<typeof createAuth>;
+
+/** key → principal: cache first, then one database round trip. */
+export function createAuth(options: AuthOptions) {
+  const { db, clock, log, masterKey } = options;
+  // Unknown keys are cached too (as null), briefly, so a flood of bad keys does not reach the database.
+  const principals = new TtlCache<Principal | null>(options.cacheSize, options.cacheTtlMs, clock);
+  const customers = new TtlCache<CustomerRecord>(options.cacheSize, options.cacheTtlMs, clock);
+  const UNKNOWN_TTL_MS = 1000;
+
+  async function principalFor(token: string): Promise<Principal | null> {
+    const cached = principals.peek(token);
+    if (cached && (cached.value === null ? cached.age < UNKNOWN_TTL_MS : cached.fresh)) return cached.value;
+    try {
+      return await principals.load(token, () => loadPrincipal(db, token));
+    } catch (error) {
+      if (cached && cached.value) {
+        log.once("warn", "auth-db-down", "database unreachable: serving cached keys", { error: String(error) });
+        return cached.value;
+      }
+      throw dbUnavailable();
+    }
+  }
+
+  function check(principal: Principal): void {
+    const { key, team } = principal;
+    if (key.blocked) throw forbidden(`Key ${key.key_name} is blocked`);
+    if (key.expires && key.expires.getTime() <= clock.now()) {
+      throw new GatewayError(401, "expired_key", `Authentication Error - Expired Key. Key Expiry time ${key.expires.toISOString()}`);
+    }
+    if (team?.blocked) throw forbidden(`Team ${team.team_id} is blocked`);
+  }
+
+  return {
+    /** Resolves the caller of a request, or throws 401/403. */
+    async authenticate(headers: Headers): Promise<Caller> {
+      const raw = readKey(headers);
+      if (!raw) throw authError("Authentication Error, No api key passed in. Pass a key in the Authorization header (Bearer), x-api-key or api-key.");
+      if (masterKey && sameSecret(raw, masterKey)) return { kind: "master" };
+      const token = hashKey(raw);
+      const principal = await principalFor(token);
+      if (principal === null) throw authError();
+      check(principal);
+      return { kind: "key", principal, admin: isProxyAdmin(principal) };
+    },
+
+    async customer(id: string): Promise<CustomerRecord> {
+      const cached = customers.peek(id);
+      if (cached?.fresh) return cached.value;
+      try {
+        return await customers.load(id, () => loadOrCreateCustomer(db, id));
+      } catch (error) {
+        if (cached) return cached.value;
+        log.once("warn", "customer-db-down", "database unreachable: customer served with default budget", { error: String(error) });
+        return { user_id: id, alias: null, spend: 0, budget_reset_at: null, blocked: false, budget: null, created_at: new Date(clock.now()) };
+      }
+    },
+
+    invalidate(message: Invalidation): void {
+      if (message.kind === "key") principals.delete(message.token);
+      else if (message.kind === "customer") customers.delete(message.id);
+      else {
+        principals.clear();
+        customers.clear();
+      }
+    },
+
+    cachedPrincipals: () => principals.size,
+  };
+}

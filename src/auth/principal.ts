@@ -1,0 +1,113 @@
+/** Everything the gateway needs to know about a caller, loaded once and cached. */
+
+export interface BudgetRecord {
+  budget_id: string;
+  max_budget: number | null;
+  soft_budget: number | null;
+  budget_duration: string | null;
+  budget_reset_at: Date | null;
+  tpm_limit: number | null;
+  rpm_limit: number | null;
+  max_parallel_requests: number | null;
+  model_max_budget: Record<string, ModelBudget>;
+}
+
+export interface ModelBudget {
+  budget_limit: number;
+  time_period?: string | null;
+}
+
+export interface KeyRecord {
+  token: string;
+  key_name: string;
+  key_alias: string | null;
+  spend: number;
+  max_budget: number | null;
+  budget_duration: string | null;
+  budget_reset_at: Date | null;
+  soft_budget: number | null;
+  models: string[];
+  tpm_limit: number | null;
+  rpm_limit: number | null;
+  max_parallel_requests: number | null;
+  model_max_budget: Record<string, ModelBudget>;
+  model_rpm_limit: Record<string, number>;
+  model_tpm_limit: Record<string, number>;
+  user_id: string | null;
+  team_id: string | null;
+  budget_id: string | null;
+  expires: Date | null;
+  blocked: boolean;
+  metadata: Record<string, unknown>;
+  created_at: Date;
+}
+
+export interface UserRecord {
+  user_id: string;
+  user_role: string;
+  spend: number;
+  max_budget: number | null;
+  budget_duration: string | null;
+  budget_reset_at: Date | null;
+  models: string[];
+  tpm_limit: number | null;
+  rpm_limit: number | null;
+  max_parallel_requests: number | null;
+  created_at: Date;
+}
+
+export interface TeamRecord {
+  team_id: string;
+  team_alias: string | null;
+  spend: number;
+  max_budget: number | null;
+  budget_duration: string | null;
+  budget_reset_at: Date | null;
+  models: string[];
+  tpm_limit: number | null;
+  rpm_limit: number | null;
+  max_parallel_requests: number | null;
+  blocked: boolean;
+  created_at: Date;
+}
+
+export interface MembershipRecord {
+  team_id: string;
+  user_id: string;
+  spend: number;
+  budget_reset_at: Date | null;
+  budget: BudgetRecord | null;
+  created_at: Date;
+}
+
+export interface ModelSpendRecord {
+  spend: number;
+  budget_reset_at: Date | null;
+}
+
+export interface Principal {
+  key: KeyRecord;
+  /** The budget row named by the key's `budget_id`: its limits apply where the key sets none. */
+  keyBudget: BudgetRecord | null;
+  user: UserRecord | null;
+  team: TeamRecord | null;
+  membership: MembershipRecord | null;
+  modelSpend: Record<string, ModelSpendRecord>;
+}
+
+export interface CustomerRecord {
+  user_id: string;
+  alias: string | null;
+  spend: number;
+  budget_reset_at: Date | null;
+  blocked: boolean;
+  budget: BudgetRecord | null;
+  created_at: Date;
+}
+
+/** Who is calling: the master key, or a virtual key with everything it belongs to. */
+export type Caller = { kind: "master" } | { kind: "key"; principal: Principal; admin: boolean };
+
+export function isProxyAdmin(principal: Principal): boolean {
+  return principal.user?.user_role === "proxy_admin";
+}

@@ -1,0 +1,100 @@
+import type { Sql } from "../db";
+import type {
+  BudgetRecord,
+  CustomerRecord,
+  KeyRecord,
+  MembershipRecord,
+  ModelSpendRecord,
+  Principal,
+  TeamRecord,
+  UserRecord,
+} from "./principal";
+
+type Json = Record<string, any>;
+
+/** row_to_json renders timestamps as text: turn them back into Dates. */
+function date(value: unknown): Date | null {
+  return value == null ? null : new Date(value as string);
+}
+
+function budget(row: Json | null): BudgetRecord | null {
+  if (!row) return null;
+  return { ...row, budget_reset_at: date(row.budget_reset_at), model_max_budget: row.model_max_budget ?? {} } as BudgetRecord;
+}
+
+const PRINCIPAL_SQL = `
+select row_to_json(k) as key, row_to_json(u) as "user", row_to_json(t) as team,
+       row_to_json(m) as membership, row_to_json(mb) as membership_budget, row_to_json(kb) as key_budget,
+       coalesce((select json_object_agg(s.model, json_build_object('spend', s.spend, 'budget_reset_at', s.budget_reset_at))
+                 from key_model_spend s where s.token = k.token), '{}') as model_spend
+from keys k
+left join users u on u.user_id = k.user_id
+left join teams t on t.team_id = k.team_id
+left join team_memberships m on m.team_id = k.team_id and m.user_id = k.user_id
+left join budgets mb on mb.budget_id = m.budget_id
+left join budgets kb on kb.budget_id = k.budget_id
+where k.token = $1`;
+
+/** One round trip: the key and everything it belongs to. */
+export async function loadPrincipal(sql: Sql, token: string): Promise<Principal | null> {
+  const [row] = await sql.query(PRINCIPAL_SQL, [token]);
+  if (!row) return null;
+  const k = row.key as Json;
+  const key: KeyRecord = {
+    ...(k as KeyRecord),
+    budget_reset_at: date(k.budget_reset_at),
+    expires: date(k.expires),
+    created_at: date(k.created_at)!,
+  };
+  const u = row.user as Json | null;
+  const user: UserRecord | null = u
+    ? { ...(u as UserRecord), budget_reset_at: date(u.budget_reset_at), created_at: date(u.created_at)! }
+    : null;
+  const t = row.team as Json | null;
+  const team: TeamRecord | null = t
+    ? { ...(t as TeamRecord), budget_reset_at: date(t.budget_reset_at), created_at: date(t.created_at)! }
+    : null;
+  const m = row.membership as Json | null;
+  const membership: MembershipRecord | null = m
+    ? {
+        team_id: m.team_id,
+        user_id: m.user_id,
+        spend: m.spend,
+        budget_reset_at: date(m.budget_reset_at),
+        budget: budget(row.membership_budget),
+        created_at: date(m.created_at)!,
+      }
+    : null;
+  const modelSpend: Record<string, ModelSpendRecord> = {};
+  for (const [model, value] of Object.entries(row.model_spend as Json)) {
+    modelSpend[model] = { spend: value.spend, budget_reset_at: date(value.budget_reset_at) };
+  }
+  return { key, keyBudget: budget(row.key_budget), user, team, membership, modelSpend };
+}
+
+const CUSTOMER_SQL = `
+select row_to_json(e) as customer, row_to_json(b) as budget
+from end_users e left join budgets b on b.budget_id = e.budget_id
+where e.user_id = $1`;
+
+function customerFrom(row: Json): CustomerRecord {
+  const e = row.customer as Json;
+  return {
+    user_id: e.user_id,
+    alias: e.alias,
+    spend: e.spend,
+    budget_reset_at: date(e.budget_reset_at),
+    blocked: e.blocked,
+    budget: budget(row.budget),
+    created_at: date(e.created_at)!,
+  };
+}
+
+/** The customer named by a request's `user`, created on first sight (concurrent first sights are fine). */
+export async function loadOrCreateCustomer(sql: Sql, userId: string): Promise<CustomerRecord> {
+  const [found] = await sql.query(CUSTOMER_SQL, [userId]);
+  if (found) return customerFrom(found);
+  await sql.query("insert into end_users (user_id) values ($1) on conflict (user_id) do nothing", [userId]);
+  const [created] = await sql.query(CUSTOMER_SQL, [userId]);
+  return customerFrom(created!);
+}

@@ -1,0 +1,45 @@
+import type { Caller } from "../auth/principal";
+import { GatewayError } from "../http/errors";
+
+/** Entries that mean "every model", as LiteLLM writes them. */
+const EVERYTHING = new Set(["*", "all-proxy-models"]);
+
+/** Model name → the access groups it belongs to (`model_info.access_groups`). */
+export type AccessGroups = ReadonlyMap<string, readonly string[]>;
+
+function allows(list: readonly string[], model: string, groups: AccessGroups): boolean {
+  if (list.length === 0) return true;
+  const modelGroups = groups.get(model) ?? [];
+  for (const entry of list) {
+    if (entry === model || EVERYTHING.has(entry) || modelGroups.includes(entry)) return true;
+  }
+  return false;
+}
+
+/** The lists a caller's model access is bounded by: the key's own, then its team's or its user's. */
+function listsOf(caller: Caller): { key: string[]; owner: string[]; ownerIsTeam: boolean } | null {
+  if (caller.kind === "master") return null;
+  const { key, team, user } = caller.principal;
+  if (key.team_id) return { key: key.models, owner: team?.models ?? [], ownerIsTeam: true };
+  return { key: key.models, owner: user?.models ?? [], ownerIsTeam: false };
+}
+
+export function mayUse(caller: Caller, model: string, groups: AccessGroups): boolean {
+  const lists = listsOf(caller);
+  return !lists || (allows(lists.key, model, groups) && allows(lists.owner, model, groups));
+}
+
+/** Throws 401 `key_model_access_denied` / `team_model_access_denied` naming what is allowed. */
+export function checkModelAccess(caller: Caller, model: string, groups: AccessGroups): void {
+  const lists = listsOf(caller);
+  if (!lists) return;
+  if (!allows(lists.key, model, groups)) {
+    throw new GatewayError(401, "key_model_access_denied",
+      `API Key not allowed to access model. This key can only access models=${JSON.stringify(lists.key)}. Tried to access ${model}`, "model");
+  }
+  if (!allows(lists.owner, model, groups)) {
+    const [type, who] = lists.ownerIsTeam ? ["team_model_access_denied", "Team"] : ["key_model_access_denied", "User"];
+    throw new GatewayError(401, type,
+      `${who} not allowed to access model. This ${who.toLowerCase()} can only access models=${JSON.stringify(lists.owner)}. Tried to access ${model}`, "model");
+  }
+}

@@ -1,0 +1,121 @@
+/**
+ * Counters behind every budget and rate limit. A counter is a number with a limit: budget spend,
+ * requests or tokens in a rate window, requests in flight. Admission adds a reservation to every
+ * counter a request touches, all or nothing, while each counter's value plus reservations is below its
+ * limit; settling turns the reservation into the actual amount.
+ *
+ * | use      | reserve            | actual        | period         |
+ * | budget   | estimated cost     | real cost     | budget period  |
+ * | rpm      | 1                  | 1             | 60 s window    |
+ * | tpm      | 0                  | tokens        | 60 s window    |
+ * | parallel | 1                  | 0             | none           |
+ */
+
+export interface CounterCheck {
+  /** Counter identity, including its period (see `counterKeys`). */
+  key: string;
+  limit: number;
+  reserve: number;
+  /** Value when this instance first sees the counter (the stored spend for budgets). */
+  initial: number;
+  /** When the counter's period ends (ms), or Infinity. */
+  expiresAt: number;
+}
+
+export interface Counters {
+  /** Reserves on every check, or on none: the index of the first check at or over its limit, else -1. */
+  admit(checks: readonly CounterCheck[]): number | Promise<number>;
+  /** Turns a reservation into the actual amount. */
+  settle(check: CounterCheck, actual: number): void;
+  /** Drops a reservation (the request failed before it cost anything). */
+  release(check: CounterCheck): void;
+  /** Current value plus reservations, as this instance knows it. */
+  used(check: CounterCheck): number;
+  /** Forgets counters whose key starts with `prefix` (after an admin changed a stored spend). */
+  forget(prefix: string): void;
+  /** Stops timers; flushes what must be flushed. */
+  close(): Promise<void>;
+}
+
+interface State {
+  value: number;
+  reserved: number;
+  expiresAt: number;
+  touchedAt: number;
+}
+
+/** Exact counters for a single instance: everything lives in this process. */
+export class LocalCounters implements Counters {
+  private readonly states = new Map<string, State>();
+  private readonly sweeper: Timer;
+
+  constructor(
+    private readonly now: () => number,
+    private readonly idleMs = 600_000,
+  ) {
+    this.sweeper = setInterval(() => this.sweep(), 10_000);
+    this.sweeper.unref?.();
+  }
+
+  private state(check: CounterCheck): State {
+    let state = this.states.get(check.key);
+    if (!state) {
+      state = { value: check.initial, reserved: 0, expiresAt: check.expiresAt, touchedAt: this.now() };
+      this.states.set(check.key, state);
+    }
+    return state;
+  }
+
+  admit(checks: readonly CounterCheck[]): number {
+    const now = this.now();
+    for (let i = 0; i < checks.length; i++) {
+      const check = checks[i]!;
+      const state = this.state(check);
+      if (state.value + state.reserved >= check.limit) return i;
+    }
+    for (const check of checks) {
+      const state = this.states.get(check.key)!;
+      state.reserved += check.reserve;
+      state.touchedAt = now;
+    }
+    return -1;
+  }
+
+  settle(check: CounterCheck, actual: number): void {
+    const state = this.state(check);
+    state.reserved = Math.max(0, state.reserved - check.reserve);
+    state.value += actual;
+    state.touchedAt = this.now();
+  }
+
+  release(check: CounterCheck): void {
+    const state = this.states.get(check.key);
+    if (state) state.reserved = Math.max(0, state.reserved - check.reserve);
+  }
+
+  used(check: CounterCheck): number {
+    const state = this.states.get(check.key);
+    return state ? state.value + state.reserved : check.initial;
+  }
+
+  forget(prefix: string): void {
+    for (const key of this.states.keys()) if (key.startsWith(prefix)) this.states.delete(key);
+  }
+
+  /** Ended periods and idle counters go; a counter with requests in flight stays. */
+  sweep(): void {
+    const now = this.now();
+    for (const [key, state] of this.states) {
+      if (state.reserved > 0) continue;
+      if (state.expiresAt <= now || now - state.touchedAt > this.idleMs) this.states.delete(key);
+    }
+  }
+
+  get size(): number {
+    return this.states.size;
+  }
+
+  async close(): Promise<void> {
+    clearInterval(this.sweeper);
+  }
+}

@@ -1,0 +1,99 @@
+import { GatewayError } from "../http/errors";
+import type { Counters } from "./counters";
+import type { Plan, PlannedCheck } from "./policy";
+
+export * from "./access";
+export * from "./counters";
+export * from "./duration";
+export * from "./keys";
+export * from "./periods";
+export * from "./policy";
+
+/** An admitted request's hold on its counters: settled once with the real amounts, or released. */
+export interface Ticket {
+  readonly plan: Plan;
+  settle(cost: number, tokens: number): void;
+  release(): void;
+  /** Rate-limit headers for the tightest scope and per-model limits. */
+  headers(): Record<string, string>;
+}
+
+const fmt = (n: number) => String(n);
+
+function rejection(check: PlannedCheck, used: number, now: number): GatewayError {
+  if (check.kind === "budget") {
+    const what = check.scope === "key+model"
+      ? `${check.label} exceeded budget for model=${check.model}.`
+      : `${check.label} over budget.`;
+    return new GatewayError(400, "budget_exceeded", `ExceededBudget: ${what} Spend=${fmt(used)}, Budget=${fmt(check.limit)}`);
+  }
+  if (check.kind === "parallel") {
+    return new GatewayError(429, "rate_limit_error",
+      `Rate limit exceeded for ${check.label}: max_parallel_requests=${check.limit} requests already in flight. A slot frees when one of them completes.`,
+      null, { "retry-after": "1" });
+  }
+  const seconds = Math.max(1, Math.ceil((check.expiresAt - now) / 1000));
+  const unit = check.kind === "rpm" ? "requests" : "tokens";
+  const name = check.kind === "rpm" ? "rpm_limit" : "tpm_limit";
+  return new GatewayError(429, "rate_limit_error",
+    `Rate limit exceeded for ${check.label}: ${name}=${check.limit} ${unit} per minute reached (used ${used}). Resets in ${seconds}s.`,
+    null, { "retry-after": String(seconds) });
+}
+
+export type Governance = ReturnType<typeof createGovernance>;
+
+export function createGovernance(counters: Counters, now: () => number) {
+  return {
+    counters,
+    /** Reserves on every budget and limit of the plan at once, or throws the first one exceeded. */
+    async admit(plan: Plan): Promise<Ticket> {
+      const failed = await counters.admit(plan.checks);
+      if (failed >= 0) {
+        const check = plan.checks[failed]!;
+        throw rejection(check, counters.used(check), now());
+      }
+      let done = false;
+      return {
+        plan,
+        settle(cost, tokens) {
+          if (done) return;
+          done = true;
+          for (const check of plan.checks) {
+            const actual = check.kind === "budget" ? cost : check.kind === "rpm" ? 1 : check.kind === "tpm" ? tokens : 0;
+            counters.settle(check, actual);
+          }
+        },
+        release() {
+          if (done) return;
+          done = true;
+          for (const check of plan.checks) counters.release(check);
+        },
+        headers() {
+          return rateHeaders(plan.checks, counters);
+        },
+      };
+    },
+  };
+}
+
+function rateHeaders(checks: readonly PlannedCheck[], counters: Counters): Record<string, string> {
+  const headers: Record<string, string> = {};
+  let requests: { limit: number; remaining: number } | null = null;
+  let tokens: { limit: number; remaining: number } | null = null;
+  for (const check of checks) {
+    if (check.kind !== "rpm" && check.kind !== "tpm") continue;
+    const remaining = Math.max(0, check.limit - counters.used(check));
+    if (check.model) headers[`x-litellm-key-remaining-${check.kind === "rpm" ? "requests" : "tokens"}-${check.model}`] = String(remaining);
+    if (check.kind === "rpm" && (!requests || remaining < requests.remaining)) requests = { limit: check.limit, remaining };
+    if (check.kind === "tpm" && (!tokens || remaining < tokens.remaining)) tokens = { limit: check.limit, remaining };
+  }
+  if (requests) {
+    headers["x-ratelimit-limit-requests"] = String(requests.limit);
+    headers["x-ratelimit-remaining-requests"] = String(requests.remaining);
+  }
+  if (tokens) {
+    headers["x-ratelimit-limit-tokens"] = String(tokens.limit);
+    headers["x-ratelimit-remaining-tokens"] = String(tokens.remaining);
+  }
+  return headers;
+}

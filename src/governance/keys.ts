@@ -1,0 +1,25 @@
+/**
+ * Every counter key, in one place. Keys carry the period they count for, so a reset or a changed
+ * duration starts a fresh counter instead of leaving a stale one behind.
+ */
+const period = (end: number | null) => (end === null ? "all" : String(end));
+
+export const counterKeys = {
+  budget: (scope: string, end: number | null) => `b:${scope}:${period(end)}`,
+  requests: (scope: string, windowStart: number) => `r:${scope}:${windowStart}`,
+  tokens: (scope: string, windowStart: number) => `t:${scope}:${windowStart}`,
+  parallel: (scope: string) => `p:${scope}`,
+  /** Prefix of every budget counter of a scope, to forget them when an admin sets its spend. */
+  budgetPrefix: (scope: string) => `b:${scope}:`,
+};
+
+/** Scope ids: the entity a counter belongs to. */
+export const scopes = {
+  key: (token: string) => `k:${token}`,
+  user: (userId: string) => `u:${userId}`,
+  team: (teamId: string) => `t:${teamId}`,
+  member: (teamId: string, userId: string) => `m:${teamId}:${userId}`,
+  customer: (id: string) => `c:${id}`,
+  keyModel: (token: string, model: string) => `km:${token}:${model}`,
+  gateway: () => "g",
+};

@@ -1,0 +1,35 @@
+import { addDuration, currentPeriodEnd, parseDuration } from "./duration";
+
+/** Where an entity's spend stands now: which period it is in, and the stored spend that counts. */
+export interface Period {
+  /** End of the current budget period (ms), or null for a budget that never resets. */
+  end: number | null;
+  /** Stored spend that belongs to the current period (0 when the stored period has ended). */
+  spend: number;
+}
+
+/**
+ * A budget whose `budget_reset_at` has passed counts as already reset, whatever the scheduler has
+ * done: enforcement never waits for a reset to be written.
+ */
+export function periodOf(
+  spend: number,
+  duration: string | null | undefined,
+  resetAt: Date | null,
+  createdAt: Date | null,
+  now: number,
+): Period {
+  const parsed = parseDuration(duration ?? undefined);
+  if (!parsed) return { end: null, spend };
+  const nowDate = new Date(now);
+  const anchor = resetAt ?? addDuration(createdAt ?? nowDate, parsed);
+  const end = currentPeriodEnd(anchor, parsed, nowDate).getTime();
+  return { end, spend: resetAt && resetAt.getTime() === end ? spend : 0 };
+}
+
+export const RATE_WINDOW_MS = 60_000;
+
+export function rateWindow(now: number): { start: number; end: number } {
+  const start = Math.floor(now / RATE_WINDOW_MS) * RATE_WINDOW_MS;
+  return { start, end: start + RATE_WINDOW_MS };
+}

@@ -1,0 +1,177 @@
+import type { Caller, CustomerRecord, Principal } from "../auth/principal";
+import type { CounterCheck } from "./counters";
+import { counterKeys, scopes } from "./keys";
+import { type Period, periodOf, rateWindow } from "./periods";
+
+/** Gateway-wide budget settings (`litellm_settings`) and the stored gateway spend. */
+export interface BudgetDefaults {
+  maxBudget?: number;
+  budgetDuration?: string;
+  maxEndUserBudget?: number;
+  maxInternalUserBudget?: number;
+  internalUserBudgetDuration?: string;
+  gatewaySpend: number;
+  gatewayResetAt: Date | null;
+  gatewayCreatedAt: Date | null;
+}
+
+export type ScopeName = "key" | "user" | "team" | "team member" | "end user" | "key+model" | "proxy";
+export type CheckKind = "budget" | "rpm" | "tpm" | "parallel";
+
+export interface PlannedCheck extends CounterCheck {
+  kind: CheckKind;
+  scope: ScopeName;
+  /** How the scope is named in error messages: `Key=sk-...abcd`, `User=u1 in Team=t1`. */
+  label: string;
+  /** For per-model key limits: the model, for the `x-litellm-key-remaining-*-<model>` headers. */
+  model?: string;
+}
+
+/** Which stored spend rows a request's cost is added to, with the period each delta belongs to. */
+export interface SpendTargets {
+  token: string | null;
+  keyPeriod: number | null;
+  user: { id: string; period: number | null } | null;
+  team: { id: string; period: number | null } | null;
+  member: { teamId: string; userId: string; period: number | null } | null;
+  customer: { id: string; period: number | null } | null;
+  keyModel: { model: string; period: number | null } | null;
+  gatewayPeriod: number | null;
+}
+
+export interface Plan {
+  checks: PlannedCheck[];
+  targets: SpendTargets;
+}
+
+export interface PlanInput {
+  caller: Caller;
+  customer: CustomerRecord | null;
+  model: string;
+  estimatedCost: number;
+  now: number;
+  defaults: BudgetDefaults;
+}
+
+const pick = <T>(own: T | null | undefined, fallback: T | null | undefined): T | null => own ?? fallback ?? null;
+
+/** Every budget and limit that applies to one request, in the order the SPEC checks them. */
+export function planChecks(input: PlanInput): Plan {
+  const { caller, customer, model, estimatedCost, now, defaults } = input;
+  const checks: PlannedCheck[] = [];
+  const limits: PlannedCheck[] = [];
+  const window = rateWindow(now);
+  const targets: SpendTargets = {
+    token: null, keyPeriod: null, user: null, team: null, member: null, customer: null, keyModel: null, gatewayPeriod: null,
+  };
+
+  const budget = (scope: ScopeName, id: string, label: string, max: number | null, period: Period, modelName?: string) => {
+    if (max === null || max === undefined) return;
+    checks.push({
+      kind: "budget", scope, label, model: modelName,
+      key: counterKeys.budget(id, period.end), limit: max, reserve: estimatedCost, initial: period.spend,
+      expiresAt: period.end ?? Infinity,
+    });
+  };
+  const rate = (
+    scope: ScopeName, id: string, label: string,
+    rpm: number | null, tpm: number | null, parallel: number | null, modelName?: string,
+  ) => {
+    const common = { scope, label, model: modelName, initial: 0 };
+    if (rpm !== null) limits.push({ ...common, kind: "rpm", key: counterKeys.requests(id, window.start), limit: rpm, reserve: 1, expiresAt: window.end });
+    if (tpm !== null) limits.push({ ...common, kind: "tpm", key: counterKeys.tokens(id, window.start), limit: tpm, reserve: 0, expiresAt: window.end });
+    if (parallel !== null) limits.push({ ...common, kind: "parallel", key: counterKeys.parallel(id), limit: parallel, reserve: 1, expiresAt: Infinity });
+  };
+
+
+  function planPrincipal(p: Principal) {
+    const { key, keyBudget, user, team, membership } = p;
+    const keyScope = scopes.key(key.token);
+    const keyPeriod = periodOf(key.spend, pick(key.budget_duration, keyBudget?.budget_duration), key.budget_reset_at, key.created_at, now);
+    targets.token = key.token;
+    targets.keyPeriod = keyPeriod.end;
+    budget("key", keyScope, `Key=${key.key_name}`, pick(key.max_budget, keyBudget?.max_budget), keyPeriod);
+
+    if (key.team_id) {
+      if (team) {
+        const period = periodOf(team.spend, team.budget_duration, team.budget_reset_at, team.created_at, now);
+        targets.team = { id: team.team_id, period: period.end };
+        budget("team", scopes.team(team.team_id), `Team=${team.team_id}`, team.max_budget, period);
+      }
+      if (membership) {
+        const b = membership.budget;
+        const period = periodOf(membership.spend, b?.budget_duration, membership.budget_reset_at, membership.created_at, now);
+        targets.member = { teamId: membership.team_id, userId: membership.user_id, period: period.end };
+        budget("team member", scopes.member(membership.team_id, membership.user_id),
+          `User=${membership.user_id} in Team=${membership.team_id}`, b?.max_budget ?? null, period);
+      }
+    } else if (user) {
+      const internal = user.user_role === "internal_user";
+      const useDefault = user.max_budget === null && internal && defaults.maxInternalUserBudget !== undefined;
+      const duration = user.budget_duration ?? (useDefault ? defaults.internalUserBudgetDuration : null);
+      const period = periodOf(user.spend, duration, user.budget_reset_at, user.created_at, now);
+      targets.user = { id: user.user_id, period: period.end };
+      budget("user", scopes.user(user.user_id), `User=${user.user_id}`, useDefault ? defaults.maxInternalUserBudget! : user.max_budget, period);
+    }
+  }
+
+  function planModelLimits(p: Principal) {
+    const { key } = p;
+    const modelRpm = key.model_rpm_limit?.[model];
+    const modelTpm = key.model_tpm_limit?.[model];
+    if (modelRpm != null || modelTpm != null) {
+      rate("key+model", scopes.keyModel(key.token, model), `key ${key.key_name} for model=${model}`,
+        modelRpm ?? null, modelTpm ?? null, null, model);
+    }
+  }
+
+  function planModelBudget(p: Principal) {
+    const { key, keyBudget } = p;
+    const modelBudget = key.model_max_budget?.[model] ?? keyBudget?.model_max_budget?.[model];
+    targets.keyModel = { model, period: null };
+    if (modelBudget) {
+      const stored = p.modelSpend[model];
+      const period = periodOf(stored?.spend ?? 0, modelBudget.time_period, stored?.budget_reset_at ?? null, key.created_at, now);
+      targets.keyModel = { model, period: period.end };
+      budget("key+model", scopes.keyModel(key.token, model), `Key=${key.key_name}`, Number(modelBudget.budget_limit), period, model);
+    }
+  }
+
+  function planLimits(p: Principal) {
+    const { key, keyBudget, user, team, membership } = p;
+    rate("key", scopes.key(key.token), `key ${key.key_name}`, pick(key.rpm_limit, keyBudget?.rpm_limit), pick(key.tpm_limit, keyBudget?.tpm_limit),
+      pick(key.max_parallel_requests, keyBudget?.max_parallel_requests));
+    if (user) rate("user", scopes.user(user.user_id), `user ${user.user_id}`, user.rpm_limit, user.tpm_limit, user.max_parallel_requests);
+    if (team) rate("team", scopes.team(team.team_id), `team ${team.team_id}`, team.rpm_limit, team.tpm_limit, team.max_parallel_requests);
+    if (membership?.budget) {
+      const b = membership.budget;
+      rate("team member", scopes.member(membership.team_id, membership.user_id),
+        `user ${membership.user_id} in team ${membership.team_id}`, b.rpm_limit, b.tpm_limit, b.max_parallel_requests);
+    }
+  }
+
+  const principal = caller.kind === "key" ? caller.principal : null;
+  if (principal) planPrincipal(principal);
+  if (customer) {
+    const b = customer.budget;
+    const period = periodOf(customer.spend, b?.budget_duration, customer.budget_reset_at, customer.created_at, now);
+    targets.customer = { id: customer.user_id, period: period.end };
+    budget("end user", scopes.customer(customer.user_id), `End User=${customer.user_id}`, b?.max_budget ?? defaults.maxEndUserBudget ?? null, period);
+  }
+  if (principal) planModelBudget(principal);
+
+  const gateway = periodOf(defaults.gatewaySpend, defaults.budgetDuration, defaults.gatewayResetAt, defaults.gatewayCreatedAt, now);
+  targets.gatewayPeriod = gateway.end;
+  budget("proxy", scopes.gateway(), "Proxy", defaults.maxBudget ?? null, gateway);
+
+  // Rate limits: the master key and proxy admins skip their own; a customer's apply whoever calls.
+  if (principal && caller.kind === "key" && !caller.admin) planLimits(principal);
+  const b = customer?.budget;
+  if (customer && b) {
+    rate("end user", scopes.customer(customer.user_id), `end user ${customer.user_id}`, b.rpm_limit, b.tpm_limit, b.max_parallel_requests);
+  }
+  if (principal && caller.kind === "key" && !caller.admin) planModelLimits(principal);
+
+  checks.push(...limits);
+  return { checks, targets };
+}
