@@ -1,0 +1,20 @@
+import type { Auth, Invalidation } from "../auth";
+import type { Clock } from "../clock";
+import type { Database } from "../db";
+import type { Counters } from "../governance";
+import type { Logger } from "../log";
+import type { Runtime } from "../proxy/runtime";
+import type { SpendWriter } from "../spend";
+
+/** What the admin API needs; passed in by createApp. */
+export interface AdminDeps {
+  db: Database;
+  clock: Clock;
+  log: Logger;
+  auth: Auth;
+  counters: Counters;
+  spend: SpendWriter;
+  runtime: () => Runtime;
+  /** Forget cached principals/customers on this instance and, with Redis, on every other one. */
+  invalidate(message: Invalidation): void;
+}

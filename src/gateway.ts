@@ -1,0 +1,106 @@
+import { type AdminDeps } from "./admin";
+import { createAdminApp, createApp } from "./app";
+import { type Auth, type Invalidation, createAuth } from "./auth";
+import { type Clock, systemClock } from "./clock";
+import { type Config, deploymentsOf } from "./config";
+import type { Database } from "./db";
+import { type Counters, LocalCounters, createGovernance } from "./governance";
+import { type Logger, createLogger } from "./log";
+import { createPricing } from "./pricing";
+import { createProviders } from "./providers";
+import { type GatewayState, type RequestRecord, type Runtime, createInference, createRuntime } from "./proxy";
+import { createSpendWriter, type SpendWriter } from "./spend";
+
+export const VERSION = "0.1.0";
+
+export interface GatewayOptions {
+  config: Config;
+  db: Database;
+  clock?: Clock;
+  log?: Logger;
+  /** Shared counters (Redis); local exact counters when absent. */
+  counters?: Counters;
+  /** Publishes invalidations to other instances (Redis pub/sub). */
+  broadcast?: (message: Invalidation) => void;
+  redisStatus?: () => string;
+  spendIntervalMs?: number;
+  observe?: (record: RequestRecord) => void;
+}
+
+export interface Gateway {
+  app: ReturnType<typeof createApp>;
+  adminApp: ReturnType<typeof createAdminApp> | null;
+  auth: Auth;
+  counters: Counters;
+  spend: SpendWriter;
+  gatewayState: GatewayState;
+  runtime(): Runtime;
+  /** Swaps in a new config (models, prices, budgets) without dropping requests. */
+  reload(config: Config): void;
+  close(): Promise<void>;
+}
+
+async function loadGatewayState(db: Database): Promise<GatewayState> {
+  const [row] = await db.query("select spend, budget_reset_at, updated_at from gateway_spend where id = 1");
+  return { spend: row?.spend ?? 0, budgetResetAt: row?.budget_reset_at ?? null, createdAt: row?.updated_at ?? null };
+}
+
+function buildRuntime(config: Config, state: GatewayState, log: Logger): Runtime {
+  const deployments = deploymentsOf(config);
+  const pricing = createPricing(deployments);
+  for (const d of pricing.unpriced()) {
+    log.warn("model has no price: its requests cost 0", { model: d.modelName, deployment: d.id, reject: config.general_settings.reject_unpriced_models });
+  }
+  const providers = createProviders();
+  return createRuntime(config, deployments, pricing, (d) => providers.forDeployment(d), state);
+}
+
+/** Wires every part of the gateway together; main.ts and the tests both build it here. */
+export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
+  const { config, db } = options;
+  const clock = options.clock ?? systemClock;
+  const log = options.log ?? createLogger({ level: config.general_settings.log_level, format: config.general_settings.log_format });
+  const g = config.general_settings;
+
+  const gatewayState = await loadGatewayState(db);
+  let runtime = buildRuntime(config, gatewayState, log);
+  const counters = options.counters ?? new LocalCounters(() => clock.now());
+  const governance = createGovernance(counters, () => clock.now());
+  const auth = createAuth({
+    db, clock, log, masterKey: g.master_key, cacheSize: g.key_cache_size, cacheTtlMs: g.key_cache_ttl_seconds * 1000,
+  });
+  const spend = createSpendWriter({ db, clock, log, intervalMs: options.spendIntervalMs });
+  const inference = createInference({ clock, log, auth, governance, spend, runtime: () => runtime, observe: options.observe });
+
+  const admin: AdminDeps = {
+    db, clock, log, auth, counters, spend, runtime: () => runtime,
+    invalidate(message) {
+      auth.invalidate(message);
+      options.broadcast?.(message);
+    },
+  };
+  const health = {
+    database: () => db.ping(1000),
+    redis: options.redisStatus ?? (() => "not configured"),
+    spendBacklog: () => spend.backlog(),
+  };
+  const separateAdmin = g.admin_port !== undefined && g.admin_api !== "disabled";
+  const appDeps = { log, inference, runtime: () => runtime, health, admin, version: VERSION, withAdmin: g.admin_api !== "disabled" && !separateAdmin };
+
+  return {
+    app: createApp(appDeps),
+    adminApp: separateAdmin ? createAdminApp(appDeps) : null,
+    auth,
+    counters,
+    spend,
+    gatewayState,
+    runtime: () => runtime,
+    reload(next) {
+      runtime = buildRuntime(next, gatewayState, log);
+    },
+    async close() {
+      await spend.close();
+      await counters.close();
+    },
+  };
+}

@@ -1,0 +1,100 @@
+import { CliError, USAGE, parseArgs } from "./cli";
+import { ConfigError, type Config, databaseUrlOf, loadConfig, redisUrlOf } from "./config";
+import { type Database, MigrationError, migrate, openDatabase } from "./db";
+import { VERSION, buildGateway } from "./gateway";
+import { createLogger, type Logger } from "./log";
+import { connectRedis, type RedisLink } from "./redis";
+import { startBudgetScheduler } from "./scheduler";
+
+function fail(message: string, code = 1): never {
+  process.stderr.write(`litegate: ${message}\n`);
+  process.exit(code);
+}
+
+async function openAndMigrate(config: Config, log: Logger): Promise<Database> {
+  const url = databaseUrlOf(config, process.env);
+  const db = await openDatabase({ url, dataDir: config.general_settings.data_dir, maxConnections: config.general_settings.database_connection_pool_limit });
+  const applied = await migrate(db);
+  for (const name of applied) log.info("migration applied", { migration: name });
+  return db;
+}
+
+async function main(): Promise<void> {
+  const args = (() => {
+    try {
+      return parseArgs(process.argv.slice(2));
+    } catch (error) {
+      fail(error instanceof CliError ? error.message : String(error), 2);
+    }
+  })();
+  if (args.command === "help") return void process.stdout.write(USAGE);
+  if (args.command === "version") return void process.stdout.write(`litegate ${VERSION}\n`);
+
+  let config: Config;
+  let warnings: string[];
+  try {
+    ({ config, warnings } = loadConfig(args.config!, process.env));
+  } catch (error) {
+    if (error instanceof ConfigError) fail(`invalid config ${args.config}:\n${error.message}`);
+    throw error;
+  }
+  const g = config.general_settings;
+  const log = createLogger({ level: g.log_level, format: args.logFormat ?? g.log_format });
+  for (const warning of warnings) log.warn(`config: ${warning}`);
+
+  let db: Database;
+  try {
+    db = await openAndMigrate(config, log);
+  } catch (error) {
+    if (error instanceof MigrationError) fail(error.message);
+    fail(`cannot open the database: ${error instanceof Error ? error.message : String(error)}`);
+  }
+  if (args.command === "migrate") {
+    await db.close();
+    process.stdout.write("migrations up to date\n");
+    return;
+  }
+
+  const redisUrl = redisUrlOf(config, process.env);
+  const redis: RedisLink | null = redisUrl ? await connectRedis(redisUrl, log) : null;
+  const gateway = await buildGateway({
+    config, db, log,
+    counters: redis?.counters,
+    broadcast: redis ? (message) => redis.publish(message) : undefined,
+    redisStatus: redis ? () => redis.status() : undefined,
+  });
+  redis?.subscribe((message) => gateway.auth.invalidate(message));
+  const scheduler = startBudgetScheduler({ db, log, config, gateway });
+
+  const port = args.port ?? 4000;
+  const hostname = args.host ?? "0.0.0.0";
+  const serve = (app: typeof gateway.app | NonNullable<typeof gateway.adminApp>, p: number) =>
+    Bun.serve({ port: p, hostname, fetch: (request) => app.handle(request), idleTimeout: 255, maxRequestBodySize: Math.max(g.max_request_size_mb * 2, 64) * 1024 * 1024 });
+  const server = serve(gateway.app, port);
+  const adminServer = gateway.adminApp && g.admin_port !== undefined ? serve(gateway.adminApp, g.admin_port) : null;
+  log.info(`litegate ${VERSION} listening`, { url: `http://${hostname}:${server.port}`, database: db.kind, redis: redis ? "on" : "off", admin_port: adminServer?.port });
+
+  let stopping = false;
+  const shutdown = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info("shutting down: finishing in-flight requests", { signal });
+    const grace = Bun.sleep(g.shutdown_grace_seconds * 1000).then(() => "timeout" as const);
+    const drained = Promise.all([server.stop(false), adminServer?.stop(false)]).then(() => "drained" as const);
+    if ((await Promise.race([drained, grace])) === "timeout") {
+      log.warn("grace period over: closing remaining connections");
+      server.stop(true);
+      adminServer?.stop(true);
+    }
+    scheduler.stop();
+    await gateway.close();
+    await redis?.close();
+    await db.close();
+    log.info("stopped");
+    process.exit(0);
+  };
+  process.on("SIGTERM", () => void shutdown("SIGTERM"));
+  process.on("SIGINT", () => void shutdown("SIGINT"));
+}
+
+await main();

@@ -1,0 +1,71 @@
+import { badRequest, tooLarge } from "../http/errors";
+import { parseJsonBody } from "../http/lenient-json";
+import type { Route } from "../providers/types";
+
+const utf8 = new TextDecoder("utf-8", { fatal: true });
+
+/** The body as text, refused when larger than the limit or not valid UTF-8. */
+export async function readBodyText(request: Request, maxBytes: number, limitMb: number): Promise<string> {
+  const declared = Number(request.headers.get("content-length") ?? 0);
+  if (declared > maxBytes) throw tooLarge(limitMb);
+  const bytes = await request.arrayBuffer();
+  if (bytes.byteLength > maxBytes) throw tooLarge(limitMb);
+  try {
+    return utf8.decode(bytes);
+  } catch {
+    throw badRequest("Request body is not valid UTF-8");
+  }
+}
+
+export interface InferenceBody {
+  body: Record<string, unknown>;
+  model: string;
+  stream: boolean;
+  /** The customer (`user` field), if any. */
+  user: string | null;
+  maxTokens: number | null;
+}
+
+const isObject = (value: unknown): value is Record<string, unknown> =>
+  typeof value === "object" && value !== null && !Array.isArray(value);
+
+function optionalCount(body: Record<string, unknown>, field: string): number | null {
+  const value = body[field];
+  if (value === undefined || value === null) return null;
+  if (typeof value !== "number" || !Number.isInteger(value) || value < 0) {
+    throw badRequest(`${field}: must be a non-negative integer`, field);
+  }
+  return value;
+}
+
+/** Parses and checks what the gateway itself relies on; every other field goes to the provider untouched. */
+export function parseInferenceBody(text: string, route: Route): InferenceBody {
+  if (text.trim() === "") throw badRequest("Request body is empty: send a JSON object");
+  const parsed = parseJsonBody(text);
+  if (!parsed.ok) throw badRequest(parsed.message);
+  const body = parsed.value;
+  if (!isObject(body)) throw badRequest("Request body must be a JSON object");
+  const model = body.model;
+  if (typeof model !== "string" || model === "") throw badRequest("model: required, a model name", "model");
+  if (route === "chat") {
+    if (!Array.isArray(body.messages) || body.messages.length === 0) {
+      throw badRequest("messages: required, a non-empty array of messages", "messages");
+    }
+    for (let i = 0; i < body.messages.length; i++) {
+      if (!isObject(body.messages[i])) throw badRequest(`messages[${i}]: must be an object`, `messages[${i}]`);
+    }
+  } else if (route === "completions") {
+    if (body.prompt === undefined || body.prompt === null) throw badRequest("prompt: required", "prompt");
+  } else if (body.input === undefined || body.input === null || body.input === "") {
+    throw badRequest("input: required", "input");
+  }
+  if (body.stream !== undefined && body.stream !== null && typeof body.stream !== "boolean") {
+    throw badRequest("stream: must be a boolean", "stream");
+  }
+  const user = body.user;
+  if (user !== undefined && user !== null && typeof user !== "string") throw badRequest("user: must be a string", "user");
+  if (typeof user === "string" && user.length > 256) throw badRequest("user: at most 256 characters", "user");
+  const maxTokens = optionalCount(body, "max_tokens") ?? optionalCount(body, "max_completion_tokens");
+  return { body, model, stream: body.stream === true && route !== "embeddings", user: user || null, maxTokens };
+}
+

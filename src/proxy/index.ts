@@ -1,0 +1,4 @@
+export { createInference, type Inference, type InferenceDeps, type RequestRecord } from "./inference";
+export { inferenceRoutes } from "./routes";
+export { createRuntime, type Runtime, type GatewayState } from "./runtime";
+export { ModelRouter } from "./router";

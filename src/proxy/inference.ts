@@ -1,0 +1,187 @@
+import type { Auth } from "../auth";
+import type { Caller, CustomerRecord } from "../auth/principal";
+import type { Clock } from "../clock";
+import { type Governance, type Plan, type Ticket, checkModelAccess, planChecks } from "../governance";
+import { GatewayError, badRequest, forbidden } from "../http/errors";
+import type { Logger } from "../log";
+import type { Deployment, Route, Usage, UpstreamResult } from "../providers/types";
+import type { SpendWriter } from "../spend";
+import { countPromptTokens, countTextTokens } from "../tokens";
+import { parseInferenceBody, readBodyText } from "./body";
+import type { Runtime } from "./runtime";
+import { type StreamOutcome, tapStream } from "./tap";
+
+/** What one finished request looked like, for logs and metrics. */
+export interface RequestRecord {
+  requestId: string;
+  route: Route;
+  model: string;
+  deployment: string | null;
+  caller: Caller;
+  customer: string | null;
+  status: number;
+  usage: Usage | null;
+  cost: number;
+  durationMs: number;
+  streamEnd?: StreamOutcome["end"];
+}
+
+export interface InferenceDeps {
+  clock: Clock;
+  log: Logger;
+  auth: Auth;
+  governance: Governance;
+  spend: SpendWriter;
+  runtime: () => Runtime;
+  /** Called once per finished request (success or failure after authentication). */
+  observe?: (record: RequestRecord) => void;
+}
+
+interface Context {
+  requestId: string;
+  route: Route;
+  start: number;
+  runtime: Runtime;
+  caller: Caller;
+  customer: CustomerRecord | null;
+  model: string;
+  deployment: Deployment;
+  body: Record<string, unknown>;
+  ticket: Ticket;
+}
+
+const JSON_HEADERS = { "content-type": "application/json" };
+const SSE_HEADERS = { "content-type": "text/event-stream", "cache-control": "no-cache", connection: "keep-alive" };
+
+/** check → reserve → call → stream tap → settle: the one path every inference request takes. */
+export function createInference(deps: InferenceDeps) {
+  const { clock, auth, governance, spend } = deps;
+
+  function usageOf(ctx: Context, reported: Usage | null, completionText: string): Usage {
+    if (reported) return reported;
+    const prompt = ctx.route === "embeddings" || ctx.route === "chat" || ctx.route === "completions"
+      ? countPromptTokens(ctx.route, ctx.body, true)
+      : 0;
+    const completion = completionText ? countTextTokens(completionText) : 0;
+    return { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion };
+  }
+
+  /** Turns the reservation into the real cost and hands the spend to the writer. Returns the cost. */
+  function settle(ctx: Context, usage: Usage, status: string): number {
+    const cost = ctx.runtime.pricing.cost(ctx.deployment, ctx.route, usage);
+    ctx.ticket.settle(cost, usage.total_tokens);
+    spend.record({
+      requestId: ctx.requestId,
+      targets: ctx.ticket.plan.targets,
+      model: ctx.model,
+      deployment: ctx.deployment.id,
+      route: ctx.route,
+      usage,
+      cost,
+      start: ctx.start,
+      end: clock.now(),
+      status,
+      metadata: {},
+    });
+    return cost;
+  }
+
+  function observe(ctx: Context, status: number, usage: Usage | null, cost: number, streamEnd?: StreamOutcome["end"]) {
+    deps.observe?.({
+      requestId: ctx.requestId, route: ctx.route, model: ctx.model, deployment: ctx.deployment.id, caller: ctx.caller,
+      customer: ctx.customer?.user_id ?? null, status, usage, cost, durationMs: clock.now() - ctx.start, streamEnd,
+    });
+  }
+
+  function spendHeaders(ctx: Context): Record<string, string> {
+    const headers = ctx.ticket.headers();
+    headers["x-litellm-call-id"] = ctx.requestId;
+    if (ctx.caller.kind === "key") {
+      const keyCheck = ctx.ticket.plan.checks.find((c) => c.kind === "budget" && c.scope === "key");
+      const key = ctx.caller.principal.key;
+      headers["x-litellm-key-spend"] = String(keyCheck ? governance.counters.used(keyCheck) : key.spend);
+      const max = keyCheck?.limit ?? key.max_budget;
+      if (max !== null && max !== undefined) headers["x-litellm-key-max-budget"] = String(max);
+    }
+    return headers;
+  }
+
+  function upstreamError(result: Extract<UpstreamResult, { kind: "error" }>): GatewayError {
+    const headers: Record<string, string> = {};
+    if (result.retryAfter !== undefined) headers["retry-after"] = String(result.retryAfter);
+    const status = result.status >= 400 && result.status <= 599 ? result.status : 502;
+    const type = result.type ?? (status === 429 ? "rate_limit_error" : status >= 500 ? "upstream_error" : "invalid_request_error");
+    return new GatewayError(status, type, result.message, null, headers);
+  }
+
+  async function admit(route: Route, request: Request, requestId: string, start: number): Promise<{ ctx: Context; rawBody: string; stream: boolean }> {
+    const runtime = deps.runtime();
+    const caller = await auth.authenticate(request.headers);
+    const rawBody = await readBodyText(request, runtime.maxBodyBytes, runtime.config.general_settings.max_request_size_mb);
+    const parsed = parseInferenceBody(rawBody, route);
+    const deployment = runtime.router.pick(parsed.model);
+    if (!deployment) {
+      throw badRequest(`Invalid model name passed in model=${parsed.model}. Call GET /v1/models for the models this key may use.`, "model");
+    }
+    checkModelAccess(caller, parsed.model, runtime.router.groups);
+    if (runtime.rejectUnpriced && !runtime.pricing.priceOf(deployment)) {
+      throw badRequest(`Model ${parsed.model} has no price and general_settings.reject_unpriced_models is true`, "model");
+    }
+    const customer = parsed.user ? await auth.customer(parsed.user) : null;
+    if (customer?.blocked) throw forbidden(`End user ${customer.user_id} is blocked`);
+    const completion = route === "embeddings" ? 0 : (parsed.maxTokens ?? runtime.defaultCompletionTokens);
+    const estimatedCost = runtime.pricing.estimate(deployment, route, countPromptTokens(route, parsed.body, false), completion);
+    const plan: Plan = planChecks({
+      caller, customer, model: parsed.model, estimatedCost, now: clock.now(), defaults: runtime.budgetDefaults(),
+    });
+    const ticket = await governance.admit(plan);
+    const ctx: Context = { requestId, route, start, runtime, caller, customer, model: parsed.model, deployment, body: parsed.body, ticket };
+    return { ctx, rawBody, stream: parsed.stream };
+  }
+
+  return async function handle(route: Route, request: Request): Promise<Response> {
+    const start = clock.now();
+    const requestId = crypto.randomUUID();
+    const { ctx, rawBody, stream } = await admit(route, request, requestId, start);
+
+    const timeout = AbortSignal.timeout(ctx.runtime.requestTimeoutMs);
+    const signal = AbortSignal.any([request.signal, timeout]);
+    let result: UpstreamResult;
+    try {
+      result = await ctx.runtime.providerFor(ctx.deployment).send({
+        route, deployment: ctx.deployment, body: ctx.body, rawBody, stream, signal,
+      });
+    } catch (error) {
+      ctx.ticket.release();
+      const aborted = request.signal.aborted;
+      observe(ctx, aborted ? 499 : 502, null, 0);
+      throw new GatewayError(502, "upstream_error", `Upstream request failed: ${error instanceof Error ? error.message : String(error)}`);
+    }
+
+    if (result.kind === "error") {
+      ctx.ticket.release();
+      observe(ctx, result.status, null, 0);
+      throw upstreamError(result);
+    }
+
+    if (result.kind === "json") {
+      const usage = usageOf(ctx, result.usage, "");
+      const cost = settle(ctx, usage, "success");
+      observe(ctx, result.status, usage, cost);
+      const headers = spendHeaders(ctx);
+      headers["x-litellm-response-cost"] = String(cost);
+      return new Response(result.body, { status: result.status, headers: { ...JSON_HEADERS, ...headers } });
+    }
+
+    const headers = spendHeaders(ctx);
+    const body = tapStream(result.stream, (outcome) => {
+      const usage = usageOf(ctx, outcome.usage, outcome.text);
+      const status = outcome.end === "complete" ? "success" : outcome.end === "cancelled" ? "client_disconnected" : "stream_failed";
+      const cost = settle(ctx, usage, status);
+      observe(ctx, outcome.end === "complete" ? result.status : outcome.end === "cancelled" ? 499 : 502, usage, cost, outcome.end);
+    });
+    return new Response(body, { status: result.status, headers: { ...SSE_HEADERS, ...headers } });
+  };
+}
+
+export type Inference = ReturnType<typeof createInference>;

@@ -1,0 +1,59 @@
+import type { Config } from "../config";
+import type { Database } from "../db";
+import type { Gateway } from "../gateway";
+import type { Logger } from "../log";
+import { resetDueBudgets } from "./resets";
+
+export { resetDueBudgets } from "./resets";
+
+export interface SchedulerOptions {
+  db: Database;
+  log: Logger;
+  config: Config;
+  gateway: Gateway;
+}
+
+/**
+ * Runs resets every random(proxy_budget_rescheduler_min_time, _max_time) seconds, so instances
+ * started together do not all hit the database at once.
+ */
+export function startBudgetScheduler(options: SchedulerOptions) {
+  const { db, log, gateway } = options;
+  let timer: Timer | null = null;
+  let stopped = false;
+
+  const delayMs = () => {
+    const g = gateway.runtime().config.general_settings;
+    const min = g.proxy_budget_rescheduler_min_time;
+    const max = Math.max(min, g.proxy_budget_rescheduler_max_time);
+    return (min + Math.random() * (max - min)) * 1000;
+  };
+
+  const tick = async () => {
+    try {
+      const l = gateway.runtime().config.litellm_settings;
+      const counts = await resetDueBudgets(db, new Date(), {
+        internalUserBudgetDuration: l.internal_user_budget_duration ?? undefined,
+        gatewayBudgetDuration: l.budget_duration ?? undefined,
+      });
+      if (Object.keys(counts).length > 0) log.info("budgets reset", counts);
+      const [row] = await db.query("select spend, budget_reset_at from gateway_spend where id = 1");
+      if (row) {
+        gateway.gatewayState.spend = row.spend;
+        gateway.gatewayState.budgetResetAt = row.budget_reset_at;
+      }
+    } catch (error) {
+      log.warn("budget reset pass failed; will retry", { error: String(error) });
+    } finally {
+      if (!stopped) timer = setTimeout(tick, delayMs());
+    }
+  };
+  timer = setTimeout(tick, delayMs());
+
+  return {
+    stop() {
+      stopped = true;
+      if (timer) clearTimeout(timer);
+    },
+  };
+}

@@ -1,0 +1,95 @@
+import type { Sql } from "../db";
+import { currentPeriodEnd, parseDuration } from "../governance/duration";
+
+/** A stored budget whose period is over: where it is, which duration it runs on, and when it ended. */
+interface DueRow {
+  id: string;
+  duration: string | null;
+  reset_at: Date;
+}
+
+interface Table {
+  name: string;
+  /** Rows whose budget_reset_at has passed, with the duration they reset on. */
+  due: string;
+  /** Compare-and-set: only the instance that still sees the old reset time resets the row. */
+  reset: string;
+  /** Parameters of `due` after `$1` (now). */
+  extra?: (defaults: ResetDefaults) => unknown[];
+}
+
+const TABLES: Table[] = [
+  {
+    name: "keys",
+    due: `select token as id, coalesce(k.budget_duration, b.budget_duration) as duration, k.budget_reset_at as reset_at
+          from keys k left join budgets b on b.budget_id = k.budget_id where k.budget_reset_at <= $1 limit 1000`,
+    reset: "update keys set spend = 0, budget_reset_at = $3 where token = $1 and budget_reset_at = $2",
+  },
+  {
+    name: "users",
+    due: `select user_id as id, coalesce(budget_duration, case when user_role = 'internal_user' then $2::text end) as duration,
+          budget_reset_at as reset_at from users where budget_reset_at <= $1 limit 1000`,
+    reset: "update users set spend = 0, budget_reset_at = $3 where user_id = $1 and budget_reset_at = $2",
+    extra: (d) => [d.internalUserBudgetDuration ?? null],
+  },
+  {
+    name: "teams",
+    due: "select team_id as id, budget_duration as duration, budget_reset_at as reset_at from teams where budget_reset_at <= $1 limit 1000",
+    reset: "update teams set spend = 0, budget_reset_at = $3 where team_id = $1 and budget_reset_at = $2",
+  },
+  {
+    name: "team_memberships",
+    due: `select m.team_id || chr(31) || m.user_id as id, b.budget_duration as duration, m.budget_reset_at as reset_at
+          from team_memberships m left join budgets b on b.budget_id = m.budget_id where m.budget_reset_at <= $1 limit 1000`,
+    reset: `update team_memberships set spend = 0, budget_reset_at = $3
+            where team_id || chr(31) || user_id = $1 and budget_reset_at = $2`,
+  },
+  {
+    name: "end_users",
+    due: `select e.user_id as id, b.budget_duration as duration, e.budget_reset_at as reset_at
+          from end_users e left join budgets b on b.budget_id = e.budget_id where e.budget_reset_at <= $1 limit 1000`,
+    reset: "update end_users set spend = 0, budget_reset_at = $3 where user_id = $1 and budget_reset_at = $2",
+  },
+  {
+    name: "key_model_spend",
+    due: `select s.token || chr(31) || s.model as id, k.model_max_budget -> s.model ->> 'time_period' as duration, s.budget_reset_at as reset_at
+          from key_model_spend s join keys k on k.token = s.token where s.budget_reset_at <= $1 limit 1000`,
+    reset: `update key_model_spend set spend = 0, budget_reset_at = $3
+            where token || chr(31) || model = $1 and budget_reset_at = $2`,
+  },
+  {
+    name: "gateway_spend",
+    due: "select '1' as id, $2::text as duration, budget_reset_at as reset_at from gateway_spend where budget_reset_at <= $1",
+    reset: "update gateway_spend set spend = 0, budget_reset_at = $3 where $1 = '1' and id = 1 and budget_reset_at = $2",
+    extra: (d) => [d.gatewayBudgetDuration ?? null],
+  },
+];
+
+export interface ResetDefaults {
+  internalUserBudgetDuration?: string;
+  gatewayBudgetDuration?: string;
+}
+
+/**
+ * Persists every reset that is due: spend to 0 and `budget_reset_at` to the next boundary after now
+ * (missed periods collapse into one). Safe with several instances: each row is reset by exactly one.
+ * Enforcement does not wait for this: a passed `budget_reset_at` already counts as reset.
+ */
+export async function resetDueBudgets(db: Sql, now: Date, defaults: ResetDefaults): Promise<Record<string, number>> {
+  const counts: Record<string, number> = {};
+  for (const table of TABLES) {
+    const rows = await db.query<DueRow>(table.due, [now.toISOString(), ...(table.extra?.(defaults) ?? [])]);
+    let reset = 0;
+    for (const row of rows) {
+      const duration = parseDuration(row.duration);
+      const resetAt = new Date(row.reset_at);
+      // No duration any more: the budget no longer resets; leave its spend alone.
+      if (!duration) continue;
+      const next = currentPeriodEnd(resetAt, duration, now);
+      const updated = await db.query(`${table.reset} returning 1`, [row.id, resetAt.toISOString(), next.toISOString()]);
+      reset += updated.length;
+    }
+    if (reset > 0) counts[table.name] = reset;
+  }
+  return counts;
+}

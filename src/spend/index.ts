@@ -1,0 +1,2 @@
+export { createSpendWriter, type SpendWriter } from "./writer";
+export type { SpendEvent } from "./batch";
