@@ -11,3 +11,7 @@ declare module "*.data" {
   const path: string;
   export default path;
 }
+declare module "*.lua" {
+  const text: string;
+  export default text;
+}

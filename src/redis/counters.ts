@@ -1,0 +1,312 @@
+import type Redis from "ioredis";
+import type { CounterCheck, Counters } from "../governance/counters";
+import type { Logger } from "../log";
+import { redisKeys } from "./keys";
+import SYNC_SCRIPT from "./sync.lua" with { type: "text" };
+
+/**
+ * Counters shared by every instance through Redis, without a Redis round trip per request.
+ *
+ * Each instance holds a lease on each counter it uses: room it may consume on its own. Requests are
+ * admitted in memory while they fit in the lease; every tick (10 ms) one pipelined round trip pushes
+ * settled amounts, returns slack and asks for more room. The sum of leases and settled value never
+ * exceeds the limit, except by the one request admitted when the room ran out (its own reservation
+ * need not fit), so limits hold across instances. Leases shrink as the room shrinks, so near the edge
+ * requests are decided by Redis itself. A dead instance's leases expire with its heartbeat.
+ */
+
+interface State {
+  check: CounterCheck;
+  lease: number;
+  inflight: number;
+  /** Settled amounts not yet pushed to Redis. */
+  unsynced: number;
+  /** Shared settled value and the other instances' leases, as of the last sync. */
+  v: number;
+  others: number;
+  peers: number;
+  synced: boolean;
+  busy: Promise<unknown> | null;
+  /** Reserved since the last sync: sizes the next lease. */
+  admittedSinceSync: number;
+  lastReserve: number;
+  touchedAt: number;
+  syncedAt: number;
+}
+
+type SyncReply = [number, string, string, string, number];
+
+export interface SharedCountersOptions {
+  redis: Redis;
+  instanceId: string;
+  log: Logger;
+  now: () => number;
+  tickMs?: number;
+  leaseTtlMs?: number;
+}
+
+const consumed = (s: State) => s.inflight + s.unsynced;
+const DAY_MS = 86_400_000;
+
+export class SharedCounters implements Counters {
+  private readonly states = new Map<string, State>();
+  private readonly redis: Redis & { litegateSync?: (...args: unknown[]) => Promise<SyncReply> };
+  private readonly timer: Timer;
+  private degraded = false;
+  private ticking = false;
+  syncs = 0;
+  failures = 0;
+  lastSyncMs = 0;
+
+  constructor(private readonly options: SharedCountersOptions) {
+    this.redis = options.redis;
+    this.redis.defineCommand("litegateSync", { numberOfKeys: 1, lua: SYNC_SCRIPT });
+    this.timer = setInterval(() => void this.tick(), options.tickMs ?? 10);
+  }
+
+  get isDegraded(): boolean {
+    return this.degraded;
+  }
+
+  private state(check: CounterCheck): State {
+    let s = this.states.get(check.key);
+    if (!s) {
+      s = {
+        check, lease: 0, inflight: 0, unsynced: 0, v: check.initial, others: 0, peers: 0, synced: false, busy: null,
+        admittedSinceSync: 0, lastReserve: check.reserve, touchedAt: this.options.now(), syncedAt: 0,
+      };
+      this.states.set(check.key, s);
+    } else {
+      s.check = check;
+    }
+    return s;
+  }
+
+  private fitsLocally(s: State, check: CounterCheck): boolean {
+    if (this.degraded) return s.v + consumed(s) < check.limit;
+    return s.synced && s.busy === null && consumed(s) + check.reserve <= s.lease && (check.reserve > 0 || consumed(s) < s.lease);
+  }
+
+  private take(s: State, check: CounterCheck): void {
+    s.inflight += check.reserve;
+    s.admittedSinceSync += check.reserve;
+    s.lastReserve = Math.max(check.reserve, s.lastReserve * 0.9);
+    s.touchedAt = this.options.now();
+  }
+
+  /** Room to ask for: a few ticks of this instance's traffic, never more than its share of what is left. */
+  private want(s: State): number {
+    const base = Math.max(s.lastReserve, 3 * s.admittedSinceSync);
+    const free = s.check.limit - s.v - s.others - consumed(s);
+    return Math.max(0, Math.min(base, free / (2 * (s.peers + 1))));
+  }
+
+  admit(checks: readonly CounterCheck[]): number | Promise<number> {
+    const states = checks.map((check) => this.state(check));
+    let allLocal = true;
+    for (let i = 0; i < checks.length; i++) {
+      if (!this.fitsLocally(states[i]!, checks[i]!)) {
+        if (this.degraded) return i;
+        allLocal = false;
+      }
+    }
+    if (allLocal) {
+      for (let i = 0; i < checks.length; i++) this.take(states[i]!, checks[i]!);
+      return -1;
+    }
+    return this.admitRemote(checks, states);
+  }
+
+  private async admitRemote(checks: readonly CounterCheck[], states: State[]): Promise<number> {
+    const results = await Promise.all(checks.map((check, i) => this.serialized(states[i]!, () => this.decide(states[i]!, check))));
+    const failed = results.indexOf(false);
+    if (failed >= 0) {
+      results.forEach((ok, i) => ok && this.release(checks[i]!));
+      return failed;
+    }
+    return -1;
+  }
+
+  /** Runs `fn` once no other Redis operation is under way for this counter. */
+  private async serialized<T>(s: State, fn: () => Promise<T>): Promise<T> {
+    while (s.busy) await s.busy.catch(() => {});
+    const run = fn();
+    s.busy = run;
+    try {
+      return await run;
+    } finally {
+      s.busy = null;
+    }
+  }
+
+  /** One admission decided by Redis (after a last local try, the lease may have grown meanwhile). */
+  private async decide(s: State, check: CounterCheck): Promise<boolean> {
+    if (this.degraded || (s.synced && consumed(s) + check.reserve <= s.lease && (check.reserve > 0 || consumed(s) < s.lease))) {
+      if (this.degraded && s.v + consumed(s) >= check.limit) return false;
+      this.take(s, check);
+      return true;
+    }
+    const reply = await this.sync(s, check.reserve, true);
+    if (!reply) {
+      if (s.v + consumed(s) >= check.limit) return false;
+      this.take(s, check);
+      return true;
+    }
+    if (reply[0] !== 1) return false;
+    this.take(s, check);
+    return true;
+  }
+
+  /** One counter's sync; null when Redis did not answer (the instance is then degraded). */
+  private async sync(s: State, need: number, admission: boolean): Promise<SyncReply | null> {
+    const push = s.unsynced;
+    s.unsynced = 0;
+    s.lease = Math.max(0, s.lease - push);
+    const want = this.want(s);
+    const keyTtl = Number.isFinite(s.check.expiresAt) ? Math.max(1000, s.check.expiresAt - this.options.now() + 10_000) : DAY_MS;
+    try {
+      const reply = await this.redis.litegateSync!(
+        redisKeys.counter(s.check.key), this.options.instanceId, s.check.initial, s.check.limit, push, s.lease,
+        consumed(s), need, want, this.options.leaseTtlMs ?? 3000, Math.ceil(keyTtl), admission ? "1" : "0",
+      );
+      this.apply(s, reply);
+      this.healthy();
+      return reply;
+    } catch (error) {
+      s.unsynced += push;
+      s.lease += push;
+      this.unhealthy(error);
+      return null;
+    }
+  }
+
+  private apply(s: State, reply: SyncReply): void {
+    s.lease = Number(reply[1]);
+    s.v = Number(reply[2]);
+    s.others = Number(reply[3]);
+    s.peers = Number(reply[4]);
+    s.synced = true;
+    s.admittedSinceSync = 0;
+    s.syncedAt = this.options.now();
+  }
+
+  private healthy(): void {
+    if (this.degraded) this.options.log.info("redis reachable again: counters shared across instances");
+    this.degraded = false;
+    this.options.log.clearOnce("redis-down");
+  }
+
+  private unhealthy(error: unknown): void {
+    this.failures++;
+    if (!this.degraded) {
+      this.options.log.once("error", "redis-down", "redis unreachable: enforcing limits per instance until it returns", { error: String(error) });
+    }
+    this.degraded = true;
+  }
+
+  /** Every tick: one pipelined round trip for every counter with something to tell or to ask. */
+  private async tick(): Promise<void> {
+    if (this.ticking) return;
+    this.ticking = true;
+    const now = this.options.now();
+    const started = performance.now();
+    const batch: State[] = [];
+    for (const [key, s] of this.states) {
+      if (s.busy) continue;
+      const idle = now - s.touchedAt > 5000 && s.inflight === 0 && s.unsynced === 0;
+      if (s.check.expiresAt <= now && s.inflight === 0) {
+        this.states.delete(key);
+        continue;
+      }
+      if (idle && s.lease === 0) {
+        this.states.delete(key);
+        continue;
+      }
+      const due = s.unsynced > 0 || s.admittedSinceSync > 0 || idle || now - s.syncedAt > 1000 || !s.synced;
+      if (due) batch.push(s);
+    }
+    try {
+      if (batch.length === 0) {
+        if (this.degraded) await this.redis.ping().then(() => this.healthy(), (e) => this.unhealthy(e));
+        return;
+      }
+      const pipeline = this.redis.pipeline();
+      const sent = batch.map((s) => {
+        const push = s.unsynced;
+        s.unsynced = 0;
+        s.lease = Math.max(0, s.lease - push);
+        const idle = now - s.touchedAt > 5000 && s.inflight === 0;
+        // Return slack beyond what the next few ticks need; idle counters return everything.
+        const want = idle ? 0 : this.want(s);
+        if (s.lease - s.inflight > want) s.lease = s.inflight + want;
+        const request = Math.max(0, want - (s.lease - s.inflight));
+        const keyTtl = Number.isFinite(s.check.expiresAt) ? Math.max(1000, s.check.expiresAt - now + 10_000) : DAY_MS;
+        (pipeline as any).litegateSync(
+          redisKeys.counter(s.check.key), this.options.instanceId, s.check.initial, s.check.limit, push, s.lease,
+          consumed(s), 0, request, this.options.leaseTtlMs ?? 3000, Math.ceil(keyTtl), "0",
+        );
+        return { s, push };
+      });
+      const done = pipeline.exec();
+      for (const { s } of sent) s.busy = done;
+      const replies = await done;
+      for (const { s } of sent) s.busy = null;
+      if (!replies) throw new Error("pipeline returned nothing");
+      replies.forEach(([error, reply], i) => {
+        const { s, push } = sent[i]!;
+        if (error) {
+          s.unsynced += push;
+          this.unhealthy(error);
+        } else {
+          this.apply(s, reply as SyncReply);
+        }
+      });
+      if (replies.some(([error]) => !error)) this.healthy();
+      this.syncs++;
+      this.lastSyncMs = performance.now() - started;
+    } catch (error) {
+      for (const s of batch) s.busy = null;
+      this.unhealthy(error);
+    } finally {
+      this.ticking = false;
+    }
+  }
+
+  settle(check: CounterCheck, actual: number): void {
+    const s = this.state(check);
+    s.inflight = Math.max(0, s.inflight - check.reserve);
+    s.unsynced += actual;
+    s.touchedAt = this.options.now();
+  }
+
+  release(check: CounterCheck): void {
+    const s = this.states.get(check.key);
+    if (s) s.inflight = Math.max(0, s.inflight - check.reserve);
+  }
+
+  used(check: CounterCheck): number {
+    const s = this.states.get(check.key);
+    return s ? s.v + s.others + consumed(s) : check.initial;
+  }
+
+  forget(prefix: string): void {
+    for (const key of this.states.keys()) if (key.startsWith(prefix)) this.states.delete(key);
+    const stream = this.redis.scanStream({ match: redisKeys.counterPattern(prefix), count: 500 });
+    stream.on("data", (keys: string[]) => void (keys.length > 0 && this.redis.del(...keys).catch(() => {})));
+    stream.on("error", () => {});
+  }
+
+  get size(): number {
+    return this.states.size;
+  }
+
+  async close(): Promise<void> {
+    clearInterval(this.timer);
+    // Hand back every lease so the other instances get the room at once.
+    for (const s of this.states.values()) {
+      s.inflight = 0;
+      s.touchedAt = 0;
+    }
+    await this.tick().catch(() => {});
+  }
+}

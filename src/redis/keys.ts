@@ -1,0 +1,8 @@
+/** Every Redis key and channel litegate uses, in one place. */
+export const redisKeys = {
+  /** A counter's shared state: settled value `v`, and per instance its lease `l:<id>` and heartbeat `h:<id>`. */
+  counter: (key: string) => `lg:c:${key}`,
+  counterPattern: (prefix: string) => `lg:c:${prefix.replace(/[*?[\]\\]/g, "\\$&")}*`,
+  /** Admin writes tell every instance what to forget. */
+  invalidations: "lg:invalidate",
+};
