@@ -1,0 +1,171 @@
+import { describe, expect, test } from "bun:test";
+import type { Caller, CustomerRecord, Principal } from "../../src/auth/principal";
+import { type BudgetDefaults, LocalCounters, createGovernance, planChecks } from "../../src/governance";
+import { GatewayError } from "../../src/http/errors";
+
+const NOW = Date.UTC(2026, 0, 15, 12, 0, 0);
+const defaults: BudgetDefaults = { gatewaySpend: 0, gatewayResetAt: null, gatewayCreatedAt: null };
+
+function principal(overrides: { key?: Partial<Principal["key"]>; user?: Partial<NonNullable<Principal["user"]>> | null } = {}): Principal {
+  return {
+    key: {
+      token: "hash1", key_name: "sk-...abcd", key_alias: null, spend: 0, max_budget: null, budget_duration: null,
+      budget_reset_at: null, soft_budget: null, models: [], tpm_limit: null, rpm_limit: null, max_parallel_requests: null,
+      model_max_budget: {}, model_rpm_limit: {}, model_tpm_limit: {}, user_id: "u1", team_id: null, budget_id: null,
+      expires: null, blocked: false, metadata: {}, created_at: new Date(NOW - 1000), ...overrides.key,
+    },
+    keyBudget: null,
+    user: overrides.user === null ? null : {
+      user_id: "u1", user_role: "internal_user", spend: 0, max_budget: null, budget_duration: null, budget_reset_at: null,
+      models: [], tpm_limit: null, rpm_limit: null, max_parallel_requests: null, created_at: new Date(NOW - 1000), ...overrides.user,
+    },
+    team: null,
+    membership: null,
+    modelSpend: {},
+  };
+}
+
+const keyCaller = (p: Principal): Caller => ({ kind: "key", principal: p, admin: false });
+
+function setup() {
+  let now = NOW;
+  const counters = new LocalCounters(() => now);
+  const governance = createGovernance(counters, () => now);
+  return { counters, governance, advance: (ms: number) => (now += ms), now: () => now };
+}
+
+async function rejected(promise: Promise<unknown>): Promise<GatewayError> {
+  try {
+    await promise;
+  } catch (error) {
+    if (error instanceof GatewayError) return error;
+    throw error;
+  }
+  throw new Error("expected a rejection");
+}
+
+describe("budgets", () => {
+  test("first request under a tiny budget passes, the next is refused naming the key, spend and budget", async () => {
+    const { governance } = setup();
+    const p = principal({ key: { max_budget: 2e-7 } });
+    const plan = () => planChecks({ caller: keyCaller(p), customer: null, model: "gpt-4o", estimatedCost: 1e-4, now: NOW, defaults });
+    const ticket = await governance.admit(plan());
+    ticket.settle(7.2e-5, 30);
+    const error = await rejected(governance.admit(plan()));
+    expect(error.status).toBe(400);
+    expect(error.type).toBe("budget_exceeded");
+    expect(error.message).toBe("ExceededBudget: Key=sk-...abcd over budget. Spend=0.000072, Budget=2e-7");
+  });
+
+  test("concurrent requests cannot overspend by more than one request", async () => {
+    const { governance } = setup();
+    const p = principal({ key: { max_budget: 1 } });
+    const plan = (cost: number) => planChecks({ caller: keyCaller(p), customer: null, model: "m", estimatedCost: cost, now: NOW, defaults });
+    const results = await Promise.allSettled(Array.from({ length: 200 }, () => governance.admit(plan(0.125))));
+    expect(results.filter((r) => r.status === "fulfilled").length).toBe(8);
+    // 0.1 does not add up to 1 in binary floating point: the N+1-th request may pass, never more.
+    const { governance: other } = setup();
+    const decimal = await Promise.allSettled(Array.from({ length: 200 }, () => other.admit(planChecks({
+      caller: keyCaller(principal({ key: { max_budget: 1 } })), customer: null, model: "m", estimatedCost: 0.1, now: NOW, defaults,
+    }))));
+    expect(decimal.filter((r) => r.status === "fulfilled").length).toBeLessThanOrEqual(11);
+  });
+
+  test("a released reservation frees its room", async () => {
+    const { governance } = setup();
+    const p = principal({ key: { max_budget: 0.1 } });
+    const plan = () => planChecks({ caller: keyCaller(p), customer: null, model: "m", estimatedCost: 0.1, now: NOW, defaults });
+    const first = await governance.admit(plan());
+    await rejected(governance.admit(plan()));
+    first.release();
+    await governance.admit(plan());
+  });
+
+  test("team keys skip the user's personal budget; the default internal-user budget applies to personal keys", async () => {
+    const { governance } = setup();
+    const withDefault = { ...defaults, maxInternalUserBudget: 0 };
+    const personal = principal();
+    const error = await rejected(governance.admit(planChecks({ caller: keyCaller(personal), customer: null, model: "m", estimatedCost: 1, now: NOW, defaults: withDefault })));
+    expect(error.message).toBe("ExceededBudget: User=u1 over budget. Spend=0, Budget=0");
+    const teamKey = principal({ key: { team_id: "t1" }, user: { max_budget: 0 } });
+    await governance.admit(planChecks({ caller: keyCaller(teamKey), customer: null, model: "m", estimatedCost: 1, now: NOW, defaults: withDefault }));
+  });
+
+  test("a budget whose period has ended counts as reset before any scheduler runs", async () => {
+    const { governance } = setup();
+    const p = principal({ key: { max_budget: 1, spend: 5, budget_duration: "30s", budget_reset_at: new Date(NOW - 1) } });
+    const plan = planChecks({ caller: keyCaller(p), customer: null, model: "m", estimatedCost: 0.1, now: NOW, defaults });
+    expect(plan.targets.keyPeriod).toBe(NOW - 1 + 30_000);
+    await governance.admit(plan);
+  });
+
+  test("customers get max_end_user_budget unless their budget says otherwise; the master key pays it too", async () => {
+    const { governance } = setup();
+    const customer: CustomerRecord = { user_id: "ishaan3", alias: null, spend: 0.0009, budget_reset_at: null, blocked: false, budget: null, created_at: new Date(NOW) };
+    const error = await rejected(governance.admit(planChecks({
+      caller: { kind: "master" }, customer, model: "m", estimatedCost: 1, now: NOW, defaults: { ...defaults, maxEndUserBudget: 0.0001 },
+    })));
+    expect(error.message).toContain("End User=ishaan3 over budget");
+  });
+
+  test("per-model key budget names the model", async () => {
+    const { governance } = setup();
+    const p = principal({ key: { model_max_budget: { "gpt-4o": { budget_limit: 1e-7, time_period: "1d" } } } });
+    const plan = () => planChecks({ caller: keyCaller(p), customer: null, model: "gpt-4o", estimatedCost: 1, now: NOW, defaults });
+    (await governance.admit(plan())).settle(1e-5, 10);
+    const error = await rejected(governance.admit(plan()));
+    expect(error.message).toContain("exceeded budget for model=gpt-4o");
+    await governance.admit(planChecks({ caller: keyCaller(p), customer: null, model: "other", estimatedCost: 1, now: NOW, defaults }));
+  });
+});
+
+describe("rate limits", () => {
+  test("rpm N admits N and refuses the next with retry-after; rejected requests do not consume", async () => {
+    const { governance, advance, now } = setup();
+    const p = principal({ key: { rpm_limit: 4 } });
+    const plan = () => planChecks({ caller: keyCaller(p), customer: null, model: "m", estimatedCost: 0, now: now(), defaults });
+    for (let i = 0; i < 4; i++) (await governance.admit(plan())).settle(0, 1);
+    for (let i = 0; i < 3; i++) {
+      const error = await rejected(governance.admit(plan()));
+      expect(error.status).toBe(429);
+      expect(error.headers["retry-after"]).toBe("60");
+    }
+    advance(60_000);
+    (await governance.admit(plan())).settle(0, 1);
+  });
+
+  test("max_parallel_requests counts in-flight requests and frees on settle", async () => {
+    const { governance } = setup();
+    const p = principal({ key: { max_parallel_requests: 1 } });
+    const plan = () => planChecks({ caller: keyCaller(p), customer: null, model: "m", estimatedCost: 0, now: NOW, defaults });
+    const first = await governance.admit(plan());
+    expect((await rejected(governance.admit(plan()))).message).toContain("max_parallel_requests=1");
+    first.settle(0, 5);
+    await governance.admit(plan());
+  });
+
+  test("tpm counts prompt and completion tokens of admitted requests", async () => {
+    const { governance } = setup();
+    const p = principal({ key: { tpm_limit: 20 } });
+    const plan = () => planChecks({ caller: keyCaller(p), customer: null, model: "m", estimatedCost: 0, now: NOW, defaults });
+    (await governance.admit(plan())).settle(0, 19);
+    (await governance.admit(plan())).settle(0, 1);
+    expect((await rejected(governance.admit(plan()))).message).toContain("tpm_limit=20");
+  });
+
+  test("per-model headers: after the first request with model_rpm_limit 2, one remains", async () => {
+    const { governance } = setup();
+    const p = principal({ key: { model_rpm_limit: { "gpt-4": 2 }, model_tpm_limit: { "gpt-4": 200 } } });
+    const ticket = await governance.admit(planChecks({ caller: keyCaller(p), customer: null, model: "gpt-4", estimatedCost: 0, now: NOW, defaults }));
+    ticket.settle(0, 21);
+    const headers = ticket.headers();
+    expect(headers["x-litellm-key-remaining-requests-gpt-4"]).toBe("1");
+    expect(headers["x-litellm-key-remaining-tokens-gpt-4"]).toBe("179");
+  });
+
+  test("the master key and proxy admins skip key rate limits", async () => {
+    const { governance } = setup();
+    const p = principal({ key: { rpm_limit: 0 } });
+    await governance.admit(planChecks({ caller: { kind: "key", principal: p, admin: true }, customer: null, model: "m", estimatedCost: 0, now: NOW, defaults }));
+  });
+});
