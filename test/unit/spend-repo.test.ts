@@ -1,0 +1,61 @@
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { type Database, migrate, openDatabase } from "../../src/db";
+import type { SpendTargets } from "../../src/governance";
+import { buildBatch, type SpendEvent } from "../../src/spend/batch";
+import { applyBatch } from "../../src/spend/repo";
+
+let db: Database;
+beforeAll(async () => {
+  db = await openDatabase({ dataDir: mkdtempSync(join(tmpdir(), "litegate-spend-")) });
+  await migrate(db);
+  await db.query("insert into users (user_id) values ('u1')");
+  await db.query("insert into teams (team_id) values ('t1')");
+  await db.query("insert into team_memberships (team_id, user_id) values ('t1', 'u1')");
+  await db.query("insert into keys (token, key_name, user_id, team_id, budget_duration, budget_reset_at) values ('k1', 'sk-...k1', 'u1', 't1', '1d', '2026-01-02T00:00:00Z')");
+});
+afterAll(() => db.close());
+
+function event(cost: number, targets: Partial<SpendTargets>, id = crypto.randomUUID()): SpendEvent {
+  return {
+    requestId: id, model: "gpt-4o", deployment: "gpt-4o#0", route: "chat", cost, start: Date.now(), end: Date.now(), status: "success", metadata: {},
+    usage: { prompt_tokens: 10, completion_tokens: 20, total_tokens: 30 },
+    targets: { token: "k1", keyPeriod: Date.parse("2026-01-02T00:00:00Z"), user: null, team: { id: "t1", period: null },
+      member: { teamId: "t1", userId: "u1", period: null }, customer: { id: "cust-1", period: null }, keyModel: { model: "gpt-4o", period: null },
+      gatewayPeriod: null, ...targets },
+  };
+}
+
+const one = async (sql: string) => (await db.query(sql))[0]!;
+
+describe("spend batches", () => {
+  test("every target row gets the cost once; a retried batch is skipped", async () => {
+    const batch = buildBatch("batch-1", [event(0.25, {}), event(0.5, {})]);
+    expect(await applyBatch(db, batch)).toBe(true);
+    expect(await applyBatch(db, batch)).toBe(false);
+    expect((await one("select spend from keys where token = 'k1'")).spend).toBe(0.75);
+    expect((await one("select spend from teams where team_id = 't1'")).spend).toBe(0.75);
+    expect((await one("select spend from team_memberships")).spend).toBe(0.75);
+    expect((await one("select spend from end_users where user_id = 'cust-1'")).spend).toBe(0.75);
+    expect((await one("select spend from key_model_spend where token = 'k1' and model = 'gpt-4o'")).spend).toBe(0.75);
+    expect((await one("select spend from gateway_spend")).spend).toBe(0.75);
+    expect((await one("select count(*)::int as n from spend_logs")).n).toBe(2);
+  });
+
+  test("a delta for a newer period starts it; a delta for an ended period leaves the running spend alone", async () => {
+    const next = Date.parse("2026-01-03T00:00:00Z");
+    await applyBatch(db, buildBatch("batch-2", [event(0.125, { keyPeriod: next })]));
+    const row = await one("select spend, budget_reset_at from keys where token = 'k1'");
+    expect(row.spend).toBe(0.125);
+    expect(new Date(row.budget_reset_at).getTime()).toBe(next);
+    await applyBatch(db, buildBatch("batch-3", [event(1, { keyPeriod: Date.parse("2026-01-02T00:00:00Z") })]));
+    expect((await one("select spend from keys where token = 'k1'")).spend).toBe(0.125);
+  });
+
+  test("spend of a deleted key is still logged and does not fail the batch", async () => {
+    await applyBatch(db, buildBatch("batch-4", [event(0.5, { token: "gone", team: null, member: null })]));
+    expect((await one("select count(*)::int as n from spend_logs where api_key = 'gone'")).n).toBe(1);
+  });
+});
