@@ -3,6 +3,7 @@ import { Elysia } from "elysia";
 import { type AdminDeps, adminRoutes } from "./admin";
 import { type HealthProbe, healthRoutes, httpEdge } from "./http";
 import type { Logger } from "./log";
+import { type Metrics, metricsRoutes } from "./metrics";
 import { type Inference, type Runtime, inferenceRoutes } from "./proxy";
 
 export interface AppDeps {
@@ -14,6 +15,8 @@ export interface AppDeps {
   version: string;
   /** Serve the admin API on this app (false when it is disabled or has a port of its own). */
   withAdmin: boolean;
+  metrics: Metrics;
+  metricsPublic: () => boolean;
 }
 
 /** Mounts the plugins in pipeline order. No I/O here: everything it needs is passed in. */
@@ -42,6 +45,7 @@ export function createApp(deps: AppDeps) {
       }),
     )
     .use(healthRoutes(deps.health))
+    .use(metricsRoutes(deps.metrics, deps.admin.auth, deps.metricsPublic))
     .use(inferenceRoutes(deps.inference, deps.admin.auth, deps.runtime));
   return deps.withAdmin ? app.use(adminRoutes(deps.admin)) : app;
 }

@@ -6,6 +6,7 @@ import { type Config, deploymentsOf } from "./config";
 import type { Database } from "./db";
 import { type Counters, LocalCounters, createGovernance } from "./governance";
 import { type Logger, createLogger } from "./log";
+import { createMetrics, type Metrics } from "./metrics";
 import { createPricing } from "./pricing";
 import { createProviders } from "./providers";
 import { type GatewayState, type RequestRecord, type Runtime, createInference, createRuntime } from "./proxy";
@@ -23,6 +24,7 @@ export interface GatewayOptions {
   /** Publishes invalidations to other instances (Redis pub/sub). */
   broadcast?: (message: Invalidation) => void;
   redisStatus?: () => string;
+  redisStats?: { syncMs(): number; failures(): number };
   spendIntervalMs?: number;
   observe?: (record: RequestRecord) => void;
 }
@@ -34,6 +36,7 @@ export interface Gateway {
   counters: Counters;
   spend: SpendWriter;
   gatewayState: GatewayState;
+  metrics: Metrics;
   runtime(): Runtime;
   /** Swaps in a new config (models, prices, budgets) without dropping requests. */
   reload(config: Config): void;
@@ -70,7 +73,19 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
     db, clock, log, masterKey: g.master_key, cacheSize: g.key_cache_size, cacheTtlMs: g.key_cache_ttl_seconds * 1000,
   });
   const spend = createSpendWriter({ db, clock, log, intervalMs: options.spendIntervalMs });
-  const inference = createInference({ clock, log, auth, governance, spend, runtime: () => runtime, observe: options.observe });
+  const metrics = createMetrics({
+    spendBacklog: () => spend.backlog(),
+    redisSyncMs: options.redisStats?.syncMs,
+    redisFailures: options.redisStats?.failures,
+  });
+  const inference = createInference({
+    clock, log, auth, governance, spend, runtime: () => runtime,
+    observe(record) {
+      metrics.observe(record);
+      options.observe?.(record);
+    },
+    reject: (reason) => metrics.reject(reason),
+  });
 
   const admin: AdminDeps = {
     db, clock, log, auth, counters, spend, runtime: () => runtime,
@@ -85,7 +100,11 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
     spendBacklog: () => spend.backlog(),
   };
   const separateAdmin = g.admin_port !== undefined && g.admin_api !== "disabled";
-  const appDeps = { log, inference, runtime: () => runtime, health, admin, version: VERSION, withAdmin: g.admin_api !== "disabled" && !separateAdmin };
+  const appDeps = {
+    log, inference, runtime: () => runtime, health, admin, version: VERSION, metrics,
+    withAdmin: g.admin_api !== "disabled" && !separateAdmin,
+    metricsPublic: () => runtime.config.general_settings.metrics_public,
+  };
 
   return {
     app: createApp(appDeps),
@@ -94,6 +113,7 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
     counters,
     spend,
     gatewayState,
+    metrics,
     runtime: () => runtime,
     reload(next) {
       runtime = buildRuntime(next, gatewayState, log);

@@ -62,6 +62,7 @@ async function main(): Promise<void> {
     counters: redis?.counters,
     broadcast: redis ? (message) => redis.publish(message) : undefined,
     redisStatus: redis ? () => redis.status() : undefined,
+    redisStats: redis ? { syncMs: () => redis.counters.lastSyncMs, failures: () => redis.counters.failures } : undefined,
   });
   redis?.subscribe((message) => gateway.auth.invalidate(message));
   const scheduler = startBudgetScheduler({ db, log, config, gateway });

@@ -35,6 +35,8 @@ export interface InferenceDeps {
   runtime: () => Runtime;
   /** Called once per finished request (success or failure after authentication). */
   observe?: (record: RequestRecord) => void;
+  /** Called when a request is refused before reaching a provider, with the error type. */
+  reject?: (reason: string) => void;
 }
 
 interface Context {
@@ -142,7 +144,14 @@ export function createInference(deps: InferenceDeps) {
   return async function handle(route: Route, request: Request): Promise<Response> {
     const start = clock.now();
     const requestId = crypto.randomUUID();
-    const { ctx, rawBody, stream } = await admit(route, request, requestId, start);
+    let admitted: Awaited<ReturnType<typeof admit>>;
+    try {
+      admitted = await admit(route, request, requestId, start);
+    } catch (error) {
+      deps.reject?.(error instanceof GatewayError ? error.type : "internal");
+      throw error;
+    }
+    const { ctx, rawBody, stream } = admitted;
 
     const timeout = AbortSignal.timeout(ctx.runtime.requestTimeoutMs);
     const signal = AbortSignal.any([request.signal, timeout]);
