@@ -19,3 +19,4 @@ const server = Bun.serve({
   },
 });
 process.stdout.write(`bare proxy listening ${server.port}\n`);
+export {};

@@ -36,3 +36,4 @@ const server = Bun.serve({
   },
 });
 process.stdout.write(`upstream listening ${server.port}\n`);
+export {};

@@ -79,3 +79,4 @@ export function createMetrics(sources: MetricsSources, maxLabelValues = 200) {
     },
   };
 }
+export { metricsRoutes } from "./routes";

@@ -19,6 +19,8 @@ export async function readBodyText(request: Request, maxBytes: number, limitMb: 
 
 export interface InferenceBody {
   body: Record<string, unknown>;
+  /** The body to forward: the client's text when it was strict JSON, else the body re-serialised. */
+  raw: string;
   model: string;
   stream: boolean;
   /** The customer (`user` field), if any. */
@@ -66,6 +68,7 @@ export function parseInferenceBody(text: string, route: Route): InferenceBody {
   if (user !== undefined && user !== null && typeof user !== "string") throw badRequest("user: must be a string", "user");
   if (typeof user === "string" && user.length > 256) throw badRequest("user: at most 256 characters", "user");
   const maxTokens = optionalCount(body, "max_tokens") ?? optionalCount(body, "max_completion_tokens");
-  return { body, model, stream: body.stream === true && route !== "embeddings", user: user || null, maxTokens };
+  const raw = parsed.strict === false ? JSON.stringify(body) : text;
+  return { body, raw, model, stream: body.stream === true && route !== "embeddings", user: user || null, maxTokens };
 }
 

@@ -138,7 +138,7 @@ export function createInference(deps: InferenceDeps) {
     });
     const ticket = await governance.admit(plan);
     const ctx: Context = { requestId, route, start, runtime, caller, customer, model: parsed.model, deployment, body: parsed.body, ticket };
-    return { ctx, rawBody, stream: parsed.stream };
+    return { ctx, rawBody: parsed.raw, stream: parsed.stream };
   }
 
   return async function handle(route: Route, request: Request): Promise<Response> {

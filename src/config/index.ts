@@ -1,0 +1,40 @@
+import type { Deployment } from "../providers/types";
+import type { Config } from "./schema";
+
+export { ConfigError, loadConfig, parseConfig, pathName, validateConfig } from "./load";
+export type { Config, GeneralSettings, LitellmSettings, ModelEntry, RouterSettings } from "./schema";
+
+type Env = Record<string, string | undefined>;
+
+/** One deployment per model_list entry: `provider/model` split, `openai` when no provider is named. */
+export function deploymentsOf(config: Config): Deployment[] {
+  return config.model_list.map((entry, index) => {
+    const model = entry.litellm_params.model;
+    const slash = model.indexOf("/");
+    return {
+      id: entry.model_info?.id ?? `${entry.model_name}#${index}`,
+      modelName: entry.model_name,
+      provider: slash > 0 ? model.slice(0, slash) : "openai",
+      upstreamModel: slash > 0 ? model.slice(slash + 1) : model,
+      params: entry.litellm_params as Record<string, unknown>,
+      modelInfo: (entry.model_info ?? {}) as Record<string, unknown>,
+    };
+  });
+}
+
+export function databaseUrlOf(config: Config, env: Env): string | undefined {
+  return config.general_settings.database_url || env.DATABASE_URL || undefined;
+}
+
+/** `redis_url`, `REDIS_URL`, then LiteLLM's router_settings / cache_params host, port and password. */
+export function redisUrlOf(config: Config, env: Env): string | undefined {
+  const direct = config.general_settings.redis_url || config.router_settings.redis_url || env.REDIS_URL;
+  if (direct) return direct;
+  const r = config.router_settings;
+  const c = config.litellm_settings.cache_params;
+  const host = r.redis_host ?? c?.host;
+  if (!host) return undefined;
+  const port = r.redis_port ?? c?.port ?? 6379;
+  const password = r.redis_password ?? c?.password;
+  return `redis://${password ? `:${encodeURIComponent(password)}@` : ""}${host}:${port}`;
+}

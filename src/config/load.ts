@@ -1,0 +1,160 @@
+import { Value } from "@sinclair/typebox/value";
+import { readFileSync } from "node:fs";
+import { parseDocument } from "yaml";
+import { parseDuration } from "../governance/duration";
+import { type Config, ConfigSchema, KNOWN_KEYS } from "./schema";
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(problems.join("\n"));
+  }
+}
+
+type Env = Record<string, string | undefined>;
+const ENV_REF = /^os\.environ\/([A-Za-z_][A-Za-z0-9_]*)$/;
+const SECTIONS = ["model_list", "general_settings", "litellm_settings", "router_settings", "environment_variables"];
+
+/** `model_list[1].litellm_params.model` from `["model_list", 1, "litellm_params", "model"]`. */
+export function pathName(parts: readonly (string | number)[]): string {
+  return parts.reduce<string>((out, part) => (typeof part === "number" || /^\d+$/.test(part) ? `${out}[${part}]` : out ? `${out}.${part}` : part), "");
+}
+
+/** Replaces every `os.environ/NAME` string; a missing provider api_key only warns (the deployment fails at request time). */
+function substitute(value: unknown, path: (string | number)[], env: Env, problems: string[], warnings: string[]): unknown {
+  if (typeof value === "string") {
+    const match = ENV_REF.exec(value.trim());
+    if (!match) return value;
+    const resolved = env[match[1]!];
+    if (resolved !== undefined) return resolved;
+    const isApiKey = path[0] === "model_list" && path[2] === "litellm_params" && path[3] === "api_key";
+    if (isApiKey) {
+      warnings.push(`${pathName(path)}: environment variable ${match[1]} is not set; requests to this deployment will fail until it is`);
+      return undefined;
+    }
+    problems.push(`${pathName(path)}: environment variable ${match[1]} is not set`);
+    return value;
+  }
+  if (Array.isArray(value)) return value.map((item, i) => substitute(item, [...path, i], env, problems, warnings));
+  if (value && typeof value === "object") {
+    const out: Record<string, unknown> = {};
+    for (const [key, item] of Object.entries(value)) {
+      const next = substitute(item, [...path, key], env, problems, warnings);
+      if (next !== undefined) out[key] = next;
+    }
+    return out;
+  }
+  return value;
+}
+
+function warnUnknown(object: unknown, known: readonly string[], path: string, warnings: string[]): void {
+  if (!object || typeof object !== "object" || Array.isArray(object)) return;
+  for (const key of Object.keys(object)) {
+    if (!known.includes(key)) warnings.push(`${path}.${key}: not supported by litegate, ignored`);
+  }
+}
+
+function schemaMessage(error: { message: string; schema: Record<string, any>; value: unknown }): string {
+  if (error.value === undefined) return "required";
+  if (error.schema.minimum !== undefined && typeof error.value === "number" && error.value < error.schema.minimum) return `must be >= ${error.schema.minimum}`;
+  if (error.schema.exclusiveMinimum !== undefined && typeof error.value === "number") return `must be > ${error.schema.exclusiveMinimum}`;
+  return `${error.message.replace(/^Expected/, "expected")} (got ${JSON.stringify(error.value)})`;
+}
+
+function checkSemantics(config: Config, problems: string[]): void {
+  const g = config.general_settings;
+  const l = config.litellm_settings;
+  if (g.master_key !== undefined && !g.master_key.startsWith("sk-")) problems.push(`general_settings.master_key: must start with "sk-"`);
+  if (g.proxy_budget_rescheduler_min_time > g.proxy_budget_rescheduler_max_time) {
+    problems.push("general_settings.proxy_budget_rescheduler_min_time: must not be greater than proxy_budget_rescheduler_max_time");
+  }
+  for (const [path, value] of [["litellm_settings.budget_duration", l.budget_duration], ["litellm_settings.internal_user_budget_duration", l.internal_user_budget_duration]] as const) {
+    if (value !== undefined && !parseDuration(value)) problems.push(`${path}: "${value}" is not a duration (use 30s, 20m, 1h, 7d, 2w or 1mo)`);
+  }
+  const names = new Set(config.model_list.map((m) => m.model_name));
+  const ids = new Set<string>();
+  config.model_list.forEach((m, i) => {
+    const base = m.litellm_params.api_base;
+    if (base !== undefined && !/^https?:\/\/[^\s]+$/.test(base)) problems.push(`model_list[${i}].litellm_params.api_base: must be an http(s) URL (got "${base}")`);
+    const id = m.model_info?.id;
+    if (id !== undefined) {
+      if (ids.has(id)) problems.push(`model_list[${i}].model_info.id: "${id}" is used by another entry`);
+      ids.add(id);
+    }
+  });
+  for (const [section, fallbacks] of [["litellm_settings", l.fallbacks], ["router_settings", config.router_settings.fallbacks]] as const) {
+    fallbacks?.forEach((entry, i) => {
+      for (const [from, targets] of Object.entries(entry)) {
+        for (const name of [from, ...targets]) {
+          if (!names.has(name)) problems.push(`${section}.fallbacks[${i}]: model "${name}" is not in model_list`);
+        }
+      }
+    });
+  }
+}
+
+/** Validates a parsed YAML tree. Problems name their path; warnings list ignored keys. */
+export function validateConfig(raw: unknown, env: Env = process.env): { config: Config; warnings: string[] } {
+  const problems: string[] = [];
+  const warnings: string[] = [];
+  const root = (raw ?? {}) as Record<string, unknown>;
+  if (typeof root !== "object" || Array.isArray(root)) throw new ConfigError(["config: must be a mapping of sections"]);
+  for (const key of Object.keys(root)) {
+    if (!SECTIONS.includes(key)) problems.push(`${key}: unknown top-level key (expected one of ${SECTIONS.join(", ")})`);
+  }
+  const variables = root.environment_variables;
+  if (variables && typeof variables === "object" && !Array.isArray(variables)) {
+    for (const [name, value] of Object.entries(variables)) {
+      if (value !== null && value !== undefined) env[name] = String(value);
+    }
+  }
+  const tree: Record<string, unknown> = {};
+  for (const section of SECTIONS) {
+    const value = root[section];
+    tree[section] = value === null || value === undefined ? (section === "model_list" ? [] : {}) : value;
+  }
+  if (tree.environment_variables && typeof tree.environment_variables === "object") {
+    tree.environment_variables = Object.fromEntries(Object.entries(tree.environment_variables).map(([k, v]) => [k, String(v)]));
+  }
+  const substituted = substitute(tree, [], env, problems, warnings) as Record<string, unknown>;
+  const withDefaults = Value.Default(ConfigSchema, Value.Clone(substituted)) as Config;
+  for (const error of Value.Errors(ConfigSchema, withDefaults)) {
+    const parts = error.path.split("/").filter(Boolean);
+    if (parts.length === 1 && !SECTIONS.includes(parts[0]!)) continue;
+    problems.push(`${pathName(parts)}: ${schemaMessage(error)}`);
+  }
+  if (problems.length > 0) throw new ConfigError([...new Set(problems)]);
+  checkSemantics(withDefaults, problems);
+  if (problems.length > 0) throw new ConfigError(problems);
+  withDefaults.model_list.forEach((entry, i) => {
+    warnUnknown(entry, KNOWN_KEYS.model_entry, `model_list[${i}]`, warnings);
+    warnUnknown(entry.litellm_params, KNOWN_KEYS.litellm_params, `model_list[${i}].litellm_params`, warnings);
+    warnUnknown(entry.model_info, KNOWN_KEYS.model_info, `model_list[${i}].model_info`, warnings);
+  });
+  for (const section of ["general_settings", "litellm_settings", "router_settings"] as const) {
+    warnUnknown(withDefaults[section], KNOWN_KEYS[section], section, warnings);
+  }
+  return { config: withDefaults, warnings };
+}
+
+export function parseConfig(text: string, env: Env = process.env, source = "config.yaml"): { config: Config; warnings: string[] } {
+  const document = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
+  if (document.errors.length > 0) {
+    throw new ConfigError(document.errors.map((error) => {
+      const at = error.linePos?.[0];
+      return `${source}${at ? `:${at.line}:${at.col}` : ""}: YAML syntax error: ${error.message.split("\n")[0]}`;
+    }));
+  }
+  return validateConfig(document.toJS(), env);
+}
+
+export function loadConfig(path: string, env: Env = process.env): { config: Config; warnings: string[] } {
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (error) {
+    const code = (error as { code?: string }).code;
+    throw new ConfigError([`${path}: cannot read the config file (${code === "ENOENT" ? "no such file" : code ?? String(error)})`]);
+  }
+  return parseConfig(text, env, path);
+}
+

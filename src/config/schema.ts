@@ -1,0 +1,124 @@
+import { type Static, Type as T } from "@sinclair/typebox";
+
+const Money = T.Number({ minimum: 0 });
+const Count = T.Integer({ minimum: 0 });
+const Seconds = T.Number({ minimum: 0 });
+const Duration = T.String({ description: "30s, 20m, 1h, 7d, 2w or 1mo" });
+const Open = { additionalProperties: true } as const;
+
+export const LitellmParams = T.Object({
+  model: T.String({ minLength: 1 }),
+  api_key: T.Optional(T.String()),
+  api_base: T.Optional(T.String()),
+  api_version: T.Optional(T.String()),
+  organization: T.Optional(T.String()),
+  mock_response: T.Optional(T.Union([T.String(), T.Record(T.String(), T.Unknown())])),
+  mock_delay_ms: T.Optional(Count),
+  input_cost_per_token: T.Optional(Money),
+  output_cost_per_token: T.Optional(Money),
+  cache_read_input_token_cost: T.Optional(Money),
+  rpm: T.Optional(Count),
+  tpm: T.Optional(Count),
+  weight: T.Optional(T.Number({ exclusiveMinimum: 0 })),
+  timeout: T.Optional(Seconds),
+  stream_timeout: T.Optional(Seconds),
+  max_retries: T.Optional(Count),
+}, Open);
+
+export const ModelInfo = T.Object({
+  id: T.Optional(T.String({ minLength: 1 })),
+  access_groups: T.Optional(T.Array(T.String())),
+  mode: T.Optional(T.Union([T.Literal("chat"), T.Literal("completion"), T.Literal("embedding")])),
+  input_cost_per_token: T.Optional(Money),
+  output_cost_per_token: T.Optional(Money),
+  cache_read_input_token_cost: T.Optional(Money),
+  base_model: T.Optional(T.String()),
+  max_tokens: T.Optional(Count),
+  max_input_tokens: T.Optional(Count),
+  max_output_tokens: T.Optional(Count),
+}, Open);
+
+export const ModelEntry = T.Object({
+  model_name: T.String({ minLength: 1 }),
+  litellm_params: LitellmParams,
+  model_info: T.Optional(ModelInfo),
+}, Open);
+
+export const GeneralSettings = T.Object({
+  master_key: T.Optional(T.String()),
+  database_url: T.Optional(T.String()),
+  data_dir: T.String({ default: "./litegate-data" }),
+  redis_url: T.Optional(T.String()),
+  proxy_budget_rescheduler_min_time: T.Number({ minimum: 0, default: 597 }),
+  proxy_budget_rescheduler_max_time: T.Number({ minimum: 0, default: 605 }),
+  reject_unpriced_models: T.Boolean({ default: false }),
+  max_request_size_mb: T.Number({ exclusiveMinimum: 0, default: 32 }),
+  default_completion_tokens: T.Integer({ minimum: 0, default: 1024 }),
+  admin_api: T.Union([T.Literal("enabled"), T.Literal("disabled")], { default: "enabled" }),
+  admin_port: T.Optional(T.Integer({ minimum: 0, maximum: 65535 })),
+  metrics_public: T.Boolean({ default: false }),
+  log_level: T.Union([T.Literal("debug"), T.Literal("info"), T.Literal("warn"), T.Literal("error")], { default: "info" }),
+  log_format: T.Union([T.Literal("text"), T.Literal("json")], { default: "text" }),
+  shutdown_grace_seconds: T.Number({ minimum: 0, default: 30 }),
+  key_cache_size: T.Integer({ minimum: 1, default: 100_000 }),
+  key_cache_ttl_seconds: T.Number({ minimum: 0, default: 60 }),
+  request_timeout: T.Number({ exclusiveMinimum: 0, default: 600 }),
+  database_connection_pool_limit: T.Integer({ minimum: 1, default: 10 }),
+  allow_requests_on_db_unavailable: T.Boolean({ default: true }),
+}, Open);
+
+const Fallbacks = T.Array(T.Record(T.String(), T.Array(T.String())));
+
+export const LitellmSettings = T.Object({
+  max_budget: T.Optional(Money),
+  budget_duration: T.Optional(Duration),
+  max_end_user_budget: T.Optional(Money),
+  max_internal_user_budget: T.Optional(Money),
+  internal_user_budget_duration: T.Optional(Duration),
+  num_retries: T.Optional(Count),
+  request_timeout: T.Optional(Seconds),
+  fallbacks: T.Optional(Fallbacks),
+  cache_params: T.Optional(T.Object({
+    type: T.Optional(T.String()), host: T.Optional(T.String()), port: T.Optional(T.Union([T.Integer(), T.String()])), password: T.Optional(T.String()),
+  }, Open)),
+  drop_params: T.Optional(T.Boolean()),
+  set_verbose: T.Optional(T.Boolean()),
+}, Open);
+
+export const RouterSettings = T.Object({
+  redis_host: T.Optional(T.String()),
+  redis_port: T.Optional(T.Union([T.Integer({ minimum: 1, maximum: 65535 }), T.String()])),
+  redis_password: T.Optional(T.String()),
+  redis_url: T.Optional(T.String()),
+  num_retries: T.Optional(Count),
+  retry_after: T.Optional(Seconds),
+  allowed_fails: T.Optional(Count),
+  cooldown_time: T.Number({ minimum: 0, default: 60 }),
+  routing_strategy: T.Optional(T.String()),
+  fallbacks: T.Optional(Fallbacks),
+  timeout: T.Optional(Seconds),
+}, Open);
+
+export const ConfigSchema = T.Object({
+  model_list: T.Array(ModelEntry, { default: [] }),
+  general_settings: GeneralSettings,
+  litellm_settings: LitellmSettings,
+  router_settings: RouterSettings,
+  environment_variables: T.Record(T.String(), T.String(), { default: {} }),
+}, { additionalProperties: false });
+
+export type Config = Static<typeof ConfigSchema>;
+export type ModelEntry = Static<typeof ModelEntry>;
+export type GeneralSettings = Static<typeof GeneralSettings>;
+export type LitellmSettings = Static<typeof LitellmSettings>;
+export type RouterSettings = Static<typeof RouterSettings>;
+
+/** Keys each section knows; anything else is warned about and ignored. */
+export const KNOWN_KEYS = {
+  model_entry: Object.keys(ModelEntry.properties),
+  litellm_params: Object.keys(LitellmParams.properties),
+  model_info: Object.keys(ModelInfo.properties),
+  general_settings: Object.keys(GeneralSettings.properties),
+  litellm_settings: Object.keys(LitellmSettings.properties),
+  router_settings: Object.keys(RouterSettings.properties),
+};

@@ -1,0 +1,133 @@
+/**
+ * Request bodies as the LiteLLM documents write them. Strict JSON first (the common case, and the
+ * cheapest); only when that fails, a tolerant reading of the quirks those documents contain:
+ * trailing commas, `#` and `//` comments, bare words as strings, and a missing value as null.
+ */
+/** `strict` is false when the text needed the tolerant reading (it is then not valid JSON to forward). */
+export type JsonResult = { ok: true; value: unknown; strict?: boolean } | { ok: false; message: string };
+
+const MAX_DEPTH = 64;
+
+class Reader {
+  pos = 0;
+  constructor(private readonly text: string) {}
+
+  fail(expected: string): never {
+    const before = this.text.slice(0, this.pos);
+    const line = before.split("\n").length;
+    const column = this.pos - before.lastIndexOf("\n");
+    throw new SyntaxError(`Invalid JSON at line ${line}, column ${column}: expected ${expected}`);
+  }
+
+  skip(): void {
+    for (;;) {
+      const c = this.text[this.pos];
+      if (c === " " || c === "\t" || c === "\n" || c === "\r") this.pos++;
+      else if (c === "#" || (c === "/" && this.text[this.pos + 1] === "/")) {
+        while (this.pos < this.text.length && this.text[this.pos] !== "\n") this.pos++;
+      } else return;
+    }
+  }
+
+  value(depth: number): unknown {
+    if (depth > MAX_DEPTH) throw new SyntaxError("JSON nested too deeply");
+    this.skip();
+    const c = this.text[this.pos];
+    if (c === "{") return this.object(depth + 1);
+    if (c === "[") return this.array(depth + 1);
+    if (c === '"') return this.string();
+    return this.bare();
+  }
+
+  object(depth: number): Record<string, unknown> {
+    const out: Record<string, unknown> = Object.create(null);
+    this.pos++;
+    for (;;) {
+      this.skip();
+      if (this.text[this.pos] === "}") {
+        this.pos++;
+        return { ...out };
+      }
+      if (this.text[this.pos] !== '"') this.fail("a quoted key or '}'");
+      const key = this.string();
+      this.skip();
+      if (this.text[this.pos] !== ":") this.fail("':'");
+      this.pos++;
+      this.skip();
+      const next = this.text[this.pos];
+      const value = next === "," || next === "}" ? null : this.value(depth);
+      Object.defineProperty(out, key, { value, enumerable: true, writable: true, configurable: true });
+      this.skip();
+      if (this.text[this.pos] === ",") this.pos++;
+      else if (this.text[this.pos] !== "}") this.fail("',' or '}'");
+    }
+  }
+
+  array(depth: number): unknown[] {
+    const out: unknown[] = [];
+    this.pos++;
+    for (;;) {
+      this.skip();
+      if (this.text[this.pos] === "]") {
+        this.pos++;
+        return out;
+      }
+      out.push(this.value(depth));
+      this.skip();
+      if (this.text[this.pos] === ",") this.pos++;
+      else if (this.text[this.pos] !== "]") this.fail("',' or ']'");
+    }
+  }
+
+  string(): string {
+    const start = this.pos;
+    this.pos++;
+    while (this.pos < this.text.length) {
+      const c = this.text[this.pos];
+      if (c === "\\") this.pos += 2;
+      else if (c === '"') {
+        this.pos++;
+        try {
+          return JSON.parse(this.text.slice(start, this.pos));
+        } catch {
+          this.pos = start;
+          this.fail("a valid string");
+        }
+      } else this.pos++;
+    }
+    this.pos = start;
+    return this.fail("a closing '\"'");
+  }
+
+  bare(): unknown {
+    const start = this.pos;
+    while (this.pos < this.text.length && !/[\s,}\]#]/.test(this.text[this.pos]!)) this.pos++;
+    const word = this.text.slice(start, this.pos);
+    if (word === "") this.fail("a value");
+    if (word === "true") return true;
+    if (word === "false") return false;
+    if (word === "null") return null;
+    const number = Number(word);
+    if (/^-?\d/.test(word) && Number.isFinite(number) && /^-?(0|[1-9]\d*)(\.\d+)?([eE][+-]?\d+)?$/.test(word)) return number;
+    if (/^[\w.\-:/@]+$/.test(word)) return word;
+    this.pos = start;
+    return this.fail("a value");
+  }
+}
+
+export function parseJsonBody(text: string): JsonResult {
+  try {
+    return { ok: true, value: JSON.parse(text), strict: true };
+  } catch {
+    // Not strict JSON (or nested beyond the engine's stack): the tolerant reading decides.
+  }
+  try {
+    const reader = new Reader(text);
+    const value = reader.value(0);
+    reader.skip();
+    if (reader.pos < text.length) reader.fail("end of input");
+    return { ok: true, value, strict: false };
+  } catch (error) {
+    return { ok: false, message: error instanceof Error ? error.message : "Invalid JSON" };
+  }
+}

@@ -1,0 +1,61 @@
+import type { Deployment, Route, Usage } from "../providers/types";
+import { tablePrice } from "./table";
+
+/** USD per token. */
+export interface Price {
+  input: number;
+  output: number;
+  cachedInput?: number;
+  source: "config" | "table";
+}
+
+export interface Pricing {
+  priceOf(d: Deployment): Price | null;
+  cost(d: Deployment, route: Route, usage: Usage): number;
+  estimate(d: Deployment, route: Route, promptTokens: number, completionTokens: number): number;
+  unpriced(): Deployment[];
+}
+
+const num = (value: unknown): number | undefined => {
+  const n = typeof value === "string" ? Number(value) : value;
+  return typeof n === "number" && Number.isFinite(n) && n >= 0 ? n : undefined;
+};
+
+/** Config overrides (litellm_params, then model_info) first, then the bundled price table. */
+function resolve(d: Deployment): Price | null {
+  const field = (name: string) => num(d.params[name]) ?? num(d.modelInfo[name]);
+  const input = field("input_cost_per_token");
+  const output = field("output_cost_per_token");
+  const cached = field("cache_read_input_token_cost");
+  if (input !== undefined || output !== undefined) {
+    const table = input === undefined || output === undefined ? lookup(d) : null;
+    return { input: input ?? table?.input ?? 0, output: output ?? table?.output ?? 0, cachedInput: cached ?? table?.cachedInput, source: "config" };
+  }
+  if (d.provider === "mock") return null;
+  const table = lookup(d);
+  return table ? { ...table, cachedInput: cached ?? table.cachedInput, source: "table" } : null;
+}
+
+function lookup(d: Deployment) {
+  const base = typeof d.modelInfo.base_model === "string" ? d.modelInfo.base_model : null;
+  return (base ? tablePrice(d.provider, base) : null) ?? tablePrice(d.provider, d.upstreamModel);
+}
+
+function costWith(price: Price | null, route: Route, prompt: number, completion: number, cachedTokens = 0): number {
+  if (!price) return 0;
+  const cached = price.cachedInput !== undefined ? Math.min(cachedTokens, prompt) : 0;
+  const input = (prompt - cached) * price.input + cached * (price.cachedInput ?? price.input);
+  return route === "embeddings" ? input : input + completion * price.output;
+}
+
+/** Prices are resolved once per deployment; cost() and estimate() are map lookups and arithmetic. */
+export function createPricing(deployments: readonly Deployment[]): Pricing {
+  const prices = new Map<string, Price | null>();
+  for (const d of deployments) prices.set(d.id, resolve(d));
+  return {
+    priceOf: (d) => prices.get(d.id) ?? null,
+    cost: (d, route, usage) => costWith(prices.get(d.id) ?? null, route, usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens),
+    estimate: (d, route, prompt, completion) => costWith(prices.get(d.id) ?? null, route, prompt, completion),
+    unpriced: () => deployments.filter((d) => !prices.get(d.id)),
+  };
+}

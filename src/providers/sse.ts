@@ -1,0 +1,16 @@
+const encoder = new TextEncoder();
+
+/** One Server-Sent Event line as OpenAI sends it. */
+export function sseData(value: unknown): Uint8Array {
+  return encoder.encode(`data: ${typeof value === "string" ? value : JSON.stringify(value)}\n\n`);
+}
+
+export const SSE_DONE = "[DONE]";
+
+export function chunkOf(id: string, model: string, created: number, delta: Record<string, unknown>, finish: string | null = null) {
+  return { id, object: "chat.completion.chunk", created, model, choices: [{ index: 0, delta, finish_reason: finish }] };
+}
+
+export function usageChunkOf(id: string, model: string, created: number, usage: Record<string, number>) {
+  return { id, object: "chat.completion.chunk", created, model, choices: [], usage };
+}
