@@ -35,7 +35,9 @@ async function main(): Promise<void> {
   try {
     ({ config, warnings } = loadConfig(args.config!, process.env));
   } catch (error) {
-    if (error instanceof ConfigError) fail(`invalid config ${args.config}:\n${error.message}`);
+    if (error instanceof ConfigError) {
+      fail(error.problems.length === 1 ? `invalid config: ${error.problems[0]}` : `invalid config ${args.config}:\n  ${error.problems.join("\n  ")}`);
+    }
     throw error;
   }
   const g = config.general_settings;
@@ -98,4 +100,4 @@ async function main(): Promise<void> {
   process.on("SIGINT", () => void shutdown("SIGINT"));
 }
 
-await main();
+main().catch((error) => fail(error instanceof Error ? (error.stack ?? error.message) : String(error)));
