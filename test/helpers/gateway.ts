@@ -1,0 +1,81 @@
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { hashKey, keyName } from "../../src/auth/keys";
+import { manualClock } from "../../src/clock";
+import { parseConfig } from "../../src/config";
+import { type Database, migrate, openDatabase } from "../../src/db";
+import { buildGateway, type GatewayOptions } from "../../src/gateway";
+import { silentLogger } from "../../src/log";
+
+export const MASTER = "sk-1234";
+
+/**
+ * The real gateway built in-process (real database, real counters, injected clock), driven through
+ * `app.handle` — for behaviour that needs to move time without sleeping.
+ */
+export async function inProcessGateway(yaml: string, options: { db?: Database; start?: number } & Partial<GatewayOptions> = {}) {
+  const db = options.db ?? (await openDatabase({ dataDir: mkdtempSync(join(tmpdir(), "litegate-test-")) }));
+  await migrate(db);
+  const clock = manualClock(options.start ?? Date.now());
+  const { config } = parseConfig(yaml, {});
+  const gateway = await buildGateway({ ...options, config, db, clock, log: silentLogger, spendIntervalMs: 60_000 });
+
+  const call = (path: string, body?: unknown, key: string | null = MASTER, init: RequestInit = {}) => {
+    const headers: Record<string, string> = { "content-type": "application/json" };
+    if (key) headers.authorization = `Bearer ${key}`;
+    return gateway.app.handle(new Request(`http://litegate.test${path}`, {
+      method: body === undefined ? "GET" : "POST",
+      headers,
+      body: body === undefined ? undefined : typeof body === "string" ? body : JSON.stringify(body),
+      ...init,
+    }));
+  };
+
+  /** A virtual key written straight to the database (the admin API has its own tests). */
+  const createKey = async (fields: Record<string, unknown> = {}): Promise<string> => {
+    const raw = `sk-test-${crypto.randomUUID()}`;
+    const columns = ["token", "key_name", ...Object.keys(fields)];
+    const values = [hashKey(raw), keyName(raw), ...Object.values(fields).map((v) => (v && typeof v === "object" && !Array.isArray(v) && !(v instanceof Date) ? JSON.stringify(v) : v))];
+    await db.query(`insert into keys (${columns.join(", ")}) values (${columns.map((_, i) => `$${i + 1}`).join(", ")})`, values);
+    return raw;
+  };
+
+  const chat = (key: string, extra: Record<string, unknown> = {}, model = "mock") =>
+    call("/v1/chat/completions", { model, messages: [{ role: "user", content: "Hello there" }], ...extra }, key);
+
+  return {
+    db, clock, gateway, call, chat, createKey,
+    async flush() {
+      await gateway.spend.flush();
+    },
+    async close() {
+      await gateway.close();
+      if (!options.db) await db.close();
+    },
+  };
+}
+
+export const MOCK_CONFIG = `
+model_list:
+  - model_name: mock
+    litellm_params:
+      model: mock/litegate-mock
+      mock_response: "Hello from the mock model of litegate"
+      input_cost_per_token: 0.000001
+      output_cost_per_token: 0.000002
+  - model_name: slow
+    litellm_params:
+      model: mock/slow
+      mock_response: "one two three four five six seven eight nine ten"
+      mock_delay_ms: 40
+      input_cost_per_token: 0.000001
+      output_cost_per_token: 0.000002
+  - model_name: gpt-4o
+    litellm_params:
+      model: mock/gpt-4o
+      input_cost_per_token: 0.0000025
+      output_cost_per_token: 0.00001
+general_settings:
+  master_key: sk-1234
+`;

@@ -1,0 +1,112 @@
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { hashKey } from "../../src/auth/keys";
+import { MOCK_CONFIG, inProcessGateway } from "../helpers/gateway";
+
+type Harness = Awaited<ReturnType<typeof inProcessGateway>>;
+let h: Harness;
+beforeAll(async () => {
+  h = await inProcessGateway(MOCK_CONFIG + `
+litellm_settings:
+  max_end_user_budget: 0.00001
+`);
+});
+afterAll(() => h.close());
+
+const one = async (sql: string, params: unknown[] = []) => (await h.db.query(sql, params))[0]!;
+
+describe("spend and budgets end to end", () => {
+  test("key budget: the first call passes, the call after the budget is used is refused with the numbers", async () => {
+    const key = await h.createKey({ max_budget: 2e-7 });
+    const first = await h.chat(key);
+    expect(first.status).toBe(200);
+    expect(Number(first.headers.get("x-litellm-response-cost"))).toBeGreaterThan(0);
+    const second = await h.chat(key);
+    expect(second.status).toBe(400);
+    const body = (await second.json()) as any;
+    expect(body.error.type).toBe("budget_exceeded");
+    expect(body.error.code).toBe("400");
+    expect(body.error.message).toMatch(/^ExceededBudget: Key=sk-\.\.\.\w{4} over budget\. Spend=[\d.e-]+, Budget=2e-7$/);
+  });
+
+  test("stored spend equals usage × configured price, on every level", async () => {
+    await h.db.query("insert into users (user_id) values ('spender')");
+    await h.db.query("insert into budgets (budget_id, max_budget) values ('big', 100)");
+    await h.db.query("insert into end_users (user_id, budget_id) values ('cust-a', 'big')");
+    const key = await h.createKey({ user_id: "spender" });
+    let expected = 0;
+    for (let i = 0; i < 5; i++) {
+      const response = await h.chat(key, { user: "cust-a" });
+      const body = (await response.json()) as any;
+      const cost = body.usage.prompt_tokens * 0.000001 + body.usage.completion_tokens * 0.000002;
+      expect(Number(response.headers.get("x-litellm-response-cost"))).toBeCloseTo(cost, 15);
+      expected += cost;
+    }
+    await h.flush();
+    expect((await one("select spend from keys where token = $1", [hashKey(key)])).spend).toBeCloseTo(expected, 15);
+    expect((await one("select spend from users where user_id = 'spender'")).spend).toBeCloseTo(expected, 15);
+    expect((await one("select spend from end_users where user_id = 'cust-a'")).spend).toBeCloseTo(expected, 15);
+    expect((await one("select spend from key_model_spend where token = $1 and model = 'mock'", [hashKey(key)])).spend).toBeCloseTo(expected, 15);
+    expect((await one("select count(*)::int as n, sum(spend) as s from spend_logs where api_key = $1", [hashKey(key)])).n).toBe(5);
+  });
+
+  test("a streamed request is charged from its usage", async () => {
+    const key = await h.createKey();
+    const response = await h.chat(key, { stream: true });
+    expect(response.headers.get("content-type")).toContain("text/event-stream");
+    const text = await response.text();
+    expect(text).toContain("data: [DONE]");
+    await h.flush();
+    const row = await one("select spend, status, completion_tokens from spend_logs where api_key = $1", [hashKey(key)]);
+    expect(row.status).toBe("success");
+    expect(row.spend).toBeGreaterThan(0);
+    expect(row.completion_tokens).toBeGreaterThan(0);
+  });
+
+  test("an abandoned stream is charged for what was sent and frees its parallel slot", async () => {
+    const key = await h.createKey({ max_parallel_requests: 1 });
+    const response = await h.chat(key, { stream: true }, "slow");
+    const reader = response.body!.getReader();
+    await reader.read();
+    await reader.read();
+    const busy = await h.chat(key, {}, "mock");
+    expect(busy.status).toBe(429);
+    await reader.cancel();
+    const after = await h.chat(key, {}, "mock");
+    expect(after.status).toBe(200);
+    await h.flush();
+    const row = await one("select spend, status from spend_logs where api_key = $1 and model = 'slow'", [hashKey(key)]);
+    expect(row.status).toBe("client_disconnected");
+    expect(row.spend).toBeGreaterThan(0);
+  });
+
+  test("customers: max_end_user_budget refuses the second call naming the end user", async () => {
+    const key = await h.createKey();
+    expect((await h.chat(key, { user: "ishaan3", max_tokens: 10 })).status).toBe(200);
+    const second = await h.chat(key, { user: "ishaan3" });
+    expect(second.status).toBe(400);
+    expect(((await second.json()) as any).error.message).toContain("End User=ishaan3 over budget");
+  });
+
+  test("200 concurrent requests against a budget that covers 10 admit at most 11", async () => {
+    const key = await h.createKey({ max_budget: 0.0001 });
+    // Each call costs about 9 prompt + 10 completion tokens ≈ 2.9e-5 → the budget covers ~3.4 calls; reservations use max_tokens.
+    const responses = await Promise.all(Array.from({ length: 200 }, () => h.chat(key, { max_tokens: 10 }, "slow")));
+    const ok = responses.filter((r) => r.status === 200).length;
+    await Promise.all(responses.map((r) => r.text()));
+    await h.flush();
+    const spent = (await one("select spend from keys where token = $1", [hashKey(key)])).spend;
+    const perCall = spent / ok;
+    const covers = Math.floor(0.0001 / perCall) + (0.0001 % perCall === 0 ? 0 : 1);
+    expect(ok).toBeGreaterThanOrEqual(1);
+    expect(ok).toBeLessThanOrEqual(covers + 1);
+  });
+
+  test("a budget is usable again right after its period ends, with no scheduler run", async () => {
+    const key = await h.createKey({ max_budget: 1e-9, budget_duration: "30s", budget_reset_at: new Date(h.clock.now() + 30_000) });
+    expect((await h.chat(key)).status).toBe(200);
+    expect((await h.chat(key)).status).toBe(400);
+    h.clock.advance(30_001);
+    expect((await h.chat(key)).status).toBe(200);
+    expect((await h.chat(key)).status).toBe(400);
+  });
+});
