@@ -94,6 +94,11 @@ export class SharedCounters implements Counters {
     s.touchedAt = this.options.now();
   }
 
+  /** The size of one request on this counter (tokens counters reserve nothing: one token then). */
+  private unit(s: State): number {
+    return s.lastReserve > 0 ? s.lastReserve : 1;
+  }
+
   /** Room to ask for: a few ticks of this instance's traffic, never more than its share of what is left. */
   private want(s: State): number {
     const base = Math.max(s.lastReserve, 3 * s.admittedSinceSync);
@@ -167,7 +172,7 @@ export class SharedCounters implements Counters {
     try {
       const reply = await this.redis.litegateSync!(
         redisKeys.counter(s.check.key), this.options.instanceId, s.check.initial, s.check.limit, push, s.lease,
-        consumed(s), need, want, this.options.leaseTtlMs ?? 3000, Math.ceil(keyTtl), admission ? "1" : "0",
+        consumed(s), need, want, this.options.leaseTtlMs ?? 3000, Math.ceil(keyTtl), admission ? "1" : "0", this.unit(s),
       );
       this.apply(s, reply);
       this.healthy();
@@ -243,7 +248,7 @@ export class SharedCounters implements Counters {
         const keyTtl = Number.isFinite(s.check.expiresAt) ? Math.max(1000, s.check.expiresAt - now + 10_000) : DAY_MS;
         (pipeline as any).litegateSync(
           redisKeys.counter(s.check.key), this.options.instanceId, s.check.initial, s.check.limit, push, s.lease,
-          consumed(s), 0, request, this.options.leaseTtlMs ?? 3000, Math.ceil(keyTtl), "0",
+          consumed(s), 0, request, this.options.leaseTtlMs ?? 3000, Math.ceil(keyTtl), "0", this.unit(s),
         );
         return { s, push };
       });

@@ -3,7 +3,7 @@
 -- KEYS[1] counter hash
 -- ARGV: 1 instance, 2 initial value, 3 limit, 4 push, 5 lease held, 6 consumed (in flight + settled
 --       not pushed), 7 need (this admission's reservation), 8 request (extra room wanted),
---       9 lease ttl ms, 10 key ttl ms, 11 admission? ("1"/"0")
+--       9 lease ttl ms, 10 key ttl ms, 11 admission? ("1"/"0"), 12 unit (a typical reservation)
 local h = KEYS[1]
 local me = ARGV[1]
 local t = redis.call('TIME')
@@ -43,10 +43,13 @@ if ARGV[11] == '1' then
     lease = math.max(lease, consumed + need)
   end
 end
+-- Extra room is at most this instance's share of half of what is left, and only when that share
+-- holds a whole request: near the edge every decision is taken here, exactly.
 local grant = 0
 local free = limit - v - others - math.max(lease, consumed)
+local share = free / (2 * (peers + 1))
 local request = tonumber(ARGV[8])
-if admitted == 1 and request > 0 and free > 0 then grant = math.min(request, free) end
+if admitted == 1 and request > 0 and share >= tonumber(ARGV[12]) then grant = math.min(request, share) end
 lease = lease + grant
 redis.call('HSET', h, 'l:' .. me, tostring(lease), 'h:' .. me, tostring(now))
 redis.call('PEXPIRE', h, ARGV[10])
