@@ -1,0 +1,62 @@
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { hashKey } from "../../src/auth/keys";
+import { resetDueBudgets } from "../../src/scheduler";
+import { MOCK_CONFIG, inProcessGateway } from "../helpers/gateway";
+
+type Harness = Awaited<ReturnType<typeof inProcessGateway>>;
+let h: Harness;
+beforeAll(async () => {
+  h = await inProcessGateway(MOCK_CONFIG + `
+litellm_settings:
+  max_internal_user_budget: 0.001
+  internal_user_budget_duration: 1h
+`);
+});
+afterAll(() => h.close());
+
+const one = async (sql: string, params: unknown[] = []) => (await h.db.query(sql, params))[0]!;
+
+describe("budget reset scheduler", () => {
+  test("resets due rows to zero and moves budget_reset_at past now, collapsing missed periods", async () => {
+    const now = new Date("2026-03-10T12:00:00Z");
+    const due = new Date("2026-03-10T11:00:00Z");
+    const key = await h.createKey({ spend: 5, budget_duration: "30s", budget_reset_at: due });
+    await h.db.query("insert into users (user_id, spend, budget_reset_at) values ('default-user', 3, $1)", [due]);
+    await h.db.query("insert into teams (team_id, spend, budget_duration, budget_reset_at) values ('t-reset', 2, '1mo', $1)", [due]);
+    await h.db.query("insert into budgets (budget_id, budget_duration) values ('b-reset', '1d')");
+    await h.db.query("insert into end_users (user_id, spend, budget_id, budget_reset_at) values ('c-reset', 1, 'b-reset', $1)", [due]);
+    await h.db.query("insert into keys (token, key_name, spend, budget_reset_at) values ('no-duration', 'sk-...none', 7, $1)", [due]);
+
+    const counts = await resetDueBudgets(h.db, now, { internalUserBudgetDuration: "1h" });
+    expect(counts.keys).toBe(1);
+    const k = await one("select spend, budget_reset_at from keys where token = $1", [hashKey(key)]);
+    expect(k.spend).toBe(0);
+    expect(new Date(k.budget_reset_at).toISOString()).toBe("2026-03-10T12:00:30.000Z");
+    const u = await one("select spend, budget_reset_at from users where user_id = 'default-user'");
+    expect(u.spend).toBe(0);
+    expect(new Date(u.budget_reset_at).toISOString()).toBe("2026-03-10T13:00:00.000Z");
+    const t = await one("select spend, budget_reset_at from teams where team_id = 't-reset'");
+    expect(new Date(t.budget_reset_at).toISOString()).toBe("2026-04-10T11:00:00.000Z");
+    expect((await one("select spend from end_users where user_id = 'c-reset'")).spend).toBe(0);
+    // A row without a duration keeps its spend.
+    expect((await one("select spend from keys where token = 'no-duration'")).spend).toBe(7);
+    // A second pass (another instance) finds nothing left to do.
+    expect(await resetDueBudgets(h.db, now, { internalUserBudgetDuration: "1h" })).toEqual({});
+  });
+
+  test("spend written after a reset lands in the new period; the gateway keeps enforcing from memory", async () => {
+    const start = h.clock.now();
+    const key = await h.createKey({ max_budget: 1e-9, budget_duration: "1m", budget_reset_at: new Date(start + 60_000) });
+    expect((await h.chat(key)).status).toBe(200);
+    expect((await h.chat(key)).status).toBe(400);
+    await h.flush();
+    h.clock.advance(61_000);
+    await resetDueBudgets(h.db, new Date(h.clock.now()), {});
+    expect((await one("select spend from keys where token = $1", [hashKey(key)])).spend).toBe(0);
+    expect((await h.chat(key)).status).toBe(200);
+    await h.flush();
+    const row = await one("select spend, budget_reset_at from keys where token = $1", [hashKey(key)]);
+    expect(row.spend).toBeGreaterThan(0);
+    expect(new Date(row.budget_reset_at).getTime()).toBe(start + 120_000);
+  });
+});
