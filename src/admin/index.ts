@@ -1,9 +1,23 @@
 import { Elysia } from "elysia";
+import { budgetRoutes } from "./budgets";
+import { customerRoutes } from "./customers";
 import type { AdminDeps } from "./deps";
+import { keyRoutes } from "./keys";
+import { memberRoutes } from "./members";
+import { spendRoutes } from "./spend";
+import { teamRoutes } from "./teams";
+import { userRoutes } from "./users";
 
 export type { AdminDeps } from "./deps";
 
 /** Key, user, team, member, budget, customer and spend management. */
 export function adminRoutes(deps: AdminDeps) {
-  return new Elysia({ name: "admin" });
+  return new Elysia({ name: "admin" })
+    .use(keyRoutes(deps))
+    .use(userRoutes(deps))
+    .use(teamRoutes(deps))
+    .use(memberRoutes(deps))
+    .use(budgetRoutes(deps))
+    .use(customerRoutes(deps))
+    .use(spendRoutes(deps));
 }

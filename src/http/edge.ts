@@ -2,12 +2,32 @@ import { Elysia } from "elysia";
 import type { Logger } from "../log";
 import { GatewayError, badRequest, errorResponse, notFound, unexpected } from "./errors";
 
+/** What a schema expects, in words: "a number >= 0", "a duration such as 30s…". */
+function expected(schema: any): string {
+  if (!schema) return "a valid value";
+  if (typeof schema.error === "string") return schema.error.replace(/^must be /, "");
+  if (Array.isArray(schema.anyOf)) {
+    const options = schema.anyOf.filter((option: any) => option.type !== "null" && option.format !== "numeric").map(expected);
+    return [...new Set(options)].join(" or ") + (schema.anyOf.some((o: any) => o.type === "null") ? " (or null)" : "");
+  }
+  const bounds = [schema.minimum !== undefined ? `>= ${schema.minimum}` : "", schema.maximum !== undefined ? `<= ${schema.maximum}` : ""].filter(Boolean).join(" and ");
+  if (schema.type === "integer" || schema.multipleOf === 1) return `an integer${bounds ? ` ${bounds}` : ""}`;
+  if (schema.type === "number") return `a number${bounds ? ` ${bounds}` : ""}`;
+  if (schema.type === "string") return schema.minLength ? "a non-empty string" : "a string";
+  if (schema.type === "boolean") return "true or false";
+  if (schema.type === "array") return "an array";
+  if (schema.type === "object") return "an object";
+  return "a valid value";
+}
+
 /** Elysia's validation error names the failing field in `valueError.path` (`/max_budget`). */
 function validationMessage(error: any): GatewayError {
   const first = error?.valueError ?? error?.all?.[0];
   const path = typeof first?.path === "string" ? first.path.replace(/^\//, "").replaceAll("/", ".") : "";
-  const reason = first?.schema?.error ?? first?.message ?? "invalid value";
-  return badRequest(path ? `${path}: ${reason}` : `Invalid request body: ${reason}`, path || null);
+  if (first && first.value === undefined) return badRequest(`${path}: required`, path || null);
+  const got = first ? ` (got ${JSON.stringify(first.value)?.slice(0, 100)})` : "";
+  const reason = `must be ${expected(first?.schema)}${got}`;
+  return badRequest(path ? `${path}: ${reason}` : `Invalid request: ${reason}`, path || null);
 }
 
 /** One error envelope for everything the app answers: domain errors, validation, unknown routes, crashes. */

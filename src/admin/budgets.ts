@@ -1,0 +1,67 @@
+import { t } from "elysia";
+import type { Sql } from "../db";
+import { badRequest } from "../http/errors";
+import { assignments, found, iso, resetAtFor, write } from "./common";
+import type { AdminDeps } from "./deps";
+import { Id, ModelBudgets, budgetFields, opt, open } from "./fields";
+import { adminBase, adminOnly } from "./guard";
+
+const BUDGET_COLUMNS = ["max_budget", "soft_budget", "budget_duration", "budget_reset_at", "tpm_limit", "rpm_limit", "max_parallel_requests", "model_max_budget"];
+
+export function budgetView(row: Record<string, any>) {
+  return {
+    budget_id: row.budget_id, max_budget: row.max_budget, soft_budget: row.soft_budget, budget_duration: row.budget_duration,
+    budget_reset_at: iso(row.budget_reset_at), tpm_limit: row.tpm_limit, rpm_limit: row.rpm_limit,
+    max_parallel_requests: row.max_parallel_requests, model_max_budget: row.model_max_budget, created_at: iso(row.created_at),
+  };
+}
+
+export const budgetBody = { ...budgetFields, model_max_budget: opt(ModelBudgets) };
+
+/** Inserts a budget row (also used for a customer's inline budget). */
+export async function insertBudget(sql: Sql, budgetId: string, body: Record<string, any>, now: number) {
+  const [row] = await write(`budget_id "${budgetId}"`, () => sql.query(
+    `insert into budgets (budget_id, max_budget, soft_budget, budget_duration, budget_reset_at, tpm_limit, rpm_limit, max_parallel_requests, model_max_budget)
+     values ($1, $2, $3, $4, $5, $6, $7, $8, $9::text::jsonb) returning *`,
+    [budgetId, body.max_budget ?? null, body.soft_budget ?? null, body.budget_duration ?? null, resetAtFor(body.budget_duration, now),
+      body.tpm_limit ?? null, body.rpm_limit ?? null, body.max_parallel_requests ?? null, JSON.stringify(body.model_max_budget ?? {})]));
+  return row!;
+}
+
+export function budgetRoutes(deps: AdminDeps) {
+  const { db, clock } = deps;
+  return adminBase("admin-budgets").use(adminOnly(deps.auth))
+    .post("/budget/new", async ({ body }) => {
+      const row = await insertBudget(db, body.budget_id ?? crypto.randomUUID(), body, clock.now());
+      return budgetView(row);
+    }, { body: t.Object({ ...budgetBody, budget_id: t.Optional(Id) }, open), detail: { tags: ["budget management"], summary: "Create a budget (limits shared by customers or members)" } })
+    .post("/budget/update", async ({ body }) => {
+      const changes: Record<string, unknown> = { ...body };
+      if ("budget_duration" in body) changes.budget_reset_at = resetAtFor(body.budget_duration, clock.now());
+      const { sets, values } = assignments(changes, BUDGET_COLUMNS, ["model_max_budget"]);
+      if (sets.length === 0) throw badRequest("nothing to update: send at least one budget field");
+      values.push(body.budget_id);
+      const [row] = await db.query(`update budgets set ${[...sets, "updated_at = now()"].join(", ")} where budget_id = $${values.length} returning *`, values);
+      found(row, "Budget");
+      deps.invalidate({ kind: "all" });
+      return budgetView(row!);
+    }, { body: t.Object({ ...budgetBody, budget_id: Id }, open), detail: { tags: ["budget management"], summary: "Change a budget" } })
+    .post("/budget/info", async ({ body }) => {
+      const rows = await db.query("select * from budgets where budget_id = any($1::text[]) order by budget_id", [body.budgets]);
+      return rows.map(budgetView);
+    }, { body: t.Object({ budgets: t.Array(Id, { minItems: 1 }) }, open), detail: { tags: ["budget management"], summary: "Budgets by id" } })
+    .get("/budget/list", async () => (await db.query("select * from budgets order by created_at, budget_id")).map(budgetView),
+      { detail: { tags: ["budget management"], summary: "List budgets" } })
+    .post("/budget/delete", async ({ body }) => {
+      const id = body.id ?? body.budget_id;
+      if (!id) throw badRequest("id: required, the budget to delete", "id");
+      const [use] = await db.query(
+        `select (select count(*) from end_users where budget_id = $1)::int as customers, (select count(*) from keys where budget_id = $1)::int as keys,
+                (select count(*) from team_memberships where budget_id = $1)::int as members`, [id]);
+      if (use!.customers + use!.keys + use!.members > 0) {
+        throw badRequest(`budget "${id}" is still used by ${use!.customers} customer(s), ${use!.keys} key(s) and ${use!.members} team membership(s); move them to another budget first`, "id");
+      }
+      const [row] = await db.query("delete from budgets where budget_id = $1 returning *", [id]);
+      return budgetView(found(row, "Budget"));
+    }, { body: t.Object({ id: t.Optional(Id), budget_id: t.Optional(Id) }, open), detail: { tags: ["budget management"], summary: "Delete an unused budget" } });
+}

@@ -1,0 +1,59 @@
+import type { Sql } from "../db";
+import { addDuration, parseDuration } from "../governance/duration";
+import { GatewayError, badRequest, notFound } from "../http/errors";
+import { hashKey } from "../auth/keys";
+
+/** Database errors a bad request can cause, as clear 400s (a unique or foreign key violation). */
+export function dbError(error: unknown, what: string): never {
+  const code = (error as { code?: string })?.code;
+  if (code === "23505") throw badRequest(`${what} already exists`);
+  if (code === "23503") throw badRequest(`${what}: refers to something that does not exist or is still referenced`);
+  throw error;
+}
+
+/** Runs a write; turns constraint violations into 400s. */
+export async function write<T>(what: string, fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (error) {
+    if (error instanceof GatewayError) throw error;
+    return dbError(error, what);
+  }
+}
+
+export function resetAtFor(duration: string | null | undefined, now: number): Date | null {
+  const parsed = parseDuration(duration ?? undefined);
+  return parsed ? addDuration(new Date(now), parsed) : null;
+}
+
+/** A key given as raw `sk-…` or as its hash. */
+export function tokenOf(key: string): string {
+  return /^[0-9a-f]{64}$/.test(key) ? key : hashKey(key);
+}
+
+export async function mustExist(sql: Sql, table: "users" | "teams" | "budgets" | "end_users", column: string, id: string, field: string): Promise<void> {
+  const rows = await sql.query(`select 1 from ${table} where ${column} = $1`, [id]);
+  if (rows.length === 0) throw badRequest(`${field}: ${table === "end_users" ? "customer" : table.slice(0, -1)} "${id}" does not exist`, field);
+}
+
+export function found<T>(row: T | undefined, what: string): T {
+  if (!row) throw notFound(`${what} not found`);
+  return row;
+}
+
+/** `column = $n` assignments for the fields present in `body`, JSON columns cast. */
+export function assignments(body: Record<string, unknown>, columns: readonly string[], jsonColumns: readonly string[] = [], arrayColumns: readonly string[] = []) {
+  const sets: string[] = [];
+  const values: unknown[] = [];
+  for (const column of columns) {
+    if (!(column in body)) continue;
+    let value = body[column];
+    values.push(jsonColumns.includes(column) ? JSON.stringify(value ?? {}) : arrayColumns.includes(column) ? (value ?? []) : value);
+    const n = values.length;
+    sets.push(jsonColumns.includes(column) ? `${column} = $${n}::text::jsonb` : arrayColumns.includes(column) ? `${column} = $${n}::text[]` : `${column} = $${n}`);
+    value = undefined;
+  }
+  return { sets, values };
+}
+
+export const iso = (value: unknown) => (value instanceof Date ? value.toISOString() : value ?? null);

@@ -1,0 +1,80 @@
+import { t } from "elysia";
+import { counterKeys, scopes } from "../governance/keys";
+import { badRequest } from "../http/errors";
+import { found, iso, mustExist, write } from "./common";
+import type { AdminDeps } from "./deps";
+import { Id, Money, opt, open } from "./fields";
+import { adminBase, adminOnly } from "./guard";
+import { budgetBody, insertBudget } from "./budgets";
+
+const INLINE = Object.keys(budgetBody);
+
+export function customerView(row: Record<string, any>) {
+  return {
+    user_id: row.user_id, alias: row.alias, spend: row.spend, blocked: row.blocked, budget_id: row.budget_id,
+    budget_reset_at: iso(row.budget_reset_at), litellm_budget_table: row.litellm_budget_table ?? null, metadata: row.metadata,
+  };
+}
+
+const SELECT = "select e.*, row_to_json(b) as litellm_budget_table from end_users e left join budgets b on b.budget_id = e.budget_id";
+
+export function customerRoutes(deps: AdminDeps) {
+  const { db, clock } = deps;
+  const one = async (id: string) => customerView(found((await db.query(`${SELECT} where e.user_id = $1`, [id]))[0], "Customer"));
+  const setBlocked = async (ids: string[], blocked: boolean) => {
+    const rows = await db.query("update end_users set blocked = $2, updated_at = now() where user_id = any($1::text[]) returning user_id", [ids, blocked]);
+    for (const row of rows) deps.invalidate({ kind: "customer", id: row.user_id });
+    return { [blocked ? "blocked_users" : "unblocked_users"]: rows.map((r) => r.user_id) };
+  };
+  const inlineOf = (body: Record<string, unknown>) => INLINE.filter((field) => body[field] !== undefined && body[field] !== null);
+
+  const routes = adminBase("admin-customers").use(adminOnly(deps.auth))
+    .post("/customer/new", async ({ body }) => {
+      const inline = inlineOf(body);
+      if (body.budget_id && inline.length > 0) throw badRequest(`send either budget_id or inline budget fields (${inline.join(", ")}), not both`, "budget_id");
+      await db.transaction(async (tx) => {
+        let budgetId = body.budget_id ?? null;
+        if (budgetId) await mustExist(tx, "budgets", "budget_id", budgetId, "budget_id");
+        else if (inline.length > 0) budgetId = (await insertBudget(tx, `customer:${body.user_id}:${crypto.randomUUID()}`, body, clock.now())).budget_id;
+        await write(`customer "${body.user_id}"`, () => tx.query(
+          "insert into end_users (user_id, alias, budget_id, blocked, metadata) values ($1, $2, $3, $4, $5::text::jsonb)",
+          [body.user_id, body.alias ?? null, budgetId, body.blocked ?? false, JSON.stringify(body.metadata ?? {})]));
+      });
+      deps.invalidate({ kind: "customer", id: body.user_id });
+      return one(body.user_id);
+    }, {
+      body: t.Object({ ...budgetBody, user_id: Id, alias: opt(t.String({ maxLength: 512 })), budget_id: opt(Id), blocked: opt(t.Boolean()), metadata: opt(t.Record(t.String(), t.Unknown())) }, open),
+      detail: { tags: ["customer management"], summary: "Create a customer (the `user` of requests) with a budget_id or an inline budget" },
+    })
+    .post("/customer/update", async ({ body }) => {
+      const inline = inlineOf(body);
+      if (body.budget_id && inline.length > 0) throw badRequest(`send either budget_id or inline budget fields (${inline.join(", ")}), not both`, "budget_id");
+      await db.transaction(async (tx) => {
+        const [current] = await tx.query("select * from end_users where user_id = $1", [body.user_id]);
+        found(current, "Customer");
+        let budgetId = body.budget_id ?? current!.budget_id;
+        if (body.budget_id) await mustExist(tx, "budgets", "budget_id", body.budget_id, "budget_id");
+        if (inline.length > 0) budgetId = (await insertBudget(tx, `customer:${body.user_id}:${crypto.randomUUID()}`, body, clock.now())).budget_id;
+        await tx.query(
+          `update end_users set alias = coalesce($2, alias), budget_id = $3, blocked = coalesce($4, blocked), spend = coalesce($5, spend),
+             budget_reset_at = case when $3 is distinct from budget_id then null else budget_reset_at end, updated_at = now() where user_id = $1`,
+          [body.user_id, body.alias ?? null, budgetId, body.blocked ?? null, body.spend ?? null]);
+      });
+      if (body.spend !== undefined) deps.counters.forget(counterKeys.budgetPrefix(scopes.customer(body.user_id)));
+      deps.invalidate({ kind: "customer", id: body.user_id });
+      return one(body.user_id);
+    }, {
+      body: t.Object({ ...budgetBody, user_id: Id, alias: opt(t.String()), budget_id: opt(Id), blocked: opt(t.Boolean()), spend: t.Optional(Money) }, open),
+      detail: { tags: ["customer management"], summary: "Change a customer" },
+    })
+    .post("/customer/delete", async ({ body }) => {
+      const rows = await db.query("delete from end_users where user_id = any($1::text[]) returning user_id", [body.user_ids]);
+      for (const row of rows) deps.invalidate({ kind: "customer", id: row.user_id });
+      return { deleted_customers: rows.map((r) => r.user_id) };
+    }, { body: t.Object({ user_ids: t.Array(Id, { minItems: 1 }) }, open), detail: { tags: ["customer management"], summary: "Delete customers" } })
+    .get("/customer/info", ({ query }) => one(query.end_user_id), { query: t.Object({ end_user_id: Id }), detail: { tags: ["customer management"], summary: "A customer with its budget and spend" } })
+    .get("/customer/list", async () => (await db.query(`${SELECT} order by e.created_at, e.user_id`)).map(customerView), { detail: { tags: ["customer management"], summary: "List customers" } })
+    .post("/customer/block", ({ body }) => setBlocked(body.user_ids, true), { body: t.Object({ user_ids: t.Array(Id, { minItems: 1 }) }, open), detail: { tags: ["customer management"], summary: "Block customers" } })
+    .post("/customer/unblock", ({ body }) => setBlocked(body.user_ids, false), { body: t.Object({ user_ids: t.Array(Id, { minItems: 1 }) }, open), detail: { tags: ["customer management"], summary: "Unblock customers" } });
+  return routes;
+}

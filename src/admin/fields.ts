@@ -1,0 +1,43 @@
+import { t } from "elysia";
+
+/** Field schemas shared by the admin routes. Numbers may arrive as numeric strings (LiteLLM clients send both). */
+export const Money = t.Numeric({ minimum: 0, maximum: 1e15, description: "USD" });
+export const Limit = t.Numeric({ minimum: 0, maximum: 2_147_483_647, multipleOf: 1 });
+export const DurationText = t.String({ pattern: "^\\s*\\d{1,6}\\s*(s|m|h|d|w|mo)\\s*$", description: "30s, 20m, 1h, 7d, 2w or 1mo", error: "must be a duration such as 30s, 20m, 1h, 7d, 2w or 1mo" });
+export const Id = t.String({ minLength: 1, maxLength: 512 });
+export const Models = t.Array(t.String({ maxLength: 512 }), { maxItems: 1000 });
+export const Metadata = t.Record(t.String(), t.Unknown());
+export const ModelBudgets = t.Record(t.String(), t.Object({ budget_limit: Money, time_period: t.Optional(t.Union([DurationText, t.Null()])) }, { additionalProperties: true }));
+export const ModelLimits = t.Record(t.String(), t.Union([Limit, t.Null()]));
+
+const opt = <T extends Parameters<typeof t.Optional>[0]>(schema: T) => t.Optional(t.Union([schema, t.Null()]));
+
+/** Budget and limit fields, as keys, users, teams and budgets carry them. */
+export const budgetFields = {
+  max_budget: opt(Money),
+  soft_budget: opt(Money),
+  budget_duration: opt(DurationText),
+  tpm_limit: opt(Limit),
+  rpm_limit: opt(Limit),
+  max_parallel_requests: opt(Limit),
+};
+
+/** The /key/generate body; /user/new takes it too. */
+export const keyFields = {
+  ...budgetFields,
+  duration: opt(DurationText),
+  key_alias: opt(t.String({ maxLength: 512 })),
+  key: t.Optional(t.String({ pattern: "^sk-[A-Za-z0-9_\\-.]{4,256}$", error: "must start with sk- followed by 4 to 256 letters, digits, '_', '-' or '.'" })),
+  models: t.Optional(Models),
+  model_max_budget: opt(ModelBudgets),
+  model_rpm_limit: opt(ModelLimits),
+  model_tpm_limit: opt(ModelLimits),
+  user_id: opt(Id),
+  team_id: opt(Id),
+  budget_id: opt(Id),
+  metadata: opt(Metadata),
+  blocked: opt(t.Boolean()),
+};
+
+export const open = { additionalProperties: true } as const;
+export { opt };

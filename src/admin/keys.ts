@@ -1,0 +1,185 @@
+import { t } from "elysia";
+import { generateKey, hashKey, keyName } from "../auth/keys";
+import type { Sql } from "../db";
+import { counterKeys, scopes } from "../governance/keys";
+import { addDuration, parseDuration } from "../governance/duration";
+import { authError, badRequest } from "../http/errors";
+import { assignments, found, iso, mustExist, resetAtFor, tokenOf, write } from "./common";
+import type { AdminDeps } from "./deps";
+import { Money, keyFields, open } from "./fields";
+import { adminBase, adminOnly } from "./guard";
+
+const KEY_COLUMNS = [
+  "key_alias", "max_budget", "soft_budget", "budget_duration", "models", "tpm_limit", "rpm_limit", "max_parallel_requests",
+  "model_max_budget", "model_rpm_limit", "model_tpm_limit", "user_id", "team_id", "budget_id", "metadata", "blocked", "spend",
+] as const;
+const JSON_COLUMNS = ["model_max_budget", "model_rpm_limit", "model_tpm_limit", "metadata"];
+const ARRAY_COLUMNS = ["models"];
+
+/** A key row as the API shows it: everything but anything usable as the key itself. */
+export function keyView(row: Record<string, any>) {
+  return {
+    token: row.token, token_id: row.token, key_name: row.key_name, key_alias: row.key_alias, spend: row.spend,
+    max_budget: row.max_budget, soft_budget: row.soft_budget, budget_duration: row.budget_duration, budget_reset_at: iso(row.budget_reset_at),
+    models: row.models, tpm_limit: row.tpm_limit, rpm_limit: row.rpm_limit, max_parallel_requests: row.max_parallel_requests,
+    model_max_budget: row.model_max_budget, model_rpm_limit: row.model_rpm_limit, model_tpm_limit: row.model_tpm_limit,
+    user_id: row.user_id, team_id: row.team_id, budget_id: row.budget_id, expires: iso(row.expires), blocked: row.blocked,
+    metadata: row.metadata, created_at: iso(row.created_at), updated_at: iso(row.updated_at),
+    allowed_cache_controls: [], aliases: {}, config: {}, permissions: {},
+  };
+}
+
+export interface NewKey {
+  raw: string;
+  row: Record<string, any>;
+}
+
+/** Inserts a key (and its user when new). The raw key is returned once; only its hash is stored. */
+export async function insertKey(sql: Sql, body: Record<string, any>, now: number, userRole = "internal_user"): Promise<NewKey> {
+  const raw: string = body.key ?? generateKey();
+  const token = hashKey(raw);
+  if (body.key && (await sql.query("select 1 from keys where token = $1", [token])).length > 0) throw badRequest("key: this key already exists", "key");
+  const userId: string = body.user_id ?? crypto.randomUUID();
+  await sql.query("insert into users (user_id, user_role) values ($1, $2) on conflict (user_id) do nothing", [userId, userRole]);
+  if (body.team_id) await mustExist(sql, "teams", "team_id", body.team_id, "team_id");
+  if (body.budget_id) await mustExist(sql, "budgets", "budget_id", body.budget_id, "budget_id");
+  const duration = parseDuration(body.duration ?? undefined);
+  const expires = duration ? addDuration(new Date(now), duration) : null;
+  const [row] = await write(`key_alias "${body.key_alias}"`, () => sql.query(
+    `insert into keys (token, key_name, key_alias, max_budget, soft_budget, budget_duration, budget_reset_at, models, tpm_limit, rpm_limit,
+       max_parallel_requests, model_max_budget, model_rpm_limit, model_tpm_limit, user_id, team_id, budget_id, expires, blocked, metadata)
+     values ($1, $2, $3, $4, $5, $6, $7, $8::text[], $9, $10, $11, $12::text::jsonb, $13::text::jsonb, $14::text::jsonb, $15, $16, $17, $18, $19, $20::text::jsonb)
+     returning *`,
+    [token, keyName(raw), body.key_alias ?? null, body.max_budget ?? null, body.soft_budget ?? null, body.budget_duration ?? null,
+      resetAtFor(body.budget_duration, now), body.models ?? [], body.tpm_limit ?? null, body.rpm_limit ?? null, body.max_parallel_requests ?? null,
+      JSON.stringify(body.model_max_budget ?? {}), JSON.stringify(body.model_rpm_limit ?? {}), JSON.stringify(body.model_tpm_limit ?? {}),
+      userId, body.team_id ?? null, body.budget_id ?? null, expires, body.blocked ?? false, JSON.stringify(body.metadata ?? {})],
+  ));
+  return { raw, row: row! };
+}
+
+export function generatedKeyAnswer({ raw, row }: NewKey, body: Record<string, any>) {
+  return { key: raw, ...keyView(row), duration: body.duration ?? null };
+}
+
+async function keyRow(sql: Sql, key: string) {
+  const [row] = await sql.query("select * from keys where token = $1", [tokenOf(key)]);
+  return found(row, "Key");
+}
+
+const KeyRef = t.Object({ key: t.String({ minLength: 1 }) }, open);
+
+export function keyRoutes(deps: AdminDeps) {
+  const { db, clock } = deps;
+  const forgetSpend = (token: string) => deps.counters.forget(counterKeys.budgetPrefix(scopes.key(token)));
+  const setBlocked = async (key: string, blocked: boolean) => {
+    const [row] = await db.query("update keys set blocked = $2, updated_at = now() where token = $1 returning *", [tokenOf(key), blocked]);
+    found(row, "Key");
+    deps.invalidate({ kind: "key", token: row!.token });
+    return { key, ...keyView(row!) };
+  };
+
+  // /key/info may be called by any valid key for itself.
+  const info = adminBase("admin-key-info").get("/key/info", async ({ query, request }) => {
+    const caller = await deps.auth.authenticate(request.headers);
+    const own = caller.kind === "key" ? caller.principal.key.token : null;
+    const asked = query.key ? tokenOf(query.key) : own;
+    if (!asked) throw badRequest("key: required (the key to describe)", "key");
+    if (caller.kind === "key" && !caller.admin && asked !== own) throw authError("Authentication Error, a key may only read its own /key/info");
+    const row = await keyRow(db, asked);
+    const spend = await db.query("select model, spend, budget_reset_at from key_model_spend where token = $1", [row.token]);
+    const modelSpend = Object.fromEntries(spend.map((s) => [s.model, s.spend]));
+    return { key: query.key ?? row.key_name, info: { ...keyView(row), model_spend: modelSpend } };
+  }, { query: t.Object({ key: t.Optional(t.String()) }), detail: { tags: ["key management"], summary: "A key's settings and spend" } });
+
+  const admin = adminBase("admin-keys").use(adminOnly(deps.auth))
+    .post("/key/generate", async ({ body }) => {
+      const created = await db.transaction((tx) => insertKey(tx, body, clock.now()));
+      deps.invalidate({ kind: "key", token: created.row.token });
+      return generatedKeyAnswer(created, body);
+    }, { body: t.Object(keyFields, open), detail: { tags: ["key management"], summary: "Create a virtual key (the raw key is returned once)" } })
+    .post("/key/update", async ({ body }) => {
+      const token = tokenOf(body.key);
+      const changes: Record<string, unknown> = { ...body };
+      if ("budget_duration" in body) changes.budget_reset_at = resetAtFor(body.budget_duration, clock.now());
+      const row = await db.transaction(async (tx) => {
+        found((await tx.query("select 1 from keys where token = $1", [token]))[0], "Key");
+        if (body.team_id) await mustExist(tx, "teams", "team_id", body.team_id, "team_id");
+        if (body.user_id) await mustExist(tx, "users", "user_id", body.user_id, "user_id");
+        if (body.budget_id) await mustExist(tx, "budgets", "budget_id", body.budget_id, "budget_id");
+        const { sets, values } = assignments(changes, [...KEY_COLUMNS, "budget_reset_at"], JSON_COLUMNS, ARRAY_COLUMNS);
+        if ("duration" in body) {
+          const duration = parseDuration(body.duration ?? undefined);
+          values.push(duration ? addDuration(new Date(clock.now()), duration) : null);
+          sets.push(`expires = $${values.length}`);
+        }
+        values.push(token);
+        const [updated] = await write(`key_alias "${body.key_alias}"`, () =>
+          tx.query(`update keys set ${[...sets, "updated_at = now()"].join(", ")} where token = $${values.length} returning *`, values));
+        return updated!;
+      });
+      if ("spend" in body || "budget_duration" in body) forgetSpend(token);
+      deps.invalidate({ kind: "key", token });
+      return { key: body.key, ...keyView(row) };
+    }, {
+      body: t.Object({ ...keyFields, key: t.String({ minLength: 1 }), spend: t.Optional(Money) }, open),
+      detail: { tags: ["key management"], summary: "Change a key's settings (spend too)" },
+    })
+    .post("/key/delete", async ({ body }) => {
+      const tokens = (body.keys ?? []).map(tokenOf);
+      const rows = await db.transaction(async (tx) => {
+        const byAlias = body.key_aliases?.length
+          ? await tx.query("select token from keys where key_alias = any($1::text[])", [body.key_aliases]) : [];
+        const all = [...tokens, ...byAlias.map((r) => r.token as string)];
+        return tx.query("delete from keys where token = any($1::text[]) returning token, key_name", [all]);
+      });
+      if (rows.length === 0) throw badRequest("keys: none of the given keys exist", "keys");
+      for (const row of rows) deps.invalidate({ kind: "key", token: row.token });
+      return { deleted_keys: body.keys ?? rows.map((r) => r.key_name) };
+    }, {
+      body: t.Object({ keys: t.Optional(t.Array(t.String({ minLength: 1 }))), key_aliases: t.Optional(t.Array(t.String())) }, open),
+      detail: { tags: ["key management"], summary: "Delete keys" },
+    })
+    .get("/key/list", async ({ query }) => {
+      const size = Math.min(Number(query.size ?? 100), 1000);
+      const page = Math.max(1, Number(query.page ?? 1));
+      const where: string[] = [];
+      const params: unknown[] = [];
+      for (const field of ["user_id", "team_id", "key_alias"] as const) {
+        if (query[field]) {
+          params.push(query[field]);
+          where.push(`${field} = $${params.length}`);
+        }
+      }
+      const filter = where.length ? `where ${where.join(" and ")}` : "";
+      const [{ n }] = (await db.query(`select count(*)::int as n from keys ${filter}`, params)) as [{ n: number }];
+      const rows = await db.query(`select * from keys ${filter} order by created_at, token limit ${size} offset ${(page - 1) * size}`, params);
+      const full = query.return_full_object === "true";
+      return { keys: rows.map((r) => (full ? keyView(r) : r.token)), total_count: n, current_page: page, total_pages: Math.ceil(n / size) };
+    }, {
+      query: t.Object({ user_id: t.Optional(t.String()), team_id: t.Optional(t.String()), key_alias: t.Optional(t.String()),
+        page: t.Optional(t.Numeric({ minimum: 1 })), size: t.Optional(t.Numeric({ minimum: 1, maximum: 1000 })), return_full_object: t.Optional(t.String()) }),
+      detail: { tags: ["key management"], summary: "List keys (hashes), filtered and paged" },
+    })
+    .post("/key/regenerate", async ({ body }) => {
+      const old = tokenOf(body.key);
+      const raw = body.new_key ?? generateKey();
+      const row = await db.transaction(async (tx) => {
+        found((await tx.query("select 1 from keys where token = $1", [old]))[0], "Key");
+        const [updated] = await write("key", () => tx.query(
+          "update keys set token = $2, key_name = $3, updated_at = now() where token = $1 returning *", [old, hashKey(raw), keyName(raw)]));
+        return updated!;
+      });
+      deps.invalidate({ kind: "key", token: old });
+      deps.invalidate({ kind: "key", token: row.token });
+      return { key: raw, ...keyView(row) };
+    }, {
+      body: t.Object({ key: t.String({ minLength: 1 }), new_key: t.Optional(t.String({ pattern: "^sk-[A-Za-z0-9_\\-.]{4,256}$" })) }, open),
+      detail: { tags: ["key management"], summary: "Replace a key's secret; the old one stops working" },
+    })
+    .post("/key/block", ({ body }) => setBlocked(body.key, true), { body: KeyRef, detail: { tags: ["key management"], summary: "Block a key" } })
+    .post("/key/unblock", ({ body }) => setBlocked(body.key, false), { body: KeyRef, detail: { tags: ["key management"], summary: "Unblock a key" } });
+
+  return info.use(admin);
+}
+

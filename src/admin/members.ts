@@ -1,0 +1,92 @@
+import { t } from "elysia";
+import type { Sql } from "../db";
+import { counterKeys, scopes } from "../governance/keys";
+import { badRequest } from "../http/errors";
+import { found, mustExist } from "./common";
+import type { AdminDeps } from "./deps";
+import { Id, Limit, Money, opt, open } from "./fields";
+import { adminBase, adminOnly } from "./guard";
+import { Member, addMembers, teamView } from "./teams";
+
+/** The budget row behind a membership's `max_budget_in_team` (one per membership). */
+async function membershipBudget(sql: Sql, teamId: string, userId: string, fields: Record<string, unknown>): Promise<string> {
+  const budgetId = `team-member:${teamId}:${userId}`;
+  await sql.query(
+    `insert into budgets (budget_id, max_budget, tpm_limit, rpm_limit, max_parallel_requests) values ($1, $2, $3, $4, $5)
+     on conflict (budget_id) do update set
+       max_budget = coalesce($2, budgets.max_budget), tpm_limit = coalesce($3, budgets.tpm_limit),
+       rpm_limit = coalesce($4, budgets.rpm_limit), max_parallel_requests = coalesce($5, budgets.max_parallel_requests), updated_at = now()`,
+    [budgetId, fields.max_budget_in_team ?? null, fields.tpm_limit ?? null, fields.rpm_limit ?? null, fields.max_parallel_requests ?? null]);
+  return budgetId;
+}
+
+const limits = { max_budget_in_team: opt(Money), tpm_limit: opt(Limit), rpm_limit: opt(Limit), max_parallel_requests: opt(Limit) };
+
+export function memberRoutes(deps: AdminDeps) {
+  const { db } = deps;
+  return adminBase("admin-members").use(adminOnly(deps.auth))
+    .post("/team/member_add", async ({ body }) => {
+      const members = Array.isArray(body.member) ? body.member : [body.member];
+      const row = await db.transaction(async (tx) => {
+        await mustExist(tx, "teams", "team_id", body.team_id, "team_id");
+        for (const member of members) {
+          const userId = member.user_id ?? null;
+          const budgetId = userId && (body.max_budget_in_team != null || body.tpm_limit != null || body.rpm_limit != null)
+            ? await membershipBudget(tx, body.team_id, userId, body) : null;
+          await addMembers(tx, body.team_id, [member], budgetId);
+          if (!userId && body.max_budget_in_team != null) {
+            const [added] = await tx.query("select user_id from users where user_email = $1", [member.user_email]);
+            const id = await membershipBudget(tx, body.team_id, added!.user_id, body);
+            await tx.query("update team_memberships set budget_id = $3 where team_id = $1 and user_id = $2", [body.team_id, added!.user_id, id]);
+          }
+        }
+        return (await tx.query("select * from teams where team_id = $1", [body.team_id]))[0]!;
+      });
+      deps.invalidate({ kind: "all" });
+      const memberships = await db.query(
+        "select m.user_id, m.team_id, m.role, m.spend, m.budget_id, row_to_json(b) as litellm_budget_table from team_memberships m left join budgets b on b.budget_id = m.budget_id where m.team_id = $1",
+        [body.team_id]);
+      return { ...teamView(row), updated_team_memberships: memberships };
+    }, {
+      body: t.Object({ team_id: Id, member: t.Union([Member, t.Array(Member, { minItems: 1 })]), ...limits }, open),
+      detail: { tags: ["team management"], summary: "Add members; max_budget_in_team budgets each member within the team" },
+    })
+    .post("/team/member_update", async ({ body }) => {
+      await db.transaction(async (tx) => {
+        const [membership] = await tx.query("select 1 from team_memberships where team_id = $1 and user_id = $2", [body.team_id, body.user_id]);
+        found(membership, "Team membership");
+        const budgetId = await membershipBudget(tx, body.team_id, body.user_id, body);
+        await tx.query("update team_memberships set budget_id = $3, role = coalesce($4, role) where team_id = $1 and user_id = $2",
+          [body.team_id, body.user_id, budgetId, body.role ?? null]);
+        if (body.role) await addMembers(tx, body.team_id, [{ user_id: body.user_id, role: body.role }], budgetId);
+      });
+      deps.counters.forget(counterKeys.budgetPrefix(scopes.member(body.team_id, body.user_id)));
+      deps.invalidate({ kind: "all" });
+      const [row] = await db.query(
+        "select m.user_id, m.team_id, m.role, m.spend, m.budget_id, row_to_json(b) as litellm_budget_table from team_memberships m left join budgets b on b.budget_id = m.budget_id where m.team_id = $1 and m.user_id = $2",
+        [body.team_id, body.user_id]);
+      return { team_id: body.team_id, user_id: body.user_id, ...row, max_budget_in_team: row?.litellm_budget_table?.max_budget ?? null };
+    }, {
+      body: t.Object({ team_id: Id, user_id: Id, role: t.Optional(t.String({ maxLength: 64 })), ...limits }, open),
+      detail: { tags: ["team management"], summary: "Change a member's role or budget within the team" },
+    })
+    .post("/team/member_delete", async ({ body }) => {
+      const row = await db.transaction(async (tx) => {
+        let userId = body.user_id;
+        if (!userId && body.user_email) userId = (await tx.query("select user_id from users where user_email = $1", [body.user_email]))[0]?.user_id;
+        if (!userId) throw badRequest("user_id or user_email: required, naming a member of the team", "user_id");
+        const removed = await tx.query("delete from team_memberships where team_id = $1 and user_id = $2 returning user_id", [body.team_id, userId]);
+        found(removed[0], "Team membership");
+        await tx.query("update users set teams = array_remove(teams, $1) where user_id = $2", [body.team_id, userId]);
+        await tx.query(
+          `update teams set members_with_roles = (select coalesce(jsonb_agg(m), '[]'::jsonb) from jsonb_array_elements(members_with_roles) m where m->>'user_id' <> $2),
+             updated_at = now() where team_id = $1`, [body.team_id, userId]);
+        return (await tx.query("select * from teams where team_id = $1", [body.team_id]))[0]!;
+      });
+      deps.invalidate({ kind: "all" });
+      return teamView(row);
+    }, {
+      body: t.Object({ team_id: Id, user_id: t.Optional(Id), user_email: t.Optional(t.String()) }, open),
+      detail: { tags: ["team management"], summary: "Remove a member from a team" },
+    });
+}

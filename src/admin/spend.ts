@@ -1,0 +1,47 @@
+import { t } from "elysia";
+import { badRequest } from "../http/errors";
+import { iso, tokenOf } from "./common";
+import type { AdminDeps } from "./deps";
+import { adminBase, adminOnly } from "./guard";
+
+function dateOf(text: string | undefined, field: string, endOfDay: boolean): Date | null {
+  if (!text) return null;
+  const date = new Date(/^\d{4}-\d{2}-\d{2}$/.test(text) ? `${text}T${endOfDay ? "23:59:59.999" : "00:00:00.000"}Z` : text);
+  if (Number.isNaN(date.getTime())) throw badRequest(`${field}: not a date (use YYYY-MM-DD or an ISO timestamp)`, field);
+  return date;
+}
+
+export function spendRoutes(deps: AdminDeps) {
+  const { db } = deps;
+  return adminBase("admin-spend").use(adminOnly(deps.auth))
+    .get("/spend/logs", async ({ query }) => {
+      const where: string[] = [];
+      const params: unknown[] = [];
+      const add = (sql: string, value: unknown) => {
+        params.push(value);
+        where.push(sql.replace("?", `$${params.length}`));
+      };
+      if (query.api_key) add("api_key = ?", tokenOf(query.api_key));
+      if (query.user_id) add("user_id = ?", query.user_id);
+      if (query.team_id) add("team_id = ?", query.team_id);
+      if (query.end_user) add("end_user = ?", query.end_user);
+      const start = dateOf(query.start_date, "start_date", false);
+      const end = dateOf(query.end_date, "end_date", true);
+      if (start) add("start_time >= ?", start);
+      if (end) add("start_time <= ?", end);
+      const limit = Math.min(Number(query.limit ?? 1000), 10_000);
+      const rows = await db.query(`select * from spend_logs ${where.length ? `where ${where.join(" and ")}` : ""} order by start_time desc limit ${limit}`, params);
+      return rows.map((r) => ({ ...r, start_time: iso(r.start_time), end_time: iso(r.end_time) }));
+    }, {
+      query: t.Object({
+        api_key: t.Optional(t.String()), user_id: t.Optional(t.String()), team_id: t.Optional(t.String()), end_user: t.Optional(t.String()),
+        start_date: t.Optional(t.String()), end_date: t.Optional(t.String()), limit: t.Optional(t.Numeric({ minimum: 1, maximum: 10_000 })),
+      }),
+      detail: { tags: ["spend"], summary: "Spend logs, newest first, filtered by key, user, team, customer and dates" },
+    })
+    .get("/global/spend", async () => {
+      const [row] = await db.query("select spend, budget_reset_at from gateway_spend where id = 1");
+      const settings = deps.runtime().config.litellm_settings;
+      return { spend: row?.spend ?? 0, max_budget: settings.max_budget ?? null, budget_reset_at: iso(row?.budget_reset_at) };
+    }, { detail: { tags: ["spend"], summary: "The whole gateway's spend" } });
+}

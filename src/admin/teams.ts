@@ -1,0 +1,114 @@
+import { t } from "elysia";
+import type { Sql } from "../db";
+import { counterKeys, scopes } from "../governance/keys";
+import { badRequest } from "../http/errors";
+import { assignments, found, iso, resetAtFor, write } from "./common";
+import type { AdminDeps } from "./deps";
+import { Id, Metadata, Models, Money, budgetFields, opt, open } from "./fields";
+import { adminBase, adminOnly } from "./guard";
+import { keyView } from "./keys";
+
+export const Member = t.Object({
+  role: t.Optional(t.String({ maxLength: 64 })),
+  user_id: t.Optional(Id),
+  user_email: opt(t.String({ maxLength: 512 })),
+}, open);
+const TEAM_COLUMNS = ["team_alias", "max_budget", "budget_duration", "budget_reset_at", "models", "tpm_limit", "rpm_limit", "max_parallel_requests", "metadata", "blocked", "spend"];
+
+export function teamView(row: Record<string, any>) {
+  return {
+    team_alias: row.team_alias, team_id: row.team_id, admins: [], members: [], members_with_roles: row.members_with_roles,
+    metadata: row.metadata, tpm_limit: row.tpm_limit, rpm_limit: row.rpm_limit, max_budget: row.max_budget, models: row.models,
+    spend: row.spend, max_parallel_requests: row.max_parallel_requests, budget_duration: row.budget_duration,
+    budget_reset_at: iso(row.budget_reset_at), blocked: row.blocked, created_at: iso(row.created_at),
+  };
+}
+
+/** Adds (or re-roles) members: missing users are created; memberships, members_with_roles and users.teams kept in step. */
+export async function addMembers(sql: Sql, teamId: string, members: Array<Record<string, any>>, budgetId: string | null): Promise<void> {
+  for (const member of members) {
+    let userId: string | undefined = member.user_id ?? undefined;
+    if (!userId && member.user_email) {
+      const [byEmail] = await sql.query("select user_id from users where user_email = $1 limit 1", [member.user_email]);
+      userId = byEmail?.user_id ?? crypto.randomUUID();
+    }
+    if (!userId) throw badRequest("member: user_id or user_email is required", "member");
+    await sql.query(
+      `insert into users (user_id, user_email, teams) values ($1, $2, array[$3]::text[])
+       on conflict (user_id) do update set teams = case when $3 = any(users.teams) then users.teams else array_append(users.teams, $3) end`,
+      [userId, member.user_email ?? null, teamId]);
+    const role = member.role ?? "user";
+    await sql.query(
+      `insert into team_memberships (team_id, user_id, role, budget_id) values ($1, $2, $3, $4)
+       on conflict (team_id, user_id) do update set role = excluded.role, budget_id = coalesce(excluded.budget_id, team_memberships.budget_id)`,
+      [teamId, userId, role, budgetId]);
+    await sql.query(
+      `update teams set members_with_roles = (
+         select coalesce(jsonb_agg(m), '[]'::jsonb) from jsonb_array_elements(members_with_roles) m where m->>'user_id' <> $2
+       ) || jsonb_build_array(jsonb_strip_nulls(jsonb_build_object('role', $3::text, 'user_id', $2::text, 'user_email', $4::text))),
+       updated_at = now() where team_id = $1`,
+      [teamId, userId, role, member.user_email ?? null]);
+  }
+}
+
+const teamFields = { ...budgetFields, team_alias: opt(t.String({ maxLength: 512 })), models: t.Optional(Models), metadata: opt(Metadata), blocked: opt(t.Boolean()) };
+
+export function teamRoutes(deps: AdminDeps) {
+  const { db, clock } = deps;
+  const setBlocked = async (teamId: string, blocked: boolean) => {
+    const [row] = await db.query("update teams set blocked = $2, updated_at = now() where team_id = $1 returning *", [teamId, blocked]);
+    found(row, "Team");
+    deps.invalidate({ kind: "all" });
+    return teamView(row!);
+  };
+  return adminBase("admin-teams").use(adminOnly(deps.auth))
+    .post("/team/new", async ({ body }) => {
+      const teamId = body.team_id ?? crypto.randomUUID();
+      const row = await db.transaction(async (tx) => {
+        await write(`team_id "${teamId}"`, () => tx.query(
+          `insert into teams (team_id, team_alias, max_budget, budget_duration, budget_reset_at, models, tpm_limit, rpm_limit,
+             max_parallel_requests, metadata, blocked) values ($1, $2, $3, $4, $5, $6::text[], $7, $8, $9, $10::text::jsonb, $11)`,
+          [teamId, body.team_alias ?? null, body.max_budget ?? null, body.budget_duration ?? null, resetAtFor(body.budget_duration, clock.now()),
+            body.models ?? [], body.tpm_limit ?? null, body.rpm_limit ?? null, body.max_parallel_requests ?? null,
+            JSON.stringify(body.metadata ?? {}), body.blocked ?? false]));
+        await addMembers(tx, teamId, body.members_with_roles ?? [], null);
+        return (await tx.query("select * from teams where team_id = $1", [teamId]))[0]!;
+      });
+      deps.invalidate({ kind: "all" });
+      return teamView(row);
+    }, {
+      body: t.Object({ ...teamFields, team_id: t.Optional(Id), members_with_roles: t.Optional(t.Array(Member)) }, open),
+      detail: { tags: ["team management"], summary: "Create a team with a shared budget and limits" },
+    })
+    .post("/team/update", async ({ body }) => {
+      const changes: Record<string, unknown> = { ...body };
+      if ("budget_duration" in body) changes.budget_reset_at = resetAtFor(body.budget_duration, clock.now());
+      const { sets, values } = assignments(changes, TEAM_COLUMNS, ["metadata"], ["models"]);
+      if (sets.length === 0) throw badRequest("nothing to update: send at least one team field");
+      values.push(body.team_id);
+      const [row] = await write("team", () => db.query(`update teams set ${[...sets, "updated_at = now()"].join(", ")} where team_id = $${values.length} returning *`, values));
+      found(row, "Team");
+      if ("spend" in body || "budget_duration" in body) deps.counters.forget(counterKeys.budgetPrefix(scopes.team(body.team_id)));
+      deps.invalidate({ kind: "all" });
+      return teamView(row!);
+    }, { body: t.Object({ ...teamFields, team_id: Id, spend: t.Optional(Money) }, open), detail: { tags: ["team management"], summary: "Change a team" } })
+    .post("/team/delete", async ({ body }) => {
+      // A team's keys and memberships go with it (on delete cascade).
+      const rows = await db.query("delete from teams where team_id = any($1::text[]) returning team_id", [body.team_ids]);
+      deps.invalidate({ kind: "all" });
+      return { deleted_teams: rows.map((r) => r.team_id) };
+    }, { body: t.Object({ team_ids: t.Array(Id, { minItems: 1 }) }, open), detail: { tags: ["team management"], summary: "Delete teams and their keys" } })
+    .get("/team/info", async ({ query }) => {
+      const [row] = await db.query("select * from teams where team_id = $1", [query.team_id]);
+      found(row, "Team");
+      const keys = await db.query("select * from keys where team_id = $1 order by created_at", [query.team_id]);
+      const memberships = await db.query(
+        `select m.user_id, m.team_id, m.role, m.spend, m.budget_id, m.budget_reset_at, row_to_json(b) as litellm_budget_table
+         from team_memberships m left join budgets b on b.budget_id = m.budget_id where m.team_id = $1 order by m.created_at`, [query.team_id]);
+      return { team_id: row!.team_id, team_info: teamView(row!), keys: keys.map(keyView), team_memberships: memberships.map((m) => ({ ...m, budget_reset_at: iso(m.budget_reset_at) })) };
+    }, { query: t.Object({ team_id: Id }), detail: { tags: ["team management"], summary: "A team, its keys and memberships with their spend" } })
+    .get("/team/list", async () => (await db.query("select * from teams order by created_at, team_id")).map(teamView),
+      { detail: { tags: ["team management"], summary: "List teams" } })
+    .post("/team/block", ({ body }) => setBlocked(body.team_id, true), { body: t.Object({ team_id: Id }, open), detail: { tags: ["team management"], summary: "Block a team" } })
+    .post("/team/unblock", ({ body }) => setBlocked(body.team_id, false), { body: t.Object({ team_id: Id }, open), detail: { tags: ["team management"], summary: "Unblock a team" } });
+}

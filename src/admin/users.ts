@@ -1,0 +1,107 @@
+import { t } from "elysia";
+import { counterKeys, scopes } from "../governance/keys";
+import { badRequest } from "../http/errors";
+import { assignments, found, iso, resetAtFor, write } from "./common";
+import type { AdminDeps } from "./deps";
+import { Id, Models, Money, budgetFields, keyFields, opt, open } from "./fields";
+import { adminBase, adminOnly } from "./guard";
+import { generatedKeyAnswer, insertKey, keyView } from "./keys";
+
+const ROLES = ["proxy_admin", "proxy_admin_viewer", "internal_user", "internal_user_viewer", "team", "customer"] as const;
+const Role = t.Union(ROLES.map((role) => t.Literal(role)), { error: `must be one of ${ROLES.join(", ")}` });
+const USER_COLUMNS = ["user_email", "user_alias", "user_role", "max_budget", "soft_budget", "budget_duration", "budget_reset_at", "models",
+  "tpm_limit", "rpm_limit", "max_parallel_requests", "metadata", "spend"];
+
+export function userView(row: Record<string, any>) {
+  return {
+    user_id: row.user_id, user_email: row.user_email, user_alias: row.user_alias, user_role: row.user_role, spend: row.spend,
+    max_budget: row.max_budget, soft_budget: row.soft_budget, budget_duration: row.budget_duration, budget_reset_at: iso(row.budget_reset_at),
+    models: row.models, tpm_limit: row.tpm_limit, rpm_limit: row.rpm_limit, max_parallel_requests: row.max_parallel_requests,
+    teams: row.teams, metadata: row.metadata, created_at: iso(row.created_at), updated_at: iso(row.updated_at),
+  };
+}
+
+const userFields = {
+  ...keyFields,
+  user_id: t.Optional(Id),
+  user_email: opt(t.String({ maxLength: 512 })),
+  user_alias: opt(t.String({ maxLength: 512 })),
+  user_role: t.Optional(Role),
+  teams: t.Optional(t.Array(Id)),
+  auto_create_key: t.Optional(t.Boolean()),
+};
+
+export function userRoutes(deps: AdminDeps) {
+  const { db, clock } = deps;
+  return adminBase("admin-users").use(adminOnly(deps.auth))
+    .post("/user/new", async ({ body }) => {
+      const userId = body.user_id ?? crypto.randomUUID();
+      const result = await db.transaction(async (tx) => {
+        const [user] = await write(`user_id "${userId}"`, () => tx.query(
+          `insert into users (user_id, user_email, user_alias, user_role, max_budget, soft_budget, budget_duration, budget_reset_at, models,
+             tpm_limit, rpm_limit, max_parallel_requests, teams, metadata)
+           values ($1, $2, $3, $4, $5, $6, $7, $8, $9::text[], $10, $11, $12, $13::text[], $14::text::jsonb) returning *`,
+          [userId, body.user_email ?? null, body.user_alias ?? null, body.user_role ?? "internal_user", body.max_budget ?? null,
+            body.soft_budget ?? null, body.budget_duration ?? null, resetAtFor(body.budget_duration, clock.now()), body.models ?? [],
+            body.tpm_limit ?? null, body.rpm_limit ?? null, body.max_parallel_requests ?? null, body.teams ?? [], JSON.stringify(body.metadata ?? {})],
+        ));
+        for (const teamId of [...(body.teams ?? []), ...(body.team_id ? [body.team_id] : [])]) {
+          const team = await tx.query("select 1 from teams where team_id = $1", [teamId]);
+          if (team.length === 0) throw badRequest(`teams: team "${teamId}" does not exist`, "teams");
+          await tx.query("insert into team_memberships (team_id, user_id) values ($1, $2) on conflict do nothing", [teamId, userId]);
+        }
+        if (body.auto_create_key === false) return { user: user!, key: null };
+        // The key carries the user's models; budgets and limits stay on the user, shared by all its keys.
+        const keyBody = { key: body.key, key_alias: body.key_alias, duration: body.duration, models: body.models, user_id: userId,
+          team_id: body.team_id, metadata: body.metadata, model_max_budget: body.model_max_budget, model_rpm_limit: body.model_rpm_limit,
+          model_tpm_limit: body.model_tpm_limit };
+        return { user: user!, key: await insertKey(tx, keyBody, clock.now()) };
+      });
+      deps.invalidate({ kind: "all" });
+      const view = userView(result.user);
+      if (!result.key) return { ...view, key: null, expires: null };
+      return { ...generatedKeyAnswer(result.key, body), ...view, key: result.key.raw, expires: iso(result.key.row.expires), max_budget: view.max_budget };
+    }, { body: t.Object(userFields, open), detail: { tags: ["user management"], summary: "Create a user (and a key unless auto_create_key is false)" } })
+    .post("/user/update", async ({ body }) => {
+      const changes: Record<string, unknown> = { ...body };
+      if ("budget_duration" in body) changes.budget_reset_at = resetAtFor(body.budget_duration, clock.now());
+      const { sets, values } = assignments(changes, USER_COLUMNS, ["metadata"], ["models"]);
+      if (sets.length === 0) throw badRequest("nothing to update: send at least one user field");
+      values.push(body.user_id);
+      const [row] = await write("user", () => db.query(`update users set ${[...sets, "updated_at = now()"].join(", ")} where user_id = $${values.length} returning *`, values));
+      found(row, "User");
+      if ("spend" in body || "budget_duration" in body) deps.counters.forget(counterKeys.budgetPrefix(scopes.user(body.user_id)));
+      deps.invalidate({ kind: "all" });
+      return userView(row!);
+    }, {
+      body: t.Object({ ...budgetFields, user_id: Id, user_email: opt(t.String()), user_alias: opt(t.String()), user_role: t.Optional(Role),
+        models: t.Optional(Models), metadata: opt(t.Record(t.String(), t.Unknown())), spend: t.Optional(Money) }, open),
+      detail: { tags: ["user management"], summary: "Change a user's budget, limits, role or models" },
+    })
+    .post("/user/delete", async ({ body }) => {
+      // A user's keys and team memberships go with it (on delete cascade).
+      const rows = await db.query("delete from users where user_id = any($1::text[]) returning user_id", [body.user_ids]);
+      deps.invalidate({ kind: "all" });
+      return { deleted_users: rows.map((r) => r.user_id) };
+    }, { body: t.Object({ user_ids: t.Array(Id, { minItems: 1 }) }, open), detail: { tags: ["user management"], summary: "Delete users and their keys" } })
+    .get("/user/info", async ({ query }) => {
+      const [row] = await db.query("select * from users where user_id = $1", [query.user_id]);
+      found(row, "User");
+      const keys = await db.query("select * from keys where user_id = $1 order by created_at", [query.user_id]);
+      const teams = await db.query(
+        `select t.team_id, t.team_alias, m.role, m.spend, m.budget_id from team_memberships m join teams t using (team_id) where m.user_id = $1`, [query.user_id]);
+      return { user_id: row!.user_id, user_info: userView(row!), keys: keys.map(keyView), teams };
+    }, { query: t.Object({ user_id: Id }), detail: { tags: ["user management"], summary: "A user, its keys, teams and spend" } })
+    .get("/user/list", async ({ query }) => {
+      const size = Math.min(Number(query.page_size ?? 100), 1000);
+      const page = Math.max(1, Number(query.page ?? 1));
+      const rows = query.role
+        ? await db.query(`select * from users where user_role = $1 order by created_at, user_id limit ${size} offset ${(page - 1) * size}`, [query.role])
+        : await db.query(`select * from users order by created_at, user_id limit ${size} offset ${(page - 1) * size}`);
+      const [{ n }] = (await db.query("select count(*)::int as n from users")) as [{ n: number }];
+      return { users: rows.map(userView), total: n, page, page_size: size, total_pages: Math.ceil(n / size) };
+    }, {
+      query: t.Object({ role: t.Optional(t.String()), page: t.Optional(t.Numeric({ minimum: 1 })), page_size: t.Optional(t.Numeric({ minimum: 1, maximum: 1000 })) }),
+      detail: { tags: ["user management"], summary: "List users" },
+    });
+}
