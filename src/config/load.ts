@@ -2,6 +2,7 @@ import { Value } from "@sinclair/typebox/value";
 import { readFileSync } from "node:fs";
 import { parseDocument } from "yaml";
 import { parseDuration } from "../governance/duration";
+import { SUPPORTED_PROVIDERS } from "../providers";
 import { type Config, ConfigSchema, KNOWN_KEYS } from "./schema";
 
 export class ConfigError extends Error {
@@ -73,6 +74,11 @@ function checkSemantics(config: Config, problems: string[]): void {
   const names = new Set(config.model_list.map((m) => m.model_name));
   const ids = new Set<string>();
   config.model_list.forEach((m, i) => {
+    const model = m.litellm_params.model;
+    const provider = model.includes("/") ? model.slice(0, model.indexOf("/")) : "openai";
+    if (!SUPPORTED_PROVIDERS.includes(provider)) {
+      problems.push(`model_list[${i}].litellm_params.model: unknown provider "${provider}" (supported: ${SUPPORTED_PROVIDERS.join(", ")})`);
+    }
     const base = m.litellm_params.api_base;
     if (base !== undefined && !/^https?:\/\/[^\s]+$/.test(base)) problems.push(`model_list[${i}].litellm_params.api_base: must be an http(s) URL (got "${base}")`);
     const id = m.model_info?.id;

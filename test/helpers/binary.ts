@@ -1,0 +1,101 @@
+import { type Subprocess, spawn } from "bun";
+import { existsSync, readdirSync, statSync, writeFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { stringify } from "yaml";
+import { freePort, tempDir } from "./services";
+
+export const ROOT = resolve(import.meta.dir, "../..");
+export const BINARY = join(ROOT, "litegate");
+
+function newestSource(dir: string): number {
+  let newest = 0;
+  for (const entry of readdirSync(dir, { withFileTypes: true })) {
+    const path = join(dir, entry.name);
+    newest = Math.max(newest, entry.isDirectory() ? newestSource(path) : statSync(path).mtimeMs);
+  }
+  return newest;
+}
+
+let built: Promise<void> | null = null;
+/** The compiled binary, built once per test run when missing or older than the sources. */
+export function ensureBinary(): Promise<void> {
+  built ??= (async () => {
+    const stale = !existsSync(BINARY) || statSync(BINARY).mtimeMs < Math.max(newestSource(join(ROOT, "src")), newestSource(join(ROOT, "sql")));
+    if (!stale) return;
+    const proc = spawn(["./node_modules/.bin/bun", "run", "build"], { cwd: ROOT, stdout: "pipe", stderr: "pipe" });
+    if ((await proc.exited) !== 0) throw new Error(`build failed: ${await new Response(proc.stderr).text()}`);
+  })();
+  return built;
+}
+
+export async function runBinary(args: string[], options: { cwd?: string; env?: Record<string, string> } = {}) {
+  await ensureBinary();
+  const proc = spawn([BINARY, ...args], { cwd: options.cwd ?? tempDir("cwd"), env: { ...process.env, ...options.env }, stdout: "pipe", stderr: "pipe" });
+  const [code, stdout, stderr] = await Promise.all([proc.exited, new Response(proc.stdout).text(), new Response(proc.stderr).text()]);
+  return { code, stdout, stderr };
+}
+
+export interface RunningGateway {
+  url: string;
+  port: number;
+  proc: Subprocess;
+  configPath: string;
+  output(): string;
+  waitForOutput(pattern: RegExp, ms?: number): Promise<void>;
+  /** Sends a signal and waits for the exit code. */
+  stop(signal?: "SIGTERM" | "SIGINT" | "SIGKILL"): Promise<number>;
+}
+
+const running = new Set<Subprocess>();
+process.on("exit", () => {
+  for (const proc of running) proc.kill("SIGKILL");
+});
+
+/** Starts `./litegate --config <file>` on a free port and waits until it answers. */
+export async function startBinary(options: { config: string | object; env?: Record<string, string>; cwd?: string; port?: number }): Promise<RunningGateway> {
+  await ensureBinary();
+  const cwd = options.cwd ?? tempDir("gw");
+  const configPath = join(cwd, `config-${crypto.randomUUID()}.yaml`);
+  writeFileSync(configPath, typeof options.config === "string" ? options.config : stringify(options.config));
+  const port = options.port ?? (await freePort());
+  const proc = spawn([BINARY, "--config", configPath, "--port", String(port), "--host", "127.0.0.1"], {
+    cwd, env: { ...process.env, ...options.env }, stdout: "pipe", stderr: "pipe",
+  });
+  running.add(proc);
+  let output = "";
+  const drain = async (stream: ReadableStream<Uint8Array>) => {
+    const decoder = new TextDecoder();
+    for await (const chunk of stream) output += decoder.decode(chunk);
+  };
+  void drain(proc.stdout as ReadableStream<Uint8Array>);
+  void drain(proc.stderr as ReadableStream<Uint8Array>);
+  const url = `http://127.0.0.1:${port}`;
+  const until = Date.now() + 30_000;
+  for (;;) {
+    if (proc.exitCode !== null) throw new Error(`litegate exited with ${proc.exitCode}:\n${output}`);
+    try {
+      if ((await fetch(`${url}/health/liveliness`)).ok) break;
+    } catch {
+      // not listening yet
+    }
+    if (Date.now() > until) throw new Error(`litegate did not start in 30 s:\n${output}`);
+    await Bun.sleep(50);
+  }
+  return {
+    url, port, proc, configPath,
+    output: () => output,
+    async waitForOutput(pattern, ms = 10_000) {
+      const end = Date.now() + ms;
+      while (!pattern.test(output)) {
+        if (Date.now() > end) throw new Error(`output never matched ${pattern}:\n${output}`);
+        await Bun.sleep(25);
+      }
+    },
+    async stop(signal = "SIGTERM") {
+      proc.kill(signal);
+      const code = await proc.exited;
+      running.delete(proc);
+      return code;
+    },
+  };
+}

@@ -1,0 +1,145 @@
+/**
+ * A fake OpenAI-compatible provider (the only fake the tests use): JSON and SSE answers with known
+ * usage, a configurable delay between chunks, and faults on demand. Behaviour can be set for the
+ * whole server or per request with the `x-test-behaviour` header (JSON).
+ */
+export interface Behaviour {
+  usage: { prompt_tokens: number; completion_tokens: number };
+  content: string;
+  chunks: number;
+  chunkDelayMs: number;
+  firstByteDelayMs: number;
+  status?: number;
+  errorMessage?: string;
+  retryAfter?: number;
+  cutStreamAfterChunks?: number;
+  malformedJson?: boolean;
+  malformedSse?: boolean;
+  omitUsage?: boolean;
+}
+
+export interface RecordedRequest {
+  path: string;
+  headers: Record<string, string>;
+  body: any;
+  raw: string;
+}
+
+const DEFAULTS: Behaviour = { usage: { prompt_tokens: 10, completion_tokens: 20 }, content: "Hello from the test upstream", chunks: 5, chunkDelayMs: 0, firstByteDelayMs: 0 };
+const encoder = new TextEncoder();
+
+export async function startUpstream(initial: Partial<Behaviour> = {}) {
+  const requests: RecordedRequest[] = [];
+  const state = { behaviour: { ...DEFAULTS, ...initial } as Behaviour, inFlight: 0, aborted: 0 };
+
+  const server = Bun.serve({
+    port: 0,
+    hostname: "127.0.0.1",
+    idleTimeout: 60,
+    async fetch(request) {
+      const url = new URL(request.url);
+      if (request.method === "GET") return Response.json({ object: "list", data: [{ id: "test-model", object: "model" }] });
+      const raw = await request.text();
+      let body: any = null;
+      try {
+        body = JSON.parse(raw);
+      } catch {
+        return Response.json({ error: { message: "upstream got invalid JSON", type: "invalid_request_error" } }, { status: 400 });
+      }
+      requests.push({ path: url.pathname + url.search, headers: Object.fromEntries(request.headers), body, raw });
+      const override = request.headers.get("x-test-behaviour");
+      const b: Behaviour = { ...state.behaviour, ...(override ? JSON.parse(override) : {}) };
+      state.inFlight++;
+      let finished = false;
+      const done = () => {
+        if (!finished) {
+          finished = true;
+          state.inFlight--;
+        }
+      };
+      request.signal.addEventListener("abort", () => {
+        if (!finished) state.aborted++;
+        done();
+      });
+      if (b.firstByteDelayMs) await Bun.sleep(b.firstByteDelayMs);
+      if (b.status && b.status >= 400) {
+        done();
+        const headers: Record<string, string> = b.retryAfter !== undefined ? { "retry-after": String(b.retryAfter) } : {};
+        return Response.json({ error: { message: b.errorMessage ?? `upstream error ${b.status}`, type: "upstream_test_error", code: null } }, { status: b.status, headers });
+      }
+      const usage = { ...b.usage, total_tokens: b.usage.prompt_tokens + b.usage.completion_tokens };
+      const model = body?.model ?? "test-model";
+      if (url.pathname.endsWith("/embeddings")) {
+        done();
+        return Response.json({ object: "list", model, data: [{ object: "embedding", index: 0, embedding: [0.1, 0.2, 0.3] }], usage: { prompt_tokens: usage.prompt_tokens, total_tokens: usage.prompt_tokens } });
+      }
+      if (b.malformedJson && !body?.stream) {
+        done();
+        return new Response("{not json", { headers: { "content-type": "application/json" } });
+      }
+      const isChat = url.pathname.endsWith("/chat/completions");
+      if (!body?.stream) {
+        done();
+        const choice = isChat ? { index: 0, message: { role: "assistant", content: b.content }, finish_reason: "stop" } : { index: 0, text: b.content, finish_reason: "stop" };
+        return Response.json({ id: "cmpl-test", object: isChat ? "chat.completion" : "text_completion", created: 1700000000, model, choices: [choice], ...(b.omitUsage ? {} : { usage }) });
+      }
+      const words = b.content.split(" ");
+      const pieces = Array.from({ length: b.chunks }, (_, i) => words.slice(Math.floor((i * words.length) / b.chunks), Math.floor(((i + 1) * words.length) / b.chunks)).join(" ") + (i < b.chunks - 1 ? " " : ""));
+      const chunk = (content: string) => JSON.stringify(isChat
+        ? { id: "cmpl-test", object: "chat.completion.chunk", created: 1700000000, model, choices: [{ index: 0, delta: { content }, finish_reason: null }] }
+        : { id: "cmpl-test", object: "text_completion", created: 1700000000, model, choices: [{ index: 0, text: content, finish_reason: null }] });
+      const includeUsage = body?.stream_options?.include_usage === true && !b.omitUsage;
+      const stream = new ReadableStream<Uint8Array>({
+        async start(controller) {
+          try {
+            for (let i = 0; i < pieces.length; i++) {
+              if (i > 0 && b.chunkDelayMs) await Bun.sleep(b.chunkDelayMs);
+              if (request.signal.aborted) return;
+              if (b.cutStreamAfterChunks !== undefined && i === b.cutStreamAfterChunks) {
+                controller.error(new Error("cut"));
+                done();
+                return;
+              }
+              controller.enqueue(encoder.encode(b.malformedSse && i === 1 ? "data: {broken\n\n" : `data: ${chunk(pieces[i]!)}\n\n`));
+            }
+            if (includeUsage) {
+              controller.enqueue(encoder.encode(`data: ${JSON.stringify({ id: "cmpl-test", object: "chat.completion.chunk", created: 1700000000, model, choices: [], usage })}\n\n`));
+            }
+            controller.enqueue(encoder.encode("data: [DONE]\n\n"));
+            controller.close();
+          } catch {
+            // the client went away
+          } finally {
+            done();
+          }
+        },
+      });
+      return new Response(stream, { headers: { "content-type": "text/event-stream" } });
+    },
+  });
+
+  return {
+    url: `http://127.0.0.1:${server.port}/v1`,
+    port: server.port,
+    requests,
+    get behaviour() {
+      return state.behaviour;
+    },
+    set(behaviour: Partial<Behaviour>) {
+      state.behaviour = { ...state.behaviour, ...behaviour };
+    },
+    reset() {
+      state.behaviour = { ...DEFAULTS, ...initial };
+      requests.length = 0;
+    },
+    get inFlight() {
+      return state.inFlight;
+    },
+    get aborted() {
+      return state.aborted;
+    },
+    stop: () => server.stop(true),
+  };
+}
+
+export type Upstream = Awaited<ReturnType<typeof startUpstream>>;

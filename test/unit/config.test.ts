@@ -1,0 +1,79 @@
+import { describe, expect, test } from "bun:test";
+import { readFileSync, readdirSync } from "node:fs";
+import { join } from "node:path";
+import { ConfigError, databaseUrlOf, deploymentsOf, loadConfig, parseConfig, redisUrlOf } from "../../src/config";
+
+const BAD = join(import.meta.dir, "../fixtures/config/bad");
+
+describe("bad configs fail with a message naming the problem", () => {
+  for (const file of readdirSync(BAD)) {
+    test(file, () => {
+      const text = readFileSync(join(BAD, file), "utf8");
+      const expected = /^# expect: (.+)$/m.exec(text)![1]!;
+      let error: unknown;
+      try {
+        loadConfig(join(BAD, file), {});
+      } catch (caught) {
+        error = caught;
+      }
+      expect(error).toBeInstanceOf(ConfigError);
+      expect((error as Error).message).toContain(expected);
+    });
+  }
+});
+
+describe("good configs", () => {
+  test("config.example.yaml loads on a machine without OPENAI_API_KEY, warning about it", () => {
+    const { config, warnings } = loadConfig(join(import.meta.dir, "../../config.example.yaml"), {});
+    expect(config.general_settings.master_key).toBe("sk-1234");
+    expect(config.model_list.map((m) => m.model_name)).toContain("mock");
+    expect(warnings.join("\n")).toContain("OPENAI_API_KEY is not set");
+    expect(config.general_settings.proxy_budget_rescheduler_min_time).toBe(597);
+    expect(config.general_settings.max_request_size_mb).toBe(32);
+  });
+
+  test("os.environ/ is replaced anywhere; environment_variables count; unknown nested keys only warn", () => {
+    const env: Record<string, string | undefined> = { DB: "postgres://db/x" };
+    const { config, warnings } = parseConfig(`
+environment_variables:
+  KEY_FROM_CONFIG: sk-abc
+  PORT_NUMBER: 6380
+model_list:
+  - model_name: m
+    litellm_params:
+      model: azure/deployment-1
+      api_key: os.environ/KEY_FROM_CONFIG
+      api_base: https://example.test
+      tags: [os.environ/DB]
+general_settings:
+  master_key: sk-1
+  database_url: os.environ/DB
+  ui_access_mode: all
+litellm_settings:
+  success_callback: ["langfuse"]
+router_settings:
+  redis_host: cache.local
+  redis_port: os.environ/PORT_NUMBER
+  redis_password: p@ss
+`, env);
+    expect(config.model_list[0]!.litellm_params.api_key).toBe("sk-abc");
+    expect((config.model_list[0]!.litellm_params as any).tags).toEqual(["postgres://db/x"]);
+    expect(env.KEY_FROM_CONFIG).toBe("sk-abc");
+    expect(warnings).toContain("general_settings.ui_access_mode: not supported by litegate, ignored");
+    expect(warnings).toContain("litellm_settings.success_callback: not supported by litegate, ignored");
+    expect(databaseUrlOf(config, {})).toBe("postgres://db/x");
+    expect(redisUrlOf(config, {})).toBe("redis://:p%40ss@cache.local:6380");
+    expect(redisUrlOf(config, { REDIS_URL: "redis://other:1" })).toBe("redis://other:1");
+    const [d] = deploymentsOf(config);
+    expect(d).toMatchObject({ id: "m#0", modelName: "m", provider: "azure", upstreamModel: "deployment-1" });
+  });
+
+  test("every problem is reported at once", () => {
+    try {
+      parseConfig("model_list:\n  - model_name: 1\n    litellm_params: {}\ngeneral_settings:\n  max_request_size_mb: -1\n", {});
+      throw new Error("expected a ConfigError");
+    } catch (error) {
+      expect((error as ConfigError).problems.length).toBeGreaterThanOrEqual(3);
+    }
+  });
+});
