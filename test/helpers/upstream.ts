@@ -83,8 +83,8 @@ export async function startUpstream(initial: Partial<Behaviour> = {}) {
         const choice = isChat ? { index: 0, message: { role: "assistant", content: b.content }, finish_reason: "stop" } : { index: 0, text: b.content, finish_reason: "stop" };
         return Response.json({ id: "cmpl-test", object: isChat ? "chat.completion" : "text_completion", created: 1700000000, model, choices: [choice], ...(b.omitUsage ? {} : { usage }) });
       }
-      const words = b.content.split(" ");
-      const pieces = Array.from({ length: b.chunks }, (_, i) => words.slice(Math.floor((i * words.length) / b.chunks), Math.floor(((i + 1) * words.length) / b.chunks)).join(" ") + (i < b.chunks - 1 ? " " : ""));
+      const length = b.content.length;
+      const pieces = Array.from({ length: b.chunks }, (_, i) => b.content.slice(Math.floor((i * length) / b.chunks), Math.floor(((i + 1) * length) / b.chunks)));
       const chunk = (content: string) => JSON.stringify(isChat
         ? { id: "cmpl-test", object: "chat.completion.chunk", created: 1700000000, model, choices: [{ index: 0, delta: { content }, finish_reason: null }] }
         : { id: "cmpl-test", object: "text_completion", created: 1700000000, model, choices: [{ index: 0, text: content, finish_reason: null }] });

@@ -1,0 +1,205 @@
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import OpenAI from "openai";
+import { type RunningGateway, runBinary, startBinary } from "../helpers/binary";
+import { sharedPostgres, tempDir } from "../helpers/services";
+import { type Upstream, startUpstream } from "../helpers/upstream";
+
+let upstream: Upstream;
+let gateway: RunningGateway;
+let client: OpenAI;
+
+const configFor = (upstreamUrl: string, extra = "") => `
+model_list:
+  - model_name: test-model
+    litellm_params:
+      model: openai/test-model
+      api_base: ${upstreamUrl}
+      api_key: sk-provider-secret-123
+      input_cost_per_token: 0.000001
+      output_cost_per_token: 0.000002
+  - model_name: renamed
+    litellm_params:
+      model: openai/upstream-name
+      api_base: ${upstreamUrl}
+  - model_name: embed
+    litellm_params:
+      model: openai/text-embedding-3-small
+      api_base: ${upstreamUrl}
+general_settings:
+  master_key: sk-1234
+${extra}`;
+
+beforeAll(async () => {
+  upstream = await startUpstream();
+  gateway = await startBinary({ config: configFor(upstream.url) });
+  client = new OpenAI({ apiKey: "sk-1234", baseURL: `${gateway.url}/v1`, maxRetries: 0 });
+});
+afterAll(async () => {
+  await gateway.stop("SIGKILL");
+  upstream.stop();
+});
+
+describe("the compiled binary with the openai client", () => {
+  test("chat completion; unknown body fields reach the provider byte for byte", async () => {
+    upstream.reset();
+    const response = await client.chat.completions.create({
+      model: "test-model", messages: [{ role: "user", content: "hi" }], // @ts-expect-error a field the SDK does not know
+      my_new_param: { nested: [1, 2] },
+    });
+    expect(response.choices[0]!.message.content).toBe("Hello from the test upstream");
+    expect(response.usage!.total_tokens).toBe(30);
+    const seen = upstream.requests.at(-1)!;
+    expect(seen.body.my_new_param).toEqual({ nested: [1, 2] });
+    expect(seen.headers.authorization).toBe("Bearer sk-provider-secret-123");
+  });
+
+  test("the public model name is replaced by the deployment's", async () => {
+    upstream.reset();
+    await client.chat.completions.create({ model: "renamed", messages: [{ role: "user", content: "hi" }] });
+    expect(upstream.requests.at(-1)!.body.model).toBe("upstream-name");
+  });
+
+  test("streaming is incremental: the first chunk arrives before the provider has finished", async () => {
+    upstream.reset();
+    upstream.set({ chunks: 5, chunkDelayMs: 300 });
+    const started = performance.now();
+    const stream = await client.chat.completions.create({ model: "test-model", messages: [{ role: "user", content: "hi" }], stream: true });
+    let first = 0;
+    let text = "";
+    for await (const chunk of stream) {
+      if (!first) first = performance.now() - started;
+      text += chunk.choices[0]?.delta?.content ?? "";
+    }
+    const total = performance.now() - started;
+    expect(text).toBe("Hello from the test upstream");
+    expect(first).toBeLessThan(500);
+    expect(total).toBeGreaterThan(1100);
+    expect(upstream.requests.at(-1)!.body.stream_options).toEqual({ include_usage: true });
+    upstream.reset();
+  });
+
+  test("embeddings", async () => {
+    const response = await client.embeddings.create({ model: "embed", input: "hello" });
+    expect(response.data[0]!.embedding).toEqual([0.1, 0.2, 0.3]);
+  });
+
+  test("upstream errors keep the provider's status and message; the provider key never shows", async () => {
+    upstream.set({ status: 503, errorMessage: "overloaded, try later" });
+    const error = await client.chat.completions.create({ model: "test-model", messages: [{ role: "user", content: "hi" }] }).catch((e) => e);
+    upstream.reset();
+    expect(error).toBeInstanceOf(OpenAI.APIError);
+    expect(error.status).toBe(503);
+    expect(error.message).toContain("overloaded, try later");
+    expect(JSON.stringify(error.error)).not.toContain("sk-provider-secret-123");
+    expect(gateway.output()).not.toContain("sk-provider-secret-123");
+  });
+
+  test("a client that disconnects cancels the upstream request", async () => {
+    upstream.reset();
+    upstream.set({ chunks: 10, chunkDelayMs: 200 });
+    const controller = new AbortController();
+    const stream = await client.chat.completions.create({ model: "test-model", messages: [{ role: "user", content: "hi" }], stream: true }, { signal: controller.signal });
+    for await (const _ of stream) {
+      controller.abort();
+      break;
+    }
+    const until = Date.now() + 3000;
+    while (upstream.aborted === 0 && Date.now() < until) await Bun.sleep(50);
+    expect(upstream.aborted).toBeGreaterThanOrEqual(1);
+    upstream.reset();
+  });
+
+  test("unknown routes, bad JSON and unknown models answer in the OpenAI error envelope", async () => {
+    const notFound = await fetch(`${gateway.url}/v1/nothing`, { headers: { authorization: "Bearer sk-1234" } });
+    expect(notFound.status).toBe(404);
+    expect(((await notFound.json()) as any).error.code).toBe("404");
+    const bad = await fetch(`${gateway.url}/v1/chat/completions`, { method: "POST", headers: { authorization: "Bearer sk-1234" }, body: "{nope" });
+    expect(bad.status).toBe(400);
+    expect(((await bad.json()) as any).error.type).toBe("bad_request_error");
+    const model = await client.chat.completions.create({ model: "nope", messages: [{ role: "user", content: "x" }] }).catch((e) => e);
+    expect(model.status).toBe(400);
+    const noKey = await fetch(`${gateway.url}/v1/chat/completions`, { method: "POST", body: "{}" });
+    expect(noKey.status).toBe(401);
+  });
+});
+
+describe("command line", () => {
+  test("--help and --version", async () => {
+    expect((await runBinary(["--help"])).stdout).toContain("litegate --config PATH");
+    expect((await runBinary(["--version"])).stdout).toMatch(/^litegate \d+\.\d+\.\d+/);
+  });
+
+  test("unknown flags and unreadable configs: one clear line, non-zero exit", async () => {
+    const flag = await runBinary(["--config", "x.yaml", "--turbo"]);
+    expect(flag.code).not.toBe(0);
+    expect(flag.stderr.trim().split("\n")).toHaveLength(1);
+    expect(flag.stderr).toContain("--turbo");
+    const missing = await runBinary(["--config", "/nonexistent/config.yaml"]);
+    expect(missing.code).not.toBe(0);
+    expect(missing.stderr.trim().split("\n")).toHaveLength(1);
+    expect(missing.stderr).toContain("/nonexistent/config.yaml");
+  });
+
+  test("bad configs fail fast naming the problem", async () => {
+    const dir = join(import.meta.dir, "../fixtures/config/bad");
+    for (const file of readdirSync(dir).slice(0, 5)) {
+      const expected = /^# expect: (.+)$/m.exec(readFileSync(join(dir, file), "utf8"))![1]!;
+      const result = await runBinary(["--config", join(dir, file)]);
+      expect(result.code).toBe(1);
+      expect(result.stderr).toContain(expected);
+    }
+  });
+});
+
+describe("lifecycle", () => {
+  test("PGlite: data survives a restart, and a warm start is fast", async () => {
+    const cwd = tempDir("pglite");
+    const config = configFor(upstream.url);
+    const first = await startBinary({ config, cwd });
+    const created = await fetch(`${first.url}/key/generate`, { method: "POST", headers: { authorization: "Bearer sk-1234" }, body: '{"key_alias": "kept"}' });
+    const { key } = (await created.json()) as any;
+    expect(await first.stop()).toBe(0);
+    const started = performance.now();
+    const second = await startBinary({ config, cwd });
+    const warm = performance.now() - started;
+    const info = await fetch(`${second.url}/key/info?key=${key}`, { headers: { authorization: "Bearer sk-1234" } });
+    expect(((await info.json()) as any).info.key_alias).toBe("kept");
+    expect(await second.stop()).toBe(0);
+    expect(warm).toBeLessThan(3000);
+  });
+
+  test("two instances migrate one Postgres database at once", async () => {
+    const url = await (await sharedPostgres()).newDatabase();
+    const config = configFor(upstream.url, `  database_url: ${url}\n`);
+    const [a, b] = await Promise.all([startBinary({ config }), startBinary({ config })]);
+    for (const g of [a, b]) expect((await fetch(`${g.url}/health/readiness`)).status).toBe(200);
+    const applied = `${a.output()}\n${b.output()}`.match(/migration applied/g) ?? [];
+    expect(applied.length).toBe(2);
+    await Promise.all([a.stop(), b.stop()]);
+  });
+
+  test("SIGTERM lets an in-flight stream finish, flushes its spend and exits 0", async () => {
+    const url = await (await sharedPostgres()).newDatabase();
+    const g = await startBinary({ config: configFor(upstream.url, `  database_url: ${url}\n`) });
+    upstream.set({ chunks: 6, chunkDelayMs: 250 });
+    const streamClient = new OpenAI({ apiKey: "sk-1234", baseURL: `${g.url}/v1`, maxRetries: 0 });
+    const stream = await streamClient.chat.completions.create({ model: "test-model", messages: [{ role: "user", content: "hi" }], stream: true });
+    const exited = (async () => {
+      await Bun.sleep(300);
+      return g.stop("SIGTERM");
+    })();
+    let text = "";
+    for await (const chunk of stream) text += chunk.choices[0]?.delta?.content ?? "";
+    expect(text).toBe("Hello from the test upstream");
+    expect(await exited).toBe(0);
+    upstream.reset();
+    const { default: postgres } = await import("postgres");
+    const sql = postgres(url);
+    const [row] = await sql`select count(*)::int as n, sum(spend) as s from spend_logs`;
+    await sql.end();
+    expect(row!.n).toBe(1);
+    expect(row!.s).toBeCloseTo(10 * 0.000001 + 20 * 0.000002, 12);
+  });
+});
