@@ -102,8 +102,9 @@ export class SharedCounters implements Counters {
   /** Room to ask for: a few ticks of this instance's traffic, never more than its share of what is left. */
   private want(s: State): number {
     const base = Math.max(s.lastReserve, 3 * s.admittedSinceSync);
-    const free = s.check.limit - s.v - s.others - consumed(s);
-    return Math.max(0, Math.min(base, free / (2 * (s.peers + 1))));
+    const share = (s.check.limit - s.v - s.others - consumed(s)) / (2 * (s.peers + 1));
+    // A share that does not hold a whole request is not worth holding: it would only starve the others.
+    return share < this.unit(s) ? 0 : Math.min(base, share);
   }
 
   admit(checks: readonly CounterCheck[]): number | Promise<number> {
@@ -227,7 +228,8 @@ export class SharedCounters implements Counters {
         this.states.delete(key);
         continue;
       }
-      const due = s.unsynced > 0 || s.admittedSinceSync > 0 || idle || now - s.syncedAt > 1000 || !s.synced;
+      const slack = s.lease - consumed(s) > this.want(s);
+      const due = s.unsynced > 0 || s.admittedSinceSync > 0 || slack || idle || now - s.syncedAt > 1000 || !s.synced;
       if (due) batch.push(s);
     }
     try {
