@@ -48,14 +48,14 @@ async function loadGatewayState(db: Database): Promise<GatewayState> {
   return { spend: row?.spend ?? 0, budgetResetAt: row?.budget_reset_at ?? null, createdAt: row?.updated_at ?? null };
 }
 
-function buildRuntime(config: Config, state: GatewayState, log: Logger): Runtime {
+function buildRuntime(config: Config, state: GatewayState, log: Logger, clock: Clock): Runtime {
   const deployments = deploymentsOf(config);
   const pricing = createPricing(deployments);
   for (const d of pricing.unpriced()) {
     log.warn("model has no price: its requests cost 0", { model: d.modelName, deployment: d.id, reject: config.general_settings.reject_unpriced_models });
   }
   const providers = createProviders();
-  return createRuntime(config, deployments, pricing, (d) => providers.forDeployment(d), state);
+  return createRuntime(config, deployments, pricing, (d) => providers.forDeployment(d), state, () => clock.now());
 }
 
 /** Wires every part of the gateway together; main.ts and the tests both build it here. */
@@ -66,7 +66,7 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
   const g = config.general_settings;
 
   const gatewayState = await loadGatewayState(db);
-  let runtime = buildRuntime(config, gatewayState, log);
+  let runtime = buildRuntime(config, gatewayState, log, clock);
   const counters = options.counters ?? new LocalCounters(() => clock.now());
   const governance = createGovernance(counters, () => clock.now());
   const auth = createAuth({
@@ -116,7 +116,7 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
     metrics,
     runtime: () => runtime,
     reload(next) {
-      runtime = buildRuntime(next, gatewayState, log);
+      runtime = buildRuntime(next, gatewayState, log, clock);
     },
     async close() {
       await spend.close();

@@ -9,6 +9,7 @@ import type { SpendWriter } from "../spend";
 import { countPromptTokens, countTextTokens } from "../tokens";
 import { parseInferenceBody, readBodyText } from "./body";
 import type { Runtime } from "./runtime";
+import { callWithRetries } from "./attempts";
 import { type StreamOutcome, tapStream } from "./tap";
 
 /** What one finished request looked like, for logs and metrics. */
@@ -71,6 +72,7 @@ export function createInference(deps: InferenceDeps) {
   /** Turns the reservation into the real cost and hands the spend to the writer. Returns the cost. */
   function settle(ctx: Context, usage: Usage, status: string): number {
     const cost = ctx.runtime.pricing.cost(ctx.deployment, ctx.route, usage);
+    ctx.runtime.router.used(ctx.deployment, usage.total_tokens);
     ctx.ticket.settle(cost, usage.total_tokens);
     spend.record({
       requestId: ctx.requestId,
@@ -157,9 +159,10 @@ export function createInference(deps: InferenceDeps) {
     const signal = AbortSignal.any([request.signal, timeout]);
     let result: UpstreamResult;
     try {
-      result = await ctx.runtime.providerFor(ctx.deployment).send({
-        route, deployment: ctx.deployment, body: ctx.body, rawBody, stream, signal,
-      });
+      const attempted = await callWithRetries(ctx.runtime, { route, model: ctx.model, first: ctx.deployment, body: ctx.body, rawBody, stream, signal });
+      result = attempted.result;
+      // Charged once, at the price of the deployment that answered.
+      ctx.deployment = attempted.deployment;
     } catch (error) {
       ctx.ticket.release();
       const aborted = request.signal.aborted;

@@ -1,12 +1,36 @@
 import type { Deployment } from "../providers/types";
 
-/** Model name → its deployments; several `model_list` entries with one name share the traffic. */
+export interface RouterSettings {
+  /** Failures within a minute before a deployment is cooled down. */
+  allowedFails: number;
+  /** Seconds a failing deployment is skipped. */
+  cooldownSeconds: number;
+}
+
+interface Health {
+  failures: number[];
+  cooledUntil: number;
+  minute: number;
+  requests: number;
+  tokens: number;
+}
+
+/**
+ * Model name → its deployments. Several `model_list` entries with one name share the traffic by
+ * weight; deployments that keep failing are cooled down, and per-deployment rpm/tpm caps are kept
+ * (per instance) when choosing.
+ */
 export class ModelRouter {
   private readonly byName = new Map<string, Deployment[]>();
+  private readonly health = new Map<string, Health>();
   /** Model name → access groups, for model access checks. */
   readonly groups = new Map<string, string[]>();
 
-  constructor(deployments: readonly Deployment[]) {
+  constructor(
+    deployments: readonly Deployment[],
+    private readonly settings: RouterSettings = { allowedFails: 3, cooldownSeconds: 60 },
+    private readonly now: () => number = Date.now,
+  ) {
     for (const deployment of deployments) {
       const list = this.byName.get(deployment.modelName) ?? [];
       list.push(deployment);
@@ -23,16 +47,51 @@ export class ModelRouter {
     return [...this.byName.keys()];
   }
 
+  has(model: string): boolean {
+    return this.byName.has(model);
+  }
+
   deploymentsOf(model: string): readonly Deployment[] {
     return this.byName.get(model) ?? [];
   }
 
-  /** A deployment chosen at random, weighted by `litellm_params.weight` (default 1). */
-  pick(model: string, exclude?: ReadonlySet<string>): Deployment | null {
+  private state(id: string): Health {
+    let h = this.health.get(id);
+    if (!h) {
+      h = { failures: [], cooledUntil: 0, minute: 0, requests: 0, tokens: 0 };
+      this.health.set(id, h);
+    }
+    const minute = Math.floor(this.now() / 60_000);
+    if (h.minute !== minute) {
+      h.minute = minute;
+      h.requests = 0;
+      h.tokens = 0;
+    }
+    return h;
+  }
+
+  private available(d: Deployment): boolean {
+    const h = this.state(d.id);
+    if (h.cooledUntil > this.now()) return false;
+    const rpm = Number(d.params.rpm);
+    const tpm = Number(d.params.tpm);
+    if (Number.isFinite(rpm) && rpm > 0 && h.requests >= rpm) return false;
+    if (Number.isFinite(tpm) && tpm > 0 && h.tokens >= tpm) return false;
+    return true;
+  }
+
+  /**
+   * A deployment chosen at random, weighted by `litellm_params.weight`, among those not tried yet,
+   * not cooled down and under their caps; when all are unavailable, any untried one.
+   */
+  pick(model: string, tried?: ReadonlySet<string>): Deployment | null {
     const all = this.byName.get(model);
     if (!all) return null;
-    const candidates = exclude?.size ? all.filter((d) => !exclude.has(d.id)) : all;
-    if (candidates.length <= 1) return candidates[0] ?? null;
+    const untried = tried?.size ? all.filter((d) => !tried.has(d.id)) : all;
+    if (untried.length === 0) return null;
+    const healthy = untried.filter((d) => this.available(d));
+    const candidates = healthy.length > 0 ? healthy : untried;
+    if (candidates.length === 1) return candidates[0]!;
     const weightOf = (d: Deployment) => {
       const weight = Number(d.params.weight ?? 1);
       return Number.isFinite(weight) && weight > 0 ? weight : 1;
@@ -45,5 +104,33 @@ export class ModelRouter {
       if (roll < 0) return d;
     }
     return candidates[candidates.length - 1]!;
+  }
+
+  /** Counts a request and its tokens against the deployment's rpm/tpm caps. */
+  used(d: Deployment, tokens: number): void {
+    const h = this.state(d.id);
+    h.requests++;
+    h.tokens += tokens;
+  }
+
+  /** A failure (connection, 429, 5xx): too many within a minute cool the deployment down. */
+  failed(d: Deployment, retryAfterSeconds?: number): void {
+    const h = this.state(d.id);
+    const now = this.now();
+    h.failures = h.failures.filter((at) => now - at < 60_000);
+    h.failures.push(now);
+    if (h.failures.length >= this.settings.allowedFails || retryAfterSeconds !== undefined) {
+      const seconds = retryAfterSeconds !== undefined ? Math.max(retryAfterSeconds, 1) : this.settings.cooldownSeconds;
+      h.cooledUntil = now + Math.min(seconds, this.settings.cooldownSeconds) * 1000;
+      h.failures = [];
+    }
+  }
+
+  succeeded(d: Deployment): void {
+    this.state(d.id).failures = [];
+  }
+
+  cooledDown(d: Deployment): boolean {
+    return this.state(d.id).cooledUntil > this.now();
   }
 }

@@ -16,6 +16,10 @@ export interface Runtime {
   requestTimeoutMs: number;
   /** Budget settings; the gateway's stored spend is read through `gatewayState`. */
   budgetDefaults(): BudgetDefaults;
+  /** How many other deployments of a model to try after a retryable error. */
+  retriesOf(model: string): number;
+  /** Other model names to try when all of a model's deployments failed. */
+  fallbacksOf(model: string): string[];
 }
 
 /** The gateway's own stored spend, refreshed by the budget scheduler. */
@@ -31,12 +35,22 @@ export function createRuntime(
   pricing: Pricing,
   providerFor: (d: Deployment) => Provider,
   gateway: GatewayState,
+  now: () => number = Date.now,
 ): Runtime {
   const g = config.general_settings;
   const l = config.litellm_settings;
+  const r = config.router_settings;
+  const router = new ModelRouter(deployments, { allowedFails: r.allowed_fails ?? 3, cooldownSeconds: r.cooldown_time }, now);
+  const fallbacks = new Map<string, string[]>();
+  for (const entry of [...(l.fallbacks ?? []), ...(r.fallbacks ?? [])]) {
+    for (const [from, to] of Object.entries(entry)) fallbacks.set(from, [...(fallbacks.get(from) ?? []), ...to]);
+  }
+  const configuredRetries = r.num_retries ?? l.num_retries;
   return {
     config,
-    router: new ModelRouter(deployments),
+    router,
+    retriesOf: (model) => configuredRetries ?? Math.max(0, router.deploymentsOf(model).length - 1),
+    fallbacksOf: (model) => fallbacks.get(model) ?? [],
     pricing,
     providerFor,
     maxBodyBytes: Math.floor(g.max_request_size_mb * 1024 * 1024),

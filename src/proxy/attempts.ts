@@ -1,0 +1,57 @@
+import type { Deployment, Route, UpstreamResult } from "../providers/types";
+import type { Runtime } from "./runtime";
+
+export interface Attempted {
+  result: UpstreamResult;
+  /** The deployment that produced the result (the one that answered, or the last one tried). */
+  deployment: Deployment;
+  /** The model name that answered: the requested one or a fallback. */
+  model: string;
+}
+
+/** Errors worth another deployment: the provider was unreachable, rate limited us, or failed. */
+function retryable(result: UpstreamResult): boolean {
+  return result.kind === "error" && (result.connectionError === true || result.status === 429 || result.status >= 500);
+}
+
+export interface AttemptInput {
+  route: Route;
+  model: string;
+  first: Deployment;
+  body: Record<string, unknown>;
+  rawBody: string;
+  stream: boolean;
+  signal: AbortSignal;
+}
+
+/**
+ * Calls the chosen deployment; on a retryable error tries the model's other deployments (up to
+ * `num_retries`), then each fallback model in turn. Streams are only retried before their first byte,
+ * which is when a provider's failure shows up as an error result.
+ */
+export async function callWithRetries(runtime: Runtime, input: AttemptInput): Promise<Attempted> {
+  const { router } = runtime;
+  const models = [input.model, ...runtime.fallbacksOf(input.model)];
+  let last: Attempted | null = null;
+  for (const model of models) {
+    const tried = new Set<string>();
+    const budget = runtime.retriesOf(model);
+    let deployment: Deployment | null = model === input.model ? input.first : router.pick(model);
+    for (let attempt = 0; deployment && attempt <= budget; attempt++) {
+      tried.add(deployment.id);
+      const body = model === input.model ? input.body : { ...input.body, model };
+      const rawBody = model === input.model ? input.rawBody : JSON.stringify(body);
+      const result = await runtime.providerFor(deployment).send({
+        route: input.route, deployment, body, rawBody, stream: input.stream, signal: input.signal,
+      });
+      last = { result, deployment, model };
+      if (!retryable(result) || input.signal.aborted) {
+        if (result.kind !== "error") router.succeeded(deployment);
+        return last;
+      }
+      router.failed(deployment, result.kind === "error" ? result.retryAfter : undefined);
+      deployment = router.pick(model, tried);
+    }
+  }
+  return last!;
+}

@@ -1,0 +1,74 @@
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { inProcessGateway } from "../helpers/gateway";
+import { freePort } from "../helpers/services";
+import { type Upstream, startUpstream } from "../helpers/upstream";
+
+type Harness = Awaited<ReturnType<typeof inProcessGateway>>;
+let healthy: Upstream;
+let failing: Upstream;
+let h: Harness;
+
+beforeAll(async () => {
+  healthy = await startUpstream();
+  failing = await startUpstream({ status: 500, errorMessage: "deployment broken" });
+  const deadPort = await freePort();
+  h = await inProcessGateway(`
+model_list:
+  - model_name: spread
+    litellm_params: {model: openai/m, api_base: "http://127.0.0.1:${deadPort}/v1", input_cost_per_token: 0.000001, output_cost_per_token: 0.000001}
+  - model_name: spread
+    litellm_params: {model: openai/m, api_base: "${healthy.url}", input_cost_per_token: 0.000003, output_cost_per_token: 0.000003}
+  - model_name: broken
+    litellm_params: {model: openai/m, api_base: "${failing.url}", input_cost_per_token: 0.000001, output_cost_per_token: 0.000001}
+  - model_name: backup
+    litellm_params: {model: openai/m, api_base: "${healthy.url}", input_cost_per_token: 0.000005, output_cost_per_token: 0.000005}
+  - model_name: weighted
+    litellm_params: {model: openai/a, api_base: "${healthy.url}", weight: 9}
+  - model_name: weighted
+    litellm_params: {model: openai/b, api_base: "${healthy.url}", weight: 1}
+general_settings:
+  master_key: sk-1234
+litellm_settings:
+  fallbacks: [{"broken": ["backup"]}]
+router_settings:
+  allowed_fails: 2
+  cooldown_time: 30
+`);
+});
+afterAll(async () => {
+  await h.close();
+  healthy.stop();
+  failing.stop();
+});
+
+describe("routing across deployments", () => {
+  test("a dead deployment never shows: every request is answered, charged at the price of the one that answered", async () => {
+    const statuses = await Promise.all(Array.from({ length: 20 }, () => h.chat("sk-1234", {}, "spread")));
+    expect(statuses.map((r) => r.status).every((s) => s === 200)).toBe(true);
+    for (const response of statuses) expect(Number(response.headers.get("x-litellm-response-cost"))).toBeCloseTo(30 * 0.000003, 12);
+  });
+
+  test("after allowed_fails the dead deployment is cooled down and no longer tried", async () => {
+    const router = h.gateway.runtime().router;
+    const dead = router.deploymentsOf("spread")[0]!;
+    expect(router.cooledDown(dead)).toBe(true);
+    h.clock.advance(31_000);
+    expect(router.cooledDown(dead)).toBe(false);
+  });
+
+  test("fallbacks: a model whose deployments fail is answered by its fallback", async () => {
+    failing.reset();
+    const response = await h.chat("sk-1234", {}, "broken");
+    expect(response.status).toBe(200);
+    expect(failing.requests.length).toBe(1);
+    expect(Number(response.headers.get("x-litellm-response-cost"))).toBeCloseTo(30 * 0.000005, 12);
+  });
+
+  test("weights share the traffic", async () => {
+    healthy.reset();
+    await Promise.all(Array.from({ length: 200 }, () => h.chat("sk-1234", {}, "weighted")));
+    const toA = healthy.requests.filter((r) => r.body.model === "a").length;
+    expect(toA).toBeGreaterThan(150);
+    expect(toA).toBeLessThan(200);
+  });
+});
