@@ -27,6 +27,8 @@ export interface GatewayOptions {
   redisStats?: { syncMs(): number; failures(): number };
   spendIntervalMs?: number;
   observe?: (record: RequestRecord) => void;
+  /** Reads the config again (the file it came from); reloads are refused without it. */
+  configSource?: () => { config: Config; warnings: string[] };
 }
 
 export interface Gateway {
@@ -40,6 +42,8 @@ export interface Gateway {
   runtime(): Runtime;
   /** Swaps in a new config (models, prices, budgets) without dropping requests. */
   reload(config: Config): void;
+  /** Reloads from `configSource`: swaps atomically, or keeps the running config and throws. */
+  reloadFromSource(): { models: number; warnings: string[] };
   close(): Promise<void>;
 }
 
@@ -56,6 +60,16 @@ function buildRuntime(config: Config, state: GatewayState, log: Logger, clock: C
   }
   const providers = createProviders();
   return createRuntime(config, deployments, pricing, (d) => providers.forDeployment(d), state, () => clock.now());
+}
+
+/** One line per request: never the key itself, only its alias or display name. */
+function logRequest(log: Logger, r: RequestRecord): void {
+  const key = r.caller.kind === "master" ? "master" : (r.caller.principal.key.key_alias ?? r.caller.principal.key.key_name);
+  log.info("request", {
+    request_id: r.requestId, key, model: r.model, deployment: r.deployment, route: r.route, status: r.status,
+    prompt_tokens: r.usage?.prompt_tokens, completion_tokens: r.usage?.completion_tokens, cost: r.cost,
+    duration_ms: Math.round(r.durationMs), customer: r.customer ?? undefined, stream: r.streamEnd,
+  });
 }
 
 /** Wires every part of the gateway together; main.ts and the tests both build it here. */
@@ -82,13 +96,30 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
     clock, log, auth, governance, spend, runtime: () => runtime,
     observe(record) {
       metrics.observe(record);
+      logRequest(log, record);
       options.observe?.(record);
     },
-    reject: (reason) => metrics.reject(reason),
+    reject(reason, requestId, status, message) {
+      metrics.reject(reason);
+      log.info("request refused", { request_id: requestId, status, reason, message });
+    },
   });
 
+  const reloadFromSource = () => {
+    if (!options.configSource) throw new Error("this gateway was not started from a config file");
+    try {
+      const next = options.configSource();
+      runtime = buildRuntime(next.config, gatewayState, log, clock);
+      for (const warning of next.warnings) log.warn(`config: ${warning}`);
+      log.info("config reloaded", { models: next.config.model_list.length });
+      return { models: next.config.model_list.length, warnings: next.warnings };
+    } catch (error) {
+      log.error("config reload refused: keeping the running config", { error: error instanceof Error ? error.message : String(error) });
+      throw error;
+    }
+  };
   const admin: AdminDeps = {
-    db, clock, log, auth, counters, spend, runtime: () => runtime,
+    db, clock, log, auth, counters, spend, runtime: () => runtime, reloadConfig: reloadFromSource,
     invalidate(message) {
       auth.invalidate(message);
       options.broadcast?.(message);
@@ -118,6 +149,7 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
     reload(next) {
       runtime = buildRuntime(next, gatewayState, log, clock);
     },
+    reloadFromSource,
     async close() {
       await spend.close();
       await counters.close();

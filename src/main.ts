@@ -65,6 +65,7 @@ async function main(): Promise<void> {
     broadcast: redis ? (message) => redis.publish(message) : undefined,
     redisStatus: redis ? () => redis.status() : undefined,
     redisStats: redis ? { syncMs: () => redis.counters.lastSyncMs, failures: () => redis.counters.failures } : undefined,
+    configSource: () => loadConfig(args.config!, process.env),
   });
   redis?.subscribe((message) => gateway.auth.invalidate(message));
   const scheduler = startBudgetScheduler({ db, log, config, gateway });
@@ -96,6 +97,13 @@ async function main(): Promise<void> {
     log.info("stopped");
     process.exit(0);
   };
+  process.on("SIGHUP", () => {
+    try {
+      gateway.reloadFromSource();
+    } catch {
+      // logged by reloadFromSource; the running config stays
+    }
+  });
   process.on("SIGTERM", () => void shutdown("SIGTERM"));
   process.on("SIGINT", () => void shutdown("SIGINT"));
 }

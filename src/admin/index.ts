@@ -1,5 +1,6 @@
 import { Elysia } from "elysia";
 import { budgetRoutes } from "./budgets";
+import { configRoutes } from "./config";
 import { customerRoutes } from "./customers";
 import type { AdminDeps } from "./deps";
 import { keyRoutes } from "./keys";
@@ -19,5 +20,6 @@ export function adminRoutes(deps: AdminDeps) {
     .use(memberRoutes(deps))
     .use(budgetRoutes(deps))
     .use(customerRoutes(deps))
-    .use(spendRoutes(deps));
+    .use(spendRoutes(deps))
+    .use(configRoutes(deps));
 }

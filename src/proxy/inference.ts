@@ -36,8 +36,8 @@ export interface InferenceDeps {
   runtime: () => Runtime;
   /** Called once per finished request (success or failure after authentication). */
   observe?: (record: RequestRecord) => void;
-  /** Called when a request is refused before reaching a provider, with the error type. */
-  reject?: (reason: string) => void;
+  /** Called when a request is refused before reaching a provider. */
+  reject?: (reason: string, requestId: string, status: number, message: string) => void;
 }
 
 interface Context {
@@ -150,7 +150,10 @@ export function createInference(deps: InferenceDeps) {
     try {
       admitted = await admit(route, request, requestId, start);
     } catch (error) {
-      deps.reject?.(error instanceof GatewayError ? error.type : "internal");
+      if (error instanceof GatewayError) {
+        error.headers["x-litellm-call-id"] = requestId;
+        deps.reject?.(error.type, requestId, error.status, error.message);
+      } else deps.reject?.("internal", requestId, 500, String(error));
       throw error;
     }
     const { ctx, rawBody, stream } = admitted;

@@ -1,0 +1,16 @@
+import { GatewayError } from "../http/errors";
+import { ConfigError } from "../config";
+import type { AdminDeps } from "./deps";
+import { adminBase, adminOnly } from "./guard";
+
+/** `POST /config/reload`: re-reads config.yaml; an invalid file is refused and the running config kept. */
+export function configRoutes(deps: AdminDeps) {
+  return adminBase("admin-config").use(adminOnly(deps.auth)).post("/config/reload", () => {
+    try {
+      return { status: "reloaded", ...deps.reloadConfig() };
+    } catch (error) {
+      const message = error instanceof ConfigError ? error.problems.join("; ") : error instanceof Error ? error.message : String(error);
+      throw new GatewayError(400, "invalid_config", `config not reloaded, the running config is kept: ${message}`);
+    }
+  }, { detail: { tags: ["health"], summary: "Reload config.yaml (models, prices, budgets, limits) without a restart" } });
+}

@@ -1,0 +1,72 @@
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { writeFileSync } from "node:fs";
+import { type RunningGateway, startBinary } from "../helpers/binary";
+import { type Upstream, startUpstream } from "../helpers/upstream";
+
+let upstream: Upstream;
+let gateway: RunningGateway;
+
+const config = (price: number, rpm = 1000) => `
+model_list:
+  - model_name: m
+    litellm_params: {model: openai/m, api_base: "${upstream.url}", input_cost_per_token: ${price}, output_cost_per_token: ${price}}
+general_settings:
+  master_key: sk-1234
+  log_format: json
+`;
+
+const chat = (key = "sk-1234") =>
+  fetch(`${gateway.url}/v1/chat/completions`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
+    body: JSON.stringify({ model: "m", messages: [{ role: "user", content: "hi" }] }),
+  });
+
+beforeAll(async () => {
+  upstream = await startUpstream();
+  gateway = await startBinary({ config: config(0.000001) });
+});
+afterAll(async () => {
+  await gateway.stop("SIGKILL");
+  upstream.stop();
+});
+
+describe("operations", () => {
+  test("one JSON log line per request with its id, never the key; the id comes back in x-litellm-call-id", async () => {
+    const created = await fetch(`${gateway.url}/key/generate`, { method: "POST", headers: { authorization: "Bearer sk-1234" }, body: '{"key_alias": "ops-key"}' });
+    const { key } = (await created.json()) as any;
+    const response = await chat(key);
+    const id = response.headers.get("x-litellm-call-id")!;
+    expect(id).toMatch(/^[0-9a-f-]{36}$/);
+    await gateway.waitForOutput(new RegExp(id));
+    const line = gateway.output().split("\n").find((l) => l.includes(id))!;
+    const entry = JSON.parse(line);
+    expect(entry).toMatchObject({ msg: "request", request_id: id, key: "ops-key", model: "m", status: 200, prompt_tokens: 10, completion_tokens: 20 });
+    expect(entry.cost).toBeCloseTo(30 * 0.000001, 12);
+    expect(gateway.output()).not.toContain(key);
+  });
+
+  test("SIGHUP reloads prices live; an invalid file is refused and the running config kept", async () => {
+    expect(Number((await chat()).headers.get("x-litellm-response-cost"))).toBeCloseTo(30 * 0.000001, 12);
+    writeFileSync(gateway.configPath, config(0.00001));
+    gateway.proc.kill("SIGHUP");
+    await gateway.waitForOutput(/config reloaded/);
+    expect(Number((await chat()).headers.get("x-litellm-response-cost"))).toBeCloseTo(30 * 0.00001, 12);
+    writeFileSync(gateway.configPath, "model_list: [{model_name: broken}]\n");
+    const refused = await fetch(`${gateway.url}/config/reload`, { method: "POST", headers: { authorization: "Bearer sk-1234" } });
+    expect(refused.status).toBe(400);
+    expect(((await refused.json()) as any).error.message).toContain("litellm_params");
+    expect((await chat()).status).toBe(200);
+  });
+
+  test("metrics: a Prometheus scrape after traffic shows requests, tokens, spend and rejections", async () => {
+    await chat("sk-not-a-key");
+    const scrape = await (await fetch(`${gateway.url}/metrics`, { headers: { authorization: "Bearer sk-1234" } })).text();
+    expect(scrape).toMatch(/litegate_requests_total\{model="m",route="chat",status="200"\} \d+/);
+    expect(scrape).toMatch(/litegate_tokens_total\{[^}]*kind="prompt"\} \d+/);
+    expect(scrape).toMatch(/litegate_spend_usd_total\{[^}]*\} [\d.e-]+/);
+    expect(scrape).toMatch(/litegate_rejections_total\{reason="auth_error"\} [1-9]/);
+    expect(scrape).toContain("litegate_spend_backlog_requests");
+    expect((await fetch(`${gateway.url}/metrics`)).status).toBe(401);
+  });
+});
