@@ -9,7 +9,7 @@ import { type Logger, createLogger } from "./log";
 import { createMetrics, type Metrics } from "./metrics";
 import { createPricing } from "./pricing";
 import { createProviders } from "./providers";
-import { type GatewayState, type RequestRecord, type Runtime, createInference, createRuntime } from "./proxy";
+import { type GatewayState, type RequestRecord, type Runtime, createInference, createRuntime, inferenceServerRoutes } from "./proxy";
 import { createSpendWriter, type SpendWriter } from "./spend";
 
 export const VERSION = "0.1.0";
@@ -33,6 +33,8 @@ export interface GatewayOptions {
 
 export interface Gateway {
   app: ReturnType<typeof createApp>;
+  /** Bun server routes for the inference hot path (the app serves everything else). */
+  serverRoutes: ReturnType<typeof inferenceServerRoutes>;
   adminApp: ReturnType<typeof createAdminApp> | null;
   auth: Auth;
   counters: Counters;
@@ -139,6 +141,7 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
 
   return {
     app: createApp(appDeps),
+    serverRoutes: inferenceServerRoutes(inference, log),
     adminApp: separateAdmin ? createAdminApp(appDeps) : null,
     auth,
     counters,

@@ -72,9 +72,9 @@ async function main(): Promise<void> {
 
   const port = args.port ?? 4000;
   const hostname = args.host ?? "0.0.0.0";
-  const serve = (app: typeof gateway.app | NonNullable<typeof gateway.adminApp>, p: number) =>
-    Bun.serve({ port: p, hostname, fetch: (request) => app.handle(request), idleTimeout: 255, maxRequestBodySize: Math.max(g.max_request_size_mb * 2, 64) * 1024 * 1024 });
-  const server = serve(gateway.app, port);
+  const serve = (app: typeof gateway.app | NonNullable<typeof gateway.adminApp>, p: number, routes = {}) =>
+    Bun.serve({ port: p, hostname, routes, fetch: (request) => app.handle(request), idleTimeout: 255, maxRequestBodySize: Math.max(g.max_request_size_mb * 2, 64) * 1024 * 1024 });
+  const server = serve(gateway.app, port, gateway.serverRoutes);
   const adminServer = gateway.adminApp && g.admin_port !== undefined ? serve(gateway.adminApp, g.admin_port) : null;
   log.info(`litegate ${VERSION} listening`, { url: `http://${hostname}:${server.port}`, database: db.kind, redis: redis ? "on" : "off", admin_port: adminServer?.port });
 

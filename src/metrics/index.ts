@@ -24,6 +24,20 @@ class LabelCap {
   }
 }
 
+/** Children of a labelled metric, cached by their label values: no label hashing per request. */
+function cached<T>(make: (values: string[]) => T) {
+  const children = new Map<string, T>();
+  return (...values: string[]): T => {
+    const key = values.join("\u0001");
+    let child = children.get(key);
+    if (!child) {
+      child = make(values);
+      children.set(key, child);
+    }
+    return child;
+  };
+}
+
 export type Metrics = ReturnType<typeof createMetrics>;
 
 export function createMetrics(sources: MetricsSources, maxLabelValues = 200) {
@@ -50,25 +64,28 @@ export function createMetrics(sources: MetricsSources, maxLabelValues = 200) {
   new Gauge({ name: "litegate_redis_sync_seconds", help: "Duration of the last Redis counter sync", registers: [registry], collect() { this.set((sources.redisSyncMs?.() ?? 0) / 1000); } });
   new Gauge({ name: "litegate_redis_sync_failures", help: "Redis counter syncs that failed since start", registers: [registry], collect() { this.set(sources.redisFailures?.() ?? 0); } });
 
+  const requestsOf = cached((v) => requests.labels(...v));
+  const latencyOf = cached((v) => latency.labels(...v));
+  const upstreamLatencyOf = cached((v) => upstreamLatency.labels(...v));
+  const tokensOf = cached((v) => tokens.labels(...v));
+  const spendOf = cached((v) => spend.labels(...v));
+
   return {
     registry,
     observe(record: RequestRecord): void {
-      const status = String(record.status);
-      requests.inc({ model: record.model, route: record.route, status });
-      latency.observe({ model: record.model, route: record.route }, record.durationMs / 1000);
-      if (record.deployment) upstreamLatency.observe({ deployment: record.deployment }, record.durationMs / 1000);
-      if (record.status >= 400 && record.deployment) upstreamErrors.inc({ deployment: record.deployment, status });
+      const seconds = record.durationMs / 1000;
+      requestsOf(record.model, record.route, String(record.status)).inc();
+      latencyOf(record.model, record.route).observe(seconds);
+      if (record.deployment) upstreamLatencyOf(record.deployment).observe(seconds);
+      if (record.status >= 400 && record.deployment) upstreamErrors.inc({ deployment: record.deployment, status: String(record.status) });
       if (!record.usage) return;
       const principal = record.caller.kind === "key" ? record.caller.principal : null;
-      const labels = {
-        model: record.model,
-        key_alias: keys.value(principal ? (principal.key.key_alias ?? principal.key.key_name) : "master"),
-        team: teams.value(principal?.key.team_id),
-        customer: customers.value(record.customer),
-      };
-      tokens.inc({ ...labels, kind: "prompt" }, record.usage.prompt_tokens);
-      tokens.inc({ ...labels, kind: "completion" }, record.usage.completion_tokens);
-      spend.inc(labels, record.cost);
+      const key = keys.value(principal ? (principal.key.key_alias ?? principal.key.key_name) : "master");
+      const team = teams.value(principal?.key.team_id);
+      const customer = customers.value(record.customer);
+      tokensOf(record.model, key, team, customer, "prompt").inc(record.usage.prompt_tokens);
+      tokensOf(record.model, key, team, customer, "completion").inc(record.usage.completion_tokens);
+      spendOf(record.model, key, team, customer).inc(record.cost);
     },
     /** A refusal: budget_exceeded, rate_limit_error, auth_error, key_model_access_denied, … */
     reject(reason: string): void {

@@ -2,3 +2,4 @@ export { createInference, type Inference, type InferenceDeps, type RequestRecord
 export { inferenceRoutes } from "./routes";
 export { createRuntime, type Runtime, type GatewayState } from "./runtime";
 export { ModelRouter } from "./router";
+export { inferenceServerRoutes } from "./serve";

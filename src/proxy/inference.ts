@@ -10,6 +10,7 @@ import { countPromptTokens, countTextTokens } from "../tokens";
 import { parseInferenceBody, readBodyText } from "./body";
 import type { Runtime } from "./runtime";
 import { callWithRetries } from "./attempts";
+import { Deadlines } from "./deadlines";
 import { type StreamOutcome, tapStream } from "./tap";
 
 /** What one finished request looked like, for logs and metrics. */
@@ -59,6 +60,7 @@ const SSE_HEADERS = { "content-type": "text/event-stream", "cache-control": "no-
 /** check → reserve → call → stream tap → settle: the one path every inference request takes. */
 export function createInference(deps: InferenceDeps) {
   const { clock, auth, governance, spend } = deps;
+  const deadlines = new Deadlines(() => clock.now());
 
   function usageOf(ctx: Context, reported: Usage | null, completionText: string): Usage {
     if (reported) return reported;
@@ -158,8 +160,7 @@ export function createInference(deps: InferenceDeps) {
     }
     const { ctx, rawBody, stream } = admitted;
 
-    const timeout = AbortSignal.timeout(ctx.runtime.requestTimeoutMs);
-    const signal = AbortSignal.any([request.signal, timeout]);
+    const { signal, done } = deadlines.track(request.signal, ctx.runtime.requestTimeoutMs);
     let result: UpstreamResult;
     try {
       const attempted = await callWithRetries(ctx.runtime, { route, model: ctx.model, first: ctx.deployment, body: ctx.body, rawBody, stream, signal });
@@ -167,6 +168,7 @@ export function createInference(deps: InferenceDeps) {
       // Charged once, at the price of the deployment that answered.
       ctx.deployment = attempted.deployment;
     } catch (error) {
+      done();
       ctx.ticket.release();
       const aborted = request.signal.aborted;
       observe(ctx, aborted ? 499 : 502, null, 0);
@@ -174,12 +176,14 @@ export function createInference(deps: InferenceDeps) {
     }
 
     if (result.kind === "error") {
+      done();
       ctx.ticket.release();
       observe(ctx, result.status, null, 0);
       throw upstreamError(result);
     }
 
     if (result.kind === "json") {
+      done();
       const usage = usageOf(ctx, result.usage, "");
       const cost = settle(ctx, usage, "success");
       observe(ctx, result.status, usage, cost);
@@ -190,6 +194,7 @@ export function createInference(deps: InferenceDeps) {
 
     const headers = spendHeaders(ctx);
     const body = tapStream(result.stream, (outcome) => {
+      done();
       const usage = usageOf(ctx, outcome.usage, outcome.text);
       const status = outcome.end === "complete" ? "success" : outcome.end === "cancelled" ? "client_disconnected" : "stream_failed";
       const cost = settle(ctx, usage, status);

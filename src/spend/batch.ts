@@ -52,32 +52,56 @@ export class DeltaMap {
 /** Separator inside composite row ids (team+user, key+model): chr(31), which ids do not contain. */
 export const SEP = "\u001f";
 
-export interface Batch {
-  id: string;
-  events: SpendEvent[];
-  keys: DeltaMap;
-  users: DeltaMap;
-  teams: DeltaMap;
-  members: DeltaMap;
-  customers: DeltaMap;
-  keyModels: DeltaMap;
-  gateway: DeltaMap;
+/**
+ * A batch being filled: deltas are summed as requests settle and each log row is serialised at once,
+ * so a second of traffic is held as a few maps and strings rather than thousands of live objects.
+ */
+export class Batch {
+  readonly id = crypto.randomUUID();
+  readonly rows: string[] = [];
+  readonly keys = new DeltaMap();
+  readonly users = new DeltaMap();
+  readonly teams = new DeltaMap();
+  readonly members = new DeltaMap();
+  readonly customers = new DeltaMap();
+  readonly keyModels = new DeltaMap();
+  readonly gateway = new DeltaMap();
+
+  add(event: SpendEvent): void {
+    const { targets: t, cost } = event;
+    if (t.token) this.keys.add(t.token, cost, t.keyPeriod);
+    if (t.user) this.users.add(t.user.id, cost, t.user.period);
+    if (t.team) this.teams.add(t.team.id, cost, t.team.period);
+    if (t.member) this.members.add(t.member.teamId + SEP + t.member.userId, cost, t.member.period);
+    if (t.customer) this.customers.add(t.customer.id, cost, t.customer.period);
+    if (t.token && t.keyModel) this.keyModels.add(t.token + SEP + t.keyModel.model, cost, t.keyModel.period);
+    this.gateway.add("gateway", cost, t.gatewayPeriod);
+    this.rows.push(JSON.stringify(logRow(event)));
+  }
+
+  get size(): number {
+    return this.rows.length;
+  }
+
+  /** The log rows as one JSON array, for json_to_recordset. */
+  rowsJson(): string {
+    return `[${this.rows.join(",")}]`;
+  }
+}
+
+function logRow(x: SpendEvent) {
+  const t = x.targets;
+  return {
+    request_id: x.requestId, api_key: t.token ?? "master", user_id: t.user?.id ?? t.member?.userId ?? null, team_id: t.team?.id ?? null,
+    end_user: t.customer?.id ?? null, model: x.model, deployment: x.deployment, route: x.route, prompt_tokens: x.usage.prompt_tokens,
+    completion_tokens: x.usage.completion_tokens, total_tokens: x.usage.total_tokens, spend: x.cost, start_ms: x.start, end_ms: x.end,
+    status: x.status, metadata: x.metadata,
+  };
 }
 
 export function buildBatch(id: string, events: SpendEvent[]): Batch {
-  const batch: Batch = {
-    id, events,
-    keys: new DeltaMap(), users: new DeltaMap(), teams: new DeltaMap(), members: new DeltaMap(),
-    customers: new DeltaMap(), keyModels: new DeltaMap(), gateway: new DeltaMap(),
-  };
-  for (const { targets: t, cost } of events) {
-    if (t.token) batch.keys.add(t.token, cost, t.keyPeriod);
-    if (t.user) batch.users.add(t.user.id, cost, t.user.period);
-    if (t.team) batch.teams.add(t.team.id, cost, t.team.period);
-    if (t.member) batch.members.add(t.member.teamId + SEP + t.member.userId, cost, t.member.period);
-    if (t.customer) batch.customers.add(t.customer.id, cost, t.customer.period);
-    if (t.token && t.keyModel) batch.keyModels.add(t.token + SEP + t.keyModel.model, cost, t.keyModel.period);
-    batch.gateway.add("gateway", cost, t.gatewayPeriod);
-  }
+  const batch = new Batch();
+  (batch as { id: string }).id = id;
+  for (const event of events) batch.add(event);
   return batch;
 }

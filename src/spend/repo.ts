@@ -1,5 +1,5 @@
 import type { Sql } from "../db";
-import { type Batch, type Delta, SEP } from "./batch";
+import type { Batch, Delta } from "./batch";
 
 /**
  * The period-aware spend update, shared by every table: a delta for the stored period adds to it; a
@@ -86,32 +86,18 @@ export async function applyBatch(db: Sql, batch: Batch): Promise<boolean> {
 
     await updateTable(tx, "gateway_spend", "t.id = 1", batch.gateway.sorted());
 
-    const e = batch.events;
-    if (e.length > 0) {
+    if (batch.size > 0) {
+      // One JSON document for the whole batch: serialised natively here, parsed in C by Postgres.
       await tx.query(
         `insert into spend_logs (request_id, api_key, user_id, team_id, end_user, model, deployment, route,
            prompt_tokens, completion_tokens, total_tokens, spend, start_time, end_time, status, metadata)
-         select * from unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
-           $9::int[], $10::int[], $11::int[], $12::float8[], $13::text[]::timestamptz[], $14::text[]::timestamptz[], $15::text[], $16::text[]::jsonb[])
+         select request_id, api_key, user_id, team_id, end_user, model, deployment, route, prompt_tokens, completion_tokens,
+           total_tokens, spend, to_timestamp(start_ms / 1000.0), to_timestamp(end_ms / 1000.0), status, coalesce(metadata, '{}')
+         from json_to_recordset($1::text::json) as x(request_id text, api_key text, user_id text, team_id text, end_user text,
+           model text, deployment text, route text, prompt_tokens int, completion_tokens int, total_tokens int, spend float8,
+           start_ms float8, end_ms float8, status text, metadata jsonb)
          on conflict (request_id) do nothing`,
-        [
-          e.map((x) => x.requestId),
-          e.map((x) => x.targets.token ?? "master"),
-          e.map((x) => x.targets.user?.id ?? x.targets.member?.userId ?? null),
-          e.map((x) => x.targets.team?.id ?? null),
-          e.map((x) => x.targets.customer?.id ?? null),
-          e.map((x) => x.model),
-          e.map((x) => x.deployment),
-          e.map((x) => x.route),
-          e.map((x) => x.usage.prompt_tokens),
-          e.map((x) => x.usage.completion_tokens),
-          e.map((x) => x.usage.total_tokens),
-          e.map((x) => x.cost),
-          e.map((x) => new Date(x.start).toISOString()),
-          e.map((x) => new Date(x.end).toISOString()),
-          e.map((x) => x.status),
-          e.map((x) => JSON.stringify(x.metadata)),
-        ],
+        [batch.rowsJson()],
       );
     }
     return true;

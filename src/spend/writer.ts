@@ -1,7 +1,7 @@
 import type { Clock } from "../clock";
 import type { Sql } from "../db";
 import type { Logger } from "../log";
-import { type Batch, type SpendEvent, buildBatch } from "./batch";
+import { Batch, type SpendEvent } from "./batch";
 import { applyBatch } from "./repo";
 
 export interface SpendWriterOptions {
@@ -25,28 +25,23 @@ export function createSpendWriter(options: SpendWriterOptions) {
   const { db, log } = options;
   const intervalMs = options.intervalMs ?? 1000;
   const maxBatch = options.maxBatch ?? 5000;
-  let incoming: SpendEvent[] = [];
-  const failed: Batch[] = [];
+  let current = new Batch();
+  /** Full batches waiting for the database, oldest first (failed ones stay at the front). */
+  const queue: Batch[] = [];
   let flushing: Promise<void> | null = null;
   let failures = 0;
   let written = 0;
 
   async function writeOnce(): Promise<void> {
-    while (failed.length > 0) {
-      await applyBatch(db, failed[0]!);
-      failed.shift();
+    if (current.size > 0) {
+      queue.push(current);
+      current = new Batch();
     }
-    while (incoming.length > 0) {
-      const events = incoming.slice(0, maxBatch);
-      incoming = incoming.slice(events.length);
-      const batch = buildBatch(crypto.randomUUID(), events);
-      try {
-        await applyBatch(db, batch);
-        written += events.length;
-      } catch (error) {
-        failed.push(batch);
-        throw error;
-      }
+    while (queue.length > 0) {
+      const batch = queue[0]!;
+      await applyBatch(db, batch);
+      queue.shift();
+      written += batch.size;
     }
   }
 
@@ -72,12 +67,16 @@ export function createSpendWriter(options: SpendWriterOptions) {
 
   return {
     record(event: SpendEvent): void {
-      incoming.push(event);
+      current.add(event);
+      if (current.size >= maxBatch) {
+        queue.push(current);
+        current = new Batch();
+      }
     },
     flush,
     /** Requests whose spend is not in the database yet. */
     backlog(): number {
-      return incoming.length + failed.reduce((n, batch) => n + batch.events.length, 0);
+      return current.size + queue.reduce((n, batch) => n + batch.size, 0);
     },
     written: () => written,
     /** Stops the timer and writes everything, retrying until `deadlineMs` passes. */
