@@ -56,6 +56,8 @@ export class SharedCounters implements Counters {
   private ticking = false;
   syncs = 0;
   failures = 0;
+  /** Round trips to Redis: one per tick with something to sync, one per admission Redis decides. */
+  roundTrips = 0;
   lastSyncMs = 0;
 
   constructor(private readonly options: SharedCountersOptions) {
@@ -170,6 +172,7 @@ export class SharedCounters implements Counters {
     s.lease = Math.max(0, s.lease - push);
     const want = this.want(s);
     const keyTtl = Number.isFinite(s.check.expiresAt) ? Math.max(1000, s.check.expiresAt - this.options.now() + 10_000) : DAY_MS;
+    this.roundTrips++;
     try {
       const reply = await this.redis.litegateSync!(
         redisKeys.counter(s.check.key), this.options.instanceId, s.check.initial, s.check.limit, push, s.lease,
@@ -254,6 +257,7 @@ export class SharedCounters implements Counters {
         );
         return { s, push };
       });
+      this.roundTrips++;
       const done = pipeline.exec();
       for (const { s } of sent) s.busy = done;
       const replies = await done;

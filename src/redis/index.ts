@@ -13,7 +13,7 @@ export interface RedisLink {
   subscribe(handler: (message: Invalidation) => void): void;
   /** "connected", or "degraded" while Redis is unreachable. */
   status(): string;
-  /** Redis commands sent, for benchmarks that prove syncs ≈ ticks, not requests. */
+  /** Round trips to Redis, for benchmarks that prove syncs ≈ ticks, not requests. */
   commands(): number;
   close(): Promise<void>;
 }
@@ -36,16 +36,12 @@ export async function connectRedis(url: string, log: Logger, now: () => number =
 
   const instanceId = crypto.randomUUID();
   const counters = new SharedCounters({ redis: client, instanceId, log, now });
-  let sent = 0;
-  const original = client.sendCommand.bind(client);
-  client.sendCommand = ((command: any, stream?: any) => {
-    sent++;
-    return original(command, stream);
-  }) as typeof client.sendCommand;
+  let published = 0;
 
   return {
     counters,
     publish(message) {
+      published++;
       client.publish(redisKeys.invalidations, JSON.stringify(message)).catch((error) => {
         log.warn("invalidation not published (redis unreachable); other instances catch up within the key cache TTL", { error: String(error) });
       });
@@ -61,7 +57,7 @@ export async function connectRedis(url: string, log: Logger, now: () => number =
       });
     },
     status: () => (counters.isDegraded || client.status !== "ready" ? "degraded" : "connected"),
-    commands: () => sent,
+    commands: () => counters.roundTrips + published,
     async close() {
       await counters.close();
       subscriber.disconnect();

@@ -1,0 +1,148 @@
+import { type Subprocess, spawn } from "bun";
+import { readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { stringify } from "yaml";
+import { freePort, tempDir } from "../test/helpers/services";
+
+export const ROOT = join(import.meta.dir, "..");
+const BUN = join(ROOT, "node_modules/.bin/bun");
+const started: Subprocess[] = [];
+process.on("exit", () => started.forEach((p) => p.kill("SIGKILL")));
+
+export async function waitHttp(url: string, ms = 30_000, init?: RequestInit): Promise<number> {
+  const start = performance.now();
+  while (performance.now() - start < ms) {
+    try {
+      const response = await fetch(url, init);
+      await response.arrayBuffer();
+      return performance.now() - start;
+    } catch {
+      await Bun.sleep(10);
+    }
+  }
+  throw new Error(`${url} did not answer in ${ms} ms`);
+}
+
+export async function launch(cmd: string[], env: Record<string, string> = {}, cwd = ROOT): Promise<Subprocess> {
+  const proc = spawn(cmd, { cwd, env: { ...process.env, ...env }, stdout: "ignore", stderr: "pipe" });
+  started.push(proc);
+  return proc;
+}
+
+export async function bunScript(script: string, args: string[], env: Record<string, string> = {}) {
+  return launch([BUN, join(ROOT, script), ...args], env);
+}
+
+export interface Litegate {
+  url: string;
+  proc: Subprocess;
+  startMs: number;
+  stop(): Promise<void>;
+}
+
+export async function startLitegate(config: object, dataDir?: string): Promise<Litegate> {
+  const dir = dataDir ?? tempDir("bench");
+  const path = join(dir, "config.yaml");
+  writeFileSync(path, stringify(config));
+  const port = await freePort();
+  const t0 = performance.now();
+  const proc = await launch([join(ROOT, "litegate"), "--config", path, "--port", String(port), "--host", "127.0.0.1"], {}, dir);
+  const url = `http://127.0.0.1:${port}`;
+  await waitHttp(`${url}/health/liveliness`);
+  return {
+    url, proc, startMs: performance.now() - t0,
+    async stop() {
+      proc.kill("SIGTERM");
+      await proc.exited;
+    },
+  };
+}
+
+export function rssMb(pid: number): number {
+  const status = readFileSync(`/proc/${pid}/status`, "utf8");
+  return Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0) / 1024;
+}
+
+export interface WrkResult {
+  rps: number;
+  p50: number;
+  p99: number;
+  non2xx: number;
+  maxRssMb?: number;
+}
+
+function ms(text: string | undefined): number {
+  if (!text) return NaN;
+  const value = parseFloat(text);
+  return text.endsWith("us") ? value / 1000 : text.endsWith("ms") ? value : text.endsWith("s") ? value * 1000 : value;
+}
+
+/** wrk with the same settings for every target; samples a process's RSS while it runs. */
+export async function wrk(url: string, headers: Record<string, string>, body: string, seconds: number, rssPid?: number, script?: string): Promise<WrkResult> {
+  const lua = script ?? `wrk.method = "POST"\nwrk.body = ${JSON.stringify(body)}\n` +
+    Object.entries(headers).map(([k, v]) => `wrk.headers[${JSON.stringify(k)}] = ${JSON.stringify(v)}`).join("\n");
+  const file = join(tempDir("wrk"), "post.lua");
+  writeFileSync(file, lua);
+  const proc = spawn(["wrk", "-t2", "-c50", `-d${seconds}s`, "--latency", "-s", file, url], { stdout: "pipe", stderr: "pipe" });
+  let maxRss = 0;
+  const sampler = rssPid ? setInterval(() => (maxRss = Math.max(maxRss, rssMb(rssPid))), 200) : null;
+  const out = await new Response(proc.stdout).text();
+  await proc.exited;
+  if (sampler) clearInterval(sampler);
+  return {
+    rps: Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1] ?? 0),
+    p50: ms(/\n\s+50%\s+(\S+)/.exec(out)?.[1]),
+    p99: ms(/\n\s+99%\s+(\S+)/.exec(out)?.[1]),
+    non2xx: Number(/Non-2xx or 3xx responses: (\d+)/.exec(out)?.[1] ?? 0),
+    maxRssMb: rssPid ? Math.round(maxRss) : undefined,
+  };
+}
+
+/** Time to the first streamed byte, median of `n` sequential requests. */
+export async function ttfb(url: string, headers: Record<string, string>, body: string, n = 200): Promise<number> {
+  const times: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const t0 = performance.now();
+    const response = await fetch(url, { method: "POST", headers, body });
+    const reader = response.body!.getReader();
+    await reader.read();
+    times.push(performance.now() - t0);
+    while (!(await reader.read()).done);
+  }
+  times.sort((a, b) => a - b);
+  return times[Math.floor(n / 2)]!;
+}
+
+/** Open-loop load at a fixed rate: latency percentiles that do not hide queueing. */
+export async function fixedRate(url: string, headers: Record<string, string>, body: string, rps: number, seconds: number) {
+  const latencies: number[] = [];
+  let errors = 0;
+  const total = rps * seconds;
+  const start = performance.now();
+  const inflight: Promise<void>[] = [];
+  for (let i = 0; i < total; i++) {
+    const due = start + (i * 1000) / rps;
+    const wait = due - performance.now();
+    if (wait > 1) await Bun.sleep(wait);
+    inflight.push((async () => {
+      const t0 = performance.now();
+      try {
+        const response = await fetch(url, { method: "POST", headers, body });
+        await response.arrayBuffer();
+        if (!response.ok) errors++;
+      } catch {
+        errors++;
+      }
+      latencies.push(performance.now() - t0);
+    })());
+  }
+  await Promise.all(inflight);
+  latencies.sort((a, b) => a - b);
+  const q = (p: number) => latencies[Math.min(latencies.length - 1, Math.floor(p * latencies.length))]!;
+  return { p50: q(0.5), p99: q(0.99), p999: q(0.999), errors };
+}
+
+export async function metric(url: string, name: string): Promise<number> {
+  const text = await (await fetch(`${url}/metrics`, { headers: { authorization: "Bearer sk-1234" } })).text();
+  return Number(new RegExp(`^${name} ([\\d.e+-]+)$`, "m").exec(text)?.[1] ?? NaN);
+}

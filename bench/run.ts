@@ -1,0 +1,168 @@
+/**
+ * `npm run bench`: litegate side by side with the upstream alone, a bare Bun proxy (the ceiling) and
+ * the Portkey gateway, on loopback, with the same wrk settings. Prints a table and writes JSON to
+ * bench/results/. Bounded: about four minutes.
+ */
+import { mkdirSync, statSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import postgres from "postgres";
+import { freePort, startPostgres, startRedis, tempDir } from "../test/helpers/services";
+import { ROOT, type WrkResult, bunScript, fixedRate, launch, metric, startLitegate, ttfb, waitHttp, wrk } from "./lib";
+
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 8);
+const BODY = JSON.stringify({ model: "bench-model", messages: [{ role: "user", content: "Hello there" }] });
+const GOVERNED_BODY = JSON.stringify({ model: "bench-model", user: "bench-customer", messages: [{ role: "user", content: "Hello there" }] });
+const STREAM_BODY = JSON.stringify({ model: "bench-model", stream: true, messages: [{ role: "user", content: "Hello there" }] });
+const json = { "content-type": "application/json" };
+const bearer = (key: string) => ({ ...json, authorization: `Bearer ${key}` });
+
+function log(line: string) {
+  process.stderr.write(`${line}\n`);
+}
+
+async function build() {
+  log("building the binary…");
+  const proc = await launch([join(ROOT, "node_modules/.bin/bun"), "run", "build"]);
+  if ((await proc.exited) !== 0) throw new Error("build failed");
+}
+
+const config = (upstream: string, general: Record<string, unknown> = {}) => ({
+  model_list: [{ model_name: "bench-model", litellm_params: { model: "openai/bench-model", api_base: upstream, api_key: "sk-upstream", input_cost_per_token: 0.000001, output_cost_per_token: 0.000002 } }],
+  general_settings: { master_key: "sk-1234", log_level: "warn", ...general },
+});
+
+/** A virtual key with every check on: key budget and limits, a team, a user, and the customer in the body. */
+async function governedKey(url: string): Promise<string> {
+  const post = (path: string, body: object) => fetch(`${url}${path}`, { method: "POST", headers: bearer("sk-1234"), body: JSON.stringify(body) }).then((r) => r.json() as any);
+  const team = await post("/team/new", { max_budget: 1e9, rpm_limit: 1e9, tpm_limit: 2e9, max_parallel_requests: 100000 });
+  await post("/user/new", { user_id: "bench-user", auto_create_key: false, max_budget: 1e9 });
+  await post("/team/member_add", { team_id: team.team_id, member: { user_id: "bench-user", role: "user" }, max_budget_in_team: 1e9 });
+  await post("/budget/new", { budget_id: "bench-tier", max_budget: 1e9, rpm_limit: 1e9, tpm_limit: 2e9 });
+  await post("/customer/new", { user_id: "bench-customer", budget_id: "bench-tier" });
+  const key = await post("/key/generate", {
+    team_id: team.team_id, user_id: "bench-user", max_budget: 1e9, rpm_limit: 1e9, tpm_limit: 2e9, max_parallel_requests: 100000,
+    model_max_budget: { "bench-model": { budget_limit: 1e9, time_period: "30d" } },
+  });
+  if (!key.key) throw new Error(`could not create the governed key: ${JSON.stringify(key)}`);
+  return key.key;
+}
+
+async function main() {
+  await build();
+  const rows: Record<string, WrkResult & { note?: string }> = {};
+  const extra: Record<string, unknown> = {};
+
+  const upstreamPort = await freePort();
+  await bunScript("bench/upstream.ts", [String(upstreamPort)]);
+  const upstream = `http://127.0.0.1:${upstreamPort}/v1`;
+  await waitHttp(`${upstream}/models`);
+  const bareProxyPort = await freePort();
+  await bunScript("bench/bare-proxy.ts", [String(bareProxyPort), `http://127.0.0.1:${upstreamPort}`]);
+  await waitHttp(`http://127.0.0.1:${bareProxyPort}/v1/models`);
+  const portkeyPort = await freePort();
+  await bunScript("node_modules/@portkey-ai/gateway/build/start-server.js", [`--port=${portkeyPort}`, "--headless"], { NODE_ENV: "production" });
+  await waitHttp(`http://127.0.0.1:${portkeyPort}/`, 30_000);
+
+  log("upstream directly…");
+  rows["upstream (direct)"] = await wrk(`${upstream}/chat/completions`, json, BODY, SECONDS);
+  log("bare Bun proxy…");
+  rows["bare Bun proxy (ceiling)"] = await wrk(`http://127.0.0.1:${bareProxyPort}/v1/chat/completions`, json, BODY, SECONDS);
+  log("Portkey gateway under Bun…");
+  rows["Portkey gateway (Bun)"] = await wrk(`http://127.0.0.1:${portkeyPort}/v1/chat/completions`,
+    { ...json, authorization: "Bearer sk-upstream", "x-portkey-provider": "openai", "x-portkey-custom-host": upstream }, BODY, SECONDS);
+
+  // Cold start: an empty data directory (the embedded database is created); warm: the same directory again.
+  const dataDir = tempDir("bench-pglite");
+  const cold = await startLitegate(config(upstream), dataDir);
+  extra.cold_start_ms = Math.round(cold.startMs);
+  await cold.stop();
+  const pglite = await startLitegate(config(upstream), dataDir);
+  extra.warm_start_ms = Math.round(pglite.startMs);
+  const pgliteKey = await governedKey(pglite.url);
+  log("litegate, master key, PGlite…");
+  rows["litegate master key (PGlite)"] = await wrk(`${pglite.url}/v1/chat/completions`, bearer("sk-1234"), BODY, SECONDS, pglite.proc.pid);
+  log("litegate, governed key, PGlite…");
+  rows["litegate governed key (PGlite)"] = await wrk(`${pglite.url}/v1/chat/completions`, bearer(pgliteKey), GOVERNED_BODY, SECONDS, pglite.proc.pid);
+  await pglite.stop();
+
+  const pg = await startPostgres();
+  const redis = await startRedis();
+  const dbUrl = await pg.newDatabase();
+  const shared = await startLitegate(config(upstream, { database_url: dbUrl, redis_url: redis.url }));
+  const sharedKey = await governedKey(shared.url);
+  const before = { db: await metric(shared.url, "litegate_db_statements"), redis: await metric(shared.url, "litegate_redis_commands") };
+  log("litegate, governed key, Postgres + Redis…");
+  const governed = await wrk(`${shared.url}/v1/chat/completions`, bearer(sharedKey), GOVERNED_BODY, SECONDS, shared.proc.pid);
+  rows["litegate governed key (Postgres+Redis)"] = governed;
+  const after = { db: await metric(shared.url, "litegate_db_statements"), redis: await metric(shared.url, "litegate_redis_commands") };
+  const requests = governed.rps * SECONDS;
+  extra.hot_path_round_trips = {
+    requests: Math.round(requests),
+    postgres_statements: after.db - before.db,
+    redis_round_trips: after.redis - before.redis,
+    postgres_per_request: +((after.db - before.db) / requests).toFixed(4),
+    redis_round_trips_per_request: +((after.redis - before.redis) / requests).toFixed(4),
+  };
+
+  log("streaming time to first byte…");
+  const directTtfb = await ttfb(`${upstream}/chat/completions`, json, STREAM_BODY);
+  const gatewayTtfb = await ttfb(`${shared.url}/v1/chat/completions`, bearer(sharedKey), STREAM_BODY);
+  extra.stream_ttfb_ms = { direct: +directTtfb.toFixed(3), litegate: +gatewayTtfb.toFixed(3), added: +(gatewayTtfb - directTtfb).toFixed(3) };
+
+  log("fixed rate, 1000 requests/s…");
+  const direct = await fixedRate(`${upstream}/chat/completions`, json, BODY, 1000, 5);
+  const through = await fixedRate(`${shared.url}/v1/chat/completions`, bearer(sharedKey), GOVERNED_BODY, 1000, 5);
+  extra.added_latency_at_1000rps_ms = {
+    p50: +(through.p50 - direct.p50).toFixed(3), p99: +(through.p99 - direct.p99).toFixed(3), p999: +(through.p999 - direct.p999).toFixed(3),
+    direct, litegate: through,
+  };
+  await shared.stop();
+
+  log("scale: 1,000,000 keys, traffic over 10,000 of them…");
+  const scaleUrl = await pg.newDatabase();
+  const scale = await startLitegate(config(upstream, { database_url: scaleUrl, redis_url: redis.url, key_cache_size: 20000 }));
+  const sql = postgres(scaleUrl, { onnotice: () => {} });
+  await sql`insert into keys (token, key_name, max_budget, rpm_limit, tpm_limit)
+            select encode(sha256(convert_to('sk-bench-' || i, 'UTF8')), 'hex'), 'sk-...' || i, 1e9, 1000000000, 1000000000
+            from generate_series(1, 1000000) as i`;
+  await sql.end();
+  const lua = `local keys = {}\nfor i = 1, 10000 do keys[i] = "Bearer sk-bench-" .. (i * 97) end\n` +
+    `wrk.method = "POST"\nwrk.body = ${JSON.stringify(BODY)}\nwrk.headers["Content-Type"] = "application/json"\n` +
+    `request = function()\n  wrk.headers["Authorization"] = keys[math.random(1, 10000)]\n  return wrk.format()\nend\n`;
+  // Every key in use is looked up once (then cached); the measurement is of the steady state.
+  for (let i = 1; i <= 10000; i += 50) {
+    await Promise.all(Array.from({ length: 50 }, (_, j) => fetch(`${scale.url}/v1/chat/completions`, {
+      method: "POST", headers: bearer(`sk-bench-${(i + j) * 97}`), body: BODY,
+    }).then((r) => r.arrayBuffer())));
+  }
+  rows["litegate, 1M keys in db, 10k in use (Postgres+Redis)"] = await wrk(`${scale.url}/v1/chat/completions`, {}, BODY, SECONDS, scale.proc.pid, lua);
+  await scale.stop();
+  await redis.stop();
+  await pg.stop();
+
+  extra.binary_size_mb = +(statSync(join(ROOT, "litegate")).size / 1024 / 1024).toFixed(1);
+  const ceiling = rows["bare Bun proxy (ceiling)"]!.rps;
+  const portkey = rows["Portkey gateway (Bun)"]!.rps;
+  const governedPg = rows["litegate governed key (Postgres+Redis)"]!.rps;
+  const governedLite = rows["litegate governed key (PGlite)"]!.rps;
+  extra.ratios = {
+    "governed (Postgres+Redis) / ceiling": +(governedPg / ceiling).toFixed(2),
+    "governed (Postgres+Redis) / Portkey": +(governedPg / portkey).toFixed(2),
+    "governed (PGlite) / ceiling": +(governedLite / ceiling).toFixed(2),
+    "governed (PGlite) / Portkey": +(governedLite / portkey).toFixed(2),
+  };
+
+  const name = (s: string) => s.padEnd(52);
+  let table = `${name("target")} ${"req/s".padStart(9)} ${"p50 ms".padStart(8)} ${"p99 ms".padStart(8)} ${"non-2xx".padStart(8)} ${"RSS MB".padStart(7)}\n`;
+  for (const [target, r] of Object.entries(rows)) {
+    table += `${name(target)} ${r.rps.toFixed(0).padStart(9)} ${r.p50.toFixed(2).padStart(8)} ${r.p99.toFixed(2).padStart(8)} ${String(r.non2xx).padStart(8)} ${String(r.maxRssMb ?? "").padStart(7)}\n`;
+  }
+  process.stdout.write(`\nwrk -t2 -c50 -d${SECONDS}s, loopback, this machine (${navigator.hardwareConcurrency} cores)\n\n${table}\n${JSON.stringify(extra, null, 2)}\n`);
+  mkdirSync(join(ROOT, "bench/results"), { recursive: true });
+  const file = join(ROOT, "bench/results", `bench-${new Date().toISOString().replace(/[:.]/g, "-")}.json`);
+  writeFileSync(file, JSON.stringify({ date: new Date().toISOString(), seconds: SECONDS, rows, ...extra }, null, 2));
+  process.stdout.write(`\nwritten to ${file}\n`);
+  process.exit(0);
+}
+
+await main();
