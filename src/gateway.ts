@@ -24,7 +24,7 @@ export interface GatewayOptions {
   /** Publishes invalidations to other instances (Redis pub/sub). */
   broadcast?: (message: Invalidation) => void;
   redisStatus?: () => string;
-  redisStats?: { syncMs(): number; failures(): number };
+  redisStats?: { syncMs(): number; failures(): number; commands(): number };
   spendIntervalMs?: number;
   observe?: (record: RequestRecord) => void;
   /** Reads the config again (the file it came from); reloads are refused without it. */
@@ -88,11 +88,14 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
   const auth = createAuth({
     db, clock, log, masterKey: g.master_key, cacheSize: g.key_cache_size, cacheTtlMs: g.key_cache_ttl_seconds * 1000,
   });
-  const spend = createSpendWriter({ db, clock, log, intervalMs: options.spendIntervalMs });
+  // The embedded database works on this thread: small frequent batches keep each write short.
+  const spend = createSpendWriter({ db, clock, log, intervalMs: options.spendIntervalMs ?? (db.kind === "pglite" ? 100 : 1000) });
   const metrics = createMetrics({
     spendBacklog: () => spend.backlog(),
     redisSyncMs: options.redisStats?.syncMs,
     redisFailures: options.redisStats?.failures,
+    redisCommands: options.redisStats?.commands,
+    dbStatements: () => db.statements(),
   });
   const inference = createInference({
     clock, log, auth, governance, spend, runtime: () => runtime,
