@@ -1,0 +1,96 @@
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { MOCK_CONFIG, inProcessGateway } from "../helpers/gateway";
+
+type Harness = Awaited<ReturnType<typeof inProcessGateway>>;
+let h: Harness;
+beforeAll(async () => {
+  h = await inProcessGateway(MOCK_CONFIG.replace("general_settings:\n", "general_settings:\n  max_request_size_mb: 0.01\n"));
+});
+afterAll(() => h.close());
+
+const raw = (path: string, body: BodyInit, headers: Record<string, string> = {}) =>
+  h.gateway.app.handle(new Request(`http://litegate.test${path}`, { method: "POST", headers: { authorization: "Bearer sk-1234", ...headers }, body }));
+
+async function envelope(response: Response) {
+  const body = (await response.json()) as any;
+  expect(body.error).toBeDefined();
+  expect(typeof body.error.message).toBe("string");
+  expect(body.error.code).toBe(String(response.status));
+  return body.error;
+}
+
+describe("bad input is refused cleanly", () => {
+  test("invalid JSON, wrong types, missing fields", async () => {
+    for (const [path, body, status] of [
+      ["/v1/chat/completions", "{", 400], ["/v1/chat/completions", "[]", 400], ["/v1/chat/completions", '"text"', 400],
+      ["/v1/chat/completions", '{"model": 5, "messages": []}', 400], ["/v1/chat/completions", '{"model": "mock"}', 400],
+      ["/v1/chat/completions", '{"model": "mock", "messages": "hi"}', 400], ["/v1/chat/completions", '{"model": "mock", "messages": [1]}', 400],
+      ["/v1/chat/completions", '{"model": "mock", "messages": [{"role":"user","content":"x"}], "max_tokens": -1}', 400],
+      ["/v1/chat/completions", '{"model": "mock", "messages": [{"role":"user","content":"x"}], "stream": "yes"}', 400],
+      ["/v1/embeddings", '{"model": "mock"}', 400], ["/v1/completions", '{"model": "mock"}', 400],
+      ["/key/generate", '{"max_budget": 1e400}', 400], ["/key/generate", '{"max_budget": NaN}', 400], ["/key/generate", '{"rpm_limit": 99999999999}', 400],
+      ["/key/generate", '{"budget_duration": "1 fortnight"}', 400], ["/key/generate", '{"model_max_budget": {"m": {"budget_limit": -1}}}', 400],
+      ["/team/new", '{"members_with_roles": "everyone"}', 400], ["/customer/new", "{}", 400], ["/budget/info", '{"budgets": "b"}', 400],
+    ] as const) {
+      const response = await raw(path, body);
+      expect(`${path} ${body} → ${response.status}`).toBe(`${path} ${body} → ${status}`);
+      await envelope(response);
+    }
+  });
+
+  test("oversized bodies get 413", async () => {
+    const big = JSON.stringify({ model: "mock", messages: [{ role: "user", content: "x".repeat(20_000) }] });
+    const response = await raw("/v1/chat/completions", big);
+    expect(response.status).toBe(413);
+    await envelope(response);
+  });
+
+  test("deeply nested JSON and invalid UTF-8", async () => {
+    const deep = `{"model": "mock", "messages": [{"role": "user", "content": "x"}], "x": ${"[".repeat(100_000)}${"]".repeat(100_000)}}`;
+    const nested = await raw("/v1/chat/completions", deep.slice(0, 9000));
+    expect(nested.status).toBeLessThan(500);
+    const utf8 = await raw("/v1/chat/completions", new Uint8Array([123, 34, 109, 34, 58, 34, 0xff, 0xfe, 34, 125]));
+    expect(utf8.status).toBe(400);
+    expect((await envelope(utf8)).message).toContain("UTF-8");
+  });
+
+  test(`a generated fuzz run of 10,000 requests over every route answers no 5xx`, async () => {
+    const routes = ["/v1/chat/completions", "/chat/completions", "/v1/completions", "/v1/embeddings", "/key/generate", "/key/update", "/key/delete",
+      "/key/block", "/key/regenerate", "/user/new", "/user/update", "/user/delete", "/team/new", "/team/update", "/team/member_add",
+      "/team/member_update", "/team/member_delete", "/team/block", "/budget/new", "/budget/update", "/budget/info", "/budget/delete",
+      "/customer/new", "/customer/update", "/customer/delete", "/customer/block", "/config/reload"];
+    const fields = ["model", "messages", "max_budget", "budget_duration", "duration", "rpm_limit", "tpm_limit", "max_parallel_requests", "user_id",
+      "team_id", "key", "keys", "user_ids", "team_ids", "member", "models", "metadata", "budget_id", "max_budget_in_team", "user", "stream",
+      "input", "prompt", "model_max_budget", "model_rpm_limit", "spend", "blocked", "user_role", "key_alias", "budgets", "id", "max_tokens"];
+    let seed = 12345;
+    const rand = () => ((seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648);
+    const pick = <T>(list: readonly T[]) => list[Math.floor(rand() * list.length)]!;
+    const value = (depth = 0): unknown => {
+      switch (Math.floor(rand() * 12)) {
+        case 0: return null;
+        case 1: return rand() < 0.5;
+        case 2: return Math.floor(rand() * 2000) - 1000;
+        case 3: return pick([1e308, -1e308, 0.1, -0.0, 2147483648, 1e-12, 3.5]);
+        case 4: return pick(["", "mock", "30s", "1mo", "10x", "sk-1234", "sk-", "'; drop table keys; --", "\u0000", "💥".repeat(50), "x".repeat(3000)]);
+        case 5: return depth < 3 ? Array.from({ length: Math.floor(rand() * 4) }, () => value(depth + 1)) : [];
+        case 6: return depth < 3 ? Object.fromEntries(Array.from({ length: Math.floor(rand() * 4) }, () => [pick(fields), value(depth + 1)])) : {};
+        case 7: return [{ role: "user", content: "hello" }];
+        case 8: return { role: pick(["user", "admin"]), user_id: pick(["u1", "u2", ""]) };
+        default: return pick(["mock", "gpt-4o", "nope"]);
+      }
+    };
+    const statuses: Record<number, number> = {};
+    for (let i = 0; i < 10_000; i++) {
+      const body = Object.fromEntries(Array.from({ length: 1 + Math.floor(rand() * 5) }, () => [pick(fields), value()]));
+      let text = JSON.stringify(body);
+      if (rand() < 0.05) text = text.slice(0, Math.floor(rand() * text.length));
+      const response = await raw(pick(routes), text);
+      statuses[response.status] = (statuses[response.status] ?? 0) + 1;
+      if (response.status >= 500) throw new Error(`5xx for ${text}: ${await response.text()}`);
+      await response.arrayBuffer();
+    }
+    process.stderr.write(`fuzz statuses: ${JSON.stringify(statuses)}\n`);
+    expect(Object.keys(statuses).some((s) => Number(s) >= 500)).toBe(false);
+    expect(Object.values(statuses).reduce((a, b) => a + b, 0)).toBe(10_000);
+  }, 120_000);
+});
