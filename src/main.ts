@@ -64,7 +64,7 @@ async function main(): Promise<void> {
     counters: redis?.counters,
     broadcast: redis ? (message) => redis.publish(message) : undefined,
     redisStatus: redis ? () => redis.status() : undefined,
-    redisStats: redis ? { syncMs: () => redis.counters.lastSyncMs, failures: () => redis.counters.failures } : undefined,
+    redisStats: redis ? { syncMs: () => redis.counters.lastSyncMs, failures: () => redis.counters.failures, commands: () => redis.commands() } : undefined,
     configSource: () => loadConfig(args.config!, process.env),
   });
   redis?.subscribe((message) => gateway.auth.invalidate(message));
@@ -97,6 +97,10 @@ async function main(): Promise<void> {
     log.info("stopped");
     process.exit(0);
   };
+  // A library failing inside a callback (a dropped database connection, say) must not take the
+  // gateway down with requests in flight: log it and keep serving.
+  process.on("uncaughtException", (error) => log.error("uncaught exception", { error: error.stack ?? String(error) }));
+  process.on("unhandledRejection", (error) => log.error("unhandled rejection", { error: error instanceof Error ? error.stack : String(error) }));
   process.on("SIGHUP", () => {
     try {
       gateway.reloadFromSource();

@@ -38,15 +38,13 @@ export function openPostgres(options: PostgresOptions): Database {
     ...wrap(client),
     statements: () => statements,
     async ping(timeoutMs = 2000) {
-      try {
-        const probe = client`select 1`;
-        const timer = setTimeout(() => probe.cancel(), timeoutMs);
-        await probe;
-        clearTimeout(timer);
-        return true;
-      } catch {
-        return false;
-      }
+      // A race, not probe.cancel(): cancelling needs a connection of its own, which an outage does not give.
+      let timer: Timer | undefined;
+      const timeout = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), timeoutMs)));
+      const probe = client`select 1`.then(() => true, () => false);
+      const alive = await Promise.race([probe, timeout]);
+      clearTimeout(timer);
+      return alive;
     },
     async close() {
       await client.end({ timeout: 5 });
