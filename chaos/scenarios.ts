@@ -76,11 +76,13 @@ export class Tally {
     }
   }
 
-  /** Concurrent traffic for `ms`: `workers` loops, each one request after the other. */
+  stopped = false;
+
+  /** Concurrent traffic for `ms` (or until `stopped`): `workers` loops, each one request after the other. */
   async load(gateways: RunningGateway[], key: string, ms: number, workers = 8): Promise<void> {
     const until = Date.now() + ms;
     await Promise.all(Array.from({ length: workers }, async (_, w) => {
-      while (Date.now() < until) await this.call(gateways[w % gateways.length]!, key);
+      while (Date.now() < until && !this.stopped) await this.call(gateways[w % gateways.length]!, key);
     }));
   }
 }
@@ -159,8 +161,16 @@ export async function upstreamFaults(env: Env): Promise<ChaosRow> {
   const { key, token } = await newKey(gateway, { max_parallel_requests: 1, max_budget: 1000 });
   const tally = new Tally();
   const problems: string[] = [];
+  const withUpstream = async <T>(behaviour: object, fn: () => Promise<T>): Promise<T> => {
+    env.upstream.set(behaviour);
+    try {
+      return await fn();
+    } finally {
+      env.upstream.reset();
+    }
+  };
   const expectStatus = async (name: string, behaviour: object, status: number, body: object = {}) => {
-    const response = await tally.call(gateway, key, body, { "x-test-behaviour": JSON.stringify(behaviour) });
+    const response = await withUpstream(behaviour, () => tally.call(gateway, key, body));
     if (!response || response.status !== status) problems.push(`${name}: ${response?.status}`);
     else if (status >= 400) {
       const error = ((await response.json()) as any).error;
@@ -168,8 +178,6 @@ export async function upstreamFaults(env: Env): Promise<ChaosRow> {
     }
     return response;
   };
-  const upstreamHeader = (behaviour: object) => ({ "x-test-behaviour": JSON.stringify(behaviour) });
-  void upstreamHeader;
   await expectStatus("500", { status: 500 }, 500);
   await expectStatus("502", { status: 502 }, 502);
   await expectStatus("503", { status: 503 }, 503);
@@ -178,10 +186,10 @@ export async function upstreamFaults(env: Env): Promise<ChaosRow> {
   await expectStatus("malformed JSON", { malformedJson: true }, 502);
   await expectStatus("slow first byte", { firstByteDelayMs: 1500 }, 200);
   // A stream cut after two chunks: the client gets an error event, the partial output is charged.
-  const cut = await tally.call(gateway, key, { stream: true }, { "x-test-behaviour": JSON.stringify({ cutStreamAfterChunks: 2, chunks: 5 }) });
+  const cut = await withUpstream({ cutStreamAfterChunks: 2, chunks: 5 }, () => tally.call(gateway, key, { stream: true }));
   const cutText = cut ? await cut.text() : "";
   if (!cutText.includes('"error"')) problems.push("cut stream: no error event");
-  const malformed = await tally.call(gateway, key, { stream: true }, { "x-test-behaviour": JSON.stringify({ malformedSse: true }) });
+  const malformed = await withUpstream({ malformedSse: true }, () => tally.call(gateway, key, { stream: true }));
   if (!malformed || malformed.status !== 200) problems.push("malformed SSE");
   // Connection refused.
   const refused = await fetch(`${deadGateway.url}/v1/chat/completions`, {
@@ -211,6 +219,7 @@ export async function killNine(env: Env): Promise<ChaosRow> {
   const started = Date.now();
   const traffic = tally.load([gateway], key, 10_000, 4);
   await Bun.sleep(3000);
+  tally.stopped = true;
   await gateway.stop("SIGKILL");
   await traffic;
   const seconds = (Date.now() - started) / 1000;
@@ -245,12 +254,13 @@ export async function sigtermStreams(env: Env): Promise<ChaosRow> {
   const gateway = await startBinary({ config: configFor(env, dbUrl) });
   const { key, token } = await newKey(gateway, {});
   const tally = new Tally();
-  const slow = { "x-test-behaviour": JSON.stringify({ chunks: 8, chunkDelayMs: 250 }) };
-  const streams = Array.from({ length: 5 }, () => tally.call(gateway, key, { stream: true }, slow));
+  env.upstream.set({ chunks: 8, chunkDelayMs: 250 });
+  const streams = Array.from({ length: 5 }, () => tally.call(gateway, key, { stream: true }));
   await Bun.sleep(400);
   const code = gateway.stop("SIGTERM");
   const bodies = await Promise.all(streams.map(async (s) => (await s)?.text() ?? ""));
   const exit = await code;
+  env.upstream.reset();
   const complete = bodies.filter((b) => b.includes("[DONE]")).length;
   const spend = await recorded(dbUrl, token);
   tally.expected = complete * CALL_COST;

@@ -8,7 +8,7 @@ beforeAll(async () => {
 });
 afterAll(() => h.close());
 
-const raw = (path: string, body: BodyInit, headers: Record<string, string> = {}) =>
+const raw = (path: string, body: string | Uint8Array, headers: Record<string, string> = {}) =>
   h.gateway.app.handle(new Request(`http://litegate.test${path}`, { method: "POST", headers: { authorization: "Bearer sk-1234", ...headers }, body }));
 
 async function envelope(response: Response) {
