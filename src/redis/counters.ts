@@ -27,9 +27,11 @@ interface State {
   peers: number;
   synced: boolean;
   busy: Promise<unknown> | null;
-  /** Reserved since the last sync: sizes the next lease. */
+  /** Reserved and settled since the last sync: sizes the next lease. */
   admittedSinceSync: number;
   lastReserve: number;
+  /** Typical settled amount of one request (tokens for tpm counters, which reserve nothing). */
+  lastActual: number;
   touchedAt: number;
   syncedAt: number;
 }
@@ -75,7 +77,7 @@ export class SharedCounters implements Counters {
     if (!s) {
       s = {
         check, lease: 0, inflight: 0, unsynced: 0, v: check.initial, others: 0, peers: 0, synced: false, busy: null,
-        admittedSinceSync: 0, lastReserve: check.reserve, touchedAt: this.options.now(), syncedAt: 0,
+        admittedSinceSync: 0, lastReserve: check.reserve, lastActual: 0, touchedAt: this.options.now(), syncedAt: 0,
       };
       this.states.set(check.key, s);
     } else {
@@ -98,12 +100,12 @@ export class SharedCounters implements Counters {
 
   /** The size of one request on this counter (tokens counters reserve nothing: one token then). */
   private unit(s: State): number {
-    return s.lastReserve > 0 ? s.lastReserve : 1;
+    return s.lastReserve > 0 ? s.lastReserve : Math.max(1, s.lastActual);
   }
 
   /** Room to ask for: a few ticks of this instance's traffic, never more than its share of what is left. */
   private want(s: State): number {
-    const base = Math.max(s.lastReserve, 3 * s.admittedSinceSync);
+    const base = Math.max(this.unit(s), 3 * s.admittedSinceSync);
     const share = (s.check.limit - s.v - s.others - consumed(s)) / (2 * (s.peers + 1));
     // A share that does not hold a whole request is not worth holding: it would only starve the others.
     return share < this.unit(s) ? 0 : Math.min(base, share);
@@ -287,6 +289,10 @@ export class SharedCounters implements Counters {
     const s = this.state(check);
     s.inflight = Math.max(0, s.inflight - check.reserve);
     s.unsynced += actual;
+    if (check.reserve === 0 && actual > 0) {
+      s.admittedSinceSync += actual;
+      s.lastActual = s.lastActual === 0 ? actual : s.lastActual * 0.9 + actual * 0.1;
+    }
     s.touchedAt = this.options.now();
   }
 

@@ -1,0 +1,35 @@
+import { expect, test } from "bun:test";
+import { calcPrice } from "@pydantic/genai-prices";
+import { createPricing } from "../../src/pricing";
+import type { Deployment } from "../../src/providers/types";
+
+const d = (id: string, provider: string, model: string, params: Record<string, unknown> = {}, info: Record<string, unknown> = {}): Deployment => ({
+  id, modelName: id, provider, upstreamModel: model, params, modelInfo: info,
+});
+
+test("config prices beat the table; model_info prices count; the table prices known models", () => {
+  const deployments = [
+    d("cfg", "openai", "gpt-4o", { input_cost_per_token: 0.5, output_cost_per_token: 1 }),
+    d("info", "openai", "gpt-4o", {}, { input_cost_per_token: 0.25, output_cost_per_token: 0.75 }),
+    d("table", "openai", "gpt-4o-mini"),
+    d("embed", "openai", "text-embedding-3-small"),
+    d("none", "mock", "x"),
+    d("tiny", "openai", "x", { input_cost_per_token: 1e-12, output_cost_per_token: 1e-12 }),
+  ];
+  const pricing = createPricing(deployments);
+  const usage = { prompt_tokens: 1000, completion_tokens: 500, total_tokens: 1500 };
+  expect(pricing.cost(deployments[0]!, "chat", usage)).toBe(1000 * 0.5 + 500 * 1);
+  expect(pricing.cost(deployments[1]!, "chat", usage)).toBe(1000 * 0.25 + 500 * 0.75);
+  const table = calcPrice({ input_tokens: 1000, output_tokens: 500 } as never, "gpt-4o-mini", { providerId: "openai" })!;
+  expect(pricing.cost(deployments[2]!, "chat", usage)).toBeCloseTo(table.total_price, 15);
+  expect(pricing.cost(deployments[3]!, "embeddings", usage)).toBeCloseTo(1000 * (calcPrice({ input_tokens: 1e6 } as never, "text-embedding-3-small", { providerId: "openai" })!.input_price / 1e6), 15);
+  expect(pricing.cost(deployments[4]!, "chat", usage)).toBe(0);
+  expect(pricing.unpriced().map((x) => x.id)).toEqual(["none"]);
+  expect(pricing.cost(deployments[5]!, "chat", { prompt_tokens: 1, completion_tokens: 0, total_tokens: 1 })).toBe(1e-12);
+});
+
+test("cached prompt tokens are priced at the cached rate", () => {
+  const dep = d("c", "openai", "m", { input_cost_per_token: 1, output_cost_per_token: 2, cache_read_input_token_cost: 0.1 });
+  const pricing = createPricing([dep]);
+  expect(pricing.cost(dep, "chat", { prompt_tokens: 100, completion_tokens: 10, total_tokens: 110, cached_tokens: 40 })).toBeCloseTo(60 + 4 + 20, 12);
+});
