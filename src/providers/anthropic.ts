@@ -132,7 +132,12 @@ export function translateStream(source: ReadableStream<Uint8Array>, model: strin
   };
   return new ReadableStream<Uint8Array>({
     async pull(controller) {
-      const emit = (value: unknown) => controller.enqueue(sseData(value));
+      // A pull must enqueue something before it returns, or some consumers never pull again.
+      let produced = false;
+      const emit = (value: unknown) => {
+        controller.enqueue(sseData(value));
+        produced = true;
+      };
       for (;;) {
         const { done, value } = await reader.read();
         if (done) {
@@ -141,7 +146,6 @@ export function translateStream(source: ReadableStream<Uint8Array>, model: strin
           return;
         }
         pending += decoder.decode(value, { stream: true });
-        let produced = false;
         let boundary = pending.indexOf("\n\n");
         while (boundary >= 0) {
           const block = pending.slice(0, boundary);
@@ -150,7 +154,6 @@ export function translateStream(source: ReadableStream<Uint8Array>, model: strin
           if (data) {
             try {
               handle(JSON.parse(data), emit);
-              produced = true;
             } catch {
               // a malformed event is skipped; the stream goes on
             }
