@@ -47,6 +47,8 @@ export function customerRoutes(deps: AdminDeps) {
       detail: { tags: ["customer management"], summary: "Create a customer (the `user` of requests) with a budget_id or an inline budget" },
     })
     .post("/customer/update", async ({ body }) => {
+      // Spend still in memory is written first: it belongs to the period it was spent in.
+      await deps.spend.flush();
       const inline = inlineOf(body);
       if (body.budget_id && inline.length > 0) throw badRequest(`send either budget_id or inline budget fields (${inline.join(", ")}), not both`, "budget_id");
       await db.transaction(async (tx) => {

@@ -99,6 +99,8 @@ export function keyRoutes(deps: AdminDeps) {
       return generatedKeyAnswer(created, body);
     }, { body: t.Object(keyFields, open), detail: { tags: ["key management"], summary: "Create a virtual key (the raw key is returned once)" } })
     .post("/key/update", async ({ body }) => {
+      // Spend still in memory is written first: it belongs to the period it was spent in.
+      await deps.spend.flush();
       const token = tokenOf(body.key);
       const changes: Record<string, unknown> = { ...body };
       if ("budget_duration" in body) changes.budget_reset_at = resetAtFor(body.budget_duration, clock.now());

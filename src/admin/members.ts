@@ -52,6 +52,8 @@ export function memberRoutes(deps: AdminDeps) {
       detail: { tags: ["team management"], summary: "Add members; max_budget_in_team budgets each member within the team" },
     })
     .post("/team/member_update", async ({ body }) => {
+      // Spend still in memory is written first: it belongs to the period it was spent in.
+      await deps.spend.flush();
       await db.transaction(async (tx) => {
         const [membership] = await tx.query("select 1 from team_memberships where team_id = $1 and user_id = $2", [body.team_id, body.user_id]);
         found(membership, "Team membership");

@@ -81,6 +81,8 @@ export function teamRoutes(deps: AdminDeps) {
       detail: { tags: ["team management"], summary: "Create a team with a shared budget and limits" },
     })
     .post("/team/update", async ({ body }) => {
+      // Spend still in memory is written first: it belongs to the period it was spent in.
+      await deps.spend.flush();
       const changes: Record<string, unknown> = { ...body };
       if ("budget_duration" in body) changes.budget_reset_at = resetAtFor(body.budget_duration, clock.now());
       const { sets, values } = assignments(changes, TEAM_COLUMNS, ["metadata"], ["models"]);

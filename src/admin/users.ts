@@ -63,6 +63,8 @@ export function userRoutes(deps: AdminDeps) {
       return { ...generatedKeyAnswer(result.key, body), ...view, key: result.key.raw, expires: iso(result.key.row.expires), max_budget: view.max_budget };
     }, { body: t.Object(userFields, open), detail: { tags: ["user management"], summary: "Create a user (and a key unless auto_create_key is false)" } })
     .post("/user/update", async ({ body }) => {
+      // Spend still in memory is written first: it belongs to the period it was spent in.
+      await deps.spend.flush();
       const changes: Record<string, unknown> = { ...body };
       if ("budget_duration" in body) changes.budget_reset_at = resetAtFor(body.budget_duration, clock.now());
       const { sets, values } = assignments(changes, USER_COLUMNS, ["metadata"], ["models"]);
