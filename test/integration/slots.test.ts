@@ -37,7 +37,11 @@ describe("parallel slots", () => {
     expect((await h.chat(created.key)).status).toBe(400);
     await h.call("/key/update", { key: created.key, max_budget: 1 });
     expect((await h.chat(created.key)).status).toBe(200);
+    // A new duration keeps the spend already made (it is written first), so the tiny budget still refuses.
     await h.call("/key/update", { key: created.key, max_budget: 1e-9, budget_duration: "1d" });
+    expect((await h.chat(created.key)).status).toBe(400);
+    // An admin reset of the spend is seen at once: no stale counter keeps the key blocked.
+    await h.call("/key/update", { key: created.key, spend: 0 });
     expect((await h.chat(created.key)).status).toBe(200);
     expect((await h.chat(created.key)).status).toBe(400);
   });
