@@ -70,3 +70,27 @@ describe("operations", () => {
     expect((await fetch(`${gateway.url}/metrics`)).status).toBe(401);
   });
 });
+
+describe("admin API placement", () => {
+  test("admin_api: disabled serves inference only; admin_port moves the admin API to its own port", async () => {
+    const disabled = await startBinary({ config: config(0.000001).replace("  log_format: json\n", "  admin_api: disabled\n") });
+    const refused = await fetch(`${disabled.url}/key/generate`, { method: "POST", headers: { authorization: "Bearer sk-1234" }, body: "{}" });
+    expect(refused.status).toBe(404);
+    expect((await fetch(`${disabled.url}/v1/chat/completions`, {
+      method: "POST", headers: { authorization: "Bearer sk-1234" }, body: JSON.stringify({ model: "m", messages: [{ role: "user", content: "hi" }] }),
+    })).status).toBe(200);
+    await disabled.stop();
+
+    const { freePort } = await import("../helpers/services");
+    const adminPort = await freePort();
+    const split = await startBinary({ config: config(0.000001).replace("  log_format: json\n", `  admin_port: ${adminPort}\n`) });
+    expect((await fetch(`${split.url}/key/generate`, { method: "POST", headers: { authorization: "Bearer sk-1234" }, body: "{}" })).status).toBe(404);
+    const created = await fetch(`http://127.0.0.1:${adminPort}/key/generate`, { method: "POST", headers: { authorization: "Bearer sk-1234" }, body: "{}" });
+    expect(created.status).toBe(200);
+    const { key } = (await created.json()) as any;
+    expect((await fetch(`${split.url}/v1/chat/completions`, {
+      method: "POST", headers: { authorization: `Bearer ${key}` }, body: JSON.stringify({ model: "m", messages: [{ role: "user", content: "hi" }] }),
+    })).status).toBe(200);
+    await split.stop();
+  });
+});
