@@ -8,6 +8,10 @@ import type { RequestRecord } from "../proxy/inference";
  */
 export interface MetricsSources {
   spendBacklog(): number;
+  /** Statements sent to the database since start. */
+  dbStatements?(): number;
+  /** Commands sent to Redis since start. */
+  redisCommands?(): number;
   redisSyncMs?(): number;
   redisFailures?(): number;
 }
@@ -62,6 +66,8 @@ export function createMetrics(sources: MetricsSources, maxLabelValues = 200) {
   });
   new Gauge({ name: "litegate_spend_backlog_requests", help: "Requests whose spend is not written to the database yet", registers: [registry], collect() { this.set(sources.spendBacklog()); } });
   new Gauge({ name: "litegate_redis_sync_seconds", help: "Duration of the last Redis counter sync", registers: [registry], collect() { this.set((sources.redisSyncMs?.() ?? 0) / 1000); } });
+  new Gauge({ name: "litegate_db_statements", help: "Statements sent to the database since start", registers: [registry], collect() { this.set(sources.dbStatements?.() ?? 0); } });
+  new Gauge({ name: "litegate_redis_commands", help: "Commands sent to Redis since start", registers: [registry], collect() { this.set(sources.redisCommands?.() ?? 0); } });
   new Gauge({ name: "litegate_redis_sync_failures", help: "Redis counter syncs that failed since start", registers: [registry], collect() { this.set(sources.redisFailures?.() ?? 0); } });
 
   const requestsOf = cached((v) => requests.labels(...v));
