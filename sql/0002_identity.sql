@@ -116,8 +116,10 @@ create table end_users (
   updated_at      timestamptz not null default now()
 );
 
+-- No unique index on request_id: flushes are made exactly-once by spend_batches, and every index
+-- here is paid on each request.
 create table spend_logs (
-  request_id        text primary key,
+  request_id        text not null,
   api_key           text not null,                  -- key hash
   user_id           text,
   team_id           text,
@@ -136,9 +138,9 @@ create table spend_logs (
 );
 create index spend_logs_start on spend_logs (start_time);
 create index spend_logs_key_start on spend_logs (api_key, start_time);
-create index spend_logs_user_start on spend_logs (user_id, start_time);
-create index spend_logs_team_start on spend_logs (team_id, start_time);
-create index spend_logs_end_user_start on spend_logs (end_user, start_time);
+create index spend_logs_user_start on spend_logs (user_id, start_time) where user_id is not null;
+create index spend_logs_team_start on spend_logs (team_id, start_time) where team_id is not null;
+create index spend_logs_end_user_start on spend_logs (end_user, start_time) where end_user is not null;
 
 -- Spend batches already applied: a retried flush whose commit was in fact applied is skipped.
 create table spend_batches (

@@ -37,6 +37,8 @@ export function startBudgetScheduler(options: SchedulerOptions) {
         gatewayBudgetDuration: l.budget_duration ?? undefined,
       });
       if (Object.keys(counts).length > 0) log.info("budgets reset", counts);
+      // Batch ids only guard retries of recent flushes; a day is plenty.
+      await db.query("delete from spend_batches where applied_at < now() - interval '1 day'");
       const [row] = await db.query("select spend, budget_reset_at from gateway_spend where id = 1");
       if (row) {
         gateway.gatewayState.spend = row.spend;

@@ -95,8 +95,7 @@ export async function applyBatch(db: Sql, batch: Batch): Promise<boolean> {
            total_tokens, spend, to_timestamp(start_ms / 1000.0), to_timestamp(end_ms / 1000.0), status, coalesce(metadata, '{}')
          from json_to_recordset($1::text::json) as x(request_id text, api_key text, user_id text, team_id text, end_user text,
            model text, deployment text, route text, prompt_tokens int, completion_tokens int, total_tokens int, spend float8,
-           start_ms float8, end_ms float8, status text, metadata jsonb)
-         on conflict (request_id) do nothing`,
+           start_ms float8, end_ms float8, status text, metadata jsonb)`,
         [batch.rowsJson()],
       );
     }
