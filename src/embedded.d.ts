@@ -15,3 +15,7 @@ declare module "*.lua" {
   const text: string;
   export default text;
 }
+declare module "*.tar.gz" {
+  const path: string;
+  export default path;
+}

@@ -2,7 +2,9 @@ import { PGlite, type Transaction } from "@electric-sql/pglite";
 import wasmPath from "../../node_modules/@electric-sql/pglite/dist/pglite.wasm" with { type: "file" };
 import initdbPath from "../../node_modules/@electric-sql/pglite/dist/initdb.wasm" with { type: "file" };
 import dataPath from "../../node_modules/@electric-sql/pglite/dist/pglite.data" with { type: "file" };
-import { mkdirSync } from "node:fs";
+import templatePath from "../../build/pglite-template.tar.gz" with { type: "file" };
+import { existsSync, mkdirSync } from "node:fs";
+import { join } from "node:path";
 import type { Database, Row, Sql } from "./types";
 
 /**
@@ -11,12 +13,15 @@ import type { Database, Row, Sql } from "./types";
  */
 export async function openPglite(dataDir: string): Promise<Database> {
   mkdirSync(dataDir, { recursive: true });
-  const [pgliteWasmModule, initdbWasmModule, fsBundle] = await Promise.all([
+  // A new directory starts from the built-in template (initialised and migrated at build time).
+  const fresh = !existsSync(join(dataDir, "PG_VERSION"));
+  const [pgliteWasmModule, initdbWasmModule, fsBundle, loadDataDir] = await Promise.all([
     Bun.file(wasmPath).arrayBuffer().then((bytes) => WebAssembly.compile(bytes)),
     Bun.file(initdbPath).arrayBuffer().then((bytes) => WebAssembly.compile(bytes)),
     Bun.file(dataPath).arrayBuffer().then((bytes) => new Blob([bytes])),
+    fresh ? Bun.file(templatePath).arrayBuffer().then((bytes) => new Blob([bytes])) : undefined,
   ]);
-  const db = await PGlite.create({ dataDir, pgliteWasmModule, initdbWasmModule, fsBundle });
+  const db = await PGlite.create({ dataDir, pgliteWasmModule, initdbWasmModule, fsBundle, loadDataDir });
   let statements = 0;
   let closed = false;
 
