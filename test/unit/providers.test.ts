@@ -93,3 +93,23 @@ describe("mock provider", () => {
     }
   });
 });
+
+describe("Azure", () => {
+  test("deployment URL, api-version and api-key header", async () => {
+    let seen: { url: string; key: string | null } | null = null;
+    const server = Bun.serve({
+      port: 0,
+      fetch(request) {
+        seen = { url: request.url, key: request.headers.get("api-key") };
+        return Response.json({ choices: [], usage: { prompt_tokens: 1, completion_tokens: 2, total_tokens: 3 } });
+      },
+    });
+    const d = deployment("azure", "my-deployment", { api_base: `http://127.0.0.1:${server.port}/`, api_key: "azure-secret", api_version: "2024-02-01" });
+    const result = await createProviders().forDeployment(d).send(call({ model: "public", messages: [] }, d));
+    const port = server.port;
+    server.stop(true);
+    expect(result.kind).toBe("json");
+    expect(seen!.url).toBe(`http://127.0.0.1:${port}/openai/deployments/my-deployment/chat/completions?api-version=2024-02-01`);
+    expect(seen!.key).toBe("azure-secret");
+  });
+});

@@ -1,0 +1,23 @@
+import { expect, test } from "bun:test";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { MIGRATIONS, MigrationError, migrate, openDatabase } from "../../src/db";
+import { checkNumbering } from "../../src/db/migrations";
+
+test("migrations apply once; a changed applied file stops the start naming it", async () => {
+  const db = await openDatabase({ dataDir: mkdtempSync(join(tmpdir(), "litegate-mig-")) });
+  await migrate(db);
+  expect(await migrate(db)).toEqual([]);
+  const changed = MIGRATIONS.map((m) => (m.id === 2 ? { ...m, sql: `${m.sql}\n-- edited` } : m));
+  const error = await migrate(db, changed).catch((e) => e);
+  expect(error).toBeInstanceOf(MigrationError);
+  expect(error.message).toContain("0002_identity.sql was changed after it was applied");
+  const added = [...MIGRATIONS, { id: 3, name: "0003_extra.sql", sql: "create table extra (id int)" }];
+  expect(await migrate(db, added)).toEqual(["0003_extra.sql"]);
+  await db.close();
+});
+
+test("numbering must be contiguous", () => {
+  expect(() => checkNumbering([MIGRATIONS[0]!, { id: 3, name: "0003_gap.sql", sql: "" }])).toThrow(/contiguous/);
+});
