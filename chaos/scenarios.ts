@@ -190,7 +190,7 @@ export async function upstreamFaults(env: Env): Promise<ChaosRow> {
   const cutText = cut ? await cut.text() : "";
   if (!cutText.includes('"error"')) problems.push("cut stream: no error event");
   const malformed = await withUpstream({ malformedSse: true }, () => tally.call(gateway, key, { stream: true }));
-  if (!malformed || malformed.status !== 200) problems.push("malformed SSE");
+  if (!malformed || !(await malformed.text()).includes("malformed stream event")) problems.push("malformed SSE: no error event");
   // Connection refused.
   const refused = await fetch(`${deadGateway.url}/v1/chat/completions`, {
     method: "POST", headers: { authorization: "Bearer sk-1234" }, body: JSON.stringify({ model: "m", messages: [{ role: "user", content: "x" }] }),

@@ -23,6 +23,8 @@ class SseScanner {
   private pending = "";
   usage: Usage | null = null;
   text = "";
+  /** A data line that is not JSON: the provider's stream cannot be trusted past it. */
+  malformed = false;
 
   push(bytes: Uint8Array): void {
     this.pending += this.decoder.decode(bytes, { stream: true });
@@ -42,6 +44,7 @@ class SseScanner {
     try {
       chunk = JSON.parse(data);
     } catch {
+      this.malformed = true;
       return;
     }
     const usage = chunk?.usage;
@@ -90,6 +93,13 @@ export function tapStream(source: ReadableStream<Uint8Array>, onEnd: (outcome: S
             return;
           }
           scanner.push(value);
+          if (scanner.malformed) {
+            finish("failed");
+            controller.enqueue(errorEvent("Upstream sent a malformed stream event; the stream was ended"));
+            controller.close();
+            await reader.cancel().catch(() => {});
+            return;
+          }
           controller.enqueue(value);
         } catch (error) {
           finish("failed");
