@@ -5,6 +5,18 @@ import { sharedPostgres } from "../helpers/services";
 
 type Harness = Awaited<ReturnType<typeof inProcessGateway>>;
 
+const ADMIN_ROUTES: [string, unknown?][] = [
+  ["/key/generate", {}], ["/key/update", { key: "sk-x" }], ["/key/delete", { keys: ["sk-x"] }], ["/key/list"], ["/key/regenerate", { key: "sk-x" }],
+  ["/key/block", { key: "sk-x" }], ["/key/unblock", { key: "sk-x" }], ["/user/new", {}], ["/user/update", { user_id: "u" }],
+  ["/user/delete", { user_ids: ["u"] }], ["/user/info?user_id=u"], ["/user/list"], ["/team/new", {}], ["/team/update", { team_id: "t" }],
+  ["/team/delete", { team_ids: ["t"] }], ["/team/info?team_id=t"], ["/team/list"], ["/team/member_add", { team_id: "t", member: { user_id: "u" } }],
+  ["/team/member_update", { team_id: "t", user_id: "u" }], ["/team/member_delete", { team_id: "t", user_id: "u" }], ["/team/block", { team_id: "t" }],
+  ["/team/unblock", { team_id: "t" }], ["/budget/new", {}], ["/budget/update", { budget_id: "b" }], ["/budget/info", { budgets: ["b"] }],
+  ["/budget/list"], ["/budget/delete", { id: "b" }], ["/customer/new", { user_id: "c" }], ["/customer/update", { user_id: "c" }],
+  ["/customer/delete", { user_ids: ["c"] }], ["/customer/info?end_user_id=c"], ["/customer/list"], ["/customer/block", { user_ids: ["c"] }],
+  ["/customer/unblock", { user_ids: ["c"] }], ["/spend/logs"], ["/global/spend"], ["/metrics"],
+];
+
 for (const kind of ["pglite", "postgres"] as const) describe(`admin API on ${kind}`, () => {
 let h: Harness;
 beforeAll(async () => {
@@ -21,17 +33,6 @@ async function json(path: string, body?: unknown, key?: string | null) {
   return { status: response.status, body: (await response.json()) as any };
 }
 
-const ADMIN_ROUTES: [string, unknown?][] = [
-  ["/key/generate", {}], ["/key/update", { key: "sk-x" }], ["/key/delete", { keys: ["sk-x"] }], ["/key/list"], ["/key/regenerate", { key: "sk-x" }],
-  ["/key/block", { key: "sk-x" }], ["/key/unblock", { key: "sk-x" }], ["/user/new", {}], ["/user/update", { user_id: "u" }],
-  ["/user/delete", { user_ids: ["u"] }], ["/user/info?user_id=u"], ["/user/list"], ["/team/new", {}], ["/team/update", { team_id: "t" }],
-  ["/team/delete", { team_ids: ["t"] }], ["/team/info?team_id=t"], ["/team/list"], ["/team/member_add", { team_id: "t", member: { user_id: "u" } }],
-  ["/team/member_update", { team_id: "t", user_id: "u" }], ["/team/member_delete", { team_id: "t", user_id: "u" }], ["/team/block", { team_id: "t" }],
-  ["/team/unblock", { team_id: "t" }], ["/budget/new", {}], ["/budget/update", { budget_id: "b" }], ["/budget/info", { budgets: ["b"] }],
-  ["/budget/list"], ["/budget/delete", { id: "b" }], ["/customer/new", { user_id: "c" }], ["/customer/update", { user_id: "c" }],
-  ["/customer/delete", { user_ids: ["c"] }], ["/customer/info?end_user_id=c"], ["/customer/list"], ["/customer/block", { user_ids: ["c"] }],
-  ["/customer/unblock", { user_ids: ["c"] }], ["/spend/logs"], ["/global/spend"], ["/metrics"],
-];
 
 describe("authorisation", () => {
   test("a non-admin key reaches no admin route; a proxy_admin's key does", async () => {
@@ -194,4 +195,46 @@ describe("validation and integrity", () => {
     expect((await json("/global/spend")).body.spend).toBeGreaterThan(0);
   });
 });
+});
+
+describe("OpenAPI", () => {
+  test("every admin route is documented with its tag in /openapi.json", async () => {
+    const h = await inProcessGateway(MOCK_CONFIG);
+    const spec = (await (await h.call("/openapi.json", undefined, null)).json()) as any;
+    const documented = Object.keys(spec.paths);
+    for (const [path] of ADMIN_ROUTES) {
+      const bare = path.split("?")[0]!;
+      if (bare === "/metrics") continue;
+      expect(documented).toContain(bare);
+    }
+    expect(spec.paths["/key/generate"].post.tags).toEqual(["key management"]);
+    expect(spec.paths["/key/generate"].post.requestBody).toBeDefined();
+    expect(spec.paths["/v1/chat/completions"].post.tags).toEqual(["inference"]);
+    await h.close();
+  });
+});
+
+describe("pricing policy", () => {
+  test("reject_unpriced_models refuses models without a price, with a clear error", async () => {
+    const h = await inProcessGateway(`
+model_list:
+  - model_name: unpriced
+    litellm_params: {model: mock/unpriced}
+general_settings:
+  master_key: sk-1234
+  reject_unpriced_models: true
+`);
+    const response = await h.chat("sk-1234", {}, "unpriced");
+    expect(response.status).toBe(400);
+    expect(((await response.json()) as any).error.message).toContain("reject_unpriced_models");
+    await h.close();
+  });
+
+  test("a very long header is refused cleanly", async () => {
+    const h = await inProcessGateway(MOCK_CONFIG);
+    const response = await h.chat(`sk-${"x".repeat(8000)}`);
+    expect(response.status).toBe(401);
+    expect(((await response.json()) as any).error.type).toBe("auth_error");
+    await h.close();
+  });
 });

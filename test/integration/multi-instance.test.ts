@@ -78,6 +78,15 @@ describe("three instances sharing Postgres and Redis", () => {
     expect((await instances[2]!.chat(key)).status).toBe(403);
   });
 
+  test("a key blocked through the admin API of one instance is refused by the others within a second", async () => {
+    const created = (await (await instances[0]!.call("/key/generate", {})).json()) as any;
+    expect((await instances[2]!.chat(created.key)).status).toBe(200);
+    await instances[0]!.call("/key/block", { key: created.key });
+    await Bun.sleep(300);
+    expect((await instances[1]!.chat(created.key)).status).toBe(403);
+    expect((await instances[2]!.chat(created.key)).status).toBe(403);
+  });
+
   test("Redis down: requests keep succeeding with per-instance limits, then syncing resumes", async () => {
     const key = await instances[0]!.createKey({ rpm_limit: 1000 });
     await redis.stop();

@@ -64,6 +64,30 @@ describe("routing across deployments", () => {
     expect(Number(response.headers.get("x-litellm-response-cost"))).toBeCloseTo(30 * 0.000005, 12);
   });
 
+  test("killing one of two deployments mid-traffic produces no client-visible failure", async () => {
+    const second = await startUpstream();
+    const pair = await inProcessGateway(`
+model_list:
+  - model_name: pair
+    litellm_params: {model: openai/m, api_base: "${healthy.url}"}
+  - model_name: pair
+    litellm_params: {model: openai/m, api_base: "${second.url}"}
+general_settings:
+  master_key: sk-1234
+`);
+    const statuses: number[] = [];
+    const until = Date.now() + 1500;
+    const traffic = Promise.all(Array.from({ length: 6 }, async () => {
+      while (Date.now() < until) statuses.push((await pair.chat("sk-1234", {}, "pair")).status);
+    }));
+    await Bun.sleep(500);
+    second.stop();
+    await traffic;
+    await pair.close();
+    expect(statuses.length).toBeGreaterThan(100);
+    expect(statuses.filter((s) => s !== 200)).toEqual([]);
+  });
+
   test("weights share the traffic", async () => {
     healthy.reset();
     await Promise.all(Array.from({ length: 200 }, () => h.chat("sk-1234", {}, "weighted")));
