@@ -66,6 +66,7 @@ function buildRuntime(config: Config, state: GatewayState, log: Logger, clock: C
 
 /** One line per request: never the key itself, only its alias or display name. */
 function logRequest(log: Logger, r: RequestRecord): void {
+  if (!log.enabled("info")) return;
   const key = r.caller.kind === "master" ? "master" : (r.caller.principal.key.key_alias ?? r.caller.principal.key.key_name);
   log.info("request", {
     request_id: r.requestId, key, model: r.model, deployment: r.deployment, route: r.route, status: r.status,
@@ -106,7 +107,7 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
     },
     reject(reason, requestId, status, message) {
       metrics.reject(reason);
-      log.info("request refused", { request_id: requestId, status, reason, message });
+      if (log.enabled("info")) log.info("request refused", { request_id: requestId, status, reason, message });
     },
   });
 

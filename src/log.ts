@@ -9,6 +9,8 @@ export interface Logger {
   error(message: string, fields?: Record<string, unknown>): void;
   /** Logs a message only the first time `key` is seen, until `clearOnce(key)`. */
   once(level: LogLevel, key: string, message: string, fields?: Record<string, unknown>): void;
+  /** Whether `level` is written at all: callers skip building fields for lines nobody reads. */
+  enabled(level: LogLevel): boolean;
   clearOnce(key: string): void;
 }
 
@@ -48,6 +50,7 @@ export function createLogger(options: { level?: LogLevel; format?: LogFormat } =
       write(level, message, fields);
     },
     clearOnce: (key) => void seen.delete(key),
+    enabled: (level) => RANK[level] >= threshold,
   };
 }
 
@@ -58,4 +61,5 @@ export const silentLogger: Logger = {
   error() {},
   once() {},
   clearOnce() {},
+  enabled: () => false,
 };
