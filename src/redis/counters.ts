@@ -56,6 +56,7 @@ export class SharedCounters implements Counters {
   private readonly timer: Timer;
   private degraded = false;
   private ticking = false;
+  private aliveAt = 0;
   syncs = 0;
   failures = 0;
   /** Round trips to Redis: one per tick with something to sync, one per admission Redis decides. */
@@ -65,6 +66,7 @@ export class SharedCounters implements Counters {
   constructor(private readonly options: SharedCountersOptions) {
     this.redis = options.redis;
     this.redis.defineCommand("litegateSync", { numberOfKeys: 1, lua: SYNC_SCRIPT });
+    this.redis.set(redisKeys.alive(options.instanceId), "1", "PX", options.leaseTtlMs ?? 3000).catch(() => {});
     this.timer = setInterval(() => void this.tick(), options.tickMs ?? 10);
   }
 
@@ -233,16 +235,27 @@ export class SharedCounters implements Counters {
         this.states.delete(key);
         continue;
       }
-      const slack = s.lease - consumed(s) > this.want(s);
-      const due = s.unsynced > 0 || s.admittedSinceSync > 0 || slack || idle || now - s.syncedAt > 1000 || !s.synced;
+      // Only what matters goes to Redis: slack to return, room running low, or settled amounts older than a
+      // second (the lease already covers them, so pushing later never over-admits).
+      const want = this.want(s);
+      const free = s.lease - consumed(s);
+      const due = !s.synced || free > want || free < want / 2 || idle || (s.unsynced > 0 && now - s.syncedAt > 1000);
       if (due) batch.push(s);
     }
     try {
       if (batch.length === 0) {
-        if (this.degraded) await this.redis.ping().then(() => this.healthy(), (e) => this.unhealthy(e));
+        // Stay alive (our leases stay valid) even when no counter needs a sync.
+        if (now - this.aliveAt > 500 || this.degraded) {
+          this.roundTrips++;
+          await this.redis.set(redisKeys.alive(this.options.instanceId), "1", "PX", this.options.leaseTtlMs ?? 3000)
+            .then(() => this.healthy(), (e) => this.unhealthy(e));
+          this.aliveAt = now;
+        }
         return;
       }
+      this.aliveAt = now;
       const pipeline = this.redis.pipeline();
+      pipeline.set(redisKeys.alive(this.options.instanceId), "1", "PX", this.options.leaseTtlMs ?? 3000);
       const sent = batch.map((s) => {
         const push = s.unsynced;
         s.unsynced = 0;
@@ -262,7 +275,7 @@ export class SharedCounters implements Counters {
       this.roundTrips++;
       const done = pipeline.exec();
       for (const { s } of sent) s.busy = done;
-      const replies = await done;
+      const replies = (await done)?.slice(1);
       for (const { s } of sent) s.busy = null;
       if (!replies) throw new Error("pipeline returned nothing");
       replies.forEach(([error, reply], i) => {

@@ -3,6 +3,8 @@ export const redisKeys = {
   /** A counter's shared state: settled value `v`, and per instance its lease `l:<id>` and heartbeat `h:<id>`. */
   counter: (key: string) => `lg:c:${key}`,
   counterPattern: (prefix: string) => `lg:c:${prefix.replace(/[*?[\]\\]/g, "\\$&")}*`,
+  /** Exists while an instance is alive; its leases are dropped once it is gone. */
+  alive: (instanceId: string) => `lg:alive:${instanceId}`,
   /** Admin writes tell every instance what to forget. */
   invalidations: "lg:invalidate",
 };

@@ -1,30 +1,23 @@
 -- One counter, atomically: push this instance's settled amount, drop leases of dead instances,
 -- decide an admission if asked, and grant more room within the limit.
--- KEYS[1] counter hash
+-- KEYS[1] counter hash; an instance is alive while its key lg:alive:<id> exists (refreshed every tick)
 -- ARGV: 1 instance, 2 initial value, 3 limit, 4 push, 5 lease held, 6 consumed (in flight + settled
 --       not pushed), 7 need (this admission's reservation), 8 request (extra room wanted),
---       9 lease ttl ms, 10 key ttl ms, 11 admission? ("1"/"0"), 12 unit (a typical reservation)
+--       9 (unused), 10 key ttl ms, 11 admission? ("1"/"0"), 12 unit (a typical reservation)
 local h = KEYS[1]
 local me = ARGV[1]
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 if redis.call('HEXISTS', h, 'v') == 0 then redis.call('HSET', h, 'v', ARGV[2]) end
 local v = tonumber(redis.call('HINCRBYFLOAT', h, 'v', ARGV[4]))
 local limit = tonumber(ARGV[3])
-local ttl = tonumber(ARGV[9])
 local fields = redis.call('HGETALL', h)
-local beats = {}
-for i = 1, #fields, 2 do
-  if string.sub(fields[i], 1, 2) == 'h:' then beats[string.sub(fields[i], 3)] = tonumber(fields[i + 1]) end
-end
 local others, peers = 0, 0
 for i = 1, #fields, 2 do
   local f = fields[i]
   if string.sub(f, 1, 2) == 'l:' then
     local who = string.sub(f, 3)
     if who ~= me then
-      if now - (beats[who] or 0) > ttl then
-        redis.call('HDEL', h, f, 'h:' .. who)
+      if redis.call('EXISTS', 'lg:alive:' .. who) == 0 then
+        redis.call('HDEL', h, f)
       else
         others = others + tonumber(fields[i + 1])
         peers = peers + 1
@@ -51,6 +44,6 @@ local share = free / (2 * (peers + 1))
 local request = tonumber(ARGV[8])
 if admitted == 1 and request > 0 and share >= tonumber(ARGV[12]) then grant = math.min(request, share) end
 lease = lease + grant
-redis.call('HSET', h, 'l:' .. me, tostring(lease), 'h:' .. me, tostring(now))
+redis.call('HSET', h, 'l:' .. me, tostring(lease))
 redis.call('PEXPIRE', h, ARGV[10])
 return { admitted, tostring(lease), tostring(v), tostring(others), peers }
