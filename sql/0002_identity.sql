@@ -1,3 +1,6 @@
+-- Tables whose spend is updated by every flush leave room in each page (fillfactor 70) so those
+-- updates stay on the page (HOT) and do not touch the indexes.
+
 -- Budgets are shared limit sets: customers and team memberships point at one.
 create table budgets (
   budget_id             text primary key,
@@ -31,7 +34,7 @@ create table users (
   metadata              jsonb not null default '{}',
   created_at            timestamptz not null default now(),
   updated_at            timestamptz not null default now()
-);
+) with (fillfactor = 70);
 
 create table teams (
   team_id               text primary key,
@@ -49,7 +52,7 @@ create table teams (
   metadata              jsonb not null default '{}',
   created_at            timestamptz not null default now(),
   updated_at            timestamptz not null default now()
-);
+) with (fillfactor = 70);
 
 -- A user's place in a team; its budget row carries max_budget_in_team.
 create table team_memberships (
@@ -61,7 +64,7 @@ create table team_memberships (
   budget_reset_at timestamptz,
   created_at      timestamptz not null default now(),
   primary key (team_id, user_id)
-);
+) with (fillfactor = 70);
 create index team_memberships_user on team_memberships (user_id);
 
 -- Deleting a user or a team deletes its keys (on delete cascade): a key never outlives its owner.
@@ -89,7 +92,7 @@ create table keys (
   metadata              jsonb not null default '{}',
   created_at            timestamptz not null default now(),
   updated_at            timestamptz not null default now()
-);
+) with (fillfactor = 70);
 create index keys_user on keys (user_id);
 create index keys_team on keys (team_id);
 create unique index keys_alias on keys (key_alias) where key_alias is not null;
@@ -101,7 +104,7 @@ create table key_model_spend (
   spend           double precision not null default 0,
   budget_reset_at timestamptz,
   primary key (token, model)
-);
+) with (fillfactor = 70);
 
 -- Customers: the `user` field of inference requests.
 create table end_users (
@@ -114,7 +117,7 @@ create table end_users (
   metadata        jsonb not null default '{}',
   created_at      timestamptz not null default now(),
   updated_at      timestamptz not null default now()
-);
+) with (fillfactor = 70);
 
 -- No unique index on request_id: flushes are made exactly-once by spend_batches, and every index
 -- here is paid on each request.

@@ -13,6 +13,18 @@ export const counterKeys = {
   budgetPrefix: (scope: string) => `b:${scope}:`,
 };
 
+/**
+ * The same rate counter in the next 60 s window, so an instance can take its lease there before the
+ * window turns (no Redis round trip for the first request of a window). Null for other counters.
+ */
+export function nextWindowCheck<T extends { key: string; expiresAt: number }>(check: T): T | null {
+  if (!check.key.startsWith("r:") && !check.key.startsWith("t:")) return null;
+  const cut = check.key.lastIndexOf(":");
+  const start = Number(check.key.slice(cut + 1));
+  if (!Number.isFinite(start) || !Number.isFinite(check.expiresAt)) return null;
+  return { ...check, key: `${check.key.slice(0, cut)}:${start + 60_000}`, expiresAt: check.expiresAt + 60_000 };
+}
+
 /** Scope ids: the entity a counter belongs to. */
 export const scopes = {
   key: (token: string) => `k:${token}`,

@@ -1,5 +1,6 @@
 import type Redis from "ioredis";
 import type { CounterCheck, Counters } from "../governance/counters";
+import { nextWindowCheck } from "../governance/keys";
 import type { Logger } from "../log";
 import { redisKeys } from "./keys";
 import SYNC_SCRIPT from "./sync.lua" with { type: "text" };
@@ -48,6 +49,8 @@ export interface SharedCountersOptions {
 }
 
 const consumed = (s: State) => s.inflight + s.unsynced;
+/** A counter unused this long hands its lease back and is forgotten. */
+const IDLE_MS = 30_000;
 const DAY_MS = 86_400_000;
 
 export class SharedCounters implements Counters {
@@ -56,6 +59,9 @@ export class SharedCounters implements Counters {
   private readonly timer: Timer;
   private degraded = false;
   private ticking = false;
+  /** Counters used since the last tick: the only ones a tick looks at, but for a full pass twice a second. */
+  private dirty = new Set<State>();
+  private ticks = 0;
   private aliveAt = 0;
   syncs = 0;
   failures = 0;
@@ -90,10 +96,12 @@ export class SharedCounters implements Counters {
 
   private fitsLocally(s: State, check: CounterCheck): boolean {
     if (this.degraded) return s.v + consumed(s) < check.limit;
-    return s.synced && s.busy === null && consumed(s) + check.reserve <= s.lease && (check.reserve > 0 || consumed(s) < s.lease);
+    // A sync in flight does not stop local admissions: the lease it may change can only grow.
+    return s.synced && consumed(s) + check.reserve <= s.lease && (check.reserve > 0 || consumed(s) < s.lease);
   }
 
   private take(s: State, check: CounterCheck): void {
+    this.dirty.add(s);
     s.inflight += check.reserve;
     s.admittedSinceSync += check.reserve;
     s.lastReserve = Math.max(check.reserve, s.lastReserve * 0.9);
@@ -224,9 +232,22 @@ export class SharedCounters implements Counters {
     const now = this.options.now();
     const started = performance.now();
     const batch: State[] = [];
-    for (const [key, s] of this.states) {
-      if (s.busy) continue;
-      const idle = now - s.touchedAt > 5000 && s.inflight === 0 && s.unsynced === 0;
+    const upcoming: [State, CounterCheck][] = [];
+    const full = this.ticks++ % 50 === 0;
+    const candidates: Iterable<State> = full ? [...this.states.values()] : this.dirty;
+    this.dirty = new Set();
+    for (const s of candidates) {
+      const key = s.check.key;
+      if (s.busy) {
+        this.dirty.add(s);
+        continue;
+      }
+      const idle = now - s.touchedAt > IDLE_MS && s.inflight === 0 && s.unsynced === 0;
+      // A busy rate counter takes its lease in the next window during the last second of this one.
+      if (!idle && s.check.expiresAt - now < 1000 && s.check.expiresAt > now) {
+        const next = nextWindowCheck(s.check);
+        if (next && !this.states.has(next.key)) upcoming.push([s, next]);
+      }
       if (s.check.expiresAt <= now && s.inflight === 0) {
         this.states.delete(key);
         continue;
@@ -241,6 +262,13 @@ export class SharedCounters implements Counters {
       const free = s.lease - consumed(s);
       const due = !s.synced || free > want || free < want / 2 || idle || (s.unsynced > 0 && now - s.syncedAt > 1000);
       if (due) batch.push(s);
+    }
+    for (const [current, next] of upcoming) {
+      const n = this.state(next);
+      n.admittedSinceSync = current.admittedSinceSync;
+      n.lastReserve = current.lastReserve;
+      n.lastActual = current.lastActual;
+      batch.push(n);
     }
     try {
       if (batch.length === 0) {
@@ -260,7 +288,7 @@ export class SharedCounters implements Counters {
         const push = s.unsynced;
         s.unsynced = 0;
         s.lease = Math.max(0, s.lease - push);
-        const idle = now - s.touchedAt > 5000 && s.inflight === 0;
+        const idle = now - s.touchedAt > IDLE_MS && s.inflight === 0;
         // Return slack beyond what the next few ticks need; idle counters return everything.
         const want = idle ? 0 : this.want(s);
         if (s.lease - s.inflight > want) s.lease = s.inflight + want;
@@ -300,6 +328,7 @@ export class SharedCounters implements Counters {
 
   settle(check: CounterCheck, actual: number): void {
     const s = this.state(check);
+    this.dirty.add(s);
     s.inflight = Math.max(0, s.inflight - check.reserve);
     s.unsynced += actual;
     if (check.reserve === 0 && actual > 0) {
