@@ -113,9 +113,12 @@ export class SharedCounters implements Counters {
     return s.lastReserve > 0 ? s.lastReserve : Math.max(1, s.lastActual);
   }
 
-  /** Room to ask for: a few ticks of this instance's traffic, never more than its share of what is left. */
+  /**
+   * Room to ask for: a few ticks of this instance's traffic (at least a handful of requests, so a
+   * quiet key does not sync after every request), never more than its share of what is left.
+   */
   private want(s: State): number {
-    const base = Math.max(this.unit(s), 3 * s.admittedSinceSync);
+    const base = Math.max(16 * this.unit(s), 3 * s.admittedSinceSync);
     const share = (s.check.limit - s.v - s.others - consumed(s)) / (2 * (s.peers + 1));
     // A share that does not hold a whole request is not worth holding: it would only starve the others.
     return share < this.unit(s) ? 0 : Math.min(base, share);
