@@ -21,7 +21,11 @@ export async function openPglite(dataDir: string): Promise<Database> {
     Bun.file(dataPath).arrayBuffer().then((bytes) => new Blob([bytes])),
     fresh ? Bun.file(templatePath).arrayBuffer().then((bytes) => new Blob([bytes])) : undefined,
   ]);
-  const db = await PGlite.create({ dataDir, pgliteWasmModule, initdbWasmModule, fsBundle, loadDataDir });
+  const db = await PGlite.create({
+    dataDir, pgliteWasmModule, initdbWasmModule, fsBundle, loadDataDir,
+    // A gateway's embedded database is small: modest buffers keep the process's memory modest too.
+    postgresqlconf: ["shared_buffers = 16MB", "wal_buffers = 1MB", "maintenance_work_mem = 16MB", "work_mem = 4MB"],
+  });
   let statements = 0;
   let closed = false;
 
