@@ -226,8 +226,9 @@ export async function killNine(env: Env): Promise<ChaosRow> {
   const spend = await recorded(dbUrl, token);
   const perSecond = tally.expected / 3;
   const lost = tally.expected - spend.key;
-  const ok = lost >= -1e-12 && lost <= perSecond * 1.5 && close(spend.key, spend.logs);
-  return row("kill -9 under load", tally, spend.key, ok, `lost ${(lost / CALL_COST).toFixed(0)} requests' spend (≈${(lost / perSecond).toFixed(2)} s of traffic; bound: one flush interval, 1 s); ${seconds.toFixed(0)} s run`);
+  // Bound: one flush interval (250 ms) plus the batch being written when the process died.
+  const ok = lost >= -1e-12 && lost <= perSecond * 0.6 && close(spend.key, spend.logs);
+  return row("kill -9 under load", tally, spend.key, ok, `lost ${(lost / CALL_COST).toFixed(0)} requests' spend (≈${(lost / perSecond).toFixed(2)} s of traffic; bound: one 250 ms flush interval plus the batch in flight); ${seconds.toFixed(0)} s run`);
 }
 
 /** Several instances flushing spend for the same rows at once: no deadlock, nothing lost or doubled. */

@@ -89,8 +89,9 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
   const auth = createAuth({
     db, clock, log, masterKey: g.master_key, cacheSize: g.key_cache_size, cacheTtlMs: g.key_cache_ttl_seconds * 1000,
   });
-  // The embedded database works on this thread: small frequent batches keep each write short.
-  const spend = createSpendWriter({ db, clock, log, intervalMs: options.spendIntervalMs ?? (db.kind === "pglite" ? 100 : 1000) });
+  // Small frequent batches keep each write short (the embedded database works on this thread) and
+  // bound what a kill -9 can lose to a quarter of a second of spend.
+  const spend = createSpendWriter({ db, clock, log, intervalMs: options.spendIntervalMs ?? (db.kind === "pglite" ? 100 : 250) });
   const metrics = createMetrics({
     spendBacklog: () => spend.backlog(),
     redisSyncMs: options.redisStats?.syncMs,
