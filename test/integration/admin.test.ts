@@ -192,6 +192,11 @@ describe("validation and integrity", () => {
     expect((await json("/customer/info?end_user_id=reporting-customer")).body.spend).toBeGreaterThan(0);
     const logs = await json(`/spend/logs?team_id=${team.body.team_id}`);
     expect(logs.body).toHaveLength(1);
+    expect((await json(`/spend/logs?api_key=${key.body.key}`)).body).toHaveLength(1);
+    expect((await json("/spend/logs?user_id=member-1")).body).toHaveLength(1);
+    expect((await json("/spend/logs?end_user=reporting-customer")).body).toHaveLength(1);
+    expect((await json("/spend/logs?end_user=reporting-customer&end_date=2000-01-01")).body).toHaveLength(0);
+    expect((await json("/spend/logs?start_date=not-a-date")).status).toBe(400);
     expect((await json("/global/spend")).body.spend).toBeGreaterThan(0);
   });
 });

@@ -142,6 +142,23 @@ describe("command line", () => {
     expect(missing.stderr).toContain("/nonexistent/config.yaml");
   });
 
+  test("migrate applies the migrations and exits", async () => {
+    const cwd = tempDir("migrate");
+    const path = join(cwd, "config.yaml");
+    await Bun.write(path, "general_settings:\n  master_key: sk-1234\n  data_dir: ./db\n");
+    const result = await runBinary(["migrate", "--config", path], { cwd });
+    expect(result.code).toBe(0);
+    expect(result.stdout).toContain("migrations up to date");
+  });
+
+  test("Swagger UI at / and the OpenAPI document", async () => {
+    const page = await fetch(`${gateway.url}/`);
+    expect(page.headers.get("content-type")).toContain("text/html");
+    expect(await page.text()).toContain("swagger");
+    const spec = (await (await fetch(`${gateway.url}/openapi.json`)).json()) as any;
+    expect(spec.paths["/v1/chat/completions"]).toBeDefined();
+  });
+
   test("bad configs fail fast naming the problem", async () => {
     const dir = join(import.meta.dir, "../fixtures/config/bad");
     for (const file of readdirSync(dir).slice(0, 5)) {
