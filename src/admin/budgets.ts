@@ -1,7 +1,7 @@
 import { t } from "elysia";
 import type { Sql } from "../db";
 import { badRequest } from "../http/errors";
-import { assignments, found, iso, resetAtFor, write } from "./common";
+import { found, iso, resetAtFor, updateBudgetHolder, write } from "./common";
 import type { AdminDeps } from "./deps";
 import { Id, ModelBudgets, budgetFields, opt, open } from "./fields";
 import { adminBase, adminOnly } from "./guard";
@@ -36,15 +36,10 @@ export function budgetRoutes(deps: AdminDeps) {
       return budgetView(row);
     }, { body: t.Object({ ...budgetBody, budget_id: t.Optional(Id) }, open), detail: { tags: ["budget management"], summary: "Create a budget (limits shared by customers or members)" } })
     .post("/budget/update", async ({ body }) => {
-      const changes: Record<string, unknown> = { ...body };
-      if ("budget_duration" in body) changes.budget_reset_at = resetAtFor(body.budget_duration, clock.now());
-      const { sets, values } = assignments(changes, BUDGET_COLUMNS, ["model_max_budget"]);
-      if (sets.length === 0) throw badRequest("nothing to update: send at least one budget field");
-      values.push(body.budget_id);
-      const [row] = await db.query(`update budgets set ${[...sets, "updated_at = now()"].join(", ")} where budget_id = $${values.length} returning *`, values);
-      found(row, "Budget");
-      deps.invalidate({ kind: "all" });
-      return budgetView(row!);
+      const row = await updateBudgetHolder(deps, {
+        table: "budgets", idColumn: "budget_id", what: "Budget", columns: BUDGET_COLUMNS, json: ["model_max_budget"],
+      }, body.budget_id, body);
+      return budgetView(row);
     }, { body: t.Object({ ...budgetBody, budget_id: Id }, open), detail: { tags: ["budget management"], summary: "Change a budget" } })
     .post("/budget/info", async ({ body }) => {
       const rows = await db.query("select * from budgets where budget_id = any($1::text[]) order by budget_id", [body.budgets]);

@@ -2,6 +2,8 @@ import type { Sql } from "../db";
 import { addDuration, parseDuration } from "../governance/duration";
 import { GatewayError, badRequest, notFound } from "../http/errors";
 import { hashKey } from "../auth/keys";
+import { counterKeys } from "../governance/keys";
+import type { AdminDeps } from "./deps";
 
 /** Database errors a bad request can cause, as clear 400s (a unique or foreign key violation). */
 export function dbError(error: unknown, what: string): never {
@@ -57,3 +59,39 @@ export function assignments(body: Record<string, unknown>, columns: readonly str
 }
 
 export const iso = (value: unknown) => (value instanceof Date ? value.toISOString() : value ?? null);
+
+export interface UpdateSpec {
+  table: "users" | "teams" | "budgets";
+  idColumn: string;
+  what: string;
+  columns: readonly string[];
+  json?: readonly string[];
+  arrays?: readonly string[];
+  /** Counter scope whose budget counters restart when spend or duration is set. */
+  scope?: (id: string) => string;
+}
+
+/**
+ * The update every budget holder shares: pending spend written first (it belongs to the period it
+ * was spent in), a new duration restarting the period, counters forgotten when spend or duration
+ * changes, caches invalidated everywhere.
+ */
+export async function updateBudgetHolder(
+  deps: Pick<AdminDeps, "db" | "clock" | "spend" | "counters" | "invalidate">,
+  spec: UpdateSpec,
+  id: string,
+  body: Record<string, unknown>,
+): Promise<Record<string, any>> {
+  await deps.spend.flush();
+  const changes: Record<string, unknown> = { ...body };
+  if ("budget_duration" in body) changes.budget_reset_at = resetAtFor(body.budget_duration as string | null, deps.clock.now());
+  const { sets, values } = assignments(changes, spec.columns, spec.json, spec.arrays);
+  if (sets.length === 0) throw badRequest(`nothing to update: send at least one ${spec.what.toLowerCase()} field`);
+  values.push(id);
+  const [row] = await write(spec.what.toLowerCase(), () =>
+    deps.db.query(`update ${spec.table} set ${[...sets, "updated_at = now()"].join(", ")} where ${spec.idColumn} = $${values.length} returning *`, values));
+  found(row, spec.what);
+  if (spec.scope && ("spend" in body || "budget_duration" in body)) deps.counters.forget(counterKeys.budgetPrefix(spec.scope(id)));
+  deps.invalidate({ kind: "all" });
+  return row!;
+}

@@ -1,8 +1,8 @@
 import { t } from "elysia";
 import type { Sql } from "../db";
-import { counterKeys, scopes } from "../governance/keys";
+import { scopes } from "../governance/keys";
 import { badRequest } from "../http/errors";
-import { assignments, found, iso, resetAtFor, write } from "./common";
+import { found, iso, resetAtFor, updateBudgetHolder, write } from "./common";
 import type { AdminDeps } from "./deps";
 import { Id, Metadata, Models, Money, budgetFields, opt, open } from "./fields";
 import { adminBase, adminOnly } from "./guard";
@@ -81,18 +81,10 @@ export function teamRoutes(deps: AdminDeps) {
       detail: { tags: ["team management"], summary: "Create a team with a shared budget and limits" },
     })
     .post("/team/update", async ({ body }) => {
-      // Spend still in memory is written first: it belongs to the period it was spent in.
-      await deps.spend.flush();
-      const changes: Record<string, unknown> = { ...body };
-      if ("budget_duration" in body) changes.budget_reset_at = resetAtFor(body.budget_duration, clock.now());
-      const { sets, values } = assignments(changes, TEAM_COLUMNS, ["metadata"], ["models"]);
-      if (sets.length === 0) throw badRequest("nothing to update: send at least one team field");
-      values.push(body.team_id);
-      const [row] = await write("team", () => db.query(`update teams set ${[...sets, "updated_at = now()"].join(", ")} where team_id = $${values.length} returning *`, values));
-      found(row, "Team");
-      if ("spend" in body || "budget_duration" in body) deps.counters.forget(counterKeys.budgetPrefix(scopes.team(body.team_id)));
-      deps.invalidate({ kind: "all" });
-      return teamView(row!);
+      const row = await updateBudgetHolder(deps, {
+        table: "teams", idColumn: "team_id", what: "Team", columns: TEAM_COLUMNS, json: ["metadata"], arrays: ["models"], scope: scopes.team,
+      }, body.team_id, body);
+      return teamView(row);
     }, { body: t.Object({ ...teamFields, team_id: Id, spend: t.Optional(Money) }, open), detail: { tags: ["team management"], summary: "Change a team" } })
     .post("/team/delete", async ({ body }) => {
       // A team's keys and memberships go with it (on delete cascade).

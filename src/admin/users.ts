@@ -1,7 +1,7 @@
 import { t } from "elysia";
-import { counterKeys, scopes } from "../governance/keys";
+import { scopes } from "../governance/keys";
 import { badRequest } from "../http/errors";
-import { assignments, found, iso, resetAtFor, write } from "./common";
+import { found, iso, resetAtFor, updateBudgetHolder, write } from "./common";
 import type { AdminDeps } from "./deps";
 import { Id, Models, Money, budgetFields, keyFields, opt, open } from "./fields";
 import { adminBase, adminOnly } from "./guard";
@@ -63,18 +63,10 @@ export function userRoutes(deps: AdminDeps) {
       return { ...generatedKeyAnswer(result.key, body), ...view, key: result.key.raw, expires: iso(result.key.row.expires), max_budget: view.max_budget };
     }, { body: t.Object(userFields, open), detail: { tags: ["user management"], summary: "Create a user (and a key unless auto_create_key is false)" } })
     .post("/user/update", async ({ body }) => {
-      // Spend still in memory is written first: it belongs to the period it was spent in.
-      await deps.spend.flush();
-      const changes: Record<string, unknown> = { ...body };
-      if ("budget_duration" in body) changes.budget_reset_at = resetAtFor(body.budget_duration, clock.now());
-      const { sets, values } = assignments(changes, USER_COLUMNS, ["metadata"], ["models"]);
-      if (sets.length === 0) throw badRequest("nothing to update: send at least one user field");
-      values.push(body.user_id);
-      const [row] = await write("user", () => db.query(`update users set ${[...sets, "updated_at = now()"].join(", ")} where user_id = $${values.length} returning *`, values));
-      found(row, "User");
-      if ("spend" in body || "budget_duration" in body) deps.counters.forget(counterKeys.budgetPrefix(scopes.user(body.user_id)));
-      deps.invalidate({ kind: "all" });
-      return userView(row!);
+      const row = await updateBudgetHolder(deps, {
+        table: "users", idColumn: "user_id", what: "User", columns: USER_COLUMNS, json: ["metadata"], arrays: ["models"], scope: scopes.user,
+      }, body.user_id, body);
+      return userView(row);
     }, {
       body: t.Object({ ...budgetFields, user_id: Id, user_email: opt(t.String()), user_alias: opt(t.String()), user_role: t.Optional(Role),
         models: t.Optional(Models), metadata: opt(t.Record(t.String(), t.Unknown())), spend: t.Optional(Money) }, open),

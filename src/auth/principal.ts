@@ -42,9 +42,8 @@ export interface KeyRecord {
   created_at: Date;
 }
 
-export interface UserRecord {
-  user_id: string;
-  user_role: string;
+/** What users and teams both carry: their own budget, limits and models. */
+interface BudgetHolder {
   spend: number;
   max_budget: number | null;
   budget_duration: string | null;
@@ -56,19 +55,15 @@ export interface UserRecord {
   created_at: Date;
 }
 
-export interface TeamRecord {
+export interface UserRecord extends BudgetHolder {
+  user_id: string;
+  user_role: string;
+}
+
+export interface TeamRecord extends BudgetHolder {
   team_id: string;
   team_alias: string | null;
-  spend: number;
-  max_budget: number | null;
-  budget_duration: string | null;
-  budget_reset_at: Date | null;
-  models: string[];
-  tpm_limit: number | null;
-  rpm_limit: number | null;
-  max_parallel_requests: number | null;
   blocked: boolean;
-  created_at: Date;
 }
 
 export interface MembershipRecord {
