@@ -52,10 +52,21 @@ describe("operations", () => {
     gateway.proc.kill("SIGHUP");
     await gateway.waitForOutput(/config reloaded/);
     expect(Number((await chat()).headers.get("x-litellm-response-cost"))).toBeCloseTo(30 * 0.00001, 12);
-    writeFileSync(gateway.configPath, "model_list: [{model_name: broken}]\n");
-    const refused = await fetch(`${gateway.url}/config/reload`, { method: "POST", headers: { authorization: "Bearer sk-1234" } });
+    // Limits too: a gateway budget of 0 set by a reload refuses the next request.
+    writeFileSync(gateway.configPath, `${config(0.00001)}litellm_settings:\n  max_budget: 0\n`);
+    gateway.proc.kill("SIGHUP");
+    await gateway.waitForOutput(/config reloaded[\s\S]*config reloaded/);
+    const refused = await chat();
     expect(refused.status).toBe(400);
-    expect(((await refused.json()) as any).error.message).toContain("litellm_params");
+    expect(((await refused.json()) as any).error.message).toContain("Proxy over budget");
+    writeFileSync(gateway.configPath, config(0.00001));
+    gateway.proc.kill("SIGHUP");
+    await gateway.waitForOutput(/config reloaded[\s\S]*config reloaded[\s\S]*config reloaded/);
+    expect((await chat()).status).toBe(200);
+    writeFileSync(gateway.configPath, "model_list: [{model_name: broken}]\n");
+    const invalid = await fetch(`${gateway.url}/config/reload`, { method: "POST", headers: { authorization: "Bearer sk-1234" } });
+    expect(invalid.status).toBe(400);
+    expect(((await invalid.json()) as any).error.message).toContain("litellm_params");
     expect((await chat()).status).toBe(200);
   });
 

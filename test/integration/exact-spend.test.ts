@@ -1,0 +1,73 @@
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import OpenAI from "openai";
+import postgres from "postgres";
+import { type RunningGateway, startBinary } from "../helpers/binary";
+import { sharedPostgres } from "../helpers/services";
+import { type Upstream, startUpstream } from "../helpers/upstream";
+
+const IN = 0.0000013;
+const OUT = 0.0000027;
+let upstream: Upstream;
+let gateway: RunningGateway;
+let dbUrl: string;
+
+beforeAll(async () => {
+  upstream = await startUpstream({ chunks: 6, chunkDelayMs: 20 });
+  dbUrl = await (await sharedPostgres()).newDatabase();
+  gateway = await startBinary({ config: `
+model_list:
+  - model_name: m
+    litellm_params: {model: openai/m, api_base: "${upstream.url}", input_cost_per_token: ${IN}, output_cost_per_token: ${OUT}}
+general_settings:
+  master_key: sk-1234
+  database_url: ${dbUrl}
+` });
+});
+afterAll(async () => {
+  await gateway.stop("SIGKILL");
+  upstream.stop();
+});
+
+test("after mixed plain, streamed and abandoned traffic, stored spend equals Σ usage × price", async () => {
+  const created = (await (await fetch(`${gateway.url}/key/generate`, { method: "POST", headers: { authorization: "Bearer sk-1234" }, body: '{"user_id": "exact-user"}' })).json()) as any;
+  const client = new OpenAI({ apiKey: created.key, baseURL: `${gateway.url}/v1`, maxRetries: 0 });
+  const messages = [{ role: "user" as const, content: "count my tokens" }];
+  const plain = Array.from({ length: 30 }, () => client.chat.completions.create({ model: "m", messages, user: "exact-customer" }));
+  const streamed = Array.from({ length: 30 }, async () => {
+    const stream = await client.chat.completions.create({ model: "m", messages, stream: true });
+    for await (const _ of stream);
+  });
+  const abandoned = Array.from({ length: 20 }, async () => {
+    const controller = new AbortController();
+    const stream = await client.chat.completions.create({ model: "m", messages, stream: true }, { signal: controller.signal });
+    for await (const _ of stream) {
+      controller.abort();
+      break;
+    }
+  });
+  await Promise.all([...plain, ...streamed, ...abandoned]);
+  // The gateway writes spend every 250 ms; wait for the last batch.
+  await Bun.sleep(1500);
+  const sql = postgres(dbUrl, { onnotice: () => {} });
+  const logs = await sql`select status, prompt_tokens, completion_tokens, spend from spend_logs where api_key = ${created.token}`;
+  const [key] = await sql`select spend from keys where token = ${created.token}`;
+  const [user] = await sql`select spend from users where user_id = 'exact-user'`;
+  const [customer] = await sql`select spend from end_users where user_id = 'exact-customer'`;
+  await sql.end();
+  expect(logs.length).toBe(80);
+  let expected = 0;
+  for (const row of logs) {
+    const cost = row.prompt_tokens * IN + row.completion_tokens * OUT;
+    expect(row.spend).toBeCloseTo(cost, 15);
+    expected += cost;
+  }
+  const complete = logs.filter((r) => r.status === "success");
+  expect(complete.length).toBe(60);
+  for (const row of complete) expect([row.prompt_tokens, row.completion_tokens]).toEqual([10, 20]);
+  const partial = logs.filter((r) => r.status === "client_disconnected");
+  expect(partial.length).toBe(20);
+  for (const row of partial) expect(row.spend).toBeGreaterThan(0);
+  expect(key!.spend).toBeCloseTo(expected, 12);
+  expect(user!.spend).toBeCloseTo(expected, 12);
+  expect(customer!.spend).toBeCloseTo(30 * (10 * IN + 20 * OUT), 12);
+});
