@@ -52,6 +52,7 @@ export interface RedisServer {
 
 /** A real redis-server on a random loopback port, without persistence. */
 export async function startRedis(): Promise<RedisServer> {
+  if (!Bun.which("redis-server")) throw new Error("redis-server not found: install it (Debian: apt-get install redis-server) or run `bash .ci/run`");
   const port = await freePort();
   const dir = tempDir("redis");
   let proc: Subprocess | null = null;
@@ -95,6 +96,9 @@ export interface PostgresServer {
 
 /** A real Postgres cluster on a random port, run as the unprivileged `postgres` user (it refuses root). */
 export async function startPostgres(): Promise<PostgresServer> {
+  if (!existsSync(pgBin("initdb")) && !Bun.which("initdb")) {
+    throw new Error("PostgreSQL server binaries not found: install them (Debian: apt-get install postgresql) or run `bash .ci/run`");
+  }
   const port = await freePort();
   const dir = tempDir("pg");
   chmodSync(dir, 0o777);
