@@ -50,10 +50,13 @@ export function failureFrom(error: unknown, timedOut: boolean, target: string): 
   return { kind: "error", status: 502, connectionError: true, type: "upstream_connection_error", message: `Upstream connection failed: ${target} (${reason})` };
 }
 
-/** A signal that fires on the client's abort or after `seconds`, and tells which happened. */
+/** The gateway aborts a request that outlived request_timeout with a TimeoutError reason. */
+const timedOutBy = (signal: AbortSignal) => signal.aborted && (signal.reason as { name?: string } | undefined)?.name === "TimeoutError";
+
+/** A signal that fires on the client's abort or after `seconds`, and tells whether time ran out. */
 export function deadline(signal: AbortSignal, seconds: unknown): { signal: AbortSignal; timedOut: () => boolean } {
   const s = Number(seconds);
-  if (!Number.isFinite(s) || s <= 0) return { signal, timedOut: () => false };
+  if (!Number.isFinite(s) || s <= 0) return { signal, timedOut: () => timedOutBy(signal) };
   const timeout = AbortSignal.timeout(s * 1000);
-  return { signal: AbortSignal.any([signal, timeout]), timedOut: () => timeout.aborted && !signal.aborted };
+  return { signal: AbortSignal.any([signal, timeout]), timedOut: () => (timeout.aborted && !signal.aborted) || timedOutBy(signal) };
 }

@@ -111,6 +111,20 @@ describe("the compiled binary with the openai client", () => {
     upstream.reset();
   });
 
+  test("a provider slower than request_timeout gets a 504 and the request's counters back", async () => {
+    const slow = await startBinary({ config: configFor(upstream.url, "  request_timeout: 1\n") });
+    upstream.set({ firstByteDelayMs: 3000 });
+    const started = performance.now();
+    const response = await fetch(`${slow.url}/v1/chat/completions`, {
+      method: "POST", headers: { authorization: "Bearer sk-1234" }, body: JSON.stringify({ model: "test-model", messages: [{ role: "user", content: "x" }] }),
+    });
+    upstream.reset();
+    expect(response.status).toBe(504);
+    expect(((await response.json()) as any).error.code).toBe("504");
+    expect(performance.now() - started).toBeLessThan(2900);
+    await slow.stop("SIGKILL");
+  });
+
   test("unknown routes, bad JSON and unknown models answer in the OpenAI error envelope", async () => {
     const notFound = await fetch(`${gateway.url}/v1/nothing`, { headers: { authorization: "Bearer sk-1234" } });
     expect(notFound.status).toBe(404);
