@@ -1,6 +1,38 @@
-import type { Route, Usage, UpstreamResult } from "./types";
+import type { Deployment, Route, UpstreamCall, UpstreamResult, Usage } from "./types";
+
+export type ErrorResult = Extract<UpstreamResult, { kind: "error" }>;
 
 export const PATHS: Record<Route, string> = { chat: "/chat/completions", completions: "/completions", embeddings: "/embeddings" };
+
+/** Where a request goes, and the secret that must never appear in a message about it. */
+export interface Target {
+  url: string;
+  headers: Record<string, string>;
+  secret?: string;
+}
+
+/** An upstream answer whose headers arrived; `text()` reads the body within the same deadline. */
+export interface Answer {
+  response: Response;
+  host: string;
+  text(): Promise<string | ErrorResult>;
+}
+
+export const isError = (value: unknown): value is ErrorResult => (value as ErrorResult | null)?.kind === "error";
+
+/** A base URL without trailing slashes; throws when it is not an http(s) URL. */
+export function baseUrl(value: unknown, fallback: string, deployment: Deployment): string {
+  const base = String(value ?? fallback).replace(/\/+$/, "");
+  if (!/^https?:\/\/[^\s/]+/.test(base)) throw new Error(`deployment ${deployment.id}: api_base must be an http(s) URL`);
+  return base;
+}
+
+/** A string `litellm_params` value, else the environment variable LiteLLM would read. */
+export function paramOrEnv(params: Record<string, unknown>, name: string, env: Record<string, string | undefined>, variable: string): string | undefined {
+  const value = params[name];
+  if (typeof value === "string" && value !== "") return value;
+  return env[variable] || undefined;
+}
 
 /** Seconds from a `retry-after` header (seconds or an HTTP date). */
 export function retryAfterOf(headers: Headers): number | undefined {
@@ -12,22 +44,32 @@ export function retryAfterOf(headers: Headers): number | undefined {
   return Number.isFinite(date) ? Math.max(0, Math.ceil((date - Date.now()) / 1000)) : undefined;
 }
 
+/** The `usage` of an OpenAI-shaped body, or null when it has none. */
 export function usageFrom(value: unknown): Usage | null {
   const u = (value as { usage?: Record<string, any> } | null)?.usage;
   if (!u || typeof u.prompt_tokens !== "number") return null;
   const completion = typeof u.completion_tokens === "number" ? u.completion_tokens : 0;
-  return {
+  const usage: Usage = {
     prompt_tokens: u.prompt_tokens,
     completion_tokens: completion,
     total_tokens: typeof u.total_tokens === "number" ? u.total_tokens : u.prompt_tokens + completion,
-    cached_tokens: u.prompt_tokens_details?.cached_tokens ?? undefined,
   };
+  const cached = u.prompt_tokens_details?.cached_tokens;
+  if (typeof cached === "number") usage.cached_tokens = cached;
+  return usage;
 }
 
-/** An error answer from the provider, its message kept and trimmed. */
-export async function errorFrom(response: Response): Promise<UpstreamResult> {
-  const text = await response.text().catch(() => "");
-  let message = text.trim() || `Provider answered ${response.status}`;
+/** Provider text with the key blanked out, in case a provider echoes it back. */
+export function redact(message: string, secret: string | undefined): string {
+  return secret && secret.length >= 4 ? message.replaceAll(secret, "[redacted]") : message;
+}
+
+/**
+ * The provider's own words for a non-2xx answer: `error.message` of an OpenAI or Anthropic error body,
+ * else the body text, trimmed.
+ */
+export function errorFromText(status: number, text: string, headers: Headers, secret?: string): ErrorResult {
+  let message = text.trim();
   let type: string | undefined;
   try {
     const parsed = JSON.parse(text);
@@ -35,28 +77,98 @@ export async function errorFrom(response: Response): Promise<UpstreamResult> {
     if (typeof error === "string") message = error;
     else if (error && typeof error.message === "string") {
       message = error.message;
-      type = typeof error.type === "string" ? error.type : undefined;
+      if (typeof error.type === "string") type = error.type;
     } else if (typeof parsed?.message === "string") message = parsed.message;
   } catch {
-    // not JSON: keep the text
+    // Not JSON (a proxy's HTML page, plain text): the text itself is the message.
   }
-  return { kind: "error", status: response.status, message: message.slice(0, 1000), type, retryAfter: retryAfterOf(response.headers) };
+  if (message === "") message = `Provider answered ${status}`;
+  return { kind: "error", status, message: redact(message, secret).slice(0, 1000), type, retryAfter: retryAfterOf(headers) };
 }
 
-/** Connection failures and timeouts, without anything from the request (no keys). */
-export function failureFrom(error: unknown, timedOut: boolean, target: string): UpstreamResult {
-  if (timedOut) return { kind: "error", status: 504, type: "timeout", message: `Upstream ${target} did not answer in time` };
-  const reason = error instanceof Error ? (error as { code?: string }).code ?? error.name : "error";
-  return { kind: "error", status: 502, connectionError: true, type: "upstream_connection_error", message: `Upstream connection failed: ${target} (${reason})` };
+const REASONS: Record<string, string> = {
+  ECONNREFUSED: "connection refused",
+  ECONNRESET: "connection reset",
+  ENOTFOUND: "host not found",
+  EAI_AGAIN: "host lookup failed",
+  ETIMEDOUT: "connect timed out",
+  EHOSTUNREACH: "host unreachable",
+};
+
+/** Why fetch failed, as a short code: never the request, its headers or its URL. */
+function reasonOf(error: unknown): string {
+  const code = (error as { code?: unknown } | null)?.code;
+  if (typeof code === "string" && code !== "") return REASONS[code] ? `${REASONS[code]}, ${code}` : code;
+  return error instanceof Error ? error.name : "unknown error";
 }
 
 /** The gateway aborts a request that outlived request_timeout with a TimeoutError reason. */
 const timedOutBy = (signal: AbortSignal) => signal.aborted && (signal.reason as { name?: string } | undefined)?.name === "TimeoutError";
 
-/** A signal that fires on the client's abort or after `seconds`, and tells whether time ran out. */
-export function deadline(signal: AbortSignal, seconds: unknown): { signal: AbortSignal; timedOut: () => boolean } {
-  const s = Number(seconds);
-  if (!Number.isFinite(s) || s <= 0) return { signal, timedOut: () => timedOutBy(signal) };
-  const timeout = AbortSignal.timeout(s * 1000);
-  return { signal: AbortSignal.any([signal, timeout]), timedOut: () => (timeout.aborted && !signal.aborted) || timedOutBy(signal) };
+/**
+ * The deployment's own deadline (`timeout`, or `stream_timeout` for streams, in seconds) joined with
+ * the caller's signal. A stream's deadline covers the wait for the provider's first answer only: a long
+ * generation that is flowing must not be cut, and the gateway's request_timeout still bounds it.
+ */
+function deadlineOf(call: UpstreamCall) {
+  const params = call.deployment.params;
+  const seconds = Number(call.stream ? (params.stream_timeout ?? params.timeout) : params.timeout);
+  const own = new AbortController();
+  const timer = seconds > 0 ? setTimeout(() => own.abort(new DOMException("deployment timeout", "TimeoutError")), seconds * 1000) : undefined;
+  return {
+    seconds,
+    signal: timer ? AbortSignal.any([call.signal, own.signal]) : call.signal,
+    clear: () => clearTimeout(timer),
+    timedOut: () => (own.signal.aborted && !call.signal.aborted) || timedOutBy(call.signal),
+  };
 }
+
+function failure(call: UpstreamCall, error: unknown, timedOut: boolean, host: string, seconds: number): ErrorResult {
+  if (timedOut) {
+    const limit = seconds > 0 && !timedOutBy(call.signal) ? ` within ${seconds}s` : " in time";
+    return { kind: "error", status: 504, type: "timeout", message: `Upstream ${host} did not answer${limit}` };
+  }
+  if (call.signal.aborted) return { kind: "error", status: 499, type: "cancelled", message: "Request cancelled by the client" };
+  return { kind: "error", status: 502, connectionError: true, type: "upstream_connection_error", message: `Upstream connection failed: ${host} (${reasonOf(error)})` };
+}
+
+/** POSTs a JSON body upstream: the answer once its headers arrive, or an error result (never a throw). */
+export async function post(call: UpstreamCall, target: Target, body: string): Promise<Answer | ErrorResult> {
+  const host = new URL(target.url).host;
+  const deadline = deadlineOf(call);
+  let response: Response;
+  try {
+    response = await fetch(target.url, { method: "POST", headers: { "content-type": "application/json", ...target.headers }, body, signal: deadline.signal });
+  } catch (error) {
+    deadline.clear();
+    return failure(call, error, deadline.timedOut(), host, deadline.seconds);
+  }
+  if (call.stream && response.ok) deadline.clear();
+  return {
+    response,
+    host,
+    async text() {
+      try {
+        return await response.text();
+      } catch (error) {
+        return failure(call, error, deadline.timedOut(), host, deadline.seconds);
+      } finally {
+        deadline.clear();
+      }
+    },
+  };
+}
+
+/** A non-2xx answer as an error result, its body read within the deadline. */
+export async function errorFrom(answer: Answer, secret?: string): Promise<ErrorResult> {
+  const text = await answer.text();
+  // A body cut off mid-read still says what the status said; a timeout or a cancel says more.
+  if (isError(text)) return text.connectionError ? errorFromText(answer.response.status, "", answer.response.headers) : text;
+  return errorFromText(answer.response.status, text, answer.response.headers, secret);
+}
+
+export const invalidJson = (host: string): ErrorResult => ({
+  kind: "error", status: 502, type: "upstream_error", message: `Upstream ${host} answered with invalid JSON`,
+});
+
+export const isEventStream = (response: Response) => (response.headers.get("content-type") ?? "").includes("text/event-stream");

@@ -1,64 +1,117 @@
-import { countPromptTokens, estimateTokens } from "../tokens";
+import { countPromptTokens, countTextTokens } from "../tokens";
 import { SSE_DONE, chunkOf, sseData, usageChunkOf } from "./sse";
-import type { Provider, UpstreamCall, UpstreamResult } from "./types";
+import type { Deployment, Provider, Route, UpstreamCall, UpstreamResult, Usage } from "./types";
 
 const DEFAULT_ANSWER = "This is a mock response from litegate.";
 
-/** Answers locally (`litellm_params.mock_response`), with realistic usage: for offline use and tests. */
-export function mockProvider(): Provider {
+type Json = Record<string, any>;
+
+/** `mock_response: {error: {status, message}}` (or `{status, message}`): the error to answer with. */
+function configuredError(value: Json): UpstreamResult {
+  const error = value.error && typeof value.error === "object" ? value.error : value;
+  const message = typeof value.error === "string" ? value.error : error.message;
+  const retryAfter = Number(error.retry_after ?? value.retry_after);
   return {
-    async send(call: UpstreamCall): Promise<UpstreamResult> {
-      const params = call.deployment.params;
-      const delay = Number(params.mock_delay_ms ?? 0);
-      const configured = params.mock_response;
-      if (configured && typeof configured === "object") {
-        const error = (configured as { error?: { status?: number; message?: string } }).error ?? (configured as { status?: number; message?: string });
-        return { kind: "error", status: Number(error.status ?? 500), message: String(error.message ?? "mock error") };
-      }
-      const answer = typeof configured === "string" ? configured : DEFAULT_ANSWER;
-      const model = String(call.body.model);
-      const id = `chatcmpl-${crypto.randomUUID()}`;
-      const created = Math.floor(Date.now() / 1000);
-      const prompt = countPromptTokens(call.route, call.body, true);
-      if (delay > 0 && !call.stream) await Bun.sleep(delay);
-      if (call.route === "embeddings") {
-        const inputs = Array.isArray(call.body.input) ? call.body.input : [call.body.input];
-        const data = inputs.map((input, index) => ({ object: "embedding", index, embedding: vectorOf(String(input)) }));
-        const body = { object: "list", model, data, usage: { prompt_tokens: prompt, total_tokens: prompt } };
-        return { kind: "json", status: 200, body: JSON.stringify(body), usage: { prompt_tokens: prompt, completion_tokens: 0, total_tokens: prompt } };
-      }
-      const completion = estimateTokens(answer);
-      const usage = { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion };
-      if (!call.stream) {
-        const body = call.route === "chat"
-          ? { id, object: "chat.completion", created, model, choices: [{ index: 0, message: { role: "assistant", content: answer }, finish_reason: "stop" }], usage }
-          : { id, object: "text_completion", created, model, choices: [{ index: 0, text: answer, finish_reason: "stop" }], usage };
-        return { kind: "json", status: 200, body: JSON.stringify(body), usage };
-      }
-      const words = answer.split(/(?<= )/);
-      const includeUsage = (call.body.stream_options as { include_usage?: boolean } | undefined)?.include_usage === true;
-      const stream = new ReadableStream<Uint8Array>({
-        async start(controller) {
-          controller.enqueue(sseData(chunkOf(id, model, created, { role: "assistant", content: "" })));
-          for (const word of words) {
-            if (call.signal.aborted) return;
-            if (delay > 0) await Bun.sleep(delay);
-            controller.enqueue(sseData(call.route === "chat"
-              ? chunkOf(id, model, created, { content: word })
-              : { id, object: "text_completion", created, model, choices: [{ index: 0, text: word, finish_reason: null }] }));
-          }
-          controller.enqueue(sseData(chunkOf(id, model, created, {}, "stop")));
-          if (includeUsage) controller.enqueue(sseData(usageChunkOf(id, model, created, usage)));
-          controller.enqueue(sseData(SSE_DONE));
-          controller.close();
-        },
-      });
-      return { kind: "stream", status: 200, stream };
-    },
+    kind: "error",
+    status: Number(error.status ?? value.status ?? 500),
+    message: typeof message === "string" ? message : "mock error",
+    type: typeof error.type === "string" ? error.type : undefined,
+    retryAfter: Number.isFinite(retryAfter) ? retryAfter : undefined,
   };
 }
 
-function vectorOf(text: string): number[] {
-  const hash = new Bun.CryptoHasher("sha256").update(text).digest();
-  return Array.from(hash.subarray(0, 8), (byte) => byte / 255 - 0.5);
+/** Waits `ms`, or less when the signal fires; true when it fired. */
+function pause(ms: number, signal: AbortSignal): Promise<boolean> {
+  if (signal.aborted) return Promise.resolve(true);
+  if (ms <= 0) return Promise.resolve(false);
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", done);
+      resolve(signal.aborted);
+    };
+    const timer = setTimeout(done, ms);
+    signal.addEventListener("abort", done);
+  });
+}
+
+/** A stable, made-up 8-number vector per input. */
+function vectorOf(input: unknown): number[] {
+  const hash = new Bun.CryptoHasher("sha256").update(typeof input === "string" ? input : JSON.stringify(input)).digest();
+  return Array.from(hash.subarray(0, 8), (byte) => Math.round((byte / 255 - 0.5) * 1e6) / 1e6);
+}
+
+function embeddingInputs(input: unknown): unknown[] {
+  // A flat array of numbers is one input given as tokens; any other array is a batch.
+  if (!Array.isArray(input) || input.every((item) => typeof item === "number")) return [input];
+  return input;
+}
+
+function embeddings(call: UpstreamCall, model: string): UpstreamResult {
+  const prompt = countPromptTokens("embeddings", call.body, true);
+  const data = embeddingInputs(call.body.input).map((input, index) => ({ object: "embedding", index, embedding: vectorOf(input) }));
+  const usage = { prompt_tokens: prompt, total_tokens: prompt };
+  return { kind: "json", status: 200, body: JSON.stringify({ object: "list", model, data, usage }), usage: { ...usage, completion_tokens: 0 } };
+}
+
+function completion(route: Route, id: string, created: number, model: string, answer: string, usage: Usage): Json {
+  return route === "chat"
+    ? { id, object: "chat.completion", created, model, choices: [{ index: 0, message: { role: "assistant", content: answer }, finish_reason: "stop" }], usage }
+    : { id, object: "text_completion", created, model, choices: [{ index: 0, text: answer, logprobs: null, finish_reason: "stop" }], usage };
+}
+
+/** The answer as OpenAI SSE, a word per chunk, `mock_delay_ms` apart; produced as the client reads. */
+function streamOf(call: UpstreamCall, id: string, created: number, model: string, answer: string, usage: Usage, delay: number): ReadableStream<Uint8Array> {
+  const piece = (text: string | null, finish: string | null = null): Json => call.route === "chat"
+    ? chunkOf(id, model, created, text === null ? {} : { content: text }, finish)
+    : { id, object: "text_completion", created, model, choices: [{ index: 0, text: text ?? "", logprobs: null, finish_reason: finish }] };
+  const includeUsage = (call.body.stream_options as Json | undefined)?.include_usage === true;
+  const events: unknown[] = [];
+  if (call.route === "chat") events.push(chunkOf(id, model, created, { role: "assistant", content: "" }));
+  for (const word of answer.split(/(?<= )/)) if (word) events.push(piece(word));
+  events.push(piece(null, "stop"));
+  if (includeUsage) events.push(call.route === "chat" ? usageChunkOf(id, model, created, usage) : { id, object: "text_completion", created, model, choices: [], usage });
+  events.push(SSE_DONE);
+  let next = 0;
+  return new ReadableStream<Uint8Array>(
+    {
+      async pull(controller) {
+        if (next > 0 && (await pause(delay, call.signal))) {
+          controller.error(new Error("request cancelled"));
+          return;
+        }
+        controller.enqueue(sseData(events[next++]));
+        if (next === events.length) controller.close();
+      },
+    },
+    { highWaterMark: 0 },
+  );
+}
+
+/**
+ * Answers locally from `litellm_params.mock_response`, with usage counted like a provider would:
+ * for offline use, demos and tests. `mock_delay_ms` paces it (before an answer, between chunks).
+ */
+export function mockAdapter(deployment: Deployment): Provider {
+  const params = deployment.params;
+  const delay = Math.max(0, Number(params.mock_delay_ms ?? 0) || 0);
+  const configured = params.mock_response;
+  const answer = typeof configured === "string" ? configured : DEFAULT_ANSWER;
+  return {
+    async send(call: UpstreamCall): Promise<UpstreamResult> {
+      if (!call.stream && (await pause(delay, call.signal))) {
+        return { kind: "error", status: 499, type: "cancelled", message: "Request cancelled by the client" };
+      }
+      if (configured && typeof configured === "object") return configuredError(configured as Json);
+      const model = String(call.body.model);
+      if (call.route === "embeddings") return embeddings(call, model);
+      const id = `${call.route === "chat" ? "chatcmpl" : "cmpl"}-${crypto.randomUUID()}`;
+      const created = Math.floor(Date.now() / 1000);
+      const prompt = countPromptTokens(call.route, call.body, true);
+      const completionTokens = countTextTokens(answer);
+      const usage = { prompt_tokens: prompt, completion_tokens: completionTokens, total_tokens: prompt + completionTokens };
+      if (call.stream) return { kind: "stream", status: 200, stream: streamOf(call, id, created, model, answer, usage, delay) };
+      return { kind: "json", status: 200, body: JSON.stringify(completion(call.route, id, created, model, answer, usage)), usage };
+    },
+  };
 }

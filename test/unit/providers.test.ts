@@ -1,115 +1,248 @@
-import { describe, expect, test } from "bun:test";
-import { fromAnthropic, toAnthropic, translateStream } from "../../src/providers/anthropic";
-import { createProviders } from "../../src/providers";
-import { upstreamBody } from "../../src/providers/openai";
-import type { Deployment, UpstreamCall } from "../../src/providers/types";
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { createProviders, SUPPORTED_PROVIDERS } from "../../src/providers";
+import type { Deployment, Route, UpstreamCall, UpstreamResult } from "../../src/providers/types";
 
-const deployment = (provider: string, upstreamModel: string, params: Record<string, unknown> = {}): Deployment => ({
-  id: "d#0", modelName: "public", provider, upstreamModel, params, modelInfo: {},
-});
+const KEY = "sk-upstream-secret-4242";
 
-function call(body: Record<string, unknown>, d: Deployment, stream = false): UpstreamCall {
-  return { route: "chat", deployment: d, body, rawBody: JSON.stringify(body), stream, signal: new AbortController().signal };
+interface Seen {
+  method: string;
+  url: string;
+  headers: Headers;
+  body: string;
 }
 
-describe("OpenAI-compatible bodies", () => {
-  test("the client's bytes go through untouched when nothing has to change", () => {
-    const raw = '{"model":"m","messages":[],"weird_field":{"keep":[1,2]}}';
-    expect(upstreamBody({ ...call(JSON.parse(raw), deployment("openai", "m")), rawBody: raw })).toBe(raw);
+/** A local OpenAI-compatible server; each test says how it answers. */
+let server: ReturnType<typeof Bun.serve>;
+let seen: Seen[] = [];
+let answer: (request: Request, body: string) => Response | Promise<Response> = () => Response.json({});
+
+beforeAll(() => {
+  server = Bun.serve({
+    port: 0,
+    async fetch(request) {
+      const body = await request.text();
+      seen.push({ method: request.method, url: request.url, headers: request.headers, body });
+      return answer(request, body);
+    },
+  });
+});
+afterAll(() => server.stop(true));
+
+const base = () => `http://127.0.0.1:${server.port}`;
+
+function deployment(provider: string, upstreamModel: string, params: Record<string, unknown> = {}): Deployment {
+  return { id: `${provider}#0`, modelName: "public", provider, upstreamModel, params, modelInfo: {} };
+}
+
+function callOf(d: Deployment, raw: string, options: { route?: Route; signal?: AbortSignal } = {}): UpstreamCall {
+  const body = JSON.parse(raw);
+  return { route: options.route ?? "chat", deployment: d, body, rawBody: raw, stream: body.stream === true, signal: options.signal ?? new AbortController().signal };
+}
+
+async function send(d: Deployment, raw: string, options: { route?: Route; signal?: AbortSignal } = {}): Promise<UpstreamResult> {
+  seen = [];
+  return createProviders({}).forDeployment(d).send(callOf(d, raw, options));
+}
+
+const completion = { id: "chatcmpl-1", object: "chat.completion", choices: [{ index: 0, message: { role: "assistant", content: "hi" } }], usage: { prompt_tokens: 11, completion_tokens: 5, total_tokens: 16, prompt_tokens_details: { cached_tokens: 3 } } };
+
+describe("registry", () => {
+  test("OpenAI-compatible prefixes, azure, anthropic and mock are known; anything else is refused by name", () => {
+    for (const name of ["openai", "text-completion-openai", "hosted_vllm", "azure", "anthropic", "mock"]) expect(SUPPORTED_PROVIDERS).toContain(name);
+    expect(() => createProviders({}).forDeployment(deployment("bogus", "x"))).toThrow(/unknown provider "bogus".*supported: openai/);
   });
 
-  test("streams ask for usage; a renamed model is replaced", () => {
-    const body = { model: "public", messages: [], stream: true, stream_options: { foo: 1 } };
-    const sent = JSON.parse(upstreamBody(call(body, deployment("openai", "upstream-name"), true)));
-    expect(sent.model).toBe("upstream-name");
+  test("one adapter per deployment; a deployment with a broken api_base or an azure one without it fails at creation", () => {
+    const providers = createProviders({});
+    const d = deployment("openai", "m", { api_base: base() });
+    expect(providers.forDeployment(d)).toBe(providers.forDeployment(d));
+    expect(() => providers.forDeployment(deployment("openai", "m", { api_base: "localhost:8000" }))).toThrow(/api_base must be an http/);
+    expect(() => providers.forDeployment(deployment("azure", "m"))).toThrow(/azure needs litellm_params.api_base/);
+  });
+});
+
+describe("OpenAI-compatible request", () => {
+  test("the client's bytes go upstream untouched when the model name already matches", async () => {
+    answer = () => Response.json(completion);
+    const raw = '{ "model" : "gpt-4o",\n "messages":[{"role":"user","content":"h\\u00e9llo"}], "x_unknown": {"keep": [1, 2.50]} }';
+    const result = await send(deployment("openai", "gpt-4o", { api_base: `${base()}/v1/`, api_key: KEY, organization: "org-7" }), raw);
+    expect(result.kind).toBe("json");
+    expect(seen[0].body).toBe(raw);
+    expect(seen[0].url).toBe(`${base()}/v1/chat/completions`);
+    expect(seen[0].headers.get("authorization")).toBe(`Bearer ${KEY}`);
+    expect(seen[0].headers.get("openai-organization")).toBe("org-7");
+    expect(seen[0].headers.get("content-type")).toBe("application/json");
+  });
+
+  test("without api_key no Authorization header is sent (local servers)", async () => {
+    answer = () => Response.json(completion);
+    await send(deployment("hosted_vllm", "llama", { api_base: base() }), '{"model":"llama","messages":[]}');
+    expect(seen[0].headers.get("authorization")).toBeNull();
+  });
+
+  test("a public model name is replaced by the upstream one, and nothing else changes", async () => {
+    answer = () => Response.json(completion);
+    const raw = '{"model": "public","messages":[{"role":"user","content":"a \\"model\\": \\"public\\" lookalike"}],"n":1}';
+    await send(deployment("openai", "gpt-4o-mini", { api_base: base() }), raw);
+    expect(seen[0].body).toBe('{"model":"gpt-4o-mini","messages":[{"role":"user","content":"a \\"model\\": \\"public\\" lookalike"}],"n":1}');
+  });
+
+  test("an ambiguous model spot (a nested model key with the same name) still sends a correct body", async () => {
+    answer = () => Response.json(completion);
+    const raw = '{"metadata":{"model":"public"},"model":"public","messages":[]}';
+    await send(deployment("openai", "real", { api_base: base() }), raw);
+    expect(JSON.parse(seen[0].body)).toEqual({ metadata: { model: "public" }, model: "real", messages: [] });
+  });
+
+  test("streams ask for usage, keeping the client's other stream options", async () => {
+    answer = () => new Response("data: [DONE]\n\n", { headers: { "content-type": "text/event-stream" } });
+    const plain = '{"model":"m","stream":true,"messages":[]}\n';
+    await send(deployment("openai", "m", { api_base: base() }), plain);
+    expect(seen[0].body).toBe('{"model":"m","stream":true,"messages":[],"stream_options":{"include_usage":true}}\n');
+
+    await send(deployment("openai", "up", { api_base: base() }), '{"model":"m","stream":true,"messages":[],"stream_options":{"foo":1,"include_usage":false}}');
+    const sent = JSON.parse(seen[0].body);
+    expect(sent.model).toBe("up");
     expect(sent.stream_options).toEqual({ foo: 1, include_usage: true });
-    const same = { model: "m", messages: [], stream: true };
-    expect(JSON.parse(upstreamBody(call(same, deployment("openai", "m"), true))).stream_options).toEqual({ include_usage: true });
+
+    const already = '{"model":"m","stream":true,"stream_options":{"include_usage":true},"messages":[]}';
+    await send(deployment("openai", "m", { api_base: base() }), already);
+    expect(seen[0].body).toBe(already);
   });
 
-  test("unknown providers are refused with the supported list", () => {
-    expect(() => createProviders().forDeployment(deployment("bogus", "x"))).toThrow(/supported/);
-  });
-});
-
-describe("Anthropic translation", () => {
-  test("OpenAI chat → Anthropic messages", () => {
-    const translated = toAnthropic({
-      model: "claude", max_tokens: 50, stop: "END", temperature: 0.2, user: "u1",
-      messages: [{ role: "system", content: "be brief" }, { role: "user", content: [{ type: "text", text: "hi" }] }, { role: "assistant", content: "hello" }],
-    }, "claude-3-5-sonnet-latest");
-    expect(translated).toEqual({
-      model: "claude-3-5-sonnet-latest", max_tokens: 50, system: "be brief", stop_sequences: ["END"], temperature: 0.2, metadata: { user_id: "u1" },
-      messages: [{ role: "user", content: [{ type: "text", text: "hi" }] }, { role: "assistant", content: "hello" }],
-    });
-  });
-
-  test("Anthropic message → OpenAI chat.completion with usage", () => {
-    const out = fromAnthropic({ id: "msg_1", content: [{ type: "text", text: "Hi!" }], stop_reason: "max_tokens", usage: { input_tokens: 12, output_tokens: 3 } }, "public");
-    expect(out.choices[0].message.content).toBe("Hi!");
-    expect(out.choices[0].finish_reason).toBe("length");
-    expect(out.usage).toMatchObject({ prompt_tokens: 12, completion_tokens: 3, total_tokens: 15 });
-  });
-
-  test("a stream split at awkward byte boundaries becomes OpenAI chunks, usage last", async () => {
-    const events = [
-      { type: "message_start", message: { id: "msg_1", usage: { input_tokens: 7, output_tokens: 1 } } },
-      { type: "content_block_start", index: 0, content_block: { type: "text", text: "" } },
-      { type: "content_block_delta", index: 0, delta: { type: "text_delta", text: "Hel" } },
-      { type: "content_block_delta", index: 0, delta: { type: "text_delta", text: "lo ✓" } },
-      { type: "content_block_stop", index: 0 },
-      { type: "message_delta", delta: { stop_reason: "end_turn" }, usage: { output_tokens: 4 } },
-      { type: "message_stop" },
-    ];
-    const transcript = new TextEncoder().encode(events.map((e) => `event: ${e.type}\ndata: ${JSON.stringify(e)}\n\n`).join(""));
-    const source = new ReadableStream<Uint8Array>({
-      start(controller) {
-        for (let i = 0; i < transcript.length; i += 7) controller.enqueue(transcript.slice(i, i + 7));
-        controller.close();
-      },
-    });
-    const text = await new Response(translateStream(source, "public")).text();
-    const chunks = text.split("\n\n").filter(Boolean).map((line) => line.slice(6));
-    expect(chunks.at(-1)).toBe("[DONE]");
-    const parsed = chunks.slice(0, -1).map((c) => JSON.parse(c));
-    expect(parsed.map((c) => c.choices[0]?.delta?.content ?? "").join("")).toBe("Hello ✓");
-    expect(parsed.at(-1).usage).toEqual({ prompt_tokens: 7, completion_tokens: 4, total_tokens: 11 });
-    expect(parsed.find((c) => c.choices[0]?.finish_reason)?.choices[0].finish_reason).toBe("stop");
+  test("completions and embeddings go to their own paths; embeddings never get stream options", async () => {
+    answer = () => Response.json({ object: "list", data: [], usage: { prompt_tokens: 4, total_tokens: 4 } });
+    const result = await send(deployment("openai", "emb", { api_base: base() }), '{"model":"emb","input":"x"}', { route: "embeddings" });
+    expect(seen[0].url).toBe(`${base()}/embeddings`);
+    expect(result).toMatchObject({ kind: "json", usage: { prompt_tokens: 4, completion_tokens: 0, total_tokens: 4 } });
+    await send(deployment("text-completion-openai", "inst", { api_base: base() }), '{"model":"inst","prompt":"x"}', { route: "completions" });
+    expect(seen[0].url).toBe(`${base()}/completions`);
   });
 });
 
-describe("mock provider", () => {
-  test("answers offline with usage, streams with a usage chunk when asked", async () => {
-    const mock = createProviders().forDeployment(deployment("mock", "x", { mock_response: "one two three" }));
-    const json = await mock.send(call({ model: "public", messages: [{ role: "user", content: "hi" }] }, deployment("mock", "x", { mock_response: "one two three" })));
-    expect(json.kind).toBe("json");
-    if (json.kind === "json") expect(json.usage!.completion_tokens).toBeGreaterThan(0);
-    const streamed = await mock.send(call({ model: "public", messages: [], stream: true, stream_options: { include_usage: true } }, deployment("mock", "x", { mock_response: "one two three" }), true));
-    expect(streamed.kind).toBe("stream");
-    if (streamed.kind === "stream") {
-      const text = await new Response(streamed.stream).text();
-      expect(text).toContain('"usage"');
-      expect(text.trim().endsWith("data: [DONE]")).toBe(true);
-    }
+describe("OpenAI-compatible answers", () => {
+  test("JSON answers are returned byte for byte, with usage read from them", async () => {
+    const text = `${JSON.stringify(completion, null, 2)}\n`;
+    answer = () => new Response(text, { status: 200, headers: { "content-type": "application/json" } });
+    const result = await send(deployment("openai", "m", { api_base: base() }), '{"model":"m","messages":[]}');
+    expect(result).toEqual({ kind: "json", status: 200, body: text, usage: { prompt_tokens: 11, completion_tokens: 5, total_tokens: 16, cached_tokens: 3 } });
+  });
+
+  test("an event stream is handed over as the provider sent it", async () => {
+    const transcript = 'data: {"choices":[{"delta":{"content":"a"}}]}\n\ndata: {"choices":[],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}\n\ndata: [DONE]\n\n';
+    answer = () => new Response(transcript, { headers: { "content-type": "text/event-stream; charset=utf-8" } });
+    const result = await send(deployment("openai", "m", { api_base: base() }), '{"model":"m","stream":true,"messages":[]}');
+    expect(result.kind).toBe("stream");
+    if (result.kind === "stream") expect(await new Response(result.stream).text()).toBe(transcript);
   });
 });
 
 describe("Azure", () => {
-  test("deployment URL, api-version and api-key header", async () => {
-    let seen: { url: string; key: string | null } | null = null;
-    const server = Bun.serve({
-      port: 0,
-      fetch(request) {
-        seen = { url: request.url, key: request.headers.get("api-key") };
-        return Response.json({ choices: [], usage: { prompt_tokens: 1, completion_tokens: 2, total_tokens: 3 } });
-      },
-    });
-    const d = deployment("azure", "my-deployment", { api_base: `http://127.0.0.1:${server.port}/`, api_key: "azure-secret", api_version: "2024-02-01" });
-    const result = await createProviders().forDeployment(d).send(call({ model: "public", messages: [] }, d));
-    const port = server.port;
-    server.stop(true);
+  test("deployment URL with api-version, api-key header, same body handling", async () => {
+    answer = () => Response.json(completion);
+    const raw = '{"model":"public","messages":[]}';
+    const result = await send(deployment("azure", "my deployment", { api_base: `${base()}/`, api_key: KEY, api_version: "2024-02-01" }), raw);
     expect(result.kind).toBe("json");
-    expect(seen!.url).toBe(`http://127.0.0.1:${port}/openai/deployments/my-deployment/chat/completions?api-version=2024-02-01`);
-    expect(seen!.key).toBe("azure-secret");
+    expect(seen[0].url).toBe(`${base()}/openai/deployments/my%20deployment/chat/completions?api-version=2024-02-01`);
+    expect(seen[0].headers.get("api-key")).toBe(KEY);
+    expect(seen[0].headers.get("authorization")).toBeNull();
+    expect(JSON.parse(seen[0].body).model).toBe("my deployment");
+  });
+
+  test("api-version defaults to 2024-06-01; key and base may come from the environment", async () => {
+    answer = () => Response.json({ data: [] });
+    const d = deployment("azure", "emb");
+    seen = [];
+    await createProviders({ AZURE_API_BASE: base(), AZURE_API_KEY: "env-key-123" }).forDeployment(d).send(callOf(d, '{"model":"emb","input":"x"}', { route: "embeddings" }));
+    expect(seen[0].url).toBe(`${base()}/openai/deployments/emb/embeddings?api-version=2024-06-01`);
+    expect(seen[0].headers.get("api-key")).toBe("env-key-123");
+  });
+});
+
+describe("errors", () => {
+  const d = () => deployment("openai", "m", { api_base: base(), api_key: KEY });
+  const raw = '{"model":"m","messages":[]}';
+
+  test("a provider error keeps its status, message and type", async () => {
+    answer = () => Response.json({ error: { message: "The server had an error", type: "server_error" } }, { status: 500 });
+    expect(await send(d(), raw)).toEqual({ kind: "error", status: 500, message: "The server had an error", type: "server_error", retryAfter: undefined });
+  });
+
+  test("429 carries retry-after in seconds", async () => {
+    answer = () => Response.json({ error: { message: "Rate limit reached", type: "rate_limit_error" } }, { status: 429, headers: { "retry-after": "7" } });
+    expect(await send(d(), raw)).toMatchObject({ kind: "error", status: 429, message: "Rate limit reached", type: "rate_limit_error", retryAfter: 7 });
+  });
+
+  test("a non-JSON error body is the message, trimmed to 1000 characters", async () => {
+    answer = () => new Response(`  ${"x".repeat(5000)}  `, { status: 503 });
+    const result = await send(d(), raw);
+    expect(result).toMatchObject({ kind: "error", status: 503 });
+    if (result.kind === "error") expect(result.message).toBe("x".repeat(1000));
+  });
+
+  test("a provider echoing the key never puts it in a message", async () => {
+    answer = (request) => Response.json({ error: { message: `Incorrect API key provided: ${request.headers.get("authorization")}` } }, { status: 401 });
+    const result = await send(d(), raw);
+    expect(result).toMatchObject({ kind: "error", status: 401 });
+    expect(JSON.stringify(result)).not.toContain(KEY);
+  });
+
+  test("a 2xx that is not JSON is a 502", async () => {
+    answer = () => new Response("<html>gateway page</html>", { status: 200 });
+    expect(await send(d(), raw)).toMatchObject({ kind: "error", status: 502, message: expect.stringContaining("invalid JSON") });
+  });
+
+  test("a closed port is a 502 connection error", async () => {
+    const closed = Bun.serve({ port: 0, fetch: () => new Response() });
+    const port = closed.port;
+    closed.stop(true);
+    const result = await send(deployment("openai", "m", { api_base: `http://127.0.0.1:${port}`, api_key: KEY }), raw);
+    expect(result).toMatchObject({ kind: "error", status: 502, connectionError: true, message: expect.stringMatching(/^Upstream connection failed: 127\.0\.0\.1:\d+ \(connection refused/) });
+    expect(JSON.stringify(result)).not.toContain(KEY);
+  });
+
+  test("a deployment timeout is a 504; a stream's own timeout covers the wait for the answer", async () => {
+    answer = async () => {
+      await Bun.sleep(1500);
+      return Response.json(completion);
+    };
+    const started = performance.now();
+    const result = await send(deployment("openai", "m", { api_base: base(), api_key: KEY, timeout: 0.15 }), raw);
+    expect(result).toMatchObject({ kind: "error", status: 504, message: expect.stringContaining("within 0.15s") });
+    expect(performance.now() - started).toBeLessThan(1000);
+    const streamed = await send(deployment("openai", "m", { api_base: base(), timeout: 60, stream_timeout: 0.15 }), '{"model":"m","stream":true,"messages":[]}');
+    expect(streamed).toMatchObject({ kind: "error", status: 504 });
+  });
+
+  test("a stream that has started is not cut by stream_timeout", async () => {
+    const encoder = new TextEncoder();
+    answer = () => new Response(new ReadableStream({
+      start(controller) {
+        controller.enqueue(encoder.encode(": first\n\n"));
+      },
+      async pull(controller) {
+        await Bun.sleep(300);
+        controller.enqueue(encoder.encode("data: [DONE]\n\n"));
+        controller.close();
+      },
+    }), { headers: { "content-type": "text/event-stream" } });
+    const result = await send(deployment("openai", "m", { api_base: base(), stream_timeout: 0.1 }), '{"model":"m","stream":true,"messages":[]}');
+    expect(result.kind).toBe("stream");
+    if (result.kind === "stream") expect(await new Response(result.stream).text()).toBe(": first\n\ndata: [DONE]\n\n");
+  });
+
+  test("the gateway's own timeout is a 504 too; a client leaving is not a connection error", async () => {
+    answer = async () => {
+      await Bun.sleep(1500);
+      return Response.json(completion);
+    };
+    const gateway = new AbortController();
+    setTimeout(() => gateway.abort(new DOMException("request_timeout", "TimeoutError")), 100);
+    expect(await send(d(), raw, { signal: gateway.signal })).toMatchObject({ kind: "error", status: 504 });
+    const client = new AbortController();
+    setTimeout(() => client.abort(), 100);
+    const left = await send(d(), raw, { signal: client.signal });
+    expect(left).toMatchObject({ kind: "error", status: 499 });
+    expect(left.kind === "error" && left.connectionError).toBeFalsy();
   });
 });

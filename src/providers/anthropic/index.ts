@@ -1,0 +1,49 @@
+import { type Target, baseUrl, errorFrom, errorFromText, invalidJson, isError, isEventStream, paramOrEnv, post, usageFrom } from "../http";
+import type { Deployment, Provider, UpstreamCall, UpstreamResult } from "../types";
+import { toAnthropic } from "./request";
+import { fromAnthropic } from "./response";
+import { translateStream } from "./stream";
+
+export { toAnthropic } from "./request";
+export { fromAnthropic } from "./response";
+export { translateStream } from "./stream";
+
+const API_VERSION = "2023-06-01";
+
+async function send(call: UpstreamCall, target: Target): Promise<UpstreamResult> {
+  if (call.route !== "chat") {
+    return { kind: "error", status: 400, type: "invalid_request_error", message: `/${call.route} is not supported by provider anthropic: use /chat/completions` };
+  }
+  // Clients get their answer under the model name they asked for, as with every other provider.
+  const model = String(call.body.model);
+  const answer = await post(call, target, JSON.stringify(toAnthropic(call.body, call.deployment.upstreamModel)));
+  if (isError(answer)) return answer;
+  const { response, host } = answer;
+  if (!response.ok) return errorFrom(answer, target.secret);
+  if (call.stream && response.body && isEventStream(response)) {
+    return { kind: "stream", status: 200, stream: translateStream(response.body, model) };
+  }
+  const text = await answer.text();
+  if (isError(text)) return text;
+  let message: Record<string, unknown>;
+  try {
+    message = JSON.parse(text);
+  } catch {
+    return invalidJson(host);
+  }
+  if (message?.type === "error") return errorFromText(502, text, response.headers, target.secret);
+  const translated = fromAnthropic(message, model);
+  return { kind: "json", status: 200, body: JSON.stringify(translated), usage: usageFrom(translated) };
+}
+
+/** Anthropic's Messages API, spoken to clients as OpenAI chat completions. */
+export function anthropicAdapter(deployment: Deployment, env: Record<string, string | undefined>): Provider {
+  const params = deployment.params;
+  // Tolerate an api_base given with the version path, as some configs write it.
+  const base = baseUrl(params.api_base ?? env.ANTHROPIC_API_BASE, "https://api.anthropic.com", deployment).replace(/\/v1$/, "");
+  const key = paramOrEnv(params, "api_key", env, "ANTHROPIC_API_KEY");
+  const headers: Record<string, string> = { "anthropic-version": API_VERSION };
+  if (key) headers["x-api-key"] = key;
+  const target: Target = { url: `${base}/v1/messages`, headers, secret: key };
+  return { send: (call) => send(call, target) };
+}

@@ -1,0 +1,37 @@
+/** Anthropic Messages answers → OpenAI chat completions. */
+
+type Json = Record<string, any>;
+
+const FINISH: Record<string, string> = { end_turn: "stop", stop_sequence: "stop", max_tokens: "length", tool_use: "tool_calls" };
+
+export const finishReasonOf = (stopReason: unknown): string => FINISH[String(stopReason)] ?? "stop";
+
+/** OpenAI usage from Anthropic's: cache reads and writes are prompt tokens too (and priced as such). */
+export function openAiUsage(u: Json | undefined) {
+  const cacheRead = u?.cache_read_input_tokens ?? 0;
+  const prompt = (u?.input_tokens ?? 0) + cacheRead + (u?.cache_creation_input_tokens ?? 0);
+  const completion = u?.output_tokens ?? 0;
+  return { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion, prompt_tokens_details: { cached_tokens: cacheRead } };
+}
+
+/** An Anthropic message as an OpenAI `chat.completion`, named after the model the client asked for. */
+export function fromAnthropic(message: Json, model: string, created = Math.floor(Date.now() / 1000)): Json {
+  let text = "";
+  const toolCalls: Json[] = [];
+  for (const part of (Array.isArray(message.content) ? message.content : []) as Json[]) {
+    if (part?.type === "text") text += part.text;
+    else if (part?.type === "tool_use") {
+      toolCalls.push({ id: part.id, type: "function", function: { name: part.name, arguments: JSON.stringify(part.input ?? {}) } });
+    }
+  }
+  const reply: Json = { role: "assistant", content: text === "" && toolCalls.length > 0 ? null : text };
+  if (toolCalls.length > 0) reply.tool_calls = toolCalls;
+  return {
+    id: message.id ?? `chatcmpl-${crypto.randomUUID()}`,
+    object: "chat.completion",
+    created,
+    model,
+    choices: [{ index: 0, message: reply, finish_reason: finishReasonOf(message.stop_reason) }],
+    usage: openAiUsage(message.usage),
+  };
+}

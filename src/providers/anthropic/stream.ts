@@ -1,0 +1,135 @@
+import { SSE_DONE, chunkOf, sseData, usageChunkOf } from "../sse";
+import { finishReasonOf, openAiUsage } from "./response";
+
+type Json = Record<string, any>;
+
+/**
+ * Turns Anthropic Messages events into OpenAI chunks, one event at a time. Returns the chunks an
+ * event produces (often none); throws on an `error` event so the stream ends as failed.
+ */
+function createTranslator(model: string) {
+  const created = Math.floor(Date.now() / 1000);
+  let id = `chatcmpl-${crypto.randomUUID()}`;
+  let usage: Json = {};
+  let tool = -1;
+  let finished = false;
+  const chunk = (delta: Json, finish: string | null = null) => chunkOf(id, model, created, delta, finish);
+
+  function translate(event: Json): unknown[] {
+    switch (event.type) {
+      case "message_start":
+        id = event.message?.id ?? id;
+        usage = { ...event.message?.usage };
+        return [chunk({ role: "assistant", content: "" })];
+      case "content_block_start": {
+        const block = event.content_block;
+        if (block?.type === "tool_use") {
+          tool++;
+          return [chunk({ tool_calls: [{ index: tool, id: block.id, type: "function", function: { name: block.name, arguments: "" } }] })];
+        }
+        if (block?.type === "text" && block.text) return [chunk({ content: block.text })];
+        return [];
+      }
+      case "content_block_delta": {
+        const delta = event.delta;
+        if (delta?.type === "text_delta") return [chunk({ content: delta.text })];
+        if (delta?.type === "input_json_delta") return [chunk({ tool_calls: [{ index: tool, function: { arguments: delta.partial_json } }] })];
+        return [];
+      }
+      case "message_delta":
+        // Counts here are running totals for the whole message; they replace what message_start said.
+        usage = { ...usage, ...event.usage };
+        return event.delta?.stop_reason ? [chunk({}, finishReasonOf(event.delta.stop_reason))] : [];
+      case "message_stop":
+        finished = true;
+        return [usageChunkOf(id, model, created, openAiUsage(usage)), SSE_DONE];
+      case "error": {
+        const error = event.error ?? {};
+        throw new Error(`provider error${error.type ? ` (${error.type})` : ""}: ${error.message ?? "no message"}`);
+      }
+      default:
+        return [];
+    }
+  }
+  return { translate, finished: () => finished };
+}
+
+/** The `data:` payload of one SSE event block (lines joined as the SSE format says). */
+function dataOf(block: string): string {
+  let data = "";
+  let lines = 0;
+  for (const line of block.split("\n")) {
+    if (!line.startsWith("data:")) continue;
+    data += (lines++ > 0 ? "\n" : "") + line.slice(line.startsWith("data: ") ? 6 : 5);
+  }
+  return data;
+}
+
+/**
+ * An Anthropic SSE stream as OpenAI SSE: each chunk is passed on as soon as its event is complete
+ * (events may arrive split anywhere, even inside a UTF-8 character), with the usage chunk and
+ * `[DONE]` at the end. A stream that ends before `message_stop` errors, so it is never taken for a
+ * complete answer.
+ */
+export function translateStream(source: ReadableStream<Uint8Array>, model: string): ReadableStream<Uint8Array> {
+  const reader = source.getReader();
+  const decoder = new TextDecoder();
+  const translator = createTranslator(model);
+  let pending = "";
+  return new ReadableStream<Uint8Array>(
+    {
+      async pull(controller) {
+        try {
+          await step(controller);
+        } catch (error) {
+          await reader.cancel().catch(() => {});
+          throw error;
+        }
+      },
+      cancel(reason) {
+        return reader.cancel(reason);
+      },
+    },
+    { highWaterMark: 0 },
+  );
+
+  async function step(controller: ReadableStreamDefaultController<Uint8Array>): Promise<void> {
+    // Keep reading until this pull has something to hand over: a pull that enqueues nothing
+    // is not called again by every consumer.
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) {
+        if (!translator.finished()) throw new Error("provider stream ended before message_stop");
+        controller.close();
+        return;
+      }
+      pending += decoder.decode(value, { stream: true });
+      if (pending.includes("\r")) pending = pending.replace(/\r\n/g, "\n");
+      let produced = false;
+      let boundary = pending.indexOf("\n\n");
+      while (boundary >= 0) {
+        const data = dataOf(pending.slice(0, boundary));
+        pending = pending.slice(boundary + 2);
+        boundary = pending.indexOf("\n\n");
+        if (data === "") continue;
+        let event: Json;
+        try {
+          event = JSON.parse(data);
+        } catch {
+          throw new Error("provider sent a malformed stream event");
+        }
+        for (const out of translator.translate(event)) {
+          controller.enqueue(sseData(out));
+          produced = true;
+        }
+        if (translator.finished()) {
+          // Nothing comes after message_stop: the client's stream ends now, not when the socket closes.
+          controller.close();
+          await reader.cancel().catch(() => {});
+          return;
+        }
+      }
+      if (produced) return;
+    }
+  }
+}
