@@ -87,6 +87,15 @@ describe("OpenAI-compatible request", () => {
     expect(seen[0].body).toBe('{"model":"gpt-4o-mini","messages":[{"role":"user","content":"a \\"model\\": \\"public\\" lookalike"}],"n":1}');
   });
 
+  test("model names with regular-expression characters are swapped as plain text", async () => {
+    answer = () => Response.json(completion);
+    for (const name of ["llama3.1:8b", "a+b(c)$1", "q\\"]) {
+      const raw = `{"model":${JSON.stringify(name)},"messages":[]}`;
+      await send(deployment("openai", "up$&", { api_base: base() }), raw);
+      expect(seen[0].body).toBe('{"model":"up$&","messages":[]}');
+    }
+  });
+
   test("an ambiguous model spot (a nested model key with the same name) still sends a correct body", async () => {
     answer = () => Response.json(completion);
     const raw = '{"metadata":{"model":"public"},"model":"public","messages":[]}';
