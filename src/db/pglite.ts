@@ -1,59 +1,88 @@
-import { PGlite, type Transaction } from "@electric-sql/pglite";
-import wasmPath from "../../node_modules/@electric-sql/pglite/dist/pglite.wasm" with { type: "file" };
-import initdbPath from "../../node_modules/@electric-sql/pglite/dist/initdb.wasm" with { type: "file" };
-import dataPath from "../../node_modules/@electric-sql/pglite/dist/pglite.data" with { type: "file" };
-import templatePath from "../../build/pglite-template.tar.gz" with { type: "file" };
-import { existsSync, mkdirSync } from "node:fs";
-import { join } from "node:path";
+import type { Reply, Request } from "./pglite-protocol";
 import type { Database, Row, Sql } from "./types";
 
+type WithoutId<T> = T extends unknown ? Omit<T, "id"> : never;
+type Pending = { resolve: (reply: Extract<Reply, { ok: true }>) => void; reject: (error: Error) => void };
+
+/** An error from the embedded database, with its SQLSTATE code like postgres.js errors carry. */
+class DatabaseError extends Error {
+  constructor(message: string, readonly code?: string) {
+    super(message);
+  }
+}
+
 /**
- * Embedded Postgres (PGlite), persisted in `dataDir`. Its wasm and data files are embedded in the
- * binary so it runs with nothing beside it.
+ * The worker's entry point: in the compiled binary it is embedded as a second entry point, named
+ * relative to src/ (see the build script); from source it sits beside this file.
+ */
+function workerEntry(): string {
+  return Bun.main.includes("/$bunfs/") ? "./db/pglite-worker.ts" : new URL("./pglite-worker.ts", import.meta.url).href;
+}
+
+/**
+ * Embedded Postgres (PGlite) in a worker thread of its own, behind the same interface as real
+ * Postgres. Persisted in `dataDir`.
  */
 export async function openPglite(dataDir: string): Promise<Database> {
-  mkdirSync(dataDir, { recursive: true });
-  // A new directory starts from the built-in template (initialised and migrated at build time).
-  const fresh = !existsSync(join(dataDir, "PG_VERSION"));
-  const [pgliteWasmModule, initdbWasmModule, fsBundle, loadDataDir] = await Promise.all([
-    Bun.file(wasmPath).arrayBuffer().then((bytes) => WebAssembly.compile(bytes)),
-    Bun.file(initdbPath).arrayBuffer().then((bytes) => WebAssembly.compile(bytes)),
-    Bun.file(dataPath).arrayBuffer().then((bytes) => new Blob([bytes])),
-    fresh ? Bun.file(templatePath).arrayBuffer().then((bytes) => new Blob([bytes])) : undefined,
-  ]);
-  const db = await PGlite.create({
-    dataDir, pgliteWasmModule, initdbWasmModule, fsBundle, loadDataDir,
-    // A gateway's embedded database is small: modest buffers keep the process's memory modest too.
-    postgresqlconf: ["shared_buffers = 16MB", "wal_buffers = 1MB", "maintenance_work_mem = 16MB", "work_mem = 4MB"],
-  });
+  const worker = new Worker(workerEntry());
+  const pending = new Map<number, Pending>();
+  let nextId = 1;
   let statements = 0;
   let closed = false;
+  worker.onmessage = (event: MessageEvent<Reply>) => {
+    const message = event.data;
+    const waiter = pending.get(message.id);
+    if (!waiter) return;
+    pending.delete(message.id);
+    if (message.ok) waiter.resolve(message);
+    else waiter.reject(new DatabaseError(message.message, message.code));
+  };
+  worker.onerror = (event) => {
+    for (const waiter of pending.values()) waiter.reject(new Error(`embedded database worker failed: ${event.message}`));
+    pending.clear();
+  };
+  const send = (request: WithoutId<Request>) =>
+    new Promise<Extract<Reply, { ok: true }>>((resolve, reject) => {
+      if (closed && request.kind !== "close") return reject(new Error("the embedded database is closed"));
+      const id = nextId++;
+      pending.set(id, { resolve, reject });
+      worker.postMessage({ ...request, id });
+    });
 
-  const wrap = (handle: PGlite | Transaction): Sql => ({
+  await send({ kind: "open", dataDir });
+
+  const wrap = (tx?: number): Sql => ({
     async query<T extends Row>(text: string, params: readonly unknown[] = []) {
       statements++;
-      const result = await handle.query<T>(text, params as any[]);
-      return result.rows;
+      return (await send({ kind: "query", text, params: [...params], tx })).rows as T[];
     },
     async exec(text: string) {
       statements++;
-      await handle.exec(text);
+      await send({ kind: "exec", text, tx });
     },
-    transaction<T>(fn: (tx: Sql) => Promise<T>): Promise<T> {
-      // PGlite has one connection: a nested transaction runs inside the outer one.
-      if (handle !== db) return fn(wrap(handle));
-      return db.transaction((tx) => fn(wrap(tx)));
+    async transaction<T>(fn: (sql: Sql) => Promise<T>): Promise<T> {
+      // One connection: a nested transaction runs inside the outer one.
+      if (tx !== undefined) return fn(wrap(tx));
+      const id = (await send({ kind: "begin" })).tx!;
+      try {
+        const result = await fn(wrap(id));
+        await send({ kind: "end", tx: id, commit: true });
+        return result;
+      } catch (error) {
+        await send({ kind: "end", tx: id, commit: false }).catch(() => {});
+        throw error;
+      }
     },
   });
 
   return {
     kind: "pglite",
-    ...wrap(db),
+    ...wrap(),
     statements: () => statements,
     async ping() {
       if (closed) return false;
       try {
-        await db.query("select 1");
+        await send({ kind: "query", text: "select 1", params: [] });
         return true;
       } catch {
         return false;
@@ -61,8 +90,9 @@ export async function openPglite(dataDir: string): Promise<Database> {
     },
     async close() {
       if (closed) return;
+      await send({ kind: "close" }).catch(() => {});
       closed = true;
-      await db.close();
+      worker.terminate();
     },
   };
 }
