@@ -7,14 +7,10 @@ import { mkdirSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import postgres from "postgres";
 import { freePort, startPostgres, startRedis, tempDir } from "../test/helpers/services";
+import { BENCH_BODY as BODY, GOVERNED_BODY, STREAM_BODY, bearer, benchConfig as config, governedKey, json } from "./setup";
 import { ROOT, type WrkResult, bunScript, fixedRate, launch, metric, startLitegate, ttfb, waitHttp, wrk } from "./lib";
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 8);
-const BODY = JSON.stringify({ model: "bench-model", messages: [{ role: "user", content: "Hello there" }] });
-const GOVERNED_BODY = JSON.stringify({ model: "bench-model", user: "bench-customer", messages: [{ role: "user", content: "Hello there" }] });
-const STREAM_BODY = JSON.stringify({ model: "bench-model", stream: true, messages: [{ role: "user", content: "Hello there" }] });
-const json = { "content-type": "application/json" };
-const bearer = (key: string) => ({ ...json, authorization: `Bearer ${key}` });
 
 function log(line: string) {
   process.stderr.write(`${line}\n`);
@@ -24,27 +20,6 @@ async function build() {
   log("building the binary…");
   const proc = await launch([join(ROOT, "node_modules/.bin/bun"), "run", "build"]);
   if ((await proc.exited) !== 0) throw new Error("build failed");
-}
-
-const config = (upstream: string, general: Record<string, unknown> = {}) => ({
-  model_list: [{ model_name: "bench-model", litellm_params: { model: "openai/bench-model", api_base: upstream, api_key: "sk-upstream", input_cost_per_token: 0.000001, output_cost_per_token: 0.000002 } }],
-  general_settings: { master_key: "sk-1234", log_level: "warn", ...general },
-});
-
-/** A virtual key with every check on: key budget and limits, a team, a user, and the customer in the body. */
-async function governedKey(url: string): Promise<string> {
-  const post = (path: string, body: object) => fetch(`${url}${path}`, { method: "POST", headers: bearer("sk-1234"), body: JSON.stringify(body) }).then((r) => r.json() as any);
-  const team = await post("/team/new", { max_budget: 1e9, rpm_limit: 1e9, tpm_limit: 2e9, max_parallel_requests: 100000 });
-  await post("/user/new", { user_id: "bench-user", auto_create_key: false, max_budget: 1e9 });
-  await post("/team/member_add", { team_id: team.team_id, member: { user_id: "bench-user", role: "user" }, max_budget_in_team: 1e9 });
-  await post("/budget/new", { budget_id: "bench-tier", max_budget: 1e9, rpm_limit: 1e9, tpm_limit: 2e9 });
-  await post("/customer/new", { user_id: "bench-customer", budget_id: "bench-tier" });
-  const key = await post("/key/generate", {
-    team_id: team.team_id, user_id: "bench-user", max_budget: 1e9, rpm_limit: 1e9, tpm_limit: 2e9, max_parallel_requests: 100000,
-    model_max_budget: { "bench-model": { budget_limit: 1e9, time_period: "30d" } },
-  });
-  if (!key.key) throw new Error(`could not create the governed key: ${JSON.stringify(key)}`);
-  return key.key;
 }
 
 async function main() {

@@ -1,0 +1,44 @@
+/**
+ * `bun bench/quick.ts [pglite|pg|bare|master]…`: a shorter run of chosen rows of `npm run bench`
+ * against the binary as built, for trying a change (no Portkey, no scale run).
+ */
+import { freePort, startPostgres, startRedis, tempDir } from "../test/helpers/services";
+import { bunScript, startLitegate, waitHttp, wrk } from "./lib";
+import { BENCH_BODY, GOVERNED_BODY, bearer, benchConfig, governedKey, json } from "./setup";
+
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
+const want = new Set(process.argv.slice(2).length ? process.argv.slice(2) : ["bare", "pglite", "pg"]);
+const print = (name: string, r: { rps: number; p50: number; p99: number; non2xx: number; maxRssMb?: number }) =>
+  process.stdout.write(`${name.padEnd(28)} ${r.rps.toFixed(0).padStart(7)} rps  p50 ${r.p50.toFixed(2)}  p99 ${r.p99.toFixed(2)}  non-2xx ${r.non2xx}  RSS ${r.maxRssMb ?? "-"}\n`);
+
+const upstreamPort = await freePort();
+await bunScript("bench/upstream.ts", [String(upstreamPort)]);
+const upstream = `http://127.0.0.1:${upstreamPort}/v1`;
+await waitHttp(`${upstream}/models`);
+if (want.has("bare")) {
+  const port = await freePort();
+  await bunScript("bench/bare-proxy.ts", [String(port), `http://127.0.0.1:${upstreamPort}`]);
+  await waitHttp(`http://127.0.0.1:${port}/v1/models`);
+  print("bare Bun proxy", await wrk(`http://127.0.0.1:${port}/v1/chat/completions`, json, BENCH_BODY, SECONDS));
+}
+if (want.has("pglite") || want.has("master")) {
+  const lite = await startLitegate(benchConfig(upstream), tempDir("quick"));
+  process.stdout.write(`start ${lite.startMs.toFixed(0)} ms\n`);
+  if (want.has("master")) print("master key (PGlite)", await wrk(`${lite.url}/v1/chat/completions`, bearer("sk-1234"), BENCH_BODY, SECONDS, lite.proc.pid));
+  if (want.has("pglite")) {
+    const key = await governedKey(lite.url);
+    print("governed (PGlite)", await wrk(`${lite.url}/v1/chat/completions`, bearer(key), GOVERNED_BODY, SECONDS, lite.proc.pid));
+  }
+  await lite.stop();
+}
+if (want.has("pg")) {
+  const pg = await startPostgres();
+  const redis = await startRedis();
+  const gateway = await startLitegate(benchConfig(upstream, { database_url: await pg.newDatabase(), redis_url: redis.url }));
+  const key = await governedKey(gateway.url);
+  print("governed (Postgres+Redis)", await wrk(`${gateway.url}/v1/chat/completions`, bearer(key), GOVERNED_BODY, SECONDS, gateway.proc.pid));
+  await gateway.stop();
+  await redis.stop();
+  await pg.stop();
+}
+process.exit(0);
