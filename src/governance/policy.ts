@@ -175,3 +175,62 @@ export function planChecks(input: PlanInput): Plan {
   checks.push(...limits);
   return { checks, targets };
 }
+
+/** A plan as planned once, valid until a rate window turns or a budget period ends. */
+interface CachedPlan {
+  checks: PlannedCheck[];
+  targets: SpendTargets;
+  validUntil: number;
+  defaults: BudgetDefaults;
+}
+
+const MASTER = {};
+
+const sameDefaults = (a: BudgetDefaults, b: BudgetDefaults) =>
+  a.maxBudget === b.maxBudget && a.budgetDuration === b.budgetDuration && a.maxEndUserBudget === b.maxEndUserBudget &&
+  a.maxInternalUserBudget === b.maxInternalUserBudget && a.internalUserBudgetDuration === b.internalUserBudgetDuration &&
+  a.gatewaySpend === b.gatewaySpend && a.gatewayResetAt?.getTime() === b.gatewayResetAt?.getTime() &&
+  a.gatewayCreatedAt?.getTime() === b.gatewayCreatedAt?.getTime();
+
+/**
+ * `planChecks` with the plan kept per principal, customer and model: the same keys, limits and
+ * spend targets serve every request until the rate window turns, a budget period ends, or a newer
+ * principal, customer or setting replaces them (a reloaded principal is a new object). Only the
+ * budget reservation, the request's estimated cost, is filled in per request.
+ */
+export function createPlanner() {
+  type PerModel = { none?: CachedPlan; byCustomer: WeakMap<CustomerRecord, CachedPlan> };
+  const cache = new WeakMap<object, Map<string, PerModel>>();
+
+  function fresh(input: PlanInput): CachedPlan {
+    const plan = planChecks({ ...input, estimatedCost: 0 });
+    let validUntil = rateWindow(input.now).end;
+    const t = plan.targets;
+    const ends = [t.keyPeriod, t.user?.period, t.team?.period, t.member?.period, t.customer?.period, t.keyModel?.period, t.gatewayPeriod,
+      ...plan.checks.map((check) => check.expiresAt)];
+    // Spend targets carry their period too: a target without a budget check still turns over.
+    for (const end of ends) if (end !== null && end !== undefined && end < validUntil) validUntil = end;
+    return { checks: plan.checks, targets: plan.targets, validUntil, defaults: input.defaults };
+  }
+
+  return function plan(input: PlanInput): Plan {
+    const owner = input.caller.kind === "key" ? input.caller.principal : MASTER;
+    let models = cache.get(owner);
+    if (!models) cache.set(owner, (models = new Map()));
+    let perModel = models.get(input.model);
+    if (!perModel) models.set(input.model, (perModel = { byCustomer: new WeakMap() }));
+    let cached = input.customer ? perModel.byCustomer.get(input.customer) : perModel.none;
+    if (!cached || input.now >= cached.validUntil || !sameDefaults(cached.defaults, input.defaults)) {
+      cached = fresh(input);
+      if (input.customer) perModel.byCustomer.set(input.customer, cached);
+      else perModel.none = cached;
+    }
+    const template = cached.checks;
+    const checks = new Array<PlannedCheck>(template.length);
+    for (let i = 0; i < template.length; i++) {
+      const check = template[i]!;
+      checks[i] = check.kind === "budget" ? { ...check, reserve: input.estimatedCost } : check;
+    }
+    return { checks, targets: cached.targets };
+  }
+}

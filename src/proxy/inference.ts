@@ -1,7 +1,7 @@
 import type { Auth } from "../auth";
 import type { Caller, CustomerRecord } from "../auth/principal";
 import type { Clock } from "../clock";
-import { type Governance, type Plan, type Ticket, checkModelAccess, planChecks } from "../governance";
+import { type Governance, type Plan, type Ticket, checkModelAccess, createPlanner } from "../governance";
 import { GatewayError, badRequest, forbidden } from "../http/errors";
 import type { Logger } from "../log";
 import type { Deployment, Route, Usage, UpstreamResult } from "../providers/types";
@@ -120,6 +120,8 @@ export function createInference(deps: InferenceDeps) {
     return new GatewayError(status, type, result.message, null, headers);
   }
 
+  const planFor = createPlanner();
+
   async function admit(route: Route, request: Request, requestId: string, start: number): Promise<{ ctx: Context; rawBody: string; stream: boolean }> {
     const runtime = deps.runtime();
     const caller = await auth.authenticate(request.headers);
@@ -137,7 +139,7 @@ export function createInference(deps: InferenceDeps) {
     if (customer?.blocked) throw forbidden(`End user ${customer.user_id} is blocked`);
     const completion = route === "embeddings" ? 0 : (parsed.maxTokens ?? runtime.defaultCompletionTokens);
     const estimatedCost = runtime.pricing.estimate(deployment, route, countPromptTokens(route, parsed.body, false), completion);
-    const plan: Plan = planChecks({
+    const plan: Plan = planFor({
       caller, customer, model: parsed.model, estimatedCost, now: clock.now(), defaults: runtime.budgetDefaults(),
     });
     const ticket = await governance.admit(plan);

@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import type { Caller, CustomerRecord, Principal } from "../../src/auth/principal";
-import { type BudgetDefaults, LocalCounters, createGovernance, planChecks } from "../../src/governance";
+import { type BudgetDefaults, LocalCounters, createGovernance, createPlanner, planChecks } from "../../src/governance";
 import { GatewayError } from "../../src/http/errors";
 
 const NOW = Date.UTC(2026, 0, 15, 12, 0, 0);
@@ -167,5 +167,45 @@ describe("rate limits", () => {
     const { governance } = setup();
     const p = principal({ key: { rpm_limit: 0 } });
     await governance.admit(planChecks({ caller: { kind: "key", principal: p, admin: true }, customer: null, model: "m", estimatedCost: 0, now: NOW, defaults }));
+  });
+});
+
+describe("plans kept per principal, customer and model", () => {
+  const team = { team_id: "t1", spend: 0.5, max_budget: 10, budget_duration: "1h", budget_reset_at: null, rpm_limit: 100, tpm_limit: 1000, max_parallel_requests: 5, models: [], blocked: false, created_at: new Date(NOW - 90 * 60_000) };
+  const governed = () => {
+    const p = principal({ key: { max_budget: 5, budget_duration: "1d", rpm_limit: 10, tpm_limit: 500, max_parallel_requests: 3, team_id: "t1", model_rpm_limit: { m: 2 } } });
+    return { ...p, team, membership: { team_id: "t1", user_id: "u1", spend: 0, budget_reset_at: null, created_at: new Date(NOW - 1000), budget: { max_budget: 1, budget_duration: "30m", rpm_limit: 4, tpm_limit: null, max_parallel_requests: null } } } as unknown as Principal;
+  };
+  const customer = { user_id: "c1", spend: 0.1, blocked: false, budget_reset_at: null, created_at: new Date(NOW - 1000), budget: { max_budget: 2, budget_duration: "10m", rpm_limit: 7, tpm_limit: null, max_parallel_requests: null } } as unknown as CustomerRecord;
+
+  test("a kept plan is the plan planned afresh, with this request's estimate reserved on budgets", () => {
+    const planFor = createPlanner();
+    const p = governed();
+    for (const [now, cost, who] of [[NOW, 0.01, customer], [NOW + 1000, 0.02, customer], [NOW + 2000, 0.03, null]] as const) {
+      const input = { caller: keyCaller(p), customer: who, model: "m", estimatedCost: cost, now, defaults };
+      expect(planFor(input)).toEqual(planChecks(input));
+    }
+  });
+
+  test("the plan turns over with the rate window, a budget period, a new principal or a changed setting", () => {
+    const planFor = createPlanner();
+    const p = governed();
+    const input = (now: number, extra: Partial<Parameters<typeof planChecks>[0]> = {}) =>
+      ({ caller: keyCaller(p), customer, model: "m", estimatedCost: 0.01, now, defaults, ...extra });
+    const windowEnd = Math.ceil((NOW + 1) / 60_000) * 60_000;
+    const first = planFor(input(NOW));
+    expect(planFor(input(windowEnd - 1)).checks.find((c) => c.kind === "rpm")).toBe(first.checks.find((c) => c.kind === "rpm"));
+    // Next minute: new rate keys, exactly as planned afresh.
+    const next = planFor(input(windowEnd));
+    expect(next).toEqual(planChecks(input(windowEnd)));
+    expect(next.checks.find((c) => c.kind === "rpm")!.key).not.toBe(first.checks.find((c) => c.kind === "rpm")!.key);
+    // The customer's 10 minute budget period ends: the customer's budget key moves on.
+    const customerEnd = first.checks.find((c) => c.scope === "end user" && c.kind === "budget")!.expiresAt;
+    expect(planFor(input(customerEnd))).toEqual(planChecks(input(customerEnd)));
+    // A reloaded principal (a new object) and a changed gateway budget are planned afresh.
+    const reloaded = { ...p, key: { ...p.key, max_budget: 7 } } as Principal;
+    expect(planFor(input(customerEnd, { caller: keyCaller(reloaded) })).checks.find((c) => c.scope === "key" && c.kind === "budget")!.limit).toBe(7);
+    const gateway = { ...defaults, maxBudget: 100, gatewaySpend: 3 };
+    expect(planFor(input(customerEnd, { defaults: gateway }))).toEqual(planChecks(input(customerEnd, { defaults: gateway })));
   });
 });
