@@ -29,9 +29,7 @@ export function readKey(headers: Headers): string | null {
   return headers.get("x-api-key")?.trim() || headers.get("api-key")?.trim() || null;
 }
 
-/** Constant-time comparison of two secrets (hashed first, so lengths never leak). */
-export function sameSecret(a: string, b: string): boolean {
-  const left = new Bun.CryptoHasher("sha256").update(a).digest();
-  const right = new Bun.CryptoHasher("sha256").update(b).digest();
-  return timingSafeEqual(left, right);
+/** Constant-time comparison of two key hashes (`hashKey` output: equal lengths, so nothing leaks). */
+export function sameToken(a: string, b: string): boolean {
+  return a.length === b.length && timingSafeEqual(Buffer.from(a, "latin1"), Buffer.from(b, "latin1"));
 }
