@@ -15,6 +15,7 @@ const wrap = (handle: Pick<PGlite, "query" | "exec">): Sql => ({
   query: async (text, params = []) => (await handle.query<any>(text, params as any[])).rows,
   exec: async (text) => void (await handle.exec(text)),
   transaction: (fn) => db.transaction((tx) => fn(wrap(tx))),
+  copyFrom: () => Promise.reject(new Error("migrations do not load rows")),
 });
 await migrate(wrap(db));
 const tarball = await db.dumpDataDir("gzip");

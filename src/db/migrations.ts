@@ -1,5 +1,6 @@
 import init from "../../sql/0001_init.sql" with { type: "text" };
 import identity from "../../sql/0002_identity.sql" with { type: "text" };
+import spendLogIndexes from "../../sql/0003_spend_log_indexes.sql" with { type: "text" };
 import type { Sql } from "./types";
 
 export interface Migration {
@@ -12,6 +13,7 @@ export interface Migration {
 export const MIGRATIONS: readonly Migration[] = [
   { id: 1, name: "0001_init.sql", sql: init },
   { id: 2, name: "0002_identity.sql", sql: identity },
+  { id: 3, name: "0003_spend_log_indexes.sql", sql: spendLogIndexes },
 ];
 
 export class MigrationError extends Error {}

@@ -60,6 +60,10 @@ export async function openPglite(dataDir: string): Promise<Database> {
       statements++;
       await send({ kind: "exec", text, tx });
     },
+    async copyFrom(table: string, columns: readonly string[], text: string) {
+      statements++;
+      await send({ kind: "copy", table, columns: [...columns], text, tx });
+    },
     async transaction<T>(fn: (sql: Sql) => Promise<T>): Promise<T> {
       // One connection: a nested transaction runs inside the outer one.
       if (tx !== undefined) return fn(wrap(tx));

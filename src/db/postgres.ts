@@ -27,6 +27,15 @@ export function openPostgres(options: PostgresOptions): Database {
       statements++;
       await handle.unsafe(text);
     },
+    async copyFrom(table: string, columns: readonly string[], text: string) {
+      statements++;
+      const stream = await handle.unsafe(`copy ${table} (${columns.join(", ")}) from stdin`).writable();
+      await new Promise<void>((resolve, reject) => {
+        stream.on("error", reject);
+        stream.on("finish", resolve);
+        stream.end(text);
+      });
+    },
     transaction<T>(fn: (tx: Sql) => Promise<T>): Promise<T> {
       if ("savepoint" in handle) return handle.savepoint((tx) => fn(wrap(tx))) as Promise<T>;
       return (handle as postgres.Sql).begin((tx) => fn(wrap(tx))) as Promise<T>;

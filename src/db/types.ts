@@ -8,6 +8,11 @@ export interface Sql {
   query<T extends Row = Row>(text: string, params?: readonly unknown[]): Promise<T[]>;
   /** Several statements, no parameters (migrations). */
   exec(text: string): Promise<void>;
+  /**
+   * Loads rows with COPY: `text` is rows in COPY's text format (tab-separated, `\N` for null, one
+   * line per row) — the cheapest way into a table, for the per-request spend logs.
+   */
+  copyFrom(table: string, columns: readonly string[], text: string): Promise<void>;
   /** Runs `fn` in a transaction: committed when it resolves, rolled back when it throws. */
   transaction<T>(fn: (tx: Sql) => Promise<T>): Promise<T>;
 }

@@ -76,27 +76,45 @@ export class Batch {
     if (t.customer) this.customers.add(t.customer.id, cost, t.customer.period);
     if (t.token && t.keyModel) this.keyModels.add(t.token + SEP + t.keyModel.model, cost, t.keyModel.period);
     this.gateway.add("gateway", cost, t.gatewayPeriod);
-    this.rows.push(JSON.stringify(logRow(event)));
+    this.rows.push(logLine(event));
   }
 
   get size(): number {
     return this.rows.length;
   }
 
-  /** The log rows as one JSON array, for json_to_recordset. */
-  rowsJson(): string {
-    return `[${this.rows.join(",")}]`;
+  /** The log rows in COPY's text format, in the order of `LOG_COLUMNS`. */
+  rowsText(): string {
+    return this.rows.join("");
   }
 }
 
-function logRow(x: SpendEvent) {
+/** The spend_logs columns each log line fills, in order. */
+export const LOG_COLUMNS = [
+  "request_id", "api_key", "user_id", "team_id", "end_user", "model", "deployment", "route",
+  "prompt_tokens", "completion_tokens", "total_tokens", "spend", "start_time", "end_time", "status", "metadata",
+] as const;
+
+const SPECIAL = /[\\\t\n\r]/;
+/** A value as COPY text reads it: `\N` for null; backslash, tab and line breaks escaped. */
+function field(value: string | null | undefined): string {
+  if (value === null || value === undefined) return "\\N";
+  if (!SPECIAL.test(value)) return value;
+  return value.replace(/\\/g, "\\\\").replace(/\t/g, "\\t").replace(/\n/g, "\\n").replace(/\r/g, "\\r");
+}
+/** Token counts are integers in the table; a provider's odd value must not make the batch unwritable. */
+const count = (n: number) => (Number.isFinite(n) ? String(Math.round(n)) : "0");
+
+function logLine(x: SpendEvent): string {
   const t = x.targets;
-  return {
-    request_id: x.requestId, api_key: t.token ?? "master", user_id: t.user?.id ?? t.member?.userId ?? null, team_id: t.team?.id ?? null,
-    end_user: t.customer?.id ?? null, model: x.model, deployment: x.deployment, route: x.route, prompt_tokens: x.usage.prompt_tokens,
-    completion_tokens: x.usage.completion_tokens, total_tokens: x.usage.total_tokens, spend: x.cost, start_ms: x.start, end_ms: x.end,
-    status: x.status, metadata: x.metadata,
-  };
+  // jsonb refuses the NUL character, which JSON can carry as \u0000.
+  const metadata = JSON.stringify(x.metadata ?? {}).replaceAll("\\u0000", "");
+  return [
+    field(x.requestId), field(t.token ?? "master"), field(t.user?.id ?? t.member?.userId), field(t.team?.id), field(t.customer?.id),
+    field(x.model), field(x.deployment), field(x.route), count(x.usage.prompt_tokens), count(x.usage.completion_tokens),
+    count(x.usage.total_tokens), Number.isFinite(x.cost) ? String(x.cost) : "0", new Date(x.start).toISOString(),
+    new Date(x.end).toISOString(), field(x.status), field(metadata),
+  ].join("\t") + "\n";
 }
 
 export function buildBatch(id: string, events: SpendEvent[]): Batch {

@@ -13,8 +13,10 @@ test("migrations apply once; a changed applied file stops the start naming it", 
   const error = await migrate(db, changed).catch((e) => e);
   expect(error).toBeInstanceOf(MigrationError);
   expect(error.message).toContain("0002_identity.sql was changed after it was applied");
-  const added = [...MIGRATIONS, { id: 3, name: "0003_extra.sql", sql: "create table extra (id int)" }];
-  expect(await migrate(db, added)).toEqual(["0003_extra.sql"]);
+  const next = MIGRATIONS.length + 1;
+  const name = `${String(next).padStart(4, "0")}_extra.sql`;
+  const added = [...MIGRATIONS, { id: next, name, sql: "create table extra (id int)" }];
+  expect(await migrate(db, added)).toEqual([name]);
   await db.close();
 });
 

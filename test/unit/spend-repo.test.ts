@@ -6,6 +6,7 @@ import { type Database, migrate, openDatabase } from "../../src/db";
 import type { SpendTargets } from "../../src/governance";
 import { buildBatch, type SpendEvent } from "../../src/spend/batch";
 import { applyBatch } from "../../src/spend/repo";
+import { startPostgres } from "../helpers/services";
 
 let db: Database;
 beforeAll(async () => {
@@ -57,5 +58,43 @@ describe("spend batches", () => {
   test("spend of a deleted key is still logged and does not fail the batch", async () => {
     await applyBatch(db, buildBatch("batch-4", [event(0.5, { token: "gone", team: null, member: null })]));
     expect((await one("select count(*)::int as n from spend_logs where api_key = 'gone'")).n).toBe(1);
+  });
+});
+
+describe("log rows are loaded with COPY whatever text they carry", () => {
+  const awkward = 'tab\there, line\nbreak, cr\r, back\\slash \\N, quote " and nul \u0000 end';
+  const check = async (target: Database) => {
+    await target.query("delete from spend_logs");
+    const odd = event(0.001, { customer: { id: "cust\twith\\odd\ntext", period: null }, user: null, team: null, member: null });
+    odd.metadata = { note: awkward, nested: { list: [1, "two"] } };
+    odd.usage = { prompt_tokens: 10.4, completion_tokens: Number.NaN, total_tokens: 30 };
+    const plain = event(2.8e-5, { token: null, customer: null, team: null, member: null, keyModel: null });
+    await applyBatch(target, buildBatch(crypto.randomUUID(), [odd, plain]));
+    const rows = await target.query("select * from spend_logs order by spend");
+    expect(rows.length).toBe(2);
+    const [master, row] = rows as [Record<string, any>, Record<string, any>];
+    expect(master.api_key).toBe("master");
+    expect(master.spend).toBe(2.8e-5);
+    expect(master.user_id).toBeNull();
+    expect(master.end_user).toBeNull();
+    expect(row.end_user).toBe("cust\twith\\odd\ntext");
+    const metadata = typeof row.metadata === "string" ? JSON.parse(row.metadata) : row.metadata;
+    expect(metadata).toEqual({ note: awkward.replace("\u0000", ""), nested: { list: [1, "two"] } });
+    expect([row.prompt_tokens, row.completion_tokens, row.total_tokens]).toEqual([10, 0, 30]);
+    expect(new Date(row.start_time).getTime()).toBe(odd.start);
+  };
+
+  test("embedded database", () => check(db));
+
+  test("Postgres", async () => {
+    const pg = await startPostgres();
+    const target = await openDatabase({ url: await pg.newDatabase(), dataDir: "" });
+    try {
+      await migrate(target);
+      await check(target);
+    } finally {
+      await target.close();
+      await pg.stop();
+    }
   });
 });
