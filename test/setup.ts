@@ -1,4 +1,8 @@
-import { setDefaultTimeout } from "bun:test";
+import { afterAll, setDefaultTimeout } from "bun:test";
+import { stopServices } from "./helpers/services";
 
 // Integration tests start real Postgres, Redis and compiled binaries: a machine under load needs time.
 setDefaultTimeout(120_000);
+
+// Postgres and Redis servers the tests started stop with the run, not with the machine.
+afterAll(stopServices);

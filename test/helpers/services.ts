@@ -18,15 +18,19 @@ export function freePort(): Promise<number> {
 }
 
 const cleanups: (() => void)[] = [];
-process.on("exit", () => {
-  for (const cleanup of cleanups.reverse()) {
+
+/** Stops every server these helpers started (`bun test` runs it after the last test; see test/setup.ts). */
+export function stopServices(): void {
+  for (const cleanup of cleanups.splice(0).reverse()) {
     try {
       cleanup();
     } catch {
       // best effort at exit
     }
   }
-});
+}
+// Scripts (bench, chaos) exit normally; `bun test` does not fire this, hence the hook in test/setup.ts.
+process.on("exit", stopServices);
 
 export function tempDir(prefix: string): string {
   const dir = mkdtempSync(join(tmpdir(), `litegate-${prefix}-`));
