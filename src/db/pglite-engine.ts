@@ -16,7 +16,8 @@ export async function startPglite(dataDir: string): Promise<PGlite> {
   const fresh = !existsSync(join(dataDir, "PG_VERSION"));
   const [pgliteWasmModule, initdbWasmModule, fsBundle, loadDataDir] = await Promise.all([
     Bun.file(wasmPath).arrayBuffer().then((bytes) => WebAssembly.compile(bytes)),
-    Bun.file(initdbPath).arrayBuffer().then((bytes) => WebAssembly.compile(bytes)),
+    // initdb only runs for a new directory (and not even then: it starts from the template).
+    fresh ? Bun.file(initdbPath).arrayBuffer().then((bytes) => WebAssembly.compile(bytes)) : undefined,
     Bun.file(dataPath).arrayBuffer().then((bytes) => new Blob([bytes])),
     fresh ? Bun.file(templatePath).arrayBuffer().then((bytes) => new Blob([bytes])) : undefined,
   ]);
