@@ -3,7 +3,7 @@
  * against the binary as built, for trying a change (no Portkey, no scale run).
  */
 import { freePort, startPostgres, startRedis, tempDir } from "../test/helpers/services";
-import { bunScript, startLitegate, waitHttp, wrk } from "./lib";
+import { bunScript, fixedRate, startLitegate, waitHttp, wrk } from "./lib";
 import { BENCH_BODY, GOVERNED_BODY, bearer, benchConfig, governedKey, json } from "./setup";
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
@@ -20,6 +20,11 @@ if (want.has("bare")) {
   await bunScript("bench/bare-proxy.ts", [String(port), `http://127.0.0.1:${upstreamPort}`]);
   await waitHttp(`http://127.0.0.1:${port}/v1/models`);
   print("bare Bun proxy", await wrk(`http://127.0.0.1:${port}/v1/chat/completions`, json, BENCH_BODY, SECONDS));
+  if (want.has("rate")) {
+    const direct = await fixedRate(`${upstream}/chat/completions`, json, BENCH_BODY, 1000, 5);
+    const through = await fixedRate(`http://127.0.0.1:${port}/v1/chat/completions`, json, BENCH_BODY, 1000, 5);
+    process.stdout.write(`bare proxy at 1000 req/s: added p50 ${(through.p50 - direct.p50).toFixed(2)} p99 ${(through.p99 - direct.p99).toFixed(2)} p99.9 ${(through.p999 - direct.p999).toFixed(2)}\n`);
+  }
 }
 if (want.has("pglite") || want.has("master")) {
   const lite = await startLitegate(benchConfig(upstream), tempDir("quick"));
@@ -37,6 +42,12 @@ if (want.has("pg")) {
   const gateway = await startLitegate(benchConfig(upstream, { database_url: await pg.newDatabase(), redis_url: redis.url }));
   const key = await governedKey(gateway.url);
   print("governed (Postgres+Redis)", await wrk(`${gateway.url}/v1/chat/completions`, bearer(key), GOVERNED_BODY, SECONDS, gateway.proc.pid));
+  if (want.has("rate")) {
+    const direct = await fixedRate(`${upstream}/chat/completions`, json, BENCH_BODY, 1000, 5);
+    const through = await fixedRate(`${gateway.url}/v1/chat/completions`, bearer(key), GOVERNED_BODY, 1000, 5);
+    const f = (n: number) => n.toFixed(2);
+    process.stdout.write(`1000 req/s  direct p50 ${f(direct.p50)} p99 ${f(direct.p99)} p99.9 ${f(direct.p999)} | litegate p50 ${f(through.p50)} p99 ${f(through.p99)} p99.9 ${f(through.p999)} | added p50 ${f(through.p50 - direct.p50)} p99 ${f(through.p99 - direct.p99)}\n`);
+  }
   await gateway.stop();
   await redis.stop();
   await pg.stop();
