@@ -4,7 +4,7 @@
  */
 import { freePort, startPostgres, startRedis, tempDir } from "../test/helpers/services";
 import { bunScript, fixedRate, startLitegate, waitHttp, wrk } from "./lib";
-import { BENCH_BODY, GOVERNED_BODY, bearer, benchConfig, governedKey, json } from "./setup";
+import { BENCH_BODY, GOVERNED_BODY, bearer, benchConfig, governedKey, json, scaleRun } from "./setup";
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
 const want = new Set(process.argv.slice(2).length ? process.argv.slice(2) : ["bare", "pglite", "pg"]);
@@ -49,6 +49,7 @@ if (want.has("pg")) {
     process.stdout.write(`1000 req/s  direct p50 ${f(direct.p50)} p99 ${f(direct.p99)} p99.9 ${f(direct.p999)} | litegate p50 ${f(through.p50)} p99 ${f(through.p99)} p99.9 ${f(through.p999)} | added p50 ${f(through.p50 - direct.p50)} p99 ${f(through.p99 - direct.p99)}\n`);
   }
   await gateway.stop();
+  if (want.has("scale")) print("1M keys, 10k in use", await scaleRun(upstream, await pg.newDatabase(), redis.url, SECONDS));
   await redis.stop();
   await pg.stop();
 }

@@ -5,9 +5,8 @@
  */
 import { mkdirSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import postgres from "postgres";
 import { freePort, startPostgres, startRedis, tempDir } from "../test/helpers/services";
-import { BENCH_BODY as BODY, GOVERNED_BODY, STREAM_BODY, bearer, benchConfig as config, governedKey, json } from "./setup";
+import { BENCH_BODY as BODY, GOVERNED_BODY, STREAM_BODY, bearer, benchConfig as config, governedKey, json, scaleRun } from "./setup";
 import { ROOT, type WrkResult, bunScript, fixedRate, launch, metric, startLitegate, ttfb, waitHttp, wrk } from "./lib";
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 8);
@@ -94,24 +93,7 @@ async function main() {
   await shared.stop();
 
   log("scale: 1,000,000 keys, traffic over 10,000 of them…");
-  const scaleUrl = await pg.newDatabase();
-  const scale = await startLitegate(config(upstream, { database_url: scaleUrl, redis_url: redis.url, key_cache_size: 20000 }));
-  const sql = postgres(scaleUrl, { onnotice: () => {} });
-  await sql`insert into keys (token, key_name, max_budget, rpm_limit, tpm_limit)
-            select encode(sha256(convert_to('sk-bench-' || i, 'UTF8')), 'hex'), 'sk-...' || i, 1e9, 1000000000, 1000000000
-            from generate_series(1, 1000000) as i`;
-  await sql.end();
-  const lua = `local keys = {}\nfor i = 1, 10000 do keys[i] = "Bearer sk-bench-" .. (i * 97) end\n` +
-    `wrk.method = "POST"\nwrk.body = ${JSON.stringify(BODY)}\nwrk.headers["Content-Type"] = "application/json"\n` +
-    `request = function()\n  wrk.headers["Authorization"] = keys[math.random(1, 10000)]\n  return wrk.format()\nend\n`;
-  // Every key in use is looked up once (then cached); the measurement is of the steady state.
-  for (let i = 1; i <= 10000; i += 50) {
-    await Promise.all(Array.from({ length: 50 }, (_, j) => fetch(`${scale.url}/v1/chat/completions`, {
-      method: "POST", headers: bearer(`sk-bench-${(i + j) * 97}`), body: BODY,
-    }).then((r) => r.arrayBuffer())));
-  }
-  rows["litegate, 1M keys in db, 10k in use (Postgres+Redis)"] = await wrk(`${scale.url}/v1/chat/completions`, {}, BODY, SECONDS, scale.proc.pid, lua);
-  await scale.stop();
+  rows["litegate, 1M keys in db, 10k in use (Postgres+Redis)"] = await scaleRun(upstream, await pg.newDatabase(), redis.url, SECONDS);
   await redis.stop();
   await pg.stop();
 

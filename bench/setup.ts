@@ -1,4 +1,6 @@
 /** What every benchmark run shares: request bodies, the gateway's config and a fully governed key. */
+import postgres from "postgres";
+import { type WrkResult, startLitegate, wrk } from "./lib";
 export const BENCH_BODY = JSON.stringify({ model: "bench-model", messages: [{ role: "user", content: "Hello there" }] });
 export const GOVERNED_BODY = JSON.stringify({ model: "bench-model", user: "bench-customer", messages: [{ role: "user", content: "Hello there" }] });
 export const STREAM_BODY = JSON.stringify({ model: "bench-model", stream: true, messages: [{ role: "user", content: "Hello there" }] });
@@ -24,4 +26,32 @@ export async function governedKey(url: string): Promise<string> {
   });
   if (!key.key) throw new Error(`could not create the governed key: ${JSON.stringify(key)}`);
   return key.key;
+}
+
+/**
+ * The scale row: 1,000,000 keys in Postgres, traffic spread over 10,000 of them (each looked up once
+ * beforehand, so the run measures the steady state with a warm key cache).
+ */
+export async function scaleRun(upstream: string, databaseUrl: string, redisUrl: string, seconds: number): Promise<WrkResult> {
+  const scale = await startLitegate(benchConfig(upstream, { database_url: databaseUrl, redis_url: redisUrl, key_cache_size: 20000 }));
+  const sql = postgres(databaseUrl, { onnotice: () => {} });
+  await sql`insert into keys (token, key_name, max_budget, rpm_limit, tpm_limit)
+            select encode(sha256(convert_to('sk-bench-' || i, 'UTF8')), 'hex'), 'sk-...' || i, 1e9, 1000000000, 1000000000
+            from generate_series(1, 1000000) as i`;
+  // A table that has lived with a million rows has been vacuumed and analysed; a fresh bulk load has not.
+  await sql`vacuum analyze keys`;
+  await sql.end();
+  const lua = `local keys = {}\nfor i = 1, 10000 do keys[i] = "Bearer sk-bench-" .. (i * 97) end\n` +
+    `wrk.method = "POST"\nwrk.body = ${JSON.stringify(BENCH_BODY)}\nwrk.headers["Content-Type"] = "application/json"\n` +
+    `request = function()\n  wrk.headers["Authorization"] = keys[math.random(1, 10000)]\n  return wrk.format()\nend\n`;
+  for (let i = 1; i <= 10000; i += 50) {
+    await Promise.all(Array.from({ length: 50 }, (_, j) => fetch(`${scale.url}/v1/chat/completions`, {
+      method: "POST", headers: bearer(`sk-bench-${(i + j) * 97}`), body: BENCH_BODY,
+    }).then((r) => r.arrayBuffer())));
+  }
+  try {
+    return await wrk(`${scale.url}/v1/chat/completions`, {}, BENCH_BODY, seconds, scale.proc.pid, lua);
+  } finally {
+    await scale.stop();
+  }
 }

@@ -12,14 +12,12 @@ const SPEND = (t: string) => `case
     else ${t}.spend end`;
 const RESET_AT = (t: string) =>
   `case when d.p is not null and (${t}.budget_reset_at is null or ${t}.budget_reset_at < d.p) then d.p else ${t}.budget_reset_at end`;
-const DELTAS = `select id, x, p::timestamptz as p from unnest($1::text[], $2::float8[], $3::text[]) as d(id, x, p) order by id`;
+// Deltas travel as one JSON document: Postgres parses it in C far faster than three parallel arrays
+// (a flush can carry thousands of rows when traffic is spread over many keys).
+const DELTAS = `select id, x, p from json_to_recordset($1::text::json) as d(id text, x float8, p timestamptz) order by id`;
 
-function columns(deltas: Delta[]): [string[], number[], (string | null)[]] {
-  return [
-    deltas.map((d) => d.id),
-    deltas.map((d) => d.amount),
-    deltas.map((d) => (d.period === null ? null : new Date(d.period).toISOString())),
-  ];
+function deltaParams(deltas: Delta[]): [string] {
+  return [JSON.stringify(deltas.map((d) => ({ id: d.id, x: d.amount, p: d.period === null ? null : new Date(d.period).toISOString() })))];
 }
 
 /** `match` joins a table row `t` to its delta row `d`. */
@@ -28,7 +26,7 @@ async function updateTable(sql: Sql, table: string, match: string, deltas: Delta
   await sql.query(
     `update ${table} t set spend = ${SPEND("t")}, budget_reset_at = ${RESET_AT("t")}
      from (${DELTAS}) d where ${match}`,
-    columns(deltas),
+    deltaParams(deltas),
   );
 }
 
@@ -47,7 +45,7 @@ export async function applyBatch(db: Sql, batch: Batch): Promise<boolean> {
       await tx.query(
         `update team_memberships t set spend = ${SPEND("t")}, budget_reset_at = ${RESET_AT("t")}
          from (${DELTAS}) d where t.team_id = split_part(d.id, chr(31), 1) and t.user_id = substr(d.id, strpos(d.id, chr(31)) + 1)`,
-        columns(members),
+        deltaParams(members),
       );
     }
 
@@ -63,13 +61,12 @@ export async function applyBatch(db: Sql, batch: Batch): Promise<boolean> {
            budget_reset_at = case when excluded.budget_reset_at is not null and (t.budget_reset_at is null or t.budget_reset_at < excluded.budget_reset_at)
                                   then excluded.budget_reset_at else t.budget_reset_at end,
            updated_at = now()`,
-        columns(customers),
+        deltaParams(customers),
       );
     }
 
     const keyModels = batch.keyModels.sorted();
     if (keyModels.length > 0) {
-      const [ids, amounts, periods] = columns(keyModels);
       await tx.query(
         `insert into key_model_spend as t (token, model, spend, budget_reset_at)
          select split_part(d.id, chr(31), 1), substr(d.id, strpos(d.id, chr(31)) + 1), d.x, d.p from (${DELTAS}) d
@@ -80,7 +77,7 @@ export async function applyBatch(db: Sql, batch: Batch): Promise<boolean> {
                         else t.spend end,
            budget_reset_at = case when excluded.budget_reset_at is not null and (t.budget_reset_at is null or t.budget_reset_at < excluded.budget_reset_at)
                                   then excluded.budget_reset_at else t.budget_reset_at end`,
-        [ids, amounts, periods],
+        deltaParams(keyModels),
       );
     }
 
