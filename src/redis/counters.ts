@@ -28,8 +28,10 @@ interface State {
   peers: number;
   synced: boolean;
   busy: Promise<unknown> | null;
-  /** Reserved and settled since the last sync: sizes the next lease. */
+  /** Reserved and settled since the last sync. */
   admittedSinceSync: number;
+  /** This instance's recent traffic on the counter, per millisecond (smoothed over syncs): sizes leases. */
+  rate: number;
   lastReserve: number;
   /** Typical settled amount of one request (tokens for tpm counters, which reserve nothing). */
   lastActual: number;
@@ -51,6 +53,8 @@ export interface SharedCountersOptions {
 const consumed = (s: State) => s.inflight + s.unsynced;
 /** A counter unused this long hands its lease back and is forgotten. */
 const IDLE_MS = 30_000;
+/** How much of its recent traffic an instance's lease covers, far from a limit. */
+const LEASE_MS = 300;
 const DAY_MS = 86_400_000;
 
 export class SharedCounters implements Counters {
@@ -85,7 +89,7 @@ export class SharedCounters implements Counters {
     if (!s) {
       s = {
         check, lease: 0, inflight: 0, unsynced: 0, v: check.initial, others: 0, peers: 0, synced: false, busy: null,
-        admittedSinceSync: 0, lastReserve: check.reserve, lastActual: 0, touchedAt: this.options.now(), syncedAt: 0,
+        admittedSinceSync: 0, rate: 0, lastReserve: check.reserve, lastActual: 0, touchedAt: this.options.now(), syncedAt: 0,
       };
       this.states.set(check.key, s);
     } else {
@@ -118,7 +122,8 @@ export class SharedCounters implements Counters {
    * quiet key does not sync after every request), never more than its share of what is left.
    */
   private want(s: State): number {
-    const base = Math.max(16 * this.unit(s), 3 * s.admittedSinceSync);
+    // A lease covers LEASE_MS of recent traffic, so a busy counter syncs a few times a second, not every tick.
+    const base = Math.max(16 * this.unit(s), LEASE_MS * s.rate, 3 * s.admittedSinceSync);
     const share = (s.check.limit - s.v - s.others - consumed(s)) / (2 * (s.peers + 1));
     // A share that does not hold a whole request is not worth holding: it would only starve the others.
     return share < this.unit(s) ? 0 : Math.min(base, share);
@@ -210,8 +215,11 @@ export class SharedCounters implements Counters {
     s.others = Number(reply[3]);
     s.peers = Number(reply[4]);
     s.synced = true;
+    const now = this.options.now();
+    const rate = s.admittedSinceSync / Math.max(now - s.syncedAt, this.options.tickMs ?? 10);
+    s.rate = s.syncedAt === 0 ? 0 : 0.7 * s.rate + 0.3 * rate;
     s.admittedSinceSync = 0;
-    s.syncedAt = this.options.now();
+    s.syncedAt = now;
   }
 
   private healthy(): void {
@@ -263,12 +271,15 @@ export class SharedCounters implements Counters {
       // second (the lease already covers them, so pushing later never over-admits).
       const want = this.want(s);
       const free = s.lease - consumed(s);
-      const due = !s.synced || free > want || free < want / 2 || idle || (s.unsynced > 0 && now - s.syncedAt > 1000);
+      // Hysteresis: slack is returned once it is twice what is wanted (at once when nothing is wanted).
+      const due = !s.synced || free > 2 * want || (want === 0 && free > 0) || free < want / 2 || idle ||
+        (s.unsynced > 0 && now - s.syncedAt > 1000);
       if (due) batch.push(s);
     }
     for (const [current, next] of upcoming) {
       const n = this.state(next);
       n.admittedSinceSync = current.admittedSinceSync;
+      n.rate = current.rate;
       n.lastReserve = current.lastReserve;
       n.lastActual = current.lastActual;
       batch.push(n);
