@@ -102,6 +102,19 @@ function field(value: string | null | undefined): string {
   if (!SPECIAL.test(value)) return value;
   return value.replace(/\\/g, "\\\\").replace(/\t/g, "\\t").replace(/\n/g, "\\n").replace(/\r/g, "\\r");
 }
+/** `Date#toISOString` with the part up to the second remembered: log rows come in runs of the same second. */
+let isoSecond = -1;
+let isoPrefix = "";
+function iso(ms: number): string {
+  const second = Math.floor(ms / 1000);
+  if (second !== isoSecond) {
+    isoSecond = second;
+    isoPrefix = new Date(second * 1000).toISOString().slice(0, 20); // 2026-01-02T03:04:05.
+  }
+  const millis = ms - second * 1000;
+  return `${isoPrefix}${millis < 10 ? "00" : millis < 100 ? "0" : ""}${Math.floor(millis)}Z`;
+}
+
 /** Token counts are integers in the table; a provider's odd value must not make the batch unwritable. */
 const count = (n: number) => (Number.isFinite(n) ? String(Math.round(n)) : "0");
 
@@ -109,12 +122,10 @@ function logLine(x: SpendEvent): string {
   const t = x.targets;
   // jsonb refuses the NUL character, which JSON can carry as \u0000.
   const metadata = JSON.stringify(x.metadata ?? {}).replaceAll("\\u0000", "");
-  return [
-    field(x.requestId), field(t.token ?? "master"), field(t.user?.id ?? t.member?.userId), field(t.team?.id), field(t.customer?.id),
-    field(x.model), field(x.deployment), field(x.route), count(x.usage.prompt_tokens), count(x.usage.completion_tokens),
-    count(x.usage.total_tokens), Number.isFinite(x.cost) ? String(x.cost) : "0", new Date(x.start).toISOString(),
-    new Date(x.end).toISOString(), field(x.status), field(metadata),
-  ].join("\t") + "\n";
+  return `${field(x.requestId)}\t${field(t.token ?? "master")}\t${field(t.user?.id ?? t.member?.userId)}\t${field(t.team?.id)}\t` +
+    `${field(t.customer?.id)}\t${field(x.model)}\t${field(x.deployment)}\t${field(x.route)}\t${count(x.usage.prompt_tokens)}\t` +
+    `${count(x.usage.completion_tokens)}\t${count(x.usage.total_tokens)}\t${Number.isFinite(x.cost) ? x.cost : 0}\t` +
+    `${iso(x.start)}\t${iso(x.end)}\t${field(x.status)}\t${field(metadata)}\n`;
 }
 
 export function buildBatch(id: string, events: SpendEvent[]): Batch {
