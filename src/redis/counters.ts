@@ -99,9 +99,15 @@ export class SharedCounters implements Counters {
   }
 
   private fitsLocally(s: State, check: CounterCheck): boolean {
-    if (this.degraded) return s.v + consumed(s) < check.limit;
+    // Without Redis an instance still leaves room for what the others held at the last sync.
+    if (this.degraded) return this.alone(s) < check.limit;
     // A sync in flight does not stop local admissions: the lease it may change can only grow.
     return s.synced && consumed(s) + check.reserve <= s.lease && (check.reserve > 0 || consumed(s) < s.lease);
+  }
+
+  /** The counter as this instance alone can know it: the last shared view plus its own consumption. */
+  private alone(s: State): number {
+    return s.v + s.others + consumed(s);
   }
 
   private take(s: State, check: CounterCheck): void {
@@ -126,7 +132,10 @@ export class SharedCounters implements Counters {
     const base = Math.max(16 * this.unit(s), LEASE_MS * s.rate, 3 * s.admittedSinceSync);
     const share = (s.check.limit - s.v - s.others - consumed(s)) / (2 * (s.peers + 1));
     // A share that does not hold a whole request is not worth holding: it would only starve the others.
-    return share < this.unit(s) ? 0 : Math.min(base, share);
+    // Near the edge, room with nothing in flight goes back too: another instance may need it now.
+    const unit = this.unit(s);
+    if (share < unit || (share < 2 * unit && s.inflight === 0)) return 0;
+    return Math.min(base, share);
   }
 
   admit(checks: readonly CounterCheck[]): number | Promise<number> {
@@ -170,13 +179,13 @@ export class SharedCounters implements Counters {
   /** One admission decided by Redis (after a last local try, the lease may have grown meanwhile). */
   private async decide(s: State, check: CounterCheck): Promise<boolean> {
     if (this.degraded || (s.synced && consumed(s) + check.reserve <= s.lease && (check.reserve > 0 || consumed(s) < s.lease))) {
-      if (this.degraded && s.v + consumed(s) >= check.limit) return false;
+      if (this.degraded && this.alone(s) >= check.limit) return false;
       this.take(s, check);
       return true;
     }
     const reply = await this.sync(s, check.reserve, true);
     if (!reply) {
-      if (s.v + consumed(s) >= check.limit) return false;
+      if (this.alone(s) >= check.limit) return false;
       this.take(s, check);
       return true;
     }
@@ -354,7 +363,10 @@ export class SharedCounters implements Counters {
 
   release(check: CounterCheck): void {
     const s = this.states.get(check.key);
-    if (s) s.inflight = Math.max(0, s.inflight - check.reserve);
+    if (!s) return;
+    s.inflight = Math.max(0, s.inflight - check.reserve);
+    // The next tick looks at it: room this request no longer needs goes back to the other instances.
+    this.dirty.add(s);
   }
 
   used(check: CounterCheck): number {
