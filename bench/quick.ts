@@ -43,8 +43,10 @@ if (want.has("pg")) {
   const key = await governedKey(gateway.url);
   print("governed (Postgres+Redis)", await wrk(`${gateway.url}/v1/chat/completions`, bearer(key), GOVERNED_BODY, SECONDS, gateway.proc.pid));
   if (want.has("rate")) {
-    const direct = await fixedRate(`${upstream}/chat/completions`, json, BENCH_BODY, 1000, 5);
-    const through = await fixedRate(`${gateway.url}/v1/chat/completions`, bearer(key), GOVERNED_BODY, 1000, 5);
+    await Bun.sleep(3000);
+    await fixedRate(`${gateway.url}/v1/chat/completions`, bearer(key), GOVERNED_BODY, 1000, 1);
+    const direct = await fixedRate(`${upstream}/chat/completions`, json, BENCH_BODY, 1000, 10);
+    const through = await fixedRate(`${gateway.url}/v1/chat/completions`, bearer(key), GOVERNED_BODY, 1000, 10);
     const f = (n: number) => n.toFixed(2);
     process.stdout.write(`1000 req/s  direct p50 ${f(direct.p50)} p99 ${f(direct.p99)} p99.9 ${f(direct.p999)} | litegate p50 ${f(through.p50)} p99 ${f(through.p99)} p99.9 ${f(through.p999)} | added p50 ${f(through.p50 - direct.p50)} p99 ${f(through.p99 - direct.p99)}\n`);
   }
