@@ -26,8 +26,9 @@ async function handle(message: Request): Promise<void> {
   switch (message.kind) {
     case "open":
       db = await startPglite(message.dataDir);
-      Bun.gc(true); // the engine's files, read to start it, are garbage now
-      return reply({ id: message.id, ok: true });
+      reply({ id: message.id, ok: true });
+      setTimeout(() => Bun.gc(true), 0); // the engine's files, read to start it, are garbage now
+      return;
     case "query": {
       const result = await handleFor(message.tx).query(message.text, message.params as any[]);
       return reply({ id: message.id, ok: true, rows: result.rows });
