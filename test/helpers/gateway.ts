@@ -17,7 +17,9 @@ export const MASTER = "sk-1234";
 export async function inProcessGateway(yaml: string, options: { db?: Database; start?: number } & Partial<GatewayOptions> = {}) {
   const db = options.db ?? (await openDatabase({ dataDir: mkdtempSync(join(tmpdir(), "litegate-test-")) }));
   await migrate(db);
-  const clock = manualClock(options.start ?? Date.now());
+  // Counters shared through Redis keep real time (their leases and windows expire by it), so a gateway
+  // using them must too: a frozen clock would keep planning a rate window the counters have left.
+  const clock = options.counters ? { ...manualClock(), now: () => Date.now() } : manualClock(options.start ?? Date.now());
   const { config } = parseConfig(yaml, {});
   const gateway = await buildGateway({ ...options, config, db, clock, log: silentLogger, spendIntervalMs: 60_000 });
 
