@@ -80,15 +80,15 @@ class RollbackRequested extends Error {}
 // Spend logs arrive here as large blocks of text that the engine copies into its own memory: left
 // to itself this thread's collector lets them pile up to hundreds of megabytes. A collection a second
 // on this thread keeps the process small and costs the request thread nothing.
-let loaded = 0;
+let copied = false;
 setInterval(() => {
-  if (loaded === 0) return;
-  loaded = 0;
+  if (!copied) return;
+  copied = false;
   Bun.gc(true);
 }, 1000);
 
 self.onmessage = (event: MessageEvent<Request>) => {
-  if (event.data.kind === "copy") loaded += event.data.text.length;
+  if (event.data.kind === "copy") copied = true;
   handle(event.data).catch((error: any) =>
     reply({ id: event.data.id, ok: false, message: error?.message ?? String(error), code: error?.code }));
 };

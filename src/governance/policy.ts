@@ -186,17 +186,12 @@ interface CachedPlan {
 
 const MASTER = {};
 
-const sameDefaults = (a: BudgetDefaults, b: BudgetDefaults) =>
-  a.maxBudget === b.maxBudget && a.budgetDuration === b.budgetDuration && a.maxEndUserBudget === b.maxEndUserBudget &&
-  a.maxInternalUserBudget === b.maxInternalUserBudget && a.internalUserBudgetDuration === b.internalUserBudgetDuration &&
-  a.gatewaySpend === b.gatewaySpend && a.gatewayResetAt?.getTime() === b.gatewayResetAt?.getTime() &&
-  a.gatewayCreatedAt?.getTime() === b.gatewayCreatedAt?.getTime();
-
 /**
  * `planChecks` with the plan kept per principal, customer and model: the same keys, limits and
  * spend targets serve every request until the rate window turns, a budget period ends, or a newer
- * principal, customer or setting replaces them (a reloaded principal is a new object). Only the
- * budget reservation, the request's estimated cost, is filled in per request.
+ * principal, customer or budget settings object replaces them (a reloaded principal is a new object;
+ * the runtime hands out a new settings object when they change). Only the budget reservation, the
+ * request's estimated cost, is filled in per request.
  */
 export function createPlanner() {
   type PerModel = { none?: CachedPlan; byCustomer: WeakMap<CustomerRecord, CachedPlan> };
@@ -220,7 +215,7 @@ export function createPlanner() {
     let perModel = models.get(input.model);
     if (!perModel) models.set(input.model, (perModel = { byCustomer: new WeakMap() }));
     let cached = input.customer ? perModel.byCustomer.get(input.customer) : perModel.none;
-    if (!cached || input.now >= cached.validUntil || !sameDefaults(cached.defaults, input.defaults)) {
+    if (!cached || input.now >= cached.validUntil || cached.defaults !== input.defaults) {
       cached = fresh(input);
       if (input.customer) perModel.byCustomer.set(input.customer, cached);
       else perModel.none = cached;

@@ -14,7 +14,10 @@ export interface Runtime {
   defaultCompletionTokens: number;
   rejectUnpriced: boolean;
   requestTimeoutMs: number;
-  /** Budget settings; the gateway's stored spend is read through `gatewayState`. */
+  /**
+   * Budget settings and the gateway's stored spend: the same object until the scheduler changes that
+   * spend, so a plan kept for it stays valid exactly as long (compared by identity).
+   */
   budgetDefaults(): BudgetDefaults;
   /** How many other deployments of a model to try after a retryable error. */
   retriesOf(model: string): number;
@@ -46,6 +49,16 @@ export function createRuntime(
     for (const [from, to] of Object.entries(entry)) fallbacks.set(from, [...(fallbacks.get(from) ?? []), ...to]);
   }
   const configuredRetries = r.num_retries ?? l.num_retries;
+  let defaults: BudgetDefaults = {
+    maxBudget: l.max_budget ?? undefined,
+    budgetDuration: l.budget_duration ?? undefined,
+    maxEndUserBudget: l.max_end_user_budget ?? undefined,
+    maxInternalUserBudget: l.max_internal_user_budget ?? undefined,
+    internalUserBudgetDuration: l.internal_user_budget_duration ?? undefined,
+    gatewaySpend: gateway.spend,
+    gatewayResetAt: gateway.budgetResetAt,
+    gatewayCreatedAt: gateway.createdAt,
+  };
   return {
     config,
     router,
@@ -57,15 +70,11 @@ export function createRuntime(
     defaultCompletionTokens: g.default_completion_tokens,
     rejectUnpriced: g.reject_unpriced_models,
     requestTimeoutMs: g.request_timeout * 1000,
-    budgetDefaults: () => ({
-      maxBudget: l.max_budget ?? undefined,
-      budgetDuration: l.budget_duration ?? undefined,
-      maxEndUserBudget: l.max_end_user_budget ?? undefined,
-      maxInternalUserBudget: l.max_internal_user_budget ?? undefined,
-      internalUserBudgetDuration: l.internal_user_budget_duration ?? undefined,
-      gatewaySpend: gateway.spend,
-      gatewayResetAt: gateway.budgetResetAt,
-      gatewayCreatedAt: gateway.createdAt,
-    }),
+    budgetDefaults() {
+      if (defaults.gatewaySpend !== gateway.spend || defaults.gatewayResetAt !== gateway.budgetResetAt || defaults.gatewayCreatedAt !== gateway.createdAt) {
+        defaults = { ...defaults, gatewaySpend: gateway.spend, gatewayResetAt: gateway.budgetResetAt, gatewayCreatedAt: gateway.createdAt };
+      }
+      return defaults;
+    },
   };
 }

@@ -128,14 +128,13 @@ export class SharedCounters implements Counters {
    * quiet key does not sync after every request), never more than its share of what is left.
    */
   private want(s: State): number {
-    // A lease covers LEASE_MS of recent traffic, so a busy counter syncs a few times a second, not every tick.
-    const base = Math.max(16 * this.unit(s), LEASE_MS * s.rate, 3 * s.admittedSinceSync);
+    const unit = this.unit(s);
     const share = (s.check.limit - s.v - s.others - consumed(s)) / (2 * (s.peers + 1));
     // A share that does not hold a whole request is not worth holding: it would only starve the others.
     // Near the edge, room with nothing in flight goes back too: another instance may need it now.
-    const unit = this.unit(s);
     if (share < unit || (share < 2 * unit && s.inflight === 0)) return 0;
-    return Math.min(base, share);
+    // A lease covers LEASE_MS of recent traffic, so a busy counter syncs a few times a second, not every tick.
+    return Math.min(Math.max(16 * unit, LEASE_MS * s.rate, 3 * s.admittedSinceSync), share);
   }
 
   admit(checks: readonly CounterCheck[]): number | Promise<number> {

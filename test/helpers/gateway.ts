@@ -19,7 +19,10 @@ export async function inProcessGateway(yaml: string, options: { db?: Database; s
   await migrate(db);
   // Counters shared through Redis keep real time (their leases and windows expire by it), so a gateway
   // using them must too: a frozen clock would keep planning a rate window the counters have left.
-  const clock = options.counters ? { ...manualClock(), now: () => Date.now() } : manualClock(options.start ?? Date.now());
+  const realTime = () => {
+    throw new Error("this gateway shares Redis counters and runs on real time: its clock cannot be moved");
+  };
+  const clock = options.counters ? { now: () => Date.now(), advance: realTime, set: realTime } : manualClock(options.start ?? Date.now());
   const { config } = parseConfig(yaml, {});
   const gateway = await buildGateway({ ...options, config, db, clock, log: silentLogger, spendIntervalMs: 60_000 });
 
