@@ -12,7 +12,9 @@ let gateway: RunningGateway;
 let dbUrl: string;
 
 beforeAll(async () => {
-  upstream = await startUpstream({ chunks: 6, chunkDelayMs: 20 });
+  // Streams last about half a second: an abandoning client's cancel must reach the gateway while the provider
+  // is still sending, even when the first burst of connections is slow to set up.
+  upstream = await startUpstream({ chunks: 6, chunkDelayMs: 100 });
   dbUrl = await (await sharedPostgres()).newDatabase();
   gateway = await startBinary({ config: `
 model_list:
