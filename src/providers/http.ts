@@ -7,8 +7,16 @@ export const PATHS: Record<Route, string> = { chat: "/chat/completions", complet
 /** Where a request goes, and the secret that must never appear in a message about it. */
 export interface Target {
   url: string;
+  /** The URL's host, for messages. */
+  host: string;
+  /** Every header a request carries, content-type included. */
   headers: Record<string, string>;
   secret?: string;
+}
+
+/** A target with what every request to it shares worked out once, when the deployment is built. */
+export function target(url: string, headers: Record<string, string>, secret: string | undefined): Target {
+  return { url, host: new URL(url).host, headers: { "content-type": "application/json", ...headers }, secret };
 }
 
 /** An upstream answer whose headers arrived; `text()` reads the body within the same deadline. */
@@ -134,11 +142,11 @@ function failure(call: UpstreamCall, error: unknown, timedOut: boolean, host: st
 
 /** POSTs a JSON body upstream: the answer once its headers arrive, or an error result (never a throw). */
 export async function post(call: UpstreamCall, target: Target, body: string): Promise<Answer | ErrorResult> {
-  const host = new URL(target.url).host;
+  const { host } = target;
   const deadline = deadlineOf(call);
   let response: Response;
   try {
-    response = await fetch(target.url, { method: "POST", headers: { "content-type": "application/json", ...target.headers }, body, signal: deadline.signal });
+    response = await fetch(target.url, { method: "POST", headers: target.headers, body, signal: deadline.signal });
   } catch (error) {
     deadline.clear();
     return failure(call, error, deadline.timedOut(), host, deadline.seconds);

@@ -54,8 +54,6 @@ interface Context {
   ticket: Ticket;
 }
 
-const JSON_HEADERS = { "content-type": "application/json" };
-const SSE_HEADERS = { "content-type": "text/event-stream", "cache-control": "no-cache", connection: "keep-alive" };
 
 /** check → reserve → call → stream tap → settle: the one path every inference request takes. */
 export function createInference(deps: InferenceDeps) {
@@ -99,8 +97,10 @@ export function createInference(deps: InferenceDeps) {
     });
   }
 
-  function spendHeaders(ctx: Context): Record<string, string> {
+  /** The answer's headers (rate limits, spend, call id) in one fresh object, for the Response to take as is. */
+  function spendHeaders(ctx: Context, contentType: string): Record<string, string> {
     const headers = ctx.ticket.headers();
+    headers["content-type"] = contentType;
     headers["x-litellm-call-id"] = ctx.requestId;
     if (ctx.caller.kind === "key") {
       const keyCheck = ctx.ticket.plan.checks.find((c) => c.kind === "budget" && c.scope === "key");
@@ -189,12 +189,14 @@ export function createInference(deps: InferenceDeps) {
       const usage = usageOf(ctx, result.usage, "");
       const cost = settle(ctx, usage, "success");
       observe(ctx, result.status, usage, cost);
-      const headers = spendHeaders(ctx);
+      const headers = spendHeaders(ctx, "application/json");
       headers["x-litellm-response-cost"] = String(cost);
-      return new Response(result.body, { status: result.status, headers: { ...JSON_HEADERS, ...headers } });
+      return new Response(result.body, { status: result.status, headers });
     }
 
-    const headers = spendHeaders(ctx);
+    const headers = spendHeaders(ctx, "text/event-stream");
+    headers["cache-control"] = "no-cache";
+    headers.connection = "keep-alive";
     const body = tapStream(result.stream, (outcome) => {
       done();
       const usage = usageOf(ctx, outcome.usage, outcome.text);
@@ -202,7 +204,7 @@ export function createInference(deps: InferenceDeps) {
       const cost = settle(ctx, usage, status);
       observe(ctx, outcome.end === "complete" ? result.status : outcome.end === "cancelled" ? 499 : 502, usage, cost, outcome.end);
     });
-    return new Response(body, { status: result.status, headers: { ...SSE_HEADERS, ...headers } });
+    return new Response(body, { status: result.status, headers });
   };
 }
 
