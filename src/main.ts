@@ -58,7 +58,9 @@ async function main(): Promise<void> {
   }
 
   const redisUrl = redisUrlOf(config, process.env);
-  const redis: RedisLink | null = redisUrl ? await connectRedis(redisUrl, log) : null;
+  const redis: RedisLink | null = redisUrl
+    ? await connectRedis(redisUrl, log).catch((error) => fail(error instanceof Error ? error.message : String(error)))
+    : null;
   const gateway = await buildGateway({
     config, db, log,
     counters: redis?.counters,

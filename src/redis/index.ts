@@ -1,4 +1,4 @@
-import Redis from "ioredis";
+import Redis, { type RedisOptions } from "ioredis";
 import type { Invalidation } from "../auth";
 import type { Logger } from "../log";
 import { SharedCounters } from "./counters";
@@ -18,8 +18,36 @@ export interface RedisLink {
   close(): Promise<void>;
 }
 
+/**
+ * ioredis options from a `redis://` or `rediss://` URL (user, password, host, port, database number).
+ * Parsed here with the WHATWG parser: handing ioredis the string makes it use Node's deprecated
+ * `url.parse`, which prints a deprecation warning on every start.
+ */
+export function redisOptionsOf(value: string): RedisOptions {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    throw new Error(`redis_url is not a URL: expected redis://[user:password@]host[:port][/db]`);
+  }
+  if (url.protocol !== "redis:" && url.protocol !== "rediss:") {
+    throw new Error(`redis_url must start with redis:// or rediss:// (got ${url.protocol}//)`);
+  }
+  const options: RedisOptions = { host: url.hostname.replace(/^\[(.*)\]$/, "$1") || "127.0.0.1", port: url.port ? Number(url.port) : 6379 };
+  if (url.username) options.username = decodeURIComponent(url.username);
+  if (url.password) options.password = decodeURIComponent(url.password);
+  const db = url.pathname.replace(/^\//, "");
+  if (db !== "") {
+    if (!/^\d+$/.test(db)) throw new Error(`redis_url: the path must be a database number (got /${db})`);
+    options.db = Number(db);
+  }
+  if (url.protocol === "rediss:") options.tls = {};
+  return options;
+}
+
 export async function connectRedis(url: string, log: Logger, now: () => number = Date.now): Promise<RedisLink> {
   const options = {
+    ...redisOptionsOf(url),
     lazyConnect: true,
     enableOfflineQueue: false,
     maxRetriesPerRequest: 0,
@@ -27,8 +55,8 @@ export async function connectRedis(url: string, log: Logger, now: () => number =
     commandTimeout: 1000,
     retryStrategy: (attempt: number) => Math.min(50 * attempt, 1000),
   };
-  const client = new Redis(url, options);
-  const subscriber = new Redis(url, { ...options, maxRetriesPerRequest: null, enableOfflineQueue: true });
+  const client = new Redis(options);
+  const subscriber = new Redis({ ...options, maxRetriesPerRequest: null, enableOfflineQueue: true });
   for (const connection of [client, subscriber]) connection.on("error", () => {});
   // The gateway starts even when Redis is down: it serves with per-instance limits until Redis answers.
   await client.connect().catch((error) => log.error("redis unreachable at start", { error: String(error) }));

@@ -4,7 +4,7 @@ import { join } from "node:path";
 import OpenAI from "openai";
 import { MIGRATIONS } from "../../src/db/migrations";
 import { type RunningGateway, runBinary, startBinary } from "../helpers/binary";
-import { sharedPostgres, tempDir } from "../helpers/services";
+import { sharedPostgres, startRedis, tempDir } from "../helpers/services";
 import { type Upstream, startUpstream } from "../helpers/upstream";
 
 let upstream: Upstream;
@@ -140,6 +140,8 @@ describe("the compiled binary with the openai client", () => {
   });
 });
 
+const MINIMAL = { model_list: [{ model_name: "m", litellm_params: { model: "mock/m", mock_response: "hi" } }] };
+
 describe("command line", () => {
   test("--help and --version", async () => {
     expect((await runBinary(["--help"])).stdout).toContain("litegate --config PATH");
@@ -155,6 +157,27 @@ describe("command line", () => {
     expect(missing.code).not.toBe(0);
     expect(missing.stderr.trim().split("\n")).toHaveLength(1);
     expect(missing.stderr).toContain("/nonexistent/config.yaml");
+  });
+
+  test("with Redis: starts without a warning on stderr; a malformed redis_url is one clear line", async () => {
+    const redis = await startRedis();
+    try {
+      const cwd = tempDir("redis-start");
+      const withRedis = await startBinary({ cwd, config: { ...JSON.parse(JSON.stringify(MINIMAL)), general_settings: { master_key: "sk-1234", data_dir: join(cwd, "db"), redis_url: redis.url } } });
+      const health = (await (await fetch(`${withRedis.url}/health/readiness`)).json()) as any;
+      expect(await withRedis.stop()).toBe(0);
+      expect(JSON.stringify(health)).toContain("connected");
+      expect(withRedis.output()).not.toMatch(/warning/i);
+    } finally {
+      await redis.stop();
+    }
+    const cwd = tempDir("redis-bad");
+    const path = join(cwd, "config.yaml");
+    await Bun.write(path, `general_settings:\n  master_key: sk-1234\n  data_dir: ./db\n  redis_url: "127.0.0.1:6379"\n`);
+    const bad = await runBinary(["--config", path], { cwd });
+    expect(bad.code).toBe(1);
+    expect(bad.stderr.trim().split("\n")).toHaveLength(1);
+    expect(bad.stderr).toContain("redis_url is not a URL: expected redis://");
   });
 
   test("migrate applies the migrations and exits", async () => {
