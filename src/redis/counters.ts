@@ -41,6 +41,11 @@ interface State {
 
 type SyncReply = [number, string, string, string, number];
 
+/** Counter `i`'s reply within a sync call's flat answer (five values per counter). */
+const replyAt = (flat: unknown[], i: number): SyncReply => flat.slice(5 * i, 5 * i + 5) as SyncReply;
+/** Counters per sync script call: each call runs to its end inside Redis, holding up every other client. */
+const SYNC_SLICE = 200;
+
 export interface SharedCountersOptions {
   redis: Redis;
   instanceId: string;
@@ -59,7 +64,7 @@ const DAY_MS = 86_400_000;
 
 export class SharedCounters implements Counters {
   private readonly states = new Map<string, State>();
-  private readonly redis: Redis & { litegateSync?: (...args: unknown[]) => Promise<SyncReply> };
+  private readonly redis: Redis & { litegateSync?: (...args: unknown[]) => Promise<unknown[]> };
   private readonly timer: Timer;
   private degraded = false;
   private ticking = false;
@@ -75,7 +80,8 @@ export class SharedCounters implements Counters {
 
   constructor(private readonly options: SharedCountersOptions) {
     this.redis = options.redis;
-    this.redis.defineCommand("litegateSync", { numberOfKeys: 1, lua: SYNC_SCRIPT });
+    // Any number of counters per call: the first argument is how many keys follow.
+    this.redis.defineCommand("litegateSync", { lua: SYNC_SCRIPT });
     this.redis.set(redisKeys.alive(options.instanceId), "1", "PX", options.leaseTtlMs ?? 3000).catch(() => {});
     this.timer = setInterval(() => void this.tick(), options.tickMs ?? 10);
   }
@@ -198,14 +204,11 @@ export class SharedCounters implements Counters {
     const push = s.unsynced;
     s.unsynced = 0;
     s.lease = Math.max(0, s.lease - push);
-    const want = this.want(s);
-    const keyTtl = Number.isFinite(s.check.expiresAt) ? Math.max(1000, s.check.expiresAt - this.options.now() + 10_000) : DAY_MS;
+    const args = this.syncArgs(s, push, need, this.want(s), admission, this.options.now());
     this.roundTrips++;
     try {
-      const reply = await this.redis.litegateSync!(
-        redisKeys.counter(s.check.key), this.options.instanceId, s.check.initial, s.check.limit, push, s.lease,
-        consumed(s), need, want, this.options.leaseTtlMs ?? 3000, Math.ceil(keyTtl), admission ? "1" : "0", this.unit(s),
-      );
+      const flat = await this.redis.litegateSync!(1, redisKeys.counter(s.check.key), this.options.instanceId, ...args);
+      const reply = replyAt(flat, 0);
       this.apply(s, reply);
       this.healthy();
       return reply;
@@ -215,6 +218,12 @@ export class SharedCounters implements Counters {
       this.unhealthy(error);
       return null;
     }
+  }
+
+  /** A counter's values for the sync script, in the order it reads them. */
+  private syncArgs(s: State, push: number, need: number, request: number, admission: boolean, now: number): (string | number)[] {
+    const keyTtl = Number.isFinite(s.check.expiresAt) ? Math.max(1000, s.check.expiresAt - now + 10_000) : DAY_MS;
+    return [s.check.initial, s.check.limit, push, s.lease, consumed(s), need, request, Math.ceil(keyTtl), admission ? "1" : "0", this.unit(s)];
   }
 
   private apply(s: State, reply: SyncReply): void {
@@ -315,26 +324,27 @@ export class SharedCounters implements Counters {
         const want = idle ? 0 : this.want(s);
         if (s.lease - s.inflight > want) s.lease = s.inflight + want;
         const request = Math.max(0, want - (s.lease - s.inflight));
-        const keyTtl = Number.isFinite(s.check.expiresAt) ? Math.max(1000, s.check.expiresAt - now + 10_000) : DAY_MS;
-        (pipeline as any).litegateSync(
-          redisKeys.counter(s.check.key), this.options.instanceId, s.check.initial, s.check.limit, push, s.lease,
-          consumed(s), 0, request, this.options.leaseTtlMs ?? 3000, Math.ceil(keyTtl), "0", this.unit(s),
-        );
-        return { s, push };
+        return { s, push, args: this.syncArgs(s, push, 0, request, false, now) };
       });
+      // Many counters per script call, in slices short enough not to hold Redis up for the other instances.
+      for (let from = 0; from < sent.length; from += SYNC_SLICE) {
+        const slice = sent.slice(from, from + SYNC_SLICE);
+        const keys = slice.map(({ s }) => redisKeys.counter(s.check.key));
+        (pipeline as any).litegateSync(slice.length, ...keys, this.options.instanceId, ...slice.flatMap(({ args }) => args));
+      }
       this.roundTrips++;
       const done = pipeline.exec();
       for (const { s } of sent) s.busy = done;
       const replies = (await done)?.slice(1);
       for (const { s } of sent) s.busy = null;
       if (!replies) throw new Error("pipeline returned nothing");
-      replies.forEach(([error, reply], i) => {
-        const { s, push } = sent[i]!;
+      sent.forEach(({ s, push }, i) => {
+        const [error, flat] = replies[Math.floor(i / SYNC_SLICE)]!;
         if (error) {
           s.unsynced += push;
           this.unhealthy(error);
         } else {
-          this.apply(s, reply as SyncReply);
+          this.apply(s, replyAt(flat as unknown[], i % SYNC_SLICE));
         }
       });
       if (replies.some(([error]) => !error)) this.healthy();

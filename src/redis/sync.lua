@@ -1,49 +1,64 @@
--- One counter, atomically: push this instance's settled amount, drop leases of dead instances,
--- decide an admission if asked, and grant more room within the limit.
--- KEYS[1] counter hash; an instance is alive while its key lg:alive:<id> exists (refreshed every tick)
--- ARGV: 1 instance, 2 initial value, 3 limit, 4 push, 5 lease held, 6 consumed (in flight + settled
---       not pushed), 7 need (this admission's reservation), 8 request (extra room wanted),
---       9 (unused), 10 key ttl ms, 11 admission? ("1"/"0"), 12 unit (a typical reservation)
-local h = KEYS[1]
+-- Counters, each atomically: push this instance's settled amount, drop leases of dead instances,
+-- decide an admission if asked, and grant more room within the limit. One call carries many
+-- counters (a tick's worth), so a busy instance pays one command for all of them.
+-- KEYS[i] counter hash i; an instance is alive while its key lg:alive:<id> exists (refreshed every tick)
+-- ARGV: 1 instance, then FIELDS values per counter, in KEYS order:
+--       initial value, limit, push, lease held, consumed (in flight + settled not pushed),
+--       need (this admission's reservation), request (extra room wanted), key ttl ms,
+--       admission? ("1"/"0"), unit (a typical reservation)
+-- Returns 5 values per counter: admitted, lease, shared value, others' leases, live peers.
+local FIELDS = 10
 local me = ARGV[1]
-if redis.call('HEXISTS', h, 'v') == 0 then redis.call('HSET', h, 'v', ARGV[2]) end
-local v = tonumber(redis.call('HINCRBYFLOAT', h, 'v', ARGV[4]))
-local limit = tonumber(ARGV[3])
-local fields = redis.call('HGETALL', h)
-local others, peers = 0, 0
-for i = 1, #fields, 2 do
-  local f = fields[i]
-  if string.sub(f, 1, 2) == 'l:' then
-    local who = string.sub(f, 3)
-    if who ~= me then
-      if redis.call('EXISTS', 'lg:alive:' .. who) == 0 then
-        redis.call('HDEL', h, f)
-      else
-        others = others + tonumber(fields[i + 1])
-        peers = peers + 1
+local alive = {}
+local out = {}
+for k = 1, #KEYS do
+  local h = KEYS[k]
+  local a = 1 + (k - 1) * FIELDS
+  if redis.call('HEXISTS', h, 'v') == 0 then redis.call('HSET', h, 'v', ARGV[a + 1]) end
+  local v = tonumber(redis.call('HINCRBYFLOAT', h, 'v', ARGV[a + 3]))
+  local limit = tonumber(ARGV[a + 2])
+  local fields = redis.call('HGETALL', h)
+  local others, peers = 0, 0
+  for i = 1, #fields, 2 do
+    local f = fields[i]
+    if string.sub(f, 1, 2) == 'l:' then
+      local who = string.sub(f, 3)
+      if who ~= me then
+        if alive[who] == nil then alive[who] = redis.call('EXISTS', 'lg:alive:' .. who) == 1 end
+        if alive[who] then
+          others = others + tonumber(fields[i + 1])
+          peers = peers + 1
+        else
+          redis.call('HDEL', h, f)
+        end
       end
     end
   end
-end
-local lease = tonumber(ARGV[5])
-local consumed = tonumber(ARGV[6])
-local need = tonumber(ARGV[7])
-local admitted = 1
-if ARGV[11] == '1' then
-  if v + others + consumed >= limit then
-    admitted = 0
-  else
-    lease = math.max(lease, consumed + need)
+  local lease = tonumber(ARGV[a + 4])
+  local consumed = tonumber(ARGV[a + 5])
+  local need = tonumber(ARGV[a + 6])
+  local admitted = 1
+  if ARGV[a + 9] == '1' then
+    if v + others + consumed >= limit then
+      admitted = 0
+    else
+      lease = math.max(lease, consumed + need)
+    end
   end
+  -- Extra room is at most this instance's share of half of what is left, and only when that share
+  -- holds a whole request: near the edge every decision is taken here, exactly.
+  local grant = 0
+  local free = limit - v - others - math.max(lease, consumed)
+  local share = free / (2 * (peers + 1))
+  local request = tonumber(ARGV[a + 7])
+  if admitted == 1 and request > 0 and share >= tonumber(ARGV[a + 10]) then grant = math.min(request, share) end
+  lease = lease + grant
+  redis.call('HSET', h, 'l:' .. me, tostring(lease))
+  redis.call('PEXPIRE', h, ARGV[a + 8])
+  out[#out + 1] = admitted
+  out[#out + 1] = tostring(lease)
+  out[#out + 1] = tostring(v)
+  out[#out + 1] = tostring(others)
+  out[#out + 1] = peers
 end
--- Extra room is at most this instance's share of half of what is left, and only when that share
--- holds a whole request: near the edge every decision is taken here, exactly.
-local grant = 0
-local free = limit - v - others - math.max(lease, consumed)
-local share = free / (2 * (peers + 1))
-local request = tonumber(ARGV[8])
-if admitted == 1 and request > 0 and share >= tonumber(ARGV[12]) then grant = math.min(request, share) end
-lease = lease + grant
-redis.call('HSET', h, 'l:' .. me, tostring(lease))
-redis.call('PEXPIRE', h, ARGV[10])
-return { admitted, tostring(lease), tostring(v), tostring(others), peers }
+return out

@@ -1,0 +1,81 @@
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import Redis from "ioredis";
+import type { CounterCheck } from "../../src/governance/counters";
+import { silentLogger } from "../../src/log";
+import { SharedCounters, redisKeys } from "../../src/redis";
+import { type RedisServer, startRedis } from "../helpers/services";
+
+let server: RedisServer;
+let admin: Redis;
+const clients: Redis[] = [];
+
+beforeAll(async () => {
+  server = await startRedis();
+  admin = new Redis(server.url);
+});
+afterAll(async () => {
+  for (const client of clients) client.disconnect();
+  admin.disconnect();
+  await server.stop();
+});
+
+function instance(id: string): SharedCounters {
+  const redis = new Redis(server.url);
+  clients.push(redis);
+  return new SharedCounters({ redis, instanceId: id, log: silentLogger, now: Date.now, leaseTtlMs: 1000 });
+}
+
+const checks = (prefix: string, n: number, limit: number): CounterCheck[] =>
+  Array.from({ length: n }, (_, i) => ({ key: `${prefix}:${i}`, limit, reserve: 1, initial: 0, expiresAt: Infinity }));
+
+async function until(what: string, condition: () => Promise<boolean>, ms = 5000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!(await condition())) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await Bun.sleep(50);
+  }
+}
+
+describe("shared counters: many counters per sync call", () => {
+  test("a tick pushes the settled amounts of more counters than one script call carries", async () => {
+    const a = instance("sync-a");
+    const many = checks("many", 450, 1000);
+    for (const check of many) expect(await a.admit([check])).toBe(-1);
+    for (const [i, check] of many.entries()) a.settle(check, i + 1);
+    // Settled amounts reach Redis within about a second (in three script calls of at most 200 counters).
+    await until("every counter pushed", async () => {
+      const values = await Promise.all(many.map((check) => admin.hget(redisKeys.counter(check.key), "v")));
+      return values.every((v, i) => Number(v) === i + 1);
+    });
+    // Every counter holds this instance's lease, and its value as this instance knows it is exact.
+    const leases = await Promise.all(many.map((check) => admin.hget(redisKeys.counter(check.key), "l:sync-a")));
+    expect(leases.every((lease) => lease !== null && Number(lease) >= 0)).toBe(true);
+    expect(many.map((check) => a.used(check))).toEqual(many.map((_, i) => i + 1));
+    await a.close();
+  });
+
+  test("another instance counts the first one's leases until that one is gone", async () => {
+    const a = instance("lease-a");
+    const b = instance("lease-b");
+    const few = checks("few", 3, 100);
+    for (const check of few) expect(await a.admit([check])).toBe(-1);
+    for (const check of few) expect(await b.admit([check])).toBe(-1);
+    // b's view includes a's leases: what a holds is not b's to hand out.
+    const leaseOfA = await Promise.all(few.map((check) => admin.hget(redisKeys.counter(check.key), "l:lease-a")));
+    for (const [i, check] of few.entries()) {
+      expect(Number(leaseOfA[i])).toBeGreaterThan(0);
+      expect(b.used(check)).toBeGreaterThanOrEqual(Number(leaseOfA[i]) + 1);
+    }
+    // a stops without handing back (its heartbeat lapses): the next syncs drop its leases.
+    (a as any).options.redis.disconnect();
+    clearInterval((a as any).timer);
+    await admin.del(redisKeys.alive("lease-a"));
+    for (const check of few) b.settle(check, 1);
+    await until("a's leases dropped", async () => {
+      const left = await Promise.all(few.map((check) => admin.hexists(redisKeys.counter(check.key), "l:lease-a")));
+      return left.every((exists) => exists === 0);
+    });
+    for (const check of few) expect(b.used(check)).toBe(1);
+    await b.close();
+  });
+});
