@@ -1,4 +1,4 @@
-import { Counter, Gauge, Registry, collectDefaultMetrics } from "prom-client";
+import { Counter, Gauge, Registry } from "prom-client";
 import type { RequestRecord } from "../proxy/inference";
 import { CounterSeries, HistogramSeries } from "./series";
 
@@ -39,9 +39,28 @@ function statusText(status: number): string {
 
 export type Metrics = ReturnType<typeof createMetrics>;
 
+/**
+ * Process metrics read from counters the runtime keeps anyway. (prom-client's default set walks the
+ * whole JavaScript heap for its per-space sizes: with a large key cache a scrape then stalls every
+ * request in flight for a tenth of a second or more.)
+ */
+function processMetrics(registry: Registry): void {
+  const startSeconds = Math.round(Date.now() / 1000 - process.uptime());
+  const gauge = (name: string, help: string, read: () => number) =>
+    new Gauge({ name: `litegate_process_${name}`, help, registers: [registry], collect() { this.set(read()); } });
+  gauge("resident_memory_bytes", "Resident memory of the process", () => process.memoryUsage.rss());
+  gauge("heap_used_bytes", "JavaScript heap in use", () => process.memoryUsage().heapUsed);
+  gauge("heap_total_bytes", "JavaScript heap reserved", () => process.memoryUsage().heapTotal);
+  gauge("cpu_seconds_total", "CPU time used by the process (user + system)", () => {
+    const { user, system } = process.cpuUsage();
+    return (user + system) / 1e6;
+  });
+  gauge("start_time_seconds", "When the process started, in seconds since the epoch", () => startSeconds);
+}
+
 export function createMetrics(sources: MetricsSources, maxLabelValues = 200) {
   const registry = new Registry();
-  collectDefaultMetrics({ register: registry, prefix: "litegate_process_" });
+  processMetrics(registry);
   const keys = new LabelCap(maxLabelValues);
   const teams = new LabelCap(maxLabelValues);
   const customers = new LabelCap(maxLabelValues);

@@ -1,4 +1,5 @@
 import { describe, expect, test } from "bun:test";
+import { createMetrics } from "../../src/metrics";
 import { CounterSeries, HistogramSeries } from "../../src/metrics/series";
 
 describe("request metrics in the Prometheus text format", () => {
@@ -22,5 +23,18 @@ describe("request metrics in the Prometheus text format", () => {
     expect(text).toContain('h_seconds_bucket{route="chat",le="+Inf"} 4\n');
     expect(text).toContain('h_seconds_sum{route="chat"} 8.05\n');
     expect(text).toContain('h_seconds_count{route="chat"} 4\n');
+  });
+
+  test("process metrics come from the runtime's own counters, with no per-space heap walk", async () => {
+    const metrics = createMetrics({ spendBacklog: () => 0 });
+    const text = await (await metrics.render()).text();
+    const value = (name: string) => Number(new RegExp(`^litegate_process_${name} (\\S+)$`, "m").exec(text)?.[1]);
+    expect(value("resident_memory_bytes")).toBeGreaterThan(10 * 1024 * 1024);
+    expect(value("heap_used_bytes")).toBeGreaterThan(0);
+    expect(value("heap_total_bytes")).toBeGreaterThanOrEqual(value("heap_used_bytes"));
+    expect(value("cpu_seconds_total")).toBeGreaterThan(0);
+    expect(Math.abs(value("start_time_seconds") - (Date.now() / 1000 - process.uptime()))).toBeLessThan(2);
+    // The heap-space breakdown is what made a scrape walk the whole heap.
+    expect(text).not.toContain("heap_space");
   });
 });
