@@ -38,7 +38,7 @@ export async function openPglite(dataDir: string): Promise<Database> {
     else waiter.reject(new DatabaseError(message.message, message.code));
   };
   worker.onerror = (event) => {
-    for (const waiter of pending.values()) waiter.reject(new Error(`embedded database worker failed: ${event.message}`));
+    for (const waiter of pending.values()) waiter.reject(new Error(`embedded database worker failed: ${workerFailure(event.message)}`));
     pending.clear();
   };
   const send = (request: WithoutId<Request>) =>
@@ -99,4 +99,13 @@ export async function openPglite(dataDir: string): Promise<Database> {
       worker.terminate();
     },
   };
+}
+
+/**
+ * The error line of an uncaught worker error. The runtime's message is a code frame (a line of the
+ * engine's minified source), the error, then its stack: only the error means anything to an operator.
+ */
+export function workerFailure(message: string): string {
+  const lines = String(message ?? "").split("\n").map((line) => line.trim());
+  return lines.find((line) => /^[A-Za-z]*Error\b.*:/.test(line)) ?? lines.find((line) => line !== "" && !/^\d+ \|/.test(line) && !line.startsWith("at ")) ?? "unknown error";
 }
