@@ -107,5 +107,5 @@ export async function openPglite(dataDir: string): Promise<Database> {
  */
 export function workerFailure(message: string): string {
   const lines = String(message ?? "").split("\n").map((line) => line.trim());
-  return lines.find((line) => /^[A-Za-z]*Error\b.*:/.test(line)) ?? lines.find((line) => line !== "" && !/^\d+ \|/.test(line) && !line.startsWith("at ")) ?? "unknown error";
+  return lines.find((line) => /^[A-Za-z]*Error\b.*:/.test(line)) ?? lines.find((line) => /\w/.test(line) && !/^\d+ \|/.test(line) && !line.startsWith("at ")) ?? "unknown error";
 }
