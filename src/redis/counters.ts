@@ -3,6 +3,7 @@ import type { CounterCheck, Counters } from "../governance/counters";
 import { nextWindowCheck } from "../governance/keys";
 import type { Logger } from "../log";
 import { redisKeys } from "./keys";
+import { IDLE_MS, SYNC_SLICE, type State, type SyncReply, alone, consumed, fitsLease, replyAt, roomWanted, syncArgs } from "./lease";
 import SYNC_SCRIPT from "./sync.lua" with { type: "text" };
 
 /**
@@ -16,36 +17,6 @@ import SYNC_SCRIPT from "./sync.lua" with { type: "text" };
  * requests are decided by Redis itself. A dead instance's leases expire with its heartbeat.
  */
 
-interface State {
-  check: CounterCheck;
-  lease: number;
-  inflight: number;
-  /** Settled amounts not yet pushed to Redis. */
-  unsynced: number;
-  /** Shared settled value and the other instances' leases, as of the last sync. */
-  v: number;
-  others: number;
-  peers: number;
-  synced: boolean;
-  busy: Promise<unknown> | null;
-  /** Reserved and settled since the last sync. */
-  admittedSinceSync: number;
-  /** This instance's recent traffic on the counter, per millisecond (smoothed over syncs): sizes leases. */
-  rate: number;
-  lastReserve: number;
-  /** Typical settled amount of one request (tokens for tpm counters, which reserve nothing). */
-  lastActual: number;
-  touchedAt: number;
-  syncedAt: number;
-}
-
-type SyncReply = [number, string, string, string, number];
-
-/** Counter `i`'s reply within a sync call's flat answer (five values per counter). */
-const replyAt = (flat: unknown[], i: number): SyncReply => flat.slice(5 * i, 5 * i + 5) as SyncReply;
-/** Counters per sync script call: each call runs to its end inside Redis, holding up every other client. */
-const SYNC_SLICE = 200;
-
 export interface SharedCountersOptions {
   redis: Redis;
   instanceId: string;
@@ -54,13 +25,6 @@ export interface SharedCountersOptions {
   tickMs?: number;
   leaseTtlMs?: number;
 }
-
-const consumed = (s: State) => s.inflight + s.unsynced;
-/** A counter unused this long hands its lease back and is forgotten. */
-const IDLE_MS = 30_000;
-/** How much of its recent traffic an instance's lease covers, far from a limit. */
-const LEASE_MS = 300;
-const DAY_MS = 86_400_000;
 
 export class SharedCounters implements Counters {
   private readonly states = new Map<string, State>();
@@ -106,14 +70,9 @@ export class SharedCounters implements Counters {
 
   private fitsLocally(s: State, check: CounterCheck): boolean {
     // Without Redis an instance still leaves room for what the others held at the last sync.
-    if (this.degraded) return this.alone(s) < check.limit;
+    if (this.degraded) return alone(s) < check.limit;
     // A sync in flight does not stop local admissions: the lease it may change can only grow.
-    return s.synced && consumed(s) + check.reserve <= s.lease && (check.reserve > 0 || consumed(s) < s.lease);
-  }
-
-  /** The counter as this instance alone can know it: the last shared view plus its own consumption. */
-  private alone(s: State): number {
-    return s.v + s.others + consumed(s);
+    return fitsLease(s, check);
   }
 
   private take(s: State, check: CounterCheck): void {
@@ -122,25 +81,6 @@ export class SharedCounters implements Counters {
     s.admittedSinceSync += check.reserve;
     s.lastReserve = Math.max(check.reserve, s.lastReserve * 0.9);
     s.touchedAt = this.options.now();
-  }
-
-  /** The size of one request on this counter (tokens counters reserve nothing: one token then). */
-  private unit(s: State): number {
-    return s.lastReserve > 0 ? s.lastReserve : Math.max(1, s.lastActual);
-  }
-
-  /**
-   * Room to ask for: a few ticks of this instance's traffic (at least a handful of requests, so a
-   * quiet key does not sync after every request), never more than its share of what is left.
-   */
-  private want(s: State): number {
-    const unit = this.unit(s);
-    const share = (s.check.limit - s.v - s.others - consumed(s)) / (2 * (s.peers + 1));
-    // A share that does not hold a whole request is not worth holding: it would only starve the others.
-    // Near the edge, room with nothing in flight goes back too: another instance may need it now.
-    if (share < unit || (share < 2 * unit && s.inflight === 0)) return 0;
-    // A lease covers LEASE_MS of recent traffic, so a busy counter syncs a few times a second, not every tick.
-    return Math.min(Math.max(16 * unit, LEASE_MS * s.rate, 3 * s.admittedSinceSync), share);
   }
 
   admit(checks: readonly CounterCheck[]): number | Promise<number> {
@@ -183,14 +123,14 @@ export class SharedCounters implements Counters {
 
   /** One admission decided by Redis (after a last local try, the lease may have grown meanwhile). */
   private async decide(s: State, check: CounterCheck): Promise<boolean> {
-    if (this.degraded || (s.synced && consumed(s) + check.reserve <= s.lease && (check.reserve > 0 || consumed(s) < s.lease))) {
-      if (this.degraded && this.alone(s) >= check.limit) return false;
+    if (this.degraded || fitsLease(s, check)) {
+      if (this.degraded && alone(s) >= check.limit) return false;
       this.take(s, check);
       return true;
     }
     const reply = await this.sync(s, check.reserve, true);
     if (!reply) {
-      if (this.alone(s) >= check.limit) return false;
+      if (alone(s) >= check.limit) return false;
       this.take(s, check);
       return true;
     }
@@ -204,7 +144,7 @@ export class SharedCounters implements Counters {
     const push = s.unsynced;
     s.unsynced = 0;
     s.lease = Math.max(0, s.lease - push);
-    const args = this.syncArgs(s, push, need, this.want(s), admission, this.options.now());
+    const args = syncArgs(s, push, need, roomWanted(s), admission, this.options.now());
     this.roundTrips++;
     try {
       const flat = await this.redis.litegateSync!(1, redisKeys.counter(s.check.key), this.options.instanceId, ...args);
@@ -218,12 +158,6 @@ export class SharedCounters implements Counters {
       this.unhealthy(error);
       return null;
     }
-  }
-
-  /** A counter's values for the sync script, in the order it reads them. */
-  private syncArgs(s: State, push: number, need: number, request: number, admission: boolean, now: number): (string | number)[] {
-    const keyTtl = Number.isFinite(s.check.expiresAt) ? Math.max(1000, s.check.expiresAt - now + 10_000) : DAY_MS;
-    return [s.check.initial, s.check.limit, push, s.lease, consumed(s), need, request, Math.ceil(keyTtl), admission ? "1" : "0", this.unit(s)];
   }
 
   private apply(s: State, reply: SyncReply): void {
@@ -286,7 +220,7 @@ export class SharedCounters implements Counters {
       }
       // Only what matters goes to Redis: slack to return, room running low, or settled amounts older than a
       // second (the lease already covers them, so pushing later never over-admits).
-      const want = this.want(s);
+      const want = roomWanted(s);
       const free = s.lease - consumed(s);
       // Hysteresis: slack is returned once it is twice what is wanted (at once when nothing is wanted).
       const due = !s.synced || free > 2 * want || (want === 0 && free > 0) || free < want / 2 || idle ||
@@ -321,10 +255,10 @@ export class SharedCounters implements Counters {
         s.lease = Math.max(0, s.lease - push);
         const idle = now - s.touchedAt > IDLE_MS && s.inflight === 0;
         // Return slack beyond what the next few ticks need; idle counters return everything.
-        const want = idle ? 0 : this.want(s);
+        const want = idle ? 0 : roomWanted(s);
         if (s.lease - s.inflight > want) s.lease = s.inflight + want;
         const request = Math.max(0, want - (s.lease - s.inflight));
-        return { s, push, args: this.syncArgs(s, push, 0, request, false, now) };
+        return { s, push, args: syncArgs(s, push, 0, request, false, now) };
       });
       // Many counters per script call, in slices short enough not to hold Redis up for the other instances.
       for (let from = 0; from < sent.length; from += SYNC_SLICE) {

@@ -1,0 +1,76 @@
+import type { CounterCheck } from "../governance/counters";
+
+/**
+ * One shared counter as an instance sees it, and the arithmetic of its lease: how much room it holds,
+ * whether a request fits in it, how much more to ask Redis for, and what a sync sends and gets back.
+ * Pure functions of the state; the Redis round trips live in `SharedCounters`.
+ */
+export interface State {
+  check: CounterCheck;
+  lease: number;
+  inflight: number;
+  /** Settled amounts not yet pushed to Redis. */
+  unsynced: number;
+  /** Shared settled value and the other instances' leases, as of the last sync. */
+  v: number;
+  others: number;
+  peers: number;
+  synced: boolean;
+  busy: Promise<unknown> | null;
+  /** Reserved and settled since the last sync. */
+  admittedSinceSync: number;
+  /** This instance's recent traffic on the counter, per millisecond (smoothed over syncs): sizes leases. */
+  rate: number;
+  lastReserve: number;
+  /** Typical settled amount of one request (tokens for tpm counters, which reserve nothing). */
+  lastActual: number;
+  touchedAt: number;
+  syncedAt: number;
+}
+
+/** A counter unused this long hands its lease back and is forgotten. */
+export const IDLE_MS = 30_000;
+/** How much of its recent traffic an instance's lease covers, far from a limit. */
+const LEASE_MS = 300;
+const DAY_MS = 86_400_000;
+/** Counters per sync script call: each call runs to its end inside Redis, holding up every other client. */
+export const SYNC_SLICE = 200;
+
+/** In flight plus settled but not yet pushed: what this instance has taken out of its lease. */
+export const consumed = (s: State) => s.inflight + s.unsynced;
+
+/** The counter as this instance alone can know it: the last shared view plus its own consumption. */
+export const alone = (s: State) => s.v + s.others + consumed(s);
+
+/** Whether a request fits in the room this instance holds. */
+export const fitsLease = (s: State, check: CounterCheck) =>
+  s.synced && consumed(s) + check.reserve <= s.lease && (check.reserve > 0 || consumed(s) < s.lease);
+
+/** The size of one request on this counter (tokens counters reserve nothing: one token then). */
+const unit = (s: State) => (s.lastReserve > 0 ? s.lastReserve : Math.max(1, s.lastActual));
+
+/**
+ * Room to ask for: a few ticks of this instance's traffic (at least a handful of requests, so a
+ * quiet key does not sync after every request), never more than its share of what is left.
+ */
+export function roomWanted(s: State): number {
+  const size = unit(s);
+  const share = (s.check.limit - s.v - s.others - consumed(s)) / (2 * (s.peers + 1));
+  // A share that does not hold a whole request is not worth holding: it would only starve the others.
+  // Near the edge, room with nothing in flight goes back too: another instance may need it now.
+  if (share < size || (share < 2 * size && s.inflight === 0)) return 0;
+  // A lease covers LEASE_MS of recent traffic, so a busy counter syncs a few times a second, not every tick.
+  return Math.min(Math.max(16 * size, LEASE_MS * s.rate, 3 * s.admittedSinceSync), share);
+}
+
+/** Admitted, lease, shared value, others' leases, live peers: one counter's answer from the sync script. */
+export type SyncReply = [number, string, string, string, number];
+
+/** Counter `i`'s reply within a sync call's flat answer (five values per counter). */
+export const replyAt = (flat: unknown[], i: number): SyncReply => flat.slice(5 * i, 5 * i + 5) as SyncReply;
+
+/** A counter's values for the sync script, in the order it reads them. */
+export function syncArgs(s: State, push: number, need: number, request: number, admission: boolean, now: number): (string | number)[] {
+  const keyTtl = Number.isFinite(s.check.expiresAt) ? Math.max(1000, s.check.expiresAt - now + 10_000) : DAY_MS;
+  return [s.check.initial, s.check.limit, push, s.lease, consumed(s), need, request, Math.ceil(keyTtl), admission ? "1" : "0", unit(s)];
+}
