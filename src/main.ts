@@ -3,7 +3,7 @@ import { ConfigError, type Config, databaseUrlOf, loadConfig, redisUrlOf } from 
 import { type Database, MigrationError, migrate, openDatabase } from "./db";
 import { VERSION, buildGateway } from "./gateway";
 import { createLogger, type Logger } from "./log";
-import { connectRedis, type RedisLink } from "./redis";
+import { connectRedis, type RedisLink, redisOptionsOf } from "./redis";
 import { startBudgetScheduler } from "./scheduler";
 
 function fail(message: string, code = 1): never {
@@ -43,6 +43,15 @@ async function main(): Promise<void> {
   const g = config.general_settings;
   const log = createLogger({ level: g.log_level, format: args.logFormat ?? g.log_format });
   for (const warning of warnings) log.warn(`config: ${warning}`);
+  // A malformed Redis URL stops the start before anything is opened.
+  const redisUrl = redisUrlOf(config, process.env);
+  if (redisUrl) {
+    try {
+      redisOptionsOf(redisUrl);
+    } catch (error) {
+      fail(error instanceof Error ? error.message : String(error));
+    }
+  }
 
   let db: Database;
   try {
@@ -57,10 +66,7 @@ async function main(): Promise<void> {
     return;
   }
 
-  const redisUrl = redisUrlOf(config, process.env);
-  const redis: RedisLink | null = redisUrl
-    ? await connectRedis(redisUrl, log).catch((error) => fail(error instanceof Error ? error.message : String(error)))
-    : null;
+  const redis: RedisLink | null = redisUrl ? await connectRedis(redisUrl, log) : null;
   const gateway = await buildGateway({
     config, db, log,
     counters: redis?.counters,

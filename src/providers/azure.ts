@@ -1,4 +1,4 @@
-import { PATHS, type Target, baseUrl, paramOrEnv, target as targetOf } from "./http";
+import { PATHS, type Target, baseUrl, makeTarget, paramOrEnv } from "./http";
 import { sendOpenAiShaped } from "./openai";
 import type { Deployment, Provider, Route } from "./types";
 
@@ -14,7 +14,7 @@ export function azureAdapter(deployment: Deployment, env: Record<string, string 
   const key = paramOrEnv(params, "api_key", env, "AZURE_API_KEY");
   const headers: Record<string, string> = key ? { "api-key": key } : {};
   const prefix = `${base}/openai/deployments/${encodeURIComponent(deployment.upstreamModel)}`;
-  const target = (route: Route): Target => targetOf(`${prefix}${PATHS[route]}?api-version=${version}`, headers, key);
+  const target = (route: Route): Target => makeTarget(`${prefix}${PATHS[route]}?api-version=${version}`, headers, key);
   const targets = { chat: target("chat"), completions: target("completions"), embeddings: target("embeddings") };
   return { send: (call) => sendOpenAiShaped(call, targets[call.route]) };
 }

@@ -15,7 +15,7 @@ export interface Target {
 }
 
 /** A target with what every request to it shares worked out once, when the deployment is built. */
-export function target(url: string, headers: Record<string, string>, secret: string | undefined): Target {
+export function makeTarget(url: string, headers: Record<string, string>, secret: string | undefined): Target {
   return { url, host: new URL(url).host, headers: { "content-type": "application/json", ...headers }, secret };
 }
 

@@ -1,4 +1,4 @@
-import { PATHS, type Target, baseUrl, target, errorFrom, invalidJson, isError, isEventStream, paramOrEnv, post, usageFrom } from "./http";
+import { PATHS, type Target, baseUrl, errorFrom, invalidJson, isError, isEventStream, makeTarget, paramOrEnv, post, usageFrom } from "./http";
 import type { Deployment, Provider, UpstreamCall, UpstreamResult } from "./types";
 
 const INCLUDE_USAGE = '"stream_options":{"include_usage":true}';
@@ -70,9 +70,9 @@ export function openAiAdapter(deployment: Deployment, env: Record<string, string
   if (key) headers.authorization = `Bearer ${key}`;
   if (typeof params.organization === "string" && params.organization) headers["openai-organization"] = params.organization;
   const targets = {
-    chat: target(base + PATHS.chat, headers, key),
-    completions: target(base + PATHS.completions, headers, key),
-    embeddings: target(base + PATHS.embeddings, headers, key),
+    chat: makeTarget(base + PATHS.chat, headers, key),
+    completions: makeTarget(base + PATHS.completions, headers, key),
+    embeddings: makeTarget(base + PATHS.embeddings, headers, key),
   };
   return { send: (call) => sendOpenAiShaped(call, targets[call.route]) };
 }

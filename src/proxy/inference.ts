@@ -54,7 +54,6 @@ interface Context {
   ticket: Ticket;
 }
 
-
 /** check → reserve → call → stream tap → settle: the one path every inference request takes. */
 export function createInference(deps: InferenceDeps) {
   const { clock, auth, governance, spend } = deps;

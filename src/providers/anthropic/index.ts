@@ -1,4 +1,4 @@
-import { type Target, baseUrl, target as targetOf, errorFrom, errorFromText, invalidJson, isError, isEventStream, paramOrEnv, post, usageFrom } from "../http";
+import { type Target, baseUrl, errorFrom, errorFromText, invalidJson, isError, isEventStream, makeTarget, paramOrEnv, post, usageFrom } from "../http";
 import type { Deployment, Provider, UpstreamCall, UpstreamResult } from "../types";
 import { toAnthropic } from "./request";
 import { fromAnthropic } from "./response";
@@ -44,6 +44,6 @@ export function anthropicAdapter(deployment: Deployment, env: Record<string, str
   const key = paramOrEnv(params, "api_key", env, "ANTHROPIC_API_KEY");
   const headers: Record<string, string> = { "anthropic-version": API_VERSION };
   if (key) headers["x-api-key"] = key;
-  const target = targetOf(`${base}/v1/messages`, headers, key);
+  const target = makeTarget(`${base}/v1/messages`, headers, key);
   return { send: (call) => send(call, target) };
 }
