@@ -161,15 +161,15 @@ export function createInference(deps: InferenceDeps) {
     }
     const { ctx, rawBody, stream } = admitted;
 
-    const { signal, done } = deadlines.track(request.signal, ctx.runtime.requestTimeoutMs);
+    const deadline = deadlines.track(request.signal, ctx.runtime.requestTimeoutMs);
     let result: UpstreamResult;
     try {
-      const attempted = await callWithRetries(ctx.runtime, { route, model: ctx.model, first: ctx.deployment, body: ctx.body, rawBody, stream, signal });
+      const attempted = await callWithRetries(ctx.runtime, { route, model: ctx.model, first: ctx.deployment, body: ctx.body, rawBody, stream, signal: deadline.signal });
       result = attempted.result;
       // Charged once, at the price of the deployment that answered.
       ctx.deployment = attempted.deployment;
     } catch (error) {
-      done();
+      deadline.done();
       ctx.ticket.release();
       const aborted = request.signal.aborted;
       observe(ctx, aborted ? 499 : 502, null, 0);
@@ -177,14 +177,14 @@ export function createInference(deps: InferenceDeps) {
     }
 
     if (result.kind === "error") {
-      done();
+      deadline.done();
       ctx.ticket.release();
       observe(ctx, result.status, null, 0);
       throw upstreamError(result);
     }
 
     if (result.kind === "json") {
-      done();
+      deadline.done();
       const usage = usageOf(ctx, result.usage, "");
       const cost = settle(ctx, usage, "success");
       observe(ctx, result.status, usage, cost);
@@ -197,7 +197,7 @@ export function createInference(deps: InferenceDeps) {
     headers["cache-control"] = "no-cache";
     headers.connection = "keep-alive";
     const body = tapStream(result.stream, (outcome) => {
-      done();
+      deadline.done();
       const usage = usageOf(ctx, outcome.usage, outcome.text);
       const status = outcome.end === "complete" ? "success" : outcome.end === "cancelled" ? "client_disconnected" : "stream_failed";
       const cost = settle(ctx, usage, status);
