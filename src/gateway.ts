@@ -89,9 +89,11 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
   const auth = createAuth({
     db, clock, log, masterKey: g.master_key, cacheSize: g.key_cache_size, cacheTtlMs: g.key_cache_ttl_seconds * 1000,
   });
-  // Small frequent batches keep each write short (the embedded database works on this thread) and
-  // bound what a kill -9 can lose to a quarter of a second of spend.
-  const spend = createSpendWriter({ db, clock, log, intervalMs: options.spendIntervalMs ?? (db.kind === "pglite" ? 100 : 250) });
+  // Postgres: small frequent batches keep each write short and bound what a kill -9 can lose to a
+  // quarter of a second of spend. The embedded database runs on its own thread but shares the machine's
+  // cores, and each batch costs it a transaction of planned statements: half-second batches halve its
+  // CPU per request (measured: 45 → 26 µs under load) for half a second of spend at risk.
+  const spend = createSpendWriter({ db, clock, log, intervalMs: options.spendIntervalMs ?? (db.kind === "pglite" ? 500 : 250) });
   const metrics = createMetrics({
     spendBacklog: () => spend.backlog(),
     redisSyncMs: options.redisStats?.syncMs,
