@@ -26,8 +26,8 @@ export async function startPglite(dataDir: string): Promise<PGlite> {
   });
 }
 
-const ascii = new TextDecoder("latin1");
-const field = (header: Uint8Array, from: number, to: number) => ascii.decode(header.subarray(from, to)).replace(/\0.*$/s, "").trim();
+const latin1 = new TextDecoder("latin1");
+const field = (header: Uint8Array, from: number, to: number) => latin1.decode(header.subarray(from, to)).replace(/\0.*$/s, "").trim();
 
 /**
  * Writes the template (a gzipped ustar archive of directories and regular files) into `dataDir` with
