@@ -1,6 +1,7 @@
 /**
  * `bun bench/quick.ts [pglite|pg|bare|master]…`: a shorter run of chosen rows of `npm run bench`
- * against the binary as built, for trying a change (no Portkey, no scale run).
+ * against the binary as built (or the one named by LITEGATE_BIN, to compare two builds), for trying
+ * a change (no Portkey, no scale run).
  */
 import { freePort, startPostgres, startRedis, tempDir } from "../test/helpers/services";
 import { bunScript, fixedRate, startLitegate, waitHttp, wrk } from "./lib";

@@ -37,12 +37,25 @@ export function checkNumbering(migrations: readonly Migration[]): void {
 }
 
 /**
+ * The usual start: every migration applied and unchanged, answered by two reads without a lock or a
+ * transaction (the locked path costs a dozen round trips, ~40 ms on the embedded database). Anything
+ * else (a new database, a pending or changed file, a newer database) takes the locked path.
+ */
+async function upToDate(db: Sql, migrations: readonly Migration[]): Promise<boolean> {
+  const [table] = await db.query<{ present: boolean }>("select to_regclass('litegate_migrations') is not null as present");
+  if (!table?.present) return false;
+  const rows = await db.query<{ id: number; checksum: string }>("select id, checksum from litegate_migrations order by id");
+  return rows.length === migrations.length && migrations.every((m, i) => rows[i]!.id === m.id && rows[i]!.checksum === checksum(m.sql));
+}
+
+/**
  * Applies pending migrations in order, each in its own transaction under an advisory lock, so that
  * instances starting together apply each file exactly once. An applied file whose text changed stops
  * the start: the database no longer matches the code.
  */
 export async function migrate(db: Sql, migrations: readonly Migration[] = MIGRATIONS): Promise<string[]> {
   checkNumbering(migrations);
+  if (await upToDate(db, migrations)) return [];
   await db.transaction(async (tx) => {
     await tx.query("select pg_advisory_xact_lock($1)", [LOCK_ID]);
     await tx.exec(`create table if not exists litegate_migrations (

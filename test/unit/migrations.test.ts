@@ -8,7 +8,10 @@ import { checkNumbering } from "../../src/db/migrations";
 test("migrations apply once; a changed applied file stops the start naming it", async () => {
   const db = await openDatabase({ dataDir: mkdtempSync(join(tmpdir(), "litegate-mig-")) });
   await migrate(db);
+  // An up-to-date database is confirmed by two reads: no lock, no transaction per file.
+  const before = db.statements();
   expect(await migrate(db)).toEqual([]);
+  expect(db.statements() - before).toBe(2);
   const changed = MIGRATIONS.map((m) => (m.id === 2 ? { ...m, sql: `${m.sql}\n-- edited` } : m));
   const error = await migrate(db, changed).catch((e) => e);
   expect(error).toBeInstanceOf(MigrationError);
