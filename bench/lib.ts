@@ -46,7 +46,7 @@ export async function startLitegate(config: object, dataDir?: string): Promise<L
   writeFileSync(path, stringify(config));
   const port = await freePort();
   const t0 = performance.now();
-  const proc = await launch([(process.env.LITEGATE_BIN ?? join(ROOT, "litegate")), "--config", path, "--port", String(port), "--host", "127.0.0.1"], {}, dir);
+  const proc = await launch([process.env.LITEGATE_BIN ?? join(ROOT, "litegate"), "--config", path, "--port", String(port), "--host", "127.0.0.1"], {}, dir);
   const url = `http://127.0.0.1:${port}`;
   await waitHttp(`${url}/health/liveliness`);
   return {
