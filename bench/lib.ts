@@ -114,7 +114,15 @@ export async function ttfb(url: string, headers: Record<string, string>, body: s
 }
 
 /** Open-loop load at a fixed rate: latency percentiles that do not hide queueing. */
-export async function fixedRate(url: string, headers: Record<string, string>, body: string, rps: number, seconds: number) {
+/** CPU time (user + system, ms) a process has used so far, from /proc (ticks of 10 ms). */
+export function cpuMs(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
+  return (Number(fields[11]) + Number(fields[12])) * 10;
+}
+
+/** Requests at a steady rate; with `cpuPid`, also that process's CPU time per request (µs). */
+export async function fixedRate(url: string, headers: Record<string, string>, body: string, rps: number, seconds: number, cpuPid?: number) {
+  const cpuBefore = cpuPid ? cpuMs(cpuPid) : 0;
   const latencies: number[] = [];
   let errors = 0;
   const total = rps * seconds;
@@ -139,7 +147,8 @@ export async function fixedRate(url: string, headers: Record<string, string>, bo
   await Promise.all(inflight);
   latencies.sort((a, b) => a - b);
   const q = (p: number) => latencies[Math.min(latencies.length - 1, Math.floor(p * latencies.length))]!;
-  return { p50: q(0.5), p99: q(0.99), p999: q(0.999), errors };
+  const cpuUsPerRequest = cpuPid ? Math.round(((cpuMs(cpuPid) - cpuBefore) * 1000) / total) : undefined;
+  return { p50: q(0.5), p99: q(0.99), p999: q(0.999), errors, cpuUsPerRequest };
 }
 
 export async function metric(url: string, name: string): Promise<number> {

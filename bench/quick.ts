@@ -13,12 +13,12 @@ const print = (name: string, r: { rps: number; p50: number; p99: number; non2xx:
   process.stdout.write(`${name.padEnd(28)} ${r.rps.toFixed(0).padStart(7)} rps  p50 ${r.p50.toFixed(2)}  p99 ${r.p99.toFixed(2)}  non-2xx ${r.non2xx}  RSS ${r.maxRssMb ?? "-"}\n`);
 
 /** Added latency at a fixed 1,000 requests/s over 10 s, after a second of warm-up, against the upstream alone. */
-async function addedLatency(name: string, url: string, headers: Record<string, string>, body: string) {
+async function addedLatency(name: string, url: string, headers: Record<string, string>, body: string, pid: number) {
   await fixedRate(url, headers, body, 1000, 1);
   const direct = await fixedRate(`${upstream}/chat/completions`, json, BENCH_BODY, 1000, 10);
-  const through = await fixedRate(url, headers, body, 1000, 10);
+  const through = await fixedRate(url, headers, body, 1000, 10, pid);
   const f = (n: number) => n.toFixed(2);
-  process.stdout.write(`${name} at 1000 req/s: added p50 ${f(through.p50 - direct.p50)} p99 ${f(through.p99 - direct.p99)} p99.9 ${f(through.p999 - direct.p999)}\n`);
+  process.stdout.write(`${name} at 1000 req/s: added p50 ${f(through.p50 - direct.p50)} p99 ${f(through.p99 - direct.p99)} p99.9 ${f(through.p999 - direct.p999)}, CPU ${through.cpuUsPerRequest} µs/request\n`);
 }
 
 const upstreamPort = await freePort();
@@ -27,10 +27,10 @@ const upstream = `http://127.0.0.1:${upstreamPort}/v1`;
 await waitHttp(`${upstream}/models`);
 if (want.has("bare")) {
   const port = await freePort();
-  await bunScript("bench/bare-proxy.ts", [String(port), `http://127.0.0.1:${upstreamPort}`]);
+  const bare = await bunScript("bench/bare-proxy.ts", [String(port), `http://127.0.0.1:${upstreamPort}`]);
   await waitHttp(`http://127.0.0.1:${port}/v1/models`);
   print("bare Bun proxy", await wrk(`http://127.0.0.1:${port}/v1/chat/completions`, json, BENCH_BODY, SECONDS));
-  if (want.has("rate")) await addedLatency("bare proxy", `http://127.0.0.1:${port}/v1/chat/completions`, json, BENCH_BODY);
+  if (want.has("rate")) await addedLatency("bare proxy", `http://127.0.0.1:${port}/v1/chat/completions`, json, BENCH_BODY, bare.pid);
 }
 if (want.has("pglite") || want.has("master")) {
   const lite = await startLitegate(benchConfig(upstream), tempDir("quick"));
@@ -50,7 +50,7 @@ if (want.has("pg")) {
   print("governed (Postgres+Redis)", await wrk(`${gateway.url}/v1/chat/completions`, bearer(key), GOVERNED_BODY, SECONDS, gateway.proc.pid));
   if (want.has("rate")) {
     await Bun.sleep(3000); // the spend of the wrk run is written first
-    await addedLatency("governed (Postgres+Redis)", `${gateway.url}/v1/chat/completions`, bearer(key), GOVERNED_BODY);
+    await addedLatency("governed (Postgres+Redis)", `${gateway.url}/v1/chat/completions`, bearer(key), GOVERNED_BODY, gateway.proc.pid);
   }
   await gateway.stop();
   if (want.has("scale")) print("1M keys, 10k in use", await scaleRun(upstream, await pg.newDatabase(), redis.url, SECONDS));

@@ -31,7 +31,7 @@ async function main() {
   const upstream = `http://127.0.0.1:${upstreamPort}/v1`;
   await waitHttp(`${upstream}/models`);
   const bareProxyPort = await freePort();
-  await bunScript("bench/bare-proxy.ts", [String(bareProxyPort), `http://127.0.0.1:${upstreamPort}`]);
+  const bareProxy = await bunScript("bench/bare-proxy.ts", [String(bareProxyPort), `http://127.0.0.1:${upstreamPort}`]);
   await waitHttp(`http://127.0.0.1:${bareProxyPort}/v1/models`);
   const portkeyPort = await freePort();
   await bunScript("node_modules/@portkey-ai/gateway/build/start-server.js", [`--port=${portkeyPort}`, "--headless"], { NODE_ENV: "production" });
@@ -88,11 +88,12 @@ async function main() {
   await Bun.sleep(3000);
   await fixedRate(`${shared.url}/v1/chat/completions`, bearer(sharedKey), GOVERNED_BODY, 1000, 1);
   const direct = await fixedRate(`${upstream}/chat/completions`, json, BODY, 1000, 10);
-  const through = await fixedRate(`${shared.url}/v1/chat/completions`, bearer(sharedKey), GOVERNED_BODY, 1000, 10);
-  extra.added_latency_at_1000rps_ms = {
-    p50: +(through.p50 - direct.p50).toFixed(3), p99: +(through.p99 - direct.p99).toFixed(3), p999: +(through.p999 - direct.p999).toFixed(3),
-    direct, litegate: through,
-  };
+  const through = await fixedRate(`${shared.url}/v1/chat/completions`, bearer(sharedKey), GOVERNED_BODY, 1000, 10, shared.proc.pid);
+  // The ceiling at the same rate, for scale: what a pass-through adds, and the CPU it spends per request.
+  const bare = await fixedRate(`http://127.0.0.1:${bareProxyPort}/v1/chat/completions`, json, BODY, 1000, 10, bareProxy.pid);
+  const added = (r: typeof direct) => ({ p50: +(r.p50 - direct.p50).toFixed(3), p99: +(r.p99 - direct.p99).toFixed(3), p999: +(r.p999 - direct.p999).toFixed(3) });
+  extra.added_latency_at_1000rps_ms = { ...added(through), bare_proxy: added(bare), direct, litegate: through };
+  extra.cpu_us_per_request_at_1000rps = { litegate: through.cpuUsPerRequest, bare_proxy: bare.cpuUsPerRequest };
   await shared.stop();
 
   log("scale: 1,000,000 keys, traffic over 10,000 of them…");
