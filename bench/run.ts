@@ -45,11 +45,18 @@ async function main() {
   rows["Portkey gateway (Bun)"] = await wrk(`http://127.0.0.1:${portkeyPort}/v1/chat/completions`,
     { ...json, authorization: "Bearer sk-upstream", "x-portkey-provider": "openai", "x-portkey-custom-host": upstream }, BODY, SECONDS);
 
-  // Cold start: an empty data directory (the embedded database is created); warm: the same directory again.
-  const dataDir = tempDir("bench-pglite");
-  const cold = await startLitegate(config(upstream), dataDir);
-  extra.cold_start_ms = Math.round(cold.startMs);
-  await cold.stop();
+  // Cold start: an empty data directory (the embedded database is created), three times (the first start
+  // after a build also pays for reading the new binary); warm: the last directory again.
+  const colds: number[] = [];
+  let dataDir = "";
+  for (let i = 0; i < 3; i++) {
+    dataDir = tempDir("bench-pglite");
+    const cold = await startLitegate(config(upstream), dataDir);
+    colds.push(Math.round(cold.startMs));
+    await cold.stop();
+  }
+  extra.cold_start_ms = [...colds].sort((a, b) => a - b)[1];
+  extra.cold_starts_ms = colds;
   const pglite = await startLitegate(config(upstream), dataDir);
   extra.warm_start_ms = Math.round(pglite.startMs);
   const pgliteKey = await governedKey(pglite.url);
