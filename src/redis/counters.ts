@@ -3,7 +3,7 @@ import type { CounterCheck, Counters } from "../governance/counters";
 import { nextWindowCheck } from "../governance/keys";
 import type { Logger } from "../log";
 import { redisKeys } from "./keys";
-import { IDLE_MS, SYNC_SLICE, type State, type SyncReply, alone, consumed, fitsLease, replyAt, roomWanted, syncArgs } from "./lease";
+import { IDLE_MS, SYNC_SLICE, type State, type SyncReply, alone, consumed, fitsLease, pushDue, replyAt, roomWanted, syncArgs } from "./lease";
 import SYNC_SCRIPT from "./sync.lua" with { type: "text" };
 
 /**
@@ -32,6 +32,7 @@ export class SharedCounters implements Counters {
   private readonly timer: Timer;
   private degraded = false;
   private ticking = false;
+  private closing = false;
   /** Counters used since the last tick: the only ones a tick looks at, but for a full pass twice a second. */
   private dirty = new Set<State>();
   private ticks = 0;
@@ -195,7 +196,7 @@ export class SharedCounters implements Counters {
     const started = performance.now();
     const batch: State[] = [];
     const upcoming: [State, CounterCheck][] = [];
-    const full = this.ticks++ % 50 === 0;
+    const full = this.ticks++ % 50 === 0 || this.closing;
     const candidates: Iterable<State> = full ? [...this.states.values()] : this.dirty;
     this.dirty = new Set();
     for (const s of candidates) {
@@ -218,13 +219,13 @@ export class SharedCounters implements Counters {
         this.states.delete(key);
         continue;
       }
-      // Only what matters goes to Redis: slack to return, room running low, or settled amounts older than a
-      // second (the lease already covers them, so pushing later never over-admits).
+      // Only what matters goes to Redis: slack to return, room running low, or settled amounts that have
+      // waited long enough (see `pushDue`); when closing, everything still held.
       const want = roomWanted(s);
       const free = s.lease - consumed(s);
       // Hysteresis: slack is returned once it is twice what is wanted (at once when nothing is wanted).
       const due = !s.synced || free > 2 * want || (want === 0 && free > 0) || free < want / 2 || idle ||
-        (s.unsynced > 0 && now - s.syncedAt > 1000);
+        pushDue(s, now) || (this.closing && (s.lease > 0 || s.unsynced > 0));
       if (due) batch.push(s);
     }
     for (const [current, next] of upcoming) {
@@ -330,11 +331,14 @@ export class SharedCounters implements Counters {
 
   async close(): Promise<void> {
     clearInterval(this.timer);
-    // Hand back every lease so the other instances get the room at once.
+    // Hand back every lease so the other instances get the room at once, with every settled amount.
     for (const s of this.states.values()) {
       s.inflight = 0;
       s.touchedAt = 0;
     }
+    this.closing = true;
+    // A tick under way would make this one a no-op: wait for it (bounded by the Redis client's own timeouts).
+    for (let waited = 0; this.ticking && waited < 5000; waited += 10) await Bun.sleep(10);
     await this.tick().catch(() => {});
   }
 }

@@ -49,6 +49,23 @@ export const fitsLease = (s: State, check: CounterCheck) =>
 /** The size of one request on this counter (tokens counters reserve nothing: one token then). */
 const unit = (s: State) => (s.lastReserve > 0 ? s.lastReserve : Math.max(1, s.lastActual));
 
+/** Settled amounts wait at least this long before a push of their own (syncs for room carry them anyway). */
+const PUSH_MS = 1000;
+/** …and at most this long, however little they are: a quiet counter's amounts ride along for a while. */
+const QUIET_PUSH_MS = 5000;
+
+/**
+ * Whether settled amounts are due in Redis although the lease needs nothing: once they are a second
+ * old and worth four requests, or five seconds old. The lease already covers them, so waiting never
+ * over-admits; it bounds what a crash keeps from the other instances' view. With thousands of quiet
+ * keys, pushing every second was most of the sync work.
+ */
+export function pushDue(s: State, now: number): boolean {
+  if (s.unsynced <= 0) return false;
+  const age = now - s.syncedAt;
+  return age > QUIET_PUSH_MS || (age > PUSH_MS && s.unsynced >= 4 * unit(s));
+}
+
 /**
  * Room to ask for: a few ticks of this instance's traffic (at least a handful of requests, so a
  * quiet key does not sync after every request), never more than its share of what is left.

@@ -42,16 +42,35 @@ describe("shared counters: many counters per sync call", () => {
     const many = checks("many", 450, 1000);
     for (const check of many) expect(await a.admit([check])).toBe(-1);
     for (const [i, check] of many.entries()) a.settle(check, i + 1);
-    // Settled amounts reach Redis within about a second (in three script calls of at most 200 counters).
+    // Settled amounts reach Redis in three script calls of at most 200 counters: after about a second
+    // when worth four requests, after about five seconds otherwise (the first three counters).
+    await until("the counters worth four requests pushed", async () => {
+      const values = await Promise.all(many.slice(3).map((check) => admin.hget(redisKeys.counter(check.key), "v")));
+      return values.every((v, i) => Number(v) === i + 4);
+    }, 3000);
+    const quiet = await Promise.all(many.slice(0, 3).map((check) => admin.hget(redisKeys.counter(check.key), "v")));
+    expect(quiet.map(Number)).toEqual([0, 0, 0]);
     await until("every counter pushed", async () => {
       const values = await Promise.all(many.map((check) => admin.hget(redisKeys.counter(check.key), "v")));
       return values.every((v, i) => Number(v) === i + 1);
-    });
+    }, 8000);
     // Every counter holds this instance's lease, and its value as this instance knows it is exact.
     const leases = await Promise.all(many.map((check) => admin.hget(redisKeys.counter(check.key), "l:sync-a")));
     expect(leases.every((lease) => lease !== null && Number(lease) >= 0)).toBe(true);
     expect(many.map((check) => a.used(check))).toEqual(many.map((_, i) => i + 1));
     await a.close();
+  });
+
+  test("closing pushes every settled amount, however recent", async () => {
+    const a = instance("close-a");
+    const recent = checks("recent", 5, 1000);
+    for (const check of recent) expect(await a.admit([check])).toBe(-1);
+    for (const check of recent) a.settle(check, 1);
+    await a.close();
+    const values = await Promise.all(recent.map((check) => admin.hget(redisKeys.counter(check.key), "v")));
+    expect(values.map(Number)).toEqual([1, 1, 1, 1, 1]);
+    const leases = await Promise.all(recent.map((check) => admin.hget(redisKeys.counter(check.key), "l:close-a")));
+    expect(leases.every((lease) => lease === null || Number(lease) === 0)).toBe(true);
   });
 
   test("another instance counts the first one's leases until that one is gone", async () => {
@@ -66,15 +85,16 @@ describe("shared counters: many counters per sync call", () => {
       expect(Number(leaseOfA[i])).toBeGreaterThan(0);
       expect(b.used(check)).toBeGreaterThanOrEqual(Number(leaseOfA[i]) + 1);
     }
-    // a stops without handing back (its heartbeat lapses): the next syncs drop its leases.
+    // a stops without handing back (its heartbeat lapses).
     (a as any).options.redis.disconnect();
     clearInterval((a as any).timer);
     await admin.del(redisKeys.alive("lease-a"));
+    // b's next syncs (here the push of one request each: a quiet counter's, within five seconds) drop them.
     for (const check of few) b.settle(check, 1);
     await until("a's leases dropped", async () => {
       const left = await Promise.all(few.map((check) => admin.hexists(redisKeys.counter(check.key), "l:lease-a")));
       return left.every((exists) => exists === 0);
-    });
+    }, 8000);
     for (const check of few) expect(b.used(check)).toBe(1);
     await b.close();
   });
