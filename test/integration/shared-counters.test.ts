@@ -59,7 +59,7 @@ describe("shared counters: many counters per sync call", () => {
     expect(leases.every((lease) => lease !== null && Number(lease) >= 0)).toBe(true);
     expect(many.map((check) => a.used(check))).toEqual(many.map((_, i) => i + 1));
     await a.close();
-  });
+  }, 15_000);
 
   test("closing pushes every settled amount, however recent", async () => {
     const a = instance("close-a");
@@ -97,5 +97,5 @@ describe("shared counters: many counters per sync call", () => {
     }, 8000);
     for (const check of few) expect(b.used(check)).toBe(1);
     await b.close();
-  });
+  }, 15_000);
 });
