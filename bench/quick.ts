@@ -53,7 +53,11 @@ if (want.has("pg")) {
     await addedLatency("governed (Postgres+Redis)", `${gateway.url}/v1/chat/completions`, bearer(key), GOVERNED_BODY, gateway.proc.pid);
   }
   await gateway.stop();
-  if (want.has("scale")) print("1M keys, 10k in use", await scaleRun(upstream, await pg.newDatabase(), redis.url, SECONDS));
+  if (want.has("scale")) {
+    const scale = await scaleRun(upstream, await pg.newDatabase(), redis.url, SECONDS);
+    print("1M keys, 10k in use", scale);
+    process.stdout.write(`  per request: ${scale.roundTrips.postgres_per_request} Postgres statements, ${scale.roundTrips.redis_round_trips_per_request} Redis round trips\n`);
+  }
   await redis.stop();
   await pg.stop();
 }

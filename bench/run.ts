@@ -7,7 +7,7 @@ import { mkdirSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { freePort, startPostgres, startRedis, tempDir } from "../test/helpers/services";
 import { BENCH_BODY as BODY, GOVERNED_BODY, STREAM_BODY, bearer, benchConfig as config, governedKey, json, scaleRun } from "./setup";
-import { ROOT, type WrkResult, bunScript, fixedRate, launch, metric, startLitegate, ttfb, waitHttp, wrk } from "./lib";
+import { ROOT, type WrkResult, bunScript, fixedRate, launch, roundTrips, roundTripsPerRequest, startLitegate, ttfb, waitHttp, wrk } from "./lib";
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 8);
 
@@ -71,19 +71,11 @@ async function main() {
   const dbUrl = await pg.newDatabase();
   const shared = await startLitegate(config(upstream, { database_url: dbUrl, redis_url: redis.url }));
   const sharedKey = await governedKey(shared.url);
-  const before = { db: await metric(shared.url, "litegate_db_statements"), redis: await metric(shared.url, "litegate_redis_commands") };
+  const before = await roundTrips(shared.url);
   log("litegate, governed key, Postgres + Redis…");
   const governed = await wrk(`${shared.url}/v1/chat/completions`, bearer(sharedKey), GOVERNED_BODY, SECONDS, shared.proc.pid);
   rows["litegate governed key (Postgres+Redis)"] = governed;
-  const after = { db: await metric(shared.url, "litegate_db_statements"), redis: await metric(shared.url, "litegate_redis_commands") };
-  const requests = governed.rps * SECONDS;
-  extra.hot_path_round_trips = {
-    requests: Math.round(requests),
-    postgres_statements: after.db - before.db,
-    redis_round_trips: after.redis - before.redis,
-    postgres_per_request: +((after.db - before.db) / requests).toFixed(4),
-    redis_round_trips_per_request: +((after.redis - before.redis) / requests).toFixed(4),
-  };
+  extra.hot_path_round_trips = roundTripsPerRequest(before, await roundTrips(shared.url), governed.rps * SECONDS);
 
   log("streaming time to first byte…");
   const directTtfb = await ttfb(`${upstream}/chat/completions`, json, STREAM_BODY);
@@ -104,7 +96,9 @@ async function main() {
   await shared.stop();
 
   log("scale: 1,000,000 keys, traffic over 10,000 of them…");
-  rows["litegate, 1M keys in db, 10k in use (Postgres+Redis)"] = await scaleRun(upstream, await pg.newDatabase(), redis.url, SECONDS);
+  const { roundTrips: scaleRoundTrips, ...scale } = await scaleRun(upstream, await pg.newDatabase(), redis.url, SECONDS);
+  rows["litegate, 1M keys in db, 10k in use (Postgres+Redis)"] = scale;
+  extra.scale_round_trips = scaleRoundTrips;
   await redis.stop();
   await pg.stop();
 

@@ -1,6 +1,6 @@
 /** What every benchmark run shares: request bodies, the gateway's config and a fully governed key. */
 import postgres from "postgres";
-import { type WrkResult, startLitegate, wrk } from "./lib";
+import { type WrkResult, roundTrips, roundTripsPerRequest, startLitegate, wrk } from "./lib";
 export const BENCH_BODY = JSON.stringify({ model: "bench-model", messages: [{ role: "user", content: "Hello there" }] });
 export const GOVERNED_BODY = JSON.stringify({ model: "bench-model", user: "bench-customer", messages: [{ role: "user", content: "Hello there" }] });
 export const STREAM_BODY = JSON.stringify({ model: "bench-model", stream: true, messages: [{ role: "user", content: "Hello there" }] });
@@ -32,7 +32,7 @@ export async function governedKey(url: string): Promise<string> {
  * The scale row: 1,000,000 keys in Postgres, traffic spread over 10,000 of them (each looked up once
  * beforehand, so the run measures the steady state with a warm key cache).
  */
-export async function scaleRun(upstream: string, databaseUrl: string, redisUrl: string, seconds: number): Promise<WrkResult> {
+export async function scaleRun(upstream: string, databaseUrl: string, redisUrl: string, seconds: number): Promise<WrkResult & { roundTrips: ReturnType<typeof roundTripsPerRequest> }> {
   const scale = await startLitegate(benchConfig(upstream, { database_url: databaseUrl, redis_url: redisUrl, key_cache_size: 20000 }));
   const sql = postgres(databaseUrl, { onnotice: () => {} });
   await sql`insert into keys (token, key_name, max_budget, rpm_limit, tpm_limit)
@@ -50,7 +50,9 @@ export async function scaleRun(upstream: string, databaseUrl: string, redisUrl: 
     }).then((r) => r.arrayBuffer())));
   }
   try {
-    return await wrk(`${scale.url}/v1/chat/completions`, {}, BENCH_BODY, seconds, scale.proc.pid, lua);
+    const before = await roundTrips(scale.url);
+    const result = await wrk(`${scale.url}/v1/chat/completions`, {}, BENCH_BODY, seconds, scale.proc.pid, lua);
+    return { ...result, roundTrips: roundTripsPerRequest(before, await roundTrips(scale.url), result.rps * seconds) };
   } finally {
     await scale.stop();
   }
