@@ -113,14 +113,16 @@ export async function ttfb(url: string, headers: Record<string, string>, body: s
   return times[Math.floor(n / 2)]!;
 }
 
-/** Open-loop load at a fixed rate: latency percentiles that do not hide queueing. */
 /** CPU time (user + system, ms) a process has used so far, from /proc (ticks of 10 ms). */
 export function cpuMs(pid: number): number {
   const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
   return (Number(fields[11]) + Number(fields[12])) * 10;
 }
 
-/** Requests at a steady rate; with `cpuPid`, also that process's CPU time per request (µs). */
+/**
+ * Open-loop load at a fixed rate: latency percentiles that do not hide queueing; with `cpuPid`, also
+ * that process's CPU time per request (µs).
+ */
 export async function fixedRate(url: string, headers: Record<string, string>, body: string, rps: number, seconds: number, cpuPid?: number) {
   const cpuBefore = cpuPid ? cpuMs(cpuPid) : 0;
   const latencies: number[] = [];
