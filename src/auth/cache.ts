@@ -5,18 +5,36 @@ interface Entry<V> {
   loadedAt: number;
 }
 
+export interface TtlCacheOptions<V> {
+  /** Reloads many entries in one round trip; an id missing from the answer no longer exists. */
+  reloadMany?: (ids: string[]) => Promise<Map<string, V>>;
+  /** How long stale ids in use are gathered before one reload (ms). */
+  reloadDelayMs?: number;
+  onReloadError?: (error: unknown) => void;
+}
+
 /**
  * A size-bounded map whose entries go stale after `ttlMs`. Map order is insertion order, so the
  * first entry is the least recently loaded one and is evicted when the map is full.
+ *
+ * With `reloadMany`, a stale entry is still served while it is reloaded in the background, together
+ * with every other stale entry in use: with thousands of keys going stale each minute, a request
+ * never waits on the database for a key it already knows, and the database sees a few queries a
+ * second rather than one per key.
  */
 export class TtlCache<V> {
   private readonly entries = new Map<string, Entry<V>>();
   private readonly loading = new Map<string, Promise<V>>();
+  private readonly stale = new Set<string>();
+  private reloadTimer: Timer | null = null;
+  /** Bumped by every delete and clear: a load that started before one must not store what it read. */
+  private epoch = 0;
 
   constructor(
     private readonly max: number,
     private readonly ttlMs: number,
     private readonly clock: Clock,
+    private readonly options: TtlCacheOptions<V> = {},
   ) {}
 
   get size(): number {
@@ -44,9 +62,10 @@ export class TtlCache<V> {
   load(id: string, loader: () => Promise<V>): Promise<V> {
     const pending = this.loading.get(id);
     if (pending) return pending;
+    const epoch = this.epoch;
     const promise = loader()
       .then((value) => {
-        this.set(id, value);
+        if (epoch === this.epoch) this.set(id, value);
         return value;
       })
       .finally(() => this.loading.delete(id));
@@ -54,11 +73,52 @@ export class TtlCache<V> {
     return promise;
   }
 
+  /**
+   * Whether a stale entry may be served while it is reloaded (it is then queued for the next
+   * batched reload). False without `reloadMany` or with a zero ttl: the caller loads it now.
+   */
+  serveStale(id: string): boolean {
+    if (!this.options.reloadMany || this.ttlMs <= 0) return false;
+    this.stale.add(id);
+    this.scheduleReload();
+    return true;
+  }
+
+  private scheduleReload(): void {
+    if (this.reloadTimer) return;
+    this.reloadTimer = setTimeout(() => void this.reloadStale(), this.options.reloadDelayMs ?? 200);
+    this.reloadTimer.unref?.();
+  }
+
+  private async reloadStale(): Promise<void> {
+    const ids = [...this.stale];
+    this.stale.clear();
+    const epoch = this.epoch;
+    try {
+      const found = await this.options.reloadMany!(ids);
+      if (epoch !== this.epoch) return;
+      for (const id of ids) {
+        const value = found.get(id);
+        if (value !== undefined) this.set(id, value);
+        else this.entries.delete(id);
+      }
+    } catch (error) {
+      // The entries stay as they were (stale, still served); their next use queues them again.
+      this.options.onReloadError?.(error);
+    } finally {
+      this.reloadTimer = null;
+      // Ids that went stale while this reload was under way.
+      if (this.stale.size > 0) this.scheduleReload();
+    }
+  }
+
   delete(id: string): void {
+    this.epoch++;
     this.entries.delete(id);
   }
 
   clear(): void {
+    this.epoch++;
     this.entries.clear();
   }
 

@@ -6,11 +6,11 @@ import { TtlCache } from "./cache";
 import { hashKey, readKey, sameToken } from "./keys";
 import type { Caller, CustomerRecord, Principal } from "./principal";
 import { isProxyAdmin } from "./principal";
-import { loadOrCreateCustomer, loadPrincipal } from "./repo";
+import { loadCustomers, loadOrCreateCustomer, loadPrincipal, loadPrincipals } from "./repo";
 
 export * from "./keys";
 export * from "./principal";
-export { loadPrincipal, loadOrCreateCustomer } from "./repo";
+export { loadPrincipal, loadPrincipals, loadOrCreateCustomer } from "./repo";
 export { TtlCache } from "./cache";
 
 export interface AuthOptions {
@@ -39,13 +39,21 @@ export function createAuth(options: AuthOptions) {
   // The master key is compared by its hash, which every key is hashed to anyway: one hash per request.
   const masterToken = masterKey ? hashKey(masterKey) : null;
   // Unknown keys are cached too (as null), briefly, so a flood of bad keys does not reach the database.
-  const principals = new TtlCache<Principal | null>(options.cacheSize, options.cacheTtlMs, clock);
-  const customers = new TtlCache<CustomerRecord>(options.cacheSize, options.cacheTtlMs, clock);
+  // Stale entries are served while a batched reload refreshes them (the database down: until it is back).
+  const reloadFailed = (error: unknown) =>
+    log.once("warn", "auth-db-down", "database unreachable: serving cached keys", { error: String(error) });
+  const principals = new TtlCache<Principal | null>(options.cacheSize, options.cacheTtlMs, clock, {
+    reloadMany: (tokens) => loadPrincipals(db, tokens), onReloadError: reloadFailed,
+  });
+  const customers = new TtlCache<CustomerRecord>(options.cacheSize, options.cacheTtlMs, clock, {
+    reloadMany: (ids) => loadCustomers(db, ids), onReloadError: reloadFailed,
+  });
   const UNKNOWN_TTL_MS = 1000;
 
   async function principalFor(token: string): Promise<Principal | null> {
     const cached = principals.peek(token);
     if (cached && (cached.value === null ? cached.age < UNKNOWN_TTL_MS : cached.fresh)) return cached.value;
+    if (cached?.value && principals.serveStale(token)) return cached.value;
     try {
       return await principals.load(token, () => loadPrincipal(db, token));
     } catch (error) {
@@ -81,7 +89,7 @@ export function createAuth(options: AuthOptions) {
 
     async customer(id: string): Promise<CustomerRecord> {
       const cached = customers.peek(id);
-      if (cached?.fresh) return cached.value;
+      if (cached?.fresh || (cached && customers.serveStale(id))) return cached.value;
       try {
         return await customers.load(id, () => loadOrCreateCustomer(db, id));
       } catch (error) {

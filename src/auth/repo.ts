@@ -23,7 +23,7 @@ function budget(row: Json | null): BudgetRecord | null {
 }
 
 const PRINCIPAL_SQL = `
-select row_to_json(k) as key, row_to_json(u) as "user", row_to_json(t) as team,
+select k.token, row_to_json(k) as key, row_to_json(u) as "user", row_to_json(t) as team,
        row_to_json(m) as membership, row_to_json(mb) as membership_budget, row_to_json(kb) as key_budget,
        coalesce((select json_object_agg(s.model, json_build_object('spend', s.spend, 'budget_reset_at', s.budget_reset_at))
                  from key_model_spend s where s.token = k.token), '{}') as model_spend
@@ -33,12 +33,20 @@ left join teams t on t.team_id = k.team_id
 left join team_memberships m on m.team_id = k.team_id and m.user_id = k.user_id
 left join budgets mb on mb.budget_id = m.budget_id
 left join budgets kb on kb.budget_id = k.budget_id
-where k.token = $1`;
+where k.token = any(array(select json_array_elements_text($1::text::json)))`;
 
 /** One round trip: the key and everything it belongs to. */
 export async function loadPrincipal(sql: Sql, token: string): Promise<Principal | null> {
-  const [row] = await sql.query(PRINCIPAL_SQL, [token]);
-  if (!row) return null;
+  return (await loadPrincipals(sql, [token])).get(token) ?? null;
+}
+
+/** One round trip for many keys (the cache's reload of the stale ones in use); unknown tokens are absent. */
+export async function loadPrincipals(sql: Sql, tokens: string[]): Promise<Map<string, Principal>> {
+  const rows = await sql.query(PRINCIPAL_SQL, [JSON.stringify(tokens)]);
+  return new Map(rows.map((row) => [row.token as string, principalFrom(row)]));
+}
+
+function principalFrom(row: Json): Principal {
   const k = row.key as Json;
   const key: KeyRecord = {
     ...(k as KeyRecord),
@@ -73,9 +81,9 @@ export async function loadPrincipal(sql: Sql, token: string): Promise<Principal 
 }
 
 const CUSTOMER_SQL = `
-select row_to_json(e) as customer, row_to_json(b) as budget
+select e.user_id, row_to_json(e) as customer, row_to_json(b) as budget
 from end_users e left join budgets b on b.budget_id = e.budget_id
-where e.user_id = $1`;
+where e.user_id = any(array(select json_array_elements_text($1::text::json)))`;
 
 function customerFrom(row: Json): CustomerRecord {
   const e = row.customer as Json;
@@ -92,9 +100,14 @@ function customerFrom(row: Json): CustomerRecord {
 
 /** The customer named by a request's `user`, created on first sight (concurrent first sights are fine). */
 export async function loadOrCreateCustomer(sql: Sql, userId: string): Promise<CustomerRecord> {
-  const [found] = await sql.query(CUSTOMER_SQL, [userId]);
-  if (found) return customerFrom(found);
+  const found = (await loadCustomers(sql, [userId])).get(userId);
+  if (found) return found;
   await sql.query("insert into end_users (user_id) values ($1) on conflict (user_id) do nothing", [userId]);
-  const [created] = await sql.query(CUSTOMER_SQL, [userId]);
-  return customerFrom(created!);
+  return (await loadCustomers(sql, [userId])).get(userId)!;
+}
+
+/** One round trip for many customers; unknown ids are absent. */
+export async function loadCustomers(sql: Sql, ids: string[]): Promise<Map<string, CustomerRecord>> {
+  const rows = await sql.query(CUSTOMER_SQL, [JSON.stringify(ids)]);
+  return new Map(rows.map((row) => [row.user_id as string, customerFrom(row)]));
 }

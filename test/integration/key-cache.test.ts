@@ -1,0 +1,70 @@
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { hashKey } from "../../src/auth/keys";
+import { type Database, openDatabase } from "../../src/db";
+import { MOCK_CONFIG, inProcessGateway } from "../helpers/gateway";
+import { type PostgresServer, startPostgres } from "../helpers/services";
+
+type Harness = Awaited<ReturnType<typeof inProcessGateway>>;
+
+async function until(what: string, condition: () => Promise<boolean> | boolean, ms = 3000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!(await condition())) {
+    if (Date.now() > end) throw new Error(`${what}: not within ${ms} ms`);
+    await Bun.sleep(20);
+  }
+}
+
+let pg: PostgresServer;
+const databases: Database[] = [];
+beforeAll(async () => {
+  pg = await startPostgres();
+});
+afterAll(async () => {
+  for (const db of databases) await db.close();
+  await pg.stop();
+});
+
+for (const engine of ["PGlite", "Postgres"] as const) {
+  describe(`the key cache after its ttl (${engine})`, () => {
+    let h: Harness;
+    beforeAll(async () => {
+      const db = engine === "Postgres" ? await openDatabase({ url: await pg.newDatabase() }) : undefined;
+      if (db) databases.push(db);
+      h = await inProcessGateway(MOCK_CONFIG + "\n  key_cache_ttl_seconds: 60\n", { db });
+    });
+    afterAll(() => h.close());
+
+    test("stale keys are served at once, then reloaded together in one statement: changes made in the database show", async () => {
+      const keys = await Promise.all([h.createKey(), h.createKey(), h.createKey()]);
+      for (const key of keys) expect((await h.chat(key)).status).toBe(200);
+      // Changed behind the gateway's back (no admin call, so no invalidation): only the ttl brings it in.
+      await h.db.query("update keys set blocked = true where token = $1", [hashKey(keys[0]!)]);
+      await h.db.query("delete from keys where token = $1", [hashKey(keys[1]!)]);
+      expect((await h.chat(keys[0]!)).status).toBe(200); // still fresh in the cache
+
+      h.clock.advance(61_000);
+      const before = h.db.statements();
+      // Each stale key answers without waiting for the database.
+      for (const key of keys) expect((await h.chat(key)).status).toBe(200);
+      expect(h.db.statements()).toBe(before);
+      await until("the batched reload", () => h.db.statements() > before);
+      await Bun.sleep(50);
+      expect(h.db.statements() - before).toBe(1);
+
+      expect((await h.chat(keys[0]!)).status).toBe(403); // blocked, as the database now says
+      const deleted = await h.chat(keys[1]!);
+      expect(deleted.status).toBe(401);
+      expect(((await deleted.json()) as any).error.type).toBe("auth_error");
+      expect((await h.chat(keys[2]!)).status).toBe(200);
+    });
+
+    test("an admin change is seen at once, stale or not (the cache entry is dropped, not left to its ttl)", async () => {
+      const created = await h.call("/key/generate", { max_budget: 10 });
+      const { key } = (await created.json()) as any;
+      expect((await h.chat(key)).status).toBe(200);
+      h.clock.advance(61_000);
+      expect((await h.call("/key/block", { key })).status).toBe(200);
+      expect((await h.chat(key)).status).toBe(403);
+    });
+  });
+}

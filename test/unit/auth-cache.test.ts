@@ -1,0 +1,107 @@
+import { describe, expect, test } from "bun:test";
+import { TtlCache } from "../../src/auth/cache";
+import { manualClock } from "../../src/clock";
+
+async function until(condition: () => boolean, ms = 2000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!condition()) {
+    if (Date.now() > end) throw new Error("condition not met in time");
+    await Bun.sleep(5);
+  }
+}
+
+/** A cache over a fake store whose reloads are recorded. */
+function cacheOver(store: Map<string, string>, ttlMs = 1000) {
+  const clock = manualClock(0);
+  const reloads: string[][] = [];
+  const errors: unknown[] = [];
+  let failing = false;
+  const cache = new TtlCache<string>(100, ttlMs, clock, {
+    reloadDelayMs: 10,
+    reloadMany: async (ids) => {
+      reloads.push([...ids].sort());
+      if (failing) throw new Error("database down");
+      return new Map(ids.flatMap((id) => (store.has(id) ? [[id, store.get(id)!] as const] : [])));
+    },
+    onReloadError: (error) => errors.push(error),
+  });
+  return { cache, clock, reloads, errors, fail: (on: boolean) => (failing = on) };
+}
+
+describe("a stale entry is served while a batched reload refreshes it", () => {
+  test("stale entries in use are reloaded together in one call, and the new values replace them", async () => {
+    const store = new Map([["a", "a1"], ["b", "b1"], ["c", "c1"]]);
+    const { cache, clock, reloads } = cacheOver(store);
+    for (const id of store.keys()) cache.set(id, store.get(id)!);
+    store.set("a", "a2");
+    store.set("b", "b2");
+    clock.advance(1500);
+    expect(cache.peek("a")).toMatchObject({ value: "a1", fresh: false });
+    expect(cache.serveStale("a")).toBe(true);
+    expect(cache.serveStale("b")).toBe(true);
+    expect(cache.serveStale("a")).toBe(true);
+    expect(reloads).toEqual([]); // gathered first, not one call per use
+    await until(() => reloads.length === 1);
+    await until(() => cache.peek("a")?.value === "a2");
+    expect(reloads).toEqual([["a", "b"]]);
+    expect(cache.peek("b")).toMatchObject({ value: "b2", fresh: true });
+    // Not in use while stale: not reloaded.
+    expect(cache.peek("c")).toMatchObject({ value: "c1", fresh: false });
+  });
+
+  test("an id the store no longer has is dropped, so the next use loads it (and finds nothing)", async () => {
+    const store = new Map([["a", "a1"]]);
+    const { cache, clock, reloads } = cacheOver(store);
+    cache.set("a", "a1");
+    store.delete("a");
+    clock.advance(1500);
+    cache.serveStale("a");
+    await until(() => reloads.length === 1);
+    await until(() => cache.peek("a") === undefined);
+  });
+
+  test("a failed reload keeps serving the stale value, and the next use tries again", async () => {
+    const store = new Map([["a", "a2"]]);
+    const { cache, clock, reloads, errors, fail } = cacheOver(store);
+    cache.set("a", "a1");
+    clock.advance(1500);
+    fail(true);
+    cache.serveStale("a");
+    await until(() => errors.length === 1);
+    expect(cache.peek("a")?.value).toBe("a1");
+    fail(false);
+    cache.serveStale("a");
+    await until(() => cache.peek("a")?.value === "a2");
+    expect(reloads.length).toBe(2);
+  });
+
+  test("a reload that read before an invalidation does not store what it read", async () => {
+    const store = new Map([["a", "old"]]);
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    const clock = manualClock(0);
+    const cache = new TtlCache<string>(100, 1000, clock, {
+      reloadDelayMs: 1,
+      reloadMany: async (ids) => {
+        const read = new Map(ids.map((id) => [id, store.get(id)!] as const));
+        await gate;
+        return read;
+      },
+    });
+    cache.set("a", "old");
+    clock.advance(1500);
+    cache.serveStale("a");
+    await Bun.sleep(20); // the reload has read "old" and waits
+    store.set("a", "new");
+    cache.delete("a"); // an admin write's invalidation
+    release();
+    await Bun.sleep(20);
+    expect(cache.peek("a")).toBeUndefined();
+  });
+
+  test("without a reloader, or with a zero ttl, the caller loads stale entries itself", () => {
+    const clock = manualClock(0);
+    expect(new TtlCache<string>(10, 1000, clock).serveStale("a")).toBe(false);
+    expect(new TtlCache<string>(10, 0, clock, { reloadMany: async () => new Map() }).serveStale("a")).toBe(false);
+  });
+});
