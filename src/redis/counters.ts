@@ -24,6 +24,8 @@ export interface SharedCountersOptions {
   now: () => number;
   tickMs?: number;
   leaseTtlMs?: number;
+  /** How old settled amounts get before a push of their own (see `pushDue`). */
+  pushAfterMs?: number;
 }
 
 export class SharedCounters implements Counters {
@@ -225,7 +227,7 @@ export class SharedCounters implements Counters {
       const free = s.lease - consumed(s);
       // Hysteresis: slack is returned once it is twice what is wanted (at once when nothing is wanted).
       const due = !s.synced || free > 2 * want || (want === 0 && free > 0) || free < want / 2 || idle ||
-        pushDue(s, now) || (this.closing && s.unsynced > 0);
+        pushDue(s, now, this.options.pushAfterMs) || (this.closing && s.unsynced > 0);
       if (due) batch.push(s);
     }
     for (const [current, next] of upcoming) {

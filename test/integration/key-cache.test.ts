@@ -28,7 +28,7 @@ for (const engine of ["PGlite", "Postgres"] as const) {
   describe(`the key cache after its ttl (${engine})`, () => {
     let h: Harness;
     beforeAll(async () => {
-      const db = engine === "Postgres" ? await openDatabase({ url: await pg.newDatabase() }) : undefined;
+      const db = engine === "Postgres" ? await openDatabase({ url: await pg.newDatabase(), dataDir: "" }) : undefined;
       if (db) databases.push(db);
       h = await inProcessGateway(MOCK_CONFIG + "\n  key_cache_ttl_seconds: 60\n", { db });
     });

@@ -19,10 +19,10 @@ afterAll(async () => {
   await server.stop();
 });
 
-function instance(id: string): SharedCounters {
+function instance(id: string, pushAfterMs = 1000): SharedCounters {
   const redis = new Redis(server.url);
   clients.push(redis);
-  return new SharedCounters({ redis, instanceId: id, log: silentLogger, now: Date.now, leaseTtlMs: 1000 });
+  return new SharedCounters({ redis, instanceId: id, log: silentLogger, now: Date.now, leaseTtlMs: 1000, pushAfterMs });
 }
 
 const checks = (prefix: string, n: number, limit: number): CounterCheck[] =>
@@ -41,25 +41,37 @@ describe("shared counters: many counters per sync call", () => {
     const a = instance("sync-a");
     const many = checks("many", 450, 1000);
     for (const check of many) expect(await a.admit([check])).toBe(-1);
-    for (const [i, check] of many.entries()) a.settle(check, i + 1);
-    // Settled amounts reach Redis in three script calls of at most 200 counters: after about a second
-    // when worth four requests, after about five seconds otherwise (the first three counters).
-    await until("the counters worth four requests pushed", async () => {
-      const values = await Promise.all(many.slice(3).map((check) => admin.hget(redisKeys.counter(check.key), "v")));
-      return values.every((v, i) => Number(v) === i + 4);
-    }, 3000);
-    const quiet = await Promise.all(many.slice(0, 3).map((check) => admin.hget(redisKeys.counter(check.key), "v")));
-    expect(quiet.map(Number)).toEqual([0, 0, 0]);
+    // Amounts the lease still covers (a sync for room would carry them at once).
+    const amount = (i: number) => 1 + (i % 5);
+    for (const [i, check] of many.entries()) a.settle(check, amount(i));
+    // Settled amounts wait in the lease (here for a second; 15 s by default), then reach Redis in
+    // three script calls of at most 200 counters.
+    await Bun.sleep(300);
+    const early = await Promise.all(many.map((check) => admin.hget(redisKeys.counter(check.key), "v")));
+    expect(early.every((v) => Number(v) === 0)).toBe(true);
     await until("every counter pushed", async () => {
       const values = await Promise.all(many.map((check) => admin.hget(redisKeys.counter(check.key), "v")));
-      return values.every((v, i) => Number(v) === i + 1);
-    }, 8000);
+      return values.every((v, i) => Number(v) === amount(i));
+    }, 4000);
     // Every counter holds this instance's lease, and its value as this instance knows it is exact.
     const leases = await Promise.all(many.map((check) => admin.hget(redisKeys.counter(check.key), "l:sync-a")));
     expect(leases.every((lease) => lease !== null && Number(lease) >= 0)).toBe(true);
-    expect(many.map((check) => a.used(check))).toEqual(many.map((_, i) => i + 1));
+    expect(many.map((check) => a.used(check))).toEqual(many.map((_, i) => amount(i)));
     await a.close();
   }, 15_000);
+
+  test("a sync for room carries the settled amounts with it, long before they would be pushed on their own", async () => {
+    const a = instance("ride-a", 60_000);
+    const [small, large] = checks("ride", 2, 1000);
+    expect(await a.admit([small!, large!])).toBe(-1);
+    a.settle(small!, 2);
+    a.settle(large!, 14); // most of a 16-request lease: the next tick asks for room
+    await until("the large amount pushed with the room sync", async () => Number(await admin.hget(redisKeys.counter(large!.key), "v")) === 14, 2000);
+    expect(Number(await admin.hget(redisKeys.counter(small!.key), "v"))).toBe(0);
+    expect(a.used(small!)).toBe(2);
+    await a.close();
+    expect(Number(await admin.hget(redisKeys.counter(small!.key), "v"))).toBe(2);
+  });
 
   test("closing pushes every settled amount, however recent", async () => {
     const a = instance("close-a");
@@ -89,7 +101,7 @@ describe("shared counters: many counters per sync call", () => {
     (a as any).options.redis.disconnect();
     clearInterval((a as any).timer);
     await admin.del(redisKeys.alive("lease-a"));
-    // b's next syncs (here the push of one request each: a quiet counter's, within five seconds) drop them.
+    // b's next syncs (here the push of one request each, a second later) drop them.
     for (const check of few) b.settle(check, 1);
     await until("a's leases dropped", async () => {
       const left = await Promise.all(few.map((check) => admin.hexists(redisKeys.counter(check.key), "l:lease-a")));

@@ -14,22 +14,9 @@ describe("when settled amounts are pushed without a sync for room", () => {
     expect(pushDue(counter({ unsynced: 0 }), 60_000)).toBe(false);
   });
 
-  test("four requests' worth goes after a second, not before", () => {
-    expect(pushDue(counter({ unsynced: 4, syncedAt: 10_000 }), 10_900)).toBe(false);
-    expect(pushDue(counter({ unsynced: 4, syncedAt: 10_000 }), 11_100)).toBe(true);
-  });
-
-  test("less than that waits five seconds", () => {
-    expect(pushDue(counter({ unsynced: 3, syncedAt: 10_000 }), 14_000)).toBe(false);
-    expect(pushDue(counter({ unsynced: 3, syncedAt: 10_000 }), 15_100)).toBe(true);
-  });
-
-  test("a request's worth is its reservation (a budget's estimated cost), or its typical tokens", () => {
-    // Budget: four requests at an estimated $0.01 each.
-    expect(pushDue(counter({ lastReserve: 0.01, unsynced: 0.039, syncedAt: 0 }), 2000)).toBe(false);
-    expect(pushDue(counter({ lastReserve: 0.01, unsynced: 0.04, syncedAt: 0 }), 2000)).toBe(true);
-    // Tokens counters reserve nothing: four requests of ~500 tokens.
-    expect(pushDue(counter({ lastReserve: 0, lastActual: 500, unsynced: 1500, syncedAt: 0 }), 2000)).toBe(false);
-    expect(pushDue(counter({ lastReserve: 0, lastActual: 500, unsynced: 2000, syncedAt: 0 }), 2000)).toBe(true);
+  test("on their own, they go after fifteen seconds, however much they are", () => {
+    expect(pushDue(counter({ unsynced: 3, syncedAt: 10_000 }), 24_900)).toBe(false);
+    expect(pushDue(counter({ unsynced: 12, syncedAt: 10_000 }), 24_900)).toBe(false);
+    expect(pushDue(counter({ unsynced: 0.001, syncedAt: 10_000 }), 25_100)).toBe(true);
   });
 });
