@@ -1,7 +1,7 @@
 /**
- * `bun bench/quick.ts [pglite|pg|bare|master]…`: a shorter run of chosen rows of `npm run bench`
+ * `bun bench/quick.ts [bare|master|pglite|pg|rate|scale]…`: a shorter run of chosen rows of `npm run bench`
  * against the binary as built (or the one named by LITEGATE_BIN, to compare two builds), for trying
- * a change (no Portkey, no scale run).
+ * a change (no Portkey).
  */
 import { freePort, startPostgres, startRedis, tempDir } from "../test/helpers/services";
 import { bunScript, fixedRate, startLitegate, waitHttp, wrk } from "./lib";
@@ -55,7 +55,9 @@ if (want.has("pg")) {
   await gateway.stop();
   if (want.has("scale")) {
     const scale = await scaleRun(upstream, await pg.newDatabase(), redis.url, SECONDS);
+    print("1M keys, 1 in use", scale.oneKey);
     print("1M keys, 10k in use", scale);
+    process.stdout.write(`  10k in use / 1 in use: ${scale.ratio}\n`);
     process.stdout.write(`  per request: ${scale.roundTrips.postgres_per_request} Postgres statements, ${scale.roundTrips.redis_round_trips_per_request} Redis round trips\n`);
   }
   await redis.stop();

@@ -96,7 +96,8 @@ async function main() {
   await shared.stop();
 
   log("scale: 1,000,000 keys, traffic over 10,000 of them…");
-  const { roundTrips: scaleRoundTrips, ...scale } = await scaleRun(upstream, await pg.newDatabase(), redis.url, SECONDS);
+  const { roundTrips: scaleRoundTrips, oneKey, ratio: scaleRatio, ...scale } = await scaleRun(upstream, await pg.newDatabase(), redis.url, SECONDS);
+  rows["litegate, 1M keys in db, 1 in use (Postgres+Redis)"] = oneKey;
   rows["litegate, 1M keys in db, 10k in use (Postgres+Redis)"] = scale;
   extra.scale_round_trips = scaleRoundTrips;
   await redis.stop();
@@ -112,6 +113,7 @@ async function main() {
     "governed (Postgres+Redis) / Portkey": +(governedPg / portkey).toFixed(2),
     "governed (PGlite) / ceiling": +(governedLite / ceiling).toFixed(2),
     "governed (PGlite) / Portkey": +(governedLite / portkey).toFixed(2),
+    "1M keys: 10k in use / 1 in use": scaleRatio,
   };
 
   const name = (s: string) => s.padEnd(52);
