@@ -17,6 +17,11 @@ import SYNC_SCRIPT from "./sync.lua" with { type: "text" };
  * requests are decided by Redis itself. A dead instance's leases expire with its heartbeat.
  */
 
+/** Every counter is looked at at least once per this many ticks (half a second). */
+const SWEEP_TICKS = 50;
+/** Counters one tick syncs at most: about 5 ms of work. */
+const MAX_SYNCS_PER_TICK = 600;
+
 export interface SharedCountersOptions {
   redis: Redis;
   instanceId: string;
@@ -35,9 +40,10 @@ export class SharedCounters implements Counters {
   private degraded = false;
   private ticking = false;
   private closing = false;
-  /** Counters used since the last tick: the only ones a tick looks at, but for a full pass twice a second. */
+  /** Counters used since the last tick, which the next tick looks at… */
   private dirty = new Set<State>();
-  private ticks = 0;
+  /** …with a slice of all the others (every counter is looked at every SWEEP_TICKS ticks). */
+  private sweep: Iterator<State> | null = null;
   private aliveAt = 0;
   syncs = 0;
   failures = 0;
@@ -196,10 +202,12 @@ export class SharedCounters implements Counters {
     this.ticking = true;
     const now = this.options.now();
     const started = performance.now();
+    // Counters asking for room come first; pushes, slack and next windows may wait a tick.
+    const urgent: State[] = [];
     const batch: State[] = [];
     const upcoming: [State, CounterCheck][] = [];
-    const full = this.ticks++ % 50 === 0 || this.closing;
-    const candidates: Iterable<State> = full ? [...this.states.values()] : this.dirty;
+    const candidates = this.closing ? new Set(this.states.values()) : this.dirty;
+    if (!this.closing) this.sweepSlice(candidates);
     this.dirty = new Set();
     for (const s of candidates) {
       const key = s.check.key;
@@ -228,7 +236,9 @@ export class SharedCounters implements Counters {
       // Hysteresis: slack is returned once it is twice what is wanted (at once when nothing is wanted).
       const due = !s.synced || free > 2 * want || (want === 0 && free > 0) || free < want / 2 || idle ||
         pushDue(s, now, this.options.pushAfterMs) || (this.closing && s.unsynced > 0);
-      if (due) batch.push(s);
+      if (!due) continue;
+      if (!s.synced || free < want / 2) urgent.push(s);
+      else batch.push(s);
     }
     for (const [current, next] of upcoming) {
       const n = this.state(next);
@@ -238,8 +248,14 @@ export class SharedCounters implements Counters {
       n.lastActual = current.lastActual;
       batch.push(n);
     }
+    const chosen = urgent.length > 0 ? urgent.concat(batch) : batch;
+    // A tick's work stays bounded (a window turning over ten thousand keys, Redis coming back): the rest
+    // goes in the next ticks.
+    if (!this.closing && chosen.length > MAX_SYNCS_PER_TICK) {
+      for (const s of chosen.splice(MAX_SYNCS_PER_TICK)) this.dirty.add(s);
+    }
     try {
-      if (batch.length === 0) {
+      if (chosen.length === 0) {
         // Stay alive (our leases stay valid) even when no counter needs a sync.
         if (now - this.aliveAt > 500 || this.degraded) {
           this.roundTrips++;
@@ -252,7 +268,7 @@ export class SharedCounters implements Counters {
       this.aliveAt = now;
       const pipeline = this.redis.pipeline();
       pipeline.set(redisKeys.alive(this.options.instanceId), "1", "PX", this.options.leaseTtlMs ?? 3000);
-      const sent = batch.map((s) => {
+      const sent = chosen.map((s) => {
         const push = s.unsynced;
         s.unsynced = 0;
         s.lease = Math.max(0, s.lease - push);
@@ -288,10 +304,24 @@ export class SharedCounters implements Counters {
       this.syncs++;
       this.lastSyncMs = performance.now() - started;
     } catch (error) {
-      for (const s of batch) s.busy = null;
+      for (const s of chosen) s.busy = null;
       this.unhealthy(error);
     } finally {
       this.ticking = false;
+    }
+  }
+
+  /** Adds the next slice of every counter to `into`, so idle and due counters are found without a full pass. */
+  private sweepSlice(into: Set<State>): void {
+    let n = Math.ceil(this.states.size / SWEEP_TICKS);
+    while (n-- > 0) {
+      this.sweep ??= this.states.values();
+      const next = this.sweep.next();
+      if (next.done) {
+        this.sweep = null;
+        return;
+      }
+      into.add(next.value);
     }
   }
 

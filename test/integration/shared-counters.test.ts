@@ -73,6 +73,26 @@ describe("shared counters: many counters per sync call", () => {
     expect(Number(await admin.hget(redisKeys.counter(small!.key), "v"))).toBe(2);
   });
 
+  test("a tick syncs at most 600 counters: a crowd of them due at once goes over the next ticks", async () => {
+    let now = Date.now();
+    const redis = new Redis(server.url);
+    clients.push(redis);
+    const a = new SharedCounters({ redis, instanceId: "crowd-a", log: silentLogger, now: () => now, leaseTtlMs: 1000, pushAfterMs: 1000 });
+    const crowd = checks("crowd", 1500, 1000);
+    expect((await Promise.all(crowd.map((check) => a.admit([check])))).every((failed) => failed === -1)).toBe(true);
+    for (const check of crowd) a.settle(check, 1);
+    await Bun.sleep(100);
+    const before = a.roundTrips;
+    now += 2000; // every settled amount is due at once…
+    for (const check of crowd) a.release(check); // …and every counter is looked at by the next tick
+    await until("every counter pushed", async () => {
+      const values = await Promise.all(crowd.map((check) => admin.hget(redisKeys.counter(check.key), "v")));
+      return values.every((v) => Number(v) === 1);
+    }, 5000);
+    expect(a.roundTrips - before).toBeGreaterThanOrEqual(3);
+    await a.close();
+  });
+
   test("closing pushes every settled amount, however recent", async () => {
     const a = instance("close-a");
     const recent = checks("recent", 5, 1000);
