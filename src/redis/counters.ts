@@ -17,8 +17,10 @@ import SYNC_SCRIPT from "./sync.lua" with { type: "text" };
  * requests are decided by Redis itself. A dead instance's leases expire with its heartbeat.
  */
 
-/** Every counter is looked at at least once per this many ticks (half a second). */
-const SWEEP_TICKS = 50;
+/** Every counter is looked at at least this often (ms), used or not. */
+const SWEEP_MS = 500;
+/** A busy rate counter takes its lease in the next window during the last this-many ms of this one. */
+const NEXT_WINDOW_LEAD_MS = 2000;
 /** Counters one tick syncs at most: about 5 ms of work. */
 const MAX_SYNCS_PER_TICK = 600;
 
@@ -42,8 +44,9 @@ export class SharedCounters implements Counters {
   private closing = false;
   /** Counters used since the last tick, which the next tick looks at… */
   private dirty = new Set<State>();
-  /** …with a slice of all the others (every counter is looked at every SWEEP_TICKS ticks). */
+  /** …with a slice of all the others, in proportion to the time since the last slice (see SWEEP_MS). */
   private sweep: Iterator<State> | null = null;
+  private sweptAt = 0;
   private aliveAt = 0;
   syncs = 0;
   failures = 0;
@@ -207,7 +210,7 @@ export class SharedCounters implements Counters {
     const batch: State[] = [];
     const upcoming: [State, CounterCheck][] = [];
     const candidates = this.closing ? new Set(this.states.values()) : this.dirty;
-    if (!this.closing) this.sweepSlice(candidates);
+    if (!this.closing) this.sweepSlice(candidates, now);
     this.dirty = new Set();
     for (const s of candidates) {
       const key = s.check.key;
@@ -216,8 +219,7 @@ export class SharedCounters implements Counters {
         continue;
       }
       const idle = now - s.touchedAt > IDLE_MS && s.inflight === 0 && s.unsynced === 0;
-      // A busy rate counter takes its lease in the next window during the last second of this one.
-      if (!idle && s.check.expiresAt - now < 1000 && s.check.expiresAt > now) {
+      if (!idle && s.check.expiresAt - now < NEXT_WINDOW_LEAD_MS && s.check.expiresAt > now) {
         const next = nextWindowCheck(s.check);
         if (next && !this.states.has(next.key)) upcoming.push([s, next]);
       }
@@ -311,9 +313,13 @@ export class SharedCounters implements Counters {
     }
   }
 
-  /** Adds the next slice of every counter to `into`, so idle and due counters are found without a full pass. */
-  private sweepSlice(into: Set<State>): void {
-    let n = Math.ceil(this.states.size / SWEEP_TICKS);
+  /**
+   * Adds the next slice of all counters to `into`, so idle and due ones are found without a full pass;
+   * sized by the time since the last slice, as ticks are skipped while a sync is under way.
+   */
+  private sweepSlice(into: Set<State>, now: number): void {
+    let n = Math.max(1, Math.ceil((this.states.size * Math.min(SWEEP_MS, now - this.sweptAt)) / SWEEP_MS));
+    this.sweptAt = now;
     while (n-- > 0) {
       this.sweep ??= this.states.values();
       const next = this.sweep.next();
