@@ -22,7 +22,7 @@ let h: Harness;
 beforeAll(async () => {
   const db = kind === "postgres" ? await openDatabase({ url: await (await sharedPostgres()).newDatabase(), dataDir: "" }) : undefined;
   h = await inProcessGateway(MOCK_CONFIG.replace("  - model_name: gpt-4o\n", "  - model_name: gpt-4o\n    model_info: {access_groups: [beta-models]}\n"), { db });
-});
+}, 120_000);
 afterAll(async () => {
   await h.close();
   if (kind === "postgres") await h.db.close();

@@ -5,7 +5,7 @@ type Harness = Awaited<ReturnType<typeof inProcessGateway>>;
 let h: Harness;
 beforeAll(async () => {
   h = await inProcessGateway(MOCK_CONFIG.replace("general_settings:\n", "general_settings:\n  max_request_size_mb: 0.01\n"));
-});
+}, 120_000);
 afterAll(() => h.close());
 
 const raw = (path: string, body: string | Uint8Array, headers: Record<string, string> = {}) =>

@@ -36,7 +36,7 @@ beforeAll(async () => {
   upstream = await startUpstream();
   gateway = await startBinary({ config: configFor(upstream.url) });
   client = new OpenAI({ apiKey: "sk-1234", baseURL: `${gateway.url}/v1`, maxRetries: 0 });
-});
+}, 120_000);
 afterAll(async () => {
   await gateway.stop("SIGKILL");
   upstream.stop();

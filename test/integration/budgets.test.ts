@@ -9,7 +9,7 @@ beforeAll(async () => {
 litellm_settings:
   max_end_user_budget: 0.00001
 `);
-});
+}, 120_000);
 afterAll(() => h.close());
 
 const one = async (sql: string, params: unknown[] = []) => (await h.db.query(sql, params))[0]!;

@@ -7,7 +7,7 @@ import {
 let env: Env;
 beforeAll(async () => {
   env = await environment();
-});
+}, 120_000);
 afterAll(async () => {
   await env.redis.stop();
   await env.pg.stop();

@@ -24,7 +24,7 @@ general_settings:
   master_key: sk-1234
   database_url: ${dbUrl}
 ` });
-});
+}, 120_000);
 afterAll(async () => {
   await gateway.stop("SIGKILL");
   upstream.stop();

@@ -18,7 +18,7 @@ let pg: PostgresServer;
 const databases: Database[] = [];
 beforeAll(async () => {
   pg = await startPostgres();
-});
+}, 120_000);
 afterAll(async () => {
   for (const db of databases) await db.close();
   await pg.stop();
@@ -31,7 +31,7 @@ for (const engine of ["PGlite", "Postgres"] as const) {
       const db = engine === "Postgres" ? await openDatabase({ url: await pg.newDatabase(), dataDir: "" }) : undefined;
       if (db) databases.push(db);
       h = await inProcessGateway(MOCK_CONFIG + "\n  key_cache_ttl_seconds: 60\n", { db });
-    });
+    }, 120_000);
     afterAll(() => h.close());
 
     test("stale keys are served at once, then reloaded together in one statement: changes made in the database show", async () => {

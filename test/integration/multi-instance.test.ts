@@ -22,7 +22,7 @@ beforeAll(async () => {
     links.push(link);
     instances.push(h);
   }
-});
+}, 120_000);
 afterAll(async () => {
   for (const h of instances) await h.close();
   for (const link of links) await link.close();

@@ -25,7 +25,7 @@ const chat = (key = "sk-1234") =>
 beforeAll(async () => {
   upstream = await startUpstream();
   gateway = await startBinary({ config: config(0.000001) });
-});
+}, 120_000);
 afterAll(async () => {
   await gateway.stop("SIGKILL");
   upstream.stop();

@@ -13,7 +13,7 @@ const examples = [...readme.matchAll(/```bash\n([\s\S]*?)```/g)].map((m) => m[1]
 let gateway: RunningGateway;
 beforeAll(async () => {
   gateway = await startBinary({ config: readFileSync(join(ROOT, "config.example.yaml"), "utf8") });
-});
+}, 120_000);
 afterAll(() => gateway.stop("SIGKILL"));
 
 test("the README has examples for keys, budgets, rate limits, access and spend", () => {

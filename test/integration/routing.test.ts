@@ -34,7 +34,7 @@ router_settings:
   allowed_fails: 2
   cooldown_time: 30
 `);
-});
+}, 120_000);
 afterAll(async () => {
   await h.close();
   healthy.stop();

@@ -11,7 +11,7 @@ litellm_settings:
   max_internal_user_budget: 0.001
   internal_user_budget_duration: 1h
 `);
-});
+}, 120_000);
 afterAll(() => h.close());
 
 const one = async (sql: string, params: unknown[] = []) => (await h.db.query(sql, params))[0]!;

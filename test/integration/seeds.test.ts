@@ -39,7 +39,7 @@ let gateway: RunningGateway;
 beforeAll(async () => {
   const url = await (await sharedPostgres()).newDatabase();
   gateway = await startBinary({ config: CONFIG.replace("general_settings:\n", `general_settings:\n  database_url: ${url}\n`) });
-});
+}, 120_000);
 afterAll(() => gateway.stop("SIGKILL"));
 
 /** Runs a seed's curl through bash, pointed at the gateway, with placeholders filled. */

@@ -12,7 +12,7 @@ const clients: Redis[] = [];
 beforeAll(async () => {
   server = await startRedis();
   admin = new Redis(server.url);
-});
+}, 120_000);
 afterAll(async () => {
   for (const client of clients) client.disconnect();
   admin.disconnect();

@@ -7,7 +7,7 @@ type Harness = Awaited<ReturnType<typeof inProcessGateway>>;
 let h: Harness;
 beforeAll(async () => {
   h = await inProcessGateway(MOCK_CONFIG);
-});
+}, 120_000);
 afterAll(() => h.close());
 
 describe("parallel slots", () => {

@@ -16,7 +16,7 @@ beforeAll(async () => {
   await db.query("insert into teams (team_id) values ('t1')");
   await db.query("insert into team_memberships (team_id, user_id) values ('t1', 'u1')");
   await db.query("insert into keys (token, key_name, user_id, team_id, budget_duration, budget_reset_at) values ('k1', 'sk-...k1', 'u1', 't1', '1d', '2026-01-02T00:00:00Z')");
-});
+}, 120_000);
 afterAll(() => db.close());
 
 function event(cost: number, targets: Partial<SpendTargets>, id = crypto.randomUUID()): SpendEvent {
