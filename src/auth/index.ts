@@ -38,10 +38,10 @@ export function createAuth(options: AuthOptions) {
   const { db, clock, log, masterKey } = options;
   // The master key is compared by its hash, which every key is hashed to anyway: one hash per request.
   const masterToken = masterKey ? hashKey(masterKey) : null;
-  // Unknown keys are cached too (as null), briefly, so a flood of bad keys does not reach the database.
-  // Stale entries are served while a batched reload refreshes them (the database down: until it is back).
   const reloadFailed = (error: unknown) =>
     log.once("warn", "auth-db-down", "database unreachable: serving cached keys", { error: String(error) });
+  // Unknown keys are cached too (as null), briefly, so a flood of bad keys does not reach the database.
+  // Stale entries are served while a batched reload refreshes them (the database down: until it is back).
   const principals = new TtlCache<Principal | null>(options.cacheSize, options.cacheTtlMs, clock, {
     reloadMany: (tokens) => loadPrincipals(db, tokens), onReloadError: reloadFailed,
   });
