@@ -3,16 +3,9 @@ import { hashKey } from "../../src/auth/keys";
 import { type Database, openDatabase } from "../../src/db";
 import { MOCK_CONFIG, inProcessGateway } from "../helpers/gateway";
 import { type PostgresServer, startPostgres } from "../helpers/services";
+import { until } from "../helpers/until";
 
 type Harness = Awaited<ReturnType<typeof inProcessGateway>>;
-
-async function until(what: string, condition: () => Promise<boolean> | boolean, ms = 3000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await condition())) {
-    if (Date.now() > end) throw new Error(`${what}: not within ${ms} ms`);
-    await Bun.sleep(20);
-  }
-}
 
 let pg: PostgresServer;
 const databases: Database[] = [];

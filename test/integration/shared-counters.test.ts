@@ -4,6 +4,7 @@ import type { CounterCheck } from "../../src/governance/counters";
 import { silentLogger } from "../../src/log";
 import { SharedCounters, redisKeys } from "../../src/redis";
 import { type RedisServer, startRedis } from "../helpers/services";
+import { until } from "../helpers/until";
 
 let server: RedisServer;
 let admin: Redis;
@@ -28,13 +29,6 @@ function instance(id: string, pushAfterMs = 1000): SharedCounters {
 const checks = (prefix: string, n: number, limit: number): CounterCheck[] =>
   Array.from({ length: n }, (_, i) => ({ key: `${prefix}:${i}`, limit, reserve: 1, initial: 0, expiresAt: Infinity }));
 
-async function until(what: string, condition: () => Promise<boolean>, ms = 5000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await condition())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await Bun.sleep(50);
-  }
-}
 
 describe("shared counters: many counters per sync call", () => {
   test("a tick pushes the settled amounts of more counters than one script call carries", async () => {

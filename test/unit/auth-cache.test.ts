@@ -1,14 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import { TtlCache } from "../../src/auth/cache";
 import { manualClock } from "../../src/clock";
-
-async function until(condition: () => boolean, ms = 2000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!condition()) {
-    if (Date.now() > end) throw new Error("condition not met in time");
-    await Bun.sleep(5);
-  }
-}
+import { until } from "../helpers/until";
 
 /** A cache over a fake store whose reloads are recorded. */
 function cacheOver(store: Map<string, string>, ttlMs = 1000) {
@@ -41,8 +34,8 @@ describe("a stale entry is served while a batched reload refreshes it", () => {
     expect(cache.serveStale("b")).toBe(true);
     expect(cache.serveStale("a")).toBe(true);
     expect(reloads).toEqual([]); // gathered first, not one call per use
-    await until(() => reloads.length === 1);
-    await until(() => cache.peek("a")?.value === "a2");
+    await until("one reload", () => reloads.length === 1, 2000, 5);
+    await until("the reloaded value", () => cache.peek("a")?.value === "a2", 2000, 5);
     expect(reloads).toEqual([["a", "b"]]);
     expect(cache.peek("b")).toMatchObject({ value: "b2", fresh: true });
     // Not in use while stale: not reloaded.
@@ -56,8 +49,8 @@ describe("a stale entry is served while a batched reload refreshes it", () => {
     store.delete("a");
     clock.advance(1500);
     cache.serveStale("a");
-    await until(() => reloads.length === 1);
-    await until(() => cache.peek("a") === undefined);
+    await until("one reload", () => reloads.length === 1, 2000, 5);
+    await until("the entry dropped", () => cache.peek("a") === undefined, 2000, 5);
   });
 
   test("a failed reload keeps serving the stale value, and the next use tries again", async () => {
@@ -67,11 +60,11 @@ describe("a stale entry is served while a batched reload refreshes it", () => {
     clock.advance(1500);
     fail(true);
     cache.serveStale("a");
-    await until(() => errors.length === 1);
+    await until("the reload error", () => errors.length === 1, 2000, 5);
     expect(cache.peek("a")?.value).toBe("a1");
     fail(false);
     cache.serveStale("a");
-    await until(() => cache.peek("a")?.value === "a2");
+    await until("the reloaded value", () => cache.peek("a")?.value === "a2", 2000, 5);
     expect(reloads.length).toBe(2);
   });
 
