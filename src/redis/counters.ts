@@ -236,11 +236,11 @@ export class SharedCounters implements Counters {
       const want = roomWanted(s);
       const free = s.lease - consumed(s);
       // Hysteresis: slack is returned once it is twice what is wanted (at once when nothing is wanted).
-      const due = !s.synced || free > 2 * want || (want === 0 && free > 0) || free < want / 2 || idle ||
+      const needsRoom = !s.synced || free < want / 2;
+      const due = needsRoom || free > 2 * want || (want === 0 && free > 0) || idle ||
         pushDue(s, now, this.options.pushAfterMs) || (this.closing && s.unsynced > 0);
       if (!due) continue;
-      if (!s.synced || free < want / 2) urgent.push(s);
-      else batch.push(s);
+      (needsRoom ? urgent : batch).push(s);
     }
     for (const [current, next] of upcoming) {
       const n = this.state(next);

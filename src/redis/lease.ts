@@ -50,7 +50,7 @@ export const fitsLease = (s: State, check: CounterCheck) =>
 const unit = (s: State) => (s.lastReserve > 0 ? s.lastReserve : Math.max(1, s.lastActual));
 
 /** Settled amounts ride along with syncs for room; on their own they go once they are this old. */
-export const PUSH_MS = 15_000;
+const PUSH_MS = 15_000;
 
 /**
  * Whether settled amounts are due in Redis although the lease needs nothing. Pushing them never
