@@ -1,0 +1,135 @@
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import OpenAI from "openai";
+import postgres from "postgres";
+import { type RunningGateway, startBinary } from "../helpers/binary";
+import { type RedisServer, sharedPostgres, startRedis, tempDir } from "../helpers/services";
+import { until } from "../helpers/until";
+import { type Upstream, startUpstream } from "../helpers/upstream";
+
+/**
+ * The hot path touches neither Postgres nor Redis per request: with every check of a governed key on,
+ * what the binary sends to them follows its flushes and syncs, however many requests there are.
+ */
+
+const IN = 0.000001;
+const OUT = 0.000002;
+const COST = 10 * IN + 20 * OUT; // the test upstream reports 10 prompt and 20 completion tokens
+const REQUESTS = 2000;
+
+let upstream: Upstream;
+let redis: RedisServer;
+
+beforeAll(async () => {
+  upstream = await startUpstream();
+  redis = await startRedis();
+}, 120_000);
+afterAll(async () => {
+  upstream.stop();
+  await redis.stop();
+});
+
+const config = (store: Record<string, string>) => ({
+  model_list: [{ model_name: "m", litellm_params: { model: "openai/m", api_base: upstream.url, input_cost_per_token: IN, output_cost_per_token: OUT } }],
+  general_settings: { master_key: "sk-1234", ...store },
+});
+
+/** A key with a budget, rpm/tpm/parallel limits, a per-model budget, a team with limits, a team membership budget and a customer with a budget. */
+async function governedKey(url: string): Promise<string> {
+  const post = async (path: string, body: object) => {
+    const response = await fetch(`${url}${path}`, { method: "POST", headers: { authorization: "Bearer sk-1234", "content-type": "application/json" }, body: JSON.stringify(body) });
+    expect(response.status).toBe(200);
+    return (await response.json()) as any;
+  };
+  const team = await post("/team/new", { max_budget: 1000, rpm_limit: 1_000_000, tpm_limit: 100_000_000, max_parallel_requests: 10_000 });
+  await post("/user/new", { user_id: "hot-user", auto_create_key: false, max_budget: 1000 });
+  await post("/team/member_add", { team_id: team.team_id, member: { user_id: "hot-user", role: "user" }, max_budget_in_team: 1000 });
+  await post("/budget/new", { budget_id: "hot-tier", max_budget: 1000, rpm_limit: 1_000_000, tpm_limit: 100_000_000 });
+  await post("/customer/new", { user_id: "hot-customer", budget_id: "hot-tier" });
+  const key = await post("/key/generate", {
+    team_id: team.team_id, user_id: "hot-user", max_budget: 1000, rpm_limit: 1_000_000, tpm_limit: 100_000_000, max_parallel_requests: 10_000,
+    model_max_budget: { m: { budget_limit: 1000, time_period: "30d" } },
+  });
+  return key.key;
+}
+
+async function roundTrips(url: string): Promise<{ db: number; redis: number }> {
+  const text = await (await fetch(`${url}/metrics`, { headers: { authorization: "Bearer sk-1234" } })).text();
+  const value = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, "m").exec(text)?.[1] ?? Number.NaN);
+  return { db: value("litegate_db_statements"), redis: value("litegate_redis_commands") };
+}
+
+/** `count` chat completions through the openai client, `concurrency` at a time, each as the customer. */
+async function traffic(client: OpenAI, count: number, concurrency: number): Promise<void> {
+  let next = 0;
+  const worker = async () => {
+    while (next < count) {
+      next++;
+      const answer = await client.chat.completions.create({ model: "m", user: "hot-customer", messages: [{ role: "user", content: "hi" }] });
+      expect(answer.usage?.total_tokens).toBe(30);
+    }
+  };
+  await Promise.all(Array.from({ length: concurrency }, worker));
+}
+
+describe("the hot path sends nothing per request", () => {
+  let gateway: RunningGateway;
+  let dbUrl: string;
+  afterAll(async () => {
+    await gateway?.stop();
+  });
+
+  test("Postgres + Redis: statements and round trips follow flushes and syncs, and every request's spend is stored", async () => {
+    dbUrl = await (await sharedPostgres()).newDatabase();
+    gateway = await startBinary({ config: config({ database_url: dbUrl, redis_url: redis.url }) });
+    const key = await governedKey(gateway.url);
+    const client = new OpenAI({ apiKey: key, baseURL: `${gateway.url}/v1`, maxRetries: 0 });
+    await traffic(client, 20, 4); // the key, the customer and the first leases are loaded
+    const before = await roundTrips(gateway.url);
+    await traffic(client, REQUESTS, 32);
+    const after = await roundTrips(gateway.url);
+    const statements = after.db - before.db;
+    const redisTrips = after.redis - before.redis;
+    // One statement or one round trip per request would be 2,000 of each; flushes (every 250 ms) and
+    // syncs for room are a few dozen (24 and 26–29 here). The bound leaves room for a machine several
+    // times slower, whose run lasts longer and so holds more flushes.
+    expect(statements).toBeGreaterThan(0);
+    expect(statements).toBeLessThan(REQUESTS / 4);
+    expect(redisTrips).toBeGreaterThan(0);
+    expect(redisTrips).toBeLessThan(REQUESTS / 4);
+
+    const sql = postgres(dbUrl, { onnotice: () => {} });
+    try {
+      const total = REQUESTS + 20;
+      await until("every request's spend in Postgres", async () => {
+        const [row] = await sql`select count(*)::int as n from spend_logs where end_user = 'hot-customer'`;
+        return row!.n === total;
+      }, 10_000, 100);
+      const [keyRow] = await sql`select spend from keys where key_alias is null and user_id = 'hot-user'`;
+      const [customer] = await sql`select spend from end_users where user_id = 'hot-customer'`;
+      const [member] = await sql`select spend from team_memberships where user_id = 'hot-user'`;
+      expect(keyRow!.spend).toBeCloseTo(total * COST, 9);
+      expect(customer!.spend).toBeCloseTo(total * COST, 9);
+      expect(member!.spend).toBeCloseTo(total * COST, 9);
+    } finally {
+      await sql.end();
+    }
+  }, 120_000);
+
+  test("PGlite: statements follow flushes, not requests", async () => {
+    await gateway.stop();
+    gateway = await startBinary({ config: config({ data_dir: `${tempDir("hot")}/data` }) });
+    const key = await governedKey(gateway.url);
+    const client = new OpenAI({ apiKey: key, baseURL: `${gateway.url}/v1`, maxRetries: 0 });
+    await traffic(client, 20, 4);
+    const before = await roundTrips(gateway.url);
+    await traffic(client, REQUESTS, 32);
+    const statements = (await roundTrips(gateway.url)).db - before.db;
+    expect(statements).toBeGreaterThan(0);
+    expect(statements).toBeLessThan(REQUESTS / 4);
+    const spend = async () => {
+      const response = await fetch(`${gateway.url}/key/info?key=${encodeURIComponent(key)}`, { headers: { authorization: "Bearer sk-1234" } });
+      return ((await response.json()) as any).info.spend as number;
+    };
+    await until("every request's spend stored", async () => Math.abs((await spend()) - (REQUESTS + 20) * COST) < 1e-9, 10_000, 100);
+  }, 120_000);
+});
