@@ -1,5 +1,6 @@
 /** What every benchmark run shares: request bodies, the gateway's config and a fully governed key. */
 import postgres from "postgres";
+import { governedKey as governedKeyWith } from "../test/helpers/governed";
 import { type WrkResult, roundTrips, roundTripsPerRequest, startLitegate, wrk } from "./lib";
 export const BENCH_BODY = JSON.stringify({ model: "bench-model", messages: [{ role: "user", content: "Hello there" }] });
 export const GOVERNED_BODY = JSON.stringify({ model: "bench-model", user: "bench-customer", messages: [{ role: "user", content: "Hello there" }] });
@@ -12,21 +13,8 @@ export const benchConfig = (upstream: string, general: Record<string, unknown> =
   general_settings: { master_key: "sk-1234", log_level: "warn", ...general },
 });
 
-/** A virtual key with every check on: key budget and limits, a team, a user, and the customer in the body. */
-export async function governedKey(url: string): Promise<string> {
-  const post = (path: string, body: object) => fetch(`${url}${path}`, { method: "POST", headers: bearer("sk-1234"), body: JSON.stringify(body) }).then((r) => r.json() as any);
-  const team = await post("/team/new", { max_budget: 1e9, rpm_limit: 1e9, tpm_limit: 2e9, max_parallel_requests: 100000 });
-  await post("/user/new", { user_id: "bench-user", auto_create_key: false, max_budget: 1e9 });
-  await post("/team/member_add", { team_id: team.team_id, member: { user_id: "bench-user", role: "user" }, max_budget_in_team: 1e9 });
-  await post("/budget/new", { budget_id: "bench-tier", max_budget: 1e9, rpm_limit: 1e9, tpm_limit: 2e9 });
-  await post("/customer/new", { user_id: "bench-customer", budget_id: "bench-tier" });
-  const key = await post("/key/generate", {
-    team_id: team.team_id, user_id: "bench-user", max_budget: 1e9, rpm_limit: 1e9, tpm_limit: 2e9, max_parallel_requests: 100000,
-    model_max_budget: { "bench-model": { budget_limit: 1e9, time_period: "30d" } },
-  });
-  if (!key.key) throw new Error(`could not create the governed key: ${JSON.stringify(key)}`);
-  return key.key;
-}
+/** The governed key every benchmark run uses: every check on, the customer `bench-customer`. */
+export const governedKey = (url: string) => governedKeyWith(url, { model: "bench-model", prefix: "bench" });
 
 /**
  * wrk requests spread over `n` of the scale keys, formatted once when wrk starts (formatting a

@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import OpenAI from "openai";
 import postgres from "postgres";
 import { type RunningGateway, startBinary } from "../helpers/binary";
+import { governedKey } from "../helpers/governed";
 import { type RedisServer, sharedPostgres, startRedis, tempDir } from "../helpers/services";
 import { until } from "../helpers/until";
 import { type Upstream, startUpstream } from "../helpers/upstream";
@@ -32,25 +33,6 @@ const config = (store: Record<string, string>) => ({
   model_list: [{ model_name: "m", litellm_params: { model: "openai/m", api_base: upstream.url, input_cost_per_token: IN, output_cost_per_token: OUT } }],
   general_settings: { master_key: "sk-1234", ...store },
 });
-
-/** A key with a budget, rpm/tpm/parallel limits, a per-model budget, a team with limits, a team membership budget and a customer with a budget. */
-async function governedKey(url: string): Promise<string> {
-  const post = async (path: string, body: object) => {
-    const response = await fetch(`${url}${path}`, { method: "POST", headers: { authorization: "Bearer sk-1234", "content-type": "application/json" }, body: JSON.stringify(body) });
-    expect(response.status).toBe(200);
-    return (await response.json()) as any;
-  };
-  const team = await post("/team/new", { max_budget: 1000, rpm_limit: 1_000_000, tpm_limit: 100_000_000, max_parallel_requests: 10_000 });
-  await post("/user/new", { user_id: "hot-user", auto_create_key: false, max_budget: 1000 });
-  await post("/team/member_add", { team_id: team.team_id, member: { user_id: "hot-user", role: "user" }, max_budget_in_team: 1000 });
-  await post("/budget/new", { budget_id: "hot-tier", max_budget: 1000, rpm_limit: 1_000_000, tpm_limit: 100_000_000 });
-  await post("/customer/new", { user_id: "hot-customer", budget_id: "hot-tier" });
-  const key = await post("/key/generate", {
-    team_id: team.team_id, user_id: "hot-user", max_budget: 1000, rpm_limit: 1_000_000, tpm_limit: 100_000_000, max_parallel_requests: 10_000,
-    model_max_budget: { m: { budget_limit: 1000, time_period: "30d" } },
-  });
-  return key.key;
-}
 
 async function roundTrips(url: string): Promise<{ db: number; redis: number }> {
   const text = await (await fetch(`${url}/metrics`, { headers: { authorization: "Bearer sk-1234" } })).text();
@@ -88,7 +70,7 @@ describe("the hot path sends nothing per request", () => {
   test("Postgres + Redis, plain and streamed: statements and round trips follow flushes and syncs, and every request's spend is stored", async () => {
     dbUrl = await (await sharedPostgres()).newDatabase();
     gateway = await startBinary({ config: config({ database_url: dbUrl, redis_url: redis.url }) });
-    const key = await governedKey(gateway.url);
+    const key = await governedKey(gateway.url, { model: "m", prefix: "hot" });
     const client = new OpenAI({ apiKey: key, baseURL: `${gateway.url}/v1`, maxRetries: 0 });
     await traffic(client, 20, 4); // the key, the customer and the first leases are loaded
     const before = await roundTrips(gateway.url);
@@ -125,7 +107,7 @@ describe("the hot path sends nothing per request", () => {
   test("PGlite: statements follow flushes, not requests", async () => {
     await gateway.stop();
     gateway = await startBinary({ config: config({ data_dir: `${tempDir("hot")}/data` }) });
-    const key = await governedKey(gateway.url);
+    const key = await governedKey(gateway.url, { model: "m", prefix: "hot" });
     const client = new OpenAI({ apiKey: key, baseURL: `${gateway.url}/v1`, maxRetries: 0 });
     await traffic(client, 20, 4);
     const before = await roundTrips(gateway.url);

@@ -1,0 +1,28 @@
+/**
+ * A virtual key with every check on, created through the admin API: a key budget, rpm/tpm/parallel
+ * limits and a per-model budget; a team with its own limits; a user with a budget and a budget in the
+ * team; and a customer `${prefix}-customer` on a budget tier, for requests to name as `user`. Every
+ * limit is far out of reach, so each request runs every check and none refuses.
+ */
+export async function governedKey(url: string, options: { model: string; prefix: string; masterKey?: string }): Promise<string> {
+  const { model, prefix } = options;
+  const post = async (path: string, body: object) => {
+    const response = await fetch(`${url}${path}`, {
+      method: "POST", headers: { authorization: `Bearer ${options.masterKey ?? "sk-1234"}`, "content-type": "application/json" }, body: JSON.stringify(body),
+    });
+    const answer = (await response.json()) as any;
+    if (response.status !== 200) throw new Error(`${path} answered ${response.status}: ${JSON.stringify(answer)}`);
+    return answer;
+  };
+  const user = `${prefix}-user`;
+  const team = await post("/team/new", { max_budget: 1e9, rpm_limit: 1e9, tpm_limit: 2e9, max_parallel_requests: 100_000 });
+  await post("/user/new", { user_id: user, auto_create_key: false, max_budget: 1e9 });
+  await post("/team/member_add", { team_id: team.team_id, member: { user_id: user, role: "user" }, max_budget_in_team: 1e9 });
+  await post("/budget/new", { budget_id: `${prefix}-tier`, max_budget: 1e9, rpm_limit: 1e9, tpm_limit: 2e9 });
+  await post("/customer/new", { user_id: `${prefix}-customer`, budget_id: `${prefix}-tier` });
+  const key = await post("/key/generate", {
+    team_id: team.team_id, user_id: user, max_budget: 1e9, rpm_limit: 1e9, tpm_limit: 2e9, max_parallel_requests: 100_000,
+    model_max_budget: { [model]: { budget_limit: 1e9, time_period: "30d" } },
+  });
+  return key.key;
+}
