@@ -153,10 +153,7 @@ export async function fixedRate(url: string, headers: Record<string, string>, bo
   return { p50: q(0.5), p99: q(0.99), p999: q(0.999), errors, cpuUsPerRequest };
 }
 
-/** Postgres statements and Redis round trips a gateway has sent so far, from its metrics. */
-export async function roundTrips(url: string): Promise<{ db: number; redis: number }> {
-  return { db: await metric(url, "litegate_db_statements"), redis: await metric(url, "litegate_redis_commands") };
-}
+export { roundTrips } from "../test/helpers/load";
 
 /** What a run sent to Postgres and Redis, in all and per request. */
 export function roundTripsPerRequest(before: { db: number; redis: number }, after: { db: number; redis: number }, requests: number) {
@@ -167,9 +164,4 @@ export function roundTripsPerRequest(before: { db: number; redis: number }, afte
     postgres_per_request: +((after.db - before.db) / requests).toFixed(4),
     redis_round_trips_per_request: +((after.redis - before.redis) / requests).toFixed(4),
   };
-}
-
-export async function metric(url: string, name: string): Promise<number> {
-  const text = await (await fetch(`${url}/metrics`, { headers: { authorization: "Bearer sk-1234" } })).text();
-  return Number(new RegExp(`^${name} ([\\d.e+-]+)$`, "m").exec(text)?.[1] ?? NaN);
 }

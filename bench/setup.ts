@@ -1,6 +1,6 @@
 /** What every benchmark run shares: request bodies, the gateway's config and a fully governed key. */
 import postgres from "postgres";
-import { governedKey as governedKeyWith } from "../test/helpers/governed";
+import { governedKey as governedKeyWith } from "../test/helpers/load";
 import { type WrkResult, roundTrips, roundTripsPerRequest, startLitegate, wrk } from "./lib";
 export const BENCH_BODY = JSON.stringify({ model: "bench-model", messages: [{ role: "user", content: "Hello there" }] });
 export const GOVERNED_BODY = JSON.stringify({ model: "bench-model", user: "bench-customer", messages: [{ role: "user", content: "Hello there" }] });

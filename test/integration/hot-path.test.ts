@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import OpenAI from "openai";
 import postgres from "postgres";
 import { type RunningGateway, startBinary } from "../helpers/binary";
-import { governedKey } from "../helpers/governed";
+import { governedKey, roundTrips } from "../helpers/load";
 import { type RedisServer, sharedPostgres, startRedis, tempDir } from "../helpers/services";
 import { until } from "../helpers/until";
 import { type Upstream, startUpstream } from "../helpers/upstream";
@@ -34,12 +34,6 @@ const config = (store: Record<string, string>) => ({
   general_settings: { master_key: "sk-1234", ...store },
 });
 
-async function roundTrips(url: string): Promise<{ db: number; redis: number }> {
-  const text = await (await fetch(`${url}/metrics`, { headers: { authorization: "Bearer sk-1234" } })).text();
-  const value = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, "m").exec(text)?.[1] ?? Number.NaN);
-  return { db: value("litegate_db_statements"), redis: value("litegate_redis_commands") };
-}
-
 /** `count` chat completions through the openai client, `concurrency` at a time, each as the customer; every fourth streamed. */
 async function traffic(client: OpenAI, count: number, concurrency: number): Promise<void> {
   let next = 0;
@@ -61,21 +55,20 @@ async function traffic(client: OpenAI, count: number, concurrency: number): Prom
 }
 
 describe("the hot path sends nothing per request", () => {
-  let gateway: RunningGateway;
-  let dbUrl: string;
+  let gateway: RunningGateway | null = null;
   afterAll(async () => {
     await gateway?.stop();
   });
 
   test("Postgres + Redis, plain and streamed: statements and round trips follow flushes and syncs, and every request's spend is stored", async () => {
-    dbUrl = await (await sharedPostgres()).newDatabase();
-    gateway = await startBinary({ config: config({ database_url: dbUrl, redis_url: redis.url }) });
-    const key = await governedKey(gateway.url, { model: "m", prefix: "hot" });
-    const client = new OpenAI({ apiKey: key, baseURL: `${gateway.url}/v1`, maxRetries: 0 });
+    const dbUrl = await (await sharedPostgres()).newDatabase();
+    const shared = (gateway = await startBinary({ config: config({ database_url: dbUrl, redis_url: redis.url }) }));
+    const key = await governedKey(shared.url, { model: "m", prefix: "hot" });
+    const client = new OpenAI({ apiKey: key, baseURL: `${shared.url}/v1`, maxRetries: 0 });
     await traffic(client, 20, 4); // the key, the customer and the first leases are loaded
-    const before = await roundTrips(gateway.url);
+    const before = await roundTrips(shared.url);
     await traffic(client, REQUESTS, 32);
-    const after = await roundTrips(gateway.url);
+    const after = await roundTrips(shared.url);
     const statements = after.db - before.db;
     const redisTrips = after.redis - before.redis;
     // One statement or one round trip per request would be 2,000 of each; flushes (every 250 ms) and
@@ -105,18 +98,18 @@ describe("the hot path sends nothing per request", () => {
   }, 120_000);
 
   test("PGlite: statements follow flushes, not requests", async () => {
-    await gateway.stop();
-    gateway = await startBinary({ config: config({ data_dir: `${tempDir("hot")}/data` }) });
-    const key = await governedKey(gateway.url, { model: "m", prefix: "hot" });
-    const client = new OpenAI({ apiKey: key, baseURL: `${gateway.url}/v1`, maxRetries: 0 });
+    await gateway?.stop();
+    const lite = (gateway = await startBinary({ config: config({ data_dir: `${tempDir("hot")}/data` }) }));
+    const key = await governedKey(lite.url, { model: "m", prefix: "hot" });
+    const client = new OpenAI({ apiKey: key, baseURL: `${lite.url}/v1`, maxRetries: 0 });
     await traffic(client, 20, 4);
-    const before = await roundTrips(gateway.url);
+    const before = await roundTrips(lite.url);
     await traffic(client, REQUESTS, 32);
-    const statements = (await roundTrips(gateway.url)).db - before.db;
+    const statements = (await roundTrips(lite.url)).db - before.db;
     expect(statements).toBeGreaterThan(0);
     expect(statements).toBeLessThan(REQUESTS / 4);
     const spend = async () => {
-      const response = await fetch(`${gateway.url}/key/info?key=${encodeURIComponent(key)}`, { headers: { authorization: "Bearer sk-1234" } });
+      const response = await fetch(`${lite.url}/key/info?key=${encodeURIComponent(key)}`, { headers: { authorization: "Bearer sk-1234" } });
       return ((await response.json()) as any).info.spend as number;
     };
     await until("every request's spend stored", async () => Math.abs((await spend()) - (REQUESTS + 20) * COST) < 1e-9, 10_000, 100);

@@ -1,14 +1,16 @@
+/** What load tests and the benchmarks share: a fully governed key, and a gateway's count of what it sent to Postgres and Redis. */
+
 /**
  * A virtual key with every check on, created through the admin API: a key budget, rpm/tpm/parallel
  * limits and a per-model budget; a team with its own limits; a user with a budget and a budget in the
  * team; and a customer `${prefix}-customer` on a budget tier, for requests to name as `user`. Every
  * limit is far out of reach, so each request runs every check and none refuses.
  */
-export async function governedKey(url: string, options: { model: string; prefix: string; masterKey?: string }): Promise<string> {
+export async function governedKey(url: string, options: { model: string; prefix: string }): Promise<string> {
   const { model, prefix } = options;
   const post = async (path: string, body: object) => {
     const response = await fetch(`${url}${path}`, {
-      method: "POST", headers: { authorization: `Bearer ${options.masterKey ?? "sk-1234"}`, "content-type": "application/json" }, body: JSON.stringify(body),
+      method: "POST", headers: { authorization: "Bearer sk-1234", "content-type": "application/json" }, body: JSON.stringify(body),
     });
     const answer = (await response.json()) as any;
     if (response.status !== 200) throw new Error(`${path} answered ${response.status}: ${JSON.stringify(answer)}`);
@@ -25,4 +27,11 @@ export async function governedKey(url: string, options: { model: string; prefix:
     model_max_budget: { [model]: { budget_limit: 1e9, time_period: "30d" } },
   });
   return key.key;
+}
+
+/** Postgres statements and Redis round trips a gateway has sent so far, from its metrics (NaN without Redis). */
+export async function roundTrips(url: string): Promise<{ db: number; redis: number }> {
+  const text = await (await fetch(`${url}/metrics`, { headers: { authorization: "Bearer sk-1234" } })).text();
+  const value = (name: string) => Number(new RegExp(`^${name} ([\\d.e+-]+)$`, "m").exec(text)?.[1] ?? Number.NaN);
+  return { db: value("litegate_db_statements"), redis: value("litegate_redis_commands") };
 }
