@@ -38,15 +38,16 @@ export function createAuth(options: AuthOptions) {
   const { db, clock, log, masterKey } = options;
   // The master key is compared by its hash, which every key is hashed to anyway: one hash per request.
   const masterToken = masterKey ? hashKey(masterKey) : null;
-  const reloadFailed = (error: unknown) =>
+  /** Logged once while the database is unreachable and cached keys are served (reload or first load). */
+  const servingCached = (error: unknown) =>
     log.once("warn", "auth-db-down", "database unreachable: serving cached keys", { error: String(error) });
   // Unknown keys are cached too (as null), briefly, so a flood of bad keys does not reach the database.
   // Stale entries are served while a batched reload refreshes them (the database down: until it is back).
   const principals = new TtlCache<Principal | null>(options.cacheSize, options.cacheTtlMs, clock, {
-    reloadMany: (tokens) => loadPrincipals(db, tokens), onReloadError: reloadFailed,
+    reloadMany: (tokens) => loadPrincipals(db, tokens), onReloadError: servingCached,
   });
   const customers = new TtlCache<CustomerRecord>(options.cacheSize, options.cacheTtlMs, clock, {
-    reloadMany: (ids) => loadCustomers(db, ids), onReloadError: reloadFailed,
+    reloadMany: (ids) => loadCustomers(db, ids), onReloadError: servingCached,
   });
   const UNKNOWN_TTL_MS = 1000;
 
@@ -58,7 +59,7 @@ export function createAuth(options: AuthOptions) {
       return await principals.load(token, () => loadPrincipal(db, token));
     } catch (error) {
       if (cached && cached.value) {
-        log.once("warn", "auth-db-down", "database unreachable: serving cached keys", { error: String(error) });
+        servingCached(error);
         return cached.value;
       }
       throw dbUnavailable();
