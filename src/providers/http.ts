@@ -121,13 +121,14 @@ const timedOutBy = (signal: AbortSignal) => signal.aborted && (signal.reason as 
 function deadlineOf(call: UpstreamCall) {
   const params = call.deployment.params;
   const seconds = Number(call.stream ? (params.stream_timeout ?? params.timeout) : params.timeout);
-  const own = new AbortController();
-  const timer = seconds > 0 ? setTimeout(() => own.abort(new DOMException("deployment timeout", "TimeoutError")), seconds * 1000) : undefined;
+  // Most deployments have no timeout of their own: they get no controller and no timer.
+  const own = seconds > 0 ? new AbortController() : null;
+  const timer = own ? setTimeout(() => own.abort(new DOMException("deployment timeout", "TimeoutError")), seconds * 1000) : undefined;
   return {
     seconds,
-    signal: timer ? AbortSignal.any([call.signal, own.signal]) : call.signal,
+    signal: own ? AbortSignal.any([call.signal, own.signal]) : call.signal,
     clear: () => clearTimeout(timer),
-    timedOut: () => (own.signal.aborted && !call.signal.aborted) || timedOutBy(call.signal),
+    timedOut: () => (own?.signal.aborted === true && !call.signal.aborted) || timedOutBy(call.signal),
   };
 }
 

