@@ -3,7 +3,7 @@ export type Request =
   | { id: number; kind: "open"; dataDir: string }
   | { id: number; kind: "query"; text: string; params: unknown[]; tx?: number }
   | { id: number; kind: "exec"; text: string; tx?: number }
-  | { id: number; kind: "copy"; table: string; columns: string[]; data: string | Uint8Array; tx?: number }
+  | { id: number; kind: "copy"; table: string; columns: string[]; text: string; tx?: number }
   | { id: number; kind: "begin" }
   | { id: number; kind: "end"; tx: number; commit: boolean }
   | { id: number; kind: "close" };

@@ -60,9 +60,9 @@ export async function openPglite(dataDir: string): Promise<Database> {
       statements++;
       await send({ kind: "exec", text, tx });
     },
-    async copyFrom(table: string, columns: readonly string[], data: string | Uint8Array) {
+    async copyFrom(table: string, columns: readonly string[], text: string) {
       statements++;
-      await send({ kind: "copy", table, columns: [...columns], data, tx });
+      await send({ kind: "copy", table, columns: [...columns], text, tx });
     },
     async transaction<T>(fn: (sql: Sql) => Promise<T>): Promise<T> {
       // One connection: a nested transaction runs inside the outer one.

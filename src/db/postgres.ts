@@ -27,13 +27,13 @@ export function openPostgres(options: PostgresOptions): Database {
       statements++;
       await handle.unsafe(text);
     },
-    async copyFrom(table: string, columns: readonly string[], data: string | Uint8Array) {
+    async copyFrom(table: string, columns: readonly string[], text: string) {
       statements++;
       const stream = await handle.unsafe(`copy ${table} (${columns.join(", ")}) from stdin`).writable();
       await new Promise<void>((resolve, reject) => {
         stream.on("error", reject);
         stream.on("finish", resolve);
-        stream.end(data);
+        stream.end(text);
       });
     },
     transaction<T>(fn: (tx: Sql) => Promise<T>): Promise<T> {

@@ -9,11 +9,10 @@ export interface Sql {
   /** Several statements, no parameters (migrations). */
   exec(text: string): Promise<void>;
   /**
-   * Loads rows with COPY: `data` is rows in COPY's text format (tab-separated, `\N` for null, one
-   * line per row), as a string or UTF-8 bytes — the cheapest way into a table, for the per-request
-   * spend logs.
+   * Loads rows with COPY: `text` is rows in COPY's text format (tab-separated, `\N` for null, one
+   * line per row) — the cheapest way into a table, for the per-request spend logs.
    */
-  copyFrom(table: string, columns: readonly string[], data: string | Uint8Array): Promise<void>;
+  copyFrom(table: string, columns: readonly string[], text: string): Promise<void>;
   /** Runs `fn` in a transaction: committed when it resolves, rolled back when it throws. */
   transaction<T>(fn: (tx: Sql) => Promise<T>): Promise<T>;
 }

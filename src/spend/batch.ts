@@ -52,18 +52,13 @@ export class DeltaMap {
 /** Separator inside composite row ids (team+user, key+model): chr(31), which ids do not contain. */
 export const SEP = "\u001f";
 
-const encoder = new TextEncoder();
-
 /**
- * A batch being filled: deltas are summed as requests settle and each log row is encoded at once into
- * one growing byte buffer, so the traffic between two flushes is held as a few maps and one buffer
- * rather than a string per request for every young collection to walk.
+ * A batch being filled: deltas are summed as requests settle and each log row is serialised at once,
+ * so a second of traffic is held as a few maps and strings rather than thousands of live objects.
  */
 export class Batch {
   readonly id = crypto.randomUUID();
-  private bytes = new Uint8Array(16_384);
-  private length = 0;
-  private count = 0;
+  readonly rows: string[] = [];
   readonly keys = new DeltaMap();
   readonly users = new DeltaMap();
   readonly teams = new DeltaMap();
@@ -81,27 +76,16 @@ export class Batch {
     if (t.customer) this.customers.add(t.customer.id, cost, t.customer.period);
     if (t.token && t.keyModel) this.keyModels.add(t.token + SEP + t.keyModel.model, cost, t.keyModel.period);
     this.gateway.add("gateway", cost, t.gatewayPeriod);
-    this.append(logLine(event));
-    this.count++;
-  }
-
-  private append(line: string): void {
-    // UTF-8 takes at most three bytes per UTF-16 unit.
-    if (this.bytes.length - this.length < line.length * 3) {
-      const grown = new Uint8Array(Math.max(this.bytes.length * 2, this.length + line.length * 3));
-      grown.set(this.bytes.subarray(0, this.length));
-      this.bytes = grown;
-    }
-    this.length += encoder.encodeInto(line, this.bytes.subarray(this.length)).written;
+    this.rows.push(logLine(event));
   }
 
   get size(): number {
-    return this.count;
+    return this.rows.length;
   }
 
-  /** The log rows in COPY's text format (UTF-8), in the order of `LOG_COLUMNS`. */
-  rowsData(): Uint8Array {
-    return this.bytes.subarray(0, this.length);
+  /** The log rows in COPY's text format, in the order of `LOG_COLUMNS`. */
+  rowsText(): string {
+    return this.rows.join("");
   }
 }
 

@@ -84,7 +84,7 @@ export async function applyBatch(db: Sql, batch: Batch): Promise<boolean> {
     await updateTable(tx, "gateway_spend", "t.id = 1", batch.gateway.sorted());
 
     // The log rows in one COPY: the cheapest way into the table, and a row per request is the bulk of the write.
-    if (batch.size > 0) await tx.copyFrom("spend_logs", LOG_COLUMNS, batch.rowsData());
+    if (batch.size > 0) await tx.copyFrom("spend_logs", LOG_COLUMNS, batch.rowsText());
     return true;
   });
 }
