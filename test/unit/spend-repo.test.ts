@@ -62,7 +62,7 @@ describe("spend batches", () => {
 });
 
 describe("log rows are loaded with COPY whatever text they carry", () => {
-  const awkward = 'tab\there, line\nbreak, cr\r, back\\slash \\N, quote " and nul \u0000 end';
+  const awkward = 'tab\there, line\nbreak, cr\r, back\\slash \\N, quote " and nul \u0000, Zoë 🚀 漢字 end';
   const check = async (target: Database) => {
     await target.query("delete from spend_logs");
     const odd = event(0.001, { customer: { id: "cust\twith\\odd\ntext", period: null }, user: null, team: null, member: null });
