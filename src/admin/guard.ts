@@ -1,7 +1,7 @@
 import { Elysia } from "elysia";
 import type { Auth, Caller } from "../auth";
 import { authError, badRequest } from "../http/errors";
-import { parseJsonBody } from "../http/lenient-json";
+import { NUL_MESSAGE, nulPath, parseJsonBody } from "../http/lenient-json";
 
 /** Admin bodies as the LiteLLM documents write them (trailing commas, `#` comments) are accepted. */
 export function adminBase(name: string) {
@@ -11,6 +11,8 @@ export function adminBase(name: string) {
     const parsed = parseJsonBody(text);
     if (!parsed.ok) throw badRequest(parsed.message);
     if (!parsed.value || typeof parsed.value !== "object" || Array.isArray(parsed.value)) throw badRequest("Request body must be a JSON object");
+    const nul = nulPath(text, parsed.value);
+    if (nul !== null) throw badRequest(`${nul || "Request body"}: ${NUL_MESSAGE}`, nul || null);
     return parsed.value;
   });
 }

@@ -38,11 +38,18 @@ export function httpEdge(log: Logger) {
       case "VALIDATION":
         return errorResponse(validationMessage(error));
       case "PARSE":
+        // A body hook's own refusal (lenient JSON, the NUL character) arrives wrapped as the cause.
+        if ((error as Error).cause instanceof GatewayError) return errorResponse((error as Error).cause as GatewayError);
         return errorResponse(badRequest("Request body is not valid JSON"));
       case "NOT_FOUND":
         return errorResponse(notFound(`Route not found: ${request.method} ${new URL(request.url).pathname}`));
       case "INVALID_COOKIE_SIGNATURE":
         return errorResponse(badRequest("Invalid cookie"));
+    }
+    // Text Postgres cannot store (a NUL, as in a query parameter): the request's fault, not the gateway's.
+    const dbCode = (error as { code?: unknown } | null)?.code;
+    if (dbCode === "22021" || dbCode === "22P05") {
+      return errorResponse(badRequest("Request text cannot be stored: it contains the NUL character (\\u0000) or an invalid byte sequence"));
     }
     log.error("unhandled error", { path: new URL(request.url).pathname, error: error instanceof Error ? error.stack : String(error) });
     return errorResponse(unexpected());

@@ -115,6 +115,33 @@ class Reader {
   }
 }
 
+/**
+ * Where a parsed body holds a string with the NUL character (`"a.b[2]"`, `""` for the body itself), or
+ * null: Postgres stores no NUL in text or jsonb, so a body carrying one is refused before it is written.
+ * `text` is the body as received: only a body that spells a NUL (raw or as \u0000) is walked.
+ */
+export function nulPath(text: string, value: unknown): string | null {
+  if (!text.includes("\\u0000") && !text.includes("\0")) return null;
+  const walk = (v: unknown, path: string): string | null => {
+    if (typeof v === "string") return v.includes("\0") ? path : null;
+    if (Array.isArray(v)) {
+      for (let i = 0; i < v.length; i++) {
+        const found = walk(v[i], `${path}[${i}]`);
+        if (found !== null) return found;
+      }
+    } else if (v && typeof v === "object") {
+      for (const [key, item] of Object.entries(v)) {
+        const found = key.includes("\0") ? path : walk(item, path ? `${path}.${key}` : key);
+        if (found !== null) return found;
+      }
+    }
+    return null;
+  };
+  return walk(value, "");
+}
+
+export const NUL_MESSAGE = "must not contain the NUL character (\\u0000): it cannot be stored";
+
 export function parseJsonBody(text: string): JsonResult {
   try {
     return { ok: true, value: JSON.parse(text), strict: true };

@@ -54,6 +54,33 @@ describe("bad input is refused cleanly", () => {
     expect((await envelope(utf8)).message).toContain("UTF-8");
   });
 
+  test("the NUL character, which Postgres cannot store, is refused with a 400 and never reaches a spend batch", async () => {
+    const json = { "content-type": "application/json" };
+    const chat = await raw("/v1/chat/completions", JSON.stringify({ model: "mock", messages: [{ role: "user", content: "x" }], user: "cust\u0000omer" }), json);
+    expect(chat.status).toBe(400);
+    expect((await envelope(chat)).param).toBe("user");
+    for (const [path, body, param] of [
+      ["/customer/new", { user_id: "c\u0000" }, "user_id"],
+      ["/key/generate", { key_alias: "a\u0000b" }, "key_alias"],
+      ["/user/new", { user_id: "u1", metadata: { notes: ["ok", "n\u0000ul"] } }, "metadata.notes[1]"],
+      ["/team/new", { team_alias: "\u0000" }, "team_alias"],
+    ] as const) {
+      const response = await raw(path, JSON.stringify(body), json);
+      expect(`${path} → ${response.status}`).toBe(`${path} → 400`);
+      expect((await envelope(response)).message).toStartWith(`${param}: must not contain the NUL character`);
+    }
+    // A NUL in a query parameter reaches the database as a lookup: refused there, still not a 500.
+    const info = await h.gateway.app.handle(new Request("http://litegate.test/customer/info?end_user_id=a%00b", { headers: { authorization: "Bearer sk-1234" } }));
+    expect(info.status).toBe(400);
+    await envelope(info);
+    // Message content is only forwarded, never stored: a NUL there is the provider's business.
+    const content = await raw("/v1/chat/completions", JSON.stringify({ model: "mock", messages: [{ role: "user", content: "a\u0000b" }] }), json);
+    expect(content.status).toBe(200);
+    // And what was accepted is written: the spend batch is not held up by anything above.
+    await h.gateway.spend.flush();
+    expect(h.gateway.spend.backlog()).toBe(0);
+  });
+
   test(`a generated fuzz run of 10,000 requests over every route answers no 5xx`, async () => {
     const routes = ["/v1/chat/completions", "/chat/completions", "/v1/completions", "/v1/embeddings", "/key/generate", "/key/update", "/key/delete",
       "/key/block", "/key/regenerate", "/user/new", "/user/update", "/user/delete", "/team/new", "/team/update", "/team/member_add",

@@ -61,7 +61,7 @@ describe("spend batches", () => {
   });
 });
 
-describe("log rows are loaded with COPY whatever text they carry", () => {
+describe("log rows are written whatever text they carry", () => {
   const awkward = 'tab\there, line\nbreak, cr\r, back\\slash \\N, quote " and nul \u0000, Zoë 🚀 漢字 end';
   const check = async (target: Database) => {
     await target.query("delete from spend_logs");
