@@ -1,7 +1,7 @@
 import { Elysia } from "elysia";
 import type { Auth, Caller } from "../auth";
 import { authError, badRequest } from "../http/errors";
-import { NUL_MESSAGE, nulPath, parseJsonBody } from "../http/lenient-json";
+import { UNSTORABLE_MESSAGE, parseJsonBody, unstorablePath } from "../http/lenient-json";
 
 /** Admin bodies as the LiteLLM documents write them (trailing commas, `#` comments) are accepted. */
 export function adminBase(name: string) {
@@ -11,8 +11,8 @@ export function adminBase(name: string) {
     const parsed = parseJsonBody(text);
     if (!parsed.ok) throw badRequest(parsed.message);
     if (!parsed.value || typeof parsed.value !== "object" || Array.isArray(parsed.value)) throw badRequest("Request body must be a JSON object");
-    const nul = nulPath(text, parsed.value);
-    if (nul !== null) throw badRequest(`${nul || "Request body"}: ${NUL_MESSAGE}`, nul || null);
+    const bad = unstorablePath(text, parsed.value);
+    if (bad !== null) throw badRequest(`${bad || "Request body"}: ${UNSTORABLE_MESSAGE}`, bad || null);
     return parsed.value;
   });
 }

@@ -115,15 +115,21 @@ class Reader {
   }
 }
 
+/** Text Postgres cannot store: the NUL character, or a lone UTF-16 surrogate (not Unicode at all). */
+export const unstorable = (text: string) => text.includes("\0") || !text.isWellFormed();
+
+/** How a body can spell such text: raw, or as a \u0000 or surrogate escape. */
+const MAY_HOLD_UNSTORABLE = /\0|\\u0000|\\u[dD][89a-fA-F]/;
+
 /**
- * Where a parsed body holds a string with the NUL character (`"a.b[2]"`, `""` for the body itself), or
- * null: Postgres stores no NUL in text or jsonb, so a body carrying one is refused before it is written.
- * `text` is the body as received: only a body that spells a NUL (raw or as \u0000) is walked.
+ * Where a parsed body holds text Postgres cannot store (`"a.b[2]"`, `""` for the body itself), or
+ * null: such a body is refused before anything of it is written. `text` is the body as received:
+ * only a body that spells such a character is walked.
  */
-export function nulPath(text: string, value: unknown): string | null {
-  if (!text.includes("\\u0000") && !text.includes("\0")) return null;
+export function unstorablePath(text: string, value: unknown): string | null {
+  if (!MAY_HOLD_UNSTORABLE.test(text)) return null;
   const walk = (v: unknown, path: string): string | null => {
-    if (typeof v === "string") return v.includes("\0") ? path : null;
+    if (typeof v === "string") return unstorable(v) ? path : null;
     if (Array.isArray(v)) {
       for (let i = 0; i < v.length; i++) {
         const found = walk(v[i], `${path}[${i}]`);
@@ -131,7 +137,7 @@ export function nulPath(text: string, value: unknown): string | null {
       }
     } else if (v && typeof v === "object") {
       for (const [key, item] of Object.entries(v)) {
-        const found = key.includes("\0") ? path : walk(item, path ? `${path}.${key}` : key);
+        const found = unstorable(key) ? path : walk(item, path ? `${path}.${key}` : key);
         if (found !== null) return found;
       }
     }
@@ -140,7 +146,7 @@ export function nulPath(text: string, value: unknown): string | null {
   return walk(value, "");
 }
 
-export const NUL_MESSAGE = "must not contain the NUL character (\\u0000): it cannot be stored";
+export const UNSTORABLE_MESSAGE = "must be valid Unicode text without the NUL character (\\u0000), or it cannot be stored";
 
 export function parseJsonBody(text: string): JsonResult {
   try {

@@ -1,5 +1,5 @@
 import { badRequest, tooLarge } from "../http/errors";
-import { NUL_MESSAGE, parseJsonBody } from "../http/lenient-json";
+import { UNSTORABLE_MESSAGE, parseJsonBody, unstorable } from "../http/lenient-json";
 import type { Route } from "../providers/types";
 
 const utf8 = new TextDecoder("utf-8", { fatal: true });
@@ -67,8 +67,8 @@ export function parseInferenceBody(text: string, route: Route): InferenceBody {
   const user = body.user;
   if (user !== undefined && user !== null && typeof user !== "string") throw badRequest("user: must be a string", "user");
   if (typeof user === "string" && user.length > 256) throw badRequest("user: at most 256 characters", "user");
-  // The customer id is stored with the spend: a NUL in it would make the whole spend batch unwritable.
-  if (typeof user === "string" && user.includes("\0")) throw badRequest(`user: ${NUL_MESSAGE}`, "user");
+  // The customer id is stored with the spend: text Postgres refuses would make the whole batch unwritable.
+  if (typeof user === "string" && unstorable(user)) throw badRequest(`user: ${UNSTORABLE_MESSAGE}`, "user");
   const maxTokens = optionalCount(body, "max_tokens") ?? optionalCount(body, "max_completion_tokens");
   const raw = parsed.strict === false ? JSON.stringify(body) : text;
   return { body, raw, model, stream: body.stream === true && route !== "embeddings", user: user || null, maxTokens };

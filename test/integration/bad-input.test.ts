@@ -54,27 +54,35 @@ describe("bad input is refused cleanly", () => {
     expect((await envelope(utf8)).message).toContain("UTF-8");
   });
 
-  test("the NUL character, which Postgres cannot store, is refused with a 400 and never reaches a spend batch", async () => {
+  test("text Postgres cannot store (NUL, lone surrogates) is refused with a 400 and never reaches a spend batch", async () => {
     const json = { "content-type": "application/json" };
-    const chat = await raw("/v1/chat/completions", JSON.stringify({ model: "mock", messages: [{ role: "user", content: "x" }], user: "cust\u0000omer" }), json);
-    expect(chat.status).toBe(400);
-    expect((await envelope(chat)).param).toBe("user");
+    for (const user of ["cust\u0000omer", "cust\udfffomer", "\ud800"]) {
+      const chat = await raw("/v1/chat/completions", JSON.stringify({ model: "mock", messages: [{ role: "user", content: "x" }], user }), json);
+      expect(chat.status).toBe(400);
+      const error = await envelope(chat);
+      expect(error.param).toBe("user");
+      expect(error.message).toStartWith("user: must be valid Unicode text without the NUL character");
+    }
     for (const [path, body, param] of [
       ["/customer/new", { user_id: "c\u0000" }, "user_id"],
       ["/key/generate", { key_alias: "a\u0000b" }, "key_alias"],
+      ["/key/generate", { metadata: { a: "\ud800" } }, "metadata.a"],
       ["/user/new", { user_id: "u1", metadata: { notes: ["ok", "n\u0000ul"] } }, "metadata.notes[1]"],
-      ["/team/new", { team_alias: "\u0000" }, "team_alias"],
+      ["/team/new", { team_alias: "\udc00" }, "team_alias"],
     ] as const) {
       const response = await raw(path, JSON.stringify(body), json);
-      expect(`${path} → ${response.status}`).toBe(`${path} → 400`);
-      expect((await envelope(response)).message).toStartWith(`${param}: must not contain the NUL character`);
+      expect(`${path} ${JSON.stringify(body)} → ${response.status}`).toBe(`${path} ${JSON.stringify(body)} → 400`);
+      expect((await envelope(response)).message).toStartWith(`${param}: must be valid Unicode text`);
     }
+    // Paired surrogates are ordinary text (an emoji), escaped or not.
+    const emoji = await raw("/customer/new", '{"user_id": "rocket-\\ud83d\\ude80", "alias": "🚀"}', json);
+    expect(emoji.status).toBe(200);
     // A NUL in a query parameter reaches the database as a lookup: refused there, still not a 500.
     const info = await h.gateway.app.handle(new Request("http://litegate.test/customer/info?end_user_id=a%00b", { headers: { authorization: "Bearer sk-1234" } }));
     expect(info.status).toBe(400);
     await envelope(info);
     // Message content is only forwarded, never stored: a NUL there is the provider's business.
-    const content = await raw("/v1/chat/completions", JSON.stringify({ model: "mock", messages: [{ role: "user", content: "a\u0000b" }] }), json);
+    const content = await raw("/v1/chat/completions", JSON.stringify({ model: "mock", messages: [{ role: "user", content: "a\u0000b" }], user: "rocket-\ud83d\ude80" }), json);
     expect(content.status).toBe(200);
     // And what was accepted is written: the spend batch is not held up by anything above.
     await h.gateway.spend.flush();
@@ -98,7 +106,7 @@ describe("bad input is refused cleanly", () => {
         case 1: return rand() < 0.5;
         case 2: return Math.floor(rand() * 2000) - 1000;
         case 3: return pick([1e308, -1e308, 0.1, -0.0, 2147483648, 1e-12, 3.5]);
-        case 4: return pick(["", "mock", "30s", "1mo", "10x", "sk-1234", "sk-", "'; drop table keys; --", "\u0000", "💥".repeat(50), "x".repeat(3000)]);
+        case 4: return pick(["", "mock", "30s", "1mo", "10x", "sk-1234", "sk-", "'; drop table keys; --", "\u0000", "a\ud800", "\udfff", "💥".repeat(50), "x".repeat(3000)]);
         case 5: return depth < 3 ? Array.from({ length: Math.floor(rand() * 4) }, () => value(depth + 1)) : [];
         case 6: return depth < 3 ? Object.fromEntries(Array.from({ length: Math.floor(rand() * 4) }, () => [pick(fields), value(depth + 1)])) : {};
         case 7: return [{ role: "user", content: "hello" }];
@@ -119,5 +127,8 @@ describe("bad input is refused cleanly", () => {
     process.stderr.write(`fuzz statuses: ${JSON.stringify(statuses)}\n`);
     expect(Object.keys(statuses).some((s) => Number(s) >= 500)).toBe(false);
     expect(Object.values(statuses).reduce((a, b) => a + b, 0)).toBe(10_000);
+    // Whatever was accepted, its spend is writable: no request left a batch the database refuses.
+    await h.gateway.spend.flush();
+    expect(h.gateway.spend.backlog()).toBe(0);
   }, 120_000);
 });
