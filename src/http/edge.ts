@@ -49,7 +49,7 @@ export function httpEdge(log: Logger) {
     // Text Postgres cannot store (a NUL, as in a query parameter): the request's fault, not the gateway's.
     const dbCode = (error as { code?: unknown } | null)?.code;
     if (dbCode === "22021" || dbCode === "22P05") {
-      return errorResponse(badRequest("Request text cannot be stored: it contains the NUL character (\\u0000) or an invalid byte sequence"));
+      return errorResponse(badRequest("The request holds text the database cannot take: the NUL character (\\u0000) or an invalid byte sequence"));
     }
     log.error("unhandled error", { path: new URL(request.url).pathname, error: error instanceof Error ? error.stack : String(error) });
     return errorResponse(unexpected());
