@@ -38,7 +38,7 @@ export function httpEdge(log: Logger) {
       case "VALIDATION":
         return errorResponse(validationMessage(error));
       case "PARSE":
-        // A body hook's own refusal (lenient JSON, the NUL character) arrives wrapped as the cause.
+        // A body hook's own refusal (lenient JSON, text that cannot be stored) arrives wrapped as the cause.
         if ((error as Error).cause instanceof GatewayError) return errorResponse((error as Error).cause as GatewayError);
         return errorResponse(badRequest("Request body is not valid JSON"));
       case "NOT_FOUND":

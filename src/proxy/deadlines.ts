@@ -36,7 +36,8 @@ class Deadline {
  *
  * The pending deadlines form a linked list through the deadlines themselves rather than a Set: a
  * long-lived Set written on every request keeps its whole table in the collector's remembered set,
- * and every young collection then walked it (eden pauses of 3–5 ms instead of 1.5–2 at 1,000 req/s).
+ * and every young collection then walked it (45–65 KB visited instead of 2–5; pauses of 3–5 ms
+ * instead of 1.5–2.5 up to the provider call, at 1,000 req/s).
  */
 export class Deadlines {
   private head: Deadline | null = null;
