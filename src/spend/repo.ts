@@ -31,7 +31,7 @@ const SECOND_OF = "substr(d.id, strpos(d.id, chr(31)) + 1)";
 /**
  * Every spend row of a flush in one statement: the batch id is recorded and, only if it was new, each
  * table gets its deltas. With the COPY of the log rows and the transaction around both, a flush is
- * four statements whatever it carries (it was one per table: eleven, each a round trip and a few
+ * four round trips whatever it carries (it was eleven, a statement per table, each costing a few
  * hundred µs of the event loop).
  */
 const APPLY = `with fresh as (
