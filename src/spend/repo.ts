@@ -4,20 +4,18 @@ import { type Batch, type Delta, LOG_COLUMNS } from "./batch";
 /**
  * The period-aware spend update, shared by every table: a delta for the stored period adds to it; a
  * delta for a newer period (the reset was not written yet) starts it; a delta for an older period
- * (a reset already happened) leaves the running spend alone — it stays in spend_logs.
+ * (a reset already happened) leaves the running spend alone — it stays in spend_logs. The delta is
+ * `x` for period `p`: a row of the deltas (`d.x`, `d.p`), or in an upsert the row that was to be
+ * inserted (`excluded.spend`, `excluded.budget_reset_at`).
  */
-const SPEND = (t: string) => `case
-    when d.p is null or ${t}.budget_reset_at is not distinct from d.p then ${t}.spend + d.x
-    when ${t}.budget_reset_at is null or ${t}.budget_reset_at < d.p then d.x
-    else ${t}.spend end`;
-const RESET_AT = (t: string) =>
-  `case when d.p is not null and (${t}.budget_reset_at is null or ${t}.budget_reset_at < d.p) then d.p else ${t}.budget_reset_at end`;
-/** The same for an upsert, where the delta is the row that was to be inserted (`excluded`). */
-const UPSERT_SPEND = `case when excluded.budget_reset_at is null or t.budget_reset_at is not distinct from excluded.budget_reset_at then t.spend + excluded.spend
-      when t.budget_reset_at is null or t.budget_reset_at < excluded.budget_reset_at then excluded.spend
-      else t.spend end`;
-const UPSERT_RESET_AT = `case when excluded.budget_reset_at is not null and (t.budget_reset_at is null or t.budget_reset_at < excluded.budget_reset_at)
-      then excluded.budget_reset_at else t.budget_reset_at end`;
+const SPEND = (x = "d.x", p = "d.p") => `case
+    when ${p} is null or t.budget_reset_at is not distinct from ${p} then t.spend + ${x}
+    when t.budget_reset_at is null or t.budget_reset_at < ${p} then ${x}
+    else t.spend end`;
+const RESET_AT = (p = "d.p") =>
+  `case when ${p} is not null and (t.budget_reset_at is null or t.budget_reset_at < ${p}) then ${p} else t.budget_reset_at end`;
+const UPSERT_SPEND = SPEND("excluded.spend", "excluded.budget_reset_at");
+const UPSERT_RESET_AT = RESET_AT("excluded.budget_reset_at");
 
 // Deltas travel as JSON documents: Postgres parses them in C far faster than parallel arrays (a flush
 // can carry thousands of rows when traffic is spread over many keys). Sorted by id, so that concurrent
@@ -37,16 +35,16 @@ const SECOND_OF = "substr(d.id, strpos(d.id, chr(31)) + 1)";
 const APPLY = `with fresh as (
     insert into spend_batches (batch_id) values ($1) on conflict do nothing returning batch_id
   ), k as (
-    update keys t set spend = ${SPEND("t")}, budget_reset_at = ${RESET_AT("t")}
+    update keys t set spend = ${SPEND()}, budget_reset_at = ${RESET_AT()}
     from ${deltas(2)} d where t.token = d.id and ${FRESH}
   ), u as (
-    update users t set spend = ${SPEND("t")}, budget_reset_at = ${RESET_AT("t")}
+    update users t set spend = ${SPEND()}, budget_reset_at = ${RESET_AT()}
     from ${deltas(3)} d where t.user_id = d.id and ${FRESH}
   ), tm as (
-    update teams t set spend = ${SPEND("t")}, budget_reset_at = ${RESET_AT("t")}
+    update teams t set spend = ${SPEND()}, budget_reset_at = ${RESET_AT()}
     from ${deltas(4)} d where t.team_id = d.id and ${FRESH}
   ), m as (
-    update team_memberships t set spend = ${SPEND("t")}, budget_reset_at = ${RESET_AT("t")}
+    update team_memberships t set spend = ${SPEND()}, budget_reset_at = ${RESET_AT()}
     from ${deltas(5)} d where t.team_id = ${FIRST_OF} and t.user_id = ${SECOND_OF} and ${FRESH}
   ), c as (
     insert into end_users as t (user_id, spend, budget_reset_at)
@@ -58,7 +56,7 @@ const APPLY = `with fresh as (
     where ${FRESH} and exists (select 1 from keys k where k.token = ${FIRST_OF})
     on conflict (token, model) do update set spend = ${UPSERT_SPEND}, budget_reset_at = ${UPSERT_RESET_AT}
   ), g as (
-    update gateway_spend t set spend = ${SPEND("t")}, budget_reset_at = ${RESET_AT("t")}
+    update gateway_spend t set spend = ${SPEND()}, budget_reset_at = ${RESET_AT()}
     from ${deltas(8)} d where t.id = 1 and ${FRESH}
   )
   select count(*)::int as fresh from fresh`;
