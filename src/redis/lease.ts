@@ -49,24 +49,34 @@ export const fitsLease = (s: State, check: CounterCheck) =>
 /** The size of one request on this counter (tokens counters reserve nothing: one token then). */
 const unit = (s: State) => (s.lastReserve > 0 ? s.lastReserve : Math.max(1, s.lastActual));
 
-/** Settled amounts ride along with syncs for room; on their own they go once they are this old. */
+/** Settled amounts ride along with syncs for room; on their own they go once they are this old… */
 const PUSH_MS = 15_000;
+/** …unless they are at most this share of the room left: then they may wait four times as long. */
+const SLIVER = 0.01;
 
 /**
  * Whether settled amounts are due in Redis although the lease needs nothing. Pushing them never
  * changes what the other instances may admit (the lease covers them until then, and a push moves
  * them from the lease into the shared value), so the only thing waiting costs is what a crash keeps
- * from Redis: at most the lease (a sync for room carries them: about half a lease, or 150 ms of a busy
- * counter's traffic) or 15 s of a quiet one. With ten thousand keys in use, pushing every few
- * requests was most of the sync work; this halves it.
+ * from Redis, which the others may then admit again: never more than the lease, and on its own at
+ * most 15 s of a quiet counter's traffic, or 60 s of it while that is no more than 1% of the room
+ * left (a limit far away). With ten thousand keys in use, pushes were most of the sync work.
  */
 export function pushDue(s: State, now: number, after = PUSH_MS): boolean {
-  return s.unsynced > 0 && now - s.syncedAt > after;
+  if (s.unsynced <= 0) return false;
+  const age = now - s.syncedAt;
+  if (age <= after) return false;
+  return age > 4 * after || s.unsynced > SLIVER * (s.check.limit - s.v - s.others - consumed(s));
 }
 
+/** Far from a limit, a lease holds at least this many requests' worth (see `roomWanted`). */
+export const LEASE_FLOOR = 64;
+
 /**
- * Room to ask for: a few ticks of this instance's traffic (at least a handful of requests, so a
- * quiet key does not sync after every request), never more than its share of what is left.
+ * Room to ask for: a few ticks of this instance's traffic (at least LEASE_FLOOR requests, so a quiet
+ * key syncs every few dozen requests, not every few), never more than its share of what is left.
+ * The share keeps leases small near a limit, and the sum of every lease and the settled value never
+ * exceeds it, whatever the floor.
  */
 export function roomWanted(s: State): number {
   const size = unit(s);
@@ -75,7 +85,7 @@ export function roomWanted(s: State): number {
   // Near the edge, room with nothing in flight goes back too: another instance may need it now.
   if (share < size || (share < 2 * size && s.inflight === 0)) return 0;
   // A lease covers LEASE_MS of recent traffic, so a busy counter syncs a few times a second, not every tick.
-  return Math.min(Math.max(16 * size, LEASE_MS * s.rate, 3 * s.admittedSinceSync), share);
+  return Math.min(Math.max(LEASE_FLOOR * size, LEASE_MS * s.rate, 3 * s.admittedSinceSync), share);
 }
 
 /** Admitted, lease, shared value, others' leases, live peers: one counter's answer from the sync script. */

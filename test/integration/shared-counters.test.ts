@@ -3,6 +3,7 @@ import Redis from "ioredis";
 import type { CounterCheck } from "../../src/governance/counters";
 import { silentLogger } from "../../src/log";
 import { SharedCounters, redisKeys } from "../../src/redis";
+import { LEASE_FLOOR } from "../../src/redis/lease";
 import { type RedisServer, startRedis } from "../helpers/services";
 import { until } from "../helpers/until";
 
@@ -33,10 +34,10 @@ const checks = (prefix: string, n: number, limit: number): CounterCheck[] =>
 describe("shared counters: many counters per sync call", () => {
   test("a tick pushes the settled amounts of more counters than one script call carries", async () => {
     const a = instance("sync-a");
-    const many = checks("many", 450, 1000);
+    const many = checks("many", 450, 100);
     for (const check of many) expect(await a.admit([check])).toBe(-1);
-    // Amounts the lease still covers (a sync for room would carry them at once).
-    const amount = (i: number) => 1 + (i % 5);
+    // Amounts the lease still covers (a sync for room would carry them at once), each more than 1% of the room left.
+    const amount = (i: number) => 2 + (i % 5);
     for (const [i, check] of many.entries()) a.settle(check, amount(i));
     // Settled amounts wait in the lease (here for a second; 15 s by default), then reach Redis in
     // three script calls of at most 200 counters.
@@ -59,8 +60,8 @@ describe("shared counters: many counters per sync call", () => {
     const [small, large] = checks("ride", 2, 1000);
     expect(await a.admit([small!, large!])).toBe(-1);
     a.settle(small!, 2);
-    a.settle(large!, 14); // most of a 16-request lease: the next tick asks for room
-    await until("the large amount pushed with the room sync", async () => Number(await admin.hget(redisKeys.counter(large!.key), "v")) === 14, 2000);
+    a.settle(large!, LEASE_FLOOR - 2); // most of its lease: the next tick asks for room
+    await until("the large amount pushed with the room sync", async () => Number(await admin.hget(redisKeys.counter(large!.key), "v")) === LEASE_FLOOR - 2, 2000);
     expect(Number(await admin.hget(redisKeys.counter(small!.key), "v"))).toBe(0);
     expect(a.used(small!)).toBe(2);
     await a.close();
@@ -77,7 +78,7 @@ describe("shared counters: many counters per sync call", () => {
     for (const check of crowd) a.settle(check, 1);
     await Bun.sleep(100);
     const before = a.roundTrips;
-    now += 2000; // every settled amount is due at once…
+    now += 4100; // every settled amount (1 of a limit of 1000: a sliver, four times pushAfterMs) is due at once…
     for (const check of crowd) a.release(check); // …and every counter is looked at by the next tick
     await until("every counter pushed", async () => {
       const values = await Promise.all(crowd.map((check) => admin.hget(redisKeys.counter(check.key), "v")));
@@ -86,6 +87,19 @@ describe("shared counters: many counters per sync call", () => {
     expect(a.roundTrips - before).toBeGreaterThanOrEqual(3);
     await a.close();
   });
+
+  test("a sliver of the room left waits four times as long as a larger amount", async () => {
+    const a = instance("sliver-a", 1000);
+    const [far, near] = [...checks("far", 1, 1_000_000), ...checks("near", 1, 100)];
+    expect(await a.admit([far!, near!])).toBe(-1);
+    a.settle(far!, 1);
+    a.settle(near!, 1);
+    await until("the amount that is more than 1% of its room pushed", async () => Number(await admin.hget(redisKeys.counter(near!.key), "v")) === 1, 2500);
+    await Bun.sleep(500); // past pushAfterMs, well short of four times it
+    expect(Number(await admin.hget(redisKeys.counter(far!.key), "v"))).toBe(0);
+    await until("the sliver pushed too", async () => Number(await admin.hget(redisKeys.counter(far!.key), "v")) === 1, 4000);
+    await a.close();
+  }, 10_000);
 
   test("closing pushes every settled amount, however recent", async () => {
     const a = instance("close-a");

@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { type State, pushDue } from "../../src/redis/lease";
+import { LEASE_FLOOR, type State, pushDue, roomWanted } from "../../src/redis/lease";
 
 function counter(fields: Partial<State>): State {
   return {
@@ -14,9 +14,43 @@ describe("when settled amounts are pushed without a sync for room", () => {
     expect(pushDue(counter({ unsynced: 0 }), 60_000)).toBe(false);
   });
 
-  test("on their own, they go after fifteen seconds, however much they are", () => {
-    expect(pushDue(counter({ unsynced: 3, syncedAt: 10_000 }), 24_900)).toBe(false);
+  test("on their own, more than 1% of the room left goes after fifteen seconds", () => {
+    // limit 1000, nothing settled elsewhere: 1% of the room is 10
     expect(pushDue(counter({ unsynced: 12, syncedAt: 10_000 }), 24_900)).toBe(false);
-    expect(pushDue(counter({ unsynced: 0.001, syncedAt: 10_000 }), 25_100)).toBe(true);
+    expect(pushDue(counter({ unsynced: 12, syncedAt: 10_000 }), 25_100)).toBe(true);
+    // the room left counts what is settled in Redis, the other instances' leases and this one's use
+    expect(pushDue(counter({ unsynced: 3, v: 500, others: 150, inflight: 148, syncedAt: 10_000 }), 25_100)).toBe(true);
+  });
+
+  test("a sliver of the room left (a limit far away) may wait a minute", () => {
+    expect(pushDue(counter({ unsynced: 3, syncedAt: 10_000 }), 25_100)).toBe(false);
+    expect(pushDue(counter({ unsynced: 9, syncedAt: 10_000 }), 69_900)).toBe(false);
+    expect(pushDue(counter({ unsynced: 0.001, syncedAt: 10_000 }), 70_100)).toBe(true);
+  });
+
+  test("the waits scale with the configured push age", () => {
+    expect(pushDue(counter({ unsynced: 3, syncedAt: 0 }), 3_900, 1_000)).toBe(false);
+    expect(pushDue(counter({ unsynced: 3, syncedAt: 0 }), 4_100, 1_000)).toBe(true);
+    expect(pushDue(counter({ unsynced: 30, syncedAt: 0 }), 1_100, 1_000)).toBe(true);
+  });
+});
+
+describe("how much room a counter asks for", () => {
+  test("far from the limit, at least the floor's worth of requests", () => {
+    expect(roomWanted(counter({ check: { key: "k", limit: 1e9, reserve: 1, initial: 0, expiresAt: Infinity } }))).toBe(LEASE_FLOOR);
+    // a budget counter: the floor is counted in requests of the usual size
+    expect(roomWanted(counter({ check: { key: "k", limit: 1e9, reserve: 0.002, initial: 0, expiresAt: Infinity }, lastReserve: 0.002 }))).toBeCloseTo(LEASE_FLOOR * 0.002);
+  });
+
+  test("busy counters ask for their recent traffic instead", () => {
+    // 2 requests per ms over the 300 ms a lease covers
+    expect(roomWanted(counter({ check: { key: "k", limit: 1e9, reserve: 1, initial: 0, expiresAt: Infinity }, rate: 2 }))).toBe(600);
+  });
+
+  test("near the limit, never more than a share of the room left, so the floor cannot overshoot it", () => {
+    // 100 left, two instances: each may hold a quarter
+    expect(roomWanted(counter({ check: { key: "k", limit: 1000, reserve: 1, initial: 0, expiresAt: Infinity }, v: 900, peers: 1 }))).toBe(25);
+    // less than one request's worth of share: nothing, the room goes back
+    expect(roomWanted(counter({ check: { key: "k", limit: 1000, reserve: 1, initial: 0, expiresAt: Infinity }, v: 999, peers: 1 }))).toBe(0);
   });
 });
