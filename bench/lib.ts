@@ -156,12 +156,14 @@ export async function fixedRate(url: string, headers: Record<string, string>, bo
 export { roundTrips } from "../test/helpers/load";
 
 /** What a run sent to Postgres and Redis, in all and per request. */
-export function roundTripsPerRequest(before: { db: number; redis: number }, after: { db: number; redis: number }, requests: number) {
+type Sent = { db: number; redis: number; counterSyncs: number };
+export function roundTripsPerRequest(before: Sent, after: Sent, requests: number) {
   return {
     requests: Math.round(requests),
     postgres_statements: after.db - before.db,
     redis_round_trips: after.redis - before.redis,
     postgres_per_request: +((after.db - before.db) / requests).toFixed(4),
     redis_round_trips_per_request: +((after.redis - before.redis) / requests).toFixed(4),
+    counter_syncs_per_request: +((after.counterSyncs - before.counterSyncs) / requests).toFixed(4),
   };
 }

@@ -24,7 +24,7 @@ export interface GatewayOptions {
   /** Publishes invalidations to other instances (Redis pub/sub). */
   broadcast?: (message: Invalidation) => void;
   redisStatus?: () => string;
-  redisStats?: { syncMs(): number; failures(): number; commands(): number };
+  redisStats?: { syncMs(): number; failures(): number; commands(): number; counterSyncs(): number };
   spendIntervalMs?: number;
   observe?: (record: RequestRecord) => void;
   /** Reads the config again (the file it came from); reloads are refused without it. */
@@ -99,6 +99,7 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
     redisSyncMs: options.redisStats?.syncMs,
     redisFailures: options.redisStats?.failures,
     redisCommands: options.redisStats?.commands,
+    redisCounterSyncs: options.redisStats?.counterSyncs,
     dbStatements: () => db.statements(),
   });
   const inference = createInference({

@@ -72,7 +72,7 @@ async function main(): Promise<void> {
     counters: redis?.counters,
     broadcast: redis ? (message) => redis.publish(message) : undefined,
     redisStatus: redis ? () => redis.status() : undefined,
-    redisStats: redis ? { syncMs: () => redis.counters.lastSyncMs, failures: () => redis.counters.failures, commands: () => redis.commands() } : undefined,
+    redisStats: redis ? { syncMs: () => redis.counters.lastSyncMs, failures: () => redis.counters.failures, commands: () => redis.commands(), counterSyncs: () => redis.counters.counterSyncs } : undefined,
     configSource: () => loadConfig(args.config!, process.env),
   });
   redis?.subscribe((message) => gateway.auth.invalidate(message));

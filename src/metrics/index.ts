@@ -13,6 +13,7 @@ export interface MetricsSources {
   dbStatements?(): number;
   /** Commands sent to Redis since start. */
   redisCommands?(): number;
+  redisCounterSyncs?(): number;
   redisSyncMs?(): number;
   redisFailures?(): number;
 }
@@ -78,6 +79,7 @@ export function createMetrics(sources: MetricsSources, maxLabelValues = 200) {
   new Gauge({ name: "litegate_redis_sync_seconds", help: "Duration of the last Redis counter sync", registers: [registry], collect() { this.set((sources.redisSyncMs?.() ?? 0) / 1000); } });
   new Gauge({ name: "litegate_db_statements", help: "Statements sent to the database since start", registers: [registry], collect() { this.set(sources.dbStatements?.() ?? 0); } });
   new Gauge({ name: "litegate_redis_commands", help: "Commands sent to Redis since start", registers: [registry], collect() { this.set(sources.redisCommands?.() ?? 0); } });
+  new Gauge({ name: "litegate_redis_counter_syncs", help: "Counters synced with Redis since start (a round trip syncs many)", registers: [registry], collect() { this.set(sources.redisCounterSyncs?.() ?? 0); } });
   new Gauge({ name: "litegate_redis_sync_failures", help: "Redis counter syncs that failed since start", registers: [registry], collect() { this.set(sources.redisFailures?.() ?? 0); } });
 
   return {

@@ -52,6 +52,8 @@ export class SharedCounters implements Counters {
   failures = 0;
   /** Round trips to Redis: one per tick with something to sync, one per admission Redis decides. */
   roundTrips = 0;
+  /** Counters synced: a tick's round trip syncs many. */
+  counterSyncs = 0;
   lastSyncMs = 0;
 
   constructor(private readonly options: SharedCountersOptions) {
@@ -158,6 +160,7 @@ export class SharedCounters implements Counters {
     s.lease = Math.max(0, s.lease - push);
     const args = syncArgs(s, push, need, roomWanted(s), admission, this.options.now());
     this.roundTrips++;
+    this.counterSyncs++;
     try {
       const flat = await this.redis.litegateSync!(1, redisKeys.counter(s.check.key), this.options.instanceId, ...args);
       const reply = replyAt(flat, 0);
@@ -288,6 +291,7 @@ export class SharedCounters implements Counters {
         (pipeline as any).litegateSync(slice.length, ...keys, this.options.instanceId, ...slice.flatMap(({ args }) => args));
       }
       this.roundTrips++;
+      this.counterSyncs += sent.length;
       const done = pipeline.exec();
       for (const { s } of sent) s.busy = done;
       const replies = (await done)?.slice(1);
