@@ -42,6 +42,9 @@ export const consumed = (s: State) => s.inflight + s.unsynced;
 /** The counter as this instance alone can know it: the last shared view plus its own consumption. */
 export const alone = (s: State) => s.v + s.others + consumed(s);
 
+/** Room under the limit that nobody has used yet (this instance's unused lease included). */
+const roomLeft = (s: State) => s.check.limit - alone(s);
+
 /** Whether a request fits in the room this instance holds. */
 export const fitsLease = (s: State, check: CounterCheck) =>
   s.synced && consumed(s) + check.reserve <= s.lease && (check.reserve > 0 || consumed(s) < s.lease);
@@ -66,7 +69,7 @@ export function pushDue(s: State, now: number, after = PUSH_MS): boolean {
   if (s.unsynced <= 0) return false;
   const age = now - s.syncedAt;
   if (age <= after) return false;
-  return age > 4 * after || s.unsynced > SLIVER * (s.check.limit - s.v - s.others - consumed(s));
+  return age > 4 * after || s.unsynced > SLIVER * roomLeft(s);
 }
 
 /** Far from a limit, a lease holds at least this many requests' worth (see `roomWanted`). */
@@ -80,7 +83,7 @@ export const LEASE_FLOOR = 64;
  */
 export function roomWanted(s: State): number {
   const size = unit(s);
-  const share = (s.check.limit - s.v - s.others - consumed(s)) / (2 * (s.peers + 1));
+  const share = roomLeft(s) / (2 * (s.peers + 1));
   // A share that does not hold a whole request is not worth holding: it would only starve the others.
   // Near the edge, room with nothing in flight goes back too: another instance may need it now.
   if (share < size || (share < 2 * size && s.inflight === 0)) return 0;
