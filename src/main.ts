@@ -1,6 +1,7 @@
+import "./early"; // first: may start the embedded database's thread while the rest loads
 import { CliError, USAGE, parseArgs } from "./cli";
 import { ConfigError, type Config, databaseUrlOf, loadConfig, redisUrlOf } from "./config";
-import { type Database, MigrationError, migrate, openDatabase } from "./db";
+import { type Database, MigrationError, discardEarlyPglite, migrate, openDatabase } from "./db";
 import { VERSION, buildGateway } from "./gateway";
 import { createLogger, type Logger } from "./log";
 import { connectRedis, type RedisLink, redisOptionsOf } from "./redis";
@@ -13,6 +14,7 @@ function fail(message: string, code = 1): never {
 
 async function openAndMigrate(config: Config, log: Logger): Promise<Database> {
   const url = databaseUrlOf(config, process.env);
+  if (url) discardEarlyPglite();
   const db = await openDatabase({ url, dataDir: config.general_settings.data_dir, maxConnections: config.general_settings.database_connection_pool_limit });
   const applied = await migrate(db);
   for (const name of applied) log.info("migration applied", { migration: name });

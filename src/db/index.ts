@@ -1,4 +1,5 @@
 import { openPglite } from "./pglite";
+export { discardEarlyPglite } from "./pglite";
 import { openPostgres } from "./postgres";
 import type { Database } from "./types";
 

@@ -5,17 +5,22 @@ import templatePath from "../../build/pglite-template.tar.gz" with { type: "file
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { dirname, join, normalize } from "node:path";
 
+/** The engine's WebAssembly, compiled: the longest step of a start, so it is begun first. */
+export function compilePglite(): Promise<WebAssembly.Module> {
+  return Bun.file(wasmPath).arrayBuffer().then((bytes) => WebAssembly.compile(bytes));
+}
+
 /**
  * Embedded Postgres (PGlite), persisted in `dataDir`. Its wasm and data files are embedded in the
  * binary so it runs with nothing beside it; a new directory starts from the built-in template
  * (initialised and migrated at build time).
  */
-export async function startPglite(dataDir: string): Promise<PGlite> {
+export async function startPglite(dataDir: string, compiled: Promise<WebAssembly.Module> = compilePglite()): Promise<PGlite> {
   mkdirSync(dataDir, { recursive: true });
   const fresh = !existsSync(join(dataDir, "PG_VERSION"));
   // No initdb: a new directory starts from the template, already initialised and migrated.
   const [pgliteWasmModule, fsBundle] = await Promise.all([
-    Bun.file(wasmPath).arrayBuffer().then((bytes) => WebAssembly.compile(bytes)),
+    compiled,
     Bun.file(dataPath).arrayBuffer().then((bytes) => new Blob([bytes])),
     fresh ? Bun.file(templatePath).bytes().then((bytes) => unpackTemplate(bytes, dataDir)) : undefined,
   ]);

@@ -3,10 +3,15 @@
  * thread that serves requests (a spend flush used to stall them for tens of milliseconds).
  */
 import type { PGlite, Transaction } from "@electric-sql/pglite";
-import { startPglite } from "./pglite-engine";
+import { compilePglite, startPglite } from "./pglite-engine";
 import type { Reply, Request } from "./pglite-protocol";
 
 declare const self: Worker;
+
+// Compiling starts as the thread starts, before the gateway asks for the database: the thread may be
+// started early (see ../early.ts), while the rest of the program loads. A failure is reported on "open".
+const compiled = compilePglite();
+compiled.catch(() => {});
 
 let db: PGlite | null = null;
 let nextTx = 1;
@@ -25,7 +30,7 @@ function handleFor(tx: number | undefined): PGlite | Transaction {
 async function handle(message: Request): Promise<void> {
   switch (message.kind) {
     case "open":
-      db = await startPglite(message.dataDir);
+      db = await startPglite(message.dataDir, compiled);
       reply({ id: message.id, ok: true });
       setTimeout(() => Bun.gc(true), 0); // the engine's files, read to start it, are garbage now
       return;
