@@ -6,6 +6,9 @@ export interface PostgresOptions {
   maxConnections?: number;
 }
 
+/** Seconds before a connection is tried again after a failed one: a tenth more per failure, at most one. */
+export const reconnectDelaySeconds = (failures: number) => Math.min(1, 0.1 * failures);
+
 /** Real Postgres through postgres.js. */
 export function openPostgres(options: PostgresOptions): Database {
   const client = postgres(options.url, {
@@ -13,6 +16,10 @@ export function openPostgres(options: PostgresOptions): Database {
     idle_timeout: 30,
     connect_timeout: 10,
     onnotice: () => {},
+    // The driver waits longer after each failed connect, up to 20 s by default: after an outage of a
+    // few seconds the spend writer's first flush once the server is back waited 2-16 s for it, and a
+    // shutdown in that time gave up on the spend. The writer and the key loads pace their own retries.
+    backoff: reconnectDelaySeconds,
     // bigint counts (count(*)) come back as numbers; money is double precision already
     types: { bigint: { to: 20, from: [20], serialize: (x: number) => String(x), parse: (x: string) => Number(x) } },
   });

@@ -1,0 +1,42 @@
+import { expect, test } from "bun:test";
+import { openDatabase } from "../../src/db";
+import { reconnectDelaySeconds } from "../../src/db/postgres";
+import { startPostgres } from "../helpers/services";
+
+test("reconnect delay: a tenth of a second more per failure, never more than one", () => {
+  expect([0, 1, 5, 10, 40, 1000].map(reconnectDelaySeconds)).toEqual([0, 0.1, 0.5, 1, 1, 1]);
+});
+
+/**
+ * An outage with queries failing all along (the spend writer tries every 250 ms) must not leave the
+ * driver waiting many seconds before it connects again once the server is back.
+ */
+test("after a Postgres outage with many failed queries, queries succeed again within ~1 s of its return", async () => {
+  const pg = await startPostgres();
+  // One connection, so the wait measured is that connection's, whatever the pool would pick.
+  const db = await openDatabase({ url: await pg.newDatabase(), dataDir: "", maxConnections: 1 });
+  try {
+    await db.query("select 1");
+    await pg.stop();
+    let failures = 0;
+    for (const until = Date.now() + 6000; Date.now() < until;) {
+      await db.query("select 1").catch(() => failures++);
+      await Bun.sleep(100);
+    }
+    expect(failures).toBeGreaterThanOrEqual(6);
+    await pg.start();
+    // Retried every 100 ms as the spend writer does: a connection may still report the shutdown once.
+    const t0 = performance.now();
+    let row: { n: number } | undefined;
+    while (!row && performance.now() - t0 < 30_000) {
+      [row] = await db.query<{ n: number }>("select 1 as n").catch(async () => (await Bun.sleep(100), []));
+    }
+    const waited = performance.now() - t0;
+    expect(row?.n).toBe(1);
+    // With the driver's default backoff (3^failures / 100 s, capped at 20 s) this waited 4-20 s.
+    expect(waited).toBeLessThan(2000);
+  } finally {
+    await db.close();
+    await pg.stop();
+  }
+}, 60_000);
