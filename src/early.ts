@@ -1,22 +1,57 @@
 /**
- * What runs before the rest of the program loads (main.ts imports it first). When the gateway is
- * going to run on the embedded database, the database's thread starts now and compiles its engine
- * while the other modules load. It is a guess from the command line and the config's text, made
- * without the config parser; main.ts ends the thread if the loaded config names a Postgres URL.
+ * What runs before the rest of the program loads (main.ts imports it first).
+ *
+ * 1. The memory allocator's setting, which it reads from the environment when the process starts:
+ *    the gateway keeps memory it has freed for reuse instead of handing it back to the system at
+ *    once. Handed back, every page is faulted in again on the next requests, and on a virtual
+ *    machine a page fault costs microseconds: measured under load, 0.6–0.9 faults per request
+ *    against 0.1, and about a fifth of the throughput. The process then keeps its peak memory.
+ *    Without the setting, the process replaces itself (same PID, arguments and environment) with
+ *    one started with it; an operator's own MIMALLOC_PURGE_DELAY is left as it is.
+ * 2. When the gateway is going to run on the embedded database, the database's thread starts now
+ *    and compiles its engine while the other modules load. It is a guess from the command line and
+ *    the config's text, made without the config parser; main.ts ends the thread if the loaded config
+ *    names a Postgres URL.
  */
 import { readFileSync } from "node:fs";
-import { parseArgs } from "./cli";
+import { type CliArgs, parseArgs } from "./cli";
 import { startPgliteEarly } from "./db/pglite";
 
-export function likelyPglite(argv: readonly string[], env: Record<string, string | undefined>): boolean {
-  if (env.DATABASE_URL) return false;
+/** mimalloc's purge delay (ms); -1: freed memory is never decommitted, only reused. */
+export const PURGE_DELAY = "-1";
+
+function commandOf(argv: readonly string[]): CliArgs | null {
   try {
-    const args = parseArgs(argv);
-    if (args.command === "help" || args.command === "version" || !args.config) return false;
-    return !/^\s*database_url\s*:/m.test(readFileSync(args.config, "utf8"));
+    return parseArgs(argv);
   } catch {
-    return false; // main reports a bad command line or an unreadable config
+    return null; // main reports a bad command line
   }
 }
 
+/** Restarts the process in place with the allocator setting, for the commands that serve. */
+function keepFreedMemory(args: CliArgs | null, env: Record<string, string | undefined>): void {
+  if (args?.command !== "serve" || !args.config || env.MIMALLOC_PURGE_DELAY !== undefined) return;
+  // From source the runtime's own flags and the script's path come first; the compiled binary takes
+  // the user's arguments only.
+  const compiled = Bun.main.includes("/$bunfs/");
+  const argv = compiled ? [process.argv0, ...process.argv.slice(2)] : [process.argv0, ...process.execArgv, ...process.argv.slice(1)];
+  try {
+    process.execve?.(process.execPath, argv, { ...env, MIMALLOC_PURGE_DELAY: PURGE_DELAY });
+  } catch {
+    // Not replaceable here: run with the allocator's defaults.
+  }
+}
+
+export function likelyPglite(argv: readonly string[], env: Record<string, string | undefined>): boolean {
+  if (env.DATABASE_URL) return false;
+  const args = commandOf(argv);
+  if (!args || args.command === "help" || args.command === "version" || !args.config) return false;
+  try {
+    return !/^\s*database_url\s*:/m.test(readFileSync(args.config, "utf8"));
+  } catch {
+    return false; // main reports an unreadable config
+  }
+}
+
+keepFreedMemory(commandOf(process.argv.slice(2)), process.env);
 if (likelyPglite(process.argv.slice(2), process.env)) startPgliteEarly();

@@ -225,6 +225,21 @@ describe("lifecycle", () => {
     expect(warm).toBeLessThan(3000);
   });
 
+  test("the allocator keeps freed memory for reuse: set by the binary itself, in the same process, unless the operator set it", async () => {
+    const environOf = (pid: number) => readFileSync(`/proc/${pid}/environ`, "utf8").split("\0");
+    // The gateway started by beforeAll: the process that answers is the one spawned, now with the setting.
+    expect(environOf(gateway.proc.pid)).toContain("MIMALLOC_PURGE_DELAY=-1");
+    const health = await fetch(`${gateway.url}/health/liveliness`);
+    expect(health.status).toBe(200);
+    const own = await startBinary({ config: configFor(upstream.url), env: { MIMALLOC_PURGE_DELAY: "25" } });
+    try {
+      expect(environOf(own.proc.pid)).toContain("MIMALLOC_PURGE_DELAY=25");
+      expect(environOf(own.proc.pid)).not.toContain("MIMALLOC_PURGE_DELAY=-1");
+    } finally {
+      expect(await own.stop()).toBe(0);
+    }
+  });
+
   test("two instances migrate one Postgres database at once", async () => {
     const url = await (await sharedPostgres()).newDatabase();
     const config = configFor(upstream.url, `  database_url: ${url}\n`);
