@@ -18,13 +18,14 @@ import { type CliArgs, parseArgs } from "./cli";
 import { startPgliteEarly } from "./db/pglite";
 
 /** mimalloc's purge delay (ms); -1: freed memory is never decommitted, only reused. */
-export const PURGE_DELAY = "-1";
+const PURGE_DELAY = "-1";
 
-function commandOf(argv: readonly string[]): CliArgs | null {
+/** The command line as main will read it; null when it is bad (main reports it). */
+export function commandOf(argv: readonly string[]): CliArgs | null {
   try {
     return parseArgs(argv);
   } catch {
-    return null; // main reports a bad command line
+    return null;
   }
 }
 
@@ -42,9 +43,8 @@ function keepFreedMemory(args: CliArgs | null, env: Record<string, string | unde
   }
 }
 
-export function likelyPglite(argv: readonly string[], env: Record<string, string | undefined>): boolean {
+export function likelyPglite(args: CliArgs | null, env: Record<string, string | undefined>): boolean {
   if (env.DATABASE_URL) return false;
-  const args = commandOf(argv);
   if (!args || args.command === "help" || args.command === "version" || !args.config) return false;
   try {
     return !/^\s*database_url\s*:/m.test(readFileSync(args.config, "utf8"));
@@ -53,5 +53,6 @@ export function likelyPglite(argv: readonly string[], env: Record<string, string
   }
 }
 
-keepFreedMemory(commandOf(process.argv.slice(2)), process.env);
-if (likelyPglite(process.argv.slice(2), process.env)) startPgliteEarly();
+const args = commandOf(process.argv.slice(2));
+keepFreedMemory(args, process.env);
+if (likelyPglite(args, process.env)) startPgliteEarly();

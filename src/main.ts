@@ -1,4 +1,4 @@
-import "./early"; // first: may start the embedded database's thread while the rest loads
+import "./early"; // first: the allocator setting, and the embedded database's thread started while the rest loads
 import { CliError, USAGE, parseArgs } from "./cli";
 import { ConfigError, type Config, databaseUrlOf, loadConfig, redisUrlOf } from "./config";
 import { type Database, MigrationError, discardEarlyPglite, migrate, openDatabase } from "./db";
