@@ -9,6 +9,9 @@ export interface CliArgs {
 
 export class CliError extends Error {}
 
+/** True in the compiled binary, whose own files live in the runtime's embedded file system. */
+export const runsCompiled = (): boolean => Bun.main.includes("/$bunfs/");
+
 export const USAGE = `litegate — OpenAI-compatible LLM gateway with virtual keys, budgets and rate limits
 
 Usage:

@@ -14,7 +14,7 @@
  *    names a Postgres URL.
  */
 import { readFileSync } from "node:fs";
-import { type CliArgs, parseArgs } from "./cli";
+import { type CliArgs, parseArgs, runsCompiled } from "./cli";
 import { startPgliteEarly } from "./db/pglite";
 
 /** mimalloc's purge delay (ms); -1: freed memory is never decommitted, only reused. */
@@ -34,8 +34,7 @@ function keepFreedMemory(args: CliArgs | null, env: Record<string, string | unde
   if (args?.command !== "serve" || !args.config || env.MIMALLOC_PURGE_DELAY !== undefined) return;
   // From source the runtime's own flags and the script's path come first; the compiled binary takes
   // the user's arguments only.
-  const compiled = Bun.main.includes("/$bunfs/");
-  const argv = compiled ? [process.argv0, ...process.argv.slice(2)] : [process.argv0, ...process.execArgv, ...process.argv.slice(1)];
+  const argv = runsCompiled() ? [process.argv0, ...process.argv.slice(2)] : [process.argv0, ...process.execArgv, ...process.argv.slice(1)];
   try {
     process.execve?.(process.execPath, argv, { ...env, MIMALLOC_PURGE_DELAY: PURGE_DELAY });
   } catch {

@@ -1,9 +1,9 @@
 import { openPglite } from "./pglite";
-export { discardEarlyPglite } from "./pglite";
 import { openPostgres } from "./postgres";
 import type { Database } from "./types";
 
 export type { Database, Row, Sql } from "./types";
+export { discardEarlyPglite } from "./pglite";
 export { migrate, MIGRATIONS, MigrationError, type Migration } from "./migrations";
 
 export interface DatabaseOptions {

@@ -15,7 +15,7 @@ export function compilePglite(): Promise<WebAssembly.Module> {
  * binary so it runs with nothing beside it; a new directory starts from the built-in template
  * (initialised and migrated at build time).
  */
-export async function startPglite(dataDir: string, compiled: Promise<WebAssembly.Module> = compilePglite()): Promise<PGlite> {
+export async function startPglite(dataDir: string, compiled: Promise<WebAssembly.Module>): Promise<PGlite> {
   mkdirSync(dataDir, { recursive: true });
   const fresh = !existsSync(join(dataDir, "PG_VERSION"));
   // No initdb: a new directory starts from the template, already initialised and migrated.

@@ -1,3 +1,4 @@
+import { runsCompiled } from "../cli";
 import type { Reply, Request } from "./pglite-protocol";
 import type { Database, Row, Sql } from "./types";
 
@@ -16,7 +17,7 @@ class DatabaseError extends Error {
  * relative to src/ (see the build script); from source it sits beside this file.
  */
 function workerEntry(): string {
-  return Bun.main.includes("/$bunfs/") ? "./db/pglite-worker.ts" : new URL("./pglite-worker.ts", import.meta.url).href;
+  return runsCompiled() ? "./db/pglite-worker.ts" : new URL("./pglite-worker.ts", import.meta.url).href;
 }
 
 /** The database's thread when it was started before the program had loaded, not yet claimed. */
