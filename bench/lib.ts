@@ -36,11 +36,34 @@ export async function bunScript(script: string, args: string[], env: Record<stri
 export interface Litegate {
   url: string;
   proc: Subprocess;
+  /** Spawn to the first answer to /health/liveliness. */
   startMs: number;
+  /** Spawn to the first 200 to the `served` request, when one was given. */
+  servedMs?: number;
   stop(): Promise<void>;
 }
 
-export async function startLitegate(config: object, dataDir?: string): Promise<Litegate> {
+/** Sends the request every few milliseconds until it is answered 200: how long the gateway takes to serve it. */
+async function untilServed(url: string, headers: Record<string, string>, body: string, ms = 30_000): Promise<void> {
+  const start = performance.now();
+  while (performance.now() - start < ms) {
+    try {
+      const response = await fetch(url, { method: "POST", headers, body });
+      await response.arrayBuffer();
+      if (response.status === 200) return;
+    } catch {
+      // not listening yet
+    }
+    await Bun.sleep(5);
+  }
+  throw new Error(`${url} did not answer 200 in ${ms} ms`);
+}
+
+/**
+ * Starts the binary on `config`. With `served`, it then sends that chat completion until it is answered
+ * 200, and `servedMs` is the time a client waits for its first answer.
+ */
+export async function startLitegate(config: object, dataDir?: string, served?: { headers: Record<string, string>; body: string }): Promise<Litegate> {
   const dir = dataDir ?? tempDir("bench");
   const path = join(dir, "config.yaml");
   writeFileSync(path, stringify(config));
@@ -49,8 +72,10 @@ export async function startLitegate(config: object, dataDir?: string): Promise<L
   const proc = await launch([process.env.LITEGATE_BIN ?? join(ROOT, "litegate"), "--config", path, "--port", String(port), "--host", "127.0.0.1"], {}, dir);
   const url = `http://127.0.0.1:${port}`;
   await waitHttp(`${url}/health/liveliness`);
+  const startMs = performance.now() - t0;
+  if (served) await untilServed(`${url}/v1/chat/completions`, served.headers, served.body);
   return {
-    url, proc, startMs: performance.now() - t0,
+    url, proc, startMs, servedMs: served ? performance.now() - t0 : undefined,
     async stop() {
       proc.kill("SIGTERM");
       await proc.exited;

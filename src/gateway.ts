@@ -11,6 +11,7 @@ import { createPricing } from "./pricing";
 import { createProviders } from "./providers";
 import { type GatewayState, type RequestRecord, type Runtime, createInference, createRuntime, inferenceServerRoutes } from "./proxy";
 import { createSpendWriter, type SpendWriter } from "./spend";
+import type { WarmState } from "./warm";
 
 export const VERSION = "0.1.0";
 
@@ -29,6 +30,8 @@ export interface GatewayOptions {
   observe?: (record: RequestRecord) => void;
   /** Reads the config again (the file it came from); reloads are refused without it. */
   configSource?: () => { config: Config; warnings: string[] };
+  /** What the database is known to hold while it is still opening (see warm.ts). */
+  warm?: WarmState | null;
 }
 
 export interface Gateway {
@@ -49,7 +52,7 @@ export interface Gateway {
   close(): Promise<void>;
 }
 
-async function loadGatewayState(db: Database): Promise<GatewayState> {
+export async function loadGatewayState(db: Database): Promise<GatewayState> {
   const [row] = await db.query("select spend, budget_reset_at, updated_at from gateway_spend where id = 1");
   return { spend: row?.spend ?? 0, budgetResetAt: row?.budget_reset_at ?? null, createdAt: row?.updated_at ?? null };
 }
@@ -82,13 +85,14 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
   const log = options.log ?? createLogger({ level: config.general_settings.log_level, format: config.general_settings.log_format });
   const g = config.general_settings;
 
-  const gatewayState = await loadGatewayState(db);
+  const gatewayState = options.warm?.gateway ?? (await loadGatewayState(db));
   let runtime = buildRuntime(config, gatewayState, log, clock);
   const counters = options.counters ?? new LocalCounters(() => clock.now());
   const governance = createGovernance(counters, () => clock.now());
   const auth = createAuth({
     db, clock, log, masterKey: g.master_key, cacheSize: g.key_cache_size, cacheTtlMs: g.key_cache_ttl_seconds * 1000,
   });
+  if (options.warm) auth.preload(options.warm.principals, options.warm.customers);
   // Postgres: small frequent batches keep each write short and bound what a kill -9 can lose to a
   // quarter of a second of spend. The embedded database runs on its own thread but shares the machine's
   // cores, and each batch costs it a transaction of planned statements: half-second batches halve its

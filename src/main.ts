@@ -1,11 +1,12 @@
 import "./early"; // first: the allocator setting, and the embedded database's thread started while the rest loads
 import { CliError, USAGE, parseArgs } from "./cli";
 import { ConfigError, type Config, databaseUrlOf, loadConfig, redisUrlOf } from "./config";
-import { type Database, MigrationError, discardEarlyPglite, migrate, openDatabase } from "./db";
-import { VERSION, buildGateway } from "./gateway";
+import { type Database, MigrationError, deferredDatabase, discardEarlyPglite, migrate, openDatabase } from "./db";
+import { VERSION, buildGateway, loadGatewayState } from "./gateway";
 import { createLogger, type Logger } from "./log";
 import { connectRedis, type RedisLink, redisOptionsOf } from "./redis";
 import { startBudgetScheduler } from "./scheduler";
+import { closeAndSaveWarmState, takeWarmState } from "./warm";
 
 function fail(message: string, code = 1): never {
   process.stderr.write(`litegate: ${message}\n`);
@@ -55,12 +56,23 @@ async function main(): Promise<void> {
     }
   }
 
-  let db: Database;
-  try {
-    db = await openAndMigrate(config, log);
-  } catch (error) {
+  // On the embedded database, a start that knows what the database holds serves while it opens (warm.ts).
+  const warm = args.command === "serve" && !databaseUrlOf(config, process.env) ? takeWarmState(g.data_dir, VERSION) : null;
+  const cannotOpen = (error: unknown): never => {
     if (error instanceof MigrationError) fail(error.message);
     fail(`cannot open the database: ${error instanceof Error ? error.message : String(error)}`);
+  };
+  let db: Database;
+  if (warm) {
+    const opening = openAndMigrate(config, log);
+    opening.then(() => log.info("database open"), cannotOpen);
+    db = deferredDatabase(opening, "pglite");
+  } else {
+    try {
+      db = await openAndMigrate(config, log);
+    } catch (error) {
+      return cannotOpen(error);
+    }
   }
   if (args.command === "migrate") {
     await db.close();
@@ -76,6 +88,7 @@ async function main(): Promise<void> {
     redisStatus: redis ? () => redis.status() : undefined,
     redisStats: redis ? { syncMs: () => redis.counters.lastSyncMs, failures: () => redis.counters.failures, commands: () => redis.commands(), counterSyncs: () => redis.counters.counterSyncs } : undefined,
     configSource: () => loadConfig(args.config!, process.env),
+    warm,
   });
   redis?.subscribe((message) => gateway.auth.invalidate(message));
   const scheduler = startBudgetScheduler({ db, log, config, gateway });
@@ -103,7 +116,11 @@ async function main(): Promise<void> {
     scheduler.stop();
     await gateway.close();
     await redis?.close();
-    await db.close();
+    if (db.kind === "pglite" && gateway.spend.backlog() === 0) {
+      // What the next start serves with while the database opens; saved only when all spend is written.
+      await closeAndSaveWarmState(db, g.data_dir, VERSION, gateway.auth.known(), loadGatewayState)
+        .catch((error) => log.warn("could not save the state for the next start", { error: String(error) }));
+    } else await db.close();
     log.info("stopped");
     process.exit(0);
   };

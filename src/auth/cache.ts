@@ -125,4 +125,11 @@ export class TtlCache<V> {
   values(): IterableIterator<Entry<V>> {
     return this.entries.values();
   }
+
+  /** The ids held whose value is not null (unknown ids are cached as null). */
+  knownIds(): string[] {
+    const ids: string[] = [];
+    for (const [id, entry] of this.entries) if (entry.value !== null) ids.push(id);
+    return ids;
+  }
 }

@@ -6,11 +6,11 @@ import { TtlCache } from "./cache";
 import { hashKey, readKey, sameToken } from "./keys";
 import type { Caller, CustomerRecord, Principal } from "./principal";
 import { isProxyAdmin } from "./principal";
-import { loadCustomers, loadOrCreateCustomer, loadPrincipal, loadPrincipals } from "./repo";
+import { type Json, customerFrom, loadCustomers, loadOrCreateCustomer, loadPrincipal, loadPrincipals, principalFrom } from "./repo";
 
 export * from "./keys";
 export * from "./principal";
-export { loadPrincipal, loadPrincipals, loadOrCreateCustomer } from "./repo";
+export { loadPrincipal, loadPrincipals, loadOrCreateCustomer, loadPrincipalRows, loadCustomerRows, type Json } from "./repo";
 export { TtlCache } from "./cache";
 
 export interface AuthOptions {
@@ -110,5 +110,14 @@ export function createAuth(options: AuthOptions) {
     },
 
     cachedPrincipals: () => principals.size,
+
+    /** The keys (hashed) and customers held, for the next start to begin with (see ../warm.ts). */
+    known: () => ({ tokens: principals.knownIds(), customers: customers.knownIds() }),
+
+    /** Begins with rows read from the database (as `loadPrincipalRows` and `loadCustomerRows` return them). */
+    preload(principalRows: readonly Json[], customerRows: readonly Json[]): void {
+      for (const row of principalRows) principals.set(row.token, principalFrom(row));
+      for (const row of customerRows) customers.set(row.user_id, customerFrom(row));
+    },
   };
 }

@@ -10,7 +10,7 @@ import type {
   UserRecord,
 } from "./principal";
 
-type Json = Record<string, any>;
+export type Json = Record<string, any>;
 
 /** row_to_json renders timestamps as text: turn them back into Dates. */
 function date(value: unknown): Date | null {
@@ -42,11 +42,15 @@ export async function loadPrincipal(sql: Sql, token: string): Promise<Principal 
 
 /** One round trip for many keys (the cache's reload of the stale ones in use); unknown tokens are absent. */
 export async function loadPrincipals(sql: Sql, tokens: string[]): Promise<Map<string, Principal>> {
-  const rows = await sql.query(PRINCIPAL_SQL, [JSON.stringify(tokens)]);
-  return new Map(rows.map((row) => [row.token as string, principalFrom(row)]));
+  return new Map((await loadPrincipalRows(sql, tokens)).map((row) => [row.token as string, principalFrom(row)]));
 }
 
-function principalFrom(row: Json): Principal {
+/** The rows `loadPrincipals` reads, as they come: plain JSON, kept across a restart (see ../warm.ts). */
+export function loadPrincipalRows(sql: Sql, tokens: string[]): Promise<Json[]> {
+  return sql.query(PRINCIPAL_SQL, [JSON.stringify(tokens)]);
+}
+
+export function principalFrom(row: Json): Principal {
   const k = row.key as Json;
   const key: KeyRecord = {
     ...(k as KeyRecord),
@@ -85,7 +89,7 @@ select e.user_id, row_to_json(e) as customer, row_to_json(b) as budget
 from end_users e left join budgets b on b.budget_id = e.budget_id
 where e.user_id = any(array(select json_array_elements_text($1::text::json)))`;
 
-function customerFrom(row: Json): CustomerRecord {
+export function customerFrom(row: Json): CustomerRecord {
   const e = row.customer as Json;
   return {
     user_id: e.user_id,
@@ -108,6 +112,9 @@ export async function loadOrCreateCustomer(sql: Sql, userId: string): Promise<Cu
 
 /** One round trip for many customers; unknown ids are absent. */
 export async function loadCustomers(sql: Sql, ids: string[]): Promise<Map<string, CustomerRecord>> {
-  const rows = await sql.query(CUSTOMER_SQL, [JSON.stringify(ids)]);
-  return new Map(rows.map((row) => [row.user_id as string, customerFrom(row)]));
+  return new Map((await loadCustomerRows(sql, ids)).map((row) => [row.user_id as string, customerFrom(row)]));
+}
+
+export function loadCustomerRows(sql: Sql, ids: string[]): Promise<Json[]> {
+  return sql.query(CUSTOMER_SQL, [JSON.stringify(ids)]);
 }

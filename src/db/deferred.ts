@@ -1,0 +1,42 @@
+import type { Database, Row, Sql } from "./types";
+
+/**
+ * A database still opening, usable at once: every statement waits until it is open, then runs. The
+ * gateway serves what it already knows meanwhile (see ../warm.ts); whatever needs the database waits
+ * for it, as it would for a slow query. If opening fails, every statement fails with that error.
+ */
+export function deferredDatabase(opening: Promise<Database>, kind: Database["kind"]): Database {
+  let db: Database | null = null;
+  const ready = opening.then((opened) => (db = opened));
+  ready.catch(() => {}); // the caller handles the failure; statements see it too
+  const open = () => db ?? ready;
+  const sql: Sql = {
+    async query<T extends Row>(text: string, params?: readonly unknown[]) {
+      return (await open()).query<T>(text, params);
+    },
+    async exec(text: string) {
+      return (await open()).exec(text);
+    },
+    async copyFrom(table: string, columns: readonly string[], text: string) {
+      return (await open()).copyFrom(table, columns, text);
+    },
+    async transaction<T>(fn: (tx: Sql) => Promise<T>) {
+      return (await open()).transaction(fn);
+    },
+  };
+  return {
+    kind,
+    ...sql,
+    statements: () => db?.statements() ?? 0,
+    async ping(timeoutMs = 1000) {
+      if (db) return db.ping(timeoutMs);
+      const started = Date.now();
+      const opened = await Promise.race([ready.catch(() => null), Bun.sleep(timeoutMs).then(() => null)]);
+      return opened ? opened.ping(Math.max(1, timeoutMs - (Date.now() - started))) : false;
+    },
+    async close() {
+      const opened = await ready.catch(() => null);
+      await opened?.close();
+    },
+  };
+}

@@ -1,0 +1,115 @@
+/**
+ * Serving before the embedded database is open. Opening PGlite takes most of a start (compiling its
+ * WebAssembly, then starting Postgres inside it: 0.6–0.9 s on a small machine), and only this
+ * process ever opens its data directory. So when the gateway knows what the database holds, it
+ * serves at once and the database opens behind it:
+ * - a new data directory holds the built-in template: no keys, no customers, no spend;
+ * - a directory this gateway stopped cleanly holds what it saved at the stop: the keys and customers
+ *   it had cached, read afresh after the last spend was written, and the gateway's own spend.
+ * Whatever else needs the database (an unknown key, an admin call, a spend flush) waits until it is
+ * open. The saved file is removed as it is read, so a run that crashes leaves nothing behind, and it
+ * carries a fingerprint of the closed database's control file, which Postgres rewrites on every
+ * start and stop: a directory opened by anything else since, or restored from a backup, has another.
+ */
+import { createHash } from "node:crypto";
+import { accessSync, constants, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { type Json, loadCustomerRows, loadPrincipalRows } from "./auth";
+import { type Database, MIGRATIONS } from "./db";
+import type { GatewayState } from "./proxy";
+
+export interface WarmState {
+  gateway: GatewayState;
+  principals: Json[];
+  customers: Json[];
+}
+
+const FILE = "litegate-warm.json";
+/** Bumped when what is saved changes shape. */
+const FORMAT = 1;
+/** Keys read per statement when saving. */
+const CHUNK = 5000;
+
+function fingerprint(dataDir: string): string | null {
+  try {
+    return createHash("sha256").update(readFileSync(join(dataDir, "global", "pg_control"))).digest("hex");
+  } catch {
+    return null;
+  }
+}
+
+/** Which build saved it: another build may read the rows differently. */
+function build(version: string): string {
+  return `${version}/${FORMAT}/${MIGRATIONS.length}`;
+}
+
+const date = (value: unknown) => (value == null ? null : new Date(value as string));
+
+/** What the database in `dataDir` is known to hold without opening it, or null: open it first. */
+export function takeWarmState(dataDir: string, version: string): WarmState | null {
+  if (!existsSync(join(dataDir, "PG_VERSION"))) {
+    // A directory that cannot be made is reported by the database's start, before serving.
+    try {
+      mkdirSync(dataDir, { recursive: true });
+      accessSync(dataDir, constants.W_OK);
+    } catch {
+      return null;
+    }
+    return { gateway: { spend: 0, budgetResetAt: null, createdAt: null }, principals: [], customers: [] };
+  }
+  const path = join(dataDir, FILE);
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch {
+    return null;
+  }
+  rmSync(path, { force: true });
+  try {
+    const saved = JSON.parse(text);
+    if (saved.build !== build(version) || saved.fingerprint !== fingerprint(dataDir)) return null;
+    const g = saved.gateway;
+    return {
+      gateway: { spend: Number(g.spend), budgetResetAt: date(g.budgetResetAt), createdAt: date(g.createdAt) },
+      principals: saved.principals,
+      customers: saved.customers,
+    };
+  } catch {
+    return null; // unreadable: the database is opened first, as without it
+  }
+}
+
+async function rowsInChunks(ids: string[], read: (chunk: string[]) => Promise<Json[]>): Promise<Json[]> {
+  const rows: Json[] = [];
+  for (let i = 0; i < ids.length; i += CHUNK) rows.push(...(await read(ids.slice(i, i + CHUNK))));
+  return rows;
+}
+
+/**
+ * At a clean stop, after the last spend is written: reads the cached keys and customers and the
+ * gateway's spend afresh, closes the database, and saves them with the closed database's fingerprint.
+ * The database is closed whatever happens; a failure to save only costs the next start its head start.
+ */
+export async function closeAndSaveWarmState(
+  db: Database,
+  dataDir: string,
+  version: string,
+  known: { tokens: string[]; customers: string[] },
+  gatewayState: (db: Database) => Promise<GatewayState>,
+): Promise<void> {
+  let state: WarmState;
+  try {
+    state = {
+      principals: await rowsInChunks(known.tokens, (chunk) => loadPrincipalRows(db, chunk)),
+      customers: await rowsInChunks(known.customers, (chunk) => loadCustomerRows(db, chunk)),
+      gateway: await gatewayState(db),
+    };
+  } finally {
+    await db.close();
+  }
+  const print = fingerprint(dataDir);
+  if (!print) return;
+  const path = join(dataDir, FILE);
+  writeFileSync(`${path}.tmp`, JSON.stringify({ build: build(version), fingerprint: print, ...state }), { mode: 0o600 });
+  renameSync(`${path}.tmp`, path);
+}

@@ -1,0 +1,145 @@
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { copyFileSync, existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { startBinary } from "../helpers/binary";
+import { tempDir } from "../helpers/services";
+import { until } from "../helpers/until";
+import { type Upstream, startUpstream } from "../helpers/upstream";
+
+// On PGlite a start serves what it knows (a new directory's emptiness, or what a clean stop saved)
+// while the database opens behind it (src/warm.ts). These tests hold it to the database's truth.
+
+let upstream: Upstream;
+beforeAll(async () => {
+  upstream = await startUpstream();
+}, 60_000);
+afterAll(() => upstream.stop());
+
+const admin = { authorization: "Bearer sk-1234", "content-type": "application/json" };
+/** Each request costs 10 × 0.01 + 20 × 0.01 = 0.30 (the test upstream reports 10 + 20 tokens). */
+const config = (dataDir: string) => `
+model_list:
+  - model_name: m
+    litellm_params:
+      model: openai/m
+      api_base: ${upstream.url}
+      input_cost_per_token: 0.01
+      output_cost_per_token: 0.01
+general_settings:
+  master_key: sk-1234
+  data_dir: ${dataDir}
+`;
+
+function chat(url: string, key: string) {
+  return fetch(`${url}/v1/chat/completions`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
+    body: JSON.stringify({ model: "m", messages: [{ role: "user", content: "hi" }] }),
+  });
+}
+
+async function newKey(url: string, body: object): Promise<string> {
+  const response = await fetch(`${url}/key/generate`, { method: "POST", headers: admin, body: JSON.stringify(body) });
+  expect(response.status).toBe(200);
+  return ((await response.json()) as { key: string }).key;
+}
+
+async function spendOf(url: string, key: string): Promise<number> {
+  const response = await fetch(`${url}/key/info?key=${key}`, { headers: admin });
+  return ((await response.json()) as { info: { spend: number } }).info.spend;
+}
+
+/** The position of a log line, or -1. */
+const lineOf = (output: string, pattern: RegExp) => output.split("\n").findIndex((line) => pattern.test(line));
+
+describe("starting on the embedded database", () => {
+  test("a restart serves the keys it knew before the database is open, with their spend as the database has it", async () => {
+    const cwd = tempDir("warm");
+    const dataDir = join(cwd, "data");
+    const first = await startBinary({ config: config(dataDir), cwd });
+    const capped = await newKey(first.url, { max_budget: 0.5 });
+    const open = await newKey(first.url, { max_budget: 100 });
+    // Both keys are cached by their first request, at a spend of 0; the spend after it must be what is kept.
+    for (const key of [capped, capped, open]) expect((await chat(first.url, key)).status).toBe(200);
+    expect((await chat(first.url, capped)).status).toBe(400); // 0.60 spent of 0.50
+    expect(await first.stop("SIGTERM")).toBe(0);
+    expect(existsSync(join(dataDir, "litegate-warm.json"))).toBe(true);
+
+    const second = await startBinary({ config: config(dataDir), cwd });
+    expect(existsSync(join(dataDir, "litegate-warm.json"))).toBe(false); // taken as it is read
+    const refused = await chat(second.url, capped);
+    const served = await chat(second.url, open);
+    expect(refused.status).toBe(400);
+    expect(((await refused.json()) as { error: { message: string } }).error.message).toContain("Spend=0.6");
+    expect(served.status).toBe(200);
+    await second.waitForOutput(/database open/);
+    // Both answers came before the database was open: from the saved state, not from a query.
+    const output = second.output();
+    const opened = lineOf(output, /database open/);
+    expect(lineOf(output, /request refused/)).toBeGreaterThanOrEqual(0);
+    expect(lineOf(output, /request refused/)).toBeLessThan(opened);
+    expect(lineOf(output, /INFO\s+request .*status=200/)).toBeLessThan(opened);
+    // The spend of the request served before the database opened is written once it is.
+    expect(await spendOf(second.url, open)).toBeCloseTo(0.6, 6);
+    expect(await spendOf(second.url, capped)).toBeCloseTo(0.6, 6);
+    expect(await second.stop("SIGTERM")).toBe(0);
+  }, 90_000);
+
+  test("a saved state older than the database is not used", async () => {
+    const cwd = tempDir("warm-stale");
+    const dataDir = join(cwd, "data");
+    const saved = join(dataDir, "litegate-warm.json");
+    const first = await startBinary({ config: config(dataDir), cwd });
+    const key = await newKey(first.url, {});
+    expect((await chat(first.url, key)).status).toBe(200);
+    await first.stop("SIGTERM");
+    const stale = join(cwd, "stale.json");
+    copyFileSync(saved, stale);
+
+    // A run in between blocks the key; its own saved state is then replaced by the older one.
+    const second = await startBinary({ config: config(dataDir), cwd });
+    expect((await chat(second.url, key)).status).toBe(200);
+    expect((await fetch(`${second.url}/key/block`, { method: "POST", headers: admin, body: JSON.stringify({ key }) })).status).toBe(200);
+    expect((await chat(second.url, key)).status).toBe(403);
+    await second.stop("SIGTERM");
+    expect(readFileSync(saved, "utf8")).not.toBe(readFileSync(stale, "utf8"));
+    copyFileSync(stale, saved);
+
+    // The older state knew the key unblocked; the database has it blocked, and the database wins.
+    const third = await startBinary({ config: config(dataDir), cwd });
+    expect((await chat(third.url, key)).status).toBe(403);
+    await third.stop("SIGTERM");
+  }, 90_000);
+
+  test("a run that is killed leaves no saved state, and the next start reads the database", async () => {
+    const cwd = tempDir("warm-kill");
+    const dataDir = join(cwd, "data");
+    const first = await startBinary({ config: config(dataDir), cwd });
+    const key = await newKey(first.url, {});
+    expect((await chat(first.url, key)).status).toBe(200);
+    await first.stop("SIGTERM");
+    const second = await startBinary({ config: config(dataDir), cwd });
+    expect((await chat(second.url, key)).status).toBe(200);
+    await until("the spend written", async () => Math.abs((await spendOf(second.url, key)) - 0.6) < 1e-9);
+    await second.stop("SIGKILL");
+    expect(existsSync(join(dataDir, "litegate-warm.json"))).toBe(false);
+    const third = await startBinary({ config: config(dataDir), cwd });
+    expect((await chat(third.url, key)).status).toBe(200);
+    expect(await spendOf(third.url, key)).toBeCloseTo(0.6, 6);
+    // Read from the database: the key's answer came after it was open.
+    const output = third.output();
+    expect(lineOf(output, /database open/)).toBe(-1); // an ordinary start opens the database before it listens
+    await third.stop("SIGTERM");
+  }, 90_000);
+
+  test("a new data directory serves the master key while the database is created", async () => {
+    const cwd = tempDir("warm-new");
+    const gateway = await startBinary({ config: config(join(cwd, "data")), cwd });
+    expect((await chat(gateway.url, "sk-1234")).status).toBe(200);
+    const key = await newKey(gateway.url, { max_budget: 1 }); // waits for the database
+    expect((await chat(gateway.url, key)).status).toBe(200);
+    await gateway.waitForOutput(/database open/);
+    expect(lineOf(gateway.output(), /key=master.*status=200/)).toBeLessThan(lineOf(gateway.output(), /database open/));
+    await gateway.stop("SIGTERM");
+  }, 90_000);
+});
