@@ -6,7 +6,7 @@ import { VERSION, buildGateway, loadGatewayState } from "./gateway";
 import { createLogger, type Logger } from "./log";
 import { connectRedis, type RedisLink, redisOptionsOf } from "./redis";
 import { startBudgetScheduler } from "./scheduler";
-import { closeAndSaveWarmState, takeWarmState } from "./warm";
+import { WARM_KEYS, closeAndSaveWarmState, takeWarmState } from "./warm";
 
 function fail(message: string, code = 1): never {
   process.stderr.write(`litegate: ${message}\n`);
@@ -63,10 +63,11 @@ async function main(): Promise<void> {
     fail(`cannot open the database: ${error instanceof Error ? error.message : String(error)}`);
   };
   let db: Database;
+  // Served first, the database opens once the gateway listens (its engine's compile would slow the start).
+  const opening = Promise.withResolvers<Database>();
   if (warm) {
-    const opening = openAndMigrate(config, log);
-    opening.then(() => log.info("database open"), cannotOpen);
-    db = deferredDatabase(opening, "pglite");
+    opening.promise.then(() => log.info("database open"), cannotOpen);
+    db = deferredDatabase(opening.promise, "pglite");
   } else {
     try {
       db = await openAndMigrate(config, log);
@@ -99,7 +100,8 @@ async function main(): Promise<void> {
     Bun.serve({ port: p, hostname, routes, fetch: (request) => app.handle(request), idleTimeout: 255, maxRequestBodySize: Math.max(g.max_request_size_mb * 2, 64) * 1024 * 1024 });
   const server = serve(gateway.app, port, gateway.serverRoutes);
   const adminServer = gateway.adminApp && g.admin_port !== undefined ? serve(gateway.adminApp, g.admin_port) : null;
-  log.info(`litegate ${VERSION} listening`, { url: `http://${hostname}:${server.port}`, database: db.kind, redis: redis ? "on" : "off", admin_port: adminServer?.port });
+  log.info(`litegate ${VERSION} listening`, { url: `http://${hostname}:${server.port}`, database: warm ? "pglite (opening)" : db.kind, redis: redis ? "on" : "off", admin_port: adminServer?.port });
+  if (warm) openAndMigrate(config, log).then(opening.resolve, opening.reject);
 
   let stopping = false;
   const shutdown = async (signal: string) => {
@@ -118,7 +120,7 @@ async function main(): Promise<void> {
     await redis?.close();
     if (db.kind === "pglite" && gateway.spend.backlog() === 0) {
       // What the next start serves with while the database opens; saved only when all spend is written.
-      await closeAndSaveWarmState(db, g.data_dir, VERSION, gateway.auth.known(), loadGatewayState)
+      await closeAndSaveWarmState(db, g.data_dir, VERSION, gateway.auth.known(WARM_KEYS), loadGatewayState)
         .catch((error) => log.warn("could not save the state for the next start", { error: String(error) }));
     } else await db.close();
     log.info("stopped");

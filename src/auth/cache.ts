@@ -126,10 +126,10 @@ export class TtlCache<V> {
     return this.entries.values();
   }
 
-  /** The ids held whose value is not null (unknown ids are cached as null). */
-  knownIds(): string[] {
+  /** Up to `max` ids whose value is not null (unknown ids are cached as null), the most recently loaded. */
+  knownIds(max: number): string[] {
     const ids: string[] = [];
     for (const [id, entry] of this.entries) if (entry.value !== null) ids.push(id);
-    return ids;
+    return ids.slice(-max);
   }
 }

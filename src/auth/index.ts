@@ -111,8 +111,8 @@ export function createAuth(options: AuthOptions) {
 
     cachedPrincipals: () => principals.size,
 
-    /** The keys (hashed) and customers held, for the next start to begin with (see ../warm.ts). */
-    known: () => ({ tokens: principals.knownIds(), customers: customers.knownIds() }),
+    /** The keys (hashed) and customers held, the most recently loaded `max` of each, for the next start (see ../warm.ts). */
+    known: (max: number) => ({ tokens: principals.knownIds(max), customers: customers.knownIds(max) }),
 
     /** Begins with rows read from the database (as `loadPrincipalRows` and `loadCustomerRows` return them). */
     preload(principalRows: readonly Json[], customerRows: readonly Json[]): void {

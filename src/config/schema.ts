@@ -1,4 +1,5 @@
 import { type Static, Type as T } from "@sinclair/typebox";
+import { DEFAULT_DATA_DIR } from "../paths";
 
 const Money = T.Number({ minimum: 0 });
 const Count = T.Integer({ minimum: 0 });
@@ -47,7 +48,7 @@ export const ModelEntry = T.Object({
 export const GeneralSettings = T.Object({
   master_key: T.Optional(T.String()),
   database_url: T.Optional(T.String()),
-  data_dir: T.String({ default: "./litegate-data" }),
+  data_dir: T.String({ default: DEFAULT_DATA_DIR }),
   redis_url: T.Optional(T.String()),
   proxy_budget_rescheduler_min_time: T.Number({ minimum: 0, default: 597 }),
   proxy_budget_rescheduler_max_time: T.Number({ minimum: 0, default: 605 }),

@@ -98,3 +98,14 @@ describe("a stale entry is served while a batched reload refreshes it", () => {
     expect(new TtlCache<string>(10, 0, clock, { reloadMany: async () => new Map() }).serveStale("a")).toBe(false);
   });
 });
+
+describe("the ids kept for the next start", () => {
+  test("the most recently loaded known ids, up to the limit; unknown (null) ids are left out", () => {
+    const cache = new TtlCache<string | null>(100, 1000, manualClock(0));
+    for (const id of ["a", "b", "c", "d"]) cache.set(id, id);
+    cache.set("nobody", null);
+    cache.set("a", "a2"); // loaded again: now the most recent
+    expect(cache.knownIds(10)).toEqual(["b", "c", "d", "a"]);
+    expect(cache.knownIds(2)).toEqual(["d", "a"]);
+  });
+});

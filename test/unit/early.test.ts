@@ -1,7 +1,7 @@
 import { describe, expect, test } from "bun:test";
-import { writeFileSync } from "node:fs";
+import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { commandOf, likelyPglite } from "../../src/early";
+import { commandOf, dataDirOf, likelyPglite, likelyServedFirst } from "../../src/early";
 import { tempDir } from "../helpers/services";
 
 /** The guess that starts the embedded database's thread before the program has loaded. */
@@ -31,5 +31,33 @@ describe("likelyPglite", () => {
     expect(likelyPglite(commandOf(["--config"]), {})).toBe(false);
     expect(likelyPglite(commandOf([]), {})).toBe(false);
     expect(likelyPglite(commandOf(["--config", join(dir, "missing.yaml")]), {})).toBe(false);
+  });
+});
+
+/** The guess that leaves the database's thread until the gateway listens, when it will serve first. */
+describe("likelyServedFirst", () => {
+  test("the data directory as the config's text names it", () => {
+    expect(dataDirOf("general_settings:\n  master_key: sk-1\n")).toBe("./litegate-data");
+    expect(dataDirOf("general_settings:\n  data_dir: /var/lib/litegate   # the database\n")).toBe("/var/lib/litegate");
+    expect(dataDirOf("general_settings:\n  data_dir: \"/srv/lg data\"\n")).toBe("/srv/lg data");
+    expect(dataDirOf("general_settings:\n  data_dir: os.environ/LITEGATE_DATA\n")).toBeNull();
+  });
+
+  test("a new directory or a saved state: served first; a directory without one: the database first", () => {
+    const dir = tempDir("served-first");
+    const configFor = (dataDir: string) => {
+      const path = join(dir, `${crypto.randomUUID()}.yaml`);
+      writeFileSync(path, `general_settings:\n  data_dir: ${dataDir}\n`);
+      return path;
+    };
+    const data = join(dir, "data");
+    expect(likelyServedFirst(commandOf(["--config", configFor(data)]))).toBe(true); // nothing there yet
+    mkdirSync(data);
+    writeFileSync(join(data, "PG_VERSION"), "17\n");
+    expect(likelyServedFirst(commandOf(["--config", configFor(data)]))).toBe(false);
+    writeFileSync(join(data, "litegate-warm.json"), "{}");
+    expect(likelyServedFirst(commandOf(["--config", configFor(data)]))).toBe(true);
+    expect(likelyServedFirst(commandOf(["migrate", "--config", configFor(data)]))).toBe(false); // migrate opens it at once
+    expect(likelyServedFirst(commandOf(["--config", configFor("os.environ/X")]))).toBe(false);
   });
 });
