@@ -9,16 +9,18 @@ const BUN = join(ROOT, "node_modules/.bin/bun");
 const started: Subprocess[] = [];
 process.on("exit", () => started.forEach((p) => p.kill("SIGKILL")));
 
-export async function waitHttp(url: string, ms = 30_000, init?: RequestInit): Promise<number> {
+/** Waits until `url` answers (with `status`, when given). */
+export async function waitHttp(url: string, ms = 30_000, init?: RequestInit, status?: number): Promise<number> {
   const start = performance.now();
   while (performance.now() - start < ms) {
     try {
       const response = await fetch(url, init);
       await response.arrayBuffer();
-      return performance.now() - start;
+      if (status === undefined || response.status === status) return performance.now() - start;
     } catch {
-      await Bun.sleep(10);
+      // not listening yet
     }
+    await Bun.sleep(10);
   }
   throw new Error(`${url} did not answer in ${ms} ms`);
 }

@@ -35,6 +35,7 @@ if (want.has("bare")) {
 if (want.has("pglite") || want.has("master")) {
   const lite = await startLitegate(benchConfig(upstream), tempDir("quick"));
   process.stdout.write(`start ${lite.startMs.toFixed(0)} ms\n`);
+  await waitHttp(`${lite.url}/health/readiness`, 30_000, undefined, 200); // the database opens behind the first answers
   if (want.has("master")) print("master key (PGlite)", await wrk(`${lite.url}/v1/chat/completions`, bearer("sk-1234"), BENCH_BODY, SECONDS, lite.proc.pid));
   if (want.has("pglite")) {
     const key = await governedKey(lite.url);

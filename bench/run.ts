@@ -71,6 +71,8 @@ async function main() {
   const pglite = await startLitegate(config(upstream), dataDir, { headers: bearer(pgliteKey), body: GOVERNED_BODY });
   extra.warm_start_ms = Math.round(pglite.servedMs!);
   extra.warm_start_liveliness_ms = Math.round(pglite.startMs);
+  // The database opens behind the first answers: the load starts once it is open.
+  await waitHttp(`${pglite.url}/health/readiness`, 30_000, undefined, 200);
   log("litegate, master key, PGlite…");
   rows["litegate master key (PGlite)"] = await wrk(`${pglite.url}/v1/chat/completions`, bearer("sk-1234"), BODY, SECONDS, pglite.proc.pid);
   log("litegate, governed key, PGlite…");
