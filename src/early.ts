@@ -69,13 +69,19 @@ export function dataDirOf(text: string): string | null {
   return value === "" || value.startsWith("os.environ/") ? null : value;
 }
 
-/** Whether the gateway will serve before it opens the embedded database (see warm.ts). */
-export function likelyServedFirst(args: CliArgs | null): boolean {
+/**
+ * Whether the embedded database will not be opened at once (see warm.ts): a start serves first on a
+ * new directory or a saved state, and `migrate` has nothing to do on a saved state.
+ */
+export function likelyOpenedLater(args: CliArgs | null): boolean {
   const text = configText(args);
-  const dataDir = args?.command === "serve" && text !== null ? dataDirOf(text) : null;
-  return dataDir !== null && (existsSync(join(dataDir, WARM_FILE)) || !existsSync(join(dataDir, "PG_VERSION")));
+  const dataDir = text !== null ? dataDirOf(text) : null;
+  if (dataDir === null) return false;
+  const saved = existsSync(join(dataDir, WARM_FILE));
+  if (args?.command === "migrate") return saved;
+  return saved || !existsSync(join(dataDir, "PG_VERSION"));
 }
 
 const args = commandOf(process.argv.slice(2));
 keepFreedMemory(args, process.env);
-if (likelyPglite(args, process.env) && !likelyServedFirst(args)) startPgliteEarly();
+if (likelyPglite(args, process.env) && !likelyOpenedLater(args)) startPgliteEarly();

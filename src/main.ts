@@ -6,7 +6,7 @@ import { VERSION, buildGateway, loadGatewayState } from "./gateway";
 import { createLogger, type Logger } from "./log";
 import { connectRedis, type RedisLink, redisOptionsOf } from "./redis";
 import { startBudgetScheduler } from "./scheduler";
-import { WARM_KEYS, closeAndSaveWarmState, takeWarmState } from "./warm";
+import { WARM_KEYS, closeAndSaveWarmState, migratedAtStop, takeWarmState } from "./warm";
 
 function fail(message: string, code = 1): never {
   process.stderr.write(`litegate: ${message}\n`);
@@ -56,8 +56,14 @@ async function main(): Promise<void> {
     }
   }
 
+  const embedded = !databaseUrlOf(config, process.env);
+  if (args.command === "migrate" && embedded && migratedAtStop(g.data_dir, VERSION)) {
+    // Left migrated by this build's clean stop and not opened since: opening it would only cost the next start.
+    process.stdout.write("migrations up to date\n");
+    return;
+  }
   // On the embedded database, a start that knows what the database holds serves while it opens (warm.ts).
-  const warm = args.command === "serve" && !databaseUrlOf(config, process.env) ? takeWarmState(g.data_dir, VERSION) : null;
+  const warm = args.command === "serve" && embedded ? takeWarmState(g.data_dir, VERSION) : null;
   const cannotOpen = (error: unknown): never => {
     if (error instanceof MigrationError) fail(error.message);
     fail(`cannot open the database: ${error instanceof Error ? error.message : String(error)}`);

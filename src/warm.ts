@@ -50,6 +50,31 @@ function build(version: string): string {
 
 const date = (value: unknown) => (value == null ? null : new Date(value as string));
 
+/** The saved state when this build saved it and the database is as it left it; null otherwise. */
+function validSaved(dataDir: string, version: string): any {
+  let text: string;
+  try {
+    text = readFileSync(join(dataDir, WARM_FILE), "utf8");
+  } catch {
+    return null;
+  }
+  try {
+    const saved = JSON.parse(text);
+    return saved.build === build(version) && saved.fingerprint === fingerprint(dataDir) ? saved : null;
+  } catch {
+    return null; // unreadable: the database is opened first, as without it
+  }
+}
+
+/**
+ * Whether the database is known to be migrated without opening it: this build stopped it cleanly
+ * (it migrates at start) and nothing has opened it since. `litegate migrate` before each start (as
+ * the systemd unit does) then leaves the saved state valid for the start that follows.
+ */
+export function migratedAtStop(dataDir: string, version: string): boolean {
+  return validSaved(dataDir, version) !== null;
+}
+
 /** What the database in `dataDir` is known to hold without opening it, or null: open it first. */
 export function takeWarmState(dataDir: string, version: string): WarmState | null {
   if (!existsSync(join(dataDir, "PG_VERSION"))) {
@@ -62,26 +87,15 @@ export function takeWarmState(dataDir: string, version: string): WarmState | nul
     }
     return { gateway: { spend: 0, budgetResetAt: null, createdAt: null }, principals: [], customers: [] };
   }
-  const path = join(dataDir, WARM_FILE);
-  let text: string;
-  try {
-    text = readFileSync(path, "utf8");
-  } catch {
-    return null;
-  }
-  rmSync(path, { force: true });
-  try {
-    const saved = JSON.parse(text);
-    if (saved.build !== build(version) || saved.fingerprint !== fingerprint(dataDir)) return null;
-    const g = saved.gateway;
-    return {
-      gateway: { spend: Number(g.spend), budgetResetAt: date(g.budgetResetAt), createdAt: date(g.createdAt) },
-      principals: saved.principals,
-      customers: saved.customers,
-    };
-  } catch {
-    return null; // unreadable: the database is opened first, as without it
-  }
+  const valid = validSaved(dataDir, version);
+  rmSync(join(dataDir, WARM_FILE), { force: true });
+  if (!valid) return null;
+  const { gateway: g, principals, customers } = valid;
+  return {
+    gateway: { spend: Number(g.spend), budgetResetAt: date(g.budgetResetAt), createdAt: date(g.createdAt) },
+    principals,
+    customers,
+  };
 }
 
 async function rowsInChunks(ids: string[], read: (chunk: string[]) => Promise<Json[]>): Promise<Json[]> {

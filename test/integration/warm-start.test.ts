@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { copyFileSync, existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { startBinary } from "../helpers/binary";
+import { runBinary, startBinary } from "../helpers/binary";
 import { tempDir } from "../helpers/services";
 import { until } from "../helpers/until";
 import { type Upstream, startUpstream } from "../helpers/upstream";
@@ -83,6 +83,25 @@ describe("starting on the embedded database", () => {
     expect(await spendOf(second.url, open)).toBeCloseTo(0.6, 6);
     expect(await spendOf(second.url, capped)).toBeCloseTo(0.6, 6);
     expect(await second.stop("SIGTERM")).toBe(0);
+  }, 90_000);
+
+  test("`litegate migrate` before a start, as the systemd unit runs it, leaves the database and the saved state as they were", async () => {
+    const cwd = tempDir("warm-migrate");
+    const dataDir = join(cwd, "data");
+    const first = await startBinary({ config: config(dataDir), cwd });
+    const key = await newKey(first.url, {});
+    expect((await chat(first.url, key)).status).toBe(200);
+    await first.stop("SIGTERM");
+    const control = readFileSync(join(dataDir, "global", "pg_control"));
+    const migrated = await runBinary(["migrate", "--config", first.configPath], { cwd });
+    expect(migrated.code).toBe(0);
+    expect(migrated.stdout).toContain("migrations up to date");
+    expect(readFileSync(join(dataDir, "global", "pg_control")).equals(control)).toBe(true); // not opened
+    const second = await startBinary({ config: config(dataDir), cwd });
+    expect((await chat(second.url, key)).status).toBe(200);
+    await second.waitForOutput(/database open/);
+    expect(lineOf(second.output(), /INFO\s+request .*status=200/)).toBeLessThan(lineOf(second.output(), /database open/));
+    await second.stop("SIGTERM");
   }, 90_000);
 
   test("a saved state older than the database is not used", async () => {

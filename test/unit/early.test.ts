@@ -1,7 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { commandOf, dataDirOf, likelyPglite, likelyServedFirst } from "../../src/early";
+import { commandOf, dataDirOf, likelyPglite, likelyOpenedLater } from "../../src/early";
 import { tempDir } from "../helpers/services";
 
 /** The guess that starts the embedded database's thread before the program has loaded. */
@@ -35,7 +35,7 @@ describe("likelyPglite", () => {
 });
 
 /** The guess that leaves the database's thread until the gateway listens, when it will serve first. */
-describe("likelyServedFirst", () => {
+describe("likelyOpenedLater", () => {
   test("the data directory as the config's text names it", () => {
     expect(dataDirOf("general_settings:\n  master_key: sk-1\n")).toBe("./litegate-data");
     expect(dataDirOf("general_settings:\n  data_dir: /var/lib/litegate   # the database\n")).toBe("/var/lib/litegate");
@@ -51,13 +51,14 @@ describe("likelyServedFirst", () => {
       return path;
     };
     const data = join(dir, "data");
-    expect(likelyServedFirst(commandOf(["--config", configFor(data)]))).toBe(true); // nothing there yet
+    expect(likelyOpenedLater(commandOf(["--config", configFor(data)]))).toBe(true); // nothing there yet
     mkdirSync(data);
     writeFileSync(join(data, "PG_VERSION"), "17\n");
-    expect(likelyServedFirst(commandOf(["--config", configFor(data)]))).toBe(false);
+    expect(likelyOpenedLater(commandOf(["--config", configFor(data)]))).toBe(false);
+    expect(likelyOpenedLater(commandOf(["migrate", "--config", configFor(data)]))).toBe(false);
     writeFileSync(join(data, "litegate-warm.json"), "{}");
-    expect(likelyServedFirst(commandOf(["--config", configFor(data)]))).toBe(true);
-    expect(likelyServedFirst(commandOf(["migrate", "--config", configFor(data)]))).toBe(false); // migrate opens it at once
-    expect(likelyServedFirst(commandOf(["--config", configFor("os.environ/X")]))).toBe(false);
+    expect(likelyOpenedLater(commandOf(["--config", configFor(data)]))).toBe(true);
+    expect(likelyOpenedLater(commandOf(["migrate", "--config", configFor(data)]))).toBe(true); // nothing to migrate
+    expect(likelyOpenedLater(commandOf(["--config", configFor("os.environ/X")]))).toBe(false);
   });
 });
