@@ -85,7 +85,8 @@ export function takeWarmState(dataDir: string, version: string): WarmState | nul
     } catch {
       return null;
     }
-    return { gateway: { spend: 0, budgetResetAt: null, createdAt: null }, principals: [], customers: [] };
+    // The gateway's budget periods are anchored on its creation, now (a null anchor would move with the clock).
+    return { gateway: { spend: 0, budgetResetAt: null, createdAt: new Date() }, principals: [], customers: [] };
   }
   const valid = validSaved(dataDir, version);
   rmSync(join(dataDir, WARM_FILE), { force: true });

@@ -151,6 +151,17 @@ describe("starting on the embedded database", () => {
     await third.stop("SIGTERM");
   }, 90_000);
 
+  test("on a new data directory a gateway-wide budget with a period holds from the first request", async () => {
+    const cwd = tempDir("warm-global");
+    const gateway = await startBinary({ config: `${config(join(cwd, "data"))}litellm_settings:\n  max_budget: 0.5\n  budget_duration: 30d\n`, cwd });
+    expect((await chat(gateway.url, "sk-1234")).status).toBe(200);
+    expect((await chat(gateway.url, "sk-1234")).status).toBe(200); // 0.30 then 0.60 spent of 0.50
+    const refused = await chat(gateway.url, "sk-1234");
+    expect(refused.status).toBe(400);
+    expect(((await refused.json()) as { error: { message: string } }).error.message).toContain("Spend=0.6");
+    await gateway.stop("SIGTERM");
+  }, 90_000);
+
   test("a new data directory serves the master key while the database is created", async () => {
     const cwd = tempDir("warm-new");
     const gateway = await startBinary({ config: config(join(cwd, "data")), cwd });
