@@ -30,11 +30,11 @@ general_settings:
   data_dir: ${dataDir}
 `;
 
-function chat(url: string, key: string) {
+function chat(url: string, key: string, user?: string) {
   return fetch(`${url}/v1/chat/completions`, {
     method: "POST",
     headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
-    body: JSON.stringify({ model: "m", messages: [{ role: "user", content: "hi" }] }),
+    body: JSON.stringify({ model: "m", messages: [{ role: "user", content: "hi" }], user }),
   });
 }
 
@@ -62,25 +62,33 @@ describe("starting on the embedded database", () => {
     // Both keys are cached by their first request, at a spend of 0; the spend after it must be what is kept.
     for (const key of [capped, capped, open]) expect((await chat(first.url, key)).status).toBe(200);
     expect((await chat(first.url, capped)).status).toBe(400); // 0.60 spent of 0.50
+    // A customer with a budget, cached at a spend of 0 too.
+    expect((await fetch(`${first.url}/customer/new`, { method: "POST", headers: admin, body: JSON.stringify({ user_id: "acme", max_budget: 0.5 }) })).status).toBe(200);
+    for (let i = 0; i < 2; i++) expect((await chat(first.url, open, "acme")).status).toBe(200);
+    expect((await chat(first.url, open, "acme")).status).toBe(400);
     expect(await first.stop("SIGTERM")).toBe(0);
     expect(existsSync(join(dataDir, "litegate-warm.json"))).toBe(true);
 
     const second = await startBinary({ config: config(dataDir), cwd });
     expect(existsSync(join(dataDir, "litegate-warm.json"))).toBe(false); // taken as it is read
     const refused = await chat(second.url, capped);
+    const customerRefused = await chat(second.url, open, "acme");
     const served = await chat(second.url, open);
     expect(refused.status).toBe(400);
     expect(((await refused.json()) as { error: { message: string } }).error.message).toContain("Spend=0.6");
+    expect(customerRefused.status).toBe(400);
+    expect(((await customerRefused.json()) as { error: { message: string } }).error.message).toContain("End User=acme");
     expect(served.status).toBe(200);
     await second.waitForOutput(/database open/);
     // Both answers came before the database was open: from the saved state, not from a query.
     const output = second.output();
     const opened = lineOf(output, /database open/);
-    expect(lineOf(output, /request refused/)).toBeGreaterThanOrEqual(0);
-    expect(lineOf(output, /request refused/)).toBeLessThan(opened);
+    const refusals = output.split("\n").flatMap((line, i) => (/request refused/.test(line) ? [i] : []));
+    expect(refusals.length).toBe(2);
+    for (const line of refusals) expect(line).toBeLessThan(opened);
     expect(lineOf(output, /INFO\s+request .*status=200/)).toBeLessThan(opened);
     // The spend of the request served before the database opened is written once it is.
-    expect(await spendOf(second.url, open)).toBeCloseTo(0.6, 6);
+    expect(await spendOf(second.url, open)).toBeCloseTo(1.2, 6);
     expect(await spendOf(second.url, capped)).toBeCloseTo(0.6, 6);
     expect(await second.stop("SIGTERM")).toBe(0);
   }, 90_000);
