@@ -49,6 +49,17 @@ async function spendOf(url: string, key: string): Promise<number> {
   return ((await response.json()) as { info: { spend: number } }).info.spend;
 }
 
+/** A gateway on a new directory that gets a key, uses it once and stops cleanly: the directory now holds a saved state. */
+async function stoppedWithKey(name: string) {
+  const cwd = tempDir(name);
+  const dataDir = join(cwd, "data");
+  const first = await startBinary({ config: config(dataDir), cwd });
+  const key = await newKey(first.url, {});
+  expect((await chat(first.url, key)).status).toBe(200);
+  expect(await first.stop("SIGTERM")).toBe(0);
+  return { cwd, dataDir, key, configPath: first.configPath };
+}
+
 /** The position of a log line, or -1. */
 const lineOf = (output: string, pattern: RegExp) => output.split("\n").findIndex((line) => pattern.test(line));
 
@@ -94,14 +105,9 @@ describe("starting on the embedded database", () => {
   }, 90_000);
 
   test("`litegate migrate` before a start, as the systemd unit runs it, leaves the database and the saved state as they were", async () => {
-    const cwd = tempDir("warm-migrate");
-    const dataDir = join(cwd, "data");
-    const first = await startBinary({ config: config(dataDir), cwd });
-    const key = await newKey(first.url, {});
-    expect((await chat(first.url, key)).status).toBe(200);
-    await first.stop("SIGTERM");
+    const { cwd, dataDir, key, configPath } = await stoppedWithKey("warm-migrate");
     const control = readFileSync(join(dataDir, "global", "pg_control"));
-    const migrated = await runBinary(["migrate", "--config", first.configPath], { cwd });
+    const migrated = await runBinary(["migrate", "--config", configPath], { cwd });
     expect(migrated.code).toBe(0);
     expect(migrated.stdout).toContain("migrations up to date");
     expect(readFileSync(join(dataDir, "global", "pg_control")).equals(control)).toBe(true); // not opened
@@ -113,13 +119,8 @@ describe("starting on the embedded database", () => {
   }, 90_000);
 
   test("a saved state older than the database is not used", async () => {
-    const cwd = tempDir("warm-stale");
-    const dataDir = join(cwd, "data");
+    const { cwd, dataDir, key } = await stoppedWithKey("warm-stale");
     const saved = join(dataDir, "litegate-warm.json");
-    const first = await startBinary({ config: config(dataDir), cwd });
-    const key = await newKey(first.url, {});
-    expect((await chat(first.url, key)).status).toBe(200);
-    await first.stop("SIGTERM");
     const stale = join(cwd, "stale.json");
     copyFileSync(saved, stale);
 
@@ -139,12 +140,7 @@ describe("starting on the embedded database", () => {
   }, 90_000);
 
   test("a run that is killed leaves no saved state, and the next start reads the database", async () => {
-    const cwd = tempDir("warm-kill");
-    const dataDir = join(cwd, "data");
-    const first = await startBinary({ config: config(dataDir), cwd });
-    const key = await newKey(first.url, {});
-    expect((await chat(first.url, key)).status).toBe(200);
-    await first.stop("SIGTERM");
+    const { cwd, dataDir, key } = await stoppedWithKey("warm-kill");
     const second = await startBinary({ config: config(dataDir), cwd });
     expect((await chat(second.url, key)).status).toBe(200);
     await until("the spend written", async () => Math.abs((await spendOf(second.url, key)) - 0.6) < 1e-9);
