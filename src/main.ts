@@ -1,5 +1,5 @@
 import "./early"; // first: the allocator setting, and the embedded database's thread started while the rest loads
-import { CliError, USAGE, parseArgs } from "./cli";
+import { type CliArgs, CliError, USAGE, parseArgs } from "./cli";
 import { ConfigError, type Config, databaseUrlOf, loadConfig, redisUrlOf } from "./config";
 import { type Database, MigrationError, deferredDatabase, discardEarlyPglite, migrate, openDatabase } from "./db";
 import { VERSION, buildGateway, loadGatewayState } from "./gateway";
@@ -20,6 +20,39 @@ async function openAndMigrate(config: Config, log: Logger): Promise<Database> {
   const applied = await migrate(db);
   for (const name of applied) log.info("migration applied", { migration: name });
   return db;
+}
+
+function cannotOpen(error: unknown): never {
+  if (error instanceof MigrationError) fail(error.message);
+  fail(`cannot open the database: ${error instanceof Error ? error.message : String(error)}`);
+}
+
+/**
+ * The database, open and migrated; or, on the embedded database when what it holds is known (see
+ * warm.ts), a handle that waits for it and what is known, the database opening when `openBehind` is
+ * called once the gateway listens. Null for `migrate` on a database left migrated: nothing to do.
+ */
+async function databaseFor(command: CliArgs["command"], config: Config, log: Logger) {
+  const g = config.general_settings;
+  const embedded = !databaseUrlOf(config, process.env);
+  // Left migrated by this build's clean stop and not opened since: opening it would only cost the next start.
+  if (command === "migrate" && embedded && migratedAtStop(g.data_dir, VERSION)) return null;
+  const warm = command === "serve" && embedded ? takeWarmState(g.data_dir, VERSION) : null;
+  if (!warm) {
+    try {
+      return { db: await openAndMigrate(config, log), warm, openBehind: () => {} };
+    } catch (error) {
+      return cannotOpen(error);
+    }
+  }
+  const opening = Promise.withResolvers<Database>();
+  opening.promise.then(() => log.info("database open"), cannotOpen);
+  return {
+    db: deferredDatabase(opening.promise, "pglite"),
+    warm,
+    // Once listening: the engine's compile would slow the start it no longer shortens.
+    openBehind: () => void openAndMigrate(config, log).then(opening.resolve, opening.reject),
+  };
 }
 
 async function main(): Promise<void> {
@@ -56,36 +89,13 @@ async function main(): Promise<void> {
     }
   }
 
-  const embedded = !databaseUrlOf(config, process.env);
-  if (args.command === "migrate" && embedded && migratedAtStop(g.data_dir, VERSION)) {
-    // Left migrated by this build's clean stop and not opened since: opening it would only cost the next start.
+  const opened = await databaseFor(args.command, config, log);
+  if (!opened || args.command === "migrate") {
+    await opened?.db.close();
     process.stdout.write("migrations up to date\n");
     return;
   }
-  // On the embedded database, a start that knows what the database holds serves while it opens (warm.ts).
-  const warm = args.command === "serve" && embedded ? takeWarmState(g.data_dir, VERSION) : null;
-  const cannotOpen = (error: unknown): never => {
-    if (error instanceof MigrationError) fail(error.message);
-    fail(`cannot open the database: ${error instanceof Error ? error.message : String(error)}`);
-  };
-  let db: Database;
-  // Served first, the database opens once the gateway listens (its engine's compile would slow the start).
-  const opening = Promise.withResolvers<Database>();
-  if (warm) {
-    opening.promise.then(() => log.info("database open"), cannotOpen);
-    db = deferredDatabase(opening.promise, "pglite");
-  } else {
-    try {
-      db = await openAndMigrate(config, log);
-    } catch (error) {
-      return cannotOpen(error);
-    }
-  }
-  if (args.command === "migrate") {
-    await db.close();
-    process.stdout.write("migrations up to date\n");
-    return;
-  }
+  const { db, warm, openBehind } = opened;
 
   const redis: RedisLink | null = redisUrl ? await connectRedis(redisUrl, log) : null;
   const gateway = await buildGateway({
@@ -107,7 +117,7 @@ async function main(): Promise<void> {
   const server = serve(gateway.app, port, gateway.serverRoutes);
   const adminServer = gateway.adminApp && g.admin_port !== undefined ? serve(gateway.adminApp, g.admin_port) : null;
   log.info(`litegate ${VERSION} listening`, { url: `http://${hostname}:${server.port}`, database: warm ? "pglite (opening)" : db.kind, redis: redis ? "on" : "off", admin_port: adminServer?.port });
-  if (warm) openAndMigrate(config, log).then(opening.resolve, opening.reject);
+  openBehind();
 
   let stopping = false;
   const shutdown = async (signal: string) => {
