@@ -1,7 +1,7 @@
 import "./early"; // first: the allocator setting, and the embedded database's thread started while the rest loads
 import { type CliArgs, CliError, USAGE, parseArgs } from "./cli";
 import { ConfigError, type Config, databaseUrlOf, loadConfig, redisUrlOf } from "./config";
-import { type Database, MigrationError, deferredDatabase, discardEarlyPglite, migrate, openDatabase } from "./db";
+import { type Database, DataDirInUse, MigrationError, deferredDatabase, discardEarlyPglite, lockDataDir, migrate, openDatabase } from "./db";
 import { VERSION, buildGateway, loadGatewayState } from "./gateway";
 import { createLogger, type Logger } from "./log";
 import { connectRedis, type RedisLink, redisOptionsOf } from "./redis";
@@ -35,12 +35,25 @@ function cannotOpen(error: unknown): never {
 async function databaseFor(command: CliArgs["command"], config: Config, log: Logger) {
   const g = config.general_settings;
   const embedded = !databaseUrlOf(config, process.env);
+  // The embedded database's directory is this process's alone until it stops.
+  let unlock = () => {};
+  if (embedded) {
+    try {
+      unlock = lockDataDir(g.data_dir);
+    } catch (error) {
+      if (error instanceof DataDirInUse) fail(error.message);
+      return cannotOpen(error);
+    }
+  }
   // Left migrated by this build's clean stop and not opened since: opening it would only cost the next start.
-  if (command === "migrate" && embedded && migratedAtStop(g.data_dir, VERSION)) return null;
+  if (command === "migrate" && embedded && migratedAtStop(g.data_dir, VERSION)) {
+    unlock();
+    return null;
+  }
   const warm = command === "serve" && embedded ? takeWarmState(g.data_dir, VERSION) : null;
   if (!warm) {
     try {
-      return { db: await openAndMigrate(config, log), warm, openBehind: () => {} };
+      return { db: await openAndMigrate(config, log), warm, openBehind: () => {}, unlock };
     } catch (error) {
       return cannotOpen(error);
     }
@@ -52,6 +65,7 @@ async function databaseFor(command: CliArgs["command"], config: Config, log: Log
     warm,
     // Once listening: the engine's compile would slow the start it no longer shortens.
     openBehind: () => void openAndMigrate(config, log).then(opening.resolve, opening.reject),
+    unlock,
   };
 }
 
@@ -92,10 +106,11 @@ async function main(): Promise<void> {
   const opened = await databaseFor(args.command, config, log);
   if (!opened || args.command === "migrate") {
     await opened?.db.close();
+    opened?.unlock();
     process.stdout.write("migrations up to date\n");
     return;
   }
-  const { db, warm, openBehind } = opened;
+  const { db, warm, openBehind, unlock } = opened;
 
   const redis: RedisLink | null = redisUrl ? await connectRedis(redisUrl, log) : null;
   const gateway = await buildGateway({
@@ -139,6 +154,7 @@ async function main(): Promise<void> {
       await closeAndSaveWarmState(db, g.data_dir, VERSION, gateway.auth.known(WARM_KEYS), loadGatewayState)
         .catch((error) => log.warn("could not save the state for the next start", { error: String(error) }));
     } else await db.close();
+    unlock();
     log.info("stopped");
     process.exit(0);
   };

@@ -5,6 +5,7 @@ import type { Database } from "./types";
 export type { Database, Row, Sql } from "./types";
 export { discardEarlyPglite } from "./pglite";
 export { deferredDatabase } from "./deferred";
+export { DataDirInUse, lockDataDir } from "./dir-lock";
 export { migrate, MIGRATIONS, MigrationError, type Migration } from "./migrations";
 
 export interface DatabaseOptions {

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { copyFileSync, existsSync, readFileSync } from "node:fs";
+import { copyFileSync, existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { runBinary, startBinary } from "../helpers/binary";
 import { tempDir } from "../helpers/services";
@@ -164,6 +164,25 @@ describe("starting on the embedded database", () => {
     expect(refused.status).toBe(400);
     expect(((await refused.json()) as { error: { message: string } }).error.message).toContain("Spend=0.6");
     await gateway.stop("SIGTERM");
+  }, 90_000);
+
+  test("a second gateway on the same directory is refused while the first runs; after a kill -9 the next start takes it", async () => {
+    const cwd = tempDir("warm-lock");
+    const dataDir = join(cwd, "data");
+    const first = await startBinary({ config: config(dataDir), cwd });
+    const configPath = join(cwd, "second.yaml");
+    writeFileSync(configPath, config(dataDir));
+    const second = await runBinary(["--config", configPath, "--port", "0"], { cwd });
+    expect(second.code).toBe(1);
+    expect(second.stderr).toContain(`in use by another litegate (pid ${first.proc.pid})`);
+    expect((await chat(first.url, "sk-1234")).status).toBe(200); // the first is untouched
+    const migrate = await runBinary(["migrate", "--config", configPath], { cwd });
+    expect(migrate.code).toBe(1);
+    await first.stop("SIGKILL");
+    const third = await startBinary({ config: config(dataDir), cwd });
+    expect((await chat(third.url, "sk-1234")).status).toBe(200);
+    expect(await third.stop("SIGTERM")).toBe(0);
+    expect(existsSync(join(dataDir, "litegate.lock"))).toBe(false); // released at a clean stop
   }, 90_000);
 
   test("a new data directory serves the master key while the database is created", async () => {

@@ -1,0 +1,48 @@
+import { describe, expect, test } from "bun:test";
+import { spawn } from "bun";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { DataDirInUse, lockDataDir } from "../../src/db/dir-lock";
+import { tempDir } from "../helpers/services";
+
+const startTime = (pid: number) => readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ")[19];
+
+describe("the embedded database's directory belongs to one process", () => {
+  test("a directory held by a live process is refused; released, it can be taken", () => {
+    const dir = tempDir("lock");
+    const other = spawn(["sleep", "30"]);
+    try {
+      writeFileSync(join(dir, "litegate.lock"), `${other.pid} ${startTime(other.pid)}\n`);
+      expect(() => lockDataDir(dir)).toThrow(DataDirInUse);
+      expect(() => lockDataDir(dir)).toThrow(`in use by another litegate (pid ${other.pid})`);
+    } finally {
+      other.kill();
+    }
+  });
+
+  test("a lock left by a process that is gone, or by an earlier process under a reused PID, is taken over", async () => {
+    const dir = tempDir("lock");
+    const gone = spawn(["true"]);
+    await gone.exited;
+    writeFileSync(join(dir, "litegate.lock"), `${gone.pid} 1\n`);
+    lockDataDir(dir)();
+    const reused = spawn(["sleep", "30"]);
+    try {
+      writeFileSync(join(dir, "litegate.lock"), `${reused.pid} 12345\n`); // that PID, another start time
+      const release = lockDataDir(dir);
+      expect(readFileSync(join(dir, "litegate.lock"), "utf8")).toStartWith(`${process.pid} `);
+      release();
+      expect(existsSync(join(dir, "litegate.lock"))).toBe(false);
+    } finally {
+      reused.kill();
+    }
+  });
+
+  test("the release removes only its own lock", () => {
+    const dir = tempDir("lock");
+    const release = lockDataDir(dir);
+    writeFileSync(join(dir, "litegate.lock"), "999999 1\n"); // replaced by someone else meanwhile
+    release();
+    expect(readFileSync(join(dir, "litegate.lock"), "utf8")).toBe("999999 1\n");
+  });
+});
