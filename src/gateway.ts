@@ -141,6 +141,7 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
   };
   const health = {
     database: () => db.ping(1000),
+    databaseOpening: () => db.opening?.() ?? false,
     redis: options.redisStatus ?? (() => "not configured"),
     spendBacklog: () => spend.backlog(),
   };

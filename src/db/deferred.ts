@@ -28,6 +28,7 @@ export function deferredDatabase(opening: Promise<Database>, kind: Database["kin
     kind,
     ...sql,
     statements: () => db?.statements() ?? 0,
+    opening: () => db === null,
     async ping(timeoutMs = 1000) {
       if (db) return db.ping(timeoutMs);
       const started = Date.now();

@@ -23,5 +23,7 @@ export interface Database extends Sql {
   readonly statements: () => number;
   /** True when a trivial query answers within `timeoutMs`. */
   ping(timeoutMs?: number): Promise<boolean>;
+  /** True while the database is still being opened behind a serving gateway (see ../warm.ts). */
+  opening?(): boolean;
   close(): Promise<void>;
 }

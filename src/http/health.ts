@@ -3,13 +3,15 @@ import { Elysia } from "elysia";
 export interface HealthProbe {
   /** Database answers. */
   database(): Promise<boolean>;
+  /** The database is still being opened (the gateway serves what it already knows meanwhile). */
+  databaseOpening(): boolean;
   /** "connected", "degraded" (configured but unreachable) or "not configured". */
   redis(): string;
   /** Spend waiting to be written. */
   spendBacklog(): number;
 }
 
-/** Public liveness and readiness; readiness fails (503) when the database is unreachable. */
+/** Public liveness and readiness; readiness fails (503) while the database is unreachable or still opening. */
 export function healthRoutes(probe: HealthProbe) {
   return new Elysia({ name: "health" })
     .get("/health/liveliness", () => new Response("I'm alive!"), { detail: { tags: ["health"] } })
@@ -17,14 +19,15 @@ export function healthRoutes(probe: HealthProbe) {
     .get(
       "/health/readiness",
       async () => {
-        const db = await probe.database();
+        const opening = probe.databaseOpening();
+        const db = !opening && (await probe.database());
         const redis = probe.redis();
-        const status = !db ? "unhealthy" : redis === "degraded" ? "degraded" : "healthy";
+        const status = opening ? "starting" : !db ? "unhealthy" : redis === "degraded" ? "degraded" : "healthy";
         return Response.json(
-          { status, db: db ? "connected" : "unreachable", cache: redis, spend_backlog: probe.spendBacklog() },
+          { status, db: db ? "connected" : opening ? "opening" : "unreachable", cache: redis, spend_backlog: probe.spendBacklog() },
           { status: db ? 200 : 503 },
         );
       },
-      { detail: { tags: ["health"], summary: "Ready to serve: 503 while the database is unreachable" } },
+      { detail: { tags: ["health"], summary: "Ready to serve: 503 while the database is unreachable or still opening" } },
     );
 }

@@ -188,11 +188,17 @@ describe("starting on the embedded database", () => {
   test("a new data directory serves the master key while the database is created", async () => {
     const cwd = tempDir("warm-new");
     const gateway = await startBinary({ config: config(join(cwd, "data")), cwd });
+    const starting = await fetch(`${gateway.url}/health/readiness`);
+    expect(starting.status).toBe(503);
+    expect(await starting.json()).toMatchObject({ status: "starting", db: "opening" });
     expect((await chat(gateway.url, "sk-1234")).status).toBe(200);
     const key = await newKey(gateway.url, { max_budget: 1 }); // waits for the database
     expect((await chat(gateway.url, key)).status).toBe(200);
     await gateway.waitForOutput(/database open/);
     expect(lineOf(gateway.output(), /key=master.*status=200/)).toBeLessThan(lineOf(gateway.output(), /database open/));
+    const ready = await fetch(`${gateway.url}/health/readiness`);
+    expect(ready.status).toBe(200);
+    expect(await ready.json()).toMatchObject({ status: "healthy", db: "connected" });
     await gateway.stop("SIGTERM");
   }, 90_000);
 });
