@@ -3,6 +3,7 @@ import { type CliArgs, CliError, USAGE, parseArgs } from "./cli";
 import { ConfigError, type Config, databaseUrlOf, loadConfig, redisUrlOf } from "./config";
 import { type Database, DataDirInUse, MigrationError, deferredDatabase, discardEarlyPglite, lockDataDir, migrate, openDatabase } from "./db";
 import { VERSION, buildGateway, loadGatewayState } from "./gateway";
+import { livenessServerRoutes } from "./http";
 import { createLogger, type Logger } from "./log";
 import { connectRedis, type RedisLink, redisOptionsOf } from "./redis";
 import { startBudgetScheduler } from "./scheduler";
@@ -128,7 +129,7 @@ async function main(): Promise<void> {
   const port = args.port ?? 4000;
   const hostname = args.host ?? "0.0.0.0";
   const serve = (app: typeof gateway.app | NonNullable<typeof gateway.adminApp>, p: number, routes = {}) =>
-    Bun.serve({ port: p, hostname, routes, fetch: (request) => app.handle(request), idleTimeout: 255, maxRequestBodySize: Math.max(g.max_request_size_mb * 2, 64) * 1024 * 1024 });
+    Bun.serve({ port: p, hostname, routes: { ...livenessServerRoutes, ...routes }, fetch: (request) => app.handle(request), idleTimeout: 255, maxRequestBodySize: Math.max(g.max_request_size_mb * 2, 64) * 1024 * 1024 });
   const server = serve(gateway.app, port, gateway.serverRoutes);
   const adminServer = gateway.adminApp && g.admin_port !== undefined ? serve(gateway.adminApp, g.admin_port) : null;
   log.info(`litegate ${VERSION} listening`, { url: `http://${hostname}:${server.port}`, database: warm ? "pglite (opening)" : db.kind, redis: redis ? "on" : "off", admin_port: adminServer?.port });

@@ -11,6 +11,16 @@ export interface HealthProbe {
   spendBacklog(): number;
 }
 
+/**
+ * Liveness as static server routes: answered by the server without running any of the program's code,
+ * so a probe costs nothing and answers as soon as the gateway listens (the framework's routes below
+ * stay for the API's documentation and for other methods).
+ */
+export const livenessServerRoutes = {
+  "/health/liveliness": { GET: new Response("I'm alive!") },
+  "/health/liveness": { GET: new Response("I'm alive!") },
+};
+
 /** Public liveness and readiness; readiness fails (503) while the database is unreachable or still opening. */
 export function healthRoutes(probe: HealthProbe) {
   return new Elysia({ name: "health" })

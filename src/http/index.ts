@@ -1,3 +1,3 @@
 export * from "./errors";
 export { httpEdge } from "./edge";
-export { healthRoutes, type HealthProbe } from "./health";
+export { healthRoutes, livenessServerRoutes, type HealthProbe } from "./health";
