@@ -14,7 +14,7 @@
 import { createHash } from "node:crypto";
 import { accessSync, constants, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { type Json, loadCustomerRows, loadPrincipalRows } from "./auth";
+import { type Json, ROW_QUERIES, loadCustomerRows, loadPrincipalRows } from "./auth";
 import { type Database, MIGRATIONS } from "./db";
 import { WARM_FILE } from "./paths";
 import type { GatewayState } from "./proxy";
@@ -43,9 +43,14 @@ function fingerprint(dataDir: string): string | null {
   }
 }
 
-/** Which build saved it: another build may read the rows differently. */
+/**
+ * Which build saved it: another build may have another schema or read the rows differently. The
+ * migrations' text and the queries that read the rows are part of it, so a build that changes either
+ * opens the database first (and stops there on a migration error, before serving anything).
+ */
 function build(version: string): string {
-  return `${version}/${FORMAT}/${MIGRATIONS.length}`;
+  const shape = createHash("sha256").update(JSON.stringify([MIGRATIONS, ROW_QUERIES])).digest("hex").slice(0, 16);
+  return `${version}/${FORMAT}/${shape}`;
 }
 
 const date = (value: unknown) => (value == null ? null : new Date(value as string));

@@ -10,7 +10,7 @@ import { type Json, customerFrom, loadCustomers, loadOrCreateCustomer, loadPrinc
 
 export * from "./keys";
 export * from "./principal";
-export { loadPrincipal, loadPrincipals, loadOrCreateCustomer, loadPrincipalRows, loadCustomerRows, type Json } from "./repo";
+export { loadPrincipal, loadPrincipals, loadOrCreateCustomer, loadPrincipalRows, loadCustomerRows, ROW_QUERIES, type Json } from "./repo";
 export { TtlCache } from "./cache";
 
 export interface AuthOptions {

@@ -89,6 +89,9 @@ select e.user_id, row_to_json(e) as customer, row_to_json(b) as budget
 from end_users e left join budgets b on b.budget_id = e.budget_id
 where e.user_id = any(array(select json_array_elements_text($1::text::json)))`;
 
+/** The queries whose rows a restart may start from (see ../warm.ts): a change to them is a change of format. */
+export const ROW_QUERIES: readonly string[] = [PRINCIPAL_SQL, CUSTOMER_SQL];
+
 export function customerFrom(row: Json): CustomerRecord {
   const e = row.customer as Json;
   return {
