@@ -12,7 +12,7 @@
  * start and stop: a directory opened by anything else since, or restored from a backup, has another.
  */
 import { createHash } from "node:crypto";
-import { accessSync, constants, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { type Json, ROW_QUERIES, loadCustomerRows, loadPrincipalRows } from "./auth";
 import { type Database, MIGRATIONS } from "./db";
@@ -80,16 +80,12 @@ export function migratedAtStop(dataDir: string, version: string): boolean {
   return validSaved(dataDir, version) !== null;
 }
 
-/** What the database in `dataDir` is known to hold without opening it, or null: open it first. */
+/**
+ * What the database in `dataDir` is known to hold without opening it, or null: open it first. The
+ * caller holds the directory (see db/dir-lock.ts), which also made it.
+ */
 export function takeWarmState(dataDir: string, version: string): WarmState | null {
   if (!existsSync(join(dataDir, "PG_VERSION"))) {
-    // A directory that cannot be made is reported by the database's start, before serving.
-    try {
-      mkdirSync(dataDir, { recursive: true });
-      accessSync(dataDir, constants.W_OK);
-    } catch {
-      return null;
-    }
     // The gateway's budget periods are anchored on its creation, now (a null anchor would move with the clock).
     return { gateway: { spend: 0, budgetResetAt: null, createdAt: new Date() }, principals: [], customers: [] };
   }

@@ -38,6 +38,13 @@ describe("the embedded database's directory belongs to one process", () => {
     }
   });
 
+  test("a directory that cannot be made is an error of its own, not a lock held", () => {
+    const file = join(tempDir("lock"), "a-file");
+    writeFileSync(file, "");
+    expect(() => lockDataDir(join(file, "data"))).toThrow(/ENOTDIR|not a directory/);
+    expect(() => lockDataDir(join(file, "data"))).not.toThrow(DataDirInUse);
+  });
+
   test("the release removes only its own lock", () => {
     const dir = tempDir("lock");
     const release = lockDataDir(dir);
