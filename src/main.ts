@@ -31,12 +31,12 @@ function cannotOpen(error: unknown): never {
 /**
  * The database, open and migrated; or, on the embedded database when what it holds is known (see
  * warm.ts), a handle that waits for it and what is known, the database opening when `openBehind` is
- * called once the gateway listens. Null for `migrate` on a database left migrated: nothing to do.
+ * called once the gateway listens. The embedded database's directory is held until `unlock`, at a
+ * clean stop. Null for `migrate` on a database left migrated: nothing to do.
  */
 async function databaseFor(command: CliArgs["command"], config: Config, log: Logger) {
   const g = config.general_settings;
   const embedded = !databaseUrlOf(config, process.env);
-  // The embedded database's directory is this process's alone until it stops.
   let unlock = () => {};
   if (embedded) {
     try {
