@@ -20,7 +20,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { type CliArgs, parseArgs, runsCompiled } from "./cli";
 import { startPgliteEarly } from "./db/pglite";
-import { DEFAULT_DATA_DIR, WARM_FILE } from "./paths";
+import { DEFAULT_DATA_DIR, WARM_FILE, isNewDataDir } from "./paths";
 
 /** mimalloc's purge delay (ms); -1: freed memory is never decommitted, only reused. */
 const PURGE_DELAY = "-1";
@@ -79,7 +79,7 @@ export function likelyOpenedLater(args: CliArgs | null): boolean {
   if (dataDir === null) return false;
   const saved = existsSync(join(dataDir, WARM_FILE));
   if (args?.command === "migrate") return saved;
-  return saved || !existsSync(join(dataDir, "PG_VERSION"));
+  return saved || isNewDataDir(dataDir);
 }
 
 const args = commandOf(process.argv.slice(2));

@@ -1,7 +1,16 @@
 /** Names of files in the data directory, in a module light enough for the first line to import (see early.ts). */
+import { existsSync } from "node:fs";
+import { join } from "node:path";
 
 export const DEFAULT_DATA_DIR = "./litegate-data";
 /** What a clean stop leaves for the next start to serve with (see warm.ts). */
 export const WARM_FILE = "litegate-warm.json";
 /** Held by the process that has the embedded database open (see db/dir-lock.ts). */
 export const LOCK_FILE = "litegate.lock";
+/** Written last when the embedded database is created from its template (see db/pglite-engine.ts). */
+export const PG_VERSION_FILE = "PG_VERSION";
+
+/** Whether the embedded database has yet to be created in `dataDir`. */
+export function isNewDataDir(dataDir: string): boolean {
+  return !existsSync(join(dataDir, PG_VERSION_FILE));
+}

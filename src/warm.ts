@@ -12,11 +12,11 @@
  * start and stop: a directory opened by anything else since, or restored from a backup, has another.
  */
 import { createHash } from "node:crypto";
-import { existsSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { type Json, ROW_QUERIES, loadCustomerRows, loadPrincipalRows } from "./auth";
 import { type Database, MIGRATIONS } from "./db";
-import { WARM_FILE } from "./paths";
+import { WARM_FILE, isNewDataDir } from "./paths";
 import type { GatewayState } from "./proxy";
 
 export interface WarmState {
@@ -85,7 +85,7 @@ export function migratedAtStop(dataDir: string, version: string): boolean {
  * caller holds the directory (see db/dir-lock.ts), which also made it.
  */
 export function takeWarmState(dataDir: string, version: string): WarmState | null {
-  if (!existsSync(join(dataDir, "PG_VERSION"))) {
+  if (isNewDataDir(dataDir)) {
     // The gateway's budget periods are anchored on its creation, now (a null anchor would move with the clock).
     return { gateway: { spend: 0, budgetResetAt: null, createdAt: new Date() }, principals: [], customers: [] };
   }

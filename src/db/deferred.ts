@@ -31,9 +31,8 @@ export function deferredDatabase(opening: Promise<Database>, kind: Database["kin
     opening: () => db === null,
     async ping(timeoutMs = 1000) {
       if (db) return db.ping(timeoutMs);
-      const started = Date.now();
       const opened = await Promise.race([ready.catch(() => null), Bun.sleep(timeoutMs).then(() => null)]);
-      return opened ? opened.ping(Math.max(1, timeoutMs - (Date.now() - started))) : false;
+      return opened ? opened.ping(timeoutMs) : false;
     },
     async close() {
       const opened = await ready.catch(() => null);

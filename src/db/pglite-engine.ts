@@ -2,8 +2,9 @@ import { PGlite } from "@electric-sql/pglite";
 import wasmPath from "../../node_modules/@electric-sql/pglite/dist/pglite.wasm" with { type: "file" };
 import dataPath from "../../node_modules/@electric-sql/pglite/dist/pglite.data" with { type: "file" };
 import templatePath from "../../build/pglite-template.tar.gz" with { type: "file" };
-import { existsSync, mkdirSync, writeFileSync } from "node:fs";
+import { mkdirSync, writeFileSync } from "node:fs";
 import { dirname, join, normalize } from "node:path";
+import { PG_VERSION_FILE, isNewDataDir } from "../paths";
 
 /** The engine's WebAssembly, compiled: the longest step of a start, so it is begun first. */
 export function compilePglite(): Promise<WebAssembly.Module> {
@@ -17,7 +18,7 @@ export function compilePglite(): Promise<WebAssembly.Module> {
  */
 export async function startPglite(dataDir: string, compiled: Promise<WebAssembly.Module>): Promise<PGlite> {
   mkdirSync(dataDir, { recursive: true });
-  const fresh = !existsSync(join(dataDir, "PG_VERSION"));
+  const fresh = isNewDataDir(dataDir);
   // No initdb: a new directory starts from the template, already initialised and migrated.
   const [pgliteWasmModule, fsBundle] = await Promise.all([
     compiled,
@@ -56,7 +57,7 @@ export function unpackTemplate(gzipped: Uint8Array<ArrayBuffer>, dataDir: string
     if (type === "5") mkdirSync(path, { recursive: true, mode });
     else if (type === "0" || type === "\0") {
       mkdirSync(dirname(path), { recursive: true });
-      if (relative === "PG_VERSION") version = { path, bytes, mode };
+      if (relative === PG_VERSION_FILE) version = { path, bytes, mode };
       else writeFileSync(path, bytes, { mode });
     } else throw new Error(`database template: unexpected entry type ${JSON.stringify(type)} for ${name}`);
     offset += 512 + Math.ceil(size / 512) * 512;
