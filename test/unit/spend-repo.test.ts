@@ -58,6 +58,23 @@ describe("spend batches", () => {
   test("spend of a deleted key is still logged and does not fail the batch", async () => {
     await applyBatch(db, buildBatch("batch-4", [event(0.5, { token: "gone", team: null, member: null })]));
     expect((await one("select count(*)::int as n from spend_logs where api_key = 'gone'")).n).toBe(1);
+    expect((await one("select count(*)::int as n from key_model_spend where token = 'gone'")).n).toBe(0);
+  });
+
+  test("per-model spend: a stored row is added to or restarted by period, a new model gets its row, in one batch", async () => {
+    const day = Date.parse("2026-01-02T00:00:00Z");
+    const next = Date.parse("2026-01-03T00:00:00Z");
+    const model = (name: string, period: number | null) => ({ keyModel: { model: name, period } });
+    await applyBatch(db, buildBatch("batch-5", [event(0.5, model("m-day", day)), event(0.25, model("m-open", null))]));
+    await applyBatch(db, buildBatch("batch-6", [
+      event(1, model("m-day", next)), event(0.125, model("m-open", null)), event(2, model("m-new", null)),
+    ]));
+    await applyBatch(db, buildBatch("batch-7", [event(4, model("m-day", day))]));
+    const rows = await db.query<{ model: string; spend: number; budget_reset_at: string | null }>(
+      "select model, spend, budget_reset_at from key_model_spend where token = 'k1' and model like 'm-%' order by model");
+    expect(rows.map((r) => [r.model, r.spend, r.budget_reset_at && new Date(r.budget_reset_at).getTime()])).toEqual([
+      ["m-day", 1, next], ["m-new", 2, null], ["m-open", 0.375, null],
+    ]);
   });
 });
 
