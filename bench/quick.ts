@@ -58,7 +58,7 @@ if (want.has("pg")) {
     const scale = await scaleRun(upstream, await pg.newDatabase(), redis.url, SECONDS);
     print("1M keys, 1 in use", scale.oneKey);
     print("1M keys, 10k in use", scale);
-    process.stdout.write(`  10k in use / 1 in use: ${scale.ratio}\n`);
+    process.stdout.write(`  10k in use / 1 in use: ${scale.ratio}; alternated rounds ${scale.rounds.oneKey.join(", ")} / ${scale.rounds.tenThousand.join(", ")}: ${scale.rounds.ratio}\n`);
     process.stdout.write(`  per request: ${scale.roundTrips.postgres_per_request} Postgres statements, ${scale.roundTrips.redis_round_trips_per_request} Redis round trips, ${scale.roundTrips.counter_syncs_per_request} counters synced\n`);
   }
   await redis.stop();
