@@ -125,6 +125,9 @@ export async function wrk(url: string, headers: Record<string, string>, body: st
   };
 }
 
+/** The middle value (the upper one of an even count). */
+export const median = (values: readonly number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
+
 /** Time to the first streamed byte, median of `n` sequential requests. */
 export async function ttfb(url: string, headers: Record<string, string>, body: string, n = 200): Promise<number> {
   const times: number[] = [];

@@ -7,14 +7,13 @@ import { mkdirSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { freePort, startPostgres, startRedis, tempDir } from "../test/helpers/services";
 import { BENCH_BODY as BODY, GOVERNED_BODY, STREAM_BODY, bearer, benchConfig as config, governedKey, json, scaleRun } from "./setup";
-import { ROOT, type WrkResult, bunScript, fixedRate, launch, roundTrips, roundTripsPerRequest, startLitegate, ttfb, waitHttp, wrk } from "./lib";
+import { ROOT, type WrkResult, bunScript, fixedRate, launch, median, roundTrips, roundTripsPerRequest, startLitegate, ttfb, waitHttp, wrk } from "./lib";
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 8);
 const ALTERNATED_ROUNDS = 3;
 const ALTERNATED_SECONDS = 4;
 const FIXED_RATE_ROUNDS = 3;
 const FIXED_RATE_SECONDS = 8;
-const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
 
 function log(line: string) {
   process.stderr.write(`${line}\n`);

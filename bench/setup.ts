@@ -1,7 +1,7 @@
 /** What every benchmark run shares: request bodies, the gateway's config and a fully governed key. */
 import postgres from "postgres";
 import { governedKey as governedKeyWith } from "../test/helpers/load";
-import { type WrkResult, roundTrips, roundTripsPerRequest, startLitegate, wrk } from "./lib";
+import { type WrkResult, median, roundTrips, roundTripsPerRequest, startLitegate, wrk } from "./lib";
 export const BENCH_BODY = JSON.stringify({ model: "bench-model", messages: [{ role: "user", content: "Hello there" }] });
 export const GOVERNED_BODY = JSON.stringify({ model: "bench-model", user: "bench-customer", messages: [{ role: "user", content: "Hello there" }] });
 export const STREAM_BODY = JSON.stringify({ model: "bench-model", stream: true, messages: [{ role: "user", content: "Hello there" }] });
@@ -53,12 +53,11 @@ export async function scaleRun(upstream: string, databaseUrl: string, redisUrl: 
     const roundTripsOf = roundTripsPerRequest(before, await roundTrips(scale.url), result.rps * seconds);
     // The same two scripts alternated in short rounds: the ratio of one pair of runs moves with the machine.
     const rounds = { seconds: 4, oneKey: [] as number[], tenThousand: [] as number[], ratio: 0 };
-    const count = 3;
-    for (let round = 0; round < count; round++) {
+    for (let round = 0; round < 3; round++) {
       rounds.oneKey.push(Math.round((await wrk(url, {}, BENCH_BODY, rounds.seconds, undefined, scaleScript(1))).rps));
       rounds.tenThousand.push(Math.round((await wrk(url, {}, BENCH_BODY, rounds.seconds, undefined, scaleScript(10000))).rps));
     }
-    rounds.ratio = +rounds.tenThousand.map((n, i) => n / rounds.oneKey[i]!).sort((a, b) => a - b)[Math.floor(count / 2)]!.toFixed(2);
+    rounds.ratio = +median(rounds.tenThousand.map((n, i) => n / rounds.oneKey[i]!)).toFixed(2);
     return { ...result, oneKey, ratio: +(result.rps / oneKey.rps).toFixed(2), rounds, roundTrips: roundTripsOf };
   } finally {
     await scale.stop();

@@ -5,7 +5,7 @@
  * the same directory (warm: until that key's first completion is answered). Prints each start and the medians.
  */
 import { freePort, tempDir } from "../test/helpers/services";
-import { ROOT, bunScript, startLitegate, waitHttp } from "./lib";
+import { ROOT, bunScript, median, startLitegate, waitHttp } from "./lib";
 import { BENCH_BODY, GOVERNED_BODY, bearer, benchConfig, governedKey } from "./setup";
 
 const bins = (process.env.BINS ?? `${ROOT}/litegate`).split(",");
@@ -33,7 +33,6 @@ for (let round = 0; round < rounds; round++) {
     for (const [name, ms] of Object.entries(seen)) (row[name] ??= []).push(Math.round(ms));
   }
 }
-const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
 for (const [bin, row] of Object.entries(times)) {
   process.stdout.write(`${bin}\n`);
   for (const [name, values] of Object.entries(row)) process.stdout.write(`  ${name.padEnd(16)} median ${String(median(values)).padStart(5)} ms   (${values.join(" ")})\n`);
