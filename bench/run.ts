@@ -7,6 +7,7 @@ import { mkdirSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { freePort, startPostgres, startRedis, tempDir } from "../test/helpers/services";
 import { BENCH_BODY as BODY, GOVERNED_BODY, STREAM_BODY, bearer, benchConfig as config, governedKey, json, scaleRun } from "./setup";
+import { checkTargets, formatTargets } from "./targets";
 import { ROOT, type WrkResult, bunScript, fixedRate, launch, median, roundTrips, roundTripsPerRequest, startLitegate, ttfb, waitHttp, wrk } from "./lib";
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 8);
@@ -174,12 +175,26 @@ async function main() {
     "1M keys: 10k in use / 1 in use, rows above": scaleRatio,
   };
 
+  const fixed = extra.added_latency_at_1000rps_ms as { p99: number; bare_proxy: { p99: number } };
+  const targets = checkTargets({
+    governedOverCeiling: rounds["governed (Postgres+Redis) / ceiling"]!,
+    governedOverPortkey: rounds["governed (Postgres+Redis) / Portkey"]!,
+    addedP99Ms: fixed.p99,
+    bareAddedP99Ms: fixed.bare_proxy.p99,
+    addedTtfbMs: (extra.stream_ttfb_ms as { added: number }).added,
+    rssMb: Object.fromEntries(Object.entries(rows).flatMap(([row, r]) => (r.maxRssMb ? [[row, r.maxRssMb]] : []))),
+    coldStartMs: extra.cold_start_ms as number,
+    warmStartMs: extra.warm_start_ms as number,
+    scaleRatio: scaleRounds.ratio,
+  });
+  extra.targets = targets;
+
   const name = (s: string) => s.padEnd(52);
   let table = `${name("target")} ${"req/s".padStart(9)} ${"p50 ms".padStart(8)} ${"p99 ms".padStart(8)} ${"non-2xx".padStart(8)} ${"RSS MB".padStart(7)}\n`;
   for (const [target, r] of Object.entries(rows)) {
     table += `${name(target)} ${r.rps.toFixed(0).padStart(9)} ${r.p50.toFixed(2).padStart(8)} ${r.p99.toFixed(2).padStart(8)} ${String(r.non2xx).padStart(8)} ${String(r.maxRssMb ?? "").padStart(7)}\n`;
   }
-  process.stdout.write(`\nwrk -t2 -c50 -d${SECONDS}s, loopback, this machine (${navigator.hardwareConcurrency} cores)\n\n${table}\n${JSON.stringify(extra, null, 2)}\n`);
+  process.stdout.write(`\nwrk -t2 -c50 -d${SECONDS}s, loopback, this machine (${navigator.hardwareConcurrency} cores)\n\n${table}\n${JSON.stringify(extra, null, 2)}\n\ntargets (ratios from the alternated rounds)\n\n${formatTargets(targets)}\n`);
   mkdirSync(join(ROOT, "bench/results"), { recursive: true });
   const file = join(ROOT, "bench/results", `bench-${new Date().toISOString().replace(/[:.]/g, "-")}.json`);
   writeFileSync(file, JSON.stringify({ date: new Date().toISOString(), seconds: SECONDS, rows, ...extra }, null, 2));
