@@ -105,6 +105,9 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
     redisCommands: options.redisStats?.commands,
     redisCounterSyncs: options.redisStats?.counterSyncs,
     dbStatements: () => db.statements(),
+    cachedKeys: auth.cachedPrincipals,
+    cachedCustomers: auth.cachedCustomers,
+    counters: () => governance.counters.size,
   });
   const inference = createInference({
     clock, log, auth, governance, spend, runtime: () => runtime,

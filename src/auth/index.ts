@@ -1,5 +1,6 @@
 import type { Clock } from "../clock";
 import type { Sql } from "../db";
+import { COUNTER_IDLE_MS } from "../governance/counters";
 import { GatewayError, authError, forbidden } from "../http/errors";
 import type { Logger } from "../log";
 import { TtlCache } from "./cache";
@@ -51,10 +52,20 @@ export function createAuth(options: AuthOptions) {
   });
   const UNKNOWN_TTL_MS = 1000;
 
+  /**
+   * A record is read again, waiting for it, once it is older than this: a budget counter dropped after
+   * COUNTER_IDLE_MS unused is made again from the stored spend of the record it is planned from, which
+   * must then include what was spent (and written) before the counter went idle. Only a key or customer
+   * unused that long pays for the round trip.
+   */
+  const RELOAD_AFTER_MS = COUNTER_IDLE_MS - 60_000;
+
   async function principalFor(token: string): Promise<Principal | null> {
     const cached = principals.peek(token);
-    if (cached && (cached.value === null ? cached.age < UNKNOWN_TTL_MS : cached.fresh)) return cached.value;
-    if (cached?.value && principals.serveStale(token)) return cached.value;
+    if (cached && cached.age < RELOAD_AFTER_MS) {
+      if (cached.value === null ? cached.age < UNKNOWN_TTL_MS : cached.fresh) return cached.value;
+      if (cached.value && principals.serveStale(token)) return cached.value;
+    }
     try {
       return await principals.load(token, () => loadPrincipal(db, token));
     } catch (error) {
@@ -90,7 +101,7 @@ export function createAuth(options: AuthOptions) {
 
     async customer(id: string): Promise<CustomerRecord> {
       const cached = customers.peek(id);
-      if (cached?.fresh || (cached && customers.serveStale(id))) return cached.value;
+      if (cached && cached.age < RELOAD_AFTER_MS && (cached.fresh || customers.serveStale(id))) return cached.value;
       try {
         return await customers.load(id, () => loadOrCreateCustomer(db, id));
       } catch (error) {
@@ -109,7 +120,9 @@ export function createAuth(options: AuthOptions) {
       }
     },
 
+    /** Keys held (unknown keys too, briefly) and customers held: each at most `cacheSize`. */
     cachedPrincipals: () => principals.size,
+    cachedCustomers: () => customers.size,
 
     /** The keys (hashed) and customers held, the most recently loaded `max` of each, for the next start (see ../warm.ts). */
     known: (max: number) => ({ tokens: principals.knownIds(max), customers: customers.knownIds(max) }),

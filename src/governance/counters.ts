@@ -1,3 +1,5 @@
+import { counterKeys, scopes } from "./keys";
+
 /**
  * Counters behind every budget and rate limit. A counter is a number with a limit: budget spend,
  * requests or tokens in a rate window, requests in flight. Admission adds a reservation to every
@@ -33,6 +35,8 @@ export interface Counters {
   used(check: CounterCheck): number;
   /** Forgets counters whose key starts with `prefix` (after an admin changed a stored spend). */
   forget(prefix: string): void;
+  /** Counters held in memory: idle ones and those of ended periods are dropped. */
+  readonly size: number;
   /** Stops timers; flushes what must be flushed. */
   close(): Promise<void>;
 }
@@ -43,6 +47,13 @@ interface State {
   expiresAt: number;
   touchedAt: number;
 }
+/**
+ * How long a counter nobody touches stays in memory. A budget counter made again later starts from the
+ * stored spend of the record it is planned from, so records this old are read again first (see auth).
+ */
+export const COUNTER_IDLE_MS = 600_000;
+
+const GATEWAY_BUDGET = counterKeys.budgetPrefix(scopes.gateway());
 
 /** Exact counters for a single instance: everything lives in this process. */
 export class LocalCounters implements Counters {
@@ -51,7 +62,7 @@ export class LocalCounters implements Counters {
 
   constructor(
     private readonly now: () => number,
-    private readonly idleMs = 600_000,
+    private readonly idleMs = COUNTER_IDLE_MS,
   ) {
     this.sweeper = setInterval(() => this.sweep(), 10_000);
     this.sweeper.unref?.();
@@ -102,12 +113,17 @@ export class LocalCounters implements Counters {
     for (const key of this.states.keys()) if (key.startsWith(prefix)) this.states.delete(key);
   }
 
-  /** Ended periods and idle counters go; a counter with requests in flight stays. */
+  /**
+   * Ended periods and idle counters go; a counter with requests in flight stays, and so does the
+   * gateway-wide budget until its period ends (one counter, and its stored spend is only read again
+   * by the budget scheduler's pass).
+   */
   sweep(): void {
     const now = this.now();
     for (const [key, state] of this.states) {
       if (state.reserved > 0) continue;
-      if (state.expiresAt <= now || now - state.touchedAt > this.idleMs) this.states.delete(key);
+      const idle = now - state.touchedAt > this.idleMs && !key.startsWith(GATEWAY_BUDGET);
+      if (state.expiresAt <= now || idle) this.states.delete(key);
     }
   }
 

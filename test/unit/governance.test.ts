@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import type { Caller, CustomerRecord, Principal } from "../../src/auth/principal";
-import { type BudgetDefaults, LocalCounters, createGovernance, createPlanner, planChecks } from "../../src/governance";
+import { type BudgetDefaults, COUNTER_IDLE_MS, LocalCounters, counterKeys, createGovernance, createPlanner, planChecks, scopes } from "../../src/governance";
 import { GatewayError } from "../../src/http/errors";
 
 const NOW = Date.UTC(2026, 0, 15, 12, 0, 0);
@@ -45,6 +45,25 @@ async function rejected(promise: Promise<unknown>): Promise<GatewayError> {
 }
 
 describe("budgets", () => {
+  test("an idle budget counter leaves memory, except the gateway-wide one, which stays until its period ends", async () => {
+    const { counters, advance } = setup();
+    const check = (key: string, expiresAt = Infinity) => ({ key, limit: 10, reserve: 1, initial: 0, expiresAt });
+    const key = check(counterKeys.budget(scopes.key("abc"), null));
+    const gateway = check(counterKeys.budget(scopes.gateway(), null));
+    const gatewayPeriod = check(counterKeys.budget(scopes.gateway(), NOW + 3_600_000), NOW + 3_600_000);
+    expect(counters.admit([key, gateway, gatewayPeriod])).toBe(-1);
+    for (const c of [key, gateway, gatewayPeriod]) counters.settle(c, 4);
+    advance(COUNTER_IDLE_MS + 1);
+    counters.sweep();
+    expect(counters.size).toBe(2);
+    expect(counters.used(gateway)).toBe(4);
+    expect(counters.used(key)).toBe(0); // gone: made again from the stored spend
+    advance(3_600_000);
+    counters.sweep();
+    expect(counters.size).toBe(1);
+    expect(counters.used(gateway)).toBe(4);
+  });
+
   test("first request under a tiny budget passes, the next is refused naming the key, spend and budget", async () => {
     const { governance } = setup();
     const p = principal({ key: { max_budget: 2e-7 } });
