@@ -87,7 +87,8 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
 
   const gatewayState = options.warm?.gateway ?? (await loadGatewayState(db));
   let runtime = buildRuntime(config, gatewayState, log, clock);
-  const counters = options.counters ?? new LocalCounters(() => clock.now());
+  // Idle budget counters are kept while spend cannot be written (`spend` is made below; asked later).
+  const counters = options.counters ?? new LocalCounters(() => clock.now(), undefined, () => spend.failing());
   const governance = createGovernance(counters, () => clock.now());
   const auth = createAuth({
     db, clock, log, masterKey: g.master_key, cacheSize: g.key_cache_size, cacheTtlMs: g.key_cache_ttl_seconds * 1000,

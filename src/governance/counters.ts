@@ -60,9 +60,14 @@ export class LocalCounters implements Counters {
   private readonly states = new Map<string, State>();
   private readonly sweeper: Timer;
 
+  /**
+   * `holdBudgets`: while it answers true (spend cannot be written), idle budget counters stay: the
+   * stored spend they would be made again from lacks what is waiting.
+   */
   constructor(
     private readonly now: () => number,
     private readonly idleMs = COUNTER_IDLE_MS,
+    private readonly holdBudgets: () => boolean = () => false,
   ) {
     this.sweeper = setInterval(() => this.sweep(), 10_000);
     this.sweeper.unref?.();
@@ -116,14 +121,19 @@ export class LocalCounters implements Counters {
   /**
    * Ended periods and idle counters go; a counter with requests in flight stays, and so does the
    * gateway-wide budget until its period ends (one counter, and its stored spend is only read again
-   * by the budget scheduler's pass).
+   * by the budget scheduler's pass), and every idle budget while spend cannot be written.
    */
   sweep(): void {
     const now = this.now();
+    const holdBudgets = this.holdBudgets();
     for (const [key, state] of this.states) {
       if (state.reserved > 0) continue;
-      const idle = now - state.touchedAt > this.idleMs && !key.startsWith(GATEWAY_BUDGET);
-      if (state.expiresAt <= now || idle) this.states.delete(key);
+      if (state.expiresAt <= now) {
+        this.states.delete(key);
+        continue;
+      }
+      const budget = counterKeys.isBudget(key);
+      if (now - state.touchedAt > this.idleMs && !(budget && (holdBudgets || key.startsWith(GATEWAY_BUDGET)))) this.states.delete(key);
     }
   }
 

@@ -9,6 +9,7 @@ export const counterKeys = {
   requests: (scope: string, windowStart: number) => `r:${scope}:${windowStart}`,
   tokens: (scope: string, windowStart: number) => `t:${scope}:${windowStart}`,
   parallel: (scope: string) => `p:${scope}`,
+  isBudget: (key: string) => key.startsWith("b:"),
   /** Prefix of every budget counter of a scope, to forget them when an admin sets its spend. */
   budgetPrefix: (scope: string) => `b:${scope}:`,
 };

@@ -79,6 +79,8 @@ export function createSpendWriter(options: SpendWriterOptions) {
       return current.size + queue.reduce((n, batch) => n + batch.size, 0);
     },
     written: () => written,
+    /** Whether the last write failed: spend is waiting for the database, not just for the next batch. */
+    failing: () => failures > 0,
     /** Stops the timer and writes everything, retrying until `deadlineMs` passes. */
     async close(deadlineMs = 10_000): Promise<void> {
       clearInterval(timer);

@@ -74,4 +74,28 @@ describe("what the gateway holds per key is bounded by general_settings.key_cach
     expect(customer.status).toBe(400);
     expect(((await customer.json()) as any).error.message).toMatch(/tight-customer/);
   });
+
+  test("while spend cannot be written, idle budget counters stay: the database does not hold what they count yet", async () => {
+    const counters = h.gateway.counters as LocalCounters;
+    const key = await h.createKey({ max_budget: 0.0000001 });
+    expect((await h.chat(key)).status).toBe(200); // over its budget, in the counter only
+    // Writes fail for real: the log table is gone, so the whole batch is refused and stays queued.
+    await h.db.query("alter table spend_logs rename to spend_logs_away");
+    await h.flush();
+    expect(h.gateway.spend.failing()).toBe(true);
+    h.clock.advance(11 * 60_000);
+    counters.sweep();
+    const refused = await h.chat(key);
+    expect(refused.status).toBe(400);
+    expect(((await refused.json()) as any).error.type).toBe("budget_exceeded");
+
+    await h.db.query("alter table spend_logs_away rename to spend_logs");
+    await h.flush();
+    expect(h.gateway.spend.failing()).toBe(false);
+    expect(h.gateway.spend.backlog()).toBe(0);
+    h.clock.advance(11 * 60_000);
+    counters.sweep();
+    expect((await gauges(h)).litegate_counters).toBe(0);
+    expect((await h.chat(key)).status).toBe(400); // made again from the spend now written
+  });
 });
