@@ -47,6 +47,7 @@ interface State {
   expiresAt: number;
   touchedAt: number;
 }
+
 /**
  * How long a counter nobody touches stays in memory. A budget counter made again later starts from the
  * stored spend of the record it is planned from, so records this old are read again first (see auth).
@@ -132,8 +133,9 @@ export class LocalCounters implements Counters {
         this.states.delete(key);
         continue;
       }
-      const budget = counterKeys.isBudget(key);
-      if (now - state.touchedAt > this.idleMs && !(budget && (holdBudgets || key.startsWith(GATEWAY_BUDGET)))) this.states.delete(key);
+      if (now - state.touchedAt <= this.idleMs) continue;
+      if (counterKeys.isBudget(key) && (holdBudgets || key.startsWith(GATEWAY_BUDGET))) continue;
+      this.states.delete(key);
     }
   }
 
