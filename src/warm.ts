@@ -14,7 +14,7 @@
 import { createHash } from "node:crypto";
 import { readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { type Json, ROW_QUERIES, loadCustomerRows, loadPrincipalRows } from "./auth";
+import { type Json, ROW_QUERIES, date, loadCustomerRows, loadPrincipalRows } from "./auth";
 import { type Database, MIGRATIONS } from "./db";
 import { WARM_FILE, isNewDataDir } from "./paths";
 import type { GatewayState } from "./proxy";
@@ -52,8 +52,6 @@ function build(version: string): string {
   const shape = createHash("sha256").update(JSON.stringify([MIGRATIONS, ROW_QUERIES])).digest("hex").slice(0, 16);
   return `${version}/${FORMAT}/${shape}`;
 }
-
-const date = (value: unknown) => (value == null ? null : new Date(value as string));
 
 /** The saved state when this build saved it and the database is as it left it; null otherwise. */
 function validSaved(dataDir: string, version: string): any {

@@ -11,7 +11,7 @@ import { type Json, customerFrom, loadCustomers, loadOrCreateCustomer, loadPrinc
 
 export * from "./keys";
 export * from "./principal";
-export { loadPrincipal, loadPrincipals, loadOrCreateCustomer, loadPrincipalRows, loadCustomerRows, ROW_QUERIES, type Json } from "./repo";
+export { loadPrincipal, loadPrincipals, loadOrCreateCustomer, loadPrincipalRows, loadCustomerRows, ROW_QUERIES, type Json, date } from "./repo";
 export { TtlCache } from "./cache";
 
 export interface AuthOptions {

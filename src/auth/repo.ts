@@ -13,7 +13,7 @@ import type {
 export type Json = Record<string, any>;
 
 /** row_to_json renders timestamps as text: turn them back into Dates. */
-function date(value: unknown): Date | null {
+export function date(value: unknown): Date | null {
   return value == null ? null : new Date(value as string);
 }
 
