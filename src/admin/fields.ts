@@ -1,8 +1,34 @@
+import { FormatRegistry } from "@sinclair/typebox";
 import { t } from "elysia";
 
-/** Field schemas shared by the admin routes. Numbers may arrive as numeric strings (LiteLLM clients send both). */
-export const Money = t.Numeric({ minimum: 0, maximum: 1e15, description: "USD" });
-export const Limit = t.Numeric({ minimum: 0, maximum: 2_147_483_647, multipleOf: 1 });
+/** Field schemas shared by the admin routes. */
+
+const DECIMAL = /^\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*$/;
+
+/**
+ * A number, or a numeric string (LiteLLM clients send both), within bounds. The bounds hold for the
+ * string too, as a format checked with the rest of the body, so an error names its field
+ * (`max_budget: must be …`); numbers-as-text such as "Infinity" or "0x10" are refused.
+ */
+export function numeric(options: { minimum: number; maximum?: number; integer?: boolean; description?: string }) {
+  const { minimum, maximum = Number.MAX_VALUE, integer = false } = options;
+  const format = `numeric-${minimum}-${maximum}${integer ? "-integer" : ""}`;
+  if (!FormatRegistry.Has(format)) {
+    FormatRegistry.Set(format, (text) => {
+      if (!DECIMAL.test(text)) return false;
+      const n = Number(text);
+      return n >= minimum && n <= maximum && (!integer || Number.isInteger(n));
+    });
+  }
+  const bounds = { minimum, ...(options.maximum === undefined ? {} : { maximum }), ...(integer ? { multipleOf: 1 } : {}) };
+  return t
+    .Transform(t.Union([t.Number(bounds), t.String({ format })], { description: options.description }))
+    .Decode((value) => (typeof value === "string" ? Number(value) : value))
+    .Encode((value) => value);
+}
+
+export const Money = numeric({ minimum: 0, maximum: 1e15, description: "USD" });
+export const Limit = numeric({ minimum: 0, maximum: 2_147_483_647, integer: true });
 export const DurationText = t.String({ pattern: "^\\s*\\d{1,6}\\s*(s|m|h|d|w|mo)\\s*$", description: "30s, 20m, 1h, 7d, 2w or 1mo", error: "must be a duration such as 30s, 20m, 1h, 7d, 2w or 1mo" });
 export const Id = t.String({ minLength: 1, maxLength: 512 });
 export const Models = t.Array(t.String({ maxLength: 512 }), { maxItems: 1000 });

@@ -6,7 +6,7 @@ import { addDuration, parseDuration } from "../governance/duration";
 import { authError, badRequest } from "../http/errors";
 import { assignments, found, iso, mustExist, resetAtFor, tokenOf, write } from "./common";
 import type { AdminDeps } from "./deps";
-import { Money, keyFields, open } from "./fields";
+import { Money, keyFields, numeric, open } from "./fields";
 import { adminBase, adminOnly } from "./guard";
 
 const KEY_COLUMNS = [
@@ -160,7 +160,7 @@ export function keyRoutes(deps: AdminDeps) {
       return { keys: rows.map((r) => (full ? keyView(r) : r.token)), total_count: n, current_page: page, total_pages: Math.ceil(n / size) };
     }, {
       query: t.Object({ user_id: t.Optional(t.String()), team_id: t.Optional(t.String()), key_alias: t.Optional(t.String()),
-        page: t.Optional(t.Numeric({ minimum: 1 })), size: t.Optional(t.Numeric({ minimum: 1, maximum: 1000 })), return_full_object: t.Optional(t.String()) }),
+        page: t.Optional(numeric({ minimum: 1, integer: true })), size: t.Optional(numeric({ minimum: 1, maximum: 1000, integer: true })), return_full_object: t.Optional(t.String()) }),
       detail: { tags: ["key management"], summary: "List keys (hashes), filtered and paged" },
     })
     .post("/key/regenerate", async ({ body }) => {

@@ -2,6 +2,7 @@ import { t } from "elysia";
 import { badRequest } from "../http/errors";
 import { iso, tokenOf } from "./common";
 import type { AdminDeps } from "./deps";
+import { numeric } from "./fields";
 import { adminBase, adminOnly } from "./guard";
 
 function dateOf(text: string | undefined, field: string, endOfDay: boolean): Date | null {
@@ -35,7 +36,7 @@ export function spendRoutes(deps: AdminDeps) {
     }, {
       query: t.Object({
         api_key: t.Optional(t.String()), user_id: t.Optional(t.String()), team_id: t.Optional(t.String()), end_user: t.Optional(t.String()),
-        start_date: t.Optional(t.String()), end_date: t.Optional(t.String()), limit: t.Optional(t.Numeric({ minimum: 1, maximum: 10_000 })),
+        start_date: t.Optional(t.String()), end_date: t.Optional(t.String()), limit: t.Optional(numeric({ minimum: 1, maximum: 10_000, integer: true })),
       }),
       detail: { tags: ["spend"], summary: "Spend logs, newest first, filtered by key, user, team, customer and dates" },
     })

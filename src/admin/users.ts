@@ -3,7 +3,7 @@ import { scopes } from "../governance/keys";
 import { badRequest } from "../http/errors";
 import { found, iso, resetAtFor, updateBudgetHolder, write } from "./common";
 import type { AdminDeps } from "./deps";
-import { Id, Models, Money, budgetFields, keyFields, opt, open } from "./fields";
+import { Id, Models, Money, budgetFields, keyFields, numeric, opt, open } from "./fields";
 import { adminBase, adminOnly } from "./guard";
 import { generatedKeyAnswer, insertKey, keyView } from "./keys";
 
@@ -95,7 +95,7 @@ export function userRoutes(deps: AdminDeps) {
       const [{ n }] = (await db.query("select count(*)::int as n from users")) as [{ n: number }];
       return { users: rows.map(userView), total: n, page, page_size: size, total_pages: Math.ceil(n / size) };
     }, {
-      query: t.Object({ role: t.Optional(t.String()), page: t.Optional(t.Numeric({ minimum: 1 })), page_size: t.Optional(t.Numeric({ minimum: 1, maximum: 1000 })) }),
+      query: t.Object({ role: t.Optional(t.String()), page: t.Optional(numeric({ minimum: 1, integer: true })), page_size: t.Optional(numeric({ minimum: 1, maximum: 1000, integer: true })) }),
       detail: { tags: ["user management"], summary: "List users" },
     });
 }

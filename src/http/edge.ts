@@ -7,7 +7,7 @@ function expected(schema: any): string {
   if (!schema) return "a valid value";
   if (typeof schema.error === "string") return schema.error.replace(/^must be /, "");
   if (Array.isArray(schema.anyOf)) {
-    const options = schema.anyOf.filter((option: any) => option.type !== "null" && option.format !== "numeric").map(expected);
+    const options = schema.anyOf.filter((option: any) => option.type !== "null" && !String(option.format ?? "").startsWith("numeric")).map(expected);
     return [...new Set(options)].join(" or ") + (schema.anyOf.some((o: any) => o.type === "null") ? " (or null)" : "");
   }
   const bounds = [schema.minimum !== undefined ? `>= ${schema.minimum}` : "", schema.maximum !== undefined ? `<= ${schema.maximum}` : ""].filter(Boolean).join(" and ");
@@ -20,9 +20,21 @@ function expected(schema: any): string {
   return "a valid value";
 }
 
+/** A union's error stops at the union (`model_rpm_limit`): the variant that got furthest names the field inside it. */
+function deepest(error: any): any {
+  let best = error;
+  for (const variant of Array.isArray(error?.errors) ? error.errors : []) {
+    const first = typeof variant?.First === "function" ? variant.First() : undefined;
+    if (!first) continue;
+    const inner = deepest(first);
+    if (String(inner.path ?? "").length > String(best.path ?? "").length) best = inner;
+  }
+  return best;
+}
+
 /** Elysia's validation error names the failing field in `valueError.path` (`/max_budget`). */
 function validationMessage(error: any): GatewayError {
-  const first = error?.valueError ?? error?.all?.[0];
+  const first = deepest(error?.valueError ?? error?.all?.[0]);
   const path = typeof first?.path === "string" ? first.path.replace(/^\//, "").replaceAll("/", ".") : "";
   if (first && first.value === undefined) return badRequest(`${path}: required`, path || null);
   const got = first ? ` (got ${JSON.stringify(first.value)?.slice(0, 100)})` : "";

@@ -38,6 +38,28 @@ describe("bad input is refused cleanly", () => {
     }
   });
 
+  test("numbers sent as text are held to the same bounds as numbers, and the error names the field", async () => {
+    for (const [body, param] of [
+      ['{"max_budget": "-5"}', "max_budget"], ['{"max_budget": "1e999"}', "max_budget"], ['{"max_budget": "0x10"}', "max_budget"],
+      ['{"rpm_limit": "1.5"}', "rpm_limit"], ['{"tpm_limit": "99999999999"}', "tpm_limit"], ['{"rpm_limit": "Infinity"}', "rpm_limit"],
+      ['{"max_parallel_requests": "-1"}', "max_parallel_requests"], ['{"model_rpm_limit": {"m": "Infinity"}}', "model_rpm_limit.m"],
+      ['{"model_max_budget": {"m": {"budget_limit": "-1"}}}', "model_max_budget.m.budget_limit"],
+    ] as const) {
+      const response = await raw("/key/generate", body);
+      expect(`${body} → ${response.status}`).toBe(`${body} → 400`);
+      expect((await envelope(response)).param).toBe(param);
+    }
+    const team = await raw("/team/new", '{"rpm_limit": "-3"}');
+    expect((await envelope(team)).param).toBe("rpm_limit");
+    const page = await h.gateway.app.handle(new Request("http://litegate.test/key/list?page=0", { headers: { authorization: "Bearer sk-1234" } }));
+    expect(page.status).toBe(400);
+    await envelope(page);
+    // Text within bounds is a number once stored.
+    const key = (await (await raw("/key/generate", '{"max_budget": " 7.5 ", "rpm_limit": "12"}')).json()) as any;
+    const info = (await (await h.gateway.app.handle(new Request(`http://litegate.test/key/info?key=${key.key}`, { headers: { authorization: "Bearer sk-1234" } }))).json()) as any;
+    expect([info.info.max_budget, info.info.rpm_limit]).toEqual([7.5, 12]);
+  });
+
   test("oversized bodies get 413", async () => {
     const big = JSON.stringify({ model: "mock", messages: [{ role: "user", content: "x".repeat(20_000) }] });
     const response = await raw("/v1/chat/completions", big);

@@ -138,6 +138,20 @@ describe("the compiled binary with the openai client", () => {
     const noKey = await fetch(`${gateway.url}/v1/chat/completions`, { method: "POST", body: "{}" });
     expect(noKey.status).toBe(401);
   });
+
+  test("admin fields are validated as in the source: numbers sent as text are held to their bounds", async () => {
+    // The build once mangled names that the framework's schema handling relies on: a negative budget
+    // sent as text was stored, and a fractional rate limit as text was a 500.
+    const generate = (body: string) =>
+      fetch(`${gateway.url}/key/generate`, { method: "POST", headers: { authorization: "Bearer sk-1234", "content-type": "application/json" }, body });
+    for (const [body, param] of [['{"max_budget": "-5"}', "max_budget"], ['{"rpm_limit": "1.5"}', "rpm_limit"], ['{"model_rpm_limit": {"m": "Infinity"}}', "model_rpm_limit.m"]]) {
+      const response = await generate(body!);
+      const error = ((await response.json()) as any).error;
+      expect(`${body} → ${response.status} ${error?.param}`).toBe(`${body} → 400 ${param}`);
+    }
+    const ok = await generate('{"max_budget": "2.5"}');
+    expect(((await ok.json()) as any).max_budget).toBe(2.5);
+  });
 });
 
 const MINIMAL = { model_list: [{ model_name: "m", litellm_params: { model: "mock/m", mock_response: "hi" } }] };
