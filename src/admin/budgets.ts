@@ -50,13 +50,22 @@ export function budgetRoutes(deps: AdminDeps) {
     .post("/budget/delete", async ({ body }) => {
       const id = body.id ?? body.budget_id;
       if (!id) throw badRequest("id: required, the budget to delete", "id");
-      const [use] = await db.query(
-        `select (select count(*) from end_users where budget_id = $1)::int as customers, (select count(*) from keys where budget_id = $1)::int as keys,
-                (select count(*) from team_memberships where budget_id = $1)::int as members`, [id]);
-      if (use!.customers + use!.keys + use!.members > 0) {
-        throw badRequest(`budget "${id}" is still used by ${use!.customers} customer(s), ${use!.keys} key(s) and ${use!.members} team membership(s); move them to another budget first`, "id");
+      const inUse = async () => {
+        const [use] = await db.query(
+          `select (select count(*) from end_users where budget_id = $1)::int as customers, (select count(*) from keys where budget_id = $1)::int as keys,
+                  (select count(*) from team_memberships where budget_id = $1)::int as members`, [id]);
+        if (use!.customers + use!.keys + use!.members === 0) return null;
+        return badRequest(`budget "${id}" is still used by ${use!.customers} customer(s), ${use!.keys} key(s) and ${use!.members} team membership(s); move them to another budget first`, "id");
+      };
+      const used = await inUse();
+      if (used) throw used;
+      try {
+        const [row] = await db.query("delete from budgets where budget_id = $1 returning *", [id]);
+        return budgetView(found(row, "Budget"));
+      } catch (error) {
+        // Someone took the budget into use since the check: the same answer as if they had before it.
+        if ((error as { code?: string } | null)?.code === "23503") throw (await inUse()) ?? error;
+        throw error;
       }
-      const [row] = await db.query("delete from budgets where budget_id = $1 returning *", [id]);
-      return budgetView(found(row, "Budget"));
     }, { body: t.Object({ id: t.Optional(Id), budget_id: t.Optional(Id) }, open), detail: { tags: ["budget management"], summary: "Delete an unused budget" } });
 }

@@ -118,7 +118,8 @@ export function keyRoutes(deps: AdminDeps) {
         values.push(token);
         const [updated] = await write(`key_alias "${body.key_alias}"`, () =>
           tx.query(`update keys set ${[...sets, "updated_at = now()"].join(", ")} where token = $${values.length} returning *`, values));
-        return updated!;
+        // A key regenerated or deleted meanwhile is gone under this token.
+        return found(updated, "Key");
       });
       if ("spend" in body || "budget_duration" in body) forgetSpend(token);
       deps.invalidate({ kind: "key", token });
@@ -170,7 +171,7 @@ export function keyRoutes(deps: AdminDeps) {
         found((await tx.query("select 1 from keys where token = $1", [old]))[0], "Key");
         const [updated] = await write("key", () => tx.query(
           "update keys set token = $2, key_name = $3, updated_at = now() where token = $1 returning *", [old, hashKey(raw), keyName(raw)]));
-        return updated!;
+        return found(updated, "Key");
       });
       deps.invalidate({ kind: "key", token: old });
       deps.invalidate({ kind: "key", token: row.token });

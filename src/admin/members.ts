@@ -2,7 +2,7 @@ import { t } from "elysia";
 import type { Sql } from "../db";
 import { counterKeys, scopes } from "../governance/keys";
 import { badRequest } from "../http/errors";
-import { found, mustExist } from "./common";
+import { found } from "./common";
 import type { AdminDeps } from "./deps";
 import { Id, Limit, Money, opt, open } from "./fields";
 import { adminBase, adminOnly } from "./guard";
@@ -20,6 +20,14 @@ async function membershipBudget(sql: Sql, teamId: string, userId: string, fields
   return budgetId;
 }
 
+/**
+ * Every change to a team's members locks the team's row first: they all touch the team, its members
+ * and the users, and taken in one order those locks cannot deadlock. False when there is no such team.
+ */
+async function lockTeam(sql: Sql, teamId: string): Promise<boolean> {
+  return (await sql.query("select 1 from teams where team_id = $1 for update", [teamId])).length > 0;
+}
+
 const limits = { max_budget_in_team: opt(Money), tpm_limit: opt(Limit), rpm_limit: opt(Limit), max_parallel_requests: opt(Limit) };
 
 export function memberRoutes(deps: AdminDeps) {
@@ -28,7 +36,7 @@ export function memberRoutes(deps: AdminDeps) {
     .post("/team/member_add", async ({ body }) => {
       const members = Array.isArray(body.member) ? body.member : [body.member];
       const row = await db.transaction(async (tx) => {
-        await mustExist(tx, "teams", "team_id", body.team_id, "team_id");
+        if (!(await lockTeam(tx, body.team_id))) throw badRequest(`team_id: team "${body.team_id}" does not exist`, "team_id");
         for (const member of members) {
           const userId = member.user_id ?? null;
           const budgetId = userId && (body.max_budget_in_team != null || body.tpm_limit != null || body.rpm_limit != null)
@@ -55,6 +63,7 @@ export function memberRoutes(deps: AdminDeps) {
       // Spend still in memory is written first: it belongs to the period it was spent in.
       await deps.spend.flush();
       await db.transaction(async (tx) => {
+        await lockTeam(tx, body.team_id);
         const [membership] = await tx.query("select 1 from team_memberships where team_id = $1 and user_id = $2", [body.team_id, body.user_id]);
         found(membership, "Team membership");
         const budgetId = await membershipBudget(tx, body.team_id, body.user_id, body);
@@ -74,6 +83,7 @@ export function memberRoutes(deps: AdminDeps) {
     })
     .post("/team/member_delete", async ({ body }) => {
       const row = await db.transaction(async (tx) => {
+        await lockTeam(tx, body.team_id);
         let userId = body.user_id;
         if (!userId && body.user_email) userId = (await tx.query("select user_id from users where user_email = $1", [body.user_email]))[0]?.user_id;
         if (!userId) throw badRequest("user_id or user_email: required, naming a member of the team", "user_id");

@@ -9,6 +9,10 @@ export interface PostgresOptions {
 /** Seconds before a connection is tried again after a failed one: a tenth more per failure, at most one. */
 export const reconnectDelaySeconds = (failures: number) => Math.min(1, 0.1 * failures);
 
+/** deadlock_detected and serialization_failure: the transaction was rolled back and may simply run again. */
+const RETRYABLE = new Set(["40P01", "40001"]);
+const TRANSACTION_ATTEMPTS = 4;
+
 /** Real Postgres through postgres.js. */
 export function openPostgres(options: PostgresOptions): Database {
   const client = postgres(options.url, {
@@ -43,9 +47,18 @@ export function openPostgres(options: PostgresOptions): Database {
         stream.end(text);
       });
     },
-    transaction<T>(fn: (tx: Sql) => Promise<T>): Promise<T> {
+    async transaction<T>(fn: (tx: Sql) => Promise<T>): Promise<T> {
       if ("savepoint" in handle) return handle.savepoint((tx) => fn(wrap(tx))) as Promise<T>;
-      return (handle as postgres.Sql).begin((tx) => fn(wrap(tx))) as Promise<T>;
+      // Concurrent admin changes can lock the same rows in different orders; Postgres then aborts one
+      // of them. It rolled back whole, so it runs again (a few times, after a short random pause).
+      for (let attempt = 1; ; attempt++) {
+        try {
+          return (await (handle as postgres.Sql).begin((tx) => fn(wrap(tx)))) as T;
+        } catch (error) {
+          if (attempt >= TRANSACTION_ATTEMPTS || !RETRYABLE.has((error as { code?: string } | null)?.code ?? "")) throw error;
+          await Bun.sleep(5 + Math.random() * 20 * attempt);
+        }
+      }
     },
   });
 

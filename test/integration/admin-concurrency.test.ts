@@ -1,0 +1,104 @@
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { openDatabase } from "../../src/db";
+import { MOCK_CONFIG, inProcessGateway } from "../helpers/gateway";
+import { sharedPostgres } from "../helpers/services";
+
+/**
+ * Admin changes arriving together on real Postgres (a pool of connections, so transactions really
+ * overlap): each answers 2xx or a clear 4xx, never a 500, and what is stored stays consistent.
+ */
+type Harness = Awaited<ReturnType<typeof inProcessGateway>>;
+let h: Harness;
+let db: Awaited<ReturnType<typeof openDatabase>>;
+beforeAll(async () => {
+  db = await openDatabase({ url: await (await sharedPostgres()).newDatabase(), dataDir: "" });
+  h = await inProcessGateway(MOCK_CONFIG, { db });
+}, 120_000);
+afterAll(async () => {
+  await h.close();
+  await db.close();
+});
+
+async function post(path: string, body: unknown): Promise<{ status: number; body: any }> {
+  const response = await h.call(path, body);
+  return { status: response.status, body: await response.json() };
+}
+
+/** Runs the calls `width` at a time and returns every status with its call's name. */
+async function together(calls: Array<[string, () => Promise<{ status: number }>]>, width: number): Promise<string[]> {
+  const seen: string[] = [];
+  for (let i = 0; i < calls.length; i += width) {
+    const batch = calls.slice(i, i + width);
+    const statuses = await Promise.all(batch.map(([, call]) => call().then((r) => r.status)));
+    batch.forEach(([name], j) => seen.push(`${name} ${statuses[j]}`));
+  }
+  return seen;
+}
+
+const serverErrors = (seen: string[]) => seen.filter((s) => Number(s.split(" ").at(-1)) >= 500);
+
+describe("concurrent admin changes on Postgres", () => {
+  test("members added, changed and removed at once: no deadlock reaches the client, and the three records of membership agree", async () => {
+    const team = (await post("/team/new", { team_alias: "busy" })).body;
+    const users = ["ann", "bob", "cy", "dee", "eve"];
+    const calls: Array<[string, () => Promise<{ status: number }>]> = [];
+    for (let i = 0; i < 120; i++) {
+      const user = users[i % users.length]!;
+      const other = users[(i * 3 + 1) % users.length]!;
+      if (i % 3 === 0) calls.push(["member_add", () => post("/team/member_add", { team_id: team.team_id, member: { user_id: user, role: "user" }, max_budget_in_team: i })]);
+      if (i % 3 === 1) calls.push(["member_delete", () => post("/team/member_delete", { team_id: team.team_id, user_id: other })]);
+      if (i % 3 === 2) calls.push(["member_update", () => post("/team/member_update", { team_id: team.team_id, user_id: user, max_budget_in_team: i })]);
+      if (i % 10 === 0) calls.push(["user/new", () => post("/user/new", { user_id: other, teams: [team.team_id], auto_create_key: false })]);
+    }
+    const seen = await together(calls, 24);
+    expect(serverErrors(seen)).toEqual([]);
+    expect(seen.filter((s) => s.endsWith(" 200")).length).toBeGreaterThan(calls.length / 3);
+
+    const info = (await (await h.call(`/team/info?team_id=${team.team_id}`)).json()) as any;
+    const listed = info.team_info.members_with_roles.map((m: any) => m.user_id).sort();
+    const memberships = info.team_memberships.map((m: any) => m.user_id).sort();
+    expect(listed).toEqual(memberships);
+    for (const user of users) {
+      const teams = ((await (await h.call(`/user/info?user_id=${user}`)).json()) as any).user_info?.teams ?? [];
+      expect(`${user} ${teams.includes(team.team_id)}`).toBe(`${user} ${memberships.includes(user)}`);
+    }
+  }, 60_000);
+
+  test("a budget deleted while customers take it: each delete is 200 or a 400 saying who uses it, and no customer loses its budget", async () => {
+    const calls: Array<[string, () => Promise<{ status: number }>]> = [];
+    for (let i = 0; i < 40; i++) {
+      const budget = `shared-${i % 4}`;
+      calls.push(["budget/new", () => post("/budget/new", { budget_id: budget, max_budget: 1 })]);
+      calls.push(["customer/new", () => post("/customer/new", { user_id: `cust-${i}`, budget_id: budget })]);
+      calls.push(["budget/delete", async () => {
+        const answer = await post("/budget/delete", { id: budget });
+        if (answer.status === 400 && !/does not exist|still used by/.test(answer.body.error.message)) throw new Error(answer.body.error.message);
+        return answer;
+      }]);
+    }
+    const seen = await together(calls, 18);
+    expect(serverErrors(seen)).toEqual([]);
+    for (let i = 0; i < 40; i++) {
+      const customer = await h.call(`/customer/info?end_user_id=cust-${i}`);
+      if (customer.status !== 200) continue;
+      const budgetId = ((await customer.json()) as any).budget_id;
+      if (budgetId) expect((await post("/budget/info", { budgets: [budgetId] })).body.length).toBe(1);
+    }
+  }, 60_000);
+
+  test("a key changed while it is regenerated: the change lands or answers 404, never a 500", async () => {
+    let raw = (await post("/key/generate", {})).body.key as string;
+    const calls: Array<[string, () => Promise<{ status: number }>]> = [];
+    for (let i = 0; i < 60; i++) {
+      calls.push(["key/update", () => post("/key/update", { key: raw, max_budget: i })]);
+      calls.push(["key/regenerate", async () => {
+        const answer = await post("/key/regenerate", { key: raw });
+        if (answer.status === 200) raw = answer.body.key;
+        return answer;
+      }]);
+    }
+    const seen = await together(calls, 12);
+    expect(serverErrors(seen)).toEqual([]);
+    expect(seen.filter((s) => s.startsWith("key/update") && !/ (200|404)$/.test(s))).toEqual([]);
+  }, 60_000);
+});
