@@ -1,7 +1,7 @@
 import { t } from "elysia";
 import type { Sql } from "../db";
 import { badRequest } from "../http/errors";
-import { found, iso, resetAtFor, updateBudgetHolder, write } from "./common";
+import { found, isForeignKeyViolation, iso, resetAtFor, updateBudgetHolder, write } from "./common";
 import type { AdminDeps } from "./deps";
 import { Id, ModelBudgets, budgetFields, opt, open } from "./fields";
 import { adminBase, adminOnly } from "./guard";
@@ -64,7 +64,7 @@ export function budgetRoutes(deps: AdminDeps) {
         return budgetView(found(row, "Budget"));
       } catch (error) {
         // Someone took the budget into use since the check: the same answer as if they had before it.
-        if ((error as { code?: string } | null)?.code === "23503") throw (await inUse()) ?? error;
+        if (isForeignKeyViolation(error)) throw (await inUse()) ?? error;
         throw error;
       }
     }, { body: t.Object({ id: t.Optional(Id), budget_id: t.Optional(Id) }, open), detail: { tags: ["budget management"], summary: "Delete an unused budget" } });

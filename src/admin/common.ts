@@ -5,11 +5,14 @@ import { hashKey } from "../auth/keys";
 import { counterKeys } from "../governance/keys";
 import type { AdminDeps } from "./deps";
 
+/** A foreign key refused the change: foreign_key_violation, or restrict_violation for an ON DELETE RESTRICT key. */
+export const isForeignKeyViolation = (error: unknown) => ["23503", "23001"].includes((error as { code?: string } | null)?.code ?? "");
+
 /** Database errors a bad request can cause, as clear 400s (a unique or foreign key violation). */
 export function dbError(error: unknown, what: string): never {
   const code = (error as { code?: string })?.code;
   if (code === "23505") throw badRequest(`${what} already exists`);
-  if (code === "23503") throw badRequest(`${what}: refers to something that does not exist or is still referenced`);
+  if (isForeignKeyViolation(error)) throw badRequest(`${what}: refers to something that does not exist or is still referenced`);
   throw error;
 }
 

@@ -1,31 +1,19 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { isForeignKeyViolation } from "../../src/admin/common";
 import { openDatabase } from "../../src/db";
 import { MOCK_CONFIG, inProcessGateway } from "../helpers/gateway";
 import { sharedPostgres } from "../helpers/services";
 
 /**
- * Admin changes arriving together on real Postgres (a pool of connections, so transactions really
- * overlap): each answers 2xx or a clear 4xx, never a 500, and what is stored stays consistent.
+ * Admin changes arriving together: on real Postgres (a pool of connections, so transactions really
+ * overlap) and on the embedded database (one connection, statements of different calls interleaved),
+ * each answers 2xx or a clear 4xx, never a 500, and what is stored stays consistent.
  */
 type Harness = Awaited<ReturnType<typeof inProcessGateway>>;
-let h: Harness;
-let db: Awaited<ReturnType<typeof openDatabase>>;
-beforeAll(async () => {
-  db = await openDatabase({ url: await (await sharedPostgres()).newDatabase(), dataDir: "" });
-  h = await inProcessGateway(MOCK_CONFIG, { db });
-}, 120_000);
-afterAll(async () => {
-  await h.close();
-  await db.close();
-});
-
-async function post(path: string, body: unknown): Promise<{ status: number; body: any }> {
-  const response = await h.call(path, body);
-  return { status: response.status, body: await response.json() };
-}
+type Call = [name: string, call: () => Promise<{ status: number }>];
 
 /** Runs the calls `width` at a time and returns every status with its call's name. */
-async function together(calls: Array<[string, () => Promise<{ status: number }>]>, width: number): Promise<string[]> {
+async function together(calls: Call[], width: number): Promise<string[]> {
   const seen: string[] = [];
   for (let i = 0; i < calls.length; i += width) {
     const batch = calls.slice(i, i + width);
@@ -37,11 +25,27 @@ async function together(calls: Array<[string, () => Promise<{ status: number }>]
 
 const serverErrors = (seen: string[]) => seen.filter((s) => Number(s.split(" ").at(-1)) >= 500);
 
-describe("concurrent admin changes on Postgres", () => {
+for (const kind of ["postgres", "pglite"] as const) describe(`concurrent admin changes on ${kind}`, () => {
+  let h: Harness;
+  let db: Awaited<ReturnType<typeof openDatabase>> | undefined;
+  beforeAll(async () => {
+    db = kind === "postgres" ? await openDatabase({ url: await (await sharedPostgres()).newDatabase(), dataDir: "" }) : undefined;
+    h = await inProcessGateway(MOCK_CONFIG, { db });
+  }, 120_000);
+  afterAll(async () => {
+    await h.close();
+    await db?.close();
+  });
+
+  async function post(path: string, body: unknown): Promise<{ status: number; body: any }> {
+    const response = await h.call(path, body);
+    return { status: response.status, body: await response.json() };
+  }
+
   test("members added, changed and removed at once: no deadlock reaches the client, and the three records of membership agree", async () => {
     const team = (await post("/team/new", { team_alias: "busy" })).body;
     const users = ["ann", "bob", "cy", "dee", "eve"];
-    const calls: Array<[string, () => Promise<{ status: number }>]> = [];
+    const calls: Call[] = [];
     for (let i = 0; i < 120; i++) {
       const user = users[i % users.length]!;
       const other = users[(i * 3 + 1) % users.length]!;
@@ -64,31 +68,51 @@ describe("concurrent admin changes on Postgres", () => {
     }
   }, 60_000);
 
-  test("a budget deleted while customers take it: each delete is 200 or a 400 saying who uses it, and no customer loses its budget", async () => {
-    const calls: Array<[string, () => Promise<{ status: number }>]> = [];
-    for (let i = 0; i < 40; i++) {
-      const budget = `shared-${i % 4}`;
-      calls.push(["budget/new", () => post("/budget/new", { budget_id: budget, max_budget: 1 })]);
-      calls.push(["customer/new", () => post("/customer/new", { user_id: `cust-${i}`, budget_id: budget })]);
-      calls.push(["budget/delete", async () => {
-        const answer = await post("/budget/delete", { id: budget });
-        if (answer.status === 400 && !/does not exist|still used by/.test(answer.body.error.message)) throw new Error(answer.body.error.message);
-        return answer;
-      }]);
+  test("a budget deleted while customers and keys take it: each delete is 200 or a 400 saying who uses it, and nothing loses its budget", async () => {
+    const seen: string[] = [];
+    const remove = (budget: string) => async () => {
+      const answer = await post("/budget/delete", { id: budget });
+      if (answer.status === 400 && !/does not exist|still used by/.test(answer.body.error.message)) throw new Error(answer.body.error.message);
+      return answer;
+    };
+    for (let round = 0; round < 20; round++) {
+      const budget = `shared-${round}`;
+      expect((await post("/budget/new", { budget_id: budget, max_budget: 1 })).status).toBe(200);
+      // The deletes' check and the others' inserts interleave: each delete sees the budget unused or used.
+      seen.push(...(await together([
+        ["key/generate", () => post("/key/generate", { key_alias: `budgeted-${round}`, budget_id: budget })],
+        ["budget/delete", remove(budget)],
+        ["customer/new", () => post("/customer/new", { user_id: `cust-${round}`, budget_id: budget })],
+        ["budget/delete", remove(budget)],
+        ["key/generate", () => post("/key/generate", { budget_id: budget })],
+      ], 5)));
     }
-    const seen = await together(calls, 18);
     expect(serverErrors(seen)).toEqual([]);
-    for (let i = 0; i < 40; i++) {
-      const customer = await h.call(`/customer/info?end_user_id=cust-${i}`);
-      if (customer.status !== 200) continue;
-      const budgetId = ((await customer.json()) as any).budget_id;
-      if (budgetId) expect((await post("/budget/info", { budgets: [budgetId] })).body.length).toBe(1);
+    for (let round = 0; round < 20; round++) {
+      const customer = await h.call(`/customer/info?end_user_id=cust-${round}`);
+      if (customer.status === 200) expect((await post("/budget/info", { budgets: [`shared-${round}`] })).body.length).toBe(1);
     }
   }, 60_000);
 
+  test("the database's refusal to delete a budget still in use is recognised, whichever row holds it", async () => {
+    // The race above ends in this refusal when an insert lands between the delete's check and the delete.
+    await post("/budget/new", { budget_id: "held", max_budget: 1 });
+    const database = db ?? h.db;
+    for (const [holder, insert] of [
+      ["key", () => database.query("insert into keys (token, key_name, budget_id) values ('held-key', 'sk-...held', 'held')")],
+      ["customer", () => database.query("insert into end_users (user_id, budget_id) values ('held-customer', 'held')")],
+    ] as const) {
+      await insert();
+      const refusal = await database.query("delete from budgets where budget_id = 'held'").then(() => null, (error) => error);
+      expect(`${holder}: ${isForeignKeyViolation(refusal)}`).toBe(`${holder}: true`);
+      await database.query("delete from keys where token = 'held-key'");
+      await database.query("delete from end_users where user_id = 'held-customer'");
+    }
+  });
+
   test("a key changed while it is regenerated: the change lands or answers 404, never a 500", async () => {
     let raw = (await post("/key/generate", {})).body.key as string;
-    const calls: Array<[string, () => Promise<{ status: number }>]> = [];
+    const calls: Call[] = [];
     for (let i = 0; i < 60; i++) {
       calls.push(["key/update", () => post("/key/update", { key: raw, max_budget: i })]);
       calls.push(["key/regenerate", async () => {
