@@ -52,19 +52,33 @@ export function retryAfterOf(headers: Headers): number | undefined {
   return Number.isFinite(date) ? Math.max(0, Math.ceil((date - Date.now()) / 1000)) : undefined;
 }
 
+/** More tokens than any request can hold: a count past it is the provider's error, not a bill. */
+const MAX_TOKENS = 1_000_000_000;
+
+/** A token count as reported: a whole number from 0 to MAX_TOKENS, else null (absent or not to be trusted). */
+function tokenCount(value: unknown): number | null {
+  return typeof value === "number" && value >= 0 && value <= MAX_TOKENS ? Math.round(value) : null;
+}
+
+/**
+ * An OpenAI-shaped `usage` object as a Usage, or null when there is none or it cannot be trusted (a
+ * negative, non-finite or absurd count, or a count sent as text): the request is then counted
+ * from its text, so a provider's bad numbers neither credit a key nor stop its spend being written.
+ */
+export function usageOf(u: any): Usage | null {
+  const prompt = tokenCount(u?.prompt_tokens);
+  if (prompt === null) return null;
+  const completion = u.completion_tokens === undefined || u.completion_tokens === null ? 0 : tokenCount(u.completion_tokens);
+  if (completion === null) return null;
+  const usage: Usage = { prompt_tokens: prompt, completion_tokens: completion, total_tokens: Math.max(tokenCount(u.total_tokens) ?? 0, prompt + completion) };
+  const cached = tokenCount(u.prompt_tokens_details?.cached_tokens);
+  if (cached !== null) usage.cached_tokens = Math.min(cached, prompt);
+  return usage;
+}
+
 /** The `usage` of an OpenAI-shaped body, or null when it has none. */
 export function usageFrom(value: unknown): Usage | null {
-  const u = (value as { usage?: Record<string, any> } | null)?.usage;
-  if (!u || typeof u.prompt_tokens !== "number") return null;
-  const completion = typeof u.completion_tokens === "number" ? u.completion_tokens : 0;
-  const usage: Usage = {
-    prompt_tokens: u.prompt_tokens,
-    completion_tokens: completion,
-    total_tokens: typeof u.total_tokens === "number" ? u.total_tokens : u.prompt_tokens + completion,
-  };
-  const cached = u.prompt_tokens_details?.cached_tokens;
-  if (typeof cached === "number") usage.cached_tokens = cached;
-  return usage;
+  return usageOf((value as { usage?: unknown } | null)?.usage);
 }
 
 /** Provider text with the key blanked out, in case a provider echoes it back. */

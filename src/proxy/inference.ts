@@ -54,6 +54,15 @@ interface Context {
   ticket: Ticket;
 }
 
+/** The most one request is charged (USD), as much as any budget may be. */
+const MAX_REQUEST_COST = 1e15;
+
+/**
+ * A cost as charged: prices absurd enough to give more than MAX_REQUEST_COST, or no number at all,
+ * charge that maximum (the spend stays storable, and the key is stopped rather than let through).
+ */
+const chargeable = (cost: number) => (cost >= 0 && cost <= MAX_REQUEST_COST ? cost : MAX_REQUEST_COST);
+
 /** check → reserve → call → stream tap → settle: the one path every inference request takes. */
 export function createInference(deps: InferenceDeps) {
   const { clock, auth, governance, spend } = deps;
@@ -70,7 +79,7 @@ export function createInference(deps: InferenceDeps) {
 
   /** Turns the reservation into the real cost and hands the spend to the writer. Returns the cost. */
   function settle(ctx: Context, usage: Usage, status: string): number {
-    const cost = ctx.runtime.pricing.cost(ctx.deployment, ctx.route, usage);
+    const cost = chargeable(ctx.runtime.pricing.cost(ctx.deployment, ctx.route, usage));
     ctx.runtime.router.used(ctx.deployment, usage.total_tokens);
     ctx.ticket.settle(cost, usage.total_tokens);
     spend.record({

@@ -1,3 +1,4 @@
+import { usageOf } from "../providers/http";
 import type { Usage } from "../providers/types";
 
 export type StreamEnd = "complete" | "cancelled" | "failed";
@@ -47,15 +48,8 @@ class SseScanner {
       this.malformed = true;
       return;
     }
-    const usage = chunk?.usage;
-    if (usage && typeof usage.prompt_tokens === "number") {
-      this.usage = {
-        prompt_tokens: usage.prompt_tokens,
-        completion_tokens: usage.completion_tokens ?? 0,
-        total_tokens: usage.total_tokens ?? usage.prompt_tokens + (usage.completion_tokens ?? 0),
-        cached_tokens: usage.prompt_tokens_details?.cached_tokens ?? undefined,
-      };
-    }
+    const usage = usageOf(chunk?.usage);
+    if (usage) this.usage = usage;
     const choices = chunk?.choices;
     if (Array.isArray(choices)) {
       for (const choice of choices) {

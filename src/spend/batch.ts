@@ -115,8 +115,8 @@ function iso(ms: number): string {
   return `${isoPrefix}${millis < 10 ? "00" : millis < 100 ? "0" : ""}${Math.floor(millis)}Z`;
 }
 
-/** Token counts are integers in the table; a provider's odd value must not make the batch unwritable. */
-const count = (n: number) => (Number.isFinite(n) ? String(Math.round(n)) : "0");
+/** Token counts are 32-bit integers in the table; an odd value must never make the batch unwritable. */
+const count = (n: number) => (n >= 0 && n <= 2_147_483_647 ? String(Math.round(n)) : "0");
 
 /**
  * The api_key, user_id, team_id and end_user columns: a kept plan hands the same targets object to

@@ -110,3 +110,31 @@ describe("spend and budgets end to end", () => {
     expect((await h.chat(key)).status).toBe(400);
   });
 });
+
+describe("prices past any budget", () => {
+  test("a cost too large to be a number is charged as the largest budget: stored, written, and the key stopped", async () => {
+    const absurd = await inProcessGateway(`
+model_list:
+  - model_name: priceless
+    litellm_params:
+      model: mock/priceless
+      mock_response: "worth every cent"
+      input_cost_per_token: 1e300
+      output_cost_per_token: 1e300
+`);
+    try {
+      const key = await absurd.createKey({ max_budget: 1e15 });
+      const first = await absurd.chat(key, {}, "priceless");
+      expect(first.status).toBe(200);
+      expect(Number(first.headers.get("x-litellm-response-cost"))).toBe(1e15);
+      await absurd.flush();
+      const [row] = await absurd.db.query("select spend from keys where token = $1", [hashKey(key)]);
+      expect(row!.spend).toBe(1e15);
+      const [log] = await absurd.db.query("select spend from spend_logs where api_key = $1", [hashKey(key)]);
+      expect(log!.spend).toBe(1e15);
+      expect((await absurd.chat(key, {}, "priceless")).status).toBe(400);
+    } finally {
+      await absurd.close();
+    }
+  });
+});

@@ -73,3 +73,43 @@ test("after mixed plain, streamed and abandoned traffic, stored spend equals Σ 
   expect(user!.spend).toBeCloseTo(expected, 12);
   expect(customer!.spend).toBeCloseTo(30 * (10 * IN + 20 * OUT), 12);
 });
+
+test("a provider's impossible usage is not trusted: the request is counted from its text, spend never goes down, and every row is written", async () => {
+  const created = (await (await fetch(`${gateway.url}/key/generate`, { method: "POST", headers: { authorization: "Bearer sk-1234" }, body: "{}" })).json()) as any;
+  const impossible = [
+    { prompt_tokens: -1_000_000, completion_tokens: -5 }, // would credit the key $1.30
+    { prompt_tokens: 1e30, completion_tokens: 1 }, // an integer column cannot hold it: the batch used to fail forever
+    { prompt_tokens: 12, completion_tokens: "3" },
+    { prompt_tokens: Number.MAX_VALUE, completion_tokens: 0 },
+  ];
+  const call = (stream: boolean) =>
+    fetch(`${gateway.url}/v1/chat/completions`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${created.key}` },
+      body: JSON.stringify({ model: "m", messages: [{ role: "user", content: "count my tokens" }], stream }),
+    }).then((r) => r.text().then(() => r.status));
+  const statuses: number[] = [];
+  try {
+    for (const usage of impossible) {
+      upstream.set({ usage: usage as any, chunkDelayMs: 0 });
+      statuses.push(await call(false), await call(true));
+    }
+  } finally {
+    upstream.reset();
+  }
+  expect(statuses).toEqual(Array(8).fill(200));
+  expect(await call(false)).toBe(200);
+  await Bun.sleep(1500);
+  const sql = postgres(dbUrl, { onnotice: () => {} });
+  const logs = await sql`select prompt_tokens, completion_tokens, spend from spend_logs where api_key = ${created.token}`;
+  const [key] = await sql`select spend from keys where token = ${created.token}`;
+  await sql.end();
+  expect(logs.length).toBe(9);
+  for (const row of logs) {
+    // Counted from the text: a handful of prompt tokens and the few words of the answer.
+    expect(row.prompt_tokens).toBeGreaterThan(0);
+    expect(row.prompt_tokens).toBeLessThan(100);
+    expect(row.spend).toBeCloseTo(row.prompt_tokens * IN + row.completion_tokens * OUT, 15);
+  }
+  expect(key!.spend).toBeCloseTo(logs.reduce((sum, row) => sum + row.spend, 0), 12);
+});

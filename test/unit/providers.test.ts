@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { createProviders, SUPPORTED_PROVIDERS } from "../../src/providers";
+import { usageOf } from "../../src/providers/http";
 import type { Deployment, Route, UpstreamCall, UpstreamResult } from "../../src/providers/types";
 
 const KEY = "sk-upstream-secret-4242";
@@ -253,5 +254,21 @@ describe("errors", () => {
     const left = await send(d(), raw, { signal: client.signal });
     expect(left).toMatchObject({ kind: "error", status: 499 });
     expect(left.kind === "error" && left.connectionError).toBeFalsy();
+  });
+});
+
+describe("reported usage", () => {
+  test("counts are trusted only as whole numbers within bounds; anything else means counting from the text", () => {
+    expect(usageOf({ prompt_tokens: 10, completion_tokens: 20, total_tokens: 30, prompt_tokens_details: { cached_tokens: 4 } }))
+      .toEqual({ prompt_tokens: 10, completion_tokens: 20, total_tokens: 30, cached_tokens: 4 });
+    // Embeddings send no completion; a total below the parts is raised to them; cached tokens are part of the prompt.
+    expect(usageOf({ prompt_tokens: 7 })).toEqual({ prompt_tokens: 7, completion_tokens: 0, total_tokens: 7 });
+    expect(usageOf({ prompt_tokens: 10, completion_tokens: 5, total_tokens: 0, prompt_tokens_details: { cached_tokens: 99 } }))
+      .toEqual({ prompt_tokens: 10, completion_tokens: 5, total_tokens: 15, cached_tokens: 10 });
+    expect(usageOf({ prompt_tokens: 2.6, completion_tokens: 1.2 })).toEqual({ prompt_tokens: 3, completion_tokens: 1, total_tokens: 4 });
+    for (const bad of [
+      undefined, null, {}, { prompt_tokens: -1 }, { prompt_tokens: "12" }, { prompt_tokens: 1e30 }, { prompt_tokens: Number.NaN },
+      { prompt_tokens: Number.POSITIVE_INFINITY }, { prompt_tokens: 5, completion_tokens: -2 }, { prompt_tokens: 5, completion_tokens: "3" },
+    ]) expect(`${JSON.stringify(bad)} → ${JSON.stringify(usageOf(bad))}`).toBe(`${JSON.stringify(bad)} → null`);
   });
 });
