@@ -9,6 +9,8 @@ import { CounterSeries, HistogramSeries } from "./series";
  */
 export interface MetricsSources {
   spendBacklog(): number;
+  /** Requests whose spend the database refused for its content, saved aside since start. */
+  spendSetAside?(): number;
   /** Statements sent to the database since start. */
   dbStatements?(): number;
   /** Commands sent to Redis since start. */
@@ -79,6 +81,7 @@ export function createMetrics(sources: MetricsSources, maxLabelValues = 200) {
   const rejections = new Counter({ name: "litegate_rejections_total", help: "Requests refused before reaching a provider, by reason", labelNames: ["reason"], registers: [registry] });
   const upstreamErrors = new Counter({ name: "litegate_upstream_errors_total", help: "Provider errors by deployment and status", labelNames: ["deployment", "status"], registers: [registry] });
   new Gauge({ name: "litegate_spend_backlog_requests", help: "Requests whose spend is not written to the database yet", registers: [registry], collect() { this.set(sources.spendBacklog()); } });
+  new Gauge({ name: "litegate_spend_set_aside_requests", help: "Requests whose spend the database refused and that were saved to a file instead, since start", registers: [registry], collect() { this.set(sources.spendSetAside?.() ?? 0); } });
   new Gauge({ name: "litegate_redis_sync_seconds", help: "Duration of the last Redis counter sync", registers: [registry], collect() { this.set((sources.redisSyncMs?.() ?? 0) / 1000); } });
   new Gauge({ name: "litegate_db_statements", help: "Statements sent to the database since start", registers: [registry], collect() { this.set(sources.dbStatements?.() ?? 0); } });
   new Gauge({ name: "litegate_redis_commands", help: "Commands sent to Redis since start", registers: [registry], collect() { this.set(sources.redisCommands?.() ?? 0); } });

@@ -95,12 +95,15 @@ export const LOG_COLUMNS = [
   "prompt_tokens", "completion_tokens", "total_tokens", "spend", "start_time", "end_time", "status", "metadata",
 ] as const;
 
-const SPECIAL = /[\\\t\n\r]/;
-/** A value as COPY text reads it: `\N` for null; backslash, tab and line breaks escaped. */
+const SPECIAL = /[\\\t\n\r\u0000]/;
+/**
+ * A value as COPY text reads it: `\N` for null; backslash, tab and line breaks escaped; the NUL
+ * character, which no text column takes, dropped (a model name in the config may hold one).
+ */
 function field(value: string | null | undefined): string {
   if (value === null || value === undefined) return "\\N";
   if (!SPECIAL.test(value)) return value;
-  return value.replace(/\\/g, "\\\\").replace(/\t/g, "\\t").replace(/\n/g, "\\n").replace(/\r/g, "\\r");
+  return value.replace(/\\/g, "\\\\").replace(/\t/g, "\\t").replace(/\n/g, "\\n").replace(/\r/g, "\\r").replaceAll("\u0000", "");
 }
 /** `Date#toISOString` with the part up to the second remembered: log rows come in runs of the same second. */
 let isoSecond = -1;

@@ -1,7 +1,9 @@
+import { mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import type { Clock } from "../clock";
 import type { Sql } from "../db";
 import type { Logger } from "../log";
-import { Batch, type SpendEvent } from "./batch";
+import { Batch, LOG_COLUMNS, type SpendEvent } from "./batch";
 import { applyBatch } from "./repo";
 
 export interface SpendWriterOptions {
@@ -12,14 +14,28 @@ export interface SpendWriterOptions {
   intervalMs?: number;
   /** A batch holds at most this many requests. */
   maxBatch?: number;
+  /** Where a batch the database refuses for its content is saved (see `setAside`). */
+  quarantineDir?: string;
 }
+
+/**
+ * SQLSTATE classes no retry can cure: the batch's own data (22), a constraint (23), the statement (42),
+ * a size limit (54). Connection loss, shutdowns, deadlocks and full disks are retried for as long as
+ * they last.
+ */
+const REFUSED = new Set(["22", "23", "42", "54"]);
+const refusedForContent = (error: unknown) => REFUSED.has(String((error as { code?: unknown } | null)?.code ?? "").slice(0, 2));
+/** Times a batch is refused for its content before it is set aside. */
+const REFUSALS_BEFORE_SET_ASIDE = 3;
 
 export type SpendWriter = ReturnType<typeof createSpendWriter>;
 
 /**
  * Batches settled spend and writes it at most `intervalMs` later with atomic increments. A batch that
  * fails stays queued with its id and is retried; a retry of a batch that was in fact committed is
- * skipped by the database, so increments are never lost nor doubled.
+ * skipped by the database, so increments are never lost nor doubled. A batch the database keeps
+ * refusing for what it holds is saved to a file and logged, so that it cannot hold back the spend of
+ * every request after it.
  */
 export function createSpendWriter(options: SpendWriterOptions) {
   const { db, log } = options;
@@ -31,6 +47,35 @@ export function createSpendWriter(options: SpendWriterOptions) {
   let flushing: Promise<void> | null = null;
   let failures = 0;
   let written = 0;
+  let setAsideRequests = 0;
+  const refusals = new WeakMap<Batch, number>();
+
+  /** The batch as a file an operator can replay (its id keeps a replay exactly-once), else in the log. */
+  function setAside(batch: Batch, error: unknown): void {
+    const saved = {
+      batch_id: batch.id, saved_at: new Date(options.clock.now()).toISOString(), error: String(error), code: (error as { code?: unknown }).code,
+      requests: batch.size, deltas: {
+        keys: batch.keys.sorted(), users: batch.users.sorted(), teams: batch.teams.sorted(), team_members: batch.members.sorted(),
+        customers: batch.customers.sorted(), key_models: batch.keyModels.sorted(), gateway: batch.gateway.sorted(),
+      },
+      spend_logs: { columns: LOG_COLUMNS, copy_text: batch.rowsText() },
+    };
+    const text = JSON.stringify(saved, null, 1);
+    let file: string | null = null;
+    if (options.quarantineDir) {
+      try {
+        mkdirSync(options.quarantineDir, { recursive: true });
+        file = join(options.quarantineDir, `spend-${batch.id}.json`);
+        writeFileSync(file, text);
+      } catch {
+        file = null;
+      }
+    }
+    setAsideRequests += batch.size;
+    log.error("spend batch refused by the database for its content; set aside so later spend is written", {
+      batch: batch.id, requests: batch.size, error: String(error), file: file ?? "none: the batch follows", ...(file ? {} : { saved: text }),
+    });
+  }
 
   async function writeOnce(): Promise<void> {
     if (current.size > 0) {
@@ -39,9 +84,18 @@ export function createSpendWriter(options: SpendWriterOptions) {
     }
     while (queue.length > 0) {
       const batch = queue[0]!;
-      await applyBatch(db, batch);
+      try {
+        await applyBatch(db, batch);
+        written += batch.size;
+      } catch (error) {
+        const refused = refusedForContent(error) ? (refusals.get(batch) ?? 0) + 1 : 0;
+        if (refused < REFUSALS_BEFORE_SET_ASIDE) {
+          refusals.set(batch, refused);
+          throw error;
+        }
+        setAside(batch, error);
+      }
       queue.shift();
-      written += batch.size;
     }
   }
 
@@ -79,6 +133,8 @@ export function createSpendWriter(options: SpendWriterOptions) {
       return current.size + queue.reduce((n, batch) => n + batch.size, 0);
     },
     written: () => written,
+    /** Requests whose spend was refused by the database and saved aside (see `setAside`). */
+    setAside: () => setAsideRequests,
     /** Whether the last write failed: spend is waiting for the database, not just for the next batch. */
     failing: () => failures > 0,
     /** Stops the timer and writes everything, retrying until `deadlineMs` passes. */

@@ -1,11 +1,14 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdtempSync } from "node:fs";
+import { mkdtempSync, readFileSync, readdirSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type Database, migrate, openDatabase } from "../../src/db";
 import type { SpendTargets } from "../../src/governance";
 import { buildBatch, type SpendEvent } from "../../src/spend/batch";
 import { applyBatch } from "../../src/spend/repo";
+import { createSpendWriter } from "../../src/spend/writer";
+import { systemClock } from "../../src/clock";
+import { silentLogger } from "../../src/log";
 import { startPostgres } from "../helpers/services";
 
 let db: Database;
@@ -84,7 +87,8 @@ describe("log rows are written whatever text they carry", () => {
     await target.query("delete from spend_logs");
     const odd = event(0.001, { customer: { id: "cust\twith\\odd\ntext", period: null }, user: null, team: null, member: null });
     odd.metadata = { note: awkward, nested: { list: [1, "two"] } };
-    odd.usage = { prompt_tokens: 10.4, completion_tokens: Number.NaN, total_tokens: 30 };
+    odd.usage = { prompt_tokens: 10.4, completion_tokens: Number.NaN, total_tokens: 3e9 };
+    odd.model = "model\u0000from a config";
     const plain = event(2.8e-5, { token: null, customer: null, team: null, member: null, keyModel: null });
     await applyBatch(target, buildBatch(crypto.randomUUID(), [odd, plain]));
     const rows = await target.query("select * from spend_logs order by spend");
@@ -97,7 +101,8 @@ describe("log rows are written whatever text they carry", () => {
     expect(row.end_user).toBe("cust\twith\\odd\ntext");
     const metadata = typeof row.metadata === "string" ? JSON.parse(row.metadata) : row.metadata;
     expect(metadata).toEqual({ note: awkward.replace("\u0000", ""), nested: { list: [1, "two"] } });
-    expect([row.prompt_tokens, row.completion_tokens, row.total_tokens]).toEqual([10, 0, 30]);
+    expect([row.prompt_tokens, row.completion_tokens, row.total_tokens]).toEqual([10, 0, 0]);
+    expect(row.model).toBe("modelfrom a config");
     expect(new Date(row.start_time).getTime()).toBe(odd.start);
   };
 
@@ -112,6 +117,41 @@ describe("log rows are written whatever text they carry", () => {
     } finally {
       await target.close();
       await pg.stop();
+    }
+  });
+});
+
+describe("the spend writer", () => {
+  test("a batch the database refuses for its content is set aside in a file after three tries; the spend after it is written", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "litegate-set-aside-"));
+    const errors: string[] = [];
+    const log = { ...silentLogger, error: (message: string) => void errors.push(message), once: () => {} };
+    const writer = createSpendWriter({ db, clock: systemClock, log, intervalMs: 60_000, quarantineDir: dir });
+    try {
+      const before = (await one("select spend from teams where team_id = 't1'")).spend;
+      // A row the table will never take (here a constraint says so; SQLSTATE 23514): no retry can help.
+      await db.query("alter table spend_logs add constraint refuse_one_model check (model <> 'refused-model')");
+      writer.record({ ...event(0.125, {}), model: "refused-model" });
+      for (let attempt = 1; attempt <= 2; attempt++) {
+        await writer.flush();
+        expect(writer.backlog()).toBe(1);
+      }
+      await writer.flush();
+      expect(writer.backlog()).toBe(0);
+      expect(writer.setAside()).toBe(1);
+      const [file] = readdirSync(dir);
+      const saved = JSON.parse(readFileSync(join(dir, file!), "utf8"));
+      expect(saved.requests).toBe(1);
+      expect(saved.deltas.keys).toEqual([{ id: "k1", amount: 0.125, period: Date.parse("2026-01-02T00:00:00Z") }]);
+      expect(saved.spend_logs.copy_text).toContain("\trefused-model\t");
+      expect(errors.some((message) => message.includes("set aside"))).toBe(true);
+      writer.record(event(0.25, {}));
+      await writer.flush();
+      expect(writer.backlog()).toBe(0);
+      expect((await one("select spend from teams where team_id = 't1'")).spend).toBeCloseTo(before + 0.25, 12);
+    } finally {
+      await writer.close();
+      await db.query("alter table spend_logs drop constraint if exists refuse_one_model");
     }
   });
 });
