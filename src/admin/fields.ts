@@ -1,5 +1,6 @@
 import { FormatRegistry } from "@sinclair/typebox";
 import { t } from "elysia";
+import { parseDuration } from "../governance/duration";
 
 /** Field schemas shared by the admin routes. */
 
@@ -29,7 +30,11 @@ export function numeric(options: { minimum: number; maximum?: number; integer?: 
 
 export const Money = numeric({ minimum: 0, maximum: 1e15, description: "USD" });
 export const Limit = numeric({ minimum: 0, maximum: 2_147_483_647, integer: true });
-export const DurationText = t.String({ pattern: "^\\s*\\d{1,6}\\s*(s|m|h|d|w|mo)\\s*$", description: "30s, 20m, 1h, 7d, 2w or 1mo", error: "must be a duration such as 30s, 20m, 1h, 7d, 2w or 1mo" });
+FormatRegistry.Set("litegate-duration", (text) => parseDuration(text) !== null);
+export const DurationText = t.String({
+  format: "litegate-duration", description: "30s, 20m, 1h, 7d, 2w or 1mo",
+  error: "must be a duration such as 30s, 20m, 1h, 7d, 2w or 1mo, longer than zero and at most a century",
+});
 export const Id = t.String({ minLength: 1, maxLength: 512 });
 export const Models = t.Array(t.String({ maxLength: 512 }), { maxItems: 1000 });
 export const Metadata = t.Record(t.String(), t.Unknown());

@@ -69,7 +69,7 @@ function checkSemantics(config: Config, problems: string[]): void {
     problems.push("general_settings.proxy_budget_rescheduler_min_time: must not be greater than proxy_budget_rescheduler_max_time");
   }
   for (const [path, value] of [["litellm_settings.budget_duration", l.budget_duration], ["litellm_settings.internal_user_budget_duration", l.internal_user_budget_duration]] as const) {
-    if (value !== undefined && !parseDuration(value)) problems.push(`${path}: "${value}" is not a duration (use 30s, 20m, 1h, 7d, 2w or 1mo)`);
+    if (value !== undefined && !parseDuration(value)) problems.push(`${path}: "${value}" is not a duration (use 30s, 20m, 1h, 7d, 2w or 1mo: longer than zero, at most a century)`);
   }
   const names = new Set(config.model_list.map((m) => m.model_name));
   const ids = new Set<string>();

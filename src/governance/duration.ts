@@ -13,7 +13,11 @@ export interface Duration {
 const UNIT_MS = { s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 } as const;
 const PATTERN = /^\s*(\d{1,6})\s*(mo|s|m|h|d|w)\s*$/;
 
-/** Parses a duration, or returns null when the text is not one. Zero-length durations are refused. */
+/** The longest duration taken: a century (dates past the year 9999 are not storable). */
+const MAX_MONTHS = 1_200;
+const MAX_MS = 100 * 365.25 * UNIT_MS.d;
+
+/** Parses a duration, or returns null when the text is not one. Zero-length durations and ones over a century are refused. */
 export function parseDuration(text: unknown): Duration | null {
   if (typeof text !== "string") return null;
   const match = PATTERN.exec(text);
@@ -21,6 +25,7 @@ export function parseDuration(text: unknown): Duration | null {
   const amount = Number(match[1]);
   if (!Number.isSafeInteger(amount) || amount <= 0) return null;
   const unit = match[2] as Duration["unit"];
+  if (unit === "mo" ? amount > MAX_MONTHS : amount * UNIT_MS[unit] > MAX_MS) return null;
   return { amount, unit, text: `${amount}${unit}` };
 }
 

@@ -60,6 +60,21 @@ describe("bad input is refused cleanly", () => {
     expect([info.info.max_budget, info.info.rpm_limit]).toEqual([7.5, 12]);
   });
 
+  test("durations of zero or past a century are refused naming the field (a far date used to be a 500)", async () => {
+    for (const [path, body, param] of [
+      ["/key/generate", '{"budget_duration": "999999mo"}', "budget_duration"], ["/key/generate", '{"duration": "0s"}', "duration"],
+      ["/key/generate", '{"budget_duration": "5300w"}', "budget_duration"],
+      ["/key/generate", '{"model_max_budget": {"m": {"budget_limit": 1, "time_period": "1201mo"}}}', "model_max_budget.m.time_period"],
+      ["/team/new", '{"budget_duration": "0d"}', "budget_duration"], ["/budget/new", '{"budget_id": "far", "budget_duration": "40000d"}', "budget_duration"],
+      ["/customer/new", '{"user_id": "far", "max_budget": 1, "budget_duration": "999999h"}', "budget_duration"],
+    ] as const) {
+      const response = await raw(path, body);
+      expect(`${path} ${body} → ${response.status}`).toBe(`${path} ${body} → 400`);
+      expect((await envelope(response)).param).toBe(param);
+    }
+    expect((await raw("/key/generate", '{"duration": "1200mo", "budget_duration": "36500d"}')).status).toBe(200);
+  });
+
   test("oversized bodies get 413", async () => {
     const big = JSON.stringify({ model: "mock", messages: [{ role: "user", content: "x".repeat(20_000) }] });
     const response = await raw("/v1/chat/completions", big);
