@@ -75,6 +75,18 @@ describe("bad input is refused cleanly", () => {
     expect((await raw("/key/generate", '{"duration": "1200mo", "budget_duration": "36500d"}')).status).toBe(200);
   });
 
+  test("spend log dates: only real calendar days with four-digit years are taken", async () => {
+    const get = (query: string) => h.gateway.app.handle(new Request(`http://litegate.test/spend/logs?${query}`, { headers: { authorization: "Bearer sk-1234" } }));
+    for (const query of ["start_date=%2B099999-01-01T00:00:00Z", "end_date=-000001-01-01T00:00:00Z", "start_date=275760-09-13", "start_date=2024-02-30", "start_date=0", "end_date=tomorrow"]) {
+      const response = await get(query);
+      expect(`${query} → ${response.status}`).toBe(`${query} → 400`);
+      expect((await envelope(response)).param).toBe(query.split("=")[0]!);
+    }
+    for (const query of ["start_date=2024-02-29", "start_date=2026-01-02T03:04:05Z&end_date=2026-01-03T00:00:00.123%2B02:00", "end_date=2026-12-31 23:59"]) {
+      expect(`${query} → ${(await get(query)).status}`).toBe(`${query} → 200`);
+    }
+  });
+
   test("oversized bodies get 413", async () => {
     const big = JSON.stringify({ model: "mock", messages: [{ role: "user", content: "x".repeat(20_000) }] });
     const response = await raw("/v1/chat/completions", big);
