@@ -35,6 +35,19 @@ export const DurationText = t.String({
   format: "litegate-duration", description: "30s, 20m, 1h, 7d, 2w or 1mo",
   error: "must be a duration such as 30s, 20m, 1h, 7d, 2w or 1mo, longer than zero and at most a century",
 });
+/** YYYY-MM-DD, optionally with a time and a zone: a four-digit year, as the database reads it. */
+const DATE = /^(\d{4})-(\d{2})-(\d{2})(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:Z|[+-]\d{2}(?::?\d{2})?)?)?$/;
+
+/** The date a text names, or null; a bare day is its start (or its last millisecond). 2024-02-30 is not a day. */
+export function timestampOf(text: string, endOfDay = false): Date | null {
+  const parts = DATE.exec(text.trim());
+  if (!parts) return null;
+  const date = new Date(parts[0].length === 10 ? `${parts[0]}T${endOfDay ? "23:59:59.999" : "00:00:00.000"}Z` : parts[0]);
+  const day = new Date(Date.UTC(Number(parts[1]), Number(parts[2]) - 1, Number(parts[3])));
+  return !Number.isNaN(date.getTime()) && day.toISOString().startsWith(parts[0].slice(0, 10)) ? date : null;
+}
+FormatRegistry.Set("litegate-timestamp", (text) => timestampOf(text) !== null);
+export const Timestamp = t.String({ format: "litegate-timestamp", error: "must be a date, YYYY-MM-DD or an ISO timestamp" });
 export const Id = t.String({ minLength: 1, maxLength: 512 });
 export const Models = t.Array(t.String({ maxLength: 512 }), { maxItems: 1000 });
 export const Metadata = t.Record(t.String(), t.Unknown());

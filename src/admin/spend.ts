@@ -2,20 +2,13 @@ import { t } from "elysia";
 import { badRequest } from "../http/errors";
 import { iso, tokenOf } from "./common";
 import type { AdminDeps } from "./deps";
-import { numeric } from "./fields";
+import { numeric, timestampOf } from "./fields";
 import { adminBase, adminOnly } from "./guard";
-
-/** YYYY-MM-DD, optionally with a time and a zone: a four-digit year, as the database reads it. */
-const DATE = /^(\d{4})-(\d{2})-(\d{2})(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:Z|[+-]\d{2}(?::?\d{2})?)?)?$/;
 
 function dateOf(text: string | undefined, field: string, endOfDay: boolean): Date | null {
   if (!text) return null;
-  const parts = DATE.exec(text.trim());
-  const date = parts && new Date(parts[0].length === 10 ? `${parts[0]}T${endOfDay ? "23:59:59.999" : "00:00:00.000"}Z` : parts[0]);
-  // The calendar day must exist (2024-02-30 is not read as 1 March).
-  const real = date && !Number.isNaN(date.getTime()) &&
-    new Date(Date.UTC(Number(parts![1]), Number(parts![2]) - 1, Number(parts![3]))).toISOString().startsWith(parts![0].slice(0, 10));
-  if (!real) throw badRequest(`${field}: not a date (use YYYY-MM-DD or an ISO timestamp)`, field);
+  const date = timestampOf(text, endOfDay);
+  if (!date) throw badRequest(`${field}: not a date (use YYYY-MM-DD or an ISO timestamp)`, field);
   return date;
 }
 

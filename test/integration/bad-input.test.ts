@@ -87,6 +87,23 @@ describe("bad input is refused cleanly", () => {
     }
   });
 
+  test("a next reset given outright must be a date the database can store", async () => {
+    const team = (await (await raw("/team/new", "{}")).json()) as any;
+    await raw("/budget/new", '{"budget_id": "reset-me"}');
+    await raw("/user/new", '{"user_id": "reset-me", "auto_create_key": false}');
+    const key = (await (await raw("/key/generate", "{}")).json()) as any;
+    for (const [path, id] of [["/team/update", { team_id: team.team_id }], ["/budget/update", { budget_id: "reset-me" }],
+      ["/user/update", { user_id: "reset-me" }], ["/key/update", { key: key.key }]] as const) {
+      for (const value of ["garbage", "+099999-01-01T00:00:00Z", "2024-02-30", 5]) {
+        const response = await raw(path, JSON.stringify({ ...id, budget_reset_at: value }));
+        expect(`${path} ${value} → ${response.status}`).toBe(`${path} ${value} → 400`);
+        expect((await envelope(response)).param).toBe("budget_reset_at");
+      }
+      const ok = await raw(path, JSON.stringify({ ...id, budget_reset_at: "2030-01-02T03:04:05Z" }));
+      expect(`${path} → ${ok.status}`).toBe(`${path} → 200`);
+    }
+  });
+
   test("oversized bodies get 413", async () => {
     const big = JSON.stringify({ model: "mock", messages: [{ role: "user", content: "x".repeat(20_000) }] });
     const response = await raw("/v1/chat/completions", big);
