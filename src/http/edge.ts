@@ -13,7 +13,10 @@ function expected(schema: any): string {
   const bounds = [schema.minimum !== undefined ? `>= ${schema.minimum}` : "", schema.maximum !== undefined ? `<= ${schema.maximum}` : ""].filter(Boolean).join(" and ");
   if (schema.type === "integer" || schema.multipleOf === 1) return `an integer${bounds ? ` ${bounds}` : ""}`;
   if (schema.type === "number") return `a number${bounds ? ` ${bounds}` : ""}`;
-  if (schema.type === "string") return schema.minLength ? "a non-empty string" : "a string";
+  if (schema.type === "string") {
+    const most = schema.maxLength !== undefined ? ` of at most ${schema.maxLength} characters` : "";
+    return schema.minLength ? `a non-empty string${most}` : `a string${most}`;
+  }
   if (schema.type === "boolean") return "true or false";
   if (schema.type === "array") return "an array";
   if (schema.type === "object") return "an object";
