@@ -51,6 +51,8 @@ describe("bad input is refused cleanly", () => {
     }
     const team = await raw("/team/new", '{"rpm_limit": "-3"}');
     expect((await envelope(team)).param).toBe("rpm_limit");
+    const long = await envelope(await raw("/team/new", JSON.stringify({ team_id: "t".repeat(600) })));
+    expect(long.message).toStartWith("team_id: must be a non-empty string of at most 512 characters");
     const page = await h.gateway.app.handle(new Request("http://litegate.test/key/list?page=0", { headers: { authorization: "Bearer sk-1234" } }));
     expect(page.status).toBe(400);
     await envelope(page);
