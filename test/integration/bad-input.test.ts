@@ -106,6 +106,18 @@ describe("bad input is refused cleanly", () => {
     }
   });
 
+  test("the tolerant reading of JSON (trailing commas, comments) is for bodies up to 1 MB; larger ones must be strict", async () => {
+    const small = await raw("/key/generate", '{"key_alias": "tolerant", # a comment\n "max_budget": 1,}');
+    expect(small.status).toBe(200);
+    const { parseJsonBody } = await import("../../src/http/lenient-json");
+    const big = `{${Array.from({ length: 120_000 }, (_, i) => `"k${i}": 1,`).join("")}}`;
+    expect(big.length).toBeGreaterThan(1_000_000);
+    const refused = parseJsonBody(big);
+    expect(refused.ok).toBe(false);
+    expect(!refused.ok && refused.message).toContain("a body over 1 MB must be strict JSON");
+    expect(parseJsonBody(big.replace(/,}$/, "}")).ok).toBe(true);
+  });
+
   test("oversized bodies get 413", async () => {
     const big = JSON.stringify({ model: "mock", messages: [{ role: "user", content: "x".repeat(20_000) }] });
     const response = await raw("/v1/chat/completions", big);
