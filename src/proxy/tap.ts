@@ -28,13 +28,21 @@ class SseScanner {
   malformed = false;
 
   push(bytes: Uint8Array): void {
-    this.pending += this.decoder.decode(bytes, { stream: true });
-    let newline = this.pending.indexOf("\n");
-    while (newline >= 0) {
-      this.line(this.pending.slice(0, newline));
-      this.pending = this.pending.slice(newline + 1);
-      newline = this.pending.indexOf("\n");
+    const added = this.decoder.decode(bytes, { stream: true });
+    // Only the new text can hold the next line break: a long line arriving in many pieces is not searched again.
+    let newline = added.indexOf("\n");
+    if (newline < 0) {
+      this.pending += added;
+      return;
     }
+    let text = this.pending + added;
+    newline += this.pending.length;
+    while (newline >= 0) {
+      this.line(text.slice(0, newline));
+      text = text.slice(newline + 1);
+      newline = text.indexOf("\n");
+    }
+    this.pending = text;
   }
 
   private line(raw: string): void {
