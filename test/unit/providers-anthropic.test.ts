@@ -126,9 +126,13 @@ describe("stream translation", () => {
   test("a transcript cut at every awkward boundary gives the same OpenAI chunks, usage and [DONE] last", async () => {
     const bytes = encoder.encode(transcript());
     const reference = await new Response(translateStream(pieces(bytes, bytes.length), "claude")).text();
+    // The transcript's CRLF line ends (which a piece boundary may separate), and the same events with LF.
+    const lf = encoder.encode(transcript().replaceAll("\r\n", "\n"));
     for (const size of [1, 2, 3, 7, 64]) {
-      const text = await new Response(translateStream(pieces(bytes, size), "claude")).text();
-      expect(text.replace(/"created":\d+/g, "")).toBe(reference.replace(/"created":\d+/g, ""));
+      for (const source of [bytes, lf]) {
+        const text = await new Response(translateStream(pieces(source, size), "claude")).text();
+        expect(text.replace(/"created":\d+/g, "")).toBe(reference.replace(/"created":\d+/g, ""));
+      }
     }
     const chunks = chunksOf(reference);
     expect(chunks.at(-1)).toBe("[DONE]");

@@ -75,7 +75,9 @@ export function translateStream(source: ReadableStream<Uint8Array>, model: strin
   const reader = source.getReader();
   const decoder = new TextDecoder();
   const translator = createTranslator(model);
-  let pending = "";
+  /** Text received and not yet part of a complete event, in the pieces it came in; `last` is its last character. */
+  let waiting: string[] = [];
+  let last = "";
   return new ReadableStream<Uint8Array>(
     {
       async pull(controller) {
@@ -103,8 +105,23 @@ export function translateStream(source: ReadableStream<Uint8Array>, model: strin
         controller.close();
         return;
       }
-      pending += decoder.decode(value, { stream: true });
-      if (pending.includes("\r")) pending = pending.replace(/\r\n/g, "\n");
+      // Only the new text (and the character before it) can complete an event. Until one is complete the
+      // text waits in pieces: a long event arriving in many pieces is neither searched nor copied again.
+      let added = decoder.decode(value, { stream: true });
+      if (added === "") continue;
+      if (last === "\r" && added.startsWith("\n") && waiting.length > 0) {
+        // A CRLF cut in two: the CR goes, and the character before it is the one the LF follows.
+        const tail = waiting.pop()!.slice(0, -1);
+        if (tail !== "") waiting.push(tail);
+        last = waiting.at(-1)?.at(-1) ?? "";
+      }
+      if (added.includes("\r")) added = added.replace(/\r\n/g, "\n");
+      const completes = added.includes("\n\n") || (last === "\n" && added.startsWith("\n"));
+      waiting.push(added);
+      last = added.at(-1)!;
+      if (!completes) continue;
+      let pending = waiting.join("");
+      waiting = [];
       let produced = false;
       let boundary = pending.indexOf("\n\n");
       while (boundary >= 0) {
@@ -129,6 +146,9 @@ export function translateStream(source: ReadableStream<Uint8Array>, model: strin
           return;
         }
       }
+      // The start of the next event waits with whatever follows it.
+      if (pending !== "") waiting.push(pending);
+      last = pending.at(-1) ?? "";
       if (produced) return;
     }
   }
