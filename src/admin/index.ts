@@ -2,6 +2,7 @@ import { Elysia } from "elysia";
 import { budgetRoutes } from "./budgets";
 import { configRoutes } from "./config";
 import { customerRoutes } from "./customers";
+import { healthCheckRoutes } from "./health";
 import type { AdminDeps } from "./deps";
 import { keyRoutes } from "./keys";
 import { memberRoutes } from "./members";
@@ -21,5 +22,6 @@ export function adminRoutes(deps: AdminDeps) {
     .use(budgetRoutes(deps))
     .use(customerRoutes(deps))
     .use(spendRoutes(deps))
-    .use(configRoutes(deps));
+    .use(configRoutes(deps))
+    .use(healthCheckRoutes(deps));
 }

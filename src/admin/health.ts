@@ -1,0 +1,54 @@
+import { t } from "elysia";
+import { notFound } from "../http/errors";
+import type { Deployment, Route } from "../providers/types";
+import type { AdminDeps } from "./deps";
+import { adminBase, adminOnly } from "./guard";
+
+/** How long one deployment's check may take, at most (its own `timeout`, if shorter, applies too). */
+const CHECK_TIMEOUT_MS = 30_000;
+
+/** The smallest request a deployment of each kind answers: one token, or one embedding. */
+function probeOf(deployment: Deployment): { route: Route; body: Record<string, unknown> } {
+  const model = deployment.modelName;
+  const mode = deployment.modelInfo.mode;
+  if (mode === "embedding") return { route: "embeddings", body: { model, input: "ping" } };
+  if (mode === "completion") return { route: "completions", body: { model, prompt: "ping", max_tokens: 1 } };
+  return { route: "chat", body: { model, messages: [{ role: "user", content: "ping" }], max_tokens: 1 } };
+}
+
+/** What an endpoint is called in the answer, as LiteLLM shows it: its `model` and `api_base`, never a key. */
+function endpointOf(deployment: Deployment): Record<string, unknown> {
+  const endpoint: Record<string, unknown> = { model: deployment.params.model ?? `${deployment.provider}/${deployment.upstreamModel}`, model_name: deployment.modelName, id: deployment.id };
+  if (typeof deployment.params.api_base === "string") endpoint.api_base = deployment.params.api_base;
+  return endpoint;
+}
+
+/**
+ * `GET /health` (admin): sends each deployment the smallest request of its kind, all at once, and
+ * lists the endpoints that answered and the ones that did not, with the provider's error. Like
+ * LiteLLM's, it calls the providers: each check costs a token or an embedding, not charged to any key.
+ */
+export function healthCheckRoutes(deps: AdminDeps) {
+  return adminBase("admin-health").use(adminOnly(deps.auth)).get("/health", async ({ query }) => {
+    const runtime = deps.runtime();
+    const names = query.model ? [query.model] : runtime.router.names();
+    const deployments = names.flatMap((name) => runtime.router.deploymentsOf(name));
+    if (query.model && deployments.length === 0) throw notFound(`No model named ${query.model} in the config`);
+    const results = await Promise.all(deployments.map(async (deployment) => {
+      const { route, body } = probeOf(deployment);
+      const signal = AbortSignal.timeout(Math.min(CHECK_TIMEOUT_MS, runtime.requestTimeoutMs));
+      try {
+        const result = await runtime.providerFor(deployment).send({ route, deployment, body, rawBody: JSON.stringify(body), stream: false, signal });
+        return result.kind === "error" ? { ...endpointOf(deployment), error: `${result.status}: ${result.message}` } : endpointOf(deployment);
+      } catch (error) {
+        return { ...endpointOf(deployment), error: error instanceof Error ? error.message : String(error) };
+      }
+    }));
+    const healthy = results.filter((r) => !("error" in r));
+    const unhealthy = results.filter((r) => "error" in r);
+    return { healthy_endpoints: healthy, unhealthy_endpoints: unhealthy, healthy_count: healthy.length, unhealthy_count: unhealthy.length };
+  }, {
+    query: t.Object({ model: t.Optional(t.String({ minLength: 1 })) }),
+    detail: { tags: ["health"], summary: "Call every deployment (or those of ?model=) with a one-token request; healthy and unhealthy endpoints" },
+  });
+}
