@@ -13,6 +13,8 @@ export interface SchedulerOptions {
   gateway: Gateway;
 }
 
+export const MIN_PASS_INTERVAL_MS = 1000;
+
 /**
  * Runs resets every random(proxy_budget_rescheduler_min_time, _max_time) seconds, so instances
  * started together do not all hit the database at once.
@@ -22,11 +24,13 @@ export function startBudgetScheduler(options: SchedulerOptions) {
   let timer: Timer | null = null;
   let stopped = false;
 
+  // At most a pass a second: settings of 0 (tests written for LiteLLM use them) would otherwise query
+  // the database back to back.
   const delayMs = () => {
     const g = gateway.runtime().config.general_settings;
     const min = g.proxy_budget_rescheduler_min_time;
     const max = Math.max(min, g.proxy_budget_rescheduler_max_time);
-    return (min + Math.random() * (max - min)) * 1000;
+    return Math.max(MIN_PASS_INTERVAL_MS, (min + Math.random() * (max - min)) * 1000);
   };
 
   const tick = async () => {

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { hashKey } from "../../src/auth/keys";
 import { resetDueBudgets } from "../../src/scheduler";
+import { silentLogger } from "../../src/log";
 import { MOCK_CONFIG, inProcessGateway } from "../helpers/gateway";
 
 type Harness = Awaited<ReturnType<typeof inProcessGateway>>;
@@ -58,5 +59,24 @@ describe("budget reset scheduler", () => {
     const row = await one("select spend, budget_reset_at from keys where token = $1", [hashKey(key)]);
     expect(row.spend).toBeGreaterThan(0);
     expect(new Date(row.budget_reset_at).getTime()).toBe(start + 120_000);
+  });
+});
+
+describe("the scheduler's pace", () => {
+  test("settings of 0 seconds give a pass a second, not passes back to back", async () => {
+    const { startBudgetScheduler } = await import("../../src/scheduler");
+    const zero = await inProcessGateway(MOCK_CONFIG.replace("general_settings:\n", "general_settings:\n  proxy_budget_rescheduler_min_time: 0\n  proxy_budget_rescheduler_max_time: 0\n"));
+    const scheduler = startBudgetScheduler({ db: zero.db, log: silentLogger, config: zero.gateway.runtime().config, gateway: zero.gateway });
+    try {
+      const before = zero.db.statements();
+      await Bun.sleep(2_500);
+      const sent = zero.db.statements() - before;
+      // Two passes of nine statements (back to back, over 3,000).
+      expect(sent).toBeGreaterThan(0);
+      expect(sent).toBeLessThanOrEqual(30);
+    } finally {
+      scheduler.stop();
+      await zero.close();
+    }
   });
 });
