@@ -3,7 +3,7 @@ import type { Sql } from "../db";
 import { badRequest } from "../http/errors";
 import { found, isForeignKeyViolation, iso, resetAtFor, updateBudgetHolder, write } from "./common";
 import type { AdminDeps } from "./deps";
-import { Id, ModelBudgets, Timestamp, budgetFields, opt, open } from "./fields";
+import { Id, ModelBudgets, budgetFields, nextReset, opt, open } from "./fields";
 import { adminBase, adminOnly } from "./guard";
 
 const BUDGET_COLUMNS = ["max_budget", "soft_budget", "budget_duration", "budget_reset_at", "tpm_limit", "rpm_limit", "max_parallel_requests", "model_max_budget"];
@@ -40,7 +40,7 @@ export function budgetRoutes(deps: AdminDeps) {
         table: "budgets", idColumn: "budget_id", what: "Budget", columns: BUDGET_COLUMNS, json: ["model_max_budget"],
       }, body.budget_id, body);
       return budgetView(row);
-    }, { body: t.Object({ ...budgetBody, budget_id: Id, budget_reset_at: opt(Timestamp) }, open), detail: { tags: ["budget management"], summary: "Change a budget" } })
+    }, { body: t.Object({ ...budgetBody, budget_id: Id, ...nextReset }, open), detail: { tags: ["budget management"], summary: "Change a budget" } })
     .post("/budget/info", async ({ body }) => {
       const rows = await db.query("select * from budgets where budget_id = any($1::text[]) order by budget_id", [body.budgets]);
       return rows.map(budgetView);

@@ -47,7 +47,7 @@ export function timestampOf(text: string, endOfDay = false): Date | null {
   return !Number.isNaN(date.getTime()) && day.toISOString().startsWith(parts[0].slice(0, 10)) ? date : null;
 }
 FormatRegistry.Set("litegate-timestamp", (text) => timestampOf(text) !== null);
-export const Timestamp = t.String({ format: "litegate-timestamp", error: "must be a date, YYYY-MM-DD or an ISO timestamp" });
+const Timestamp = t.String({ format: "litegate-timestamp", error: "must be a date, YYYY-MM-DD or an ISO timestamp" });
 export const Id = t.String({ minLength: 1, maxLength: 512 });
 export const Models = t.Array(t.String({ maxLength: 512 }), { maxItems: 1000 });
 export const Metadata = t.Record(t.String(), t.Unknown());
@@ -55,6 +55,9 @@ export const ModelBudgets = t.Record(t.String(), t.Object({ budget_limit: Money,
 export const ModelLimits = t.Record(t.String(), t.Union([Limit, t.Null()]));
 
 const opt = <T extends Parameters<typeof t.Optional>[0]>(schema: T) => t.Optional(t.Union([schema, t.Null()]));
+
+/** The next budget reset, which an update may set outright (budget_duration sets it too). */
+export const nextReset = { budget_reset_at: opt(Timestamp) };
 
 /** Budget and limit fields, as keys, users, teams and budgets carry them. */
 export const budgetFields = {

@@ -6,7 +6,7 @@ import { addDuration, parseDuration } from "../governance/duration";
 import { authError, badRequest } from "../http/errors";
 import { assignments, found, iso, mustExist, resetAtFor, tokenOf, write } from "./common";
 import type { AdminDeps } from "./deps";
-import { Money, Timestamp, keyFields, numeric, opt, open } from "./fields";
+import { Money, keyFields, nextReset, numeric, open } from "./fields";
 import { adminBase, adminOnly } from "./guard";
 
 const KEY_COLUMNS = [
@@ -125,7 +125,7 @@ export function keyRoutes(deps: AdminDeps) {
       deps.invalidate({ kind: "key", token });
       return { key: body.key, ...keyView(row) };
     }, {
-      body: t.Object({ ...keyFields, key: t.String({ minLength: 1 }), spend: t.Optional(Money), budget_reset_at: opt(Timestamp) }, open),
+      body: t.Object({ ...keyFields, key: t.String({ minLength: 1 }), spend: t.Optional(Money), ...nextReset }, open),
       detail: { tags: ["key management"], summary: "Change a key's settings (spend too)" },
     })
     .post("/key/delete", async ({ body }) => {

@@ -4,7 +4,7 @@ import { scopes } from "../governance/keys";
 import { badRequest } from "../http/errors";
 import { found, iso, resetAtFor, updateBudgetHolder, write } from "./common";
 import type { AdminDeps } from "./deps";
-import { Id, Metadata, Models, Money, Timestamp, budgetFields, opt, open } from "./fields";
+import { Id, Metadata, Models, Money, budgetFields, nextReset, opt, open } from "./fields";
 import { adminBase, adminOnly } from "./guard";
 import { keyView } from "./keys";
 
@@ -85,7 +85,7 @@ export function teamRoutes(deps: AdminDeps) {
         table: "teams", idColumn: "team_id", what: "Team", columns: TEAM_COLUMNS, json: ["metadata"], arrays: ["models"], scope: scopes.team,
       }, body.team_id, body);
       return teamView(row);
-    }, { body: t.Object({ ...teamFields, team_id: Id, spend: t.Optional(Money), budget_reset_at: opt(Timestamp) }, open), detail: { tags: ["team management"], summary: "Change a team" } })
+    }, { body: t.Object({ ...teamFields, team_id: Id, spend: t.Optional(Money), ...nextReset }, open), detail: { tags: ["team management"], summary: "Change a team" } })
     .post("/team/delete", async ({ body }) => {
       // A team's keys and memberships go with it (on delete cascade).
       const rows = await db.query("delete from teams where team_id = any($1::text[]) returning team_id", [body.team_ids]);

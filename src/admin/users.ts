@@ -3,7 +3,7 @@ import { scopes } from "../governance/keys";
 import { badRequest } from "../http/errors";
 import { found, iso, resetAtFor, updateBudgetHolder, write } from "./common";
 import type { AdminDeps } from "./deps";
-import { Id, Models, Money, Timestamp, budgetFields, keyFields, numeric, opt, open } from "./fields";
+import { Id, Models, Money, budgetFields, keyFields, nextReset, numeric, opt, open } from "./fields";
 import { adminBase, adminOnly } from "./guard";
 import { generatedKeyAnswer, insertKey, keyView } from "./keys";
 
@@ -69,8 +69,7 @@ export function userRoutes(deps: AdminDeps) {
       return userView(row);
     }, {
       body: t.Object({ ...budgetFields, user_id: Id, user_email: opt(t.String()), user_alias: opt(t.String()), user_role: t.Optional(Role),
-        models: t.Optional(Models), metadata: opt(t.Record(t.String(), t.Unknown())), spend: t.Optional(Money),
-        budget_reset_at: opt(Timestamp) }, open),
+        models: t.Optional(Models), metadata: opt(t.Record(t.String(), t.Unknown())), spend: t.Optional(Money), ...nextReset }, open),
       detail: { tags: ["user management"], summary: "Change a user's budget, limits, role or models" },
     })
     .post("/user/delete", async ({ body }) => {

@@ -13,7 +13,7 @@ export interface SchedulerOptions {
   gateway: Gateway;
 }
 
-export const MIN_PASS_INTERVAL_MS = 1000;
+const MIN_PASS_INTERVAL_MS = 1000;
 
 /**
  * Runs resets every random(proxy_budget_rescheduler_min_time, _max_time) seconds, so instances
