@@ -48,7 +48,8 @@ export function createSpendWriter(options: SpendWriterOptions) {
   let failures = 0;
   let written = 0;
   let setAsideRequests = 0;
-  const refusals = new WeakMap<Batch, number>();
+  /** Times in a row the batch at the front of the queue was refused for its content (only it is ever retried). */
+  let refusals = 0;
 
   /** The batch as a file an operator can replay (its id keeps a replay exactly-once), else in the log. */
   function setAside(batch: Batch, error: unknown): void {
@@ -88,13 +89,11 @@ export function createSpendWriter(options: SpendWriterOptions) {
         await applyBatch(db, batch);
         written += batch.size;
       } catch (error) {
-        const refused = refusedForContent(error) ? (refusals.get(batch) ?? 0) + 1 : 0;
-        if (refused < REFUSALS_BEFORE_SET_ASIDE) {
-          refusals.set(batch, refused);
-          throw error;
-        }
+        refusals = refusedForContent(error) ? refusals + 1 : 0;
+        if (refusals < REFUSALS_BEFORE_SET_ASIDE) throw error;
         setAside(batch, error);
       }
+      refusals = 0;
       queue.shift();
     }
   }
