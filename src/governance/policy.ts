@@ -194,7 +194,7 @@ const MASTER = {};
  * request's estimated cost, is filled in per request.
  */
 export function createPlanner() {
-  type PerModel = { none?: CachedPlan; byCustomer: WeakMap<CustomerRecord, CachedPlan> };
+  type PerModel = { none?: CachedPlan; byCustomer?: WeakMap<CustomerRecord, CachedPlan> };
   const cache = new WeakMap<object, Map<string, PerModel>>();
 
   function fresh(input: PlanInput): CachedPlan {
@@ -213,11 +213,11 @@ export function createPlanner() {
     let models = cache.get(owner);
     if (!models) cache.set(owner, (models = new Map()));
     let perModel = models.get(input.model);
-    if (!perModel) models.set(input.model, (perModel = { byCustomer: new WeakMap() }));
-    let cached = input.customer ? perModel.byCustomer.get(input.customer) : perModel.none;
+    if (!perModel) models.set(input.model, (perModel = {}));
+    let cached = input.customer ? perModel.byCustomer?.get(input.customer) : perModel.none;
     if (!cached || input.now >= cached.validUntil || cached.defaults !== input.defaults) {
       cached = fresh(input);
-      if (input.customer) perModel.byCustomer.set(input.customer, cached);
+      if (input.customer) (perModel.byCustomer ??= new WeakMap()).set(input.customer, cached);
       else perModel.none = cached;
     }
     const template = cached.checks;
