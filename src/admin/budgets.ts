@@ -4,9 +4,9 @@ import { badRequest } from "../http/errors";
 import { found, isForeignKeyViolation, iso, resetAtFor, updateBudgetHolder, write } from "./common";
 import type { AdminDeps } from "./deps";
 import { Id, ModelBudgets, budgetFields, nextReset, opt, open } from "./fields";
-import { adminBase, adminOnly } from "./guard";
+import { adminOnlyRoutes } from "./guard";
 
-const BUDGET_COLUMNS = ["max_budget", "soft_budget", "budget_duration", "budget_reset_at", "tpm_limit", "rpm_limit", "max_parallel_requests", "model_max_budget"];
+export const BUDGET_COLUMNS = ["max_budget", "soft_budget", "budget_duration", "budget_reset_at", "tpm_limit", "rpm_limit", "max_parallel_requests", "model_max_budget"];
 
 export function budgetView(row: Record<string, any>) {
   return {
@@ -30,7 +30,7 @@ export async function insertBudget(sql: Sql, budgetId: string, body: Record<stri
 
 export function budgetRoutes(deps: AdminDeps) {
   const { db, clock } = deps;
-  return adminBase("admin-budgets").use(adminOnly(deps.auth))
+  return adminOnlyRoutes("admin-budgets", deps)
     .post("/budget/new", async ({ body }) => {
       const row = await insertBudget(db, body.budget_id ?? crypto.randomUUID(), body, clock.now());
       return budgetView(row);

@@ -1,11 +1,11 @@
 import { GatewayError } from "../http/errors";
 import { ConfigError } from "../config";
 import type { AdminDeps } from "./deps";
-import { adminBase, adminOnly } from "./guard";
+import { adminOnlyRoutes } from "./guard";
 
 /** `POST /config/reload`: re-reads config.yaml; an invalid file is refused and the running config kept. */
 export function configRoutes(deps: AdminDeps) {
-  return adminBase("admin-config").use(adminOnly(deps.auth)).post("/config/reload", () => {
+  return adminOnlyRoutes("admin-config", deps).post("/config/reload", () => {
     try {
       return { status: "reloaded", ...deps.reloadConfig() };
     } catch (error) {

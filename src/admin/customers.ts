@@ -1,11 +1,12 @@
 import { t } from "elysia";
 import { counterKeys, scopes } from "../governance/keys";
 import { badRequest } from "../http/errors";
-import { found, iso, mustExist, write } from "./common";
+import type { Sql } from "../db";
+import { assignments, found, iso, mustExist, resetAtFor, write } from "./common";
 import type { AdminDeps } from "./deps";
 import { Id, Money, opt, open } from "./fields";
-import { adminBase, adminOnly } from "./guard";
-import { budgetBody, insertBudget } from "./budgets";
+import { adminOnlyRoutes } from "./guard";
+import { BUDGET_COLUMNS, budgetBody, insertBudget } from "./budgets";
 
 const INLINE = Object.keys(budgetBody);
 
@@ -18,6 +19,21 @@ export function customerView(row: Record<string, any>) {
 
 const SELECT = "select e.*, row_to_json(b) as litellm_budget_table from end_users e left join budgets b on b.budget_id = e.budget_id";
 
+/**
+ * Inline budget fields sent to /customer/update: the customer's own budget row changes in place; a
+ * shared budget (or none) is copied into a new one of the customer's own, with the changes on top.
+ */
+async function changeOwnBudget(tx: Sql, userId: string, budgetId: string | null, changes: Record<string, unknown>, now: number): Promise<string> {
+  if (budgetId?.startsWith(`customer:${userId}:`)) {
+    const { sets, values } = assignments(changes, BUDGET_COLUMNS, ["model_max_budget"]);
+    values.push(budgetId);
+    await tx.query(`update budgets set ${[...sets, "updated_at = now()"].join(", ")} where budget_id = $${values.length}`, values);
+    return budgetId;
+  }
+  const [base] = budgetId ? await tx.query("select * from budgets where budget_id = $1", [budgetId]) : [];
+  return (await insertBudget(tx, `customer:${userId}:${crypto.randomUUID()}`, { ...base, ...changes }, now)).budget_id;
+}
+
 export function customerRoutes(deps: AdminDeps) {
   const { db, clock } = deps;
   const one = async (id: string) => customerView(found((await db.query(`${SELECT} where e.user_id = $1`, [id]))[0], "Customer"));
@@ -28,7 +44,7 @@ export function customerRoutes(deps: AdminDeps) {
   };
   const inlineOf = (body: Record<string, unknown>) => INLINE.filter((field) => body[field] !== undefined && body[field] !== null);
 
-  const routes = adminBase("admin-customers").use(adminOnly(deps.auth))
+  const routes = adminOnlyRoutes("admin-customers", deps)
     .post("/customer/new", async ({ body }) => {
       const inline = inlineOf(body);
       if (body.budget_id && inline.length > 0) throw badRequest(`send either budget_id or inline budget fields (${inline.join(", ")}), not both`, "budget_id");
@@ -36,9 +52,10 @@ export function customerRoutes(deps: AdminDeps) {
         let budgetId = body.budget_id ?? null;
         if (budgetId) await mustExist(tx, "budgets", "budget_id", budgetId, "budget_id");
         else if (inline.length > 0) budgetId = (await insertBudget(tx, `customer:${body.user_id}:${crypto.randomUUID()}`, body, clock.now())).budget_id;
+        const [budget] = budgetId ? await tx.query("select budget_duration from budgets where budget_id = $1", [budgetId]) : [];
         await write(`customer "${body.user_id}"`, () => tx.query(
-          "insert into end_users (user_id, alias, budget_id, blocked, metadata) values ($1, $2, $3, $4, $5::text::jsonb)",
-          [body.user_id, body.alias ?? null, budgetId, body.blocked ?? false, JSON.stringify(body.metadata ?? {})]));
+          "insert into end_users (user_id, alias, budget_id, blocked, metadata, budget_reset_at) values ($1, $2, $3, $4, $5::text::jsonb, $6)",
+          [body.user_id, body.alias ?? null, budgetId, body.blocked ?? false, JSON.stringify(body.metadata ?? {}), resetAtFor(budget?.budget_duration, clock.now())]));
       });
       deps.invalidate({ kind: "customer", id: body.user_id });
       return one(body.user_id);
@@ -51,18 +68,24 @@ export function customerRoutes(deps: AdminDeps) {
       await deps.spend.flush();
       const inline = inlineOf(body);
       if (body.budget_id && inline.length > 0) throw badRequest(`send either budget_id or inline budget fields (${inline.join(", ")}), not both`, "budget_id");
+      const now = clock.now();
+      // Only the fields sent change (null clears one); the others keep their values.
+      const changes: Record<string, unknown> = Object.fromEntries(INLINE.filter((field) => field in body).map((field) => [field, (body as Record<string, unknown>)[field]]));
+      if ("budget_duration" in changes) changes.budget_reset_at = resetAtFor(changes.budget_duration as string | null, now);
       await db.transaction(async (tx) => {
         const [current] = await tx.query("select * from end_users where user_id = $1", [body.user_id]);
         found(current, "Customer");
-        let budgetId = body.budget_id ?? current!.budget_id;
+        let budgetId: string | null = body.budget_id ?? current!.budget_id;
         if (body.budget_id) await mustExist(tx, "budgets", "budget_id", body.budget_id, "budget_id");
-        if (inline.length > 0) budgetId = (await insertBudget(tx, `customer:${body.user_id}:${crypto.randomUUID()}`, body, clock.now())).budget_id;
+        else if (Object.keys(changes).length > 0) budgetId = await changeOwnBudget(tx, body.user_id, budgetId, changes, now);
+        const [budget] = budgetId ? await tx.query("select budget_duration from budgets where budget_id = $1", [budgetId]) : [];
         await tx.query(
           `update end_users set alias = coalesce($2, alias), budget_id = $3, blocked = coalesce($4, blocked), spend = coalesce($5, spend),
-             budget_reset_at = case when $3 is distinct from budget_id then null else budget_reset_at end, updated_at = now() where user_id = $1`,
-          [body.user_id, body.alias ?? null, budgetId, body.blocked ?? null, body.spend ?? null]);
+             budget_reset_at = case when $3 is distinct from budget_id or $6 then $7 else budget_reset_at end, updated_at = now() where user_id = $1`,
+          [body.user_id, body.alias ?? null, budgetId, body.blocked ?? null, body.spend ?? null, "budget_duration" in changes,
+            resetAtFor(budget?.budget_duration, now)]);
       });
-      if (body.spend !== undefined) deps.counters.forget(counterKeys.budgetPrefix(scopes.customer(body.user_id)));
+      if (body.spend !== undefined || "budget_duration" in changes) deps.counters.forget(counterKeys.budgetPrefix(scopes.customer(body.user_id)));
       deps.invalidate({ kind: "customer", id: body.user_id });
       return one(body.user_id);
     }, {

@@ -11,7 +11,11 @@ const DECIMAL = /^\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*$/;
  * string too, as a format checked with the rest of the body, so an error names its field
  * (`max_budget: must be …`); numbers-as-text such as "Infinity" or "0x10" are refused.
  */
-export function numeric(options: { minimum: number; maximum?: number; integer?: boolean; description?: string }) {
+/**
+ * A number, also as text (query strings, documents that quote numbers). `field` names a query
+ * parameter in errors: the framework checks those one at a time and its error has no path.
+ */
+export function numeric(options: { minimum: number; maximum?: number; integer?: boolean; description?: string; field?: string }) {
   const { minimum, maximum = Number.MAX_VALUE, integer = false } = options;
   const format = `numeric-${minimum}-${maximum}${integer ? "-integer" : ""}`;
   if (!FormatRegistry.Has(format)) {
@@ -21,14 +25,17 @@ export function numeric(options: { minimum: number; maximum?: number; integer?: 
       return n >= minimum && n <= maximum && (!integer || Number.isInteger(n));
     });
   }
-  const bounds = { minimum, ...(options.maximum === undefined ? {} : { maximum }), ...(integer ? { multipleOf: 1 } : {}) };
+  const named = options.field === undefined ? {} : { title: options.field };
+  const bounds = { minimum, ...(options.maximum === undefined ? {} : { maximum }), ...(integer ? { multipleOf: 1 } : {}), ...named };
   return t
-    .Transform(t.Union([t.Number(bounds), t.String({ format })], { description: options.description }))
+    .Transform(t.Union([t.Number(bounds), t.String({ format, ...named })], { description: options.description, ...named }))
     .Decode((value) => (typeof value === "string" ? Number(value) : value))
     .Encode((value) => value);
 }
 
 export const Money = numeric({ minimum: 0, maximum: 1e15, description: "USD" });
+/** A page number: far past the last page, yet small enough that its offset stays a number Postgres takes. */
+export const Page = numeric({ minimum: 1, maximum: 1_000_000_000, integer: true, field: "page" });
 export const Limit = numeric({ minimum: 0, maximum: 2_147_483_647, integer: true });
 FormatRegistry.Set("litegate-duration", (text) => parseDuration(text) !== null);
 export const DurationText = t.String({
@@ -74,7 +81,7 @@ export const keyFields = {
   ...budgetFields,
   duration: opt(DurationText),
   key_alias: opt(t.String({ maxLength: 512 })),
-  key: t.Optional(t.String({ pattern: "^sk-[A-Za-z0-9_\\-.]{4,256}$", error: "must start with sk- followed by 4 to 256 letters, digits, '_', '-' or '.'" })),
+  key: t.Optional(t.String({ pattern: "^sk-[A-Za-z0-9_\\-.]{4,256}$", error: "must be sk- followed by 4 to 256 letters, digits, '_', '-' or '.'" })),
   models: t.Optional(Models),
   model_max_budget: opt(ModelBudgets),
   model_rpm_limit: opt(ModelLimits),

@@ -2,7 +2,7 @@ import { t } from "elysia";
 import { notFound } from "../http/errors";
 import type { Deployment, Route } from "../providers/types";
 import type { AdminDeps } from "./deps";
-import { adminBase, adminOnly } from "./guard";
+import { adminOnlyRoutes } from "./guard";
 
 /** How long one deployment's check may take, at most (its own `timeout`, if shorter, applies too). */
 const CHECK_TIMEOUT_MS = 30_000;
@@ -29,7 +29,7 @@ function endpointOf(deployment: Deployment): Record<string, unknown> {
  * LiteLLM's, it calls the providers: each check costs a token or an embedding, not charged to any key.
  */
 export function healthCheckRoutes(deps: AdminDeps) {
-  return adminBase("admin-health").use(adminOnly(deps.auth)).get("/health", async ({ query }) => {
+  return adminOnlyRoutes("admin-health", deps).get("/health", async ({ query }) => {
     const runtime = deps.runtime();
     const names = query.model ? [query.model] : runtime.router.names();
     const deployments = names.flatMap((name) => runtime.router.deploymentsOf(name));

@@ -1,4 +1,4 @@
-import { t } from "elysia";
+import { Elysia, t } from "elysia";
 import { generateKey, hashKey, keyName } from "../auth/keys";
 import type { Sql } from "../db";
 import { counterKeys, scopes } from "../governance/keys";
@@ -6,8 +6,8 @@ import { addDuration, parseDuration } from "../governance/duration";
 import { authError, badRequest } from "../http/errors";
 import { assignments, found, iso, mustExist, resetAtFor, tokenOf, write } from "./common";
 import type { AdminDeps } from "./deps";
-import { Money, keyFields, nextReset, numeric, open } from "./fields";
-import { adminBase, adminOnly } from "./guard";
+import { Money, Page, keyFields, nextReset, numeric, open } from "./fields";
+import { adminOnlyRoutes } from "./guard";
 
 const KEY_COLUMNS = [
   "key_alias", "max_budget", "soft_budget", "budget_duration", "models", "tpm_limit", "rpm_limit", "max_parallel_requests",
@@ -35,6 +35,11 @@ export interface NewKey {
 }
 
 /** Inserts a key (and its user when new). The raw key is returned once; only its hash is stored. */
+/** A virtual key may not take the master key's value: it could never be used, and would be once the master key changed. */
+export function refuseMasterKey(deps: Pick<AdminDeps, "auth">, raw: string | null | undefined, field: string): void {
+  if (raw && deps.auth.isMasterKey(raw)) throw badRequest(`${field}: this value is the master key; choose another`, field);
+}
+
 export async function insertKey(sql: Sql, body: Record<string, any>, now: number, userRole = "internal_user"): Promise<NewKey> {
   const raw: string = body.key ?? generateKey();
   const token = hashKey(raw);
@@ -80,7 +85,7 @@ export function keyRoutes(deps: AdminDeps) {
   };
 
   // /key/info may be called by any valid key for itself.
-  const info = adminBase("admin-key-info").get("/key/info", async ({ query, request }) => {
+  const info = new Elysia({ name: "admin-key-info" }).get("/key/info", async ({ query, request }) => {
     const caller = await deps.auth.authenticate(request.headers);
     const own = caller.kind === "key" ? caller.principal.key.token : null;
     const asked = query.key ? tokenOf(query.key) : own;
@@ -92,8 +97,9 @@ export function keyRoutes(deps: AdminDeps) {
     return { key: query.key ?? row.key_name, info: { ...keyView(row), model_spend: modelSpend } };
   }, { query: t.Object({ key: t.Optional(t.String()) }), detail: { tags: ["key management"], summary: "A key's settings and spend" } });
 
-  const admin = adminBase("admin-keys").use(adminOnly(deps.auth))
+  const admin = adminOnlyRoutes("admin-keys", deps)
     .post("/key/generate", async ({ body }) => {
+      refuseMasterKey(deps, body.key, "key");
       const created = await db.transaction((tx) => insertKey(tx, body, clock.now()));
       deps.invalidate({ kind: "key", token: created.row.token });
       return generatedKeyAnswer(created, body);
@@ -161,17 +167,23 @@ export function keyRoutes(deps: AdminDeps) {
       return { keys: rows.map((r) => (full ? keyView(r) : r.token)), total_count: n, current_page: page, total_pages: Math.ceil(n / size) };
     }, {
       query: t.Object({ user_id: t.Optional(t.String()), team_id: t.Optional(t.String()), key_alias: t.Optional(t.String()),
-        page: t.Optional(numeric({ minimum: 1, integer: true })), size: t.Optional(numeric({ minimum: 1, maximum: 1000, integer: true })), return_full_object: t.Optional(t.String()) }),
+        page: t.Optional(Page), size: t.Optional(numeric({ minimum: 1, maximum: 1000, integer: true, field: "size" })), return_full_object: t.Optional(t.String()) }),
       detail: { tags: ["key management"], summary: "List keys (hashes), filtered and paged" },
     })
     .post("/key/regenerate", async ({ body }) => {
       const old = tokenOf(body.key);
+      refuseMasterKey(deps, body.new_key, "new_key");
       const raw = body.new_key ?? generateKey();
       const row = await db.transaction(async (tx) => {
         found((await tx.query("select 1 from keys where token = $1", [old]))[0], "Key");
         const [updated] = await write("key", () => tx.query(
           "update keys set token = $2, key_name = $3, updated_at = now() where token = $1 returning *", [old, hashKey(raw), keyName(raw)]));
-        return found(updated, "Key");
+        const key = found(updated, "Key");
+        // Spend settled under the old token and written later still reaches the key (see spend/repo.ts).
+        await tx.query(
+          `insert into key_renames (old_token, new_token) values ($1, $2)
+           on conflict (old_token) do update set new_token = excluded.new_token, renamed_at = now()`, [old, key.token]);
+        return key;
       });
       deps.invalidate({ kind: "key", token: old });
       deps.invalidate({ kind: "key", token: row.token });

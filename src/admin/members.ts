@@ -5,7 +5,7 @@ import { badRequest } from "../http/errors";
 import { found } from "./common";
 import type { AdminDeps } from "./deps";
 import { Id, Limit, Money, opt, open } from "./fields";
-import { adminBase, adminOnly } from "./guard";
+import { adminOnlyRoutes } from "./guard";
 import { Member, addMembers, teamView } from "./teams";
 
 /** The budget row behind a membership's `max_budget_in_team` (one per membership). */
@@ -32,7 +32,7 @@ const limits = { max_budget_in_team: opt(Money), tpm_limit: opt(Limit), rpm_limi
 
 export function memberRoutes(deps: AdminDeps) {
   const { db } = deps;
-  return adminBase("admin-members").use(adminOnly(deps.auth))
+  return adminOnlyRoutes("admin-members", deps)
     .post("/team/member_add", async ({ body }) => {
       const members = Array.isArray(body.member) ? body.member : [body.member];
       const row = await db.transaction(async (tx) => {

@@ -3,7 +3,7 @@ import { badRequest } from "../http/errors";
 import { iso, tokenOf } from "./common";
 import type { AdminDeps } from "./deps";
 import { numeric, timestampOf } from "./fields";
-import { adminBase, adminOnly } from "./guard";
+import { adminOnlyRoutes } from "./guard";
 
 function dateOf(text: string | undefined, field: string, endOfDay: boolean): Date | null {
   if (!text) return null;
@@ -14,7 +14,7 @@ function dateOf(text: string | undefined, field: string, endOfDay: boolean): Dat
 
 export function spendRoutes(deps: AdminDeps) {
   const { db } = deps;
-  return adminBase("admin-spend").use(adminOnly(deps.auth))
+  return adminOnlyRoutes("admin-spend", deps)
     .get("/spend/logs", async ({ query }) => {
       const where: string[] = [];
       const params: unknown[] = [];
@@ -36,7 +36,7 @@ export function spendRoutes(deps: AdminDeps) {
     }, {
       query: t.Object({
         api_key: t.Optional(t.String()), user_id: t.Optional(t.String()), team_id: t.Optional(t.String()), end_user: t.Optional(t.String()),
-        start_date: t.Optional(t.String()), end_date: t.Optional(t.String()), limit: t.Optional(numeric({ minimum: 1, maximum: 10_000, integer: true })),
+        start_date: t.Optional(t.String()), end_date: t.Optional(t.String()), limit: t.Optional(numeric({ minimum: 1, maximum: 10_000, integer: true, field: "limit" })),
       }),
       detail: { tags: ["spend"], summary: "Spend logs, newest first, filtered by key, user, team, customer and dates" },
     })

@@ -5,7 +5,7 @@ import { badRequest } from "../http/errors";
 import { found, iso, resetAtFor, updateBudgetHolder, write } from "./common";
 import type { AdminDeps } from "./deps";
 import { Id, Metadata, Models, Money, budgetFields, nextReset, opt, open } from "./fields";
-import { adminBase, adminOnly } from "./guard";
+import { adminOnlyRoutes } from "./guard";
 import { keyView } from "./keys";
 
 export const Member = t.Object({
@@ -61,7 +61,7 @@ export function teamRoutes(deps: AdminDeps) {
     deps.invalidate({ kind: "all" });
     return teamView(row!);
   };
-  return adminBase("admin-teams").use(adminOnly(deps.auth))
+  return adminOnlyRoutes("admin-teams", deps)
     .post("/team/new", async ({ body }) => {
       const teamId = body.team_id ?? crypto.randomUUID();
       const row = await db.transaction(async (tx) => {

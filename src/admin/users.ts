@@ -3,9 +3,10 @@ import { scopes } from "../governance/keys";
 import { badRequest } from "../http/errors";
 import { found, iso, resetAtFor, updateBudgetHolder, write } from "./common";
 import type { AdminDeps } from "./deps";
-import { Id, Models, Money, budgetFields, keyFields, nextReset, numeric, opt, open } from "./fields";
-import { adminBase, adminOnly } from "./guard";
-import { generatedKeyAnswer, insertKey, keyView } from "./keys";
+import { Id, Models, Money, budgetFields, keyFields, nextReset, numeric, opt, open, Page } from "./fields";
+import { adminOnlyRoutes } from "./guard";
+import { generatedKeyAnswer, insertKey, keyView, refuseMasterKey } from "./keys";
+import { addMembers } from "./teams";
 
 const ROLES = ["proxy_admin", "proxy_admin_viewer", "internal_user", "internal_user_viewer", "team", "customer"] as const;
 const Role = t.Union(ROLES.map((role) => t.Literal(role)), { error: `must be one of ${ROLES.join(", ")}` });
@@ -33,8 +34,9 @@ const userFields = {
 
 export function userRoutes(deps: AdminDeps) {
   const { db, clock } = deps;
-  return adminBase("admin-users").use(adminOnly(deps.auth))
+  return adminOnlyRoutes("admin-users", deps)
     .post("/user/new", async ({ body }) => {
+      refuseMasterKey(deps, body.key, "key");
       const userId = body.user_id ?? crypto.randomUUID();
       const result = await db.transaction(async (tx) => {
         const [user] = await write(`user_id "${userId}"`, () => tx.query(
@@ -43,19 +45,22 @@ export function userRoutes(deps: AdminDeps) {
            values ($1, $2, $3, $4, $5, $6, $7, $8, $9::text[], $10, $11, $12, $13::text[], $14::text::jsonb) returning *`,
           [userId, body.user_email ?? null, body.user_alias ?? null, body.user_role ?? "internal_user", body.max_budget ?? null,
             body.soft_budget ?? null, body.budget_duration ?? null, resetAtFor(body.budget_duration, clock.now()), body.models ?? [],
-            body.tpm_limit ?? null, body.rpm_limit ?? null, body.max_parallel_requests ?? null, body.teams ?? [], JSON.stringify(body.metadata ?? {})],
+            body.tpm_limit ?? null, body.rpm_limit ?? null, body.max_parallel_requests ?? null, [], JSON.stringify(body.metadata ?? {})],
         ));
-        for (const teamId of [...(body.teams ?? []), ...(body.team_id ? [body.team_id] : [])]) {
+        // Each team joined as `/team/member_add` would: membership, the team's members_with_roles and users.teams.
+        const joins: Array<[string, string]> = [...(body.teams ?? []).map((id): [string, string] => ["teams", id]), ...(body.team_id ? [["team_id", body.team_id] as [string, string]] : [])];
+        for (const [field, teamId] of joins) {
           const team = await tx.query("select 1 from teams where team_id = $1", [teamId]);
-          if (team.length === 0) throw badRequest(`teams: team "${teamId}" does not exist`, "teams");
-          await tx.query("insert into team_memberships (team_id, user_id) values ($1, $2) on conflict do nothing", [teamId, userId]);
+          if (team.length === 0) throw badRequest(`${field}: team "${teamId}" does not exist (create it with /team/new first)`, field);
+          await addMembers(tx, teamId, [{ user_id: userId }], null);
         }
-        if (body.auto_create_key === false) return { user: user!, key: null };
+        const [joined] = joins.length > 0 ? await tx.query("select * from users where user_id = $1", [userId]) : [user];
+        if (body.auto_create_key === false) return { user: joined!, key: null };
         // The key carries the user's models; budgets and limits stay on the user, shared by all its keys.
         const keyBody = { key: body.key, key_alias: body.key_alias, duration: body.duration, models: body.models, user_id: userId,
           team_id: body.team_id, metadata: body.metadata, model_max_budget: body.model_max_budget, model_rpm_limit: body.model_rpm_limit,
           model_tpm_limit: body.model_tpm_limit };
-        return { user: user!, key: await insertKey(tx, keyBody, clock.now()) };
+        return { user: joined!, key: await insertKey(tx, keyBody, clock.now()) };
       });
       deps.invalidate({ kind: "all" });
       const view = userView(result.user);
@@ -95,7 +100,7 @@ export function userRoutes(deps: AdminDeps) {
       const [{ n }] = (await db.query("select count(*)::int as n from users")) as [{ n: number }];
       return { users: rows.map(userView), total: n, page, page_size: size, total_pages: Math.ceil(n / size) };
     }, {
-      query: t.Object({ role: t.Optional(t.String()), page: t.Optional(numeric({ minimum: 1, integer: true })), page_size: t.Optional(numeric({ minimum: 1, maximum: 1000, integer: true })) }),
+      query: t.Object({ role: t.Optional(t.String()), page: t.Optional(Page), page_size: t.Optional(numeric({ minimum: 1, maximum: 1000, integer: true, field: "page_size" })) }),
       detail: { tags: ["user management"], summary: "List users" },
     });
 }

@@ -111,6 +111,9 @@ export function createAuth(options: AuthOptions) {
       }
     },
 
+    /** Whether a raw key is the master key (a virtual key may not take its value). */
+    isMasterKey: (raw: string): boolean => masterToken !== null && sameToken(hashKey(raw), masterToken),
+
     invalidate(message: Invalidation): void {
       if (message.kind === "key") principals.delete(message.token);
       else if (message.kind === "customer") customers.delete(message.id);

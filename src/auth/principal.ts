@@ -88,6 +88,11 @@ export interface Principal {
   team: TeamRecord | null;
   membership: MembershipRecord | null;
   modelSpend: Record<string, ModelSpendRecord>;
+  /**
+   * What this instance has charged the key since the record was read: with `key.spend`, the spend a
+   * key without a budget reports in `x-litellm-key-spend` (a budgeted key reports its counter).
+   */
+  spentHere: number;
 }
 
 export interface CustomerRecord {

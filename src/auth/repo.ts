@@ -81,7 +81,7 @@ export function principalFrom(row: Json): Principal {
   for (const [model, value] of Object.entries(row.model_spend as Json)) {
     modelSpend[model] = { spend: value.spend, budget_reset_at: date(value.budget_reset_at) };
   }
-  return { key, keyBudget: budget(row.key_budget), user, team, membership, modelSpend };
+  return { key, keyBudget: budget(row.key_budget), user, team, membership, modelSpend, spentHere: 0 };
 }
 
 const CUSTOMER_SQL = `

@@ -54,6 +54,24 @@ function warnUnknown(object: unknown, known: readonly string[], path: string, wa
   }
 }
 
+/**
+ * `litellm_settings.max_user_budget`, the older name LiteLLM's documents give the budget of a `user`
+ * sent in requests, is read as `max_end_user_budget`; when both are set the newer name wins.
+ */
+function readOldNames(settings: unknown, warnings: string[]): boolean {
+  if (!settings || typeof settings !== "object" || Array.isArray(settings)) return false;
+  const l = settings as Record<string, unknown>;
+  if (!("max_user_budget" in l)) return false;
+  const read = l.max_end_user_budget === undefined;
+  if (read) {
+    l.max_end_user_budget = l.max_user_budget;
+  } else {
+    warnings.push("litellm_settings.max_user_budget: ignored, max_end_user_budget is set (both name the budget of a `user` sent in requests)");
+  }
+  delete l.max_user_budget;
+  return read;
+}
+
 function schemaMessage(error: { message: string; schema: Record<string, any>; value: unknown }): string {
   if (error.value === undefined) return "required";
   if (error.schema.minimum !== undefined && typeof error.value === "number" && error.value < error.schema.minimum) return `must be >= ${error.schema.minimum}`;
@@ -122,11 +140,13 @@ export function validateConfig(raw: unknown, env: Env = process.env): { config: 
     tree.environment_variables = Object.fromEntries(Object.entries(tree.environment_variables).map(([k, v]) => [k, String(v)]));
   }
   const substituted = substitute(tree, [], env, problems, warnings) as Record<string, unknown>;
+  const oldName = readOldNames(substituted.litellm_settings, warnings);
   const withDefaults = Value.Default(ConfigSchema, Value.Clone(substituted)) as Config;
   for (const error of Value.Errors(ConfigSchema, withDefaults)) {
     const parts = error.path.split("/").filter(Boolean);
     if (parts.length === 1 && !SECTIONS.includes(parts[0]!)) continue;
-    problems.push(`${pathName(parts)}: ${schemaMessage(error)}`);
+    const path = pathName(parts);
+    problems.push(`${oldName && path === "litellm_settings.max_end_user_budget" ? "litellm_settings.max_user_budget" : path}: ${schemaMessage(error)}`);
   }
   if (problems.length > 0) throw new ConfigError([...new Set(problems)]);
   checkSemantics(withDefaults, problems);

@@ -1,6 +1,7 @@
 import init from "../../sql/0001_init.sql" with { type: "text" };
 import identity from "../../sql/0002_identity.sql" with { type: "text" };
 import spendLogIndexes from "../../sql/0003_spend_log_indexes.sql" with { type: "text" };
+import keyRenames from "../../sql/0004_key_renames.sql" with { type: "text" };
 import type { Sql } from "./types";
 
 export interface Migration {
@@ -14,6 +15,7 @@ export const MIGRATIONS: readonly Migration[] = [
   { id: 1, name: "0001_init.sql", sql: init },
   { id: 2, name: "0002_identity.sql", sql: identity },
   { id: 3, name: "0003_spend_log_indexes.sql", sql: spendLogIndexes },
+  { id: 4, name: "0004_key_renames.sql", sql: keyRenames },
 ];
 
 export class MigrationError extends Error {}

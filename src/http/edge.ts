@@ -38,9 +38,12 @@ function deepest(error: any): any {
 /** Elysia's validation error names the failing field in `valueError.path` (`/max_budget`). */
 function validationMessage(error: any): GatewayError {
   const first = deepest(error?.valueError ?? error?.all?.[0]);
-  const path = typeof first?.path === "string" ? first.path.replace(/^\//, "").replaceAll("/", ".") : "";
+  const where = typeof first?.path === "string" ? first.path.replace(/^\//, "").replaceAll("/", ".") : "";
+  // A query parameter's error has no path: its schema carries the name (see admin/fields.ts `numeric`).
+  const path = where || (typeof first?.schema?.title === "string" ? first.schema.title : "");
   if (first && first.value === undefined) return badRequest(`${path}: required`, path || null);
-  const got = first ? ` (got ${JSON.stringify(first.value)?.slice(0, 100)})` : "";
+  const value = typeof first?.value === "number" && !Number.isFinite(first.value) ? String(first.value) : JSON.stringify(first?.value)?.slice(0, 100);
+  const got = first ? ` (got ${value})` : "";
   const reason = `must be ${expected(first?.schema)}${got}`;
   return badRequest(path ? `${path}: ${reason}` : `Invalid request: ${reason}`, path || null);
 }

@@ -82,6 +82,7 @@ export function createInference(deps: InferenceDeps) {
     const cost = chargeable(ctx.runtime.pricing.cost(ctx.deployment, ctx.route, usage));
     ctx.runtime.router.used(ctx.deployment, usage.total_tokens);
     ctx.ticket.settle(cost, usage.total_tokens);
+    if (ctx.caller.kind === "key") ctx.caller.principal.spentHere += cost;
     spend.record({
       requestId: ctx.requestId,
       targets: ctx.ticket.plan.targets,
@@ -113,7 +114,7 @@ export function createInference(deps: InferenceDeps) {
     if (ctx.caller.kind === "key") {
       const keyCheck = ctx.ticket.plan.checks.find((c) => c.kind === "budget" && c.scope === "key");
       const key = ctx.caller.principal.key;
-      headers["x-litellm-key-spend"] = String(keyCheck ? governance.counters.used(keyCheck) : key.spend);
+      headers["x-litellm-key-spend"] = String(keyCheck ? governance.counters.used(keyCheck) : key.spend + ctx.caller.principal.spentHere);
       const max = keyCheck?.limit ?? key.max_budget;
       if (max !== null && max !== undefined) headers["x-litellm-key-max-budget"] = String(max);
     }

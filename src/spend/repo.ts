@@ -1,5 +1,5 @@
 import type { Sql } from "../db";
-import { type Batch, type Delta, LOG_COLUMNS } from "./batch";
+import { type Batch, type Delta, LOG_COLUMNS, SEP } from "./batch";
 
 /**
  * The period-aware spend update, shared by every table: a delta for the stored period adds to it; a
@@ -72,7 +72,20 @@ const APPLY = `with fresh as (
     update gateway_spend t set spend = ${SPEND()}, budget_reset_at = ${RESET_AT()}
     from ${deltas(8)} d where t.id = 1 and ${FRESH}
   )
-  select count(*)::int as fresh from fresh`;
+  select (select count(*)::int from fresh) as fresh, (select count(*)::int from k) as keys`;
+
+/**
+ * Spend settled under a key's old token and written after the key was regenerated: the keys the
+ * flush did not find, followed to their new token (rare: only a flush that missed a key runs it).
+ * One delta at a time, as two old tokens of one key must both count.
+ */
+const RENAMED = `select d.id, r.new_token from unnest($1::text[]) d(id) join key_renames r on r.old_token = d.id
+  where not exists (select 1 from keys where token = d.id)`;
+const APPLY_RENAMED_KEY = `update keys t set spend = ${SPEND()}, budget_reset_at = ${RESET_AT()}
+  from (select $2::float8 as x, $3::timestamptz as p) d where t.token = $1`;
+const APPLY_RENAMED_KEY_MODEL = `insert into key_model_spend as t (token, model, spend, budget_reset_at)
+  select $1, $2, $3::float8, $4::timestamptz where exists (select 1 from keys where token = $1)
+  on conflict (token, model) do update set spend = ${UPSERT_SPEND}, budget_reset_at = ${UPSERT_RESET_AT}`;
 
 function deltaJson(deltas: Delta[]): string {
   return JSON.stringify(deltas.map((d) => ({ id: d.id, x: d.amount, p: d.period === null ? null : new Date(d.period).toISOString() })));
@@ -81,7 +94,7 @@ function deltaJson(deltas: Delta[]): string {
 /** Applies a batch exactly once: a batch id already recorded means a retry of a committed flush. */
 export async function applyBatch(db: Sql, batch: Batch): Promise<boolean> {
   return db.transaction(async (tx) => {
-    const [row] = await tx.query<{ fresh: number }>(APPLY, [
+    const [row] = await tx.query<{ fresh: number; keys: number }>(APPLY, [
       batch.id,
       deltaJson(batch.keys.sorted()),
       deltaJson(batch.users.sorted()),
@@ -92,8 +105,25 @@ export async function applyBatch(db: Sql, batch: Batch): Promise<boolean> {
       deltaJson(batch.gateway.sorted()),
     ]);
     if (row?.fresh !== 1) return false;
+    if (row.keys < batch.keys.size) await applyRenamed(tx, batch);
     // The log rows in one COPY: the cheapest way into the table, and a row per request is the bulk of the write.
     if (batch.size > 0) await tx.copyFrom("spend_logs", LOG_COLUMNS, batch.rowsText());
     return true;
   });
+}
+
+async function applyRenamed(tx: Sql, batch: Batch): Promise<void> {
+  const keys = batch.keys.sorted();
+  const renamed = new Map((await tx.query<{ id: string; new_token: string }>(RENAMED, [keys.map((d) => d.id)])).map((r) => [r.id, r.new_token]));
+  if (renamed.size === 0) return;
+  const at = (period: number | null) => (period === null ? null : new Date(period).toISOString());
+  for (const d of keys) {
+    const token = renamed.get(d.id);
+    if (token) await tx.query(APPLY_RENAMED_KEY, [token, d.amount, at(d.period)]);
+  }
+  for (const d of batch.keyModels.sorted()) {
+    const cut = d.id.indexOf(SEP);
+    const token = renamed.get(d.id.slice(0, cut));
+    if (token) await tx.query(APPLY_RENAMED_KEY_MODEL, [token, d.id.slice(cut + 1), d.amount, at(d.period)]);
+  }
 }

@@ -48,6 +48,23 @@ describe("authorisation", () => {
     expect((await json("/key/list", undefined, "sk-unknown")).status).toBe(401);
   });
 
+  test("a caller without the right gets 401 before its body or query is read", async () => {
+    const user = await json("/user/new", { user_id: "plain-user-2" });
+    for (const [path, body] of ADMIN_ROUTES) {
+      if (path === "/metrics") continue;
+      // Malformed JSON on every POST route, a query out of bounds on every GET route.
+      const [route, junk] = body === undefined ? [`${path}${path.includes("?") ? "&" : "?"}page=0&size=0&limit=0`, undefined] : [path, "{bad"];
+      for (const key of [user.body.key, null, "sk-unknown"]) {
+        const response = await h.call(route, junk, key);
+        expect(`${route} ${key === null ? "no key" : "bad key"} ${response.status}`).toBe(`${route} ${key === null ? "no key" : "bad key"} 401`);
+      }
+    }
+    // Valid JSON with invalid fields too.
+    for (const [path, body] of [["/key/update", {}], ["/budget/info", {}], ["/key/generate", { max_budget: "x" }], ["/customer/new", {}]] as const) {
+      expect((await json(path, body, user.body.key)).status).toBe(401);
+    }
+  });
+
   test("a key reads its own /key/info and no other", async () => {
     const a = await json("/key/generate", {});
     const b = await json("/key/generate", {});
@@ -85,6 +102,45 @@ describe("authorisation", () => {
     expect(fresh.body.key).not.toBe(key.body.key);
     expect((await h.chat(key.body.key)).status).toBe(401);
     expect((await h.chat(fresh.body.key)).status).toBe(200);
+  });
+
+  test("a regenerated key keeps its spend, also spend settled before and written after the change", async () => {
+    const key = await json("/key/generate", {});
+    expect((await h.chat(key.body.key)).status).toBe(200);
+    await h.flush();
+    const once = (await json(`/key/info?key=${key.body.key}`)).body.info.spend;
+    expect(once).toBeGreaterThan(0);
+    // Settled under the old token, still in memory when the key changes.
+    expect((await h.chat(key.body.key)).status).toBe(200);
+    const fresh = await json("/key/regenerate", { key: key.body.key });
+    expect(fresh.status).toBe(200);
+    await h.flush();
+    const info = (await json(`/key/info?key=${fresh.body.key}`)).body.info;
+    expect(info.spend).toBeCloseTo(2 * once, 12);
+    expect(info.model_spend.mock).toBeCloseTo(2 * once, 12);
+    // Twice over, and spend under the first token still finds the key.
+    expect((await h.chat(fresh.body.key)).status).toBe(200);
+    const third = await json("/key/regenerate", { key: fresh.body.key });
+    await h.flush();
+    const after = (await json(`/key/info?key=${third.body.key}`)).body.info;
+    expect(after.spend).toBeCloseTo(3 * once, 12);
+    expect(after.model_spend.mock).toBeCloseTo(3 * once, 12);
+    expect((await json("/key/generate", { key: "sk-1234" })).body.error.message).toContain("master key");
+    expect((await json("/key/regenerate", { key: third.body.key, new_key: "sk-1234" })).status).toBe(400);
+  });
+
+  test("x-litellm-key-spend counts each request, with a budget or without", async () => {
+    for (const fields of [{}, { max_budget: 10 }]) {
+      const key = await json("/key/generate", fields);
+      const seen: number[] = [];
+      for (let i = 0; i < 3; i++) {
+        const response = await h.chat(key.body.key);
+        seen.push(Number(response.headers.get("x-litellm-key-spend")));
+      }
+      expect(seen[0]).toBeGreaterThan(0);
+      expect(seen[1]).toBeCloseTo(2 * seen[0]!, 12);
+      expect(seen[2]).toBeCloseTo(3 * seen[0]!, 12);
+    }
   });
 });
 
@@ -131,6 +187,59 @@ describe("validation and integrity", () => {
       expect(response.body.error.message).toContain(field);
     }
     expect((await h.db.query("select count(*)::int as n from keys"))[0]!.n).toBe(before);
+  });
+
+  test("mappings must be objects; pages, sizes and limits are named when out of bounds; bodies have a size limit", async () => {
+    const before = (await h.db.query("select count(*)::int as n from keys"))[0]!.n;
+    for (const [path, body, field] of [
+      ["/key/generate", { metadata: "str" }, "metadata"], ["/key/generate", { metadata: 5 }, "metadata"],
+      ["/team/new", { metadata: [1, 2] }, "metadata"], ["/user/new", { metadata: "x" }, "metadata"],
+      ["/key/generate", { model_rpm_limit: "gpt-4o" }, "model_rpm_limit"], ["/key/generate", '{"max_budget": 1e400}', "max_budget"],
+    ] as const) {
+      const response = await json(path, body);
+      expect(`${path} ${response.status} ${response.body.error?.param}`).toBe(`${path} 400 ${field}`);
+    }
+    expect((await json("/key/generate", '{"max_budget": 1e400}')).body.error.message).toContain("(got Infinity)");
+    expect((await h.db.query("select count(*)::int as n from keys"))[0]!.n).toBe(before);
+    for (const [query, param] of [["/key/list?page=99999999999999999999", "page"], ["/key/list?size=0", "size"], ["/user/list?page_size=5000", "page_size"], ["/spend/logs?limit=0", "limit"]]) {
+      const response = await json(query!);
+      expect(`${query} ${response.status} ${response.body.error.param}`).toBe(`${query} 400 ${param}`);
+    }
+    const huge = JSON.stringify({ metadata: { text: "x".repeat(33 * 1024 * 1024) } });
+    const tooLarge = await json("/key/generate", huge);
+    expect(tooLarge.status).toBe(413);
+    expect(tooLarge.body.error.type).toBe("request_too_large");
+    expect((await h.db.query("select count(*)::int as n from keys"))[0]!.n).toBe(before);
+  });
+
+  test("/user/new with team_id joins the team as /team/member_add does", async () => {
+    const missing = await json("/user/new", { user_id: "joiner", team_id: "no-such-team" });
+    expect(missing.status).toBe(400);
+    expect(missing.body.error.param).toBe("team_id");
+    const team = await json("/team/new", { team_alias: "joined" });
+    const user = await json("/user/new", { user_id: "joiner", team_id: team.body.team_id });
+    expect(user.body.teams).toEqual([team.body.team_id]);
+    const info = (await json(`/team/info?team_id=${team.body.team_id}`)).body;
+    expect(info.team_info.members_with_roles).toEqual([{ role: "user", user_id: "joiner" }]);
+    expect(info.team_memberships.map((m: any) => m.user_id)).toEqual(["joiner"]);
+    expect((await json("/user/info?user_id=joiner")).body.user_info.teams).toEqual([team.body.team_id]);
+  });
+
+  test("/customer/update changes only the budget fields sent; a shared budget is copied, not changed", async () => {
+    const created = (await json("/customer/new", { user_id: "partial", max_budget: 0.5, budget_duration: "1d", tpm_limit: 50 })).body;
+    expect(created.budget_reset_at).not.toBeNull();
+    const updated = (await json("/customer/update", { user_id: "partial", rpm_limit: 3 })).body;
+    expect(updated.budget_id).toBe(created.budget_id);
+    expect(updated.litellm_budget_table).toMatchObject({ max_budget: 0.5, budget_duration: "1d", tpm_limit: 50, rpm_limit: 3 });
+    expect(updated.budget_reset_at).toBe(created.budget_reset_at);
+    const cleared = (await json("/customer/update", { user_id: "partial", tpm_limit: null })).body;
+    expect(cleared.litellm_budget_table).toMatchObject({ max_budget: 0.5, tpm_limit: null, rpm_limit: 3 });
+    await json("/budget/new", { budget_id: "shared-tier", max_budget: 5, rpm_limit: 9 });
+    await json("/customer/new", { user_id: "on-shared", budget_id: "shared-tier" });
+    const own = (await json("/customer/update", { user_id: "on-shared", tpm_limit: 7 })).body;
+    expect(own.budget_id).not.toBe("shared-tier");
+    expect(own.litellm_budget_table).toMatchObject({ max_budget: 5, rpm_limit: 9, tpm_limit: 7 });
+    expect((await json("/budget/info", { budgets: ["shared-tier"] })).body[0]).toMatchObject({ max_budget: 5, rpm_limit: 9, tpm_limit: null });
   });
 
   test("duplicates are refused", async () => {

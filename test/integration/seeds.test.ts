@@ -162,6 +162,25 @@ describe("seed 003: Budgets, Rate Limits", () => {
 });
 
 describe("seeds 000, 001, 002 and 004", () => {
+  test("001: the budget of a `user` sent in requests, under its older name max_user_budget", async () => {
+    const text = readFileSync(join(SEEDS, "001_32b247e4bd1cbd0c.txt"), "utf8");
+    const settings = [...text.matchAll(/```yaml\n([\s\S]*?)```/g)].map((m) => m[1]!).find((block) => block.includes("max_user_budget"))!;
+    expect(settings).toContain("max_user_budget: 0.0001");
+    await gateway.stop("SIGKILL");
+    const url = await (await sharedPostgres()).newDatabase();
+    const models = CONFIG.slice(0, CONFIG.indexOf("general_settings:"));
+    gateway = await startBinary({ config: `${models}${settings.replace("general_settings:\n", `general_settings:\n  database_url: ${url}\n`)}` });
+    const calls = curlsOf("001_32b247e4bd1cbd0c.txt").filter((c) => c.includes("ishaan3"));
+    expect(calls.length).toBe(2);
+    const values = { "sk-zi5onDRdHGD24v0Zdn7VBA": "sk-1234" };
+    expect((await curl(calls[0]!, values)).status).toBe(200);
+    const refused = await curl(calls[1]!, values);
+    expect(refused.status).toBe(400);
+    expect(refused.body.error.type).toBe("budget_exceeded");
+    expect(refused.body.error.message).toContain("End User=ishaan3 over budget");
+    expect(refused.body.error.message).toContain("Budget=0.0001");
+  });
+
   test("their management calls work unchanged", async () => {
     const files = ["000_7fd46a0418b3119f.txt", "001_32b247e4bd1cbd0c.txt", "002_409124d05b0edeca.txt", "004_1146cb4d6ce7eaf7.txt"];
     let ran = 0;

@@ -68,6 +68,17 @@ router_settings:
     expect(d).toMatchObject({ id: "m#0", modelName: "m", provider: "azure", upstreamModel: "deployment-1" });
   });
 
+  test("litellm_settings.max_user_budget, the documents' older name, is the end-user budget", () => {
+    const models = "model_list:\n  - model_name: m\n    litellm_params: {model: mock/m}\n";
+    const old = parseConfig(`${models}litellm_settings:\n  max_budget: 10\n  max_user_budget: 0.0001\n`, {});
+    expect(old.config.litellm_settings.max_end_user_budget).toBe(0.0001);
+    expect(old.warnings.join("\n")).not.toContain("max_user_budget");
+    const both = parseConfig(`${models}litellm_settings:\n  max_user_budget: 1\n  max_end_user_budget: 2\n`, {});
+    expect(both.config.litellm_settings.max_end_user_budget).toBe(2);
+    expect(both.warnings).toContain("litellm_settings.max_user_budget: ignored, max_end_user_budget is set (both name the budget of a `user` sent in requests)");
+    expect(() => parseConfig(`${models}litellm_settings:\n  max_user_budget: -1\n`, {})).toThrow(/litellm_settings\.max_user_budget: must be >= 0/);
+  });
+
   test("every problem is reported at once", () => {
     try {
       parseConfig("model_list:\n  - model_name: 1\n    litellm_params: {}\ngeneral_settings:\n  max_request_size_mb: -1\n", {});

@@ -15,6 +15,7 @@ function principal(overrides: { key?: Partial<Principal["key"]>; user?: Partial<
       expires: null, blocked: false, metadata: {}, created_at: new Date(NOW - 1000), ...overrides.key,
     },
     keyBudget: null,
+    spentHere: 0,
     user: overrides.user === null ? null : {
       user_id: "u1", user_role: "internal_user", spend: 0, max_budget: null, budget_duration: null, budget_reset_at: null,
       models: [], tpm_limit: null, rpm_limit: null, max_parallel_requests: null, created_at: new Date(NOW - 1000), ...overrides.user,
