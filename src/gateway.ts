@@ -2,6 +2,7 @@ import { join } from "node:path";
 import { type AdminDeps } from "./admin";
 import { createAdminApp, createApp } from "./app";
 import { type Auth, type Invalidation, createAuth } from "./auth";
+import { hashKey } from "./auth/keys";
 import { type Clock, systemClock } from "./clock";
 import { type Config, deploymentsOf } from "./config";
 import type { Database } from "./db";
@@ -94,6 +95,7 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
   // CPU per request (measured: 45 → 26 µs under load) for half a second of spend at risk.
   const spend = createSpendWriter({
     db, clock, log, intervalMs: options.spendIntervalMs ?? (db.kind === "pglite" ? 500 : 250), quarantineDir: join(g.data_dir, "spend-set-aside"),
+    masterToken: g.master_key ? hashKey(g.master_key) : null,
   });
   // Idle budget counters are kept while spend cannot be written.
   const counters = options.counters ?? new LocalCounters(() => clock.now(), undefined, spend.failing);

@@ -48,7 +48,9 @@ export function parseInferenceBody(text: string, route: Route): InferenceBody {
   const body = parsed.value;
   if (!isObject(body)) throw badRequest("Request body must be a JSON object");
   const model = body.model;
-  if (typeof model !== "string" || model === "") throw badRequest("model: required, a model name", "model");
+  if (typeof model !== "string" || model === "") {
+    throw badRequest(model === undefined || model === null ? "model: required, a model name" : `model: must be a model name (got ${JSON.stringify(model).slice(0, 100)})`, "model");
+  }
   if (route === "chat") {
     if (!Array.isArray(body.messages) || body.messages.length === 0) {
       throw badRequest("messages: required, a non-empty array of messages", "messages");

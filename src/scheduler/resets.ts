@@ -58,6 +58,12 @@ const TABLES: Table[] = [
             where token || chr(31) || model = $1 and budget_reset_at = $2`,
   },
   {
+    // A budget row holds no spend (its holders do), but shows when its period turns: kept current.
+    name: "budgets",
+    due: "select budget_id as id, budget_duration as duration, budget_reset_at as reset_at from budgets where budget_reset_at <= $1 limit 1000",
+    reset: "update budgets set budget_reset_at = $3 where budget_id = $1 and budget_reset_at = $2",
+  },
+  {
     name: "gateway_spend",
     due: "select '1' as id, $2::text as duration, budget_reset_at as reset_at from gateway_spend where budget_reset_at <= $1",
     reset: "update gateway_spend set spend = 0, budget_reset_at = $3 where $1 = '1' and id = 1 and budget_reset_at = $2",

@@ -57,6 +57,9 @@ export const SEP = "\u001f";
  * so a second of traffic is held as a few maps and strings rather than thousands of live objects.
  */
 export class Batch {
+  /** @param masterToken the master key's hash: the api_key of its requests' log rows. */
+  constructor(private readonly masterToken: string | null = null) {}
+
   readonly id = crypto.randomUUID();
   readonly rows: string[] = [];
   readonly keys = new DeltaMap();
@@ -76,7 +79,7 @@ export class Batch {
     if (t.customer) this.customers.add(t.customer.id, cost, t.customer.period);
     if (t.token && t.keyModel) this.keyModels.add(t.token + SEP + t.keyModel.model, cost, t.keyModel.period);
     this.gateway.add("gateway", cost, t.gatewayPeriod);
-    this.rows.push(logLine(event));
+    this.rows.push(logLine(event, this.masterToken));
   }
 
   get size(): number {
@@ -126,10 +129,10 @@ const count = (n: number) => (n >= 0 && n <= 2_147_483_647 ? String(Math.round(n
  * every request it serves, so these are escaped once per plan rather than once per request.
  */
 const whoColumns = new WeakMap<SpendTargets, string>();
-function who(t: SpendTargets): string {
+function who(t: SpendTargets, masterToken: string | null): string {
   let text = whoColumns.get(t);
   if (text === undefined) {
-    text = `${field(t.token ?? "master")}\t${field(t.user?.id ?? t.member?.userId)}\t${field(t.team?.id)}\t${field(t.customer?.id)}`;
+    text = `${field(t.token ?? masterToken ?? "master")}\t${field(t.user?.id ?? t.member?.userId)}\t${field(t.team?.id)}\t${field(t.customer?.id)}`;
     whoColumns.set(t, text);
   }
   return text;
@@ -144,14 +147,14 @@ function metadataText(metadata: Record<string, unknown> | undefined): string {
   return "{}";
 }
 
-function logLine(x: SpendEvent): string {
-  return `${field(x.requestId)}\t${who(x.targets)}\t${field(x.model)}\t${field(x.deployment)}\t${field(x.route)}\t` +
+function logLine(x: SpendEvent, masterToken: string | null): string {
+  return `${field(x.requestId)}\t${who(x.targets, masterToken)}\t${field(x.model)}\t${field(x.deployment)}\t${field(x.route)}\t` +
     `${count(x.usage.prompt_tokens)}\t${count(x.usage.completion_tokens)}\t${count(x.usage.total_tokens)}\t${Number.isFinite(x.cost) ? x.cost : 0}\t` +
     `${iso(x.start)}\t${iso(x.end)}\t${field(x.status)}\t${metadataText(x.metadata)}\n`;
 }
 
-export function buildBatch(id: string, events: SpendEvent[]): Batch {
-  const batch = new Batch();
+export function buildBatch(id: string, events: SpendEvent[], masterToken: string | null = null): Batch {
+  const batch = new Batch(masterToken);
   (batch as { id: string }).id = id;
   for (const event of events) batch.add(event);
   return batch;

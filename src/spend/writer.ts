@@ -16,6 +16,8 @@ export interface SpendWriterOptions {
   maxBatch?: number;
   /** Where a batch the database refuses for its content is saved (see `setAside`). */
   quarantineDir?: string;
+  /** The master key's hash, the api_key of its requests' log rows (without one: "master"). */
+  masterToken?: string | null;
 }
 
 /**
@@ -41,7 +43,7 @@ export function createSpendWriter(options: SpendWriterOptions) {
   const { db, log } = options;
   const intervalMs = options.intervalMs ?? 1000;
   const maxBatch = options.maxBatch ?? 5000;
-  let current = new Batch();
+  let current = new Batch(options.masterToken ?? null);
   /** Full batches waiting for the database, oldest first (failed ones stay at the front). */
   const queue: Batch[] = [];
   let flushing: Promise<void> | null = null;
@@ -81,7 +83,7 @@ export function createSpendWriter(options: SpendWriterOptions) {
   async function writeOnce(): Promise<void> {
     if (current.size > 0) {
       queue.push(current);
-      current = new Batch();
+      current = new Batch(options.masterToken ?? null);
     }
     while (queue.length > 0) {
       const batch = queue[0]!;
@@ -123,7 +125,7 @@ export function createSpendWriter(options: SpendWriterOptions) {
       current.add(event);
       if (current.size >= maxBatch) {
         queue.push(current);
-        current = new Batch();
+        current = new Batch(options.masterToken ?? null);
       }
     },
     flush,

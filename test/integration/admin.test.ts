@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { hashKey } from "../../src/auth/keys";
 import { openDatabase } from "../../src/db";
 import { MOCK_CONFIG, inProcessGateway } from "../helpers/gateway";
 import { sharedPostgres } from "../helpers/services";
@@ -127,6 +128,15 @@ describe("authorisation", () => {
     expect(after.model_spend.mock).toBeCloseTo(3 * once, 12);
     expect((await json("/key/generate", { key: "sk-1234" })).body.error.message).toContain("master key");
     expect((await json("/key/regenerate", { key: third.body.key, new_key: "sk-1234" })).status).toBe(400);
+  });
+
+  test("the master key's requests are logged under its hash", async () => {
+    const response = await h.chat("sk-1234", { user: "logged-by-master" });
+    expect(response.status).toBe(200);
+    const id = response.headers.get("x-litellm-call-id");
+    await h.flush();
+    const [row] = await h.db.query("select api_key from spend_logs where request_id = $1", [id]);
+    expect(row!.api_key).toBe(hashKey("sk-1234"));
   });
 
   test("x-litellm-key-spend counts each request, with a budget or without", async () => {

@@ -36,6 +36,9 @@ describe("bad input is refused cleanly", () => {
       expect(`${path} ${body} → ${response.status}`).toBe(`${path} ${body} → ${status}`);
       await envelope(response);
     }
+    const wrongModel = await envelope(await raw("/v1/chat/completions", '{"model": 5, "messages": [{"role":"user","content":"x"}]}'));
+    expect(wrongModel).toMatchObject({ message: "model: must be a model name (got 5)", param: "model" });
+    expect((await envelope(await raw("/v1/chat/completions", '{"messages": [{"role":"user","content":"x"}]}'))).message).toBe("model: required, a model name");
   });
 
   test("numbers sent as text are held to the same bounds as numbers, and the error names the field", async () => {

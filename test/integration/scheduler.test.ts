@@ -24,7 +24,7 @@ describe("budget reset scheduler", () => {
     const key = await h.createKey({ spend: 5, budget_duration: "30s", budget_reset_at: due });
     await h.db.query("insert into users (user_id, spend, budget_reset_at) values ('default-user', 3, $1)", [due]);
     await h.db.query("insert into teams (team_id, spend, budget_duration, budget_reset_at) values ('t-reset', 2, '1mo', $1)", [due]);
-    await h.db.query("insert into budgets (budget_id, budget_duration) values ('b-reset', '1d')");
+    await h.db.query("insert into budgets (budget_id, budget_duration, budget_reset_at) values ('b-reset', '1d', $1)", [due]);
     await h.db.query("insert into end_users (user_id, spend, budget_id, budget_reset_at) values ('c-reset', 1, 'b-reset', $1)", [due]);
     await h.db.query("insert into keys (token, key_name, spend, budget_reset_at) values ('no-duration', 'sk-...none', 7, $1)", [due]);
 
@@ -39,6 +39,9 @@ describe("budget reset scheduler", () => {
     const t = await one("select spend, budget_reset_at from teams where team_id = 't-reset'");
     expect(new Date(t.budget_reset_at).toISOString()).toBe("2026-04-10T11:00:00.000Z");
     expect((await one("select spend from end_users where user_id = 'c-reset'")).spend).toBe(0);
+    // The budget row's own reset time moves on too (it holds no spend).
+    expect(counts.budgets).toBe(1);
+    expect(new Date((await one("select budget_reset_at from budgets where budget_id = 'b-reset'")).budget_reset_at).toISOString()).toBe("2026-03-11T11:00:00.000Z");
     // A row without a duration keeps its spend.
     expect((await one("select spend from keys where token = 'no-duration'")).spend).toBe(7);
     // A second pass (another instance) finds nothing left to do.

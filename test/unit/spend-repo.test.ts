@@ -90,11 +90,12 @@ describe("log rows are written whatever text they carry", () => {
     odd.usage = { prompt_tokens: 10.4, completion_tokens: Number.NaN, total_tokens: 3e9 };
     odd.model = "model\u0000from a config";
     const plain = event(2.8e-5, { token: null, customer: null, team: null, member: null, keyModel: null });
-    await applyBatch(target, buildBatch(crypto.randomUUID(), [odd, plain]));
+    await applyBatch(target, buildBatch(crypto.randomUUID(), [odd, plain], "f".repeat(64)));
     const rows = await target.query("select * from spend_logs order by spend");
     expect(rows.length).toBe(2);
     const [master, row] = rows as [Record<string, any>, Record<string, any>];
-    expect(master.api_key).toBe("master");
+    // The master key's requests are logged under its hash, as every key's are.
+    expect(master.api_key).toBe("f".repeat(64));
     expect(master.spend).toBe(2.8e-5);
     expect(master.user_id).toBeNull();
     expect(master.end_user).toBeNull();
