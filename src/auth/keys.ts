@@ -18,9 +18,8 @@ export function keyName(raw: string): string {
 export function readKey(headers: Headers): string | null {
   const authorization = headers.get("authorization");
   if (authorization) {
-    const value = authorization.startsWith("Bearer ") || authorization.startsWith("bearer ")
-      ? authorization.slice(7)
-      : authorization;
+    // The scheme is case-insensitive and may be followed by any run of spaces or tabs (RFC 9110).
+    const value = /^bearer(?:[ \t]|$)/i.test(authorization) ? authorization.slice(6) : authorization;
     const trimmed = value.trim();
     if (trimmed) return trimmed;
   }

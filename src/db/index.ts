@@ -6,6 +6,7 @@ export type { Database, Row, Sql } from "./types";
 export { discardEarlyPglite } from "./pglite";
 export { deferredDatabase } from "./deferred";
 export { DataDirInUse, lockDataDir } from "./dir-lock";
+export { isDatabaseUnavailable } from "./unavailable";
 export { migrate, MIGRATIONS, MigrationError, type Migration } from "./migrations";
 
 export interface DatabaseOptions {

@@ -93,7 +93,7 @@ function rateHeaders(checks: readonly PlannedCheck[], counters: Counters): Recor
   for (const check of checks) {
     if (check.kind !== "rpm" && check.kind !== "tpm") continue;
     const remaining = Math.max(0, check.limit - counters.used(check));
-    if (check.model) headers[`x-litellm-key-remaining-${check.kind === "rpm" ? "requests" : "tokens"}-${check.model}`] = String(remaining);
+    if (check.modelHeader) headers[`x-litellm-key-remaining-${check.kind === "rpm" ? "requests" : "tokens"}-${check.modelHeader}`] = String(remaining);
     if (check.kind === "rpm" && (!requests || remaining < requests.remaining)) requests = { limit: check.limit, remaining };
     if (check.kind === "tpm" && (!tokens || remaining < tokens.remaining)) tokens = { limit: check.limit, remaining };
   }

@@ -25,6 +25,8 @@ export interface PlannedCheck extends CounterCheck {
   label: string;
   /** For per-model key limits: the model, for the `x-litellm-key-remaining-*-<model>` headers. */
   model?: string;
+  /** The model as a header name may spell it (see `headerToken`). */
+  modelHeader?: string;
 }
 
 /** Which stored spend rows a request's cost is added to, with the period each delta belongs to. */
@@ -53,6 +55,12 @@ export interface PlanInput {
   defaults: BudgetDefaults;
 }
 
+/**
+ * A model name as part of a header name, which only takes letters, digits and ``!#$%&'*+-.^_`|~``:
+ * anything else (`/`, `:`, spaces, accents) becomes `-`, so `org/llama3:8b` is `org-llama3-8b`.
+ */
+export const headerToken = (name: string) => name.replace(/[^A-Za-z0-9!#$%&'*+.^_`|~-]/g, "-");
+
 const pick = <T>(own: T | null | undefined, fallback: T | null | undefined): T | null => own ?? fallback ?? null;
 
 /** Every budget and limit that applies to one request, in the order the SPEC checks them. */
@@ -77,7 +85,7 @@ export function planChecks(input: PlanInput): Plan {
     scope: ScopeName, id: string, label: string,
     rpm: number | null, tpm: number | null, parallel: number | null, modelName?: string,
   ) => {
-    const common = { scope, label, model: modelName, initial: 0 };
+    const common = { scope, label, model: modelName, modelHeader: modelName === undefined ? undefined : headerToken(modelName), initial: 0 };
     if (rpm !== null) limits.push({ ...common, kind: "rpm", key: counterKeys.requests(id, window.start), limit: rpm, reserve: 1, expiresAt: window.end });
     if (tpm !== null) limits.push({ ...common, kind: "tpm", key: counterKeys.tokens(id, window.start), limit: tpm, reserve: 0, expiresAt: window.end });
     if (parallel !== null) limits.push({ ...common, kind: "parallel", key: counterKeys.parallel(id), limit: parallel, reserve: 1, expiresAt: Infinity });

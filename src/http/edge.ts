@@ -1,4 +1,5 @@
 import { Elysia } from "elysia";
+import { isDatabaseUnavailable } from "../db/unavailable";
 import type { Logger } from "../log";
 import { GatewayError, badRequest, errorResponse, notFound, unexpected } from "./errors";
 
@@ -63,6 +64,10 @@ export function httpEdge(log: Logger) {
         return errorResponse(notFound(`Route not found: ${request.method} ${new URL(request.url).pathname}`));
       case "INVALID_COOKIE_SIGNATURE":
         return errorResponse(badRequest("Invalid cookie"));
+    }
+    if (isDatabaseUnavailable(error)) {
+      log.warn("database unavailable", { path: new URL(request.url).pathname, error: String(error) });
+      return errorResponse(new GatewayError(503, "service_unavailable", "The database is unavailable; retry shortly"));
     }
     // Text Postgres cannot store (a NUL, as in a query parameter): the request's fault, not the gateway's.
     const dbCode = (error as { code?: unknown } | null)?.code;

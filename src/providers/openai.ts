@@ -1,26 +1,16 @@
 import { PATHS, type Target, baseUrl, errorFrom, invalidJson, isError, isEventStream, makeTarget, paramOrEnv, post, usageFrom } from "./http";
+import { type Span, closingBrace, memberSpans } from "./json-members";
 import type { Deployment, Provider, UpstreamCall, UpstreamResult } from "./types";
-
-const INCLUDE_USAGE = '"stream_options":{"include_usage":true}';
 
 const isObject = (value: unknown): value is Record<string, unknown> =>
   typeof value === "object" && value !== null && !Array.isArray(value);
 
-/**
- * The client's text with the top-level model name swapped, without parsing it again; null when the
- * spot is ambiguous. A string-valued `"model": <name>` pair can only be an object key in valid JSON,
- * and the top-level one is among the matches: a single match is therefore the top-level one.
- */
-function swapModel(raw: string, from: string, to: string): string | null {
-  const pattern = new RegExp(`(?<!\\\\)"model"\\s*:\\s*${JSON.stringify(from).replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}`, "g");
-  const first = pattern.exec(raw);
-  if (!first || pattern.exec(raw)) return null;
-  return `${raw.slice(0, first.index)}"model":${JSON.stringify(to)}${raw.slice(first.index + first[0].length)}`;
-}
+const EDITED = ["model", "stream_options"] as const;
 
 /**
- * The body to send: the client's bytes when nothing has to change; otherwise only the model name and,
- * for streams, a request for usage in the last chunk (so a streamed answer is never free).
+ * The body to send: the client's bytes when nothing has to change; otherwise the same text with only
+ * the model name swapped and, for streams, usage asked for in the last chunk (so a streamed answer is
+ * never free) — changed in place, so that every other byte reaches the provider as the client sent it.
  */
 export function upstreamBody(call: UpstreamCall): string {
   const { body, rawBody, deployment, stream, route } = call;
@@ -28,16 +18,23 @@ export function upstreamBody(call: UpstreamCall): string {
   const wantsUsage = stream && route !== "embeddings" && !(isObject(options) && options.include_usage === true);
   const sameModel = body.model === deployment.upstreamModel;
   if (sameModel && !wantsUsage) return rawBody;
-  if (!wantsUsage || options === undefined) {
-    const text = sameModel ? rawBody : swapModel(rawBody, String(body.model), deployment.upstreamModel);
-    if (text !== null) {
-      if (!wantsUsage) return text;
-      const end = text.lastIndexOf("}");
-      if (end > 0) return `${text.slice(0, end)},${INCLUDE_USAGE}${text.slice(end)}`;
+  const streamOptions = JSON.stringify({ ...(isObject(options) ? options : {}), include_usage: true });
+  const spans = memberSpans(rawBody, EDITED);
+  const model = spans?.get("model");
+  if (spans && model) {
+    const edits: Array<[Span, string]> = [];
+    if (!sameModel) edits.push([model, JSON.stringify(deployment.upstreamModel)]);
+    if (wantsUsage) {
+      const brace = closingBrace(rawBody);
+      const existing = spans.get("stream_options");
+      edits.push(existing ? [existing, streamOptions] : [{ start: brace, end: brace }, `,"stream_options":${streamOptions}`]);
     }
+    let text = rawBody;
+    for (const [span, value] of edits.sort((a, b) => b[0].start - a[0].start)) text = text.slice(0, span.start) + value + text.slice(span.end);
+    return text;
   }
   const next: Record<string, unknown> = { ...body, model: deployment.upstreamModel };
-  if (wantsUsage) next.stream_options = { ...(isObject(options) ? options : {}), include_usage: true };
+  if (wantsUsage) next.stream_options = JSON.parse(streamOptions);
   return JSON.stringify(next);
 }
 

@@ -1,5 +1,5 @@
 /** One request's deadline: aborted when its client goes away or the sweep finds it overdue. */
-class Deadline {
+export class Deadline {
   private readonly controller = new AbortController();
   /** Neighbours in the list of pending deadlines; `linked` is false once the deadline left it. */
   prev: Deadline | null = null;

@@ -10,7 +10,7 @@ import { countPromptTokens, countTextTokens } from "../tokens";
 import { parseInferenceBody, readBodyText } from "./body";
 import type { Runtime } from "./runtime";
 import { callWithRetries } from "./attempts";
-import { Deadlines } from "./deadlines";
+import { type Deadline, Deadlines } from "./deadlines";
 import { type StreamOutcome, tapStream } from "./tap";
 
 /** What one finished request looked like, for logs and metrics. */
@@ -172,6 +172,19 @@ export function createInference(deps: InferenceDeps) {
     const { ctx, rawBody, stream } = admitted;
 
     const deadline = deadlines.track(request.signal, ctx.runtime.requestTimeoutMs);
+    try {
+      return await respond(ctx, request, rawBody, stream, deadline);
+    } catch (error) {
+      // Whatever went wrong after admission, the request's reservations and slot go back (a no-op once
+      // it settled) and its deadline is dropped: nothing an error leaves behind is held for good.
+      deadline.done();
+      ctx.ticket.release();
+      throw error;
+    }
+  };
+
+  async function respond(ctx: Context, request: Request, rawBody: string, stream: boolean, deadline: Deadline): Promise<Response> {
+    const route = ctx.route;
     let result: UpstreamResult;
     try {
       const attempted = await callWithRetries(ctx.runtime, { route, model: ctx.model, first: ctx.deployment, body: ctx.body, rawBody, stream, signal: deadline.signal });
@@ -195,7 +208,7 @@ export function createInference(deps: InferenceDeps) {
 
     if (result.kind === "json") {
       deadline.done();
-      const usage = usageOf(ctx, result.usage, "");
+      const usage = usageOf(ctx, result.usage, result.usage ? "" : completionTextOf(result.body));
       const cost = settle(ctx, usage, "success");
       observe(ctx, result.status, usage, cost);
       const headers = spendHeaders(ctx, "application/json");
@@ -203,18 +216,51 @@ export function createInference(deps: InferenceDeps) {
       return new Response(result.body, { status: result.status, headers });
     }
 
-    const headers = spendHeaders(ctx, "text/event-stream");
+    const upstream = result.stream;
+    let headers: Record<string, string>;
+    try {
+      headers = spendHeaders(ctx, "text/event-stream");
+    } catch (error) {
+      await upstream.cancel().catch(() => {});
+      throw error;
+    }
     headers["cache-control"] = "no-cache";
     headers.connection = "keep-alive";
-    const body = tapStream(result.stream, (outcome) => {
+    const status = result.status;
+    const body = tapStream(upstream, { clientWantsUsage: clientWantsUsage(ctx.body) }, (outcome) => {
       deadline.done();
       const usage = usageOf(ctx, outcome.usage, outcome.text);
-      const status = outcome.end === "complete" ? "success" : outcome.end === "cancelled" ? "client_disconnected" : "stream_failed";
-      const cost = settle(ctx, usage, status);
-      observe(ctx, outcome.end === "complete" ? result.status : outcome.end === "cancelled" ? 499 : 502, usage, cost, outcome.end);
+      const end = outcome.end === "complete" ? "success" : outcome.end === "cancelled" ? "client_disconnected" : "stream_failed";
+      const cost = settle(ctx, usage, end);
+      observe(ctx, outcome.end === "complete" ? status : outcome.end === "cancelled" ? 499 : 502, usage, cost, outcome.end);
     });
-    return new Response(body, { status: result.status, headers });
-  };
+    return new Response(body, { status, headers });
+  }
+}
+
+/** Whether the client asked for the usage chunk at the end of a stream (litegate asks for it either way). */
+function clientWantsUsage(body: Record<string, unknown>): boolean {
+  const options = body.stream_options as { include_usage?: unknown } | null | undefined;
+  return typeof options === "object" && options !== null && options.include_usage === true;
+}
+
+/** The text of an answer the provider sent without usage, for counting its tokens. */
+function completionTextOf(body: string): string {
+  let answer: any;
+  try {
+    answer = JSON.parse(body);
+  } catch {
+    return "";
+  }
+  let text = "";
+  for (const choice of Array.isArray(answer?.choices) ? answer.choices : []) {
+    const content = choice?.message?.content ?? choice?.text;
+    if (typeof content === "string") text += content;
+    for (const call of Array.isArray(choice?.message?.tool_calls) ? choice.message.tool_calls : []) {
+      if (typeof call?.function?.arguments === "string") text += call.function.arguments;
+    }
+  }
+  return text;
 }
 
 export type Inference = ReturnType<typeof createInference>;

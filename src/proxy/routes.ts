@@ -1,6 +1,7 @@
 import { Elysia } from "elysia";
 import type { Auth } from "../auth";
 import { mayUse } from "../governance";
+import { notFound } from "../http/errors";
 import type { Route } from "../providers/types";
 import type { Inference } from "./inference";
 import type { Runtime } from "./runtime";
@@ -32,5 +33,21 @@ export function inferenceRoutes(inference: Inference, auth: Auth, runtime: () =>
   };
   app.get("/v1/models", models, { detail: { tags: ["inference"], summary: "Models the calling key may use" } });
   app.get("/models", models, { detail: { tags: ["inference"], hide: true } });
+
+  // A model's name may hold slashes (`org/model`): the rest of the path is the name.
+  const model = async ({ request, params }: { request: Request; params: Record<string, string> }) => {
+    const caller = await auth.authenticate(request.headers);
+    const { router } = runtime();
+    let id: string;
+    try {
+      id = decodeURIComponent(params["*"] ?? "");
+    } catch {
+      id = params["*"] ?? "";
+    }
+    if (!router.names().includes(id) || !mayUse(caller, id, router.groups)) throw notFound(`The model '${id}' does not exist or this key may not use it`);
+    return Response.json({ id, object: "model", created: 1677610602, owned_by: "litegate" });
+  };
+  app.get("/v1/models/*", model, { detail: { tags: ["inference"], summary: "One model the calling key may use" } });
+  app.get("/models/*", model, { detail: { tags: ["inference"], hide: true } });
   return app;
 }

@@ -7,106 +7,226 @@ export interface StreamOutcome {
   end: StreamEnd;
   /** The provider's usage, when it sent one. */
   usage: Usage | null;
-  /** Text the client received, for counting tokens when no usage came. */
+  /** Text of the events passed on, for counting tokens when no usage came. */
   text: string;
 }
 
+export interface TapOptions {
+  /**
+   * Whether the client asked for the usage chunk (`stream_options.include_usage`). litegate asks the
+   * provider for it either way, to charge the stream; a client that did not ask does not get it.
+   */
+  clientWantsUsage: boolean;
+}
+
+const LF = 10;
+const CR = 13;
 const encoder = new TextEncoder();
+const utf8 = new TextDecoder();
 
 function errorEvent(message: string): Uint8Array {
   const error = { error: { message, type: "upstream_error", param: null, code: "502" } };
-  return encoder.encode(`data: ${JSON.stringify(error)}\n\n`);
+  // The blank line first: whatever the client holds of an unfinished event is ended before this one.
+  return encoder.encode(`\n\ndata: ${JSON.stringify(error)}\n\n`);
 }
 
-/** Reads usage and content out of OpenAI-shaped SSE lines, without changing a byte. */
-class SseScanner {
-  private readonly decoder = new TextDecoder();
-  private pending = "";
+/** What becomes of one event: passed on, kept from the client, or the end of a stream that cannot be trusted. */
+type Verdict = "forward" | "drop" | "malformed";
+
+/**
+ * A provider's SSE stream read event by event, as the SSE rules have it: lines end with LF, CRLF or
+ * CR; an event ends at a blank line; its `data:` lines are joined. Each complete event's bytes are
+ * passed on unchanged and in order; an unfinished event's are held until it is complete, so a client
+ * never gets half an event. On the way: the usage, the text, and whether the provider said it was done.
+ */
+export class SseEvents {
   usage: Usage | null = null;
   text = "";
-  /** A data line that is not JSON: the provider's stream cannot be trusted past it. */
+  /** The provider ended the answer: `[DONE]`, or a choice's finish_reason. */
+  finished = false;
+  /** An event that is not JSON: the provider's stream cannot be trusted past it. */
   malformed = false;
+  /** Bytes of the event in progress that came in earlier chunks. */
+  private held: Uint8Array[] = [];
+  /** Pieces of the line in progress that came in earlier chunks. */
+  private line: Uint8Array[] = [];
+  private data: string[] = [];
+  /** The last chunk ended with CR: an LF opening the next one belongs to that line break. */
+  private skipLF = false;
 
-  push(bytes: Uint8Array): void {
-    const added = this.decoder.decode(bytes, { stream: true });
-    // Only the new text can hold the next line break: a long line arriving in many pieces is not searched again.
-    let newline = added.indexOf("\n");
-    if (newline < 0) {
-      this.pending += added;
-      return;
+  constructor(private readonly clientWantsUsage: boolean) {}
+
+  /** Reads a chunk; returns the bytes to pass on (complete events), empty when none. */
+  push(chunk: Uint8Array): Uint8Array[] {
+    const out: Uint8Array[] = [];
+    let pos = 0;
+    if (this.skipLF) {
+      this.skipLF = false;
+      if (chunk[0] === LF) pos = 1;
     }
-    let text = this.pending + added;
-    newline += this.pending.length;
-    while (newline >= 0) {
-      this.line(text.slice(0, newline));
-      text = text.slice(newline + 1);
-      newline = text.indexOf("\n");
+    // A skipped LF still travels with the bytes around it (the event it ends, or the next one).
+    let eventStart = 0;
+    let emitStart = 0;
+    // Where the next CR is, searched again only once passed: a stream without CRs is searched once.
+    let nextCR = chunk.indexOf(CR, pos);
+    while (pos < chunk.length) {
+      if (nextCR >= 0 && nextCR < pos) nextCR = chunk.indexOf(CR, pos);
+      const lf = chunk.indexOf(LF, pos);
+      const end = nextCR < 0 ? lf : lf < 0 ? nextCR : Math.min(lf, nextCR);
+      if (end < 0) {
+        this.line.push(chunk.subarray(pos));
+        break;
+      }
+      let next = end + 1;
+      if (chunk[end] === CR) {
+        if (next < chunk.length) {
+          if (chunk[next] === LF) next++;
+        } else {
+          this.skipLF = true;
+        }
+      }
+      const blank = end === pos && this.line.length === 0;
+      if (!blank) this.field(this.lineText(chunk.subarray(pos, end)));
+      pos = next;
+      if (!blank) continue;
+      const verdict = this.dispatch();
+      if (verdict === "forward") {
+        if (this.held.length > 0) out.push(...this.held);
+      } else {
+        if (eventStart > emitStart) out.push(chunk.subarray(emitStart, eventStart));
+        emitStart = next;
+      }
+      this.held = [];
+      eventStart = next;
+      if (verdict === "malformed") {
+        this.malformed = true;
+        return out;
+      }
     }
-    this.pending = text;
+    if (eventStart > emitStart) out.push(chunk.subarray(emitStart, eventStart));
+    if (eventStart < chunk.length) this.held.push(chunk.subarray(eventStart));
+    return out;
   }
 
-  private line(raw: string): void {
-    if (!raw.startsWith("data:")) return;
-    const data = raw.slice(5).trim();
-    if (data === "" || data === "[DONE]") return;
+  /** The provider's stream ended: an event it did not end with a blank line still counts. */
+  end(): Uint8Array[] {
+    if (this.line.length > 0) this.field(this.lineText(new Uint8Array(0)));
+    const verdict = this.data.length > 0 ? this.dispatch() : "forward";
+    const out = verdict === "forward" ? this.held : [];
+    this.held = [];
+    if (verdict === "malformed") this.malformed = true;
+    return out;
+  }
+
+  private lineText(tail: Uint8Array): string {
+    if (this.line.length === 0) return utf8.decode(tail);
+    const text = utf8.decode(Buffer.concat([...this.line, tail]));
+    this.line = [];
+    return text;
+  }
+
+  private field(line: string): void {
+    if (!line.startsWith("data:")) return; // comments, event:, id:, retry:
+    this.data.push(line.charCodeAt(5) === 32 ? line.slice(6) : line.slice(5));
+  }
+
+  private dispatch(): Verdict {
+    const data = this.data;
+    if (data.length === 0) return "forward";
+    this.data = [];
+    if (data.length === 1) return this.read(data[0]!);
+    const joined = this.read(data.join("\n"));
+    if (joined !== "malformed") return joined;
+    // Some servers write one JSON chunk per data line with no blank line between: read each.
+    for (const payload of data) {
+      if (this.read(payload) === "malformed") return "malformed";
+    }
+    return "forward";
+  }
+
+  private read(payload: string): Verdict {
+    const data = payload.trim();
+    if (data === "") return "forward";
+    if (data === "[DONE]") {
+      this.finished = true;
+      return "forward";
+    }
     let chunk: any;
     try {
       chunk = JSON.parse(data);
     } catch {
-      this.malformed = true;
-      return;
+      return "malformed";
     }
     const usage = usageOf(chunk?.usage);
     if (usage) this.usage = usage;
     const choices = chunk?.choices;
-    if (Array.isArray(choices)) {
-      for (const choice of choices) {
-        const content = choice?.delta?.content ?? choice?.text;
-        if (typeof content === "string") this.text += content;
-        const calls = choice?.delta?.tool_calls;
-        if (Array.isArray(calls)) for (const call of calls) this.text += call?.function?.arguments ?? "";
-      }
+    if (!Array.isArray(choices)) return "forward";
+    for (const choice of choices) {
+      if (choice?.finish_reason) this.finished = true;
+      const content = choice?.delta?.content ?? choice?.text;
+      if (typeof content === "string") this.text += content;
+      const calls = choice?.delta?.tool_calls;
+      if (Array.isArray(calls)) for (const call of calls) this.text += call?.function?.arguments ?? "";
     }
+    return usage && choices.length === 0 && !this.clientWantsUsage ? "drop" : "forward";
   }
 }
 
+const joined = (parts: Uint8Array[]): Uint8Array => (parts.length === 1 ? parts[0]! : Buffer.concat(parts));
+
+/** The runtime's advice for its own debugging, which means nothing to a client. */
+const messageOf = (error: unknown) => (error instanceof Error ? error.message : String(error)).replace(/\s*For more information, pass `verbose: true`.*$/s, "");
+
 /**
- * Passes a provider's SSE stream to the client chunk by chunk as it arrives, reading usage on the
- * way, and reports once how it ended: completed, cancelled by the client, or cut by the provider
- * (the client then gets an error event instead of a silent truncation).
+ * Passes a provider's SSE stream to the client event by event as it arrives, reading usage on the
+ * way, and reports once how it ended: completed, cancelled by the client, or cut by the provider —
+ * a malformed event, a broken connection, or an end before the provider said the answer was done —
+ * in which case the client gets an error event instead of a silent truncation.
  */
-export function tapStream(source: ReadableStream<Uint8Array>, onEnd: (outcome: StreamOutcome) => void): ReadableStream<Uint8Array> {
+export function tapStream(source: ReadableStream<Uint8Array>, options: TapOptions, onEnd: (outcome: StreamOutcome) => void): ReadableStream<Uint8Array> {
   const reader = source.getReader();
-  const scanner = new SseScanner();
+  const events = new SseEvents(options.clientWantsUsage);
   let ended = false;
   const finish = (end: StreamEnd) => {
     if (ended) return;
     ended = true;
-    onEnd({ end, usage: scanner.usage, text: scanner.text });
+    onEnd({ end, usage: events.usage, text: events.text });
+  };
+  const fail = (controller: ReadableStreamDefaultController<Uint8Array>, out: Uint8Array[], message: string) => {
+    finish("failed");
+    if (out.length > 0) controller.enqueue(joined(out));
+    controller.enqueue(errorEvent(message));
+    controller.close();
   };
   return new ReadableStream<Uint8Array>(
     {
       async pull(controller) {
         try {
-          const { done, value } = await reader.read();
-          if (done) {
-            finish("complete");
-            controller.close();
-            return;
+          for (;;) {
+            const { done, value } = await reader.read();
+            if (done) {
+              const out = events.end();
+              if (events.malformed) return fail(controller, out, "Upstream sent a malformed stream event; the stream was ended");
+              if (!events.finished) return fail(controller, out, "Upstream closed the stream before the answer was complete");
+              finish("complete");
+              if (out.length > 0) controller.enqueue(joined(out));
+              controller.close();
+              return;
+            }
+            const out = events.push(value);
+            if (events.malformed) {
+              fail(controller, out, "Upstream sent a malformed stream event; the stream was ended");
+              await reader.cancel().catch(() => {});
+              return;
+            }
+            // A chunk that completes no event gives the client nothing yet: read on.
+            if (out.length > 0) {
+              controller.enqueue(joined(out));
+              return;
+            }
           }
-          scanner.push(value);
-          if (scanner.malformed) {
-            finish("failed");
-            controller.enqueue(errorEvent("Upstream sent a malformed stream event; the stream was ended"));
-            controller.close();
-            await reader.cancel().catch(() => {});
-            return;
-          }
-          controller.enqueue(value);
         } catch (error) {
-          finish("failed");
-          controller.enqueue(errorEvent(`Upstream stream ended unexpectedly: ${error instanceof Error ? error.message : String(error)}`));
-          controller.close();
+          fail(controller, [], `Upstream stream ended unexpectedly: ${messageOf(error)}`);
         }
       },
       cancel(reason) {

@@ -65,17 +65,29 @@ export async function connectRedis(url: string, log: Logger, now: () => number =
   const instanceId = crypto.randomUUID();
   const counters = new SharedCounters({ redis: client, instanceId, log, now });
   let published = 0;
+  /** An invalidation could not be published: once Redis is back, every instance is told to forget everything. */
+  let missed = false;
+  const send = (message: Invalidation) => {
+    published++;
+    client.publish(redisKeys.invalidations, JSON.stringify(message)).catch((error) => {
+      missed = true;
+      log.warn("invalidation not published (redis unreachable); sent as a full invalidation when it is back", { error: String(error) });
+    });
+  };
+  client.on("ready", () => {
+    if (!missed) return;
+    missed = false;
+    send({ kind: "all" });
+  });
 
   return {
     counters,
-    publish(message) {
-      published++;
-      client.publish(redisKeys.invalidations, JSON.stringify(message)).catch((error) => {
-        log.warn("invalidation not published (redis unreachable); other instances catch up within the key cache TTL", { error: String(error) });
-      });
-    },
+    publish: send,
     subscribe(handler) {
       subscriber.subscribe(redisKeys.invalidations).catch(() => {});
+      // Connected again after a break (the first connection was made above): whatever was published
+      // meanwhile never arrived, so everything cached is read again.
+      subscriber.on("ready", () => handler({ kind: "all" }));
       subscriber.on("message", (_channel, text) => {
         try {
           handler(JSON.parse(text) as Invalidation);

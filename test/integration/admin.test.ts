@@ -165,6 +165,11 @@ describe("model access", () => {
     expect(error.message).toContain("beta-models");
     const models = await json("/v1/models", undefined, user.body.key);
     expect(models.body.data.map((m: any) => m.id)).toEqual(["gpt-4o"]);
+    expect((await json("/v1/models/gpt-4o", undefined, user.body.key)).body).toMatchObject({ id: "gpt-4o", object: "model" });
+    const hidden = await json("/v1/models/mock", undefined, user.body.key);
+    expect(`${hidden.status} ${hidden.body.error.type}`).toBe("404 not_found_error");
+    expect((await json("/models/no-such-model")).status).toBe(404);
+    expect((await json("/v1/models/gpt-4o", undefined, null)).status).toBe(401);
   });
 
   test("team keys are bounded by the team's models", async () => {

@@ -1,4 +1,5 @@
 import { expect, test } from "bun:test";
+import { MOCK_CONFIG, inProcessGateway } from "../helpers/gateway";
 import { openDatabase } from "../../src/db";
 import { reconnectDelaySeconds } from "../../src/db/postgres";
 import { startPostgres } from "../helpers/services";
@@ -36,6 +37,25 @@ test("after a Postgres outage with many failed queries, queries succeed again wi
     // With the driver's default backoff (3^failures / 100 s, capped at 20 s) this waited 4-20 s.
     expect(waited).toBeLessThan(2000);
   } finally {
+    await db.close();
+    await pg.stop();
+  }
+}, 60_000);
+
+test("admin calls while Postgres is down answer 503 service_unavailable, not 500", async () => {
+  const pg = await startPostgres();
+  const db = await openDatabase({ url: await pg.newDatabase(), dataDir: "", maxConnections: 2 });
+  const h = await inProcessGateway(MOCK_CONFIG, { db });
+  try {
+    const key = (await (await h.call("/key/generate", {})).json()) as any;
+    await pg.stop();
+    for (const [path, body] of [["/key/generate", {}], [`/key/info?key=${key.key}`, undefined], ["/key/block", { key: key.key }], ["/team/list", undefined]] as const) {
+      const response = await h.call(path, body);
+      const error = ((await response.json()) as any).error;
+      expect(`${path} ${response.status} ${error?.type}`).toBe(`${path} 503 service_unavailable`);
+    }
+  } finally {
+    await h.close();
     await db.close();
     await pg.stop();
   }

@@ -113,3 +113,34 @@ test("a provider's impossible usage is not trusted: the request is counted from 
   }
   expect(key!.spend).toBeCloseTo(logs.reduce((sum, row) => sum + row.spend, 0), 12);
 });
+
+test("an answer without usage is counted from its text, the completion too; a client that did not ask gets no usage chunk", async () => {
+  const created = (await (await fetch(`${gateway.url}/key/generate`, { method: "POST", headers: { authorization: "Bearer sk-1234" }, body: "{}" })).json()) as any;
+  const call = (stream: boolean, extra: Record<string, unknown> = {}) =>
+    fetch(`${gateway.url}/v1/chat/completions`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${created.key}` },
+      body: JSON.stringify({ model: "m", messages: [{ role: "user", content: "count my tokens" }], stream, ...extra }),
+    }).then(async (r) => ({ status: r.status, text: await r.text() }));
+  try {
+    upstream.set({ omitUsage: true, chunkDelayMs: 0, content: "one two three four five six seven eight nine ten eleven twelve" });
+    expect((await call(false)).status).toBe(200);
+    expect((await call(true)).status).toBe(200);
+    upstream.set({ omitUsage: false });
+    const quiet = await call(true);
+    expect(quiet.text).toContain("data: [DONE]");
+    expect(quiet.text).not.toContain('"usage":{');
+    const asked = await call(true, { stream_options: { include_usage: true } });
+    expect(asked.text).toContain('"usage":{');
+  } finally {
+    upstream.reset();
+  }
+  await Bun.sleep(1500);
+  const sql = postgres(dbUrl, { onnotice: () => {} });
+  const logs = await sql`select completion_tokens from spend_logs where api_key = ${created.token} order by start_time`;
+  await sql.end();
+  expect(logs.length).toBe(4);
+  // The same twelve words, counted whether they came whole or streamed.
+  expect(logs[0]!.completion_tokens).toBeGreaterThanOrEqual(12);
+  expect(logs[1]!.completion_tokens).toBe(logs[0]!.completion_tokens);
+});

@@ -89,6 +89,25 @@ describe("three instances sharing Postgres and Redis", () => {
     expect((await instances[2]!.chat(created.key)).status).toBe(403);
   });
 
+  test("a key blocked while Redis is down is refused by the others soon after Redis is back, not a cache TTL later", async () => {
+    const created = (await (await instances[0]!.call("/key/generate", {})).json()) as any;
+    // The key's creation is itself published; once it has arrived, instance 1 holds the key.
+    await Bun.sleep(300);
+    expect((await instances[1]!.chat(created.key)).status).toBe(200);
+    await redis.stop();
+    for (const until = Date.now() + 5000; links[0]!.status() !== "degraded" && Date.now() < until;) await Bun.sleep(20);
+    await instances[0]!.call("/key/block", { key: created.key });
+    expect((await instances[0]!.chat(created.key)).status).toBe(403);
+    expect((await instances[1]!.chat(created.key)).status).toBe(200);
+    await redis.start();
+    let refused = false;
+    for (const until = Date.now() + 5000; !refused && Date.now() < until;) {
+      await Bun.sleep(100);
+      refused = (await instances[1]!.chat(created.key)).status === 403 && (await instances[2]!.chat(created.key)).status === 403;
+    }
+    expect(refused).toBe(true);
+  });
+
   test("Redis down: requests keep succeeding with per-instance limits, then syncing resumes", async () => {
     const key = await instances[0]!.createKey({ rpm_limit: 1000 });
     await redis.stop();

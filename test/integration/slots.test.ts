@@ -31,6 +31,24 @@ describe("parallel slots", () => {
     expect(row!.n).toBe(2000);
   });
 
+  test("a per-model limit on a model whose name no header may hold: 200, a header name that can, and no slot held", async () => {
+    const names = ["org/fm", "llama3:8b", "fm space", "fm-é"];
+    const named = await inProcessGateway(MOCK_CONFIG.replace("general_settings:", names.map((n) => `  - model_name: "${n}"\n    litellm_params: {model: mock/x, input_cost_per_token: 0.000001}\n`).join("") + "general_settings:"));
+    try {
+      for (const name of names) {
+        const key = await named.createKey({ max_parallel_requests: 1, model_rpm_limit: { [name]: 5 } });
+        for (const stream of [true, false, true]) {
+          const response = await named.chat(key, { stream }, name);
+          expect(`${name} ${stream} ${response.status}`).toBe(`${name} ${stream} 200`);
+          expect(response.headers.get(`x-litellm-key-remaining-requests-${name.replace(/[^A-Za-z0-9-]/g, "-")}`)).not.toBeNull();
+          await response.text();
+        }
+      }
+    } finally {
+      await named.close();
+    }
+  });
+
   test("changing budget_duration or max_budget leaves no stale counter", async () => {
     const created = await (await h.call("/key/generate", { max_budget: 1e-9, budget_duration: "1h" })).json() as any;
     expect((await h.chat(created.key)).status).toBe(200);

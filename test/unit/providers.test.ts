@@ -85,7 +85,7 @@ describe("OpenAI-compatible request", () => {
     answer = () => Response.json(completion);
     const raw = '{"model": "public","messages":[{"role":"user","content":"a \\"model\\": \\"public\\" lookalike"}],"n":1}';
     await send(deployment("openai", "gpt-4o-mini", { api_base: base() }), raw);
-    expect(seen[0].body).toBe('{"model":"gpt-4o-mini","messages":[{"role":"user","content":"a \\"model\\": \\"public\\" lookalike"}],"n":1}');
+    expect(seen[0].body).toBe('{"model": "gpt-4o-mini","messages":[{"role":"user","content":"a \\"model\\": \\"public\\" lookalike"}],"n":1}');
   });
 
   test("model names with regular-expression characters are swapped as plain text", async () => {
@@ -118,6 +118,17 @@ describe("OpenAI-compatible request", () => {
     const already = '{"model":"m","stream":true,"stream_options":{"include_usage":true},"messages":[]}';
     await send(deployment("openai", "m", { api_base: base() }), already);
     expect(seen[0].body).toBe(already);
+  });
+
+  test("a body that must change is changed in place: big numbers, spacing and nested look-alikes stay as sent", async () => {
+    answer = () => new Response("data: [DONE]\n\n", { headers: { "content-type": "text/event-stream" } });
+    const raw = '{ "metadata": {"model": "public", "note": "a \\"quoted\\" }"}, "seed": 12345678901234567890, "extra": 1.50,\n'
+      + '  "model" : "public", "stream": true, "stream_options": {"include_usage": false, "x": [1, {"y": "}"}]}, "messages": [] }';
+    await send(deployment("openai", "real", { api_base: base() }), raw);
+    expect(seen[0].body).toBe(raw.replace('"model" : "public"', '"model" : "real"').replace('{"include_usage": false, "x": [1, {"y": "}"}]}', '{"include_usage":true,"x":[1,{"y":"}"}]}'));
+    const withNull = '{"model":"m","seed":12345678901234567890,"stream":true,"stream_options":null,"messages":[]}';
+    await send(deployment("openai", "m", { api_base: base() }), withNull);
+    expect(seen[0].body).toBe(withNull.replace('"stream_options":null', '"stream_options":{"include_usage":true}'));
   });
 
   test("completions and embeddings go to their own paths; embeddings never get stream options", async () => {

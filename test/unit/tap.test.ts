@@ -12,7 +12,7 @@ const SSE =
   "data: [DONE]\n\n";
 
 /** Runs bytes through the tap in the given pieces; returns what came out and how it ended. */
-async function tap(pieces: Uint8Array[]): Promise<{ out: Uint8Array; outcome: StreamOutcome }> {
+async function tap(pieces: Uint8Array[], clientWantsUsage = true): Promise<{ out: Uint8Array; outcome: StreamOutcome }> {
   const source = new ReadableStream<Uint8Array>({
     start(controller) {
       for (const piece of pieces) controller.enqueue(piece);
@@ -20,7 +20,7 @@ async function tap(pieces: Uint8Array[]): Promise<{ out: Uint8Array; outcome: St
     },
   });
   let outcome: StreamOutcome | undefined;
-  const out = new Uint8Array(await new Response(tapStream(source, (o) => (outcome = o))).arrayBuffer());
+  const out = new Uint8Array(await new Response(tapStream(source, { clientWantsUsage }, (o) => (outcome = o))).arrayBuffer());
   return { out, outcome: outcome! };
 }
 
@@ -41,7 +41,7 @@ describe("the stream tap", () => {
   });
 
   test("a line megabytes long arriving in small pieces is read once", async () => {
-    const long = event({ choices: [{ delta: { content: "x".repeat(3_000_000) } }] }) + event({ choices: [], usage: { prompt_tokens: 1, completion_tokens: 2 } });
+    const long = event({ choices: [{ delta: { content: "x".repeat(3_000_000) } }] }) + event({ choices: [], usage: { prompt_tokens: 1, completion_tokens: 2 } }) + "data: [DONE]\n\n";
     const bytes = encoder.encode(long);
     const pieces: Uint8Array[] = [];
     for (let i = 0; i < bytes.length; i += 4096) pieces.push(bytes.slice(i, i + 4096));
@@ -49,5 +49,57 @@ describe("the stream tap", () => {
     expect(out.length).toBe(bytes.length);
     expect(outcome.text.length).toBe(3_000_000);
     expect(outcome.usage).toEqual({ prompt_tokens: 1, completion_tokens: 2, total_tokens: 3 });
+  });
+
+  const text = (out: Uint8Array) => new TextDecoder().decode(out);
+  const usageEvent = event({ choices: [], usage: { prompt_tokens: 11, completion_tokens: 7, total_tokens: 18 } });
+
+  test("the usage chunk litegate asked for is kept from a client that did not ask, wherever the pieces split", async () => {
+    const bytes = encoder.encode(SSE);
+    const expected = SSE.replace(usageEvent, "");
+    for (let at = 1; at < bytes.length; at += 7) {
+      const { out, outcome } = await tap([bytes.slice(0, at), bytes.slice(at)], false);
+      expect(text(out)).toBe(expected);
+      expect(outcome.usage?.total_tokens).toBe(18);
+      expect(outcome.end).toBe("complete");
+    }
+  });
+
+  test("events as the SSE rules write them: several data lines, CR line ends, a last event without its blank line", async () => {
+    const chunk = { choices: [{ index: 0, delta: { content: "hi" }, finish_reason: "stop" }] };
+    const usage = { choices: [], usage: { prompt_tokens: 3, completion_tokens: 4, total_tokens: 7 } };
+    const split = `data: {"choices":[{"index":0,\ndata: "delta":{"content":"hi"},"finish_reason":"stop"}]}\n\n${event(usage)}data: [DONE]\n\n`;
+    const cr = `data: ${JSON.stringify(chunk)}\r\rdata: ${JSON.stringify(usage)}\r\rdata: [DONE]\r\r`;
+    const unterminated = `${event(chunk)}data: ${JSON.stringify(usage)}`;
+    const perLine = `data: ${JSON.stringify(chunk)}\ndata: ${JSON.stringify(usage)}\ndata: [DONE]\n\n`;
+    for (const sse of [split, cr, unterminated, perLine]) {
+      const bytes = encoder.encode(sse);
+      const { out, outcome } = await tap([bytes.slice(0, 20), bytes.slice(20)]);
+      expect(text(out)).toBe(sse);
+      expect(outcome).toEqual({ end: "complete", usage: { prompt_tokens: 3, completion_tokens: 4, total_tokens: 7 }, text: "hi" });
+    }
+  });
+
+  test("a malformed event ends the stream after the events before it; nothing after it is read", async () => {
+    const a = event({ choices: [{ index: 0, delta: { content: "A" } }] });
+    const b = event({ choices: [{ index: 0, delta: { content: "B" } }] });
+    const rest = "data: {broken\n\n" + usageEvent + "data: [DONE]\n\n";
+    const { out, outcome } = await tap([encoder.encode(a), encoder.encode(b + rest)]);
+    expect(text(out).startsWith(a + b)).toBe(true);
+    expect(text(out)).toContain("malformed stream event");
+    expect(text(out)).not.toContain("broken");
+    expect(outcome).toEqual({ end: "failed", usage: null, text: "AB" });
+  });
+
+  test("a stream the provider closes before saying it is done ends with an error event, not silently", async () => {
+    const a = event({ choices: [{ index: 0, delta: { content: "A" } }] });
+    const { out, outcome } = await tap([encoder.encode(a + a)]);
+    expect(text(out).startsWith(a + a)).toBe(true);
+    expect(text(out)).toContain("closed the stream before the answer was complete");
+    expect(outcome.end).toBe("failed");
+    expect(outcome.text).toBe("AA");
+    // A finish_reason without [DONE] is a finished answer.
+    const done = event({ choices: [{ index: 0, delta: {}, finish_reason: "length" }] });
+    expect((await tap([encoder.encode(a + done)])).outcome.end).toBe("complete");
   });
 });

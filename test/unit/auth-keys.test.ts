@@ -1,0 +1,14 @@
+import { describe, expect, test } from "bun:test";
+import { readKey } from "../../src/auth/keys";
+
+describe("reading the caller's key", () => {
+  test("the Bearer scheme in any case, after any spaces or tabs; x-api-key and api-key", () => {
+    for (const authorization of ["Bearer sk-1", "bearer sk-1", "BEARER sk-1", "Bearer\tsk-1", "Bearer   sk-1", "sk-1"]) {
+      expect(readKey(new Headers({ authorization }))).toBe("sk-1");
+    }
+    expect(readKey(new Headers({ "x-api-key": " sk-2 " }))).toBe("sk-2");
+    expect(readKey(new Headers({ "api-key": "sk-3" }))).toBe("sk-3");
+    expect(readKey(new Headers({ authorization: "Bearer " }))).toBeNull();
+    expect(readKey(new Headers())).toBeNull();
+  });
+});
