@@ -31,7 +31,7 @@ export interface Counters {
   settle(check: CounterCheck, actual: number): void;
   /** Drops a reservation (the request failed before it cost anything). */
   release(check: CounterCheck): void;
-  /** Current value plus reservations, as this instance knows it. */
+  /** Current value plus reservations, as this instance knows it (for headers and messages; admission may count more). */
   used(check: CounterCheck): number;
   /** Forgets counters whose key starts with `prefix` (after an admin changed a stored spend). */
   forget(prefix: string): void;

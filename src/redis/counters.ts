@@ -355,9 +355,14 @@ export class SharedCounters implements Counters {
     this.dirty.add(s);
   }
 
+  /**
+   * The shared value as last synced plus this instance's own in flight and unpushed: what responses
+   * and refusals report. Room the other instances hold but have not used is left out (admission
+   * counts it; see `alone`).
+   */
   used(check: CounterCheck): number {
     const s = this.states.get(check.key);
-    return s ? s.v + s.others + consumed(s) : check.initial;
+    return s ? s.v + consumed(s) : check.initial;
   }
 
   forget(prefix: string): void {

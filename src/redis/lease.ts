@@ -45,9 +45,12 @@ export const alone = (s: State) => s.v + s.others + consumed(s);
 /** Room under the limit that nobody has used yet (this instance's unused lease included). */
 const roomLeft = (s: State) => s.check.limit - alone(s);
 
-/** Whether a request fits in the room this instance holds. */
+/**
+ * Whether a request fits in the room this instance holds, and under the limit as it is now: a lease
+ * granted under a higher limit (lowered since by an admin) admits nothing past the new one.
+ */
 export const fitsLease = (s: State, check: CounterCheck) =>
-  s.synced && consumed(s) + check.reserve <= s.lease && (check.reserve > 0 || consumed(s) < s.lease);
+  s.synced && consumed(s) + check.reserve <= s.lease && (check.reserve > 0 || consumed(s) < s.lease) && alone(s) < check.limit;
 
 /** The size of one request on this counter (tokens counters reserve nothing: one token then). */
 const unit = (s: State) => (s.lastReserve > 0 ? s.lastReserve : Math.max(1, s.lastActual));
@@ -100,5 +103,8 @@ export const replyAt = (flat: unknown[], i: number): SyncReply => flat.slice(5 *
 /** A counter's values for the sync script, in the order it reads them. */
 export function syncArgs(s: State, push: number, need: number, request: number, admission: boolean, now: number): (string | number)[] {
   const keyTtl = Number.isFinite(s.check.expiresAt) ? Math.max(1000, s.check.expiresAt - now + 10_000) : DAY_MS;
-  return [s.check.initial, s.check.limit, push, s.lease, consumed(s), need, request, Math.ceil(keyTtl), admission ? "1" : "0", unit(s)];
+  // The value a counter Redis no longer has (restarted, emptied) starts again from: the stored value
+  // the check was planned from, or the shared value this instance last saw when that is more.
+  const initial = Math.max(s.check.initial, s.v);
+  return [initial, s.check.limit, push, s.lease, consumed(s), need, request, Math.ceil(keyTtl), admission ? "1" : "0", unit(s)];
 }

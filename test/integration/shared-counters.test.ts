@@ -3,7 +3,7 @@ import Redis from "ioredis";
 import type { CounterCheck } from "../../src/governance/counters";
 import { silentLogger } from "../../src/log";
 import { SharedCounters, redisKeys } from "../../src/redis";
-import { LEASE_FLOOR } from "../../src/redis/lease";
+import { LEASE_FLOOR, alone } from "../../src/redis/lease";
 import { type RedisServer, startRedis } from "../helpers/services";
 import { until } from "../helpers/until";
 
@@ -123,7 +123,9 @@ describe("shared counters: many counters per sync call", () => {
     const leaseOfA = await Promise.all(few.map((check) => admin.hget(redisKeys.counter(check.key), "l:lease-a")));
     for (const [i, check] of few.entries()) {
       expect(Number(leaseOfA[i])).toBeGreaterThan(0);
-      expect(b.used(check)).toBeGreaterThanOrEqual(Number(leaseOfA[i]) + 1);
+      expect(alone((b as any).states.get(check.key))).toBeGreaterThanOrEqual(Number(leaseOfA[i]) + 1);
+      // What b reports is what was used, not a's unused room.
+      expect(b.used(check)).toBe(1);
     }
     // a stops without handing back (its heartbeat lapses).
     (a as any).options.redis.disconnect();
@@ -138,4 +140,34 @@ describe("shared counters: many counters per sync call", () => {
     for (const check of few) expect(b.used(check)).toBe(1);
     await b.close();
   }, 15_000);
+
+  test("a lease granted under a higher limit admits nothing past a lowered one", async () => {
+    const a = instance("lower-a");
+    const [check] = checks("lower", 1, 1000);
+    for (let i = 0; i < 10; i++) {
+      expect(await a.admit([check!])).toBe(-1);
+      a.settle(check!, 1);
+    }
+    const lowered = { ...check!, limit: 5 };
+    expect(await a.admit([lowered])).toBe(0);
+    expect(a.used(lowered)).toBe(10);
+    await a.close();
+  });
+
+  test("a counter Redis lost (restarted, emptied) starts again from the value last seen, not from zero", async () => {
+    const a = instance("lost-a", 100);
+    const [check] = checks("lost", 1, 1000);
+    for (let i = 0; i < 20; i++) {
+      expect(await a.admit([check!])).toBe(-1);
+      a.settle(check!, 1);
+    }
+    await until("pushed", async () => Number(await admin.hget(redisKeys.counter(check!.key), "v")) === 20, 3000);
+    await until("seen back", async () => a.used(check!) === 20, 3000);
+    await admin.del(redisKeys.counter(check!.key));
+    expect(await a.admit([check!])).toBe(-1);
+    a.settle(check!, 1);
+    await until("pushed again", async () => Number(await admin.hget(redisKeys.counter(check!.key), "v")) >= 21, 3000);
+    expect(Number(await admin.hget(redisKeys.counter(check!.key), "v"))).toBe(21);
+    await a.close();
+  });
 });
