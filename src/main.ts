@@ -129,7 +129,10 @@ async function main(): Promise<void> {
   const port = args.port ?? 4000;
   const hostname = args.host ?? "0.0.0.0";
   const serve = (app: typeof gateway.app | NonNullable<typeof gateway.adminApp>, p: number, routes = {}) =>
-    Bun.serve({ port: p, hostname, routes: { ...livenessServerRoutes, ...routes }, fetch: (request) => app.handle(request), idleTimeout: 255, maxRequestBodySize: Math.max(g.max_request_size_mb * 2, 64) * 1024 * 1024 });
+    Bun.serve({ port: p, hostname, routes: { ...livenessServerRoutes, ...routes }, fetch: (request) => app.handle(request), idleTimeout: 255,
+      // Bodies are held to max_request_size_mb by the gateway itself (refused before they are read, with
+      // the error envelope): the server's own limit, which answers a bare 413, is set out of the way.
+      maxRequestBodySize: Number.MAX_SAFE_INTEGER });
   const server = serve(gateway.app, port, gateway.serverRoutes);
   const adminServer = gateway.adminApp && g.admin_port !== undefined ? serve(gateway.adminApp, g.admin_port) : null;
   log.info(`litegate ${VERSION} listening`, { url: `http://${hostname}:${server.port}`, database: warm ? "pglite (opening)" : db.kind, redis: redis ? "on" : "off", admin_port: adminServer?.port });

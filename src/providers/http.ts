@@ -93,6 +93,7 @@ export function redact(message: string, secret: string | undefined): string {
 export function errorFromText(status: number, text: string, headers: Headers, secret?: string): ErrorResult {
   let message = text.trim();
   let type: string | undefined;
+  let param: string | undefined;
   try {
     const parsed = JSON.parse(text);
     const error = parsed?.error;
@@ -100,12 +101,13 @@ export function errorFromText(status: number, text: string, headers: Headers, se
     else if (error && typeof error.message === "string") {
       message = error.message;
       if (typeof error.type === "string") type = error.type;
+      if (typeof error.param === "string" && error.param.length <= 256) param = error.param;
     } else if (typeof parsed?.message === "string") message = parsed.message;
   } catch {
     // Not JSON (a proxy's HTML page, plain text): the text itself is the message.
   }
   if (message === "") message = `Provider answered ${status}`;
-  return { kind: "error", status, message: redact(message, secret).slice(0, 1000), type, retryAfter: retryAfterOf(headers) };
+  return { kind: "error", status, message: redact(message, secret).slice(0, 1000), type, param, retryAfter: retryAfterOf(headers) };
 }
 
 const REASONS: Record<string, string> = {

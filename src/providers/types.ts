@@ -62,6 +62,8 @@ export type UpstreamResult =
       message: string;
       /** OpenAI error type when the provider gave one. */
       type?: string;
+      /** The request field the provider's error names, when it named one. */
+      param?: string;
       /** Seconds, from the provider's `retry-after` header. */
       retryAfter?: number;
       /** True when the provider was never reached (connection refused, DNS, TLS). */

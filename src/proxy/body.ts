@@ -1,19 +1,45 @@
-import { badRequest, tooLarge } from "../http/errors";
+import { GatewayError, badRequest, tooLarge } from "../http/errors";
 import { UNSTORABLE_MESSAGE, parseJsonBody, unstorable } from "../http/lenient-json";
 import type { Route } from "../providers/types";
 
 const utf8 = new TextDecoder("utf-8", { fatal: true });
 
-/** The body as text, refused when larger than the limit or not valid UTF-8. */
+/**
+ * The body as text, refused when larger than the limit or not valid UTF-8. A declared length over the
+ * limit is refused before anything is read; a body without one (chunked) is read only up to the limit.
+ */
 export async function readBodyText(request: Request, maxBytes: number, limitMb: number): Promise<string> {
-  const declared = Number(request.headers.get("content-length") ?? 0);
-  if (declared > maxBytes) throw tooLarge(limitMb);
-  const bytes = await request.arrayBuffer();
+  const declared = request.headers.get("content-length");
+  if (declared !== null && Number(declared) > maxBytes) throw tooLarge(limitMb);
+  let bytes: Uint8Array;
+  try {
+    bytes = declared !== null ? new Uint8Array(await request.arrayBuffer()) : await readUpTo(request, maxBytes, limitMb);
+  } catch (error) {
+    if (error instanceof GatewayError) throw error;
+    throw badRequest("Request body could not be read in full (the connection ended early, or it was shorter than its Content-Length)");
+  }
   if (bytes.byteLength > maxBytes) throw tooLarge(limitMb);
   try {
     return utf8.decode(bytes);
   } catch {
     throw badRequest("Request body is not valid UTF-8");
+  }
+}
+
+async function readUpTo(request: Request, maxBytes: number, limitMb: number): Promise<Uint8Array> {
+  if (!request.body) return new Uint8Array(0);
+  const reader = request.body.getReader();
+  const parts: Uint8Array[] = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) return parts.length === 1 ? parts[0]! : Buffer.concat(parts, size);
+    size += value.byteLength;
+    if (size > maxBytes) {
+      await reader.cancel().catch(() => {});
+      throw tooLarge(limitMb);
+    }
+    parts.push(value);
   }
 }
 

@@ -126,7 +126,7 @@ export function createInference(deps: InferenceDeps) {
     if (result.retryAfter !== undefined) headers["retry-after"] = String(result.retryAfter);
     const status = result.status >= 400 && result.status <= 599 ? result.status : 502;
     const type = result.type ?? (status === 429 ? "rate_limit_error" : status >= 500 ? "upstream_error" : "invalid_request_error");
-    return new GatewayError(status, type, result.message, null, headers);
+    return new GatewayError(status, type, result.message, result.param ?? null, headers);
   }
 
   const planFor = createPlanner();

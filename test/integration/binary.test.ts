@@ -139,6 +139,25 @@ describe("the compiled binary with the openai client", () => {
     expect(noKey.status).toBe(401);
   });
 
+  test("bodies past max_request_size_mb get 413 in the envelope, however large and however sent", async () => {
+    const huge = new Uint8Array(70 * 1024 * 1024).fill(32);
+    const chunked = () => new ReadableStream<Uint8Array>({
+      start(controller) {
+        for (let i = 0; i < 70; i++) controller.enqueue(huge.subarray(i * 1024 * 1024, (i + 1) * 1024 * 1024));
+        controller.close();
+      },
+    });
+    for (const path of ["/v1/chat/completions", "/key/generate"]) {
+      for (const body of [huge, chunked()]) {
+        const response = await fetch(`${gateway.url}${path}`, { method: "POST", headers: { authorization: "Bearer sk-1234" }, body });
+        const text = await response.text();
+        expect(`${path} ${response.status} ${text.slice(0, 80)}`).toStartWith(`${path} 413 {"error":{"message":"Request body is larger than max_request_size_mb=`);
+      }
+    }
+    // The gateway still answers afterwards.
+    expect((await fetch(`${gateway.url}/health/liveliness`)).status).toBe(200);
+  });
+
   test("admin fields are validated as in the source: numbers sent as text are held to their bounds", async () => {
     // The build once mangled names that the framework's schema handling relies on: a negative budget
     // sent as text was stored, and a fractional rate limit as text was a 500.

@@ -186,7 +186,9 @@ describe("errors", () => {
 
   test("a provider error keeps its status, message and type", async () => {
     answer = () => Response.json({ error: { message: "The server had an error", type: "server_error" } }, { status: 500 });
-    expect(await send(d(), raw)).toEqual({ kind: "error", status: 500, message: "The server had an error", type: "server_error", retryAfter: undefined });
+    expect(await send(d(), raw)).toEqual({ kind: "error", status: 500, message: "The server had an error", type: "server_error", param: undefined, retryAfter: undefined });
+    answer = () => Response.json({ error: { message: "too long", type: "invalid_request_error", param: "messages", code: "context_length_exceeded" } }, { status: 400 });
+    expect(await send(d(), raw)).toMatchObject({ kind: "error", status: 400, type: "invalid_request_error", param: "messages" });
   });
 
   test("429 carries retry-after in seconds", async () => {
