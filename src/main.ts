@@ -151,7 +151,7 @@ async function main(): Promise<void> {
       adminServer?.stop(true);
     }
     scheduler.stop();
-    await gateway.close();
+    const lost = await gateway.close();
     await redis?.close();
     if (db.kind === "pglite" && gateway.spend.backlog() === 0) {
       // What the next start serves with while the database opens; saved only when all spend is written.
@@ -159,19 +159,16 @@ async function main(): Promise<void> {
         .catch((error) => log.warn("could not save the state for the next start", { error: String(error) }));
     } else await db.close();
     unlock();
-    log.info("stopped");
-    process.exit(0);
+    log.info("stopped", lost > 0 ? { spend_lost_requests: lost } : {});
+    process.exit(lost > 0 ? 1 : 0);
   };
   // A library failing inside a callback (a dropped database connection, say) must not take the
   // gateway down with requests in flight: log it and keep serving.
   process.on("uncaughtException", (error) => log.error("uncaught exception", { error: error.stack ?? String(error) }));
   process.on("unhandledRejection", (error) => log.error("unhandled rejection", { error: error instanceof Error ? error.stack : String(error) }));
   process.on("SIGHUP", () => {
-    try {
-      gateway.reloadFromSource();
-    } catch {
-      // logged by reloadFromSource; the running config stays
-    }
+    // A refusal is logged by reloadFromSource; the running config stays.
+    gateway.reloadFromSource().catch(() => {});
   });
   process.on("SIGTERM", () => void shutdown("SIGTERM"));
   process.on("SIGINT", () => void shutdown("SIGINT"));

@@ -5,9 +5,9 @@ import { adminOnlyRoutes } from "./guard";
 
 /** `POST /config/reload`: re-reads config.yaml; an invalid file is refused and the running config kept. */
 export function configRoutes(deps: AdminDeps) {
-  return adminOnlyRoutes("admin-config", deps).post("/config/reload", () => {
+  return adminOnlyRoutes("admin-config", deps).post("/config/reload", async () => {
     try {
-      return { status: "reloaded", ...deps.reloadConfig() };
+      return { status: "reloaded", ...(await deps.reloadConfig()) };
     } catch (error) {
       const message = error instanceof ConfigError ? error.problems.join("; ") : error instanceof Error ? error.message : String(error);
       throw new GatewayError(400, "invalid_config", `config not reloaded, the running config is kept: ${message}`);

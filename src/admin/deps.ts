@@ -18,5 +18,5 @@ export interface AdminDeps {
   /** Forget cached principals/customers on this instance and, with Redis, on every other one. */
   invalidate(message: Invalidation): void;
   /** Re-reads config.yaml and swaps it in; throws (keeping the old one) when it is invalid. */
-  reloadConfig(): { models: number; warnings: string[] };
+  reloadConfig(): Promise<{ models: number; warnings: string[] }>;
 }

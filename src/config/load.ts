@@ -74,6 +74,9 @@ function readOldNames(settings: unknown, warnings: string[]): boolean {
 
 function schemaMessage(error: { message: string; schema: Record<string, any>; value: unknown }): string {
   if (error.value === undefined) return "required";
+  const choices = Array.isArray(error.schema.anyOf) && error.schema.anyOf.every((option: any) => option.const !== undefined)
+    ? error.schema.anyOf.map((option: any) => JSON.stringify(option.const)) : null;
+  if (choices) return `must be one of ${choices.join(", ")} (got ${JSON.stringify(error.value)})`;
   if (error.schema.minimum !== undefined && typeof error.value === "number" && error.value < error.schema.minimum) return `must be >= ${error.schema.minimum}`;
   if (error.schema.exclusiveMinimum !== undefined && typeof error.value === "number") return `must be > ${error.schema.exclusiveMinimum}`;
   return `${error.message.replace(/^Expected/, "expected")} (got ${JSON.stringify(error.value)})`;
@@ -139,9 +142,11 @@ export function validateConfig(raw: unknown, env: Env = process.env): { config: 
   if (tree.environment_variables && typeof tree.environment_variables === "object") {
     tree.environment_variables = Object.fromEntries(Object.entries(tree.environment_variables).map(([k, v]) => [k, String(v)]));
   }
+  if (!Array.isArray(tree.model_list)) problems.push("model_list: must be a list of models, each entry starting with \"- \"");
   const substituted = substitute(tree, [], env, problems, warnings) as Record<string, unknown>;
   const oldName = readOldNames(substituted.litellm_settings, warnings);
-  const withDefaults = Value.Default(ConfigSchema, Value.Clone(substituted)) as Config;
+  // Numbers and booleans written as text ("100", "true"), as environment variables always are, count as such.
+  const withDefaults = Value.Default(ConfigSchema, Value.Convert(ConfigSchema, Value.Clone(substituted))) as Config;
   for (const error of Value.Errors(ConfigSchema, withDefaults)) {
     const parts = error.path.split("/").filter(Boolean);
     if (parts.length === 1 && !SECTIONS.includes(parts[0]!)) continue;
@@ -163,7 +168,8 @@ export function validateConfig(raw: unknown, env: Env = process.env): { config: 
 }
 
 export function parseConfig(text: string, env: Env = process.env, source = "config.yaml"): { config: Config; warnings: string[] } {
-  const document = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
+  // Merge keys (`<<: *defaults`) as PyYAML, which LiteLLM reads its config with, resolves them.
+  const document = parseDocument(text, { prettyErrors: true, uniqueKeys: true, merge: true });
   if (document.errors.length > 0) {
     throw new ConfigError(document.errors.map((error) => {
       const at = error.linePos?.[0];

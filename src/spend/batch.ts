@@ -159,3 +159,40 @@ export function buildBatch(id: string, events: SpendEvent[], masterToken: string
   for (const event of events) batch.add(event);
   return batch;
 }
+
+/** A batch as saved to a file (set aside, or kept over a shutdown): what `batchFromSaved` reads back. */
+export function savedBatch(batch: Batch, now: number, error: unknown) {
+  return {
+    batch_id: batch.id, saved_at: new Date(now).toISOString(), error: String(error), code: (error as { code?: unknown } | null)?.code,
+    requests: batch.size, deltas: {
+      keys: batch.keys.sorted(), users: batch.users.sorted(), teams: batch.teams.sorted(), team_members: batch.members.sorted(),
+      customers: batch.customers.sorted(), key_models: batch.keyModels.sorted(), gateway: batch.gateway.sorted(),
+    },
+    spend_logs: { columns: LOG_COLUMNS, copy_text: batch.rowsText() },
+  };
+}
+
+/** What writing a batch reads of it. */
+export interface WritableBatch {
+  id: string;
+  size: number;
+  keys: Pick<DeltaMap, "sorted" | "size">;
+  users: Pick<DeltaMap, "sorted">;
+  teams: Pick<DeltaMap, "sorted">;
+  members: Pick<DeltaMap, "sorted">;
+  customers: Pick<DeltaMap, "sorted">;
+  keyModels: Pick<DeltaMap, "sorted">;
+  gateway: Pick<DeltaMap, "sorted">;
+  rowsText(): string;
+}
+
+/** A saved batch read back, for writing with its own id (so a batch already written is skipped). */
+export function batchFromSaved(saved: ReturnType<typeof savedBatch>): WritableBatch {
+  const d = saved.deltas;
+  const map = (list: Delta[]) => ({ sorted: () => list, size: list.length });
+  if (typeof saved.batch_id !== "string" || !d || typeof saved.spend_logs?.copy_text !== "string") throw new Error("not a saved spend batch");
+  return {
+    id: saved.batch_id, size: saved.requests, keys: map(d.keys), users: map(d.users), teams: map(d.teams), members: map(d.team_members),
+    customers: map(d.customers), keyModels: map(d.key_models), gateway: map(d.gateway), rowsText: () => saved.spend_logs.copy_text,
+  };
+}

@@ -1,5 +1,5 @@
 import type { Sql } from "../db";
-import { type Batch, type Delta, LOG_COLUMNS, SEP } from "./batch";
+import { type Delta, LOG_COLUMNS, SEP, type WritableBatch } from "./batch";
 
 /**
  * The period-aware spend update, shared by every table: a delta for the stored period adds to it; a
@@ -92,7 +92,7 @@ function deltaJson(deltas: Delta[]): string {
 }
 
 /** Applies a batch exactly once: a batch id already recorded means a retry of a committed flush. */
-export async function applyBatch(db: Sql, batch: Batch): Promise<boolean> {
+export async function applyBatch(db: Sql, batch: WritableBatch): Promise<boolean> {
   return db.transaction(async (tx) => {
     const [row] = await tx.query<{ fresh: number; keys: number }>(APPLY, [
       batch.id,
@@ -112,7 +112,7 @@ export async function applyBatch(db: Sql, batch: Batch): Promise<boolean> {
   });
 }
 
-async function applyRenamed(tx: Sql, batch: Batch): Promise<void> {
+async function applyRenamed(tx: Sql, batch: WritableBatch): Promise<void> {
   const keys = batch.keys.sorted();
   const renamed = new Map((await tx.query<{ id: string; new_token: string }>(RENAMED, [keys.map((d) => d.id)])).map((r) => [r.id, r.new_token]));
   if (renamed.size === 0) return;

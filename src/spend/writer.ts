@@ -1,9 +1,9 @@
-import { mkdirSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, readdirSync, unlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Clock } from "../clock";
 import type { Sql } from "../db";
 import type { Logger } from "../log";
-import { Batch, LOG_COLUMNS, type SpendEvent } from "./batch";
+import { Batch, type SpendEvent, batchFromSaved, savedBatch } from "./batch";
 import { applyBatch } from "./repo";
 
 export interface SpendWriterOptions {
@@ -16,6 +16,8 @@ export interface SpendWriterOptions {
   maxBatch?: number;
   /** Where a batch the database refuses for its content is saved (see `setAside`). */
   quarantineDir?: string;
+  /** Where batches the database could not take before shutdown are saved, to be written at the next start. */
+  pendingDir?: string;
   /** The master key's hash, the api_key of its requests' log rows (without one: "master"). */
   masterToken?: string | null;
 }
@@ -53,27 +55,23 @@ export function createSpendWriter(options: SpendWriterOptions) {
   /** Times in a row the batch at the front of the queue was refused for its content (only it is ever retried). */
   let refusals = 0;
 
-  /** The batch as a file an operator can replay (its id keeps a replay exactly-once), else in the log. */
-  function setAside(batch: Batch, error: unknown): void {
-    const saved = {
-      batch_id: batch.id, saved_at: new Date(options.clock.now()).toISOString(), error: String(error), code: (error as { code?: unknown }).code,
-      requests: batch.size, deltas: {
-        keys: batch.keys.sorted(), users: batch.users.sorted(), teams: batch.teams.sorted(), team_members: batch.members.sorted(),
-        customers: batch.customers.sorted(), key_models: batch.keyModels.sorted(), gateway: batch.gateway.sorted(),
-      },
-      spend_logs: { columns: LOG_COLUMNS, copy_text: batch.rowsText() },
-    };
-    const text = JSON.stringify(saved, null, 1);
-    let file: string | null = null;
-    if (options.quarantineDir) {
-      try {
-        mkdirSync(options.quarantineDir, { recursive: true });
-        file = join(options.quarantineDir, `spend-${batch.id}.json`);
-        writeFileSync(file, text);
-      } catch {
-        file = null;
-      }
+  /** The batch as a file (its id keeps a replay exactly-once); null when it could not be written. */
+  function saveBatch(batch: Batch, dir: string | undefined, error: unknown): { file: string | null; text: string } {
+    const text = JSON.stringify(savedBatch(batch, options.clock.now(), error), null, 1);
+    if (!dir) return { file: null, text };
+    try {
+      mkdirSync(dir, { recursive: true });
+      const file = join(dir, `spend-${batch.id}.json`);
+      writeFileSync(file, text);
+      return { file, text };
+    } catch {
+      return { file: null, text };
     }
+  }
+
+  /** The batch as a file an operator can replay, else in the log. */
+  function setAside(batch: Batch, error: unknown): void {
+    const { file, text } = saveBatch(batch, options.quarantineDir, error);
     setAsideRequests += batch.size;
     log.error("spend batch refused by the database for its content; set aside so later spend is written", {
       batch: batch.id, requests: batch.size, error: String(error), file: file ?? "none: the batch follows", ...(file ? {} : { saved: text }),
@@ -100,11 +98,46 @@ export function createSpendWriter(options: SpendWriterOptions) {
     }
   }
 
+  let writingSaved: Promise<void> | null = null;
+  /** Writes the batches a shutdown saved (see `close`), each exactly once; a file goes once written. */
+  function writeSaved(): Promise<void> {
+    writingSaved ??= writeSavedFiles().finally(() => {
+      writingSaved = null;
+    });
+    return writingSaved;
+  }
+
+  async function writeSavedFiles(): Promise<void> {
+    const dir = options.pendingDir;
+    if (!dir) return;
+    let files: string[];
+    try {
+      files = readdirSync(dir).filter((name) => name.startsWith("spend-") && name.endsWith(".json")).sort();
+    } catch {
+      return;
+    }
+    for (const name of files) {
+      const file = join(dir, name);
+      try {
+        const batch = batchFromSaved(JSON.parse(readFileSync(file, "utf8")));
+        const fresh = await applyBatch(db, batch);
+        unlinkSync(file);
+        log.info("spend saved at the last shutdown written", { requests: batch.size, file, already_written: !fresh });
+      } catch (error) {
+        log.error("spend saved at the last shutdown not written yet; kept for the next start", { file, error: String(error) });
+        return;
+      }
+    }
+  }
+
   function flush(): Promise<void> {
     if (flushing) return flushing;
     flushing = writeOnce()
       .then(() => {
-        if (failures > 0) log.info("spend writes resumed", { after_failures: failures });
+        if (failures > 0) {
+          log.info("spend writes resumed", { after_failures: failures });
+          void writeSaved();
+        }
         failures = 0;
         log.clearOnce("spend-flush");
       })
@@ -138,19 +171,33 @@ export function createSpendWriter(options: SpendWriterOptions) {
     setAside: () => setAsideRequests,
     /** Whether the last write failed: spend is waiting for the database, not just for the next batch. */
     failing: () => failures > 0,
-    /** Stops the timer and writes everything, retrying until `deadlineMs` passes. */
-    async close(deadlineMs = 10_000): Promise<void> {
+    /**
+     * Stops the timer and writes everything, retrying until `deadlineMs` passes; what the database
+     * still cannot take then is saved to `pendingDir` and written at the next start. Returns the
+     * number of requests whose spend is lost (neither written nor saved): 0 unless the disk failed too.
+     */
+    async close(deadlineMs = 10_000): Promise<number> {
       clearInterval(timer);
       const until = Date.now() + deadlineMs;
       for (;;) {
         await flush();
-        if (this.backlog() === 0) return;
-        if (Date.now() >= until) {
-          log.error("spend not written before shutdown", { requests: this.backlog() });
-          return;
-        }
+        if (this.backlog() === 0) return 0;
+        if (Date.now() >= until) break;
         await Bun.sleep(200);
       }
+      if (current.size > 0) queue.push(current);
+      current = new Batch(options.masterToken ?? null);
+      let lost = 0;
+      for (const batch of queue.splice(0)) {
+        const { file } = saveBatch(batch, options.pendingDir, "database unreachable at shutdown");
+        if (file) log.error("spend not written before shutdown: saved, and written at the next start", { requests: batch.size, file });
+        else {
+          lost += batch.size;
+          log.error("spend not written before shutdown and could not be saved", { requests: batch.size, batch: batch.id });
+        }
+      }
+      return lost;
     },
+    writeSaved,
   };
 }

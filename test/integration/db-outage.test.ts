@@ -1,4 +1,7 @@
 import { expect, test } from "bun:test";
+import { mkdtempSync, readdirSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { MOCK_CONFIG, inProcessGateway } from "../helpers/gateway";
 import { openDatabase } from "../../src/db";
 import { reconnectDelaySeconds } from "../../src/db/postgres";
@@ -60,3 +63,37 @@ test("admin calls while Postgres is down answer 503 service_unavailable, not 500
     await pg.stop();
   }
 }, 60_000);
+
+test("spend the database cannot take before shutdown is saved, and written at the next start exactly once", async () => {
+  const pg = await startPostgres();
+  const url = await pg.newDatabase();
+  const dataDir = mkdtempSync(join(tmpdir(), "litegate-pending-"));
+  const config = MOCK_CONFIG.replace("general_settings:\n", `general_settings:\n  data_dir: ${dataDir}\n`);
+  const db = await openDatabase({ url, dataDir: "", maxConnections: 2 });
+  const h = await inProcessGateway(config, { db });
+  try {
+    const key = (await (await h.call("/key/generate", {})).json()) as any;
+    const costs: number[] = [];
+    for (let i = 0; i < 3; i++) costs.push(Number((await h.chat(key.key)).headers.get("x-litellm-response-cost")));
+    await pg.stop();
+    expect(await h.gateway.spend.close(500)).toBe(0);
+    const saved = readdirSync(join(dataDir, "spend-pending"));
+    expect(saved.length).toBe(1);
+    await pg.start();
+    // Pooled connections may each report the shutdown once.
+    for (let ok = false; !ok;) ok = await db.query("select 1").then(() => true, () => Bun.sleep(100).then(() => false));
+    // The next start writes it.
+    const again = await inProcessGateway(config, { db });
+    for (const until = Date.now() + 10_000; readdirSync(join(dataDir, "spend-pending")).length > 0 && Date.now() < until;) await Bun.sleep(100);
+    expect(readdirSync(join(dataDir, "spend-pending"))).toEqual([]);
+    const [row] = await db.query("select spend from keys where token = $1", [key.token]);
+    expect(row!.spend).toBeCloseTo(costs.reduce((a, b) => a + b, 0), 12);
+    const [logs] = await db.query("select count(*)::int as n from spend_logs where api_key = $1", [key.token]);
+    expect(logs!.n).toBe(3);
+    await again.close();
+  } finally {
+    await h.close().catch(() => {});
+    await db.close();
+    await pg.stop();
+  }
+}, 90_000);

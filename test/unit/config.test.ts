@@ -79,9 +79,43 @@ router_settings:
     expect(() => parseConfig(`${models}litellm_settings:\n  max_user_budget: -1\n`, {})).toThrow(/litellm_settings\.max_user_budget: must be >= 0/);
   });
 
+  test("LiteLLM-style configs: numbers and booleans as text or from the environment, merge keys", () => {
+    const { config } = parseConfig(`
+model_list:
+  - model_name: a
+    litellm_params: &base
+      model: mock/a
+      rpm: "100"
+      input_cost_per_token: os.environ/PRICE
+  - model_name: b
+    litellm_params:
+      <<: *base
+      model: mock/b
+general_settings:
+  master_key: sk-1234
+  database_connection_pool_limit: "10"
+  shutdown_grace_seconds: os.environ/GRACE
+  metrics_public: "true"
+litellm_settings:
+  max_budget: os.environ/MAXB
+`, { PRICE: "0.000001", GRACE: "5", MAXB: "5" });
+    expect(config.model_list[0]!.litellm_params.rpm).toBe(100);
+    expect(config.model_list[0]!.litellm_params.input_cost_per_token).toBe(0.000001);
+    expect(config.model_list[1]!.litellm_params).toMatchObject({ model: "mock/b", rpm: 100 });
+    expect(config.general_settings).toMatchObject({ database_connection_pool_limit: 10, shutdown_grace_seconds: 5, metrics_public: true });
+    expect(config.litellm_settings.max_budget).toBe(5);
+  });
+
+  test("a model_list that is not a list, and a value outside a fixed set, are named with what is expected", () => {
+    for (const text of ["model_list:\n  model_name: gpt-4o\n  litellm_params: {model: mock/x}\n", "model_list: {}\n"]) {
+      expect(() => parseConfig(text, {})).toThrow(/model_list: must be a list of models/);
+    }
+    expect(() => parseConfig("model_list: []\ngeneral_settings:\n  log_level: DEBUG\n", {})).toThrow(/general_settings.log_level: must be one of "debug", "info", "warn", "error" \(got "DEBUG"\)/);
+  });
+
   test("every problem is reported at once", () => {
     try {
-      parseConfig("model_list:\n  - model_name: 1\n    litellm_params: {}\ngeneral_settings:\n  max_request_size_mb: -1\n", {});
+      parseConfig("model_list:\n  - model_name: [1]\n    litellm_params: {}\ngeneral_settings:\n  max_request_size_mb: -1\n", {});
       throw new Error("expected a ConfigError");
     } catch (error) {
       expect((error as ConfigError).problems.length).toBeGreaterThanOrEqual(3);
