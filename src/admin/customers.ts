@@ -81,9 +81,11 @@ export function customerRoutes(deps: AdminDeps) {
         const [budget] = budgetId ? await tx.query("select budget_duration from budgets where budget_id = $1", [budgetId]) : [];
         await tx.query(
           `update end_users set alias = coalesce($2, alias), budget_id = $3, blocked = coalesce($4, blocked), spend = coalesce($5, spend),
-             budget_reset_at = case when $3 is distinct from budget_id or $6 then $7 else budget_reset_at end, updated_at = now() where user_id = $1`,
+             budget_reset_at = case when $6 or ($8 and $3 is distinct from budget_id) then $7 else budget_reset_at end, updated_at = now()
+           where user_id = $1`,
+          // The period restarts with a new duration or on a move to another budget, not with a copy of the same one.
           [body.user_id, body.alias ?? null, budgetId, body.blocked ?? null, body.spend ?? null, "budget_duration" in changes,
-            resetAtFor(budget?.budget_duration, now)]);
+            resetAtFor(budget?.budget_duration, now), Boolean(body.budget_id)]);
       });
       if (body.spend !== undefined || "budget_duration" in changes) deps.counters.forget(counterKeys.budgetPrefix(scopes.customer(body.user_id)));
       deps.invalidate({ kind: "customer", id: body.user_id });

@@ -88,6 +88,7 @@ export function keyRoutes(deps: AdminDeps) {
   const info = new Elysia({ name: "admin-key-info" }).get("/key/info", async ({ query, request }) => {
     const caller = await deps.auth.authenticate(request.headers);
     const own = caller.kind === "key" ? caller.principal.key.token : null;
+    if (query.key === "") throw badRequest("key: must not be empty (leave it out for the calling key)", "key");
     const asked = query.key ? tokenOf(query.key) : own;
     if (!asked) throw badRequest("key: required (the key to describe)", "key");
     if (caller.kind === "key" && !caller.admin && asked !== own) throw authError("Authentication Error, a key may only read its own /key/info");
@@ -173,6 +174,8 @@ export function keyRoutes(deps: AdminDeps) {
     .post("/key/regenerate", async ({ body }) => {
       const old = tokenOf(body.key);
       refuseMasterKey(deps, body.new_key, "new_key");
+      // Spend still in memory is written first: the new token's budget starts from all of it.
+      await deps.spend.flush();
       const raw = body.new_key ?? generateKey();
       const row = await db.transaction(async (tx) => {
         found((await tx.query("select 1 from keys where token = $1", [old]))[0], "Key");

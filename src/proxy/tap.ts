@@ -42,8 +42,11 @@ type Verdict = "forward" | "drop" | "malformed";
 export class SseEvents {
   usage: Usage | null = null;
   text = "";
-  /** The provider ended the answer: `[DONE]`, or a choice's finish_reason. */
-  finished = false;
+  /** `[DONE]` came. */
+  private done = false;
+  /** Choices that sent content but no finish_reason yet, and whether any finished. */
+  private open = new Set<number>();
+  private anyFinished = false;
   /** An event that is not JSON: the provider's stream cannot be trusted past it. */
   malformed = false;
   /** Bytes of the event in progress that came in earlier chunks. */
@@ -55,6 +58,11 @@ export class SseEvents {
   private skipLF = false;
 
   constructor(private readonly clientWantsUsage: boolean) {}
+
+  /** The provider ended the answer: `[DONE]`, or a finish_reason for every choice (n > 1 has several). */
+  get finished(): boolean {
+    return this.done || (this.anyFinished && this.open.size === 0);
+  }
 
   /** Reads a chunk; returns the bytes to pass on (complete events), empty when none. */
   push(chunk: Uint8Array): Uint8Array[] {
@@ -148,7 +156,7 @@ export class SseEvents {
     const data = payload.trim();
     if (data === "") return "forward";
     if (data === "[DONE]") {
-      this.finished = true;
+      this.done = true;
       return "forward";
     }
     let chunk: any;
@@ -162,7 +170,13 @@ export class SseEvents {
     const choices = chunk?.choices;
     if (!Array.isArray(choices)) return "forward";
     for (const choice of choices) {
-      if (choice?.finish_reason) this.finished = true;
+      const index = typeof choice?.index === "number" ? choice.index : 0;
+      if (choice?.finish_reason) {
+        this.anyFinished = true;
+        this.open.delete(index);
+      } else {
+        this.open.add(index);
+      }
       const content = choice?.delta?.content ?? choice?.text;
       if (typeof content === "string") this.text += content;
       const calls = choice?.delta?.tool_calls;

@@ -111,23 +111,39 @@ describe("authorisation", () => {
     await h.flush();
     const once = (await json(`/key/info?key=${key.body.key}`)).body.info.spend;
     expect(once).toBeGreaterThan(0);
-    // Settled under the old token, still in memory when the key changes.
-    expect((await h.chat(key.body.key)).status).toBe(200);
+    // A stream under the old token, in flight while the key changes: it settles after the change.
+    const streaming = await h.chat(key.body.key, { stream: true }, "slow");
+    expect(streaming.status).toBe(200);
     const fresh = await json("/key/regenerate", { key: key.body.key });
     expect(fresh.status).toBe(200);
+    const streamed = await streaming.text();
+    expect(streamed).toContain("[DONE]");
     await h.flush();
     const info = (await json(`/key/info?key=${fresh.body.key}`)).body.info;
-    expect(info.spend).toBeCloseTo(2 * once, 12);
-    expect(info.model_spend.mock).toBeCloseTo(2 * once, 12);
+    const slow = info.model_spend.slow;
+    expect(slow).toBeGreaterThan(0);
+    expect(info.spend).toBeCloseTo(once + slow, 12);
+    expect(info.model_spend.mock).toBeCloseTo(once, 12);
     // Twice over, and spend under the first token still finds the key.
     expect((await h.chat(fresh.body.key)).status).toBe(200);
     const third = await json("/key/regenerate", { key: fresh.body.key });
     await h.flush();
     const after = (await json(`/key/info?key=${third.body.key}`)).body.info;
-    expect(after.spend).toBeCloseTo(3 * once, 12);
-    expect(after.model_spend.mock).toBeCloseTo(3 * once, 12);
+    expect(after.spend).toBeCloseTo(2 * once + slow, 12);
+    expect(after.model_spend.mock).toBeCloseTo(2 * once, 12);
     expect((await json("/key/generate", { key: "sk-1234" })).body.error.message).toContain("master key");
     expect((await json("/key/regenerate", { key: third.body.key, new_key: "sk-1234" })).status).toBe(400);
+  });
+
+  test("a key regenerated right after its budget ran out stays refused under its new secret", async () => {
+    const key = await json("/key/generate", { max_budget: 0.00003 });
+    const statuses: number[] = [];
+    for (let i = 0; i < 4; i++) statuses.push((await h.chat(key.body.key)).status);
+    expect(statuses.at(-1)).toBe(400);
+    // Nothing flushed yet: the spend is only in memory when the key changes.
+    const fresh = await json("/key/regenerate", { key: key.body.key });
+    expect(fresh.body.spend).toBeGreaterThanOrEqual(0.00003);
+    expect((await h.chat(fresh.body.key)).status).toBe(400);
   });
 
   test("the master key's requests are logged under its hash", async () => {
@@ -249,12 +265,16 @@ describe("validation and integrity", () => {
     expect(updated.budget_reset_at).toBe(created.budget_reset_at);
     const cleared = (await json("/customer/update", { user_id: "partial", tpm_limit: null })).body;
     expect(cleared.litellm_budget_table).toMatchObject({ max_budget: 0.5, tpm_limit: null, rpm_limit: 3 });
-    await json("/budget/new", { budget_id: "shared-tier", max_budget: 5, rpm_limit: 9 });
-    await json("/customer/new", { user_id: "on-shared", budget_id: "shared-tier" });
+    await json("/budget/new", { budget_id: "shared-tier", max_budget: 5, rpm_limit: 9, budget_duration: "7d" });
+    const onShared = (await json("/customer/new", { user_id: "on-shared", budget_id: "shared-tier" })).body;
+    h.clock.advance(1000);
     const own = (await json("/customer/update", { user_id: "on-shared", tpm_limit: 7 })).body;
     expect(own.budget_id).not.toBe("shared-tier");
+    // A copy of the same budget keeps the customer's period.
+    expect(own.budget_reset_at).toBe(onShared.budget_reset_at);
     expect(own.litellm_budget_table).toMatchObject({ max_budget: 5, rpm_limit: 9, tpm_limit: 7 });
     expect((await json("/budget/info", { budgets: ["shared-tier"] })).body[0]).toMatchObject({ max_budget: 5, rpm_limit: 9, tpm_limit: null });
+    expect((await json("/key/info?key=")).body.error.param).toBe("key");
   });
 
   test("duplicates are refused", async () => {

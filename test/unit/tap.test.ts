@@ -98,8 +98,12 @@ describe("the stream tap", () => {
     expect(text(out)).toContain("closed the stream before the answer was complete");
     expect(outcome.end).toBe("failed");
     expect(outcome.text).toBe("AA");
-    // A finish_reason without [DONE] is a finished answer.
+    // A finish_reason without [DONE] is a finished answer, once every choice has one (n > 1).
     const done = event({ choices: [{ index: 0, delta: {}, finish_reason: "length" }] });
     expect((await tap([encoder.encode(a + done)])).outcome.end).toBe("complete");
+    const second = event({ choices: [{ index: 1, delta: { content: "B" } }] });
+    expect((await tap([encoder.encode(a + second + done)])).outcome.end).toBe("failed");
+    const secondDone = event({ choices: [{ index: 1, delta: {}, finish_reason: "stop" }] });
+    expect((await tap([encoder.encode(a + second + done + secondDone)])).outcome.end).toBe("complete");
   });
 });
