@@ -82,6 +82,13 @@ export function likelyOpenedLater(args: CliArgs | null): boolean {
   return saved || isNewDataDir(dataDir);
 }
 
+/**
+ * A reload asked for (SIGHUP) while the gateway starts has nothing to reload yet, and by default the
+ * signal ends the process: until main.ts puts the reload in its place, it is ignored.
+ */
+export const hangupWhileStarting = () => process.stderr.write("litegate: SIGHUP while starting: ignored, the config being loaded is the current one\n");
+process.on("SIGHUP", hangupWhileStarting);
+
 const args = commandOf(process.argv.slice(2));
 keepFreedMemory(args, process.env);
 if (likelyPglite(args, process.env) && !likelyOpenedLater(args)) startPgliteEarly();

@@ -1,4 +1,4 @@
-import "./early"; // first: the allocator setting, and the embedded database's thread started while the rest loads
+import { hangupWhileStarting } from "./early"; // first: the allocator setting, and the embedded database's thread started while the rest loads
 import { type CliArgs, CliError, USAGE, parseArgs } from "./cli";
 import { ConfigError, type Config, databaseUrlOf, loadConfig, redisUrlOf } from "./config";
 import { type Database, DataDirInUse, MigrationError, deferredDatabase, discardEarlyPglite, lockDataDir, migrate, openDatabase } from "./db";
@@ -128,11 +128,18 @@ async function main(): Promise<void> {
 
   const port = args.port ?? 4000;
   const hostname = args.host ?? "0.0.0.0";
-  const serve = (app: typeof gateway.app | NonNullable<typeof gateway.adminApp>, p: number, routes = {}) =>
-    Bun.serve({ port: p, hostname, routes: { ...livenessServerRoutes, ...routes }, fetch: (request) => app.handle(request), idleTimeout: 255,
-      // Bodies are held to max_request_size_mb by the gateway itself (refused before they are read, with
-      // the error envelope): the server's own limit, which answers a bare 413, is set out of the way.
-      maxRequestBodySize: Number.MAX_SAFE_INTEGER });
+  const serve = (app: typeof gateway.app | NonNullable<typeof gateway.adminApp>, p: number, routes = {}) => {
+    try {
+      return Bun.serve({ port: p, hostname, routes: { ...livenessServerRoutes, ...routes }, fetch: (request) => app.handle(request), idleTimeout: 255,
+        // Bodies are held to max_request_size_mb by the gateway itself (refused before they are read, with
+        // the error envelope): the server's own limit, which answers a bare 413, is set out of the way.
+        maxRequestBodySize: Number.MAX_SAFE_INTEGER });
+    } catch (error) {
+      unlock();
+      const reason = (error as { code?: string }).code === "EADDRINUSE" || /in use/i.test(String(error)) ? "the port is in use" : String(error).split("\n")[0];
+      return fail(`cannot listen on ${hostname}:${p}: ${reason}`);
+    }
+  };
   const server = serve(gateway.app, port, gateway.serverRoutes);
   const adminServer = gateway.adminApp && g.admin_port !== undefined ? serve(gateway.adminApp, g.admin_port) : null;
   log.info(`litegate ${VERSION} listening`, { url: `http://${hostname}:${server.port}`, database: warm ? "pglite (opening)" : db.kind, redis: redis ? "on" : "off", admin_port: adminServer?.port });
@@ -166,6 +173,7 @@ async function main(): Promise<void> {
   // gateway down with requests in flight: log it and keep serving.
   process.on("uncaughtException", (error) => log.error("uncaught exception", { error: error.stack ?? String(error) }));
   process.on("unhandledRejection", (error) => log.error("unhandled rejection", { error: error instanceof Error ? error.stack : String(error) }));
+  process.off("SIGHUP", hangupWhileStarting);
   process.on("SIGHUP", () => {
     // A refusal is logged by reloadFromSource; the running config stays.
     gateway.reloadFromSource().catch(() => {});

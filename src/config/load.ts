@@ -72,6 +72,22 @@ function readOldNames(settings: unknown, warnings: string[]): boolean {
   return read;
 }
 
+/** Keys LiteLLM configs carry that litegate reads without acting on: said once at load, not silently dropped. */
+function warnAccepted(config: Config, warnings: string[]): void {
+  const ignored = (path: string, why: string) => warnings.push(`${path}: accepted but not used by litegate (${why})`);
+  const r = config.router_settings as Record<string, unknown>;
+  const l = config.litellm_settings as Record<string, unknown>;
+  if (r.retry_after !== undefined) ignored("router_settings.retry_after", "retries go to another deployment at once");
+  if (r.routing_strategy !== undefined && r.routing_strategy !== "simple-shuffle") ignored("router_settings.routing_strategy", "deployments are picked by weight and rpm/tpm headroom");
+  if (l.drop_params !== undefined) ignored("litellm_settings.drop_params", "request bodies reach the provider as sent");
+  if (l.set_verbose !== undefined) ignored("litellm_settings.set_verbose", "use general_settings.log_level");
+  config.model_list.forEach((entry, i) => {
+    if ((entry.litellm_params as Record<string, unknown>).max_retries !== undefined) {
+      ignored(`model_list[${i}].litellm_params.max_retries`, "use num_retries in litellm_settings or router_settings");
+    }
+  });
+}
+
 function schemaMessage(error: { message: string; schema: Record<string, any>; value: unknown }): string {
   if (error.value === undefined) return "required";
   const choices = Array.isArray(error.schema.anyOf) && error.schema.anyOf.every((option: any) => option.const !== undefined)
@@ -164,6 +180,7 @@ export function validateConfig(raw: unknown, env: Env = process.env): { config: 
   for (const section of ["general_settings", "litellm_settings", "router_settings"] as const) {
     warnUnknown(withDefaults[section], KNOWN_KEYS[section], section, warnings);
   }
+  warnAccepted(withDefaults, warnings);
   return { config: withDefaults, warnings };
 }
 

@@ -133,6 +133,9 @@ export function createInference(deps: InferenceDeps) {
 
   async function admit(route: Route, request: Request, requestId: string, start: number): Promise<{ ctx: Context; rawBody: string; stream: boolean }> {
     const runtime = deps.runtime();
+    if (spend.failing() && !runtime.config.general_settings.allow_requests_on_db_unavailable) {
+      throw new GatewayError(503, "service_unavailable", "The database is unavailable and allow_requests_on_db_unavailable is false; retry shortly");
+    }
     const caller = await auth.authenticate(request.headers);
     const rawBody = await readBodyText(request, runtime.maxBodyBytes, runtime.config.general_settings.max_request_size_mb);
     const parsed = parseInferenceBody(rawBody, route);

@@ -69,7 +69,8 @@ export function createRuntime(
     maxBodyBytes: Math.floor(g.max_request_size_mb * 1024 * 1024),
     defaultCompletionTokens: g.default_completion_tokens,
     rejectUnpriced: g.reject_unpriced_models,
-    requestTimeoutMs: g.request_timeout * 1000,
+    // LiteLLM's other names for the same deadline: the shortest one set applies.
+    requestTimeoutMs: Math.min(g.request_timeout, l.request_timeout ?? Infinity, r.timeout ?? Infinity) * 1000,
     budgetDefaults() {
       if (defaults.gatewaySpend !== gateway.spend || defaults.gatewayResetAt !== gateway.budgetResetAt || defaults.gatewayCreatedAt !== gateway.createdAt) {
         defaults = { ...defaults, gatewaySpend: gateway.spend, gatewayResetAt: gateway.budgetResetAt, gatewayCreatedAt: gateway.createdAt };

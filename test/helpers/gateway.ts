@@ -24,6 +24,8 @@ export async function inProcessGateway(yaml: string, options: { db?: Database; s
   };
   const clock = options.counters ? { now: () => Date.now(), advance: realTime, set: realTime } : manualClock(options.start ?? Date.now());
   const { config } = parseConfig(yaml, {});
+  // Files the gateway keeps (spend saved at shutdown) go to a directory of the test's own.
+  if (!/^\s*data_dir:/m.test(yaml)) config.general_settings.data_dir = mkdtempSync(join(tmpdir(), "litegate-test-data-"));
   const gateway = await buildGateway({ ...options, config, db, clock, log: silentLogger, spendIntervalMs: 60_000 });
 
   const call = (path: string, body?: unknown, key: string | null = MASTER, init: RequestInit = {}) => {

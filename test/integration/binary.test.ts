@@ -1,7 +1,8 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { readdirSync, readFileSync } from "node:fs";
+import { readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import OpenAI from "openai";
+import { stringify } from "yaml";
 import { MIGRATIONS } from "../../src/db/migrations";
 import { type RunningGateway, runBinary, startBinary } from "../helpers/binary";
 import { sharedPostgres, startRedis, tempDir } from "../helpers/services";
@@ -190,6 +191,19 @@ describe("command line", () => {
     expect(missing.code).not.toBe(0);
     expect(missing.stderr.trim().split("\n")).toHaveLength(1);
     expect(missing.stderr).toContain("/nonexistent/config.yaml");
+  });
+
+  test("a port in use is one clear line and exit 1", async () => {
+    const taken = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+    try {
+      const cwd = tempDir("port-taken");
+      writeFileSync(join(cwd, "c.yaml"), stringify({ ...MINIMAL, general_settings: { master_key: "sk-1234", data_dir: join(cwd, "db") } }));
+      const result = await runBinary(["--config", join(cwd, "c.yaml"), "--host", "127.0.0.1", "--port", String(taken.port)], { cwd });
+      expect(result.code).toBe(1);
+      expect(result.stderr.trim().split("\n")).toEqual([`litegate: cannot listen on 127.0.0.1:${taken.port}: the port is in use`]);
+    } finally {
+      taken.stop(true);
+    }
   });
 
   test("with Redis: starts without a warning on stderr; a malformed redis_url is one clear line", async () => {

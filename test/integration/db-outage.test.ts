@@ -97,3 +97,30 @@ test("spend the database cannot take before shutdown is saved, and written at th
     await pg.stop();
   }
 }, 90_000);
+
+test("allow_requests_on_db_unavailable: false refuses requests with 503 while spend cannot be written; true keeps serving", async () => {
+  const pg = await startPostgres();
+  const url = await pg.newDatabase();
+  const strict = await inProcessGateway(MOCK_CONFIG.replace("general_settings:\n", "general_settings:\n  allow_requests_on_db_unavailable: false\n"), {
+    db: await openDatabase({ url, dataDir: "", maxConnections: 2 }),
+  });
+  const lenient = await inProcessGateway(MOCK_CONFIG, { db: await openDatabase({ url, dataDir: "", maxConnections: 2 }) });
+  try {
+    const key = await strict.createKey();
+    expect((await strict.chat(key)).status).toBe(200);
+    expect((await lenient.chat(key)).status).toBe(200);
+    await pg.stop();
+    await strict.flush();
+    await lenient.flush();
+    const refused = await strict.chat(key);
+    expect(refused.status).toBe(503);
+    expect(((await refused.json()) as any).error.message).toContain("allow_requests_on_db_unavailable");
+    expect((await lenient.chat(key)).status).toBe(200);
+  } finally {
+    await strict.gateway.spend.close(0).catch(() => 0);
+    await lenient.gateway.spend.close(0).catch(() => 0);
+    await strict.db.close();
+    await lenient.db.close();
+    await pg.stop();
+  }
+}, 90_000);

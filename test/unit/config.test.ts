@@ -2,6 +2,8 @@ import { describe, expect, test } from "bun:test";
 import { readFileSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { ConfigError, databaseUrlOf, deploymentsOf, loadConfig, parseConfig, redisUrlOf } from "../../src/config";
+import { createPricing } from "../../src/pricing";
+import { createRuntime } from "../../src/proxy/runtime";
 
 const BAD = join(import.meta.dir, "../fixtures/config/bad");
 
@@ -111,6 +113,21 @@ litellm_settings:
       expect(() => parseConfig(text, {})).toThrow(/model_list: must be a list of models/);
     }
     expect(() => parseConfig("model_list: []\ngeneral_settings:\n  log_level: DEBUG\n", {})).toThrow(/general_settings.log_level: must be one of "debug", "info", "warn", "error" \(got "DEBUG"\)/);
+  });
+
+  test("LiteLLM keys litegate does not act on are named at load; LiteLLM's timeout names set the request deadline", () => {
+    const { config, warnings } = parseConfig(`model_list:
+  - model_name: a
+    litellm_params: {model: mock/a, max_retries: 2}
+litellm_settings: {drop_params: true, set_verbose: false, request_timeout: 5}
+router_settings: {retry_after: 1, routing_strategy: usage-based-routing, timeout: 3}
+`, {});
+    for (const path of ["router_settings.retry_after", "router_settings.routing_strategy", "litellm_settings.drop_params", "litellm_settings.set_verbose", "model_list[0].litellm_params.max_retries"]) {
+      expect(warnings.some((w) => w.startsWith(`${path}: accepted but not used by litegate`))).toBe(true);
+    }
+    const deployments = deploymentsOf(config);
+    const runtime = createRuntime(config, deployments, createPricing(deployments), () => ({}) as any, { spend: 0, budgetResetAt: null, createdAt: null });
+    expect(runtime.requestTimeoutMs).toBe(3000);
   });
 
   test("every problem is reported at once", () => {

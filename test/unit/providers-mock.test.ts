@@ -99,6 +99,10 @@ describe("mock provider", () => {
     started = performance.now();
     expect(await send(question, "chat", { mock_delay_ms: 5000 }, client.signal)).toMatchObject({ kind: "error", status: 499 });
     expect(performance.now() - started).toBeLessThan(1000);
+    // The gateway's own deadline is a timeout, not a client leaving.
+    const deadline = new AbortController();
+    setTimeout(() => deadline.abort(new DOMException("The request took longer than request_timeout", "TimeoutError")), 20);
+    expect(await send(question, "chat", { mock_delay_ms: 5000 }, deadline.signal)).toMatchObject({ kind: "error", status: 504, type: "timeout" });
   });
 
   test("an error mock_response answers that error", async () => {
