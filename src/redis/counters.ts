@@ -21,6 +21,8 @@ import SYNC_SCRIPT from "./sync.lua" with { type: "text" };
 const SWEEP_MS = 500;
 /** A busy rate counter takes its lease in the next window during the last this-many ms of this one. */
 const NEXT_WINDOW_LEAD_MS = 2000;
+/** Replies of the heartbeat that opens every tick's pipeline (see `heartbeat`). */
+const HEARTBEAT_REPLIES = 3;
 /** Counters one tick syncs at most: about 5 ms of work. */
 const MAX_SYNCS_PER_TICK = 600;
 
@@ -48,6 +50,8 @@ export class SharedCounters implements Counters {
   private sweep: Iterator<State> | null = null;
   private sweptAt = 0;
   private aliveAt = 0;
+  /** This Redis's data generation as last seen (see `redisKeys.epoch`); null before the first answer. */
+  private epoch: string | null = null;
   syncs = 0;
   failures = 0;
   /** Round trips to Redis: one per tick with something to sync, one per admission Redis decides. */
@@ -73,7 +77,7 @@ export class SharedCounters implements Counters {
     if (!s) {
       s = {
         check, lease: 0, inflight: 0, unsynced: 0, v: check.initial, others: 0, peers: 0, synced: false, busy: null,
-        admittedSinceSync: 0, rate: 0, lastReserve: check.reserve, lastActual: 0, touchedAt: this.options.now(), syncedAt: 0,
+        admittedSinceSync: 0, rate: 0, lastReserve: check.reserve, lastActual: 0, touchedAt: this.options.now(), syncedAt: 0, recover: false,
       };
       this.states.set(check.key, s);
     } else {
@@ -176,6 +180,7 @@ export class SharedCounters implements Counters {
   }
 
   private apply(s: State, reply: SyncReply): void {
+    s.recover = false;
     s.lease = Number(reply[1]);
     s.v = Number(reply[2]);
     s.others = Number(reply[3]);
@@ -264,15 +269,19 @@ export class SharedCounters implements Counters {
         // Stay alive (our leases stay valid) even when no counter needs a sync.
         if (now - this.aliveAt > 500 || this.degraded) {
           this.roundTrips++;
-          await this.redis.set(redisKeys.alive(this.options.instanceId), "1", "PX", this.options.leaseTtlMs ?? 3000)
-            .then(() => this.healthy(), (e) => this.unhealthy(e));
+          const pipeline = this.redis.pipeline();
+          this.heartbeat(pipeline);
+          await pipeline.exec().then((replies) => {
+            this.checkEpoch(replies ?? []);
+            this.healthy();
+          }, (e) => this.unhealthy(e));
           this.aliveAt = now;
         }
         return;
       }
       this.aliveAt = now;
       const pipeline = this.redis.pipeline();
-      pipeline.set(redisKeys.alive(this.options.instanceId), "1", "PX", this.options.leaseTtlMs ?? 3000);
+      this.heartbeat(pipeline);
       const sent = chosen.map((s) => {
         const push = s.unsynced;
         s.unsynced = 0;
@@ -294,12 +303,19 @@ export class SharedCounters implements Counters {
       this.counterSyncs += sent.length;
       const done = pipeline.exec();
       for (const { s } of sent) s.busy = done;
-      const replies = (await done)?.slice(1);
+      const all = await done;
       for (const { s } of sent) s.busy = null;
-      if (!replies) throw new Error("pipeline returned nothing");
+      if (!all) throw new Error("pipeline returned nothing");
+      const lost = this.checkEpoch(all);
+      const replies = all.slice(HEARTBEAT_REPLIES);
       sent.forEach(({ s, push }, i) => {
         const [error, flat] = replies[Math.floor(i / SYNC_SLICE)]!;
-        if (error) {
+        // Synced against an emptied Redis: pushed, and the counter made again; its lease is asked again.
+        if (lost && !error) {
+          this.apply(s, replyAt(flat as unknown[], i % SYNC_SLICE));
+          s.synced = false;
+          s.recover = true;
+        } else if (error) {
           s.unsynced += push;
           this.unhealthy(error);
         } else {
@@ -315,6 +331,37 @@ export class SharedCounters implements Counters {
     } finally {
       this.ticking = false;
     }
+  }
+
+  /** The heartbeat every round trip carries: alive, and the data generation (set if missing, then read). */
+  private heartbeat(pipeline: ReturnType<Redis["pipeline"]>): void {
+    pipeline.set(redisKeys.alive(this.options.instanceId), "1", "PX", this.options.leaseTtlMs ?? 3000);
+    // A new value every time: one this instance set before cannot be mistaken for the data surviving.
+    pipeline.set(redisKeys.epoch, crypto.randomUUID(), "NX");
+    pipeline.get(redisKeys.epoch);
+  }
+
+  /**
+   * Whether Redis lost its data since the last round trip (restarted without it, or emptied): every
+   * lease this instance holds is then void (other instances' are gone from Redis, so room would be
+   * granted twice), and each counter syncs again before admitting more on its own.
+   */
+  private checkEpoch(replies: [Error | null, unknown][]): boolean {
+    const seen = replies[2]?.[1];
+    if (typeof seen !== "string") return false;
+    if (this.epoch === null || this.epoch === seen) {
+      this.epoch = seen;
+      return false;
+    }
+    this.epoch = seen;
+    for (const s of this.states.values()) {
+      s.lease = 0;
+      s.synced = false;
+      s.recover = true;
+      this.dirty.add(s);
+    }
+    this.options.log.warn("redis lost its data: counters synced again from what this instance last saw");
+    return true;
   }
 
   /**

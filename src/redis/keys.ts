@@ -5,6 +5,8 @@ export const redisKeys = {
   counterPattern: (prefix: string) => `lg:c:${prefix.replace(/[*?[\]\\]/g, "\\$&")}*`,
   /** Exists while an instance is alive; its leases are dropped once it is gone. */
   alive: (instanceId: string) => `lg:alive:${instanceId}`,
+  /** Set once by whichever instance finds it missing: a new value means Redis lost its data (restarted, emptied). */
+  epoch: "lg:epoch",
   /** Admin writes tell every instance what to forget. */
   invalidations: "lg:invalidate",
 };

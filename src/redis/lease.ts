@@ -26,6 +26,8 @@ export interface State {
   lastActual: number;
   touchedAt: number;
   syncedAt: number;
+  /** Redis lost its data since the last sync: the next one brings the shared value back up to what this instance saw. */
+  recover: boolean;
 }
 
 /** A counter unused this long hands its lease back and is forgotten. */
@@ -103,8 +105,9 @@ export const replyAt = (flat: unknown[], i: number): SyncReply => flat.slice(5 *
 /** A counter's values for the sync script, in the order it reads them. */
 export function syncArgs(s: State, push: number, need: number, request: number, admission: boolean, now: number): (string | number)[] {
   const keyTtl = Number.isFinite(s.check.expiresAt) ? Math.max(1000, s.check.expiresAt - now + 10_000) : DAY_MS;
-  // The value a counter Redis no longer has (restarted, emptied) starts again from: the stored value
-  // the check was planned from, or the shared value this instance last saw when that is more.
-  const initial = Math.max(s.check.initial, s.v);
-  return [initial, s.check.limit, push, s.lease, consumed(s), need, request, Math.ceil(keyTtl), admission ? "1" : "0", unit(s)];
+  // A counter missing from Redis starts from the stored value the check was planned from (after an admin
+  // reset, that is the new value). After Redis lost its data, what this instance last saw is a floor
+  // too: the script makes the value the highest floor plus what was pushed since.
+  const initial = s.recover ? Math.max(s.check.initial, s.v) : s.check.initial;
+  return [initial, s.check.limit, push, s.lease, consumed(s), need, request, Math.ceil(keyTtl), admission ? "1" : "0", unit(s), s.recover ? "1" : "0"];
 }

@@ -5,16 +5,28 @@
 -- ARGV: 1 instance, then FIELDS values per counter, in KEYS order:
 --       initial value, limit, push, lease held, consumed (in flight + settled not pushed),
 --       need (this admission's reservation), request (extra room wanted), key ttl ms,
---       admission? ("1"/"0"), unit (a typical reservation)
+--       admission? ("1"/"0"), unit (a typical reservation),
+--       recover? ("1": Redis lost its data; the initial value is what this instance last saw)
 -- Returns 5 values per counter: admitted, lease, shared value, others' leases, live peers.
-local FIELDS = 10
+local FIELDS = 11
 local me = ARGV[1]
 local alive = {}
 local out = {}
 for k = 1, #KEYS do
   local h = KEYS[k]
   local a = 1 + (k - 1) * FIELDS
-  if redis.call('HEXISTS', h, 'v') == 0 then redis.call('HSET', h, 'v', ARGV[a + 1]) end
+  -- f: the floor the value was made from. After a loss each instance brings the value it last saw, a
+  -- floor of what was pushed before; the value is the highest floor plus what was pushed since.
+  if redis.call('HEXISTS', h, 'v') == 0 then
+    redis.call('HSET', h, 'v', ARGV[a + 1], 'f', ARGV[a + 1])
+  elseif ARGV[a + 11] == '1' then
+    local f = tonumber(redis.call('HGET', h, 'f') or '0')
+    local floor = tonumber(ARGV[a + 1])
+    if floor > f then
+      redis.call('HINCRBYFLOAT', h, 'v', floor - f)
+      redis.call('HSET', h, 'f', tostring(floor))
+    end
+  end
   local v = tonumber(redis.call('HINCRBYFLOAT', h, 'v', ARGV[a + 3]))
   local limit = tonumber(ARGV[a + 2])
   local fields = redis.call('HGETALL', h)
