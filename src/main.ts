@@ -95,7 +95,12 @@ async function main(): Promise<void> {
   const log = createLogger({ level: g.log_level, format: args.logFormat ?? g.log_format });
   for (const warning of warnings) log.warn(`config: ${warning}`);
   // A malformed Redis URL stops the start before anything is opened.
-  const redisUrl = redisUrlOf(config, process.env);
+  let redisUrl: string | undefined;
+  try {
+    redisUrl = redisUrlOf(config, process.env);
+  } catch (error) {
+    fail(`invalid config: ${error instanceof ConfigError ? error.problems.join("; ") : String(error)}`);
+  }
   if (redisUrl) {
     try {
       redisOptionsOf(redisUrl);

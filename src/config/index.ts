@@ -1,5 +1,6 @@
 import type { Deployment } from "../providers/types";
 import type { Config } from "./schema";
+import { ConfigError } from "./load";
 
 export { ConfigError, loadConfig, parseConfig, pathName, validateConfig } from "./load";
 export type { Config, GeneralSettings, LitellmSettings, ModelEntry, RouterSettings } from "./schema";
@@ -35,6 +36,10 @@ export function redisUrlOf(config: Config, env: Env): string | undefined {
   const host = r.redis_host ?? c?.host;
   if (!host) return undefined;
   const port = r.redis_port ?? c?.port ?? 6379;
+  const portName = r.redis_port !== undefined ? "router_settings.redis_port" : "litellm_settings.cache_params.port";
+  if (!/^\d+$/.test(String(port)) || Number(port) < 1 || Number(port) > 65535) {
+    throw new ConfigError([`${portName}: must be a port number from 1 to 65535 (got ${JSON.stringify(port)})`]);
+  }
   const password = r.redis_password ?? c?.password;
   return `redis://${password ? `:${encodeURIComponent(password)}@` : ""}${host}:${port}`;
 }

@@ -55,11 +55,17 @@ function processMetrics(registry: Registry): void {
   const gauge = (name: string, help: string, read: () => number) =>
     new Gauge({ name: `litegate_process_${name}`, help, registers: [registry], collect() { this.set(read()); } });
   gauge("resident_memory_bytes", "Resident memory of the process", () => process.memoryUsage.rss());
+  // The runtime's "heap total" is not an upper bound of what is used (it reads lower): only the used size is exported.
   gauge("heap_used_bytes", "JavaScript heap in use", () => process.memoryUsage().heapUsed);
-  gauge("heap_total_bytes", "JavaScript heap reserved", () => process.memoryUsage().heapTotal);
-  gauge("cpu_seconds_total", "CPU time used by the process (user + system)", () => {
-    const { user, system } = process.cpuUsage();
-    return (user + system) / 1e6;
+  let cpuSeen = 0;
+  new Counter({
+    name: "litegate_process_cpu_seconds_total", help: "CPU time used by the process (user + system)", registers: [registry],
+    collect() {
+      const { user, system } = process.cpuUsage();
+      const now = (user + system) / 1e6;
+      if (now > cpuSeen) this.inc(now - cpuSeen);
+      cpuSeen = Math.max(cpuSeen, now);
+    },
   });
   gauge("start_time_seconds", "When the process started, in seconds since the epoch", () => startSeconds);
 }

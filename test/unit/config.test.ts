@@ -130,6 +130,13 @@ router_settings: {retry_after: 1, routing_strategy: usage-based-routing, timeout
     expect(runtime.requestTimeoutMs).toBe(3000);
   });
 
+  test("a Redis port that is not a port is named where it was written", () => {
+    const redis = (section: string) => parseConfig(`model_list: []\n${section}`, {}).config;
+    expect(() => redisUrlOf(redis("router_settings:\n  redis_host: h\n  redis_port: \"63x79\"\n"), {})).toThrow(/router_settings.redis_port: must be a port number from 1 to 65535 \(got "63x79"\)/);
+    expect(() => redisUrlOf(redis("litellm_settings:\n  cache_params: {host: h, port: 70000}\n"), {})).toThrow(/litellm_settings.cache_params.port: must be a port number/);
+    expect(redisUrlOf(redis("router_settings:\n  redis_host: h\n  redis_port: \"6380\"\n"), {})).toBe("redis://h:6380");
+  });
+
   test("every problem is reported at once", () => {
     try {
       parseConfig("model_list:\n  - model_name: [1]\n    litellm_params: {}\ngeneral_settings:\n  max_request_size_mb: -1\n", {});
