@@ -34,7 +34,8 @@ async function changeOwnBudget(tx: Sql, userId: string, budgetId: string | null,
   return (await insertBudget(tx, `customer:${userId}:${crypto.randomUUID()}`, { ...base, ...changes }, now)).budget_id;
 }
 
-export function customerRoutes(deps: AdminDeps) {
+/** The customer routes under `/customer`, and again under LiteLLM's older `/end_user` prefix. */
+export function customerRoutes(deps: AdminDeps, prefix: "/customer" | "/end_user" = "/customer") {
   const { db, clock } = deps;
   const one = async (id: string) => customerView(found((await db.query(`${SELECT} where e.user_id = $1`, [id]))[0], "Customer"));
   const setBlocked = async (ids: string[], blocked: boolean) => {
@@ -44,8 +45,8 @@ export function customerRoutes(deps: AdminDeps) {
   };
   const inlineOf = (body: Record<string, unknown>) => INLINE.filter((field) => body[field] !== undefined && body[field] !== null);
 
-  const routes = adminOnlyRoutes("admin-customers", deps)
-    .post("/customer/new", async ({ body }) => {
+  const routes = adminOnlyRoutes(`admin-customers${prefix}`, deps)
+    .post(`${prefix}/new`, async ({ body }) => {
       const inline = inlineOf(body);
       if (body.budget_id && inline.length > 0) throw badRequest(`send either budget_id or inline budget fields (${inline.join(", ")}), not both`, "budget_id");
       await db.transaction(async (tx) => {
@@ -63,7 +64,7 @@ export function customerRoutes(deps: AdminDeps) {
       body: t.Object({ ...budgetBody, user_id: Id, alias: opt(t.String({ maxLength: 512 })), budget_id: opt(Id), blocked: opt(t.Boolean()), metadata: opt(t.Record(t.String(), t.Unknown())) }, open),
       detail: { tags: ["customer management"], summary: "Create a customer (the `user` of requests) with a budget_id or an inline budget" },
     })
-    .post("/customer/update", async ({ body }) => {
+    .post(`${prefix}/update`, async ({ body }) => {
       // Spend still in memory is written first: it belongs to the period it was spent in.
       await deps.spend.flush();
       const inline = inlineOf(body);
@@ -94,14 +95,14 @@ export function customerRoutes(deps: AdminDeps) {
       body: t.Object({ ...budgetBody, user_id: Id, alias: opt(t.String()), budget_id: opt(Id), blocked: opt(t.Boolean()), spend: t.Optional(Money) }, open),
       detail: { tags: ["customer management"], summary: "Change a customer" },
     })
-    .post("/customer/delete", async ({ body }) => {
+    .post(`${prefix}/delete`, async ({ body }) => {
       const rows = await db.query("delete from end_users where user_id = any($1::text[]) returning user_id", [body.user_ids]);
       for (const row of rows) deps.invalidate({ kind: "customer", id: row.user_id });
       return { deleted_customers: rows.map((r) => r.user_id) };
     }, { body: t.Object({ user_ids: t.Array(Id, { minItems: 1 }) }, open), detail: { tags: ["customer management"], summary: "Delete customers" } })
-    .get("/customer/info", ({ query }) => one(query.end_user_id), { query: t.Object({ end_user_id: Id }), detail: { tags: ["customer management"], summary: "A customer with its budget and spend" } })
-    .get("/customer/list", async () => (await db.query(`${SELECT} order by e.created_at, e.user_id`)).map(customerView), { detail: { tags: ["customer management"], summary: "List customers" } })
-    .post("/customer/block", ({ body }) => setBlocked(body.user_ids, true), { body: t.Object({ user_ids: t.Array(Id, { minItems: 1 }) }, open), detail: { tags: ["customer management"], summary: "Block customers" } })
-    .post("/customer/unblock", ({ body }) => setBlocked(body.user_ids, false), { body: t.Object({ user_ids: t.Array(Id, { minItems: 1 }) }, open), detail: { tags: ["customer management"], summary: "Unblock customers" } });
+    .get(`${prefix}/info`, ({ query }) => one(query.end_user_id), { query: t.Object({ end_user_id: Id }), detail: { tags: ["customer management"], summary: "A customer with its budget and spend" } })
+    .get(`${prefix}/list`, async () => (await db.query(`${SELECT} order by e.created_at, e.user_id`)).map(customerView), { detail: { tags: ["customer management"], summary: "List customers" } })
+    .post(`${prefix}/block`, ({ body }) => setBlocked(body.user_ids, true), { body: t.Object({ user_ids: t.Array(Id, { minItems: 1 }) }, open), detail: { tags: ["customer management"], summary: "Block customers" } })
+    .post(`${prefix}/unblock`, ({ body }) => setBlocked(body.user_ids, false), { body: t.Object({ user_ids: t.Array(Id, { minItems: 1 }) }, open), detail: { tags: ["customer management"], summary: "Unblock customers" } });
   return routes;
 }

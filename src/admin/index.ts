@@ -21,6 +21,7 @@ export function adminRoutes(deps: AdminDeps) {
     .use(memberRoutes(deps))
     .use(budgetRoutes(deps))
     .use(customerRoutes(deps))
+    .use(customerRoutes(deps, "/end_user"))
     .use(spendRoutes(deps))
     .use(configRoutes(deps))
     .use(healthCheckRoutes(deps));

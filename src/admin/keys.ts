@@ -3,7 +3,7 @@ import { generateKey, hashKey, keyName } from "../auth/keys";
 import type { Sql } from "../db";
 import { counterKeys, scopes } from "../governance/keys";
 import { addDuration, parseDuration } from "../governance/duration";
-import { authError, badRequest } from "../http/errors";
+import { authError, badRequest, notFound } from "../http/errors";
 import { assignments, found, iso, mustExist, resetAtFor, tokenOf, write } from "./common";
 import type { AdminDeps } from "./deps";
 import { Money, Page, keyFields, nextReset, numeric, open } from "./fields";
@@ -98,6 +98,29 @@ export function keyRoutes(deps: AdminDeps) {
     return { key: query.key ?? row.key_name, info: { ...keyView(row), model_spend: modelSpend } };
   }, { query: t.Object({ key: t.Optional(t.String()) }), detail: { tags: ["key management"], summary: "A key's settings and spend" } });
 
+  async function regenerate(key: string, newKey: string | undefined) {
+    const body = { key, new_key: newKey };
+      const old = tokenOf(body.key);
+      refuseMasterKey(deps, body.new_key, "new_key");
+      // Spend still in memory is written first: the new token's budget starts from all of it.
+      await deps.spend.flush();
+      const raw = body.new_key ?? generateKey();
+      const row = await db.transaction(async (tx) => {
+        found((await tx.query("select 1 from keys where token = $1", [old]))[0], "Key");
+        const [updated] = await write("key", () => tx.query(
+          "update keys set token = $2, key_name = $3, updated_at = now() where token = $1 returning *", [old, hashKey(raw), keyName(raw)]));
+        const key = found(updated, "Key");
+        // Spend settled under the old token and written later still reaches the key (see spend/repo.ts).
+        await tx.query(
+          `insert into key_renames (old_token, new_token) values ($1, $2)
+           on conflict (old_token) do update set new_token = excluded.new_token, renamed_at = now()`, [old, key.token]);
+        return key;
+      });
+      deps.invalidate({ kind: "key", token: old });
+      deps.invalidate({ kind: "key", token: row.token });
+      return { key: raw, ...keyView(row) };
+  }
+
   const admin = adminOnlyRoutes("admin-keys", deps)
     .post("/key/generate", async ({ body }) => {
       refuseMasterKey(deps, body.key, "key");
@@ -171,29 +194,18 @@ export function keyRoutes(deps: AdminDeps) {
         page: t.Optional(Page), size: t.Optional(numeric({ minimum: 1, maximum: 1000, integer: true, field: "size" })), return_full_object: t.Optional(t.String()) }),
       detail: { tags: ["key management"], summary: "List keys (hashes), filtered and paged" },
     })
-    .post("/key/regenerate", async ({ body }) => {
-      const old = tokenOf(body.key);
-      refuseMasterKey(deps, body.new_key, "new_key");
-      // Spend still in memory is written first: the new token's budget starts from all of it.
-      await deps.spend.flush();
-      const raw = body.new_key ?? generateKey();
-      const row = await db.transaction(async (tx) => {
-        found((await tx.query("select 1 from keys where token = $1", [old]))[0], "Key");
-        const [updated] = await write("key", () => tx.query(
-          "update keys set token = $2, key_name = $3, updated_at = now() where token = $1 returning *", [old, hashKey(raw), keyName(raw)]));
-        const key = found(updated, "Key");
-        // Spend settled under the old token and written later still reaches the key (see spend/repo.ts).
-        await tx.query(
-          `insert into key_renames (old_token, new_token) values ($1, $2)
-           on conflict (old_token) do update set new_token = excluded.new_token, renamed_at = now()`, [old, key.token]);
-        return key;
-      });
-      deps.invalidate({ kind: "key", token: old });
-      deps.invalidate({ kind: "key", token: row.token });
-      return { key: raw, ...keyView(row) };
-    }, {
+    .post("/key/regenerate", ({ body }) => regenerate(body.key, body.new_key), {
       body: t.Object({ key: t.String({ minLength: 1 }), new_key: t.Optional(t.String({ pattern: "^sk-[A-Za-z0-9_\\-.]{4,256}$" })) }, open),
       detail: { tags: ["key management"], summary: "Replace a key's secret; the old one stops working" },
+    })
+    // LiteLLM's path form: the key in the path (`POST /key/sk-…/regenerate`), new_key in the body.
+    .post("/key/*", ({ params, body }) => {
+      const path = params["*"] ?? "";
+      if (!path.endsWith("/regenerate") || path === "/regenerate") throw notFound(`Route not found: POST /key/${path}`);
+      return regenerate(decodeURIComponent(path.slice(0, -"/regenerate".length)), (body as { new_key?: string }).new_key);
+    }, {
+      body: t.Object({ new_key: t.Optional(t.String({ pattern: "^sk-[A-Za-z0-9_\\-.]{4,256}$" })) }, open),
+      detail: { tags: ["key management"], summary: "Replace a key's secret, the key given in the path", hide: true },
     })
     .post("/key/block", ({ body }) => setBlocked(body.key, true), { body: KeyRef, detail: { tags: ["key management"], summary: "Block a key" } })
     .post("/key/unblock", ({ body }) => setBlocked(body.key, false), { body: KeyRef, detail: { tags: ["key management"], summary: "Unblock a key" } });

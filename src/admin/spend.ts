@@ -22,6 +22,7 @@ export function spendRoutes(deps: AdminDeps) {
         params.push(value);
         where.push(sql.replace("?", `$${params.length}`));
       };
+      if (query.request_id) add("request_id = ?", query.request_id);
       if (query.api_key) add("api_key = ?", tokenOf(query.api_key));
       if (query.user_id) add("user_id = ?", query.user_id);
       if (query.team_id) add("team_id = ?", query.team_id);
@@ -32,13 +33,18 @@ export function spendRoutes(deps: AdminDeps) {
       if (end) add("start_time <= ?", end);
       const limit = Math.min(Number(query.limit ?? 1000), 10_000);
       const rows = await db.query(`select * from spend_logs ${where.length ? `where ${where.join(" and ")}` : ""} order by start_time desc limit ${limit}`, params);
-      return rows.map((r) => ({ ...r, start_time: iso(r.start_time), end_time: iso(r.end_time) }));
+      // LiteLLM's names for the same columns ride along, for scripts written against it.
+      return rows.map((r) => {
+        const start_time = iso(r.start_time);
+        const end_time = iso(r.end_time);
+        return { ...r, start_time, end_time, startTime: start_time, endTime: end_time, user: r.user_id };
+      });
     }, {
       query: t.Object({
-        api_key: t.Optional(t.String()), user_id: t.Optional(t.String()), team_id: t.Optional(t.String()), end_user: t.Optional(t.String()),
+        request_id: t.Optional(t.String()), api_key: t.Optional(t.String()), user_id: t.Optional(t.String()), team_id: t.Optional(t.String()), end_user: t.Optional(t.String()),
         start_date: t.Optional(t.String()), end_date: t.Optional(t.String()), limit: t.Optional(numeric({ minimum: 1, maximum: 10_000, integer: true, field: "limit" })),
       }),
-      detail: { tags: ["spend"], summary: "Spend logs, newest first, filtered by key, user, team, customer and dates" },
+      detail: { tags: ["spend"], summary: "Spend logs, newest first, filtered by request, key, user, team, customer and dates" },
     })
     .get("/global/spend", async () => {
       const [row] = await db.query("select spend, budget_reset_at from gateway_spend where id = 1");

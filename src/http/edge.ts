@@ -19,7 +19,7 @@ function expected(schema: any): string {
     return schema.minLength ? `a non-empty string${most}` : `a string${most}`;
   }
   if (schema.type === "boolean") return "true or false";
-  if (schema.type === "array") return "an array";
+  if (schema.type === "array") return schema.minItems ? "a non-empty array" : "an array";
   if (schema.type === "object") return "an object";
   return "a valid value";
 }

@@ -146,6 +146,27 @@ describe("authorisation", () => {
     expect((await h.chat(fresh.body.key)).status).toBe(400);
   });
 
+  test("LiteLLM's other spellings: the key in the path to regenerate, /end_user/* for customers, spend logs by request", async () => {
+    const key = await json("/key/generate", {});
+    const moved = await json(`/key/${key.body.key}/regenerate`, { new_key: "sk-path-form-new-key" });
+    expect(moved.status).toBe(200);
+    expect(moved.body.key).toBe("sk-path-form-new-key");
+    expect((await h.chat(key.body.key)).status).toBe(401);
+    const answered = await h.chat("sk-path-form-new-key");
+    expect(answered.status).toBe(200);
+    expect((await json("/key/not-a-route")).status).toBe(404);
+    expect((await json("/end_user/new", { user_id: "old-prefix", max_budget: 3 })).status).toBe(200);
+    expect((await json("/end_user/info?end_user_id=old-prefix")).body).toMatchObject({ user_id: "old-prefix", litellm_budget_table: { max_budget: 3 } });
+    expect((await json("/customer/info?end_user_id=old-prefix")).status).toBe(200);
+    await h.flush();
+    const id = answered.headers.get("x-litellm-call-id");
+    const logs = (await json(`/spend/logs?request_id=${id}`)).body;
+    expect(logs.length).toBe(1);
+    expect(logs[0]).toMatchObject({ request_id: id, startTime: logs[0].start_time, endTime: logs[0].end_time, user: logs[0].user_id });
+    expect((await json("/spend/logs?request_id=none-such")).body).toEqual([]);
+    expect((await json("/budget/info", { budgets: [] })).body.error.message).toBe("budgets: must be a non-empty array (got [])");
+  });
+
   test("the master key's requests are logged under its hash", async () => {
     const response = await h.chat("sk-1234", { user: "logged-by-master" });
     expect(response.status).toBe(200);
