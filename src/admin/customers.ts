@@ -38,8 +38,14 @@ async function changeOwnBudget(tx: Sql, userId: string, budgetId: string | null,
 export function customerRoutes(deps: AdminDeps, prefix: "/customer" | "/end_user" = "/customer") {
   const { db, clock } = deps;
   const one = async (id: string) => customerView(found((await db.query(`${SELECT} where e.user_id = $1`, [id]))[0], "Customer"));
+  // A customer not seen yet is created blocked, as LiteLLM does: its first request is then refused.
   const setBlocked = async (ids: string[], blocked: boolean) => {
-    const rows = await db.query("update end_users set blocked = $2, updated_at = now() where user_id = any($1::text[]) returning user_id", [ids, blocked]);
+    const rows = await db.query(
+      blocked
+        ? `insert into end_users (user_id, blocked) select id, true from unnest($1::text[]) as id
+           on conflict (user_id) do update set blocked = true, updated_at = now() returning user_id`
+        : "update end_users set blocked = false, updated_at = now() where user_id = any($1::text[]) returning user_id",
+      [ids]);
     for (const row of rows) deps.invalidate({ kind: "customer", id: row.user_id });
     return { [blocked ? "blocked_users" : "unblocked_users"]: rows.map((r) => r.user_id) };
   };

@@ -6,6 +6,7 @@ import { found } from "./common";
 import type { AdminDeps } from "./deps";
 import { Id, Limit, Money, opt, open } from "./fields";
 import { adminOnlyRoutes } from "./guard";
+import { userView } from "./users";
 import { Member, addMembers, teamView } from "./teams";
 
 /** The budget row behind a membership's `max_budget_in_team` (one per membership). */
@@ -51,10 +52,15 @@ export function memberRoutes(deps: AdminDeps) {
         return (await tx.query("select * from teams where team_id = $1", [body.team_id]))[0]!;
       });
       deps.invalidate({ kind: "all" });
+      // The members this call added or changed, as LiteLLM answers: their users and their memberships.
+      const users = await db.query("select * from users where user_id = any($1::text[]) or user_email = any($2::text[])", [
+        members.map((m) => m.user_id).filter(Boolean), members.map((m) => m.user_email).filter(Boolean)]);
+      const ids = users.map((u) => u.user_id as string);
       const memberships = await db.query(
-        "select m.user_id, m.team_id, m.role, m.spend, m.budget_id, row_to_json(b) as litellm_budget_table from team_memberships m left join budgets b on b.budget_id = m.budget_id where m.team_id = $1",
-        [body.team_id]);
-      return { ...teamView(row), updated_team_memberships: memberships };
+        `select m.user_id, m.team_id, m.role, m.spend, m.budget_id, row_to_json(b) as litellm_budget_table
+         from team_memberships m left join budgets b on b.budget_id = m.budget_id where m.team_id = $1 and m.user_id = any($2::text[])`,
+        [body.team_id, ids]);
+      return { ...teamView(row), updated_users: users.map(userView), updated_team_memberships: memberships };
     }, {
       body: t.Object({ team_id: Id, member: t.Union([Member, t.Array(Member, { minItems: 1 })]), ...limits }, open),
       detail: { tags: ["team management"], summary: "Add members; max_budget_in_team budgets each member within the team" },

@@ -84,7 +84,9 @@ export function teamRoutes(deps: AdminDeps) {
       const row = await updateBudgetHolder(deps, {
         table: "teams", idColumn: "team_id", what: "Team", columns: TEAM_COLUMNS, json: ["metadata"], arrays: ["models"], scope: scopes.team,
       }, body.team_id, body);
-      return teamView(row);
+      // The team as before, and under `data` as LiteLLM answers it.
+      const view = teamView(row);
+      return { ...view, data: view };
     }, { body: t.Object({ ...teamFields, team_id: Id, spend: t.Optional(Money), ...nextReset }, open), detail: { tags: ["team management"], summary: "Change a team" } })
     .post("/team/delete", async ({ body }) => {
       // A team's keys and memberships go with it (on delete cascade).

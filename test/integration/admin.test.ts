@@ -165,6 +165,15 @@ describe("authorisation", () => {
     expect(logs[0]).toMatchObject({ request_id: id, startTime: logs[0].start_time, endTime: logs[0].end_time, user: logs[0].user_id });
     expect((await json("/spend/logs?request_id=none-such")).body).toEqual([]);
     expect((await json("/budget/info", { budgets: [] })).body.error.message).toBe("budgets: must be a non-empty array (got [])");
+    const team = (await json("/team/new", { team_alias: "shapes" })).body;
+    await json("/team/member_add", { team_id: team.team_id, member: { user_id: "first-member" } });
+    const added = (await json("/team/member_add", { team_id: team.team_id, member: [{ user_id: "second-member" }] })).body;
+    expect(added.updated_users.map((u: any) => u.user_id)).toEqual(["second-member"]);
+    expect(added.updated_team_memberships.map((m: any) => m.user_id)).toEqual(["second-member"]);
+    const updated = (await json("/team/update", { team_id: team.team_id, max_budget: 20 })).body;
+    expect(updated).toMatchObject({ team_id: team.team_id, max_budget: 20, data: { team_id: team.team_id, max_budget: 20 } });
+    expect((await json("/customer/block", { user_ids: ["never-seen-yet"] })).body).toEqual({ blocked_users: ["never-seen-yet"] });
+    expect((await h.chat("sk-1234", { user: "never-seen-yet" })).status).toBe(403);
   });
 
   test("the master key's requests are logged under its hash", async () => {
