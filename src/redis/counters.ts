@@ -2,6 +2,7 @@ import type Redis from "ioredis";
 import type { CounterCheck, Counters } from "../governance/counters";
 import { nextWindowCheck } from "../governance/keys";
 import type { Logger } from "../log";
+import { HEARTBEAT_REPLIES, Heartbeat } from "./heartbeat";
 import { redisKeys } from "./keys";
 import { IDLE_MS, SYNC_SLICE, type State, type SyncReply, alone, consumed, fitsLease, pushDue, replyAt, roomWanted, syncArgs } from "./lease";
 import SYNC_SCRIPT from "./sync.lua" with { type: "text" };
@@ -21,8 +22,6 @@ import SYNC_SCRIPT from "./sync.lua" with { type: "text" };
 const SWEEP_MS = 500;
 /** A busy rate counter takes its lease in the next window during the last this-many ms of this one. */
 const NEXT_WINDOW_LEAD_MS = 2000;
-/** Replies of the heartbeat that opens every tick's pipeline (see `heartbeat`). */
-const HEARTBEAT_REPLIES = 3;
 /** Counters one tick syncs at most: about 5 ms of work. */
 const MAX_SYNCS_PER_TICK = 600;
 
@@ -50,8 +49,7 @@ export class SharedCounters implements Counters {
   private sweep: Iterator<State> | null = null;
   private sweptAt = 0;
   private aliveAt = 0;
-  /** This Redis's data generation as last seen (see `redisKeys.epoch`); null before the first answer. */
-  private epoch: string | null = null;
+  private readonly heartbeat: Heartbeat;
   syncs = 0;
   failures = 0;
   /** Round trips to Redis: one per tick with something to sync, one per admission Redis decides. */
@@ -62,6 +60,7 @@ export class SharedCounters implements Counters {
 
   constructor(private readonly options: SharedCountersOptions) {
     this.redis = options.redis;
+    this.heartbeat = new Heartbeat(options.instanceId, options.leaseTtlMs ?? 3000);
     // Any number of counters per call: the first argument is how many keys follow.
     this.redis.defineCommand("litegateSync", { lua: SYNC_SCRIPT });
     this.redis.set(redisKeys.alive(options.instanceId), "1", "PX", options.leaseTtlMs ?? 3000).catch(() => {});
@@ -270,7 +269,7 @@ export class SharedCounters implements Counters {
         if (now - this.aliveAt > 500 || this.degraded) {
           this.roundTrips++;
           const pipeline = this.redis.pipeline();
-          this.heartbeat(pipeline);
+          this.heartbeat.add(pipeline);
           await pipeline.exec().then((replies) => {
             this.checkEpoch(replies ?? []);
             this.healthy();
@@ -281,7 +280,7 @@ export class SharedCounters implements Counters {
       }
       this.aliveAt = now;
       const pipeline = this.redis.pipeline();
-      this.heartbeat(pipeline);
+      this.heartbeat.add(pipeline);
       const sent = chosen.map((s) => {
         const push = s.unsynced;
         s.unsynced = 0;
@@ -333,27 +332,12 @@ export class SharedCounters implements Counters {
     }
   }
 
-  /** The heartbeat every round trip carries: alive, and the data generation (set if missing, then read). */
-  private heartbeat(pipeline: ReturnType<Redis["pipeline"]>): void {
-    pipeline.set(redisKeys.alive(this.options.instanceId), "1", "PX", this.options.leaseTtlMs ?? 3000);
-    // A new value every time: one this instance set before cannot be mistaken for the data surviving.
-    pipeline.set(redisKeys.epoch, crypto.randomUUID(), "NX");
-    pipeline.get(redisKeys.epoch);
-  }
-
   /**
-   * Whether Redis lost its data since the last round trip (restarted without it, or emptied): every
-   * lease this instance holds is then void (other instances' are gone from Redis, so room would be
-   * granted twice), and each counter syncs again before admitting more on its own.
+   * After Redis lost its data every lease this instance holds is void (other instances' are gone from
+   * Redis, so room would be granted twice): each counter syncs again before admitting more on its own.
    */
   private checkEpoch(replies: [Error | null, unknown][]): boolean {
-    const seen = replies[2]?.[1];
-    if (typeof seen !== "string") return false;
-    if (this.epoch === null || this.epoch === seen) {
-      this.epoch = seen;
-      return false;
-    }
-    this.epoch = seen;
+    if (!this.heartbeat.lostData(replies)) return false;
     for (const s of this.states.values()) {
       s.lease = 0;
       s.synced = false;

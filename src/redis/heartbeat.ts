@@ -1,0 +1,38 @@
+import type Redis from "ioredis";
+import { redisKeys } from "./keys";
+
+type Pipeline = ReturnType<Redis["pipeline"]>;
+
+/** Replies of the heartbeat that opens every round trip's pipeline (see `Heartbeat.add`). */
+export const HEARTBEAT_REPLIES = 3;
+
+/**
+ * What every round trip to Redis carries first: this instance is alive (its leases stay valid), and
+ * Redis's data generation (`redisKeys.epoch`), set by whichever instance finds it missing. A new
+ * generation means Redis lost its data (restarted without it, or emptied) since the last round trip.
+ */
+export class Heartbeat {
+  /** The generation as last seen; null before the first answer. */
+  private seen: string | null = null;
+
+  constructor(
+    private readonly instanceId: string,
+    private readonly ttlMs: number,
+  ) {}
+
+  add(pipeline: Pipeline): void {
+    pipeline.set(redisKeys.alive(this.instanceId), "1", "PX", this.ttlMs);
+    // A new value every time: one this instance set before cannot be mistaken for the data surviving.
+    pipeline.set(redisKeys.epoch, crypto.randomUUID(), "NX");
+    pipeline.get(redisKeys.epoch);
+  }
+
+  /** Reads the heartbeat's replies (the pipeline's first ones): whether Redis lost its data since the last. */
+  lostData(replies: readonly [Error | null, unknown][]): boolean {
+    const generation = replies[2]?.[1];
+    if (typeof generation !== "string") return false;
+    const lost = this.seen !== null && this.seen !== generation;
+    this.seen = generation;
+    return lost;
+  }
+}
