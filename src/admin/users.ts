@@ -34,6 +34,13 @@ const userFields = {
 
 export function userRoutes(deps: AdminDeps) {
   const { db, clock } = deps;
+  /** As LiteLLM allows, a user may be named by its e-mail (compared without case) when no user_id is sent. */
+  const userIdByEmail = async (email: string | null | undefined): Promise<string> => {
+    if (!email) throw badRequest("user_id: required (or user_email, to find the user by it)", "user_id");
+    const rows = await db.query("select user_id from users where lower(user_email) = lower($1) limit 2", [email]);
+    if (rows.length > 1) throw badRequest(`user_email: more than one user has "${email}"; send user_id`, "user_email");
+    return found(rows[0], "User").user_id as string;
+  };
   return adminOnlyRoutes("admin-users", deps)
     .post("/user/new", async ({ body }) => {
       refuseMasterKey(deps, body.key, "key");
@@ -70,10 +77,10 @@ export function userRoutes(deps: AdminDeps) {
     .post("/user/update", async ({ body }) => {
       const row = await updateBudgetHolder(deps, {
         table: "users", idColumn: "user_id", what: "User", columns: USER_COLUMNS, json: ["metadata"], arrays: ["models"], scope: scopes.user,
-      }, body.user_id, body);
+      }, body.user_id ?? (await userIdByEmail(body.user_email)), body);
       return userView(row);
     }, {
-      body: t.Object({ ...budgetFields, user_id: Id, user_email: opt(t.String()), user_alias: opt(t.String()), user_role: t.Optional(Role),
+      body: t.Object({ ...budgetFields, user_id: t.Optional(Id), user_email: opt(t.String()), user_alias: opt(t.String()), user_role: t.Optional(Role),
         models: t.Optional(Models), metadata: opt(t.Record(t.String(), t.Unknown())), spend: t.Optional(Money), ...nextReset }, open),
       detail: { tags: ["user management"], summary: "Change a user's budget, limits, role or models" },
     })

@@ -273,6 +273,14 @@ describe("validation and integrity", () => {
     expect((await h.db.query("select count(*)::int as n from keys"))[0]!.n).toBe(before);
   });
 
+  test("/user/update finds the user by user_email when no user_id is sent", async () => {
+    await json("/user/new", { user_id: "by-email", user_email: "Someone@Example.com" });
+    const updated = await json("/user/update", { user_email: "someone@example.com", max_budget: 12 });
+    expect(updated.body).toMatchObject({ user_id: "by-email", max_budget: 12 });
+    expect((await json("/user/update", { user_email: "nobody@example.com", max_budget: 1 })).status).toBe(404);
+    expect((await json("/user/update", { max_budget: 1 })).body.error.param).toBe("user_id");
+  });
+
   test("/user/new with team_id joins the team as /team/member_add does", async () => {
     const missing = await json("/user/new", { user_id: "joiner", team_id: "no-such-team" });
     expect(missing.status).toBe(400);
