@@ -4,7 +4,7 @@ import { nextWindowCheck } from "../governance/keys";
 import type { Logger } from "../log";
 import { HEARTBEAT_REPLIES, Heartbeat } from "./heartbeat";
 import { redisKeys } from "./keys";
-import { IDLE_MS, SYNC_SLICE, type State, type SyncReply, alone, consumed, fitsLease, pushDue, replyAt, roomWanted, syncArgs } from "./lease";
+import { IDLE_MS, SYNC_SLICE, type State, type SyncReply, alone, consumed, fitsLease, replyAt, roomWanted, serialized, syncArgs, syncNeed, carryTraffic } from "./lease";
 import SYNC_SCRIPT from "./sync.lua" with { type: "text" };
 
 /**
@@ -117,25 +117,13 @@ export class SharedCounters implements Counters {
   }
 
   private async admitRemote(checks: readonly CounterCheck[], states: State[]): Promise<number> {
-    const results = await Promise.all(checks.map((check, i) => this.serialized(states[i]!, () => this.decide(states[i]!, check))));
+    const results = await Promise.all(checks.map((check, i) => serialized(states[i]!, () => this.decide(states[i]!, check))));
     const failed = results.indexOf(false);
     if (failed >= 0) {
       results.forEach((ok, i) => ok && this.release(checks[i]!));
       return failed;
     }
     return -1;
-  }
-
-  /** Runs `fn` once no other Redis operation is under way for this counter. */
-  private async serialized<T>(s: State, fn: () => Promise<T>): Promise<T> {
-    while (s.busy) await s.busy.catch(() => {});
-    const run = fn();
-    s.busy = run;
-    try {
-      return await run;
-    } finally {
-      s.busy = null;
-    }
   }
 
   /** One admission decided by Redis (after a last local try, the lease may have grown meanwhile). */
@@ -238,24 +226,12 @@ export class SharedCounters implements Counters {
         this.states.delete(key);
         continue;
       }
-      // Only what matters goes to Redis: slack to return, room running low, or settled amounts that have
-      // waited long enough (see `pushDue`); when closing, everything still held.
-      const want = roomWanted(s);
-      const free = s.lease - consumed(s);
-      // Hysteresis: slack is returned once it is twice what is wanted (at once when nothing is wanted).
-      const needsRoom = !s.synced || free < want / 2;
-      const due = needsRoom || free > 2 * want || (want === 0 && free > 0) || idle ||
-        pushDue(s, now, this.options.pushAfterMs) || (this.closing && s.unsynced > 0);
-      if (!due) continue;
-      (needsRoom ? urgent : batch).push(s);
+      const need = syncNeed(s, now, idle, this.closing, this.options.pushAfterMs);
+      if (need === "urgent") urgent.push(s);
+      else if (need === "due") batch.push(s);
     }
     for (const [current, next] of upcoming) {
-      const n = this.state(next);
-      n.admittedSinceSync = current.admittedSinceSync;
-      n.rate = current.rate;
-      n.lastReserve = current.lastReserve;
-      n.lastActual = current.lastActual;
-      batch.push(n);
+      batch.push(carryTraffic(this.state(next), current));
     }
     const chosen = urgent.length > 0 ? urgent.concat(batch) : batch;
     // A tick's work stays bounded (a window turning over ten thousand keys, Redis coming back): the rest

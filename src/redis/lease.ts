@@ -111,3 +111,38 @@ export function syncArgs(s: State, push: number, need: number, request: number, 
   const initial = s.recover ? Math.max(s.check.initial, s.v) : s.check.initial;
   return [initial, s.check.limit, push, s.lease, consumed(s), need, request, Math.ceil(keyTtl), admission ? "1" : "0", unit(s), s.recover ? "1" : "0"];
 }
+
+/**
+ * Whether a counter goes to Redis this tick: "urgent" when it needs room (those go first), "due" for
+ * slack to return or settled amounts that have waited long enough (see `pushDue`), and everything
+ * still held when closing; null when nothing matters yet.
+ */
+export function syncNeed(s: State, now: number, idle: boolean, closing: boolean, pushAfterMs?: number): "urgent" | "due" | null {
+  const want = roomWanted(s);
+  const free = s.lease - consumed(s);
+  if (!s.synced || free < want / 2) return "urgent";
+  // Hysteresis: slack is returned once it is twice what is wanted (at once when nothing is wanted).
+  const due = free > 2 * want || (want === 0 && free > 0) || idle || pushDue(s, now, pushAfterMs) || (closing && s.unsynced > 0);
+  return due ? "due" : null;
+}
+
+/** Runs `fn` once no other Redis operation is under way for this counter. */
+export async function serialized<T>(s: State, fn: () => Promise<T>): Promise<T> {
+  while (s.busy) await s.busy.catch(() => {});
+  const run = fn();
+  s.busy = run;
+  try {
+    return await run;
+  } finally {
+    s.busy = null;
+  }
+}
+
+/** A rate counter's next window starts with the traffic figures of the current one (its lease is sized by them). */
+export function carryTraffic(next: State, current: State): State {
+  next.admittedSinceSync = current.admittedSinceSync;
+  next.rate = current.rate;
+  next.lastReserve = current.lastReserve;
+  next.lastActual = current.lastActual;
+  return next;
+}
