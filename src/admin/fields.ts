@@ -56,6 +56,8 @@ export function timestampOf(text: string, endOfDay = false): Date | null {
 FormatRegistry.Set("litegate-timestamp", (text) => timestampOf(text) !== null);
 const Timestamp = t.String({ format: "litegate-timestamp", error: "must be a date, YYYY-MM-DD or an ISO timestamp" });
 export const Id = t.String({ minLength: 1, maxLength: 512 });
+/** A user id may be empty, as in LiteLLM (its docs create the user "" and keys for it). */
+export const UserId = t.String({ maxLength: 512 });
 export const Models = t.Array(t.String({ maxLength: 512 }), { maxItems: 1000 });
 export const Metadata = t.Record(t.String(), t.Unknown());
 export const ModelBudgets = t.Record(t.String(), t.Object({ budget_limit: Money, time_period: t.Optional(t.Union([DurationText, t.Null()])) }, { additionalProperties: true }));
@@ -86,7 +88,7 @@ export const keyFields = {
   model_max_budget: opt(ModelBudgets),
   model_rpm_limit: opt(ModelLimits),
   model_tpm_limit: opt(ModelLimits),
-  user_id: opt(Id),
+  user_id: opt(UserId),
   team_id: opt(Id),
   budget_id: opt(Id),
   metadata: opt(Metadata),

@@ -137,7 +137,7 @@ export function keyRoutes(deps: AdminDeps) {
       const row = await db.transaction(async (tx) => {
         found((await tx.query("select 1 from keys where token = $1", [token]))[0], "Key");
         if (body.team_id) await mustExist(tx, "teams", "team_id", body.team_id, "team_id");
-        if (body.user_id) await mustExist(tx, "users", "user_id", body.user_id, "user_id");
+        if (body.user_id != null) await mustExist(tx, "users", "user_id", body.user_id, "user_id");
         if (body.budget_id) await mustExist(tx, "budgets", "budget_id", body.budget_id, "budget_id");
         const { sets, values } = assignments(changes, [...KEY_COLUMNS, "budget_reset_at"], JSON_COLUMNS, ARRAY_COLUMNS);
         if ("duration" in body) {

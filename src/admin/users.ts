@@ -3,7 +3,7 @@ import { scopes } from "../governance/keys";
 import { badRequest } from "../http/errors";
 import { found, iso, resetAtFor, updateBudgetHolder, write } from "./common";
 import type { AdminDeps } from "./deps";
-import { Id, Models, Money, budgetFields, keyFields, nextReset, numeric, opt, open, Page } from "./fields";
+import { Id, UserId, Models, Money, budgetFields, keyFields, nextReset, numeric, opt, open, Page } from "./fields";
 import { adminOnlyRoutes } from "./guard";
 import { generatedKeyAnswer, insertKey, keyView, refuseMasterKey } from "./keys";
 import { addMembers } from "./teams";
@@ -24,7 +24,7 @@ export function userView(row: Record<string, any>) {
 
 const userFields = {
   ...keyFields,
-  user_id: t.Optional(Id),
+  user_id: t.Optional(UserId),
   user_email: opt(t.String({ maxLength: 512 })),
   user_alias: opt(t.String({ maxLength: 512 })),
   user_role: t.Optional(Role),
@@ -80,7 +80,7 @@ export function userRoutes(deps: AdminDeps) {
       }, body.user_id ?? (await userIdByEmail(body.user_email)), body);
       return userView(row);
     }, {
-      body: t.Object({ ...budgetFields, user_id: t.Optional(Id), user_email: opt(t.String()), user_alias: opt(t.String()), user_role: t.Optional(Role),
+      body: t.Object({ ...budgetFields, user_id: t.Optional(UserId), user_email: opt(t.String()), user_alias: opt(t.String()), user_role: t.Optional(Role),
         models: t.Optional(Models), metadata: opt(t.Record(t.String(), t.Unknown())), spend: t.Optional(Money), ...nextReset }, open),
       detail: { tags: ["user management"], summary: "Change a user's budget, limits, role or models" },
     })
@@ -89,7 +89,7 @@ export function userRoutes(deps: AdminDeps) {
       const rows = await db.query("delete from users where user_id = any($1::text[]) returning user_id", [body.user_ids]);
       deps.invalidate({ kind: "all" });
       return { deleted_users: rows.map((r) => r.user_id) };
-    }, { body: t.Object({ user_ids: t.Array(Id, { minItems: 1 }) }, open), detail: { tags: ["user management"], summary: "Delete users and their keys" } })
+    }, { body: t.Object({ user_ids: t.Array(UserId, { minItems: 1 }) }, open), detail: { tags: ["user management"], summary: "Delete users and their keys" } })
     .get("/user/info", async ({ query }) => {
       const [row] = await db.query("select * from users where user_id = $1", [query.user_id]);
       found(row, "User");
@@ -97,7 +97,7 @@ export function userRoutes(deps: AdminDeps) {
       const teams = await db.query(
         `select t.team_id, t.team_alias, m.role, m.spend, m.budget_id from team_memberships m join teams t using (team_id) where m.user_id = $1`, [query.user_id]);
       return { user_id: row!.user_id, user_info: userView(row!), keys: keys.map(keyView), teams };
-    }, { query: t.Object({ user_id: Id }), detail: { tags: ["user management"], summary: "A user, its keys, teams and spend" } })
+    }, { query: t.Object({ user_id: UserId }), detail: { tags: ["user management"], summary: "A user, its keys, teams and spend" } })
     .get("/user/list", async ({ query }) => {
       const size = Math.min(Number(query.page_size ?? 100), 1000);
       const page = Math.max(1, Number(query.page ?? 1));

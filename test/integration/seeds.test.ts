@@ -199,4 +199,30 @@ describe("seeds 000, 001, 002 and 004", () => {
     }
     expect(ran).toBeGreaterThanOrEqual(3);
   });
+
+  test("004: the user \"\" and its keys, as the document sends them (its URLs are blank: /user/new, then /key/generate)", async () => {
+    const text = readFileSync(join(SEEDS, "004_1146cb4d6ce7eaf7.txt"), "utf8");
+    const bodies = [...text.matchAll(/--data '(\{[^']*"user_id": ""[^']*\})'/g)].map((m) => m[1]!);
+    expect(bodies.length).toBe(2);
+    const post = (path: string, data: string) => curl(`curl --location '${gateway.url}${path}' --header 'Authorization: Bearer sk-1234' --header 'Content-Type: application/json' --data '${data}'`);
+    const user = await post("/user/new", bodies[0]!);
+    expect(user.status).toBe(200);
+    expect(user.body).toMatchObject({ user_id: "", max_parallel_requests: 10, tpm_limit: 20, rpm_limit: 4 });
+    expect(user.body.key).toMatch(/^sk-/);
+    const second = await post("/key/generate", bodies[1]!);
+    expect(second.status).toBe(200);
+    expect(second.body).toMatchObject({ user_id: "", models: ["azure-models"] });
+    const info = await curl(`curl '${gateway.url}/user/info?user_id=' -H 'Authorization: Bearer sk-1234'`);
+    expect(info.status).toBe(200);
+    expect(info.body.user_info.rpm_limit).toBe(4);
+    expect(info.body.keys.length).toBe(2);
+    // The user's tpm_limit of 20 holds across its keys: the first answer uses it up for the minute, for another key of the user "" too.
+    const third = (await post("/key/generate", '{"user_id": ""}')).body.key;
+    const ask = (key: string) => curl(`curl '${gateway.url}/chat/completions' -H 'Authorization: Bearer ${key}' -H 'Content-Type: application/json' -d '{"model": "gpt-3.5-turbo", "messages": [{"role": "user", "content": "hi"}]}'`);
+    expect((await ask(user.body.key)).status).toBe(200);
+    const refused = await ask(third);
+    expect(refused.status).toBe(429);
+    expect(refused.body.error.message).toContain("tpm_limit=20");
+    expect(refused.body.error.message).toContain("user ");
+  });
 });
