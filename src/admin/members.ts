@@ -1,10 +1,9 @@
 import { t } from "elysia";
 import type { Sql } from "../db";
 import { counterKeys, scopes } from "../governance/keys";
-import { badRequest } from "../http/errors";
-import { found } from "./common";
+import { badRequest, notFound } from "../http/errors";
 import type { AdminDeps } from "./deps";
-import { Id, Limit, Money, opt, open } from "./fields";
+import { Id, Limit, Money, UserId, opt, open } from "./fields";
 import { adminOnlyRoutes } from "./guard";
 import { userView } from "./users";
 import { Member, addMembers, teamView } from "./teams";
@@ -29,6 +28,33 @@ async function lockTeam(sql: Sql, teamId: string): Promise<boolean> {
   return (await sql.query("select 1 from teams where team_id = $1 for update", [teamId])).length > 0;
 }
 
+/** As LiteLLM answers: adding someone already in the team is a 400 (/team/member_update changes a member). */
+async function refuseExistingMembers(sql: Sql, teamId: string, members: Array<{ user_id?: string | null; user_email?: string | null }>): Promise<void> {
+  const [hit] = await sql.query(
+    `select m.user_id from team_memberships m join users u using (user_id)
+     where m.team_id = $1 and (m.user_id = any($2::text[]) or u.user_email = any($3::text[])) limit 1`,
+    [teamId, members.map((m) => m.user_id).filter((id) => id != null), members.map((m) => m.user_email).filter((e) => e != null)]);
+  if (hit) throw badRequest(`User=${hit.user_id} already in team=${teamId}; use /team/member_update to change a member`, "member");
+}
+
+/**
+ * The member a /team/member_update or /team/member_delete names, by user_id or user_email, with the
+ * team's row locked; 400s as LiteLLM answers them when the team or the membership does not exist.
+ */
+async function memberOf(sql: Sql, body: { team_id: string; user_id?: string | null; user_email?: string | null }): Promise<string> {
+  if (!(await lockTeam(sql, body.team_id))) throw badRequest(`Team id=${body.team_id} does not exist in db`, "team_id");
+  const [row] = body.user_id != null
+    ? await sql.query("select user_id from team_memberships where team_id = $1 and user_id = $2", [body.team_id, body.user_id])
+    : body.user_email != null
+      ? await sql.query("select m.user_id from team_memberships m join users u using (user_id) where m.team_id = $1 and u.user_email = $2 limit 1", [body.team_id, body.user_email])
+      : [];
+  if (body.user_id == null && body.user_email == null) throw badRequest("user_id or user_email: required, naming a member of the team", "user_id");
+  if (!row) throw badRequest(`User ${body.user_id ?? body.user_email} not found in team ${body.team_id}`, body.user_id != null ? "user_id" : "user_email");
+  return row.user_id as string;
+}
+
+const who = { user_id: opt(UserId), user_email: opt(t.String({ maxLength: 512 })) };
+
 const limits = { max_budget_in_team: opt(Money), tpm_limit: opt(Limit), rpm_limit: opt(Limit), max_parallel_requests: opt(Limit) };
 
 export function memberRoutes(deps: AdminDeps) {
@@ -37,7 +63,8 @@ export function memberRoutes(deps: AdminDeps) {
     .post("/team/member_add", async ({ body }) => {
       const members = Array.isArray(body.member) ? body.member : [body.member];
       const row = await db.transaction(async (tx) => {
-        if (!(await lockTeam(tx, body.team_id))) throw badRequest(`team_id: team "${body.team_id}" does not exist`, "team_id");
+        if (!(await lockTeam(tx, body.team_id))) throw notFound(`Team not found for team_id=${body.team_id}`);
+        await refuseExistingMembers(tx, body.team_id, members);
         for (const member of members) {
           const userId = member.user_id ?? null;
           const budgetId = userId && (body.max_budget_in_team != null || body.tpm_limit != null || body.rpm_limit != null)
@@ -68,33 +95,28 @@ export function memberRoutes(deps: AdminDeps) {
     .post("/team/member_update", async ({ body }) => {
       // Spend still in memory is written first: it belongs to the period it was spent in.
       await deps.spend.flush();
+      let userId = "";
       await db.transaction(async (tx) => {
-        await lockTeam(tx, body.team_id);
-        const [membership] = await tx.query("select 1 from team_memberships where team_id = $1 and user_id = $2", [body.team_id, body.user_id]);
-        found(membership, "Team membership");
-        const budgetId = await membershipBudget(tx, body.team_id, body.user_id, body);
+        userId = await memberOf(tx, body);
+        const budgetId = await membershipBudget(tx, body.team_id, userId, body);
         await tx.query("update team_memberships set budget_id = $3, role = coalesce($4, role) where team_id = $1 and user_id = $2",
-          [body.team_id, body.user_id, budgetId, body.role ?? null]);
-        if (body.role) await addMembers(tx, body.team_id, [{ user_id: body.user_id, role: body.role }], budgetId);
+          [body.team_id, userId, budgetId, body.role ?? null]);
+        if (body.role) await addMembers(tx, body.team_id, [{ user_id: userId, role: body.role }], budgetId);
       });
-      deps.counters.forget(counterKeys.budgetPrefix(scopes.member(body.team_id, body.user_id)));
+      deps.counters.forget(counterKeys.budgetPrefix(scopes.member(body.team_id, userId)));
       deps.invalidate({ kind: "all" });
       const [row] = await db.query(
         "select m.user_id, m.team_id, m.role, m.spend, m.budget_id, row_to_json(b) as litellm_budget_table from team_memberships m left join budgets b on b.budget_id = m.budget_id where m.team_id = $1 and m.user_id = $2",
-        [body.team_id, body.user_id]);
-      return { team_id: body.team_id, user_id: body.user_id, ...row, max_budget_in_team: row?.litellm_budget_table?.max_budget ?? null };
+        [body.team_id, userId]);
+      return { team_id: body.team_id, user_id: userId, ...row, max_budget_in_team: row?.litellm_budget_table?.max_budget ?? null };
     }, {
-      body: t.Object({ team_id: Id, user_id: Id, role: t.Optional(t.String({ maxLength: 64 })), ...limits }, open),
+      body: t.Object({ team_id: Id, ...who, role: t.Optional(t.String({ maxLength: 64 })), ...limits }, open),
       detail: { tags: ["team management"], summary: "Change a member's role or budget within the team" },
     })
     .post("/team/member_delete", async ({ body }) => {
       const row = await db.transaction(async (tx) => {
-        await lockTeam(tx, body.team_id);
-        let userId = body.user_id;
-        if (!userId && body.user_email) userId = (await tx.query("select user_id from users where user_email = $1", [body.user_email]))[0]?.user_id;
-        if (!userId) throw badRequest("user_id or user_email: required, naming a member of the team", "user_id");
-        const removed = await tx.query("delete from team_memberships where team_id = $1 and user_id = $2 returning user_id", [body.team_id, userId]);
-        found(removed[0], "Team membership");
+        const userId = await memberOf(tx, body);
+        await tx.query("delete from team_memberships where team_id = $1 and user_id = $2", [body.team_id, userId]);
         await tx.query("update users set teams = array_remove(teams, $1) where user_id = $2", [body.team_id, userId]);
         await tx.query(
           `update teams set members_with_roles = (select coalesce(jsonb_agg(m), '[]'::jsonb) from jsonb_array_elements(members_with_roles) m where m->>'user_id' <> $2),
@@ -104,7 +126,7 @@ export function memberRoutes(deps: AdminDeps) {
       deps.invalidate({ kind: "all" });
       return teamView(row);
     }, {
-      body: t.Object({ team_id: Id, user_id: t.Optional(Id), user_email: t.Optional(t.String()) }, open),
+      body: t.Object({ team_id: Id, ...who }, open),
       detail: { tags: ["team management"], summary: "Remove a member from a team" },
     });
 }

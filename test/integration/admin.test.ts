@@ -176,6 +176,36 @@ describe("authorisation", () => {
     expect((await h.chat("sk-1234", { user: "never-seen-yet" })).status).toBe(403);
   });
 
+  test("team members: statuses as LiteLLM answers them, and members named by user_email", async () => {
+    const team = (await json("/team/new", { team_alias: "member-statuses" })).body;
+    expect(await json("/team/member_add", { team_id: "no-such-team", member: { user_id: "x" } })).toMatchObject({ status: 404, body: { error: { type: "not_found_error" } } });
+    await json("/user/new", { user_id: "mem-a", user_email: "mem-a@example.com", auto_create_key: false });
+    expect((await json("/team/member_add", { team_id: team.team_id, member: { user_id: "mem-a" }, max_budget_in_team: 3 })).status).toBe(200);
+    for (const member of [{ user_id: "mem-a" }, { user_email: "mem-a@example.com" }, [{ user_id: "mem-new" }, { user_id: "mem-a", role: "admin" }]]) {
+      const again = await json("/team/member_add", { team_id: team.team_id, member, max_budget_in_team: 9 });
+      expect(again.status).toBe(400);
+      expect(again.body.error.message).toContain("User=mem-a already in team");
+    }
+    // Nothing of the refused calls was written: not the new member, not the role, not the budget.
+    const info = (await json(`/team/info?team_id=${team.team_id}`)).body;
+    expect(info.team_info.members_with_roles).toEqual([{ role: "user", user_id: "mem-a" }]);
+    expect(info.team_memberships[0].litellm_budget_table.max_budget).toBe(3);
+    const byEmail = await json("/team/member_update", { team_id: team.team_id, user_email: "mem-a@example.com", max_budget_in_team: 4 });
+    expect(byEmail.status).toBe(200);
+    expect(byEmail.body).toMatchObject({ user_id: "mem-a", max_budget_in_team: 4 });
+    for (const [path, body, message] of [
+      ["/team/member_update", { team_id: "no-such-team", user_id: "mem-a" }, "Team id=no-such-team does not exist in db"],
+      ["/team/member_update", { team_id: team.team_id, user_id: "stranger" }, "User stranger not found in team"],
+      ["/team/member_delete", { team_id: "no-such-team", user_id: "mem-a" }, "Team id=no-such-team does not exist in db"],
+      ["/team/member_delete", { team_id: team.team_id, user_email: "nobody@example.com" }, "User nobody@example.com not found in team"],
+    ] as const) {
+      const refused = await json(path, body);
+      expect(`${path} ${refused.status} ${refused.body.error.message}`).toContain(`${path} 400 ${message}`);
+    }
+    expect((await json("/team/member_delete", { team_id: team.team_id, user_email: "mem-a@example.com" })).status).toBe(200);
+    expect((await json(`/team/info?team_id=${team.team_id}`)).body.team_info.members_with_roles).toEqual([]);
+  });
+
   test("the master key's requests are logged under its hash", async () => {
     const response = await h.chat("sk-1234", { user: "logged-by-master" });
     expect(response.status).toBe(200);
@@ -240,7 +270,6 @@ describe("validation and integrity", () => {
       ["/key/generate", { models: "gpt-4o" }, "models"],
       ["/key/generate", { key: "not-sk" }, "key"],
       ["/user/new", { user_role: "emperor" }, "user_role"],
-      ["/team/member_add", { team_id: "no-such-team", member: { user_id: "x" } }, "team_id"],
     ];
     for (const [path, body, field] of cases) {
       const response = await json(path, body);
