@@ -1,4 +1,4 @@
-import type { Sql } from "../db";
+import type { Database, Sql } from "../db";
 import { addDuration, parseDuration } from "../governance/duration";
 import { GatewayError, badRequest, notFound } from "../http/errors";
 import { hashKey } from "../auth/keys";
@@ -39,6 +39,20 @@ export function tokenOf(key: string): string {
 export async function mustExist(sql: Sql, table: "users" | "teams" | "budgets" | "end_users", column: string, id: string, field: string): Promise<void> {
   const rows = await sql.query(`select 1 from ${table} where ${column} = $1`, [id]);
   if (rows.length === 0) throw badRequest(`${field}: ${table === "end_users" ? "customer" : table.slice(0, -1)} "${id}" does not exist`, field);
+}
+
+/**
+ * Deletes every one of `ids` or none: an id that does not exist is a 404 naming it, as LiteLLM answers,
+ * and the others stay. The rows' ON DELETE CASCADE takes what hangs off them.
+ */
+export async function deleteEvery(sql: Database, table: "teams" | "users", column: string, ids: string[], what: string): Promise<string[]> {
+  return sql.transaction(async (tx) => {
+    const rows = await tx.query(`delete from ${table} where ${column} = any($1::text[]) returning ${column}`, [ids]);
+    const deleted = new Set(rows.map((r) => r[column] as string));
+    const missing = ids.filter((id) => !deleted.has(id));
+    if (missing.length > 0) throw notFound(`${what} not found, passed ${column}=${missing.join(", ")}; nothing was deleted`);
+    return [...deleted];
+  });
 }
 
 export function found<T>(row: T | undefined, what: string): T {

@@ -164,11 +164,17 @@ export function keyRoutes(deps: AdminDeps) {
         const byAlias = body.key_aliases?.length
           ? await tx.query("select token from keys where key_alias = any($1::text[])", [body.key_aliases]) : [];
         const all = [...tokens, ...byAlias.map((r) => r.token as string)];
-        return tx.query("delete from keys where token = any($1::text[]) returning token, key_name", [all]);
+        const deleted = await tx.query("delete from keys where token = any($1::text[]) returning token, key_alias", [all]);
+        // Every key named must exist, or nothing is deleted (a 404, as LiteLLM answers).
+        const gone = new Set(deleted.map((r) => r.token as string));
+        const missing = (body.keys ?? []).filter((key) => !gone.has(tokenOf(key)));
+        const aliases = new Set(deleted.map((r) => r.key_alias as string));
+        missing.push(...(body.key_aliases ?? []).filter((alias) => !aliases.has(alias)));
+        if (missing.length > 0 || deleted.length === 0) throw notFound(`No keys found for ${missing.length > 0 ? missing.map((k) => (k.startsWith("sk-") ? keyName(k) : k)).join(", ") : "the request"}; nothing was deleted`);
+        return deleted;
       });
-      if (rows.length === 0) throw badRequest("keys: none of the given keys exist", "keys");
       for (const row of rows) deps.invalidate({ kind: "key", token: row.token });
-      return { deleted_keys: body.keys ?? rows.map((r) => r.key_name) };
+      return { deleted_keys: [...(body.keys ?? []), ...(body.key_aliases ?? [])] };
     }, {
       body: t.Object({ keys: t.Optional(t.Array(t.String({ minLength: 1 }))), key_aliases: t.Optional(t.Array(t.String())) }, open),
       detail: { tags: ["key management"], summary: "Delete keys" },

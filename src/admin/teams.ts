@@ -2,7 +2,7 @@ import { t } from "elysia";
 import type { Sql } from "../db";
 import { scopes } from "../governance/keys";
 import { badRequest } from "../http/errors";
-import { found, iso, resetAtFor, updateBudgetHolder, write } from "./common";
+import { deleteEvery, found, iso, resetAtFor, updateBudgetHolder, write } from "./common";
 import type { AdminDeps } from "./deps";
 import { Id, Metadata, Models, Money, budgetFields, nextReset, opt, open } from "./fields";
 import { adminOnlyRoutes } from "./guard";
@@ -90,9 +90,9 @@ export function teamRoutes(deps: AdminDeps) {
     }, { body: t.Object({ ...teamFields, team_id: Id, spend: t.Optional(Money), ...nextReset }, open), detail: { tags: ["team management"], summary: "Change a team" } })
     .post("/team/delete", async ({ body }) => {
       // A team's keys and memberships go with it (on delete cascade).
-      const rows = await db.query("delete from teams where team_id = any($1::text[]) returning team_id", [body.team_ids]);
+      const deleted = await deleteEvery(db, "teams", "team_id", body.team_ids, "Team");
       deps.invalidate({ kind: "all" });
-      return { deleted_teams: rows.map((r) => r.team_id) };
+      return { deleted_teams: deleted };
     }, { body: t.Object({ team_ids: t.Array(Id, { minItems: 1 }) }, open), detail: { tags: ["team management"], summary: "Delete teams and their keys" } })
     .get("/team/info", async ({ query }) => {
       const [row] = await db.query("select * from teams where team_id = $1", [query.team_id]);

@@ -1,7 +1,7 @@
 import { t } from "elysia";
 import { scopes } from "../governance/keys";
 import { badRequest } from "../http/errors";
-import { found, iso, resetAtFor, updateBudgetHolder, write } from "./common";
+import { deleteEvery, found, iso, resetAtFor, updateBudgetHolder, write } from "./common";
 import type { AdminDeps } from "./deps";
 import { Id, UserId, Models, Money, budgetFields, keyFields, nextReset, numeric, opt, open, Page } from "./fields";
 import { adminOnlyRoutes } from "./guard";
@@ -86,9 +86,9 @@ export function userRoutes(deps: AdminDeps) {
     })
     .post("/user/delete", async ({ body }) => {
       // A user's keys and team memberships go with it (on delete cascade).
-      const rows = await db.query("delete from users where user_id = any($1::text[]) returning user_id", [body.user_ids]);
+      const deleted = await deleteEvery(db, "users", "user_id", body.user_ids, "User");
       deps.invalidate({ kind: "all" });
-      return { deleted_users: rows.map((r) => r.user_id) };
+      return { deleted_users: deleted };
     }, { body: t.Object({ user_ids: t.Array(UserId, { minItems: 1 }) }, open), detail: { tags: ["user management"], summary: "Delete users and their keys" } })
     .get("/user/info", async ({ query }) => {
       const [row] = await db.query("select * from users where user_id = $1", [query.user_id]);

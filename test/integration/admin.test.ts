@@ -380,6 +380,27 @@ describe("validation and integrity", () => {
     expect((await h.chat(key.body.key)).status).toBe(401);
   });
 
+  test("deletes are all or nothing: an unknown id is a 404 naming it, and the others stay", async () => {
+    await json("/user/new", { user_id: "stays-1", auto_create_key: false });
+    const team = (await json("/team/new", { team_alias: "stays" })).body;
+    const key = (await json("/key/generate", { key_alias: "stays-key" })).body.key;
+    for (const [path, body, message] of [
+      ["/user/delete", { user_ids: ["stays-1", "ghost-user"] }, "User not found, passed user_id=ghost-user"],
+      ["/team/delete", { team_ids: [team.team_id, "ghost-team"] }, "Team not found, passed team_id=ghost-team"],
+      ["/key/delete", { keys: [key, "sk-ghostkey1234"] }, "No keys found for sk-...1234"],
+      ["/key/delete", { key_aliases: ["stays-key", "ghost-alias"] }, "No keys found for ghost-alias"],
+    ] as const) {
+      const refused = await json(path, body);
+      expect(`${path} ${refused.status} ${refused.body.error?.message}`).toContain(`${path} 404 ${message}`);
+    }
+    expect((await json("/user/info?user_id=stays-1")).status).toBe(200);
+    expect((await json(`/team/info?team_id=${team.team_id}`)).status).toBe(200);
+    expect((await h.chat(key)).status).toBe(200);
+    expect((await json("/key/delete", { key_aliases: ["stays-key"] })).body).toEqual({ deleted_keys: ["stays-key"] });
+    expect((await json("/team/delete", { team_ids: [team.team_id] })).body).toEqual({ deleted_teams: [team.team_id] });
+    expect((await json("/user/delete", { user_ids: ["stays-1"] })).body).toEqual({ deleted_users: ["stays-1"] });
+  });
+
   test("the database holds no raw key anywhere", async () => {
     const created = await json("/key/generate", { key_alias: "secret-check" });
     const raw: string = created.body.key;
