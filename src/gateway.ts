@@ -13,6 +13,7 @@ import { createPricing } from "./pricing";
 import { createProviders } from "./providers";
 import { type GatewayState, type RequestRecord, type Runtime, createInference, createRuntime, inferenceServerRoutes } from "./proxy";
 import { createSpendWriter, type SpendWriter } from "./spend";
+import { dropSpend } from "./spend/reset";
 import type { WarmState } from "./warm";
 
 export const VERSION = "0.1.0";
@@ -47,6 +48,8 @@ export interface Gateway {
   gatewayState: GatewayState;
   metrics: Metrics;
   runtime(): Runtime;
+  /** Applies an admin write made on another instance. */
+  invalidated(message: Invalidation): void;
   /** Swaps in a new config (models, prices, budgets) without dropping requests. */
   reload(config: Config): void;
   /** Reloads from `configSource`: swaps atomically, or keeps the running config and throws. */
@@ -174,7 +177,9 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
     db, clock, log, auth, counters, spend, runtime: () => runtime, reloadConfig: reloadFromSource,
     invalidate(message) {
       auth.invalidate(message);
+      // Published before the shared counters are deleted, so the other instances drop theirs as soon as can be.
       options.broadcast?.(message);
+      dropSpend(message.reset, counters, spend, true);
     },
   };
   const health = {
@@ -200,6 +205,11 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
     gatewayState,
     metrics,
     runtime: () => runtime,
+    /** An admin write made on another instance. */
+    invalidated(message) {
+      auth.invalidate(message);
+      dropSpend(message.reset, counters, spend, false);
+    },
     reload(next) {
       runtime = buildRuntime(next, gatewayState, log, clock);
     },

@@ -128,7 +128,7 @@ async function main(): Promise<void> {
     configSource: () => loadConfig(args.config!, process.env),
     warm,
   });
-  redis?.subscribe((message) => gateway.auth.invalidate(message));
+  redis?.subscribe((message) => gateway.invalidated(message));
   const scheduler = startBudgetScheduler({ db, log, config, gateway });
 
   const port = args.port ?? 4000;

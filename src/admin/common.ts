@@ -3,6 +3,7 @@ import { addDuration, parseDuration } from "../governance/duration";
 import { GatewayError, badRequest, notFound } from "../http/errors";
 import { hashKey } from "../auth/keys";
 import { counterKeys } from "../governance/keys";
+import { SEP, type SpendRow } from "../spend/batch";
 import type { AdminDeps } from "./deps";
 
 /** A foreign key refused the change: foreign_key_violation, or restrict_violation for an ON DELETE RESTRICT key. */
@@ -55,6 +56,19 @@ export async function deleteEvery(sql: Database, table: "teams" | "users", colum
   });
 }
 
+/**
+ * The spend rows that go with users or teams when they are deleted (their keys and memberships, by ON
+ * DELETE CASCADE), read before the delete: every instance drops their counters and unwritten spend.
+ */
+export async function spendRowsOwnedBy(sql: Sql, column: "user_id" | "team_id", ids: string[]): Promise<SpendRow[]> {
+  const keys = await sql.query("select token from keys where " + column + " = any($1::text[])", [ids]);
+  const members = await sql.query("select team_id, user_id from team_memberships where " + column + " = any($1::text[])", [ids]);
+  return [
+    ...keys.flatMap((k): SpendRow[] => [{ table: "keys", id: k.token }, { table: "keyModels", id: k.token }]),
+    ...members.map((m): SpendRow => ({ table: "members", id: m.team_id + SEP + m.user_id })),
+  ];
+}
+
 export function found<T>(row: T | undefined, what: string): T {
   if (!row) throw notFound(`${what} not found`);
   return row;
@@ -86,6 +100,8 @@ export interface UpdateSpec {
   arrays?: readonly string[];
   /** Counter scope whose budget counters restart when spend or duration is set. */
   scope?: (id: string) => string;
+  /** The spend row a set spend resets on every instance. */
+  spendRow?: SpendRow["table"];
 }
 
 /**
@@ -109,6 +125,6 @@ export async function updateBudgetHolder(
     deps.db.query(`update ${spec.table} set ${[...sets, "updated_at = now()"].join(", ")} where ${spec.idColumn} = $${values.length} returning *`, values));
   found(row, spec.what);
   if (spec.scope && ("spend" in body || "budget_duration" in body)) deps.counters.forget(counterKeys.budgetPrefix(spec.scope(id)));
-  deps.invalidate({ kind: "all" });
+  deps.invalidate({ kind: "all", reset: spec.spendRow && "spend" in body ? [{ table: spec.spendRow, id }] : undefined });
   return row!;
 }

@@ -95,7 +95,7 @@ export function customerRoutes(deps: AdminDeps, prefix: "/customer" | "/end_user
             resetAtFor(budget?.budget_duration, now), Boolean(body.budget_id)]);
       });
       if (body.spend !== undefined || "budget_duration" in changes) deps.counters.forget(counterKeys.budgetPrefix(scopes.customer(body.user_id)));
-      deps.invalidate({ kind: "customer", id: body.user_id });
+      deps.invalidate({ kind: "customer", id: body.user_id, reset: body.spend !== undefined ? [{ table: "customers", id: body.user_id }] : undefined });
       return one(body.user_id);
     }, {
       body: t.Object({ ...budgetBody, user_id: Id, alias: opt(t.String()), budget_id: opt(Id), blocked: opt(t.Boolean()), spend: t.Optional(Money) }, open),
@@ -103,7 +103,8 @@ export function customerRoutes(deps: AdminDeps, prefix: "/customer" | "/end_user
     })
     .post(`${prefix}/delete`, async ({ body }) => {
       const rows = await db.query("delete from end_users where user_id = any($1::text[]) returning user_id", [body.user_ids]);
-      for (const row of rows) deps.invalidate({ kind: "customer", id: row.user_id });
+      // A customer made again under the same id starts from nothing.
+      for (const row of rows) deps.invalidate({ kind: "customer", id: row.user_id, reset: [{ table: "customers", id: row.user_id }] });
       return { deleted_customers: rows.map((r) => r.user_id) };
     }, { body: t.Object({ user_ids: t.Array(Id, { minItems: 1 }) }, open), detail: { tags: ["customer management"], summary: "Delete customers" } })
     .get(`${prefix}/info`, ({ query }) => one(query.end_user_id), { query: t.Object({ end_user_id: Id }), detail: { tags: ["customer management"], summary: "A customer with its budget and spend" } })

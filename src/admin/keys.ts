@@ -152,7 +152,7 @@ export function keyRoutes(deps: AdminDeps) {
         return found(updated, "Key");
       });
       if ("spend" in body || "budget_duration" in body) forgetSpend(token);
-      deps.invalidate({ kind: "key", token });
+      deps.invalidate({ kind: "key", token, reset: "spend" in body ? [{ table: "keys", id: token }] : undefined });
       return { key: body.key, ...keyView(row) };
     }, {
       body: t.Object({ ...keyFields, key: t.String({ minLength: 1 }), spend: t.Optional(Money), ...nextReset }, open),
@@ -173,7 +173,8 @@ export function keyRoutes(deps: AdminDeps) {
         if (missing.length > 0 || deleted.length === 0) throw notFound(`No keys found for ${missing.length > 0 ? missing.map((k) => (k.startsWith("sk-") ? keyName(k) : k)).join(", ") : "the request"}; nothing was deleted`);
         return deleted;
       });
-      for (const row of rows) deps.invalidate({ kind: "key", token: row.token });
+      // A key made again with the same raw value starts from nothing.
+      for (const row of rows) deps.invalidate({ kind: "key", token: row.token, reset: [{ table: "keys", id: row.token }, { table: "keyModels", id: row.token }] });
       return { deleted_keys: [...(body.keys ?? []), ...(body.key_aliases ?? [])] };
     }, {
       body: t.Object({ keys: t.Optional(t.Array(t.String({ minLength: 1 }))), key_aliases: t.Optional(t.Array(t.String())) }, open),

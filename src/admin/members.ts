@@ -1,6 +1,7 @@
 import { t } from "elysia";
 import type { Sql } from "../db";
 import { counterKeys, scopes } from "../governance/keys";
+import { SEP } from "../spend/batch";
 import { badRequest, notFound } from "../http/errors";
 import type { AdminDeps } from "./deps";
 import { Id, Limit, Money, UserId, opt, open } from "./fields";
@@ -114,17 +115,18 @@ export function memberRoutes(deps: AdminDeps) {
       detail: { tags: ["team management"], summary: "Change a member's role or budget within the team" },
     })
     .post("/team/member_delete", async ({ body }) => {
-      const row = await db.transaction(async (tx) => {
+      const { team, userId } = await db.transaction(async (tx) => {
         const userId = await memberOf(tx, body);
         await tx.query("delete from team_memberships where team_id = $1 and user_id = $2", [body.team_id, userId]);
         await tx.query("update users set teams = array_remove(teams, $1) where user_id = $2", [body.team_id, userId]);
         await tx.query(
           `update teams set members_with_roles = (select coalesce(jsonb_agg(m), '[]'::jsonb) from jsonb_array_elements(members_with_roles) m where m->>'user_id' <> $2),
              updated_at = now() where team_id = $1`, [body.team_id, userId]);
-        return (await tx.query("select * from teams where team_id = $1", [body.team_id]))[0]!;
+        return { team: (await tx.query("select * from teams where team_id = $1", [body.team_id]))[0]!, userId };
       });
-      deps.invalidate({ kind: "all" });
-      return teamView(row);
+      // A member added again starts from nothing in the team.
+      deps.invalidate({ kind: "all", reset: [{ table: "members", id: body.team_id + SEP + userId }] });
+      return teamView(team);
     }, {
       body: t.Object({ team_id: Id, ...who }, open),
       detail: { tags: ["team management"], summary: "Remove a member from a team" },

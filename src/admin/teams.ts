@@ -2,7 +2,8 @@ import { t } from "elysia";
 import type { Sql } from "../db";
 import { scopes } from "../governance/keys";
 import { badRequest } from "../http/errors";
-import { deleteEvery, found, iso, resetAtFor, updateBudgetHolder, write } from "./common";
+import type { SpendRow } from "../spend/batch";
+import { deleteEvery, found, spendRowsOwnedBy, iso, resetAtFor, updateBudgetHolder, write } from "./common";
 import type { AdminDeps } from "./deps";
 import { Id, Metadata, Models, Money, budgetFields, nextReset, opt, open } from "./fields";
 import { adminOnlyRoutes } from "./guard";
@@ -82,7 +83,7 @@ export function teamRoutes(deps: AdminDeps) {
     })
     .post("/team/update", async ({ body }) => {
       const row = await updateBudgetHolder(deps, {
-        table: "teams", idColumn: "team_id", what: "Team", columns: TEAM_COLUMNS, json: ["metadata"], arrays: ["models"], scope: scopes.team,
+        table: "teams", idColumn: "team_id", what: "Team", columns: TEAM_COLUMNS, json: ["metadata"], arrays: ["models"], scope: scopes.team, spendRow: "teams",
       }, body.team_id, body);
       // The team as before, and under `data` as LiteLLM answers it.
       const view = teamView(row);
@@ -90,8 +91,10 @@ export function teamRoutes(deps: AdminDeps) {
     }, { body: t.Object({ ...teamFields, team_id: Id, spend: t.Optional(Money), ...nextReset }, open), detail: { tags: ["team management"], summary: "Change a team" } })
     .post("/team/delete", async ({ body }) => {
       // A team's keys and memberships go with it (on delete cascade).
+      const owned = await spendRowsOwnedBy(db, "team_id", body.team_ids);
       const deleted = await deleteEvery(db, "teams", "team_id", body.team_ids, "Team");
-      deps.invalidate({ kind: "all" });
+      // A team made again under the same id starts from nothing.
+      deps.invalidate({ kind: "all", reset: [...deleted.map((id): SpendRow => ({ table: "teams", id })), ...owned] });
       return { deleted_teams: deleted };
     }, { body: t.Object({ team_ids: t.Array(Id, { minItems: 1 }) }, open), detail: { tags: ["team management"], summary: "Delete teams and their keys" } })
     .get("/team/info", async ({ query }) => {

@@ -1,7 +1,8 @@
 import { t } from "elysia";
 import { scopes } from "../governance/keys";
 import { badRequest } from "../http/errors";
-import { deleteEvery, found, iso, resetAtFor, updateBudgetHolder, write } from "./common";
+import type { SpendRow } from "../spend/batch";
+import { deleteEvery, found, spendRowsOwnedBy, iso, resetAtFor, updateBudgetHolder, write } from "./common";
 import type { AdminDeps } from "./deps";
 import { Id, UserId, Models, Money, budgetFields, keyFields, nextReset, numeric, opt, open, Page } from "./fields";
 import { adminOnlyRoutes } from "./guard";
@@ -76,7 +77,7 @@ export function userRoutes(deps: AdminDeps) {
     }, { body: t.Object(userFields, open), detail: { tags: ["user management"], summary: "Create a user (and a key unless auto_create_key is false)" } })
     .post("/user/update", async ({ body }) => {
       const row = await updateBudgetHolder(deps, {
-        table: "users", idColumn: "user_id", what: "User", columns: USER_COLUMNS, json: ["metadata"], arrays: ["models"], scope: scopes.user,
+        table: "users", idColumn: "user_id", what: "User", columns: USER_COLUMNS, json: ["metadata"], arrays: ["models"], scope: scopes.user, spendRow: "users",
       }, body.user_id ?? (await userIdByEmail(body.user_email)), body);
       return userView(row);
     }, {
@@ -86,8 +87,10 @@ export function userRoutes(deps: AdminDeps) {
     })
     .post("/user/delete", async ({ body }) => {
       // A user's keys and team memberships go with it (on delete cascade).
+      const owned = await spendRowsOwnedBy(db, "user_id", body.user_ids);
       const deleted = await deleteEvery(db, "users", "user_id", body.user_ids, "User");
-      deps.invalidate({ kind: "all" });
+      // A user made again under the same id starts from nothing.
+      deps.invalidate({ kind: "all", reset: [...deleted.map((id): SpendRow => ({ table: "users", id })), ...owned] });
       return { deleted_users: deleted };
     }, { body: t.Object({ user_ids: t.Array(UserId, { minItems: 1 }) }, open), detail: { tags: ["user management"], summary: "Delete users and their keys" } })
     .get("/user/info", async ({ query }) => {

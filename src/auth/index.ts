@@ -8,6 +8,7 @@ import { hashKey, readKey, sameToken } from "./keys";
 import type { Caller, CustomerRecord, Principal } from "./principal";
 import { isProxyAdmin } from "./principal";
 import { type Json, customerFrom, loadCustomers, loadOrCreateCustomer, loadPrincipal, loadPrincipals, principalFrom } from "./repo";
+import type { SpendRow } from "../spend/batch";
 
 export * from "./keys";
 export * from "./principal";
@@ -23,11 +24,12 @@ export interface AuthOptions {
   cacheTtlMs: number;
 }
 
-/** What an admin write tells every instance to forget. */
-export type Invalidation =
+/** What an admin write tells every instance to forget: cached records, and the spend of rows it reset. */
+export type Invalidation = (
   | { kind: "key"; token: string }
   | { kind: "customer"; id: string }
-  | { kind: "all" };
+  | { kind: "all" }
+) & { reset?: SpendRow[] };
 
 const dbUnavailable = () =>
   new GatewayError(503, "service_unavailable", "The database is unavailable and this key is not cached yet; retry shortly");

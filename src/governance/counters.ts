@@ -33,8 +33,10 @@ export interface Counters {
   release(check: CounterCheck): void;
   /** Current value plus reservations, as this instance knows it (for headers and messages; admission may count more). */
   used(check: CounterCheck): number;
-  /** Forgets counters whose key starts with `prefix` (after an admin changed a stored spend). */
+  /** Forgets counters whose key starts with `prefix` (after an admin changed a stored spend), shared ones too. */
   forget(prefix: string): void;
+  /** Forgets this instance's own state of them: another instance forgot the shared ones. */
+  drop(prefix: string): void;
   /** Counters held in memory: idle ones and those of ended periods are dropped. */
   readonly size: number;
   /** Stops timers; flushes what must be flushed. */
@@ -117,6 +119,10 @@ export class LocalCounters implements Counters {
 
   forget(prefix: string): void {
     for (const key of this.states.keys()) if (key.startsWith(prefix)) this.states.delete(key);
+  }
+
+  drop(prefix: string): void {
+    this.forget(prefix);
   }
 
   /**

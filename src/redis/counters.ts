@@ -372,8 +372,12 @@ export class SharedCounters implements Counters {
     return s ? s.v + consumed(s) : check.initial;
   }
 
-  forget(prefix: string): void {
+  drop(prefix: string): void {
     for (const key of this.states.keys()) if (key.startsWith(prefix)) this.states.delete(key);
+  }
+
+  forget(prefix: string): void {
+    this.drop(prefix);
     const stream = this.redis.scanStream({ match: redisKeys.counterPattern(prefix), count: 500 });
     stream.on("data", (keys: string[]) => void (keys.length > 0 && this.redis.del(...keys).catch(() => {})));
     stream.on("error", () => {});

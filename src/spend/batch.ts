@@ -24,6 +24,16 @@ export interface Delta {
 }
 
 /**
+ * A stored spend an admin reset (spend set, budget_duration changed, or the row deleted): every
+ * instance drops its budget counters and the spend it has not written for it. `keyModels` names a
+ * key's token and means all of its per-model rows.
+ */
+export interface SpendRow {
+  table: "keys" | "users" | "teams" | "members" | "customers" | "keyModels";
+  id: string;
+}
+
+/**
  * Deltas summed per row. A row gets one delta per batch: when a batch holds deltas of two periods
  * for one row, the older period's is dropped — the newer period starts from zero anyway.
  */
@@ -37,6 +47,12 @@ export class DeltaMap {
     } else if (period === current.period) {
       current.amount += amount;
     }
+  }
+
+  /** Drops the delta of `id`, or with `prefix` those of every id starting with `id`. */
+  drop(id: string, prefix = false): void {
+    if (!prefix) this.rows.delete(id);
+    else for (const key of this.rows.keys()) if (key.startsWith(id)) this.rows.delete(key);
   }
 
   /** Sorted by id, so that concurrent flushes lock rows in the same order and never deadlock. */
@@ -84,6 +100,12 @@ export class Batch {
 
   get size(): number {
     return this.rows.length;
+  }
+
+  /** Drops the unwritten spend of a row an admin reset (the request log rows stay). */
+  discard(row: SpendRow): void {
+    if (row.table === "keyModels") this.keyModels.drop(row.id + SEP, true);
+    else this[row.table].drop(row.id);
   }
 
   /** The log rows in COPY's text format, in the order of `LOG_COLUMNS`. */

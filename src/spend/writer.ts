@@ -3,7 +3,7 @@ import { join } from "node:path";
 import type { Clock } from "../clock";
 import type { Sql } from "../db";
 import type { Logger } from "../log";
-import { Batch, type SpendEvent, batchFromSaved, savedBatch } from "./batch";
+import { Batch, type SpendEvent, type SpendRow, batchFromSaved, savedBatch } from "./batch";
 import { applyBatch } from "./repo";
 
 export interface SpendWriterOptions {
@@ -162,6 +162,14 @@ export function createSpendWriter(options: SpendWriterOptions) {
       }
     },
     flush,
+    /**
+     * Drops the spend not yet written for a row an admin reset, from every batch but one being written
+     * (that one's spend was there before the reset reached this instance, as a flush just before it would be).
+     */
+    discard(row: SpendRow): void {
+      current.discard(row);
+      for (const batch of flushing ? queue.slice(1) : queue) batch.discard(row);
+    },
     /** Requests whose spend is not in the database yet. */
     backlog(): number {
       return current.size + queue.reduce((n, batch) => n + batch.size, 0);

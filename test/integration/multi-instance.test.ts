@@ -18,7 +18,7 @@ beforeAll(async () => {
     const link = await connectRedis(redis.url, silentLogger);
     const db = await openDatabase({ url, dataDir: "" });
     const h = await inProcessGateway(MOCK_CONFIG, { db, counters: link.counters, broadcast: (m) => link.publish(m) });
-    link.subscribe((m) => h.gateway.auth.invalidate(m));
+    link.subscribe((m) => h.gateway.invalidated(m));
     links.push(link);
     instances.push(h);
   }
@@ -67,6 +67,68 @@ describe("three instances sharing Postgres and Redis", () => {
     const again = await spread(2, (h) => h.chat(key, {}, "slow"));
     expect(again.map((r) => r.status)).toEqual([200, 200]);
     await Promise.all(again.map((r) => r.text()));
+  });
+
+  test("made again under the same id after a delete on another instance, a user, team, customer, member or custom key starts from nothing", async () => {
+    const [a, b, c] = instances as [Harness, Harness, Harness];
+    const admin = async (path: string, body: unknown) => {
+      const response = await a.call(path, body);
+      expect(`${path} ${response.status}`).toBe(`${path} 200`);
+      return (await response.json()) as any;
+    };
+    const tiny = 1e-9;
+    const setUp = async () => {
+      await admin("/team/new", { team_id: "again-team", max_budget: tiny });
+      await admin("/user/new", { user_id: "again-user", max_budget: tiny, auto_create_key: false });
+      await admin("/team/member_add", { team_id: "again-team", member: { user_id: "again-user" }, max_budget_in_team: tiny });
+      await admin("/customer/new", { user_id: "again-customer", max_budget: tiny });
+      await admin("/key/generate", { key: "sk-again-custom-key", max_budget: tiny });
+      await admin("/key/generate", { key: "sk-again-team-key", team_id: "again-team" });
+      await admin("/key/generate", { key: "sk-again-user-key", user_id: "again-user" });
+    };
+    await setUp();
+    // Each of them spends over its budget through instance b.
+    for (const call of [() => b.chat("sk-again-custom-key"), () => b.chat("sk-again-team-key"), () => b.chat("sk-again-user-key"),
+      () => b.chat("sk-1234", { user: "again-customer" })]) expect((await call()).status).toBe(200);
+    expect((await b.chat("sk-again-custom-key")).status).toBe(400);
+    expect((await b.chat("sk-1234", { user: "again-customer" })).status).toBe(400);
+    // Deleted and made again through instance a, with some of b's spend unwritten.
+    await b.flush();
+    expect((await b.chat("sk-again-user-key")).status).toBe(400);
+    await admin("/key/delete", { keys: ["sk-again-custom-key", "sk-again-team-key", "sk-again-user-key"] });
+    await admin("/team/member_delete", { team_id: "again-team", user_id: "again-user" });
+    await admin("/team/delete", { team_ids: ["again-team"] });
+    await admin("/user/delete", { user_ids: ["again-user"] });
+    await admin("/customer/delete", { user_ids: ["again-customer"] });
+    await Bun.sleep(100);
+    await setUp();
+    // b held them all over budget in memory; c never served them (what Redis held is what counts there).
+    expect((await b.chat("sk-again-custom-key")).status).toBe(200);
+    expect((await c.chat("sk-1234", { user: "again-customer" })).status).toBe(200);
+    expect((await b.chat("sk-again-user-key")).status).toBe(200);
+    expect((await c.chat("sk-again-team-key")).status).toBe(200);
+    for (const h of instances) await h.flush();
+    // One request's spend each, nothing from before the delete.
+    const one = Number((await a.db.query("select spend from keys where token = $1", [hashKey("sk-again-custom-key")]))[0]!.spend);
+    expect(one).toBeGreaterThan(0);
+    const [spends] = await a.db.query(
+      `select (select spend from users where user_id = 'again-user') as u, (select spend from teams where team_id = 'again-team') as t,
+              (select spend from end_users where user_id = 'again-customer') as c`);
+    expect(spends).toEqual({ u: one, t: one, c: one });
+  });
+
+  test("spend set on one instance is not undone by what another had not written yet", async () => {
+    const [a, b] = instances as [Harness, Harness];
+    const created = (await (await a.call("/key/generate", { max_budget: 1e-9 })).json()) as any;
+    expect((await a.chat(created.key)).status).toBe(200);
+    expect((await a.chat(created.key)).status).toBe(400);
+    // a's spend is not written yet when b sets it to 0.
+    expect((await b.call("/key/update", { key: created.key, spend: 0 })).status).toBe(200);
+    await Bun.sleep(100);
+    for (const h of instances) await h.flush();
+    const info = (await (await b.call(`/key/info?key=${created.key}`)).json()) as any;
+    expect(info.info.spend).toBe(0);
+    expect((await a.chat(created.key)).status).toBe(200);
   });
 
   test("a key blocked on one instance is refused by the others within a second", async () => {
