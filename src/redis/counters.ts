@@ -4,7 +4,7 @@ import { nextWindowCheck } from "../governance/keys";
 import type { Logger } from "../log";
 import { HEARTBEAT_REPLIES, Heartbeat } from "./heartbeat";
 import { redisKeys } from "./keys";
-import { IDLE_MS, SYNC_SLICE, type State, type SyncReply, alone, consumed, fitsLease, replyAt, roomWanted, serialized, syncArgs, syncNeed, carryTraffic } from "./lease";
+import { IDLE_MS, SYNC_SLICE, type State, type SyncReply, alone, consumed, fitsLease, heldByOthers, replyAt, roomWanted, serialized, syncArgs, syncNeed, carryTraffic } from "./lease";
 import SYNC_SCRIPT from "./sync.lua" with { type: "text" };
 
 /**
@@ -22,6 +22,8 @@ import SYNC_SCRIPT from "./sync.lua" with { type: "text" };
 const SWEEP_MS = 500;
 /** A busy rate counter takes its lease in the next window during the last this-many ms of this one. */
 const NEXT_WINDOW_LEAD_MS = 2000;
+/** An admission refused for the other instances' leases alone is asked again after this long (two of their ticks). */
+const RETRY_AFTER_MS = 25;
 /** Counters one tick syncs at most: about 5 ms of work. */
 const MAX_SYNCS_PER_TICK = 600;
 
@@ -43,6 +45,7 @@ export class SharedCounters implements Counters {
   private degraded = false;
   private ticking = false;
   private closing = false;
+  private slackPending = false;
   /** Counters used since the last tick, which the next tick looks at… */
   private dirty = new Set<State>();
   /** …with a slice of all the others, in proportion to the time since the last slice (see SWEEP_MS). */
@@ -117,7 +120,15 @@ export class SharedCounters implements Counters {
   }
 
   private async admitRemote(checks: readonly CounterCheck[], states: State[]): Promise<number> {
-    const results = await Promise.all(checks.map((check, i) => serialized(states[i]!, () => this.decide(states[i]!, check))));
+    const decideAll = () => Promise.all(checks.map((check, i) => serialized(states[i]!, () => this.decide(states[i]!, check))));
+    let results = await decideAll();
+    if (results.some((ok, i) => !ok && heldByOthers(states[i]!, checks[i]!))) {
+      // Refused only for room other instances hold, which a request of theirs may have finished with (a
+      // lease near the edge goes back at their next sync, within a tick): asked once more after it.
+      results.forEach((ok, i) => ok && this.release(checks[i]!));
+      await Bun.sleep(RETRY_AFTER_MS);
+      results = await decideAll();
+    }
     const failed = results.indexOf(false);
     if (failed >= 0) {
       results.forEach((ok, i) => ok && this.release(checks[i]!));
@@ -142,6 +153,19 @@ export class SharedCounters implements Counters {
     if (reply[0] !== 1) return false;
     this.take(s, check);
     return true;
+  }
+
+  /**
+   * Near the edge a lease holds no more than the requests in flight: room a request no longer needs
+   * goes back to Redis at once rather than at the next tick, so another instance's next request finds it.
+   */
+  private returnSlackSoon(s: State): void {
+    if (this.slackPending || s.lease <= consumed(s) || roomWanted(s) > 0) return;
+    this.slackPending = true;
+    queueMicrotask(() => {
+      this.slackPending = false;
+      void this.tick();
+    });
   }
 
   /** One counter's sync; null when Redis did not answer (the instance is then degraded). */
@@ -352,6 +376,7 @@ export class SharedCounters implements Counters {
       s.lastActual = s.lastActual === 0 ? actual : s.lastActual * 0.9 + actual * 0.1;
     }
     s.touchedAt = this.options.now();
+    this.returnSlackSoon(s);
   }
 
   release(check: CounterCheck): void {
@@ -360,6 +385,7 @@ export class SharedCounters implements Counters {
     s.inflight = Math.max(0, s.inflight - check.reserve);
     // The next tick looks at it: room this request no longer needs goes back to the other instances.
     this.dirty.add(s);
+    this.returnSlackSoon(s);
   }
 
   /**

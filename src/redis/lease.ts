@@ -54,6 +54,9 @@ const roomLeft = (s: State) => s.check.limit - alone(s);
 export const fitsLease = (s: State, check: CounterCheck) =>
   s.synced && consumed(s) + check.reserve <= s.lease && (check.reserve > 0 || consumed(s) < s.lease) && alone(s) < check.limit;
 
+/** Whether a request Redis refused would have fitted but for the room the other instances hold. */
+export const heldByOthers = (s: State, check: CounterCheck) => s.others > 0 && s.v + consumed(s) < check.limit;
+
 /** The size of one request on this counter (tokens counters reserve nothing: one token then). */
 const unit = (s: State) => (s.lastReserve > 0 ? s.lastReserve : Math.max(1, s.lastActual));
 

@@ -69,6 +69,14 @@ describe("three instances sharing Postgres and Redis", () => {
     await Promise.all(again.map((r) => r.text()));
   });
 
+  test("near a budget, requests one after another on alternate instances are all admitted while spend is under it", async () => {
+    // Each request's reservation (1,024 tokens, no max_tokens) is larger than the whole budget; what it costs is a few hundredths of it.
+    const key = await instances[0]!.createKey({ max_budget: 0.0015 });
+    const statuses: number[] = [];
+    for (let i = 0; i < 12; i++) statuses.push((await instances[i % 2]!.chat(key)).status);
+    expect(statuses).toEqual(Array(12).fill(200));
+  });
+
   test("made again under the same id after a delete on another instance, a user, team, customer, member or custom key starts from nothing", async () => {
     const [a, b, c] = instances as [Harness, Harness, Harness];
     const admin = async (path: string, body: unknown) => {
