@@ -52,6 +52,8 @@ export interface InferenceBody {
   /** The customer (`user` field), if any. */
   user: string | null;
   maxTokens: number | null;
+  /** Completions the request asks for (`n`, `best_of`, a list of prompts): its reservation is that many times max_tokens. */
+  choices: number;
 }
 
 const isObject = (value: unknown): value is Record<string, unknown> =>
@@ -99,6 +101,14 @@ export function parseInferenceBody(text: string, route: Route): InferenceBody {
   if (typeof user === "string" && unstorable(user)) throw badRequest(`user: ${UNSTORABLE_MESSAGE}`, "user");
   const maxTokens = optionalCount(body, "max_tokens") ?? optionalCount(body, "max_completion_tokens");
   const raw = parsed.strict === false ? JSON.stringify(body) : text;
-  return { body, raw, model, stream: body.stream === true && route !== "embeddings", user: user || null, maxTokens };
+  return { body, raw, model, stream: body.stream === true && route !== "embeddings", user: user || null, maxTokens, choices: choicesOf(body, route) };
+}
+
+/** How many completions a request generates (and is billed for): `n`, or `best_of` when larger, for each prompt of a list. */
+function choicesOf(body: Record<string, unknown>, route: Route): number {
+  if (route === "embeddings") return 1;
+  const n = Math.max(1, optionalCount(body, "n") ?? 1, route === "completions" ? (optionalCount(body, "best_of") ?? 1) : 1);
+  const prompts = route === "completions" && Array.isArray(body.prompt) && body.prompt.length > 0 && typeof body.prompt[0] !== "number" ? body.prompt.length : 1;
+  return n * prompts;
 }
 

@@ -149,7 +149,7 @@ export function createInference(deps: InferenceDeps) {
     }
     const customer = parsed.user ? await auth.customer(parsed.user) : null;
     if (customer?.blocked) throw forbidden(`End user ${customer.user_id} is blocked`);
-    const completion = route === "embeddings" ? 0 : (parsed.maxTokens ?? runtime.defaultCompletionTokens);
+    const completion = route === "embeddings" ? 0 : (parsed.maxTokens ?? runtime.defaultCompletionTokens) * parsed.choices;
     const estimatedCost = runtime.pricing.estimate(deployment, route, countPromptTokens(route, parsed.body, false), completion);
     const plan: Plan = planFor({
       caller, customer, model: parsed.model, estimatedCost, now: clock.now(), defaults: runtime.budgetDefaults(),

@@ -101,6 +101,21 @@ describe("spend and budgets end to end", () => {
     expect(ok).toBeLessThanOrEqual(covers + 1);
   });
 
+  test("a request's reservation counts every completion it asks for: n, best_of, and each prompt of a list", async () => {
+    // 9 prompt tokens + 20 × 10 completion tokens reserve ≈ 4e-4: a 1e-3 budget takes three such at once (the one that crosses it included).
+    const concurrent = async (body: Record<string, unknown>, path = "/v1/chat/completions") => {
+      const key = await h.createKey({ max_budget: 0.001 });
+      const payload = path.endsWith("chat/completions") ? { model: "slow", messages: [{ role: "user", content: "Hello there" }], ...body } : { model: "slow", ...body };
+      const responses = await Promise.all(Array.from({ length: 20 }, () => h.call(path, payload, key)));
+      await Promise.all(responses.map((r) => r.text()));
+      return responses.filter((r) => r.status === 200).length;
+    };
+    expect(await concurrent({ max_tokens: 20 })).toBe(20);
+    expect(await concurrent({ max_tokens: 20, n: 10 })).toBe(3);
+    expect(await concurrent({ max_tokens: 20, prompt: "Hello there", best_of: 10 }, "/v1/completions")).toBe(3);
+    expect(await concurrent({ max_tokens: 20, n: 2, prompt: ["Hello", "there", "you", "all", "five"] }, "/v1/completions")).toBe(3);
+  });
+
   test("a budget is usable again right after its period ends, with no scheduler run", async () => {
     const key = await h.createKey({ max_budget: 1e-9, budget_duration: "30s", budget_reset_at: new Date(h.clock.now() + 30_000) });
     expect((await h.chat(key)).status).toBe(200);
