@@ -56,6 +56,11 @@ interface Context {
 
 /** The most one request is charged (USD), as much as any budget may be. */
 const MAX_REQUEST_COST = 1e15;
+/**
+ * A request the provider failed or the client dropped before an answer: it costs nothing, but it was
+ * sent, so it counts against rpm limits (as LiteLLM counts it) and has its spend log row, status "failure".
+ */
+const NOTHING_USED: Usage = Object.freeze({ prompt_tokens: 0, completion_tokens: 0, total_tokens: 0 });
 
 /**
  * A cost as charged: prices absurd enough to give more than MAX_REQUEST_COST, or no number at all,
@@ -196,7 +201,7 @@ export function createInference(deps: InferenceDeps) {
       ctx.deployment = attempted.deployment;
     } catch (error) {
       deadline.done();
-      ctx.ticket.release();
+      settle(ctx, NOTHING_USED, "failure");
       const aborted = request.signal.aborted;
       observe(ctx, aborted ? 499 : 502, null, 0);
       throw new GatewayError(502, "upstream_error", `Upstream request failed: ${error instanceof Error ? error.message : String(error)}`);
@@ -204,7 +209,7 @@ export function createInference(deps: InferenceDeps) {
 
     if (result.kind === "error") {
       deadline.done();
-      ctx.ticket.release();
+      settle(ctx, NOTHING_USED, "failure");
       observe(ctx, result.status, null, 0);
       throw upstreamError(result);
     }

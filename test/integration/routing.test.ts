@@ -22,6 +22,8 @@ model_list:
     litellm_params: {model: openai/m, api_base: "${failing.url}", input_cost_per_token: 0.000001, output_cost_per_token: 0.000001}
   - model_name: backup
     litellm_params: {model: openai/m, api_base: "${healthy.url}", input_cost_per_token: 0.000005, output_cost_per_token: 0.000005}
+  - model_name: always-broken
+    litellm_params: {model: openai/m, api_base: "${failing.url}", input_cost_per_token: 0.000001, output_cost_per_token: 0.000001}
   - model_name: weighted
     litellm_params: {model: openai/a, api_base: "${healthy.url}", weight: 9}
   - model_name: weighted
@@ -94,5 +96,24 @@ general_settings:
     const toA = healthy.requests.filter((r) => r.body.model === "a").length;
     expect(toA).toBeGreaterThan(150);
     expect(toA).toBeLessThan(200);
+  });
+
+  test("requests the provider fails cost nothing but count against rpm, and are logged as failures", async () => {
+    failing.reset();
+    const key = await h.createKey({ rpm_limit: 2, max_budget: 1 });
+    const statuses: number[] = [];
+    for (let i = 0; i < 3; i++) {
+      const response = await h.chat(key, {}, "always-broken");
+      statuses.push(response.status);
+      await response.text();
+    }
+    // As LiteLLM counts them: the two sent reached the provider and used the minute's requests; the third never left.
+    expect(statuses).toEqual([500, 500, 429]);
+    expect(failing.requests.length).toBe(2);
+    await h.flush();
+    const logs = await h.db.query("select status, spend::float8 as spend from spend_logs where api_key = (select token from keys where key_name = $1)", [`sk-...${key.slice(-4)}`]);
+    expect(logs).toEqual([{ status: "failure", spend: 0 }, { status: "failure", spend: 0 }]);
+    const [row] = await h.db.query("select spend::float8 as spend from keys where key_name = $1", [`sk-...${key.slice(-4)}`]);
+    expect(row!.spend).toBe(0);
   });
 });

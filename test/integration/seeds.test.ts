@@ -99,6 +99,8 @@ describe("seed 003: Budgets, Rate Limits", () => {
     await curl(find(curls, "/team/new", "my-new-team_4", "rpm_limit"));
     await curl(`curl -X POST 'http://localhost:4000/team/new' -H 'Authorization: Bearer sk-1234' -d '{"team_id": "e8d1460f-846c-45d7-9b43-55f3cc52ac32"}'`);
     await curl(find(curls, "/user/new", '"user_id": "ishaan"'));
+    // The test before ran the document's member_add already: adding a member twice is a 400, as in LiteLLM.
+    await curl(`curl -X POST 'http://localhost:4000/team/member_delete' -H 'Authorization: Bearer sk-1234' -d '{"team_id": "e8d1460f-846c-45d7-9b43-55f3cc52ac32", "user_id": "ishaan"}'`);
     expect((await curl(find(curls, "/team/member_add", "max_budget_in_team"))).status).toBe(200);
     const key = (await curl(find(curls, "/key/generate", '"user_id": "ishaan"'))).body.key;
     const call = find(curls, "/chat/completions", "tes4");
