@@ -23,7 +23,8 @@ export async function insertBudget(sql: Sql, budgetId: string, body: Record<stri
   const [row] = await write(`budget_id "${budgetId}"`, () => sql.query(
     `insert into budgets (budget_id, max_budget, soft_budget, budget_duration, budget_reset_at, tpm_limit, rpm_limit, max_parallel_requests, model_max_budget)
      values ($1, $2, $3, $4, $5, $6, $7, $8, $9::text::jsonb) returning *`,
-    [budgetId, body.max_budget ?? null, body.soft_budget ?? null, body.budget_duration ?? null, resetAtFor(body.budget_duration, now),
+    // A reset time sent with the budget is kept (as LiteLLM does); else the duration sets the first one.
+    [budgetId, body.max_budget ?? null, body.soft_budget ?? null, body.budget_duration ?? null, body.budget_reset_at ?? resetAtFor(body.budget_duration, now),
       body.tpm_limit ?? null, body.rpm_limit ?? null, body.max_parallel_requests ?? null, JSON.stringify(body.model_max_budget ?? {})]));
   return row!;
 }
@@ -34,7 +35,7 @@ export function budgetRoutes(deps: AdminDeps) {
     .post("/budget/new", async ({ body }) => {
       const row = await insertBudget(db, body.budget_id ?? crypto.randomUUID(), body, clock.now());
       return budgetView(row);
-    }, { body: t.Object({ ...budgetBody, budget_id: t.Optional(Id) }, open), detail: { tags: ["budget management"], summary: "Create a budget (limits shared by customers or members)" } })
+    }, { body: t.Object({ ...budgetBody, budget_id: t.Optional(Id), ...nextReset }, open), detail: { tags: ["budget management"], summary: "Create a budget (limits shared by customers or members)" } })
     .post("/budget/update", async ({ body }) => {
       const row = await updateBudgetHolder(deps, {
         table: "budgets", idColumn: "budget_id", what: "Budget", columns: BUDGET_COLUMNS, json: ["model_max_budget"],

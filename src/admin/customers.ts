@@ -61,13 +61,13 @@ export function customerRoutes(deps: AdminDeps, prefix: "/customer" | "/end_user
         else if (inline.length > 0) budgetId = (await insertBudget(tx, `customer:${body.user_id}:${crypto.randomUUID()}`, body, clock.now())).budget_id;
         const [budget] = budgetId ? await tx.query("select budget_duration from budgets where budget_id = $1", [budgetId]) : [];
         await write(`customer "${body.user_id}"`, () => tx.query(
-          "insert into end_users (user_id, alias, budget_id, blocked, metadata, budget_reset_at) values ($1, $2, $3, $4, $5::text::jsonb, $6)",
-          [body.user_id, body.alias ?? null, budgetId, body.blocked ?? false, JSON.stringify(body.metadata ?? {}), resetAtFor(budget?.budget_duration, clock.now())]));
+          "insert into end_users (user_id, alias, budget_id, blocked, metadata, budget_reset_at, spend) values ($1, $2, $3, $4, $5::text::jsonb, $6, $7)",
+          [body.user_id, body.alias ?? null, budgetId, body.blocked ?? false, JSON.stringify(body.metadata ?? {}), resetAtFor(budget?.budget_duration, clock.now()), body.spend ?? 0]));
       });
       deps.invalidate({ kind: "customer", id: body.user_id });
       return one(body.user_id);
     }, {
-      body: t.Object({ ...budgetBody, user_id: Id, alias: opt(t.String({ maxLength: 512 })), budget_id: opt(Id), blocked: opt(t.Boolean()), metadata: opt(t.Record(t.String(), t.Unknown())) }, open),
+      body: t.Object({ ...budgetBody, user_id: Id, alias: opt(t.String({ maxLength: 512 })), budget_id: opt(Id), blocked: opt(t.Boolean()), metadata: opt(t.Record(t.String(), t.Unknown())), spend: t.Optional(Money) }, open),
       detail: { tags: ["customer management"], summary: "Create a customer (the `user` of requests) with a budget_id or an inline budget" },
     })
     .post(`${prefix}/update`, async ({ body }) => {

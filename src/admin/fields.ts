@@ -42,6 +42,8 @@ export const DurationText = t.String({
   format: "litegate-duration", description: "30s, 20m, 1h, 7d, 2w or 1mo",
   error: "must be a duration such as 30s, 20m, 1h, 7d, 2w or 1mo, longer than zero and at most a century",
 });
+/** A key's lifetime: a duration, or "-1" (LiteLLM's older spelling of null) for a key that never expires. */
+const KeyDuration = t.Union([DurationText, t.Literal("-1")]);
 /** YYYY-MM-DD, optionally with a time and a zone: a four-digit year, as the database reads it. */
 const DATE = /^(\d{4})-(\d{2})-(\d{2})(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:Z|[+-]\d{2}(?::?\d{2})?)?)?$/;
 
@@ -81,7 +83,7 @@ export const budgetFields = {
 /** The /key/generate body; /user/new takes it too. */
 export const keyFields = {
   ...budgetFields,
-  duration: opt(DurationText),
+  duration: opt(KeyDuration),
   key_alias: opt(t.String({ maxLength: 512 })),
   key: t.Optional(t.String({ pattern: "^sk-[A-Za-z0-9_\\-.]{4,256}$", error: "must be sk- followed by 4 to 256 letters, digits, '_', '-' or '.'" })),
   models: t.Optional(Models),
@@ -93,6 +95,8 @@ export const keyFields = {
   budget_id: opt(Id),
   metadata: opt(Metadata),
   blocked: opt(t.Boolean()),
+  /** Spend to start from (a key or user moved from another gateway keeps what it spent). */
+  spend: t.Optional(Money),
 };
 
 export const open = { additionalProperties: true } as const;

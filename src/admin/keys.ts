@@ -52,13 +52,13 @@ export async function insertKey(sql: Sql, body: Record<string, any>, now: number
   const expires = duration ? addDuration(new Date(now), duration) : null;
   const [row] = await write(`key_alias "${body.key_alias}"`, () => sql.query(
     `insert into keys (token, key_name, key_alias, max_budget, soft_budget, budget_duration, budget_reset_at, models, tpm_limit, rpm_limit,
-       max_parallel_requests, model_max_budget, model_rpm_limit, model_tpm_limit, user_id, team_id, budget_id, expires, blocked, metadata)
-     values ($1, $2, $3, $4, $5, $6, $7, $8::text[], $9, $10, $11, $12::text::jsonb, $13::text::jsonb, $14::text::jsonb, $15, $16, $17, $18, $19, $20::text::jsonb)
+       max_parallel_requests, model_max_budget, model_rpm_limit, model_tpm_limit, user_id, team_id, budget_id, expires, blocked, metadata, spend)
+     values ($1, $2, $3, $4, $5, $6, $7, $8::text[], $9, $10, $11, $12::text::jsonb, $13::text::jsonb, $14::text::jsonb, $15, $16, $17, $18, $19, $20::text::jsonb, $21)
      returning *`,
     [token, keyName(raw), body.key_alias ?? null, body.max_budget ?? null, body.soft_budget ?? null, body.budget_duration ?? null,
       resetAtFor(body.budget_duration, now), body.models ?? [], body.tpm_limit ?? null, body.rpm_limit ?? null, body.max_parallel_requests ?? null,
       JSON.stringify(body.model_max_budget ?? {}), JSON.stringify(body.model_rpm_limit ?? {}), JSON.stringify(body.model_tpm_limit ?? {}),
-      userId, body.team_id ?? null, body.budget_id ?? null, expires, body.blocked ?? false, JSON.stringify(body.metadata ?? {})],
+      userId, body.team_id ?? null, body.budget_id ?? null, expires, body.blocked ?? false, JSON.stringify(body.metadata ?? {}), body.spend ?? 0],
   ));
   return { raw, row: row! };
 }
@@ -191,13 +191,14 @@ export function keyRoutes(deps: AdminDeps) {
           where.push(`${field} = $${params.length}`);
         }
       }
+      if (query.key_hash) where.push(`token = $${params.push(tokenOf(query.key_hash))}`);
       const filter = where.length ? `where ${where.join(" and ")}` : "";
       const [{ n }] = (await db.query(`select count(*)::int as n from keys ${filter}`, params)) as [{ n: number }];
       const rows = await db.query(`select * from keys ${filter} order by created_at, token limit ${size} offset ${(page - 1) * size}`, params);
       const full = query.return_full_object === "true";
       return { keys: rows.map((r) => (full ? keyView(r) : r.token)), total_count: n, current_page: page, total_pages: Math.ceil(n / size) };
     }, {
-      query: t.Object({ user_id: t.Optional(t.String()), team_id: t.Optional(t.String()), key_alias: t.Optional(t.String()),
+      query: t.Object({ user_id: t.Optional(t.String()), team_id: t.Optional(t.String()), key_alias: t.Optional(t.String()), key_hash: t.Optional(t.String()),
         page: t.Optional(Page), size: t.Optional(numeric({ minimum: 1, maximum: 1000, integer: true, field: "size" })), return_full_object: t.Optional(t.String()) }),
       detail: { tags: ["key management"], summary: "List keys (hashes), filtered and paged" },
     })

@@ -106,8 +106,10 @@ export function teamRoutes(deps: AdminDeps) {
          from team_memberships m left join budgets b on b.budget_id = m.budget_id where m.team_id = $1 order by m.created_at`, [query.team_id]);
       return { team_id: row!.team_id, team_info: teamView(row!), keys: keys.map(keyView), team_memberships: memberships.map((m) => ({ ...m, budget_reset_at: iso(m.budget_reset_at) })) };
     }, { query: t.Object({ team_id: Id }), detail: { tags: ["team management"], summary: "A team, its keys and memberships with their spend" } })
-    .get("/team/list", async () => (await db.query("select * from teams order by created_at, team_id")).map(teamView),
-      { detail: { tags: ["team management"], summary: "List teams" } })
+    .get("/team/list", async ({ query }) => (query.user_id !== undefined
+      ? await db.query("select t.* from teams t join team_memberships m using (team_id) where m.user_id = $1 order by t.created_at, t.team_id", [query.user_id])
+      : await db.query("select * from teams order by created_at, team_id")).map(teamView),
+      { query: t.Object({ user_id: t.Optional(t.String()) }), detail: { tags: ["team management"], summary: "List teams (those a user is a member of, with user_id)" } })
     .post("/team/block", ({ body }) => setBlocked(body.team_id, true), { body: t.Object({ team_id: Id }, open), detail: { tags: ["team management"], summary: "Block a team" } })
     .post("/team/unblock", ({ body }) => setBlocked(body.team_id, false), { body: t.Object({ team_id: Id }, open), detail: { tags: ["team management"], summary: "Unblock a team" } });
 }

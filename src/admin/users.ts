@@ -49,11 +49,11 @@ export function userRoutes(deps: AdminDeps) {
       const result = await db.transaction(async (tx) => {
         const [user] = await write(`user_id "${userId}"`, () => tx.query(
           `insert into users (user_id, user_email, user_alias, user_role, max_budget, soft_budget, budget_duration, budget_reset_at, models,
-             tpm_limit, rpm_limit, max_parallel_requests, teams, metadata)
-           values ($1, $2, $3, $4, $5, $6, $7, $8, $9::text[], $10, $11, $12, $13::text[], $14::text::jsonb) returning *`,
+             tpm_limit, rpm_limit, max_parallel_requests, teams, metadata, spend)
+           values ($1, $2, $3, $4, $5, $6, $7, $8, $9::text[], $10, $11, $12, $13::text[], $14::text::jsonb, $15) returning *`,
           [userId, body.user_email ?? null, body.user_alias ?? null, body.user_role ?? "internal_user", body.max_budget ?? null,
             body.soft_budget ?? null, body.budget_duration ?? null, resetAtFor(body.budget_duration, clock.now()), body.models ?? [],
-            body.tpm_limit ?? null, body.rpm_limit ?? null, body.max_parallel_requests ?? null, [], JSON.stringify(body.metadata ?? {})],
+            body.tpm_limit ?? null, body.rpm_limit ?? null, body.max_parallel_requests ?? null, [], JSON.stringify(body.metadata ?? {}), body.spend ?? 0],
         ));
         // Each team joined as `/team/member_add` would: membership, the team's members_with_roles and users.teams.
         const joins: Array<[string, string]> = [...(body.teams ?? []).map((id): [string, string] => ["teams", id]), ...(body.team_id ? [["team_id", body.team_id] as [string, string]] : [])];
@@ -67,7 +67,7 @@ export function userRoutes(deps: AdminDeps) {
         // The key carries the user's models; budgets and limits stay on the user, shared by all its keys.
         const keyBody = { key: body.key, key_alias: body.key_alias, duration: body.duration, models: body.models, user_id: userId,
           team_id: body.team_id, metadata: body.metadata, model_max_budget: body.model_max_budget, model_rpm_limit: body.model_rpm_limit,
-          model_tpm_limit: body.model_tpm_limit };
+          model_tpm_limit: body.model_tpm_limit, spend: body.spend };
         return { user: joined!, key: await insertKey(tx, keyBody, clock.now()) };
       });
       deps.invalidate({ kind: "all" });
@@ -104,13 +104,20 @@ export function userRoutes(deps: AdminDeps) {
     .get("/user/list", async ({ query }) => {
       const size = Math.min(Number(query.page_size ?? 100), 1000);
       const page = Math.max(1, Number(query.page ?? 1));
-      const rows = query.role
-        ? await db.query(`select * from users where user_role = $1 order by created_at, user_id limit ${size} offset ${(page - 1) * size}`, [query.role])
-        : await db.query(`select * from users order by created_at, user_id limit ${size} offset ${(page - 1) * size}`);
-      const [{ n }] = (await db.query("select count(*)::int as n from users")) as [{ n: number }];
+      // LiteLLM's filters: a role, ids (comma-separated), part of an e-mail (any case), a team.
+      const where: string[] = [];
+      const params: unknown[] = [];
+      const add = (condition: string, value: unknown) => where.push(condition.replace("?", `$${params.push(value)}`));
+      if (query.role) add("user_role = ?", query.role);
+      if (query.user_ids) add("user_id = any(?::text[])", query.user_ids.split(",").map((id) => id.trim()));
+      if (query.user_email) add("user_email ilike ?", `%${query.user_email.replace(/[\\%_]/g, "\\$&")}%`);
+      if (query.team) add("? = any(teams)", query.team);
+      const filter = where.length > 0 ? `where ${where.join(" and ")}` : "";
+      const rows = await db.query(`select * from users ${filter} order by created_at, user_id limit ${size} offset ${(page - 1) * size}`, params);
+      const [{ n }] = (await db.query(`select count(*)::int as n from users ${filter}`, params)) as [{ n: number }];
       return { users: rows.map(userView), total: n, page, page_size: size, total_pages: Math.ceil(n / size) };
     }, {
-      query: t.Object({ role: t.Optional(t.String()), page: t.Optional(Page), page_size: t.Optional(numeric({ minimum: 1, maximum: 1000, integer: true, field: "page_size" })) }),
+      query: t.Object({ role: t.Optional(t.String()), user_ids: t.Optional(t.String()), user_email: t.Optional(t.String()), team: t.Optional(t.String()), page: t.Optional(Page), page_size: t.Optional(numeric({ minimum: 1, maximum: 1000, integer: true, field: "page_size" })) }),
       detail: { tags: ["user management"], summary: "List users" },
     });
 }

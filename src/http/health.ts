@@ -17,15 +17,20 @@ export interface HealthProbe {
  * stay for the API's documentation and for other methods).
  */
 export const livenessServerRoutes = {
-  "/health/liveliness": { GET: new Response("I'm alive!") },
-  "/health/liveness": { GET: new Response("I'm alive!") },
+  "/health/liveliness": { GET: alive() },
+  "/health/liveness": { GET: alive() },
 };
+
+/** The JSON string LiteLLM answers (clients parse it as JSON). */
+function alive(): Response {
+  return Response.json("I'm alive!");
+}
 
 /** Public liveness and readiness; readiness fails (503) while the database is unreachable or still opening. */
 export function healthRoutes(probe: HealthProbe) {
   return new Elysia({ name: "health" })
-    .get("/health/liveliness", () => new Response("I'm alive!"), { detail: { tags: ["health"] } })
-    .get("/health/liveness", () => new Response("I'm alive!"), { detail: { tags: ["health"], hide: true } })
+    .get("/health/liveliness", alive, { detail: { tags: ["health"] } })
+    .get("/health/liveness", alive, { detail: { tags: ["health"], hide: true } })
     .get(
       "/health/readiness",
       async () => {

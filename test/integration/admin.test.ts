@@ -401,6 +401,35 @@ describe("validation and integrity", () => {
     expect((await json("/user/delete", { user_ids: ["stays-1"] })).body).toEqual({ deleted_users: ["stays-1"] });
   });
 
+  test("LiteLLM's create and list fields: spend to start from, a key that never expires, a budget's reset time, list filters", async () => {
+    const key = await json("/key/generate", { spend: 3, max_budget: 5, duration: "-1" });
+    expect(key.body).toMatchObject({ spend: 3, expires: null });
+    expect((await json("/key/update", { key: key.body.key, duration: "-1" })).body.expires).toBeNull();
+    expect((await json("/key/generate", { duration: "-2" })).status).toBe(400);
+    const user = await json("/user/new", { user_id: "filter-ann", user_email: "Ann.Filter@Example.com", spend: 4, teams: [], auto_create_key: false });
+    expect(user.body.spend).toBe(4);
+    expect((await json("/user/info?user_id=filter-ann")).body.user_info.spend).toBe(4);
+    expect((await json("/customer/new", { user_id: "filter-cust", spend: 5 })).body.spend).toBe(5);
+    const budget = await json("/budget/new", { budget_id: "reset-given", budget_duration: "30d", budget_reset_at: "2030-01-01T00:00:00Z" });
+    expect(budget.body.budget_reset_at).toStartWith("2030-01-01T00:00:00");
+
+    await json("/user/new", { user_id: "filter-bob", user_email: "bob@example.com", auto_create_key: false });
+    const team = (await json("/team/new", { team_alias: "filters" })).body;
+    await json("/team/member_add", { team_id: team.team_id, member: { user_id: "filter-bob" } });
+    const ids = (path: string) => json(path).then((r) => r.body.users.map((u: any) => u.user_id).sort());
+    expect(await ids("/user/list?user_ids=filter-ann,filter-bob")).toEqual(["filter-ann", "filter-bob"]);
+    expect(await ids("/user/list?user_email=ann.filter")).toEqual(["filter-ann"]);
+    expect(await ids(`/user/list?team=${team.team_id}`)).toEqual(["filter-bob"]);
+    expect(await ids("/user/list?user_email=%25")).toEqual([]);
+    const counted = (await json("/user/list?user_ids=filter-ann,filter-bob,nobody&page_size=1")).body;
+    expect(counted).toMatchObject({ total: 2, total_pages: 2, page_size: 1 });
+    const teams = (await json("/team/list?user_id=filter-bob")).body.map((t: any) => t.team_id);
+    expect(teams).toEqual([team.team_id]);
+    const byHash = (await json(`/key/list?key_hash=${hashKey(key.body.key)}`)).body;
+    expect(byHash).toMatchObject({ keys: [hashKey(key.body.key)], total_count: 1 });
+    expect((await json(`/key/list?key_hash=${key.body.key}`)).body.keys).toEqual([hashKey(key.body.key)]);
+  });
+
   test("the database holds no raw key anywhere", async () => {
     const created = await json("/key/generate", { key_alias: "secret-check" });
     const raw: string = created.body.key;

@@ -280,6 +280,9 @@ describe("lifecycle", () => {
     expect(environOf(gateway.proc.pid)).toContain("MIMALLOC_PURGE_DELAY=-1");
     const health = await fetch(`${gateway.url}/health/liveliness`);
     expect(health.status).toBe(200);
+    // LiteLLM's answer, a JSON string, from the server's static route.
+    expect(health.headers.get("content-type")).toContain("application/json");
+    expect(await health.json()).toBe("I'm alive!");
     const own = await startBinary({ config: configFor(upstream.url), env: { MIMALLOC_PURGE_DELAY: "25" } });
     try {
       expect(environOf(own.proc.pid)).toContain("MIMALLOC_PURGE_DELAY=25");
