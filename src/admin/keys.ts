@@ -72,6 +72,9 @@ async function keyRow(sql: Sql, key: string) {
   return found(row, "Key");
 }
 
+/** What /key/update changes (and /key/regenerate, sent along with it). */
+const keyUpdateFields = { ...keyFields, spend: t.Optional(Money), ...nextReset };
+
 const KeyRef = t.Object({ key: t.String({ minLength: 1 }) }, open);
 
 export function keyRoutes(deps: AdminDeps) {
@@ -98,9 +101,36 @@ export function keyRoutes(deps: AdminDeps) {
     return { key: query.key ?? row.key_name, info: { ...keyView(row), model_spend: modelSpend } };
   }, { query: t.Object({ key: t.Optional(t.String()) }), detail: { tags: ["key management"], summary: "A key's settings and spend" } });
 
-  async function regenerate(key: string, newKey: string | undefined) {
-    const body = { key, new_key: newKey };
-      const old = tokenOf(body.key);
+  /** The changes of a /key/update (a /key/regenerate may carry them too), within a transaction: the key's row after them. */
+  async function updateKey(tx: Sql, token: string, body: Record<string, any>) {
+    const changes: Record<string, unknown> = { ...body };
+    if ("budget_duration" in body) changes.budget_reset_at = resetAtFor(body.budget_duration, clock.now());
+    found((await tx.query("select 1 from keys where token = $1", [token]))[0], "Key");
+    if (body.team_id) await mustExist(tx, "teams", "team_id", body.team_id, "team_id");
+    if (body.user_id != null) await mustExist(tx, "users", "user_id", body.user_id, "user_id");
+    if (body.budget_id) await mustExist(tx, "budgets", "budget_id", body.budget_id, "budget_id");
+    const { sets, values } = assignments(changes, [...KEY_COLUMNS, "budget_reset_at"], JSON_COLUMNS, ARRAY_COLUMNS);
+    if ("duration" in body) {
+      const duration = parseDuration(body.duration ?? undefined);
+      values.push(duration ? addDuration(new Date(clock.now()), duration) : null);
+      sets.push(`expires = $${values.length}`);
+    }
+    values.push(token);
+    const [updated] = await write(`key_alias "${body.key_alias}"`, () =>
+      tx.query(`update keys set ${[...sets, "updated_at = now()"].join(", ")} where token = $${values.length} returning *`, values));
+    // A key regenerated or deleted meanwhile is gone under this token.
+    return found(updated, "Key");
+  }
+
+  /** After a key's update: its budget counters restart with a new spend or duration, and every instance forgets the cached key. */
+  function updated(token: string, body: Record<string, unknown>) {
+    if ("spend" in body || "budget_duration" in body) forgetSpend(token);
+    deps.invalidate({ kind: "key", token, reset: "spend" in body ? [{ table: "keys", id: token }] : undefined });
+  }
+
+  /** A new secret for a key, with any /key/update fields sent along applied to it, as LiteLLM does. */
+  async function regenerate(key: string, body: Record<string, any>) {
+      const old = tokenOf(key);
       refuseMasterKey(deps, body.new_key, "new_key");
       // Spend still in memory is written first: the new token's budget starts from all of it.
       await deps.spend.flush();
@@ -109,15 +139,17 @@ export function keyRoutes(deps: AdminDeps) {
         found((await tx.query("select 1 from keys where token = $1", [old]))[0], "Key");
         const [updated] = await write("key", () => tx.query(
           "update keys set token = $2, key_name = $3, updated_at = now() where token = $1 returning *", [old, hashKey(raw), keyName(raw)]));
-        const key = found(updated, "Key");
+        const renamed = found(updated, "Key");
         // Spend settled under the old token and written later still reaches the key (see spend/repo.ts).
         await tx.query(
           `insert into key_renames (old_token, new_token) values ($1, $2)
-           on conflict (old_token) do update set new_token = excluded.new_token, renamed_at = now()`, [old, key.token]);
-        return key;
+           on conflict (old_token) do update set new_token = excluded.new_token, renamed_at = now()`, [old, renamed.token]);
+        const { key: _key, new_key: _newKey, ...changes } = body;
+        return Object.keys(changes).length > 0 ? updateKey(tx, renamed.token, changes) : renamed;
       });
       deps.invalidate({ kind: "key", token: old });
-      deps.invalidate({ kind: "key", token: row.token });
+      const { key: _key, new_key: _newKey, ...changes } = body;
+      updated(row.token, changes);
       return { key: raw, ...keyView(row) };
   }
 
@@ -132,30 +164,11 @@ export function keyRoutes(deps: AdminDeps) {
       // Spend still in memory is written first: it belongs to the period it was spent in.
       await deps.spend.flush();
       const token = tokenOf(body.key);
-      const changes: Record<string, unknown> = { ...body };
-      if ("budget_duration" in body) changes.budget_reset_at = resetAtFor(body.budget_duration, clock.now());
-      const row = await db.transaction(async (tx) => {
-        found((await tx.query("select 1 from keys where token = $1", [token]))[0], "Key");
-        if (body.team_id) await mustExist(tx, "teams", "team_id", body.team_id, "team_id");
-        if (body.user_id != null) await mustExist(tx, "users", "user_id", body.user_id, "user_id");
-        if (body.budget_id) await mustExist(tx, "budgets", "budget_id", body.budget_id, "budget_id");
-        const { sets, values } = assignments(changes, [...KEY_COLUMNS, "budget_reset_at"], JSON_COLUMNS, ARRAY_COLUMNS);
-        if ("duration" in body) {
-          const duration = parseDuration(body.duration ?? undefined);
-          values.push(duration ? addDuration(new Date(clock.now()), duration) : null);
-          sets.push(`expires = $${values.length}`);
-        }
-        values.push(token);
-        const [updated] = await write(`key_alias "${body.key_alias}"`, () =>
-          tx.query(`update keys set ${[...sets, "updated_at = now()"].join(", ")} where token = $${values.length} returning *`, values));
-        // A key regenerated or deleted meanwhile is gone under this token.
-        return found(updated, "Key");
-      });
-      if ("spend" in body || "budget_duration" in body) forgetSpend(token);
-      deps.invalidate({ kind: "key", token, reset: "spend" in body ? [{ table: "keys", id: token }] : undefined });
+      const row = await db.transaction((tx) => updateKey(tx, token, body));
+      updated(token, body);
       return { key: body.key, ...keyView(row) };
     }, {
-      body: t.Object({ ...keyFields, key: t.String({ minLength: 1 }), spend: t.Optional(Money), ...nextReset }, open),
+      body: t.Object({ ...keyUpdateFields, key: t.String({ minLength: 1 }) }, open),
       detail: { tags: ["key management"], summary: "Change a key's settings (spend too)" },
     })
     .post("/key/delete", async ({ body }) => {
@@ -202,17 +215,17 @@ export function keyRoutes(deps: AdminDeps) {
         page: t.Optional(Page), size: t.Optional(numeric({ minimum: 1, maximum: 1000, integer: true, field: "size" })), return_full_object: t.Optional(t.String()) }),
       detail: { tags: ["key management"], summary: "List keys (hashes), filtered and paged" },
     })
-    .post("/key/regenerate", ({ body }) => regenerate(body.key, body.new_key), {
-      body: t.Object({ key: t.String({ minLength: 1 }), new_key: t.Optional(t.String({ pattern: "^sk-[A-Za-z0-9_\\-.]{4,256}$" })) }, open),
+    .post("/key/regenerate", ({ body }) => regenerate(body.key, body), {
+      body: t.Object({ ...keyUpdateFields, key: t.String({ minLength: 1 }), new_key: t.Optional(t.String({ pattern: "^sk-[A-Za-z0-9_\\-.]{4,256}$" })) }, open),
       detail: { tags: ["key management"], summary: "Replace a key's secret; the old one stops working" },
     })
     // LiteLLM's path form: the key in the path (`POST /key/sk-…/regenerate`), new_key in the body.
     .post("/key/*", ({ params, body }) => {
       const path = params["*"] ?? "";
       if (!path.endsWith("/regenerate") || path === "/regenerate") throw notFound(`Route not found: POST /key/${path}`);
-      return regenerate(decodeURIComponent(path.slice(0, -"/regenerate".length)), (body as { new_key?: string }).new_key);
+      return regenerate(decodeURIComponent(path.slice(0, -"/regenerate".length)), body);
     }, {
-      body: t.Object({ new_key: t.Optional(t.String({ pattern: "^sk-[A-Za-z0-9_\\-.]{4,256}$" })) }, open),
+      body: t.Object({ ...keyUpdateFields, new_key: t.Optional(t.String({ pattern: "^sk-[A-Za-z0-9_\\-.]{4,256}$" })) }, open),
       detail: { tags: ["key management"], summary: "Replace a key's secret, the key given in the path", hide: true },
     })
     .post("/key/block", ({ body }) => setBlocked(body.key, true), { body: KeyRef, detail: { tags: ["key management"], summary: "Block a key" } })

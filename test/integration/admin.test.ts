@@ -105,6 +105,20 @@ describe("authorisation", () => {
     expect((await h.chat(fresh.body.key)).status).toBe(200);
   });
 
+  test("/key/update fields sent with a regenerate are applied to the key, as LiteLLM does; a bad one changes nothing", async () => {
+    const key = await json("/key/generate", { key_alias: "regen-before", max_budget: 1 });
+    const refused = await json("/key/regenerate", { key: key.body.key, max_budget: -1 });
+    expect(refused.status).toBe(400);
+    expect((await h.chat(key.body.key)).status).toBe(200);
+    const fresh = await json("/key/regenerate", { key: key.body.key, max_budget: 100, models: ["gpt-4o"], key_alias: "regen-after", spend: 0 });
+    expect(fresh.status).toBe(200);
+    expect(fresh.body).toMatchObject({ key_alias: "regen-after", max_budget: 100, models: ["gpt-4o"], spend: 0 });
+    expect((await h.chat(fresh.body.key)).status).toBe(401);
+    expect((await h.chat(fresh.body.key, {}, "gpt-4o")).status).toBe(200);
+    const moved = await json(`/key/${fresh.body.key}/regenerate`, { rpm_limit: 7 });
+    expect(moved.body).toMatchObject({ key_alias: "regen-after", rpm_limit: 7 });
+  });
+
   test("a regenerated key keeps its spend, also spend settled before and written after the change", async () => {
     const key = await json("/key/generate", {});
     expect((await h.chat(key.body.key)).status).toBe(200);
