@@ -79,7 +79,9 @@ export function userRoutes(deps: AdminDeps) {
       const row = await updateBudgetHolder(deps, {
         table: "users", idColumn: "user_id", what: "User", columns: USER_COLUMNS, json: ["metadata"], arrays: ["models"], scope: scopes.user, spendRow: "users",
       }, body.user_id ?? (await userIdByEmail(body.user_email)), body);
-      return userView(row);
+      // LiteLLM answers {user_id, data}; the fields are at the top level too.
+      const view = userView(row);
+      return { ...view, data: view };
     }, {
       body: t.Object({ ...budgetFields, user_id: t.Optional(UserId), user_email: opt(t.String()), user_alias: opt(t.String()), user_role: t.Optional(Role),
         models: t.Optional(Models), metadata: opt(t.Record(t.String(), t.Unknown())), spend: t.Optional(Money), ...nextReset }, open),

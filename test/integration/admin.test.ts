@@ -184,6 +184,8 @@ describe("authorisation", () => {
     const added = (await json("/team/member_add", { team_id: team.team_id, member: [{ user_id: "second-member" }] })).body;
     expect(added.updated_users.map((u: any) => u.user_id)).toEqual(["second-member"]);
     expect(added.updated_team_memberships.map((m: any) => m.user_id)).toEqual(["second-member"]);
+    const user = (await json("/user/update", { user_id: "first-member", max_budget: 20 })).body;
+    expect(user).toMatchObject({ user_id: "first-member", max_budget: 20, data: { user_id: "first-member", max_budget: 20 } });
     const updated = (await json("/team/update", { team_id: team.team_id, max_budget: 20 })).body;
     expect(updated).toMatchObject({ team_id: team.team_id, max_budget: 20, data: { team_id: team.team_id, max_budget: 20 } });
     expect((await json("/customer/block", { user_ids: ["never-seen-yet"] })).body).toEqual({ blocked_users: ["never-seen-yet"] });
