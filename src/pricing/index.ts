@@ -48,14 +48,27 @@ function costWith(price: Price | null, route: Route, prompt: number, completion:
   return route === "embeddings" ? input : input + completion * price.output;
 }
 
+const WILDCARD_PRICES = 10_000;
+
 /** Prices are resolved once per deployment; cost() and estimate() are map lookups and arithmetic. */
 export function createPricing(deployments: readonly Deployment[]): Pricing {
   const prices = new Map<string, Price | null>();
   for (const d of deployments) prices.set(d.id, resolve(d));
+  /** A wildcard entry's models are priced as they are first asked for (at most WILDCARD_PRICES kept). */
+  const priceOf = (d: Deployment): Price | null => {
+    if (d.wildcardMatch === undefined) return prices.get(d.id) ?? null;
+    const key = `${d.id}\u0000${d.wildcardMatch}`;
+    let price = prices.get(key);
+    if (price === undefined) {
+      price = resolve(d);
+      if (prices.size < WILDCARD_PRICES) prices.set(key, price);
+    }
+    return price;
+  };
   return {
-    priceOf: (d) => prices.get(d.id) ?? null,
-    cost: (d, route, usage) => costWith(prices.get(d.id) ?? null, route, usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens),
-    estimate: (d, route, prompt, completion) => costWith(prices.get(d.id) ?? null, route, prompt, completion),
+    priceOf,
+    cost: (d, route, usage) => costWith(priceOf(d), route, usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens),
+    estimate: (d, route, prompt, completion) => costWith(priceOf(d), route, prompt, completion),
     unpriced: () => deployments.filter((d) => !prices.get(d.id)),
   };
 }

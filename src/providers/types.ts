@@ -27,6 +27,8 @@ export interface Deployment {
   params: Record<string, unknown>;
   /** `model_info` as written in config.yaml. */
   modelInfo: Record<string, unknown>;
+  /** Set on a deployment made from a wildcard entry (`openai/*`) for one model name: priced for that model. */
+  wildcardMatch?: string;
 }
 
 export interface UpstreamCall {

@@ -15,6 +15,9 @@ interface Health {
   tokens: number;
 }
 
+/** Names served by wildcard entries that are remembered (a client sending new names forever cannot grow it). */
+const MATCHED_NAMES = 10_000;
+
 /**
  * Model name → its deployments. Several `model_list` entries with one name share the traffic by
  * weight; deployments that keep failing are cooled down, and per-deployment rpm/tpm caps are kept
@@ -22,6 +25,10 @@ interface Health {
  */
 export class ModelRouter {
   private readonly byName = new Map<string, Deployment[]>();
+  /** Entries whose model_name holds a `*` (`openai/*`): they serve any name it matches, in config order. */
+  private readonly wildcards: Array<{ pattern: RegExp; deployments: Deployment[] }> = [];
+  /** Names served by a wildcard entry, as asked for (bounded: cleared when full). */
+  private readonly matched = new Map<string, Deployment[] | null>();
   private readonly health = new Map<string, Health>();
   /** Model name → access groups, for model access checks. */
   readonly groups = new Map<string, string[]>();
@@ -32,6 +39,12 @@ export class ModelRouter {
     private readonly now: () => number = Date.now,
   ) {
     for (const deployment of deployments) {
+      if (deployment.modelName.includes("*")) {
+        const source = `^${deployment.modelName.split("*").map((part) => part.replace(/[.+?^${}()|[\]\\]/g, "\\$&")).join("(.*)")}$`;
+        const known = this.wildcards.find((w) => w.pattern.source === source);
+        if (known) known.deployments.push(deployment);
+        else this.wildcards.push({ pattern: new RegExp(source), deployments: [deployment] });
+      }
       const list = this.byName.get(deployment.modelName) ?? [];
       list.push(deployment);
       this.byName.set(deployment.modelName, list);
@@ -48,11 +61,35 @@ export class ModelRouter {
   }
 
   has(model: string): boolean {
-    return this.byName.has(model);
+    return this.resolve(model) !== undefined;
   }
 
   deploymentsOf(model: string): readonly Deployment[] {
-    return this.byName.get(model) ?? [];
+    return this.resolve(model) ?? [];
+  }
+
+  /**
+   * A name's deployments: its own entries, else those of the first wildcard entry it matches, as
+   * LiteLLM routes them: `model_name: openai/*` with `model: openai/*` sends `openai/gpt-4o` upstream
+   * as `gpt-4o` (each `*` of the upstream model takes what the name's `*` matched).
+   */
+  private resolve(model: string): Deployment[] | undefined {
+    const exact = this.byName.get(model);
+    if (exact || this.wildcards.length === 0) return exact;
+    let found = this.matched.get(model);
+    if (found === undefined) {
+      found = null;
+      for (const { pattern, deployments } of this.wildcards) {
+        const match = pattern.exec(model);
+        if (!match) continue;
+        const part = match[1] ?? "";
+        found = deployments.map((d) => ({ ...d, modelName: model, upstreamModel: d.upstreamModel.replaceAll("*", part), wildcardMatch: model }));
+        break;
+      }
+      if (this.matched.size >= MATCHED_NAMES) this.matched.clear();
+      this.matched.set(model, found);
+    }
+    return found ?? undefined;
   }
 
   private state(id: string): Health {
@@ -85,7 +122,7 @@ export class ModelRouter {
    * not cooled down and under their caps; when all are unavailable, any untried one.
    */
   pick(model: string, tried?: ReadonlySet<string>): Deployment | null {
-    const all = this.byName.get(model);
+    const all = this.resolve(model);
     if (!all) return null;
     const untried = tried?.size ? all.filter((d) => !tried.has(d.id)) : all;
     if (untried.length === 0) return null;

@@ -22,6 +22,10 @@ model_list:
     litellm_params: {model: openai/m, api_base: "${failing.url}", input_cost_per_token: 0.000001, output_cost_per_token: 0.000001}
   - model_name: backup
     litellm_params: {model: openai/m, api_base: "${healthy.url}", input_cost_per_token: 0.000005, output_cost_per_token: 0.000005}
+  - model_name: wild/*
+    litellm_params: {model: openai/*, api_base: "${healthy.url}", input_cost_per_token: 0.000001, output_cost_per_token: 0.000002}
+  - model_name: table/*
+    litellm_params: {model: openai/*, api_base: "${healthy.url}"}
   - model_name: always-broken
     litellm_params: {model: openai/m, api_base: "${failing.url}", input_cost_per_token: 0.000001, output_cost_per_token: 0.000001}
   - model_name: weighted
@@ -115,5 +119,22 @@ general_settings:
     expect(logs).toEqual([{ status: "failure", spend: 0 }, { status: "failure", spend: 0 }]);
     const [row] = await h.db.query("select spend::float8 as spend from keys where key_name = $1", [`sk-...${key.slice(-4)}`]);
     expect(row!.spend).toBe(0);
+  });
+
+  test("wildcard entries serve every name they match, with the matched part sent upstream and priced", async () => {
+    healthy.reset();
+    const key = await h.createKey({});
+    const answered = await h.chat(key, {}, "wild/some-model-7");
+    expect(answered.status).toBe(200);
+    expect(healthy.requests.at(-1)!.body.model).toBe("some-model-7");
+    // The test upstream reports 10 prompt and 20 completion tokens: priced as the entry says.
+    expect(Number(answered.headers.get("x-litellm-response-cost"))).toBeCloseTo(10 * 0.000001 + 20 * 0.000002, 12);
+    const fromTable = await h.chat(key, {}, "table/gpt-4o");
+    expect(fromTable.status).toBe(200);
+    expect(healthy.requests.at(-1)!.body.model).toBe("gpt-4o");
+    expect(Number(fromTable.headers.get("x-litellm-response-cost"))).toBeGreaterThan(0);
+    const unknown = await h.chat(key, {}, "wilder/some-model");
+    expect(unknown.status).toBe(400);
+    expect(((await unknown.json()) as any).error.message).toContain("Invalid model name passed in model=wilder/some-model");
   });
 });
