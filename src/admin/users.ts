@@ -1,6 +1,7 @@
 import { t } from "elysia";
+import type { Sql } from "../db";
 import { scopes } from "../governance/keys";
-import { badRequest } from "../http/errors";
+import { GatewayError, badRequest } from "../http/errors";
 import type { SpendRow } from "../spend/batch";
 import { deleteEvery, found, spendRowsOwnedBy, iso, resetAtFor, updateBudgetHolder, write } from "./common";
 import type { AdminDeps } from "./deps";
@@ -33,6 +34,15 @@ const userFields = {
   auto_create_key: t.Optional(t.Boolean()),
 };
 
+/** As LiteLLM answers: a user id, or an e-mail in any case, that another user has already is a 409. */
+async function refuseTakenUser(sql: Sql, userId: string, email: string | null): Promise<void> {
+  const [taken] = await sql.query(
+    "select user_id, user_email from users where user_id = $1 or ($2::text is not null and lower(user_email) = lower($2)) limit 1", [userId, email]);
+  if (!taken) return;
+  if (taken.user_id === userId) throw new GatewayError(409, "conflict_error", `User with id ${userId} already exists`, "user_id");
+  throw new GatewayError(409, "conflict_error", `User with email ${taken.user_email} already exists`, "user_email");
+}
+
 export function userRoutes(deps: AdminDeps) {
   const { db, clock } = deps;
   /** As LiteLLM allows, a user may be named by its e-mail (compared without case) when no user_id is sent. */
@@ -47,6 +57,7 @@ export function userRoutes(deps: AdminDeps) {
       refuseMasterKey(deps, body.key, "key");
       const userId = body.user_id ?? crypto.randomUUID();
       const result = await db.transaction(async (tx) => {
+        await refuseTakenUser(tx, userId, body.user_email ?? null);
         const [user] = await write(`user_id "${userId}"`, () => tx.query(
           `insert into users (user_id, user_email, user_alias, user_role, max_budget, soft_budget, budget_duration, budget_reset_at, models,
              tpm_limit, rpm_limit, max_parallel_requests, teams, metadata, spend)

@@ -12,8 +12,24 @@ function allows(list: readonly string[], model: string, groups: AccessGroups): b
   const modelGroups = groups.get(model) ?? [];
   for (const entry of list) {
     if (entry === model || EVERYTHING.has(entry) || modelGroups.includes(entry)) return true;
+    if (entry.includes("*") && matchesPattern(entry, model)) return true;
   }
   return false;
+}
+
+/** A model list entry with `*` (`openai/*`), as LiteLLM matches it: each `*` stands for one or more characters. */
+export function matchesPattern(pattern: string, name: string): boolean {
+  const parts = pattern.split("*");
+  const first = parts[0]!;
+  const last = parts[parts.length - 1]!;
+  if (!name.startsWith(first) || !name.endsWith(last) || name.length < first.length + last.length + parts.length - 1) return false;
+  let at = first.length;
+  for (let i = 1; i < parts.length - 1; i++) {
+    const found = name.indexOf(parts[i]!, at + 1);
+    if (found < 0) return false;
+    at = found + parts[i]!.length;
+  }
+  return name.length - last.length > at;
 }
 
 /** The lists a caller's model access is bounded by: the key's own, then its team's or its user's. */

@@ -24,6 +24,16 @@ export interface CounterCheck {
   expiresAt: number;
 }
 
+/**
+ * The state a request settles into. A budget counter that is gone was forgotten while the request was
+ * in flight (an admin set the spend, or deleted the key, user, team or customer: idle ones are only
+ * dropped with nothing reserved): it is made again by the next request, from the stored spend, not
+ * here from the plan made before the change (which would bring the old spend back).
+ */
+export function settledState<S>(states: ReadonlyMap<string, S>, check: CounterCheck, make: () => S): S | undefined {
+  return counterKeys.isBudget(check.key) ? states.get(check.key) : make();
+}
+
 export interface Counters {
   /** Reserves on every check, or on none: the index of the first check at or over its limit, else -1. */
   admit(checks: readonly CounterCheck[]): number | Promise<number>;
@@ -101,7 +111,8 @@ export class LocalCounters implements Counters {
   }
 
   settle(check: CounterCheck, actual: number): void {
-    const state = this.state(check);
+    const state = settledState(this.states, check, () => this.state(check));
+    if (!state) return;
     state.reserved = Math.max(0, state.reserved - check.reserve);
     state.value += actual;
     state.touchedAt = this.now();

@@ -81,8 +81,9 @@ export class ModelRouter {
       found = null;
       for (const { pattern, deployments } of this.wildcards) {
         const match = pattern.exec(model);
-        if (!match) continue;
-        const part = match[1] ?? "";
+        // A `*` stands for something: `openai/` alone names no model.
+        if (!match || match.slice(1).some((part) => part === "")) continue;
+        const part = match[1]!;
         found = deployments.map((d) => ({ ...d, modelName: model, upstreamModel: d.upstreamModel.replaceAll("*", part), wildcardMatch: model }));
         break;
       }

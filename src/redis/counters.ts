@@ -1,5 +1,5 @@
 import type Redis from "ioredis";
-import type { CounterCheck, Counters } from "../governance/counters";
+import { type CounterCheck, type Counters, settledState } from "../governance/counters";
 import { nextWindowCheck } from "../governance/keys";
 import type { Logger } from "../log";
 import { HEARTBEAT_REPLIES, Heartbeat } from "./heartbeat";
@@ -367,7 +367,8 @@ export class SharedCounters implements Counters {
   }
 
   settle(check: CounterCheck, actual: number): void {
-    const s = this.state(check);
+    const s = settledState(this.states, check, () => this.state(check));
+    if (!s) return;
     this.dirty.add(s);
     s.inflight = Math.max(0, s.inflight - check.reserve);
     s.unsynced += actual;

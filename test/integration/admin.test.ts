@@ -361,8 +361,12 @@ describe("validation and integrity", () => {
   });
 
   test("duplicates are refused", async () => {
-    await json("/user/new", { user_id: "dup-user" });
-    expect((await json("/user/new", { user_id: "dup-user" })).status).toBe(400);
+    // A user id or e-mail (any case) taken is a 409, as LiteLLM answers; nothing else is written.
+    await json("/user/new", { user_id: "dup-user", user_email: "Dup@Example.com" });
+    const users = (await h.db.query("select count(*)::int as n from users"))[0]!.n;
+    expect(await json("/user/new", { user_id: "dup-user" })).toMatchObject({ status: 409, body: { error: { message: "User with id dup-user already exists", param: "user_id" } } });
+    expect(await json("/user/new", { user_id: "dup-user-2", user_email: "dup@example.COM" })).toMatchObject({ status: 409, body: { error: { message: "User with email Dup@Example.com already exists", param: "user_email" } } });
+    expect((await h.db.query("select count(*)::int as n from users"))[0]!.n).toBe(users);
     await json("/team/new", { team_id: "dup-team" });
     expect((await json("/team/new", { team_id: "dup-team" })).status).toBe(400);
     await json("/key/generate", { key: "sk-custom-key-1" });

@@ -5,7 +5,9 @@ import { MOCK_CONFIG, inProcessGateway } from "../helpers/gateway";
 type Harness = Awaited<ReturnType<typeof inProcessGateway>>;
 let h: Harness;
 beforeAll(async () => {
-  h = await inProcessGateway(MOCK_CONFIG + `
+  // "slower" keeps a request in flight long enough for an admin change to land during it.
+  const slower = "  - model_name: slower\n    litellm_params: {model: mock/slower, mock_response: hi, mock_delay_ms: 400, input_cost_per_token: 0.000001, output_cost_per_token: 0.000002}\n";
+  h = await inProcessGateway(MOCK_CONFIG.replace("general_settings:", `${slower}general_settings:`) + `
 litellm_settings:
   max_end_user_budget: 0.00001
 `);
@@ -114,6 +116,21 @@ describe("spend and budgets end to end", () => {
     expect(await concurrent({ max_tokens: 20, n: 10 })).toBe(3);
     expect(await concurrent({ max_tokens: 20, prompt: "Hello there", best_of: 10 }, "/v1/completions")).toBe(3);
     expect(await concurrent({ max_tokens: 20, n: 2, prompt: ["Hello", "there", "you", "all", "five"] }, "/v1/completions")).toBe(3);
+  });
+
+  test("spend set to 0 while a request is in flight unblocks the key: the request's cost counts, the old spend does not come back", async () => {
+    const created = (await (await h.call("/key/generate", { max_budget: 0.0001, spend: 0.00009 })).json()) as any;
+    const inFlight = h.chat(created.key, {}, "slower");
+    await Bun.sleep(50);
+    expect((await h.call("/key/update", { key: created.key, spend: 0 })).status).toBe(200);
+    const answered = await inFlight;
+    expect(answered.status).toBe(200);
+    const cost = Number(answered.headers.get("x-litellm-response-cost"));
+    expect((await h.chat(created.key)).status).toBe(200);
+    await h.flush();
+    const spend = (await one("select spend from keys where token = $1", [hashKey(created.key)])).spend;
+    expect(spend).toBeGreaterThan(cost);
+    expect(spend).toBeLessThan(0.00009);
   });
 
   test("a budget is usable again right after its period ends, with no scheduler run", async () => {

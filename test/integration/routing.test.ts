@@ -133,6 +133,11 @@ general_settings:
     expect(fromTable.status).toBe(200);
     expect(healthy.requests.at(-1)!.body.model).toBe("gpt-4o");
     expect(Number(fromTable.headers.get("x-litellm-response-cost"))).toBeGreaterThan(0);
+    // A key's models may name a wildcard too; a `*` stands for something.
+    const wildOnly = await h.createKey({ models: ["wild/*"] });
+    expect((await h.chat(wildOnly, {}, "wild/other-model")).status).toBe(200);
+    expect((await h.chat(wildOnly, {}, "table/gpt-4o")).status).toBe(401);
+    expect((await h.chat(key, {}, "wild/")).status).toBe(400);
     const unknown = await h.chat(key, {}, "wilder/some-model");
     expect(unknown.status).toBe(400);
     expect(((await unknown.json()) as any).error.message).toContain("Invalid model name passed in model=wilder/some-model");
