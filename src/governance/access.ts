@@ -45,6 +45,12 @@ export function mayUse(caller: Caller, model: string, groups: AccessGroups): boo
   return !lists || (allows(lists.key, model, groups) && allows(lists.owner, model, groups));
 }
 
+/** Model names a caller's key (or its team or user) lists by name, for listing those a wildcard entry serves. */
+export function namedModels(caller: Caller): string[] {
+  const lists = listsOf(caller);
+  return lists ? [...lists.key, ...lists.owner].filter((name) => !name.includes("*")) : [];
+}
+
 /** Throws 401 `key_model_access_denied` / `team_model_access_denied` naming what is allowed. */
 export function checkModelAccess(caller: Caller, model: string, groups: AccessGroups): void {
   const lists = listsOf(caller);

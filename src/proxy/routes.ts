@@ -1,6 +1,6 @@
 import { Elysia } from "elysia";
 import type { Auth } from "../auth";
-import { mayUse } from "../governance";
+import { mayUse, namedModels } from "../governance";
 import { notFound } from "../http/errors";
 import type { Route } from "../providers/types";
 import type { Inference } from "./inference";
@@ -25,8 +25,10 @@ export function inferenceRoutes(inference: Inference, auth: Auth, runtime: () =>
   const models = async ({ request }: { request: Request }) => {
     const caller = await auth.authenticate(request.headers);
     const { router } = runtime();
-    const data = router
-      .names()
+    // The config's names, and the names the key lists that a wildcard entry (`openai/*`) serves.
+    const names = new Set(router.names());
+    for (const name of namedModels(caller)) if (router.has(name)) names.add(name);
+    const data = [...names]
       .filter((name) => mayUse(caller, name, router.groups))
       .map((id) => ({ id, object: "model", created: 1677610602, owned_by: "litegate" }));
     return Response.json({ object: "list", data });
@@ -44,7 +46,7 @@ export function inferenceRoutes(inference: Inference, auth: Auth, runtime: () =>
     } catch {
       id = params["*"] ?? "";
     }
-    if (!router.names().includes(id) || !mayUse(caller, id, router.groups)) throw notFound(`The model '${id}' does not exist or this key may not use it`);
+    if (!router.has(id) || !mayUse(caller, id, router.groups)) throw notFound(`The model '${id}' does not exist or this key may not use it`);
     return Response.json({ id, object: "model", created: 1677610602, owned_by: "litegate" });
   };
   app.get("/v1/models/*", model, { detail: { tags: ["inference"], summary: "One model the calling key may use" } });

@@ -138,6 +138,12 @@ general_settings:
     expect((await h.chat(wildOnly, {}, "wild/other-model")).status).toBe(200);
     expect((await h.chat(wildOnly, {}, "table/gpt-4o")).status).toBe(401);
     expect((await h.chat(key, {}, "wild/")).status).toBe(400);
+    // A key naming a model a wildcard entry serves sees it in /v1/models, and can read it.
+    const named = await h.createKey({ models: ["wild/named-model", "not-served"] });
+    const listed = ((await (await h.call("/v1/models", undefined, named)).json()) as any).data.map((m: any) => m.id);
+    expect(listed).toEqual(["wild/named-model"]);
+    expect((await h.call("/v1/models/wild/named-model", undefined, named)).status).toBe(200);
+    expect((await h.call("/v1/models/wild/other", undefined, named)).status).toBe(404);
     const unknown = await h.chat(key, {}, "wilder/some-model");
     expect(unknown.status).toBe(400);
     expect(((await unknown.json()) as any).error.message).toContain("Invalid model name passed in model=wilder/some-model");
