@@ -4,7 +4,8 @@ import { nextWindowCheck } from "../governance/keys";
 import type { Logger } from "../log";
 import { HEARTBEAT_REPLIES, Heartbeat } from "./heartbeat";
 import { redisKeys } from "./keys";
-import { IDLE_MS, SYNC_SLICE, type State, type SyncReply, alone, consumed, fitsLease, heldByOthers, replyAt, roomWanted, serialized, syncArgs, syncNeed, carryTraffic } from "./lease";
+import { IDLE_MS, SYNC_SLICE, type State, type SyncReply, alone, applyReply, consumed, fitsLease, heldByOthers, replyAt, roomWanted, serialized, syncArgs, syncNeed, carryTraffic } from "./lease";
+import { Sweep } from "./sweep";
 import SYNC_SCRIPT from "./sync.lua" with { type: "text" };
 
 /**
@@ -18,8 +19,6 @@ import SYNC_SCRIPT from "./sync.lua" with { type: "text" };
  * requests are decided by Redis itself. A dead instance's leases expire with its heartbeat.
  */
 
-/** Every counter is looked at at least this often (ms), used or not. */
-const SWEEP_MS = 500;
 /** A busy rate counter takes its lease in the next window during the last this-many ms of this one. */
 const NEXT_WINDOW_LEAD_MS = 2000;
 /** An admission refused for the other instances' leases alone is asked again after this long (two of their ticks). */
@@ -48,9 +47,8 @@ export class SharedCounters implements Counters {
   private slackPending = false;
   /** Counters used since the last tick, which the next tick looks at… */
   private dirty = new Set<State>();
-  /** …with a slice of all the others, in proportion to the time since the last slice (see SWEEP_MS). */
-  private sweep: Iterator<State> | null = null;
-  private sweptAt = 0;
+  /** …with a slice of all the others, in proportion to the time since the last slice (see sweep.ts). */
+  private readonly sweep: Sweep;
   private aliveAt = 0;
   private readonly heartbeat: Heartbeat;
   syncs = 0;
@@ -64,6 +62,7 @@ export class SharedCounters implements Counters {
   constructor(private readonly options: SharedCountersOptions) {
     this.redis = options.redis;
     this.heartbeat = new Heartbeat(options.instanceId, options.leaseTtlMs ?? 3000);
+    this.sweep = new Sweep(this.states);
     // Any number of counters per call: the first argument is how many keys follow.
     this.redis.defineCommand("litegateSync", { lua: SYNC_SCRIPT });
     this.redis.set(redisKeys.alive(options.instanceId), "1", "PX", options.leaseTtlMs ?? 3000).catch(() => {});
@@ -191,17 +190,7 @@ export class SharedCounters implements Counters {
   }
 
   private apply(s: State, reply: SyncReply): void {
-    s.recover = false;
-    s.lease = Number(reply[1]);
-    s.v = Number(reply[2]);
-    s.others = Number(reply[3]);
-    s.peers = Number(reply[4]);
-    s.synced = true;
-    const now = this.options.now();
-    const rate = s.admittedSinceSync / Math.max(now - s.syncedAt, this.options.tickMs ?? 10);
-    s.rate = s.syncedAt === 0 ? 0 : 0.7 * s.rate + 0.3 * rate;
-    s.admittedSinceSync = 0;
-    s.syncedAt = now;
+    applyReply(s, reply, this.options.now(), this.options.tickMs ?? 10);
   }
 
   private healthy(): void {
@@ -229,7 +218,7 @@ export class SharedCounters implements Counters {
     const batch: State[] = [];
     const upcoming: [State, CounterCheck][] = [];
     const candidates = this.closing ? new Set(this.states.values()) : this.dirty;
-    if (!this.closing) this.sweepSlice(candidates, now);
+    if (!this.closing) this.sweep.addSlice(candidates, now);
     this.dirty = new Set();
     for (const s of candidates) {
       const key = s.check.key;
@@ -346,24 +335,6 @@ export class SharedCounters implements Counters {
     }
     this.options.log.warn("redis lost its data: counters synced again from what this instance last saw");
     return true;
-  }
-
-  /**
-   * Adds the next slice of all counters to `into`, so idle and due ones are found without a full pass;
-   * sized by the time since the last slice, as ticks are skipped while a sync is under way.
-   */
-  private sweepSlice(into: Set<State>, now: number): void {
-    let n = Math.max(1, Math.ceil((this.states.size * Math.min(SWEEP_MS, now - this.sweptAt)) / SWEEP_MS));
-    this.sweptAt = now;
-    while (n-- > 0) {
-      this.sweep ??= this.states.values();
-      const next = this.sweep.next();
-      if (next.done) {
-        this.sweep = null;
-        return;
-      }
-      into.add(next.value);
-    }
   }
 
   settle(check: CounterCheck, actual: number): void {

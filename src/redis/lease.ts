@@ -102,6 +102,20 @@ export function roomWanted(s: State): number {
 /** Admitted, lease, shared value, others' leases, live peers: one counter's answer from the sync script. */
 export type SyncReply = [number, string, string, string, number];
 
+/** A counter's state after its sync's reply; its traffic rate (which sizes its lease) smoothed over syncs. */
+export function applyReply(s: State, reply: SyncReply, now: number, tickMs: number): void {
+  s.recover = false;
+  s.lease = Number(reply[1]);
+  s.v = Number(reply[2]);
+  s.others = Number(reply[3]);
+  s.peers = Number(reply[4]);
+  s.synced = true;
+  const rate = s.admittedSinceSync / Math.max(now - s.syncedAt, tickMs);
+  s.rate = s.syncedAt === 0 ? 0 : 0.7 * s.rate + 0.3 * rate;
+  s.admittedSinceSync = 0;
+  s.syncedAt = now;
+}
+
 /** Counter `i`'s reply within a sync call's flat answer (five values per counter). */
 export const replyAt = (flat: unknown[], i: number): SyncReply => flat.slice(5 * i, 5 * i + 5) as SyncReply;
 
