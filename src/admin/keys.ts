@@ -131,24 +131,23 @@ export function keyRoutes(deps: AdminDeps) {
   /** A new secret for a key, with any /key/update fields sent along applied to it, as LiteLLM does. */
   async function regenerate(key: string, body: Record<string, any>) {
       const old = tokenOf(key);
+      const { key: _key, new_key: _newKey, ...changes } = body;
       refuseMasterKey(deps, body.new_key, "new_key");
       // Spend still in memory is written first: the new token's budget starts from all of it.
       await deps.spend.flush();
       const raw = body.new_key ?? generateKey();
       const row = await db.transaction(async (tx) => {
         found((await tx.query("select 1 from keys where token = $1", [old]))[0], "Key");
-        const [updated] = await write("key", () => tx.query(
+        const [moved] = await write("key", () => tx.query(
           "update keys set token = $2, key_name = $3, updated_at = now() where token = $1 returning *", [old, hashKey(raw), keyName(raw)]));
-        const renamed = found(updated, "Key");
+        const renamed = found(moved, "Key");
         // Spend settled under the old token and written later still reaches the key (see spend/repo.ts).
         await tx.query(
           `insert into key_renames (old_token, new_token) values ($1, $2)
            on conflict (old_token) do update set new_token = excluded.new_token, renamed_at = now()`, [old, renamed.token]);
-        const { key: _key, new_key: _newKey, ...changes } = body;
         return Object.keys(changes).length > 0 ? updateKey(tx, renamed.token, changes) : renamed;
       });
       deps.invalidate({ kind: "key", token: old });
-      const { key: _key, new_key: _newKey, ...changes } = body;
       updated(row.token, changes);
       return { key: raw, ...keyView(row) };
   }

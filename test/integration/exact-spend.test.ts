@@ -12,9 +12,10 @@ let gateway: RunningGateway;
 let dbUrl: string;
 
 beforeAll(async () => {
-  // Streams last about half a second: an abandoning client's cancel must reach the gateway while the provider
-  // is still sending, even when the first burst of connections is slow to set up.
-  upstream = await startUpstream({ chunks: 6, chunkDelayMs: 100 });
+  // Streams last about two seconds: an abandoning client's cancel must reach the gateway while the provider
+  // is still sending, even when the first burst of connections is slow to set up and the test's own event
+  // loop, busy with eighty answers, reads the first chunk late (half-second streams were over by then once).
+  upstream = await startUpstream({ chunks: 20, chunkDelayMs: 100 });
   dbUrl = await (await sharedPostgres()).newDatabase();
   gateway = await startBinary({ config: `
 model_list:
