@@ -25,13 +25,13 @@ export interface CounterCheck {
 }
 
 /**
- * The state a request settles into. A budget counter that is gone was forgotten while the request was
- * in flight (an admin set the spend, or deleted the key, user, team or customer: idle ones are only
- * dropped with nothing reserved): it is made again by the next request, from the stored spend, not
- * here from the plan made before the change (which would bring the old spend back).
+ * Whether a request settles into nothing: a budget counter that is gone was forgotten while the
+ * request was in flight (an admin set the spend, or deleted the key, user, team or customer: idle ones
+ * are only dropped with nothing reserved). It is made again by the next request, from the stored
+ * spend, not at settle from the plan made before the change (which would bring the old spend back).
  */
-export function settledState<S>(states: ReadonlyMap<string, S>, check: CounterCheck, make: () => S): S | undefined {
-  return counterKeys.isBudget(check.key) ? states.get(check.key) : make();
+export function forgottenBudget(states: ReadonlyMap<string, unknown>, check: CounterCheck): boolean {
+  return counterKeys.isBudget(check.key) && !states.has(check.key);
 }
 
 export interface Counters {
@@ -111,8 +111,8 @@ export class LocalCounters implements Counters {
   }
 
   settle(check: CounterCheck, actual: number): void {
-    const state = settledState(this.states, check, () => this.state(check));
-    if (!state) return;
+    if (forgottenBudget(this.states, check)) return;
+    const state = this.state(check);
     state.reserved = Math.max(0, state.reserved - check.reserve);
     state.value += actual;
     state.touchedAt = this.now();

@@ -40,7 +40,7 @@ export class ModelRouter {
   ) {
     for (const deployment of deployments) {
       if (deployment.modelName.includes("*")) {
-        const source = `^${deployment.modelName.split("*").map((part) => part.replace(/[.+?^${}()|[\]\\]/g, "\\$&")).join("(.*)")}$`;
+        const source = `^${deployment.modelName.split("*").map((part) => part.replace(/[.+?^${}()|[\]\\]/g, "\\$&")).join("(.+)")}$`;
         const known = this.wildcards.find((w) => w.pattern.source === source);
         if (known) known.deployments.push(deployment);
         else this.wildcards.push({ pattern: new RegExp(source), deployments: [deployment] });
@@ -81,8 +81,8 @@ export class ModelRouter {
       found = null;
       for (const { pattern, deployments } of this.wildcards) {
         const match = pattern.exec(model);
-        // A `*` stands for something: `openai/` alone names no model.
-        if (!match || match.slice(1).some((part) => part === "")) continue;
+        // A `*` stands for something, as in key model lists (../governance/access.ts): `openai/` alone names no model.
+        if (!match) continue;
         const part = match[1]!;
         found = deployments.map((d) => ({ ...d, modelName: model, upstreamModel: d.upstreamModel.replaceAll("*", part), wildcardMatch: model }));
         break;

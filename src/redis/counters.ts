@@ -1,5 +1,5 @@
 import type Redis from "ioredis";
-import { type CounterCheck, type Counters, settledState } from "../governance/counters";
+import { type CounterCheck, type Counters, forgottenBudget } from "../governance/counters";
 import { nextWindowCheck } from "../governance/keys";
 import type { Logger } from "../log";
 import { HEARTBEAT_REPLIES, Heartbeat } from "./heartbeat";
@@ -338,8 +338,8 @@ export class SharedCounters implements Counters {
   }
 
   settle(check: CounterCheck, actual: number): void {
-    const s = settledState(this.states, check, () => this.state(check));
-    if (!s) return;
+    if (forgottenBudget(this.states, check)) return;
+    const s = this.state(check);
     this.dirty.add(s);
     s.inflight = Math.max(0, s.inflight - check.reserve);
     s.unsynced += actual;
