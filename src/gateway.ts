@@ -187,6 +187,7 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
     databaseOpening: () => db.opening?.() ?? false,
     redis: options.redisStatus ?? (() => "not configured"),
     spendBacklog: () => spend.backlog(),
+    version: VERSION,
   };
   const separateAdmin = g.admin_port !== undefined && g.admin_api !== "disabled";
   const appDeps = {

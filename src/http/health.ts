@@ -9,6 +9,8 @@ export interface HealthProbe {
   redis(): string;
   /** Spend waiting to be written. */
   spendBacklog(): number;
+  /** The gateway's version, answered as LiteLLM's `litellm_version`. */
+  version: string;
 }
 
 /**
@@ -39,7 +41,10 @@ export function healthRoutes(probe: HealthProbe) {
         const redis = probe.redis();
         const status = opening ? "starting" : !db ? "unhealthy" : redis === "degraded" ? "degraded" : "healthy";
         return Response.json(
-          { status, db: db ? "connected" : opening ? "opening" : "unreachable", cache: redis, spend_backlog: probe.spendBacklog() },
+          {
+            status, db: db ? "connected" : opening ? "opening" : "unreachable", cache: redis, litellm_version: probe.version,
+            success_callbacks: [], spend_backlog: probe.spendBacklog(),
+          },
           { status: db ? 200 : 503 },
         );
       },
