@@ -52,6 +52,22 @@ export async function addMembers(sql: Sql, teamId: string, members: Array<Record
   }
 }
 
+/** Teams as LiteLLM lists them: each with its keys and its memberships (their spend and budget), in two queries. */
+async function withKeysAndMemberships(db: Sql, rows: Array<Record<string, any>>) {
+  const ids = rows.map((row) => row.team_id as string);
+  const keys = await db.query("select * from keys where team_id = any($1::text[]) order by created_at", [ids]);
+  const memberships = await db.query(
+    `select m.user_id, m.team_id, m.role, m.spend, m.budget_id, m.budget_reset_at, row_to_json(b) as litellm_budget_table
+     from team_memberships m left join budgets b on b.budget_id = m.budget_id where m.team_id = any($1::text[]) order by m.created_at`, [ids]);
+  const keysOf = Map.groupBy(keys, (key) => key.team_id as string);
+  const membershipsOf = Map.groupBy(memberships, (m) => m.team_id as string);
+  return rows.map((row) => ({
+    ...teamView(row),
+    keys: (keysOf.get(row.team_id) ?? []).map(keyView),
+    team_memberships: (membershipsOf.get(row.team_id) ?? []).map((m) => ({ ...m, budget_reset_at: iso(m.budget_reset_at) })),
+  }));
+}
+
 const teamFields = { ...budgetFields, team_alias: opt(t.String({ maxLength: 512 })), models: t.Optional(Models), metadata: opt(Metadata), blocked: opt(t.Boolean()) };
 
 export function teamRoutes(deps: AdminDeps) {
@@ -100,15 +116,12 @@ export function teamRoutes(deps: AdminDeps) {
     .get("/team/info", async ({ query }) => {
       const [row] = await db.query("select * from teams where team_id = $1", [query.team_id]);
       found(row, "Team");
-      const keys = await db.query("select * from keys where team_id = $1 order by created_at", [query.team_id]);
-      const memberships = await db.query(
-        `select m.user_id, m.team_id, m.role, m.spend, m.budget_id, m.budget_reset_at, row_to_json(b) as litellm_budget_table
-         from team_memberships m left join budgets b on b.budget_id = m.budget_id where m.team_id = $1 order by m.created_at`, [query.team_id]);
-      return { team_id: row!.team_id, team_info: teamView(row!), keys: keys.map(keyView), team_memberships: memberships.map((m) => ({ ...m, budget_reset_at: iso(m.budget_reset_at) })) };
+      const [team] = await withKeysAndMemberships(db, [row!]);
+      return { team_id: row!.team_id, team_info: teamView(row!), keys: team!.keys, team_memberships: team!.team_memberships };
     }, { query: t.Object({ team_id: Id }), detail: { tags: ["team management"], summary: "A team, its keys and memberships with their spend" } })
-    .get("/team/list", async ({ query }) => (query.user_id !== undefined
+    .get("/team/list", async ({ query }) => withKeysAndMemberships(db, query.user_id !== undefined
       ? await db.query("select t.* from teams t join team_memberships m using (team_id) where m.user_id = $1 order by t.created_at, t.team_id", [query.user_id])
-      : await db.query("select * from teams order by created_at, team_id")).map(teamView),
+      : await db.query("select * from teams order by created_at, team_id")),
       { query: t.Object({ user_id: t.Optional(t.String()) }), detail: { tags: ["team management"], summary: "List teams (those a user is a member of, with user_id)" } })
     .post("/team/block", ({ body }) => setBlocked(body.team_id, true), { body: t.Object({ team_id: Id }, open), detail: { tags: ["team management"], summary: "Block a team" } })
     .post("/team/unblock", ({ body }) => setBlocked(body.team_id, false), { body: t.Object({ team_id: Id }, open), detail: { tags: ["team management"], summary: "Unblock a team" } });

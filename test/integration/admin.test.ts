@@ -443,8 +443,14 @@ describe("validation and integrity", () => {
     expect(await ids("/user/list?user_email=%25")).toEqual([]);
     const counted = (await json("/user/list?user_ids=filter-ann,filter-bob,nobody&page_size=1")).body;
     expect(counted).toMatchObject({ total: 2, total_pages: 2, page_size: 1 });
-    const teams = (await json("/team/list?user_id=filter-bob")).body.map((t: any) => t.team_id);
-    expect(teams).toEqual([team.team_id]);
+    const teamKey = (await json("/key/generate", { team_id: team.team_id, key_alias: "filters-key" })).body;
+    const teams = (await json("/team/list?user_id=filter-bob")).body;
+    expect(teams.map((t: any) => t.team_id)).toEqual([team.team_id]);
+    // As LiteLLM lists them: each team with its keys and memberships.
+    expect(teams[0].keys.map((k: any) => k.token)).toEqual([teamKey.token]);
+    expect(teams[0].team_memberships).toMatchObject([{ user_id: "filter-bob", team_id: team.team_id, spend: 0 }]);
+    const all = (await json("/team/list")).body.find((t: any) => t.team_id === team.team_id);
+    expect(all.keys.map((k: any) => k.key_alias)).toEqual(["filters-key"]);
     const byHash = (await json(`/key/list?key_hash=${hashKey(key.body.key)}`)).body;
     expect(byHash).toMatchObject({ keys: [hashKey(key.body.key)], total_count: 1 });
     expect((await json(`/key/list?key_hash=${key.body.key}`)).body.keys).toEqual([hashKey(key.body.key)]);
