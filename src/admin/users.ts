@@ -8,7 +8,7 @@ import type { AdminDeps } from "./deps";
 import { Id, UserId, Models, Money, budgetFields, keyFields, nextReset, numeric, opt, open, Page } from "./fields";
 import { adminOnlyRoutes } from "./guard";
 import { generatedKeyAnswer, insertKey, keyView, refuseMasterKey } from "./keys";
-import { addMembers } from "./teams";
+import { addMembers, teamView } from "./teams";
 
 const ROLES = ["proxy_admin", "proxy_admin_viewer", "internal_user", "internal_user_viewer", "team", "customer"] as const;
 const Role = t.Union(ROLES.map((role) => t.Literal(role)), { error: `must be one of ${ROLES.join(", ")}` });
@@ -109,10 +109,17 @@ export function userRoutes(deps: AdminDeps) {
     .get("/user/info", async ({ query }) => {
       const [row] = await db.query("select * from users where user_id = $1", [query.user_id]);
       found(row, "User");
-      const keys = await db.query("select * from keys where user_id = $1 order by created_at", [query.user_id]);
+      const keys = await db.query(
+        "select k.*, t.team_alias from keys k left join teams t using (team_id) where k.user_id = $1 order by k.created_at", [query.user_id]);
+      // As LiteLLM answers: each key with its team's alias, each team whole; the user's membership is added as member_*.
       const teams = await db.query(
-        `select t.team_id, t.team_alias, m.role, m.spend, m.budget_id from team_memberships m join teams t using (team_id) where m.user_id = $1`, [query.user_id]);
-      return { user_id: row!.user_id, user_info: userView(row!), keys: keys.map(keyView), teams };
+        `select t.*, m.role as member_role, m.spend as member_spend, m.budget_id as member_budget_id
+         from team_memberships m join teams t using (team_id) where m.user_id = $1 order by m.created_at`, [query.user_id]);
+      return {
+        user_id: row!.user_id, user_info: userView(row!),
+        keys: keys.map((key) => ({ ...keyView(key), team_alias: key.team_alias })),
+        teams: teams.map((team) => ({ ...teamView(team), member_role: team.member_role, member_spend: team.member_spend, member_budget_id: team.member_budget_id })),
+      };
     }, { query: t.Object({ user_id: UserId }), detail: { tags: ["user management"], summary: "A user, its keys, teams and spend" } })
     .get("/user/list", async ({ query }) => {
       const size = Math.min(Number(query.page_size ?? 100), 1000);

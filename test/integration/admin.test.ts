@@ -336,7 +336,12 @@ describe("validation and integrity", () => {
     const info = (await json(`/team/info?team_id=${team.body.team_id}`)).body;
     expect(info.team_info.members_with_roles).toEqual([{ role: "user", user_id: "joiner" }]);
     expect(info.team_memberships.map((m: any) => m.user_id)).toEqual(["joiner"]);
-    expect((await json("/user/info?user_id=joiner")).body.user_info.teams).toEqual([team.body.team_id]);
+    const joiner = (await json("/user/info?user_id=joiner")).body;
+    expect(joiner.user_info.teams).toEqual([team.body.team_id]);
+    // As LiteLLM answers: whole teams (the team's own spend), and each key with its team's alias.
+    expect(joiner.teams).toMatchObject([{ team_id: team.body.team_id, team_alias: "joined", spend: 0, members_with_roles: [{ user_id: "joiner" }], member_role: "user" }]);
+    await json("/key/generate", { user_id: "joiner" });
+    expect((await json("/user/info?user_id=joiner")).body.keys.map((k: any) => k.team_alias)).toEqual(["joined", null]);
   });
 
   test("/customer/update changes only the budget fields sent; a shared budget is copied, not changed", async () => {
