@@ -151,9 +151,9 @@ function deadlineOf(call: UpstreamCall) {
 function failure(call: UpstreamCall, error: unknown, timedOut: boolean, host: string, seconds: number): ErrorResult {
   if (timedOut) {
     const limit = seconds > 0 && !timedOutBy(call.signal) ? ` within ${seconds}s` : " in time";
-    return { kind: "error", status: 504, type: "timeout", message: `Upstream ${host} did not answer${limit}` };
+    return { kind: "error", status: 504, type: "timeout", abandoned: true, message: `Upstream ${host} did not answer${limit}` };
   }
-  if (call.signal.aborted) return { kind: "error", status: 499, type: "cancelled", message: "Request cancelled by the client" };
+  if (call.signal.aborted) return { kind: "error", status: 499, type: "cancelled", abandoned: true, message: "Request cancelled by the client" };
   return { kind: "error", status: 502, connectionError: true, type: "upstream_connection_error", message: `Upstream connection failed: ${host} (${reasonOf(error)})` };
 }
 

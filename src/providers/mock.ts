@@ -102,9 +102,9 @@ export function mockAdapter(deployment: Deployment): Provider {
       if (!call.stream && (await pause(delay, call.signal))) {
         // The gateway's request_timeout aborts with a TimeoutError; anything else is the client leaving.
         if ((call.signal.reason as { name?: string } | undefined)?.name === "TimeoutError") {
-          return { kind: "error", status: 504, type: "timeout", message: "Upstream mock did not answer in time" };
+          return { kind: "error", status: 504, type: "timeout", abandoned: true, message: "Upstream mock did not answer in time" };
         }
-        return { kind: "error", status: 499, type: "cancelled", message: "Request cancelled by the client" };
+        return { kind: "error", status: 499, type: "cancelled", abandoned: true, message: "Request cancelled by the client" };
       }
       if (configured && typeof configured === "object") return configuredError(configured as Json);
       const model = String(call.body.model);

@@ -68,6 +68,8 @@ export type UpstreamResult =
       param?: string;
       /** Seconds, from the provider's `retry-after` header. */
       retryAfter?: number;
+      /** True when the client left or a deadline passed while the provider had the request: it bills the prompt. */
+      abandoned?: boolean;
       /** True when the provider was never reached (connection refused, DNS, TLS). */
       connectionError?: boolean;
     };

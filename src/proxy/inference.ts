@@ -57,8 +57,8 @@ interface Context {
 /** The most one request is charged (USD), as much as any budget may be. */
 const MAX_REQUEST_COST = 1e15;
 /**
- * A request the provider failed or the client dropped before an answer: it costs nothing, but it was
- * sent, so it counts against rpm limits (as LiteLLM counts it) and has its spend log row, status "failure".
+ * A request the provider failed: it costs nothing, but it was sent, so it counts against rpm limits (as
+ * LiteLLM counts it) and has its spend log row, status "failure".
  */
 const NOTHING_USED: Usage = Object.freeze({ prompt_tokens: 0, completion_tokens: 0, total_tokens: 0 });
 
@@ -209,8 +209,11 @@ export function createInference(deps: InferenceDeps) {
 
     if (result.kind === "error") {
       deadline.done();
-      settle(ctx, NOTHING_USED, "failure");
-      observe(ctx, result.status, null, 0);
+      // Left by the client or cut by a deadline before the answer: the provider had the prompt and bills
+      // it, so the prompt is charged (counted here), streamed or not. Any other failure costs nothing.
+      const usage = result.abandoned ? usageOf(ctx, null, "") : NOTHING_USED;
+      const cost = settle(ctx, usage, result.status === 499 ? "client_disconnected" : "failure");
+      observe(ctx, result.status, result.abandoned ? usage : null, cost);
       throw upstreamError(result);
     }
 

@@ -1,16 +1,19 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { inProcessGateway } from "../helpers/gateway";
 import { freePort } from "../helpers/services";
+import { until } from "../helpers/until";
 import { type Upstream, startUpstream } from "../helpers/upstream";
 
 type Harness = Awaited<ReturnType<typeof inProcessGateway>>;
 let healthy: Upstream;
 let failing: Upstream;
+let late: Upstream;
 let h: Harness;
 
 beforeAll(async () => {
   healthy = await startUpstream();
   failing = await startUpstream({ status: 500, errorMessage: "deployment broken" });
+  late = await startUpstream({ firstByteDelayMs: 400 });
   const deadPort = await freePort();
   h = await inProcessGateway(`
 model_list:
@@ -28,6 +31,10 @@ model_list:
     litellm_params: {model: openai/*, api_base: "${healthy.url}"}
   - model_name: always-broken
     litellm_params: {model: openai/m, api_base: "${failing.url}", input_cost_per_token: 0.000001, output_cost_per_token: 0.000001}
+  - model_name: late
+    litellm_params: {model: openai/m, api_base: "${late.url}", input_cost_per_token: 0.000001, output_cost_per_token: 0.000001}
+  - model_name: late-timeout
+    litellm_params: {model: openai/m, api_base: "${late.url}", timeout: 0.1, input_cost_per_token: 0.000001, output_cost_per_token: 0.000001}
   - model_name: weighted
     litellm_params: {model: openai/a, api_base: "${healthy.url}", weight: 9}
   - model_name: weighted
@@ -45,7 +52,12 @@ afterAll(async () => {
   await h.close();
   healthy.stop();
   failing.stop();
+  late.stop();
 });
+
+const logsOf = (key: string) => h.db.query(
+  "select status, spend::float8 as spend, prompt_tokens, completion_tokens from spend_logs where api_key = (select token from keys where key_name = $1)",
+  [`sk-...${key.slice(-4)}`]) as Promise<Array<{ status: string; spend: number; prompt_tokens: number; completion_tokens: number }>>;
 
 describe("routing across deployments", () => {
   test("a dead deployment never shows: every request is answered, charged at the price of the one that answered", async () => {
@@ -119,6 +131,34 @@ general_settings:
     expect(logs).toEqual([{ status: "failure", spend: 0 }, { status: "failure", spend: 0 }]);
     const [row] = await h.db.query("select spend::float8 as spend from keys where key_name = $1", [`sk-...${key.slice(-4)}`]);
     expect(row!.spend).toBe(0);
+  });
+
+  test("a request the client leaves, or a deadline cuts, before the provider answers is charged its prompt", async () => {
+    const key = await h.createKey({ max_budget: 1 });
+    const prompt = "word ".repeat(2000);
+    const leave = async (stream: boolean) => {
+      const client = new AbortController();
+      const response = h.call("/v1/chat/completions", { model: "late", stream, messages: [{ role: "user", content: prompt }] }, key, { signal: client.signal });
+      await Bun.sleep(150);
+      client.abort();
+      await response.catch(() => undefined);
+    };
+    await leave(false);
+    await leave(true);
+    const timedOut = await h.chat(key, { messages: [{ role: "user", content: prompt }] }, "late-timeout");
+    expect(timedOut.status).toBe(504);
+    // The provider got all three prompts.
+    await until("the provider to get three prompts", () => late.requests.length === 3);
+    await until("three log rows", async () => (await h.flush(), (await logsOf(key)).length === 3));
+    const logs = await logsOf(key);
+    expect(logs.map((r) => r.status).sort()).toEqual(["client_disconnected", "client_disconnected", "failure"]);
+    for (const row of logs) {
+      expect(row.prompt_tokens).toBeGreaterThan(2000);
+      expect(row.completion_tokens).toBe(0);
+      expect(row.spend).toBeCloseTo(row.prompt_tokens * 0.000001, 12);
+    }
+    const [stored] = await h.db.query("select spend::float8 as spend from keys where key_name = $1", [`sk-...${key.slice(-4)}`]);
+    expect(stored!.spend).toBeCloseTo(logs.reduce((sum, r) => sum + r.spend, 0), 12);
   });
 
   test("wildcard entries serve every name they match, with the matched part sent upstream and priced", async () => {
