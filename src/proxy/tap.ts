@@ -244,7 +244,8 @@ export function tapStream(source: ReadableStream<Uint8Array>, options: TapOption
         }
       },
       cancel(reason) {
-        finish("cancelled");
+        // A client that stops reading once the answer is done (the SDKs stop at `[DONE]`) got all of it.
+        finish(events.finished ? "complete" : "cancelled");
         return reader.cancel(reason).catch(() => {});
       },
     },

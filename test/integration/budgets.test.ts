@@ -81,6 +81,24 @@ describe("spend and budgets end to end", () => {
     expect(row.spend).toBeGreaterThan(0);
   });
 
+  test("a client that stops reading at [DONE], as the SDKs do, completed its stream", async () => {
+    const key = await h.createKey();
+    const response = await h.chat(key, { stream: true });
+    const reader = response.body!.getReader();
+    const decoder = new TextDecoder();
+    let seen = "";
+    while (!seen.includes("data: [DONE]")) {
+      const { done, value } = await reader.read();
+      if (done) throw new Error("the stream ended without [DONE]");
+      seen += decoder.decode(value);
+    }
+    await reader.cancel();
+    await h.flush();
+    const row = await one("select status, completion_tokens from spend_logs where api_key = $1", [hashKey(key)]);
+    expect(row.status).toBe("success");
+    expect(row.completion_tokens).toBeGreaterThan(0);
+  });
+
   test("customers: max_end_user_budget refuses the second call naming the end user", async () => {
     const key = await h.createKey();
     expect((await h.chat(key, { user: "ishaan3", max_tokens: 10 })).status).toBe(200);
