@@ -75,16 +75,18 @@ export function found<T>(row: T | undefined, what: string): T {
 }
 
 /** `column = $n` assignments for the fields present in `body`, JSON columns cast. */
+/** Columns that are never null: a null sent for one sets its default. */
+const NULL_MEANS: Record<string, unknown> = { blocked: false };
+
 export function assignments(body: Record<string, unknown>, columns: readonly string[], jsonColumns: readonly string[] = [], arrayColumns: readonly string[] = []) {
   const sets: string[] = [];
   const values: unknown[] = [];
   for (const column of columns) {
     if (!(column in body)) continue;
-    let value = body[column];
+    const value = body[column] ?? NULL_MEANS[column] ?? null;
     values.push(jsonColumns.includes(column) ? JSON.stringify(value ?? {}) : arrayColumns.includes(column) ? (value ?? []) : value);
     const n = values.length;
     sets.push(jsonColumns.includes(column) ? `${column} = $${n}::text::jsonb` : arrayColumns.includes(column) ? `${column} = $${n}::text[]` : `${column} = $${n}`);
-    value = undefined;
   }
   return { sets, values };
 }

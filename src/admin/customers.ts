@@ -42,7 +42,7 @@ export function customerRoutes(deps: AdminDeps, prefix: "/customer" | "/end_user
   const setBlocked = async (ids: string[], blocked: boolean) => {
     const rows = await db.query(
       blocked
-        ? `insert into end_users (user_id, blocked) select id, true from unnest($1::text[]) as id
+        ? `insert into end_users (user_id, blocked) select distinct id, true from unnest($1::text[]) as id
            on conflict (user_id) do update set blocked = true, updated_at = now() returning user_id`
         : "update end_users set blocked = false, updated_at = now() where user_id = any($1::text[]) returning user_id",
       [ids]);

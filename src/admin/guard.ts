@@ -3,7 +3,7 @@ import type { Auth, Caller } from "../auth";
 import { authError, badRequest } from "../http/errors";
 import { readBodyText } from "../proxy/body";
 import type { Runtime } from "../proxy/runtime";
-import { UNSTORABLE_MESSAGE, parseJsonBody, unstorablePath } from "../http/lenient-json";
+import { MAX_DEPTH, UNSTORABLE_MESSAGE, nestingDepth, parseJsonBody, unstorablePath } from "../http/lenient-json";
 
 /** Fields that hold a mapping: the framework would turn text or a list there into one (`"ab"` → {0: "a", 1: "b"}). */
 const MAPPINGS = ["metadata", "model_max_budget", "model_rpm_limit", "model_tpm_limit", "aliases", "config", "permissions"];
@@ -14,6 +14,8 @@ async function parseAdminBody(request: Request, limits: Limits): Promise<unknown
   // The same size limit as inference requests (`max_request_size_mb`), and text that is valid UTF-8.
   const text = await readBodyText(request, maxBodyBytes, config.general_settings.max_request_size_mb);
   if (text.trim() === "") return {};
+  // Nothing an admin stores is deeper; far deeper would exhaust a parser's or the database's stack.
+  if (nestingDepth(text) > MAX_DEPTH) throw badRequest(`Request body nested too deeply (at most ${MAX_DEPTH} levels)`);
   const parsed = parseJsonBody(text);
   if (!parsed.ok) throw badRequest(parsed.message);
   if (!parsed.value || typeof parsed.value !== "object" || Array.isArray(parsed.value)) throw badRequest("Request body must be a JSON object");

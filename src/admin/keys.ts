@@ -77,6 +77,15 @@ const keyUpdateFields = { ...keyFields, spend: t.Optional(Money), ...nextReset }
 
 const KeyRef = t.Object({ key: t.String({ minLength: 1 }) }, open);
 
+/** A key as given in a path: percent-decoded, a malformed escape being the caller's error. */
+function decodedPath(text: string): string {
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    throw badRequest("key: the path holds a malformed percent-escape", "key");
+  }
+}
+
 export function keyRoutes(deps: AdminDeps) {
   const { db, clock } = deps;
   const forgetSpend = (token: string) => deps.counters.forget(counterKeys.budgetPrefix(scopes.key(token)));
@@ -222,7 +231,7 @@ export function keyRoutes(deps: AdminDeps) {
     .post("/key/*", ({ params, body }) => {
       const path = params["*"] ?? "";
       if (!path.endsWith("/regenerate") || path === "/regenerate") throw notFound(`Route not found: POST /key/${path}`);
-      return regenerate(decodeURIComponent(path.slice(0, -"/regenerate".length)), body);
+      return regenerate(decodedPath(path.slice(0, -"/regenerate".length)), body);
     }, {
       body: t.Object({ ...keyUpdateFields, new_key: t.Optional(t.String({ pattern: "^sk-[A-Za-z0-9_\\-.]{4,256}$" })) }, open),
       detail: { tags: ["key management"], summary: "Replace a key's secret, the key given in the path", hide: true },

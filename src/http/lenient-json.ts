@@ -6,7 +6,7 @@
 /** `strict` is false when the text needed the tolerant reading (it is then not valid JSON to forward). */
 export type JsonResult = { ok: true; value: unknown; strict?: boolean } | { ok: false; message: string };
 
-const MAX_DEPTH = 64;
+export const MAX_DEPTH = 64;
 
 class Reader {
   pos = 0;
@@ -153,6 +153,23 @@ export const UNSTORABLE_MESSAGE = "must be valid Unicode text without the NUL ch
  * loop (a 4 MB body with trailing commas took a second), so larger bodies must be strict JSON.
  */
 const TOLERANT_MAX_CHARS = 1_000_000;
+
+/** The deepest nesting of objects and arrays in JSON text (brackets inside strings do not count). */
+export function nestingDepth(text: string): number {
+  let depth = 0;
+  let deepest = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 92) i++; // a backslash escapes the next character
+      else if (c === 34) inString = false;
+    } else if (c === 34) inString = true;
+    else if (c === 123 || c === 91) deepest = Math.max(deepest, ++depth);
+    else if (c === 125 || c === 93) depth--;
+  }
+  return deepest;
+}
 
 export function parseJsonBody(text: string): JsonResult {
   try {

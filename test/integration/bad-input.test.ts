@@ -137,6 +137,34 @@ describe("bad input is refused cleanly", () => {
     expect((await envelope(utf8)).message).toContain("UTF-8");
   });
 
+  test("admin bodies: nesting past 64 levels, a null for a flag, repeated ids and a malformed path escape are no 500", async () => {
+    const nestedMetadata = (levels: number) => `{"metadata": ${'{"a":'.repeat(levels - 1)}1${"}".repeat(levels - 1)}}`;
+    expect((await raw("/key/generate", nestedMetadata(64))).status).toBe(200);
+    const deep = await raw("/key/generate", nestedMetadata(65));
+    expect(deep.status).toBe(400);
+    expect((await envelope(deep)).message).toContain("nested too deeply");
+    // A bracket inside a string is text, not nesting.
+    expect((await raw("/key/generate", `{"metadata": {"note": "${"[".repeat(100)}"}}`)).status).toBe(200);
+
+    const key = (await (await raw("/key/generate", "{}")).json()) as any;
+    const team = (await (await raw("/team/new", "{}")).json()) as any;
+    await raw("/key/block", JSON.stringify({ key: key.key }));
+    expect((await raw("/key/update", JSON.stringify({ key: key.key, blocked: null }))).status).toBe(200);
+    expect((await h.chat(key.key)).status).toBe(200);
+    expect((await raw("/team/update", JSON.stringify({ team_id: team.team_id, blocked: null }))).status).toBe(200);
+    expect((await raw("/key/regenerate", JSON.stringify({ key: key.key, blocked: null }))).status).toBe(200);
+
+    const blocked = await raw("/customer/block", JSON.stringify({ user_ids: ["twice-c", "twice-c"] }));
+    expect(blocked.status).toBe(200);
+    expect(((await blocked.json()) as any).blocked_users).toEqual(["twice-c"]);
+
+    for (const path of ["/key/%ZZ/regenerate", "/key/%/regenerate", "/key/%E0%A4%A/regenerate"]) {
+      const response = await raw(path, "{}");
+      expect(`${path} ${response.status}`).toBe(`${path} 400`);
+      expect((await envelope(response)).message).toContain("percent-escape");
+    }
+  });
+
   test("text Postgres cannot store (NUL, lone surrogates) is refused with a 400 and never reaches a spend batch", async () => {
     const json = { "content-type": "application/json" };
     for (const user of ["cust\u0000omer", "cust\udfffomer", "\ud800"]) {
