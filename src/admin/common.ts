@@ -48,12 +48,29 @@ export async function mustExist(sql: Sql, table: "users" | "teams" | "budgets" |
  */
 export async function deleteEvery(sql: Database, table: "teams" | "users", column: string, ids: string[], what: string): Promise<string[]> {
   return sql.transaction(async (tx) => {
+    // Their memberships go too (on delete cascade), and with them the budgets made for those memberships.
+    const memberships = await tx.query(`select budget_id from team_memberships where ${column} = any($1::text[])`, [ids]);
     const rows = await tx.query(`delete from ${table} where ${column} = any($1::text[]) returning ${column}`, [ids]);
     const deleted = new Set(rows.map((r) => r[column] as string));
     const missing = ids.filter((id) => !deleted.has(id));
     if (missing.length > 0) throw notFound(`${what} not found, passed ${column}=${missing.join(", ")}; nothing was deleted`);
+    await dropOwnBudgets(tx, memberships.map((m) => m.budget_id));
     return [...deleted];
   });
+}
+
+/** Ids of the budgets litegate makes for one membership or one customer (never shared, never made by /budget/new). */
+export const OWN_BUDGET_PREFIXES = ["team-member:", "customer:"];
+
+/** Deletes budgets made for one membership or customer once nothing uses them (the membership or customer is gone). */
+export async function dropOwnBudgets(sql: Sql, budgetIds: Array<string | null | undefined>): Promise<void> {
+  const own = budgetIds.filter((id): id is string => typeof id === "string" && OWN_BUDGET_PREFIXES.some((prefix) => id.startsWith(prefix)));
+  if (own.length === 0) return;
+  await sql.query(
+    `delete from budgets b where b.budget_id = any($1::text[])
+       and not exists (select 1 from team_memberships m where m.budget_id = b.budget_id)
+       and not exists (select 1 from end_users e where e.budget_id = b.budget_id)
+       and not exists (select 1 from keys k where k.budget_id = b.budget_id)`, [own]);
 }
 
 /**

@@ -2,7 +2,7 @@ import { t } from "elysia";
 import { counterKeys, scopes } from "../governance/keys";
 import { badRequest } from "../http/errors";
 import type { Sql } from "../db";
-import { assignments, found, iso, mustExist, resetAtFor, write } from "./common";
+import { assignments, dropOwnBudgets, found, iso, mustExist, resetAtFor, write } from "./common";
 import type { AdminDeps } from "./deps";
 import { Id, Money, opt, open } from "./fields";
 import { adminOnlyRoutes } from "./guard";
@@ -102,7 +102,12 @@ export function customerRoutes(deps: AdminDeps, prefix: "/customer" | "/end_user
       detail: { tags: ["customer management"], summary: "Change a customer" },
     })
     .post(`${prefix}/delete`, async ({ body }) => {
-      const rows = await db.query("delete from end_users where user_id = any($1::text[]) returning user_id", [body.user_ids]);
+      const rows = await db.transaction(async (tx) => {
+        const gone = await tx.query("delete from end_users where user_id = any($1::text[]) returning user_id, budget_id", [body.user_ids]);
+        // A customer's own budget (an inline one, or a copy made for it) goes with it.
+        await dropOwnBudgets(tx, gone.map((row) => row.budget_id));
+        return gone;
+      });
       // A customer made again under the same id starts from nothing.
       for (const row of rows) deps.invalidate({ kind: "customer", id: row.user_id, reset: [{ table: "customers", id: row.user_id }] });
       return { deleted_customers: rows.map((r) => r.user_id) };

@@ -3,23 +3,32 @@ import type { Sql } from "../db";
 import { counterKeys, scopes } from "../governance/keys";
 import { SEP } from "../spend/batch";
 import { badRequest, notFound } from "../http/errors";
+import { dropOwnBudgets } from "./common";
 import type { AdminDeps } from "./deps";
 import { Id, Limit, Money, UserId, opt, open } from "./fields";
 import { adminOnlyRoutes } from "./guard";
 import { userView } from "./users";
 import { Member, addMembers, teamView } from "./teams";
 
-/** The budget row behind a membership's `max_budget_in_team` (one per membership). */
-async function membershipBudget(sql: Sql, teamId: string, userId: string, fields: Record<string, unknown>): Promise<string> {
-  const budgetId = `team-member:${teamId}:${userId}`;
+/** The id of the budget row behind a membership's `max_budget_in_team` and limits (one per membership). */
+export const membershipBudgetId = (teamId: string, userId: string) => `team-member:${teamId}:${userId}`;
+
+/**
+ * Writes a membership's budget row: a new member's from nothing (`fresh`: nothing a former membership
+ * left is kept), a member's update over what it had (fields not sent are kept).
+ */
+async function membershipBudget(sql: Sql, teamId: string, userId: string, fields: Record<string, unknown>, fresh: boolean): Promise<string> {
+  const budgetId = membershipBudgetId(teamId, userId);
+  const keep = (column: string, n: number) => (fresh ? `$${n}` : `coalesce($${n}, budgets.${column})`);
   await sql.query(
     `insert into budgets (budget_id, max_budget, tpm_limit, rpm_limit, max_parallel_requests) values ($1, $2, $3, $4, $5)
      on conflict (budget_id) do update set
-       max_budget = coalesce($2, budgets.max_budget), tpm_limit = coalesce($3, budgets.tpm_limit),
-       rpm_limit = coalesce($4, budgets.rpm_limit), max_parallel_requests = coalesce($5, budgets.max_parallel_requests), updated_at = now()`,
+       max_budget = ${keep("max_budget", 2)}, tpm_limit = ${keep("tpm_limit", 3)}, rpm_limit = ${keep("rpm_limit", 4)},
+       max_parallel_requests = ${keep("max_parallel_requests", 5)}, updated_at = now()`,
     [budgetId, fields.max_budget_in_team ?? null, fields.tpm_limit ?? null, fields.rpm_limit ?? null, fields.max_parallel_requests ?? null]);
   return budgetId;
 }
+
 
 /**
  * Every change to a team's members locks the team's row first: they all touch the team, its members
@@ -33,8 +42,8 @@ async function lockTeam(sql: Sql, teamId: string): Promise<boolean> {
 async function refuseExistingMembers(sql: Sql, teamId: string, members: Array<{ user_id?: string | null; user_email?: string | null }>): Promise<void> {
   const [hit] = await sql.query(
     `select m.user_id from team_memberships m join users u using (user_id)
-     where m.team_id = $1 and (m.user_id = any($2::text[]) or u.user_email = any($3::text[])) limit 1`,
-    [teamId, members.map((m) => m.user_id).filter((id) => id != null), members.map((m) => m.user_email).filter((e) => e != null)]);
+     where m.team_id = $1 and (m.user_id = any($2::text[]) or lower(u.user_email) = any($3::text[])) limit 1`,
+    [teamId, members.map((m) => m.user_id).filter((id) => id != null), members.map((m) => m.user_email?.toLowerCase()).filter((e) => e != null)]);
   if (hit) throw badRequest(`User=${hit.user_id} already in team=${teamId}; use /team/member_update to change a member`, "member");
 }
 
@@ -47,7 +56,7 @@ async function memberOf(sql: Sql, body: { team_id: string; user_id?: string | nu
   const [row] = body.user_id != null
     ? await sql.query("select user_id from team_memberships where team_id = $1 and user_id = $2", [body.team_id, body.user_id])
     : body.user_email != null
-      ? await sql.query("select m.user_id from team_memberships m join users u using (user_id) where m.team_id = $1 and u.user_email = $2 limit 1", [body.team_id, body.user_email])
+      ? await sql.query("select m.user_id from team_memberships m join users u using (user_id) where m.team_id = $1 and lower(u.user_email) = lower($2) limit 1", [body.team_id, body.user_email])
       : [];
   if (body.user_id == null && body.user_email == null) throw badRequest("user_id or user_email: required, naming a member of the team", "user_id");
   if (!row) throw badRequest(`User ${body.user_id ?? body.user_email} not found in team ${body.team_id}`, body.user_id != null ? "user_id" : "user_email");
@@ -63,31 +72,26 @@ export function memberRoutes(deps: AdminDeps) {
   return adminOnlyRoutes("admin-members", deps)
     .post("/team/member_add", async ({ body }) => {
       const members = Array.isArray(body.member) ? body.member : [body.member];
-      const row = await db.transaction(async (tx) => {
+      const { row, added } = await db.transaction(async (tx) => {
         if (!(await lockTeam(tx, body.team_id))) throw notFound(`Team not found for team_id=${body.team_id}`);
         await refuseExistingMembers(tx, body.team_id, members);
-        for (const member of members) {
-          const userId = member.user_id ?? null;
-          const budgetId = userId && (body.max_budget_in_team != null || body.tpm_limit != null || body.rpm_limit != null)
-            ? await membershipBudget(tx, body.team_id, userId, body) : null;
-          await addMembers(tx, body.team_id, [member], budgetId);
-          if (!userId && body.max_budget_in_team != null) {
-            const [added] = await tx.query("select user_id from users where user_email = $1", [member.user_email]);
-            const id = await membershipBudget(tx, body.team_id, added!.user_id, body);
-            await tx.query("update team_memberships set budget_id = $3 where team_id = $1 and user_id = $2", [body.team_id, added!.user_id, id]);
+        const added = await addMembers(tx, body.team_id, members, null);
+        // Every member added gets the budget and limits sent, from nothing: a former membership's are not kept.
+        if ([body.max_budget_in_team, body.tpm_limit, body.rpm_limit, body.max_parallel_requests].some((v) => v != null)) {
+          for (const userId of added) {
+            const budgetId = await membershipBudget(tx, body.team_id, userId, body, true);
+            await tx.query("update team_memberships set budget_id = $3 where team_id = $1 and user_id = $2", [body.team_id, userId, budgetId]);
           }
         }
-        return (await tx.query("select * from teams where team_id = $1", [body.team_id]))[0]!;
+        return { row: (await tx.query("select * from teams where team_id = $1", [body.team_id]))[0]!, added };
       });
       deps.invalidate({ kind: "all" });
       // The members this call added or changed, as LiteLLM answers: their users and their memberships.
-      const users = await db.query("select * from users where user_id = any($1::text[]) or user_email = any($2::text[])", [
-        members.map((m) => m.user_id).filter(Boolean), members.map((m) => m.user_email).filter(Boolean)]);
-      const ids = users.map((u) => u.user_id as string);
+      const users = await db.query("select * from users where user_id = any($1::text[])", [added]);
       const memberships = await db.query(
         `select m.user_id, m.team_id, m.role, m.spend, m.budget_id, row_to_json(b) as litellm_budget_table
          from team_memberships m left join budgets b on b.budget_id = m.budget_id where m.team_id = $1 and m.user_id = any($2::text[])`,
-        [body.team_id, ids]);
+        [body.team_id, added]);
       return { ...teamView(row), updated_users: users.map(userView), updated_team_memberships: memberships };
     }, {
       body: t.Object({ team_id: Id, member: t.Union([Member, t.Array(Member, { minItems: 1 })]), ...limits }, open),
@@ -99,7 +103,7 @@ export function memberRoutes(deps: AdminDeps) {
       let userId = "";
       await db.transaction(async (tx) => {
         userId = await memberOf(tx, body);
-        const budgetId = await membershipBudget(tx, body.team_id, userId, body);
+        const budgetId = await membershipBudget(tx, body.team_id, userId, body, false);
         await tx.query("update team_memberships set budget_id = $3, role = coalesce($4, role) where team_id = $1 and user_id = $2",
           [body.team_id, userId, budgetId, body.role ?? null]);
         if (body.role) await addMembers(tx, body.team_id, [{ user_id: userId, role: body.role }], budgetId);
@@ -117,7 +121,8 @@ export function memberRoutes(deps: AdminDeps) {
     .post("/team/member_delete", async ({ body }) => {
       const { team, userId } = await db.transaction(async (tx) => {
         const userId = await memberOf(tx, body);
-        await tx.query("delete from team_memberships where team_id = $1 and user_id = $2", [body.team_id, userId]);
+        const [gone] = await tx.query("delete from team_memberships where team_id = $1 and user_id = $2 returning budget_id", [body.team_id, userId]);
+        await dropOwnBudgets(tx, [gone?.budget_id ?? null]);
         await tx.query("update users set teams = array_remove(teams, $1) where user_id = $2", [body.team_id, userId]);
         await tx.query(
           `update teams set members_with_roles = (select coalesce(jsonb_agg(m), '[]'::jsonb) from jsonb_array_elements(members_with_roles) m where m->>'user_id' <> $2),

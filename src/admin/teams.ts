@@ -25,12 +25,16 @@ export function teamView(row: Record<string, any>) {
   };
 }
 
-/** Adds (or re-roles) members: missing users are created; memberships, members_with_roles and users.teams kept in step. */
-export async function addMembers(sql: Sql, teamId: string, members: Array<Record<string, any>>, budgetId: string | null): Promise<void> {
+/**
+ * Adds (or re-roles) members: missing users are created (a member given by e-mail is the user with that
+ * e-mail, in any case); memberships, members_with_roles and users.teams kept in step. Returns their ids.
+ */
+export async function addMembers(sql: Sql, teamId: string, members: Array<Record<string, any>>, budgetId: string | null): Promise<string[]> {
+  const ids: string[] = [];
   for (const member of members) {
     let userId: string | undefined = member.user_id ?? undefined;
     if (!userId && member.user_email) {
-      const [byEmail] = await sql.query("select user_id from users where user_email = $1 limit 1", [member.user_email]);
+      const [byEmail] = await sql.query("select user_id from users where lower(user_email) = lower($1) order by created_at limit 1", [member.user_email]);
       userId = byEmail?.user_id ?? crypto.randomUUID();
     }
     if (!userId) throw badRequest("member: user_id or user_email is required", "member");
@@ -49,7 +53,9 @@ export async function addMembers(sql: Sql, teamId: string, members: Array<Record
        ) || jsonb_build_array(jsonb_strip_nulls(jsonb_build_object('role', $3::text, 'user_id', $2::text, 'user_email', $4::text))),
        updated_at = now() where team_id = $1`,
       [teamId, userId, role, member.user_email ?? null]);
+    ids.push(userId);
   }
+  return ids;
 }
 
 /** Teams as LiteLLM lists them: each with its keys and its memberships (their spend and budget), in two queries. */

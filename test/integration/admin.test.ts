@@ -222,6 +222,41 @@ describe("authorisation", () => {
     expect((await json(`/team/info?team_id=${team.team_id}`)).body.team_info.members_with_roles).toEqual([]);
   });
 
+  test("a member's budget starts from nothing when added again; limits are kept for members by e-mail; own budgets go with what owns them", async () => {
+    const budgets = async () => ((await json("/budget/list")).body as any[]).map((b) => b.budget_id as string);
+    const membershipOf = async (teamId: string) => (await json(`/team/info?team_id=${teamId}`)).body.team_memberships[0];
+    await json("/team/new", { team_id: "fresh-t" });
+    await json("/team/member_add", { team_id: "fresh-t", member: { user_id: "fresh-u" }, max_budget_in_team: 0.000001 });
+    expect(await budgets()).toContain("team-member:fresh-t:fresh-u");
+    // Deleted with the team; the team and member made again carry only what is sent now.
+    await json("/team/delete", { team_ids: ["fresh-t"] });
+    expect(await budgets()).not.toContain("team-member:fresh-t:fresh-u");
+    await json("/team/new", { team_id: "fresh-t" });
+    await json("/team/member_add", { team_id: "fresh-t", member: { user_id: "fresh-u" }, tpm_limit: 1000 });
+    expect((await membershipOf("fresh-t")).litellm_budget_table).toMatchObject({ max_budget: null, tpm_limit: 1000, rpm_limit: null });
+    await json("/team/member_delete", { team_id: "fresh-t", user_id: "fresh-u" });
+    expect(await budgets()).not.toContain("team-member:fresh-t:fresh-u");
+    await json("/team/member_add", { team_id: "fresh-t", member: { user_id: "fresh-u" } });
+    expect((await membershipOf("fresh-t")).budget_id).toBeNull();
+
+    // A member given by e-mail (of any case) gets the limits sent, max_parallel_requests alone too.
+    await json("/user/new", { user_id: "fresh-mail", user_email: "Fresh@Example.com", auto_create_key: false });
+    await json("/team/new", { team_id: "fresh-mail-t" });
+    const byMail = await json("/team/member_add", { team_id: "fresh-mail-t", member: { user_email: "fresh@example.com" }, rpm_limit: 5, max_parallel_requests: 1 });
+    expect(byMail.body.updated_team_memberships).toMatchObject([{ user_id: "fresh-mail", litellm_budget_table: { rpm_limit: 5, max_parallel_requests: 1 } }]);
+    expect((await json("/team/member_add", { team_id: "fresh-mail-t", member: { user_email: "FRESH@example.com" } })).status).toBe(400);
+    await json("/user/delete", { user_ids: ["fresh-mail"] });
+    expect(await budgets()).not.toContain("team-member:fresh-mail-t:fresh-mail");
+
+    // Those ids are litegate's own; a customer's inline budget goes with the customer.
+    expect((await json("/budget/new", { budget_id: "team-member:x:y", max_budget: 1 })).status).toBe(400);
+    expect((await json("/budget/new", { budget_id: "customer:c:shared", max_budget: 1 })).status).toBe(400);
+    const customer = (await json("/customer/new", { user_id: "fresh-c", max_budget: 2 })).body;
+    expect(await budgets()).toContain(customer.budget_id);
+    await json("/customer/delete", { user_ids: ["fresh-c"] });
+    expect(await budgets()).not.toContain(customer.budget_id);
+  });
+
   test("the master key's requests are logged under its hash", async () => {
     const response = await h.chat("sk-1234", { user: "logged-by-master" });
     expect(response.status).toBe(200);
