@@ -143,6 +143,14 @@ export async function updateBudgetHolder(
   const [row] = await write(spec.what.toLowerCase(), () =>
     deps.db.query(`update ${spec.table} set ${[...sets, "updated_at = now()"].join(", ")} where ${spec.idColumn} = $${values.length} returning *`, values));
   found(row, spec.what);
+  if (spec.table === "budgets" && "budget_duration" in body) {
+    // Those whose period this budget's duration sets (customers, members, keys with no duration of
+    // their own) start the new period at once, as the budget does; their next request plans on it.
+    const at = changes.budget_reset_at;
+    await deps.db.query("update end_users set budget_reset_at = $2, updated_at = now() where budget_id = $1", [id, at]);
+    await deps.db.query("update team_memberships set budget_reset_at = $2 where budget_id = $1", [id, at]);
+    await deps.db.query("update keys set budget_reset_at = $2, updated_at = now() where budget_id = $1 and budget_duration is null", [id, at]);
+  }
   if (spec.scope && ("spend" in body || "budget_duration" in body)) deps.counters.forget(counterKeys.budgetPrefix(spec.scope(id)));
   deps.invalidate({ kind: "all", reset: spec.spendRow && "spend" in body ? [{ table: spec.spendRow, id }] : undefined });
   return row!;

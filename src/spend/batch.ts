@@ -35,17 +35,30 @@ export interface SpendRow {
 
 /**
  * Deltas summed per row. A row gets one delta per batch: when a batch holds deltas of two periods
- * for one row, the older period's is dropped — the newer period starts from zero anyway.
+ * for one row and the older one had ended when the later spend was made, the older period's is
+ * dropped (the newer period starts from zero anyway). Two periods neither of which had ended come
+ * from an admin changing the duration mid-request: both are spend of the running period, summed.
  */
 export class DeltaMap {
   private readonly rows = new Map<string, Delta>();
 
-  add(id: string, amount: number, period: number | null): void {
+  add(id: string, amount: number, period: number | null, at: number): void {
     const current = this.rows.get(id);
-    if (!current || (period ?? -Infinity) > (current.period ?? -Infinity)) {
+    if (!current) {
       this.rows.set(id, { id, amount, period });
-    } else if (period === current.period) {
+      return;
+    }
+    if (period === current.period) {
       current.amount += amount;
+      return;
+    }
+    const older = Math.min(period ?? -Infinity, current.period ?? -Infinity);
+    const newer = Math.max(period ?? -Infinity, current.period ?? -Infinity);
+    if (older > at) {
+      current.amount += amount;
+      current.period = newer;
+    } else if (period === newer) {
+      this.rows.set(id, { id, amount, period });
     }
   }
 
@@ -86,15 +99,19 @@ export class Batch {
   readonly keyModels = new DeltaMap();
   readonly gateway = new DeltaMap();
 
+  /** The gateway's time of the latest spend in the batch: what the write compares periods with. */
+  latest = 0;
+
   add(event: SpendEvent): void {
-    const { targets: t, cost } = event;
-    if (t.token) this.keys.add(t.token, cost, t.keyPeriod);
-    if (t.user) this.users.add(t.user.id, cost, t.user.period);
-    if (t.team) this.teams.add(t.team.id, cost, t.team.period);
-    if (t.member) this.members.add(t.member.teamId + SEP + t.member.userId, cost, t.member.period);
-    if (t.customer) this.customers.add(t.customer.id, cost, t.customer.period);
-    if (t.token && t.keyModel) this.keyModels.add(t.token + SEP + t.keyModel.model, cost, t.keyModel.period);
-    this.gateway.add("gateway", cost, t.gatewayPeriod);
+    const { targets: t, cost, end: at } = event;
+    if (at > this.latest) this.latest = at;
+    if (t.token) this.keys.add(t.token, cost, t.keyPeriod, at);
+    if (t.user) this.users.add(t.user.id, cost, t.user.period, at);
+    if (t.team) this.teams.add(t.team.id, cost, t.team.period, at);
+    if (t.member) this.members.add(t.member.teamId + SEP + t.member.userId, cost, t.member.period, at);
+    if (t.customer) this.customers.add(t.customer.id, cost, t.customer.period, at);
+    if (t.token && t.keyModel) this.keyModels.add(t.token + SEP + t.keyModel.model, cost, t.keyModel.period, at);
+    this.gateway.add("gateway", cost, t.gatewayPeriod, at);
     this.rows.push(logLine(event, this.masterToken));
   }
 
@@ -186,7 +203,7 @@ export function buildBatch(id: string, events: SpendEvent[], masterToken: string
 export function savedBatch(batch: Batch, now: number, error: unknown) {
   return {
     batch_id: batch.id, saved_at: new Date(now).toISOString(), error: String(error), code: (error as { code?: unknown } | null)?.code,
-    requests: batch.size, deltas: {
+    requests: batch.size, latest: batch.latest, deltas: {
       keys: batch.keys.sorted(), users: batch.users.sorted(), teams: batch.teams.sorted(), team_members: batch.members.sorted(),
       customers: batch.customers.sorted(), key_models: batch.keyModels.sorted(), gateway: batch.gateway.sorted(),
     },
@@ -198,6 +215,8 @@ export function savedBatch(batch: Batch, now: number, error: unknown) {
 export interface WritableBatch {
   id: string;
   size: number;
+  /** The gateway's time of the batch's latest spend (ms). */
+  latest: number;
   keys: Pick<DeltaMap, "sorted" | "size">;
   users: Pick<DeltaMap, "sorted">;
   teams: Pick<DeltaMap, "sorted">;
@@ -214,7 +233,7 @@ export function batchFromSaved(saved: ReturnType<typeof savedBatch>): WritableBa
   const map = (list: Delta[]) => ({ sorted: () => list, size: list.length });
   if (typeof saved.batch_id !== "string" || !d || typeof saved.spend_logs?.copy_text !== "string") throw new Error("not a saved spend batch");
   return {
-    id: saved.batch_id, size: saved.requests, keys: map(d.keys), users: map(d.users), teams: map(d.teams), members: map(d.team_members),
+    id: saved.batch_id, size: saved.requests, latest: typeof saved.latest === "number" ? saved.latest : Date.parse(saved.saved_at), keys: map(d.keys), users: map(d.users), teams: map(d.teams), members: map(d.team_members),
     customers: map(d.customers), keyModels: map(d.key_models), gateway: map(d.gateway), rowsText: () => saved.spend_logs.copy_text,
   };
 }

@@ -2,18 +2,21 @@ import type { Sql } from "../db";
 import { type Delta, LOG_COLUMNS, SEP, type WritableBatch } from "./batch";
 
 /**
- * The period-aware spend update, shared by every table: a delta for the stored period adds to it; a
- * delta for a newer period (the reset was not written yet) starts it; a delta for an older period
- * (a reset already happened) leaves the running spend alone — it stays in spend_logs. The delta is
- * `x` for period `p`: a row of the deltas (`d.x`, `d.p`), or in an upsert the row that was to be
- * inserted (`excluded.spend`, `excluded.budget_reset_at`).
+ * The period-aware spend update, shared by every table. A delta is `x` for the period ending at `p`:
+ * a row of the deltas (`d.x`, `d.p`), or in an upsert the row that was to be inserted (`excluded.spend`,
+ * `excluded.budget_reset_at`); `now` is the gateway's time at the flush. A delta for the stored period
+ * adds to it; one for a newer period, once the stored one has ended (its reset was not written yet),
+ * starts it; one for a period that ended and was reset leaves the running spend alone (it stays in
+ * spend_logs). A delta whose period differs although neither ended was planned before an admin changed
+ * the duration mid-request: it adds to the stored period, which stays.
  */
-const SPEND = (x = "d.x", p = "d.p") => `case
+const SPEND = (x = "d.x", p = "d.p", now = "$9::timestamptz") => `case
     when ${p} is null or t.budget_reset_at is not distinct from ${p} then t.spend + ${x}
-    when t.budget_reset_at is null or t.budget_reset_at < ${p} then ${x}
-    else t.spend end`;
-const RESET_AT = (p = "d.p") =>
-  `case when ${p} is not null and (t.budget_reset_at is null or t.budget_reset_at < ${p}) then ${p} else t.budget_reset_at end`;
+    when t.budget_reset_at is null or (t.budget_reset_at < ${p} and t.budget_reset_at <= ${now}) then ${x}
+    when ${p} < t.budget_reset_at and ${p} <= ${now} then t.spend
+    else t.spend + ${x} end`;
+const RESET_AT = (p = "d.p", now = "$9::timestamptz") =>
+  `case when ${p} is not null and (t.budget_reset_at is null or (t.budget_reset_at < ${p} and t.budget_reset_at <= ${now})) then ${p} else t.budget_reset_at end`;
 const UPSERT_SPEND = SPEND("excluded.spend", "excluded.budget_reset_at");
 const UPSERT_RESET_AT = RESET_AT("excluded.budget_reset_at");
 
@@ -81,11 +84,12 @@ const APPLY = `with fresh as (
  */
 const RENAMED = `select d.id, r.new_token from unnest($1::text[]) d(id) join key_renames r on r.old_token = d.id
   where not exists (select 1 from keys where token = d.id)`;
-const APPLY_RENAMED_KEY = `update keys t set spend = ${SPEND()}, budget_reset_at = ${RESET_AT()}
+const APPLY_RENAMED_KEY = `update keys t set spend = ${SPEND("d.x", "d.p", "$4::timestamptz")}, budget_reset_at = ${RESET_AT("d.p", "$4::timestamptz")}
   from (select $2::float8 as x, $3::timestamptz as p) d where t.token = $1`;
 const APPLY_RENAMED_KEY_MODEL = `insert into key_model_spend as t (token, model, spend, budget_reset_at)
   select $1, $2, $3::float8, $4::timestamptz where exists (select 1 from keys where token = $1)
-  on conflict (token, model) do update set spend = ${UPSERT_SPEND}, budget_reset_at = ${UPSERT_RESET_AT}`;
+  on conflict (token, model) do update set spend = ${SPEND("excluded.spend", "excluded.budget_reset_at", "$5::timestamptz")},
+    budget_reset_at = ${RESET_AT("excluded.budget_reset_at", "$5::timestamptz")}`;
 
 function deltaJson(deltas: Delta[]): string {
   return JSON.stringify(deltas.map((d) => ({ id: d.id, x: d.amount, p: d.period === null ? null : new Date(d.period).toISOString() })));
@@ -103,6 +107,7 @@ export async function applyBatch(db: Sql, batch: WritableBatch): Promise<boolean
       deltaJson(batch.customers.sorted()),
       deltaJson(batch.keyModels.sorted()),
       deltaJson(batch.gateway.sorted()),
+      new Date(batch.latest).toISOString(),
     ]);
     if (row?.fresh !== 1) return false;
     if (row.keys < batch.keys.size) await applyRenamed(tx, batch);
@@ -119,11 +124,11 @@ async function applyRenamed(tx: Sql, batch: WritableBatch): Promise<void> {
   const at = (period: number | null) => (period === null ? null : new Date(period).toISOString());
   for (const d of keys) {
     const token = renamed.get(d.id);
-    if (token) await tx.query(APPLY_RENAMED_KEY, [token, d.amount, at(d.period)]);
+    if (token) await tx.query(APPLY_RENAMED_KEY, [token, d.amount, at(d.period), at(batch.latest)]);
   }
   for (const d of batch.keyModels.sorted()) {
     const cut = d.id.indexOf(SEP);
     const token = renamed.get(d.id.slice(0, cut));
-    if (token) await tx.query(APPLY_RENAMED_KEY_MODEL, [token, d.id.slice(cut + 1), d.amount, at(d.period)]);
+    if (token) await tx.query(APPLY_RENAMED_KEY_MODEL, [token, d.id.slice(cut + 1), d.amount, at(d.period), at(batch.latest)]);
   }
 }

@@ -222,6 +222,21 @@ describe("authorisation", () => {
     expect((await json(`/team/info?team_id=${team.team_id}`)).body.team_info.members_with_roles).toEqual([]);
   });
 
+  test("a budget's new duration moves the reset of the customers, members and keys it sets the period of", async () => {
+    const created = (await json("/budget/new", { budget_id: "moving", max_budget: 1, budget_duration: "1d" })).body;
+    await json("/customer/new", { user_id: "moving-c", budget_id: "moving" });
+    await json("/team/new", { team_id: "moving-t" });
+    const key = (await json("/key/generate", { budget_id: "moving" })).body;
+    const own = (await json("/key/generate", { budget_id: "moving", budget_duration: "1h" })).body;
+    const updated = (await json("/budget/update", { budget_id: "moving", budget_duration: "30s" })).body;
+    const reset = updated.budget_reset_at;
+    expect(Date.parse(created.budget_reset_at) - Date.parse(reset)).toBeGreaterThan(86_000_000);
+    expect((await json("/customer/info?end_user_id=moving-c")).body.budget_reset_at).toBe(reset);
+    expect((await json(`/key/info?key=${key.key}`)).body.info.budget_reset_at).toBe(reset);
+    // A key with a duration of its own keeps its period.
+    expect((await json(`/key/info?key=${own.key}`)).body.info.budget_reset_at).toBe(own.budget_reset_at);
+  });
+
   test("a member's budget starts from nothing when added again; limits are kept for members by e-mail; own budgets go with what owns them", async () => {
     const budgets = async () => ((await json("/budget/list")).body as any[]).map((b) => b.budget_id as string);
     const membershipOf = async (teamId: string) => (await json(`/team/info?team_id=${teamId}`)).body.team_memberships[0];

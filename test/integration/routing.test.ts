@@ -161,6 +161,24 @@ general_settings:
     expect(stored!.spend).toBeCloseTo(logs.reduce((sum, r) => sum + r.spend, 0), 12);
   });
 
+  test("a budget_duration changed while a request is in flight: the request's spend counts and the new reset stays", async () => {
+    for (const [from, to] of [["1d", "30s"], ["1h", "1d"]]) {
+      const key = (await (await h.call("/key/generate", { max_budget: 1, budget_duration: from })).json()) as any;
+      expect((await h.chat(key.key, {}, "spread")).status).toBe(200);
+      const inFlight = h.chat(key.key, {}, "late");
+      await until("the provider to get the request", () => late.requests.some((r) => r.body.messages?.[0]?.content === "Hello there"));
+      late.reset();
+      const updated = (await (await h.call("/key/update", { key: key.key, budget_duration: to })).json()) as any;
+      expect((await inFlight).status).toBe(200);
+      await h.flush();
+      const info = ((await (await h.call(`/key/info?key=${key.key}`)).json()) as any).info;
+      const logs = await logsOf(key.key);
+      expect(logs.length).toBe(2);
+      expect(`${from}→${to} ${info.budget_reset_at}`).toBe(`${from}→${to} ${updated.budget_reset_at}`);
+      expect(info.spend).toBeCloseTo(logs.reduce((sum, r) => sum + r.spend, 0), 12);
+    }
+  });
+
   test("wildcard entries serve every name they match, with the matched part sent upstream and priced", async () => {
     healthy.reset();
     const key = await h.createKey({});

@@ -58,6 +58,19 @@ describe("spend batches", () => {
     expect((await one("select spend from keys where token = 'k1'")).spend).toBe(0.125);
   });
 
+  test("periods that differ although neither ended (a duration changed mid-request) both count, and the stored reset stays", async () => {
+    const now = Date.now();
+    const stored = new Date(now + 30_000).toISOString();
+    await db.query("insert into keys (token, key_name, budget_duration, budget_reset_at) values ('k2', 'sk-...k2', '30s', $1)", [stored]);
+    const at = (period: number) => ({ ...event(0.25, { token: "k2", keyPeriod: period, keyModel: null }), end: now });
+    // In one batch: the old plan's longer period and the new one's, summed; then a batch of the old plan's alone.
+    await applyBatch(db, buildBatch("batch-mid-1", [at(now + 86_400_000), at(now + 30_000)]));
+    await applyBatch(db, buildBatch("batch-mid-2", [at(now + 3_600_000)]));
+    const row = await one("select spend, budget_reset_at from keys where token = 'k2'");
+    expect(row.spend).toBe(0.75);
+    expect(new Date(row.budget_reset_at).toISOString()).toBe(stored);
+  });
+
   test("spend of a deleted key is still logged and does not fail the batch", async () => {
     await applyBatch(db, buildBatch("batch-4", [event(0.5, { token: "gone", team: null, member: null })]));
     expect((await one("select count(*)::int as n from spend_logs where api_key = 'gone'")).n).toBe(1);
