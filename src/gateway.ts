@@ -208,8 +208,12 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
     runtime: () => runtime,
     /** An admin write made on another instance. */
     invalidated(message) {
-      auth.invalidate(message);
       dropSpend(message.reset, counters, spend, false);
+      // Another instance changed a principal. If that added a budget, its counter is made from the stored
+      // spend at the next request: what this instance has not written yet goes first, or the counter
+      // would miss it for good. Until then the cached principal serves (a flush takes milliseconds).
+      if (spend.backlog() === 0) auth.invalidate(message);
+      else void spend.flush().catch(() => {}).finally(() => auth.invalidate(message));
     },
     reload(next) {
       runtime = buildRuntime(next, gatewayState, log, clock);

@@ -4,6 +4,7 @@ import { openDatabase } from "../../src/db";
 import { silentLogger } from "../../src/log";
 import { connectRedis, type RedisLink } from "../../src/redis";
 import { MOCK_CONFIG, inProcessGateway } from "../helpers/gateway";
+import { until } from "../helpers/until";
 import { type RedisServer, sharedPostgres, startRedis } from "../helpers/services";
 
 type Harness = Awaited<ReturnType<typeof inProcessGateway>>;
@@ -137,6 +138,29 @@ describe("three instances sharing Postgres and Redis", () => {
     const info = (await (await b.call(`/key/info?key=${created.key}`)).json()) as any;
     expect(info.info.spend).toBe(0);
     expect((await a.chat(created.key)).status).toBe(200);
+  });
+
+  test("a budget added on one instance counts what another had spent and not written yet", async () => {
+    const [a, b] = instances as [Harness, Harness];
+    for (const [path, id, body] of [["/key/update", "key", {}], ["/user/update", "user", { user_id: "late-budget-u" }], ["/team/update", "team", { team_id: "late-budget-t" }]] as const) {
+      if (id === "user") await a.call("/user/new", { user_id: "late-budget-u", auto_create_key: false });
+      if (id === "team") await a.call("/team/new", { team_id: "late-budget-t" });
+      const key = (await (await a.call("/key/generate", id === "key" ? {} : body)).json()) as any;
+      // b's spend stays unwritten (its flush is on demand here) when a adds a budget it has already used up.
+      let cost = 0;
+      for (let i = 0; i < 4; i++) {
+        const response = await b.chat(key.key);
+        expect(response.status).toBe(200);
+        cost = Number(response.headers.get("x-litellm-response-cost"));
+      }
+      expect(cost).toBeGreaterThan(0);
+      const budget = { max_budget: cost * 2.5 };
+      expect((await a.call(path, id === "key" ? { key: key.key, ...budget } : { ...body, ...budget })).status).toBe(200);
+      await Bun.sleep(300);
+      // Made from a stored spend that missed b's four requests, the counter would admit two more.
+      expect(`${id} ${(await b.chat(key.key)).status}`).toBe(`${id} 400`);
+      expect(`${id} ${(await a.chat(key.key)).status}`).toBe(`${id} 400`);
+    }
   });
 
   test("a key blocked on one instance is refused by the others within a second", async () => {
