@@ -2,7 +2,8 @@ import { PATHS, type Target, baseUrl, makeTarget, paramOrEnv } from "./http";
 import { sendOpenAiShaped } from "./openai";
 import type { Deployment, Provider, Route } from "./types";
 
-const DEFAULT_API_VERSION = "2024-06-01";
+// The first GA version that takes stream_options, which litegate adds to every stream for its usage.
+const DEFAULT_API_VERSION = "2024-10-21";
 
 /** Azure OpenAI: the OpenAI API under `/openai/deployments/<name>`, keyed by `api-key`. */
 export function azureAdapter(deployment: Deployment, env: Record<string, string | undefined>): Provider {

@@ -170,12 +170,12 @@ describe("Azure", () => {
     expect(JSON.parse(seen[0].body).model).toBe("my deployment");
   });
 
-  test("api-version defaults to 2024-06-01; key and base may come from the environment", async () => {
+  test("api-version defaults to 2024-10-21 (the first GA version taking stream_options); key and base may come from the environment", async () => {
     answer = () => Response.json({ data: [] });
     const d = deployment("azure", "emb");
     seen = [];
     await createProviders({ AZURE_API_BASE: base(), AZURE_API_KEY: "env-key-123" }).forDeployment(d).send(callOf(d, '{"model":"emb","input":"x"}', { route: "embeddings" }));
-    expect(seen[0].url).toBe(`${base()}/openai/deployments/emb/embeddings?api-version=2024-06-01`);
+    expect(seen[0].url).toBe(`${base()}/openai/deployments/emb/embeddings?api-version=2024-10-21`);
     expect(seen[0].headers.get("api-key")).toBe("env-key-123");
   });
 });
