@@ -205,5 +205,10 @@ general_settings:
     const unknown = await h.chat(key, {}, "wilder/some-model");
     expect(unknown.status).toBe(400);
     expect(((await unknown.json()) as any).error.message).toContain("Invalid model name passed in model=wilder/some-model");
+    // The entry's own name is a pattern, not a model: nothing goes upstream for it.
+    healthy.reset();
+    const pattern = await h.chat("sk-1234", {}, "wild/*");
+    expect(pattern.status).toBe(400);
+    expect(healthy.requests.length).toBe(0);
   });
 });
