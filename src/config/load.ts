@@ -26,13 +26,15 @@ function substitute(value: unknown, path: (string | number)[], env: Env, problem
     const match = ENV_REF.exec(value.trim());
     if (!match) return value;
     const resolved = env[match[1]!];
-    if (resolved !== undefined) return resolved;
+    // Set but empty is as good as unset: `database_url: ""` would quietly mean the embedded database.
+    if (resolved !== undefined && resolved !== "") return resolved;
+    const unset = resolved === undefined ? "is not set" : "is empty";
     const isApiKey = path[0] === "model_list" && path[2] === "litellm_params" && path[3] === "api_key";
     if (isApiKey) {
-      warnings.push(`${pathName(path)}: environment variable ${match[1]} is not set; requests to this deployment will fail until it is`);
+      warnings.push(`${pathName(path)}: environment variable ${match[1]} ${unset}; requests to this deployment will fail until it is set`);
       return undefined;
     }
-    problems.push(`${pathName(path)}: environment variable ${match[1]} is not set`);
+    problems.push(`${pathName(path)}: environment variable ${match[1]} ${unset}`);
     return value;
   }
   if (Array.isArray(value)) return value.map((item, i) => substitute(item, [...path, i], env, problems, warnings));
@@ -144,12 +146,17 @@ export function validateConfig(raw: unknown, env: Env = process.env): { config: 
   for (const key of Object.keys(root)) {
     if (!SECTIONS.includes(key)) problems.push(`${key}: unknown top-level key (expected one of ${SECTIONS.join(", ")})`);
   }
+  // environment_variables are seen by the config's own `os.environ/` references at once, but set in
+  // the process only once the config is taken: a refused config (a reload) changes nothing.
   const variables = root.environment_variables;
+  const ownVariables: Record<string, string> = {};
   if (variables && typeof variables === "object" && !Array.isArray(variables)) {
     for (const [name, value] of Object.entries(variables)) {
-      if (value !== null && value !== undefined) env[name] = String(value);
+      if (value !== null && value !== undefined) ownVariables[name] = String(value);
     }
   }
+  const processEnv = env;
+  env = { ...env, ...ownVariables };
   const tree: Record<string, unknown> = {};
   for (const section of SECTIONS) {
     const value = root[section];
@@ -181,6 +188,7 @@ export function validateConfig(raw: unknown, env: Env = process.env): { config: 
     warnUnknown(withDefaults[section], KNOWN_KEYS[section], section, warnings);
   }
   warnAccepted(withDefaults, warnings);
+  Object.assign(processEnv, ownVariables);
   return { config: withDefaults, warnings };
 }
 
@@ -193,7 +201,14 @@ export function parseConfig(text: string, env: Env = process.env, source = "conf
       return `${source}${at ? `:${at.line}:${at.col}` : ""}: YAML syntax error: ${error.message.split("\n")[0]}`;
     }));
   }
-  return validateConfig(document.toJS(), env);
+  let tree: unknown;
+  try {
+    tree = document.toJS();
+  } catch (error) {
+    // An alias expanded past the parser's bound (a "billion laughs" document), or one it cannot resolve.
+    throw new ConfigError([`${source}: YAML error: ${error instanceof Error ? error.message : String(error)}`]);
+  }
+  return validateConfig(tree, env);
 }
 
 export function loadConfig(path: string, env: Env = process.env): { config: Config; warnings: string[] } {

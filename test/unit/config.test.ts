@@ -34,6 +34,20 @@ describe("good configs", () => {
     expect(config.general_settings.max_request_size_mb).toBe(32);
   });
 
+  test("a refused config sets none of its environment_variables; an empty variable is refused as an unset one; an alias bomb is a clear error", () => {
+    const env: Record<string, string | undefined> = { EMPTY: "" };
+    expect(() => parseConfig("environment_variables:\n  FROM_REFUSED: x\nrouter_settings:\n  cooldown_time: -1\n", env)).toThrow(ConfigError);
+    expect(env.FROM_REFUSED).toBeUndefined();
+    try {
+      parseConfig("general_settings:\n  database_url: os.environ/EMPTY\n", env);
+      throw new Error("expected a ConfigError");
+    } catch (error) {
+      expect((error as ConfigError).problems).toEqual(["general_settings.database_url: environment variable EMPTY is empty"]);
+    }
+    const bomb = ["a: &a [x, x, x, x, x, x, x, x, x, x]", ...Array.from({ length: 8 }, (_, i) => `${String.fromCharCode(98 + i)}: &${String.fromCharCode(98 + i)} [*${String.fromCharCode(97 + i)}, *${String.fromCharCode(97 + i)}, *${String.fromCharCode(97 + i)}, *${String.fromCharCode(97 + i)}, *${String.fromCharCode(97 + i)}, *${String.fromCharCode(97 + i)}, *${String.fromCharCode(97 + i)}, *${String.fromCharCode(97 + i)}, *${String.fromCharCode(97 + i)}, *${String.fromCharCode(97 + i)}]`)].join("\n");
+    expect(() => parseConfig(`environment_variables:\n  ${bomb.replaceAll("\n", "\n  ")}\n`, env)).toThrow(ConfigError);
+  });
+
   test("os.environ/ is replaced anywhere; environment_variables count; unknown nested keys only warn", () => {
     const env: Record<string, string | undefined> = { DB: "postgres://db/x" };
     const { config, warnings } = parseConfig(`
