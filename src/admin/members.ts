@@ -8,7 +8,7 @@ import type { AdminDeps } from "./deps";
 import { Id, Limit, Money, UserId, opt, open } from "./fields";
 import { adminOnlyRoutes } from "./guard";
 import { userView } from "./users";
-import { Member, addMembers, teamView } from "./teams";
+import { MAX_MEMBERS_PER_CALL, Member, addMembers, teamView } from "./teams";
 
 /** The id of the budget row behind a membership's `max_budget_in_team` and limits (one per membership). */
 export const membershipBudgetId = (teamId: string, userId: string) => `team-member:${teamId}:${userId}`;
@@ -94,7 +94,7 @@ export function memberRoutes(deps: AdminDeps) {
         [body.team_id, added]);
       return { ...teamView(row), updated_users: users.map(userView), updated_team_memberships: memberships };
     }, {
-      body: t.Object({ team_id: Id, member: t.Union([Member, t.Array(Member, { minItems: 1 })]), ...limits }, open),
+      body: t.Object({ team_id: Id, member: t.Union([Member, t.Array(Member, { minItems: 1, maxItems: MAX_MEMBERS_PER_CALL })]), ...limits }, open),
       detail: { tags: ["team management"], summary: "Add members; max_budget_in_team budgets each member within the team" },
     })
     .post("/team/member_update", async ({ body }) => {

@@ -14,6 +14,9 @@ export const Member = t.Object({
   user_id: t.Optional(Id),
   user_email: opt(t.String({ maxLength: 512 })),
 }, open);
+/** Members one call may add: each is a few statements in the call's transaction. */
+export const MAX_MEMBERS_PER_CALL = 1000;
+
 const TEAM_COLUMNS = ["team_alias", "max_budget", "budget_duration", "budget_reset_at", "models", "tpm_limit", "rpm_limit", "max_parallel_requests", "metadata", "blocked", "spend"];
 
 export function teamView(row: Record<string, any>) {
@@ -100,7 +103,7 @@ export function teamRoutes(deps: AdminDeps) {
       deps.invalidate({ kind: "all" });
       return teamView(row);
     }, {
-      body: t.Object({ ...teamFields, team_id: t.Optional(Id), members_with_roles: t.Optional(t.Array(Member)) }, open),
+      body: t.Object({ ...teamFields, team_id: t.Optional(Id), members_with_roles: t.Optional(t.Array(Member, { maxItems: MAX_MEMBERS_PER_CALL })) }, open),
       detail: { tags: ["team management"], summary: "Create a team with a shared budget and limits" },
     })
     .post("/team/update", async ({ body }) => {

@@ -19,7 +19,10 @@ function expected(schema: any): string {
     return schema.minLength ? `a non-empty string${most}` : `a string${most}`;
   }
   if (schema.type === "boolean") return "true or false";
-  if (schema.type === "array") return schema.minItems ? "a non-empty array" : "an array";
+  if (schema.type === "array") {
+    const most = schema.maxItems !== undefined ? ` of at most ${schema.maxItems} items` : "";
+    return schema.minItems ? `a non-empty array${most}` : `an array${most}`;
+  }
   if (schema.type === "object") return "an object";
   return "a valid value";
 }

@@ -158,6 +158,14 @@ describe("bad input is refused cleanly", () => {
     expect(blocked.status).toBe(200);
     expect(((await blocked.json()) as any).blocked_users).toEqual(["twice-c"]);
 
+    // Lists past their bound say so: members one call adds, a key's models.
+    const crowd = Array.from({ length: 1001 }, () => ({}));
+    const tooMany = await raw("/team/new", JSON.stringify({ members_with_roles: crowd }));
+    expect(tooMany.status).toBe(400);
+    expect((await envelope(tooMany)).message).toContain("an array of at most 1000 items");
+    const models = await raw("/key/generate", JSON.stringify({ models: crowd.map(() => "m") }));
+    expect((await envelope(models)).message).toContain("models: must be an array of at most 1000 items");
+
     for (const path of ["/key/%ZZ/regenerate", "/key/%/regenerate", "/key/%E0%A4%A/regenerate"]) {
       const response = await raw(path, "{}");
       expect(`${path} ${response.status}`).toBe(`${path} 400`);
