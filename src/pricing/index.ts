@@ -6,6 +6,8 @@ export interface Price {
   input: number;
   output: number;
   cachedInput?: number;
+  /** Writing a prompt token to the provider's cache (Anthropic), when it costs more than reading it. */
+  cacheWriteInput?: number;
   source: "config" | "table";
 }
 
@@ -27,13 +29,17 @@ function resolve(d: Deployment): Price | null {
   const input = field("input_cost_per_token");
   const output = field("output_cost_per_token");
   const cached = field("cache_read_input_token_cost");
+  const written = field("cache_creation_input_token_cost");
   if (input !== undefined || output !== undefined) {
     const table = input === undefined || output === undefined ? lookup(d) : null;
-    return { input: input ?? table?.input ?? 0, output: output ?? table?.output ?? 0, cachedInput: cached ?? table?.cachedInput, source: "config" };
+    return {
+      input: input ?? table?.input ?? 0, output: output ?? table?.output ?? 0, cachedInput: cached ?? table?.cachedInput,
+      cacheWriteInput: written ?? table?.cacheWriteInput, source: "config",
+    };
   }
   if (d.provider === "mock") return null;
   const table = lookup(d);
-  return table ? { ...table, cachedInput: cached ?? table.cachedInput, source: "table" } : null;
+  return table ? { ...table, cachedInput: cached ?? table.cachedInput, cacheWriteInput: written ?? table.cacheWriteInput, source: "table" } : null;
 }
 
 function lookup(d: Deployment) {
@@ -41,10 +47,11 @@ function lookup(d: Deployment) {
   return (base ? tablePrice(d.provider, base) : null) ?? tablePrice(d.provider, d.upstreamModel);
 }
 
-function costWith(price: Price | null, route: Route, prompt: number, completion: number, cachedTokens = 0): number {
+function costWith(price: Price | null, route: Route, prompt: number, completion: number, cachedTokens = 0, writtenTokens = 0): number {
   if (!price) return 0;
   const cached = price.cachedInput !== undefined ? Math.min(cachedTokens, prompt) : 0;
-  const input = (prompt - cached) * price.input + cached * (price.cachedInput ?? price.input);
+  const written = price.cacheWriteInput !== undefined ? Math.min(writtenTokens, prompt - cached) : 0;
+  const input = (prompt - cached - written) * price.input + cached * (price.cachedInput ?? price.input) + written * (price.cacheWriteInput ?? price.input);
   return route === "embeddings" ? input : input + completion * price.output;
 }
 
@@ -67,7 +74,7 @@ export function createPricing(deployments: readonly Deployment[]): Pricing {
   };
   return {
     priceOf,
-    cost: (d, route, usage) => costWith(priceOf(d), route, usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens),
+    cost: (d, route, usage) => costWith(priceOf(d), route, usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens, usage.cache_write_tokens),
     estimate: (d, route, prompt, completion) => costWith(priceOf(d), route, prompt, completion),
     unpriced: () => deployments.filter((d) => !prices.get(d.id)),
   };

@@ -5,6 +5,7 @@ export interface TablePrice {
   input: number;
   output: number;
   cachedInput?: number;
+  cacheWriteInput?: number;
 }
 
 const PROVIDERS: Record<string, string> = { openai: "openai", azure: "azure", anthropic: "anthropic" };
@@ -18,7 +19,9 @@ export function tablePrice(provider: string, model: string): TablePrice | null {
     if (!result) return null;
     const cached = calcPrice({ input_tokens: MILLION, cache_read_tokens: MILLION } as never, model, { providerId });
     const cachedInput = cached && cached.input_price !== result.input_price ? cached.input_price / MILLION : undefined;
-    return { input: result.input_price / MILLION, output: result.output_price / MILLION, cachedInput };
+    const written = calcPrice({ input_tokens: MILLION, cache_write_tokens: MILLION } as never, model, { providerId });
+    const cacheWriteInput = written && written.input_price !== result.input_price ? written.input_price / MILLION : undefined;
+    return { input: result.input_price / MILLION, output: result.output_price / MILLION, cachedInput, cacheWriteInput };
   } catch {
     return null;
   }

@@ -73,6 +73,8 @@ export function usageOf(u: any): Usage | null {
   const usage: Usage = { prompt_tokens: prompt, completion_tokens: completion, total_tokens: Math.max(tokenCount(u.total_tokens) ?? 0, prompt + completion) };
   const cached = tokenCount(u.prompt_tokens_details?.cached_tokens);
   if (cached !== null) usage.cached_tokens = Math.min(cached, prompt);
+  const written = tokenCount(u.cache_creation_input_tokens);
+  if (written !== null && written > 0) usage.cache_write_tokens = Math.min(written, prompt - (usage.cached_tokens ?? 0));
   return usage;
 }
 

@@ -11,6 +11,8 @@ export interface Usage {
   total_tokens: number;
   /** Prompt tokens served from the provider's prompt cache, when reported. */
   cached_tokens?: number;
+  /** Prompt tokens written to the provider's prompt cache (Anthropic's cache_creation_input_tokens). */
+  cache_write_tokens?: number;
 }
 
 /** One `model_list` entry, resolved. */

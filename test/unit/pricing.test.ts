@@ -33,3 +33,16 @@ test("cached prompt tokens are priced at the cached rate", () => {
   const pricing = createPricing([dep]);
   expect(pricing.cost(dep, "chat", { prompt_tokens: 100, completion_tokens: 10, total_tokens: 110, cached_tokens: 40 })).toBeCloseTo(60 + 4 + 20, 12);
 });
+
+test("prompt tokens written to Anthropic's cache are priced at the write rate, from config or the table", async () => {
+  const { openAiUsage } = await import("../../src/providers/anthropic/response");
+  const { usageOf } = await import("../../src/providers/http");
+  // As the audit's provider answered: 20 plain, 100 read from the cache, 50 written to it, 10 out.
+  const usage = usageOf(openAiUsage({ input_tokens: 20, output_tokens: 10, cache_read_input_tokens: 100, cache_creation_input_tokens: 50 }))!;
+  expect(usage).toMatchObject({ prompt_tokens: 170, cached_tokens: 100, cache_write_tokens: 50 });
+  const table = d("sonnet", "anthropic", "claude-3-5-sonnet-20241022");
+  const configured = d("cfg", "anthropic", "x", { input_cost_per_token: 1, output_cost_per_token: 2, cache_read_input_token_cost: 0.1, cache_creation_input_token_cost: 1.25 });
+  const pricing = createPricing([table, configured]);
+  expect(pricing.cost(table, "chat", usage)).toBeCloseTo(20 * 3e-6 + 100 * 0.3e-6 + 50 * 3.75e-6 + 10 * 15e-6, 15);
+  expect(pricing.cost(configured, "chat", usage)).toBeCloseTo(20 + 100 * 0.1 + 50 * 1.25 + 10 * 2, 12);
+});

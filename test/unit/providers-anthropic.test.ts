@@ -114,7 +114,7 @@ describe("response translation", () => {
     expect(out).toEqual({
       id: "msg_1", object: "chat.completion", created: 1700000000, model: "claude",
       choices: [{ index: 0, finish_reason: "tool_calls", message: { role: "assistant", content: "Let me check.", tool_calls: [{ id: "toolu_1", type: "function", function: { name: "get_weather", arguments: '{"city":"Paris"}' } }] } }],
-      usage: { prompt_tokens: 16, completion_tokens: 7, total_tokens: 23, prompt_tokens_details: { cached_tokens: 4 } },
+      usage: { prompt_tokens: 16, completion_tokens: 7, total_tokens: 23, prompt_tokens_details: { cached_tokens: 4 }, cache_creation_input_tokens: 2, cache_read_input_tokens: 4 },
     });
     for (const [reason, finish] of [["end_turn", "stop"], ["stop_sequence", "stop"], ["max_tokens", "length"]]) {
       expect(fromAnthropic({ content: [], stop_reason: reason }, "m").choices[0].finish_reason).toBe(finish);

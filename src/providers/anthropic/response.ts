@@ -6,12 +6,19 @@ const FINISH: Record<string, string> = { end_turn: "stop", stop_sequence: "stop"
 
 export const finishReasonOf = (stopReason: unknown): string => FINISH[String(stopReason)] ?? "stop";
 
-/** OpenAI usage from Anthropic's: cache reads and writes are prompt tokens too (and priced as such). */
+/**
+ * OpenAI usage from Anthropic's: cache reads and writes are prompt tokens too, named as LiteLLM names
+ * them (`prompt_tokens_details.cached_tokens`, `cache_creation_input_tokens`) so each has its price.
+ */
 export function openAiUsage(u: Json | undefined) {
   const cacheRead = u?.cache_read_input_tokens ?? 0;
-  const prompt = (u?.input_tokens ?? 0) + cacheRead + (u?.cache_creation_input_tokens ?? 0);
+  const cacheWrite = u?.cache_creation_input_tokens ?? 0;
+  const prompt = (u?.input_tokens ?? 0) + cacheRead + cacheWrite;
   const completion = u?.output_tokens ?? 0;
-  return { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion, prompt_tokens_details: { cached_tokens: cacheRead } };
+  return {
+    prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion,
+    prompt_tokens_details: { cached_tokens: cacheRead }, cache_creation_input_tokens: cacheWrite, cache_read_input_tokens: cacheRead,
+  };
 }
 
 /** An Anthropic message as an OpenAI `chat.completion`, named after the model the client asked for. */
