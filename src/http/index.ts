@@ -1,3 +1,4 @@
 export * from "./errors";
 export { httpEdge } from "./edge";
 export { healthRoutes, livenessServerRoutes, type HealthProbe } from "./health";
+export { allowOrigin, preflight, withCors } from "./cors";

@@ -57,6 +57,31 @@ describe("the compiled binary with the openai client", () => {
     expect(seen.headers.authorization).toBe("Bearer sk-provider-secret-123");
   });
 
+  test("browsers may call it from any origin, as LiteLLM allows by default: preflights and readable answers", async () => {
+    for (const path of ["/v1/chat/completions", "/v1/models", "/key/generate"]) {
+      const preflight = await fetch(`${gateway.url}${path}`, {
+        method: "OPTIONS",
+        headers: { origin: "https://app.example", "access-control-request-method": "POST", "access-control-request-headers": "authorization, content-type" },
+      });
+      expect(`${path} ${preflight.status}`).toBe(`${path} 204`);
+      expect(preflight.headers.get("access-control-allow-origin")).toBe("*");
+      expect(preflight.headers.get("access-control-allow-headers")).toBe("authorization, content-type");
+    }
+    const headers = { origin: "https://app.example", authorization: "Bearer sk-1234", "content-type": "application/json" };
+    const chat = await fetch(`${gateway.url}/v1/chat/completions`, { method: "POST", headers, body: JSON.stringify({ model: "test-model", messages: [{ role: "user", content: "hi" }] }) });
+    expect(chat.status).toBe(200);
+    expect(chat.headers.get("access-control-allow-origin")).toBe("*");
+    expect(chat.headers.get("access-control-expose-headers")).toBe("*");
+    const refused = await fetch(`${gateway.url}/v1/chat/completions`, { method: "POST", headers: { ...headers, authorization: "Bearer nope" }, body: "{}" });
+    expect(refused.status).toBe(401);
+    expect(refused.headers.get("access-control-allow-origin")).toBe("*");
+    const models = await fetch(`${gateway.url}/v1/models`, { headers });
+    expect(models.headers.get("access-control-allow-origin")).toBe("*");
+    // Without an Origin (servers, SDKs) nothing is added.
+    const plain = await fetch(`${gateway.url}/v1/models`, { headers: { authorization: "Bearer sk-1234" } });
+    expect(plain.headers.get("access-control-allow-origin")).toBeNull();
+  });
+
   test("the public model name is replaced by the deployment's", async () => {
     upstream.reset();
     await client.chat.completions.create({ model: "renamed", messages: [{ role: "user", content: "hi" }] });
