@@ -41,7 +41,11 @@ export function parseArgs(argv: readonly string[]): CliArgs {
   while (rest.length > 0) {
     const arg = rest.shift()!;
     const [flag, inline] = arg.includes("=") ? [arg.slice(0, arg.indexOf("=")), arg.slice(arg.indexOf("=") + 1)] : [arg, undefined];
-    const take = () => inline ?? value(flag);
+    const take = () => {
+      const given = inline ?? value(flag);
+      if (given.trim() === "") throw new CliError(`${flag} needs a value`);
+      return given;
+    };
     switch (flag) {
       case "--help":
       case "-h":
@@ -54,8 +58,9 @@ export function parseArgs(argv: readonly string[]): CliArgs {
         args.config = take();
         break;
       case "--port": {
-        const port = Number(take());
-        if (!Number.isInteger(port) || port < 0 || port > 65535) throw new CliError("--port must be an integer from 0 to 65535");
+        const text = take();
+        const port = Number(text);
+        if (!/^\d{1,5}$/.test(text) || port > 65535) throw new CliError("--port must be an integer from 0 to 65535");
         args.port = port;
         break;
       }

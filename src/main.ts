@@ -1,4 +1,5 @@
 import { hangupWhileStarting } from "./early"; // first: the allocator setting, and the embedded database's thread started while the rest loads
+import { isIP } from "node:net";
 import { type CliArgs, CliError, USAGE, parseArgs } from "./cli";
 import { ConfigError, type Config, databaseUrlOf, loadConfig, redisUrlOf } from "./config";
 import { type Database, DataDirInUse, MigrationError, deferredDatabase, discardEarlyPglite, lockDataDir, migrate, openDatabase } from "./db";
@@ -141,7 +142,12 @@ async function main(): Promise<void> {
         maxRequestBodySize: Number.MAX_SAFE_INTEGER });
     } catch (error) {
       unlock();
-      const reason = (error as { code?: string }).code === "EADDRINUSE" || /in use/i.test(String(error)) ? "the port is in use" : String(error).split("\n")[0];
+      // The runtime says a port is in use whenever it cannot listen, a bad --host included.
+      const code = (error as { code?: string }).code;
+      const reason = /^[\d.]+$/.test(hostname) && isIP(hostname) === 0 ? `${hostname} is not an IP address (--host)`
+        : code === "EADDRINUSE" ? "the port is in use"
+        : code === "EINVAL" || code === "EADDRNOTAVAIL" ? `${hostname} is not an address of this machine (--host)`
+        : String(error).split("\n")[0];
       return fail(`cannot listen on ${hostname}:${p}: ${reason}`);
     }
   };

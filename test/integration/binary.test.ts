@@ -216,6 +216,11 @@ describe("command line", () => {
     expect(missing.code).not.toBe(0);
     expect(missing.stderr.trim().split("\n")).toHaveLength(1);
     expect(missing.stderr).toContain("/nonexistent/config.yaml");
+    for (const [args, message] of [[["--port="], "--port needs a value"], [["--port", "0x1F90"], "--port must be an integer"], [["--port", " 1e3"], "--port must be an integer"], [["--host", ""], "--host needs a value"]] as const) {
+      const bad = await runBinary(["--config", "x.yaml", ...args]);
+      expect(bad.code).not.toBe(0);
+      expect(bad.stderr).toContain(message);
+    }
   });
 
   test("a port in use is one clear line and exit 1", async () => {
@@ -228,6 +233,8 @@ describe("command line", () => {
       const lines = result.stderr.trim().split("\n");
       expect(lines.at(-1)).toBe(`litegate: cannot listen on 127.0.0.1:${taken.port}: the port is in use`);
       expect(lines.filter((line) => /^\s+at /.test(line))).toEqual([]);
+      const badHost = await runBinary(["--config", join(cwd, "c.yaml"), "--host", "999.1.1.1", "--port", "0"], { cwd });
+      expect(badHost.stderr.trim().split("\n").at(-1)).toBe("litegate: cannot listen on 999.1.1.1:0: 999.1.1.1 is not an IP address (--host)");
     } finally {
       taken.stop(true);
     }
