@@ -8,7 +8,7 @@ import type { AdminDeps } from "./deps";
 import { Id, Limit, Money, UserId, opt, open } from "./fields";
 import { adminOnlyRoutes } from "./guard";
 import { userView } from "./users";
-import { MAX_MEMBERS_PER_CALL, Member, addMembers, teamView } from "./teams";
+import { MAX_MEMBERS_PER_CALL, Member, TeamRole, addMembers, teamView } from "./teams";
 
 /** The id of the budget row behind a membership's `max_budget_in_team` and limits (one per membership). */
 export const membershipBudgetId = (teamId: string, userId: string) => `team-member:${teamId}:${userId}`;
@@ -115,7 +115,7 @@ export function memberRoutes(deps: AdminDeps) {
         [body.team_id, userId]);
       return { team_id: body.team_id, user_id: userId, ...row, max_budget_in_team: row?.litellm_budget_table?.max_budget ?? null };
     }, {
-      body: t.Object({ team_id: Id, ...who, role: t.Optional(t.String({ maxLength: 64 })), ...limits }, open),
+      body: t.Object({ team_id: Id, ...who, role: t.Optional(TeamRole), ...limits }, open),
       detail: { tags: ["team management"], summary: "Change a member's role or budget within the team" },
     })
     .post("/team/member_delete", async ({ body }) => {

@@ -9,8 +9,11 @@ import { Id, Metadata, Models, Money, budgetFields, nextReset, opt, open } from 
 import { adminOnlyRoutes } from "./guard";
 import { keyView } from "./keys";
 
+/** A member's role in a team, as LiteLLM allows them. */
+export const TeamRole = t.Union([t.Literal("admin"), t.Literal("user")], { error: "must be \"admin\" or \"user\"" });
+
 export const Member = t.Object({
-  role: t.Optional(t.String({ maxLength: 64 })),
+  role: t.Optional(TeamRole),
   user_id: t.Optional(Id),
   user_email: opt(t.String({ maxLength: 512 })),
 }, open);
