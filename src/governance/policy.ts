@@ -51,6 +51,8 @@ export interface PlanInput {
   customer: CustomerRecord | null;
   model: string;
   estimatedCost: number;
+  /** Tokens the request may use (prompt and completion), held on tpm limits while it is in flight. */
+  estimatedTokens?: number;
   now: number;
   defaults: BudgetDefaults;
 }
@@ -87,7 +89,7 @@ export function planChecks(input: PlanInput): Plan {
   ) => {
     const common = { scope, label, model: modelName, modelHeader: modelName === undefined ? undefined : headerToken(modelName), initial: 0 };
     if (rpm !== null) limits.push({ ...common, kind: "rpm", key: counterKeys.requests(id, window.start), limit: rpm, reserve: 1, expiresAt: window.end });
-    if (tpm !== null) limits.push({ ...common, kind: "tpm", key: counterKeys.tokens(id, window.start), limit: tpm, reserve: 0, expiresAt: window.end });
+    if (tpm !== null) limits.push({ ...common, kind: "tpm", key: counterKeys.tokens(id, window.start), limit: tpm, reserve: input.estimatedTokens ?? 0, expiresAt: window.end });
     if (parallel !== null) limits.push({ ...common, kind: "parallel", key: counterKeys.parallel(id), limit: parallel, reserve: 1, expiresAt: Infinity });
   };
 
@@ -199,14 +201,14 @@ const MASTER = {};
  * spend targets serve every request until the rate window turns, a budget period ends, or a newer
  * principal, customer or budget settings object replaces them (a reloaded principal is a new object;
  * the runtime hands out a new settings object when they change). Only the budget reservation, the
- * request's estimated cost, is filled in per request.
+ * request's estimated cost (and its tokens, on tpm limits), is filled in per request.
  */
 export function createPlanner() {
   type PerModel = { none?: CachedPlan; byCustomer?: WeakMap<CustomerRecord, CachedPlan> };
   const cache = new WeakMap<object, Map<string, PerModel>>();
 
   function fresh(input: PlanInput): CachedPlan {
-    const plan = planChecks({ ...input, estimatedCost: 0 });
+    const plan = planChecks({ ...input, estimatedCost: 0, estimatedTokens: 0 });
     let validUntil = rateWindow(input.now).end;
     const t = plan.targets;
     const ends = [t.keyPeriod, t.user?.period, t.team?.period, t.member?.period, t.customer?.period, t.keyModel?.period, t.gatewayPeriod,
@@ -232,7 +234,8 @@ export function createPlanner() {
     const checks = new Array<PlannedCheck>(template.length);
     for (let i = 0; i < template.length; i++) {
       const check = template[i]!;
-      checks[i] = check.kind === "budget" ? { ...check, reserve: input.estimatedCost } : check;
+      checks[i] = check.kind === "budget" ? { ...check, reserve: input.estimatedCost }
+        : check.kind === "tpm" ? { ...check, reserve: input.estimatedTokens ?? 0 } : check;
     }
     return { checks, targets: cached.targets };
   }

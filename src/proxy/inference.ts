@@ -156,9 +156,10 @@ export function createInference(deps: InferenceDeps) {
     const customer = parsed.user ? await auth.customer(parsed.user) : null;
     if (customer?.blocked) throw forbidden(`End user ${customer.user_id} is blocked`);
     const completion = route === "embeddings" ? 0 : (parsed.maxTokens ?? runtime.defaultCompletionTokens) * parsed.choices;
-    const estimatedCost = runtime.pricing.estimate(deployment, route, countPromptTokens(route, parsed.body, false), completion);
+    const promptTokens = countPromptTokens(route, parsed.body, false);
+    const estimatedCost = runtime.pricing.estimate(deployment, route, promptTokens, completion);
     const plan: Plan = planFor({
-      caller, customer, model: parsed.model, estimatedCost, now: clock.now(), defaults: runtime.budgetDefaults(),
+      caller, customer, model: parsed.model, estimatedCost, estimatedTokens: promptTokens + completion, now: clock.now(), defaults: runtime.budgetDefaults(),
     });
     const ticket = await governance.admit(plan);
     const ctx: Context = { requestId, route, start, runtime, caller, customer, model: parsed.model, deployment, body: parsed.body, ticket };

@@ -81,6 +81,19 @@ describe("spend and budgets end to end", () => {
     expect(row.spend).toBeGreaterThan(0);
   });
 
+  test("tpm_limit holds under a concurrent burst: in-flight requests hold the tokens they may use", async () => {
+    const key = await h.createKey({ tpm_limit: 100 });
+    const responses = await Promise.all(Array.from({ length: 30 }, () => h.chat(key, { max_tokens: 10 }, "slow")));
+    const admitted = responses.filter((r) => r.status === 200);
+    // About 20 tokens each (a short prompt, max_tokens 10): five fit in 100; all 30 went through before.
+    expect(admitted.length).toBeGreaterThanOrEqual(4);
+    expect(admitted.length).toBeLessThanOrEqual(6);
+    expect(responses.filter((r) => r.status === 429).length).toBe(30 - admitted.length);
+    let used = 0;
+    for (const r of admitted) used += ((await r.json()) as any).usage.total_tokens;
+    expect(used).toBeLessThanOrEqual(100 + 20);
+  });
+
   test("a client that stops reading at [DONE], as the SDKs do, completed its stream", async () => {
     const key = await h.createKey();
     const response = await h.chat(key, { stream: true });
