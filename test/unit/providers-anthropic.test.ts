@@ -199,6 +199,8 @@ describe("over HTTP", () => {
     for (const route of ["completions", "embeddings"] as const) {
       expect(await send({ model: "claude", prompt: "x", input: "x" }, route)).toMatchObject({ kind: "error", status: 400, message: expect.stringContaining("not supported by provider anthropic") });
     }
+    // More than one choice is refused, not answered with one.
+    expect(await send({ model: "claude", n: 2, messages: [{ role: "user", content: "hi" }] })).toMatchObject({ kind: "error", status: 400, param: "n" });
     expect(seen).toBeNull();
   });
 });

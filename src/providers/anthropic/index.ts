@@ -14,6 +14,10 @@ async function send(call: UpstreamCall, target: Target): Promise<UpstreamResult>
   if (call.route !== "chat") {
     return { kind: "error", status: 400, type: "invalid_request_error", message: `/${call.route} is not supported by provider anthropic: use /chat/completions` };
   }
+  // Anthropic answers one choice: more are refused, as LiteLLM refuses parameters a provider lacks.
+  if (typeof call.body.n === "number" && call.body.n > 1) {
+    return { kind: "error", status: 400, type: "invalid_request_error", param: "n", message: `n=${call.body.n}: provider anthropic answers one choice per request` };
+  }
   // Clients get their answer under the model name they asked for, as with every other provider.
   const model = String(call.body.model);
   const answer = await post(call, target, JSON.stringify(toAnthropic(call.body, call.deployment.upstreamModel)));
