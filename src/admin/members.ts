@@ -11,7 +11,7 @@ import { userView } from "./users";
 import { MAX_MEMBERS_PER_CALL, Member, TeamRole, addMembers, teamView } from "./teams";
 
 /** The id of the budget row behind a membership's `max_budget_in_team` and limits (one per membership). */
-export const membershipBudgetId = (teamId: string, userId: string) => `team-member:${teamId}:${userId}`;
+const membershipBudgetId = (teamId: string, userId: string) => `team-member:${teamId}:${userId}`;
 
 /**
  * Writes a membership's budget row: a new member's from nothing (`fresh`: nothing a former membership

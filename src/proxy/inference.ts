@@ -144,8 +144,7 @@ export function createInference(deps: InferenceDeps) {
     const caller = await auth.authenticate(request.headers);
     const rawBody = await readBodyText(request, runtime.maxBodyBytes, runtime.config.general_settings.max_request_size_mb);
     const parsed = parseInferenceBody(rawBody, route);
-    // A wildcard entry's own name (`openai/*`) is a pattern of names, not one.
-    const deployment = parsed.model.includes("*") ? undefined : runtime.router.pick(parsed.model);
+    const deployment = runtime.router.pick(parsed.model);
     if (!deployment) {
       throw badRequest(`Invalid model name passed in model=${parsed.model}. Call GET /v1/models for the models this key may use.`, "model");
     }

@@ -123,7 +123,8 @@ export class ModelRouter {
    * not cooled down and under their caps; when all are unavailable, any untried one.
    */
   pick(model: string, tried?: ReadonlySet<string>): Deployment | null {
-    const all = this.resolve(model);
+    // A wildcard entry's own name (`openai/*`) is a pattern of names, not one a request may ask for.
+    const all = model.includes("*") ? undefined : this.resolve(model);
     if (!all) return null;
     const untried = tried?.size ? all.filter((d) => !tried.has(d.id)) : all;
     if (untried.length === 0) return null;
