@@ -103,6 +103,48 @@ describe("request translation", () => {
     expect(out.tool_choice).toEqual({ type: "tool", name: "f" });
     expect(out.tools).toEqual([{ name: "f", input_schema: { type: "object", properties: {} } }]);
   });
+  test("prompt-cache markers stay where the client put them: parts, whole messages, system blocks and tools", () => {
+    const cache = { type: "ephemeral" };
+    const out = toAnthropic({
+      tools: [{ type: "function", function: { name: "f" }, cache_control: cache }],
+      messages: [
+        { role: "system", content: [{ type: "text", text: "Long rules.", cache_control: cache }, { type: "text", text: "Be brief." }] },
+        { role: "user", content: [{ type: "text", text: "Doc", cache_control: cache }, { type: "text", text: "Q1" }] },
+        { role: "assistant", content: "A1" },
+        { role: "user", content: "Q2", cache_control: cache },
+      ],
+    }, "m");
+    expect(out.system).toEqual([{ type: "text", text: "Long rules.", cache_control: cache }, { type: "text", text: "Be brief." }]);
+    expect(out.tools).toEqual([{ name: "f", input_schema: { type: "object", properties: {} }, cache_control: cache }]);
+    expect(out.messages).toEqual([
+      { role: "user", content: [{ type: "text", text: "Doc", cache_control: cache }, { type: "text", text: "Q1" }] },
+      { role: "assistant", content: [{ type: "text", text: "A1" }] },
+      { role: "user", content: [{ type: "text", text: "Q2", cache_control: cache }] },
+    ]);
+    // Without a marker the system prompt stays one string.
+    expect(toAnthropic({ messages: [{ role: "system", content: [{ type: "text", text: "a" }] }, { role: "user", content: "b" }] }, "m").system).toBe("a");
+  });
+
+  test("reasoning_effort becomes a thinking budget, with room left for the answer; thinking blocks go back first", () => {
+    const out = toAnthropic({ reasoning_effort: "medium", messages: [{ role: "user", content: "hi" }] }, "m");
+    expect(out.thinking).toEqual({ type: "enabled", budget_tokens: 2048 });
+    expect(out.max_tokens).toBe(2048 + 4096);
+    expect(toAnthropic({ reasoning_effort: "high", max_tokens: 9000, messages: [] }, "m")).toMatchObject({ thinking: { budget_tokens: 4096 }, max_tokens: 9000 });
+    expect(toAnthropic({ thinking: { type: "enabled", budget_tokens: 5000 }, messages: [] }, "m").thinking).toEqual({ type: "enabled", budget_tokens: 5000 });
+    expect(toAnthropic({ reasoning_effort: "none", messages: [] }, "m").thinking).toBeUndefined();
+    const block = { type: "thinking", thinking: "Let me see", signature: "sig" };
+    const turn = toAnthropic({ messages: [{ role: "assistant", content: "ok", thinking_blocks: [block] }] }, "m").messages[0];
+    expect(turn.content).toEqual([block, { type: "text", text: "ok" }]);
+  });
+
+  test("response_format becomes one forced answer tool (not forced when thinking)", () => {
+    const schema = { type: "object", properties: { city: { type: "string" } }, required: ["city"] };
+    const out = toAnthropic({ response_format: { type: "json_schema", json_schema: { name: "place", schema } }, messages: [{ role: "user", content: "where?" }] }, "m");
+    expect(out.tools).toEqual([{ name: "json_tool_call", description: expect.any(String), input_schema: schema }]);
+    expect(out.tool_choice).toEqual({ type: "tool", name: "json_tool_call" });
+    expect(toAnthropic({ response_format: { type: "json_object" }, reasoning_effort: "low", messages: [] }, "m")).toMatchObject({ tools: [{ input_schema: { type: "object" } }], tool_choice: { type: "auto" } });
+    expect(toAnthropic({ response_format: { type: "text" }, messages: [] }, "m").tools).toBeUndefined();
+  });
 });
 
 describe("response translation", () => {
@@ -120,9 +162,41 @@ describe("response translation", () => {
       expect(fromAnthropic({ content: [], stop_reason: reason }, "m").choices[0].finish_reason).toBe(finish);
     }
   });
+
+  test("thinking as reasoning_content and thinking_blocks; an answer tool's input as the content", () => {
+    const thought = { type: "thinking", thinking: "Paris is the capital.", signature: "sig1" };
+    const out = fromAnthropic({ content: [thought, { type: "text", text: "Paris" }], stop_reason: "end_turn" }, "m");
+    expect(out.choices[0].message).toEqual({ role: "assistant", content: "Paris", reasoning_content: "Paris is the capital.", thinking_blocks: [thought] });
+    const json = fromAnthropic({ content: [{ type: "tool_use", id: "t", name: "json_tool_call", input: { city: "Paris" } }], stop_reason: "tool_use" }, "m", 1, true);
+    expect(json.choices[0]).toEqual({ index: 0, finish_reason: "stop", message: { role: "assistant", content: '{"city":"Paris"}' } });
+    // Without a response_format a tool of that name is an ordinary tool call.
+    expect(fromAnthropic({ content: [{ type: "tool_use", id: "t", name: "json_tool_call", input: {} }], stop_reason: "tool_use" }, "m").choices[0].finish_reason).toBe("tool_calls");
+  });
 });
 
 describe("stream translation", () => {
+  test("thinking deltas and an answer tool's input stream as reasoning_content and content", async () => {
+    const events = [
+      { type: "message_start", message: { id: "m", usage: { input_tokens: 3 } } },
+      { type: "content_block_start", index: 0, content_block: { type: "thinking", thinking: "" } },
+      { type: "content_block_delta", index: 0, delta: { type: "thinking_delta", thinking: "Hmm." } },
+      { type: "content_block_delta", index: 0, delta: { type: "signature_delta", signature: "sig" } },
+      { type: "content_block_start", index: 1, content_block: { type: "tool_use", id: "t", name: "json_tool_call", input: {} } },
+      { type: "content_block_delta", index: 1, delta: { type: "input_json_delta", partial_json: '{"city":' } },
+      { type: "content_block_delta", index: 1, delta: { type: "input_json_delta", partial_json: '"Paris"}' } },
+      { type: "message_delta", delta: { stop_reason: "tool_use" }, usage: { output_tokens: 9 } },
+      { type: "message_stop" },
+    ];
+    const sse = encoder.encode(events.map((e) => `data: ${JSON.stringify(e)}\n\n`).join(""));
+    const data = chunksOf(await new Response(translateStream(pieces(sse, 5), "claude", true)).text()).slice(0, -1);
+    const deltas = data.map((c) => c.choices[0]?.delta ?? {});
+    expect(deltas.map((d) => d.reasoning_content ?? "").join("")).toBe("Hmm.");
+    expect(deltas.flatMap((d) => d.thinking_blocks ?? []).find((b) => b.signature)?.signature).toBe("sig");
+    expect(deltas.map((d) => d.content ?? "").join("")).toBe('{"city":"Paris"}');
+    expect(deltas.some((d) => d.tool_calls)).toBe(false);
+    expect(data.at(-2).choices[0].finish_reason).toBe("stop");
+  });
+
   test("a transcript cut at every awkward boundary gives the same OpenAI chunks, usage and [DONE] last", async () => {
     const bytes = encoder.encode(transcript());
     const reference = await new Response(translateStream(pieces(bytes, bytes.length), "claude")).text();
@@ -177,6 +251,14 @@ describe("over HTTP", () => {
     expect(seen!.body).toEqual({ model: "claude-sonnet-4-5", max_tokens: 20, messages: [{ role: "user", content: [{ type: "text", text: "hi" }] }] });
     expect(result).toMatchObject({ kind: "json", status: 200, usage: { prompt_tokens: 9, completion_tokens: 2, total_tokens: 11, cached_tokens: 0 } });
     if (result.kind === "json") expect(JSON.parse(result.body)).toMatchObject({ object: "chat.completion", model: "claude", choices: [{ message: { content: "Bonjour" }, finish_reason: "stop" }] });
+  });
+
+  test("a response_format request is answered with the answer tool's input as content", async () => {
+    answer = () => Response.json({ id: "msg_j", type: "message", content: [{ type: "tool_use", id: "t", name: "json_tool_call", input: { ok: true } }], stop_reason: "tool_use", usage: { input_tokens: 5, output_tokens: 4 } });
+    const result = await send({ model: "claude", response_format: { type: "json_object" }, messages: [{ role: "user", content: "json please" }] });
+    expect(seen!.body.tool_choice).toEqual({ type: "tool", name: "json_tool_call" });
+    expect(result.kind).toBe("json");
+    if (result.kind === "json") expect(JSON.parse(result.body).choices[0]).toMatchObject({ message: { content: '{"ok":true}' }, finish_reason: "stop" });
   });
 
   test("a streamed answer comes back as OpenAI SSE", async () => {

@@ -1,6 +1,6 @@
 import { type Target, baseUrl, errorFrom, errorFromText, invalidJson, isError, isEventStream, makeTarget, paramOrEnv, post, usageFrom } from "../http";
 import type { Deployment, Provider, UpstreamCall, UpstreamResult } from "../types";
-import { toAnthropic } from "./request";
+import { jsonSchemaOf, toAnthropic } from "./request";
 import { fromAnthropic } from "./response";
 import { translateStream } from "./stream";
 
@@ -20,12 +20,13 @@ async function send(call: UpstreamCall, target: Target): Promise<UpstreamResult>
   }
   // Clients get their answer under the model name they asked for, as with every other provider.
   const model = String(call.body.model);
+  const jsonAnswer = jsonSchemaOf(call.body.response_format) !== undefined;
   const answer = await post(call, target, JSON.stringify(toAnthropic(call.body, call.deployment.upstreamModel)));
   if (isError(answer)) return answer;
   const { response, host } = answer;
   if (!response.ok) return errorFrom(answer, target.secret);
   if (call.stream && response.body && isEventStream(response)) {
-    return { kind: "stream", status: 200, stream: translateStream(response.body, model) };
+    return { kind: "stream", status: 200, stream: translateStream(response.body, model, jsonAnswer) };
   }
   const text = await answer.text();
   if (isError(text)) return text;
@@ -36,7 +37,7 @@ async function send(call: UpstreamCall, target: Target): Promise<UpstreamResult>
     return invalidJson(host);
   }
   if (message?.type === "error") return errorFromText(502, text, response.headers, target.secret);
-  const translated = fromAnthropic(message, model);
+  const translated = fromAnthropic(message, model, undefined, jsonAnswer);
   return { kind: "json", status: 200, body: JSON.stringify(translated), usage: usageFrom(translated) };
 }
 

@@ -4,6 +4,16 @@ type Json = Record<string, any>;
 
 export const DEFAULT_MAX_TOKENS = 4096;
 
+/** The tool an OpenAI `response_format` becomes: Anthropic answers through it, and the answer is its input. */
+export const JSON_TOOL = "json_tool_call";
+
+/** Thinking budgets for OpenAI's `reasoning_effort`, as LiteLLM maps them (Anthropic's minimum is 1024). */
+const THINKING_BUDGET: Record<string, number> = { minimal: 1024, low: 1024, medium: 2048, high: 4096 };
+
+/** Anthropic's prompt-cache marker, kept where a client put it (a part, a message or a tool). */
+const withCache = (block: Json, from: unknown): Json =>
+  from && typeof from === "object" && (from as Json).cache_control ? { ...block, cache_control: (from as Json).cache_control } : block;
+
 function textOf(content: unknown): string {
   if (typeof content === "string") return content;
   if (Array.isArray(content)) return content.map((part) => (typeof part?.text === "string" ? part.text : "")).join("");
@@ -26,11 +36,21 @@ function blocksOf(content: unknown): Json[] {
     if (typeof part === "string") blocks.push({ type: "text", text: part });
     else if (part?.type === "image_url") {
       const url = typeof part.image_url === "string" ? part.image_url : part.image_url?.url;
-      if (typeof url === "string") blocks.push(imageBlock(url));
-    } else if (typeof part?.text === "string") blocks.push({ type: "text", text: part.text });
+      if (typeof url === "string") blocks.push(withCache(imageBlock(url), part));
+    } else if (typeof part?.text === "string") blocks.push(withCache({ type: "text", text: part.text }, part));
   }
   return blocks;
 }
+
+/** A message's blocks, with a `cache_control` set on the whole message carried by its last block. */
+function messageBlocks(m: Json, blocks: Json[]): Json[] {
+  if (m.cache_control && blocks.length > 0) blocks[blocks.length - 1] = withCache(blocks[blocks.length - 1], m);
+  return blocks;
+}
+
+/** Thinking blocks an assistant turn carries back (LiteLLM's `thinking_blocks`), first as Anthropic wants them. */
+const thinkingBlocksOf = (m: Json): Json[] =>
+  Array.isArray(m.thinking_blocks) ? m.thinking_blocks.filter((b: Json) => b?.type === "thinking" || b?.type === "redacted_thinking") : [];
 
 function toolUseBlock(call: Json): Json {
   let input: unknown = {};
@@ -63,23 +83,28 @@ function toolChoiceOf(body: Json): Json | undefined {
 
 /** The Messages API body for an OpenAI chat body, sent as `model`. */
 export function toAnthropic(body: Json, model: string): Json {
-  const system: string[] = [];
+  const system: Json[] = [];
   const messages: Json[] = [];
   for (const m of (Array.isArray(body.messages) ? body.messages : []) as Json[]) {
     if (m.role === "system" || m.role === "developer") {
-      system.push(textOf(m.content));
+      system.push(...messageBlocks(m, blocksOf(m.content).filter((b) => b.type === "text")));
     } else if (m.role === "tool" || m.role === "function") {
-      appendTurn(messages, "user", [{ type: "tool_result", tool_use_id: m.tool_call_id ?? m.name, content: textOf(m.content) }]);
+      appendTurn(messages, "user", messageBlocks(m, [{ type: "tool_result", tool_use_id: m.tool_call_id ?? m.name, content: textOf(m.content) }]));
     } else if (m.role === "assistant") {
-      const blocks = blocksOf(m.content);
+      const blocks = [...thinkingBlocksOf(m), ...blocksOf(m.content)];
       if (Array.isArray(m.tool_calls)) for (const call of m.tool_calls) blocks.push(toolUseBlock(call));
-      appendTurn(messages, "assistant", blocks);
+      appendTurn(messages, "assistant", messageBlocks(m, blocks));
     } else {
-      appendTurn(messages, "user", blocksOf(m.content));
+      appendTurn(messages, "user", messageBlocks(m, blocksOf(m.content)));
     }
   }
-  const out: Json = { model, messages, max_tokens: body.max_tokens ?? body.max_completion_tokens ?? DEFAULT_MAX_TOKENS };
-  if (system.length > 0) out.system = system.join("\n\n");
+  const thinking = thinkingOf(body);
+  const asked = body.max_tokens ?? body.max_completion_tokens;
+  // Thinking counts against max_tokens, which must exceed its budget: the default leaves room for the answer.
+  const out: Json = { model, messages, max_tokens: asked ?? (thinking ? thinking.budget_tokens + DEFAULT_MAX_TOKENS : DEFAULT_MAX_TOKENS) };
+  if (thinking) out.thinking = thinking;
+  // A plain string unless a block is marked for the prompt cache, which only the block form can carry.
+  if (system.length > 0) out.system = system.some((b) => b.cache_control) ? system : system.map((b) => b.text).join("\n\n");
   if (typeof body.stop === "string") out.stop_sequences = [body.stop];
   else if (Array.isArray(body.stop)) out.stop_sequences = body.stop;
   for (const field of ["temperature", "top_p", "top_k"]) if (typeof body[field] === "number") out[field] = body[field];
@@ -88,13 +113,38 @@ export function toAnthropic(body: Json, model: string): Json {
   if (Array.isArray(body.tools)) {
     out.tools = body.tools
       .filter((tool: Json) => tool?.type === "function" || tool?.function)
-      .map((tool: Json) => ({
+      .map((tool: Json) => withCache({
         name: tool.function.name,
         ...(tool.function.description ? { description: tool.function.description } : {}),
         input_schema: tool.function.parameters ?? { type: "object", properties: {} },
-      }));
+      }, tool));
   }
   const choice = toolChoiceOf(body);
   if (choice && out.tools?.length) out.tool_choice = choice;
+  const schema = jsonSchemaOf(body.response_format);
+  if (schema) {
+    // LiteLLM's way to structured output on Anthropic: one tool whose input is the answer, forced unless thinking is on
+    // (Anthropic refuses a forced tool with thinking).
+    out.tools = [...(out.tools ?? []), { name: JSON_TOOL, description: "Answer with JSON matching this schema.", input_schema: schema }];
+    out.tool_choice = thinking ? { type: "auto" } : { type: "tool", name: JSON_TOOL };
+  }
   return out;
+}
+
+/** Anthropic's `thinking` for a request: as the client sent it, or from OpenAI's `reasoning_effort`. */
+function thinkingOf(body: Json): { type: "enabled"; budget_tokens: number } | undefined {
+  const given = body.thinking;
+  if (given?.type === "enabled" && typeof given.budget_tokens === "number") return { type: "enabled", budget_tokens: given.budget_tokens };
+  const budget = typeof body.reasoning_effort === "string" ? THINKING_BUDGET[body.reasoning_effort] : undefined;
+  return budget ? { type: "enabled", budget_tokens: budget } : undefined;
+}
+
+/** The JSON schema an OpenAI `response_format` asks for (any object for `json_object`); none for text. */
+export function jsonSchemaOf(format: unknown): Json | undefined {
+  const f = format as Json | undefined;
+  if (f?.type === "json_schema") {
+    const schema = f.json_schema?.schema;
+    return schema && typeof schema === "object" ? schema : { type: "object" };
+  }
+  return f?.type === "json_object" ? { type: "object" } : undefined;
 }

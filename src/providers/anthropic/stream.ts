@@ -1,4 +1,5 @@
 import { SSE_DONE, chunkOf, sseData, usageChunkOf } from "../sse";
+import { JSON_TOOL } from "./request";
 import { finishReasonOf, openAiUsage } from "./response";
 
 type Json = Record<string, any>;
@@ -7,11 +8,14 @@ type Json = Record<string, any>;
  * Turns Anthropic Messages events into OpenAI chunks, one event at a time. Returns the chunks an
  * event produces (often none); throws on an `error` event so the stream ends as failed.
  */
-function createTranslator(model: string) {
+function createTranslator(model: string, jsonAnswer: boolean) {
   const created = Math.floor(Date.now() / 1000);
   let id = `chatcmpl-${crypto.randomUUID()}`;
   let usage: Json = {};
   let tool = -1;
+  /** Inside the answer tool of a `response_format` request: its input is streamed as content. */
+  let answering = false;
+  let answered = false;
   let finished = false;
   const chunk = (delta: Json, finish: string | null = null) => chunkOf(id, model, created, delta, finish);
 
@@ -23,6 +27,11 @@ function createTranslator(model: string) {
         return [chunk({ role: "assistant", content: "" })];
       case "content_block_start": {
         const block = event.content_block;
+        answering = jsonAnswer && block?.type === "tool_use" && block.name === JSON_TOOL;
+        if (answering) {
+          answered = true;
+          return [];
+        }
         if (block?.type === "tool_use") {
           tool++;
           return [chunk({ tool_calls: [{ index: tool, id: block.id, type: "function", function: { name: block.name, arguments: "" } }] })];
@@ -33,13 +42,19 @@ function createTranslator(model: string) {
       case "content_block_delta": {
         const delta = event.delta;
         if (delta?.type === "text_delta") return [chunk({ content: delta.text })];
-        if (delta?.type === "input_json_delta") return [chunk({ tool_calls: [{ index: tool, function: { arguments: delta.partial_json } }] })];
+        if (delta?.type === "input_json_delta") {
+          return [chunk(answering ? { content: delta.partial_json } : { tool_calls: [{ index: tool, function: { arguments: delta.partial_json } }] })];
+        }
+        if (delta?.type === "thinking_delta") return [chunk({ reasoning_content: delta.thinking, thinking_blocks: [{ type: "thinking", thinking: delta.thinking }] })];
+        if (delta?.type === "signature_delta") return [chunk({ thinking_blocks: [{ type: "thinking", thinking: "", signature: delta.signature }] })];
         return [];
       }
       case "message_delta":
         // Counts here are running totals for the whole message; they replace what message_start said.
         usage = { ...usage, ...event.usage };
-        return event.delta?.stop_reason ? [chunk({}, finishReasonOf(event.delta.stop_reason))] : [];
+        if (!event.delta?.stop_reason) return [];
+        // An answer given through the answer tool ends as a plain answer does, unless real tools were called too.
+        return [chunk({}, finishReasonOf(answered && tool < 0 && event.delta.stop_reason === "tool_use" ? "end_turn" : event.delta.stop_reason))];
       case "message_stop":
         finished = true;
         return [usageChunkOf(id, model, created, openAiUsage(usage)), SSE_DONE];
@@ -71,10 +86,10 @@ function dataOf(block: string): string {
  * `[DONE]` at the end. A stream that ends before `message_stop` errors, so it is never taken for a
  * complete answer.
  */
-export function translateStream(source: ReadableStream<Uint8Array>, model: string): ReadableStream<Uint8Array> {
+export function translateStream(source: ReadableStream<Uint8Array>, model: string, jsonAnswer = false): ReadableStream<Uint8Array> {
   const reader = source.getReader();
   const decoder = new TextDecoder();
-  const translator = createTranslator(model);
+  const translator = createTranslator(model, jsonAnswer);
   /** Text received and not yet part of a complete event, in the pieces it came in; `last` is its last character. */
   let waiting: string[] = [];
   let last = "";
