@@ -165,10 +165,19 @@ export async function post(call: UpstreamCall, target: Target, body: string): Pr
   const deadline = deadlineOf(call);
   let response: Response;
   try {
-    response = await fetch(target.url, { method: "POST", headers: target.headers, body, signal: deadline.signal });
+    // A redirect is not followed: it would carry the provider key (and the prompt) to wherever it points.
+    response = await fetch(target.url, { method: "POST", headers: target.headers, body, signal: deadline.signal, redirect: "manual" });
   } catch (error) {
     deadline.clear();
     return failure(call, error, deadline.timedOut(), host, deadline.seconds);
+  }
+  if (response.status >= 300 && response.status < 400) {
+    deadline.clear();
+    void response.body?.cancel().catch(() => {});
+    return {
+      kind: "error", status: 502, type: "upstream_error", connectionError: true,
+      message: `Upstream ${host} answered ${response.status} (a redirect), which litegate does not follow: set api_base to the address it redirects to`,
+    };
   }
   if (call.stream && response.ok) deadline.clear();
   return {

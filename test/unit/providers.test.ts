@@ -215,6 +215,22 @@ describe("errors", () => {
     expect(await send(d(), raw)).toMatchObject({ kind: "error", status: 502, message: expect.stringContaining("invalid JSON") });
   });
 
+  test("a redirect is not followed (the provider key would go with it): a 502 saying so", async () => {
+    const elsewhere: string[] = [];
+    const other = Bun.serve({ port: 0, fetch: (request) => (elsewhere.push(request.headers.get("authorization") ?? ""), Response.json({ choices: [] })) });
+    try {
+      for (const status of [301, 302, 307, 308]) {
+        answer = () => new Response(null, { status, headers: { location: `http://127.0.0.1:${other.port}/v1/chat/completions` } });
+        const result = await send(d(), raw);
+        expect(result).toMatchObject({ kind: "error", status: 502, message: expect.stringContaining(`answered ${status} (a redirect)`) });
+        expect(JSON.stringify(result)).not.toContain(KEY);
+      }
+      expect(elsewhere).toEqual([]);
+    } finally {
+      other.stop(true);
+    }
+  });
+
   test("a closed port is a 502 connection error", async () => {
     const closed = Bun.serve({ port: 0, fetch: () => new Response() });
     const port = closed.port;
