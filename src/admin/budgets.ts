@@ -1,7 +1,7 @@
 import { t } from "elysia";
 import type { Sql } from "../db";
 import { badRequest } from "../http/errors";
-import { OWN_BUDGET_PREFIXES, found, isForeignKeyViolation, iso, resetAtFor, updateBudgetHolder, write } from "./common";
+import { RESERVED_BUDGET_PREFIXES, found, isForeignKeyViolation, iso, resetAtFor, updateBudgetHolder, write } from "./common";
 import type { AdminDeps } from "./deps";
 import { Id, ModelBudgets, budgetFields, nextReset, opt, open } from "./fields";
 import { adminOnlyRoutes } from "./guard";
@@ -33,8 +33,8 @@ export function budgetRoutes(deps: AdminDeps) {
   const { db, clock } = deps;
   return adminOnlyRoutes("admin-budgets", deps)
     .post("/budget/new", async ({ body }) => {
-      const own = OWN_BUDGET_PREFIXES.find((prefix) => body.budget_id?.startsWith(prefix));
-      if (own) throw badRequest(`budget_id: ids starting with "${own}" are those litegate gives a membership's or a customer's own budget`, "budget_id");
+      const own = RESERVED_BUDGET_PREFIXES.find((prefix) => body.budget_id?.startsWith(prefix));
+      if (own) throw badRequest(`budget_id: ids starting with "${own}" are those litegate gives a membership's, a team's members' or a customer's own budget`, "budget_id");
       const row = await insertBudget(db, body.budget_id ?? crypto.randomUUID(), body, clock.now());
       return budgetView(row);
     }, { body: t.Object({ ...budgetBody, budget_id: t.Optional(Id), ...nextReset }, open), detail: { tags: ["budget management"], summary: "Create a budget (limits shared by customers or members)" } })

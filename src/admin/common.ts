@@ -55,12 +55,21 @@ export async function deleteEvery(sql: Database, table: "teams" | "users", colum
     const missing = ids.filter((id) => !deleted.has(id));
     if (missing.length > 0) throw notFound(`${what} not found, passed ${column}=${missing.join(", ")}; nothing was deleted`);
     await dropOwnBudgets(tx, memberships.map((m) => m.budget_id));
+    // A team's member budget goes with the team (when nothing else was put on it).
+    if (table === "teams") {
+      await tx.query(
+        `delete from budgets b where b.budget_id = any($1::text[]) and not exists (select 1 from team_memberships m where m.budget_id = b.budget_id)
+           and not exists (select 1 from end_users e where e.budget_id = b.budget_id) and not exists (select 1 from keys k where k.budget_id = b.budget_id)`,
+        [[...deleted].map((id) => `team-members:${id}`)]);
+    }
     return [...deleted];
   });
 }
 
 /** Ids of the budgets litegate makes for one membership or one customer (never shared, never made by /budget/new). */
 export const OWN_BUDGET_PREFIXES = ["team-member:", "customer:"];
+/** Ids /budget/new leaves to litegate: those above, and a team's member budget (`team-members:<team>`). */
+export const RESERVED_BUDGET_PREFIXES = [...OWN_BUDGET_PREFIXES, "team-members:"];
 
 /** Deletes budgets made for one membership or customer once nothing uses them (the membership or customer is gone). */
 export async function dropOwnBudgets(sql: Sql, budgetIds: Array<string | null | undefined>): Promise<void> {

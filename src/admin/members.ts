@@ -3,32 +3,35 @@ import type { Sql } from "../db";
 import { counterKeys, scopes } from "../governance/keys";
 import { SEP } from "../spend/batch";
 import { badRequest, notFound } from "../http/errors";
-import { dropOwnBudgets } from "./common";
+import { dropOwnBudgets, resetAtFor } from "./common";
 import type { AdminDeps } from "./deps";
-import { Id, Limit, Money, UserId, opt, open } from "./fields";
+import { DurationText, Id, Limit, Money, UserId, opt, open } from "./fields";
 import { adminOnlyRoutes } from "./guard";
 import { userView } from "./users";
-import { MAX_MEMBERS_PER_CALL, Member, TeamRole, addMembers, teamView } from "./teams";
+import { MAX_MEMBERS_PER_CALL, Member, TeamRole, addMembers, giveMemberDefaults, teamView } from "./teams";
 
 /** The id of the budget row behind a membership's `max_budget_in_team` and limits (one per membership). */
 const membershipBudgetId = (teamId: string, userId: string) => `team-member:${teamId}:${userId}`;
 
 /**
  * Writes a membership's budget row: a new member's from nothing (`fresh`: nothing a former membership
- * left is kept), a member's update over what it had (fields not sent are kept).
+ * left is kept), a member's update over what it had (fields not sent are kept: its own budget's, or
+ * the team's member budget it was on until now).
  */
 async function membershipBudget(sql: Sql, teamId: string, userId: string, fields: Record<string, unknown>, fresh: boolean): Promise<string> {
   const budgetId = membershipBudgetId(teamId, userId);
-  const keep = (column: string, n: number) => (fresh ? `$${n}` : `coalesce($${n}, budgets.${column})`);
+  const columns = ["max_budget", "tpm_limit", "rpm_limit", "max_parallel_requests", "budget_duration"];
+  const sent = [fields.max_budget_in_team, fields.tpm_limit, fields.rpm_limit, fields.max_parallel_requests, fields.budget_duration];
+  // Parameters: $1 the id, $2.. the values sent, then the membership whose current budget is the base.
+  const base = columns.length + 2;
+  const value = (column: string, i: number) => (fresh ? `$${i + 2}`
+    : `coalesce($${i + 2}, (select b.${column} from team_memberships m join budgets b on b.budget_id = m.budget_id where m.team_id = $${base} and m.user_id = $${base + 1}))`);
   await sql.query(
-    `insert into budgets (budget_id, max_budget, tpm_limit, rpm_limit, max_parallel_requests) values ($1, $2, $3, $4, $5)
-     on conflict (budget_id) do update set
-       max_budget = ${keep("max_budget", 2)}, tpm_limit = ${keep("tpm_limit", 3)}, rpm_limit = ${keep("rpm_limit", 4)},
-       max_parallel_requests = ${keep("max_parallel_requests", 5)}, updated_at = now()`,
-    [budgetId, fields.max_budget_in_team ?? null, fields.tpm_limit ?? null, fields.rpm_limit ?? null, fields.max_parallel_requests ?? null]);
+    `insert into budgets (budget_id, ${columns.join(", ")}) values ($1, ${columns.map(value).join(", ")})
+     on conflict (budget_id) do update set ${columns.map((c, i) => `${c} = ${fresh ? `$${i + 2}` : `coalesce($${i + 2}, budgets.${c})`}`).join(", ")}, updated_at = now()`,
+    [budgetId, ...sent.map((v) => v ?? null), ...(fresh ? [] : [teamId, userId])]);
   return budgetId;
 }
-
 
 /**
  * Every change to a team's members locks the team's row first: they all touch the team, its members
@@ -65,7 +68,7 @@ async function memberOf(sql: Sql, body: { team_id: string; user_id?: string | nu
 
 const who = { user_id: opt(UserId), user_email: opt(t.String({ maxLength: 512 })) };
 
-const limits = { max_budget_in_team: opt(Money), tpm_limit: opt(Limit), rpm_limit: opt(Limit), max_parallel_requests: opt(Limit) };
+const limits = { max_budget_in_team: opt(Money), budget_duration: opt(DurationText), tpm_limit: opt(Limit), rpm_limit: opt(Limit), max_parallel_requests: opt(Limit) };
 
 export function memberRoutes(deps: AdminDeps) {
   const { db } = deps;
@@ -76,12 +79,16 @@ export function memberRoutes(deps: AdminDeps) {
         if (!(await lockTeam(tx, body.team_id))) throw notFound(`Team not found for team_id=${body.team_id}`);
         await refuseExistingMembers(tx, body.team_id, members);
         const added = await addMembers(tx, body.team_id, members, null);
-        // Every member added gets the budget and limits sent, from nothing: a former membership's are not kept.
-        if ([body.max_budget_in_team, body.tpm_limit, body.rpm_limit, body.max_parallel_requests].some((v) => v != null)) {
+        // Every member added gets the budget and limits sent, from nothing: a former membership's are not
+        // kept. Members sent without any take the team's member budget, when it has one.
+        if ([body.max_budget_in_team, body.budget_duration, body.tpm_limit, body.rpm_limit, body.max_parallel_requests].some((v) => v != null)) {
           for (const userId of added) {
             const budgetId = await membershipBudget(tx, body.team_id, userId, body, true);
-            await tx.query("update team_memberships set budget_id = $3 where team_id = $1 and user_id = $2", [body.team_id, userId, budgetId]);
+            await tx.query("update team_memberships set budget_id = $3, budget_reset_at = $4 where team_id = $1 and user_id = $2",
+              [body.team_id, userId, budgetId, resetAtFor(body.budget_duration, deps.clock.now())]);
           }
+        } else {
+          await giveMemberDefaults(tx, body.team_id, added);
         }
         return { row: (await tx.query("select * from teams where team_id = $1", [body.team_id]))[0]!, added };
       });
@@ -106,6 +113,11 @@ export function memberRoutes(deps: AdminDeps) {
         const budgetId = await membershipBudget(tx, body.team_id, userId, body, false);
         await tx.query("update team_memberships set budget_id = $3, role = coalesce($4, role) where team_id = $1 and user_id = $2",
           [body.team_id, userId, budgetId, body.role ?? null]);
+        // A new duration starts a new period for the member.
+        if (body.budget_duration !== undefined) {
+          await tx.query("update team_memberships set budget_reset_at = $3 where team_id = $1 and user_id = $2",
+            [body.team_id, userId, resetAtFor(body.budget_duration, deps.clock.now())]);
+        }
         if (body.role) await addMembers(tx, body.team_id, [{ user_id: userId, role: body.role }], budgetId);
       });
       deps.counters.forget(counterKeys.budgetPrefix(scopes.member(body.team_id, userId)));

@@ -1,13 +1,14 @@
 import { t } from "elysia";
 import type { Sql } from "../db";
-import { scopes } from "../governance/keys";
+import { counterKeys, scopes } from "../governance/keys";
 import { badRequest } from "../http/errors";
 import type { SpendRow } from "../spend/batch";
 import { deleteEvery, found, spendRowsOwnedBy, iso, resetAtFor, updateBudgetHolder, write } from "./common";
 import type { AdminDeps } from "./deps";
-import { Id, Metadata, Models, Money, budgetFields, nextReset, opt, open } from "./fields";
+import { DurationText, Id, Limit, Metadata, Models, Money, budgetFields, nextReset, opt, open } from "./fields";
 import { adminOnlyRoutes } from "./guard";
 import { keyView } from "./keys";
+import { budgetView } from "./budgets";
 
 /** A member's role in a team, as LiteLLM allows them. */
 export const TeamRole = t.Union([t.Literal("admin"), t.Literal("user")], { error: "must be \"admin\" or \"user\"" });
@@ -80,7 +81,47 @@ async function withKeysAndMemberships(db: Sql, rows: Array<Record<string, any>>)
   }));
 }
 
-const teamFields = { ...budgetFields, team_alias: opt(t.String({ maxLength: 512 })), models: t.Optional(Models), metadata: opt(Metadata), blocked: opt(t.Boolean()) };
+/**
+ * The budget and limits every member of a team gets unless given their own (LiteLLM's
+ * `team_member_budget`): one budget row the members share, each member with their own spend.
+ */
+export const teamMemberBudgetId = (teamId: string) => `team-members:${teamId}`;
+
+const memberDefaults = {
+  team_member_budget: opt(Money), team_member_budget_duration: opt(DurationText), team_member_rpm_limit: opt(Limit), team_member_tpm_limit: opt(Limit),
+};
+const MEMBER_DEFAULT_COLUMNS = { team_member_budget: "max_budget", team_member_budget_duration: "budget_duration", team_member_rpm_limit: "rpm_limit", team_member_tpm_limit: "tpm_limit" } as const;
+
+/**
+ * Writes the team's member budget from the `team_member_*` fields sent (those not sent are kept) and
+ * gives it to every member without a budget of their own. False when none was sent.
+ */
+async function applyMemberDefaults(sql: Sql, teamId: string, body: Record<string, unknown>, now: number): Promise<boolean> {
+  const sent = (Object.keys(MEMBER_DEFAULT_COLUMNS) as Array<keyof typeof MEMBER_DEFAULT_COLUMNS>).filter((field) => body[field] !== undefined);
+  if (sent.length === 0) return false;
+  const budgetId = teamMemberBudgetId(teamId);
+  const columns = sent.map((field) => MEMBER_DEFAULT_COLUMNS[field]);
+  await sql.query(
+    `insert into budgets (budget_id, ${columns.join(", ")}) values ($1, ${columns.map((_, i) => `$${i + 2}`).join(", ")})
+     on conflict (budget_id) do update set ${columns.map((c) => `${c} = excluded.${c}`).join(", ")}, updated_at = now()`,
+    [budgetId, ...sent.map((field) => body[field] ?? null)]);
+  await sql.query("update teams set metadata = metadata || jsonb_build_object('team_member_budget_id', $2::text) where team_id = $1", [teamId, budgetId]);
+  await sql.query("update team_memberships set budget_id = $2 where team_id = $1 and budget_id is null", [teamId, budgetId]);
+  // A new duration starts a new period for the members on this budget, as /budget/update does.
+  if (body.team_member_budget_duration !== undefined) {
+    await sql.query("update team_memberships set budget_reset_at = $2 where budget_id = $1", [budgetId, resetAtFor(body.team_member_budget_duration as string | null, now)]);
+  }
+  return true;
+}
+
+/** Members just added take the team's member budget when they were given none of their own. */
+export async function giveMemberDefaults(sql: Sql, teamId: string, userIds: string[]): Promise<void> {
+  await sql.query(
+    `update team_memberships set budget_id = $3 where team_id = $1 and user_id = any($2::text[]) and budget_id is null
+       and exists (select 1 from budgets where budget_id = $3)`, [teamId, userIds, teamMemberBudgetId(teamId)]);
+}
+
+const teamFields = { ...budgetFields, ...memberDefaults, team_alias: opt(t.String({ maxLength: 512 })), models: t.Optional(Models), metadata: opt(Metadata), blocked: opt(t.Boolean()) };
 
 export function teamRoutes(deps: AdminDeps) {
   const { db, clock } = deps;
@@ -101,6 +142,7 @@ export function teamRoutes(deps: AdminDeps) {
             body.models ?? [], body.tpm_limit ?? null, body.rpm_limit ?? null, body.max_parallel_requests ?? null,
             JSON.stringify(body.metadata ?? {}), body.blocked ?? false]));
         await addMembers(tx, teamId, body.members_with_roles ?? [], null);
+        await applyMemberDefaults(tx, teamId, body, clock.now());
         return (await tx.query("select * from teams where team_id = $1", [teamId]))[0]!;
       });
       deps.invalidate({ kind: "all" });
@@ -110,9 +152,28 @@ export function teamRoutes(deps: AdminDeps) {
       detail: { tags: ["team management"], summary: "Create a team with a shared budget and limits" },
     })
     .post("/team/update", async ({ body }) => {
-      const row = await updateBudgetHolder(deps, {
-        table: "teams", idColumn: "team_id", what: "Team", columns: TEAM_COLUMNS, json: ["metadata"], arrays: ["models"], scope: scopes.team, spendRow: "teams",
-      }, body.team_id, body);
+      let row: Record<string, any> | undefined;
+      if (Object.keys(MEMBER_DEFAULT_COLUMNS).some((field) => field in body)) {
+        // Spend still in memory belongs to the period it was spent in.
+        await deps.spend.flush();
+        const { team, members } = await db.transaction(async (tx) => {
+          const [exists] = await tx.query("select team_id from teams where team_id = $1 for update", [body.team_id]);
+          found(exists, "Team");
+          await applyMemberDefaults(tx, body.team_id, body, clock.now());
+          const members = await tx.query("select user_id from team_memberships where budget_id = $1", [teamMemberBudgetId(body.team_id)]);
+          return { team: (await tx.query("select * from teams where team_id = $1", [body.team_id]))[0], members };
+        });
+        row = team;
+        if (body.team_member_budget_duration !== undefined) {
+          for (const m of members) deps.counters.forget(counterKeys.budgetPrefix(scopes.member(body.team_id, m.user_id)));
+        }
+        deps.invalidate({ kind: "all" });
+      }
+      if (!row || TEAM_COLUMNS.some((column) => column in body)) {
+        row = await updateBudgetHolder(deps, {
+          table: "teams", idColumn: "team_id", what: "Team", columns: TEAM_COLUMNS, json: ["metadata"], arrays: ["models"], scope: scopes.team, spendRow: "teams",
+        }, body.team_id, body);
+      }
       // The team as before, and under `data` as LiteLLM answers it.
       const view = teamView(row);
       return { ...view, data: view };
@@ -129,7 +190,11 @@ export function teamRoutes(deps: AdminDeps) {
       const [row] = await db.query("select * from teams where team_id = $1", [query.team_id]);
       found(row, "Team");
       const [team] = await withKeysAndMemberships(db, [row!]);
-      return { team_id: row!.team_id, team_info: teamView(row!), keys: team!.keys, team_memberships: team!.team_memberships };
+      const [memberBudget] = await db.query("select * from budgets where budget_id = $1", [teamMemberBudgetId(row!.team_id)]);
+      return {
+        team_id: row!.team_id, team_info: { ...teamView(row!), team_member_budget_table: memberBudget ? budgetView(memberBudget) : null },
+        keys: team!.keys, team_memberships: team!.team_memberships,
+      };
     }, { query: t.Object({ team_id: Id }), detail: { tags: ["team management"], summary: "A team, its keys and memberships with their spend" } })
     .get("/team/list", async ({ query }) => withKeysAndMemberships(db, query.user_id !== undefined
       ? await db.query("select t.* from teams t join team_memberships m using (team_id) where m.user_id = $1 order by t.created_at, t.team_id", [query.user_id])

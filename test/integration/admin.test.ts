@@ -278,6 +278,51 @@ describe("authorisation", () => {
     expect(await budgets()).not.toContain(customer.budget_id);
   });
 
+  test("a team's member budget (team_member_budget) binds every member without their own, each on their own spend", async () => {
+    const chat = (key: string) => json("/v1/chat/completions", { model: "mock", messages: [{ role: "user", content: "hi" }] }, key);
+    await json("/team/new", { team_id: "tmb", team_member_budget: 0.0000001, team_member_rpm_limit: 50, members_with_roles: [{ role: "user", user_id: "tmb-1" }] });
+    await json("/team/member_add", { team_id: "tmb", member: { user_id: "tmb-2" } });
+    await json("/team/member_add", { team_id: "tmb", member: { user_id: "tmb-3" }, max_budget_in_team: 5 });
+    const info = (await json("/team/info?team_id=tmb")).body;
+    expect(info.team_info.metadata.team_member_budget_id).toBe("team-members:tmb");
+    expect(info.team_info.team_member_budget_table).toMatchObject({ budget_id: "team-members:tmb", max_budget: 0.0000001, rpm_limit: 50 });
+    const budgetOf = Object.fromEntries(info.team_memberships.map((m: any) => [m.user_id, m.budget_id]));
+    expect(budgetOf).toEqual({ "tmb-1": "team-members:tmb", "tmb-2": "team-members:tmb", "tmb-3": "team-member:tmb:tmb-3" });
+
+    const keys: Record<string, string> = {};
+    for (const user of ["tmb-1", "tmb-2", "tmb-3"]) keys[user] = (await json("/key/generate", { team_id: "tmb", user_id: user })).body.key;
+    // Each member's own first request passes (its estimate need not fit); the next is over that member's budget.
+    for (const user of ["tmb-1", "tmb-2"]) {
+      expect((await chat(keys[user]!)).status).toBe(200);
+      const refused = await chat(keys[user]!);
+      expect(refused.status).toBe(400);
+      expect(refused.body.error.message).toContain(`User=${user} in Team=tmb`);
+    }
+    for (let i = 0; i < 3; i++) expect((await chat(keys["tmb-3"]!)).status).toBe(200);
+
+    // Raising the team's member budget lifts every member on it; a member's own change keeps the rest.
+    await json("/team/update", { team_id: "tmb", team_member_budget: 1 });
+    expect((await chat(keys["tmb-1"]!)).status).toBe(200);
+    const updated = await json("/team/member_update", { team_id: "tmb", user_id: "tmb-2", rpm_limit: 7 });
+    expect(updated.body.litellm_budget_table).toMatchObject({ max_budget: 1, rpm_limit: 7 });
+    expect((await chat(keys["tmb-2"]!)).status).toBe(200);
+
+    // Those ids are litegate's; the budget goes with the team.
+    expect((await json("/budget/new", { budget_id: "team-members:other", max_budget: 1 })).status).toBe(400);
+    await json("/team/delete", { team_ids: ["tmb"] });
+    const left = ((await json("/budget/list")).body as any[]).map((b) => b.budget_id as string);
+    expect(left.filter((id) => id.includes("tmb"))).toEqual([]);
+  });
+
+  test("a member's budget_duration gives the member periods", async () => {
+    await json("/team/new", { team_id: "tmd", members_with_roles: [{ role: "user", user_id: "tmd-1" }] });
+    const updated = await json("/team/member_update", { team_id: "tmd", user_id: "tmd-1", max_budget_in_team: 2, budget_duration: "1d" });
+    expect(updated.body.litellm_budget_table).toMatchObject({ max_budget: 2, budget_duration: "1d" });
+    const membership = (await json("/team/info?team_id=tmd")).body.team_memberships[0];
+    expect(new Date(membership.budget_reset_at).getTime() - Date.now()).toBeGreaterThan(23 * 3600_000);
+    expect((await json("/team/member_update", { team_id: "tmd", user_id: "tmd-1", budget_duration: "soon" })).status).toBe(400);
+  });
+
   test("the master key's requests are logged under its hash", async () => {
     const response = await h.chat("sk-1234", { user: "logged-by-master" });
     expect(response.status).toBe(200);
