@@ -103,8 +103,6 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
   const log = options.log ?? createLogger({ level: config.general_settings.log_level, format: config.general_settings.log_format });
   const g = config.general_settings;
 
-  const gatewayState = options.warm?.gateway ?? (await loadGatewayState(db));
-  let runtime = buildRuntime(config, gatewayState, log, clock);
   // Postgres: small frequent batches keep each write short and bound what a kill -9 can lose to a
   // quarter of a second of spend. The embedded database runs on its own thread but shares the machine's
   // cores, and each batch costs it a transaction of planned statements: half-second batches halve its
@@ -114,8 +112,13 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
     pendingDir: join(g.data_dir, "spend-pending"),
     masterToken: g.master_key ? hashKey(g.master_key) : null,
   });
-  // Spend a shutdown could not write (the database was down) is written first, in the background.
-  void spend.writeSaved();
+  // Spend a shutdown could not write (the database was down) is written before anything reads spend
+  // or a request is served: budgets count it from the first request. (The embedded database starting
+  // behind a warm start was stopped cleanly and has none to write.) A database still down leaves the
+  // files for the next successful write.
+  if (!options.warm) await spend.writeSaved();
+  const gatewayState = options.warm?.gateway ?? (await loadGatewayState(db));
+  let runtime = buildRuntime(config, gatewayState, log, clock);
   // Idle budget counters are kept while spend cannot be written.
   const counters = options.counters ?? new LocalCounters(() => clock.now(), undefined, spend.failing);
   const governance = createGovernance(counters, () => clock.now());

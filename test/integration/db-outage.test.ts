@@ -64,7 +64,7 @@ test("admin calls while Postgres is down answer 503 service_unavailable, not 500
   }
 }, 60_000);
 
-test("spend the database cannot take before shutdown is saved, and written at the next start exactly once", async () => {
+test("spend the database cannot take before shutdown is saved, and written at the next start exactly once, before it serves", async () => {
   const pg = await startPostgres();
   const url = await pg.newDatabase();
   const dataDir = mkdtempSync(join(tmpdir(), "litegate-pending-"));
@@ -74,7 +74,10 @@ test("spend the database cannot take before shutdown is saved, and written at th
   try {
     const key = (await (await h.call("/key/generate", {})).json()) as any;
     const costs: number[] = [];
-    for (let i = 0; i < 3; i++) costs.push(Number((await h.chat(key.key)).headers.get("x-litellm-response-cost")));
+    costs.push(Number((await h.chat(key.key)).headers.get("x-litellm-response-cost")));
+    // A budget the three requests reach (the update writes the first request's spend).
+    await h.call("/key/update", { key: key.key, max_budget: costs[0]! * 2.5 });
+    for (let i = 0; i < 2; i++) costs.push(Number((await h.chat(key.key)).headers.get("x-litellm-response-cost")));
     await pg.stop();
     expect(await h.gateway.spend.close(500)).toBe(0);
     const saved = readdirSync(join(dataDir, "spend-pending"));
@@ -82,10 +85,12 @@ test("spend the database cannot take before shutdown is saved, and written at th
     await pg.start();
     // Pooled connections may each report the shutdown once.
     for (let ok = false; !ok;) ok = await db.query("select 1").then(() => true, () => Bun.sleep(100).then(() => false));
-    // The next start writes it.
+    // The next start writes it before it serves: the budget it reached holds at once.
     const again = await inProcessGateway(config, { db });
-    for (const until = Date.now() + 10_000; readdirSync(join(dataDir, "spend-pending")).length > 0 && Date.now() < until;) await Bun.sleep(100);
     expect(readdirSync(join(dataDir, "spend-pending"))).toEqual([]);
+    const refused = await again.chat(key.key);
+    expect(refused.status).toBe(400);
+    expect(await refused.text()).toContain("over budget");
     const [row] = await db.query("select spend from keys where token = $1", [key.token]);
     expect(row!.spend).toBeCloseTo(costs.reduce((a, b) => a + b, 0), 12);
     const [logs] = await db.query("select count(*)::int as n from spend_logs where api_key = $1", [key.token]);
