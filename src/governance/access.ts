@@ -1,18 +1,25 @@
 import type { Caller } from "../auth/principal";
 import { GatewayError } from "../http/errors";
 
-/** Entries that mean "every model", as LiteLLM writes them. */
-const EVERYTHING = new Set(["*", "all-proxy-models"]);
+/**
+ * Entries that mean "every model", as LiteLLM writes them. `all-team-models` on a team's key means
+ * the team's models: the key allows everything, and the team's own list bounds it.
+ */
+const EVERYTHING = new Set(["*", "all-proxy-models", "all-team-models"]);
 
 /** Model name → the access groups it belongs to (`model_info.access_groups`). */
-export type AccessGroups = ReadonlyMap<string, readonly string[]>;
+export interface AccessGroups {
+  get(model: string): readonly string[] | undefined;
+}
 
 function allows(list: readonly string[], model: string, groups: AccessGroups): boolean {
   if (list.length === 0) return true;
-  const modelGroups = groups.get(model) ?? [];
+  let modelGroups: readonly string[] | undefined;
   for (const entry of list) {
-    if (entry === model || EVERYTHING.has(entry) || modelGroups.includes(entry)) return true;
+    if (entry === model || EVERYTHING.has(entry)) return true;
     if (entry.includes("*") && matchesPattern(entry, model)) return true;
+    modelGroups ??= groups.get(model) ?? [];
+    if (modelGroups.includes(entry)) return true;
   }
   return false;
 }

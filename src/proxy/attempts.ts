@@ -22,16 +22,18 @@ export interface AttemptInput {
   rawBody: string;
   stream: boolean;
   signal: AbortSignal;
+  /** Whether the caller may use a model: fallbacks it may not use are skipped, as if not configured. */
+  mayUse: (model: string) => boolean;
 }
 
 /**
  * Calls the chosen deployment; on a retryable error tries the model's other deployments (up to
- * `num_retries`), then each fallback model in turn. Streams are only retried before their first byte,
+ * `num_retries`), then each fallback model the caller may use, in turn. Streams are only retried before their first byte,
  * which is when a provider's failure shows up as an error result.
  */
 export async function callWithRetries(runtime: Runtime, input: AttemptInput): Promise<Attempted> {
   const { router } = runtime;
-  const models = [input.model, ...runtime.fallbacksOf(input.model)];
+  const models = [input.model, ...runtime.fallbacksOf(input.model).filter(input.mayUse)];
   let last: Attempted | null = null;
   for (const model of models) {
     const tried = new Set<string>();

@@ -1,7 +1,7 @@
 import type { Auth } from "../auth";
 import type { Caller, CustomerRecord } from "../auth/principal";
 import type { Clock } from "../clock";
-import { type Governance, type Plan, type Ticket, checkModelAccess, createPlanner } from "../governance";
+import { type Governance, type Plan, type Ticket, checkModelAccess, createPlanner, mayUse } from "../governance";
 import { GatewayError, badRequest, forbidden } from "../http/errors";
 import type { Logger } from "../log";
 import type { Deployment, Route, Usage, UpstreamResult } from "../providers/types";
@@ -196,7 +196,10 @@ export function createInference(deps: InferenceDeps) {
     const route = ctx.route;
     let result: UpstreamResult;
     try {
-      const attempted = await callWithRetries(ctx.runtime, { route, model: ctx.model, first: ctx.deployment, body: ctx.body, rawBody, stream, signal: deadline.signal });
+      const attempted = await callWithRetries(ctx.runtime, {
+        route, model: ctx.model, first: ctx.deployment, body: ctx.body, rawBody, stream, signal: deadline.signal,
+        mayUse: (model) => mayUse(ctx.caller, model, ctx.runtime.router.groups),
+      });
       result = attempted.result;
       // Charged once, at the price of the deployment that answered.
       ctx.deployment = attempted.deployment;

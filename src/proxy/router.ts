@@ -1,3 +1,4 @@
+import type { AccessGroups } from "../governance/access";
 import type { Deployment } from "../providers/types";
 
 export interface RouterSettings {
@@ -30,8 +31,19 @@ export class ModelRouter {
   /** Names served by a wildcard entry, as asked for (bounded: cleared when full). */
   private readonly matched = new Map<string, Deployment[] | null>();
   private readonly health = new Map<string, Health>();
-  /** Model name → access groups, for model access checks. */
-  readonly groups = new Map<string, string[]>();
+  /** Entry name → its access groups (`model_info.access_groups`). */
+  private readonly groupsByName = new Map<string, string[]>();
+  /**
+   * A model's access groups, for model access checks: its own entry's, or those of the wildcard
+   * entry that serves it (`openai/*` in a group grants `openai/gpt-4o`).
+   */
+  readonly groups: AccessGroups = {
+    get: (model) => {
+      if (this.byName.has(model)) return this.groupsByName.get(model);
+      const wildcard = this.wildcards.find(({ pattern }) => pattern.test(model));
+      return wildcard ? this.groupsByName.get(wildcard.deployments[0]!.modelName) : undefined;
+    },
+  };
 
   constructor(
     deployments: readonly Deployment[],
@@ -50,8 +62,8 @@ export class ModelRouter {
       this.byName.set(deployment.modelName, list);
       const groups = deployment.modelInfo.access_groups;
       if (Array.isArray(groups)) {
-        const known = this.groups.get(deployment.modelName) ?? [];
-        this.groups.set(deployment.modelName, [...new Set([...known, ...groups.map(String)])]);
+        const known = this.groupsByName.get(deployment.modelName) ?? [];
+        this.groupsByName.set(deployment.modelName, [...new Set([...known, ...groups.map(String)])]);
       }
     }
   }

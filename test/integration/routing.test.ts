@@ -27,6 +27,7 @@ model_list:
     litellm_params: {model: openai/m, api_base: "${healthy.url}", input_cost_per_token: 0.000005, output_cost_per_token: 0.000005}
   - model_name: wild/*
     litellm_params: {model: openai/*, api_base: "${healthy.url}", input_cost_per_token: 0.000001, output_cost_per_token: 0.000002}
+    model_info: {access_groups: [wild-group]}
   - model_name: table/*
     litellm_params: {model: openai/*, api_base: "${healthy.url}"}
   - model_name: always-broken
@@ -80,6 +81,34 @@ describe("routing across deployments", () => {
     expect(response.status).toBe(200);
     expect(failing.requests.length).toBe(1);
     expect(Number(response.headers.get("x-litellm-response-cost"))).toBeCloseTo(30 * 0.000005, 12);
+  });
+
+  test("a fallback the key may not use is skipped: the model's own error comes back, nothing is charged at the fallback's price", async () => {
+    const json = async (path: string, body: unknown) => (await (await h.call(path, body)).json()) as any;
+    const only = (await json("/key/generate", { models: ["broken"] })).key;
+    const both = (await json("/key/generate", { models: ["broken", "backup"] })).key;
+    failing.reset();
+    healthy.reset();
+    const refused = await h.chat(only, {}, "broken");
+    expect(refused.status).toBe(500);
+    expect(healthy.requests.length).toBe(0);
+    await h.flush();
+    expect((await logsOf(only)).map((l) => `${l.status} ${l.spend}`)).toEqual(["failure 0"]);
+    expect((await h.chat(both, {}, "broken")).status).toBe(200);
+    expect(healthy.requests.length).toBe(1);
+  });
+
+  test("access groups on a wildcard entry grant the models it serves; all-team-models means the team's models", async () => {
+    const json = async (path: string, body: unknown) => (await (await h.call(path, body)).json()) as any;
+    const grouped = (await json("/key/generate", { models: ["wild-group"] })).key;
+    expect((await h.chat(grouped, {}, "wild/gpt-4o")).status).toBe(200);
+    expect((await h.chat(grouped, {}, "backup")).status).toBe(401);
+    await json("/team/new", { team_id: "routing-team", models: ["backup"] });
+    const teamKey = (await json("/key/generate", { team_id: "routing-team", models: ["all-team-models"] })).key;
+    expect((await h.chat(teamKey, {}, "backup")).status).toBe(200);
+    const other = await h.chat(teamKey, {}, "spread");
+    expect(other.status).toBe(401);
+    expect(((await other.json()) as any).error.type).toBe("team_model_access_denied");
   });
 
   test("killing one of two deployments mid-traffic produces no client-visible failure", async () => {
