@@ -16,12 +16,19 @@ export interface Logger {
 
 const RANK: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40 };
 
+/** Text a field may show bare: anything with spaces, quotes, `=` or control characters is quoted and escaped. */
+const BARE = /^[^\s"=\\\x00-\x1f\x7f\u2028\u2029]*$/;
+
+/**
+ * One line, whatever the fields hold: a value with a line break in it (a model name or a customer
+ * sent by a client) is quoted and escaped, so no client can write a line of its own into the log.
+ */
 function formatText(level: LogLevel, message: string, fields?: Record<string, unknown>): string {
   let line = `${new Date().toISOString()} ${level.toUpperCase().padEnd(5)} ${message}`;
   if (fields) {
     for (const [name, value] of Object.entries(fields)) {
       if (value === undefined) continue;
-      line += ` ${name}=${typeof value === "string" ? value : JSON.stringify(value)}`;
+      line += ` ${name}=${typeof value === "string" && BARE.test(value) ? value : JSON.stringify(value)}`;
     }
   }
   return line;

@@ -4,7 +4,7 @@ import { type CliArgs, CliError, USAGE, parseArgs } from "./cli";
 import { ConfigError, type Config, databaseUrlOf, loadConfig, redisUrlOf } from "./config";
 import { type Database, DataDirInUse, MigrationError, deferredDatabase, discardEarlyPglite, lockDataDir, migrate, openDatabase } from "./db";
 import { VERSION, buildGateway, loadGatewayState } from "./gateway";
-import { livenessServerRoutes, withCors } from "./http";
+import { livenessServerRoutes, withCors, withRoutableHost } from "./http";
 import { createLogger, type Logger } from "./log";
 import { connectRedis, type RedisLink, redisOptionsOf } from "./redis";
 import { startBudgetScheduler } from "./scheduler";
@@ -136,7 +136,7 @@ async function main(): Promise<void> {
   const hostname = args.host ?? "0.0.0.0";
   const serve = (app: typeof gateway.app | NonNullable<typeof gateway.adminApp>, p: number, routes = {}) => {
     try {
-      return Bun.serve({ port: p, hostname, routes: { ...livenessServerRoutes, ...routes }, fetch: withCors((request) => app.handle(request)), idleTimeout: 255,
+      return Bun.serve({ port: p, hostname, routes: { ...livenessServerRoutes, ...routes }, fetch: withCors((request) => app.handle(withRoutableHost(request))), idleTimeout: 255,
         // Bodies are held to max_request_size_mb by the gateway itself (refused before they are read, with
         // the error envelope): the server's own limit, which answers a bare 413, is set out of the way.
         maxRequestBodySize: Number.MAX_SAFE_INTEGER });

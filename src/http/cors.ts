@@ -32,3 +32,16 @@ export function allowOrigin(request: Request, response: Response): Response {
 export function withCors(fetch: (request: Request) => Response | Promise<Response>) {
   return async (request: Request) => (request.method === "OPTIONS" ? preflight(request) : allowOrigin(request, await fetch(request)));
 }
+
+/**
+ * The request with a host long enough for the framework's router, which looks for the path's
+ * first `/` from the 12th character of the URL: under a Host of three characters or fewer
+ * (`Host: gw`) it took `/key/list` for `/list` and `/v1/key/list` for `/key/list`. Such a request
+ * is given the host `localhost` (nothing reads the host); any other goes as it is.
+ */
+export function withRoutableHost(request: Request): Request {
+  const url = request.url;
+  const pathStart = url.indexOf("/", url.indexOf("://") + 3);
+  if (pathStart >= 11 || pathStart < 0) return request;
+  return new Request(`http://localhost${url.slice(pathStart)}`, request);
+}

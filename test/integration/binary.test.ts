@@ -165,6 +165,23 @@ describe("the compiled binary with the openai client", () => {
     expect(noKey.status).toBe(401);
   });
 
+  test("a short Host header routes like any other: admin paths are found, and no prefix reaches them", async () => {
+    const raw = async (path: string, host: string) => {
+      const socket = await import("node:net").then((net) => net.connect(gateway.port, "127.0.0.1"));
+      let text = "";
+      socket.on("data", (chunk) => void (text += chunk.toString()));
+      socket.write(`GET ${path} HTTP/1.1\r\nHost: ${host}\r\nAuthorization: Bearer sk-1234\r\nConnection: close\r\n\r\n`);
+      await new Promise((resolve) => socket.on("close", resolve));
+      return Number(text.split(" ")[1]);
+    };
+    for (const host of ["x", "ab", "llm", `127.0.0.1:${gateway.port}`]) {
+      expect(`${host} ${await raw("/key/list", host)}`).toBe(`${host} 200`);
+      expect(`${host} ${await raw("/v1/key/list", host)}`).toBe(`${host} 404`);
+      expect(`${host} ${await raw("/zz/key/list", host)}`).toBe(`${host} 404`);
+      expect(`${host} ${await raw("/health/readiness", host)}`).toBe(`${host} 200`);
+    }
+  });
+
   test("bodies past max_request_size_mb get 413 in the envelope, however large and however sent", async () => {
     const huge = new Uint8Array(70 * 1024 * 1024).fill(32);
     const chunked = () => new ReadableStream<Uint8Array>({
