@@ -54,8 +54,9 @@ function valueEnd(text: string, at: number): number {
 }
 
 /**
- * The spans of the named top-level members' values (the last one of a name, as JSON.parse keeps),
- * or null when the text is not a JSON object this reading understands. Lets a body be changed in
+ * The spans of the named top-level members' values, or null when the text is not a JSON object this
+ * reading understands, or names one of them twice (`{"model":"a","model":"b"}`: litegate checks
+ * and prices the last, as JSON.parse keeps it, while a provider might read the first). Lets a body be changed in
  * place — a value swapped, a member added — so that nothing else in it is re-serialised (numbers
  * past double precision, spacing and key order reach the provider as the client wrote them).
  */
@@ -76,7 +77,10 @@ export function memberSpans(text: string, names: readonly string[]): Map<string,
     at = skipWhitespace(text, at + 1);
     const end = valueEnd(text, at);
     if (end < 0 || end === at) return null;
-    if (names.includes(key)) spans.set(key, { start: at, end });
+    if (names.includes(key)) {
+      if (spans.has(key)) return null;
+      spans.set(key, { start: at, end });
+    }
     at = skipWhitespace(text, end);
     if (text[at] === ",") {
       at = skipWhitespace(text, at + 1);

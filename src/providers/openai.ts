@@ -11,13 +11,16 @@ const EDITED = ["model", "stream_options"] as const;
  * The body to send: the client's bytes when nothing has to change; otherwise the same text with only
  * the model name swapped and, for streams, usage asked for in the last chunk (so a streamed answer is
  * never free) — changed in place, so that every other byte reaches the provider as the client sent it.
+ * A body naming `model` twice is re-serialised with the one litegate checked and priced.
  */
 export function upstreamBody(call: UpstreamCall): string {
   const { body, rawBody, deployment, stream, route } = call;
   const options = body.stream_options;
   const wantsUsage = stream && route !== "embeddings" && !(isObject(options) && options.include_usage === true);
   const sameModel = body.model === deployment.upstreamModel;
-  if (sameModel && !wantsUsage) return rawBody;
+  // A second `"model"` in the text may be a second top-level member: then the body is re-serialised below.
+  const first = rawBody.indexOf('"model"');
+  if (sameModel && !wantsUsage && rawBody.indexOf('"model"', first + 7) < 0) return rawBody;
   const streamOptions = JSON.stringify({ ...(isObject(options) ? options : {}), include_usage: true });
   const spans = memberSpans(rawBody, EDITED);
   const model = spans?.get("model");

@@ -131,6 +131,21 @@ describe("OpenAI-compatible request", () => {
     expect(seen[0].body).toBe(withNull.replace('"stream_options":null', '"stream_options":{"include_usage":true}'));
   });
 
+  test("a body naming model twice reaches the provider with the one litegate checked and priced (the last) only", async () => {
+    answer = () => Response.json({ choices: [], usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 } });
+    for (const [upstream, raw] of [["same", '{"model":"o1-pro","model":"same","messages":[]}'], ["real", '{"model":"o1-pro","model":"public","messages":[]}']] as const) {
+      seen = [];
+      await send(deployment("openai", upstream, { api_base: base() }), raw);
+      expect(JSON.parse(seen[0]!.body)).toEqual({ model: upstream, messages: [] });
+      expect(seen[0]!.body.match(/"model"/g)!.length).toBe(1);
+    }
+    // A nested member of that name is not a second one: the bytes go as sent.
+    const nested = '{"model":"same","metadata":{"model":"x"},"messages":[]}';
+    seen = [];
+    await send(deployment("openai", "same", { api_base: base() }), nested);
+    expect(seen[0]!.body).toBe(nested);
+  });
+
   test("completions and embeddings go to their own paths; embeddings never get stream options", async () => {
     answer = () => Response.json({ object: "list", data: [], usage: { prompt_tokens: 4, total_tokens: 4 } });
     const result = await send(deployment("openai", "emb", { api_base: base() }), '{"model":"emb","input":"x"}', { route: "embeddings" });
