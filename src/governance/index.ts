@@ -25,7 +25,7 @@ function rejection(check: PlannedCheck, used: number, now: number): GatewayError
     const what = check.scope === "key+model"
       ? `${check.label} exceeded budget for model=${check.model}.`
       : `${check.label} over budget.`;
-    return new GatewayError(400, "budget_exceeded", `ExceededBudget: ${what} Spend=${fmt(used)}, Budget=${fmt(check.limit)}`);
+    return new GatewayError(400, "budget_exceeded", `ExceededBudget: ${what} Spend=${fmt(used)}, Budget=${fmt(check.budget ?? check.limit)}`);
   }
   if (check.kind === "parallel") {
     return new GatewayError(429, "rate_limit_error",

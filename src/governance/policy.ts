@@ -27,7 +27,16 @@ export interface PlannedCheck extends CounterCheck {
   model?: string;
   /** The model as a header name may spell it (see `headerToken`). */
   modelHeader?: string;
+  /** For budgets: the max_budget as set (the counter's limit sits a hair below it, see `edgeOf`). */
+  budget?: number;
 }
+
+/**
+ * The spend at which a budget counts as reached. Costs are binary fractions: thirty requests of
+ * 1e-7 add up to 2.9999999999999997e-6, which `>=` would find below a budget of 3e-6 and admit a
+ * thirty-first. A spend within a billionth of the budget (relative) has reached it.
+ */
+const edgeOf = (max: number) => max - max * 1e-9;
 
 /** Which stored spend rows a request's cost is added to, with the period each delta belongs to. */
 export interface SpendTargets {
@@ -79,7 +88,7 @@ export function planChecks(input: PlanInput): Plan {
     if (max === null || max === undefined) return;
     checks.push({
       kind: "budget", scope, label, model: modelName,
-      key: counterKeys.budget(id, period.end), limit: max, reserve: estimatedCost, initial: period.spend,
+      key: counterKeys.budget(id, period.end), limit: edgeOf(max), budget: max, reserve: estimatedCost, initial: period.spend,
       expiresAt: period.end ?? Infinity,
     });
   };

@@ -120,7 +120,7 @@ export function createInference(deps: InferenceDeps) {
       const keyCheck = ctx.ticket.plan.checks.find((c) => c.kind === "budget" && c.scope === "key");
       const key = ctx.caller.principal.key;
       headers["x-litellm-key-spend"] = String(keyCheck ? governance.counters.used(keyCheck) : key.spend + ctx.caller.principal.spentHere);
-      const max = keyCheck?.limit ?? key.max_budget;
+      const max = keyCheck?.budget ?? key.max_budget;
       if (max !== null && max !== undefined) headers["x-litellm-key-max-budget"] = String(max);
     }
     return headers;

@@ -88,7 +88,25 @@ describe("budgets", () => {
     const decimal = await Promise.allSettled(Array.from({ length: 200 }, () => other.admit(planChecks({
       caller: keyCaller(principal({ key: { max_budget: 1 } })), customer: null, model: "m", estimatedCost: 0.1, now: NOW, defaults,
     }))));
-    expect(decimal.filter((r) => r.status === "fulfilled").length).toBeLessThanOrEqual(11);
+    expect(decimal.filter((r) => r.status === "fulfilled").length).toBe(10);
+  });
+
+  test("a budget reached by decimal costs that add up a hair below it is reached (30 × 1e-7 against 3e-6)", async () => {
+    for (const [cost, count, max] of [[1e-7, 30, 3e-6], [7e-7, 100, 7e-5], [2e-4, 250, 0.05]] as const) {
+      const { governance } = setup();
+      const p = principal({ key: { max_budget: max } });
+      const plan = () => planChecks({ caller: keyCaller(p), customer: null, model: "m", estimatedCost: cost, now: NOW, defaults });
+      let admitted = 0;
+      for (let i = 0; i < count + 5; i++) {
+        const ticket = await governance.admit(plan()).catch(() => null);
+        if (!ticket) break;
+        ticket.settle(cost, 1);
+        admitted++;
+      }
+      expect(`${max}: ${admitted}`).toBe(`${max}: ${count}`);
+      const error = await rejected(governance.admit(plan()));
+      expect(error.message).toEndWith(`Budget=${max}`);
+    }
   });
 
   test("a released reservation frees its room", async () => {
@@ -224,7 +242,7 @@ describe("plans kept per principal, customer and model", () => {
     expect(planFor(input(customerEnd))).toEqual(planChecks(input(customerEnd)));
     // A reloaded principal (a new object) and a changed gateway budget are planned afresh.
     const reloaded = { ...p, key: { ...p.key, max_budget: 7 } } as Principal;
-    expect(planFor(input(customerEnd, { caller: keyCaller(reloaded) })).checks.find((c) => c.scope === "key" && c.kind === "budget")!.limit).toBe(7);
+    expect(planFor(input(customerEnd, { caller: keyCaller(reloaded) })).checks.find((c) => c.scope === "key" && c.kind === "budget")!.budget).toBe(7);
     const gateway = { ...defaults, maxBudget: 100, gatewaySpend: 3 };
     expect(planFor(input(customerEnd, { defaults: gateway }))).toEqual(planChecks(input(customerEnd, { defaults: gateway })));
   });
