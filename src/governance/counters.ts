@@ -43,6 +43,10 @@ export interface Counters {
   release(check: CounterCheck): void;
   /** Current value plus reservations, as this instance knows it (for headers and messages; admission may count more). */
   used(check: CounterCheck): number;
+  /** The settled value alone, as this instance knows it: a budget's spend. */
+  spent(check: CounterCheck): number;
+  /** What admission counts on top of it: reservations of requests in flight (and, shared, other instances' room). */
+  held(check: CounterCheck): number;
   /** Forgets counters whose key starts with `prefix` (after an admin changed a stored spend), shared ones too. */
   forget(prefix: string): void;
   /** Forgets this instance's own state of them: another instance forgot the shared ones. */
@@ -126,6 +130,14 @@ export class LocalCounters implements Counters {
   used(check: CounterCheck): number {
     const state = this.states.get(check.key);
     return state ? state.value + state.reserved : check.initial;
+  }
+
+  spent(check: CounterCheck): number {
+    return this.states.get(check.key)?.value ?? check.initial;
+  }
+
+  held(check: CounterCheck): number {
+    return this.states.get(check.key)?.reserved ?? 0;
   }
 
   forget(prefix: string): void {

@@ -20,12 +20,17 @@ export interface Ticket {
 
 const fmt = (n: number) => String(n);
 
-function rejection(check: PlannedCheck, used: number, now: number): GatewayError {
+function rejection(check: PlannedCheck, counters: Counters, now: number): GatewayError {
+  const used = counters.used(check);
   if (check.kind === "budget") {
     const what = check.scope === "key+model"
       ? `${check.label} exceeded budget for model=${check.model}.`
       : `${check.label} over budget.`;
-    return new GatewayError(400, "budget_exceeded", `ExceededBudget: ${what} Spend=${fmt(used)}, Budget=${fmt(check.budget ?? check.limit)}`);
+    // The spend is what was spent; what requests in flight hold is said apart, as it is not spent yet.
+    const held = counters.held(check);
+    const holding = held > 0 ? `. Requests in flight hold ${fmt(held)} more.` : "";
+    return new GatewayError(400, "budget_exceeded",
+      `ExceededBudget: ${what} Spend=${fmt(counters.spent(check))}, Budget=${fmt(check.budget ?? check.limit)}${holding}`);
   }
   if (check.kind === "parallel") {
     return new GatewayError(429, "rate_limit_error",
@@ -50,7 +55,7 @@ export function createGovernance(counters: Counters, now: () => number) {
       const failed = await counters.admit(plan.checks);
       if (failed >= 0) {
         const check = plan.checks[failed]!;
-        throw rejection(check, counters.used(check), now());
+        throw rejection(check, counters, now());
       }
       return new HeldTicket(plan, counters);
     },

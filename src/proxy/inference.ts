@@ -119,7 +119,7 @@ export function createInference(deps: InferenceDeps) {
     if (ctx.caller.kind === "key") {
       const keyCheck = ctx.ticket.plan.checks.find((c) => c.kind === "budget" && c.scope === "key");
       const key = ctx.caller.principal.key;
-      headers["x-litellm-key-spend"] = String(keyCheck ? governance.counters.used(keyCheck) : key.spend + ctx.caller.principal.spentHere);
+      headers["x-litellm-key-spend"] = String(keyCheck ? governance.counters.spent(keyCheck) : key.spend + ctx.caller.principal.spentHere);
       const max = keyCheck?.budget ?? key.max_budget;
       if (max !== null && max !== undefined) headers["x-litellm-key-max-budget"] = String(max);
     }
@@ -188,6 +188,8 @@ export function createInference(deps: InferenceDeps) {
       // it settled) and its deadline is dropped: nothing an error leaves behind is held for good.
       deadline.done();
       ctx.ticket.release();
+      // The id its spend log row has, as on every other answer.
+      if (error instanceof GatewayError) error.headers["x-litellm-call-id"] = requestId;
       throw error;
     }
   };

@@ -370,6 +370,17 @@ export class SharedCounters implements Counters {
     return s ? s.v + consumed(s) : check.initial;
   }
 
+  spent(check: CounterCheck): number {
+    const s = this.states.get(check.key);
+    return s ? s.v + s.unsynced : check.initial;
+  }
+
+  /** This instance's requests in flight, and the room the other instances hold. */
+  held(check: CounterCheck): number {
+    const s = this.states.get(check.key);
+    return s ? s.inflight + s.others : 0;
+  }
+
   drop(prefix: string): void {
     for (const key of this.states.keys()) if (key.startsWith(prefix)) this.states.delete(key);
   }

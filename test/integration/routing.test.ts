@@ -91,9 +91,13 @@ describe("routing across deployments", () => {
     healthy.reset();
     const refused = await h.chat(only, {}, "broken");
     expect(refused.status).toBe(500);
+    // A provider's error carries the request's id too, as its log row does.
+    const id = refused.headers.get("x-litellm-call-id");
+    expect(id).toMatch(/^[0-9a-f-]{36}$/);
     expect(healthy.requests.length).toBe(0);
     await h.flush();
     expect((await logsOf(only)).map((l) => `${l.status} ${l.spend}`)).toEqual(["failure 0"]);
+    expect((await h.db.query("select 1 from spend_logs where request_id = $1", [id])).length).toBe(1);
     expect((await h.chat(both, {}, "broken")).status).toBe(200);
     expect(healthy.requests.length).toBe(1);
   });

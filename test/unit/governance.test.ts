@@ -91,6 +91,17 @@ describe("budgets", () => {
     expect(decimal.filter((r) => r.status === "fulfilled").length).toBe(10);
   });
 
+  test("a refusal while requests are in flight says what was spent, and what they hold apart", async () => {
+    const { governance } = setup();
+    const p = principal({ key: { max_budget: 1 } });
+    const plan = () => planChecks({ caller: keyCaller(p), customer: null, model: "m", estimatedCost: 0.5, now: NOW, defaults });
+    (await governance.admit(plan())).settle(0.25, 1);
+    await governance.admit(plan());
+    await governance.admit(plan());
+    const error = await rejected(governance.admit(plan()));
+    expect(error.message).toBe("ExceededBudget: Key=sk-...abcd over budget. Spend=0.25, Budget=1. Requests in flight hold 1 more.");
+  });
+
   test("a budget reached by decimal costs that add up a hair below it is reached (30 × 1e-7 against 3e-6)", async () => {
     for (const [cost, count, max] of [[1e-7, 30, 3e-6], [7e-7, 100, 7e-5], [2e-4, 250, 0.05]] as const) {
       const { governance } = setup();
