@@ -37,7 +37,7 @@ export function budgetRoutes(deps: AdminDeps) {
       if (own) throw badRequest(`budget_id: ids starting with "${own}" are those litegate gives a membership's, a team's members' or a customer's own budget`, "budget_id");
       const row = await insertBudget(db, body.budget_id ?? crypto.randomUUID(), body, clock.now());
       return budgetView(row);
-    }, { body: t.Object({ ...budgetBody, budget_id: t.Optional(Id), ...nextReset }, open), detail: { tags: ["budget management"], summary: "Create a budget (limits shared by customers or members)" } })
+    }, { body: t.Object({ ...budgetBody, budget_id: opt(Id), ...nextReset }, open), detail: { tags: ["budget management"], summary: "Create a budget (limits shared by customers or members)" } })
     .post("/budget/update", async ({ body }) => {
       const row = await updateBudgetHolder(deps, {
         table: "budgets", idColumn: "budget_id", what: "Budget", columns: BUDGET_COLUMNS, json: ["model_max_budget"],

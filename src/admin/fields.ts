@@ -62,22 +62,83 @@ export const Id = t.String({ minLength: 1, maxLength: 512 });
 export const UserId = t.String({ maxLength: 512 });
 export const Models = t.Array(t.String({ maxLength: 512 }), { maxItems: 1000 });
 export const Metadata = t.Record(t.String(), t.Unknown());
-export const ModelBudgets = t.Record(t.String(), t.Object({ budget_limit: Money, time_period: t.Optional(t.Union([DurationText, t.Null()])) }, { additionalProperties: true }));
+/**
+ * A model's budget, in either spelling LiteLLM takes: `{budget_limit, time_period}` or
+ * `{max_budget, budget_duration}` (its /budget/new docs), stored as the first.
+ */
+const ModelBudget = t.Transform(t.Union([
+  t.Object({ budget_limit: Money, time_period: t.Optional(t.Union([DurationText, t.Null()])) }, { additionalProperties: true }),
+  t.Object({ max_budget: Money, budget_duration: t.Optional(t.Union([DurationText, t.Null()])) }, { additionalProperties: true }),
+]))
+  .Decode((value: Record<string, any>) => {
+    if ("budget_limit" in value) return value;
+    const { max_budget, budget_duration, ...rest } = value;
+    return { ...rest, budget_limit: max_budget, time_period: budget_duration ?? null };
+  })
+  .Encode((value) => value as any);
+export const ModelBudgets = t.Record(t.String(), ModelBudget);
 export const ModelLimits = t.Record(t.String(), t.Union([Limit, t.Null()]));
 
 const opt = <T extends Parameters<typeof t.Optional>[0]>(schema: T) => t.Optional(t.Union([schema, t.Null()]));
+
+/** Text LiteLLM reads as "none": its UI sends "" for an empty budget, and "None" or "null" for no duration. */
+const noneAs = (...texts: string[]) => t.Transform(t.Union(texts.map((text) => t.Literal(text)), { error: `must be ${texts.map((text) => JSON.stringify(text)).join(" or ")} for none` }))
+  .Decode(() => null)
+  .Encode(() => texts[0] as never);
 
 /** The next budget reset, which an update may set outright (budget_duration sets it too). */
 export const nextReset = { budget_reset_at: opt(Timestamp) };
 
 /** Budget and limit fields, as keys, users, teams and budgets carry them. */
 export const budgetFields = {
-  max_budget: opt(Money),
-  soft_budget: opt(Money),
-  budget_duration: opt(DurationText),
+  max_budget: t.Optional(t.Union([Money, t.Null(), noneAs("")])),
+  soft_budget: t.Optional(t.Union([Money, t.Null(), noneAs("")])),
+  budget_duration: t.Optional(t.Union([DurationText, t.Null(), noneAs("", "None", "null")])),
   tpm_limit: opt(Limit),
   rpm_limit: opt(Limit),
   max_parallel_requests: opt(Limit),
+};
+
+/**
+ * A LiteLLM field that would change what a key, team or customer may do, and that litegate does not
+ * implement: refused unless left out, null or empty, rather than taken and ignored (a `read_only`
+ * key that could still call models, a `guardrails` list that guards nothing).
+ */
+function notImplemented(what: string, empty: "array" | "object" | "null", allowed: string[] = []) {
+  const error = `left out, null or empty${allowed.length ? ` (or ${allowed.map((v) => JSON.stringify(v)).join(", ")})` : ""}: litegate does not implement ${what}`;
+  const variants = [t.Null({ error }), ...allowed.map((v) => t.Literal(v, { error }))];
+  if (empty === "array") variants.push(t.Array(t.Unknown(), { maxItems: 0, error }) as any);
+  if (empty === "object") variants.push(t.Record(t.String(), t.Unknown(), { maxProperties: 0, error }) as any);
+  return t.Optional(t.Union(variants, { error }));
+}
+
+/** Key fields LiteLLM takes that litegate does not implement (see `notImplemented`). */
+export const keyNotImplemented = {
+  key_type: notImplemented("key types other than the default (read_only or management keys)", "null", ["default", "llm_api"]),
+  allowed_routes: notImplemented("allowed_routes", "array"),
+  enforced_params: notImplemented("enforced_params", "array"),
+  aliases: notImplemented("key model aliases", "object"),
+  permissions: notImplemented("key permissions", "object"),
+  guardrails: notImplemented("guardrails", "array"),
+  temp_budget_increase: notImplemented("temporary budget increases", "null"),
+  temp_budget_expiry: notImplemented("temporary budget increases", "null"),
+  allowed_model_region: notImplemented("model regions", "null"),
+  budget_limits: notImplemented("budget_limits (one budget per key; use model_max_budget per model)", "array"),
+};
+
+/** Team fields LiteLLM takes that litegate does not implement. */
+export const teamNotImplemented = {
+  model_rpm_limit: notImplemented("per-model limits on teams (keys have model_rpm_limit)", "object"),
+  model_tpm_limit: notImplemented("per-model limits on teams (keys have model_tpm_limit)", "object"),
+  model_aliases: notImplemented("team model aliases", "object"),
+  guardrails: notImplemented("guardrails", "array"),
+  team_member_key_duration: notImplemented("team_member_key_duration", "null"),
+};
+
+/** Customer fields LiteLLM takes that litegate does not implement. */
+export const customerNotImplemented = {
+  allowed_model_region: notImplemented("model regions", "null"),
+  default_model: notImplemented("a customer's default model", "null"),
 };
 
 /** The /key/generate body; /user/new takes it too. */
@@ -85,8 +146,8 @@ export const keyFields = {
   ...budgetFields,
   duration: opt(KeyDuration),
   key_alias: opt(t.String({ maxLength: 512 })),
-  key: t.Optional(t.String({ pattern: "^sk-[A-Za-z0-9_\\-.]{4,256}$", error: "must be sk- followed by 4 to 256 letters, digits, '_', '-' or '.'" })),
-  models: t.Optional(Models),
+  key: opt(t.String({ pattern: "^sk-[A-Za-z0-9_\\-.]{4,256}$", error: "must be sk- followed by 4 to 256 letters, digits, '_', '-' or '.'" })),
+  models: opt(Models),
   model_max_budget: opt(ModelBudgets),
   model_rpm_limit: opt(ModelLimits),
   model_tpm_limit: opt(ModelLimits),
@@ -96,7 +157,8 @@ export const keyFields = {
   metadata: opt(Metadata),
   blocked: opt(t.Boolean()),
   /** Spend to start from (a key or user moved from another gateway keeps what it spent). */
-  spend: t.Optional(Money),
+  spend: opt(Money),
+  ...keyNotImplemented,
 };
 
 export const open = { additionalProperties: true } as const;

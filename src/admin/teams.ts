@@ -5,7 +5,7 @@ import { badRequest } from "../http/errors";
 import type { SpendRow } from "../spend/batch";
 import { deleteEvery, found, spendRowsOwnedBy, iso, resetAtFor, updateBudgetHolder, write } from "./common";
 import type { AdminDeps } from "./deps";
-import { DurationText, Id, Limit, Metadata, Models, Money, budgetFields, nextReset, opt, open } from "./fields";
+import { DurationText, Id, Limit, Metadata, Models, Money, budgetFields, nextReset, opt, open, teamNotImplemented } from "./fields";
 import { adminOnlyRoutes } from "./guard";
 import { keyView } from "./keys";
 import { budgetView } from "./budgets";
@@ -121,7 +121,7 @@ export async function giveMemberDefaults(sql: Sql, teamId: string, userIds: stri
        and exists (select 1 from budgets where budget_id = $3)`, [teamId, userIds, teamMemberBudgetId(teamId)]);
 }
 
-const teamFields = { ...budgetFields, ...memberDefaults, team_alias: opt(t.String({ maxLength: 512 })), models: t.Optional(Models), metadata: opt(Metadata), blocked: opt(t.Boolean()) };
+const teamFields = { ...budgetFields, ...memberDefaults, ...teamNotImplemented, team_alias: opt(t.String({ maxLength: 512 })), models: t.Optional(Models), metadata: opt(Metadata), blocked: opt(t.Boolean()) };
 
 export function teamRoutes(deps: AdminDeps) {
   const { db, clock } = deps;
@@ -148,7 +148,7 @@ export function teamRoutes(deps: AdminDeps) {
       deps.invalidate({ kind: "all" });
       return teamView(row);
     }, {
-      body: t.Object({ ...teamFields, team_id: t.Optional(Id), members_with_roles: t.Optional(t.Array(Member, { maxItems: MAX_MEMBERS_PER_CALL })) }, open),
+      body: t.Object({ ...teamFields, team_id: opt(Id), members_with_roles: t.Optional(t.Array(Member, { maxItems: MAX_MEMBERS_PER_CALL })) }, open),
       detail: { tags: ["team management"], summary: "Create a team with a shared budget and limits" },
     })
     .post("/team/update", async ({ body }) => {

@@ -26,11 +26,11 @@ export function userView(row: Record<string, any>) {
 
 const userFields = {
   ...keyFields,
-  user_id: t.Optional(UserId),
+  user_id: opt(UserId),
   user_email: opt(t.String({ maxLength: 512 })),
   user_alias: opt(t.String({ maxLength: 512 })),
-  user_role: t.Optional(Role),
-  teams: t.Optional(t.Array(Id)),
+  user_role: opt(Role),
+  teams: opt(t.Array(Id)),
   auto_create_key: t.Optional(t.Boolean()),
 };
 

@@ -11,7 +11,12 @@ export interface Duration {
 }
 
 const UNIT_MS = { s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 } as const;
-const PATTERN = /^\s*(\d{1,6})\s*(mo|s|m|h|d|w)\s*$/;
+const PATTERN = /^\s*(\d{1,6})\s*(mo|s|m|h|d|w|sec|secs|seconds?|min|mins|minutes?|hr|hrs|hours?|days?|weeks?|months?)\s*$/;
+/** Longer spellings LiteLLM reads by their first letters (`1hr` is an hour, its own docs write it). */
+const SPELLED: Record<string, Duration["unit"]> = {
+  sec: "s", secs: "s", second: "s", seconds: "s", min: "m", mins: "m", minute: "m", minutes: "m",
+  hr: "h", hrs: "h", hour: "h", hours: "h", day: "d", days: "d", week: "w", weeks: "w", month: "mo", months: "mo",
+};
 
 /** The longest duration taken: a century (dates past the year 9999 are not storable). */
 const MAX_MONTHS = 1_200;
@@ -24,7 +29,7 @@ export function parseDuration(text: unknown): Duration | null {
   if (!match) return null;
   const amount = Number(match[1]);
   if (!Number.isSafeInteger(amount) || amount <= 0) return null;
-  const unit = match[2] as Duration["unit"];
+  const unit = SPELLED[match[2]!] ?? (match[2] as Duration["unit"]);
   if (unit === "mo" ? amount > MAX_MONTHS : amount * UNIT_MS[unit] > MAX_MS) return null;
   return { amount, unit, text: `${amount}${unit}` };
 }

@@ -323,6 +323,38 @@ describe("authorisation", () => {
     expect((await json("/team/member_update", { team_id: "tmd", user_id: "tmd-1", budget_duration: "soon" })).status).toBe(400);
   });
 
+  test("LiteLLM's other spellings: nulls for optional fields, \"\" and \"None\" for none, 1hr, model_max_budget as max_budget", async () => {
+    const key = await json("/key/generate", { key: null, models: null, spend: null, max_budget: "", budget_duration: "None" });
+    expect(key.status).toBe(200);
+    expect(key.body).toMatchObject({ models: [], max_budget: null, budget_duration: null, spend: 0 });
+    const hourly = await json("/key/generate", { budget_duration: "1hr", model_max_budget: { mock: { max_budget: 0.5, budget_duration: "1d" } } });
+    expect(hourly.status).toBe(200);
+    expect(new Date(hourly.body.budget_reset_at).getTime() - h.clock.now()).toBe(3_600_000);
+    expect(hourly.body.model_max_budget).toEqual({ mock: { budget_limit: 0.5, time_period: "1d" } });
+    for (const [path, body] of [["/user/new", { user_id: null, user_role: null, teams: null, models: null }], ["/team/new", { team_id: null }],
+      ["/budget/new", { budget_id: null, max_budget: "" }], ["/customer/new", { user_id: "spelled-c", spend: null }]] as const) {
+      expect(`${path} ${(await json(path, body)).status}`).toBe(`${path} 200`);
+    }
+  });
+
+  test("LiteLLM fields that would change what is allowed, which litegate does not implement, are refused unless empty", async () => {
+    for (const [path, body, field] of [
+      ["/key/generate", { key_type: "read_only" }, "key_type"], ["/key/generate", { allowed_routes: ["/key/info"] }, "allowed_routes"],
+      ["/key/generate", { enforced_params: ["user"] }, "enforced_params"], ["/key/generate", { aliases: { "my-model": "mock" } }, "aliases"],
+      ["/key/generate", { guardrails: ["pii"] }, "guardrails"], ["/key/generate", { temp_budget_increase: 5 }, "temp_budget_increase"],
+      ["/team/new", { model_rpm_limit: { mock: 1 } }, "model_rpm_limit"], ["/team/new", { model_aliases: { a: "mock" } }, "model_aliases"],
+      ["/customer/new", { user_id: "region-c", allowed_model_region: "eu" }, "allowed_model_region"],
+      ["/customer/new", { user_id: "default-c", default_model: "mock" }, "default_model"],
+    ] as const) {
+      const refused = await json(path, body);
+      expect(`${path} ${refused.status} ${refused.body.error?.param}`).toBe(`${path} 400 ${field}`);
+      expect(refused.body.error.message).toContain("litegate does not implement");
+    }
+    // Nothing was made by the refused calls; the empty spellings LiteLLM's UI sends are taken.
+    expect((await json("/customer/info?end_user_id=region-c")).status).toBe(404);
+    expect((await json("/key/generate", { key_type: "default", allowed_routes: [], aliases: {}, guardrails: null, permissions: {} })).status).toBe(200);
+  });
+
   test("the master key's requests are logged under its hash", async () => {
     const response = await h.chat("sk-1234", { user: "logged-by-master" });
     expect(response.status).toBe(200);
