@@ -1,6 +1,6 @@
 import { t } from "elysia";
 import { counterKeys, scopes } from "../governance/keys";
-import { badRequest } from "../http/errors";
+import { badRequest, notFound } from "../http/errors";
 import type { Sql } from "../db";
 import { assignments, dropOwnBudgets, found, iso, mustExist, resetAtFor, write } from "./common";
 import type { AdminDeps } from "./deps";
@@ -104,6 +104,9 @@ export function customerRoutes(deps: AdminDeps, prefix: "/customer" | "/end_user
     .post(`${prefix}/delete`, async ({ body }) => {
       const rows = await db.transaction(async (tx) => {
         const gone = await tx.query("delete from end_users where user_id = any($1::text[]) returning user_id, budget_id", [body.user_ids]);
+        // All or nothing, as LiteLLM deletes them (and litegate deletes keys, users and teams).
+        const missing = body.user_ids.filter((id) => !gone.some((row) => row.user_id === id));
+        if (missing.length > 0) throw notFound(`End User Id(s)=${[...new Set(missing)].join(", ")} do not exist in db; nothing was deleted`);
         // A customer's own budget (an inline one, or a copy made for it) goes with it.
         await dropOwnBudgets(tx, gone.map((row) => row.budget_id));
         return gone;

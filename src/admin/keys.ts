@@ -86,6 +86,8 @@ function decodedPath(text: string): string {
   }
 }
 
+const KEY_LIST_PARAMS = ["user_id", "team_id", "key_alias", "key_hash", "page", "size", "return_full_object", "sort_by", "sort_order"];
+
 export function keyRoutes(deps: AdminDeps) {
   const { db, clock } = deps;
   const forgetSpend = (token: string) => deps.counters.forget(counterKeys.budgetPrefix(scopes.key(token)));
@@ -201,7 +203,12 @@ export function keyRoutes(deps: AdminDeps) {
       body: t.Object({ keys: t.Optional(t.Array(t.String({ minLength: 1 }))), key_aliases: t.Optional(t.Array(t.String())) }, open),
       detail: { tags: ["key management"], summary: "Delete keys" },
     })
-    .get("/key/list", async ({ query }) => {
+    .get("/key/list", async ({ query, request }) => {
+      // A filter litegate does not know (organization_id: it has no organizations) would list every
+      // key, which a script deleting what it lists must never get: it is refused.
+      for (const name of new URL(request.url).searchParams.keys()) {
+        if (!KEY_LIST_PARAMS.includes(name)) throw badRequest(`${name}: /key/list has no such parameter; it takes ${KEY_LIST_PARAMS.join(", ")}`, name);
+      }
       const size = Math.min(Number(query.size ?? 100), 1000);
       const page = Math.max(1, Number(query.page ?? 1));
       const where: string[] = [];
@@ -215,12 +222,15 @@ export function keyRoutes(deps: AdminDeps) {
       if (query.key_hash) where.push(`token = $${params.push(tokenOf(query.key_hash))}`);
       const filter = where.length ? `where ${where.join(" and ")}` : "";
       const [{ n }] = (await db.query(`select count(*)::int as n from keys ${filter}`, params)) as [{ n: number }];
-      const rows = await db.query(`select * from keys ${filter} order by created_at, token limit ${size} offset ${(page - 1) * size}`, params);
-      const full = query.return_full_object === "true";
+      const order = `${query.sort_by ?? "created_at"} ${query.sort_order === "desc" ? "desc" : "asc"}`;
+      const rows = await db.query(`select * from keys ${filter} order by ${order}, token limit ${size} offset ${(page - 1) * size}`, params);
+      const full = ["true", "1"].includes(query.return_full_object?.toLowerCase() ?? "");
       return { keys: rows.map((r) => (full ? keyView(r) : r.token)), total_count: n, current_page: page, total_pages: Math.ceil(n / size) };
     }, {
       query: t.Object({ user_id: t.Optional(t.String()), team_id: t.Optional(t.String()), key_alias: t.Optional(t.String()), key_hash: t.Optional(t.String()),
-        page: t.Optional(Page), size: t.Optional(numeric({ minimum: 1, maximum: 1000, integer: true, field: "size" })), return_full_object: t.Optional(t.String()) }),
+        page: t.Optional(Page), size: t.Optional(numeric({ minimum: 1, maximum: 1000, integer: true, field: "size" })), return_full_object: t.Optional(t.String()),
+        sort_by: t.Optional(t.Union(["created_at", "spend", "key_alias", "expires"].map((c) => t.Literal(c)), { title: "sort_by" })),
+        sort_order: t.Optional(t.Union([t.Literal("asc"), t.Literal("desc")], { title: "sort_order" })) }),
       detail: { tags: ["key management"], summary: "List keys (hashes), filtered and paged" },
     })
     .post("/key/regenerate", ({ body }) => regenerate(body.key, body), {

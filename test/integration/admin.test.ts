@@ -542,7 +542,9 @@ describe("validation and integrity", () => {
     await json("/user/new", { user_id: "stays-1", auto_create_key: false });
     const team = (await json("/team/new", { team_alias: "stays" })).body;
     const key = (await json("/key/generate", { key_alias: "stays-key" })).body.key;
+    await json("/customer/new", { user_id: "stays-c" });
     for (const [path, body, message] of [
+      ["/customer/delete", { user_ids: ["stays-c", "ghost-c"] }, "End User Id(s)=ghost-c do not exist in db"],
       ["/user/delete", { user_ids: ["stays-1", "ghost-user"] }, "User not found, passed user_id=ghost-user"],
       ["/team/delete", { team_ids: [team.team_id, "ghost-team"] }, "Team not found, passed team_id=ghost-team"],
       ["/key/delete", { keys: [key, "sk-ghostkey1234"] }, "No keys found for sk-...1234"],
@@ -552,11 +554,26 @@ describe("validation and integrity", () => {
       expect(`${path} ${refused.status} ${refused.body.error?.message}`).toContain(`${path} 404 ${message}`);
     }
     expect((await json("/user/info?user_id=stays-1")).status).toBe(200);
+    expect((await json("/customer/info?end_user_id=stays-c")).status).toBe(200);
     expect((await json(`/team/info?team_id=${team.team_id}`)).status).toBe(200);
     expect((await h.chat(key)).status).toBe(200);
     expect((await json("/key/delete", { key_aliases: ["stays-key"] })).body).toEqual({ deleted_keys: ["stays-key"] });
     expect((await json("/team/delete", { team_ids: [team.team_id] })).body).toEqual({ deleted_teams: [team.team_id] });
     expect((await json("/user/delete", { user_ids: ["stays-1"] })).body).toEqual({ deleted_users: ["stays-1"] });
+  });
+
+  test("/key/list refuses a filter it does not know (it would list every key), sorts, and takes True and 1 for return_full_object", async () => {
+    for (const alias of ["list-a", "list-b"]) await json("/key/generate", { key_alias: alias, user_id: "lister" });
+    const refused = await json("/key/list?organization_id=org-1");
+    expect(refused.status).toBe(400);
+    expect(refused.body.error.param).toBe("organization_id");
+    for (const flag of ["True", "1", "true"]) {
+      const listed = await json(`/key/list?user_id=lister&return_full_object=${flag}`);
+      expect(listed.body.keys.map((k: any) => k.key_alias)).toEqual(["list-a", "list-b"]);
+    }
+    const desc = await json("/key/list?user_id=lister&return_full_object=true&sort_by=key_alias&sort_order=desc");
+    expect(desc.body.keys.map((k: any) => k.key_alias)).toEqual(["list-b", "list-a"]);
+    expect((await json("/key/list?sort_by=token")).status).toBe(400);
   });
 
   test("LiteLLM's create and list fields: spend to start from, a key that never expires, a budget's reset time, list filters", async () => {
