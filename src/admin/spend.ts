@@ -12,6 +12,37 @@ function dateOf(text: string | undefined, field: string, endOfDay: boolean): Dat
   return date;
 }
 
+/** Days a daily summary may span (each day is one entry, spent or not). */
+const SUMMARY_DAYS = 3660;
+const DAY_MS = 86_400_000;
+
+/**
+ * Spend per UTC day, as LiteLLM answers /spend/logs given both dates: each day from the first to the
+ * last with its total, its spend per key hash (as members named by the hash), per user and per model;
+ * days without spend are there with 0.
+ */
+async function dailySummary(db: AdminDeps["db"], where: string, params: unknown[], start: Date, end: Date) {
+  const days = Math.floor(end.getTime() / DAY_MS) - Math.floor(start.getTime() / DAY_MS) + 1;
+  if (days > SUMMARY_DAYS) throw badRequest(`end_date: a daily summary spans at most ${SUMMARY_DAYS} days; narrow the dates or send summarize=false`, "end_date");
+  const rows = await db.query(
+    `select to_char(start_time at time zone 'UTC', 'YYYY-MM-DD') as day, api_key, coalesce(user_id, '') as user_id, model, sum(spend)::float8 as spend
+     from spend_logs ${where} group by 1, 2, 3, 4 order by 1`, params);
+  const byDay = new Map<string, Record<string, any>>();
+  for (let i = 0; i < days; i++) {
+    const day = new Date(Math.floor(start.getTime() / DAY_MS) * DAY_MS + i * DAY_MS).toISOString().slice(0, 10);
+    byDay.set(day, { startTime: day, spend: 0, users: {}, models: {} });
+  }
+  for (const row of rows) {
+    const entry = byDay.get(row.day);
+    if (!entry) continue;
+    entry.spend += row.spend;
+    entry[row.api_key] = (entry[row.api_key] ?? 0) + row.spend;
+    entry.users[row.user_id] = (entry.users[row.user_id] ?? 0) + row.spend;
+    entry.models[row.model] = (entry.models[row.model] ?? 0) + row.spend;
+  }
+  return [...byDay.values()];
+}
+
 export function spendRoutes(deps: AdminDeps) {
   const { db } = deps;
   return adminOnlyRoutes("admin-spend", deps)
@@ -31,6 +62,7 @@ export function spendRoutes(deps: AdminDeps) {
       const end = dateOf(query.end_date, "end_date", true);
       if (start) add("start_time >= ?", start);
       if (end) add("start_time <= ?", end);
+      if (start && end && query.summarize?.toLowerCase() !== "false") return dailySummary(db, `where ${where.join(" and ")}`, params, start, end);
       const limit = Math.min(Number(query.limit ?? 1000), 10_000);
       const rows = await db.query(`select * from spend_logs ${where.length ? `where ${where.join(" and ")}` : ""} order by start_time desc limit ${limit}`, params);
       // LiteLLM's names for the same columns ride along, for scripts written against it.
@@ -42,9 +74,9 @@ export function spendRoutes(deps: AdminDeps) {
     }, {
       query: t.Object({
         request_id: t.Optional(t.String()), api_key: t.Optional(t.String()), user_id: t.Optional(t.String()), team_id: t.Optional(t.String()), end_user: t.Optional(t.String()),
-        start_date: t.Optional(t.String()), end_date: t.Optional(t.String()), limit: t.Optional(numeric({ minimum: 1, maximum: 10_000, integer: true, field: "limit" })),
+        start_date: t.Optional(t.String()), end_date: t.Optional(t.String()), summarize: t.Optional(t.String()), limit: t.Optional(numeric({ minimum: 1, maximum: 10_000, integer: true, field: "limit" })),
       }),
-      detail: { tags: ["spend"], summary: "Spend logs, newest first, filtered by request, key, user, team, customer and dates" },
+      detail: { tags: ["spend"], summary: "Spend logs, newest first, filtered by request, key, user, team, customer and dates; with both dates, spend per day unless summarize=false" },
     })
     .get("/global/spend", async () => {
       const [row] = await db.query("select spend, budget_reset_at from gateway_spend where id = 1");

@@ -640,6 +640,16 @@ describe("validation and integrity", () => {
     expect((await json("/spend/logs?user_id=member-1")).body).toHaveLength(1);
     expect((await json("/spend/logs?end_user=reporting-customer")).body).toHaveLength(1);
     expect((await json("/spend/logs?end_user=reporting-customer&end_date=2000-01-01")).body).toHaveLength(0);
+    // With both dates, spend per day as LiteLLM answers it (days without spend included), unless summarize=false.
+    const day = String(logs.body[0].start_time).slice(0, 10);
+    const before = new Date(Date.parse(day) - 86_400_000).toISOString().slice(0, 10);
+    const daily = await json(`/spend/logs?team_id=${team.body.team_id}&start_date=${before}&end_date=${day}`);
+    expect(daily.body).toEqual([
+      { startTime: before, spend: 0, users: {}, models: {} },
+      { startTime: day, spend: logs.body[0].spend, [logs.body[0].api_key]: logs.body[0].spend, users: { [logs.body[0].user_id]: logs.body[0].spend }, models: { [logs.body[0].model]: logs.body[0].spend } },
+    ]);
+    expect((await json(`/spend/logs?team_id=${team.body.team_id}&start_date=${before}&end_date=${day}&summarize=false`)).body).toHaveLength(1);
+    expect((await json("/spend/logs?start_date=1990-01-01&end_date=2026-01-01")).status).toBe(400);
     expect((await json("/spend/logs?start_date=not-a-date")).status).toBe(400);
     expect((await json("/global/spend")).body.spend).toBeGreaterThan(0);
   });
