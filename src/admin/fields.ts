@@ -51,7 +51,9 @@ const DATE = /^(\d{4})-(\d{2})-(\d{2})(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)
 export function timestampOf(text: string, endOfDay = false): Date | null {
   const parts = DATE.exec(text.trim());
   if (!parts) return null;
-  const date = new Date(parts[0].length === 10 ? `${parts[0]}T${endOfDay ? "23:59:59.999" : "00:00:00.000"}Z` : parts[0]);
+  // A time without a zone is UTC, as a bare day is (the runtime would read it in the server's zone).
+  const zoned = /[T ].*(Z|[+-]\d{2}(:?\d{2})?)$/.test(parts[0]);
+  const date = new Date(parts[0].length === 10 ? `${parts[0]}T${endOfDay ? "23:59:59.999" : "00:00:00.000"}Z` : zoned ? parts[0] : `${parts[0].replace(" ", "T")}Z`);
   const day = new Date(Date.UTC(Number(parts[1]), Number(parts[2]) - 1, Number(parts[3])));
   return !Number.isNaN(date.getTime()) && day.toISOString().startsWith(parts[0].slice(0, 10)) ? date : null;
 }

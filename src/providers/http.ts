@@ -85,7 +85,11 @@ export function usageFrom(value: unknown): Usage | null {
 
 /** Provider text with the key blanked out, in case a provider echoes it back. */
 export function redact(message: string, secret: string | undefined): string {
-  return secret && secret.length >= 4 ? message.replaceAll(secret, "[redacted]") : message;
+  if (!secret || secret.length < 4) return message;
+  // In any case, and the masked echo providers give of a wrong key (`sk-PROVI********cdef`), which
+  // still shows its start and its end.
+  const exact = new RegExp(secret.replace(/[.*+?^${}()|[\]\\]/g, "\\$&"), "gi");
+  return message.replace(exact, "[redacted]").replace(/\b[A-Za-z0-9_-]{2,}\*{4,}[A-Za-z0-9_-]*/g, "[redacted]");
 }
 
 /**

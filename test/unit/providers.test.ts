@@ -218,11 +218,14 @@ describe("errors", () => {
     if (result.kind === "error") expect(result.message).toBe("x".repeat(1000));
   });
 
-  test("a provider echoing the key never puts it in a message", async () => {
+  test("a provider echoing the key never puts it in a message: as sent, in another case, or masked with its ends showing", async () => {
     answer = (request) => Response.json({ error: { message: `Incorrect API key provided: ${request.headers.get("authorization")}` } }, { status: 401 });
     const result = await send(d(), raw);
     expect(result).toMatchObject({ kind: "error", status: 401 });
     expect(JSON.stringify(result)).not.toContain(KEY);
+    answer = () => Response.json({ error: { message: `Bad key ${KEY.toUpperCase()}; Incorrect API key provided: sk-upst************4242. See docs.` } }, { status: 401 });
+    const masked = await send(d(), raw);
+    expect(masked).toMatchObject({ kind: "error", message: "Bad key [redacted]; Incorrect API key provided: [redacted]. See docs." });
   });
 
   test("a 2xx that is not JSON is a 502", async () => {
