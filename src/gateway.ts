@@ -68,6 +68,10 @@ function buildRuntime(config: Config, state: GatewayState, log: Logger, clock: C
   for (const d of pricing.unpriced()) {
     log.warn("model has no price: its requests cost 0", { model: d.modelName, deployment: d.id, reject: config.general_settings.reject_unpriced_models });
   }
+  for (const d of deployments) {
+    const missing = pricing.priceOf(d)?.missing;
+    if (missing) log.warn(`model has no ${missing} and the price table does not know it: that side costs 0`, { model: d.modelName, deployment: d.id });
+  }
   const providers = createProviders();
   return createRuntime(config, deployments, pricing, (d) => providers.forDeployment(d), state, () => clock.now());
 }

@@ -9,6 +9,8 @@ export interface Price {
   /** Writing a prompt token to the provider's cache (Anthropic), when it costs more than reading it. */
   cacheWriteInput?: number;
   source: "config" | "table";
+  /** The price the config left out and the table does not have either: it counts as 0. */
+  missing?: "input_cost_per_token" | "output_cost_per_token";
 }
 
 export interface Pricing {
@@ -32,9 +34,10 @@ function resolve(d: Deployment): Price | null {
   const written = field("cache_creation_input_token_cost");
   if (input !== undefined || output !== undefined) {
     const table = input === undefined || output === undefined ? lookup(d) : null;
+    const missing = table ? undefined : input === undefined ? "input_cost_per_token" : output === undefined ? "output_cost_per_token" : undefined;
     return {
       input: input ?? table?.input ?? 0, output: output ?? table?.output ?? 0, cachedInput: cached ?? table?.cachedInput,
-      cacheWriteInput: written ?? table?.cacheWriteInput, source: "config",
+      cacheWriteInput: written ?? table?.cacheWriteInput, source: "config", ...(missing ? { missing } : {}),
     };
   }
   if (d.provider === "mock") return null;

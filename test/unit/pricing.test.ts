@@ -46,3 +46,14 @@ test("prompt tokens written to Anthropic's cache are priced at the write rate, f
   expect(pricing.cost(table, "chat", usage)).toBeCloseTo(20 * 3e-6 + 100 * 0.3e-6 + 50 * 3.75e-6 + 10 * 15e-6, 15);
   expect(pricing.cost(configured, "chat", usage)).toBeCloseTo(20 + 100 * 0.1 + 50 * 1.25 + 10 * 2, 12);
 });
+
+test("a config price given for one side only takes the other from the table, or says it is missing (that side then costs 0)", () => {
+  const known = d("known", "openai", "gpt-4o-mini", { input_cost_per_token: 0.5 });
+  const unknown = d("unknown", "openai", "my-finetune-x", { input_cost_per_token: 0.5 });
+  const both = d("both", "openai", "my-finetune-x", { input_cost_per_token: 0.5, output_cost_per_token: 1 });
+  const pricing = createPricing([known, unknown, both]);
+  expect(pricing.priceOf(known)!.missing).toBeUndefined();
+  expect(pricing.priceOf(known)!.output).toBeGreaterThan(0);
+  expect(pricing.priceOf(unknown)).toMatchObject({ output: 0, missing: "output_cost_per_token" });
+  expect(pricing.priceOf(both)!.missing).toBeUndefined();
+});
