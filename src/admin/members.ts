@@ -8,30 +8,7 @@ import type { AdminDeps } from "./deps";
 import { DurationText, Id, Limit, Money, UserId, opt, open } from "./fields";
 import { adminOnlyRoutes } from "./guard";
 import { userView } from "./users";
-import { MAX_MEMBERS_PER_CALL, Member, TeamRole, addMembers, giveMemberDefaults, teamView } from "./teams";
-
-/** The id of the budget row behind a membership's `max_budget_in_team` and limits (one per membership). */
-const membershipBudgetId = (teamId: string, userId: string) => `team-member:${teamId}:${userId}`;
-
-/**
- * Writes a membership's budget row: a new member's from nothing (`fresh`: nothing a former membership
- * left is kept), a member's update over what it had (fields not sent are kept: its own budget's, or
- * the team's member budget it was on until now).
- */
-async function membershipBudget(sql: Sql, teamId: string, userId: string, fields: Record<string, unknown>, fresh: boolean): Promise<string> {
-  const budgetId = membershipBudgetId(teamId, userId);
-  const columns = ["max_budget", "tpm_limit", "rpm_limit", "max_parallel_requests", "budget_duration"];
-  const sent = [fields.max_budget_in_team, fields.tpm_limit, fields.rpm_limit, fields.max_parallel_requests, fields.budget_duration];
-  // Parameters: $1 the id, $2.. the values sent, then the membership whose current budget is the base.
-  const base = columns.length + 2;
-  const value = (column: string, i: number) => (fresh ? `$${i + 2}`
-    : `coalesce($${i + 2}, (select b.${column} from team_memberships m join budgets b on b.budget_id = m.budget_id where m.team_id = $${base} and m.user_id = $${base + 1}))`);
-  await sql.query(
-    `insert into budgets (budget_id, ${columns.join(", ")}) values ($1, ${columns.map(value).join(", ")})
-     on conflict (budget_id) do update set ${columns.map((c, i) => `${c} = ${fresh ? `$${i + 2}` : `coalesce($${i + 2}, budgets.${c})`}`).join(", ")}, updated_at = now()`,
-    [budgetId, ...sent.map((v) => v ?? null), ...(fresh ? [] : [teamId, userId])]);
-  return budgetId;
-}
+import { MAX_MEMBERS_PER_CALL, Member, TeamRole, addMembers, giveMemberDefaults, membershipBudget, teamView } from "./teams";
 
 /**
  * Every change to a team's members locks the team's row first: they all touch the team, its members

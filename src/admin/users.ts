@@ -8,7 +8,7 @@ import type { AdminDeps } from "./deps";
 import { Id, UserId, Models, Money, budgetFields, keyFields, nextReset, numeric, opt, open, Page } from "./fields";
 import { adminOnlyRoutes } from "./guard";
 import { generatedKeyAnswer, insertKey, keyView, refuseMasterKey } from "./keys";
-import { addMembers, teamView } from "./teams";
+import { MAX_MEMBERS_PER_CALL, TeamRole, addMembers, giveMemberDefaults, membershipBudget, teamView } from "./teams";
 
 const ROLES = ["proxy_admin", "proxy_admin_viewer", "internal_user", "internal_user_viewer", "team", "customer"] as const;
 const Role = t.Union(ROLES.map((role) => t.Literal(role)), { error: `must be one of ${ROLES.join(", ")}` });
@@ -30,7 +30,8 @@ const userFields = {
   user_email: opt(t.String({ maxLength: 512 })),
   user_alias: opt(t.String({ maxLength: 512 })),
   user_role: opt(Role),
-  teams: opt(t.Array(Id)),
+  /** Teams to join: ids, or LiteLLM's objects with the member's role and budget in the team. */
+  teams: opt(t.Array(t.Union([Id, t.Object({ team_id: Id, max_budget_in_team: opt(Money), user_role: opt(TeamRole) }, open)]), { maxItems: MAX_MEMBERS_PER_CALL })),
   auto_create_key: t.Optional(t.Boolean()),
 };
 
@@ -67,11 +68,21 @@ export function userRoutes(deps: AdminDeps) {
             body.tpm_limit ?? null, body.rpm_limit ?? null, body.max_parallel_requests ?? null, [], JSON.stringify(body.metadata ?? {}), body.spend ?? 0],
         ));
         // Each team joined as `/team/member_add` would: membership, the team's members_with_roles and users.teams.
-        const joins: Array<[string, string]> = [...(body.teams ?? []).map((id): [string, string] => ["teams", id]), ...(body.team_id ? [["team_id", body.team_id] as [string, string]] : [])];
-        for (const [field, teamId] of joins) {
-          const team = await tx.query("select 1 from teams where team_id = $1", [teamId]);
-          if (team.length === 0) throw badRequest(`${field}: team "${teamId}" does not exist (create it with /team/new first)`, field);
-          await addMembers(tx, teamId, [{ user_id: userId }], null);
+        type Join = [string, { team_id: string; max_budget_in_team?: number | null; user_role?: "admin" | "user" | null }];
+        const joins: Join[] = [
+          ...(body.teams ?? []).map((team): Join => ["teams", typeof team === "string" ? { team_id: team } : team]),
+          ...(body.team_id ? [["team_id", { team_id: body.team_id }] as Join] : []),
+        ];
+        for (const [field, join] of joins) {
+          const team = await tx.query("select 1 from teams where team_id = $1", [join.team_id]);
+          if (team.length === 0) throw badRequest(`${field}: team "${join.team_id}" does not exist (create it with /team/new first)`, field);
+          await addMembers(tx, join.team_id, [{ user_id: userId, role: join.user_role ?? undefined }], null);
+          if (join.max_budget_in_team != null) {
+            const budgetId = await membershipBudget(tx, join.team_id, userId, { max_budget_in_team: join.max_budget_in_team }, true);
+            await tx.query("update team_memberships set budget_id = $3 where team_id = $1 and user_id = $2", [join.team_id, userId, budgetId]);
+          } else {
+            await giveMemberDefaults(tx, join.team_id, [userId]);
+          }
         }
         const [joined] = joins.length > 0 ? await tx.query("select * from users where user_id = $1", [userId]) : [user];
         if (body.auto_create_key === false) return { user: joined!, key: null };

@@ -477,6 +477,18 @@ describe("validation and integrity", () => {
     expect((await json("/user/info?user_id=joiner")).body.keys.map((k: any) => k.team_alias)).toEqual(["joined", null]);
   });
 
+  test("/user/new joins teams given as LiteLLM's objects (role and budget in the team) or ids (then on the team's member budget)", async () => {
+    await json("/team/new", { team_id: "obj-a" });
+    await json("/team/new", { team_id: "obj-b", team_member_budget: 3 });
+    const user = await json("/user/new", { user_id: "obj-u", auto_create_key: false, teams: [{ team_id: "obj-a", max_budget_in_team: 0.5, user_role: "admin" }, "obj-b"] });
+    expect(user.status).toBe(200);
+    const a = (await json("/team/info?team_id=obj-a")).body;
+    expect(a.team_info.members_with_roles).toEqual([{ role: "admin", user_id: "obj-u" }]);
+    expect(a.team_memberships[0]).toMatchObject({ role: "admin", budget_id: "team-member:obj-a:obj-u", litellm_budget_table: { max_budget: 0.5 } });
+    expect((await json("/team/info?team_id=obj-b")).body.team_memberships[0]).toMatchObject({ budget_id: "team-members:obj-b", litellm_budget_table: { max_budget: 3 } });
+    expect((await json("/user/new", { user_id: "obj-v", teams: [{ team_id: "obj-a", user_role: "owner" }] })).status).toBe(400);
+  });
+
   test("/customer/update changes only the budget fields sent; a shared budget is copied, not changed", async () => {
     const created = (await json("/customer/new", { user_id: "partial", max_budget: 0.5, budget_duration: "1d", tpm_limit: 50 })).body;
     expect(created.budget_reset_at).not.toBeNull();
