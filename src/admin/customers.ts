@@ -4,7 +4,7 @@ import { badRequest, notFound } from "../http/errors";
 import type { Sql } from "../db";
 import { assignments, dropOwnBudgets, found, iso, mustExist, resetAtFor, write } from "./common";
 import type { AdminDeps } from "./deps";
-import { Id, Money, customerNotImplemented, opt, open } from "./fields";
+import { Id, Money, customerRefusedFields, opt, open } from "./fields";
 import { adminOnlyRoutes } from "./guard";
 import { BUDGET_COLUMNS, budgetBody, insertBudget } from "./budgets";
 
@@ -67,7 +67,7 @@ export function customerRoutes(deps: AdminDeps, prefix: "/customer" | "/end_user
       deps.invalidate({ kind: "customer", id: body.user_id });
       return one(body.user_id);
     }, {
-      body: t.Object({ ...budgetBody, ...customerNotImplemented, user_id: Id, alias: opt(t.String({ maxLength: 512 })), budget_id: opt(Id), blocked: opt(t.Boolean()), metadata: opt(t.Record(t.String(), t.Unknown())), spend: opt(Money) }, open),
+      body: t.Object({ ...budgetBody, ...customerRefusedFields, user_id: Id, alias: opt(t.String({ maxLength: 512 })), budget_id: opt(Id), blocked: opt(t.Boolean()), metadata: opt(t.Record(t.String(), t.Unknown())), spend: opt(Money) }, open),
       detail: { tags: ["customer management"], summary: "Create a customer (the `user` of requests) with a budget_id or an inline budget" },
     })
     .post(`${prefix}/update`, async ({ body }) => {
@@ -98,7 +98,7 @@ export function customerRoutes(deps: AdminDeps, prefix: "/customer" | "/end_user
       deps.invalidate({ kind: "customer", id: body.user_id, reset: body.spend !== undefined ? [{ table: "customers", id: body.user_id }] : undefined });
       return one(body.user_id);
     }, {
-      body: t.Object({ ...budgetBody, ...customerNotImplemented, user_id: Id, alias: opt(t.String()), budget_id: opt(Id), blocked: opt(t.Boolean()), spend: t.Optional(Money) }, open),
+      body: t.Object({ ...budgetBody, ...customerRefusedFields, user_id: Id, alias: opt(t.String()), budget_id: opt(Id), blocked: opt(t.Boolean()), spend: t.Optional(Money) }, open),
       detail: { tags: ["customer management"], summary: "Change a customer" },
     })
     .post(`${prefix}/delete`, async ({ body }) => {

@@ -106,7 +106,7 @@ export const budgetFields = {
  * implement: refused unless left out, null or empty, rather than taken and ignored (a `read_only`
  * key that could still call models, a `guardrails` list that guards nothing).
  */
-function notImplemented(what: string, empty: "array" | "object" | "null", allowed: string[] = []) {
+function refusedUnlessEmpty(what: string, empty: "array" | "object" | "null", allowed: string[] = []) {
   const error = `left out, null or empty${allowed.length ? ` (or ${allowed.map((v) => JSON.stringify(v)).join(", ")})` : ""}: litegate does not implement ${what}`;
   const variants = [t.Null({ error }), ...allowed.map((v) => t.Literal(v, { error }))];
   if (empty === "array") variants.push(t.Array(t.Unknown(), { maxItems: 0, error }) as any);
@@ -114,33 +114,33 @@ function notImplemented(what: string, empty: "array" | "object" | "null", allowe
   return t.Optional(t.Union(variants, { error }));
 }
 
-/** Key fields LiteLLM takes that litegate does not implement (see `notImplemented`). */
-export const keyNotImplemented = {
-  key_type: notImplemented("key types other than the default (read_only or management keys)", "null", ["default", "llm_api"]),
-  allowed_routes: notImplemented("allowed_routes", "array"),
-  enforced_params: notImplemented("enforced_params", "array"),
-  aliases: notImplemented("key model aliases", "object"),
-  permissions: notImplemented("key permissions", "object"),
-  guardrails: notImplemented("guardrails", "array"),
-  temp_budget_increase: notImplemented("temporary budget increases", "null"),
-  temp_budget_expiry: notImplemented("temporary budget increases", "null"),
-  allowed_model_region: notImplemented("model regions", "null"),
-  budget_limits: notImplemented("budget_limits (one budget per key; use model_max_budget per model)", "array"),
+/** Key fields LiteLLM takes that litegate does not implement (see `refusedUnlessEmpty`). */
+export const keyRefusedFields = {
+  key_type: refusedUnlessEmpty("key types other than the default (read_only or management keys)", "null", ["default", "llm_api"]),
+  allowed_routes: refusedUnlessEmpty("allowed_routes", "array"),
+  enforced_params: refusedUnlessEmpty("enforced_params", "array"),
+  aliases: refusedUnlessEmpty("key model aliases", "object"),
+  permissions: refusedUnlessEmpty("key permissions", "object"),
+  guardrails: refusedUnlessEmpty("guardrails", "array"),
+  temp_budget_increase: refusedUnlessEmpty("temporary budget increases", "null"),
+  temp_budget_expiry: refusedUnlessEmpty("temporary budget increases", "null"),
+  allowed_model_region: refusedUnlessEmpty("model regions", "null"),
+  budget_limits: refusedUnlessEmpty("budget_limits (one budget per key; use model_max_budget per model)", "array"),
 };
 
 /** Team fields LiteLLM takes that litegate does not implement. */
-export const teamNotImplemented = {
-  model_rpm_limit: notImplemented("per-model limits on teams (keys have model_rpm_limit)", "object"),
-  model_tpm_limit: notImplemented("per-model limits on teams (keys have model_tpm_limit)", "object"),
-  model_aliases: notImplemented("team model aliases", "object"),
-  guardrails: notImplemented("guardrails", "array"),
-  team_member_key_duration: notImplemented("team_member_key_duration", "null"),
+export const teamRefusedFields = {
+  model_rpm_limit: refusedUnlessEmpty("per-model limits on teams (keys have model_rpm_limit)", "object"),
+  model_tpm_limit: refusedUnlessEmpty("per-model limits on teams (keys have model_tpm_limit)", "object"),
+  model_aliases: refusedUnlessEmpty("team model aliases", "object"),
+  guardrails: refusedUnlessEmpty("guardrails", "array"),
+  team_member_key_duration: refusedUnlessEmpty("team_member_key_duration", "null"),
 };
 
 /** Customer fields LiteLLM takes that litegate does not implement. */
-export const customerNotImplemented = {
-  allowed_model_region: notImplemented("model regions", "null"),
-  default_model: notImplemented("a customer's default model", "null"),
+export const customerRefusedFields = {
+  allowed_model_region: refusedUnlessEmpty("model regions", "null"),
+  default_model: refusedUnlessEmpty("a customer's default model", "null"),
 };
 
 /** The /key/generate body; /user/new takes it too. */
@@ -160,7 +160,7 @@ export const keyFields = {
   blocked: opt(t.Boolean()),
   /** Spend to start from (a key or user moved from another gateway keeps what it spent). */
   spend: opt(Money),
-  ...keyNotImplemented,
+  ...keyRefusedFields,
 };
 
 export const open = { additionalProperties: true } as const;

@@ -5,7 +5,7 @@ import { badRequest } from "../http/errors";
 import type { SpendRow } from "../spend/batch";
 import { deleteEvery, found, spendRowsOwnedBy, iso, resetAtFor, updateBudgetHolder, write } from "./common";
 import type { AdminDeps } from "./deps";
-import { DurationText, Id, Limit, Metadata, Models, Money, budgetFields, nextReset, opt, open, teamNotImplemented } from "./fields";
+import { DurationText, Id, Limit, Metadata, Models, Money, budgetFields, nextReset, opt, open, teamRefusedFields } from "./fields";
 import { adminOnlyRoutes } from "./guard";
 import { keyView } from "./keys";
 import { budgetView } from "./budgets";
@@ -144,7 +144,7 @@ export async function giveMemberDefaults(sql: Sql, teamId: string, userIds: stri
        and exists (select 1 from budgets where budget_id = $3)`, [teamId, userIds, teamMemberBudgetId(teamId)]);
 }
 
-const teamFields = { ...budgetFields, ...memberDefaults, ...teamNotImplemented, team_alias: opt(t.String({ maxLength: 512 })), models: t.Optional(Models), metadata: opt(Metadata), blocked: opt(t.Boolean()) };
+const teamFields = { ...budgetFields, ...memberDefaults, ...teamRefusedFields, team_alias: opt(t.String({ maxLength: 512 })), models: t.Optional(Models), metadata: opt(Metadata), blocked: opt(t.Boolean()) };
 
 export function teamRoutes(deps: AdminDeps) {
   const { db, clock } = deps;

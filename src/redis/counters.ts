@@ -4,7 +4,7 @@ import { nextWindowCheck } from "../governance/keys";
 import type { Logger } from "../log";
 import { HEARTBEAT_REPLIES, Heartbeat } from "./heartbeat";
 import { redisKeys } from "./keys";
-import { IDLE_MS, SYNC_SLICE, type State, type SyncReply, alone, applyReply, consumed, fitsLease, heldByOthers, replyAt, roomWanted, serialized, syncArgs, syncNeed, carryTraffic } from "./lease";
+import { IDLE_MS, SYNC_SLICE, type State, type SyncReply, alone, applyReply, consumed, fitsLease, heldByOthers, replyAt, roomWanted, serialized, syncArgs, syncNeed, carryTraffic, tickSync } from "./lease";
 import { Sweep } from "./sweep";
 import SYNC_SCRIPT from "./sync.lua" with { type: "text" };
 
@@ -270,17 +270,7 @@ export class SharedCounters implements Counters {
       this.aliveAt = now;
       const pipeline = this.redis.pipeline();
       this.heartbeat.add(pipeline);
-      const sent = chosen.map((s) => {
-        const push = s.unsynced;
-        s.unsynced = 0;
-        s.lease = Math.max(0, s.lease - push);
-        const idle = now - s.touchedAt > IDLE_MS && s.inflight === 0;
-        // Return slack beyond what the next few ticks need; idle counters return everything.
-        const want = idle ? 0 : roomWanted(s);
-        if (s.lease - s.inflight > want) s.lease = s.inflight + want;
-        const request = Math.max(0, want - (s.lease - s.inflight));
-        return { s, push, args: syncArgs(s, push, 0, request, false, now) };
-      });
+      const sent = chosen.map((s) => ({ s, ...tickSync(s, now) }));
       // Many counters per script call, in slices short enough not to hold Redis up for the other instances.
       for (let from = 0; from < sent.length; from += SYNC_SLICE) {
         const slice = sent.slice(from, from + SYNC_SLICE);
@@ -360,16 +350,13 @@ export class SharedCounters implements Counters {
     this.returnSlackSoon(s);
   }
 
-  /**
-   * The shared value as last synced plus this instance's own in flight and unpushed: what responses
-   * and refusals report. Room the other instances hold but have not used is left out (admission
-   * counts it; see `alone`).
-   */
+  /** The shared value as last synced plus this instance's own in flight and unpushed (admission also counts the others' room: `alone`). */
   used(check: CounterCheck): number {
     const s = this.states.get(check.key);
     return s ? s.v + consumed(s) : check.initial;
   }
 
+  /** The shared settled value and this instance's unpushed settlements: a budget's spend. */
   spent(check: CounterCheck): number {
     const s = this.states.get(check.key);
     return s ? s.v + s.unsynced : check.initial;

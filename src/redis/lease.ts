@@ -119,6 +119,21 @@ export function applyReply(s: State, reply: SyncReply, now: number, tickMs: numb
 /** Counter `i`'s reply within a sync call's flat answer (five values per counter). */
 export const replyAt = (flat: unknown[], i: number): SyncReply => flat.slice(5 * i, 5 * i + 5) as SyncReply;
 
+/**
+ * What a tick's sync of a counter sends: its unpushed amount (taken out of the lease), and a request
+ * for the room it wants, slack beyond what the next few ticks need returned (idle counters return all).
+ */
+export function tickSync(s: State, now: number): { push: number; args: (string | number)[] } {
+  const push = s.unsynced;
+  s.unsynced = 0;
+  s.lease = Math.max(0, s.lease - push);
+  const idle = now - s.touchedAt > IDLE_MS && s.inflight === 0;
+  const want = idle ? 0 : roomWanted(s);
+  if (s.lease - s.inflight > want) s.lease = s.inflight + want;
+  const request = Math.max(0, want - (s.lease - s.inflight));
+  return { push, args: syncArgs(s, push, 0, request, false, now) };
+}
+
 /** A counter's values for the sync script, in the order it reads them. */
 export function syncArgs(s: State, push: number, need: number, request: number, admission: boolean, now: number): (string | number)[] {
   const keyTtl = Number.isFinite(s.check.expiresAt) ? Math.max(1000, s.check.expiresAt - now + 10_000) : DAY_MS;
