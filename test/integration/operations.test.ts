@@ -103,5 +103,5 @@ describe("admin API placement", () => {
       method: "POST", headers: { authorization: `Bearer ${key}` }, body: JSON.stringify({ model: "m", messages: [{ role: "user", content: "hi" }] }),
     })).status).toBe(200);
     await split.stop();
-  });
+  }, 60_000);
 });
