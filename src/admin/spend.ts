@@ -2,7 +2,7 @@ import { t } from "elysia";
 import { badRequest } from "../http/errors";
 import { iso, tokenOf } from "./common";
 import type { AdminDeps } from "./deps";
-import { numeric, timestampOf } from "./fields";
+import { Page, numeric, timestampOf } from "./fields";
 import { adminOnlyRoutes } from "./guard";
 
 function dateOf(text: string | undefined, field: string, endOfDay: boolean): Date | null {
@@ -63,8 +63,11 @@ export function spendRoutes(deps: AdminDeps) {
       if (start) add("start_time >= ?", start);
       if (end) add("start_time <= ?", end);
       if (start && end && query.summarize?.toLowerCase() !== "false") return dailySummary(db, `where ${where.join(" and ")}`, params, start, end);
+      // Pages of `limit` rows, newest first (request_id breaks ties, so pages neither repeat nor skip a row).
       const limit = Math.min(Number(query.limit ?? 1000), 10_000);
-      const rows = await db.query(`select * from spend_logs ${where.length ? `where ${where.join(" and ")}` : ""} order by start_time desc limit ${limit}`, params);
+      const offset = (Number(query.page ?? 1) - 1) * limit;
+      const rows = await db.query(
+        `select * from spend_logs ${where.length ? `where ${where.join(" and ")}` : ""} order by start_time desc, request_id limit ${limit} offset ${offset}`, params);
       // LiteLLM's names for the same columns ride along, for scripts written against it.
       return rows.map((r) => {
         const start_time = iso(r.start_time);
@@ -74,7 +77,7 @@ export function spendRoutes(deps: AdminDeps) {
     }, {
       query: t.Object({
         request_id: t.Optional(t.String()), api_key: t.Optional(t.String()), user_id: t.Optional(t.String()), team_id: t.Optional(t.String()), end_user: t.Optional(t.String()),
-        start_date: t.Optional(t.String()), end_date: t.Optional(t.String()), summarize: t.Optional(t.String()), limit: t.Optional(numeric({ minimum: 1, maximum: 10_000, integer: true, field: "limit" })),
+        start_date: t.Optional(t.String()), end_date: t.Optional(t.String()), summarize: t.Optional(t.String()), page: t.Optional(Page), limit: t.Optional(numeric({ minimum: 1, maximum: 10_000, integer: true, field: "limit" })),
       }),
       detail: { tags: ["spend"], summary: "Spend logs, newest first, filtered by request, key, user, team, customer and dates; with both dates, spend per day unless summarize=false" },
     })

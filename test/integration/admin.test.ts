@@ -633,6 +633,19 @@ describe("validation and integrity", () => {
     }
   });
 
+  test("/spend/logs pages: page × limit rows, newest first, none repeated or skipped", async () => {
+    const key = (await json("/key/generate", {})).body.key;
+    for (let i = 0; i < 5; i++) await h.chat(key);
+    await h.flush();
+    const all = (await json(`/spend/logs?api_key=${key}`)).body.map((r: any) => r.request_id);
+    expect(all).toHaveLength(5);
+    const pages = [];
+    for (const page of [1, 2, 3]) pages.push(...(await json(`/spend/logs?api_key=${key}&limit=2&page=${page}`)).body.map((r: any) => r.request_id));
+    expect(pages).toEqual(all);
+    expect((await json(`/spend/logs?api_key=${key}&limit=2&page=4`)).body).toEqual([]);
+    expect((await json(`/spend/logs?api_key=${key}&page=0`)).status).toBe(400);
+  });
+
   test("spend is reported on key, user, team, customer and budget info", async () => {
     const team = await json("/team/new", {});
     await json("/user/new", { user_id: "member-1", auto_create_key: false });
