@@ -8,7 +8,7 @@ import type { AdminDeps } from "./deps";
 import { DurationText, Id, Limit, Money, UserId, opt, open } from "./fields";
 import { adminOnlyRoutes } from "./guard";
 import { userView } from "./users";
-import { MAX_MEMBERS_PER_CALL, Member, TeamRole, addMembers, giveMemberDefaults, membershipBudget, teamView } from "./teams";
+import { MAX_MEMBERS_PER_CALL, Member, TeamRole, addMembers, giveMemberDefaults, giveOwnBudget, membershipBudget, teamView } from "./teams";
 
 /**
  * Every change to a team's members locks the team's row first: they all touch the team, its members
@@ -59,11 +59,7 @@ export function memberRoutes(deps: AdminDeps) {
         // Every member added gets the budget and limits sent, from nothing: a former membership's are not
         // kept. Members sent without any take the team's member budget, when it has one.
         if ([body.max_budget_in_team, body.budget_duration, body.tpm_limit, body.rpm_limit, body.max_parallel_requests].some((v) => v != null)) {
-          for (const userId of added) {
-            const budgetId = await membershipBudget(tx, body.team_id, userId, body, true);
-            await tx.query("update team_memberships set budget_id = $3, budget_reset_at = $4 where team_id = $1 and user_id = $2",
-              [body.team_id, userId, budgetId, resetAtFor(body.budget_duration, deps.clock.now())]);
-          }
+          for (const userId of added) await giveOwnBudget(tx, body.team_id, userId, body, deps.clock.now());
         } else {
           await giveMemberDefaults(tx, body.team_id, added);
         }

@@ -88,6 +88,13 @@ export async function membershipBudget(sql: Sql, teamId: string, userId: string,
   return budgetId;
 }
 
+/** A member just added gets a budget of their own, from the fields sent (`max_budget_in_team`, limits, `budget_duration`). */
+export async function giveOwnBudget(sql: Sql, teamId: string, userId: string, fields: Record<string, unknown>, now: number): Promise<void> {
+  const budgetId = await membershipBudget(sql, teamId, userId, fields, true);
+  await sql.query("update team_memberships set budget_id = $3, budget_reset_at = $4 where team_id = $1 and user_id = $2",
+    [teamId, userId, budgetId, resetAtFor(fields.budget_duration as string | null | undefined, now)]);
+}
+
 /** Teams as LiteLLM lists them: each with its keys and its memberships (their spend and budget), in two queries. */
 async function withKeysAndMemberships(db: Sql, rows: Array<Record<string, any>>) {
   const ids = rows.map((row) => row.team_id as string);
@@ -117,11 +124,11 @@ const MEMBER_DEFAULT_COLUMNS = { team_member_budget: "max_budget", team_member_b
 
 /**
  * Writes the team's member budget from the `team_member_*` fields sent (those not sent are kept) and
- * gives it to every member without a budget of their own. False when none was sent.
+ * gives it to every member without a budget of their own. Nothing when none was sent.
  */
-async function applyMemberDefaults(sql: Sql, teamId: string, body: Record<string, unknown>, now: number): Promise<boolean> {
+async function applyMemberDefaults(sql: Sql, teamId: string, body: Record<string, unknown>, now: number): Promise<void> {
   const sent = (Object.keys(MEMBER_DEFAULT_COLUMNS) as Array<keyof typeof MEMBER_DEFAULT_COLUMNS>).filter((field) => body[field] !== undefined);
-  if (sent.length === 0) return false;
+  if (sent.length === 0) return;
   const budgetId = teamMemberBudgetId(teamId);
   const columns = sent.map((field) => MEMBER_DEFAULT_COLUMNS[field]);
   await sql.query(
@@ -134,7 +141,6 @@ async function applyMemberDefaults(sql: Sql, teamId: string, body: Record<string
   if (body.team_member_budget_duration !== undefined) {
     await sql.query("update team_memberships set budget_reset_at = $2 where budget_id = $1", [budgetId, resetAtFor(body.team_member_budget_duration as string | null, now)]);
   }
-  return true;
 }
 
 /** Members just added take the team's member budget when they were given none of their own. */

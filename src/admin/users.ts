@@ -8,7 +8,7 @@ import type { AdminDeps } from "./deps";
 import { Id, UserId, Models, Money, budgetFields, keyFields, nextReset, numeric, opt, open, Page } from "./fields";
 import { adminOnlyRoutes } from "./guard";
 import { generatedKeyAnswer, insertKey, keyView, refuseMasterKey } from "./keys";
-import { MAX_MEMBERS_PER_CALL, TeamRole, addMembers, giveMemberDefaults, membershipBudget, teamView } from "./teams";
+import { MAX_MEMBERS_PER_CALL, TeamRole, addMembers, giveMemberDefaults, giveOwnBudget, teamView } from "./teams";
 
 const ROLES = ["proxy_admin", "proxy_admin_viewer", "internal_user", "internal_user_viewer", "team", "customer"] as const;
 const Role = t.Union(ROLES.map((role) => t.Literal(role)), { error: `must be one of ${ROLES.join(", ")}` });
@@ -78,8 +78,7 @@ export function userRoutes(deps: AdminDeps) {
           if (team.length === 0) throw badRequest(`${field}: team "${join.team_id}" does not exist (create it with /team/new first)`, field);
           await addMembers(tx, join.team_id, [{ user_id: userId, role: join.user_role ?? undefined }], null);
           if (join.max_budget_in_team != null) {
-            const budgetId = await membershipBudget(tx, join.team_id, userId, { max_budget_in_team: join.max_budget_in_team }, true);
-            await tx.query("update team_memberships set budget_id = $3 where team_id = $1 and user_id = $2", [join.team_id, userId, budgetId]);
+            await giveOwnBudget(tx, join.team_id, userId, { max_budget_in_team: join.max_budget_in_team }, clock.now());
           } else {
             await giveMemberDefaults(tx, join.team_id, [userId]);
           }
