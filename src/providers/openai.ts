@@ -48,7 +48,7 @@ export async function sendOpenAiShaped(call: UpstreamCall, target: Target): Prom
   const { response, host } = answer;
   if (!response.ok) return errorFrom(answer, target.secret);
   if (call.stream && response.body && isEventStream(response)) {
-    return { kind: "stream", status: response.status, stream: response.body };
+    return { kind: "stream", status: response.status, stream: response.body, secret: target.secret };
   }
   const text = await answer.text();
   if (isError(text)) return text;

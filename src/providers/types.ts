@@ -58,6 +58,8 @@ export type UpstreamResult =
       status: number;
       /** OpenAI-shaped Server-Sent Events, bytes as they come (`data: {...}\n\n` … `data: [DONE]\n\n`). */
       stream: ReadableStream<Uint8Array>;
+      /** The provider key, blanked out of any error the stream carries. */
+      secret?: string;
     }
   | {
       kind: "error";

@@ -244,7 +244,7 @@ export function createInference(deps: InferenceDeps) {
     headers["cache-control"] = "no-cache";
     headers.connection = "keep-alive";
     const status = result.status;
-    const body = tapStream(upstream, { clientWantsUsage: clientWantsUsage(ctx.body) }, (outcome) => {
+    const body = tapStream(upstream, { clientWantsUsage: clientWantsUsage(ctx.body), secret: result.secret }, (outcome) => {
       deadline.done();
       const usage = usageOf(ctx, outcome.usage, outcome.text);
       const end = outcome.end === "complete" ? "success" : outcome.end === "cancelled" ? "client_disconnected" : "stream_failed";

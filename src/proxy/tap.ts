@@ -1,4 +1,4 @@
-import { usageOf } from "../providers/http";
+import { redact, usageOf } from "../providers/http";
 import type { Usage } from "../providers/types";
 
 export type StreamEnd = "complete" | "cancelled" | "failed";
@@ -17,6 +17,8 @@ export interface TapOptions {
    * provider for it either way, to charge the stream; a client that did not ask does not get it.
    */
   clientWantsUsage: boolean;
+  /** The provider key: blanked out of the provider's error events and of the error litegate adds. */
+  secret?: string;
 }
 
 const LF = 10;
@@ -30,8 +32,11 @@ function errorEvent(message: string): Uint8Array {
   return encoder.encode(`\n\ndata: ${JSON.stringify(error)}\n\n`);
 }
 
-/** What becomes of one event: passed on, kept from the client, or the end of a stream that cannot be trusted. */
-type Verdict = "forward" | "drop" | "malformed";
+/**
+ * What becomes of one event: passed on, kept from the client, passed on as `replacement` (a provider
+ * error that names the provider key), or the end of a stream that cannot be trusted.
+ */
+type Verdict = "forward" | "drop" | "replace" | "malformed";
 
 /**
  * A provider's SSE stream read event by event, as the SSE rules have it: lines end with LF, CRLF or
@@ -56,8 +61,15 @@ export class SseEvents {
   private data: string[] = [];
   /** The last chunk ended with CR: an LF opening the next one belongs to that line break. */
   private skipLF = false;
+  /** The event being read has an `error` member. */
+  private error = false;
+  /** What the client gets for an event whose verdict is "replace". */
+  private replacement = new Uint8Array(0);
 
-  constructor(private readonly clientWantsUsage: boolean) {}
+  constructor(
+    private readonly clientWantsUsage: boolean,
+    private readonly secret?: string,
+  ) {}
 
   /** The provider ended the answer: `[DONE]`, or a finish_reason for every choice (n > 1 has several). */
   get finished(): boolean {
@@ -102,6 +114,7 @@ export class SseEvents {
         if (this.held.length > 0) out.push(...this.held);
       } else {
         if (eventStart > emitStart) out.push(chunk.subarray(emitStart, eventStart));
+        if (verdict === "replace") out.push(this.replacement);
         emitStart = next;
       }
       this.held = [];
@@ -120,7 +133,7 @@ export class SseEvents {
   end(): Uint8Array[] {
     if (this.line.length > 0) this.field(this.lineText(new Uint8Array(0)));
     const verdict = this.data.length > 0 ? this.dispatch() : "forward";
-    const out = verdict === "forward" ? this.held : [];
+    const out = verdict === "forward" ? this.held : verdict === "replace" ? [this.replacement] : [];
     this.held = [];
     if (verdict === "malformed") this.malformed = true;
     return out;
@@ -142,6 +155,12 @@ export class SseEvents {
     const data = this.data;
     if (data.length === 0) return "forward";
     this.data = [];
+    this.error = false;
+    const verdict = this.verdictOf(data);
+    return this.error && verdict === "forward" ? this.redacted(data) : verdict;
+  }
+
+  private verdictOf(data: string[]): Verdict {
     if (data.length === 1) return this.read(data[0]!);
     const joined = this.read(data.join("\n"));
     if (joined !== "malformed") return joined;
@@ -150,6 +169,14 @@ export class SseEvents {
       if (this.read(payload) === "malformed") return "malformed";
     }
     return "forward";
+  }
+
+  /** A provider's error event, with the provider key (or its masked echo) blanked out if it names it. */
+  private redacted(data: string[]): Verdict {
+    const lines = data.map((line) => redact(line, this.secret));
+    if (lines.every((line, i) => line === data[i])) return "forward";
+    this.replacement = encoder.encode(`${lines.map((line) => `data: ${line}\n`).join("")}\n`);
+    return "replace";
   }
 
   private read(payload: string): Verdict {
@@ -165,6 +192,7 @@ export class SseEvents {
     } catch {
       return "malformed";
     }
+    if (chunk?.error !== undefined) this.error = true;
     const usage = usageOf(chunk?.usage);
     if (usage) this.usage = usage;
     const choices = chunk?.choices;
@@ -199,7 +227,7 @@ const messageOf = (error: unknown) => (error instanceof Error ? error.message : 
  */
 export function tapStream(source: ReadableStream<Uint8Array>, options: TapOptions, onEnd: (outcome: StreamOutcome) => void): ReadableStream<Uint8Array> {
   const reader = source.getReader();
-  const events = new SseEvents(options.clientWantsUsage);
+  const events = new SseEvents(options.clientWantsUsage, options.secret);
   let ended = false;
   const finish = (end: StreamEnd) => {
     if (ended) return;
@@ -240,7 +268,7 @@ export function tapStream(source: ReadableStream<Uint8Array>, options: TapOption
             }
           }
         } catch (error) {
-          fail(controller, [], `Upstream stream ended unexpectedly: ${messageOf(error)}`);
+          fail(controller, [], redact(`Upstream stream ended unexpectedly: ${messageOf(error)}`, options.secret));
         }
       },
       cancel(reason) {

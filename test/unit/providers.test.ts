@@ -226,6 +226,9 @@ describe("errors", () => {
     answer = () => Response.json({ error: { message: `Bad key ${KEY.toUpperCase()}; Incorrect API key provided: sk-upst************4242. See docs.` } }, { status: 401 });
     const masked = await send(d(), raw);
     expect(masked).toMatchObject({ kind: "error", message: "Bad key [redacted]; Incorrect API key provided: [redacted]. See docs." });
+    // A stream takes the key along, for the tap to blank out of the provider's error events.
+    answer = () => new Response("data: [DONE]\n\n", { headers: { "content-type": "text/event-stream" } });
+    expect(await send(d(), '{"model":"m","stream":true,"messages":[]}')).toMatchObject({ kind: "stream", secret: KEY });
   });
 
   test("a 2xx that is not JSON is a 502", async () => {

@@ -12,15 +12,16 @@ const SSE =
   "data: [DONE]\n\n";
 
 /** Runs bytes through the tap in the given pieces; returns what came out and how it ended. */
-async function tap(pieces: Uint8Array[], clientWantsUsage = true): Promise<{ out: Uint8Array; outcome: StreamOutcome }> {
+async function tap(pieces: Uint8Array[], clientWantsUsage = true, secret?: string, failWith?: Error): Promise<{ out: Uint8Array; outcome: StreamOutcome }> {
   const source = new ReadableStream<Uint8Array>({
     start(controller) {
       for (const piece of pieces) controller.enqueue(piece);
-      controller.close();
+      if (failWith) controller.error(failWith);
+      else controller.close();
     },
   });
   let outcome: StreamOutcome | undefined;
-  const out = new Uint8Array(await new Response(tapStream(source, { clientWantsUsage }, (o) => (outcome = o))).arrayBuffer());
+  const out = new Uint8Array(await new Response(tapStream(source, { clientWantsUsage, secret }, (o) => (outcome = o))).arrayBuffer());
   return { out, outcome: outcome! };
 }
 
@@ -105,5 +106,28 @@ describe("the stream tap", () => {
     expect((await tap([encoder.encode(a + second + done)])).outcome.end).toBe("failed");
     const secondDone = event({ choices: [{ index: 1, delta: {}, finish_reason: "stop" }] });
     expect((await tap([encoder.encode(a + second + done + secondDone)])).outcome.end).toBe("complete");
+  });
+
+  test("a provider error inside the stream never passes the provider key on: as sent, in another case, or masked", async () => {
+    const KEY = "sk-upstream-secret-4242";
+    const a = event({ choices: [{ index: 0, delta: { content: "A" } }] });
+    const leaky = event({ error: { message: `Incorrect API key provided: ${KEY.toUpperCase()} (sk-upst********4242)`, type: "invalid_request_error" } });
+    const bytes = encoder.encode(a + leaky);
+    for (let at = 1; at < bytes.length; at += 5) {
+      const { out, outcome } = await tap([bytes.slice(0, at), bytes.slice(at)], true, KEY);
+      const seen = text(out);
+      expect(seen.startsWith(a)).toBe(true);
+      expect(seen.toLowerCase()).not.toContain(KEY.toLowerCase());
+      expect(seen).not.toContain("sk-upst*");
+      expect(seen).toContain('data: {"error":{"message":"Incorrect API key provided: [redacted] ([redacted])","type":"invalid_request_error"}}\n\n');
+      expect(outcome.end).toBe("failed");
+    }
+    // An error event without the key passes byte for byte; so does a stream with no key to hide.
+    const plain = event({ error: { message: "overloaded", type: "server_error" } });
+    expect(text((await tap([encoder.encode(a + plain)], true, KEY)).out).startsWith(a + plain)).toBe(true);
+    // A stream the provider breaks off with the key in its reason (an Anthropic error event does).
+    const broken = await tap([encoder.encode(a)], true, KEY, new Error(`provider error: bad key ${KEY}`));
+    expect(text(broken.out)).toContain("bad key [redacted]");
+    expect(text(broken.out)).not.toContain(KEY);
   });
 });

@@ -26,7 +26,7 @@ async function send(call: UpstreamCall, target: Target): Promise<UpstreamResult>
   const { response, host } = answer;
   if (!response.ok) return errorFrom(answer, target.secret);
   if (call.stream && response.body && isEventStream(response)) {
-    return { kind: "stream", status: 200, stream: translateStream(response.body, model, jsonAnswer) };
+    return { kind: "stream", status: 200, stream: translateStream(response.body, model, jsonAnswer), secret: target.secret };
   }
   const text = await answer.text();
   if (isError(text)) return text;
