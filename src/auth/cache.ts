@@ -11,6 +11,8 @@ export interface TtlCacheOptions<V> {
   /** How long stale ids in use are gathered before one reload (ms). */
   reloadDelayMs?: number;
   onReloadError?: (error: unknown) => void;
+  /** Whether a loaded value is stored (default: every value). */
+  keep?: (value: V) => boolean;
 }
 
 /**
@@ -41,6 +43,11 @@ export class TtlCache<V> {
     return this.entries.size;
   }
 
+  /** Changes with every delete and clear: what was read before a change may be out of date. */
+  get generation(): number {
+    return this.epoch;
+  }
+
   /** The cached value (fresh or stale), whether it is still fresh, and its age in ms. */
   peek(id: string): { value: V; fresh: boolean; age: number } | undefined {
     const entry = this.entries.get(id);
@@ -58,14 +65,14 @@ export class TtlCache<V> {
     }
   }
 
-  /** Loads once per id even when many requests miss at the same time. */
+  /** Loads once per id even when many requests miss at the same time; stores what `keep` allows. */
   load(id: string, loader: () => Promise<V>): Promise<V> {
     const pending = this.loading.get(id);
     if (pending) return pending;
     const epoch = this.epoch;
     const promise = loader()
       .then((value) => {
-        if (epoch === this.epoch) this.set(id, value);
+        if (epoch === this.epoch && (this.options.keep?.(value) ?? true)) this.set(id, value);
         return value;
       })
       .finally(() => this.loading.delete(id));
@@ -126,10 +133,8 @@ export class TtlCache<V> {
     return this.entries.values();
   }
 
-  /** Up to `max` ids whose value is not null (unknown ids are cached as null), the most recently loaded. */
+  /** Up to `max` ids, the most recently loaded. */
   knownIds(max: number): string[] {
-    const ids: string[] = [];
-    for (const [id, entry] of this.entries) if (entry.value !== null) ids.push(id);
-    return ids.slice(-max);
+    return [...this.entries.keys()].slice(-max);
   }
 }

@@ -4,10 +4,11 @@ import { COUNTER_IDLE_MS } from "../governance/counters";
 import { GatewayError, authError, forbidden } from "../http/errors";
 import type { Logger } from "../log";
 import { TtlCache } from "./cache";
+import { batchedLookup } from "./lookups";
 import { hashKey, readKey, sameToken } from "./keys";
 import type { Caller, CustomerRecord, Principal } from "./principal";
 import { isProxyAdmin } from "./principal";
-import { type Json, customerFrom, loadCustomers, loadOrCreateCustomer, loadPrincipal, loadPrincipals, principalFrom } from "./repo";
+import { type Json, customerFrom, loadCustomers, loadOrCreateCustomer, loadPrincipals, principalFrom } from "./repo";
 import type { SpendRow } from "../spend/batch";
 
 export * from "./keys";
@@ -36,6 +37,9 @@ const dbUnavailable = () =>
 
 export type Auth = ReturnType<typeof createAuth>;
 
+/** How long a key the database does not know is answered 401 without asking it again. */
+const UNKNOWN_TTL_MS = 1000;
+
 /** key → principal: cache first, then one database round trip. */
 export function createAuth(options: AuthOptions) {
   const { db, clock, log, masterKey } = options;
@@ -44,15 +48,17 @@ export function createAuth(options: AuthOptions) {
   /** Logged once while the database is unreachable and cached keys are served (reload or first load). */
   const servingCached = (error: unknown) =>
     log.once("warn", "auth-db-down", "database unreachable: serving cached keys", { error: String(error) });
-  // Unknown keys are cached too (as null), briefly, so a flood of bad keys does not reach the database.
   // Stale entries are served while a batched reload refreshes them (the database down: until it is back).
+  // Unknown keys are held apart, briefly: a flood of bad keys neither pushes known keys out of the cache
+  // nor reaches the database once per request (misses are looked up together, one query at a time).
   const principals = new TtlCache<Principal | null>(options.cacheSize, options.cacheTtlMs, clock, {
-    reloadMany: (tokens) => loadPrincipals(db, tokens), onReloadError: servingCached,
+    reloadMany: (tokens) => loadPrincipals(db, tokens), onReloadError: servingCached, keep: (principal) => principal !== null,
   });
+  const unknown = new TtlCache<true>(options.cacheSize, UNKNOWN_TTL_MS, clock);
+  const lookUp = batchedLookup((tokens) => loadPrincipals(db, tokens));
   const customers = new TtlCache<CustomerRecord>(options.cacheSize, options.cacheTtlMs, clock, {
     reloadMany: (ids) => loadCustomers(db, ids), onReloadError: servingCached,
   });
-  const UNKNOWN_TTL_MS = 1000;
 
   /**
    * A record is read again, waiting for it, once it is older than this: a budget counter dropped after
@@ -64,12 +70,14 @@ export function createAuth(options: AuthOptions) {
 
   async function principalFor(token: string): Promise<Principal | null> {
     const cached = principals.peek(token);
-    if (cached && cached.age < RELOAD_AFTER_MS) {
-      if (cached.value === null ? cached.age < UNKNOWN_TTL_MS : cached.fresh) return cached.value;
-      if (cached.value && principals.serveStale(token)) return cached.value;
-    }
+    if (cached && cached.age < RELOAD_AFTER_MS && (cached.fresh || principals.serveStale(token))) return cached.value;
+    if (!cached && unknown.peek(token)?.fresh) return null;
     try {
-      return await principals.load(token, () => loadPrincipal(db, token));
+      const generation = principals.generation;
+      const principal = await principals.load(token, () => lookUp(token));
+      // Not held as unknown if the key was written meanwhile (a key made just now is known at once).
+      if (principal === null && principals.generation === generation) unknown.set(token, true);
+      return principal;
     } catch (error) {
       if (cached && cached.value) {
         servingCached(error);
@@ -117,15 +125,18 @@ export function createAuth(options: AuthOptions) {
     isMasterKey: (raw: string): boolean => masterToken !== null && sameToken(hashKey(raw), masterToken),
 
     invalidate(message: Invalidation): void {
-      if (message.kind === "key") principals.delete(message.token);
-      else if (message.kind === "customer") customers.delete(message.id);
+      if (message.kind === "key") {
+        principals.delete(message.token);
+        unknown.delete(message.token);
+      } else if (message.kind === "customer") customers.delete(message.id);
       else {
         principals.clear();
+        unknown.clear();
         customers.clear();
       }
     },
 
-    /** Keys held (unknown keys too, briefly) and customers held: each at most `cacheSize`. */
+    /** Keys held and customers held: each at most `cacheSize` (unknown keys are held apart). */
     cachedPrincipals: () => principals.size,
     cachedCustomers: () => customers.size,
 

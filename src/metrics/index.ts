@@ -92,7 +92,7 @@ export function createMetrics(sources: MetricsSources, maxLabelValues = 200) {
   new Gauge({ name: "litegate_db_statements", help: "Statements sent to the database since start", registers: [registry], collect() { this.set(sources.dbStatements?.() ?? 0); } });
   new Gauge({ name: "litegate_redis_commands", help: "Commands sent to Redis since start", registers: [registry], collect() { this.set(sources.redisCommands?.() ?? 0); } });
   new Gauge({ name: "litegate_redis_counter_syncs", help: "Counters synced with Redis since start (a round trip syncs many)", registers: [registry], collect() { this.set(sources.redisCounterSyncs?.() ?? 0); } });
-  new Gauge({ name: "litegate_cached_keys", help: "Keys held in the key cache, unknown ones included (at most general_settings.key_cache_size)", registers: [registry], collect() { this.set(sources.cachedKeys?.() ?? 0); } });
+  new Gauge({ name: "litegate_cached_keys", help: "Keys held in the key cache (at most general_settings.key_cache_size; unknown keys are held apart)", registers: [registry], collect() { this.set(sources.cachedKeys?.() ?? 0); } });
   new Gauge({ name: "litegate_cached_customers", help: "Customers held in the customer cache (at most general_settings.key_cache_size)", registers: [registry], collect() { this.set(sources.cachedCustomers?.() ?? 0); } });
   new Gauge({ name: "litegate_counters", help: "Budget and rate-limit counters held in memory (idle ones are dropped)", registers: [registry], collect() { this.set(sources.counters?.() ?? 0); } });
   new Gauge({ name: "litegate_redis_sync_failures", help: "Redis counter syncs that failed since start", registers: [registry], collect() { this.set(sources.redisFailures?.() ?? 0); } });

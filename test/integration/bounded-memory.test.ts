@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { hashKey, keyName } from "../../src/auth/keys";
 import type { LocalCounters } from "../../src/governance";
 import { MOCK_CONFIG, inProcessGateway } from "../helpers/gateway";
 
@@ -9,7 +10,7 @@ async function gauges(h: Harness): Promise<Record<string, number>> {
   const text = await (await h.call("/metrics")).text();
   const values: Record<string, number> = {};
   for (const line of text.split("\n")) {
-    const match = /^(litegate_(?:cached_keys|cached_customers|counters)) (\S+)$/.exec(line);
+    const match = /^(litegate_(?:cached_keys|cached_customers|counters|db_statements)) (\S+)$/.exec(line);
     if (match) values[match[1]!] = Number(match[2]);
   }
   return values;
@@ -39,6 +40,33 @@ describe("what the gateway holds per key is bounded by general_settings.key_cach
     // Evicted keys and customers load again from the database when they come back.
     for (const key of keys.slice(0, 30)) expect((await h.chat(key)).status).toBe(200);
     expect((await gauges(h)).litegate_cached_keys).toBe(CACHE);
+  });
+
+  test("a flood of unknown keys pushes no known key out of the cache, and costs the database a few queries, not one per request", async () => {
+    const known: string[] = [];
+    for (let i = 0; i < 5; i++) known.push(await h.createKey());
+    for (const key of known) expect((await h.chat(key)).status).toBe(200);
+    const statements = async () => (await gauges(h)).litegate_db_statements!;
+    const before = await statements();
+    const flood = Array.from({ length: 10 * CACHE }, (_, i) => `sk-nobody-${i}-${crypto.randomUUID()}`);
+    const answers = await Promise.all(flood.map((key) => h.chat(key)));
+    expect(answers.map((answer) => answer.status)).toEqual(flood.map(() => 401));
+    const flooded = (await statements()) - before;
+    expect(flooded).toBeGreaterThan(0);
+    expect(flooded).toBeLessThanOrEqual(5); // looked up together: was one query per key (200)
+    // Held as unknown for a second: asked again, the database is not asked.
+    for (const key of flood.slice(0, 20)) expect((await h.chat(key)).status).toBe(401);
+    // The known keys are still held: their requests send nothing to the database.
+    const held = await statements();
+    for (const key of known) expect((await h.chat(key)).status).toBe(200);
+    expect(await statements()).toBe(held);
+    // A key written after it was asked for is known once its write is announced (as the admin API does).
+    h.clock.advance(1_001);
+    const late = flood[0]!;
+    expect((await h.chat(late)).status).toBe(401);
+    await h.db.query("insert into keys (token, key_name) values ($1, $2)", [hashKey(late), keyName(late)]);
+    h.gateway.auth.invalidate({ kind: "key", token: hashKey(late) });
+    expect((await h.chat(late)).status).toBe(200);
   });
 
   test("a key evicted from the cache keeps the spend it has not written yet: its budget still holds", async () => {

@@ -1,5 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import { TtlCache } from "../../src/auth/cache";
+import { batchedLookup } from "../../src/auth/lookups";
 import { manualClock } from "../../src/clock";
 import { until } from "../helpers/until";
 
@@ -100,12 +101,37 @@ describe("a stale entry is served while a batched reload refreshes it", () => {
 });
 
 describe("the ids kept for the next start", () => {
-  test("the most recently loaded known ids, up to the limit; unknown (null) ids are left out", () => {
-    const cache = new TtlCache<string | null>(100, 1000, manualClock(0));
+  test("the most recently loaded ids, up to the limit; a value `keep` refuses is not stored", async () => {
+    const cache = new TtlCache<string | null>(100, 1000, manualClock(0), { keep: (value) => value !== null });
     for (const id of ["a", "b", "c", "d"]) cache.set(id, id);
-    cache.set("nobody", null);
+    expect(await cache.load("nobody", async () => null)).toBeNull();
+    expect(cache.peek("nobody")).toBeUndefined();
     cache.set("a", "a2"); // loaded again: now the most recent
     expect(cache.knownIds(10)).toEqual(["b", "c", "d", "a"]);
     expect(cache.knownIds(2)).toEqual(["d", "a"]);
+  });
+});
+
+describe("misses looked up together", () => {
+  test("the first goes at once; those arriving meanwhile share the next query; a failed query fails only its own ids", async () => {
+    const queries: string[][] = [];
+    let fail = false;
+    const lookUp = batchedLookup(async (ids: string[]) => {
+      queries.push(ids);
+      const failing = fail;
+      await Bun.sleep(5);
+      if (failing) throw new Error("database down");
+      return new Map(ids.filter((id) => id.startsWith("known")).map((id) => [id, id.toUpperCase()]));
+    });
+    const answers = await Promise.all(["known-1", "x", "known-2", "y", "x"].map(lookUp));
+    expect(answers).toEqual(["KNOWN-1", null, "KNOWN-2", null, null]);
+    expect(queries).toEqual([["known-1"], ["x", "known-2", "y"]]);
+    fail = true;
+    const failed = lookUp("known-3");
+    fail = false;
+    const later = lookUp("known-4"); // waits for the failing query, then goes in its own
+    expect(await failed.catch((error: Error) => error.message)).toBe("database down");
+    expect(await later).toBe("KNOWN-4");
+    expect(queries.slice(2)).toEqual([["known-3"], ["known-4"]]);
   });
 });
