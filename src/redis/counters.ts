@@ -2,9 +2,9 @@ import type Redis from "ioredis";
 import { type CounterCheck, type Counters, forgottenBudget } from "../governance/counters";
 import { nextWindowCheck } from "../governance/keys";
 import type { Logger } from "../log";
-import { HEARTBEAT_REPLIES, Heartbeat } from "./heartbeat";
+import { HEARTBEAT_REPLIES, Heartbeat, generationOf } from "./heartbeat";
 import { redisKeys } from "./keys";
-import { IDLE_MS, SYNC_SLICE, type State, type SyncReply, alone, applyReply, consumed, fitsLease, heldByOthers, replyAt, roomWanted, serialized, syncArgs, syncNeed, carryTraffic, tickSync } from "./lease";
+import { IDLE_MS, SYNC_SLICE, type State, type SyncReply, alone, applyReply, consumed, fitsLease, heldByOthers, lostData, replyAt, roomWanted, serialized, syncArgs, syncNeed, carryTraffic, tickSync } from "./lease";
 import { Sweep } from "./sweep";
 import SYNC_SCRIPT from "./sync.lua" with { type: "text" };
 
@@ -79,6 +79,7 @@ export class SharedCounters implements Counters {
       s = {
         check, lease: 0, inflight: 0, unsynced: 0, v: check.initial, others: 0, peers: 0, synced: false, busy: null,
         admittedSinceSync: 0, rate: 0, lastReserve: check.reserve, lastActual: 0, touchedAt: this.options.now(), syncedAt: 0, recover: false,
+        floor: check.initial, generation: null,
       };
       this.states.set(check.key, s);
     } else {
@@ -119,6 +120,12 @@ export class SharedCounters implements Counters {
   }
 
   private async admitRemote(checks: readonly CounterCheck[], states: State[]): Promise<number> {
+    // A counter already at its limit as last seen, whatever the others hold, is refused without asking
+    // Redis, before anything is held on the other counters (which a concurrent request would meet).
+    for (let i = 0; i < checks.length; i++) {
+      const s = states[i]!;
+      if (s.synced && s.v + consumed(s) >= checks[i]!.limit) return i;
+    }
     const decideAll = () => Promise.all(checks.map((check, i) => serialized(states[i]!, () => this.decide(states[i]!, check))));
     let results = await decideAll();
     if (results.some((ok, i) => !ok && heldByOthers(states[i]!, checks[i]!))) {
@@ -143,7 +150,9 @@ export class SharedCounters implements Counters {
       this.take(s, check);
       return true;
     }
-    const reply = await this.sync(s, check.reserve, true);
+    let reply = await this.sync(s, check.reserve, true);
+    // Made again in an emptied Redis: brought back up to what this instance saw before deciding.
+    if (reply && s.recover) reply = await this.sync(s, check.reserve, true);
     if (!reply) {
       if (alone(s) >= check.limit) return false;
       this.take(s, check);
@@ -167,18 +176,28 @@ export class SharedCounters implements Counters {
     });
   }
 
-  /** One counter's sync; null when Redis did not answer (the instance is then degraded). */
+  /**
+   * One counter's sync, after the heartbeat (which tells whether Redis lost its data); null when Redis
+   * did not answer (the instance is then degraded).
+   */
   private async sync(s: State, need: number, admission: boolean): Promise<SyncReply | null> {
     const push = s.unsynced;
     s.unsynced = 0;
     s.lease = Math.max(0, s.lease - push);
+    const recovering = s.recover;
     const args = syncArgs(s, push, need, roomWanted(s), admission, this.options.now());
     this.roundTrips++;
     this.counterSyncs++;
     try {
-      const flat = await this.redis.litegateSync!(1, redisKeys.counter(s.check.key), this.options.instanceId, ...args);
-      const reply = replyAt(flat, 0);
-      this.apply(s, reply);
+      const pipeline = this.redis.pipeline();
+      this.heartbeat.add(pipeline);
+      (pipeline as any).litegateSync(1, redisKeys.counter(s.check.key), this.options.instanceId, ...args);
+      const all = await pipeline.exec();
+      const [error, flat] = all?.[HEARTBEAT_REPLIES] ?? [new Error("pipeline returned nothing"), null];
+      if (error) throw error;
+      this.checkEpoch(all!);
+      const reply = replyAt(flat as unknown[], 0);
+      this.apply(s, reply, generationOf(all!), recovering);
       this.healthy();
       return reply;
     } catch (error) {
@@ -189,8 +208,8 @@ export class SharedCounters implements Counters {
     }
   }
 
-  private apply(s: State, reply: SyncReply): void {
-    applyReply(s, reply, this.options.now(), this.options.tickMs ?? 10);
+  private apply(s: State, reply: SyncReply, generation: string | null, recovering: boolean): void {
+    applyReply(s, reply, this.options.now(), this.options.tickMs ?? 10, generation, recovering);
   }
 
   private healthy(): void {
@@ -284,20 +303,17 @@ export class SharedCounters implements Counters {
       const all = await done;
       for (const { s } of sent) s.busy = null;
       if (!all) throw new Error("pipeline returned nothing");
-      const lost = this.checkEpoch(all);
+      this.checkEpoch(all);
+      const generation = generationOf(all);
       const replies = all.slice(HEARTBEAT_REPLIES);
-      sent.forEach(({ s, push }, i) => {
+      sent.forEach(({ s, push, recovering }, i) => {
         const [error, flat] = replies[Math.floor(i / SYNC_SLICE)]!;
-        // Synced against an emptied Redis: pushed, and the counter made again; its lease is asked again.
-        if (lost && !error) {
-          this.apply(s, replyAt(flat as unknown[], i % SYNC_SLICE));
-          s.synced = false;
-          s.recover = true;
-        } else if (error) {
+        if (error) {
           s.unsynced += push;
           this.unhealthy(error);
         } else {
-          this.apply(s, replyAt(flat as unknown[], i % SYNC_SLICE));
+          // Synced against an emptied Redis: the push is in the counter made again, which is brought back up next.
+          this.apply(s, replyAt(flat as unknown[], i % SYNC_SLICE), generation, recovering);
         }
       });
       if (replies.some(([error]) => !error)) this.healthy();
@@ -318,9 +334,7 @@ export class SharedCounters implements Counters {
   private checkEpoch(replies: [Error | null, unknown][]): boolean {
     if (!this.heartbeat.lostData(replies)) return false;
     for (const s of this.states.values()) {
-      s.lease = 0;
-      s.synced = false;
-      s.recover = true;
+      lostData(s);
       this.dirty.add(s);
     }
     this.options.log.warn("redis lost its data: counters synced again from what this instance last saw");

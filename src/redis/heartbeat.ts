@@ -29,10 +29,16 @@ export class Heartbeat {
 
   /** Reads the heartbeat's replies (the pipeline's first ones): whether Redis lost its data since the last. */
   lostData(replies: readonly [Error | null, unknown][]): boolean {
-    const generation = replies[2]?.[1];
-    if (typeof generation !== "string") return false;
+    const generation = generationOf(replies);
+    if (generation === null) return false;
     const lost = this.seen !== null && this.seen !== generation;
     this.seen = generation;
     return lost;
   }
+}
+
+/** The data generation a pipeline opened by the heartbeat read; null when Redis did not answer it. */
+export function generationOf(replies: readonly [Error | null, unknown][]): string | null {
+  const generation = replies[2]?.[1];
+  return typeof generation === "string" ? generation : null;
 }

@@ -26,8 +26,12 @@ export interface State {
   lastActual: number;
   touchedAt: number;
   syncedAt: number;
-  /** Redis lost its data since the last sync: the next one brings the shared value back up to what this instance saw. */
+  /** Redis lost its data since the last sync: the next one brings the shared value back up to `floor`. */
   recover: boolean;
+  /** The shared value this instance last saw before Redis lost its data. */
+  floor: number;
+  /** Redis's data generation the shared value was last read from (see heartbeat.ts); null before the first sync. */
+  generation: string | null;
 }
 
 /** A counter unused this long hands its lease back and is forgotten. */
@@ -102,14 +106,33 @@ export function roomWanted(s: State): number {
 /** Admitted, lease, shared value, others' leases, live peers: one counter's answer from the sync script. */
 export type SyncReply = [number, string, string, string, number];
 
-/** A counter's state after its sync's reply; its traffic rate (which sizes its lease) smoothed over syncs. */
-export function applyReply(s: State, reply: SyncReply, now: number, tickMs: number): void {
-  s.recover = false;
+/**
+ * Marks a counter as made again in an emptied Redis: what this instance saw before is its floor, brought
+ * back at its next sync, and until then it admits nothing on its own. Its lease is what it has in use.
+ */
+export function lostData(s: State): void {
+  s.floor = s.recover ? Math.max(s.floor, s.v) : s.v;
+  s.recover = true;
+  s.synced = false;
+  s.lease = consumed(s);
+}
+
+/**
+ * A counter's state after its sync's reply, read from Redis data generation `generation`; its traffic
+ * rate (which sizes its lease) smoothed over syncs. A reply from a newer generation than the counter's
+ * last, to a sync that was not bringing it back, comes from a counter made again from the stored value
+ * alone: it is marked to be brought back up (`lostData`), whichever round trip saw the loss first.
+ */
+export function applyReply(s: State, reply: SyncReply, now: number, tickMs: number, generation: string | null, recovering: boolean): void {
+  const lost = !recovering && s.generation !== null && generation !== null && generation !== s.generation;
+  if (lost) lostData(s);
+  if (generation !== null) s.generation = generation;
+  s.recover = lost;
   s.lease = Number(reply[1]);
   s.v = Number(reply[2]);
   s.others = Number(reply[3]);
   s.peers = Number(reply[4]);
-  s.synced = true;
+  s.synced = !lost;
   const rate = s.admittedSinceSync / Math.max(now - s.syncedAt, tickMs);
   s.rate = s.syncedAt === 0 ? 0 : 0.7 * s.rate + 0.3 * rate;
   s.admittedSinceSync = 0;
@@ -123,7 +146,7 @@ export const replyAt = (flat: unknown[], i: number): SyncReply => flat.slice(5 *
  * What a tick's sync of a counter sends: its unpushed amount (taken out of the lease), and a request
  * for the room it wants, slack beyond what the next few ticks need returned (idle counters return all).
  */
-export function tickSync(s: State, now: number): { push: number; args: (string | number)[] } {
+export function tickSync(s: State, now: number): { push: number; recovering: boolean; args: (string | number)[] } {
   const push = s.unsynced;
   s.unsynced = 0;
   s.lease = Math.max(0, s.lease - push);
@@ -131,7 +154,7 @@ export function tickSync(s: State, now: number): { push: number; args: (string |
   const want = idle ? 0 : roomWanted(s);
   if (s.lease - s.inflight > want) s.lease = s.inflight + want;
   const request = Math.max(0, want - (s.lease - s.inflight));
-  return { push, args: syncArgs(s, push, 0, request, false, now) };
+  return { push, recovering: s.recover, args: syncArgs(s, push, 0, request, false, now) };
 }
 
 /** A counter's values for the sync script, in the order it reads them. */
@@ -140,7 +163,7 @@ export function syncArgs(s: State, push: number, need: number, request: number, 
   // A counter missing from Redis starts from the stored value the check was planned from (after an admin
   // reset, that is the new value). After Redis lost its data, what this instance last saw is a floor
   // too: the script makes the value the highest floor plus what was pushed since.
-  const initial = s.recover ? Math.max(s.check.initial, s.v) : s.check.initial;
+  const initial = s.recover ? Math.max(s.check.initial, s.floor) : s.check.initial;
   return [initial, s.check.limit, push, s.lease, consumed(s), need, request, Math.ceil(keyTtl), admission ? "1" : "0", unit(s), s.recover ? "1" : "0"];
 }
 

@@ -57,6 +57,9 @@ for k = 1, #KEYS do
       lease = math.max(lease, consumed + need)
     end
   end
+  -- What this instance has in use stays held, whatever lease it brings (after Redis lost its data, or
+  -- after admitting on its own while Redis was away): the other instances must see it.
+  lease = math.max(lease, consumed)
   -- Extra room is at most this instance's share of half of what is left, and only when that share
   -- holds a whole request: near the edge every decision is taken here, exactly.
   local grant = 0
