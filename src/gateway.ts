@@ -57,6 +57,9 @@ export interface Gateway {
   close(): Promise<number>;
 }
 
+/** How long closing waits for admitted requests to record their spend (they take milliseconds once their connection is gone). */
+const SETTLE_AT_CLOSE_MS = 5000;
+
 export async function loadGatewayState(db: Database): Promise<GatewayState> {
   const [row] = await db.query("select spend, budget_reset_at, updated_at from gateway_spend where id = 1");
   return { spend: row?.spend ?? 0, budgetResetAt: row?.budget_reset_at ?? null, createdAt: row?.updated_at ?? null };
@@ -228,6 +231,9 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
     reloadFromSource,
     /** Returns the number of requests whose spend could be neither written nor saved. */
     async close() {
+      // Requests whose connection is gone but whose spend is still being counted (a client that left
+      // during the drain) are recorded before the last flush.
+      await inference.settled(SETTLE_AT_CLOSE_MS);
       const lost = await spend.close();
       await counters.close();
       return lost;

@@ -52,6 +52,8 @@ interface Context {
   deployment: Deployment;
   body: Record<string, unknown>;
   ticket: Ticket;
+  /** Its spend is recorded, or it ended without any: it no longer holds a shutdown up. */
+  closed?: boolean;
 }
 
 /** The most one request is charged (USD), as much as any budget may be. */
@@ -72,6 +74,16 @@ const chargeable = (cost: number) => (cost >= 0 && cost <= MAX_REQUEST_COST ? co
 export function createInference(deps: InferenceDeps) {
   const { clock, auth, governance, spend } = deps;
   const deadlines = new Deadlines(() => clock.now());
+  /** Requests admitted whose spend is not recorded yet, and who waits for there to be none. */
+  let open = 0;
+  const whenNoneOpen: (() => void)[] = [];
+
+  function closeOut(ctx: Context): void {
+    if (ctx.closed) return;
+    ctx.closed = true;
+    open--;
+    if (open === 0 && whenNoneOpen.length > 0) for (const done of whenNoneOpen.splice(0)) done();
+  }
 
   function usageOf(ctx: Context, reported: Usage | null, completionText: string): Usage {
     if (reported) return reported;
@@ -101,6 +113,7 @@ export function createInference(deps: InferenceDeps) {
       status,
       metadata: {},
     });
+    closeOut(ctx);
     return cost;
   }
 
@@ -165,7 +178,12 @@ export function createInference(deps: InferenceDeps) {
     return { ctx, rawBody: parsed.raw, stream: parsed.stream };
   }
 
-  return async function handle(route: Route, request: Request): Promise<Response> {
+  const settled = (ms: number) =>
+    open === 0 ? Promise.resolve() : Promise.race([new Promise<void>((done) => whenNoneOpen.push(done)), Bun.sleep(ms)]);
+
+  return Object.assign(handle, { settled }) as InferenceHandler;
+
+  async function handle(route: Route, request: Request): Promise<Response> {
     const start = clock.now();
     const requestId = crypto.randomUUID();
     let admitted: Awaited<ReturnType<typeof admit>>;
@@ -179,6 +197,7 @@ export function createInference(deps: InferenceDeps) {
       throw error;
     }
     const { ctx, rawBody, stream } = admitted;
+    open++;
 
     const deadline = deadlines.track(request.signal, ctx.runtime.requestTimeoutMs);
     try {
@@ -188,11 +207,12 @@ export function createInference(deps: InferenceDeps) {
       // it settled) and its deadline is dropped: nothing an error leaves behind is held for good.
       deadline.done();
       ctx.ticket.release();
+      closeOut(ctx);
       // The id its spend log row has, as on every other answer.
       if (error instanceof GatewayError) error.headers["x-litellm-call-id"] = requestId;
       throw error;
     }
-  };
+  }
 
   async function respond(ctx: Context, request: Request, rawBody: string, stream: boolean, deadline: Deadline): Promise<Response> {
     const route = ctx.route;
@@ -281,3 +301,14 @@ function completionTextOf(body: string): string {
 }
 
 export type Inference = ReturnType<typeof createInference>;
+
+/** An inference handler and what a shutdown waits for. */
+export interface InferenceHandler {
+  (route: Route, request: Request): Promise<Response>;
+  /**
+   * Resolves once every admitted request has its spend recorded (at most `ms` later): a request the
+   * client left during a shutdown is settled after its connection closed, and its spend must not come
+   * after the spend writer's last flush.
+   */
+  settled(ms: number): Promise<void>;
+}

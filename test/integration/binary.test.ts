@@ -373,4 +373,33 @@ describe("lifecycle", () => {
     expect(row!.n).toBe(1);
     expect(row!.s).toBeCloseTo(10 * 0.000001 + 20 * 0.000002, 12);
   });
+
+  test("SIGTERM: a request whose client leaves during the drain is still charged its prompt before the gateway exits", async () => {
+    const url = await (await sharedPostgres()).newDatabase();
+    const g = await startBinary({ config: configFor(upstream.url, `  database_url: ${url}\n`) });
+    upstream.set({ firstByteDelayMs: 2500 });
+    const leaving = new AbortController();
+    const answer = fetch(`${g.url}/v1/chat/completions`, {
+      method: "POST",
+      headers: { authorization: "Bearer sk-1234", "content-type": "application/json" },
+      body: JSON.stringify({ model: "test-model", messages: [{ role: "user", content: "a prompt the provider has already read" }] }),
+      signal: leaving.signal,
+    }).catch((error: Error) => error.name);
+    await Bun.sleep(300);
+    const exited = g.stop("SIGTERM");
+    await Bun.sleep(700);
+    leaving.abort();
+    expect(await answer).toBe("AbortError");
+    expect(await exited).toBe(0);
+    upstream.reset();
+    const { default: postgres } = await import("postgres");
+    const sql = postgres(url);
+    const rows = await sql`select status, spend, prompt_tokens from spend_logs`;
+    const [gateway] = await sql`select spend from gateway_spend`;
+    await sql.end();
+    expect(rows.map((row) => row.status)).toEqual(["client_disconnected"]);
+    expect(rows[0]!.prompt_tokens).toBeGreaterThan(0);
+    expect(rows[0]!.spend).toBeCloseTo(rows[0]!.prompt_tokens * 0.000001, 12);
+    expect(gateway!.spend).toBeCloseTo(rows[0]!.spend, 12);
+  }, 30_000);
 });
