@@ -7,6 +7,7 @@ import { type Clock, systemClock } from "./clock";
 import { type Config, deploymentsOf } from "./config";
 import type { Database } from "./db";
 import { type Counters, LocalCounters, counterKeys, createGovernance, scopes } from "./governance";
+import { addDuration, parseDuration } from "./governance/duration";
 import { type Logger, createLogger } from "./log";
 import { createMetrics, type Metrics } from "./metrics";
 import { createPricing } from "./pricing";
@@ -59,6 +60,22 @@ export interface Gateway {
 
 /** How long closing waits for admitted requests to record their spend (they take milliseconds once their connection is gone). */
 const SETTLE_AT_CLOSE_MS = 5000;
+
+/**
+ * A gateway budget given a period while none is stored (`budget_duration` added to a budget already
+ * spent): its first period starts now and what was spent counts in it. A new period forgives nothing,
+ * and a gateway refused for good still reaches the end of that period (refusals write no spend).
+ */
+async function startGatewayPeriod(db: Database, state: GatewayState, config: Config, now: number): Promise<void> {
+  const { max_budget, budget_duration } = config.litellm_settings;
+  const duration = parseDuration(budget_duration);
+  if (max_budget === undefined || !duration || state.budgetResetAt) return;
+  const [row] = await db.query(
+    "update gateway_spend set budget_reset_at = coalesce(budget_reset_at, $1) where id = 1 returning budget_reset_at",
+    [addDuration(new Date(now), duration)],
+  );
+  if (row) state.budgetResetAt = row.budget_reset_at;
+}
 
 export async function loadGatewayState(db: Database): Promise<GatewayState> {
   const [row] = await db.query("select spend, budget_reset_at, updated_at from gateway_spend where id = 1");
@@ -125,6 +142,10 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
   // files for the next successful write.
   if (!options.warm) await spend.writeSaved();
   const gatewayState = options.warm?.gateway ?? (await loadGatewayState(db));
+  const periodStarted = startGatewayPeriod(db, gatewayState, config, clock.now());
+  // Behind a warm start the database is still opening: the period is stored once it is open.
+  if (!options.warm) await periodStarted;
+  else periodStarted.catch((error) => log.warn("could not store the gateway budget's period", { error: String(error) }));
   let runtime = buildRuntime(config, gatewayState, log, clock);
   // Idle budget counters are kept while spend cannot be written.
   const counters = options.counters ?? new LocalCounters(() => clock.now(), undefined, spend.failing);
@@ -166,11 +187,13 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
     if (!options.configSource) throw new Error("this gateway was not started from a config file");
     try {
       const next = options.configSource();
-      const wasOff = runtime.config.litellm_settings.max_budget === undefined;
+      const [before, after] = [runtime.config.litellm_settings, next.config.litellm_settings];
       const warnings = [...next.warnings, ...restartOnly(runtime.config, next.config)];
-      if (wasOff && next.config.litellm_settings.max_budget !== undefined) {
+      // Turned on, or given another period: the counter is made again from the stored spend, brought up to date.
+      if (after.max_budget !== undefined && (before.max_budget === undefined || before.budget_duration !== after.budget_duration)) {
         await spend.flush();
         Object.assign(gatewayState, await loadGatewayState(db));
+        await startGatewayPeriod(db, gatewayState, next.config, clock.now());
         // A counter left from an earlier period with the budget on missed what was spent since.
         counters.forget(counterKeys.budgetPrefix(scopes.gateway()));
       }

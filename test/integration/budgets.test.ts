@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { hashKey } from "../../src/auth/keys";
-import { MOCK_CONFIG, inProcessGateway } from "../helpers/gateway";
+import { parseConfig } from "../../src/config";
+import { MASTER, MOCK_CONFIG, inProcessGateway } from "../helpers/gateway";
 
 type Harness = Awaited<ReturnType<typeof inProcessGateway>>;
 let h: Harness;
@@ -198,6 +199,55 @@ model_list:
       expect((await absurd.chat(key, {}, "priceless")).status).toBe(400);
     } finally {
       await absurd.close();
+    }
+  });
+});
+
+describe("the gateway budget given a period later", () => {
+  const priced = MOCK_CONFIG.replace(/input_cost_per_token: 0.000001/g, "input_cost_per_token: 0.05").replace(/output_cost_per_token: 0.000002/g, "output_cost_per_token: 0.05");
+  const spent = `${priced}litellm_settings:\n  max_budget: 1\n`;
+  const periodic = `${spent}  budget_duration: 30d\n`;
+  const spendPast = async (g: Harness) => {
+    const statuses: number[] = [];
+    while (statuses.length < 10 && statuses.at(-1) !== 400) statuses.push((await g.chat(MASTER)).status);
+    expect(statuses.join()).toMatch(/^(200,)+400$/);
+  };
+  const refused = async (g: Harness) => {
+    const answer = await g.chat(MASTER);
+    expect(answer.status).toBe(400);
+    expect(((await answer.json()) as any).error.message).toContain("Proxy over budget");
+  };
+
+  test("budget_duration added by a reload keeps what was spent in the new period", async () => {
+    let source = spent;
+    const g = await inProcessGateway(spent, { configSource: () => parseConfig(source, {}) });
+    try {
+      await spendPast(g);
+      source = periodic;
+      await g.gateway.reloadFromSource();
+      await refused(g);
+      await g.flush();
+      const [row] = await g.db.query("select spend, budget_reset_at from gateway_spend where id = 1");
+      expect(row!.spend).toBeGreaterThanOrEqual(1);
+      // The period starts at the reload: a gateway refused for good still reaches its end.
+      expect(row!.budget_reset_at.getTime()).toBe(g.clock.now() + 30 * 86_400_000);
+      g.clock.advance(30 * 86_400_000 + 1);
+      expect((await g.chat(MASTER)).status).toBe(200);
+    } finally {
+      await g.close();
+    }
+  });
+
+  test("budget_duration added before a restart keeps what was spent in the new period", async () => {
+    const before = await inProcessGateway(spent);
+    await spendPast(before);
+    await before.gateway.close(); // its spend written, the database left open
+    const after = await inProcessGateway(periodic, { db: before.db });
+    try {
+      await refused(after);
+    } finally {
+      await after.close();
+      await before.db.close();
     }
   });
 });
