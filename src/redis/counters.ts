@@ -1,10 +1,10 @@
 import type Redis from "ioredis";
-import { type CounterCheck, type Counters, forgottenBudget } from "../governance/counters";
+import { type CounterCheck, type Counters, forgottenBudget, lessHeld } from "../governance/counters";
 import { nextWindowCheck } from "../governance/keys";
 import type { Logger } from "../log";
 import { HEARTBEAT_REPLIES, Heartbeat, generationOf } from "./heartbeat";
 import { redisKeys } from "./keys";
-import { IDLE_MS, SYNC_SLICE, type State, type SyncReply, alone, applyReply, consumed, fitsLease, heldByOthers, lostData, replyAt, roomWanted, serialized, syncArgs, syncNeed, carryTraffic, tickSync } from "./lease";
+import { IDLE_MS, SYNC_SLICE, type State, type SyncReply, alone, applyReply, consumed, fitsLease, atLimit, heldByOthers, lostData, replyAt, roomWanted, serialized, syncArgs, syncNeed, carryTraffic, tickSync } from "./lease";
 import { Sweep } from "./sweep";
 import SYNC_SCRIPT from "./sync.lua" with { type: "text" };
 
@@ -59,14 +59,17 @@ export class SharedCounters implements Counters {
   counterSyncs = 0;
   lastSyncMs = 0;
 
+  private readonly tickMs: number;
+
   constructor(private readonly options: SharedCountersOptions) {
+    this.tickMs = options.tickMs ?? 10;
     this.redis = options.redis;
     this.heartbeat = new Heartbeat(options.instanceId, options.leaseTtlMs ?? 3000);
     this.sweep = new Sweep(this.states);
     // Any number of counters per call: the first argument is how many keys follow.
     this.redis.defineCommand("litegateSync", { lua: SYNC_SCRIPT });
     this.redis.set(redisKeys.alive(options.instanceId), "1", "PX", options.leaseTtlMs ?? 3000).catch(() => {});
-    this.timer = setInterval(() => void this.tick(), options.tickMs ?? 10);
+    this.timer = setInterval(() => void this.tick(), this.tickMs);
   }
 
   get isDegraded(): boolean {
@@ -120,12 +123,9 @@ export class SharedCounters implements Counters {
   }
 
   private async admitRemote(checks: readonly CounterCheck[], states: State[]): Promise<number> {
-    // A counter already at its limit as last seen, whatever the others hold, is refused without asking
-    // Redis, before anything is held on the other counters (which a concurrent request would meet).
-    for (let i = 0; i < checks.length; i++) {
-      const s = states[i]!;
-      if (s.synced && s.v + consumed(s) >= checks[i]!.limit) return i;
-    }
+    // Refused before anything is held on the other counters (where a concurrent request would meet it).
+    const full = checks.findIndex((check, i) => atLimit(states[i]!, check));
+    if (full >= 0) return full;
     const decideAll = () => Promise.all(checks.map((check, i) => serialized(states[i]!, () => this.decide(states[i]!, check))));
     let results = await decideAll();
     if (results.some((ok, i) => !ok && heldByOthers(states[i]!, checks[i]!))) {
@@ -153,12 +153,8 @@ export class SharedCounters implements Counters {
     let reply = await this.sync(s, check.reserve, true);
     // Made again in an emptied Redis: brought back up to what this instance saw before deciding.
     if (reply && s.recover) reply = await this.sync(s, check.reserve, true);
-    if (!reply) {
-      if (alone(s) >= check.limit) return false;
-      this.take(s, check);
-      return true;
-    }
-    if (reply[0] !== 1) return false;
+    // Without an answer, decided as if alone (and degraded until Redis answers again).
+    if (reply ? reply[0] !== 1 : alone(s) >= check.limit) return false;
     this.take(s, check);
     return true;
   }
@@ -189,15 +185,10 @@ export class SharedCounters implements Counters {
     this.roundTrips++;
     this.counterSyncs++;
     try {
-      const pipeline = this.redis.pipeline();
-      this.heartbeat.add(pipeline);
-      (pipeline as any).litegateSync(1, redisKeys.counter(s.check.key), this.options.instanceId, ...args);
-      const all = await pipeline.exec();
-      const [error, flat] = all?.[HEARTBEAT_REPLIES] ?? [new Error("pipeline returned nothing"), null];
-      if (error) throw error;
-      this.checkEpoch(all!);
-      const reply = replyAt(flat as unknown[], 0);
-      this.apply(s, reply, generationOf(all!), recovering);
+      const { replies, answer } = await this.heartbeat.syncOne(this.redis, 1, redisKeys.counter(s.check.key), this.options.instanceId, ...args);
+      this.checkEpoch(replies);
+      const reply = replyAt(answer, 0);
+      applyReply(s, reply, this.options.now(), this.tickMs, generationOf(replies), recovering);
       this.healthy();
       return reply;
     } catch (error) {
@@ -206,10 +197,6 @@ export class SharedCounters implements Counters {
       this.unhealthy(error);
       return null;
     }
-  }
-
-  private apply(s: State, reply: SyncReply, generation: string | null, recovering: boolean): void {
-    applyReply(s, reply, this.options.now(), this.options.tickMs ?? 10, generation, recovering);
   }
 
   private healthy(): void {
@@ -313,7 +300,7 @@ export class SharedCounters implements Counters {
           this.unhealthy(error);
         } else {
           // Synced against an emptied Redis: the push is in the counter made again, which is brought back up next.
-          this.apply(s, replyAt(flat as unknown[], i % SYNC_SLICE), generation, recovering);
+          applyReply(s, replyAt(flat as unknown[], i % SYNC_SLICE), this.options.now(), this.tickMs, generation, recovering);
         }
       });
       if (replies.some(([error]) => !error)) this.healthy();
@@ -345,7 +332,7 @@ export class SharedCounters implements Counters {
     if (forgottenBudget(this.states, check)) return;
     const s = this.state(check);
     this.dirty.add(s);
-    s.inflight = Math.max(0, s.inflight - check.reserve);
+    s.inflight = lessHeld(s.inflight, check.reserve);
     s.unsynced += actual;
     if (check.reserve === 0 && actual > 0) {
       s.admittedSinceSync += actual;
@@ -358,7 +345,7 @@ export class SharedCounters implements Counters {
   release(check: CounterCheck): void {
     const s = this.states.get(check.key);
     if (!s) return;
-    s.inflight = Math.max(0, s.inflight - check.reserve);
+    s.inflight = lessHeld(s.inflight, check.reserve);
     // The next tick looks at it: room this request no longer needs goes back to the other instances.
     this.dirty.add(s);
     this.returnSlackSoon(s);

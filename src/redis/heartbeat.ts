@@ -27,6 +27,17 @@ export class Heartbeat {
     pipeline.get(redisKeys.epoch);
   }
 
+  /** One call of the sync script behind the heartbeat: the pipeline's replies, and the script's answer (a failed call throws). */
+  async syncOne(redis: Redis, ...script: unknown[]): Promise<{ replies: [Error | null, unknown][]; answer: unknown[] }> {
+    const pipeline = redis.pipeline();
+    this.add(pipeline);
+    (pipeline as any).litegateSync(...script);
+    const replies = await pipeline.exec();
+    const [error, answer] = replies?.[HEARTBEAT_REPLIES] ?? [new Error("pipeline returned nothing"), null];
+    if (error) throw error;
+    return { replies: replies!, answer: answer as unknown[] };
+  }
+
   /** Reads the heartbeat's replies (the pipeline's first ones): whether Redis lost its data since the last. */
   lostData(replies: readonly [Error | null, unknown][]): boolean {
     const generation = generationOf(replies);

@@ -58,6 +58,9 @@ const roomLeft = (s: State) => s.check.limit - alone(s);
 export const fitsLease = (s: State, check: CounterCheck) =>
   s.synced && consumed(s) + check.reserve <= s.lease && (check.reserve > 0 || consumed(s) < s.lease) && alone(s) < check.limit;
 
+/** Whether a counter is at its limit as last seen, whatever the other instances hold: Redis need not be asked. */
+export const atLimit = (s: State, check: CounterCheck) => s.synced && s.v + consumed(s) >= check.limit;
+
 /** Whether a request Redis refused would have fitted but for the room the other instances hold. */
 export const heldByOthers = (s: State, check: CounterCheck) => s.others > 0 && s.v + consumed(s) < check.limit;
 

@@ -102,6 +102,21 @@ describe("budgets", () => {
     expect(error.message).toBe("ExceededBudget: Key=sk-...abcd over budget. Spend=0.25, Budget=1. Requests in flight hold 1 more.");
   });
 
+  test("reservations all given back leave nothing held (no floating-point crumbs), and the idle counter is swept", () => {
+    let now = NOW;
+    const counters = new LocalCounters(() => now);
+    const check = (reserve: number) => ({ key: "b:k:crumbs", limit: 10, reserve, initial: 0, expiresAt: Infinity });
+    const reserves = [0.1, 0.2, 0.7, 1e-7, 0.3];
+    for (const reserve of reserves) expect(counters.admit([check(reserve)])).toBe(-1);
+    for (const reserve of reserves.slice(0, 3)) counters.settle(check(reserve), reserve / 2);
+    for (const reserve of reserves.slice(3)) counters.release(check(reserve));
+    expect(counters.held(check(0))).toBe(0);
+    now += COUNTER_IDLE_MS + 1;
+    counters.sweep();
+    expect(counters.size).toBe(0);
+    void counters.close();
+  });
+
   test("a budget reached by decimal costs that add up a hair below it is reached (30 × 1e-7 against 3e-6)", async () => {
     for (const [cost, count, max] of [[1e-7, 30, 3e-6], [7e-7, 100, 7e-5], [2e-4, 250, 0.05]] as const) {
       const { governance } = setup();
