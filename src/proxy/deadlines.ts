@@ -7,7 +7,8 @@ export class Deadline {
   linked = true;
 
   constructor(
-    readonly at: number,
+    public at: number,
+    private readonly ms: number,
     private readonly pending: Deadlines,
   ) {}
 
@@ -22,6 +23,14 @@ export class Deadline {
 
   expire(): void {
     this.controller.abort(new DOMException("The request took longer than request_timeout", "TimeoutError"));
+  }
+
+  /**
+   * The provider is still sending: the deadline starts again from now. A stream flowing is never cut;
+   * one that goes quiet for the whole timeout is.
+   */
+  touch(): void {
+    this.at = this.pending.now() + this.ms;
   }
 
   /** The request is over: forget it. */
@@ -45,14 +54,14 @@ export class Deadlines {
   private count = 0;
   private readonly timer: Timer;
 
-  constructor(private readonly now: () => number = Date.now) {
+  constructor(readonly now: () => number = Date.now) {
     this.timer = setInterval(() => this.sweep(), 1000);
     this.timer.unref?.();
   }
 
   /** A deadline whose signal aborts when the client goes away or `ms` passes; call `done()` when the request ends. */
   track(client: AbortSignal, ms: number): Deadline {
-    const deadline = new Deadline(this.now() + ms, this);
+    const deadline = new Deadline(this.now() + ms, ms, this);
     deadline.prev = this.tail;
     if (this.tail) this.tail.next = deadline;
     else this.head = deadline;

@@ -264,7 +264,7 @@ export function createInference(deps: InferenceDeps) {
     headers["cache-control"] = "no-cache";
     headers.connection = "keep-alive";
     const status = result.status;
-    const body = tapStream(upstream, { clientWantsUsage: clientWantsUsage(ctx.body), secret: result.secret }, (outcome) => {
+    const body = tapStream(upstream, { clientWantsUsage: clientWantsUsage(ctx.body), secret: result.secret, onChunk: () => deadline.touch() }, (outcome) => {
       deadline.done();
       const usage = usageOf(ctx, outcome.usage, outcome.text);
       const end = outcome.end === "complete" ? "success" : outcome.end === "cancelled" ? "client_disconnected" : "stream_failed";

@@ -19,6 +19,8 @@ export interface TapOptions {
   clientWantsUsage: boolean;
   /** The provider key: blanked out of the provider's error events and of the error litegate adds. */
   secret?: string;
+  /** Called for every chunk the provider sends. */
+  onChunk?: () => void;
 }
 
 const LF = 10;
@@ -255,6 +257,7 @@ export function tapStream(source: ReadableStream<Uint8Array>, options: TapOption
               controller.close();
               return;
             }
+            options.onChunk?.();
             const out = events.push(value);
             if (events.malformed) {
               fail(controller, out, "Upstream sent a malformed stream event; the stream was ended");
