@@ -199,6 +199,23 @@ describe("shared counters: many counters per sync call", () => {
     }
   }, 30_000);
 
+  test("a counter already at its limit refuses without a round trip, holding nothing on the request's other counters", async () => {
+    const a = instance("full-a", 60_000);
+    const full: CounterCheck = { key: "full:customer", limit: 2, reserve: 1, initial: 0, expiresAt: Infinity };
+    const shared: CounterCheck = { key: "full:member", limit: 100, reserve: 1, initial: 0, expiresAt: Infinity };
+    for (let i = 0; i < 2; i++) {
+      expect(await a.admit([full])).toBe(-1);
+      a.settle(full, 1);
+    }
+    await until("the settled amounts are synced", async () => (await a.admit([full])) === 0, 2000);
+    const trips = a.roundTrips;
+    const heldBefore = a.held(shared);
+    expect(await a.admit([shared, full])).toBe(1);
+    expect(a.roundTrips).toBe(trips);
+    expect(a.held(shared)).toBe(heldBefore);
+    await a.close();
+  });
+
   test("Redis emptied while requests are in flight: the other instances still see them", async () => {
     const a = instance("inflight-a", 60_000);
     const b = instance("inflight-b", 60_000);
