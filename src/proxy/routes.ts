@@ -4,6 +4,7 @@ import { mayUse, namedModels } from "../governance";
 import { notFound } from "../http/errors";
 import type { Route } from "../providers/types";
 import type { Inference } from "./inference";
+import { modelInfo } from "./model-info";
 import type { Runtime } from "./runtime";
 
 const ROUTES: ReadonlyArray<[string, Route]> = [
@@ -49,6 +50,9 @@ export function inferenceRoutes(inference: Inference, auth: Auth, runtime: () =>
     if (!router.has(id) || !mayUse(caller, id, router.groups)) throw notFound(`The model '${id}' does not exist or this key may not use it`);
     return Response.json({ id, object: "model", created: 1677610602, owned_by: "litegate" });
   };
+  const info = modelInfo(auth, runtime);
+  app.get("/model/info", info, { detail: { tags: ["inference"], summary: "Deployments of the models the calling key may use, with prices" } });
+  app.get("/v1/model/info", info, { detail: { tags: ["inference"], hide: true } });
   app.get("/v1/models/*", model, { detail: { tags: ["inference"], summary: "One model the calling key may use" } });
   app.get("/models/*", model, { detail: { tags: ["inference"], hide: true } });
   return app;

@@ -24,7 +24,7 @@ model_list:
   - model_name: broken
     litellm_params: {model: openai/m, api_base: "${failing.url}", input_cost_per_token: 0.000001, output_cost_per_token: 0.000001}
   - model_name: backup
-    litellm_params: {model: openai/m, api_base: "${healthy.url}", input_cost_per_token: 0.000005, output_cost_per_token: 0.000005}
+    litellm_params: {model: openai/m, api_base: "${healthy.url}", api_key: sk-provider-secret-1, input_cost_per_token: 0.000005, output_cost_per_token: 0.000005}
   - model_name: wild/*
     litellm_params: {model: openai/*, api_base: "${healthy.url}", input_cost_per_token: 0.000001, output_cost_per_token: 0.000002}
     model_info: {access_groups: [wild-group]}
@@ -243,5 +243,25 @@ general_settings:
     const pattern = await h.chat("sk-1234", {}, "wild/*");
     expect(pattern.status).toBe(400);
     expect(healthy.requests.length).toBe(0);
+  });
+});
+
+describe("model info", () => {
+  test("/model/info lists the deployments a key may use, with their prices and without provider keys", async () => {
+    const all = (await (await h.call("/model/info")).json()) as any;
+    const backup = all.data.find((d: any) => d.model_name === "backup");
+    expect(backup.litellm_params).toEqual({ model: "openai/m", api_base: healthy.url, input_cost_per_token: 0.000005, output_cost_per_token: 0.000005 });
+    expect(backup.model_info).toMatchObject({ litellm_provider: "openai", input_cost_per_token: 0.000005, output_cost_per_token: 0.000005 });
+    expect(JSON.stringify(all)).not.toContain("sk-provider-secret");
+    expect(all.data.find((d: any) => d.model_name === "wild/*").model_info.access_groups).toEqual(["wild-group"]);
+    const key = await h.createKey({ models: ["spread"] });
+    const mine = (await (await h.call("/v1/model/info", undefined, key)).json()) as any;
+    expect(mine.data.map((d: any) => d.model_name)).toEqual(["spread", "spread"]);
+    const id = mine.data[1].model_info.id;
+    const one = (await (await h.call(`/model/info?litellm_model_id=${encodeURIComponent(id)}`, undefined, key)).json()) as any;
+    expect(one.data.map((d: any) => d.model_info.id)).toEqual([id]);
+    const notMine = await h.call(`/model/info?litellm_model_id=${encodeURIComponent(backup.model_info.id)}`, undefined, key);
+    expect(notMine.status).toBe(404);
+    expect((await h.call("/model/info", undefined, "sk-nobody")).status).toBe(401);
   });
 });
