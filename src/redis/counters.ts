@@ -3,7 +3,7 @@ import { type CounterCheck, type Counters, forgottenBudget, lessHeld } from "../
 import { nextWindowCheck } from "../governance/keys";
 import type { Logger } from "../log";
 import { HEARTBEAT_REPLIES, Heartbeat, generationOf } from "./heartbeat";
-import { redisKeys } from "./keys";
+import { deleteCounters, redisKeys } from "./keys";
 import { IDLE_MS, SYNC_SLICE, type State, type SyncReply, alone, applyReply, consumed, fitsLease, atLimit, heldByOthers, lostData, replyAt, roomWanted, serialized, syncArgs, syncNeed, carryTraffic, tickSync } from "./lease";
 import { Sweep } from "./sweep";
 import SYNC_SCRIPT from "./sync.lua" with { type: "text" };
@@ -25,6 +25,9 @@ const NEXT_WINDOW_LEAD_MS = 2000;
 const RETRY_AFTER_MS = 25;
 /** Counters one tick syncs at most: about 5 ms of work. */
 const MAX_SYNCS_PER_TICK = 600;
+/** A round trip this often (ms) keeps an instance alive; one admitting on its lease learns as fast that Redis lost it. */
+const ALIVE_MS = 500;
+const ALIVE_ADMITTING_MS = 25;
 
 export interface SharedCountersOptions {
   redis: Redis;
@@ -50,6 +53,8 @@ export class SharedCounters implements Counters {
   /** …with a slice of all the others, in proportion to the time since the last slice (see sweep.ts). */
   private readonly sweep: Sweep;
   private aliveAt = 0;
+  /** Admitted on its lease since the last round trip. */
+  private admittedAlone = false;
   private readonly heartbeat: Heartbeat;
   syncs = 0;
   failures = 0;
@@ -100,6 +105,7 @@ export class SharedCounters implements Counters {
 
   private take(s: State, check: CounterCheck): void {
     this.dirty.add(s);
+    this.admittedAlone = true;
     s.inflight += check.reserve;
     s.admittedSinceSync += check.reserve;
     s.lastReserve = Math.max(check.reserve, s.lastReserve * 0.9);
@@ -261,19 +267,16 @@ export class SharedCounters implements Counters {
     try {
       if (chosen.length === 0) {
         // Stay alive (our leases stay valid) even when no counter needs a sync.
-        if (now - this.aliveAt > 500 || this.degraded) {
+        if (now - this.aliveAt > (this.admittedAlone ? ALIVE_ADMITTING_MS : ALIVE_MS) || this.degraded) {
           this.roundTrips++;
-          const pipeline = this.redis.pipeline();
-          this.heartbeat.add(pipeline);
-          await pipeline.exec().then((replies) => {
-            this.checkEpoch(replies ?? []);
-            this.healthy();
-          }, (e) => this.unhealthy(e));
           this.aliveAt = now;
+          this.admittedAlone = false;
+          await this.heartbeat.ping(this.redis).then((replies) => (this.checkEpoch(replies), this.healthy()), (e) => this.unhealthy(e));
         }
         return;
       }
       this.aliveAt = now;
+      this.admittedAlone = false;
       const pipeline = this.redis.pipeline();
       this.heartbeat.add(pipeline);
       const sent = chosen.map((s) => ({ s, ...tickSync(s, now) }));
@@ -375,9 +378,7 @@ export class SharedCounters implements Counters {
 
   forget(prefix: string): void {
     this.drop(prefix);
-    const stream = this.redis.scanStream({ match: redisKeys.counterPattern(prefix), count: 500 });
-    stream.on("data", (keys: string[]) => void (keys.length > 0 && this.redis.del(...keys).catch(() => {})));
-    stream.on("error", () => {});
+    deleteCounters(this.redis, prefix);
   }
 
   get size(): number {

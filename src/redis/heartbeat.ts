@@ -27,6 +27,13 @@ export class Heartbeat {
     pipeline.get(redisKeys.epoch);
   }
 
+  /** The heartbeat alone: the pipeline's replies. */
+  async ping(redis: Redis): Promise<[Error | null, unknown][]> {
+    const pipeline = redis.pipeline();
+    this.add(pipeline);
+    return (await pipeline.exec()) ?? [];
+  }
+
   /** One call of the sync script behind the heartbeat: the pipeline's replies, and the script's answer (a failed call throws). */
   async syncOne(redis: Redis, ...script: unknown[]): Promise<{ replies: [Error | null, unknown][]; answer: unknown[] }> {
     const pipeline = redis.pipeline();

@@ -1,3 +1,5 @@
+import type Redis from "ioredis";
+
 /** Every Redis key and channel litegate uses, in one place. */
 export const redisKeys = {
   /** A counter's shared state: settled value `v`, and per instance its lease `l:<id>` and heartbeat `h:<id>`. */
@@ -10,3 +12,10 @@ export const redisKeys = {
   /** Admin writes tell every instance what to forget. */
   invalidations: "lg:invalidate",
 };
+
+/** Deletes every counter whose key starts with `prefix`, in the background (a scan, never KEYS). */
+export function deleteCounters(redis: Redis, prefix: string): void {
+  const stream = redis.scanStream({ match: redisKeys.counterPattern(prefix), count: 500 });
+  stream.on("data", (keys: string[]) => void (keys.length > 0 && redis.del(...keys).catch(() => {})));
+  stream.on("error", () => {});
+}

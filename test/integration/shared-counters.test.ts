@@ -216,6 +216,34 @@ describe("shared counters: many counters per sync call", () => {
     await a.close();
   });
 
+  test("Redis emptied under three instances admitting at once: the limit holds, to one request", async () => {
+    for (const round of [1, 2]) {
+      const all = ["a", "b", "c"].map((name) => instance(`three-${name}${round}`, 60_000));
+      const check: CounterCheck = { key: `three:${round}`, limit: 60, reserve: 1, initial: 0, expiresAt: Infinity };
+      let admitted = 0;
+      let sent = 0;
+      const worker = async (w: number) => {
+        for (let i = 0; i < 40; i++) {
+          if (++sent === 20) await admin.flushall();
+          const c = all[(i + w) % 3]!;
+          if ((await c.admit([check])) === -1) {
+            await Bun.sleep(3);
+            c.settle(check, 1);
+            admitted++;
+          }
+          await Bun.sleep(5);
+        }
+      };
+      await Promise.all([0, 1, 2].map(worker));
+      // Each instance learns of the loss within its next round trip (25 ms while it admits on its lease).
+      expect(admitted).toBeGreaterThanOrEqual(60);
+      expect(admitted).toBeLessThanOrEqual(61);
+      await Bun.sleep(100);
+      expect(Number(await admin.hget(redisKeys.counter(check.key), "v"))).toBe(admitted);
+      for (const c of all) await c.close();
+    }
+  }, 30_000);
+
   test("Redis emptied while requests are in flight: the other instances still see them", async () => {
     const a = instance("inflight-a", 60_000);
     const b = instance("inflight-b", 60_000);
