@@ -47,7 +47,19 @@ function resolve(d: Deployment): Price | null {
 
 function lookup(d: Deployment) {
   const base = typeof d.modelInfo.base_model === "string" ? d.modelInfo.base_model : null;
-  return (base ? tablePrice(d.provider, base) : null) ?? tablePrice(d.provider, d.upstreamModel);
+  return (base ? baseModelPrice(d.provider, base) : null) ?? tablePrice(d.provider, d.upstreamModel);
+}
+
+/**
+ * base_model is written as LiteLLM's cost map names models, often with the provider in front
+ * (`azure/gpt-4o`, its documented form for Azure): the table knows the model without it.
+ */
+function baseModelPrice(provider: string, base: string) {
+  const slash = base.indexOf("/");
+  if (slash <= 0) return tablePrice(provider, base);
+  const prefix = base.slice(0, slash);
+  const model = base.slice(slash + 1);
+  return tablePrice(provider, base) ?? tablePrice(prefix, model) ?? tablePrice(provider, model);
 }
 
 function costWith(price: Price | null, route: Route, prompt: number, completion: number, cachedTokens = 0, writtenTokens = 0): number {

@@ -57,3 +57,15 @@ test("a config price given for one side only takes the other from the table, or 
   expect(pricing.priceOf(unknown)).toMatchObject({ output: 0, missing: "output_cost_per_token" });
   expect(pricing.priceOf(both)!.missing).toBeUndefined();
 });
+
+test("base_model is priced with or without a provider in front (azure/gpt-4o, as LiteLLM documents it for Azure)", () => {
+  const prefixed = d("prefixed", "azure", "my-deployment", {}, { base_model: "azure/gpt-4o" });
+  const bare = d("bare", "azure", "my-deployment", {}, { base_model: "gpt-4o" });
+  const other = d("other", "openai", "my-finetune", {}, { base_model: "openai/gpt-4o-mini" });
+  const pricing = createPricing([prefixed, bare, other]);
+  const gpt4o = calcPrice({ input_tokens: 1e6, output_tokens: 1e6 } as never, "gpt-4o", { providerId: "azure" })!;
+  expect(pricing.priceOf(prefixed)).toMatchObject({ input: gpt4o.input_price / 1e6, output: gpt4o.output_price / 1e6, source: "table" });
+  expect(pricing.priceOf(prefixed)).toEqual(pricing.priceOf(bare));
+  expect(pricing.priceOf(other)!.input).toBeGreaterThan(0);
+  expect(pricing.unpriced()).toEqual([]);
+});
