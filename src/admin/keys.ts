@@ -6,6 +6,7 @@ import { addDuration, parseDuration } from "../governance/duration";
 import { authError, badRequest, notFound } from "../http/errors";
 import { assignments, found, iso, mustExist, resetAtFor, tokenOf, write } from "./common";
 import type { AdminDeps } from "./deps";
+import { withKeyDefaults, withinUpperBounds } from "./key-params";
 import { Money, Page, keyFields, nextReset, numeric, open } from "./fields";
 import { adminOnlyRoutes } from "./guard";
 
@@ -98,6 +99,13 @@ export function keyRoutes(deps: AdminDeps) {
     return { key, ...keyView(row!) };
   };
 
+  /** A key's fields within the operator's caps; a new key's left-out fields take the operator's defaults first. */
+  const bounded = (body: Record<string, any>, isNew: boolean) => {
+    const settings = deps.runtime().config.litellm_settings;
+    const filled = isNew ? withKeyDefaults(body, settings.default_key_generate_params) : body;
+    return withinUpperBounds(filled, settings.upperbound_key_generate_params, clock.now(), isNew);
+  };
+
   // /key/info may be called by any valid key for itself.
   const info = new Elysia({ name: "admin-key-info" }).get("/key/info", async ({ query, request }) => {
     const caller = await deps.auth.authenticate(request.headers);
@@ -144,6 +152,7 @@ export function keyRoutes(deps: AdminDeps) {
       const old = tokenOf(key);
       const { key: _key, new_key: _newKey, ...changes } = body;
       refuseMasterKey(deps, body.new_key, "new_key");
+      bounded(changes, false);
       // Spend still in memory is written first: the new token's budget starts from all of it.
       await deps.spend.flush();
       const raw = body.new_key ?? generateKey();
@@ -164,13 +173,15 @@ export function keyRoutes(deps: AdminDeps) {
   }
 
   const admin = adminOnlyRoutes("admin-keys", deps)
-    .post("/key/generate", async ({ body }) => {
-      refuseMasterKey(deps, body.key, "key");
+    .post("/key/generate", async ({ body: sent }) => {
+      refuseMasterKey(deps, sent.key, "key");
+      const body = bounded(sent, true);
       const created = await db.transaction((tx) => insertKey(tx, body, clock.now()));
       deps.invalidate({ kind: "key", token: created.row.token });
       return generatedKeyAnswer(created, body);
     }, { body: t.Object(keyFields, open), detail: { tags: ["key management"], summary: "Create a virtual key (the raw key is returned once)" } })
     .post("/key/update", async ({ body }) => {
+      bounded(body, false);
       // Spend still in memory is written first: it belongs to the period it was spent in.
       await deps.spend.flush();
       const token = tokenOf(body.key);

@@ -3,7 +3,7 @@ import type { Config } from "./schema";
 import { ConfigError } from "./load";
 
 export { ConfigError, loadConfig, parseConfig, pathName, validateConfig } from "./load";
-export type { Config, GeneralSettings, LitellmSettings, ModelEntry, RouterSettings } from "./schema";
+export type { Config, GeneralSettings, KeyDefaults, KeyUpperBounds, LitellmSettings, ModelEntry, RouterSettings } from "./schema";
 
 type Env = Record<string, string | undefined>;
 

@@ -107,7 +107,12 @@ function checkSemantics(config: Config, problems: string[]): void {
   if (g.proxy_budget_rescheduler_min_time > g.proxy_budget_rescheduler_max_time) {
     problems.push("general_settings.proxy_budget_rescheduler_min_time: must not be greater than proxy_budget_rescheduler_max_time");
   }
-  for (const [path, value] of [["litellm_settings.budget_duration", l.budget_duration], ["litellm_settings.internal_user_budget_duration", l.internal_user_budget_duration]] as const) {
+  const durations = [
+    ["litellm_settings.budget_duration", l.budget_duration], ["litellm_settings.internal_user_budget_duration", l.internal_user_budget_duration],
+    ...(["upperbound_key_generate_params", "default_key_generate_params"] as const).flatMap((params) =>
+      (["budget_duration", "duration"] as const).map((field) => [`litellm_settings.${params}.${field}`, l[params]?.[field]] as const)),
+  ];
+  for (const [path, value] of durations) {
     if (value !== undefined && !parseDuration(value)) problems.push(`${path}: "${value}" is not a duration (use 30s, 20m, 1h, 7d, 2w or 1mo: longer than zero, at most a century)`);
   }
   const names = new Set(config.model_list.map((m) => m.model_name));
@@ -186,6 +191,9 @@ export function validateConfig(raw: unknown, env: Env = process.env): { config: 
   });
   for (const section of ["general_settings", "litellm_settings", "router_settings"] as const) {
     warnUnknown(withDefaults[section], KNOWN_KEYS[section], section, warnings);
+  }
+  for (const params of ["upperbound_key_generate_params", "default_key_generate_params"] as const) {
+    warnUnknown(withDefaults.litellm_settings[params], KNOWN_KEYS[params], `litellm_settings.${params}`, warnings);
   }
   warnAccepted(withDefaults, warnings);
   Object.assign(processEnv, ownVariables);

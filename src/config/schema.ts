@@ -72,6 +72,26 @@ export const GeneralSettings = T.Object({
 
 const Fallbacks = T.Array(T.Record(T.String(), T.Array(T.String())));
 
+/** Caps on what /key/generate, /key/update and /key/regenerate may set, as LiteLLM's `upperbound_key_generate_params`. */
+export const KeyUpperBounds = T.Object({
+  max_budget: T.Optional(Money),
+  budget_duration: T.Optional(Duration),
+  duration: T.Optional(Duration),
+  max_parallel_requests: T.Optional(Count),
+  tpm_limit: T.Optional(Count),
+  rpm_limit: T.Optional(Count),
+}, Open);
+
+/** What /key/generate takes for fields the request left out, as LiteLLM's `default_key_generate_params`. */
+export const KeyDefaults = T.Object({
+  ...KeyUpperBounds.properties,
+  soft_budget: T.Optional(Money),
+  models: T.Optional(T.Array(T.String())),
+  metadata: T.Optional(T.Record(T.String(), T.Unknown())),
+  user_id: T.Optional(T.String()),
+  team_id: T.Optional(T.String()),
+}, Open);
+
 export const LitellmSettings = T.Object({
   max_budget: T.Optional(Money),
   budget_duration: T.Optional(Duration),
@@ -84,6 +104,8 @@ export const LitellmSettings = T.Object({
   cache_params: T.Optional(T.Object({
     type: T.Optional(T.String()), host: T.Optional(T.String()), port: T.Optional(T.Union([T.Integer(), T.String()])), password: T.Optional(T.String()),
   }, Open)),
+  upperbound_key_generate_params: T.Optional(KeyUpperBounds),
+  default_key_generate_params: T.Optional(KeyDefaults),
   drop_params: T.Optional(T.Boolean()),
   set_verbose: T.Optional(T.Boolean()),
 }, Open);
@@ -115,6 +137,8 @@ export type ModelEntry = Static<typeof ModelEntry>;
 export type GeneralSettings = Static<typeof GeneralSettings>;
 export type LitellmSettings = Static<typeof LitellmSettings>;
 export type RouterSettings = Static<typeof RouterSettings>;
+export type KeyUpperBounds = Static<typeof KeyUpperBounds>;
+export type KeyDefaults = Static<typeof KeyDefaults>;
 
 /** Keys each section knows; anything else is warned about and ignored. */
 export const KNOWN_KEYS = {
@@ -124,4 +148,6 @@ export const KNOWN_KEYS = {
   general_settings: Object.keys(GeneralSettings.properties),
   litellm_settings: Object.keys(LitellmSettings.properties),
   router_settings: Object.keys(RouterSettings.properties),
+  upperbound_key_generate_params: Object.keys(KeyUpperBounds.properties),
+  default_key_generate_params: Object.keys(KeyDefaults.properties),
 };

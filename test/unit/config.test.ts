@@ -84,6 +84,19 @@ router_settings:
     expect(d).toMatchObject({ id: "m#0", modelName: "m", provider: "azure", upstreamModel: "deployment-1" });
   });
 
+  test("upperbound_key_generate_params and default_key_generate_params are read, not warned about as ignored; keys they do not know are", () => {
+    const { config, warnings } = parseConfig(`
+litellm_settings:
+  upperbound_key_generate_params: {max_budget: "5", rpm_limit: 10, duration: 30d, models: [a]}
+  default_key_generate_params: {max_budget: 1, models: [m], metadata: {team: x}, duration: 7d}
+`, {});
+    expect(config.litellm_settings.upperbound_key_generate_params).toMatchObject({ max_budget: 5, rpm_limit: 10, duration: "30d" });
+    expect(config.litellm_settings.default_key_generate_params).toMatchObject({ max_budget: 1, models: ["m"], metadata: { team: "x" } });
+    expect(warnings).toEqual(["litellm_settings.upperbound_key_generate_params.models: not supported by litegate, ignored"]);
+    expect(() => parseConfig("litellm_settings:\n  upperbound_key_generate_params: {max_budget: -1}\n", {}))
+      .toThrow(/litellm_settings\.upperbound_key_generate_params\.max_budget: must be >= 0/);
+  });
+
   test("litellm_settings.max_user_budget, the documents' older name, is the end-user budget", () => {
     const models = "model_list:\n  - model_name: m\n    litellm_params: {model: mock/m}\n";
     const old = parseConfig(`${models}litellm_settings:\n  max_budget: 10\n  max_user_budget: 0.0001\n`, {});
