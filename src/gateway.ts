@@ -188,7 +188,9 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
     try {
       const next = options.configSource();
       const [before, after] = [runtime.config.litellm_settings, next.config.litellm_settings];
-      const warnings = [...next.warnings, ...restartOnly(runtime.config, next.config)];
+      // Against the config the gateway started with, not the last one loaded: a second reload still
+      // runs on the old master key, and must still say so.
+      const warnings = [...next.warnings, ...restartOnly(config, next.config)];
       // Turned on, or given another period: the counter is made again from the stored spend, brought up to date.
       if (after.max_budget !== undefined && (before.max_budget === undefined || before.budget_duration !== after.budget_duration)) {
         await spend.flush();

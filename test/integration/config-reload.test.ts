@@ -1,0 +1,33 @@
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { type Config, parseConfig } from "../../src/config";
+import { MOCK_CONFIG, inProcessGateway } from "../helpers/gateway";
+
+type Harness = Awaited<ReturnType<typeof inProcessGateway>>;
+
+const CONFIG = `${MOCK_CONFIG}  data_dir: ${mkdtempSync(join(tmpdir(), "litegate-test-data-"))}\n`;
+/** What config.yaml holds now: each reload reads it again. */
+let file = CONFIG;
+let h: Harness;
+beforeAll(async () => {
+  h = await inProcessGateway(CONFIG, { configSource: (): { config: Config; warnings: string[] } => parseConfig(file, {}) });
+}, 60_000);
+afterAll(() => h.close());
+
+async function reload() {
+  const response = await h.call("/config/reload", {});
+  return { status: response.status, body: (await response.json()) as any };
+}
+
+test("a restart-only setting changed is named on every reload until the restart, not only the first", async () => {
+  file = CONFIG.replace("master_key: sk-1234", "master_key: sk-rotated");
+  const warning = "general_settings.master_key changed: it takes effect at the next restart, the running value is kept";
+  expect((await reload()).body.warnings).toEqual([warning]);
+  expect((await reload()).body.warnings).toEqual([warning]);
+  // The old key is the one that still works.
+  expect((await h.call("/key/list", undefined, "sk-1234")).status).toBe(200);
+  file = CONFIG;
+  expect((await reload()).body.warnings).toEqual([]);
+});
