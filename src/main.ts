@@ -95,6 +95,9 @@ async function main(): Promise<void> {
   const g = config.general_settings;
   const log = createLogger({ level: g.log_level, format: args.logFormat ?? g.log_format });
   for (const warning of warnings) log.warn(`config: ${warning}`);
+  if (args.command === "serve" && !g.master_key && g.admin_api !== "disabled") {
+    log.warn("no master key (general_settings.master_key or LITELLM_MASTER_KEY): the admin API refuses every caller but proxy_admin users' keys already in the database, so no key can be made");
+  }
   // A malformed Redis URL stops the start before anything is opened.
   let redisUrl: string | undefined;
   try {

@@ -74,6 +74,19 @@ function readOldNames(settings: unknown, warnings: string[]): boolean {
   return read;
 }
 
+/**
+ * The master key comes from LITELLM_MASTER_KEY when general_settings has none, as LiteLLM reads it
+ * (environment_variables included). True when it did.
+ */
+function masterKeyFallback(settings: unknown, env: Env): boolean {
+  if (!settings || typeof settings !== "object" || Array.isArray(settings)) return false;
+  const g = settings as Record<string, unknown>;
+  const fromEnv = env.LITELLM_MASTER_KEY;
+  if ((g.master_key !== undefined && g.master_key !== null) || !fromEnv) return false;
+  g.master_key = fromEnv;
+  return true;
+}
+
 /** Keys LiteLLM configs carry that litegate reads without acting on: said once at load, not silently dropped. */
 function warnAccepted(config: Config, warnings: string[]): void {
   const ignored = (path: string, why: string) => warnings.push(`${path}: accepted but not used by litegate (${why})`);
@@ -100,10 +113,10 @@ function schemaMessage(error: { message: string; schema: Record<string, any>; va
   return `${error.message.replace(/^Expected/, "expected")} (got ${JSON.stringify(error.value)})`;
 }
 
-function checkSemantics(config: Config, problems: string[]): void {
+function checkSemantics(config: Config, problems: string[], masterKeyPath: string): void {
   const g = config.general_settings;
   const l = config.litellm_settings;
-  if (g.master_key !== undefined && !g.master_key.startsWith("sk-")) problems.push(`general_settings.master_key: must start with "sk-"`);
+  if (g.master_key !== undefined && !g.master_key.startsWith("sk-")) problems.push(`${masterKeyPath}: must start with "sk-"`);
   if (g.proxy_budget_rescheduler_min_time > g.proxy_budget_rescheduler_max_time) {
     problems.push("general_settings.proxy_budget_rescheduler_min_time: must not be greater than proxy_budget_rescheduler_max_time");
   }
@@ -173,6 +186,7 @@ export function validateConfig(raw: unknown, env: Env = process.env): { config: 
   if (!Array.isArray(tree.model_list)) problems.push("model_list: must be a list of models, each entry starting with \"- \"");
   const substituted = substitute(tree, [], env, problems, warnings) as Record<string, unknown>;
   const oldName = readOldNames(substituted.litellm_settings, warnings);
+  const masterKeyFromEnv = masterKeyFallback(substituted.general_settings, env);
   // Numbers and booleans written as text ("100", "true"), as environment variables always are, count as such.
   const withDefaults = Value.Default(ConfigSchema, Value.Convert(ConfigSchema, Value.Clone(substituted))) as Config;
   for (const error of Value.Errors(ConfigSchema, withDefaults)) {
@@ -182,7 +196,7 @@ export function validateConfig(raw: unknown, env: Env = process.env): { config: 
     problems.push(`${oldName && path === "litellm_settings.max_end_user_budget" ? "litellm_settings.max_user_budget" : path}: ${schemaMessage(error)}`);
   }
   if (problems.length > 0) throw new ConfigError([...new Set(problems)]);
-  checkSemantics(withDefaults, problems);
+  checkSemantics(withDefaults, problems, masterKeyFromEnv ? "LITELLM_MASTER_KEY (the master key when general_settings.master_key is unset)" : "general_settings.master_key");
   if (problems.length > 0) throw new ConfigError(problems);
   withDefaults.model_list.forEach((entry, i) => {
     warnUnknown(entry, KNOWN_KEYS.model_entry, `model_list[${i}]`, warnings);

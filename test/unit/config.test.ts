@@ -97,6 +97,14 @@ litellm_settings:
       .toThrow(/litellm_settings\.upperbound_key_generate_params\.max_budget: must be >= 0/);
   });
 
+  test("LITELLM_MASTER_KEY (or environment_variables) is the master key when general_settings has none", () => {
+    expect(parseConfig("model_list: []\n", { LITELLM_MASTER_KEY: "sk-env" }).config.general_settings.master_key).toBe("sk-env");
+    expect(parseConfig("environment_variables:\n  LITELLM_MASTER_KEY: sk-own\n", {}).config.general_settings.master_key).toBe("sk-own");
+    expect(parseConfig("general_settings:\n  master_key: sk-file\n", { LITELLM_MASTER_KEY: "sk-env" }).config.general_settings.master_key).toBe("sk-file");
+    expect(parseConfig("model_list: []\n", { LITELLM_MASTER_KEY: "" }).config.general_settings.master_key).toBeUndefined();
+    expect(() => parseConfig("model_list: []\n", { LITELLM_MASTER_KEY: "1234" })).toThrow(/^LITELLM_MASTER_KEY \(the master key when general_settings\.master_key is unset\): must start with "sk-"$/);
+  });
+
   test("litellm_settings.max_user_budget, the documents' older name, is the end-user budget", () => {
     const models = "model_list:\n  - model_name: m\n    litellm_params: {model: mock/m}\n";
     const old = parseConfig(`${models}litellm_settings:\n  max_budget: 10\n  max_user_budget: 0.0001\n`, {});
