@@ -20,7 +20,11 @@ export function pathName(parts: readonly (string | number)[]): string {
   return parts.reduce<string>((out, part) => (typeof part === "number" || /^\d+$/.test(part) ? `${out}[${part}]` : out ? `${out}.${part}` : part), "");
 }
 
-/** Replaces every `os.environ/NAME` string; a missing provider api_key only warns (the deployment fails at request time). */
+/**
+ * Replaces every `os.environ/NAME` string. A missing provider api_key only warns and stays as written:
+ * the deployment fails at request time rather than fall back to the provider's default variable
+ * (OPENAI_API_KEY), a key the operator did not name for it.
+ */
 function substitute(value: unknown, path: (string | number)[], env: Env, problems: string[], warnings: string[]): unknown {
   if (typeof value === "string") {
     const match = ENV_REF.exec(value.trim());
@@ -32,7 +36,7 @@ function substitute(value: unknown, path: (string | number)[], env: Env, problem
     const isApiKey = path[0] === "model_list" && path[2] === "litellm_params" && path[3] === "api_key";
     if (isApiKey) {
       warnings.push(`${pathName(path)}: environment variable ${match[1]} ${unset}; requests to this deployment will fail until it is set`);
-      return undefined;
+      return value;
     }
     problems.push(`${pathName(path)}: environment variable ${match[1]} ${unset}`);
     return value;

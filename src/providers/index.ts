@@ -24,6 +24,19 @@ const ADAPTERS = new Map<string, Adapter>([
 
 export const SUPPORTED_PROVIDERS = [...ADAPTERS.keys()];
 
+/**
+ * A deployment whose api_key names an environment variable that is unset (config.yaml keeps the
+ * `os.environ/NAME` text) sends nothing: its requests fail, and the provider's default key, which the
+ * operator did not give it, never goes to its api_base. A 500 lets the model's other deployments serve.
+ */
+function unsetKeyProvider(deployment: Deployment): Provider | null {
+  const key = deployment.params.api_key;
+  const name = typeof key === "string" ? /^\s*os\.environ\/([A-Za-z_][A-Za-z0-9_]*)\s*$/.exec(key)?.[1] : undefined;
+  if (!name) return null;
+  const message = `deployment ${deployment.modelName}: its api_key is os.environ/${name}, and ${name} is not set in the gateway's environment; nothing was sent to the provider`;
+  return { send: async () => ({ kind: "error", status: 500, type: "internal_server_error", message }) };
+}
+
 export interface Providers {
   /** The adapter for a deployment, built once per deployment; throws on an unknown provider or a bad api_base. */
   forDeployment(deployment: Deployment): Provider;
@@ -43,7 +56,7 @@ export function createProviders(env: Env = process.env): Providers {
       if (!adapter) {
         throw new Error(`deployment ${deployment.id}: unknown provider "${deployment.provider}" (supported: ${SUPPORTED_PROVIDERS.join(", ")})`);
       }
-      provider = adapter(deployment, env);
+      provider = unsetKeyProvider(deployment) ?? adapter(deployment, env);
       built.set(deployment, provider);
       return provider;
     },

@@ -199,6 +199,30 @@ describe("errors", () => {
   const d = () => deployment("openai", "m", { api_base: base(), api_key: KEY });
   const raw = '{"model":"m","messages":[]}';
 
+  test("an api_key naming an unset environment variable sends nothing: the provider's default key never goes out", async () => {
+    const { parseConfig, deploymentsOf } = await import("../../src/config");
+    const env = { OPENAI_API_KEY: "sk-default-must-not-leak", AZURE_API_KEY: "sk-azure-default", ANTHROPIC_API_KEY: "sk-ant-default" };
+    const { config, warnings } = parseConfig(`
+model_list:
+  - model_name: team-b
+    litellm_params: {model: openai/m, api_base: "${base()}", api_key: os.environ/TEAM_B_KEY}
+  - model_name: team-b-azure
+    litellm_params: {model: azure/m, api_base: "${base()}", api_key: os.environ/TEAM_B_KEY}
+  - model_name: team-b-claude
+    litellm_params: {model: anthropic/m, api_base: "${base()}", api_key: os.environ/TEAM_B_KEY}
+`, env);
+    expect(warnings).toContain("model_list[0].litellm_params.api_key: environment variable TEAM_B_KEY is not set; requests to this deployment will fail until it is set");
+    seen = [];
+    for (const d of deploymentsOf(config)) {
+      const result = await createProviders(env).forDeployment(d).send(callOf(d, raw));
+      expect(result).toEqual({
+        kind: "error", status: 500, type: "internal_server_error",
+        message: `deployment ${d.modelName}: its api_key is os.environ/TEAM_B_KEY, and TEAM_B_KEY is not set in the gateway's environment; nothing was sent to the provider`,
+      });
+    }
+    expect(seen).toEqual([]);
+  });
+
   test("a provider error keeps its status, message and type", async () => {
     answer = () => Response.json({ error: { message: "The server had an error", type: "server_error" } }, { status: 500 });
     expect(await send(d(), raw)).toEqual({ kind: "error", status: 500, message: "The server had an error", type: "server_error", param: undefined, retryAfter: undefined });
