@@ -27,19 +27,26 @@ export function databaseUrlOf(config: Config, env: Env): string | undefined {
   return config.general_settings.database_url || env.DATABASE_URL || undefined;
 }
 
-/** `redis_url`, `REDIS_URL`, then LiteLLM's router_settings / cache_params host, port and password. */
+/**
+ * `redis_url`, `REDIS_URL`, then LiteLLM's router_settings / cache_params host, port and password. A
+ * Redis cache (`cache: true`, cache_params.type redis or left out) takes what they leave out from
+ * REDIS_HOST, REDIS_PORT and REDIS_PASSWORD, as LiteLLM reads them there.
+ */
 export function redisUrlOf(config: Config, env: Env): string | undefined {
   const direct = config.general_settings.redis_url || config.router_settings.redis_url || env.REDIS_URL;
   if (direct) return direct;
   const r = config.router_settings;
-  const c = config.litellm_settings.cache_params;
-  const host = r.redis_host ?? c?.host;
+  const l = config.litellm_settings;
+  const c = l.cache_params;
+  const fromEnv = l.cache === true && (c?.type ?? "redis") === "redis";
+  const host = r.redis_host ?? c?.host ?? (fromEnv ? env.REDIS_HOST || undefined : undefined);
   if (!host) return undefined;
-  const port = r.redis_port ?? c?.port ?? 6379;
-  const portName = r.redis_port !== undefined ? "router_settings.redis_port" : "litellm_settings.cache_params.port";
+  const envPort = fromEnv ? env.REDIS_PORT || undefined : undefined;
+  const port = r.redis_port ?? c?.port ?? envPort ?? 6379;
+  const portName = r.redis_port !== undefined ? "router_settings.redis_port" : c?.port !== undefined ? "litellm_settings.cache_params.port" : "REDIS_PORT";
   if (!/^\d+$/.test(String(port)) || Number(port) < 1 || Number(port) > 65535) {
     throw new ConfigError([`${portName}: must be a port number from 1 to 65535 (got ${JSON.stringify(port)})`]);
   }
-  const password = r.redis_password ?? c?.password;
+  const password = r.redis_password ?? c?.password ?? (fromEnv ? env.REDIS_PASSWORD || undefined : undefined);
   return `redis://${password ? `:${encodeURIComponent(password)}@` : ""}${host}:${port}`;
 }

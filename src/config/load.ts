@@ -98,6 +98,7 @@ function warnAccepted(config: Config, warnings: string[]): void {
   const l = config.litellm_settings as Record<string, unknown>;
   if (r.retry_after !== undefined) ignored("router_settings.retry_after", "retries go to another deployment at once");
   if (r.routing_strategy !== undefined && r.routing_strategy !== "simple-shuffle") ignored("router_settings.routing_strategy", "deployments are picked by weight and rpm/tpm headroom");
+  if (l.cache === true) ignored("litellm_settings.cache", "responses are not cached; a Redis cache's settings connect the instances' shared budgets and limits");
   if (l.drop_params !== undefined) ignored("litellm_settings.drop_params", "request bodies reach the provider as sent");
   if (l.set_verbose !== undefined) ignored("litellm_settings.set_verbose", "use general_settings.log_level");
   config.model_list.forEach((entry, i) => {

@@ -101,6 +101,7 @@ export const LitellmSettings = T.Object({
   num_retries: T.Optional(Count),
   request_timeout: T.Optional(Seconds),
   fallbacks: T.Optional(Fallbacks),
+  cache: T.Optional(T.Boolean()),
   cache_params: T.Optional(T.Object({
     type: T.Optional(T.String()), host: T.Optional(T.String()), port: T.Optional(T.Union([T.Integer(), T.String()])), password: T.Optional(T.String()),
   }, Open)),

@@ -172,6 +172,20 @@ router_settings: {retry_after: 1, routing_strategy: usage-based-routing, timeout
     expect(redisUrlOf(redis("router_settings:\n  redis_host: h\n  redis_port: \"6380\"\n"), {})).toBe("redis://h:6380");
   });
 
+  test("a Redis cache takes REDIS_HOST, REDIS_PORT and REDIS_PASSWORD for what its cache_params leave out, as LiteLLM does", () => {
+    const env = { REDIS_HOST: "redis.internal", REDIS_PORT: "6390", REDIS_PASSWORD: "s3cret/" };
+    const load = (section: string) => parseConfig(`model_list: []\n${section}`, {});
+    const cache = load("litellm_settings:\n  cache: true\n  cache_params: {type: redis}\n");
+    expect(redisUrlOf(cache.config, env)).toBe("redis://:s3cret%2F@redis.internal:6390");
+    expect(cache.warnings).toEqual(["litellm_settings.cache: accepted but not used by litegate (responses are not cached; a Redis cache's settings connect the instances' shared budgets and limits)"]);
+    expect(redisUrlOf(load("litellm_settings:\n  cache: true\n").config, { REDIS_HOST: "r" })).toBe("redis://r:6379");
+    expect(redisUrlOf(load("litellm_settings:\n  cache: true\n  cache_params: {type: redis, host: given, port: 7000}\n").config, env)).toBe("redis://:s3cret%2F@given:7000");
+    // Without a Redis cache, variables of that name set for something else do not make litegate use Redis.
+    expect(redisUrlOf(load("litellm_settings:\n  cache: true\n  cache_params: {type: local}\n").config, env)).toBeUndefined();
+    expect(redisUrlOf(load("").config, env)).toBeUndefined();
+    expect(() => redisUrlOf(cache.config, { REDIS_HOST: "h", REDIS_PORT: "x" })).toThrow(/^REDIS_PORT: must be a port number from 1 to 65535 \(got "x"\)$/);
+  });
+
   test("every problem is reported at once", () => {
     try {
       parseConfig("model_list:\n  - model_name: [1]\n    litellm_params: {}\ngeneral_settings:\n  max_request_size_mb: -1\n", {});
