@@ -129,7 +129,7 @@ async function main(): Promise<void> {
     broadcast: redis ? (message) => redis.publish(message) : undefined,
     redisStatus: redis ? () => redis.status() : undefined,
     redisStats: redis ? { syncMs: () => redis.counters.lastSyncMs, failures: () => redis.counters.failures, commands: () => redis.commands(), counterSyncs: () => redis.counters.counterSyncs } : undefined,
-    configSource: () => loadConfig(args.config!, process.env),
+    configSource: () => loadConfig(args.config!, process.env, { reload: true }),
     warm,
   });
   redis?.subscribe((message) => gateway.invalidated(message));

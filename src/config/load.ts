@@ -219,7 +219,15 @@ export function validateConfig(raw: unknown, env: Env = process.env): { config: 
   return { config: withDefaults, warnings };
 }
 
-export function parseConfig(text: string, env: Env = process.env, source = "config.yaml"): { config: Config; warnings: string[] } {
+export interface ParseOptions {
+  /**
+   * A reload refuses a document with nothing in it (an empty file, or one of comments only): taken,
+   * it would switch every model and the gateway budget off, most likely as a file being rewritten.
+   */
+  reload?: boolean;
+}
+
+export function parseConfig(text: string, env: Env = process.env, source = "config.yaml", options: ParseOptions = {}): { config: Config; warnings: string[] } {
   // Merge keys (`<<: *defaults`) as PyYAML, which LiteLLM reads its config with, resolves them.
   const document = parseDocument(text, { prettyErrors: true, uniqueKeys: true, merge: true });
   if (document.errors.length > 0) {
@@ -235,10 +243,13 @@ export function parseConfig(text: string, env: Env = process.env, source = "conf
     // An alias expanded past the parser's bound (a "billion laughs" document), or one it cannot resolve.
     throw new ConfigError([`${source}: YAML error: ${error instanceof Error ? error.message : String(error)}`]);
   }
+  if (options.reload && (tree === null || tree === undefined || (typeof tree === "object" && Object.keys(tree).length === 0))) {
+    throw new ConfigError([`${source}: the file holds no config (it is empty or only comments); a reload needs one`]);
+  }
   return validateConfig(tree, env);
 }
 
-export function loadConfig(path: string, env: Env = process.env): { config: Config; warnings: string[] } {
+export function loadConfig(path: string, env: Env = process.env, options: ParseOptions = {}): { config: Config; warnings: string[] } {
   let text: string;
   try {
     text = readFileSync(path, "utf8");
@@ -246,6 +257,6 @@ export function loadConfig(path: string, env: Env = process.env): { config: Conf
     const code = (error as { code?: string }).code;
     throw new ConfigError([`${path}: cannot read the config file (${code === "ENOENT" ? "no such file" : code ?? String(error)})`]);
   }
-  return parseConfig(text, env, path);
+  return parseConfig(text, env, path, options);
 }
 

@@ -68,6 +68,16 @@ describe("operations", () => {
     expect(invalid.status).toBe(400);
     expect(((await invalid.json()) as any).error.message).toContain("litellm_params");
     expect((await chat()).status).toBe(200);
+    // An empty file (as while it is being rewritten) would switch every model off: refused too, by SIGHUP as well.
+    for (const empty of ["", "# nothing yet\n"]) {
+      writeFileSync(gateway.configPath, empty);
+      const refused = await fetch(`${gateway.url}/config/reload`, { method: "POST", headers: { authorization: "Bearer sk-1234" } });
+      expect(refused.status).toBe(400);
+      expect(((await refused.json()) as any).error).toMatchObject({ type: "invalid_config", message: expect.stringContaining("the file holds no config") });
+    }
+    gateway.proc.kill("SIGHUP");
+    await gateway.waitForOutput(/config reload refused[^\n]*the file holds no config[\s\S]*config reload refused[^\n]*the file holds no config[\s\S]*config reload refused[^\n]*the file holds no config/);
+    expect((await chat()).status).toBe(200);
   });
 
   test("metrics: a Prometheus scrape after traffic shows requests, tokens, spend and rejections", async () => {

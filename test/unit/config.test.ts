@@ -186,6 +186,14 @@ router_settings: {retry_after: 1, routing_strategy: usage-based-routing, timeout
     expect(() => redisUrlOf(cache.config, { REDIS_HOST: "h", REDIS_PORT: "x" })).toThrow(/^REDIS_PORT: must be a port number from 1 to 65535 \(got "x"\)$/);
   });
 
+  test("an empty document is a config at start (every default), and refused on reload", () => {
+    for (const text of ["", "  \n", "# only a comment\n"]) {
+      expect(parseConfig(text, {}).config.model_list).toEqual([]);
+      expect(() => parseConfig(text, {}, "cfg.yaml", { reload: true })).toThrow("cfg.yaml: the file holds no config (it is empty or only comments); a reload needs one");
+    }
+    expect(parseConfig("model_list: []\n", {}, "cfg.yaml", { reload: true }).config.model_list).toEqual([]);
+  });
+
   test("every problem is reported at once", () => {
     try {
       parseConfig("model_list:\n  - model_name: [1]\n    litellm_params: {}\ngeneral_settings:\n  max_request_size_mb: -1\n", {});
