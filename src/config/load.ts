@@ -110,6 +110,7 @@ function warnAccepted(config: Config, warnings: string[]): void {
 
 function schemaMessage(error: { message: string; schema: Record<string, any>; value: unknown }): string {
   if (error.value === undefined) return "required";
+  if (typeof error.schema.problem === "string") return `${error.schema.problem} (got ${JSON.stringify(error.value)})`;
   const choices = Array.isArray(error.schema.anyOf) && error.schema.anyOf.every((option: any) => option.const !== undefined)
     ? error.schema.anyOf.map((option: any) => JSON.stringify(option.const)) : null;
   if (choices) return `must be one of ${choices.join(", ")} (got ${JSON.stringify(error.value)})`;

@@ -4,6 +4,9 @@ import { DEFAULT_DATA_DIR } from "../paths";
 const Money = T.Number({ minimum: 0 });
 const Count = T.Integer({ minimum: 0 });
 const Seconds = T.Number({ minimum: 0 });
+/** A deadline: 0 would abort every request at once, so it is refused, not taken. */
+const TIMEOUT = { exclusiveMinimum: 0, problem: "must be a number of seconds above 0 (0 would time every request out at once)" };
+const Timeout = T.Number(TIMEOUT);
 const Duration = T.String({ description: "30s, 20m, 1h, 7d, 2w or 1mo" });
 const Open = { additionalProperties: true } as const;
 
@@ -22,8 +25,8 @@ export const LitellmParams = T.Object({
   rpm: T.Optional(Count),
   tpm: T.Optional(Count),
   weight: T.Optional(T.Number({ exclusiveMinimum: 0 })),
-  timeout: T.Optional(Seconds),
-  stream_timeout: T.Optional(Seconds),
+  timeout: T.Optional(Timeout),
+  stream_timeout: T.Optional(Timeout),
   max_retries: T.Optional(Count),
 }, Open);
 
@@ -65,7 +68,7 @@ export const GeneralSettings = T.Object({
   shutdown_grace_seconds: T.Number({ minimum: 0, default: 30 }),
   key_cache_size: T.Integer({ minimum: 1, default: 100_000 }),
   key_cache_ttl_seconds: T.Number({ minimum: 0, default: 60 }),
-  request_timeout: T.Number({ exclusiveMinimum: 0, default: 600 }),
+  request_timeout: T.Number({ ...TIMEOUT, default: 600 }),
   database_connection_pool_limit: T.Integer({ minimum: 1, default: 10 }),
   allow_requests_on_db_unavailable: T.Boolean({ default: true }),
 }, Open);
@@ -99,7 +102,7 @@ export const LitellmSettings = T.Object({
   max_internal_user_budget: T.Optional(Money),
   internal_user_budget_duration: T.Optional(Duration),
   num_retries: T.Optional(Count),
-  request_timeout: T.Optional(Seconds),
+  request_timeout: T.Optional(Timeout),
   fallbacks: T.Optional(Fallbacks),
   cache: T.Optional(T.Boolean()),
   cache_params: T.Optional(T.Object({
@@ -122,7 +125,7 @@ export const RouterSettings = T.Object({
   cooldown_time: T.Number({ minimum: 0, default: 60 }),
   routing_strategy: T.Optional(T.String()),
   fallbacks: T.Optional(Fallbacks),
-  timeout: T.Optional(Seconds),
+  timeout: T.Optional(Timeout),
 }, Open);
 
 export const ConfigSchema = T.Object({

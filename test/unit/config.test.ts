@@ -194,6 +194,19 @@ router_settings: {retry_after: 1, routing_strategy: usage-based-routing, timeout
     expect(parseConfig("model_list: []\n", {}, "cfg.yaml", { reload: true }).config.model_list).toEqual([]);
   });
 
+  test("a timeout of 0, under any of its names, is refused with one message: it would abort every request", () => {
+    const message = "must be a number of seconds above 0 (0 would time every request out at once) (got 0)";
+    const cases = [
+      ["general_settings:\n  request_timeout: 0\n", "general_settings.request_timeout"],
+      ["litellm_settings:\n  request_timeout: 0\n", "litellm_settings.request_timeout"],
+      ["router_settings:\n  timeout: 0\n", "router_settings.timeout"],
+      ["model_list:\n  - model_name: m\n    litellm_params: {model: mock/m, timeout: 0}\n", "model_list[0].litellm_params.timeout"],
+      ["model_list:\n  - model_name: m\n    litellm_params: {model: mock/m, stream_timeout: \"0\"}\n", "model_list[0].litellm_params.stream_timeout"],
+    ];
+    for (const [text, path] of cases) expect(() => parseConfig(text!, {})).toThrow(`${path}: ${message}`);
+    expect(parseConfig("router_settings:\n  timeout: 0.5\n", {}).config.router_settings.timeout).toBe(0.5);
+  });
+
   test("every problem is reported at once", () => {
     try {
       parseConfig("model_list:\n  - model_name: [1]\n    litellm_params: {}\ngeneral_settings:\n  max_request_size_mb: -1\n", {});
