@@ -1,10 +1,14 @@
-/** Command-line arguments: `litegate [migrate] --config PATH [--port N] [--host H] [--log-format text|json]`. */
+/** Command-line arguments: `litegate [migrate] [--config] PATH [--port N] [--host H] [--log-format text|json]`. */
 export interface CliArgs {
   command: "serve" | "migrate" | "help" | "version";
   config?: string;
   port?: number;
   host?: string;
   logFormat?: "text" | "json";
+  /** `--debug` / `--detailed_debug`, LiteLLM's flags: debug logs whatever config.yaml says. */
+  logLevel?: "debug";
+  /** `--num_workers N`, taken from LiteLLM command lines and warned about: litegate runs one process. */
+  numWorkers?: number;
 }
 
 export class CliError extends Error {}
@@ -15,18 +19,33 @@ export const runsCompiled = (): boolean => Bun.main.includes("/$bunfs/");
 export const USAGE = `litegate — OpenAI-compatible LLM gateway with virtual keys, budgets and rate limits
 
 Usage:
-  litegate --config PATH [--port N] [--host H] [--log-format text|json]
+  litegate --config PATH [--port N] [--host H] [--log-format text|json] [--debug]
   litegate migrate --config PATH     apply database migrations and exit
   litegate --help | --version
 
 Options:
-  --config PATH        config.yaml (LiteLLM-compatible)
-  --port N             port to listen on (default 4000)
-  --host H             address to bind (default 0.0.0.0)
+  --config PATH        config.yaml (LiteLLM-compatible); the path may also be given alone
+  --port N             port to listen on (default: $PORT, else 4000)
+  --host H             address to bind (default: $HOST, else 0.0.0.0)
   --log-format F       text (default) or json, one object a line
+  --debug              debug logs (also --detailed_debug)
+  --num_workers N      accepted for LiteLLM command lines; litegate runs one process
 `;
 
-export function parseArgs(argv: readonly string[]): CliArgs {
+function portOf(text: string, name: string): number {
+  const port = Number(text);
+  if (!/^\d{1,5}$/.test(text) || port > 65535) throw new CliError(`${name} must be an integer from 0 to 65535`);
+  return port;
+}
+
+/** `PORT` and `HOST` from the environment, as LiteLLM's command line reads them, where no flag gave them. */
+function fromEnv(args: CliArgs, env: Record<string, string | undefined>): CliArgs {
+  if (args.port === undefined && env.PORT) args.port = portOf(env.PORT, "PORT");
+  if (args.host === undefined && env.HOST?.trim()) args.host = env.HOST;
+  return args;
+}
+
+export function parseArgs(argv: readonly string[], env: Record<string, string | undefined> = {}): CliArgs {
   const args: CliArgs = { command: "serve" };
   const rest = [...argv];
   if (rest[0] === "migrate") {
@@ -57,13 +76,9 @@ export function parseArgs(argv: readonly string[]): CliArgs {
       case "-c":
         args.config = take();
         break;
-      case "--port": {
-        const text = take();
-        const port = Number(text);
-        if (!/^\d{1,5}$/.test(text) || port > 65535) throw new CliError("--port must be an integer from 0 to 65535");
-        args.port = port;
+      case "--port":
+        args.port = portOf(take(), "--port");
         break;
-      }
       case "--host":
         args.host = take();
         break;
@@ -73,10 +88,26 @@ export function parseArgs(argv: readonly string[]): CliArgs {
         args.logFormat = format;
         break;
       }
+      case "--debug":
+      case "--detailed_debug":
+        args.logLevel = "debug";
+        break;
+      case "--num_workers": {
+        const text = take();
+        if (!/^\d{1,4}$/.test(text) || Number(text) < 1) throw new CliError("--num_workers must be a whole number from 1");
+        args.numWorkers = Number(text);
+        break;
+      }
       default:
+        // `litegate config.yaml`, as `litellm config.yaml` is written.
+        if (!arg.startsWith("-") && args.config === undefined) {
+          args.config = arg;
+          break;
+        }
         throw new CliError(`unknown argument: ${arg} (see litegate --help)`);
     }
   }
   if (!args.config) throw new CliError("--config PATH is required (see litegate --help)");
-  return args;
+  // `migrate` listens nowhere: a malformed PORT must not stop it.
+  return args.command === "serve" ? fromEnv(args, env) : args;
 }

@@ -74,7 +74,7 @@ async function databaseFor(command: CliArgs["command"], config: Config, log: Log
 async function main(): Promise<void> {
   const args = (() => {
     try {
-      return parseArgs(process.argv.slice(2));
+      return parseArgs(process.argv.slice(2), process.env);
     } catch (error) {
       fail(error instanceof CliError ? error.message : String(error), 2);
     }
@@ -93,8 +93,12 @@ async function main(): Promise<void> {
     throw error;
   }
   const g = config.general_settings;
-  const log = createLogger({ level: g.log_level, format: args.logFormat ?? g.log_format });
+  const log = createLogger({ level: args.logLevel ?? g.log_level, format: args.logFormat ?? g.log_format });
   for (const warning of warnings) log.warn(`config: ${warning}`);
+  log.debug("config read", { path: args.config, models: config.model_list.length });
+  if (args.numWorkers !== undefined && args.numWorkers > 1) {
+    log.warn(`--num_workers ${args.numWorkers}: litegate runs as one process (one event loop serves every connection); for more, run instances sharing Redis`);
+  }
   if (args.command === "serve" && !g.master_key && g.admin_api !== "disabled") {
     log.warn("no master key (general_settings.master_key or LITELLM_MASTER_KEY): the admin API refuses every caller but proxy_admin users' keys already in the database, so no key can be made");
   }

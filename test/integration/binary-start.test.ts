@@ -1,5 +1,9 @@
 import { expect, test } from "bun:test";
-import { startBinary } from "../helpers/binary";
+import { spawn } from "bun";
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { BINARY, ensureBinary, startBinary } from "../helpers/binary";
+import { freePort, tempDir } from "../helpers/services";
 
 /** How the binary starts from what its environment and command line say. */
 
@@ -33,4 +37,29 @@ test("LITELLM_MASTER_KEY is the master key when config.yaml sets none; without e
   } finally {
     await none.stop();
   }
+}, 60_000);
+
+test("LiteLLM's command line: the config path alone, PORT and HOST from the environment, --detailed_debug, --num_workers warned about", async () => {
+  await ensureBinary();
+  const cwd = tempDir("cli");
+  writeFileSync(join(cwd, "config.yaml"), `${MODELS}general_settings:\n  master_key: sk-1234\n  data_dir: ${join(cwd, "db")}\n`);
+  const port = await freePort();
+  const proc = spawn([BINARY, "config.yaml", "--detailed_debug", "--num_workers", "4"], {
+    cwd, env: { ...process.env, PORT: String(port), HOST: "127.0.0.1" }, stdout: "pipe", stderr: "pipe",
+  });
+  try {
+    let up = false;
+    for (let tries = 0; tries < 300 && !up && proc.exitCode === null; tries++) {
+      up = await fetch(`http://127.0.0.1:${port}/health/liveliness`).then((r) => r.ok, () => false);
+      if (!up) await Bun.sleep(50);
+    }
+    expect(up).toBe(true);
+  } finally {
+    proc.kill("SIGTERM");
+    await proc.exited;
+  }
+  const output = (await new Response(proc.stdout).text()) + (await new Response(proc.stderr).text());
+  expect(output).toMatch(/DEBUG config read path=config\.yaml models=1/);
+  expect(output).toContain("--num_workers 4: litegate runs as one process");
+  expect(output).toContain(`listening url=http://127.0.0.1:${port}`);
 }, 60_000);
