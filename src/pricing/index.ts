@@ -91,6 +91,7 @@ export function createPricing(deployments: readonly Deployment[]): Pricing {
     priceOf,
     cost: (d, route, usage) => costWith(priceOf(d), route, usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens, usage.cache_write_tokens),
     estimate: (d, route, prompt, completion) => costWith(priceOf(d), route, prompt, completion),
-    unpriced: () => deployments.filter((d) => !prices.get(d.id)),
+    // A wildcard entry (`openai/*`) is never priced itself: each model it serves is, as it is asked for.
+    unpriced: () => deployments.filter((d) => !d.modelName.includes("*") && !prices.get(d.id)),
   };
 }

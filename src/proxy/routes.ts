@@ -26,8 +26,9 @@ export function inferenceRoutes(inference: Inference, auth: Auth, runtime: () =>
   const models = async ({ request }: { request: Request }) => {
     const caller = await auth.authenticate(request.headers);
     const { router } = runtime();
-    // The config's names, and the names the key lists that a wildcard entry (`openai/*`) serves.
-    const names = new Set(router.names());
+    // The config's names, and the names the key lists that a wildcard entry (`openai/*`) serves. The
+    // wildcard's own name is a pattern no request may ask for: it is not listed.
+    const names = new Set(router.names().filter((name) => !name.includes("*")));
     for (const name of namedModels(caller)) if (router.has(name)) names.add(name);
     const data = [...names]
       .filter((name) => mayUse(caller, name, router.groups))
@@ -47,7 +48,7 @@ export function inferenceRoutes(inference: Inference, auth: Auth, runtime: () =>
     } catch {
       id = params["*"] ?? "";
     }
-    if (!router.has(id) || !mayUse(caller, id, router.groups)) throw notFound(`The model '${id}' does not exist or this key may not use it`);
+    if (id.includes("*") || !router.has(id) || !mayUse(caller, id, router.groups)) throw notFound(`The model '${id}' does not exist or this key may not use it`);
     return Response.json({ id, object: "model", created: 1677610602, owned_by: "litegate" });
   };
   const info = modelInfo(auth, runtime);

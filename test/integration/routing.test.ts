@@ -235,6 +235,11 @@ general_settings:
     expect(listed).toEqual(["wild/named-model"]);
     expect((await h.call("/v1/models/wild/named-model", undefined, named)).status).toBe(200);
     expect((await h.call("/v1/models/wild/other", undefined, named)).status).toBe(404);
+    // A wildcard entry's own name is a pattern no request may ask for: not listed as a model.
+    const all = ((await (await h.call("/v1/models", undefined, "sk-1234")).json()) as any).data.map((m: any) => m.id);
+    expect(all.filter((id: string) => id.includes("*"))).toEqual([]);
+    expect(all).toContain("spread");
+    expect((await h.call("/v1/models/wild/*", undefined, "sk-1234")).status).toBe(404);
     const unknown = await h.chat(key, {}, "wilder/some-model");
     expect(unknown.status).toBe(400);
     expect(((await unknown.json()) as any).error.message).toContain("Invalid model name passed in model=wilder/some-model");

@@ -69,3 +69,10 @@ test("base_model is priced with or without a provider in front (azure/gpt-4o, as
   expect(pricing.priceOf(other)!.input).toBeGreaterThan(0);
   expect(pricing.unpriced()).toEqual([]);
 });
+
+test("a wildcard entry is not unpriced: each model it serves is priced as it is asked for", () => {
+  const wild = d("openai/*", "openai", "*");
+  const pricing = createPricing([wild, d("none", "openai", "my-finetune-x")]);
+  expect(pricing.unpriced().map((x) => x.id)).toEqual(["none"]);
+  expect(pricing.priceOf({ ...wild, upstreamModel: "gpt-4o", wildcardMatch: "openai/gpt-4o" })!.input).toBeGreaterThan(0);
+});
