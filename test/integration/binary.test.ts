@@ -140,30 +140,33 @@ describe("the compiled binary with the openai client", () => {
 
   test("a provider slower than request_timeout gets a 504 and the request's counters back", async () => {
     const slow = await startBinary({ config: configFor(upstream.url, "  request_timeout: 1\n") });
-    upstream.set({ firstByteDelayMs: 3000 });
-    const started = performance.now();
-    const response = await fetch(`${slow.url}/v1/chat/completions`, {
-      method: "POST", headers: { authorization: "Bearer sk-1234" }, body: JSON.stringify({ model: "test-model", messages: [{ role: "user", content: "x" }] }),
-    });
-    upstream.reset();
-    expect(response.status).toBe(504);
-    expect(((await response.json()) as any).error.code).toBe("504");
-    expect(performance.now() - started).toBeLessThan(2900);
-    // A stream is bounded by its silences, not its length: one flowing for 3.6 s is whole…
-    const streamed = new OpenAI({ apiKey: "sk-1234", baseURL: `${slow.url}/v1`, maxRetries: 0 });
-    const read = async () => {
-      let text = "";
-      const stream = await streamed.chat.completions.create({ model: "test-model", messages: [{ role: "user", content: "x" }], stream: true });
-      for await (const chunk of stream) text += chunk.choices[0]?.delta?.content ?? "";
-      return text;
-    };
-    upstream.set({ chunks: 6, chunkDelayMs: 600 });
-    expect(await read()).toBe("Hello from the test upstream");
-    // …one that goes quiet for longer than request_timeout is cut.
-    upstream.set({ chunks: 2, chunkDelayMs: 3000 });
-    expect(await read().catch((error: Error) => error.message)).toContain("request_timeout");
-    upstream.reset();
-    await slow.stop("SIGKILL");
+    try {
+      upstream.set({ firstByteDelayMs: 3000 });
+      const started = performance.now();
+      const response = await fetch(`${slow.url}/v1/chat/completions`, {
+        method: "POST", headers: { authorization: "Bearer sk-1234" }, body: JSON.stringify({ model: "test-model", messages: [{ role: "user", content: "x" }] }),
+      });
+      upstream.reset();
+      expect(response.status).toBe(504);
+      expect(((await response.json()) as any).error.code).toBe("504");
+      expect(performance.now() - started).toBeLessThan(2900);
+      // A stream is bounded by its silences, not its length: one flowing for 3.6 s is whole…
+      const streamed = new OpenAI({ apiKey: "sk-1234", baseURL: `${slow.url}/v1`, maxRetries: 0 });
+      const read = async () => {
+        let text = "";
+        const stream = await streamed.chat.completions.create({ model: "test-model", messages: [{ role: "user", content: "x" }], stream: true });
+        for await (const chunk of stream) text += chunk.choices[0]?.delta?.content ?? "";
+        return text;
+      };
+      upstream.set({ chunks: 6, chunkDelayMs: 600 });
+      expect(await read()).toBe("Hello from the test upstream");
+      // …one that goes quiet for longer than request_timeout is cut.
+      upstream.set({ chunks: 2, chunkDelayMs: 3000 });
+      expect(await read().catch((error: Error) => error.message)).toContain("request_timeout");
+    } finally {
+      upstream.reset();
+      await slow.stop("SIGKILL");
+    }
   }, 30_000);
 
   test("unknown routes, bad JSON and unknown models answer in the OpenAI error envelope", async () => {
