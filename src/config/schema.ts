@@ -71,6 +71,10 @@ export const GeneralSettings = T.Object({
   request_timeout: T.Number({ ...TIMEOUT, default: 600 }),
   database_connection_pool_limit: T.Integer({ minimum: 1, default: 10 }),
   allow_requests_on_db_unavailable: T.Boolean({ default: true }),
+  /** Every inference request must name its customer (`user`, or the header below): LiteLLM's setting. */
+  enforce_user_param: T.Boolean({ default: false }),
+  /** A request header naming the customer, read before the `user` field (as LiteLLM reads it). */
+  user_header_name: T.Optional(T.String({ minLength: 1 })),
 }, Open);
 
 const Fallbacks = T.Array(T.Record(T.String(), T.Array(T.String())));

@@ -96,9 +96,7 @@ export function parseInferenceBody(text: string, route: Route): InferenceBody {
   }
   const user = body.user;
   if (user !== undefined && user !== null && typeof user !== "string") throw badRequest("user: must be a string", "user");
-  if (typeof user === "string" && user.length > 256) throw badRequest("user: at most 256 characters", "user");
-  // The customer id is stored with the spend: text Postgres refuses would make the whole batch unwritable.
-  if (typeof user === "string" && unstorable(user)) throw badRequest(`user: ${UNSTORABLE_MESSAGE}`, "user");
+  if (typeof user === "string") checkCustomerId(user, "user");
   const maxTokens = optionalCount(body, "max_tokens") ?? optionalCount(body, "max_completion_tokens");
   const raw = parsed.strict === false ? JSON.stringify(body) : text;
   return { body, raw, model, stream: body.stream === true && route !== "embeddings", user: user || null, maxTokens, choices: choicesOf(body, route) };
@@ -112,3 +110,9 @@ function choicesOf(body: Record<string, unknown>, route: Route): number {
   return n * prompts;
 }
 
+/** A customer id as sent (the `user` field, or the header `user_header_name` names), or a 400 naming where it came from. */
+export function checkCustomerId(id: string, where: string): void {
+  if (id.length > 256) throw badRequest(`${where}: at most 256 characters`, "user");
+  // The customer id is stored with the spend: text Postgres refuses would make the whole batch unwritable.
+  if (unstorable(id)) throw badRequest(`${where}: ${UNSTORABLE_MESSAGE}`, "user");
+}

@@ -7,7 +7,7 @@ import type { Logger } from "../log";
 import type { Deployment, Route, Usage, UpstreamResult } from "../providers/types";
 import type { SpendWriter } from "../spend";
 import { countPromptTokens, countTextTokens } from "../tokens";
-import { parseInferenceBody, readBodyText } from "./body";
+import { checkCustomerId, parseInferenceBody, readBodyText } from "./body";
 import type { Runtime } from "./runtime";
 import { callWithRetries } from "./attempts";
 import { type Deadline, Deadlines } from "./deadlines";
@@ -69,6 +69,20 @@ const NOTHING_USED: Usage = Object.freeze({ prompt_tokens: 0, completion_tokens:
  * charge that maximum (the spend stays storable, and the key is stopped rather than let through).
  */
 const chargeable = (cost: number) => (cost >= 0 && cost <= MAX_REQUEST_COST ? cost : MAX_REQUEST_COST);
+
+/**
+ * The customer a request names: the header `user_header_name` names, when set and sent, else the
+ * `user` field; with `enforce_user_param`, a request naming none is refused.
+ */
+function customerOf(request: Request, user: string | null, g: Runtime["config"]["general_settings"]): string | null {
+  const fromHeader = g.user_header_name ? request.headers.get(g.user_header_name) : null;
+  if (fromHeader) checkCustomerId(fromHeader, `header ${g.user_header_name}`);
+  const id = fromHeader || user;
+  if (!id && g.enforce_user_param) {
+    throw badRequest(`A customer is required: send 'user'${g.user_header_name ? ` or the ${g.user_header_name} header` : ""} (general_settings.enforce_user_param is true)`, "user");
+  }
+  return id;
+}
 
 /** check → reserve → call → stream tap → settle: the one path every inference request takes. */
 export function createInference(deps: InferenceDeps) {
@@ -165,7 +179,8 @@ export function createInference(deps: InferenceDeps) {
     if (runtime.rejectUnpriced && !runtime.pricing.priceOf(deployment)) {
       throw badRequest(`Model ${parsed.model} has no price and general_settings.reject_unpriced_models is true`, "model");
     }
-    const customer = parsed.user ? await auth.customer(parsed.user) : null;
+    const user = customerOf(request, parsed.user, runtime.config.general_settings);
+    const customer = user ? await auth.customer(user) : null;
     if (customer?.blocked) throw forbidden(`End user ${customer.user_id} is blocked`);
     const completion = route === "embeddings" ? 0 : (parsed.maxTokens ?? runtime.defaultCompletionTokens) * parsed.choices;
     const promptTokens = countPromptTokens(route, parsed.body, false);

@@ -251,3 +251,33 @@ describe("the gateway budget given a period later", () => {
     }
   });
 });
+
+describe("the customer named by a header, and required", () => {
+  test("user_header_name names the customer (before the user field); enforce_user_param refuses a request naming none", async () => {
+    const g = await inProcessGateway(MOCK_CONFIG.replace("general_settings:\n", "general_settings:\n  enforce_user_param: true\n  user_header_name: x-openwebui-user-id\n"));
+    try {
+      const send = (headers: Record<string, string>, extra: Record<string, unknown> = {}) =>
+        g.gateway.app.handle(new Request("http://litegate.test/v1/chat/completions", {
+          method: "POST",
+          headers: { authorization: `Bearer ${MASTER}`, "content-type": "application/json", ...headers },
+          body: JSON.stringify({ model: "mock", messages: [{ role: "user", content: "Hello there" }], ...extra }),
+        }));
+      const none = await send({});
+      expect(none.status).toBe(400);
+      expect(((await none.json()) as any).error).toMatchObject({ param: "user", message: expect.stringContaining("enforce_user_param") });
+      expect((await g.call("/customer/new", { user_id: "webui-7", max_budget: 0.0000001 })).status).toBe(200);
+      // The header wins over the body's user: the budget of webui-7 applies.
+      expect((await send({ "x-openwebui-user-id": "webui-7" }, { user: "someone-else" })).status).toBe(200);
+      const refused = await send({ "x-openwebui-user-id": "webui-7" }, { user: "someone-else" });
+      expect(refused.status).toBe(400);
+      expect(((await refused.json()) as any).error.message).toContain("End User=webui-7 over budget");
+      // The body's user alone still names the customer.
+      expect((await send({}, { user: "someone-else" })).status).toBe(200);
+      const long = await send({ "x-openwebui-user-id": "x".repeat(300) });
+      expect(long.status).toBe(400);
+      expect(((await long.json()) as any).error.message).toContain("header x-openwebui-user-id: at most 256 characters");
+    } finally {
+      await g.close();
+    }
+  });
+});
