@@ -53,7 +53,7 @@ interface Context {
   body: Record<string, unknown>;
   ticket: Ticket;
   /** Its spend is recorded, or it ended without any: it no longer holds a shutdown up. */
-  closed?: boolean;
+  closed: boolean;
 }
 
 /** The most one request is charged (USD), as much as any budget may be. */
@@ -189,7 +189,7 @@ export function createInference(deps: InferenceDeps) {
       caller, customer, model: parsed.model, estimatedCost, estimatedTokens: promptTokens + completion, now: clock.now(), defaults: runtime.budgetDefaults(),
     });
     const ticket = await governance.admit(plan);
-    const ctx: Context = { requestId, route, start, runtime, caller, customer, model: parsed.model, deployment, body: parsed.body, ticket };
+    const ctx: Context = { requestId, route, start, runtime, caller, customer, model: parsed.model, deployment, body: parsed.body, ticket, closed: false };
     return { ctx, rawBody: parsed.raw, stream: parsed.stream };
   }
 
