@@ -2,7 +2,7 @@ import { Value } from "@sinclair/typebox/value";
 import { readFileSync } from "node:fs";
 import { parseDocument } from "yaml";
 import { parseDuration } from "../governance/duration";
-import { SUPPORTED_PROVIDERS } from "../providers";
+import { SUPPORTED_PROVIDERS, envReference } from "../providers";
 import { type Config, ConfigSchema, KNOWN_KEYS } from "./schema";
 
 export class ConfigError extends Error {
@@ -12,7 +12,6 @@ export class ConfigError extends Error {
 }
 
 type Env = Record<string, string | undefined>;
-const ENV_REF = /^os\.environ\/([A-Za-z_][A-Za-z0-9_]*)$/;
 const SECTIONS = ["model_list", "general_settings", "litellm_settings", "router_settings", "environment_variables"];
 
 /** `model_list[1].litellm_params.model` from `["model_list", 1, "litellm_params", "model"]`. */
@@ -27,18 +26,18 @@ export function pathName(parts: readonly (string | number)[]): string {
  */
 function substitute(value: unknown, path: (string | number)[], env: Env, problems: string[], warnings: string[]): unknown {
   if (typeof value === "string") {
-    const match = ENV_REF.exec(value.trim());
-    if (!match) return value;
-    const resolved = env[match[1]!];
+    const name = envReference(value);
+    if (!name) return value;
+    const resolved = env[name];
     // Set but empty is as good as unset: `database_url: ""` would quietly mean the embedded database.
     if (resolved !== undefined && resolved !== "") return resolved;
     const unset = resolved === undefined ? "is not set" : "is empty";
     const isApiKey = path[0] === "model_list" && path[2] === "litellm_params" && path[3] === "api_key";
     if (isApiKey) {
-      warnings.push(`${pathName(path)}: environment variable ${match[1]} ${unset}; requests to this deployment will fail until it is set`);
+      warnings.push(`${pathName(path)}: environment variable ${name} ${unset}; requests to this deployment will fail until it is set`);
       return value;
     }
-    problems.push(`${pathName(path)}: environment variable ${match[1]} ${unset}`);
+    problems.push(`${pathName(path)}: environment variable ${name} ${unset}`);
     return value;
   }
   if (Array.isArray(value)) return value.map((item, i) => substitute(item, [...path, i], env, problems, warnings));

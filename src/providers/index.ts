@@ -24,14 +24,18 @@ const ADAPTERS = new Map<string, Adapter>([
 
 export const SUPPORTED_PROVIDERS = [...ADAPTERS.keys()];
 
+/** The variable an `os.environ/NAME` value names, or null for any other value. */
+export function envReference(value: unknown): string | null {
+  return typeof value === "string" ? (/^os\.environ\/([A-Za-z_][A-Za-z0-9_]*)$/.exec(value.trim())?.[1] ?? null) : null;
+}
+
 /**
  * A deployment whose api_key names an environment variable that is unset (config.yaml keeps the
  * `os.environ/NAME` text) sends nothing: its requests fail, and the provider's default key, which the
  * operator did not give it, never goes to its api_base. A 500 lets the model's other deployments serve.
  */
 function unsetKeyProvider(deployment: Deployment): Provider | null {
-  const key = deployment.params.api_key;
-  const name = typeof key === "string" ? /^\s*os\.environ\/([A-Za-z_][A-Za-z0-9_]*)\s*$/.exec(key)?.[1] : undefined;
+  const name = envReference(deployment.params.api_key);
   if (!name) return null;
   const message = `deployment ${deployment.modelName}: its api_key is os.environ/${name}, and ${name} is not set in the gateway's environment; nothing was sent to the provider`;
   return { send: async () => ({ kind: "error", status: 500, type: "internal_server_error", message }) };
