@@ -62,17 +62,24 @@ export interface Gateway {
 const SETTLE_AT_CLOSE_MS = 5000;
 
 /**
- * A gateway budget given a period while none is stored (`budget_duration` added to a budget already
- * spent): its first period starts now and what was spent counts in it. A new period forgives nothing,
- * and a gateway refused for good still reaches the end of that period (refusals write no spend).
+ * The gateway budget's period as the config names it. Given a period while none is stored
+ * (`budget_duration` added to a budget already spent), or another one than the stored period runs on
+ * (`1h` where it was `30d`), a period starts now and what was spent counts in it, as when `/key/update`
+ * changes a key's duration: a new period forgives nothing, and a gateway refused for good still reaches
+ * its end (refusals write no spend). A duration taken away leaves no period: the budget no longer resets.
  */
 async function startGatewayPeriod(db: Database, state: GatewayState, config: Config, now: number): Promise<void> {
   const { max_budget, budget_duration } = config.litellm_settings;
+  if (max_budget === undefined) return;
   const duration = parseDuration(budget_duration);
-  if (max_budget === undefined || !duration || state.budgetResetAt) return;
+  // A row from before the duration was stored (null) keeps its period: it ran on this config's duration.
   const [row] = await db.query(
-    "update gateway_spend set budget_reset_at = coalesce(budget_reset_at, $1) where id = 1 returning budget_reset_at",
-    [addDuration(new Date(now), duration)],
+    `update gateway_spend set budget_duration = $2::text, budget_reset_at = case
+       when $2::text is null then null
+       when budget_reset_at is null or budget_duration <> $2::text then $1::timestamptz
+       else budget_reset_at end
+     where id = 1 returning budget_reset_at`,
+    [duration ? addDuration(new Date(now), duration) : null, duration?.text ?? null],
   );
   if (row) state.budgetResetAt = row.budget_reset_at;
 }

@@ -2,6 +2,7 @@ import init from "../../sql/0001_init.sql" with { type: "text" };
 import identity from "../../sql/0002_identity.sql" with { type: "text" };
 import spendLogIndexes from "../../sql/0003_spend_log_indexes.sql" with { type: "text" };
 import keyRenames from "../../sql/0004_key_renames.sql" with { type: "text" };
+import gatewayBudgetDuration from "../../sql/0005_gateway_budget_duration.sql" with { type: "text" };
 import type { Sql } from "./types";
 
 export interface Migration {
@@ -16,6 +17,7 @@ export const MIGRATIONS: readonly Migration[] = [
   { id: 2, name: "0002_identity.sql", sql: identity },
   { id: 3, name: "0003_spend_log_indexes.sql", sql: spendLogIndexes },
   { id: 4, name: "0004_key_renames.sql", sql: keyRenames },
+  { id: 5, name: "0005_gateway_budget_duration.sql", sql: gatewayBudgetDuration },
 ];
 
 export class MigrationError extends Error {}

@@ -238,6 +238,59 @@ describe("the gateway budget given a period later", () => {
     }
   });
 
+  test("another budget_duration starts a period now (not when the old one ends); one taken away stops the resets", async () => {
+    let source = periodic;
+    const g = await inProcessGateway(periodic, { configSource: () => parseConfig(source, {}) });
+    try {
+      await spendPast(g);
+      g.clock.advance(60_000);
+      source = `${spent}  budget_duration: 1h\n`;
+      await g.gateway.reloadFromSource();
+      await refused(g);
+      await g.flush();
+      const [row] = await g.db.query("select spend, budget_reset_at, budget_duration from gateway_spend where id = 1");
+      expect(row!.spend).toBeGreaterThanOrEqual(1);
+      expect(row!.budget_duration).toBe("1h");
+      expect(row!.budget_reset_at.getTime()).toBe(g.clock.now() + 3_600_000);
+      // The same duration written another way is the same period.
+      source = `${spent}  budget_duration: 60 minutes\n`;
+      await g.gateway.reloadFromSource();
+      source = `${spent}  budget_duration: 1h\n`;
+      await g.gateway.reloadFromSource();
+      const [same] = await g.db.query("select budget_reset_at from gateway_spend where id = 1");
+      expect(same!.budget_reset_at.getTime()).toBe(g.clock.now() + 3_600_000);
+      g.clock.advance(3_600_000 + 1);
+      expect((await g.chat(MASTER)).status).toBe(200);
+      // No duration: what is spent from now on is never forgiven.
+      await spendPast(g);
+      source = spent;
+      await g.gateway.reloadFromSource();
+      const [none] = await g.db.query("select budget_reset_at, budget_duration from gateway_spend where id = 1");
+      expect(none).toMatchObject({ budget_reset_at: null, budget_duration: null });
+      g.clock.advance(3 * 3_600_000);
+      await refused(g);
+    } finally {
+      await g.close();
+    }
+  });
+
+  test("another budget_duration at a restart starts a period then", async () => {
+    const before = await inProcessGateway(periodic);
+    await spendPast(before);
+    await before.gateway.close();
+    const after = await inProcessGateway(`${spent}  budget_duration: 2h\n`, { db: before.db, start: before.clock.now() });
+    try {
+      await refused(after);
+      const [row] = await after.db.query("select budget_reset_at from gateway_spend where id = 1");
+      expect(row!.budget_reset_at.getTime()).toBe(after.clock.now() + 2 * 3_600_000);
+      after.clock.advance(2 * 3_600_000 + 1);
+      expect((await after.chat(MASTER)).status).toBe(200);
+    } finally {
+      await after.close();
+      await before.db.close();
+    }
+  });
+
   test("budget_duration added before a restart keeps what was spent in the new period", async () => {
     const before = await inProcessGateway(spent);
     await spendPast(before);

@@ -81,5 +81,5 @@ describe("the scheduler's pace", () => {
       scheduler.stop();
       await zero.close();
     }
-  });
+  }, 20_000); // a gateway opens (1–2 s) before the 2.5 s counted
 });
