@@ -75,6 +75,8 @@ export const GeneralSettings = T.Object({
   enforce_user_param: T.Boolean({ default: false }),
   /** A request header naming the customer, read before the `user` field (as LiteLLM reads it). */
   user_header_name: T.Optional(T.String({ minLength: 1 })),
+  /** Requests in flight through the whole gateway (every instance sharing Redis), whoever sends them: LiteLLM's setting. */
+  global_max_parallel_requests: T.Optional(Count),
 }, Open);
 
 const Fallbacks = T.Array(T.Record(T.String(), T.Array(T.String())));

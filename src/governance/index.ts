@@ -33,8 +33,9 @@ function rejection(check: PlannedCheck, counters: Counters, now: number): Gatewa
       `ExceededBudget: ${what} Spend=${fmt(counters.spent(check))}, Budget=${fmt(check.budget ?? check.limit)}${holding}`);
   }
   if (check.kind === "parallel") {
+    const setting = check.scope === "proxy" ? "global_max_parallel_requests" : "max_parallel_requests";
     return new GatewayError(429, "rate_limit_error",
-      `Rate limit exceeded for ${check.label}: max_parallel_requests=${check.limit} requests already in flight. A slot frees when one of them completes.`,
+      `Rate limit exceeded for ${check.label}: ${setting}=${check.limit} requests already in flight. A slot frees when one of them completes.`,
       null, { "retry-after": "1" });
   }
   const seconds = Math.max(1, Math.ceil((check.expiresAt - now) / 1000));

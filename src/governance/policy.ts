@@ -10,6 +10,8 @@ export interface BudgetDefaults {
   maxEndUserBudget?: number;
   maxInternalUserBudget?: number;
   internalUserBudgetDuration?: string;
+  /** Requests in flight through the whole gateway (`general_settings.global_max_parallel_requests`). */
+  globalMaxParallelRequests?: number;
   gatewaySpend: number;
   gatewayResetAt: Date | null;
   gatewayCreatedAt: Date | null;
@@ -183,7 +185,11 @@ export function planChecks(input: PlanInput): Plan {
   targets.gatewayPeriod = gateway.end;
   budget("proxy", scopes.gateway(), "Proxy", defaults.maxBudget ?? null, gateway);
 
-  // Rate limits: the master key and proxy admins skip their own; a customer's apply whoever calls.
+  // Rate limits: the gateway's slots first, for every caller; the master key and proxy admins skip
+  // their own; a customer's apply whoever calls.
+  if (defaults.globalMaxParallelRequests !== undefined) {
+    rate("proxy", scopes.gateway(), "the gateway", null, null, defaults.globalMaxParallelRequests);
+  }
   if (principal && caller.kind === "key" && !caller.admin) planLimits(principal);
   const b = customer?.budget;
   if (customer && b) {

@@ -55,6 +55,7 @@ export function createRuntime(
     maxEndUserBudget: l.max_end_user_budget ?? undefined,
     maxInternalUserBudget: l.max_internal_user_budget ?? undefined,
     internalUserBudgetDuration: l.internal_user_budget_duration ?? undefined,
+    globalMaxParallelRequests: g.global_max_parallel_requests ?? undefined,
     gatewaySpend: gateway.spend,
     gatewayResetAt: gateway.budgetResetAt,
     gatewayCreatedAt: gateway.createdAt,

@@ -31,6 +31,30 @@ describe("parallel slots", () => {
     expect(row!.n).toBe(2000);
   });
 
+  test("global_max_parallel_requests holds every caller, the master key too, to that many requests in flight", async () => {
+    const capped = await inProcessGateway(MOCK_CONFIG.replace("general_settings:\n", "general_settings:\n  global_max_parallel_requests: 3\n"));
+    try {
+      const [a, b] = [await capped.createKey({}), await capped.createKey({ max_parallel_requests: 10 })];
+      const streams = await Promise.all([capped.chat(a, { stream: true }, "slow"), capped.chat(b, { stream: true }, "slow"), capped.chat("sk-1234", { stream: true }, "slow")]);
+      expect(streams.map((r) => r.status)).toEqual([200, 200, 200]);
+      for (const caller of [a, b, "sk-1234"]) {
+        const refused = await capped.chat(caller);
+        expect(refused.status).toBe(429);
+        const error = ((await refused.json()) as any).error;
+        expect(error).toMatchObject({ type: "rate_limit_error", message: expect.stringContaining("the gateway: global_max_parallel_requests=3") });
+      }
+      await streams[0]!.body!.cancel();
+      await Promise.all(streams.slice(1).map((r) => r.text()));
+      // Every slot back: three at once pass again, the streams' spend recorded.
+      const again = await Promise.all([a, b, "sk-1234"].map((caller) => capped.chat(caller)));
+      expect(again.map((r) => r.status)).toEqual([200, 200, 200]);
+      const slots = { key: counterKeys.parallel(scopes.gateway()), limit: 3, reserve: 1, initial: 0, expiresAt: Infinity };
+      expect(capped.gateway.counters.used(slots)).toBe(0);
+    } finally {
+      await capped.close();
+    }
+  });
+
   test("a per-model limit on a model whose name no header may hold: 200, a header name that can, and no slot held", async () => {
     const names = ["org/fm", "llama3:8b", "fm space", "fm-é"];
     const named = await inProcessGateway(MOCK_CONFIG.replace("general_settings:", names.map((n) => `  - model_name: "${n}"\n    litellm_params: {model: mock/x, input_cost_per_token: 0.000001}\n`).join("") + "general_settings:"));
