@@ -8,6 +8,8 @@ export interface Price {
   cachedInput?: number;
   /** Writing a prompt token to the provider's cache (Anthropic), when it costs more than reading it. */
   cacheWriteInput?: number;
+  /** The model's context window, when the table knows the model. */
+  contextWindow?: number;
   source: "config" | "table";
   /** The price the config left out and the table does not have either: it counts as 0. */
   missing?: "input_cost_per_token" | "output_cost_per_token";
@@ -17,8 +19,17 @@ export interface Pricing {
   priceOf(d: Deployment): Price | null;
   cost(d: Deployment, route: Route, usage: Usage): number;
   estimate(d: Deployment, route: Route, promptTokens: number, completionTokens: number): number;
+  /**
+   * The most completion tokens one answer of the deployment's model can hold: `model_info.max_output_tokens`
+   * (or `max_tokens`), else the table's context window, else DEFAULT_OUTPUT_CAP. A reservation never
+   * counts more, whatever `max_tokens` a request sends.
+   */
+  outputCap(d: Deployment): number;
   unpriced(): Deployment[];
 }
+
+/** The output bound of a model neither the config nor the table describes: the largest today's models answer with. */
+export const DEFAULT_OUTPUT_CAP = 131_072;
 
 const num = (value: unknown): number | undefined => {
   const n = typeof value === "string" ? Number(value) : value;
@@ -37,7 +48,7 @@ function resolve(d: Deployment): Price | null {
     const missing = table ? undefined : input === undefined ? "input_cost_per_token" : output === undefined ? "output_cost_per_token" : undefined;
     return {
       input: input ?? table?.input ?? 0, output: output ?? table?.output ?? 0, cachedInput: cached ?? table?.cachedInput,
-      cacheWriteInput: written ?? table?.cacheWriteInput, source: "config", ...(missing ? { missing } : {}),
+      cacheWriteInput: written ?? table?.cacheWriteInput, contextWindow: table?.contextWindow, source: "config", ...(missing ? { missing } : {}),
     };
   }
   if (d.provider === "mock") return null;
@@ -87,8 +98,20 @@ export function createPricing(deployments: readonly Deployment[]): Pricing {
     }
     return price;
   };
+  const caps = new Map<string, number>();
+  const outputCap = (d: Deployment): number => {
+    let cap = caps.get(d.id);
+    if (cap === undefined) {
+      const stated = num(d.modelInfo.max_output_tokens) ?? num(d.modelInfo.max_tokens);
+      cap = stated !== undefined && stated >= 1 ? Math.floor(stated) : (priceOf(d)?.contextWindow ?? DEFAULT_OUTPUT_CAP);
+      // A wildcard entry's models differ: each is looked up as it is asked for, and not kept.
+      if (d.wildcardMatch === undefined) caps.set(d.id, cap);
+    }
+    return cap;
+  };
   return {
     priceOf,
+    outputCap,
     cost: (d, route, usage) => costWith(priceOf(d), route, usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens, usage.cache_write_tokens),
     estimate: (d, route, prompt, completion) => costWith(priceOf(d), route, prompt, completion),
     // A wildcard entry (`openai/*`) is never priced itself: each model it serves is, as it is asked for.

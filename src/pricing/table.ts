@@ -6,6 +6,8 @@ export interface TablePrice {
   output: number;
   cachedInput?: number;
   cacheWriteInput?: number;
+  /** The model's context window (tokens), which bounds what one answer can use. */
+  contextWindow?: number;
 }
 
 const PROVIDERS: Record<string, string> = { openai: "openai", azure: "azure", anthropic: "anthropic" };
@@ -21,7 +23,9 @@ export function tablePrice(provider: string, model: string): TablePrice | null {
     const cachedInput = cached && cached.input_price !== result.input_price ? cached.input_price / MILLION : undefined;
     const written = calcPrice({ input_tokens: MILLION, cache_write_tokens: MILLION } as never, model, { providerId });
     const cacheWriteInput = written && written.input_price !== result.input_price ? written.input_price / MILLION : undefined;
-    return { input: result.input_price / MILLION, output: result.output_price / MILLION, cachedInput, cacheWriteInput };
+    const window = (result as { model?: { context_window?: unknown } }).model?.context_window;
+    const contextWindow = typeof window === "number" && window > 0 ? window : undefined;
+    return { input: result.input_price / MILLION, output: result.output_price / MILLION, cachedInput, cacheWriteInput, contextWindow };
   } catch {
     return null;
   }

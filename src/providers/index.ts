@@ -1,4 +1,5 @@
 import { anthropicAdapter } from "./anthropic";
+import { DEFAULT_MAX_TOKENS as ANTHROPIC_DEFAULT_MAX_TOKENS } from "./anthropic/request";
 import { azureAdapter } from "./azure";
 import { mockAdapter } from "./mock";
 import { openAiAdapter } from "./openai";
@@ -23,6 +24,11 @@ const ADAPTERS = new Map<string, Adapter>([
 ]);
 
 export const SUPPORTED_PROVIDERS = [...ADAPTERS.keys()];
+
+/** The max_tokens a provider's adapter sends when the request gives none (Anthropic requires one). */
+export function providerDefaultMaxTokens(provider: string): number | undefined {
+  return provider === "anthropic" ? ANTHROPIC_DEFAULT_MAX_TOKENS : undefined;
+}
 
 /** The variable an `os.environ/NAME` value names, or null for any other value. */
 export function envReference(value: unknown): string | null {

@@ -68,6 +68,15 @@ function optionalCount(body: Record<string, unknown>, field: string): number | n
   return value;
 }
 
+/** The most completions one request may ask for (`n`), as OpenAI bounds it: each is reserved on the budgets. */
+const MAX_CHOICES = 128;
+
+function atMost(body: Record<string, unknown>, field: string, most: number): number | null {
+  const value = optionalCount(body, field);
+  if (value !== null && value > most) throw badRequest(`${field}: must be at most ${most} (got ${value})`, field);
+  return value;
+}
+
 /** Parses and checks what the gateway itself relies on; every other field goes to the provider untouched. */
 export function parseInferenceBody(text: string, route: Route): InferenceBody {
   if (text.trim() === "") throw badRequest("Request body is empty: send a JSON object");
@@ -105,7 +114,7 @@ export function parseInferenceBody(text: string, route: Route): InferenceBody {
 /** How many completions a request generates (and is billed for): `n`, or `best_of` when larger, for each prompt of a list. */
 function choicesOf(body: Record<string, unknown>, route: Route): number {
   if (route === "embeddings") return 1;
-  const n = Math.max(1, optionalCount(body, "n") ?? 1, route === "completions" ? (optionalCount(body, "best_of") ?? 1) : 1);
+  const n = Math.max(1, atMost(body, "n", MAX_CHOICES) ?? 1, route === "completions" ? (atMost(body, "best_of", MAX_CHOICES) ?? 1) : 1);
   const prompts = route === "completions" && Array.isArray(body.prompt) && body.prompt.length > 0 && typeof body.prompt[0] !== "number" ? body.prompt.length : 1;
   return n * prompts;
 }

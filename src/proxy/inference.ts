@@ -4,6 +4,7 @@ import type { Clock } from "../clock";
 import { type Governance, type Plan, type Ticket, checkModelAccess, createPlanner, mayUse } from "../governance";
 import { GatewayError, badRequest, forbidden } from "../http/errors";
 import type { Logger } from "../log";
+import { providerDefaultMaxTokens } from "../providers";
 import type { Deployment, Route, Usage, UpstreamResult } from "../providers/types";
 import type { SpendWriter } from "../spend";
 import { countPromptTokens, countTextTokens } from "../tokens";
@@ -182,7 +183,10 @@ export function createInference(deps: InferenceDeps) {
     const user = customerOf(request, parsed.user, runtime.config.general_settings);
     const customer = user ? await auth.customer(user) : null;
     if (customer?.blocked) throw forbidden(`End user ${customer.user_id} is blocked`);
-    const completion = route === "embeddings" ? 0 : (parsed.maxTokens ?? runtime.defaultCompletionTokens) * parsed.choices;
+    // What the answer may use, as the provider will bound it: no more than the model can answer with,
+    // whatever max_tokens says (a request asking for 1e300 would otherwise hold every shared budget).
+    const asked = parsed.maxTokens ?? providerDefaultMaxTokens(deployment.provider) ?? runtime.defaultCompletionTokens;
+    const completion = route === "embeddings" ? 0 : Math.min(asked, runtime.pricing.outputCap(deployment)) * parsed.choices;
     const promptTokens = countPromptTokens(route, parsed.body, false);
     const estimatedCost = runtime.pricing.estimate(deployment, route, promptTokens, completion);
     const plan: Plan = planFor({

@@ -150,6 +150,35 @@ describe("spend and budgets end to end", () => {
     expect(await concurrent({ max_tokens: 20, n: 2, prompt: ["Hello", "there", "you", "all", "five"] }, "/v1/completions")).toBe(3);
   });
 
+  test("a reservation never holds more than an answer can use: max_tokens past the model's output cap, n past 128", async () => {
+    const capped = await inProcessGateway(MOCK_CONFIG.replace("general_settings:",
+      "  - model_name: short\n    litellm_params: {model: mock/short, mock_response: hi, mock_delay_ms: 300, input_cost_per_token: 0.000001, output_cost_per_token: 0.000002}\n" +
+      "    model_info: {max_output_tokens: 100}\n" +
+      "  - model_name: held\n    litellm_params: {model: mock/held, mock_response: hi, mock_delay_ms: 500, input_cost_per_token: 0.000001, output_cost_per_token: 0.000002}\n" +
+      "general_settings:") + "litellm_settings:\n  max_budget: 40\n");
+    try {
+      const send = (key: string, body: Record<string, unknown>, model = "held") =>
+        capped.call("/v1/chat/completions", { model, messages: [{ role: "user", content: "Hello there" }], ...body }, key);
+      // The whole gateway's $40: a request asking for 1e300 tokens, 128 times, holds at most 128 answers of
+      // the default cap (131,072 tokens, $33.55 here) while in flight, and another key still passes.
+      const attacker = await capped.createKey({ max_budget: 0.001 });
+      const victim = await capped.createKey({});
+      const held = send(attacker, { max_tokens: 1e300, n: 128 });
+      await Bun.sleep(100);
+      const passed = await send(victim, {}, "mock");
+      expect(passed.status).toBe(200);
+      expect(await (await send(attacker, { n: 129 })).json()).toMatchObject({ error: { param: "n", message: "n: must be at most 128 (got 129)" } });
+      const first = await held;
+      expect(`${first.status} ${first.status === 200 ? "" : await first.text()}`).toBe("200 ");
+      // model_info.max_output_tokens bounds it further: 5,000 asked, 100 held, so a tpm limit of 300 takes two at once.
+      const key = await capped.createKey({ tpm_limit: 300 });
+      const both = await Promise.all([send(key, { max_tokens: 5000 }, "short"), send(key, { max_tokens: 5000 }, "short")]);
+      expect(both.map((r) => r.status)).toEqual([200, 200]);
+    } finally {
+      await capped.close();
+    }
+  });
+
   test("spend set to 0 while a request is in flight unblocks the key: the request's cost counts, the old spend does not come back", async () => {
     const created = (await (await h.call("/key/generate", { max_budget: 0.0001, spend: 0.00009 })).json()) as any;
     const inFlight = h.chat(created.key, {}, "slower");

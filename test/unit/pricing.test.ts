@@ -76,3 +76,16 @@ test("a wildcard entry is not unpriced: each model it serves is priced as it is 
   expect(pricing.unpriced().map((x) => x.id)).toEqual(["none"]);
   expect(pricing.priceOf({ ...wild, upstreamModel: "gpt-4o", wildcardMatch: "openai/gpt-4o" })!.input).toBeGreaterThan(0);
 });
+
+test("an answer's output cap: model_info first, then the table's context window, then the default", () => {
+  const deployments = [
+    d("stated", "openai", "gpt-4o", {}, { max_output_tokens: 16384 }),
+    d("legacy", "openai", "gpt-4o", {}, { max_tokens: "4096" }),
+    d("table", "anthropic", "claude-3-5-sonnet-20241022"),
+    d("priced", "openai", "gpt-4o-mini", { input_cost_per_token: 1e-6 }),
+    d("unknown", "openai", "my-own-model", { input_cost_per_token: 1e-6, output_cost_per_token: 2e-6 }),
+    d("nonsense", "mock", "x", {}, { max_output_tokens: 0 }),
+  ];
+  const pricing = createPricing(deployments);
+  expect(deployments.map((x) => pricing.outputCap(x))).toEqual([16384, 4096, 200_000, 128_000, 131_072, 131_072]);
+});
