@@ -60,6 +60,11 @@ export type UpstreamResult =
       stream: ReadableStream<Uint8Array>;
       /** The provider key, blanked out of any error the stream carries. */
       secret?: string;
+      /**
+       * What the provider reported of its usage before the end (Anthropic's `message_start` has the
+       * prompt as it bills it): a stream cut short is charged from it rather than from a count.
+       */
+      usageSoFar?: () => Usage | null;
     }
   | {
       kind: "error";

@@ -282,10 +282,10 @@ export function createInference(deps: InferenceDeps) {
     }
     headers["cache-control"] = "no-cache";
     headers.connection = "keep-alive";
-    const status = result.status;
+    const { status, usageSoFar } = result;
     const body = tapStream(upstream, { clientWantsUsage: clientWantsUsage(ctx.body), secret: result.secret, onChunk: () => deadline.touch() }, (outcome) => {
       deadline.done();
-      const usage = usageOf(ctx, outcome.usage, outcome.text);
+      const usage = usageOf(ctx, outcome.usage ?? cutShort(usageSoFar, outcome.text), outcome.text);
       const end = outcome.end === "complete" ? "success" : outcome.end === "cancelled" ? "client_disconnected" : "stream_failed";
       const cost = settle(ctx, usage, end);
       observe(ctx, outcome.end === "complete" ? status : outcome.end === "cancelled" ? 499 : 502, usage, cost, outcome.end);
@@ -298,6 +298,17 @@ export function createInference(deps: InferenceDeps) {
 function clientWantsUsage(body: Record<string, unknown>): boolean {
   const options = body.stream_options as { include_usage?: unknown } | null | undefined;
   return typeof options === "object" && options !== null && options.include_usage === true;
+}
+
+/**
+ * The usage of a stream cut short, from what the provider had reported of it (its prompt as it bills
+ * it, images and cache included), with at least the tokens of the text passed on; null when it reported none.
+ */
+function cutShort(usageSoFar: (() => Usage | null) | undefined, text: string): Usage | null {
+  const reported = usageSoFar?.();
+  if (!reported) return null;
+  const completion = Math.max(reported.completion_tokens, text ? countTextTokens(text) : 0);
+  return { ...reported, completion_tokens: completion, total_tokens: reported.prompt_tokens + completion };
 }
 
 /** The text of an answer the provider sent without usage, for counting its tokens. */

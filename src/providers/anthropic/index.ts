@@ -1,8 +1,8 @@
 import { type Target, baseUrl, errorFrom, errorFromText, invalidJson, isError, isEventStream, makeTarget, paramOrEnv, post, usageFrom } from "../http";
 import type { Deployment, Provider, UpstreamCall, UpstreamResult } from "../types";
-import { jsonSchemaOf, toAnthropic } from "./request";
+import { jsonSchemaOf, malformedForAnthropic, toAnthropic } from "./request";
 import { fromAnthropic } from "./response";
-import { translateStream } from "./stream";
+import { translateStreamWithUsage } from "./stream";
 
 export { toAnthropic } from "./request";
 export { fromAnthropic } from "./response";
@@ -18,6 +18,8 @@ async function send(call: UpstreamCall, target: Target): Promise<UpstreamResult>
   if (typeof call.body.n === "number" && call.body.n > 1) {
     return { kind: "error", status: 400, type: "invalid_request_error", param: "n", message: `n=${call.body.n}: provider anthropic answers one choice per request` };
   }
+  const malformed = malformedForAnthropic(call.body);
+  if (malformed) return { kind: "error", status: 400, type: "invalid_request_error", param: malformed.param, message: malformed.message };
   // Clients get their answer under the model name they asked for, as with every other provider.
   const model = String(call.body.model);
   const jsonAnswer = jsonSchemaOf(call.body.response_format) !== undefined;
@@ -26,7 +28,8 @@ async function send(call: UpstreamCall, target: Target): Promise<UpstreamResult>
   const { response, host } = answer;
   if (!response.ok) return errorFrom(answer, target.secret);
   if (call.stream && response.body && isEventStream(response)) {
-    return { kind: "stream", status: 200, stream: translateStream(response.body, model, jsonAnswer), secret: target.secret };
+    const { stream, usageSoFar } = translateStreamWithUsage(response.body, model, jsonAnswer);
+    return { kind: "stream", status: 200, stream, usageSoFar, secret: target.secret };
   }
   const text = await answer.text();
   if (isError(text)) return text;

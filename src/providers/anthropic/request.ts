@@ -81,6 +81,36 @@ function toolChoiceOf(body: Json): Json | undefined {
   return out;
 }
 
+const named = (value: unknown): boolean => typeof value === "object" && value !== null && typeof (value as Json).name === "string" && (value as Json).name !== "";
+
+/**
+ * What in an OpenAI chat body cannot become a Messages request: a function tool or a tool call without a
+ * function name (OpenAI refuses those too). Null when the body translates.
+ */
+export function malformedForAnthropic(body: Json): { param: string; message: string } | null {
+  if (Array.isArray(body.tools)) {
+    for (let i = 0; i < body.tools.length; i++) {
+      const tool = body.tools[i];
+      if (typeof tool !== "object" || tool === null) return { param: `tools[${i}]`, message: `tools[${i}]: must be an object` };
+      if ((tool.type === "function" || tool.function !== undefined) && !named(tool.function)) {
+        return { param: `tools[${i}].function.name`, message: `tools[${i}].function.name: required, a non-empty string` };
+      }
+    }
+  }
+  const messages = Array.isArray(body.messages) ? body.messages : [];
+  for (let i = 0; i < messages.length; i++) {
+    const calls = messages[i]?.tool_calls;
+    if (calls === undefined || calls === null) continue;
+    if (!Array.isArray(calls)) return { param: `messages[${i}].tool_calls`, message: `messages[${i}].tool_calls: must be an array` };
+    for (let j = 0; j < calls.length; j++) {
+      if (!named(calls[j]?.function)) {
+        return { param: `messages[${i}].tool_calls[${j}].function.name`, message: `messages[${i}].tool_calls[${j}].function.name: required, a non-empty string` };
+      }
+    }
+  }
+  return null;
+}
+
 /** The Messages API body for an OpenAI chat body, sent as `model`. */
 export function toAnthropic(body: Json, model: string): Json {
   const system: Json[] = [];
@@ -93,7 +123,8 @@ export function toAnthropic(body: Json, model: string): Json {
     } else if (m.role === "assistant") {
       const blocks = [...thinkingBlocksOf(m), ...blocksOf(m.content)];
       if (Array.isArray(m.tool_calls)) for (const call of m.tool_calls) blocks.push(toolUseBlock(call));
-      appendTurn(messages, "assistant", messageBlocks(m, blocks));
+      // An empty assistant turn (`content: ""`, no calls) is one Anthropic refuses: it is left out.
+      if (blocks.length > 0) appendTurn(messages, "assistant", messageBlocks(m, blocks));
     } else {
       appendTurn(messages, "user", messageBlocks(m, blocksOf(m.content)));
     }

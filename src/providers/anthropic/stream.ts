@@ -1,4 +1,6 @@
+import { usageFrom } from "../http";
 import { SSE_DONE, chunkOf, sseData, usageChunkOf } from "../sse";
+import type { Usage } from "../types";
 import { JSON_TOOL } from "./request";
 import { finishReasonOf, openAiUsage } from "./response";
 
@@ -66,7 +68,7 @@ function createTranslator(model: string, jsonAnswer: boolean) {
         return [];
     }
   }
-  return { translate, finished: () => finished };
+  return { translate, finished: () => finished, usage: () => usage };
 }
 
 /** The `data:` payload of one SSE event block (lines joined as the SSE format says). */
@@ -87,13 +89,22 @@ function dataOf(block: string): string {
  * complete answer.
  */
 export function translateStream(source: ReadableStream<Uint8Array>, model: string, jsonAnswer = false): ReadableStream<Uint8Array> {
+  return translateStreamWithUsage(source, model, jsonAnswer).stream;
+}
+
+/** `translateStream`, with the usage Anthropic has reported so far (none before `message_start`). */
+export function translateStreamWithUsage(source: ReadableStream<Uint8Array>, model: string, jsonAnswer = false) {
   const reader = source.getReader();
   const decoder = new TextDecoder();
   const translator = createTranslator(model, jsonAnswer);
+  const usageSoFar = (): Usage | null => {
+    const reported = translator.usage();
+    return reported.input_tokens === undefined ? null : usageFrom({ usage: openAiUsage(reported) });
+  };
   /** Text received and not yet part of a complete event, in the pieces it came in; `last` is its last character. */
   let waiting: string[] = [];
   let last = "";
-  return new ReadableStream<Uint8Array>(
+  const stream = new ReadableStream<Uint8Array>(
     {
       async pull(controller) {
         try {
@@ -109,6 +120,7 @@ export function translateStream(source: ReadableStream<Uint8Array>, model: strin
     },
     { highWaterMark: 0 },
   );
+  return { stream, usageSoFar };
 
   async function step(controller: ReadableStreamDefaultController<Uint8Array>): Promise<void> {
     // Keep reading until this pull has something to hand over: a pull that enqueues nothing
