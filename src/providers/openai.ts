@@ -13,10 +13,10 @@ const EDITED = ["model", "stream_options"] as const;
  * never free) — changed in place, so that every other byte reaches the provider as the client sent it.
  * A body naming `model` twice is re-serialised with the one litegate checked and priced.
  */
-export function upstreamBody(call: UpstreamCall): string {
+export function upstreamBody(call: UpstreamCall, askUsage = true): string {
   const { body, rawBody, deployment, stream, route } = call;
   const options = body.stream_options;
-  const wantsUsage = stream && route !== "embeddings" && !(isObject(options) && options.include_usage === true);
+  const wantsUsage = askUsage && stream && route !== "embeddings" && !(isObject(options) && options.include_usage === true);
   const sameModel = body.model === deployment.upstreamModel;
   // A second `"model"` in the text may be a second top-level member: then the body is re-serialised below.
   const first = rawBody.indexOf('"model"');
@@ -42,8 +42,8 @@ export function upstreamBody(call: UpstreamCall): string {
 }
 
 /** Sends an OpenAI-shaped request and reads the answer: JSON with its usage, SSE untouched, or an error. */
-export async function sendOpenAiShaped(call: UpstreamCall, target: Target): Promise<UpstreamResult> {
-  const answer = await post(call, target, upstreamBody(call));
+export async function sendOpenAiShaped(call: UpstreamCall, target: Target, askUsage = true): Promise<UpstreamResult> {
+  const answer = await post(call, target, upstreamBody(call, askUsage));
   if (isError(answer)) return answer;
   const { response, host } = answer;
   if (!response.ok) return errorFrom(answer, target.secret);

@@ -185,6 +185,21 @@ describe("Azure", () => {
     expect(JSON.parse(seen[0].body).model).toBe("my deployment");
   });
 
+  test("a stream asks for usage only on api-versions that take stream_options (2024-09-01-preview on); older ones are sent the body as is", async () => {
+    answer = () => new Response("data: [DONE]\n\n", { headers: { "content-type": "text/event-stream" } });
+    const raw = '{"model":"public","stream":true,"messages":[]}';
+    const asked: Record<string, unknown> = {};
+    for (const version of ["2024-06-01", "2024-02-15-preview", "2023-05-15", "2024-09-01-preview", "2024-10-21", "2025-04-01-preview", "preview"]) {
+      const result = await send(deployment("azure", "dep", { api_base: base(), api_key: KEY, api_version: version }), raw);
+      if (result.kind === "stream") await new Response(result.stream).text();
+      asked[version] = JSON.parse(seen[0].body).stream_options ?? null;
+    }
+    expect(asked).toEqual({
+      "2024-06-01": null, "2024-02-15-preview": null, "2023-05-15": null,
+      "2024-09-01-preview": { include_usage: true }, "2024-10-21": { include_usage: true }, "2025-04-01-preview": { include_usage: true }, preview: { include_usage: true },
+    });
+  });
+
   test("api-version defaults to 2024-10-21 (the first GA version taking stream_options); key and base may come from the environment", async () => {
     answer = () => Response.json({ data: [] });
     const d = deployment("azure", "emb");
