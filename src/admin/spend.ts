@@ -43,6 +43,9 @@ async function dailySummary(db: AdminDeps["db"], where: string, params: unknown[
   return [...byDay.values()];
 }
 
+/** LiteLLM's `call_type` for each route (it calls its async functions; litegate never caches an answer). */
+const CALL_TYPES: Record<string, string> = { chat: "acompletion", completions: "atext_completion", embeddings: "aembedding" };
+
 export function spendRoutes(deps: AdminDeps) {
   const { db } = deps;
   return adminOnlyRoutes("admin-spend", deps)
@@ -72,7 +75,10 @@ export function spendRoutes(deps: AdminDeps) {
       return rows.map((r) => {
         const start_time = iso(r.start_time);
         const end_time = iso(r.end_time);
-        return { ...r, start_time, end_time, startTime: start_time, endTime: end_time, user: r.user_id };
+        return {
+          ...r, start_time, end_time, startTime: start_time, endTime: end_time, user: r.user_id,
+          call_type: CALL_TYPES[r.route] ?? r.route, model_group: r.model, model_id: r.deployment, cache_hit: "False",
+        };
       });
     }, {
       query: t.Object({

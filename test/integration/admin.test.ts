@@ -177,6 +177,7 @@ describe("authorisation", () => {
     const logs = (await json(`/spend/logs?request_id=${id}`)).body;
     expect(logs.length).toBe(1);
     expect(logs[0]).toMatchObject({ request_id: id, startTime: logs[0].start_time, endTime: logs[0].end_time, user: logs[0].user_id });
+    expect(logs[0]).toMatchObject({ call_type: "acompletion", model_group: "mock", model_id: logs[0].deployment, cache_hit: "False" });
     expect((await json("/spend/logs?request_id=none-such")).body).toEqual([]);
     expect((await json("/budget/info", { budgets: [] })).body.error.message).toBe("budgets: must be a non-empty array (got [])");
     const team = (await json("/team/new", { team_alias: "shapes" })).body;
