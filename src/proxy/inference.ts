@@ -283,7 +283,9 @@ export function createInference(deps: InferenceDeps) {
     headers["cache-control"] = "no-cache";
     headers.connection = "keep-alive";
     const { status, usageSoFar } = result;
-    const body = tapStream(upstream, { clientWantsUsage: clientWantsUsage(ctx.body), secret: result.secret, onChunk: () => deadline.touch() }, (outcome) => {
+    const wantsUsage = clientWantsUsage(ctx.body);
+    const countUsage = wantsUsage ? (text: string) => usageOf(ctx, null, text) : undefined;
+    const body = tapStream(upstream, { clientWantsUsage: wantsUsage, secret: result.secret, onChunk: () => deadline.touch(), countUsage }, (outcome) => {
       deadline.done();
       const usage = usageOf(ctx, outcome.usage ?? cutShort(usageSoFar, outcome.text), outcome.text);
       const end = outcome.end === "complete" ? "success" : outcome.end === "cancelled" ? "client_disconnected" : "stream_failed";

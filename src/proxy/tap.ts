@@ -21,6 +21,11 @@ export interface TapOptions {
   secret?: string;
   /** Called for every chunk the provider sends. */
   onChunk?: () => void;
+  /**
+   * The usage of a stream the provider sent none for, counted from its text: a client that asked for
+   * the usage chunk gets one made of it before `[DONE]`, as LiteLLM makes it.
+   */
+  countUsage?: (text: string) => Usage;
 }
 
 const LF = 10;
@@ -67,10 +72,13 @@ export class SseEvents {
   private error = false;
   /** What the client gets for an event whose verdict is "replace". */
   private replacement = new Uint8Array(0);
+  /** The last chunk read: a usage chunk litegate makes takes its id, object, created and model. */
+  private last: any = null;
 
   constructor(
     private readonly clientWantsUsage: boolean,
     private readonly secret?: string,
+    private readonly countUsage?: (text: string) => Usage,
   ) {}
 
   /** The provider ended the answer: `[DONE]`, or a finish_reason for every choice (n > 1 has several). */
@@ -173,6 +181,18 @@ export class SseEvents {
     return "forward";
   }
 
+  /** `[DONE]` with the usage chunk the provider did not send before it: that usage is the stream's. */
+  private withUsage(usage: Usage): Verdict {
+    this.usage = usage;
+    const last = this.last;
+    const chunk = {
+      id: last?.id ?? null, object: last?.object ?? "chat.completion.chunk", created: last?.created ?? Math.floor(Date.now() / 1000), model: last?.model ?? null,
+      choices: [], usage: { prompt_tokens: usage.prompt_tokens, completion_tokens: usage.completion_tokens, total_tokens: usage.total_tokens },
+    };
+    this.replacement = encoder.encode(`data: ${JSON.stringify(chunk)}\n\ndata: [DONE]\n\n`);
+    return "replace";
+  }
+
   /** A provider's error event, with the provider key (or its masked echo) blanked out if it names it. */
   private redacted(data: string[]): Verdict {
     const lines = data.map((line) => redact(line, this.secret));
@@ -186,7 +206,7 @@ export class SseEvents {
     if (data === "") return "forward";
     if (data === "[DONE]") {
       this.done = true;
-      return "forward";
+      return this.clientWantsUsage && !this.usage && this.countUsage ? this.withUsage(this.countUsage(this.text)) : "forward";
     }
     let chunk: any;
     try {
@@ -194,6 +214,7 @@ export class SseEvents {
     } catch {
       return "malformed";
     }
+    this.last = chunk;
     if (chunk?.error !== undefined) this.error = true;
     const usage = usageOf(chunk?.usage);
     if (usage) this.usage = usage;
@@ -229,7 +250,7 @@ const messageOf = (error: unknown) => (error instanceof Error ? error.message : 
  */
 export function tapStream(source: ReadableStream<Uint8Array>, options: TapOptions, onEnd: (outcome: StreamOutcome) => void): ReadableStream<Uint8Array> {
   const reader = source.getReader();
-  const events = new SseEvents(options.clientWantsUsage, options.secret);
+  const events = new SseEvents(options.clientWantsUsage, options.secret, options.countUsage);
   let ended = false;
   const finish = (end: StreamEnd) => {
     if (ended) return;

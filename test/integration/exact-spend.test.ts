@@ -123,6 +123,7 @@ test("an answer without usage is counted from its text, the completion too; a cl
       headers: { authorization: `Bearer ${created.key}` },
       body: JSON.stringify({ model: "m", messages: [{ role: "user", content: "count my tokens" }], stream, ...extra }),
     }).then(async (r) => ({ status: r.status, text: await r.text() }));
+  let countedUsage: any = null;
   try {
     upstream.set({ omitUsage: true, chunkDelayMs: 0, content: "one two three four five six seven eight nine ten eleven twelve" });
     expect((await call(false)).status).toBe(200);
@@ -133,14 +134,22 @@ test("an answer without usage is counted from its text, the completion too; a cl
     expect(quiet.text).not.toContain('"usage":{');
     const asked = await call(true, { stream_options: { include_usage: true } });
     expect(asked.text).toContain('"usage":{');
+    // Asked for, and the provider sends none: litegate's count, before [DONE], is what is charged.
+    upstream.set({ omitUsage: true });
+    const counted = await call(true, { stream_options: { include_usage: true } });
+    const events = counted.text.split("\n\n").filter(Boolean).map((e) => e.slice("data: ".length));
+    expect(events.at(-1)).toBe("[DONE]");
+    countedUsage = JSON.parse(events.at(-2)!).usage;
+    expect(countedUsage.completion_tokens).toBeGreaterThanOrEqual(12);
   } finally {
     upstream.reset();
   }
   await Bun.sleep(1500);
   const sql = postgres(dbUrl, { onnotice: () => {} });
-  const logs = await sql`select completion_tokens from spend_logs where api_key = ${created.token} order by start_time`;
+  const logs = await sql`select prompt_tokens, completion_tokens from spend_logs where api_key = ${created.token} order by start_time`;
   await sql.end();
-  expect(logs.length).toBe(4);
+  expect(logs.length).toBe(5);
+  expect({ prompt_tokens: logs[4]!.prompt_tokens, completion_tokens: logs[4]!.completion_tokens }).toEqual({ prompt_tokens: countedUsage.prompt_tokens, completion_tokens: countedUsage.completion_tokens });
   // The same twelve words, counted whether they came whole or streamed.
   expect(logs[0]!.completion_tokens).toBeGreaterThanOrEqual(12);
   expect(logs[1]!.completion_tokens).toBe(logs[0]!.completion_tokens);

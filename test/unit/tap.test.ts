@@ -66,6 +66,27 @@ describe("the stream tap", () => {
     }
   });
 
+  test("a client that asked for usage gets a usage chunk counted by litegate before [DONE] when the provider sent none", async () => {
+    const noUsage = SSE.replace(usageEvent, "").replace(/"choices"/g, '"id":"chatcmpl-7","object":"chat.completion.chunk","created":1700000000,"model":"m-1","choices"');
+    const bytes = encoder.encode(noUsage);
+    const counted = { prompt_tokens: 5, completion_tokens: 9, total_tokens: 14 };
+    for (let at = 1; at < bytes.length; at += 5) {
+      let outcome: StreamOutcome | undefined;
+      const texts: string[] = [];
+      const source = new ReadableStream<Uint8Array>({ start(c) { c.enqueue(bytes.slice(0, at)); c.enqueue(bytes.slice(at)); c.close(); } });
+      const out = await new Response(tapStream(source, { clientWantsUsage: true, countUsage: (t) => (texts.push(t), counted) }, (o) => (outcome = o))).text();
+      const usageChunk = { id: "chatcmpl-7", object: "chat.completion.chunk", created: 1700000000, model: "m-1", choices: [], usage: counted };
+      expect(out).toBe(noUsage.replace("data: [DONE]\n\n", `data: ${JSON.stringify(usageChunk)}\n\ndata: [DONE]\n\n`));
+      expect(texts).toEqual(['Grüße, 漢字 🙂{"a":1}']);
+      // That count is what the stream is charged.
+      expect(outcome).toEqual({ end: "complete", usage: counted, text: 'Grüße, 漢字 🙂{"a":1}' });
+    }
+    // A provider that sent usage: nothing is counted or added.
+    const source = new ReadableStream<Uint8Array>({ start(c) { c.enqueue(encoder.encode(SSE)); c.close(); } });
+    const out = await new Response(tapStream(source, { clientWantsUsage: true, countUsage: () => { throw new Error("not counted"); } }, () => {})).text();
+    expect(out).toBe(SSE);
+  });
+
   test("events as the SSE rules write them: several data lines, CR line ends, a last event without its blank line", async () => {
     const chunk = { choices: [{ index: 0, delta: { content: "hi" }, finish_reason: "stop" }] };
     const usage = { choices: [], usage: { prompt_tokens: 3, completion_tokens: 4, total_tokens: 7 } };
