@@ -1,4 +1,5 @@
 import { t } from "elysia";
+import { periodOf } from "../governance/periods";
 import { badRequest } from "../http/errors";
 import { iso, tokenOf } from "./common";
 import type { AdminDeps } from "./deps";
@@ -88,8 +89,11 @@ export function spendRoutes(deps: AdminDeps) {
       detail: { tags: ["spend"], summary: "Spend logs, newest first, filtered by request, key, user, team, customer and dates; with both dates, spend per day unless summarize=false" },
     })
     .get("/global/spend", async () => {
-      const [row] = await db.query("select spend, budget_reset_at from gateway_spend where id = 1");
+      const [row] = await db.query("select spend, budget_reset_at, updated_at from gateway_spend where id = 1");
       const settings = deps.runtime().config.litellm_settings;
-      return { spend: row?.spend ?? 0, max_budget: settings.max_budget ?? null, budget_reset_at: iso(row?.budget_reset_at) };
+      // As enforcement sees it: a period that has ended counts as reset, and a budget with no period has no reset time.
+      const duration = settings.max_budget === undefined ? null : settings.budget_duration;
+      const period = periodOf(row?.spend ?? 0, duration, row?.budget_reset_at ?? null, row?.updated_at ?? null, deps.clock.now());
+      return { spend: period.spend, max_budget: settings.max_budget ?? null, budget_reset_at: period.end === null ? null : iso(new Date(period.end)) };
     }, { detail: { tags: ["spend"], summary: "The whole gateway's spend" } });
 }

@@ -288,7 +288,12 @@ describe("the gateway budget given a period later", () => {
       await g.gateway.reloadFromSource();
       const [same] = await g.db.query("select budget_reset_at from gateway_spend where id = 1");
       expect(same!.budget_reset_at.getTime()).toBe(g.clock.now() + 3_600_000);
+      const global = async () => (await (await g.call("/global/spend")).json()) as any;
+      expect(await global()).toMatchObject({ max_budget: 1, budget_reset_at: new Date(g.clock.now() + 3_600_000).toISOString() });
+      expect((await global()).spend).toBeGreaterThanOrEqual(1);
+      // Its period over, before any scheduler writes the reset: nothing spent in the period now, and the next end.
       g.clock.advance(3_600_000 + 1);
+      expect(await global()).toMatchObject({ spend: 0, budget_reset_at: new Date(g.clock.now() - 1 + 3_600_000).toISOString() });
       expect((await g.chat(MASTER)).status).toBe(200);
       // No duration: what is spent from now on is never forgiven.
       await spendPast(g);
@@ -296,6 +301,7 @@ describe("the gateway budget given a period later", () => {
       await g.gateway.reloadFromSource();
       const [none] = await g.db.query("select budget_reset_at, budget_duration from gateway_spend where id = 1");
       expect(none).toMatchObject({ budget_reset_at: null, budget_duration: null });
+      expect(await (await g.call("/global/spend")).json()).toMatchObject({ max_budget: 1, budget_reset_at: null });
       g.clock.advance(3 * 3_600_000);
       await refused(g);
     } finally {
