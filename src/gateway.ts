@@ -7,7 +7,7 @@ import { type Clock, systemClock } from "./clock";
 import { type Config, deploymentsOf } from "./config";
 import type { Database } from "./db";
 import { type Counters, LocalCounters, counterKeys, createGovernance, scopes } from "./governance";
-import { addDuration, parseDuration } from "./governance/duration";
+import { addDuration, parseDuration, sameDuration } from "./governance/duration";
 import { type Logger, createLogger } from "./log";
 import { createMetrics, type Metrics } from "./metrics";
 import { createPricing } from "./pricing";
@@ -63,25 +63,34 @@ const SETTLE_AT_CLOSE_MS = 5000;
 
 /**
  * The gateway budget's period as the config names it. Given a period while none is stored
- * (`budget_duration` added to a budget already spent), or another one than the stored period runs on
- * (`1h` where it was `30d`), a period starts now and what was spent counts in it, as when `/key/update`
- * changes a key's duration: a new period forgives nothing, and a gateway refused for good still reaches
- * its end (refusals write no spend). A duration taken away leaves no period: the budget no longer resets.
+ * (`budget_duration` added to a budget already spent), or one of another length than the stored period
+ * runs on (`1h` where it was `30d`; `60m` is `1h`), a period starts now and what was spent counts in it,
+ * as when `/key/update` changes a key's duration: a new period forgives nothing, and a gateway refused
+ * for good still reaches its end (refusals write no spend). A duration taken away is stored as `''`: the
+ * budget no longer resets, and its stored period stays, so spend of requests planned in it still adds
+ * up (a period it no longer has would read as ended, and the next delta would replace the spend).
  */
 async function startGatewayPeriod(db: Database, state: GatewayState, config: Config, now: number): Promise<void> {
   const { max_budget, budget_duration } = config.litellm_settings;
   if (max_budget === undefined) return;
   const duration = parseDuration(budget_duration);
-  // A row from before the duration was stored (null) keeps its period: it ran on this config's duration.
+  const [stored] = await db.query<{ budget_duration: string | null; budget_reset_at: Date | null }>(
+    "select budget_duration, budget_reset_at from gateway_spend where id = 1");
+  if (!stored) return;
+  let resetAt = stored.budget_reset_at;
+  if (duration) {
+    const before = stored.budget_duration;
+    // A row from before the duration was stored (null) ran on this config's duration: it keeps its period.
+    const same = before === null || (before !== "" && sameDuration(parseDuration(before), duration));
+    if (!resetAt || !same) resetAt = addDuration(new Date(now), duration);
+  }
+  // Compare-and-set on what was read: of several instances starting on one new config, one starts the period.
   const [row] = await db.query(
-    `update gateway_spend set budget_duration = $2::text, budget_reset_at = case
-       when $2::text is null then null
-       when budget_reset_at is null or budget_duration <> $2::text then $1::timestamptz
-       else budget_reset_at end
-     where id = 1 returning budget_reset_at`,
-    [duration ? addDuration(new Date(now), duration) : null, duration?.text ?? null],
+    `update gateway_spend set budget_duration = $1::text, budget_reset_at = $2::timestamptz
+     where id = 1 and budget_duration is not distinct from $3::text returning budget_reset_at`,
+    [duration?.text ?? "", resetAt, stored.budget_duration],
   );
-  if (row) state.budgetResetAt = row.budget_reset_at;
+  state.budgetResetAt = row ? row.budget_reset_at : (await loadGatewayState(db)).budgetResetAt;
 }
 
 export async function loadGatewayState(db: Database): Promise<GatewayState> {

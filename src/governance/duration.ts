@@ -34,6 +34,13 @@ export function parseDuration(text: unknown): Duration | null {
   return { amount, unit, text: `${amount}${unit}` };
 }
 
+/** Whether two durations are the same length (`60m` and `1h`; months only as months). */
+export function sameDuration(a: Duration | null, b: Duration | null): boolean {
+  if (!a || !b) return a === b;
+  if (a.unit === "mo" || b.unit === "mo") return a.unit === b.unit && a.amount === b.amount;
+  return a.amount * UNIT_MS[a.unit] === b.amount * UNIT_MS[b.unit];
+}
+
 /** `from` moved forward by one duration. */
 export function addDuration(from: Date, duration: Duration): Date {
   if (duration.unit === "mo") {

@@ -36,8 +36,9 @@ export interface SpendRow {
 /**
  * Deltas summed per row. A row gets one delta per batch: when a batch holds deltas of two periods
  * for one row and the older one had ended when the later spend was made, the older period's is
- * dropped (the newer period starts from zero anyway). Two periods neither of which had ended come
- * from an admin changing the duration mid-request: both are spend of the running period, summed.
+ * dropped (the newer period starts from zero anyway). Two periods neither of which had ended, or one
+ * and none, come from an admin changing the duration mid-request: both are spend of the running
+ * period, summed.
  */
 export class DeltaMap {
   private readonly rows = new Map<string, Delta>();
@@ -50,6 +51,13 @@ export class DeltaMap {
     }
     if (period === current.period) {
       current.amount += amount;
+      return;
+    }
+    // A row whose duration was taken away (or given) while requests were in flight: spend without a
+    // period never ends, so nothing of either is dropped, and the sum adds to whatever is stored.
+    if (period === null || current.period === null) {
+      current.amount += amount;
+      current.period = null;
       return;
     }
     const older = Math.min(period ?? -Infinity, current.period ?? -Infinity);

@@ -280,30 +280,64 @@ describe("the gateway budget given a period later", () => {
       const [row] = await g.db.query("select spend, budget_reset_at, budget_duration from gateway_spend where id = 1");
       expect(row!.spend).toBeGreaterThanOrEqual(1);
       expect(row!.budget_duration).toBe("1h");
-      expect(row!.budget_reset_at.getTime()).toBe(g.clock.now() + 3_600_000);
+      const periodEnd = g.clock.now() + 3_600_000;
+      expect(row!.budget_reset_at.getTime()).toBe(periodEnd);
       // The same duration written another way is the same period.
+      g.clock.advance(1000);
       source = `${spent}  budget_duration: 60 minutes\n`;
       await g.gateway.reloadFromSource();
       source = `${spent}  budget_duration: 1h\n`;
       await g.gateway.reloadFromSource();
       const [same] = await g.db.query("select budget_reset_at from gateway_spend where id = 1");
-      expect(same!.budget_reset_at.getTime()).toBe(g.clock.now() + 3_600_000);
+      expect(same!.budget_reset_at.getTime()).toBe(periodEnd);
       const global = async () => (await (await g.call("/global/spend")).json()) as any;
-      expect(await global()).toMatchObject({ max_budget: 1, budget_reset_at: new Date(g.clock.now() + 3_600_000).toISOString() });
+      expect(await global()).toMatchObject({ max_budget: 1, budget_reset_at: new Date(periodEnd).toISOString() });
       expect((await global()).spend).toBeGreaterThanOrEqual(1);
       // Its period over, before any scheduler writes the reset: nothing spent in the period now, and the next end.
-      g.clock.advance(3_600_000 + 1);
-      expect(await global()).toMatchObject({ spend: 0, budget_reset_at: new Date(g.clock.now() - 1 + 3_600_000).toISOString() });
+      g.clock.set(periodEnd + 1);
+      expect(await global()).toMatchObject({ spend: 0, budget_reset_at: new Date(periodEnd + 3_600_000).toISOString() });
       expect((await g.chat(MASTER)).status).toBe(200);
       // No duration: what is spent from now on is never forgiven.
       await spendPast(g);
       source = spent;
       await g.gateway.reloadFromSource();
-      const [none] = await g.db.query("select budget_reset_at, budget_duration from gateway_spend where id = 1");
-      expect(none).toMatchObject({ budget_reset_at: null, budget_duration: null });
+      const [none] = await g.db.query("select budget_duration from gateway_spend where id = 1");
+      expect(none!.budget_duration).toBe("");
       expect(await (await g.call("/global/spend")).json()).toMatchObject({ max_budget: 1, budget_reset_at: null });
       g.clock.advance(3 * 3_600_000);
       await refused(g);
+      // Given again, a period starts then.
+      source = `${spent}  budget_duration: 1h\n`;
+      await g.gateway.reloadFromSource();
+      const [again] = await g.db.query("select budget_reset_at, budget_duration from gateway_spend where id = 1");
+      expect(again).toMatchObject({ budget_duration: "1h", budget_reset_at: new Date(g.clock.now() + 3_600_000) });
+    } finally {
+      await g.close();
+    }
+  });
+
+  test("a budget_duration taken away while a request is in flight: that request's spend adds to the total, it does not replace it", async () => {
+    const slow = "  - model_name: slower\n    litellm_params: {model: mock/slower, mock_response: hi, mock_delay_ms: 400, input_cost_per_token: 0.05, output_cost_per_token: 0.05}\n";
+    const withSlow = priced.replace("general_settings:", `${slow}general_settings:`);
+    const roomy = `${withSlow}litellm_settings:\n  max_budget: 1000\n`;
+    let source = `${roomy}  budget_duration: 1h\n`;
+    const g = await inProcessGateway(source, { configSource: () => parseConfig(source, {}) });
+    try {
+      for (let i = 0; i < 3; i++) expect((await g.chat(MASTER)).status).toBe(200);
+      await g.flush();
+      const [before] = await g.db.query("select spend, budget_reset_at from gateway_spend where id = 1");
+      const inFlight = g.chat(MASTER, {}, "slower");
+      await Bun.sleep(50);
+      source = roomy;
+      await g.gateway.reloadFromSource();
+      expect((await inFlight).status).toBe(200);
+      expect((await g.chat(MASTER)).status).toBe(200);
+      await g.flush();
+      const [logs] = await g.db.query("select sum(spend)::float8 as total from spend_logs");
+      const [after] = await g.db.query("select spend, budget_reset_at, budget_duration from gateway_spend where id = 1");
+      expect(after!.spend).toBeCloseTo(logs!.total, 9);
+      expect(after!.spend).toBeGreaterThan(before!.spend);
+      expect(after).toMatchObject({ budget_duration: "", budget_reset_at: before!.budget_reset_at });
     } finally {
       await g.close();
     }
