@@ -1,5 +1,5 @@
 import { anthropicAdapter } from "./anthropic";
-import { DEFAULT_MAX_TOKENS as ANTHROPIC_DEFAULT_MAX_TOKENS } from "./anthropic/request";
+import { defaultMaxTokens as anthropicDefaultMaxTokens } from "./anthropic/request";
 import { azureAdapter } from "./azure";
 import { mockAdapter } from "./mock";
 import { openAiAdapter } from "./openai";
@@ -25,9 +25,9 @@ const ADAPTERS = new Map<string, Adapter>([
 
 export const SUPPORTED_PROVIDERS = [...ADAPTERS.keys()];
 
-/** The max_tokens a provider's adapter sends when the request gives none (Anthropic requires one). */
-export function providerDefaultMaxTokens(provider: string): number | undefined {
-  return provider === "anthropic" ? ANTHROPIC_DEFAULT_MAX_TOKENS : undefined;
+/** The max_tokens a provider's adapter sends when the request gives none (Anthropic requires one, thinking included). */
+export function providerDefaultMaxTokens(provider: string, body: Record<string, unknown>): number | undefined {
+  return provider === "anthropic" ? anthropicDefaultMaxTokens(body) : undefined;
 }
 
 /** The variable an `os.environ/NAME` value names, or null for any other value. */

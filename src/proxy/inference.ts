@@ -185,7 +185,7 @@ export function createInference(deps: InferenceDeps) {
     if (customer?.blocked) throw forbidden(`End user ${customer.user_id} is blocked`);
     // What the answer may use, as the provider will bound it: no more than the model can answer with,
     // whatever max_tokens says (a request asking for 1e300 would otherwise hold every shared budget).
-    const asked = parsed.maxTokens ?? providerDefaultMaxTokens(deployment.provider) ?? runtime.defaultCompletionTokens;
+    const asked = parsed.maxTokens ?? providerDefaultMaxTokens(deployment.provider, parsed.body) ?? runtime.defaultCompletionTokens;
     const completion = route === "embeddings" ? 0 : Math.min(asked, runtime.pricing.outputCap(deployment)) * parsed.choices;
     const promptTokens = countPromptTokens(route, parsed.body, false);
     const estimatedCost = runtime.pricing.estimate(deployment, route, promptTokens, completion);

@@ -103,7 +103,7 @@ describe("Anthropic through the gateway", () => {
     }
   });
 
-  test("a request without max_tokens reserves the 4,096 tokens litegate asks Anthropic for", async () => {
+  test("a request without max_tokens reserves what litegate asks Anthropic for: 4,096, or the thinking budget and 4,096", async () => {
     const h = await inProcessGateway(config());
     try {
       // tpm 4,000: one request holding 4,096 completion tokens leaves no room for a second (one holding 1,024 would).
@@ -114,6 +114,14 @@ describe("Anthropic through the gateway", () => {
       expect(second.status).toBe(429);
       expect((await first).status).toBe(200);
       expect(received.at(-1).max_tokens).toBe(4096);
+      // Thinking: litegate sends its budget plus 4,096, and holds as much (a tpm of 30,000 takes one such request).
+      const thinker = await h.createKey({ tpm_limit: 30_000 });
+      const thinking = { thinking: { type: "enabled", budget_tokens: 30_000 } };
+      const deep = h.chat(thinker, { ...thinking, messages: [{ role: "user", content: "slow" }] }, "claude");
+      await Bun.sleep(100);
+      expect((await h.chat(thinker, thinking, "claude")).status).toBe(429);
+      expect((await deep).status).toBe(200);
+      expect(received.at(-1).max_tokens).toBe(34_096);
       // With max_tokens sent, that is what is held: two at once fit.
       const both = await Promise.all([1, 2].map(() => h.chat(key, { max_tokens: 100, messages: [{ role: "user", content: "slow" }] }, "claude")));
       expect(both.map((r) => r.status)).toEqual([200, 200]);

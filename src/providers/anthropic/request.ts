@@ -130,9 +130,7 @@ export function toAnthropic(body: Json, model: string): Json {
     }
   }
   const thinking = thinkingOf(body);
-  const asked = body.max_tokens ?? body.max_completion_tokens;
-  // Thinking counts against max_tokens, which must exceed its budget: the default leaves room for the answer.
-  const out: Json = { model, messages, max_tokens: asked ?? (thinking ? thinking.budget_tokens + DEFAULT_MAX_TOKENS : DEFAULT_MAX_TOKENS) };
+  const out: Json = { model, messages, max_tokens: body.max_tokens ?? body.max_completion_tokens ?? defaultMaxTokens(body) };
   if (thinking) out.thinking = thinking;
   // A plain string unless a block is marked for the prompt cache, which only the block form can carry.
   if (system.length > 0) out.system = system.some((b) => b.cache_control) ? system : system.map((b) => b.text).join("\n\n");
@@ -160,6 +158,15 @@ export function toAnthropic(body: Json, model: string): Json {
     out.tool_choice = thinking ? { type: "auto" } : { type: "tool", name: JSON_TOOL };
   }
   return out;
+}
+
+/**
+ * The max_tokens sent for a request that gives none (Anthropic requires one). Thinking counts against
+ * it, and it must exceed the thinking budget: the default leaves room for the answer.
+ */
+export function defaultMaxTokens(body: Json): number {
+  const thinking = thinkingOf(body);
+  return thinking ? thinking.budget_tokens + DEFAULT_MAX_TOKENS : DEFAULT_MAX_TOKENS;
 }
 
 /** Anthropic's `thinking` for a request: as the client sent it, or from OpenAI's `reasoning_effort`. */
