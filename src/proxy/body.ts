@@ -70,6 +70,8 @@ function optionalCount(body: Record<string, unknown>, field: string): number | n
 
 /** The most completions one request may ask for (`n`), as OpenAI bounds it: each is reserved on the budgets. */
 const MAX_CHOICES = 128;
+/** The most completions of a list of prompts (each prompt × `n`), as OpenAI bounds a list of inputs. */
+const MAX_COMPLETIONS = 2048;
 
 function atMost(body: Record<string, unknown>, field: string, most: number): number | null {
   const value = optionalCount(body, field);
@@ -116,6 +118,9 @@ function choicesOf(body: Record<string, unknown>, route: Route): number {
   if (route === "embeddings") return 1;
   const n = Math.max(1, atMost(body, "n", MAX_CHOICES) ?? 1, route === "completions" ? (atMost(body, "best_of", MAX_CHOICES) ?? 1) : 1);
   const prompts = route === "completions" && Array.isArray(body.prompt) && body.prompt.length > 0 && typeof body.prompt[0] !== "number" ? body.prompt.length : 1;
+  if (n * prompts > MAX_COMPLETIONS) {
+    throw badRequest(`prompt: at most ${MAX_COMPLETIONS} completions per request (${prompts} prompts × ${n})`, "prompt");
+  }
   return n * prompts;
 }
 

@@ -168,6 +168,9 @@ describe("spend and budgets end to end", () => {
       const passed = await send(victim, {}, "mock");
       expect(passed.status).toBe(200);
       expect(await (await send(attacker, { n: 129 })).json()).toMatchObject({ error: { param: "n", message: "n: must be at most 128 (got 129)" } });
+      const prompts = (count: number, n = 1) => capped.call("/v1/completions", { model: "mock", prompt: Array.from({ length: count }, () => "a"), n, max_tokens: 1 }, victim);
+      expect((await prompts(2048)).status).toBe(200);
+      expect(await (await prompts(1025, 2)).json()).toMatchObject({ error: { param: "prompt", message: "prompt: at most 2048 completions per request (1025 prompts × 2)" } });
       const first = await held;
       expect(`${first.status} ${first.status === 200 ? "" : await first.text()}`).toBe("200 ");
       // model_info.max_output_tokens bounds it further: 5,000 asked, 100 held, so a tpm limit of 300 takes two at once.
