@@ -11,8 +11,8 @@ const DEFAULT_API_VERSION = "2024-10-21";
  * A version not written as a date (`preview`, `v1`) is a newer API and takes it.
  */
 export function takesStreamOptions(version: string): boolean {
-  const date = /^(\d{4}-\d{2}-\d{2})/.exec(version)?.[1];
-  return date === undefined || date >= "2024-09-01";
+  const date = /^(\d{4})-?(\d{2})-?(\d{2})/.exec(version);
+  return date === null || `${date[1]}-${date[2]}-${date[3]}` >= "2024-09-01";
 }
 
 /** Azure OpenAI: the OpenAI API under `/openai/deployments/<name>`, keyed by `api-key`. */
@@ -21,9 +21,9 @@ export function azureAdapter(deployment: Deployment, env: Record<string, string 
   const given = params.api_base ?? env.AZURE_API_BASE;
   if (!given) throw new Error(`deployment ${deployment.id}: provider azure needs litellm_params.api_base (or AZURE_API_BASE)`);
   const base = baseUrl(given, "", deployment);
-  const apiVersion = paramOrEnv(params, "api_version", env, "AZURE_API_VERSION") ?? DEFAULT_API_VERSION;
+  const apiVersion = String(paramOrEnv(params, "api_version", env, "AZURE_API_VERSION") ?? DEFAULT_API_VERSION).trim();
   const version = encodeURIComponent(apiVersion);
-  const askUsage = takesStreamOptions(apiVersion.trim());
+  const askUsage = takesStreamOptions(apiVersion);
   const key = paramOrEnv(params, "api_key", env, "AZURE_API_KEY");
   const headers: Record<string, string> = key ? { "api-key": key } : {};
   const prefix = `${base}/openai/deployments/${encodeURIComponent(deployment.upstreamModel)}`;

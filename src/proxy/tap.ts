@@ -71,7 +71,7 @@ export class SseEvents {
   /** The event being read has an `error` member. */
   private error = false;
   /** What the client gets for an event whose verdict is "replace". */
-  private replacement = new Uint8Array(0);
+  private replacement: Uint8Array = new Uint8Array(0);
   /** The last chunk read: a usage chunk litegate makes takes its id, object, created and model. */
   private last: any = null;
 
@@ -181,16 +181,27 @@ export class SseEvents {
     return "forward";
   }
 
-  /** `[DONE]` with the usage chunk the provider did not send before it: that usage is the stream's. */
-  private withUsage(usage: Usage): Verdict {
-    this.usage = usage;
+  /**
+   * The provider's stream ended, complete, without `[DONE]`: the usage chunk a client asked for and the
+   * provider did not send, and `[DONE]`. Null when there is nothing to add.
+   */
+  closing(): Uint8Array | null {
+    return this.done ? null : this.madeUsage();
+  }
+
+  /**
+   * The usage chunk the provider did not send, counted, then `[DONE]`, for a client that asked for usage
+   * (that count is then the stream's usage); null when the client did not ask or the provider sent one.
+   */
+  private madeUsage(): Uint8Array | null {
+    if (!this.clientWantsUsage || this.usage || !this.countUsage) return null;
+    const usage = (this.usage = this.countUsage(this.text));
     const last = this.last;
     const chunk = {
       id: last?.id ?? null, object: last?.object ?? "chat.completion.chunk", created: last?.created ?? Math.floor(Date.now() / 1000), model: last?.model ?? null,
       choices: [], usage: { prompt_tokens: usage.prompt_tokens, completion_tokens: usage.completion_tokens, total_tokens: usage.total_tokens },
     };
-    this.replacement = encoder.encode(`data: ${JSON.stringify(chunk)}\n\ndata: [DONE]\n\n`);
-    return "replace";
+    return encoder.encode(`data: ${JSON.stringify(chunk)}\n\ndata: [DONE]\n\n`);
   }
 
   /** A provider's error event, with the provider key (or its masked echo) blanked out if it names it. */
@@ -206,7 +217,10 @@ export class SseEvents {
     if (data === "") return "forward";
     if (data === "[DONE]") {
       this.done = true;
-      return this.clientWantsUsage && !this.usage && this.countUsage ? this.withUsage(this.countUsage(this.text)) : "forward";
+      const made = this.madeUsage();
+      if (!made) return "forward";
+      this.replacement = made;
+      return "replace";
     }
     let chunk: any;
     try {
@@ -273,6 +287,8 @@ export function tapStream(source: ReadableStream<Uint8Array>, options: TapOption
               const out = events.end();
               if (events.malformed) return fail(controller, out, "Upstream sent a malformed stream event; the stream was ended");
               if (!events.finished) return fail(controller, out, "Upstream closed the stream before the answer was complete");
+              const closing = events.closing();
+              if (closing) out.push(closing);
               finish("complete");
               if (out.length > 0) controller.enqueue(joined(out));
               controller.close();

@@ -189,7 +189,7 @@ describe("Azure", () => {
     answer = () => new Response("data: [DONE]\n\n", { headers: { "content-type": "text/event-stream" } });
     const raw = '{"model":"public","stream":true,"messages":[]}';
     const asked: Record<string, unknown> = {};
-    for (const version of ["2024-06-01", "2024-02-15-preview", "2023-05-15", "2024-09-01-preview", "2024-10-21", "2025-04-01-preview", "preview"]) {
+    for (const version of ["2024-06-01", "2024-02-15-preview", "2023-05-15", "2024-09-01-preview", "2024-10-21", "2025-04-01-preview", "preview", " 2024-06-01 ", "20240601"]) {
       const result = await send(deployment("azure", "dep", { api_base: base(), api_key: KEY, api_version: version }), raw);
       if (result.kind === "stream") await new Response(result.stream).text();
       asked[version] = JSON.parse(seen[0].body).stream_options ?? null;
@@ -197,7 +197,10 @@ describe("Azure", () => {
     expect(asked).toEqual({
       "2024-06-01": null, "2024-02-15-preview": null, "2023-05-15": null,
       "2024-09-01-preview": { include_usage: true }, "2024-10-21": { include_usage: true }, "2025-04-01-preview": { include_usage: true }, preview: { include_usage: true },
+      " 2024-06-01 ": null, "20240601": null,
     });
+    // Sent as written, without the spaces around it.
+    expect(seen[0].url).toEndWith("?api-version=20240601");
   });
 
   test("api-version defaults to 2024-10-21 (the first GA version taking stream_options); key and base may come from the environment", async () => {

@@ -81,6 +81,17 @@ describe("the stream tap", () => {
       // That count is what the stream is charged.
       expect(outcome).toEqual({ end: "complete", usage: counted, text: 'Grüße, 漢字 🙂{"a":1}' });
     }
+    // A provider that ends every choice but sends no [DONE]: the chunk and [DONE] close the stream.
+    const finishing = event({ id: "c-2", object: "chat.completion.chunk", created: 1, model: "m-2", choices: [{ index: 0, delta: { content: "Hi" } }] }) +
+      event({ id: "c-2", object: "chat.completion.chunk", created: 1, model: "m-2", choices: [{ index: 0, delta: {}, finish_reason: "stop" }] });
+    let ended: StreamOutcome | undefined;
+    const cut = new ReadableStream<Uint8Array>({ start(c) { c.enqueue(encoder.encode(finishing)); c.close(); } });
+    const closed = await new Response(tapStream(cut, { clientWantsUsage: true, countUsage: () => counted }, (o) => (ended = o))).text();
+    expect(closed).toBe(`${finishing}data: ${JSON.stringify({ id: "c-2", object: "chat.completion.chunk", created: 1, model: "m-2", choices: [], usage: counted })}\n\ndata: [DONE]\n\n`);
+    expect(ended).toEqual({ end: "complete", usage: counted, text: "Hi" });
+    // A client that did not ask: the provider's bytes, nothing added.
+    const plain = new ReadableStream<Uint8Array>({ start(c) { c.enqueue(encoder.encode(finishing)); c.close(); } });
+    expect(await new Response(tapStream(plain, { clientWantsUsage: false, countUsage: () => counted }, () => {})).text()).toBe(finishing);
     // A provider that sent usage: nothing is counted or added.
     const source = new ReadableStream<Uint8Array>({ start(c) { c.enqueue(encoder.encode(SSE)); c.close(); } });
     const out = await new Response(tapStream(source, { clientWantsUsage: true, countUsage: () => { throw new Error("not counted"); } }, () => {})).text();
