@@ -12,7 +12,7 @@ import { type Logger, createLogger } from "./log";
 import { createMetrics, type Metrics } from "./metrics";
 import { createPricing } from "./pricing";
 import { createProviders } from "./providers";
-import { type GatewayState, type RequestRecord, type Runtime, createInference, createRuntime, inferenceServerRoutes } from "./proxy";
+import { type GatewayState, type ProviderCalls, type RequestRecord, type Runtime, createInference, createRuntime, inferenceServerRoutes } from "./proxy";
 import { createSpendWriter, type SpendWriter } from "./spend";
 import { dropSpend } from "./spend/reset";
 import type { WarmState } from "./warm";
@@ -98,7 +98,7 @@ export async function loadGatewayState(db: Database): Promise<GatewayState> {
   return { spend: row?.spend ?? 0, budgetResetAt: row?.budget_reset_at ?? null, createdAt: row?.updated_at ?? null };
 }
 
-function buildRuntime(config: Config, state: GatewayState, log: Logger, clock: Clock): Runtime {
+function buildRuntime(config: Config, state: GatewayState, log: Logger, clock: Clock, calls: ProviderCalls): Runtime {
   const deployments = deploymentsOf(config);
   const pricing = createPricing(deployments);
   for (const d of pricing.unpriced()) {
@@ -109,7 +109,7 @@ function buildRuntime(config: Config, state: GatewayState, log: Logger, clock: C
     if (missing) log.warn(`model has no ${missing} and the price table does not know it: that side costs 0`, { model: d.modelName, deployment: d.id });
   }
   const providers = createProviders();
-  return createRuntime(config, deployments, pricing, (d) => providers.forDeployment(d), state, () => clock.now());
+  return createRuntime(config, deployments, pricing, (d) => providers.forDeployment(d), state, () => clock.now(), calls);
 }
 
 /** Settings a running gateway cannot change: a reload that changes them says so. */
@@ -162,7 +162,12 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
   // Behind a warm start the database is still opening: the period is stored once it is open.
   if (!options.warm) await periodStarted;
   else periodStarted.catch((error) => log.warn("could not store the gateway budget's period", { error: String(error) }));
-  let runtime = buildRuntime(config, gatewayState, log, clock);
+  // Read at each call, once the metrics below exist.
+  const calls: ProviderCalls = {
+    failed: (deployment, status) => metrics.providerFailed(deployment.id, status),
+    answered: (deployment, seconds) => metrics.providerAnswered(deployment.id, seconds),
+  };
+  let runtime = buildRuntime(config, gatewayState, log, clock, calls);
   // Idle budget counters are kept while spend cannot be written.
   const counters = options.counters ?? new LocalCounters(() => clock.now(), undefined, spend.failing);
   const governance = createGovernance(counters, () => clock.now());
@@ -215,7 +220,7 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
         // A counter left from an earlier period with the budget on missed what was spent since.
         counters.forget(counterKeys.budgetPrefix(scopes.gateway()));
       }
-      runtime = buildRuntime(next.config, gatewayState, log, clock);
+      runtime = buildRuntime(next.config, gatewayState, log, clock, calls);
       for (const warning of warnings) log.warn(`config: ${warning}`);
       log.info("config reloaded", { models: next.config.model_list.length });
       return { models: next.config.model_list.length, warnings };
@@ -267,7 +272,7 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
       else void spend.flush().catch(() => {}).finally(() => auth.invalidate(message));
     },
     reload(next) {
-      runtime = buildRuntime(next, gatewayState, log, clock);
+      runtime = buildRuntime(next, gatewayState, log, clock, calls);
     },
     reloadFromSource,
     /** Returns the number of requests whose spend could be neither written nor saved. */

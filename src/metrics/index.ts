@@ -80,12 +80,15 @@ export function createMetrics(sources: MetricsSources, maxLabelValues = 200) {
   const buckets = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
   const requests = new CounterSeries("litegate_requests_total", "Inference requests by model, route and status", ["model", "route", "status"]);
   const latency = new HistogramSeries("litegate_request_duration_seconds", "Inference request duration (to the last byte for streams)", ["model", "route"], buckets);
-  const upstreamLatency = new HistogramSeries("litegate_upstream_duration_seconds", "Provider latency by deployment", ["deployment"], buckets);
+  const upstreamLatency = new HistogramSeries("litegate_upstream_duration_seconds",
+    "Duration of the provider call that answered, by deployment (to the whole answer; for streams, to the stream's start); calls retried elsewhere are not included", ["deployment"], buckets);
   const tokens = new CounterSeries("litegate_tokens_total", "Tokens by model, key alias, team and customer", ["model", "key_alias", "team", "customer", "kind"]);
   const spend = new CounterSeries("litegate_spend_usd_total", "Spend in USD by model, key alias, team and customer", ["model", "key_alias", "team", "customer"]);
   const series = [requests, latency, upstreamLatency, tokens, spend];
   const rejections = new Counter({ name: "litegate_rejections_total", help: "Requests refused before reaching a provider, by reason", labelNames: ["reason"], registers: [registry] });
-  const upstreamErrors = new Counter({ name: "litegate_upstream_errors_total", help: "Provider errors by deployment and status", labelNames: ["deployment", "status"], registers: [registry] });
+  const upstreamErrors = new Counter({
+    name: "litegate_upstream_errors_total", help: "Failed provider calls by deployment and status, retried ones included; streams that ended badly", labelNames: ["deployment", "status"], registers: [registry],
+  });
   new Gauge({ name: "litegate_spend_backlog_requests", help: "Requests whose spend is not written to the database yet", registers: [registry], collect() { this.set(sources.spendBacklog()); } });
   new Gauge({ name: "litegate_spend_set_aside_requests", help: "Requests whose spend the database refused and that were saved to a file instead, since start", registers: [registry], collect() { this.set(sources.spendSetAside?.() ?? 0); } });
   new Gauge({ name: "litegate_redis_sync_seconds", help: "Duration of the last Redis counter sync", registers: [registry], collect() { this.set((sources.redisSyncMs?.() ?? 0) / 1000); } });
@@ -103,8 +106,8 @@ export function createMetrics(sources: MetricsSources, maxLabelValues = 200) {
       const seconds = record.durationMs / 1000;
       requests.add([record.model, record.route, statusText(record.status)]);
       latency.observe([record.model, record.route], seconds);
-      if (record.deployment) upstreamLatency.observe([record.deployment], seconds);
-      if (record.status >= 400 && record.deployment) upstreamErrors.inc({ deployment: record.deployment, status: String(record.status) });
+      // A failed call is counted when it fails (providerFailed); a stream fails after its call answered.
+      if (record.streamEnd !== undefined && record.status >= 400 && record.deployment) upstreamErrors.inc({ deployment: record.deployment, status: statusText(record.status) });
       if (!record.usage) return;
       const principal = record.caller.kind === "key" ? record.caller.principal : null;
       const key = keys.value(principal ? (principal.key.key_alias ?? principal.key.key_name) : "master");
@@ -113,6 +116,14 @@ export function createMetrics(sources: MetricsSources, maxLabelValues = 200) {
       tokens.add([record.model, key, team, customer, "prompt"], record.usage.prompt_tokens);
       tokens.add([record.model, key, team, customer, "completion"], record.usage.completion_tokens);
       spend.add([record.model, key, team, customer], record.cost);
+    },
+    /** A provider call that failed, whether or not another deployment then answered. */
+    providerFailed(deployment: string, status: number): void {
+      upstreamErrors.inc({ deployment, status: statusText(status) });
+    },
+    /** The provider call whose result went to the client. */
+    providerAnswered(deployment: string, seconds: number): void {
+      upstreamLatency.observe([deployment], seconds);
     },
     /** A refusal: budget_exceeded, rate_limit_error, auth_error, key_model_access_denied, … */
     reject(reason: string): void {

@@ -35,6 +35,7 @@ export async function callWithRetries(runtime: Runtime, input: AttemptInput): Pr
   const { router } = runtime;
   const models = [input.model, ...runtime.fallbacksOf(input.model).filter(input.mayUse)];
   let last: Attempted | null = null;
+  let seconds = 0;
   for (const model of models) {
     const tried = new Set<string>();
     const budget = runtime.retriesOf(model);
@@ -43,17 +44,30 @@ export async function callWithRetries(runtime: Runtime, input: AttemptInput): Pr
       tried.add(deployment.id);
       const body = model === input.model ? input.body : { ...input.body, model };
       const rawBody = model === input.model ? input.rawBody : JSON.stringify(body);
-      const result = await runtime.providerFor(deployment).send({
-        route: input.route, deployment, body, rawBody, stream: input.stream, signal: input.signal,
-      });
+      const started = performance.now();
+      let result: UpstreamResult;
+      try {
+        result = await runtime.providerFor(deployment).send({
+          route: input.route, deployment, body, rawBody, stream: input.stream, signal: input.signal,
+        });
+      } catch (error) {
+        runtime.calls.failed(deployment, input.signal.aborted ? 499 : 502);
+        runtime.calls.answered(deployment, (performance.now() - started) / 1000);
+        throw error;
+      }
+      seconds = (performance.now() - started) / 1000;
       last = { result, deployment, model };
+      // Counted per call, by the deployment that failed: one whose failures are always retried away still shows.
+      if (result.kind === "error") runtime.calls.failed(deployment, result.status);
       if (!retryable(result) || input.signal.aborted) {
         if (result.kind !== "error") router.succeeded(deployment);
+        runtime.calls.answered(deployment, seconds);
         return last;
       }
       router.failed(deployment, result.kind === "error" ? result.retryAfter : undefined);
       deployment = router.pick(model, tried);
     }
   }
+  runtime.calls.answered(last!.deployment, seconds);
   return last!;
 }

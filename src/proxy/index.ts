@@ -1,5 +1,5 @@
 export { createInference, type Inference, type InferenceDeps, type RequestRecord } from "./inference";
 export { inferenceRoutes } from "./routes";
-export { createRuntime, type Runtime, type GatewayState } from "./runtime";
+export { createRuntime, type Runtime, type GatewayState, type ProviderCalls } from "./runtime";
 export { ModelRouter } from "./router";
 export { inferenceServerRoutes } from "./serve";

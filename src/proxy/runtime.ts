@@ -23,7 +23,18 @@ export interface Runtime {
   retriesOf(model: string): number;
   /** Other model names to try when all of a model's deployments failed. */
   fallbacksOf(model: string): string[];
+  calls: ProviderCalls;
 }
+
+/** What each provider call did, for metrics: one the gateway retried elsewhere still counts. */
+export interface ProviderCalls {
+  /** A call that ended in an error (its status; 502 when it threw, 499 when it was abandoned). */
+  failed(deployment: Deployment, status: number): void;
+  /** The call whose result went to the client: how long it took, to its whole answer or to a stream's start. */
+  answered(deployment: Deployment, seconds: number): void;
+}
+
+const NO_CALLS: ProviderCalls = { failed() {}, answered() {} };
 
 /** The gateway's own stored spend, refreshed by the budget scheduler. */
 export interface GatewayState {
@@ -39,6 +50,7 @@ export function createRuntime(
   providerFor: (d: Deployment) => Provider,
   gateway: GatewayState,
   now: () => number = Date.now,
+  calls: ProviderCalls = NO_CALLS,
 ): Runtime {
   const g = config.general_settings;
   const l = config.litellm_settings;
@@ -67,6 +79,7 @@ export function createRuntime(
     fallbacksOf: (model) => fallbacks.get(model) ?? [],
     pricing,
     providerFor,
+    calls,
     maxBodyBytes: Math.floor(g.max_request_size_mb * 1024 * 1024),
     defaultCompletionTokens: g.default_completion_tokens,
     rejectUnpriced: g.reject_unpriced_models,

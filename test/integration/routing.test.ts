@@ -36,6 +36,12 @@ model_list:
     litellm_params: {model: openai/m, api_base: "${late.url}", input_cost_per_token: 0.000001, output_cost_per_token: 0.000001}
   - model_name: late-timeout
     litellm_params: {model: openai/m, api_base: "${late.url}", timeout: 0.1, input_cost_per_token: 0.000001, output_cost_per_token: 0.000001}
+  - model_name: flaky
+    litellm_params: {model: openai/m, api_base: "${failing.url}", weight: 1000}
+    model_info: {id: flaky-failing}
+  - model_name: flaky
+    litellm_params: {model: openai/m, api_base: "${healthy.url}"}
+    model_info: {id: flaky-healthy}
   - model_name: weighted
     litellm_params: {model: openai/a, api_base: "${healthy.url}", weight: 9}
   - model_name: weighted
@@ -137,6 +143,18 @@ general_settings:
     await pair.close();
     expect(statuses.length).toBeGreaterThan(100);
     expect(statuses.filter((s) => s !== 200)).toEqual([]);
+  });
+
+  test("metrics: a deployment whose failures are retried away still counts them; latency is the answering call's", async () => {
+    failing.reset();
+    for (let i = 0; i < 5; i++) expect((await h.chat("sk-1234", {}, "flaky")).status).toBe(200);
+    expect(failing.requests.length).toBeGreaterThanOrEqual(1);
+    const scrape = await (await h.call("/metrics")).text();
+    const value = (pattern: string) => Number(new RegExp(`^${pattern} (\\S+)$`, "m").exec(scrape)?.[1] ?? 0);
+    expect(value('litegate_upstream_errors_total\\{deployment="flaky-failing",status="500"\\}')).toBe(failing.requests.length);
+    // Each request is answered by the healthy deployment: the failed calls before it are not its latency.
+    expect(value('litegate_upstream_duration_seconds_count\\{deployment="flaky-healthy"\\}')).toBe(5);
+    expect(scrape).not.toContain('litegate_upstream_duration_seconds_count{deployment="flaky-failing"}');
   });
 
   test("weights share the traffic", async () => {
