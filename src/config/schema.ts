@@ -68,7 +68,8 @@ export const GeneralSettings = T.Object({
   shutdown_grace_seconds: T.Number({ minimum: 0, default: 30 }),
   key_cache_size: T.Integer({ minimum: 1, default: 100_000 }),
   key_cache_ttl_seconds: T.Number({ minimum: 0, default: 60 }),
-  request_timeout: T.Number({ ...TIMEOUT, default: 600 }),
+  /** No default here: LiteLLM's other names for it apply when this one is not written (600 s when none is). */
+  request_timeout: T.Optional(Timeout),
   database_connection_pool_limit: T.Integer({ minimum: 1, default: 10 }),
   allow_requests_on_db_unavailable: T.Boolean({ default: true }),
   /** Every inference request must name its customer (`user`, or the header below): LiteLLM's setting. */

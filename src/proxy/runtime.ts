@@ -36,6 +36,14 @@ export interface ProviderCalls {
 
 const NO_CALLS: ProviderCalls = { failed() {}, answered() {} };
 
+/** Seconds a request may wait on its provider, when no timeout is set. */
+const DEFAULT_REQUEST_TIMEOUT = 600;
+
+function requestTimeoutOf(...set: Array<number | undefined>): number {
+  const shortest = Math.min(...set.map((seconds) => seconds ?? Infinity));
+  return Number.isFinite(shortest) ? shortest : DEFAULT_REQUEST_TIMEOUT;
+}
+
 /** The gateway's own stored spend, refreshed by the budget scheduler. */
 export interface GatewayState {
   spend: number;
@@ -83,8 +91,8 @@ export function createRuntime(
     maxBodyBytes: Math.floor(g.max_request_size_mb * 1024 * 1024),
     defaultCompletionTokens: g.default_completion_tokens,
     rejectUnpriced: g.reject_unpriced_models,
-    // LiteLLM's other names for the same deadline: the shortest one set applies.
-    requestTimeoutMs: Math.min(g.request_timeout, l.request_timeout ?? Infinity, r.timeout ?? Infinity) * 1000,
+    // LiteLLM's other names for the same deadline: the shortest one set applies, 600 s when none is.
+    requestTimeoutMs: requestTimeoutOf(g.request_timeout, l.request_timeout, r.timeout) * 1000,
     budgetDefaults() {
       if (defaults.gatewaySpend !== gateway.spend || defaults.gatewayResetAt !== gateway.budgetResetAt || defaults.gatewayCreatedAt !== gateway.createdAt) {
         defaults = { ...defaults, gatewaySpend: gateway.spend, gatewayResetAt: gateway.budgetResetAt, gatewayCreatedAt: gateway.createdAt };

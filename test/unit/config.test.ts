@@ -165,6 +165,18 @@ router_settings: {retry_after: 1, routing_strategy: usage-based-routing, timeout
     expect(runtime.requestTimeoutMs).toBe(3000);
   });
 
+  test("request_timeout: an unwritten general_settings.request_timeout does not cut LiteLLM's longer one at 600 s", () => {
+    const timeoutOf = (yaml: string) => {
+      const { config } = parseConfig(`model_list: []\n${yaml}`, {});
+      return createRuntime(config, [], createPricing([]), () => ({}) as any, { spend: 0, budgetResetAt: null, createdAt: null }).requestTimeoutMs;
+    };
+    expect(timeoutOf("litellm_settings: {request_timeout: 1200}\n")).toBe(1_200_000);
+    expect(timeoutOf("router_settings: {timeout: 900}\n")).toBe(900_000);
+    expect(timeoutOf("")).toBe(600_000);
+    expect(timeoutOf("general_settings: {request_timeout: 700}\nlitellm_settings: {request_timeout: 1200}\n")).toBe(700_000);
+    expect(timeoutOf("general_settings: {request_timeout: 1200}\nrouter_settings: {timeout: 30}\n")).toBe(30_000);
+  });
+
   test("a Redis port that is not a port is named where it was written", () => {
     const redis = (section: string) => parseConfig(`model_list: []\n${section}`, {}).config;
     expect(() => redisUrlOf(redis("router_settings:\n  redis_host: h\n  redis_port: \"63x79\"\n"), {})).toThrow(/router_settings.redis_port: must be a port number from 1 to 65535 \(got "63x79"\)/);
