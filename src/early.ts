@@ -16,6 +16,7 @@
  *    small machine it would slow the start it no longer shortens (measured: the other modules took
  *    90–110 ms to load beside it, 47–50 alone).
  */
+import { ignoreHangupAcrossExec } from "./hangup"; // first: a SIGHUP while starting is ignored from here on
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { type CliArgs, parseArgs, runsCompiled } from "./cli";
@@ -40,10 +41,13 @@ function keepFreedMemory(args: CliArgs | null, env: Record<string, string | unde
   // From source the runtime's own flags and the script's path come first; the compiled binary takes
   // the user's arguments only.
   const argv = runsCompiled() ? [process.argv0, ...process.argv.slice(2)] : [process.argv0, ...process.execArgv, ...process.argv.slice(1)];
+  if (!process.execve) return;
+  const restoreHangup = ignoreHangupAcrossExec();
   try {
-    process.execve?.(process.execPath, argv, { ...env, MIMALLOC_PURGE_DELAY: PURGE_DELAY });
+    process.execve(process.execPath, argv, { ...env, MIMALLOC_PURGE_DELAY: PURGE_DELAY });
   } catch {
     // Not replaceable here: run with the allocator's defaults.
+    restoreHangup();
   }
 }
 
@@ -82,12 +86,7 @@ export function likelyOpenedLater(args: CliArgs | null): boolean {
   return saved || isNewDataDir(dataDir);
 }
 
-/**
- * A reload asked for (SIGHUP) while the gateway starts has nothing to reload yet, and by default the
- * signal ends the process: until main.ts puts the reload in its place, it is ignored.
- */
-export const hangupWhileStarting = () => process.stderr.write("litegate: SIGHUP while starting: ignored, the config being loaded is the current one\n");
-process.on("SIGHUP", hangupWhileStarting);
+export { hangupWhileStarting } from "./hangup";
 
 const args = commandOf(process.argv.slice(2));
 keepFreedMemory(args, process.env);

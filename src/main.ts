@@ -191,11 +191,12 @@ async function main(): Promise<void> {
   // gateway down with requests in flight: log it and keep serving.
   process.on("uncaughtException", (error) => log.error("uncaught exception", { error: error.stack ?? String(error) }));
   process.on("unhandledRejection", (error) => log.error("unhandled rejection", { error: error instanceof Error ? error.stack : String(error) }));
-  process.off("SIGHUP", hangupWhileStarting);
   process.on("SIGHUP", () => {
     // A refusal is logged by reloadFromSource; the running config stays.
     gateway.reloadFromSource().catch(() => {});
   });
+  // Only now that the reload listens: with no listener at all the signal's default (the end) would apply for a moment.
+  process.off("SIGHUP", hangupWhileStarting);
   process.on("SIGTERM", () => void shutdown("SIGTERM"));
   process.on("SIGINT", () => void shutdown("SIGINT"));
 }

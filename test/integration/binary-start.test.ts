@@ -1,6 +1,6 @@
 import { expect, test } from "bun:test";
 import { spawn } from "bun";
-import { writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { BINARY, ensureBinary, startBinary } from "../helpers/binary";
 import { freePort, tempDir } from "../helpers/services";
@@ -63,3 +63,43 @@ test("LiteLLM's command line: the config path alone, PORT and HOST from the envi
   expect(output).toContain("--num_workers 4: litegate runs as one process");
   expect(output).toContain(`listening url=http://127.0.0.1:${port}`);
 }, 60_000);
+
+/** Whether a process catches or ignores SIGHUP (bit 1 of the masks /proc shows): its start has reached its first handler. */
+function hangupHandled(pid: number): boolean {
+  let status: string;
+  try {
+    status = readFileSync(`/proc/${pid}/status`, "utf8");
+  } catch {
+    return false;
+  }
+  const mask = (name: string) => BigInt(`0x${new RegExp(`^${name}:\\s*([0-9a-f]+)$`, "m").exec(status)?.[1] ?? "0"}`);
+  return ((mask("SigCgt") | mask("SigIgn")) & 1n) !== 0n;
+}
+
+test("a SIGHUP while the gateway starts is ignored, also across the process replacing itself with the allocator setting", async () => {
+  await ensureBinary();
+  for (const delayMs of [0, 10, 30]) {
+    const cwd = tempDir("hangup");
+    writeFileSync(join(cwd, "config.yaml"), `${MODELS}general_settings:\n  master_key: sk-1234\n`);
+    const port = await freePort();
+    // Without the setting in the environment, the process replaces itself (early.ts).
+    const env: Record<string, string | undefined> = { ...process.env };
+    delete env.MIMALLOC_PURGE_DELAY;
+    const proc = spawn([BINARY, "--config", "config.yaml", "--port", String(port), "--host", "127.0.0.1"], { cwd, env, stdout: "ignore", stderr: "pipe" });
+    try {
+      // Before the runtime has started JavaScript nothing can catch it (the README says so): from the first handler on.
+      while (!hangupHandled(proc.pid) && proc.exitCode === null) await Bun.sleep(1);
+      await Bun.sleep(delayMs);
+      let up = false;
+      for (let tries = 0; tries < 3000 && !up && proc.exitCode === null; tries++) {
+        proc.kill("SIGHUP");
+        up = await fetch(`http://127.0.0.1:${port}/health/liveliness`).then((r) => r.ok, () => false);
+        if (!up) await Bun.sleep(5);
+      }
+      expect({ delayMs, up, signal: proc.signalCode }).toEqual({ delayMs, up: true, signal: null });
+    } finally {
+      proc.kill("SIGKILL");
+      await proc.exited;
+    }
+  }
+}, 90_000);
