@@ -4,7 +4,7 @@ import { createAdminApp, createApp } from "./app";
 import { type Auth, type Invalidation, createAuth } from "./auth";
 import { hashKey } from "./auth/keys";
 import { type Clock, systemClock } from "./clock";
-import { type Config, deploymentsOf } from "./config";
+import { type Config, deploymentsOf, redisUrlOf } from "./config";
 import type { Database } from "./db";
 import { type Counters, LocalCounters, counterKeys, createGovernance, scopes } from "./governance";
 import { addDuration, parseDuration, sameDuration } from "./governance/duration";
@@ -36,7 +36,11 @@ export interface GatewayOptions {
   configSource?: () => { config: Config; warnings: string[] };
   /** What the database is known to hold while it is still opening (see warm.ts). */
   warm?: WarmState | null;
+  /** The environment the config's Redis settings are read with (REDIS_URL, REDIS_HOST, …); process.env when absent. */
+  env?: Env;
 }
+
+type Env = Record<string, string | undefined>;
 
 export interface Gateway {
   app: ReturnType<typeof createApp>;
@@ -112,17 +116,32 @@ function buildRuntime(config: Config, state: GatewayState, log: Logger, clock: C
   return createRuntime(config, deployments, pricing, (d) => providers.forDeployment(d), state, () => clock.now(), calls);
 }
 
-/** Settings a running gateway cannot change: a reload that changes them says so. */
-const RESTART_ONLY = ["master_key", "database_url", "redis_url", "data_dir", "admin_port", "admin_api", "key_cache_size",
+/** Settings a running gateway cannot change: a reload that changes them says so (the README lists them). */
+const RESTART_ONLY = ["master_key", "database_url", "data_dir", "admin_port", "admin_api", "key_cache_size",
   "key_cache_ttl_seconds", "database_connection_pool_limit", "log_level", "log_format", "shutdown_grace_seconds"] as const;
 
-function restartOnly(running: Config, next: Config): string[] {
-  const changed: string[] = RESTART_ONLY.filter((name) => JSON.stringify(running.general_settings[name]) !== JSON.stringify(next.general_settings[name]))
-    .map((name) => `general_settings.${name}`);
-  for (const name of ["redis_host", "redis_port", "redis_password", "redis_url"] as const) {
-    if (JSON.stringify(running.router_settings[name]) !== JSON.stringify(next.router_settings[name])) changed.push(`router_settings.${name}`);
+/** Every setting that can name the Redis the gateway connects to (see redisUrlOf). */
+const REDIS_SETTINGS: ReadonlyArray<[string, (c: Config) => unknown]> = [
+  ["general_settings.redis_url", (c) => c.general_settings.redis_url],
+  ["router_settings.redis_url", (c) => c.router_settings.redis_url],
+  ["router_settings.redis_host", (c) => c.router_settings.redis_host],
+  ["router_settings.redis_port", (c) => c.router_settings.redis_port],
+  ["router_settings.redis_password", (c) => c.router_settings.redis_password],
+  ["litellm_settings.cache", (c) => c.litellm_settings.cache],
+  ["litellm_settings.cache_params", (c) => c.litellm_settings.cache_params],
+];
+
+const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
+
+function restartOnly(running: Config, next: Config, env: Env): string[] {
+  const warnings = RESTART_ONLY.filter((name) => !same(running.general_settings[name], next.general_settings[name]))
+    .map((name) => `general_settings.${name} changed: it takes effect at the next restart, the running value is kept`);
+  // The Redis in use, however it is named: cache_params turning it on is as much a change as redis_url.
+  if (redisUrlOf(running, env) !== redisUrlOf(next, env)) {
+    const named = REDIS_SETTINGS.filter(([, read]) => !same(read(running), read(next))).map(([path]) => path);
+    warnings.push(`${named.join(", ") || "the Redis settings"} changed: the Redis it names takes effect at the next restart, the running one is kept`);
   }
-  return changed.map((path) => `${path} changed: it takes effect at the next restart, the running value is kept`);
+  return warnings;
 }
 
 /** One line per request: never the key itself, only its alias or display name. */
@@ -211,7 +230,7 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
       const [before, after] = [runtime.config.litellm_settings, next.config.litellm_settings];
       // Against the config the gateway started with, not the last one loaded: a second reload still
       // runs on the old master key, and must still say so.
-      const warnings = [...next.warnings, ...restartOnly(config, next.config)];
+      const warnings = [...next.warnings, ...restartOnly(config, next.config, options.env ?? process.env)];
       // Turned on, or given another period: the counter is made again from the stored spend, brought up to date.
       if (after.max_budget !== undefined && (before.max_budget === undefined || before.budget_duration !== after.budget_duration)) {
         await spend.flush();

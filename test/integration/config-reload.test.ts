@@ -12,7 +12,7 @@ const CONFIG = `${MOCK_CONFIG}  data_dir: ${mkdtempSync(join(tmpdir(), "litegate
 let file = CONFIG;
 let h: Harness;
 beforeAll(async () => {
-  h = await inProcessGateway(CONFIG, { configSource: (): { config: Config; warnings: string[] } => parseConfig(file, {}) });
+  h = await inProcessGateway(CONFIG, { configSource: (): { config: Config; warnings: string[] } => parseConfig(file, {}), env: {} });
 }, 60_000);
 afterAll(() => h.close());
 
@@ -28,6 +28,17 @@ test("a restart-only setting changed is named on every reload until the restart,
   expect((await reload()).body.warnings).toEqual([warning]);
   // The old key is the one that still works.
   expect((await h.call("/key/list", undefined, "sk-1234")).status).toBe(200);
+  file = CONFIG;
+  expect((await reload()).body.warnings).toEqual([]);
+});
+
+test("Redis turned on by litellm_settings.cache_params at a reload is named: it is connected at the next restart", async () => {
+  file = `${CONFIG}litellm_settings:\n  cache: true\n  cache_params: {type: redis, host: redis.internal, port: 6380}\n`;
+  const { status, body } = await reload();
+  expect(status).toBe(200);
+  expect(body.warnings).toContain(
+    "litellm_settings.cache, litellm_settings.cache_params changed: the Redis it names takes effect at the next restart, the running one is kept",
+  );
   file = CONFIG;
   expect((await reload()).body.warnings).toEqual([]);
 });
