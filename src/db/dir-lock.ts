@@ -8,21 +8,33 @@ export class DataDirInUse extends Error {
   }
 }
 
-/** The kernel's start time of a process (clock ticks since boot), or null when there is no such process. */
-function startTimeOf(pid: number): string | null {
+/**
+ * A process's state letter and start time (clock ticks since boot) from its `/proc/<pid>/stat` line.
+ * The command name, in parentheses, may hold spaces and parentheses: the fields are counted from its last `)`.
+ */
+export function parseStat(line: string): { state: string; startTime: string } | null {
+  const fields = line.slice(line.lastIndexOf(")") + 2).split(" ");
+  const [state, startTime] = [fields[0], fields[19]];
+  return state && startTime ? { state, startTime } : null;
+}
+
+function statOf(pid: number): { state: string; startTime: string } | null {
   try {
-    // The fields after the command name, which may hold spaces; the start time is the 22nd field.
-    return readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ")[19] ?? null;
+    return parseStat(readFileSync(`/proc/${pid}/stat`, "utf8"));
   } catch {
     return null;
   }
 }
 
-/** Whether the process a lock names is still the one that took it (a PID can be reused). */
+/**
+ * Whether the process a lock names is still the one that took it (a PID can be reused). A zombie (state
+ * Z: it ended, its parent has not collected its status yet, as right after a `kill -9`) or a dead one
+ * (X) holds nothing.
+ */
 function holderAlive(pid: number, startTime: string | undefined): boolean {
   if (!Number.isInteger(pid) || pid <= 0 || pid === process.pid) return false; // our PID: a previous life of this process
-  const now = startTimeOf(pid);
-  if (now !== null) return startTime === undefined || now === startTime;
+  const stat = statOf(pid);
+  if (stat !== null) return stat.state !== "Z" && stat.state !== "X" && (startTime === undefined || stat.startTime === startTime);
   try {
     process.kill(pid, 0); // no /proc: whether the PID exists at all
     return true;
@@ -41,7 +53,7 @@ function holderAlive(pid: number, startTime: string | undefined): boolean {
 export function lockDataDir(dataDir: string): () => void {
   mkdirSync(dataDir, { recursive: true });
   const path = join(dataDir, LOCK_FILE);
-  const mine = `${process.pid} ${startTimeOf(process.pid) ?? ""}\n`;
+  const mine = `${process.pid} ${statOf(process.pid)?.startTime ?? ""}\n`;
   for (let attempt = 0; attempt < 3; attempt++) {
     try {
       writeFileSync(path, mine, { flag: "wx", mode: 0o600 });

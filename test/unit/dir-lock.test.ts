@@ -2,7 +2,7 @@ import { describe, expect, test } from "bun:test";
 import { spawn } from "bun";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { DataDirInUse, lockDataDir } from "../../src/db/dir-lock";
+import { DataDirInUse, lockDataDir, parseStat } from "../../src/db/dir-lock";
 import { tempDir } from "../helpers/services";
 
 const startTime = (pid: number) => readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ")[19];
@@ -36,6 +36,36 @@ describe("the embedded database's directory belongs to one process", () => {
     } finally {
       reused.kill();
     }
+  });
+
+  test("a lock held by a zombie (killed, not yet collected by its parent) is taken over", async () => {
+    const dir = tempDir("lock");
+    // `true` ends at once; its parent becomes `sleep`, which never collects it: a zombie for 30 s.
+    const parent = spawn(["sh", "-c", "true & echo $!; exec sleep 30"], { stdout: "pipe" });
+    try {
+      const reader = (parent.stdout as ReadableStream<Uint8Array>).getReader();
+      const zombie = Number(new TextDecoder().decode((await reader.read()).value).trim());
+      let stat = parseStat(readFileSync(`/proc/${zombie}/stat`, "utf8"));
+      for (let tries = 0; stat?.state !== "Z" && tries < 200; tries++) {
+        await Bun.sleep(5);
+        stat = parseStat(readFileSync(`/proc/${zombie}/stat`, "utf8"));
+      }
+      expect(stat?.state).toBe("Z");
+      writeFileSync(join(dir, "litegate.lock"), `${zombie} ${stat!.startTime}\n`);
+      const release = lockDataDir(dir);
+      expect(readFileSync(join(dir, "litegate.lock"), "utf8")).toStartWith(`${process.pid} `);
+      release();
+    } finally {
+      parent.kill();
+    }
+  });
+
+  test("a stat line is read from the command name's last parenthesis: the state and the start time", () => {
+    const fields = Array.from({ length: 50 }, (_, i) => String(i + 4));
+    fields[18] = "987654"; // field 22, the start time
+    expect(parseStat(`4242 (litegate) x (y) Z ${fields.join(" ")}`)).toEqual({ state: "Z", startTime: "987654" });
+    expect(parseStat(`4242 (litegate) S ${fields.join(" ")}`)).toEqual({ state: "S", startTime: "987654" });
+    expect(parseStat("4242 (cut")).toBeNull();
   });
 
   test("a directory that cannot be made is an error of its own, not a lock held", () => {
