@@ -169,3 +169,21 @@ describe("the spend writer", () => {
     }
   });
 });
+
+describe("deltas of one row in one batch", () => {
+  test("spend with a period and spend without one (a duration taken away or given mid-request) are both kept, in either order", async () => {
+    const { DeltaMap } = await import("../../src/spend/batch");
+    const period = Date.UTC(2030, 0, 1);
+    for (const order of [[period, null], [null, period]] as const) {
+      const deltas = new DeltaMap();
+      deltas.add("key-1", 0.25, order[0], period - 1000);
+      deltas.add("key-1", 0.5, order[1], period - 500);
+      expect(deltas.sorted()).toEqual([{ id: "key-1", amount: 0.75, period: null }]);
+    }
+    // Two periods, the older one over when the later spend came: the older one's is dropped, as before.
+    const turned = new DeltaMap();
+    turned.add("key-1", 0.25, period, period - 10);
+    turned.add("key-1", 0.5, period + 60_000, period + 10);
+    expect(turned.sorted()).toEqual([{ id: "key-1", amount: 0.5, period: period + 60_000 }]);
+  });
+});
