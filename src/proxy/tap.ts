@@ -28,6 +28,8 @@ export interface TapOptions {
   countUsage?: (text: string) => Usage;
 }
 
+const DONE_EVENT = new TextEncoder().encode("data: [DONE]\n\n");
+const BLANK_LINE = new TextEncoder().encode("\n\n");
 const LF = 10;
 const CR = 13;
 const encoder = new TextEncoder();
@@ -74,6 +76,8 @@ export class SseEvents {
   private replacement: Uint8Array = new Uint8Array(0);
   /** The last chunk read: a usage chunk litegate makes takes its id, object, created and model. */
   private last: any = null;
+  /** The stream ended inside an event (no blank line after it). */
+  private unterminated = false;
 
   constructor(
     private readonly clientWantsUsage: boolean,
@@ -141,6 +145,7 @@ export class SseEvents {
 
   /** The provider's stream ended: an event it did not end with a blank line still counts. */
   end(): Uint8Array[] {
+    this.unterminated = this.line.length > 0 || this.data.length > 0 || this.held.length > 0;
     if (this.line.length > 0) this.field(this.lineText(new Uint8Array(0)));
     const verdict = this.data.length > 0 ? this.dispatch() : "forward";
     const out = verdict === "forward" ? this.held : verdict === "replace" ? [this.replacement] : [];
@@ -182,11 +187,15 @@ export class SseEvents {
   }
 
   /**
-   * The provider's stream ended, complete, without `[DONE]`: the usage chunk a client asked for and the
-   * provider did not send, and `[DONE]`. Null when there is nothing to add.
+   * The provider's stream ended, complete, without `[DONE]` (every choice finished): the usage chunk a
+   * client asked for and the provider did not send, and `[DONE]`, which clients reading to it wait for.
+   * Null when `[DONE]` came.
    */
   closing(): Uint8Array | null {
-    return this.done ? null : this.madeUsage();
+    if (this.done) return null;
+    const added = this.madeUsage() ?? DONE_EVENT;
+    // After a last event the provider did not end with its blank line, the blank line first.
+    return this.unterminated ? Buffer.concat([BLANK_LINE, added]) : added;
   }
 
   /**

@@ -89,9 +89,9 @@ describe("the stream tap", () => {
     const closed = await new Response(tapStream(cut, { clientWantsUsage: true, countUsage: () => counted }, (o) => (ended = o))).text();
     expect(closed).toBe(`${finishing}data: ${JSON.stringify({ id: "c-2", object: "chat.completion.chunk", created: 1, model: "m-2", choices: [], usage: counted })}\n\ndata: [DONE]\n\n`);
     expect(ended).toEqual({ end: "complete", usage: counted, text: "Hi" });
-    // A client that did not ask: the provider's bytes, nothing added.
+    // A client that did not ask: the provider's bytes, and the [DONE] it left out.
     const plain = new ReadableStream<Uint8Array>({ start(c) { c.enqueue(encoder.encode(finishing)); c.close(); } });
-    expect(await new Response(tapStream(plain, { clientWantsUsage: false, countUsage: () => counted }, () => {})).text()).toBe(finishing);
+    expect(await new Response(tapStream(plain, { clientWantsUsage: false, countUsage: () => counted }, () => {})).text()).toBe(`${finishing}data: [DONE]\n\n`);
     // A provider that sent usage: nothing is counted or added.
     const source = new ReadableStream<Uint8Array>({ start(c) { c.enqueue(encoder.encode(SSE)); c.close(); } });
     const out = await new Response(tapStream(source, { clientWantsUsage: true, countUsage: () => { throw new Error("not counted"); } }, () => {})).text();
@@ -108,7 +108,8 @@ describe("the stream tap", () => {
     for (const sse of [split, cr, unterminated, perLine]) {
       const bytes = encoder.encode(sse);
       const { out, outcome } = await tap([bytes.slice(0, 20), bytes.slice(20)]);
-      expect(text(out)).toBe(sse);
+      // The one without [DONE] gets its blank line and the [DONE] the provider left out.
+      expect(text(out)).toBe(sse === unterminated ? `${sse}\n\ndata: [DONE]\n\n` : sse);
       expect(outcome).toEqual({ end: "complete", usage: { prompt_tokens: 3, completion_tokens: 4, total_tokens: 7 }, text: "hi" });
     }
   });
