@@ -11,6 +11,6 @@ export function chunkOf(id: string, model: string, created: number, delta: Recor
   return { id, object: "chat.completion.chunk", created, model, choices: [{ index: 0, delta, finish_reason: finish }] };
 }
 
-export function usageChunkOf(id: string, model: string, created: number, usage: object) {
+export function usageChunkOf(id: string | null, model: string | null, created: number, usage: object) {
   return { id, object: "chat.completion.chunk", created, model, choices: [], usage };
 }

@@ -1,4 +1,5 @@
 import { redact, usageOf } from "../providers/http";
+import { SSE_DONE, sseData, usageChunkOf } from "../providers/sse";
 import type { Usage } from "../providers/types";
 
 export type StreamEnd = "complete" | "cancelled" | "failed";
@@ -28,7 +29,7 @@ export interface TapOptions {
   countUsage?: (text: string) => Usage;
 }
 
-const DONE_EVENT = new TextEncoder().encode("data: [DONE]\n\n");
+const DONE_EVENT = sseData(SSE_DONE);
 const BLANK_LINE = new TextEncoder().encode("\n\n");
 const LF = 10;
 const CR = 13;
@@ -206,11 +207,11 @@ export class SseEvents {
     if (!this.clientWantsUsage || this.usage || !this.countUsage) return null;
     const usage = (this.usage = this.countUsage(this.text));
     const last = this.last;
-    const chunk = {
-      id: last?.id ?? null, object: last?.object ?? "chat.completion.chunk", created: last?.created ?? Math.floor(Date.now() / 1000), model: last?.model ?? null,
-      choices: [], usage: { prompt_tokens: usage.prompt_tokens, completion_tokens: usage.completion_tokens, total_tokens: usage.total_tokens },
-    };
-    return encoder.encode(`data: ${JSON.stringify(chunk)}\n\ndata: [DONE]\n\n`);
+    const chunk = usageChunkOf(last?.id ?? null, last?.model ?? null, last?.created ?? Math.floor(Date.now() / 1000),
+      { prompt_tokens: usage.prompt_tokens, completion_tokens: usage.completion_tokens, total_tokens: usage.total_tokens });
+    // A legacy completions stream's chunks are `text_completion`: the usage chunk is one of them.
+    if (last?.object) chunk.object = last.object;
+    return Buffer.concat([sseData(chunk), DONE_EVENT]);
   }
 
   /** A provider's error event, with the provider key (or its masked echo) blanked out if it names it. */
