@@ -50,6 +50,17 @@ export async function deleteEvery(sql: Database, table: "teams" | "users", colum
   return sql.transaction(async (tx) => {
     // Their memberships go too (on delete cascade), and with them the budgets made for those memberships.
     const memberships = await tx.query(`select budget_id from team_memberships where ${column} = any($1::text[])`, [ids]);
+    // The other side of each membership stops listing it: a user's `teams`, a team's `members_with_roles`.
+    if (table === "teams") {
+      await tx.query(
+        `update users set teams = array(select t from unnest(teams) t where t <> all($1::text[])), updated_at = now()
+         where teams && $1::text[]`, [ids]);
+    } else {
+      await tx.query(
+        `update teams set members_with_roles = (select coalesce(jsonb_agg(m), '[]'::jsonb) from jsonb_array_elements(members_with_roles) m
+           where not (m->>'user_id' = any($1::text[]))), updated_at = now()
+         where team_id in (select team_id from team_memberships where user_id = any($1::text[]))`, [ids]);
+    }
     const rows = await tx.query(`delete from ${table} where ${column} = any($1::text[]) returning ${column}`, [ids]);
     const deleted = new Set(rows.map((r) => r[column] as string));
     const missing = ids.filter((id) => !deleted.has(id));

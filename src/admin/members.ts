@@ -83,9 +83,12 @@ export function memberRoutes(deps: AdminDeps) {
       let userId = "";
       await db.transaction(async (tx) => {
         userId = await memberOf(tx, body);
+        const [before] = await tx.query("select budget_id from team_memberships where team_id = $1 and user_id = $2", [body.team_id, userId]);
         const budgetId = await membershipBudget(tx, body.team_id, userId, body, false);
         await tx.query("update team_memberships set budget_id = $3, role = coalesce($4, role) where team_id = $1 and user_id = $2",
           [body.team_id, userId, budgetId, body.role ?? null]);
+        // A budget of the membership's own under an older form of its id is not left behind.
+        if (before?.budget_id !== budgetId) await dropOwnBudgets(tx, [before?.budget_id]);
         // A new duration starts a new period for the member.
         if (body.budget_duration !== undefined) {
           await tx.query("update team_memberships set budget_reset_at = $3 where team_id = $1 and user_id = $2",
@@ -104,19 +107,23 @@ export function memberRoutes(deps: AdminDeps) {
       detail: { tags: ["team management"], summary: "Change a member's role or budget within the team" },
     })
     .post("/team/member_delete", async ({ body }) => {
-      const { team, userId } = await db.transaction(async (tx) => {
+      const { team, userId, blocked } = await db.transaction(async (tx) => {
         const userId = await memberOf(tx, body);
         const [gone] = await tx.query("delete from team_memberships where team_id = $1 and user_id = $2 returning budget_id", [body.team_id, userId]);
+        // The member's keys in the team are blocked: they would otherwise go on spending the team's
+        // budget with the member's own cap in the team gone. /key/unblock gives one back.
+        const blocked = await tx.query(
+          "update keys set blocked = true, updated_at = now() where team_id = $1 and user_id = $2 and not blocked returning token", [body.team_id, userId]);
         await dropOwnBudgets(tx, [gone?.budget_id ?? null]);
         await tx.query("update users set teams = array_remove(teams, $1) where user_id = $2", [body.team_id, userId]);
         await tx.query(
           `update teams set members_with_roles = (select coalesce(jsonb_agg(m), '[]'::jsonb) from jsonb_array_elements(members_with_roles) m where m->>'user_id' <> $2),
              updated_at = now() where team_id = $1`, [body.team_id, userId]);
-        return { team: (await tx.query("select * from teams where team_id = $1", [body.team_id]))[0]!, userId };
+        return { team: (await tx.query("select * from teams where team_id = $1", [body.team_id]))[0]!, userId, blocked };
       });
       // A member added again starts from nothing in the team.
       deps.invalidate({ kind: "all", reset: [{ table: "members", id: body.team_id + SEP + userId }] });
-      return teamView(team);
+      return { ...teamView(team), blocked_keys: blocked.map((k) => k.token as string) };
     }, {
       body: t.Object({ team_id: Id, ...who }, open),
       detail: { tags: ["team management"], summary: "Remove a member from a team" },

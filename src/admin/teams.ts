@@ -1,6 +1,6 @@
 import { t } from "elysia";
 import type { Sql } from "../db";
-import { counterKeys, scopes } from "../governance/keys";
+import { counterKeys, idPart, scopes } from "../governance/keys";
 import { badRequest } from "../http/errors";
 import type { SpendRow } from "../spend/batch";
 import { deleteEvery, found, spendRowsOwnedBy, iso, resetAtFor, updateBudgetHolder, write } from "./common";
@@ -66,7 +66,7 @@ export async function addMembers(sql: Sql, teamId: string, members: Array<Record
 }
 
 /** The id of the budget row behind a membership's `max_budget_in_team` and limits (one per membership). */
-const membershipBudgetId = (teamId: string, userId: string) => `team-member:${teamId}:${userId}`;
+const membershipBudgetId = (teamId: string, userId: string) => `team-member:${idPart(teamId)}:${userId}`;
 
 /**
  * Writes a membership's budget row: a new member's from nothing (`fresh`: nothing a former membership

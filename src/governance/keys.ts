@@ -26,12 +26,19 @@ export function nextWindowCheck<T extends { key: string; expiresAt: number }>(ch
   return { ...check, key: `${check.key.slice(0, cut)}:${start + 60_000}`, expiresAt: check.expiresAt + 60_000 };
 }
 
+/**
+ * One id inside an id made of two (a team's and a member's): its ':' and '%' escaped, so that team
+ * "a:b" with user "c" and team "a" with user "b:c" stay two memberships. Ids without either, nearly
+ * all of them, read as they are.
+ */
+export const idPart = (id: string) => (/[%:]/.test(id) ? id.replaceAll("%", "%25").replaceAll(":", "%3A") : id);
+
 /** Scope ids: the entity a counter belongs to. */
 export const scopes = {
   key: (token: string) => `k:${token}`,
   user: (userId: string) => `u:${userId}`,
   team: (teamId: string) => `t:${teamId}`,
-  member: (teamId: string, userId: string) => `m:${teamId}:${userId}`,
+  member: (teamId: string, userId: string) => `m:${idPart(teamId)}:${userId}`,
   customer: (id: string) => `c:${id}`,
   keyModel: (token: string, model: string) => `km:${token}:${model}`,
   gateway: () => "g",
