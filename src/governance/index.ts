@@ -12,6 +12,13 @@ export * from "./policy";
 /** An admitted request's hold on its counters: settled once with the real amounts, or released. */
 export interface Ticket {
   readonly plan: Plan;
+  /**
+   * Moves the request to another plan (a fallback model, or a deployment that costs more): the next
+   * plan's checks not held yet are admitted (that model's own per-key budget and limits), and budgets
+   * already held get the difference when the new estimate is higher. Null when done; else the check that
+   * refused, and nothing more is held. Limits of the model left behind settle as a failed request.
+   */
+  moveTo(next: Plan): Promise<PlannedCheck | null>;
   settle(cost: number, tokens: number): void;
   release(): void;
   /** Rate-limit headers for the tightest scope and per-model limits. */
@@ -66,11 +73,43 @@ export function createGovernance(counters: Counters, now: () => number) {
 /** A ticket as a plain object with its methods on the prototype: nothing allocated per request but itself. */
 class HeldTicket implements Ticket {
   private done = false;
+  /** After a move: checks of the plans left behind, and the extra holds taken on budgets kept. */
+  private moved: { left: PlannedCheck[]; topUps: PlannedCheck[] } | null = null;
 
   constructor(
-    readonly plan: Plan,
+    public plan: Plan,
     private readonly counters: Counters,
   ) {}
+
+  async moveTo(next: Plan): Promise<PlannedCheck | null> {
+    if (this.done) return null;
+    const moved = (this.moved ??= { left: [], topUps: [] });
+    const held = new Map(this.plan.checks.map((check) => [check.key, check]));
+    const heldExtra = (key: string) => moved.topUps.reduce((sum, c) => (c.key === key ? sum + c.reserve : sum), 0);
+    const added: PlannedCheck[] = [];
+    const kept: PlannedCheck[] = [];
+    const topUps: PlannedCheck[] = [];
+    for (const check of next.checks) {
+      const had = held.get(check.key);
+      if (!had) {
+        added.push(check);
+        continue;
+      }
+      kept.push(had);
+      const more = check.reserve - had.reserve - heldExtra(check.key);
+      if (check.kind === "budget" && more > 0) topUps.push({ ...had, reserve: more });
+    }
+    const asked = [...added, ...topUps];
+    if (asked.length > 0) {
+      const failed = await this.counters.admit(asked);
+      if (failed >= 0) return asked[failed]!;
+    }
+    const nextKeys = new Set(next.checks.map((check) => check.key));
+    moved.left.push(...this.plan.checks.filter((check) => !nextKeys.has(check.key)));
+    moved.topUps.push(...topUps);
+    this.plan = { checks: [...kept, ...added], targets: next.targets };
+    return null;
+  }
 
   settle(cost: number, tokens: number): void {
     if (this.done) return;
@@ -79,12 +118,22 @@ class HeldTicket implements Ticket {
       const actual = check.kind === "budget" ? cost : check.kind === "rpm" ? 1 : check.kind === "tpm" ? tokens : 0;
       this.counters.settle(check, actual);
     }
+    if (this.moved) this.settleMoved(this.moved);
+  }
+
+  /** A model left behind failed: it costs nothing there but counts against its rpm limits, as LiteLLM counts a failure. */
+  private settleMoved(moved: { left: PlannedCheck[]; topUps: PlannedCheck[] }): void {
+    for (const check of moved.left) this.counters.settle(check, check.kind === "rpm" ? 1 : 0);
+    for (const check of moved.topUps) this.counters.release(check);
   }
 
   release(): void {
     if (this.done) return;
     this.done = true;
     for (const check of this.plan.checks) this.counters.release(check);
+    if (this.moved) {
+      for (const check of [...this.moved.left, ...this.moved.topUps]) this.counters.release(check);
+    }
   }
 
   headers(): Record<string, string> {

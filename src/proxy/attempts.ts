@@ -24,6 +24,11 @@ export interface AttemptInput {
   signal: AbortSignal;
   /** Whether the caller may use a model: fallbacks it may not use are skipped, as if not configured. */
   mayUse: (model: string) => boolean;
+  /**
+   * Before another model (a fallback) or another deployment is tried: whether the request's budgets
+   * and limits allow it there (that model's own, and a higher price). Refused ones are skipped.
+   */
+  moveTo: (model: string, deployment: Deployment) => Promise<boolean>;
 }
 
 /**
@@ -42,6 +47,10 @@ export async function callWithRetries(runtime: Runtime, input: AttemptInput): Pr
     let deployment: Deployment | null = model === input.model ? input.first : router.pick(model);
     for (let attempt = 0; deployment && attempt <= budget; attempt++) {
       tried.add(deployment.id);
+      if (last && !(await input.moveTo(model, deployment))) {
+        deployment = router.pick(model, tried);
+        continue;
+      }
       const body = model === input.model ? input.body : { ...input.body, model };
       const rawBody = model === input.model ? input.rawBody : JSON.stringify(body);
       const started = performance.now();

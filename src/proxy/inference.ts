@@ -53,8 +53,29 @@ interface Context {
   deployment: Deployment;
   body: Record<string, unknown>;
   ticket: Ticket;
+  /** What the request asks for, to price its reservation at another deployment (see `reservationAt`). */
+  sizing: Sizing;
+  /** The cost its ticket holds on budgets. */
+  reserved: number;
   /** Its spend is recorded, or it ended without any: it no longer holds a shutdown up. */
   closed: boolean;
+}
+
+interface Sizing {
+  promptTokens: number;
+  maxTokens: number | null;
+  choices: number;
+}
+
+/**
+ * What a request may cost at a deployment, and the tokens it may use: its answer counts as long as the
+ * provider will let it be, no more than the model can answer with, whatever max_tokens says (a request
+ * asking for 1e300 would otherwise hold every shared budget).
+ */
+function reservationAt(runtime: Runtime, route: Route, deployment: Deployment, body: Record<string, unknown>, sizing: Sizing) {
+  const asked = sizing.maxTokens ?? providerDefaultMaxTokens(deployment.provider, body) ?? runtime.defaultCompletionTokens;
+  const completion = route === "embeddings" ? 0 : Math.min(asked, runtime.pricing.outputCap(deployment)) * sizing.choices;
+  return { cost: runtime.pricing.estimate(deployment, route, sizing.promptTokens, completion), tokens: sizing.promptTokens + completion };
 }
 
 /** The most one request is charged (USD), as much as any budget may be. */
@@ -183,18 +204,33 @@ export function createInference(deps: InferenceDeps) {
     const user = customerOf(request, parsed.user, runtime.config.general_settings);
     const customer = user ? await auth.customer(user) : null;
     if (customer?.blocked) throw forbidden(`End user ${customer.user_id} is blocked`);
-    // What the answer may use, as the provider will bound it: no more than the model can answer with,
-    // whatever max_tokens says (a request asking for 1e300 would otherwise hold every shared budget).
-    const asked = parsed.maxTokens ?? providerDefaultMaxTokens(deployment.provider, parsed.body) ?? runtime.defaultCompletionTokens;
-    const completion = route === "embeddings" ? 0 : Math.min(asked, runtime.pricing.outputCap(deployment)) * parsed.choices;
-    const promptTokens = countPromptTokens(route, parsed.body, false);
-    const estimatedCost = runtime.pricing.estimate(deployment, route, promptTokens, completion);
+    const sizing: Sizing = { promptTokens: countPromptTokens(route, parsed.body, false), maxTokens: parsed.maxTokens, choices: parsed.choices };
+    const reservation = reservationAt(runtime, route, deployment, parsed.body, sizing);
     const plan: Plan = planFor({
-      caller, customer, model: parsed.model, estimatedCost, estimatedTokens: promptTokens + completion, now: clock.now(), defaults: runtime.budgetDefaults(),
+      caller, customer, model: parsed.model, estimatedCost: reservation.cost, estimatedTokens: reservation.tokens, now: clock.now(), defaults: runtime.budgetDefaults(),
     });
     const ticket = await governance.admit(plan);
-    const ctx: Context = { requestId, route, start, runtime, caller, customer, model: parsed.model, deployment, body: parsed.body, ticket, closed: false };
+    const ctx: Context = {
+      requestId, route, start, runtime, caller, customer, model: parsed.model, deployment, body: parsed.body, ticket, sizing, reserved: reservation.cost, closed: false,
+    };
     return { ctx, rawBody: parsed.raw, stream: parsed.stream };
+  }
+
+  /**
+   * Before a fallback model or another deployment is tried: the request is governed there as if it had
+   * asked for it (that model's per-key budget and limits, its price held on every budget), so a fallback
+   * cannot spend past a budget or a model's limits. False when they refuse it.
+   */
+  async function moveTo(ctx: Context, model: string, deployment: Deployment): Promise<boolean> {
+    const next = reservationAt(ctx.runtime, ctx.route, deployment, ctx.body, ctx.sizing);
+    if (model === ctx.model && next.cost <= ctx.reserved) return true;
+    const plan = planFor({
+      caller: ctx.caller, customer: ctx.customer, model, estimatedCost: next.cost, estimatedTokens: next.tokens, now: clock.now(), defaults: ctx.runtime.budgetDefaults(),
+    });
+    if (await ctx.ticket.moveTo(plan)) return false;
+    ctx.model = model;
+    ctx.reserved = Math.max(ctx.reserved, next.cost);
+    return true;
   }
 
   const settled = (ms: number) =>
@@ -240,6 +276,7 @@ export function createInference(deps: InferenceDeps) {
       const attempted = await callWithRetries(ctx.runtime, {
         route, model: ctx.model, first: ctx.deployment, body: ctx.body, rawBody, stream, signal: deadline.signal,
         mayUse: (model) => mayUse(ctx.caller, model, ctx.runtime.router.groups),
+        moveTo: (model, deployment) => moveTo(ctx, model, deployment),
       });
       result = attempted.result;
       // Charged once, at the price of the deployment that answered.

@@ -108,6 +108,33 @@ describe("routing across deployments", () => {
     expect(healthy.requests.length).toBe(1);
   });
 
+  test("a fallback is governed as the model that answers: its price on the budgets, its own per-key budget and limits", async () => {
+    const json = async (path: string, body: unknown) => (await (await h.call(path, body)).json()) as any;
+    // Room for three answers at the fallback's price (1.5e-4 each); the failing model costs a fifth of it.
+    const key = (await json("/key/generate", { max_budget: 0.00045 })).key;
+    const answers = await Promise.all(Array.from({ length: 20 }, () => h.chat(key, { max_tokens: 20 }, "broken")));
+    expect(answers.filter((r) => r.status === 200).length).toBeGreaterThan(0);
+    await h.flush();
+    const info = (await json(`/key/info?key=${key}`, undefined)).info;
+    expect(info.spend).toBeLessThanOrEqual(0.00045 + 0.00015 + 1e-12);
+    // The answer's spend is the answering model's, in model_spend too.
+    expect(info.model_spend.backup).toBeCloseTo(info.spend, 12);
+    expect(info.model_spend.broken ?? 0).toBe(0);
+
+    // The fallback's own per-key budget: spent directly, it refuses the fallback too.
+    const limited = (await json("/key/generate", { model_max_budget: { backup: { budget_limit: 0.0001, time_period: "1d" } } })).key;
+    expect((await h.chat(limited, {}, "backup")).status).toBe(200);
+    expect((await h.chat(limited, {}, "backup")).status).toBe(400);
+    healthy.reset();
+    expect((await h.chat(limited, {}, "broken")).status).toBe(500);
+    expect(healthy.requests.length).toBe(0);
+    // And its per-key rpm limit.
+    const paced = (await json("/key/generate", { model_rpm_limit: { backup: 1 } })).key;
+    expect((await h.chat(paced, {}, "broken")).status).toBe(200);
+    expect((await h.chat(paced, {}, "backup")).status).toBe(429);
+    expect((await h.chat(paced, {}, "broken")).status).toBe(500);
+  });
+
   test("access groups on a wildcard entry grant the models it serves; all-team-models means the team's models", async () => {
     const json = async (path: string, body: unknown) => (await (await h.call(path, body)).json()) as any;
     const grouped = (await json("/key/generate", { models: ["wild-group"] })).key;
