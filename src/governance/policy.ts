@@ -40,17 +40,26 @@ export interface PlannedCheck extends CounterCheck {
  */
 const edgeOf = (max: number) => max - max * 1e-9;
 
-/** Which stored spend rows a request's cost is added to, with the period each delta belongs to. */
+/**
+ * Which stored spend rows a request's cost is added to, with the period each delta belongs to and the
+ * `base`: the stored `budget_reset_at` the period was worked out from (ms, null for none). The write
+ * tells from it a period that turned (the row still holds the base) from one an admin changed while
+ * the request was in flight (it holds something else): see spend/repo.ts.
+ */
 export interface SpendTargets {
   token: string | null;
   keyPeriod: number | null;
-  user: { id: string; period: number | null } | null;
-  team: { id: string; period: number | null } | null;
-  member: { teamId: string; userId: string; period: number | null } | null;
-  customer: { id: string; period: number | null } | null;
-  keyModel: { model: string; period: number | null } | null;
+  keyBase?: number | null;
+  user: { id: string; period: number | null; base?: number | null } | null;
+  team: { id: string; period: number | null; base?: number | null } | null;
+  member: { teamId: string; userId: string; period: number | null; base?: number | null } | null;
+  customer: { id: string; period: number | null; base?: number | null } | null;
+  keyModel: { model: string; period: number | null; base?: number | null } | null;
   gatewayPeriod: number | null;
+  gatewayBase?: number | null;
 }
+
+const baseOf = (resetAt: Date | null | undefined) => (resetAt ? resetAt.getTime() : null);
 
 export interface Plan {
   checks: PlannedCheck[];
@@ -111,18 +120,19 @@ export function planChecks(input: PlanInput): Plan {
     const keyPeriod = periodOf(key.spend, pick(key.budget_duration, keyBudget?.budget_duration), key.budget_reset_at, key.created_at, now);
     targets.token = key.token;
     targets.keyPeriod = keyPeriod.end;
+    targets.keyBase = baseOf(key.budget_reset_at);
     budget("key", keyScope, `Key=${key.key_name}`, pick(key.max_budget, keyBudget?.max_budget), keyPeriod);
 
     if (key.team_id) {
       if (team) {
         const period = periodOf(team.spend, team.budget_duration, team.budget_reset_at, team.created_at, now);
-        targets.team = { id: team.team_id, period: period.end };
+        targets.team = { id: team.team_id, period: period.end, base: baseOf(team.budget_reset_at) };
         budget("team", scopes.team(team.team_id), `Team=${team.team_id}`, team.max_budget, period);
       }
       if (membership) {
         const b = membership.budget;
         const period = periodOf(membership.spend, b?.budget_duration, membership.budget_reset_at, membership.created_at, now);
-        targets.member = { teamId: membership.team_id, userId: membership.user_id, period: period.end };
+        targets.member = { teamId: membership.team_id, userId: membership.user_id, period: period.end, base: baseOf(membership.budget_reset_at) };
         budget("team member", scopes.member(membership.team_id, membership.user_id),
           `User=${membership.user_id} in Team=${membership.team_id}`, b?.max_budget ?? null, period);
       }
@@ -131,7 +141,7 @@ export function planChecks(input: PlanInput): Plan {
       const useDefault = user.max_budget === null && internal && defaults.maxInternalUserBudget !== undefined;
       const duration = user.budget_duration ?? (useDefault ? defaults.internalUserBudgetDuration : null);
       const period = periodOf(user.spend, duration, user.budget_reset_at, user.created_at, now);
-      targets.user = { id: user.user_id, period: period.end };
+      targets.user = { id: user.user_id, period: period.end, base: baseOf(user.budget_reset_at) };
       budget("user", scopes.user(user.user_id), `User=${user.user_id}`, useDefault ? defaults.maxInternalUserBudget! : user.max_budget, period);
     }
   }
@@ -153,7 +163,7 @@ export function planChecks(input: PlanInput): Plan {
     if (modelBudget) {
       const stored = p.modelSpend[model];
       const period = periodOf(stored?.spend ?? 0, modelBudget.time_period, stored?.budget_reset_at ?? null, key.created_at, now);
-      targets.keyModel = { model, period: period.end };
+      targets.keyModel = { model, period: period.end, base: baseOf(stored?.budget_reset_at) };
       budget("key+model", scopes.keyModel(key.token, model), `Key=${key.key_name}`, Number(modelBudget.budget_limit), period, model);
     }
   }
@@ -176,13 +186,14 @@ export function planChecks(input: PlanInput): Plan {
   if (customer) {
     const b = customer.budget;
     const period = periodOf(customer.spend, b?.budget_duration, customer.budget_reset_at, customer.created_at, now);
-    targets.customer = { id: customer.user_id, period: period.end };
+    targets.customer = { id: customer.user_id, period: period.end, base: baseOf(customer.budget_reset_at) };
     budget("end user", scopes.customer(customer.user_id), `End User=${customer.user_id}`, b?.max_budget ?? defaults.maxEndUserBudget ?? null, period);
   }
   if (principal) planModelBudget(principal);
 
   const gateway = periodOf(defaults.gatewaySpend, defaults.budgetDuration, defaults.gatewayResetAt, defaults.gatewayCreatedAt, now);
   targets.gatewayPeriod = gateway.end;
+  targets.gatewayBase = baseOf(defaults.gatewayResetAt);
   budget("proxy", scopes.gateway(), "Proxy", defaults.maxBudget ?? null, gateway);
 
   // Rate limits: the gateway's slots first, for every caller; the master key and proxy admins skip

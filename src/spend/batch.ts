@@ -16,12 +16,20 @@ export interface SpendEvent {
   metadata: Record<string, unknown>;
 }
 
-/** A spend delta for one stored row and the budget period it belongs to. */
+/**
+ * A spend delta for one stored row, the budget period it belongs to and the stored reset the period was
+ * worked out from (see `SpendTargets`; undefined in batches saved before it was kept).
+ */
 export interface Delta {
   id: string;
   amount: number;
   period: number | null;
+  base?: number | null;
 }
+
+/** Of two bases of one period, the earlier view of the row (none before any): the one a write can still find there. */
+const earlier = (a: number | null | undefined, b: number | null | undefined) =>
+  a === undefined ? b : b === undefined ? a : a === null || b === null ? null : Math.min(a, b);
 
 /**
  * A stored spend an admin reset (spend set, budget_duration changed, or the row deleted): every
@@ -43,14 +51,15 @@ export interface SpendRow {
 export class DeltaMap {
   private readonly rows = new Map<string, Delta>();
 
-  add(id: string, amount: number, period: number | null, at: number): void {
+  add(id: string, amount: number, period: number | null, base: number | null | undefined, at: number): void {
     const current = this.rows.get(id);
     if (!current) {
-      this.rows.set(id, { id, amount, period });
+      this.rows.set(id, { id, amount, period, base });
       return;
     }
     if (period === current.period) {
       current.amount += amount;
+      current.base = earlier(current.base, base);
       return;
     }
     // A row whose duration was taken away (or given) while requests were in flight: spend without a
@@ -64,9 +73,10 @@ export class DeltaMap {
     const newer = Math.max(period ?? -Infinity, current.period ?? -Infinity);
     if (older > at) {
       current.amount += amount;
+      if (period === newer) current.base = base;
       current.period = newer;
     } else if (period === newer) {
-      this.rows.set(id, { id, amount, period });
+      this.rows.set(id, { id, amount, period, base });
     }
   }
 
@@ -113,13 +123,13 @@ export class Batch {
   add(event: SpendEvent): void {
     const { targets: t, cost, end: at } = event;
     if (at > this.latest) this.latest = at;
-    if (t.token) this.keys.add(t.token, cost, t.keyPeriod, at);
-    if (t.user) this.users.add(t.user.id, cost, t.user.period, at);
-    if (t.team) this.teams.add(t.team.id, cost, t.team.period, at);
-    if (t.member) this.members.add(t.member.teamId + SEP + t.member.userId, cost, t.member.period, at);
-    if (t.customer) this.customers.add(t.customer.id, cost, t.customer.period, at);
-    if (t.token && t.keyModel) this.keyModels.add(t.token + SEP + t.keyModel.model, cost, t.keyModel.period, at);
-    this.gateway.add("gateway", cost, t.gatewayPeriod, at);
+    if (t.token) this.keys.add(t.token, cost, t.keyPeriod, t.keyBase, at);
+    if (t.user) this.users.add(t.user.id, cost, t.user.period, t.user.base, at);
+    if (t.team) this.teams.add(t.team.id, cost, t.team.period, t.team.base, at);
+    if (t.member) this.members.add(t.member.teamId + SEP + t.member.userId, cost, t.member.period, t.member.base, at);
+    if (t.customer) this.customers.add(t.customer.id, cost, t.customer.period, t.customer.base, at);
+    if (t.token && t.keyModel) this.keyModels.add(t.token + SEP + t.keyModel.model, cost, t.keyModel.period, t.keyModel.base, at);
+    this.gateway.add("gateway", cost, t.gatewayPeriod, t.gatewayBase, at);
     this.rows.push(logLine(event, this.masterToken));
   }
 

@@ -2,29 +2,38 @@ import type { Sql } from "../db";
 import { type Delta, LOG_COLUMNS, SEP, type WritableBatch } from "./batch";
 
 /**
- * The period-aware spend update, shared by every table. A delta is `x` for the period ending at `p`:
- * a row of the deltas (`d.x`, `d.p`), or in an upsert the row that was to be inserted (`excluded.spend`,
- * `excluded.budget_reset_at`); `now` is the gateway's time at the flush. A delta for the stored period
- * adds to it; one for a newer period, once the stored one has ended (its reset was not written yet),
- * starts it; one for a period that ended and was reset leaves the running spend alone (it stays in
- * spend_logs). A delta whose period differs although neither ended was planned before an admin changed
- * the duration mid-request: it adds to the stored period, which stays.
+ * The period-aware spend update, shared by every table. A delta is `x` for the period ending at `p`,
+ * worked out from the stored reset `b` (`'none'` when the row had none): a row of the deltas (`d.x`,
+ * `d.p`, `d.b`), or in an upsert the row that was to be inserted (`excluded.spend`,
+ * `excluded.budget_reset_at`, and no base); `now` is the gateway's time at the flush.
+ *
+ * A delta for the stored period adds to it. One for a later period, when the row still holds the
+ * reset it was worked out from, starts that period: the stored one ended (its reset was not written
+ * yet), or the row had none. One for a period that ended and was reset leaves the running spend alone
+ * (it stays in spend_logs). Any other was planned before an admin changed or removed the duration
+ * mid-request: it adds to the stored period, which stays. Without a base (an upsert, or a batch saved
+ * before bases were kept), a later period starts whenever the stored one has ended or there is none.
  */
-const SPEND = (x = "d.x", p = "d.p", now = "$9::timestamptz") => `case
+const turned = (p: string, b: string | null, now: string) => b === null
+  ? `(t.budget_reset_at is null or (t.budget_reset_at < ${p} and t.budget_reset_at <= ${now}))`
+  : `(case when ${b} = 'legacy' then t.budget_reset_at is null or (t.budget_reset_at < ${p} and t.budget_reset_at <= ${now})
+      else t.budget_reset_at is not distinct from nullif(nullif(${b}, 'none'), 'legacy')::timestamptz
+        and (t.budget_reset_at is null or t.budget_reset_at < ${p}) end)`;
+const SPEND = (x = "d.x", p = "d.p", b: string | null = "d.b", now = "$9::timestamptz") => `case
     when ${p} is null or t.budget_reset_at is not distinct from ${p} then t.spend + ${x}
-    when t.budget_reset_at is null or (t.budget_reset_at < ${p} and t.budget_reset_at <= ${now}) then ${x}
+    when ${turned(p, b, now)} then ${x}
     when ${p} < t.budget_reset_at and ${p} <= ${now} then t.spend
     else t.spend + ${x} end`;
-const RESET_AT = (p = "d.p", now = "$9::timestamptz") =>
-  `case when ${p} is not null and (t.budget_reset_at is null or (t.budget_reset_at < ${p} and t.budget_reset_at <= ${now})) then ${p} else t.budget_reset_at end`;
-const UPSERT_SPEND = SPEND("excluded.spend", "excluded.budget_reset_at");
-const UPSERT_RESET_AT = RESET_AT("excluded.budget_reset_at");
+const RESET_AT = (p = "d.p", b: string | null = "d.b", now = "$9::timestamptz") =>
+  `case when ${p} is not null and ${turned(p, b, now)} then ${p} else t.budget_reset_at end`;
+const UPSERT_SPEND = SPEND("excluded.spend", "excluded.budget_reset_at", null);
+const UPSERT_RESET_AT = RESET_AT("excluded.budget_reset_at", null);
 
 // Deltas travel as JSON documents: Postgres parses them in C far faster than parallel arrays (a flush
 // can carry thousands of rows when traffic is spread over many keys). Sorted by id, so that concurrent
 // flushes lock rows in the same order.
 const deltas = (n: number) =>
-  `(select id, x, p from json_to_recordset($${n}::text::json) as d(id text, x float8, p timestamptz) order by id)`;
+  `(select id, x, p, b from json_to_recordset($${n}::text::json) as d(id text, x float8, p timestamptz, b text) order by id)`;
 const FRESH = "exists (select 1 from fresh)";
 const FIRST_OF = "split_part(d.id, chr(31), 1)";
 const SECOND_OF = "substr(d.id, strpos(d.id, chr(31)) + 1)";
@@ -57,11 +66,15 @@ const APPLY = `with fresh as (
     update team_memberships t set spend = ${SPEND()}, budget_reset_at = ${RESET_AT()}
     from ${deltas(5)} d where t.team_id = ${FIRST_OF} and t.user_id = ${SECOND_OF} and ${FRESH}
   ), c as (
+    update end_users t set spend = ${SPEND()}, budget_reset_at = ${RESET_AT()}, updated_at = now()
+    from ${deltas(6)} d where t.user_id = d.id and ${FRESH}
+    returning t.user_id
+  ), ci as (
     insert into end_users as t (user_id, spend, budget_reset_at)
-    select d.id, d.x, d.p from ${deltas(6)} d where ${FRESH}
+    select d.id, d.x, d.p from ${deltas(6)} d where ${FRESH} and not exists (select 1 from c where c.user_id = d.id)
     on conflict (user_id) do update set spend = ${UPSERT_SPEND}, budget_reset_at = ${UPSERT_RESET_AT}, updated_at = now()
   ), kmd as (
-    select ${FIRST_OF} as token, ${SECOND_OF} as model, d.x, d.p from ${deltas(7)} d where ${FRESH}
+    select ${FIRST_OF} as token, ${SECOND_OF} as model, d.x, d.p, d.b from ${deltas(7)} d where ${FRESH}
   ), kmu as (
     update key_model_spend t set spend = ${SPEND()}, budget_reset_at = ${RESET_AT()}
     from kmd d where t.token = d.token and t.model = d.model
@@ -84,15 +97,18 @@ const APPLY = `with fresh as (
  */
 const RENAMED = `select d.id, r.new_token from unnest($1::text[]) d(id) join key_renames r on r.old_token = d.id
   where not exists (select 1 from keys where token = d.id)`;
-const APPLY_RENAMED_KEY = `update keys t set spend = ${SPEND("d.x", "d.p", "$4::timestamptz")}, budget_reset_at = ${RESET_AT("d.p", "$4::timestamptz")}
-  from (select $2::float8 as x, $3::timestamptz as p) d where t.token = $1`;
+const APPLY_RENAMED_KEY = `update keys t set spend = ${SPEND("d.x", "d.p", "d.b", "$4::timestamptz")}, budget_reset_at = ${RESET_AT("d.p", "d.b", "$4::timestamptz")}
+  from (select $2::float8 as x, $3::timestamptz as p, $5::text as b) d where t.token = $1`;
 const APPLY_RENAMED_KEY_MODEL = `insert into key_model_spend as t (token, model, spend, budget_reset_at)
   select $1, $2, $3::float8, $4::timestamptz where exists (select 1 from keys where token = $1)
-  on conflict (token, model) do update set spend = ${SPEND("excluded.spend", "excluded.budget_reset_at", "$5::timestamptz")},
-    budget_reset_at = ${RESET_AT("excluded.budget_reset_at", "$5::timestamptz")}`;
+  on conflict (token, model) do update set spend = ${SPEND("excluded.spend", "excluded.budget_reset_at", null, "$5::timestamptz")},
+    budget_reset_at = ${RESET_AT("excluded.budget_reset_at", null, "$5::timestamptz")}`;
+
+/** A delta's base as the write reads it: a time, `none`, or `legacy` for a saved batch that kept none. */
+const baseText = (base: number | null | undefined) => (base === undefined ? "legacy" : base === null ? "none" : new Date(base).toISOString());
 
 function deltaJson(deltas: Delta[]): string {
-  return JSON.stringify(deltas.map((d) => ({ id: d.id, x: d.amount, p: d.period === null ? null : new Date(d.period).toISOString() })));
+  return JSON.stringify(deltas.map((d) => ({ id: d.id, x: d.amount, p: d.period === null ? null : new Date(d.period).toISOString(), b: baseText(d.base) })));
 }
 
 /** Applies a batch exactly once: a batch id already recorded means a retry of a committed flush. */
@@ -124,7 +140,7 @@ async function applyRenamed(tx: Sql, batch: WritableBatch): Promise<void> {
   const at = (period: number | null) => (period === null ? null : new Date(period).toISOString());
   for (const d of keys) {
     const token = renamed.get(d.id);
-    if (token) await tx.query(APPLY_RENAMED_KEY, [token, d.amount, at(d.period), at(batch.latest)]);
+    if (token) await tx.query(APPLY_RENAMED_KEY, [token, d.amount, at(d.period), at(batch.latest), baseText(d.base)]);
   }
   for (const d of batch.keyModels.sorted()) {
     const cut = d.id.indexOf(SEP);

@@ -240,13 +240,15 @@ general_settings:
   });
 
   test("a budget_duration changed while a request is in flight: the request's spend counts and the new reset stays", async () => {
-    for (const [from, to] of [["1d", "30s"], ["1h", "1d"]]) {
+    // Shortened (also to a period that ends before the request does), lengthened, and taken away.
+    for (const [from, to, advance] of [["1d", "30s", 0], ["1d", "30s", 31_000], ["1h", "1d", 0], ["1d", null, 0]] as const) {
       const key = (await (await h.call("/key/generate", { max_budget: 1, budget_duration: from })).json()) as any;
       expect((await h.chat(key.key, {}, "spread")).status).toBe(200);
       const inFlight = h.chat(key.key, {}, "late");
       await until("the provider to get the request", () => late.requests.some((r) => r.body.messages?.[0]?.content === "Hello there"));
       late.reset();
       const updated = (await (await h.call("/key/update", { key: key.key, budget_duration: to })).json()) as any;
+      h.clock.advance(advance);
       expect((await inFlight).status).toBe(200);
       await h.flush();
       const info = ((await (await h.call(`/key/info?key=${key.key}`)).json()) as any).info;

@@ -71,6 +71,32 @@ describe("spend batches", () => {
     expect(new Date(row.budget_reset_at).toISOString()).toBe(stored);
   });
 
+  test("a duration removed or shortened while a request was in flight: its spend adds to the stored spend, and the stored reset stays", async () => {
+    const now = Date.now();
+    const oldEnd = now + 600_000;
+    // Removed: the row holds no reset any more; shortened: a 3 s period that has already ended at the write.
+    const cases = [["k-removed", null], ["k-shortened", new Date(now - 1_000).toISOString()]] as const;
+    for (const [token, stored] of cases) {
+      await db.query("insert into keys (token, key_name, spend, budget_reset_at) values ($1, $1, 0.5, $2)", [token, stored]);
+      const late = { ...event(0.25, { token, keyPeriod: oldEnd, keyBase: oldEnd, keyModel: null }), end: now };
+      await applyBatch(db, buildBatch(`batch-${token}`, [late]));
+      const row = await one(`select spend, budget_reset_at from keys where token = '${token}'`);
+      expect(`${token} ${row.spend}`).toBe(`${token} 0.75`);
+      expect(row.budget_reset_at === null ? null : new Date(row.budget_reset_at).toISOString()).toBe(stored);
+    }
+    // A period that turned (the row still holds the reset the plan saw) or a first one still starts afresh.
+    await db.query("insert into keys (token, key_name, spend, budget_reset_at) values ('k-turned', 'k-turned', 0.5, $1), ('k-first', 'k-first', 0.5, null)",
+      [new Date(now - 1_000).toISOString()]);
+    await applyBatch(db, buildBatch("batch-turned", [
+      { ...event(0.25, { token: "k-turned", keyPeriod: oldEnd, keyBase: now - 1_000, keyModel: null }), end: now },
+      { ...event(0.25, { token: "k-first", keyPeriod: oldEnd, keyBase: null, keyModel: null }), end: now },
+    ]));
+    for (const token of ["k-turned", "k-first"]) {
+      const row = await one(`select spend, budget_reset_at from keys where token = '${token}'`);
+      expect(`${token} ${row.spend} ${new Date(row.budget_reset_at).getTime()}`).toBe(`${token} 0.25 ${oldEnd}`);
+    }
+  });
+
   test("spend of a deleted key is still logged and does not fail the batch", async () => {
     await applyBatch(db, buildBatch("batch-4", [event(0.5, { token: "gone", team: null, member: null })]));
     expect((await one("select count(*)::int as n from spend_logs where api_key = 'gone'")).n).toBe(1);
@@ -176,14 +202,19 @@ describe("deltas of one row in one batch", () => {
     const period = Date.UTC(2030, 0, 1);
     for (const order of [[period, null], [null, period]] as const) {
       const deltas = new DeltaMap();
-      deltas.add("key-1", 0.25, order[0], period - 1000);
-      deltas.add("key-1", 0.5, order[1], period - 500);
-      expect(deltas.sorted()).toEqual([{ id: "key-1", amount: 0.75, period: null }]);
+      deltas.add("key-1", 0.25, order[0], undefined, period - 1000);
+      deltas.add("key-1", 0.5, order[1], undefined, period - 500);
+      expect(deltas.sorted()).toMatchObject([{ id: "key-1", amount: 0.75, period: null }]);
     }
     // Two periods, the older one over when the later spend came: the older one's is dropped, as before.
     const turned = new DeltaMap();
-    turned.add("key-1", 0.25, period, period - 10);
-    turned.add("key-1", 0.5, period + 60_000, period + 10);
-    expect(turned.sorted()).toEqual([{ id: "key-1", amount: 0.5, period: period + 60_000 }]);
+    turned.add("key-1", 0.25, period, period - 86_400_000, period - 10);
+    turned.add("key-1", 0.5, period + 60_000, period, period + 10);
+    expect(turned.sorted()).toEqual([{ id: "key-1", amount: 0.5, period: period + 60_000, base: period }]);
+    // One period seen from two stored resets (before and after the reset was written): the earlier view.
+    const seen = new DeltaMap();
+    seen.add("key-1", 0.25, period, null, period - 10);
+    seen.add("key-1", 0.5, period, period, period - 5);
+    expect(seen.sorted()).toEqual([{ id: "key-1", amount: 0.75, period, base: null }]);
   });
 });
