@@ -1,5 +1,5 @@
 import type { Database, Sql } from "../db";
-import { addDuration, parseDuration } from "../governance/duration";
+import { addDuration, parseDuration, sameDuration } from "../governance/duration";
 import { GatewayError, badRequest, notFound } from "../http/errors";
 import { hashKey } from "../auth/keys";
 import { counterKeys } from "../governance/keys";
@@ -156,14 +156,17 @@ export async function updateBudgetHolder(
 ): Promise<Record<string, any>> {
   await deps.spend.flush();
   const changes: Record<string, unknown> = { ...body };
-  if ("budget_duration" in body) changes.budget_reset_at = resetAtFor(body.budget_duration as string | null, deps.clock.now());
+  const [before] = await deps.db.query(`select budget_duration, max_budget from ${spec.table} where ${spec.idColumn} = $1`, [id]);
+  // The same duration sent again (an admin screen sends every field) leaves the period running.
+  const newPeriod = "budget_duration" in body && !(before && sameDuration(parseDuration(before.budget_duration), parseDuration(body.budget_duration)));
+  if (newPeriod) changes.budget_reset_at = resetAtFor(body.budget_duration as string | null, deps.clock.now());
   const { sets, values } = assignments(changes, spec.columns, spec.json, spec.arrays);
   if (sets.length === 0) throw badRequest(`nothing to update: send at least one ${spec.what.toLowerCase()} field`);
   values.push(id);
   const [row] = await write(spec.what.toLowerCase(), () =>
     deps.db.query(`update ${spec.table} set ${[...sets, "updated_at = now()"].join(", ")} where ${spec.idColumn} = $${values.length} returning *`, values));
   found(row, spec.what);
-  if (spec.table === "budgets" && "budget_duration" in body) {
+  if (spec.table === "budgets" && newPeriod) {
     // Those whose period this budget's duration sets (customers, members, keys with no duration of
     // their own) start the new period at once, as the budget does; their next request plans on it.
     const at = changes.budget_reset_at;
@@ -171,7 +174,9 @@ export async function updateBudgetHolder(
     await deps.db.query("update team_memberships set budget_reset_at = $2 where budget_id = $1", [id, at]);
     await deps.db.query("update keys set budget_reset_at = $2, updated_at = now() where budget_id = $1 and budget_duration is null", [id, at]);
   }
-  if (spec.scope && ("spend" in body || "budget_duration" in body)) deps.counters.forget(counterKeys.budgetPrefix(spec.scope(id)));
+  // A budget set again after none was kept no counter up to date meanwhile: it starts from the stored spend.
+  const budgetBack = body.max_budget != null && before?.max_budget == null;
+  if (spec.scope && ("spend" in body || newPeriod || budgetBack)) deps.counters.forget(counterKeys.budgetPrefix(spec.scope(id)));
   deps.invalidate({ kind: "all", reset: spec.spendRow && "spend" in body ? [{ table: spec.spendRow, id }] : undefined });
   return row!;
 }

@@ -102,4 +102,27 @@ describe("team memberships on Postgres", () => {
     await json("/team/new", { team_id: "gone-t" });
     expect((await json("/user/info?user_id=gm-2")).body.user_info.teams).toEqual(["kept-t"]);
   });
+
+  test("a team's max_budget set again after none counts what was spent meanwhile; the same budget_duration sent again keeps the period", async () => {
+    await json("/team/new", { team_id: "again-t", max_budget: 1 });
+    const key = (await json("/key/generate", { team_id: "again-t" })).body.key;
+    expect((await chat(key)).status).toBe(200);
+    await json("/team/update", { team_id: "again-t", max_budget: null });
+    for (let i = 0; i < 4; i++) expect((await chat(key)).status).toBe(200);
+    await h.flush();
+    const spent = (await json("/team/info?team_id=again-t")).body.team_info.spend;
+    // A budget of what has been spent: the next request is refused.
+    await json("/team/update", { team_id: "again-t", max_budget: spent });
+    const refused = await chat(key);
+    expect(refused.status).toBe(400);
+    expect(refused.body.error.message).toContain("Team=again-t over budget");
+
+    await json("/team/update", { team_id: "again-t", max_budget: 1, budget_duration: "1d" });
+    const reset = (await json("/team/info?team_id=again-t")).body.team_info.budget_reset_at;
+    h.clock.advance(60_000);
+    await json("/team/update", { team_id: "again-t", budget_duration: "24h" });
+    expect((await json("/team/info?team_id=again-t")).body.team_info.budget_reset_at).toBe(reset);
+    await json("/team/update", { team_id: "again-t", budget_duration: "2d" });
+    expect((await json("/team/info?team_id=again-t")).body.team_info.budget_reset_at).not.toBe(reset);
+  });
 });
