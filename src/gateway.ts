@@ -14,7 +14,7 @@ import { createPricing } from "./pricing";
 import { createProviders } from "./providers";
 import { type GatewayState, type ProviderCalls, type RequestRecord, type Runtime, createInference, createRuntime, inferenceServerRoutes } from "./proxy";
 import { createSpendWriter, type SpendWriter } from "./spend";
-import { dropSpend } from "./spend/reset";
+import { dropSpend, handOver } from "./spend/reset";
 import type { WarmState } from "./warm";
 
 export const VERSION = "0.1.0";
@@ -255,6 +255,7 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
       // Published before the shared counters are deleted, so the other instances drop theirs as soon as can be.
       options.broadcast?.(message);
       dropSpend(message.reset, counters, spend, true);
+      handOver(message.reused, counters, spend, true);
     },
   };
   const health = {
@@ -284,6 +285,7 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
     /** An admin write made on another instance. */
     invalidated(message) {
       dropSpend(message.reset, counters, spend, false);
+      handOver(message.reused, counters, spend, false);
       // Another instance changed a principal. If that added a budget, its counter is made from the stored
       // spend at the next request: what this instance has not written yet goes first, or the counter
       // would miss it for good. Until then the cached principal serves (a flush takes milliseconds).

@@ -2,6 +2,7 @@ import { Elysia, t } from "elysia";
 import { generateKey, hashKey, keyName } from "../auth/keys";
 import type { Sql } from "../db";
 import { counterKeys, scopes } from "../governance/keys";
+import type { ReusedToken } from "../spend/reset";
 import { addDuration, parseDuration } from "../governance/duration";
 import { authError, badRequest, notFound } from "../http/errors";
 import { assignments, found, iso, mustExist, resetAtFor, tokenOf, write } from "./common";
@@ -33,18 +34,30 @@ export function keyView(row: Record<string, any>) {
 export interface NewKey {
   raw: string;
   row: Record<string, any>;
+  /** The old secret of a regenerated key, taken by this one. */
+  reused?: ReusedToken;
 }
 
-/** Inserts a key (and its user when new). The raw key is returned once; only its hash is stored. */
 /** A virtual key may not take the master key's value: it could never be used, and would be once the master key changed. */
 export function refuseMasterKey(deps: Pick<AdminDeps, "auth">, raw: string | null | undefined, field: string): void {
   if (raw && deps.auth.isMasterKey(raw)) throw badRequest(`${field}: this value is the master key; choose another`, field);
 }
 
+/**
+ * A raw key of the caller's choosing may be the old secret of a key regenerated since: the token is
+ * the new key's from then on, which starts from nothing (see `handOver`).
+ */
+async function takeOver(sql: Sql, token: string): Promise<ReusedToken | undefined> {
+  const [renamed] = await sql.query("delete from key_renames where old_token = $1 returning new_token", [token]);
+  return renamed ? { token, heldBy: renamed.new_token } : undefined;
+}
+
+/** Inserts a key (and its user when new). The raw key is returned once; only its hash is stored. */
 export async function insertKey(sql: Sql, body: Record<string, any>, now: number, userRole = "internal_user"): Promise<NewKey> {
   const raw: string = body.key ?? generateKey();
   const token = hashKey(raw);
   if (body.key && (await sql.query("select 1 from keys where token = $1", [token])).length > 0) throw badRequest("key: this key already exists", "key");
+  const reused = body.key ? await takeOver(sql, token) : undefined;
   const userId: string = body.user_id ?? crypto.randomUUID();
   await sql.query("insert into users (user_id, user_role) values ($1, $2) on conflict (user_id) do nothing", [userId, userRole]);
   if (body.team_id) await mustExist(sql, "teams", "team_id", body.team_id, "team_id");
@@ -61,7 +74,7 @@ export async function insertKey(sql: Sql, body: Record<string, any>, now: number
       JSON.stringify(body.model_max_budget ?? {}), JSON.stringify(body.model_rpm_limit ?? {}), JSON.stringify(body.model_tpm_limit ?? {}),
       userId, body.team_id ?? null, body.budget_id ?? null, expires, body.blocked ?? false, JSON.stringify(body.metadata ?? {}), body.spend ?? 0],
   ));
-  return { raw, row: row! };
+  return { raw, row: row!, reused };
 }
 
 export function generatedKeyAnswer({ raw, row }: NewKey, body: Record<string, any>) {
@@ -156,8 +169,10 @@ export function keyRoutes(deps: AdminDeps) {
       // Spend still in memory is written first: the new token's budget starts from all of it.
       await deps.spend.flush();
       const raw = body.new_key ?? generateKey();
+      let reused: ReusedToken | undefined;
       const row = await db.transaction(async (tx) => {
         found((await tx.query("select 1 from keys where token = $1", [old]))[0], "Key");
+        if (body.new_key) reused = await takeOver(tx, hashKey(raw));
         const [moved] = await write("key", () => tx.query(
           "update keys set token = $2, key_name = $3, updated_at = now() where token = $1 returning *", [old, hashKey(raw), keyName(raw)]));
         const renamed = found(moved, "Key");
@@ -167,7 +182,7 @@ export function keyRoutes(deps: AdminDeps) {
            on conflict (old_token) do update set new_token = excluded.new_token, renamed_at = now()`, [old, renamed.token]);
         return Object.keys(changes).length > 0 ? updateKey(tx, renamed.token, changes) : renamed;
       });
-      deps.invalidate({ kind: "key", token: old });
+      deps.invalidate({ kind: "key", token: old, reused });
       updated(row.token, changes);
       return { key: raw, ...keyView(row) };
   }
@@ -177,7 +192,7 @@ export function keyRoutes(deps: AdminDeps) {
       refuseMasterKey(deps, sent.key, "key");
       const body = bounded(sent, true);
       const created = await db.transaction((tx) => insertKey(tx, body, clock.now()));
-      deps.invalidate({ kind: "key", token: created.row.token });
+      deps.invalidate({ kind: "key", token: created.row.token, reused: created.reused });
       return generatedKeyAnswer(created, body);
     }, { body: t.Object(keyFields, open), detail: { tags: ["key management"], summary: "Create a virtual key (the raw key is returned once)" } })
     .post("/key/update", async ({ body }) => {

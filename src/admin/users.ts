@@ -91,7 +91,7 @@ export function userRoutes(deps: AdminDeps) {
           model_tpm_limit: body.model_tpm_limit, spend: body.spend };
         return { user: joined!, key: await insertKey(tx, keyBody, clock.now()) };
       });
-      deps.invalidate({ kind: "all" });
+      deps.invalidate({ kind: "all", reused: result.key?.reused });
       const view = userView(result.user);
       if (!result.key) return { ...view, key: null, expires: null };
       return { ...generatedKeyAnswer(result.key, body), ...view, key: result.key.raw, expires: iso(result.key.row.expires), max_budget: view.max_budget };

@@ -10,6 +10,7 @@ import type { Caller, CustomerRecord, Principal } from "./principal";
 import { isProxyAdmin } from "./principal";
 import { type Json, customerFrom, loadCustomers, loadOrCreateCustomer, loadPrincipals, principalFrom } from "./repo";
 import type { SpendRow } from "../spend/batch";
+import type { ReusedToken } from "../spend/reset";
 
 export * from "./keys";
 export * from "./principal";
@@ -25,12 +26,15 @@ export interface AuthOptions {
   cacheTtlMs: number;
 }
 
-/** What an admin write tells every instance to forget: cached records, and the spend of rows it reset. */
+/**
+ * What an admin write tells every instance to forget: cached records, the spend of rows it reset, and
+ * what an earlier key left under the token of a key just made (see `handOver`).
+ */
 export type Invalidation = (
   | { kind: "key"; token: string }
   | { kind: "customer"; id: string }
   | { kind: "all" }
-) & { reset?: SpendRow[] };
+) & { reset?: SpendRow[]; reused?: ReusedToken };
 
 const dbUnavailable = () =>
   new GatewayError(503, "service_unavailable", "The database is unavailable and this key is not cached yet; retry shortly");

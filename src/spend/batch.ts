@@ -86,6 +86,15 @@ export class DeltaMap {
     else for (const key of this.rows.keys()) if (key.startsWith(id)) this.rows.delete(key);
   }
 
+  /** Moves the delta of `from`, or with `prefix` those of every id starting with it, to the same ids starting with `to`. */
+  move(from: string, to: string, at: number, prefix = false): void {
+    for (const delta of [...this.rows.values()]) {
+      if (prefix ? !delta.id.startsWith(from) : delta.id !== from) continue;
+      this.rows.delete(delta.id);
+      this.add(to + delta.id.slice(from.length), delta.amount, delta.period, at);
+    }
+  }
+
   /** Sorted by id, so that concurrent flushes lock rows in the same order and never deadlock. */
   sorted(): Delta[] {
     return [...this.rows.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
@@ -141,6 +150,12 @@ export class Batch {
   discard(row: SpendRow): void {
     if (row.table === "keyModels") this.keyModels.drop(row.id + SEP, true);
     else this[row.table].drop(row.id);
+  }
+
+  /** Moves the unwritten spend of a key's old token to the key's token now (the request log rows stay). */
+  moveKey(from: string, to: string): void {
+    this.keys.move(from, to, this.latest);
+    this.keyModels.move(from + SEP, to + SEP, this.latest, true);
   }
 
   /** The log rows in COPY's text format, in the order of `LOG_COLUMNS`. */

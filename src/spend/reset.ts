@@ -22,15 +22,47 @@ export function budgetPrefixOf(row: SpendRow): string {
   }
 }
 
+/** The spend an instance has not written yet, as a reset changes it. */
+interface SpendHolder {
+  discard(row: SpendRow): void;
+  moveKey(from: string, to: string): void;
+}
+
 /**
  * Drops what an instance holds of the spend of rows an admin reset: their budget counters (`shared`:
  * in Redis too, which the instance that made the change does) and the spend it has not written yet,
  * which was spent before the reset. The next request makes the counters again from the stored spend.
  */
-export function dropSpend(rows: readonly SpendRow[] | undefined, counters: Counters, spend: { discard(row: SpendRow): void }, shared: boolean): void {
+export function dropSpend(rows: readonly SpendRow[] | undefined, counters: Counters, spend: SpendHolder, shared: boolean): void {
   for (const row of rows ?? []) {
     if (shared) counters.forget(budgetPrefixOf(row));
     else counters.drop(budgetPrefixOf(row));
     spend.discard(row);
   }
+}
+
+/** The start of every counter key of a scope: each kind's key for it (budget, rate windows, in flight), cut after the scope. */
+const scopePrefixes = (scope: string) =>
+  [counterKeys.budget(scope, null), counterKeys.requests(scope, 0), counterKeys.tokens(scope, 0), counterKeys.parallel(scope)]
+    .map((key) => key.slice(0, key.indexOf(scope) + scope.length));
+
+/** The old secret of a regenerated key (`heldBy`, its token now), taken by a new key given that raw value. */
+export interface ReusedToken {
+  token: string;
+  heldBy: string;
+}
+
+/**
+ * What an instance holds under a token a new key took: the counters the regenerated key left (budget,
+ * rate windows, in flight; its models' too) are forgotten, so the new key starts from nothing
+ * (`shared`: in Redis too), and the spend not yet written under it goes to the regenerated key, where
+ * it belongs (spend settled later still lands on the new key: a token names one key at a time).
+ */
+export function handOver(reused: ReusedToken | undefined, counters: Counters, spend: SpendHolder, shared: boolean): void {
+  if (!reused) return;
+  for (const prefix of [...scopePrefixes(scopes.key(reused.token)), ...scopePrefixes(scopes.keyModel(reused.token, ""))]) {
+    if (shared) counters.forget(prefix);
+    else counters.drop(prefix);
+  }
+  spend.moveKey(reused.token, reused.heldBy);
 }

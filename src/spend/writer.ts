@@ -170,6 +170,11 @@ export function createSpendWriter(options: SpendWriterOptions) {
       current.discard(row);
       for (const batch of flushing ? queue.slice(1) : queue) batch.discard(row);
     },
+    /** Moves the spend not yet written under a key's old token to its token now, as `discard` drops it. */
+    moveKey(from: string, to: string): void {
+      current.moveKey(from, to);
+      for (const batch of flushing ? queue.slice(1) : queue) batch.moveKey(from, to);
+    },
     /** Requests whose spend is not in the database yet. */
     backlog(): number {
       return current.size + queue.reduce((n, batch) => n + batch.size, 0);

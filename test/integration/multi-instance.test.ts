@@ -126,6 +126,29 @@ describe("three instances sharing Postgres and Redis", () => {
     expect(spends).toEqual({ u: one, t: one, c: one });
   });
 
+  test("a key made with a regenerated key's old secret starts from nothing on every instance, and the regenerated key keeps its spend", async () => {
+    const [a, b, c] = instances as [Harness, Harness, Harness];
+    // Both rounds in one 60 s window, or the rpm counter would restart by itself.
+    if (Date.now() % 60_000 > 55_000) await Bun.sleep(60_000 - (Date.now() % 60_000) + 50);
+    expect((await a.call("/key/generate", { key: "sk-again-regenerated", max_budget: 1, rpm_limit: 2 })).status).toBe(200);
+    expect((await b.chat("sk-again-regenerated")).status).toBe(200);
+    expect((await c.chat("sk-again-regenerated")).status).toBe(200);
+    await b.flush();
+    const moved = (await (await a.call("/key/regenerate", { key: "sk-again-regenerated" })).json()) as any;
+    expect(moved.spend).toBeGreaterThan(0);
+    // c writes its spend under the old token when told of the change (it then reaches the regenerated key).
+    await Bun.sleep(100);
+    const again = await a.call("/key/generate", { key: "sk-again-regenerated", max_budget: moved.spend * 1.5, rpm_limit: 2 });
+    expect(again.status).toBe(200);
+    await Bun.sleep(100);
+    expect((await b.chat("sk-again-regenerated")).status).toBe(200);
+    expect((await c.chat("sk-again-regenerated")).status).toBe(200);
+    for (const h of instances) await h.flush();
+    // c's request under the old token, written after the change, reached the regenerated key.
+    const info = (await (await a.call(`/key/info?key=${moved.key}`)).json()) as any;
+    expect(info.info.spend).toBeCloseTo(moved.spend * 2, 12);
+  });
+
   test("spend set on one instance is not undone by what another had not written yet", async () => {
     const [a, b] = instances as [Harness, Harness];
     const created = (await (await a.call("/key/generate", { max_budget: 1e-9 })).json()) as any;

@@ -1,0 +1,69 @@
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { openDatabase } from "../../src/db";
+import { MOCK_CONFIG, inProcessGateway } from "../helpers/gateway";
+import { sharedPostgres } from "../helpers/services";
+
+type Harness = Awaited<ReturnType<typeof inProcessGateway>>;
+
+for (const kind of ["pglite", "postgres"] as const) describe(`key admin on ${kind}`, () => {
+  let h: Harness;
+  beforeAll(async () => {
+    const db = kind === "postgres" ? await openDatabase({ url: await (await sharedPostgres()).newDatabase(), dataDir: "" }) : undefined;
+    h = await inProcessGateway(MOCK_CONFIG, { db });
+  }, 120_000);
+  afterAll(async () => {
+    await h.close();
+    if (kind === "postgres") await h.db.close();
+  });
+
+  async function json(path: string, body?: unknown) {
+    const response = await h.call(path, body);
+    return { status: response.status, body: (await response.json()) as any };
+  }
+
+  test("a key made with a regenerated key's old secret starts from nothing: no spend, no requests counted", async () => {
+    const old = await json("/key/generate", { key: "sk-reuse-budget", max_budget: 1 });
+    for (let i = 0; i < 2; i++) expect((await h.chat(old.body.key)).status).toBe(200);
+    const moved = await json("/key/regenerate", { key: "sk-reuse-budget" });
+    expect(moved.body.spend).toBeGreaterThan(0.000015);
+    const again = await json("/key/generate", { key: "sk-reuse-budget", max_budget: 0.000015 });
+    expect(again.body.spend).toBe(0);
+    expect((await h.chat("sk-reuse-budget")).status).toBe(200);
+
+    await json("/key/generate", { key: "sk-reuse-rpm", rpm_limit: 2 });
+    for (let i = 0; i < 2; i++) expect((await h.chat("sk-reuse-rpm")).status).toBe(200);
+    await json("/key/regenerate", { key: "sk-reuse-rpm" });
+    await json("/key/generate", { key: "sk-reuse-rpm", rpm_limit: 2 });
+    expect((await h.chat("sk-reuse-rpm")).status).toBe(200);
+    expect((await h.chat("sk-reuse-rpm")).status).toBe(200);
+    expect((await h.chat("sk-reuse-rpm")).status).toBe(429);
+
+    // Spend under the old secret settled after the regenerate, not yet written when the new key
+    // takes the secret, goes to the regenerated key.
+    await json("/key/generate", { key: "sk-reuse-stream" });
+    const streaming = await h.chat("sk-reuse-stream", { stream: true }, "slow");
+    const streamed = await json("/key/regenerate", { key: "sk-reuse-stream" });
+    expect(await streaming.text()).toContain("[DONE]");
+    expect((await json("/key/generate", { key: "sk-reuse-stream" })).status).toBe(200);
+    await h.flush();
+    expect((await json("/key/info?key=sk-reuse-stream")).body.info.spend).toBe(0);
+    expect((await json(`/key/info?key=${streamed.body.key}`)).body.info.spend).toBeGreaterThan(0);
+
+    // Through /user/new and /key/regenerate's new_key too.
+    await json("/key/generate", { key: "sk-reuse-user", rpm_limit: 1 });
+    expect((await h.chat("sk-reuse-user")).status).toBe(200);
+    await json("/key/regenerate", { key: "sk-reuse-user" });
+    expect((await json("/user/new", { user_id: "reuse-user", key: "sk-reuse-user", rpm_limit: 1 })).status).toBe(200);
+    await json("/key/update", { key: "sk-reuse-user", rpm_limit: 1 });
+    expect((await h.chat("sk-reuse-user")).status).toBe(200);
+    const other = await json("/key/generate", { rpm_limit: 1 });
+    await json("/key/regenerate", { key: "sk-reuse-user" });
+    expect((await json("/key/regenerate", { key: other.body.key, new_key: "sk-reuse-user" })).status).toBe(200);
+    expect((await h.chat("sk-reuse-user")).status).toBe(200);
+
+    // The renamed key still has every request's spend.
+    await h.flush();
+    const info = await json(`/key/info?key=${moved.body.key}`);
+    expect(info.body.info.spend).toBeCloseTo(moved.body.spend, 12);
+  });
+});
