@@ -35,13 +35,36 @@ const userFields = {
   auto_create_key: t.Optional(t.Boolean()),
 };
 
+const idTaken = (userId: string) => new GatewayError(409, "conflict_error", `User with id ${userId} already exists`, "user_id");
+const emailTaken = (email: string) => new GatewayError(409, "conflict_error", `User with email ${email} already exists`, "user_email");
+
+/**
+ * Holds every other transaction giving a user this e-mail (in any case) until this one ends, so that
+ * the check that no other user has it sees theirs. A lock, not a unique index: users stored before
+ * may share an e-mail, and a migration failing on them would keep the gateway from starting.
+ */
+const lockEmail = (sql: Sql, email: string) => sql.query("select pg_advisory_xact_lock(hashtext('user_email:' || lower($1)))", [email]);
+
 /** As LiteLLM answers: a user id, or an e-mail in any case, that another user has already is a 409. */
 async function refuseTakenUser(sql: Sql, userId: string, email: string | null): Promise<void> {
+  if (email !== null) await lockEmail(sql, email);
   const [taken] = await sql.query(
     "select user_id, user_email from users where user_id = $1 or ($2::text is not null and lower(user_email) = lower($2)) limit 1", [userId, email]);
   if (!taken) return;
-  if (taken.user_id === userId) throw new GatewayError(409, "conflict_error", `User with id ${userId} already exists`, "user_id");
-  throw new GatewayError(409, "conflict_error", `User with email ${taken.user_email} already exists`, "user_email");
+  throw taken.user_id === userId ? idTaken(userId) : emailTaken(taken.user_email);
+}
+
+/**
+ * A user's new e-mail, refused when another user has it (in any case), and stored under the lock
+ * /user/new takes too: two users given one e-mail at once, one of them is refused.
+ */
+async function claimEmail(db: Sql, userId: string, email: string): Promise<void> {
+  await db.transaction(async (tx) => {
+    await lockEmail(tx, email);
+    const [taken] = await tx.query("select user_email from users where lower(user_email) = lower($1) and user_id <> $2 limit 1", [email, userId]);
+    if (taken) throw emailTaken(taken.user_email);
+    await tx.query("update users set user_email = $2, updated_at = now() where user_id = $1", [userId, email]);
+  });
 }
 
 export function userRoutes(deps: AdminDeps) {
@@ -59,6 +82,7 @@ export function userRoutes(deps: AdminDeps) {
       const userId = body.user_id ?? crypto.randomUUID();
       const result = await db.transaction(async (tx) => {
         await refuseTakenUser(tx, userId, body.user_email ?? null);
+        // A user made meanwhile under the same id (by /key/generate too) is refused as one found above is.
         const [user] = await write(`user_id "${userId}"`, () => tx.query(
           `insert into users (user_id, user_email, user_alias, user_role, max_budget, soft_budget, budget_duration, budget_reset_at, models,
              tpm_limit, rpm_limit, max_parallel_requests, teams, metadata, spend)
@@ -66,7 +90,9 @@ export function userRoutes(deps: AdminDeps) {
           [userId, body.user_email ?? null, body.user_alias ?? null, body.user_role ?? "internal_user", body.max_budget ?? null,
             body.soft_budget ?? null, body.budget_duration ?? null, resetAtFor(body.budget_duration, clock.now()), body.models ?? [],
             body.tpm_limit ?? null, body.rpm_limit ?? null, body.max_parallel_requests ?? null, [], JSON.stringify(body.metadata ?? {}), body.spend ?? 0],
-        ));
+        ).catch((error) => {
+          throw (error as { code?: string })?.code === "23505" ? idTaken(userId) : error;
+        }));
         // Each team joined as `/team/member_add` would: membership, the team's members_with_roles and users.teams.
         type Join = [string, { team_id: string; max_budget_in_team?: number | null; user_role?: "admin" | "user" | null }];
         const joins: Join[] = [
@@ -97,9 +123,12 @@ export function userRoutes(deps: AdminDeps) {
       return { ...generatedKeyAnswer(result.key, body), ...view, key: result.key.raw, expires: iso(result.key.row.expires), max_budget: view.max_budget };
     }, { body: t.Object(userFields, open), detail: { tags: ["user management"], summary: "Create a user (and a key unless auto_create_key is false)" } })
     .post("/user/update", async ({ body }) => {
+      const userId = body.user_id ?? (await userIdByEmail(body.user_email));
+      // The e-mail first, under its lock; the other fields (the e-mail again, unchanged) after it.
+      if (body.user_email) await claimEmail(db, userId, body.user_email);
       const row = await updateBudgetHolder(deps, {
         table: "users", idColumn: "user_id", what: "User", columns: USER_COLUMNS, json: ["metadata"], arrays: ["models"], scope: scopes.user, spendRow: "users",
-      }, body.user_id ?? (await userIdByEmail(body.user_email)), body);
+      }, userId, body);
       // LiteLLM answers {user_id, data}; the fields are at the top level too.
       const view = userView(row);
       return { ...view, data: view };
