@@ -77,6 +77,13 @@ export async function insertKey(sql: Sql, body: Record<string, any>, now: number
   return { raw, row: row!, reused };
 }
 
+/** A key's fields within the operator's caps; a new key's left-out fields take the operator's defaults first. */
+export function boundedKey(deps: Pick<AdminDeps, "runtime" | "clock">, body: Record<string, any>, isNew: boolean): Record<string, any> {
+  const settings = deps.runtime().config.litellm_settings;
+  const filled = isNew ? withKeyDefaults(body, settings.default_key_generate_params) : body;
+  return withinUpperBounds(filled, settings.upperbound_key_generate_params, deps.clock.now(), isNew);
+}
+
 export function generatedKeyAnswer({ raw, row }: NewKey, body: Record<string, any>) {
   return { key: raw, ...keyView(row), duration: body.duration ?? null };
 }
@@ -112,12 +119,7 @@ export function keyRoutes(deps: AdminDeps) {
     return { key, ...keyView(row!) };
   };
 
-  /** A key's fields within the operator's caps; a new key's left-out fields take the operator's defaults first. */
-  const bounded = (body: Record<string, any>, isNew: boolean) => {
-    const settings = deps.runtime().config.litellm_settings;
-    const filled = isNew ? withKeyDefaults(body, settings.default_key_generate_params) : body;
-    return withinUpperBounds(filled, settings.upperbound_key_generate_params, clock.now(), isNew);
-  };
+  const bounded = (body: Record<string, any>, isNew: boolean) => boundedKey(deps, body, isNew);
 
   // /key/info may be called by any valid key for itself.
   const info = new Elysia({ name: "admin-key-info" }).get("/key/info", async ({ query, request }) => {

@@ -7,7 +7,7 @@ import { deleteEvery, found, spendRowsOwnedBy, iso, resetAtFor, updateBudgetHold
 import type { AdminDeps } from "./deps";
 import { Id, UserId, Models, Money, budgetFields, keyFields, nextReset, numeric, opt, open, Page } from "./fields";
 import { adminOnlyRoutes } from "./guard";
-import { generatedKeyAnswer, insertKey, keyView, refuseMasterKey } from "./keys";
+import { boundedKey, generatedKeyAnswer, insertKey, keyView, refuseMasterKey } from "./keys";
 import { MAX_MEMBERS_PER_CALL, TeamRole, addMembers, giveMemberDefaults, giveOwnBudget, teamView } from "./teams";
 
 const ROLES = ["proxy_admin", "proxy_admin_viewer", "internal_user", "internal_user_viewer", "team", "customer"] as const;
@@ -80,6 +80,13 @@ export function userRoutes(deps: AdminDeps) {
     .post("/user/new", async ({ body }) => {
       refuseMasterKey(deps, body.key, "key");
       const userId = body.user_id ?? crypto.randomUUID();
+      // The key carries the user's models; budgets and limits stay on the user, shared by all its keys,
+      // and the key's own (none sent here) are the operator's defaults, within its caps, as /key/generate's.
+      const keyBody = body.auto_create_key === false ? null : boundedKey(deps, {
+        key: body.key, key_alias: body.key_alias, duration: body.duration, models: body.models, user_id: userId, team_id: body.team_id,
+        metadata: body.metadata, model_max_budget: body.model_max_budget,
+        model_rpm_limit: body.model_rpm_limit, model_tpm_limit: body.model_tpm_limit, spend: body.spend,
+      }, true);
       const result = await db.transaction(async (tx) => {
         await refuseTakenUser(tx, userId, body.user_email ?? null);
         // A user made meanwhile under the same id (by /key/generate too) is refused as one found above is.
@@ -110,17 +117,13 @@ export function userRoutes(deps: AdminDeps) {
           }
         }
         const [joined] = joins.length > 0 ? await tx.query("select * from users where user_id = $1", [userId]) : [user];
-        if (body.auto_create_key === false) return { user: joined!, key: null };
-        // The key carries the user's models; budgets and limits stay on the user, shared by all its keys.
-        const keyBody = { key: body.key, key_alias: body.key_alias, duration: body.duration, models: body.models, user_id: userId,
-          team_id: body.team_id, metadata: body.metadata, model_max_budget: body.model_max_budget, model_rpm_limit: body.model_rpm_limit,
-          model_tpm_limit: body.model_tpm_limit, spend: body.spend };
+        if (!keyBody) return { user: joined!, key: null };
         return { user: joined!, key: await insertKey(tx, keyBody, clock.now()) };
       });
       deps.invalidate({ kind: "all", reused: result.key?.reused });
       const view = userView(result.user);
       if (!result.key) return { ...view, key: null, expires: null };
-      return { ...generatedKeyAnswer(result.key, body), ...view, key: result.key.raw, expires: iso(result.key.row.expires), max_budget: view.max_budget };
+      return { ...generatedKeyAnswer(result.key, keyBody!), ...view, key: result.key.raw, expires: iso(result.key.row.expires), max_budget: view.max_budget };
     }, { body: t.Object(userFields, open), detail: { tags: ["user management"], summary: "Create a user (and a key unless auto_create_key is false)" } })
     .post("/user/update", async ({ body }) => {
       const userId = body.user_id ?? (await userIdByEmail(body.user_email));

@@ -66,3 +66,18 @@ test("/key/update and /key/regenerate may not lift a key over the upper bound ei
   expect(changed.status).toBe(200);
   expect(changed.body).toMatchObject({ max_budget: 4, rpm_limit: 2, key_alias: "capped" });
 });
+
+test("the key /user/new makes takes the key defaults and caps too; the user's own budget is the user's", async () => {
+  const over = await json("/user/new", { user_id: "capped-user", max_budget: 1000, duration: "-1" });
+  expect(over.status).toBe(400);
+  expect(over.body.error).toMatchObject({ message: "duration is over max limit set in config - user_value=-1; max_value=30d", param: "duration" });
+  expect((await h.db.query("select 1 from users where user_id = 'capped-user'")).length).toBe(0);
+
+  const made = await json("/user/new", { user_id: "capped-user", max_budget: 1000 });
+  expect(made.status).toBe(200);
+  expect(made.body).toMatchObject({ user_id: "capped-user", max_budget: 1000 });
+  expect(Date.parse(made.body.expires) - h.clock.now()).toBe(30 * 86_400_000);
+  const key = (await h.call(`/key/info?key=${made.body.key}`).then((r) => r.json()) as any).info;
+  expect(key).toMatchObject({ max_budget: 1.5, rpm_limit: 2, tpm_limit: 1000, max_parallel_requests: 4, budget_duration: "7d", models: ["mock"] });
+  expect((await json("/user/new", { user_id: "capped-user-2", models: ["gpt-4o"] })).body.models).toEqual(["gpt-4o"]);
+});
