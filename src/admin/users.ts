@@ -84,7 +84,7 @@ export function userRoutes(deps: AdminDeps) {
       // and the key's own (none sent here) are the operator's defaults, within its caps, as /key/generate's.
       const keyBody = body.auto_create_key === false ? null : boundedKey(deps, {
         key: body.key, key_alias: body.key_alias, duration: body.duration, models: body.models, user_id: userId, team_id: body.team_id,
-        metadata: body.metadata, model_max_budget: body.model_max_budget,
+        budget_id: body.budget_id, blocked: body.blocked, metadata: body.metadata, model_max_budget: body.model_max_budget,
         model_rpm_limit: body.model_rpm_limit, model_tpm_limit: body.model_tpm_limit, spend: body.spend,
       }, true);
       const result = await db.transaction(async (tx) => {

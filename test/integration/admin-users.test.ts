@@ -50,4 +50,18 @@ for (const kind of ["pglite", "postgres"] as const) describe(`user admin on ${ki
       expect(created.map((r) => `${r.status} ${r.body.error?.type ?? ""}`).sort()).toEqual(["200 ", ...Array(19).fill("409 conflict_error")]);
     }
   });
+
+  test("/user/new gives its key budget_id and blocked, checked as /key/generate checks them", async () => {
+    const unknown = await json("/user/new", { user_id: "un4", budget_id: "nonexistent" });
+    expect(unknown).toMatchObject({ status: 400, body: { error: { param: "budget_id" } } });
+    expect((await h.db.query("select 1 from users where user_id = 'un4'")).length).toBe(0);
+    expect((await json("/budget/new", { budget_id: "un4-budget", max_budget: 1e-9 })).status).toBe(200);
+    const budgeted = await json("/user/new", { user_id: "un4", budget_id: "un4-budget" });
+    expect(budgeted).toMatchObject({ status: 200, body: { budget_id: "un4-budget" } });
+    expect((await h.chat(budgeted.body.key)).status).toBe(200);
+    expect((await h.chat(budgeted.body.key)).status).toBe(400);
+    const blocked = await json("/user/new", { user_id: "un5", blocked: true });
+    expect(blocked).toMatchObject({ status: 200, body: { blocked: true } });
+    expect((await h.chat(blocked.body.key)).status).toBe(403);
+  });
 });
