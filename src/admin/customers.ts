@@ -82,17 +82,20 @@ export function customerRoutes(deps: AdminDeps, prefix: "/customer" | "/end_user
       await db.transaction(async (tx) => {
         const [current] = await tx.query("select * from end_users where user_id = $1", [body.user_id]);
         found(current, "Customer");
-        let budgetId: string | null = body.budget_id ?? current!.budget_id;
+        // A budget_id of null takes the customer off its budget (back to max_end_user_budget).
+        let budgetId: string | null = "budget_id" in body ? body.budget_id ?? null : current!.budget_id;
         if (body.budget_id) await mustExist(tx, "budgets", "budget_id", body.budget_id, "budget_id");
         else if (Object.keys(changes).length > 0) budgetId = await changeOwnBudget(tx, body.user_id, budgetId, changes, now);
         const [budget] = budgetId ? await tx.query("select budget_duration from budgets where budget_id = $1", [budgetId]) : [];
         await tx.query(
-          `update end_users set alias = coalesce($2, alias), budget_id = $3, blocked = coalesce($4, blocked), spend = coalesce($5, spend),
+          `update end_users set alias = case when $9 then $2 else alias end, budget_id = $3, blocked = coalesce($4, blocked), spend = coalesce($5, spend),
              budget_reset_at = case when $6 or ($8 and $3 is distinct from budget_id) then $7 else budget_reset_at end, updated_at = now()
            where user_id = $1`,
-          // The period restarts with a new duration or on a move to another budget, not with a copy of the same one.
+          // The period restarts with a new duration or on a move to another budget (or off one), not with a copy of the same one.
           [body.user_id, body.alias ?? null, budgetId, body.blocked ?? null, body.spend ?? null, "budget_duration" in changes,
-            resetAtFor(budget?.budget_duration, now), Boolean(body.budget_id)]);
+            resetAtFor(budget?.budget_duration, now), "budget_id" in body, "alias" in body]);
+        // A budget of the customer's own that it leaves goes, as it would with the customer.
+        if (budgetId !== current!.budget_id) await dropOwnBudgets(tx, [current!.budget_id]);
       });
       if (body.spend !== undefined || "budget_duration" in changes) deps.counters.forget(counterKeys.budgetPrefix(scopes.customer(body.user_id)));
       deps.invalidate({ kind: "customer", id: body.user_id, reset: body.spend !== undefined ? [{ table: "customers", id: body.user_id }] : undefined });
