@@ -4,7 +4,7 @@ import type { Sql } from "../db";
 import { counterKeys, scopes } from "../governance/keys";
 import type { ReusedToken } from "../spend/reset";
 import { addDuration, parseDuration } from "../governance/duration";
-import { authError, badRequest, notFound } from "../http/errors";
+import { GatewayError, authError, badRequest, notFound } from "../http/errors";
 import { assignments, found, iso, mustExist, resetAtFor, tokenOf, write } from "./common";
 import type { AdminDeps } from "./deps";
 import { withKeyDefaults, withinUpperBounds } from "./key-params";
@@ -56,7 +56,11 @@ async function takeOver(sql: Sql, token: string): Promise<ReusedToken | undefine
 export async function insertKey(sql: Sql, body: Record<string, any>, now: number, userRole = "internal_user"): Promise<NewKey> {
   const raw: string = body.key ?? generateKey();
   const token = hashKey(raw);
-  if (body.key && (await sql.query("select 1 from keys where token = $1", [token])).length > 0) throw badRequest("key: this key already exists", "key");
+  if (body.key) {
+    // Held until the transaction ends, so one made at the same moment is seen here, not refused by the insert as something else.
+    await sql.query("select pg_advisory_xact_lock(hashtext('key:' || $1))", [token]);
+    if ((await sql.query("select 1 from keys where token = $1", [token])).length > 0) throw new GatewayError(409, "conflict_error", "key: this key already exists", "key");
+  }
   const reused = body.key ? await takeOver(sql, token) : undefined;
   const userId: string = body.user_id ?? crypto.randomUUID();
   await sql.query("insert into users (user_id, user_role) values ($1, $2) on conflict (user_id) do nothing", [userId, userRole]);

@@ -66,4 +66,12 @@ for (const kind of ["pglite", "postgres"] as const) describe(`key admin on ${kin
     const info = await json(`/key/info?key=${moved.body.key}`);
     expect(info.body.info.spend).toBeCloseTo(moved.body.spend, 12);
   });
+
+  test("a raw key that already exists is a 409 saying so, also for every loser of one key made at once", async () => {
+    const made = await Promise.all(Array.from({ length: 20 }, () => json("/key/generate", { key: "sk-race-made-once" })));
+    expect(made.filter((r) => r.status === 200).length).toBe(1);
+    for (const refused of made.filter((r) => r.status !== 200)) {
+      expect(refused).toMatchObject({ status: 409, body: { error: { type: "conflict_error", message: "key: this key already exists", param: "key" } } });
+    }
+  });
 });

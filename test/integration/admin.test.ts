@@ -521,7 +521,7 @@ describe("validation and integrity", () => {
     await json("/team/new", { team_id: "dup-team" });
     expect((await json("/team/new", { team_id: "dup-team" })).status).toBe(400);
     await json("/key/generate", { key: "sk-custom-key-1" });
-    expect((await json("/key/generate", { key: "sk-custom-key-1" })).status).toBe(400);
+    expect((await json("/key/generate", { key: "sk-custom-key-1" })).status).toBe(409);
     await json("/key/generate", { key_alias: "dup-alias" });
     expect((await json("/key/generate", { key_alias: "dup-alias" })).status).toBe(400);
   });
