@@ -214,6 +214,7 @@ export function keyRoutes(deps: AdminDeps) {
       detail: { tags: ["key management"], summary: "Change a key's settings (spend too)" },
     })
     .post("/key/delete", async ({ body }) => {
+      if (!body.keys?.length && !body.key_aliases?.length) throw badRequest("keys: send the keys to delete (or key_aliases)", "keys");
       const tokens = (body.keys ?? []).map(tokenOf);
       const rows = await db.transaction(async (tx) => {
         const byAlias = body.key_aliases?.length

@@ -74,4 +74,10 @@ for (const kind of ["pglite", "postgres"] as const) describe(`key admin on ${kin
       expect(refused).toMatchObject({ status: 409, body: { error: { type: "conflict_error", message: "key: this key already exists", param: "key" } } });
     }
   });
+
+  test("/key/delete without keys or key_aliases is a 400 naming the field", async () => {
+    for (const body of [{}, { keys: [] }, { key_aliases: [] }]) {
+      expect(await json("/key/delete", body)).toMatchObject({ status: 400, body: { error: { type: "bad_request_error", param: "keys" } } });
+    }
+  });
 });
