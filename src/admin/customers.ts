@@ -101,7 +101,7 @@ export function customerRoutes(deps: AdminDeps, prefix: "/customer" | "/end_user
       deps.invalidate({ kind: "customer", id: body.user_id, reset: body.spend !== undefined ? [{ table: "customers", id: body.user_id }] : undefined });
       return one(body.user_id);
     }, {
-      body: t.Object({ ...budgetBody, ...customerRefusedFields, user_id: Id, alias: opt(t.String()), budget_id: opt(Id), blocked: opt(t.Boolean()), spend: t.Optional(Money) }, open),
+      body: t.Object({ ...budgetBody, ...customerRefusedFields, user_id: Id, alias: opt(t.String({ maxLength: 512 })), budget_id: opt(Id), blocked: opt(t.Boolean()), spend: t.Optional(Money) }, open),
       detail: { tags: ["customer management"], summary: "Change a customer" },
     })
     .post(`${prefix}/delete`, async ({ body }) => {

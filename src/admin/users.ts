@@ -136,7 +136,7 @@ export function userRoutes(deps: AdminDeps) {
       const view = userView(row);
       return { ...view, data: view };
     }, {
-      body: t.Object({ ...budgetFields, user_id: t.Optional(UserId), user_email: opt(t.String()), user_alias: opt(t.String()), user_role: t.Optional(Role),
+      body: t.Object({ ...budgetFields, user_id: t.Optional(UserId), user_email: opt(t.String({ maxLength: 512 })), user_alias: opt(t.String({ maxLength: 512 })), user_role: t.Optional(Role),
         models: t.Optional(Models), metadata: opt(t.Record(t.String(), t.Unknown())), spend: t.Optional(Money), ...nextReset }, open),
       detail: { tags: ["user management"], summary: "Change a user's budget, limits, role or models" },
     })

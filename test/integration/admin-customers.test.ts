@@ -43,4 +43,13 @@ for (const kind of ["pglite", "postgres"] as const) describe(`customer admin on 
     expect((await json("/customer/update", { user_id: "cu2", budget_id: null })).body.budget_id).toBeNull();
     expect((await h.db.query("select 1 from budgets where budget_id = $1", [own])).length).toBe(0);
   });
+
+  test("/customer/update refuses an alias /customer/new refuses; /user/update a user_email /user/new refuses", async () => {
+    expect((await json("/customer/new", { user_id: "long-alias", alias: "a".repeat(5000) })).status).toBe(400);
+    expect((await json("/customer/new", { user_id: "long-alias" })).status).toBe(200);
+    expect(await json("/customer/update", { user_id: "long-alias", alias: "a".repeat(5000) })).toMatchObject({ status: 400, body: { error: { param: "alias" } } });
+    expect((await json("/user/new", { user_id: "long-email", user_email: `${"e".repeat(5000)}@example.com` })).status).toBe(400);
+    expect((await json("/user/new", { user_id: "long-email", auto_create_key: false })).status).toBe(200);
+    expect(await json("/user/update", { user_id: "long-email", user_email: `${"e".repeat(5000)}@example.com` })).toMatchObject({ status: 400, body: { error: { param: "user_email" } } });
+  });
 });
