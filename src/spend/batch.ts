@@ -91,7 +91,7 @@ export class DeltaMap {
     for (const delta of [...this.rows.values()]) {
       if (prefix ? !delta.id.startsWith(from) : delta.id !== from) continue;
       this.rows.delete(delta.id);
-      this.add(to + delta.id.slice(from.length), delta.amount, delta.period, at);
+      this.add(to + delta.id.slice(from.length), delta.amount, delta.period, delta.base, at);
     }
   }
 
