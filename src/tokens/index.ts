@@ -24,9 +24,19 @@ function loadBpe(): Counter | null {
   }
 }
 
-/** A linear estimate, no tokenizer: about four characters a token. */
+/**
+ * A cheap estimate meant to be at or above what a tokenizer counts, for reservations (a reservation
+ * too low lets a burst overspend a budget). No tokenizer: one native UTF-8 length, about as cheap as
+ * the length itself. ASCII counts a token per three characters (English prose is four to five in
+ * cl100k, code about three). Each byte past the first of a character counts half a token more: a
+ * two-byte character (Cyrillic, Greek, Arabic, accented Latin) 0.83 tokens, cl100k gives 0.4 to 0.85;
+ * a three-byte one (CJK, kana, Hangul, Devanagari, Thai) 1.33, cl100k gives 1 to 1.26 (CJK 1.1) and
+ * o200k less. Text it undercounts: base64, long digit runs and dense JSON (1.4 to 2 characters a
+ * token), emoji (about 1.5 tokens per UTF-16 unit).
+ */
 export function estimateTokens(text: string): number {
-  return Math.ceil(text.length / 4);
+  const extraBytes = Buffer.byteLength(text, "utf8") - text.length;
+  return Math.ceil(text.length / 3 + extraBytes / 2);
 }
 
 /** Characters one count tokenizes at most (5 to 30 ms); past them it extrapolates. */
@@ -96,20 +106,69 @@ const PER_NAME = 1;
 /** Every reply is primed with `<|start|>assistant<|message|>`. */
 const REPLY_PRIMING = 3;
 
-function contentText(content: unknown): string {
-  if (typeof content === "string") return content;
-  if (Array.isArray(content)) {
-    let text = "";
-    for (const part of content) {
-      if (typeof part === "string") text += part;
-      else if (typeof (part as { text?: unknown } | null)?.text === "string") text += (part as { text: string }).text;
-    }
-    return text;
-  }
-  return content == null ? "" : JSON.stringify(content);
+/**
+ * An image part, as the estimate and the count take it (the provider bills it however it scales it):
+ * OpenAI's `detail: "low"` is 85 tokens; any other is the most a large one costs on the common models,
+ * 2,000 (gpt-4o's high detail reaches 1,445 at 8 tiles, Claude about 1,600 at 1.15 megapixels, Gemini
+ * 258 a tile). Models that bill images as far more tokens at a lower price (gpt-4o-mini) go past it.
+ */
+const IMAGE_LOW_DETAIL = 85;
+const IMAGE = 2_000;
+/**
+ * Audio is billed about a token per 100 ms. Its length is guessed from its size at a low bitrate, so
+ * the guess is high: WAV as 8 kHz 16-bit mono (1,600 bytes per 100 ms), any other format as compressed
+ * speech at 32 kbit/s (400 bytes per 100 ms). Base64 holds three bytes in four characters.
+ */
+const WAV_BYTES_PER_TOKEN = 1_600;
+const AUDIO_BYTES_PER_TOKEN = 400;
+
+function audioTokens(audio: unknown): number {
+  const a = audio as { data?: unknown; format?: unknown } | null;
+  if (typeof a?.data !== "string") return 0;
+  const bytes = (a.data.length * 3) / 4;
+  return Math.ceil(bytes / (a.format === "wav" ? WAV_BYTES_PER_TOKEN : AUDIO_BYTES_PER_TOKEN));
 }
 
-/** Prompt tokens of a request body: chat messages, a completion prompt, or embedding input. */
+function imageTokens(image: unknown): number {
+  const detail = typeof image === "object" && image !== null ? (image as { detail?: unknown }).detail : undefined;
+  return detail === "low" ? IMAGE_LOW_DETAIL : IMAGE;
+}
+
+/** The text of a message's content, and what its images and audio add, in tokens. */
+function contentOf(content: unknown): { text: string; media: number } {
+  if (typeof content === "string") return { text: content, media: 0 };
+  if (Array.isArray(content)) {
+    let text = "";
+    let media = 0;
+    for (const part of content) {
+      if (typeof part === "string") {
+        text += part;
+        continue;
+      }
+      const p = part as Record<string, unknown> | null;
+      if (typeof p?.text === "string") text += p.text;
+      else if (typeof p?.refusal === "string") text += p.refusal;
+      else if (p?.type === "image_url" || p?.type === "image") media += imageTokens(p.image_url);
+      else if (p?.type === "input_audio") media += audioTokens(p.input_audio);
+    }
+    return { text, media };
+  }
+  return { text: content == null ? "" : JSON.stringify(content), media: 0 };
+}
+
+function contentTokens(content: unknown, count: Counter): number {
+  const { text, media } = contentOf(content);
+  return count(text) + media;
+}
+
+/** Request fields the provider writes into the prompt: tool and function definitions, a response schema. */
+const DEFINITIONS = ["tools", "functions", "response_format"] as const;
+
+/**
+ * Prompt tokens of a request body: chat messages (their images and audio too), a completion prompt, or
+ * embedding input. `exact` counts text with the tokenizer (to charge a request the provider gave no
+ * usage for); otherwise with the estimate (to reserve before it is sent).
+ */
 export function countPromptTokens(route: Route, body: Record<string, unknown>, exact: boolean): number {
   const count = exact ? boundedCounter() : estimateTokens;
   if (route === "chat") {
@@ -118,18 +177,23 @@ export function countPromptTokens(route: Route, body: Record<string, unknown>, e
     for (const message of messages) {
       if (!message || typeof message !== "object") continue;
       const m = message as Record<string, unknown>;
-      tokens += PER_MESSAGE + count(String(m.role ?? "")) + count(contentText(m.content));
+      tokens += PER_MESSAGE + count(String(m.role ?? "")) + contentTokens(m.content, count);
       if (typeof m.name === "string") tokens += PER_NAME + count(m.name);
       if (m.tool_calls) tokens += count(JSON.stringify(m.tool_calls));
+      if (m.function_call) tokens += count(JSON.stringify(m.function_call));
     }
-    if (body.tools) tokens += count(JSON.stringify(body.tools));
+    for (const field of DEFINITIONS) {
+      const value = body[field];
+      // A plain `{"type": "json_object"}` or "text" format adds nothing worth counting; a schema does.
+      if (value && !(field === "response_format" && !(value as { json_schema?: unknown }).json_schema)) tokens += count(JSON.stringify(value));
+    }
     return tokens;
   }
   const input = route === "completions" ? body.prompt : body.input;
-  if (!Array.isArray(input)) return count(contentText(input));
+  if (!Array.isArray(input)) return contentTokens(input, count);
   // A flat array of numbers is a prompt already given as tokens; otherwise a batch of prompts.
   if (input.every((item) => typeof item === "number")) return input.length;
   let tokens = 0;
-  for (const item of input) tokens += Array.isArray(item) ? item.length : count(contentText(item));
+  for (const item of input) tokens += Array.isArray(item) ? item.length : contentTokens(item, count);
   return tokens;
 }

@@ -6,18 +6,39 @@ describe("token counting", () => {
     expect(countTextTokens("")).toBe(0);
     expect(countTextTokens("hello world")).toBe(2);
     expect(countTextTokens("The quick brown fox jumps over the lazy dog.")).toBe(10);
-    expect(countTextTokens("日本語のテキスト")).toBeGreaterThan(estimateTokens("日本語のテキスト"));
-    expect(countTextTokens("The quick brown fox jumps over the lazy dog.")).not.toBe(estimateTokens("The quick brown fox jumps over the lazy dog."));
+    expect(countTextTokens("日本語のテキスト")).toBe(8);
   });
 
   test("text shaped like a special token is counted as text, not refused", () => {
     expect(countTextTokens("<|endoftext|>")).toBeGreaterThan(1);
   });
 
-  test("estimateTokens is about four characters a token", () => {
+  test("estimateTokens stays at or above the tokenizer's count for prose and CJK, without a tokenizer", async () => {
     expect(estimateTokens("")).toBe(0);
     expect(estimateTokens("abc")).toBe(1);
-    expect(estimateTokens("x".repeat(400))).toBe(100);
+    // ASCII: three characters a token.
+    expect(estimateTokens("x".repeat(300))).toBe(100);
+    // Each byte past a character's first adds half a token: CJK is 1.33 tokens a character.
+    expect(estimateTokens("漢".repeat(300))).toBe(400);
+    expect(estimateTokens("Ж".repeat(300))).toBe(250);
+    const { countTokens: o200k } = await import("gpt-tokenizer/encoding/o200k_base");
+    const texts = [
+      "The quick brown fox jumps over the lazy dog, and budgets hold under concurrency. ",
+      "预算超支测试请忽略",
+      "人工智能是计算机科学的一个分支，它企图了解智能的实质。",
+      "日本語のテキストはトークン数が多くなりがちです。東京都に住んでいる人々は毎日電車に乗ります。",
+      "한국어 텍스트는 토큰이 많이 필요합니다. 서울에 사는 사람들은 매일 지하철을 탑니다.",
+      "यह एक परीक्षण वाक्य है जो हिंदी में लिखा गया है और इसमें कई शब्द हैं।",
+      "นี่คือประโยคทดสอบที่เขียนเป็นภาษาไทยและมีหลายคำอยู่ในนั้น",
+      "Бюджет не должен быть превышен при одновременных запросах.",
+      "Grüße aus München, die Straße ist schön und das Wetter ändert sich häufig.",
+      "function f(x) { return x.map((y) => y * 2).filter(Boolean); } // comment\n",
+    ];
+    for (const text of texts) {
+      const long = text.repeat(20);
+      expect(`${text}: ${estimateTokens(long) >= countTextTokens(long)}`).toBe(`${text}: true`);
+      expect(`${text}: ${estimateTokens(long) >= o200k(long)}`).toBe(`${text}: true`);
+    }
   });
 
   test("chat prompts: message framing, roles, names and contents", () => {
@@ -34,9 +55,32 @@ describe("token counting", () => {
     expect(withTools).toBeGreaterThan(one + 5);
   });
 
-  test("the estimate mode follows the text length, about four characters a token", () => {
-    const body = { messages: [{ role: "user", content: "x".repeat(4000) }] };
-    expect(countPromptTokens("chat", body, false)).toBe(3 + 3 + 1 + 1000);
+  test("the estimate mode counts the text with the estimate", () => {
+    const body = { messages: [{ role: "user", content: "x".repeat(3000) }] };
+    expect(countPromptTokens("chat", body, false)).toBe(3 + 3 + 2 + 1000);
+  });
+
+  test("images, audio, legacy functions and response schemas count in the prompt, estimated and exact", () => {
+    const text = { role: "user", content: "hello world" };
+    for (const exact of [false, true]) {
+      const base = countPromptTokens("chat", { messages: [text] }, exact);
+      const withParts = (...parts: unknown[]) => countPromptTokens("chat", { messages: [{ role: "user", content: [{ type: "text", text: "hello world" }, ...parts] }] }, exact);
+      expect(withParts()).toBe(base);
+      expect(withParts({ type: "image_url", image_url: { url: "data:image/png;base64,AAAA", detail: "low" } })).toBe(base + 85);
+      expect(withParts({ type: "image_url", image_url: { url: "https://example.com/a.png" } })).toBe(base + 2000);
+      expect(withParts({ type: "image_url", image_url: { url: "https://example.com/a.png", detail: "high" } }, { type: "image_url", image_url: "https://example.com/b.png" })).toBe(base + 4000);
+      // Ten seconds of 32 kbit/s mp3 (40,000 bytes): 100 tokens; of 8 kHz 16-bit WAV (160,000 bytes) too.
+      const audio = (bytes: number, format: string) => ({ type: "input_audio", input_audio: { data: "A".repeat((bytes * 4) / 3), format } });
+      expect(withParts(audio(40_000, "mp3"))).toBe(base + 100);
+      expect(withParts(audio(160_000, "wav"))).toBe(base + 100);
+      const functions = [{ name: "get_weather", description: "The weather in a city", parameters: { type: "object", properties: { city: { type: "string" } } } }];
+      expect(countPromptTokens("chat", { messages: [text], functions }, exact)).toBeGreaterThan(base + 10);
+      const called = { role: "assistant", content: null, function_call: { name: "get_weather", arguments: '{"city":"Paris"}' } };
+      expect(countPromptTokens("chat", { messages: [text, called] }, exact)).toBeGreaterThan(countPromptTokens("chat", { messages: [text, { role: "assistant", content: null }] }, exact) + 5);
+      const schema = { type: "json_schema", json_schema: { name: "answer", schema: { type: "object", properties: { city: { type: "string" } } } } };
+      expect(countPromptTokens("chat", { messages: [text], response_format: schema }, exact)).toBeGreaterThan(base + 10);
+      expect(countPromptTokens("chat", { messages: [text], response_format: { type: "json_object" } }, exact)).toBe(base);
+    }
   });
 
   test("completion prompts and embedding inputs: strings, batches and token arrays", () => {
@@ -44,7 +88,7 @@ describe("token counting", () => {
     expect(countPromptTokens("completions", { prompt: ["hello world", "hello"] }, true)).toBe(3);
     expect(countPromptTokens("embeddings", { input: [15339, 1917, 0] }, true)).toBe(3);
     expect(countPromptTokens("embeddings", { input: [[1, 2], [3]] }, true)).toBe(3);
-    expect(countPromptTokens("embeddings", { input: "hello world" }, false)).toBe(3);
+    expect(countPromptTokens("embeddings", { input: "hello world" }, false)).toBe(4);
   });
 });
 
