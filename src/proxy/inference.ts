@@ -130,6 +130,19 @@ export function createInference(deps: InferenceDeps) {
     return { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion };
   }
 
+  /**
+   * The usage of a stream cut short (or ended without a usage chunk): what the provider had reported of
+   * it (its prompt as it bills it, images and cache included), with at least the tokens counted of the
+   * prompt and of the text passed on.
+   */
+  function cutShort(ctx: Context, reported: Usage | null, text: string): Usage {
+    const counted = usageOf(ctx, null, text);
+    if (!reported) return counted;
+    const prompt = Math.max(reported.prompt_tokens, counted.prompt_tokens);
+    const completion = Math.max(reported.completion_tokens, counted.completion_tokens);
+    return { ...reported, prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion };
+  }
+
   /** Turns the reservation into the real cost and hands the spend to the writer. Returns the cost. */
   function settle(ctx: Context, usage: Usage, status: string): number {
     const cost = chargeable(ctx.runtime.pricing.cost(ctx.deployment, ctx.route, usage));
@@ -324,7 +337,9 @@ export function createInference(deps: InferenceDeps) {
     const countUsage = wantsUsage ? (text: string) => usageOf(ctx, null, text) : undefined;
     const body = tapStream(upstream, { clientWantsUsage: wantsUsage, secret: result.secret, onChunk: () => deadline.touch(), countUsage }, (outcome) => {
       deadline.done();
-      const usage = usageOf(ctx, outcome.usage ?? cutShort(usageSoFar, outcome.text), outcome.text);
+      // A stream that ended early may have sent its usage before its last words (some providers send
+      // it on their first chunk): what was passed on is charged even so.
+      const usage = outcome.end === "complete" && outcome.usage ? outcome.usage : cutShort(ctx, outcome.usage ?? usageSoFar?.() ?? null, outcome.text);
       const end = outcome.end === "complete" ? "success" : outcome.end === "cancelled" ? "client_disconnected" : "stream_failed";
       const cost = settle(ctx, usage, end);
       observe(ctx, outcome.end === "complete" ? status : outcome.end === "cancelled" ? 499 : 502, usage, cost, outcome.end);
@@ -337,17 +352,6 @@ export function createInference(deps: InferenceDeps) {
 function clientWantsUsage(body: Record<string, unknown>): boolean {
   const options = body.stream_options as { include_usage?: unknown } | null | undefined;
   return typeof options === "object" && options !== null && options.include_usage === true;
-}
-
-/**
- * The usage of a stream cut short, from what the provider had reported of it (its prompt as it bills
- * it, images and cache included), with at least the tokens of the text passed on; null when it reported none.
- */
-function cutShort(usageSoFar: (() => Usage | null) | undefined, text: string): Usage | null {
-  const reported = usageSoFar?.();
-  if (!reported) return null;
-  const completion = Math.max(reported.completion_tokens, text ? countTextTokens(text) : 0);
-  return { ...reported, completion_tokens: completion, total_tokens: reported.prompt_tokens + completion };
 }
 
 /** The text of an answer the provider sent without usage, for counting its tokens. */

@@ -16,6 +16,12 @@ export interface Behaviour {
   malformedJson?: boolean;
   malformedSse?: boolean;
   omitUsage?: boolean;
+  /** A chat answer's `message`, instead of one with `content`. */
+  message?: Record<string, unknown>;
+  /** A stream of exactly these `data:` payloads (objects JSON-encoded), `chunkDelayMs` apart, instead of the generated one. */
+  events?: unknown[];
+  /** After a stream's last event, the connection stays open until the gateway leaves. */
+  holdOpen?: boolean;
 }
 
 export interface RecordedRequest {
@@ -80,7 +86,7 @@ export async function startUpstream(initial: Partial<Behaviour> = {}) {
       const isChat = url.pathname.endsWith("/chat/completions");
       if (!body?.stream) {
         done();
-        const choice = isChat ? { index: 0, message: { role: "assistant", content: b.content }, finish_reason: "stop" } : { index: 0, text: b.content, finish_reason: "stop" };
+        const choice = isChat ? { index: 0, message: b.message ?? { role: "assistant", content: b.content }, finish_reason: "stop" } : { index: 0, text: b.content, finish_reason: "stop" };
         return Response.json({ id: "cmpl-test", object: isChat ? "chat.completion" : "text_completion", created: 1700000000, model, choices: [choice], ...(b.omitUsage ? {} : { usage }) });
       }
       const length = b.content.length;
@@ -92,6 +98,16 @@ export async function startUpstream(initial: Partial<Behaviour> = {}) {
       const stream = new ReadableStream<Uint8Array>({
         async start(controller) {
           try {
+            if (b.events) {
+              for (const [i, event] of b.events.entries()) {
+                if (i > 0 && b.chunkDelayMs) await Bun.sleep(b.chunkDelayMs);
+                if (request.signal.aborted) return;
+                controller.enqueue(encoder.encode(`data: ${typeof event === "string" ? event : JSON.stringify(event)}\n\n`));
+              }
+              if (b.holdOpen && !request.signal.aborted) await new Promise((left) => request.signal.addEventListener("abort", left));
+              else controller.close();
+              return;
+            }
             for (let i = 0; i < pieces.length; i++) {
               if (i > 0 && b.chunkDelayMs) await Bun.sleep(b.chunkDelayMs);
               if (request.signal.aborted) return;

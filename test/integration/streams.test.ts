@@ -1,0 +1,64 @@
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { hashKey } from "../../src/auth/keys";
+import { countTextTokens } from "../../src/tokens";
+import { inProcessGateway } from "../helpers/gateway";
+import { until } from "../helpers/until";
+import { type Upstream, startUpstream } from "../helpers/upstream";
+
+/** Streams as providers send them, and what each is charged and logged as. */
+
+let upstream: Upstream;
+let h: Awaited<ReturnType<typeof inProcessGateway>>;
+beforeAll(async () => {
+  upstream = await startUpstream();
+  h = await inProcessGateway(`
+model_list:
+  - model_name: m
+    litellm_params: {model: openai/m, api_base: "${upstream.url}", api_key: sk-upstream, input_cost_per_token: 0.000001, output_cost_per_token: 0.000002}
+general_settings:
+  master_key: sk-1234
+`);
+}, 120_000);
+afterAll(async () => {
+  await h.close();
+  upstream.stop();
+});
+
+const chunk = (delta: Record<string, unknown>, extra: Record<string, unknown> = {}, index = 0) =>
+  ({ id: "c-1", object: "chat.completion.chunk", created: 1700000000, model: "m", choices: [{ index, delta, finish_reason: null, ...extra }] });
+const usageChunk = (prompt: number, completion: number) =>
+  ({ id: "c-1", object: "chat.completion.chunk", created: 1700000000, model: "m", choices: [], usage: { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion } });
+
+/** The content deltas of SSE text. */
+const contentOf = (sse: string) =>
+  sse.split("\n\n").filter((e) => e.startsWith("data: {")).map((e) => JSON.parse(e.slice(6)).choices?.[0]?.delta?.content ?? "").join("");
+
+/** The spend log rows of a key, once written. */
+async function logsOf(key: string): Promise<{ status: string; prompt_tokens: number; completion_tokens: number }[]> {
+  await h.flush();
+  return (await h.db.query("select status, prompt_tokens, completion_tokens from spend_logs where api_key = $1 order by start_time", [hashKey(key)])) as any;
+}
+
+describe("streams", () => {
+  test("a stream cut short is charged at least the text passed on, even when the provider reported its usage first", async () => {
+    const words = "budget words here, ".repeat(3);
+    upstream.set({ chunkDelayMs: 10, events: [{ ...chunk({ role: "assistant", content: "" }), usage: { prompt_tokens: 5, completion_tokens: 0, total_tokens: 5 } }, ...Array.from({ length: 40 }, () => chunk({ content: words })), chunk({}, { finish_reason: "stop" }), "[DONE]"] });
+    try {
+      const key = await h.createKey();
+      const response = await h.chat(key, { stream: true }, "m");
+      expect(response.status).toBe(200);
+      const reader = response.body!.getReader();
+      let received = "";
+      while (contentOf(received).length < 900) received += new TextDecoder().decode((await reader.read()).value);
+      await reader.cancel();
+      const passed = contentOf(received);
+      await until("the spend log row", async () => (await logsOf(key)).length === 1);
+      const [row] = await logsOf(key);
+      expect(row!.status).toBe("client_disconnected");
+      expect(row!.completion_tokens).toBeGreaterThanOrEqual(countTextTokens(passed));
+      expect(row!.prompt_tokens).toBeGreaterThanOrEqual(5);
+    } finally {
+      upstream.reset();
+    }
+  });
+});
