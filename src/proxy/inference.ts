@@ -12,7 +12,7 @@ import { checkCustomerId, parseInferenceBody, readBodyText } from "./body";
 import type { Runtime } from "./runtime";
 import { callWithRetries } from "./attempts";
 import { type Deadline, Deadlines } from "./deadlines";
-import { type StreamOutcome, tapStream } from "./tap";
+import { type StreamOutcome, tapStream, textOfAnswer } from "./tap";
 
 /** What one finished request looked like, for logs and metrics. */
 export interface RequestRecord {
@@ -364,11 +364,7 @@ function completionTextOf(body: string): string {
   }
   let text = "";
   for (const choice of Array.isArray(answer?.choices) ? answer.choices : []) {
-    const content = choice?.message?.content ?? choice?.text;
-    if (typeof content === "string") text += content;
-    for (const call of Array.isArray(choice?.message?.tool_calls) ? choice.message.tool_calls : []) {
-      if (typeof call?.function?.arguments === "string") text += call.function.arguments;
-    }
+    text += typeof choice?.text === "string" ? choice.text : textOfAnswer(choice?.message);
   }
   return text;
 }

@@ -252,13 +252,25 @@ export class SseEvents {
       } else {
         this.open.add(index);
       }
-      const content = choice?.delta?.content ?? choice?.text;
-      if (typeof content === "string") this.text += content;
-      const calls = choice?.delta?.tool_calls;
-      if (Array.isArray(calls)) for (const call of calls) this.text += call?.function?.arguments ?? "";
+      this.text += typeof choice?.text === "string" ? choice.text : textOfAnswer(choice?.delta);
     }
     return usage && choices.length === 0 && !this.clientWantsUsage ? "drop" : "forward";
   }
+}
+
+const stringOr = (value: unknown): string => (typeof value === "string" ? value : "");
+
+/**
+ * The text of a chat answer (a `message`, or a stream's `delta`) that the provider bills as completion
+ * tokens: its content, a refusal, and the names and arguments of the tools or the (legacy) function it calls.
+ */
+export function textOfAnswer(answer: any): string {
+  if (!answer || typeof answer !== "object") return "";
+  let text = stringOr(answer.content) + stringOr(answer.refusal);
+  const call = answer.function_call;
+  if (call) text += stringOr(call.name) + stringOr(call.arguments);
+  if (Array.isArray(answer.tool_calls)) for (const tool of answer.tool_calls) text += stringOr(tool?.function?.name) + stringOr(tool?.function?.arguments);
+  return text;
 }
 
 const joined = (parts: Uint8Array[]): Uint8Array => (parts.length === 1 ? parts[0]! : Buffer.concat(parts));

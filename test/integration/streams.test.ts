@@ -61,4 +61,28 @@ describe("streams", () => {
       upstream.reset();
     }
   });
+
+  test("a legacy function call without usage is charged its name and arguments, streamed or not", async () => {
+    const args = JSON.stringify({ city: "Paris", unit: "celsius", days: 5, detail: "hourly forecast with wind and rain" });
+    const name = "get_weather_forecast";
+    const expected = countTextTokens(name + args);
+    const key = await h.createKey();
+    try {
+      upstream.set({ omitUsage: true, message: { role: "assistant", content: null, function_call: { name, arguments: args } } });
+      const plain = await h.chat(key, {}, "m");
+      expect(((await plain.json()) as any).choices[0].message.function_call.name).toBe(name);
+      upstream.set({ events: [chunk({ role: "assistant", content: null, function_call: { name, arguments: "" } }), chunk({ function_call: { arguments: args.slice(0, 20) } }), chunk({ function_call: { arguments: args.slice(20) } }), chunk({}, { finish_reason: "function_call" }), "[DONE]"] });
+      const streamed = await (await h.chat(key, { stream: true, stream_options: { include_usage: true } }, "m")).text();
+      // The usage chunk litegate makes for the client that asked says what is charged.
+      const made = streamed.split("\n\n").filter((e) => e.startsWith("data: {")).map((e) => JSON.parse(e.slice(6))).find((c) => c.usage);
+      expect(made.usage.completion_tokens).toBe(expected);
+      // A tool call's name counts too.
+      upstream.set({ events: [chunk({ role: "assistant", content: null, tool_calls: [{ index: 0, id: "t1", type: "function", function: { name, arguments: "" } }] }), chunk({ tool_calls: [{ index: 0, function: { arguments: args } }] }), chunk({}, { finish_reason: "tool_calls" }), "[DONE]"] });
+      await (await h.chat(key, { stream: true }, "m")).text();
+    } finally {
+      upstream.reset();
+    }
+    await until("the spend log rows", async () => (await logsOf(key)).length === 3);
+    expect((await logsOf(key)).map((row) => [row.status, row.completion_tokens])).toEqual([["success", expected], ["success", expected], ["success", expected]]);
+  });
 });

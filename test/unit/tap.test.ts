@@ -98,6 +98,19 @@ describe("the stream tap", () => {
     expect(out).toBe(SSE);
   });
 
+  test("the text counted when no usage comes: content, refusals, tool and legacy function names and arguments", async () => {
+    const sse = event({ choices: [{ index: 0, delta: { role: "assistant", content: null, function_call: { name: "get_weather", arguments: "" } } }] }) +
+      event({ choices: [{ index: 0, delta: { function_call: { arguments: '{"city":' } } }] }) +
+      event({ choices: [{ index: 0, delta: { function_call: { arguments: '"Paris"}' } } }] }) +
+      event({ choices: [{ index: 0, delta: { tool_calls: [{ index: 0, id: "t1", type: "function", function: { name: "lookup", arguments: "" } }] } }] }) +
+      event({ choices: [{ index: 0, delta: { tool_calls: [{ index: 0, function: { arguments: '{"q":1}' } }] } }] }) +
+      event({ choices: [{ index: 0, delta: { refusal: "I cannot." } }] }) +
+      event({ choices: [{ index: 0, delta: {}, finish_reason: "function_call" }] }) +
+      "data: [DONE]\n\n";
+    const { outcome } = await tap([encoder.encode(sse)]);
+    expect(outcome).toEqual({ end: "complete", usage: null, text: 'get_weather{"city":"Paris"}lookup{"q":1}I cannot.' });
+  });
+
   test("events as the SSE rules write them: several data lines, CR line ends, a last event without its blank line", async () => {
     const chunk = { choices: [{ index: 0, delta: { content: "hi" }, finish_reason: "stop" }] };
     const usage = { choices: [], usage: { prompt_tokens: 3, completion_tokens: 4, total_tokens: 7 } };
