@@ -58,7 +58,7 @@ export class SseEvents {
   usage: Usage | null = null;
   text = "";
   /** `[DONE]` came. */
-  private done = false;
+  done = false;
   /** Choices that sent content but no finish_reason yet, and whether any finished. */
   private open = new Set<number>();
   private anyFinished = false;
@@ -321,6 +321,15 @@ export function tapStream(source: ReadableStream<Uint8Array>, options: TapOption
             if (events.malformed) {
               fail(controller, out, "Upstream sent a malformed stream event; the stream was ended");
               await reader.cancel().catch(() => {});
+              return;
+            }
+            if (events.done) {
+              // `[DONE]` is the provider's last word: one that keeps the connection open after it would
+              // hold the client reading to the end, and the request's slot, until the request timeout.
+              finish("complete");
+              if (out.length > 0) controller.enqueue(joined(out));
+              controller.close();
+              reader.cancel().catch(() => {});
               return;
             }
             // A chunk that completes no event gives the client nothing yet: read on.

@@ -85,4 +85,22 @@ describe("streams", () => {
     await until("the spend log rows", async () => (await logsOf(key)).length === 3);
     expect((await logsOf(key)).map((row) => [row.status, row.completion_tokens])).toEqual([["success", expected], ["success", expected], ["success", expected]]);
   });
+
+  test("a provider that keeps the connection open after [DONE]: the client's stream ends there, the slot is free, the request a success", async () => {
+    const key = await h.createKey({ max_parallel_requests: 1 });
+    try {
+      upstream.set({ holdOpen: true, events: [chunk({ role: "assistant", content: "Hi there" }), chunk({}, { finish_reason: "stop" }), usageChunk(7, 3), "[DONE]"] });
+      const response = await h.chat(key, { stream: true }, "m");
+      const text = await Promise.race([response.text(), Bun.sleep(5000).then(() => "still open 5 s after [DONE]")]);
+      expect(text.endsWith("data: [DONE]\n\n")).toBe(true);
+      expect(text).not.toContain("error");
+      // The slot is free at once, and the provider's connection is closed.
+      expect((await h.chat(key, {}, "m")).status).toBe(200);
+      await until("the provider's connection to close", () => upstream.inFlight === 0);
+    } finally {
+      upstream.reset();
+    }
+    await until("the spend log rows", async () => (await logsOf(key)).length === 2);
+    expect((await logsOf(key))[0]).toEqual({ status: "success", prompt_tokens: 7, completion_tokens: 3 });
+  });
 });
