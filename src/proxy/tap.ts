@@ -62,6 +62,8 @@ export class SseEvents {
   /** Choices that sent content but no finish_reason yet, and whether any finished. */
   private open = new Set<number>();
   private anyFinished = false;
+  /** The provider sent an error event: the client has the provider's own word on why the stream failed. */
+  providerError = false;
   /** An event that is not JSON: the provider's stream cannot be trusted past it. */
   malformed = false;
   /** Bytes of the event in progress that came in earlier chunks. */
@@ -239,7 +241,7 @@ export class SseEvents {
       return "malformed";
     }
     this.last = chunk;
-    if (chunk?.error !== undefined) this.error = true;
+    if (chunk?.error !== undefined) this.error = this.providerError = true;
     const usage = usageOf(chunk?.usage);
     if (usage) this.usage = usage;
     const choices = chunk?.choices;
@@ -296,7 +298,8 @@ export function tapStream(source: ReadableStream<Uint8Array>, options: TapOption
   const fail = (controller: ReadableStreamDefaultController<Uint8Array>, out: Uint8Array[], message: string) => {
     finish("failed");
     if (out.length > 0) controller.enqueue(joined(out));
-    controller.enqueue(errorEvent(message));
+    // After the provider's own error event, a second one from litegate would only say less.
+    if (!events.providerError) controller.enqueue(errorEvent(message));
     controller.close();
   };
   return new ReadableStream<Uint8Array>(

@@ -103,4 +103,18 @@ describe("streams", () => {
     await until("the spend log rows", async () => (await logsOf(key)).length === 2);
     expect((await logsOf(key))[0]).toEqual({ status: "success", prompt_tokens: 7, completion_tokens: 3 });
   });
+
+  test("a provider's error event after the stream began is the one error the client gets", async () => {
+    const key = await h.createKey();
+    try {
+      upstream.set({ events: [chunk({ role: "assistant", content: "Hi" }), { error: { message: "The server had an error while processing your request", type: "server_error" } }] });
+      const text = await (await h.chat(key, { stream: true }, "m")).text();
+      expect(text.match(/"error"/g)?.length).toBe(1);
+      expect(text).toContain("The server had an error");
+    } finally {
+      upstream.reset();
+    }
+    await until("the spend log row", async () => (await logsOf(key)).length === 1);
+    expect((await logsOf(key))[0]!.status).toBe("stream_failed");
+  });
 });
