@@ -335,7 +335,8 @@ export function createInference(deps: InferenceDeps) {
     const { status, usageSoFar } = result;
     const wantsUsage = clientWantsUsage(ctx.body);
     const countUsage = wantsUsage ? (text: string) => usageOf(ctx, null, text) : undefined;
-    const body = tapStream(upstream, { clientWantsUsage: wantsUsage, secret: result.secret, onChunk: () => deadline.touch(), countUsage }, (outcome) => {
+    const choices = streamedChoices(route, ctx.body);
+    const body = tapStream(upstream, { clientWantsUsage: wantsUsage, secret: result.secret, onChunk: () => deadline.touch(), countUsage, choices }, (outcome) => {
       deadline.done();
       // A stream that ended early may have sent its usage before its last words (some providers send
       // it on their first chunk): what was passed on is charged even so.
@@ -352,6 +353,14 @@ export function createInference(deps: InferenceDeps) {
 function clientWantsUsage(body: Record<string, unknown>): boolean {
   const options = body.stream_options as { include_usage?: unknown } | null | undefined;
   return typeof options === "object" && options !== null && options.include_usage === true;
+}
+
+/** The choices a stream answers with: `n` (best_of cannot stream), for each prompt of a completions list. */
+function streamedChoices(route: Route, body: Record<string, unknown>): number {
+  const n = typeof body.n === "number" && Number.isInteger(body.n) && body.n > 1 ? body.n : 1;
+  const prompt = body.prompt;
+  const prompts = route === "completions" && Array.isArray(prompt) && prompt.length > 0 && typeof prompt[0] !== "number" ? prompt.length : 1;
+  return n * prompts;
 }
 
 /** The text of an answer the provider sent without usage, for counting its tokens. */

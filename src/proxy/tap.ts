@@ -27,6 +27,8 @@ export interface TapOptions {
    * the usage chunk gets one made of it before `[DONE]`, as LiteLLM makes it.
    */
   countUsage?: (text: string) => Usage;
+  /** The choices the request asked for (`n`, for each prompt of a list): the answer is done when each has finished. */
+  choices?: number;
 }
 
 const DONE_EVENT = sseData(SSE_DONE);
@@ -59,9 +61,9 @@ export class SseEvents {
   text = "";
   /** `[DONE]` came. */
   done = false;
-  /** Choices that sent content but no finish_reason yet, and whether any finished. */
+  /** Choices that sent content but no finish_reason yet, and those that sent their finish_reason. */
   private open = new Set<number>();
-  private anyFinished = false;
+  private ended = new Set<number>();
   /** The provider sent an error event: the client has the provider's own word on why the stream failed. */
   providerError = false;
   /** An event that is not JSON: the provider's stream cannot be trusted past it. */
@@ -86,11 +88,15 @@ export class SseEvents {
     private readonly clientWantsUsage: boolean,
     private readonly secret?: string,
     private readonly countUsage?: (text: string) => Usage,
+    private readonly choices = 1,
   ) {}
 
-  /** The provider ended the answer: `[DONE]`, or a finish_reason for every choice (n > 1 has several). */
+  /**
+   * The provider ended the answer: `[DONE]`, or a finish_reason for each of the choices asked for (a
+   * choice that has not started yet is not done).
+   */
   get finished(): boolean {
-    return this.done || (this.anyFinished && this.open.size === 0);
+    return this.done || (this.ended.size >= this.choices && this.open.size === 0);
   }
 
   /** Reads a chunk; returns the bytes to pass on (complete events), empty when none. */
@@ -249,7 +255,7 @@ export class SseEvents {
     for (const choice of choices) {
       const index = typeof choice?.index === "number" ? choice.index : 0;
       if (choice?.finish_reason) {
-        this.anyFinished = true;
+        this.ended.add(index);
         this.open.delete(index);
       } else {
         this.open.add(index);
@@ -288,7 +294,7 @@ const messageOf = (error: unknown) => (error instanceof Error ? error.message : 
  */
 export function tapStream(source: ReadableStream<Uint8Array>, options: TapOptions, onEnd: (outcome: StreamOutcome) => void): ReadableStream<Uint8Array> {
   const reader = source.getReader();
-  const events = new SseEvents(options.clientWantsUsage, options.secret, options.countUsage);
+  const events = new SseEvents(options.clientWantsUsage, options.secret, options.countUsage, options.choices);
   let ended = false;
   const finish = (end: StreamEnd) => {
     if (ended) return;

@@ -117,4 +117,20 @@ describe("streams", () => {
     await until("the spend log row", async () => (await logsOf(key)).length === 1);
     expect((await logsOf(key))[0]!.status).toBe("stream_failed");
   });
+
+  test("a client that leaves an n=2 stream after the first choice finished, before the second began, is logged as disconnected", async () => {
+    const key = await h.createKey();
+    try {
+      upstream.set({ chunkDelayMs: 100, events: [chunk({ role: "assistant", content: "First" }), chunk({}, { finish_reason: "stop" }), chunk({ role: "assistant", content: "Second" }, {}, 1), chunk({}, { finish_reason: "stop" }, 1), usageChunk(7, 4), "[DONE]"] });
+      const reader = (await h.chat(key, { stream: true, n: 2 }, "m")).body!.getReader();
+      let received = "";
+      while (!received.includes('"finish_reason":"stop"')) received += new TextDecoder().decode((await reader.read()).value);
+      await reader.cancel();
+      expect(received).not.toContain("Second");
+    } finally {
+      upstream.reset();
+    }
+    await until("the spend log row", async () => (await logsOf(key)).length === 1);
+    expect((await logsOf(key))[0]!.status).toBe("client_disconnected");
+  });
 });

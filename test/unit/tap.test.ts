@@ -154,6 +154,30 @@ describe("the stream tap", () => {
     expect((await tap([encoder.encode(a + second + done + secondDone)])).outcome.end).toBe("complete");
   });
 
+  test("with n choices asked for, the answer is done once n have finished, not when the ones begun have", async () => {
+    const first = event({ choices: [{ index: 0, delta: { content: "A" } }] }) + event({ choices: [{ index: 0, delta: {}, finish_reason: "stop" }] });
+    const second = event({ choices: [{ index: 1, delta: { content: "B" } }] }) + event({ choices: [{ index: 1, delta: {}, finish_reason: "stop" }] });
+    const run = async (sse: string, choices: number) => {
+      let outcome: StreamOutcome | undefined;
+      const source = new ReadableStream<Uint8Array>({ start(c) { c.enqueue(encoder.encode(sse)); c.close(); } });
+      const out = await new Response(tapStream(source, { clientWantsUsage: false, choices }, (o) => (outcome = o))).text();
+      return { out, end: outcome!.end };
+    };
+    // The provider ends after choice 0 (of 2): cut short, the client told so.
+    const cut = await run(first, 2);
+    expect(cut.end).toBe("failed");
+    expect(cut.out).toContain("closed the stream before the answer was complete");
+    expect((await run(first + second, 2)).end).toBe("complete");
+    expect((await run(first, 1)).end).toBe("complete");
+    // The client leaves after choice 0 finished, before choice 1 began.
+    let left: StreamOutcome | undefined;
+    const open = new ReadableStream<Uint8Array>({ start(c) { c.enqueue(encoder.encode(first)); } });
+    const reader = tapStream(open, { clientWantsUsage: false, choices: 2 }, (o) => (left = o)).getReader();
+    await reader.read();
+    await reader.cancel();
+    expect(left!.end).toBe("cancelled");
+  });
+
   test("a provider error inside the stream never passes the provider key on: as sent, in another case, or masked", async () => {
     const KEY = "sk-upstream-secret-4242";
     const a = event({ choices: [{ index: 0, delta: { content: "A" } }] });
