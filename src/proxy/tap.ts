@@ -99,6 +99,14 @@ export class SseEvents {
     return this.done || (this.ended.size >= this.choices && this.open.size === 0);
   }
 
+  /**
+   * The client has had all the provider will send that counts: `[DONE]`, or every choice finished and
+   * the usage chunk (which litegate asks the provider for either way, and which comes after them).
+   */
+  get delivered(): boolean {
+    return this.done || (this.finished && this.usage !== null);
+  }
+
   /** Reads a chunk; returns the bytes to pass on (complete events), empty when none. */
   push(chunk: Uint8Array): Uint8Array[] {
     const out: Uint8Array[] = [];
@@ -352,8 +360,9 @@ export function tapStream(source: ReadableStream<Uint8Array>, options: TapOption
         }
       },
       cancel(reason) {
-        // A client that stops reading once the answer is done (the SDKs stop at `[DONE]`) got all of it.
-        finish(events.finished ? "complete" : "cancelled");
+        // A client that stops reading once the answer is done (the SDKs stop at `[DONE]`) got all of it;
+        // one that leaves before the provider's usage came has left a stream still running.
+        finish(events.delivered ? "complete" : "cancelled");
         return reader.cancel(reason).catch(() => {});
       },
     },

@@ -133,4 +133,21 @@ describe("streams", () => {
     await until("the spend log row", async () => (await logsOf(key)).length === 1);
     expect((await logsOf(key))[0]!.status).toBe("client_disconnected");
   });
+
+  test("a client that leaves after the finish_reason, before the provider's usage came, is logged as disconnected and charged the count", async () => {
+    const key = await h.createKey();
+    try {
+      upstream.set({ chunkDelayMs: 200, events: [chunk({ role: "assistant", content: "Hello there" }, { finish_reason: "stop" }), usageChunk(1000, 1000), "[DONE]"] });
+      const reader = (await h.chat(key, { stream: true }, "m")).body!.getReader();
+      let received = "";
+      while (!received.includes('"finish_reason":"stop"')) received += new TextDecoder().decode((await reader.read()).value);
+      await reader.cancel();
+    } finally {
+      upstream.reset();
+    }
+    await until("the spend log row", async () => (await logsOf(key)).length === 1);
+    const [row] = await logsOf(key);
+    expect(row!.status).toBe("client_disconnected");
+    expect(row!.completion_tokens).toBe(countTextTokens("Hello there"));
+  });
 });

@@ -178,6 +178,21 @@ describe("the stream tap", () => {
     expect(left!.end).toBe("cancelled");
   });
 
+  test("a client leaving after the last finish_reason but before the provider's usage has disconnected; after the usage, it has all", async () => {
+    const answer = event({ choices: [{ index: 0, delta: { content: "A" } }] }) + event({ choices: [{ index: 0, delta: {}, finish_reason: "stop" }] });
+    const leave = async (sse: string) => {
+      let outcome: StreamOutcome | undefined;
+      const open = new ReadableStream<Uint8Array>({ start(c) { c.enqueue(encoder.encode(sse)); } });
+      const reader = tapStream(open, { clientWantsUsage: false }, (o) => (outcome = o)).getReader();
+      await reader.read();
+      await reader.cancel();
+      return outcome!.end;
+    };
+    expect(await leave(answer)).toBe("cancelled");
+    expect(await leave(answer + usageEvent)).toBe("complete");
+    expect(await leave(answer + "data: [DONE]\n\n")).toBe("complete");
+  });
+
   test("a provider error inside the stream never passes the provider key on: as sent, in another case, or masked", async () => {
     const KEY = "sk-upstream-secret-4242";
     const a = event({ choices: [{ index: 0, delta: { content: "A" } }] });
