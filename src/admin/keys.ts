@@ -3,7 +3,7 @@ import { generateKey, hashKey, keyName } from "../auth/keys";
 import type { Sql } from "../db";
 import { counterKeys, scopes } from "../governance/keys";
 import type { ReusedToken } from "../spend/reset";
-import { addDuration, parseDuration } from "../governance/duration";
+import { addDuration, parseDuration, sameDuration } from "../governance/duration";
 import { GatewayError, authError, badRequest, notFound } from "../http/errors";
 import { assignments, found, iso, mustExist, resetAtFor, tokenOf, write } from "./common";
 import type { AdminDeps } from "./deps";
@@ -140,10 +140,16 @@ export function keyRoutes(deps: AdminDeps) {
   }, { query: t.Object({ key: t.Optional(t.String()) }), detail: { tags: ["key management"], summary: "A key's settings and spend" } });
 
   /** The changes of a /key/update (a /key/regenerate may carry them too), within a transaction: the key's row after them. */
-  async function updateKey(tx: Sql, token: string, body: Record<string, any>) {
+  async function updateKey(tx: Sql, token: string, body: Record<string, any>): Promise<{ row: Record<string, any>; restarted: string[] }> {
     const changes: Record<string, unknown> = { ...body };
-    if ("budget_duration" in body) changes.budget_reset_at = resetAtFor(body.budget_duration, clock.now());
-    found((await tx.query("select 1 from keys where token = $1", [token]))[0], "Key");
+    const before = found((await tx.query("select budget_duration, max_budget, model_max_budget from keys where token = $1", [token]))[0], "Key");
+    // The same duration sent again (an admin screen sends every field) leaves the period running.
+    const newPeriod = "budget_duration" in body && !sameDuration(parseDuration(before.budget_duration), parseDuration(body.budget_duration));
+    if (newPeriod) changes.budget_reset_at = resetAtFor(body.budget_duration, clock.now());
+    // Budget counters to start again from the stored spend: a new period, or a budget set again after
+    // none (no counter was kept up to date meanwhile); per model likewise.
+    const restarted = newPeriod || (body.max_budget != null && before.max_budget == null) ? [counterKeys.budgetPrefix(scopes.key(token))] : [];
+    if (body.model_max_budget) restarted.push(...await restartModelPeriods(tx, token, before.model_max_budget ?? {}, body.model_max_budget));
     if (body.team_id) await mustExist(tx, "teams", "team_id", body.team_id, "team_id");
     if (body.user_id != null) await mustExist(tx, "users", "user_id", body.user_id, "user_id");
     if (body.budget_id) await mustExist(tx, "budgets", "budget_id", body.budget_id, "budget_id");
@@ -157,12 +163,29 @@ export function keyRoutes(deps: AdminDeps) {
     const [updated] = await write(`key_alias "${body.key_alias}"`, () =>
       tx.query(`update keys set ${[...sets, "updated_at = now()"].join(", ")} where token = $${values.length} returning *`, values));
     // A key regenerated or deleted meanwhile is gone under this token.
-    return found(updated, "Key");
+    return { row: found(updated, "Key"), restarted };
   }
 
-  /** After a key's update: its budget counters restart with a new spend or duration, and every instance forgets the cached key. */
-  function updated(token: string, body: Record<string, unknown>) {
-    if ("spend" in body || "budget_duration" in body) forgetSpend(token);
+  /**
+   * A per-model budget whose period changed starts a new one now (as a key's budget_duration does);
+   * one newly set starts from the stored spend. The counter prefixes to forget.
+   */
+  async function restartModelPeriods(tx: Sql, token: string, before: Record<string, any>, after: Record<string, any>): Promise<string[]> {
+    const prefixes: string[] = [];
+    for (const [model, entry] of Object.entries(after)) {
+      const was = before[model];
+      const period = entry?.time_period ?? entry?.budget_duration ?? null;
+      if (was && sameDuration(parseDuration(was.time_period ?? was.budget_duration), parseDuration(period))) continue;
+      if (was) await tx.query("update key_model_spend set budget_reset_at = $3 where token = $1 and model = $2", [token, model, resetAtFor(period, clock.now())]);
+      prefixes.push(counterKeys.budgetPrefix(scopes.keyModel(token, model)));
+    }
+    return prefixes;
+  }
+
+  /** After a key's update: its budget counters restart with a new spend or period, and every instance forgets the cached key. */
+  function updated(token: string, body: Record<string, unknown>, restarted: string[]) {
+    if ("spend" in body) forgetSpend(token);
+    for (const prefix of restarted) deps.counters.forget(prefix);
     deps.invalidate({ kind: "key", token, reset: "spend" in body ? [{ table: "keys", id: token }] : undefined });
   }
 
@@ -186,11 +209,11 @@ export function keyRoutes(deps: AdminDeps) {
         await tx.query(
           `insert into key_renames (old_token, new_token) values ($1, $2)
            on conflict (old_token) do update set new_token = excluded.new_token, renamed_at = now()`, [old, renamed.token]);
-        return Object.keys(changes).length > 0 ? updateKey(tx, renamed.token, changes) : renamed;
+        return Object.keys(changes).length > 0 ? updateKey(tx, renamed.token, changes) : { row: renamed, restarted: [] };
       });
       deps.invalidate({ kind: "key", token: old, reused });
-      updated(row.token, changes);
-      return { key: raw, ...keyView(row) };
+      updated(row.row.token, changes, row.restarted);
+      return { key: raw, ...keyView(row.row) };
   }
 
   const admin = adminOnlyRoutes("admin-keys", deps)
@@ -206,8 +229,8 @@ export function keyRoutes(deps: AdminDeps) {
       // Spend still in memory is written first: it belongs to the period it was spent in.
       await deps.spend.flush();
       const token = tokenOf(body.key);
-      const row = await db.transaction((tx) => updateKey(tx, token, body));
-      updated(token, body);
+      const { row, restarted } = await db.transaction((tx) => updateKey(tx, token, body));
+      updated(token, body, restarted);
       return { key: body.key, ...keyView(row) };
     }, {
       body: t.Object({ ...keyUpdateFields, key: t.String({ minLength: 1 }) }, open),

@@ -21,6 +21,30 @@ for (const kind of ["pglite", "postgres"] as const) describe(`key admin on ${kin
     return { status: response.status, body: (await response.json()) as any };
   }
 
+  test("a key's max_budget set again after none counts what was spent meanwhile; the same duration keeps the period; a per-model period changed starts anew", async () => {
+    const key = (await json("/key/generate", { max_budget: 1 })).body.key;
+    expect((await h.chat(key)).status).toBe(200);
+    await json("/key/update", { key, max_budget: null });
+    for (let i = 0; i < 3; i++) expect((await h.chat(key)).status).toBe(200);
+    await h.flush();
+    const spent = (await json(`/key/info?key=${key}`)).body.info.spend;
+    await json("/key/update", { key, max_budget: spent });
+    expect((await h.chat(key)).status).toBe(400);
+
+    await json("/key/update", { key, max_budget: 1, budget_duration: "1d" });
+    const reset = (await json(`/key/info?key=${key}`)).body.info.budget_reset_at;
+    h.clock.advance(60_000);
+    await json("/key/update", { key, budget_duration: "24h" });
+    expect((await json(`/key/info?key=${key}`)).body.info.budget_reset_at).toBe(reset);
+
+    const perModel = (await json("/key/generate", { model_max_budget: { mock: { budget_limit: 1e-9, time_period: "600s" } } })).body.key;
+    expect((await h.chat(perModel)).status).toBe(200);
+    expect((await h.chat(perModel)).status).toBe(400);
+    await json("/key/update", { key: perModel, model_max_budget: { mock: { budget_limit: 1e-9, time_period: "10s" } } });
+    h.clock.advance(11_000);
+    expect((await h.chat(perModel)).status).toBe(200);
+  });
+
   test("a key made with a regenerated key's old secret starts from nothing: no spend, no requests counted", async () => {
     const old = await json("/key/generate", { key: "sk-reuse-budget", max_budget: 1 });
     for (let i = 0; i < 2; i++) expect((await h.chat(old.body.key)).status).toBe(200);
