@@ -1,5 +1,5 @@
 import type { Database, Sql } from "../db";
-import { addDuration, parseDuration, sameDuration } from "../governance/duration";
+import { addDuration, currentPeriodEnd, parseDuration, sameDuration } from "../governance/duration";
 import { GatewayError, badRequest, notFound } from "../http/errors";
 import { hashKey } from "../auth/keys";
 import { counterKeys } from "../governance/keys";
@@ -129,6 +129,17 @@ export function assignments(body: Record<string, unknown>, columns: readonly str
 }
 
 export const iso = (value: unknown) => (value instanceof Date ? value.toISOString() : value ?? null);
+
+/**
+ * A stored spend and reset as enforcement counts them: a period whose reset has passed is over before
+ * the scheduler writes the reset (up to ten minutes later), so the view shows nothing spent in the
+ * period now running, and its end when the duration is known.
+ */
+export function periodView(spend: unknown, resetAt: unknown, duration: unknown, now = Date.now()) {
+  if (!(resetAt instanceof Date) || resetAt.getTime() > now) return { spend, budget_reset_at: iso(resetAt) };
+  const parsed = parseDuration(duration);
+  return { spend: 0, budget_reset_at: parsed ? currentPeriodEnd(resetAt, parsed, new Date(now)).toISOString() : iso(resetAt) };
+}
 
 export interface UpdateSpec {
   table: "users" | "teams" | "budgets";

@@ -2,7 +2,7 @@ import { t } from "elysia";
 import { counterKeys, scopes } from "../governance/keys";
 import { badRequest, notFound } from "../http/errors";
 import type { Sql } from "../db";
-import { assignments, dropOwnBudgets, found, iso, mustExist, resetAtFor, write } from "./common";
+import { assignments, dropOwnBudgets, found, iso, mustExist, periodView, resetAtFor, write } from "./common";
 import type { AdminDeps } from "./deps";
 import { Id, Money, customerRefusedFields, opt, open } from "./fields";
 import { adminOnlyRoutes } from "./guard";
@@ -10,10 +10,11 @@ import { BUDGET_COLUMNS, budgetBody, insertBudget } from "./budgets";
 
 const INLINE = Object.keys(budgetBody);
 
-export function customerView(row: Record<string, any>) {
+export function customerView(row: Record<string, any>, now?: number) {
   return {
-    user_id: row.user_id, alias: row.alias, spend: row.spend, blocked: row.blocked, budget_id: row.budget_id,
-    budget_reset_at: iso(row.budget_reset_at), litellm_budget_table: row.litellm_budget_table ?? null, metadata: row.metadata,
+    user_id: row.user_id, alias: row.alias, blocked: row.blocked, budget_id: row.budget_id,
+    ...periodView(row.spend, row.budget_reset_at, row.litellm_budget_table?.budget_duration, now),
+    litellm_budget_table: row.litellm_budget_table ?? null, metadata: row.metadata,
   };
 }
 
@@ -37,7 +38,7 @@ async function changeOwnBudget(tx: Sql, userId: string, budgetId: string | null,
 /** The customer routes under `/customer`, and again under LiteLLM's older `/end_user` prefix. */
 export function customerRoutes(deps: AdminDeps, prefix: "/customer" | "/end_user" = "/customer") {
   const { db, clock } = deps;
-  const one = async (id: string) => customerView(found((await db.query(`${SELECT} where e.user_id = $1`, [id]))[0], "Customer"));
+  const one = async (id: string) => customerView(found((await db.query(`${SELECT} where e.user_id = $1`, [id]))[0], "Customer"), clock.now());
   // A customer not seen yet is created blocked, as LiteLLM does: its first request is then refused.
   const setBlocked = async (ids: string[], blocked: boolean) => {
     const rows = await db.query(
@@ -119,7 +120,7 @@ export function customerRoutes(deps: AdminDeps, prefix: "/customer" | "/end_user
       return { deleted_customers: rows.map((r) => r.user_id) };
     }, { body: t.Object({ user_ids: t.Array(Id, { minItems: 1 }) }, open), detail: { tags: ["customer management"], summary: "Delete customers" } })
     .get(`${prefix}/info`, ({ query }) => one(query.end_user_id), { query: t.Object({ end_user_id: Id }), detail: { tags: ["customer management"], summary: "A customer with its budget and spend" } })
-    .get(`${prefix}/list`, async () => (await db.query(`${SELECT} order by e.created_at, e.user_id`)).map(customerView), { detail: { tags: ["customer management"], summary: "List customers" } })
+    .get(`${prefix}/list`, async () => (await db.query(`${SELECT} order by e.created_at, e.user_id`)).map((row) => customerView(row, clock.now())), { detail: { tags: ["customer management"], summary: "List customers" } })
     .post(`${prefix}/block`, ({ body }) => setBlocked(body.user_ids, true), { body: t.Object({ user_ids: t.Array(Id, { minItems: 1 }) }, open), detail: { tags: ["customer management"], summary: "Block customers" } })
     .post(`${prefix}/unblock`, ({ body }) => setBlocked(body.user_ids, false), { body: t.Object({ user_ids: t.Array(Id, { minItems: 1 }) }, open), detail: { tags: ["customer management"], summary: "Unblock customers" } });
   return routes;

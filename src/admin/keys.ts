@@ -5,7 +5,7 @@ import { counterKeys, scopes } from "../governance/keys";
 import type { ReusedToken } from "../spend/reset";
 import { addDuration, parseDuration, sameDuration } from "../governance/duration";
 import { GatewayError, authError, badRequest, notFound } from "../http/errors";
-import { assignments, found, iso, mustExist, resetAtFor, tokenOf, write } from "./common";
+import { assignments, found, iso, mustExist, periodView, resetAtFor, tokenOf, write } from "./common";
 import type { AdminDeps } from "./deps";
 import { withKeyDefaults, withinUpperBounds } from "./key-params";
 import { Money, Page, keyFields, nextReset, numeric, open } from "./fields";
@@ -19,10 +19,11 @@ const JSON_COLUMNS = ["model_max_budget", "model_rpm_limit", "model_tpm_limit", 
 const ARRAY_COLUMNS = ["models"];
 
 /** A key row as the API shows it: everything but anything usable as the key itself. */
-export function keyView(row: Record<string, any>) {
+export function keyView(row: Record<string, any>, now?: number) {
   return {
-    token: row.token, token_id: row.token, key_name: row.key_name, key_alias: row.key_alias, spend: row.spend,
-    max_budget: row.max_budget, soft_budget: row.soft_budget, budget_duration: row.budget_duration, budget_reset_at: iso(row.budget_reset_at),
+    token: row.token, token_id: row.token, key_name: row.key_name, key_alias: row.key_alias,
+    max_budget: row.max_budget, soft_budget: row.soft_budget, budget_duration: row.budget_duration,
+    ...periodView(row.spend, row.budget_reset_at, row.budget_duration, now),
     models: row.models, tpm_limit: row.tpm_limit, rpm_limit: row.rpm_limit, max_parallel_requests: row.max_parallel_requests,
     model_max_budget: row.model_max_budget, model_rpm_limit: row.model_rpm_limit, model_tpm_limit: row.model_tpm_limit,
     user_id: row.user_id, team_id: row.team_id, budget_id: row.budget_id, expires: iso(row.expires), blocked: row.blocked,
@@ -135,8 +136,12 @@ export function keyRoutes(deps: AdminDeps) {
     if (caller.kind === "key" && !caller.admin && asked !== own) throw authError("Authentication Error, a key may only read its own /key/info");
     const row = await keyRow(db, asked);
     const spend = await db.query("select model, spend, budget_reset_at from key_model_spend where token = $1", [row.token]);
-    const modelSpend = Object.fromEntries(spend.map((s) => [s.model, s.spend]));
-    return { key: query.key ?? row.key_name, info: { ...keyView(row), model_spend: modelSpend } };
+    const now = clock.now();
+    const modelSpend = Object.fromEntries(spend.map((s) => {
+      const budget = row.model_max_budget?.[s.model];
+      return [s.model, periodView(s.spend, s.budget_reset_at, budget?.time_period ?? budget?.budget_duration, now).spend];
+    }));
+    return { key: query.key ?? row.key_name, info: { ...keyView(row, now), model_spend: modelSpend } };
   }, { query: t.Object({ key: t.Optional(t.String()) }), detail: { tags: ["key management"], summary: "A key's settings and spend" } });
 
   /** The changes of a /key/update (a /key/regenerate may carry them too), within a transaction: the key's row after them. */
@@ -281,7 +286,8 @@ export function keyRoutes(deps: AdminDeps) {
       const order = `${query.sort_by ?? "created_at"} ${query.sort_order === "desc" ? "desc" : "asc"}`;
       const rows = await db.query(`select * from keys ${filter} order by ${order}, token limit ${size} offset ${(page - 1) * size}`, params);
       const full = ["true", "1"].includes(query.return_full_object?.toLowerCase() ?? "");
-      return { keys: rows.map((r) => (full ? keyView(r) : r.token)), total_count: n, current_page: page, total_pages: Math.ceil(n / size) };
+      const now = clock.now();
+      return { keys: rows.map((r) => (full ? keyView(r, now) : r.token)), total_count: n, current_page: page, total_pages: Math.ceil(n / size) };
     }, {
       query: t.Object({ user_id: t.Optional(t.String()), team_id: t.Optional(t.String()), key_alias: t.Optional(t.String()), key_hash: t.Optional(t.String()),
         page: t.Optional(Page), size: t.Optional(numeric({ minimum: 1, maximum: 1000, integer: true, field: "size" })), return_full_object: t.Optional(t.String()),

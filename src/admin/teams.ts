@@ -3,7 +3,7 @@ import type { Sql } from "../db";
 import { counterKeys, idPart, scopes } from "../governance/keys";
 import { badRequest } from "../http/errors";
 import type { SpendRow } from "../spend/batch";
-import { deleteEvery, found, spendRowsOwnedBy, iso, resetAtFor, updateBudgetHolder, write } from "./common";
+import { deleteEvery, found, spendRowsOwnedBy, iso, periodView, resetAtFor, updateBudgetHolder, write } from "./common";
 import type { AdminDeps } from "./deps";
 import { DurationText, Id, Limit, Metadata, Models, Money, budgetFields, nextReset, opt, open, teamRefusedFields } from "./fields";
 import { adminOnlyRoutes } from "./guard";
@@ -23,12 +23,12 @@ export const MAX_MEMBERS_PER_CALL = 1000;
 
 const TEAM_COLUMNS = ["team_alias", "max_budget", "budget_duration", "budget_reset_at", "models", "tpm_limit", "rpm_limit", "max_parallel_requests", "metadata", "blocked", "spend"];
 
-export function teamView(row: Record<string, any>) {
+export function teamView(row: Record<string, any>, now?: number) {
   return {
     team_alias: row.team_alias, team_id: row.team_id, admins: [], members: [], members_with_roles: row.members_with_roles,
     metadata: row.metadata, tpm_limit: row.tpm_limit, rpm_limit: row.rpm_limit, max_budget: row.max_budget, models: row.models,
-    spend: row.spend, max_parallel_requests: row.max_parallel_requests, budget_duration: row.budget_duration,
-    budget_reset_at: iso(row.budget_reset_at), blocked: row.blocked, created_at: iso(row.created_at),
+    max_parallel_requests: row.max_parallel_requests, budget_duration: row.budget_duration,
+    ...periodView(row.spend, row.budget_reset_at, row.budget_duration, now), blocked: row.blocked, created_at: iso(row.created_at),
   };
 }
 
@@ -96,7 +96,7 @@ export async function giveOwnBudget(sql: Sql, teamId: string, userId: string, fi
 }
 
 /** Teams as LiteLLM lists them: each with its keys and its memberships (their spend and budget), in two queries. */
-async function withKeysAndMemberships(db: Sql, rows: Array<Record<string, any>>) {
+async function withKeysAndMemberships(db: Sql, rows: Array<Record<string, any>>, now: number) {
   const ids = rows.map((row) => row.team_id as string);
   const keys = await db.query("select * from keys where team_id = any($1::text[]) order by created_at", [ids]);
   const memberships = await db.query(
@@ -105,9 +105,11 @@ async function withKeysAndMemberships(db: Sql, rows: Array<Record<string, any>>)
   const keysOf = Map.groupBy(keys, (key) => key.team_id as string);
   const membershipsOf = Map.groupBy(memberships, (m) => m.team_id as string);
   return rows.map((row) => ({
-    ...teamView(row),
-    keys: (keysOf.get(row.team_id) ?? []).map(keyView),
-    team_memberships: (membershipsOf.get(row.team_id) ?? []).map((m) => ({ ...m, budget_reset_at: iso(m.budget_reset_at) })),
+    ...teamView(row, now),
+    keys: (keysOf.get(row.team_id) ?? []).map((key) => keyView(key, now)),
+    team_memberships: (membershipsOf.get(row.team_id) ?? []).map((m) => ({
+      ...m, ...periodView(m.spend, m.budget_reset_at, m.litellm_budget_table?.budget_duration, now),
+    })),
   }));
 }
 
@@ -218,16 +220,17 @@ export function teamRoutes(deps: AdminDeps) {
     .get("/team/info", async ({ query }) => {
       const [row] = await db.query("select * from teams where team_id = $1", [query.team_id]);
       found(row, "Team");
-      const [team] = await withKeysAndMemberships(db, [row!]);
+      const now = clock.now();
+      const [team] = await withKeysAndMemberships(db, [row!], now);
       const [memberBudget] = await db.query("select * from budgets where budget_id = $1", [teamMemberBudgetId(row!.team_id)]);
       return {
-        team_id: row!.team_id, team_info: { ...teamView(row!), team_member_budget_table: memberBudget ? budgetView(memberBudget) : null },
+        team_id: row!.team_id, team_info: { ...teamView(row!, now), team_member_budget_table: memberBudget ? budgetView(memberBudget) : null },
         keys: team!.keys, team_memberships: team!.team_memberships,
       };
     }, { query: t.Object({ team_id: Id }), detail: { tags: ["team management"], summary: "A team, its keys and memberships with their spend" } })
     .get("/team/list", async ({ query }) => withKeysAndMemberships(db, query.user_id !== undefined
       ? await db.query("select t.* from teams t join team_memberships m using (team_id) where m.user_id = $1 order by t.created_at, t.team_id", [query.user_id])
-      : await db.query("select * from teams order by created_at, team_id")),
+      : await db.query("select * from teams order by created_at, team_id"), clock.now()),
       { query: t.Object({ user_id: t.Optional(t.String()) }), detail: { tags: ["team management"], summary: "List teams (those a user is a member of, with user_id)" } })
     .post("/team/block", ({ body }) => setBlocked(body.team_id, true), { body: t.Object({ team_id: Id }, open), detail: { tags: ["team management"], summary: "Block a team" } })
     .post("/team/unblock", ({ body }) => setBlocked(body.team_id, false), { body: t.Object({ team_id: Id }, open), detail: { tags: ["team management"], summary: "Unblock a team" } });

@@ -3,7 +3,7 @@ import type { Sql } from "../db";
 import { scopes } from "../governance/keys";
 import { GatewayError, badRequest } from "../http/errors";
 import type { SpendRow } from "../spend/batch";
-import { deleteEvery, found, spendRowsOwnedBy, iso, resetAtFor, updateBudgetHolder, write } from "./common";
+import { deleteEvery, found, spendRowsOwnedBy, iso, periodView, resetAtFor, updateBudgetHolder, write } from "./common";
 import type { AdminDeps } from "./deps";
 import { Id, UserId, Models, Money, budgetFields, keyFields, nextReset, numeric, opt, open, Page } from "./fields";
 import { adminOnlyRoutes } from "./guard";
@@ -15,10 +15,11 @@ const Role = t.Union(ROLES.map((role) => t.Literal(role)), { error: `must be one
 const USER_COLUMNS = ["user_email", "user_alias", "user_role", "max_budget", "soft_budget", "budget_duration", "budget_reset_at", "models",
   "tpm_limit", "rpm_limit", "max_parallel_requests", "metadata", "spend"];
 
-export function userView(row: Record<string, any>) {
+export function userView(row: Record<string, any>, now?: number) {
   return {
-    user_id: row.user_id, user_email: row.user_email, user_alias: row.user_alias, user_role: row.user_role, spend: row.spend,
-    max_budget: row.max_budget, soft_budget: row.soft_budget, budget_duration: row.budget_duration, budget_reset_at: iso(row.budget_reset_at),
+    user_id: row.user_id, user_email: row.user_email, user_alias: row.user_alias, user_role: row.user_role,
+    max_budget: row.max_budget, soft_budget: row.soft_budget, budget_duration: row.budget_duration,
+    ...periodView(row.spend, row.budget_reset_at, row.budget_duration, now),
     models: row.models, tpm_limit: row.tpm_limit, rpm_limit: row.rpm_limit, max_parallel_requests: row.max_parallel_requests,
     teams: row.teams, metadata: row.metadata, created_at: iso(row.created_at), updated_at: iso(row.updated_at),
   };
@@ -157,10 +158,11 @@ export function userRoutes(deps: AdminDeps) {
       const teams = await db.query(
         `select t.*, m.role as member_role, m.spend as member_spend, m.budget_id as member_budget_id
          from team_memberships m join teams t using (team_id) where m.user_id = $1 order by m.created_at`, [query.user_id]);
+      const now = clock.now();
       return {
-        user_id: row!.user_id, user_info: userView(row!),
-        keys: keys.map((key) => ({ ...keyView(key), team_alias: key.team_alias })),
-        teams: teams.map((team) => ({ ...teamView(team), member_role: team.member_role, member_spend: team.member_spend, member_budget_id: team.member_budget_id })),
+        user_id: row!.user_id, user_info: userView(row!, now),
+        keys: keys.map((key) => ({ ...keyView(key, now), team_alias: key.team_alias })),
+        teams: teams.map((team) => ({ ...teamView(team, now), member_role: team.member_role, member_spend: team.member_spend, member_budget_id: team.member_budget_id })),
       };
     }, { query: t.Object({ user_id: UserId }), detail: { tags: ["user management"], summary: "A user, its keys, teams and spend" } })
     .get("/user/list", async ({ query }) => {
@@ -177,7 +179,7 @@ export function userRoutes(deps: AdminDeps) {
       const filter = where.length > 0 ? `where ${where.join(" and ")}` : "";
       const rows = await db.query(`select * from users ${filter} order by created_at, user_id limit ${size} offset ${(page - 1) * size}`, params);
       const [{ n }] = (await db.query(`select count(*)::int as n from users ${filter}`, params)) as [{ n: number }];
-      return { users: rows.map(userView), total: n, page, page_size: size, total_pages: Math.ceil(n / size) };
+      return { users: rows.map((row) => userView(row, clock.now())), total: n, page, page_size: size, total_pages: Math.ceil(n / size) };
     }, {
       query: t.Object({ role: t.Optional(t.String()), user_ids: t.Optional(t.String()), user_email: t.Optional(t.String()), team: t.Optional(t.String()), page: t.Optional(Page), page_size: t.Optional(numeric({ minimum: 1, maximum: 1000, integer: true, field: "page_size" })) }),
       detail: { tags: ["user management"], summary: "List users" },

@@ -45,6 +45,26 @@ for (const kind of ["pglite", "postgres"] as const) describe(`key admin on ${kin
     expect((await h.chat(perModel)).status).toBe(200);
   });
 
+  test("info shows a period whose reset has passed as over, before the scheduler writes the reset", async () => {
+    await json("/team/new", { team_id: `views-${kind}`, max_budget: 1, budget_duration: "30s", members_with_roles: [{ role: "user", user_id: `viewer-${kind}` }] });
+    await json("/team/member_update", { team_id: `views-${kind}`, user_id: `viewer-${kind}`, max_budget_in_team: 1, budget_duration: "30s" });
+    await json("/customer/new", { user_id: `views-c-${kind}`, max_budget: 1, budget_duration: "30s" });
+    const key = (await json("/key/generate", { team_id: `views-${kind}`, user_id: `viewer-${kind}`, max_budget: 1, budget_duration: "30s" })).body.key;
+    expect((await h.chat(key, { user: `views-c-${kind}` })).status).toBe(200);
+    await h.flush();
+    const spends = async () => {
+      const team = (await json(`/team/info?team_id=views-${kind}`)).body;
+      const customer = (await json(`/customer/info?end_user_id=views-c-${kind}`)).body;
+      return [(await json(`/key/info?key=${key}`)).body.info, team.team_info, team.team_memberships[0], customer];
+    };
+    for (const view of await spends()) expect(view.spend).toBeGreaterThan(0);
+    h.clock.advance(31_000);
+    for (const view of await spends()) {
+      expect(view.spend).toBe(0);
+      expect(Date.parse(view.budget_reset_at)).toBeGreaterThan(h.clock.now());
+    }
+  });
+
   test("a key made with a regenerated key's old secret starts from nothing: no spend, no requests counted", async () => {
     const old = await json("/key/generate", { key: "sk-reuse-budget", max_budget: 1 });
     for (let i = 0; i < 2; i++) expect((await h.chat(old.body.key)).status).toBe(200);
