@@ -129,4 +129,6 @@ export function checkCustomerId(id: string, where: string): void {
   if (id.length > 256) throw badRequest(`${where}: at most 256 characters`, "user");
   // The customer id is stored with the spend: text Postgres refuses would make the whole batch unwritable.
   if (unstorable(id)) throw badRequest(`${where}: ${UNSTORABLE_MESSAGE}`, "user");
+  // As the admin API refuses them in ids: a customer made here must be one an admin can name.
+  if (/[\u0000-\u001f\u007f]/.test(id)) throw badRequest(`${where}: must not hold a control character`, "user");
 }

@@ -138,7 +138,9 @@ export function createInference(deps: InferenceDeps) {
   function cutShort(ctx: Context, reported: Usage | null, text: string): Usage {
     const counted = usageOf(ctx, null, text);
     if (!reported) return counted;
-    const prompt = Math.max(reported.prompt_tokens, counted.prompt_tokens);
+    // The prompt the provider reported is what it bills (an image as it scaled it); the count, which
+    // guesses images and audio high, stands in only when it reported none.
+    const prompt = reported.prompt_tokens > 0 ? reported.prompt_tokens : counted.prompt_tokens;
     const completion = Math.max(reported.completion_tokens, counted.completion_tokens);
     return { ...reported, prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion };
   }

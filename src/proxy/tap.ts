@@ -104,7 +104,15 @@ export class SseEvents {
    * the usage chunk (which litegate asks the provider for either way, and which comes after them).
    */
   get delivered(): boolean {
-    return this.done || (this.finished && this.usage !== null);
+    return this.done || (this.answered && this.usage !== null);
+  }
+
+  /**
+   * Finished, or the provider sent its usage (which follows its last choice) with no choice left open:
+   * a provider that ignores `n` answers one choice, and that is its whole answer.
+   */
+  get answered(): boolean {
+    return this.finished || (this.usage !== null && this.open.size === 0 && this.ended.size > 0);
   }
 
   /** Reads a chunk; returns the bytes to pass on (complete events), empty when none. */
@@ -325,10 +333,10 @@ export function tapStream(source: ReadableStream<Uint8Array>, options: TapOption
             if (done) {
               const out = events.end();
               if (events.malformed) return fail(controller, out, "Upstream sent a malformed stream event; the stream was ended");
-              if (!events.finished) return fail(controller, out, "Upstream closed the stream before the answer was complete");
+              if (!events.answered) return fail(controller, out, "Upstream closed the stream before the answer was complete");
               const closing = events.closing();
               if (closing) out.push(closing);
-              finish("complete");
+              finish(events.providerError ? "failed" : "complete");
               if (out.length > 0) controller.enqueue(joined(out));
               controller.close();
               return;
@@ -343,7 +351,7 @@ export function tapStream(source: ReadableStream<Uint8Array>, options: TapOption
             if (events.done) {
               // `[DONE]` is the provider's last word: one that keeps the connection open after it would
               // hold the client reading to the end, and the request's slot, until the request timeout.
-              finish("complete");
+              finish(events.providerError ? "failed" : "complete");
               if (out.length > 0) controller.enqueue(joined(out));
               controller.close();
               reader.cancel().catch(() => {});

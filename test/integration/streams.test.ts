@@ -62,6 +62,29 @@ describe("streams", () => {
     }
   });
 
+  test("a stream cut short is charged the prompt the provider reported, not litegate's guess for its image", async () => {
+    upstream.set({ chunkDelayMs: 10, events: [{ ...chunk({ role: "assistant", content: "" }), usage: { prompt_tokens: 300, completion_tokens: 0, total_tokens: 300 } }, ...Array.from({ length: 40 }, () => chunk({ content: "words " })), chunk({}, { finish_reason: "stop" }), "[DONE]"] });
+    try {
+      const key = await h.createKey();
+      const image = { type: "image_url", image_url: { url: "data:image/png;base64,iVBORw0KGgo=" } };
+      const response = await h.chat(key, { stream: true, messages: [{ role: "user", content: [{ type: "text", text: "what is it?" }, image] }] }, "m");
+      const reader = response.body!.getReader();
+      await reader.read();
+      await reader.cancel();
+      await until("the spend log row", async () => (await logsOf(key)).length === 1);
+      expect((await logsOf(key))[0]!.prompt_tokens).toBe(300);
+    } finally {
+      upstream.reset();
+    }
+  });
+
+  test("a customer id with a control character is refused before anything is made", async () => {
+    const response = await h.chat(await h.createKey(), { user: "cu\u001fst" }, "m");
+    expect(response.status).toBe(400);
+    expect(((await response.json()) as any).error.message).toContain("control character");
+    expect(await h.db.query("select 1 from end_users where user_id = $1", ["cu\u001fst"])).toEqual([]);
+  });
+
   test("a legacy function call without usage is charged its name and arguments, streamed or not", async () => {
     const args = JSON.stringify({ city: "Paris", unit: "celsius", days: 5, detail: "hourly forecast with wind and rain" });
     const name = "get_weather_forecast";

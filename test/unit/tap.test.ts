@@ -169,6 +169,14 @@ describe("the stream tap", () => {
     expect(cut.out).toContain("closed the stream before the answer was complete");
     expect((await run(first + second, 2)).end).toBe("complete");
     expect((await run(first, 1)).end).toBe("complete");
+    // A provider that ignores n answers one choice and its usage, and closes: that is its whole answer.
+    const usage = event({ choices: [], usage: { prompt_tokens: 7, completion_tokens: 1, total_tokens: 8 } });
+    const ignored = await run(first + usage, 2);
+    expect(ignored.end).toBe("complete");
+    expect(ignored.out).not.toContain("closed the stream");
+    // A provider error event, then [DONE] or the end: the stream failed, whatever follows.
+    const failure = event({ error: { message: "overloaded" } });
+    expect((await run(first + failure + "data: [DONE]\n\n", 1)).end).toBe("failed");
     // The client leaves after choice 0 finished, before choice 1 began.
     let left: StreamOutcome | undefined;
     const open = new ReadableStream<Uint8Array>({ start(c) { c.enqueue(encoder.encode(first)); } });
