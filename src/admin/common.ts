@@ -2,7 +2,7 @@ import type { Database, Sql } from "../db";
 import { addDuration, currentPeriodEnd, parseDuration, sameDuration } from "../governance/duration";
 import { GatewayError, badRequest, notFound } from "../http/errors";
 import { hashKey } from "../auth/keys";
-import { counterKeys } from "../governance/keys";
+import { counterKeys, scopes } from "../governance/keys";
 import { SEP, type SpendRow } from "../spend/batch";
 import type { AdminDeps } from "./deps";
 
@@ -188,6 +188,17 @@ export async function updateBudgetHolder(
   // A budget set again after none was kept no counter up to date meanwhile: it starts from the stored spend.
   const budgetBack = body.max_budget != null && before?.max_budget == null;
   if (spec.scope && ("spend" in body || newPeriod || budgetBack)) deps.counters.forget(counterKeys.budgetPrefix(spec.scope(id)));
+  if (spec.table === "budgets" && budgetBack) {
+    // Likewise for everything on this budget: its customers, team members and keys.
+    const holders = await deps.db.query(
+      `select 'c' as kind, user_id as a, null as b from end_users where budget_id = $1
+       union all select 'm', team_id, user_id from team_memberships where budget_id = $1
+       union all select 'k', token, null from keys where budget_id = $1`, [id]);
+    for (const h of holders) {
+      const scope = h.kind === "c" ? scopes.customer(h.a) : h.kind === "m" ? scopes.member(h.a, h.b) : scopes.key(h.a);
+      deps.counters.forget(counterKeys.budgetPrefix(scope));
+    }
+  }
   deps.invalidate({ kind: "all", reset: spec.spendRow && "spend" in body ? [{ table: spec.spendRow, id }] : undefined });
   return row!;
 }

@@ -98,7 +98,10 @@ export function customerRoutes(deps: AdminDeps, prefix: "/customer" | "/end_user
         // A budget of the customer's own that it leaves goes, as it would with the customer.
         if (budgetId !== current!.budget_id) await dropOwnBudgets(tx, [current!.budget_id]);
       });
-      if (body.spend !== undefined || "budget_duration" in changes) deps.counters.forget(counterKeys.budgetPrefix(scopes.customer(body.user_id)));
+      // A budget changed or set again (none kept the counter up to date meanwhile) counts from the stored spend.
+      if (body.spend !== undefined || "budget_duration" in changes || "max_budget" in changes || "budget_id" in body) {
+        deps.counters.forget(counterKeys.budgetPrefix(scopes.customer(body.user_id)));
+      }
       deps.invalidate({ kind: "customer", id: body.user_id, reset: body.spend !== undefined ? [{ table: "customers", id: body.user_id }] : undefined });
       return one(body.user_id);
     }, {

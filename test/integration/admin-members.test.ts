@@ -125,4 +125,26 @@ describe("team memberships on Postgres", () => {
     await json("/team/update", { team_id: "again-t", budget_duration: "2d" });
     expect((await json("/team/info?team_id=again-t")).body.team_info.budget_reset_at).not.toBe(reset);
   });
+
+  test("a customer's budget set again after none, its own or a shared one, counts what was spent meanwhile", async () => {
+    const key = (await json("/key/generate", {})).body.key;
+    const chatAs = (user: string) => json("/v1/chat/completions", { model: "mock", user, messages: [{ role: "user", content: "hi" }] }, key);
+    const spentBy = async (user: string) => {
+      await h.flush();
+      return (await json(`/customer/info?end_user_id=${user}`)).body.spend as number;
+    };
+    await json("/budget/new", { budget_id: "back-shared", max_budget: 1 });
+    await json("/customer/new", { user_id: "back-c1", budget_id: "back-shared" });
+    await json("/customer/new", { user_id: "back-c2", max_budget: 1 });
+    for (const [user, off, on] of [
+      ["back-c1", () => json("/budget/update", { budget_id: "back-shared", max_budget: null }), (spent: number) => json("/budget/update", { budget_id: "back-shared", max_budget: spent })],
+      ["back-c2", () => json("/customer/update", { user_id: "back-c2", max_budget: null }), (spent: number) => json("/customer/update", { user_id: "back-c2", max_budget: spent })],
+    ] as const) {
+      expect((await chatAs(user)).status).toBe(200);
+      await off();
+      for (let i = 0; i < 3; i++) expect((await chatAs(user)).status).toBe(200);
+      await on(await spentBy(user));
+      expect(`${user} ${(await chatAs(user)).status}`).toBe(`${user} 400`);
+    }
+  });
 });
