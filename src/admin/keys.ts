@@ -112,7 +112,9 @@ function decodedPath(text: string): string {
   }
 }
 
-const KEY_LIST_PARAMS = ["user_id", "team_id", "key_alias", "key_hash", "page", "size", "return_full_object", "sort_by", "sort_order"];
+const KEY_LIST_PARAMS = ["user_id", "team_id", "key_alias", "key_hash", "page", "size", "return_full_object", "sort_by", "sort_order",
+  "include_team_keys", "include_created_by_keys", "expand", "status", "organization_id"];
+const yes = (value: string | undefined) => ["true", "1"].includes(value?.toLowerCase() ?? "");
 
 export function keyRoutes(deps: AdminDeps) {
   const { db, clock } = deps;
@@ -265,8 +267,8 @@ export function keyRoutes(deps: AdminDeps) {
       detail: { tags: ["key management"], summary: "Delete keys" },
     })
     .get("/key/list", async ({ query, request }) => {
-      // A filter litegate does not know (organization_id: it has no organizations) would list every
-      // key, which a script deleting what it lists must never get: it is refused.
+      // A filter litegate does not know would be ignored and list every key, which a script deleting
+      // what it lists must never get: it is refused.
       for (const name of new URL(request.url).searchParams.keys()) {
         if (!KEY_LIST_PARAMS.includes(name)) throw badRequest(`${name}: /key/list has no such parameter; it takes ${KEY_LIST_PARAMS.join(", ")}`, name);
       }
@@ -274,25 +276,32 @@ export function keyRoutes(deps: AdminDeps) {
       const page = Math.max(1, Number(query.page ?? 1));
       const where: string[] = [];
       const params: unknown[] = [];
+      // LiteLLM's filters litegate has nothing for: keys of an organization, or deleted keys (it keeps
+      // none), are none. `expand` and `include_created_by_keys` add nothing litegate records.
+      if (query.organization_id !== undefined || (query.status !== undefined && query.status !== "active")) where.push("false");
       for (const field of ["user_id", "team_id", "key_alias"] as const) {
-        if (query[field]) {
-          params.push(query[field]);
-          where.push(`${field} = $${params.length}`);
-        }
+        if (query[field] === undefined) continue;
+        params.push(query[field]);
+        // With include_team_keys, a user's keys and those of the teams it is a member of.
+        where.push(field === "user_id" && yes(query.include_team_keys)
+          ? `(user_id = $${params.length} or team_id in (select team_id from team_memberships where user_id = $${params.length}))`
+          : `${field} = $${params.length}`);
       }
       if (query.key_hash) where.push(`token = $${params.push(tokenOf(query.key_hash))}`);
       const filter = where.length ? `where ${where.join(" and ")}` : "";
       const [{ n }] = (await db.query(`select count(*)::int as n from keys ${filter}`, params)) as [{ n: number }];
       const order = `${query.sort_by ?? "created_at"} ${query.sort_order === "desc" ? "desc" : "asc"}`;
       const rows = await db.query(`select * from keys ${filter} order by ${order}, token limit ${size} offset ${(page - 1) * size}`, params);
-      const full = ["true", "1"].includes(query.return_full_object?.toLowerCase() ?? "");
+      const full = yes(query.return_full_object);
       const now = clock.now();
       return { keys: rows.map((r) => (full ? keyView(r, now) : r.token)), total_count: n, current_page: page, total_pages: Math.ceil(n / size) };
     }, {
       query: t.Object({ user_id: t.Optional(t.String()), team_id: t.Optional(t.String()), key_alias: t.Optional(t.String()), key_hash: t.Optional(t.String()),
         page: t.Optional(Page), size: t.Optional(numeric({ minimum: 1, maximum: 1000, integer: true, field: "size" })), return_full_object: t.Optional(t.String()),
         sort_by: t.Optional(t.Union(["created_at", "spend", "key_alias", "expires"].map((c) => t.Literal(c)), { title: "sort_by" })),
-        sort_order: t.Optional(t.Union([t.Literal("asc"), t.Literal("desc")], { title: "sort_order" })) }),
+        sort_order: t.Optional(t.Union([t.Literal("asc"), t.Literal("desc")], { title: "sort_order" })),
+        include_team_keys: t.Optional(t.String()), include_created_by_keys: t.Optional(t.String()), expand: t.Optional(t.Union([t.String(), t.Array(t.String())])),
+        status: t.Optional(t.String()), organization_id: t.Optional(t.String()) }),
       detail: { tags: ["key management"], summary: "List keys (hashes), filtered and paged" },
     })
     .post("/key/regenerate", ({ body }) => regenerate(body.key, body), {

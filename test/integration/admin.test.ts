@@ -575,11 +575,19 @@ describe("validation and integrity", () => {
     expect((await json("/user/delete", { user_ids: ["stays-1"] })).body).toEqual({ deleted_users: ["stays-1"] });
   });
 
-  test("/key/list refuses a filter it does not know (it would list every key), sorts, and takes True and 1 for return_full_object", async () => {
+  test("/key/list refuses a filter it does not know (it would list every key), takes LiteLLM's, sorts, and takes True and 1 for return_full_object", async () => {
     for (const alias of ["list-a", "list-b"]) await json("/key/generate", { key_alias: alias, user_id: "lister" });
-    const refused = await json("/key/list?organization_id=org-1");
+    const refused = await json("/key/list?owner=org-1");
     expect(refused.status).toBe(400);
-    expect(refused.body.error.param).toBe("organization_id");
+    expect(refused.body.error.param).toBe("owner");
+    // LiteLLM's own: no key is in an organization or deleted; a user's team keys with include_team_keys; an empty filter filters.
+    expect((await json("/key/list?organization_id=org-1")).body.keys).toEqual([]);
+    expect((await json("/key/list?status=deleted")).body.keys).toEqual([]);
+    expect((await json("/key/list?user_id=")).body.keys).toEqual([]);
+    await json("/team/new", { team_id: "list-team", members_with_roles: [{ role: "user", user_id: "lister" }] });
+    await json("/key/generate", { key_alias: "list-team-key", team_id: "list-team" });
+    const withTeam = await json("/key/list?user_id=lister&include_team_keys=true&expand=user&include_created_by_keys=true&status=active&return_full_object=true");
+    expect(withTeam.body.keys.map((k: any) => k.key_alias).sort()).toEqual(["list-a", "list-b", "list-team-key"]);
     for (const flag of ["True", "1", "true"]) {
       const listed = await json(`/key/list?user_id=lister&return_full_object=${flag}`);
       expect(listed.body.keys.map((k: any) => k.key_alias)).toEqual(["list-a", "list-b"]);
