@@ -25,7 +25,9 @@ const SELECT = "select e.*, row_to_json(b) as litellm_budget_table from end_user
  * shared budget (or none) is copied into a new one of the customer's own, with the changes on top.
  */
 async function changeOwnBudget(tx: Sql, userId: string, budgetId: string | null, changes: Record<string, unknown>, now: number): Promise<string> {
-  if (budgetId?.startsWith(`customer:${userId}:`)) {
+  // Its own: `customer:<its id>:<uuid>` (customer "a" is not the owner of customer "a:b"'s).
+  const own = `customer:${userId}:`;
+  if (budgetId?.startsWith(own) && !budgetId.slice(own.length).includes(":")) {
     const { sets, values } = assignments(changes, BUDGET_COLUMNS, ["model_max_budget"]);
     values.push(budgetId);
     await tx.query(`update budgets set ${[...sets, "updated_at = now()"].join(", ")} where budget_id = $${values.length}`, values);

@@ -147,4 +147,13 @@ describe("team memberships on Postgres", () => {
       expect(`${user} ${(await chatAs(user)).status}`).toBe(`${user} 400`);
     }
   });
+
+  test("a customer whose id starts another's (a, a:b) never changes the other's own budget", async () => {
+    const other = (await json("/customer/new", { user_id: "pre:fix", max_budget: 5 })).body;
+    await json("/customer/new", { user_id: "pre", budget_id: other.budget_id });
+    await json("/customer/update", { user_id: "pre", max_budget: 1 });
+    const [row] = await h.db.query("select max_budget from budgets where budget_id = $1", [other.budget_id]);
+    expect(row!.max_budget).toBe(5);
+    expect((await json("/customer/info?end_user_id=pre")).body.budget_id).not.toBe(other.budget_id);
+  });
 });
