@@ -60,10 +60,10 @@ export function timestampOf(text: string, endOfDay = false): Date | null {
 FormatRegistry.Set("litegate-timestamp", (text) => timestampOf(text) !== null);
 const Timestamp = t.String({ format: "litegate-timestamp", error: "must be a date, YYYY-MM-DD or an ISO timestamp" });
 /** Ids never hold control characters: litegate joins two of them with one (spend/batch.ts SEP). */
-const PRINTABLE = { pattern: "^[^\\u0000-\\u001f\\u007f]*$", error: "must be at most 512 characters, none of them a control character" };
-export const Id = t.String({ minLength: 1, maxLength: 512, ...PRINTABLE });
+const PRINTABLE = "^[^\\u0000-\\u001f\\u007f]*$";
+export const Id = t.String({ minLength: 1, maxLength: 512, pattern: PRINTABLE, error: "must be a non-empty string of at most 512 characters, none of them a control character" });
 /** A user id may be empty, as in LiteLLM (its docs create the user "" and keys for it). */
-export const UserId = t.String({ maxLength: 512, ...PRINTABLE });
+export const UserId = t.String({ maxLength: 512, pattern: PRINTABLE, error: "must be a string of at most 512 characters, none of them a control character" });
 export const Models = t.Array(t.String({ maxLength: 512 }), { maxItems: 1000 });
 export const Metadata = t.Record(t.String(), t.Unknown());
 /**

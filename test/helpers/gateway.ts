@@ -1,3 +1,4 @@
+import { afterAll, beforeAll } from "bun:test";
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -7,6 +8,7 @@ import { parseConfig } from "../../src/config";
 import { type Database, migrate, openDatabase } from "../../src/db";
 import { buildGateway, type GatewayOptions } from "../../src/gateway";
 import { silentLogger } from "../../src/log";
+import { sharedPostgres } from "./services";
 
 export const MASTER = "sk-1234";
 
@@ -83,6 +85,43 @@ model_list:
       model: mock/gpt-4o
       input_cost_per_token: 0.0000025
       output_cost_per_token: 0.00001
+general_settings:
+  master_key: sk-1234
+`;
+
+export type Harness = Awaited<ReturnType<typeof inProcessGateway>>;
+
+/**
+ * The in-process gateway of a describe block, on the embedded database or on a fresh Postgres
+ * database: made before its tests, closed after them. `json` calls it (as the master key unless
+ * another key is given) and reads the answer.
+ */
+export function gatewayFor(kind: "pglite" | "postgres", yaml = MOCK_CONFIG) {
+  let h: Harness | undefined;
+  beforeAll(async () => {
+    const db = kind === "postgres" ? await openDatabase({ url: await (await sharedPostgres()).newDatabase(), dataDir: "" }) : undefined;
+    h = await inProcessGateway(yaml, { db });
+  }, 120_000);
+  afterAll(async () => {
+    await h?.close();
+    if (kind === "postgres") await h?.db.close();
+  });
+  return {
+    get h(): Harness {
+      return h!;
+    },
+    async json(path: string, body?: unknown, key: string = MASTER) {
+      const response = await h!.call(path, body, key);
+      return { status: response.status, body: (await response.json()) as any };
+    },
+  };
+}
+
+/** A config with one OpenAI-compatible model `m` at `url`, priced per token. */
+export const oneModelConfig = (url: string, input: number, output: number) => `
+model_list:
+  - model_name: m
+    litellm_params: {model: openai/m, api_base: "${url}", api_key: sk-upstream, input_cost_per_token: ${input}, output_cost_per_token: ${output}}
 general_settings:
   master_key: sk-1234
 `;

@@ -1,9 +1,5 @@
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { openDatabase } from "../../src/db";
-import { MOCK_CONFIG, inProcessGateway } from "../helpers/gateway";
-import { sharedPostgres } from "../helpers/services";
-
-type Harness = Awaited<ReturnType<typeof inProcessGateway>>;
+import { beforeAll, describe, expect, test } from "bun:test";
+import { type Harness, MOCK_CONFIG, gatewayFor } from "../helpers/gateway";
 
 // Customers without a budget of their own get a budget of a millionth of a cent: one request uses it up.
 const CONFIG = `${MOCK_CONFIG}
@@ -12,20 +8,12 @@ litellm_settings:
 `;
 
 for (const kind of ["pglite", "postgres"] as const) describe(`customer admin on ${kind}`, () => {
+  const gateway = gatewayFor(kind, CONFIG);
+  const json = gateway.json;
   let h: Harness;
-  beforeAll(async () => {
-    const db = kind === "postgres" ? await openDatabase({ url: await (await sharedPostgres()).newDatabase(), dataDir: "" }) : undefined;
-    h = await inProcessGateway(CONFIG, { db });
-  }, 120_000);
-  afterAll(async () => {
-    await h.close();
-    if (kind === "postgres") await h.db.close();
+  beforeAll(() => {
+    h = gateway.h;
   });
-
-  async function json(path: string, body?: unknown) {
-    const response = await h.call(path, body);
-    return { status: response.status, body: (await response.json()) as any };
-  }
 
   test("/customer/update with budget_id or alias null clears it: the customer is back on max_end_user_budget at its next request", async () => {
     expect((await json("/budget/new", { budget_id: "big", max_budget: 100 })).status).toBe(200);

@@ -1,25 +1,13 @@
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { openDatabase } from "../../src/db";
-import { MOCK_CONFIG, inProcessGateway } from "../helpers/gateway";
-import { sharedPostgres } from "../helpers/services";
-
-type Harness = Awaited<ReturnType<typeof inProcessGateway>>;
+import { beforeAll, describe, expect, test } from "bun:test";
+import { type Harness, gatewayFor } from "../helpers/gateway";
 
 for (const kind of ["pglite", "postgres"] as const) describe(`key admin on ${kind}`, () => {
+  const gateway = gatewayFor(kind);
+  const json = gateway.json;
   let h: Harness;
-  beforeAll(async () => {
-    const db = kind === "postgres" ? await openDatabase({ url: await (await sharedPostgres()).newDatabase(), dataDir: "" }) : undefined;
-    h = await inProcessGateway(MOCK_CONFIG, { db });
-  }, 120_000);
-  afterAll(async () => {
-    await h.close();
-    if (kind === "postgres") await h.db.close();
+  beforeAll(() => {
+    h = gateway.h;
   });
-
-  async function json(path: string, body?: unknown) {
-    const response = await h.call(path, body);
-    return { status: response.status, body: (await response.json()) as any };
-  }
 
   test("a key's max_budget set again after none counts what was spent meanwhile; the same duration keeps the period; a per-model period changed starts anew", async () => {
     const key = (await json("/key/generate", { max_budget: 1 })).body.key;

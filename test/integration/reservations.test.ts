@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { hashKey } from "../../src/auth/keys";
-import { inProcessGateway } from "../helpers/gateway";
+import { inProcessGateway, oneModelConfig } from "../helpers/gateway";
 import { type Upstream, startUpstream } from "../helpers/upstream";
 
 /**
@@ -18,13 +18,7 @@ let h: Awaited<ReturnType<typeof inProcessGateway>>;
 beforeAll(async () => {
   // The provider takes a while to answer: every request of the burst is admitted (or not) while the others are in flight.
   upstream = await startUpstream({ firstByteDelayMs: 200 });
-  h = await inProcessGateway(`
-model_list:
-  - model_name: m
-    litellm_params: {model: openai/m, api_base: "${upstream.url}", api_key: sk-upstream, input_cost_per_token: ${IN}, output_cost_per_token: ${OUT}}
-general_settings:
-  master_key: sk-1234
-`);
+  h = await inProcessGateway(oneModelConfig(upstream.url, IN, OUT));
 }, 120_000);
 afterAll(async () => {
   await h.close();

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { hashKey } from "../../src/auth/keys";
 import { countTextTokens } from "../../src/tokens";
-import { inProcessGateway } from "../helpers/gateway";
+import { inProcessGateway, oneModelConfig } from "../helpers/gateway";
 import { until } from "../helpers/until";
 import { type Upstream, startUpstream } from "../helpers/upstream";
 
@@ -11,13 +11,7 @@ let upstream: Upstream;
 let h: Awaited<ReturnType<typeof inProcessGateway>>;
 beforeAll(async () => {
   upstream = await startUpstream();
-  h = await inProcessGateway(`
-model_list:
-  - model_name: m
-    litellm_params: {model: openai/m, api_base: "${upstream.url}", api_key: sk-upstream, input_cost_per_token: 0.000001, output_cost_per_token: 0.000002}
-general_settings:
-  master_key: sk-1234
-`);
+  h = await inProcessGateway(oneModelConfig(upstream.url, 0.000001, 0.000002));
 }, 120_000);
 afterAll(async () => {
   await h.close();

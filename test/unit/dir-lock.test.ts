@@ -40,8 +40,9 @@ describe("the embedded database's directory belongs to one process", () => {
 
   test("a lock held by a zombie (killed, not yet collected by its parent) is taken over", async () => {
     const dir = tempDir("lock");
-    // `true` ends at once; its parent becomes `sleep`, which never collects it: a zombie for 30 s.
-    const parent = spawn(["sh", "-c", "true & echo $!; exec sleep 30"], { stdout: "pipe" });
+    // The child exits at once and its parent never collects it: a zombie for 30 s. (Perl, which leaves
+    // a child it forked alone, rather than a shell: a shell may collect it before it execs `sleep`.)
+    const parent = spawn(["perl", "-e", "$| = 1; my $child = fork(); exit 0 if $child == 0; print \"$child\\n\"; sleep 30"], { stdout: "pipe" });
     try {
       const reader = (parent.stdout as ReadableStream<Uint8Array>).getReader();
       const zombie = Number(new TextDecoder().decode((await reader.read()).value).trim());
