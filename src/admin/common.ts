@@ -141,6 +141,19 @@ export function periodView(spend: unknown, resetAt: unknown, duration: unknown, 
   return { spend: 0, budget_reset_at: parsed ? currentPeriodEnd(resetAt, parsed, new Date(now)).toISOString() : iso(resetAt) };
 }
 
+/**
+ * What an update does to a budget holder's period and counters, from the row before it. A new period
+ * comes with a different duration only: the same one sent again (an admin screen sends every field)
+ * leaves the period running. A max_budget set again after none had no counter kept up to date
+ * meanwhile, so its counters start again from the stored spend.
+ */
+export function budgetChange(before: { budget_duration?: unknown; max_budget?: unknown } | undefined, body: Record<string, unknown>) {
+  return {
+    newPeriod: "budget_duration" in body && !(before && sameDuration(parseDuration(before.budget_duration), parseDuration(body.budget_duration))),
+    budgetBack: body.max_budget != null && before?.max_budget == null,
+  };
+}
+
 export interface UpdateSpec {
   table: "users" | "teams" | "budgets";
   idColumn: string;
@@ -167,9 +180,9 @@ export async function updateBudgetHolder(
 ): Promise<Record<string, any>> {
   await deps.spend.flush();
   const changes: Record<string, unknown> = { ...body };
-  const [before] = await deps.db.query(`select budget_duration, max_budget from ${spec.table} where ${spec.idColumn} = $1`, [id]);
-  // The same duration sent again (an admin screen sends every field) leaves the period running.
-  const newPeriod = "budget_duration" in body && !(before && sameDuration(parseDuration(before.budget_duration), parseDuration(body.budget_duration)));
+  const [before] = "budget_duration" in body || "max_budget" in body
+    ? await deps.db.query(`select budget_duration, max_budget from ${spec.table} where ${spec.idColumn} = $1`, [id]) : [];
+  const { newPeriod, budgetBack } = budgetChange(before, body);
   if (newPeriod) changes.budget_reset_at = resetAtFor(body.budget_duration as string | null, deps.clock.now());
   const { sets, values } = assignments(changes, spec.columns, spec.json, spec.arrays);
   if (sets.length === 0) throw badRequest(`nothing to update: send at least one ${spec.what.toLowerCase()} field`);
@@ -185,11 +198,9 @@ export async function updateBudgetHolder(
     await deps.db.query("update team_memberships set budget_reset_at = $2 where budget_id = $1", [id, at]);
     await deps.db.query("update keys set budget_reset_at = $2, updated_at = now() where budget_id = $1 and budget_duration is null", [id, at]);
   }
-  // A budget set again after none was kept no counter up to date meanwhile: it starts from the stored spend.
-  const budgetBack = body.max_budget != null && before?.max_budget == null;
   if (spec.scope && ("spend" in body || newPeriod || budgetBack)) deps.counters.forget(counterKeys.budgetPrefix(spec.scope(id)));
   if (spec.table === "budgets" && budgetBack) {
-    // Likewise for everything on this budget: its customers, team members and keys.
+    // A budget set again: the counters of everything on it start from the stored spend too (its customers, team members and keys).
     const holders = await deps.db.query(
       `select 'c' as kind, user_id as a, null as b from end_users where budget_id = $1
        union all select 'm', team_id, user_id from team_memberships where budget_id = $1

@@ -2,7 +2,7 @@ import { t } from "elysia";
 import { counterKeys, scopes } from "../governance/keys";
 import { badRequest, notFound } from "../http/errors";
 import type { Sql } from "../db";
-import { assignments, dropOwnBudgets, found, iso, mustExist, periodView, resetAtFor, write } from "./common";
+import { assignments, dropOwnBudgets, found, mustExist, periodView, resetAtFor, write } from "./common";
 import type { AdminDeps } from "./deps";
 import { Id, Money, customerRefusedFields, opt, open } from "./fields";
 import { adminOnlyRoutes } from "./guard";

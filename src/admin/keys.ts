@@ -5,7 +5,7 @@ import { counterKeys, scopes } from "../governance/keys";
 import type { ReusedToken } from "../spend/reset";
 import { addDuration, parseDuration, sameDuration } from "../governance/duration";
 import { GatewayError, authError, badRequest, notFound } from "../http/errors";
-import { assignments, found, iso, mustExist, periodView, resetAtFor, tokenOf, write } from "./common";
+import { assignments, budgetChange, found, iso, mustExist, periodView, resetAtFor, tokenOf, write } from "./common";
 import type { AdminDeps } from "./deps";
 import { withKeyDefaults, withinUpperBounds } from "./key-params";
 import { Money, Page, keyFields, nextReset, numeric, open } from "./fields";
@@ -150,12 +150,10 @@ export function keyRoutes(deps: AdminDeps) {
   async function updateKey(tx: Sql, token: string, body: Record<string, any>): Promise<{ row: Record<string, any>; restarted: string[] }> {
     const changes: Record<string, unknown> = { ...body };
     const before = found((await tx.query("select budget_duration, max_budget, model_max_budget from keys where token = $1", [token]))[0], "Key");
-    // The same duration sent again (an admin screen sends every field) leaves the period running.
-    const newPeriod = "budget_duration" in body && !sameDuration(parseDuration(before.budget_duration), parseDuration(body.budget_duration));
+    const { newPeriod, budgetBack } = budgetChange(before, body);
     if (newPeriod) changes.budget_reset_at = resetAtFor(body.budget_duration, clock.now());
-    // Budget counters to start again from the stored spend: a new period, or a budget set again after
-    // none (no counter was kept up to date meanwhile); per model likewise.
-    const restarted = newPeriod || (body.max_budget != null && before.max_budget == null) ? [counterKeys.budgetPrefix(scopes.key(token))] : [];
+    // Budget counters to start again from the stored spend (see budgetChange); per model likewise.
+    const restarted = newPeriod || budgetBack ? [counterKeys.budgetPrefix(scopes.key(token))] : [];
     if (body.model_max_budget) restarted.push(...await restartModelPeriods(tx, token, before.model_max_budget ?? {}, body.model_max_budget));
     if (body.team_id) await mustExist(tx, "teams", "team_id", body.team_id, "team_id");
     if (body.user_id != null) await mustExist(tx, "users", "user_id", body.user_id, "user_id");
