@@ -7,6 +7,7 @@ import { GatewayError, badRequest, errorResponse, notFound, unexpected } from ".
 function expected(schema: any): string {
   if (!schema) return "a valid value";
   if (typeof schema.error === "string") return schema.error.replace(/^must be /, "");
+  if (schema.const !== undefined) return JSON.stringify(schema.const);
   if (Array.isArray(schema.anyOf)) {
     const options = schema.anyOf.filter((option: any) => option.type !== "null" && !String(option.format ?? "").startsWith("numeric")).map(expected);
     return [...new Set(options)].join(" or ") + (schema.anyOf.some((o: any) => o.type === "null") ? " (or null)" : "");

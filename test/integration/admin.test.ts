@@ -594,7 +594,9 @@ describe("validation and integrity", () => {
     }
     const desc = await json("/key/list?user_id=lister&return_full_object=true&sort_by=key_alias&sort_order=desc");
     expect(desc.body.keys.map((k: any) => k.key_alias)).toEqual(["list-b", "list-a"]);
-    expect((await json("/key/list?sort_by=token")).status).toBe(400);
+    const badSort = await json("/key/list?sort_by=token");
+    expect(badSort.status).toBe(400);
+    expect(badSort.body.error.message).toBe('sort_by: must be "created_at" or "spend" or "key_alias" or "expires" (got "token")');
   });
 
   test("LiteLLM's create and list fields: spend to start from, a key that never expires, a budget's reset time, list filters", async () => {
