@@ -14,16 +14,20 @@ export function keyName(raw: string): string {
   return `sk-...${raw.slice(-4)}`;
 }
 
-/** The caller's key from `Authorization: Bearer`, `x-api-key` or `api-key`. */
+/** A header's key: after an optional `Bearer` (any case, then spaces or tabs, RFC 9110), trimmed; null when empty. */
+function keyIn(value: string | null): string | null {
+  if (!value) return null;
+  const key = (/^bearer(?:[ \t]|$)/i.test(value) ? value.slice(6) : value).trim();
+  return key || null;
+}
+
+/**
+ * The caller's key from `x-litellm-api-key` (first, as LiteLLM reads it: a client may send a provider
+ * key in `Authorization` beside it), `Authorization: Bearer`, `x-api-key` or `api-key`.
+ */
 export function readKey(headers: Headers): string | null {
-  const authorization = headers.get("authorization");
-  if (authorization) {
-    // The scheme is case-insensitive and may be followed by any run of spaces or tabs (RFC 9110).
-    const value = /^bearer(?:[ \t]|$)/i.test(authorization) ? authorization.slice(6) : authorization;
-    const trimmed = value.trim();
-    if (trimmed) return trimmed;
-  }
-  return headers.get("x-api-key")?.trim() || headers.get("api-key")?.trim() || null;
+  return keyIn(headers.get("x-litellm-api-key")) ?? keyIn(headers.get("authorization"))
+    ?? (headers.get("x-api-key")?.trim() || headers.get("api-key")?.trim() || null);
 }
 
 /**

@@ -3,20 +3,25 @@ import { GatewayError } from "../http/errors";
 
 /**
  * Entries that mean "every model", as LiteLLM writes them. `all-team-models` on a team's key means
- * the team's models: the key allows everything, and the team's own list bounds it.
+ * the team's models: the key allows everything, and the team's own list bounds it; on a key with no
+ * team it allows nothing (there is no team list to bound it).
  */
-const EVERYTHING = new Set(["*", "all-proxy-models", "all-team-models"]);
+const EVERYTHING = new Set(["*", "all-proxy-models"]);
+const TEAM_MODELS = "all-team-models";
+
+/** Names in model lists that are not models: never listed as one a wildcard entry serves. */
+export const SPECIAL_NAMES: ReadonlySet<string> = new Set([...EVERYTHING, TEAM_MODELS]);
 
 /** Model name → the access groups it belongs to (`model_info.access_groups`). */
 export interface AccessGroups {
   get(model: string): readonly string[] | undefined;
 }
 
-function allows(list: readonly string[], model: string, groups: AccessGroups): boolean {
+function allows(list: readonly string[], model: string, groups: AccessGroups, onTeam: boolean): boolean {
   if (list.length === 0) return true;
   let modelGroups: readonly string[] | undefined;
   for (const entry of list) {
-    if (entry === model || EVERYTHING.has(entry)) return true;
+    if (entry === model || EVERYTHING.has(entry) || (entry === TEAM_MODELS && onTeam)) return true;
     if (entry.includes("*") && matchesPattern(entry, model)) return true;
     modelGroups ??= groups.get(model) ?? [];
     if (modelGroups.includes(entry)) return true;
@@ -49,24 +54,24 @@ function listsOf(caller: Caller): { key: string[]; owner: string[]; ownerIsTeam:
 
 export function mayUse(caller: Caller, model: string, groups: AccessGroups): boolean {
   const lists = listsOf(caller);
-  return !lists || (allows(lists.key, model, groups) && allows(lists.owner, model, groups));
+  return !lists || (allows(lists.key, model, groups, lists.ownerIsTeam) && allows(lists.owner, model, groups, lists.ownerIsTeam));
 }
 
 /** Model names a caller's key (or its team or user) lists by name, for listing those a wildcard entry serves. */
 export function namedModels(caller: Caller): string[] {
   const lists = listsOf(caller);
-  return lists ? [...lists.key, ...lists.owner].filter((name) => !name.includes("*")) : [];
+  return lists ? [...lists.key, ...lists.owner].filter((name) => !name.includes("*") && !SPECIAL_NAMES.has(name)) : [];
 }
 
 /** Throws 401 `key_model_access_denied` / `team_model_access_denied` naming what is allowed. */
 export function checkModelAccess(caller: Caller, model: string, groups: AccessGroups): void {
   const lists = listsOf(caller);
   if (!lists) return;
-  if (!allows(lists.key, model, groups)) {
+  if (!allows(lists.key, model, groups, lists.ownerIsTeam)) {
     throw new GatewayError(401, "key_model_access_denied",
       `API Key not allowed to access model. This key can only access models=${JSON.stringify(lists.key)}. Tried to access ${model}`, "model");
   }
-  if (!allows(lists.owner, model, groups)) {
+  if (!allows(lists.owner, model, groups, lists.ownerIsTeam)) {
     const [type, who] = lists.ownerIsTeam ? ["team_model_access_denied", "Team"] : ["key_model_access_denied", "User"];
     throw new GatewayError(401, type,
       `${who} not allowed to access model. This ${who.toLowerCase()} can only access models=${JSON.stringify(lists.owner)}. Tried to access ${model}`, "model");

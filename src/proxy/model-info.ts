@@ -1,16 +1,36 @@
 import type { Auth } from "../auth";
-import { mayUse } from "../governance";
+import type { Caller } from "../auth/principal";
+import { mayUse, namedModels } from "../governance";
 import { notFound } from "../http/errors";
 import type { Pricing } from "../pricing";
 import type { Deployment } from "../providers/types";
+import type { ModelRouter } from "./router";
 import type { Runtime } from "./runtime";
 
-/** `litellm_params` a client never sees: provider keys and other credentials (prices stay). */
-const secret = (name: string) => /key|secret|password|credential/i.test(name) || (/token$/i.test(name) && !/per_token$/i.test(name));
+/**
+ * The `litellm_params` a client may see, by name: anything else (provider keys, `extra_headers`,
+ * `api_base_auth`, whatever else an operator wrote) may hold a credential and is left out.
+ */
+const SHOWN = new Set(["model", "api_version", "organization", "region_name", "rpm", "tpm", "weight", "timeout", "stream_timeout",
+  "max_retries", "mock_response", "mock_delay_ms", "custom_llm_provider", "base_model"]);
+const shown = (name: string) => SHOWN.has(name) || /_cost_per_|_token_cost$/.test(name);
+
+/** An `api_base` without what could be a credential in it: user and password, query, fragment. */
+function plainBase(value: unknown): unknown {
+  if (typeof value !== "string") return undefined;
+  try {
+    const url = new URL(value);
+    return `${url.protocol}//${url.host}${url.pathname}`;
+  } catch {
+    return undefined;
+  }
+}
 
 /** One deployment as LiteLLM's /model/info shows it: its params without secrets, and its model_info with prices. */
 function infoOf(d: Deployment, pricing: Pricing) {
-  const params = Object.fromEntries(Object.entries(d.params).filter(([name]) => !secret(name)));
+  const params: Record<string, unknown> = Object.fromEntries(Object.entries(d.params).filter(([name, value]) => shown(name) && typeof value !== "object"));
+  const base = plainBase(d.params.api_base);
+  if (base !== undefined) params.api_base = base;
   const price = pricing.priceOf(d);
   return {
     model_name: d.modelName,
@@ -28,6 +48,17 @@ function infoOf(d: Deployment, pricing: Pricing) {
 }
 
 /**
+ * The models a caller may use: the config's names, and the names its key (or team or user) lists
+ * that a wildcard entry (`openai/*`) serves. A wildcard's own name is a pattern no request may ask
+ * for, and an access group or `all-proxy-models` in a list is no model: neither is listed.
+ */
+export function modelsFor(caller: Caller, router: ModelRouter): string[] {
+  const names = new Set(router.names().filter((name) => !name.includes("*")));
+  for (const name of namedModels(caller)) if (router.has(name) && !router.isGroup(name)) names.add(name);
+  return [...names].filter((name) => mayUse(caller, name, router.groups));
+}
+
+/**
  * GET /model/info (and /v1/model/info): the deployments of every model the calling key may use, as
  * LiteLLM answers it; `?litellm_model_id=` picks one deployment by its id.
  */
@@ -36,9 +67,7 @@ export function modelInfo(auth: Auth, runtime: () => Runtime) {
     const caller = await auth.authenticate(request.headers);
     const { router, pricing } = runtime();
     const id = new URL(request.url).searchParams.get("litellm_model_id");
-    const data = router
-      .names()
-      .filter((name) => mayUse(caller, name, router.groups))
+    const data = modelsFor(caller, router)
       .flatMap((name) => router.deploymentsOf(name))
       .filter((d) => id === null || d.id === id)
       .map((d) => infoOf(d, pricing));

@@ -16,6 +16,12 @@ interface Health {
   tokens: number;
 }
 
+/** More literal characters first; among equals, fewer `*` (the sort is stable: then the file's order). */
+function specificity(pattern: string): number {
+  const stars = pattern.split("*").length - 1;
+  return (pattern.length - stars) * 64 - stars;
+}
+
 /** Names served by wildcard entries that are remembered (a client sending new names forever cannot grow it). */
 const MATCHED_NAMES = 10_000;
 
@@ -26,7 +32,7 @@ const MATCHED_NAMES = 10_000;
  */
 export class ModelRouter {
   private readonly byName = new Map<string, Deployment[]>();
-  /** Entries whose model_name holds a `*` (`openai/*`): they serve any name it matches, in config order. */
+  /** Entries whose model_name holds a `*` (`openai/*`): they serve any name they match, the most specific first. */
   private readonly wildcards: Array<{ pattern: RegExp; deployments: Deployment[] }> = [];
   /** Names served by a wildcard entry, as asked for (bounded: cleared when full). */
   private readonly matched = new Map<string, Deployment[] | null>();
@@ -66,10 +72,18 @@ export class ModelRouter {
         this.groupsByName.set(deployment.modelName, [...new Set([...known, ...groups.map(String)])]);
       }
     }
+    // The most specific pattern serves a name, as in LiteLLM: `priced/*` before `*`, whatever their order in the file.
+    this.wildcards.sort((a, b) => specificity(b.deployments[0]!.modelName) - specificity(a.deployments[0]!.modelName));
   }
 
   names(): string[] {
     return [...this.byName.keys()];
+  }
+
+  /** Whether a name is an access group of some entry (a key listing it lists a group, not a model). */
+  isGroup(name: string): boolean {
+    for (const groups of this.groupsByName.values()) if (groups.includes(name)) return true;
+    return false;
   }
 
   has(model: string): boolean {
@@ -81,7 +95,7 @@ export class ModelRouter {
   }
 
   /**
-   * A name's deployments: its own entries, else those of the first wildcard entry it matches, as
+   * A name's deployments: its own entries, else those of the most specific wildcard entry it matches, as
    * LiteLLM routes them: `model_name: openai/*` with `model: openai/*` sends `openai/gpt-4o` upstream
    * as `gpt-4o` (each `*` of the upstream model takes what the name's `*` matched).
    */

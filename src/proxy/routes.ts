@@ -1,10 +1,10 @@
 import { Elysia } from "elysia";
 import type { Auth } from "../auth";
-import { mayUse, namedModels } from "../governance";
+import { mayUse } from "../governance";
 import { notFound } from "../http/errors";
 import type { Route } from "../providers/types";
 import type { Inference } from "./inference";
-import { modelInfo } from "./model-info";
+import { modelInfo, modelsFor } from "./model-info";
 import type { Runtime } from "./runtime";
 
 const ROUTES: ReadonlyArray<[string, Route]> = [
@@ -26,13 +26,7 @@ export function inferenceRoutes(inference: Inference, auth: Auth, runtime: () =>
   const models = async ({ request }: { request: Request }) => {
     const caller = await auth.authenticate(request.headers);
     const { router } = runtime();
-    // The config's names, and the names the key lists that a wildcard entry (`openai/*`) serves. The
-    // wildcard's own name is a pattern no request may ask for: it is not listed.
-    const names = new Set(router.names().filter((name) => !name.includes("*")));
-    for (const name of namedModels(caller)) if (router.has(name)) names.add(name);
-    const data = [...names]
-      .filter((name) => mayUse(caller, name, router.groups))
-      .map((id) => ({ id, object: "model", created: 1677610602, owned_by: "litegate" }));
+    const data = modelsFor(caller, router).map((id) => ({ id, object: "model", created: 1677610602, owned_by: "litegate" }));
     return Response.json({ object: "list", data });
   };
   app.get("/v1/models", models, { detail: { tags: ["inference"], summary: "Models the calling key may use" } });

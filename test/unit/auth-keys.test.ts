@@ -11,4 +11,10 @@ describe("reading the caller's key", () => {
     expect(readKey(new Headers({ authorization: "Bearer " }))).toBeNull();
     expect(readKey(new Headers())).toBeNull();
   });
+
+  test("x-litellm-api-key, with or without Bearer, before a provider key sent in Authorization", () => {
+    expect(readKey(new Headers({ "x-litellm-api-key": "sk-4" }))).toBe("sk-4");
+    expect(readKey(new Headers({ "x-litellm-api-key": "Bearer sk-4", authorization: "Bearer sk-provider" }))).toBe("sk-4");
+    expect(readKey(new Headers({ "x-litellm-api-key": " ", authorization: "Bearer sk-1" }))).toBe("sk-1");
+  });
 });
