@@ -41,6 +41,11 @@ export function sameDuration(a: Duration | null, b: Duration | null): boolean {
   return a.amount * UNIT_MS[a.unit] === b.amount * UNIT_MS[b.unit];
 }
 
+/** A duration's length in ms, or null for months (their length varies). */
+export function fixedLength(duration: Duration): number | null {
+  return duration.unit === "mo" ? null : duration.amount * UNIT_MS[duration.unit];
+}
+
 /** `from` moved forward by one duration. */
 export function addDuration(from: Date, duration: Duration): Date {
   if (duration.unit === "mo") {

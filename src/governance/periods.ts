@@ -1,4 +1,4 @@
-import { addDuration, currentPeriodEnd, parseDuration } from "./duration";
+import { addDuration, currentPeriodEnd, fixedLength, parseDuration } from "./duration";
 
 /** Where an entity's spend stands now: which period it is in, and the stored spend that counts. */
 export interface Period {
@@ -6,6 +6,12 @@ export interface Period {
   end: number | null;
   /** Stored spend that belongs to the current period (0 when the stored period has ended). */
   spend: number;
+  /**
+   * The period's length (ms) when it is fixed, null for calendar months or none: every period end of
+   * the row's chain is its stored reset plus a multiple of it, which lets a write tell periods that
+   * turned from a reset an admin moved (see spend/repo.ts).
+   */
+  step: number | null;
 }
 
 /**
@@ -20,11 +26,11 @@ export function periodOf(
   now: number,
 ): Period {
   const parsed = parseDuration(duration ?? undefined);
-  if (!parsed) return { end: null, spend };
+  if (!parsed) return { end: null, spend, step: null };
   const nowDate = new Date(now);
   const anchor = resetAt ?? addDuration(createdAt ?? nowDate, parsed);
   const end = currentPeriodEnd(anchor, parsed, nowDate).getTime();
-  return { end, spend: resetAt && resetAt.getTime() === end ? spend : 0 };
+  return { end, spend: resetAt && resetAt.getTime() === end ? spend : 0, step: fixedLength(parsed) };
 }
 
 export const RATE_WINDOW_MS = 60_000;

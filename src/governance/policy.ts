@@ -41,25 +41,37 @@ export interface PlannedCheck extends CounterCheck {
 const edgeOf = (max: number) => max - max * 1e-9;
 
 /**
- * Which stored spend rows a request's cost is added to, with the period each delta belongs to and the
- * `base`: the stored `budget_reset_at` the period was worked out from (ms, null for none). The write
- * tells from it a period that turned (the row still holds the base) from one an admin changed while
- * the request was in flight (it holds something else): see spend/repo.ts.
+ * Which stored spend rows a request's cost is added to, with the period each delta belongs to, the
+ * `base`: the stored `budget_reset_at` the period was worked out from (ms, null for none), and the
+ * period's fixed length (`step`, see Period). The write tells from them a period that turned (the row
+ * holds the base, or a later end of its chain: another write turned it after the base was read) from
+ * one an admin changed while the request was in flight (it holds something else): see spend/repo.ts.
  */
 export interface SpendTargets {
   token: string | null;
   keyPeriod: number | null;
   keyBase?: number | null;
-  user: { id: string; period: number | null; base?: number | null } | null;
-  team: { id: string; period: number | null; base?: number | null } | null;
-  member: { teamId: string; userId: string; period: number | null; base?: number | null } | null;
-  customer: { id: string; period: number | null; base?: number | null } | null;
-  keyModel: { model: string; period: number | null; base?: number | null } | null;
+  keyStep?: number | null;
+  user: ({ id: string } & Turn) | null;
+  team: ({ id: string } & Turn) | null;
+  member: ({ teamId: string; userId: string } & Turn) | null;
+  customer: ({ id: string } & Turn) | null;
+  keyModel: ({ model: string } & Turn) | null;
   gatewayPeriod: number | null;
   gatewayBase?: number | null;
+  gatewayStep?: number | null;
+}
+
+/** A delta's period, the stored reset it was worked out from, and the period's fixed length. */
+export interface Turn {
+  period: number | null;
+  base?: number | null;
+  step?: number | null;
 }
 
 const baseOf = (resetAt: Date | null | undefined) => (resetAt ? resetAt.getTime() : null);
+/** The period, base and step of a delta for a row whose stored reset is `resetAt`. */
+const turnOf = (period: Period, resetAt: Date | null | undefined): Turn => ({ period: period.end, base: baseOf(resetAt), step: period.step });
 
 export interface Plan {
   checks: PlannedCheck[];
@@ -121,18 +133,19 @@ export function planChecks(input: PlanInput): Plan {
     targets.token = key.token;
     targets.keyPeriod = keyPeriod.end;
     targets.keyBase = baseOf(key.budget_reset_at);
+    targets.keyStep = keyPeriod.step;
     budget("key", keyScope, `Key=${key.key_name}`, pick(key.max_budget, keyBudget?.max_budget), keyPeriod);
 
     if (key.team_id) {
       if (team) {
         const period = periodOf(team.spend, team.budget_duration, team.budget_reset_at, team.created_at, now);
-        targets.team = { id: team.team_id, period: period.end, base: baseOf(team.budget_reset_at) };
+        targets.team = { id: team.team_id, ...turnOf(period, team.budget_reset_at) };
         budget("team", scopes.team(team.team_id), `Team=${team.team_id}`, team.max_budget, period);
       }
       if (membership) {
         const b = membership.budget;
         const period = periodOf(membership.spend, b?.budget_duration, membership.budget_reset_at, membership.created_at, now);
-        targets.member = { teamId: membership.team_id, userId: membership.user_id, period: period.end, base: baseOf(membership.budget_reset_at) };
+        targets.member = { teamId: membership.team_id, userId: membership.user_id, ...turnOf(period, membership.budget_reset_at) };
         budget("team member", scopes.member(membership.team_id, membership.user_id),
           `User=${membership.user_id} in Team=${membership.team_id}`, b?.max_budget ?? null, period);
       }
@@ -141,7 +154,7 @@ export function planChecks(input: PlanInput): Plan {
       const useDefault = user.max_budget === null && internal && defaults.maxInternalUserBudget !== undefined;
       const duration = user.budget_duration ?? (useDefault ? defaults.internalUserBudgetDuration : null);
       const period = periodOf(user.spend, duration, user.budget_reset_at, user.created_at, now);
-      targets.user = { id: user.user_id, period: period.end, base: baseOf(user.budget_reset_at) };
+      targets.user = { id: user.user_id, ...turnOf(period, user.budget_reset_at) };
       budget("user", scopes.user(user.user_id), `User=${user.user_id}`, useDefault ? defaults.maxInternalUserBudget! : user.max_budget, period);
     }
   }
@@ -163,7 +176,7 @@ export function planChecks(input: PlanInput): Plan {
     if (modelBudget) {
       const stored = p.modelSpend[model];
       const period = periodOf(stored?.spend ?? 0, modelBudget.time_period, stored?.budget_reset_at ?? null, key.created_at, now);
-      targets.keyModel = { model, period: period.end, base: baseOf(stored?.budget_reset_at) };
+      targets.keyModel = { model, ...turnOf(period, stored?.budget_reset_at) };
       budget("key+model", scopes.keyModel(key.token, model), `Key=${key.key_name}`, Number(modelBudget.budget_limit), period, model);
     }
   }
@@ -186,7 +199,7 @@ export function planChecks(input: PlanInput): Plan {
   if (customer) {
     const b = customer.budget;
     const period = periodOf(customer.spend, b?.budget_duration, customer.budget_reset_at, customer.created_at, now);
-    targets.customer = { id: customer.user_id, period: period.end, base: baseOf(customer.budget_reset_at) };
+    targets.customer = { id: customer.user_id, ...turnOf(period, customer.budget_reset_at) };
     budget("end user", scopes.customer(customer.user_id), `End User=${customer.user_id}`, b?.max_budget ?? defaults.maxEndUserBudget ?? null, period);
   }
   if (principal) planModelBudget(principal);
@@ -194,6 +207,7 @@ export function planChecks(input: PlanInput): Plan {
   const gateway = periodOf(defaults.gatewaySpend, defaults.budgetDuration, defaults.gatewayResetAt, defaults.gatewayCreatedAt, now);
   targets.gatewayPeriod = gateway.end;
   targets.gatewayBase = baseOf(defaults.gatewayResetAt);
+  targets.gatewayStep = gateway.step;
   budget("proxy", scopes.gateway(), "Proxy", defaults.maxBudget ?? null, gateway);
 
   // Rate limits: the gateway's slots first, for every caller; the master key and proxy admins skip

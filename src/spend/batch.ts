@@ -25,6 +25,8 @@ export interface Delta {
   amount: number;
   period: number | null;
   base?: number | null;
+  /** The period's fixed length in ms (null for months or none; undefined in batches saved before it was kept). */
+  step?: number | null;
 }
 
 /** Of two bases of one period, the earlier view of the row (none before any): the one a write can still find there. */
@@ -51,10 +53,10 @@ export interface SpendRow {
 export class DeltaMap {
   private readonly rows = new Map<string, Delta>();
 
-  add(id: string, amount: number, period: number | null, base: number | null | undefined, at: number): void {
+  add(id: string, amount: number, period: number | null, base: number | null | undefined, at: number, step?: number | null): void {
     const current = this.rows.get(id);
     if (!current) {
-      this.rows.set(id, { id, amount, period, base });
+      this.rows.set(id, { id, amount, period, base, step });
       return;
     }
     if (period === current.period) {
@@ -73,10 +75,13 @@ export class DeltaMap {
     const newer = Math.max(period ?? -Infinity, current.period ?? -Infinity);
     if (older > at) {
       current.amount += amount;
-      if (period === newer) current.base = base;
+      if (period === newer) {
+        current.base = base;
+        current.step = step;
+      }
       current.period = newer;
     } else if (period === newer) {
-      this.rows.set(id, { id, amount, period, base });
+      this.rows.set(id, { id, amount, period, base, step });
     }
   }
 
@@ -91,7 +96,7 @@ export class DeltaMap {
     for (const delta of [...this.rows.values()]) {
       if (prefix ? !delta.id.startsWith(from) : delta.id !== from) continue;
       this.rows.delete(delta.id);
-      this.add(to + delta.id.slice(from.length), delta.amount, delta.period, delta.base, at);
+      this.add(to + delta.id.slice(from.length), delta.amount, delta.period, delta.base, at, delta.step);
     }
   }
 
@@ -132,13 +137,13 @@ export class Batch {
   add(event: SpendEvent): void {
     const { targets: t, cost, end: at } = event;
     if (at > this.latest) this.latest = at;
-    if (t.token) this.keys.add(t.token, cost, t.keyPeriod, t.keyBase, at);
-    if (t.user) this.users.add(t.user.id, cost, t.user.period, t.user.base, at);
-    if (t.team) this.teams.add(t.team.id, cost, t.team.period, t.team.base, at);
-    if (t.member) this.members.add(t.member.teamId + SEP + t.member.userId, cost, t.member.period, t.member.base, at);
-    if (t.customer) this.customers.add(t.customer.id, cost, t.customer.period, t.customer.base, at);
-    if (t.token && t.keyModel) this.keyModels.add(t.token + SEP + t.keyModel.model, cost, t.keyModel.period, t.keyModel.base, at);
-    this.gateway.add("gateway", cost, t.gatewayPeriod, t.gatewayBase, at);
+    if (t.token) this.keys.add(t.token, cost, t.keyPeriod, t.keyBase, at, t.keyStep);
+    if (t.user) this.users.add(t.user.id, cost, t.user.period, t.user.base, at, t.user.step);
+    if (t.team) this.teams.add(t.team.id, cost, t.team.period, t.team.base, at, t.team.step);
+    if (t.member) this.members.add(t.member.teamId + SEP + t.member.userId, cost, t.member.period, t.member.base, at, t.member.step);
+    if (t.customer) this.customers.add(t.customer.id, cost, t.customer.period, t.customer.base, at, t.customer.step);
+    if (t.token && t.keyModel) this.keyModels.add(t.token + SEP + t.keyModel.model, cost, t.keyModel.period, t.keyModel.base, at, t.keyModel.step);
+    this.gateway.add("gateway", cost, t.gatewayPeriod, t.gatewayBase, at, t.gatewayStep);
     this.rows.push(logLine(event, this.masterToken));
   }
 
@@ -213,8 +218,8 @@ function who(t: SpendTargets, masterToken: string | null): string {
 function metadataText(metadata: Record<string, unknown> | undefined): string {
   if (metadata === undefined) return "{}";
   for (const _ in metadata) {
-    // jsonb refuses the NUL character, which JSON can carry as \u0000.
-    return field(JSON.stringify(metadata).replaceAll("\\u0000", ""));
+    // jsonb refuses the NUL character, which JSON carries as \u0000 (an escaped backslash before `u0000` is text, kept).
+    return field(JSON.stringify(metadata).replace(/(?<!\\)((?:\\\\)*)\\u0000/g, "$1"));
   }
   return "{}";
 }

@@ -9,23 +9,27 @@ import { type Delta, LOG_COLUMNS, SEP, type WritableBatch } from "./batch";
  *
  * A delta for the stored period adds to it. One for a later period, when the row still holds the
  * reset it was worked out from, starts that period: the stored one ended (its reset was not written
- * yet), or the row had none. One for a period that ended and was reset leaves the running spend alone
+ * yet), or the row had none. So does one whose base is an earlier end of the stored reset's chain
+ * (the stored reset is the base plus a multiple of the period's fixed length `s`, and has passed):
+ * the delta was planned from a row read before other writes turned it, periods ago. One for a period that ended and was reset leaves the running spend alone
  * (it stays in spend_logs). Any other was planned before an admin changed or removed the duration
  * mid-request: it adds to the stored period, which stays. Without a base (an upsert, or a batch saved
  * before bases were kept), a later period starts whenever the stored one has ended or there is none.
  */
-const turned = (p: string, b: string | null, now: string) => b === null
+const turned = (p: string, b: string | null, now: string, s: string) => b === null
   ? `(t.budget_reset_at is null or (t.budget_reset_at < ${p} and t.budget_reset_at <= ${now}))`
   : `(case when ${b} = 'legacy' then t.budget_reset_at is null or (t.budget_reset_at < ${p} and t.budget_reset_at <= ${now})
-      else t.budget_reset_at is not distinct from nullif(nullif(${b}, 'none'), 'legacy')::timestamptz
-        and (t.budget_reset_at is null or t.budget_reset_at < ${p}) end)`;
-const SPEND = (x = "d.x", p = "d.p", b: string | null = "d.b", now = "$9::timestamptz") => `case
+      when t.budget_reset_at is not distinct from nullif(${b}, 'none')::timestamptz then t.budget_reset_at is null or t.budget_reset_at < ${p}
+      when ${b} = 'none' or ${s} is null or ${s} <= 0 then false
+      else t.budget_reset_at > ${b}::timestamptz and t.budget_reset_at < ${p} and t.budget_reset_at <= ${now}
+        and mod((extract(epoch from t.budget_reset_at - ${b}::timestamptz) * 1000)::numeric, ${s}::numeric) = 0 end)`;
+const SPEND = (x = "d.x", p = "d.p", b: string | null = "d.b", now = "$9::timestamptz", s = "d.s") => `case
     when ${p} is null or t.budget_reset_at is not distinct from ${p} then t.spend + ${x}
-    when ${turned(p, b, now)} then ${x}
+    when ${turned(p, b, now, s)} then ${x}
     when ${p} < t.budget_reset_at and ${p} <= ${now} then t.spend
     else t.spend + ${x} end`;
-const RESET_AT = (p = "d.p", b: string | null = "d.b", now = "$9::timestamptz") =>
-  `case when ${p} is not null and ${turned(p, b, now)} then ${p} else t.budget_reset_at end`;
+const RESET_AT = (p = "d.p", b: string | null = "d.b", now = "$9::timestamptz", s = "d.s") =>
+  `case when ${p} is not null and ${turned(p, b, now, s)} then ${p} else t.budget_reset_at end`;
 const UPSERT_SPEND = SPEND("excluded.spend", "excluded.budget_reset_at", null);
 const UPSERT_RESET_AT = RESET_AT("excluded.budget_reset_at", null);
 
@@ -33,7 +37,7 @@ const UPSERT_RESET_AT = RESET_AT("excluded.budget_reset_at", null);
 // can carry thousands of rows when traffic is spread over many keys). Sorted by id, so that concurrent
 // flushes lock rows in the same order.
 const deltas = (n: number) =>
-  `(select id, x, p, b from json_to_recordset($${n}::text::json) as d(id text, x float8, p timestamptz, b text) order by id)`;
+  `(select id, x, p, b, s from json_to_recordset($${n}::text::json) as d(id text, x float8, p timestamptz, b text, s float8) order by id)`;
 const FRESH = "exists (select 1 from fresh)";
 const FIRST_OF = "split_part(d.id, chr(31), 1)";
 const SECOND_OF = "substr(d.id, strpos(d.id, chr(31)) + 1)";
@@ -74,7 +78,7 @@ const APPLY = `with fresh as (
     select d.id, d.x, d.p from ${deltas(6)} d where ${FRESH} and not exists (select 1 from c where c.user_id = d.id)
     on conflict (user_id) do update set spend = ${UPSERT_SPEND}, budget_reset_at = ${UPSERT_RESET_AT}, updated_at = now()
   ), kmd as (
-    select ${FIRST_OF} as token, ${SECOND_OF} as model, d.x, d.p, d.b from ${deltas(7)} d where ${FRESH}
+    select ${FIRST_OF} as token, ${SECOND_OF} as model, d.x, d.p, d.b, d.s from ${deltas(7)} d where ${FRESH}
   ), kmu as (
     update key_model_spend t set spend = ${SPEND()}, budget_reset_at = ${RESET_AT()}
     from kmd d where t.token = d.token and t.model = d.model
@@ -98,7 +102,7 @@ const APPLY = `with fresh as (
 const RENAMED = `select d.id, r.new_token from unnest($1::text[]) d(id) join key_renames r on r.old_token = d.id
   where not exists (select 1 from keys where token = d.id)`;
 const APPLY_RENAMED_KEY = `update keys t set spend = ${SPEND("d.x", "d.p", "d.b", "$4::timestamptz")}, budget_reset_at = ${RESET_AT("d.p", "d.b", "$4::timestamptz")}
-  from (select $2::float8 as x, $3::timestamptz as p, $5::text as b) d where t.token = $1`;
+  from (select $2::float8 as x, $3::timestamptz as p, $5::text as b, $6::float8 as s) d where t.token = $1`;
 const APPLY_RENAMED_KEY_MODEL = `insert into key_model_spend as t (token, model, spend, budget_reset_at)
   select $1, $2, $3::float8, $4::timestamptz where exists (select 1 from keys where token = $1)
   on conflict (token, model) do update set spend = ${SPEND("excluded.spend", "excluded.budget_reset_at", null, "$5::timestamptz")},
@@ -107,8 +111,11 @@ const APPLY_RENAMED_KEY_MODEL = `insert into key_model_spend as t (token, model,
 /** A delta's base as the write reads it: a time, `none`, or `legacy` for a saved batch that kept none. */
 const baseText = (base: number | null | undefined) => (base === undefined ? "legacy" : base === null ? "none" : new Date(base).toISOString());
 
+/** The deltas as the SQL reads them. A NUL (which Postgres text cannot hold) is dropped: one odd id never costs the batch. */
 function deltaJson(deltas: Delta[]): string {
-  return JSON.stringify(deltas.map((d) => ({ id: d.id, x: d.amount, p: d.period === null ? null : new Date(d.period).toISOString(), b: baseText(d.base) })));
+  return JSON.stringify(deltas.map((d) => ({
+    id: d.id.replaceAll("\0", ""), x: d.amount, p: d.period === null ? null : new Date(d.period).toISOString(), b: baseText(d.base), s: d.step ?? null,
+  })));
 }
 
 /** Applies a batch exactly once: a batch id already recorded means a retry of a committed flush. */
@@ -140,7 +147,7 @@ async function applyRenamed(tx: Sql, batch: WritableBatch): Promise<void> {
   const at = (period: number | null) => (period === null ? null : new Date(period).toISOString());
   for (const d of keys) {
     const token = renamed.get(d.id);
-    if (token) await tx.query(APPLY_RENAMED_KEY, [token, d.amount, at(d.period), at(batch.latest), baseText(d.base)]);
+    if (token) await tx.query(APPLY_RENAMED_KEY, [token, d.amount, at(d.period), at(batch.latest), baseText(d.base), d.step ?? null]);
   }
   for (const d of batch.keyModels.sorted()) {
     const cut = d.id.indexOf(SEP);

@@ -33,6 +33,26 @@ for (const kind of ["pglite", "postgres"] as const) describe(`key admin on ${kin
     expect((await h.chat(perModel)).status).toBe(200);
   });
 
+  test("periods shorter than the key cache keep turning in the stored rows: the team shows the running period's spend", async () => {
+    const team = `short-${kind}`;
+    await json("/team/new", { team_id: team, max_budget: 1, budget_duration: "10s" });
+    const key = (await json("/key/generate", { team_id: team })).body.key;
+    let cost = 0;
+    // Three periods in a row with the key's (and team's) row cached from the first: the third holds two requests.
+    for (const requests of [1, 1, 2]) {
+      for (let i = 0; i < requests; i++) {
+        const answer = await h.chat(key);
+        expect(answer.status).toBe(200);
+        cost = Number(answer.headers.get("x-litellm-response-cost"));
+      }
+      await h.flush();
+      if (requests === 1) h.clock.advance(10_000);
+    }
+    const info = (await json(`/team/info?team_id=${team}`)).body.team_info;
+    expect(info.spend).toBeCloseTo(2 * cost, 15);
+    expect(Date.parse(info.budget_reset_at)).toBeGreaterThan(h.clock.now());
+  });
+
   test("info shows a period whose reset has passed as over, before the scheduler writes the reset", async () => {
     await json("/team/new", { team_id: `views-${kind}`, max_budget: 1, budget_duration: "30s", members_with_roles: [{ role: "user", user_id: `viewer-${kind}` }] });
     await json("/team/member_update", { team_id: `views-${kind}`, user_id: `viewer-${kind}`, max_budget_in_team: 1, budget_duration: "30s" });

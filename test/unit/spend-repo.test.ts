@@ -97,6 +97,20 @@ describe("spend batches", () => {
     }
   });
 
+  test("a delta planned from a row read periods ago starts its period when the stored reset is a later end of that chain; a reset an admin moved stays", async () => {
+    const now = Date.now();
+    const base = now - 25_000;
+    // 10 s periods: the plan saw the reset `base`; other writes turned the row to base + 10 s since (its spend is that period's).
+    await db.query("insert into keys (token, key_name, spend, budget_reset_at) values ('k-stale', 'k-stale', 0.5, $1), ('k-moved', 'k-moved', 0.5, $2)",
+      [new Date(base + 10_000).toISOString(), new Date(base + 7_000).toISOString()]);
+    const late = (token: string) => ({ ...event(0.25, { token, keyPeriod: base + 30_000, keyBase: base, keyStep: 10_000, keyModel: null }), end: now });
+    await applyBatch(db, buildBatch("batch-stale", [late("k-stale"), late("k-moved")]));
+    const stale = await one("select spend, budget_reset_at from keys where token = 'k-stale'");
+    expect([stale.spend, new Date(stale.budget_reset_at).getTime()]).toEqual([0.25, base + 30_000]);
+    const moved = await one("select spend, budget_reset_at from keys where token = 'k-moved'");
+    expect([moved.spend, new Date(moved.budget_reset_at).getTime()]).toEqual([0.75, base + 7_000]);
+  });
+
   test("spend of a deleted key is still logged and does not fail the batch", async () => {
     await applyBatch(db, buildBatch("batch-4", [event(0.5, { token: "gone", team: null, member: null })]));
     expect((await one("select count(*)::int as n from spend_logs where api_key = 'gone'")).n).toBe(1);
