@@ -104,7 +104,8 @@ export async function loadGatewayState(db: Database): Promise<GatewayState> {
 
 function buildRuntime(config: Config, state: GatewayState, log: Logger, clock: Clock, calls: ProviderCalls): Runtime {
   const deployments = deploymentsOf(config);
-  const pricing = createPricing(deployments);
+  const pricing = createPricing(deployments, (d) => log.warn("model served by a wildcard entry has no price: its requests cost 0",
+    { model: d.modelName, deployment: d.id, upstream: `${d.provider}/${d.upstreamModel}`, reject: config.general_settings.reject_unpriced_models }));
   for (const d of pricing.unpriced()) {
     log.warn("model has no price: its requests cost 0", { model: d.modelName, deployment: d.id, reject: config.general_settings.reject_unpriced_models });
   }

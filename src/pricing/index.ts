@@ -83,8 +83,11 @@ function costWith(price: Price | null, route: Route, prompt: number, completion:
 
 const WILDCARD_PRICES = 10_000;
 
-/** Prices are resolved once per deployment; cost() and estimate() are map lookups and arithmetic. */
-export function createPricing(deployments: readonly Deployment[]): Pricing {
+/**
+ * Prices are resolved once per deployment; cost() and estimate() are map lookups and arithmetic.
+ * `onUnpricedName` hears of each name a wildcard entry serves that has no price.
+ */
+export function createPricing(deployments: readonly Deployment[], onUnpricedName?: (d: Deployment) => void): Pricing {
   const prices = new Map<string, Price | null>();
   for (const d of deployments) prices.set(d.id, resolve(d));
   /** A wildcard entry's models are priced as they are first asked for (at most WILDCARD_PRICES kept). */
@@ -94,7 +97,11 @@ export function createPricing(deployments: readonly Deployment[]): Pricing {
     let price = prices.get(key);
     if (price === undefined) {
       price = resolve(d);
-      if (prices.size < WILDCARD_PRICES) prices.set(key, price);
+      if (prices.size < WILDCARD_PRICES) {
+        prices.set(key, price);
+        // Said once per name (while names are kept): a name a wildcard serves that nothing prices costs 0.
+        if (!price && d.provider !== "mock") onUnpricedName?.(d);
+      }
     }
     return price;
   };

@@ -90,6 +90,10 @@ export function parseInferenceBody(text: string, route: Route): InferenceBody {
   if (typeof model !== "string" || model === "") {
     throw badRequest(model === undefined || model === null ? "model: required, a model name" : `model: must be a model name (got ${JSON.stringify(model).slice(0, 100)})`, "model");
   }
+  // The name is stored with the spend (a wildcard entry serves names as sent): text Postgres refuses would cost the whole batch.
+  if (model.length > 512 || unstorable(model) || /[\u0000-\u001f\u007f]/.test(model)) {
+    throw badRequest("model: must be a model name of at most 512 characters, valid Unicode without control characters", "model");
+  }
   if (route === "chat") {
     if (!Array.isArray(body.messages) || body.messages.length === 0) {
       throw badRequest("messages: required, a non-empty array of messages", "messages");

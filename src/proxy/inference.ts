@@ -208,11 +208,12 @@ export function createInference(deps: InferenceDeps) {
     const caller = await auth.authenticate(request.headers);
     const rawBody = await readBodyText(request, runtime.maxBodyBytes, runtime.config.general_settings.max_request_size_mb);
     const parsed = parseInferenceBody(rawBody, route);
+    // Access first (SPEC's order, as LiteLLM checks): a key limited to some models learns nothing of which others exist.
+    checkModelAccess(caller, parsed.model, runtime.router.groups);
     const deployment = runtime.router.pick(parsed.model);
     if (!deployment) {
       throw badRequest(`Invalid model name passed in model=${parsed.model}. Call GET /v1/models for the models this key may use.`, "model");
     }
-    checkModelAccess(caller, parsed.model, runtime.router.groups);
     if (runtime.rejectUnpriced && !runtime.pricing.priceOf(deployment)) {
       throw badRequest(`Model ${parsed.model} has no price and general_settings.reject_unpriced_models is true`, "model");
     }

@@ -49,11 +49,12 @@ function infoOf(d: Deployment, pricing: Pricing) {
 
 /**
  * The models a caller may use: the config's names, and the names its key (or team or user) lists
- * that a wildcard entry (`openai/*`) serves. A wildcard's own name is a pattern no request may ask
- * for, and an access group or `all-proxy-models` in a list is no model: neither is listed.
+ * that a wildcard entry (`openai/*`) serves. An access group or `all-proxy-models` in a list is no
+ * model; a wildcard's own name is a pattern no request may ask for: listed only `withPatterns`
+ * (/model/info shows the entry, /v1/models the models).
  */
-export function modelsFor(caller: Caller, router: ModelRouter): string[] {
-  const names = new Set(router.names().filter((name) => !name.includes("*")));
+export function modelsFor(caller: Caller, router: ModelRouter, withPatterns = false): string[] {
+  const names = new Set(router.names().filter((name) => withPatterns || !name.includes("*")));
   for (const name of namedModels(caller)) if (router.has(name) && !router.isGroup(name)) names.add(name);
   return [...names].filter((name) => mayUse(caller, name, router.groups));
 }
@@ -67,7 +68,7 @@ export function modelInfo(auth: Auth, runtime: () => Runtime) {
     const caller = await auth.authenticate(request.headers);
     const { router, pricing } = runtime();
     const id = new URL(request.url).searchParams.get("litellm_model_id");
-    const data = modelsFor(caller, router)
+    const data = modelsFor(caller, router, true)
       .flatMap((name) => router.deploymentsOf(name))
       .filter((d) => id === null || d.id === id)
       .map((d) => infoOf(d, pricing));

@@ -1,4 +1,5 @@
 import type { AccessGroups } from "../governance/access";
+import { SUPPORTED_PROVIDERS } from "../providers";
 import type { Deployment } from "../providers/types";
 
 export interface RouterSettings {
@@ -20,6 +21,22 @@ interface Health {
 function specificity(pattern: string): number {
   const stars = pattern.split("*").length - 1;
   return (pattern.length - stars) * 64 - stars;
+}
+
+/**
+ * A wildcard entry's deployment for one name: each `*` of its upstream model takes what the name's
+ * `*` matched. An upstream model with no provider (LiteLLM's catch-all `model: "*"`) goes to the
+ * provider a name starts with (`anthropic/claude-…`), without that prefix, as LiteLLM sends it; it is
+ * priced as that provider's model.
+ */
+function servedAs(d: Deployment, model: string, part: string): Deployment {
+  const upstreamModel = d.upstreamModel.replaceAll("*", part);
+  const slash = upstreamModel.indexOf("/");
+  const named = slash > 0 ? upstreamModel.slice(0, slash) : "";
+  if (!String(d.params.model).includes("/") && named !== "mock" && SUPPORTED_PROVIDERS.includes(named)) {
+    return { ...d, modelName: model, provider: named, upstreamModel: upstreamModel.slice(slash + 1), wildcardMatch: model };
+  }
+  return { ...d, modelName: model, upstreamModel, wildcardMatch: model };
 }
 
 /** Names served by wildcard entries that are remembered (a client sending new names forever cannot grow it). */
@@ -97,7 +114,7 @@ export class ModelRouter {
   /**
    * A name's deployments: its own entries, else those of the most specific wildcard entry it matches, as
    * LiteLLM routes them: `model_name: openai/*` with `model: openai/*` sends `openai/gpt-4o` upstream
-   * as `gpt-4o` (each `*` of the upstream model takes what the name's `*` matched).
+   * as `gpt-4o` (see servedAs).
    */
   private resolve(model: string): Deployment[] | undefined {
     const exact = this.byName.get(model);
@@ -110,7 +127,7 @@ export class ModelRouter {
         // A `*` stands for something, as in key model lists (../governance/access.ts): `openai/` alone names no model.
         if (!match) continue;
         const part = match[1]!;
-        found = deployments.map((d) => ({ ...d, modelName: model, upstreamModel: d.upstreamModel.replaceAll("*", part), wildcardMatch: model }));
+        found = deployments.map((d) => servedAs(d, model, part));
         break;
       }
       if (this.matched.size >= MATCHED_NAMES) this.matched.clear();

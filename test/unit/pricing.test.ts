@@ -77,6 +77,15 @@ test("a wildcard entry is not unpriced: each model it serves is priced as it is 
   expect(pricing.priceOf({ ...wild, upstreamModel: "gpt-4o", wildcardMatch: "openai/gpt-4o" })!.input).toBeGreaterThan(0);
 });
 
+test("a name a wildcard entry serves with no price is reported once", () => {
+  const heard: string[] = [];
+  const wild = d("*", "openai", "*");
+  const pricing = createPricing([wild], (x) => heard.push(x.wildcardMatch!));
+  for (let i = 0; i < 3; i++) pricing.priceOf({ ...wild, upstreamModel: "my-own-model", wildcardMatch: "my-own-model" });
+  pricing.priceOf({ ...wild, upstreamModel: "gpt-4o", wildcardMatch: "gpt-4o" });
+  expect(heard).toEqual(["my-own-model"]);
+});
+
 test("an answer's output cap: model_info first, then the table's context window, then the default", () => {
   const deployments = [
     d("stated", "openai", "gpt-4o", {}, { max_output_tokens: 16384 }),
