@@ -70,7 +70,9 @@ export function usageOf(u: any): Usage | null {
   if (prompt === null) return null;
   const completion = u.completion_tokens === undefined || u.completion_tokens === null ? 0 : tokenCount(u.completion_tokens);
   if (completion === null) return null;
-  const usage: Usage = { prompt_tokens: prompt, completion_tokens: completion, total_tokens: Math.max(tokenCount(u.total_tokens) ?? 0, prompt + completion) };
+  // A total above prompt + completion (bridges that leave reasoning out of completion_tokens) bills the rest as output.
+  const total = Math.max(tokenCount(u.total_tokens) ?? 0, prompt + completion);
+  const usage: Usage = { prompt_tokens: prompt, completion_tokens: total - prompt, total_tokens: total };
   const cached = tokenCount(u.prompt_tokens_details?.cached_tokens);
   if (cached !== null) usage.cached_tokens = Math.min(cached, prompt);
   const written = tokenCount(u.cache_creation_input_tokens);

@@ -214,8 +214,13 @@ export function createInference(deps: InferenceDeps) {
     if (!deployment) {
       throw badRequest(`Invalid model name passed in model=${parsed.model}. Call GET /v1/models for the models this key may use.`, "model");
     }
-    if (runtime.rejectUnpriced && !runtime.pricing.priceOf(deployment)) {
-      throw badRequest(`Model ${parsed.model} has no price and general_settings.reject_unpriced_models is true`, "model");
+    if (runtime.rejectUnpriced) {
+      // A price with one side missing costs 0 on that side: refused too, unless the request has no such side (embeddings have no output).
+      const price = runtime.pricing.priceOf(deployment);
+      const missing = price?.missing === "output_cost_per_token" && route === "embeddings" ? undefined : price?.missing;
+      if (!price || missing) {
+        throw badRequest(`Model ${parsed.model} has no ${missing ?? "price"} and general_settings.reject_unpriced_models is true`, "model");
+      }
     }
     const user = customerOf(request, parsed.user, runtime.config.general_settings);
     const customer = user ? await auth.customer(user) : null;

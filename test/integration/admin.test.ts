@@ -715,6 +715,8 @@ describe("pricing policy", () => {
 model_list:
   - model_name: unpriced
     litellm_params: {model: mock/unpriced}
+  - model_name: half-priced
+    litellm_params: {model: mock/half, input_cost_per_token: 0.000001}
 general_settings:
   master_key: sk-1234
   reject_unpriced_models: true
@@ -722,6 +724,11 @@ general_settings:
     const response = await h.chat("sk-1234", {}, "unpriced");
     expect(response.status).toBe(400);
     expect(((await response.json()) as any).error.message).toContain("reject_unpriced_models");
+    // Only an input price: chat (which has output) is refused, embeddings (which have none) are served.
+    const half = await h.chat("sk-1234", {}, "half-priced");
+    expect(half.status).toBe(400);
+    expect(((await half.json()) as any).error.message).toBe("Model half-priced has no output_cost_per_token and general_settings.reject_unpriced_models is true");
+    expect((await h.call("/v1/embeddings", { model: "half-priced", input: "hello" })).status).toBe(200);
     await h.close();
   });
 

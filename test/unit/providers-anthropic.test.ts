@@ -221,6 +221,15 @@ describe("stream translation", () => {
     expect(data.at(-1)).toMatchObject({ choices: [], usage: { prompt_tokens: 30, completion_tokens: 17, total_tokens: 47, prompt_tokens_details: { cached_tokens: 5 } } });
   });
 
+  test("message_delta counts are running totals: a null or a zero there leaves the prompt message_start counted", async () => {
+    for (const usage of [{ input_tokens: null, cache_read_input_tokens: null, output_tokens: 17 }, { input_tokens: 0, cache_read_input_tokens: 0, output_tokens: 17 }]) {
+      const text = transcript().replace('"usage":{"output_tokens":17}', `"usage":${JSON.stringify(usage)}`);
+      expect(text).toContain(JSON.stringify(usage));
+      const chunks = chunksOf(await new Response(translateStream(pieces(encoder.encode(text), 64), "claude")).text());
+      expect(chunks.at(-2)).toMatchObject({ usage: { prompt_tokens: 30, completion_tokens: 17, total_tokens: 47, prompt_tokens_details: { cached_tokens: 5 } } });
+    }
+  });
+
   test("each chunk is handed over as soon as its event arrives", async () => {
     let feed!: ReadableStreamDefaultController<Uint8Array>;
     const source = new ReadableStream<Uint8Array>({ start: (c) => void (feed = c) });

@@ -358,6 +358,9 @@ describe("reported usage", () => {
     expect(usageOf({ prompt_tokens: 10, completion_tokens: 5, total_tokens: 0, prompt_tokens_details: { cached_tokens: 99 } }))
       .toEqual({ prompt_tokens: 10, completion_tokens: 5, total_tokens: 15, cached_tokens: 10 });
     expect(usageOf({ prompt_tokens: 2.6, completion_tokens: 1.2 })).toEqual({ prompt_tokens: 3, completion_tokens: 1, total_tokens: 4 });
+    // A total above the parts (reasoning left out of completion_tokens by some bridges): the rest is output.
+    expect(usageOf({ prompt_tokens: 21, completion_tokens: 0, total_tokens: 81, completion_tokens_details: { reasoning_tokens: 60 } }))
+      .toEqual({ prompt_tokens: 21, completion_tokens: 60, total_tokens: 81 });
     for (const bad of [
       undefined, null, {}, { prompt_tokens: -1 }, { prompt_tokens: "12" }, { prompt_tokens: 1e30 }, { prompt_tokens: Number.NaN },
       { prompt_tokens: Number.POSITIVE_INFINITY }, { prompt_tokens: 5, completion_tokens: -2 }, { prompt_tokens: 5, completion_tokens: "3" },

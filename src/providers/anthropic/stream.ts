@@ -52,8 +52,13 @@ function createTranslator(model: string, jsonAnswer: boolean) {
         return [];
       }
       case "message_delta":
-        // Counts here are running totals for the whole message; they replace what message_start said.
-        usage = { ...usage, ...event.usage };
+        // Counts here are running totals for the whole message: a count never goes down, and a null
+        // or missing one (the SDK's types allow it) leaves what message_start said.
+        for (const [name, value] of Object.entries(event.usage ?? {})) {
+          if (typeof value === "number" && Number.isFinite(value) && !(value < usage[name])) {
+            usage = { ...usage, [name]: value };
+          }
+        }
         if (!event.delta?.stop_reason) return [];
         // An answer given through the answer tool ends as a plain answer does, unless real tools were called too.
         return [chunk({}, finishReasonOf(answered && tool < 0 && event.delta.stop_reason === "tool_use" ? "end_turn" : event.delta.stop_reason))];
