@@ -1,15 +1,14 @@
 import { Value } from "@sinclair/typebox/value";
 import { readFileSync } from "node:fs";
+import { dirname } from "node:path";
 import { parseDocument } from "yaml";
 import { parseDuration } from "../governance/duration";
 import { SUPPORTED_PROVIDERS, envReference } from "../providers";
+import { ConfigError } from "./errors";
+import { readIncludes } from "./include";
 import { type Config, ConfigSchema, KNOWN_KEYS } from "./schema";
 
-export class ConfigError extends Error {
-  constructor(readonly problems: string[]) {
-    super(problems.join("\n"));
-  }
-}
+export { ConfigError };
 
 type Env = Record<string, string | undefined>;
 const SECTIONS = ["model_list", "general_settings", "litellm_settings", "router_settings", "environment_variables"];
@@ -227,7 +226,7 @@ export interface ParseOptions {
   reload?: boolean;
 }
 
-export function parseConfig(text: string, env: Env = process.env, source = "config.yaml", options: ParseOptions = {}): { config: Config; warnings: string[] } {
+function readYaml(text: string, source: string): unknown {
   // Merge keys (`<<: *defaults`) as PyYAML, which LiteLLM reads its config with, resolves them.
   const document = parseDocument(text, { prettyErrors: true, uniqueKeys: true, merge: true });
   if (document.errors.length > 0) {
@@ -236,17 +235,23 @@ export function parseConfig(text: string, env: Env = process.env, source = "conf
       return `${source}${at ? `:${at.line}:${at.col}` : ""}: YAML syntax error: ${error.message.split("\n")[0]}`;
     }));
   }
-  let tree: unknown;
   try {
-    tree = document.toJS();
+    return document.toJS();
   } catch (error) {
     // An alias expanded past the parser's bound (a "billion laughs" document), or one it cannot resolve.
     throw new ConfigError([`${source}: YAML error: ${error instanceof Error ? error.message : String(error)}`]);
   }
+}
+
+/** Reads a config's text; files named by its `include:` are read relative to the directory of `source`. */
+export function parseConfig(text: string, env: Env = process.env, source = "config.yaml", options: ParseOptions = {}): { config: Config; warnings: string[] } {
+  const tree = readYaml(text, source);
   if (options.reload && (tree === null || tree === undefined || (typeof tree === "object" && Object.keys(tree).length === 0))) {
     throw new ConfigError([`${source}: the file holds no config (it is empty or only comments); a reload needs one`]);
   }
-  return validateConfig(tree, env);
+  const warnings: string[] = [];
+  const loaded = validateConfig(readIncludes(tree, dirname(source), readYaml, warnings), env);
+  return { config: loaded.config, warnings: [...warnings, ...loaded.warnings] };
 }
 
 export function loadConfig(path: string, env: Env = process.env, options: ParseOptions = {}): { config: Config; warnings: string[] } {

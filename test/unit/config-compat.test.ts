@@ -1,0 +1,54 @@
+import { describe, expect, test } from "bun:test";
+import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { ConfigError, loadConfig } from "../../src/config";
+
+/** Writes files into a fresh directory; the first is the main config. */
+function files(contents: Record<string, string>): string {
+  const dir = mkdtempSync(join(tmpdir(), "litegate-config-"));
+  for (const [name, text] of Object.entries(contents)) {
+    mkdirSync(dirname(join(dir, name)), { recursive: true });
+    writeFileSync(join(dir, name), text);
+  }
+  return join(dir, Object.keys(contents)[0]!);
+}
+
+function problemsOf(run: () => unknown): string[] {
+  try {
+    run();
+  } catch (error) {
+    if (error instanceof ConfigError) return error.problems;
+    throw error;
+  }
+  throw new Error("expected a ConfigError");
+}
+
+describe("include: (LiteLLM's list of files read into the config)", () => {
+  test("model_list entries are appended, sections merged, paths relative to the main config's directory", () => {
+    const path = files({
+      "config.yaml": "include: [models.yaml, settings/limits.yaml]\nmodel_list:\n  - model_name: a\n    litellm_params: {model: mock/a}\ngeneral_settings:\n  master_key: sk-main\n",
+      "models.yaml": "model_list:\n  - model_name: b\n    litellm_params: {model: mock/b, api_key: os.environ/B_KEY}\n",
+      "settings/limits.yaml": "litellm_settings:\n  max_budget: 5\ngeneral_settings:\n  log_level: warn\n",
+    });
+    const { config, warnings } = loadConfig(path, { B_KEY: "sk-b" });
+    expect(config.model_list.map((m) => m.model_name)).toEqual(["a", "b"]);
+    expect(config.model_list[1]!.litellm_params.api_key).toBe("sk-b");
+    expect(config.general_settings).toMatchObject({ master_key: "sk-main", log_level: "warn" });
+    expect(config.litellm_settings.max_budget).toBe(5);
+    expect(warnings).toEqual([]);
+  });
+
+  test("a missing file, a nested include and a key set twice are named", () => {
+    const missing = files({ "config.yaml": "include: [nowhere.yaml]\n" });
+    expect(problemsOf(() => loadConfig(missing, {}))).toEqual([`include: cannot read ${join(missing, "../nowhere.yaml")} (no such file)`]);
+    const nested = files({ "config.yaml": "include: [a.yaml]\n", "a.yaml": "include: [b.yaml]\n", "b.yaml": "model_list: []\n" });
+    expect(problemsOf(() => loadConfig(nested, {}))[0]).toContain("a.yaml: include: an included file may not include others");
+    const twice = files({ "config.yaml": "include: [a.yaml]\ngeneral_settings: {log_level: info}\n", "a.yaml": "general_settings: {log_level: error}\n" });
+    const { config, warnings } = loadConfig(twice, {});
+    expect(config.general_settings.log_level).toBe("error");
+    expect(warnings).toContain("general_settings.log_level: set in the config and again in a.yaml; the value in a.yaml is taken");
+    const syntax = files({ "config.yaml": "include: [a.yaml]\n", "a.yaml": "model_list: [\n" });
+    expect(problemsOf(() => loadConfig(syntax, {}))[0]).toContain(`${join(syntax, "../a.yaml")}:`);
+  });
+});
