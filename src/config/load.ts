@@ -6,7 +6,7 @@ import { parseDuration } from "../governance/duration";
 import { SUPPORTED_PROVIDERS, envReference } from "../providers";
 import { ConfigError } from "./errors";
 import { readIncludes } from "./include";
-import { type Config, ConfigSchema, KNOWN_KEYS } from "./schema";
+import { type Config, ConfigSchema, KNOWN_KEYS, SERVED_MODES } from "./schema";
 
 export { ConfigError };
 
@@ -102,6 +102,11 @@ function warnAccepted(config: Config, warnings: string[]): void {
   config.model_list.forEach((entry, i) => {
     if ((entry.litellm_params as Record<string, unknown>).max_retries !== undefined) {
       ignored(`model_list[${i}].litellm_params.max_retries`, "use num_retries in litellm_settings or router_settings");
+    }
+    const mode = entry.model_info?.mode;
+    if (mode !== undefined && !SERVED_MODES.includes(mode)) {
+      warnings.push(`model_list[${i}].model_info.mode: "${mode}" has no route in litegate (it serves ${SERVED_MODES.join(", ")}); `
+        + `requests for ${entry.model_name} go through /chat/completions, /completions and /embeddings only`);
     }
   });
 }

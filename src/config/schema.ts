@@ -33,7 +33,8 @@ export const LitellmParams = T.Object({
 export const ModelInfo = T.Object({
   id: T.Optional(T.String({ minLength: 1 })),
   access_groups: T.Optional(T.Array(T.String())),
-  mode: T.Optional(T.Union([T.Literal("chat"), T.Literal("completion"), T.Literal("embedding")])),
+  /** Any of LiteLLM's modes is taken; those litegate has no route for are warned about at load. */
+  mode: T.Optional(T.String()),
   input_cost_per_token: T.Optional(Money),
   output_cost_per_token: T.Optional(Money),
   cache_read_input_token_cost: T.Optional(Money),
@@ -142,6 +143,9 @@ export const ConfigSchema = T.Object({
   router_settings: RouterSettings,
   environment_variables: T.Record(T.String(), T.String(), { default: {} }),
 }, { additionalProperties: false });
+
+/** The modes whose routes litegate serves (`/chat/completions`, `/completions`, `/embeddings`). */
+export const SERVED_MODES = ["chat", "completion", "embedding"];
 
 export type Config = Static<typeof ConfigSchema>;
 export type ModelEntry = Static<typeof ModelEntry>;

@@ -2,7 +2,7 @@ import { describe, expect, test } from "bun:test";
 import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
-import { ConfigError, loadConfig } from "../../src/config";
+import { ConfigError, loadConfig, parseConfig } from "../../src/config";
 
 /** Writes files into a fresh directory; the first is the main config. */
 function files(contents: Record<string, string>): string {
@@ -51,4 +51,13 @@ describe("include: (LiteLLM's list of files read into the config)", () => {
     const syntax = files({ "config.yaml": "include: [a.yaml]\n", "a.yaml": "model_list: [\n" });
     expect(problemsOf(() => loadConfig(syntax, {}))[0]).toContain(`${join(syntax, "../a.yaml")}:`);
   });
+});
+
+test("model_info.mode takes any of LiteLLM's modes; those litegate has no route for are warned about", () => {
+  const modes = ["chat", "embedding", "image_generation", "rerank", "responses", "audio_transcription", "audio_speech", "moderation"];
+  const text = `model_list:\n${modes.map((mode) => `  - model_name: ${mode}\n    litellm_params: {model: mock/${mode}}\n    model_info: {mode: ${mode}}\n`).join("")}`;
+  const { config, warnings } = parseConfig(text, {});
+  expect(config.model_list.map((m) => m.model_info?.mode)).toEqual(modes);
+  expect(warnings).toHaveLength(6);
+  expect(warnings[0]).toBe('model_list[2].model_info.mode: "image_generation" has no route in litegate (it serves chat, completion, embedding); requests for image_generation go through /chat/completions, /completions and /embeddings only');
 });
