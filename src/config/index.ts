@@ -1,3 +1,4 @@
+import { SUPPORTED_PROVIDERS } from "../providers";
 import type { Deployment } from "../providers/types";
 import type { Config } from "./schema";
 import { ConfigError } from "./load";
@@ -7,19 +8,43 @@ export type { Config, GeneralSettings, KeyDefaults, KeyUpperBounds, LitellmSetti
 
 type Env = Record<string, string | undefined>;
 
-/** One deployment per model_list entry: `provider/model` split, `openai` when no provider is named. */
+/** The provider a `litellm_params.model` names (`azure/gpt-4o` → `azure`); `openai` when it names none. */
+export function providerOf(model: string): string {
+  const slash = model.indexOf("/");
+  return slash > 0 ? model.slice(0, slash) : "openai";
+}
+
+/**
+ * Model names whose every entry names a provider litegate does not support (left out of routing, warned
+ * about at load), each with that provider: a request for one is told why it is refused.
+ */
+export function unsupportedModels(config: Config): Map<string, string> {
+  const served = new Set(deploymentsOf(config).map((d) => d.modelName));
+  const out = new Map<string, string>();
+  for (const entry of config.model_list) {
+    const provider = providerOf(entry.litellm_params.model);
+    if (!served.has(entry.model_name) && !out.has(entry.model_name)) out.set(entry.model_name, provider);
+  }
+  return out;
+}
+
+/**
+ * One deployment per model_list entry: `provider/model` split, `openai` when no provider is named.
+ * Entries of a provider litegate does not support are left out (warned about at load).
+ */
 export function deploymentsOf(config: Config): Deployment[] {
-  return config.model_list.map((entry, index) => {
+  return config.model_list.flatMap((entry, index) => {
     const model = entry.litellm_params.model;
     const slash = model.indexOf("/");
-    return {
+    if (!SUPPORTED_PROVIDERS.includes(providerOf(model))) return [];
+    return [{
       id: entry.model_info?.id ?? `${entry.model_name}#${index}`,
       modelName: entry.model_name,
       provider: slash > 0 ? model.slice(0, slash) : "openai",
       upstreamModel: slash > 0 ? model.slice(slash + 1) : model,
       params: entry.litellm_params as Record<string, unknown>,
       modelInfo: (entry.model_info ?? {}) as Record<string, unknown>,
-    };
+    }];
   });
 }
 

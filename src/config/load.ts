@@ -122,7 +122,7 @@ function schemaMessage(error: { message: string; schema: Record<string, any>; va
   return `${error.message.replace(/^Expected/, "expected")} (got ${JSON.stringify(error.value)})`;
 }
 
-function checkSemantics(config: Config, problems: string[], masterKeyPath: string): void {
+function checkSemantics(config: Config, problems: string[], warnings: string[], masterKeyPath: string): void {
   const g = config.general_settings;
   const l = config.litellm_settings;
   if (g.master_key !== undefined && !g.master_key.startsWith("sk-")) problems.push(`${masterKeyPath}: must start with "sk-"`);
@@ -142,8 +142,10 @@ function checkSemantics(config: Config, problems: string[], masterKeyPath: strin
   config.model_list.forEach((m, i) => {
     const model = m.litellm_params.model;
     const provider = model.includes("/") ? model.slice(0, model.indexOf("/")) : "openai";
+    // LiteLLM serves many more providers: a config written for it still starts, serving what litegate can.
     if (!SUPPORTED_PROVIDERS.includes(provider)) {
-      problems.push(`model_list[${i}].litellm_params.model: unknown provider "${provider}" (supported: ${SUPPORTED_PROVIDERS.join(", ")})`);
+      warnings.push(`model_list[${i}].litellm_params.model: provider "${provider}" is not supported by litegate (supported: ${SUPPORTED_PROVIDERS.join(", ")}); `
+        + `this entry of ${m.model_name} is left out, and requests no other entry serves are refused`);
     }
     const base = m.litellm_params.api_base;
     if (base !== undefined && !/^https?:\/\/[^\s]+$/.test(base)) problems.push(`model_list[${i}].litellm_params.api_base: must be an http(s) URL (got "${base}")`);
@@ -205,7 +207,7 @@ export function validateConfig(raw: unknown, env: Env = process.env): { config: 
     problems.push(`${oldName && path === "litellm_settings.max_end_user_budget" ? "litellm_settings.max_user_budget" : path}: ${schemaMessage(error)}`);
   }
   if (problems.length > 0) throw new ConfigError([...new Set(problems)]);
-  checkSemantics(withDefaults, problems, masterKeyFromEnv ? "LITELLM_MASTER_KEY (the master key when general_settings.master_key is unset)" : "general_settings.master_key");
+  checkSemantics(withDefaults, problems, warnings, masterKeyFromEnv ? "LITELLM_MASTER_KEY (the master key when general_settings.master_key is unset)" : "general_settings.master_key");
   if (problems.length > 0) throw new ConfigError(problems);
   withDefaults.model_list.forEach((entry, i) => {
     warnUnknown(entry, KNOWN_KEYS.model_entry, `model_list[${i}]`, warnings);

@@ -212,7 +212,7 @@ export function createInference(deps: InferenceDeps) {
     checkModelAccess(caller, parsed.model, runtime.router.groups);
     const deployment = runtime.router.pick(parsed.model);
     if (!deployment) {
-      throw badRequest(`Invalid model name passed in model=${parsed.model}. Call GET /v1/models for the models this key may use.`, "model");
+      throw badRequest(runtime.unservedReason(parsed.model) ?? `Invalid model name passed in model=${parsed.model}. Call GET /v1/models for the models this key may use.`, "model");
     }
     if (runtime.rejectUnpriced) {
       // A price with one side missing costs 0 on that side: refused too, unless the request has no such side (embeddings have no output).

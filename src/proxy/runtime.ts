@@ -1,5 +1,6 @@
-import type { Config } from "../config";
+import { type Config, unsupportedModels } from "../config";
 import type { BudgetDefaults } from "../governance";
+import { matchesPattern } from "../governance/access";
 import type { Pricing } from "../pricing";
 import type { Deployment, Provider } from "../providers/types";
 import { ModelRouter } from "./router";
@@ -23,6 +24,8 @@ export interface Runtime {
   retriesOf(model: string): number;
   /** Other model names to try when all of a model's deployments failed. */
   fallbacksOf(model: string): string[];
+  /** Why a model no deployment serves is refused, when config.yaml names it for a provider litegate does not support. */
+  unservedReason(model: string): string | undefined;
   calls: ProviderCalls;
 }
 
@@ -69,6 +72,7 @@ export function createRuntime(
     for (const [from, to] of Object.entries(entry)) fallbacks.set(from, [...(fallbacks.get(from) ?? []), ...to]);
   }
   const configuredRetries = r.num_retries ?? l.num_retries;
+  const unsupported = unsupportedModels(config);
   let defaults: BudgetDefaults = {
     maxBudget: l.max_budget ?? undefined,
     budgetDuration: l.budget_duration ?? undefined,
@@ -85,6 +89,11 @@ export function createRuntime(
     router,
     retriesOf: (model) => configuredRetries ?? Math.max(0, router.deploymentsOf(model).length - 1),
     fallbacksOf: (model) => fallbacks.get(model) ?? [],
+    unservedReason(model) {
+      const provider = unsupported.get(model) ?? [...unsupported].find(([name]) => name.includes("*") && matchesPattern(name, model))?.[1];
+      if (provider === undefined) return undefined;
+      return `Invalid model name passed in model=${model}: config.yaml serves it with provider "${provider}", which litegate does not support (the entry was left out at start)`;
+    },
     pricing,
     providerFor,
     calls,

@@ -2,7 +2,9 @@ import { describe, expect, test } from "bun:test";
 import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
-import { ConfigError, loadConfig, parseConfig } from "../../src/config";
+import { ConfigError, deploymentsOf, loadConfig, parseConfig } from "../../src/config";
+import { createPricing } from "../../src/pricing";
+import { createRuntime } from "../../src/proxy/runtime";
 
 /** Writes files into a fresh directory; the first is the main config. */
 function files(contents: Record<string, string>): string {
@@ -60,4 +62,29 @@ test("model_info.mode takes any of LiteLLM's modes; those litegate has no route 
   expect(config.model_list.map((m) => m.model_info?.mode)).toEqual(modes);
   expect(warnings).toHaveLength(6);
   expect(warnings[0]).toBe('model_list[2].model_info.mode: "image_generation" has no route in litegate (it serves chat, completion, embedding); requests for image_generation go through /chat/completions, /completions and /embeddings only');
+});
+
+test("entries of providers litegate does not support are warned about and left out; the rest serves; a request for one is told why", () => {
+  const { config, warnings } = parseConfig(`model_list:
+  - {model_name: claude, litellm_params: {model: bedrock/anthropic.claude-3-sonnet}}
+  - {model_name: gemini-pro, litellm_params: {model: vertex_ai/gemini-pro}}
+  - {model_name: flash, litellm_params: {model: gemini/gemini-1.5-flash}}
+  - {model_name: flash, litellm_params: {model: mock/flash}}
+  - {model_name: "bedrock/*", litellm_params: {model: "bedrock/*"}}
+  - {model_name: mock, litellm_params: {model: mock/m}}
+`, {});
+  expect(warnings.filter((w) => w.includes("is not supported by litegate"))).toHaveLength(4);
+  expect(warnings[0]).toStartWith('model_list[0].litellm_params.model: provider "bedrock" is not supported by litegate (supported: openai,');
+  expect(warnings[0]).toEndWith("this entry of claude is left out, and requests no other entry serves are refused");
+  const deployments = deploymentsOf(config);
+  expect(deployments.map((d) => d.id)).toEqual(["flash#3", "mock#5"]);
+  const runtime = createRuntime(config, deployments, createPricing(deployments), () => ({}) as any, { spend: 0, budgetResetAt: null, createdAt: null });
+  expect(runtime.router.names()).toEqual(["flash", "mock"]);
+  expect(runtime.unservedReason("claude")).toBe('Invalid model name passed in model=claude: config.yaml serves it with provider "bedrock", which litegate does not support (the entry was left out at start)');
+  expect(runtime.unservedReason("bedrock/titan")).toContain('provider "bedrock"');
+  expect(runtime.unservedReason("flash")).toBeUndefined();
+  expect(runtime.unservedReason("nothing")).toBeUndefined();
+  // Every entry unsupported: still a config, with nothing to serve.
+  const none = parseConfig("model_list:\n  - {model_name: claude, litellm_params: {model: bedrock/x}}\n", {});
+  expect(deploymentsOf(none.config)).toEqual([]);
 });
