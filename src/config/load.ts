@@ -58,6 +58,32 @@ function warnUnknown(object: unknown, known: readonly string[], path: string, wa
   }
 }
 
+const isMapping = (value: unknown): value is Record<string, unknown> => !!value && typeof value === "object" && !Array.isArray(value);
+
+/** Drops a mapping's keys written empty or `null`. */
+function dropNull(object: unknown): void {
+  if (!isMapping(object)) return;
+  for (const [key, value] of Object.entries(object)) if (value === null) delete object[key];
+}
+
+/**
+ * A setting written empty or `null` (`max_budget: null`, `budget_duration:`) is unset, as LiteLLM reads
+ * None: its default applies. Only settings: a null inside metadata stays as written.
+ */
+function dropNullSettings(tree: Record<string, unknown>): void {
+  for (const section of ["general_settings", "litellm_settings", "router_settings"]) {
+    const settings = tree[section];
+    dropNull(settings);
+    if (!isMapping(settings)) continue;
+    for (const nested of ["upperbound_key_generate_params", "default_key_generate_params", "cache_params"]) dropNull(settings[nested]);
+  }
+  if (!Array.isArray(tree.model_list)) return;
+  for (const entry of tree.model_list) {
+    dropNull(entry);
+    if (isMapping(entry)) for (const nested of ["litellm_params", "model_info"]) dropNull(entry[nested]);
+  }
+}
+
 /**
  * `litellm_settings.max_user_budget`, the older name LiteLLM's documents give the budget of a `user`
  * sent in requests, is read as `max_end_user_budget`; when both are set the newer name wins.
@@ -195,6 +221,7 @@ export function validateConfig(raw: unknown, env: Env = process.env): { config: 
     tree.environment_variables = Object.fromEntries(Object.entries(tree.environment_variables).map(([k, v]) => [k, String(v)]));
   }
   if (!Array.isArray(tree.model_list)) problems.push("model_list: must be a list of models, each entry starting with \"- \"");
+  dropNullSettings(tree);
   const substituted = substitute(tree, [], env, problems, warnings) as Record<string, unknown>;
   const oldName = readOldNames(substituted.litellm_settings, warnings);
   const masterKeyFromEnv = masterKeyFallback(substituted.general_settings, env);

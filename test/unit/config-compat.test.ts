@@ -88,3 +88,30 @@ test("entries of providers litegate does not support are warned about and left o
   const none = parseConfig("model_list:\n  - {model_name: claude, litellm_params: {model: bedrock/x}}\n", {});
   expect(deploymentsOf(none.config)).toEqual([]);
 });
+
+test("a setting written null or empty is unset, as LiteLLM reads None; a null inside metadata stays", () => {
+  const { config } = parseConfig(`model_list:
+  - model_name: m
+    litellm_params: {model: mock/m, api_base: null, rpm: ~}
+    model_info: null
+general_settings:
+  master_key: sk-1
+  database_url: null
+  proxy_budget_rescheduler_min_time: null
+litellm_settings:
+  max_budget: null
+  budget_duration:
+  max_end_user_budget:
+  default_key_generate_params: {max_budget: null, metadata: {team: null}}
+router_settings:
+  num_retries: null
+`, {});
+  expect(config.litellm_settings).not.toHaveProperty("max_budget");
+  expect(config.litellm_settings).not.toHaveProperty("budget_duration");
+  expect(config.litellm_settings).not.toHaveProperty("max_end_user_budget");
+  expect(config.litellm_settings.default_key_generate_params).toEqual({ metadata: { team: null } });
+  expect(config.general_settings.database_url).toBeUndefined();
+  expect(config.general_settings.proxy_budget_rescheduler_min_time).toBe(597);
+  expect(config.router_settings.num_retries).toBeUndefined();
+  expect(config.model_list[0]).toEqual({ model_name: "m", litellm_params: { model: "mock/m" } });
+});
