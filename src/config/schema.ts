@@ -51,6 +51,9 @@ export const ModelEntry = T.Object({
   model_info: T.Optional(ModelInfo),
 }, Open);
 
+/** One entry of `user_header_mappings`: a request header and the role of the id it carries. */
+const HeaderMapping = T.Object({ header_name: T.String({ minLength: 1 }), litellm_user_role: T.String({ minLength: 1 }) }, Open);
+
 export const GeneralSettings = T.Object({
   master_key: T.Optional(T.String()),
   database_url: T.Optional(T.String()),
@@ -77,6 +80,11 @@ export const GeneralSettings = T.Object({
   enforce_user_param: T.Boolean({ default: false }),
   /** A request header naming the customer, read before the `user` field (as LiteLLM reads it). */
   user_header_name: T.Optional(T.String({ minLength: 1 })),
+  /**
+   * LiteLLM's newer form of it: headers naming a caller's identity by role; those with role `customer`
+   * name the customer, in their order, and `user_header_name` is then not read.
+   */
+  user_header_mappings: T.Optional(T.Union([HeaderMapping, T.Array(HeaderMapping)])),
   /** Requests in flight through the whole gateway (every instance sharing Redis), whoever sends them: LiteLLM's setting. */
   global_max_parallel_requests: T.Optional(Count),
 }, Open);

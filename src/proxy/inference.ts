@@ -8,7 +8,8 @@ import { providerDefaultMaxTokens } from "../providers";
 import type { Deployment, Route, Usage, UpstreamResult } from "../providers/types";
 import type { SpendWriter } from "../spend";
 import { countPromptTokens, countTextTokens } from "../tokens";
-import { checkCustomerId, parseInferenceBody, readBodyText } from "./body";
+import { parseInferenceBody, readBodyText } from "./body";
+import { customerOf } from "./customer";
 import type { Runtime } from "./runtime";
 import { callWithRetries } from "./attempts";
 import { type Deadline, Deadlines } from "./deadlines";
@@ -91,20 +92,6 @@ const NOTHING_USED: Usage = Object.freeze({ prompt_tokens: 0, completion_tokens:
  * charge that maximum (the spend stays storable, and the key is stopped rather than let through).
  */
 const chargeable = (cost: number) => (cost >= 0 && cost <= MAX_REQUEST_COST ? cost : MAX_REQUEST_COST);
-
-/**
- * The customer a request names: the header `user_header_name` names, when set and sent, else the
- * `user` field; with `enforce_user_param`, a request naming none is refused.
- */
-function customerOf(request: Request, user: string | null, g: Runtime["config"]["general_settings"]): string | null {
-  const fromHeader = g.user_header_name ? request.headers.get(g.user_header_name) : null;
-  if (fromHeader) checkCustomerId(fromHeader, `header ${g.user_header_name}`);
-  const id = fromHeader || user;
-  if (!id && g.enforce_user_param) {
-    throw badRequest(`A customer is required: send 'user'${g.user_header_name ? ` or the ${g.user_header_name} header` : ""} (general_settings.enforce_user_param is true)`, "user");
-  }
-  return id;
-}
 
 /** check → reserve → call → stream tap → settle: the one path every inference request takes. */
 export function createInference(deps: InferenceDeps) {
@@ -222,7 +209,7 @@ export function createInference(deps: InferenceDeps) {
         throw badRequest(`Model ${parsed.model} has no ${missing ?? "price"} and general_settings.reject_unpriced_models is true`, "model");
       }
     }
-    const user = customerOf(request, parsed.user, runtime.config.general_settings);
+    const user = customerOf(request, parsed, runtime.config.general_settings);
     const customer = user ? await auth.customer(user) : null;
     if (customer?.blocked) throw forbidden(`End user ${customer.user_id} is blocked`);
     const sizing: Sizing = { promptTokens: countPromptTokens(route, parsed.body, false), maxTokens: parsed.maxTokens, choices: parsed.choices };

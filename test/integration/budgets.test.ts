@@ -405,4 +405,53 @@ describe("the customer named by a header, and required", () => {
       await g.close();
     }
   });
+
+  test("the customer is read where LiteLLM reads it: x-litellm-customer-id, x-litellm-end-user-id, user_header_mappings, user, litellm_metadata.user, metadata.user_id", async () => {
+    const config = MOCK_CONFIG.replace("general_settings:\n", `general_settings:
+  user_header_name: x-ignored-when-mapped
+  user_header_mappings:
+    - {header_name: x-app-user, litellm_user_role: internal_user}
+    - {header_name: X-Tenant-Customer, litellm_user_role: customer}
+`);
+    const g = await inProcessGateway(config);
+    try {
+      const send = (headers: Record<string, string>, extra: Record<string, unknown> = {}) =>
+        g.gateway.app.handle(new Request("http://litegate.test/v1/chat/completions", {
+          method: "POST",
+          headers: { authorization: `Bearer ${MASTER}`, "content-type": "application/json", ...headers },
+          body: JSON.stringify({ model: "mock", messages: [{ role: "user", content: "Hello there" }], ...extra }),
+        }));
+      // Each place in turn names a customer whose budget one request uses up; what comes before it wins over what comes after.
+      const places: [string, Record<string, string>, Record<string, unknown>][] = [
+        ["c-std", { "x-litellm-customer-id": "c-std", "x-litellm-end-user-id": "other", "x-tenant-customer": "other" }, { user: "other" }],
+        ["c-end", { "x-litellm-end-user-id": "c-end", "x-tenant-customer": "other" }, { user: "other" }],
+        ["c-mapped", { "x-tenant-customer": "c-mapped", "x-ignored-when-mapped": "other", "x-app-user": "other" }, { user: "other" }],
+        ["c-user", {}, { user: "c-user", litellm_metadata: { user: "other" } }],
+        ["c-lm", {}, { litellm_metadata: { user: "c-lm" }, metadata: { user_id: "other" } }],
+        ["c-meta", {}, { metadata: { user_id: "c-meta" } }],
+        ["c-text", {}, { metadata: JSON.stringify({ user_id: "c-text" }) }],
+      ];
+      for (const [id, headers, extra] of places) {
+        expect((await g.call("/customer/new", { user_id: id, max_budget: 0.0000001 })).status).toBe(200);
+        expect((await send(headers, extra)).status).toBe(200);
+        const refused = await send(headers, extra);
+        expect(refused.status).toBe(400);
+        expect(((await refused.json()) as any).error.message).toContain(`End User=${id} over budget`);
+      }
+      // Checked as the user field is: a bad id is a 400 naming where it came from, not a way around a budget.
+      const bad: [Record<string, string>, Record<string, unknown>, string][] = [
+        [{ "x-litellm-customer-id": "x".repeat(300) }, {}, "header x-litellm-customer-id: at most 256 characters"],
+        [{ "x-tenant-customer": "a\tb" }, {}, "header x-tenant-customer: must not hold a control character"],
+        [{}, { litellm_metadata: { user: "a\u0000b" } }, "litellm_metadata.user:"],
+        [{}, { metadata: { user_id: 42 } }, "metadata.user_id: must be a string"],
+      ];
+      for (const [headers, extra, message] of bad) {
+        const response = await send(headers, extra);
+        expect(response.status).toBe(400);
+        expect(((await response.json()) as any).error).toMatchObject({ param: "user", message: expect.stringContaining(message) });
+      }
+    } finally {
+      await g.close();
+    }
+  });
 });
