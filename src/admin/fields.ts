@@ -70,9 +70,10 @@ export const Metadata = t.Record(t.String(), t.Unknown());
  * A model's budget, in either spelling LiteLLM takes: `{budget_limit, time_period}` or
  * `{max_budget, budget_duration}` (its /budget/new docs), stored as the first.
  */
+const modelBudgetLimits = { rpm_limit: t.Optional(t.Union([Limit, t.Null()])), tpm_limit: t.Optional(t.Union([Limit, t.Null()])) };
 const ModelBudget = t.Transform(t.Union([
-  t.Object({ budget_limit: Money, time_period: t.Optional(t.Union([DurationText, t.Null()])) }, { additionalProperties: true }),
-  t.Object({ max_budget: Money, budget_duration: t.Optional(t.Union([DurationText, t.Null()])) }, { additionalProperties: true }),
+  t.Object({ budget_limit: Money, time_period: t.Optional(t.Union([DurationText, t.Null()])), ...modelBudgetLimits }, { additionalProperties: true }),
+  t.Object({ max_budget: Money, budget_duration: t.Optional(t.Union([DurationText, t.Null()])), ...modelBudgetLimits }, { additionalProperties: true }),
 ]))
   .Decode((value: Record<string, any>) => {
     if ("budget_limit" in value) return value;
@@ -82,6 +83,11 @@ const ModelBudget = t.Transform(t.Union([
   .Encode((value) => value as any);
 export const ModelBudgets = t.Record(t.String(), ModelBudget);
 export const ModelLimits = t.Record(t.String(), t.Union([Limit, t.Null()]));
+/**
+ * A key's metadata: anything, but the per-model limits LiteLLM reads from it (before the key's own
+ * `model_rpm_limit`, see governance/policy.ts) must be limits, or they would be taken and not enforced.
+ */
+const KeyMetadata = t.Object({ model_rpm_limit: t.Optional(t.Union([ModelLimits, t.Null()])), model_tpm_limit: t.Optional(t.Union([ModelLimits, t.Null()])) }, { additionalProperties: true });
 
 const opt = <T extends Parameters<typeof t.Optional>[0]>(schema: T) => t.Optional(t.Union([schema, t.Null()]));
 
@@ -158,7 +164,7 @@ export const keyFields = {
   user_id: opt(UserId),
   team_id: opt(Id),
   budget_id: opt(Id),
-  metadata: opt(Metadata),
+  metadata: opt(KeyMetadata),
   blocked: opt(t.Boolean()),
   /** Spend to start from (a key or user moved from another gateway keeps what it spent). */
   spend: opt(Money),

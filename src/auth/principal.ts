@@ -15,6 +15,9 @@ export interface BudgetRecord {
 export interface ModelBudget {
   budget_limit: number;
   time_period?: string | null;
+  /** Per-model limits LiteLLM also reads from here (after the key's own, see governance/policy.ts). */
+  rpm_limit?: number | null;
+  tpm_limit?: number | null;
 }
 
 export interface KeyRecord {

@@ -95,6 +95,12 @@ export interface PlanInput {
  */
 export const headerToken = (name: string) => name.replace(/[^A-Za-z0-9!#$%&'*+.^_`|~-]/g, "-");
 
+/** A limit stored in JSON (a key's metadata, a model's budget), or null when it holds none (the admin API refuses anything else). */
+function limitOf(holder: unknown, name: string): number | null {
+  const value = typeof holder === "object" && holder !== null ? (holder as Record<string, unknown>)[name] : undefined;
+  return typeof value === "number" && value >= 0 ? value : null;
+}
+
 const pick = <T>(own: T | null | undefined, fallback: T | null | undefined): T | null => own ?? fallback ?? null;
 
 /** Every budget and limit that applies to one request, in the order the SPEC checks them. */
@@ -159,13 +165,14 @@ export function planChecks(input: PlanInput): Plan {
     }
   }
 
+  /** A model's limits where LiteLLM reads them, first found: the key's metadata, its own fields, its model_max_budget. */
   function planModelLimits(p: Principal) {
-    const { key } = p;
-    const modelRpm = key.model_rpm_limit?.[model];
-    const modelTpm = key.model_tpm_limit?.[model];
-    if (modelRpm != null || modelTpm != null) {
-      rate("key+model", scopes.keyModel(key.token, model), `key ${key.key_name} for model=${model}`,
-        modelRpm ?? null, modelTpm ?? null, null, model);
+    const { key, keyBudget } = p;
+    const inBudget = key.model_max_budget?.[model] ?? keyBudget?.model_max_budget?.[model];
+    const modelRpm = limitOf(key.metadata?.model_rpm_limit, model) ?? limitOf(key.model_rpm_limit, model) ?? limitOf(inBudget, "rpm_limit");
+    const modelTpm = limitOf(key.metadata?.model_tpm_limit, model) ?? limitOf(key.model_tpm_limit, model) ?? limitOf(inBudget, "tpm_limit");
+    if (modelRpm !== null || modelTpm !== null) {
+      rate("key+model", scopes.keyModel(key.token, model), `key ${key.key_name} for model=${model}`, modelRpm, modelTpm, null, model);
     }
   }
 

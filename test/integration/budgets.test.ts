@@ -197,6 +197,38 @@ describe("spend and budgets end to end", () => {
     expect(spend).toBeLessThan(0.00009);
   });
 
+  test("per-model limits are read where LiteLLM reads them: the key's metadata first, then its own fields, then model_max_budget; bad ones are a 400 when set", async () => {
+    const generate = async (body: Record<string, unknown>) => {
+      const response = await h.call("/key/generate", body);
+      expect(response.status).toBe(200);
+      return ((await response.json()) as any).key as string;
+    };
+    const admitted = async (key: string, tries: number) => {
+      let n = 0;
+      for (let i = 0; i < tries; i++) if ((await h.chat(key)).status === 200) n++;
+      return n;
+    };
+    expect(await admitted(await generate({ metadata: { model_rpm_limit: { mock: 1 } } }), 3)).toBe(1);
+    expect(await admitted(await generate({ metadata: { model_tpm_limit: { mock: 1 } } }), 3)).toBe(1);
+    expect(await admitted(await generate({ model_max_budget: { mock: { budget_limit: 100, rpm_limit: 2 } } }), 4)).toBe(2);
+    expect(await admitted(await generate({ model_max_budget: { mock: { max_budget: 100, tpm_limit: 1 } } }), 3)).toBe(1);
+    // The metadata wins over the key's own field, which wins over model_max_budget.
+    expect(await admitted(await generate({ metadata: { model_rpm_limit: { mock: 2 } }, model_rpm_limit: { mock: 1 } }), 4)).toBe(2);
+    expect(await admitted(await generate({ model_rpm_limit: { mock: 1 }, model_max_budget: { mock: { budget_limit: 100, rpm_limit: 3 } } }), 3)).toBe(1);
+    const refused = await h.chat(await generate({ metadata: { model_rpm_limit: { mock: 0 } } }));
+    expect(refused.status).toBe(429);
+    expect(((await refused.json()) as any).error.message).toContain("for model=mock: rpm_limit=0");
+    for (const [body, param] of [
+      [{ metadata: { model_rpm_limit: { mock: "many" } } }, "metadata.model_rpm_limit.mock"],
+      [{ metadata: { model_tpm_limit: { mock: 1.5 } } }, "metadata.model_tpm_limit.mock"],
+      [{ model_max_budget: { mock: { budget_limit: 1, rpm_limit: -1 } } }, "model_max_budget.mock"],
+    ] as const) {
+      const response = await h.call("/key/generate", body);
+      expect(response.status).toBe(400);
+      expect(((await response.json()) as any).error.param).toStartWith(param);
+    }
+  });
+
   test("a budget is usable again right after its period ends, with no scheduler run", async () => {
     const key = await h.createKey({ max_budget: 1e-9, budget_duration: "30s", budget_reset_at: new Date(h.clock.now() + 30_000) });
     expect((await h.chat(key)).status).toBe(200);
