@@ -60,6 +60,8 @@ export interface SpendTargets {
   gatewayPeriod: number | null;
   gatewayBase?: number | null;
   gatewayStep?: number | null;
+  /** The spend log row's user_id: the key's user, on a team key too (where that user's own spend is not charged). */
+  keyUser?: string | null;
 }
 
 /** A delta's period, the stored reset it was worked out from, and the period's fixed length. */
@@ -203,6 +205,7 @@ export function planChecks(input: PlanInput): Plan {
 
   const principal = caller.kind === "key" ? caller.principal : null;
   if (principal) planPrincipal(principal);
+  if (principal) targets.keyUser = principal.key.user_id;
   if (customer) {
     const b = customer.budget;
     const period = periodOf(customer.spend, b?.budget_duration, customer.budget_reset_at, customer.created_at, now);

@@ -209,7 +209,7 @@ const whoColumns = new WeakMap<SpendTargets, string>();
 function who(t: SpendTargets, masterToken: string | null): string {
   let text = whoColumns.get(t);
   if (text === undefined) {
-    text = `${field(t.token ?? masterToken ?? "master")}\t${field(t.user?.id ?? t.member?.userId)}\t${field(t.team?.id)}\t${field(t.customer?.id)}`;
+    text = `${field(t.token ?? masterToken ?? "master")}\t${field(t.user?.id ?? t.member?.userId ?? t.keyUser)}\t${field(t.team?.id)}\t${field(t.customer?.id)}`;
     whoColumns.set(t, text);
   }
   return text;

@@ -52,6 +52,19 @@ describe("spend and budgets end to end", () => {
     expect((await one("select count(*)::int as n, sum(spend) as s from spend_logs where api_key = $1", [hashKey(key)])).n).toBe(5);
   });
 
+  test("a team key's spend log row names the key's user, a member of the team or not; that user's own spend is not charged", async () => {
+    await h.db.query("insert into users (user_id) values ('outsider'), ('insider')");
+    await h.db.query("insert into teams (team_id) values ('log-team')");
+    await h.db.query("insert into team_memberships (team_id, user_id) values ('log-team', 'insider')");
+    for (const user of ["outsider", "insider"]) {
+      const key = await h.createKey({ team_id: "log-team", user_id: user });
+      expect((await h.chat(key)).status).toBe(200);
+      await h.flush();
+      expect((await one("select user_id, team_id from spend_logs where api_key = $1", [hashKey(key)]))).toEqual({ user_id: user, team_id: "log-team" });
+      expect((await one("select spend from users where user_id = $1", [user])).spend).toBe(0);
+    }
+  });
+
   test("a streamed request is charged from its usage", async () => {
     const key = await h.createKey();
     const response = await h.chat(key, { stream: true });
