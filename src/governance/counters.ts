@@ -43,6 +43,11 @@ export interface Counters {
   release(check: CounterCheck): void;
   /** Current value plus reservations, as this instance knows it (for headers and messages; admission may count more). */
   used(check: CounterCheck): number;
+  /**
+   * The value the last refusal of this counter was decided on (the shared one, for counters shared
+   * between instances), or null when it is not known: what a 429 says was used.
+   */
+  decidedOn(check: CounterCheck): number | null;
   /** The settled value alone, as this instance knows it: a budget's spend. */
   spent(check: CounterCheck): number;
   /** What admission counts on top of it: reservations of requests in flight (and, shared, other instances' room). */
@@ -139,6 +144,11 @@ export class LocalCounters implements Counters {
   used(check: CounterCheck): number {
     const state = this.states.get(check.key);
     return state ? state.value + state.reserved : check.initial;
+  }
+
+  /** Exact here: everything admitted lives in this process. */
+  decidedOn(check: CounterCheck): number | null {
+    return this.used(check);
   }
 
   spent(check: CounterCheck): number {

@@ -28,7 +28,6 @@ export interface Ticket {
 const fmt = (n: number) => String(n);
 
 function rejection(check: PlannedCheck, counters: Counters, now: number): GatewayError {
-  const used = counters.used(check);
   if (check.kind === "budget") {
     const what = check.scope === "key+model"
       ? `${check.label} exceeded budget for model=${check.model}.`
@@ -48,8 +47,10 @@ function rejection(check: PlannedCheck, counters: Counters, now: number): Gatewa
   const seconds = Math.max(1, Math.ceil((check.expiresAt - now) / 1000));
   const unit = check.kind === "rpm" ? "requests" : "tokens";
   const name = check.kind === "rpm" ? "rpm_limit" : "tpm_limit";
+  // What the refusal was decided on (with Redis, the shared count, not this instance's view of it); said only when known.
+  const used = counters.decidedOn(check);
   return new GatewayError(429, "rate_limit_error",
-    `Rate limit exceeded for ${check.label}: ${name}=${check.limit} ${unit} per minute reached (used ${used}). Resets in ${seconds}s.`,
+    `Rate limit exceeded for ${check.label}: ${name}=${check.limit} ${unit} per minute reached${used === null ? "" : ` (used ${used})`}. Resets in ${seconds}s.`,
     null, { "retry-after": String(seconds) });
 }
 

@@ -117,7 +117,7 @@ export class SharedCounters implements Counters {
     let allLocal = true;
     for (let i = 0; i < checks.length; i++) {
       if (!this.fitsLocally(states[i]!, checks[i]!)) {
-        if (this.degraded) return i;
+        if (this.degraded) return this.refused(states[i]!, alone(states[i]!), i);
         allLocal = false;
       }
     }
@@ -131,7 +131,7 @@ export class SharedCounters implements Counters {
   private async admitRemote(checks: readonly CounterCheck[], states: State[]): Promise<number> {
     // Refused before anything is held on the other counters (where a concurrent request would meet it).
     const full = checks.findIndex((check, i) => atLimit(states[i]!, check));
-    if (full >= 0) return full;
+    if (full >= 0) return this.refused(states[full]!, states[full]!.v + consumed(states[full]!), full);
     const decideAll = () => Promise.all(checks.map((check, i) => serialized(states[i]!, () => this.decide(states[i]!, check))));
     let results = await decideAll();
     if (results.some((ok, i) => !ok && heldByOthers(states[i]!, checks[i]!))) {
@@ -152,17 +152,24 @@ export class SharedCounters implements Counters {
   /** One admission decided by Redis (after a last local try, the lease may have grown meanwhile). */
   private async decide(s: State, check: CounterCheck): Promise<boolean> {
     if (this.degraded || fitsLease(s, check)) {
-      if (this.degraded && alone(s) >= check.limit) return false;
+      if (this.degraded && alone(s) >= check.limit) return this.refused(s, alone(s), false);
       this.take(s, check);
       return true;
     }
     let reply = await this.sync(s, check.reserve, true);
     // Made again in an emptied Redis: brought back up to what this instance saw before deciding.
     if (reply && s.recover) reply = await this.sync(s, check.reserve, true);
-    // Without an answer, decided as if alone (and degraded until Redis answers again).
-    if (reply ? reply[0] !== 1 : alone(s) >= check.limit) return false;
+    // Without an answer, decided as if alone (and degraded until Redis answers again). Refused by Redis,
+    // it is on what its reply brought: the shared value and the others' leases, with this one's use.
+    if (reply ? reply[0] !== 1 : alone(s) >= check.limit) return this.refused(s, alone(s), false);
     this.take(s, check);
     return true;
+  }
+
+  /** Remembers what a refusal was decided on, for its message (see `decidedOn`). */
+  private refused<T>(s: State, value: number, answer: T): T {
+    s.refusedOn = value;
+    return answer;
   }
 
   /**
@@ -358,6 +365,10 @@ export class SharedCounters implements Counters {
   used(check: CounterCheck): number {
     const s = this.states.get(check.key);
     return s ? s.v + consumed(s) : check.initial;
+  }
+
+  decidedOn(check: CounterCheck): number | null {
+    return this.states.get(check.key)?.refusedOn ?? null;
   }
 
   /** The shared settled value and this instance's unpushed settlements: a budget's spend. */

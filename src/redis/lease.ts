@@ -32,6 +32,8 @@ export interface State {
   floor: number;
   /** Redis's data generation the shared value was last read from (see heartbeat.ts); null before the first sync. */
   generation: string | null;
+  /** The value the last refusal was decided on: the shared value, the other instances' leases and this one's use. */
+  refusedOn?: number;
 }
 
 /** A counter unused this long hands its lease back and is forgotten. */

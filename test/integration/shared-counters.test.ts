@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import Redis from "ioredis";
+import { type PlannedCheck, type SpendTargets, createGovernance } from "../../src/governance";
 import type { CounterCheck } from "../../src/governance/counters";
 import { silentLogger } from "../../src/log";
 import { SharedCounters, redisKeys } from "../../src/redis";
@@ -140,6 +141,20 @@ describe("shared counters: many counters per sync call", () => {
     for (const check of few) expect(b.used(check)).toBe(1);
     await b.close();
   }, 15_000);
+
+  test("a 429 says the count the refusal was decided on (the shared one), not this instance's view of it", async () => {
+    const a = instance("said-a", 60_000);
+    const b = instance("said-b", 60_000);
+    const check: PlannedCheck = { kind: "rpm", scope: "key", label: "key sk-...said", key: "said:rpm", limit: 5, reserve: 1, initial: 0, expiresAt: Date.now() + 60_000 };
+    for (let i = 0; i < 5; i++) expect(await a.admit([check])).toBe(-1);
+    // a's five are in flight, nothing of them pushed: b alone has seen none of them used.
+    expect(b.used(check)).toBe(0);
+    const refused = await createGovernance(b, Date.now).admit({ checks: [check], targets: {} as SpendTargets }).catch((error) => error);
+    expect(refused.status).toBe(429);
+    expect(refused.message).toContain("rpm_limit=5 requests per minute reached (used 5).");
+    await a.close();
+    await b.close();
+  });
 
   test("a lease granted under a higher limit admits nothing past a lowered one", async () => {
     const a = instance("lower-a");
