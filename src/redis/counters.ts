@@ -1,10 +1,13 @@
 import type Redis from "ioredis";
 import { type CounterCheck, type Counters, forgottenBudget, lessHeld } from "../governance/counters";
-import { nextWindowCheck } from "../governance/keys";
 import type { Logger } from "../log";
+import { chooseSyncs } from "./choose";
 import { HEARTBEAT_REPLIES, Heartbeat, generationOf } from "./heartbeat";
-import { deleteCounters, redisKeys } from "./keys";
-import { IDLE_MS, SYNC_SLICE, type State, type SyncReply, alone, applyReply, consumed, fitsLease, atLimit, heldByOthers, lostData, replyAt, roomWanted, serialized, syncArgs, syncNeed, carryTraffic, tickSync } from "./lease";
+import { deleteCounters, reclaimMessage, redisKeys } from "./keys";
+import {
+  SYNC_SLICE, type State, type SyncReply, alone, applyReply, consumed, fitsLease, atLimit, heldByOthers, lostData, pushed, replyAt, roomWanted,
+  serialized, spareWanted, startPush, syncArgs, tickSync, unpushed,
+} from "./lease";
 import { Sweep } from "./sweep";
 import SYNC_SCRIPT from "./sync.lua" with { type: "text" };
 
@@ -19,12 +22,11 @@ import SYNC_SCRIPT from "./sync.lua" with { type: "text" };
  * requests are decided by Redis itself. A dead instance's leases expire with its heartbeat.
  */
 
-/** A busy rate counter takes its lease in the next window during the last this-many ms of this one. */
-const NEXT_WINDOW_LEAD_MS = 2000;
-/** An admission refused for the other instances' leases alone is asked again after this long (two of their ticks). */
-const RETRY_AFTER_MS = 25;
-/** Counters one tick syncs at most: about 5 ms of work. */
-const MAX_SYNCS_PER_TICK = 600;
+/**
+ * An admission refused for the other instances' leases alone asks them for their spare room (see
+ * `reclaim`), and is asked again after these waits (a few of their ticks each).
+ */
+const RETRY_AFTER_MS = [25, 50];
 /** A round trip this often (ms) keeps an instance alive; one admitting on its lease learns as fast that Redis lost it. */
 const ALIVE_MS = 500;
 const ALIVE_ADMITTING_MS = 25;
@@ -85,7 +87,7 @@ export class SharedCounters implements Counters {
     let s = this.states.get(check.key);
     if (!s) {
       s = {
-        check, lease: 0, inflight: 0, unsynced: 0, v: check.initial, others: 0, peers: 0, synced: false, busy: null,
+        check, lease: 0, inflight: 0, unsynced: 0, pushing: 0, reclaim: false, askedAt: 0, v: check.initial, others: 0, peers: 0, synced: false, busy: null,
         admittedSinceSync: 0, rate: 0, lastReserve: check.reserve, lastActual: 0, touchedAt: this.options.now(), syncedAt: 0, recover: false,
         floor: check.initial, generation: null,
       };
@@ -107,6 +109,7 @@ export class SharedCounters implements Counters {
     this.dirty.add(s);
     this.admittedAlone = true;
     s.inflight += check.reserve;
+    s.reclaim = false;
     s.admittedSinceSync += check.reserve;
     s.lastReserve = Math.max(check.reserve, s.lastReserve * 0.9);
     s.touchedAt = this.options.now();
@@ -134,11 +137,14 @@ export class SharedCounters implements Counters {
     if (full >= 0) return this.refused(states[full]!, states[full]!.v + consumed(states[full]!), full);
     const decideAll = () => Promise.all(checks.map((check, i) => serialized(states[i]!, () => this.decide(states[i]!, check))));
     let results = await decideAll();
-    if (results.some((ok, i) => !ok && heldByOthers(states[i]!, checks[i]!))) {
-      // Refused only for room other instances hold, which a request of theirs may have finished with (a
-      // lease near the edge goes back at their next sync, within a tick): asked once more after it.
+    for (const wait of RETRY_AFTER_MS) {
+      const held = states.filter((s, i) => !results[i] && heldByOthers(s, checks[i]!));
+      if (held.length === 0) break;
+      // Refused only for room other instances hold, which they may not be using: they are asked for it
+      // (they give back what they do not use at their next tick), and the request is decided again.
+      for (const s of held) this.askBack(s);
       results.forEach((ok, i) => ok && this.release(checks[i]!));
-      await Bun.sleep(RETRY_AFTER_MS);
+      await Bun.sleep(wait);
       results = await decideAll();
     }
     const failed = results.indexOf(false);
@@ -172,12 +178,33 @@ export class SharedCounters implements Counters {
     return answer;
   }
 
+  /** Tells the other instances that a request was refused for the room they hold on `s` (once per retry wait). */
+  private askBack(s: State): void {
+    const now = this.options.now();
+    if (now - s.askedAt < RETRY_AFTER_MS[0]!) return;
+    s.askedAt = now;
+    this.roundTrips++;
+    this.redis.publish(redisKeys.reclaim, reclaimMessage.of(this.options.instanceId, s.check.key)).catch(() => {});
+  }
+
+  /**
+   * Another instance was refused for room this one holds (a message on `redisKeys.reclaim`): what this
+   * one holds beyond its use goes back at the next tick, and it holds no spare room until it admits again.
+   */
+  reclaimed(message: string): void {
+    const { from, key } = reclaimMessage.read(message);
+    const s = key === null ? undefined : this.states.get(key);
+    if (!s || from === this.options.instanceId || s.lease <= consumed(s)) return;
+    s.reclaim = true;
+    this.dirty.add(s);
+  }
+
   /**
    * Near the edge a lease holds no more than the requests in flight: room a request no longer needs
    * goes back to Redis at once rather than at the next tick, so another instance's next request finds it.
    */
   private returnSlackSoon(s: State): void {
-    if (this.slackPending || s.lease <= consumed(s) || roomWanted(s) > 0) return;
+    if (this.slackPending || s.lease <= consumed(s) || spareWanted(s, this.options.now()) > 0) return;
     this.slackPending = true;
     queueMicrotask(() => {
       this.slackPending = false;
@@ -190,9 +217,7 @@ export class SharedCounters implements Counters {
    * did not answer (the instance is then degraded).
    */
   private async sync(s: State, need: number, admission: boolean): Promise<SyncReply | null> {
-    const push = s.unsynced;
-    s.unsynced = 0;
-    s.lease = Math.max(0, s.lease - push);
+    const push = startPush(s);
     const recovering = s.recover;
     const args = syncArgs(s, push, need, roomWanted(s), admission, this.options.now());
     this.roundTrips++;
@@ -201,12 +226,12 @@ export class SharedCounters implements Counters {
       const { replies, answer } = await this.heartbeat.syncOne(this.redis, 1, redisKeys.counter(s.check.key), this.options.instanceId, ...args);
       this.checkEpoch(replies);
       const reply = replyAt(answer, 0);
+      pushed(s, push);
       applyReply(s, reply, this.options.now(), this.tickMs, generationOf(replies), recovering);
       this.healthy();
       return reply;
     } catch (error) {
-      s.unsynced += push;
-      s.lease += push;
+      unpushed(s, push);
       this.unhealthy(error);
       return null;
     }
@@ -232,49 +257,18 @@ export class SharedCounters implements Counters {
     this.ticking = true;
     const now = this.options.now();
     const started = performance.now();
-    // Counters asking for room come first; pushes, slack and next windows may wait a tick.
-    const urgent: State[] = [];
-    const batch: State[] = [];
-    const upcoming: [State, CounterCheck][] = [];
     const candidates = this.closing ? new Set(this.states.values()) : this.dirty;
     if (!this.closing) this.sweep.addSlice(candidates, now);
     this.dirty = new Set();
-    for (const s of candidates) {
-      const key = s.check.key;
-      if (s.busy) {
-        this.dirty.add(s);
-        continue;
-      }
-      const idle = now - s.touchedAt > IDLE_MS && s.inflight === 0 && s.unsynced === 0;
-      if (!idle && s.check.expiresAt - now < NEXT_WINDOW_LEAD_MS && s.check.expiresAt > now) {
-        const next = nextWindowCheck(s.check);
-        if (next && !this.states.has(next.key)) upcoming.push([s, next]);
-      }
-      if (s.check.expiresAt <= now && s.inflight === 0) {
-        this.states.delete(key);
-        continue;
-      }
-      if (idle && s.lease === 0) {
-        this.states.delete(key);
-        continue;
-      }
-      const need = syncNeed(s, now, idle, this.closing, this.options.pushAfterMs);
-      if (need === "urgent") urgent.push(s);
-      else if (need === "due") batch.push(s);
-    }
-    for (const [current, next] of upcoming) {
-      batch.push(carryTraffic(this.state(next), current));
-    }
-    const chosen = urgent.length > 0 ? urgent.concat(batch) : batch;
-    // A tick's work stays bounded (a window turning over ten thousand keys, Redis coming back): the rest
-    // goes in the next ticks.
-    if (!this.closing && chosen.length > MAX_SYNCS_PER_TICK) {
-      for (const s of chosen.splice(MAX_SYNCS_PER_TICK)) this.dirty.add(s);
-    }
+    const { chosen, later } = chooseSyncs(this.states, candidates, now, this.closing, (check) => this.state(check), this.options.pushAfterMs);
+    for (const s of later) this.dirty.add(s);
+    let sent: ({ s: State } & ReturnType<typeof tickSync>)[] = [];
     try {
-      if (chosen.length === 0) {
-        // Stay alive (our leases stay valid) even when no counter needs a sync.
-        if (now - this.aliveAt > (this.admittedAlone ? ALIVE_ADMITTING_MS : ALIVE_MS) || this.degraded) {
+      // Stay alive (our leases stay valid) even when no counter needs a sync. While Redis does not answer
+      // (it may hang: syncs would wait for their timeout), only the heartbeat goes, until it answers.
+      if (chosen.length === 0 || (this.degraded && !this.closing)) {
+        for (const s of chosen) this.dirty.add(s);
+        if (this.degraded || now - this.aliveAt > (this.admittedAlone ? ALIVE_ADMITTING_MS : ALIVE_MS)) {
           this.roundTrips++;
           this.aliveAt = now;
           this.admittedAlone = false;
@@ -286,7 +280,7 @@ export class SharedCounters implements Counters {
       this.admittedAlone = false;
       const pipeline = this.redis.pipeline();
       this.heartbeat.add(pipeline);
-      const sent = chosen.map((s) => ({ s, ...tickSync(s, now) }));
+      sent = chosen.map((s) => ({ s, ...tickSync(s, now) }));
       // Many counters per script call, in slices short enough not to hold Redis up for the other instances.
       for (let from = 0; from < sent.length; from += SYNC_SLICE) {
         const slice = sent.slice(from, from + SYNC_SLICE);
@@ -303,13 +297,16 @@ export class SharedCounters implements Counters {
       this.checkEpoch(all);
       const generation = generationOf(all);
       const replies = all.slice(HEARTBEAT_REPLIES);
-      sent.forEach(({ s, push, recovering }, i) => {
+      const answered = sent;
+      sent = [];
+      answered.forEach(({ s, push, recovering }, i) => {
         const [error, flat] = replies[Math.floor(i / SYNC_SLICE)]!;
         if (error) {
-          s.unsynced += push;
+          unpushed(s, push);
           this.unhealthy(error);
         } else {
           // Synced against an emptied Redis: the push is in the counter made again, which is brought back up next.
+          pushed(s, push);
           applyReply(s, replyAt(flat as unknown[], i % SYNC_SLICE), this.options.now(), this.tickMs, generation, recovering);
         }
       });
@@ -318,6 +315,8 @@ export class SharedCounters implements Counters {
       this.lastSyncMs = performance.now() - started;
     } catch (error) {
       for (const s of chosen) s.busy = null;
+      // Not answered: what was on its way goes with a later sync.
+      for (const { s, push } of sent) unpushed(s, push);
       this.unhealthy(error);
     } finally {
       this.ticking = false;
@@ -374,7 +373,7 @@ export class SharedCounters implements Counters {
   /** The shared settled value and this instance's unpushed settlements: a budget's spend. */
   spent(check: CounterCheck): number {
     const s = this.states.get(check.key);
-    return s ? s.v + s.unsynced : check.initial;
+    return s ? s.v + s.unsynced + s.pushing : check.initial;
   }
 
   /** This instance's requests in flight, and the room the other instances hold. */

@@ -64,6 +64,8 @@ export async function connectRedis(url: string, log: Logger, now: () => number =
 
   const instanceId = crypto.randomUUID();
   const counters = new SharedCounters({ redis: client, instanceId, log, now });
+  subscriber.subscribe(redisKeys.reclaim).catch(() => {});
+  subscriber.on("message", (channel, text) => channel === redisKeys.reclaim && counters.reclaimed(text));
   let published = 0;
   /** An invalidation could not be published: once Redis is back, every instance is told to forget everything. */
   let missed = false;
@@ -88,7 +90,8 @@ export async function connectRedis(url: string, log: Logger, now: () => number =
       // Connected again after a break (the first connection was made above): whatever was published
       // meanwhile never arrived, so everything cached is read again.
       subscriber.on("ready", () => handler({ kind: "all" }));
-      subscriber.on("message", (_channel, text) => {
+      subscriber.on("message", (channel, text) => {
+        if (channel !== redisKeys.invalidations) return;
         try {
           handler(JSON.parse(text) as Invalidation);
         } catch {

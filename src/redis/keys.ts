@@ -11,6 +11,21 @@ export const redisKeys = {
   epoch: "lg:epoch",
   /** Admin writes tell every instance what to forget. */
   invalidations: "lg:invalidate",
+  /** An instance was refused for room others hold on a counter: they give back what they do not use. */
+  reclaim: "lg:reclaim",
+};
+
+/** What goes on `redisKeys.reclaim`: who was refused, for which counter. */
+export const reclaimMessage = {
+  of: (instanceId: string, key: string) => JSON.stringify([instanceId, key]),
+  read(text: string): { from: string | null; key: string | null } {
+    try {
+      const [from, key] = JSON.parse(text) as unknown[];
+      return { from: typeof from === "string" ? from : null, key: typeof key === "string" ? key : null };
+    } catch {
+      return { from: null, key: null };
+    }
+  },
 };
 
 /** Deletes every counter whose key starts with `prefix`, in the background (a scan, never KEYS). */

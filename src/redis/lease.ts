@@ -9,8 +9,14 @@ export interface State {
   check: CounterCheck;
   lease: number;
   inflight: number;
-  /** Settled amounts not yet pushed to Redis. */
+  /** Settled amounts not yet pushed to Redis… */
   unsynced: number;
+  /** …and those on their way (counted until Redis has them, or they go back to `unsynced`). */
+  pushing: number;
+  /** Another instance was refused for room this one holds: spare room goes back, until it admits again. */
+  reclaim: boolean;
+  /** When this instance last asked the others for room they hold on the counter (see `SharedCounters.askBack`). */
+  askedAt: number;
   /** Shared settled value and the other instances' leases, as of the last sync. */
   v: number;
   others: number;
@@ -44,8 +50,8 @@ const DAY_MS = 86_400_000;
 /** Counters per sync script call: each call runs to its end inside Redis, holding up every other client. */
 export const SYNC_SLICE = 200;
 
-/** In flight plus settled but not yet pushed: what this instance has taken out of its lease. */
-export const consumed = (s: State) => s.inflight + s.unsynced;
+/** In flight plus settled but not yet in Redis: what this instance has taken out of its lease. */
+export const consumed = (s: State) => s.inflight + s.unsynced + s.pushing;
 
 /** The counter as this instance alone can know it: the last shared view plus its own consumption. */
 export const alone = (s: State) => s.v + s.others + consumed(s);
@@ -71,8 +77,21 @@ const unit = (s: State) => (s.lastReserve > 0 ? s.lastReserve : Math.max(1, s.la
 
 /** Settled amounts ride along with syncs for room; on their own they go once they are this old… */
 const PUSH_MS = 15_000;
-/** …unless they are at most this share of the room left: then they may wait four times as long. */
+/** …unless they are at most this share of the room left: then they may wait four times as long… */
 const SLIVER = 0.01;
+/** …and near a limit (see `tight`), or when another instance wants the room, after this long. */
+const NEAR_PUSH_MS = 100;
+/** Near a limit, room nothing has used for this long (and nothing holds) goes back to Redis. */
+export const RETURN_MS = 250;
+
+/** Far from a limit, a lease holds at least this many requests' worth (see `roomWanted`). */
+export const LEASE_FLOOR = 64;
+
+/**
+ * Near a limit: this instance's share of the room left holds fewer than LEASE_FLOOR requests, so every
+ * request's worth of room matters to the other instances.
+ */
+export const tight = (s: State) => roomLeft(s) / (2 * (s.peers + 1)) < LEASE_FLOOR * unit(s);
 
 /**
  * Whether settled amounts are due in Redis although the lease needs nothing. Pushing them never
@@ -80,17 +99,17 @@ const SLIVER = 0.01;
  * them from the lease into the shared value), so the only thing waiting costs is what a crash keeps
  * from Redis, which the others may then admit again: never more than the lease, and on its own at
  * most 15 s of a quiet counter's traffic, or 60 s of it while that is no more than 1% of the room
- * left (a limit far away). With ten thousand keys in use, pushes were most of the sync work.
+ * left (a limit far away). With ten thousand keys in use, pushes were most of the sync work. Near a
+ * limit they go within NEAR_PUSH_MS: there a crash would give the others room a whole lease's worth of
+ * requests already took.
  */
 export function pushDue(s: State, now: number, after = PUSH_MS): boolean {
   if (s.unsynced <= 0) return false;
   const age = now - s.syncedAt;
+  if (age > NEAR_PUSH_MS && (s.reclaim || tight(s))) return true;
   if (age <= after) return false;
   return age > 4 * after || s.unsynced > SLIVER * roomLeft(s);
 }
-
-/** Far from a limit, a lease holds at least this many requests' worth (see `roomWanted`). */
-export const LEASE_FLOOR = 64;
 
 /**
  * Room to ask for: a few ticks of this instance's traffic (at least LEASE_FLOOR requests, so a quiet
@@ -106,6 +125,16 @@ export function roomWanted(s: State): number {
   if (share < size || (share < 2 * size && s.inflight === 0)) return 0;
   // A lease covers LEASE_MS of recent traffic, so a busy counter syncs a few times a second, not every tick.
   return Math.min(Math.max(LEASE_FLOOR * size, LEASE_MS * s.rate, 3 * s.admittedSinceSync), share);
+}
+
+/**
+ * Room to hold beyond what is in use, now: none once another instance was refused for it (until this
+ * one admits again), nor near a limit once nothing has used it for RETURN_MS with nothing in flight
+ * (an idle instance must not keep the others under a small limit); else `roomWanted`.
+ */
+export function spareWanted(s: State, now: number): number {
+  if (s.reclaim || (s.inflight === 0 && now - s.touchedAt > RETURN_MS && tight(s))) return 0;
+  return roomWanted(s);
 }
 
 /** Admitted, lease, shared value, others' leases, live peers: one counter's answer from the sync script. */
@@ -133,7 +162,7 @@ export function applyReply(s: State, reply: SyncReply, now: number, tickMs: numb
   if (lost) lostData(s);
   if (generation !== null) s.generation = generation;
   s.recover = lost;
-  s.lease = Number(reply[1]);
+  s.lease = Number(reply[1]) + s.pushing;
   s.v = Number(reply[2]);
   s.others = Number(reply[3]);
   s.peers = Number(reply[4]);
@@ -148,17 +177,35 @@ export function applyReply(s: State, reply: SyncReply, now: number, tickMs: numb
 export const replyAt = (flat: unknown[], i: number): SyncReply => flat.slice(5 * i, 5 * i + 5) as SyncReply;
 
 /**
- * What a tick's sync of a counter sends: its unpushed amount (taken out of the lease), and a request
- * for the room it wants, slack beyond what the next few ticks need returned (idle counters return all).
+ * Settled amounts leave `unsynced` for a sync: they count as `pushing` (in the lease, and in what this
+ * instance has consumed) until Redis has them (`pushed`) or the sync failed (`unpushed`). Counting them
+ * meanwhile matters while Redis hangs: a sync then waits for its timeout, and an instance deciding
+ * alone must still see them.
  */
-export function tickSync(s: State, now: number): { push: number; recovering: boolean; args: (string | number)[] } {
+export function startPush(s: State): number {
   const push = s.unsynced;
   s.unsynced = 0;
-  s.lease = Math.max(0, s.lease - push);
+  s.pushing += push;
+  return push;
+}
+
+export const pushed = (s: State, push: number) => void (s.pushing = Math.max(0, s.pushing - push));
+
+export function unpushed(s: State, push: number): void {
+  pushed(s, push);
+  s.unsynced += push;
+}
+
+/**
+ * What a tick's sync of a counter sends: its unpushed amount, and a request for the room it wants,
+ * slack beyond what the next few ticks need returned (idle counters return all, see `spareWanted`).
+ */
+export function tickSync(s: State, now: number): { push: number; recovering: boolean; args: (string | number)[] } {
+  const push = startPush(s);
   const idle = now - s.touchedAt > IDLE_MS && s.inflight === 0;
-  const want = idle ? 0 : roomWanted(s);
-  if (s.lease - s.inflight > want) s.lease = s.inflight + want;
-  const request = Math.max(0, want - (s.lease - s.inflight));
+  const want = idle ? 0 : spareWanted(s, now);
+  if (s.lease - s.pushing - s.inflight > want) s.lease = s.pushing + s.inflight + want;
+  const request = Math.max(0, want - (s.lease - s.pushing - s.inflight));
   return { push, recovering: s.recover, args: syncArgs(s, push, 0, request, false, now) };
 }
 
@@ -169,7 +216,8 @@ export function syncArgs(s: State, push: number, need: number, request: number, 
   // reset, that is the new value). After Redis lost its data, what this instance last saw is a floor
   // too: the script makes the value the highest floor plus what was pushed since.
   const initial = s.recover ? Math.max(s.check.initial, s.floor) : s.check.initial;
-  return [initial, s.check.limit, push, s.lease, consumed(s), need, request, Math.ceil(keyTtl), admission ? "1" : "0", unit(s), s.recover ? "1" : "0"];
+  // What is being pushed leaves the lease and joins the shared value there.
+  return [initial, s.check.limit, push, Math.max(0, s.lease - s.pushing), consumed(s) - s.pushing, need, request, Math.ceil(keyTtl), admission ? "1" : "0", unit(s), s.recover ? "1" : "0"];
 }
 
 /**
@@ -178,7 +226,7 @@ export function syncArgs(s: State, push: number, need: number, request: number, 
  * still held when closing; null when nothing matters yet.
  */
 export function syncNeed(s: State, now: number, idle: boolean, closing: boolean, pushAfterMs?: number): "urgent" | "due" | null {
-  const want = roomWanted(s);
+  const want = spareWanted(s, now);
   const free = s.lease - consumed(s);
   if (!s.synced || free < want / 2) return "urgent";
   // Hysteresis: slack is returned once it is twice what is wanted (at once when nothing is wanted).

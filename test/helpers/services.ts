@@ -52,6 +52,9 @@ export interface RedisServer {
   url: string;
   start(): Promise<void>;
   stop(): Promise<void>;
+  /** Stops answering with its connections open (SIGSTOP), until `resume`. */
+  pause(): void;
+  resume(): void;
 }
 
 /** A real redis-server on a random loopback port, without persistence. */
@@ -70,10 +73,13 @@ export async function startRedis(): Promise<RedisServer> {
       await waitFor(() => spawnSync(["redis-cli", "-p", String(port), "ping"]).stdout.toString().includes("PONG"), "redis-server");
     },
     async stop() {
+      proc?.kill("SIGCONT");
       proc?.kill("SIGKILL");
       await proc?.exited;
       proc = null;
     },
+    pause: () => proc?.kill("SIGSTOP"),
+    resume: () => proc?.kill("SIGCONT"),
   };
   await server.start();
   return server;

@@ -60,7 +60,8 @@ describe("three instances sharing Postgres and Redis", () => {
 
   test("max_parallel_requests holds across instances and slots come back", async () => {
     const key = await instances[0]!.createKey({ max_parallel_requests: 2 });
-    const responses = await spread(6, (h) => h.chat(key, {}, "slow"));
+    // Streamed (400 ms, as read): the two admitted are in flight while the others are decided, waits for room included.
+    const responses = await spread(6, (h) => h.chat(key, { stream: true }, "slow"));
     expect(responses.filter((r) => r.status === 200).length).toBe(2);
     await Promise.all(responses.map((r) => r.text()));
     // A freed slot held as another instance's lease comes back with that instance's next sync (10 ms).
