@@ -6,7 +6,7 @@ import { HEARTBEAT_REPLIES, Heartbeat, generationOf } from "./heartbeat";
 import { deleteCounters, reclaimMessage, redisKeys } from "./keys";
 import {
   SYNC_SLICE, type State, type SyncReply, alone, applyReply, consumed, fitsLease, atLimit, heldByOthers, lostData, pushed, replyAt, roomWanted,
-  serialized, spareWanted, startPush, syncArgs, tickSync, unpushed,
+  newState, refused, serialized, spareWanted, startPush, syncArgs, tickSync, unpushed,
 } from "./lease";
 import { Sweep } from "./sweep";
 import SYNC_SCRIPT from "./sync.lua" with { type: "text" };
@@ -86,11 +86,7 @@ export class SharedCounters implements Counters {
   private state(check: CounterCheck): State {
     let s = this.states.get(check.key);
     if (!s) {
-      s = {
-        check, lease: 0, inflight: 0, unsynced: 0, pushing: 0, reclaim: false, askedAt: 0, v: check.initial, others: 0, peers: 0, synced: false, busy: null,
-        admittedSinceSync: 0, rate: 0, lastReserve: check.reserve, lastActual: 0, touchedAt: this.options.now(), syncedAt: 0, recover: false,
-        floor: check.initial, generation: null,
-      };
+      s = newState(check, this.options.now());
       this.states.set(check.key, s);
     } else {
       s.check = check;
@@ -120,7 +116,7 @@ export class SharedCounters implements Counters {
     let allLocal = true;
     for (let i = 0; i < checks.length; i++) {
       if (!this.fitsLocally(states[i]!, checks[i]!)) {
-        if (this.degraded) return this.refused(states[i]!, alone(states[i]!), i);
+        if (this.degraded) return refused(states[i]!, alone(states[i]!), i);
         allLocal = false;
       }
     }
@@ -134,7 +130,7 @@ export class SharedCounters implements Counters {
   private async admitRemote(checks: readonly CounterCheck[], states: State[]): Promise<number> {
     // Refused before anything is held on the other counters (where a concurrent request would meet it).
     const full = checks.findIndex((check, i) => atLimit(states[i]!, check));
-    if (full >= 0) return this.refused(states[full]!, states[full]!.v + consumed(states[full]!), full);
+    if (full >= 0) return refused(states[full]!, states[full]!.v + consumed(states[full]!), full);
     const decideAll = () => Promise.all(checks.map((check, i) => serialized(states[i]!, () => this.decide(states[i]!, check))));
     let results = await decideAll();
     for (const wait of RETRY_AFTER_MS) {
@@ -158,7 +154,7 @@ export class SharedCounters implements Counters {
   /** One admission decided by Redis (after a last local try, the lease may have grown meanwhile). */
   private async decide(s: State, check: CounterCheck): Promise<boolean> {
     if (this.degraded || fitsLease(s, check)) {
-      if (this.degraded && alone(s) >= check.limit) return this.refused(s, alone(s), false);
+      if (this.degraded && alone(s) >= check.limit) return refused(s, alone(s), false);
       this.take(s, check);
       return true;
     }
@@ -167,15 +163,9 @@ export class SharedCounters implements Counters {
     if (reply && s.recover) reply = await this.sync(s, check.reserve, true);
     // Without an answer, decided as if alone (and degraded until Redis answers again). Refused by Redis,
     // it is on what its reply brought: the shared value and the others' leases, with this one's use.
-    if (reply ? reply[0] !== 1 : alone(s) >= check.limit) return this.refused(s, alone(s), false);
+    if (reply ? reply[0] !== 1 : alone(s) >= check.limit) return refused(s, alone(s), false);
     this.take(s, check);
     return true;
-  }
-
-  /** Remembers what a refusal was decided on, for its message (see `decidedOn`). */
-  private refused<T>(s: State, value: number, answer: T): T {
-    s.refusedOn = value;
-    return answer;
   }
 
   /** Tells the other instances that a request was refused for the room they hold on `s` (once per retry wait). */

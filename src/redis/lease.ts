@@ -42,6 +42,21 @@ export interface State {
   refusedOn?: number;
 }
 
+/** A counter's state when an instance first uses it. */
+export function newState(check: CounterCheck, now: number): State {
+  return {
+    check, lease: 0, inflight: 0, unsynced: 0, pushing: 0, reclaim: false, askedAt: 0, v: check.initial, others: 0, peers: 0, synced: false, busy: null,
+    admittedSinceSync: 0, rate: 0, lastReserve: check.reserve, lastActual: 0, touchedAt: now, syncedAt: 0, recover: false,
+    floor: check.initial, generation: null,
+  };
+}
+
+/** Remembers what a refusal was decided on, for its message (`Counters.decidedOn`), and answers `answer`. */
+export function refused<T>(s: State, value: number, answer: T): T {
+  s.refusedOn = value;
+  return answer;
+}
+
 /** A counter unused this long hands its lease back and is forgotten. */
 export const IDLE_MS = 30_000;
 /** How much of its recent traffic an instance's lease covers, far from a limit. */
