@@ -1,7 +1,7 @@
 import { Value } from "@sinclair/typebox/value";
 import { readFileSync } from "node:fs";
 import { dirname } from "node:path";
-import { parseDocument } from "yaml";
+import { parseDocument, type Tags } from "yaml";
 import { parseDuration } from "../governance/duration";
 import { SUPPORTED_PROVIDERS, envReference } from "../providers";
 import { ConfigError } from "./errors";
@@ -260,9 +260,30 @@ export interface ParseOptions {
   reload?: boolean;
 }
 
+const TIMESTAMP = "tag:yaml.org,2002:timestamp";
+const BOOL = "tag:yaml.org,2002:bool";
+/** PyYAML's booleans: YAML 1.1's without the single letters (`y`, `n` stay text). */
+const PY_TRUE = /^(?:[Yy]es|YES|[Tt]rue|TRUE|[Oo]n|ON)$/;
+const PY_FALSE = /^(?:[Nn]o|NO|[Ff]alse|FALSE|[Oo]ff|OFF)$/;
+
+/**
+ * Scalars read as PyYAML, which LiteLLM reads its config with, reads them (YAML 1.1): `1_000_000` is a
+ * number, `yes`/`on`/`off` booleans. Dates stay text: a date-like `api_version: 2024-02-01` is sent as
+ * written (LiteLLM sends the date object as that same text).
+ */
+function pyYamlTags(tags: Tags): Tags {
+  const out: Tags = [];
+  for (const tag of tags) {
+    if (typeof tag === "string" || tag.tag !== BOOL || !("test" in tag) || !tag.test) {
+      if (typeof tag === "string" || tag.tag !== TIMESTAMP) out.push(tag);
+    } else out.push({ ...tag, test: tag.test.test("true") ? PY_TRUE : PY_FALSE });
+  }
+  return out;
+}
+
 function readYaml(text: string, source: string): unknown {
-  // Merge keys (`<<: *defaults`) as PyYAML, which LiteLLM reads its config with, resolves them.
-  const document = parseDocument(text, { prettyErrors: true, uniqueKeys: true, merge: true });
+  // Merge keys (`<<: *defaults`) as PyYAML resolves them.
+  const document = parseDocument(text, { prettyErrors: true, uniqueKeys: true, merge: true, version: "1.1", customTags: pyYamlTags });
   if (document.errors.length > 0) {
     throw new ConfigError(document.errors.map((error) => {
       const at = error.linePos?.[0];

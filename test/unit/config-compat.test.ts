@@ -115,3 +115,21 @@ router_settings:
   expect(config.router_settings.num_retries).toBeUndefined();
   expect(config.model_list[0]).toEqual({ model_name: "m", litellm_params: { model: "mock/m" } });
 });
+
+test("YAML 1.1 scalars as PyYAML reads them: 1_000_000, yes/on/off, True; y, n and dates stay text", () => {
+  const { config } = parseConfig(`model_list:
+  - model_name: y
+    litellm_params: {model: azure/gpt, api_base: "https://x.test", api_version: 2024-02-01, tpm: 1_000_000, rpm: 0x10}
+general_settings:
+  enforce_user_param: yes
+  reject_unpriced_models: on
+  metrics_public: True
+  allow_requests_on_db_unavailable: off
+environment_variables:
+  FLAG: n
+`, {});
+  expect(config.model_list[0]!.model_name).toBe("y");
+  expect(config.model_list[0]!.litellm_params).toMatchObject({ api_version: "2024-02-01", tpm: 1_000_000, rpm: 16 });
+  expect(config.general_settings).toMatchObject({ enforce_user_param: true, reject_unpriced_models: true, metrics_public: true, allow_requests_on_db_unavailable: false });
+  expect(config.environment_variables.FLAG).toBe("n");
+});
