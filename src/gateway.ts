@@ -4,7 +4,7 @@ import { createAdminApp, createApp } from "./app";
 import { type Auth, type Invalidation, createAuth } from "./auth";
 import { hashKey } from "./auth/keys";
 import { type Clock, systemClock } from "./clock";
-import { type Config, deploymentsOf, redisUrlOf } from "./config";
+import { type Config, databaseUrlOf, deploymentsOf, redisUrlOf } from "./config";
 import type { Database } from "./db";
 import { type Counters, LocalCounters, counterKeys, createGovernance, scopes } from "./governance";
 import { addDuration, parseDuration, sameDuration } from "./governance/duration";
@@ -135,7 +135,11 @@ const REDIS_SETTINGS: ReadonlyArray<[string, (c: Config) => unknown]> = [
 const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
 
 function restartOnly(running: Config, next: Config, env: Env): string[] {
-  const warnings = RESTART_ONLY.filter((name) => !same(running.general_settings[name], next.general_settings[name]))
+  // The database in use, however it is named: database_url dropped for the DATABASE_URL it equals is no change.
+  const changed = (name: (typeof RESTART_ONLY)[number]) => name === "database_url"
+    ? databaseUrlOf(running, env) !== databaseUrlOf(next, env)
+    : !same(running.general_settings[name], next.general_settings[name]);
+  const warnings = RESTART_ONLY.filter(changed)
     .map((name) => `general_settings.${name} changed: it takes effect at the next restart, the running value is kept`);
   // The Redis in use, however it is named: cache_params turning it on is as much a change as redis_url.
   if (redisUrlOf(running, env) !== redisUrlOf(next, env)) {

@@ -42,3 +42,19 @@ test("Redis turned on by litellm_settings.cache_params at a reload is named: it 
   file = CONFIG;
   expect((await reload()).body.warnings).toEqual([]);
 });
+
+test("database_url written in the file for the DATABASE_URL already in use is no change", async () => {
+  const url = "postgres://litegate@db.internal:5432/litegate";
+  let text = CONFIG;
+  const g = await inProcessGateway(CONFIG, { configSource: () => parseConfig(text, {}), env: { DATABASE_URL: url } });
+  try {
+    text = CONFIG.replace("master_key: sk-1234", `master_key: sk-1234\n  database_url: ${url}`);
+    const same = (await (await g.call("/config/reload", {})).json()) as any;
+    expect(same.warnings).toEqual([]);
+    text = CONFIG.replace("master_key: sk-1234", "master_key: sk-1234\n  database_url: postgres://other@db.internal/litegate");
+    const other = (await (await g.call("/config/reload", {})).json()) as any;
+    expect(other.warnings).toEqual(["general_settings.database_url changed: it takes effect at the next restart, the running value is kept"]);
+  } finally {
+    await g.close();
+  }
+});
