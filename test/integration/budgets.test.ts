@@ -422,16 +422,19 @@ describe("the gateway budget given a period later", () => {
   });
 });
 
+/** A chat request to `g` as the master key, with these headers and body fields added. */
+const chatWith = (g: Awaited<ReturnType<typeof inProcessGateway>>) => (headers: Record<string, string>, extra: Record<string, unknown> = {}) =>
+  g.gateway.app.handle(new Request("http://litegate.test/v1/chat/completions", {
+    method: "POST",
+    headers: { authorization: `Bearer ${MASTER}`, "content-type": "application/json", ...headers },
+    body: JSON.stringify({ model: "mock", messages: [{ role: "user", content: "Hello there" }], ...extra }),
+  }));
+
 describe("the customer named by a header, and required", () => {
   test("user_header_name names the customer (before the user field); enforce_user_param refuses a request naming none", async () => {
     const g = await inProcessGateway(MOCK_CONFIG.replace("general_settings:\n", "general_settings:\n  enforce_user_param: true\n  user_header_name: x-openwebui-user-id\n"));
     try {
-      const send = (headers: Record<string, string>, extra: Record<string, unknown> = {}) =>
-        g.gateway.app.handle(new Request("http://litegate.test/v1/chat/completions", {
-          method: "POST",
-          headers: { authorization: `Bearer ${MASTER}`, "content-type": "application/json", ...headers },
-          body: JSON.stringify({ model: "mock", messages: [{ role: "user", content: "Hello there" }], ...extra }),
-        }));
+      const send = chatWith(g);
       const none = await send({});
       expect(none.status).toBe(400);
       expect(((await none.json()) as any).error).toMatchObject({ param: "user", message: expect.stringContaining("enforce_user_param") });
@@ -460,12 +463,7 @@ describe("the customer named by a header, and required", () => {
 `);
     const g = await inProcessGateway(config);
     try {
-      const send = (headers: Record<string, string>, extra: Record<string, unknown> = {}) =>
-        g.gateway.app.handle(new Request("http://litegate.test/v1/chat/completions", {
-          method: "POST",
-          headers: { authorization: `Bearer ${MASTER}`, "content-type": "application/json", ...headers },
-          body: JSON.stringify({ model: "mock", messages: [{ role: "user", content: "Hello there" }], ...extra }),
-        }));
+      const send = chatWith(g);
       // Each place in turn names a customer whose budget one request uses up; what comes before it wins over what comes after.
       const places: [string, Record<string, string>, Record<string, unknown>][] = [
         ["c-std", { "x-litellm-customer-id": "c-std", "x-litellm-end-user-id": "other", "x-tenant-customer": "other" }, { user: "other" }],
