@@ -2,6 +2,7 @@ import { Value } from "@sinclair/typebox/value";
 import { readFileSync } from "node:fs";
 import { dirname } from "node:path";
 import { parseDocument, type Tags } from "yaml";
+import { matchesPattern } from "../governance/access";
 import { parseDuration } from "../governance/duration";
 import { SUPPORTED_PROVIDERS, envReference } from "../providers";
 import { ConfigError } from "./errors";
@@ -181,11 +182,14 @@ function checkSemantics(config: Config, problems: string[], warnings: string[], 
       ids.add(id);
     }
   });
+  // A name a wildcard entry serves is served too; `*` as the source is LiteLLM's default fallback (for any model without its own).
+  const patterns = [...names].filter((name) => name.includes("*"));
+  const served = (name: string) => names.has(name) || patterns.some((pattern) => matchesPattern(pattern, name));
   for (const [section, fallbacks] of [["litellm_settings", l.fallbacks], ["router_settings", config.router_settings.fallbacks]] as const) {
     fallbacks?.forEach((entry, i) => {
       for (const [from, targets] of Object.entries(entry)) {
-        for (const name of [from, ...targets]) {
-          if (!names.has(name)) problems.push(`${section}.fallbacks[${i}]: model "${name}" is not in model_list`);
+        for (const name of from === "*" ? targets : [from, ...targets]) {
+          if (!served(name)) problems.push(`${section}.fallbacks[${i}]: model "${name}" is not in model_list`);
         }
       }
     });

@@ -88,7 +88,8 @@ export function createRuntime(
     config,
     router,
     retriesOf: (model) => configuredRetries ?? Math.max(0, router.deploymentsOf(model).length - 1),
-    fallbacksOf: (model) => fallbacks.get(model) ?? [],
+    // A model's own fallbacks, else the default ones (`*`), never the model itself.
+    fallbacksOf: (model) => fallbacks.get(model) ?? (fallbacks.get("*") ?? []).filter((name) => name !== model),
     unservedReason(model) {
       const provider = unsupported.get(model) ?? [...unsupported].find(([name]) => name.includes("*") && matchesPattern(name, model))?.[1];
       if (provider === undefined) return undefined;

@@ -114,3 +114,34 @@ describe("model names and access", () => {
     expect(answer.status).toBe(200);
   });
 });
+
+describe("LiteLLM's default fallback", () => {
+  test("fallbacks under `*` serve any model without its own, and may name a model only a wildcard serves", async () => {
+    const failing = await startUpstream({ status: 500, errorMessage: "down" });
+    const g = await inProcessGateway(`
+model_list:
+  - model_name: broken
+    litellm_params: {model: openai/m, api_base: "${failing.url}", input_cost_per_token: 0.000001, output_cost_per_token: 0.000001}
+  - model_name: also-broken
+    litellm_params: {model: openai/m, api_base: "${failing.url}", input_cost_per_token: 0.000001, output_cost_per_token: 0.000001}
+  - model_name: "spare/*"
+    litellm_params: {model: "openai/*", api_base: "${upstream.url}", input_cost_per_token: 0.000002, output_cost_per_token: 0.000002}
+general_settings:
+  master_key: sk-1234
+litellm_settings:
+  fallbacks: [{"*": ["spare/small"]}, {"also-broken": ["broken"]}]
+`);
+    try {
+      upstream.reset();
+      const answered = await g.chat("sk-1234", {}, "broken");
+      expect(answered.status).toBe(200);
+      expect(Number(answered.headers.get("x-litellm-response-cost"))).toBeCloseTo(30 * 0.000002, 12);
+      expect(upstream.requests.at(-1)!.body.model).toBe("small");
+      // A model with fallbacks of its own uses those, not the default ones.
+      expect((await g.chat("sk-1234", {}, "also-broken")).status).toBe(500);
+    } finally {
+      await g.close();
+      failing.stop();
+    }
+  });
+});
