@@ -185,6 +185,10 @@ function checkSemantics(config: Config, problems: string[], warnings: string[], 
   // A name a wildcard entry serves is served too; `*` as the source is LiteLLM's default fallback (for any model without its own).
   const patterns = [...names].filter((name) => name.includes("*"));
   const served = (name: string) => names.has(name) || patterns.some((pattern) => matchesPattern(pattern, name));
+  for (const [alias, target] of Object.entries(config.router_settings.model_group_alias ?? {})) {
+    const model = typeof target === "string" ? target : target.model;
+    if (!served(model)) problems.push(`router_settings.model_group_alias.${alias}: model "${model}" is not in model_list`);
+  }
   for (const [section, fallbacks] of [["litellm_settings", l.fallbacks], ["router_settings", config.router_settings.fallbacks]] as const) {
     fallbacks?.forEach((entry, i) => {
       for (const [from, targets] of Object.entries(entry)) {

@@ -142,6 +142,10 @@ export const RouterSettings = T.Object({
   routing_strategy: T.Optional(T.String()),
   fallbacks: T.Optional(Fallbacks),
   timeout: T.Optional(Timeout),
+  /** A name clients may ask for, served by another model group: `{"gpt-4": "gpt-4o"}` or `{"gpt-4": {model: "gpt-4o", hidden: true}}`. */
+  model_group_alias: T.Optional(T.Record(T.String({ minLength: 1 }), T.Union([
+    T.String({ minLength: 1 }), T.Object({ model: T.String({ minLength: 1 }), hidden: T.Optional(T.Boolean()) }, Open),
+  ]))),
 }, Open);
 
 export const ConfigSchema = T.Object({

@@ -196,17 +196,19 @@ export function createInference(deps: InferenceDeps) {
     const rawBody = await readBodyText(request, runtime.maxBodyBytes, runtime.config.general_settings.max_request_size_mb);
     const parsed = parseInferenceBody(rawBody, route);
     // Access first (SPEC's order, as LiteLLM checks): a key limited to some models learns nothing of which others exist.
-    checkModelAccess(caller, parsed.model, runtime.router.groups);
-    const deployment = runtime.router.pick(parsed.model);
+    // An alias (router_settings.model_group_alias) is served by the group it names: a key may use it by either name.
+    const model = runtime.aliasOf(parsed.model) ?? parsed.model;
+    if (model === parsed.model || !mayUse(caller, parsed.model, runtime.router.groups)) checkModelAccess(caller, model, runtime.router.groups);
+    const deployment = runtime.router.pick(model);
     if (!deployment) {
-      throw badRequest(runtime.unservedReason(parsed.model) ?? `Invalid model name passed in model=${parsed.model}. Call GET /v1/models for the models this key may use.`, "model");
+      throw badRequest(runtime.unservedReason(model) ?? `Invalid model name passed in model=${parsed.model}. Call GET /v1/models for the models this key may use.`, "model");
     }
     if (runtime.rejectUnpriced) {
       // A price with one side missing costs 0 on that side: refused too, unless the request has no such side (embeddings have no output).
       const price = runtime.pricing.priceOf(deployment);
       const missing = price?.missing === "output_cost_per_token" && route === "embeddings" ? undefined : price?.missing;
       if (!price || missing) {
-        throw badRequest(`Model ${parsed.model} has no ${missing ?? "price"} and general_settings.reject_unpriced_models is true`, "model");
+        throw badRequest(`Model ${model} has no ${missing ?? "price"} and general_settings.reject_unpriced_models is true`, "model");
       }
     }
     const user = customerOf(request, parsed, runtime.config.general_settings);
@@ -215,11 +217,11 @@ export function createInference(deps: InferenceDeps) {
     const sizing: Sizing = { promptTokens: countPromptTokens(route, parsed.body, false), maxTokens: parsed.maxTokens, choices: parsed.choices };
     const reservation = reservationAt(runtime, route, deployment, parsed.body, sizing);
     const plan: Plan = planFor({
-      caller, customer, model: parsed.model, estimatedCost: reservation.cost, estimatedTokens: reservation.tokens, now: clock.now(), defaults: runtime.budgetDefaults(),
+      caller, customer, model, estimatedCost: reservation.cost, estimatedTokens: reservation.tokens, now: clock.now(), defaults: runtime.budgetDefaults(),
     });
     const ticket = await governance.admit(plan);
     const ctx: Context = {
-      requestId, route, start, runtime, caller, customer, model: parsed.model, deployment, body: parsed.body, ticket, sizing, reserved: reservation.cost, closed: false,
+      requestId, route, start, runtime, caller, customer, model, deployment, body: parsed.body, ticket, sizing, reserved: reservation.cost, closed: false,
     };
     return { ctx, rawBody: parsed.raw, stream: parsed.stream };
   }

@@ -59,6 +59,14 @@ export function modelsFor(caller: Caller, router: ModelRouter, withPatterns = fa
   return [...names].filter((name) => mayUse(caller, name, router.groups));
 }
 
+/** Aliases (`router_settings.model_group_alias`, not hidden) a caller may use: by their own name or the group's. */
+export function aliasesFor(caller: Caller, runtime: Runtime): string[] {
+  const { router } = runtime;
+  return runtime.listedAliases
+    .filter(([alias, model]) => router.has(model) && (mayUse(caller, alias, router.groups) || mayUse(caller, model, router.groups)))
+    .map(([alias]) => alias);
+}
+
 /**
  * GET /model/info (and /v1/model/info): the deployments of every model the calling key may use, as
  * LiteLLM answers it; `?litellm_model_id=` picks one deployment by its id.

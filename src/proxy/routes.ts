@@ -4,7 +4,7 @@ import { mayUse } from "../governance";
 import { notFound } from "../http/errors";
 import type { Route } from "../providers/types";
 import type { Inference } from "./inference";
-import { modelInfo, modelsFor } from "./model-info";
+import { aliasesFor, modelInfo, modelsFor } from "./model-info";
 import type { Runtime } from "./runtime";
 
 const ROUTES: ReadonlyArray<[string, Route]> = [
@@ -25,8 +25,9 @@ export function inferenceRoutes(inference: Inference, auth: Auth, runtime: () =>
 
   const models = async ({ request }: { request: Request }) => {
     const caller = await auth.authenticate(request.headers);
-    const { router } = runtime();
-    const data = modelsFor(caller, router).map((id) => ({ id, object: "model", created: 1677610602, owned_by: "litegate" }));
+    const current = runtime();
+    const data = [...new Set([...modelsFor(caller, current.router), ...aliasesFor(caller, current)])]
+      .map((id) => ({ id, object: "model", created: 1677610602, owned_by: "litegate" }));
     return Response.json({ object: "list", data });
   };
   app.get("/v1/models", models, { detail: { tags: ["inference"], summary: "Models the calling key may use" } });

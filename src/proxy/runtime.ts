@@ -26,6 +26,10 @@ export interface Runtime {
   fallbacksOf(model: string): string[];
   /** Why a model no deployment serves is refused, when config.yaml names it for a provider litegate does not support. */
   unservedReason(model: string): string | undefined;
+  /** The model group an alias names (`router_settings.model_group_alias`), or undefined for any other name. */
+  aliasOf(model: string): string | undefined;
+  /** Aliases `/v1/models` lists (those not `hidden`), with the group each names. */
+  listedAliases: ReadonlyArray<[alias: string, model: string]>;
   calls: ProviderCalls;
 }
 
@@ -72,6 +76,7 @@ export function createRuntime(
     for (const [from, to] of Object.entries(entry)) fallbacks.set(from, [...(fallbacks.get(from) ?? []), ...to]);
   }
   const configuredRetries = r.num_retries ?? l.num_retries;
+  const aliases = new Map(Object.entries(r.model_group_alias ?? {}).map(([alias, target]) => [alias, typeof target === "string" ? { model: target, hidden: false } : { model: target.model, hidden: target.hidden === true }]));
   const unsupported = unsupportedModels(config);
   let defaults: BudgetDefaults = {
     maxBudget: l.max_budget ?? undefined,
@@ -90,6 +95,8 @@ export function createRuntime(
     retriesOf: (model) => configuredRetries ?? Math.max(0, router.deploymentsOf(model).length - 1),
     // A model's own fallbacks, else the default ones (`*`), never the model itself.
     fallbacksOf: (model) => fallbacks.get(model) ?? (fallbacks.get("*") ?? []).filter((name) => name !== model),
+    aliasOf: (model) => aliases.get(model)?.model,
+    listedAliases: [...aliases].filter(([, target]) => !target.hidden).map(([alias, target]) => [alias, target.model]),
     unservedReason(model) {
       const provider = unsupported.get(model) ?? [...unsupported].find(([name]) => name.includes("*") && matchesPattern(name, model))?.[1];
       if (provider === undefined) return undefined;

@@ -27,6 +27,8 @@ model_list:
     model_info: {access_groups: [beta-models]}
 general_settings:
   master_key: sk-1234
+router_settings:
+  model_group_alias: {"gpt-4": "secretive", "quiet-alias": {model: "secretive", hidden: true}}
 `);
 }, 120_000);
 afterAll(async () => {
@@ -80,10 +82,11 @@ describe("model names and access", () => {
   });
 
   test("/v1/models lists models a key names, never its access groups or all-proxy-models", async () => {
+    // (gpt-4 is an alias of secretive, listed with it: see the model_group_alias test)
     const grouped = (await json("/key/generate", { models: ["beta-models", "priced/x"] })).body.key;
-    expect((await json("/v1/models", undefined, grouped)).body.data.map((m: any) => m.id).sort()).toEqual(["priced/x", "secretive"]);
+    expect((await json("/v1/models", undefined, grouped)).body.data.map((m: any) => m.id).sort()).toEqual(["gpt-4", "priced/x", "secretive"]);
     const everything = (await json("/key/generate", { models: ["all-proxy-models"] })).body.key;
-    expect((await json("/v1/models", undefined, everything)).body.data.map((m: any) => m.id)).toEqual(["secretive"]);
+    expect((await json("/v1/models", undefined, everything)).body.data.map((m: any) => m.id).sort()).toEqual(["gpt-4", "secretive"]);
   });
 
   test("/model/info shows no credential: nested headers and auth are left out, api_base loses its user, password and query", async () => {
@@ -105,6 +108,23 @@ describe("model names and access", () => {
       expect(answer.status).toBe(400);
       expect(answer.body.error.param).toBe("model");
     }
+  });
+
+  test("model_group_alias: the alias is served by the group it names, usable by either name, listed unless hidden", async () => {
+    upstream.reset();
+    const viaAlias = await h.chat("sk-1234", {}, "gpt-4");
+    expect(viaAlias.status).toBe(200);
+    expect(upstream.requests.at(-1)!.body.model).toBe("m");
+    // Charged at the group's price (10 prompt and 20 completion tokens).
+    expect(Number(viaAlias.headers.get("x-litellm-response-cost"))).toBeCloseTo(10 * 0.000001 + 20 * 0.000002, 12);
+    const byTarget = (await json("/key/generate", { models: ["secretive"] })).body.key;
+    const byAlias = (await json("/key/generate", { models: ["gpt-4"] })).body.key;
+    expect((await h.chat(byTarget, {}, "gpt-4")).status).toBe(200);
+    expect((await h.chat(byAlias, {}, "gpt-4")).status).toBe(200);
+    expect((await h.chat(byAlias, {}, "secretive")).status).toBe(401);
+    expect((await json("/v1/models", undefined, byTarget)).body.data.map((m: any) => m.id).sort()).toEqual(["gpt-4", "secretive"]);
+    expect((await json("/v1/models", undefined, byAlias)).body.data.map((m: any) => m.id)).toEqual(["gpt-4"]);
+    expect((await h.chat(byTarget, {}, "quiet-alias")).status).toBe(200);
   });
 
   test("the caller's key may come in x-litellm-api-key, beside a provider key in Authorization", async () => {
