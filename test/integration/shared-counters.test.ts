@@ -28,6 +28,13 @@ function instance(id: string, pushAfterMs = 1000): SharedCounters {
   return new SharedCounters({ redis, instanceId: id, log: silentLogger, now: Date.now, leaseTtlMs: 1000, pushAfterMs });
 }
 
+/** Stops `c` the way a SIGKILL looks to Redis: no last sync, its connection dropped, its heartbeat gone. */
+async function kill(c: SharedCounters, id: string): Promise<void> {
+  clearInterval((c as any).timer);
+  (c as any).options.redis.disconnect();
+  await admin.del(redisKeys.alive(id));
+}
+
 const checks = (prefix: string, n: number, limit: number): CounterCheck[] =>
   Array.from({ length: n }, (_, i) => ({ key: `${prefix}:${i}`, limit, reserve: 1, initial: 0, expiresAt: Infinity }));
 
@@ -130,9 +137,7 @@ describe("shared counters: many counters per sync call", () => {
       expect(b.used(check)).toBe(1);
     }
     // a stops without handing back (its heartbeat lapses).
-    (a as any).options.redis.disconnect();
-    clearInterval((a as any).timer);
-    await admin.del(redisKeys.alive("lease-a"));
+    await kill(a, "lease-a");
     // b's next syncs (here the push of one request each, a second later) drop them.
     for (const check of few) b.settle(check, 1);
     await until("a's leases dropped", async () => {
@@ -142,6 +147,29 @@ describe("shared counters: many counters per sync call", () => {
     for (const check of few) expect(b.used(check)).toBe(1);
     await b.close();
   }, 15_000);
+
+  test("an instance killed near a limit loses at most ~100 ms of settled amounts: the others admit only what is left", async () => {
+    // Pushed on their own only after a minute: what reaches Redis in time goes because the limit is near.
+    const a = instance("killed-a", 60_000);
+    const b = instance("killed-b", 60_000);
+    const check: CounterCheck = { key: "killed:rpm", limit: 100, reserve: 1, initial: 0, expiresAt: Infinity };
+    for (let i = 0; i < 30; i++) {
+      expect(await a.admit([check])).toBe(-1);
+      a.settle(check, 1);
+    }
+    // Past NEAR_PUSH_MS, short of RETURN_MS (when a's idle slack would go back, carrying them anyway).
+    await Bun.sleep(200);
+    await kill(a, "killed-a");
+    let admitted = 0;
+    // b drops a's lease (a is gone) and admits what a's 30 left: 70, not 100.
+    for (let i = 0; i < 120; i++) {
+      if ((await b.admit([check])) !== -1) break;
+      b.settle(check, 1);
+      admitted++;
+    }
+    expect(admitted).toBe(70);
+    await b.close();
+  });
 
   test("a 429 says the count the refusal was decided on (the shared one), not this instance's view of it", async () => {
     const a = instance("said-a", 60_000);
