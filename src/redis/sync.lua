@@ -46,8 +46,12 @@ for k = 1, #KEYS do
       end
     end
   end
-  local lease = tonumber(ARGV[a + 4])
   local consumed = tonumber(ARGV[a + 5])
+  -- What this instance has in use stays held, whatever lease it brings (after Redis lost its data, or
+  -- after admitting on its own while Redis was away): the other instances must see it. Room beyond it
+  -- is held only up to what is left: a lease granted in an emptied Redis before the other instances
+  -- brought back what they admitted meanwhile would otherwise admit past the limit.
+  local lease = math.max(math.min(tonumber(ARGV[a + 4]), limit - v - others), consumed)
   local need = tonumber(ARGV[a + 6])
   local admitted = 1
   if ARGV[a + 9] == '1' then
@@ -57,9 +61,6 @@ for k = 1, #KEYS do
       lease = math.max(lease, consumed + need)
     end
   end
-  -- What this instance has in use stays held, whatever lease it brings (after Redis lost its data, or
-  -- after admitting on its own while Redis was away): the other instances must see it.
-  lease = math.max(lease, consumed)
   -- Extra room is at most this instance's share of half of what is left, and only when that share
   -- holds a whole request: near the edge every decision is taken here, exactly.
   local grant = 0

@@ -5,6 +5,7 @@ import type { CounterCheck } from "../../src/governance/counters";
 import { silentLogger } from "../../src/log";
 import { SharedCounters, redisKeys } from "../../src/redis";
 import { LEASE_FLOOR, alone } from "../../src/redis/lease";
+import SYNC_SCRIPT from "../../src/redis/sync.lua" with { type: "text" };
 import { type RedisServer, startRedis } from "../helpers/services";
 import { until } from "../helpers/until";
 
@@ -169,6 +170,25 @@ describe("shared counters: many counters per sync call", () => {
     }
     expect(admitted).toBe(70);
     await b.close();
+  });
+
+  test("a lease brought back to a counter near its limit holds only the room left, and whatever is in use", async () => {
+    const key = redisKeys.counter("brought");
+    // Redis was emptied: another instance brought back what it admitted meanwhile (37 of 40), and holds 1.
+    await admin.hset(key, "v", "37", "f", "37", "l:brought-y", "1");
+    await admin.set(redisKeys.alive("brought-y"), "1", "PX", 10_000);
+    // One counter's sync by brought-x: initial, limit, push, lease, consumed, need, request, ttl, admission?, unit, recover?
+    const sync = (lease: number, consumed: number, need = 0) =>
+      admin.eval(SYNC_SCRIPT, 1, key, "brought-x", 37, 40, 0, lease, consumed, need, 0, 60_000, need > 0 ? "1" : "0", 1, "0") as Promise<unknown[]>;
+    // A lease of 10, granted before: 2 are left, and that is all it keeps (admitted, lease, value, others', peers).
+    expect(await sync(10, 0)).toEqual([1, "2", "37", "1", 1]);
+    expect(await admin.hget(key, "l:brought-x")).toBe("2");
+    // A smaller lease is kept as it is.
+    expect((await sync(1, 0))[1]).toBe("1");
+    // What it has in use stays held, past the room left…
+    expect((await sync(10, 3))[1]).toBe("3");
+    // …and so does a request admitted with the last room, its reservation larger than what was left.
+    expect(await sync(10, 1, 5)).toEqual([1, "6", "37", "1", 1]);
   });
 
   test("a 429 says the count the refusal was decided on (the shared one), not this instance's view of it", async () => {
