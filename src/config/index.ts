@@ -1,18 +1,13 @@
 import { SUPPORTED_PROVIDERS } from "../providers";
 import type { Deployment } from "../providers/types";
-import type { Config } from "./schema";
+import { type Config, providerOf } from "./schema";
 import { ConfigError } from "./load";
 
 export { ConfigError, loadConfig, parseConfig, pathName, validateConfig } from "./load";
+export { providerOf } from "./schema";
 export type { Config, GeneralSettings, KeyDefaults, KeyUpperBounds, LitellmSettings, ModelEntry, RouterSettings } from "./schema";
 
 type Env = Record<string, string | undefined>;
-
-/** The provider a `litellm_params.model` names (`azure/gpt-4o` → `azure`); `openai` when it names none. */
-export function providerOf(model: string): string {
-  const slash = model.indexOf("/");
-  return slash > 0 ? model.slice(0, slash) : "openai";
-}
 
 /**
  * Model names whose every entry names a provider litegate does not support (left out of routing, warned
@@ -40,7 +35,7 @@ export function deploymentsOf(config: Config): Deployment[] {
     return [{
       id: entry.model_info?.id ?? `${entry.model_name}#${index}`,
       modelName: entry.model_name,
-      provider: slash > 0 ? model.slice(0, slash) : "openai",
+      provider: providerOf(model),
       upstreamModel: slash > 0 ? model.slice(slash + 1) : model,
       params: entry.litellm_params as Record<string, unknown>,
       modelInfo: (entry.model_info ?? {}) as Record<string, unknown>,

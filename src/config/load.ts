@@ -7,7 +7,7 @@ import { parseDuration } from "../governance/duration";
 import { SUPPORTED_PROVIDERS, envReference } from "../providers";
 import { ConfigError } from "./errors";
 import { readIncludes } from "./include";
-import { type Config, ConfigSchema, KNOWN_KEYS, SERVED_MODES } from "./schema";
+import { type Config, ConfigSchema, KNOWN_KEYS, SERVED_MODES, providerOf } from "./schema";
 
 export { ConfigError };
 
@@ -168,7 +168,7 @@ function checkSemantics(config: Config, problems: string[], warnings: string[], 
   const ids = new Set<string>();
   config.model_list.forEach((m, i) => {
     const model = m.litellm_params.model;
-    const provider = model.includes("/") ? model.slice(0, model.indexOf("/")) : "openai";
+    const provider = providerOf(model);
     // LiteLLM serves many more providers: a config written for it still starts, serving what litegate can.
     if (!SUPPORTED_PROVIDERS.includes(provider)) {
       warnings.push(`model_list[${i}].litellm_params.model: provider "${provider}" is not supported by litegate (supported: ${SUPPORTED_PROVIDERS.join(", ")}); `

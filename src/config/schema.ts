@@ -168,6 +168,12 @@ export type KeyUpperBounds = Static<typeof KeyUpperBounds>;
 export type KeyDefaults = Static<typeof KeyDefaults>;
 
 /** Keys each section knows; anything else is warned about and ignored. */
+/** The provider a `litellm_params.model` names (`azure/gpt-4o` → `azure`); `openai` when it names none. */
+export function providerOf(model: string): string {
+  const slash = model.indexOf("/");
+  return slash > 0 ? model.slice(0, slash) : "openai";
+}
+
 export const KNOWN_KEYS = {
   model_entry: Object.keys(ModelEntry.properties),
   litellm_params: Object.keys(LitellmParams.properties),
