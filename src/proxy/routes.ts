@@ -36,14 +36,16 @@ export function inferenceRoutes(inference: Inference, auth: Auth, runtime: () =>
   // A model's name may hold slashes (`org/model`): the rest of the path is the name.
   const model = async ({ request, params }: { request: Request; params: Record<string, string> }) => {
     const caller = await auth.authenticate(request.headers);
-    const { router } = runtime();
+    const current = runtime();
     let id: string;
     try {
       id = decodeURIComponent(params["*"] ?? "");
     } catch {
       id = params["*"] ?? "";
     }
-    if (id.includes("*") || !router.has(id) || !mayUse(caller, id, router.groups)) throw notFound(`The model '${id}' does not exist or this key may not use it`);
+    // One of the models /v1/models lists for this key (an alias among them), or none.
+    const listed = !id.includes("*") && (current.router.has(id) ? mayUse(caller, id, current.router.groups) : aliasesFor(caller, current).includes(id));
+    if (!listed) throw notFound(`The model '${id}' does not exist or this key may not use it`);
     return Response.json({ id, object: "model", created: 1677610602, owned_by: "litegate" });
   };
   const info = modelInfo(auth, runtime);

@@ -125,6 +125,8 @@ describe("model names and access", () => {
     expect((await json("/v1/models", undefined, byTarget)).body.data.map((m: any) => m.id).sort()).toEqual(["gpt-4", "secretive"]);
     expect((await json("/v1/models", undefined, byAlias)).body.data.map((m: any) => m.id)).toEqual(["gpt-4"]);
     expect((await h.chat(byTarget, {}, "quiet-alias")).status).toBe(200);
+    expect((await json("/v1/models/gpt-4", undefined, byAlias)).body.id).toBe("gpt-4");
+    expect((await json("/v1/models/quiet-alias", undefined, byTarget)).status).toBe(404);
   });
 
   test("the caller's key may come in x-litellm-api-key, beside a provider key in Authorization", async () => {
@@ -150,6 +152,8 @@ general_settings:
   master_key: sk-1234
 litellm_settings:
   fallbacks: [{"*": ["spare/small"]}, {"also-broken": ["broken"]}]
+router_settings:
+  model_group_alias: {"spare-alias": "spare/small"}
 `);
     try {
       upstream.reset();
@@ -159,6 +163,9 @@ litellm_settings:
       expect(upstream.requests.at(-1)!.body.model).toBe("small");
       // A model with fallbacks of its own uses those, not the default ones.
       expect((await g.chat("sk-1234", {}, "also-broken")).status).toBe(500);
+      // An alias (with no catch-all to serve its name) is a model /v1/models/{id} knows, as /v1/models lists it.
+      expect((await (await g.call("/v1/models/spare-alias")).json() as any).id).toBe("spare-alias");
+      expect((await g.call("/v1/models/no-such-alias")).status).toBe(404);
     } finally {
       await g.close();
       failing.stop();
