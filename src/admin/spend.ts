@@ -66,7 +66,9 @@ export function spendRoutes(deps: AdminDeps) {
       const end = dateOf(query.end_date, "end_date", true);
       if (start) add("start_time >= ?", start);
       if (end) add("start_time <= ?", end);
-      if (start && end && query.summarize?.toLowerCase() !== "false") return dailySummary(db, `where ${where.join(" and ")}`, params, start, end);
+      const summarize = query.summarize?.toLowerCase();
+      if (summarize !== undefined && summarize !== "true" && summarize !== "false") throw badRequest(`summarize: must be true or false (got ${JSON.stringify(query.summarize).slice(0, 100)})`, "summarize");
+      if (start && end && summarize !== "false") return dailySummary(db, `where ${where.join(" and ")}`, params, start, end);
       // Pages of `limit` rows, newest first (request_id breaks ties, so pages neither repeat nor skip a row).
       const limit = Math.min(Number(query.limit ?? 1000), 10_000);
       const offset = (Number(query.page ?? 1) - 1) * limit;

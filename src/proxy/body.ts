@@ -103,8 +103,9 @@ export function parseInferenceBody(text: string, route: Route): InferenceBody {
     }
   } else if (route === "completions") {
     if (body.prompt === undefined || body.prompt === null) throw badRequest("prompt: required", "prompt");
-  } else if (body.input === undefined || body.input === null || body.input === "") {
-    throw badRequest("input: required", "input");
+  } else if (!(typeof body.input === "string" || Array.isArray(body.input)) || body.input.length === 0) {
+    // As OpenAI answers: an empty list or an object has nothing to embed.
+    throw badRequest(body.input === undefined || body.input === null || body.input === "" ? "input: required" : "input: must be a non-empty string or a non-empty array of strings or token ids", "input");
   }
   if (body.stream !== undefined && body.stream !== null && typeof body.stream !== "boolean") {
     throw badRequest("stream: must be a boolean", "stream");

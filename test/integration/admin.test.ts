@@ -687,6 +687,7 @@ describe("validation and integrity", () => {
     expect((await json(`/spend/logs?team_id=${team.body.team_id}&start_date=${before}&end_date=${day}&summarize=false`)).body).toHaveLength(1);
     expect((await json("/spend/logs?start_date=1990-01-01&end_date=2026-01-01")).status).toBe(400);
     expect((await json("/spend/logs?start_date=not-a-date")).status).toBe(400);
+    expect((await json(`/spend/logs?start_date=${before}&end_date=${day}&summarize=maybe`)).body.error.param).toBe("summarize");
     expect((await json("/global/spend")).body.spend).toBeGreaterThan(0);
   });
 });

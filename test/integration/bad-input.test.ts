@@ -28,6 +28,7 @@ describe("bad input is refused cleanly", () => {
       ["/v1/chat/completions", '{"model": "mock", "messages": [{"role":"user","content":"x"}], "max_tokens": -1}', 400],
       ["/v1/chat/completions", '{"model": "mock", "messages": [{"role":"user","content":"x"}], "stream": "yes"}', 400],
       ["/v1/embeddings", '{"model": "mock"}', 400], ["/v1/completions", '{"model": "mock"}', 400],
+      ["/v1/embeddings", '{"model": "mock", "input": []}', 400], ["/v1/embeddings", '{"model": "mock", "input": {}}', 400], ["/v1/embeddings", '{"model": "mock", "input": 5}', 400],
       ["/key/generate", '{"max_budget": 1e400}', 400], ["/key/generate", '{"max_budget": NaN}', 400], ["/key/generate", '{"rpm_limit": 99999999999}', 400],
       ["/key/generate", '{"budget_duration": "1 fortnight"}', 400], ["/key/generate", '{"model_max_budget": {"m": {"budget_limit": -1}}}', 400],
       ["/team/new", '{"members_with_roles": "everyone"}', 400], ["/customer/new", "{}", 400], ["/budget/info", '{"budgets": "b"}', 400],
