@@ -1,4 +1,4 @@
-import type { Caller, CustomerRecord, Principal } from "../auth/principal";
+import type { Caller, CustomerRecord, ModelBudget, Principal } from "../auth/principal";
 import type { CounterCheck } from "./counters";
 import { counterKeys, scopes } from "./keys";
 import { type Period, periodOf, rateWindow } from "./periods";
@@ -83,7 +83,10 @@ export interface Plan {
 export interface PlanInput {
   caller: Caller;
   customer: CustomerRecord | null;
+  /** The model group that serves the request (an alias resolved). */
   model: string;
+  /** The name the request asked for, when it differs from `model` (an alias): per-model key limits keyed by it apply. */
+  requested?: string;
   estimatedCost: number;
   /** Tokens the request may use (prompt and completion), held on tpm limits while it is in flight. */
   estimatedTokens?: number;
@@ -103,11 +106,26 @@ function limitOf(holder: unknown, name: string): number | null {
   return typeof value === "number" && value >= 0 ? value : null;
 }
 
+/**
+ * The names a per-model key budget or limit may be keyed by, in the order LiteLLM looks: the name the
+ * request asked for, the group serving it (an alias's target), and the asked name without its
+ * `provider/` prefix (`openai/gpt-4o` finds an entry keyed `gpt-4o`).
+ */
+export function modelNames(requested: string, model: string): string[] {
+  const names = [requested];
+  if (model !== requested) names.push(model);
+  const slash = requested.lastIndexOf("/");
+  const bare = slash < 0 ? requested : requested.slice(slash + 1);
+  if (!names.includes(bare)) names.push(bare);
+  return names;
+}
+
 const pick = <T>(own: T | null | undefined, fallback: T | null | undefined): T | null => own ?? fallback ?? null;
 
 /** Every budget and limit that applies to one request, in the order the SPEC checks them. */
 export function planChecks(input: PlanInput): Plan {
   const { caller, customer, model, estimatedCost, now, defaults } = input;
+  const names = modelNames(input.requested ?? model, model);
   const checks: PlannedCheck[] = [];
   const limits: PlannedCheck[] = [];
   const window = rateWindow(now);
@@ -167,26 +185,44 @@ export function planChecks(input: PlanInput): Plan {
     }
   }
 
-  /** A model's limits where LiteLLM reads them, first found: the key's metadata, its own fields, its model_max_budget. */
+  /** The model budget entry (of the key, else its budget) under the first of `names` holding one, and that name. */
+  function modelBudgetOf(p: Principal): { name: string; entry: ModelBudget } | null {
+    for (const name of names) {
+      const entry = p.key.model_max_budget?.[name] ?? p.keyBudget?.model_max_budget?.[name];
+      if (entry) return { name, entry };
+    }
+    return null;
+  }
+
+  /**
+   * A model's limits where LiteLLM reads them, first found: the key's metadata, its own fields, its
+   * model_max_budget; all under the first of `names` any of them is keyed by, so one request counts
+   * against one entry's limits.
+   */
   function planModelLimits(p: Principal) {
     const { key, keyBudget } = p;
-    const inBudget = key.model_max_budget?.[model] ?? keyBudget?.model_max_budget?.[model];
-    const modelRpm = limitOf(key.metadata?.model_rpm_limit, model) ?? limitOf(key.model_rpm_limit, model) ?? limitOf(inBudget, "rpm_limit");
-    const modelTpm = limitOf(key.metadata?.model_tpm_limit, model) ?? limitOf(key.model_tpm_limit, model) ?? limitOf(inBudget, "tpm_limit");
-    if (modelRpm !== null || modelTpm !== null) {
-      rate("key+model", scopes.keyModel(key.token, model), `key ${key.key_name} for model=${model}`, modelRpm, modelTpm, null, model);
+    for (const name of names) {
+      const inBudget = key.model_max_budget?.[name] ?? keyBudget?.model_max_budget?.[name];
+      const modelRpm = limitOf(key.metadata?.model_rpm_limit, name) ?? limitOf(key.model_rpm_limit, name) ?? limitOf(inBudget, "rpm_limit");
+      const modelTpm = limitOf(key.metadata?.model_tpm_limit, name) ?? limitOf(key.model_tpm_limit, name) ?? limitOf(inBudget, "tpm_limit");
+      if (modelRpm !== null || modelTpm !== null) {
+        rate("key+model", scopes.keyModel(key.token, name), `key ${key.key_name} for model=${name}`, modelRpm, modelTpm, null, name);
+        return;
+      }
     }
   }
 
+  /** The spend is recorded under the name the budget is keyed by (what /key/info's model_spend shows), else the group's. */
   function planModelBudget(p: Principal) {
-    const { key, keyBudget } = p;
-    const modelBudget = key.model_max_budget?.[model] ?? keyBudget?.model_max_budget?.[model];
+    const { key } = p;
+    const found = modelBudgetOf(p);
     targets.keyModel = { model, period: null };
-    if (modelBudget) {
-      const stored = p.modelSpend[model];
-      const period = periodOf(stored?.spend ?? 0, modelBudget.time_period, stored?.budget_reset_at ?? null, key.created_at, now);
-      targets.keyModel = { model, ...turnOf(period, stored?.budget_reset_at) };
-      budget("key+model", scopes.keyModel(key.token, model), `Key=${key.key_name}`, Number(modelBudget.budget_limit), period, model);
+    if (found) {
+      const { name, entry } = found;
+      const stored = p.modelSpend[name];
+      const period = periodOf(stored?.spend ?? 0, entry.time_period, stored?.budget_reset_at ?? null, key.created_at, now);
+      targets.keyModel = { model: name, ...turnOf(period, stored?.budget_reset_at) };
+      budget("key+model", scopes.keyModel(key.token, name), `Key=${key.key_name}`, Number(entry.budget_limit), period, name);
     }
   }
 
@@ -272,8 +308,10 @@ export function createPlanner() {
     const owner = input.caller.kind === "key" ? input.caller.principal : MASTER;
     let models = cache.get(owner);
     if (!models) cache.set(owner, (models = new Map()));
-    let perModel = models.get(input.model);
-    if (!perModel) models.set(input.model, (perModel = {}));
+    // An alias gets its own plan: limits keyed by the alias apply to it, not to its group's name.
+    const name = input.requested === undefined || input.requested === input.model ? input.model : `${input.requested}\n${input.model}`;
+    let perModel = models.get(name);
+    if (!perModel) models.set(name, (perModel = {}));
     let cached = input.customer ? perModel.byCustomer?.get(input.customer) : perModel.none;
     if (!cached || input.now >= cached.validUntil || cached.defaults !== input.defaults) {
       cached = fresh(input);

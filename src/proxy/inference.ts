@@ -51,6 +51,8 @@ interface Context {
   caller: Caller;
   customer: CustomerRecord | null;
   model: string;
+  /** The name `model` was asked for by (an alias of it, or itself): per-model key limits keyed by it apply. */
+  requested: string;
   deployment: Deployment;
   body: Record<string, unknown>;
   ticket: Ticket;
@@ -217,11 +219,11 @@ export function createInference(deps: InferenceDeps) {
     const sizing: Sizing = { promptTokens: countPromptTokens(route, parsed.body, false), maxTokens: parsed.maxTokens, choices: parsed.choices };
     const reservation = reservationAt(runtime, route, deployment, parsed.body, sizing);
     const plan: Plan = planFor({
-      caller, customer, model, estimatedCost: reservation.cost, estimatedTokens: reservation.tokens, now: clock.now(), defaults: runtime.budgetDefaults(),
+      caller, customer, model, requested: parsed.model, estimatedCost: reservation.cost, estimatedTokens: reservation.tokens, now: clock.now(), defaults: runtime.budgetDefaults(),
     });
     const ticket = await governance.admit(plan);
     const ctx: Context = {
-      requestId, route, start, runtime, caller, customer, model, deployment, body: parsed.body, ticket, sizing, reserved: reservation.cost, closed: false,
+      requestId, route, start, runtime, caller, customer, model, requested: parsed.model, deployment, body: parsed.body, ticket, sizing, reserved: reservation.cost, closed: false,
     };
     return { ctx, rawBody: parsed.raw, stream: parsed.stream };
   }
@@ -234,11 +236,13 @@ export function createInference(deps: InferenceDeps) {
   async function moveTo(ctx: Context, model: string, deployment: Deployment): Promise<boolean> {
     const next = reservationAt(ctx.runtime, ctx.route, deployment, ctx.body, ctx.sizing);
     if (model === ctx.model && next.cost <= ctx.reserved) return true;
+    const requested = model === ctx.model ? ctx.requested : model;
     const plan = planFor({
-      caller: ctx.caller, customer: ctx.customer, model, estimatedCost: next.cost, estimatedTokens: next.tokens, now: clock.now(), defaults: ctx.runtime.budgetDefaults(),
+      caller: ctx.caller, customer: ctx.customer, model, requested, estimatedCost: next.cost, estimatedTokens: next.tokens, now: clock.now(), defaults: ctx.runtime.budgetDefaults(),
     });
     if (await ctx.ticket.moveTo(plan)) return false;
     ctx.model = model;
+    ctx.requested = requested;
     ctx.reserved = Math.max(ctx.reserved, next.cost);
     return true;
   }

@@ -181,6 +181,24 @@ describe("budgets", () => {
     expect(error.message).toContain("exceeded budget for model=gpt-4o");
     await governance.admit(planChecks({ caller: keyCaller(p), customer: null, model: "other", estimatedCost: 1, now: NOW, defaults }));
   });
+
+  test("per-model budgets and limits are found by the name asked for, then the group's, then the name without its provider; one entry only", () => {
+    const budgets = (p: Principal, requested: string, model: string) => {
+      const plan = planChecks({ caller: keyCaller(p), customer: null, model, requested, estimatedCost: 1, now: NOW, defaults });
+      return { budgets: plan.checks.filter((c) => c.scope === "key+model").map((c) => `${c.kind}:${c.model}:${c.limit}`), spentAs: plan.targets.keyModel!.model };
+    };
+    const entry = (budget_limit: number, rpm_limit?: number) => ({ budget_limit, time_period: "1d", rpm_limit });
+    // An alias (gpt-4 → real-a): its own entry first, then the group's.
+    const both = principal({ key: { model_max_budget: { "gpt-4": entry(1, 5), "real-a": entry(2, 6) } } });
+    expect(budgets(both, "gpt-4", "real-a")).toEqual({ budgets: ["budget:gpt-4:" + (1 - 1e-9), "rpm:gpt-4:5"], spentAs: "gpt-4" });
+    const group = principal({ key: { model_max_budget: { "real-a": entry(2) } } });
+    expect(budgets(group, "gpt-4", "real-a")).toEqual({ budgets: ["budget:real-a:" + (2 - 2e-9)], spentAs: "real-a" });
+    // A provider-prefixed name (served by a wildcard entry) finds the entry keyed by the bare name.
+    const bare = principal({ key: { model_max_budget: { ok: entry(3) }, metadata: { model_rpm_limit: { ok: 4 } } } });
+    expect(budgets(bare, "oa/ok", "oa/ok")).toEqual({ budgets: ["budget:ok:" + (3 - 3e-9), "rpm:ok:4"], spentAs: "ok" });
+    // No entry: nothing limited, the spend is recorded under the group's name.
+    expect(budgets(bare, "gpt-4", "real-a")).toEqual({ budgets: [], spentAs: "real-a" });
+  });
 });
 
 describe("rate limits", () => {
