@@ -185,15 +185,20 @@ function checkSemantics(config: Config, problems: string[], warnings: string[], 
   // A name a wildcard entry serves is served too; `*` as the source is LiteLLM's default fallback (for any model without its own).
   const patterns = [...names].filter((name) => name.includes("*"));
   const served = (name: string) => names.has(name) || patterns.some((pattern) => matchesPattern(pattern, name));
-  for (const [alias, target] of Object.entries(config.router_settings.model_group_alias ?? {})) {
-    const model = typeof target === "string" ? target : target.model;
-    if (!served(model)) problems.push(`router_settings.model_group_alias.${alias}: model "${model}" is not in model_list`);
+  const aliases = new Map(Object.entries(config.router_settings.model_group_alias ?? {}).map(([alias, target]) => [alias, typeof target === "string" ? target : target.model]));
+  for (const [alias, model] of aliases) {
+    const path = `router_settings.model_group_alias.${alias}`;
+    // A pattern is no model a request could be sent to: every request for the alias would be refused.
+    if (model.includes("*")) problems.push(`${path}: "${model}" is a wildcard pattern; an alias names one model (such as "${model.replace(/\*/g, "some-model")}")`);
+    else if (!served(model)) problems.push(`${path}: model "${model}" is not in model_list`);
+    if (names.has(alias)) warnings.push(`${path}: the alias has the name of a model_list entry; requests for "${alias}" are served by "${model}", not by that entry`);
   }
   for (const [section, fallbacks] of [["litellm_settings", l.fallbacks], ["router_settings", config.router_settings.fallbacks]] as const) {
     fallbacks?.forEach((entry, i) => {
       for (const [from, targets] of Object.entries(entry)) {
         for (const name of from === "*" ? targets : [from, ...targets]) {
-          if (!served(name)) problems.push(`${section}.fallbacks[${i}]: model "${name}" is not in model_list`);
+          // An alias stands for the model it names (see proxy/runtime.ts).
+          if (!served(name) && !aliases.has(name)) problems.push(`${section}.fallbacks[${i}]: model "${name}" is not in model_list`);
         }
       }
     });

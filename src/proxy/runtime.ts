@@ -71,12 +71,17 @@ export function createRuntime(
   const l = config.litellm_settings;
   const r = config.router_settings;
   const router = new ModelRouter(deployments, { allowedFails: r.allowed_fails ?? 3, cooldownSeconds: r.cooldown_time }, now);
+  const aliases = new Map(Object.entries(r.model_group_alias ?? {}).map(([alias, target]) => [alias, typeof target === "string" ? { model: target, hidden: false } : { model: target.model, hidden: target.hidden === true }]));
+  // Fallbacks go from and to model groups: an alias named in them stands for the group it names.
+  const groupOf = (name: string) => aliases.get(name)?.model ?? name;
   const fallbacks = new Map<string, string[]>();
   for (const entry of [...(l.fallbacks ?? []), ...(r.fallbacks ?? [])]) {
-    for (const [from, to] of Object.entries(entry)) fallbacks.set(from, [...(fallbacks.get(from) ?? []), ...to]);
+    for (const [from, to] of Object.entries(entry)) {
+      const source = from === "*" ? from : groupOf(from);
+      fallbacks.set(source, [...(fallbacks.get(source) ?? []), ...to.map(groupOf)]);
+    }
   }
   const configuredRetries = r.num_retries ?? l.num_retries;
-  const aliases = new Map(Object.entries(r.model_group_alias ?? {}).map(([alias, target]) => [alias, typeof target === "string" ? { model: target, hidden: false } : { model: target.model, hidden: target.hidden === true }]));
   const unsupported = unsupportedModels(config);
   let defaults: BudgetDefaults = {
     maxBudget: l.max_budget ?? undefined,

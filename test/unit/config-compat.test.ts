@@ -133,3 +133,30 @@ environment_variables:
   expect(config.general_settings).toMatchObject({ enforce_user_param: true, reject_unpriced_models: true, metrics_public: true, allow_requests_on_db_unavailable: false });
   expect(config.environment_variables.FLAG).toBe("n");
 });
+
+test("model_group_alias: an alias may be a fallback (standing for its group); a pattern is no alias target; an alias named as a model entry is warned about", () => {
+  const models = `model_list:
+  - model_name: real-a
+    litellm_params: {model: mock/a}
+  - model_name: real-b
+    litellm_params: {model: mock/b}
+  - model_name: "oa/*"
+    litellm_params: {model: "mock/*"}
+`;
+  const { config, warnings } = parseConfig(`${models}router_settings:
+  model_group_alias: {gpt-4: real-a, backup: real-b}
+  fallbacks: [{gpt-4: [backup]}, {real-b: [gpt-4]}]
+`, {});
+  expect(warnings).toEqual([]);
+  const deployments = deploymentsOf(config);
+  const runtime = createRuntime(config, deployments, createPricing(deployments), () => ({}) as any, { spend: 0, budgetResetAt: null, createdAt: null });
+  expect(runtime.fallbacksOf("real-a")).toEqual(["real-b"]);
+  expect(runtime.fallbacksOf("real-b")).toEqual(["real-a"]);
+  expect(problemsOf(() => parseConfig(`${models}router_settings:\n  model_group_alias: {star: "oa/*"}\n`, {}))).toEqual([
+    'router_settings.model_group_alias.star: "oa/*" is a wildcard pattern; an alias names one model (such as "oa/some-model")',
+  ]);
+  expect(parseConfig(`${models}router_settings:\n  model_group_alias: {one: "oa/one"}\n`, {}).warnings).toEqual([]);
+  expect(parseConfig(`${models}router_settings:\n  model_group_alias: {real-b: real-a}\n`, {}).warnings).toEqual([
+    'router_settings.model_group_alias.real-b: the alias has the name of a model_list entry; requests for "real-b" are served by "real-a", not by that entry',
+  ]);
+});
