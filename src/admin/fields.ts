@@ -66,19 +66,23 @@ export const Id = t.String({ minLength: 1, maxLength: 512, pattern: PRINTABLE, e
 export const UserId = t.String({ maxLength: 512, pattern: PRINTABLE, error: "must be a string of at most 512 characters, none of them a control character" });
 export const Models = t.Array(t.String({ maxLength: 512 }), { maxItems: 1000 });
 export const Metadata = t.Record(t.String(), t.Unknown());
+const opt = <T extends Parameters<typeof t.Optional>[0]>(schema: T) => t.Optional(t.Union([schema, t.Null()]));
+
 /**
  * A model's budget, in either spelling LiteLLM takes: `{budget_limit, time_period}` or
- * `{max_budget, budget_duration}` (its /budget/new docs), stored as the first.
+ * `{max_budget, budget_duration}` (its /budget/new docs), stored as the first; with per-model limits
+ * beside it, or alone (LiteLLM's budget is optional too). One object rather than a union of the two
+ * spellings, so an error names the field that is wrong, not one the other spelling requires.
  */
-const modelBudgetLimits = { rpm_limit: t.Optional(t.Union([Limit, t.Null()])), tpm_limit: t.Optional(t.Union([Limit, t.Null()])) };
-const ModelBudget = t.Transform(t.Union([
-  t.Object({ budget_limit: Money, time_period: t.Optional(t.Union([DurationText, t.Null()])), ...modelBudgetLimits }, { additionalProperties: true }),
-  t.Object({ max_budget: Money, budget_duration: t.Optional(t.Union([DurationText, t.Null()])), ...modelBudgetLimits }, { additionalProperties: true }),
-]))
+const ModelBudget = t.Transform(t.Object({
+  budget_limit: opt(Money), time_period: opt(DurationText),
+  max_budget: opt(Money), budget_duration: opt(DurationText),
+  rpm_limit: opt(Limit), tpm_limit: opt(Limit),
+}, { additionalProperties: true }))
   .Decode((value: Record<string, any>) => {
-    if ("budget_limit" in value) return value;
     const { max_budget, budget_duration, ...rest } = value;
-    return { ...rest, budget_limit: max_budget, time_period: budget_duration ?? null };
+    const budget_limit = value.budget_limit ?? max_budget ?? null;
+    return { ...rest, budget_limit, time_period: value.time_period ?? budget_duration ?? null };
   })
   .Encode((value) => value as any);
 export const ModelBudgets = t.Record(t.String(), ModelBudget);
@@ -88,8 +92,6 @@ export const ModelLimits = t.Record(t.String(), t.Union([Limit, t.Null()]));
  * `model_rpm_limit`, see governance/policy.ts) must be limits, or they would be taken and not enforced.
  */
 const KeyMetadata = t.Object({ model_rpm_limit: t.Optional(t.Union([ModelLimits, t.Null()])), model_tpm_limit: t.Optional(t.Union([ModelLimits, t.Null()])) }, { additionalProperties: true });
-
-const opt = <T extends Parameters<typeof t.Optional>[0]>(schema: T) => t.Optional(t.Union([schema, t.Null()]));
 
 /** Text LiteLLM reads as "none": its UI sends "" for an empty budget, and "None" or "null" for no duration. */
 const noneAs = (...texts: string[]) => t.Transform(t.Union(texts.map((text) => t.Literal(text)), { error: `must be ${texts.map((text) => JSON.stringify(text)).join(" or ")} for none` }))

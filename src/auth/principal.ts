@@ -13,7 +13,8 @@ export interface BudgetRecord {
 }
 
 export interface ModelBudget {
-  budget_limit: number;
+  /** Null for an entry holding only per-model limits. */
+  budget_limit: number | null;
   time_period?: string | null;
   /** Per-model limits LiteLLM also reads from here (after the key's own, see governance/policy.ts). */
   rpm_limit?: number | null;

@@ -217,12 +217,13 @@ export function planChecks(input: PlanInput): Plan {
     const { key } = p;
     const found = modelBudgetOf(p);
     targets.keyModel = { model, period: null };
-    if (found) {
+    // An entry may hold limits alone (no budget_limit): nothing to budget then.
+    if (found && typeof found.entry.budget_limit === "number") {
       const { name, entry } = found;
       const stored = p.modelSpend[name];
       const period = periodOf(stored?.spend ?? 0, entry.time_period, stored?.budget_reset_at ?? null, key.created_at, now);
       targets.keyModel = { model: name, ...turnOf(period, stored?.budget_reset_at) };
-      budget("key+model", scopes.keyModel(key.token, name), `Key=${key.key_name}`, Number(entry.budget_limit), period, name);
+      budget("key+model", scopes.keyModel(key.token, name), `Key=${key.key_name}`, entry.budget_limit, period, name);
     }
   }
 

@@ -48,6 +48,10 @@ describe("bad input is refused cleanly", () => {
       ['{"rpm_limit": "1.5"}', "rpm_limit"], ['{"tpm_limit": "99999999999"}', "tpm_limit"], ['{"rpm_limit": "Infinity"}', "rpm_limit"],
       ['{"max_parallel_requests": "-1"}', "max_parallel_requests"], ['{"model_rpm_limit": {"m": "Infinity"}}', "model_rpm_limit.m"],
       ['{"model_max_budget": {"m": {"budget_limit": "-1"}}}', "model_max_budget.m.budget_limit"],
+      // Either spelling of the budget, a bad limit beside it: the limit is named, not the other spelling's budget.
+      ['{"model_max_budget": {"m": {"budget_limit": 100, "rpm_limit": 2.5}}}', "model_max_budget.m.rpm_limit"],
+      ['{"model_max_budget": {"m": {"max_budget": 100, "rpm_limit": -1}}}', "model_max_budget.m.rpm_limit"],
+      ['{"model_max_budget": {"m": {"max_budget": -1}}}', "model_max_budget.m.max_budget"],
     ] as const) {
       const response = await raw("/key/generate", body);
       expect(`${body} → ${response.status}`).toBe(`${body} → 400`);

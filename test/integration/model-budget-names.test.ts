@@ -60,6 +60,11 @@ describe("per-model key budgets by the name asked for", () => {
       expect(await statuses(h, byBare, "oa/ok", 2)).toEqual([200, 429]);
       const inBudget = await generate(h, { model_max_budget: { "gpt-4": { budget_limit: 100, rpm_limit: 1 } } });
       expect(await statuses(h, inBudget, "gpt-4", 2)).toEqual([200, 429]);
+      // An entry may hold limits alone, with no budget (LiteLLM's budget there is optional too).
+      const limitsOnly = await h.call("/key/generate", { model_max_budget: { "gpt-4": { rpm_limit: 1 } } });
+      expect(limitsOnly.status).toBe(200);
+      const onlyKey = ((await limitsOnly.json()) as any).key;
+      expect(await statuses(h, onlyKey, "gpt-4", 2)).toEqual([200, 429]);
     } finally {
       await h.close();
     }
