@@ -126,6 +126,13 @@ function warnAccepted(config: Config, warnings: string[]): void {
   if (l.cache === true) ignored("litellm_settings.cache", "responses are not cached; a Redis cache's settings connect the instances' shared budgets and limits");
   if (l.drop_params !== undefined) ignored("litellm_settings.drop_params", "request bodies reach the provider as sent");
   if (l.set_verbose !== undefined) ignored("litellm_settings.set_verbose", "use general_settings.log_level");
+  // Only a customer's header is read (proxy/customer.ts): an internal user is the key's user, whatever a header says.
+  const mappings = config.general_settings.user_header_mappings;
+  [mappings ?? []].flat().forEach((mapping, i) => {
+    if (mapping.litellm_user_role.toLowerCase() === "customer") return;
+    ignored(`general_settings.user_header_mappings${Array.isArray(mappings) ? `[${i}]` : ""}`,
+      `litellm_user_role "${mapping.litellm_user_role}": only "customer" is read, a request's user is its key's user_id`);
+  });
   config.model_list.forEach((entry, i) => {
     if ((entry.litellm_params as Record<string, unknown>).max_retries !== undefined) {
       ignored(`model_list[${i}].litellm_params.max_retries`, "use num_retries in litellm_settings or router_settings");

@@ -163,6 +163,13 @@ router_settings: {retry_after: 1, routing_strategy: usage-based-routing, timeout
     const deployments = deploymentsOf(config);
     const runtime = createRuntime(config, deployments, createPricing(deployments), () => ({}) as any, { spend: 0, budgetResetAt: null, createdAt: null });
     expect(runtime.requestTimeoutMs).toBe(3000);
+    // user_header_mappings: only the customer's header is read.
+    const mapped = (text: string) => parseConfig(`model_list: []\ngeneral_settings:\n  user_header_mappings: ${text}\n`, {}).warnings;
+    expect(mapped("[{header_name: x-user, litellm_user_role: internal_user}, {header_name: x-tenant, litellm_user_role: customer}]")).toEqual([
+      'general_settings.user_header_mappings[0]: accepted but not used by litegate (litellm_user_role "internal_user": only "customer" is read, a request\'s user is its key\'s user_id)',
+    ]);
+    expect(mapped("{header_name: x-user, litellm_user_role: internal_user}")[0]).toStartWith("general_settings.user_header_mappings: accepted but not used");
+    expect(mapped("{header_name: x-tenant, litellm_user_role: Customer}")).toEqual([]);
   });
 
   test("request_timeout: an unwritten general_settings.request_timeout does not cut LiteLLM's longer one at 600 s", () => {
