@@ -286,11 +286,18 @@ const stringOr = (value: unknown): string => (typeof value === "string" ? value 
 
 /**
  * The text of a chat answer (a `message`, or a stream's `delta`) that the provider bills as completion
- * tokens: its content, a refusal, and the names and arguments of the tools or the (legacy) function it calls.
+ * tokens: its content, a refusal, its reasoning, and the names and arguments of the tools or the
+ * (legacy) function it calls.
  */
 export function textOfAnswer(answer: any): string {
   if (!answer || typeof answer !== "object") return "";
   let text = stringOr(answer.content) + stringOr(answer.refusal);
+  // Reasoning is billed as output. One text may come under several names (LiteLLM sends `reasoning_content`
+  // and `thinking_blocks`, vLLM both spellings): the first given is counted, once. An answer without
+  // reasoning costs three missed lookups.
+  if (typeof answer.reasoning_content === "string") text += answer.reasoning_content;
+  else if (typeof answer.reasoning === "string") text += answer.reasoning;
+  else if (Array.isArray(answer.thinking_blocks)) for (const block of answer.thinking_blocks) text += stringOr(block?.thinking);
   const call = answer.function_call;
   if (call) text += stringOr(call.name) + stringOr(call.arguments);
   if (Array.isArray(answer.tool_calls)) for (const tool of answer.tool_calls) text += stringOr(tool?.function?.name) + stringOr(tool?.function?.arguments);

@@ -103,6 +103,28 @@ describe("streams", () => {
     expect((await logsOf(key)).map((row) => [row.status, row.completion_tokens])).toEqual([["success", expected], ["success", expected], ["success", expected]]);
   });
 
+  test("reasoning is charged when the provider sends no usage, under each of its names, streamed or not", async () => {
+    const thought = "thinking hard about this problem ".repeat(10);
+    const expected = countTextTokens(thought.repeat(20) + "ok");
+    const key = await h.createKey();
+    try {
+      for (const name of ["reasoning_content", "reasoning"]) {
+        upstream.set({ events: [...Array.from({ length: 20 }, () => chunk({ [name]: thought })), chunk({ content: "ok" }), chunk({}, { finish_reason: "stop" }), "[DONE]"] });
+        await (await h.chat(key, { stream: true }, "m")).text();
+      }
+      // LiteLLM's spelling gives the same text twice (`reasoning_content` and `thinking_blocks`): counted once.
+      upstream.set({ events: [...Array.from({ length: 20 }, () => chunk({ reasoning_content: thought, thinking_blocks: [{ type: "thinking", thinking: thought }] })), chunk({ content: "ok" }), chunk({}, { finish_reason: "stop" }), "[DONE]"] });
+      await (await h.chat(key, { stream: true }, "m")).text();
+      upstream.set({ omitUsage: true, message: { role: "assistant", content: "ok", thinking_blocks: [{ type: "thinking", thinking: thought.repeat(20), signature: "s" }] } });
+      await (await h.chat(key, {}, "m")).text();
+    } finally {
+      upstream.reset();
+    }
+    await until("the spend log rows", async () => (await logsOf(key)).length === 4);
+    const answered = countTextTokens("ok" + thought.repeat(20));
+    expect((await logsOf(key)).map((row) => [row.status, row.completion_tokens])).toEqual([...Array(3).fill(["success", expected]), ["success", answered]]);
+  });
+
   test("a provider that keeps the connection open after [DONE]: the client's stream ends there, the slot is free, the request a success", async () => {
     const key = await h.createKey({ max_parallel_requests: 1 });
     try {
