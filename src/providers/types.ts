@@ -43,6 +43,11 @@ export interface UpstreamCall {
   stream: boolean;
   /** Aborted when the client goes away or the request times out. */
   signal: AbortSignal;
+  /**
+   * Called for every piece of a streamed answer read from the provider, whether or not it makes anything
+   * for the client (keep-alive pings do not): the provider is still sending.
+   */
+  onRead?: () => void;
 }
 
 export type UpstreamResult =

@@ -22,6 +22,8 @@ export interface AttemptInput {
   rawBody: string;
   stream: boolean;
   signal: AbortSignal;
+  /** Called for every piece of a streamed answer read from the provider. */
+  onRead?: () => void;
   /** Whether the caller may use a model: fallbacks it may not use are skipped, as if not configured. */
   mayUse: (model: string) => boolean;
   /**
@@ -57,7 +59,7 @@ export async function callWithRetries(runtime: Runtime, input: AttemptInput): Pr
       let result: UpstreamResult;
       try {
         result = await runtime.providerFor(deployment).send({
-          route: input.route, deployment, body, rawBody, stream: input.stream, signal: input.signal,
+          route: input.route, deployment, body, rawBody, stream: input.stream, signal: input.signal, onRead: input.onRead,
         });
       } catch (error) {
         runtime.calls.failed(deployment, input.signal.aborted ? 499 : 502);

@@ -285,10 +285,12 @@ export function createInference(deps: InferenceDeps) {
 
   async function respond(ctx: Context, request: Request, rawBody: string, stream: boolean, deadline: Deadline): Promise<Response> {
     const route = ctx.route;
+    // Every piece a stream's provider sends restarts its deadline, pings a translation drops included.
+    const touch = stream ? () => deadline.touch() : undefined;
     let result: UpstreamResult;
     try {
       const attempted = await callWithRetries(ctx.runtime, {
-        route, model: ctx.model, first: ctx.deployment, body: ctx.body, rawBody, stream, signal: deadline.signal,
+        route, model: ctx.model, first: ctx.deployment, body: ctx.body, rawBody, stream, signal: deadline.signal, onRead: touch,
         mayUse: (model) => mayUse(ctx.caller, model, ctx.runtime.router.groups),
         moveTo: (model, deployment) => moveTo(ctx, model, deployment),
       });
@@ -337,7 +339,7 @@ export function createInference(deps: InferenceDeps) {
     const wantsUsage = clientWantsUsage(ctx.body);
     const countUsage = wantsUsage ? (text: string) => usageOf(ctx, null, text) : undefined;
     const choices = streamedChoices(route, ctx.body);
-    const body = tapStream(upstream, { clientWantsUsage: wantsUsage, secret: result.secret, onChunk: () => deadline.touch(), countUsage, choices }, (outcome) => {
+    const body = tapStream(upstream, { clientWantsUsage: wantsUsage, secret: result.secret, onChunk: touch, countUsage, choices }, (outcome) => {
       deadline.done();
       // A stream that ended early may have sent its usage before its last words (some providers send
       // it on their first chunk): what was passed on is charged even so.

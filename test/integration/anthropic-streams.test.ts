@@ -30,6 +30,16 @@ const scripts: Record<string, (send: (bytes: Uint8Array) => void) => Promise<voi
     send(event("content_block_start", { index: 0, content_block: { type: "thinking", thinking: "" } }));
     for (let i = 0; i < 20; i++) send(event("content_block_delta", { index: 0, delta: { type: "thinking_delta", thinking: thought } }));
   },
+  /** Keeps the connection alive with a ping every half second (of the gateway's clock) for 6 s, then answers. */
+  async "pings"(send) {
+    send(start);
+    for (let i = 0; i < 12; i++) {
+      await Bun.sleep(150);
+      h.clock.advance(500);
+      send(event("ping"));
+    }
+    for (const bytes of text("at last")) send(bytes);
+  },
 };
 
 beforeAll(async () => {
@@ -80,5 +90,13 @@ describe("Anthropic streams", () => {
     expect(answer).toContain("reasoning_content");
     await until("the spend log row", async () => (await rowsOf(key)).length === 1);
     expect(await rowsOf(key)).toEqual([{ status: "stream_failed", prompt_tokens: 10, completion_tokens: countTextTokens(thought.repeat(20)) }]);
+  });
+
+  test("keep-alive pings keep a quiet stream within request_timeout", async () => {
+    const key = await h.createKey();
+    const answer = await (await h.chat(key, said("pings"), "claude")).text();
+    expect(answer).not.toContain("request_timeout");
+    expect(answer).toContain("at last");
+    expect(answer.endsWith("data: [DONE]\n\n")).toBe(true);
   });
 });

@@ -28,7 +28,7 @@ async function send(call: UpstreamCall, target: Target): Promise<UpstreamResult>
   const { response, host } = answer;
   if (!response.ok) return errorFrom(answer, target.secret);
   if (call.stream && response.body && isEventStream(response)) {
-    const { stream, usageSoFar } = translateStreamWithUsage(response.body, model, jsonAnswer);
+    const { stream, usageSoFar } = translateStreamWithUsage(response.body, model, jsonAnswer, call.onRead);
     return { kind: "stream", status: 200, stream, usageSoFar, secret: target.secret };
   }
   const text = await answer.text();

@@ -97,8 +97,11 @@ export function translateStream(source: ReadableStream<Uint8Array>, model: strin
   return translateStreamWithUsage(source, model, jsonAnswer).stream;
 }
 
-/** `translateStream`, with the usage Anthropic has reported so far (none before `message_start`). */
-export function translateStreamWithUsage(source: ReadableStream<Uint8Array>, model: string, jsonAnswer = false) {
+/**
+ * `translateStream`, with the usage Anthropic has reported so far (none before `message_start`).
+ * `onRead` is called for every piece read, events that make no chunk (pings) included.
+ */
+export function translateStreamWithUsage(source: ReadableStream<Uint8Array>, model: string, jsonAnswer = false, onRead?: () => void) {
   const reader = source.getReader();
   const decoder = new TextDecoder();
   const translator = createTranslator(model, jsonAnswer);
@@ -137,6 +140,7 @@ export function translateStreamWithUsage(source: ReadableStream<Uint8Array>, mod
         controller.close();
         return;
       }
+      onRead?.();
       // Only the new text (and the character before it) can complete an event. Until one is complete the
       // text waits in pieces: a long event arriving in many pieces is neither searched nor copied again.
       let added = decoder.decode(value, { stream: true });
