@@ -61,6 +61,12 @@ export class SseEvents {
   text = "";
   /** `[DONE]` came. */
   done = false;
+  /**
+   * The provider's usage came with or after the finish of every choice: the answer and its usage are
+   * all there is, whether or not `[DONE]` follows. (Usage sent earlier, as some providers send it with
+   * their first chunk or with every chunk, is not the last word.)
+   */
+  usageFinal = false;
   /** Choices that sent content but no finish_reason yet, and those that sent their finish_reason. */
   private open = new Set<number>();
   private ended = new Set<number>();
@@ -267,7 +273,10 @@ export class SseEvents {
     const usage = usageOf(chunk?.usage);
     if (usage) this.usage = usage;
     const choices = chunk?.choices;
-    if (!Array.isArray(choices)) return "forward";
+    if (!Array.isArray(choices)) {
+      if (usage && this.finished) this.usageFinal = true;
+      return "forward";
+    }
     for (const choice of choices) {
       const index = typeof choice?.index === "number" ? choice.index : 0;
       if (choice?.finish_reason) {
@@ -278,6 +287,7 @@ export class SseEvents {
       }
       this.text += typeof choice?.text === "string" ? choice.text : textOfAnswer(choice?.delta);
     }
+    if (usage && this.finished) this.usageFinal = true;
     return usage && choices.length === 0 && !this.clientWantsUsage ? "drop" : "forward";
   }
 }
@@ -355,10 +365,13 @@ export function tapStream(source: ReadableStream<Uint8Array>, options: TapOption
               await reader.cancel().catch(() => {});
               return;
             }
-            if (events.done) {
-              // `[DONE]` is the provider's last word: one that keeps the connection open after it would
-              // hold the client reading to the end, and the request's slot, until the request timeout.
+            if (events.done || events.usageFinal) {
+              // `[DONE]`, or the usage after the finish, is the provider's last word: one that keeps the
+              // connection open after it would hold the client reading to the end, and the request's slot,
+              // until the request timeout. Without `[DONE]` the client gets litegate's.
               finish(events.providerError ? "failed" : "complete");
+              const closing = events.closing();
+              if (closing) out.push(closing);
               if (out.length > 0) controller.enqueue(joined(out));
               controller.close();
               reader.cancel().catch(() => {});

@@ -201,6 +201,23 @@ describe("the stream tap", () => {
     expect(await leave(answer + "data: [DONE]\n\n")).toBe("complete");
   });
 
+  test("without [DONE], the stream ends at the usage that follows the finish, not at a usage sent before it", async () => {
+    let source!: ReadableStreamDefaultController<Uint8Array>;
+    const open = new ReadableStream<Uint8Array>({ start(c) { source = c; } });
+    let outcome: StreamOutcome | undefined;
+    const reader = tapStream(open, { clientWantsUsage: true }, (o) => (outcome = o)).getReader();
+    const early = { prompt_tokens: 11, completion_tokens: 0, total_tokens: 11 };
+    source.enqueue(encoder.encode(event({ choices: [{ index: 0, delta: { content: "A" } }], usage: early }) + event({ choices: [{ index: 0, delta: {}, finish_reason: "stop" }] })));
+    expect((await reader.read()).done).toBe(false);
+    const next = reader.read();
+    expect(await Promise.race([next.then(() => "read"), Bun.sleep(50).then(() => "waiting")])).toBe("waiting");
+    expect(outcome).toBeUndefined();
+    source.enqueue(encoder.encode(usageEvent));
+    expect(text((await next).value!)).toBe(usageEvent + "data: [DONE]\n\n");
+    expect((await reader.read()).done).toBe(true);
+    expect(outcome).toEqual({ end: "complete", usage: { prompt_tokens: 11, completion_tokens: 7, total_tokens: 18 }, text: "A" });
+  });
+
   test("a provider error inside the stream never passes the provider key on: as sent, in another case, or masked", async () => {
     const KEY = "sk-upstream-secret-4242";
     const a = event({ choices: [{ index: 0, delta: { content: "A" } }] });
