@@ -13,7 +13,8 @@ import { customerOf } from "./customer";
 import type { Runtime } from "./runtime";
 import { callWithRetries } from "./attempts";
 import { type Deadline, Deadlines } from "./deadlines";
-import { type StreamOutcome, tapStream, textOfAnswer } from "./tap";
+import { textOfAnswer } from "./sse-events";
+import { type StreamOutcome, tapStream } from "./tap";
 
 /** What one finished request looked like, for logs and metrics. */
 export interface RequestRecord {
