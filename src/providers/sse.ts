@@ -14,3 +14,10 @@ export function chunkOf(id: string, model: string, created: number, delta: Recor
 export function usageChunkOf(id: string | null, model: string | null, created: number, usage: object) {
   return { id, object: "chat.completion.chunk", created, model, choices: [], usage };
 }
+
+/**
+ * The most of one stream event litegate holds while waiting for its end: a provider sending an event
+ * that never ends would otherwise be held in memory without bound. OpenAI's largest chunks (a whole
+ * tool call's arguments, a base64 image) are a few MB.
+ */
+export const MAX_EVENT_BYTES = 16 * 1024 * 1024;

@@ -1,5 +1,5 @@
 import { redact, usageOf } from "../providers/http";
-import { SSE_DONE, sseData, usageChunkOf } from "../providers/sse";
+import { MAX_EVENT_BYTES, SSE_DONE, sseData, usageChunkOf } from "../providers/sse";
 import type { Usage } from "../providers/types";
 
 const DONE_EVENT = sseData(SSE_DONE);
@@ -39,8 +39,11 @@ export class SseEvents {
   providerError = false;
   /** An event that is not JSON: the provider's stream cannot be trusted past it. */
   malformed = false;
-  /** Bytes of the event in progress that came in earlier chunks. */
+  /** Bytes of the event in progress that came in earlier chunks, and how many. */
   private held: Uint8Array[] = [];
+  private heldBytes = 0;
+  /** The event in progress grew past MAX_EVENT_BYTES without ending: the stream is not read further. */
+  oversized = false;
   /** Pieces of the line in progress that came in earlier chunks. */
   private line: Uint8Array[] = [];
   private data: string[] = [];
@@ -128,6 +131,7 @@ export class SseEvents {
         emitStart = next;
       }
       this.held = [];
+      this.heldBytes = 0;
       eventStart = next;
       if (verdict === "malformed") {
         this.malformed = true;
@@ -135,7 +139,11 @@ export class SseEvents {
       }
     }
     if (eventStart > emitStart) out.push(chunk.subarray(emitStart, eventStart));
-    if (eventStart < chunk.length) this.held.push(chunk.subarray(eventStart));
+    if (eventStart < chunk.length) {
+      this.held.push(chunk.subarray(eventStart));
+      this.heldBytes += chunk.length - eventStart;
+      if (this.heldBytes > MAX_EVENT_BYTES) this.oversized = true;
+    }
     return out;
   }
 

@@ -1,4 +1,5 @@
 import { redact } from "../providers/http";
+import { MAX_EVENT_BYTES } from "../providers/sse";
 import type { Usage } from "../providers/types";
 import { SseEvents } from "./sse-events";
 
@@ -38,6 +39,8 @@ function errorEvent(message: string): Uint8Array {
   // The blank line first: whatever the client holds of an unfinished event is ended before this one.
   return encoder.encode(`\n\ndata: ${JSON.stringify(error)}\n\n`);
 }
+
+const OVERSIZED = `Upstream sent a stream event over ${MAX_EVENT_BYTES / 1024 / 1024} MB without ending it; the stream was ended`;
 
 const joined = (parts: Uint8Array[]): Uint8Array => (parts.length === 1 ? parts[0]! : Buffer.concat(parts));
 
@@ -85,8 +88,8 @@ export function tapStream(source: ReadableStream<Uint8Array>, options: TapOption
             }
             options.onChunk?.();
             const out = events.push(value);
-            if (events.malformed) {
-              fail(controller, out, "Upstream sent a malformed stream event; the stream was ended");
+            if (events.malformed || events.oversized) {
+              fail(controller, out, events.malformed ? "Upstream sent a malformed stream event; the stream was ended" : OVERSIZED);
               await reader.cancel().catch(() => {});
               return;
             }

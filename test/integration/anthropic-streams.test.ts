@@ -40,7 +40,19 @@ const scripts: Record<string, (send: (bytes: Uint8Array) => void) => Promise<voi
     }
     for (const bytes of text("at last")) send(bytes);
   },
+  /** Answers a little, then sends an event that never ends, a megabyte at a time. */
+  async "endless-event"(send) {
+    send(start);
+    for (const bytes of text("Once upon a time").slice(0, 2)) send(bytes);
+    send(encoder.encode('event: content_block_delta\ndata: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"'));
+    const piece = encoder.encode("x".repeat(1024 * 1024));
+    for (let i = 0; i < 40 && !stopped; i++) {
+      await Bun.sleep(5);
+      send(piece);
+    }
+  },
 };
+let stopped = false;
 
 beforeAll(async () => {
   anthropic = Bun.serve({
@@ -48,10 +60,15 @@ beforeAll(async () => {
     async fetch(request) {
       const body = (await request.json()) as any;
       const script = scripts[String(body.messages?.[0]?.content?.[0]?.text ?? "")]!;
+      stopped = false;
+      request.signal.addEventListener("abort", () => (stopped = true));
       const stream = new ReadableStream<Uint8Array>({
         async start(controller) {
-          await script((bytes) => controller.enqueue(bytes));
-          controller.close();
+          await script((bytes) => !stopped && controller.enqueue(bytes));
+          if (!stopped) controller.close();
+        },
+        cancel() {
+          stopped = true;
         },
       });
       return new Response(stream, { headers: { "content-type": "text/event-stream" } });
@@ -98,5 +115,16 @@ describe("Anthropic streams", () => {
     expect(answer).not.toContain("request_timeout");
     expect(answer).toContain("at last");
     expect(answer.endsWith("data: [DONE]\n\n")).toBe(true);
+  });
+
+  test("an event that grows past 16 MB without ending ends the stream with an error, charged what was passed on", async () => {
+    const key = await h.createKey();
+    const answer = await (await h.chat(key, said("endless-event"), "claude")).text();
+    expect(answer).toContain("Once upon a time");
+    expect(answer).toContain("provider sent a stream event over 16 MB without ending it");
+    expect(answer.length).toBeLessThan(10_000);
+    await until("the spend log row", async () => (await rowsOf(key)).length === 1);
+    expect(await rowsOf(key)).toEqual([{ status: "stream_failed", prompt_tokens: 10, completion_tokens: countTextTokens("Once upon a time") }]);
+    await until("the provider's stream to be left", () => stopped);
   });
 });

@@ -242,6 +242,27 @@ describe("stream translation", () => {
     await reader.cancel();
   });
 
+  test("an event that grows past 16 MB without ending fails the stream, and no more is read", async () => {
+    const piece = encoder.encode("x".repeat(1024 * 1024));
+    let sent = 0;
+    let cancelled = false;
+    const endless = new ReadableStream<Uint8Array>({
+      pull(c) {
+        c.enqueue(sent++ === 0 ? encoder.encode('event: message_start\ndata: {"type":"message_start","message":{"id":"m","usage":{"input_tokens":3}}}\n\ndata: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"') : piece);
+        if (sent > 40) c.close();
+      },
+      cancel() {
+        cancelled = true;
+      },
+    }, { highWaterMark: 0 });
+    const reader = translateStream(endless, "claude").getReader();
+    expect(new TextDecoder().decode((await reader.read()).value)).toContain('"role":"assistant"');
+    await expect(reader.read()).rejects.toThrow("provider sent a stream event over 16 MB without ending it");
+    // The opening piece and 16 of 1 MB: read no further.
+    expect(sent).toBe(17);
+    expect(cancelled).toBe(true);
+  });
+
   test("an error event or a stream cut before message_stop fails the stream", async () => {
     const error = 'event: message_start\ndata: {"type":"message_start","message":{"id":"m","usage":{"input_tokens":3}}}\n\nevent: error\ndata: {"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}\n\n';
     await expect(new Response(translateStream(pieces(encoder.encode(error), 10), "claude")).text()).rejects.toThrow("provider error (overloaded_error): Overloaded");

@@ -218,6 +218,31 @@ describe("the stream tap", () => {
     expect(outcome).toEqual({ end: "complete", usage: { prompt_tokens: 11, completion_tokens: 7, total_tokens: 18 }, text: "A" });
   });
 
+  test("an event that grows past 16 MB without ending ends the stream with an error, the text passed on before it counted", async () => {
+    const a = event({ choices: [{ index: 0, delta: { content: "A" } }] });
+    const piece = encoder.encode("x".repeat(1024 * 1024));
+    let sent = 0;
+    let cancelled = false;
+    const endless = new ReadableStream<Uint8Array>({
+      pull(c) {
+        c.enqueue(sent++ === 0 ? encoder.encode(`${a}data: {"choices":[{"index":0,"delta":{"content":"`) : piece);
+        if (sent > 40) c.close();
+      },
+      cancel() {
+        cancelled = true;
+      },
+    }, { highWaterMark: 0 });
+    let outcome: StreamOutcome | undefined;
+    const out = await new Response(tapStream(endless, { clientWantsUsage: true }, (o) => (outcome = o))).text();
+    expect(out).toStartWith(a);
+    expect(out).toContain("Upstream sent a stream event over 16 MB without ending it; the stream was ended");
+    expect(out).not.toContain("xxx");
+    expect(outcome).toEqual({ end: "failed", usage: null, text: "A" });
+    // The opening piece and 16 of 1 MB: read no further.
+    expect(sent).toBe(17);
+    expect(cancelled).toBe(true);
+  });
+
   test("a provider error inside the stream never passes the provider key on: as sent, in another case, or masked", async () => {
     const KEY = "sk-upstream-secret-4242";
     const a = event({ choices: [{ index: 0, delta: { content: "A" } }] });

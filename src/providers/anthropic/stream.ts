@@ -1,5 +1,5 @@
 import { usageFrom } from "../http";
-import { SSE_DONE, chunkOf, sseData, usageChunkOf } from "../sse";
+import { MAX_EVENT_BYTES, SSE_DONE, chunkOf, sseData, usageChunkOf } from "../sse";
 import type { Usage } from "../types";
 import { JSON_TOOL } from "./request";
 import { finishReasonOf, openAiUsage } from "./response";
@@ -109,8 +109,9 @@ export function translateStreamWithUsage(source: ReadableStream<Uint8Array>, mod
     const reported = translator.usage();
     return reported.input_tokens === undefined ? null : usageFrom({ usage: openAiUsage(reported) });
   };
-  /** Text received and not yet part of a complete event, in the pieces it came in; `last` is its last character. */
+  /** Text received and not yet part of a complete event, in the pieces it came in, and its length; `last` is its last character. */
   let waiting: string[] = [];
+  let waitingLength = 0;
   let last = "";
   const stream = new ReadableStream<Uint8Array>(
     {
@@ -154,8 +155,12 @@ export function translateStreamWithUsage(source: ReadableStream<Uint8Array>, mod
       if (added.includes("\r")) added = added.replace(/\r\n/g, "\n");
       const completes = added.includes("\n\n") || (last === "\n" && added.startsWith("\n"));
       waiting.push(added);
+      waitingLength += added.length;
       last = added.at(-1)!;
-      if (!completes) continue;
+      if (!completes) {
+        if (waitingLength > MAX_EVENT_BYTES) throw new Error(`provider sent a stream event over ${MAX_EVENT_BYTES / 1024 / 1024} MB without ending it`);
+        continue;
+      }
       let pending = waiting.join("");
       waiting = [];
       let produced = false;
@@ -184,6 +189,7 @@ export function translateStreamWithUsage(source: ReadableStream<Uint8Array>, mod
       }
       // The start of the next event waits with whatever follows it.
       if (pending !== "") waiting.push(pending);
+      waitingLength = pending.length;
       last = pending.at(-1) ?? "";
       if (produced) return;
     }
