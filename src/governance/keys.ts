@@ -10,7 +10,11 @@ export const counterKeys = {
   tokens: (scope: string, windowStart: number) => `t:${scope}:${windowStart}`,
   parallel: (scope: string) => `p:${scope}`,
   isBudget: (key: string) => key.startsWith("b:"),
-  /** Prefix of every budget counter of a scope, to forget them when an admin sets its spend. */
+  /**
+   * Prefix of every budget counter of a scope, to forget them when an admin sets its spend. Scopes
+   * escape ':' in their ids, so it takes in no other scope's counters (`keyModels` means to take in
+   * every model of a key).
+   */
   budgetPrefix: (scope: string) => `b:${scope}:`,
 };
 
@@ -27,19 +31,22 @@ export function nextWindowCheck<T extends { key: string; expiresAt: number }>(ch
 }
 
 /**
- * One id inside an id made of two (a team's and a member's): its ':' and '%' escaped, so that team
- * "a:b" with user "c" and team "a" with user "b:c" stay two memberships. Ids without either, nearly
- * all of them, read as they are.
+ * One id inside a scope: its ':' and '%' escaped, so that a scope never continues past its own ids.
+ * Customer "acme" and customer "acme:1" stay two scopes whose counters no prefix of the first takes
+ * in (forgetting "acme"'s budget leaves "acme:1"'s), and team "a:b" with user "c" and team "a" with
+ * user "b:c" stay two memberships. Ids without either, nearly all of them, read as they are.
  */
 export const idPart = (id: string) => (/[%:]/.test(id) ? id.replaceAll("%", "%25").replaceAll(":", "%3A") : id);
 
 /** Scope ids: the entity a counter belongs to. */
 export const scopes = {
-  key: (token: string) => `k:${token}`,
-  user: (userId: string) => `u:${userId}`,
-  team: (teamId: string) => `t:${teamId}`,
-  member: (teamId: string, userId: string) => `m:${idPart(teamId)}:${userId}`,
-  customer: (id: string) => `c:${id}`,
-  keyModel: (token: string, model: string) => `km:${token}:${model}`,
+  key: (token: string) => `k:${idPart(token)}`,
+  user: (userId: string) => `u:${idPart(userId)}`,
+  team: (teamId: string) => `t:${idPart(teamId)}`,
+  member: (teamId: string, userId: string) => `m:${idPart(teamId)}:${idPart(userId)}`,
+  customer: (id: string) => `c:${idPart(id)}`,
+  keyModel: (token: string, model: string) => `km:${idPart(token)}:${idPart(model)}`,
+  /** Every per-model scope of a key: the start of each `keyModel` scope of the token. */
+  keyModels: (token: string) => `km:${idPart(token)}`,
   gateway: () => "g",
 };

@@ -18,7 +18,7 @@ export function budgetPrefixOf(row: SpendRow): string {
       return counterKeys.budgetPrefix(scopes.member(team!, user!));
     }
     case "keyModels":
-      return counterKeys.budgetPrefix(`km:${row.id}`);
+      return counterKeys.budgetPrefix(scopes.keyModels(row.id));
   }
 }
 
