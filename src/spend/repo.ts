@@ -11,7 +11,10 @@ import { type Delta, LOG_COLUMNS, SEP, type WritableBatch } from "./batch";
  * reset it was worked out from, starts that period: the stored one ended (its reset was not written
  * yet), or the row had none. So does one whose base is an earlier end of the stored reset's chain
  * (the stored reset is the base plus a multiple of the period's fixed length `s`, and has passed):
- * the delta was planned from a row read before other writes turned it, periods ago. One for a period that ended and was reset leaves the running spend alone
+ * the delta was planned from a row read before other writes turned it, periods ago. So does one
+ * planned from a row without a reset (base 'none') that a write has since given one, passed and on
+ * the delta's chain (its period's end less a multiple of `s`): the row's first period was written
+ * and this is a later one. One for a period that ended and was reset leaves the running spend alone
  * (it stays in spend_logs). Any other was planned before an admin changed or removed the duration
  * mid-request: it adds to the stored period, which stays. Without a base (an upsert, or a batch saved
  * before bases were kept), a later period starts whenever the stored one has ended or there is none.
@@ -20,7 +23,9 @@ const turned = (p: string, b: string | null, now: string, s: string) => b === nu
   ? `(t.budget_reset_at is null or (t.budget_reset_at < ${p} and t.budget_reset_at <= ${now}))`
   : `(case when ${b} = 'legacy' then t.budget_reset_at is null or (t.budget_reset_at < ${p} and t.budget_reset_at <= ${now})
       when t.budget_reset_at is not distinct from nullif(${b}, 'none')::timestamptz then t.budget_reset_at is null or t.budget_reset_at < ${p}
-      when ${b} = 'none' or ${s} is null or ${s} <= 0 then false
+      when ${s} is null or ${s} <= 0 then false
+      when ${b} = 'none' then t.budget_reset_at < ${p} and t.budget_reset_at <= ${now}
+        and mod((extract(epoch from ${p} - t.budget_reset_at) * 1000)::numeric, ${s}::numeric) = 0
       else t.budget_reset_at > ${b}::timestamptz and t.budget_reset_at < ${p} and t.budget_reset_at <= ${now}
         and mod((extract(epoch from t.budget_reset_at - ${b}::timestamptz) * 1000)::numeric, ${s}::numeric) = 0 end)`;
 const SPEND = (x = "d.x", p = "d.p", b: string | null = "d.b", now = "$9::timestamptz", s = "d.s") => `case
