@@ -67,6 +67,10 @@ export async function insertKey(sql: Sql, body: Record<string, any>, now: number
   await sql.query("insert into users (user_id, user_role) values ($1, $2) on conflict (user_id) do nothing", [userId, userRole]);
   if (body.team_id) await mustExist(sql, "teams", "team_id", body.team_id, "team_id");
   if (body.budget_id) await mustExist(sql, "budgets", "budget_id", body.budget_id, "budget_id");
+  // A key without a duration of its own counts periods of its budget_id's, from now.
+  const budgetDuration = body.budget_duration ?? (body.budget_id
+    ? ((await sql.query("select budget_duration from budgets where budget_id = $1", [body.budget_id]))[0]?.budget_duration as string | null)
+    : null);
   const duration = parseDuration(body.duration ?? undefined);
   const expires = duration ? addDuration(new Date(now), duration) : null;
   const [row] = await write(`key_alias "${body.key_alias}"`, () => sql.query(
@@ -75,7 +79,7 @@ export async function insertKey(sql: Sql, body: Record<string, any>, now: number
      values ($1, $2, $3, $4, $5, $6, $7, $8::text[], $9, $10, $11, $12::text::jsonb, $13::text::jsonb, $14::text::jsonb, $15, $16, $17, $18, $19, $20::text::jsonb, $21)
      returning *`,
     [token, keyName(raw), body.key_alias ?? null, body.max_budget ?? null, body.soft_budget ?? null, body.budget_duration ?? null,
-      resetAtFor(body.budget_duration, now), body.models ?? [], body.tpm_limit ?? null, body.rpm_limit ?? null, body.max_parallel_requests ?? null,
+      resetAtFor(budgetDuration, now), body.models ?? [], body.tpm_limit ?? null, body.rpm_limit ?? null, body.max_parallel_requests ?? null,
       JSON.stringify(body.model_max_budget ?? {}), JSON.stringify(body.model_rpm_limit ?? {}), JSON.stringify(body.model_tpm_limit ?? {}),
       userId, body.team_id ?? null, body.budget_id ?? null, expires, body.blocked ?? false, JSON.stringify(body.metadata ?? {}), body.spend ?? 0],
   ));

@@ -12,6 +12,8 @@ for (const kind of ["pglite", "postgres"] as const) describe(`first reset of a r
     const { h, json } = { h: gateway.h, json: gateway.json };
     expect((await json("/budget/new", { budget_id: "ten-seconds", max_budget: 100, budget_duration: "10s" })).status).toBe(200);
     const key = (await json("/key/generate", { budget_id: "ten-seconds" })).body.key as string;
+    // As a key made before keys on a budget_id got a reset at creation (members and users still get none).
+    await h.db.query("update keys set budget_reset_at = null where token = $1", [hashKey(key)]);
     const row = async () => (await h.db.query("select spend, budget_reset_at from keys where token = $1", [hashKey(key)]))[0] as any;
     let perRequest = 0;
     for (let period = 0; period < 3; period++) {
@@ -33,5 +35,16 @@ for (const kind of ["pglite", "postgres"] as const) describe(`first reset of a r
     } finally {
       await again.close();
     }
+  });
+});
+
+describe("a key made with a budget_id", () => {
+  const gateway = gatewayFor("pglite");
+  test("starts its budget_id's period when it is made", async () => {
+    const { h, json } = { h: gateway.h, json: gateway.json };
+    expect((await json("/budget/new", { budget_id: "hourly", max_budget: 100, budget_duration: "1h" })).status).toBe(200);
+    const key = (await json("/key/generate", { budget_id: "hourly" })).body.key as string;
+    const [row] = await h.db.query("select budget_reset_at from keys where token = $1", [hashKey(key)]) as any[];
+    expect(new Date(row.budget_reset_at).getTime()).toBe(h.clock.now() + 3_600_000);
   });
 });
