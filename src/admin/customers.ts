@@ -4,7 +4,7 @@ import { badRequest, notFound } from "../http/errors";
 import type { Sql } from "../db";
 import { assignments, dropOwnBudgets, found, mustExist, periodView, resetAtFor, write } from "./common";
 import type { AdminDeps } from "./deps";
-import { Id, Money, customerRefusedFields, opt, open } from "./fields";
+import { Id, Money, customerRefusedFields, nextReset, opt, open } from "./fields";
 import { adminOnlyRoutes } from "./guard";
 import { BUDGET_COLUMNS, budgetBody, insertBudget } from "./budgets";
 
@@ -70,7 +70,9 @@ export function customerRoutes(deps: AdminDeps, prefix: "/customer" | "/end_user
       deps.invalidate({ kind: "customer", id: body.user_id });
       return one(body.user_id);
     }, {
-      body: t.Object({ ...budgetBody, ...customerRefusedFields, user_id: Id, alias: opt(t.String({ maxLength: 512 })), budget_id: opt(Id), blocked: opt(t.Boolean()), metadata: opt(t.Record(t.String(), t.Unknown())), spend: opt(Money) }, open),
+      body: t.Object({ ...budgetBody, ...customerRefusedFields, user_id: Id, alias: opt(t.String({ maxLength: 512 })), budget_id: opt(Id), blocked: opt(t.Boolean()), metadata: opt(t.Record(t.String(), t.Unknown())), spend: opt(Money),
+        // The first reset of an inline budget, as /budget/new takes it.
+        ...nextReset }, open),
       detail: { tags: ["customer management"], summary: "Create a customer (the `user` of requests) with a budget_id or an inline budget" },
     })
     .post(`${prefix}/update`, async ({ body }) => {

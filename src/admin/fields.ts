@@ -47,15 +47,23 @@ const KeyDuration = t.Union([DurationText, t.Literal("-1")]);
 /** YYYY-MM-DD, optionally with a time and a zone: a four-digit year, as the database reads it. */
 const DATE = /^(\d{4})-(\d{2})-(\d{2})(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:Z|[+-]\d{2}(?::?\d{2})?)?)?$/;
 
-/** The date a text names, or null; a bare day is its start (or its last millisecond). 2024-02-30 is not a day. */
+/**
+ * The date a text names, or null; a bare day is its start (or its last millisecond). 2024-02-30 is not a
+ * day, nor is one whose instant falls outside the years 1 to 9999 in UTC (9999-12-31T23:59:59-12:00 is in
+ * the year 10000): the runtime writes such a date as `+010000-…`, which neither database nor a reader takes.
+ */
 export function timestampOf(text: string, endOfDay = false): Date | null {
   const parts = DATE.exec(text.trim());
   if (!parts) return null;
   // A time without a zone is UTC, as a bare day is (the runtime would read it in the server's zone).
   const zoned = /[T ].*(Z|[+-]\d{2}(:?\d{2})?)$/.test(parts[0]);
   const date = new Date(parts[0].length === 10 ? `${parts[0]}T${endOfDay ? "23:59:59.999" : "00:00:00.000"}Z` : zoned ? parts[0] : `${parts[0].replace(" ", "T")}Z`);
-  const day = new Date(Date.UTC(Number(parts[1]), Number(parts[2]) - 1, Number(parts[3])));
-  return !Number.isNaN(date.getTime()) && day.toISOString().startsWith(parts[0].slice(0, 10)) ? date : null;
+  // Not Date.UTC, which reads the years 0 to 99 as 1900 to 1999.
+  const day = new Date(0);
+  day.setUTCFullYear(Number(parts[1]), Number(parts[2]) - 1, Number(parts[3]));
+  if (Number.isNaN(date.getTime()) || !day.toISOString().startsWith(parts[0].slice(0, 10))) return null;
+  const year = date.getUTCFullYear();
+  return year >= 1 && year <= 9999 ? date : null;
 }
 FormatRegistry.Set("litegate-timestamp", (text) => timestampOf(text) !== null);
 const Timestamp = t.String({ format: "litegate-timestamp", error: "must be a date, YYYY-MM-DD or an ISO timestamp" });

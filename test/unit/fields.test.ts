@@ -18,3 +18,13 @@ test("dates in admin queries: a time without a zone is UTC, whatever the server'
   expect(iso("2026-01-02", true)).toBe("2026-01-02T23:59:59.999Z");
   expect(iso("2026-02-30")).toBeUndefined();
 });
+
+test("dates in admin bodies and queries: the instant must fall in the years 1 to 9999 in UTC, whatever the zone written", () => {
+  const iso = (text: string) => timestampOf(text)?.toISOString();
+  expect(iso("9999-12-31T23:59:59-12:00")).toBeUndefined(); // 10000-01-01T11:59:59Z
+  expect(iso("0001-01-01T00:00:00+01:00")).toBeUndefined(); // the year 0
+  expect(iso("0000-06-01")).toBeUndefined();
+  expect(iso("9999-12-31T23:59:59+12:00")).toBe("9999-12-31T11:59:59.000Z");
+  expect(iso("9999-12-31T23:59:59Z")).toBe("9999-12-31T23:59:59.000Z");
+  expect(iso("0001-01-01T00:00:00-01:00")).toBe("0001-01-01T01:00:00.000Z");
+});
