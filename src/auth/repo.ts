@@ -12,9 +12,15 @@ import type {
 
 export type Json = Record<string, any>;
 
-/** row_to_json renders timestamps as text: turn them back into Dates. */
+/**
+ * row_to_json renders timestamps as text: turn them back into Dates. One the runtime cannot read (a
+ * year past 9999, stored before such dates were refused) is none: an invalid Date would carry NaN into
+ * the budget's period and from there into every spend write.
+ */
 export function date(value: unknown): Date | null {
-  return value == null ? null : new Date(value as string);
+  if (value == null) return null;
+  const parsed = new Date(value as string);
+  return Number.isFinite(parsed.getTime()) ? parsed : null;
 }
 
 function budget(row: Json | null): BudgetRecord | null {
