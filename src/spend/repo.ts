@@ -123,10 +123,19 @@ function deltaJson(deltas: Delta[]): string {
   })));
 }
 
-/** Applies a batch exactly once: a batch id already recorded means a retry of a committed flush. */
-export async function applyBatch(db: Sql, batch: WritableBatch): Promise<boolean> {
-  return db.transaction(async (tx) => {
-    const [row] = await tx.query<{ fresh: number; keys: number }>(APPLY, [
+/**
+ * A batch that cannot be turned into the statement's parameters (a period that is not a date): no
+ * retry can write it, as no retry can write one the database refuses for its content.
+ */
+export class UnencodableBatch extends Error {
+  constructor(cause: unknown) {
+    super(`spend batch cannot be encoded: ${String(cause)}`);
+  }
+}
+
+function encode(batch: WritableBatch): unknown[] {
+  try {
+    return [
       batch.id,
       deltaJson(batch.keys.sorted()),
       deltaJson(batch.users.sorted()),
@@ -136,7 +145,17 @@ export async function applyBatch(db: Sql, batch: WritableBatch): Promise<boolean
       deltaJson(batch.keyModels.sorted()),
       deltaJson(batch.gateway.sorted()),
       new Date(batch.latest).toISOString(),
-    ]);
+    ];
+  } catch (error) {
+    throw new UnencodableBatch(error);
+  }
+}
+
+/** Applies a batch exactly once: a batch id already recorded means a retry of a committed flush. */
+export async function applyBatch(db: Sql, batch: WritableBatch): Promise<boolean> {
+  const params = encode(batch);
+  return db.transaction(async (tx) => {
+    const [row] = await tx.query<{ fresh: number; keys: number }>(APPLY, params);
     if (row?.fresh !== 1) return false;
     if (row.keys < batch.keys.size) await applyRenamed(tx, batch);
     // The log rows in one COPY: the cheapest way into the table, and a row per request is the bulk of the write.

@@ -4,7 +4,7 @@ import type { Clock } from "../clock";
 import type { Sql } from "../db";
 import type { Logger } from "../log";
 import { Batch, type SpendEvent, type SpendRow, batchFromSaved, savedBatch } from "./batch";
-import { applyBatch } from "./repo";
+import { UnencodableBatch, applyBatch } from "./repo";
 
 export interface SpendWriterOptions {
   db: Sql;
@@ -14,7 +14,7 @@ export interface SpendWriterOptions {
   intervalMs?: number;
   /** A batch holds at most this many requests. */
   maxBatch?: number;
-  /** Where a batch the database refuses for its content is saved (see `setAside`). */
+  /** Where a batch the database refuses for its content, or that cannot be encoded, is saved (see `setAside`). */
   quarantineDir?: string;
   /** Where batches the database could not take before shutdown are saved, to be written at the next start. */
   pendingDir?: string;
@@ -89,7 +89,8 @@ export function createSpendWriter(options: SpendWriterOptions) {
         await applyBatch(db, batch);
         written += batch.size;
       } catch (error) {
-        refusals = refusedForContent(error) ? refusals + 1 : 0;
+        // One that cannot even be encoded fails the same way every time: aside at once.
+        refusals = error instanceof UnencodableBatch ? REFUSALS_BEFORE_SET_ASIDE : refusedForContent(error) ? refusals + 1 : 0;
         if (refusals < REFUSALS_BEFORE_SET_ASIDE) throw error;
         setAside(batch, error);
       }

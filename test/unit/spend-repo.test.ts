@@ -210,6 +210,28 @@ describe("the spend writer", () => {
   });
 });
 
+describe("a batch that cannot be encoded", () => {
+  test("(a period that is not a date) is set aside at the first try, and the spend after it is written", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "litegate-set-aside-"));
+    const writer = createSpendWriter({ db, clock: systemClock, log: { ...silentLogger, once: () => {} }, intervalMs: 60_000, quarantineDir: dir });
+    try {
+      const before = (await one("select spend from teams where team_id = 't1'")).spend;
+      writer.record(event(0.125, { keyPeriod: Number.NaN }));
+      await writer.flush();
+      expect(writer.failing()).toBe(false);
+      expect(writer.backlog()).toBe(0);
+      expect(writer.setAside()).toBe(1);
+      expect(readdirSync(dir)).toHaveLength(1);
+      writer.record(event(0.25, {}));
+      await writer.flush();
+      expect(writer.backlog()).toBe(0);
+      expect((await one("select spend from teams where team_id = 't1'")).spend).toBeCloseTo(before + 0.25, 12);
+    } finally {
+      await writer.close();
+    }
+  });
+});
+
 describe("deltas of one row in one batch", () => {
   test("spend with a period and spend without one (a duration taken away or given mid-request) are both kept, in either order", async () => {
     const { DeltaMap } = await import("../../src/spend/batch");
