@@ -16,6 +16,7 @@ import { type GatewayState, type ProviderCalls, type RequestRecord, type Runtime
 import { createSpendWriter, type SpendWriter } from "./spend";
 import { dropSpend, handOver } from "./spend/reset";
 import type { WarmState } from "./warm";
+import { SPEND_PENDING_DIR } from "./paths";
 
 export const VERSION = "0.1.0";
 
@@ -173,14 +174,15 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
   // CPU per request (measured: 45 → 26 µs under load) for half a second of spend at risk.
   const spend = createSpendWriter({
     db, clock, log, intervalMs: options.spendIntervalMs ?? (db.kind === "pglite" ? 500 : 250), quarantineDir: join(g.data_dir, "spend-set-aside"),
-    pendingDir: join(g.data_dir, "spend-pending"),
+    pendingDir: join(g.data_dir, SPEND_PENDING_DIR),
     masterToken: g.master_key ? hashKey(g.master_key) : null,
   });
   // Spend a shutdown could not write (the database was down) is written before anything reads spend
-  // or a request is served: budgets count it from the first request. (The embedded database starting
-  // behind a warm start was stopped cleanly and has none to write.) A database still down leaves the
-  // files for the next successful write.
+  // or a request is served: budgets count it from the first request. (A warm start is not taken while
+  // any waits, see warm.ts; should one be there anyway, it is written once the database is open.) A
+  // database still down leaves the files for the next successful write.
   if (!options.warm) await spend.writeSaved();
+  else void spend.writeSaved();
   const gatewayState = options.warm?.gateway ?? (await loadGatewayState(db));
   const periodStarted = startGatewayPeriod(db, gatewayState, config, clock.now());
   // Behind a warm start the database is still opening: the period is stored once it is open.

@@ -9,6 +9,7 @@ import { createLogger, type Logger } from "./log";
 import { connectRedis, type RedisLink, redisOptionsOf } from "./redis";
 import { startBudgetScheduler } from "./scheduler";
 import { WARM_KEYS, closeAndSaveWarmState, migratedAtStop, takeWarmState } from "./warm";
+import { hasPendingSpend } from "./paths";
 
 function fail(message: string, code = 1): never {
   process.stderr.write(`litegate: ${message}\n`);
@@ -178,8 +179,9 @@ async function main(): Promise<void> {
     scheduler.stop();
     const lost = await gateway.close();
     await redis?.close();
-    if (db.kind === "pglite" && gateway.spend.backlog() === 0) {
-      // What the next start serves with while the database opens; saved only when all spend is written.
+    if (db.kind === "pglite" && gateway.spend.backlog() === 0 && !hasPendingSpend(g.data_dir)) {
+      // What the next start serves with while the database opens; saved only when all spend is written
+      // (not merely saved to spend-pending, which that start must write first).
       await closeAndSaveWarmState(db, g.data_dir, VERSION, gateway.auth.known(WARM_KEYS), loadGatewayState)
         .catch((error) => log.warn("could not save the state for the next start", { error: String(error) }));
     } else await db.close();

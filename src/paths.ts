@@ -1,5 +1,5 @@
 /** Names of files in the data directory, in a module light enough for the first line to import (see early.ts). */
-import { existsSync } from "node:fs";
+import { existsSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 
 export const DEFAULT_DATA_DIR = "./litegate-data";
@@ -13,4 +13,16 @@ export const PG_VERSION_FILE = "PG_VERSION";
 /** Whether the embedded database has yet to be created in `dataDir`. */
 export function isNewDataDir(dataDir: string): boolean {
   return !existsSync(join(dataDir, PG_VERSION_FILE));
+}
+
+/** Where spend a shutdown could not write waits for the next start (see spend/writer.ts). */
+export const SPEND_PENDING_DIR = "spend-pending";
+
+/** Whether spend a shutdown could not write waits in `dataDir`. */
+export function hasPendingSpend(dataDir: string): boolean {
+  try {
+    return readdirSync(join(dataDir, SPEND_PENDING_DIR)).some((name) => name.startsWith("spend-") && name.endsWith(".json"));
+  } catch {
+    return false;
+  }
 }

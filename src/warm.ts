@@ -16,7 +16,7 @@ import { readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { type Json, ROW_QUERIES, date, loadCustomerRows, loadPrincipalRows } from "./auth";
 import { type Database, MIGRATIONS } from "./db";
-import { WARM_FILE, isNewDataDir } from "./paths";
+import { WARM_FILE, hasPendingSpend, isNewDataDir } from "./paths";
 import type { GatewayState } from "./proxy";
 
 export interface WarmState {
@@ -83,6 +83,12 @@ export function migratedAtStop(dataDir: string, version: string): boolean {
  * caller holds the directory (see db/dir-lock.ts), which also made it.
  */
 export function takeWarmState(dataDir: string, version: string): WarmState | null {
+  // Spend saved at a shutdown is not in what was saved: the database opens first and takes it, so that
+  // budgets count it from the first request.
+  if (hasPendingSpend(dataDir)) {
+    rmSync(join(dataDir, WARM_FILE), { force: true });
+    return null;
+  }
   if (isNewDataDir(dataDir)) {
     // The gateway's budget periods are anchored on its creation, now (a null anchor would move with the clock).
     return { gateway: { spend: 0, budgetResetAt: null, createdAt: new Date() }, principals: [], customers: [] };

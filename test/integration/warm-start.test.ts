@@ -1,6 +1,8 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { copyFileSync, existsSync, readFileSync, writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { hashKey } from "../../src/auth/keys";
+import { buildBatch, savedBatch } from "../../src/spend/batch";
 import { runBinary, startBinary } from "../helpers/binary";
 import { tempDir } from "../helpers/services";
 import { until } from "../helpers/until";
@@ -138,6 +140,23 @@ describe("starting on the embedded database", () => {
     const third = await startBinary({ config: config(dataDir), cwd });
     expect((await chat(third.url, key)).status).toBe(403);
     await third.stop("SIGTERM");
+  }, 90_000);
+
+  test("spend a shutdown saved to spend-pending is written before the next start serves, though a state was saved", async () => {
+    const { cwd, dataDir, key } = await stoppedWithKey("warm-pending");
+    expect(existsSync(join(dataDir, "litegate-warm.json"))).toBe(true);
+    // As a stop that could not reach the database leaves it: a batch of 1.00 more for the key.
+    const batch = buildBatch("pending-1", [{
+      requestId: "pending-request", model: "m", deployment: "m#0", route: "chat", cost: 1, start: Date.now(), end: Date.now(), status: "success", metadata: {},
+      usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 },
+      targets: { token: hashKey(key), keyPeriod: null, user: null, team: null, member: null, customer: null, keyModel: null, gatewayPeriod: null },
+    }]);
+    mkdirSync(join(dataDir, "spend-pending"));
+    writeFileSync(join(dataDir, "spend-pending", "spend-pending-1.json"), JSON.stringify(savedBatch(batch, Date.now(), "database unreachable at shutdown")));
+    const second = await startBinary({ config: config(dataDir), cwd });
+    expect(await spendOf(second.url, key)).toBeCloseTo(1.3, 6);
+    expect(existsSync(join(dataDir, "spend-pending", "spend-pending-1.json"))).toBe(false);
+    await second.stop("SIGTERM");
   }, 90_000);
 
   test("a run that is killed leaves no saved state, and the next start reads the database", async () => {

@@ -32,3 +32,14 @@ describe("what a start knows of the embedded database before opening it", () => 
     expect(takeWarmState(dataDir, VERSION)).toBeNull();
   });
 });
+
+describe("spend a shutdown saved to spend-pending", () => {
+  test("makes the start open the database first (which writes it), and the saved state goes", () => {
+    const dataDir = join(tempDir("warm-unit"), "data");
+    mkdirSync(join(dataDir, "spend-pending"), { recursive: true });
+    writeFileSync(join(dataDir, "spend-pending", "spend-b1.json"), "{}");
+    writeFileSync(join(dataDir, "litegate-warm.json"), "{}");
+    expect(takeWarmState(dataDir, VERSION)).toBeNull(); // a new directory would otherwise be known empty
+    expect(existsSync(join(dataDir, "litegate-warm.json"))).toBe(false);
+  });
+});
