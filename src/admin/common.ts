@@ -14,6 +14,8 @@ export function dbError(error: unknown, what: string): never {
   const code = (error as { code?: string })?.code;
   if (code === "23505") throw badRequest(`${what} already exists`);
   if (isForeignKeyViolation(error)) throw badRequest(`${what}: refers to something that does not exist or is still referenced`);
+  // program_limit_exceeded: a value too large for an index (or another of the database's limits).
+  if (code === "54000") throw badRequest(`${what}: too large for the database (an id or text too long)`);
   throw error;
 }
 

@@ -69,9 +69,14 @@ FormatRegistry.Set("litegate-timestamp", (text) => timestampOf(text) !== null);
 const Timestamp = t.String({ format: "litegate-timestamp", error: "must be a date, YYYY-MM-DD or an ISO timestamp" });
 /** Ids never hold control characters: litegate joins two of them with one (spend/batch.ts SEP). */
 const PRINTABLE = "^[^\\u0000-\\u001f\\u007f]*$";
-export const Id = t.String({ minLength: 1, maxLength: 512, pattern: PRINTABLE, error: "must be a non-empty string of at most 512 characters, none of them a control character" });
+/**
+ * Ids are also held to 1,000 bytes of UTF-8: two of them make a membership's key, and Postgres indexes
+ * no key past 2,704 bytes (512 CJK characters are 1,536 bytes).
+ */
+FormatRegistry.Set("litegate-id", (text) => Buffer.byteLength(text, "utf8") <= 1000);
+export const Id = t.String({ minLength: 1, maxLength: 512, pattern: PRINTABLE, format: "litegate-id", error: "must be a non-empty string of at most 512 characters (1,000 bytes of UTF-8), none of them a control character" });
 /** A user id may be empty, as in LiteLLM (its docs create the user "" and keys for it). */
-export const UserId = t.String({ maxLength: 512, pattern: PRINTABLE, error: "must be a string of at most 512 characters, none of them a control character" });
+export const UserId = t.String({ maxLength: 512, pattern: PRINTABLE, format: "litegate-id", error: "must be a string of at most 512 characters (1,000 bytes of UTF-8), none of them a control character" });
 export const Models = t.Array(t.String({ maxLength: 512 }), { maxItems: 1000 });
 export const Metadata = t.Record(t.String(), t.Unknown());
 const opt = <T extends Parameters<typeof t.Optional>[0]>(schema: T) => t.Optional(t.Union([schema, t.Null()]));
