@@ -125,41 +125,31 @@ describe("streams", () => {
     expect((await logsOf(key)).map((row) => [row.status, row.completion_tokens])).toEqual([...Array(3).fill(["success", expected]), ["success", answered]]);
   });
 
-  test("a provider that keeps the connection open after [DONE]: the client's stream ends there, the slot is free, the request a success", async () => {
-    const key = await h.createKey({ max_parallel_requests: 1 });
-    try {
-      upstream.set({ holdOpen: true, events: [chunk({ role: "assistant", content: "Hi there" }), chunk({}, { finish_reason: "stop" }), usageChunk(7, 3), "[DONE]"] });
-      const response = await h.chat(key, { stream: true }, "m");
-      const text = await Promise.race([response.text(), Bun.sleep(5000).then(() => "still open 5 s after [DONE]")]);
-      expect(text.endsWith("data: [DONE]\n\n")).toBe(true);
-      expect(text).not.toContain("error");
-      // The slot is free at once, and the provider's connection is closed.
-      expect((await h.chat(key, {}, "m")).status).toBe(200);
-      await until("the provider's connection to close", () => upstream.inFlight === 0);
-    } finally {
-      upstream.reset();
-    }
-    await until("the spend log rows", async () => (await logsOf(key)).length === 2);
-    expect((await logsOf(key))[0]).toEqual({ status: "success", prompt_tokens: 7, completion_tokens: 3 });
-  });
-
-  test("a provider that sends its usage after the finish_reason and then neither [DONE] nor an end: the stream ends complete there", async () => {
-    const key = await h.createKey({ max_parallel_requests: 1 });
-    try {
-      upstream.set({ holdOpen: true, events: [chunk({ role: "assistant", content: "Hi there" }), chunk({}, { finish_reason: "stop" }), usageChunk(7, 3)] });
-      const response = await h.chat(key, { stream: true, stream_options: { include_usage: true } }, "m");
-      const text = await Promise.race([response.text(), Bun.sleep(5000).then(() => "still open 5 s after the usage chunk")]);
-      expect(text).toContain('"completion_tokens":3');
-      expect(text.endsWith("data: [DONE]\n\n")).toBe(true);
-      expect(text).not.toContain("error");
-      expect((await h.chat(key, {}, "m")).status).toBe(200);
-      await until("the provider's connection to close", () => upstream.inFlight === 0);
-    } finally {
-      upstream.reset();
-    }
-    await until("the spend log rows", async () => (await logsOf(key)).length === 2);
-    expect((await logsOf(key))[0]).toEqual({ status: "success", prompt_tokens: 7, completion_tokens: 3 });
-  });
+  // A provider that keeps the connection open: the client's stream ends complete at [DONE], or at the
+  // usage chunk after the finish_reason when no [DONE] comes; the slot is free at once, the provider's connection closed.
+  for (const [name, events, body, ending] of [
+    ["after [DONE]", [chunk({ role: "assistant", content: "Hi there" }), chunk({}, { finish_reason: "stop" }), usageChunk(7, 3), "[DONE]"], {}, "[DONE]"],
+    ["after its usage, with neither [DONE] nor an end", [chunk({ role: "assistant", content: "Hi there" }), chunk({}, { finish_reason: "stop" }), usageChunk(7, 3)],
+      { stream_options: { include_usage: true } }, "the usage chunk"],
+  ] as const) {
+    test(`a provider that keeps the connection open ${name}: the client's stream ends complete there, the slot is free, the request a success`, async () => {
+      const key = await h.createKey({ max_parallel_requests: 1 });
+      try {
+        upstream.set({ holdOpen: true, events: [...events] });
+        const response = await h.chat(key, { stream: true, ...body }, "m");
+        const text = await Promise.race([response.text(), Bun.sleep(5000).then(() => `still open 5 s after ${ending}`)]);
+        if (ending === "the usage chunk") expect(text).toContain('"completion_tokens":3');
+        expect(text.endsWith("data: [DONE]\n\n")).toBe(true);
+        expect(text).not.toContain("error");
+        expect((await h.chat(key, {}, "m")).status).toBe(200);
+        await until("the provider's connection to close", () => upstream.inFlight === 0);
+      } finally {
+        upstream.reset();
+      }
+      await until("the spend log rows", async () => (await logsOf(key)).length === 2);
+      expect((await logsOf(key))[0]).toEqual({ status: "success", prompt_tokens: 7, completion_tokens: 3 });
+    });
+  }
 
   test("a provider's error event after the stream began is the one error the client gets", async () => {
     const key = await h.createKey();
