@@ -9,23 +9,36 @@ import type { AdminDeps } from "./deps";
 /** A foreign key refused the change: foreign_key_violation, or restrict_violation for an ON DELETE RESTRICT key. */
 export const isForeignKeyViolation = (error: unknown) => ["23503", "23001"].includes((error as { code?: string } | null)?.code ?? "");
 
-/** Database errors a bad request can cause, as clear 400s (a unique or foreign key violation). */
-export function dbError(error: unknown, what: string): never {
+/**
+ * The id column a foreign key violation names (`keys_team_id_fkey`), from the constraint postgres.js
+ * reports or the message the embedded database sends: a team deleted while a key was made for it.
+ */
+function violatedColumn(error: unknown): string | null {
+  const e = error as { constraint_name?: string; message?: string } | null;
+  return /_(team_id|user_id|budget_id)_fkey\b/.exec(e?.constraint_name ?? e?.message ?? "")?.[1] ?? null;
+}
+
+/** Database errors a bad request can cause, as clear 400s (a unique or foreign key violation); `param` names the field sent. */
+export function dbError(error: unknown, what: string, param: string | null = null): never {
   const code = (error as { code?: string })?.code;
-  if (code === "23505") throw badRequest(`${what} already exists`);
-  if (isForeignKeyViolation(error)) throw badRequest(`${what}: refers to something that does not exist or is still referenced`);
+  if (code === "23505") throw badRequest(`${what} already exists`, param);
+  if (isForeignKeyViolation(error)) {
+    const column = violatedColumn(error);
+    if (column) throw badRequest(`${column}: refers to a ${column.slice(0, -3)} that does not exist (deleted meanwhile?)`, column);
+    throw badRequest(`${what}: refers to something that does not exist or is still referenced`, param);
+  }
   // program_limit_exceeded: a value too large for an index (or another of the database's limits).
   if (code === "54000") throw badRequest(`${what}: too large for the database (an id or text too long)`);
   throw error;
 }
 
 /** Runs a write; turns constraint violations into 400s. */
-export async function write<T>(what: string, fn: () => Promise<T>): Promise<T> {
+export async function write<T>(what: string, fn: () => Promise<T>, param: string | null = null): Promise<T> {
   try {
     return await fn();
   } catch (error) {
     if (error instanceof GatewayError) throw error;
-    return dbError(error, what);
+    return dbError(error, what, param);
   }
 }
 

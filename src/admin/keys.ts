@@ -82,7 +82,7 @@ export async function insertKey(sql: Sql, body: Record<string, any>, now: number
       resetAtFor(budgetDuration, now), body.models ?? [], body.tpm_limit ?? null, body.rpm_limit ?? null, body.max_parallel_requests ?? null,
       JSON.stringify(body.model_max_budget ?? {}), JSON.stringify(body.model_rpm_limit ?? {}), JSON.stringify(body.model_tpm_limit ?? {}),
       userId, body.team_id ?? null, body.budget_id ?? null, expires, body.blocked ?? false, JSON.stringify(body.metadata ?? {}), body.spend ?? 0],
-  ));
+  ), "key_alias");
   return { raw, row: row!, reused };
 }
 
@@ -170,7 +170,7 @@ export function keyRoutes(deps: AdminDeps) {
     }
     values.push(token);
     const [updated] = await write(`key_alias "${body.key_alias}"`, () =>
-      tx.query(`update keys set ${[...sets, "updated_at = now()"].join(", ")} where token = $${values.length} returning *`, values));
+      tx.query(`update keys set ${[...sets, "updated_at = now()"].join(", ")} where token = $${values.length} returning *`, values), "key_alias");
     // A key regenerated or deleted meanwhile is gone under this token.
     return { row: found(updated, "Key"), restarted };
   }

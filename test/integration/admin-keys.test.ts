@@ -1,4 +1,5 @@
 import { beforeAll, describe, expect, test } from "bun:test";
+import { write } from "../../src/admin/common";
 import { type Harness, gatewayFor } from "../helpers/gateway";
 
 for (const kind of ["pglite", "postgres"] as const) describe(`key admin on ${kind}`, () => {
@@ -125,6 +126,18 @@ for (const kind of ["pglite", "postgres"] as const) describe(`key admin on ${kin
     for (const refused of made.filter((r) => r.status !== 200)) {
       expect(refused).toMatchObject({ status: 409, body: { error: { type: "conflict_error", message: "key: this key already exists", param: "key" } } });
     }
+  });
+
+  test("a key_alias taken is a 400 naming key_alias; a team gone by the time the key is written is a 400 naming team_id", async () => {
+    expect((await json("/key/generate", { key_alias: "taken-alias" })).status).toBe(200);
+    expect(await json("/key/generate", { key_alias: "taken-alias" })).toMatchObject({
+      status: 400, body: { error: { message: 'key_alias "taken-alias" already exists', param: "key_alias" } },
+    });
+    // The write a /key/generate makes when /team/delete ran between its check and its insert: the database's own refusal.
+    const raced = await write('key_alias "raced"', () => h.db.query("insert into keys (token, key_name, team_id) values ('raced-token', 'sk-...aced', 'team-deleted-meanwhile')"), "key_alias")
+      .then(() => null, (error) => error);
+    expect(raced).toMatchObject({ status: 400, param: "team_id" });
+    expect(raced.message).toStartWith("team_id: refers to a team that does not exist");
   });
 
   test("/key/delete without keys or key_aliases is a 400 naming the field", async () => {
