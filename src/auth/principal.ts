@@ -94,9 +94,11 @@ export interface Principal {
   modelSpend: Record<string, ModelSpendRecord>;
   /**
    * What this instance has charged the key since the record was read: with `key.spend`, the spend a
-   * key without a budget reports in `x-litellm-key-spend` (a budgeted key reports its counter).
+   * key without a budget reports in `x-litellm-key-spend` (a budgeted key reports its counter), counted
+   * in the key's period that ends at `spentHereEnd` (null: a key whose spend never resets).
    */
   spentHere: number;
+  spentHereEnd?: number | null;
 }
 
 export interface CustomerRecord {
@@ -114,4 +116,19 @@ export type Caller = { kind: "master" } | { kind: "key"; principal: Principal; a
 
 export function isProxyAdmin(principal: Principal): boolean {
   return principal.user?.user_role === "proxy_admin";
+}
+
+/** Adds what this instance charged a key; spend charged in a period that has since ended is not the running period's. */
+export function chargedHere(principal: Principal, cost: number, periodEnd: number | null): void {
+  if ((principal.spentHereEnd ?? null) !== periodEnd) {
+    principal.spentHere = 0;
+    principal.spentHereEnd = periodEnd;
+  }
+  principal.spentHere += cost;
+}
+
+/** A key's spend in the period ending at `periodEnd` (null: no period) without a budget counter: stored, and charged here. */
+export function keySpendHere({ key, spentHere, spentHereEnd }: Principal, periodEnd: number | null): number {
+  const stored = periodEnd === null || key.budget_reset_at?.getTime() === periodEnd ? key.spend : 0;
+  return stored + ((spentHereEnd ?? null) === periodEnd ? spentHere : 0);
 }

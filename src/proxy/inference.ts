@@ -1,5 +1,5 @@
 import type { Auth } from "../auth";
-import type { Caller, CustomerRecord } from "../auth/principal";
+import { type Caller, type CustomerRecord, chargedHere, keySpendHere } from "../auth/principal";
 import type { Clock } from "../clock";
 import { type Governance, type Plan, type Ticket, checkModelAccess, createPlanner, mayUse } from "../governance";
 import { GatewayError, badRequest, forbidden } from "../http/errors";
@@ -140,7 +140,7 @@ export function createInference(deps: InferenceDeps) {
     const cost = chargeable(ctx.runtime.pricing.cost(ctx.deployment, ctx.route, usage));
     ctx.runtime.router.used(ctx.deployment, usage.total_tokens);
     ctx.ticket.settle(cost, usage.total_tokens);
-    if (ctx.caller.kind === "key") ctx.caller.principal.spentHere += cost;
+    if (ctx.caller.kind === "key") chargedHere(ctx.caller.principal, cost, ctx.ticket.plan.targets.keyPeriod);
     spend.record({
       requestId: ctx.requestId,
       targets: ctx.ticket.plan.targets,
@@ -173,7 +173,7 @@ export function createInference(deps: InferenceDeps) {
     if (ctx.caller.kind === "key") {
       const keyCheck = ctx.ticket.plan.checks.find((c) => c.kind === "budget" && c.scope === "key");
       const key = ctx.caller.principal.key;
-      headers["x-litellm-key-spend"] = String(keyCheck ? governance.counters.spent(keyCheck) : key.spend + ctx.caller.principal.spentHere);
+      headers["x-litellm-key-spend"] = String(keyCheck ? governance.counters.spent(keyCheck) : keySpendHere(ctx.caller.principal, ctx.ticket.plan.targets.keyPeriod));
       const max = keyCheck?.budget ?? key.max_budget;
       if (max !== null && max !== undefined) headers["x-litellm-key-max-budget"] = String(max);
     }

@@ -377,6 +377,13 @@ describe("authorisation", () => {
       expect(seen[1]).toBeCloseTo(2 * seen[0]!, 12);
       expect(seen[2]).toBeCloseTo(3 * seen[0]!, 12);
     }
+    // A key with a period and no budget: what was spent before the period turned is not the running period's.
+    const periodic = (await json("/key/generate", { budget_duration: "1h" })).body.key;
+    const first = Number((await h.chat(periodic)).headers.get("x-litellm-key-spend"));
+    expect(Number((await h.chat(periodic)).headers.get("x-litellm-key-spend"))).toBeCloseTo(2 * first, 12);
+    await h.flush();
+    h.clock.advance(3_600_000 + 1000);
+    expect(Number((await h.chat(periodic)).headers.get("x-litellm-key-spend"))).toBeCloseTo(first, 12);
   });
 });
 
