@@ -125,3 +125,17 @@ model_list:
 general_settings:
   master_key: sk-1234
 `;
+
+/** A config with one Anthropic model `claude` at a local fake provider, priced per token; `general` adds general_settings lines. */
+export const anthropicConfig = (port: number | undefined, general = "") => `
+model_list:
+  - model_name: claude
+    litellm_params:
+      model: anthropic/claude-test
+      api_base: http://127.0.0.1:${port}
+      api_key: sk-ant-test
+      input_cost_per_token: 0.000003
+      output_cost_per_token: 0.000015
+general_settings:
+  master_key: sk-1234
+${general}`;

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { hashKey } from "../../src/auth/keys";
 import { countTextTokens } from "../../src/tokens";
-import { inProcessGateway } from "../helpers/gateway";
+import { anthropicConfig, inProcessGateway } from "../helpers/gateway";
 import { until } from "../helpers/until";
 
 /**
@@ -74,19 +74,7 @@ beforeAll(async () => {
       return new Response(stream, { headers: { "content-type": "text/event-stream" } });
     },
   });
-  h = await inProcessGateway(`
-model_list:
-  - model_name: claude
-    litellm_params:
-      model: anthropic/claude-test
-      api_base: http://127.0.0.1:${anthropic.port}
-      api_key: sk-ant-test
-      input_cost_per_token: 0.000003
-      output_cost_per_token: 0.000015
-general_settings:
-  master_key: sk-1234
-  request_timeout: 2
-`);
+  h = await inProcessGateway(anthropicConfig(anthropic.port, "  request_timeout: 2\n"));
 }, 120_000);
 afterAll(async () => {
   await h.close();

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { hashKey } from "../../src/auth/keys";
-import { inProcessGateway } from "../helpers/gateway";
+import { anthropicConfig, inProcessGateway } from "../helpers/gateway";
 
 /**
  * A fake Anthropic Messages API. What it does depends on the request's first user message:
@@ -45,18 +45,7 @@ beforeAll(() => {
 });
 afterAll(() => anthropic.stop(true));
 
-const config = () => `
-model_list:
-  - model_name: claude
-    litellm_params:
-      model: anthropic/claude-test
-      api_base: http://127.0.0.1:${anthropic.port}
-      api_key: sk-ant-test
-      input_cost_per_token: 0.000003
-      output_cost_per_token: 0.000015
-general_settings:
-  master_key: sk-1234
-`;
+const config = () => anthropicConfig(anthropic.port);
 
 describe("Anthropic through the gateway", () => {
   test("a tool or tool call without a function name is a 400 naming it, not a crash; an empty assistant turn is left out", async () => {
