@@ -14,7 +14,7 @@ import { createPricing } from "./pricing";
 import { createProviders } from "./providers";
 import { type GatewayState, type ProviderCalls, type RequestRecord, type Runtime, createInference, createRuntime, inferenceServerRoutes } from "./proxy";
 import { createSpendWriter, type SpendWriter } from "./spend";
-import { dropSpend, handOver } from "./spend/reset";
+import { dropSpend, handOver, restartBudgets } from "./spend/reset";
 import type { WarmState } from "./warm";
 import { SPEND_PENDING_DIR } from "./paths";
 
@@ -263,6 +263,7 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
       options.broadcast?.(message);
       dropSpend(message.reset, counters, spend, true);
       handOver(message.reused, counters, spend, true);
+      restartBudgets(message.restart, counters, true);
     },
   };
   const health = {
@@ -293,6 +294,7 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
     invalidated(message) {
       dropSpend(message.reset, counters, spend, false);
       handOver(message.reused, counters, spend, false);
+      restartBudgets(message.restart, counters, false);
       // Another instance changed a principal. If that added a budget, its counter is made from the stored
       // spend at the next request: what this instance has not written yet goes first, or the counter
       // would miss it for good. Until then the cached principal serves (a flush takes milliseconds).

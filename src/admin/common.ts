@@ -213,18 +213,19 @@ export async function updateBudgetHolder(
     await deps.db.query("update team_memberships set budget_reset_at = $2 where budget_id = $1", [id, at]);
     await deps.db.query("update keys set budget_reset_at = $2, updated_at = now() where budget_id = $1 and budget_duration is null", [id, at]);
   }
-  if (spec.scope && ("spend" in body || newPeriod || budgetBack)) deps.counters.forget(counterKeys.budgetPrefix(spec.scope(id)));
-  if (spec.table === "budgets" && budgetBack) {
-    // A budget set again: the counters of everything on it start from the stored spend too (its customers, team members and keys).
+  const restart: string[] = [];
+  if (spec.scope && ("spend" in body || newPeriod || budgetBack)) restart.push(counterKeys.budgetPrefix(spec.scope(id)));
+  if (spec.table === "budgets" && (budgetBack || newPeriod)) {
+    // The counters of everything on the budget start again too (its customers, team members and keys).
     const holders = await deps.db.query(
       `select 'c' as kind, user_id as a, null as b from end_users where budget_id = $1
        union all select 'm', team_id, user_id from team_memberships where budget_id = $1
        union all select 'k', token, null from keys where budget_id = $1`, [id]);
     for (const h of holders) {
       const scope = h.kind === "c" ? scopes.customer(h.a) : h.kind === "m" ? scopes.member(h.a, h.b) : scopes.key(h.a);
-      deps.counters.forget(counterKeys.budgetPrefix(scope));
+      restart.push(counterKeys.budgetPrefix(scope));
     }
   }
-  deps.invalidate({ kind: "all", reset: spec.spendRow && "spend" in body ? [{ table: spec.spendRow, id }] : undefined });
+  deps.invalidate({ kind: "all", reset: spec.spendRow && "spend" in body ? [{ table: spec.spendRow, id }] : undefined, restart });
   return row!;
 }

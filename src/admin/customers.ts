@@ -103,10 +103,9 @@ export function customerRoutes(deps: AdminDeps, prefix: "/customer" | "/end_user
         if (budgetId !== current!.budget_id) await dropOwnBudgets(tx, [current!.budget_id]);
       });
       // A budget changed or set again (none kept the counter up to date meanwhile) counts from the stored spend.
-      if (body.spend !== undefined || "budget_duration" in changes || "max_budget" in changes || "budget_id" in body) {
-        deps.counters.forget(counterKeys.budgetPrefix(scopes.customer(body.user_id)));
-      }
-      deps.invalidate({ kind: "customer", id: body.user_id, reset: body.spend !== undefined ? [{ table: "customers", id: body.user_id }] : undefined });
+      const restart = body.spend !== undefined || "budget_duration" in changes || "max_budget" in changes || "budget_id" in body
+        ? [counterKeys.budgetPrefix(scopes.customer(body.user_id))] : undefined;
+      deps.invalidate({ kind: "customer", id: body.user_id, reset: body.spend !== undefined ? [{ table: "customers", id: body.user_id }] : undefined, restart });
       return one(body.user_id);
     }, {
       body: t.Object({ ...budgetBody, ...customerRefusedFields, user_id: Id, alias: opt(t.String({ maxLength: 512 })), budget_id: opt(Id), blocked: opt(t.Boolean()), spend: t.Optional(Money) }, open),

@@ -122,7 +122,6 @@ const yes = (value: string | undefined) => ["true", "1"].includes(value?.toLower
 
 export function keyRoutes(deps: AdminDeps) {
   const { db, clock } = deps;
-  const forgetSpend = (token: string) => deps.counters.forget(counterKeys.budgetPrefix(scopes.key(token)));
   const setBlocked = async (key: string, blocked: boolean) => {
     const [row] = await db.query("update keys set blocked = $2, updated_at = now() where token = $1 returning *", [tokenOf(key), blocked]);
     found(row, "Key");
@@ -177,7 +176,7 @@ export function keyRoutes(deps: AdminDeps) {
 
   /**
    * A per-model budget whose period changed starts a new one now (as a key's budget_duration does);
-   * one newly set starts from the stored spend. The counter prefixes to forget.
+   * one newly set starts from the stored spend. The counter prefixes to start again.
    */
   async function restartModelPeriods(tx: Sql, token: string, before: Record<string, any>, after: Record<string, any>): Promise<string[]> {
     const prefixes: string[] = [];
@@ -193,9 +192,8 @@ export function keyRoutes(deps: AdminDeps) {
 
   /** After a key's update: its budget counters restart with a new spend or period, and every instance forgets the cached key. */
   function updated(token: string, body: Record<string, unknown>, restarted: string[]) {
-    if ("spend" in body) forgetSpend(token);
-    for (const prefix of restarted) deps.counters.forget(prefix);
-    deps.invalidate({ kind: "key", token, reset: "spend" in body ? [{ table: "keys", id: token }] : undefined });
+    const restart = "spend" in body ? [counterKeys.budgetPrefix(scopes.key(token)), ...restarted] : restarted;
+    deps.invalidate({ kind: "key", token, reset: "spend" in body ? [{ table: "keys", id: token }] : undefined, restart });
   }
 
   /** A new secret for a key, with any /key/update fields sent along applied to it, as LiteLLM does. */

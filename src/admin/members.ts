@@ -96,8 +96,7 @@ export function memberRoutes(deps: AdminDeps) {
         }
         if (body.role) await addMembers(tx, body.team_id, [{ user_id: userId, role: body.role }], budgetId);
       });
-      deps.counters.forget(counterKeys.budgetPrefix(scopes.member(body.team_id, userId)));
-      deps.invalidate({ kind: "all" });
+      deps.invalidate({ kind: "all", restart: [counterKeys.budgetPrefix(scopes.member(body.team_id, userId))] });
       const [row] = await db.query(
         "select m.user_id, m.team_id, m.role, m.spend, m.budget_id, row_to_json(b) as litellm_budget_table from team_memberships m left join budgets b on b.budget_id = m.budget_id where m.team_id = $1 and m.user_id = $2",
         [body.team_id, userId]);

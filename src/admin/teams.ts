@@ -195,10 +195,9 @@ export function teamRoutes(deps: AdminDeps) {
           return { team: (await tx.query("select * from teams where team_id = $1", [body.team_id]))[0], members };
         });
         row = team;
-        if (body.team_member_budget_duration !== undefined) {
-          for (const m of members) deps.counters.forget(counterKeys.budgetPrefix(scopes.member(body.team_id, m.user_id)));
-        }
-        deps.invalidate({ kind: "all" });
+        // The members on the team's member budget start a new period.
+        const restart = body.team_member_budget_duration === undefined ? [] : members.map((m) => counterKeys.budgetPrefix(scopes.member(body.team_id, m.user_id)));
+        deps.invalidate({ kind: "all", restart });
       }
       if (!row || TEAM_COLUMNS.some((column) => column in body)) {
         row = await updateBudgetHolder(deps, {

@@ -27,14 +27,15 @@ export interface AuthOptions {
 }
 
 /**
- * What an admin write tells every instance to forget: cached records, the spend of rows it reset, and
- * what an earlier key left under the token of a key just made (see `handOver`).
+ * What an admin write tells every instance to forget: cached records, the spend of rows it reset,
+ * what an earlier key left under the token of a key just made (see `handOver`), and the budget
+ * counters that start again (their prefixes, see `restartBudgets`).
  */
 export type Invalidation = (
   | { kind: "key"; token: string }
   | { kind: "customer"; id: string }
   | { kind: "all" }
-) & { reset?: SpendRow[]; reused?: ReusedToken };
+) & { reset?: SpendRow[]; reused?: ReusedToken; restart?: string[] };
 
 const dbUnavailable = () =>
   new GatewayError(503, "service_unavailable", "The database is unavailable and this key is not cached yet; retry shortly");

@@ -1,4 +1,5 @@
 import { counterKeys, scopes } from "./keys";
+import { Successions } from "./succession";
 
 /**
  * Counters behind every budget and rate limit. A counter is a number with a limit: budget spend,
@@ -25,10 +26,11 @@ export interface CounterCheck {
 }
 
 /**
- * Whether a request settles into nothing: a budget counter that is gone was forgotten while the
- * request was in flight (an admin set the spend, or deleted the key, user, team or customer: idle ones
- * are only dropped with nothing reserved). It is made again by the next request, from the stored
- * spend, not at settle from the plan made before the change (which would bring the old spend back).
+ * Whether a request settles elsewhere: a budget counter that is gone was forgotten while the request
+ * was in flight (an admin set the spend or the period, or deleted the key, user, team or customer: idle
+ * ones are only dropped with nothing reserved). It settles on the counter made next under the same
+ * name (see `Successions`), never by making the old one again from the plan made before the change
+ * (which would bring the old spend back).
  */
 export function forgottenBudget(states: ReadonlyMap<string, unknown>, check: CounterCheck): boolean {
   return counterKeys.isBudget(check.key) && !states.has(check.key);
@@ -52,7 +54,11 @@ export interface Counters {
   spent(check: CounterCheck): number;
   /** What admission counts on top of it: reservations of requests in flight (and, shared, other instances' room). */
   held(check: CounterCheck): number;
-  /** Forgets counters whose key starts with `prefix` (after an admin changed a stored spend), shared ones too. */
+  /**
+   * Forgets counters whose key starts with `prefix` (after an admin changed a stored spend or a
+   * period), shared ones too. Requests in flight on a budget counter keep their reservation on the
+   * next one made under its name, and settle there (see `Successions`).
+   */
   forget(prefix: string): void;
   /** Forgets this instance's own state of them: another instance forgot the shared ones. */
   drop(prefix: string): void;
@@ -89,6 +95,7 @@ export function lessHeld(total: number, part: number): number {
 /** Exact counters for a single instance: everything lives in this process. */
 export class LocalCounters implements Counters {
   private readonly states = new Map<string, State>();
+  private readonly successions = new Successions<State>();
   private readonly sweeper: Timer;
 
   /**
@@ -108,6 +115,7 @@ export class LocalCounters implements Counters {
     let state = this.states.get(check.key);
     if (!state) {
       state = { value: check.initial, reserved: 0, expiresAt: check.expiresAt, touchedAt: this.now() };
+      state.reserved = this.successions.inherit(check.key, state);
       this.states.set(check.key, state);
     }
     return state;
@@ -129,15 +137,15 @@ export class LocalCounters implements Counters {
   }
 
   settle(check: CounterCheck, actual: number): void {
-    if (forgottenBudget(this.states, check)) return;
-    const state = this.state(check);
+    const state = forgottenBudget(this.states, check) ? this.successions.settled(check.key, check.reserve) : this.state(check);
+    if (!state) return;
     state.reserved = lessHeld(state.reserved, check.reserve);
     state.value += actual;
     state.touchedAt = this.now();
   }
 
   release(check: CounterCheck): void {
-    const state = this.states.get(check.key);
+    const state = this.states.get(check.key) ?? (forgottenBudget(this.states, check) ? this.successions.settled(check.key, check.reserve) : null);
     if (state) state.reserved = lessHeld(state.reserved, check.reserve);
   }
 
@@ -160,7 +168,12 @@ export class LocalCounters implements Counters {
   }
 
   forget(prefix: string): void {
-    for (const key of this.states.keys()) if (key.startsWith(prefix)) this.states.delete(key);
+    const now = this.now();
+    for (const [key, state] of this.states) {
+      if (!key.startsWith(prefix)) continue;
+      this.successions.retire(key, state.reserved, now);
+      this.states.delete(key);
+    }
   }
 
   drop(prefix: string): void {
@@ -174,6 +187,7 @@ export class LocalCounters implements Counters {
    */
   sweep(): void {
     const now = this.now();
+    this.successions.sweep(now, this.idleMs);
     const holdBudgets = this.holdBudgets();
     for (const [key, state] of this.states) {
       if (state.reserved > 0) continue;

@@ -1,5 +1,6 @@
 import type Redis from "ioredis";
-import { type CounterCheck, type Counters, forgottenBudget, lessHeld } from "../governance/counters";
+import { COUNTER_IDLE_MS, type CounterCheck, type Counters, forgottenBudget, lessHeld } from "../governance/counters";
+import { Successions } from "../governance/succession";
 import type { Logger } from "../log";
 import { chooseSyncs } from "./choose";
 import { HEARTBEAT_REPLIES, Heartbeat, generationOf } from "./heartbeat";
@@ -44,6 +45,7 @@ export interface SharedCountersOptions {
 
 export class SharedCounters implements Counters {
   private readonly states = new Map<string, State>();
+  private readonly successions = new Successions<State>();
   private readonly redis: Redis & { litegateSync?: (...args: unknown[]) => Promise<unknown[]> };
   private readonly timer: Timer;
   private degraded = false;
@@ -87,6 +89,7 @@ export class SharedCounters implements Counters {
     let s = this.states.get(check.key);
     if (!s) {
       s = newState(check, this.options.now());
+      s.inflight = this.successions.inherit(check.key, s);
       this.states.set(check.key, s);
     } else {
       s.check = check;
@@ -248,6 +251,7 @@ export class SharedCounters implements Counters {
     const now = this.options.now();
     const started = performance.now();
     const candidates = this.closing ? new Set(this.states.values()) : this.dirty;
+    this.successions.sweep(now, COUNTER_IDLE_MS);
     if (!this.closing) this.sweep.addSlice(candidates, now);
     this.dirty = new Set();
     const { chosen, later } = chooseSyncs(this.states, candidates, now, this.closing, (check) => this.state(check), this.options.pushAfterMs);
@@ -328,8 +332,8 @@ export class SharedCounters implements Counters {
   }
 
   settle(check: CounterCheck, actual: number): void {
-    if (forgottenBudget(this.states, check)) return;
-    const s = this.state(check);
+    const s = forgottenBudget(this.states, check) ? this.successions.settled(check.key, check.reserve) : this.state(check);
+    if (!s) return;
     this.dirty.add(s);
     s.inflight = lessHeld(s.inflight, check.reserve);
     s.unsynced += actual;
@@ -342,7 +346,7 @@ export class SharedCounters implements Counters {
   }
 
   release(check: CounterCheck): void {
-    const s = this.states.get(check.key);
+    const s = this.states.get(check.key) ?? (forgottenBudget(this.states, check) ? this.successions.settled(check.key, check.reserve) : null);
     if (!s) return;
     s.inflight = lessHeld(s.inflight, check.reserve);
     // The next tick looks at it: room this request no longer needs goes back to the other instances.
@@ -373,7 +377,14 @@ export class SharedCounters implements Counters {
   }
 
   drop(prefix: string): void {
-    for (const key of this.states.keys()) if (key.startsWith(prefix)) this.states.delete(key);
+    const now = this.options.now();
+    for (const [key, s] of this.states) {
+      if (!key.startsWith(prefix)) continue;
+      this.successions.retire(key, s.inflight, now);
+      this.states.delete(key);
+      // Never synced again: a successor may have its key, and its requests in flight are the successor's now.
+      this.dirty.delete(s);
+    }
   }
 
   forget(prefix: string): void {

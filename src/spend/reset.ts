@@ -41,6 +41,18 @@ export function dropSpend(rows: readonly SpendRow[] | undefined, counters: Count
   }
 }
 
+/**
+ * Starts budget counters again after an admin change (a new period, a budget set again), from the
+ * stored spend, on every instance (`shared`: in Redis too, which the instance that made the change
+ * does). Requests in flight on them settle on the counters made next (see `Successions`).
+ */
+export function restartBudgets(prefixes: readonly string[] | undefined, counters: Counters, shared: boolean): void {
+  for (const prefix of prefixes ?? []) {
+    if (shared) counters.forget(prefix);
+    else counters.drop(prefix);
+  }
+}
+
 /** The start of every counter key of a scope: each kind's key for it (budget, rate windows, in flight), cut after the scope. */
 const scopePrefixes = (scope: string) =>
   [counterKeys.budget(scope, null), counterKeys.requests(scope, 0), counterKeys.tokens(scope, 0), counterKeys.parallel(scope)]

@@ -1,0 +1,147 @@
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { hashKey } from "../../src/auth/keys";
+import { openDatabase } from "../../src/db";
+import { silentLogger } from "../../src/log";
+import { connectRedis, type RedisLink } from "../../src/redis";
+import { type Harness, inProcessGateway } from "../helpers/gateway";
+import { type RedisServer, sharedPostgres, startRedis } from "../helpers/services";
+
+// An admin change that starts a budget's counter again (a new duration, a spend set, a new per-model
+// period) while requests are in flight: their reservations pass to the new counter and they settle
+// there. Made again from the stored spend alone, the counter let the budget be spent a second time by
+// what was in flight, whose cost reaches the database only after it ends.
+
+const CONFIG = `
+model_list:
+  - model_name: slow
+    litellm_params:
+      model: mock/slow
+      mock_response: "one two three four five six seven eight nine ten"
+      mock_delay_ms: 700
+      input_cost_per_token: 0.000001
+      output_cost_per_token: 0.000002
+general_settings:
+  master_key: sk-1234
+`;
+
+let redis: RedisServer;
+const links: RedisLink[] = [];
+beforeAll(async () => {
+  redis = await startRedis();
+}, 120_000);
+afterAll(async () => {
+  for (const link of links) await link.close();
+  await redis.stop();
+});
+
+/** One gateway on its own counters, or two sharing Postgres and Redis. */
+async function gateways(counters: "local" | "redis"): Promise<Harness[]> {
+  if (counters === "local") return [await inProcessGateway(CONFIG)];
+  const url = await (await sharedPostgres()).newDatabase();
+  const made: Harness[] = [];
+  for (let i = 0; i < 2; i++) {
+    const link = await connectRedis(redis.url, silentLogger);
+    links.push(link);
+    const h = await inProcessGateway(CONFIG, { db: await openDatabase({ url, dataDir: "" }), counters: link.counters, broadcast: (m) => link.publish(m) });
+    link.subscribe((m) => h.gateway.invalidated(m));
+    made.push(h);
+  }
+  return made;
+}
+
+for (const counters of ["local", "redis"] as const) describe(`a budget counter started again with requests in flight (${counters} counters)`, () => {
+  let hs: Harness[] = [];
+  beforeAll(async () => {
+    hs = await gateways(counters);
+  }, 120_000);
+  afterAll(async () => {
+    for (const h of hs) await h.close();
+    if (counters === "redis") for (const h of hs) await h.db.close();
+  });
+
+  /** `count` requests to one instance; resolves once each was admitted or refused (the bodies later). */
+  async function burst(h: Harness, key: string, count: number) {
+    const answers = await Promise.all(Array.from({ length: count }, () => h.chat(key, { max_tokens: 10 }, "slow")));
+    expect(answers.every((a) => a.status === 200 || a.status === 400)).toBe(true);
+    return { admitted: answers.filter((a) => a.status === 200).length, done: Promise.all(answers.map((a) => a.text())) };
+  }
+
+  /** The cost of one request, measured on a key of its own. */
+  async function oneRequest(): Promise<number> {
+    const key = await hs[0]!.createKey();
+    expect((await hs[0]!.chat(key, { max_tokens: 10 }, "slow").then(async (r) => (await r.text(), r.status)))).toBe(200);
+    return spendOf(key);
+  }
+
+  async function spendOf(key: string): Promise<number> {
+    for (const h of hs) await h.flush();
+    const [row] = await hs[0]!.db.query("select spend from keys where token = $1", [hashKey(key)]);
+    return Number(row!.spend);
+  }
+
+  const admin = async (path: string, body: unknown) => expect((await hs[0]!.call(path, body)).status).toBe(200);
+
+  /**
+   * A first burst is admitted up to the budget and held in flight (the provider answers after 700 ms)
+   * while `change` runs (on the first instance); a second burst follows at once. Both bursts go to the
+   * instance `on`: with Redis, the second one, whose counters the change reaches by pub/sub.
+   */
+  async function throughChange(fields: Record<string, unknown>, change: (key: string) => Promise<void>, on: 0 | 1) {
+    const h = hs[Math.min(on, hs.length - 1)]!;
+    const made = await hs[0]!.call("/key/generate", fields);
+    expect(made.status).toBe(200);
+    const { key } = (await made.json()) as { key: string };
+    const first = burst(h, key, 12);
+    // The first burst's admissions are decided well before its answers come.
+    expect(await Promise.race([first.then(() => "answered"), Bun.sleep(400).then(() => "in flight")])).toBe("in flight");
+    await change(key);
+    // The change reached every instance (pub/sub takes a few ms).
+    await Bun.sleep(50);
+    const second = await burst(h, key, 12);
+    await Promise.all([second.done, (await first).done]);
+    expect((await first).admitted).toBe(4);
+    return { key, second: second.admitted };
+  }
+
+  test("a new budget_duration: the requests in flight still count against the budget", async () => {
+    const cost = await oneRequest();
+    const budget = 4 * cost;
+    const { key, second } = await throughChange({ max_budget: budget, budget_duration: "1h" },
+      (key) => admin("/key/update", { key, budget_duration: "2h" }), 1);
+    const spend = await spendOf(key);
+    expect(second).toBeLessThanOrEqual(1);
+    expect(spend).toBeLessThanOrEqual(budget + cost * 1.01);
+  });
+
+  test("a spend set with requests in flight: their cost lands on top of it, and counts", async () => {
+    const cost = await oneRequest();
+    const budget = 4 * cost;
+    const { key, second } = await throughChange({ max_budget: budget }, (key) => admin("/key/update", { key, spend: 0 }), 0);
+    // The spend starts from 0 with the first burst's (4 requests) still to come: the second may add at most one more.
+    const spend = await spendOf(key);
+    expect(second).toBeLessThanOrEqual(1);
+    expect(spend).toBeLessThanOrEqual(budget + cost * 1.01);
+  });
+
+  test("a per-model budget given another period: the requests in flight still count", async () => {
+    const cost = await oneRequest();
+    const budget = 4 * cost;
+    const { key, second } = await throughChange({ model_max_budget: { slow: { budget_limit: budget, time_period: "1h" } } },
+      (key) => admin("/key/update", { key, model_max_budget: { slow: { budget_limit: budget, time_period: "2h" } } }), 1);
+    const spend = await spendOf(key);
+    expect(second).toBeLessThanOrEqual(1);
+    expect(spend).toBeLessThanOrEqual(budget + cost * 1.01);
+  });
+
+  test("a team's budget_duration changed: its members' requests in flight still count", async () => {
+    const cost = await oneRequest();
+    const budget = 4 * cost;
+    const team = `team-${crypto.randomUUID()}`;
+    await admin("/team/new", { team_id: team, max_budget: budget, budget_duration: "1h" });
+    const { second } = await throughChange({ team_id: team }, () => admin("/team/update", { team_id: team, budget_duration: "2h" }), 0);
+    for (const h of hs) await h.flush();
+    const [row] = await hs[0]!.db.query("select spend from teams where team_id = $1", [team]);
+    expect(second).toBeLessThanOrEqual(1);
+    expect(Number(row!.spend)).toBeLessThanOrEqual(budget + cost * 1.01);
+  });
+});
