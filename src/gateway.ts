@@ -14,7 +14,7 @@ import { createPricing } from "./pricing";
 import { createProviders } from "./providers";
 import { type GatewayState, type ProviderCalls, type RequestRecord, type Runtime, createInference, createRuntime, inferenceServerRoutes } from "./proxy";
 import { createSpendWriter, type SpendWriter } from "./spend";
-import { dropSpend, handOver, restartBudgets } from "./spend/reset";
+import { carryOver, dropSpend, handOver, restartBudgets } from "./spend/reset";
 import type { WarmState } from "./warm";
 import { SPEND_PENDING_DIR } from "./paths";
 
@@ -264,6 +264,7 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
       dropSpend(message.reset, counters, spend, true);
       handOver(message.reused, counters, spend, true);
       restartBudgets(message.restart, counters, true);
+      carryOver(message.regenerated, counters, true);
     },
   };
   const health = {
@@ -295,6 +296,7 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
       dropSpend(message.reset, counters, spend, false);
       handOver(message.reused, counters, spend, false);
       restartBudgets(message.restart, counters, false);
+      carryOver(message.regenerated, counters, false);
       // Another instance changed a principal. If that added a budget, its counter is made from the stored
       // spend at the next request: what this instance has not written yet goes first, or the counter
       // would miss it for good. Until then the cached principal serves (a flush takes milliseconds).

@@ -218,7 +218,7 @@ export function keyRoutes(deps: AdminDeps) {
            on conflict (old_token) do update set new_token = excluded.new_token, renamed_at = now()`, [old, renamed.token]);
         return Object.keys(changes).length > 0 ? updateKey(tx, renamed.token, changes) : { row: renamed, restarted: [] };
       });
-      deps.invalidate({ kind: "key", token: old, reused });
+      deps.invalidate({ kind: "key", token: old, reused, regenerated: { from: old, to: row.row.token } });
       updated(row.row.token, changes, row.restarted);
       return { key: raw, ...keyView(row.row) };
   }

@@ -10,7 +10,7 @@ import type { Caller, CustomerRecord, Principal } from "./principal";
 import { isProxyAdmin } from "./principal";
 import { type Json, customerFrom, loadCustomers, loadOrCreateCustomer, loadPrincipals, principalFrom } from "./repo";
 import type { SpendRow } from "../spend/batch";
-import type { ReusedToken } from "../spend/reset";
+import type { Regenerated, ReusedToken } from "../spend/reset";
 
 export * from "./keys";
 export * from "./principal";
@@ -28,14 +28,15 @@ export interface AuthOptions {
 
 /**
  * What an admin write tells every instance to forget: cached records, the spend of rows it reset,
- * what an earlier key left under the token of a key just made (see `handOver`), and the budget
- * counters that start again (their prefixes, see `restartBudgets`).
+ * what an earlier key left under the token of a key just made (see `handOver`), the budget
+ * counters that start again (their prefixes, see `restartBudgets`), and a regenerated key's tokens
+ * (see `carryOver`).
  */
 export type Invalidation = (
   | { kind: "key"; token: string }
   | { kind: "customer"; id: string }
   | { kind: "all" }
-) & { reset?: SpendRow[]; reused?: ReusedToken; restart?: string[] };
+) & { reset?: SpendRow[]; reused?: ReusedToken; restart?: string[]; regenerated?: Regenerated };
 
 const dbUnavailable = () =>
   new GatewayError(503, "service_unavailable", "The database is unavailable and this key is not cached yet; retry shortly");

@@ -25,17 +25,6 @@ export interface CounterCheck {
   expiresAt: number;
 }
 
-/**
- * Whether a request settles elsewhere: a budget counter that is gone was forgotten while the request
- * was in flight (an admin set the spend or the period, or deleted the key, user, team or customer: idle
- * ones are only dropped with nothing reserved). It settles on the counter made next under the same
- * name (see `Successions`), never by making the old one again from the plan made before the change
- * (which would bring the old spend back).
- */
-export function forgottenBudget(states: ReadonlyMap<string, unknown>, check: CounterCheck): boolean {
-  return counterKeys.isBudget(check.key) && !states.has(check.key);
-}
-
 export interface Counters {
   /** Reserves on every check, or on none: the index of the first check at or over its limit, else -1. */
   admit(checks: readonly CounterCheck[]): number | Promise<number>;
@@ -56,12 +45,13 @@ export interface Counters {
   held(check: CounterCheck): number;
   /**
    * Forgets counters whose key starts with `prefix` (after an admin changed a stored spend or a
-   * period), shared ones too. Requests in flight on a budget counter keep their reservation on the
-   * next one made under its name, and settle there (see `Successions`).
+   * period), shared ones too. Requests in flight on a budget or parallel counter keep their
+   * reservation on the next one made under its name, and settle there (see `Successions`);
+   * `renamedTo`: under this prefix instead (a regenerated key's new token).
    */
-  forget(prefix: string): void;
+  forget(prefix: string, renamedTo?: string): void;
   /** Forgets this instance's own state of them: another instance forgot the shared ones. */
-  drop(prefix: string): void;
+  drop(prefix: string, renamedTo?: string): void;
   /** Counters held in memory: idle ones and those of ended periods are dropped. */
   readonly size: number;
   /** Stops timers; flushes what must be flushed. */
@@ -137,7 +127,7 @@ export class LocalCounters implements Counters {
   }
 
   settle(check: CounterCheck, actual: number): void {
-    const state = forgottenBudget(this.states, check) ? this.successions.settled(check.key, check.reserve) : this.state(check);
+    const state = this.successions.endingOn(this.states, check, (c) => this.state(c));
     if (!state) return;
     state.reserved = lessHeld(state.reserved, check.reserve);
     state.value += actual;
@@ -145,7 +135,7 @@ export class LocalCounters implements Counters {
   }
 
   release(check: CounterCheck): void {
-    const state = this.states.get(check.key) ?? (forgottenBudget(this.states, check) ? this.successions.settled(check.key, check.reserve) : null);
+    const state = this.successions.endingOn(this.states, check, null);
     if (state) state.reserved = lessHeld(state.reserved, check.reserve);
   }
 
@@ -167,17 +157,17 @@ export class LocalCounters implements Counters {
     return this.states.get(check.key)?.reserved ?? 0;
   }
 
-  forget(prefix: string): void {
+  forget(prefix: string, renamedTo?: string): void {
     const now = this.now();
     for (const [key, state] of this.states) {
       if (!key.startsWith(prefix)) continue;
-      this.successions.retire(key, state.reserved, now);
+      this.successions.retire(key, state.reserved, now, renamedTo === undefined ? undefined : [prefix, renamedTo]);
       this.states.delete(key);
     }
   }
 
-  drop(prefix: string): void {
-    this.forget(prefix);
+  drop(prefix: string, renamedTo?: string): void {
+    this.forget(prefix, renamedTo);
   }
 
   /**

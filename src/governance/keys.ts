@@ -10,6 +10,7 @@ export const counterKeys = {
   tokens: (scope: string, windowStart: number) => `t:${scope}:${windowStart}`,
   parallel: (scope: string) => `p:${scope}`,
   isBudget: (key: string) => key.startsWith("b:"),
+  isParallel: (key: string) => key.startsWith("p:"),
   /**
    * Prefix of every budget counter of a scope, to forget them when an admin sets its spend. Scopes
    * escape ':' in their ids, so it takes in no other scope's counters (`keyModels` means to take in

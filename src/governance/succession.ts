@@ -1,12 +1,14 @@
 import { counterKeys } from "./keys";
-import { lessHeld } from "./counters";
+import { type CounterCheck, lessHeld } from "./counters";
 
 /**
- * A budget counter an admin change made go (a new period, a spend set, a budget set again) while
- * requests were in flight on it. Made again from the stored spend alone, the next counter would not
- * count them: their cost lands in the database only after they end, so the budget could be spent
- * again by as much as was in flight. Instead their reservations pass to the counter made next under
- * the same name (the key less its period), and each of them settles there.
+ * A counter an admin change made go while requests were in flight on it: a budget's (a new period, a
+ * spend set, a budget set again) or, for a regenerated key, its budgets' and its parallel slots'.
+ * Made again from the stored spend alone, the next budget counter would not count them (their cost
+ * lands in the database only after they end), so the budget could be spent again by as much as was
+ * in flight; a regenerated key would have twice its slots. Instead their reservations pass to the
+ * counter made next under the same name (the key less its period, under the new token for a
+ * regenerated key), and each of them settles there.
  */
 interface Carried<S> {
   /** Reservations of the forgotten counters' requests still in flight, until a successor holds them. */
@@ -15,16 +17,31 @@ interface Carried<S> {
   at: number;
 }
 
-/** A budget counter's name: its key without the period, which changes with a new duration. */
-const nameOf = (key: string) => key.slice(0, key.lastIndexOf(":") + 1);
+/** Whether a counter's requests in flight pass to its successor: budgets and parallel slots (rate windows start afresh). */
+const carries = (key: string) => counterKeys.isBudget(key) || counterKeys.isParallel(key);
+
+/** A counter's name: a budget's key without the period, which changes with a new duration; a parallel counter's key. */
+const nameOf = (key: string) => (counterKeys.isBudget(key) ? key.slice(0, key.lastIndexOf(":") + 1) : key);
 
 export class Successions<S> {
   private readonly carried = new Map<string, Carried<S>>();
+  /** Names of a regenerated key's counters, to those of its new token. */
+  private readonly renamed = new Map<string, string>();
 
-  /** A budget counter goes with `held` reserved by requests in flight. */
-  retire(key: string, held: number, now: number): void {
-    if (!counterKeys.isBudget(key)) return;
+  private nameFor(key: string): string {
     const name = nameOf(key);
+    return this.renamed.get(name) ?? name;
+  }
+
+  /**
+   * A counter goes with `held` reserved by requests in flight. `renamed`: its successor's name has
+   * the second prefix where this one has the first (a regenerated key's new token).
+   */
+  retire(key: string, held: number, now: number, renamed?: readonly [string, string]): void {
+    if (!carries(key)) return;
+    const old = nameOf(key);
+    const name = renamed && old.startsWith(renamed[0]) ? renamed[1] + old.slice(renamed[0].length) : old;
+    if (name !== old) this.renamed.set(old, name);
     const was = this.carried.get(name);
     if (was && !was.successor) {
       was.held += held;
@@ -34,9 +51,9 @@ export class Successions<S> {
     }
   }
 
-  /** A budget counter made under a name whose counter went: the reservations it takes over. */
+  /** A counter made under a name whose counter went: the reservations it takes over. */
   inherit(key: string, successor: S): number {
-    if (this.carried.size === 0 || !counterKeys.isBudget(key)) return 0;
+    if (this.carried.size === 0 || !carries(key)) return 0;
     const carried = this.carried.get(nameOf(key));
     if (!carried || carried.successor) return 0;
     carried.successor = successor;
@@ -46,13 +63,21 @@ export class Successions<S> {
   }
 
   /**
-   * A request admitted on a counter that went has ended: the counter now holding its reservation, to
-   * settle it there, or null when none was made yet (its reservation is let go here; its cost reaches
-   * the stored spend the next counter is made from).
+   * The counter a request ends on (settles, or is released from): its own; for one an admin change
+   * made go, the one holding its reservation now, or null when none was made yet (its reservation is
+   * let go here; its cost reaches the stored spend the next counter is made from). A budget counter
+   * that went with nothing carried is not made again from the plan made before the change (that would
+   * bring the old spend back); others are, with `make` (a tpm window's tokens still count).
    */
-  settled(key: string, reserve: number): S | null {
-    if (this.carried.size === 0) return null;
-    const name = nameOf(key);
+  endingOn(states: ReadonlyMap<string, S>, check: CounterCheck, make: ((check: CounterCheck) => S) | null): S | null {
+    const own = states.get(check.key);
+    if (own) return own;
+    if (this.carried.size > 0 && carries(check.key) && this.carried.has(this.nameFor(check.key))) return this.settled(check.key, check.reserve);
+    return make && !counterKeys.isBudget(check.key) ? make(check) : null;
+  }
+
+  private settled(key: string, reserve: number): S | null {
+    const name = this.nameFor(key);
     const carried = this.carried.get(name);
     if (!carried) return null;
     if (carried.successor) return carried.successor;
@@ -64,5 +89,6 @@ export class Successions<S> {
   /** Successions no request can reach any more: taken over long ago. */
   sweep(now: number, idleMs: number): void {
     for (const [name, carried] of this.carried) if (carried.successor && now - carried.at > idleMs) this.carried.delete(name);
+    for (const [old, name] of this.renamed) if (!this.carried.has(name)) this.renamed.delete(old);
   }
 }

@@ -1,5 +1,5 @@
 import type Redis from "ioredis";
-import { COUNTER_IDLE_MS, type CounterCheck, type Counters, forgottenBudget, lessHeld } from "../governance/counters";
+import { COUNTER_IDLE_MS, type CounterCheck, type Counters, lessHeld } from "../governance/counters";
 import { Successions } from "../governance/succession";
 import type { Logger } from "../log";
 import { chooseSyncs } from "./choose";
@@ -332,7 +332,7 @@ export class SharedCounters implements Counters {
   }
 
   settle(check: CounterCheck, actual: number): void {
-    const s = forgottenBudget(this.states, check) ? this.successions.settled(check.key, check.reserve) : this.state(check);
+    const s = this.successions.endingOn(this.states, check, (c) => this.state(c));
     if (!s) return;
     this.dirty.add(s);
     s.inflight = lessHeld(s.inflight, check.reserve);
@@ -346,7 +346,7 @@ export class SharedCounters implements Counters {
   }
 
   release(check: CounterCheck): void {
-    const s = this.states.get(check.key) ?? (forgottenBudget(this.states, check) ? this.successions.settled(check.key, check.reserve) : null);
+    const s = this.successions.endingOn(this.states, check, null);
     if (!s) return;
     s.inflight = lessHeld(s.inflight, check.reserve);
     // The next tick looks at it: room this request no longer needs goes back to the other instances.
@@ -376,19 +376,19 @@ export class SharedCounters implements Counters {
     return s ? s.inflight + s.others : 0;
   }
 
-  drop(prefix: string): void {
+  drop(prefix: string, renamedTo?: string): void {
     const now = this.options.now();
     for (const [key, s] of this.states) {
       if (!key.startsWith(prefix)) continue;
-      this.successions.retire(key, s.inflight, now);
+      this.successions.retire(key, s.inflight, now, renamedTo === undefined ? undefined : [prefix, renamedTo]);
       this.states.delete(key);
       // Never synced again: a successor may have its key, and its requests in flight are the successor's now.
       this.dirty.delete(s);
     }
   }
 
-  forget(prefix: string): void {
-    this.drop(prefix);
+  forget(prefix: string, renamedTo?: string): void {
+    this.drop(prefix, renamedTo);
     deleteCounters(this.redis, prefix);
   }
 

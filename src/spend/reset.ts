@@ -53,6 +53,31 @@ export function restartBudgets(prefixes: readonly string[] | undefined, counters
   }
 }
 
+/** A key given a new secret: its token before and after. */
+export interface Regenerated {
+  from: string;
+  to: string;
+}
+
+/**
+ * A regenerated key's budget counters and parallel slots go over to its new token, with the requests
+ * still in flight under the old secret holding their reservations there (see `Successions`): its
+ * budgets count them and it has no more slots than its limit. Its rate windows start afresh.
+ */
+export function carryOver(regenerated: Regenerated | undefined, counters: Counters, shared: boolean): void {
+  if (!regenerated) return;
+  const { from, to } = regenerated;
+  const prefixes = [
+    [counterKeys.budgetPrefix(scopes.key(from)), counterKeys.budgetPrefix(scopes.key(to))],
+    [counterKeys.budgetPrefix(scopes.keyModels(from)), counterKeys.budgetPrefix(scopes.keyModels(to))],
+    [counterKeys.parallel(scopes.key(from)), counterKeys.parallel(scopes.key(to))],
+  ] as const;
+  for (const [prefix, renamedTo] of prefixes) {
+    if (shared) counters.forget(prefix, renamedTo);
+    else counters.drop(prefix, renamedTo);
+  }
+}
+
 /** The start of every counter key of a scope: each kind's key for it (budget, rate windows, in flight), cut after the scope. */
 const scopePrefixes = (scope: string) =>
   [counterKeys.budget(scope, null), counterKeys.requests(scope, 0), counterKeys.tokens(scope, 0), counterKeys.parallel(scope)]

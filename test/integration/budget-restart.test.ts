@@ -62,7 +62,7 @@ for (const counters of ["local", "redis"] as const) describe(`a budget counter s
   /** `count` requests to one instance; resolves once each was admitted or refused (the bodies later). */
   async function burst(h: Harness, key: string, count: number) {
     const answers = await Promise.all(Array.from({ length: count }, () => h.chat(key, { max_tokens: 10 }, "slow")));
-    expect(answers.every((a) => a.status === 200 || a.status === 400)).toBe(true);
+    expect(answers.every((a) => a.status === 200 || a.status === 400 || a.status === 429)).toBe(true);
     return { admitted: answers.filter((a) => a.status === 200).length, done: Promise.all(answers.map((a) => a.text())) };
   }
 
@@ -86,7 +86,7 @@ for (const counters of ["local", "redis"] as const) describe(`a budget counter s
    * while `change` runs (on the first instance); a second burst follows at once. Both bursts go to the
    * instance `on`: with Redis, the second one, whose counters the change reaches by pub/sub.
    */
-  async function throughChange(fields: Record<string, unknown>, change: (key: string) => Promise<void>, on: 0 | 1) {
+  async function throughChange(fields: Record<string, unknown>, change: (key: string) => Promise<string | void>, on: 0 | 1) {
     const h = hs[Math.min(on, hs.length - 1)]!;
     const made = await hs[0]!.call("/key/generate", fields);
     expect(made.status).toBe(200);
@@ -94,13 +94,14 @@ for (const counters of ["local", "redis"] as const) describe(`a budget counter s
     const first = burst(h, key, 12);
     // The first burst's admissions are decided well before its answers come.
     expect(await Promise.race([first.then(() => "answered"), Bun.sleep(400).then(() => "in flight")])).toBe("in flight");
-    await change(key);
+    // A regeneration gives the key another secret: the second burst uses it.
+    const next = (await change(key)) ?? key;
     // The change reached every instance (pub/sub takes a few ms).
     await Bun.sleep(50);
-    const second = await burst(h, key, 12);
+    const second = await burst(h, next, 12);
     await Promise.all([second.done, (await first).done]);
     expect((await first).admitted).toBe(4);
-    return { key, second: second.admitted };
+    return { key: next, second: second.admitted };
   }
 
   test("a new budget_duration: the requests in flight still count against the budget", async () => {
@@ -143,5 +144,38 @@ for (const counters of ["local", "redis"] as const) describe(`a budget counter s
     const [row] = await hs[0]!.db.query("select spend from teams where team_id = $1", [team]);
     expect(second).toBeLessThanOrEqual(1);
     expect(Number(row!.spend)).toBeLessThanOrEqual(budget + cost * 1.01);
+  });
+
+  test("a regenerated key: the requests in flight under the old secret count against its budget", async () => {
+    const cost = await oneRequest();
+    const budget = 4 * cost;
+    const { key, second } = await throughChange({ max_budget: budget }, async (key) => {
+      const answer = await hs[0]!.call("/key/regenerate", { key });
+      expect(answer.status).toBe(200);
+      return ((await answer.json()) as { key: string }).key;
+    }, 1);
+    const spend = await spendOf(key);
+    expect(second).toBeLessThanOrEqual(1);
+    expect(spend).toBeLessThanOrEqual(budget + cost * 1.01);
+  });
+
+  test("a regenerated key: the requests in flight under the old secret hold its parallel slots", async () => {
+    const made = await hs[0]!.call("/key/generate", { max_parallel_requests: 2 });
+    const { key } = (await made.json()) as { key: string };
+    const h = hs[hs.length - 1]!;
+    const first = burst(h, key, 2);
+    await Bun.sleep(300);
+    const regenerated = await hs[0]!.call("/key/regenerate", { key });
+    const next = ((await regenerated.json()) as { key: string }).key;
+    await Bun.sleep(50);
+    // Both slots are still taken by the old secret's requests.
+    const during = await h.chat(next, { max_tokens: 10 }, "slow");
+    expect(during.status).toBe(429);
+    expect((await first).admitted).toBe(2);
+    await (await first).done;
+    // They ended: their slots are the key's again.
+    const after = await burst(h, next, 3);
+    await after.done;
+    expect(after.admitted).toBe(2);
   });
 });
