@@ -196,6 +196,7 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
   let runtime = buildRuntime(config, gatewayState, log, clock, calls);
   // Idle budget counters are kept while spend cannot be written.
   const counters = options.counters ?? new LocalCounters(() => clock.now(), undefined, spend.failing);
+  counters.trackWrites(spend.progress);
   const governance = createGovernance(counters, () => clock.now());
   const auth = createAuth({
     db, clock, log, masterKey: g.master_key, cacheSize: g.key_cache_size, cacheTtlMs: g.key_cache_ttl_seconds * 1000,

@@ -63,6 +63,7 @@ export async function mustExist(sql: Sql, table: "users" | "teams" | "budgets" |
  */
 export async function deleteEvery(sql: Database, table: "teams" | "users", column: string, ids: string[], what: string): Promise<string[]> {
   return sql.transaction(async (tx) => {
+    await lockMemberships(tx);
     // Their memberships go too (on delete cascade), and with them the budgets made for those memberships.
     const memberships = await tx.query(`select budget_id from team_memberships where ${column} = any($1::text[])`, [ids]);
     // The other side of each membership stops listing it: a user's `teams`, a team's `members_with_roles`.
@@ -90,6 +91,15 @@ export async function deleteEvery(sql: Database, table: "teams" | "users", colum
     }
     return [...deleted];
   });
+}
+
+/**
+ * Taken first, for the length of its transaction, by every change to who is in which team: a team, its
+ * memberships and its users' `teams` change together. A team deleted while a member was added could
+ * otherwise interleave with it, row locks taken in different orders (a user listing a team just gone).
+ */
+export async function lockMemberships(sql: Sql): Promise<void> {
+  await sql.query("select pg_advisory_xact_lock(hashtext('litegate:memberships'))");
 }
 
 /** Ids of the budgets litegate makes for one membership or one customer (never shared, never made by /budget/new). */

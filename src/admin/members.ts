@@ -3,7 +3,7 @@ import type { Sql } from "../db";
 import { counterKeys, scopes } from "../governance/keys";
 import { SEP } from "../spend/batch";
 import { badRequest, notFound } from "../http/errors";
-import { dropOwnBudgets, resetAtFor } from "./common";
+import { dropOwnBudgets, lockMemberships, resetAtFor } from "./common";
 import type { AdminDeps } from "./deps";
 import { DurationText, Id, Limit, Money, UserId, opt, open } from "./fields";
 import { adminOnlyRoutes } from "./guard";
@@ -15,6 +15,7 @@ import { MAX_MEMBERS_PER_CALL, Member, TeamRole, addMembers, giveMemberDefaults,
  * and the users, and taken in one order those locks cannot deadlock. False when there is no such team.
  */
 async function lockTeam(sql: Sql, teamId: string): Promise<boolean> {
+  await lockMemberships(sql);
   return (await sql.query("select 1 from teams where team_id = $1 for update", [teamId])).length > 0;
 }
 

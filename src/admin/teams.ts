@@ -3,7 +3,7 @@ import type { Sql } from "../db";
 import { counterKeys, idPart, scopes } from "../governance/keys";
 import { badRequest } from "../http/errors";
 import type { SpendRow } from "../spend/batch";
-import { deleteEvery, found, spendRowsOwnedBy, iso, periodView, resetAtFor, updateBudgetHolder, write } from "./common";
+import { deleteEvery, found, lockMemberships, spendRowsOwnedBy, iso, periodView, resetAtFor, updateBudgetHolder, write } from "./common";
 import type { AdminDeps } from "./deps";
 import { DurationText, Id, Limit, Metadata, Models, Money, budgetFields, nextReset, opt, open, teamRefusedFields } from "./fields";
 import { adminOnlyRoutes } from "./guard";
@@ -37,6 +37,7 @@ export function teamView(row: Record<string, any>, now?: number) {
  * e-mail, in any case); memberships, members_with_roles and users.teams kept in step. Returns their ids.
  */
 export async function addMembers(sql: Sql, teamId: string, members: Array<Record<string, any>>, budgetId: string | null): Promise<string[]> {
+  await lockMemberships(sql);
   const ids: string[] = [];
   for (const member of members) {
     let userId: string | undefined = member.user_id ?? undefined;

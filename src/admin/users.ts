@@ -3,7 +3,7 @@ import type { Sql } from "../db";
 import { scopes } from "../governance/keys";
 import { GatewayError, badRequest } from "../http/errors";
 import type { SpendRow } from "../spend/batch";
-import { deleteEvery, found, spendRowsOwnedBy, iso, periodView, resetAtFor, updateBudgetHolder, write } from "./common";
+import { deleteEvery, found, lockMemberships, spendRowsOwnedBy, iso, periodView, resetAtFor, updateBudgetHolder, write } from "./common";
 import type { AdminDeps } from "./deps";
 import { Id, UserId, Models, Money, budgetFields, keyFields, nextReset, numeric, opt, open, Page } from "./fields";
 import { adminOnlyRoutes } from "./guard";
@@ -107,6 +107,7 @@ export function userRoutes(deps: AdminDeps) {
           ...(body.teams ?? []).map((team): Join => ["teams", typeof team === "string" ? { team_id: team } : team]),
           ...(body.team_id ? [["team_id", { team_id: body.team_id }] as Join] : []),
         ];
+        if (joins.length > 0) await lockMemberships(tx);
         for (const [field, join] of joins) {
           const team = await tx.query("select 1 from teams where team_id = $1", [join.team_id]);
           if (team.length === 0) throw badRequest(`${field}: team "${join.team_id}" does not exist (create it with /team/new first)`, field);

@@ -23,6 +23,14 @@ export interface CounterCheck {
   initial: number;
   /** When the counter's period ends (ms), or Infinity. */
   expiresAt: number;
+  /** The counter state admission reserved on: the request settles there, or where an admin change moved it (see `Successions`). */
+  on?: unknown;
+}
+
+/** The spend writer's progress: requests recorded, and how many of the first of them are in the database. */
+export interface WriteProgress {
+  recorded(): number;
+  writtenThrough(): number;
 }
 
 export interface Counters {
@@ -52,6 +60,8 @@ export interface Counters {
   forget(prefix: string, renamedTo?: string): void;
   /** Forgets this instance's own state of them: another instance forgot the shared ones. */
   drop(prefix: string, renamedTo?: string): void;
+  /** Tells the counters how far the spend recorded is in the database (see `Successions`). */
+  trackWrites(progress: WriteProgress): void;
   /** Counters held in memory: idle ones and those of ended periods are dropped. */
   readonly size: number;
   /** Stops timers; flushes what must be flushed. */
@@ -105,7 +115,11 @@ export class LocalCounters implements Counters {
     let state = this.states.get(check.key);
     if (!state) {
       state = { value: check.initial, reserved: 0, expiresAt: check.expiresAt, touchedAt: this.now() };
-      state.reserved = this.successions.inherit(check.key, state);
+      const carried = this.successions.inherit(check.key, state);
+      if (carried) {
+        state.reserved = carried.held;
+        state.value += carried.unwritten;
+      }
       this.states.set(check.key, state);
     }
     return state;
@@ -122,12 +136,13 @@ export class LocalCounters implements Counters {
       const state = this.states.get(check.key)!;
       state.reserved += check.reserve;
       state.touchedAt = now;
+      check.on = state;
     }
     return -1;
   }
 
   settle(check: CounterCheck, actual: number): void {
-    const state = this.successions.endingOn(this.states, check, (c) => this.state(c));
+    const state = this.successions.endingOn(this.states, check, actual, (c) => this.state(c));
     if (!state) return;
     state.reserved = lessHeld(state.reserved, check.reserve);
     state.value += actual;
@@ -135,7 +150,7 @@ export class LocalCounters implements Counters {
   }
 
   release(check: CounterCheck): void {
-    const state = this.successions.endingOn(this.states, check, null);
+    const state = this.successions.endingOn(this.states, check, 0, null);
     if (state) state.reserved = lessHeld(state.reserved, check.reserve);
   }
 
@@ -159,15 +174,20 @@ export class LocalCounters implements Counters {
 
   forget(prefix: string, renamedTo?: string): void {
     const now = this.now();
+    if (renamedTo !== undefined) this.successions.rename(prefix, renamedTo);
     for (const [key, state] of this.states) {
       if (!key.startsWith(prefix)) continue;
-      this.successions.retire(key, state.reserved, now, renamedTo === undefined ? undefined : [prefix, renamedTo]);
+      this.successions.retire(renamedTo === undefined ? key : renamedTo + key.slice(prefix.length), state, state.reserved, now);
       this.states.delete(key);
     }
   }
 
   drop(prefix: string, renamedTo?: string): void {
     this.forget(prefix, renamedTo);
+  }
+
+  trackWrites(progress: WriteProgress): void {
+    this.successions.writes = progress;
   }
 
   /**

@@ -138,7 +138,7 @@ export function planChecks(input: PlanInput): Plan {
     checks.push({
       kind: "budget", scope, label, model: modelName,
       key: counterKeys.budget(id, period.end), limit: edgeOf(max), budget: max, reserve: estimatedCost, initial: period.spend,
-      expiresAt: period.end ?? Infinity,
+      expiresAt: period.end ?? Infinity, on: undefined,
     });
   };
   const rate = (
@@ -146,9 +146,9 @@ export function planChecks(input: PlanInput): Plan {
     rpm: number | null, tpm: number | null, parallel: number | null, modelName?: string,
   ) => {
     const common = { scope, label, model: modelName, modelHeader: modelName === undefined ? undefined : headerToken(modelName), initial: 0 };
-    if (rpm !== null) limits.push({ ...common, kind: "rpm", key: counterKeys.requests(id, window.start), limit: rpm, reserve: 1, expiresAt: window.end });
-    if (tpm !== null) limits.push({ ...common, kind: "tpm", key: counterKeys.tokens(id, window.start), limit: tpm, reserve: input.estimatedTokens ?? 0, expiresAt: window.end });
-    if (parallel !== null) limits.push({ ...common, kind: "parallel", key: counterKeys.parallel(id), limit: parallel, reserve: 1, expiresAt: Infinity });
+    if (rpm !== null) limits.push({ ...common, kind: "rpm", key: counterKeys.requests(id, window.start), limit: rpm, reserve: 1, expiresAt: window.end, on: undefined });
+    if (tpm !== null) limits.push({ ...common, kind: "tpm", key: counterKeys.tokens(id, window.start), limit: tpm, reserve: input.estimatedTokens ?? 0, expiresAt: window.end, on: undefined });
+    if (parallel !== null) limits.push({ ...common, kind: "parallel", key: counterKeys.parallel(id), limit: parallel, reserve: 1, expiresAt: Infinity, on: undefined });
   };
 
 

@@ -1,19 +1,26 @@
 import { counterKeys } from "./keys";
-import { type CounterCheck, lessHeld } from "./counters";
+import { type CounterCheck, type WriteProgress, lessHeld } from "./counters";
 
 /**
- * A counter an admin change made go while requests were in flight on it: a budget's (a new period, a
+ * Counters an admin change made go while requests were in flight on them: a budget's (a new period, a
  * spend set, a budget set again) or, for a regenerated key, its budgets' and its parallel slots'.
  * Made again from the stored spend alone, the next budget counter would not count them (their cost
  * lands in the database only after they end), so the budget could be spent again by as much as was
  * in flight; a regenerated key would have twice its slots. Instead their reservations pass to the
  * counter made next under the same name (the key less its period, under the new token for a
- * regenerated key), and each of them settles there.
+ * regenerated key), and each request settles there: it keeps the counter it reserved on (the check's
+ * `on`), and a counter that went leads to the one that took its reservations, through any number of
+ * changes. A request that ends before a successor is made leaves its cost with the reservations
+ * waiting: the successor, made from the stored spend, adds what the spend writer had not written yet.
  */
 interface Carried<S> {
-  /** Reservations of the forgotten counters' requests still in flight, until a successor holds them. */
+  /** Reservations of requests in flight on the counters that went, until a successor takes them. */
   held: number;
   successor: S | null;
+  /** Joined to another waiting under the same name (a key regenerated twice before any request). */
+  into: Carried<S> | null;
+  /** Costs of requests that ended with no successor yet, with their spend's number at the writer (the stored spend has them once written). */
+  ended: { cost: number; seq: number }[];
   at: number;
 }
 
@@ -23,72 +30,86 @@ const carries = (key: string) => counterKeys.isBudget(key) || counterKeys.isPara
 /** A counter's name: a budget's key without the period, which changes with a new duration; a parallel counter's key. */
 const nameOf = (key: string) => (counterKeys.isBudget(key) ? key.slice(0, key.lastIndexOf(":") + 1) : key);
 
-export class Successions<S> {
-  private readonly carried = new Map<string, Carried<S>>();
-  /** Names of a regenerated key's counters, to those of its new token. */
-  private readonly renamed = new Map<string, string>();
+export class Successions<S extends object> {
+  /** By name: reservations waiting for the next counter made under it. */
+  private readonly waiting = new Map<string, Carried<S>>();
+  private readonly retired = new WeakMap<S, Carried<S>>();
+  /** The spend writer's progress (see `Counters.trackWrites`); without one, all spend counts as written. */
+  writes: WriteProgress = { recorded: () => 0, writtenThrough: () => Infinity };
 
-  private nameFor(key: string): string {
+  /** A counter goes (`state`, under `key`) with `held` reserved by requests in flight. */
+  retire(key: string, state: S, held: number, now: number): void {
+    if (!carries(key)) return;
     const name = nameOf(key);
-    return this.renamed.get(name) ?? name;
+    let carried = this.waiting.get(name);
+    if (!carried) this.waiting.set(name, (carried = { held: 0, successor: null, into: null, ended: [], at: now }));
+    carried.held += held;
+    carried.at = now;
+    this.retired.set(state, carried);
   }
 
-  /**
-   * A counter goes with `held` reserved by requests in flight. `renamed`: its successor's name has
-   * the second prefix where this one has the first (a regenerated key's new token).
-   */
-  retire(key: string, held: number, now: number, renamed?: readonly [string, string]): void {
-    if (!carries(key)) return;
-    const old = nameOf(key);
-    const name = renamed && old.startsWith(renamed[0]) ? renamed[1] + old.slice(renamed[0].length) : old;
-    if (name !== old) this.renamed.set(old, name);
-    const was = this.carried.get(name);
-    if (was && !was.successor) {
-      was.held += held;
-      was.at = now;
-    } else if (held > 0) {
-      this.carried.set(name, { held, successor: null, at: now });
+  /** What waits under names starting with `from` waits under `to` instead (a regenerated key's new token). */
+  rename(from: string, to: string): void {
+    for (const [name, carried] of [...this.waiting]) {
+      if (!name.startsWith(from)) continue;
+      this.waiting.delete(name);
+      const renamed = to + name.slice(from.length);
+      const there = this.waiting.get(renamed);
+      if (there) {
+        there.held += carried.held;
+        there.ended.push(...carried.ended);
+        carried.into = there;
+      } else {
+        this.waiting.set(renamed, carried);
+      }
     }
   }
 
-  /** A counter made under a name whose counter went: the reservations it takes over. */
-  inherit(key: string, successor: S): number {
-    if (this.carried.size === 0 || !carries(key)) return 0;
-    const carried = this.carried.get(nameOf(key));
-    if (!carried || carried.successor) return 0;
+  /**
+   * A counter made under a name whose counter went: the reservations it takes over, and the cost of
+   * requests that ended meanwhile which its stored spend, read now, cannot have yet.
+   */
+  inherit(key: string, successor: S): { held: number; unwritten: number } | null {
+    if (this.waiting.size === 0 || !carries(key)) return null;
+    const name = nameOf(key);
+    const carried = this.waiting.get(name);
+    if (!carried) return null;
+    this.waiting.delete(name);
     carried.successor = successor;
-    const held = carried.held;
-    carried.held = 0;
-    return held;
+    const through = this.writes.writtenThrough();
+    const unwritten = carried.ended.reduce((sum, e) => (e.seq > through ? sum + e.cost : sum), 0);
+    return { held: carried.held, unwritten };
   }
 
   /**
-   * The counter a request ends on (settles, or is released from): its own; for one an admin change
-   * made go, the one holding its reservation now, or null when none was made yet (its reservation is
-   * let go here; its cost reaches the stored spend the next counter is made from). A budget counter
-   * that went with nothing carried is not made again from the plan made before the change (that would
-   * bring the old spend back); others are, with `make` (a tpm window's tokens still count).
+   * The counter a request ends on (settles `actual`, or is released from with 0): the one it reserved
+   * on; for one an admin change made go, the one holding its reservation now, or null when none was
+   * made yet (its reservation is let go here, its cost kept for the successor, see `inherit`).
+   * Without a counter of its own (swept, or never admitted), the one under its key: a budget counter
+   * is not made again from the plan made before a change (that would bring the old spend back);
+   * others are, with `make` (a tpm window's tokens still count).
    */
-  endingOn(states: ReadonlyMap<string, S>, check: CounterCheck, make: ((check: CounterCheck) => S) | null): S | null {
-    const own = states.get(check.key);
-    if (own) return own;
-    if (this.carried.size > 0 && carries(check.key) && this.carried.has(this.nameFor(check.key))) return this.settled(check.key, check.reserve);
-    return make && !counterKeys.isBudget(check.key) ? make(check) : null;
+  endingOn(states: ReadonlyMap<string, S>, check: CounterCheck, actual: number, make: ((check: CounterCheck) => S) | null): S | null {
+    const current = states.get(check.key);
+    const own = check.on as S | undefined;
+    let carried = own === undefined || own === current ? undefined : this.retired.get(own);
+    if (!carried) return current ?? (make && !counterKeys.isBudget(check.key) ? make(check) : null);
+    for (;;) {
+      while (carried.into) carried = carried.into;
+      if (!carried.successor) {
+        carried.held = lessHeld(carried.held, check.reserve);
+        // Its spend is recorded right after: the next one the writer numbers.
+        if (actual > 0 && counterKeys.isBudget(check.key)) carried.ended.push({ cost: actual, seq: this.writes.recorded() + 1 });
+        return null;
+      }
+      const next = this.retired.get(carried.successor);
+      if (!next) return carried.successor;
+      carried = next;
+    }
   }
 
-  private settled(key: string, reserve: number): S | null {
-    const name = this.nameFor(key);
-    const carried = this.carried.get(name);
-    if (!carried) return null;
-    if (carried.successor) return carried.successor;
-    carried.held = lessHeld(carried.held, reserve);
-    if (carried.held === 0) this.carried.delete(name);
-    return null;
-  }
-
-  /** Successions no request can reach any more: taken over long ago. */
+  /** Reservations no successor took for this long (requests in flight that long are rare) wait no more. */
   sweep(now: number, idleMs: number): void {
-    for (const [name, carried] of this.carried) if (carried.successor && now - carried.at > idleMs) this.carried.delete(name);
-    for (const [old, name] of this.renamed) if (!this.carried.has(name)) this.renamed.delete(old);
+    for (const [name, carried] of this.waiting) if (now - carried.at > idleMs) this.waiting.delete(name);
   }
 }

@@ -1,5 +1,5 @@
 import type Redis from "ioredis";
-import { COUNTER_IDLE_MS, type CounterCheck, type Counters, lessHeld } from "../governance/counters";
+import { COUNTER_IDLE_MS, type CounterCheck, type Counters, type WriteProgress, lessHeld } from "../governance/counters";
 import { Successions } from "../governance/succession";
 import type { Logger } from "../log";
 import { chooseSyncs } from "./choose";
@@ -89,7 +89,13 @@ export class SharedCounters implements Counters {
     let s = this.states.get(check.key);
     if (!s) {
       s = newState(check, this.options.now());
-      s.inflight = this.successions.inherit(check.key, s);
+      const carried = this.successions.inherit(check.key, s);
+      if (carried) {
+        s.inflight = carried.held;
+        // Not in the stored spend it starts from: pushed to the shared value as settled here.
+        s.unsynced = carried.unwritten;
+        this.dirty.add(s);
+      }
       this.states.set(check.key, s);
     } else {
       s.check = check;
@@ -112,6 +118,7 @@ export class SharedCounters implements Counters {
     s.admittedSinceSync += check.reserve;
     s.lastReserve = Math.max(check.reserve, s.lastReserve * 0.9);
     s.touchedAt = this.options.now();
+    check.on = s;
   }
 
   admit(checks: readonly CounterCheck[]): number | Promise<number> {
@@ -332,7 +339,7 @@ export class SharedCounters implements Counters {
   }
 
   settle(check: CounterCheck, actual: number): void {
-    const s = this.successions.endingOn(this.states, check, (c) => this.state(c));
+    const s = this.successions.endingOn(this.states, check, actual, (c) => this.state(c));
     if (!s) return;
     this.dirty.add(s);
     s.inflight = lessHeld(s.inflight, check.reserve);
@@ -346,7 +353,7 @@ export class SharedCounters implements Counters {
   }
 
   release(check: CounterCheck): void {
-    const s = this.successions.endingOn(this.states, check, null);
+    const s = this.successions.endingOn(this.states, check, 0, null);
     if (!s) return;
     s.inflight = lessHeld(s.inflight, check.reserve);
     // The next tick looks at it: room this request no longer needs goes back to the other instances.
@@ -378,13 +385,18 @@ export class SharedCounters implements Counters {
 
   drop(prefix: string, renamedTo?: string): void {
     const now = this.options.now();
+    if (renamedTo !== undefined) this.successions.rename(prefix, renamedTo);
     for (const [key, s] of this.states) {
       if (!key.startsWith(prefix)) continue;
-      this.successions.retire(key, s.inflight, now, renamedTo === undefined ? undefined : [prefix, renamedTo]);
+      this.successions.retire(renamedTo === undefined ? key : renamedTo + key.slice(prefix.length), s, s.inflight, now);
       this.states.delete(key);
       // Never synced again: a successor may have its key, and its requests in flight are the successor's now.
       this.dirty.delete(s);
     }
+  }
+
+  trackWrites(progress: WriteProgress): void {
+    this.successions.writes = progress;
   }
 
   forget(prefix: string, renamedTo?: string): void {

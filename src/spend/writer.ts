@@ -51,6 +51,9 @@ export function createSpendWriter(options: SpendWriterOptions) {
   let flushing: Promise<void> | null = null;
   let failures = 0;
   let written = 0;
+  /** Requests whose spend was recorded, and how many of the first of them are surely in the database (all before a flush that completed began). */
+  let recorded = 0;
+  let writtenThrough = 0;
   let setAsideRequests = 0;
   /** Times in a row the batch at the front of the queue was refused for its content (only it is ever retried). */
   let refusals = 0;
@@ -79,6 +82,7 @@ export function createSpendWriter(options: SpendWriterOptions) {
   }
 
   async function writeOnce(): Promise<void> {
+    const through = recorded;
     if (current.size > 0) {
       queue.push(current);
       current = new Batch(options.masterToken ?? null);
@@ -97,6 +101,7 @@ export function createSpendWriter(options: SpendWriterOptions) {
       refusals = 0;
       queue.shift();
     }
+    writtenThrough = through;
   }
 
   let writingSaved: Promise<void> | null = null;
@@ -156,6 +161,7 @@ export function createSpendWriter(options: SpendWriterOptions) {
 
   return {
     record(event: SpendEvent): void {
+      recorded++;
       current.add(event);
       if (current.size >= maxBatch) {
         queue.push(current);
@@ -181,6 +187,8 @@ export function createSpendWriter(options: SpendWriterOptions) {
       return current.size + queue.reduce((n, batch) => n + batch.size, 0);
     },
     written: () => written,
+    /** How far the spend recorded has been written (see `Counters.trackWrites`). */
+    progress: { recorded: () => recorded, writtenThrough: () => writtenThrough },
     /** Requests whose spend was refused by the database and saved aside (see `setAside`). */
     setAside: () => setAsideRequests,
     /** Whether the last write failed: spend is waiting for the database, not just for the next batch. */

@@ -68,6 +68,32 @@ for (const kind of ["postgres", "pglite"] as const) describe(`concurrent admin c
     }
   }, 60_000);
 
+  test("teams and users deleted while members are added: no user lists a team that is gone, no team a user that is gone", async () => {
+    const calls: Call[] = [];
+    const teams: string[] = [];
+    const users: string[] = [];
+    for (let i = 0; i < 16; i++) {
+      const team = `gone-${kind}-${i}`;
+      const user = `leaving-${kind}-${i}`;
+      teams.push(team);
+      users.push(user);
+      expect((await post("/team/new", { team_id: team })).status).toBe(200);
+      expect((await post("/user/new", { user_id: user, auto_create_key: false })).status).toBe(200);
+      calls.push(["member_add", () => post("/team/member_add", { team_id: team, member: { user_id: `stays-${kind}-${i}`, role: "user" } })]);
+      calls.push(["team/delete", () => post("/team/delete", { team_ids: [team] })]);
+      calls.push(["member_add", () => post("/team/member_add", { team_id: `kept-${kind}`, member: { user_id: user, role: "user" } })]);
+      calls.push(["user/delete", () => post("/user/delete", { user_ids: [user] })]);
+    }
+    expect((await post("/team/new", { team_id: `kept-${kind}` })).status).toBe(200);
+    const seen = await together(calls, 8);
+    expect(serverErrors(seen)).toEqual([]);
+    const listing = await h.db.query("select user_id from users where teams && $1::text[]", [teams]);
+    expect(listing.map((r) => r.user_id)).toEqual([]);
+    const kept = (await h.db.query("select members_with_roles from teams where team_id = $1", [`kept-${kind}`]))[0]!;
+    const listed = (kept.members_with_roles as Array<{ user_id: string }>).map((m) => m.user_id).filter((id) => users.includes(id));
+    expect(listed).toEqual([]);
+  }, 60_000);
+
   test("a budget deleted while customers and keys take it: each delete is 200 or a 400 saying who uses it, and nothing loses its budget", async () => {
     const seen: string[] = [];
     const remove = (budget: string) => async () => {

@@ -178,4 +178,57 @@ for (const counters of ["local", "redis"] as const) describe(`a budget counter s
     await after.done;
     expect(after.admitted).toBe(2);
   });
+
+  test("requests that end before any other arrives: their cost still counts, once, whether written yet or not", async () => {
+    const cost = await oneRequest();
+    for (const written of [false, true]) {
+      const budget = 8 * cost;
+      const h = hs[hs.length - 1]!;
+      const made = await hs[0]!.call("/key/generate", { max_budget: budget });
+      const { key } = (await made.json()) as { key: string };
+      const first = burst(h, key, 4);
+      await Bun.sleep(300);
+      await admin("/key/update", { key, spend: 0 });
+      // Nothing comes while they are in flight: no counter takes their reservations before they end.
+      await (await first).done;
+      expect((await first).admitted).toBe(4);
+      // Written (the next counter's stored spend has them) or not yet (it adds them): 4 of 8 either way.
+      if (written) for (const one of hs) await one.flush();
+      const second = await burst(h, key, 8);
+      await second.done;
+      expect(second.admitted).toBeGreaterThanOrEqual(4);
+      expect(second.admitted).toBeLessThanOrEqual(5);
+    }
+  });
+
+  const regenerate = async (key: string) => {
+    const answer = await hs[0]!.call("/key/regenerate", { key });
+    expect(answer.status).toBe(200);
+    return ((await answer.json()) as { key: string }).key;
+  };
+
+  test("a key regenerated twice while a request is in flight: the request holds a slot of the newest secret, then frees it", async () => {
+    for (const between of [false, true]) {
+      const made = await hs[0]!.call("/key/generate", { max_parallel_requests: 2 });
+      const { key } = (await made.json()) as { key: string };
+      const h = hs[hs.length - 1]!;
+      const first = h.chat(key, { max_tokens: 10 }, "slow");
+      await Bun.sleep(200);
+      const second = await regenerate(key);
+      // A request under the second secret takes the other slot (and makes its counter) before the next regeneration.
+      const middle = between ? h.chat(second, { max_tokens: 10 }, "slow") : null;
+      if (middle) await Bun.sleep(100);
+      const third = await regenerate(second);
+      await Bun.sleep(50);
+      const during = await h.chat(third, { max_tokens: 10 }, "slow");
+      await during.text();
+      expect(during.status).toBe(between ? 429 : 200);
+      await (await first).text();
+      await (await middle)?.text();
+      // Nothing in flight: both slots are the key's again.
+      const after = await burst(h, third, 3);
+      await after.done;
+      expect(after.admitted).toBe(2);
+    }
+  });
 });
