@@ -120,6 +120,15 @@ export function modelNames(requested: string, model: string): string[] {
   return names;
 }
 
+/**
+ * The duration a user's budget resets on: its own, else, for an internal user, the default
+ * (`internal_user_budget_duration`), whether its max_budget is its own or the default, as LiteLLM
+ * gives an internal user without one the default duration. The reset scheduler reads it so too.
+ */
+export function userBudgetDuration(user: { budget_duration: string | null; user_role: string | null }, internalDefault: string | null | undefined): string | null {
+  return user.budget_duration ?? (user.user_role === "internal_user" ? internalDefault ?? null : null);
+}
+
 const pick = <T>(own: T | null | undefined, fallback: T | null | undefined): T | null => own ?? fallback ?? null;
 
 /** Every budget and limit that applies to one request, in the order the SPEC checks them. */
@@ -176,10 +185,8 @@ export function planChecks(input: PlanInput): Plan {
           `User=${membership.user_id} in Team=${membership.team_id}`, b?.max_budget ?? null, period);
       }
     } else if (user) {
-      const internal = user.user_role === "internal_user";
-      const useDefault = user.max_budget === null && internal && defaults.maxInternalUserBudget !== undefined;
-      const duration = user.budget_duration ?? (useDefault ? defaults.internalUserBudgetDuration : null);
-      const period = periodOf(user.spend, duration, user.budget_reset_at, user.created_at, now);
+      const useDefault = user.max_budget === null && user.user_role === "internal_user" && defaults.maxInternalUserBudget !== undefined;
+      const period = periodOf(user.spend, userBudgetDuration(user, defaults.internalUserBudgetDuration), user.budget_reset_at, user.created_at, now);
       targets.user = { id: user.user_id, ...turnOf(period, user.budget_reset_at) };
       budget("user", scopes.user(user.user_id), `User=${user.user_id}`, useDefault ? defaults.maxInternalUserBudget! : user.max_budget, period);
     }

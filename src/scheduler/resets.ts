@@ -26,6 +26,7 @@ const TABLES: Table[] = [
     reset: "update keys set spend = 0, budget_reset_at = $3 where token = $1 and budget_reset_at = $2",
   },
   {
+    // An internal user without a duration of its own resets on the default (see userBudgetDuration).
     name: "users",
     due: `select user_id as id, coalesce(budget_duration, case when user_role = 'internal_user' then $2::text end) as duration,
           budget_reset_at as reset_at from users where budget_reset_at <= $1 limit 1000`,

@@ -155,6 +155,23 @@ describe("budgets", () => {
     await governance.admit(planChecks({ caller: keyCaller(teamKey), customer: null, model: "m", estimatedCost: 1, now: NOW, defaults: withDefault }));
   });
 
+  test("an internal user with a max_budget of its own and no duration resets on internal_user_budget_duration, as the scheduler resets it", async () => {
+    const { governance } = setup();
+    const withDefault = { ...defaults, maxInternalUserBudget: 10, internalUserBudgetDuration: "1h" };
+    const p = principal({ user: { max_budget: 1, spend: 5, budget_reset_at: new Date(NOW - 1) } });
+    const plan = planChecks({ caller: keyCaller(p), customer: null, model: "m", estimatedCost: 0.1, now: NOW, defaults: withDefault });
+    // The period the scheduler moves the row to; the spend of the one that ended no longer counts.
+    expect(plan.targets.user?.period).toBe(NOW - 1 + 3_600_000);
+    expect(plan.checks.find((check) => check.scope === "user")).toMatchObject({ budget: 1, initial: 0 });
+    await governance.admit(plan);
+    // Its own max_budget still applies within the period, and a user of another role gets no default duration.
+    const spent = principal({ user: { max_budget: 1, spend: 5, budget_reset_at: new Date(NOW + 1000) } });
+    await rejected(governance.admit(planChecks({ caller: keyCaller(spent), customer: null, model: "m", estimatedCost: 0.1, now: NOW, defaults: withDefault })));
+    const admin = principal({ user: { user_role: "proxy_admin", max_budget: 1, spend: 5, budget_reset_at: new Date(NOW - 1) } });
+    const adminPlan = planChecks({ caller: keyCaller(admin), customer: null, model: "m", estimatedCost: 0.1, now: NOW, defaults: withDefault });
+    expect(adminPlan.targets.user?.period).toBeNull();
+  });
+
   test("a budget whose period has ended counts as reset before any scheduler runs", async () => {
     const { governance } = setup();
     const p = principal({ key: { max_budget: 1, spend: 5, budget_duration: "30s", budget_reset_at: new Date(NOW - 1) } });
