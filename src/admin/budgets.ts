@@ -1,17 +1,18 @@
 import { t } from "elysia";
 import type { Sql } from "../db";
 import { badRequest } from "../http/errors";
-import { RESERVED_BUDGET_PREFIXES, found, isForeignKeyViolation, iso, resetAtFor, updateBudgetHolder, write } from "./common";
+import { RESERVED_BUDGET_PREFIXES, found, isForeignKeyViolation, iso, periodView, resetAtFor, updateBudgetHolder, write } from "./common";
 import type { AdminDeps } from "./deps";
 import { Id, ModelBudgets, budgetFields, nextReset, opt, open } from "./fields";
 import { adminOnlyRoutes } from "./guard";
 
 export const BUDGET_COLUMNS = ["max_budget", "soft_budget", "budget_duration", "budget_reset_at", "tpm_limit", "rpm_limit", "max_parallel_requests", "model_max_budget"];
 
-export function budgetView(row: Record<string, any>) {
+/** A budget row as the API shows it: the end of the period running now, before the scheduler writes it too. */
+export function budgetView(row: Record<string, any>, now?: number) {
   return {
     budget_id: row.budget_id, max_budget: row.max_budget, soft_budget: row.soft_budget, budget_duration: row.budget_duration,
-    budget_reset_at: iso(row.budget_reset_at), tpm_limit: row.tpm_limit, rpm_limit: row.rpm_limit,
+    budget_reset_at: periodView(0, row.budget_reset_at, row.budget_duration, now).budget_reset_at, tpm_limit: row.tpm_limit, rpm_limit: row.rpm_limit,
     max_parallel_requests: row.max_parallel_requests, model_max_budget: row.model_max_budget, created_at: iso(row.created_at),
   };
 }
@@ -36,19 +37,23 @@ export function budgetRoutes(deps: AdminDeps) {
       const own = RESERVED_BUDGET_PREFIXES.find((prefix) => body.budget_id?.startsWith(prefix));
       if (own) throw badRequest(`budget_id: ids starting with "${own}" are those litegate gives a membership's, a team's members' or a customer's own budget`, "budget_id");
       const row = await insertBudget(db, body.budget_id ?? crypto.randomUUID(), body, clock.now());
-      return budgetView(row);
+      return budgetView(row, clock.now());
     }, { body: t.Object({ ...budgetBody, budget_id: opt(Id), ...nextReset }, open), detail: { tags: ["budget management"], summary: "Create a budget (limits shared by customers or members)" } })
     .post("/budget/update", async ({ body }) => {
       const row = await updateBudgetHolder(deps, {
         table: "budgets", idColumn: "budget_id", what: "Budget", columns: BUDGET_COLUMNS, json: ["model_max_budget"],
       }, body.budget_id, body);
-      return budgetView(row);
+      return budgetView(row, clock.now());
     }, { body: t.Object({ ...budgetBody, budget_id: Id, ...nextReset }, open), detail: { tags: ["budget management"], summary: "Change a budget" } })
     .post("/budget/info", async ({ body }) => {
       const rows = await db.query("select * from budgets where budget_id = any($1::text[]) order by budget_id", [body.budgets]);
-      return rows.map(budgetView);
+      const now = clock.now();
+      return rows.map((row) => budgetView(row, now));
     }, { body: t.Object({ budgets: t.Array(Id, { minItems: 1 }) }, open), detail: { tags: ["budget management"], summary: "Budgets by id" } })
-    .get("/budget/list", async () => (await db.query("select * from budgets order by created_at, budget_id")).map(budgetView),
+    .get("/budget/list", async () => {
+      const now = clock.now();
+      return (await db.query("select * from budgets order by created_at, budget_id")).map((row) => budgetView(row, now));
+    },
       { detail: { tags: ["budget management"], summary: "List budgets" } })
     .post("/budget/delete", async ({ body }) => {
       const id = body.id ?? body.budget_id;
@@ -64,7 +69,7 @@ export function budgetRoutes(deps: AdminDeps) {
       if (used) throw used;
       try {
         const [row] = await db.query("delete from budgets where budget_id = $1 returning *", [id]);
-        return budgetView(found(row, "Budget"));
+        return budgetView(found(row, "Budget"), clock.now());
       } catch (error) {
         // Someone took the budget into use since the check: the same answer as if they had before it.
         if (isForeignKeyViolation(error)) throw (await inUse()) ?? error;

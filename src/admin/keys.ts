@@ -18,12 +18,22 @@ const KEY_COLUMNS = [
 const JSON_COLUMNS = ["model_max_budget", "model_rpm_limit", "model_tpm_limit", "metadata"];
 const ARRAY_COLUMNS = ["models"];
 
-/** A key row as the API shows it: everything but anything usable as the key itself. */
+/**
+ * The duration of a key's budget_id, beside a key row of `keys k`: a key without a duration of its
+ * own resets on it, and its view shows that period (see keyView).
+ */
+export const BUDGET_ID_DURATION = "(select b.budget_duration from budgets b where b.budget_id = k.budget_id) as budget_id_duration";
+
+/**
+ * A key row as the API shows it: everything but anything usable as the key itself. The period shown
+ * is the one enforcement counts: on the key's own duration, else its budget_id's (when the row was
+ * read with BUDGET_ID_DURATION).
+ */
 export function keyView(row: Record<string, any>, now?: number) {
   return {
     token: row.token, token_id: row.token, key_name: row.key_name, key_alias: row.key_alias,
     max_budget: row.max_budget, soft_budget: row.soft_budget, budget_duration: row.budget_duration,
-    ...periodView(row.spend, row.budget_reset_at, row.budget_duration, now),
+    ...periodView(row.spend, row.budget_reset_at, row.budget_duration ?? row.budget_id_duration, now),
     models: row.models, tpm_limit: row.tpm_limit, rpm_limit: row.rpm_limit, max_parallel_requests: row.max_parallel_requests,
     model_max_budget: row.model_max_budget, model_rpm_limit: row.model_rpm_limit, model_tpm_limit: row.model_tpm_limit,
     user_id: row.user_id, team_id: row.team_id, budget_id: row.budget_id, expires: iso(row.expires), blocked: row.blocked,
@@ -98,7 +108,7 @@ export function generatedKeyAnswer({ raw, row }: NewKey, body: Record<string, an
 }
 
 async function keyRow(sql: Sql, key: string) {
-  const [row] = await sql.query("select * from keys where token = $1", [tokenOf(key)]);
+  const [row] = await sql.query(`select k.*, ${BUDGET_ID_DURATION} from keys k where k.token = $1`, [tokenOf(key)]);
   return found(row, "Key");
 }
 
@@ -291,7 +301,7 @@ export function keyRoutes(deps: AdminDeps) {
       const filter = where.length ? `where ${where.join(" and ")}` : "";
       const [{ n }] = (await db.query(`select count(*)::int as n from keys ${filter}`, params)) as [{ n: number }];
       const order = `${query.sort_by ?? "created_at"} ${query.sort_order === "desc" ? "desc" : "asc"}`;
-      const rows = await db.query(`select * from keys ${filter} order by ${order}, token limit ${size} offset ${(page - 1) * size}`, params);
+      const rows = await db.query(`select k.*, ${BUDGET_ID_DURATION} from keys k ${filter} order by ${order}, token limit ${size} offset ${(page - 1) * size}`, params);
       const full = yes(query.return_full_object);
       const now = clock.now();
       return { keys: rows.map((r) => (full ? keyView(r, now) : r.token)), total_count: n, current_page: page, total_pages: Math.ceil(n / size) };

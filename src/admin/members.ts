@@ -73,7 +73,7 @@ export function memberRoutes(deps: AdminDeps) {
         `select m.user_id, m.team_id, m.role, m.spend, m.budget_id, row_to_json(b) as litellm_budget_table
          from team_memberships m left join budgets b on b.budget_id = m.budget_id where m.team_id = $1 and m.user_id = any($2::text[])`,
         [body.team_id, added]);
-      return { ...teamView(row), updated_users: users.map((user) => userView(user)), updated_team_memberships: memberships };
+      return { ...teamView(row), updated_users: users.map((user) => userView(user, deps.clock.now(), deps.runtime().config.litellm_settings.internal_user_budget_duration)), updated_team_memberships: memberships };
     }, {
       body: t.Object({ team_id: Id, member: t.Union([Member, t.Array(Member, { minItems: 1, maxItems: MAX_MEMBERS_PER_CALL })]), ...limits }, open),
       detail: { tags: ["team management"], summary: "Add members; max_budget_in_team budgets each member within the team" },

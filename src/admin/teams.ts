@@ -7,7 +7,7 @@ import { deleteEvery, found, lockMemberships, spendRowsOwnedBy, iso, periodView,
 import type { AdminDeps } from "./deps";
 import { DurationText, Id, Limit, Metadata, Models, Money, budgetFields, nextReset, opt, open, teamRefusedFields } from "./fields";
 import { adminOnlyRoutes } from "./guard";
-import { keyView } from "./keys";
+import { BUDGET_ID_DURATION, keyView } from "./keys";
 import { budgetView } from "./budgets";
 
 /** A member's role in a team, as LiteLLM allows them. */
@@ -99,7 +99,7 @@ export async function giveOwnBudget(sql: Sql, teamId: string, userId: string, fi
 /** Teams as LiteLLM lists them: each with its keys and its memberships (their spend and budget), in two queries. */
 async function withKeysAndMemberships(db: Sql, rows: Array<Record<string, any>>, now: number) {
   const ids = rows.map((row) => row.team_id as string);
-  const keys = await db.query("select * from keys where team_id = any($1::text[]) order by created_at", [ids]);
+  const keys = await db.query(`select k.*, ${BUDGET_ID_DURATION} from keys k where k.team_id = any($1::text[]) order by k.created_at`, [ids]);
   const memberships = await db.query(
     `select m.user_id, m.team_id, m.role, m.spend, m.budget_id, m.budget_reset_at, row_to_json(b) as litellm_budget_table
      from team_memberships m left join budgets b on b.budget_id = m.budget_id where m.team_id = any($1::text[]) order by m.created_at`, [ids]);
@@ -224,7 +224,7 @@ export function teamRoutes(deps: AdminDeps) {
       const [team] = await withKeysAndMemberships(db, [row!], now);
       const [memberBudget] = await db.query("select * from budgets where budget_id = $1", [teamMemberBudgetId(row!.team_id)]);
       return {
-        team_id: row!.team_id, team_info: { ...teamView(row!, now), team_member_budget_table: memberBudget ? budgetView(memberBudget) : null },
+        team_id: row!.team_id, team_info: { ...teamView(row!, now), team_member_budget_table: memberBudget ? budgetView(memberBudget, now) : null },
         keys: team!.keys, team_memberships: team!.team_memberships,
       };
     }, { query: t.Object({ team_id: Id }), detail: { tags: ["team management"], summary: "A team, its keys and memberships with their spend" } })

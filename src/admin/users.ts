@@ -1,13 +1,14 @@
 import { t } from "elysia";
 import type { Sql } from "../db";
 import { scopes } from "../governance/keys";
+import { userBudgetDuration } from "../governance/policy";
 import { GatewayError, badRequest } from "../http/errors";
 import type { SpendRow } from "../spend/batch";
 import { deleteEvery, found, lockMemberships, spendRowsOwnedBy, iso, periodView, resetAtFor, updateBudgetHolder, write } from "./common";
 import type { AdminDeps } from "./deps";
 import { Id, UserId, Models, Money, budgetFields, keyFields, nextReset, numeric, opt, open, Page } from "./fields";
 import { adminOnlyRoutes } from "./guard";
-import { boundedKey, generatedKeyAnswer, insertKey, keyView, refuseMasterKey } from "./keys";
+import { BUDGET_ID_DURATION, boundedKey, generatedKeyAnswer, insertKey, keyView, refuseMasterKey } from "./keys";
 import { MAX_MEMBERS_PER_CALL, TeamRole, addMembers, giveMemberDefaults, giveOwnBudget, teamView } from "./teams";
 
 const ROLES = ["proxy_admin", "proxy_admin_viewer", "internal_user", "internal_user_viewer", "team", "customer"] as const;
@@ -15,11 +16,15 @@ const Role = t.Union(ROLES.map((role) => t.Literal(role)), { error: `must be one
 const USER_COLUMNS = ["user_email", "user_alias", "user_role", "max_budget", "soft_budget", "budget_duration", "budget_reset_at", "models",
   "tpm_limit", "rpm_limit", "max_parallel_requests", "metadata", "spend"];
 
-export function userView(row: Record<string, any>, now?: number) {
+/**
+ * A user row as the API shows it, with the period enforcement counts: on the user's own duration,
+ * else, for an internal user, on `internal_user_budget_duration` (`internalDuration`).
+ */
+export function userView(row: Record<string, any>, now?: number, internalDuration?: string | null) {
   return {
     user_id: row.user_id, user_email: row.user_email, user_alias: row.user_alias, user_role: row.user_role,
     max_budget: row.max_budget, soft_budget: row.soft_budget, budget_duration: row.budget_duration,
-    ...periodView(row.spend, row.budget_reset_at, row.budget_duration, now),
+    ...periodView(row.spend, row.budget_reset_at, userBudgetDuration(row as { budget_duration: string | null; user_role: string | null }, internalDuration), now),
     models: row.models, tpm_limit: row.tpm_limit, rpm_limit: row.rpm_limit, max_parallel_requests: row.max_parallel_requests,
     teams: row.teams, metadata: row.metadata, created_at: iso(row.created_at), updated_at: iso(row.updated_at),
   };
@@ -70,6 +75,7 @@ async function claimEmail(db: Sql, userId: string, email: string): Promise<void>
 
 export function userRoutes(deps: AdminDeps) {
   const { db, clock } = deps;
+  const internalDuration = () => deps.runtime().config.litellm_settings.internal_user_budget_duration;
   /** As LiteLLM allows, a user may be named by its e-mail (compared without case) when no user_id is sent. */
   const userIdByEmail = async (email: string | null | undefined): Promise<string> => {
     if (!email) throw badRequest("user_id: required (or user_email, to find the user by it)", "user_id");
@@ -123,7 +129,7 @@ export function userRoutes(deps: AdminDeps) {
         return { user: joined!, key: await insertKey(tx, keyBody, clock.now()) };
       });
       deps.invalidate({ kind: "all", reused: result.key?.reused });
-      const view = userView(result.user);
+      const view = userView(result.user, clock.now(), internalDuration());
       if (!result.key) return { ...view, key: null, expires: null };
       return { ...generatedKeyAnswer(result.key, keyBody!), ...view, key: result.key.raw, expires: iso(result.key.row.expires), max_budget: view.max_budget };
     }, { body: t.Object(userFields, open), detail: { tags: ["user management"], summary: "Create a user (and a key unless auto_create_key is false)" } })
@@ -135,7 +141,7 @@ export function userRoutes(deps: AdminDeps) {
         table: "users", idColumn: "user_id", what: "User", columns: USER_COLUMNS, json: ["metadata"], arrays: ["models"], scope: scopes.user, spendRow: "users",
       }, userId, body);
       // LiteLLM answers {user_id, data}; the fields are at the top level too.
-      const view = userView(row);
+      const view = userView(row, clock.now(), internalDuration());
       return { ...view, data: view };
     }, {
       body: t.Object({ ...budgetFields, user_id: t.Optional(UserId), user_email: opt(t.String({ maxLength: 512 })), user_alias: opt(t.String({ maxLength: 512 })), user_role: t.Optional(Role),
@@ -154,14 +160,14 @@ export function userRoutes(deps: AdminDeps) {
       const [row] = await db.query("select * from users where user_id = $1", [query.user_id]);
       found(row, "User");
       const keys = await db.query(
-        "select k.*, t.team_alias from keys k left join teams t using (team_id) where k.user_id = $1 order by k.created_at", [query.user_id]);
+        `select k.*, t.team_alias, ${BUDGET_ID_DURATION} from keys k left join teams t using (team_id) where k.user_id = $1 order by k.created_at`, [query.user_id]);
       // As LiteLLM answers: each key with its team's alias, each team whole; the user's membership is added as member_*.
       const teams = await db.query(
         `select t.*, m.role as member_role, m.spend as member_spend, m.budget_id as member_budget_id
          from team_memberships m join teams t using (team_id) where m.user_id = $1 order by m.created_at`, [query.user_id]);
       const now = clock.now();
       return {
-        user_id: row!.user_id, user_info: userView(row!, now),
+        user_id: row!.user_id, user_info: userView(row!, now, internalDuration()),
         keys: keys.map((key) => ({ ...keyView(key, now), team_alias: key.team_alias })),
         teams: teams.map((team) => ({ ...teamView(team, now), member_role: team.member_role, member_spend: team.member_spend, member_budget_id: team.member_budget_id })),
       };
@@ -180,7 +186,7 @@ export function userRoutes(deps: AdminDeps) {
       const filter = where.length > 0 ? `where ${where.join(" and ")}` : "";
       const rows = await db.query(`select * from users ${filter} order by created_at, user_id limit ${size} offset ${(page - 1) * size}`, params);
       const [{ n }] = (await db.query(`select count(*)::int as n from users ${filter}`, params)) as [{ n: number }];
-      return { users: rows.map((row) => userView(row, clock.now())), total: n, page, page_size: size, total_pages: Math.ceil(n / size) };
+      return { users: rows.map((row) => userView(row, clock.now(), internalDuration())), total: n, page, page_size: size, total_pages: Math.ceil(n / size) };
     }, {
       query: t.Object({ role: t.Optional(t.String()), user_ids: t.Optional(t.String()), user_email: t.Optional(t.String()), team: t.Optional(t.String()), page: t.Optional(Page), page_size: t.Optional(numeric({ minimum: 1, maximum: 1000, integer: true, field: "page_size" })) }),
       detail: { tags: ["user management"], summary: "List users" },
