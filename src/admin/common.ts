@@ -47,6 +47,14 @@ export function resetAtFor(duration: string | null | undefined, now: number): Da
   return parsed ? addDuration(new Date(now), parsed) : null;
 }
 
+/**
+ * The first reset of an internal user made now without a duration of its own: its budget runs on
+ * `internal_user_budget_duration` (see userBudgetDuration), from when it is made.
+ */
+export function internalUserResetAt(deps: Pick<AdminDeps, "runtime" | "clock">): Date | null {
+  return resetAtFor(deps.runtime().config.litellm_settings.internal_user_budget_duration, deps.clock.now());
+}
+
 /** A key given as raw `sk-…` or as its hash. */
 export function tokenOf(key: string): string {
   return /^[0-9a-f]{64}$/.test(key) ? key : hashKey(key);

@@ -5,7 +5,7 @@ import { counterKeys, scopes } from "../governance/keys";
 import type { ReusedToken } from "../spend/reset";
 import { addDuration, parseDuration, sameDuration } from "../governance/duration";
 import { GatewayError, authError, badRequest, notFound } from "../http/errors";
-import { assignments, budgetChange, found, iso, mustExist, periodView, resetAtFor, tokenOf, write } from "./common";
+import { assignments, budgetChange, found, internalUserResetAt, iso, mustExist, periodView, resetAtFor, tokenOf, write } from "./common";
 import type { AdminDeps } from "./deps";
 import { withKeyDefaults, withinUpperBounds } from "./key-params";
 import { Money, Page, keyFields, nextReset, numeric, open } from "./fields";
@@ -63,8 +63,11 @@ async function takeOver(sql: Sql, token: string): Promise<ReusedToken | undefine
   return renamed ? { token, heldBy: renamed.new_token } : undefined;
 }
 
-/** Inserts a key (and its user when new). The raw key is returned once; only its hash is stored. */
-export async function insertKey(sql: Sql, body: Record<string, any>, now: number, userRole = "internal_user"): Promise<NewKey> {
+/**
+ * Inserts a key (and its user when new: an internal user, whose period starts at `userResetAt`). The
+ * raw key is returned once; only its hash is stored.
+ */
+export async function insertKey(sql: Sql, body: Record<string, any>, now: number, userResetAt: Date | null = null): Promise<NewKey> {
   const raw: string = body.key ?? generateKey();
   const token = hashKey(raw);
   if (body.key) {
@@ -74,7 +77,7 @@ export async function insertKey(sql: Sql, body: Record<string, any>, now: number
   }
   const reused = body.key ? await takeOver(sql, token) : undefined;
   const userId: string = body.user_id ?? crypto.randomUUID();
-  await sql.query("insert into users (user_id, user_role) values ($1, $2) on conflict (user_id) do nothing", [userId, userRole]);
+  await sql.query("insert into users (user_id, user_role, budget_reset_at) values ($1, 'internal_user', $2) on conflict (user_id) do nothing", [userId, userResetAt]);
   if (body.team_id) await mustExist(sql, "teams", "team_id", body.team_id, "team_id");
   if (body.budget_id) await mustExist(sql, "budgets", "budget_id", body.budget_id, "budget_id");
   // A key without a duration of its own counts periods of its budget_id's, from now.
@@ -237,7 +240,7 @@ export function keyRoutes(deps: AdminDeps) {
     .post("/key/generate", async ({ body: sent }) => {
       refuseMasterKey(deps, sent.key, "key");
       const body = bounded(sent, true);
-      const created = await db.transaction((tx) => insertKey(tx, body, clock.now()));
+      const created = await db.transaction((tx) => insertKey(tx, body, clock.now(), internalUserResetAt(deps)));
       deps.invalidate({ kind: "key", token: created.row.token, reused: created.reused });
       return generatedKeyAnswer(created, body);
     }, { body: t.Object(keyFields, open), detail: { tags: ["key management"], summary: "Create a virtual key (the raw key is returned once)" } })

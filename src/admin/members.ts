@@ -3,7 +3,7 @@ import type { Sql } from "../db";
 import { counterKeys, scopes } from "../governance/keys";
 import { SEP } from "../spend/batch";
 import { badRequest, notFound } from "../http/errors";
-import { dropOwnBudgets, lockMemberships, resetAtFor } from "./common";
+import { dropOwnBudgets, internalUserResetAt, lockMemberships, resetAtFor } from "./common";
 import type { AdminDeps } from "./deps";
 import { DurationText, Id, Limit, Money, UserId, opt, open } from "./fields";
 import { adminOnlyRoutes } from "./guard";
@@ -56,13 +56,13 @@ export function memberRoutes(deps: AdminDeps) {
       const { row, added } = await db.transaction(async (tx) => {
         if (!(await lockTeam(tx, body.team_id))) throw notFound(`Team not found for team_id=${body.team_id}`);
         await refuseExistingMembers(tx, body.team_id, members);
-        const added = await addMembers(tx, body.team_id, members, null);
+        const added = await addMembers(tx, body.team_id, members, null, internalUserResetAt(deps));
         // Every member added gets the budget and limits sent, from nothing: a former membership's are not
         // kept. Members sent without any take the team's member budget, when it has one.
         if ([body.max_budget_in_team, body.budget_duration, body.tpm_limit, body.rpm_limit, body.max_parallel_requests].some((v) => v != null)) {
           for (const userId of added) await giveOwnBudget(tx, body.team_id, userId, body, deps.clock.now());
         } else {
-          await giveMemberDefaults(tx, body.team_id, added);
+          await giveMemberDefaults(tx, body.team_id, added, deps.clock.now());
         }
         return { row: (await tx.query("select * from teams where team_id = $1", [body.team_id]))[0]!, added };
       });

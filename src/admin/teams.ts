@@ -3,7 +3,7 @@ import type { Sql } from "../db";
 import { counterKeys, idPart, scopes } from "../governance/keys";
 import { badRequest } from "../http/errors";
 import type { SpendRow } from "../spend/batch";
-import { deleteEvery, found, lockMemberships, spendRowsOwnedBy, iso, periodView, resetAtFor, updateBudgetHolder, write } from "./common";
+import { deleteEvery, found, internalUserResetAt, lockMemberships, spendRowsOwnedBy, iso, periodView, resetAtFor, updateBudgetHolder, write } from "./common";
 import type { AdminDeps } from "./deps";
 import { DurationText, Id, Limit, Metadata, Models, Money, budgetFields, nextReset, opt, open, teamRefusedFields } from "./fields";
 import { adminOnlyRoutes } from "./guard";
@@ -34,9 +34,12 @@ export function teamView(row: Record<string, any>, now?: number) {
 
 /**
  * Adds (or re-roles) members: missing users are created (a member given by e-mail is the user with that
- * e-mail, in any case); memberships, members_with_roles and users.teams kept in step. Returns their ids.
+ * e-mail, in any case), internal users whose period starts at `newUserResetAt`; memberships,
+ * members_with_roles and users.teams kept in step. Returns their ids.
  */
-export async function addMembers(sql: Sql, teamId: string, members: Array<Record<string, any>>, budgetId: string | null): Promise<string[]> {
+export async function addMembers(
+  sql: Sql, teamId: string, members: Array<Record<string, any>>, budgetId: string | null, newUserResetAt: Date | null = null,
+): Promise<string[]> {
   await lockMemberships(sql);
   const ids: string[] = [];
   for (const member of members) {
@@ -47,9 +50,9 @@ export async function addMembers(sql: Sql, teamId: string, members: Array<Record
     }
     if (!userId) throw badRequest("member: user_id or user_email is required", "member");
     await sql.query(
-      `insert into users (user_id, user_email, teams) values ($1, $2, array[$3]::text[])
+      `insert into users (user_id, user_email, teams, budget_reset_at) values ($1, $2, array[$3]::text[], $4)
        on conflict (user_id) do update set teams = case when $3 = any(users.teams) then users.teams else array_append(users.teams, $3) end`,
-      [userId, member.user_email ?? null, teamId]);
+      [userId, member.user_email ?? null, teamId, newUserResetAt]);
     const role = member.role ?? "user";
     await sql.query(
       `insert into team_memberships (team_id, user_id, role, budget_id) values ($1, $2, $3, $4)
@@ -146,11 +149,16 @@ async function applyMemberDefaults(sql: Sql, teamId: string, body: Record<string
   }
 }
 
-/** Members just added take the team's member budget when they were given none of their own. */
-export async function giveMemberDefaults(sql: Sql, teamId: string, userIds: string[]): Promise<void> {
+/**
+ * Members just added take the team's member budget when they were given none of their own, and start
+ * its period (`team_member_budget_duration`) now, as a member given a duration of their own does.
+ */
+export async function giveMemberDefaults(sql: Sql, teamId: string, userIds: string[], now: number): Promise<void> {
+  const [budget] = await sql.query("select budget_duration from budgets where budget_id = $1", [teamMemberBudgetId(teamId)]);
+  if (!budget) return;
   await sql.query(
-    `update team_memberships set budget_id = $3 where team_id = $1 and user_id = any($2::text[]) and budget_id is null
-       and exists (select 1 from budgets where budget_id = $3)`, [teamId, userIds, teamMemberBudgetId(teamId)]);
+    `update team_memberships set budget_id = $3, budget_reset_at = $4 where team_id = $1 and user_id = any($2::text[]) and budget_id is null
+       and exists (select 1 from budgets where budget_id = $3)`, [teamId, userIds, teamMemberBudgetId(teamId), resetAtFor(budget.budget_duration, now)]);
 }
 
 const teamFields = { ...budgetFields, ...memberDefaults, ...teamRefusedFields, team_alias: opt(t.String({ maxLength: 512 })), models: t.Optional(Models), metadata: opt(Metadata), blocked: opt(t.Boolean()) };
@@ -173,7 +181,7 @@ export function teamRoutes(deps: AdminDeps) {
           [teamId, body.team_alias ?? null, body.max_budget ?? null, body.budget_duration ?? null, resetAtFor(body.budget_duration, clock.now()),
             body.models ?? [], body.tpm_limit ?? null, body.rpm_limit ?? null, body.max_parallel_requests ?? null,
             JSON.stringify(body.metadata ?? {}), body.blocked ?? false]));
-        await addMembers(tx, teamId, body.members_with_roles ?? [], null);
+        await addMembers(tx, teamId, body.members_with_roles ?? [], null, internalUserResetAt(deps));
         await applyMemberDefaults(tx, teamId, body, clock.now());
         return (await tx.query("select * from teams where team_id = $1", [teamId]))[0]!;
       });

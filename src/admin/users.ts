@@ -94,6 +94,8 @@ export function userRoutes(deps: AdminDeps) {
         budget_id: body.budget_id, blocked: body.blocked, metadata: body.metadata, model_max_budget: body.model_max_budget,
         model_rpm_limit: body.model_rpm_limit, model_tpm_limit: body.model_tpm_limit, spend: body.spend,
       }, true);
+      // An internal user without a duration of its own starts the default one's period now.
+      const duration = userBudgetDuration({ budget_duration: body.budget_duration ?? null, user_role: body.user_role ?? "internal_user" }, internalDuration());
       const result = await db.transaction(async (tx) => {
         await refuseTakenUser(tx, userId, body.user_email ?? null);
         // A user made meanwhile under the same id (by /key/generate too) is refused as one found above is.
@@ -102,7 +104,7 @@ export function userRoutes(deps: AdminDeps) {
              tpm_limit, rpm_limit, max_parallel_requests, teams, metadata, spend)
            values ($1, $2, $3, $4, $5, $6, $7, $8, $9::text[], $10, $11, $12, $13::text[], $14::text::jsonb, $15) returning *`,
           [userId, body.user_email ?? null, body.user_alias ?? null, body.user_role ?? "internal_user", body.max_budget ?? null,
-            body.soft_budget ?? null, body.budget_duration ?? null, resetAtFor(body.budget_duration, clock.now()), body.models ?? [],
+            body.soft_budget ?? null, body.budget_duration ?? null, resetAtFor(duration, clock.now()), body.models ?? [],
             body.tpm_limit ?? null, body.rpm_limit ?? null, body.max_parallel_requests ?? null, [], JSON.stringify(body.metadata ?? {}), body.spend ?? 0],
         ).catch((error) => {
           throw (error as { code?: string })?.code === "23505" ? idTaken(userId) : error;
@@ -121,7 +123,7 @@ export function userRoutes(deps: AdminDeps) {
           if (join.max_budget_in_team != null) {
             await giveOwnBudget(tx, join.team_id, userId, { max_budget_in_team: join.max_budget_in_team }, clock.now());
           } else {
-            await giveMemberDefaults(tx, join.team_id, [userId]);
+            await giveMemberDefaults(tx, join.team_id, [userId], clock.now());
           }
         }
         const [joined] = joins.length > 0 ? await tx.query("select * from users where user_id = $1", [userId]) : [user];
