@@ -198,6 +198,8 @@ export interface UpdateSpec {
   scope?: (id: string) => string;
   /** The spend row a set spend resets on every instance. */
   spendRow?: SpendRow["table"];
+  /** The duration the row resets on when its own is taken away (an internal user's default), from the row before the update. */
+  fallbackDuration?: (before: Record<string, any> | undefined) => string | null;
 }
 
 /**
@@ -214,9 +216,10 @@ export async function updateBudgetHolder(
   await deps.spend.flush();
   const changes: Record<string, unknown> = { ...body };
   const [before] = "budget_duration" in body || "max_budget" in body
-    ? await deps.db.query(`select budget_duration, max_budget from ${spec.table} where ${spec.idColumn} = $1`, [id]) : [];
+    ? await deps.db.query(`select * from ${spec.table} where ${spec.idColumn} = $1`, [id]) : [];
   const { newPeriod, budgetBack } = budgetChange(before, body);
-  if (newPeriod) changes.budget_reset_at = resetAtFor(body.budget_duration as string | null, deps.clock.now());
+  const duration = (body.budget_duration as string | null | undefined) ?? spec.fallbackDuration?.(before) ?? null;
+  if (newPeriod) changes.budget_reset_at = resetAtFor(duration, deps.clock.now());
   const { sets, values } = assignments(changes, spec.columns, spec.json, spec.arrays);
   if (sets.length === 0) throw badRequest(`nothing to update: send at least one ${spec.what.toLowerCase()} field`);
   values.push(id);
