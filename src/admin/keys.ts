@@ -136,10 +136,10 @@ const yes = (value: string | undefined) => ["true", "1"].includes(value?.toLower
 export function keyRoutes(deps: AdminDeps) {
   const { db, clock } = deps;
   const setBlocked = async (key: string, blocked: boolean) => {
-    const [row] = await db.query("update keys set blocked = $2, updated_at = now() where token = $1 returning *", [tokenOf(key), blocked]);
+    const [row] = await db.query(`update keys k set blocked = $2, updated_at = now() where token = $1 returning k.*, ${BUDGET_ID_DURATION}`, [tokenOf(key), blocked]);
     found(row, "Key");
     deps.invalidate({ kind: "key", token: row!.token });
-    return { key, ...keyView(row!) };
+    return { key, ...keyView(row!, clock.now()) };
   };
 
   const bounded = (body: Record<string, any>, isNew: boolean) => boundedKey(deps, body, isNew);
@@ -182,7 +182,7 @@ export function keyRoutes(deps: AdminDeps) {
     }
     values.push(token);
     const [updated] = await write(`key_alias "${body.key_alias}"`, () =>
-      tx.query(`update keys set ${[...sets, "updated_at = now()"].join(", ")} where token = $${values.length} returning *`, values), "key_alias");
+      tx.query(`update keys k set ${[...sets, "updated_at = now()"].join(", ")} where token = $${values.length} returning k.*, ${BUDGET_ID_DURATION}`, values), "key_alias");
     // A key regenerated or deleted meanwhile is gone under this token.
     return { row: found(updated, "Key"), restarted };
   }
@@ -251,7 +251,7 @@ export function keyRoutes(deps: AdminDeps) {
       const token = tokenOf(body.key);
       const { row, restarted } = await db.transaction((tx) => updateKey(tx, token, body));
       updated(token, body, restarted);
-      return { key: body.key, ...keyView(row) };
+      return { key: body.key, ...keyView(row, clock.now()) };
     }, {
       body: t.Object({ ...keyUpdateFields, key: t.String({ minLength: 1 }) }, open),
       detail: { tags: ["key management"], summary: "Change a key's settings (spend too)" },

@@ -25,7 +25,7 @@ describe("periods shown by the admin API", () => {
     expect(listed).toMatchObject({ spend: 0, budget_reset_at: new Date(ended + HOUR).toISOString() });
   });
 
-  test("/key/info, /key/list and /user/info show the running period of a key on its budget_id's duration", async () => {
+  test("/key/info, /key/list, /user/info and the answers of /key/block and /key/update show the running period of a key on its budget_id's duration", async () => {
     const { h, json } = { h: gateway.h, json: gateway.json };
     expect((await json("/budget/new", { budget_id: "ten-s", max_budget: 100, budget_duration: "10s" })).status).toBe(200);
     const key = (await json("/key/generate", { budget_id: "ten-s", user_id: "key-owner" })).body.key as string;
@@ -35,6 +35,9 @@ describe("periods shown by the admin API", () => {
     expect((await json(`/key/info?key=${key}`)).body.info).toMatchObject(running);
     expect((await json("/key/list?user_id=key-owner&return_full_object=true")).body.keys[0]).toMatchObject(running);
     expect((await json("/user/info?user_id=key-owner")).body.keys[0]).toMatchObject(running);
+    // The answers of changes to the key show it too.
+    expect((await json("/key/block", { key })).body).toMatchObject(running);
+    expect((await json("/key/update", { key, key_alias: "on-ten-s" })).body).toMatchObject(running);
   });
 
   test("/budget/info and /budget/list show the end of the running period, not the stored one that has passed", async () => {
