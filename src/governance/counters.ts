@@ -173,13 +173,7 @@ export class LocalCounters implements Counters {
   }
 
   forget(prefix: string, renamedTo?: string): void {
-    const now = this.now();
-    if (renamedTo !== undefined) this.successions.rename(prefix, renamedTo);
-    for (const [key, state] of this.states) {
-      if (!key.startsWith(prefix)) continue;
-      this.successions.retire(renamedTo === undefined ? key : renamedTo + key.slice(prefix.length), state, state.reserved, now);
-      this.states.delete(key);
-    }
+    this.successions.retireUnder(this.states, prefix, renamedTo, this.now(), (state) => state.reserved);
   }
 
   drop(prefix: string, renamedTo?: string): void {

@@ -37,8 +37,24 @@ export class Successions<S extends object> {
   /** The spend writer's progress (see `Counters.trackWrites`); without one, all spend counts as written. */
   writes: WriteProgress = { recorded: () => 0, writtenThrough: () => Infinity };
 
-  /** A counter goes (`state`, under `key`) with `held` reserved by requests in flight. */
-  retire(key: string, state: S, held: number, now: number): void {
+  /**
+   * Every counter of `states` under `prefix` goes (`renamedTo`: its successor comes under this prefix
+   * instead), each with what `held` says its requests in flight reserved. Returns those that went.
+   */
+  retireUnder(states: Map<string, S>, prefix: string, renamedTo: string | undefined, now: number, held: (state: S) => number): S[] {
+    if (renamedTo !== undefined) this.rename(prefix, renamedTo);
+    const gone: S[] = [];
+    for (const [key, state] of states) {
+      if (!key.startsWith(prefix)) continue;
+      this.retire(renamedTo === undefined ? key : renamedTo + key.slice(prefix.length), state, held(state), now);
+      states.delete(key);
+      gone.push(state);
+    }
+    return gone;
+  }
+
+  /** A counter goes (`state`, its successor to be made under `key`) with `held` reserved by requests in flight. */
+  private retire(key: string, state: S, held: number, now: number): void {
     if (!carries(key)) return;
     const name = nameOf(key);
     let carried = this.waiting.get(name);
@@ -49,7 +65,7 @@ export class Successions<S extends object> {
   }
 
   /** What waits under names starting with `from` waits under `to` instead (a regenerated key's new token). */
-  rename(from: string, to: string): void {
+  private rename(from: string, to: string): void {
     for (const [name, carried] of [...this.waiting]) {
       if (!name.startsWith(from)) continue;
       this.waiting.delete(name);

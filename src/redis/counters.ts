@@ -384,15 +384,8 @@ export class SharedCounters implements Counters {
   }
 
   drop(prefix: string, renamedTo?: string): void {
-    const now = this.options.now();
-    if (renamedTo !== undefined) this.successions.rename(prefix, renamedTo);
-    for (const [key, s] of this.states) {
-      if (!key.startsWith(prefix)) continue;
-      this.successions.retire(renamedTo === undefined ? key : renamedTo + key.slice(prefix.length), s, s.inflight, now);
-      this.states.delete(key);
-      // Never synced again: a successor may have its key, and its requests in flight are the successor's now.
-      this.dirty.delete(s);
-    }
+    // Never synced again: a successor may have their key, and their requests in flight are the successor's now.
+    for (const s of this.successions.retireUnder(this.states, prefix, renamedTo, this.options.now(), (s) => s.inflight)) this.dirty.delete(s);
   }
 
   trackWrites(progress: WriteProgress): void {
