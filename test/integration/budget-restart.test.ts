@@ -1,10 +1,8 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { hashKey } from "../../src/auth/keys";
-import { openDatabase } from "../../src/db";
-import { silentLogger } from "../../src/log";
-import { connectRedis, type RedisLink } from "../../src/redis";
 import { type Harness, inProcessGateway } from "../helpers/gateway";
-import { type RedisServer, sharedPostgres, startRedis } from "../helpers/services";
+import { sharedPostgres } from "../helpers/services";
+import { sharedRedis } from "../helpers/shared-redis";
 
 // An admin change that starts a budget's counter again (a new duration, a spend set, a new per-model
 // period) while requests are in flight: their reservations pass to the new counter and they settle
@@ -24,29 +22,13 @@ general_settings:
   master_key: sk-1234
 `;
 
-let redis: RedisServer;
-const links: RedisLink[] = [];
-beforeAll(async () => {
-  redis = await startRedis();
-}, 120_000);
-afterAll(async () => {
-  for (const link of links) await link.close();
-  await redis.stop();
-});
+const redis = sharedRedis();
 
 /** One gateway on its own counters, or two sharing Postgres and Redis. */
 async function gateways(counters: "local" | "redis"): Promise<Harness[]> {
   if (counters === "local") return [await inProcessGateway(CONFIG)];
   const url = await (await sharedPostgres()).newDatabase();
-  const made: Harness[] = [];
-  for (let i = 0; i < 2; i++) {
-    const link = await connectRedis(redis.url, silentLogger);
-    links.push(link);
-    const h = await inProcessGateway(CONFIG, { db: await openDatabase({ url, dataDir: "" }), counters: link.counters, broadcast: (m) => link.publish(m) });
-    link.subscribe((m) => h.gateway.invalidated(m));
-    made.push(h);
-  }
-  return made;
+  return [await redis.instance(CONFIG, url), await redis.instance(CONFIG, url)];
 }
 
 for (const counters of ["local", "redis"] as const) describe(`a budget counter started again with requests in flight (${counters} counters)`, () => {
@@ -80,6 +62,11 @@ for (const counters of ["local", "redis"] as const) describe(`a budget counter s
   }
 
   const admin = async (path: string, body: unknown) => expect((await hs[0]!.call(path, body)).status).toBe(200);
+  const regenerate = async (key: string) => {
+    const answer = await hs[0]!.call("/key/regenerate", { key });
+    expect(answer.status).toBe(200);
+    return ((await answer.json()) as { key: string }).key;
+  };
 
   /**
    * A first burst is admitted up to the budget and held in flight (the provider answers after 700 ms)
@@ -104,35 +91,28 @@ for (const counters of ["local", "redis"] as const) describe(`a budget counter s
     return { key: next, second: second.admitted };
   }
 
-  test("a new budget_duration: the requests in flight still count against the budget", async () => {
+  /** A key with a budget of 4 requests spends at most 5 through `change`, made while 4 are in flight. */
+  async function heldThrough(fields: (budget: number) => Record<string, unknown>, change: (key: string, budget: number) => Promise<string | void>, on: 0 | 1) {
     const cost = await oneRequest();
     const budget = 4 * cost;
-    const { key, second } = await throughChange({ max_budget: budget, budget_duration: "1h" },
-      (key) => admin("/key/update", { key, budget_duration: "2h" }), 1);
-    const spend = await spendOf(key);
+    const { key, second } = await throughChange(fields(budget), (key) => change(key, budget), on);
     expect(second).toBeLessThanOrEqual(1);
-    expect(spend).toBeLessThanOrEqual(budget + cost * 1.01);
-  });
+    expect(await spendOf(key)).toBeLessThanOrEqual(budget + cost * 1.01);
+  }
 
-  test("a spend set with requests in flight: their cost lands on top of it, and counts", async () => {
-    const cost = await oneRequest();
-    const budget = 4 * cost;
-    const { key, second } = await throughChange({ max_budget: budget }, (key) => admin("/key/update", { key, spend: 0 }), 0);
-    // The spend starts from 0 with the first burst's (4 requests) still to come: the second may add at most one more.
-    const spend = await spendOf(key);
-    expect(second).toBeLessThanOrEqual(1);
-    expect(spend).toBeLessThanOrEqual(budget + cost * 1.01);
-  });
+  test("a new budget_duration: the requests in flight still count against the budget", () =>
+    heldThrough((budget) => ({ max_budget: budget, budget_duration: "1h" }), (key) => admin("/key/update", { key, budget_duration: "2h" }), 1));
 
-  test("a per-model budget given another period: the requests in flight still count", async () => {
-    const cost = await oneRequest();
-    const budget = 4 * cost;
-    const { key, second } = await throughChange({ model_max_budget: { slow: { budget_limit: budget, time_period: "1h" } } },
-      (key) => admin("/key/update", { key, model_max_budget: { slow: { budget_limit: budget, time_period: "2h" } } }), 1);
-    const spend = await spendOf(key);
-    expect(second).toBeLessThanOrEqual(1);
-    expect(spend).toBeLessThanOrEqual(budget + cost * 1.01);
-  });
+  // The spend starts from 0 with the first burst's 4 requests still to come: the second may add at most one more.
+  test("a spend set with requests in flight: their cost lands on top of it, and counts", () =>
+    heldThrough((budget) => ({ max_budget: budget }), (key) => admin("/key/update", { key, spend: 0 }), 0));
+
+  test("a per-model budget given another period: the requests in flight still count", () =>
+    heldThrough((budget) => ({ model_max_budget: { slow: { budget_limit: budget, time_period: "1h" } } }),
+      (key, budget) => admin("/key/update", { key, model_max_budget: { slow: { budget_limit: budget, time_period: "2h" } } }), 1));
+
+  test("a regenerated key: the requests in flight under the old secret count against its budget", () =>
+    heldThrough((budget) => ({ max_budget: budget }), (key) => regenerate(key), 1));
 
   test("a team's budget_duration changed: its members' requests in flight still count", async () => {
     const cost = await oneRequest();
@@ -144,19 +124,6 @@ for (const counters of ["local", "redis"] as const) describe(`a budget counter s
     const [row] = await hs[0]!.db.query("select spend from teams where team_id = $1", [team]);
     expect(second).toBeLessThanOrEqual(1);
     expect(Number(row!.spend)).toBeLessThanOrEqual(budget + cost * 1.01);
-  });
-
-  test("a regenerated key: the requests in flight under the old secret count against its budget", async () => {
-    const cost = await oneRequest();
-    const budget = 4 * cost;
-    const { key, second } = await throughChange({ max_budget: budget }, async (key) => {
-      const answer = await hs[0]!.call("/key/regenerate", { key });
-      expect(answer.status).toBe(200);
-      return ((await answer.json()) as { key: string }).key;
-    }, 1);
-    const spend = await spendOf(key);
-    expect(second).toBeLessThanOrEqual(1);
-    expect(spend).toBeLessThanOrEqual(budget + cost * 1.01);
   });
 
   test("a regenerated key: the requests in flight under the old secret hold its parallel slots", async () => {
@@ -200,12 +167,6 @@ for (const counters of ["local", "redis"] as const) describe(`a budget counter s
       expect(second.admitted).toBeLessThanOrEqual(5);
     }
   });
-
-  const regenerate = async (key: string) => {
-    const answer = await hs[0]!.call("/key/regenerate", { key });
-    expect(answer.status).toBe(200);
-    return ((await answer.json()) as { key: string }).key;
-  };
 
   test("a key regenerated twice while a request is in flight: the request holds a slot of the newest secret, then frees it", async () => {
     for (const between of [false, true]) {

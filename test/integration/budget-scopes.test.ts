@@ -1,30 +1,15 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { openDatabase } from "../../src/db";
-import { silentLogger } from "../../src/log";
-import { connectRedis, type RedisLink } from "../../src/redis";
 import { type Harness, MOCK_CONFIG, inProcessGateway } from "../helpers/gateway";
-import { type RedisServer, sharedPostgres, startRedis } from "../helpers/services";
+import { sharedPostgres } from "../helpers/services";
+import { sharedRedis } from "../helpers/shared-redis";
 
 // An admin change to one entity forgets its budget counters only: never those of an entity whose id
 // starts with its id and a ':' (customer "acme" and customer "acme:1", user "u" and user "u:2").
-let redis: RedisServer;
-const links: RedisLink[] = [];
-beforeAll(async () => {
-  redis = await startRedis();
-}, 120_000);
-afterAll(async () => {
-  for (const link of links) await link.close();
-  await redis.stop();
-});
+const redis = sharedRedis();
 
 async function gateway(counters: "local" | "redis"): Promise<Harness> {
   if (counters === "local") return inProcessGateway(MOCK_CONFIG);
-  const link = await connectRedis(redis.url, silentLogger);
-  links.push(link);
-  const db = await openDatabase({ url: await (await sharedPostgres()).newDatabase(), dataDir: "" });
-  const h = await inProcessGateway(MOCK_CONFIG, { db, counters: link.counters, broadcast: (m) => link.publish(m) });
-  link.subscribe((m) => h.gateway.invalidated(m));
-  return h;
+  return redis.instance(MOCK_CONFIG, await (await sharedPostgres()).newDatabase());
 }
 
 for (const counters of ["local", "redis"] as const) describe(`budget scopes with ${counters} counters`, () => {
