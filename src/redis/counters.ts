@@ -3,11 +3,11 @@ import { COUNTER_IDLE_MS, type CounterCheck, type Counters, type WriteProgress, 
 import { Successions } from "../governance/succession";
 import type { Logger } from "../log";
 import { chooseSyncs } from "./choose";
-import { HEARTBEAT_REPLIES, Heartbeat, generationOf } from "./heartbeat";
+import { ALIVE_ADMITTING_MS, ALIVE_MS, HEARTBEAT_REPLIES, Heartbeat, generationOf } from "./heartbeat";
 import { deleteCounters, reclaimMessage, redisKeys } from "./keys";
 import {
-  SYNC_SLICE, type State, type SyncReply, alone, applyReply, consumed, fitsLease, atLimit, heldByOthers, lostData, pushed, replyAt, roomWanted,
-  newState, refused, serialized, spareWanted, startPush, syncArgs, tickSync, unpushed,
+  type State, type SyncReply, type TickSync, addTickSyncs, alone, applyReply, applyTickReplies, consumed, fitsLease, atLimit, heldByOthers, lostData,
+  pushed, replyAt, roomWanted, newState, refused, serialized, spareWanted, startPush, syncArgs, tickSync, unpushed,
 } from "./lease";
 import { Sweep } from "./sweep";
 import SYNC_SCRIPT from "./sync.lua" with { type: "text" };
@@ -28,9 +28,6 @@ import SYNC_SCRIPT from "./sync.lua" with { type: "text" };
  * `reclaim`), and is asked again after these waits (a few of their ticks each).
  */
 const RETRY_AFTER_MS = [25, 50];
-/** A round trip this often (ms) keeps an instance alive; one admitting on its lease learns as fast that Redis lost it. */
-const ALIVE_MS = 500;
-const ALIVE_ADMITTING_MS = 25;
 
 export interface SharedCountersOptions {
   redis: Redis;
@@ -263,7 +260,7 @@ export class SharedCounters implements Counters {
     this.dirty = new Set();
     const { chosen, later } = chooseSyncs(this.states, candidates, now, this.closing, (check) => this.state(check), this.options.pushAfterMs);
     for (const s of later) this.dirty.add(s);
-    let sent: ({ s: State } & ReturnType<typeof tickSync>)[] = [];
+    let sent: TickSync[] = [];
     try {
       // Stay alive (our leases stay valid) even when no counter needs a sync. While Redis does not answer
       // (it may hang: syncs would wait for their timeout), only the heartbeat goes, until it answers.
@@ -282,12 +279,7 @@ export class SharedCounters implements Counters {
       const pipeline = this.redis.pipeline();
       this.heartbeat.add(pipeline);
       sent = chosen.map((s) => ({ s, ...tickSync(s, now) }));
-      // Many counters per script call, in slices short enough not to hold Redis up for the other instances.
-      for (let from = 0; from < sent.length; from += SYNC_SLICE) {
-        const slice = sent.slice(from, from + SYNC_SLICE);
-        const keys = slice.map(({ s }) => redisKeys.counter(s.check.key));
-        (pipeline as any).litegateSync(slice.length, ...keys, this.options.instanceId, ...slice.flatMap(({ args }) => args));
-      }
+      addTickSyncs(pipeline, sent, this.options.instanceId);
       this.roundTrips++;
       this.counterSyncs += sent.length;
       const done = pipeline.exec();
@@ -300,17 +292,7 @@ export class SharedCounters implements Counters {
       const replies = all.slice(HEARTBEAT_REPLIES);
       const answered = sent;
       sent = [];
-      answered.forEach(({ s, push, recovering }, i) => {
-        const [error, flat] = replies[Math.floor(i / SYNC_SLICE)]!;
-        if (error) {
-          unpushed(s, push);
-          this.unhealthy(error);
-        } else {
-          // Synced against an emptied Redis: the push is in the counter made again, which is brought back up next.
-          pushed(s, push);
-          applyReply(s, replyAt(flat as unknown[], i % SYNC_SLICE), this.options.now(), this.tickMs, generation, recovering);
-        }
-      });
+      for (const error of applyTickReplies(answered, replies, this.options.now(), this.tickMs, generation)) this.unhealthy(error);
       if (replies.some(([error]) => !error)) this.healthy();
       this.syncs++;
       this.lastSyncMs = performance.now() - started;

@@ -3,6 +3,10 @@ import { redisKeys } from "./keys";
 
 type Pipeline = ReturnType<Redis["pipeline"]>;
 
+/** A round trip this often (ms) keeps an instance alive; one admitting on its lease learns as fast that Redis lost it. */
+export const ALIVE_MS = 500;
+export const ALIVE_ADMITTING_MS = 25;
+
 /** Replies of the heartbeat that opens every round trip's pipeline (see `Heartbeat.add`). */
 export const HEARTBEAT_REPLIES = 3;
 

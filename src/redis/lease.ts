@@ -1,4 +1,5 @@
 import type { CounterCheck } from "../governance/counters";
+import { redisKeys } from "./keys";
 
 /**
  * One shared counter as an instance sees it, and the arithmetic of its lease: how much room it holds,
@@ -268,4 +269,36 @@ export function carryTraffic(next: State, current: State): State {
   next.lastReserve = current.lastReserve;
   next.lastActual = current.lastActual;
   return next;
+}
+
+/** One counter's part of a tick: its state, what it pushes and the script's arguments (see `tickSync`). */
+export type TickSync = { s: State } & ReturnType<typeof tickSync>;
+
+/** A tick's syncs, added to its pipeline: many counters per script call, in slices short enough not to hold Redis up for the other instances. */
+export function addTickSyncs(pipeline: object, sent: readonly TickSync[], instanceId: string): void {
+  for (let from = 0; from < sent.length; from += SYNC_SLICE) {
+    const slice = sent.slice(from, from + SYNC_SLICE);
+    const keys = slice.map(({ s }) => redisKeys.counter(s.check.key));
+    (pipeline as any).litegateSync(slice.length, ...keys, instanceId, ...slice.flatMap(({ args }) => args));
+  }
+}
+
+/**
+ * A tick's replies (one per script call, see `addTickSyncs`) applied to the counters it synced; a
+ * counter whose call failed keeps its push for a later sync. Returns the errors, one per such counter.
+ */
+export function applyTickReplies(sent: readonly TickSync[], replies: readonly [Error | null, unknown][], now: number, tickMs: number, generation: string | null): Error[] {
+  const errors: Error[] = [];
+  sent.forEach(({ s, push, recovering }, i) => {
+    const [error, flat] = replies[Math.floor(i / SYNC_SLICE)]!;
+    if (error) {
+      unpushed(s, push);
+      errors.push(error);
+    } else {
+      // Synced against an emptied Redis: the push is in the counter made again, which is brought back up next.
+      pushed(s, push);
+      applyReply(s, replyAt(flat as unknown[], i % SYNC_SLICE), now, tickMs, generation, recovering);
+    }
+  });
+  return errors;
 }
