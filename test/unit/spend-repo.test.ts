@@ -199,16 +199,21 @@ describe("the spend writer", () => {
       expect(saved.deltas.keys).toEqual([{ id: "k1", amount: 0.125, period: Date.parse("2026-01-02T00:00:00Z") }]);
       expect(saved.spend_logs.copy_text).toContain("\trefused-model\t");
       expect(errors.some((message) => message.includes("set aside"))).toBe(true);
-      writer.record(event(0.25, {}));
-      await writer.flush();
-      expect(writer.backlog()).toBe(0);
-      expect((await one("select spend from teams where team_id = 't1'")).spend).toBeCloseTo(before + 0.25, 12);
+      await expectWrittenAfter(writer, before);
     } finally {
       await writer.close();
       await db.query("alter table spend_logs drop constraint if exists refuse_one_model");
     }
   });
 });
+
+/** Spend recorded after a batch was set aside is written: the team's spend grows from `before` by it. */
+async function expectWrittenAfter(writer: ReturnType<typeof createSpendWriter>, before: number): Promise<void> {
+  writer.record(event(0.25, {}));
+  await writer.flush();
+  expect(writer.backlog()).toBe(0);
+  expect((await one("select spend from teams where team_id = 't1'")).spend).toBeCloseTo(before + 0.25, 12);
+}
 
 describe("a batch that cannot be encoded", () => {
   test("(a period that is not a date) is set aside at the first try, and the spend after it is written", async () => {
@@ -222,10 +227,7 @@ describe("a batch that cannot be encoded", () => {
       expect(writer.backlog()).toBe(0);
       expect(writer.setAside()).toBe(1);
       expect(readdirSync(dir)).toHaveLength(1);
-      writer.record(event(0.25, {}));
-      await writer.flush();
-      expect(writer.backlog()).toBe(0);
-      expect((await one("select spend from teams where team_id = 't1'")).spend).toBeCloseTo(before + 0.25, 12);
+      await expectWrittenAfter(writer, before);
     } finally {
       await writer.close();
     }
