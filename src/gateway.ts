@@ -65,6 +65,10 @@ export interface Gateway {
 
 /** How long closing waits for admitted requests to record their spend (they take milliseconds once their connection is gone). */
 const SETTLE_AT_CLOSE_MS = 5000;
+/** litellm_settings whose change gives users or customers another budget (see `reloadOnce`). */
+const DEFAULT_BUDGETS = ["max_internal_user_budget", "internal_user_budget_duration", "max_end_user_budget"] as const;
+/** How long records another instance's change made out of date wait for this instance's unwritten spend (ms). */
+const WRITTEN_WAIT_MS = 1000;
 
 /**
  * The gateway budget's period as the config names it. Given a period while none is stored
@@ -231,7 +235,7 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
    * Reads the config again and swaps it in. The gateway's stored spend is read first (pending spend
    * written before it), so a gateway budget the new config turns on counts what was already spent.
    */
-  const reloadFromSource = async () => {
+  const reloadOnce = async () => {
     if (!options.configSource) throw new Error("this gateway was not started from a config file");
     try {
       const next = options.configSource();
@@ -247,6 +251,14 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
         // A counter left from an earlier period with the budget on missed what was spent since.
         counters.forget(counterKeys.budgetPrefix(scopes.gateway()));
       }
+      // A default budget for users or customers turned on or given another period: its counters are made
+      // from the records' stored spend, which must be read again, after this instance's unwritten spend is
+      // in it (a cached record holds the spend it had when read; a counter made from it would miss what
+      // was spent since, for good).
+      if (DEFAULT_BUDGETS.some((name) => before[name] !== after[name])) {
+        await spend.flush();
+        auth.invalidate({ kind: "all" });
+      }
       runtime = buildRuntime(next.config, gatewayState, log, clock, calls);
       for (const warning of warnings) log.warn(`config: ${warning}`);
       log.info("config reloaded", { models: next.config.model_list.length });
@@ -255,6 +267,13 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
       log.error("config reload refused: keeping the running config", { error: error instanceof Error ? error.message : String(error) });
       throw error;
     }
+  };
+  // One reload at a time, each reading the file when its turn comes: the last one asked for is the one that stays.
+  let reloading: Promise<unknown> = Promise.resolve();
+  const reloadFromSource = () => {
+    const next = reloading.then(reloadOnce, reloadOnce);
+    reloading = next.catch(() => {});
+    return next;
   };
   const admin: AdminDeps = {
     db, clock, log, auth, counters, spend, runtime: () => runtime, reloadConfig: reloadFromSource,
@@ -298,11 +317,11 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
       handOver(message.reused, counters, spend, false);
       restartBudgets(message.restart, counters, false);
       carryOver(message.regenerated, counters, false);
-      // Another instance changed a principal. If that added a budget, its counter is made from the stored
-      // spend at the next request: what this instance has not written yet goes first, or the counter
-      // would miss it for good. Until then the cached principal serves (a flush takes milliseconds).
-      if (spend.backlog() === 0) auth.invalidate(message);
-      else void spend.flush().catch(() => {}).finally(() => auth.invalidate(message));
+      // Another instance changed a principal. A budget counter it added or started again is made from the
+      // stored spend at the next request: what this instance has not written yet goes first, or the
+      // counter would miss it for good. The records are forgotten now and read again after that write
+      // (a flush takes milliseconds; a stuck one is not waited for past WRITTEN_WAIT_MS).
+      auth.invalidate(message, spend.backlog() === 0 ? undefined : Promise.race([spend.flush().catch(() => {}), Bun.sleep(WRITTEN_WAIT_MS)]));
     },
     reload(next) {
       runtime = buildRuntime(next, gatewayState, log, clock, calls);

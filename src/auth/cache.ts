@@ -75,7 +75,9 @@ export class TtlCache<V> {
         if (epoch === this.epoch && (this.options.keep?.(value) ?? true)) this.set(id, value);
         return value;
       })
-      .finally(() => this.loading.delete(id));
+      .finally(() => {
+        if (this.loading.get(id) === promise) this.loading.delete(id);
+      });
     this.loading.set(id, promise);
     return promise;
   }
@@ -119,14 +121,17 @@ export class TtlCache<V> {
     }
   }
 
+  /** Forgets an entry; a load under way is not joined by the next callers (it may have read what was true before). */
   delete(id: string): void {
     this.epoch++;
     this.entries.delete(id);
+    this.loading.delete(id);
   }
 
   clear(): void {
     this.epoch++;
     this.entries.clear();
+    this.loading.clear();
   }
 
   values(): IterableIterator<Entry<V>> {

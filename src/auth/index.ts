@@ -74,13 +74,20 @@ export function createAuth(options: AuthOptions) {
    */
   const RELOAD_AFTER_MS = COUNTER_IDLE_MS - 60_000;
 
+  /**
+   * Set while what this instance had not written when another instance's change came is being written
+   * (see `invalidate`): the records that change made it forget are read after it.
+   */
+  let writing: Promise<void> | null = null;
+  const afterWriting = <T>(read: () => Promise<T>) => (writing ? writing.then(read) : read());
+
   async function principalFor(token: string): Promise<Principal | null> {
     const cached = principals.peek(token);
     if (cached && cached.age < RELOAD_AFTER_MS && (cached.fresh || principals.serveStale(token))) return cached.value;
     if (!cached && unknown.peek(token)?.fresh) return null;
     try {
       const generation = principals.generation;
-      const principal = await principals.load(token, () => lookUp(token));
+      const principal = await principals.load(token, () => afterWriting(() => lookUp(token)));
       // Not held as unknown if the key was written meanwhile (a key made just now is known at once).
       if (principal === null && principals.generation === generation) unknown.set(token, true);
       return principal;
@@ -119,7 +126,7 @@ export function createAuth(options: AuthOptions) {
       const cached = customers.peek(id);
       if (cached && cached.age < RELOAD_AFTER_MS && (cached.fresh || customers.serveStale(id))) return cached.value;
       try {
-        return await customers.load(id, () => loadOrCreateCustomer(db, id));
+        return await customers.load(id, () => afterWriting(() => loadOrCreateCustomer(db, id)));
       } catch (error) {
         if (cached) return cached.value;
         log.once("warn", "customer-db-down", "database unreachable: customer served with default budget", { error: String(error) });
@@ -130,7 +137,20 @@ export function createAuth(options: AuthOptions) {
     /** Whether a raw key is the master key (a virtual key may not take its value). */
     isMasterKey: (raw: string): boolean => masterToken !== null && sameToken(hashKey(raw), masterToken),
 
-    invalidate(message: Invalidation): void {
+    /**
+     * Forgets what an admin change made out of date. `written`: the change was made on another instance
+     * while this one had spend not written yet; the records are read again only once it is (or it took
+     * too long). Until then their requests wait rather than being served as before the change (a key
+     * blocked there), and no budget counter the change started again is made from a record read before
+     * this instance's spend was in it (it would miss that spend for good).
+     */
+    invalidate(message: Invalidation, written?: Promise<void>): void {
+      if (written) {
+        const gate: Promise<void> = written.then(() => {
+          if (writing === gate) writing = null;
+        });
+        writing = gate;
+      }
       if (message.kind === "key") {
         principals.delete(message.token);
         unknown.delete(message.token);

@@ -58,3 +58,35 @@ test("database_url written in the file for the DATABASE_URL already in use is no
     await g.close();
   }
 });
+
+test("a default budget for users or customers turned on at a reload counts what they spent before it", async () => {
+  expect((await h.call("/user/new", { user_id: "reload-user", auto_create_key: false })).status).toBe(200);
+  const { key } = (await (await h.call("/key/generate", { user_id: "reload-user" })).json()) as { key: string };
+  const ask = (extra: Record<string, unknown> = {}) => h.chat(key, extra).then(async (r) => (await r.text(), r.status));
+  // Spent while no default applies: the user's and the customer's records are cached with no spend.
+  for (let i = 0; i < 3; i++) expect(await ask({ user: "reload-customer" })).toBe(200);
+  file = `${CONFIG}litellm_settings:\n  max_internal_user_budget: 0.0000001\n  max_end_user_budget: 0.0000001\n`;
+  expect((await reload()).status).toBe(200);
+  expect(await ask()).toBe(400);
+  // A key of another user, spending as the same customer: the customer's default budget is spent too.
+  const { key: other } = (await (await h.call("/key/generate", {})).json()) as { key: string };
+  const answer = await h.chat(other, { user: "reload-customer" });
+  expect(answer.status).toBe(400);
+  expect(await answer.text()).toContain("End User=reload-customer");
+  file = CONFIG;
+  expect((await reload()).status).toBe(200);
+});
+
+test("reloads asked for close together apply in turn: the file as the last one read it stays", async () => {
+  // The first takes the slow way (a gateway budget turned on: its spend is written and read first).
+  file = `${CONFIG}litellm_settings:\n  max_budget: 1000\n  budget_duration: 1h\n`;
+  const first = reload();
+  await Bun.sleep(1);
+  file = CONFIG.replace("model_list:", "model_list:\n  - model_name: added-later\n    litellm_params:\n      model: mock/added-later\n      input_cost_per_token: 0\n      output_cost_per_token: 0");
+  const second = reload();
+  expect((await first).status).toBe(200);
+  expect((await second).status).toBe(200);
+  expect((await h.chat("sk-1234", {}, "added-later")).status).toBe(200);
+  file = CONFIG;
+  expect((await reload()).status).toBe(200);
+});
