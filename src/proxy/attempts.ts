@@ -40,23 +40,25 @@ export interface AttemptInput {
  */
 export async function callWithRetries(runtime: Runtime, input: AttemptInput): Promise<Attempted> {
   const { router } = runtime;
+  const pick = (model: string, tried?: ReadonlySet<string>) => runtime.pick(model, input.route, tried);
   const models = [input.model, ...runtime.fallbacksOf(input.model).filter(input.mayUse)];
   let last: Attempted | null = null;
   let seconds = 0;
   for (const model of models) {
     const tried = new Set<string>();
     const budget = runtime.retriesOf(model);
-    let deployment: Deployment | null = model === input.model ? input.first : router.pick(model);
+    let deployment: Deployment | null = model === input.model ? input.first : pick(model);
     for (let attempt = 0; deployment && attempt <= budget; attempt++) {
       tried.add(deployment.id);
       if (last && !(await input.moveTo(model, deployment))) {
-        deployment = router.pick(model, tried);
+        deployment = pick(model, tried);
         continue;
       }
       const body = model === input.model ? input.body : { ...input.body, model };
       const rawBody = model === input.model ? input.rawBody : JSON.stringify(body);
       const started = performance.now();
       let result: UpstreamResult;
+      router.sent(deployment);
       try {
         result = await runtime.providerFor(deployment).send({
           route: input.route, deployment, body, rawBody, stream: input.stream, signal: input.signal, onRead: input.onRead,
@@ -76,7 +78,7 @@ export async function callWithRetries(runtime: Runtime, input: AttemptInput): Pr
         return last;
       }
       router.failed(deployment, result.kind === "error" ? result.retryAfter : undefined);
-      deployment = router.pick(model, tried);
+      deployment = pick(model, tried);
     }
   }
   runtime.calls.answered(last!.deployment, seconds);

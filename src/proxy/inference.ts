@@ -202,17 +202,12 @@ export function createInference(deps: InferenceDeps) {
     // An alias (router_settings.model_group_alias) is served by the group it names: a key may use it by either name.
     const model = runtime.aliasOf(parsed.model) ?? parsed.model;
     if (model === parsed.model || !mayUse(caller, parsed.model, runtime.router.groups)) checkModelAccess(caller, model, runtime.router.groups);
-    const deployment = runtime.router.pick(model);
+    const deployment = runtime.pick(model, route);
     if (!deployment) {
-      throw badRequest(runtime.unservedReason(model) ?? `Invalid model name passed in model=${parsed.model}. Call GET /v1/models for the models this key may use.`, "model");
-    }
-    if (runtime.rejectUnpriced) {
-      // A price with one side missing costs 0 on that side: refused too, unless the request has no such side (embeddings have no output).
-      const price = runtime.pricing.priceOf(deployment);
-      const missing = price?.missing === "output_cost_per_token" && route === "embeddings" ? undefined : price?.missing;
-      if (!price || missing) {
-        throw badRequest(`Model ${model} has no ${missing ?? "price"} and general_settings.reject_unpriced_models is true`, "model");
-      }
+      throw badRequest(
+        runtime.unservedReason(model) ?? runtime.unpricedReason(model, route) ?? `Invalid model name passed in model=${parsed.model}. Call GET /v1/models for the models this key may use.`,
+        "model",
+      );
     }
     const user = customerOf(request, parsed, runtime.config.general_settings);
     const customer = user ? await auth.customer(user) : null;

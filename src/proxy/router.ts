@@ -39,6 +39,23 @@ function servedAs(d: Deployment, model: string, part: string): Deployment {
   return { ...d, modelName: model, upstreamModel, wildcardMatch: model };
 }
 
+const positive = (value: unknown): number | undefined => {
+  const n = Number(value);
+  return value !== undefined && value !== null && Number.isFinite(n) && n > 0 ? n : undefined;
+};
+
+/** The pick weights of a group's deployments (see `ModelRouter.pick`). */
+function weightsOf(deployments: readonly Deployment[]): number[] {
+  for (const field of ["weight", "rpm", "tpm"] as const) {
+    const set = deployments.map((d) => positive(d.params[field]));
+    if (set.every((weight) => weight === undefined)) continue;
+    // `weight` defaults to 1; an entry without a cap takes at least what the largest capped one does.
+    const missing = field === "weight" ? 1 : Math.max(...set.map((weight) => weight ?? 0));
+    return set.map((weight) => weight ?? missing);
+  }
+  return deployments.map(() => 1);
+}
+
 /** Names served by wildcard entries that are remembered (a client sending new names forever cannot grow it). */
 const MATCHED_NAMES = 10_000;
 
@@ -162,37 +179,40 @@ export class ModelRouter {
   }
 
   /**
-   * A deployment chosen at random, weighted by `litellm_params.weight`, among those not tried yet,
-   * not cooled down and under their caps; when all are unavailable, any untried one.
+   * A deployment chosen at random among those not tried yet (and `eligible`), not cooled down and under
+   * their caps; when all are unavailable, any untried one (the caps are per instance and soft). Weighted
+   * as LiteLLM's simple shuffle: by `weight` when an entry of the group sets one, else by `rpm`, else by
+   * `tpm` (an entry without the cap weighs as the group's largest), else evenly.
    */
-  pick(model: string, tried?: ReadonlySet<string>): Deployment | null {
+  pick(model: string, tried?: ReadonlySet<string>, eligible?: (d: Deployment) => boolean): Deployment | null {
     // A wildcard entry's own name (`openai/*`) is a pattern of names, not one a request may ask for.
     const all = model.includes("*") ? undefined : this.resolve(model);
     if (!all) return null;
-    const untried = tried?.size ? all.filter((d) => !tried.has(d.id)) : all;
+    let untried = tried?.size ? all.filter((d) => !tried.has(d.id)) : all;
+    if (eligible) untried = untried.filter(eligible);
     if (untried.length === 0) return null;
     const healthy = untried.filter((d) => this.available(d));
     const candidates = healthy.length > 0 ? healthy : untried;
     if (candidates.length === 1) return candidates[0]!;
-    const weightOf = (d: Deployment) => {
-      const weight = Number(d.params.weight ?? 1);
-      return Number.isFinite(weight) && weight > 0 ? weight : 1;
-    };
+    const weights = weightsOf(candidates);
     let total = 0;
-    for (const d of candidates) total += weightOf(d);
+    for (const weight of weights) total += weight;
     let roll = Math.random() * total;
-    for (const d of candidates) {
-      roll -= weightOf(d);
-      if (roll < 0) return d;
+    for (let i = 0; i < candidates.length; i++) {
+      roll -= weights[i]!;
+      if (roll < 0) return candidates[i]!;
     }
     return candidates[candidates.length - 1]!;
   }
 
-  /** Counts a request and its tokens against the deployment's rpm/tpm caps. */
+  /** A request sent to the deployment: counted against its rpm cap from now, so that requests in flight count. */
+  sent(d: Deployment): void {
+    this.state(d.id).requests++;
+  }
+
+  /** A request's tokens, once known, counted against the deployment's tpm cap. */
   used(d: Deployment, tokens: number): void {
-    const h = this.state(d.id);
-    h.requests++;
-    h.tokens += tokens;
+    this.state(d.id).tokens += tokens;
   }
 
   /** A failure (connection, 429, 5xx): too many within a minute cool the deployment down. */

@@ -2,7 +2,7 @@ import { type Config, unsupportedModels } from "../config";
 import type { BudgetDefaults } from "../governance";
 import { matchesPattern } from "../governance/access";
 import type { Pricing } from "../pricing";
-import type { Deployment, Provider } from "../providers/types";
+import type { Deployment, Provider, Route } from "../providers/types";
 import { ModelRouter } from "./router";
 
 /** Everything a request reads from config.yaml, swapped as one object when the config is reloaded. */
@@ -13,7 +13,13 @@ export interface Runtime {
   providerFor(deployment: Deployment): Provider;
   maxBodyBytes: number;
   defaultCompletionTokens: number;
-  rejectUnpriced: boolean;
+  /**
+   * A deployment of `model` for `route` (ModelRouter.pick): with `reject_unpriced_models`, only one
+   * priced for it (a fallback or a retry never lands on a deployment that would cost nothing).
+   */
+  pick(model: string, route: Route, tried?: ReadonlySet<string>): Deployment | null;
+  /** With `reject_unpriced_models`, why `model` has no deployment for `route`: the price it lacks. */
+  unpricedReason(model: string, route: Route): string | undefined;
   requestTimeoutMs: number;
   /**
    * Budget settings and the gateway's stored spend: the same object until the scheduler changes that
@@ -82,6 +88,12 @@ export function createRuntime(
     }
   }
   const configuredRetries = r.num_retries ?? l.num_retries;
+  // What a deployment's price lacks for a route: a side missing costs 0 there (embeddings have no output).
+  const lacking = (route: Route, d: Deployment): string | undefined => {
+    const price = pricing.priceOf(d);
+    if (!price) return "price";
+    return price.missing === "output_cost_per_token" && route === "embeddings" ? undefined : price.missing;
+  };
   const unsupported = unsupportedModels(config);
   let defaults: BudgetDefaults = {
     maxBudget: l.max_budget ?? undefined,
@@ -112,7 +124,14 @@ export function createRuntime(
     calls,
     maxBodyBytes: Math.floor(g.max_request_size_mb * 1024 * 1024),
     defaultCompletionTokens: g.default_completion_tokens,
-    rejectUnpriced: g.reject_unpriced_models,
+    pick(model, route, tried) {
+      return router.pick(model, tried, g.reject_unpriced_models ? (d) => lacking(route, d) === undefined : undefined);
+    },
+    unpricedReason(model, route) {
+      if (!g.reject_unpriced_models) return undefined;
+      const side = router.deploymentsOf(model).map((d) => lacking(route, d)).find((missing) => missing !== undefined);
+      return side && `Model ${model} has no ${side} and general_settings.reject_unpriced_models is true`;
+    },
     // LiteLLM's other names for the same deadline: the shortest one set applies, 600 s when none is.
     requestTimeoutMs: requestTimeoutOf(g.request_timeout, l.request_timeout, r.timeout) * 1000,
     budgetDefaults() {
