@@ -7,7 +7,7 @@ import { ALIVE_ADMITTING_MS, ALIVE_MS, HEARTBEAT_REPLIES, Heartbeat, generationO
 import { deleteCounters, reclaimMessage, redisKeys } from "./keys";
 import {
   type State, type SyncReply, type TickSync, addTickSyncs, alone, applyReply, applyTickReplies, consumed, fitsLease, atLimit, heldByOthers, lostData,
-  pushed, replyAt, roomWanted, newState, refused, serialized, spareWanted, startPush, syncArgs, tickSync, unpushed,
+  pushTotal, pushedUpTo, replyAt, roomWanted, newState, refused, serialized, spareWanted, startPush, syncArgs, tickSync, unpushed,
 } from "./lease";
 import { Sweep } from "./sweep";
 import SYNC_SCRIPT from "./sync.lua" with { type: "text" };
@@ -215,15 +215,16 @@ export class SharedCounters implements Counters {
    */
   private async sync(s: State, need: number, admission: boolean): Promise<SyncReply | null> {
     const push = startPush(s);
+    const total = pushTotal(s);
     const recovering = s.recover;
-    const args = syncArgs(s, push, need, roomWanted(s), admission, this.options.now());
+    const args = syncArgs(s, total, need, roomWanted(s), admission, this.options.now());
     this.roundTrips++;
     this.counterSyncs++;
     try {
       const { replies, answer } = await this.heartbeat.syncOne(this.redis, 1, redisKeys.counter(s.check.key), this.options.instanceId, ...args);
       this.checkEpoch(replies);
       const reply = replyAt(answer, 0);
-      pushed(s, push);
+      pushedUpTo(s, total);
       applyReply(s, reply, this.options.now(), this.tickMs, generationOf(replies), recovering);
       this.healthy();
       return reply;

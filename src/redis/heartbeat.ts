@@ -31,11 +31,14 @@ export class Heartbeat {
     pipeline.get(redisKeys.epoch);
   }
 
-  /** The heartbeat alone: the pipeline's replies. */
+  /** The heartbeat alone: the pipeline's replies. A command that failed (timed out: Redis hangs) fails it. */
   async ping(redis: Redis): Promise<[Error | null, unknown][]> {
     const pipeline = redis.pipeline();
     this.add(pipeline);
-    return (await pipeline.exec()) ?? [];
+    const replies = (await pipeline.exec()) ?? [];
+    const failed = replies.find(([error]) => error);
+    if (failed || replies.length === 0) throw failed?.[0] ?? new Error("pipeline returned nothing");
+    return replies;
   }
 
   /** One call of the sync script behind the heartbeat: the pipeline's replies, and the script's answer (a failed call throws). */

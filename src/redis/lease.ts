@@ -14,6 +14,12 @@ export interface State {
   unsynced: number;
   /** …and those on their way (counted until Redis has them, or they go back to `unsynced`). */
   pushing: number;
+  /**
+   * Of the running total of amounts this state has pushed (see `pushTotal`), what a reply confirmed
+   * Redis has; `series` numbers the state among those this process made (the total counts from it).
+   */
+  acked: number;
+  series: number;
   /** Another instance was refused for room this one holds: spare room goes back, until it admits again. */
   reclaim: boolean;
   /** When this instance last asked the others for room they hold on the counter (see `SharedCounters.askBack`). */
@@ -43,10 +49,13 @@ export interface State {
   refusedOn?: number;
 }
 
+/** States this process made: each numbers its own series of pushes. */
+let made = 0;
+
 /** A counter's state when an instance first uses it. */
 export function newState(check: CounterCheck, now: number): State {
   return {
-    check, lease: 0, inflight: 0, unsynced: 0, pushing: 0, reclaim: false, askedAt: 0, v: check.initial, others: 0, peers: 0, synced: false, busy: null,
+    check, lease: 0, inflight: 0, unsynced: 0, pushing: 0, acked: 0, series: ++made, reclaim: false, askedAt: 0, v: check.initial, others: 0, peers: 0, synced: false, busy: null,
     admittedSinceSync: 0, rate: 0, lastReserve: check.reserve, lastActual: 0, touchedAt: now, syncedAt: 0, recover: false,
     floor: check.initial, generation: null,
   };
@@ -205,10 +214,29 @@ export function startPush(s: State): number {
   return push;
 }
 
-export const pushed = (s: State, push: number) => void (s.pushing = Math.max(0, s.pushing - push));
+/**
+ * What a sync sends for them: the running total of every amount this state has pushed, those of
+ * syncs that failed included (they went back to `unsynced` and go again). Redis adds only what it
+ * does not have of it yet (see sync.lua): a sync it runs after its reply timed out, when the
+ * amounts already went again, adds nothing a second time.
+ */
+export const pushTotal = (s: State) => s.acked + s.pushing;
 
+/** A reply confirmed Redis has `total`: the amounts it takes in leave `pushing`, then those a failed sync put back. */
+export function pushedUpTo(s: State, total: number): void {
+  const confirmed = total - s.acked;
+  if (!(confirmed > 0)) return;
+  s.acked = total;
+  const fromPushing = Math.min(s.pushing, confirmed);
+  // What floating point leaves of an amount taken out whole is no amount.
+  const whole = (left: number) => (left > 1e-12 * Math.max(1, total) ? left : 0);
+  s.pushing = whole(s.pushing - fromPushing);
+  s.unsynced = whole(s.unsynced - (confirmed - fromPushing));
+}
+
+/** A sync failed: its amounts go with a later one (whose total carries them again). */
 export function unpushed(s: State, push: number): void {
-  pushed(s, push);
+  s.pushing = Math.max(0, s.pushing - push);
   s.unsynced += push;
 }
 
@@ -216,24 +244,28 @@ export function unpushed(s: State, push: number): void {
  * What a tick's sync of a counter sends: its unpushed amount, and a request for the room it wants,
  * slack beyond what the next few ticks need returned (idle counters return all, see `spareWanted`).
  */
-export function tickSync(s: State, now: number): { push: number; recovering: boolean; args: (string | number)[] } {
+export function tickSync(s: State, now: number): { push: number; total: number; recovering: boolean; args: (string | number)[] } {
   const push = startPush(s);
+  const total = pushTotal(s);
   const idle = now - s.touchedAt > IDLE_MS && s.inflight === 0;
   const want = idle ? 0 : spareWanted(s, now);
   if (s.lease - s.pushing - s.inflight > want) s.lease = s.pushing + s.inflight + want;
   const request = Math.max(0, want - (s.lease - s.pushing - s.inflight));
-  return { push, recovering: s.recover, args: syncArgs(s, push, 0, request, false, now) };
+  return { push, total, recovering: s.recover, args: syncArgs(s, total, 0, request, false, now) };
 }
 
 /** A counter's values for the sync script, in the order it reads them. */
-export function syncArgs(s: State, push: number, need: number, request: number, admission: boolean, now: number): (string | number)[] {
+export function syncArgs(s: State, total: number, need: number, request: number, admission: boolean, now: number): (string | number)[] {
   const keyTtl = Number.isFinite(s.check.expiresAt) ? Math.max(1000, s.check.expiresAt - now + 10_000) : DAY_MS;
   // A counter missing from Redis starts from the stored value the check was planned from (after an admin
   // reset, that is the new value). After Redis lost its data, what this instance last saw is a floor
   // too: the script makes the value the highest floor plus what was pushed since.
   const initial = s.recover ? Math.max(s.check.initial, s.floor) : s.check.initial;
   // What is being pushed leaves the lease and joins the shared value there.
-  return [initial, s.check.limit, push, Math.max(0, s.lease - s.pushing), consumed(s) - s.pushing, need, request, Math.ceil(keyTtl), admission ? "1" : "0", unit(s), s.recover ? "1" : "0"];
+  return [
+    initial, s.check.limit, total, Math.max(0, s.lease - s.pushing), consumed(s) - s.pushing, need, request, Math.ceil(keyTtl),
+    admission ? "1" : "0", unit(s), s.recover ? "1" : "0", s.acked, s.series,
+  ];
 }
 
 /**
@@ -289,14 +321,14 @@ export function addTickSyncs(pipeline: object, sent: readonly TickSync[], instan
  */
 export function applyTickReplies(sent: readonly TickSync[], replies: readonly [Error | null, unknown][], now: number, tickMs: number, generation: string | null): Error[] {
   const errors: Error[] = [];
-  sent.forEach(({ s, push, recovering }, i) => {
+  sent.forEach(({ s, push, total, recovering }, i) => {
     const [error, flat] = replies[Math.floor(i / SYNC_SLICE)]!;
     if (error) {
       unpushed(s, push);
       errors.push(error);
     } else {
       // Synced against an emptied Redis: the push is in the counter made again, which is brought back up next.
-      pushed(s, push);
+      pushedUpTo(s, total);
       applyReply(s, replyAt(flat as unknown[], i % SYNC_SLICE), now, tickMs, generation, recovering);
     }
   });

@@ -3,12 +3,14 @@
 -- counters (a tick's worth), so a busy instance pays one command for all of them.
 -- KEYS[i] counter hash i; an instance is alive while its key lg:alive:<id> exists (refreshed every tick)
 -- ARGV: 1 instance, then FIELDS values per counter, in KEYS order:
---       initial value, limit, push, lease held, consumed (in flight + settled not pushed),
+--       initial value, limit, pushed (the running total of this instance's settled amounts, see below),
+--       lease held, consumed (in flight + settled not pushed),
 --       need (this admission's reservation), request (extra room wanted), key ttl ms,
 --       admission? ("1"/"0"), unit (a typical reservation),
---       recover? ("1": Redis lost its data; the initial value is what this instance last saw)
+--       recover? ("1": Redis lost its data; the initial value is what this instance last saw),
+--       acked (the part of the total a reply confirmed), series (numbers the instance's running totals)
 -- Returns 5 values per counter: admitted, lease, shared value, others' leases, live peers.
-local FIELDS = 11
+local FIELDS = 13
 local me = ARGV[1]
 local alive = {}
 local out = {}
@@ -27,21 +29,38 @@ for k = 1, #KEYS do
       redis.call('HSET', h, 'f', tostring(floor))
     end
   end
-  local v = tonumber(redis.call('HINCRBYFLOAT', h, 'v', ARGV[a + 3]))
+  -- Settled amounts come as a running total, of which p:<instance> keeps what was added ("series:total"):
+  -- only the rest is added. A sync whose reply timed out may still run after it was sent again (a hung
+  -- Redis runs every command waiting on the connection when it resumes): it then adds nothing twice.
+  -- A total of another series (a counter this instance made again) counts from what its reply confirmed.
+  local mine = 'p:' .. me
+  local base = tonumber(ARGV[a + 12])
+  local kept = redis.call('HGET', h, mine)
+  if kept then
+    local cut = string.find(kept, ':', 1, true)
+    if cut and string.sub(kept, 1, cut - 1) == ARGV[a + 13] then base = tonumber(string.sub(kept, cut + 1)) end
+  end
+  local push = 0
+  if tonumber(ARGV[a + 3]) > base then
+    push = tonumber(ARGV[a + 3]) - base
+    redis.call('HSET', h, mine, ARGV[a + 13] .. ':' .. ARGV[a + 3])
+  end
+  local v = tonumber(redis.call('HINCRBYFLOAT', h, 'v', string.format('%.17g', push)))
   local limit = tonumber(ARGV[a + 2])
   local fields = redis.call('HGETALL', h)
   local others, peers = 0, 0
   for i = 1, #fields, 2 do
     local f = fields[i]
-    if string.sub(f, 1, 2) == 'l:' then
+    local kind = string.sub(f, 1, 2)
+    if kind == 'l:' or kind == 'p:' then
       local who = string.sub(f, 3)
       if who ~= me then
         if alive[who] == nil then alive[who] = redis.call('EXISTS', 'lg:alive:' .. who) == 1 end
-        if alive[who] then
+        if not alive[who] then
+          redis.call('HDEL', h, f)
+        elseif kind == 'l:' then
           others = others + tonumber(fields[i + 1])
           peers = peers + 1
-        else
-          redis.call('HDEL', h, f)
         end
       end
     end

@@ -108,3 +108,46 @@ describe("Redis hanging (connections open, no answers)", () => {
     expect(admitted).toBeLessThanOrEqual(20);
   }, 30_000);
 });
+
+describe("Redis hanging, then answering again", () => {
+  test("what was pushed while it hung is counted once: the shared budget agrees with the stored spend", async () => {
+    const [gw1] = gateways as [Harness, Harness];
+    const probe = await gw1.chat(await gw1.createKey());
+    const cost = Number(probe.headers.get("x-litellm-response-cost"));
+    expect(cost).toBeGreaterThan(0);
+    // Room for 200 requests: near enough to its limit that settled amounts go to Redis within 100 ms.
+    const key = await gw1.createKey({ max_budget: 200 * cost });
+    for (let i = 0; i < 3; i++) expect((await gw1.chat(key)).status).toBe(200);
+    // Longer than a command's timeout: syncs carrying settled amounts time out and go again, and Redis
+    // runs every one of them once it answers.
+    redis.pause();
+    const seen: boolean[] = [];
+    try {
+      const start = Date.now();
+      for (const end = start + 3000; Date.now() < end;) {
+        expect((await gw1.chat(key)).status).toBe(200);
+        // Once its first commands timed out, the instance knows Redis does not answer (a heartbeat whose
+        // commands timed out is no answer), and sends nothing more than heartbeats until it does.
+        if (Date.now() - start > 1500) seen.push(links[0]!.counters.isDegraded);
+        await Bun.sleep(50);
+      }
+    } finally {
+      redis.resume();
+    }
+    expect(seen.length).toBeGreaterThan(10);
+    expect(seen.filter((degraded) => !degraded)).toEqual([]);
+    for (let i = 0; i < 3; i++) expect((await gw1.chat(key)).status).toBe(200);
+    const admin = new Redis(redis.url);
+    try {
+      const counter = redisKeys.counter(counterKeys.budget(scopes.key(hashKey(key)), null));
+      await gw1.flush();
+      const [row] = await gw1.db.query("select spend::float8 as spend from keys where token = $1", [hashKey(key)]);
+      // The amounts settled here reach Redis with the next syncs.
+      await until("the shared value has every settled amount", async () => Number(await admin.hget(counter, "v")) >= row!.spend - 1e-12, 5000, 20);
+      await Bun.sleep(300);
+      expect(Number(await admin.hget(counter, "v"))).toBeCloseTo(row!.spend, 12);
+    } finally {
+      admin.disconnect();
+    }
+  }, 30_000);
+});
