@@ -5,8 +5,40 @@ import { readBodyText } from "../proxy/body";
 import type { Runtime } from "../proxy/runtime";
 import { MAX_DEPTH, UNSTORABLE_MESSAGE, nestingDepth, parseJsonBody, unstorablePath } from "../http/lenient-json";
 
-/** Fields that hold a mapping: the framework would turn text or a list there into one (`"ab"` → {0: "a", 1: "b"}). */
-const MAPPINGS = ["metadata", "model_max_budget", "model_rpm_limit", "model_tpm_limit", "aliases", "config", "permissions"];
+/**
+ * The shapes of nested admin fields, checked on the body as sent. The framework reshapes a value of the
+ * wrong shape into the one its schema wants before checking it: text or a list into a mapping (`"ab"` →
+ * {0: "a", 1: "b"}), text into a list (`"qr"` → ["q", "r"], `""` → []), a model's budget of `1` into one
+ * with no budget at all. Each would be taken as something never sent.
+ */
+type Shape = (value: unknown, path: string) => void;
+const wrongShape = (path: string, what: string, value: unknown) =>
+  badRequest(`${path}: must be ${what} (got ${JSON.stringify(value)?.slice(0, 100)})`, path);
+const isObject = (value: unknown): value is Record<string, unknown> => typeof value === "object" && value !== null && !Array.isArray(value);
+const object: Shape = (value, path) => {
+  if (!isObject(value)) throw wrongShape(path, "an object", value);
+};
+const list: Shape = (value, path) => {
+  if (!Array.isArray(value)) throw wrongShape(path, "an array", value);
+};
+/** A mapping whose every entry has the shape `each`, named `field.entry` in errors. */
+const entries = (each: Shape): Shape => (value, path) => {
+  object(value, path);
+  for (const [name, entry] of Object.entries(value as object)) each(entry, `${path}.${name}`);
+};
+/** A list whose every item has the shape `each`, named `field[0]` in errors. */
+const items = (each: Shape): Shape => (value, path) => {
+  list(value, path);
+  (value as unknown[]).forEach((item, i) => each(item, `${path}[${i}]`));
+};
+
+/** Fields that may be left out or null; when sent, they have these shapes. */
+const SHAPES: Record<string, Shape> = {
+  metadata: object, model_rpm_limit: object, model_tpm_limit: object, aliases: object, config: object, permissions: object,
+  // Each model's budget is an object, `{}` included (LiteLLM takes one without a budget or limit set).
+  model_max_budget: entries(object),
+  teams: list, members_with_roles: items(object),
+};
 
 /** Admin bodies as the LiteLLM documents write them (trailing commas, `#` comments) are accepted. */
 async function parseAdminBody(request: Request, limits: Limits): Promise<unknown> {
@@ -19,11 +51,9 @@ async function parseAdminBody(request: Request, limits: Limits): Promise<unknown
   const parsed = parseJsonBody(text);
   if (!parsed.ok) throw badRequest(parsed.message);
   if (!parsed.value || typeof parsed.value !== "object" || Array.isArray(parsed.value)) throw badRequest("Request body must be a JSON object");
-  for (const field of MAPPINGS) {
+  for (const [field, shape] of Object.entries(SHAPES)) {
     const value = (parsed.value as Record<string, unknown>)[field];
-    if (value !== undefined && value !== null && (typeof value !== "object" || Array.isArray(value))) {
-      throw badRequest(`${field}: must be an object (got ${JSON.stringify(value)?.slice(0, 100)})`, field);
-    }
+    if (value !== undefined && value !== null) shape(value, field);
   }
   const bad = unstorablePath(text, parsed.value);
   if (bad !== null) throw badRequest(`${bad || "Request body"}: ${UNSTORABLE_MESSAGE}`, bad || null);

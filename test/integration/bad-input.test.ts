@@ -114,6 +114,49 @@ describe("bad input is refused cleanly", () => {
     }
   });
 
+  /** Everything an admin call could write, to check that a refused call wrote nothing. */
+  const written = async () => JSON.stringify(await h.db.query(
+    `select (select json_agg(k order by token) from (select token, user_id, model_max_budget from keys) k) as keys,
+       (select json_agg(b order by budget_id) from (select budget_id, model_max_budget from budgets) b) as budgets,
+       (select json_agg(user_id order by user_id) from end_users) as customers, (select json_agg(u order by user_id) from (select user_id, teams from users) u) as users,
+       (select json_agg(t order by team_id) from (select team_id, members_with_roles from teams) t) as teams,
+       (select json_agg(m order by team_id, user_id) from (select team_id, user_id, role from team_memberships) m) as memberships`));
+  const refusedUnwritten = async (path: string, body: unknown, message: string, param: string) => {
+    const before = await written();
+    const response = await raw(path, JSON.stringify(body));
+    const call = `${path} ${JSON.stringify(body)}`;
+    expect(`${call} → ${response.status}`).toBe(`${call} → 400`);
+    const error = await envelope(response);
+    expect(`${call} → ${error.param} ${error.message}`).toStartWith(`${call} → ${param} ${param}: ${message}`);
+    expect(`${call} wrote ${await written()}`).toBe(`${call} wrote ${before}`);
+  };
+
+  test("each model's budget in model_max_budget must be an object, wherever it is taken; {} is (as in LiteLLM)", async () => {
+    const key = (await (await raw("/key/generate", "{}")).json()) as any;
+    await raw("/budget/new", '{"budget_id": "shape-b"}');
+    await raw("/customer/new", '{"user_id": "shape-c"}');
+    // A number, text, a list, a flag or null was taken as a budget of nothing (or of the text's characters).
+    const ids = { "/key/generate": {}, "/key/update": { key: key.key }, "/budget/new": { budget_id: "shape-b2" },
+      "/budget/update": { budget_id: "shape-b" }, "/customer/new": { user_id: "shape-c2" }, "/customer/update": { user_id: "shape-c" } };
+    for (const [path, id] of Object.entries(ids)) {
+      for (const entry of [1, "0.5", [0.5], true, null]) {
+        await refusedUnwritten(path, { ...id, model_max_budget: { "gpt-4o": entry } }, `must be an object (got ${JSON.stringify(entry)})`, "model_max_budget.gpt-4o");
+      }
+    }
+    const empty = (await (await raw("/key/generate", '{"model_max_budget": {"gpt-4o": {}}}')).json()) as any;
+    expect(empty.model_max_budget).toEqual({ "gpt-4o": { budget_limit: null, time_period: null } });
+  });
+
+  test("teams and members_with_roles must be lists: text is not a list of its characters, nor \"\" an empty one", async () => {
+    for (const teams of ["qr", "", { q: 1 }]) {
+      await refusedUnwritten("/user/new", { user_id: "shape-u", teams, auto_create_key: false }, "must be an array", "teams");
+    }
+    for (const members_with_roles of ["", "everyone", { user_id: "shape-u" }]) {
+      await refusedUnwritten("/team/new", { team_id: "shape-t", members_with_roles }, "must be an array", "members_with_roles");
+    }
+    await refusedUnwritten("/team/new", { team_id: "shape-t", members_with_roles: ["shape-u"] }, 'must be an object (got "shape-u")', "members_with_roles[0]");
+  });
+
   test("the tolerant reading of JSON (trailing commas, comments) is for bodies up to 1 MB; larger ones must be strict", async () => {
     const small = await raw("/key/generate", '{"key_alias": "tolerant", # a comment\n "max_budget": 1,}');
     expect(small.status).toBe(200);
