@@ -6,7 +6,7 @@ import { badRequest, notFound } from "../http/errors";
 import { dropOwnBudgets, internalUserResetAt, lockMemberships, resetAtFor } from "./common";
 import type { AdminDeps } from "./deps";
 import { DurationText, Id, Limit, Money, UserId, opt, open } from "./fields";
-import { adminOnlyRoutes } from "./guard";
+import { adminOnlyRoutes, checkedAsSent } from "./guard";
 import { userView } from "./users";
 import { MAX_MEMBERS_PER_CALL, Member, TeamRole, addMembers, giveMemberDefaults, giveOwnBudget, membershipBudget, teamView } from "./teams";
 
@@ -48,6 +48,8 @@ const who = { user_id: opt(UserId), user_email: opt(t.String({ maxLength: 512 })
 
 const limits = { max_budget_in_team: opt(Money), budget_duration: opt(DurationText), tpm_limit: opt(Limit), rpm_limit: opt(Limit), max_parallel_requests: opt(Limit) };
 
+const memberAddBody = t.Object({ team_id: Id, member: t.Union([Member, t.Array(Member, { minItems: 1, maxItems: MAX_MEMBERS_PER_CALL })]), ...limits }, open);
+
 export function memberRoutes(deps: AdminDeps) {
   const { db } = deps;
   return adminOnlyRoutes("admin-members", deps)
@@ -75,7 +77,9 @@ export function memberRoutes(deps: AdminDeps) {
         [body.team_id, added]);
       return { ...teamView(row), updated_users: users.map((user) => userView(user, deps.clock.now(), deps.runtime().config.litellm_settings.internal_user_budget_duration)), updated_team_memberships: memberships };
     }, {
-      body: t.Object({ team_id: Id, member: t.Union([Member, t.Array(Member, { minItems: 1, maxItems: MAX_MEMBERS_PER_CALL })]), ...limits }, open),
+      body: memberAddBody,
+      // A list is checked item by item as sent (`member[0].role`), not as one member holding it.
+      transform: checkedAsSent(memberAddBody),
       detail: { tags: ["team management"], summary: "Add members; max_budget_in_team budgets each member within the team" },
     })
     .post("/team/member_update", async ({ body }) => {

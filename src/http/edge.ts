@@ -40,10 +40,22 @@ function deepest(error: any): any {
   return best;
 }
 
+/** A JSON pointer (`/member/0/role`) as a field: `member[0].role`, an item of a list by its index. */
+function fieldPath(pointer: string, root: unknown): string {
+  let at = root;
+  let path = "";
+  for (const part of pointer.split("/").slice(1)) {
+    const name = part.replaceAll("~1", "/").replaceAll("~0", "~");
+    path += Array.isArray(at) ? `[${name}]` : path ? `.${name}` : name;
+    at = at !== null && typeof at === "object" ? (at as Record<string, unknown>)[name] : undefined;
+  }
+  return path;
+}
+
 /** Elysia's validation error names the failing field in `valueError.path` (`/max_budget`). */
 function validationMessage(error: any): GatewayError {
   const first = deepest(error?.valueError ?? error?.all?.[0]);
-  const where = typeof first?.path === "string" ? first.path.replace(/^\//, "").replaceAll("/", ".") : "";
+  const where = typeof first?.path === "string" ? fieldPath(first.path, error?.value) : "";
   // A query parameter's error has no path: its schema carries the name (see admin/fields.ts `numeric`).
   const path = where || (typeof first?.schema?.title === "string" ? first.schema.title : "");
   if (first && first.value === undefined) return badRequest(`${path}: required`, path || null);

@@ -12,7 +12,7 @@ for (const kind of ["pglite", "postgres"] as const) {
       for (const [path, body, param] of [
         ["/team/new", { team_id: CJK("团") }, "team_id"],
         ["/user/new", { user_id: CJK("用"), teams: ["t"] }, "user_id"],
-        ["/team/new", { team_id: "t", members_with_roles: [{ user_id: CJK("用"), role: "user" }] }, "members_with_roles.0.user_id"],
+        ["/team/new", { team_id: "t", members_with_roles: [{ user_id: CJK("用"), role: "user" }] }, "members_with_roles[0].user_id"],
       ] as const) {
         const { status, body: answer } = await g.json(path, body);
         expect(`${path} → ${status}`).toBe(`${path} → 400`);

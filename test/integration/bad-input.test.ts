@@ -157,6 +157,19 @@ describe("bad input is refused cleanly", () => {
     await refusedUnwritten("/team/new", { team_id: "shape-t", members_with_roles: ["shape-u"] }, 'must be an object (got "shape-u")', "members_with_roles[0]");
   });
 
+  test("a list of members to add is checked item by item, as one member is, naming the item", async () => {
+    const team = (await (await raw("/team/new", "{}")).json()) as any;
+    const add = (member: unknown) => ({ team_id: team.team_id, member });
+    await refusedUnwritten("/team/member_add", add({ role: "boss", user_id: "pm-2" }), 'must be "admin" or "user" (got "boss")', "member.role");
+    await refusedUnwritten("/team/member_add", add([{ role: "boss", user_id: "pm-2" }]), 'must be "admin" or "user" (got "boss")', "member[0].role");
+    await refusedUnwritten("/team/member_add", add([{ user_id: "pm-1" }, { role: "boss", user_id: "pm-2" }]), "must be", "member[1].role");
+    await refusedUnwritten("/team/member_add", add([{ user_id: "pm-1" }, "pm-2"]), 'must be an object (got "pm-2")', "member[1]");
+    await refusedUnwritten("/team/member_add", add("pm-2"), 'must be an object or an array of objects (got "pm-2")', "member");
+    expect((await raw("/team/member_add", JSON.stringify(add([{ role: "admin", user_id: "pm-1" }, { user_id: "pm-2" }])))).status).toBe(200);
+    expect(await h.db.query("select user_id, role from team_memberships where team_id = $1 order by user_id", [team.team_id]))
+      .toEqual([{ user_id: "pm-1", role: "admin" }, { user_id: "pm-2", role: "user" }]);
+  });
+
   test("the tolerant reading of JSON (trailing commas, comments) is for bodies up to 1 MB; larger ones must be strict", async () => {
     const small = await raw("/key/generate", '{"key_alias": "tolerant", # a comment\n "max_budget": 1,}');
     expect(small.status).toBe(200);
