@@ -1,4 +1,5 @@
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { randomUUID } from "node:crypto";
+import { linkSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { LOCK_FILE } from "../paths";
 
@@ -48,34 +49,70 @@ function holderAlive(pid: number, startTime: string | undefined): boolean {
  * lock of its own: two processes on one directory would corrupt it, and a start that serves from a
  * saved state counts on no other process having opened it (see ../warm.ts). The lock is a file made
  * with an exclusive create, holding the owner's PID and start time; one whose process is gone (a
- * crash, `kill -9`) is taken over. Returns the release, for a clean stop.
+ * crash, `kill -9`) is taken over, by one start only when several race for it. Returns the release,
+ * for a clean stop.
  */
 export function lockDataDir(dataDir: string): () => void {
   mkdirSync(dataDir, { recursive: true });
   const path = join(dataDir, LOCK_FILE);
   const mine = `${process.pid} ${statOf(process.pid)?.startTime ?? ""}\n`;
-  for (let attempt = 0; attempt < 3; attempt++) {
-    try {
-      writeFileSync(path, mine, { flag: "wx", mode: 0o600 });
-      return () => {
-        try {
-          if (readFileSync(path, "utf8") === mine) rmSync(path);
-        } catch {
-          // already gone
-        }
-      };
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
+  // Written whole under a name of its own, then linked in place (a link is never made over a file): a
+  // lock seen half written, empty, would pass for one left by a crash and be taken over.
+  const draft = sideName(path);
+  writeFileSync(draft, mine, { mode: 0o600 });
+  try {
+    for (let attempt = 0; attempt < 5; attempt++) {
+      try {
+        linkSync(draft, path);
+        return () => {
+          try {
+            if (readFileSync(path, "utf8") === mine) rmSync(path);
+          } catch {
+            // already gone
+          }
+        };
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
+      }
+      let held: string;
+      try {
+        held = readFileSync(path, "utf8");
+      } catch {
+        continue; // released meanwhile
+      }
+      const [pid, startTime] = held.trim().split(" ");
+      if (holderAlive(Number(pid), startTime || undefined)) throw new DataDirInUse(dataDir, Number(pid));
+      removeStale(path, held);
     }
-    let held: string;
-    try {
-      held = readFileSync(path, "utf8");
-    } catch {
-      continue; // released meanwhile
-    }
-    const [pid, startTime] = held.trim().split(" ");
-    if (holderAlive(Number(pid), startTime || undefined)) throw new DataDirInUse(dataDir, Number(pid));
-    rmSync(path, { force: true }); // left by a process that is gone
+  } finally {
+    rmSync(draft, { force: true });
   }
   throw new Error(`could not lock ${dataDir}: ${path} keeps coming back`);
+}
+
+/** A name beside the lock that no other process uses. */
+const sideName = (path: string) => `${path}.${process.pid}-${randomUUID()}`;
+
+/**
+ * Removes the lock `held`, left by a process that is gone, unless another start took it over since it
+ * was read: removed and made again at once, two starts racing on it would both think they hold it. So it
+ * is moved aside under a name of this process's own (a rename moves a file for one process only), and
+ * what was moved is checked: a lock other than the one read (the winner's) is put back. Either way the
+ * caller tries again from the start.
+ */
+function removeStale(path: string, held: string): void {
+  const aside = sideName(path);
+  try {
+    renameSync(path, aside);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return; // moved by another start, or released
+    throw error;
+  }
+  try {
+    if (readFileSync(aside, "utf8") !== held) linkSync(aside, path); // back, unless made again meanwhile
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
+  } finally {
+    rmSync(aside, { force: true });
+  }
 }

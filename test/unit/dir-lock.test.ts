@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import { spawn } from "bun";
-import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { DataDirInUse, lockDataDir, parseStat } from "../../src/db/dir-lock";
 import { tempDir } from "../helpers/services";
@@ -60,6 +60,53 @@ describe("the embedded database's directory belongs to one process", () => {
       parent.kill();
     }
   });
+
+  test("starts racing for a lock left by a process that is gone: one takes it, the others are refused", async () => {
+    const root = tempDir("lock-race");
+    const gone = spawn(["true"]);
+    await gone.exited;
+    const dirs = Array.from({ length: 200 }, (_, i) => join(root, String(i)));
+    for (const dir of dirs) {
+      mkdirSync(dir);
+      writeFileSync(join(dir, "litegate.lock"), `${gone.pid} 1\n`);
+    }
+    // Three processes take the directories in turn, all of them at the same instants (every 4 ms from a
+    // shared start): a race on each directory. Each stays alive, holding what it took, until all have ended.
+    const script = `
+      const { lockDataDir } = await import(${JSON.stringify(join(import.meta.dir, "../../src/db/dir-lock.ts"))});
+      const [dirs, start] = [JSON.parse(process.env.DIRS), Number(process.env.START)];
+      const won = [];
+      for (const [i, dir] of dirs.entries()) {
+        while (Date.now() < start + i * 4) {}
+        try {
+          lockDataDir(dir);
+          won.push(i);
+        } catch (error) {
+          if (!String(error).includes("in use by another litegate")) throw error;
+        }
+      }
+      console.log(JSON.stringify(won));
+      await new Promise((resolve) => process.stdin.on("end", resolve).resume());
+    `;
+    const env = { ...process.env, DIRS: JSON.stringify(dirs), START: String(Date.now() + 1000) };
+    const racers = [0, 1, 2].map(() => spawn([process.execPath, "-e", script], { env, stdin: "pipe", stdout: "pipe", stderr: "inherit" }));
+    const readLine = async (stream: ReadableStream<Uint8Array>) => {
+      const reader = stream.getReader();
+      let text = "";
+      while (!text.includes("\n")) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        text += new TextDecoder().decode(value);
+      }
+      return text;
+    };
+    const won = (await Promise.all(racers.map((racer) => readLine(racer.stdout as ReadableStream<Uint8Array>)))).map((line) => JSON.parse(line) as number[]);
+    for (const racer of racers) racer.stdin!.end();
+    await Promise.all(racers.map((racer) => racer.exited));
+    const winners = dirs.map((_, i) => won.filter((list) => list.includes(i)).length);
+    expect(winners.filter((count) => count !== 1)).toEqual([]);
+    for (const dir of dirs) expect(readdirSync(dir)).toEqual(["litegate.lock"]); // nothing left aside
+  }, 15_000);
 
   test("a stat line is read from the command name's last parenthesis: the state and the start time", () => {
     const fields = Array.from({ length: 50 }, (_, i) => String(i + 4));
