@@ -8,7 +8,7 @@ import { livenessServerRoutes, withCors, withRoutableHost } from "./http";
 import { createLogger, type Logger } from "./log";
 import { connectRedis, type RedisLink, redisOptionsOf } from "./redis";
 import { startBudgetScheduler } from "./scheduler";
-import { WARM_KEYS, closeAndSaveWarmState, migratedAtStop, takeWarmState } from "./warm";
+import { WARM_KEYS, closeAndSaveWarmState, dropWarmState, migratedAtStop, readWarmState } from "./warm";
 import { hasPendingSpend } from "./paths";
 
 function fail(message: string, code = 1): never {
@@ -53,7 +53,7 @@ async function databaseFor(command: CliArgs["command"], config: Config, log: Log
     unlock();
     return null;
   }
-  const warm = command === "serve" && embedded ? takeWarmState(g.data_dir, VERSION) : null;
+  const warm = command === "serve" && embedded ? readWarmState(g.data_dir, VERSION) : null;
   if (!warm) {
     try {
       return { db: await openAndMigrate(config, log), warm, openBehind: () => {}, unlock };
@@ -162,6 +162,7 @@ async function main(): Promise<void> {
   const server = serve(gateway.app, port, gateway.serverRoutes);
   const adminServer = gateway.adminApp && g.admin_port !== undefined ? serve(gateway.adminApp, g.admin_port) : null;
   log.info(`litegate ${VERSION} listening`, { url: `http://${hostname}:${server.port}`, database: warm ? "pglite (opening)" : db.kind, redis: redis ? "on" : "off", admin_port: adminServer?.port });
+  if (warm) dropWarmState(g.data_dir);
   openBehind();
 
   let stopping = false;

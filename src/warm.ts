@@ -7,8 +7,8 @@
  * - a directory this gateway stopped cleanly holds what it saved at the stop: the keys and customers
  *   it had cached, read afresh after the last spend was written, and the gateway's own spend.
  * Whatever else needs the database (an unknown key, an admin call, a spend flush) waits until it is
- * open. The saved file is removed as it is read, so a run that crashes leaves nothing behind, and it
- * carries a fingerprint of the closed database's control file, which Postgres rewrites on every
+ * open. The saved file is removed once the gateway listens, so a run that crashes leaves nothing
+ * behind (a start that cannot listen leaves it for the next), and it carries a fingerprint of the closed database's control file, which Postgres rewrites on every
  * start and stop: a directory opened by anything else since, or restored from a backup, has another.
  */
 import { createHash } from "node:crypto";
@@ -80,9 +80,10 @@ export function migratedAtStop(dataDir: string, version: string): boolean {
 
 /**
  * What the database in `dataDir` is known to hold without opening it, or null: open it first. The
- * caller holds the directory (see db/dir-lock.ts), which also made it.
+ * caller holds the directory (see db/dir-lock.ts), which also made it. A saved state that can be used
+ * stays until `dropWarmState`; one that cannot goes now.
  */
-export function takeWarmState(dataDir: string, version: string): WarmState | null {
+export function readWarmState(dataDir: string, version: string): WarmState | null {
   // Spend saved at a shutdown is not in what was saved: the database opens first and takes it, so that
   // budgets count it from the first request.
   if (hasPendingSpend(dataDir)) {
@@ -94,14 +95,24 @@ export function takeWarmState(dataDir: string, version: string): WarmState | nul
     return { gateway: { spend: 0, budgetResetAt: null, createdAt: new Date() }, principals: [], customers: [] };
   }
   const valid = validSaved(dataDir, version);
-  rmSync(join(dataDir, WARM_FILE), { force: true });
-  if (!valid) return null;
+  if (!valid) {
+    rmSync(join(dataDir, WARM_FILE), { force: true });
+    return null;
+  }
   const { gateway: g, principals, customers } = valid;
   return {
     gateway: { spend: Number(g.spend), budgetResetAt: date(g.budgetResetAt), createdAt: date(g.createdAt) },
     principals,
     customers,
   };
+}
+
+/**
+ * Removes the saved state once the gateway listens: the database then opens, which makes it stale, and
+ * a crash must not leave it. Until then the database is unopened and the state still good for a start.
+ */
+export function dropWarmState(dataDir: string): void {
+  rmSync(join(dataDir, WARM_FILE), { force: true });
 }
 
 async function rowsInChunks(ids: string[], read: (chunk: string[]) => Promise<Json[]>): Promise<Json[]> {

@@ -83,7 +83,7 @@ describe("starting on the embedded database", () => {
     expect(existsSync(join(dataDir, "litegate-warm.json"))).toBe(true);
 
     const second = await startBinary({ config: config(dataDir), cwd });
-    expect(existsSync(join(dataDir, "litegate-warm.json"))).toBe(false); // taken as it is read
+    expect(existsSync(join(dataDir, "litegate-warm.json"))).toBe(false); // removed once listening
     const refused = await chat(second.url, capped);
     const customerRefused = await chat(second.url, open, "acme");
     const served = await chat(second.url, open);
@@ -173,6 +173,25 @@ describe("starting on the embedded database", () => {
     const output = third.output();
     expect(lineOf(output, /database open/)).toBe(-1); // an ordinary start opens the database before it listens
     await third.stop("SIGTERM");
+  }, 90_000);
+
+  test("a start that cannot listen leaves the saved state for the next one", async () => {
+    const { cwd, dataDir, key, configPath } = await stoppedWithKey("warm-port");
+    const taken = Bun.serve({ port: 0, hostname: "127.0.0.1", fetch: () => new Response() });
+    try {
+      const refused = await runBinary(["--config", configPath, "--port", String(taken.port), "--host", "127.0.0.1"], { cwd });
+      expect(refused.code).toBe(1);
+      expect(refused.stderr).toContain("the port is in use");
+    } finally {
+      taken.stop(true);
+    }
+    expect(existsSync(join(dataDir, "litegate-warm.json"))).toBe(true);
+    const second = await startBinary({ config: config(dataDir), cwd });
+    expect((await chat(second.url, key)).status).toBe(200);
+    await second.waitForOutput(/database open/);
+    expect(lineOf(second.output(), /INFO\s+request .*status=200/)).toBeLessThan(lineOf(second.output(), /database open/));
+    expect(existsSync(join(dataDir, "litegate-warm.json"))).toBe(false); // gone once listening
+    await second.stop("SIGTERM");
   }, 90_000);
 
   test("on a new data directory a gateway-wide budget with a period holds from the first request", async () => {
