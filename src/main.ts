@@ -72,6 +72,40 @@ async function databaseFor(command: CliArgs["command"], config: Config, log: Log
   };
 }
 
+/**
+ * A stop (SIGTERM, SIGINT) asked for before the gateway listens. A start that opens the database first
+ * takes a second or more (longer after a crash): stopping it there would leave the directory locked and
+ * the database to recover. The stop is taken when the step under way ends: what is open by then is
+ * closed, the directory released, and the process exits 0, as a stop after the start does.
+ */
+function stopsWhileStarting(log: Logger) {
+  let asked: string | null = null;
+  const ask = (signal: string) => {
+    if (asked === null) log.info("shutting down: stopping the start once its current step ends", { signal });
+    asked ??= signal;
+  };
+  const onTerm = () => ask("SIGTERM");
+  const onInt = () => ask("SIGINT");
+  process.on("SIGTERM", onTerm);
+  process.on("SIGINT", onInt);
+  return {
+    /** Stops here if asked: closes what is open so far (`db` only if it was opened: a warm start's is not yet). */
+    async checkpoint(open: { db?: Database | null; redis?: RedisLink | null; unlock?: () => void }): Promise<void> {
+      if (asked === null) return;
+      await open.redis?.close();
+      await open.db?.close();
+      open.unlock?.();
+      log.info("stopped while starting", { signal: asked });
+      process.exit(0);
+    },
+    /** The gateway's own shutdown takes over. */
+    done() {
+      process.off("SIGTERM", onTerm);
+      process.off("SIGINT", onInt);
+    },
+  };
+}
+
 async function main(): Promise<void> {
   const args = (() => {
     try {
@@ -96,6 +130,7 @@ async function main(): Promise<void> {
   const g = config.general_settings;
   const log = createLogger({ level: args.logLevel ?? g.log_level, format: args.logFormat ?? g.log_format });
   for (const warning of warnings) log.warn(`config: ${warning}`);
+  const starting = stopsWhileStarting(log);
   log.debug("config read", { path: args.config, models: config.model_list.length });
   if (args.numWorkers !== undefined && args.numWorkers > 1) {
     log.warn(`--num_workers ${args.numWorkers}: litegate runs as one process (one event loop serves every connection); for more, run instances sharing Redis`);
@@ -119,6 +154,7 @@ async function main(): Promise<void> {
   }
 
   const opened = await databaseFor(args.command, config, log);
+  await starting.checkpoint({ db: opened?.warm ? null : opened?.db, unlock: opened?.unlock });
   if (!opened || args.command === "migrate") {
     await opened?.db.close();
     opened?.unlock();
@@ -127,7 +163,9 @@ async function main(): Promise<void> {
   }
   const { db, warm, openBehind, unlock } = opened;
 
+  const openedSoFar = () => ({ db: warm ? null : db, redis, unlock });
   const redis: RedisLink | null = redisUrl ? await connectRedis(redisUrl, log) : null;
+  await starting.checkpoint(openedSoFar());
   const gateway = await buildGateway({
     config, db, log,
     counters: redis?.counters,
@@ -137,6 +175,7 @@ async function main(): Promise<void> {
     configSource: () => loadConfig(args.config!, process.env, { reload: true }),
     warm,
   });
+  await starting.checkpoint(openedSoFar());
   redis?.subscribe((message) => gateway.invalidated(message));
   const scheduler = startBudgetScheduler({ db, log, config, gateway });
 
@@ -200,6 +239,7 @@ async function main(): Promise<void> {
   });
   // Only now that the reload listens: with no listener at all the signal's default (the end) would apply for a moment.
   process.off("SIGHUP", hangupWhileStarting);
+  starting.done();
   process.on("SIGTERM", () => void shutdown("SIGTERM"));
   process.on("SIGINT", () => void shutdown("SIGINT"));
 }

@@ -3,8 +3,9 @@ import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from
 import { join } from "node:path";
 import { hashKey } from "../../src/auth/keys";
 import { buildBatch, savedBatch } from "../../src/spend/batch";
-import { runBinary, startBinary } from "../helpers/binary";
-import { tempDir } from "../helpers/services";
+import { spawn } from "bun";
+import { BINARY, ensureBinary, runBinary, startBinary } from "../helpers/binary";
+import { freePort, tempDir } from "../helpers/services";
 import { until } from "../helpers/until";
 import { type Upstream, startUpstream } from "../helpers/upstream";
 
@@ -192,6 +193,32 @@ describe("starting on the embedded database", () => {
     expect(lineOf(second.output(), /INFO\s+request .*status=200/)).toBeLessThan(lineOf(second.output(), /database open/));
     expect(existsSync(join(dataDir, "litegate-warm.json"))).toBe(false); // gone once listening
     await second.stop("SIGTERM");
+  }, 90_000);
+
+  test("SIGTERM while a start opens the database stops it cleanly: the database closed, the directory released, exit 0", async () => {
+    const cwd = tempDir("warm-term");
+    const dataDir = join(cwd, "data");
+    const first = await startBinary({ config: config(dataDir), cwd });
+    const key = await newKey(first.url, {});
+    await first.stop("SIGKILL"); // no saved state: the next start opens the database before it listens
+    expect(existsSync(join(dataDir, "litegate.lock"))).toBe(true);
+    await ensureBinary();
+    const proc = spawn([BINARY, "--config", first.configPath, "--port", String(await freePort()), "--host", "127.0.0.1", "--debug"], { cwd, stdout: "pipe", stderr: "pipe" });
+    let output = "";
+    void (async () => {
+      for await (const chunk of proc.stdout as ReadableStream<Uint8Array>) output += new TextDecoder().decode(chunk);
+    })();
+    // Logged just before the database is opened, which takes most of a second.
+    await until("the config read", () => /config read/.test(output), 10_000);
+    proc.kill("SIGTERM");
+    expect(await proc.exited).toBe(0);
+    await until("the output read", () => /stopped while starting/.test(output), 2000);
+    expect(output).toContain("shutting down: stopping the start once its current step ends signal=SIGTERM");
+    expect(output).not.toContain("listening");
+    expect(existsSync(join(dataDir, "litegate.lock"))).toBe(false);
+    const next = await startBinary({ config: config(dataDir), cwd });
+    expect((await chat(next.url, key)).status).toBe(200);
+    expect(await next.stop("SIGTERM")).toBe(0);
   }, 90_000);
 
   test("on a new data directory a gateway-wide budget with a period holds from the first request", async () => {
