@@ -16,13 +16,14 @@ function fail(message: string, code = 1): never {
   process.exit(code);
 }
 
-async function openAndMigrate(config: Config, log: Logger): Promise<Database> {
+/** The database, open and migrated, and how many migrations that took. */
+async function openAndMigrate(config: Config, log: Logger): Promise<{ db: Database; applied: number }> {
   const url = databaseUrlOf(config, process.env);
   if (url) discardEarlyPglite();
   const db = await openDatabase({ url, dataDir: config.general_settings.data_dir, maxConnections: config.general_settings.database_connection_pool_limit });
   const applied = await migrate(db);
   for (const name of applied) log.info("migration applied", { migration: name });
-  return db;
+  return { db, applied: applied.length };
 }
 
 function cannotOpen(error: unknown): never {
@@ -56,7 +57,7 @@ async function databaseFor(command: CliArgs["command"], config: Config, log: Log
   const warm = command === "serve" && embedded ? readWarmState(g.data_dir, VERSION) : null;
   if (!warm) {
     try {
-      return { db: await openAndMigrate(config, log), warm, openBehind: () => {}, unlock };
+      return { ...(await openAndMigrate(config, log)), warm, openBehind: () => {}, unlock };
     } catch (error) {
       return cannotOpen(error);
     }
@@ -65,9 +66,10 @@ async function databaseFor(command: CliArgs["command"], config: Config, log: Log
   opening.promise.then(() => log.info("database open"), cannotOpen);
   return {
     db: deferredDatabase(opening.promise, "pglite"),
+    applied: 0,
     warm,
     // Once listening: the engine's compile would slow the start it no longer shortens.
-    openBehind: () => void openAndMigrate(config, log).then(opening.resolve, opening.reject),
+    openBehind: () => void openAndMigrate(config, log).then(({ db }) => opening.resolve(db), opening.reject),
     unlock,
   };
 }
@@ -158,7 +160,8 @@ async function main(): Promise<void> {
   if (!opened || args.command === "migrate") {
     await opened?.db.close();
     opened?.unlock();
-    process.stdout.write("migrations up to date\n");
+    const applied = opened?.applied ?? 0;
+    process.stdout.write(applied === 0 ? "migrations up to date\n" : `applied ${applied} migration${applied === 1 ? "" : "s"}\n`);
     return;
   }
   const { db, warm, openBehind, unlock } = opened;

@@ -2,8 +2,9 @@ import { expect, test } from "bun:test";
 import { spawn } from "bun";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { BINARY, ensureBinary, startBinary } from "../helpers/binary";
-import { freePort, tempDir } from "../helpers/services";
+import { MIGRATIONS } from "../../src/db";
+import { BINARY, ensureBinary, runBinary, startBinary } from "../helpers/binary";
+import { freePort, sharedPostgres, tempDir } from "../helpers/services";
 
 /** How the binary starts from what its environment and command line say. */
 
@@ -103,3 +104,15 @@ test("a SIGHUP while the gateway starts is ignored, also across the process repl
     }
   }
 }, 90_000);
+
+test("`litegate migrate` says how many migrations it applied, and that they are up to date only when it applied none", async () => {
+  const cwd = tempDir("migrate-count");
+  writeFileSync(join(cwd, "config.yaml"), `general_settings:\n  master_key: sk-1234\n  database_url: ${await (await sharedPostgres()).newDatabase()}\n`);
+  const first = await runBinary(["migrate", "--config", "config.yaml"], { cwd });
+  expect(first.code).toBe(0);
+  expect(first.stdout).toEndWith(`\napplied ${MIGRATIONS.length} migrations\n`); // after a log line for each
+  const again = await runBinary(["migrate", "--config", "config.yaml"], { cwd });
+  expect(again.code).toBe(0);
+  expect(again.stdout).toEndWith("migrations up to date\n");
+  expect(again.stdout).not.toContain("applied");
+}, 60_000);
