@@ -48,9 +48,10 @@ function rejection(check: PlannedCheck, counters: Counters, now: number): Gatewa
   const unit = check.kind === "rpm" ? "requests" : "tokens";
   const name = check.kind === "rpm" ? "rpm_limit" : "tpm_limit";
   // What the refusal was decided on (with Redis, the shared count, not this instance's view of it); said only when known.
+  // Whole requests or tokens: with Redis it counts the room other instances hold, which leases share out in fractions.
   const used = counters.decidedOn(check);
   return new GatewayError(429, "rate_limit_error",
-    `Rate limit exceeded for ${check.label}: ${name}=${check.limit} ${unit} per minute reached${used === null ? "" : ` (used ${used})`}. Resets in ${seconds}s.`,
+    `Rate limit exceeded for ${check.label}: ${name}=${check.limit} ${unit} per minute reached${used === null ? "" : ` (used ${Math.floor(used)})`}. Resets in ${seconds}s.`,
     null, { "retry-after": String(seconds) });
 }
 

@@ -219,6 +219,21 @@ describe("budgets", () => {
 });
 
 describe("rate limits", () => {
+  test("a 429 says whole requests used, though shared counters decide on fractions of room other instances hold", async () => {
+    let now = NOW;
+    const counters = new (class extends LocalCounters {
+      override decidedOn() {
+        return 4.2876157407408;
+      }
+    })(() => now);
+    const governance = createGovernance(counters, () => now);
+    const p = principal({ key: { rpm_limit: 4 } });
+    const plan = () => planChecks({ caller: keyCaller(p), customer: null, model: "m", estimatedCost: 0, now, defaults });
+    for (let i = 0; i < 4; i++) (await governance.admit(plan())).settle(0, 1);
+    const error = await rejected(governance.admit(plan()));
+    expect(error.message).toContain("rpm_limit=4 requests per minute reached (used 4).");
+  });
+
   test("rpm N admits N and refuses the next with retry-after; rejected requests do not consume", async () => {
     const { governance, advance, now } = setup();
     const p = principal({ key: { rpm_limit: 4 } });
