@@ -3,6 +3,7 @@ import { hashKey } from "../../src/auth/keys";
 import type { Harness } from "../helpers/gateway";
 import { sharedPostgres } from "../helpers/services";
 import { sharedRedis } from "../helpers/shared-redis";
+import { until } from "../helpers/until";
 
 // A cached key holds its records (the key, its user, team and membership) with the spend they had when
 // read; counters count from there. When an admin change on one instance starts a budget's counter
@@ -44,6 +45,9 @@ describe("a change on one instance to a budget another instance's cached key is 
   };
   const ask = (h: Harness, key: string) => h.chat(key, { max_tokens: 5 }, "priced").then(async (r) => (await r.text(), r.status));
 
+  /** The change reached the second instance (Redis pub/sub): it forgot the records it concerns. */
+  const reached = (cached: number) => until("the change on the second instance", () => b.gateway.auth.cachedPrincipals() < cached, 5000, 2);
+
   /** Holds a row of the key's locked (a spend write to it waits) until the returned function is called. */
   async function lockKeyRow(key: string, table: "keys" | "key_model_spend" = "keys"): Promise<() => Promise<void>> {
     let release!: () => void;
@@ -75,8 +79,9 @@ describe("a change on one instance to a budget another instance's cached key is 
     // The second instance's write is held up (its key's row locked) while the first sets the member's
     // budget below what was spent: a budget set again, whose counter starts again from the stored spend.
     const release = await lockKeyRow(key);
+    const cached = b.gateway.auth.cachedPrincipals();
     await admin("/team/member_update", { team_id: "stale-team", user_id: "stale-user", max_budget_in_team: 0.00001 });
-    await Bun.sleep(50); // the change reaches the second instance (Redis pub/sub)
+    await reached(cached);
     const during = Promise.all(Array.from({ length: 5 }, () => ask(b, key)));
     await Bun.sleep(300);
     await release();
@@ -99,8 +104,9 @@ describe("a change on one instance to a budget another instance's cached key is 
     for (let i = 0; i < 3; i++) expect(await ask(b, key)).toBe(200);
     // Not the key's own row: blocking the key writes that one.
     const release = await lockKeyRow(key, "key_model_spend");
+    const cached = b.gateway.auth.cachedPrincipals();
     await admin("/key/block", { key });
-    await Bun.sleep(50);
+    await reached(cached);
     const during = Promise.all(Array.from({ length: 3 }, () => ask(b, key)));
     await Bun.sleep(300);
     await release();
