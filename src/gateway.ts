@@ -12,7 +12,7 @@ import { type Logger, createLogger } from "./log";
 import { createMetrics, type Metrics } from "./metrics";
 import { createPricing } from "./pricing";
 import { createProviders } from "./providers";
-import { type GatewayState, type ProviderCalls, type RequestRecord, type Runtime, createInference, createRuntime, inferenceServerRoutes } from "./proxy";
+import { DeploymentSlots, type GatewayState, type ProviderCalls, type RequestRecord, type Runtime, createInference, createRuntime, inferenceServerRoutes } from "./proxy";
 import { createSpendWriter, type SpendWriter } from "./spend";
 import { carryOver, dropSpend, handOver, restartBudgets } from "./spend/reset";
 import type { WarmState } from "./warm";
@@ -107,7 +107,7 @@ export async function loadGatewayState(db: Database): Promise<GatewayState> {
   return { spend: row?.spend ?? 0, budgetResetAt: row?.budget_reset_at ?? null, createdAt: row?.updated_at ?? null };
 }
 
-function buildRuntime(config: Config, state: GatewayState, log: Logger, clock: Clock, calls: ProviderCalls): Runtime {
+function buildRuntime(config: Config, state: GatewayState, log: Logger, clock: Clock, calls: ProviderCalls, slots: DeploymentSlots): Runtime {
   const deployments = deploymentsOf(config);
   const pricing = createPricing(deployments, (d) => log.warn("model served by a wildcard entry has no price: its requests cost 0",
     { model: d.modelName, deployment: d.id, upstream: `${d.provider}/${d.upstreamModel}`, reject: config.general_settings.reject_unpriced_models }));
@@ -119,7 +119,7 @@ function buildRuntime(config: Config, state: GatewayState, log: Logger, clock: C
     if (missing) log.warn(`model has no ${missing} and the price table does not know it: that side costs 0`, { model: d.modelName, deployment: d.id });
   }
   const providers = createProviders();
-  return createRuntime(config, deployments, pricing, (d) => providers.forDeployment(d), state, () => clock.now(), calls);
+  return createRuntime(config, deployments, pricing, (d) => providers.forDeployment(d), state, () => clock.now(), calls, slots);
 }
 
 /** Settings a running gateway cannot change: a reload that changes them says so (the README lists them). */
@@ -197,7 +197,9 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
     failed: (deployment, status) => metrics.providerFailed(deployment.id, status),
     answered: (deployment, seconds) => metrics.providerAnswered(deployment.id, seconds),
   };
-  let runtime = buildRuntime(config, gatewayState, log, clock, calls);
+  // Requests in flight per deployment (`max_parallel_requests`): one set, whatever config is loaded.
+  const slots = new DeploymentSlots();
+  let runtime = buildRuntime(config, gatewayState, log, clock, calls, slots);
   // Idle budget counters are kept while spend cannot be written.
   const counters = options.counters ?? new LocalCounters(() => clock.now(), undefined, spend.failing);
   counters.trackWrites(spend.progress);
@@ -259,7 +261,7 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
         await spend.flush();
         auth.invalidate({ kind: "all" });
       }
-      runtime = buildRuntime(next.config, gatewayState, log, clock, calls);
+      runtime = buildRuntime(next.config, gatewayState, log, clock, calls, slots);
       for (const warning of warnings) log.warn(`config: ${warning}`);
       log.info("config reloaded", { models: next.config.model_list.length });
       return { models: next.config.model_list.length, warnings };
@@ -324,7 +326,7 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
       auth.invalidate(message, spend.backlog() === 0 ? undefined : Promise.race([spend.flush().catch(() => {}), Bun.sleep(WRITTEN_WAIT_MS)]));
     },
     reload(next) {
-      runtime = buildRuntime(next, gatewayState, log, clock, calls);
+      runtime = buildRuntime(next, gatewayState, log, clock, calls, slots);
     },
     reloadFromSource,
     /** Returns the number of requests whose spend could be neither written nor saved. */

@@ -28,6 +28,8 @@ export const LitellmParams = T.Object({
   timeout: T.Optional(Timeout),
   stream_timeout: T.Optional(Timeout),
   max_retries: T.Optional(Count),
+  /** Requests in flight at this deployment (per instance); more wait their turn. */
+  max_parallel_requests: T.Optional(T.Integer({ minimum: 1 })),
 }, Open);
 
 export const ModelInfo = T.Object({
@@ -142,6 +144,8 @@ export const RouterSettings = T.Object({
   routing_strategy: T.Optional(T.String()),
   fallbacks: T.Optional(Fallbacks),
   timeout: T.Optional(Timeout),
+  /** `max_parallel_requests` for every deployment that sets none. */
+  default_max_parallel_requests: T.Optional(T.Integer({ minimum: 1 })),
   /** A name clients may ask for, served by another model group: `{"gpt-4": "gpt-4o"}` or `{"gpt-4": {model: "gpt-4o", hidden: true}}`. */
   model_group_alias: T.Optional(T.Record(T.String({ minLength: 1 }), T.Union([
     T.String({ minLength: 1 }), T.Object({ model: T.String({ minLength: 1 }), hidden: T.Optional(T.Boolean()) }, Open),
@@ -167,13 +171,13 @@ export type RouterSettings = Static<typeof RouterSettings>;
 export type KeyUpperBounds = Static<typeof KeyUpperBounds>;
 export type KeyDefaults = Static<typeof KeyDefaults>;
 
-/** Keys each section knows; anything else is warned about and ignored. */
 /** The provider a `litellm_params.model` names (`azure/gpt-4o` → `azure`); `openai` when it names none. */
 export function providerOf(model: string): string {
   const slash = model.indexOf("/");
   return slash > 0 ? model.slice(0, slash) : "openai";
 }
 
+/** Keys each section knows; anything else is warned about and ignored. */
 export const KNOWN_KEYS = {
   model_entry: Object.keys(ModelEntry.properties),
   litellm_params: Object.keys(LitellmParams.properties),

@@ -1,5 +1,6 @@
 import type { Deployment, Route, UpstreamResult } from "../providers/types";
 import type { Runtime } from "./runtime";
+import type { Release } from "./slots";
 
 export interface Attempted {
   result: UpstreamResult;
@@ -7,6 +8,8 @@ export interface Attempted {
   deployment: Deployment;
   /** The model name that answered: the requested one or a fallback. */
   model: string;
+  /** A stream's slot at its deployment (`max_parallel_requests`), to give back when the stream ends. */
+  release?: Release;
 }
 
 /** Errors worth another deployment: the provider was unreachable, rate limited us, or failed. */
@@ -34,6 +37,20 @@ export interface AttemptInput {
 }
 
 /**
+ * A request that waited for a slot at a deployment with `max_parallel_requests` and never got one: it
+ * reached no provider, so it costs nothing.
+ */
+function noSlotInTime(deployment: Deployment, signal: AbortSignal): UpstreamResult {
+  if ((signal.reason as { name?: string } | undefined)?.name === "TimeoutError") {
+    return {
+      kind: "error", status: 504, type: "timeout",
+      message: `No slot came free in time at deployment ${deployment.id} of ${deployment.modelName} (max_parallel_requests: every one was in use until the request's timeout)`,
+    };
+  }
+  return { kind: "error", status: 499, type: "cancelled", message: "Request cancelled by the client" };
+}
+
+/**
  * Calls the chosen deployment; on a retryable error tries the model's other deployments (up to
  * `num_retries`), then each fallback model the caller may use, in turn. Streams are only retried before their first byte,
  * which is when a provider's failure shows up as an error result.
@@ -57,6 +74,9 @@ export async function callWithRetries(runtime: Runtime, input: AttemptInput): Pr
       const body = model === input.model ? input.body : { ...input.body, model };
       const rawBody = model === input.model ? input.rawBody : JSON.stringify(body);
       const started = performance.now();
+      const taken = router.take(deployment, input.signal);
+      const slot = taken instanceof Promise ? await taken : taken;
+      if (!slot) return { result: noSlotInTime(deployment, input.signal), deployment, model };
       let result: UpstreamResult;
       router.sent(deployment);
       try {
@@ -64,12 +84,18 @@ export async function callWithRetries(runtime: Runtime, input: AttemptInput): Pr
           route: input.route, deployment, body, rawBody, stream: input.stream, signal: input.signal, onRead: input.onRead,
         });
       } catch (error) {
+        slot();
         runtime.calls.failed(deployment, input.signal.aborted ? 499 : 502);
         runtime.calls.answered(deployment, (performance.now() - started) / 1000);
         throw error;
       }
       seconds = (performance.now() - started) / 1000;
-      last = { result, deployment, model };
+      // A stream holds its slot until it ends; any other answer is over.
+      if (result.kind === "stream") last = { result, deployment, model, release: slot };
+      else {
+        slot();
+        last = { result, deployment, model };
+      }
       // Counted per call, by the deployment that failed: one whose failures are always retried away still shows.
       if (result.kind === "error") runtime.calls.failed(deployment, result.status);
       if (!retryable(result) || input.signal.aborted) {

@@ -2,4 +2,5 @@ export { createInference, type Inference, type InferenceDeps, type RequestRecord
 export { inferenceRoutes } from "./routes";
 export { createRuntime, type Runtime, type GatewayState, type ProviderCalls } from "./runtime";
 export { ModelRouter } from "./router";
+export { DeploymentSlots } from "./slots";
 export { inferenceServerRoutes } from "./serve";

@@ -11,6 +11,7 @@ import { countPromptTokens, countTextTokens } from "../tokens";
 import { parseInferenceBody, readBodyText } from "./body";
 import { customerOf } from "./customer";
 import type { Runtime } from "./runtime";
+import type { Release } from "./slots";
 import { callWithRetries } from "./attempts";
 import { type Deadline, Deadlines } from "./deadlines";
 import { textOfAnswer } from "./sse-events";
@@ -63,6 +64,8 @@ interface Context {
   reserved: number;
   /** Its spend is recorded, or it ended without any: it no longer holds a shutdown up. */
   closed: boolean;
+  /** A stream's slot at its deployment (`max_parallel_requests`), given back when the request closes. */
+  slot?: Release;
 }
 
 interface Sizing {
@@ -107,6 +110,7 @@ export function createInference(deps: InferenceDeps) {
   function closeOut(ctx: Context): void {
     if (ctx.closed) return;
     ctx.closed = true;
+    ctx.slot?.();
     open--;
     if (open === 0 && whenNoneOpen.length > 0) for (const done of whenNoneOpen.splice(0)) done();
   }
@@ -291,6 +295,7 @@ export function createInference(deps: InferenceDeps) {
         moveTo: (model, deployment) => moveTo(ctx, model, deployment),
       });
       result = attempted.result;
+      ctx.slot = attempted.release;
       // Charged once, at the price of the deployment that answered.
       ctx.deployment = attempted.deployment;
     } catch (error) {

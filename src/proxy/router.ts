@@ -1,12 +1,15 @@
 import type { AccessGroups } from "../governance/access";
 import { SUPPORTED_PROVIDERS } from "../providers";
 import type { Deployment } from "../providers/types";
+import { DeploymentSlots, NO_SLOT, type Release } from "./slots";
 
 export interface RouterSettings {
   /** Failures within a minute before a deployment is cooled down. */
   allowedFails: number;
   /** Seconds a failing deployment is skipped. */
   cooldownSeconds: number;
+  /** Requests in flight at a deployment that sets no `max_parallel_requests` of its own (none: no cap). */
+  defaultMaxParallel?: number;
 }
 
 interface Health {
@@ -89,6 +92,8 @@ export class ModelRouter {
     deployments: readonly Deployment[],
     private readonly settings: RouterSettings = { allowedFails: 3, cooldownSeconds: 60 },
     private readonly now: () => number = Date.now,
+    /** Requests in flight per deployment: the gateway's one set outlives a reload's router. */
+    private readonly slots = new DeploymentSlots(),
   ) {
     for (const deployment of deployments) {
       if (deployment.modelName.includes("*")) {
@@ -175,12 +180,24 @@ export class ModelRouter {
     const tpm = Number(d.params.tpm);
     if (Number.isFinite(rpm) && rpm > 0 && h.requests >= rpm) return false;
     if (Number.isFinite(tpm) && tpm > 0 && h.tokens >= tpm) return false;
-    return true;
+    return this.hasSlot(d);
+  }
+
+  /** A deployment's `max_parallel_requests`, else router_settings' default, else none. */
+  private capOf(d: Deployment): number | undefined {
+    return positive(d.params.max_parallel_requests) ?? this.settings.defaultMaxParallel;
+  }
+
+  private hasSlot(d: Deployment): boolean {
+    const cap = this.capOf(d);
+    return cap === undefined || this.slots.inFlight(d.id) < cap;
   }
 
   /**
    * A deployment chosen at random among those not tried yet (and `eligible`), not cooled down and under
-   * their caps; when all are unavailable, any untried one (the caps are per instance and soft). Weighted
+   * their caps; when all are unavailable, an untried one with a free slot, else any untried one (the rpm
+   * and tpm caps are per instance and soft; a request at a deployment with no free slot waits for one,
+   * see `take`). Weighted
    * as LiteLLM's simple shuffle: by `weight` when an entry of the group sets one, else by `rpm`, else by
    * `tpm` (an entry without the cap weighs as the group's largest), else evenly.
    */
@@ -192,7 +209,11 @@ export class ModelRouter {
     if (eligible) untried = untried.filter(eligible);
     if (untried.length === 0) return null;
     const healthy = untried.filter((d) => this.available(d));
-    const candidates = healthy.length > 0 ? healthy : untried;
+    let candidates = healthy;
+    if (candidates.length === 0) {
+      const open = untried.filter((d) => this.hasSlot(d));
+      candidates = open.length > 0 ? open : untried;
+    }
     if (candidates.length === 1) return candidates[0]!;
     const weights = weightsOf(candidates);
     let total = 0;
@@ -203,6 +224,16 @@ export class ModelRouter {
       if (roll < 0) return candidates[i]!;
     }
     return candidates[candidates.length - 1]!;
+  }
+
+  /**
+   * A slot at the deployment for one call, to give back when its answer is over (a stream's end): at once
+   * when it has no `max_parallel_requests` or one is free, else in turn once one is; null if `signal`
+   * aborts while it waits.
+   */
+  take(d: Deployment, signal: AbortSignal): Release | Promise<Release | null> {
+    const cap = this.capOf(d);
+    return cap === undefined ? NO_SLOT : this.slots.take(d.id, cap, signal);
   }
 
   /** A request sent to the deployment: counted against its rpm cap from now, so that requests in flight count. */

@@ -36,7 +36,7 @@ const encoder = new TextEncoder();
 
 export async function startUpstream(initial: Partial<Behaviour> = {}) {
   const requests: RecordedRequest[] = [];
-  const state = { behaviour: { ...DEFAULTS, ...initial } as Behaviour, inFlight: 0, aborted: 0 };
+  const state = { behaviour: { ...DEFAULTS, ...initial } as Behaviour, inFlight: 0, maxInFlight: 0, aborted: 0 };
 
   const server = Bun.serve({
     port: 0,
@@ -56,6 +56,7 @@ export async function startUpstream(initial: Partial<Behaviour> = {}) {
       const override = request.headers.get("x-test-behaviour");
       const b: Behaviour = { ...state.behaviour, ...(override ? JSON.parse(override) : {}) };
       state.inFlight++;
+      state.maxInFlight = Math.max(state.maxInFlight, state.inFlight);
       let finished = false;
       const done = () => {
         if (!finished) {
@@ -147,9 +148,14 @@ export async function startUpstream(initial: Partial<Behaviour> = {}) {
     reset() {
       state.behaviour = { ...DEFAULTS, ...initial };
       requests.length = 0;
+      state.maxInFlight = state.inFlight;
     },
     get inFlight() {
       return state.inFlight;
+    },
+    /** The most requests it held at once since it started or was reset. */
+    get maxInFlight() {
+      return state.maxInFlight;
     },
     get aborted() {
       return state.aborted;

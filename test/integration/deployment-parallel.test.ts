@@ -1,0 +1,143 @@
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import OpenAI from "openai";
+import { type RunningGateway, startBinary } from "../helpers/binary";
+import { type Upstream, startUpstream } from "../helpers/upstream";
+
+// A model_list entry's `max_parallel_requests` (and router_settings.default_max_parallel_requests): the
+// deployment never has more requests in flight from the gateway than that; more wait their turn, as
+// LiteLLM's router queues them, and one still waiting when its deadline passes is answered 504 without
+// reaching the provider.
+
+let narrow: Upstream;
+let left: Upstream;
+let right: Upstream;
+let defaulted: Upstream;
+let gateway: RunningGateway;
+let client: OpenAI;
+
+const PRICE = "input_cost_per_token: 0.000001, output_cost_per_token: 0.000002";
+const messages = [{ role: "user" as const, content: "Hello there" }];
+
+beforeAll(async () => {
+  narrow = await startUpstream();
+  left = await startUpstream();
+  right = await startUpstream();
+  defaulted = await startUpstream();
+  gateway = await startBinary({ config: `
+model_list:
+  - model_name: narrow
+    litellm_params: {model: openai/m, api_base: "${narrow.url}", max_parallel_requests: 2, ${PRICE}}
+  - model_name: pair
+    litellm_params: {model: openai/a, api_base: "${left.url}", max_parallel_requests: 1, ${PRICE}}
+  - model_name: pair
+    litellm_params: {model: openai/b, api_base: "${right.url}", max_parallel_requests: 1, ${PRICE}}
+  - model_name: defaulted
+    litellm_params: {model: openai/d, api_base: "${defaulted.url}", ${PRICE}}
+router_settings:
+  default_max_parallel_requests: 1
+general_settings:
+  master_key: sk-1234
+  request_timeout: 1
+` });
+  client = new OpenAI({ apiKey: "sk-1234", baseURL: `${gateway.url}/v1`, maxRetries: 0 });
+}, 120_000);
+afterAll(async () => {
+  await gateway.stop("SIGKILL");
+  for (const upstream of [narrow, left, right, defaulted]) upstream.stop();
+});
+
+const chat = (model: string, options: { signal?: AbortSignal } = {}) => client.chat.completions.create({ model, messages }, options);
+
+async function streamed(model: string): Promise<string> {
+  let text = "";
+  for await (const chunk of await client.chat.completions.create({ model, messages, stream: true })) text += chunk.choices[0]?.delta?.content ?? "";
+  return text;
+}
+
+describe("max_parallel_requests on a deployment", () => {
+  test("is accepted without the warning an unknown setting gets", () => {
+    expect(gateway.output()).not.toContain("max_parallel_requests: not supported");
+    expect(gateway.output()).not.toContain("default_max_parallel_requests: not supported");
+  });
+
+  test("requests over the cap wait their turn: all are answered, never more than the cap at the provider", async () => {
+    narrow.reset();
+    narrow.set({ firstByteDelayMs: 150 });
+    const answers = await Promise.all(Array.from({ length: 6 }, () => chat("narrow")));
+    expect(answers.every((a) => a.choices[0]?.message.content === narrow.behaviour.content)).toBe(true);
+    expect(narrow.requests.length).toBe(6);
+    expect(narrow.maxInFlight).toBe(2);
+  });
+
+  test("a stream holds its slot until it ends", async () => {
+    narrow.reset();
+    narrow.set({ chunks: 4, chunkDelayMs: 100 });
+    const texts = await Promise.all(Array.from({ length: 4 }, () => streamed("narrow")));
+    expect(texts.every((text) => text.length > 0)).toBe(true);
+    expect(narrow.requests.length).toBe(4);
+    expect(narrow.maxInFlight).toBe(2);
+  });
+
+  test("a group's deployments each keep their own cap, and a request goes to one with a free slot", async () => {
+    left.reset();
+    right.reset();
+    left.set({ firstByteDelayMs: 150 });
+    right.set({ firstByteDelayMs: 150 });
+    await Promise.all(Array.from({ length: 4 }, () => chat("pair")));
+    expect(left.maxInFlight).toBe(1);
+    expect(right.maxInFlight).toBe(1);
+    expect(left.requests.length + right.requests.length).toBe(4);
+    // Two at a time went out, one to each: neither deployment took the second of a pair while the other was free.
+    expect(left.requests.length).toBe(2);
+  });
+
+  test("router_settings.default_max_parallel_requests caps a deployment that sets none", async () => {
+    defaulted.reset();
+    defaulted.set({ firstByteDelayMs: 100 });
+    await Promise.all(Array.from({ length: 3 }, () => chat("defaulted")));
+    expect(defaulted.requests.length).toBe(3);
+    expect(defaulted.maxInFlight).toBe(1);
+  });
+
+  test("a request still waiting at its deadline is answered 504 without reaching the provider, and no slot is lost", async () => {
+    narrow.reset();
+    // Two streams that keep sending for about two seconds (each piece restarts their deadline) hold both slots.
+    narrow.set({ chunks: 10, chunkDelayMs: 200 });
+    const holders = [streamed("narrow"), streamed("narrow")];
+    await Bun.sleep(100);
+    const waited = await fetch(`${gateway.url}/v1/chat/completions`, {
+      method: "POST", headers: { authorization: "Bearer sk-1234", "content-type": "application/json" }, body: JSON.stringify({ model: "narrow", messages }),
+    });
+    expect(waited.status).toBe(504);
+    const body = (await waited.json()) as { error: { message: string; type: string } };
+    expect(body.error.message).toContain("max_parallel_requests");
+    expect(body.error.type).toBe("timeout");
+    await Promise.all(holders);
+    expect(narrow.requests.length).toBe(2);
+
+    narrow.reset();
+    narrow.set({ firstByteDelayMs: 100 });
+    await Promise.all([chat("narrow"), chat("narrow")]);
+    expect(narrow.maxInFlight).toBe(2);
+  });
+
+  test("a client that leaves while waiting gives up its turn: the provider never sees it", async () => {
+    narrow.reset();
+    narrow.set({ firstByteDelayMs: 400 });
+    const holders = [chat("narrow"), chat("narrow")];
+    await Bun.sleep(100);
+    const controller = new AbortController();
+    const leaving = chat("narrow", { signal: controller.signal }).catch((error) => error);
+    await Bun.sleep(100);
+    controller.abort();
+    expect(await leaving).toBeInstanceOf(Error);
+    await Promise.all(holders);
+    await Bun.sleep(100);
+    expect(narrow.requests.length).toBe(2);
+    // Its place in the queue is gone: the next request is served at once.
+    narrow.reset();
+    const started = performance.now();
+    await chat("narrow");
+    expect(performance.now() - started).toBeLessThan(350);
+  });
+});
