@@ -113,10 +113,13 @@ export function parseInferenceBody(text: string, route: Route): InferenceBody {
   const user = body.user;
   if (user !== undefined && user !== null && typeof user !== "string") throw badRequest("user: must be a string", "user");
   if (typeof user === "string") checkCustomerId(user, "user");
-  const maxTokens = optionalCount(body, "max_tokens") ?? optionalCount(body, "max_completion_tokens");
+  // Both sent: providers differ in which they obey (vLLM takes max_completion_tokens first), so the larger is reserved.
+  const maxTokens = largerOf(optionalCount(body, "max_tokens"), optionalCount(body, "max_completion_tokens"));
   const raw = parsed.strict === false ? JSON.stringify(body) : text;
   return { body, raw, model, stream: body.stream === true && route !== "embeddings", user: user || null, maxTokens, choices: choicesOf(body, route) };
 }
+
+const largerOf = (a: number | null, b: number | null): number | null => (a === null ? b : b === null ? a : Math.max(a, b));
 
 /** How many completions a request generates (and is billed for): `n`, or `best_of` when larger, for each prompt of a list. */
 function choicesOf(body: Record<string, unknown>, route: Route): number {

@@ -26,8 +26,8 @@ afterAll(async () => {
 });
 
 /** Sends `count` requests at once; returns how many were answered and the key's spend after. */
-async function burst(key: string, content: unknown, count: number): Promise<{ admitted: number; spend: number }> {
-  const answers = await Promise.all(Array.from({ length: count }, () => h.chat(key, { messages: [{ role: "user", content }], max_tokens: COMPLETION }, "m")));
+async function burst(key: string, content: unknown, count: number, limits: Record<string, number> = { max_tokens: COMPLETION }): Promise<{ admitted: number; spend: number }> {
+  const answers = await Promise.all(Array.from({ length: count }, () => h.chat(key, { messages: [{ role: "user", content }], ...limits }, "m")));
   const statuses = answers.map((a) => a.status);
   await Promise.all(answers.map((a) => a.text()));
   expect(statuses.every((s) => s === 200 || s === 400)).toBe(true);
@@ -57,5 +57,18 @@ describe("a concurrent burst stays within a budget plus one request", () => {
     const { admitted, spend } = await burst(key, content, 20);
     expect(admitted).toBeGreaterThanOrEqual(1);
     expect(spend).toBeLessThanOrEqual(budget + oneRequest + 1e-12);
+  });
+
+  test("with max_tokens and max_completion_tokens both sent, the larger is reserved", async () => {
+    // Providers differ in which of the two they obey: this one answers with the larger.
+    upstream.set({ usage: { prompt_tokens: 10, completion_tokens: 500 } });
+    const oneRequest = 10 * IN + 500 * OUT;
+    const budget = 4 * oneRequest;
+    for (const limits of [{ max_tokens: 1, max_completion_tokens: 500 }, { max_tokens: 500, max_completion_tokens: 1 }]) {
+      const key = await h.createKey({ max_budget: budget });
+      const { admitted, spend } = await burst(key, "hello", 20, limits);
+      expect(admitted).toBeGreaterThanOrEqual(1);
+      expect(spend).toBeLessThanOrEqual(budget + oneRequest + 1e-12);
+    }
   });
 });
