@@ -45,6 +45,16 @@ function rejection(check: PlannedCheck, counters: Counters, now: number): Gatewa
       null, { "retry-after": "1" });
   }
   const seconds = Math.max(1, Math.ceil((check.expiresAt - now) / 1000));
+  // Tokens the minute's answers used are under the limit: what requests in flight reserve refused it, and
+  // their room frees as they end (most use less than they reserve), not when the minute does.
+  const usedTokens = check.kind === "tpm" ? counters.spent(check) : Infinity;
+  if (usedTokens < check.limit) {
+    const held = Math.max(0, (counters.decidedOn(check) ?? usedTokens + counters.held(check)) - usedTokens);
+    return new GatewayError(429, "rate_limit_error",
+      `Rate limit exceeded for ${check.label}: tpm_limit=${check.limit} tokens per minute reached with requests in flight `
+      + `(used ${Math.floor(usedTokens)}, ${Math.ceil(held)} more held by requests in flight). Room frees as they complete; the minute resets in ${seconds}s.`,
+      null, { "retry-after": "1" });
+  }
   const unit = check.kind === "rpm" ? "requests" : "tokens";
   const name = check.kind === "rpm" ? "rpm_limit" : "tpm_limit";
   // What the refusal was decided on (with Redis, the shared count, not this instance's view of it); said only when known.

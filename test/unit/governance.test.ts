@@ -267,6 +267,23 @@ describe("rate limits", () => {
     expect((await rejected(governance.admit(plan()))).message).toContain("tpm_limit=20");
   });
 
+  test("a tpm refusal caused by requests in flight says what they hold apart, and to retry soon", async () => {
+    const { governance, advance } = setup();
+    const p = principal({ key: { tpm_limit: 20 } });
+    const plan = () => planChecks({ caller: keyCaller(p), customer: null, model: "m", estimatedCost: 0, estimatedTokens: 1033, now: NOW, defaults });
+    const inFlight = await governance.admit(plan());
+    advance(30_000);
+    const held = await rejected(governance.admit(plan()));
+    expect(held.status).toBe(429);
+    expect(held.message).toContain("(used 0, 1033 more held by requests in flight)");
+    expect(held.headers["retry-after"]).toBe("1");
+    // Its answer used 30: the minute itself is spent, and the refusal says when it resets.
+    inFlight.settle(0, 30);
+    const spent = await rejected(governance.admit(plan()));
+    expect(spent.message).toContain("tpm_limit=20 tokens per minute reached (used 30). Resets in 30s.");
+    expect(spent.headers["retry-after"]).toBe("30");
+  });
+
   test("per-model headers: after the first request with model_rpm_limit 2, one remains", async () => {
     const { governance } = setup();
     const p = principal({ key: { model_rpm_limit: { "gpt-4": 2 }, model_tpm_limit: { "gpt-4": 200 } } });
