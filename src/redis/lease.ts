@@ -24,6 +24,12 @@ export interface State {
   reclaim: boolean;
   /** When this instance last asked the others for room they hold on the counter (see `SharedCounters.askBack`). */
   askedAt: number;
+  /**
+   * The limit the last sync was sent under (its lease and view of the others are as of it), and the one
+   * being sent: a lower limit since makes Redis decide again (see `fitsLease`).
+   */
+  syncedLimit: number;
+  sendingLimit: number;
   /** Shared settled value and the other instances' leases, as of the last sync. */
   v: number;
   others: number;
@@ -55,7 +61,8 @@ let made = 0;
 /** A counter's state when an instance first uses it. */
 export function newState(check: CounterCheck, now: number): State {
   return {
-    check, lease: 0, inflight: 0, unsynced: 0, pushing: 0, acked: 0, series: ++made, reclaim: false, askedAt: 0, v: check.initial, others: 0, peers: 0, synced: false, busy: null,
+    check, lease: 0, inflight: 0, unsynced: 0, pushing: 0, acked: 0, series: ++made, reclaim: false, askedAt: 0,
+    syncedLimit: check.limit, sendingLimit: check.limit, v: check.initial, others: 0, peers: 0, synced: false, busy: null,
     admittedSinceSync: 0, rate: 0, lastReserve: check.reserve, lastActual: 0, touchedAt: now, syncedAt: 0, recover: false,
     floor: check.initial, generation: null,
   };
@@ -85,11 +92,12 @@ export const alone = (s: State) => s.v + s.others + consumed(s);
 const roomLeft = (s: State) => s.check.limit - alone(s);
 
 /**
- * Whether a request fits in the room this instance holds, and under the limit as it is now: a lease
- * granted under a higher limit (lowered since by an admin) admits nothing past the new one.
+ * Whether a request fits in the room this instance holds, under the limit its lease was granted under:
+ * a limit lowered since (by an admin) is decided by Redis, as what the other instances used since this
+ * one's last sync, inside their own leases, may already be past it.
  */
 export const fitsLease = (s: State, check: CounterCheck) =>
-  s.synced && consumed(s) + check.reserve <= s.lease && (check.reserve > 0 || consumed(s) < s.lease) && alone(s) < check.limit;
+  s.synced && check.limit >= s.syncedLimit && consumed(s) + check.reserve <= s.lease && (check.reserve > 0 || consumed(s) < s.lease) && alone(s) < check.limit;
 
 /** Whether a counter is at its limit as last seen, whatever the other instances hold: Redis need not be asked. */
 export const atLimit = (s: State, check: CounterCheck) => s.synced && s.v + consumed(s) >= check.limit;
@@ -188,6 +196,7 @@ export function applyReply(s: State, reply: SyncReply, now: number, tickMs: numb
   if (generation !== null) s.generation = generation;
   s.recover = lost;
   s.lease = Number(reply[1]) + s.pushing;
+  s.syncedLimit = s.sendingLimit;
   s.v = Number(reply[2]);
   s.others = Number(reply[3]);
   s.peers = Number(reply[4]);
@@ -261,6 +270,7 @@ export function syncArgs(s: State, total: number, need: number, request: number,
   // reset, that is the new value). After Redis lost its data, what this instance last saw is a floor
   // too: the script makes the value the highest floor plus what was pushed since.
   const initial = s.recover ? Math.max(s.check.initial, s.floor) : s.check.initial;
+  s.sendingLimit = s.check.limit;
   // What is being pushed leaves the lease and joins the shared value there.
   return [
     initial, s.check.limit, total, Math.max(0, s.lease - s.pushing), consumed(s) - s.pushing, need, request, Math.ceil(keyTtl),

@@ -238,6 +238,24 @@ describe("shared counters: many counters per sync call", () => {
     await a.close();
   });
 
+  test("a limit lowered below what another instance used since this one's last sync: this one asks Redis, which refuses", async () => {
+    const a = instance("stale-a", 60_000);
+    const b = instance("stale-b", 60_000);
+    const [check] = checks("stale", 1, 1000);
+    // a takes a lease for one request; b then takes its own and settles 20 inside it, which a has not seen.
+    expect(await a.admit([check!])).toBe(-1);
+    a.settle(check!, 1);
+    for (let i = 0; i < 20; i++) {
+      expect(await b.admit([check!])).toBe(-1);
+      b.settle(check!, 1);
+    }
+    const lowered = { ...check!, limit: 10 };
+    expect(await a.admit([lowered])).toBe(0);
+    expect(await b.admit([lowered])).toBe(0);
+    await a.close();
+    await b.close();
+  });
+
   test("Redis emptied under two instances: their leases are void and the limit still holds", async () => {
     const a = instance("epoch-a", 60_000);
     const b = instance("epoch-b", 60_000);
