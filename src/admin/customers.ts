@@ -2,6 +2,7 @@ import { t } from "elysia";
 import { counterKeys, scopes } from "../governance/keys";
 import { badRequest, notFound } from "../http/errors";
 import type { Sql } from "../db";
+import { windowsOf } from "../spend/reset";
 import { assignments, dropOwnBudgets, found, mustExist, periodView, resetAtFor, write } from "./common";
 import type { AdminDeps } from "./deps";
 import { Id, Money, customerRefusedFields, nextReset, opt, open } from "./fields";
@@ -122,7 +123,7 @@ export function customerRoutes(deps: AdminDeps, prefix: "/customer" | "/end_user
         return gone;
       });
       // A customer made again under the same id starts from nothing.
-      for (const row of rows) deps.invalidate({ kind: "customer", id: row.user_id, reset: [{ table: "customers", id: row.user_id }] });
+      for (const row of rows) deps.invalidate({ kind: "customer", id: row.user_id, reset: [{ table: "customers", id: row.user_id }], restart: windowsOf([{ table: "customers", id: row.user_id }]) });
       return { deleted_customers: rows.map((r) => r.user_id) };
     }, { body: t.Object({ user_ids: t.Array(Id, { minItems: 1 }) }, open), detail: { tags: ["customer management"], summary: "Delete customers" } })
     .get(`${prefix}/info`, ({ query }) => one(query.end_user_id), { query: t.Object({ end_user_id: Id }), detail: { tags: ["customer management"], summary: "A customer with its budget and spend" } })

@@ -1,7 +1,8 @@
 import { t } from "elysia";
 import type { Sql } from "../db";
 import { counterKeys, scopes } from "../governance/keys";
-import { SEP } from "../spend/batch";
+import { SEP, type SpendRow } from "../spend/batch";
+import { windowsOf } from "../spend/reset";
 import { badRequest, notFound } from "../http/errors";
 import { dropOwnBudgets, internalUserResetAt, lockMemberships, resetAtFor } from "./common";
 import type { AdminDeps } from "./deps";
@@ -126,7 +127,8 @@ export function memberRoutes(deps: AdminDeps) {
         return { team: (await tx.query("select * from teams where team_id = $1", [body.team_id]))[0]!, userId, blocked };
       });
       // A member added again starts from nothing in the team.
-      deps.invalidate({ kind: "all", reset: [{ table: "members", id: body.team_id + SEP + userId }] });
+      const gone: SpendRow[] = [{ table: "members", id: body.team_id + SEP + userId }];
+      deps.invalidate({ kind: "all", reset: gone, restart: windowsOf(gone) });
       return { ...teamView(team), blocked_keys: blocked.map((k) => k.token as string) };
     }, {
       body: t.Object({ team_id: Id, ...who }, open),

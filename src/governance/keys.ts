@@ -17,6 +17,8 @@ export const counterKeys = {
    * every model of a key).
    */
   budgetPrefix: (scope: string) => `b:${scope}:`,
+  /** Prefixes of every rate window (rpm, tpm) of a scope, as `budgetPrefix`. */
+  windowPrefixes: (scope: string) => [`r:${scope}:`, `t:${scope}:`],
 };
 
 /**

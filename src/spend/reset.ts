@@ -83,6 +83,32 @@ const scopePrefixes = (scope: string) =>
   [counterKeys.budget(scope, null), counterKeys.requests(scope, 0), counterKeys.tokens(scope, 0), counterKeys.parallel(scope)]
     .map((key) => key.slice(0, key.indexOf(scope) + scope.length));
 
+/**
+ * The rate windows (rpm, tpm) of deleted rows' scopes, to forget with them: an entity made again under
+ * the same id starts with empty windows, as it starts with no spend (a key's per-model windows too).
+ */
+export function windowsOf(rows: readonly SpendRow[]): string[] {
+  const windows = counterKeys.windowPrefixes;
+  return rows.flatMap((row) => {
+    switch (row.table) {
+      case "keys":
+        return [...windows(scopes.key(row.id)), ...windows(scopes.keyModels(row.id))];
+      case "users":
+        return windows(scopes.user(row.id));
+      case "teams":
+        return windows(scopes.team(row.id));
+      case "customers":
+        return windows(scopes.customer(row.id));
+      case "members": {
+        const [team, user] = row.id.split(SEP);
+        return windows(scopes.member(team!, user!));
+      }
+      case "keyModels":
+        return [];
+    }
+  });
+}
+
 /** The old secret of a regenerated key (`heldBy`, its token now), taken by a new key given that raw value. */
 export interface ReusedToken {
   token: string;

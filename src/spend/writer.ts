@@ -159,6 +159,15 @@ export function createSpendWriter(options: SpendWriterOptions) {
 
   const timer = setInterval(() => void flush(), intervalMs);
 
+  /**
+   * Writes everything recorded so far: a flush already under way took only what was recorded when it
+   * began, so what came since goes with one more after it.
+   */
+  function flushAll(): Promise<void> {
+    if (!flushing || current.size === 0) return flush();
+    return flushing.then(flush);
+  }
+
   return {
     record(event: SpendEvent): void {
       recorded++;
@@ -168,7 +177,7 @@ export function createSpendWriter(options: SpendWriterOptions) {
         current = new Batch(options.masterToken ?? null);
       }
     },
-    flush,
+    flush: flushAll,
     /**
      * Drops the spend not yet written for a row an admin reset, from every batch but one being written
      * (that one's spend was there before the reset reached this instance, as a flush just before it would be).

@@ -127,6 +127,37 @@ describe("three instances sharing Postgres and Redis", () => {
     expect(spends).toEqual({ u: one, t: one, c: one });
   });
 
+  test("made again under the same id after a delete, a key, team, user or customer starts with empty rate windows on every instance", async () => {
+    const [a, b, c] = instances as [Harness, Harness, Harness];
+    const admin = async (path: string, body: unknown) => expect(`${path} ${(await a.call(path, body)).status}`).toBe(`${path} 200`);
+    const setUp = async () => {
+      await admin("/team/new", { team_id: "window-team", rpm_limit: 2 });
+      await admin("/user/new", { user_id: "window-user", rpm_limit: 2, auto_create_key: false });
+      await admin("/customer/new", { user_id: "window-customer", rpm_limit: 2 });
+      await admin("/key/generate", { key: "sk-window-key", rpm_limit: 2 });
+      await admin("/key/generate", { key: "sk-window-team-key", team_id: "window-team" });
+      await admin("/key/generate", { key: "sk-window-user-key", user_id: "window-user" });
+    };
+    const calls = [() => b.chat("sk-window-key"), () => b.chat("sk-window-team-key"), () => b.chat("sk-window-user-key"),
+      () => b.chat("sk-1234", { user: "window-customer" })];
+    // Both rounds in one 60 s window, or the windows would empty by themselves.
+    if (Date.now() % 60_000 > 55_000) await Bun.sleep(60_000 - (Date.now() % 60_000) + 50);
+    await setUp();
+    for (const call of calls) {
+      expect([(await call()).status, (await call()).status, (await call()).status]).toEqual([200, 200, 429]);
+    }
+    await admin("/key/delete", { keys: ["sk-window-key", "sk-window-team-key", "sk-window-user-key"] });
+    await admin("/team/delete", { team_ids: ["window-team"] });
+    await admin("/user/delete", { user_ids: ["window-user"] });
+    await admin("/customer/delete", { user_ids: ["window-customer"] });
+    await Bun.sleep(100);
+    await setUp();
+    // b counted two requests of each in this minute; c never served them.
+    for (const call of calls) expect((await call()).status).toBe(200);
+    expect((await c.chat("sk-window-key")).status).toBe(200);
+    expect((await c.chat("sk-window-key")).status).toBe(429);
+  });
+
   test("a key made with a regenerated key's old secret starts from nothing on every instance, and the regenerated key keeps its spend", async () => {
     const [a, b, c] = instances as [Harness, Harness, Harness];
     // Both rounds in one 60 s window, or the rpm counter would restart by itself.

@@ -207,6 +207,24 @@ describe("the spend writer", () => {
   });
 });
 
+describe("flush", () => {
+  test("writes what was recorded while a flush was already under way", async () => {
+    const writer = createSpendWriter({ db, clock: systemClock, log: silentLogger, intervalMs: 60_000 });
+    try {
+      const before = (await one("select spend from teams where team_id = 't1'")).spend;
+      writer.record(event(0.25, {}));
+      const first = writer.flush();
+      writer.record(event(0.5, {}));
+      await writer.flush();
+      await first;
+      expect(writer.backlog()).toBe(0);
+      expect((await one("select spend from teams where team_id = 't1'")).spend).toBeCloseTo(before + 0.75, 12);
+    } finally {
+      await writer.close();
+    }
+  });
+});
+
 /** Spend recorded after a batch was set aside is written: the team's spend grows from `before` by it. */
 async function expectWrittenAfter(writer: ReturnType<typeof createSpendWriter>, before: number): Promise<void> {
   writer.record(event(0.25, {}));
