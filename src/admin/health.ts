@@ -1,6 +1,7 @@
 import { t } from "elysia";
 import { notFound } from "../http/errors";
 import type { Deployment, Route } from "../providers/types";
+import { plainBase } from "../proxy/model-info";
 import type { AdminDeps } from "./deps";
 import { adminOnlyRoutes } from "./guard";
 
@@ -19,7 +20,9 @@ function probeOf(deployment: Deployment): { route: Route; body: Record<string, u
 /** What an endpoint is called in the answer, as LiteLLM shows it: its `model` and `api_base`, never a key. */
 function endpointOf(deployment: Deployment): Record<string, unknown> {
   const endpoint: Record<string, unknown> = { model: deployment.params.model ?? `${deployment.provider}/${deployment.upstreamModel}`, model_name: deployment.modelName, id: deployment.id };
-  if (typeof deployment.params.api_base === "string") endpoint.api_base = deployment.params.api_base;
+  // As /model/info shows it: a password or a token in it stays out of the answer.
+  const base = plainBase(deployment.params.api_base);
+  if (base !== undefined) endpoint.api_base = base;
   return endpoint;
 }
 

@@ -12,11 +12,11 @@ import type { Runtime } from "./runtime";
  * `api_base_auth`, whatever else an operator wrote) may hold a credential and is left out.
  */
 const SHOWN = new Set(["model", "api_version", "organization", "region_name", "rpm", "tpm", "weight", "timeout", "stream_timeout",
-  "max_retries", "mock_response", "mock_delay_ms", "custom_llm_provider", "base_model"]);
+  "max_retries", "max_parallel_requests", "mock_response", "mock_delay_ms", "custom_llm_provider", "base_model"]);
 const shown = (name: string) => SHOWN.has(name) || /_cost_per_|_token_cost$/.test(name);
 
 /** An `api_base` without what could be a credential in it: user and password, query, fragment. */
-function plainBase(value: unknown): unknown {
+export function plainBase(value: unknown): string | undefined {
   if (typeof value !== "string") return undefined;
   try {
     const url = new URL(value);
