@@ -6,9 +6,12 @@ export class Deadline {
   next: Deadline | null = null;
   linked = true;
 
+  /** Said when it expires: a silence bound set by `quietAtMost` says so. */
+  private why = "The request took longer than request_timeout";
+
   constructor(
     public at: number,
-    private readonly ms: number,
+    private ms: number,
     private readonly pending: Deadlines,
   ) {}
 
@@ -22,7 +25,19 @@ export class Deadline {
   }
 
   expire(): void {
-    this.controller.abort(new DOMException("The request took longer than request_timeout", "TimeoutError"));
+    this.controller.abort(new DOMException(this.why, "TimeoutError"));
+  }
+
+  /**
+   * From now on, a silence longer than `ms` (when shorter than the request's own timeout) cuts it, `why`
+   * saying so: a deployment's `stream_timeout` bounds the wait between a stream's pieces, as LiteLLM's
+   * read timeout does.
+   */
+  quietAtMost(ms: number, why: string): void {
+    if (!(ms > 0 && ms < this.ms)) return;
+    this.ms = ms;
+    this.why = why;
+    this.touch();
   }
 
   /**

@@ -336,6 +336,10 @@ export function createInference(deps: InferenceDeps) {
     }
     headers["cache-control"] = "no-cache";
     headers.connection = "keep-alive";
+    const quiet = silenceBound(ctx.deployment);
+    if (quiet !== undefined) {
+      deadline.quietAtMost(quiet * 1000, `The provider sent nothing for longer than stream_timeout (${quiet}s) of deployment ${ctx.deployment.id}`);
+    }
     const { status, usageSoFar } = result;
     const wantsUsage = clientWantsUsage(ctx.body);
     const countUsage = wantsUsage ? (text: string) => usageOf(ctx, null, text) : undefined;
@@ -351,6 +355,12 @@ export function createInference(deps: InferenceDeps) {
     });
     return new Response(body, { status, headers });
   }
+}
+
+/** A deployment's bound on a stream's silences, in seconds: its `stream_timeout`, else its `timeout` (LiteLLM's read timeout). */
+function silenceBound(deployment: Deployment): number | undefined {
+  const seconds = Number(deployment.params.stream_timeout ?? deployment.params.timeout);
+  return seconds > 0 ? seconds : undefined;
 }
 
 /** Whether the client asked for the usage chunk at the end of a stream (litegate asks for it either way). */

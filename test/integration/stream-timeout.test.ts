@@ -1,0 +1,55 @@
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import { type RunningGateway, startBinary } from "../helpers/binary";
+import { type Upstream, startUpstream } from "../helpers/upstream";
+
+// A deployment's stream_timeout (else its timeout) bounds each silence of a stream, as LiteLLM's read
+// timeout does: a provider that goes quiet mid-stream is cut then, not after the whole request_timeout,
+// and a stream that keeps flowing is never cut.
+
+let upstream: Upstream;
+let gateway: RunningGateway;
+
+beforeAll(async () => {
+  upstream = await startUpstream();
+  gateway = await startBinary({ config: `
+model_list:
+  - model_name: bounded
+    litellm_params: {model: openai/m, api_base: "${upstream.url}", stream_timeout: 1, input_cost_per_token: 0.000001, output_cost_per_token: 0.000002}
+general_settings:
+  master_key: sk-1234
+  request_timeout: 30
+` });
+}, 120_000);
+afterAll(async () => {
+  await gateway.stop("SIGKILL");
+  upstream.stop();
+});
+
+async function stream(): Promise<{ text: string; ms: number }> {
+  const started = performance.now();
+  const response = await fetch(`${gateway.url}/v1/chat/completions`, {
+    method: "POST", headers: { authorization: "Bearer sk-1234", "content-type": "application/json" },
+    body: JSON.stringify({ model: "bounded", stream: true, messages: [{ role: "user", content: "Hello" }] }),
+  });
+  expect(response.status).toBe(200);
+  return { text: await response.text(), ms: performance.now() - started };
+}
+
+test("a stream whose provider goes quiet for longer than stream_timeout is cut, saying why", async () => {
+  upstream.reset();
+  upstream.set({ chunks: 3, chunkDelayMs: 4000 });
+  const { text, ms } = await stream();
+  expect(text).toContain("stream_timeout (1s)");
+  expect(text).not.toContain("[DONE]");
+  // Cut by the once-a-second sweep after a second of silence, long before the provider's next piece.
+  expect(ms).toBeLessThan(3500);
+});
+
+test("a stream whose pieces come more often than stream_timeout runs to its end, however long it takes", async () => {
+  upstream.reset();
+  upstream.set({ chunks: 6, chunkDelayMs: 400 });
+  const { text, ms } = await stream();
+  expect(text).toContain("[DONE]");
+  expect(text).not.toContain("stream_timeout");
+  expect(ms).toBeGreaterThan(2000);
+});
