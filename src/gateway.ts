@@ -286,6 +286,7 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
       dropSpend(message.reset, counters, spend, true);
       handOver(message.reused, counters, spend, true);
       restartBudgets(message.restart, counters, true);
+      inference.holdInFlight(message.restart ?? []);
       carryOver(message.regenerated, counters, true);
     },
   };
@@ -318,6 +319,7 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
       dropSpend(message.reset, counters, spend, false);
       handOver(message.reused, counters, spend, false);
       restartBudgets(message.restart, counters, false);
+      inference.holdInFlight(message.restart ?? []);
       carryOver(message.regenerated, counters, false);
       // Another instance changed a principal. A budget counter it added or started again is made from the
       // stored spend at the next request: what this instance has not written yet goes first, or the

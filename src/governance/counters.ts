@@ -40,6 +40,12 @@ export interface Counters {
   settle(check: CounterCheck, actual: number): void;
   /** Drops a reservation (the request failed before it cost anything). */
   release(check: CounterCheck): void;
+  /**
+   * A request in flight that reserved nothing on a budget set since where there was none (`prefix`:
+   * that scope's budget counters): it holds `reserve` on the next counter made there and settles on it
+   * with the check returned (see `Successions.holdLate`).
+   */
+  holdLate(prefix: string, reserve: number): CounterCheck;
   /** Current value plus reservations, as this instance knows it (for headers and messages; admission may count more). */
   used(check: CounterCheck): number;
   /**
@@ -152,6 +158,10 @@ export class LocalCounters implements Counters {
   release(check: CounterCheck): void {
     const state = this.successions.endingOn(this.states, check, 0, null);
     if (state) state.reserved = lessHeld(state.reserved, check.reserve);
+  }
+
+  holdLate(prefix: string, reserve: number): CounterCheck {
+    return this.successions.holdLate(prefix, reserve, this.now());
   }
 
   used(check: CounterCheck): number {

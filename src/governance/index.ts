@@ -1,5 +1,5 @@
 import { GatewayError } from "../http/errors";
-import type { Counters } from "./counters";
+import type { CounterCheck, Counters } from "./counters";
 import type { Plan, PlannedCheck } from "./policy";
 
 export * from "./access";
@@ -21,6 +21,10 @@ export interface Ticket {
   moveTo(next: Plan): Promise<PlannedCheck | null>;
   settle(cost: number, tokens: number): void;
   release(): void;
+  /** A budget set since admission where there was none: the request holds `check` there too (see `Counters.holdLate`), settled as a budget. */
+  holdLate(check: CounterCheck): void;
+  /** Budget counter prefixes the request holds on (its plan's budget scopes). */
+  holds(prefix: string): boolean;
   /** Rate-limit headers for the tightest scope and per-model limits. */
   headers(): Record<string, string>;
 }
@@ -87,6 +91,8 @@ class HeldTicket implements Ticket {
   private done = false;
   /** After a move: checks of the plans left behind, and the extra holds taken on budgets kept. */
   private moved: { left: PlannedCheck[]; topUps: PlannedCheck[] } | null = null;
+  /** Holds taken after admission on budgets an admin set where there were none. */
+  private late: CounterCheck[] | null = null;
 
   constructor(
     public plan: Plan,
@@ -131,6 +137,16 @@ class HeldTicket implements Ticket {
       this.counters.settle(check, actual);
     }
     if (this.moved) this.settleMoved(this.moved);
+    if (this.late) for (const check of this.late) this.counters.settle(check, cost);
+  }
+
+  holdLate(check: CounterCheck): void {
+    if (this.done) this.counters.release(check);
+    else (this.late ??= []).push(check);
+  }
+
+  holds(prefix: string): boolean {
+    return this.plan.checks.some((check) => check.kind === "budget" && check.key.startsWith(prefix)) || (this.late?.some((check) => check.key.startsWith(prefix)) ?? false);
   }
 
   /** A model left behind failed: it costs nothing there but counts against its rpm limits, as LiteLLM counts a failure. */
@@ -146,6 +162,7 @@ class HeldTicket implements Ticket {
     if (this.moved) {
       for (const check of [...this.moved.left, ...this.moved.topUps]) this.counters.release(check);
     }
+    if (this.late) for (const check of this.late) this.counters.release(check);
   }
 
   headers(): Record<string, string> {

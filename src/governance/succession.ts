@@ -64,6 +64,18 @@ export class Successions<S extends object> {
     this.retired.set(state, carried);
   }
 
+  /**
+   * A request in flight that reserved nothing on a budget an admin has just set where there was none:
+   * its `reserve` waits for the next counter made under `prefix` (one scope's budget counters), as a
+   * retired counter's reservations do, and the check returned settles it there.
+   */
+  holdLate(prefix: string, reserve: number, now: number): CounterCheck {
+    const key = `${prefix}in-flight`;
+    const reserved = {} as S;
+    this.retire(key, reserved, reserve, now);
+    return { key, limit: Infinity, reserve, initial: 0, expiresAt: Infinity, on: reserved };
+  }
+
   /** What waits under names starting with `from` waits under `to` instead (a regenerated key's new token). */
   private rename(from: string, to: string): void {
     for (const [name, carried] of [...this.waiting]) {

@@ -5,6 +5,8 @@ export class Deadline {
   prev: Deadline | null = null;
   next: Deadline | null = null;
   linked = true;
+  /** What the deadline is for (the request it bounds), for whoever walks the pending ones. */
+  owner: unknown = null;
 
   /** Said when it expires: a silence bound set by `quietAtMost` says so. */
   private why = "The request took longer than request_timeout";
@@ -112,6 +114,11 @@ export class Deadlines {
 
   get size(): number {
     return this.count;
+  }
+
+  /** The owners of the deadlines pending (requests in flight), oldest first. */
+  *owners(): Generator<unknown> {
+    for (let deadline = this.head; deadline; deadline = deadline.next) yield deadline.owner;
   }
 
   close(): void {

@@ -1,7 +1,8 @@
 import type { Auth } from "../auth";
 import { type Caller, type CustomerRecord, chargedHere, keySpendHere } from "../auth/principal";
 import type { Clock } from "../clock";
-import { type Governance, type Plan, type Ticket, checkModelAccess, createPlanner, mayUse } from "../governance";
+import { type Governance, type Plan, type SpendTargets, type Ticket, checkModelAccess, createPlanner, mayUse } from "../governance";
+import { counterKeys, scopes } from "../governance/keys";
 import { GatewayError, badRequest, forbidden } from "../http/errors";
 import type { Logger } from "../log";
 import { providerDefaultMaxTokens } from "../providers";
@@ -250,7 +251,25 @@ export function createInference(deps: InferenceDeps) {
   const settled = (ms: number) =>
     open === 0 ? Promise.resolve() : Promise.race([new Promise<void>((done) => whenNoneOpen.push(done)), Bun.sleep(ms)]);
 
-  return Object.assign(handle, { settled }) as InferenceHandler;
+  /**
+   * Budgets an admin set where there were none (`prefixes`: budget counter prefixes of scopes an
+   * admin change started again): a request in flight of such a scope reserved nothing there, so it
+   * holds its reservation on the next counter made there from now on, and settles on it. A burst sent
+   * at that moment cannot spend past the new budget by what was in flight.
+   */
+  function holdInFlight(prefixes: readonly string[]): void {
+    if (prefixes.length === 0) return;
+    for (const owner of deadlines.owners()) {
+      const ctx = owner as Context | null;
+      if (!ctx || ctx.closed) continue;
+      const own = budgetScopesOf(ctx.ticket.plan.targets);
+      for (const prefix of prefixes) {
+        if (own.includes(prefix) && !ctx.ticket.holds(prefix)) ctx.ticket.holdLate(governance.counters.holdLate(prefix, ctx.reserved));
+      }
+    }
+  }
+
+  return Object.assign(handle, { settled, holdInFlight }) as InferenceHandler;
 
   async function handle(route: Route, request: Request): Promise<Response> {
     const start = clock.now();
@@ -269,6 +288,7 @@ export function createInference(deps: InferenceDeps) {
     open++;
 
     const deadline = deadlines.track(request.signal, ctx.runtime.requestTimeoutMs);
+    deadline.owner = ctx;
     try {
       return await respond(ctx, request, rawBody, stream, deadline);
     } catch (error) {
@@ -363,6 +383,17 @@ function silenceBound(deployment: Deployment): number | undefined {
   return seconds > 0 ? seconds : undefined;
 }
 
+/** The budget counter prefixes of the scopes a request spends on: its key, user, team, membership and customer. */
+function budgetScopesOf(targets: SpendTargets): string[] {
+  const own: string[] = [];
+  if (targets.token) own.push(counterKeys.budgetPrefix(scopes.key(targets.token)));
+  if (targets.user) own.push(counterKeys.budgetPrefix(scopes.user(targets.user.id)));
+  if (targets.team) own.push(counterKeys.budgetPrefix(scopes.team(targets.team.id)));
+  if (targets.member) own.push(counterKeys.budgetPrefix(scopes.member(targets.member.teamId, targets.member.userId)));
+  if (targets.customer) own.push(counterKeys.budgetPrefix(scopes.customer(targets.customer.id)));
+  return own;
+}
+
 /** Whether the client asked for the usage chunk at the end of a stream (litegate asks for it either way). */
 function clientWantsUsage(body: Record<string, unknown>): boolean {
   const options = body.stream_options as { include_usage?: unknown } | null | undefined;
@@ -403,4 +434,6 @@ export interface InferenceHandler {
    * after the spend writer's last flush.
    */
   settled(ms: number): Promise<void>;
+  /** See `holdInFlight` in createInference. */
+  holdInFlight(prefixes: readonly string[]): void;
 }

@@ -344,6 +344,10 @@ export class SharedCounters implements Counters {
     this.returnSlackSoon(s);
   }
 
+  holdLate(prefix: string, reserve: number): CounterCheck {
+    return this.successions.holdLate(prefix, reserve, this.options.now());
+  }
+
   /** The shared value as last synced plus this instance's own in flight and unpushed (admission also counts the others' room: `alone`). */
   used(check: CounterCheck): number {
     const s = this.states.get(check.key);

@@ -100,6 +100,41 @@ for (const counters of ["local", "redis"] as const) describe(`a budget counter s
     expect(await spendOf(key)).toBeLessThanOrEqual(budget + cost * 1.01);
   }
 
+  /**
+   * Eight requests in flight on a scope with no budget (the provider answers after 700 ms); a budget of
+   * four requests is set meanwhile (on the first instance), and a second burst follows on instance `on`:
+   * what is in flight already fills the new budget, so none of it is admitted.
+   */
+  async function setWhileInFlight(key: string, body: Record<string, unknown>, set: (budget: number) => Promise<void>, on: 0 | 1) {
+    const cost = await oneRequest();
+    const h = hs[Math.min(on, hs.length - 1)]!;
+    const send = (count: number) => Promise.all(Array.from({ length: count }, () => h.chat(key, { max_tokens: 10, ...body }, "slow")));
+    const first = send(8);
+    expect(await Promise.race([first.then(() => "answered"), Bun.sleep(400).then(() => "in flight")])).toBe("in flight");
+    await set(4 * cost);
+    await Bun.sleep(50);
+    const second = await send(12);
+    const statuses = [...(await first).map((r) => r.status), ...second.map((r) => r.status)];
+    await Promise.all([...(await first), ...second].map((r) => r.text()));
+    expect(statuses.filter((status) => status === 200).length).toBe(8);
+  }
+
+  test("a key's max_budget set where there was none: the requests in flight count against it", async () => {
+    const made = (await (await hs[0]!.call("/key/generate", {})).json()) as { key: string };
+    await setWhileInFlight(made.key, {}, (budget) => admin("/key/update", { key: made.key, max_budget: budget }), 1);
+  });
+
+  test("a team's and a customer's max_budget set where there was none: the requests in flight count against it", async () => {
+    const team = `team-${crypto.randomUUID()}`;
+    await admin("/team/new", { team_id: team });
+    const made = (await (await hs[0]!.call("/key/generate", { team_id: team })).json()) as { key: string };
+    await setWhileInFlight(made.key, {}, (budget) => admin("/team/update", { team_id: team, max_budget: budget }), 1);
+    const customer = `customer-${crypto.randomUUID()}`;
+    await admin("/customer/new", { user_id: customer });
+    const other = (await (await hs[0]!.call("/key/generate", {})).json()) as { key: string };
+    await setWhileInFlight(other.key, { user: customer }, (budget) => admin("/customer/update", { user_id: customer, max_budget: budget }), 1);
+  });
+
   test("a new budget_duration: the requests in flight still count against the budget", () =>
     heldThrough((budget) => ({ max_budget: budget, budget_duration: "1h" }), (key) => admin("/key/update", { key, budget_duration: "2h" }), 1));
 
