@@ -73,10 +73,10 @@ export async function callWithRetries(runtime: Runtime, input: AttemptInput): Pr
       }
       const body = model === input.model ? input.body : { ...input.body, model };
       const rawBody = model === input.model ? input.rawBody : JSON.stringify(body);
-      const started = performance.now();
       const taken = router.take(deployment, input.signal);
       const slot = taken instanceof Promise ? await taken : taken;
       if (!slot) return { result: noSlotInTime(deployment, input.signal), deployment, model };
+      const started = performance.now();
       let result: UpstreamResult;
       router.sent(deployment);
       try {
