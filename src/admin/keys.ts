@@ -19,26 +19,27 @@ const JSON_COLUMNS = ["model_max_budget", "model_rpm_limit", "model_tpm_limit", 
 const ARRAY_COLUMNS = ["models"];
 
 /**
- * The duration of a key's budget_id, beside a key row of `keys k`: a key without a duration of its
- * own resets on it, and its view shows that period (see keyView).
+ * The row of a key's budget_id, beside a key row of `keys k`, as LiteLLM embeds it: what the key is
+ * held to on that budget. A key without a duration of its own resets on the budget's, and its view
+ * shows that period (see keyView).
  */
-export const BUDGET_ID_DURATION = "(select b.budget_duration from budgets b where b.budget_id = k.budget_id) as budget_id_duration";
+export const KEY_BUDGET = "(select row_to_json(b) from budgets b where b.budget_id = k.budget_id) as litellm_budget_table";
 
 /**
  * A key row as the API shows it: everything but anything usable as the key itself. The period shown
  * is the one enforcement counts: on the key's own duration, else its budget_id's (when the row was
- * read with BUDGET_ID_DURATION).
+ * read with KEY_BUDGET).
  */
 export function keyView(row: Record<string, any>, now?: number) {
   return {
     token: row.token, token_id: row.token, key_name: row.key_name, key_alias: row.key_alias,
     max_budget: row.max_budget, soft_budget: row.soft_budget, budget_duration: row.budget_duration,
-    ...periodView(row.spend, row.budget_reset_at, row.budget_duration ?? row.budget_id_duration, now),
+    ...periodView(row.spend, row.budget_reset_at, row.budget_duration ?? row.litellm_budget_table?.budget_duration, now),
     models: row.models, tpm_limit: row.tpm_limit, rpm_limit: row.rpm_limit, max_parallel_requests: row.max_parallel_requests,
     model_max_budget: row.model_max_budget, model_rpm_limit: row.model_rpm_limit, model_tpm_limit: row.model_tpm_limit,
     user_id: row.user_id, team_id: row.team_id, budget_id: row.budget_id, expires: iso(row.expires), blocked: row.blocked,
     metadata: row.metadata, created_at: iso(row.created_at), updated_at: iso(row.updated_at),
-    allowed_cache_controls: [], aliases: {}, config: {}, permissions: {},
+    litellm_budget_table: row.litellm_budget_table ?? null, allowed_cache_controls: [], aliases: {}, config: {}, permissions: {},
   };
 }
 
@@ -87,10 +88,10 @@ export async function insertKey(sql: Sql, body: Record<string, any>, now: number
   const duration = parseDuration(body.duration ?? undefined);
   const expires = duration ? addDuration(new Date(now), duration) : null;
   const [row] = await write(`key_alias "${body.key_alias}"`, () => sql.query(
-    `insert into keys (token, key_name, key_alias, max_budget, soft_budget, budget_duration, budget_reset_at, models, tpm_limit, rpm_limit,
+    `insert into keys as k (token, key_name, key_alias, max_budget, soft_budget, budget_duration, budget_reset_at, models, tpm_limit, rpm_limit,
        max_parallel_requests, model_max_budget, model_rpm_limit, model_tpm_limit, user_id, team_id, budget_id, expires, blocked, metadata, spend)
      values ($1, $2, $3, $4, $5, $6, $7, $8::text[], $9, $10, $11, $12::text::jsonb, $13::text::jsonb, $14::text::jsonb, $15, $16, $17, $18, $19, $20::text::jsonb, $21)
-     returning *`,
+     returning k.*, ${KEY_BUDGET}`,
     [token, keyName(raw), body.key_alias ?? null, body.max_budget ?? null, body.soft_budget ?? null, body.budget_duration ?? null,
       resetAtFor(budgetDuration, now), body.models ?? [], body.tpm_limit ?? null, body.rpm_limit ?? null, body.max_parallel_requests ?? null,
       JSON.stringify(body.model_max_budget ?? {}), JSON.stringify(body.model_rpm_limit ?? {}), JSON.stringify(body.model_tpm_limit ?? {}),
@@ -111,7 +112,7 @@ export function generatedKeyAnswer({ raw, row }: NewKey, body: Record<string, an
 }
 
 async function keyRow(sql: Sql, key: string) {
-  const [row] = await sql.query(`select k.*, ${BUDGET_ID_DURATION} from keys k where k.token = $1`, [tokenOf(key)]);
+  const [row] = await sql.query(`select k.*, ${KEY_BUDGET} from keys k where k.token = $1`, [tokenOf(key)]);
   return found(row, "Key");
 }
 
@@ -136,7 +137,7 @@ const yes = (value: string | undefined) => ["true", "1"].includes(value?.toLower
 export function keyRoutes(deps: AdminDeps) {
   const { db, clock } = deps;
   const setBlocked = async (key: string, blocked: boolean) => {
-    const [row] = await db.query(`update keys k set blocked = $2, updated_at = now() where token = $1 returning k.*, ${BUDGET_ID_DURATION}`, [tokenOf(key), blocked]);
+    const [row] = await db.query(`update keys k set blocked = $2, updated_at = now() where token = $1 returning k.*, ${KEY_BUDGET}`, [tokenOf(key), blocked]);
     found(row, "Key");
     deps.invalidate({ kind: "key", token: row!.token });
     return { key, ...keyView(row!, clock.now()) };
@@ -182,7 +183,7 @@ export function keyRoutes(deps: AdminDeps) {
     }
     values.push(token);
     const [updated] = await write(`key_alias "${body.key_alias}"`, () =>
-      tx.query(`update keys k set ${[...sets, "updated_at = now()"].join(", ")} where token = $${values.length} returning k.*, ${BUDGET_ID_DURATION}`, values), "key_alias");
+      tx.query(`update keys k set ${[...sets, "updated_at = now()"].join(", ")} where token = $${values.length} returning k.*, ${KEY_BUDGET}`, values), "key_alias");
     // A key regenerated or deleted meanwhile is gone under this token.
     return { row: found(updated, "Key"), restarted };
   }
@@ -223,7 +224,7 @@ export function keyRoutes(deps: AdminDeps) {
         found((await tx.query("select 1 from keys where token = $1", [old]))[0], "Key");
         if (body.new_key) reused = await takeOver(tx, hashKey(raw));
         const [moved] = await write("key", () => tx.query(
-          "update keys set token = $2, key_name = $3, updated_at = now() where token = $1 returning *", [old, hashKey(raw), keyName(raw)]));
+          `update keys k set token = $2, key_name = $3, updated_at = now() where token = $1 returning k.*, ${KEY_BUDGET}`, [old, hashKey(raw), keyName(raw)]));
         const renamed = found(moved, "Key");
         // Spend settled under the old token and written later still reaches the key (see spend/repo.ts).
         await tx.query(
@@ -304,7 +305,7 @@ export function keyRoutes(deps: AdminDeps) {
       const filter = where.length ? `where ${where.join(" and ")}` : "";
       const [{ n }] = (await db.query(`select count(*)::int as n from keys ${filter}`, params)) as [{ n: number }];
       const order = `${query.sort_by ?? "created_at"} ${query.sort_order === "desc" ? "desc" : "asc"}`;
-      const rows = await db.query(`select k.*, ${BUDGET_ID_DURATION} from keys k ${filter} order by ${order}, token limit ${size} offset ${(page - 1) * size}`, params);
+      const rows = await db.query(`select k.*, ${KEY_BUDGET} from keys k ${filter} order by ${order}, token limit ${size} offset ${(page - 1) * size}`, params);
       const full = yes(query.return_full_object);
       const now = clock.now();
       return { keys: rows.map((r) => (full ? keyView(r, now) : r.token)), total_count: n, current_page: page, total_pages: Math.ceil(n / size) };

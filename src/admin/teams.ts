@@ -8,7 +8,7 @@ import { deleteEvery, found, internalUserResetAt, lockMemberships, spendRowsOwne
 import type { AdminDeps } from "./deps";
 import { DurationText, Id, Limit, Metadata, Models, Money, budgetFields, nextReset, opt, open, teamRefusedFields } from "./fields";
 import { adminOnlyRoutes } from "./guard";
-import { BUDGET_ID_DURATION, keyView } from "./keys";
+import { KEY_BUDGET, keyView } from "./keys";
 import { budgetView } from "./budgets";
 
 /** A member's role in a team, as LiteLLM allows them. */
@@ -103,7 +103,7 @@ export async function giveOwnBudget(sql: Sql, teamId: string, userId: string, fi
 /** Teams as LiteLLM lists them: each with its keys and its memberships (their spend and budget), in two queries. */
 async function withKeysAndMemberships(db: Sql, rows: Array<Record<string, any>>, now: number) {
   const ids = rows.map((row) => row.team_id as string);
-  const keys = await db.query(`select k.*, ${BUDGET_ID_DURATION} from keys k where k.team_id = any($1::text[]) order by k.created_at`, [ids]);
+  const keys = await db.query(`select k.*, ${KEY_BUDGET} from keys k where k.team_id = any($1::text[]) order by k.created_at`, [ids]);
   const memberships = await db.query(
     `select m.user_id, m.team_id, m.role, m.spend, m.budget_id, m.budget_reset_at, row_to_json(b) as litellm_budget_table
      from team_memberships m left join budgets b on b.budget_id = m.budget_id where m.team_id = any($1::text[]) order by m.created_at`, [ids]);

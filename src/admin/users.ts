@@ -9,7 +9,7 @@ import { deleteEvery, found, lockMemberships, spendRowsOwnedBy, iso, periodView,
 import type { AdminDeps } from "./deps";
 import { Id, UserId, Models, Money, budgetFields, keyFields, nextReset, numeric, opt, open, Page } from "./fields";
 import { adminOnlyRoutes } from "./guard";
-import { BUDGET_ID_DURATION, boundedKey, generatedKeyAnswer, insertKey, keyView, refuseMasterKey } from "./keys";
+import { KEY_BUDGET, boundedKey, generatedKeyAnswer, insertKey, keyView, refuseMasterKey } from "./keys";
 import { MAX_MEMBERS_PER_CALL, TeamRole, addMembers, giveMemberDefaults, giveOwnBudget, teamView } from "./teams";
 
 const ROLES = ["proxy_admin", "proxy_admin_viewer", "internal_user", "internal_user_viewer", "team", "customer"] as const;
@@ -166,7 +166,7 @@ export function userRoutes(deps: AdminDeps) {
       const [row] = await db.query("select * from users where user_id = $1", [query.user_id]);
       found(row, "User");
       const keys = await db.query(
-        `select k.*, t.team_alias, ${BUDGET_ID_DURATION} from keys k left join teams t using (team_id) where k.user_id = $1 order by k.created_at`, [query.user_id]);
+        `select k.*, t.team_alias, ${KEY_BUDGET} from keys k left join teams t using (team_id) where k.user_id = $1 order by k.created_at`, [query.user_id]);
       // As LiteLLM answers: each key with its team's alias, each team whole; the user's membership is added as member_*.
       const teams = await db.query(
         `select t.*, m.role as member_role, m.spend as member_spend, m.budget_id as member_budget_id

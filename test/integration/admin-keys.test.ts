@@ -145,4 +145,21 @@ for (const kind of ["pglite", "postgres"] as const) describe(`key admin on ${kin
       expect(await json("/key/delete", body)).toMatchObject({ status: 400, body: { error: { type: "bad_request_error", param: "keys" } } });
     }
   });
+
+  test("a key on a shared budget shows that budget's row as litellm_budget_table, its own limits staying its own", async () => {
+    const budget = `kb-${kind}`;
+    await json("/budget/new", { budget_id: budget, max_budget: 1e-7, rpm_limit: 7 });
+    const made = await json("/key/generate", { budget_id: budget });
+    expect(made.body).toMatchObject({ max_budget: null, rpm_limit: null, litellm_budget_table: { budget_id: budget, max_budget: 1e-7, rpm_limit: 7 } });
+    const key = made.body.key;
+    const info = (await json(`/key/info?key=${key}`)).body.info;
+    expect(info).toMatchObject({ budget_id: budget, max_budget: null, rpm_limit: null, litellm_budget_table: { budget_id: budget, max_budget: 1e-7, rpm_limit: 7, tpm_limit: null } });
+    const listed = (await json(`/key/list?key_hash=${info.token}&return_full_object=true`)).body.keys;
+    expect(listed[0].litellm_budget_table).toMatchObject({ budget_id: budget, rpm_limit: 7 });
+    const updated = await json("/key/update", { key, key_alias: `kb-alias-${kind}` });
+    expect(updated.body.litellm_budget_table).toMatchObject({ budget_id: budget });
+    const regenerated = await json("/key/regenerate", { key });
+    expect(regenerated.body.litellm_budget_table).toMatchObject({ budget_id: budget });
+    expect((await json("/key/generate", {})).body.litellm_budget_table).toBeNull();
+  });
 });
