@@ -166,12 +166,15 @@ export const customerRefusedFields = {
   default_model: refusedUnlessEmpty("a customer's default model", "null"),
 };
 
+/** A raw key of the caller's choosing (/key/generate's `key`, /key/regenerate's `new_key`). */
+export const RawKey = t.String({ pattern: "^sk-[A-Za-z0-9_\\-.]{4,256}$", error: "must be sk- followed by 4 to 256 letters, digits, '_', '-' or '.'" });
+
 /** The /key/generate body; /user/new takes it too. */
 export const keyFields = {
   ...budgetFields,
   duration: opt(KeyDuration),
   key_alias: opt(t.String({ maxLength: 512 })),
-  key: opt(t.String({ pattern: "^sk-[A-Za-z0-9_\\-.]{4,256}$", error: "must be sk- followed by 4 to 256 letters, digits, '_', '-' or '.'" })),
+  key: opt(RawKey),
   models: opt(Models),
   model_max_budget: opt(ModelBudgets),
   model_rpm_limit: opt(ModelLimits),

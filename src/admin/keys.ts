@@ -8,7 +8,7 @@ import { GatewayError, authError, badRequest, notFound } from "../http/errors";
 import { assignments, budgetChange, found, internalUserResetAt, iso, mustExist, periodView, resetAtFor, tokenOf, write } from "./common";
 import type { AdminDeps } from "./deps";
 import { withKeyDefaults, withinUpperBounds } from "./key-params";
-import { Money, Page, keyFields, nextReset, numeric, open } from "./fields";
+import { Money, Page, RawKey, keyFields, nextReset, numeric, open, opt } from "./fields";
 import { adminOnlyRoutes } from "./guard";
 
 const KEY_COLUMNS = [
@@ -319,7 +319,7 @@ export function keyRoutes(deps: AdminDeps) {
       detail: { tags: ["key management"], summary: "List keys (hashes), filtered and paged" },
     })
     .post("/key/regenerate", ({ body }) => regenerate(body.key, body), {
-      body: t.Object({ ...keyUpdateFields, key: t.String({ minLength: 1 }), new_key: t.Optional(t.String({ pattern: "^sk-[A-Za-z0-9_\\-.]{4,256}$" })) }, open),
+      body: t.Object({ ...keyUpdateFields, key: t.String({ minLength: 1 }), new_key: opt(RawKey) }, open),
       detail: { tags: ["key management"], summary: "Replace a key's secret; the old one stops working" },
     })
     // LiteLLM's path form: the key in the path (`POST /key/sk-…/regenerate`), new_key in the body.
@@ -328,7 +328,7 @@ export function keyRoutes(deps: AdminDeps) {
       if (!path.endsWith("/regenerate") || path === "/regenerate") throw notFound(`Route not found: POST /key/${path}`);
       return regenerate(decodedPath(path.slice(0, -"/regenerate".length)), body);
     }, {
-      body: t.Object({ ...keyUpdateFields, new_key: t.Optional(t.String({ pattern: "^sk-[A-Za-z0-9_\\-.]{4,256}$" })) }, open),
+      body: t.Object({ ...keyUpdateFields, new_key: opt(RawKey) }, open),
       detail: { tags: ["key management"], summary: "Replace a key's secret, the key given in the path", hide: true },
     })
     .post("/key/block", ({ body }) => setBlocked(body.key, true), { body: KeyRef, detail: { tags: ["key management"], summary: "Block a key" } })
