@@ -9,7 +9,7 @@ import type { AdminDeps } from "./deps";
 import { DurationText, Id, Limit, Money, UserId, opt, open } from "./fields";
 import { adminOnlyRoutes, checkedAsSent } from "./guard";
 import { userView } from "./users";
-import { MAX_MEMBERS_PER_CALL, Member, TeamRole, addMembers, giveMemberDefaults, giveOwnBudget, membershipBudget, teamView } from "./teams";
+import { MAX_MEMBERS_PER_CALL, Member, TeamRole, addMembers, giveMemberDefaults, giveOwnBudget, membershipBudget, refuseRepeatedMembers, teamView } from "./teams";
 
 /**
  * Every change to a team's members locks the team's row first: they all touch the team, its members
@@ -56,6 +56,7 @@ export function memberRoutes(deps: AdminDeps) {
   return adminOnlyRoutes("admin-members", deps)
     .post("/team/member_add", async ({ body }) => {
       const members = Array.isArray(body.member) ? body.member : [body.member];
+      refuseRepeatedMembers(members, "member");
       const { row, added } = await db.transaction(async (tx) => {
         if (!(await lockTeam(tx, body.team_id))) throw notFound(`Team not found for team_id=${body.team_id}`);
         await refuseExistingMembers(tx, body.team_id, members);

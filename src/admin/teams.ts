@@ -34,6 +34,26 @@ export function teamView(row: Record<string, any>, now?: number) {
 }
 
 /**
+ * One user sent twice in one call is a 400 naming the second (`member[1].user_id`), before anything is
+ * written: the later entry would otherwise quietly replace the earlier (its role kept, the other lost).
+ * Users named by e-mail compare without case, as they are looked up.
+ */
+export function refuseRepeatedMembers(members: Array<{ user_id?: string | null; user_email?: string | null }>, field: string): void {
+  const seen = new Map<string, number>();
+  members.forEach((member, i) => {
+    const by = member.user_id != null ? "user_id" : member.user_email != null ? "user_email" : null;
+    if (!by) return;
+    const id = by === "user_id" ? `id:${member.user_id}` : `email:${member.user_email!.toLowerCase()}`;
+    const first = seen.get(id);
+    if (first !== undefined) {
+      const param = `${field}[${i}].${by}`;
+      throw badRequest(`${param}: ${JSON.stringify(member[by])} is already ${field}[${first}] of this call; send each member once`, param);
+    }
+    seen.set(id, i);
+  });
+}
+
+/**
  * Adds (or re-roles) members: missing users are created (a member given by e-mail is the user with that
  * e-mail, in any case), internal users whose period starts at `newUserResetAt`; memberships,
  * members_with_roles and users.teams kept in step. Returns their ids.
@@ -174,6 +194,7 @@ export function teamRoutes(deps: AdminDeps) {
   };
   return adminOnlyRoutes("admin-teams", deps)
     .post("/team/new", async ({ body }) => {
+      refuseRepeatedMembers(body.members_with_roles ?? [], "members_with_roles");
       const teamId = body.team_id ?? crypto.randomUUID();
       const row = await db.transaction(async (tx) => {
         await write(`team_id "${teamId}"`, () => tx.query(

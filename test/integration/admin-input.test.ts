@@ -21,4 +21,21 @@ for (const kind of ["pglite", "postgres"] as const) describe(`admin input on ${k
     }
     expect((await h.chat(key)).status).toBe(200);
   });
+
+  test("one user twice in one /team/member_add (or /team/new) is a 400 naming the second, and nothing is written", async () => {
+    const team = `twice-${kind}`;
+    await json("/team/new", { team_id: team });
+    const twice = await json("/team/member_add", { team_id: team, member: [{ role: "user", user_id: `mD-${kind}` }, { role: "admin", user_id: `mD-${kind}` }] });
+    expect(twice).toMatchObject({ status: 400, body: { error: { param: "member[1].user_id" } } });
+    expect(twice.body.error.message).toStartWith("member[1].user_id: ");
+    const byMail = await json("/team/member_add", { team_id: team, member: [{ user_email: "Twice@Example.com" }, { user_id: `other-${kind}` }, { user_email: "twice@example.com" }] });
+    expect(byMail).toMatchObject({ status: 400, body: { error: { param: "member[2].user_email" } } });
+    const info = (await json(`/team/info?team_id=${team}`)).body;
+    expect(info.team_info.members_with_roles).toEqual([]);
+    expect(info.team_memberships).toEqual([]);
+    expect((await json(`/user/info?user_id=mD-${kind}`)).status).toBe(404);
+    const made = await json("/team/new", { team_id: `twice-new-${kind}`, members_with_roles: [{ user_id: `nD-${kind}` }, { role: "admin", user_id: `nD-${kind}` }] });
+    expect(made).toMatchObject({ status: 400, body: { error: { param: "members_with_roles[1].user_id" } } });
+    expect((await json(`/team/info?team_id=twice-new-${kind}`)).status).toBe(404);
+  });
 });
