@@ -48,6 +48,30 @@ const SHAPES: Record<string, Shape> = {
 };
 
 /**
+ * Free-form JSON the admin API stores as sent: metadata, and what a model's budget carries beside its
+ * budget and limits. A number past what a double holds (`1e400`) parses as Infinity, which JSON cannot
+ * hold: it would be stored as null, unlike the number sent.
+ */
+const FREE_FORM = ["metadata", "model_max_budget"];
+
+/** The path of the first number in `value` that is not finite (`metadata.x[1]`), or null. */
+function nonFinitePath(value: unknown, path: string): string | null {
+  if (typeof value === "number") return Number.isFinite(value) ? null : path;
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) {
+      const found = nonFinitePath(value[i], `${path}[${i}]`);
+      if (found !== null) return found;
+    }
+  } else if (isObject(value)) {
+    for (const [key, item] of Object.entries(value)) {
+      const found = nonFinitePath(item, `${path}.${key}`);
+      if (found !== null) return found;
+    }
+  }
+  return null;
+}
+
+/**
  * A route's body checked as sent, before the framework's own check (use as the route's `transform`):
  * where a value fits no variant of a union, the framework reshapes it into the first variant and checks
  * that (a list of members, one of them wrong, becomes one member holding the list, and passes).
@@ -73,6 +97,10 @@ async function parseAdminBody(request: Request, limits: Limits): Promise<unknown
   for (const [field, shape] of Object.entries(SHAPES)) {
     const value = (parsed.value as Record<string, unknown>)[field];
     if (value !== undefined && value !== null) shape(value, field);
+  }
+  for (const field of FREE_FORM) {
+    const path = nonFinitePath((parsed.value as Record<string, unknown>)[field], field);
+    if (path !== null) throw badRequest(`${path}: must be a number within ±1.8e308 (one beyond it cannot be stored)`, path);
   }
   const bad = unstorablePath(text, parsed.value);
   if (bad !== null) throw badRequest(`${bad || "Request body"}: ${UNSTORABLE_MESSAGE}`, bad || null);

@@ -38,4 +38,23 @@ for (const kind of ["pglite", "postgres"] as const) describe(`admin input on ${k
     expect(made).toMatchObject({ status: 400, body: { error: { param: "members_with_roles[1].user_id" } } });
     expect((await json(`/team/info?team_id=twice-new-${kind}`)).status).toBe(404);
   });
+
+  test("a number past what JSON holds (1e400) inside metadata or a model's budget is a 400 naming its path, not stored as null", async () => {
+    const cases: Array<[string, string, string]> = [
+      ["/key/generate", '{"metadata":{"x":1e400}}', "metadata.x"],
+      ["/key/generate", '{"metadata":{"x":[1,{"y":-1e400}]}}', "metadata.x[1].y"],
+      ["/key/generate", '{"model_max_budget":{"mock":{"note":1e999}}}', "model_max_budget.mock.note"],
+      ["/team/new", `{"team_id":"inf-${kind}","metadata":{"x":1e400}}`, "metadata.x"],
+      ["/user/new", `{"user_id":"inf-${kind}","metadata":{"x":1e400}}`, "metadata.x"],
+      ["/customer/new", `{"user_id":"inf-${kind}","metadata":{"x":1e400}}`, "metadata.x"],
+      ["/budget/new", `{"budget_id":"inf-${kind}","model_max_budget":{"mock":{"x":1e400}}}`, "model_max_budget.mock.x"],
+    ];
+    for (const [path, body, param] of cases) {
+      const refused = await json(path, body);
+      expect(refused).toMatchObject({ status: 400, body: { error: { param } } });
+      expect(refused.body.error.message).toStartWith(`${param}: must be a number within`);
+    }
+    expect((await json("/team/info?team_id=inf-" + kind)).status).toBe(404);
+    expect((await json("/key/generate", '{"metadata":{"x":1e300,"y":-2.5e-400}}')).body.metadata).toEqual({ x: 1e300, y: 0 });
+  });
 });
