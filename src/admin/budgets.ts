@@ -4,7 +4,7 @@ import { badRequest } from "../http/errors";
 import { RESERVED_BUDGET_PREFIXES, found, isForeignKeyViolation, iso, periodView, resetAtFor, updateBudgetHolder, write } from "./common";
 import type { AdminDeps } from "./deps";
 import { Id, ModelBudgets, budgetFields, nextReset, opt, open } from "./fields";
-import { adminOnlyRoutes } from "./guard";
+import { adminOnlyRoutes, onlyParams } from "./guard";
 
 export const BUDGET_COLUMNS = ["max_budget", "soft_budget", "budget_duration", "budget_reset_at", "tpm_limit", "rpm_limit", "max_parallel_requests", "model_max_budget"];
 
@@ -50,7 +50,8 @@ export function budgetRoutes(deps: AdminDeps) {
       const now = clock.now();
       return rows.map((row) => budgetView(row, now));
     }, { body: t.Object({ budgets: t.Array(Id, { minItems: 1 }) }, open), detail: { tags: ["budget management"], summary: "Budgets by id" } })
-    .get("/budget/list", async () => {
+    .get("/budget/list", async ({ request }) => {
+      onlyParams(request, []);
       const now = clock.now();
       return (await db.query("select * from budgets order by created_at, budget_id")).map((row) => budgetView(row, now));
     },

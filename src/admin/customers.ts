@@ -6,7 +6,7 @@ import { windowsOf } from "../spend/reset";
 import { assignments, dropOwnBudgets, found, mustExist, periodView, resetAtFor, write } from "./common";
 import type { AdminDeps } from "./deps";
 import { Id, Money, customerRefusedFields, nextReset, opt, open } from "./fields";
-import { adminOnlyRoutes } from "./guard";
+import { adminOnlyRoutes, onlyParams } from "./guard";
 import { BUDGET_COLUMNS, budgetBody, insertBudget } from "./budgets";
 
 const INLINE = Object.keys(budgetBody);
@@ -126,8 +126,14 @@ export function customerRoutes(deps: AdminDeps, prefix: "/customer" | "/end_user
       for (const row of rows) deps.invalidate({ kind: "customer", id: row.user_id, reset: [{ table: "customers", id: row.user_id }], restart: windowsOf([{ table: "customers", id: row.user_id }]) });
       return { deleted_customers: rows.map((r) => r.user_id) };
     }, { body: t.Object({ user_ids: t.Array(Id, { minItems: 1 }) }, open), detail: { tags: ["customer management"], summary: "Delete customers" } })
-    .get(`${prefix}/info`, ({ query }) => one(query.end_user_id), { query: t.Object({ end_user_id: Id }), detail: { tags: ["customer management"], summary: "A customer with its budget and spend" } })
-    .get(`${prefix}/list`, async () => (await db.query(`${SELECT} order by e.created_at, e.user_id`)).map((row) => customerView(row, clock.now())), { detail: { tags: ["customer management"], summary: "List customers" } })
+    .get(`${prefix}/info`, ({ query, request }) => {
+      onlyParams(request, ["end_user_id"]);
+      return one(query.end_user_id);
+    }, { query: t.Object({ end_user_id: Id }), detail: { tags: ["customer management"], summary: "A customer with its budget and spend" } })
+    .get(`${prefix}/list`, async ({ request }) => {
+      onlyParams(request, []);
+      return (await db.query(`${SELECT} order by e.created_at, e.user_id`)).map((row) => customerView(row, clock.now()));
+    }, { detail: { tags: ["customer management"], summary: "List customers" } })
     .post(`${prefix}/block`, ({ body }) => setBlocked(body.user_ids, true), { body: t.Object({ user_ids: t.Array(Id, { minItems: 1 }) }, open), detail: { tags: ["customer management"], summary: "Block customers" } })
     .post(`${prefix}/unblock`, ({ body }) => setBlocked(body.user_ids, false), { body: t.Object({ user_ids: t.Array(Id, { minItems: 1 }) }, open), detail: { tags: ["customer management"], summary: "Unblock customers" } });
   return routes;

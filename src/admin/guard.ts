@@ -107,6 +107,19 @@ async function parseAdminBody(request: Request, limits: Limits): Promise<unknown
   return parsed.value;
 }
 
+/**
+ * A GET's query holds only the parameters the route takes: a filter litegate does not know would be
+ * ignored and answer everything (all spend logs, every team), which a script acting on what it is
+ * given must never get. An unknown one is a 400 naming it.
+ */
+export function onlyParams(request: Request, names: readonly string[]): void {
+  const url = new URL(request.url);
+  for (const name of url.searchParams.keys()) {
+    if (names.includes(name)) continue;
+    throw badRequest(`${name}: ${url.pathname} has no such parameter; ${names.length > 0 ? `it takes ${names.join(", ")}` : "it takes none"}`, name);
+  }
+}
+
 type Limits = { runtime: () => Pick<Runtime, "maxBodyBytes" | "config"> };
 
 const admitted = new WeakMap<Request, Caller>();

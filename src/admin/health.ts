@@ -3,7 +3,7 @@ import { notFound } from "../http/errors";
 import type { Deployment, Route } from "../providers/types";
 import { plainBase } from "../proxy/model-info";
 import type { AdminDeps } from "./deps";
-import { adminOnlyRoutes } from "./guard";
+import { adminOnlyRoutes, onlyParams } from "./guard";
 
 /** How long one deployment's check may take, at most (its own `timeout`, if shorter, applies too). */
 const CHECK_TIMEOUT_MS = 30_000;
@@ -32,7 +32,8 @@ function endpointOf(deployment: Deployment): Record<string, unknown> {
  * LiteLLM's, it calls the providers: each check costs a token or an embedding, not charged to any key.
  */
 export function healthCheckRoutes(deps: AdminDeps) {
-  return adminOnlyRoutes("admin-health", deps).get("/health", async ({ query }) => {
+  return adminOnlyRoutes("admin-health", deps).get("/health", async ({ query, request }) => {
+    onlyParams(request, ["model"]);
     const runtime = deps.runtime();
     const names = query.model ? [query.model] : runtime.router.names();
     const deployments = names.flatMap((name) => runtime.router.deploymentsOf(name));

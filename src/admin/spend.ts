@@ -4,7 +4,7 @@ import { badRequest } from "../http/errors";
 import { iso, tokenOf } from "./common";
 import type { AdminDeps } from "./deps";
 import { Page, numeric, timestampOf } from "./fields";
-import { adminOnlyRoutes } from "./guard";
+import { adminOnlyRoutes, onlyParams } from "./guard";
 
 function dateOf(text: string | undefined, field: string, endOfDay: boolean): Date | null {
   if (!text) return null;
@@ -47,10 +47,13 @@ async function dailySummary(db: AdminDeps["db"], where: string, params: unknown[
 /** LiteLLM's `call_type` for each route (it calls its async functions; litegate never caches an answer). */
 const CALL_TYPES: Record<string, string> = { chat: "acompletion", completions: "atext_completion", embeddings: "aembedding" };
 
+const SPEND_LOG_PARAMS = ["request_id", "api_key", "user_id", "team_id", "end_user", "start_date", "end_date", "summarize", "page", "limit"];
+
 export function spendRoutes(deps: AdminDeps) {
   const { db } = deps;
   return adminOnlyRoutes("admin-spend", deps)
-    .get("/spend/logs", async ({ query }) => {
+    .get("/spend/logs", async ({ query, request }) => {
+      onlyParams(request, SPEND_LOG_PARAMS);
       const where: string[] = [];
       const params: unknown[] = [];
       const add = (sql: string, value: unknown) => {
@@ -90,7 +93,8 @@ export function spendRoutes(deps: AdminDeps) {
       }),
       detail: { tags: ["spend"], summary: "Spend logs, newest first, filtered by request, key, user, team, customer and dates; with both dates, spend per day unless summarize=false" },
     })
-    .get("/global/spend", async () => {
+    .get("/global/spend", async ({ request }) => {
+      onlyParams(request, []);
       const [row] = await db.query("select spend, budget_reset_at, updated_at from gateway_spend where id = 1");
       const settings = deps.runtime().config.litellm_settings;
       // As enforcement sees it: a period that has ended counts as reset, and a budget with no period has no reset time.

@@ -7,7 +7,7 @@ import { windowsOf } from "../spend/reset";
 import { deleteEvery, found, internalUserResetAt, lockMemberships, spendRowsOwnedBy, iso, periodView, resetAtFor, updateBudgetHolder, write } from "./common";
 import type { AdminDeps } from "./deps";
 import { DurationText, Id, Limit, Metadata, Models, Money, budgetFields, nextReset, opt, open, teamRefusedFields } from "./fields";
-import { adminOnlyRoutes } from "./guard";
+import { adminOnlyRoutes, onlyParams } from "./guard";
 import { KEY_BUDGET, keyView } from "./keys";
 import { budgetView } from "./budgets";
 
@@ -248,7 +248,8 @@ export function teamRoutes(deps: AdminDeps) {
       deps.invalidate({ kind: "all", reset: gone, restart: windowsOf(gone) });
       return { deleted_teams: deleted };
     }, { body: t.Object({ team_ids: t.Array(Id, { minItems: 1 }) }, open), detail: { tags: ["team management"], summary: "Delete teams and their keys" } })
-    .get("/team/info", async ({ query }) => {
+    .get("/team/info", async ({ query, request }) => {
+      onlyParams(request, ["team_id"]);
       const [row] = await db.query("select * from teams where team_id = $1", [query.team_id]);
       found(row, "Team");
       const now = clock.now();
@@ -259,10 +260,17 @@ export function teamRoutes(deps: AdminDeps) {
         keys: team!.keys, team_memberships: team!.team_memberships,
       };
     }, { query: t.Object({ team_id: Id }), detail: { tags: ["team management"], summary: "A team, its keys and memberships with their spend" } })
-    .get("/team/list", async ({ query }) => withKeysAndMemberships(db, query.user_id !== undefined
-      ? await db.query("select t.* from teams t join team_memberships m using (team_id) where m.user_id = $1 order by t.created_at, t.team_id", [query.user_id])
-      : await db.query("select * from teams order by created_at, team_id"), clock.now()),
-      { query: t.Object({ user_id: t.Optional(t.String()) }), detail: { tags: ["team management"], summary: "List teams (those a user is a member of, with user_id)" } })
+    .get("/team/list", async ({ query, request }) => {
+      onlyParams(request, ["user_id", "organization_id"]);
+      // Teams of an organization are none: litegate has no organizations.
+      if (query.organization_id !== undefined) return [];
+      return withKeysAndMemberships(db, query.user_id !== undefined
+        ? await db.query("select t.* from teams t join team_memberships m using (team_id) where m.user_id = $1 order by t.created_at, t.team_id", [query.user_id])
+        : await db.query("select * from teams order by created_at, team_id"), clock.now());
+    }, {
+      query: t.Object({ user_id: t.Optional(t.String()), organization_id: t.Optional(t.String()) }),
+      detail: { tags: ["team management"], summary: "List teams (those a user is a member of, with user_id)" },
+    })
     .post("/team/block", ({ body }) => setBlocked(body.team_id, true), { body: t.Object({ team_id: Id }, open), detail: { tags: ["team management"], summary: "Block a team" } })
     .post("/team/unblock", ({ body }) => setBlocked(body.team_id, false), { body: t.Object({ team_id: Id }, open), detail: { tags: ["team management"], summary: "Unblock a team" } });
 }

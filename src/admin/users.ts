@@ -8,7 +8,7 @@ import { windowsOf } from "../spend/reset";
 import { deleteEvery, found, lockMemberships, spendRowsOwnedBy, iso, periodView, resetAtFor, updateBudgetHolder, write } from "./common";
 import type { AdminDeps } from "./deps";
 import { Id, UserId, Models, Money, budgetFields, keyFields, nextReset, numeric, opt, open, Page } from "./fields";
-import { adminOnlyRoutes } from "./guard";
+import { adminOnlyRoutes, onlyParams } from "./guard";
 import { KEY_BUDGET, boundedKey, generatedKeyAnswer, insertKey, keyView, refuseMasterKey } from "./keys";
 import { MAX_MEMBERS_PER_CALL, TeamRole, addMembers, giveMemberDefaults, giveOwnBudget, teamView } from "./teams";
 
@@ -73,6 +73,10 @@ async function claimEmail(db: Sql, userId: string, email: string): Promise<void>
     await tx.query("update users set user_email = $2, updated_at = now() where user_id = $1", [userId, email]);
   });
 }
+
+/** Columns /user/list sorts by, as LiteLLM's sort_by names them. */
+const USER_SORTS = ["user_id", "user_email", "user_alias", "user_role", "created_at", "spend"];
+const USER_LIST_PARAMS = ["role", "user_ids", "sso_user_ids", "user_email", "team", "page", "page_size", "sort_by", "sort_order"];
 
 export function userRoutes(deps: AdminDeps) {
   const { db, clock } = deps;
@@ -162,7 +166,8 @@ export function userRoutes(deps: AdminDeps) {
       deps.invalidate({ kind: "all", reset: gone, restart: windowsOf(gone) });
       return { deleted_users: deleted };
     }, { body: t.Object({ user_ids: t.Array(UserId, { minItems: 1 }) }, open), detail: { tags: ["user management"], summary: "Delete users and their keys" } })
-    .get("/user/info", async ({ query }) => {
+    .get("/user/info", async ({ query, request }) => {
+      onlyParams(request, ["user_id"]);
       const [row] = await db.query("select * from users where user_id = $1", [query.user_id]);
       found(row, "User");
       const keys = await db.query(
@@ -178,7 +183,8 @@ export function userRoutes(deps: AdminDeps) {
         teams: teams.map((team) => ({ ...teamView(team, now), member_role: team.member_role, member_spend: team.member_spend, member_budget_id: team.member_budget_id })),
       };
     }, { query: t.Object({ user_id: UserId }), detail: { tags: ["user management"], summary: "A user, its keys, teams and spend" } })
-    .get("/user/list", async ({ query }) => {
+    .get("/user/list", async ({ query, request }) => {
+      onlyParams(request, USER_LIST_PARAMS);
       const size = Math.min(Number(query.page_size ?? 100), 1000);
       const page = Math.max(1, Number(query.page ?? 1));
       // LiteLLM's filters: a role, ids (comma-separated), part of an e-mail (any case), a team.
@@ -189,12 +195,16 @@ export function userRoutes(deps: AdminDeps) {
       if (query.user_ids) add("user_id = any(?::text[])", query.user_ids.split(",").map((id) => id.trim()));
       if (query.user_email) add("user_email ilike ?", `%${query.user_email.replace(/[\\%_]/g, "\\$&")}%`);
       if (query.team) add("? = any(teams)", query.team);
+      // Users by SSO id are none: litegate has no single sign-on.
+      if (query.sso_user_ids !== undefined) where.push("false");
       const filter = where.length > 0 ? `where ${where.join(" and ")}` : "";
-      const rows = await db.query(`select * from users ${filter} order by created_at, user_id limit ${size} offset ${(page - 1) * size}`, params);
+      const order = `${query.sort_by ?? "created_at"} ${query.sort_order === "desc" ? "desc" : "asc"}`;
+      const rows = await db.query(`select * from users ${filter} order by ${order}, user_id limit ${size} offset ${(page - 1) * size}`, params);
       const [{ n }] = (await db.query(`select count(*)::int as n from users ${filter}`, params)) as [{ n: number }];
       return { users: rows.map((row) => userView(row, clock.now(), internalDuration())), total: n, page, page_size: size, total_pages: Math.ceil(n / size) };
     }, {
-      query: t.Object({ role: t.Optional(t.String()), user_ids: t.Optional(t.String()), user_email: t.Optional(t.String()), team: t.Optional(t.String()), page: t.Optional(Page), page_size: t.Optional(numeric({ minimum: 1, maximum: 1000, integer: true, field: "page_size" })) }),
+      query: t.Object({ role: t.Optional(t.String()), user_ids: t.Optional(t.String()), user_email: t.Optional(t.String()), team: t.Optional(t.String()), sso_user_ids: t.Optional(t.String()),
+        sort_by: t.Optional(t.Union(USER_SORTS.map((c) => t.Literal(c)), { title: "sort_by" })), sort_order: t.Optional(t.Union([t.Literal("asc"), t.Literal("desc")], { title: "sort_order" })), page: t.Optional(Page), page_size: t.Optional(numeric({ minimum: 1, maximum: 1000, integer: true, field: "page_size" })) }),
       detail: { tags: ["user management"], summary: "List users" },
     });
 }

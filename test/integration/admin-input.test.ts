@@ -57,4 +57,35 @@ for (const kind of ["pglite", "postgres"] as const) describe(`admin input on ${k
     expect((await json("/team/info?team_id=inf-" + kind)).status).toBe(404);
     expect((await json("/key/generate", '{"metadata":{"x":1e300,"y":-2.5e-400}}')).body.metadata).toEqual({ x: 1e300, y: 0 });
   });
+
+  test("a GET route's unknown query parameter is a 400 naming it, not a filter ignored (all spend logs, every team)", async () => {
+    const key = (await json("/key/generate", {})).body.key;
+    expect((await h.chat(key)).status).toBe(200);
+    await h.flush();
+    await json("/team/new", { team_id: `listed-${kind}`, team_alias: `alias-${kind}` });
+    await json("/customer/new", { user_id: `listed-${kind}` });
+    const unknown: Array<[string, string]> = [
+      ["/spend/logs?customer_id=x", "customer_id"], ["/team/list?team_alias=zzz", "team_alias"], ["/team/info?team_id=listed-" + kind + "&x=1", "x"],
+      [`/key/info?key=${key}&team_id=t`, "team_id"], ["/user/list?user_role=proxy_admin", "user_role"], ["/user/info?user_id=u&key=k", "key"],
+      ["/customer/list?user_id=x", "user_id"], [`/customer/info?end_user_id=listed-${kind}&budget_id=b`, "budget_id"], ["/end_user/list?x=1", "x"],
+      ["/budget/list?budget_id=b", "budget_id"], ["/global/spend?team_id=t", "team_id"], ["/health?models=m", "models"], ["/key/list?team=t", "team"],
+    ];
+    for (const [path, param] of unknown) {
+      const refused = await json(path);
+      expect({ path, ...refused }).toMatchObject({ path, status: 400, body: { error: { param } } });
+      expect(refused.body.error.message).toContain(`${param}: ${path.split("?")[0]} has no such parameter; it takes`);
+    }
+    // The parameters each takes still work: LiteLLM's, and litegate's own.
+    expect((await json(`/spend/logs?api_key=${key}&limit=5&page=1&summarize=false`)).body).toHaveLength(1);
+    expect((await json("/team/list?organization_id=o")).body).toEqual([]);
+    expect((await json(`/team/list?user_id=nobody-${kind}`)).body).toEqual([]);
+    expect((await json(`/key/info?key=${key}`)).status).toBe(200);
+    expect((await json(`/customer/info?end_user_id=listed-${kind}`)).status).toBe(200);
+    for (const path of ["/customer/list", "/budget/list", "/global/spend"]) expect((await json(path)).status).toBe(200);
+    await json("/user/new", { user_id: `a-${kind}`, spend: 2 });
+    await json("/user/new", { user_id: `b-${kind}`, spend: 1 });
+    const sorted = (await json(`/user/list?user_ids=a-${kind},b-${kind}&sort_by=spend&sort_order=asc&page=1&page_size=10`)).body.users;
+    expect(sorted.map((u: any) => u.user_id)).toEqual([`b-${kind}`, `a-${kind}`]);
+    expect((await json("/user/list?sso_user_ids=x")).body.users).toEqual([]);
+  });
 });
