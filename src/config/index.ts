@@ -1,4 +1,4 @@
-import { SUPPORTED_PROVIDERS } from "../providers";
+import { SUPPORTED_PROVIDERS, envReference } from "../providers";
 import type { Deployment } from "../providers/types";
 import { type Config, providerOf } from "./schema";
 import { ConfigError } from "./load";
@@ -10,28 +10,35 @@ export type { Config, GeneralSettings, KeyDefaults, KeyUpperBounds, LitellmSetti
 type Env = Record<string, string | undefined>;
 
 /**
- * Model names whose every entry names a provider litegate does not support (left out of routing, warned
- * about at load), each with that provider: a request for one is told why it is refused.
+ * Model names whose every entry was left out of routing (warned about at load), each with why, as the
+ * refusal of a request for one says it: the provider litegate does not support, or the unset variable
+ * its api_base names (of the first such entry).
  */
 export function unsupportedModels(config: Config): Map<string, string> {
   const served = new Set(deploymentsOf(config).map((d) => d.modelName));
   const out = new Map<string, string>();
   for (const entry of config.model_list) {
-    const provider = providerOf(entry.litellm_params.model);
-    if (!served.has(entry.model_name) && !out.has(entry.model_name)) out.set(entry.model_name, provider);
+    if (served.has(entry.model_name) || out.has(entry.model_name)) continue;
+    const unsetBase = envReference(entry.litellm_params.api_base);
+    out.set(entry.model_name, unsetBase
+      ? `config.yaml's api_base for it names the environment variable ${unsetBase}, which is not set`
+      : `config.yaml serves it with provider "${providerOf(entry.litellm_params.model)}", which litegate does not support`);
   }
   return out;
 }
 
 /**
  * One deployment per model_list entry: `provider/model` split, `openai` when no provider is named.
- * Entries of a provider litegate does not support are left out (warned about at load).
+ * Entries of a provider litegate does not support, or whose api_base names an unset environment
+ * variable, are left out (warned about at load).
  */
 export function deploymentsOf(config: Config): Deployment[] {
   return config.model_list.flatMap((entry, index) => {
     const model = entry.litellm_params.model;
     const slash = model.indexOf("/");
     if (!SUPPORTED_PROVIDERS.includes(providerOf(model))) return [];
+    // An api_base still `os.environ/NAME` names a variable that is unset: there is nowhere to send to.
+    if (envReference(entry.litellm_params.api_base)) return [];
     return [{
       id: entry.model_info?.id ?? `${entry.model_name}#${index}`,
       modelName: entry.model_name,

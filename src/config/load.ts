@@ -22,7 +22,8 @@ export function pathName(parts: readonly (string | number)[]): string {
 /**
  * Replaces every `os.environ/NAME` string. A missing provider api_key only warns and stays as written:
  * the deployment fails at request time rather than fall back to the provider's default variable
- * (OPENAI_API_KEY), a key the operator did not name for it.
+ * (OPENAI_API_KEY), a key the operator did not name for it. A missing api_base warns and stays as
+ * written too: that entry is left out (see deploymentsOf), as LiteLLM starts with the others.
  */
 function substitute(value: unknown, path: (string | number)[], env: Env, problems: string[], warnings: string[]): unknown {
   if (typeof value === "string") {
@@ -35,6 +36,11 @@ function substitute(value: unknown, path: (string | number)[], env: Env, problem
     const isApiKey = path[0] === "model_list" && path[2] === "litellm_params" && path[3] === "api_key";
     if (isApiKey) {
       warnings.push(`${pathName(path)}: environment variable ${name} ${unset}; requests to this deployment will fail until it is set`);
+      return value;
+    }
+    const isApiBase = path[0] === "model_list" && path[2] === "litellm_params" && path[3] === "api_base";
+    if (isApiBase) {
+      warnings.push(`${pathName(path)}: environment variable ${name} ${unset}; this entry is left out, and requests no other entry serves are refused until it is set (a reload reads it again)`);
       return value;
     }
     problems.push(`${pathName(path)}: environment variable ${name} ${unset}`);
@@ -182,7 +188,7 @@ function checkSemantics(config: Config, problems: string[], warnings: string[], 
         + `this entry of ${m.model_name} is left out, and requests no other entry serves are refused`);
     }
     const base = m.litellm_params.api_base;
-    if (base !== undefined && !/^https?:\/\/[^\s]+$/.test(base)) problems.push(`model_list[${i}].litellm_params.api_base: must be an http(s) URL (got "${base}")`);
+    if (base !== undefined && !envReference(base) && !/^https?:\/\/[^\s]+$/.test(base)) problems.push(`model_list[${i}].litellm_params.api_base: must be an http(s) URL (got "${base}")`);
     const id = m.model_info?.id;
     if (id !== undefined) {
       if (ids.has(id)) problems.push(`model_list[${i}].model_info.id: "${id}" is used by another entry`);

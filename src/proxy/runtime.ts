@@ -119,9 +119,9 @@ export function createRuntime(
     aliasOf: (model) => aliases.get(model)?.model,
     listedAliases: [...aliases].filter(([, target]) => !target.hidden).map(([alias, target]) => [alias, target.model]),
     unservedReason(model) {
-      const provider = unsupported.get(model) ?? [...unsupported].find(([name]) => name.includes("*") && matchesPattern(name, model))?.[1];
-      if (provider === undefined) return undefined;
-      return `Invalid model name passed in model=${model}: config.yaml serves it with provider "${provider}", which litegate does not support (the entry was left out at start)`;
+      const why = unsupported.get(model) ?? [...unsupported].find(([name]) => name.includes("*") && matchesPattern(name, model))?.[1];
+      if (why === undefined) return undefined;
+      return `Invalid model name passed in model=${model}: ${why} (the entry was left out when the config was loaded)`;
     },
     pricing,
     providerFor,

@@ -90,3 +90,23 @@ test("reloads asked for close together apply in turn: the file as the last one r
   file = CONFIG;
   expect((await reload()).status).toBe(200);
 });
+
+test("an entry whose api_base names an unset variable is left out with a warning; its model is refused naming the variable until a reload sets it", async () => {
+  const entry = "model_list:\n  - model_name: based\n    litellm_params:\n      model: mock/based\n      api_base: os.environ/BASED_API_BASE\n      input_cost_per_token: 0\n      output_cost_per_token: 0";
+  file = CONFIG.replace("model_list:", entry);
+  const { status, body } = await reload();
+  expect(status).toBe(200);
+  expect(body.warnings).toHaveLength(1);
+  expect(body.warnings[0]).toStartWith("model_list[0].litellm_params.api_base: environment variable BASED_API_BASE is not set; this entry is left out");
+  const refused = await h.chat("sk-1234", {}, "based");
+  expect(refused.status).toBe(400);
+  expect(((await refused.json()) as any).error.message).toBe(
+    "Invalid model name passed in model=based: config.yaml's api_base for it names the environment variable BASED_API_BASE, which is not set (the entry was left out when the config was loaded)");
+  // The others still serve.
+  expect((await h.chat("sk-1234")).status).toBe(200);
+  file = `${CONFIG.replace("model_list:", entry)}environment_variables:\n  BASED_API_BASE: http://based.internal/v1\n`;
+  expect((await reload()).body.warnings).toEqual([]);
+  expect((await h.chat("sk-1234", {}, "based")).status).toBe(200);
+  file = CONFIG;
+  expect((await reload()).status).toBe(200);
+});

@@ -80,13 +80,35 @@ test("entries of providers litegate does not support are warned about and left o
   expect(deployments.map((d) => d.id)).toEqual(["flash#3", "mock#5"]);
   const runtime = createRuntime(config, deployments, createPricing(deployments), () => ({}) as any, { spend: 0, budgetResetAt: null, createdAt: null });
   expect(runtime.router.names()).toEqual(["flash", "mock"]);
-  expect(runtime.unservedReason("claude")).toBe('Invalid model name passed in model=claude: config.yaml serves it with provider "bedrock", which litegate does not support (the entry was left out at start)');
+  expect(runtime.unservedReason("claude")).toBe('Invalid model name passed in model=claude: config.yaml serves it with provider "bedrock", which litegate does not support (the entry was left out when the config was loaded)');
   expect(runtime.unservedReason("bedrock/titan")).toContain('provider "bedrock"');
   expect(runtime.unservedReason("flash")).toBeUndefined();
   expect(runtime.unservedReason("nothing")).toBeUndefined();
   // Every entry unsupported: still a config, with nothing to serve.
   const none = parseConfig("model_list:\n  - {model_name: claude, litellm_params: {model: bedrock/x}}\n", {});
   expect(deploymentsOf(none.config)).toEqual([]);
+});
+
+test("an api_base naming an unset (or empty) variable warns and leaves its entry out, as LiteLLM starts; another entry of the model still serves", () => {
+  const { config, warnings } = parseConfig(`model_list:
+  - {model_name: gpt, litellm_params: {model: openai/gpt-4o, api_key: k}}
+  - {model_name: azure, litellm_params: {model: azure/gpt-4o, api_base: os.environ/AZURE_API_BASE, api_key: k}}
+  - {model_name: gpt, litellm_params: {model: openai/gpt-4o, api_base: os.environ/EMPTY_BASE, api_key: k}}
+`, { EMPTY_BASE: "" });
+  expect(warnings).toEqual([
+    "model_list[1].litellm_params.api_base: environment variable AZURE_API_BASE is not set; this entry is left out, and requests no other entry serves are refused until it is set (a reload reads it again)",
+    "model_list[2].litellm_params.api_base: environment variable EMPTY_BASE is empty; this entry is left out, and requests no other entry serves are refused until it is set (a reload reads it again)",
+  ]);
+  const deployments = deploymentsOf(config);
+  expect(deployments.map((d) => d.id)).toEqual(["gpt#0"]);
+  const runtime = createRuntime(config, deployments, createPricing(deployments), () => ({}) as any, { spend: 0, budgetResetAt: null, createdAt: null });
+  expect(runtime.unservedReason("azure")).toBe("Invalid model name passed in model=azure: config.yaml's api_base for it names the environment variable AZURE_API_BASE, which is not set (the entry was left out when the config was loaded)");
+  expect(runtime.unservedReason("gpt")).toBeUndefined();
+  // Set, it is a deployment like any other.
+  const set = parseConfig("model_list:\n  - {model_name: azure, litellm_params: {model: azure/gpt-4o, api_base: os.environ/AZURE_API_BASE, api_key: k}}\n", { AZURE_API_BASE: "https://a.example/" });
+  expect(deploymentsOf(set.config).map((d) => d.params.api_base)).toEqual(["https://a.example/"]);
+  // A value that is neither a variable nor a URL is still refused.
+  expect(() => parseConfig("model_list:\n  - {model_name: m, litellm_params: {model: openai/m, api_base: not-a-url, api_key: k}}\n", {})).toThrow("must be an http(s) URL");
 });
 
 test("a setting written null or empty is unset, as LiteLLM reads None; a null inside metadata stays", () => {
