@@ -1,4 +1,4 @@
-import { mkdirSync, readFileSync, readdirSync, unlinkSync, writeFileSync } from "node:fs";
+import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, unlinkSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import type { Clock } from "../clock";
 import type { Sql } from "../db";
@@ -65,11 +65,28 @@ export function createSpendWriter(options: SpendWriterOptions) {
     try {
       mkdirSync(dir, { recursive: true });
       const file = join(dir, `spend-${batch.id}.json`);
-      writeFileSync(file, text);
+      writeWhole(file, text);
       return { file, text };
     } catch {
       return { file: null, text };
     }
+  }
+
+  /** A saved batch that cannot be read goes to the set-aside dir, so that it holds back no other at any start. */
+  function moveAside(file: string, name: string, error: unknown): void {
+    let moved: string | null = null;
+    if (options.quarantineDir) {
+      try {
+        mkdirSync(options.quarantineDir, { recursive: true });
+        moved = join(options.quarantineDir, name);
+        renameSync(file, moved);
+      } catch {
+        moved = null;
+      }
+    }
+    log.error("spend saved at the last shutdown cannot be read; set aside, and the next saved files are written", {
+      file, error: String(error), moved_to: moved ?? "not moved",
+    });
   }
 
   /** The batch as a file an operator can replay, else in the log. */
@@ -124,12 +141,22 @@ export function createSpendWriter(options: SpendWriterOptions) {
     }
     for (const name of files) {
       const file = join(dir, name);
+      let batch: ReturnType<typeof batchFromSaved>;
       try {
-        const batch = batchFromSaved(JSON.parse(readFileSync(file, "utf8")));
+        batch = batchFromSaved(JSON.parse(readFileSync(file, "utf8")));
+      } catch (error) {
+        moveAside(file, name, error);
+        continue;
+      }
+      try {
         const fresh = await applyBatch(db, batch);
         unlinkSync(file);
         log.info("spend saved at the last shutdown written", { requests: batch.size, file, already_written: !fresh });
       } catch (error) {
+        if (error instanceof UnencodableBatch) {
+          moveAside(file, name, error);
+          continue;
+        }
         log.error("spend saved at the last shutdown not written yet; kept for the next start", { file, error: String(error) });
         return;
       }
@@ -231,4 +258,27 @@ export function createSpendWriter(options: SpendWriterOptions) {
     },
     writeSaved,
   };
+}
+
+/**
+ * Writes a file whole or not at all: through a temporary name in the same dir, flushed to the disk, then
+ * renamed. A full disk otherwise leaves an empty or cut `spend-….json` that no replay can read.
+ */
+function writeWhole(file: string, text: string): void {
+  const draft = `${file}.${process.pid}-${crypto.randomUUID()}.tmp`;
+  try {
+    const fd = openSync(draft, "w");
+    try {
+      writeSync(fd, text);
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    renameSync(draft, file);
+  } catch (error) {
+    try {
+      unlinkSync(draft);
+    } catch {}
+    throw error;
+  }
 }

@@ -1,14 +1,15 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, readFileSync, readdirSync } from "node:fs";
+import { mkdtempSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { type Database, migrate, openDatabase } from "../../src/db";
+import { type Database, type Sql, migrate, openDatabase } from "../../src/db";
 import type { SpendTargets } from "../../src/governance";
-import { buildBatch, type SpendEvent } from "../../src/spend/batch";
+import { buildBatch, savedBatch, type SpendEvent } from "../../src/spend/batch";
 import { applyBatch } from "../../src/spend/repo";
 import { createSpendWriter } from "../../src/spend/writer";
 import { systemClock } from "../../src/clock";
 import { silentLogger } from "../../src/log";
+import { fullDisk } from "../helpers/full-disk";
 import { startPostgres } from "../helpers/services";
 
 let db: Database;
@@ -203,6 +204,43 @@ describe("the spend writer", () => {
     } finally {
       await writer.close();
       await db.query("alter table spend_logs drop constraint if exists refuse_one_model");
+    }
+  });
+});
+
+describe("spend saved at a shutdown", () => {
+  test("a saved file that cannot be read (empty, as a full disk left it) is set aside and the files after it are written", async () => {
+    const pending = mkdtempSync(join(tmpdir(), "litegate-pending-"));
+    const aside = mkdtempSync(join(tmpdir(), "litegate-set-aside-"));
+    const errors: string[] = [];
+    const log = { ...silentLogger, error: (message: string, fields?: Record<string, unknown>) => void errors.push(`${message} ${JSON.stringify(fields)}`) };
+    const before = (await one("select spend from teams where team_id = 't1'")).spend;
+    writeFileSync(join(pending, "spend-0000-empty.json"), "");
+    const batch = buildBatch("batch-saved-after-empty", [event(0.375, {})]);
+    writeFileSync(join(pending, "spend-zzzz-valid.json"), JSON.stringify(savedBatch(batch, Date.now(), "database unreachable at shutdown")));
+    const writer = createSpendWriter({ db, clock: systemClock, log, intervalMs: 60_000, pendingDir: pending, quarantineDir: aside });
+    try {
+      await writer.writeSaved();
+      expect((await one("select spend from teams where team_id = 't1'")).spend).toBeCloseTo(before + 0.375, 12);
+      expect(readdirSync(pending)).toEqual([]);
+      expect(readdirSync(aside)).toEqual(["spend-0000-empty.json"]);
+      expect(errors.some((line) => line.includes("cannot be read") && line.includes("spend-0000-empty.json"))).toBe(true);
+    } finally {
+      await writer.close();
+    }
+  });
+
+  test("a batch saved at shutdown on a full disk leaves no empty file for the next start to stumble on (needs root to mount a full disk)", async () => {
+    const disk = fullDisk();
+    if (!disk) return;
+    const down = { transaction: () => Promise.reject(new Error("database down")) } as unknown as Sql;
+    const writer = createSpendWriter({ db: down, clock: systemClock, log: { ...silentLogger, once: () => {} }, intervalMs: 60_000, pendingDir: disk.dir });
+    try {
+      writer.record(event(0.25, {}));
+      expect(await writer.close(0)).toBe(1);
+      expect(readdirSync(disk.dir).filter((name) => name !== ".filler")).toEqual([]);
+    } finally {
+      disk.unmount();
     }
   });
 });
