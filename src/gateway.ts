@@ -4,7 +4,7 @@ import { createAdminApp, createApp } from "./app";
 import { type Auth, type Invalidation, createAuth } from "./auth";
 import { hashKey } from "./auth/keys";
 import { type Clock, systemClock } from "./clock";
-import { type Config, databaseUrlOf, deploymentsOf, redisUrlOf } from "./config";
+import { type Config, ConfigError, databaseUrlOf, deploymentsOf, redisUrlOf } from "./config";
 import type { Database } from "./db";
 import { type Counters, LocalCounters, counterKeys, createGovernance, scopes } from "./governance";
 import { addDuration, parseDuration, sameDuration } from "./governance/duration";
@@ -241,6 +241,11 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
     if (!options.configSource) throw new Error("this gateway was not started from a config file");
     try {
       const next = options.configSource();
+      // A file being rewritten, or an include left out, would otherwise switch every model off at once.
+      const serving = runtime.config.model_list.length;
+      if (next.config.model_list.length === 0 && serving > 0) {
+        throw new ConfigError([`the new config serves no model (model_list is empty in the config and in every file it includes) while the running one serves ${serving}: a reload does not switch every model off (a restart does)`]);
+      }
       const [before, after] = [runtime.config.litellm_settings, next.config.litellm_settings];
       // Against the config the gateway started with, not the last one loaded: a second reload still
       // runs on the old master key, and must still say so.

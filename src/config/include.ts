@@ -29,7 +29,9 @@ export function readIncludes(root: unknown, dir: string, parse: (text: string, s
       const code = (error as { code?: string }).code;
       throw new ConfigError([`include: cannot read ${path} (${code === "ENOENT" ? "no such file" : code ?? String(error)})`]);
     }
-    const tree = parse(text, path) ?? {};
+    const tree = parse(text, path);
+    // As a file being rewritten can be: taken, it would drop every model or setting it holds.
+    if (tree === null || tree === undefined) throw new ConfigError([`${path}: an included file holds nothing (it is empty or only comments)`]);
     if (!isMapping(tree)) throw new ConfigError([`${path}: an included file must be a mapping of sections, as config.yaml is`]);
     if ("include" in tree) throw new ConfigError([`${path}: include: an included file may not include others (list every file in the main config's include)`]);
     for (const [key, value] of Object.entries(tree)) {

@@ -1,8 +1,8 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { mkdtempSync } from "node:fs";
+import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { type Config, parseConfig } from "../../src/config";
+import { type Config, loadConfig, parseConfig } from "../../src/config";
 import { MOCK_CONFIG, inProcessGateway } from "../helpers/gateway";
 
 type Harness = Awaited<ReturnType<typeof inProcessGateway>>;
@@ -109,4 +109,36 @@ test("an entry whose api_base names an unset variable is left out with a warning
   expect((await h.chat("sk-1234", {}, "based")).status).toBe(200);
   file = CONFIG;
   expect((await reload()).status).toBe(200);
+});
+
+test("a reload whose config would serve no model while the running one serves some is refused, and says so", async () => {
+  file = "general_settings:\n  master_key: sk-1234\n";
+  const { status, body } = await reload();
+  expect(status).toBe(400);
+  expect(body.error.message).toContain("the new config serves no model");
+  expect(body.error.message).toContain("while the running one serves 3");
+  expect((await h.chat("sk-1234")).status).toBe(200);
+  file = CONFIG;
+  expect((await reload()).status).toBe(200);
+});
+
+test("a reload whose included file is empty or only comments (as while it is rewritten) is refused, naming the file", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "litegate-include-"));
+  const [path, extra] = [join(dir, "config.yaml"), join(dir, "extra.yaml")];
+  writeFileSync(path, `${CONFIG}include: [extra.yaml]\n`);
+  writeFileSync(extra, "model_list:\n  - model_name: extra\n    litellm_params: {model: mock/extra, input_cost_per_token: 0, output_cost_per_token: 0}\n");
+  const g = await inProcessGateway(CONFIG, { configSource: () => loadConfig(path, {}, { reload: true }), env: {} });
+  try {
+    expect((await g.call("/config/reload", {})).status).toBe(200);
+    expect((await g.chat("sk-1234", {}, "extra")).status).toBe(200);
+    for (const empty of ["", "# being rewritten\n"]) {
+      writeFileSync(extra, empty);
+      const refused = await g.call("/config/reload", {});
+      expect(refused.status).toBe(400);
+      expect(((await refused.json()) as any).error.message).toContain(`${extra}: an included file holds nothing (it is empty or only comments)`);
+      expect((await g.chat("sk-1234", {}, "extra")).status).toBe(200);
+    }
+  } finally {
+    await g.close();
+  }
 });

@@ -52,6 +52,9 @@ describe("include: (LiteLLM's list of files read into the config)", () => {
     expect(warnings).toContain("general_settings.log_level: set in the config and again in a.yaml; the value in a.yaml is taken");
     const syntax = files({ "config.yaml": "include: [a.yaml]\n", "a.yaml": "model_list: [\n" });
     expect(problemsOf(() => loadConfig(syntax, {}))[0]).toContain(`${join(syntax, "../a.yaml")}:`);
+    // At a start too: an empty file where models or settings were expected is more likely a mistake than a wish.
+    const empty = files({ "config.yaml": "include: [a.yaml]\n", "a.yaml": "# nothing yet\n" });
+    expect(problemsOf(() => loadConfig(empty, {}))).toEqual([`${join(empty, "../a.yaml")}: an included file holds nothing (it is empty or only comments)`]);
   });
 });
 
