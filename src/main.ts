@@ -43,7 +43,7 @@ async function databaseFor(command: CliArgs["command"], config: Config, log: Log
   let unlock = () => {};
   if (embedded) {
     try {
-      unlock = lockDataDir(g.data_dir);
+      unlock = lockDataDir(g.data_dir, (message) => log.warn(message));
     } catch (error) {
       if (error instanceof DataDirInUse) fail(error.message);
       return cannotOpen(error);

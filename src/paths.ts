@@ -7,6 +7,8 @@ export const DEFAULT_DATA_DIR = "./litegate-data";
 export const WARM_FILE = "litegate-warm.json";
 /** Held by the process that has the embedded database open (see db/dir-lock.ts). */
 export const LOCK_FILE = "litegate.lock";
+/** Never removed: the kernel's lock on it is what is held (see db/kernel-lock.ts), and it must stay one file. */
+export const KERNEL_LOCK_FILE = "litegate.flock";
 /** Written last when the embedded database is created from its template (see db/pglite-engine.ts). */
 export const PG_VERSION_FILE = "PG_VERSION";
 

@@ -1,11 +1,13 @@
 import { randomUUID } from "node:crypto";
 import { linkSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { LOCK_FILE } from "../paths";
+import { KERNEL_LOCK_FILE, LOCK_FILE } from "../paths";
+import { takeKernelLock } from "./kernel-lock";
 
 export class DataDirInUse extends Error {
-  constructor(dataDir: string, pid: number) {
-    super(`the embedded database in ${dataDir} is in use by another litegate (pid ${pid}); stop it first, or give this one another data_dir`);
+  /** `holder`: the other process's PID, or what is known of it when its PID means nothing here. */
+  constructor(dataDir: string, holder: number | string) {
+    super(`the embedded database in ${dataDir} is in use by another litegate (${typeof holder === "number" ? `pid ${holder}` : holder}); stop it first, or give this one another data_dir`);
   }
 }
 
@@ -51,16 +53,49 @@ function holderAlive(pid: number, startTime: string | undefined): boolean {
  * with an exclusive create, holding the owner's PID and start time; one whose process is gone (a
  * crash, `kill -9`) is taken over, by one start only when several race for it. Returns the release,
  * for a clean stop.
+ *
+ * A PID means nothing across PID namespaces (two containers sharing a volume, each litegate PID 1), so
+ * first the kernel's lock on `KERNEL_LOCK_FILE` is taken, held for the process's life: where the kernel
+ * gives none (no C library at hand, a filesystem without locks) the PID alone decides, as `warn` says.
  */
-export function lockDataDir(dataDir: string): () => void {
+export function lockDataDir(dataDir: string, warn: (message: string) => void = () => {}, kernelLock = takeKernelLock): () => void {
   mkdirSync(dataDir, { recursive: true });
   const path = join(dataDir, LOCK_FILE);
+  const kernelPath = join(dataDir, KERNEL_LOCK_FILE);
+  const kernel = kernelLock(kernelPath);
+  if (kernel.kind === "in-use") throw new DataDirInUse(dataDir, heldBy(path));
+  if (kernel.kind === "unavailable") warn(`${kernelPath}: ${kernel.reason}; two litegates in separate PID namespaces (containers) sharing ${dataDir} would not see each other`);
+  const unlockKernel = kernel.kind === "held" ? kernel.release : () => {};
+  try {
+    const unlockPid = lockByPid(dataDir, path);
+    return () => {
+      unlockPid();
+      unlockKernel();
+    };
+  } catch (error) {
+    unlockKernel();
+    throw error;
+  }
+}
+
+/** What the PID lock file says of the process holding the kernel's lock (whose PID may be another namespace's). */
+function heldBy(path: string): string {
+  let pid = "";
+  try {
+    pid = readFileSync(path, "utf8").trim().split(" ")[0] ?? "";
+  } catch {
+    // not written yet, or on its way out
+  }
+  return `it holds the lock${pid ? `; pid ${pid} in its own PID namespace` : ""}, maybe in another container sharing this directory`;
+}
+
+function lockByPid(dataDir: string, path: string): () => void {
   const mine = `${process.pid} ${statOf(process.pid)?.startTime ?? ""}\n`;
   // Written whole under a name of its own, then linked in place (a link is never made over a file): a
   // lock seen half written, empty, would pass for one left by a crash and be taken over.
   const draft = sideName(path);
-  writeFileSync(draft, mine, { mode: 0o600 });
   try {
+    writeFileSync(draft, mine, { mode: 0o600 });
     for (let attempt = 0; attempt < 5; attempt++) {
       try {
         linkSync(draft, path);
@@ -85,6 +120,7 @@ export function lockDataDir(dataDir: string): () => void {
       removeStale(path, held);
     }
   } finally {
+    // Also when the draft itself could not be written whole (a full disk): no empty draft stays.
     rmSync(draft, { force: true });
   }
   throw new Error(`could not lock ${dataDir}: ${path} keeps coming back`);

@@ -1,9 +1,26 @@
 import { describe, expect, test } from "bun:test";
-import { spawn } from "bun";
+import { spawn, spawnSync } from "bun";
 import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { DataDirInUse, lockDataDir, parseStat } from "../../src/db/dir-lock";
+import { fullDisk } from "../helpers/full-disk";
 import { tempDir } from "../helpers/services";
+
+/** A process holding `dir` (lockDataDir) until its stdin ends; resolves once it holds it. */
+async function holder(dir: string) {
+  const script = `
+    const { lockDataDir } = await import(${JSON.stringify(join(import.meta.dir, "../../src/db/dir-lock.ts"))});
+    lockDataDir(process.env.DIR);
+    console.log("held");
+    await new Promise((resolve) => process.stdin.on("end", resolve).resume());
+  `;
+  const proc = spawn([process.execPath, "-e", script], { env: { ...process.env, DIR: dir }, stdin: "pipe", stdout: "pipe", stderr: "inherit" });
+  const reader = (proc.stdout as ReadableStream<Uint8Array>).getReader();
+  expect(new TextDecoder().decode((await reader.read()).value)).toContain("held");
+  return { pid: proc.pid, stop: async () => (proc.stdin!.end(), await proc.exited) };
+}
+
+const canUnshare = process.getuid?.() === 0 && spawnSync(["unshare", "-p", "-f", "--mount-proc", "true"], { stderr: "ignore" }).exitCode === 0;
 
 const startTime = (pid: number) => readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ")[19];
 
@@ -105,8 +122,63 @@ describe("the embedded database's directory belongs to one process", () => {
     await Promise.all(racers.map((racer) => racer.exited));
     const winners = dirs.map((_, i) => won.filter((list) => list.includes(i)).length);
     expect(winners.filter((count) => count !== 1)).toEqual([]);
-    for (const dir of dirs) expect(readdirSync(dir)).toEqual(["litegate.lock"]); // nothing left aside
+    for (const dir of dirs) expect(readdirSync(dir).sort()).toEqual(["litegate.flock", "litegate.lock"]); // nothing left aside
   }, 15_000);
+
+  test("a directory held by a litegate whose PID means nothing here (another container's PID 1) is refused: the kernel's lock decides", async () => {
+    const dir = tempDir("lock");
+    const first = await holder(dir);
+    try {
+      // As the lock file of a process in another PID namespace reads here: a PID that is no live process.
+      const gone = spawn(["true"]);
+      await gone.exited;
+      writeFileSync(join(dir, "litegate.lock"), `${gone.pid} 1\n`);
+      expect(() => lockDataDir(dir)).toThrow(DataDirInUse);
+      expect(() => lockDataDir(dir)).toThrow(`in use by another litegate (it holds the lock; pid ${gone.pid} in its own PID namespace, maybe in another container`);
+      expect(readFileSync(join(dir, "litegate.lock"), "utf8")).toBe(`${gone.pid} 1\n`); // not taken over
+    } finally {
+      await first.stop();
+    }
+    // Once it has ended, the directory is free again.
+    lockDataDir(dir)();
+  });
+
+  test.skipIf(!canUnshare)("a second litegate in a PID namespace of its own is refused (skipped where unshare or root is missing)", async () => {
+    const dir = tempDir("lock");
+    const first = await holder(dir);
+    try {
+      const script = `
+        const { lockDataDir } = await import(${JSON.stringify(join(import.meta.dir, "../../src/db/dir-lock.ts"))});
+        try { lockDataDir(process.env.DIR); console.log("taken by pid " + process.pid); } catch (error) { console.log(String(error)); }
+      `;
+      const second = spawnSync(["unshare", "-p", "-f", "--mount-proc", process.execPath, "-e", script], { env: { ...process.env, DIR: dir } });
+      expect(second.stdout.toString()).toContain("in use by another litegate");
+    } finally {
+      await first.stop();
+    }
+  });
+
+  test("without the kernel's lock (no C library, a filesystem without locks) the PID decides, as before, with a warning", () => {
+    const dir = tempDir("lock");
+    const warnings: string[] = [];
+    const release = lockDataDir(dir, (message) => void warnings.push(message), () => ({ kind: "unavailable", reason: "no C library to lock with" }));
+    expect(warnings).toEqual([`${join(dir, "litegate.flock")}: no C library to lock with; two litegates in separate PID namespaces (containers) sharing ${dir} would not see each other`]);
+    expect(readFileSync(join(dir, "litegate.lock"), "utf8")).toStartWith(`${process.pid} `);
+    release();
+  });
+
+  test("a start on a full disk leaves no draft of the lock file behind (needs root to mount a full disk)", () => {
+    const disk = fullDisk();
+    if (!disk) return;
+    try {
+      expect(() => lockDataDir(disk.dir)).toThrow(/ENOSPC|no space/i);
+      expect(readdirSync(disk.dir).filter((name) => name.startsWith("litegate.lock"))).toEqual([]);
+      // The kernel's lock went with the failed start: once there is room, the directory can be taken.
+      expect(readdirSync(disk.dir)).toContain("litegate.flock");
+    } finally {
+      disk.unmount();
+    }
+  });
 
   test("a stat line is read from the command name's last parenthesis: the state and the start time", () => {
     const fields = Array.from({ length: 50 }, (_, i) => String(i + 4));
