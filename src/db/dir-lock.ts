@@ -78,15 +78,20 @@ export function lockDataDir(dataDir: string, warn: (message: string) => void = (
   }
 }
 
-/** What the PID lock file says of the process holding the kernel's lock (whose PID may be another namespace's). */
-function heldBy(path: string): string {
+/**
+ * Who holds the kernel's lock, as the PID lock file tells: its PID when that is a live process here, else
+ * one this process cannot see (another PID namespace), whose PID would only mislead.
+ */
+function heldBy(path: string): number | string {
   let pid = "";
+  let startTime: string | undefined;
   try {
-    pid = readFileSync(path, "utf8").trim().split(" ")[0] ?? "";
+    [pid = "", startTime] = readFileSync(path, "utf8").trim().split(" ");
   } catch {
     // not written yet, or on its way out
   }
-  return `it holds the lock${pid ? `; pid ${pid} in its own PID namespace` : ""}, maybe in another container sharing this directory`;
+  if (pid && holderAlive(Number(pid), startTime || undefined)) return Number(pid);
+  return `one in another PID namespace, as another container sharing this directory${pid ? `; its lock file names pid ${pid} there` : ""}`;
 }
 
 function lockByPid(dataDir: string, path: string): () => void {

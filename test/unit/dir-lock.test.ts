@@ -129,12 +129,13 @@ describe("the embedded database's directory belongs to one process", () => {
     const dir = tempDir("lock");
     const first = await holder(dir);
     try {
+      expect(() => lockDataDir(dir)).toThrow(`in use by another litegate (pid ${first.pid})`); // one this process sees
       // As the lock file of a process in another PID namespace reads here: a PID that is no live process.
       const gone = spawn(["true"]);
       await gone.exited;
       writeFileSync(join(dir, "litegate.lock"), `${gone.pid} 1\n`);
       expect(() => lockDataDir(dir)).toThrow(DataDirInUse);
-      expect(() => lockDataDir(dir)).toThrow(`in use by another litegate (it holds the lock; pid ${gone.pid} in its own PID namespace, maybe in another container`);
+      expect(() => lockDataDir(dir)).toThrow(`in use by another litegate (one in another PID namespace, as another container sharing this directory; its lock file names pid ${gone.pid} there)`);
       expect(readFileSync(join(dir, "litegate.lock"), "utf8")).toBe(`${gone.pid} 1\n`); // not taken over
     } finally {
       await first.stop();
