@@ -1,4 +1,5 @@
 import { hangupWhileStarting } from "./early"; // first: the allocator setting, and the embedded database's thread started while the rest loads
+import { lookup } from "node:dns/promises";
 import { isIP } from "node:net";
 import { type CliArgs, CliError, USAGE, parseArgs } from "./cli";
 import { ConfigError, type Config, databaseUrlOf, loadConfig, redisUrlOf } from "./config";
@@ -20,7 +21,12 @@ function fail(message: string, code = 1): never {
 async function openAndMigrate(config: Config, log: Logger): Promise<{ db: Database; applied: number }> {
   const url = databaseUrlOf(config, process.env);
   if (url) discardEarlyPglite();
-  const db = await openDatabase({ url, dataDir: config.general_settings.data_dir, maxConnections: config.general_settings.database_connection_pool_limit });
+  const db = await openDatabase({ url, dataDir: config.general_settings.data_dir, maxConnections: config.general_settings.database_connection_pool_limit }).catch((error) => {
+    // The URL itself is never shown: it holds the password.
+    if (!(error instanceof URIError) && (error as { code?: string }).code !== "ERR_INVALID_URL") throw error;
+    const name = config.general_settings.database_url ? "general_settings.database_url" : "DATABASE_URL";
+    throw new Error(`${name} is not a valid URL (expected postgresql://user:password@host:5432/database)`);
+  });
   const applied = await migrate(db);
   for (const name of applied) log.info("migration applied", { migration: name });
   return { db, applied: applied.length };
@@ -184,6 +190,9 @@ async function main(): Promise<void> {
 
   const port = args.port ?? 4000;
   const hostname = args.host ?? "0.0.0.0";
+  // A name that does not resolve fails the listen with whatever code the runtime picks ("the port is in
+  // use", "no such file"): asked first, so that the message can say what is wrong.
+  const resolves = isIP(hostname) !== 0 || (await lookup(hostname).then(() => true, () => false));
   const serve = (app: typeof gateway.app | NonNullable<typeof gateway.adminApp>, p: number, routes = {}) => {
     try {
       return Bun.serve({ port: p, hostname, routes: { ...livenessServerRoutes, ...routes }, fetch: withCors((request) => app.handle(withRoutableHost(request))), idleTimeout: 255,
@@ -195,6 +204,7 @@ async function main(): Promise<void> {
       // The runtime says a port is in use whenever it cannot listen, a bad --host included.
       const code = (error as { code?: string }).code;
       const reason = /^[\d.]+$/.test(hostname) && isIP(hostname) === 0 ? `${hostname} is not an IP address (--host)`
+        : !resolves ? `${hostname} could not be resolved to an address (--host)`
         : code === "EADDRINUSE" ? "the port is in use"
         : code === "EINVAL" || code === "EADDRNOTAVAIL" ? `${hostname} is not an address of this machine (--host)`
         : String(error).split("\n")[0];

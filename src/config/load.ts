@@ -225,7 +225,8 @@ export function validateConfig(raw: unknown, env: Env = process.env): { config: 
   const root = (raw ?? {}) as Record<string, unknown>;
   if (typeof root !== "object" || Array.isArray(root)) throw new ConfigError(["config: must be a mapping of sections"]);
   for (const key of Object.keys(root)) {
-    if (!SECTIONS.includes(key)) problems.push(`${key}: unknown top-level key (expected one of ${SECTIONS.join(", ")})`);
+    // `include` is read (and taken away) before: see include.ts.
+    if (!SECTIONS.includes(key)) problems.push(`${key}: unknown top-level key (expected one of ${[...SECTIONS, "include"].join(", ")})`);
   }
   // environment_variables are seen by the config's own `os.environ/` references at once, but set in
   // the process only once the config is taken: a refused config (a reload) changes nothing.

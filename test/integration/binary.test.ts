@@ -269,9 +269,25 @@ describe("command line", () => {
       expect(lines.filter((line) => /^\s+at /.test(line))).toEqual([]);
       const badHost = await runBinary(["--config", join(cwd, "c.yaml"), "--host", "999.1.1.1", "--port", "0"], { cwd });
       expect(badHost.stderr.trim().split("\n").at(-1)).toBe("litegate: cannot listen on 999.1.1.1:0: 999.1.1.1 is not an IP address (--host)");
+      const badName = await runBinary(["--config", join(cwd, "c.yaml"), "--host", "nonexist.invalid", "--port", "0"], { cwd });
+      expect(badName.stderr.trim().split("\n").at(-1)).toBe("litegate: cannot listen on nonexist.invalid:0: nonexist.invalid could not be resolved to an address (--host)");
     } finally {
       taken.stop(true);
     }
+  });
+
+  test("a database_url that is not a URL is named where it was written, its password never shown", async () => {
+    const cwd = tempDir("bad-database-url");
+    writeFileSync(join(cwd, "c.yaml"), stringify({ ...MINIMAL, general_settings: { master_key: "sk-1234", database_url: "postgres://litegate:s3cret@db host/litegate" } }));
+    const expected = "litegate: cannot open the database: general_settings.database_url is not a valid URL (expected postgresql://user:password@host:5432/database)";
+    const fromFile = await runBinary(["--config", join(cwd, "c.yaml"), "--port", "0"], { cwd });
+    expect(fromFile.code).toBe(1);
+    expect(fromFile.stderr.trim().split("\n").at(-1)).toBe(expected);
+    expect(fromFile.stderr).not.toContain("s3cret");
+    writeFileSync(join(cwd, "c.yaml"), stringify({ ...MINIMAL, general_settings: { master_key: "sk-1234" } }));
+    const fromEnv = await runBinary(["--config", join(cwd, "c.yaml"), "--port", "0"], { cwd, env: { DATABASE_URL: "postgres://litegate:s3cret@db host/litegate" } });
+    expect(fromEnv.stderr.trim().split("\n").at(-1)).toBe(expected.replace("general_settings.database_url", "DATABASE_URL"));
+    expect(fromEnv.stderr).not.toContain("s3cret");
   });
 
   test("with Redis: starts without a warning on stderr; a malformed redis_url is one clear line", async () => {
