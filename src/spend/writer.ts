@@ -278,7 +278,9 @@ function writeWhole(file: string, text: string): void {
   } catch (error) {
     try {
       unlinkSync(draft);
-    } catch {}
+    } catch {
+      // never made
+    }
     throw error;
   }
 }
