@@ -1,3 +1,5 @@
+import type { SpendTargets } from "./policy";
+
 /**
  * Every counter key, in one place. Keys carry the period they count for, so a reset or a changed
  * duration starts a fresh counter instead of leaving a stale one behind.
@@ -53,3 +55,14 @@ export const scopes = {
   keyModels: (token: string) => `km:${idPart(token)}`,
   gateway: () => "g",
 };
+
+/** The budget counter prefixes of the scopes a request spends on: its key, user, team, membership and customer. */
+export function budgetPrefixesOf(targets: SpendTargets): string[] {
+  const own: string[] = [];
+  if (targets.token) own.push(counterKeys.budgetPrefix(scopes.key(targets.token)));
+  if (targets.user) own.push(counterKeys.budgetPrefix(scopes.user(targets.user.id)));
+  if (targets.team) own.push(counterKeys.budgetPrefix(scopes.team(targets.team.id)));
+  if (targets.member) own.push(counterKeys.budgetPrefix(scopes.member(targets.member.teamId, targets.member.userId)));
+  if (targets.customer) own.push(counterKeys.budgetPrefix(scopes.customer(targets.customer.id)));
+  return own;
+}

@@ -140,3 +140,17 @@ export function checkCustomerId(id: string, where: string): void {
   // As the admin API refuses them in ids: a customer made here must be one an admin can name.
   if (/[\u0000-\u001f\u007f]/.test(id)) throw badRequest(`${where}: must not hold a control character`, "user");
 }
+
+/** Whether the client asked for the usage chunk at the end of a stream (litegate asks for it either way). */
+export function clientWantsUsage(body: Record<string, unknown>): boolean {
+  const options = body.stream_options as { include_usage?: unknown } | null | undefined;
+  return typeof options === "object" && options !== null && options.include_usage === true;
+}
+
+/** The choices a stream answers with: `n` (best_of cannot stream), for each prompt of a completions list. */
+export function streamedChoices(route: Route, body: Record<string, unknown>): number {
+  const n = typeof body.n === "number" && Number.isInteger(body.n) && body.n > 1 ? body.n : 1;
+  const prompt = body.prompt;
+  const prompts = route === "completions" && Array.isArray(prompt) && prompt.length > 0 && typeof prompt[0] !== "number" ? prompt.length : 1;
+  return n * prompts;
+}

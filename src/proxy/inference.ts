@@ -1,21 +1,21 @@
 import type { Auth } from "../auth";
 import { type Caller, type CustomerRecord, chargedHere, keySpendHere } from "../auth/principal";
 import type { Clock } from "../clock";
-import { type Governance, type Plan, type SpendTargets, type Ticket, checkModelAccess, createPlanner, mayUse } from "../governance";
-import { counterKeys, scopes } from "../governance/keys";
+import { type Governance, type Plan, type Ticket, checkModelAccess, createPlanner, mayUse } from "../governance";
+import { budgetPrefixesOf } from "../governance/keys";
 import { GatewayError, badRequest, forbidden } from "../http/errors";
 import type { Logger } from "../log";
 import { providerDefaultMaxTokens } from "../providers";
 import type { Deployment, Route, Usage, UpstreamResult } from "../providers/types";
 import type { SpendWriter } from "../spend";
 import { countPromptTokens, countTextTokens } from "../tokens";
-import { parseInferenceBody, readBodyText } from "./body";
+import { clientWantsUsage, parseInferenceBody, readBodyText, streamedChoices } from "./body";
 import { customerOf } from "./customer";
 import type { Runtime } from "./runtime";
 import type { Release } from "./slots";
 import { callWithRetries } from "./attempts";
 import { type Deadline, Deadlines } from "./deadlines";
-import { textOfAnswer } from "./sse-events";
+import { completionTextOf } from "./sse-events";
 import { type StreamOutcome, tapStream } from "./tap";
 
 /** What one finished request looked like, for logs and metrics. */
@@ -262,7 +262,7 @@ export function createInference(deps: InferenceDeps) {
     for (const owner of deadlines.owners()) {
       const ctx = owner as Context | null;
       if (!ctx || ctx.closed) continue;
-      const own = budgetScopesOf(ctx.ticket.plan.targets);
+      const own = budgetPrefixesOf(ctx.ticket.plan.targets);
       for (const prefix of prefixes) {
         if (own.includes(prefix) && !ctx.ticket.holds(prefix)) ctx.ticket.holdLate(governance.counters.holdLate(prefix, ctx.reserved));
       }
@@ -381,46 +381,6 @@ export function createInference(deps: InferenceDeps) {
 function silenceBound(deployment: Deployment): number | undefined {
   const seconds = Number(deployment.params.stream_timeout ?? deployment.params.timeout);
   return seconds > 0 ? seconds : undefined;
-}
-
-/** The budget counter prefixes of the scopes a request spends on: its key, user, team, membership and customer. */
-function budgetScopesOf(targets: SpendTargets): string[] {
-  const own: string[] = [];
-  if (targets.token) own.push(counterKeys.budgetPrefix(scopes.key(targets.token)));
-  if (targets.user) own.push(counterKeys.budgetPrefix(scopes.user(targets.user.id)));
-  if (targets.team) own.push(counterKeys.budgetPrefix(scopes.team(targets.team.id)));
-  if (targets.member) own.push(counterKeys.budgetPrefix(scopes.member(targets.member.teamId, targets.member.userId)));
-  if (targets.customer) own.push(counterKeys.budgetPrefix(scopes.customer(targets.customer.id)));
-  return own;
-}
-
-/** Whether the client asked for the usage chunk at the end of a stream (litegate asks for it either way). */
-function clientWantsUsage(body: Record<string, unknown>): boolean {
-  const options = body.stream_options as { include_usage?: unknown } | null | undefined;
-  return typeof options === "object" && options !== null && options.include_usage === true;
-}
-
-/** The choices a stream answers with: `n` (best_of cannot stream), for each prompt of a completions list. */
-function streamedChoices(route: Route, body: Record<string, unknown>): number {
-  const n = typeof body.n === "number" && Number.isInteger(body.n) && body.n > 1 ? body.n : 1;
-  const prompt = body.prompt;
-  const prompts = route === "completions" && Array.isArray(prompt) && prompt.length > 0 && typeof prompt[0] !== "number" ? prompt.length : 1;
-  return n * prompts;
-}
-
-/** The text of an answer the provider sent without usage, for counting its tokens. */
-function completionTextOf(body: string): string {
-  let answer: any;
-  try {
-    answer = JSON.parse(body);
-  } catch {
-    return "";
-  }
-  let text = "";
-  for (const choice of Array.isArray(answer?.choices) ? answer.choices : []) {
-    text += typeof choice?.text === "string" ? choice.text : textOfAnswer(choice?.message);
-  }
-  return text;
 }
 
 export type Inference = ReturnType<typeof createInference>;

@@ -286,3 +286,18 @@ export function textOfAnswer(answer: any): string {
   if (Array.isArray(answer.tool_calls)) for (const tool of answer.tool_calls) text += stringOr(tool?.function?.name) + stringOr(tool?.function?.arguments);
   return text;
 }
+
+/** The text of an answer the provider sent without usage, for counting its tokens. */
+export function completionTextOf(body: string): string {
+  let answer: any;
+  try {
+    answer = JSON.parse(body);
+  } catch {
+    return "";
+  }
+  let text = "";
+  for (const choice of Array.isArray(answer?.choices) ? answer.choices : []) {
+    text += typeof choice?.text === "string" ? choice.text : textOfAnswer(choice?.message);
+  }
+  return text;
+}
