@@ -119,7 +119,10 @@ function buildRuntime(config: Config, state: GatewayState, log: Logger, clock: C
     if (missing) log.warn(`model has no ${missing} and the price table does not know it: that side costs 0`, { model: d.modelName, deployment: d.id });
   }
   const providers = createProviders();
-  return createRuntime(config, deployments, pricing, (d) => providers.forDeployment(d), state, () => clock.now(), calls, slots);
+  const runtime = createRuntime(config, deployments, pricing, (d) => providers.forDeployment(d), state, () => clock.now(), calls, slots);
+  // Requests waiting for a deployment's slot go by the caps this config sets (none: they go at once).
+  slots.recap((id) => runtime.router.capById(id));
+  return runtime;
 }
 
 /** Settings a running gateway cannot change: a reload that changes them says so (the README lists them). */

@@ -74,6 +74,7 @@ export class ModelRouter {
   /** Names served by a wildcard entry, as asked for (bounded: cleared when full). */
   private readonly matched = new Map<string, Deployment[] | null>();
   private readonly health = new Map<string, Health>();
+  private readonly byId = new Map<string, Deployment>();
   /** Entry name → its access groups (`model_info.access_groups`). */
   private readonly groupsByName = new Map<string, string[]>();
   /**
@@ -96,6 +97,7 @@ export class ModelRouter {
     private readonly slots = new DeploymentSlots(),
   ) {
     for (const deployment of deployments) {
+      this.byId.set(deployment.id, deployment);
       if (deployment.modelName.includes("*")) {
         const source = `^${deployment.modelName.split("*").map((part) => part.replace(/[.+?^${}()|[\]\\]/g, "\\$&")).join("(.+)")}$`;
         const known = this.wildcards.find((w) => w.pattern.source === source);
@@ -186,6 +188,12 @@ export class ModelRouter {
   /** A deployment's `max_parallel_requests`, else router_settings' default, else none. */
   private capOf(d: Deployment): number | undefined {
     return positive(d.params.max_parallel_requests) ?? this.settings.defaultMaxParallel;
+  }
+
+  /** The cap of the deployment with this id, or undefined when it has none or is not in the config. */
+  capById(id: string): number | undefined {
+    const d = this.byId.get(id);
+    return d && this.capOf(d);
   }
 
   private hasSlot(d: Deployment): boolean {

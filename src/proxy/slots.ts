@@ -65,6 +65,17 @@ export class DeploymentSlots {
     });
   }
 
+  /**
+   * After a config reload: each deployment's cap as the new config sets it (`capOf` undefined: it has
+   * none now, or is gone), and those waiting let through as far as it allows, at once.
+   */
+  recap(capOf: (id: string) => number | undefined): void {
+    for (const [id, held] of this.held) {
+      held.cap = capOf(id) ?? Infinity;
+      this.admitWaiting(id, held);
+    }
+  }
+
   private releaser(id: string, held: Held): Release {
     let given = false;
     return () => {

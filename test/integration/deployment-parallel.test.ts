@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { readFileSync, writeFileSync } from "node:fs";
 import OpenAI from "openai";
 import { type RunningGateway, startBinary } from "../helpers/binary";
 import { type Upstream, startUpstream } from "../helpers/upstream";
@@ -139,5 +140,29 @@ describe("max_parallel_requests on a deployment", () => {
     const started = performance.now();
     await chat("narrow");
     expect(performance.now() - started).toBeLessThan(350);
+  });
+
+  test("a reload that raises the cap lets those waiting go at once", async () => {
+    narrow.reset();
+    narrow.set({ chunks: 10, chunkDelayMs: 150 });
+    const holders = [streamed("narrow"), streamed("narrow")];
+    await Bun.sleep(100);
+    const started = performance.now();
+    const waiting = chat("narrow");
+    await Bun.sleep(100);
+    const before = readFileSync(gateway.configPath, "utf8");
+    writeFileSync(gateway.configPath, before.replace("max_parallel_requests: 2, ", "max_parallel_requests: 3, "));
+    try {
+      const reloaded = await fetch(`${gateway.url}/config/reload`, { method: "POST", headers: { authorization: "Bearer sk-1234" } });
+      expect(reloaded.status).toBe(200);
+      await waiting;
+      // Served before the streams holding the two slots ended (about 1.5 s after they began).
+      expect(performance.now() - started).toBeLessThan(1000);
+      await Promise.all(holders);
+      expect(narrow.maxInFlight).toBe(3);
+    } finally {
+      writeFileSync(gateway.configPath, before);
+      expect((await fetch(`${gateway.url}/config/reload`, { method: "POST", headers: { authorization: "Bearer sk-1234" } })).status).toBe(200);
+    }
   });
 });

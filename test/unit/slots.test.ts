@@ -57,3 +57,20 @@ test("a cap raised by a reload lets those waiting through at the next request", 
   for (const release of [held, (await waiting)!, now!]) release();
   expect(slots.inFlight("d")).toBe(0);
 });
+
+test("a reload sets each deployment's cap at once: those waiting go as far as it allows, all of them when it has none", async () => {
+  const slots = new DeploymentSlots();
+  const held = [(await taken(slots.take("raised", 1, never)))!, (await taken(slots.take("gone", 1, never)))!];
+  const raised = [slots.take("raised", 1, never), slots.take("raised", 1, never)] as Promise<Release | null>[];
+  const gone = [slots.take("gone", 1, never), slots.take("gone", 1, never)] as Promise<Release | null>[];
+  const served: string[] = [];
+  raised.forEach((p, i) => void p.then(() => served.push(`raised ${i}`)));
+  gone.forEach((p, i) => void p.then(() => served.push(`gone ${i}`)));
+  slots.recap((id) => (id === "raised" ? 2 : undefined));
+  await Bun.sleep(0);
+  expect(served.sort()).toEqual(["gone 0", "gone 1", "raised 0"]);
+  expect(slots.waiting("raised")).toBe(1);
+  for (const release of [...held, ...(await Promise.all([raised[0]!, ...gone])).map((r) => r!)]) release();
+  (await raised[1]!)!();
+  expect(slots.inFlight("raised") + slots.inFlight("gone")).toBe(0);
+});
