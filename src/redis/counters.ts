@@ -23,10 +23,7 @@ import SYNC_SCRIPT from "./sync.lua" with { type: "text" };
  * requests are decided by Redis itself. A dead instance's leases expire with its heartbeat.
  */
 
-/**
- * An admission refused for the other instances' leases alone asks them for their spare room (see
- * `reclaim`), and is asked again after these waits (a few of their ticks each).
- */
+/** An admission refused for the other instances' leases alone asks them for their spare room (see `reclaim`), and is asked again after these waits (a few of their ticks each). */
 const RETRY_AFTER_MS = [25, 50];
 
 export interface SharedCountersOptions {
@@ -344,9 +341,7 @@ export class SharedCounters implements Counters {
     this.returnSlackSoon(s);
   }
 
-  holdLate(prefix: string, reserve: number): CounterCheck {
-    return this.successions.holdLate(prefix, reserve, this.options.now());
-  }
+  readonly holdLate = (prefix: string, reserve: number): CounterCheck => this.successions.holdLate(prefix, reserve, this.options.now());
 
   /** The shared value as last synced plus this instance's own in flight and unpushed (admission also counts the others' room: `alone`). */
   used(check: CounterCheck): number {
