@@ -73,6 +73,15 @@ export async function callWithRetries(runtime: Runtime, input: AttemptInput): Pr
       }
       const body = model === input.model ? input.body : { ...input.body, model };
       const rawBody = model === input.model ? input.rawBody : JSON.stringify(body);
+      // Chosen before the requests admitted with it took their slots: another of the model's deployments
+      // with a free slot serves it now rather than this one later, if the request may go there.
+      if (!router.hasSlot(deployment)) {
+        const free = pick(model, tried);
+        if (free && router.hasSlot(free) && (await input.moveTo(model, free))) {
+          deployment = free;
+          tried.add(free.id);
+        }
+      }
       const taken = router.take(deployment, input.signal);
       const slot = taken instanceof Promise ? await taken : taken;
       if (!slot) return { result: noSlotInTime(deployment, input.signal), deployment, model };

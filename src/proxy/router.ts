@@ -196,7 +196,8 @@ export class ModelRouter {
     return d && this.capOf(d);
   }
 
-  private hasSlot(d: Deployment): boolean {
+  /** Whether the deployment has a free slot (one with no `max_parallel_requests` always has). */
+  hasSlot(d: Deployment): boolean {
     const cap = this.capOf(d);
     return cap === undefined || this.slots.inFlight(d.id) < cap;
   }

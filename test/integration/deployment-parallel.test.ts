@@ -80,16 +80,24 @@ describe("max_parallel_requests on a deployment", () => {
   });
 
   test("a group's deployments each keep their own cap, and a request goes to one with a free slot", async () => {
-    left.reset();
-    right.reset();
-    left.set({ firstByteDelayMs: 150 });
-    right.set({ firstByteDelayMs: 150 });
+    for (const upstream of [left, right]) {
+      upstream.reset();
+      upstream.set({ firstByteDelayMs: 150 });
+    }
     await Promise.all(Array.from({ length: 4 }, () => chat("pair")));
     expect(left.maxInFlight).toBe(1);
     expect(right.maxInFlight).toBe(1);
     expect(left.requests.length + right.requests.length).toBe(4);
-    // Two at a time went out, one to each: neither deployment took the second of a pair while the other was free.
-    expect(left.requests.length).toBe(2);
+    // Two at once, each first chosen at random (both for one deployment half the time): one goes to
+    // each, the second to the deployment whose slot is free rather than waiting for the other's.
+    for (let round = 0; round < 4; round++) {
+      for (const upstream of [left, right]) {
+        upstream.reset();
+        upstream.set({ firstByteDelayMs: 150 });
+      }
+      await Promise.all([chat("pair"), chat("pair")]);
+      expect([left.requests.length, right.requests.length]).toEqual([1, 1]);
+    }
   });
 
   test("router_settings.default_max_parallel_requests caps a deployment that sets none", async () => {
@@ -102,8 +110,9 @@ describe("max_parallel_requests on a deployment", () => {
 
   test("a request still waiting at its deadline is answered 504 without reaching the provider, and no slot is lost", async () => {
     narrow.reset();
-    // Two streams that keep sending for about two seconds (each piece restarts their deadline) hold both slots.
-    narrow.set({ chunks: 10, chunkDelayMs: 200 });
+    // Two streams that keep sending for about three seconds (each piece restarts their deadline) hold both
+    // slots past the waiting request's deadline (1 s, found by a sweep once a second: within 2 s).
+    narrow.set({ chunks: 15, chunkDelayMs: 200 });
     const holders = [streamed("narrow"), streamed("narrow")];
     await Bun.sleep(100);
     const waited = await fetch(`${gateway.url}/v1/chat/completions`, {
