@@ -60,7 +60,8 @@ export interface Gateway {
   reload(config: Config): void;
   /** Reloads from `configSource`: swaps atomically, or keeps the running config and throws. */
   reloadFromSource(): Promise<{ models: number; warnings: string[] }>;
-  close(): Promise<number>;
+  /** Finishes, writes spend (saving what the database cannot take within `spendDeadlineMs`); returns the requests whose spend is lost. */
+  close(spendDeadlineMs?: number): Promise<number>;
 }
 
 /** How long closing waits for admitted requests to record their spend (they take milliseconds once their connection is gone). */
@@ -340,11 +341,11 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
     },
     reloadFromSource,
     /** Returns the number of requests whose spend could be neither written nor saved. */
-    async close() {
+    async close(spendDeadlineMs) {
       // Requests whose connection is gone but whose spend is still being counted (a client that left
       // during the drain) are recorded before the last flush.
       await inference.settled(SETTLE_AT_CLOSE_MS);
-      const lost = await spend.close();
+      const lost = await spend.close(spendDeadlineMs);
       await counters.close();
       return lost;
     },

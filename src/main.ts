@@ -63,17 +63,18 @@ async function databaseFor(command: CliArgs["command"], config: Config, log: Log
   const warm = command === "serve" && embedded ? readWarmState(g.data_dir, VERSION) : null;
   if (!warm) {
     try {
-      return { ...(await openAndMigrate(config, log)), warm, openBehind: () => {}, unlock };
+      return { ...(await openAndMigrate(config, log)), warm, openBehind: () => {}, failedBehind: null, unlock };
     } catch (error) {
       return cannotOpen(error);
     }
   }
   const opening = Promise.withResolvers<Database>();
-  opening.promise.then(() => log.info("database open"), cannotOpen);
+  opening.promise.then(() => log.info("database open"), () => {}); // a failure is the gateway's to handle (see `failedBehind`)
   return {
     db: deferredDatabase(opening.promise, "pglite"),
     applied: 0,
     warm,
+    failedBehind: opening.promise.then(() => null, (error: unknown) => error),
     // Once listening: the engine's compile would slow the start it no longer shortens.
     openBehind: () => void openAndMigrate(config, log).then(({ db }) => opening.resolve(db), opening.reject),
     unlock,
@@ -170,7 +171,7 @@ async function main(): Promise<void> {
     process.stdout.write(applied === 0 ? "migrations up to date\n" : `applied ${applied} migration${applied === 1 ? "" : "s"}\n`);
     return;
   }
-  const { db, warm, openBehind, unlock } = opened;
+  const { db, warm, openBehind, failedBehind, unlock } = opened;
 
   const openedSoFar = () => ({ db: warm ? null : db, redis, unlock });
   const redis: RedisLink | null = redisUrl ? await connectRedis(redisUrl, log) : null;
@@ -218,10 +219,12 @@ async function main(): Promise<void> {
   openBehind();
 
   let stopping = false;
-  const shutdown = async (signal: string) => {
+  /** Stops the gateway; with `failure` (the database could not be opened behind it), exits 1 saying so. */
+  const shutdown = async (signal: string, failure?: unknown) => {
     if (stopping) return;
     stopping = true;
-    log.info("shutting down: finishing in-flight requests", { signal });
+    if (failure === undefined) log.info("shutting down: finishing in-flight requests", { signal });
+    else log.error("the database could not be opened: stopping, finishing in-flight requests", { error: failure instanceof Error ? failure.message : String(failure) });
     const grace = Bun.sleep(g.shutdown_grace_seconds * 1000).then(() => "timeout" as const);
     const drained = Promise.all([server.stop(false), adminServer?.stop(false)]).then(() => "drained" as const);
     if ((await Promise.race([drained, grace])) === "timeout") {
@@ -230,8 +233,15 @@ async function main(): Promise<void> {
       adminServer?.stop(true);
     }
     scheduler.stop();
-    const lost = await gateway.close();
+    // A database that failed to open takes nothing: what was served is saved to spend-pending at once.
+    const lost = await gateway.close(failure === undefined ? undefined : 0);
     await redis?.close();
+    if (failure !== undefined) {
+      await db.close();
+      unlock();
+      if (lost > 0) log.error("stopped", { spend_lost_requests: lost });
+      cannotOpen(failure);
+    }
     if (db.kind === "pglite" && gateway.spend.backlog() === 0 && !hasPendingSpend(g.data_dir)) {
       // What the next start serves with while the database opens; saved only when all spend is written
       // (not merely saved to spend-pending, which that start must write first).
@@ -255,6 +265,11 @@ async function main(): Promise<void> {
   starting.done();
   process.on("SIGTERM", () => void shutdown("SIGTERM"));
   process.on("SIGINT", () => void shutdown("SIGINT"));
+  // The database failing to open behind a gateway that served (a warm start): what it served is saved to
+  // spend-pending, which the next start writes before it serves, as at a shutdown the database cannot take.
+  void failedBehind?.then((error) => {
+    if (error !== null) void shutdown("database", error);
+  });
 }
 
 main().catch((error) => fail(error instanceof Error ? (error.stack ?? error.message) : String(error)));

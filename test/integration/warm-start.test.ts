@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { hashKey } from "../../src/auth/keys";
 import { buildBatch, savedBatch } from "../../src/spend/batch";
@@ -158,6 +158,41 @@ describe("starting on the embedded database", () => {
     expect(await spendOf(second.url, key)).toBeCloseTo(1.3, 6);
     expect(existsSync(join(dataDir, "spend-pending", "spend-pending-1.json"))).toBe(false);
     await second.stop("SIGTERM");
+  }, 90_000);
+
+  test("a database that fails to open behind a warm start: what the gateway served is saved to spend-pending and written at the next start", async () => {
+    const { cwd, dataDir, key } = await stoppedWithKey("warm-fails"); // 0.30 spent
+    // A damaged catalogue map: the open fails, while the control file (the saved state's fingerprint) still matches.
+    const map = join(dataDir, "global", "pg_filenode.map");
+    const intact = readFileSync(map);
+    writeFileSync(map, "");
+    upstream.set({ firstByteDelayMs: 1500 });
+    let statuses: number[];
+    try {
+      const gateway = await startBinary({ config: config(dataDir), cwd });
+      // Requests from the moment it listens until it stops taking them: those admitted are in flight when the open fails.
+      const answers: Promise<number>[] = [];
+      while (gateway.proc.exitCode === null && answers.length < 40) {
+        answers.push(chat(gateway.url, key).then((response) => response.status, () => 0));
+        await Bun.sleep(10);
+      }
+      statuses = await Promise.all(answers);
+      expect(await gateway.proc.exited).toBe(1);
+      expect(gateway.output()).toContain("cannot open the database");
+      expect(gateway.output()).not.toContain("database open");
+    } finally {
+      upstream.reset();
+    }
+    const served = statuses.filter((status) => status === 200).length;
+    expect(served).toBeGreaterThan(0);
+    for (const status of statuses) expect([200, 0]).toContain(status); // served in full, or never taken
+    expect(readdirSync(join(dataDir, "spend-pending")).length).toBeGreaterThan(0);
+
+    writeFileSync(map, intact);
+    const next = await startBinary({ config: config(dataDir), cwd });
+    expect(await spendOf(next.url, key)).toBeCloseTo(0.3 * (1 + served), 6);
+    expect(readdirSync(join(dataDir, "spend-pending"))).toEqual([]);
+    await next.stop("SIGTERM");
   }, 90_000);
 
   test("a run that is killed leaves no saved state, and the next start reads the database", async () => {
