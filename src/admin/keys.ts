@@ -167,11 +167,13 @@ export function keyRoutes(deps: AdminDeps) {
   /** The changes of a /key/update (a /key/regenerate may carry them too), within a transaction: the key's row after them. */
   async function updateKey(tx: Sql, token: string, body: Record<string, any>): Promise<{ row: Record<string, any>; restarted: string[] }> {
     const changes: Record<string, unknown> = { ...body };
-    const before = found((await tx.query("select budget_duration, max_budget, model_max_budget from keys where token = $1", [token]))[0], "Key");
+    const before = found((await tx.query("select budget_duration, max_budget, model_max_budget, budget_id from keys where token = $1", [token]))[0], "Key");
     const { newPeriod, budgetBack } = budgetChange(before, body);
     if (newPeriod) changes.budget_reset_at = resetAtFor(body.budget_duration, clock.now());
+    // A key moved onto another budget (or off one) may get a max_budget where it had none: its requests in flight count on it.
+    const budgetMoved = "budget_id" in body && (body.budget_id ?? null) !== before.budget_id;
     // Budget counters to start again from the stored spend (see budgetChange); per model likewise.
-    const restarted = newPeriod || budgetBack ? [counterKeys.budgetPrefix(scopes.key(token))] : [];
+    const restarted = newPeriod || budgetBack || budgetMoved ? [counterKeys.budgetPrefix(scopes.key(token))] : [];
     if (body.model_max_budget) restarted.push(...await restartModelPeriods(tx, token, before.model_max_budget ?? {}, body.model_max_budget));
     if (body.team_id) await mustExist(tx, "teams", "team_id", body.team_id, "team_id");
     if (body.user_id != null) await mustExist(tx, "users", "user_id", body.user_id, "user_id");

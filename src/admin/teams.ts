@@ -226,8 +226,10 @@ export function teamRoutes(deps: AdminDeps) {
           return { team: (await tx.query("select * from teams where team_id = $1", [body.team_id]))[0], members };
         });
         row = team;
-        // The members on the team's member budget start a new period.
-        const restart = body.team_member_budget_duration === undefined ? [] : members.map((m) => counterKeys.budgetPrefix(scopes.member(body.team_id, m.user_id)));
+        // The members on the team's member budget start a new period, or count their requests in flight
+        // on a member budget that may be new (set where there was none).
+        const restart = body.team_member_budget_duration === undefined && body.team_member_budget === undefined ? []
+          : members.map((m) => counterKeys.budgetPrefix(scopes.member(body.team_id, m.user_id)));
         deps.invalidate({ kind: "all", restart });
       }
       if (!row || TEAM_COLUMNS.some((column) => column in body)) {

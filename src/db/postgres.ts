@@ -12,6 +12,8 @@ export const reconnectDelaySeconds = (failures: number) => Math.min(1, 0.1 * fai
 /** deadlock_detected and serialization_failure: the transaction was rolled back and may simply run again. */
 const RETRYABLE = new Set(["40P01", "40001"]);
 const TRANSACTION_ATTEMPTS = 4;
+const retryable = (error: unknown, attempt: number) =>
+  attempt < TRANSACTION_ATTEMPTS && RETRYABLE.has((error as { code?: string } | null)?.code ?? "");
 
 /** Real Postgres through postgres.js. */
 export function openPostgres(options: PostgresOptions): Database {
@@ -31,8 +33,18 @@ export function openPostgres(options: PostgresOptions): Database {
 
   const wrap = (handle: postgres.Sql | postgres.TransactionSql): Sql => ({
     async query<T extends Row>(text: string, params: readonly unknown[] = []) {
-      statements++;
-      return (await handle.unsafe(text, params as any[])) as unknown as T[];
+      // A statement of its own is a transaction of its own: one Postgres aborted for a deadlock (an
+      // admin update meeting a spend flush that locks the same rows in another order) runs again.
+      // Inside a transaction the whole transaction does (see `transaction`).
+      for (let attempt = 1; ; attempt++) {
+        statements++;
+        try {
+          return (await handle.unsafe(text, params as any[])) as unknown as T[];
+        } catch (error) {
+          if (handle !== client || !retryable(error, attempt)) throw error;
+          await Bun.sleep(5 + Math.random() * 20 * attempt);
+        }
+      }
     },
     async exec(text: string) {
       statements++;
@@ -55,7 +67,7 @@ export function openPostgres(options: PostgresOptions): Database {
         try {
           return (await (handle as postgres.Sql).begin((tx) => fn(wrap(tx)))) as T;
         } catch (error) {
-          if (attempt >= TRANSACTION_ATTEMPTS || !RETRYABLE.has((error as { code?: string } | null)?.code ?? "")) throw error;
+          if (!retryable(error, attempt)) throw error;
           await Bun.sleep(5 + Math.random() * 20 * attempt);
         }
       }

@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import postgres from "postgres";
 import { isForeignKeyViolation } from "../../src/admin/common";
 import { openDatabase } from "../../src/db";
 import { MOCK_CONFIG, inProcessGateway } from "../helpers/gateway";
@@ -151,4 +152,39 @@ for (const kind of ["postgres", "pglite"] as const) describe(`concurrent admin c
     expect(serverErrors(seen)).toEqual([]);
     expect(seen.filter((s) => s.startsWith("key/update") && !/ (200|404)$/.test(s))).toEqual([]);
   }, 60_000);
+});
+
+describe("a statement of its own in a deadlock (Postgres)", () => {
+  // An admin update is one statement; a spend flush locking the same rows in another order can make
+  // Postgres abort it. It rolled back whole, so it runs again rather than answering a 500.
+  test("is run again once the other transaction is through, not failed", async () => {
+    const url = await (await sharedPostgres()).newDatabase();
+    const db = await openDatabase({ url, dataDir: "" });
+    const other = postgres(url, { max: 1, onnotice: () => {} });
+    try {
+      await db.exec("create table pair (id int primary key, v int not null)");
+      await db.exec("insert into pair values (1, 0), (2, 0)");
+      // The other session never gives up first: the statement's session is the one Postgres aborts.
+      await other`set deadlock_timeout = '20s'`;
+      const holding = Promise.withResolvers<void>();
+      const proceed = Promise.withResolvers<void>();
+      const transaction = other.begin(async (sql) => {
+        await sql`update pair set v = v + 10 where id = 2`;
+        holding.resolve();
+        await proceed.promise;
+        await sql`update pair set v = v + 10 where id = 1`;
+      });
+      await holding.promise;
+      // Takes row 1, then waits for row 2, which the transaction holds while it waits for row 1.
+      const statement = db.query("update pair set v = v + 1 where id in (1, 2)");
+      await Bun.sleep(200);
+      proceed.resolve();
+      await transaction;
+      await statement;
+      expect(await db.query("select id, v from pair order by id")).toEqual([{ id: 1, v: 11 }, { id: 2, v: 11 }]);
+    } finally {
+      await other.end();
+      await db.close();
+    }
+  }, 30_000);
 });

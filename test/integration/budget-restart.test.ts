@@ -135,6 +135,21 @@ for (const counters of ["local", "redis"] as const) describe(`a budget counter s
     await setWhileInFlight(other.key, { user: customer }, (budget) => admin("/customer/update", { user_id: customer, max_budget: budget }), 1);
   });
 
+  test("a key moved onto a budget (budget_id) where it had none, and a team's member budget set where there was none: the requests in flight count", async () => {
+    const made = (await (await hs[0]!.call("/key/generate", {})).json()) as { key: string };
+    const budgetId = `budget-${crypto.randomUUID()}`;
+    await setWhileInFlight(made.key, {}, async (budget) => {
+      await admin("/budget/new", { budget_id: budgetId, max_budget: budget });
+      await admin("/key/update", { key: made.key, budget_id: budgetId });
+    }, 1);
+    const team = `team-${crypto.randomUUID()}`;
+    const user = `user-${crypto.randomUUID()}`;
+    await admin("/team/new", { team_id: team });
+    await admin("/team/member_add", { team_id: team, member: { role: "user", user_id: user } });
+    const member = (await (await hs[0]!.call("/key/generate", { team_id: team, user_id: user })).json()) as { key: string };
+    await setWhileInFlight(member.key, {}, (budget) => admin("/team/update", { team_id: team, team_member_budget: budget }), 1);
+  });
+
   test("a new budget_duration: the requests in flight still count against the budget", () =>
     heldThrough((budget) => ({ max_budget: budget, budget_duration: "1h" }), (key) => admin("/key/update", { key, budget_duration: "2h" }), 1));
 
