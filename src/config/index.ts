@@ -33,7 +33,13 @@ export function unsupportedModels(config: Config): Map<string, string> {
  * variable, are left out (warned about at load).
  */
 export function deploymentsOf(config: Config): Deployment[] {
-  return config.model_list.flatMap((entry, index) => {
+  // A deployment's id without model_info.id is its place among its model's entries, so that a reload
+  // adding or removing other models' entries keeps it (with it what is kept by id: in-flight slots,
+  // per-deployment rpm/tpm windows, cooldowns).
+  const seen = new Map<string, number>();
+  return config.model_list.flatMap((entry) => {
+    const index = seen.get(entry.model_name) ?? 0;
+    seen.set(entry.model_name, index + 1);
     const model = entry.litellm_params.model;
     const slash = model.indexOf("/");
     if (!SUPPORTED_PROVIDERS.includes(providerOf(model))) return [];

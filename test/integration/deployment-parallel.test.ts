@@ -174,4 +174,24 @@ describe("max_parallel_requests on a deployment", () => {
       expect((await fetch(`${gateway.url}/config/reload`, { method: "POST", headers: { authorization: "Bearer sk-1234" } })).status).toBe(200);
     }
   });
+
+  test("a reload that adds or removes another model's entry above a capped deployment keeps its requests in flight counted", async () => {
+    narrow.reset();
+    narrow.set({ chunks: 8, chunkDelayMs: 100 });
+    const holders = [streamed("narrow"), streamed("narrow")];
+    await Bun.sleep(100);
+    const before = readFileSync(gateway.configPath, "utf8");
+    writeFileSync(gateway.configPath, before.replace("model_list:\n", `model_list:\n  - model_name: other\n    litellm_params: {model: openai/o, api_base: "${defaulted.url}", ${PRICE}}\n`));
+    try {
+      expect((await fetch(`${gateway.url}/config/reload`, { method: "POST", headers: { authorization: "Bearer sk-1234" } })).status).toBe(200);
+      // Both slots are still taken by the streams: this one waits for one of them.
+      await chat("narrow");
+      await Promise.all(holders);
+      expect(narrow.requests.length).toBe(3);
+      expect(narrow.maxInFlight).toBe(2);
+    } finally {
+      writeFileSync(gateway.configPath, before);
+      expect((await fetch(`${gateway.url}/config/reload`, { method: "POST", headers: { authorization: "Bearer sk-1234" } })).status).toBe(200);
+    }
+  });
 });

@@ -80,7 +80,7 @@ test("entries of providers litegate does not support are warned about and left o
   expect(warnings[0]).toStartWith('model_list[0].litellm_params.model: provider "bedrock" is not supported by litegate (supported: openai,');
   expect(warnings[0]).toEndWith("this entry of claude is left out, and requests no other entry serves are refused");
   const deployments = deploymentsOf(config);
-  expect(deployments.map((d) => d.id)).toEqual(["flash#3", "mock#5"]);
+  expect(deployments.map((d) => d.id)).toEqual(["flash#1", "mock#0"]); // each its place among its model's entries
   const runtime = createRuntime(config, deployments, createPricing(deployments), () => ({}) as any, { spend: 0, budgetResetAt: null, createdAt: null });
   expect(runtime.router.names()).toEqual(["flash", "mock"]);
   expect(runtime.unservedReason("claude")).toBe('Invalid model name passed in model=claude: config.yaml serves it with provider "bedrock", which litegate does not support (the entry was left out when the config was loaded)');
