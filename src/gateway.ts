@@ -210,6 +210,7 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
   const governance = createGovernance(counters, () => clock.now());
   const auth = createAuth({
     db, clock, log, masterKey: g.master_key, cacheSize: g.key_cache_size, cacheTtlMs: g.key_cache_ttl_seconds * 1000,
+    unwrittenKeySpend: spend.unwrittenKeySpend,
   });
   if (options.warm) auth.preload(options.warm.principals, options.warm.customers);
   const metrics = createMetrics({

@@ -24,6 +24,8 @@ export interface AuthOptions {
   masterKey?: string;
   cacheSize: number;
   cacheTtlMs: number;
+  /** What this instance has charged a key and not yet written (a record read now does not hold it). */
+  unwrittenKeySpend?: (token: string) => number;
 }
 
 /**
@@ -57,11 +59,22 @@ export function createAuth(options: AuthOptions) {
   // Stale entries are served while a batched reload refreshes them (the database down: until it is back).
   // Unknown keys are held apart, briefly: a flood of bad keys neither pushes known keys out of the cache
   // nor reaches the database once per request (misses are looked up together, one query at a time).
+  /** Keys as the database has them, with what this instance charged them and has not written yet (taken before the read). */
+  const load = async (tokens: string[]) => {
+    const unwritten = options.unwrittenKeySpend;
+    const pending = unwritten ? tokens.map(unwritten) : [];
+    const loaded = await loadPrincipals(db, tokens);
+    tokens.forEach((token, i) => {
+      const principal = pending[i] ? loaded.get(token) : undefined;
+      if (principal) principal.unwrittenAtLoad = pending[i];
+    });
+    return loaded;
+  };
   const principals = new TtlCache<Principal | null>(options.cacheSize, options.cacheTtlMs, clock, {
-    reloadMany: (tokens) => loadPrincipals(db, tokens), onReloadError: servingCached, keep: (principal) => principal !== null,
+    reloadMany: load, onReloadError: servingCached, keep: (principal) => principal !== null,
   });
   const unknown = new TtlCache<true>(options.cacheSize, UNKNOWN_TTL_MS, clock);
-  const lookUp = batchedLookup((tokens) => loadPrincipals(db, tokens));
+  const lookUp = batchedLookup(load);
   const customers = new TtlCache<CustomerRecord>(options.cacheSize, options.cacheTtlMs, clock, {
     reloadMany: (ids) => loadCustomers(db, ids), onReloadError: servingCached,
   });

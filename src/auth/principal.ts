@@ -99,6 +99,8 @@ export interface Principal {
    */
   spentHere: number;
   spentHereEnd?: number | null;
+  /** What this instance had charged the key but not yet written when the record was read (see `keySpendHere`). */
+  unwrittenAtLoad?: number;
 }
 
 export interface CustomerRecord {
@@ -128,7 +130,7 @@ export function chargedHere(principal: Principal, cost: number, periodEnd: numbe
 }
 
 /** A key's spend in the period ending at `periodEnd` (null: no period) without a budget counter: stored, and charged here. */
-export function keySpendHere({ key, spentHere, spentHereEnd }: Principal, periodEnd: number | null): number {
-  const stored = periodEnd === null || key.budget_reset_at?.getTime() === periodEnd ? key.spend : 0;
+export function keySpendHere({ key, spentHere, spentHereEnd, unwrittenAtLoad }: Principal, periodEnd: number | null): number {
+  const stored = periodEnd === null || key.budget_reset_at?.getTime() === periodEnd ? key.spend + (unwrittenAtLoad ?? 0) : 0;
   return stored + ((spentHereEnd ?? null) === periodEnd ? spentHere : 0);
 }

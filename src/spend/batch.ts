@@ -53,6 +53,11 @@ export interface SpendRow {
 export class DeltaMap {
   private readonly rows = new Map<string, Delta>();
 
+  /** The amount held for `id` (0 if none). */
+  amountOf(id: string): number {
+    return this.rows.get(id)?.amount ?? 0;
+  }
+
   add(id: string, amount: number, period: number | null, base: number | null | undefined, at: number, step?: number | null): void {
     const current = this.rows.get(id);
     if (!current) {

@@ -257,6 +257,12 @@ export function createSpendWriter(options: SpendWriterOptions) {
       return lost;
     },
     writeSaved,
+    /** What is recorded for a key and not yet written (its batches in memory). */
+    unwrittenKeySpend(token: string): number {
+      let amount = current.keys.amountOf(token);
+      for (const batch of queue) amount += batch.keys.amountOf(token);
+      return amount;
+    },
   };
 }
 

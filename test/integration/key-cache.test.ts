@@ -61,3 +61,24 @@ for (const engine of ["PGlite", "Postgres"] as const) {
     });
   });
 }
+
+describe("a key read again before its spend is written", () => {
+  test("x-litellm-key-spend still counts what this instance charged it (a key without a budget, pushed out of a cache of one)", async () => {
+    const h = await inProcessGateway(`${MOCK_CONFIG}  key_cache_size: 1\n`);
+    try {
+      const [key, other] = [await h.createKey(), await h.createKey()];
+      const seen: number[] = [];
+      for (let i = 0; i < 4; i++) {
+        seen.push(Number((await h.chat(key)).headers.get("x-litellm-key-spend")));
+        expect((await h.chat(other)).status).toBe(200); // takes the only place: the next request reads the key again
+      }
+      // Nothing written yet (the harness writes on flush only): each count comes from this instance.
+      expect(seen[0]).toBeGreaterThan(0);
+      for (let i = 1; i < 4; i++) expect(seen[i]).toBeCloseTo((i + 1) * seen[0]!, 12);
+      await h.flush();
+      expect(Number((await h.chat(key)).headers.get("x-litellm-key-spend"))).toBeCloseTo(5 * seen[0]!, 12);
+    } finally {
+      await h.close();
+    }
+  });
+});
