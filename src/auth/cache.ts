@@ -29,8 +29,17 @@ export class TtlCache<V> {
   private readonly loading = new Map<string, Promise<V>>();
   private readonly stale = new Set<string>();
   private reloadTimer: Timer | null = null;
-  /** Bumped by every delete and clear: a load that started before one must not store what it read. */
+  /** Bumped by every delete and clear (see `generation`). */
   private epoch = 0;
+  /**
+   * The epoch of each id's last delete, and of the last clear, while loads are under way: a load that
+   * started before one must not store what it read for that id (or any, after a clear). Another id's
+   * delete does not void it: admin writes arriving all the time would otherwise keep stale entries
+   * from ever being reloaded.
+   */
+  private readonly deletedAt = new Map<string, number>();
+  private clearedAt = 0;
+  private readsUnderWay = 0;
 
   constructor(
     private readonly max: number,
@@ -69,13 +78,14 @@ export class TtlCache<V> {
   load(id: string, loader: () => Promise<V>): Promise<V> {
     const pending = this.loading.get(id);
     if (pending) return pending;
-    const epoch = this.epoch;
+    const epoch = this.readStarts();
     const promise = loader()
       .then((value) => {
-        if (epoch === this.epoch && (this.options.keep?.(value) ?? true)) this.set(id, value);
+        if (this.unchangedSince(epoch, id) && (this.options.keep?.(value) ?? true)) this.set(id, value);
         return value;
       })
       .finally(() => {
+        this.readEnds();
         if (this.loading.get(id) === promise) this.loading.delete(id);
       });
     this.loading.set(id, promise);
@@ -102,11 +112,11 @@ export class TtlCache<V> {
   private async reloadStale(): Promise<void> {
     const ids = [...this.stale];
     this.stale.clear();
-    const epoch = this.epoch;
+    const epoch = this.readStarts();
     try {
       const found = await this.options.reloadMany!(ids);
-      if (epoch !== this.epoch) return;
       for (const id of ids) {
+        if (!this.unchangedSince(epoch, id)) continue;
         const value = found.get(id);
         if (value !== undefined) this.set(id, value);
         else this.entries.delete(id);
@@ -115,6 +125,7 @@ export class TtlCache<V> {
       // The entries stay as they were (stale, still served); their next use queues them again.
       this.options.onReloadError?.(error);
     } finally {
+      this.readEnds();
       this.reloadTimer = null;
       // Ids that went stale while this reload was under way.
       if (this.stale.size > 0) this.scheduleReload();
@@ -124,14 +135,32 @@ export class TtlCache<V> {
   /** Forgets an entry; a load under way is not joined by the next callers (it may have read what was true before). */
   delete(id: string): void {
     this.epoch++;
+    if (this.readsUnderWay > 0) this.deletedAt.set(id, this.epoch);
     this.entries.delete(id);
     this.loading.delete(id);
   }
 
   clear(): void {
     this.epoch++;
+    this.clearedAt = this.epoch;
+    this.deletedAt.clear();
     this.entries.clear();
     this.loading.clear();
+  }
+
+  private readStarts(): number {
+    this.readsUnderWay++;
+    return this.epoch;
+  }
+
+  private readEnds(): void {
+    // With no read under way, no delete can void one: what was kept for them goes.
+    if (--this.readsUnderWay === 0) this.deletedAt.clear();
+  }
+
+  /** Whether what a read that started at `epoch` found for `id` may be stored. */
+  private unchangedSince(epoch: number, id: string): boolean {
+    return this.clearedAt <= epoch && (this.deletedAt.get(id) ?? 0) <= epoch;
   }
 
   values(): IterableIterator<Entry<V>> {

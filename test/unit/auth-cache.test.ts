@@ -93,6 +93,43 @@ describe("a stale entry is served while a batched reload refreshes it", () => {
     expect(cache.peek("a")).toBeUndefined();
   });
 
+  test("another id's invalidation during a reload does not void it; its own does, and a clear voids every read under way", async () => {
+    const store = new Map([["a", "a1"], ["b", "b1"]]);
+    let release!: () => void;
+    let gate = new Promise<void>((resolve) => (release = resolve));
+    const clock = manualClock(0);
+    const cache = new TtlCache<string>(100, 1000, clock, {
+      reloadDelayMs: 1,
+      reloadMany: async (ids) => {
+        const read = new Map(ids.map((id) => [id, store.get(id)!] as const));
+        await gate;
+        return read;
+      },
+    });
+    cache.set("a", "a0");
+    cache.set("b", "b0");
+    clock.advance(1500);
+    cache.serveStale("a");
+    cache.serveStale("b");
+    await Bun.sleep(20);
+    cache.delete("other"); // an admin write about another key, while the reload waits
+    cache.delete("b");
+    release();
+    await until("the reload stored", () => cache.peek("a")?.value === "a1", 2000, 5);
+    expect(cache.peek("b")).toBeUndefined(); // its own invalidation came after the read
+
+    // A clear voids every read under way; a load started after an invalidation stores what it read.
+    gate = new Promise<void>((resolve) => (release = resolve));
+    const loaded = cache.load("c", async () => (await gate, "c1"));
+    cache.clear();
+    release();
+    expect(await loaded).toBe("c1");
+    expect(cache.peek("c")).toBeUndefined();
+    cache.delete("d");
+    expect(await cache.load("d", async () => "d1")).toBe("d1");
+    expect(cache.peek("d")?.value).toBe("d1");
+  });
+
   test("without a reloader, or with a zero ttl, the caller loads stale entries itself", () => {
     const clock = manualClock(0);
     expect(new TtlCache<string>(10, 1000, clock).serveStale("a")).toBe(false);
