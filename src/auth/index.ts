@@ -135,6 +135,9 @@ export function createAuth(options: AuthOptions) {
       return { kind: "key", principal, admin: isProxyAdmin(principal) };
     },
 
+    /** A key's record as the database has it now (after this instance's unwritten spend, see `invalidate`); null if gone. */
+    principal: (token: string): Promise<Principal | null> => principalFor(token),
+
     async customer(id: string): Promise<CustomerRecord> {
       const cached = customers.peek(id);
       if (cached && cached.age < RELOAD_AFTER_MS && (cached.fresh || customers.serveStale(id))) return cached.value;

@@ -46,6 +46,12 @@ export interface Counters {
    * with the check returned (see `Successions.holdLate`).
    */
   holdLate(prefix: string, reserve: number): CounterCheck;
+  /**
+   * Makes the counters of `checks` that are not there yet, reserving nothing: a counter an admin change
+   * made go takes over the reservations of the requests in flight at once (see `Successions`), rather
+   * than at this instance's next request there, which may never come.
+   */
+  adopt(checks: readonly CounterCheck[]): void;
   /** Current value plus reservations, as this instance knows it (for headers and messages; admission may count more). */
   used(check: CounterCheck): number;
   /**
@@ -129,6 +135,10 @@ export class LocalCounters implements Counters {
       this.states.set(check.key, state);
     }
     return state;
+  }
+
+  adopt(checks: readonly CounterCheck[]): void {
+    for (const check of checks) this.state(check);
   }
 
   admit(checks: readonly CounterCheck[]): number {

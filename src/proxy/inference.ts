@@ -269,7 +269,39 @@ export function createInference(deps: InferenceDeps) {
     }
   }
 
-  return Object.assign(handle, { settled, holdInFlight }) as InferenceHandler;
+  /**
+   * Budget counters an admin change made go or set anew (`prefixes`) while requests were in flight
+   * here: the requests' reservations wait for the next counter this instance makes there, which its
+   * next request on them would make. Made now instead, from the records read again: with Redis, the
+   * shared counter (which another instance may have made from the stored spend, without them) counts
+   * them from now on, and their cost when they settle; none may come here before they end.
+   */
+  async function takeUp(prefixes: readonly string[]): Promise<void> {
+    if (prefixes.length === 0) return;
+    const done = new Set<string>();
+    for (const owner of deadlines.owners()) {
+      const ctx = owner as Context | null;
+      if (!ctx || ctx.closed) continue;
+      const own = budgetPrefixesOf(ctx.ticket.plan.targets).filter((prefix) => prefixes.includes(prefix));
+      const which = `${ctx.caller.kind === "key" ? ctx.caller.principal.key.token : ""}\n${ctx.customer?.user_id ?? ""}\n${ctx.model}`;
+      if (own.length === 0 || done.has(which)) continue;
+      done.add(which);
+      try {
+        const principal = ctx.caller.kind === "key" ? await auth.principal(ctx.caller.principal.key.token) : null;
+        if (ctx.caller.kind === "key" && !principal) continue; // deleted meanwhile: nothing to count on
+        const caller: Caller = ctx.caller.kind === "key" ? { ...ctx.caller, principal: principal! } : ctx.caller;
+        const customer = ctx.customer ? await auth.customer(ctx.customer.user_id) : null;
+        const plan = planFor({
+          caller, customer, model: ctx.model, requested: ctx.requested, estimatedCost: 0, estimatedTokens: 0, now: clock.now(), defaults: ctx.runtime.budgetDefaults(),
+        });
+        governance.counters.adopt(plan.checks.filter((check) => own.some((prefix) => check.key.startsWith(prefix))));
+      } catch {
+        // The database unreachable: the next request there makes the counter, as before.
+      }
+    }
+  }
+
+  return Object.assign(handle, { settled, holdInFlight, takeUp }) as InferenceHandler;
 
   async function handle(route: Route, request: Request): Promise<Response> {
     const start = clock.now();
@@ -396,4 +428,6 @@ export interface InferenceHandler {
   settled(ms: number): Promise<void>;
   /** See `holdInFlight` in createInference. */
   holdInFlight(prefixes: readonly string[]): void;
+  /** See `takeUp` in createInference. */
+  takeUp(prefixes: readonly string[]): Promise<void>;
 }

@@ -343,6 +343,11 @@ export class SharedCounters implements Counters {
 
   readonly holdLate = (prefix: string, reserve: number): CounterCheck => this.successions.holdLate(prefix, reserve, this.options.now());
 
+  adopt(checks: readonly CounterCheck[]): void {
+    // A successor made here pushes what it took over (the requests in flight here) to the shared counter at the next tick.
+    for (const check of checks) this.state(check).touchedAt = this.options.now();
+  }
+
   /** The shared value as last synced plus this instance's own in flight and unpushed (admission also counts the others' room: `alone`). */
   used(check: CounterCheck): number {
     const s = this.states.get(check.key);

@@ -150,6 +150,35 @@ for (const counters of ["local", "redis"] as const) describe(`a budget counter s
     await setWhileInFlight(member.key, {}, (budget) => admin("/team/update", { team_id: team, team_member_budget: budget }), 1);
   });
 
+  /**
+   * Requests in flight on the last instance (as many as `fields` admit of 8) through `change` made on
+   * the first; that instance takes no other request there, and the counter is made on the first
+   * from the stored spend, which lacks them: they count all the same, before and after they end.
+   */
+  async function countedElsewhere(fields: (budget: number) => Record<string, unknown>, change: (key: string, budget: number) => Promise<void>) {
+    const cost = await oneRequest();
+    const made = (await (await hs[0]!.call("/key/generate", fields(4 * cost))).json()) as { key: string };
+    const far = hs[hs.length - 1]!;
+    const first = Promise.all(Array.from({ length: 8 }, () => far.chat(made.key, { max_tokens: 10 }, "slow")));
+    expect(await Promise.race([first.then(() => "answered"), Bun.sleep(400).then(() => "in flight")])).toBe("in flight");
+    await change(made.key, 4 * cost);
+    await Bun.sleep(100);
+    const next = await hs[0]!.chat(made.key, { max_tokens: 10 }, "slow");
+    await next.text();
+    expect(next.status).toBe(400);
+    await Promise.all((await first).map((r) => r.text()));
+    expect((await first).filter((r) => r.status === 200).length).toBeGreaterThanOrEqual(4);
+    for (const h of hs) await h.flush();
+    const later = await Promise.all(Array.from({ length: 6 }, () => hs[0]!.chat(made.key, { max_tokens: 10 }, "slow")));
+    await Promise.all(later.map((r) => r.text()));
+    expect(later.filter((r) => r.status === 200).length).toBe(0);
+  }
+
+  test("a budget set where there was none, or a spend set, with requests in flight on an instance that takes no other request there: they count", async () => {
+    await countedElsewhere(() => ({}), (key, budget) => admin("/key/update", { key, max_budget: budget }));
+    await countedElsewhere((budget) => ({ max_budget: budget }), (key) => admin("/key/update", { key, spend: 0 }));
+  });
+
   test("a new budget_duration: the requests in flight still count against the budget", () =>
     heldThrough((budget) => ({ max_budget: budget, budget_duration: "1h" }), (key) => admin("/key/update", { key, budget_duration: "2h" }), 1));
 
