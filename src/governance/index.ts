@@ -1,5 +1,7 @@
 import { GatewayError } from "../http/errors";
 import type { CounterCheck, Counters } from "./counters";
+import { counterKeys } from "./keys";
+import { rateWindow } from "./periods";
 import type { Plan, PlannedCheck } from "./policy";
 
 export * from "./access";
@@ -81,7 +83,7 @@ export function createGovernance(counters: Counters, now: () => number) {
         const check = plan.checks[failed]!;
         throw rejection(check, counters, now());
       }
-      return new HeldTicket(plan, counters);
+      return new HeldTicket(plan, counters, now);
     },
   };
 }
@@ -97,6 +99,7 @@ class HeldTicket implements Ticket {
   constructor(
     public plan: Plan,
     private readonly counters: Counters,
+    private readonly now: () => number,
   ) {}
 
   async moveTo(next: Plan): Promise<PlannedCheck | null> {
@@ -134,10 +137,21 @@ class HeldTicket implements Ticket {
     this.done = true;
     for (const check of this.plan.checks) {
       const actual = check.kind === "budget" ? cost : check.kind === "rpm" ? 1 : check.kind === "tpm" ? tokens : 0;
-      this.counters.settle(check, actual);
+      if (check.kind === "tpm" && check.expiresAt <= this.now()) this.tokensLate(check, actual);
+      else this.counters.settle(check, actual);
     }
     if (this.moved) this.settleMoved(this.moved);
     if (this.late) for (const check of this.late) this.counters.settle(check, cost);
+  }
+
+  /**
+   * A request that ends after the minute it was admitted in (a long stream): its tokens count in the
+   * running minute, as LiteLLM adds them when a request ends, not in one that can refuse nothing more.
+   */
+  private tokensLate(check: PlannedCheck, tokens: number): void {
+    this.counters.release(check);
+    const window = rateWindow(this.now());
+    this.counters.settle({ ...check, key: counterKeys.inWindow(check.key, window.start), expiresAt: window.end, reserve: 0, on: undefined }, tokens);
   }
 
   holdLate(check: CounterCheck): void {

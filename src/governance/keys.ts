@@ -19,6 +19,8 @@ export const counterKeys = {
    * every model of a key).
    */
   budgetPrefix: (scope: string) => `b:${scope}:`,
+  /** The same rate counter (rpm, tpm) in the window starting at `windowStart`. */
+  inWindow: (key: string, windowStart: number) => `${key.slice(0, key.lastIndexOf(":") + 1)}${windowStart}`,
   /** Prefixes of every rate window (rpm, tpm) of a scope, as `budgetPrefix`. */
   windowPrefixes: (scope: string) => [`r:${scope}:`, `t:${scope}:`],
 };

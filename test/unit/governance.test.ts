@@ -267,6 +267,21 @@ describe("rate limits", () => {
     expect((await rejected(governance.admit(plan()))).message).toContain("tpm_limit=20");
   });
 
+  test("a request that ends after the minute it was admitted in counts its tokens in the running minute", async () => {
+    const { governance, advance, now } = setup();
+    const p = principal({ key: { tpm_limit: 100 } });
+    const plan = () => planChecks({ caller: keyCaller(p), customer: null, model: "m", estimatedCost: 0, estimatedTokens: 10, now: now(), defaults });
+    advance(57_000);
+    const long = await governance.admit(plan());
+    advance(5_000); // a stream that went on into the next minute
+    long.settle(0, 1000);
+    const refused = await rejected(governance.admit(plan()));
+    expect(refused.status).toBe(429);
+    expect(refused.message).toContain("tpm_limit=100 tokens per minute reached (used 1000)");
+    advance(60_000);
+    (await governance.admit(plan())).settle(0, 10); // the minute after starts afresh
+  });
+
   test("a tpm refusal caused by requests in flight says what they hold apart, and to retry soon", async () => {
     const { governance, advance } = setup();
     const p = principal({ key: { tpm_limit: 20 } });
