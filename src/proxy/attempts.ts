@@ -51,6 +51,28 @@ function noSlotInTime(deployment: Deployment, signal: AbortSignal): UpstreamResu
 }
 
 /**
+ * A slot for a request whose deployment has none free (it was chosen before the requests admitted with
+ * it took theirs, or all were in use): at another of the model's deployments with a free one now (by
+ * weight, as `pick` chooses), else the first to come free at any of those the request may go to, in its
+ * turn among those waiting; null if its signal aborts first.
+ */
+async function slotAtAny(runtime: Runtime, input: AttemptInput, model: string, chosen: Deployment, tried: ReadonlySet<string>) {
+  const { router } = runtime;
+  const free = runtime.pick(model, input.route, tried);
+  if (free && router.hasSlot(free) && (await input.moveTo(model, free)) && router.hasSlot(free)) {
+    return { deployment: free, release: router.take(free, input.signal) as Release };
+  }
+  const others: Deployment[] = [];
+  for (const other of runtime.alternatives(model, input.route, tried)) {
+    if (await input.moveTo(model, other)) others.push(other);
+  }
+  const taken = router.take(chosen, input.signal, others);
+  if (!(taken instanceof Promise)) return { deployment: chosen, release: taken };
+  const slot = await taken;
+  return slot && { deployment: slot.id === chosen.id ? chosen : others.find((d) => d.id === slot.id)!, release: slot.release };
+}
+
+/**
  * Calls the chosen deployment; on a retryable error tries the model's other deployments (up to
  * `num_retries`), then each fallback model the caller may use, in turn. Streams are only retried before their first byte,
  * which is when a provider's failure shows up as an error result.
@@ -73,18 +95,14 @@ export async function callWithRetries(runtime: Runtime, input: AttemptInput): Pr
       }
       const body = model === input.model ? input.body : { ...input.body, model };
       const rawBody = model === input.model ? input.rawBody : JSON.stringify(body);
-      // Chosen before the requests admitted with it took their slots: another of the model's deployments
-      // with a free slot serves it now rather than this one later, if the request may go there.
-      if (!router.hasSlot(deployment)) {
-        const free = pick(model, tried);
-        if (free && router.hasSlot(free) && (await input.moveTo(model, free))) {
-          deployment = free;
-          tried.add(free.id);
-        }
+      let slot: Release;
+      if (router.hasSlot(deployment)) slot = router.take(deployment, input.signal) as Release;
+      else {
+        const taken = await slotAtAny(runtime, input, model, deployment, tried);
+        if (!taken) return { result: noSlotInTime(deployment, input.signal), deployment, model };
+        ({ deployment, release: slot } = taken);
+        tried.add(deployment.id);
       }
-      const taken = router.take(deployment, input.signal);
-      const slot = taken instanceof Promise ? await taken : taken;
-      if (!slot) return { result: noSlotInTime(deployment, input.signal), deployment, model };
       const started = performance.now();
       let result: UpstreamResult;
       router.sent(deployment);

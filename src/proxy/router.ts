@@ -1,7 +1,7 @@
 import type { AccessGroups } from "../governance/access";
 import { SUPPORTED_PROVIDERS } from "../providers";
 import type { Deployment } from "../providers/types";
-import { DeploymentSlots, NO_SLOT, type Release } from "./slots";
+import { DeploymentSlots, NO_SLOT, type Release, type Taken } from "./slots";
 
 export interface RouterSettings {
   /** Failures within a minute before a deployment is cooled down. */
@@ -58,6 +58,8 @@ function weightsOf(deployments: readonly Deployment[]): number[] {
   }
   return deployments.map(() => 1);
 }
+
+const NOWHERE_ELSE: readonly Deployment[] = [];
 
 /** Names served by wildcard entries that are remembered (a client sending new names forever cannot grow it). */
 const MATCHED_NAMES = 10_000;
@@ -236,13 +238,23 @@ export class ModelRouter {
   }
 
   /**
-   * A slot at the deployment for one call, to give back when its answer is over (a stream's end): at once
-   * when it has no `max_parallel_requests` or one is free, else in turn once one is; null if `signal`
-   * aborts while it waits.
+   * The deployments a request may wait for besides the one it was sent to (ModelRouter.take): those of
+   * the model not tried yet (and `eligible`) and not cooled down, as `pick` would choose among.
    */
-  take(d: Deployment, signal: AbortSignal): Release | Promise<Release | null> {
+  alternatives(model: string, tried: ReadonlySet<string>, eligible?: (d: Deployment) => boolean): Deployment[] {
+    const all = model.includes("*") ? undefined : this.resolve(model);
+    return (all ?? []).filter((d) => !tried.has(d.id) && (!eligible || eligible(d)) && !this.cooledDown(d));
+  }
+
+  /**
+   * A slot for one call, to give back when its answer is over (a stream's end): at the deployment at once
+   * when it has no `max_parallel_requests` or one is free, else in turn at the first of it and `also`
+   * where one is (the slot names which); null if `signal` aborts while it waits.
+   */
+  take(d: Deployment, signal: AbortSignal, also: readonly Deployment[] = NOWHERE_ELSE): Release | Promise<Taken | null> {
     const cap = this.capOf(d);
-    return cap === undefined ? NO_SLOT : this.slots.take(d.id, cap, signal);
+    if (cap === undefined) return NO_SLOT;
+    return this.slots.take(d.id, cap, signal, also.length === 0 ? undefined : also.map((o) => [o.id, this.capOf(o) ?? Infinity] as const));
   }
 
   /** A request sent to the deployment: counted against its rpm cap from now, so that requests in flight count. */

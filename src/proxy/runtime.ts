@@ -19,6 +19,8 @@ export interface Runtime {
    * priced for it (a fallback or a retry never lands on a deployment that would cost nothing).
    */
   pick(model: string, route: Route, tried?: ReadonlySet<string>): Deployment | null;
+  /** The deployments of `model` a request for `route` may also wait for a slot at (ModelRouter.alternatives). */
+  alternatives(model: string, route: Route, tried: ReadonlySet<string>): Deployment[];
   /** With `reject_unpriced_models`, why `model` has no deployment for `route`: the price it lacks. */
   unpricedReason(model: string, route: Route): string | undefined;
   requestTimeoutMs: number;
@@ -130,6 +132,9 @@ export function createRuntime(
     defaultCompletionTokens: g.default_completion_tokens,
     pick(model, route, tried) {
       return router.pick(model, tried, g.reject_unpriced_models ? (d) => lacking(route, d) === undefined : undefined);
+    },
+    alternatives(model, route, tried) {
+      return router.alternatives(model, tried, g.reject_unpriced_models ? (d) => lacking(route, d) === undefined : undefined);
     },
     unpricedReason(model, route) {
       if (!g.reject_unpriced_models) return undefined;

@@ -32,6 +32,10 @@ model_list:
     litellm_params: {model: openai/a, api_base: "${left.url}", max_parallel_requests: 1, ${PRICE}}
   - model_name: pair
     litellm_params: {model: openai/b, api_base: "${right.url}", max_parallel_requests: 1, ${PRICE}}
+  - model_name: tilted
+    litellm_params: {model: openai/a, api_base: "${left.url}", max_parallel_requests: 1, weight: 100, ${PRICE}}
+  - model_name: tilted
+    litellm_params: {model: openai/b, api_base: "${right.url}", max_parallel_requests: 1, ${PRICE}}
   - model_name: defaulted
     litellm_params: {model: openai/d, api_base: "${defaulted.url}", ${PRICE}}
 router_settings:
@@ -98,6 +102,29 @@ describe("max_parallel_requests on a deployment", () => {
       await Promise.all([chat("pair"), chat("pair")]);
       expect([left.requests.length, right.requests.length]).toEqual([1, 1]);
     }
+  });
+
+  test("a waiting request takes the first slot that frees at any of its model's deployments, before a later request", async () => {
+    left.reset();
+    right.reset();
+    // The slow deployment streams for about 2.4 s, the fast one for about 0.3 s; the waiting request
+    // nearly always first picks the slow one (weight 100), yet is served by the fast one when it frees.
+    left.set({ chunks: 12, chunkDelayMs: 200 });
+    right.set({ chunks: 3, chunkDelayMs: 100 });
+    const done: string[] = [];
+    const timed = (name: string) => streamed("tilted").then(() => done.push(name));
+    const holders = [timed("r1"), timed("r2")];
+    await Bun.sleep(100);
+    const third = timed("r3");
+    await Bun.sleep(600);
+    const fifth = timed("r5");
+    await Promise.all([third, fifth]);
+    await Promise.all(holders);
+    // The fast one's first request, then the one that waited, then the later one, then the slow one's.
+    expect(done.slice(1, 3)).toEqual(["r3", "r5"]);
+    expect(left.requests.length).toBe(1);
+    expect(right.requests.length).toBe(3);
+    expect(left.maxInFlight + right.maxInFlight).toBe(2);
   });
 
   test("router_settings.default_max_parallel_requests caps a deployment that sets none", async () => {

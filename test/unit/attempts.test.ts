@@ -32,3 +32,28 @@ model_list:
   expect(sent).toEqual([other.id]);
   held();
 });
+
+test("a request waiting for its chosen deployment's slot is served by the model's other one when that frees first", async () => {
+  const { config } = parseConfig(`
+model_list:
+  - {model_name: pair, litellm_params: {model: mock/a, max_parallel_requests: 1}}
+  - {model_name: pair, litellm_params: {model: mock/b, max_parallel_requests: 1}}
+`, {});
+  const deployments = deploymentsOf(config);
+  const sent: string[] = [];
+  const provider = { send: async (call: UpstreamCall) => (sent.push(call.deployment.id), { kind: "json" as const, status: 200, body: "{}", usage: null }) };
+  const runtime = createRuntime(config, deployments, createPricing(deployments), () => provider, { spend: 0, budgetResetAt: null, createdAt: null });
+  const [first, other] = deployments as [(typeof deployments)[0], (typeof deployments)[0]];
+  const never = new AbortController().signal;
+  const held = [runtime.router.take(first, never) as Release, runtime.router.take(other, never) as Release];
+  const attempted = callWithRetries(runtime, {
+    route: "chat", model: "pair", first, body: {}, rawBody: "{}", stream: false, signal: AbortSignal.timeout(500),
+    mayUse: () => true, moveTo: async () => true,
+  });
+  await Bun.sleep(20);
+  held[1]!();
+  expect((await attempted).deployment.id).toBe(other.id);
+  expect(sent).toEqual([other.id]);
+  held[0]!();
+  expect(runtime.router.hasSlot(first) && runtime.router.hasSlot(other)).toBe(true);
+});

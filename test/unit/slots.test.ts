@@ -1,18 +1,18 @@
 import { expect, test } from "bun:test";
-import { DeploymentSlots, type Release } from "../../src/proxy/slots";
+import { DeploymentSlots, type Release, type Taken } from "../../src/proxy/slots";
 
 const never = new AbortController().signal;
-const taken = async (slot: Release | Promise<Release | null>) => (slot instanceof Promise ? await slot : slot);
+/** The slot, given at once or once its turn came (null: it never did). */
+const taken = async (slot: Release | Promise<Taken | null>) => (slot instanceof Promise ? ((await slot)?.release ?? null) : slot);
 
 test("waiting requests get slots in the order they asked, one per slot given back", async () => {
   const slots = new DeploymentSlots();
   const first = (await taken(slots.take("d", 1, never)))!;
   const order: string[] = [];
-  const second = slots.take("d", 1, never);
-  const third = slots.take("d", 1, never);
-  expect(second).toBeInstanceOf(Promise);
-  void (second as Promise<Release | null>).then(() => order.push("second"));
-  void (third as Promise<Release | null>).then(() => order.push("third"));
+  const second = taken(slots.take("d", 1, never));
+  const third = taken(slots.take("d", 1, never));
+  void second.then(() => order.push("second"));
+  void third.then(() => order.push("third"));
   expect(slots.waiting("d")).toBe(2);
   first();
   first(); // given back twice: still one slot
@@ -30,8 +30,8 @@ test("a waiter whose signal aborts leaves the queue with no slot, and the next o
   const slots = new DeploymentSlots();
   const held = (await taken(slots.take("d", 1, never)))!;
   const leaving = new AbortController();
-  const left = slots.take("d", 1, leaving.signal);
-  const staying = slots.take("d", 1, never);
+  const left = taken(slots.take("d", 1, leaving.signal));
+  const staying = taken(slots.take("d", 1, never));
   leaving.abort();
   expect(await left).toBeNull();
   expect(slots.waiting("d")).toBe(1);
@@ -46,7 +46,7 @@ test("a waiter whose signal aborts leaves the queue with no slot, and the next o
 test("a cap raised by a reload lets those waiting through at the next request", async () => {
   const slots = new DeploymentSlots();
   const held = (await taken(slots.take("d", 1, never)))!;
-  const waiting = slots.take("d", 1, never) as Promise<Release | null>;
+  const waiting = taken(slots.take("d", 1, never));
   let served = false;
   void waiting.then(() => (served = true));
   const now = await taken(slots.take("d", 3, never));
@@ -61,8 +61,8 @@ test("a cap raised by a reload lets those waiting through at the next request", 
 test("a reload sets each deployment's cap at once: those waiting go as far as it allows, all of them when it has none", async () => {
   const slots = new DeploymentSlots();
   const held = [(await taken(slots.take("raised", 1, never)))!, (await taken(slots.take("gone", 1, never)))!];
-  const raised = [slots.take("raised", 1, never), slots.take("raised", 1, never)] as Promise<Release | null>[];
-  const gone = [slots.take("gone", 1, never), slots.take("gone", 1, never)] as Promise<Release | null>[];
+  const raised = [taken(slots.take("raised", 1, never)), taken(slots.take("raised", 1, never))];
+  const gone = [taken(slots.take("gone", 1, never)), taken(slots.take("gone", 1, never))];
   const served: string[] = [];
   raised.forEach((p, i) => void p.then(() => served.push(`raised ${i}`)));
   gone.forEach((p, i) => void p.then(() => served.push(`gone ${i}`)));
@@ -73,4 +73,68 @@ test("a reload sets each deployment's cap at once: those waiting go as far as it
   for (const release of [...held, ...(await Promise.all([raised[0]!, ...gone])).map((r) => r!)]) release();
   (await raised[1]!)!();
   expect(slots.inFlight("raised") + slots.inFlight("gone")).toBe(0);
+});
+
+test("those waiting at several deployments are served in the order they asked: a slot freed at one goes to the oldest who may go there", async () => {
+  const slots = new DeploymentSlots();
+  const atA = (await taken(slots.take("a", 1, never)))!;
+  const atB = (await taken(slots.take("b", 1, never)))!;
+  const served: string[] = [];
+  const wait = (name: string, id: string, also: Array<[string, number]>) => {
+    const slot = slots.take(id, 1, never, also) as Promise<Taken | null>;
+    void slot.then((given) => served.push(`${name} at ${given!.id}`));
+    return slot;
+  };
+  const first = wait("first", "a", [["b", 1]]); // picked a, may go to b
+  const onlyA = wait("only a", "a", []);
+  const second = wait("second", "b", [["a", 1]]);
+  expect([slots.waiting("a"), slots.waiting("b")]).toEqual([3, 2]);
+  atB();
+  // A newcomer at b finds no room: the slot went to the oldest waiting, though it first picked a.
+  const newcomer = slots.take("b", 1, never);
+  expect(newcomer).toBeInstanceOf(Promise);
+  await Bun.sleep(0);
+  expect(served).toEqual(["first at b"]);
+  atA();
+  await Bun.sleep(0);
+  expect(served).toEqual(["first at b", "only a at a"]);
+  (await first)!.release();
+  await Bun.sleep(0);
+  // b came free: the oldest who may go there is `second` (`only a` may not), then the newcomer.
+  expect(served).toEqual(["first at b", "only a at a", "second at b"]);
+  (await onlyA)!.release();
+  (await second)!.release();
+  ((await newcomer) as Taken).release();
+  expect([slots.inFlight("a"), slots.inFlight("b"), slots.waiting("a"), slots.waiting("b")]).toEqual([0, 0, 0, 0]);
+});
+
+test("a request that finds its deployment full takes a free slot at another it may go to at once", async () => {
+  const slots = new DeploymentSlots();
+  const atA = (await taken(slots.take("a", 1, never)))!;
+  const slot = slots.take("a", 1, never, [["b", 2]]) as Promise<Taken | null>;
+  expect((await slot)!.id).toBe("b");
+  expect(slots.inFlight("b")).toBe(1);
+  (await slot)!.release();
+  atA();
+  expect(slots.inFlight("a") + slots.inFlight("b")).toBe(0);
+});
+
+test("one waiting at several deployments who leaves, or whose deadline passes, takes no slot at any", async () => {
+  const slots = new DeploymentSlots();
+  const held = [(await taken(slots.take("a", 1, never)))!, (await taken(slots.take("b", 1, never)))!];
+  const leaving = new AbortController();
+  const left = slots.take("a", 1, leaving.signal, [["b", 1]]);
+  const timedOut = slots.take("b", 1, AbortSignal.timeout(20), [["a", 1]]);
+  const staying = slots.take("b", 1, never, [["a", 1]]) as Promise<Taken | null>;
+  leaving.abort();
+  expect(await left).toBeNull();
+  expect(await timedOut).toBeNull();
+  expect([slots.waiting("a"), slots.waiting("b")]).toEqual([1, 1]);
+  // An already aborted signal does not wait.
+  expect(await slots.take("a", 1, AbortSignal.abort(), [["b", 1]])).toBeNull();
+  held[0]!();
+  expect((await staying)!.id).toBe("a");
+  (await staying)!.release();
+  held[1]!();
+  expect([slots.inFlight("a"), slots.inFlight("b"), slots.waiting("a"), slots.waiting("b")]).toEqual([0, 0, 0, 0]);
 });
