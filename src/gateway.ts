@@ -297,8 +297,8 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
       handOver(message.reused, counters, spend, true);
       restartBudgets(message.restart, counters, true);
       inference.holdInFlight(message.restart ?? []);
-      void inference.takeUp(message.restart ?? []);
       carryOver(message.regenerated, counters, true);
+      void inference.takeUp(message.restart ?? [], message.regenerated);
     },
   };
   const health = {
@@ -337,7 +337,7 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
       // counter would miss it for good. The records are forgotten now and read again after that write
       // (a flush takes milliseconds; a stuck one is not waited for past WRITTEN_WAIT_MS).
       auth.invalidate(message, spend.backlog() === 0 ? undefined : Promise.race([spend.flush().catch(() => {}), Bun.sleep(WRITTEN_WAIT_MS)]));
-      void inference.takeUp(message.restart ?? []);
+      void inference.takeUp(message.restart ?? [], message.regenerated);
     },
     reload(next) {
       runtime = buildRuntime(next, gatewayState, log, clock, calls, slots);

@@ -2,12 +2,12 @@ import type { Auth } from "../auth";
 import { type Caller, type CustomerRecord, chargedHere, keySpendHere } from "../auth/principal";
 import type { Clock } from "../clock";
 import { type Governance, type Plan, type Ticket, checkModelAccess, createPlanner, mayUse } from "../governance";
-import { budgetPrefixesOf } from "../governance/keys";
 import { GatewayError, badRequest, forbidden } from "../http/errors";
 import type { Logger } from "../log";
 import { providerDefaultMaxTokens } from "../providers";
 import type { Deployment, Route, Usage, UpstreamResult } from "../providers/types";
 import type { SpendWriter } from "../spend";
+import type { Regenerated } from "../spend/reset";
 import { countPromptTokens, countTextTokens } from "../tokens";
 import { clientWantsUsage, parseInferenceBody, readBodyText, streamedChoices } from "./body";
 import { customerOf } from "./customer";
@@ -15,6 +15,7 @@ import type { Runtime } from "./runtime";
 import type { Release } from "./slots";
 import { callWithRetries } from "./attempts";
 import { type Deadline, Deadlines } from "./deadlines";
+import { inFlightChanges } from "./in-flight";
 import { completionTextOf } from "./sse-events";
 import { type StreamOutcome, tapStream } from "./tap";
 
@@ -251,55 +252,7 @@ export function createInference(deps: InferenceDeps) {
   const settled = (ms: number) =>
     open === 0 ? Promise.resolve() : Promise.race([new Promise<void>((done) => whenNoneOpen.push(done)), Bun.sleep(ms)]);
 
-  /**
-   * Budgets an admin set where there were none (`prefixes`: budget counter prefixes of scopes an
-   * admin change started again): a request in flight of such a scope reserved nothing there, so it
-   * holds its reservation on the next counter made there from now on, and settles on it. A burst sent
-   * at that moment cannot spend past the new budget by what was in flight.
-   */
-  function holdInFlight(prefixes: readonly string[]): void {
-    if (prefixes.length === 0) return;
-    for (const owner of deadlines.owners()) {
-      const ctx = owner as Context | null;
-      if (!ctx || ctx.closed) continue;
-      const own = budgetPrefixesOf(ctx.ticket.plan.targets);
-      for (const prefix of prefixes) {
-        if (own.includes(prefix) && !ctx.ticket.holds(prefix)) ctx.ticket.holdLate(governance.counters.holdLate(prefix, ctx.reserved));
-      }
-    }
-  }
-
-  /**
-   * Budget counters an admin change made go or set anew (`prefixes`) while requests were in flight
-   * here: the requests' reservations wait for the next counter this instance makes there, which its
-   * next request on them would make. Made now instead, from the records read again: with Redis, the
-   * shared counter (which another instance may have made from the stored spend, without them) counts
-   * them from now on, and their cost when they settle; none may come here before they end.
-   */
-  async function takeUp(prefixes: readonly string[]): Promise<void> {
-    if (prefixes.length === 0) return;
-    const done = new Set<string>();
-    for (const owner of deadlines.owners()) {
-      const ctx = owner as Context | null;
-      if (!ctx || ctx.closed) continue;
-      const own = budgetPrefixesOf(ctx.ticket.plan.targets).filter((prefix) => prefixes.includes(prefix));
-      const which = `${ctx.caller.kind === "key" ? ctx.caller.principal.key.token : ""}\n${ctx.customer?.user_id ?? ""}\n${ctx.model}`;
-      if (own.length === 0 || done.has(which)) continue;
-      done.add(which);
-      try {
-        const principal = ctx.caller.kind === "key" ? await auth.principal(ctx.caller.principal.key.token) : null;
-        if (ctx.caller.kind === "key" && !principal) continue; // deleted meanwhile: nothing to count on
-        const caller: Caller = ctx.caller.kind === "key" ? { ...ctx.caller, principal: principal! } : ctx.caller;
-        const customer = ctx.customer ? await auth.customer(ctx.customer.user_id) : null;
-        const plan = planFor({
-          caller, customer, model: ctx.model, requested: ctx.requested, estimatedCost: 0, estimatedTokens: 0, now: clock.now(), defaults: ctx.runtime.budgetDefaults(),
-        });
-        governance.counters.adopt(plan.checks.filter((check) => own.some((prefix) => check.key.startsWith(prefix))));
-      } catch {
-        // The database unreachable: the next request there makes the counter, as before.
-      }
-    }
-  }
+  const { holdInFlight, takeUp } = inFlightChanges({ owners: () => deadlines.owners(), governance, auth, clock, planFor });
 
   return Object.assign(handle, { settled, holdInFlight, takeUp }) as InferenceHandler;
 
@@ -426,8 +379,8 @@ export interface InferenceHandler {
    * after the spend writer's last flush.
    */
   settled(ms: number): Promise<void>;
-  /** See `holdInFlight` in createInference. */
+  /** See `holdInFlight` in in-flight.ts. */
   holdInFlight(prefixes: readonly string[]): void;
-  /** See `takeUp` in createInference. */
-  takeUp(prefixes: readonly string[]): Promise<void>;
+  /** See `takeUp` in in-flight.ts. */
+  takeUp(prefixes: readonly string[], regenerated?: Regenerated): Promise<void>;
 }

@@ -5,10 +5,8 @@ import type { Logger } from "../log";
 import { chooseSyncs } from "./choose";
 import { ALIVE_ADMITTING_MS, ALIVE_MS, HEARTBEAT_REPLIES, Heartbeat, generationOf } from "./heartbeat";
 import { deleteCounters, reclaimMessage, redisKeys } from "./keys";
-import {
-  type State, type SyncReply, type TickSync, addTickSyncs, alone, applyReply, applyTickReplies, consumed, fitsLease, atLimit, heldByOthers, lostData,
-  pushTotal, pushedUpTo, replyAt, roomWanted, newState, refused, serialized, spareWanted, startPush, syncArgs, tickSync, unpushed,
-} from "./lease";
+import { type State, type SyncReply, type TickSync, addTickSyncs, alone, applyReply, applyTickReplies, consumed, fitsLease, atLimit, heldByOthers, lostData,
+  pushTotal, pushedUpTo, replyAt, roomWanted, newState, refused, serialized, spareWanted, startPush, syncArgs, tickSync, unpushed } from "./lease";
 import { Sweep } from "./sweep";
 import SYNC_SCRIPT from "./sync.lua" with { type: "text" };
 
@@ -342,9 +340,8 @@ export class SharedCounters implements Counters {
   }
 
   readonly holdLate = (prefix: string, reserve: number): CounterCheck => this.successions.holdLate(prefix, reserve, this.options.now());
-
+  /** A successor made here pushes what it took over (the requests in flight here) to the shared counter at the next tick. */
   adopt(checks: readonly CounterCheck[]): void {
-    // A successor made here pushes what it took over (the requests in flight here) to the shared counter at the next tick.
     for (const check of checks) this.state(check).touchedAt = this.options.now();
   }
 

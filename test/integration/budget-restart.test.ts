@@ -225,6 +225,28 @@ for (const counters of ["local", "redis"] as const) describe(`a budget counter s
     expect(after.admitted).toBe(2);
   });
 
+  test("a regenerated key: the requests in flight under the old secret on one instance hold its slots and budget on the others", async () => {
+    const cost = await oneRequest();
+    const made = await hs[0]!.call("/key/generate", { max_parallel_requests: 2, max_budget: 3 * cost });
+    const { key } = (await made.json()) as { key: string };
+    const first = burst(hs[hs.length - 1]!, key, 2);
+    await Bun.sleep(300);
+    const regenerated = await hs[0]!.call("/key/regenerate", { key });
+    const next = ((await regenerated.json()) as { key: string }).key;
+    await Bun.sleep(100);
+    // The instance they run on takes no request under the new secret: the others count them all the same.
+    const during = await hs[0]!.chat(next, { max_tokens: 10 }, "slow");
+    await during.text();
+    expect(during.status).toBe(429);
+    expect((await first).admitted).toBe(2);
+    await (await first).done;
+    for (const h of hs) await h.flush();
+    // Two of three requests' budget spent: one more fits.
+    const after = await burst(hs[0]!, next, 2);
+    await after.done;
+    expect(after.admitted).toBe(1);
+  });
+
   test("requests that end before any other arrives: their cost still counts, once, whether written yet or not", async () => {
     const cost = await oneRequest();
     for (const written of [false, true]) {
