@@ -1,14 +1,11 @@
 import { afterAll, beforeAll } from "bun:test";
-import { mkdtempSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { hashKey, keyName } from "../../src/auth/keys";
 import { manualClock } from "../../src/clock";
 import { parseConfig } from "../../src/config";
 import { type Database, migrate, openDatabase } from "../../src/db";
 import { buildGateway, type GatewayOptions } from "../../src/gateway";
 import { silentLogger } from "../../src/log";
-import { sharedPostgres } from "./services";
+import { sharedPostgres, tempDir } from "./services";
 
 export const MASTER = "sk-1234";
 
@@ -17,7 +14,8 @@ export const MASTER = "sk-1234";
  * `app.handle` — for behaviour that needs to move time without sleeping.
  */
 export async function inProcessGateway(yaml: string, options: { db?: Database; start?: number } & Partial<GatewayOptions> = {}) {
-  const db = options.db ?? (await openDatabase({ dataDir: mkdtempSync(join(tmpdir(), "litegate-test-")) }));
+  // Directories removed with the run (see tempDir): an embedded database is some 15 MB.
+  const db = options.db ?? (await openDatabase({ dataDir: tempDir("test") }));
   await migrate(db);
   // Counters shared through Redis keep real time (their leases and windows expire by it), so a gateway
   // using them must too: a frozen clock would keep planning a rate window the counters have left.
@@ -27,7 +25,7 @@ export async function inProcessGateway(yaml: string, options: { db?: Database; s
   const clock = options.counters ? { now: () => Date.now(), advance: realTime, set: realTime } : manualClock(options.start ?? Date.now());
   const { config } = parseConfig(yaml, {});
   // Files the gateway keeps (spend saved at shutdown) go to a directory of the test's own.
-  if (!/^\s*data_dir:/m.test(yaml)) config.general_settings.data_dir = mkdtempSync(join(tmpdir(), "litegate-test-data-"));
+  if (!/^\s*data_dir:/m.test(yaml)) config.general_settings.data_dir = tempDir("test-data");
   const gateway = await buildGateway({ ...options, config, db, clock, log: silentLogger, spendIntervalMs: 60_000 });
 
   const call = (path: string, body?: unknown, key: string | null = MASTER, init: RequestInit = {}) => {

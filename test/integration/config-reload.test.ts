@@ -1,13 +1,13 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { mkdtempSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { type Config, loadConfig, parseConfig } from "../../src/config";
 import { MOCK_CONFIG, inProcessGateway } from "../helpers/gateway";
+import { tempDir } from "../helpers/services";
 
 type Harness = Awaited<ReturnType<typeof inProcessGateway>>;
 
-const CONFIG = `${MOCK_CONFIG}  data_dir: ${mkdtempSync(join(tmpdir(), "litegate-test-data-"))}\n`;
+const CONFIG = `${MOCK_CONFIG}  data_dir: ${tempDir("test-data")}\n`;
 /** What config.yaml holds now: each reload reads it again. */
 let file = CONFIG;
 let h: Harness;
@@ -123,7 +123,7 @@ test("a reload whose config would serve no model while the running one serves so
 });
 
 test("a reload whose included file is empty or only comments (as while it is rewritten) is refused, naming the file", async () => {
-  const dir = mkdtempSync(join(tmpdir(), "litegate-include-"));
+  const dir = tempDir("include");
   const [path, extra] = [join(dir, "config.yaml"), join(dir, "extra.yaml")];
   writeFileSync(path, `${CONFIG}include: [extra.yaml]\n`);
   writeFileSync(extra, "model_list:\n  - model_name: extra\n    litellm_params: {model: mock/extra, input_cost_per_token: 0, output_cost_per_token: 0}\n");

@@ -1,11 +1,10 @@
 import { expect, test } from "bun:test";
-import { mkdtempSync, readdirSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readdirSync } from "node:fs";
 import { join } from "node:path";
 import { MOCK_CONFIG, inProcessGateway } from "../helpers/gateway";
 import { openDatabase } from "../../src/db";
 import { reconnectDelaySeconds } from "../../src/db/postgres";
-import { startPostgres } from "../helpers/services";
+import { startPostgres, tempDir } from "../helpers/services";
 
 test("reconnect delay: a tenth of a second more per failure, never more than one", () => {
   expect([0, 1, 5, 10, 40, 1000].map(reconnectDelaySeconds)).toEqual([0, 0.1, 0.5, 1, 1, 1]);
@@ -67,7 +66,7 @@ test("admin calls while Postgres is down answer 503 service_unavailable, not 500
 test("spend the database cannot take before shutdown is saved, and written at the next start exactly once, before it serves", async () => {
   const pg = await startPostgres();
   const url = await pg.newDatabase();
-  const dataDir = mkdtempSync(join(tmpdir(), "litegate-pending-"));
+  const dataDir = tempDir("pending");
   const config = MOCK_CONFIG.replace("general_settings:\n", `general_settings:\n  data_dir: ${dataDir}\n`);
   const db = await openDatabase({ url, dataDir: "", maxConnections: 2 });
   const h = await inProcessGateway(config, { db });

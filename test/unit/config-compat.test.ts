@@ -1,14 +1,14 @@
 import { describe, expect, test } from "bun:test";
-import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { mkdirSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { ConfigError, deploymentsOf, loadConfig, parseConfig } from "../../src/config";
 import { createPricing } from "../../src/pricing";
 import { createRuntime } from "../../src/proxy/runtime";
+import { tempDir } from "../helpers/services";
 
 /** Writes files into a fresh directory; the first is the main config. */
 function files(contents: Record<string, string>): string {
-  const dir = mkdtempSync(join(tmpdir(), "litegate-config-"));
+  const dir = tempDir("config");
   for (const [name, text] of Object.entries(contents)) {
     mkdirSync(dirname(join(dir, name)), { recursive: true });
     writeFileSync(join(dir, name), text);

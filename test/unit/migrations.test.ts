@@ -1,12 +1,10 @@
 import { expect, test } from "bun:test";
-import { mkdtempSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { MIGRATIONS, MigrationError, migrate, openDatabase } from "../../src/db";
 import { checkNumbering } from "../../src/db/migrations";
+import { tempDir } from "../helpers/services";
 
 test("migrations apply once; a changed applied file stops the start naming it", async () => {
-  const db = await openDatabase({ dataDir: mkdtempSync(join(tmpdir(), "litegate-mig-")) });
+  const db = await openDatabase({ dataDir: tempDir("mig") });
   await migrate(db);
   // An up-to-date database is confirmed by two reads: no lock, no transaction per file.
   const before = db.statements();

@@ -1,6 +1,5 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { type Database, type Sql, migrate, openDatabase } from "../../src/db";
 import type { SpendTargets } from "../../src/governance";
@@ -10,11 +9,11 @@ import { createSpendWriter } from "../../src/spend/writer";
 import { systemClock } from "../../src/clock";
 import { silentLogger } from "../../src/log";
 import { fullDisk } from "../helpers/full-disk";
-import { startPostgres } from "../helpers/services";
+import { startPostgres, tempDir } from "../helpers/services";
 
 let db: Database;
 beforeAll(async () => {
-  db = await openDatabase({ dataDir: mkdtempSync(join(tmpdir(), "litegate-spend-")) });
+  db = await openDatabase({ dataDir: tempDir("spend") });
   await migrate(db);
   await db.query("insert into users (user_id) values ('u1')");
   await db.query("insert into teams (team_id) values ('t1')");
@@ -178,7 +177,7 @@ describe("log rows are written whatever text they carry", () => {
 
 describe("the spend writer", () => {
   test("a batch the database refuses for its content is set aside in a file after three tries; the spend after it is written", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "litegate-set-aside-"));
+    const dir = tempDir("set-aside");
     const errors: string[] = [];
     const log = { ...silentLogger, error: (message: string) => void errors.push(message), once: () => {} };
     const writer = createSpendWriter({ db, clock: systemClock, log, intervalMs: 60_000, quarantineDir: dir });
@@ -210,8 +209,8 @@ describe("the spend writer", () => {
 
 describe("spend saved at a shutdown", () => {
   test("a saved file that cannot be read (empty, as a full disk left it) is set aside and the files after it are written", async () => {
-    const pending = mkdtempSync(join(tmpdir(), "litegate-pending-"));
-    const aside = mkdtempSync(join(tmpdir(), "litegate-set-aside-"));
+    const pending = tempDir("pending");
+    const aside = tempDir("set-aside");
     const errors: string[] = [];
     const log = { ...silentLogger, error: (message: string, fields?: Record<string, unknown>) => void errors.push(`${message} ${JSON.stringify(fields)}`) };
     const before = (await one("select spend from teams where team_id = 't1'")).spend;
@@ -272,7 +271,7 @@ async function expectWrittenAfter(writer: ReturnType<typeof createSpendWriter>, 
 
 describe("a batch that cannot be encoded", () => {
   test("(a period that is not a date) is set aside at the first try, and the spend after it is written", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "litegate-set-aside-"));
+    const dir = tempDir("set-aside");
     const writer = createSpendWriter({ db, clock: systemClock, log: { ...silentLogger, once: () => {} }, intervalMs: 60_000, quarantineDir: dir });
     try {
       const before = (await one("select spend from teams where team_id = 't1'")).spend;
