@@ -172,6 +172,15 @@ export function keyRoutes(deps: AdminDeps) {
     if (newPeriod) changes.budget_reset_at = resetAtFor(body.budget_duration, clock.now());
     // A key moved onto another budget (or off one) may get a max_budget where it had none: its requests in flight count on it.
     const budgetMoved = "budget_id" in body && (body.budget_id ?? null) !== before.budget_id;
+    // A key without a duration of its own runs on its budget's: another one starts its period now (spend
+    // recorded for the period it had, the requests in flight among it, then adds to the new one).
+    const ownDuration = "budget_duration" in body ? body.budget_duration : before.budget_duration;
+    if (budgetMoved && !newPeriod && ownDuration == null) {
+      const durationOf = async (id: string | null) =>
+        id ? ((await tx.query("select budget_duration from budgets where budget_id = $1", [id]))[0]?.budget_duration ?? null) as string | null : null;
+      const [was, now] = [await durationOf(before.budget_id), await durationOf(body.budget_id ?? null)];
+      if (!sameDuration(parseDuration(was ?? undefined), parseDuration(now ?? undefined))) changes.budget_reset_at = resetAtFor(now, clock.now());
+    }
     // Budget counters to start again from the stored spend (see budgetChange); per model likewise.
     const restarted = newPeriod || budgetBack || budgetMoved ? [counterKeys.budgetPrefix(scopes.key(token))] : [];
     if (body.model_max_budget) restarted.push(...await restartModelPeriods(tx, token, before.model_max_budget ?? {}, body.model_max_budget));

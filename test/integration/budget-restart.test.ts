@@ -139,7 +139,7 @@ for (const counters of ["local", "redis"] as const) describe(`a budget counter s
     const made = (await (await hs[0]!.call("/key/generate", {})).json()) as { key: string };
     const budgetId = `budget-${crypto.randomUUID()}`;
     await setWhileInFlight(made.key, {}, async (budget) => {
-      await admin("/budget/new", { budget_id: budgetId, max_budget: budget });
+      await admin("/budget/new", { budget_id: budgetId, max_budget: budget, budget_duration: "1h" });
       await admin("/key/update", { key: made.key, budget_id: budgetId });
     }, 1);
     const team = `team-${crypto.randomUUID()}`;
@@ -177,6 +177,24 @@ for (const counters of ["local", "redis"] as const) describe(`a budget counter s
   test("a budget set where there was none, or a spend set, with requests in flight on an instance that takes no other request there: they count", async () => {
     await countedElsewhere(() => ({}), (key, budget) => admin("/key/update", { key, max_budget: budget }));
     await countedElsewhere((budget) => ({ max_budget: budget }), (key) => admin("/key/update", { key, spend: 0 }));
+  });
+
+  test("a key moved onto a budget with a duration while requests are in flight: its stored spend keeps their cost", async () => {
+    const cost = await oneRequest();
+    const budgetId = `budget-${crypto.randomUUID()}`;
+    await admin("/budget/new", { budget_id: budgetId, max_budget: 20 * cost, budget_duration: "1h" });
+    const made = (await (await hs[0]!.call("/key/generate", {})).json()) as { key: string };
+    const h = hs[hs.length - 1]!;
+    const first = burst(h, made.key, 4);
+    await Bun.sleep(300);
+    await admin("/key/update", { key: made.key, budget_id: budgetId });
+    await (await first).done;
+    for (const each of hs) await each.flush(); // their cost written first, then the requests of the budget's period
+    const second = await burst(h, made.key, 4);
+    await second.done;
+    expect((await first).admitted + second.admitted).toBe(8);
+    for (const each of hs) await each.flush();
+    expect(await spendOf(made.key)).toBeCloseTo(8 * cost, 12);
   });
 
   test("a new budget_duration: the requests in flight still count against the budget", () =>
