@@ -233,7 +233,9 @@ async function main(): Promise<void> {
       adminServer?.stop(true);
     }
     scheduler.stop();
-    // A database that failed to open takes nothing: what was served is saved to spend-pending at once.
+    // A stop while the database opens behind the gateway waits for the open (a second or so): if it
+    // fails, that is said, and what was served is saved to spend-pending at once, since it takes nothing.
+    if (failure === undefined) failure = (await failedBehind) ?? undefined;
     const lost = await gateway.close(failure === undefined ? undefined : 0);
     await redis?.close();
     if (failure !== undefined) {

@@ -7,8 +7,15 @@ import type { Database, Row, Sql } from "./types";
  */
 export function deferredDatabase(opening: Promise<Database>, kind: Database["kind"]): Database {
   let db: Database | null = null;
-  const ready = opening.then((opened) => (db = opened));
-  ready.catch(() => {}); // the caller handles the failure; statements see it too
+  // The caller handles a failure to open; statements see it as the database being unreachable (08006:
+  // connection failure), which requests and admin calls answer 503, not as an error of their own.
+  const ready = opening.then(
+    (opened) => (db = opened),
+    (error: unknown) => {
+      throw Object.assign(new Error(`the database could not be opened: ${error instanceof Error ? error.message : String(error)}`), { code: "08006" });
+    },
+  );
+  ready.catch(() => {});
   const open = () => db ?? ready;
   const sql: Sql = {
     async query<T extends Row>(text: string, params?: readonly unknown[]) {

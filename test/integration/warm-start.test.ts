@@ -195,6 +195,31 @@ describe("starting on the embedded database", () => {
     await next.stop("SIGTERM");
   }, 90_000);
 
+  test("a stop asked for while the database opens behind a warm start, which then fails: the failure is said (exit 1) and what was served saved at once", async () => {
+    const { cwd, dataDir, key } = await stoppedWithKey("warm-fails-stop"); // 0.30 spent
+    const map = join(dataDir, "global", "pg_filenode.map");
+    const intact = readFileSync(map);
+    writeFileSync(map, "");
+    upstream.set({ firstByteDelayMs: 600 });
+    try {
+      const gateway = await startBinary({ config: config(dataDir), cwd });
+      const served = chat(gateway.url, key);
+      await Bun.sleep(20);
+      gateway.proc.kill("SIGTERM");
+      expect((await served).status).toBe(200);
+      const started = performance.now();
+      expect(await gateway.proc.exited).toBe(1);
+      expect(performance.now() - started).toBeLessThan(5000); // no flush retried against a database that will not open
+      expect(gateway.output()).toContain("cannot open the database");
+    } finally {
+      upstream.reset();
+    }
+    writeFileSync(map, intact);
+    const next = await startBinary({ config: config(dataDir), cwd });
+    expect(await spendOf(next.url, key)).toBeCloseTo(0.6, 6);
+    await next.stop("SIGTERM");
+  }, 90_000);
+
   test("a run that is killed leaves no saved state, and the next start reads the database", async () => {
     const { cwd, dataDir, key } = await stoppedWithKey("warm-kill");
     const second = await startBinary({ config: config(dataDir), cwd });

@@ -3,6 +3,7 @@ import { join } from "node:path";
 import { deferredDatabase } from "../../src/db/deferred";
 import { openPglite } from "../../src/db/pglite";
 import type { Database } from "../../src/db/types";
+import { isDatabaseUnavailable } from "../../src/db/unavailable";
 import { tempDir } from "../helpers/services";
 
 describe("a database still opening", () => {
@@ -26,10 +27,11 @@ describe("a database still opening", () => {
     await db.close();
   }, 60_000);
 
-  test("when opening fails, every statement fails with its error and close still returns", async () => {
+  test("when opening fails, every statement fails with its error, as the database unreachable (a 503), and close still returns", async () => {
     const db: Database = deferredDatabase(Promise.reject(new Error("disk on fire")), "pglite");
     await expect(db.query("select 1")).rejects.toThrow("disk on fire");
     await expect(db.copyFrom("t", ["a"], "1\n")).rejects.toThrow("disk on fire");
+    expect(isDatabaseUnavailable(await db.exec("select 1").catch((error: unknown) => error))).toBe(true);
     expect(await db.ping(100)).toBe(false);
     await db.close();
   });
