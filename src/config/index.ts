@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { SUPPORTED_PROVIDERS, envReference } from "../providers";
 import type { Deployment } from "../providers/types";
 import { type Config, providerOf } from "./schema";
@@ -33,20 +34,29 @@ export function unsupportedModels(config: Config): Map<string, string> {
  * variable, are left out (warned about at load).
  */
 export function deploymentsOf(config: Config): Deployment[] {
-  // A deployment's id without model_info.id is its place among its model's entries, so that a reload
-  // adding or removing other models' entries keeps it (with it what is kept by id: in-flight slots,
-  // per-deployment rpm/tpm windows, cooldowns).
-  const seen = new Map<string, number>();
+  // A deployment's id without model_info.id comes from what it is (its model's name, and the provider's
+  // model, base, version and key it calls), not from its place: a reload adding, removing or reordering
+  // entries leaves every other id as it was, and with it what is kept by id (slots in use, rpm/tpm
+  // windows, cooldowns). Identical entries take -1, -2, … in their order; no id is another entry's.
+  const used = new Set(config.model_list.flatMap((entry) => (entry.model_info?.id === undefined ? [] : [entry.model_info.id])));
+  const defaultId = (entry: Config["model_list"][number]) => {
+    const p = entry.litellm_params as Record<string, unknown>;
+    const what = [entry.model_name, p.model, p.api_base, p.api_version, p.api_key].map((v) => (v == null ? "" : String(v))).join("\n");
+    const base = `${entry.model_name}#${createHash("sha256").update(what).digest("hex").slice(0, 8)}`;
+    let id = base;
+    for (let n = 1; used.has(id); n++) id = `${base}-${n}`;
+    used.add(id);
+    return id;
+  };
   return config.model_list.flatMap((entry) => {
-    const index = seen.get(entry.model_name) ?? 0;
-    seen.set(entry.model_name, index + 1);
+    const id = entry.model_info?.id ?? defaultId(entry);
     const model = entry.litellm_params.model;
     const slash = model.indexOf("/");
     if (!SUPPORTED_PROVIDERS.includes(providerOf(model))) return [];
     // An api_base still `os.environ/NAME` names a variable that is unset: there is nowhere to send to.
     if (envReference(entry.litellm_params.api_base)) return [];
     return [{
-      id: entry.model_info?.id ?? `${entry.model_name}#${index}`,
+      id,
       modelName: entry.model_name,
       provider: providerOf(model),
       upstreamModel: slash > 0 ? model.slice(slash + 1) : model,

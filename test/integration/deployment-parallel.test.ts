@@ -221,4 +221,29 @@ describe("max_parallel_requests on a deployment", () => {
       expect((await fetch(`${gateway.url}/config/reload`, { method: "POST", headers: { authorization: "Bearer sk-1234" } })).status).toBe(200);
     }
   });
+
+  test("a reload that removes one of a model's entries keeps the other's requests in flight counted", async () => {
+    left.reset();
+    right.reset();
+    left.set({ chunks: 3, chunkDelayMs: 100 });
+    right.set({ chunks: 12, chunkDelayMs: 100 });
+    const holders = [streamed("pair"), streamed("pair")];
+    await Bun.sleep(150);
+    expect(left.requests.length + right.requests.length).toBe(2);
+    const before = readFileSync(gateway.configPath, "utf8");
+    const first = `  - model_name: pair\n    litellm_params: {model: openai/a, api_base: "${left.url}", max_parallel_requests: 1, ${PRICE}}\n`;
+    expect(before).toContain(first);
+    writeFileSync(gateway.configPath, before.replace(first, ""));
+    try {
+      expect((await fetch(`${gateway.url}/config/reload`, { method: "POST", headers: { authorization: "Bearer sk-1234" } })).status).toBe(200);
+      // The entry left still has its stream in flight: this one waits for it, not for the shorter one of the entry removed.
+      await chat("pair");
+      await Promise.all(holders);
+      expect(right.requests.length).toBe(2);
+      expect(right.maxInFlight).toBe(1);
+    } finally {
+      writeFileSync(gateway.configPath, before);
+      expect((await fetch(`${gateway.url}/config/reload`, { method: "POST", headers: { authorization: "Bearer sk-1234" } })).status).toBe(200);
+    }
+  });
 });

@@ -80,7 +80,7 @@ test("entries of providers litegate does not support are warned about and left o
   expect(warnings[0]).toStartWith('model_list[0].litellm_params.model: provider "bedrock" is not supported by litegate (supported: openai,');
   expect(warnings[0]).toEndWith("this entry of claude is left out, and requests no other entry serves are refused");
   const deployments = deploymentsOf(config);
-  expect(deployments.map((d) => d.id)).toEqual(["flash#1", "mock#0"]); // each its place among its model's entries
+  expect(deployments.map((d) => d.id)).toEqual([expect.stringMatching(/^flash#[0-9a-f]{8}$/), expect.stringMatching(/^mock#[0-9a-f]{8}$/)]);
   const runtime = createRuntime(config, deployments, createPricing(deployments), () => ({}) as any, { spend: 0, budgetResetAt: null, createdAt: null });
   expect(runtime.router.names()).toEqual(["flash", "mock"]);
   expect(runtime.unservedReason("claude")).toBe('Invalid model name passed in model=claude: config.yaml serves it with provider "bedrock", which litegate does not support (the entry was left out when the config was loaded)');
@@ -103,7 +103,7 @@ test("an api_base naming an unset (or empty) variable warns and leaves its entry
     "model_list[2].litellm_params.api_base: environment variable EMPTY_BASE is empty; this entry is left out, and requests no other entry serves are refused until it is set (a reload reads it again)",
   ]);
   const deployments = deploymentsOf(config);
-  expect(deployments.map((d) => d.id)).toEqual(["gpt#0"]);
+  expect(deployments.map((d) => d.id)).toEqual([expect.stringMatching(/^gpt#[0-9a-f]{8}$/)]);
   const runtime = createRuntime(config, deployments, createPricing(deployments), () => ({}) as any, { spend: 0, budgetResetAt: null, createdAt: null });
   expect(runtime.unservedReason("azure")).toBe("Invalid model name passed in model=azure: config.yaml's api_base for it names the environment variable AZURE_API_BASE, which is not set (the entry was left out when the config was loaded)");
   expect(runtime.unservedReason("gpt")).toBeUndefined();
@@ -184,4 +184,20 @@ test("model_group_alias: an alias may be a fallback (standing for its group); a 
   expect(parseConfig(`${models}router_settings:\n  model_group_alias: {real-b: real-a}\n`, {}).warnings).toEqual([
     'router_settings.model_group_alias.real-b: the alias has the name of a model_list entry; requests for "real-b" are served by "real-a", not by that entry',
   ]);
+});
+
+test("a deployment's default id is what it is, not where it is: adding, removing or reordering entries leaves the others' ids", () => {
+  const entries = {
+    a: "  - {model_name: m, litellm_params: {model: openai/x, api_base: 'http://a.test/v1'}}",
+    b: "  - {model_name: m, litellm_params: {model: openai/x, api_base: 'http://b.test/v1', max_parallel_requests: 1}}",
+    other: "  - {model_name: other, litellm_params: {model: mock/o}}",
+  };
+  const ids = (...lines: string[]) => deploymentsOf(parseConfig(`model_list:\n${lines.join("\n")}\n`, {}).config).map((d) => d.id);
+  const [a, b] = ids(entries.a, entries.b);
+  expect(a).not.toBe(b);
+  expect(ids(entries.other, entries.b, entries.a)).toEqual([ids(entries.other)[0], b, a]);
+  expect(ids(entries.b)).toEqual([b]);
+  // Identical entries each have one; an explicit id equal to a default one keeps it, and the default moves aside.
+  expect(ids(entries.a, entries.a)).toEqual([a, `${a}-1`]);
+  expect(ids(entries.a, `  - {model_name: n, litellm_params: {model: mock/n}, model_info: {id: '${a}'}}`)).toEqual([`${a}-1`, a]);
 });

@@ -81,7 +81,7 @@ router_settings:
     expect(redisUrlOf(config, {})).toBe("redis://:p%40ss@cache.local:6380");
     expect(redisUrlOf(config, { REDIS_URL: "redis://other:1" })).toBe("redis://other:1");
     const [d] = deploymentsOf(config);
-    expect(d).toMatchObject({ id: "m#0", modelName: "m", provider: "azure", upstreamModel: "deployment-1" });
+    expect(d).toMatchObject({ id: expect.stringMatching(/^m#[0-9a-f]{8}$/), modelName: "m", provider: "azure", upstreamModel: "deployment-1" });
   });
 
   test("upperbound_key_generate_params and default_key_generate_params are read, not warned about as ignored; keys they do not know are", () => {
