@@ -59,6 +59,23 @@ async function streamed(model: string): Promise<string> {
   return text;
 }
 
+const reload = async () => expect((await fetch(`${gateway.url}/config/reload`, { method: "POST", headers: { authorization: "Bearer sk-1234" } })).status).toBe(200);
+
+/** Runs `during` with config.yaml changed by `change` and reloaded, then puts it back and reloads again. */
+async function reloadedWith(change: (text: string) => string, during: () => Promise<void>) {
+  const before = readFileSync(gateway.configPath, "utf8");
+  const changed = change(before);
+  expect(changed).not.toBe(before);
+  writeFileSync(gateway.configPath, changed);
+  try {
+    await reload();
+    await during();
+  } finally {
+    writeFileSync(gateway.configPath, before);
+    await reload();
+  }
+}
+
 describe("max_parallel_requests on a deployment", () => {
   test("is accepted without the warning an unknown setting gets", () => {
     expect(gateway.output()).not.toContain("max_parallel_requests: not supported");
@@ -186,20 +203,13 @@ describe("max_parallel_requests on a deployment", () => {
     const started = performance.now();
     const waiting = chat("narrow");
     await Bun.sleep(100);
-    const before = readFileSync(gateway.configPath, "utf8");
-    writeFileSync(gateway.configPath, before.replace("max_parallel_requests: 2, ", "max_parallel_requests: 3, "));
-    try {
-      const reloaded = await fetch(`${gateway.url}/config/reload`, { method: "POST", headers: { authorization: "Bearer sk-1234" } });
-      expect(reloaded.status).toBe(200);
+    await reloadedWith((text) => text.replace("max_parallel_requests: 2, ", "max_parallel_requests: 3, "), async () => {
       await waiting;
       // Served before the streams holding the two slots ended (about 1.5 s after they began).
       expect(performance.now() - started).toBeLessThan(1000);
       await Promise.all(holders);
       expect(narrow.maxInFlight).toBe(3);
-    } finally {
-      writeFileSync(gateway.configPath, before);
-      expect((await fetch(`${gateway.url}/config/reload`, { method: "POST", headers: { authorization: "Bearer sk-1234" } })).status).toBe(200);
-    }
+    });
   });
 
   test("a reload that adds or removes another model's entry above a capped deployment keeps its requests in flight counted", async () => {
@@ -207,19 +217,13 @@ describe("max_parallel_requests on a deployment", () => {
     narrow.set({ chunks: 8, chunkDelayMs: 100 });
     const holders = [streamed("narrow"), streamed("narrow")];
     await Bun.sleep(100);
-    const before = readFileSync(gateway.configPath, "utf8");
-    writeFileSync(gateway.configPath, before.replace("model_list:\n", `model_list:\n  - model_name: other\n    litellm_params: {model: openai/o, api_base: "${defaulted.url}", ${PRICE}}\n`));
-    try {
-      expect((await fetch(`${gateway.url}/config/reload`, { method: "POST", headers: { authorization: "Bearer sk-1234" } })).status).toBe(200);
+    await reloadedWith((text) => text.replace("model_list:\n", `model_list:\n  - model_name: other\n    litellm_params: {model: openai/o, api_base: "${defaulted.url}", ${PRICE}}\n`), async () => {
       // Both slots are still taken by the streams: this one waits for one of them.
       await chat("narrow");
       await Promise.all(holders);
       expect(narrow.requests.length).toBe(3);
       expect(narrow.maxInFlight).toBe(2);
-    } finally {
-      writeFileSync(gateway.configPath, before);
-      expect((await fetch(`${gateway.url}/config/reload`, { method: "POST", headers: { authorization: "Bearer sk-1234" } })).status).toBe(200);
-    }
+    });
   });
 
   test("a reload that removes one of a model's entries keeps the other's requests in flight counted", async () => {
@@ -230,20 +234,13 @@ describe("max_parallel_requests on a deployment", () => {
     const holders = [streamed("pair"), streamed("pair")];
     await Bun.sleep(150);
     expect(left.requests.length + right.requests.length).toBe(2);
-    const before = readFileSync(gateway.configPath, "utf8");
     const first = `  - model_name: pair\n    litellm_params: {model: openai/a, api_base: "${left.url}", max_parallel_requests: 1, ${PRICE}}\n`;
-    expect(before).toContain(first);
-    writeFileSync(gateway.configPath, before.replace(first, ""));
-    try {
-      expect((await fetch(`${gateway.url}/config/reload`, { method: "POST", headers: { authorization: "Bearer sk-1234" } })).status).toBe(200);
+    await reloadedWith((text) => text.replace(first, ""), async () => {
       // The entry left still has its stream in flight: this one waits for it, not for the shorter one of the entry removed.
       await chat("pair");
       await Promise.all(holders);
       expect(right.requests.length).toBe(2);
       expect(right.maxInFlight).toBe(1);
-    } finally {
-      writeFileSync(gateway.configPath, before);
-      expect((await fetch(`${gateway.url}/config/reload`, { method: "POST", headers: { authorization: "Bearer sk-1234" } })).status).toBe(200);
-    }
+    });
   });
 });
