@@ -22,6 +22,21 @@ function cacheOver(store: Map<string, string>, ttlMs = 1000) {
   return { cache, clock, reloads, errors, fail: (on: boolean) => (failing = on) };
 }
 
+/** A cache whose batched reloads read the store at once, then wait until `release` before answering. */
+function gatedCache(store: Map<string, string>) {
+  const gate = Promise.withResolvers<void>();
+  const clock = manualClock(0);
+  const cache = new TtlCache<string>(100, 1000, clock, {
+    reloadDelayMs: 1,
+    reloadMany: async (ids) => {
+      const read = new Map(ids.map((id) => [id, store.get(id)!] as const));
+      await gate.promise;
+      return read;
+    },
+  });
+  return { cache, clock, release: () => gate.resolve() };
+}
+
 describe("a stale entry is served while a batched reload refreshes it", () => {
   test("stale entries in use are reloaded together in one call, and the new values replace them", async () => {
     const store = new Map([["a", "a1"], ["b", "b1"], ["c", "c1"]]);
@@ -71,17 +86,7 @@ describe("a stale entry is served while a batched reload refreshes it", () => {
 
   test("a reload that read before an invalidation does not store what it read", async () => {
     const store = new Map([["a", "old"]]);
-    let release!: () => void;
-    const gate = new Promise<void>((resolve) => (release = resolve));
-    const clock = manualClock(0);
-    const cache = new TtlCache<string>(100, 1000, clock, {
-      reloadDelayMs: 1,
-      reloadMany: async (ids) => {
-        const read = new Map(ids.map((id) => [id, store.get(id)!] as const));
-        await gate;
-        return read;
-      },
-    });
+    const { cache, clock, release } = gatedCache(store);
     cache.set("a", "old");
     clock.advance(1500);
     cache.serveStale("a");
@@ -95,17 +100,7 @@ describe("a stale entry is served while a batched reload refreshes it", () => {
 
   test("another id's invalidation during a reload does not void it; its own does, and a clear voids every read under way", async () => {
     const store = new Map([["a", "a1"], ["b", "b1"]]);
-    let release!: () => void;
-    let gate = new Promise<void>((resolve) => (release = resolve));
-    const clock = manualClock(0);
-    const cache = new TtlCache<string>(100, 1000, clock, {
-      reloadDelayMs: 1,
-      reloadMany: async (ids) => {
-        const read = new Map(ids.map((id) => [id, store.get(id)!] as const));
-        await gate;
-        return read;
-      },
-    });
+    const { cache, clock, release } = gatedCache(store);
     cache.set("a", "a0");
     cache.set("b", "b0");
     clock.advance(1500);
@@ -119,10 +114,10 @@ describe("a stale entry is served while a batched reload refreshes it", () => {
     expect(cache.peek("b")).toBeUndefined(); // its own invalidation came after the read
 
     // A clear voids every read under way; a load started after an invalidation stores what it read.
-    gate = new Promise<void>((resolve) => (release = resolve));
-    const loaded = cache.load("c", async () => (await gate, "c1"));
+    const later = Promise.withResolvers<void>();
+    const loaded = cache.load("c", async () => (await later.promise, "c1"));
     cache.clear();
-    release();
+    later.resolve();
     expect(await loaded).toBe("c1");
     expect(cache.peek("c")).toBeUndefined();
     cache.delete("d");
