@@ -90,9 +90,11 @@ for (const kind of ["postgres", "pglite"] as const) describe(`concurrent admin c
     expect(serverErrors(seen)).toEqual([]);
     const listing = await h.db.query("select user_id from users where teams && $1::text[]", [teams]);
     expect(listing.map((r) => r.user_id)).toEqual([]);
+    // A member_add that came after its user's delete made the user again (as LiteLLM's does): listed, and there.
+    const existing = new Set((await h.db.query("select user_id from users where user_id = any($1::text[])", [users])).map((r) => r.user_id as string));
     const kept = (await h.db.query("select members_with_roles from teams where team_id = $1", [`kept-${kind}`]))[0]!;
     const listed = (kept.members_with_roles as Array<{ user_id: string }>).map((m) => m.user_id).filter((id) => users.includes(id));
-    expect(listed).toEqual([]);
+    expect(listed.filter((id) => !existing.has(id))).toEqual([]);
   }, 60_000);
 
   test("a budget deleted while customers and keys take it: each delete is 200 or a 400 saying who uses it, and nothing loses its budget", async () => {
