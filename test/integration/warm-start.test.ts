@@ -63,6 +63,18 @@ async function stoppedWithKey(name: string) {
   return { cwd, dataDir, key, configPath: first.configPath };
 }
 
+/**
+ * A directory stopped cleanly (a saved state) whose database then cannot be opened: a damaged catalogue
+ * map, while the control file (the saved state's fingerprint) still matches. `repair` puts it back.
+ */
+async function damaged(name: string) {
+  const stopped = await stoppedWithKey(name);
+  const map = join(stopped.dataDir, "global", "pg_filenode.map");
+  const intact = readFileSync(map);
+  writeFileSync(map, "");
+  return { ...stopped, repair: () => writeFileSync(map, intact) };
+}
+
 /** The position of a log line, or -1. */
 const lineOf = (output: string, pattern: RegExp) => output.split("\n").findIndex((line) => pattern.test(line));
 
@@ -161,11 +173,7 @@ describe("starting on the embedded database", () => {
   }, 90_000);
 
   test("a database that fails to open behind a warm start: what the gateway served is saved to spend-pending and written at the next start", async () => {
-    const { cwd, dataDir, key } = await stoppedWithKey("warm-fails"); // 0.30 spent
-    // A damaged catalogue map: the open fails, while the control file (the saved state's fingerprint) still matches.
-    const map = join(dataDir, "global", "pg_filenode.map");
-    const intact = readFileSync(map);
-    writeFileSync(map, "");
+    const { cwd, dataDir, key, repair } = await damaged("warm-fails"); // 0.30 spent
     upstream.set({ firstByteDelayMs: 1500 });
     let statuses: number[];
     try {
@@ -188,7 +196,7 @@ describe("starting on the embedded database", () => {
     for (const status of statuses) expect([200, 0]).toContain(status); // served in full, or never taken
     expect(readdirSync(join(dataDir, "spend-pending")).length).toBeGreaterThan(0);
 
-    writeFileSync(map, intact);
+    repair();
     const next = await startBinary({ config: config(dataDir), cwd });
     expect(await spendOf(next.url, key)).toBeCloseTo(0.3 * (1 + served), 6);
     expect(readdirSync(join(dataDir, "spend-pending"))).toEqual([]);
@@ -196,10 +204,7 @@ describe("starting on the embedded database", () => {
   }, 90_000);
 
   test("a stop asked for while the database opens behind a warm start, which then fails: the failure is said (exit 1) and what was served saved at once", async () => {
-    const { cwd, dataDir, key } = await stoppedWithKey("warm-fails-stop"); // 0.30 spent
-    const map = join(dataDir, "global", "pg_filenode.map");
-    const intact = readFileSync(map);
-    writeFileSync(map, "");
+    const { cwd, dataDir, key, repair } = await damaged("warm-fails-stop"); // 0.30 spent
     upstream.set({ firstByteDelayMs: 600 });
     try {
       const gateway = await startBinary({ config: config(dataDir), cwd });
@@ -214,7 +219,7 @@ describe("starting on the embedded database", () => {
     } finally {
       upstream.reset();
     }
-    writeFileSync(map, intact);
+    repair();
     const next = await startBinary({ config: config(dataDir), cwd });
     expect(await spendOf(next.url, key)).toBeCloseTo(0.6, 6);
     await next.stop("SIGTERM");
