@@ -2,7 +2,7 @@ import { Elysia, t } from "elysia";
 import { generateKey, hashKey, keyName } from "../auth/keys";
 import type { Sql } from "../db";
 import { counterKeys, scopes } from "../governance/keys";
-import { type ReusedToken, windowsOf } from "../spend/reset";
+import { type ReusedToken, deletedRows, windowsOf } from "../spend/reset";
 import { addDuration, parseDuration, sameDuration } from "../governance/duration";
 import { GatewayError, authError, badRequest, notFound } from "../http/errors";
 import { assignments, budgetChange, found, internalUserResetAt, iso, mustExist, periodView, resetAtFor, tokenOf, write } from "./common";
@@ -286,7 +286,10 @@ export function keyRoutes(deps: AdminDeps) {
         return deleted;
       });
       // A key made again with the same raw value starts from nothing.
-      for (const row of rows) deps.invalidate({ kind: "key", token: row.token, reset: [{ table: "keys", id: row.token }, { table: "keyModels", id: row.token }], restart: windowsOf([{ table: "keys", id: row.token }]) });
+      for (const row of rows) {
+        const gone = deletedRows([{ table: "keys", id: row.token }, { table: "keyModels", id: row.token }]);
+        deps.invalidate({ kind: "key", token: row.token, reset: gone, restart: windowsOf(gone) });
+      }
       return { deleted_keys: [...(body.keys ?? []), ...(body.key_aliases ?? [])] };
     }, {
       body: t.Object({ keys: t.Optional(t.Array(t.String({ minLength: 1 }))), key_aliases: t.Optional(t.Array(t.String())) }, open),

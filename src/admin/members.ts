@@ -2,7 +2,7 @@ import { t } from "elysia";
 import type { Sql } from "../db";
 import { counterKeys, scopes } from "../governance/keys";
 import { SEP, type SpendRow } from "../spend/batch";
-import { windowsOf } from "../spend/reset";
+import { deletedRows, windowsOf } from "../spend/reset";
 import { badRequest, notFound } from "../http/errors";
 import { dropOwnBudgets, internalUserResetAt, lockMemberships, resetAtFor } from "./common";
 import type { AdminDeps } from "./deps";
@@ -128,7 +128,7 @@ export function memberRoutes(deps: AdminDeps) {
         return { team: (await tx.query("select * from teams where team_id = $1", [body.team_id]))[0]!, userId, blocked };
       });
       // A member added again starts from nothing in the team.
-      const gone: SpendRow[] = [{ table: "members", id: body.team_id + SEP + userId }];
+      const gone = deletedRows([{ table: "members", id: body.team_id + SEP + userId }]);
       deps.invalidate({ kind: "all", reset: gone, restart: windowsOf(gone) });
       return { ...teamView(team), blocked_keys: blocked.map((k) => k.token as string) };
     }, {

@@ -3,7 +3,7 @@ import type { Sql } from "../db";
 import { counterKeys, idPart, scopes } from "../governance/keys";
 import { badRequest } from "../http/errors";
 import type { SpendRow } from "../spend/batch";
-import { windowsOf } from "../spend/reset";
+import { deletedRows, windowsOf } from "../spend/reset";
 import { deleteEvery, found, internalUserResetAt, lockMemberships, spendRowsOwnedBy, iso, periodView, resetAtFor, updateBudgetHolder, write } from "./common";
 import type { AdminDeps } from "./deps";
 import { DurationText, Id, Limit, Metadata, Models, Money, budgetFields, nextReset, opt, open, teamRefusedFields } from "./fields";
@@ -246,7 +246,7 @@ export function teamRoutes(deps: AdminDeps) {
       const owned = await spendRowsOwnedBy(db, "team_id", body.team_ids);
       const deleted = await deleteEvery(db, "teams", "team_id", body.team_ids, "Team");
       // A team made again under the same id starts from nothing.
-      const gone = [...deleted.map((id): SpendRow => ({ table: "teams", id })), ...owned];
+      const gone = deletedRows([...deleted.map((id): SpendRow => ({ table: "teams", id })), ...owned]);
       deps.invalidate({ kind: "all", reset: gone, restart: windowsOf(gone) });
       return { deleted_teams: deleted };
     }, { body: t.Object({ team_ids: t.Array(Id, { minItems: 1 }) }, open), detail: { tags: ["team management"], summary: "Delete teams and their keys" } })

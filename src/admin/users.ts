@@ -4,7 +4,7 @@ import { scopes } from "../governance/keys";
 import { userBudgetDuration } from "../governance/policy";
 import { GatewayError, badRequest } from "../http/errors";
 import type { SpendRow } from "../spend/batch";
-import { windowsOf } from "../spend/reset";
+import { deletedRows, windowsOf } from "../spend/reset";
 import { deleteEvery, found, lockMemberships, spendRowsOwnedBy, iso, periodView, resetAtFor, updateBudgetHolder, write } from "./common";
 import type { AdminDeps } from "./deps";
 import { Id, UserId, Models, Money, budgetFields, keyFields, nextReset, numeric, opt, open, Page } from "./fields";
@@ -162,7 +162,7 @@ export function userRoutes(deps: AdminDeps) {
       const owned = await spendRowsOwnedBy(db, "user_id", body.user_ids);
       const deleted = await deleteEvery(db, "users", "user_id", body.user_ids, "User");
       // A user made again under the same id starts from nothing.
-      const gone = [...deleted.map((id): SpendRow => ({ table: "users", id })), ...owned];
+      const gone = deletedRows([...deleted.map((id): SpendRow => ({ table: "users", id })), ...owned]);
       deps.invalidate({ kind: "all", reset: gone, restart: windowsOf(gone) });
       return { deleted_users: deleted };
     }, { body: t.Object({ user_ids: t.Array(UserId, { minItems: 1 }) }, open), detail: { tags: ["user management"], summary: "Delete users and their keys" } })

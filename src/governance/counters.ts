@@ -67,11 +67,12 @@ export interface Counters {
    * Forgets counters whose key starts with `prefix` (after an admin changed a stored spend or a
    * period), shared ones too. Requests in flight on a budget or parallel counter keep their
    * reservation on the next one made under its name, and settle there (see `Successions`);
-   * `renamedTo`: under this prefix instead (a regenerated key's new token).
+   * `renamedTo`: under this prefix instead (a regenerated key's new token). `ended`: their row was
+   * deleted, and its requests in flight settle on none (the next counters are a new row's).
    */
-  forget(prefix: string, renamedTo?: string): void;
+  forget(prefix: string, renamedTo?: string, ended?: boolean): void;
   /** Forgets this instance's own state of them: another instance forgot the shared ones. */
-  drop(prefix: string, renamedTo?: string): void;
+  drop(prefix: string, renamedTo?: string, ended?: boolean): void;
   /** Tells the counters how far the spend recorded is in the database (see `Successions`). */
   trackWrites(progress: WriteProgress): void;
   /** Counters held in memory: idle ones and those of ended periods are dropped. */
@@ -192,12 +193,12 @@ export class LocalCounters implements Counters {
     return this.states.get(check.key)?.reserved ?? 0;
   }
 
-  forget(prefix: string, renamedTo?: string): void {
-    this.successions.retireUnder(this.states, prefix, renamedTo, this.now(), (state) => state.reserved);
+  forget(prefix: string, renamedTo?: string, ended = false): void {
+    this.successions.retireUnder(this.states, prefix, renamedTo, this.now(), (state) => state.reserved, ended);
   }
 
-  drop(prefix: string, renamedTo?: string): void {
-    this.forget(prefix, renamedTo);
+  drop(prefix: string, renamedTo?: string, ended = false): void {
+    this.forget(prefix, renamedTo, ended);
   }
 
   trackWrites(progress: WriteProgress): void {

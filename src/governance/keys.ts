@@ -10,7 +10,8 @@ export const counterKeys = {
   budget: (scope: string, end: number | null) => `b:${scope}:${period(end)}`,
   requests: (scope: string, windowStart: number) => `r:${scope}:${windowStart}`,
   tokens: (scope: string, windowStart: number) => `t:${scope}:${windowStart}`,
-  parallel: (scope: string) => `p:${scope}`,
+  /** Ends with ':' like the others, so that a scope's key is a prefix of no other scope's. */
+  parallel: (scope: string) => `p:${scope}:`,
   isBudget: (key: string) => key.startsWith("b:"),
   isParallel: (key: string) => key.startsWith("p:"),
   /**

@@ -62,6 +62,8 @@ export interface SpendTargets {
   gatewayStep?: number | null;
   /** The spend log row's user_id: the key's user, on a team key too (where that user's own spend is not charged). */
   keyUser?: string | null;
+  /** When the key's row was made (ms): its spend (and its per-model spend) goes to that row, not to one made again under its token. */
+  keyBorn?: number;
 }
 
 /** A delta's period, the stored reset it was worked out from, and the period's fixed length. */
@@ -69,11 +71,19 @@ export interface Turn {
   period: number | null;
   base?: number | null;
   step?: number | null;
+  /** When the row was made (ms): a row deleted and made again under the same id meanwhile is another row. */
+  born?: number;
 }
 
 const baseOf = (resetAt: Date | null | undefined) => (resetAt ? resetAt.getTime() : null);
 /** The period, base and step of a delta for a row whose stored reset is `resetAt`. */
-const turnOf = (period: Period, resetAt: Date | null | undefined): Turn => ({ period: period.end, base: baseOf(resetAt), step: period.step });
+const turnOf = (period: Period, resetAt: Date | null | undefined, made?: Date): Turn =>
+  ({ period: period.end, base: baseOf(resetAt), step: period.step, born: bornOf(made) });
+/** A row's making time as deltas carry it; none for a record not read from the database. */
+const bornOf = (made: Date | undefined) => {
+  const at = made?.getTime();
+  return at !== undefined && Number.isFinite(at) ? at : undefined;
+};
 
 export interface Plan {
   checks: PlannedCheck[];
@@ -169,25 +179,26 @@ export function planChecks(input: PlanInput): Plan {
     targets.keyPeriod = keyPeriod.end;
     targets.keyBase = baseOf(key.budget_reset_at);
     targets.keyStep = keyPeriod.step;
+    targets.keyBorn = bornOf(key.created_at);
     budget("key", keyScope, `Key=${key.key_name}`, pick(key.max_budget, keyBudget?.max_budget), keyPeriod);
 
     if (key.team_id) {
       if (team) {
         const period = periodOf(team.spend, team.budget_duration, team.budget_reset_at, team.created_at, now);
-        targets.team = { id: team.team_id, ...turnOf(period, team.budget_reset_at) };
+        targets.team = { id: team.team_id, ...turnOf(period, team.budget_reset_at, team.created_at) };
         budget("team", scopes.team(team.team_id), `Team=${team.team_id}`, team.max_budget, period);
       }
       if (membership) {
         const b = membership.budget;
         const period = periodOf(membership.spend, b?.budget_duration, membership.budget_reset_at, membership.created_at, now);
-        targets.member = { teamId: membership.team_id, userId: membership.user_id, ...turnOf(period, membership.budget_reset_at) };
+        targets.member = { teamId: membership.team_id, userId: membership.user_id, ...turnOf(period, membership.budget_reset_at, membership.created_at) };
         budget("team member", scopes.member(membership.team_id, membership.user_id),
           `User=${membership.user_id} in Team=${membership.team_id}`, b?.max_budget ?? null, period);
       }
     } else if (user) {
       const useDefault = user.max_budget === null && user.user_role === "internal_user" && defaults.maxInternalUserBudget !== undefined;
       const period = periodOf(user.spend, userBudgetDuration(user, defaults.internalUserBudgetDuration), user.budget_reset_at, user.created_at, now);
-      targets.user = { id: user.user_id, ...turnOf(period, user.budget_reset_at) };
+      targets.user = { id: user.user_id, ...turnOf(period, user.budget_reset_at, user.created_at) };
       budget("user", scopes.user(user.user_id), `User=${user.user_id}`, useDefault ? defaults.maxInternalUserBudget! : user.max_budget, period);
     }
   }
@@ -223,13 +234,13 @@ export function planChecks(input: PlanInput): Plan {
   function planModelBudget(p: Principal) {
     const { key } = p;
     const found = modelBudgetOf(p);
-    targets.keyModel = { model, period: null };
+    targets.keyModel = { model, period: null, born: bornOf(key.created_at) };
     // An entry may hold limits alone (no budget_limit): nothing to budget then.
     if (found && typeof found.entry.budget_limit === "number") {
       const { name, entry } = found;
       const stored = p.modelSpend[name];
       const period = periodOf(stored?.spend ?? 0, entry.time_period, stored?.budget_reset_at ?? null, key.created_at, now);
-      targets.keyModel = { model: name, ...turnOf(period, stored?.budget_reset_at) };
+      targets.keyModel = { model: name, ...turnOf(period, stored?.budget_reset_at, key.created_at) };
       budget("key+model", scopes.keyModel(key.token, name), `Key=${key.key_name}`, entry.budget_limit, period, name);
     }
   }

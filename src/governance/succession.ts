@@ -40,13 +40,17 @@ export class Successions<S extends object> {
   /**
    * Every counter of `states` under `prefix` goes (`renamedTo`: its successor comes under this prefix
    * instead), each with what `held` says its requests in flight reserved. Returns those that went.
+   * `ended`: their row was deleted; what its requests in flight held goes with it, and they end on no
+   * counter (those made next under the same names belong to a row made again under its id).
    */
-  retireUnder(states: Map<string, S>, prefix: string, renamedTo: string | undefined, now: number, held: (state: S) => number): S[] {
+  retireUnder(states: Map<string, S>, prefix: string, renamedTo: string | undefined, now: number, held: (state: S) => number, ended = false): S[] {
     if (renamedTo !== undefined) this.rename(prefix, renamedTo);
+    if (ended) for (const name of this.waiting.keys()) if (name.startsWith(prefix)) this.waiting.delete(name);
     const gone: S[] = [];
     for (const [key, state] of states) {
       if (!key.startsWith(prefix)) continue;
-      this.retire(renamedTo === undefined ? key : renamedTo + key.slice(prefix.length), state, held(state), now);
+      if (ended) this.retired.set(state, { held: 0, successor: null, into: null, ended: [], at: now });
+      else this.retire(renamedTo === undefined ? key : renamedTo + key.slice(prefix.length), state, held(state), now);
       states.delete(key);
       gone.push(state);
     }

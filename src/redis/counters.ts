@@ -367,17 +367,17 @@ export class SharedCounters implements Counters {
     return s ? s.inflight + s.others : 0;
   }
 
-  drop(prefix: string, renamedTo?: string): void {
+  drop(prefix: string, renamedTo?: string, ended = false): void {
     // Never synced again: a successor may have their key, and their requests in flight are the successor's now.
-    for (const s of this.successions.retireUnder(this.states, prefix, renamedTo, this.options.now(), (s) => s.inflight)) this.dirty.delete(s);
+    for (const s of this.successions.retireUnder(this.states, prefix, renamedTo, this.options.now(), (s) => s.inflight, ended)) this.dirty.delete(s);
   }
 
   trackWrites(progress: WriteProgress): void {
     this.successions.writes = progress;
   }
 
-  forget(prefix: string, renamedTo?: string): void {
-    this.drop(prefix, renamedTo);
+  forget(prefix: string, renamedTo?: string, ended = false): void {
+    this.drop(prefix, renamedTo, ended);
     deleteCounters(this.redis, prefix);
   }
 

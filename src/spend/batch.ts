@@ -27,6 +27,11 @@ export interface Delta {
   base?: number | null;
   /** The period's fixed length in ms (null for months or none; undefined in batches saved before it was kept). */
   step?: number | null;
+  /**
+   * When the row the spend was planned from was made (ms; undefined when unknown): the write adds it
+   * to that row only, not to one deleted and made again under the same id meanwhile.
+   */
+  born?: number;
 }
 
 /** Of two bases of one period, the earlier view of the row (none before any): the one a write can still find there. */
@@ -41,6 +46,11 @@ const earlier = (a: number | null | undefined, b: number | null | undefined) =>
 export interface SpendRow {
   table: "keys" | "users" | "teams" | "members" | "customers" | "keyModels";
   id: string;
+  /**
+   * The row was deleted: its requests still in flight settle on none of the counters made next under its
+   * id (budgets, parallel slots), which belong to a row made again under it, if any.
+   */
+  deleted?: boolean;
 }
 
 /**
@@ -58,12 +68,15 @@ export class DeltaMap {
     return this.rows.get(id)?.amount ?? 0;
   }
 
-  add(id: string, amount: number, period: number | null, base: number | null | undefined, at: number, step?: number | null): void {
+  add(id: string, amount: number, period: number | null, base: number | null | undefined, at: number, step?: number | null, born?: number): void {
     const current = this.rows.get(id);
-    if (!current) {
-      this.rows.set(id, { id, amount, period, base, step });
+    if (!current || (born !== undefined && current.born !== undefined && born > current.born)) {
+      // A row made again under the id: what the deleted one had left has nowhere to go.
+      this.rows.set(id, { id, amount, period, base, step, born });
       return;
     }
+    if (born !== undefined && current.born !== undefined && born < current.born) return;
+    current.born ??= born;
     if (period === current.period) {
       current.amount += amount;
       current.base = earlier(current.base, base);
@@ -86,7 +99,7 @@ export class DeltaMap {
       }
       current.period = newer;
     } else if (period === newer) {
-      this.rows.set(id, { id, amount, period, base, step });
+      this.rows.set(id, { id, amount, period, base, step, born: current.born });
     }
   }
 
@@ -101,7 +114,7 @@ export class DeltaMap {
     for (const delta of [...this.rows.values()]) {
       if (prefix ? !delta.id.startsWith(from) : delta.id !== from) continue;
       this.rows.delete(delta.id);
-      this.add(to + delta.id.slice(from.length), delta.amount, delta.period, delta.base, at, delta.step);
+      this.add(to + delta.id.slice(from.length), delta.amount, delta.period, delta.base, at, delta.step, delta.born);
     }
   }
 
@@ -142,12 +155,14 @@ export class Batch {
   add(event: SpendEvent): void {
     const { targets: t, cost, end: at } = event;
     if (at > this.latest) this.latest = at;
-    if (t.token) this.keys.add(t.token, cost, t.keyPeriod, t.keyBase, at, t.keyStep);
-    if (t.user) this.users.add(t.user.id, cost, t.user.period, t.user.base, at, t.user.step);
-    if (t.team) this.teams.add(t.team.id, cost, t.team.period, t.team.base, at, t.team.step);
-    if (t.member) this.members.add(t.member.teamId + SEP + t.member.userId, cost, t.member.period, t.member.base, at, t.member.step);
+    if (t.token) this.keys.add(t.token, cost, t.keyPeriod, t.keyBase, at, t.keyStep, t.keyBorn);
+    if (t.user) this.users.add(t.user.id, cost, t.user.period, t.user.base, at, t.user.step, t.user.born);
+    if (t.team) this.teams.add(t.team.id, cost, t.team.period, t.team.base, at, t.team.step, t.team.born);
+    if (t.member) this.members.add(t.member.teamId + SEP + t.member.userId, cost, t.member.period, t.member.base, at, t.member.step, t.member.born);
     if (t.customer) this.customers.add(t.customer.id, cost, t.customer.period, t.customer.base, at, t.customer.step);
-    if (t.token && t.keyModel) this.keyModels.add(t.token + SEP + t.keyModel.model, cost, t.keyModel.period, t.keyModel.base, at, t.keyModel.step);
+    if (t.token && t.keyModel) {
+      this.keyModels.add(t.token + SEP + t.keyModel.model, cost, t.keyModel.period, t.keyModel.base, at, t.keyModel.step, t.keyModel.born);
+    }
     this.gateway.add("gateway", cost, t.gatewayPeriod, t.gatewayBase, at, t.gatewayStep);
     this.rows.push(logLine(event, this.masterToken));
   }

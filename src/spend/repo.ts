@@ -42,7 +42,12 @@ const UPSERT_RESET_AT = RESET_AT("excluded.budget_reset_at", null);
 // can carry thousands of rows when traffic is spread over many keys). Sorted by id, so that concurrent
 // flushes lock rows in the same order.
 const deltas = (n: number) =>
-  `(select id, x, p, b, s from json_to_recordset($${n}::text::json) as d(id text, x float8, p timestamptz, b text, s float8) order by id)`;
+  `(select id, x, p, b, s, g from json_to_recordset($${n}::text::json) as d(id text, x float8, p timestamptz, b text, s float8, g float8) order by id)`;
+/**
+ * The row the delta was planned from, not one deleted and made again under its id since (`g`, when the
+ * row was made, in ms: the database keeps microseconds, a record read back milliseconds).
+ */
+const SAME_ROW = "(d.g is null or abs(extract(epoch from t.created_at)::float8 * 1000 - d.g) < 1)";
 const FRESH = "exists (select 1 from fresh)";
 const FIRST_OF = "split_part(d.id, chr(31), 1)";
 const SECOND_OF = "substr(d.id, strpos(d.id, chr(31)) + 1)";
@@ -63,17 +68,17 @@ const APPLY = `with fresh as (
     insert into spend_batches (batch_id) values ($1) on conflict do nothing returning batch_id
   ), k as (
     update keys t set spend = ${SPEND()}, budget_reset_at = ${RESET_AT()}
-    from ${deltas(2)} d where t.token = d.id and ${FRESH}
+    from ${deltas(2)} d where t.token = d.id and ${SAME_ROW} and ${FRESH}
     returning t.token
   ), u as (
     update users t set spend = ${SPEND()}, budget_reset_at = ${RESET_AT()}
-    from ${deltas(3)} d where t.user_id = d.id and ${FRESH}
+    from ${deltas(3)} d where t.user_id = d.id and ${SAME_ROW} and ${FRESH}
   ), tm as (
     update teams t set spend = ${SPEND()}, budget_reset_at = ${RESET_AT()}
-    from ${deltas(4)} d where t.team_id = d.id and ${FRESH}
+    from ${deltas(4)} d where t.team_id = d.id and ${SAME_ROW} and ${FRESH}
   ), m as (
     update team_memberships t set spend = ${SPEND()}, budget_reset_at = ${RESET_AT()}
-    from ${deltas(5)} d where t.team_id = ${FIRST_OF} and t.user_id = ${SECOND_OF} and ${FRESH}
+    from ${deltas(5)} d where t.team_id = ${FIRST_OF} and t.user_id = ${SECOND_OF} and ${SAME_ROW} and ${FRESH}
   ), c as (
     update end_users t set spend = ${SPEND()}, budget_reset_at = ${RESET_AT()}, updated_at = now()
     from ${deltas(6)} d where t.user_id = d.id and ${FRESH}
@@ -83,10 +88,11 @@ const APPLY = `with fresh as (
     select d.id, d.x, d.p from ${deltas(6)} d where ${FRESH} and not exists (select 1 from c where c.user_id = d.id)
     on conflict (user_id) do update set spend = ${UPSERT_SPEND}, budget_reset_at = ${UPSERT_RESET_AT}, updated_at = now()
   ), kmd as (
-    select ${FIRST_OF} as token, ${SECOND_OF} as model, d.x, d.p, d.b, d.s from ${deltas(7)} d where ${FRESH}
+    select ${FIRST_OF} as token, ${SECOND_OF} as model, d.x, d.p, d.b, d.s, d.g from ${deltas(7)} d where ${FRESH}
   ), kmu as (
     update key_model_spend t set spend = ${SPEND()}, budget_reset_at = ${RESET_AT()}
     from kmd d where t.token = d.token and t.model = d.model
+      and (d.g is null or d.token in (select token from k) or d.token not in (select id from ${deltas(2)} d2))
     returning t.token, t.model
   ), km as (
     insert into key_model_spend as t (token, model, spend, budget_reset_at)
@@ -104,8 +110,8 @@ const APPLY = `with fresh as (
  * flush did not find, followed to their new token (rare: only a flush that missed a key runs it).
  * One delta at a time, as two old tokens of one key must both count.
  */
-const RENAMED = `select d.id, r.new_token from unnest($1::text[]) d(id) join key_renames r on r.old_token = d.id
-  where not exists (select 1 from keys where token = d.id)`;
+const RENAMED = `select d.id, r.new_token from unnest($1::text[], $2::float8[]) d(id, g) join key_renames r on r.old_token = d.id
+  where not exists (select 1 from keys t where t.token = d.id and ${SAME_ROW})`;
 const APPLY_RENAMED_KEY = `update keys t set spend = ${SPEND("d.x", "d.p", "d.b", "$4::timestamptz")}, budget_reset_at = ${RESET_AT("d.p", "d.b", "$4::timestamptz")}
   from (select $2::float8 as x, $3::timestamptz as p, $5::text as b, $6::float8 as s) d where t.token = $1`;
 const APPLY_RENAMED_KEY_MODEL = `insert into key_model_spend as t (token, model, spend, budget_reset_at)
@@ -116,10 +122,14 @@ const APPLY_RENAMED_KEY_MODEL = `insert into key_model_spend as t (token, model,
 /** A delta's base as the write reads it: a time, `none`, or `legacy` for a saved batch that kept none. */
 const baseText = (base: number | null | undefined) => (base === undefined ? "legacy" : base === null ? "none" : new Date(base).toISOString());
 
+/** When a delta's row was made, as the SQL reads it (a saved batch may hold anything there). */
+const bornOf = (d: Delta) => (typeof d.born === "number" && Number.isFinite(d.born) ? d.born : null);
+
 /** The deltas as the SQL reads them. A NUL (which Postgres text cannot hold) is dropped: one odd id never costs the batch. */
 function deltaJson(deltas: Delta[]): string {
   return JSON.stringify(deltas.map((d) => ({
     id: d.id.replaceAll("\0", ""), x: d.amount, p: d.period === null ? null : new Date(d.period).toISOString(), b: baseText(d.base), s: d.step ?? null,
+    g: bornOf(d),
   })));
 }
 
@@ -166,7 +176,7 @@ export async function applyBatch(db: Sql, batch: WritableBatch): Promise<boolean
 
 async function applyRenamed(tx: Sql, batch: WritableBatch): Promise<void> {
   const keys = batch.keys.sorted();
-  const renamed = new Map((await tx.query<{ id: string; new_token: string }>(RENAMED, [keys.map((d) => d.id)])).map((r) => [r.id, r.new_token]));
+  const renamed = new Map((await tx.query<{ id: string; new_token: string }>(RENAMED, [keys.map((d) => d.id), keys.map(bornOf)])).map((r) => [r.id, r.new_token]));
   if (renamed.size === 0) return;
   const at = (period: number | null) => (period === null ? null : new Date(period).toISOString());
   for (const d of keys) {

@@ -2,25 +2,31 @@ import type { Counters } from "../governance/counters";
 import { counterKeys, scopes } from "../governance/keys";
 import { SEP, type SpendRow } from "./batch";
 
-/** The key prefix of a reset row's budget counters. */
-export function budgetPrefixOf(row: SpendRow): string {
+/** A row's counter scope (a key's per-model rows: the start of every one of its models' scopes). */
+function scopeOf(row: SpendRow): string {
   switch (row.table) {
     case "keys":
-      return counterKeys.budgetPrefix(scopes.key(row.id));
+      return scopes.key(row.id);
     case "users":
-      return counterKeys.budgetPrefix(scopes.user(row.id));
+      return scopes.user(row.id);
     case "teams":
-      return counterKeys.budgetPrefix(scopes.team(row.id));
+      return scopes.team(row.id);
     case "customers":
-      return counterKeys.budgetPrefix(scopes.customer(row.id));
+      return scopes.customer(row.id);
     case "members": {
       const [team, user] = row.id.split(SEP);
-      return counterKeys.budgetPrefix(scopes.member(team!, user!));
+      return scopes.member(team!, user!);
     }
     case "keyModels":
-      return counterKeys.budgetPrefix(scopes.keyModels(row.id));
+      return scopes.keyModels(row.id);
   }
 }
+
+/** The key prefix of a reset row's budget counters. */
+export const budgetPrefixOf = (row: SpendRow): string => counterKeys.budgetPrefix(scopeOf(row));
+
+/** Rows an admin deleted, as their reset says it (see `SpendRow.deleted`). */
+export const deletedRows = (rows: readonly SpendRow[]): SpendRow[] => rows.map((row) => ({ ...row, deleted: true }));
 
 /** The spend an instance has not written yet, as a reset changes it. */
 interface SpendHolder {
@@ -35,8 +41,12 @@ interface SpendHolder {
  */
 export function dropSpend(rows: readonly SpendRow[] | undefined, counters: Counters, spend: SpendHolder, shared: boolean): void {
   for (const row of rows ?? []) {
-    if (shared) counters.forget(budgetPrefixOf(row));
-    else counters.drop(budgetPrefixOf(row));
+    // A deleted row's parallel slots go too: one made again under its id has them all.
+    const prefixes = row.deleted && row.table !== "keyModels" ? [budgetPrefixOf(row), counterKeys.parallel(scopeOf(row))] : [budgetPrefixOf(row)];
+    for (const prefix of prefixes) {
+      if (shared) counters.forget(prefix, undefined, row.deleted);
+      else counters.drop(prefix, undefined, row.deleted);
+    }
     spend.discard(row);
   }
 }

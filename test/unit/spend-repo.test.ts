@@ -309,4 +309,18 @@ describe("deltas of one row in one batch", () => {
     seen.add("key-1", 0.5, period, period, period - 5);
     expect(seen.sorted()).toEqual([{ id: "key-1", amount: 0.75, period, base: null }]);
   });
+
+  test("spend of a row deleted and made again under its id within one batch: the new row's alone", async () => {
+    const { DeltaMap } = await import("../../src/spend/batch");
+    const at = Date.UTC(2030, 0, 1);
+    for (const [first, second] of [[1_000, 2_000], [2_000, 1_000]]) {
+      const deltas = new DeltaMap();
+      deltas.add("team-1", 0.25, null, null, at, null, first);
+      deltas.add("team-1", 0.5, null, null, at, null, second);
+      deltas.add("team-1", 0.125, null, null, at, null, 2_000);
+      // A delta whose row's making is not known (a batch saved before it was kept) adds to whichever row is there.
+      deltas.add("team-1", 1, null, null, at);
+      expect(deltas.sorted()).toEqual([{ id: "team-1", amount: (first === 2_000 ? 0.25 : 0.5) + 0.125 + 1, period: null, base: null, step: null, born: 2_000 }]);
+    }
+  });
 });
