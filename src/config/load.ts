@@ -301,11 +301,28 @@ const PY_FALSE = /^(?:[Nn]o|NO|[Ff]alse|FALSE|[Oo]ff|OFF)$/;
 function pyYamlTags(tags: Tags): Tags {
   const out: Tags = [];
   for (const tag of tags) {
-    if (typeof tag === "string" || tag.tag !== BOOL || !("test" in tag) || !tag.test) {
-      if (typeof tag === "string" || tag.tag !== TIMESTAMP) out.push(tag);
-    } else out.push({ ...tag, test: tag.test.test("true") ? PY_TRUE : PY_FALSE });
+    if (typeof tag === "string") out.push(tag);
+    else if (tag.tag === BOOL && "test" in tag && tag.test) out.push({ ...tag, test: tag.test.test("true") ? PY_TRUE : PY_FALSE });
+    else if (NUMBER_TAGS.includes(tag.tag) && "resolve" in tag && typeof tag.resolve === "function") out.push({ ...tag, resolve: numberOrText(tag.resolve as Resolve) } as Tags[number]);
+    else if (tag.tag !== TIMESTAMP) out.push(tag);
   }
   return out;
+}
+
+const NUMBER_TAGS = ["tag:yaml.org,2002:float", "tag:yaml.org,2002:int"];
+const NAN = /^\.(?:nan|NaN|NAN)$/;
+/**
+ * A number tag's reading, except that text it makes no number of stays text: YAML 1.1's float
+ * pattern takes `e5`, `e500` or `.` (a model's name, an api key), which PyYAML reads as text.
+ */
+type Resolve = (source: string, ...rest: unknown[]) => unknown;
+function numberOrText(resolve: Resolve): Resolve {
+  return (source, ...rest) => {
+    const value = resolve(source, ...rest);
+    // A float with a fraction comes as a node holding the number.
+    const number = value !== null && typeof value === "object" && "value" in value ? value.value : value;
+    return typeof number === "number" && Number.isNaN(number) && !NAN.test(source) ? source : value;
+  };
 }
 
 function readYaml(text: string, source: string): unknown {

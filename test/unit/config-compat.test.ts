@@ -159,6 +159,18 @@ environment_variables:
   expect(config.environment_variables.FLAG).toBe("n");
 });
 
+test("text YAML 1.1's float pattern takes but makes no number of stays text (a model named e5, an api key e123, a lone dot); .nan and 1e5 are numbers", () => {
+  const { config } = parseConfig(`model_list:
+  - {model_name: e5, litellm_params: {model: openai/e5, api_base: "https://x.test", api_key: e123, rpm: 1e5}}
+  - {model_name: e500, litellm_params: {model: openai/e500, api_base: "https://x.test", api_key: ., tpm: 1_000}}
+  - {model_name: E3, litellm_params: {model: openai/E3, api_base: "https://x.test", api_key: 0_}}
+`, {});
+  expect(config.model_list.map((m) => [m.model_name, m.litellm_params.api_key])).toEqual([["e5", "e123"], ["e500", "."], ["E3", "0_"]]);
+  expect(config.model_list[0]!.litellm_params.rpm).toBe(100_000);
+  expect(config.model_list[1]!.litellm_params.tpm).toBe(1000);
+  expect(deploymentsOf(config).map((d) => d.modelName)).toEqual(["e5", "e500", "E3"]);
+});
+
 test("model_group_alias: an alias may be a fallback (standing for its group); a pattern is no alias target; an alias named as a model entry is warned about", () => {
   const models = `model_list:
   - model_name: real-a
