@@ -9,6 +9,12 @@ export interface CliArgs {
   logLevel?: "debug";
   /** `--num_workers N`, taken from LiteLLM command lines and warned about: litegate runs one process. */
   numWorkers?: number;
+  /**
+   * `LITEGATE_IDLE_TIMEOUT`: seconds a connection may send and receive nothing (between keep-alive
+   * requests, or a client sending its body) before it is closed; 255, the runtime's most, by default.
+   * A stream answered to a client is bounded by the request's own deadlines instead.
+   */
+  idleTimeout?: number;
 }
 
 export class CliError extends Error {}
@@ -30,6 +36,9 @@ Options:
   --log-format F       text (default) or json, one object a line
   --debug              debug logs (also --detailed_debug)
   --num_workers N      accepted for LiteLLM command lines; litegate runs one process
+
+Environment: PORT, HOST (as --port, --host); LITEGATE_IDLE_TIMEOUT (seconds an idle connection is kept, 1-255,
+default 255); the config's os.environ/NAME references and DATABASE_URL, REDIS_URL, REDIS_HOST, ...
 `;
 
 function portOf(text: string, name: string): number {
@@ -42,6 +51,11 @@ function portOf(text: string, name: string): number {
 function fromEnv(args: CliArgs, env: Record<string, string | undefined>): CliArgs {
   if (args.port === undefined && env.PORT) args.port = portOf(env.PORT, "PORT");
   if (args.host === undefined && env.HOST?.trim()) args.host = env.HOST;
+  const idle = env.LITEGATE_IDLE_TIMEOUT?.trim();
+  if (idle) {
+    if (!/^\d{1,3}$/.test(idle) || Number(idle) < 1 || Number(idle) > 255) throw new CliError("LITEGATE_IDLE_TIMEOUT must be a whole number of seconds from 1 to 255");
+    args.idleTimeout = Number(idle);
+  }
   return args;
 }
 

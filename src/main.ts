@@ -196,7 +196,7 @@ async function main(): Promise<void> {
   const resolves = isIP(hostname) !== 0 || (await lookup(hostname).then(() => true, () => false));
   const serve = (app: typeof gateway.app | NonNullable<typeof gateway.adminApp>, p: number, routes = {}) => {
     try {
-      return Bun.serve({ port: p, hostname, routes: { ...livenessServerRoutes, ...routes }, fetch: withCors((request) => app.handle(withRoutableHost(request))), idleTimeout: 255,
+      return Bun.serve({ port: p, hostname, routes: { ...livenessServerRoutes, ...routes }, fetch: withCors((request) => app.handle(withRoutableHost(request))), idleTimeout: args.idleTimeout ?? 255,
         // Bodies are held to max_request_size_mb by the gateway itself (refused before they are read, with
         // the error envelope): the server's own limit, which answers a bare 413, is set out of the way.
         maxRequestBodySize: Number.MAX_SAFE_INTEGER });

@@ -4,6 +4,7 @@ import { mayUse } from "../governance";
 import { notFound } from "../http/errors";
 import type { Route } from "../providers/types";
 import type { Inference } from "./inference";
+import { type Server, untimed } from "./serve";
 import { aliasesFor, modelInfo, modelsFor } from "./model-info";
 import type { Runtime } from "./runtime";
 
@@ -17,7 +18,7 @@ const ROUTES: ReadonlyArray<[string, Route]> = [
 export function inferenceRoutes(inference: Inference, auth: Auth, runtime: () => Runtime) {
   const app = new Elysia({ name: "inference" });
   for (const [path, route] of ROUTES) {
-    const handler = ({ request }: { request: Request }) => inference(route, request);
+    const handler = async ({ request, server }: { request: Request; server: Server | null }) => untimed(await inference(route, request), request, server);
     const detail = { tags: ["inference"], summary: `OpenAI-compatible ${path}` };
     app.post(`/v1${path}`, handler, { parse: "none", detail });
     app.post(path, handler, { parse: "none", detail: { ...detail, hide: true } });

@@ -10,16 +10,31 @@ const PATHS: ReadonlyArray<[string, Route]> = [
   ["/embeddings", "embeddings"],
 ];
 
+/** What the server's idle timer needs of the server: its per-request setting. */
+export interface Server {
+  timeout(request: Request, seconds: number): void;
+}
+
+/**
+ * A stream answered to a client is not cut by the server's idle timer (255 s at most) while the
+ * provider is silent: its silences are bounded by the request's own deadlines (`stream_timeout`,
+ * `request_timeout`, 600 s by default). The connection's timer comes back once the answer ends.
+ */
+export function untimed(response: Response, request: Request, server: Server | null | undefined): Response {
+  if (server && response.body !== null && response.headers.get("content-type")?.startsWith("text/event-stream")) server.timeout(request, 0);
+  return response;
+}
+
 /**
  * The inference routes as Bun server routes: the hot path skips the framework's per-request work
  * and goes straight to the orchestrator (the same one the Elysia routes call, with the same envelope).
  */
 export function inferenceServerRoutes(inference: Inference, log: Logger) {
-  const routes: Record<string, { POST: (request: Request) => Promise<Response>; OPTIONS: (request: Request) => Response }> = {};
+  const routes: Record<string, { POST: (request: Request, server: Server) => Promise<Response>; OPTIONS: (request: Request) => Response }> = {};
   for (const [path, route] of PATHS) {
-    const POST = async (request: Request) => {
+    const POST = async (request: Request, server: Server) => {
       try {
-        return allowOrigin(request, await inference(route, request));
+        return allowOrigin(request, untimed(await inference(route, request), request, server));
       } catch (error) {
         if (error instanceof GatewayError) return allowOrigin(request, errorResponse(error));
         log.error("unhandled error", { path, error: error instanceof Error ? error.stack : String(error) });

@@ -53,3 +53,28 @@ test("a stream whose pieces come more often than stream_timeout runs to its end,
   expect(text).not.toContain("stream_timeout");
   expect(ms).toBeGreaterThan(2000);
 });
+
+test("a stream silent for longer than the server's idle timeout (LITEGATE_IDLE_TIMEOUT) but within its deadlines reaches its end", async () => {
+  // The server's idle timer (255 s by default, 2 s here) used to reset a client's stream whose provider
+  // was silent that long, although request_timeout (30 s here) allowed it.
+  const idle = await startBinary({ env: { LITEGATE_IDLE_TIMEOUT: "2" }, config: `
+model_list:
+  - model_name: slow
+    litellm_params: {model: openai/m, api_base: "${upstream.url}", input_cost_per_token: 0.000001, output_cost_per_token: 0.000002}
+general_settings:
+  master_key: sk-1234
+  request_timeout: 30
+` });
+  try {
+    upstream.reset();
+    upstream.set({ chunks: 2, chunkDelayMs: 6000 });
+    const response = await fetch(`${idle.url}/v1/chat/completions`, {
+      method: "POST", headers: { authorization: "Bearer sk-1234", "content-type": "application/json" },
+      body: JSON.stringify({ model: "slow", stream: true, messages: [{ role: "user", content: "Hello" }] }),
+    });
+    expect(response.status).toBe(200);
+    expect(await response.text()).toContain("[DONE]");
+  } finally {
+    await idle.stop("SIGKILL");
+  }
+}, 30_000);

@@ -1,6 +1,14 @@
 import { expect, test } from "bun:test";
 import { CliError, parseArgs } from "../../src/cli";
 
+test("LITEGATE_IDLE_TIMEOUT: whole seconds from 1 to 255, else the start stops saying so", () => {
+  expect(parseArgs(["--config", "c.yaml"], { LITEGATE_IDLE_TIMEOUT: "30" })).toMatchObject({ idleTimeout: 30 });
+  expect(parseArgs(["--config", "c.yaml"], {}).idleTimeout).toBeUndefined();
+  for (const bad of ["0", "256", "1.5", "x", "-1"]) {
+    expect(() => parseArgs(["--config", "c.yaml"], { LITEGATE_IDLE_TIMEOUT: bad })).toThrow(new CliError("LITEGATE_IDLE_TIMEOUT must be a whole number of seconds from 1 to 255"));
+  }
+});
+
 test("PORT and HOST from the environment where no flag gives them, as LiteLLM's command line reads them; flags win", () => {
   expect(parseArgs(["--config", "c.yaml"], { PORT: "8080", HOST: "127.0.0.1" })).toMatchObject({ port: 8080, host: "127.0.0.1" });
   expect(parseArgs(["--config", "c.yaml", "--port", "9000", "--host", "::1"], { PORT: "8080", HOST: "127.0.0.1" })).toMatchObject({ port: 9000, host: "::1" });
