@@ -18,6 +18,7 @@ import { type Deadline, Deadlines } from "./deadlines";
 import { inFlightChanges } from "./in-flight";
 import { completionTextOf } from "./sse-events";
 import { type StreamOutcome, tapStream } from "./tap";
+import { streamed } from "./serve";
 
 /** What one finished request looked like, for logs and metrics. */
 export interface RequestRecord {
@@ -358,7 +359,7 @@ export function createInference(deps: InferenceDeps) {
       const cost = settle(ctx, usage, end);
       observe(ctx, outcome.end === "complete" ? status : outcome.end === "cancelled" ? 499 : 502, usage, cost, outcome.end);
     });
-    return new Response(body, { status, headers });
+    return streamed(new Response(body, { status, headers }));
   }
 }
 

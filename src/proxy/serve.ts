@@ -21,7 +21,15 @@ export interface Server {
  * `request_timeout`, 600 s by default). The connection's timer comes back once the answer ends.
  */
 export function untimed(response: Response, request: Request, server: Server | null | undefined): Response {
-  if (server && response.body !== null && response.headers.get("content-type")?.startsWith("text/event-stream")) server.timeout(request, 0);
+  if (server && (response as Marked)[STREAM] === true) server.timeout(request, 0);
+  return response;
+}
+
+const STREAM = Symbol("stream");
+type Marked = Response & { [STREAM]?: true };
+/** Marks a stream's answer for `untimed` (a property read, where its headers or body would be made on every answer). */
+export function streamed(response: Response): Response {
+  (response as Marked)[STREAM] = true;
   return response;
 }
 
