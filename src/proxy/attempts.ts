@@ -73,9 +73,11 @@ async function slotAtAny(runtime: Runtime, input: AttemptInput, model: string, c
 }
 
 /**
- * Calls the chosen deployment; on a retryable error tries the model's other deployments (up to
- * `num_retries`), then each fallback model the caller may use, in turn. Streams are only retried before their first byte,
- * which is when a provider's failure shows up as an error result.
+ * Calls the chosen deployment; on a retryable error retries the model (see `retriesOf`): at a
+ * deployment not tried yet while there is one, else, with `num_retries` set, again at one tried that is
+ * not cooling down (a model with one deployment is retried there, as LiteLLM's router retries within the
+ * model group); then each fallback model the caller may use, in turn. Streams are only retried before
+ * their first byte, which is when a provider's failure shows up as an error result.
  */
 export async function callWithRetries(runtime: Runtime, input: AttemptInput): Promise<Attempted> {
   const { router } = runtime;
@@ -85,11 +87,12 @@ export async function callWithRetries(runtime: Runtime, input: AttemptInput): Pr
   let seconds = 0;
   for (const model of models) {
     const tried = new Set<string>();
-    const budget = runtime.retriesOf(model);
+    const retries = runtime.retriesOf(model);
     let deployment: Deployment | null = model === input.model ? input.first : pick(model);
-    for (let attempt = 0; deployment && attempt <= budget; attempt++) {
+    for (let attempt = 0; deployment && attempt <= retries.times; attempt++) {
       tried.add(deployment.id);
       if (last && !(await input.moveTo(model, deployment))) {
+        // Refused there: its budgets would refuse it again, so only a deployment not tried yet is left.
         deployment = pick(model, tried);
         continue;
       }
@@ -131,7 +134,7 @@ export async function callWithRetries(runtime: Runtime, input: AttemptInput): Pr
         return last;
       }
       router.failed(deployment, result.kind === "error" ? result.retryAfter : undefined);
-      deployment = pick(model, tried);
+      deployment = pick(model, tried) ?? (retries.again ? runtime.pickAgain(model, input.route) : null);
     }
   }
   runtime.calls.answered(last!.deployment, seconds);

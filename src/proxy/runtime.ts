@@ -19,6 +19,11 @@ export interface Runtime {
    * priced for it (a fallback or a retry never lands on a deployment that would cost nothing).
    */
   pick(model: string, route: Route, tried?: ReadonlySet<string>): Deployment | null;
+  /**
+   * A deployment of `model` for `route` to retry at once every one was tried: as `pick` chooses, among
+   * those not cooling down (one that failed too often, or asked to be left for a while, is not called again).
+   */
+  pickAgain(model: string, route: Route): Deployment | null;
   /** The deployments of `model` a request for `route` may also wait for a slot at (ModelRouter.alternatives). */
   alternatives(model: string, route: Route, tried: ReadonlySet<string>): Deployment[];
   /** With `reject_unpriced_models`, why `model` has no deployment for `route`: the price it lacks. */
@@ -29,8 +34,12 @@ export interface Runtime {
    * spend, so a plan kept for it stays valid exactly as long (compared by identity).
    */
   budgetDefaults(): BudgetDefaults;
-  /** How many other deployments of a model to try after a retryable error. */
-  retriesOf(model: string): number;
+  /**
+   * How many times a model is retried after a retryable error, and whether a retry may go back to a
+   * deployment already tried: with `num_retries` set, as LiteLLM's router retries the model group; by
+   * default, each other deployment is tried once.
+   */
+  retriesOf(model: string): { times: number; again: boolean };
   /** Other model names to try when all of a model's deployments failed. */
   fallbacksOf(model: string): string[];
   /** Why a model no deployment serves is refused, when config.yaml names it for a provider litegate does not support. */
@@ -115,7 +124,9 @@ export function createRuntime(
   return {
     config,
     router,
-    retriesOf: (model) => configuredRetries ?? Math.max(0, router.deploymentsOf(model).length - 1),
+    retriesOf: (model) => configuredRetries === undefined
+      ? { times: Math.max(0, router.deploymentsOf(model).length - 1), again: false }
+      : { times: configuredRetries, again: true },
     // A model's own fallbacks, else the default ones (`*`), never the model itself.
     fallbacksOf: (model) => fallbacks.get(model) ?? (fallbacks.get("*") ?? []).filter((name) => name !== model),
     aliasOf: (model) => aliases.get(model)?.model,
@@ -132,6 +143,9 @@ export function createRuntime(
     defaultCompletionTokens: g.default_completion_tokens,
     pick(model, route, tried) {
       return router.pick(model, tried, g.reject_unpriced_models ? (d) => lacking(route, d) === undefined : undefined);
+    },
+    pickAgain(model, route) {
+      return router.pick(model, undefined, (d) => !router.cooledDown(d) && (!g.reject_unpriced_models || lacking(route, d) === undefined));
     },
     alternatives(model, route, tried) {
       return router.alternatives(model, tried, g.reject_unpriced_models ? (d) => lacking(route, d) === undefined : undefined);

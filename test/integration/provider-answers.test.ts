@@ -1,0 +1,124 @@
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import OpenAI from "openai";
+import postgres from "postgres";
+import { type RunningGateway, startBinary } from "../helpers/binary";
+import { sharedPostgres } from "../helpers/services";
+
+/**
+ * Provider answers that are not what they seem — a 200 that carries an error, usage that leaves the
+ * output out, a failure worth retrying at a model's only deployment — through the compiled binary,
+ * real Postgres and the openai client. The provider is a raw Bun server each test programs, for
+ * byte-level control of what it answers.
+ */
+type Handler = (req: Request, body: any) => Response | Promise<Response>;
+const DEFAULT: Handler = () => new Response("no handler", { status: 500 });
+let handler: Handler = DEFAULT;
+let up: ReturnType<typeof Bun.serve>;
+let gw: RunningGateway;
+let dbUrl: string;
+const IN = 0.000001;
+const OUT = 0.000002;
+
+const entry = (name: string, upstream = name) =>
+  `  - model_name: ${name}
+    litellm_params: {model: openai/${upstream}, api_base: "http://127.0.0.1:${up.port}/v1", api_key: sk-up, input_cost_per_token: ${IN}, output_cost_per_token: ${OUT}}`;
+
+beforeAll(async () => {
+  up = Bun.serve({
+    port: 0, hostname: "127.0.0.1", idleTimeout: 60,
+    async fetch(req) {
+      const raw = await req.text();
+      return handler(req, raw ? JSON.parse(raw) : null);
+    },
+  });
+  dbUrl = await (await sharedPostgres()).newDatabase();
+  // allowed_fails is high so that the failures of one test do not cool a deployment for the next.
+  gw = await startBinary({ config: `
+model_list:
+${entry("m")}
+${entry("flaky")}
+${entry("polite")}
+${entry("pair", "pair-a")}
+${entry("pair", "pair-b")}
+router_settings:
+  num_retries: 2
+  allowed_fails: 100
+general_settings:
+  master_key: sk-1234
+  database_url: ${dbUrl}
+` });
+}, 120_000);
+afterAll(async () => {
+  await gw?.stop("SIGKILL");
+  up?.stop(true);
+});
+
+const admin = (path: string, body?: unknown) =>
+  fetch(`${gw.url}${path}`, { method: body === undefined ? "GET" : "POST", headers: { authorization: "Bearer sk-1234" }, body: body === undefined ? undefined : JSON.stringify(body) }).then((r) => r.json() as any);
+const newKey = async () => (await admin("/key/generate", {})) as { key: string; token: string };
+const clientFor = (key: string) => new OpenAI({ apiKey: key, baseURL: `${gw.url}/v1`, maxRetries: 0 });
+const post = (key: string, path: string, body: object) =>
+  fetch(`${gw.url}/v1/${path}`, { method: "POST", headers: { authorization: `Bearer ${key}` }, body: JSON.stringify(body) });
+
+interface Row { status: string; prompt_tokens: number; completion_tokens: number; spend: number }
+/** The spend log rows of a key once `n` are written (the binary writes spend every 250 ms). */
+async function rowsOf(token: string, n: number): Promise<Row[]> {
+  const sql = postgres(dbUrl, { onnotice: () => {} });
+  try {
+    const read = () => sql<Row[]>`select status, prompt_tokens, completion_tokens, spend from spend_logs where api_key = ${token} order by start_time`;
+    for (let i = 0; i < 100; i++) {
+      const rows = await read();
+      if (rows.length >= n) return rows;
+      await Bun.sleep(100);
+    }
+    return await read();
+  } finally {
+    await sql.end();
+  }
+}
+
+const completion = (content: string, usage: object | undefined) =>
+  Response.json({ id: "x", object: "chat.completion", created: 1, model: "m", choices: [{ index: 0, message: { role: "assistant", content }, finish_reason: "stop" }], ...(usage ? { usage } : {}) });
+const messages = [{ role: "user" as const, content: "Tell me a story" }];
+
+describe("retries", () => {
+  const overloaded = () => Response.json({ error: { message: "The server is overloaded", type: "server_error" } }, { status: 503 });
+
+  test("num_retries retries a model's only deployment, as LiteLLM's router retries within the model group", async () => {
+    const k = await newKey();
+    let calls = 0;
+    handler = () => (++calls === 1 ? overloaded() : completion("ok", { prompt_tokens: 5, completion_tokens: 1, total_tokens: 6 }));
+    const response = await post(k.key, "chat/completions", { model: "flaky", messages });
+    expect(response.status).toBe(200);
+    expect(await response.text()).toContain('"ok"');
+    expect(calls).toBe(2);
+    const [row] = await rowsOf(k.token, 1);
+    expect(row!.status).toBe("success");
+  });
+
+  test("a retry goes to the deployment not tried yet first, then back to one tried", async () => {
+    const k = await newKey();
+    const sent: string[] = [];
+    handler = (_req, body) => {
+      sent.push(body.model);
+      return sent.length <= 2 ? overloaded() : completion("ok", { prompt_tokens: 5, completion_tokens: 1, total_tokens: 6 });
+    };
+    const response = await post(k.key, "chat/completions", { model: "pair", messages });
+    expect(response.status).toBe(200);
+    expect(sent).toHaveLength(3);
+    expect(new Set(sent.slice(0, 2))).toEqual(new Set(["pair-a", "pair-b"]));
+  });
+
+  test("a deployment that asked to be left alone (429 with retry-after) is not called again", async () => {
+    const k = await newKey();
+    let calls = 0;
+    handler = () => {
+      calls++;
+      return Response.json({ error: { message: "Rate limit reached", type: "rate_limit_error" } }, { status: 429, headers: { "retry-after": "30" } });
+    };
+    const response = await post(k.key, "chat/completions", { model: "polite", messages });
+    expect(response.status).toBe(429);
+    expect(response.headers.get("retry-after")).toBe("30");
+    expect(calls).toBe(1);
+  });
+});
