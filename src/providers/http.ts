@@ -118,6 +118,28 @@ export function errorFromText(status: number, text: string, headers: Headers, se
   return { kind: "error", status, message: redact(message, secret).slice(0, 1000), type, param, retryAfter: retryAfterOf(headers) };
 }
 
+/** An error's own `code` when it is an HTTP error status (`503`, `"429"`), else undefined. */
+function statusOf(code: unknown): number | undefined {
+  const status = typeof code === "number" ? code : typeof code === "string" && /^\d{3}$/.test(code) ? Number(code) : NaN;
+  return Number.isInteger(status) && status >= 400 && status <= 599 ? status : undefined;
+}
+
+/**
+ * The error a provider answered 2xx with (`{"error": {...}}` and no answer, as OpenRouter and some
+ * OpenAI-compatible servers send a failure), or null when the body is an answer. As LiteLLM reads it,
+ * an `error` that says nothing (no message, no code) is not one; its status is the error's own `code`
+ * when that is an HTTP error status, else 502: the provider failed to answer.
+ */
+export function errorInAnswer(parsed: unknown, text: string, headers: Headers, secret?: string): ErrorResult | null {
+  const body = parsed as { error?: unknown; choices?: unknown; data?: unknown } | null;
+  const error = body?.error;
+  if (error === undefined || error === null || error === "" || error === false) return null;
+  if ((Array.isArray(body!.choices) && body!.choices.length > 0) || (Array.isArray(body!.data) && body!.data.length > 0)) return null;
+  const fields = typeof error === "object" ? (error as { message?: unknown; code?: unknown }) : null;
+  if (fields && !fields.message && (fields.code === undefined || fields.code === null)) return null;
+  return errorFromText(statusOf(fields?.code) ?? 502, text, headers, secret);
+}
+
 const REASONS: Record<string, string> = {
   ECONNREFUSED: "connection refused",
   ECONNRESET: "connection reset",

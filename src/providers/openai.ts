@@ -1,4 +1,4 @@
-import { PATHS, type Target, baseUrl, errorFrom, invalidJson, isError, isEventStream, makeTarget, paramOrEnv, post, usageFrom } from "./http";
+import { PATHS, type Target, baseUrl, errorFrom, errorInAnswer, invalidJson, isError, isEventStream, makeTarget, paramOrEnv, post, usageFrom } from "./http";
 import { type Span, closingBrace, memberSpans } from "./json-members";
 import type { Deployment, Provider, UpstreamCall, UpstreamResult } from "./types";
 
@@ -41,7 +41,10 @@ export function upstreamBody(call: UpstreamCall, askUsage = true): string {
   return JSON.stringify(next);
 }
 
-/** Sends an OpenAI-shaped request and reads the answer: JSON with its usage, SSE untouched, or an error. */
+/**
+ * Sends an OpenAI-shaped request and reads the answer: JSON with its usage, SSE untouched, or an error
+ * (a non-2xx status, or a 2xx whose body is an error in place of an answer).
+ */
 export async function sendOpenAiShaped(call: UpstreamCall, target: Target, askUsage = true): Promise<UpstreamResult> {
   const answer = await post(call, target, upstreamBody(call, askUsage));
   if (isError(answer)) return answer;
@@ -58,6 +61,8 @@ export async function sendOpenAiShaped(call: UpstreamCall, target: Target, askUs
   } catch {
     return invalidJson(host);
   }
+  const failed = errorInAnswer(parsed, text, response.headers, target.secret);
+  if (failed) return failed;
   return { kind: "json", status: response.status, body: text, usage: usageFrom(parsed) };
 }
 

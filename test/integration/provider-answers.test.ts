@@ -81,6 +81,64 @@ const completion = (content: string, usage: object | undefined) =>
   Response.json({ id: "x", object: "chat.completion", created: 1, model: "m", choices: [{ index: 0, message: { role: "assistant", content }, finish_reason: "stop" }], ...(usage ? { usage } : {}) });
 const messages = [{ role: "user" as const, content: "Tell me a story" }];
 
+describe("a provider's 200 answer that is an error", () => {
+  test("comes back as an error in the OpenAI envelope, logged as a failure and not charged", async () => {
+    const k = await newKey();
+    let calls = 0;
+    handler = () => {
+      calls++;
+      return Response.json({ error: { message: "The server had an error while processing your request", type: "server_error", param: null, code: null } });
+    };
+    const response = await post(k.key, "chat/completions", { model: "m", messages });
+    const body = (await response.json()) as any;
+    // No status of its own: the provider failed to answer, a 502, retried as other 5xx are (num_retries: 2).
+    expect(response.status).toBe(502);
+    expect(body.error.message).toBe("The server had an error while processing your request");
+    expect(body.error.type).toBe("server_error");
+    expect(body.choices).toBeUndefined();
+    expect(calls).toBe(3);
+    const rows = await rowsOf(k.token, 1);
+    expect(rows).toHaveLength(1);
+    expect(rows[0]!.status).toBe("failure");
+    expect(rows[0]!.spend).toBe(0);
+  });
+
+  test("to a stream request (JSON, not SSE) takes the error's own code as its status", async () => {
+    const k = await newKey();
+    handler = () => Response.json({ error: { message: "model overloaded", type: "server_error", code: 503 } });
+    const response = await post(k.key, "chat/completions", { model: "m", stream: true, messages });
+    const body = (await response.json()) as any;
+    expect(response.status).toBe(503);
+    expect(body.error.message).toBe("model overloaded");
+    const [row] = await rowsOf(k.token, 1);
+    expect(row!.status).toBe("failure");
+    expect(row!.spend).toBe(0);
+  });
+
+  test("with a client error's code is that error, not retried", async () => {
+    const k = await newKey();
+    let calls = 0;
+    handler = () => {
+      calls++;
+      return Response.json({ error: { message: "Input is too long for this model", type: "invalid_request_error", param: "messages", code: "400" } });
+    };
+    const response = await post(k.key, "completions", { model: "m", prompt: "Tell me a story" });
+    const body = (await response.json()) as any;
+    expect(response.status).toBe(400);
+    expect(body.error).toMatchObject({ message: "Input is too long for this model", type: "invalid_request_error", param: "messages" });
+    expect(calls).toBe(1);
+  });
+
+  test("an empty error beside an answer is no error (as LiteLLM reads it)", async () => {
+    const k = await newKey();
+    handler = () => Response.json({ id: "x", object: "chat.completion", created: 1, model: "m", choices: [{ index: 0, message: { role: "assistant", content: "fine" }, finish_reason: "stop" }], usage: { prompt_tokens: 5, completion_tokens: 1, total_tokens: 6 }, error: { message: "", code: null } });
+    const result = await clientFor(k.key).chat.completions.create({ model: "m", messages });
+    expect(result.choices[0]!.message.content).toBe("fine");
+    const [row] = await rowsOf(k.token, 1);
+    expect(row!.status).toBe("success");
+  });
+});
+
 describe("retries", () => {
   const overloaded = () => Response.json({ error: { message: "The server is overloaded", type: "server_error" } }, { status: 503 });
 
@@ -94,6 +152,15 @@ describe("retries", () => {
     expect(calls).toBe(2);
     const [row] = await rowsOf(k.token, 1);
     expect(row!.status).toBe("success");
+  });
+
+  test("a 200 that is an error is retried as the failure it is", async () => {
+    const k = await newKey();
+    let calls = 0;
+    handler = () => (++calls === 1 ? Response.json({ error: { message: "upstream hiccup", code: 500 } }) : completion("ok", { prompt_tokens: 5, completion_tokens: 1, total_tokens: 6 }));
+    const response = await post(k.key, "chat/completions", { model: "flaky", messages });
+    expect(response.status).toBe(200);
+    expect(calls).toBe(2);
   });
 
   test("a retry goes to the deployment not tried yet first, then back to one tried", async () => {
