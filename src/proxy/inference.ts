@@ -118,8 +118,8 @@ export function createInference(deps: InferenceDeps) {
     if (open === 0 && whenNoneOpen.length > 0) for (const done of whenNoneOpen.splice(0)) done();
   }
 
-  function usageOf(ctx: Context, reported: Usage | null, completionText: string): Usage {
-    if (reported) return reported;
+  /** The usage of a request counted by litegate: its prompt, and the text of its answer. */
+  function countedUsage(ctx: Context, completionText: string): Usage {
     const prompt = ctx.route === "embeddings" || ctx.route === "chat" || ctx.route === "completions"
       ? countPromptTokens(ctx.route, ctx.body, true)
       : 0;
@@ -133,13 +133,26 @@ export function createInference(deps: InferenceDeps) {
    * prompt and of the text passed on.
    */
   function cutShort(ctx: Context, reported: Usage | null, text: string): Usage {
-    const counted = usageOf(ctx, null, text);
+    const counted = countedUsage(ctx, text);
     if (!reported) return counted;
     // The prompt the provider reported is what it bills (an image as it scaled it); the count, which
     // guesses images and audio high, stands in only when it reported none.
     const prompt = reported.prompt_tokens > 0 ? reported.prompt_tokens : counted.prompt_tokens;
     const completion = Math.max(reported.completion_tokens, counted.completion_tokens);
     return { ...reported, prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion };
+  }
+
+  /**
+   * A provider's usage that gives no output (completion_tokens missing, or 0 when it came before the
+   * text, as some providers send it on a stream's first chunk) for an answer that has text: charged at
+   * least the tokens of that text. Only then is the text counted: usage that covers it is taken as is.
+   */
+  function withOutput(ctx: Context, reported: Usage, text: () => string): Usage {
+    if (reported.completion_tokens > 0 || ctx.route === "embeddings") return reported;
+    const answer = text();
+    if (!answer) return reported;
+    const completion = countTextTokens(answer);
+    return { ...reported, completion_tokens: completion, total_tokens: reported.total_tokens + completion };
   }
 
   /** Turns the reservation into the real cost and hands the spend to the writer. Returns the cost. */
@@ -316,7 +329,7 @@ export function createInference(deps: InferenceDeps) {
       deadline.done();
       // Left by the client or cut by a deadline before the answer: the provider had the prompt and bills
       // it, so the prompt is charged (counted here), streamed or not. Any other failure costs nothing.
-      const usage = result.abandoned ? usageOf(ctx, null, "") : NOTHING_USED;
+      const usage = result.abandoned ? countedUsage(ctx, "") : NOTHING_USED;
       const cost = settle(ctx, usage, result.status === 499 ? "client_disconnected" : "failure");
       observe(ctx, result.status, result.abandoned ? usage : null, cost);
       throw upstreamError(result);
@@ -324,7 +337,8 @@ export function createInference(deps: InferenceDeps) {
 
     if (result.kind === "json") {
       deadline.done();
-      const usage = usageOf(ctx, result.usage, result.usage ? "" : completionTextOf(result.body));
+      const answer = result.body;
+      const usage = result.usage ? withOutput(ctx, result.usage, () => completionTextOf(answer)) : countedUsage(ctx, completionTextOf(answer));
       const cost = settle(ctx, usage, "success");
       observe(ctx, result.status, usage, cost);
       const headers = spendHeaders(ctx, "application/json");
@@ -348,13 +362,13 @@ export function createInference(deps: InferenceDeps) {
     }
     const { status, usageSoFar } = result;
     const wantsUsage = clientWantsUsage(ctx.body);
-    const countUsage = wantsUsage ? (text: string) => usageOf(ctx, null, text) : undefined;
+    const countUsage = wantsUsage ? (text: string) => countedUsage(ctx, text) : undefined;
     const choices = streamedChoices(route, ctx.body);
     const body = tapStream(upstream, { clientWantsUsage: wantsUsage, secret: result.secret, onChunk: touch, countUsage, choices }, (outcome) => {
       deadline.done();
-      // A stream that ended early may have sent its usage before its last words (some providers send
-      // it on their first chunk): what was passed on is charged even so.
-      const usage = outcome.end === "complete" && outcome.usage ? outcome.usage : cutShort(ctx, outcome.usage ?? usageSoFar?.() ?? null, outcome.text);
+      // A stream may have sent its usage before its last words (some providers send it on their first
+      // chunk): what was passed on is charged even so, whether or not the stream ended early.
+      const usage = outcome.end === "complete" && outcome.usage ? withOutput(ctx, outcome.usage, () => outcome.text) : cutShort(ctx, outcome.usage ?? usageSoFar?.() ?? null, outcome.text);
       const end = outcome.end === "complete" ? "success" : outcome.end === "cancelled" ? "client_disconnected" : "stream_failed";
       const cost = settle(ctx, usage, end);
       observe(ctx, outcome.end === "complete" ? status : outcome.end === "cancelled" ? 499 : 502, usage, cost, outcome.end);

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import OpenAI from "openai";
 import postgres from "postgres";
+import { countTextTokens } from "../../src/tokens";
 import { type RunningGateway, startBinary } from "../helpers/binary";
 import { sharedPostgres } from "../helpers/services";
 
@@ -77,6 +78,10 @@ async function rowsOf(token: string, n: number): Promise<Row[]> {
   }
 }
 
+const chunk = (delta: object, finish: string | null = null, extra: object = {}) =>
+  ({ id: "c1", object: "chat.completion.chunk", created: 1, model: "m", choices: [{ index: 0, delta, finish_reason: finish }], ...extra });
+const sse = (events: (string | object)[]) =>
+  new Response(events.map((e) => `data: ${typeof e === "string" ? e : JSON.stringify(e)}\n\n`).join(""), { headers: { "content-type": "text/event-stream" } });
 const completion = (content: string, usage: object | undefined) =>
   Response.json({ id: "x", object: "chat.completion", created: 1, model: "m", choices: [{ index: 0, message: { role: "assistant", content }, finish_reason: "stop" }], ...(usage ? { usage } : {}) });
 const messages = [{ role: "user" as const, content: "Tell me a story" }];
@@ -136,6 +141,60 @@ describe("a provider's 200 answer that is an error", () => {
     expect(result.choices[0]!.message.content).toBe("fine");
     const [row] = await rowsOf(k.token, 1);
     expect(row!.status).toBe("success");
+  });
+});
+
+describe("usage that does not cover the answer", () => {
+  const story = "Once upon a time there was a gateway that counted every token it passed on. ";
+
+  test("a complete stream whose provider sent its usage on the first chunk (prompt only) is charged the text it streamed", async () => {
+    const k = await newKey();
+    handler = () => sse([
+      chunk({ role: "assistant", content: "" }, null, { usage: { prompt_tokens: 12, completion_tokens: 0, total_tokens: 12 } }),
+      ...Array.from({ length: 30 }, () => chunk({ content: story })),
+      chunk({}, "stop"),
+      "[DONE]",
+    ]);
+    const stream = await clientFor(k.key).chat.completions.create({ model: "m", messages, stream: true });
+    let text = "";
+    for await (const c of stream) text += c.choices[0]?.delta?.content ?? "";
+    expect(text).toBe(story.repeat(30));
+    const [row] = await rowsOf(k.token, 1);
+    expect(row!.status).toBe("success");
+    // The prompt as the provider reported it; the output as counted.
+    expect(row!.prompt_tokens).toBe(12);
+    expect(row!.completion_tokens).toBe(countTextTokens(text));
+    expect(row!.spend).toBeCloseTo(12 * IN + countTextTokens(text) * OUT, 12);
+  });
+
+  test("an answer whose usage gives no completion_tokens is charged its output", async () => {
+    const k = await newKey();
+    const answer = story.repeat(30);
+    handler = () => completion(answer, { prompt_tokens: 12, completion_tokens: null, total_tokens: null });
+    const result = await clientFor(k.key).chat.completions.create({ model: "m", messages });
+    expect(result.choices[0]!.message.content).toBe(answer);
+    const [row] = await rowsOf(k.token, 1);
+    expect(row!.prompt_tokens).toBe(12);
+    expect(row!.completion_tokens).toBe(countTextTokens(answer));
+    expect(row!.spend).toBeCloseTo(12 * IN + countTextTokens(answer) * OUT, 12);
+  });
+
+  test("a text completion whose usage leaves completion_tokens out is charged its output", async () => {
+    const k = await newKey();
+    const answer = story.repeat(10);
+    handler = () => Response.json({ id: "x", object: "text_completion", created: 1, model: "m", choices: [{ index: 0, text: answer, finish_reason: "stop" }], usage: { prompt_tokens: 4 } });
+    const response = await post(k.key, "completions", { model: "m", prompt: "Tell me a story" });
+    expect(response.status).toBe(200);
+    const [row] = await rowsOf(k.token, 1);
+    expect(row!.completion_tokens).toBe(countTextTokens(answer));
+  });
+
+  test("usage that covers the answer is charged as the provider reported it", async () => {
+    const k = await newKey();
+    handler = () => completion(story.repeat(30), { prompt_tokens: 12, completion_tokens: 3, total_tokens: 15 });
+    await clientFor(k.key).chat.completions.create({ model: "m", messages });
+    const [row] = await rowsOf(k.token, 1);
+    expect(row!.completion_tokens).toBe(3);
   });
 });
 
