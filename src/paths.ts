@@ -5,6 +5,8 @@ import { join } from "node:path";
 export const DEFAULT_DATA_DIR = "./litegate-data";
 /** What a clean stop leaves for the next start to serve with (see warm.ts). */
 export const WARM_FILE = "litegate-warm.json";
+/** The rate windows a clean stop without Redis leaves for the next start (see rate-windows.ts). */
+export const WINDOWS_FILE = "litegate-windows.json";
 /** Held by the process that has the embedded database open (see db/dir-lock.ts). */
 export const LOCK_FILE = "litegate.lock";
 /** Never removed: the kernel's lock on it is what is held (see db/kernel-lock.ts), and it must stay one file. */

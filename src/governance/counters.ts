@@ -1,4 +1,5 @@
 import { counterKeys, scopes } from "./keys";
+import { RATE_WINDOW_MS } from "./periods";
 import { Successions } from "./succession";
 
 /**
@@ -103,6 +104,11 @@ const GATEWAY_BUDGET = counterKeys.budgetPrefix(scopes.gateway());
 export function lessHeld(total: number, part: number): number {
   const left = total - part;
   return left > part * 1e-9 ? left : 0;
+}
+
+/** The `n` entries with the highest counts. */
+function highest(entries: Array<[string, number]>, n: number): Array<[string, number]> {
+  return entries.length <= n ? entries : entries.sort((a, b) => b[1] - a[1]).slice(0, n);
 }
 
 /** Exact counters for a single instance: everything lives in this process. */
@@ -223,6 +229,36 @@ export class LocalCounters implements Counters {
       if (now - state.touchedAt <= this.idleMs) continue;
       if (counterKeys.isBudget(key) && (holdBudgets || key.startsWith(GATEWAY_BUDGET))) continue;
       this.states.delete(key);
+    }
+  }
+
+  /**
+   * The rate windows (rpm, tpm) still running that counted something, as [key, count], for the next
+   * start to count on from (see rate-windows.ts): of each kind, at most `perKind`, the highest counts,
+   * whose loss would let the most through again. What requests still in flight hold counts.
+   */
+  windows(perKind: number): Array<[string, number]> {
+    const now = this.now();
+    const requests: Array<[string, number]> = [];
+    const tokens: Array<[string, number]> = [];
+    for (const [key, state] of this.states) {
+      const count = state.value + state.reserved;
+      if (state.expiresAt <= now || count <= 0 || !counterKeys.isWindow(key)) continue;
+      (key.startsWith("r:") ? requests : tokens).push([key, count]);
+    }
+    return [...highest(requests, perKind), ...highest(tokens, perKind)];
+  }
+
+  /**
+   * Counts on from rate windows saved at a stop: those running now (a window that ended, or one the
+   * clock has not reached, counts nothing). Made before any request, so no counter is there yet.
+   */
+  seed(windows: Iterable<readonly [string, number]>): void {
+    const now = this.now();
+    for (const [key, count] of windows) {
+      const start = counterKeys.windowStart(key);
+      if (start === null || start > now || start + RATE_WINDOW_MS <= now || !(Number.isFinite(count) && count > 0) || this.states.has(key)) continue;
+      this.states.set(key, { value: count, reserved: 0, expiresAt: start + RATE_WINDOW_MS, touchedAt: now });
     }
   }
 

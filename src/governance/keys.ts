@@ -1,3 +1,4 @@
+import { RATE_WINDOW_MS } from "./periods";
 import type { SpendTargets } from "./policy";
 
 /**
@@ -14,6 +15,13 @@ export const counterKeys = {
   parallel: (scope: string) => `p:${scope}:`,
   isBudget: (key: string) => key.startsWith("b:"),
   isParallel: (key: string) => key.startsWith("p:"),
+  isWindow: (key: string) => key.startsWith("r:") || key.startsWith("t:"),
+  /** When a rate window (rpm, tpm) starts, read from its key; null for other counters. */
+  windowStart(key: string): number | null {
+    if (!counterKeys.isWindow(key)) return null;
+    const start = Number(key.slice(key.lastIndexOf(":") + 1));
+    return Number.isSafeInteger(start) && start % RATE_WINDOW_MS === 0 ? start : null;
+  },
   /**
    * Prefix of every budget counter of a scope, to forget them when an admin sets its spend. Scopes
    * escape ':' in their ids, so it takes in no other scope's counters (`keyModels` means to take in
