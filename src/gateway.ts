@@ -15,6 +15,7 @@ import { createProviders } from "./providers";
 import { DeploymentSlots, type GatewayState, type ProviderCalls, type RequestRecord, type Runtime, createInference, createRuntime, inferenceServerRoutes } from "./proxy";
 import { createSpendWriter, type SpendWriter } from "./spend";
 import { carryOver, dropSpend, handOver, restartBudgets } from "./spend/reset";
+import { SAVED_WINDOWS_PER_KIND, type SavedWindow } from "./rate-windows";
 import type { WarmState } from "./warm";
 import { SPEND_PENDING_DIR } from "./paths";
 
@@ -37,6 +38,8 @@ export interface GatewayOptions {
   configSource?: () => { config: Config; warnings: string[] };
   /** What the database is known to hold while it is still opening (see warm.ts). */
   warm?: WarmState | null;
+  /** Rate windows the last stop saved (see rate-windows.ts): local counters count on from them. */
+  rateWindows?: readonly SavedWindow[];
   /** The environment the config's Redis settings are read with (REDIS_URL, REDIS_HOST, …); process.env when absent. */
   env?: Env;
 }
@@ -62,6 +65,8 @@ export interface Gateway {
   reloadFromSource(): Promise<{ models: number; warnings: string[] }>;
   /** Finishes, writes spend (saving what the database cannot take within `spendDeadlineMs`); returns the requests whose spend is lost. */
   close(spendDeadlineMs?: number): Promise<number>;
+  /** The rate windows running, to save for the next start: none when the counters are shared (Redis holds them). */
+  rateWindows(): SavedWindow[];
 }
 
 /** How long closing waits for admitted requests to record their spend (they take milliseconds once their connection is gone). */
@@ -205,7 +210,9 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
   const slots = new DeploymentSlots();
   let runtime = buildRuntime(config, gatewayState, log, clock, calls, slots);
   // Idle budget counters are kept while spend cannot be written.
-  const counters = options.counters ?? new LocalCounters(() => clock.now(), undefined, spend.failing);
+  const local = options.counters ? null : new LocalCounters(() => clock.now(), undefined, spend.failing);
+  if (local && options.rateWindows) local.seed(options.rateWindows);
+  const counters: Counters = options.counters ?? local!;
   counters.trackWrites(spend.progress);
   const governance = createGovernance(counters, () => clock.now());
   const auth = createAuth({
@@ -352,5 +359,6 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
       await counters.close();
       return lost;
     },
+    rateWindows: () => local?.windows(SAVED_WINDOWS_PER_KIND) ?? [],
   };
 }

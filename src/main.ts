@@ -11,6 +11,7 @@ import { connectRedis, type RedisLink, redisOptionsOf } from "./redis";
 import { startBudgetScheduler } from "./scheduler";
 import { WARM_KEYS, closeAndSaveWarmState, dropWarmState, migratedAtStop, readWarmState } from "./warm";
 import { hasPendingSpend } from "./paths";
+import { dropRateWindows, readRateWindows, saveRateWindows } from "./rate-windows";
 
 function fail(message: string, code = 1): never {
   process.stderr.write(`litegate: ${message}\n`);
@@ -177,6 +178,8 @@ async function main(): Promise<void> {
   const redis: RedisLink | null = redisUrl ? await connectRedis(redisUrl, log) : null;
   await starting.checkpoint(openedSoFar());
   const gateway = await buildGateway({
+    // Without Redis, the windows only the last run counted (with it, Redis holds them).
+    rateWindows: redis ? undefined : readRateWindows(g.data_dir, (message) => log.warn(message)),
     config, db, log,
     counters: redis?.counters,
     broadcast: redis ? (message) => redis.publish(message) : undefined,
@@ -216,6 +219,7 @@ async function main(): Promise<void> {
   const adminServer = gateway.adminApp && g.admin_port !== undefined ? serve(gateway.adminApp, g.admin_port) : null;
   log.info(`litegate ${VERSION} listening`, { url: `http://${hostname}:${server.port}`, database: warm ? "pglite (opening)" : db.kind, redis: redis ? "on" : "off", admin_port: adminServer?.port });
   if (warm) dropWarmState(g.data_dir);
+  dropRateWindows(g.data_dir);
   openBehind();
 
   let stopping = false;
@@ -238,6 +242,12 @@ async function main(): Promise<void> {
     if (failure === undefined) failure = (await failedBehind) ?? undefined;
     const lost = await gateway.close(failure === undefined ? undefined : 0);
     await redis?.close();
+    // After the requests in flight have ended, so that their tokens count.
+    try {
+      saveRateWindows(g.data_dir, gateway.rateWindows());
+    } catch (error) {
+      log.warn("could not save the rate windows for the next start", { error: String(error) });
+    }
     if (failure !== undefined) {
       await db.close();
       unlock();
