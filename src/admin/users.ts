@@ -7,7 +7,7 @@ import type { SpendRow } from "../spend/batch";
 import { deletedRows, windowsOf } from "../spend/reset";
 import { deleteEvery, found, lockMemberships, spendRowsOwnedBy, iso, periodView, resetAtFor, updateBudgetHolder, write } from "./common";
 import type { AdminDeps } from "./deps";
-import { Id, UserId, Models, Money, budgetFields, keyFields, nextReset, numeric, opt, open, Page } from "./fields";
+import { Id, UserId, Models, Money, budgetFields, keyFields, nextReset, numeric, opt, open, Page, userRefusedFields } from "./fields";
 import { adminOnlyRoutes, onlyParams } from "./guard";
 import { KEY_BUDGET, boundedKey, generatedKeyAnswer, insertKey, keyView, refuseMasterKey } from "./keys";
 import { MAX_MEMBERS_PER_CALL, TeamRole, addMembers, giveMemberDefaults, giveOwnBudget, teamView } from "./teams";
@@ -41,6 +41,20 @@ const userFields = {
   teams: opt(t.Array(t.Union([Id, t.Object({ team_id: Id, max_budget_in_team: opt(Money), user_role: opt(TeamRole) }, open)]), { maxItems: MAX_MEMBERS_PER_CALL })),
   auto_create_key: t.Optional(t.Boolean()),
 };
+
+/**
+ * Fields /user/new gives to the key it makes, as LiteLLM does, and not to the user: with
+ * `auto_create_key: false` there is no key to hold them, and litegate does not implement them on users.
+ */
+const KEY_ONLY_LIMITS = ["model_max_budget", "model_rpm_limit", "model_tpm_limit", "budget_id"] as const;
+
+function refuseKeyOnlyLimits(body: Record<string, unknown>): void {
+  for (const field of KEY_ONLY_LIMITS) {
+    const value = body[field];
+    if (value == null || (typeof value === "object" && Object.keys(value).length === 0)) continue;
+    throw badRequest(`${field}: /user/new gives it to the key it makes, and auto_create_key is false; litegate does not implement ${field} on users (set it on the user's keys)`, field);
+  }
+}
 
 const idTaken = (userId: string) => new GatewayError(409, "conflict_error", `User with id ${userId} already exists`, "user_id");
 const emailTaken = (email: string) => new GatewayError(409, "conflict_error", `User with email ${email} already exists`, "user_email");
@@ -91,6 +105,7 @@ export function userRoutes(deps: AdminDeps) {
   return adminOnlyRoutes("admin-users", deps)
     .post("/user/new", async ({ body }) => {
       refuseMasterKey(deps, body.key, "key");
+      if (body.auto_create_key === false) refuseKeyOnlyLimits(body);
       const userId = body.user_id ?? crypto.randomUUID();
       // The key carries the user's models; budgets and limits stay on the user, shared by all its keys,
       // and the key's own (none sent here) are the operator's defaults, within its caps, as /key/generate's.
@@ -154,7 +169,7 @@ export function userRoutes(deps: AdminDeps) {
       return { ...view, data: view };
     }, {
       body: t.Object({ ...budgetFields, user_id: t.Optional(UserId), user_email: opt(t.String({ maxLength: 512 })), user_alias: opt(t.String({ maxLength: 512 })), user_role: t.Optional(Role),
-        models: t.Optional(Models), metadata: opt(t.Record(t.String(), t.Unknown())), spend: t.Optional(Money), ...nextReset }, open),
+        models: t.Optional(Models), metadata: opt(t.Record(t.String(), t.Unknown())), spend: t.Optional(Money), ...nextReset, ...userRefusedFields }, open),
       detail: { tags: ["user management"], summary: "Change a user's budget, limits, role or models" },
     })
     .post("/user/delete", async ({ body }) => {
