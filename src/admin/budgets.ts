@@ -30,6 +30,20 @@ export async function insertBudget(sql: Sql, budgetId: string, body: Record<stri
   return row!;
 }
 
+/**
+ * The fields /budget/settings lists, as LiteLLM names, types and describes them (its BudgetNewRequest),
+ * in its order.
+ */
+const SETTINGS: Array<[field: string, type: string, description: string]> = [
+  ["max_budget", "Float", "Requests will fail if this budget (in USD) is exceeded."],
+  ["soft_budget", "Float", "Requests will NOT fail if this is exceeded. Will fire alerting though."],
+  ["max_parallel_requests", "Integer", "Max concurrent requests allowed for this budget id."],
+  ["tpm_limit", "Integer", "Max tokens per minute, allowed for this budget id."],
+  ["rpm_limit", "Integer", "Max requests per minute, allowed for this budget id."],
+  ["budget_duration", "String", "Max duration budget should be set for (e.g. '1hr', '1d', '28d')"],
+  ["model_max_budget", "Object", "Max budget for each model (e.g. {'gpt-4o': {'max_budget': '0.0000001', 'budget_duration': '1d', 'tpm_limit': 1000, 'rpm_limit': 1000}})"],
+];
+
 export function budgetRoutes(deps: AdminDeps) {
   const { db, clock } = deps;
   return adminOnlyRoutes("admin-budgets", deps)
@@ -56,6 +70,14 @@ export function budgetRoutes(deps: AdminDeps) {
       return (await db.query("select * from budgets order by created_at, budget_id")).map((row) => budgetView(row, now));
     },
       { detail: { tags: ["budget management"], summary: "List budgets" } })
+    .get("/budget/settings", async ({ query, request }) => {
+      onlyParams(request, ["budget_id"]);
+      const [row] = await db.query("select * from budgets where budget_id = $1", [query.budget_id]);
+      const budget = found(row, "Budget");
+      return SETTINGS.map(([field_name, field_type, field_description]) => ({
+        field_name, field_type, field_description, field_value: budget[field_name] ?? null, stored_in_db: true, field_default_value: null,
+      }));
+    }, { query: t.Object({ budget_id: Id }), detail: { tags: ["budget management"], summary: "A budget's settings, each with its type and description" } })
     .post("/budget/delete", async ({ body }) => {
       const id = body.id ?? body.budget_id;
       if (!id) throw badRequest("id: required, the budget to delete", "id");

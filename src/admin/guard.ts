@@ -136,6 +136,11 @@ async function admitAdmin(auth: Auth, request: Request): Promise<Caller> {
   return caller;
 }
 
+/** The caller an admin route admitted: the master key, or a proxy_admin user's key. */
+export function admittedCaller(request: Request): Caller | undefined {
+  return admitted.get(request);
+}
+
 /**
  * Admin routes: the caller is checked before anything of the request is read, so a caller without
  * the right gets 401 whatever it sent (the body is parsed before the framework's transform step, and

@@ -162,7 +162,13 @@ export function keyRoutes(deps: AdminDeps) {
       return [s.model, periodView(s.spend, s.budget_reset_at, budget?.time_period ?? budget?.budget_duration, now).spend];
     }));
     return { key: query.key ?? row.key_name, info: { ...keyView(row, now), model_spend: modelSpend } };
-  }, { query: t.Object({ key: t.Optional(t.String()) }), detail: { tags: ["key management"], summary: "A key's settings and spend" } });
+  }, { query: t.Object({ key: t.Optional(t.String()) }), detail: { tags: ["key management"], summary: "A key's settings and spend" } })
+    // Any valid key checks itself, as in LiteLLM. Its check is of the key's logging callbacks, which
+    // litegate has none of: a key that authenticates is healthy.
+    .post("/key/health", async ({ request }) => {
+      await deps.auth.authenticate(request.headers);
+      return { key: "healthy", logging_callbacks: null };
+    }, { detail: { tags: ["key management"], summary: "The calling key's health (as LiteLLM answers for a key without logging callbacks)" } });
 
   /** The changes of a /key/update (a /key/regenerate may carry them too), within a transaction: the key's row after them. */
   async function updateKey(tx: Sql, token: string, body: Record<string, any>): Promise<{ row: Record<string, any>; restarted: string[] }> {

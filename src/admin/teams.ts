@@ -22,6 +22,9 @@ export const Member = t.Object({
 /** Members one call may add: each is a few statements in the call's transaction. */
 export const MAX_MEMBERS_PER_CALL = 1000;
 
+/** As many models as /team/new and /team/update take in one list. */
+const MAX_TEAM_MODELS = 1000;
+
 const TEAM_COLUMNS = ["team_alias", "max_budget", "budget_duration", "budget_reset_at", "models", "tpm_limit", "rpm_limit", "max_parallel_requests", "metadata", "blocked", "spend"];
 
 export function teamView(row: Record<string, any>, now?: number) {
@@ -192,6 +195,16 @@ export function teamRoutes(deps: AdminDeps) {
     deps.invalidate({ kind: "all" });
     return teamView(row!);
   };
+  /** Changes a team's models under its row lock (two calls at once each keep the other's change). */
+  const changeModels = async (teamId: string, change: (models: string[]) => string[]) => {
+    const row = await db.transaction(async (tx) => {
+      const [team] = await tx.query("select models from teams where team_id = $1 for update", [teamId]);
+      const models = change(found(team, "Team").models as string[]);
+      return (await tx.query("update teams set models = $2::text[], updated_at = now() where team_id = $1 returning *", [teamId, models]))[0]!;
+    });
+    deps.invalidate({ kind: "all" });
+    return teamView(row);
+  };
   return adminOnlyRoutes("admin-teams", deps)
     .post("/team/new", async ({ body }) => {
       refuseRepeatedMembers(body.members_with_roles ?? [], "members_with_roles");
@@ -273,6 +286,20 @@ export function teamRoutes(deps: AdminDeps) {
       query: t.Object({ user_id: t.Optional(t.String()), organization_id: t.Optional(t.String()) }),
       detail: { tags: ["team management"], summary: "List teams (those a user is a member of, with user_id)" },
     })
+    // LiteLLM's: a team with no models listed (every model) keeps every model as `all-proxy-models` beside those added.
+    .post("/team/model/add", ({ body }) => changeModels(body.team_id, (models) => {
+      const merged = [...new Set([...(models.length === 0 ? ["all-proxy-models"] : models), ...body.models])];
+      if (merged.length > MAX_TEAM_MODELS) throw badRequest(`models: a team lists at most ${MAX_TEAM_MODELS} models (this would make ${merged.length})`, "models");
+      return merged;
+    }), { body: t.Object({ team_id: Id, models: Models }, open), detail: { tags: ["team management"], summary: "Add models to a team's models" } })
+    .post("/team/model/delete", ({ body }) => changeModels(body.team_id, (models) => {
+      const left = models.filter((model) => !body.models.includes(model));
+      // An empty list allows every model: taking the last model away must not open the team to all of them.
+      if (models.length > 0 && left.length === 0) {
+        throw badRequest("models: removing every model the team lists would leave its list empty, which allows every model; use /team/update with models: [] to allow every model", "models");
+      }
+      return left;
+    }), { body: t.Object({ team_id: Id, models: Models }, open), detail: { tags: ["team management"], summary: "Remove models from a team's models" } })
     .post("/team/block", ({ body }) => setBlocked(body.team_id, true), { body: t.Object({ team_id: Id }, open), detail: { tags: ["team management"], summary: "Block a team" } })
     .post("/team/unblock", ({ body }) => setBlocked(body.team_id, false), { body: t.Object({ team_id: Id }, open), detail: { tags: ["team management"], summary: "Unblock a team" } });
 }

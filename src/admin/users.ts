@@ -3,12 +3,13 @@ import type { Sql } from "../db";
 import { scopes } from "../governance/keys";
 import { userBudgetDuration } from "../governance/policy";
 import { GatewayError, badRequest } from "../http/errors";
+import type { Caller } from "../auth";
 import type { SpendRow } from "../spend/batch";
 import { deletedRows, windowsOf } from "../spend/reset";
 import { deleteEvery, found, lockMemberships, spendRowsOwnedBy, iso, periodView, resetAtFor, updateBudgetHolder, write } from "./common";
 import type { AdminDeps } from "./deps";
 import { Id, UserId, Models, Money, budgetFields, keyFields, nextReset, numeric, opt, open, Page, userRefusedFields } from "./fields";
-import { adminOnlyRoutes, onlyParams } from "./guard";
+import { adminOnlyRoutes, admittedCaller, onlyParams } from "./guard";
 import { KEY_BUDGET, boundedKey, generatedKeyAnswer, insertKey, keyView, refuseMasterKey } from "./keys";
 import { MAX_MEMBERS_PER_CALL, TeamRole, addMembers, giveMemberDefaults, giveOwnBudget, teamView } from "./teams";
 
@@ -92,6 +93,21 @@ async function claimEmail(db: Sql, userId: string, email: string): Promise<void>
 const USER_SORTS = ["user_id", "user_email", "user_alias", "user_role", "created_at", "spend"];
 const USER_LIST_PARAMS = ["role", "user_ids", "sso_user_ids", "user_email", "team", "page", "page_size", "sort_by", "sort_order"];
 
+/**
+ * The user_id of /user/info as sent: a `+` in it stays a `+` (an e-mail such as a+b@x.com written
+ * unescaped), as LiteLLM reads it again from the raw query when the decoded one holds a space.
+ */
+function rawUserId(request: Request, decoded: string): string {
+  if (!decoded.includes(" ")) return decoded;
+  const query = new URL(request.url).search.slice(1);
+  const raw = query.split("&").find((part) => part.startsWith("user_id="))!.slice("user_id=".length);
+  try {
+    return decodeURIComponent(raw);
+  } catch {
+    throw badRequest("user_id: not valid percent-encoding", "user_id");
+  }
+}
+
 export function userRoutes(deps: AdminDeps) {
   const { db, clock } = deps;
   const internalDuration = () => deps.runtime().config.litellm_settings.internal_user_budget_duration;
@@ -101,6 +117,21 @@ export function userRoutes(deps: AdminDeps) {
     const rows = await db.query("select user_id from users where lower(user_email) = lower($1) limit 2", [email]);
     if (rows.length > 1) throw badRequest(`user_email: more than one user has "${email}"; send user_id`, "user_email");
     return found(rows[0], "User").user_id as string;
+  };
+  /**
+   * /user/info without user_id, as LiteLLM answers an admin: every key (with its team's alias) and every
+   * team, and the calling admin's own user (none for the master key).
+   */
+  const adminView = async (caller: Caller | undefined, now: number) => {
+    const adminId = caller?.kind === "key" ? caller.principal.key.user_id : null;
+    const [own] = adminId === null ? [] : await db.query("select * from users where user_id = $1", [adminId]);
+    const keys = await db.query(`select k.*, t.team_alias, ${KEY_BUDGET} from keys k left join teams t using (team_id) order by k.created_at, k.token`);
+    const teams = await db.query("select * from teams order by coalesce(team_alias, ''), created_at, team_id");
+    return {
+      user_id: adminId, user_info: own ? userView(own, now, internalDuration()) : null,
+      keys: keys.map((key) => ({ ...keyView(key, now), team_alias: key.team_alias })),
+      teams: teams.map((team) => teamView(team, now)),
+    };
   };
   return adminOnlyRoutes("admin-users", deps)
     .post("/user/new", async ({ body }) => {
@@ -183,21 +214,26 @@ export function userRoutes(deps: AdminDeps) {
     }, { body: t.Object({ user_ids: t.Array(UserId, { minItems: 1 }) }, open), detail: { tags: ["user management"], summary: "Delete users and their keys" } })
     .get("/user/info", async ({ query, request }) => {
       onlyParams(request, ["user_id"]);
-      const [row] = await db.query("select * from users where user_id = $1", [query.user_id]);
+      const userId = query.user_id === undefined ? undefined : rawUserId(request, query.user_id);
+      const now = clock.now();
+      if (userId === undefined) return adminView(admittedCaller(request), now);
+      const [row] = await db.query("select * from users where user_id = $1", [userId]);
       found(row, "User");
       const keys = await db.query(
-        `select k.*, t.team_alias, ${KEY_BUDGET} from keys k left join teams t using (team_id) where k.user_id = $1 order by k.created_at`, [query.user_id]);
+        `select k.*, t.team_alias, ${KEY_BUDGET} from keys k left join teams t using (team_id) where k.user_id = $1 order by k.created_at`, [userId]);
       // As LiteLLM answers: each key with its team's alias, each team whole; the user's membership is added as member_*.
       const teams = await db.query(
         `select t.*, m.role as member_role, m.spend as member_spend, m.budget_id as member_budget_id
-         from team_memberships m join teams t using (team_id) where m.user_id = $1 order by m.created_at`, [query.user_id]);
-      const now = clock.now();
+         from team_memberships m join teams t using (team_id) where m.user_id = $1 order by m.created_at`, [userId]);
       return {
         user_id: row!.user_id, user_info: userView(row!, now, internalDuration()),
         keys: keys.map((key) => ({ ...keyView(key, now), team_alias: key.team_alias })),
         teams: teams.map((team) => ({ ...teamView(team, now), member_role: team.member_role, member_spend: team.member_spend, member_budget_id: team.member_budget_id })),
       };
-    }, { query: t.Object({ user_id: UserId }), detail: { tags: ["user management"], summary: "A user, its keys, teams and spend" } })
+    }, {
+      query: t.Object({ user_id: t.Optional(UserId) }),
+      detail: { tags: ["user management"], summary: "A user, its keys, teams and spend (without user_id: every key and team)" },
+    })
     .get("/user/list", async ({ query, request }) => {
       onlyParams(request, USER_LIST_PARAMS);
       const size = Math.min(Number(query.page_size ?? 100), 1000);

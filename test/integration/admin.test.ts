@@ -16,6 +16,8 @@ const ADMIN_ROUTES: [string, unknown?][] = [
   ["/budget/list"], ["/budget/delete", { id: "b" }], ["/customer/new", { user_id: "c" }], ["/customer/update", { user_id: "c" }],
   ["/customer/delete", { user_ids: ["c"] }], ["/customer/info?end_user_id=c"], ["/customer/list"], ["/customer/block", { user_ids: ["c"] }],
   ["/customer/unblock", { user_ids: ["c"] }], ["/spend/logs"], ["/global/spend"], ["/metrics"],
+  ["/team/model/add", { team_id: "t", models: ["mock"] }], ["/team/model/delete", { team_id: "t", models: ["mock"] }],
+  ["/budget/settings?budget_id=b"], ["/user/info"],
 ];
 
 for (const kind of ["pglite", "postgres"] as const) describe(`admin API on ${kind}`, () => {
