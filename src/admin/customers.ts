@@ -3,9 +3,11 @@ import { counterKeys, scopes } from "../governance/keys";
 import { badRequest, notFound } from "../http/errors";
 import type { Sql } from "../db";
 import { windowsOf } from "../spend/reset";
+import type { SpendRow } from "../spend/batch";
 import { assignments, dropOwnBudgets, found, mustExist, periodView, resetAtFor, write } from "./common";
 import type { AdminDeps } from "./deps";
 import { Id, Money, customerRefusedFields, nextReset, opt, open } from "./fields";
+import { parseDuration, sameDuration } from "../governance/duration";
 import { adminOnlyRoutes, onlyParams } from "./guard";
 import { BUDGET_COLUMNS, budgetBody, insertBudget } from "./budgets";
 
@@ -20,6 +22,30 @@ export function customerView(row: Record<string, any>, now?: number) {
 }
 
 const SELECT = "select e.*, row_to_json(b) as litellm_budget_table from end_users e left join budgets b on b.budget_id = e.budget_id";
+
+/** A customer's spend per model (kept for the models its budget's model_max_budget holds), in its period running now. */
+async function modelSpendOf(db: Sql, userId: string, budgets: Record<string, any> | undefined, now: number) {
+  const rows = await db.query("select model, spend, budget_reset_at from customer_model_spend where user_id = $1", [userId]);
+  return Object.fromEntries(rows.map((s) => [s.model, periodView(s.spend, s.budget_reset_at, budgets?.[s.model]?.time_period, now).spend]));
+}
+
+/**
+ * A per-model budget whose period changed (the customer's budget, or its move to another one) starts a
+ * new one now, as a key's does; the counters of every model of the customer start again from the stored
+ * spend. The counter prefixes to start again.
+ */
+async function restartModelPeriods(tx: Sql, userId: string, before: Record<string, any>, after: Record<string, any>, now: number): Promise<string[]> {
+  if (JSON.stringify(before) === JSON.stringify(after)) return [];
+  for (const [model, entry] of Object.entries(after)) {
+    const was = before[model];
+    if (!was || sameDuration(parseDuration(was.time_period ?? undefined), parseDuration(entry?.time_period ?? undefined))) continue;
+    await tx.query("update customer_model_spend set budget_reset_at = $3 where user_id = $1 and model = $2", [userId, model, resetAtFor(entry?.time_period, now)]);
+  }
+  return [counterKeys.budgetPrefix(scopes.customerModels(userId))];
+}
+
+const modelBudgetsOf = async (tx: Sql, budgetId: string | null): Promise<Record<string, any>> =>
+  budgetId ? ((await tx.query("select model_max_budget from budgets where budget_id = $1", [budgetId]))[0]?.model_max_budget ?? {}) : {};
 
 /**
  * Inline budget fields sent to /customer/update: the customer's own budget row changes in place; a
@@ -85,6 +111,7 @@ export function customerRoutes(deps: AdminDeps, prefix: "/customer" | "/end_user
       // Only the fields sent change (null clears one); the others keep their values.
       const changes: Record<string, unknown> = Object.fromEntries(INLINE.filter((field) => field in body).map((field) => [field, (body as Record<string, unknown>)[field]]));
       if ("budget_duration" in changes) changes.budget_reset_at = resetAtFor(changes.budget_duration as string | null, now);
+      const restart: string[] = [];
       await db.transaction(async (tx) => {
         const [current] = await tx.query("select * from end_users where user_id = $1", [body.user_id]);
         found(current, "Customer");
@@ -100,12 +127,18 @@ export function customerRoutes(deps: AdminDeps, prefix: "/customer" | "/end_user
           // The period restarts with a new duration or on a move to another budget (or off one), not with a copy of the same one.
           [body.user_id, body.alias ?? null, budgetId, body.blocked ?? null, body.spend ?? null, "budget_duration" in changes,
             resetAtFor(budget?.budget_duration, now), "budget_id" in body, "alias" in body]);
+        if ("model_max_budget" in changes || "budget_id" in body) {
+          const [before, after] = [await modelBudgetsOf(tx, current!.budget_id), await modelBudgetsOf(tx, budgetId)];
+          restart.push(...await restartModelPeriods(tx, body.user_id, before, after, now));
+        }
         // A budget of the customer's own that it leaves goes, as it would with the customer.
         if (budgetId !== current!.budget_id) await dropOwnBudgets(tx, [current!.budget_id]);
       });
       // A budget changed or set again (none kept the counter up to date meanwhile) counts from the stored spend.
-      const restart = body.spend !== undefined || "budget_duration" in changes || "max_budget" in changes || "budget_id" in body
-        ? [counterKeys.budgetPrefix(scopes.customer(body.user_id))] : undefined;
+      // Its spend per model stays: `spend` sets what the customer spent in all, as a key's does.
+      if (body.spend !== undefined || "budget_duration" in changes || "max_budget" in changes || "budget_id" in body) {
+        restart.push(counterKeys.budgetPrefix(scopes.customer(body.user_id)));
+      }
       deps.invalidate({ kind: "customer", id: body.user_id, reset: body.spend !== undefined ? [{ table: "customers", id: body.user_id }] : undefined, restart });
       return one(body.user_id);
     }, {
@@ -122,13 +155,18 @@ export function customerRoutes(deps: AdminDeps, prefix: "/customer" | "/end_user
         await dropOwnBudgets(tx, gone.map((row) => row.budget_id));
         return gone;
       });
-      // A customer made again under the same id starts from nothing.
-      for (const row of rows) deps.invalidate({ kind: "customer", id: row.user_id, reset: [{ table: "customers", id: row.user_id }], restart: windowsOf([{ table: "customers", id: row.user_id }]) });
+      // A customer made again under the same id starts from nothing (its spend per model went with its rows).
+      for (const row of rows) {
+        const reset: SpendRow[] = [{ table: "customers", id: row.user_id }, { table: "customerModels", id: row.user_id }];
+        deps.invalidate({ kind: "customer", id: row.user_id, reset, restart: windowsOf(reset) });
+      }
       return { deleted_customers: rows.map((r) => r.user_id) };
     }, { body: t.Object({ user_ids: t.Array(Id, { minItems: 1 }) }, open), detail: { tags: ["customer management"], summary: "Delete customers" } })
-    .get(`${prefix}/info`, ({ query, request }) => {
+    .get(`${prefix}/info`, async ({ query, request }) => {
       onlyParams(request, ["end_user_id"]);
-      return one(query.end_user_id);
+      const customer = await one(query.end_user_id);
+      // Beside LiteLLM's fields, as /key/info shows a key's: what it spent per model its budget holds it to.
+      return { ...customer, model_spend: await modelSpendOf(db, customer.user_id, customer.litellm_budget_table?.model_max_budget, clock.now()) };
     }, { query: t.Object({ end_user_id: Id }), detail: { tags: ["customer management"], summary: "A customer with its budget and spend" } })
     .get(`${prefix}/list`, async ({ request }) => {
       onlyParams(request, []);

@@ -111,6 +111,8 @@ export interface CustomerRecord {
   blocked: boolean;
   budget: BudgetRecord | null;
   created_at: Date;
+  /** Its spend per model, kept for the models its budget's model_max_budget holds. */
+  modelSpend: Record<string, ModelSpendRecord>;
 }
 
 /** Who is calling: the master key, or a virtual key with everything it belongs to. */

@@ -23,7 +23,7 @@ export function date(value: unknown): Date | null {
   return Number.isFinite(parsed.getTime()) ? parsed : null;
 }
 
-function budget(row: Json | null): BudgetRecord | null {
+export function budgetFrom(row: Json | null): BudgetRecord | null {
   if (!row) return null;
   return { ...row, budget_reset_at: date(row.budget_reset_at), model_max_budget: row.model_max_budget ?? {} } as BudgetRecord;
 }
@@ -79,19 +79,26 @@ export function principalFrom(row: Json): Principal {
         user_id: m.user_id,
         spend: m.spend,
         budget_reset_at: date(m.budget_reset_at),
-        budget: budget(row.membership_budget),
+        budget: budgetFrom(row.membership_budget),
         created_at: date(m.created_at)!,
       }
     : null;
+  return { key, keyBudget: budgetFrom(row.key_budget), user, team, membership, modelSpend: modelSpendOf(row.model_spend), spentHere: 0 };
+}
+
+/** Spend per model as the queries aggregate it (none in rows saved before it was read). */
+function modelSpendOf(rows: Json | null | undefined): Record<string, ModelSpendRecord> {
   const modelSpend: Record<string, ModelSpendRecord> = {};
-  for (const [model, value] of Object.entries(row.model_spend as Json)) {
+  for (const [model, value] of Object.entries(rows ?? {})) {
     modelSpend[model] = { spend: value.spend, budget_reset_at: date(value.budget_reset_at) };
   }
-  return { key, keyBudget: budget(row.key_budget), user, team, membership, modelSpend, spentHere: 0 };
+  return modelSpend;
 }
 
 const CUSTOMER_SQL = `
-select e.user_id, row_to_json(e) as customer, row_to_json(b) as budget
+select e.user_id, row_to_json(e) as customer, row_to_json(b) as budget,
+       coalesce((select json_object_agg(s.model, json_build_object('spend', s.spend, 'budget_reset_at', s.budget_reset_at))
+                 from customer_model_spend s where s.user_id = e.user_id), '{}') as model_spend
 from end_users e left join budgets b on b.budget_id = e.budget_id
 where e.user_id = any(array(select json_array_elements_text($1::text::json)))`;
 
@@ -106,8 +113,9 @@ export function customerFrom(row: Json): CustomerRecord {
     spend: e.spend,
     budget_reset_at: date(e.budget_reset_at),
     blocked: e.blocked,
-    budget: budget(row.budget),
+    budget: budgetFrom(row.budget),
     created_at: date(e.created_at)!,
+    modelSpend: modelSpendOf(row.model_spend),
   };
 }
 

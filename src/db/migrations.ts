@@ -3,6 +3,7 @@ import identity from "../../sql/0002_identity.sql" with { type: "text" };
 import spendLogIndexes from "../../sql/0003_spend_log_indexes.sql" with { type: "text" };
 import keyRenames from "../../sql/0004_key_renames.sql" with { type: "text" };
 import gatewayBudgetDuration from "../../sql/0005_gateway_budget_duration.sql" with { type: "text" };
+import customerModelSpend from "../../sql/0006_customer_model_spend.sql" with { type: "text" };
 import type { Sql } from "./types";
 
 export interface Migration {
@@ -18,6 +19,7 @@ export const MIGRATIONS: readonly Migration[] = [
   { id: 3, name: "0003_spend_log_indexes.sql", sql: spendLogIndexes },
   { id: 4, name: "0004_key_renames.sql", sql: keyRenames },
   { id: 5, name: "0005_gateway_budget_duration.sql", sql: gatewayBudgetDuration },
+  { id: 6, name: "0006_customer_model_spend.sql", sql: customerModelSpend },
 ];
 
 export class MigrationError extends Error {}

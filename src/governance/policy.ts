@@ -17,7 +17,7 @@ export interface BudgetDefaults {
   gatewayCreatedAt: Date | null;
 }
 
-export type ScopeName = "key" | "user" | "team" | "team member" | "end user" | "key+model" | "proxy";
+export type ScopeName = "key" | "user" | "team" | "team member" | "end user" | "key+model" | "end user+model" | "proxy";
 export type CheckKind = "budget" | "rpm" | "tpm" | "parallel";
 
 export interface PlannedCheck extends CounterCheck {
@@ -57,6 +57,8 @@ export interface SpendTargets {
   member: ({ teamId: string; userId: string } & Turn) | null;
   customer: ({ id: string } & Turn) | null;
   keyModel: ({ model: string } & Turn) | null;
+  /** A customer's spend on the model its budget's model_max_budget holds it to (none for a model it does not). */
+  customerModel?: ({ model: string } & Turn) | null;
   gatewayPeriod: number | null;
   gatewayBase?: number | null;
   gatewayStep?: number | null;
@@ -203,6 +205,25 @@ export function planChecks(input: PlanInput): Plan {
     }
   }
 
+  /**
+   * A customer's budget per model (its budget's model_max_budget, LiteLLM's end-user model budget),
+   * under the first of `names` holding one, as a key's: its spend per model is kept only for the
+   * models it budgets.
+   */
+  function planCustomerModelBudget(c: CustomerRecord) {
+    const budgets = c.budget?.model_max_budget;
+    if (!budgets) return;
+    for (const name of names) {
+      const entry = budgets[name];
+      if (!entry || typeof entry.budget_limit !== "number") continue;
+      const stored = c.modelSpend[name];
+      const period = periodOf(stored?.spend ?? 0, entry.time_period, stored?.budget_reset_at ?? null, c.created_at, now);
+      targets.customerModel = { model: name, ...turnOf(period, stored?.budget_reset_at) };
+      budget("end user+model", scopes.customerModel(c.user_id, name), `End User=${c.user_id}`, entry.budget_limit, period, name);
+      return;
+    }
+  }
+
   /** The model budget entry (of the key, else its budget) under the first of `names` holding one, and that name. */
   function modelBudgetOf(p: Principal): { name: string; entry: ModelBudget } | null {
     for (const name of names) {
@@ -266,6 +287,7 @@ export function planChecks(input: PlanInput): Plan {
     const period = periodOf(customer.spend, b?.budget_duration, customer.budget_reset_at, customer.created_at, now);
     targets.customer = { id: customer.user_id, ...turnOf(period, customer.budget_reset_at) };
     budget("end user", scopes.customer(customer.user_id), `End User=${customer.user_id}`, b?.max_budget ?? defaults.maxEndUserBudget ?? null, period);
+    planCustomerModelBudget(customer);
   }
   if (principal) planModelBudget(principal);
 
@@ -316,7 +338,7 @@ export function createPlanner() {
     const plan = planChecks({ ...input, estimatedCost: 0, estimatedTokens: 0 });
     let validUntil = rateWindow(input.now).end;
     const t = plan.targets;
-    const ends = [t.keyPeriod, t.user?.period, t.team?.period, t.member?.period, t.customer?.period, t.keyModel?.period, t.gatewayPeriod,
+    const ends = [t.keyPeriod, t.user?.period, t.team?.period, t.member?.period, t.customer?.period, t.keyModel?.period, t.customerModel?.period, t.gatewayPeriod,
       ...plan.checks.map((check) => check.expiresAt)];
     // Spend targets carry their period too: a target without a budget check still turns over.
     for (const end of ends) if (end !== null && end !== undefined && end < validUntil) validUntil = end;

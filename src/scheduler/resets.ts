@@ -59,6 +59,14 @@ const TABLES: Table[] = [
             where token || chr(31) || model = $1 and budget_reset_at = $2`,
   },
   {
+    name: "customer_model_spend",
+    due: `select s.user_id || chr(31) || s.model as id, b.model_max_budget -> s.model ->> 'time_period' as duration, s.budget_reset_at as reset_at
+          from customer_model_spend s join end_users e on e.user_id = s.user_id left join budgets b on b.budget_id = e.budget_id
+          where s.budget_reset_at <= $1 limit 1000`,
+    reset: `update customer_model_spend set spend = 0, budget_reset_at = $3
+            where user_id || chr(31) || model = $1 and budget_reset_at = $2`,
+  },
+  {
     // A budget row holds no spend (its holders do), but shows when its period turns: kept current.
     name: "budgets",
     due: "select budget_id as id, budget_duration as duration, budget_reset_at as reset_at from budgets where budget_reset_at <= $1 limit 1000",

@@ -41,10 +41,10 @@ const earlier = (a: number | null | undefined, b: number | null | undefined) =>
 /**
  * A stored spend an admin reset (spend set, budget_duration changed, or the row deleted): every
  * instance drops its budget counters and the spend it has not written for it. `keyModels` names a
- * key's token and means all of its per-model rows.
+ * key's token and means all of its per-model rows; `customerModels` a customer's, likewise.
  */
 export interface SpendRow {
-  table: "keys" | "users" | "teams" | "members" | "customers" | "keyModels";
+  table: "keys" | "users" | "teams" | "members" | "customers" | "keyModels" | "customerModels";
   id: string;
   /**
    * The row was deleted: its requests still in flight settle on none of the counters made next under its
@@ -128,7 +128,7 @@ export class DeltaMap {
   }
 }
 
-/** Separator inside composite row ids (team+user, key+model): chr(31), which ids do not contain. */
+/** Separator inside composite row ids (team+user, key+model, customer+model): chr(31), which ids do not contain. */
 export const SEP = "\u001f";
 
 /**
@@ -147,6 +147,7 @@ export class Batch {
   readonly members = new DeltaMap();
   readonly customers = new DeltaMap();
   readonly keyModels = new DeltaMap();
+  readonly customerModels = new DeltaMap();
   readonly gateway = new DeltaMap();
 
   /** The gateway's time of the latest spend in the batch: what the write compares periods with. */
@@ -163,6 +164,9 @@ export class Batch {
     if (t.token && t.keyModel) {
       this.keyModels.add(t.token + SEP + t.keyModel.model, cost, t.keyModel.period, t.keyModel.base, at, t.keyModel.step, t.keyModel.born);
     }
+    if (t.customer && t.customerModel) {
+      this.customerModels.add(t.customer.id + SEP + t.customerModel.model, cost, t.customerModel.period, t.customerModel.base, at, t.customerModel.step);
+    }
     this.gateway.add("gateway", cost, t.gatewayPeriod, t.gatewayBase, at, t.gatewayStep);
     this.rows.push(logLine(event, this.masterToken));
   }
@@ -173,7 +177,7 @@ export class Batch {
 
   /** Drops the unwritten spend of a row an admin reset (the request log rows stay). */
   discard(row: SpendRow): void {
-    if (row.table === "keyModels") this.keyModels.drop(row.id + SEP, true);
+    if (row.table === "keyModels" || row.table === "customerModels") this[row.table].drop(row.id + SEP, true);
     else this[row.table].drop(row.id);
   }
 
@@ -263,7 +267,8 @@ export function savedBatch(batch: Batch, now: number, error: unknown) {
     batch_id: batch.id, saved_at: new Date(now).toISOString(), error: String(error), code: (error as { code?: unknown } | null)?.code,
     requests: batch.size, latest: batch.latest, deltas: {
       keys: batch.keys.sorted(), users: batch.users.sorted(), teams: batch.teams.sorted(), team_members: batch.members.sorted(),
-      customers: batch.customers.sorted(), key_models: batch.keyModels.sorted(), gateway: batch.gateway.sorted(),
+      customers: batch.customers.sorted(), key_models: batch.keyModels.sorted(), customer_models: batch.customerModels.sorted(),
+      gateway: batch.gateway.sorted(),
     },
     spend_logs: { columns: LOG_COLUMNS, copy_text: batch.rowsText() },
   };
@@ -281,6 +286,7 @@ export interface WritableBatch {
   members: Pick<DeltaMap, "sorted">;
   customers: Pick<DeltaMap, "sorted">;
   keyModels: Pick<DeltaMap, "sorted">;
+  customerModels: Pick<DeltaMap, "sorted">;
   gateway: Pick<DeltaMap, "sorted">;
   rowsText(): string;
 }
@@ -292,6 +298,8 @@ export function batchFromSaved(saved: ReturnType<typeof savedBatch>): WritableBa
   if (typeof saved.batch_id !== "string" || !d || typeof saved.spend_logs?.copy_text !== "string") throw new Error("not a saved spend batch");
   return {
     id: saved.batch_id, size: saved.requests, latest: typeof saved.latest === "number" ? saved.latest : Date.parse(saved.saved_at), keys: map(d.keys), users: map(d.users), teams: map(d.teams), members: map(d.team_members),
-    customers: map(d.customers), keyModels: map(d.key_models), gateway: map(d.gateway), rowsText: () => saved.spend_logs.copy_text,
+    customers: map(d.customers), keyModels: map(d.key_models),
+    // Batches saved before customers' spend per model was kept have none.
+    customerModels: map((d as { customer_models?: Delta[] }).customer_models ?? []), gateway: map(d.gateway), rowsText: () => saved.spend_logs.copy_text,
   };
 }

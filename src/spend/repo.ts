@@ -58,7 +58,8 @@ const SECOND_OF = "substr(d.id, strpos(d.id, chr(31)) + 1)";
  * four round trips whatever it carries (it was eleven, a statement per table, each costing a few
  * hundred µs of the event loop).
  *
- * Every key's spend per model is kept too, so a flush touches two rows per key. The per-model rows
+ * Every key's spend per model is kept too, so a flush touches two rows per key (a customer's only for
+ * the models its budget holds it to, inserted for the customers the flush wrote). The per-model rows
  * that exist are updated; only the others are inserted, and only for keys the flush found (a key
  * deleted meanwhile has no row to own them). Each row an upsert finds costs Postgres a row lock on
  * top of the update, and checking each key's existence another index lookup: a flush for 1,650 keys
@@ -87,6 +88,19 @@ const APPLY = `with fresh as (
     insert into end_users as t (user_id, spend, budget_reset_at)
     select d.id, d.x, d.p from ${deltas(6)} d where ${FRESH} and not exists (select 1 from c where c.user_id = d.id)
     on conflict (user_id) do update set spend = ${UPSERT_SPEND}, budget_reset_at = ${UPSERT_RESET_AT}, updated_at = now()
+    returning t.user_id
+  ), cmd as (
+    select ${FIRST_OF} as user_id, ${SECOND_OF} as model, d.x, d.p, d.b, d.s from ${deltas(10)} d where ${FRESH}
+  ), cmu as (
+    update customer_model_spend t set spend = ${SPEND()}, budget_reset_at = ${RESET_AT()}
+    from cmd d where t.user_id = d.user_id and t.model = d.model
+    returning t.user_id, t.model
+  ), cm as (
+    insert into customer_model_spend as t (user_id, model, spend, budget_reset_at)
+    select d.user_id, d.model, d.x, d.p from cmd d
+    where (d.user_id in (select user_id from c) or d.user_id in (select user_id from ci))
+      and not exists (select 1 from cmu where cmu.user_id = d.user_id and cmu.model = d.model)
+    on conflict (user_id, model) do update set spend = ${UPSERT_SPEND}, budget_reset_at = ${UPSERT_RESET_AT}
   ), kmd as (
     select ${FIRST_OF} as token, ${SECOND_OF} as model, d.x, d.p, d.b, d.s, d.g from ${deltas(7)} d where ${FRESH}
   ), kmu as (
@@ -155,6 +169,7 @@ function encode(batch: WritableBatch): unknown[] {
       deltaJson(batch.keyModels.sorted()),
       deltaJson(batch.gateway.sorted()),
       new Date(batch.latest).toISOString(),
+      deltaJson(batch.customerModels.sorted()),
     ];
   } catch (error) {
     throw new UnencodableBatch(error);

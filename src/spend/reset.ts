@@ -2,7 +2,7 @@ import type { Counters } from "../governance/counters";
 import { counterKeys, scopes } from "../governance/keys";
 import { SEP, type SpendRow } from "./batch";
 
-/** A row's counter scope (a key's per-model rows: the start of every one of its models' scopes). */
+/** A row's counter scope (a key's or customer's per-model rows: the start of every one of its models' scopes). */
 function scopeOf(row: SpendRow): string {
   switch (row.table) {
     case "keys":
@@ -19,6 +19,8 @@ function scopeOf(row: SpendRow): string {
     }
     case "keyModels":
       return scopes.keyModels(row.id);
+    case "customerModels":
+      return scopes.customerModels(row.id);
   }
 }
 
@@ -42,7 +44,8 @@ interface SpendHolder {
 export function dropSpend(rows: readonly SpendRow[] | undefined, counters: Counters, spend: SpendHolder, shared: boolean): void {
   for (const row of rows ?? []) {
     // A deleted row's parallel slots go too: one made again under its id has them all.
-    const prefixes = row.deleted && row.table !== "keyModels" ? [budgetPrefixOf(row), counterKeys.parallel(scopeOf(row))] : [budgetPrefixOf(row)];
+    const perModel = row.table === "keyModels" || row.table === "customerModels";
+    const prefixes = row.deleted && !perModel ? [budgetPrefixOf(row), counterKeys.parallel(scopeOf(row))] : [budgetPrefixOf(row)];
     for (const prefix of prefixes) {
       if (shared) counters.forget(prefix, undefined, row.deleted);
       else counters.drop(prefix, undefined, row.deleted);
@@ -114,6 +117,7 @@ export function windowsOf(rows: readonly SpendRow[]): string[] {
         return windows(scopes.member(team!, user!));
       }
       case "keyModels":
+      case "customerModels":
         return [];
     }
   });

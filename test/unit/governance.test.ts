@@ -182,7 +182,7 @@ describe("budgets", () => {
 
   test("customers get max_end_user_budget unless their budget says otherwise; the master key pays it too", async () => {
     const { governance } = setup();
-    const customer: CustomerRecord = { user_id: "ishaan3", alias: null, spend: 0.0009, budget_reset_at: null, blocked: false, budget: null, created_at: new Date(NOW) };
+    const customer: CustomerRecord = { user_id: "ishaan3", alias: null, spend: 0.0009, budget_reset_at: null, blocked: false, budget: null, created_at: new Date(NOW), modelSpend: {} };
     const error = await rejected(governance.admit(planChecks({
       caller: { kind: "master" }, customer, model: "m", estimatedCost: 1, now: NOW, defaults: { ...defaults, maxEndUserBudget: 0.0001 },
     })));

@@ -1,0 +1,128 @@
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import OpenAI from "openai";
+import { type RunningGateway, startBinary } from "../helpers/binary";
+import { sharedPostgres } from "../helpers/services";
+import { type Upstream, startUpstream } from "../helpers/upstream";
+
+/**
+ * A customer's per-model budgets (its budget's model_max_budget, LiteLLM's end-user model budget),
+ * against the binary on real Postgres, with the fake OpenAI upstream as the only stand-in.
+ * Upstream usage: 10 prompt + 20 completion tokens; price 1e-6 in, 2e-6 out: every request costs 5e-5.
+ */
+const COST = 10 * 0.000001 + 20 * 0.000002;
+const MODELS = (url: string) => `
+model_list:
+  - model_name: m
+    litellm_params: {model: openai/m, api_base: "${url}", api_key: fake, input_cost_per_token: 0.000001, output_cost_per_token: 0.000002}
+  - model_name: other
+    litellm_params: {model: openai/other, api_base: "${url}", api_key: fake, input_cost_per_token: 0.000001, output_cost_per_token: 0.000002}`;
+let upstream: Upstream;
+
+beforeAll(async () => {
+  upstream = await startUpstream();
+});
+afterAll(() => upstream?.stop());
+
+function clientOf(gateway: RunningGateway) {
+  const call = async (method: "GET" | "POST", path: string, body?: unknown) => {
+    const response = await fetch(`${gateway.url}${path}`, {
+      method, headers: { authorization: "Bearer sk-1234", "content-type": "application/json" },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    return { status: response.status, body: await response.json() as any };
+  };
+  /** One chat completion through the openai client as customer `user`: the status (or the error's) and message. */
+  const chat = async (user: string, model = "m"): Promise<{ status: number; message?: string }> => {
+    const client = new OpenAI({ apiKey: "sk-1234", baseURL: `${gateway.url}/v1`, maxRetries: 0 });
+    try {
+      await client.chat.completions.create({ model, messages: [{ role: "user", content: "hi" }], user });
+      return { status: 200 };
+    } catch (error: any) {
+      return { status: error.status ?? 0, message: error.error?.message ?? error.message };
+    }
+  };
+  return { post: (path: string, body: unknown) => call("POST", path, body), get: (path: string) => call("GET", path), chat };
+}
+
+/** Polls until `read` gives what `done` accepts (spend is written in batches, a few times a second). */
+async function eventually<T>(read: () => Promise<T>, done: (value: T) => boolean, ms = 5000): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const value = await read();
+    if (done(value) || Date.now() > end) return value;
+    await Bun.sleep(100);
+  }
+}
+
+describe("a customer's model_max_budget", () => {
+  let gateway: RunningGateway;
+  let api: ReturnType<typeof clientOf>;
+  beforeAll(async () => {
+    const dbUrl = await (await sharedPostgres()).newDatabase();
+    gateway = await startBinary({ config: `${MODELS(upstream.url)}
+general_settings:
+  master_key: sk-1234
+  database_url: ${dbUrl}
+` });
+    api = clientOf(gateway);
+  }, 120_000);
+  afterAll(async () => {
+    await gateway?.stop("SIGTERM");
+  });
+
+  test("is enforced per model, as LiteLLM enforces an end user's model budget", async () => {
+    const made = await api.post("/customer/new", { user_id: "cust-mmb", model_max_budget: { m: { budget_limit: COST / 10, time_period: "1d" } } });
+    expect(made.status).toBe(200);
+    expect(made.body.litellm_budget_table.model_max_budget.m.budget_limit).toBe(COST / 10);
+    // The first request may pass (its own estimate need not fit); the budget is then spent 10 times over.
+    expect((await api.chat("cust-mmb")).status).toBe(200);
+    const second = await api.chat("cust-mmb");
+    expect(second.status).toBe(400);
+    expect(second.message).toContain("ExceededBudget: End User=cust-mmb exceeded budget for model=m");
+    // Another model is not held to m's budget, and the customer's spend in all counts both.
+    expect((await api.chat("cust-mmb", "other")).status).toBe(200);
+    const info = await eventually(() => api.get("/customer/info?end_user_id=cust-mmb"), (r) => r.body.spend >= 2 * COST * 0.999);
+    expect(info.body.spend).toBeCloseTo(2 * COST, 12);
+    // Its spend per model is kept for the model its budget holds it to only.
+    expect(info.body.model_spend).toEqual({ m: COST });
+  });
+
+  test("a shared budget's model_max_budget (budget_id from /budget/new) holds its customers too", async () => {
+    expect((await api.post("/budget/new", { budget_id: "tier-mmb", model_max_budget: { m: { max_budget: COST / 10, budget_duration: "1d" } } })).status).toBe(200);
+    expect((await api.post("/customer/new", { user_id: "cust-mmb2", budget_id: "tier-mmb" })).status).toBe(200);
+    expect((await api.post("/customer/new", { user_id: "cust-mmb3", budget_id: "tier-mmb" })).status).toBe(200);
+    expect((await api.chat("cust-mmb2")).status).toBe(200);
+    expect((await api.chat("cust-mmb2")).status).toBe(400);
+    // Each customer on the budget has its own spend per model.
+    expect((await api.chat("cust-mmb3")).status).toBe(200);
+  });
+
+  test("survives a restart: the spend per model is read back from the database", async () => {
+    expect((await api.post("/customer/new", { user_id: "cust-restart", model_max_budget: { m: { budget_limit: COST / 10, time_period: "30d" } } })).status).toBe(200);
+    expect((await api.chat("cust-restart")).status).toBe(200);
+    await eventually(() => api.get("/customer/info?end_user_id=cust-restart"), (r) => r.body.model_spend?.m > 0);
+    const config = await Bun.file(gateway.configPath).text();
+    await gateway.stop("SIGTERM");
+    gateway = await startBinary({ config });
+    api = clientOf(gateway);
+    expect((await api.chat("cust-restart")).status).toBe(400);
+  }, 60_000);
+
+  test("deleting a customer drops its spend per model: made again, it starts from nothing", async () => {
+    expect((await api.post("/customer/new", { user_id: "cust-gone", model_max_budget: { m: { budget_limit: COST / 10, time_period: "1d" } } })).status).toBe(200);
+    expect((await api.chat("cust-gone")).status).toBe(200);
+    await eventually(() => api.get("/customer/info?end_user_id=cust-gone"), (r) => r.body.model_spend?.m > 0);
+    expect((await api.post("/customer/delete", { user_ids: ["cust-gone"] })).status).toBe(200);
+    expect((await api.post("/customer/new", { user_id: "cust-gone", model_max_budget: { m: { budget_limit: COST / 10, time_period: "1d" } } })).status).toBe(200);
+    expect((await api.get("/customer/info?end_user_id=cust-gone")).body.model_spend).toEqual({});
+    expect((await api.chat("cust-gone")).status).toBe(200);
+  });
+
+  test("a budget per model added by /customer/update holds from the next request", async () => {
+    expect((await api.post("/customer/new", { user_id: "cust-upd" })).status).toBe(200);
+    expect((await api.chat("cust-upd")).status).toBe(200);
+    expect((await api.post("/customer/update", { user_id: "cust-upd", model_max_budget: { m: { budget_limit: COST / 10, time_period: "1d" } } })).status).toBe(200);
+    expect((await api.chat("cust-upd")).status).toBe(200);
+    expect((await api.chat("cust-upd")).status).toBe(400);
+  });
+});
