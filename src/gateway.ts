@@ -72,7 +72,7 @@ export interface Gateway {
 /** How long closing waits for admitted requests to record their spend (they take milliseconds once their connection is gone). */
 const SETTLE_AT_CLOSE_MS = 5000;
 /** litellm_settings whose change gives users or customers another budget (see `reloadOnce`). */
-const DEFAULT_BUDGETS = ["max_internal_user_budget", "internal_user_budget_duration", "max_end_user_budget"] as const;
+const DEFAULT_BUDGETS = ["max_internal_user_budget", "internal_user_budget_duration", "max_end_user_budget", "max_end_user_budget_id"] as const;
 /** How long records another instance's change made out of date wait for this instance's unwritten spend (ms). */
 const WRITTEN_WAIT_MS = 1000;
 
@@ -106,6 +106,14 @@ async function startGatewayPeriod(db: Database, state: GatewayState, config: Con
     [duration?.text ?? "", resetAt, stored.budget_duration],
   );
   state.budgetResetAt = row ? row.budget_reset_at : (await loadGatewayState(db)).budgetResetAt;
+}
+
+/** A max_end_user_budget_id naming no budget holds no customer to anything (as LiteLLM): said at start and on reload. */
+async function warnMissingEndUserBudget(db: Database, config: Config, log: Logger): Promise<void> {
+  const id = config.litellm_settings.max_end_user_budget_id;
+  if (id === undefined) return;
+  const [row] = await db.query("select 1 from budgets where budget_id = $1", [id]);
+  if (!row) log.warn(`config: litellm_settings.max_end_user_budget_id: budget "${id}" does not exist; customers without a budget of their own run without it until it is made (POST /budget/new)`);
 }
 
 export async function loadGatewayState(db: Database): Promise<GatewayState> {
@@ -201,6 +209,7 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
   // Behind a warm start the database is still opening: the period is stored once it is open.
   if (!options.warm) await periodStarted;
   else periodStarted.catch((error) => log.warn("could not store the gateway budget's period", { error: String(error) }));
+  void warnMissingEndUserBudget(db, config, log).catch(() => {});
   // Read at each call, once the metrics below exist.
   const calls: ProviderCalls = {
     failed: (deployment, status) => metrics.providerFailed(deployment.id, status),
@@ -217,7 +226,7 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
   const governance = createGovernance(counters, () => clock.now());
   const auth = createAuth({
     db, clock, log, masterKey: g.master_key, cacheSize: g.key_cache_size, cacheTtlMs: g.key_cache_ttl_seconds * 1000,
-    unwrittenKeySpend: spend.unwrittenKeySpend,
+    unwrittenKeySpend: spend.unwrittenKeySpend, endUserBudgetId: () => runtime.config.litellm_settings.max_end_user_budget_id,
   });
   if (options.warm) auth.preload(options.warm.principals, options.warm.customers);
   const metrics = createMetrics({
@@ -280,6 +289,7 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
       }
       runtime = buildRuntime(next.config, gatewayState, log, clock, calls, slots);
       for (const warning of warnings) log.warn(`config: ${warning}`);
+      if (before.max_end_user_budget_id !== after.max_end_user_budget_id) void warnMissingEndUserBudget(db, next.config, log).catch(() => {});
       log.info("config reloaded", { models: next.config.model_list.length });
       return { models: next.config.model_list.length, warnings };
     } catch (error) {

@@ -5,6 +5,7 @@ import { RESERVED_BUDGET_PREFIXES, found, isForeignKeyViolation, iso, periodView
 import type { AdminDeps } from "./deps";
 import { Id, ModelBudgets, budgetFields, nextReset, opt, open } from "./fields";
 import { adminOnlyRoutes, onlyParams } from "./guard";
+import { counterKeys, scopes } from "../governance/keys";
 
 export const BUDGET_COLUMNS = ["max_budget", "soft_budget", "budget_duration", "budget_reset_at", "tpm_limit", "rpm_limit", "max_parallel_requests", "model_max_budget"];
 
@@ -46,11 +47,21 @@ const SETTINGS: Array<[field: string, type: string, description: string]> = [
 
 export function budgetRoutes(deps: AdminDeps) {
   const { db, clock } = deps;
+  /**
+   * The budget max_end_user_budget_id names made or deleted: customers without a budget of their own
+   * are held to it, or no longer, from their next request (records read again after this instance's spend).
+   */
+  const forgetEndUserDefault = async (id: string) => {
+    if (id !== deps.runtime().config.litellm_settings.max_end_user_budget_id) return;
+    await deps.spend.flush();
+    deps.invalidate({ kind: "all", restart: [counterKeys.budgetPrefix(scopes.customers())] });
+  };
   return adminOnlyRoutes("admin-budgets", deps)
     .post("/budget/new", async ({ body }) => {
       const own = RESERVED_BUDGET_PREFIXES.find((prefix) => body.budget_id?.startsWith(prefix));
       if (own) throw badRequest(`budget_id: ids starting with "${own}" are those litegate gives a membership's, a team's members' or a customer's own budget`, "budget_id");
       const row = await insertBudget(db, body.budget_id ?? crypto.randomUUID(), body, clock.now());
+      await forgetEndUserDefault(row.budget_id);
       return budgetView(row, clock.now());
     }, { body: t.Object({ ...budgetBody, budget_id: opt(Id), ...nextReset }, open), detail: { tags: ["budget management"], summary: "Create a budget (limits shared by customers or members)" } })
     .post("/budget/update", async ({ body }) => {
@@ -92,6 +103,7 @@ export function budgetRoutes(deps: AdminDeps) {
       if (used) throw used;
       try {
         const [row] = await db.query("delete from budgets where budget_id = $1 returning *", [id]);
+        await forgetEndUserDefault(id);
         return budgetView(found(row, "Budget"), clock.now());
       } catch (error) {
         // Someone took the budget into use since the check: the same answer as if they had before it.

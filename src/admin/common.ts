@@ -208,7 +208,7 @@ export interface UpdateSpec {
  * changes, caches invalidated everywhere.
  */
 export async function updateBudgetHolder(
-  deps: Pick<AdminDeps, "db" | "clock" | "spend" | "counters" | "invalidate">,
+  deps: Pick<AdminDeps, "db" | "clock" | "spend" | "counters" | "invalidate" | "runtime">,
   spec: UpdateSpec,
   id: string,
   body: Record<string, unknown>,
@@ -226,11 +226,13 @@ export async function updateBudgetHolder(
   const [row] = await write(spec.what.toLowerCase(), () =>
     deps.db.query(`update ${spec.table} set ${[...sets, "updated_at = now()"].join(", ")} where ${spec.idColumn} = $${values.length} returning *`, values));
   found(row, spec.what);
+  // The budget max_end_user_budget_id names holds every customer without one of its own too.
+  const endUserDefault = spec.table === "budgets" && id === deps.runtime().config.litellm_settings.max_end_user_budget_id;
   if (spec.table === "budgets" && newPeriod) {
     // Those whose period this budget's duration sets (customers, members, keys with no duration of
     // their own) start the new period at once, as the budget does; their next request plans on it.
     const at = changes.budget_reset_at;
-    await deps.db.query("update end_users set budget_reset_at = $2, updated_at = now() where budget_id = $1", [id, at]);
+    await deps.db.query("update end_users set budget_reset_at = $2, updated_at = now() where budget_id = $1 or ($3 and budget_id is null)", [id, at, endUserDefault]);
     await deps.db.query("update team_memberships set budget_reset_at = $2 where budget_id = $1", [id, at]);
     await deps.db.query("update keys set budget_reset_at = $2, updated_at = now() where budget_id = $1 and budget_duration is null", [id, at]);
   }
@@ -246,6 +248,7 @@ export async function updateBudgetHolder(
       const scope = h.kind === "c" ? scopes.customer(h.a) : h.kind === "m" ? scopes.member(h.a, h.b) : scopes.key(h.a);
       restart.push(counterKeys.budgetPrefix(scope));
     }
+    if (endUserDefault) restart.push(counterKeys.budgetPrefix(scopes.customers()));
   }
   deps.invalidate({ kind: "all", reset: spec.spendRow && "spend" in body ? [{ table: spec.spendRow, id }] : undefined, restart });
   return row!;

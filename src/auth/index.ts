@@ -5,6 +5,7 @@ import { GatewayError, authError, forbidden } from "../http/errors";
 import type { Logger } from "../log";
 import { TtlCache } from "./cache";
 import { batchedLookup } from "./lookups";
+import { createEndUserBudget } from "./end-user-budget";
 import { hashKey, readKey, sameToken } from "./keys";
 import type { Caller, CustomerRecord, Principal } from "./principal";
 import { isProxyAdmin } from "./principal";
@@ -26,6 +27,8 @@ export interface AuthOptions {
   cacheTtlMs: number;
   /** What this instance has charged a key and not yet written (a record read now does not hold it). */
   unwrittenKeySpend?: (token: string) => number;
+  /** `litellm_settings.max_end_user_budget_id` as the running config has it. */
+  endUserBudgetId?: () => string | undefined;
 }
 
 /**
@@ -78,6 +81,7 @@ export function createAuth(options: AuthOptions) {
   const customers = new TtlCache<CustomerRecord>(options.cacheSize, options.cacheTtlMs, clock, {
     reloadMany: (ids) => loadCustomers(db, ids), onReloadError: servingCached,
   });
+  const endUserBudget = createEndUserBudget(db, clock, options.cacheTtlMs, options.endUserBudgetId ?? (() => undefined));
 
   /**
    * A record is read again, waiting for it, once it is older than this: a budget counter dropped after
@@ -113,6 +117,18 @@ export function createAuth(options: AuthOptions) {
     }
   }
 
+  async function customerFor(id: string): Promise<CustomerRecord> {
+    const cached = customers.peek(id);
+    if (cached && cached.age < RELOAD_AFTER_MS && (cached.fresh || customers.serveStale(id))) return cached.value;
+    try {
+      return await customers.load(id, () => afterWriting(() => loadOrCreateCustomer(db, id)));
+    } catch (error) {
+      if (cached) return cached.value;
+      log.once("warn", "customer-db-down", "database unreachable: customer served with default budget", { error: String(error) });
+      return { user_id: id, alias: null, spend: 0, budget_reset_at: null, blocked: false, budget: null, created_at: new Date(clock.now()), modelSpend: {} };
+    }
+  }
+
   function check(principal: Principal): void {
     const { key, team } = principal;
     if (key.blocked) throw forbidden(`Key ${key.key_name} is blocked`);
@@ -138,15 +154,14 @@ export function createAuth(options: AuthOptions) {
     /** A key's record as the database has it now (after this instance's unwritten spend, see `invalidate`); null if gone. */
     principal: (token: string): Promise<Principal | null> => principalFor(token),
 
+    /** The customer a request names, held to the default budget (`max_end_user_budget_id`) when it has none of its own. */
     async customer(id: string): Promise<CustomerRecord> {
-      const cached = customers.peek(id);
-      if (cached && cached.age < RELOAD_AFTER_MS && (cached.fresh || customers.serveStale(id))) return cached.value;
+      const customer = await customerFor(id);
       try {
-        return await customers.load(id, () => afterWriting(() => loadOrCreateCustomer(db, id)));
+        return await endUserBudget.apply(customer);
       } catch (error) {
-        if (cached) return cached.value;
-        log.once("warn", "customer-db-down", "database unreachable: customer served with default budget", { error: String(error) });
-        return { user_id: id, alias: null, spend: 0, budget_reset_at: null, blocked: false, budget: null, created_at: new Date(clock.now()), modelSpend: {} };
+        log.once("warn", "end-user-budget-db-down", "database unreachable: max_end_user_budget_id's budget not read yet, customers without a budget run without it", { error: String(error) });
+        return customer;
       }
     },
 
@@ -175,6 +190,7 @@ export function createAuth(options: AuthOptions) {
         principals.clear();
         unknown.clear();
         customers.clear();
+        endUserBudget.forget();
       }
     },
 

@@ -117,6 +117,8 @@ export const LitellmSettings = T.Object({
   max_budget: T.Optional(Money),
   budget_duration: T.Optional(Duration),
   max_end_user_budget: T.Optional(Money),
+  /** A /budget/new budget that customers without a budget of their own are held to. */
+  max_end_user_budget_id: T.Optional(T.String({ minLength: 1 })),
   max_internal_user_budget: T.Optional(Money),
   internal_user_budget_duration: T.Optional(Duration),
   num_retries: T.Optional(Count),

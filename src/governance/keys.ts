@@ -61,6 +61,8 @@ export const scopes = {
   team: (teamId: string) => `t:${idPart(teamId)}`,
   member: (teamId: string, userId: string) => `m:${idPart(teamId)}:${idPart(userId)}`,
   customer: (id: string) => `c:${idPart(id)}`,
+  /** Every customer's scope (its budget prefix takes in each `customer` scope's, and no per-model one). */
+  customers: () => "c",
   keyModel: (token: string, model: string) => `km:${idPart(token)}:${idPart(model)}`,
   /** Every per-model scope of a key: the start of each `keyModel` scope of the token. */
   keyModels: (token: string) => `km:${idPart(token)}`,

@@ -39,6 +39,7 @@ export function startBudgetScheduler(options: SchedulerOptions) {
       const counts = await resetDueBudgets(db, new Date(), {
         internalUserBudgetDuration: l.internal_user_budget_duration ?? undefined,
         gatewayBudgetDuration: l.budget_duration ?? undefined,
+        endUserBudgetId: l.max_end_user_budget_id ?? undefined,
       });
       if (Object.keys(counts).length > 0) log.info("budgets reset", counts);
       // Batch ids only guard retries of recent flushes; a day is plenty.

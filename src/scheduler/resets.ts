@@ -46,10 +46,12 @@ const TABLES: Table[] = [
             where team_id || chr(31) || user_id = $1 and budget_reset_at = $2`,
   },
   {
+    // A customer without a budget of its own resets on max_end_user_budget_id's.
     name: "end_users",
     due: `select e.user_id as id, b.budget_duration as duration, e.budget_reset_at as reset_at
-          from end_users e left join budgets b on b.budget_id = e.budget_id where e.budget_reset_at <= $1 limit 1000`,
+          from end_users e left join budgets b on b.budget_id = coalesce(e.budget_id, $2) where e.budget_reset_at <= $1 limit 1000`,
     reset: "update end_users set spend = 0, budget_reset_at = $3 where user_id = $1 and budget_reset_at = $2",
+    extra: (d) => [d.endUserBudgetId ?? null],
   },
   {
     name: "key_model_spend",
@@ -61,10 +63,11 @@ const TABLES: Table[] = [
   {
     name: "customer_model_spend",
     due: `select s.user_id || chr(31) || s.model as id, b.model_max_budget -> s.model ->> 'time_period' as duration, s.budget_reset_at as reset_at
-          from customer_model_spend s join end_users e on e.user_id = s.user_id left join budgets b on b.budget_id = e.budget_id
+          from customer_model_spend s join end_users e on e.user_id = s.user_id left join budgets b on b.budget_id = coalesce(e.budget_id, $2)
           where s.budget_reset_at <= $1 limit 1000`,
     reset: `update customer_model_spend set spend = 0, budget_reset_at = $3
             where user_id || chr(31) || model = $1 and budget_reset_at = $2`,
+    extra: (d) => [d.endUserBudgetId ?? null],
   },
   {
     // A budget row holds no spend (its holders do), but shows when its period turns: kept current.
@@ -82,6 +85,8 @@ const TABLES: Table[] = [
 
 export interface ResetDefaults {
   internalUserBudgetDuration?: string;
+  /** litellm_settings.max_end_user_budget_id: the budget of customers without one of their own. */
+  endUserBudgetId?: string;
   gatewayBudgetDuration?: string;
 }
 

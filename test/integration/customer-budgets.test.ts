@@ -5,8 +5,9 @@ import { sharedPostgres } from "../helpers/services";
 import { type Upstream, startUpstream } from "../helpers/upstream";
 
 /**
- * A customer's per-model budgets (its budget's model_max_budget, LiteLLM's end-user model budget),
- * against the binary on real Postgres, with the fake OpenAI upstream as the only stand-in.
+ * A customer's per-model budgets (its budget's model_max_budget, LiteLLM's end-user model budget) and
+ * `litellm_settings.max_end_user_budget_id`, against the binary on real Postgres, with the fake OpenAI
+ * upstream as the only stand-in.
  * Upstream usage: 10 prompt + 20 completion tokens; price 1e-6 in, 2e-6 out: every request costs 5e-5.
  */
 const COST = 10 * 0.000001 + 20 * 0.000002;
@@ -124,5 +125,67 @@ general_settings:
     expect((await api.post("/customer/update", { user_id: "cust-upd", model_max_budget: { m: { budget_limit: COST / 10, time_period: "1d" } } })).status).toBe(200);
     expect((await api.chat("cust-upd")).status).toBe(200);
     expect((await api.chat("cust-upd")).status).toBe(400);
+  });
+});
+
+describe("litellm_settings.max_end_user_budget_id (a /budget/new budget every customer without one is held to)", () => {
+  let gateway: RunningGateway;
+  let api: ReturnType<typeof clientOf>;
+  beforeAll(async () => {
+    const dbUrl = await (await sharedPostgres()).newDatabase();
+    gateway = await startBinary({ config: `${MODELS(upstream.url)}
+general_settings:
+  master_key: sk-1234
+  database_url: ${dbUrl}
+litellm_settings:
+  max_end_user_budget_id: default-tier
+  max_end_user_budget: 1
+` });
+    api = clientOf(gateway);
+  }, 120_000);
+  afterAll(async () => {
+    await gateway?.stop("SIGTERM");
+  });
+
+  test("a budget that does not exist is warned about at start, and holds no customer to anything", async () => {
+    await gateway.waitForOutput(/max_end_user_budget_id: budget "default-tier" does not exist/);
+    expect(gateway.output()).not.toContain("max_end_user_budget_id: not supported by litegate");
+    // max_end_user_budget still holds them.
+    expect((await api.chat("walk-in-0")).status).toBe(200);
+    expect((await api.chat("walk-in-0")).status).toBe(200);
+  });
+
+  test("once made, a customer with no budget of its own is held to its max_budget (a customer seen before too)", async () => {
+    expect((await api.post("/budget/new", { budget_id: "default-tier", max_budget: COST / 10 })).status).toBe(200);
+    expect((await api.chat("walk-in")).status).toBe(200);
+    const second = await api.chat("walk-in");
+    expect(second.status).toBe(400);
+    expect(second.message).toContain("ExceededBudget: End User=walk-in over budget");
+    expect((await api.chat("walk-in-0")).status).toBe(400);
+    // A customer with a budget of its own is held to that one.
+    expect((await api.post("/customer/new", { user_id: "own-budget", max_budget: 1 })).status).toBe(200);
+    expect((await api.chat("own-budget")).status).toBe(200);
+    expect((await api.chat("own-budget")).status).toBe(200);
+    // LiteLLM shows the customer's own budget only.
+    expect((await api.get("/customer/info?end_user_id=walk-in")).body.litellm_budget_table).toBeNull();
+  });
+
+  test("its limits and model_max_budget apply too, and an update of it holds at once", async () => {
+    expect((await api.post("/budget/update", { budget_id: "default-tier", max_budget: 1, rpm_limit: 1 })).status).toBe(200);
+    expect((await api.chat("walk-in-2")).status).toBe(200);
+    const limited = await api.chat("walk-in-2");
+    expect(limited.status).toBe(429);
+    expect(limited.message).toContain("end user walk-in-2");
+    expect((await api.post("/budget/update", { budget_id: "default-tier", rpm_limit: null, model_max_budget: { other: { budget_limit: COST / 10, time_period: "1d" } } })).status).toBe(200);
+    expect((await api.chat("walk-in-3", "other")).status).toBe(200);
+    expect((await api.chat("walk-in-3", "other")).status).toBe(400);
+    expect((await api.chat("walk-in-3", "m")).status).toBe(200);
+  });
+
+  test("deleted, it holds no customer any more (max_end_user_budget does again)", async () => {
+    expect((await api.post("/budget/update", { budget_id: "default-tier", max_budget: COST / 10, model_max_budget: {} })).status).toBe(200);
+    expect((await api.chat("walk-in")).status).toBe(400);
+    expect((await api.post("/budget/delete", { id: "default-tier" })).status).toBe(200);
+    expect((await api.chat("walk-in")).status).toBe(200);
   });
 });

@@ -83,3 +83,24 @@ describe("the scheduler's pace", () => {
     }
   }, 20_000); // a gateway opens (1–2 s) before the 2.5 s counted
 });
+
+describe("customers' periods", () => {
+  test("a customer's spend per model resets on its budget's model_max_budget time_period; one without a budget on max_end_user_budget_id's", async () => {
+    const now = new Date("2026-03-10T12:00:00Z");
+    const due = new Date("2026-03-10T11:00:00Z");
+    await h.db.query(`insert into budgets (budget_id, model_max_budget) values ('b-models', '{"m": {"budget_limit": 1, "time_period": "1d"}}')`);
+    await h.db.query("insert into end_users (user_id, budget_id) values ('c-models', 'b-models')");
+    await h.db.query("insert into customer_model_spend (user_id, model, spend, budget_reset_at) values ('c-models', 'm', 4, $1)", [due]);
+    await h.db.query("insert into budgets (budget_id, budget_duration) values ('b-default', '1h')");
+    await h.db.query("insert into end_users (user_id, spend, budget_reset_at) values ('c-walk-in', 2, $1)", [due]);
+
+    const counts = await resetDueBudgets(h.db, now, { endUserBudgetId: "b-default" });
+    expect(counts.customer_model_spend).toBe(1);
+    const m = await one("select spend, budget_reset_at from customer_model_spend where user_id = 'c-models'");
+    expect(m.spend).toBe(0);
+    expect(new Date(m.budget_reset_at).toISOString()).toBe("2026-03-11T11:00:00.000Z");
+    const walkIn = await one("select spend, budget_reset_at from end_users where user_id = 'c-walk-in'");
+    expect(walkIn.spend).toBe(0);
+    expect(new Date(walkIn.budget_reset_at).toISOString()).toBe("2026-03-10T13:00:00.000Z");
+  });
+});
