@@ -17,8 +17,7 @@ import { callWithRetries } from "./attempts";
 import { type Deadline, Deadlines } from "./deadlines";
 import { inFlightChanges } from "./in-flight";
 import { completionTextOf } from "./sse-events";
-import { type StreamOutcome, tapStream } from "./tap";
-import { streamed } from "./serve";
+import { type StreamOutcome, streamed, tapStream } from "./tap";
 
 /** What one finished request looked like, for logs and metrics. */
 export interface RequestRecord {

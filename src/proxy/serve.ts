@@ -3,6 +3,7 @@ import { GatewayError, errorResponse, unexpected } from "../http/errors";
 import type { Logger } from "../log";
 import type { Route } from "../providers/types";
 import type { Inference } from "./inference";
+import { isStreamed } from "./tap";
 
 const PATHS: ReadonlyArray<[string, Route]> = [
   ["/chat/completions", "chat"],
@@ -21,17 +22,10 @@ export interface Server {
  * `request_timeout`, 600 s by default). The connection's timer comes back once the answer ends.
  */
 export function untimed(response: Response, request: Request, server: Server | null | undefined): Response {
-  if (server && (response as Marked)[STREAM] === true) server.timeout(request, 0);
+  if (server && isStreamed(response)) server.timeout(request, 0);
   return response;
 }
 
-const STREAM = Symbol("stream");
-type Marked = Response & { [STREAM]?: true };
-/** Marks a stream's answer for `untimed` (a property read, where its headers or body would be made on every answer). */
-export function streamed(response: Response): Response {
-  (response as Marked)[STREAM] = true;
-  return response;
-}
 
 /**
  * The inference routes as Bun server routes: the hot path skips the framework's per-request work

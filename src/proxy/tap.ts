@@ -125,3 +125,13 @@ export function tapStream(source: ReadableStream<Uint8Array>, options: TapOption
     { highWaterMark: 0 },
   );
 }
+
+const STREAM = Symbol("stream");
+type Marked = Response & { [STREAM]?: true };
+/** Marks a stream's answer (see `untimed` in serve.ts): a property read, where its headers or body would be made on every answer. */
+export function streamed(response: Response): Response {
+  (response as Marked)[STREAM] = true;
+  return response;
+}
+
+export const isStreamed = (response: Response): boolean => (response as Marked)[STREAM] === true;
