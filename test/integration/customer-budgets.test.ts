@@ -45,6 +45,12 @@ function clientOf(gateway: RunningGateway) {
   return { post: (path: string, body: unknown) => call("POST", path, body), get: (path: string) => call("GET", path), chat };
 }
 
+/** The binary with the two models on a new Postgres database, `settings` added to its config. */
+async function onPostgres(settings = ""): Promise<RunningGateway> {
+  const dbUrl = await (await sharedPostgres()).newDatabase();
+  return startBinary({ config: `${MODELS(upstream.url)}\ngeneral_settings:\n  master_key: sk-1234\n  database_url: ${dbUrl}\n${settings}` });
+}
+
 /** Polls until `read` gives what `done` accepts (spend is written in batches, a few times a second). */
 async function eventually<T>(read: () => Promise<T>, done: (value: T) => boolean, ms = 5000): Promise<T> {
   const end = Date.now() + ms;
@@ -59,12 +65,7 @@ describe("a customer's model_max_budget", () => {
   let gateway: RunningGateway;
   let api: ReturnType<typeof clientOf>;
   beforeAll(async () => {
-    const dbUrl = await (await sharedPostgres()).newDatabase();
-    gateway = await startBinary({ config: `${MODELS(upstream.url)}
-general_settings:
-  master_key: sk-1234
-  database_url: ${dbUrl}
-` });
+    gateway = await onPostgres();
     api = clientOf(gateway);
   }, 120_000);
   afterAll(async () => {
@@ -132,15 +133,7 @@ describe("litellm_settings.max_end_user_budget_id (a /budget/new budget every cu
   let gateway: RunningGateway;
   let api: ReturnType<typeof clientOf>;
   beforeAll(async () => {
-    const dbUrl = await (await sharedPostgres()).newDatabase();
-    gateway = await startBinary({ config: `${MODELS(upstream.url)}
-general_settings:
-  master_key: sk-1234
-  database_url: ${dbUrl}
-litellm_settings:
-  max_end_user_budget_id: default-tier
-  max_end_user_budget: 1
-` });
+    gateway = await onPostgres("litellm_settings:\n  max_end_user_budget_id: default-tier\n  max_end_user_budget: 1\n");
     api = clientOf(gateway);
   }, 120_000);
   afterAll(async () => {
