@@ -34,9 +34,21 @@ const items = (each: Shape): Shape => (value, path) => {
   (value as unknown[]).forEach((item, i) => each(item, `${path}[${i}]`));
 };
 
+/**
+ * Metadata is free-form, but the per-model limits LiteLLM reads from it (`model_rpm_limit`,
+ * `model_tpm_limit`) are mappings of models: a number or list there would be reshaped into one holding no limit.
+ */
+const metadata: Shape = (value, path) => {
+  object(value, path);
+  for (const name of ["model_rpm_limit", "model_tpm_limit"]) {
+    const limits = (value as Record<string, unknown>)[name];
+    if (limits !== undefined && limits !== null) object(limits, `${path}.${name}`);
+  }
+};
+
 /** Fields that may be left out or null; when sent, they have these shapes. */
 const SHAPES: Record<string, Shape> = {
-  metadata: object, model_rpm_limit: object, model_tpm_limit: object, aliases: object, config: object, permissions: object,
+  metadata, model_rpm_limit: object, model_tpm_limit: object, aliases: object, config: object, permissions: object,
   // Each model's budget is an object, `{}` included (LiteLLM takes one without a budget or limit set).
   model_max_budget: entries(object),
   teams: list, members_with_roles: items(object),
