@@ -44,3 +44,21 @@ describe("per-model limits in a key's metadata", () => {
     expect((await chat(key)).status).toBe(429);
   });
 });
+
+describe("per-model limits in a team's metadata", () => {
+  test("are refused with a 400, as the team's own model_rpm_limit is, rather than stored and not enforced", async () => {
+    for (const field of ["model_rpm_limit", "model_tpm_limit"]) {
+      const made = await post("/team/new", { team_id: `meta-${field}`, metadata: { [field]: { m: 1 } } });
+      expect(made.status).toBe(400);
+      const { error } = (await made.json()) as any;
+      expect(error).toMatchObject({ type: "bad_request_error", param: `metadata.${field}`, code: "400", message: expect.stringContaining("per-model limits on teams") });
+    }
+    expect((await post("/team/new", { team_id: "meta-team", metadata: { owner: "ops", model_rpm_limit: {} } })).status).toBe(200);
+    const updated = await post("/team/update", { team_id: "meta-team", metadata: { model_rpm_limit: { m: 1 } } });
+    expect(updated.status).toBe(400);
+    // Nothing was stored that would read as a limit: the team's keys run as before.
+    const key = ((await (await post("/key/generate", { team_id: "meta-team" })).json()) as any).key;
+    expect((await chat(key)).status).toBe(200);
+    expect((await chat(key)).status).toBe(200);
+  });
+});
