@@ -163,6 +163,12 @@ export const teamRefusedFields = {
 };
 
 /**
+ * A team's metadata: anything, but not the per-model limits LiteLLM reads from it (where its /team/new
+ * stores `model_rpm_limit`), which would be stored and never enforced.
+ */
+export const TeamMetadata = t.Object({ model_rpm_limit: teamRefusedFields.model_rpm_limit, model_tpm_limit: teamRefusedFields.model_tpm_limit }, { additionalProperties: true });
+
+/**
  * User fields LiteLLM takes on /user/update that litegate does not implement: per-model budgets and
  * limits are a key's (LiteLLM holds a user's own across all its keys).
  */

@@ -6,7 +6,7 @@ import type { SpendRow } from "../spend/batch";
 import { deletedRows, windowsOf } from "../spend/reset";
 import { deleteEvery, found, internalUserResetAt, lockMemberships, spendRowsOwnedBy, iso, periodView, resetAtFor, updateBudgetHolder, write } from "./common";
 import type { AdminDeps } from "./deps";
-import { DurationText, Id, Limit, Metadata, Models, Money, budgetFields, nextReset, opt, open, teamRefusedFields } from "./fields";
+import { DurationText, Id, Limit, Models, Money, budgetFields, nextReset, opt, open, teamRefusedFields, TeamMetadata } from "./fields";
 import { adminOnlyRoutes, onlyParams } from "./guard";
 import { KEY_BUDGET, keyView } from "./keys";
 import { budgetView } from "./budgets";
@@ -185,7 +185,7 @@ export async function giveMemberDefaults(sql: Sql, teamId: string, userIds: stri
        and exists (select 1 from budgets where budget_id = $3)`, [teamId, userIds, teamMemberBudgetId(teamId), resetAtFor(budget.budget_duration, now)]);
 }
 
-const teamFields = { ...budgetFields, ...memberDefaults, ...teamRefusedFields, team_alias: opt(t.String({ maxLength: 512 })), models: t.Optional(Models), metadata: opt(Metadata), blocked: opt(t.Boolean()) };
+const teamFields = { ...budgetFields, ...memberDefaults, ...teamRefusedFields, team_alias: opt(t.String({ maxLength: 512 })), models: t.Optional(Models), metadata: opt(TeamMetadata), blocked: opt(t.Boolean()) };
 
 export function teamRoutes(deps: AdminDeps) {
   const { db, clock } = deps;
