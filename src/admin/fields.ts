@@ -101,10 +101,11 @@ const ModelBudget = t.Transform(t.Object({
 export const ModelBudgets = t.Record(t.String(), ModelBudget);
 export const ModelLimits = t.Record(t.String(), t.Union([Limit, t.Null()]));
 /**
- * A key's metadata: anything, but the per-model limits LiteLLM reads from it (before the key's own
- * `model_rpm_limit`, see governance/policy.ts) must be limits, or they would be taken and not enforced.
+ * A key's or team's metadata: anything, but the per-model limits LiteLLM reads from it (a key's before
+ * its own `model_rpm_limit`, a team's only there; see governance/policy.ts) must be limits, or they
+ * would be taken and not enforced.
  */
-const KeyMetadata = t.Object({ model_rpm_limit: t.Optional(t.Union([ModelLimits, t.Null()])), model_tpm_limit: t.Optional(t.Union([ModelLimits, t.Null()])) }, { additionalProperties: true });
+export const LimitsMetadata = t.Object({ model_rpm_limit: t.Optional(t.Union([ModelLimits, t.Null()])), model_tpm_limit: t.Optional(t.Union([ModelLimits, t.Null()])) }, { additionalProperties: true });
 
 /** Text LiteLLM reads as "none": its UI sends "" for an empty budget, and "None" or "null" for no duration. */
 const noneAs = (...texts: string[]) => t.Transform(t.Union(texts.map((text) => t.Literal(text)), { error: `must be ${texts.map((text) => JSON.stringify(text)).join(" or ")} for none` }))
@@ -153,20 +154,12 @@ export const keyRefusedFields = {
 
 /** Team fields LiteLLM takes that litegate does not implement. */
 export const teamRefusedFields = {
-  model_rpm_limit: refusedUnlessEmpty("per-model limits on teams (keys have model_rpm_limit)", "object"),
-  model_tpm_limit: refusedUnlessEmpty("per-model limits on teams (keys have model_tpm_limit)", "object"),
   model_aliases: refusedUnlessEmpty("team model aliases", "object"),
   guardrails: refusedUnlessEmpty("guardrails", "array"),
   team_member_key_duration: refusedUnlessEmpty("team_member_key_duration", "null"),
   budget_limits: refusedUnlessEmpty("budget_limits (one budget per team)", "array"),
   model_max_budget: refusedUnlessEmpty("per-model budgets on teams (keys have model_max_budget)", "object"),
 };
-
-/**
- * A team's metadata: anything, but not the per-model limits LiteLLM reads from it (where its /team/new
- * stores `model_rpm_limit`), which would be stored and never enforced.
- */
-export const TeamMetadata = t.Object({ model_rpm_limit: teamRefusedFields.model_rpm_limit, model_tpm_limit: teamRefusedFields.model_tpm_limit }, { additionalProperties: true });
 
 /**
  * User fields LiteLLM takes on /user/update that litegate does not implement: per-model budgets and
@@ -200,7 +193,7 @@ export const keyFields = {
   user_id: opt(UserId),
   team_id: opt(Id),
   budget_id: opt(Id),
-  metadata: opt(KeyMetadata),
+  metadata: opt(LimitsMetadata),
   blocked: opt(t.Boolean()),
   /** Spend to start from (a key or user moved from another gateway keeps what it spent). */
   spend: opt(Money),

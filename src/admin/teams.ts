@@ -6,7 +6,7 @@ import type { SpendRow } from "../spend/batch";
 import { deletedRows, windowsOf } from "../spend/reset";
 import { deleteEvery, found, internalUserResetAt, lockMemberships, spendRowsOwnedBy, iso, periodView, resetAtFor, updateBudgetHolder, write } from "./common";
 import type { AdminDeps } from "./deps";
-import { DurationText, Id, Limit, Models, Money, budgetFields, nextReset, opt, open, teamRefusedFields, TeamMetadata } from "./fields";
+import { DurationText, Id, Limit, LimitsMetadata, ModelLimits, Models, Money, budgetFields, nextReset, opt, open, teamRefusedFields } from "./fields";
 import { adminOnlyRoutes, onlyParams } from "./guard";
 import { KEY_BUDGET, keyView } from "./keys";
 import { budgetView } from "./budgets";
@@ -185,7 +185,25 @@ export async function giveMemberDefaults(sql: Sql, teamId: string, userIds: stri
        and exists (select 1 from budgets where budget_id = $3)`, [teamId, userIds, teamMemberBudgetId(teamId), resetAtFor(budget.budget_duration, now)]);
 }
 
-const teamFields = { ...budgetFields, ...memberDefaults, ...teamRefusedFields, team_alias: opt(t.String({ maxLength: 512 })), models: t.Optional(Models), metadata: opt(TeamMetadata), blocked: opt(t.Boolean()) };
+const teamFields = {
+  ...budgetFields, ...memberDefaults, ...teamRefusedFields, team_alias: opt(t.String({ maxLength: 512 })), models: t.Optional(Models),
+  metadata: opt(LimitsMetadata), blocked: opt(t.Boolean()), model_rpm_limit: opt(ModelLimits), model_tpm_limit: opt(ModelLimits),
+};
+
+const MODEL_LIMITS = ["model_rpm_limit", "model_tpm_limit"] as const;
+
+/**
+ * A team's metadata with the per-model limits sent beside it folded in, where LiteLLM keeps them (null
+ * takes one away): `metadata` is what the team will have otherwise, the body's or the stored one.
+ */
+function withModelLimits(metadata: Record<string, unknown> | null | undefined, body: Record<string, unknown>): Record<string, unknown> {
+  const merged = { ...metadata };
+  for (const name of MODEL_LIMITS) {
+    if (body[name] === null) delete merged[name];
+    else if (body[name] !== undefined) merged[name] = body[name];
+  }
+  return merged;
+}
 
 export function teamRoutes(deps: AdminDeps) {
   const { db, clock } = deps;
@@ -215,7 +233,7 @@ export function teamRoutes(deps: AdminDeps) {
              max_parallel_requests, metadata, blocked) values ($1, $2, $3, $4, $5, $6::text[], $7, $8, $9, $10::text::jsonb, $11)`,
           [teamId, body.team_alias ?? null, body.max_budget ?? null, body.budget_duration ?? null, resetAtFor(body.budget_duration, clock.now()),
             body.models ?? [], body.tpm_limit ?? null, body.rpm_limit ?? null, body.max_parallel_requests ?? null,
-            JSON.stringify(body.metadata ?? {}), body.blocked ?? false]));
+            JSON.stringify(withModelLimits(body.metadata, body)), body.blocked ?? false]));
         await addMembers(tx, teamId, body.members_with_roles ?? [], null, internalUserResetAt(deps));
         await applyMemberDefaults(tx, teamId, body, clock.now());
         return (await tx.query("select * from teams where team_id = $1", [teamId]))[0]!;
@@ -228,6 +246,10 @@ export function teamRoutes(deps: AdminDeps) {
     })
     .post("/team/update", async ({ body }) => {
       let row: Record<string, any> | undefined;
+      if (MODEL_LIMITS.some((name) => body[name] !== undefined)) {
+        const stored = "metadata" in body ? body.metadata : (await db.query("select metadata from teams where team_id = $1", [body.team_id]))[0]?.metadata;
+        body.metadata = withModelLimits(stored, body);
+      }
       if (Object.keys(MEMBER_DEFAULT_COLUMNS).some((field) => field in body)) {
         // Spend still in memory belongs to the period it was spent in.
         await deps.spend.flush();

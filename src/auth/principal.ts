@@ -68,6 +68,8 @@ export interface TeamRecord extends BudgetHolder {
   team_id: string;
   team_alias: string | null;
   blocked: boolean;
+  /** Free-form, but for the team's per-model limits (`model_rpm_limit`, `model_tpm_limit`), as LiteLLM keeps them. */
+  metadata: Record<string, any> | null;
 }
 
 export interface MembershipRecord {

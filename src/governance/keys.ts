@@ -66,6 +66,9 @@ export const scopes = {
   keyModel: (token: string, model: string) => `km:${idPart(token)}:${idPart(model)}`,
   /** Every per-model scope of a key: the start of each `keyModel` scope of the token. */
   keyModels: (token: string) => `km:${idPart(token)}`,
+  teamModel: (teamId: string, model: string) => `tm:${idPart(teamId)}:${idPart(model)}`,
+  /** Every per-model scope of a team, as `keyModels`. */
+  teamModels: (teamId: string) => `tm:${idPart(teamId)}`,
   customerModel: (id: string, model: string) => `cm:${idPart(id)}:${idPart(model)}`,
   /** Every per-model scope of a customer, as `keyModels`. */
   customerModels: (id: string) => `cm:${idPart(id)}`,

@@ -1,4 +1,4 @@
-import type { Caller, CustomerRecord, ModelBudget, Principal } from "../auth/principal";
+import type { Caller, CustomerRecord, ModelBudget, Principal, TeamRecord } from "../auth/principal";
 import type { CounterCheck } from "./counters";
 import { counterKeys, scopes } from "./keys";
 import { type Period, periodOf, rateWindow } from "./periods";
@@ -17,7 +17,7 @@ export interface BudgetDefaults {
   gatewayCreatedAt: Date | null;
 }
 
-export type ScopeName = "key" | "user" | "team" | "team member" | "end user" | "key+model" | "end user+model" | "proxy";
+export type ScopeName = "key" | "user" | "team" | "team member" | "end user" | "key+model" | "team+model" | "end user+model" | "proxy";
 export type CheckKind = "budget" | "rpm" | "tpm" | "parallel";
 
 export interface PlannedCheck extends CounterCheck {
@@ -166,7 +166,9 @@ export function planChecks(input: PlanInput): Plan {
     scope: ScopeName, id: string, label: string,
     rpm: number | null, tpm: number | null, parallel: number | null, modelName?: string,
   ) => {
-    const common = { scope, label, model: modelName, modelHeader: modelName === undefined ? undefined : headerToken(modelName), initial: 0 };
+    // The key's own per-model limits have headers of their own (x-litellm-key-remaining-requests-<model>).
+    const modelHeader = modelName === undefined || scope !== "key+model" ? undefined : headerToken(modelName);
+    const common = { scope, label, model: modelName, modelHeader, initial: 0 };
     if (rpm !== null) limits.push({ ...common, kind: "rpm", key: counterKeys.requests(id, window.start), limit: rpm, reserve: 1, expiresAt: window.end, on: undefined });
     if (tpm !== null) limits.push({ ...common, kind: "tpm", key: counterKeys.tokens(id, window.start), limit: tpm, reserve: input.estimatedTokens ?? 0, expiresAt: window.end, on: undefined });
     if (parallel !== null) limits.push({ ...common, kind: "parallel", key: counterKeys.parallel(id), limit: parallel, reserve: 1, expiresAt: Infinity, on: undefined });
@@ -251,6 +253,24 @@ export function planChecks(input: PlanInput): Plan {
     }
   }
 
+  /**
+   * A team's limits per model, where LiteLLM keeps them (its metadata's `model_rpm_limit` and
+   * `model_tpm_limit`): shared by every key of the team, under the first of `names` either holds.
+   */
+  function planTeamModelLimits(team: TeamRecord) {
+    const rpm = team.metadata?.model_rpm_limit;
+    const tpm = team.metadata?.model_tpm_limit;
+    if (!rpm && !tpm) return;
+    for (const name of names) {
+      const modelRpm = limitOf(rpm, name);
+      const modelTpm = limitOf(tpm, name);
+      if (modelRpm !== null || modelTpm !== null) {
+        rate("team+model", scopes.teamModel(team.team_id, name), `team ${team.team_id} for model=${name}`, modelRpm, modelTpm, null, name);
+        return;
+      }
+    }
+  }
+
   /** The spend is recorded under the name the budget is keyed by (what /key/info's model_spend shows), else the group's. */
   function planModelBudget(p: Principal) {
     const { key } = p;
@@ -307,7 +327,10 @@ export function planChecks(input: PlanInput): Plan {
   if (customer && b) {
     rate("end user", scopes.customer(customer.user_id), `end user ${customer.user_id}`, b.rpm_limit, b.tpm_limit, b.max_parallel_requests);
   }
-  if (principal && caller.kind === "key" && !caller.admin) planModelLimits(principal);
+  if (principal && caller.kind === "key" && !caller.admin) {
+    planModelLimits(principal);
+    if (principal.team) planTeamModelLimits(principal.team);
+  }
 
   checks.push(...limits);
   return { checks, targets };

@@ -109,7 +109,7 @@ export function windowsOf(rows: readonly SpendRow[]): string[] {
       case "users":
         return windows(scopes.user(row.id));
       case "teams":
-        return windows(scopes.team(row.id));
+        return [...windows(scopes.team(row.id)), ...windows(scopes.teamModels(row.id))];
       case "customers":
         return windows(scopes.customer(row.id));
       case "members": {

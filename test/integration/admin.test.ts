@@ -345,7 +345,7 @@ describe("authorisation", () => {
       ["/key/generate", { key_type: "read_only" }, "key_type"], ["/key/generate", { allowed_routes: ["/key/info"] }, "allowed_routes"],
       ["/key/generate", { enforced_params: ["user"] }, "enforced_params"], ["/key/generate", { aliases: { "my-model": "mock" } }, "aliases"],
       ["/key/generate", { guardrails: ["pii"] }, "guardrails"], ["/key/generate", { temp_budget_increase: 5 }, "temp_budget_increase"],
-      ["/team/new", { model_rpm_limit: { mock: 1 } }, "model_rpm_limit"], ["/team/new", { model_aliases: { a: "mock" } }, "model_aliases"],
+      ["/team/new", { model_aliases: { a: "mock" } }, "model_aliases"],
       // A team's budget windows and per-model budgets, a user's own per-model budget: LiteLLM holds every key of theirs to them.
       ["/team/new", { team_id: "windows-t", budget_limits: [{ max_budget: 1, budget_duration: "1d" }] }, "budget_limits"],
       ["/team/new", { team_id: "per-model-t", model_max_budget: { mock: { budget_limit: 1, time_period: "1d" } } }, "model_max_budget"],

@@ -11,6 +11,8 @@ beforeAll(async () => {
 model_list:
   - model_name: m
     litellm_params: {model: openai/m, api_base: "${upstream.url}", api_key: sk-upstream, input_cost_per_token: 0.000001, output_cost_per_token: 0.000002}
+  - model_name: n
+    litellm_params: {model: openai/n, api_base: "${upstream.url}", api_key: sk-upstream, input_cost_per_token: 0.000001, output_cost_per_token: 0.000002}
 general_settings:
   master_key: sk-1234
 ` });
@@ -45,20 +47,57 @@ describe("per-model limits in a key's metadata", () => {
   });
 });
 
-describe("per-model limits in a team's metadata", () => {
-  test("are refused with a 400, as the team's own model_rpm_limit is, rather than stored and not enforced", async () => {
-    for (const field of ["model_rpm_limit", "model_tpm_limit"]) {
-      const made = await post("/team/new", { team_id: `meta-${field}`, metadata: { [field]: { m: 1 } } });
-      expect(made.status).toBe(400);
-      const { error } = (await made.json()) as any;
-      expect(error).toMatchObject({ type: "bad_request_error", param: `metadata.${field}`, code: "400", message: expect.stringContaining("per-model limits on teams") });
+describe("per-model limits of a team", () => {
+  const team = async (id: string) => ((await (await fetch(`${gateway.url}/team/info?team_id=${id}`, { headers: { authorization: "Bearer sk-1234" } })).json()) as any).team_info;
+  const keyOf = async (teamId: string) => ((await (await post("/key/generate", { team_id: teamId })).json()) as any).key as string;
+
+  test("in its metadata, as LiteLLM keeps them, hold every key of the team on that model only", async () => {
+    expect((await post("/team/new", { team_id: "per-model", metadata: { owner: "ops", model_rpm_limit: { m: 2 } } })).status).toBe(200);
+    const [a, b] = [await keyOf("per-model"), await keyOf("per-model")];
+    const first = await chat(a);
+    expect(first.status).toBe(200);
+    // The key's own per-model headers are not the team's.
+    expect(first.headers.get("x-litellm-key-remaining-requests-m")).toBeNull();
+    expect((await chat(b)).status).toBe(200);
+    const refused = await chat(a);
+    expect(refused.status).toBe(429);
+    expect(((await refused.json()) as any).error).toMatchObject({ type: "rate_limit_error", message: expect.stringContaining("team per-model for model=m: rpm_limit=2") });
+    // Another model of the same team is not held.
+    expect((await post("/v1/chat/completions", { model: "n", messages: [{ role: "user", content: "hi" }] }, b)).status).toBe(200);
+    // A key of another team is not held either.
+    expect((await post("/team/new", { team_id: "free" })).status).toBe(200);
+    expect((await chat(await keyOf("free"))).status).toBe(200);
+  });
+
+  test("sent beside the metadata go into it, kept with what it holds; null takes one away", async () => {
+    const made = await post("/team/new", { team_id: "folded", metadata: { owner: "ops" }, model_tpm_limit: { m: 100000 } });
+    expect(made.status).toBe(200);
+    expect((await team("folded")).metadata).toMatchObject({ owner: "ops", model_tpm_limit: { m: 100000 } });
+    expect((await post("/team/update", { team_id: "folded", model_rpm_limit: { m: 1 } })).status).toBe(200);
+    expect((await team("folded")).metadata).toMatchObject({ owner: "ops", model_tpm_limit: { m: 100000 }, model_rpm_limit: { m: 1 } });
+    const key = await keyOf("folded");
+    expect((await chat(key)).status).toBe(200);
+    expect((await chat(key)).status).toBe(429);
+    // Raised: admitted again in the same minute.
+    expect((await post("/team/update", { team_id: "folded", model_rpm_limit: { m: 5 } })).status).toBe(200);
+    expect((await chat(key)).status).toBe(200);
+    expect((await post("/team/update", { team_id: "folded", model_rpm_limit: null, model_tpm_limit: null })).status).toBe(200);
+    expect((await team("folded")).metadata).toEqual({ owner: "ops" });
+    for (let i = 0; i < 5; i++) expect((await chat(key)).status).toBe(200);
+  });
+
+  test("that are not mappings of models to limits are a 400 naming them, and change nothing", async () => {
+    expect((await post("/team/new", { team_id: "shaped" })).status).toBe(200);
+    for (const [body, param] of [
+      [{ metadata: { model_rpm_limit: 1 } }, "metadata.model_rpm_limit"],
+      [{ metadata: { model_tpm_limit: { m: -1 } } }, "metadata.model_tpm_limit.m"],
+      [{ model_rpm_limit: { m: "many" } }, "model_rpm_limit.m"],
+      [{ model_tpm_limit: [5] }, "model_tpm_limit"],
+    ] as const) {
+      const refused = await post("/team/update", { team_id: "shaped", ...body });
+      expect(`${JSON.stringify(body)} ${refused.status}`).toBe(`${JSON.stringify(body)} 400`);
+      expect(((await refused.json()) as any).error).toMatchObject({ type: "bad_request_error", param, code: "400" });
     }
-    expect((await post("/team/new", { team_id: "meta-team", metadata: { owner: "ops", model_rpm_limit: {} } })).status).toBe(200);
-    const updated = await post("/team/update", { team_id: "meta-team", metadata: { model_rpm_limit: { m: 1 } } });
-    expect(updated.status).toBe(400);
-    // Nothing was stored that would read as a limit: the team's keys run as before.
-    const key = ((await (await post("/key/generate", { team_id: "meta-team" })).json()) as any).key;
-    expect((await chat(key)).status).toBe(200);
-    expect((await chat(key)).status).toBe(200);
+    expect((await team("shaped")).metadata).toEqual({});
   });
 });
