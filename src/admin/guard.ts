@@ -2,7 +2,7 @@ import type { TSchema } from "@sinclair/typebox";
 import { TypeCompiler } from "@sinclair/typebox/compiler";
 import { Elysia, ValidationError } from "elysia";
 import type { Auth, Caller } from "../auth";
-import { authError, badRequest } from "../http/errors";
+import { authError, badRequest, shownPath } from "../http/errors";
 import { readBodyText } from "../proxy/body";
 import type { Runtime } from "../proxy/runtime";
 import { MAX_DEPTH, UNSTORABLE_MESSAGE, nestingDepth, parseJsonBody, unstorablePath } from "../http/lenient-json";
@@ -128,7 +128,7 @@ export function onlyParams(request: Request, names: readonly string[]): void {
   const url = new URL(request.url);
   for (const name of url.searchParams.keys()) {
     if (names.includes(name)) continue;
-    throw badRequest(`${name}: ${url.pathname} has no such parameter; ${names.length > 0 ? `it takes ${names.join(", ")}` : "it takes none"}`, name);
+    throw badRequest(`${name}: ${shownPath(request.url)} has no such parameter; ${names.length > 0 ? `it takes ${names.join(", ")}` : "it takes none"}`, name);
   }
 }
 
@@ -142,7 +142,7 @@ async function admitAdmin(auth: Auth, request: Request): Promise<Caller> {
   if (known) return known;
   const caller = await auth.authenticate(request.headers);
   if (caller.kind === "key" && !caller.admin) {
-    throw authError(`Authentication Error, only admins may call ${new URL(request.url).pathname}. This key's user role is ${caller.principal.user?.user_role ?? "none"}.`);
+    throw authError(`Authentication Error, only admins may call ${shownPath(request.url)}. This key's user role is ${caller.principal.user?.user_role ?? "none"}.`);
   }
   admitted.set(request, caller);
   return caller;

@@ -4,7 +4,7 @@ import type { Sql } from "../db";
 import { counterKeys, scopes } from "../governance/keys";
 import { type ReusedToken, deletedRows, windowsOf } from "../spend/reset";
 import { addDuration, parseDuration, sameDuration } from "../governance/duration";
-import { GatewayError, authError, badRequest, notFound } from "../http/errors";
+import { GatewayError, authError, badRequest, notFound, shownPath } from "../http/errors";
 import { assignments, budgetChange, found, internalUserResetAt, iso, mustExist, periodView, resetAtFor, tokenOf, write } from "./common";
 import type { AdminDeps } from "./deps";
 import { withKeyDefaults, withinUpperBounds } from "./key-params";
@@ -340,9 +340,9 @@ export function keyRoutes(deps: AdminDeps) {
       detail: { tags: ["key management"], summary: "Replace a key's secret; the old one stops working" },
     })
     // LiteLLM's path form: the key in the path (`POST /key/sk-…/regenerate`), new_key in the body.
-    .post("/key/*", ({ params, body }) => {
+    .post("/key/*", ({ params, body, request }) => {
       const path = params["*"] ?? "";
-      if (!path.endsWith("/regenerate") || path === "/regenerate") throw notFound(`Route not found: POST /key/${path}`);
+      if (!path.endsWith("/regenerate") || path === "/regenerate") throw notFound(`Route not found: POST ${shownPath(request.url)}`);
       return regenerate(decodedPath(path.slice(0, -"/regenerate".length)), body);
     }, {
       body: t.Object({ ...keyUpdateFields, new_key: opt(RawKey) }, open),

@@ -1,7 +1,7 @@
 import { Elysia } from "elysia";
 import { isDatabaseUnavailable } from "../db/unavailable";
 import type { Logger } from "../log";
-import { GatewayError, badRequest, errorResponse, notFound, unexpected } from "./errors";
+import { GatewayError, badRequest, errorResponse, notFound, shownPath, unexpected } from "./errors";
 
 /** What a schema expects, in words: "a number >= 0", "a duration such as 30s…". */
 function expected(schema: any): string {
@@ -77,12 +77,12 @@ export function httpEdge(log: Logger) {
         if ((error as Error).cause instanceof GatewayError) return errorResponse((error as Error).cause as GatewayError);
         return errorResponse(badRequest("Request body is not valid JSON"));
       case "NOT_FOUND":
-        return errorResponse(notFound(`Route not found: ${request.method} ${new URL(request.url).pathname}`));
+        return errorResponse(notFound(`Route not found: ${request.method} ${shownPath(request.url)}`));
       case "INVALID_COOKIE_SIGNATURE":
         return errorResponse(badRequest("Invalid cookie"));
     }
     if (isDatabaseUnavailable(error)) {
-      log.warn("database unavailable", { path: new URL(request.url).pathname, error: String(error) });
+      log.warn("database unavailable", { path: shownPath(request.url), error: String(error) });
       return errorResponse(new GatewayError(503, "service_unavailable", "The database is unavailable; retry shortly"));
     }
     // Text Postgres cannot store (a NUL, as in a query parameter): the request's fault, not the gateway's.
@@ -90,7 +90,7 @@ export function httpEdge(log: Logger) {
     if (dbCode === "22021" || dbCode === "22P05") {
       return errorResponse(badRequest("The request holds text the database cannot take: the NUL character (\\u0000) or an invalid byte sequence"));
     }
-    log.error("unhandled error", { path: new URL(request.url).pathname, error: error instanceof Error ? error.stack : String(error) });
+    log.error("unhandled error", { path: shownPath(request.url), error: error instanceof Error ? error.stack : String(error) });
     return errorResponse(unexpected());
   });
 }

@@ -28,6 +28,14 @@ export const forbidden = (message: string) => new GatewayError(403, "permission_
 export const tooLarge = (limitMb: number) =>
   new GatewayError(413, "request_too_large", `Request body is larger than max_request_size_mb=${limitMb}`);
 
+/**
+ * A request's path as errors and logs show it: LiteLLM's `POST /key/{key}/regenerate` carries a raw
+ * key, which is shown in its display form (`sk-...abcd`), as everywhere else.
+ */
+export function shownPath(url: string): string {
+  return new URL(url).pathname.replace(/(?<=^|\/)sk-[^/]*/gi, (raw) => `sk-...${raw.slice(-4)}`);
+}
+
 export function errorBody(error: GatewayError): string {
   return JSON.stringify({
     error: { message: error.message, type: error.type, param: error.param, code: String(error.status) },

@@ -1,0 +1,65 @@
+import { afterAll, expect, test } from "bun:test";
+import { type RunningGateway, startBinary } from "../helpers/binary";
+import { startPostgres } from "../helpers/services";
+
+const MASTER = "sk-1234";
+const started: RunningGateway[] = [];
+afterAll(async () => {
+  for (const gateway of started) await gateway.stop().catch(() => {});
+});
+
+const call = (gateway: RunningGateway, path: string, key: string, body?: unknown) =>
+  fetch(`${gateway.url}${path}`, {
+    method: body === undefined ? "GET" : "POST",
+    headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+
+const CONFIG = (extra = "") => `
+model_list:
+  - model_name: mock
+    litellm_params:
+      model: mock/litegate-mock
+      mock_response: hi
+      input_cost_per_token: 0.000001
+      output_cost_per_token: 0.000002
+general_settings:
+  master_key: ${MASTER}
+${extra}`;
+
+/**
+ * LiteLLM's path form of /key/regenerate carries the raw key in the path. Raw keys are never logged
+ * nor sent back in errors: not in a 401 to a caller that is no admin, a 404 for a mistyped route, nor
+ * the log line of a call the database could not answer.
+ */
+test("a raw key in a path is neither logged nor echoed in errors (Postgres down, non-admin, mistyped route)", async () => {
+  const pg = await startPostgres();
+  const gateway = await startBinary({ config: CONFIG(`  database_url: ${await pg.newDatabase()}\n`) });
+  started.push(gateway);
+  try {
+    const made = (await (await call(gateway, "/key/generate", MASTER, {})).json()) as { key: string };
+    const user = (await (await call(gateway, "/user/new", MASTER, { user_role: "internal_user" })).json()) as { key: string };
+    const secret = made.key;
+    const answers: string[] = [];
+    // A caller that is no admin, and a mistyped route.
+    const refused = await call(gateway, `/key/${secret}/regenerate`, user.key, {});
+    expect(refused.status).toBe(401);
+    answers.push(await refused.text());
+    const mistyped = await call(gateway, `/key/${secret}/regenerat`, MASTER, {});
+    expect(mistyped.status).toBe(404);
+    answers.push(await mistyped.text());
+    // The database gone: the admin call is a 503, and the warning names the route.
+    await pg.stop();
+    const down = await call(gateway, `/key/${secret}/regenerate`, MASTER, {});
+    expect(down.status).toBe(503);
+    answers.push(await down.text());
+    await gateway.waitForOutput(/database unavailable/);
+    for (const answer of answers) expect(answer).not.toContain(secret);
+    expect(gateway.output()).not.toContain(secret);
+    // The key is still named, by its display form.
+    expect(answers[0]).toContain(`sk-...${secret.slice(-4)}`);
+  } finally {
+    await gateway.stop();
+    await pg.stop().catch(() => {});
+  }
+}, 60_000);
