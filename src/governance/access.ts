@@ -52,9 +52,18 @@ function listsOf(caller: Caller): { key: string[]; owner: string[]; ownerIsTeam:
   return { key: key.models, owner: user?.models ?? [], ownerIsTeam: false };
 }
 
-export function mayUse(caller: Caller, model: string, groups: AccessGroups): boolean {
+/**
+ * Whether a list allows `model` or `asked`, the alias (`router_settings.model_group_alias`) a request
+ * named it by: each list may allow either name, as LiteLLM checks them (a key listing the alias on a
+ * team listing the model it names may use it).
+ */
+function allowsEither(list: readonly string[], model: string, asked: string, groups: AccessGroups, onTeam: boolean): boolean {
+  return allows(list, model, groups, onTeam) || (asked !== model && allows(list, asked, groups, onTeam));
+}
+
+export function mayUse(caller: Caller, model: string, groups: AccessGroups, asked = model): boolean {
   const lists = listsOf(caller);
-  return !lists || (allows(lists.key, model, groups, lists.ownerIsTeam) && allows(lists.owner, model, groups, lists.ownerIsTeam));
+  return !lists || (allowsEither(lists.key, model, asked, groups, lists.ownerIsTeam) && allowsEither(lists.owner, model, asked, groups, lists.ownerIsTeam));
 }
 
 /** Model names a caller's key (or its team or user) lists by name, for listing those a wildcard entry serves. */
@@ -63,15 +72,15 @@ export function namedModels(caller: Caller): string[] {
   return lists ? [...lists.key, ...lists.owner].filter((name) => !name.includes("*") && !SPECIAL_NAMES.has(name)) : [];
 }
 
-/** Throws 401 `key_model_access_denied` / `team_model_access_denied` naming what is allowed. */
-export function checkModelAccess(caller: Caller, model: string, groups: AccessGroups): void {
+/** Throws 401 `key_model_access_denied` / `team_model_access_denied` naming what is allowed (`asked`: as in `mayUse`). */
+export function checkModelAccess(caller: Caller, model: string, groups: AccessGroups, asked = model): void {
   const lists = listsOf(caller);
   if (!lists) return;
-  if (!allows(lists.key, model, groups, lists.ownerIsTeam)) {
+  if (!allowsEither(lists.key, model, asked, groups, lists.ownerIsTeam)) {
     throw new GatewayError(401, "key_model_access_denied",
       `API Key not allowed to access model. This key can only access models=${JSON.stringify(lists.key)}. Tried to access ${model}`, "model");
   }
-  if (!allows(lists.owner, model, groups, lists.ownerIsTeam)) {
+  if (!allowsEither(lists.owner, model, asked, groups, lists.ownerIsTeam)) {
     const [type, who] = lists.ownerIsTeam ? ["team_model_access_denied", "Team"] : ["key_model_access_denied", "User"];
     throw new GatewayError(401, type,
       `${who} not allowed to access model. This ${who.toLowerCase()} can only access models=${JSON.stringify(lists.owner)}. Tried to access ${model}`, "model");

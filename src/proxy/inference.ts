@@ -220,7 +220,7 @@ export function createInference(deps: InferenceDeps) {
     // Access first (SPEC's order, as LiteLLM checks): a key limited to some models learns nothing of which others exist.
     // An alias (router_settings.model_group_alias) is served by the group it names: a key may use it by either name.
     const model = runtime.aliasOf(parsed.model) ?? parsed.model;
-    if (model === parsed.model || !mayUse(caller, parsed.model, runtime.router.groups)) checkModelAccess(caller, model, runtime.router.groups);
+    checkModelAccess(caller, model, runtime.router.groups, parsed.model);
     const deployment = runtime.pick(model, route);
     if (!deployment) {
       throw badRequest(

@@ -63,7 +63,7 @@ export function modelsFor(caller: Caller, router: ModelRouter, withPatterns = fa
 export function aliasesFor(caller: Caller, runtime: Runtime): string[] {
   const { router } = runtime;
   return runtime.listedAliases
-    .filter(([alias, model]) => router.has(model) && (mayUse(caller, alias, router.groups) || mayUse(caller, model, router.groups)))
+    .filter(([alias, model]) => router.has(model) && mayUse(caller, model, router.groups, alias))
     .map(([alias]) => alias);
 }
 

@@ -63,3 +63,28 @@ test("a raw key in a path is neither logged nor echoed in errors (Postgres down,
     await pg.stop().catch(() => {});
   }
 }, 60_000);
+
+/**
+ * An alias (`router_settings.model_group_alias`) is served by the group it names, and each list a
+ * key is bounded by may allow it by either name, as LiteLLM checks them: a key listing the alias on
+ * a team listing the model it names may use it (and /v1/models lists it).
+ */
+test("a team key listing an alias may use it when its team lists the model the alias names", async () => {
+  const gateway = await startBinary({ config: CONFIG("router_settings:\n  model_group_alias:\n    cheap: mock\n") });
+  started.push(gateway);
+  try {
+    expect((await call(gateway, "/team/new", MASTER, { team_id: "t-alias", models: ["mock"] })).status).toBe(200);
+    const { key } = (await (await call(gateway, "/key/generate", MASTER, { team_id: "t-alias", models: ["cheap"] })).json()) as { key: string };
+    const chat = (model: string) => call(gateway, "/v1/chat/completions", key, { model, messages: [{ role: "user", content: "hi" }] });
+    const viaAlias = await chat("cheap");
+    expect(`${viaAlias.status} ${await viaAlias.text()}`).toStartWith("200 ");
+    // The key lists the alias only: the model by its own name stays refused.
+    const direct = await chat("mock");
+    expect(direct.status).toBe(401);
+    expect(((await direct.json()) as any).error.type).toBe("key_model_access_denied");
+    const listed = (await (await call(gateway, "/v1/models", key)).json()) as { data: { id: string }[] };
+    expect(listed.data.map((m) => m.id)).toEqual(["cheap"]);
+  } finally {
+    await gateway.stop();
+  }
+}, 60_000);
