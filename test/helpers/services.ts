@@ -1,5 +1,5 @@
 import { type Subprocess, spawn, spawnSync } from "bun";
-import { chmodSync, existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { chmodSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -102,6 +102,9 @@ export interface PostgresServer {
   newDatabase(): Promise<string>;
   start(): Promise<void>;
   stop(): Promise<void>;
+  /** Stops answering with its connections open (SIGSTOP to the server and its backends), until `resume`: a hung server or a network cut. */
+  pause(): void;
+  resume(): void;
 }
 
 /** A real Postgres cluster on a random port, run as the unprivileged `postgres` user (it refuses root). */
@@ -137,8 +140,17 @@ export async function startPostgres(): Promise<PostgresServer> {
     async stop() {
       ctl("stop", ["-m", "fast"]);
     },
+    pause: () => signalServer("SIGSTOP"),
+    resume: () => signalServer("SIGCONT"),
+  };
+  /** The postmaster (first line of its pid file) and every backend it started. */
+  const signalServer = (signal: "SIGSTOP" | "SIGCONT") => {
+    const main = readFileSync(join(data, "postmaster.pid"), "utf8").split("\n")[0]!.trim();
+    const children = spawnSync(["pgrep", "-P", main]).stdout.toString().split("\n").filter(Boolean);
+    for (const pid of [main, ...children]) process.kill(Number(pid), signal);
   };
   await server.start();
+  cleanups.push(() => signalServer("SIGCONT"));
   cleanups.push(() => spawnSync(run([pgBin("pg_ctl"), "-D", data, "-m", "immediate", "stop"])));
   return server;
 }

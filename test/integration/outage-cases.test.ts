@@ -1,0 +1,86 @@
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { type RunningGateway, startBinary } from "../helpers/binary";
+import { type PostgresServer, type RedisServer, startPostgres, startRedis } from "../helpers/services";
+import { type Upstream, startUpstream } from "../helpers/upstream";
+import { configFor, newKey } from "../../chaos/scenarios";
+
+/** Postgres and Redis in trouble under instances sharing them (real servers, the compiled binary). */
+let pg: PostgresServer;
+let redis: RedisServer;
+let upstream: Upstream;
+beforeAll(async () => {
+  [pg, redis, upstream] = await Promise.all([startPostgres(), startRedis(), startUpstream()]);
+}, 120_000);
+afterAll(async () => {
+  pg.resume();
+  redis.resume();
+  await redis.stop();
+  await pg.stop();
+  upstream.stop();
+});
+
+const chat = async (g: RunningGateway, key: string, body: object = {}) => {
+  const started = Date.now();
+  const response = await fetch(`${g.url}/v1/chat/completions`, {
+    method: "POST", headers: { authorization: `Bearer ${key}` }, signal: AbortSignal.timeout(30_000),
+    body: JSON.stringify({ model: "m", messages: [{ role: "user", content: "hi" }], ...body }),
+  });
+  return { status: response.status, body: (await response.json()) as any, ms: Date.now() - started };
+};
+const admin = (g: RunningGateway, path: string, body: object) =>
+  fetch(`${g.url}${path}`, { method: "POST", headers: { authorization: "Bearer sk-1234" }, body: JSON.stringify(body) }).then((r) => r.json() as Promise<any>);
+
+describe("Postgres hung (a stalled server, or a cut network)", () => {
+  test("a key the instance has not cached is answered 503 in the envelope within seconds, not held until Postgres answers", async () => {
+    const config = configFor({ pg, redis, upstream }, await pg.newDatabase(), { request_timeout: 5 });
+    const [a, b] = [await startBinary({ config }), await startBinary({ config })];
+    const known = await newKey(a, {});
+    const other = await newKey(a, {});
+    expect((await chat(a, known.key)).status).toBe(200);
+    pg.pause();
+    try {
+      expect((await chat(a, known.key)).status).toBe(200);
+      const [unknownKey, bogus] = await Promise.all([chat(b, other.key), chat(b, "sk-not-a-key")]);
+      for (const answer of [unknownKey, bogus]) {
+        expect(answer.status).toBe(503);
+        expect(answer.body.error.type).toBe("service_unavailable");
+        expect(answer.ms).toBeLessThan(8000);
+      }
+    } finally {
+      pg.resume();
+    }
+    expect((await chat(b, other.key)).status).toBe(200);
+    await Promise.all([a.stop(), b.stop()]);
+  }, 60_000);
+});
+
+describe("Redis restarted while Postgres is down", () => {
+  test("cached keys are still served, and a customer past its budget is still refused", async () => {
+    const config = configFor({ pg, redis, upstream }, await pg.newDatabase());
+    const gateways = [await startBinary({ config }), await startBinary({ config })];
+    await admin(gateways[0]!, "/customer/new", { user_id: "acme", max_budget: 0.00001 });
+    const { key } = await newKey(gateways[0]!, {});
+    for (const g of gateways) expect((await chat(g, key)).status).toBe(200);
+    // One request spends past the customer's budget (0.00005 > 0.00001); the next is refused.
+    expect((await chat(gateways[0]!, key, { user: "acme" })).status).toBe(200);
+    await Bun.sleep(500);
+    for (const g of gateways) expect((await chat(g, key, { user: "acme" })).status).toBe(400);
+    await pg.stop();
+    try {
+      await redis.stop();
+      await redis.start();
+      // The instances reconnect (within a second) and take it that they may have missed admin changes.
+      await Bun.sleep(2500);
+      for (const g of gateways) {
+        const served = await chat(g, key);
+        expect(`${served.status} ${served.body.error?.message ?? ""}`).toBe("200 ");
+        const customer = await chat(g, key, { user: "acme" });
+        expect(customer.status).toBe(400);
+        expect(customer.body.error.type).toBe("budget_exceeded");
+      }
+    } finally {
+      await pg.start();
+    }
+    await Promise.all(gateways.map((g) => g.stop()));
+  }, 60_000);
+});
