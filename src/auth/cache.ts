@@ -141,10 +141,24 @@ export class TtlCache<V> {
   }
 
   clear(): void {
+    this.voidReads();
+    this.entries.clear();
+  }
+
+  /**
+   * Every entry is read again at its next use, as after `clear`, but stays to be served while the
+   * database cannot answer (its age, see `peek`, is then infinite).
+   */
+  expireAll(): void {
+    this.voidReads();
+    for (const entry of this.entries.values()) entry.loadedAt = -Infinity;
+  }
+
+  /** What loads under way read may be out of date: they store nothing, and the next callers load again. */
+  private voidReads(): void {
     this.epoch++;
     this.clearedAt = this.epoch;
     this.deletedAt.clear();
-    this.entries.clear();
     this.loading.clear();
   }
 

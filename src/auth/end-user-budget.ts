@@ -56,5 +56,11 @@ export function createEndUserBudget(db: Sql, clock: Clock, ttlMs: number, idOf: 
       held = null;
       loading = null;
     },
+    /** Read again at the next use; the budget held meanwhile still holds while the database cannot answer. */
+    expire(): void {
+      epoch++;
+      loading = null;
+      if (held) held = { ...held, at: -Infinity };
+    },
   };
 }

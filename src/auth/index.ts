@@ -40,7 +40,7 @@ export interface AuthOptions {
 export type Invalidation = (
   | { kind: "key"; token: string }
   | { kind: "customer"; id: string }
-  | { kind: "all" }
+  | { kind: "all"; recheck?: boolean }
 ) & { reset?: SpendRow[]; reused?: ReusedToken; restart?: string[]; regenerated?: Regenerated };
 
 const dbUnavailable = () =>
@@ -50,6 +50,18 @@ export type Auth = ReturnType<typeof createAuth>;
 
 /** How long a key the database does not know is answered 401 without asking it again. */
 const UNKNOWN_TTL_MS = 1000;
+
+/** How long a request waits for a record: a hung database (or a cut network) answers no query, and holds no request longer. */
+const LOOKUP_MS = 5000;
+
+/** `read`, or a failure once it has not answered in LOOKUP_MS (the read goes on; what it finds is still cached). */
+function bounded<T>(read: Promise<T>): Promise<T> {
+  let timer: Timer | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`the database did not answer in ${LOOKUP_MS} ms`)), LOOKUP_MS);
+  });
+  return Promise.race([read, late]).finally(() => clearTimeout(timer));
+}
 
 /** key → principal: cache first, then one database round trip. */
 export function createAuth(options: AuthOptions) {
@@ -104,7 +116,7 @@ export function createAuth(options: AuthOptions) {
     if (!cached && unknown.peek(token)?.fresh) return null;
     try {
       const generation = principals.generation;
-      const principal = await principals.load(token, () => afterWriting(() => lookUp(token)));
+      const principal = await bounded(principals.load(token, () => afterWriting(() => lookUp(token))));
       // Not held as unknown if the key was written meanwhile (a key made just now is known at once).
       if (principal === null && principals.generation === generation) unknown.set(token, true);
       return principal;
@@ -121,7 +133,7 @@ export function createAuth(options: AuthOptions) {
     const cached = customers.peek(id);
     if (cached && cached.age < RELOAD_AFTER_MS && (cached.fresh || customers.serveStale(id))) return cached.value;
     try {
-      return await customers.load(id, () => afterWriting(() => loadOrCreateCustomer(db, id)));
+      return await bounded(customers.load(id, () => afterWriting(() => loadOrCreateCustomer(db, id))));
     } catch (error) {
       if (cached) return cached.value;
       log.once("warn", "customer-db-down", "database unreachable: customer served with default budget", { error: String(error) });
@@ -158,7 +170,7 @@ export function createAuth(options: AuthOptions) {
     async customer(id: string): Promise<CustomerRecord> {
       const customer = await customerFor(id);
       try {
-        return await endUserBudget.apply(customer);
+        return await bounded(endUserBudget.apply(customer));
       } catch (error) {
         log.once("warn", "end-user-budget-db-down", "database unreachable: max_end_user_budget_id's budget not read yet, customers without a budget run without it", { error: String(error) });
         return customer;
@@ -186,7 +198,14 @@ export function createAuth(options: AuthOptions) {
         principals.delete(message.token);
         unknown.delete(message.token);
       } else if (message.kind === "customer") customers.delete(message.id);
-      else {
+      else if (message.recheck) {
+        // Something may have changed (Redis was away): read again, but what is held is still served while
+        // the database cannot answer, as in any database outage, rather than refusing every key.
+        principals.expireAll();
+        unknown.clear();
+        customers.expireAll();
+        endUserBudget.expire();
+      } else {
         principals.clear();
         unknown.clear();
         customers.clear();

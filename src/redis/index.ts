@@ -88,8 +88,8 @@ export async function connectRedis(url: string, log: Logger, now: () => number =
     subscribe(handler) {
       subscriber.subscribe(redisKeys.invalidations).catch(() => {});
       // Connected again after a break (the first connection was made above): whatever was published
-      // meanwhile never arrived, so everything cached is read again.
-      subscriber.on("ready", () => handler({ kind: "all" }));
+      // meanwhile never arrived, so everything cached is read again (and served while the database cannot answer).
+      subscriber.on("ready", () => handler({ kind: "all", recheck: true }));
       subscriber.on("message", (channel, text) => {
         if (channel !== redisKeys.invalidations) return;
         try {
