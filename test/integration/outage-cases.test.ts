@@ -54,6 +54,27 @@ describe("Postgres hung (a stalled server, or a cut network)", () => {
   }, 60_000);
 });
 
+describe("Postgres hung, admin calls", () => {
+  test("/key/generate is answered 503 in the envelope within seconds, as /key/info is, not held until Postgres answers", async () => {
+    const config = configFor({ pg, redis, upstream }, await pg.newDatabase());
+    const gateway = await startBinary({ config });
+    await newKey(gateway, {});
+    pg.pause();
+    try {
+      const started = Date.now();
+      const answer = await fetch(`${gateway.url}/key/generate`, {
+        method: "POST", headers: { authorization: "Bearer sk-1234" }, body: "{}", signal: AbortSignal.timeout(30_000),
+      }).then(async (r) => ({ status: r.status, body: (await r.json()) as any }), (error) => ({ status: 0, body: String(error) }));
+      expect(answer.status).toBe(503);
+      expect(answer.body.error.type).toBe("service_unavailable");
+      expect(Date.now() - started).toBeLessThan(15_000);
+    } finally {
+      pg.resume();
+    }
+    await gateway.stop();
+  }, 60_000);
+});
+
 describe("Redis restarted while Postgres is down", () => {
   test("cached keys are still served, and a customer past its budget is still refused", async () => {
     const config = configFor({ pg, redis, upstream }, await pg.newDatabase());
