@@ -11,7 +11,15 @@ let upstream: Upstream;
 beforeAll(async () => {
   [pg, redis, upstream] = await Promise.all([startPostgres(), startRedis(), startUpstream()]);
 }, 120_000);
+/** Every gateway a test starts, stopped at the end even when its test failed midway. */
+const started: RunningGateway[] = [];
+const start = async (config: string) => {
+  const gateway = await startBinary({ config });
+  started.push(gateway);
+  return gateway;
+};
 afterAll(async () => {
+  for (const gateway of started) if (gateway.proc.exitCode === null) await gateway.stop("SIGKILL");
   pg.resume();
   redis.resume();
   await redis.stop();
@@ -33,7 +41,7 @@ const admin = (g: RunningGateway, path: string, body: object) =>
 describe("Postgres hung (a stalled server, or a cut network)", () => {
   test("a key the instance has not cached is answered 503 in the envelope within seconds, not held until Postgres answers", async () => {
     const config = configFor({ pg, redis, upstream }, await pg.newDatabase(), { request_timeout: 5 });
-    const [a, b] = [await startBinary({ config }), await startBinary({ config })];
+    const [a, b] = [await start(config), await start(config)];
     const known = await newKey(a, {});
     const other = await newKey(a, {});
     expect((await chat(a, known.key)).status).toBe(200);
@@ -57,7 +65,7 @@ describe("Postgres hung (a stalled server, or a cut network)", () => {
 describe("Postgres hung, admin calls", () => {
   test("/key/generate is answered 503 in the envelope within seconds, as /key/info is, not held until Postgres answers", async () => {
     const config = configFor({ pg, redis, upstream }, await pg.newDatabase());
-    const gateway = await startBinary({ config });
+    const gateway = await start(config);
     await newKey(gateway, {});
     pg.pause();
     try {
@@ -78,7 +86,7 @@ describe("Postgres hung, admin calls", () => {
 describe("Redis restarted while Postgres is down", () => {
   test("cached keys are still served, and a customer past its budget is still refused", async () => {
     const config = configFor({ pg, redis, upstream }, await pg.newDatabase());
-    const gateways = [await startBinary({ config }), await startBinary({ config })];
+    const gateways = [await start(config), await start(config)];
     await admin(gateways[0]!, "/customer/new", { user_id: "acme", max_budget: 0.00001 });
     const { key } = await newKey(gateways[0]!, {});
     for (const g of gateways) expect((await chat(g, key)).status).toBe(200);
