@@ -6,6 +6,7 @@ import { hashKey } from "./auth/keys";
 import { type Clock, systemClock } from "./clock";
 import { type Config, ConfigError, databaseUrlOf, deploymentsOf, redisUrlOf } from "./config";
 import type { Database } from "./db";
+import { watch, watched } from "./db/watched";
 import { type Counters, LocalCounters, counterKeys, createGovernance, scopes } from "./governance";
 import { addDuration, parseDuration, sameDuration } from "./governance/duration";
 import { type Logger, createLogger } from "./log";
@@ -305,7 +306,9 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
     return next;
   };
   const admin: AdminDeps = {
-    db, clock, log, auth, counters, spend, runtime: () => runtime, reloadConfig: reloadFromSource,
+    // A hung database answers admin calls 503 within seconds, their waits for the spend writer too.
+    db: watched(db), spend: { ...spend, flush: () => watch(db, spend.flush()) },
+    clock, log, auth, counters, runtime: () => runtime, reloadConfig: reloadFromSource,
     invalidate(message) {
       auth.invalidate(message);
       // Published before the shared counters are deleted, so the other instances drop theirs as soon as can be.

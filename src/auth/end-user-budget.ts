@@ -1,4 +1,5 @@
 import type { Clock } from "../clock";
+import { bounded } from "./bounded";
 import type { Sql } from "../db";
 import type { BudgetRecord, CustomerRecord } from "./principal";
 import { budgetFrom } from "./repo";
@@ -38,7 +39,7 @@ export function createEndUserBudget(db: Sql, clock: Clock, ttlMs: number, idOf: 
     if (!id) return null;
     if (held?.id === id && clock.now() - held.at < ttlMs) return held.budget;
     if (loading?.id !== id) loading = { id, read: read(id) };
-    return loading.read;
+    return bounded(loading.read);
   }
 
   return {

@@ -3,6 +3,7 @@ import type { Sql } from "../db";
 import { COUNTER_IDLE_MS } from "../governance/counters";
 import { GatewayError, authError, forbidden } from "../http/errors";
 import type { Logger } from "../log";
+import { bounded } from "./bounded";
 import { TtlCache } from "./cache";
 import { batchedLookup } from "./lookups";
 import { createEndUserBudget } from "./end-user-budget";
@@ -50,18 +51,6 @@ export type Auth = ReturnType<typeof createAuth>;
 
 /** How long a key the database does not know is answered 401 without asking it again. */
 const UNKNOWN_TTL_MS = 1000;
-
-/** How long a request waits for a record: a hung database (or a cut network) answers no query, and holds no request longer. */
-const LOOKUP_MS = 5000;
-
-/** `read`, or a failure once it has not answered in LOOKUP_MS (the read goes on; what it finds is still cached). */
-function bounded<T>(read: Promise<T>): Promise<T> {
-  let timer: Timer | undefined;
-  const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`the database did not answer in ${LOOKUP_MS} ms`)), LOOKUP_MS);
-  });
-  return Promise.race([read, late]).finally(() => clearTimeout(timer));
-}
 
 /** key → principal: cache first, then one database round trip. */
 export function createAuth(options: AuthOptions) {
@@ -170,7 +159,8 @@ export function createAuth(options: AuthOptions) {
     async customer(id: string): Promise<CustomerRecord> {
       const customer = await customerFor(id);
       try {
-        return await bounded(endUserBudget.apply(customer));
+        // Bounded where it reads (see end-user-budget.ts): a budget held answers at once, with no timer.
+        return await endUserBudget.apply(customer);
       } catch (error) {
         log.once("warn", "end-user-budget-db-down", "database unreachable: max_end_user_budget_id's budget not read yet, customers without a budget run without it", { error: String(error) });
         return customer;

@@ -1,5 +1,6 @@
 import { Elysia } from "elysia";
 import { isDatabaseUnavailable } from "../db/unavailable";
+import { DatabaseUnanswered } from "../db/watched";
 import type { Logger } from "../log";
 import { GatewayError, badRequest, errorResponse, notFound, shownPath, unexpected } from "./errors";
 
@@ -83,7 +84,8 @@ export function httpEdge(log: Logger) {
     }
     if (isDatabaseUnavailable(error)) {
       log.warn("database unavailable", { path: shownPath(request.url), error: String(error) });
-      return errorResponse(new GatewayError(503, "service_unavailable", "The database is unavailable; retry shortly"));
+      const unanswered = error instanceof DatabaseUnanswered ? " (it stopped answering: a change sent may still apply when it resumes; read it back before sending it again)" : "";
+      return errorResponse(new GatewayError(503, "service_unavailable", `The database is unavailable${unanswered}; retry shortly`));
     }
     // Text Postgres cannot store (a NUL, as in a query parameter): the request's fault, not the gateway's.
     const dbCode = (error as { code?: unknown } | null)?.code;
