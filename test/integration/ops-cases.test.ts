@@ -1,0 +1,72 @@
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import { spawn } from "bun";
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { stringify } from "yaml";
+import { BINARY, ensureBinary, startBinary } from "../helpers/binary";
+import { tempDir } from "../helpers/services";
+import { type Upstream, startUpstream } from "../helpers/upstream";
+
+let upstream: Upstream;
+beforeAll(async () => {
+  upstream = await startUpstream();
+  await ensureBinary();
+}, 120_000);
+afterAll(() => upstream.stop());
+
+/** Runs the binary, killing it after `ms`: a start that hangs shows as `hung`. */
+async function runFor(args: string[], ms: number, cwd: string) {
+  const proc = spawn([BINARY, ...args], { cwd, stdout: "pipe", stderr: "pipe" });
+  let hung = false;
+  const killer = setTimeout(() => {
+    hung = true;
+    proc.kill("SIGKILL");
+  }, ms);
+  const [code, stderr] = await Promise.all([proc.exited, new Response(proc.stderr).text()]);
+  clearTimeout(killer);
+  return { code, stderr, hung };
+}
+
+test("a database_url naming a server that is not Postgres (an HTTP port) stops the start with a clear error, not a hang", async () => {
+  // What an HTTP server answers to Postgres's startup message, then it closes the connection.
+  const http = Bun.listen({
+    hostname: "127.0.0.1", port: 0,
+    socket: { data(socket) { socket.write("HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n"); socket.end(); } },
+  });
+  try {
+    const cwd = tempDir("not-postgres");
+    const url = `postgres://litegate:s3cret@127.0.0.1:${http.port}/litegate`;
+    writeFileSync(join(cwd, "c.yaml"), stringify({ general_settings: { master_key: "sk-1234", database_url: url } }));
+    for (const args of [["--config", "c.yaml", "--port", "0"], ["migrate", "--config", "c.yaml"]]) {
+      const result = await runFor(args, 40_000, cwd);
+      expect(result.hung).toBe(false);
+      expect(result.code).toBe(1);
+      expect(result.stderr.trim().split("\n").at(-1)).toContain("litegate: cannot open the database: general_settings.database_url: no answer from a Postgres server");
+      expect(result.stderr).not.toContain("s3cret");
+    }
+  } finally {
+    http.stop(true);
+  }
+}, 90_000);
+
+test("a deployment timeout longer than the runtime's timers hold (24.8 days) waits, it does not time every request out at once", async () => {
+  const gateway = await startBinary({
+    config: {
+      model_list: [{ model_name: "m", litellm_params: { model: "openai/test-model", api_base: upstream.url, api_key: "sk-x", timeout: 3_000_000, stream_timeout: 3_000_000 } }],
+      general_settings: { master_key: "sk-1234", data_dir: join(tempDir("long-timeout"), "db") },
+    },
+  });
+  try {
+    for (const stream of [false, true]) {
+      const response = await fetch(`${gateway.url}/v1/chat/completions`, {
+        method: "POST", headers: { authorization: "Bearer sk-1234", "x-test-behaviour": JSON.stringify({ firstByteDelayMs: 100 }) },
+        body: JSON.stringify({ model: "m", stream, messages: [{ role: "user", content: "hi" }] }),
+      });
+      const text = await response.text();
+      expect({ stream, status: response.status }).toEqual({ stream, status: 200 });
+      expect(text).toContain("Hello");
+    }
+  } finally {
+    await gateway.stop("SIGKILL");
+  }
+}, 60_000);
