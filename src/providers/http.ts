@@ -157,6 +157,8 @@ function reasonOf(error: unknown): string {
 }
 
 /** The gateway aborts a request that outlived request_timeout with a TimeoutError reason. */
+/** The longest delay a timer holds: past it the runtime fires at once (a timeout of 30 days would cut every request). */
+const LONGEST_TIMER_MS = 2 ** 31 - 1;
 const timedOutBy = (signal: AbortSignal) => signal.aborted && (signal.reason as { name?: string } | undefined)?.name === "TimeoutError";
 
 /**
@@ -169,7 +171,7 @@ function deadlineOf(call: UpstreamCall) {
   const seconds = Number(call.stream ? (params.stream_timeout ?? params.timeout) : params.timeout);
   // Most deployments have no timeout of their own: they get no controller and no timer.
   const own = seconds > 0 ? new AbortController() : null;
-  const timer = own ? setTimeout(() => own.abort(new DOMException("deployment timeout", "TimeoutError")), seconds * 1000) : undefined;
+  const timer = own ? setTimeout(() => own.abort(new DOMException("deployment timeout", "TimeoutError")), Math.min(seconds * 1000, LONGEST_TIMER_MS)) : undefined;
   return {
     seconds,
     signal: own ? AbortSignal.any([call.signal, own.signal]) : call.signal,

@@ -14,6 +14,8 @@ export interface SchedulerOptions {
 }
 
 const MIN_PASS_INTERVAL_MS = 1000;
+/** The longest delay a timer holds: past it (about 24.8 days) the runtime fires at once, every millisecond. */
+const LONGEST_TIMER_MS = 2 ** 31 - 1;
 
 /**
  * Runs resets every random(proxy_budget_rescheduler_min_time, _max_time) seconds, so instances
@@ -30,7 +32,7 @@ export function startBudgetScheduler(options: SchedulerOptions) {
     const g = gateway.runtime().config.general_settings;
     const min = g.proxy_budget_rescheduler_min_time;
     const max = Math.max(min, g.proxy_budget_rescheduler_max_time);
-    return Math.max(MIN_PASS_INTERVAL_MS, (min + Math.random() * (max - min)) * 1000);
+    return Math.min(LONGEST_TIMER_MS, Math.max(MIN_PASS_INTERVAL_MS, (min + Math.random() * (max - min)) * 1000));
   };
 
   const tick = async () => {

@@ -70,3 +70,22 @@ test("a deployment timeout longer than the runtime's timers hold (24.8 days) wai
     await gateway.stop("SIGKILL");
   }
 }, 60_000);
+
+test("budget reset passes set more than 24.8 days apart run that far apart, not every millisecond", async () => {
+  const gateway = await startBinary({
+    config: { general_settings: { master_key: "sk-1234", data_dir: join(tempDir("long-passes"), "db"), proxy_budget_rescheduler_min_time: 3_000_000, proxy_budget_rescheduler_max_time: 3_000_000 } },
+  });
+  try {
+    const statements = async () => {
+      const text = await (await fetch(`${gateway.url}/metrics`, { headers: { authorization: "Bearer sk-1234" } })).text();
+      return Number(/^litegate_db_statements (\d+)/m.exec(text)?.[1]);
+    };
+    await Bun.sleep(1500); // the embedded database open
+    const before = await statements();
+    await Bun.sleep(1000);
+    expect((await statements()) - before).toBeLessThan(10);
+    expect(gateway.output()).not.toContain("TimeoutOverflowWarning");
+  } finally {
+    await gateway.stop("SIGKILL");
+  }
+}, 60_000);
