@@ -22,15 +22,35 @@ function fail(message: string, code = 1): never {
 async function openAndMigrate(config: Config, log: Logger): Promise<{ db: Database; applied: number }> {
   const url = databaseUrlOf(config, process.env);
   if (url) discardEarlyPglite();
+  // The URL itself is never shown: it holds the password.
+  const name = config.general_settings.database_url ? "general_settings.database_url" : "DATABASE_URL";
   const db = await openDatabase({ url, dataDir: config.general_settings.data_dir, maxConnections: config.general_settings.database_connection_pool_limit }).catch((error) => {
-    // The URL itself is never shown: it holds the password.
     if (!(error instanceof URIError) && (error as { code?: string }).code !== "ERR_INVALID_URL") throw error;
-    const name = config.general_settings.database_url ? "general_settings.database_url" : "DATABASE_URL";
     throw new Error(`${name} is not a valid URL (expected postgresql://user:password@host:5432/database)`);
   });
+  if (url) await answersInTime(db, name);
   const applied = await migrate(db);
   for (const name of applied) log.info("migration applied", { migration: name });
   return { db, applied: applied.length };
+}
+
+/** postgres.js's own connect timeout (10 s), and room for the first query once connected. */
+const FIRST_ANSWER_MS = 15_000;
+
+/**
+ * The server's first answer, or an error saying there was none. A server that answers something else
+ * (an HTTP port) and closes has the driver connect again at once, for ever, its connect timeout
+ * starting again each time: without this the start would hang.
+ */
+async function answersInTime(db: Database, name: string): Promise<void> {
+  let timer: Timer | undefined;
+  const late = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(
+    `${name}: no answer from a Postgres server there within ${FIRST_ANSWER_MS / 1000} s (is it the address of a Postgres server?)`)), FIRST_ANSWER_MS)));
+  try {
+    await Promise.race([db.query("select 1"), late]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 function cannotOpen(error: unknown): never {
