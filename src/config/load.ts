@@ -1,12 +1,13 @@
 import { Value } from "@sinclair/typebox/value";
 import { readFileSync } from "node:fs";
 import { dirname } from "node:path";
-import { parseDocument, type Tags } from "yaml";
+import { LineCounter, parseDocument, type Tags } from "yaml";
 import { matchesPattern } from "../governance/access";
 import { parseDuration } from "../governance/duration";
 import { SUPPORTED_PROVIDERS, envReference } from "../providers";
 import { ConfigError } from "./errors";
 import { readIncludes } from "./include";
+import { type FileLines, linesOf, pathName, withLines } from "./lines";
 import { type Config, ConfigSchema, KNOWN_KEYS, SERVED_MODES, providerOf } from "./schema";
 
 export { ConfigError };
@@ -14,10 +15,7 @@ export { ConfigError };
 type Env = Record<string, string | undefined>;
 const SECTIONS = ["model_list", "general_settings", "litellm_settings", "router_settings", "environment_variables"];
 
-/** `model_list[1].litellm_params.model` from `["model_list", 1, "litellm_params", "model"]`. */
-export function pathName(parts: readonly (string | number)[]): string {
-  return parts.reduce<string>((out, part) => (typeof part === "number" || /^\d+$/.test(part) ? `${out}[${part}]` : out ? `${out}.${part}` : part), "");
-}
+export { pathName };
 
 /**
  * Replaces every `os.environ/NAME` string. A missing provider api_key only warns and stays as written:
@@ -325,9 +323,11 @@ function numberOrText(resolve: Resolve): Resolve {
   };
 }
 
-function readYaml(text: string, source: string): unknown {
+/** Reads one file; with `files`, adds where each of its settings was written. */
+function readYaml(text: string, source: string, files?: FileLines[]): unknown {
+  const counter = new LineCounter();
   // Merge keys (`<<: *defaults`) as PyYAML resolves them.
-  const document = parseDocument(text, { prettyErrors: true, uniqueKeys: true, merge: true, version: "1.1", customTags: pyYamlTags });
+  const document = parseDocument(text, { prettyErrors: true, uniqueKeys: true, merge: true, version: "1.1", customTags: pyYamlTags, lineCounter: counter });
   if (document.errors.length > 0) {
     throw new ConfigError(document.errors.map((error) => {
       const at = error.linePos?.[0];
@@ -335,7 +335,9 @@ function readYaml(text: string, source: string): unknown {
     }));
   }
   try {
-    return document.toJS();
+    const tree = document.toJS();
+    files?.push(linesOf(document, counter, source));
+    return tree;
   } catch (error) {
     // An alias expanded past the parser's bound (a "billion laughs" document), or one it cannot resolve.
     throw new ConfigError([`${source}: YAML error: ${error instanceof Error ? error.message : String(error)}`]);
@@ -344,13 +346,19 @@ function readYaml(text: string, source: string): unknown {
 
 /** Reads a config's text; files named by its `include:` are read relative to the directory of `source`. */
 export function parseConfig(text: string, env: Env = process.env, source = "config.yaml", options: ParseOptions = {}): { config: Config; warnings: string[] } {
-  const tree = readYaml(text, source);
+  const files: FileLines[] = [];
+  const tree = readYaml(text, source, files);
   if (options.reload && (tree === null || tree === undefined || (typeof tree === "object" && Object.keys(tree).length === 0))) {
     throw new ConfigError([`${source}: the file holds no config (it is empty or only comments); a reload needs one`]);
   }
   const warnings: string[] = [];
-  const loaded = validateConfig(readIncludes(tree, dirname(source), readYaml, warnings), env);
-  return { config: loaded.config, warnings: [...warnings, ...loaded.warnings] };
+  const merged = readIncludes(tree, dirname(source), (included, path) => readYaml(included, path, files), warnings);
+  try {
+    const loaded = validateConfig(merged, env);
+    return { config: loaded.config, warnings: [...warnings, ...loaded.warnings] };
+  } catch (error) {
+    throw error instanceof ConfigError ? withLines(error, files) : error;
+  }
 }
 
 export function loadConfig(path: string, env: Env = process.env, options: ParseOptions = {}): { config: Config; warnings: string[] } {

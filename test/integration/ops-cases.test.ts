@@ -3,7 +3,7 @@ import { spawn } from "bun";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { stringify } from "yaml";
-import { BINARY, ensureBinary, startBinary } from "../helpers/binary";
+import { BINARY, ensureBinary, runBinary, startBinary } from "../helpers/binary";
 import { tempDir } from "../helpers/services";
 import { type Upstream, startUpstream } from "../helpers/upstream";
 
@@ -85,6 +85,25 @@ test("budget reset passes set more than 24.8 days apart run that far apart, not 
     await Bun.sleep(1000);
     expect((await statements()) - before).toBeLessThan(10);
     expect(gateway.output()).not.toContain("TimeoutOverflowWarning");
+  } finally {
+    await gateway.stop("SIGKILL");
+  }
+}, 60_000);
+
+test("a setting of the wrong type stops the start naming the file, the line and the key; a reload refuses it the same way", async () => {
+  const cwd = tempDir("config-lines");
+  const good = "model_list:\n  - model_name: m\n    litellm_params: {model: mock/m}\ngeneral_settings:\n  master_key: sk-1234\n  data_dir: ./db\n";
+  const bad = `${good}litellm_settings:\n  max_budget: 100\n  budget_duration: monthly\n`;
+  writeFileSync(join(cwd, "config.yaml"), bad);
+  const result = await runBinary(["--config", "config.yaml", "--port", "0"], { cwd });
+  expect(result.code).toBe(1);
+  expect(result.stderr.trim()).toBe('litegate: invalid config: config.yaml:9: litellm_settings.budget_duration: "monthly" is not a duration (use 30s, 20m, 1h, 7d, 2w or 1mo: longer than zero, at most a century)');
+  const gateway = await startBinary({ cwd, config: good });
+  try {
+    writeFileSync(gateway.configPath, bad);
+    const reload = await fetch(`${gateway.url}/config/reload`, { method: "POST", headers: { authorization: "Bearer sk-1234" } });
+    expect(reload.status).toBe(400);
+    expect(((await reload.json()) as any).error.message).toContain(`${gateway.configPath}:9: litellm_settings.budget_duration: "monthly" is not a duration`);
   } finally {
     await gateway.stop("SIGKILL");
   }

@@ -190,7 +190,7 @@ test("model_group_alias: an alias may be a fallback (standing for its group); a 
   expect(runtime.fallbacksOf("real-a")).toEqual(["real-b"]);
   expect(runtime.fallbacksOf("real-b")).toEqual(["real-a"]);
   expect(problemsOf(() => parseConfig(`${models}router_settings:\n  model_group_alias: {star: "oa/*"}\n`, {}))).toEqual([
-    'router_settings.model_group_alias.star: "oa/*" is a wildcard pattern; an alias names one model (such as "oa/some-model")',
+    'config.yaml:9: router_settings.model_group_alias.star: "oa/*" is a wildcard pattern; an alias names one model (such as "oa/some-model")',
   ]);
   expect(parseConfig(`${models}router_settings:\n  model_group_alias: {one: "oa/one"}\n`, {}).warnings).toEqual([]);
   expect(parseConfig(`${models}router_settings:\n  model_group_alias: {real-b: real-a}\n`, {}).warnings).toEqual([

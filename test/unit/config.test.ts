@@ -1,5 +1,6 @@
 import { describe, expect, test } from "bun:test";
-import { readFileSync, readdirSync } from "node:fs";
+import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ConfigError, databaseUrlOf, deploymentsOf, loadConfig, parseConfig, redisUrlOf } from "../../src/config";
 import { createPricing } from "../../src/pricing";
@@ -42,7 +43,7 @@ describe("good configs", () => {
       parseConfig("general_settings:\n  database_url: os.environ/EMPTY\n", env);
       throw new Error("expected a ConfigError");
     } catch (error) {
-      expect((error as ConfigError).problems).toEqual(["general_settings.database_url: environment variable EMPTY is empty"]);
+      expect((error as ConfigError).problems).toEqual(["config.yaml:2: general_settings.database_url: environment variable EMPTY is empty"]);
     }
     const bomb = ["a: &a [x, x, x, x, x, x, x, x, x, x]", ...Array.from({ length: 8 }, (_, i) => `${String.fromCharCode(98 + i)}: &${String.fromCharCode(98 + i)} [*${String.fromCharCode(97 + i)}, *${String.fromCharCode(97 + i)}, *${String.fromCharCode(97 + i)}, *${String.fromCharCode(97 + i)}, *${String.fromCharCode(97 + i)}, *${String.fromCharCode(97 + i)}, *${String.fromCharCode(97 + i)}, *${String.fromCharCode(97 + i)}, *${String.fromCharCode(97 + i)}, *${String.fromCharCode(97 + i)}]`)].join("\n");
     expect(() => parseConfig(`environment_variables:\n  ${bomb.replaceAll("\n", "\n  ")}\n`, env)).toThrow(ConfigError);
@@ -233,5 +234,47 @@ router_settings: {retry_after: 1, routing_strategy: usage-based-routing, timeout
     } catch (error) {
       expect((error as ConfigError).problems.length).toBeGreaterThanOrEqual(3);
     }
+  });
+});
+
+function problemsOf(run: () => unknown): string[] {
+  try {
+    run();
+  } catch (error) {
+    if (error instanceof ConfigError) return error.problems;
+    throw error;
+  }
+  throw new Error("expected a ConfigError");
+}
+
+describe("problems name the file and line their setting was written on", () => {
+  test("in the config, in an included file whose value is taken, and at the entry of a model_list counted across files", () => {
+    const dir = mkdtempSync(join(tmpdir(), "litegate-lines-"));
+    writeFileSync(join(dir, "models.yaml"), "model_list:\n  - model_name: b\n    litellm_params:\n      model: mock/b\n      rpm: lots\nlitellm_settings:\n  budget_duration: soon\n");
+    const text = [
+      "include: [models.yaml]",
+      "model_list:",
+      "  - model_name: a",
+      "    litellm_params: {model: mock/a}",
+      "  - model_name: c",
+      "litellm_settings:",
+      "  max_budget: abc",
+      "  budget_duration: 30d",
+      "router_settings:",
+      "  model_group_alias: {gpt-3.5-turbo: nowhere}",
+      "",
+    ].join("\n");
+    const source = join(dir, "config.yaml");
+    expect(problemsOf(() => parseConfig(text, {}, source)).sort()).toEqual([
+      `${source}:5: model_list[1].litellm_params: required`,
+      `${source}:7: litellm_settings.max_budget: expected number (got "abc")`,
+      `${join(dir, "models.yaml")}:5: model_list[2].litellm_params.rpm: expected integer (got "lots")`,
+    ].sort());
+    writeFileSync(join(dir, "models.yaml"), readFileSync(join(dir, "models.yaml"), "utf8").replace("rpm: lots", "rpm: 1"));
+    expect(problemsOf(() => parseConfig(text.replace(/  max_budget: abc\n|  - model_name: c\n/g, ""), {}, source))).toEqual([
+      `${join(dir, "models.yaml")}:7: litellm_settings.budget_duration: "soon" is not a duration (use 30s, 20m, 1h, 7d, 2w or 1mo: longer than zero, at most a century)`,
+      `${source}:8: router_settings.model_group_alias.gpt-3.5-turbo: model "nowhere" is not in model_list`,
+    ]);
+    rmSync(dir, { recursive: true });
   });
 });
