@@ -242,7 +242,9 @@ export function validateConfig(raw: unknown, env: Env = process.env): { config: 
     const value = root[section];
     tree[section] = value === null || value === undefined ? (section === "model_list" ? [] : {}) : value;
   }
-  if (tree.environment_variables && typeof tree.environment_variables === "object") {
+  // A list (`- NAME=value`) is not the mapping LiteLLM reads: refused, not read as variables "0", "1", ….
+  if (Array.isArray(tree.environment_variables)) problems.push("environment_variables: must be a mapping of NAME: value (got a list)");
+  else if (tree.environment_variables && typeof tree.environment_variables === "object") {
     tree.environment_variables = Object.fromEntries(Object.entries(tree.environment_variables).map(([k, v]) => [k, String(v)]));
   }
   if (!Array.isArray(tree.model_list)) problems.push("model_list: must be a list of models, each entry starting with \"- \"");

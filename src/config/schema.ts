@@ -59,7 +59,8 @@ const HeaderMapping = T.Object({ header_name: T.String({ minLength: 1 }), litell
 export const GeneralSettings = T.Object({
   master_key: T.Optional(T.String()),
   database_url: T.Optional(T.String()),
-  data_dir: T.String({ default: DEFAULT_DATA_DIR }),
+  /** Not empty: "" would be no directory at all (the embedded database then fails to open, naming no setting). */
+  data_dir: T.String({ default: DEFAULT_DATA_DIR, minLength: 1 }),
   redis_url: T.Optional(T.String()),
   proxy_budget_rescheduler_min_time: T.Number({ minimum: 0, default: 597 }),
   proxy_budget_rescheduler_max_time: T.Number({ minimum: 0, default: 605 }),

@@ -278,3 +278,12 @@ describe("problems name the file and line their setting was written on", () => {
     rmSync(dir, { recursive: true });
   });
 });
+
+test("an empty data_dir and environment_variables written as a list are refused naming the setting, not taken as no directory and as variables 0, 1", () => {
+  expect(problemsOf(() => parseConfig('general_settings:\n  data_dir: ""\n', {}))).toEqual([
+    'config.yaml:2: general_settings.data_dir: expected string length greater or equal to 1 (got "")',
+  ]);
+  expect(problemsOf(() => parseConfig("environment_variables:\n  - OPENAI_API_KEY=sk-x\n", {}))).toEqual([
+    'config.yaml:1: environment_variables: must be a mapping of NAME: value (got a list)',
+  ]);
+});
