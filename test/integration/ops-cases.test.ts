@@ -108,3 +108,26 @@ test("a setting of the wrong type stops the start naming the file, the line and 
     await gateway.stop("SIGKILL");
   }
 }, 60_000);
+
+test("model names a wildcard entry serves, as many as clients make up, cap the metrics' model label at 200 values, as key aliases are", async () => {
+  const gateway = await startBinary({
+    config: { model_list: [{ model_name: "mock/*", litellm_params: { model: "mock/*" } }], general_settings: { master_key: "sk-1234", data_dir: join(tempDir("model-labels"), "db") } },
+  });
+  try {
+    for (let i = 0; i < 250; i++) {
+      const response = await fetch(`${gateway.url}/v1/chat/completions`, {
+        method: "POST", headers: { authorization: "Bearer sk-1234" },
+        body: JSON.stringify({ model: `mock/made-up-${i}`, messages: [{ role: "user", content: "hi" }] }),
+      });
+      expect(response.status).toBe(200);
+      await response.text();
+    }
+    const text = await (await fetch(`${gateway.url}/metrics`, { headers: { authorization: "Bearer sk-1234" } })).text();
+    const models = new Set([...text.matchAll(/^litegate_requests_total\{model="([^"]*)"/gm)].map((m) => m[1]));
+    expect(models.size).toBe(201);
+    expect(models.has("other")).toBe(true);
+    expect(text).toMatch(/^litegate_requests_total\{model="other",route="chat",status="200"\} 50$/m);
+  } finally {
+    await gateway.stop("SIGKILL");
+  }
+}, 60_000);
