@@ -3,7 +3,7 @@ import type { RequestRecord } from "../proxy/inference";
 import { CounterSeries, HistogramSeries } from "./series";
 
 /**
- * Prometheus metrics. Label values that come from users (key alias, team, customer) are capped:
+ * Prometheus metrics. Label values that come from users (model, key alias, team, customer) are capped:
  * past `maxLabelValues` distinct values a label reads "other", so a scrape stays small whatever
  * the number of keys.
  */
@@ -73,6 +73,8 @@ function processMetrics(registry: Registry): void {
 export function createMetrics(sources: MetricsSources, maxLabelValues = 200) {
   const registry = new Registry();
   processMetrics(registry);
+  // A wildcard entry serves whatever names clients make up: the model label is capped too.
+  const models = new LabelCap(maxLabelValues);
   const keys = new LabelCap(maxLabelValues);
   const teams = new LabelCap(maxLabelValues);
   const customers = new LabelCap(maxLabelValues);
@@ -104,8 +106,9 @@ export function createMetrics(sources: MetricsSources, maxLabelValues = 200) {
     registry,
     observe(record: RequestRecord): void {
       const seconds = record.durationMs / 1000;
-      requests.add([record.model, record.route, statusText(record.status)]);
-      latency.observe([record.model, record.route], seconds);
+      const model = models.value(record.model);
+      requests.add([model, record.route, statusText(record.status)]);
+      latency.observe([model, record.route], seconds);
       // A failed call is counted when it fails (providerFailed); a stream fails after its call answered.
       if (record.streamEnd !== undefined && record.status >= 400 && record.deployment) upstreamErrors.inc({ deployment: record.deployment, status: statusText(record.status) });
       if (!record.usage) return;
@@ -113,9 +116,9 @@ export function createMetrics(sources: MetricsSources, maxLabelValues = 200) {
       const key = keys.value(principal ? (principal.key.key_alias ?? principal.key.key_name) : "master");
       const team = teams.value(principal?.key.team_id);
       const customer = customers.value(record.customer);
-      tokens.add([record.model, key, team, customer, "prompt"], record.usage.prompt_tokens);
-      tokens.add([record.model, key, team, customer, "completion"], record.usage.completion_tokens);
-      spend.add([record.model, key, team, customer], record.cost);
+      tokens.add([model, key, team, customer, "prompt"], record.usage.prompt_tokens);
+      tokens.add([model, key, team, customer, "completion"], record.usage.completion_tokens);
+      spend.add([model, key, team, customer], record.cost);
     },
     /** A provider call that failed, whether or not another deployment then answered. */
     providerFailed(deployment: string, status: number): void {
