@@ -235,6 +235,10 @@ async function main(): Promise<void> {
       return fail(`cannot listen on ${hostname}:${p}: ${reason}`);
     }
   };
+  if (gateway.adminApp && g.admin_port === port && port !== 0) {
+    unlock();
+    fail(`general_settings.admin_port ${port} is the port the gateway serves on (--port, PORT or 4000): give the admin API a port of its own`);
+  }
   const server = serve(gateway.app, port, gateway.serverRoutes);
   const adminServer = gateway.adminApp && g.admin_port !== undefined ? serve(gateway.adminApp, g.admin_port) : null;
   log.info(`litegate ${VERSION} listening`, { url: `http://${hostname}:${server.port}`, database: warm ? "pglite (opening)" : db.kind, redis: redis ? "on" : "off", admin_port: adminServer?.port });

@@ -185,6 +185,7 @@ function checkSemantics(config: Config, problems: string[], warnings: string[], 
       warnings.push(`model_list[${i}].litellm_params.model: provider "${provider}" is not supported by litegate (supported: ${SUPPORTED_PROVIDERS.join(", ")}); `
         + `this entry of ${m.model_name} is left out, and requests no other entry serves are refused`);
     }
+    if (model.endsWith("/")) problems.push(`model_list[${i}].litellm_params.model: "${model}" names no model after the provider (e.g. ${model}gpt-4o-mini)`);
     const base = m.litellm_params.api_base;
     if (base !== undefined && !envReference(base) && !/^https?:\/\/[^\s]+$/.test(base)) problems.push(`model_list[${i}].litellm_params.api_base: must be an http(s) URL (got "${base}")`);
     const id = m.model_info?.id;

@@ -269,6 +269,11 @@ describe("command line", () => {
       expect(lines.filter((line) => /^\s+at /.test(line))).toEqual([]);
       const badHost = await runBinary(["--config", join(cwd, "c.yaml"), "--host", "999.1.1.1", "--port", "0"], { cwd });
       expect(badHost.stderr.trim().split("\n").at(-1)).toBe("litegate: cannot listen on 999.1.1.1:0: 999.1.1.1 is not an IP address (--host)");
+      // The admin API on the gateway's own port: said as such, not as a port in use.
+      writeFileSync(join(cwd, "same.yaml"), stringify({ ...MINIMAL, general_settings: { master_key: "sk-1234", data_dir: join(cwd, "db"), admin_port: 4917 } }));
+      const same = await runBinary(["--config", join(cwd, "same.yaml"), "--host", "127.0.0.1", "--port", "4917"], { cwd });
+      expect(same.code).toBe(1);
+      expect(same.stderr.trim().split("\n").at(-1)).toBe("litegate: general_settings.admin_port 4917 is the port the gateway serves on (--port, PORT or 4000): give the admin API a port of its own");
       const badName = await runBinary(["--config", join(cwd, "c.yaml"), "--host", "nonexist.invalid", "--port", "0"], { cwd });
       expect(badName.stderr.trim().split("\n").at(-1)).toBe("litegate: cannot listen on nonexist.invalid:0: nonexist.invalid could not be resolved to an address (--host)");
     } finally {
