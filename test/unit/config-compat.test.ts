@@ -4,6 +4,7 @@ import { dirname, join } from "node:path";
 import { ConfigError, deploymentsOf, loadConfig, parseConfig } from "../../src/config";
 import { createPricing } from "../../src/pricing";
 import { createRuntime } from "../../src/proxy/runtime";
+import { problemsOf } from "../helpers/config-problems";
 import { tempDir } from "../helpers/services";
 
 /** Writes files into a fresh directory; the first is the main config. */
@@ -14,16 +15,6 @@ function files(contents: Record<string, string>): string {
     writeFileSync(join(dir, name), text);
   }
   return join(dir, Object.keys(contents)[0]!);
-}
-
-function problemsOf(run: () => unknown): string[] {
-  try {
-    run();
-  } catch (error) {
-    if (error instanceof ConfigError) return error.problems;
-    throw error;
-  }
-  throw new Error("expected a ConfigError");
 }
 
 describe("include: (LiteLLM's list of files read into the config)", () => {

@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { ConfigError, databaseUrlOf, deploymentsOf, loadConfig, parseConfig, redisUrlOf } from "../../src/config";
 import { createPricing } from "../../src/pricing";
 import { createRuntime } from "../../src/proxy/runtime";
+import { problemsOf } from "../helpers/config-problems";
 
 const BAD = join(import.meta.dir, "../fixtures/config/bad");
 
@@ -236,16 +237,6 @@ router_settings: {retry_after: 1, routing_strategy: usage-based-routing, timeout
     }
   });
 });
-
-function problemsOf(run: () => unknown): string[] {
-  try {
-    run();
-  } catch (error) {
-    if (error instanceof ConfigError) return error.problems;
-    throw error;
-  }
-  throw new Error("expected a ConfigError");
-}
 
 describe("problems name the file and line their setting was written on", () => {
   test("in the config, in an included file whose value is taken, and at the entry of a model_list counted across files", () => {
