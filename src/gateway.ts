@@ -228,6 +228,7 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
   const auth = createAuth({
     db, clock, log, masterKey: g.master_key, cacheSize: g.key_cache_size, cacheTtlMs: g.key_cache_ttl_seconds * 1000,
     unwrittenKeySpend: spend.unwrittenKeySpend, endUserBudgetId: () => runtime.config.litellm_settings.max_end_user_budget_id,
+    keyHeader: () => runtime.config.general_settings.litellm_key_header_name,
   });
   if (options.warm) auth.preload(options.warm.principals, options.warm.customers);
   const metrics = createMetrics({

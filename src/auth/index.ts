@@ -30,6 +30,8 @@ export interface AuthOptions {
   unwrittenKeySpend?: (token: string) => number;
   /** `litellm_settings.max_end_user_budget_id` as the running config has it. */
   endUserBudgetId?: () => string | undefined;
+  /** `general_settings.litellm_key_header_name` as the running config has it (a reload may change it). */
+  keyHeader?: () => string | undefined;
 }
 
 /**
@@ -142,12 +144,14 @@ export function createAuth(options: AuthOptions) {
   return {
     /** Resolves the caller of a request, or throws 401/403. */
     async authenticate(headers: Headers): Promise<Caller> {
-      const raw = readKey(headers);
-      if (!raw) throw authError("Authentication Error, No api key passed in. Pass a key in the Authorization header (Bearer), x-api-key or api-key.");
+      const keyHeader = options.keyHeader?.();
+      const raw = readKey(headers, keyHeader);
+      const where = keyHeader ? `the ${keyHeader} header (Bearer)` : "the Authorization header (Bearer), x-api-key or api-key";
+      if (!raw) throw authError(`Authentication Error, No api key passed in. Pass a key in ${where}.`);
       const token = hashKey(raw);
       if (masterToken && sameToken(token, masterToken)) return { kind: "master" };
       const principal = await principalFor(token);
-      if (principal === null) throw authError();
+      if (principal === null) throw authError(`Authentication Error, Invalid proxy server token passed. Pass a valid key in ${where}.`);
       check(principal);
       return { kind: "key", principal, admin: isProxyAdmin(principal) };
     },

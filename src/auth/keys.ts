@@ -23,9 +23,12 @@ function keyIn(value: string | null): string | null {
 
 /**
  * The caller's key from `x-litellm-api-key` (first, as LiteLLM reads it: a client may send a provider
- * key in `Authorization` beside it), `Authorization: Bearer`, `x-api-key` or `api-key`.
+ * key in `Authorization` beside it), `Authorization: Bearer`, `x-api-key` or `api-key`. With
+ * `keyHeader` (`general_settings.litellm_key_header_name`) only that header is read, as LiteLLM reads
+ * it: `Authorization` is then left to whatever sits in front of the gateway.
  */
-export function readKey(headers: Headers): string | null {
+export function readKey(headers: Headers, keyHeader?: string): string | null {
+  if (keyHeader) return keyIn(headers.get(keyHeader));
   return keyIn(headers.get("x-litellm-api-key")) ?? keyIn(headers.get("authorization"))
     ?? (headers.get("x-api-key")?.trim() || headers.get("api-key")?.trim() || null);
 }

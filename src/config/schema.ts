@@ -58,6 +58,11 @@ const HeaderMapping = T.Object({ header_name: T.String({ minLength: 1 }), litell
 
 export const GeneralSettings = T.Object({
   master_key: T.Optional(T.String()),
+  /** The only header the caller's key is read from when set (LiteLLM's setting); a reload may change it. */
+  litellm_key_header_name: T.Optional(T.String({
+    pattern: "^[!#$%&'*+.^_`|~0-9A-Za-z-]+$",
+    problem: "must be a header name (letters, digits and !#$%&'*+.^_`|~-, no spaces or colon)",
+  })),
   database_url: T.Optional(T.String()),
   /** Not empty: "" would be no directory at all (the embedded database then fails to open, naming no setting). */
   data_dir: T.String({ default: DEFAULT_DATA_DIR, minLength: 1 }),

@@ -19,9 +19,7 @@ export const badRequest = (message: string, param: string | null = null) =>
 
 export const notFound = (message: string) => new GatewayError(404, "not_found_error", message);
 
-export const authError = (
-  message = "Authentication Error, Invalid proxy server token passed. Pass a valid key in the Authorization header (Bearer), x-api-key or api-key.",
-) => new GatewayError(401, "auth_error", message);
+export const authError = (message: string) => new GatewayError(401, "auth_error", message);
 
 export const forbidden = (message: string) => new GatewayError(403, "permission_denied", message);
 

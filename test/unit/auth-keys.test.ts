@@ -17,4 +17,12 @@ describe("reading the caller's key", () => {
     expect(readKey(new Headers({ "x-litellm-api-key": "Bearer sk-4", authorization: "Bearer sk-provider" }))).toBe("sk-4");
     expect(readKey(new Headers({ "x-litellm-api-key": " ", authorization: "Bearer sk-1" }))).toBe("sk-1");
   });
+
+  test("litellm_key_header_name: only that header, in any case, with or without Bearer", () => {
+    expect(readKey(new Headers({ "x-litellm-key": "Bearer sk-5", authorization: "Bearer sk-1" }), "X-Litellm-Key")).toBe("sk-5");
+    expect(readKey(new Headers({ "X-LITELLM-KEY": "sk-5" }), "x-litellm-key")).toBe("sk-5");
+    for (const other of ["authorization", "x-litellm-api-key", "x-api-key", "api-key"]) {
+      expect(readKey(new Headers({ [other]: "Bearer sk-1" }), "X-Litellm-Key")).toBeNull();
+    }
+  });
 });
