@@ -1,4 +1,4 @@
-import { FormatRegistry } from "@sinclair/typebox";
+import { FormatRegistry, Kind, TypeRegistry } from "@sinclair/typebox";
 import { t } from "elysia";
 import { parseDuration } from "../governance/duration";
 
@@ -130,13 +130,24 @@ export const budgetFields = {
  * implement: refused unless left out, null or empty, rather than taken and ignored (a `read_only`
  * key that could still call models, a `guardrails` list that guards nothing).
  */
-function refusedUnlessEmpty(what: string, empty: "array" | "object" | "null", allowed: string[] = []) {
+function refusedUnlessEmpty(what: string, empty: "array" | "object" | "members" | "null", allowed: (string | boolean)[] = []) {
   const error = `left out, null or empty${allowed.length ? ` (or ${allowed.map((v) => JSON.stringify(v)).join(", ")})` : ""}: litegate does not implement ${what}`;
   const variants = [t.Null({ error }), ...allowed.map((v) => t.Literal(v, { error }))];
   if (empty === "array") variants.push(t.Array(t.Unknown(), { maxItems: 0, error }) as any);
   if (empty === "object") variants.push(t.Record(t.String(), t.Unknown(), { maxProperties: 0, error }) as any);
+  if (empty === "members") variants.push(t.Unsafe({ [Kind]: "litegate-unset-settings", error }) as any);
   return t.Optional(t.Union(variants, { error }));
 }
+
+const isUnset = (value: unknown) => value === null || value === false
+  || (typeof value === "object" && Object.keys(value as object).length === 0);
+/**
+ * An object of settings each unset (LiteLLM's UI sends every one: `{"models": [], "mcp_servers": null, …}`).
+ * Its own kind, which the framework leaves as sent: a union of schemas would have it reshape `true` or
+ * `1` into `{}`, and take them as unset.
+ */
+TypeRegistry.Set("litegate-unset-settings", (_schema, value) =>
+  typeof value === "object" && value !== null && !Array.isArray(value) && Object.values(value).every(isUnset));
 
 /** Key fields LiteLLM takes that litegate does not implement (see `refusedUnlessEmpty`). */
 export const keyRefusedFields = {
@@ -150,6 +161,29 @@ export const keyRefusedFields = {
   temp_budget_expiry: refusedUnlessEmpty("temporary budget increases", "null"),
   allowed_model_region: refusedUnlessEmpty("model regions", "null"),
   budget_limits: refusedUnlessEmpty("budget_limits (one budget per key; use model_max_budget per model)", "array"),
+  // "best_effort_throughput" is LiteLLM's default, and what litegate does.
+  rpm_limit_type: refusedUnlessEmpty("rpm_limit_type other than best_effort_throughput", "null", ["best_effort_throughput"]),
+  tpm_limit_type: refusedUnlessEmpty("tpm_limit_type other than best_effort_throughput", "null", ["best_effort_throughput"]),
+  tpd_limit: refusedUnlessEmpty("tokens-per-day limits", "null"),
+  tag_rpm_limit: refusedUnlessEmpty("per-tag limits", "object"),
+  end_user_budget_id: refusedUnlessEmpty("a key's own budget for its customers (use litellm_settings.max_end_user_budget_id)", "null"),
+  throttle_on_budget_exceeded: refusedUnlessEmpty("throttling past a budget (a key over budget is refused)", "null", [false]),
+  budget_fallbacks: refusedUnlessEmpty("budget fallbacks", "object"),
+  object_permission: refusedUnlessEmpty("object permissions (models, MCP servers, vector stores, agents)", "members"),
+  access_group_ids: refusedUnlessEmpty("access groups granted to a key", "array"),
+  allowed_passthrough_routes: refusedUnlessEmpty("pass-through routes", "array"),
+  allowed_vector_store_indexes: refusedUnlessEmpty("vector stores", "array"),
+  allowed_cache_controls: refusedUnlessEmpty("caching, nor so limits on the cache controls a key may send", "array"),
+  config: refusedUnlessEmpty("a key's own config (model_list)", "object"),
+  router_settings: refusedUnlessEmpty("a key's own router_settings", "members"),
+  policies: refusedUnlessEmpty("guardrail policies", "array"),
+  prompts: refusedUnlessEmpty("prompt management", "array"),
+  enable_prompt_caching: refusedUnlessEmpty("prompt caching injected by the gateway", "null", [false]),
+  auto_rotate: refusedUnlessEmpty("automatic key rotation", "null", [false]),
+  // An empty id names nothing (LiteLLM reads "" as none for organization_id and project_id).
+  organization_id: refusedUnlessEmpty("organizations", "null", [""]),
+  project_id: refusedUnlessEmpty("projects", "null", [""]),
+  agent_id: refusedUnlessEmpty("agents", "null", [""]),
 };
 
 /** Team fields LiteLLM takes that litegate does not implement. */

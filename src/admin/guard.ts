@@ -49,6 +49,7 @@ const metadata: Shape = (value, path) => {
 /** Fields that may be left out or null; when sent, they have these shapes. */
 const SHAPES: Record<string, Shape> = {
   metadata, model_rpm_limit: object, model_tpm_limit: object, aliases: object, config: object, permissions: object,
+  tag_rpm_limit: object, budget_fallbacks: object,
   // Each model's budget is an object, `{}` included (LiteLLM takes one without a budget or limit set).
   model_max_budget: entries(object),
   teams: list, members_with_roles: items(object),

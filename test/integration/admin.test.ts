@@ -345,6 +345,19 @@ describe("authorisation", () => {
       ["/key/generate", { key_type: "read_only" }, "key_type"], ["/key/generate", { allowed_routes: ["/key/info"] }, "allowed_routes"],
       ["/key/generate", { enforced_params: ["user"] }, "enforced_params"], ["/key/generate", { aliases: { "my-model": "mock" } }, "aliases"],
       ["/key/generate", { guardrails: ["pii"] }, "guardrails"], ["/key/generate", { temp_budget_increase: 5 }, "temp_budget_increase"],
+      ["/key/generate", { rpm_limit: 10, rpm_limit_type: "guaranteed_throughput" }, "rpm_limit_type"], ["/key/generate", { tpm_limit_type: "dynamic" }, "tpm_limit_type"],
+      ["/key/generate", { object_permission: { models: ["mock"] } }, "object_permission"], ["/key/generate", { object_permission: { mcp_servers: ["s"], vector_stores: null, mcp_tool_search_enabled: true } }, "object_permission"],
+      ["/key/generate", { allowed_passthrough_routes: ["/anthropic"] }, "allowed_passthrough_routes"],
+      ["/key/generate", { allowed_vector_store_indexes: [{ index_name: "i", index_permissions: ["read"] }] }, "allowed_vector_store_indexes"],
+      ["/key/generate", { allowed_cache_controls: ["no-cache"] }, "allowed_cache_controls"], ["/key/generate", { config: { model_list: [] } }, "config"],
+      ["/key/generate", { organization_id: "org-1" }, "organization_id"], ["/key/generate", { project_id: "p-1" }, "project_id"], ["/key/generate", { agent_id: "a-1" }, "agent_id"],
+      ["/key/generate", { prompts: ["prompt-1"] }, "prompts"], ["/key/generate", { policies: ["policy-1"] }, "policies"],
+      ["/key/generate", { tpd_limit: 1000 }, "tpd_limit"], ["/key/generate", { tag_rpm_limit: { prod: 5 } }, "tag_rpm_limit"],
+      ["/key/generate", { end_user_budget_id: "free-tier" }, "end_user_budget_id"], ["/key/generate", { budget_fallbacks: { mock: ["other"] } }, "budget_fallbacks"],
+      ["/key/generate", { access_group_ids: ["g"] }, "access_group_ids"], ["/key/generate", { router_settings: { num_retries: 3 } }, "router_settings"],
+      ["/key/generate", { throttle_on_budget_exceeded: true }, "throttle_on_budget_exceeded"], ["/key/generate", { enable_prompt_caching: true }, "enable_prompt_caching"],
+      ["/key/generate", { auto_rotate: true, rotation_interval: "30d" }, "auto_rotate"],
+      ["/key/update", { key: "sk-unknown-key", rpm_limit_type: "dynamic" }, "rpm_limit_type"], ["/key/update", { key: "sk-unknown-key", allowed_cache_controls: ["no-store"] }, "allowed_cache_controls"],
       ["/team/new", { model_aliases: { a: "mock" } }, "model_aliases"],
       // A team's budget windows and per-model budgets, a user's own per-model budget: LiteLLM holds every key of theirs to them.
       ["/team/new", { team_id: "windows-t", budget_limits: [{ max_budget: 1, budget_duration: "1d" }] }, "budget_limits"],
@@ -372,6 +385,21 @@ describe("authorisation", () => {
     expect((await json(`/key/info?key=${keyed.body.key}`)).body.info.model_max_budget).toEqual({ mock: { budget_limit: 1, time_period: "1d" } });
     expect((await json("/user/new", { user_id: "keyless-ok", auto_create_key: false, model_max_budget: {}, budget_id: null })).status).toBe(200);
     expect((await json("/key/generate", { key_type: "default", allowed_routes: [], aliases: {}, guardrails: null, permissions: {} })).status).toBe(200);
+    // What LiteLLM's UI sends when these are left alone, and the labels litegate takes (tags count in spend reports only).
+    const unset = {
+      rpm_limit_type: null, tpm_limit_type: "best_effort_throughput", object_permission: { models: [], mcp_servers: null, mcp_tool_permissions: {}, mcp_tool_search_enabled: false },
+      allowed_passthrough_routes: null, allowed_vector_store_indexes: [], allowed_cache_controls: [], config: {}, organization_id: "", project_id: null, agent_id: null,
+      prompts: [], policies: null, tpd_limit: null, tag_rpm_limit: {}, end_user_budget_id: null, budget_fallbacks: null, access_group_ids: [], router_settings: {},
+      throttle_on_budget_exceeded: false, enable_prompt_caching: null, auto_rotate: false, tags: ["prod"], send_invite_email: false,
+    };
+    // A number is not read as an empty mapping (the framework would reshape it into one).
+    for (const field of ["tag_rpm_limit", "budget_fallbacks", "object_permission", "router_settings"]) {
+      expect(`${field} ${(await json("/key/generate", { [field]: 5 })).status}`).toBe(`${field} 400`);
+      expect(`${field} ${(await json("/key/generate", { object_permission: { [field]: 1 } })).status}`).toBe(`${field} 400`);
+    }
+    const taken = await json("/key/generate", unset);
+    expect(taken.status).toBe(200);
+    expect((await json("/key/update", { key: taken.body.key, ...unset, max_budget: 2 })).status).toBe(200);
   });
 
   test("the master key's requests are logged under its hash", async () => {
