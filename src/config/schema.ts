@@ -53,16 +53,19 @@ export const ModelEntry = T.Object({
   model_info: T.Optional(ModelInfo),
 }, Open);
 
+/** A request header's name: anything else would make every request's header lookup throw. */
+const HeaderName = T.String({
+  pattern: "^[!#$%&'*+.^_`|~0-9A-Za-z-]+$",
+  problem: "must be a header name (letters, digits and !#$%&'*+.^_`|~-, no spaces or colon)",
+});
+
 /** One entry of `user_header_mappings`: a request header and the role of the id it carries. */
-const HeaderMapping = T.Object({ header_name: T.String({ minLength: 1 }), litellm_user_role: T.String({ minLength: 1 }) }, Open);
+const HeaderMapping = T.Object({ header_name: HeaderName, litellm_user_role: T.String({ minLength: 1 }) }, Open);
 
 export const GeneralSettings = T.Object({
   master_key: T.Optional(T.String()),
   /** The only header the caller's key is read from when set (LiteLLM's setting); a reload may change it. */
-  litellm_key_header_name: T.Optional(T.String({
-    pattern: "^[!#$%&'*+.^_`|~0-9A-Za-z-]+$",
-    problem: "must be a header name (letters, digits and !#$%&'*+.^_`|~-, no spaces or colon)",
-  })),
+  litellm_key_header_name: T.Optional(HeaderName),
   database_url: T.Optional(T.String()),
   /** Not empty: "" would be no directory at all (the embedded database then fails to open, naming no setting). */
   data_dir: T.String({ default: DEFAULT_DATA_DIR, minLength: 1 }),
@@ -87,12 +90,14 @@ export const GeneralSettings = T.Object({
   /** Every inference request must name its customer (`user`, or the header below): LiteLLM's setting. */
   enforce_user_param: T.Boolean({ default: false }),
   /** A request header naming the customer, read before the `user` field (as LiteLLM reads it). */
-  user_header_name: T.Optional(T.String({ minLength: 1 })),
+  user_header_name: T.Optional(HeaderName),
   /**
    * LiteLLM's newer form of it: headers naming a caller's identity by role; those with role `customer`
    * name the customer, in their order, and `user_header_name` is then not read.
    */
-  user_header_mappings: T.Optional(T.Union([HeaderMapping, T.Array(HeaderMapping)])),
+  user_header_mappings: T.Optional(T.Union([HeaderMapping, T.Array(HeaderMapping)], {
+    problem: "must be {header_name, litellm_user_role} or a list of them, each header_name a header name (letters, digits and !#$%&'*+.^_`|~-, no spaces or colon)",
+  })),
   /** Requests in flight through the whole gateway (every instance sharing Redis), whoever sends them: LiteLLM's setting. */
   global_max_parallel_requests: T.Optional(Count),
 }, Open);
