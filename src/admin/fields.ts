@@ -188,6 +188,11 @@ export const keyRefusedFields = {
 
 /** Team fields LiteLLM takes that litegate does not implement. */
 export const teamRefusedFields = {
+  rpm_limit_type: keyRefusedFields.rpm_limit_type,
+  tpm_limit_type: keyRefusedFields.tpm_limit_type,
+  object_permission: keyRefusedFields.object_permission,
+  router_settings: refusedUnlessEmpty("a team's own router_settings", "members"),
+  organization_id: keyRefusedFields.organization_id,
   model_aliases: refusedUnlessEmpty("team model aliases", "object"),
   guardrails: refusedUnlessEmpty("guardrails", "array"),
   team_member_key_duration: refusedUnlessEmpty("team_member_key_duration", "null"),

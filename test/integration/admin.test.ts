@@ -359,6 +359,10 @@ describe("authorisation", () => {
       ["/key/generate", { auto_rotate: true, rotation_interval: "30d" }, "auto_rotate"],
       ["/key/update", { key: "sk-unknown-key", rpm_limit_type: "dynamic" }, "rpm_limit_type"], ["/key/update", { key: "sk-unknown-key", allowed_cache_controls: ["no-store"] }, "allowed_cache_controls"],
       ["/team/new", { model_aliases: { a: "mock" } }, "model_aliases"],
+      ["/team/new", { team_id: "dynamic-t", rpm_limit_type: "dynamic" }, "rpm_limit_type"],
+      ["/team/new", { team_id: "org-t", organization_id: "org-1" }, "organization_id"],
+      ["/team/update", { team_id: "t", object_permission: { models: ["mock"] } }, "object_permission"],
+      ["/team/update", { team_id: "t", router_settings: { num_retries: 3 } }, "router_settings"],
       // A team's budget windows and per-model budgets, a user's own per-model budget: LiteLLM holds every key of theirs to them.
       ["/team/new", { team_id: "windows-t", budget_limits: [{ max_budget: 1, budget_duration: "1d" }] }, "budget_limits"],
       ["/team/new", { team_id: "per-model-t", model_max_budget: { mock: { budget_limit: 1, time_period: "1d" } } }, "model_max_budget"],
@@ -400,6 +404,10 @@ describe("authorisation", () => {
     const taken = await json("/key/generate", unset);
     expect(taken.status).toBe(200);
     expect((await json("/key/update", { key: taken.body.key, ...unset, max_budget: 2 })).status).toBe(200);
+    // A team takes the same unset spellings of the fields it shares with keys.
+    const teamUnset = { rpm_limit_type: null, tpm_limit_type: "best_effort_throughput", object_permission: unset.object_permission, router_settings: {}, organization_id: "" };
+    expect((await json("/team/new", { team_id: "unset-t", ...teamUnset })).status).toBe(200);
+    expect((await json("/team/update", { team_id: "unset-t", ...teamUnset, team_alias: "unset" })).status).toBe(200);
   });
 
   test("the master key's requests are logged under its hash", async () => {
