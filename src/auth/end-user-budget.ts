@@ -49,7 +49,7 @@ export function createEndUserBudget(db: Sql, clock: Clock, ttlMs: number, idOf: 
       const budget = await current();
       if (!budget) return customer;
       let withBudget = applied.get(customer);
-      if (!withBudget || withBudget.budget !== budget) applied.set(customer, (withBudget = { ...customer, budget }));
+      if (!withBudget || withBudget.budget !== budget) applied.set(customer, (withBudget = { ...customer, budget, defaultBudget: true }));
       return withBudget;
     },
     forget(): void {

@@ -112,6 +112,8 @@ export interface CustomerRecord {
   budget_reset_at: Date | null;
   blocked: boolean;
   budget: BudgetRecord | null;
+  /** `budget` is max_end_user_budget_id's, not one of the customer's own: where it sets no max_budget, max_end_user_budget does. */
+  defaultBudget?: boolean;
   created_at: Date;
   /** Its spend per model, kept for the models its budget's model_max_budget holds. */
   modelSpend: Record<string, ModelSpendRecord>;
