@@ -189,6 +189,15 @@ describe("budgets", () => {
     expect(error.message).toContain("End User=ishaan3 over budget");
   });
 
+  test("a customer's own budget without max_budget caps nothing; max_end_user_budget_id's takes max_end_user_budget", () => {
+    const tier = { budget_id: "tier", max_budget: null, soft_budget: null, budget_duration: null, budget_reset_at: null, tpm_limit: null, rpm_limit: 100, max_parallel_requests: null, model_max_budget: {} };
+    const customer: CustomerRecord = { user_id: "palantir", alias: null, spend: 5, budget_reset_at: null, blocked: false, budget: tier, created_at: new Date(NOW), modelSpend: {} };
+    const caps = (c: CustomerRecord) => planChecks({ caller: { kind: "master" }, customer: c, model: "m", estimatedCost: 1, now: NOW, defaults: { ...defaults, maxEndUserBudget: 0.0001 } })
+      .checks.filter((check) => check.scope === "end user" && check.kind === "budget").length;
+    expect(caps(customer)).toBe(0);
+    expect(caps({ ...customer, defaultBudget: true })).toBe(1);
+  });
+
   test("per-model key budget names the model", async () => {
     const { governance } = setup();
     const p = principal({ key: { model_max_budget: { "gpt-4o": { budget_limit: 1e-7, time_period: "1d" } } } });
