@@ -1,0 +1,109 @@
+import { describe, expect, test } from "bun:test";
+import { hashKey } from "../../src/auth/keys";
+import { MOCK_CONFIG, gatewayFor } from "../helpers/gateway";
+
+// Budget periods an admin change touches without meaning to: a duration that keeps applying from
+// elsewhere when the row's own goes, or starts applying with a role; the same duration sent again;
+// a shared budget's per-model period changed under the customers on it.
+
+const CONFIG = `${MOCK_CONFIG}litellm_settings:
+  internal_user_budget_duration: 1h
+`;
+const HOUR = 3_600_000;
+
+for (const kind of ["pglite", "postgres"] as const) describe(`a duration that applies from elsewhere (${kind})`, () => {
+  const gateway = gatewayFor(kind, CONFIG);
+
+  test("a key's own budget_duration taken away while its budget_id has one: what it spent still counts, in a period of its budget's", async () => {
+    const { h, json } = gateway;
+    expect((await json("/budget/new", { budget_id: "hourly", budget_duration: "1h" })).status).toBe(200);
+    const { key } = (await json("/key/generate", { budget_id: "hourly", max_budget: 1e-9, budget_duration: "1d" })).body;
+    expect((await h.chat(key)).status).toBe(200);
+    expect((await h.chat(key)).status).toBe(400);
+    await h.flush();
+    const [{ spend }] = await h.db.query("select spend from keys where token = $1", [hashKey(key)]) as any[];
+    expect(spend).toBeGreaterThan(0);
+    const updated = await json("/key/update", { key, budget_duration: null });
+    expect(updated.status).toBe(200);
+    // The key now resets on its budget's hour, starting now, with what it spent counted.
+    expect(updated.body).toMatchObject({ spend, budget_reset_at: new Date(h.clock.now() + HOUR).toISOString() });
+    expect((await h.chat(key)).status).toBe(400);
+    await h.flush();
+    const [row] = await h.db.query("select spend from keys where token = $1", [hashKey(key)]) as any[];
+    expect(row.spend).toBe(spend);
+    // Its budget's period ends: the key is usable again.
+    h.clock.advance(HOUR);
+    expect((await h.chat(key)).status).toBe(200);
+  });
+
+  test("a user made an internal_user, on internal_user_budget_duration from then: what it spent still counts", async () => {
+    const { h, json } = gateway;
+    expect((await json("/user/new", { user_id: `admin-${kind}`, user_role: "proxy_admin", max_budget: 1e-9, auto_create_key: false })).status).toBe(200);
+    const { key } = (await json("/key/generate", { user_id: `admin-${kind}` })).body;
+    expect((await h.chat(key)).status).toBe(200);
+    expect((await h.chat(key)).status).toBe(400);
+    const updated = await json("/user/update", { user_id: `admin-${kind}`, user_role: "internal_user" });
+    expect(updated.status).toBe(200);
+    expect(updated.body.spend).toBeGreaterThan(0);
+    expect(updated.body.budget_reset_at).toBe(new Date(h.clock.now() + HOUR).toISOString());
+    expect((await h.chat(key)).status).toBe(400);
+    h.clock.advance(HOUR);
+    expect((await h.chat(key)).status).toBe(200);
+  });
+});
+
+describe("a shared budget's per-model period changed", () => {
+  const gateway = gatewayFor("pglite");
+
+  test("by /budget/update: its customers' spend per model runs on the new period from then", async () => {
+    const { h, json } = gateway;
+    const daily = { mock: { budget_limit: 1e-9, time_period: "1d" } };
+    expect((await json("/budget/new", { budget_id: "per-model", model_max_budget: daily })).status).toBe(200);
+    expect((await json("/customer/new", { user_id: "on-per-model", budget_id: "per-model" })).status).toBe(200);
+    const { key } = (await json("/key/generate", {})).body;
+    expect((await h.chat(key, { user: "on-per-model" })).status).toBe(200);
+    expect((await h.chat(key, { user: "on-per-model" })).status).toBe(400);
+    expect((await json("/budget/update", { budget_id: "per-model", model_max_budget: { mock: { budget_limit: 1e-9, time_period: "10s" } } })).status).toBe(200);
+    // What was spent counts in the new period, as a key's per-model budget given another period.
+    expect((await h.chat(key, { user: "on-per-model" })).status).toBe(400);
+    h.clock.advance(10_000);
+    expect((await h.chat(key, { user: "on-per-model" })).status).toBe(200);
+    expect((await json("/customer/info?end_user_id=on-per-model")).body.model_spend.mock).toBeGreaterThan(0);
+  });
+});
+
+describe("the same duration sent again leaves the period running", () => {
+  const gateway = gatewayFor("pglite");
+
+  test("a team's team_member_budget_duration: its members reset when their period ends, and the member budget shows its period", async () => {
+    const { h, json } = gateway;
+    expect((await json("/team/new", { team_id: "resent", team_member_budget: 1e-9, team_member_budget_duration: "10s" })).status).toBe(200);
+    expect((await json("/team/member_add", { team_id: "resent", member: { user_id: "member", role: "user" } })).status).toBe(200);
+    const made = h.clock.now();
+    const { key } = (await json("/key/generate", { team_id: "resent", user_id: "member" })).body;
+    expect((await h.chat(key)).status).toBe(200);
+    expect((await h.chat(key)).status).toBe(400);
+    h.clock.advance(6_000);
+    // An admin screen sends every field again.
+    expect((await json("/team/update", { team_id: "resent", team_member_budget: 1e-9, team_member_budget_duration: "10s" })).status).toBe(200);
+    const info = (await json("/team/info?team_id=resent")).body;
+    expect(info.team_memberships[0].budget_reset_at).toBe(new Date(made + 10_000).toISOString());
+    expect(info.team_info.team_member_budget_table.budget_reset_at).not.toBeNull();
+    h.clock.set(made + 10_000);
+    expect((await h.chat(key)).status).toBe(200);
+  });
+
+  test("a customer's budget_duration: the customer resets when its period ends", async () => {
+    const { h, json } = gateway;
+    expect((await json("/customer/new", { user_id: "resent", max_budget: 1e-9, budget_duration: "10s" })).status).toBe(200);
+    const made = h.clock.now();
+    const { key } = (await json("/key/generate", {})).body;
+    expect((await h.chat(key, { user: "resent" })).status).toBe(200);
+    expect((await h.chat(key, { user: "resent" })).status).toBe(400);
+    h.clock.advance(6_000);
+    expect((await json("/customer/update", { user_id: "resent", max_budget: 1e-9, budget_duration: "10s" })).status).toBe(200);
+    expect((await json("/customer/info?end_user_id=resent")).body.budget_reset_at).toBe(new Date(made + 10_000).toISOString());
+    h.clock.set(made + 10_000);
+    expect((await h.chat(key, { user: "resent" })).status).toBe(200);
+  });
+});
