@@ -198,8 +198,8 @@ export interface UpdateSpec {
   scope?: (id: string) => string;
   /** The spend row a set spend resets on every instance. */
   spendRow?: SpendRow["table"];
-  /** The duration the row resets on when its own is taken away (an internal user's default), from the row before the update. */
-  fallbackDuration?: (before: Record<string, any> | undefined) => string | null;
+  /** The duration a row without one of its own resets on (an internal user's default), from the row as it is or as the update leaves it. */
+  fallbackDuration?: (row: Record<string, any>) => string | null;
 }
 
 /**
@@ -215,10 +215,16 @@ export async function updateBudgetHolder(
 ): Promise<Record<string, any>> {
   await deps.spend.flush();
   const changes: Record<string, unknown> = { ...body };
-  const [before] = "budget_duration" in body || "max_budget" in body
+  const [before] = "budget_duration" in body || "max_budget" in body || spec.fallbackDuration
     ? await deps.db.query(`select * from ${spec.table} where ${spec.idColumn} = $1`, [id]) : [];
-  const { newPeriod, budgetBack } = budgetChange(before, body);
-  const duration = (body.budget_duration as string | null | undefined) ?? spec.fallbackDuration?.(before) ?? null;
+  const change = budgetChange(before, body);
+  const { budgetBack } = change;
+  // With a default, what the row resets on (its own duration, else the default) may change with
+  // another field too (a user made an internal_user): that starts a new period as well, and what was
+  // spent counts in it; the same duration it had already leaves the period running.
+  const resetsOn = (row: Record<string, any>) => (row.budget_duration as string | null | undefined) ?? spec.fallbackDuration?.(row) ?? null;
+  const duration = resetsOn({ ...before, ...body });
+  const newPeriod = spec.fallbackDuration && before ? !sameDuration(parseDuration(resetsOn(before)), parseDuration(duration)) : change.newPeriod;
   if (newPeriod) changes.budget_reset_at = resetAtFor(duration, deps.clock.now());
   const { sets, values } = assignments(changes, spec.columns, spec.json, spec.arrays);
   if (sets.length === 0) throw badRequest(`nothing to update: send at least one ${spec.what.toLowerCase()} field`);

@@ -175,16 +175,19 @@ export function keyRoutes(deps: AdminDeps) {
     const changes: Record<string, unknown> = { ...body };
     const before = found((await tx.query("select budget_duration, max_budget, model_max_budget, budget_id from keys where token = $1", [token]))[0], "Key");
     const { newPeriod, budgetBack } = budgetChange(before, body);
-    if (newPeriod) changes.budget_reset_at = resetAtFor(body.budget_duration, clock.now());
+    const durationOf = async (id: string | null) =>
+      id ? ((await tx.query("select budget_duration from budgets where budget_id = $1", [id]))[0]?.budget_duration ?? null) as string | null : null;
+    // A key without a duration of its own runs on its budget's: one whose own is taken away starts a
+    // period of its budget's now (what it spent counts in it), not none.
+    const budgetAfter = "budget_id" in body ? body.budget_id ?? null : before.budget_id;
+    if (newPeriod) changes.budget_reset_at = resetAtFor(body.budget_duration ?? await durationOf(budgetAfter), clock.now());
     // A key moved onto another budget (or off one) may get a max_budget where it had none: its requests in flight count on it.
     const budgetMoved = "budget_id" in body && (body.budget_id ?? null) !== before.budget_id;
-    // A key without a duration of its own runs on its budget's: another one starts its period now (spend
-    // recorded for the period it had, the requests in flight among it, then adds to the new one).
+    // Another budget's duration starts its period now likewise (spend recorded for the period it had,
+    // the requests in flight among it, then adds to the new one).
     const ownDuration = "budget_duration" in body ? body.budget_duration : before.budget_duration;
     if (budgetMoved && !newPeriod && ownDuration == null) {
-      const durationOf = async (id: string | null) =>
-        id ? ((await tx.query("select budget_duration from budgets where budget_id = $1", [id]))[0]?.budget_duration ?? null) as string | null : null;
-      const [was, now] = [await durationOf(before.budget_id), await durationOf(body.budget_id ?? null)];
+      const [was, now] = [await durationOf(before.budget_id), await durationOf(budgetAfter)];
       if (!sameDuration(parseDuration(was ?? undefined), parseDuration(now ?? undefined))) changes.budget_reset_at = resetAtFor(now, clock.now());
     }
     // Budget counters to start again from the stored spend (see budgetChange); per model likewise.

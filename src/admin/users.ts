@@ -192,8 +192,8 @@ export function userRoutes(deps: AdminDeps) {
       if (body.user_email) await claimEmail(db, userId, body.user_email);
       const row = await updateBudgetHolder(deps, {
         table: "users", idColumn: "user_id", what: "User", columns: USER_COLUMNS, json: ["metadata"], arrays: ["models"], scope: scopes.user, spendRow: "users",
-        // An internal user whose own duration is taken away resets on the default from now.
-        fallbackDuration: (before) => userBudgetDuration({ budget_duration: null, user_role: body.user_role ?? before?.user_role ?? null }, internalDuration()),
+        // An internal user without a duration of its own resets on the default.
+        fallbackDuration: (row) => userBudgetDuration({ budget_duration: null, user_role: row.user_role ?? null }, internalDuration()),
       }, userId, body);
       // LiteLLM answers {user_id, data}; the fields are at the top level too.
       const view = userView(row, clock.now(), internalDuration());
