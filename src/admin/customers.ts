@@ -110,11 +110,14 @@ export function customerRoutes(deps: AdminDeps, prefix: "/customer" | "/end_user
       const now = clock.now();
       // Only the fields sent change (null clears one); the others keep their values.
       const changes: Record<string, unknown> = Object.fromEntries(INLINE.filter((field) => field in body).map((field) => [field, (body as Record<string, unknown>)[field]]));
-      if ("budget_duration" in changes) changes.budget_reset_at = resetAtFor(changes.budget_duration as string | null, now);
       const restart: string[] = [];
       await db.transaction(async (tx) => {
         const [current] = await tx.query("select * from end_users where user_id = $1", [body.user_id]);
         found(current, "Customer");
+        // Another duration starts a new period; the same one sent again (an admin screen sends every field) leaves it running.
+        const [was] = current!.budget_id ? await tx.query("select budget_duration from budgets where budget_id = $1", [current!.budget_id]) : [];
+        const newPeriod = "budget_duration" in changes && !sameDuration(parseDuration(was?.budget_duration ?? undefined), parseDuration(changes.budget_duration ?? undefined));
+        if (newPeriod) changes.budget_reset_at = resetAtFor(changes.budget_duration as string | null, now);
         // A budget_id of null takes the customer off its budget (back to max_end_user_budget).
         let budgetId: string | null = "budget_id" in body ? body.budget_id ?? null : current!.budget_id;
         if (body.budget_id) await mustExist(tx, "budgets", "budget_id", body.budget_id, "budget_id");
@@ -125,7 +128,7 @@ export function customerRoutes(deps: AdminDeps, prefix: "/customer" | "/end_user
              budget_reset_at = case when $6 or ($8 and $3 is distinct from budget_id) then $7 else budget_reset_at end, updated_at = now()
            where user_id = $1`,
           // The period restarts with a new duration or on a move to another budget (or off one), not with a copy of the same one.
-          [body.user_id, body.alias ?? null, budgetId, body.blocked ?? null, body.spend ?? null, "budget_duration" in changes,
+          [body.user_id, body.alias ?? null, budgetId, body.blocked ?? null, body.spend ?? null, newPeriod,
             resetAtFor(budget?.budget_duration, now), "budget_id" in body, "alias" in body]);
         if ("model_max_budget" in changes || "budget_id" in body) {
           const [before, after] = [await modelBudgetsOf(tx, current!.budget_id), await modelBudgetsOf(tx, budgetId)];

@@ -1,5 +1,6 @@
 import { t } from "elysia";
 import type { Sql } from "../db";
+import { parseDuration, sameDuration } from "../governance/duration";
 import { counterKeys, idPart, scopes } from "../governance/keys";
 import { badRequest } from "../http/errors";
 import type { SpendRow } from "../spend/batch";
@@ -160,17 +161,19 @@ async function applyMemberDefaults(sql: Sql, teamId: string, body: Record<string
   const sent = (Object.keys(MEMBER_DEFAULT_COLUMNS) as Array<keyof typeof MEMBER_DEFAULT_COLUMNS>).filter((field) => body[field] !== undefined);
   if (sent.length === 0) return;
   const budgetId = teamMemberBudgetId(teamId);
-  const columns = sent.map((field) => MEMBER_DEFAULT_COLUMNS[field]);
+  // A new duration starts a new period for the budget and the members on it, as /budget/update does;
+  // the same one sent again (an admin screen sends every field) leaves it running.
+  const duration = body.team_member_budget_duration as string | null | undefined;
+  const [before] = await sql.query("select budget_duration from budgets where budget_id = $1", [budgetId]);
+  const newPeriod = duration !== undefined && !(before && sameDuration(parseDuration(before.budget_duration ?? undefined), parseDuration(duration ?? undefined)));
+  const columns = [...sent.map((field) => MEMBER_DEFAULT_COLUMNS[field]), ...(newPeriod ? ["budget_reset_at"] : [])];
   await sql.query(
     `insert into budgets (budget_id, ${columns.join(", ")}) values ($1, ${columns.map((_, i) => `$${i + 2}`).join(", ")})
      on conflict (budget_id) do update set ${columns.map((c) => `${c} = excluded.${c}`).join(", ")}, updated_at = now()`,
-    [budgetId, ...sent.map((field) => body[field] ?? null)]);
+    [budgetId, ...sent.map((field) => body[field] ?? null), ...(newPeriod ? [resetAtFor(duration, now)] : [])]);
   await sql.query("update teams set metadata = metadata || jsonb_build_object('team_member_budget_id', $2::text) where team_id = $1", [teamId, budgetId]);
   await sql.query("update team_memberships set budget_id = $2 where team_id = $1 and budget_id is null", [teamId, budgetId]);
-  // A new duration starts a new period for the members on this budget, as /budget/update does.
-  if (body.team_member_budget_duration !== undefined) {
-    await sql.query("update team_memberships set budget_reset_at = $2 where budget_id = $1", [budgetId, resetAtFor(body.team_member_budget_duration as string | null, now)]);
-  }
+  if (newPeriod) await sql.query("update team_memberships set budget_reset_at = $2 where budget_id = $1", [budgetId, resetAtFor(duration, now)]);
 }
 
 /**
