@@ -6,6 +6,7 @@ import type { AdminDeps } from "./deps";
 import { Id, ModelBudgets, budgetFields, nextReset, opt, open } from "./fields";
 import { adminOnlyRoutes, onlyParams } from "./guard";
 import { counterKeys, scopes } from "../governance/keys";
+import { parseDuration, sameDuration } from "../governance/duration";
 
 export const BUDGET_COLUMNS = ["max_budget", "soft_budget", "budget_duration", "budget_reset_at", "tpm_limit", "rpm_limit", "max_parallel_requests", "model_max_budget"];
 
@@ -56,6 +57,25 @@ export function budgetRoutes(deps: AdminDeps) {
     await deps.spend.flush();
     deps.invalidate({ kind: "all", restart: [counterKeys.budgetPrefix(scopes.customers())] });
   };
+  /**
+   * A per-model budget whose period the update changed starts a new one now for the customers on the
+   * budget (those without one of their own too, for max_end_user_budget_id's), as a customer's own
+   * does: what they spent counts in it. Their per-model counters start again from the stored spend.
+   */
+  const restartModelPeriods = async (id: string, before: Record<string, any>, after: Record<string, any>) => {
+    const endUserDefault = id === deps.runtime().config.litellm_settings.max_end_user_budget_id;
+    const customers = new Set<string>();
+    for (const [model, entry] of Object.entries(after)) {
+      const was = before[model];
+      if (!was || sameDuration(parseDuration(was.time_period ?? undefined), parseDuration(entry?.time_period ?? undefined))) continue;
+      const rows = await db.query(
+        `update customer_model_spend s set budget_reset_at = $3 from end_users e
+         where e.user_id = s.user_id and s.model = $2 and (e.budget_id = $1 or ($4 and e.budget_id is null)) returning s.user_id`,
+        [id, model, resetAtFor(entry?.time_period, clock.now()), endUserDefault]);
+      for (const row of rows) customers.add(row.user_id);
+    }
+    if (customers.size > 0) deps.invalidate({ kind: "all", restart: [...customers].map((c) => counterKeys.budgetPrefix(scopes.customerModels(c))) });
+  };
   return adminOnlyRoutes("admin-budgets", deps)
     .post("/budget/new", async ({ body }) => {
       const own = RESERVED_BUDGET_PREFIXES.find((prefix) => body.budget_id?.startsWith(prefix));
@@ -65,9 +85,11 @@ export function budgetRoutes(deps: AdminDeps) {
       return budgetView(row, clock.now());
     }, { body: t.Object({ ...budgetBody, budget_id: opt(Id), ...nextReset }, open), detail: { tags: ["budget management"], summary: "Create a budget (limits shared by customers or members)" } })
     .post("/budget/update", async ({ body }) => {
+      const [before] = body.model_max_budget ? await db.query("select model_max_budget from budgets where budget_id = $1", [body.budget_id]) : [];
       const row = await updateBudgetHolder(deps, {
         table: "budgets", idColumn: "budget_id", what: "Budget", columns: BUDGET_COLUMNS, json: ["model_max_budget"],
       }, body.budget_id, body);
+      if (body.model_max_budget) await restartModelPeriods(body.budget_id, before?.model_max_budget ?? {}, body.model_max_budget);
       return budgetView(row, clock.now());
     }, { body: t.Object({ ...budgetBody, budget_id: Id, ...nextReset }, open), detail: { tags: ["budget management"], summary: "Change a budget" } })
     .post("/budget/info", async ({ body }) => {

@@ -68,6 +68,7 @@ describe("a shared budget's per-model period changed", () => {
     expect((await h.chat(key, { user: "on-per-model" })).status).toBe(400);
     h.clock.advance(10_000);
     expect((await h.chat(key, { user: "on-per-model" })).status).toBe(200);
+    await h.flush();
     expect((await json("/customer/info?end_user_id=on-per-model")).body.model_spend.mock).toBeGreaterThan(0);
   });
 });
