@@ -79,6 +79,11 @@ export function customerRoutes(deps: AdminDeps, prefix: "/customer" | "/end_user
     for (const row of rows) deps.invalidate({ kind: "customer", id: row.user_id });
     return { [blocked ? "blocked_users" : "unblocked_users"]: rows.map((r) => r.user_id) };
   };
+  /** The duration a customer on `budgetId` resets on: that budget's, or max_end_user_budget_id's for one on none. */
+  const durationOn = async (tx: Sql, budgetId: string | null): Promise<string | null> => {
+    const id = budgetId ?? deps.runtime().config.litellm_settings.max_end_user_budget_id ?? null;
+    return id ? ((await tx.query("select budget_duration from budgets where budget_id = $1", [id]))[0]?.budget_duration ?? null) : null;
+  };
   const inlineOf = (body: Record<string, unknown>) => INLINE.filter((field) => body[field] !== undefined && body[field] !== null);
 
   const routes = adminOnlyRoutes(`admin-customers${prefix}`, deps)
@@ -89,10 +94,10 @@ export function customerRoutes(deps: AdminDeps, prefix: "/customer" | "/end_user
         let budgetId = body.budget_id ?? null;
         if (budgetId) await mustExist(tx, "budgets", "budget_id", budgetId, "budget_id");
         else if (inline.length > 0) budgetId = (await insertBudget(tx, `customer:${body.user_id}:${crypto.randomUUID()}`, body, clock.now())).budget_id;
-        const [budget] = budgetId ? await tx.query("select budget_duration from budgets where budget_id = $1", [budgetId]) : [];
+        const duration = await durationOn(tx, budgetId);
         await write(`customer "${body.user_id}"`, () => tx.query(
           "insert into end_users (user_id, alias, budget_id, blocked, metadata, budget_reset_at, spend) values ($1, $2, $3, $4, $5::text::jsonb, $6, $7)",
-          [body.user_id, body.alias ?? null, budgetId, body.blocked ?? false, JSON.stringify(body.metadata ?? {}), resetAtFor(budget?.budget_duration, clock.now()), body.spend ?? 0]));
+          [body.user_id, body.alias ?? null, budgetId, body.blocked ?? false, JSON.stringify(body.metadata ?? {}), resetAtFor(duration, clock.now()), body.spend ?? 0]));
       });
       deps.invalidate({ kind: "customer", id: body.user_id });
       return one(body.user_id);
@@ -115,21 +120,21 @@ export function customerRoutes(deps: AdminDeps, prefix: "/customer" | "/end_user
         const [current] = await tx.query("select * from end_users where user_id = $1", [body.user_id]);
         found(current, "Customer");
         // Another duration starts a new period; the same one sent again (an admin screen sends every field) leaves it running.
-        const [was] = current!.budget_id ? await tx.query("select budget_duration from budgets where budget_id = $1", [current!.budget_id]) : [];
-        const newPeriod = "budget_duration" in changes && !sameDuration(parseDuration(was?.budget_duration ?? undefined), parseDuration(changes.budget_duration ?? undefined));
+        const was = await durationOn(tx, current!.budget_id);
+        const newPeriod = "budget_duration" in changes && !sameDuration(parseDuration(was ?? undefined), parseDuration(changes.budget_duration ?? undefined));
         if (newPeriod) changes.budget_reset_at = resetAtFor(changes.budget_duration as string | null, now);
         // A budget_id of null takes the customer off its budget (back to max_end_user_budget).
         let budgetId: string | null = "budget_id" in body ? body.budget_id ?? null : current!.budget_id;
         if (body.budget_id) await mustExist(tx, "budgets", "budget_id", body.budget_id, "budget_id");
         else if (Object.keys(changes).length > 0) budgetId = await changeOwnBudget(tx, body.user_id, budgetId, changes, now);
-        const [budget] = budgetId ? await tx.query("select budget_duration from budgets where budget_id = $1", [budgetId]) : [];
+        const duration = await durationOn(tx, budgetId);
         await tx.query(
           `update end_users set alias = case when $9 then $2 else alias end, budget_id = $3, blocked = coalesce($4, blocked), spend = coalesce($5, spend),
              budget_reset_at = case when $6 or ($8 and $3 is distinct from budget_id) then $7 else budget_reset_at end, updated_at = now()
            where user_id = $1`,
           // The period restarts with a new duration or on a move to another budget (or off one), not with a copy of the same one.
           [body.user_id, body.alias ?? null, budgetId, body.blocked ?? null, body.spend ?? null, newPeriod,
-            resetAtFor(budget?.budget_duration, now), "budget_id" in body, "alias" in body]);
+            resetAtFor(duration, now), "budget_id" in body, "alias" in body]);
         if ("model_max_budget" in changes || "budget_id" in body) {
           const [before, after] = [await modelBudgetsOf(tx, current!.budget_id), await modelBudgetsOf(tx, budgetId)];
           restart.push(...await restartModelPeriods(tx, body.user_id, before, after, now));

@@ -108,3 +108,34 @@ describe("the same duration sent again leaves the period running", () => {
     expect((await h.chat(key, { user: "resent" })).status).toBe(200);
   });
 });
+
+describe("a customer on litellm_settings.max_end_user_budget_id's duration", () => {
+  const gateway = gatewayFor("pglite", `${MOCK_CONFIG}litellm_settings:
+  max_end_user_budget_id: everyone
+`);
+
+  test("taken off its budget (budget_id null): what it spent still counts, in a period of the default's from then", async () => {
+    const { h, json } = gateway;
+    expect((await json("/budget/new", { budget_id: "everyone", max_budget: 1e-9, budget_duration: "1h" })).status).toBe(200);
+    expect((await json("/budget/new", { budget_id: "daily-customers", max_budget: 1e-9, budget_duration: "1d" })).status).toBe(200);
+    expect((await json("/customer/new", { user_id: "mover", budget_id: "daily-customers" })).status).toBe(200);
+    const { key } = (await json("/key/generate", {})).body;
+    expect((await h.chat(key, { user: "mover" })).status).toBe(200);
+    expect((await h.chat(key, { user: "mover" })).status).toBe(400);
+    await h.flush();
+    const [{ spend }] = await h.db.query("select spend from end_users where user_id = 'mover'") as any[];
+    const moved = await json("/customer/update", { user_id: "mover", budget_id: null });
+    expect(moved.status).toBe(200);
+    expect(moved.body).toMatchObject({ spend, budget_reset_at: new Date(h.clock.now() + HOUR).toISOString() });
+    expect((await h.chat(key, { user: "mover" })).status).toBe(400);
+    h.clock.advance(HOUR);
+    expect((await h.chat(key, { user: "mover" })).status).toBe(200);
+  });
+
+  test("made with a spend and no budget of its own: the spend counts", async () => {
+    const { h, json } = gateway;
+    expect((await json("/customer/new", { user_id: "arrives-spent", spend: 1 })).body.budget_reset_at).toBe(new Date(h.clock.now() + HOUR).toISOString());
+    const { key } = (await json("/key/generate", {})).body;
+    expect((await h.chat(key, { user: "arrives-spent" })).status).toBe(400);
+  });
+});
