@@ -1,5 +1,6 @@
 import { t } from "elysia";
 import type { Sql } from "../db";
+import { parseDuration, sameDuration } from "../governance/duration";
 import { counterKeys, scopes } from "../governance/keys";
 import { SEP, type SpendRow } from "../spend/batch";
 import { deletedRows, windowsOf } from "../spend/reset";
@@ -91,15 +92,20 @@ export function memberRoutes(deps: AdminDeps) {
       await db.transaction(async (tx) => {
         userId = await memberOf(tx, body);
         const [before] = await tx.query("select budget_id from team_memberships where team_id = $1 and user_id = $2", [body.team_id, userId]);
+        const durationOf = async (id: string | null | undefined): Promise<string | null> =>
+          id ? ((await tx.query("select budget_duration from budgets where budget_id = $1", [id]))[0]?.budget_duration ?? null) : null;
+        const was = await durationOf(before?.budget_id);
         const budgetId = await membershipBudget(tx, body.team_id, userId, body, false);
         await tx.query("update team_memberships set budget_id = $3, role = coalesce($4, role) where team_id = $1 and user_id = $2",
           [body.team_id, userId, budgetId, body.role ?? null]);
         // A budget of the membership's own under an older form of its id is not left behind.
         if (before?.budget_id !== budgetId) await dropOwnBudgets(tx, [before?.budget_id]);
-        // A new duration starts a new period for the member.
-        if (body.budget_duration !== undefined) {
+        // Another duration starts a new period for the member; the same one sent again (or a null, which
+        // keeps the budget's) leaves the period running, and what was spent in it counting.
+        const duration = await durationOf(budgetId);
+        if (!sameDuration(parseDuration(was ?? undefined), parseDuration(duration ?? undefined))) {
           await tx.query("update team_memberships set budget_reset_at = $3 where team_id = $1 and user_id = $2",
-            [body.team_id, userId, resetAtFor(body.budget_duration, deps.clock.now())]);
+            [body.team_id, userId, resetAtFor(duration, deps.clock.now())]);
         }
         if (body.role) await addMembers(tx, body.team_id, [{ user_id: userId, role: body.role }], budgetId);
       });

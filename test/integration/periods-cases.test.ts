@@ -94,6 +94,23 @@ describe("the same duration sent again leaves the period running", () => {
     expect((await h.chat(key)).status).toBe(200);
   });
 
+  test("a member's own budget_duration by /team/member_update: the member resets when its period ends; a null keeps the budget's and its period", async () => {
+    const { h, json } = gateway;
+    expect((await json("/team/new", { team_id: "own-member-budgets" })).status).toBe(200);
+    for (const [user, change] of [["same", { max_budget_in_team: 1e-9, budget_duration: "10s" }], ["null", { budget_duration: null }]] as const) {
+      expect((await json("/team/member_add", { team_id: "own-member-budgets", member: { user_id: user, role: "user" }, max_budget_in_team: 1e-9, budget_duration: "10s" })).status).toBe(200);
+      const made = h.clock.now();
+      const { key } = (await json("/key/generate", { team_id: "own-member-budgets", user_id: user })).body;
+      expect((await h.chat(key)).status).toBe(200);
+      expect((await h.chat(key)).status).toBe(400);
+      h.clock.advance(6_000);
+      expect((await json("/team/member_update", { team_id: "own-member-budgets", user_id: user, ...change })).status).toBe(200);
+      expect((await h.chat(key)).status).toBe(400);
+      h.clock.set(made + 10_000);
+      expect((await h.chat(key)).status).toBe(200);
+    }
+  });
+
   test("a customer's budget_duration: the customer resets when its period ends", async () => {
     const { h, json } = gateway;
     expect((await json("/customer/new", { user_id: "resent", max_budget: 1e-9, budget_duration: "10s" })).status).toBe(200);
