@@ -58,23 +58,28 @@ export function budgetRoutes(deps: AdminDeps) {
     deps.invalidate({ kind: "all", restart: [counterKeys.budgetPrefix(scopes.customers())] });
   };
   /**
-   * A per-model budget whose period the update changed starts a new one now for the customers on the
-   * budget (those without one of their own too, for max_end_user_budget_id's), as a customer's own
-   * does: what they spent counts in it. Their per-model counters start again from the stored spend.
+   * A per-model budget whose period the update changed starts a new one now for the customers and keys
+   * on the budget (customers without one of their own too, for max_end_user_budget_id's; keys without
+   * an entry of their own for the model), as their own does: what they spent counts in it. Their
+   * per-model counters start again from the stored spend.
    */
   const restartModelPeriods = async (id: string, before: Record<string, any>, after: Record<string, any>) => {
     const endUserDefault = id === deps.runtime().config.litellm_settings.max_end_user_budget_id;
-    const customers = new Set<string>();
+    const restart = new Set<string>();
     for (const [model, entry] of Object.entries(after)) {
       const was = before[model];
       if (!was || sameDuration(parseDuration(was.time_period ?? undefined), parseDuration(entry?.time_period ?? undefined))) continue;
-      const rows = await db.query(
+      const params = [id, model, resetAtFor(entry?.time_period, clock.now())];
+      const customers = await db.query(
         `update customer_model_spend s set budget_reset_at = $3 from end_users e
-         where e.user_id = s.user_id and s.model = $2 and (e.budget_id = $1 or ($4 and e.budget_id is null)) returning s.user_id`,
-        [id, model, resetAtFor(entry?.time_period, clock.now()), endUserDefault]);
-      for (const row of rows) customers.add(row.user_id);
+         where e.user_id = s.user_id and s.model = $2 and (e.budget_id = $1 or ($4 and e.budget_id is null)) returning s.user_id`, [...params, endUserDefault]);
+      const keys = await db.query(
+        `update key_model_spend s set budget_reset_at = $3 from keys k
+         where k.token = s.token and s.model = $2 and k.budget_id = $1 and k.model_max_budget -> $2 is null returning s.token`, params);
+      for (const row of customers) restart.add(counterKeys.budgetPrefix(scopes.customerModels(row.user_id)));
+      for (const row of keys) restart.add(counterKeys.budgetPrefix(scopes.keyModels(row.token)));
     }
-    if (customers.size > 0) deps.invalidate({ kind: "all", restart: [...customers].map((c) => counterKeys.budgetPrefix(scopes.customerModels(c))) });
+    if (restart.size > 0) deps.invalidate({ kind: "all", restart: [...restart] });
   };
   return adminOnlyRoutes("admin-budgets", deps)
     .post("/budget/new", async ({ body }) => {

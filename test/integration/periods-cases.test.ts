@@ -74,6 +74,23 @@ describe("a shared budget's per-model period changed", () => {
   });
 });
 
+for (const kind of ["pglite", "postgres"] as const) describe(`a shared budget's per-model period changed, for the keys on it (${kind})`, () => {
+  const gateway = gatewayFor(kind);
+
+  test("by /budget/update: the spend per model of its keys runs on the new period from then", async () => {
+    const { h, json } = gateway;
+    const daily = { mock: { budget_limit: 1e-9, time_period: "1d" } };
+    expect((await json("/budget/new", { budget_id: "keys-per-model", model_max_budget: daily })).status).toBe(200);
+    const { key } = (await json("/key/generate", { budget_id: "keys-per-model" })).body;
+    expect((await h.chat(key)).status).toBe(200);
+    expect((await h.chat(key)).status).toBe(400);
+    expect((await json("/budget/update", { budget_id: "keys-per-model", model_max_budget: { mock: { budget_limit: 1e-9, time_period: "10s" } } })).status).toBe(200);
+    expect((await h.chat(key)).status).toBe(400);
+    h.clock.advance(10_000);
+    expect((await h.chat(key)).status).toBe(200);
+  });
+});
+
 describe("the same duration sent again leaves the period running", () => {
   const gateway = gatewayFor("pglite");
 
