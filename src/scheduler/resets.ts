@@ -54,9 +54,11 @@ const TABLES: Table[] = [
     extra: (d) => [d.endUserBudgetId ?? null],
   },
   {
+    // A key's own entry for the model, else its budget_id's (as enforcement reads them).
     name: "key_model_spend",
-    due: `select s.token || chr(31) || s.model as id, k.model_max_budget -> s.model ->> 'time_period' as duration, s.budget_reset_at as reset_at
-          from key_model_spend s join keys k on k.token = s.token where s.budget_reset_at <= $1 limit 1000`,
+    due: `select s.token || chr(31) || s.model as id, coalesce(k.model_max_budget -> s.model, b.model_max_budget -> s.model) ->> 'time_period' as duration,
+          s.budget_reset_at as reset_at from key_model_spend s join keys k on k.token = s.token left join budgets b on b.budget_id = k.budget_id
+          where s.budget_reset_at <= $1 limit 1000`,
     reset: `update key_model_spend set spend = 0, budget_reset_at = $3
             where token || chr(31) || model = $1 and budget_reset_at = $2`,
   },

@@ -1,6 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import { hashKey } from "../../src/auth/keys";
 import { parseConfig } from "../../src/config";
+import { resetDueBudgets } from "../../src/scheduler";
 import { MOCK_CONFIG, gatewayFor, inProcessGateway } from "../helpers/gateway";
 
 // Budget periods an admin change touches without meaning to: a duration that keeps applying from
@@ -193,5 +194,22 @@ describe("internal_user_budget_duration given another length by a reload", () =>
     } finally {
       await g.close();
     }
+  });
+});
+
+describe("the scheduler", () => {
+  const gateway = gatewayFor("pglite");
+
+  test("resets a key's spend per model on its budget_id's model_max_budget time_period", async () => {
+    const { h, json } = gateway;
+    const now = new Date("2026-03-10T12:00:00Z");
+    const due = new Date("2026-03-10T11:00:00Z");
+    expect((await json("/budget/new", { budget_id: "models-daily", model_max_budget: { m: { budget_limit: 1, time_period: "1d" } } })).status).toBe(200);
+    const key = await h.createKey({ budget_id: "models-daily" });
+    await h.db.query("insert into key_model_spend (token, model, spend, budget_reset_at) values ($1, 'm', 4, $2)", [hashKey(key), due]);
+    expect((await resetDueBudgets(h.db, now, {})).key_model_spend).toBe(1);
+    const [row] = await h.db.query("select spend, budget_reset_at from key_model_spend where token = $1", [hashKey(key)]) as any[];
+    expect(row.spend).toBe(0);
+    expect(new Date(row.budget_reset_at).toISOString()).toBe("2026-03-11T11:00:00.000Z");
   });
 });
