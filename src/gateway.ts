@@ -100,13 +100,18 @@ async function startGatewayPeriod(db: Database, state: GatewayState, config: Con
     const same = before === null || (before !== "" && sameDuration(parseDuration(before), duration));
     if (!resetAt || !same) resetAt = addDuration(new Date(now), duration);
   }
-  // Compare-and-set on what was read: of several instances starting on one new config, one starts the period.
+  // Compare-and-set on what was read: of several instances starting on one new config, one starts the
+  // period. Spent in a period that had already ended (reset already, as enforcement counts it), spend
+  // does not come back in the new one.
   const [row] = await db.query(
-    `update gateway_spend set budget_duration = $1::text, budget_reset_at = $2::timestamptz
-     where id = 1 and budget_duration is not distinct from $3::text returning budget_reset_at`,
-    [duration?.text ?? "", resetAt, stored.budget_duration],
+    `update gateway_spend set budget_duration = $1::text, budget_reset_at = $2::timestamptz,
+       spend = case when budget_reset_at is distinct from $2::timestamptz and budget_reset_at <= $4::timestamptz and $3::text <> '' then 0 else spend end
+     where id = 1 and budget_duration is not distinct from $3::text returning budget_reset_at, spend`,
+    [duration?.text ?? "", resetAt, stored.budget_duration, new Date(now)],
   );
-  state.budgetResetAt = row ? row.budget_reset_at : (await loadGatewayState(db)).budgetResetAt;
+  const after = row ?? (await loadGatewayState(db));
+  state.budgetResetAt = row ? row.budget_reset_at : after.budgetResetAt;
+  state.spend = after.spend;
 }
 
 /** A max_end_user_budget_id naming no budget holds no customer to anything (as LiteLLM): said at start and on reload. */

@@ -1,7 +1,7 @@
 import { t } from "elysia";
 import type { Sql } from "../db";
 import { badRequest } from "../http/errors";
-import { RESERVED_BUDGET_PREFIXES, found, isForeignKeyViolation, iso, periodView, resetAtFor, updateBudgetHolder, write } from "./common";
+import { RESERVED_BUDGET_PREFIXES, found, isForeignKeyViolation, iso, periodView, resetAtFor, spendIntoPeriod, updateBudgetHolder, write } from "./common";
 import type { AdminDeps } from "./deps";
 import { Id, ModelBudgets, budgetFields, nextReset, opt, open } from "./fields";
 import { adminOnlyRoutes, onlyParams } from "./guard";
@@ -69,12 +69,13 @@ export function budgetRoutes(deps: AdminDeps) {
     for (const [model, entry] of Object.entries(after)) {
       const was = before[model];
       if (!was || sameDuration(parseDuration(was.time_period ?? undefined), parseDuration(entry?.time_period ?? undefined))) continue;
-      const params = [id, model, resetAtFor(entry?.time_period, clock.now())];
+      const params = [id, model, resetAtFor(entry?.time_period, clock.now()), new Date(clock.now())];
+      const start = `spend = ${spendIntoPeriod("$4", "s.")}, budget_reset_at = $3`;
       const customers = await db.query(
-        `update customer_model_spend s set budget_reset_at = $3 from end_users e
-         where e.user_id = s.user_id and s.model = $2 and (e.budget_id = $1 or ($4 and e.budget_id is null)) returning s.user_id`, [...params, endUserDefault]);
+        `update customer_model_spend s set ${start} from end_users e
+         where e.user_id = s.user_id and s.model = $2 and (e.budget_id = $1 or ($5 and e.budget_id is null)) returning s.user_id`, [...params, endUserDefault]);
       const keys = await db.query(
-        `update key_model_spend s set budget_reset_at = $3 from keys k
+        `update key_model_spend s set ${start} from keys k
          where k.token = s.token and s.model = $2 and k.budget_id = $1 and k.model_max_budget -> $2 is null returning s.token`, params);
       for (const row of customers) restart.add(counterKeys.budgetPrefix(scopes.customerModels(row.user_id)));
       for (const row of keys) restart.add(counterKeys.budgetPrefix(scopes.keyModels(row.token)));

@@ -161,6 +161,14 @@ export function assignments(body: Record<string, unknown>, columns: readonly str
   return { sets, values };
 }
 
+/**
+ * The stored spend of a row an admin change gives a new period (`now`: the parameter holding the
+ * gateway's time): it counts in the new period, unless the period it was spent in had already ended,
+ * which counts as reset already (see periodOf): spend of no period running does not come back.
+ */
+export const spendIntoPeriod = (now: string, table = "") =>
+  `case when ${table}budget_reset_at <= ${now}::timestamptz then 0 else ${table}spend end`;
+
 export const iso = (value: unknown) => (value instanceof Date ? value.toISOString() : value ?? null);
 
 /**
@@ -228,6 +236,11 @@ export async function updateBudgetHolder(
   if (newPeriod) changes.budget_reset_at = resetAtFor(duration, deps.clock.now());
   const { sets, values } = assignments(changes, spec.columns, spec.json, spec.arrays);
   if (sets.length === 0) throw badRequest(`nothing to update: send at least one ${spec.what.toLowerCase()} field`);
+  // A budget row holds no spend (its holders do, below).
+  if (newPeriod && spec.table !== "budgets" && !("spend" in body)) {
+    values.push(new Date(deps.clock.now()));
+    sets.push(`spend = ${spendIntoPeriod(`$${values.length}`)}`);
+  }
   values.push(id);
   const [row] = await write(spec.what.toLowerCase(), () =>
     deps.db.query(`update ${spec.table} set ${[...sets, "updated_at = now()"].join(", ")} where ${spec.idColumn} = $${values.length} returning *`, values));
@@ -237,10 +250,11 @@ export async function updateBudgetHolder(
   if (spec.table === "budgets" && newPeriod) {
     // Those whose period this budget's duration sets (customers, members, keys with no duration of
     // their own) start the new period at once, as the budget does; their next request plans on it.
-    const at = changes.budget_reset_at;
-    await deps.db.query("update end_users set budget_reset_at = $2, updated_at = now() where budget_id = $1 or ($3 and budget_id is null)", [id, at, endUserDefault]);
-    await deps.db.query("update team_memberships set budget_reset_at = $2 where budget_id = $1", [id, at]);
-    await deps.db.query("update keys set budget_reset_at = $2, updated_at = now() where budget_id = $1 and budget_duration is null", [id, at]);
+    const [at, now] = [changes.budget_reset_at, new Date(deps.clock.now())];
+    const start = `spend = ${spendIntoPeriod("$3")}, budget_reset_at = $2`;
+    await deps.db.query(`update end_users set ${start}, updated_at = now() where budget_id = $1 or ($4 and budget_id is null)`, [id, at, now, endUserDefault]);
+    await deps.db.query(`update team_memberships set ${start} where budget_id = $1`, [id, at, now]);
+    await deps.db.query(`update keys set ${start}, updated_at = now() where budget_id = $1 and budget_duration is null`, [id, at, now]);
   }
   const restart: string[] = [];
   if (spec.scope && ("spend" in body || newPeriod || budgetBack)) restart.push(counterKeys.budgetPrefix(spec.scope(id)));

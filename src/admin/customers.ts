@@ -4,7 +4,7 @@ import { badRequest, notFound } from "../http/errors";
 import type { Sql } from "../db";
 import { windowsOf } from "../spend/reset";
 import type { SpendRow } from "../spend/batch";
-import { assignments, dropOwnBudgets, found, mustExist, periodView, resetAtFor, write } from "./common";
+import { assignments, dropOwnBudgets, found, mustExist, periodView, resetAtFor, spendIntoPeriod, write } from "./common";
 import type { AdminDeps } from "./deps";
 import { Id, Money, customerRefusedFields, nextReset, opt, open } from "./fields";
 import { parseDuration, sameDuration } from "../governance/duration";
@@ -39,7 +39,8 @@ async function restartModelPeriods(tx: Sql, userId: string, before: Record<strin
   for (const [model, entry] of Object.entries(after)) {
     const was = before[model];
     if (!was || sameDuration(parseDuration(was.time_period ?? undefined), parseDuration(entry?.time_period ?? undefined))) continue;
-    await tx.query("update customer_model_spend set budget_reset_at = $3 where user_id = $1 and model = $2", [userId, model, resetAtFor(entry?.time_period, now)]);
+    await tx.query(`update customer_model_spend set spend = ${spendIntoPeriod("$4")}, budget_reset_at = $3 where user_id = $1 and model = $2`,
+      [userId, model, resetAtFor(entry?.time_period, now), new Date(now)]);
   }
   return [counterKeys.budgetPrefix(scopes.customerModels(userId))];
 }
@@ -129,12 +130,13 @@ export function customerRoutes(deps: AdminDeps, prefix: "/customer" | "/end_user
         else if (Object.keys(changes).length > 0) budgetId = await changeOwnBudget(tx, body.user_id, budgetId, changes, now);
         const duration = await durationOn(tx, budgetId);
         await tx.query(
-          `update end_users set alias = case when $9 then $2 else alias end, budget_id = $3, blocked = coalesce($4, blocked), spend = coalesce($5, spend),
+          `update end_users set alias = case when $9 then $2 else alias end, budget_id = $3, blocked = coalesce($4, blocked),
+             spend = coalesce($5, case when $6 or ($8 and $3 is distinct from budget_id) then ${spendIntoPeriod("$10")} else spend end),
              budget_reset_at = case when $6 or ($8 and $3 is distinct from budget_id) then $7 else budget_reset_at end, updated_at = now()
            where user_id = $1`,
           // The period restarts with a new duration or on a move to another budget (or off one), not with a copy of the same one.
           [body.user_id, body.alias ?? null, budgetId, body.blocked ?? null, body.spend ?? null, newPeriod,
-            resetAtFor(duration, now), "budget_id" in body, "alias" in body]);
+            resetAtFor(duration, now), "budget_id" in body, "alias" in body, new Date(now)]);
         if ("model_max_budget" in changes || "budget_id" in body) {
           const [before, after] = [await modelBudgetsOf(tx, current!.budget_id), await modelBudgetsOf(tx, budgetId)];
           restart.push(...await restartModelPeriods(tx, body.user_id, before, after, now));

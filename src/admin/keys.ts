@@ -5,7 +5,7 @@ import { counterKeys, scopes } from "../governance/keys";
 import { type ReusedToken, deletedRows, windowsOf } from "../spend/reset";
 import { addDuration, parseDuration, sameDuration } from "../governance/duration";
 import { GatewayError, authError, badRequest, notFound, shownPath } from "../http/errors";
-import { assignments, budgetChange, found, internalUserResetAt, iso, mustExist, periodView, resetAtFor, tokenOf, write } from "./common";
+import { assignments, budgetChange, found, internalUserResetAt, iso, mustExist, periodView, resetAtFor, spendIntoPeriod, tokenOf, write } from "./common";
 import type { AdminDeps } from "./deps";
 import { withKeyDefaults, withinUpperBounds } from "./key-params";
 import { Money, Page, RawKey, keyFields, nextReset, numeric, open, opt } from "./fields";
@@ -180,15 +180,16 @@ export function keyRoutes(deps: AdminDeps) {
     // A key without a duration of its own runs on its budget's: one whose own is taken away starts a
     // period of its budget's now (what it spent counts in it), not none.
     const budgetAfter = "budget_id" in body ? body.budget_id ?? null : before.budget_id;
-    if (newPeriod) changes.budget_reset_at = resetAtFor(body.budget_duration ?? await durationOf(budgetAfter), clock.now());
+    const now = clock.now();
+    if (newPeriod) changes.budget_reset_at = resetAtFor(body.budget_duration ?? await durationOf(budgetAfter), now);
     // A key moved onto another budget (or off one) may get a max_budget where it had none: its requests in flight count on it.
     const budgetMoved = "budget_id" in body && (body.budget_id ?? null) !== before.budget_id;
     // Another budget's duration starts its period now likewise (spend recorded for the period it had,
     // the requests in flight among it, then adds to the new one).
     const ownDuration = "budget_duration" in body ? body.budget_duration : before.budget_duration;
     if (budgetMoved && !newPeriod && ownDuration == null) {
-      const [was, now] = [await durationOf(before.budget_id), await durationOf(budgetAfter)];
-      if (!sameDuration(parseDuration(was ?? undefined), parseDuration(now ?? undefined))) changes.budget_reset_at = resetAtFor(now, clock.now());
+      const [was, next] = [await durationOf(before.budget_id), await durationOf(budgetAfter)];
+      if (!sameDuration(parseDuration(was ?? undefined), parseDuration(next ?? undefined))) changes.budget_reset_at = resetAtFor(next, now);
     }
     // Budget counters to start again from the stored spend (see budgetChange); per model likewise.
     const restarted = newPeriod || budgetBack || budgetMoved ? [counterKeys.budgetPrefix(scopes.key(token))] : [];
@@ -197,6 +198,10 @@ export function keyRoutes(deps: AdminDeps) {
     if (body.user_id != null) await mustExist(tx, "users", "user_id", body.user_id, "user_id");
     if (body.budget_id) await mustExist(tx, "budgets", "budget_id", body.budget_id, "budget_id");
     const { sets, values } = assignments(changes, [...KEY_COLUMNS, "budget_reset_at"], JSON_COLUMNS, ARRAY_COLUMNS);
+    if ("budget_reset_at" in changes && !("budget_reset_at" in body) && !("spend" in body)) {
+      values.push(new Date(now));
+      sets.push(`spend = ${spendIntoPeriod(`$${values.length}`)}`);
+    }
     if ("duration" in body) {
       const duration = parseDuration(body.duration ?? undefined);
       values.push(duration ? addDuration(new Date(clock.now()), duration) : null);
@@ -219,7 +224,10 @@ export function keyRoutes(deps: AdminDeps) {
       const was = before[model];
       const period = entry?.time_period ?? entry?.budget_duration ?? null;
       if (was && sameDuration(parseDuration(was.time_period ?? was.budget_duration), parseDuration(period))) continue;
-      if (was) await tx.query("update key_model_spend set budget_reset_at = $3 where token = $1 and model = $2", [token, model, resetAtFor(period, clock.now())]);
+      if (was) {
+        await tx.query(`update key_model_spend set spend = ${spendIntoPeriod("$4")}, budget_reset_at = $3 where token = $1 and model = $2`,
+          [token, model, resetAtFor(period, clock.now()), new Date(clock.now())]);
+      }
       prefixes.push(counterKeys.budgetPrefix(scopes.keyModel(token, model)));
     }
     return prefixes;

@@ -5,7 +5,7 @@ import { counterKeys, scopes } from "../governance/keys";
 import { SEP, type SpendRow } from "../spend/batch";
 import { deletedRows, windowsOf } from "../spend/reset";
 import { badRequest, notFound } from "../http/errors";
-import { dropOwnBudgets, internalUserResetAt, lockMemberships, resetAtFor } from "./common";
+import { dropOwnBudgets, internalUserResetAt, lockMemberships, resetAtFor, spendIntoPeriod } from "./common";
 import type { AdminDeps } from "./deps";
 import { DurationText, Id, Limit, Money, UserId, opt, open } from "./fields";
 import { adminOnlyRoutes, checkedAsSent } from "./guard";
@@ -104,8 +104,8 @@ export function memberRoutes(deps: AdminDeps) {
         // keeps the budget's) leaves the period running, and what was spent in it counting.
         const duration = await durationOf(budgetId);
         if (!sameDuration(parseDuration(was ?? undefined), parseDuration(duration ?? undefined))) {
-          await tx.query("update team_memberships set budget_reset_at = $3 where team_id = $1 and user_id = $2",
-            [body.team_id, userId, resetAtFor(duration, deps.clock.now())]);
+          await tx.query(`update team_memberships set spend = ${spendIntoPeriod("$4")}, budget_reset_at = $3 where team_id = $1 and user_id = $2`,
+            [body.team_id, userId, resetAtFor(duration, deps.clock.now()), new Date(deps.clock.now())]);
         }
         if (body.role) await addMembers(tx, body.team_id, [{ user_id: userId, role: body.role }], budgetId);
       });

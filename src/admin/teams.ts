@@ -5,7 +5,7 @@ import { counterKeys, idPart, scopes } from "../governance/keys";
 import { badRequest } from "../http/errors";
 import type { SpendRow } from "../spend/batch";
 import { deletedRows, windowsOf } from "../spend/reset";
-import { deleteEvery, found, internalUserResetAt, lockMemberships, spendRowsOwnedBy, iso, periodView, resetAtFor, updateBudgetHolder, write } from "./common";
+import { deleteEvery, found, internalUserResetAt, lockMemberships, spendRowsOwnedBy, iso, periodView, resetAtFor, spendIntoPeriod, updateBudgetHolder, write } from "./common";
 import type { AdminDeps } from "./deps";
 import { DurationText, Id, Limit, LimitsMetadata, ModelLimits, Models, Money, budgetFields, nextReset, opt, open, teamRefusedFields } from "./fields";
 import { adminOnlyRoutes, onlyParams } from "./guard";
@@ -173,7 +173,9 @@ async function applyMemberDefaults(sql: Sql, teamId: string, body: Record<string
     [budgetId, ...sent.map((field) => body[field] ?? null), ...(newPeriod ? [resetAtFor(duration, now)] : [])]);
   await sql.query("update teams set metadata = metadata || jsonb_build_object('team_member_budget_id', $2::text) where team_id = $1", [teamId, budgetId]);
   await sql.query("update team_memberships set budget_id = $2 where team_id = $1 and budget_id is null", [teamId, budgetId]);
-  if (newPeriod) await sql.query("update team_memberships set budget_reset_at = $2 where budget_id = $1", [budgetId, resetAtFor(duration, now)]);
+  if (newPeriod) {
+    await sql.query(`update team_memberships set spend = ${spendIntoPeriod("$3")}, budget_reset_at = $2 where budget_id = $1`, [budgetId, resetAtFor(duration, now), new Date(now)]);
+  }
 }
 
 /**

@@ -2,7 +2,7 @@ import { describe, expect, test } from "bun:test";
 import { hashKey } from "../../src/auth/keys";
 import { parseConfig } from "../../src/config";
 import { resetDueBudgets } from "../../src/scheduler";
-import { MOCK_CONFIG, gatewayFor, inProcessGateway } from "../helpers/gateway";
+import { MASTER, MOCK_CONFIG, gatewayFor, inProcessGateway } from "../helpers/gateway";
 
 // Budget periods an admin change touches without meaning to: a duration that keeps applying from
 // elsewhere when the row's own goes, or starts applying with a role; the same duration sent again;
@@ -191,6 +191,60 @@ describe("internal_user_budget_duration given another length by a reload", () =>
       // An hour later the user's hourly period has ended; it was still on the 30 days it started with.
       g.clock.advance(HOUR);
       expect((await g.chat(key)).status).toBe(200);
+    } finally {
+      await g.close();
+    }
+  });
+});
+
+describe("a duration changed after its period ended, before the scheduler wrote the reset", () => {
+  const gateway = gatewayFor("pglite");
+
+  test("the ended period's spend does not come back: key, user, team, customer, member and a budget's holders", async () => {
+    const { h, json } = gateway;
+    expect((await json("/user/new", { user_id: "ended-user", max_budget: 1e-9, budget_duration: "10s", auto_create_key: false })).status).toBe(200);
+    expect((await json("/team/new", { team_id: "ended-team", max_budget: 1e-9, budget_duration: "10s" })).status).toBe(200);
+    expect((await json("/team/new", { team_id: "ended-members", team_member_budget: 1e-9, team_member_budget_duration: "10s" })).status).toBe(200);
+    expect((await json("/team/member_add", { team_id: "ended-members", member: { user_id: "ended-member", role: "user" } })).status).toBe(200);
+    expect((await json("/customer/new", { user_id: "ended-customer", max_budget: 1e-9, budget_duration: "10s" })).status).toBe(200);
+    expect((await json("/budget/new", { budget_id: "ended-shared", max_budget: 1e-9, budget_duration: "10s" })).status).toBe(200);
+    const keyOf = async (fields: Record<string, unknown>) => (await json("/key/generate", fields)).body.key as string;
+    const cases: Array<{ key: string; user?: string; change: () => Promise<{ status: number }> }> = [];
+    const own = await keyOf({ max_budget: 1e-9, budget_duration: "10s" });
+    cases.push({ key: own, change: () => json("/key/update", { key: own, budget_duration: "1h" }) });
+    cases.push({ key: await keyOf({ user_id: "ended-user" }), change: () => json("/user/update", { user_id: "ended-user", budget_duration: "1h" }) });
+    cases.push({ key: await keyOf({ team_id: "ended-team" }), change: () => json("/team/update", { team_id: "ended-team", budget_duration: "1h" }) });
+    cases.push({ key: await keyOf({ team_id: "ended-members", user_id: "ended-member" }),
+      change: () => json("/team/update", { team_id: "ended-members", team_member_budget_duration: "1h" }) });
+    cases.push({ key: await keyOf({}), user: "ended-customer", change: () => json("/customer/update", { user_id: "ended-customer", budget_duration: "1h" }) });
+    cases.push({ key: await keyOf({ budget_id: "ended-shared" }), change: () => json("/budget/update", { budget_id: "ended-shared", budget_duration: "1h" }) });
+    for (const c of cases) {
+      const extra = c.user ? { user: c.user } : {};
+      expect((await h.chat(c.key, extra)).status).toBe(200);
+      expect((await h.chat(c.key, extra)).status).toBe(400);
+    }
+    h.clock.advance(10_000);
+    for (const c of cases) {
+      expect((await c.change()).status).toBe(200);
+      // Nothing was spent in the period running when the change came: the new one starts from nothing.
+      expect((await h.chat(c.key, c.user ? { user: c.user } : {})).status).toBe(200);
+    }
+  });
+});
+
+describe("the gateway's budget_duration changed by a reload after its period ended", () => {
+  test("the ended period's spend does not come back", async () => {
+    let source = `${MOCK_CONFIG}litellm_settings:\n  max_budget: 0.000000001\n  budget_duration: 10s\n`;
+    const g = await inProcessGateway(source, { configSource: () => parseConfig(source, {}) });
+    try {
+      expect((await g.chat(MASTER)).status).toBe(200);
+      expect((await g.chat(MASTER)).status).toBe(400);
+      await g.flush();
+      g.clock.advance(10_000);
+      source = source.replace("10s", "1h");
+      await g.gateway.reloadFromSource();
+      expect((await g.chat(MASTER)).status).toBe(200);
+      expect((await g.chat(MASTER)).status).toBe(400);
     } finally {
       await g.close();
     }
