@@ -200,7 +200,7 @@ describe("internal_user_budget_duration given another length by a reload", () =>
 describe("a duration changed after its period ended, before the scheduler wrote the reset", () => {
   const gateway = gatewayFor("pglite");
 
-  test("the ended period's spend does not come back: key, user, team, customer, member and a budget's holders", async () => {
+  test("the ended period's spend does not come back: key, user, team, customer, member, a budget's holders, per-model budgets", async () => {
     const { h, json } = gateway;
     expect((await json("/user/new", { user_id: "ended-user", max_budget: 1e-9, budget_duration: "10s", auto_create_key: false })).status).toBe(200);
     expect((await json("/team/new", { team_id: "ended-team", max_budget: 1e-9, budget_duration: "10s" })).status).toBe(200);
@@ -218,12 +218,19 @@ describe("a duration changed after its period ended, before the scheduler wrote 
       change: () => json("/team/update", { team_id: "ended-members", team_member_budget_duration: "1h" }) });
     cases.push({ key: await keyOf({}), user: "ended-customer", change: () => json("/customer/update", { user_id: "ended-customer", budget_duration: "1h" }) });
     cases.push({ key: await keyOf({ budget_id: "ended-shared" }), change: () => json("/budget/update", { budget_id: "ended-shared", budget_duration: "1h" }) });
+    const perModel = (period: string) => ({ mock: { budget_limit: 1e-9, time_period: period } });
+    const modelKey = await keyOf({ model_max_budget: perModel("10s") });
+    cases.push({ key: modelKey, change: () => json("/key/update", { key: modelKey, model_max_budget: perModel("1h") }) });
+    expect((await json("/budget/new", { budget_id: "ended-models", model_max_budget: perModel("10s") })).status).toBe(200);
+    expect((await json("/customer/new", { user_id: "ended-model-customer", budget_id: "ended-models" })).status).toBe(200);
+    cases.push({ key: await keyOf({}), user: "ended-model-customer", change: () => json("/budget/update", { budget_id: "ended-models", model_max_budget: perModel("1h") }) });
     for (const c of cases) {
       const extra = c.user ? { user: c.user } : {};
       expect((await h.chat(c.key, extra)).status).toBe(200);
       expect((await h.chat(c.key, extra)).status).toBe(400);
     }
-    h.clock.advance(10_000);
+    // Past every first period (a per-model one starts when its key or customer was made, by the database's clock).
+    h.clock.advance(15_000);
     for (const c of cases) {
       expect((await c.change()).status).toBe(200);
       // Nothing was spent in the period running when the change came: the new one starts from nothing.
