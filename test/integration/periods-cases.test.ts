@@ -176,27 +176,6 @@ describe("a customer on litellm_settings.max_end_user_budget_id's duration", () 
   });
 });
 
-describe("internal_user_budget_duration given another length by a reload", () => {
-  test("starts a period of the new length then for internal users on it, as the gateway's budget_duration does", async () => {
-    let source = `${MOCK_CONFIG}litellm_settings:\n  internal_user_budget_duration: 30d\n`;
-    const g = await inProcessGateway(source, { configSource: () => parseConfig(source, {}) });
-    try {
-      expect((await g.call("/user/new", { user_id: "on-default", max_budget: 1e-9, auto_create_key: false })).status).toBe(200);
-      const { key } = (await (await g.call("/key/generate", { user_id: "on-default" })).json()) as any;
-      expect((await g.chat(key)).status).toBe(200);
-      expect((await g.chat(key)).status).toBe(400);
-      source = `${MOCK_CONFIG}litellm_settings:\n  internal_user_budget_duration: 1h\n`;
-      await g.gateway.reloadFromSource();
-      expect((await g.chat(key)).status).toBe(400);
-      // An hour later the user's hourly period has ended; it was still on the 30 days it started with.
-      g.clock.advance(HOUR);
-      expect((await g.chat(key)).status).toBe(200);
-    } finally {
-      await g.close();
-    }
-  });
-});
-
 describe("a duration changed after its period ended, before the scheduler wrote the reset", () => {
   const gateway = gatewayFor("pglite");
 
