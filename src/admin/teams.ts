@@ -7,7 +7,7 @@ import type { SpendRow } from "../spend/batch";
 import { deletedRows, windowsOf } from "../spend/reset";
 import { deleteEvery, found, internalUserResetAt, lockMemberships, spendRowsOwnedBy, iso, periodView, resetAtFor, spendIntoPeriod, updateBudgetHolder, write } from "./common";
 import type { AdminDeps } from "./deps";
-import { DurationText, Id, Limit, LimitsMetadata, ModelLimits, Models, Money, budgetFields, nextReset, opt, open, teamRefusedFields } from "./fields";
+import { Id, Limit, LimitsMetadata, ModelLimits, Models, Money, budgetFields, nextReset, opt, open, teamRefusedFields } from "./fields";
 import { adminOnlyRoutes, onlyParams } from "./guard";
 import { KEY_BUDGET, keyView } from "./keys";
 import { budgetView } from "./budgets";
@@ -148,8 +148,9 @@ async function withKeysAndMemberships(db: Sql, rows: Array<Record<string, any>>,
  */
 export const teamMemberBudgetId = (teamId: string) => `team-members:${teamId}`;
 
+/** Written as a team's own budget fields are (LiteLLM's UI sends "" for none). */
 const memberDefaults = {
-  team_member_budget: opt(Money), team_member_budget_duration: opt(DurationText), team_member_rpm_limit: opt(Limit), team_member_tpm_limit: opt(Limit),
+  team_member_budget: budgetFields.max_budget, team_member_budget_duration: budgetFields.budget_duration, team_member_rpm_limit: opt(Limit), team_member_tpm_limit: opt(Limit),
 };
 const MEMBER_DEFAULT_COLUMNS = { team_member_budget: "max_budget", team_member_budget_duration: "budget_duration", team_member_rpm_limit: "rpm_limit", team_member_tpm_limit: "tpm_limit" } as const;
 

@@ -335,9 +335,13 @@ describe("authorisation", () => {
     expect(new Date(hourly.body.budget_reset_at).getTime() - h.clock.now()).toBe(3_600_000);
     expect(hourly.body.model_max_budget).toEqual({ mock: { budget_limit: 0.5, time_period: "1d" } });
     for (const [path, body] of [["/user/new", { user_id: null, user_role: null, teams: null, models: null }], ["/team/new", { team_id: null }],
-      ["/budget/new", { budget_id: null, max_budget: "" }], ["/customer/new", { user_id: "spelled-c", spend: null }]] as const) {
+      ["/budget/new", { budget_id: null, max_budget: "" }], ["/customer/new", { user_id: "spelled-c", spend: null }],
+      ["/team/new", { team_id: "spelled-t", team_member_budget: "", team_member_budget_duration: "" }]] as const) {
       expect(`${path} ${(await json(path, body)).status}`).toBe(`${path} 200`);
     }
+    // A team's member budget fields read "" as none, as its own do.
+    const members = (await json("/team/info?team_id=spelled-t")).body.team_info.team_member_budget_table;
+    expect(members).toMatchObject({ max_budget: null, budget_duration: null });
   });
 
   test("LiteLLM fields that would change what is allowed, which litegate does not implement, are refused unless empty", async () => {
