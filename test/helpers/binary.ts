@@ -2,7 +2,7 @@ import { type Subprocess, spawn } from "bun";
 import { existsSync, readdirSync, statSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { stringify } from "yaml";
-import { freePort, tempDir } from "./services";
+import { freePort, sharedPostgres, tempDir } from "./services";
 
 export const ROOT = resolve(import.meta.dir, "../..");
 export const BINARY = join(ROOT, "litegate");
@@ -98,4 +98,15 @@ export async function startBinary(options: { config: string | object; env?: Reco
       return code;
     },
   };
+}
+
+/**
+ * The binary on a new database of the suite's Postgres, with the master key sk-1234: `config` holds
+ * every section but general_settings; `after` follows general_settings' own lines (more of them,
+ * indented, or other sections).
+ */
+export async function startOnPostgres(config: string, after = ""): Promise<{ gateway: RunningGateway; dbUrl: string }> {
+  const dbUrl = await (await sharedPostgres()).newDatabase();
+  const gateway = await startBinary({ config: `${config}\ngeneral_settings:\n  master_key: sk-1234\n  database_url: ${dbUrl}\n${after}` });
+  return { gateway, dbUrl };
 }

@@ -1,6 +1,5 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { type RunningGateway, startBinary } from "../helpers/binary";
-import { sharedPostgres } from "../helpers/services";
+import { type RunningGateway, startOnPostgres } from "../helpers/binary";
 import { type Upstream, startUpstream } from "../helpers/upstream";
 
 /**
@@ -12,17 +11,12 @@ let gateway: RunningGateway;
 
 beforeAll(async () => {
   upstream = await startUpstream();
-  const dbUrl = await (await sharedPostgres()).newDatabase();
   const model = (name: string) => `  - model_name: ${name}
     litellm_params: {model: openai/${name}, api_base: "${upstream.url}", api_key: fake, input_cost_per_token: 0.000001, output_cost_per_token: 0.000002}`;
-  gateway = await startBinary({ config: `
+  ({ gateway } = await startOnPostgres(`
 model_list:
 ${model("m")}
-${model("other")}
-general_settings:
-  master_key: sk-1234
-  database_url: ${dbUrl}
-` });
+${model("other")}`));
 }, 120_000);
 afterAll(async () => {
   await gateway?.stop("SIGTERM");

@@ -1,7 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import OpenAI from "openai";
-import { type RunningGateway, startBinary } from "../helpers/binary";
-import { sharedPostgres } from "../helpers/services";
+import { type RunningGateway, startBinary, startOnPostgres } from "../helpers/binary";
 import { type Upstream, startUpstream } from "../helpers/upstream";
 
 /**
@@ -47,8 +46,7 @@ function clientOf(gateway: RunningGateway) {
 
 /** The binary with the two models on a new Postgres database, `settings` added to its config. */
 async function onPostgres(settings = ""): Promise<RunningGateway> {
-  const dbUrl = await (await sharedPostgres()).newDatabase();
-  return startBinary({ config: `${MODELS(upstream.url)}\ngeneral_settings:\n  master_key: sk-1234\n  database_url: ${dbUrl}\n${settings}` });
+  return (await startOnPostgres(MODELS(upstream.url), settings)).gateway;
 }
 
 /** Polls until `read` gives what `done` accepts (spend is written in batches, a few times a second). */

@@ -1,8 +1,7 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import OpenAI from "openai";
 import postgres from "postgres";
-import { type RunningGateway, startBinary } from "../helpers/binary";
-import { sharedPostgres } from "../helpers/services";
+import { type RunningGateway, startOnPostgres } from "../helpers/binary";
 import { type Upstream, startUpstream } from "../helpers/upstream";
 
 const IN = 0.0000013;
@@ -16,15 +15,10 @@ beforeAll(async () => {
   // is still sending, even when the first burst of connections is slow to set up and the test's own event
   // loop, busy with eighty answers, reads the first chunk late (half-second streams were over by then once).
   upstream = await startUpstream({ chunks: 20, chunkDelayMs: 100 });
-  dbUrl = await (await sharedPostgres()).newDatabase();
-  gateway = await startBinary({ config: `
+  ({ gateway, dbUrl } = await startOnPostgres(`
 model_list:
   - model_name: m
-    litellm_params: {model: openai/m, api_base: "${upstream.url}", input_cost_per_token: ${IN}, output_cost_per_token: ${OUT}}
-general_settings:
-  master_key: sk-1234
-  database_url: ${dbUrl}
-` });
+    litellm_params: {model: openai/m, api_base: "${upstream.url}", input_cost_per_token: ${IN}, output_cost_per_token: ${OUT}}`));
 }, 120_000);
 afterAll(async () => {
   await gateway.stop("SIGKILL");

@@ -2,8 +2,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import OpenAI from "openai";
 import postgres from "postgres";
 import { countTextTokens } from "../../src/tokens";
-import { type RunningGateway, startBinary } from "../helpers/binary";
-import { sharedPostgres } from "../helpers/services";
+import { type RunningGateway, startOnPostgres } from "../helpers/binary";
 
 /**
  * Provider answers that are not what they seem — a 200 that carries an error, usage that leaves the
@@ -32,9 +31,8 @@ beforeAll(async () => {
       return handler(req, raw ? JSON.parse(raw) : null);
     },
   });
-  dbUrl = await (await sharedPostgres()).newDatabase();
   // allowed_fails is high so that the failures of one test do not cool a deployment for the next.
-  gw = await startBinary({ config: `
+  ({ gateway: gw, dbUrl } = await startOnPostgres(`
 model_list:
 ${entry("m")}
 ${entry("flaky")}
@@ -43,11 +41,7 @@ ${entry("pair", "pair-a")}
 ${entry("pair", "pair-b")}
 router_settings:
   num_retries: 2
-  allowed_fails: 100
-general_settings:
-  master_key: sk-1234
-  database_url: ${dbUrl}
-` });
+  allowed_fails: 100`));
 }, 120_000);
 afterAll(async () => {
   await gw?.stop("SIGKILL");
