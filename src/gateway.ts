@@ -18,7 +18,7 @@ import { carryOver, dropSpend, handOver, restartBudgets } from "./spend/reset";
 import { SAVED_WINDOWS_PER_KIND, type SavedWindow } from "./rate-windows";
 import type { WarmState } from "./warm";
 import { SPEND_PENDING_DIR } from "./paths";
-import { loadGatewayState, startGatewayPeriod } from "./periods";
+import { loadGatewayState, startDefaultPeriods, startGatewayPeriod } from "./periods";
 
 export const VERSION = "0.1.0";
 
@@ -219,6 +219,12 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
     },
   });
 
+  /** Rows on a default duration given another length start a period of it (see startDefaultPeriods), on every instance. */
+  const startDefaults = async (next: Config) => {
+    const restart = await startDefaultPeriods(db, next, clock.now(), spend.flush);
+    if (restart.length > 0) admin.invalidate({ kind: "all", restart });
+  };
+
   /**
    * Reads the config again and swaps it in. The gateway's stored spend is read first (pending spend
    * written before it), so a gateway budget the new config turns on counts what was already spent.
@@ -244,6 +250,7 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
         // A counter left from an earlier period with the budget on missed what was spent since.
         counters.forget(counterKeys.budgetPrefix(scopes.gateway()));
       }
+      await startDefaults(next.config);
       // A default budget for users or customers turned on or given another period: its counters are made
       // from the records' stored spend, which must be read again, after this instance's unwritten spend is
       // in it (a cached record holds the spend it had when read; a counter made from it would miss what
@@ -285,6 +292,10 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
       void inference.takeUp(message.restart ?? [], message.regenerated);
     },
   };
+  const defaultsStarted = startDefaults(config);
+  // Behind a warm start the database is still opening: the periods start once it is open.
+  if (!options.warm) await defaultsStarted;
+  else defaultsStarted.catch((error) => log.warn("could not start the periods of the default budget durations", { error: String(error) }));
   const health = {
     database: () => db.ping(1000),
     databaseOpening: () => db.opening?.() ?? false,

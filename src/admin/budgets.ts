@@ -7,6 +7,7 @@ import { Id, ModelBudgets, budgetFields, nextReset, opt, open } from "./fields";
 import { adminOnlyRoutes, onlyParams } from "./guard";
 import { counterKeys, scopes } from "../governance/keys";
 import { parseDuration, sameDuration } from "../governance/duration";
+import { startDefaultPeriods } from "../periods";
 
 export const BUDGET_COLUMNS = ["max_budget", "soft_budget", "budget_duration", "budget_reset_at", "tpm_limit", "rpm_limit", "max_parallel_requests", "model_max_budget"];
 
@@ -50,11 +51,14 @@ export function budgetRoutes(deps: AdminDeps) {
   const { db, clock } = deps;
   /**
    * The budget max_end_user_budget_id names made or deleted: customers without a budget of their own
-   * are held to it, or no longer, from their next request (records read again after this instance's spend).
+   * are held to it, or no longer, from their next request (records read again after this instance's
+   * spend), on a period of its duration from now when that is another length (see startDefaultPeriods).
    */
   const forgetEndUserDefault = async (id: string) => {
-    if (id !== deps.runtime().config.litellm_settings.max_end_user_budget_id) return;
+    const config = deps.runtime().config;
+    if (id !== config.litellm_settings.max_end_user_budget_id) return;
     await deps.spend.flush();
+    await startDefaultPeriods(db, config, clock.now(), deps.spend.flush, ["customers"]);
     deps.invalidate({ kind: "all", restart: [counterKeys.budgetPrefix(scopes.customers())] });
   };
   /**

@@ -255,6 +255,8 @@ export async function updateBudgetHolder(
     await deps.db.query(`update end_users set ${start}, updated_at = now() where budget_id = $1 or ($4 and budget_id is null)`, [id, at, now, endUserDefault]);
     await deps.db.query(`update team_memberships set ${start} where budget_id = $1`, [id, at, now]);
     await deps.db.query(`update keys set ${start}, updated_at = now() where budget_id = $1 and budget_duration is null`, [id, at, now]);
+    // The customers' default duration as their period now runs: a restart or reload finds it unchanged (see startDefaultPeriods).
+    if (endUserDefault) await deps.db.query("update gateway_spend set end_user_budget_duration = $1 where id = 1", [parseDuration(duration)?.text ?? ""]);
   }
   const restart: string[] = [];
   if (spec.scope && ("spend" in body || newPeriod || budgetBack)) restart.push(counterKeys.budgetPrefix(spec.scope(id)));

@@ -4,6 +4,7 @@ import spendLogIndexes from "../../sql/0003_spend_log_indexes.sql" with { type: 
 import keyRenames from "../../sql/0004_key_renames.sql" with { type: "text" };
 import gatewayBudgetDuration from "../../sql/0005_gateway_budget_duration.sql" with { type: "text" };
 import customerModelSpend from "../../sql/0006_customer_model_spend.sql" with { type: "text" };
+import defaultBudgetDurations from "../../sql/0007_default_budget_durations.sql" with { type: "text" };
 import type { Sql } from "./types";
 
 export interface Migration {
@@ -20,6 +21,7 @@ export const MIGRATIONS: readonly Migration[] = [
   { id: 4, name: "0004_key_renames.sql", sql: keyRenames },
   { id: 5, name: "0005_gateway_budget_duration.sql", sql: gatewayBudgetDuration },
   { id: 6, name: "0006_customer_model_spend.sql", sql: customerModelSpend },
+  { id: 7, name: "0007_default_budget_durations.sql", sql: defaultBudgetDurations },
 ];
 
 export class MigrationError extends Error {}

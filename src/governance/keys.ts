@@ -58,6 +58,8 @@ export const idPart = (id: string) => (/[%:]/.test(id) ? id.replaceAll("%", "%25
 export const scopes = {
   key: (token: string) => `k:${idPart(token)}`,
   user: (userId: string) => `u:${idPart(userId)}`,
+  /** Every user's scope (its budget prefix takes in each `user` scope's), as `customers`. */
+  users: () => "u",
   team: (teamId: string) => `t:${idPart(teamId)}`,
   member: (teamId: string, userId: string) => `m:${idPart(teamId)}:${idPart(userId)}`,
   customer: (id: string) => `c:${idPart(id)}`,

@@ -1,8 +1,12 @@
 import { describe, expect, test } from "bun:test";
+import { join } from "node:path";
 import { hashKey } from "../../src/auth/keys";
 import { parseConfig } from "../../src/config";
 import { resetDueBudgets } from "../../src/scheduler";
+import { startBinary } from "../helpers/binary";
 import { MASTER, MOCK_CONFIG, gatewayFor, inProcessGateway } from "../helpers/gateway";
+import { tempDir } from "../helpers/services";
+import { until } from "../helpers/until";
 
 // Budget periods an admin change touches without meaning to: a duration that keeps applying from
 // elsewhere when the row's own goes, or starts applying with a role; the same duration sent again;
@@ -252,4 +256,130 @@ describe("the scheduler", () => {
     expect(row.spend).toBe(0);
     expect(new Date(row.budget_reset_at).toISOString()).toBe("2026-03-11T11:00:00.000Z");
   });
+});
+
+describe("a default duration given another length in the config", () => {
+  test("internal_user_budget_duration by a reload: internal users on it start a period of the new length then, what they spent counted", async () => {
+    let source = `${MOCK_CONFIG}litellm_settings:\n  internal_user_budget_duration: 30d\n`;
+    const g = await inProcessGateway(source, { configSource: () => parseConfig(source, {}) });
+    try {
+      expect((await g.call("/user/new", { user_id: "on-default", max_budget: 1e-9, auto_create_key: false })).status).toBe(200);
+      expect((await g.call("/user/new", { user_id: "own-duration", max_budget: 1e-9, budget_duration: "30d", auto_create_key: false })).status).toBe(200);
+      const { key } = (await (await g.call("/key/generate", { user_id: "on-default" })).json()) as any;
+      const { key: own } = (await (await g.call("/key/generate", { user_id: "own-duration" })).json()) as any;
+      for (const k of [key, own]) {
+        expect((await g.chat(k)).status).toBe(200);
+        expect((await g.chat(k)).status).toBe(400);
+      }
+      source = `${MOCK_CONFIG}litellm_settings:\n  internal_user_budget_duration: 1h\n`;
+      await g.gateway.reloadFromSource();
+      expect((await g.chat(key)).status).toBe(400);
+      const [row] = await g.db.query("select spend, budget_reset_at from users where user_id = 'on-default'") as any[];
+      expect(row.spend).toBeGreaterThan(0);
+      expect(row.budget_reset_at.getTime()).toBe(g.clock.now() + HOUR);
+      // The same length again (60m is 1h) leaves the period running.
+      g.clock.advance(HOUR / 2);
+      source = `${MOCK_CONFIG}litellm_settings:\n  internal_user_budget_duration: 60m\n`;
+      await g.gateway.reloadFromSource();
+      expect((await g.chat(key)).status).toBe(400);
+      // An hour after the reload the user's hourly period has ended; one with a duration of its own keeps it.
+      g.clock.advance(HOUR / 2);
+      expect((await g.chat(key)).status).toBe(200);
+      expect((await g.chat(own)).status).toBe(400);
+    } finally {
+      await g.close();
+    }
+  });
+
+  test("max_end_user_budget_id pointed at a budget of another duration by a reload: customers without a budget start a period of it then", async () => {
+    let source = `${MOCK_CONFIG}litellm_settings:\n  max_end_user_budget_id: monthly\n`;
+    const g = await inProcessGateway(source, { configSource: () => parseConfig(source, {}) });
+    try {
+      expect((await g.call("/budget/new", { budget_id: "monthly", max_budget: 1e-9, budget_duration: "30d" })).status).toBe(200);
+      expect((await g.call("/budget/new", { budget_id: "hourly", max_budget: 1e-9, budget_duration: "1h" })).status).toBe(200);
+      const key = await g.createKey();
+      expect((await g.chat(key, { user: "on-default" })).status).toBe(200);
+      expect((await g.chat(key, { user: "on-default" })).status).toBe(400);
+      source = `${MOCK_CONFIG}litellm_settings:\n  max_end_user_budget_id: hourly\n`;
+      await g.gateway.reloadFromSource();
+      expect((await g.chat(key, { user: "on-default" })).status).toBe(400);
+      const [row] = await g.db.query("select spend, budget_reset_at from end_users where user_id = 'on-default'") as any[];
+      expect(row.spend).toBeGreaterThan(0);
+      expect(row.budget_reset_at.getTime()).toBe(g.clock.now() + HOUR);
+      g.clock.advance(HOUR);
+      expect((await g.chat(key, { user: "on-default" })).status).toBe(200);
+      // /budget/update giving the default budget another duration starts the period itself, and stores
+      // the length it runs on: a reload of the same config starts none.
+      expect((await g.call("/budget/update", { budget_id: "hourly", budget_duration: "2h" })).status).toBe(200);
+      const [stored] = await g.db.query("select end_user_budget_duration from gateway_spend") as any[];
+      expect(stored.end_user_budget_duration).toBe("2h");
+      const [started] = await g.db.query("select budget_reset_at from end_users where user_id = 'on-default'") as any[];
+      g.clock.advance(HOUR);
+      await g.gateway.reloadFromSource();
+      const [after] = await g.db.query("select budget_reset_at from end_users where user_id = 'on-default'") as any[];
+      expect(after.budget_reset_at).toEqual(started.budget_reset_at);
+    } finally {
+      await g.close();
+    }
+  });
+
+  test("max_end_user_budget_id's budget made by /budget/new: customers without a budget start a period of it then, and a reload starts none", async () => {
+    const source = `${MOCK_CONFIG}litellm_settings:\n  max_end_user_budget_id: later\n`;
+    const g = await inProcessGateway(source, { configSource: () => parseConfig(source, {}) });
+    try {
+      const key = await g.createKey();
+      expect((await g.chat(key, { user: "before-budget" })).status).toBe(200);
+      expect((await g.call("/budget/new", { budget_id: "later", max_budget: 1e-9, budget_duration: "1h" })).status).toBe(200);
+      // What it spent before counts in the period that starts now, as for a customer moved onto the default.
+      expect((await g.chat(key, { user: "before-budget" })).status).toBe(400);
+      const [row] = await g.db.query("select budget_reset_at from end_users where user_id = 'before-budget'") as any[];
+      expect(row.budget_reset_at.getTime()).toBe(g.clock.now() + HOUR);
+      g.clock.advance(HOUR / 2);
+      await g.gateway.reloadFromSource();
+      const [after] = await g.db.query("select budget_reset_at from end_users where user_id = 'before-budget'") as any[];
+      expect(after.budget_reset_at).toEqual(row.budget_reset_at);
+      g.clock.advance(HOUR / 2);
+      expect((await g.chat(key, { user: "before-budget" })).status).toBe(200);
+    } finally {
+      await g.close();
+    }
+  });
+
+  test("internal_user_budget_duration at a restart of the binary with an edited config (embedded database)", async () => {
+    const cwd = tempDir("default-duration");
+    const config = (duration: string) => `${MOCK_CONFIG}  data_dir: ${join(cwd, "data")}\nlitellm_settings:\n  internal_user_budget_duration: ${duration}\n`;
+    const admin = (url: string, path: string, body?: unknown) => fetch(`${url}${path}`, {
+      method: body === undefined ? "GET" : "POST", headers: { authorization: `Bearer ${MASTER}`, "content-type": "application/json" },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    const chat = (url: string, key: string) => fetch(`${url}/v1/chat/completions`, {
+      method: "POST", headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
+      body: JSON.stringify({ model: "mock", messages: [{ role: "user", content: "hi" }] }),
+    });
+    const first = await startBinary({ config: config("30d"), cwd });
+    let key: string;
+    try {
+      expect((await admin(first.url, "/user/new", { user_id: "on-default", max_budget: 1e-9, auto_create_key: false })).status).toBe(200);
+      key = ((await (await admin(first.url, "/key/generate", { user_id: "on-default" })).json()) as any).key;
+      expect((await chat(first.url, key)).status).toBe(200);
+      expect((await chat(first.url, key)).status).toBe(400);
+    } finally {
+      expect(await first.stop("SIGTERM")).toBe(0);
+    }
+    const second = await startBinary({ config: config("1h"), cwd });
+    try {
+      const restarted = Date.now();
+      const userInfo = async () => ((await (await admin(second.url, "/user/info?user_id=on-default")).json()) as any).user_info;
+      // The database opens behind the started gateway (a warm start); the period starts once it is open.
+      await until("the user's new period", async () => new Date((await userInfo()).budget_reset_at).getTime() <= Date.now() + HOUR, 10_000)
+        .catch((error) => { throw new Error(`${error}\n${second.output()}`); });
+      const info = await userInfo();
+      expect(info.spend).toBeGreaterThan(0);
+      // A period of an hour from the restart, not the rest of the 30 days it started with.
+      expect(new Date(info.budget_reset_at).getTime()).toBeGreaterThan(restarted + HOUR - 60_000);
+      expect((await chat(second.url, key)).status).toBe(400);
+    } finally {
+      expect(await second.stop("SIGTERM")).toBe(0);
+    }
+  }, 90_000);
 });
