@@ -7,7 +7,7 @@ import { Page, numeric, timestampOf } from "./fields";
 import { adminOnlyRoutes, onlyParams } from "./guard";
 
 function dateOf(text: string | undefined, field: string, endOfDay: boolean): Date | null {
-  if (!text) return null;
+  if (text === undefined) return null;
   const date = timestampOf(text, endOfDay);
   if (!date) throw badRequest(`${field}: not a date (use YYYY-MM-DD or an ISO timestamp)`, field);
   return date;
@@ -60,11 +60,12 @@ export function spendRoutes(deps: AdminDeps) {
         params.push(value);
         where.push(sql.replace("?", `$${params.length}`));
       };
-      if (query.request_id) add("request_id = ?", query.request_id);
-      if (query.api_key) add("api_key = ?", tokenOf(query.api_key));
-      if (query.user_id) add("user_id = ?", query.user_id);
-      if (query.team_id) add("team_id = ?", query.team_id);
-      if (query.end_user) add("end_user = ?", query.end_user);
+      // A filter sent empty filters by "" (LiteLLM's docs make the user ""), rather than being dropped and listing every row.
+      if (query.request_id !== undefined) add("request_id = ?", query.request_id);
+      if (query.api_key !== undefined) add("api_key = ?", tokenOf(query.api_key));
+      if (query.user_id !== undefined) add("user_id = ?", query.user_id);
+      if (query.team_id !== undefined) add("team_id = ?", query.team_id);
+      if (query.end_user !== undefined) add("end_user = ?", query.end_user);
       const start = dateOf(query.start_date, "start_date", false);
       const end = dateOf(query.end_date, "end_date", true);
       if (start) add("start_time >= ?", start);
