@@ -1,5 +1,10 @@
-import { describe, expect, test } from "bun:test";
-import { gatewayFor } from "../helpers/gateway";
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import postgres from "postgres";
+import { hashKey } from "../../src/auth/keys";
+import { type RunningGateway, startBinary } from "../helpers/binary";
+import { gatewayFor, oneModelConfig } from "../helpers/gateway";
+import { sharedPostgres } from "../helpers/services";
+import { type Upstream, startUpstream } from "../helpers/upstream";
 
 for (const kind of ["pglite", "postgres"] as const) {
   describe(`/spend/logs filters sent empty (${kind})`, () => {
@@ -33,3 +38,50 @@ for (const kind of ["pglite", "postgres"] as const) {
     });
   });
 }
+
+describe("a stream the provider answers with its own error before any text", () => {
+  let upstream: Upstream;
+  let gateway: RunningGateway;
+  let dbUrl: string;
+  beforeAll(async () => {
+    upstream = await startUpstream({});
+    dbUrl = await (await sharedPostgres()).newDatabase();
+    gateway = await startBinary({ config: `${oneModelConfig(upstream.url, 0.000001, 0.000002)}  database_url: ${dbUrl}\n` });
+  }, 120_000);
+  afterAll(async () => {
+    await gateway?.stop("SIGKILL");
+    upstream?.stop();
+  });
+
+  test("costs nothing and is logged a failure, as the same error answered as JSON is; one cut after its text is still charged", async () => {
+    const key = ((await (await fetch(`${gateway.url}/key/generate`, { method: "POST", headers: { authorization: "Bearer sk-1234" }, body: "{}" })).json()) as any).key;
+    const stream = async () => {
+      const response = await fetch(`${gateway.url}/v1/chat/completions`, {
+        method: "POST", headers: { authorization: `Bearer ${key}` },
+        body: JSON.stringify({ model: "m", stream: true, messages: [{ role: "user", content: "a prompt of several words" }] }),
+      });
+      await response.text();
+      return response.headers.get("x-litellm-call-id")!;
+    };
+    const overloaded = { error: { message: "The server is overloaded", type: "server_error", code: 529 } };
+    upstream.set({ events: [overloaded] });
+    const refused = await stream();
+    upstream.set({ events: [{ choices: [{ index: 0, delta: { role: "assistant" }, finish_reason: null }] }, overloaded] });
+    const refusedAfterRole = await stream();
+    upstream.set({ events: [{ choices: [{ index: 0, delta: { content: "Some words" }, finish_reason: null }] }, overloaded] });
+    const cut = await stream();
+    await Bun.sleep(800);
+    const sql = postgres(dbUrl, { onnotice: () => {} });
+    const rows = await sql`select request_id, status, prompt_tokens, completion_tokens, spend from spend_logs`;
+    const [stored] = await sql`select spend from keys where token = ${hashKey(key)}`;
+    await sql.end();
+    const row = (id: string) => rows.filter((r) => r.request_id === id).map(({ request_id, ...r }) => r);
+    expect(row(refused)).toEqual([{ status: "failure", prompt_tokens: 0, completion_tokens: 0, spend: 0 }]);
+    expect(row(refusedAfterRole)).toEqual([{ status: "failure", prompt_tokens: 0, completion_tokens: 0, spend: 0 }]);
+    const [charged] = row(cut);
+    expect(charged!.status).toBe("stream_failed");
+    expect(charged!.prompt_tokens).toBeGreaterThan(0);
+    expect(charged!.completion_tokens).toBeGreaterThan(0);
+    expect(stored!.spend).toBe(charged!.spend);
+  });
+});
