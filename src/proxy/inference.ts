@@ -17,7 +17,7 @@ import { callWithRetries } from "./attempts";
 import { type Deadline, Deadlines } from "./deadlines";
 import { inFlightChanges } from "./in-flight";
 import { completionTextOf } from "./sse-events";
-import { type StreamOutcome, streamed, tapStream } from "./tap";
+import { type StreamOutcome, failedByProvider, streamed, tapStream } from "./tap";
 
 /** What one finished request looked like, for logs and metrics. */
 export interface RequestRecord {
@@ -365,10 +365,10 @@ export function createInference(deps: InferenceDeps) {
     const choices = streamedChoices(route, ctx.body);
     const body = tapStream(upstream, { clientWantsUsage: wantsUsage, secret: result.secret, onChunk: touch, countUsage, choices }, (outcome) => {
       deadline.done();
-      // A stream may have sent its usage before its last words (some providers send it on their first
-      // chunk): what was passed on is charged even so, whether or not the stream ended early.
-      const usage = outcome.end === "complete" && outcome.usage ? withOutput(ctx, outcome.usage, () => outcome.text) : cutShort(ctx, outcome.usage ?? usageSoFar?.() ?? null, outcome.text);
-      const end = outcome.end === "complete" ? "success" : outcome.end === "cancelled" ? "client_disconnected" : "stream_failed";
+      const failed = failedByProvider(outcome, usageSoFar);
+      // A stream may send its usage before its last words (some providers do on their first chunk): what was passed on is charged even so.
+      const usage = failed ? NOTHING_USED : outcome.end === "complete" && outcome.usage ? withOutput(ctx, outcome.usage, () => outcome.text) : cutShort(ctx, outcome.usage ?? usageSoFar?.() ?? null, outcome.text);
+      const end = failed ? "failure" : outcome.end === "complete" ? "success" : outcome.end === "cancelled" ? "client_disconnected" : "stream_failed";
       const cost = settle(ctx, usage, end);
       observe(ctx, outcome.end === "complete" ? status : outcome.end === "cancelled" ? 499 : 502, usage, cost, outcome.end);
     });

@@ -11,7 +11,16 @@ export interface StreamOutcome {
   usage: Usage | null;
   /** Text of the events passed on, for counting tokens when no usage came. */
   text: string;
+  /** The provider sent an error event. */
+  providerError: boolean;
 }
+
+/**
+ * A stream the provider failed with its own error event before any text, reporting no usage: it
+ * costs nothing, as the same error answered as JSON does (a stream cut otherwise is charged its use).
+ */
+export const failedByProvider = (outcome: StreamOutcome, usageSoFar?: () => Usage | null): boolean =>
+  outcome.end === "failed" && outcome.providerError && !outcome.text && !outcome.usage && !usageSoFar?.();
 
 export interface TapOptions {
   /**
@@ -60,7 +69,7 @@ export function tapStream(source: ReadableStream<Uint8Array>, options: TapOption
   const finish = (end: StreamEnd) => {
     if (ended) return;
     ended = true;
-    onEnd({ end, usage: events.usage, text: events.text });
+    onEnd({ end, usage: events.usage, text: events.text, providerError: events.providerError });
   };
   const fail = (controller: ReadableStreamDefaultController<Uint8Array>, out: Uint8Array[], message: string) => {
     finish("failed");

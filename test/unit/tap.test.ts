@@ -33,7 +33,7 @@ describe("the stream tap", () => {
       const { out, outcome } = await tap([bytes.slice(0, at), bytes.slice(at)]);
       expect(out).toEqual(bytes);
       expect(`${at}: ${JSON.stringify(outcome)}`).toBe(
-        `${at}: ${JSON.stringify({ end: "complete", usage: { prompt_tokens: 11, completion_tokens: 7, total_tokens: 18 }, text: 'Grüße, 漢字 🙂{"a":1}' })}`,
+        `${at}: ${JSON.stringify({ end: "complete", usage: { prompt_tokens: 11, completion_tokens: 7, total_tokens: 18 }, text: 'Grüße, 漢字 🙂{"a":1}', providerError: false })}`,
       );
     }
     // Byte by byte.
@@ -79,7 +79,7 @@ describe("the stream tap", () => {
       expect(out).toBe(noUsage.replace("data: [DONE]\n\n", `data: ${JSON.stringify(usageChunk)}\n\ndata: [DONE]\n\n`));
       expect(texts).toEqual(['Grüße, 漢字 🙂{"a":1}']);
       // That count is what the stream is charged.
-      expect(outcome).toEqual({ end: "complete", usage: counted, text: 'Grüße, 漢字 🙂{"a":1}' });
+      expect(outcome).toEqual({ end: "complete", usage: counted, text: 'Grüße, 漢字 🙂{"a":1}', providerError: false });
     }
     // A provider that ends every choice but sends no [DONE]: the chunk and [DONE] close the stream.
     const finishing = event({ id: "c-2", object: "chat.completion.chunk", created: 1, model: "m-2", choices: [{ index: 0, delta: { content: "Hi" } }] }) +
@@ -88,7 +88,7 @@ describe("the stream tap", () => {
     const cut = new ReadableStream<Uint8Array>({ start(c) { c.enqueue(encoder.encode(finishing)); c.close(); } });
     const closed = await new Response(tapStream(cut, { clientWantsUsage: true, countUsage: () => counted }, (o) => (ended = o))).text();
     expect(closed).toBe(`${finishing}data: ${JSON.stringify({ id: "c-2", object: "chat.completion.chunk", created: 1, model: "m-2", choices: [], usage: counted })}\n\ndata: [DONE]\n\n`);
-    expect(ended).toEqual({ end: "complete", usage: counted, text: "Hi" });
+    expect(ended).toEqual({ end: "complete", usage: counted, text: "Hi", providerError: false });
     // A client that did not ask: the provider's bytes, and the [DONE] it left out.
     const plain = new ReadableStream<Uint8Array>({ start(c) { c.enqueue(encoder.encode(finishing)); c.close(); } });
     expect(await new Response(tapStream(plain, { clientWantsUsage: false, countUsage: () => counted }, () => {})).text()).toBe(`${finishing}data: [DONE]\n\n`);
@@ -108,7 +108,7 @@ describe("the stream tap", () => {
       event({ choices: [{ index: 0, delta: {}, finish_reason: "function_call" }] }) +
       "data: [DONE]\n\n";
     const { outcome } = await tap([encoder.encode(sse)]);
-    expect(outcome).toEqual({ end: "complete", usage: null, text: 'get_weather{"city":"Paris"}lookup{"q":1}I cannot.' });
+    expect(outcome).toEqual({ end: "complete", usage: null, text: 'get_weather{"city":"Paris"}lookup{"q":1}I cannot.', providerError: false });
   });
 
   test("events as the SSE rules write them: several data lines, CR line ends, a last event without its blank line", async () => {
@@ -123,7 +123,7 @@ describe("the stream tap", () => {
       const { out, outcome } = await tap([bytes.slice(0, 20), bytes.slice(20)]);
       // The one without [DONE] gets its blank line and the [DONE] the provider left out.
       expect(text(out)).toBe(sse === unterminated ? `${sse}\n\ndata: [DONE]\n\n` : sse);
-      expect(outcome).toEqual({ end: "complete", usage: { prompt_tokens: 3, completion_tokens: 4, total_tokens: 7 }, text: "hi" });
+      expect(outcome).toEqual({ end: "complete", usage: { prompt_tokens: 3, completion_tokens: 4, total_tokens: 7 }, text: "hi", providerError: false });
     }
   });
 
@@ -135,7 +135,7 @@ describe("the stream tap", () => {
     expect(text(out).startsWith(a + b)).toBe(true);
     expect(text(out)).toContain("malformed stream event");
     expect(text(out)).not.toContain("broken");
-    expect(outcome).toEqual({ end: "failed", usage: null, text: "AB" });
+    expect(outcome).toEqual({ end: "failed", usage: null, text: "AB", providerError: false });
   });
 
   test("a stream the provider closes before saying it is done ends with an error event, not silently", async () => {
@@ -215,7 +215,7 @@ describe("the stream tap", () => {
     source.enqueue(encoder.encode(usageEvent));
     expect(text((await next).value!)).toBe(usageEvent + "data: [DONE]\n\n");
     expect((await reader.read()).done).toBe(true);
-    expect(outcome).toEqual({ end: "complete", usage: { prompt_tokens: 11, completion_tokens: 7, total_tokens: 18 }, text: "A" });
+    expect(outcome).toEqual({ end: "complete", usage: { prompt_tokens: 11, completion_tokens: 7, total_tokens: 18 }, text: "A", providerError: false });
   });
 
   test("an event that grows past 16 MB without ending ends the stream with an error, the text passed on before it counted", async () => {
@@ -237,7 +237,7 @@ describe("the stream tap", () => {
     expect(out).toStartWith(a);
     expect(out).toContain("Upstream sent a stream event over 16 MB without ending it; the stream was ended");
     expect(out).not.toContain("xxx");
-    expect(outcome).toEqual({ end: "failed", usage: null, text: "A" });
+    expect(outcome).toEqual({ end: "failed", usage: null, text: "A", providerError: false });
     // The opening piece and 16 of 1 MB: read no further.
     expect(sent).toBe(17);
     expect(cancelled).toBe(true);
