@@ -85,3 +85,26 @@ describe("a stream the provider answers with its own error before any text", () 
     expect(stored!.spend).toBe(charged!.spend);
   });
 });
+
+for (const kind of ["pglite", "postgres"] as const) {
+  describe(`/key/info called by a key that is not an admin's (${kind})`, () => {
+    const g = gatewayFor(kind);
+
+    test("reads the other keys of its own user, as LiteLLM lets a user read their keys, and no one else's", async () => {
+      const mine = (await g.json("/key/generate", { user_id: "reader" })).body.key;
+      const alsoMine = (await g.json("/key/generate", { user_id: "reader", key_alias: "second" })).body.key;
+      const theirs = (await g.json("/key/generate", { user_id: "another" })).body.key;
+      const nobodys = (await g.json("/key/generate", {})).body.key;
+      const own = await g.json(`/key/info?key=${alsoMine}`, undefined, mine);
+      expect(own.status).toBe(200);
+      expect(own.body.info.key_alias).toBe("second");
+      for (const other of [theirs, nobodys, "sk-no-such-key"]) {
+        const { status, body } = await g.json(`/key/info?key=${other}`, undefined, mine);
+        expect(status).toBe(401);
+        expect(body.error.type).toBe("auth_error");
+      }
+      // A key of no user reads only itself.
+      expect((await g.json(`/key/info?key=${mine}`, undefined, nobodys)).status).toBe(401);
+    });
+  });
+}
