@@ -1,0 +1,73 @@
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { type Harness, inProcessGateway } from "../helpers/gateway";
+import { sharedPostgres } from "../helpers/services";
+import { sharedRedis } from "../helpers/shared-redis";
+
+// Customers (the `user` of requests) through their whole life, with requests in flight at each admin change.
+
+const CONFIG = `
+model_list:
+  - model_name: slow
+    litellm_params:
+      model: mock/slow
+      mock_response: "one two three"
+      mock_delay_ms: 700
+      input_cost_per_token: 0.001
+      output_cost_per_token: 0.001
+general_settings:
+  master_key: sk-1234
+`;
+
+const redis = sharedRedis();
+
+/** One gateway on its own counters, or two sharing Postgres and Redis. */
+async function gateways(counters: "local" | "redis"): Promise<Harness[]> {
+  if (counters === "local") return [await inProcessGateway(CONFIG)];
+  const url = await (await sharedPostgres()).newDatabase();
+  return [await redis.instance(CONFIG, url), await redis.instance(CONFIG, url)];
+}
+
+for (const counters of ["local", "redis"] as const) describe(`a customer deleted with a request in flight (${counters} counters)`, () => {
+  let hs: Harness[] = [];
+  beforeAll(async () => {
+    hs = await gateways(counters);
+  }, 120_000);
+  afterAll(async () => {
+    for (const h of hs) await h.close();
+    if (counters === "redis") for (const h of hs) await h.db.close();
+  });
+  const admin = async (path: string, body: unknown) => {
+    const response = await hs[0]!.call(path, body);
+    expect(`${path} ${response.status}`).toBe(`${path} 200`);
+    return (await response.json()) as any;
+  };
+  const last = () => hs[hs.length - 1]!;
+
+  test("made again under the same id, it has all its max_parallel_requests slots", async () => {
+    await admin("/budget/new", { budget_id: "one-at-a-time", max_parallel_requests: 1 });
+    await admin("/customer/new", { user_id: "again-slots", budget_id: "one-at-a-time" });
+    const before = hs[0]!.chat("sk-1234", { user: "again-slots" }, "slow");
+    await Bun.sleep(150);
+    await admin("/customer/delete", { user_ids: ["again-slots"] });
+    await admin("/customer/new", { user_id: "again-slots", budget_id: "one-at-a-time" });
+    await Bun.sleep(50);
+    // The deleted customer's request still holds its slot; the customer made again has its own.
+    const now = await last().chat("sk-1234", { user: "again-slots" }, "slow");
+    expect((await before).status).toBe(200);
+    expect(now.status).toBe(200);
+  });
+
+  test("made again under the same id, it starts with no spend: the deleted one's request in flight stays in its log row", async () => {
+    await admin("/customer/new", { user_id: "again-spend", max_budget: 100 });
+    const before = hs[0]!.chat("sk-1234", { user: "again-spend" }, "slow");
+    await Bun.sleep(150);
+    await admin("/customer/delete", { user_ids: ["again-spend"] });
+    await admin("/customer/new", { user_id: "again-spend", max_budget: 100 });
+    expect((await before).status).toBe(200);
+    for (const h of hs) await h.flush();
+    expect((await admin("/customer/info?end_user_id=again-spend", undefined)).spend).toBe(0);
+    const logs = await hs[0]!.db.query("select spend from spend_logs where end_user = 'again-spend'");
+    expect(logs.length).toBe(1);
+    expect(logs[0]!.spend).toBeGreaterThan(0);
+  });
+});
