@@ -2,8 +2,7 @@ import { t } from "elysia";
 import { counterKeys, scopes } from "../governance/keys";
 import { badRequest, notFound } from "../http/errors";
 import type { Sql } from "../db";
-import { windowsOf } from "../spend/reset";
-import type { SpendRow } from "../spend/batch";
+import { deletedRows, windowsOf } from "../spend/reset";
 import { assignments, dropOwnBudgets, found, mustExist, periodView, resetAtFor, spendIntoPeriod, write } from "./common";
 import type { AdminDeps } from "./deps";
 import { Id, Money, customerRefusedFields, nextReset, opt, open } from "./fields";
@@ -165,9 +164,10 @@ export function customerRoutes(deps: AdminDeps, prefix: "/customer" | "/end_user
         await dropOwnBudgets(tx, gone.map((row) => row.budget_id));
         return gone;
       });
-      // A customer made again under the same id starts from nothing (its spend per model went with its rows).
+      // A customer made again under the same id starts from nothing (its spend per model went with its rows),
+      // with all its parallel slots, even while requests of the deleted one are still in flight.
       for (const row of rows) {
-        const reset: SpendRow[] = [{ table: "customers", id: row.user_id }, { table: "customerModels", id: row.user_id }];
+        const reset = deletedRows([{ table: "customers", id: row.user_id }, { table: "customerModels", id: row.user_id }]);
         deps.invalidate({ kind: "customer", id: row.user_id, reset, restart: windowsOf(reset) });
       }
       return { deleted_customers: rows.map((r) => r.user_id) };

@@ -128,7 +128,7 @@ export function createAuth(options: AuthOptions) {
     } catch (error) {
       if (cached) return cached.value;
       log.once("warn", "customer-db-down", "database unreachable: customer served with default budget", { error: String(error) });
-      return { user_id: id, alias: null, spend: 0, budget_reset_at: null, blocked: false, budget: null, created_at: new Date(clock.now()), modelSpend: {} };
+      return { user_id: id, alias: null, spend: 0, budget_reset_at: null, blocked: false, budget: null, created_at: new Date(clock.now()), unstored: true, modelSpend: {} };
     }
   }
 

@@ -115,6 +115,8 @@ export interface CustomerRecord {
   /** `budget` is max_end_user_budget_id's, not one of the customer's own: where it sets no max_budget, max_end_user_budget does. */
   defaultBudget?: boolean;
   created_at: Date;
+  /** Made up while the database could not answer: no stored row is known, and its spend makes one. */
+  unstored?: boolean;
   /** Its spend per model, kept for the models its budget's model_max_budget holds. */
   modelSpend: Record<string, ModelSpendRecord>;
 }

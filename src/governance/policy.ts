@@ -305,7 +305,7 @@ export function planChecks(input: PlanInput): Plan {
   if (customer) {
     const b = customer.budget;
     const period = periodOf(customer.spend, b?.budget_duration, customer.budget_reset_at, customer.created_at, now);
-    targets.customer = { id: customer.user_id, ...turnOf(period, customer.budget_reset_at) };
+    targets.customer = { id: customer.user_id, ...turnOf(period, customer.budget_reset_at, customer.unstored ? undefined : customer.created_at) };
     // A budget of the customer's own caps its spend only by its own max_budget (none: no cap, as LiteLLM reads it).
     const cap = b && !customer.defaultBudget ? b.max_budget : (b?.max_budget ?? defaults.maxEndUserBudget ?? null);
     budget("end user", scopes.customer(customer.user_id), `End User=${customer.user_id}`, cap, period);

@@ -160,12 +160,12 @@ export class Batch {
     if (t.user) this.users.add(t.user.id, cost, t.user.period, t.user.base, at, t.user.step, t.user.born);
     if (t.team) this.teams.add(t.team.id, cost, t.team.period, t.team.base, at, t.team.step, t.team.born);
     if (t.member) this.members.add(t.member.teamId + SEP + t.member.userId, cost, t.member.period, t.member.base, at, t.member.step, t.member.born);
-    if (t.customer) this.customers.add(t.customer.id, cost, t.customer.period, t.customer.base, at, t.customer.step);
+    if (t.customer) this.customers.add(t.customer.id, cost, t.customer.period, t.customer.base, at, t.customer.step, t.customer.born);
     if (t.token && t.keyModel) {
       this.keyModels.add(t.token + SEP + t.keyModel.model, cost, t.keyModel.period, t.keyModel.base, at, t.keyModel.step, t.keyModel.born);
     }
     if (t.customer && t.customerModel) {
-      this.customerModels.add(t.customer.id + SEP + t.customerModel.model, cost, t.customerModel.period, t.customerModel.base, at, t.customerModel.step);
+      this.customerModels.add(t.customer.id + SEP + t.customerModel.model, cost, t.customerModel.period, t.customerModel.base, at, t.customerModel.step, t.customer.born);
     }
     this.gateway.add("gateway", cost, t.gatewayPeriod, t.gatewayBase, at, t.gatewayStep);
     this.rows.push(logLine(event, this.masterToken));

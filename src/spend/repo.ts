@@ -82,18 +82,19 @@ const APPLY = `with fresh as (
     from ${deltas(5)} d where t.team_id = ${FIRST_OF} and t.user_id = ${SECOND_OF} and ${SAME_ROW} and ${FRESH}
   ), c as (
     update end_users t set spend = ${SPEND()}, budget_reset_at = ${RESET_AT()}, updated_at = now()
-    from ${deltas(6)} d where t.user_id = d.id and ${FRESH}
+    from ${deltas(6)} d where t.user_id = d.id and ${SAME_ROW} and ${FRESH}
     returning t.user_id
   ), ci as (
     insert into end_users as t (user_id, spend, budget_reset_at)
-    select d.id, d.x, d.p from ${deltas(6)} d where ${FRESH} and not exists (select 1 from c where c.user_id = d.id)
+    select d.id, d.x, d.p from ${deltas(6)} d where ${FRESH} and d.g is null and not exists (select 1 from c where c.user_id = d.id)
     on conflict (user_id) do update set spend = ${UPSERT_SPEND}, budget_reset_at = ${UPSERT_RESET_AT}, updated_at = now()
     returning t.user_id
   ), cmd as (
-    select ${FIRST_OF} as user_id, ${SECOND_OF} as model, d.x, d.p, d.b, d.s from ${deltas(10)} d where ${FRESH}
+    select ${FIRST_OF} as user_id, ${SECOND_OF} as model, d.x, d.p, d.b, d.s, d.g from ${deltas(10)} d where ${FRESH}
   ), cmu as (
     update customer_model_spend t set spend = ${SPEND()}, budget_reset_at = ${RESET_AT()}
     from cmd d where t.user_id = d.user_id and t.model = d.model
+      and (d.g is null or d.user_id in (select user_id from c) or d.user_id not in (select id from ${deltas(6)} d2))
     returning t.user_id, t.model
   ), cm as (
     insert into customer_model_spend as t (user_id, model, spend, budget_reset_at)
