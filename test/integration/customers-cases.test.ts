@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { type Harness, inProcessGateway } from "../helpers/gateway";
+import { type Harness, MOCK_CONFIG, gatewayFor, inProcessGateway } from "../helpers/gateway";
 import { sharedPostgres } from "../helpers/services";
 import { sharedRedis } from "../helpers/shared-redis";
 
@@ -70,4 +70,26 @@ for (const counters of ["local", "redis"] as const) describe(`a customer deleted
     expect(logs.length).toBe(1);
     expect(logs[0]!.spend).toBeGreaterThan(0);
   });
+});
+
+for (const kind of ["pglite", "postgres"] as const) describe(`a customer's first reset sent to /customer/new (${kind})`, () => {
+  const g = gatewayFor(kind, MOCK_CONFIG);
+  const day = 86_400_000;
+
+  for (const [name, budget] of [["an inline budget", { max_budget: 1e-9, budget_duration: "30d" }], ["a shared budget", { budget_id: "monthly" }]] as const) {
+    test(`with ${name}, is when its spend first resets (it was ignored: the period ran its whole duration)`, async () => {
+      if ("budget_id" in budget) expect((await g.json("/budget/new", { budget_id: "monthly", max_budget: 1e-9, budget_duration: "30d" })).status).toBe(200);
+      const user = `first-reset-${"budget_id" in budget ? "shared" : "inline"}`;
+      const first = new Date(g.h.clock.now() + day);
+      const made = await g.json("/customer/new", { user_id: user, ...budget, budget_reset_at: first.toISOString() });
+      expect(made.status).toBe(200);
+      expect(made.body.budget_reset_at).toBe(first.toISOString());
+      expect((await g.h.chat("sk-1234", { user })).status).toBe(200);
+      expect((await g.h.chat("sk-1234", { user })).status).toBe(400);
+      // A day and an hour on (not thirty days): a new period.
+      g.h.clock.advance(day + 3_600_000);
+      expect((await g.h.chat("sk-1234", { user })).status).toBe(200);
+      expect((await g.json(`/customer/info?end_user_id=${user}`)).body.budget_reset_at).toBe(new Date(first.getTime() + 30 * day).toISOString());
+    });
+  }
 });
