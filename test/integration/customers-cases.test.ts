@@ -1,22 +1,16 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { type Harness, MOCK_CONFIG, gatewayFor, inProcessGateway } from "../helpers/gateway";
+import { type Harness, MOCK_CONFIG, gatewayFor, inProcessGateway, oneModelConfig } from "../helpers/gateway";
 import { sharedPostgres } from "../helpers/services";
 import { sharedRedis } from "../helpers/shared-redis";
+import { until } from "../helpers/until";
+import { startUpstream } from "../helpers/upstream";
 
 // Customers (the `user` of requests) through their whole life, with requests in flight at each admin change.
 
-const CONFIG = `
-model_list:
-  - model_name: slow
-    litellm_params:
-      model: mock/slow
-      mock_response: "one two three"
-      mock_delay_ms: 700
-      input_cost_per_token: 0.001
-      output_cost_per_token: 0.001
-general_settings:
-  master_key: sk-1234
-`;
+// The provider answers after 700 ms: requests are in flight while the admin changes are made.
+const upstream = await startUpstream({ firstByteDelayMs: 700 });
+afterAll(() => upstream.stop());
+const CONFIG = oneModelConfig(upstream.url, 0.001, 0.001);
 
 const redis = sharedRedis();
 
@@ -25,6 +19,14 @@ async function gateways(counters: "local" | "redis"): Promise<Harness[]> {
   if (counters === "local") return [await inProcessGateway(CONFIG)];
   const url = await (await sharedPostgres()).newDatabase();
   return [await redis.instance(CONFIG, url), await redis.instance(CONFIG, url)];
+}
+
+/** A request of `user` sent on `h`, once the provider has it (admitted, its plan made); its answer to come. */
+async function inFlight(h: Harness, user: string): Promise<{ answer: Promise<Response> }> {
+  const sent = upstream.requests.length;
+  const answer = h.chat("sk-1234", { user }, "m");
+  await until("the request reaches the provider", () => upstream.requests.length > sent);
+  return { answer };
 }
 
 for (const counters of ["local", "redis"] as const) describe(`a customer deleted with a request in flight (${counters} counters)`, () => {
@@ -46,24 +48,22 @@ for (const counters of ["local", "redis"] as const) describe(`a customer deleted
   test("made again under the same id, it has all its max_parallel_requests slots", async () => {
     await admin("/budget/new", { budget_id: "one-at-a-time", max_parallel_requests: 1 });
     await admin("/customer/new", { user_id: "again-slots", budget_id: "one-at-a-time" });
-    const before = hs[0]!.chat("sk-1234", { user: "again-slots" }, "slow");
-    await Bun.sleep(150);
+    const before = await inFlight(hs[0]!, "again-slots");
     await admin("/customer/delete", { user_ids: ["again-slots"] });
     await admin("/customer/new", { user_id: "again-slots", budget_id: "one-at-a-time" });
     await Bun.sleep(50);
     // The deleted customer's request still holds its slot; the customer made again has its own.
-    const now = await last().chat("sk-1234", { user: "again-slots" }, "slow");
-    expect((await before).status).toBe(200);
+    const now = await last().chat("sk-1234", { user: "again-slots" }, "m");
+    expect((await before.answer).status).toBe(200);
     expect(now.status).toBe(200);
   });
 
   test("made again under the same id, it starts with no spend: the deleted one's request in flight stays in its log row", async () => {
     await admin("/customer/new", { user_id: "again-spend", max_budget: 100 });
-    const before = hs[0]!.chat("sk-1234", { user: "again-spend" }, "slow");
-    await Bun.sleep(150);
+    const before = await inFlight(hs[0]!, "again-spend");
     await admin("/customer/delete", { user_ids: ["again-spend"] });
     await admin("/customer/new", { user_id: "again-spend", max_budget: 100 });
-    expect((await before).status).toBe(200);
+    expect((await before.answer).status).toBe(200);
     for (const h of hs) await h.flush();
     expect((await admin("/customer/info?end_user_id=again-spend", undefined)).spend).toBe(0);
     const logs = await hs[0]!.db.query("select spend from spend_logs where end_user = 'again-spend'");
