@@ -95,15 +95,17 @@ export function customerRoutes(deps: AdminDeps, prefix: "/customer" | "/end_user
         if (budgetId) await mustExist(tx, "budgets", "budget_id", budgetId, "budget_id");
         else if (inline.length > 0) budgetId = (await insertBudget(tx, `customer:${body.user_id}:${crypto.randomUUID()}`, body, clock.now())).budget_id;
         const duration = await durationOn(tx, budgetId);
+        // A first reset sent is the customer's (its budget's period is the customer's own); else the duration's from now.
+        const resetAt = duration && body.budget_reset_at ? body.budget_reset_at : resetAtFor(duration, clock.now());
         await write(`customer "${body.user_id}"`, () => tx.query(
           "insert into end_users (user_id, alias, budget_id, blocked, metadata, budget_reset_at, spend) values ($1, $2, $3, $4, $5::text::jsonb, $6, $7)",
-          [body.user_id, body.alias ?? null, budgetId, body.blocked ?? false, JSON.stringify(body.metadata ?? {}), resetAtFor(duration, clock.now()), body.spend ?? 0]));
+          [body.user_id, body.alias ?? null, budgetId, body.blocked ?? false, JSON.stringify(body.metadata ?? {}), resetAt, body.spend ?? 0]));
       });
       deps.invalidate({ kind: "customer", id: body.user_id });
       return one(body.user_id);
     }, {
       body: t.Object({ ...budgetBody, ...customerRefusedFields, user_id: Id, alias: opt(t.String({ maxLength: 512 })), budget_id: opt(Id), blocked: opt(t.Boolean()), metadata: opt(t.Record(t.String(), t.Unknown())), spend: opt(Money),
-        // The first reset of an inline budget, as /budget/new takes it.
+        // The customer's first reset (and an inline budget's), as /budget/new takes it.
         ...nextReset }, open),
       detail: { tags: ["customer management"], summary: "Create a customer (the `user` of requests) with a budget_id or an inline budget" },
     })
