@@ -93,3 +93,33 @@ for (const kind of ["pglite", "postgres"] as const) describe(`a customer's first
     });
   }
 });
+
+// Customers without a budget of their own are held to a millionth of a cent: one request uses it up.
+const DEFAULT_CAP = `${MOCK_CONFIG}
+litellm_settings:
+  max_end_user_budget: 0.00000001
+`;
+
+for (const kind of ["pglite", "postgres"] as const) describe(`/customer/update sent fields that change nothing, as an admin screen saves every field (${kind})`, () => {
+  const g = gatewayFor(kind, DEFAULT_CAP);
+
+  test("nulls for a customer on no budget leave it held to max_end_user_budget (it got an empty budget of its own: no cap at all)", async () => {
+    expect((await g.json("/customer/new", { user_id: "saved-nulls" })).status).toBe(200);
+    const saved = await g.json("/customer/update", { user_id: "saved-nulls", alias: "Saved", blocked: false, max_budget: null, budget_duration: null, rpm_limit: null, tpm_limit: null });
+    expect(saved).toMatchObject({ status: 200, body: { alias: "Saved", budget_id: null, litellm_budget_table: null } });
+    expect((await g.h.chat("sk-1234", { user: "saved-nulls" })).status).toBe(200);
+    expect((await g.h.chat("sk-1234", { user: "saved-nulls" })).status).toBe(400);
+  });
+
+  test("a shared budget's own values leave the customer on it: a change to the budget still reaches it", async () => {
+    expect((await g.json("/budget/new", { budget_id: "saved-tier", max_budget: 0.00000001, rpm_limit: 100, budget_duration: "1d" })).status).toBe(200);
+    expect((await g.json("/customer/new", { user_id: "saved-on-tier", budget_id: "saved-tier" })).status).toBe(200);
+    const saved = await g.json("/customer/update", { user_id: "saved-on-tier", blocked: false, max_budget: 0.00000001, rpm_limit: 100, tpm_limit: null, budget_duration: "24h" });
+    expect(saved).toMatchObject({ status: 200, body: { budget_id: "saved-tier" } });
+    expect((await g.h.chat("sk-1234", { user: "saved-on-tier" })).status).toBe(200);
+    expect((await g.h.chat("sk-1234", { user: "saved-on-tier" })).status).toBe(400);
+    // The tier raised: its customers may spend again.
+    expect((await g.json("/budget/update", { budget_id: "saved-tier", max_budget: 100 })).status).toBe(200);
+    expect((await g.h.chat("sk-1234", { user: "saved-on-tier" })).status).toBe(200);
+  });
+});
