@@ -44,6 +44,23 @@ async function restartModelPeriods(tx: Sql, userId: string, before: Record<strin
   return [counterKeys.budgetPrefix(scopes.customerModels(userId))];
 }
 
+/** Whether a budget field sent holds the value the budget already has (`had`; none: null, or {} for model_max_budget). */
+function unchanged(field: string, had: unknown, sent: unknown): boolean {
+  if (field === "budget_duration") return sameDuration(parseDuration(had), parseDuration(sent));
+  if (field === "model_max_budget") return JSON.stringify(had ?? {}) === JSON.stringify(sent ?? {});
+  return (had ?? null) === (sent ?? null);
+}
+
+/**
+ * Drops from `changes` the fields that change nothing on the budget the customer is to be on (nulls for
+ * one on none), as an admin screen sends every field: a customer on a shared budget stays on it, one
+ * on none stays on max_end_user_budget (an empty budget of its own would cap nothing).
+ */
+async function dropUnchanged(tx: Sql, budgetId: string | null, changes: Record<string, unknown>): Promise<void> {
+  const [budget] = budgetId ? await tx.query("select * from budgets where budget_id = $1", [budgetId]) : [];
+  for (const field of Object.keys(changes)) if (unchanged(field, budget?.[field], changes[field])) delete changes[field];
+}
+
 const modelBudgetsOf = async (tx: Sql, budgetId: string | null): Promise<Record<string, any>> =>
   budgetId ? ((await tx.query("select model_max_budget from budgets where budget_id = $1", [budgetId]))[0]?.model_max_budget ?? {}) : {};
 
@@ -121,12 +138,13 @@ export function customerRoutes(deps: AdminDeps, prefix: "/customer" | "/end_user
       await db.transaction(async (tx) => {
         const [current] = await tx.query("select * from end_users where user_id = $1", [body.user_id]);
         found(current, "Customer");
+        // A budget_id of null takes the customer off its budget (back to max_end_user_budget).
+        let budgetId: string | null = "budget_id" in body ? body.budget_id ?? null : current!.budget_id;
+        if (!body.budget_id) await dropUnchanged(tx, budgetId, changes);
         // Another duration starts a new period; the same one sent again (an admin screen sends every field) leaves it running.
         const was = await durationOn(tx, current!.budget_id);
         const newPeriod = "budget_duration" in changes && !sameDuration(parseDuration(was ?? undefined), parseDuration(changes.budget_duration ?? undefined));
         if (newPeriod) changes.budget_reset_at = resetAtFor(changes.budget_duration as string | null, now);
-        // A budget_id of null takes the customer off its budget (back to max_end_user_budget).
-        let budgetId: string | null = "budget_id" in body ? body.budget_id ?? null : current!.budget_id;
         if (body.budget_id) await mustExist(tx, "budgets", "budget_id", body.budget_id, "budget_id");
         else if (Object.keys(changes).length > 0) budgetId = await changeOwnBudget(tx, body.user_id, budgetId, changes, now);
         const duration = await durationOn(tx, budgetId);
