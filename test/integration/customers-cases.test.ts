@@ -22,9 +22,9 @@ async function gateways(counters: "local" | "redis"): Promise<Harness[]> {
 }
 
 /** A request of `user` sent on `h`, once the provider has it (admitted, its plan made); its answer to come. */
-async function inFlight(h: Harness, user: string): Promise<{ answer: Promise<Response> }> {
+async function inFlight(h: Harness, user: string, key = "sk-1234"): Promise<{ answer: Promise<Response> }> {
   const sent = upstream.requests.length;
-  const answer = h.chat("sk-1234", { user }, "m");
+  const answer = h.chat(key, { user }, "m");
   await until("the request reaches the provider", () => upstream.requests.length > sent);
   return { answer };
 }
@@ -69,6 +69,18 @@ for (const counters of ["local", "redis"] as const) describe(`a customer deleted
     const logs = await hs[0]!.db.query("select spend from spend_logs where end_user = 'again-spend'");
     expect(logs.length).toBe(1);
     expect(logs[0]!.spend).toBeGreaterThan(0);
+  });
+
+  test("deleted, it is not made again by an admin change to the key its request in flight came with", async () => {
+    const { key } = await admin("/key/generate", { max_budget: 10 });
+    await admin("/customer/new", { user_id: "gone-for-good" });
+    const before = await inFlight(hs[0]!, "gone-for-good", key);
+    await admin("/customer/delete", { user_ids: ["gone-for-good"] });
+    // The key's spend set: its counter starts again, and the requests in flight are counted on it.
+    await admin("/key/update", { key, spend: 0 });
+    expect((await before.answer).status).toBe(200);
+    for (const h of hs) await h.flush();
+    expect((await hs[0]!.call("/customer/info?end_user_id=gone-for-good")).status).toBe(404);
   });
 });
 
