@@ -81,7 +81,9 @@ export function inFlightChanges({ owners, governance, auth, clock, planFor }: De
           const principal = now === null ? null : await auth.principal(now);
           if (now !== null && !principal) continue; // deleted meanwhile: nothing to count on
           const caller: Caller = ctx.caller.kind === "key" ? { ...ctx.caller, principal: principal! } : ctx.caller;
-          const customer = ctx.customer ? await auth.customer(ctx.customer.user_id) : null;
+          // Read (made, if gone) only when its own counters are wanted: a customer deleted meanwhile stays deleted.
+          const customerWanted = ctx.customer !== null && wanted.includes(counterKeys.budgetPrefix(scopes.customer(ctx.customer.user_id)));
+          const customer = customerWanted ? await auth.customer(ctx.customer!.user_id) : null;
           const plan = planFor({
             caller, customer, model: ctx.model, requested: ctx.requested, estimatedCost: 0, estimatedTokens: 0, now: clock.now(), defaults: ctx.runtime.budgetDefaults(),
           });
