@@ -2,6 +2,7 @@ import type { TSchema } from "@sinclair/typebox";
 import { TypeCompiler } from "@sinclair/typebox/compiler";
 import { Elysia, ValidationError } from "elysia";
 import type { Auth, Caller } from "../auth";
+import { isProxyAdminViewer } from "../auth/principal";
 import { authError, badRequest, shownPath } from "../http/errors";
 import { readBodyText } from "../proxy/body";
 import type { Runtime } from "../proxy/runtime";
@@ -142,7 +143,8 @@ async function admitAdmin(auth: Auth, request: Request): Promise<Caller> {
   const known = admitted.get(request);
   if (known) return known;
   const caller = await auth.authenticate(request.headers);
-  if (caller.kind === "key" && !caller.admin) {
+  // A proxy_admin_viewer reads (every admin GET) and changes nothing, as in LiteLLM.
+  if (caller.kind === "key" && !caller.admin && !(request.method === "GET" && isProxyAdminViewer(caller))) {
     throw authError(`Authentication Error, only admins may call ${shownPath(request.url)}. This key's user role is ${caller.principal.user?.user_role ?? "none"}.`);
   }
   admitted.set(request, caller);

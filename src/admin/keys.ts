@@ -1,5 +1,6 @@
 import { Elysia, t } from "elysia";
 import { generateKey, hashKey, keyName } from "../auth/keys";
+import { isProxyAdminViewer } from "../auth/principal";
 import type { Sql } from "../db";
 import { counterKeys, scopes } from "../governance/keys";
 import { type ReusedToken, deletedRows, windowsOf } from "../spend/reset";
@@ -153,7 +154,7 @@ export function keyRoutes(deps: AdminDeps) {
     if (query.key === "") throw badRequest("key: must not be empty (leave it out for the calling key)", "key");
     const asked = query.key ? tokenOf(query.key) : own;
     if (!asked) throw badRequest("key: required (the key to describe)", "key");
-    if (caller.kind === "key" && !caller.admin && asked !== own) {
+    if (caller.kind === "key" && !caller.admin && !isProxyAdminViewer(caller) && asked !== own) {
       // A user's key reads the user's other keys too, as LiteLLM lets a user; any other key is a 401, whether it exists or not.
       const [mine] = await db.query("select 1 from keys where token = $1 and user_id = $2", [asked, caller.principal.key.user_id]);
       if (!mine) throw authError("Authentication Error, a key may only read its own /key/info and its user's other keys");

@@ -128,6 +128,11 @@ export function isProxyAdmin(principal: Principal): boolean {
   return principal.user?.user_role === "proxy_admin";
 }
 
+/** LiteLLM's read-only admin: views every key, user, team and spend, changes nothing. */
+export function isProxyAdminViewer(caller: Caller): boolean {
+  return caller.kind === "key" && caller.principal.user?.user_role === "proxy_admin_viewer";
+}
+
 /** Adds what this instance charged a key; spend charged in a period that has since ended is not the running period's. */
 export function chargedHere(principal: Principal, cost: number, periodEnd: number | null): void {
   if ((principal.spentHereEnd ?? null) !== periodEnd) {

@@ -88,3 +88,22 @@ test("a team key listing an alias may use it when its team lists the model the a
     await gateway.stop();
   }
 }, 60_000);
+
+/** LiteLLM's proxy_admin_viewer: views every key, user, team and spend; changes nothing. */
+test("a proxy_admin_viewer's key reads every admin GET route and another key's /key/info, and may change nothing", async () => {
+  const gateway = await startBinary({ config: CONFIG() });
+  started.push(gateway);
+  const viewer = (await (await call(gateway, "/user/new", MASTER, { user_id: "auditor", user_role: "proxy_admin_viewer" })).json()) as { key: string };
+  const other = (await (await call(gateway, "/key/generate", MASTER, {})).json()) as { key: string };
+  expect((await call(gateway, "/v1/chat/completions", other.key, { model: "mock", messages: [{ role: "user", content: "hi" }] })).status).toBe(200);
+  for (const path of ["/key/list", "/user/list", "/team/list", "/budget/list", "/global/spend", "/spend/logs", "/user/info", `/key/info?key=${other.key}`]) {
+    expect(`${path} ${(await call(gateway, path, viewer.key)).status}`).toBe(`${path} 200`);
+  }
+  for (const [path, body] of [["/key/generate", {}], ["/key/delete", { keys: [other.key] }], ["/user/update", { user_id: "auditor", user_role: "proxy_admin" }]] as const) {
+    const refused = await call(gateway, path, viewer.key, body);
+    expect(`${path} ${refused.status}`).toBe(`${path} 401`);
+  }
+  // Nothing changed: the other key still answers, the viewer is still a viewer.
+  expect((await call(gateway, "/v1/chat/completions", other.key, { model: "mock", messages: [{ role: "user", content: "hi" }] })).status).toBe(200);
+  expect((await call(gateway, `/key/info?key=${other.key}`, "sk-not-a-key")).status).toBe(401);
+});
