@@ -53,6 +53,28 @@ const FIRST_OF = "split_part(d.id, chr(31), 1)";
 const SECOND_OF = "substr(d.id, strpos(d.id, chr(31)) + 1)";
 
 /**
+ * The spend per model of one kind of owner (keys, customers), three parts of the flush's statement:
+ * `<p>d` its deltas split into owner and model; `<p>u` the rows that exist updated (not those of an owner
+ * made again under its id since: `found` lists the owners the flush's update of them found, and a delta
+ * without its owner's in the batch (`ownerDeltas`) belongs to no made-again row); `<p>` the others
+ * inserted for the owners `owners` admits.
+ */
+const perModel = (p: string, table: string, owner: string, n: number, ownerDeltas: number, found: string, owners: string) => `${p}d as (
+    select ${FIRST_OF} as ${owner}, ${SECOND_OF} as model, d.x, d.p, d.b, d.s, d.g from ${deltas(n)} d where ${FRESH}
+  ), ${p}u as (
+    update ${table} t set spend = ${SPEND()}, budget_reset_at = ${RESET_AT()}
+    from ${p}d d where t.${owner} = d.${owner} and t.model = d.model
+      and (d.g is null or d.${owner} in (${found}) or d.${owner} not in (select id from ${deltas(ownerDeltas)} d2))
+    returning t.${owner}, t.model
+  ), ${p} as (
+    insert into ${table} as t (${owner}, model, spend, budget_reset_at)
+    select d.${owner}, d.model, d.x, d.p from ${p}d d
+    where ${owners}
+      and not exists (select 1 from ${p}u where ${p}u.${owner} = d.${owner} and ${p}u.model = d.model)
+    on conflict (${owner}, model) do update set spend = ${UPSERT_SPEND}, budget_reset_at = ${UPSERT_RESET_AT}
+  )`;
+
+/**
  * Every spend row of a flush in one statement: the batch id is recorded and, only if it was new, each
  * table gets its deltas. With the COPY of the log rows and the transaction around both, a flush is
  * four round trips whatever it carries (it was eleven, a statement per table, each costing a few
@@ -89,32 +111,8 @@ const APPLY = `with fresh as (
     select d.id, d.x, d.p from ${deltas(6)} d where ${FRESH} and d.g is null and not exists (select 1 from c where c.user_id = d.id)
     on conflict (user_id) do update set spend = ${UPSERT_SPEND}, budget_reset_at = ${UPSERT_RESET_AT}, updated_at = now()
     returning t.user_id
-  ), cmd as (
-    select ${FIRST_OF} as user_id, ${SECOND_OF} as model, d.x, d.p, d.b, d.s, d.g from ${deltas(10)} d where ${FRESH}
-  ), cmu as (
-    update customer_model_spend t set spend = ${SPEND()}, budget_reset_at = ${RESET_AT()}
-    from cmd d where t.user_id = d.user_id and t.model = d.model
-      and (d.g is null or d.user_id in (select user_id from c) or d.user_id not in (select id from ${deltas(6)} d2))
-    returning t.user_id, t.model
-  ), cm as (
-    insert into customer_model_spend as t (user_id, model, spend, budget_reset_at)
-    select d.user_id, d.model, d.x, d.p from cmd d
-    where (d.user_id in (select user_id from c) or d.user_id in (select user_id from ci))
-      and not exists (select 1 from cmu where cmu.user_id = d.user_id and cmu.model = d.model)
-    on conflict (user_id, model) do update set spend = ${UPSERT_SPEND}, budget_reset_at = ${UPSERT_RESET_AT}
-  ), kmd as (
-    select ${FIRST_OF} as token, ${SECOND_OF} as model, d.x, d.p, d.b, d.s, d.g from ${deltas(7)} d where ${FRESH}
-  ), kmu as (
-    update key_model_spend t set spend = ${SPEND()}, budget_reset_at = ${RESET_AT()}
-    from kmd d where t.token = d.token and t.model = d.model
-      and (d.g is null or d.token in (select token from k) or d.token not in (select id from ${deltas(2)} d2))
-    returning t.token, t.model
-  ), km as (
-    insert into key_model_spend as t (token, model, spend, budget_reset_at)
-    select d.token, d.model, d.x, d.p from kmd d
-    where d.token in (select token from k) and not exists (select 1 from kmu where kmu.token = d.token and kmu.model = d.model)
-    on conflict (token, model) do update set spend = ${UPSERT_SPEND}, budget_reset_at = ${UPSERT_RESET_AT}
-  ), g as (
+  ), ${perModel("cm", "customer_model_spend", "user_id", 10, 6, "select user_id from c", "(d.user_id in (select user_id from c) or d.user_id in (select user_id from ci))")
+  }, ${perModel("km", "key_model_spend", "token", 7, 2, "select token from k", "d.token in (select token from k)")}, g as (
     update gateway_spend t set spend = ${SPEND()}, budget_reset_at = ${RESET_AT()}
     from ${deltas(8)} d where t.id = 1 and ${FRESH}
   )
