@@ -196,7 +196,7 @@ async function main(): Promise<void> {
   const { db, warm, openBehind, failedBehind, unlock } = opened;
 
   const openedSoFar = () => ({ db: warm ? null : db, redis, unlock });
-  const redis: RedisLink | null = redisUrl ? await connectRedis(redisUrl, log) : null;
+  const redis: RedisLink | null = redisUrl ? await connectRedis(redisUrl, log, Date.now, config.router_settings.redis_namespace) : null;
   await starting.checkpoint(openedSoFar());
   const gateway = await buildGateway({
     // Without Redis, the windows only the last run counted (with it, Redis holds them).

@@ -150,6 +150,8 @@ export const RouterSettings = T.Object({
   redis_port: T.Optional(T.Union([T.Integer({ minimum: 1, maximum: 65535 }), T.String()])),
   redis_password: T.Optional(T.String()),
   redis_url: T.Optional(T.String()),
+  /** Put before every Redis key and channel, so deployments sharing one Redis database count apart. */
+  redis_namespace: T.Optional(T.String({ minLength: 1, maxLength: 200 })),
   num_retries: T.Optional(Count),
   retry_after: T.Optional(Seconds),
   allowed_fails: T.Optional(Count),

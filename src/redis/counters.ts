@@ -4,7 +4,7 @@ import { Successions } from "../governance/succession";
 import type { Logger } from "../log";
 import { chooseSyncs } from "./choose";
 import { ALIVE_ADMITTING_MS, ALIVE_MS, HEARTBEAT_REPLIES, Heartbeat, generationOf } from "./heartbeat";
-import { deleteCounters, reclaimMessage, redisKeys } from "./keys";
+import { type RedisKeys, deleteCounters, reclaimMessage, redisKeys } from "./keys";
 import { type State, type SyncReply, type TickSync, addTickSyncs, alone, applyReply, applyTickReplies, consumed, fitsLease, atLimit, heldByOthers, lostData,
   pushTotal, pushedUpTo, replyAt, roomWanted, newState, refused, serialized, spareWanted, startPush, syncArgs, tickSync, unpushed } from "./lease";
 import { Sweep } from "./sweep";
@@ -33,6 +33,7 @@ export interface SharedCountersOptions {
   leaseTtlMs?: number;
   /** How old settled amounts get before a push of their own (see `pushDue`). */
   pushAfterMs?: number;
+  keys?: RedisKeys; // under `router_settings.redis_namespace`
 }
 
 export class SharedCounters implements Counters {
@@ -59,17 +60,16 @@ export class SharedCounters implements Counters {
   /** Counters synced: a tick's round trip syncs many. */
   counterSyncs = 0;
   lastSyncMs = 0;
-
   private readonly tickMs: number;
 
   constructor(private readonly options: SharedCountersOptions) {
     this.tickMs = options.tickMs ?? 10;
     this.redis = options.redis;
-    this.heartbeat = new Heartbeat(options.instanceId, options.leaseTtlMs ?? 3000);
+    this.heartbeat = new Heartbeat(options.instanceId, options.leaseTtlMs ?? 3000, options.keys ?? redisKeys);
     this.sweep = new Sweep(this.states);
     // Any number of counters per call: the first argument is how many keys follow.
     this.redis.defineCommand("litegateSync", { lua: SYNC_SCRIPT });
-    this.redis.set(redisKeys.alive(options.instanceId), "1", "PX", options.leaseTtlMs ?? 3000).catch(() => {});
+    this.redis.set(this.heartbeat.keys.alive(options.instanceId), "1", "PX", options.leaseTtlMs ?? 3000).catch(() => {});
     this.timer = setInterval(() => void this.tick(), this.tickMs);
   }
 
@@ -176,11 +176,11 @@ export class SharedCounters implements Counters {
     if (now - s.askedAt < RETRY_AFTER_MS[0]!) return;
     s.askedAt = now;
     this.roundTrips++;
-    this.redis.publish(redisKeys.reclaim, reclaimMessage.of(this.options.instanceId, s.check.key)).catch(() => {});
+    this.redis.publish(this.heartbeat.keys.reclaim, reclaimMessage.of(this.options.instanceId, s.check.key)).catch(() => {});
   }
 
   /**
-   * Another instance was refused for room this one holds (a message on `redisKeys.reclaim`): what this
+   * Another instance was refused for room this one holds (a message on `keys.reclaim`): what this
    * one holds beyond its use goes back at the next tick, and it holds no spare room until it admits again.
    */
   reclaimed(message: string): void {
@@ -216,7 +216,7 @@ export class SharedCounters implements Counters {
     this.roundTrips++;
     this.counterSyncs++;
     try {
-      const { replies, answer } = await this.heartbeat.syncOne(this.redis, 1, redisKeys.counter(s.check.key), this.options.instanceId, ...args);
+      const { replies, answer } = await this.heartbeat.syncOne(this.redis, 1, this.heartbeat.keys.counter(s.check.key), this.options.instanceId, this.heartbeat.keys.alivePrefix, ...args);
       this.checkEpoch(replies);
       const reply = replyAt(answer, 0);
       pushedUpTo(s, total);
@@ -275,7 +275,7 @@ export class SharedCounters implements Counters {
       const pipeline = this.redis.pipeline();
       this.heartbeat.add(pipeline);
       sent = chosen.map((s) => ({ s, ...tickSync(s, now) }));
-      addTickSyncs(pipeline, sent, this.options.instanceId);
+      addTickSyncs(pipeline, sent, this.options.instanceId, this.heartbeat.keys);
       this.roundTrips++;
       this.counterSyncs += sent.length;
       const done = pipeline.exec();
@@ -378,7 +378,7 @@ export class SharedCounters implements Counters {
 
   forget(prefix: string, renamedTo?: string, ended = false): void {
     this.drop(prefix, renamedTo, ended);
-    deleteCounters(this.redis, prefix);
+    deleteCounters(this.redis, prefix, this.heartbeat.keys);
   }
 
   get size(): number {

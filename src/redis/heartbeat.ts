@@ -1,5 +1,5 @@
 import type Redis from "ioredis";
-import { redisKeys } from "./keys";
+import { type RedisKeys, redisKeys } from "./keys";
 
 type Pipeline = ReturnType<Redis["pipeline"]>;
 
@@ -22,13 +22,14 @@ export class Heartbeat {
   constructor(
     private readonly instanceId: string,
     private readonly ttlMs: number,
+    readonly keys: RedisKeys = redisKeys,
   ) {}
 
   add(pipeline: Pipeline): void {
-    pipeline.set(redisKeys.alive(this.instanceId), "1", "PX", this.ttlMs);
+    pipeline.set(this.keys.alive(this.instanceId), "1", "PX", this.ttlMs);
     // A new value every time: one this instance set before cannot be mistaken for the data surviving.
-    pipeline.set(redisKeys.epoch, crypto.randomUUID(), "NX");
-    pipeline.get(redisKeys.epoch);
+    pipeline.set(this.keys.epoch, crypto.randomUUID(), "NX");
+    pipeline.get(this.keys.epoch);
   }
 
   /** The heartbeat alone: the pipeline's replies. A command that failed (timed out: Redis hangs) fails it. */

@@ -2,10 +2,10 @@ import Redis, { type RedisOptions } from "ioredis";
 import type { Invalidation } from "../auth";
 import type { Logger } from "../log";
 import { SharedCounters } from "./counters";
-import { redisKeys } from "./keys";
+import { redisKeysFor } from "./keys";
 
 export { SharedCounters } from "./counters";
-export { redisKeys } from "./keys";
+export { redisKeys, redisKeysFor } from "./keys";
 
 export interface RedisLink {
   counters: SharedCounters;
@@ -45,7 +45,9 @@ export function redisOptionsOf(value: string): RedisOptions {
   return options;
 }
 
-export async function connectRedis(url: string, log: Logger, now: () => number = Date.now): Promise<RedisLink> {
+/** Connects to Redis; every key and channel is under `namespace` when one is given (`router_settings.redis_namespace`). */
+export async function connectRedis(url: string, log: Logger, now: () => number = Date.now, namespace?: string): Promise<RedisLink> {
+  const redisKeys = redisKeysFor(namespace);
   const options = {
     ...redisOptionsOf(url),
     lazyConnect: true,
@@ -63,7 +65,7 @@ export async function connectRedis(url: string, log: Logger, now: () => number =
   await subscriber.connect().catch(() => {});
 
   const instanceId = crypto.randomUUID();
-  const counters = new SharedCounters({ redis: client, instanceId, log, now });
+  const counters = new SharedCounters({ redis: client, instanceId, log, now, keys: redisKeys });
   subscriber.subscribe(redisKeys.reclaim).catch(() => {});
   subscriber.on("message", (channel, text) => channel === redisKeys.reclaim && counters.reclaimed(text));
   let published = 0;

@@ -1,19 +1,34 @@
 import type Redis from "ioredis";
 
-/** Every Redis key and channel litegate uses, in one place. */
-export const redisKeys = {
-  /** A counter's shared state: settled value `v`, and per instance its lease `l:<id>` and heartbeat `h:<id>`. */
-  counter: (key: string) => `lg:c:${key}`,
-  counterPattern: (prefix: string) => `lg:c:${prefix.replace(/[*?[\]\\]/g, "\\$&")}*`,
-  /** Exists while an instance is alive; its leases are dropped once it is gone. */
-  alive: (instanceId: string) => `lg:alive:${instanceId}`,
-  /** Set once by whichever instance finds it missing: a new value means Redis lost its data (restarted, emptied). */
-  epoch: "lg:epoch",
-  /** Admin writes tell every instance what to forget. */
-  invalidations: "lg:invalidate",
-  /** An instance was refused for room others hold on a counter: they give back what they do not use. */
-  reclaim: "lg:reclaim",
-};
+const glob = (text: string) => text.replace(/[*?[\]\\]/g, "\\$&");
+
+/**
+ * Every Redis key and channel litegate uses, in one place, under `router_settings.redis_namespace`
+ * when one is set (`<namespace>:lg:…`): deployments sharing a Redis database each count their own.
+ */
+export function redisKeysFor(namespace?: string) {
+  const root = namespace ? `${namespace}:lg:` : "lg:";
+  return {
+    /** A counter's shared state: settled value `v`, and per instance its lease `l:<id>` and heartbeat `h:<id>`. */
+    counter: (key: string) => `${root}c:${key}`,
+    counterPattern: (prefix: string) => `${glob(root)}c:${glob(prefix)}*`,
+    /** Exists while an instance is alive; its leases are dropped once it is gone. */
+    alive: (instanceId: string) => `${root}alive:${instanceId}`,
+    /** What `alive` puts before the instance, for the sync script. */
+    alivePrefix: `${root}alive:`,
+    /** Set once by whichever instance finds it missing: a new value means Redis lost its data (restarted, emptied). */
+    epoch: `${root}epoch`,
+    /** Admin writes tell every instance what to forget. */
+    invalidations: `${root}invalidate`,
+    /** An instance was refused for room others hold on a counter: they give back what they do not use. */
+    reclaim: `${root}reclaim`,
+  };
+}
+
+export type RedisKeys = ReturnType<typeof redisKeysFor>;
+
+/** The keys without a namespace. */
+export const redisKeys = redisKeysFor();
 
 /** What goes on `redisKeys.reclaim`: who was refused, for which counter. */
 export const reclaimMessage = {
@@ -29,8 +44,8 @@ export const reclaimMessage = {
 };
 
 /** Deletes every counter whose key starts with `prefix`, in the background (a scan, never KEYS). */
-export function deleteCounters(redis: Redis, prefix: string): void {
-  const stream = redis.scanStream({ match: redisKeys.counterPattern(prefix), count: 500 });
+export function deleteCounters(redis: Redis, prefix: string, keys: RedisKeys = redisKeys): void {
+  const stream = redis.scanStream({ match: keys.counterPattern(prefix), count: 500 });
   stream.on("data", (keys: string[]) => void (keys.length > 0 && redis.del(...keys).catch(() => {})));
   stream.on("error", () => {});
 }

@@ -1,5 +1,5 @@
 import type { CounterCheck } from "../governance/counters";
-import { redisKeys } from "./keys";
+import type { RedisKeys } from "./keys";
 
 /**
  * One shared counter as an instance sees it, and the arithmetic of its lease: how much room it holds,
@@ -317,11 +317,11 @@ export function carryTraffic(next: State, current: State): State {
 export type TickSync = { s: State } & ReturnType<typeof tickSync>;
 
 /** A tick's syncs, added to its pipeline: many counters per script call, in slices short enough not to hold Redis up for the other instances. */
-export function addTickSyncs(pipeline: object, sent: readonly TickSync[], instanceId: string): void {
+export function addTickSyncs(pipeline: object, sent: readonly TickSync[], instanceId: string, redisKeys: RedisKeys): void {
   for (let from = 0; from < sent.length; from += SYNC_SLICE) {
     const slice = sent.slice(from, from + SYNC_SLICE);
     const keys = slice.map(({ s }) => redisKeys.counter(s.check.key));
-    (pipeline as any).litegateSync(slice.length, ...keys, instanceId, ...slice.flatMap(({ args }) => args));
+    (pipeline as any).litegateSync(slice.length, ...keys, instanceId, redisKeys.alivePrefix, ...slice.flatMap(({ args }) => args));
   }
 }
 

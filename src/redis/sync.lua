@@ -1,8 +1,8 @@
 -- Counters, each atomically: push this instance's settled amount, drop leases of dead instances,
 -- decide an admission if asked, and grant more room within the limit. One call carries many
 -- counters (a tick's worth), so a busy instance pays one command for all of them.
--- KEYS[i] counter hash i; an instance is alive while its key lg:alive:<id> exists (refreshed every tick)
--- ARGV: 1 instance, then FIELDS values per counter, in KEYS order:
+-- KEYS[i] counter hash i; an instance is alive while its key <alive prefix><id> exists (refreshed every tick)
+-- ARGV: 1 instance, 2 alive prefix (lg:alive:, under the namespace if any), then FIELDS values per counter, in KEYS order:
 --       initial value, limit, pushed (the running total of this instance's settled amounts, see below),
 --       lease held, consumed (in flight + settled not pushed),
 --       need (this admission's reservation), request (extra room wanted), key ttl ms,
@@ -12,11 +12,12 @@
 -- Returns 5 values per counter: admitted, lease, shared value, others' leases, live peers.
 local FIELDS = 13
 local me = ARGV[1]
+local alivePrefix = ARGV[2]
 local alive = {}
 local out = {}
 for k = 1, #KEYS do
   local h = KEYS[k]
-  local a = 1 + (k - 1) * FIELDS
+  local a = 2 + (k - 1) * FIELDS
   -- f: the floor the value was made from. After a loss each instance brings the value it last saw, a
   -- floor of what was pushed before; the value is the highest floor plus what was pushed since.
   if redis.call('HEXISTS', h, 'v') == 0 then
@@ -55,7 +56,7 @@ for k = 1, #KEYS do
     if kind == 'l:' or kind == 'p:' then
       local who = string.sub(f, 3)
       if who ~= me then
-        if alive[who] == nil then alive[who] = redis.call('EXISTS', 'lg:alive:' .. who) == 1 end
+        if alive[who] == nil then alive[who] = redis.call('EXISTS', alivePrefix .. who) == 1 end
         if not alive[who] then
           redis.call('HDEL', h, f)
         elseif kind == 'l:' then
