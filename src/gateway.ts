@@ -114,7 +114,6 @@ const REDIS_SETTINGS: ReadonlyArray<[string, (c: Config) => unknown]> = [
   ["router_settings.redis_host", (c) => c.router_settings.redis_host],
   ["router_settings.redis_port", (c) => c.router_settings.redis_port],
   ["router_settings.redis_password", (c) => c.router_settings.redis_password],
-  ["router_settings.redis_namespace", (c) => c.router_settings.redis_namespace],
   ["litellm_settings.cache", (c) => c.litellm_settings.cache],
   ["litellm_settings.cache_params", (c) => c.litellm_settings.cache_params],
 ];
@@ -129,9 +128,12 @@ function restartOnly(running: Config, next: Config, env: Env): string[] {
   const warnings = RESTART_ONLY.filter(changed)
     .map((name) => `general_settings.${name} changed: it takes effect at the next restart, the running value is kept`);
   // The Redis in use, however it is named: cache_params turning it on is as much a change as redis_url.
-  if (redisUrlOf(running, env) !== redisUrlOf(next, env) || running.router_settings.redis_namespace !== next.router_settings.redis_namespace) {
+  if (redisUrlOf(running, env) !== redisUrlOf(next, env)) {
     const named = REDIS_SETTINGS.filter(([, read]) => !same(read(running), read(next))).map(([path]) => path);
     warnings.push(`${named.join(", ") || "the Redis settings"} changed: the Redis it names takes effect at the next restart, the running one is kept`);
+  }
+  if (running.router_settings.redis_namespace !== next.router_settings.redis_namespace) {
+    warnings.push("router_settings.redis_namespace changed: it takes effect at the next restart, the running value is kept");
   }
   return warnings;
 }

@@ -43,6 +43,13 @@ test("Redis turned on by litellm_settings.cache_params at a reload is named: it 
   expect((await reload()).body.warnings).toEqual([]);
 });
 
+test("router_settings.redis_namespace changed at a reload is named: it takes effect at the next restart", async () => {
+  file = `${CONFIG}router_settings:\n  redis_namespace: staging\n`;
+  expect((await reload()).body.warnings).toEqual(["router_settings.redis_namespace changed: it takes effect at the next restart, the running value is kept"]);
+  file = CONFIG;
+  expect((await reload()).body.warnings).toEqual([]);
+});
+
 test("database_url written in the file for the DATABASE_URL already in use is no change", async () => {
   const url = "postgres://litegate@db.internal:5432/litegate";
   let text = CONFIG;
