@@ -138,13 +138,17 @@ type Limits = { runtime: () => Pick<Runtime, "maxBodyBytes" | "config"> };
 
 const admitted = new WeakMap<Request, Caller>();
 
+/** LiteLLM's admin routes that read with a POST body. */
+const READ_POSTS = new Set(["/budget/info"]);
+const isRead = (request: Request) => request.method === "GET" || (request.method === "POST" && READ_POSTS.has(new URL(request.url).pathname));
+
 /** The master key or a proxy_admin user's key; anyone else gets 401. */
 async function admitAdmin(auth: Auth, request: Request): Promise<Caller> {
   const known = admitted.get(request);
   if (known) return known;
   const caller = await auth.authenticate(request.headers);
-  // A proxy_admin_viewer reads (every admin GET) and changes nothing, as in LiteLLM.
-  if (caller.kind === "key" && !caller.admin && !(request.method === "GET" && isProxyAdminViewer(caller))) {
+  // A proxy_admin_viewer reads (every admin GET, and the reads LiteLLM serves as POSTs) and changes nothing, as in LiteLLM.
+  if (caller.kind === "key" && !caller.admin && !(isRead(request) && isProxyAdminViewer(caller))) {
     throw authError(`Authentication Error, only admins may call ${shownPath(request.url)}. This key's user role is ${caller.principal.user?.user_role ?? "none"}.`);
   }
   admitted.set(request, caller);

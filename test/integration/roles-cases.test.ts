@@ -99,7 +99,12 @@ test("a proxy_admin_viewer's key reads every admin GET route and another key's /
   for (const path of ["/key/list", "/user/list", "/team/list", "/budget/list", "/global/spend", "/spend/logs", "/user/info", `/key/info?key=${other.key}`]) {
     expect(`${path} ${(await call(gateway, path, viewer.key)).status}`).toBe(`${path} 200`);
   }
-  for (const [path, body] of [["/key/generate", {}], ["/key/delete", { keys: [other.key] }], ["/user/update", { user_id: "auditor", user_role: "proxy_admin" }]] as const) {
+  // LiteLLM's reads that take a POST body.
+  expect((await call(gateway, "/budget/new", MASTER, { budget_id: "tier", max_budget: 5 })).status).toBe(200);
+  const budgets = await call(gateway, "/budget/info", viewer.key, { budgets: ["tier"] });
+  expect(budgets.status).toBe(200);
+  expect(JSON.stringify(await budgets.json())).toContain('"max_budget":5');
+  for (const [path, body] of [["/key/generate", {}], ["/key/delete", { keys: [other.key] }], ["/user/update", { user_id: "auditor", user_role: "proxy_admin" }], ["/budget/update", { budget_id: "tier", max_budget: 50 }]] as const) {
     const refused = await call(gateway, path, viewer.key, body);
     expect(`${path} ${refused.status}`).toBe(`${path} 401`);
   }
