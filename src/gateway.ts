@@ -12,7 +12,7 @@ import { type Logger, createLogger } from "./log";
 import { createMetrics, type Metrics } from "./metrics";
 import { createPricing } from "./pricing";
 import { createProviders } from "./providers";
-import { DeploymentSlots, type GatewayState, type ProviderCalls, type RequestRecord, type Runtime, createInference, createRuntime, inferenceServerRoutes } from "./proxy";
+import { DeploymentSlots, type DeploymentUsage, type GatewayState, type ProviderCalls, type RequestRecord, type Runtime, createInference, createRuntime, inferenceServerRoutes } from "./proxy";
 import { createSpendWriter, type SpendWriter } from "./spend";
 import { carryOver, dropSpend, handOver, restartBudgets } from "./spend/reset";
 import { SAVED_WINDOWS_PER_KIND, type SavedWindow } from "./rate-windows";
@@ -29,6 +29,8 @@ export interface GatewayOptions {
   log?: Logger;
   /** Shared counters (Redis); local exact counters when absent. */
   counters?: Counters;
+  /** Deployments' requests and tokens counted by every instance (Redis); this instance's alone when absent. */
+  deploymentUsage?: DeploymentUsage;
   /** Publishes invalidations to other instances (Redis pub/sub). */
   broadcast?: (message: Invalidation) => void;
   redisStatus?: () => string;
@@ -85,7 +87,7 @@ async function warnMissingEndUserBudget(db: Database, config: Config, log: Logge
   if (!row) log.warn(`config: litellm_settings.max_end_user_budget_id: budget "${id}" does not exist; customers without a budget of their own run without it until it is made (POST /budget/new)`);
 }
 
-function buildRuntime(config: Config, state: GatewayState, log: Logger, clock: Clock, calls: ProviderCalls, slots: DeploymentSlots): Runtime {
+function buildRuntime(config: Config, state: GatewayState, log: Logger, clock: Clock, calls: ProviderCalls, slots: DeploymentSlots, usage?: DeploymentUsage): Runtime {
   const deployments = deploymentsOf(config);
   const pricing = createPricing(deployments, (d) => log.warn("model served by a wildcard entry has no price: its requests cost 0",
     { model: d.modelName, deployment: d.id, upstream: `${d.provider}/${d.upstreamModel}`, reject: config.general_settings.reject_unpriced_models }));
@@ -97,7 +99,7 @@ function buildRuntime(config: Config, state: GatewayState, log: Logger, clock: C
     if (missing) log.warn(`model has no ${missing} and the price table does not know it: that side costs 0`, { model: d.modelName, deployment: d.id });
   }
   const providers = createProviders();
-  const runtime = createRuntime(config, deployments, pricing, (d) => providers.forDeployment(d), state, () => clock.now(), calls, slots);
+  const runtime = createRuntime(config, deployments, pricing, (d) => providers.forDeployment(d), state, () => clock.now(), calls, slots, usage);
   // Requests waiting for a deployment's slot go by the caps this config sets (none: they go at once).
   slots.recap((id) => runtime.router.capById(id));
   return runtime;
@@ -184,7 +186,7 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
   };
   // Requests in flight per deployment (`max_parallel_requests`): one set, whatever config is loaded.
   const slots = new DeploymentSlots();
-  let runtime = buildRuntime(config, gatewayState, log, clock, calls, slots);
+  let runtime = buildRuntime(config, gatewayState, log, clock, calls, slots, options.deploymentUsage);
   // Idle budget counters are kept while spend cannot be written.
   const local = options.counters ? null : new LocalCounters(() => clock.now(), undefined, spend.failing);
   if (local && options.rateWindows) local.seed(options.rateWindows);
@@ -262,7 +264,7 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
         await spend.flush();
         auth.invalidate({ kind: "all" });
       }
-      runtime = buildRuntime(next.config, gatewayState, log, clock, calls, slots);
+      runtime = buildRuntime(next.config, gatewayState, log, clock, calls, slots, options.deploymentUsage);
       for (const warning of warnings) log.warn(`config: ${warning}`);
       if (before.max_end_user_budget_id !== after.max_end_user_budget_id) void warnMissingEndUserBudget(db, next.config, log).catch(() => {});
       log.info("config reloaded", { models: next.config.model_list.length });
@@ -338,7 +340,7 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
       void inference.takeUp(message.restart ?? [], message.regenerated);
     },
     reload(next) {
-      runtime = buildRuntime(next, gatewayState, log, clock, calls, slots);
+      runtime = buildRuntime(next, gatewayState, log, clock, calls, slots, options.deploymentUsage);
     },
     reloadFromSource,
     /** Returns the number of requests whose spend could be neither written nor saved. */

@@ -203,6 +203,7 @@ async function main(): Promise<void> {
     rateWindows: redis ? undefined : readRateWindows(g.data_dir, (message) => log.warn(message)),
     config, db, log,
     counters: redis?.counters,
+    deploymentUsage: redis?.deploymentUsage,
     broadcast: redis ? (message) => redis.publish(message) : undefined,
     redisStatus: redis ? () => redis.status() : undefined,
     redisStats: redis ? { syncMs: () => redis.counters.lastSyncMs, failures: () => redis.counters.failures, commands: () => redis.commands(), counterSyncs: () => redis.counters.counterSyncs } : undefined,

@@ -12,6 +12,14 @@ export interface RouterSettings {
   defaultMaxParallel?: number;
 }
 
+/** What other instances sent to each deployment in the running minute (see redis/deployment-usage.ts): its caps count them too. */
+export interface DeploymentUsage {
+  /** Requests sent and tokens answered here at a capped deployment. */
+  add(id: string, requests: number, tokens: number): void;
+  /** What the other instances counted at the deployment this minute, as last heard. */
+  others(id: string): { readonly requests: number; readonly tokens: number };
+}
+
 interface Health {
   failures: number[];
   cooledUntil: number;
@@ -47,6 +55,9 @@ const positive = (value: unknown): number | undefined => {
   return value !== undefined && value !== null && Number.isFinite(n) && n > 0 ? n : undefined;
 };
 
+/** Whether a deployment sets an `rpm` or `tpm` cap. */
+const capped = (d: Deployment) => positive(d.params.rpm) !== undefined || positive(d.params.tpm) !== undefined;
+
 /** The pick weights of a group's deployments (see `ModelRouter.pick`). */
 function weightsOf(deployments: readonly Deployment[]): number[] {
   for (const field of ["weight", "rpm", "tpm"] as const) {
@@ -67,7 +78,7 @@ const MATCHED_NAMES = 10_000;
 /**
  * Model name → its deployments. Several `model_list` entries with one name share the traffic by
  * weight; deployments that keep failing are cooled down, and per-deployment rpm/tpm caps are kept
- * (per instance) when choosing.
+ * when choosing (summed over the instances sharing Redis, when they do).
  */
 export class ModelRouter {
   private readonly byName = new Map<string, Deployment[]>();
@@ -97,6 +108,8 @@ export class ModelRouter {
     private readonly now: () => number = Date.now,
     /** Requests in flight per deployment: the gateway's one set outlives a reload's router. */
     private readonly slots = new DeploymentSlots(),
+    /** With Redis: the other instances' counts at capped deployments (the gateway's one, as slots). */
+    private readonly usage?: DeploymentUsage,
   ) {
     for (const deployment of deployments) {
       this.byId.set(deployment.id, deployment);
@@ -182,8 +195,13 @@ export class ModelRouter {
     if (h.cooledUntil > this.now()) return false;
     const rpm = Number(d.params.rpm);
     const tpm = Number(d.params.tpm);
-    if (Number.isFinite(rpm) && rpm > 0 && h.requests >= rpm) return false;
-    if (Number.isFinite(tpm) && tpm > 0 && h.tokens >= tpm) return false;
+    const rpmCap = Number.isFinite(rpm) && rpm > 0;
+    const tpmCap = Number.isFinite(tpm) && tpm > 0;
+    if (rpmCap || tpmCap) {
+      const others = this.usage?.others(d.id);
+      if (rpmCap && h.requests + (others?.requests ?? 0) >= rpm) return false;
+      if (tpmCap && h.tokens + (others?.tokens ?? 0) >= tpm) return false;
+    }
     return this.hasSlot(d);
   }
 
@@ -207,7 +225,7 @@ export class ModelRouter {
   /**
    * A deployment chosen at random among those not tried yet (and `eligible`), not cooled down and under
    * their caps; when all are unavailable, an untried one with a free slot, else any untried one (the rpm
-   * and tpm caps are per instance and soft; a request at a deployment with no free slot waits for one,
+   * and tpm caps are soft; a request at a deployment with no free slot waits for one,
    * see `take`). Weighted
    * as LiteLLM's simple shuffle: by `weight` when an entry of the group sets one, else by `rpm`, else by
    * `tpm` (an entry without the cap weighs as the group's largest), else evenly.
@@ -260,11 +278,13 @@ export class ModelRouter {
   /** A request sent to the deployment: counted against its rpm cap from now, so that requests in flight count. */
   sent(d: Deployment): void {
     this.state(d.id).requests++;
+    if (this.usage && capped(d)) this.usage.add(d.id, 1, 0);
   }
 
   /** A request's tokens, once known, counted against the deployment's tpm cap. */
   used(d: Deployment, tokens: number): void {
     this.state(d.id).tokens += tokens;
+    if (this.usage && capped(d)) this.usage.add(d.id, 0, tokens);
   }
 
   /** A failure (connection, 429, 5xx): too many within a minute cool the deployment down. */

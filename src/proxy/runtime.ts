@@ -3,7 +3,7 @@ import type { BudgetDefaults } from "../governance";
 import { matchesPattern } from "../governance/access";
 import type { Pricing } from "../pricing";
 import type { Deployment, Provider, Route } from "../providers/types";
-import { ModelRouter } from "./router";
+import { type DeploymentUsage, ModelRouter } from "./router";
 import { DeploymentSlots } from "./slots";
 
 /** Everything a request reads from config.yaml, swapped as one object when the config is reloaded. */
@@ -85,13 +85,14 @@ export function createRuntime(
   now: () => number = Date.now,
   calls: ProviderCalls = NO_CALLS,
   slots: DeploymentSlots = new DeploymentSlots(),
+  usage?: DeploymentUsage,
 ): Runtime {
   const g = config.general_settings;
   const l = config.litellm_settings;
   const r = config.router_settings;
   const router = new ModelRouter(deployments, {
     allowedFails: r.allowed_fails ?? 3, cooldownSeconds: r.cooldown_time, defaultMaxParallel: r.default_max_parallel_requests ?? undefined,
-  }, now, slots);
+  }, now, slots, usage);
   const aliases = new Map(Object.entries(r.model_group_alias ?? {}).map(([alias, target]) => [alias, typeof target === "string" ? { model: target, hidden: false } : { model: target.model, hidden: target.hidden === true }]));
   // Fallbacks go from and to model groups: an alias named in them stands for the group it names.
   const groupOf = (name: string) => aliases.get(name)?.model ?? name;

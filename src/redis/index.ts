@@ -2,6 +2,7 @@ import Redis, { type RedisOptions } from "ioredis";
 import type { Invalidation } from "../auth";
 import type { Logger } from "../log";
 import { SharedCounters } from "./counters";
+import { SharedDeploymentUsage } from "./deployment-usage";
 import { redisKeysFor } from "./keys";
 
 export { SharedCounters } from "./counters";
@@ -9,6 +10,7 @@ export { redisKeys, redisKeysFor } from "./keys";
 
 export interface RedisLink {
   counters: SharedCounters;
+  deploymentUsage: SharedDeploymentUsage;
   publish(message: Invalidation): void;
   subscribe(handler: (message: Invalidation) => void): void;
   /** "connected", or "degraded" while Redis is unreachable. */
@@ -66,6 +68,7 @@ export async function connectRedis(url: string, log: Logger, now: () => number =
 
   const instanceId = crypto.randomUUID();
   const counters = new SharedCounters({ redis: client, instanceId, log, now, keys: redisKeys });
+  const deploymentUsage = new SharedDeploymentUsage(client, redisKeys, now);
   subscriber.subscribe(redisKeys.reclaim).catch(() => {});
   subscriber.on("message", (channel, text) => channel === redisKeys.reclaim && counters.reclaimed(text));
   let published = 0;
@@ -86,6 +89,7 @@ export async function connectRedis(url: string, log: Logger, now: () => number =
 
   return {
     counters,
+    deploymentUsage,
     publish: send,
     subscribe(handler) {
       subscriber.subscribe(redisKeys.invalidations).catch(() => {});
@@ -102,8 +106,9 @@ export async function connectRedis(url: string, log: Logger, now: () => number =
       });
     },
     status: () => (counters.isDegraded || client.status !== "ready" ? "degraded" : "connected"),
-    commands: () => counters.roundTrips + published,
+    commands: () => counters.roundTrips + deploymentUsage.roundTrips + published,
     async close() {
+      deploymentUsage.close();
       await counters.close();
       subscriber.disconnect();
       await client.quit().catch(() => client.disconnect());

@@ -16,6 +16,8 @@ export function redisKeysFor(namespace?: string) {
     alive: (instanceId: string) => `${root}alive:${instanceId}`,
     /** What `alive` puts before the instance, for the sync script. */
     alivePrefix: `${root}alive:`,
+    /** A deployment's requests `r` and tokens `t` in one minute (minutes since the epoch), summed over instances. */
+    deployment: (id: string, minute: number) => `${root}d:${minute}:${id}`,
     /** Set once by whichever instance finds it missing: a new value means Redis lost its data (restarted, emptied). */
     epoch: `${root}epoch`,
     /** Admin writes tell every instance what to forget. */

@@ -1,0 +1,125 @@
+import type Redis from "ioredis";
+import type { DeploymentUsage } from "../proxy/router";
+import type { RedisKeys } from "./keys";
+
+/** How often this instance's counts go to Redis and the others' come back: a deployment's caps are soft, seen this late. */
+const TICK_MS = 100;
+/** A minute's counts stay in Redis past their minute for instances whose clocks lag a little. */
+const KEEP_MS = 120_000;
+
+interface Count {
+  requests: number;
+  tokens: number;
+}
+
+/** One deployment's running minute, as this instance knows it. */
+interface Minute {
+  minute: number;
+  /** Counted here, not sent to Redis yet. */
+  pending: Count;
+  /** Counted here and in Redis's total. */
+  pushed: Count;
+  /** The other instances' counts as of the last reply (Redis's total less this instance's). */
+  others: Count;
+  /** Last time the router asked about it or counted at it: read while either is recent. */
+  usedAt: number;
+}
+
+const NONE: Count = Object.freeze({ requests: 0, tokens: 0 }) as Count;
+
+/**
+ * Requests and tokens of the running minute per capped deployment, summed over every instance on one
+ * Redis, so that a deployment's `rpm`/`tpm` caps hold for the deployment rather than per instance (as
+ * LiteLLM's router counts them in Redis). The request path only touches memory: a timer sends what
+ * this instance counted and reads the totals, one pipeline per tick, only while capped deployments are in use.
+ */
+export class SharedDeploymentUsage implements DeploymentUsage {
+  private readonly minutes = new Map<string, Minute>();
+  private readonly timer: Timer;
+  private busy = false;
+  /** Round trips to Redis, for the benchmarks' count. */
+  roundTrips = 0;
+
+  constructor(
+    private readonly redis: Redis,
+    private readonly keys: RedisKeys,
+    private readonly now: () => number = Date.now,
+  ) {
+    this.timer = setInterval(() => void this.tick(), TICK_MS);
+    this.timer.unref?.();
+  }
+
+  private current(id: string): Minute {
+    const now = this.now();
+    const minute = Math.floor(now / 60_000);
+    let m = this.minutes.get(id);
+    if (!m || m.minute !== minute) {
+      m = { minute, pending: { requests: 0, tokens: 0 }, pushed: { requests: 0, tokens: 0 }, others: { requests: 0, tokens: 0 }, usedAt: now };
+      this.minutes.set(id, m);
+    }
+    m.usedAt = now;
+    return m;
+  }
+
+  add(id: string, requests: number, tokens: number): void {
+    const m = this.current(id);
+    m.pending.requests += requests;
+    m.pending.tokens += tokens;
+  }
+
+  others(id: string): Count {
+    const m = this.current(id);
+    return m.others;
+  }
+
+  private async tick(): Promise<void> {
+    if (this.busy) return;
+    const now = this.now();
+    const minute = Math.floor(now / 60_000);
+    const sent: Array<{ m: Minute; key: string; requests: number; tokens: number }> = [];
+    for (const [id, m] of this.minutes) {
+      if (m.minute !== minute || now - m.usedAt > 60_000) {
+        this.minutes.delete(id);
+        continue;
+      }
+      sent.push({ m, key: this.keys.deployment(id, minute), requests: m.pending.requests, tokens: m.pending.tokens });
+      m.pending.requests = 0;
+      m.pending.tokens = 0;
+    }
+    if (sent.length === 0) return;
+    const pipeline = this.redis.pipeline();
+    for (const { key, requests, tokens } of sent) {
+      // HINCRBY twice and the read, on one key: replies come back in order, the read last.
+      pipeline.hincrby(key, "r", requests).hincrby(key, "t", tokens).pexpire(key, KEEP_MS).hmget(key, "r", "t");
+    }
+    this.busy = true;
+    this.roundTrips++;
+    try {
+      const replies = (await pipeline.exec()) ?? [];
+      sent.forEach(({ m, requests, tokens }, i) => {
+        const [r, t, , read] = replies.slice(i * 4, i * 4 + 4);
+        if (r && !r[0]) m.pushed.requests += requests;
+        else m.pending.requests += requests;
+        if (t && !t[0]) m.pushed.tokens += tokens;
+        else m.pending.tokens += tokens;
+        if (!read || read[0]) return;
+        const [total, totalTokens] = (read[1] as Array<string | null>).map(Number);
+        // Redis lost its data (restarted, emptied): what it has is less than this instance sent, and the others count from nothing.
+        m.others = { requests: Math.max(0, (total || 0) - m.pushed.requests), tokens: Math.max(0, (totalTokens || 0) - m.pushed.tokens) };
+      });
+    } catch {
+      // Redis unreachable: the counts go with a later tick; meanwhile the caps count this instance's alone.
+      for (const { m, requests, tokens } of sent) {
+        m.pending.requests += requests;
+        m.pending.tokens += tokens;
+        m.others = NONE;
+      }
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  close(): void {
+    clearInterval(this.timer);
+  }
+}

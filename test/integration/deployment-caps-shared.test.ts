@@ -1,0 +1,76 @@
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import OpenAI from "openai";
+import { type RunningGateway, startBinary } from "../helpers/binary";
+import { type RedisServer, sharedPostgres, startRedis } from "../helpers/services";
+import { type Upstream, startUpstream } from "../helpers/upstream";
+
+// A deployment's rpm cap counts the requests every instance sent to it, not each instance's own: two
+// instances on one Redis pass a deployment at its cap over for the other, as LiteLLM's router does.
+
+let capped: Upstream;
+let spare: Upstream;
+let tokenCapped: Upstream;
+let redis: RedisServer;
+const gateways: RunningGateway[] = [];
+
+const CAP = 4;
+
+beforeAll(async () => {
+  capped = await startUpstream();
+  spare = await startUpstream();
+  tokenCapped = await startUpstream();
+  redis = await startRedis();
+  const dbUrl = await (await sharedPostgres()).newDatabase();
+  const config = `
+model_list:
+  - model_name: shared
+    litellm_params: {model: openai/a, api_base: "${capped.url}", rpm: ${CAP}, weight: 1, input_cost_per_token: 0.000001, output_cost_per_token: 0.000002}
+    model_info: {id: capped-deployment}
+  - model_name: shared
+    litellm_params: {model: openai/b, api_base: "${spare.url}", weight: 1, input_cost_per_token: 0.000001, output_cost_per_token: 0.000002}
+    model_info: {id: spare-deployment}
+  - model_name: tokens
+    litellm_params: {model: openai/a, api_base: "${tokenCapped.url}", tpm: 90, weight: 1, input_cost_per_token: 0.000001, output_cost_per_token: 0.000002}
+  - model_name: tokens
+    litellm_params: {model: openai/b, api_base: "${spare.url}", weight: 1, input_cost_per_token: 0.000001, output_cost_per_token: 0.000002}
+general_settings:
+  master_key: sk-1234
+  database_url: ${dbUrl}
+  redis_url: ${redis.url}
+`;
+  // One after the other: the second finds the database migrated.
+  gateways.push(await startBinary({ config }));
+  gateways.push(await startBinary({ config }));
+}, 120_000);
+afterAll(async () => {
+  for (const gateway of gateways) await gateway.stop("SIGKILL");
+  capped.stop();
+  spare.stop();
+  tokenCapped.stop();
+  await redis.stop();
+});
+
+/** `n` requests to `model`, alternating instances, spaced so that each instance hears the other's counts. */
+async function alternate(model: string, n: number): Promise<void> {
+  // Every request of a test in one minute.
+  if (Date.now() % 60_000 > 45_000) await Bun.sleep(60_000 - (Date.now() % 60_000) + 50);
+  const clients = gateways.map((gateway) => new OpenAI({ apiKey: "sk-1234", baseURL: `${gateway.url}/v1`, maxRetries: 0 }));
+  for (let i = 0; i < n; i++) {
+    await clients[i % 2]!.chat.completions.create({ model, messages: [{ role: "user", content: `hi ${i}` }] });
+    // The other instance hears a count within two ticks (100 ms each): this one's push, then its own read.
+    await Bun.sleep(250);
+  }
+}
+
+test("a deployment's rpm cap holds across two instances sharing Redis: it serves no more than its cap in a minute", async () => {
+  await alternate("shared", 32);
+  // Even weights: about half of 32 would go to the capped deployment; each instance's own count of 4 would let 8 through.
+  expect(capped.requests.length).toBe(CAP);
+  expect(spare.requests.length).toBe(32 - CAP);
+}, 60_000);
+
+test("a deployment's tpm cap counts the tokens every instance's answers used", async () => {
+  // Each answer uses 30 tokens: the cap of 90 is reached after three, whichever instance sent them.
+  await alternate("tokens", 24);
+  expect(tokenCapped.requests.length).toBe(3);
+}, 60_000);
