@@ -1,7 +1,11 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
+import Redis from "ioredis";
 import OpenAI from "openai";
+import { SharedDeploymentUsage } from "../../src/redis/deployment-usage";
+import { redisKeysFor } from "../../src/redis/keys";
 import { type RunningGateway, startBinary } from "../helpers/binary";
 import { type RedisServer, sharedPostgres, startRedis } from "../helpers/services";
+import { until } from "../helpers/until";
 import { type Upstream, startUpstream } from "../helpers/upstream";
 
 // A deployment's rpm cap counts the requests every instance sent to it, not each instance's own: two
@@ -73,4 +77,34 @@ test("a deployment's tpm cap counts the tokens every instance's answers used", a
   // Each answer uses 30 tokens: the cap of 90 is reached after three, whichever instance sent them.
   await alternate("tokens", 24);
   expect(tokenCapped.requests.length).toBe(3);
+}, 60_000);
+
+test("counts made while Redis is down reach it when it is back, and a Redis emptied counts the others from nothing", async () => {
+  const own = new Redis(redis.url, { maxRetriesPerRequest: 0, enableOfflineQueue: false, retryStrategy: () => 50 });
+  const peer = new Redis(redis.url, { maxRetriesPerRequest: 0, enableOfflineQueue: false, retryStrategy: () => 50 });
+  own.on("error", () => {});
+  peer.on("error", () => {});
+  const keys = redisKeysFor("usage-test");
+  const a = new SharedDeploymentUsage(own, keys);
+  const b = new SharedDeploymentUsage(peer, keys);
+  try {
+    if (Date.now() % 60_000 > 50_000) await Bun.sleep(60_000 - (Date.now() % 60_000) + 50);
+    b.others("d1");
+    a.add("d1", 2, 40);
+    await until("b hears a's counts", () => b.others("d1").requests === 2 && b.others("d1").tokens === 40, 2000);
+    expect(a.others("d1")).toEqual({ requests: 0, tokens: 0 });
+
+    await redis.stop();
+    a.add("d1", 1, 0);
+    await Bun.sleep(300);
+    await redis.start();
+    await until("a's count made while Redis was down reaches b", () => b.others("d1").requests === 1, 5000);
+    // Redis came back empty (no persistence): what a sent before is gone, and b counts only what reached it since.
+    expect(a.others("d1")).toEqual({ requests: 0, tokens: 0 });
+  } finally {
+    a.close();
+    b.close();
+    own.disconnect();
+    peer.disconnect();
+  }
 }, 60_000);
