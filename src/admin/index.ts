@@ -1,4 +1,5 @@
 import { type AnyElysia, Elysia } from "elysia";
+import { activityRoutes } from "./activity";
 import { budgetRoutes } from "./budgets";
 import { configRoutes } from "./config";
 import { customerRoutes } from "./customers";
@@ -6,6 +7,7 @@ import { healthCheckRoutes } from "./health";
 import type { AdminDeps } from "./deps";
 import { keyRoutes } from "./keys";
 import { memberRoutes } from "./members";
+import { reportRoutes } from "./reports";
 import { spendRoutes } from "./spend";
 import { teamRoutes } from "./teams";
 import { userRoutes } from "./users";
@@ -26,6 +28,8 @@ export function adminRoutes(deps: AdminDeps): AnyElysia {
     .use(customerRoutes(deps))
     .use(customerRoutes(deps, "/end_user"))
     .use(spendRoutes(deps))
+    .use(reportRoutes(deps))
+    .use(activityRoutes(deps))
     .use(configRoutes(deps))
     .use(healthCheckRoutes(deps));
 }
