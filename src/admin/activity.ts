@@ -58,7 +58,7 @@ export function activityRoutes(deps: AdminDeps) {
     const user = scopes.has(request) ? scopes.get(request) as string | null : ownUser(await deps.auth.authenticate(request.headers));
     onlyParams(request, ACTIVITY_PARAMS);
     const { from, to } = dayRange(query);
-    const f = filters([["l.start_time >= ?", from], ["l.start_time < ?", to]]);
+    const f = filters([["l.start_time >= ?", from], ["l.start_time <= ?", to]]);
     if (user !== null) f.add("l.user_id = ?", user);
     if (query.model !== undefined) f.add("l.model = ?", query.model);
     if (query.api_key !== undefined) f.add("l.api_key = ?", tokenOf(query.api_key));

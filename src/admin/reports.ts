@@ -2,29 +2,26 @@ import { t } from "elysia";
 import { badRequest } from "../http/errors";
 import { tokenOf } from "./common";
 import type { AdminDeps } from "./deps";
+import { timestampOf } from "./fields";
 import { adminOnlyRoutes, onlyParams } from "./guard";
 
-const DAY_MS = 86_400_000;
-
 /** A day as LiteLLM's reports take it: YYYY-MM-DD and nothing else (their dates are days, not instants). */
-function dayOf(text: string | undefined, field: string): number {
+function dayOf(text: string | undefined, field: string, endOfDay: boolean): Date {
   if (text === undefined) throw badRequest(`${field}: required (YYYY-MM-DD); please provide start_date and end_date`, field);
-  const ms = /^\d{4}-\d{2}-\d{2}$/.test(text) ? Date.parse(`${text}T00:00:00Z`) : Number.NaN;
-  if (Number.isNaN(ms) || new Date(ms).toISOString().slice(0, 10) !== text) {
-    throw badRequest(`${field}: not a date (use YYYY-MM-DD, got ${JSON.stringify(text).slice(0, 100)})`, field);
-  }
-  return ms;
+  const date = /^\d{4}-\d{2}-\d{2}$/.test(text) ? timestampOf(text, endOfDay) : null;
+  if (!date) throw badRequest(`${field}: not a date (use YYYY-MM-DD, got ${JSON.stringify(text).slice(0, 100)})`, field);
+  return date;
 }
 
 /**
  * The UTC days from `start_date` to `end_date`, both whole (the end day's spend is in), as the
- * bounds of a `start_time >= $from and start_time < $to` filter.
+ * bounds of a `start_time >= $from and start_time <= $to` filter.
  */
 export function dayRange(query: { start_date?: string; end_date?: string }): { from: Date; to: Date } {
-  const start = dayOf(query.start_date, "start_date");
-  const end = dayOf(query.end_date, "end_date");
-  if (end < start) throw badRequest(`end_date: ${query.end_date} is before start_date ${query.start_date}`, "end_date");
-  return { from: new Date(start), to: new Date(end + DAY_MS) };
+  const from = dayOf(query.start_date, "start_date", false);
+  const to = dayOf(query.end_date, "end_date", true);
+  if (to < from) throw badRequest(`end_date: ${query.end_date} is before start_date ${query.start_date}`, "end_date");
+  return { from, to };
 }
 
 /** A UTC day's column, the same text on PGlite and Postgres. */
@@ -107,7 +104,7 @@ export function reportRoutes(deps: AdminDeps) {
       const { from, to } = dayRange(query);
       const groupBy = query.group_by ?? "team";
       if (!GROUPS.includes(groupBy)) throw badRequest(`group_by: must be team, customer or api_key (got ${JSON.stringify(groupBy).slice(0, 100)})`, "group_by");
-      const f = filters([["l.start_time >= ?", from], ["l.start_time < ?", to]]);
+      const f = filters([["l.start_time >= ?", from], ["l.start_time <= ?", to]]);
       // Every filter sent applies (LiteLLM answers all teams for a team_id without a customer_id).
       if (query.api_key !== undefined) f.add("l.api_key = ?", tokenOf(query.api_key));
       if (query.internal_user_id !== undefined) f.add("l.user_id = ?", query.internal_user_id);

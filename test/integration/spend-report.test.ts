@@ -140,6 +140,11 @@ for (const kind of ["pglite", "postgres"] as const) {
       const activity = await ok(`/user/daily/activity?start_date=2020-01-01&end_date=${yesterday}`);
       expect(activity.results).toEqual([]);
       expect(activity.metadata).toMatchObject({ total_spend: 0, total_api_requests: 0, page: 1, total_pages: 0, has_more: false });
+      // The widest range holds it all; a page far past the last is empty.
+      expect(sum((await ok("/global/spend/report?start_date=0001-01-01&end_date=9999-12-31&group_by=api_key")), (k) => k.total_cost)).toBeCloseTo(sum(rows), 15);
+      expect((await ok("/user/daily/activity?start_date=0001-01-01&end_date=9999-12-31")).metadata.total_api_requests).toBe(6);
+      const far = await ok("/user/daily/activity?start_date=0001-01-01&end_date=9999-12-31&page=1000000000&page_size=1000");
+      expect(far).toMatchObject({ results: [], metadata: { page: 1000000000, total_pages: 1, has_more: false } });
     });
 
     test("/user/daily/activity: the day's metrics and its breakdown by model, provider, key and user equal the logs", async () => {
@@ -222,6 +227,8 @@ for (const kind of ["pglite", "postgres"] as const) {
         ["/global/spend/report?start_date=2024-01-01", "end_date"],
         ["/global/spend/report?start_date=2024-13-01&end_date=2024-12-31", "start_date"],
         ["/global/spend/report?start_date=2024-02-30&end_date=2024-03-01", "start_date"],
+        ["/global/spend/report?start_date=0000-01-01&end_date=2024-03-01", "start_date"],
+        ["/user/daily/activity?start_date=2024-01-01&end_date=10000-01-01", "end_date"],
         ["/global/spend/report?start_date=2024-01-01&end_date=2024/02/01", "end_date"],
         ["/global/spend/report?start_date=2024-01-01T00:00:00Z&end_date=2024-02-01", "start_date"],
         ["/global/spend/report?start_date=2024-02-01&end_date=2024-01-01", "end_date"],
