@@ -65,17 +65,19 @@ async function perKey(db: AdminDeps["db"], where: string, params: unknown[]) {
  * of no team is LiteLLM's "Unassigned Team".
  */
 async function perDay(db: AdminDeps["db"], where: string, params: unknown[], by: { team: boolean; customer: boolean }) {
+  const groupColumns = [...(by.team ? ["l.team_id", "t.team_alias"] : []), ...(by.customer ? ["l.end_user"] : [])];
+  const columns = [`${DAY} as day`, ...groupColumns, "l.model", "l.api_key"];
+  const positions = columns.map((_, i) => i + 1).join(", ");
   const rows = await db.query(
-    `select ${DAY} as day, l.team_id, t.team_alias, l.end_user, l.model, l.api_key,
-       sum(l.spend)::float8 as spend, sum(l.total_tokens)::float8 as total_tokens
-     from spend_logs l left join teams t on t.team_id = l.team_id ${where}
-     group by 1, 2, 3, 4, 5, 6 order by 1, 2, 4, 5, 6`, params);
+    `select ${columns.join(", ")}, sum(l.spend)::float8 as spend, sum(l.total_tokens)::float8 as total_tokens
+     from spend_logs l ${by.team ? "left join teams t on t.team_id = l.team_id" : ""} ${where}
+     group by ${positions} order by ${positions}`, params);
   const listName = by.team && by.customer ? "teams_customers" : by.team ? "teams" : "customers";
   const days = new Map<string, Map<string, Record<string, any>>>();
   for (const r of rows) {
     let groups = days.get(r.day);
     if (!groups) days.set(r.day, groups = new Map());
-    const name = JSON.stringify([by.team ? r.team_id : null, by.customer ? r.end_user : null]);
+    const name = JSON.stringify([r.team_id, r.end_user]);
     let group = groups.get(name);
     if (!group) {
       group = {
@@ -86,12 +88,7 @@ async function perDay(db: AdminDeps["db"], where: string, params: unknown[], by:
       groups.set(name, group);
     }
     group.total_spend += r.spend;
-    const same = group.metadata.find((m: any) => m.model === r.model && m.api_key === r.api_key);
-    if (same) {
-      // The rows of one model and key for several customers (or teams) add up in the group of their team (or customer).
-      same.spend += r.spend;
-      same.total_tokens += r.total_tokens;
-    } else group.metadata.push({ model: r.model, api_key: r.api_key, spend: r.spend, total_tokens: r.total_tokens });
+    group.metadata.push({ model: r.model, api_key: r.api_key, spend: r.spend, total_tokens: r.total_tokens });
   }
   return [...days].map(([day, groups]) => ({ group_by_day: `${day}T00:00:00+00:00`, [listName]: [...groups.values()] }));
 }
