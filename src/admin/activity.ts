@@ -8,7 +8,7 @@ import { Page, numeric } from "./fields";
 import { onlyParams } from "./guard";
 import { DAY, dayRange, filters } from "./reports";
 
-const ACTIVITY_PARAMS = ["start_date", "end_date", "model", "api_key", "page", "page_size"];
+const ACTIVITY_PARAMS = ["start_date", "end_date", "model", "api_key", "user_id", "page", "page_size"];
 const PageSize = numeric({ minimum: 1, maximum: 1000, integer: true, field: "page_size" });
 
 /** LiteLLM's metrics of a day or a breakdown entry; litegate's logs keep no cache token counts (always 0). */
@@ -60,6 +60,8 @@ export function activityRoutes(deps: AdminDeps) {
     const { from, to } = dayRange(query);
     const f = filters([["l.start_time >= ?", from], ["l.start_time <= ?", to]]);
     if (user !== null) f.add("l.user_id = ?", user);
+    // A user's key asking for another user finds nothing, as one asking for another user's key does.
+    if (query.user_id !== undefined) f.add("l.user_id = ?", query.user_id);
     if (query.model !== undefined) f.add("l.model = ?", query.model);
     if (query.api_key !== undefined) f.add("l.api_key = ?", tokenOf(query.api_key));
     const page = query.page ?? 1;
@@ -114,7 +116,7 @@ export function activityRoutes(deps: AdminDeps) {
     },
     query: t.Object({
       start_date: t.Optional(t.String()), end_date: t.Optional(t.String()), model: t.Optional(t.String()), api_key: t.Optional(t.String()),
-      page: t.Optional(Page), page_size: t.Optional(PageSize),
+      user_id: t.Optional(t.String()), page: t.Optional(Page), page_size: t.Optional(PageSize),
     }),
     detail: { tags: ["spend"], summary: "Spend, tokens and requests per UTC day, by model, provider, key and user (a user's key: its user's own)" },
   });

@@ -206,8 +206,11 @@ for (const kind of ["pglite", "postgres"] as const) {
       expect(own.metadata.total_api_requests).toBe(1);
       expect(Object.keys(own.results[0].breakdown.entities)).toEqual(["carol"]);
       expect(own.metadata.total_spend).toBeCloseTo(sum(rows.filter((r) => r.user_id === "carol")), 15);
-      // Another user's key as a filter finds none of that user's rows.
+      // Another user's key or id as a filter finds none of that user's rows; an admin's finds them.
       expect((await ok(`/user/daily/activity?${range}&api_key=${keys.bob}`, keys.carol)).results).toEqual([]);
+      expect((await ok(`/user/daily/activity?${range}&user_id=bob`, keys.carol)).results).toEqual([]);
+      expect((await ok(`/user/daily/activity?${range}&user_id=carol`, keys.carol)).metadata.total_api_requests).toBe(1);
+      expect((await ok(`/user/daily/activity?${range}&user_id=alice`, keys.viewer)).metadata.total_api_requests).toBe(4);
       // A key made without a user_id has a user of its own, with no spend.
       expect((await ok(`/user/daily/activity?${range}`, keys.nobody)).results).toEqual([]);
       expect((await call("/key/update", "sk-1234", { key: keys.nobody, user_id: null })).status).toBe(200);
@@ -241,7 +244,7 @@ for (const kind of ["pglite", "postgres"] as const) {
         ["/user/daily/activity?start_date=2024-01-01&end_date=2024-01-02&page_size=1001", "page_size"],
         ["/user/daily/activity?start_date=2024-01-01&end_date=2024-01-02&page_size=x", "page_size"],
         ["/user/daily/activity?start_date=2024-01-01&end_date=2024-01-02&page=0", "page"],
-        ["/user/daily/activity?start_date=2024-01-01&end_date=2024-01-02&user_id=bob", "user_id"],
+        ["/user/daily/activity?start_date=2024-01-01&end_date=2024-01-02&team_id=t-one", "team_id"],
       ];
       for (const [path, param] of cases) {
         for (const key of ["sk-1234", keys.carol!]) {
