@@ -68,7 +68,7 @@ export function activityRoutes(deps: AdminDeps) {
     const pageSize = query.page_size ?? 50;
     const grouped = `select ${DAY} as day, l.user_id, l.api_key, l.model, l.deployment,
         sum(l.spend)::float8 as spend, sum(l.prompt_tokens)::float8 as prompt_tokens, sum(l.completion_tokens)::float8 as completion_tokens,
-        sum(l.total_tokens)::float8 as total_tokens, count(*)::int as api_requests, count(*) filter (where l.status = 'success')::int as successful_requests
+        sum(l.total_tokens)::float8 as total_tokens, count(*)::float8 as api_requests, count(*) filter (where l.status = 'success')::float8 as successful_requests
       from spend_logs l ${f.where()} group by 1, 2, 3, 4, 5`;
     const [{ total }] = await db.query(`select count(*)::int as total from (${grouped}) g`, f.params) as Array<{ total: number }>;
     // Ties broken by every grouped column, so pages neither repeat nor skip a row.

@@ -65,7 +65,7 @@ for (const kind of ["pglite", "postgres"] as const) {
       upstream.set({ status: 400, errorMessage: "refused" });
       expect(await chat(keys.alice!, "m", "cust-2").then(() => "answered", (error: Error) => error.message)).toContain("refused");
       upstream.reset();
-      await until("the six requests are logged", async () => (await ok("/spend/logs")).length === 6, 10_000);
+      await until("the six requests are logged", async () => (await ok("/spend/logs")).length === 6, 30_000, 100);
       rows = await ok("/spend/logs");
       today = dayOf(Date.now());
       expect(new Set(rows.map((r) => r.start_time.slice(0, 10)))).toEqual(new Set([today]));
