@@ -89,24 +89,28 @@ export class SharedDeploymentUsage implements DeploymentUsage {
     if (sent.length === 0) return;
     const pipeline = this.redis.pipeline();
     for (const { key, requests, tokens } of sent) {
-      // HINCRBY twice and the read, on one key: replies come back in order, the read last.
-      pipeline.hincrby(key, "r", requests).hincrby(key, "t", tokens).pexpire(key, KEEP_MS).hmget(key, "r", "t");
+      // What this instance counted (if anything), then the read: replies come back in order, the read last.
+      if (requests > 0 || tokens > 0) pipeline.hincrby(key, "r", requests).hincrby(key, "t", tokens).pexpire(key, KEEP_MS);
+      pipeline.hmget(key, "r", "t");
     }
     this.busy = true;
     this.roundTrips++;
     try {
       const replies = (await pipeline.exec()) ?? [];
-      sent.forEach(({ m, requests, tokens }, i) => {
-        const [r, t, , read] = replies.slice(i * 4, i * 4 + 4);
-        if (r && !r[0]) m.pushed.requests += requests;
+      let at = 0;
+      for (const { m, requests, tokens } of sent) {
+        const wrote = requests > 0 || tokens > 0;
+        const [r, t, , read] = wrote ? replies.slice(at, at + 4) : [null, null, null, replies[at]];
+        at += wrote ? 4 : 1;
+        if (!wrote || (r && !r[0])) m.pushed.requests += requests;
         else m.pending.requests += requests;
-        if (t && !t[0]) m.pushed.tokens += tokens;
+        if (!wrote || (t && !t[0])) m.pushed.tokens += tokens;
         else m.pending.tokens += tokens;
-        if (!read || read[0]) return;
+        if (!read || read[0]) continue;
         const [total, totalTokens] = (read[1] as Array<string | null>).map(Number);
         // Redis lost its data (restarted, emptied): what it has is less than this instance sent, and the others count from nothing.
         m.others = { requests: Math.max(0, (total || 0) - m.pushed.requests), tokens: Math.max(0, (totalTokens || 0) - m.pushed.tokens) };
-      });
+      }
     } catch {
       // Redis unreachable: the counts go with a later tick; meanwhile the caps count this instance's alone.
       for (const { m, requests, tokens } of sent) {
