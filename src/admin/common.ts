@@ -5,6 +5,7 @@ import { hashKey } from "../auth/keys";
 import { counterKeys, scopes } from "../governance/keys";
 import { SEP, type SpendRow } from "../spend/batch";
 import type { AdminDeps } from "./deps";
+import { type ModelSpendTable, restartModelPeriods } from "./model-budgets";
 
 /** A foreign key refused the change: foreign_key_violation, or restrict_violation for an ON DELETE RESTRICT key. */
 export const isForeignKeyViolation = (error: unknown) => ["23503", "23001"].includes((error as { code?: string } | null)?.code ?? "");
@@ -127,13 +128,15 @@ export async function dropOwnBudgets(sql: Sql, budgetIds: Array<string | null | 
 }
 
 /**
- * The spend rows that go with users or teams when they are deleted (their keys and memberships, by ON
- * DELETE CASCADE), read before the delete: every instance drops their counters and unwritten spend.
+ * The spend rows that go with users or teams when they are deleted (their spend per model, keys and
+ * memberships, by ON DELETE CASCADE), read before the delete: every instance drops their counters and unwritten spend.
  */
 export async function spendRowsOwnedBy(sql: Sql, column: "user_id" | "team_id", ids: string[]): Promise<SpendRow[]> {
+  const own = ids.map((id): SpendRow => ({ table: column === "user_id" ? "userModels" : "teamModels", id }));
   const keys = await sql.query("select token from keys where " + column + " = any($1::text[])", [ids]);
   const members = await sql.query("select team_id, user_id from team_memberships where " + column + " = any($1::text[])", [ids]);
   return [
+    ...own,
     ...keys.flatMap((k): SpendRow[] => [{ table: "keys", id: k.token }, { table: "keyModels", id: k.token }]),
     ...members.map((m): SpendRow => ({ table: "members", id: m.team_id + SEP + m.user_id })),
   ];
@@ -208,6 +211,8 @@ export interface UpdateSpec {
   spendRow?: SpendRow["table"];
   /** The duration a row without one of its own resets on (an internal user's default), from the row as it is or as the update leaves it. */
   fallbackDuration?: (row: Record<string, any>) => string | null;
+  /** Where its spend per model is kept: a model_max_budget sent starts the periods it changes anew. */
+  modelSpend?: ModelSpendTable;
 }
 
 /**
@@ -223,7 +228,8 @@ export async function updateBudgetHolder(
 ): Promise<Record<string, any>> {
   await deps.spend.flush();
   const changes: Record<string, unknown> = { ...body };
-  const [before] = "budget_duration" in body || "max_budget" in body || spec.fallbackDuration
+  const modelBudgets = spec.modelSpend && "model_max_budget" in body;
+  const [before] = "budget_duration" in body || "max_budget" in body || spec.fallbackDuration || modelBudgets
     ? await deps.db.query(`select * from ${spec.table} where ${spec.idColumn} = $1`, [id]) : [];
   const change = budgetChange(before, body);
   const { budgetBack } = change;
@@ -259,6 +265,9 @@ export async function updateBudgetHolder(
     if (endUserDefault) await deps.db.query("update gateway_spend set end_user_budget_duration = $1 where id = 1", [parseDuration(duration)?.text ?? ""]);
   }
   const restart: string[] = [];
+  if (modelBudgets) {
+    restart.push(...await restartModelPeriods(deps.db, spec.modelSpend!, id, before?.model_max_budget ?? {}, (body.model_max_budget ?? {}) as Record<string, any>, deps.clock.now()));
+  }
   if (spec.scope && ("spend" in body || newPeriod || budgetBack)) restart.push(counterKeys.budgetPrefix(spec.scope(id)));
   if (spec.table === "budgets" && (budgetBack || newPeriod)) {
     // The counters of everything on the budget start again too (its customers, team members and keys).

@@ -197,15 +197,13 @@ export const teamRefusedFields = {
   guardrails: refusedUnlessEmpty("guardrails", "array"),
   team_member_key_duration: refusedUnlessEmpty("team_member_key_duration", "null"),
   budget_limits: refusedUnlessEmpty("budget_limits (one budget per team)", "array"),
-  model_max_budget: refusedUnlessEmpty("per-model budgets on teams (keys have model_max_budget)", "object"),
 };
 
 /**
- * User fields LiteLLM takes on /user/update that litegate does not implement: per-model budgets and
- * limits are a key's (LiteLLM holds a user's own across all its keys).
+ * User fields LiteLLM takes on /user/update that litegate does not implement: per-model limits are a
+ * key's (LiteLLM holds a user's own across all its keys).
  */
 export const userRefusedFields = {
-  model_max_budget: refusedUnlessEmpty("per-model budgets on users (keys have model_max_budget)", "object"),
   model_rpm_limit: refusedUnlessEmpty("per-model limits on users (keys have model_rpm_limit)", "object"),
   model_tpm_limit: refusedUnlessEmpty("per-model limits on users (keys have model_tpm_limit)", "object"),
 };

@@ -7,7 +7,8 @@ import type { SpendRow } from "../spend/batch";
 import { deletedRows, windowsOf } from "../spend/reset";
 import { deleteEvery, found, internalUserResetAt, lockMemberships, spendRowsOwnedBy, iso, periodView, resetAtFor, spendIntoPeriod, updateBudgetHolder, write } from "./common";
 import type { AdminDeps } from "./deps";
-import { Id, Limit, LimitsMetadata, ModelLimits, Models, Money, budgetFields, nextReset, opt, open, teamRefusedFields } from "./fields";
+import { TEAM_MODEL_SPEND, modelSpendOf } from "./model-budgets";
+import { Id, Limit, LimitsMetadata, ModelBudgets, ModelLimits, Models, Money, budgetFields, nextReset, opt, open, teamRefusedFields } from "./fields";
 import { adminOnlyRoutes, onlyParams } from "./guard";
 import { KEY_BUDGET, keyView } from "./keys";
 import { budgetView } from "./budgets";
@@ -26,13 +27,14 @@ export const MAX_MEMBERS_PER_CALL = 1000;
 /** As many models as /team/new and /team/update take in one list. */
 const MAX_TEAM_MODELS = 1000;
 
-const TEAM_COLUMNS = ["team_alias", "max_budget", "budget_duration", "budget_reset_at", "models", "tpm_limit", "rpm_limit", "max_parallel_requests", "metadata", "blocked", "spend"];
+const TEAM_COLUMNS = ["team_alias", "max_budget", "budget_duration", "budget_reset_at", "models", "tpm_limit", "rpm_limit", "max_parallel_requests", "metadata", "blocked", "spend",
+  "model_max_budget"];
 
 export function teamView(row: Record<string, any>, now?: number) {
   return {
     team_alias: row.team_alias, team_id: row.team_id, admins: [], members: [], members_with_roles: row.members_with_roles,
     metadata: row.metadata, tpm_limit: row.tpm_limit, rpm_limit: row.rpm_limit, max_budget: row.max_budget, models: row.models,
-    max_parallel_requests: row.max_parallel_requests, budget_duration: row.budget_duration,
+    max_parallel_requests: row.max_parallel_requests, budget_duration: row.budget_duration, model_max_budget: row.model_max_budget ?? {},
     ...periodView(row.spend, row.budget_reset_at, row.budget_duration, now), blocked: row.blocked, created_at: iso(row.created_at),
   };
 }
@@ -194,6 +196,7 @@ export async function giveMemberDefaults(sql: Sql, teamId: string, userIds: stri
 const teamFields = {
   ...budgetFields, ...memberDefaults, ...teamRefusedFields, team_alias: opt(t.String({ maxLength: 512 })), models: t.Optional(Models),
   metadata: opt(LimitsMetadata), blocked: opt(t.Boolean()), model_rpm_limit: opt(ModelLimits), model_tpm_limit: opt(ModelLimits),
+  model_max_budget: opt(ModelBudgets),
 };
 
 const MODEL_LIMITS = ["model_rpm_limit", "model_tpm_limit"] as const;
@@ -236,10 +239,10 @@ export function teamRoutes(deps: AdminDeps) {
       const row = await db.transaction(async (tx) => {
         await write(`team_id "${teamId}"`, () => tx.query(
           `insert into teams (team_id, team_alias, max_budget, budget_duration, budget_reset_at, models, tpm_limit, rpm_limit,
-             max_parallel_requests, metadata, blocked) values ($1, $2, $3, $4, $5, $6::text[], $7, $8, $9, $10::text::jsonb, $11)`,
+             max_parallel_requests, metadata, blocked, model_max_budget) values ($1, $2, $3, $4, $5, $6::text[], $7, $8, $9, $10::text::jsonb, $11, $12::text::jsonb)`,
           [teamId, body.team_alias ?? null, body.max_budget ?? null, body.budget_duration ?? null, resetAtFor(body.budget_duration, clock.now()),
             body.models ?? [], body.tpm_limit ?? null, body.rpm_limit ?? null, body.max_parallel_requests ?? null,
-            JSON.stringify(withModelLimits(body.metadata, body)), body.blocked ?? false]));
+            JSON.stringify(withModelLimits(body.metadata, body)), body.blocked ?? false, JSON.stringify(body.model_max_budget ?? {})]));
         await addMembers(tx, teamId, body.members_with_roles ?? [], null, internalUserResetAt(deps));
         await applyMemberDefaults(tx, teamId, body, clock.now());
         return (await tx.query("select * from teams where team_id = $1", [teamId]))[0]!;
@@ -275,7 +278,8 @@ export function teamRoutes(deps: AdminDeps) {
       }
       if (!row || TEAM_COLUMNS.some((column) => column in body)) {
         row = await updateBudgetHolder(deps, {
-          table: "teams", idColumn: "team_id", what: "Team", columns: TEAM_COLUMNS, json: ["metadata"], arrays: ["models"], scope: scopes.team, spendRow: "teams",
+          table: "teams", idColumn: "team_id", what: "Team", columns: TEAM_COLUMNS, json: ["metadata", "model_max_budget"], arrays: ["models"], scope: scopes.team, spendRow: "teams",
+          modelSpend: TEAM_MODEL_SPEND,
         }, body.team_id, body);
       }
       // The team as before, and under `data` as LiteLLM answers it.
@@ -299,7 +303,9 @@ export function teamRoutes(deps: AdminDeps) {
       const [team] = await withKeysAndMemberships(db, [row!], now);
       const [memberBudget] = await db.query("select * from budgets where budget_id = $1", [teamMemberBudgetId(row!.team_id)]);
       return {
-        team_id: row!.team_id, team_info: { ...teamView(row!, now), team_member_budget_table: memberBudget ? budgetView(memberBudget, now) : null },
+        // Beside LiteLLM's fields, as /key/info shows a key's: what the team spent per model its model_max_budget holds it to.
+        team_id: row!.team_id, team_info: { ...teamView(row!, now), team_member_budget_table: memberBudget ? budgetView(memberBudget, now) : null,
+          model_spend: await modelSpendOf(db, TEAM_MODEL_SPEND, row!.team_id, row!.model_max_budget, now) },
         keys: team!.keys, team_memberships: team!.team_memberships,
       };
     }, { query: t.Object({ team_id: Id }), detail: { tags: ["team management"], summary: "A team, its keys and memberships with their spend" } })

@@ -8,7 +8,8 @@ import type { SpendRow } from "../spend/batch";
 import { deletedRows, windowsOf } from "../spend/reset";
 import { deleteEvery, found, lockMemberships, spendRowsOwnedBy, iso, periodView, resetAtFor, updateBudgetHolder, write } from "./common";
 import type { AdminDeps } from "./deps";
-import { Id, UserId, Models, Money, budgetFields, keyFields, nextReset, numeric, opt, open, Page, userRefusedFields } from "./fields";
+import { USER_MODEL_SPEND, modelSpendOf } from "./model-budgets";
+import { Id, UserId, ModelBudgets, Models, Money, budgetFields, keyFields, nextReset, numeric, opt, open, Page, userRefusedFields } from "./fields";
 import { adminOnlyRoutes, admittedCaller, onlyParams } from "./guard";
 import { KEY_BUDGET, boundedKey, generatedKeyAnswer, insertKey, keyView, refuseMasterKey } from "./keys";
 import { MAX_MEMBERS_PER_CALL, TeamRole, addMembers, giveMemberDefaults, giveOwnBudget, teamView } from "./teams";
@@ -16,7 +17,7 @@ import { MAX_MEMBERS_PER_CALL, TeamRole, addMembers, giveMemberDefaults, giveOwn
 const ROLES = ["proxy_admin", "proxy_admin_viewer", "internal_user", "internal_user_viewer", "team", "customer"] as const;
 const Role = t.Union(ROLES.map((role) => t.Literal(role)), { error: `must be one of ${ROLES.join(", ")}` });
 const USER_COLUMNS = ["user_email", "user_alias", "user_role", "max_budget", "soft_budget", "budget_duration", "budget_reset_at", "models",
-  "tpm_limit", "rpm_limit", "max_parallel_requests", "metadata", "spend"];
+  "tpm_limit", "rpm_limit", "max_parallel_requests", "metadata", "spend", "model_max_budget"];
 
 /**
  * A user row as the API shows it, with the period enforcement counts: on the user's own duration,
@@ -28,7 +29,7 @@ export function userView(row: Record<string, any>, now?: number, internalDuratio
     max_budget: row.max_budget, soft_budget: row.soft_budget, budget_duration: row.budget_duration,
     ...periodView(row.spend, row.budget_reset_at, userBudgetDuration(row as { budget_duration: string | null; user_role: string | null }, internalDuration), now),
     models: row.models, tpm_limit: row.tpm_limit, rpm_limit: row.rpm_limit, max_parallel_requests: row.max_parallel_requests,
-    teams: row.teams, metadata: row.metadata, created_at: iso(row.created_at), updated_at: iso(row.updated_at),
+    model_max_budget: row.model_max_budget ?? {}, teams: row.teams, metadata: row.metadata, created_at: iso(row.created_at), updated_at: iso(row.updated_at),
   };
 }
 
@@ -46,8 +47,9 @@ const userFields = {
 /**
  * Fields /user/new gives to the key it makes, as LiteLLM does, and not to the user: with
  * `auto_create_key: false` there is no key to hold them, and litegate does not implement them on users.
+ * (model_max_budget is the user's, held across all its keys, as its max_budget is.)
  */
-const KEY_ONLY_LIMITS = ["model_max_budget", "model_rpm_limit", "model_tpm_limit", "budget_id"] as const;
+const KEY_ONLY_LIMITS = ["model_rpm_limit", "model_tpm_limit", "budget_id"] as const;
 
 function refuseKeyOnlyLimits(body: Record<string, unknown>): void {
   for (const field of KEY_ONLY_LIMITS) {
@@ -142,7 +144,7 @@ export function userRoutes(deps: AdminDeps) {
       // and the key's own (none sent here) are the operator's defaults, within its caps, as /key/generate's.
       const keyBody = body.auto_create_key === false ? null : boundedKey(deps, {
         key: body.key, key_alias: body.key_alias, duration: body.duration, models: body.models, user_id: userId, team_id: body.team_id,
-        budget_id: body.budget_id, blocked: body.blocked, metadata: body.metadata, model_max_budget: body.model_max_budget,
+        budget_id: body.budget_id, blocked: body.blocked, metadata: body.metadata,
         model_rpm_limit: body.model_rpm_limit, model_tpm_limit: body.model_tpm_limit, spend: body.spend,
       }, true);
       // An internal user without a duration of its own starts the default one's period now.
@@ -152,11 +154,12 @@ export function userRoutes(deps: AdminDeps) {
         // A user made meanwhile under the same id (by /key/generate too) is refused as one found above is.
         const [user] = await write(`user_id "${userId}"`, () => tx.query(
           `insert into users (user_id, user_email, user_alias, user_role, max_budget, soft_budget, budget_duration, budget_reset_at, models,
-             tpm_limit, rpm_limit, max_parallel_requests, teams, metadata, spend)
-           values ($1, $2, $3, $4, $5, $6, $7, $8, $9::text[], $10, $11, $12, $13::text[], $14::text::jsonb, $15) returning *`,
+             tpm_limit, rpm_limit, max_parallel_requests, teams, metadata, spend, model_max_budget)
+           values ($1, $2, $3, $4, $5, $6, $7, $8, $9::text[], $10, $11, $12, $13::text[], $14::text::jsonb, $15, $16::text::jsonb) returning *`,
           [userId, body.user_email ?? null, body.user_alias ?? null, body.user_role ?? "internal_user", body.max_budget ?? null,
             body.soft_budget ?? null, body.budget_duration ?? null, resetAtFor(duration, clock.now()), body.models ?? [],
-            body.tpm_limit ?? null, body.rpm_limit ?? null, body.max_parallel_requests ?? null, [], JSON.stringify(body.metadata ?? {}), body.spend ?? 0],
+            body.tpm_limit ?? null, body.rpm_limit ?? null, body.max_parallel_requests ?? null, [], JSON.stringify(body.metadata ?? {}), body.spend ?? 0,
+            JSON.stringify(body.model_max_budget ?? {})],
         ).catch((error) => {
           throw (error as { code?: string })?.code === "23505" ? idTaken(userId) : error;
         }));
@@ -191,7 +194,8 @@ export function userRoutes(deps: AdminDeps) {
       // The e-mail first, under its lock; the other fields (the e-mail again, unchanged) after it.
       if (body.user_email) await claimEmail(db, userId, body.user_email);
       const row = await updateBudgetHolder(deps, {
-        table: "users", idColumn: "user_id", what: "User", columns: USER_COLUMNS, json: ["metadata"], arrays: ["models"], scope: scopes.user, spendRow: "users",
+        table: "users", idColumn: "user_id", what: "User", columns: USER_COLUMNS, json: ["metadata", "model_max_budget"], arrays: ["models"], scope: scopes.user, spendRow: "users",
+        modelSpend: USER_MODEL_SPEND,
         // An internal user without a duration of its own resets on the default.
         fallbackDuration: (row) => userBudgetDuration({ budget_duration: null, user_role: row.user_role ?? null }, internalDuration()),
       }, userId, body);
@@ -200,7 +204,8 @@ export function userRoutes(deps: AdminDeps) {
       return { ...view, data: view };
     }, {
       body: t.Object({ ...budgetFields, user_id: t.Optional(UserId), user_email: opt(t.String({ maxLength: 512 })), user_alias: opt(t.String({ maxLength: 512 })), user_role: t.Optional(Role),
-        models: t.Optional(Models), metadata: opt(t.Record(t.String(), t.Unknown())), spend: t.Optional(Money), ...nextReset, ...userRefusedFields }, open),
+        models: t.Optional(Models), metadata: opt(t.Record(t.String(), t.Unknown())), spend: t.Optional(Money), model_max_budget: opt(ModelBudgets),
+        ...nextReset, ...userRefusedFields }, open),
       detail: { tags: ["user management"], summary: "Change a user's budget, limits, role or models" },
     })
     .post("/user/delete", async ({ body }) => {
@@ -226,7 +231,8 @@ export function userRoutes(deps: AdminDeps) {
         `select t.*, m.role as member_role, m.spend as member_spend, m.budget_id as member_budget_id
          from team_memberships m join teams t using (team_id) where m.user_id = $1 order by m.created_at`, [userId]);
       return {
-        user_id: row!.user_id, user_info: userView(row!, now, internalDuration()),
+        // Beside LiteLLM's fields, as /key/info shows a key's: what the user spent per model its model_max_budget holds it to.
+        user_id: row!.user_id, user_info: { ...userView(row!, now, internalDuration()), model_spend: await modelSpendOf(db, USER_MODEL_SPEND, userId, row!.model_max_budget, now) },
         keys: keys.map((key) => ({ ...keyView(key, now), team_alias: key.team_alias })),
         teams: teams.map((team) => ({ ...teamView(team, now), member_role: team.member_role, member_spend: team.member_spend, member_budget_id: team.member_budget_id })),
       };

@@ -57,6 +57,10 @@ interface BudgetHolder {
   rpm_limit: number | null;
   max_parallel_requests: number | null;
   created_at: Date;
+  /** Budgets per model, held across all the holder's keys (as LiteLLM holds a user's and a team's). */
+  model_max_budget: Record<string, ModelBudget>;
+  /** Its spend per model, kept for the models its model_max_budget holds. */
+  modelSpend: Record<string, ModelSpendRecord>;
 }
 
 export interface UserRecord extends BudgetHolder {

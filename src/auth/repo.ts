@@ -32,7 +32,11 @@ const PRINCIPAL_SQL = `
 select k.token, row_to_json(k) as key, row_to_json(u) as "user", row_to_json(t) as team,
        row_to_json(m) as membership, row_to_json(mb) as membership_budget, row_to_json(kb) as key_budget,
        coalesce((select json_object_agg(s.model, json_build_object('spend', s.spend, 'budget_reset_at', s.budget_reset_at))
-                 from key_model_spend s where s.token = k.token), '{}') as model_spend
+                 from key_model_spend s where s.token = k.token), '{}') as model_spend,
+       coalesce((select json_object_agg(s.model, json_build_object('spend', s.spend, 'budget_reset_at', s.budget_reset_at))
+                 from user_model_spend s where s.user_id = u.user_id), '{}') as user_model_spend,
+       coalesce((select json_object_agg(s.model, json_build_object('spend', s.spend, 'budget_reset_at', s.budget_reset_at))
+                 from team_model_spend s where s.team_id = t.team_id), '{}') as team_model_spend
 from keys k
 left join users u on u.user_id = k.user_id
 left join teams t on t.team_id = k.team_id
@@ -66,11 +70,13 @@ export function principalFrom(row: Json): Principal {
   };
   const u = row.user as Json | null;
   const user: UserRecord | null = u
-    ? { ...(u as UserRecord), budget_reset_at: date(u.budget_reset_at), created_at: date(u.created_at)! }
+    ? { ...(u as UserRecord), budget_reset_at: date(u.budget_reset_at), created_at: date(u.created_at)!,
+        model_max_budget: u.model_max_budget ?? {}, modelSpend: modelSpendOf(row.user_model_spend) }
     : null;
   const t = row.team as Json | null;
   const team: TeamRecord | null = t
-    ? { ...(t as TeamRecord), budget_reset_at: date(t.budget_reset_at), created_at: date(t.created_at)! }
+    ? { ...(t as TeamRecord), budget_reset_at: date(t.budget_reset_at), created_at: date(t.created_at)!,
+        model_max_budget: t.model_max_budget ?? {}, modelSpend: modelSpendOf(row.team_model_spend) }
     : null;
   const m = row.membership as Json | null;
   const membership: MembershipRecord | null = m

@@ -5,6 +5,7 @@ import keyRenames from "../../sql/0004_key_renames.sql" with { type: "text" };
 import gatewayBudgetDuration from "../../sql/0005_gateway_budget_duration.sql" with { type: "text" };
 import customerModelSpend from "../../sql/0006_customer_model_spend.sql" with { type: "text" };
 import defaultBudgetDurations from "../../sql/0007_default_budget_durations.sql" with { type: "text" };
+import userTeamModelBudgets from "../../sql/0008_user_team_model_budgets.sql" with { type: "text" };
 import type { Sql } from "./types";
 
 export interface Migration {
@@ -22,6 +23,7 @@ export const MIGRATIONS: readonly Migration[] = [
   { id: 5, name: "0005_gateway_budget_duration.sql", sql: gatewayBudgetDuration },
   { id: 6, name: "0006_customer_model_spend.sql", sql: customerModelSpend },
   { id: 7, name: "0007_default_budget_durations.sql", sql: defaultBudgetDurations },
+  { id: 8, name: "0008_user_team_model_budgets.sql", sql: userTeamModelBudgets },
 ];
 
 export class MigrationError extends Error {}

@@ -8,6 +8,7 @@ export * from "./access";
 export * from "./counters";
 export * from "./duration";
 export * from "./keys";
+export * from "./per-model";
 export * from "./periods";
 export * from "./policy";
 
@@ -35,7 +36,7 @@ const fmt = (n: number) => String(n);
 
 function rejection(check: PlannedCheck, counters: Counters, now: number): GatewayError {
   if (check.kind === "budget") {
-    const what = check.scope === "key+model" || check.scope === "end user+model"
+    const what = check.scope.endsWith("+model")
       ? `${check.label} exceeded budget for model=${check.model}.`
       : `${check.label} over budget.`;
     // The spend is what was spent; what requests in flight hold is said apart, as it is not spent yet.

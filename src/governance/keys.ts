@@ -68,6 +68,11 @@ export const scopes = {
   keyModel: (token: string, model: string) => `km:${idPart(token)}:${idPart(model)}`,
   /** Every per-model scope of a key: the start of each `keyModel` scope of the token. */
   keyModels: (token: string) => `km:${idPart(token)}`,
+  /** A user's per-model budget, held across all its keys. */
+  userModel: (userId: string, model: string) => `um:${idPart(userId)}:${idPart(model)}`,
+  /** Every per-model scope of a user, as `keyModels`. */
+  userModels: (userId: string) => `um:${idPart(userId)}`,
+  /** A team's per-model limits and budget, held across all its keys. */
   teamModel: (teamId: string, model: string) => `tm:${idPart(teamId)}:${idPart(model)}`,
   /** Every per-model scope of a team, as `keyModels`. */
   teamModels: (teamId: string) => `tm:${idPart(teamId)}`,

@@ -1,7 +1,10 @@
 import type { Caller, CustomerRecord, ModelBudget, Principal, TeamRecord } from "../auth/principal";
 import type { CounterCheck } from "./counters";
 import { counterKeys, scopes } from "./keys";
+import { type ModelBudgetHolder, headerToken, heldModelBudget, limitOf, modelNames } from "./per-model";
 import { type Period, periodOf, rateWindow } from "./periods";
+
+export { headerToken, modelNames } from "./per-model";
 
 /** Gateway-wide budget settings (`litellm_settings`) and the stored gateway spend. */
 export interface BudgetDefaults {
@@ -17,7 +20,7 @@ export interface BudgetDefaults {
   gatewayCreatedAt: Date | null;
 }
 
-export type ScopeName = "key" | "user" | "team" | "team member" | "end user" | "key+model" | "team+model" | "end user+model" | "proxy";
+export type ScopeName = "key" | "user" | "team" | "team member" | "end user" | "key+model" | "user+model" | "team+model" | "end user+model" | "proxy";
 export type CheckKind = "budget" | "rpm" | "tpm" | "parallel";
 
 export interface PlannedCheck extends CounterCheck {
@@ -59,6 +62,9 @@ export interface SpendTargets {
   keyModel: ({ model: string } & Turn) | null;
   /** A customer's spend on the model its budget's model_max_budget holds it to (none for a model it does not). */
   customerModel?: ({ model: string } & Turn) | null;
+  /** The spend of the key's user and of its team on the model their model_max_budget holds them to, likewise. */
+  userModel?: ({ id: string; model: string } & Turn) | null;
+  teamModel?: ({ id: string; model: string } & Turn) | null;
   gatewayPeriod: number | null;
   gatewayBase?: number | null;
   gatewayStep?: number | null;
@@ -104,32 +110,6 @@ export interface PlanInput {
   estimatedTokens?: number;
   now: number;
   defaults: BudgetDefaults;
-}
-
-/**
- * A model name as part of a header name, which only takes letters, digits and ``!#$%&'*+-.^_`|~``:
- * anything else (`/`, `:`, spaces, accents) becomes `-`, so `org/llama3:8b` is `org-llama3-8b`.
- */
-export const headerToken = (name: string) => name.replace(/[^A-Za-z0-9!#$%&'*+.^_`|~-]/g, "-");
-
-/** A limit stored in JSON (a key's metadata, a model's budget), or null when it holds none (the admin API refuses anything else). */
-function limitOf(holder: unknown, name: string): number | null {
-  const value = typeof holder === "object" && holder !== null ? (holder as Record<string, unknown>)[name] : undefined;
-  return typeof value === "number" && value >= 0 ? value : null;
-}
-
-/**
- * The names a per-model key budget or limit may be keyed by, in the order LiteLLM looks: the name the
- * request asked for, the group serving it (an alias's target), and the asked name without its
- * `provider/` prefix (`openai/gpt-4o` finds an entry keyed `gpt-4o`).
- */
-export function modelNames(requested: string, model: string): string[] {
-  const names = [requested];
-  if (model !== requested) names.push(model);
-  const slash = requested.lastIndexOf("/");
-  const bare = slash < 0 ? requested : requested.slice(slash + 1);
-  if (!names.includes(bare)) names.push(bare);
-  return names;
 }
 
 /**
@@ -208,21 +188,32 @@ export function planChecks(input: PlanInput): Plan {
   }
 
   /**
-   * A customer's budget per model (its budget's model_max_budget, LiteLLM's end-user model budget),
-   * under the first of `names` holding one, as a key's: its spend per model is kept only for the
-   * models it budgets.
+   * A holder's budget per model (a customer's budget's model_max_budget, a user's, a team's), planned
+   * under its counter scope for the model; the turn of the spend it records, none when it budgets none.
    */
-  function planCustomerModelBudget(c: CustomerRecord) {
-    const budgets = c.budget?.model_max_budget;
-    if (!budgets) return;
-    for (const name of names) {
-      const entry = budgets[name];
-      if (!entry || typeof entry.budget_limit !== "number") continue;
-      const stored = c.modelSpend[name];
-      const period = periodOf(stored?.spend ?? 0, entry.time_period, stored?.budget_reset_at ?? null, c.created_at, now);
-      targets.customerModel = { model: name, ...turnOf(period, stored?.budget_reset_at) };
-      budget("end user+model", scopes.customerModel(c.user_id, name), `End User=${c.user_id}`, entry.budget_limit, period, name);
-      return;
+  function holderModelBudget(scope: ScopeName, holder: ModelBudgetHolder, id: (model: string) => string, label: string, made?: Date) {
+    const held = heldModelBudget(holder, names, now);
+    if (!held) return null;
+    budget(scope, id(held.name), label, held.limit, held.period, held.name);
+    return { model: held.name, ...turnOf(held.period, held.resetAt, made) };
+  }
+
+  /**
+   * The budgets per model of the key's user and team, held across all their keys as LiteLLM holds
+   * them: the user's on every key of the user (a team key too), the team's on every key of the team
+   * but one whose own budget for the model takes its place (LiteLLM's key entry overriding the team's).
+   */
+  function planHolderModelBudgets(p: Principal, keyBudgeted: boolean) {
+    const { user, team } = p;
+    if (user) {
+      const turn = holderModelBudget("user+model", { budgets: user.model_max_budget, spend: user.modelSpend, createdAt: user.created_at },
+        (name) => scopes.userModel(user.user_id, name), `User=${user.user_id}`, user.created_at);
+      targets.userModel = turn && { id: user.user_id, ...turn };
+    }
+    if (team && !keyBudgeted) {
+      const turn = holderModelBudget("team+model", { budgets: team.model_max_budget, spend: team.modelSpend, createdAt: team.created_at },
+        (name) => scopes.teamModel(team.team_id, name), `Team=${team.team_id}`, team.created_at);
+      targets.teamModel = turn && { id: team.team_id, ...turn };
     }
   }
 
@@ -271,8 +262,11 @@ export function planChecks(input: PlanInput): Plan {
     }
   }
 
-  /** The spend is recorded under the name the budget is keyed by (what /key/info's model_spend shows), else the group's. */
-  function planModelBudget(p: Principal) {
+  /**
+   * The spend is recorded under the name the budget is keyed by (what /key/info's model_spend shows),
+   * else the group's. Whether the key has a budget for the model.
+   */
+  function planModelBudget(p: Principal): boolean {
     const { key } = p;
     const found = modelBudgetOf(p);
     targets.keyModel = { model, period: null, born: bornOf(key.created_at) };
@@ -283,7 +277,9 @@ export function planChecks(input: PlanInput): Plan {
       const period = periodOf(stored?.spend ?? 0, entry.time_period, stored?.budget_reset_at ?? null, key.created_at, now);
       targets.keyModel = { model: name, ...turnOf(period, stored?.budget_reset_at, key.created_at) };
       budget("key+model", scopes.keyModel(key.token, name), `Key=${key.key_name}`, entry.budget_limit, period, name);
+      return true;
     }
+    return false;
   }
 
   function planLimits(p: Principal) {
@@ -309,9 +305,10 @@ export function planChecks(input: PlanInput): Plan {
     // A budget of the customer's own caps its spend only by its own max_budget (none: no cap, as LiteLLM reads it).
     const cap = b && !customer.defaultBudget ? b.max_budget : (b?.max_budget ?? defaults.maxEndUserBudget ?? null);
     budget("end user", scopes.customer(customer.user_id), `End User=${customer.user_id}`, cap, period);
-    planCustomerModelBudget(customer);
+    targets.customerModel = holderModelBudget("end user+model", { budgets: b?.model_max_budget, spend: customer.modelSpend, createdAt: customer.created_at },
+      (name) => scopes.customerModel(customer.user_id, name), `End User=${customer.user_id}`);
   }
-  if (principal) planModelBudget(principal);
+  if (principal) planHolderModelBudgets(principal, planModelBudget(principal));
 
   const gateway = periodOf(defaults.gatewaySpend, defaults.budgetDuration, defaults.gatewayResetAt, defaults.gatewayCreatedAt, now);
   targets.gatewayPeriod = gateway.end;
@@ -363,7 +360,8 @@ export function createPlanner() {
     const plan = planChecks({ ...input, estimatedCost: 0, estimatedTokens: 0 });
     let validUntil = rateWindow(input.now).end;
     const t = plan.targets;
-    const ends = [t.keyPeriod, t.user?.period, t.team?.period, t.member?.period, t.customer?.period, t.keyModel?.period, t.customerModel?.period, t.gatewayPeriod,
+    const ends = [t.keyPeriod, t.user?.period, t.team?.period, t.member?.period, t.customer?.period, t.keyModel?.period, t.customerModel?.period,
+      t.userModel?.period, t.teamModel?.period, t.gatewayPeriod,
       ...plan.checks.map((check) => check.expiresAt)];
     // Spend targets carry their period too: a target without a budget check still turns over.
     for (const end of ends) if (end !== null && end !== undefined && end < validUntil) validUntil = end;

@@ -72,6 +72,20 @@ const TABLES: Table[] = [
     extra: (d) => [d.endUserBudgetId ?? null],
   },
   {
+    name: "user_model_spend",
+    due: `select s.user_id || chr(31) || s.model as id, u.model_max_budget -> s.model ->> 'time_period' as duration, s.budget_reset_at as reset_at
+          from user_model_spend s join users u on u.user_id = s.user_id where s.budget_reset_at <= $1 limit 1000`,
+    reset: `update user_model_spend set spend = 0, budget_reset_at = $3
+            where user_id || chr(31) || model = $1 and budget_reset_at = $2`,
+  },
+  {
+    name: "team_model_spend",
+    due: `select s.team_id || chr(31) || s.model as id, t.model_max_budget -> s.model ->> 'time_period' as duration, s.budget_reset_at as reset_at
+          from team_model_spend s join teams t on t.team_id = s.team_id where s.budget_reset_at <= $1 limit 1000`,
+    reset: `update team_model_spend set spend = 0, budget_reset_at = $3
+            where team_id || chr(31) || model = $1 and budget_reset_at = $2`,
+  },
+  {
     // A budget row holds no spend (its holders do), but shows when its period turns: kept current.
     name: "budgets",
     due: "select budget_id as id, budget_duration as duration, budget_reset_at as reset_at from budgets where budget_reset_at <= $1 limit 1000",

@@ -41,10 +41,11 @@ const earlier = (a: number | null | undefined, b: number | null | undefined) =>
 /**
  * A stored spend an admin reset (spend set, budget_duration changed, or the row deleted): every
  * instance drops its budget counters and the spend it has not written for it. `keyModels` names a
- * key's token and means all of its per-model rows; `customerModels` a customer's, likewise.
+ * key's token and means all of its per-model rows; `customerModels`, `userModels` and `teamModels` a
+ * customer's, a user's and a team's, likewise.
  */
 export interface SpendRow {
-  table: "keys" | "users" | "teams" | "members" | "customers" | "keyModels" | "customerModels";
+  table: "keys" | "users" | "teams" | "members" | "customers" | "keyModels" | "customerModels" | "userModels" | "teamModels";
   id: string;
   /**
    * The row was deleted: its requests still in flight settle on none of the counters made next under its
@@ -128,6 +129,9 @@ export class DeltaMap {
   }
 }
 
+/** The tables of spend per model: a SpendRow of one names its owner, and means all of the owner's rows. */
+export const PER_MODEL: readonly SpendRow["table"][] = ["keyModels", "customerModels", "userModels", "teamModels"];
+
 /** Separator inside composite row ids (team+user, key+model, customer+model): chr(31), which ids do not contain. */
 export const SEP = "\u001f";
 
@@ -148,6 +152,8 @@ export class Batch {
   readonly customers = new DeltaMap();
   readonly keyModels = new DeltaMap();
   readonly customerModels = new DeltaMap();
+  readonly userModels = new DeltaMap();
+  readonly teamModels = new DeltaMap();
   readonly gateway = new DeltaMap();
 
   /** The gateway's time of the latest spend in the batch: what the write compares periods with. */
@@ -167,6 +173,8 @@ export class Batch {
     if (t.customer && t.customerModel) {
       this.customerModels.add(t.customer.id + SEP + t.customerModel.model, cost, t.customerModel.period, t.customerModel.base, at, t.customerModel.step, t.customer.born);
     }
+    if (t.userModel) this.userModels.add(t.userModel.id + SEP + t.userModel.model, cost, t.userModel.period, t.userModel.base, at, t.userModel.step, t.userModel.born);
+    if (t.teamModel) this.teamModels.add(t.teamModel.id + SEP + t.teamModel.model, cost, t.teamModel.period, t.teamModel.base, at, t.teamModel.step, t.teamModel.born);
     this.gateway.add("gateway", cost, t.gatewayPeriod, t.gatewayBase, at, t.gatewayStep);
     this.rows.push(logLine(event, this.masterToken));
   }
@@ -177,7 +185,7 @@ export class Batch {
 
   /** Drops the unwritten spend of a row an admin reset (the request log rows stay). */
   discard(row: SpendRow): void {
-    if (row.table === "keyModels" || row.table === "customerModels") this[row.table].drop(row.id + SEP, true);
+    if (PER_MODEL.includes(row.table)) this[row.table].drop(row.id + SEP, true);
     else this[row.table].drop(row.id);
   }
 
@@ -268,6 +276,7 @@ export function savedBatch(batch: Batch, now: number, error: unknown) {
     requests: batch.size, latest: batch.latest, deltas: {
       keys: batch.keys.sorted(), users: batch.users.sorted(), teams: batch.teams.sorted(), team_members: batch.members.sorted(),
       customers: batch.customers.sorted(), key_models: batch.keyModels.sorted(), customer_models: batch.customerModels.sorted(),
+      user_models: batch.userModels.sorted(), team_models: batch.teamModels.sorted(),
       gateway: batch.gateway.sorted(),
     },
     spend_logs: { columns: LOG_COLUMNS, copy_text: batch.rowsText() },
@@ -287,6 +296,8 @@ export interface WritableBatch {
   customers: Pick<DeltaMap, "sorted">;
   keyModels: Pick<DeltaMap, "sorted">;
   customerModels: Pick<DeltaMap, "sorted">;
+  userModels: Pick<DeltaMap, "sorted">;
+  teamModels: Pick<DeltaMap, "sorted">;
   gateway: Pick<DeltaMap, "sorted">;
   rowsText(): string;
 }
@@ -300,6 +311,9 @@ export function batchFromSaved(saved: ReturnType<typeof savedBatch>): WritableBa
     id: saved.batch_id, size: saved.requests, latest: typeof saved.latest === "number" ? saved.latest : Date.parse(saved.saved_at), keys: map(d.keys), users: map(d.users), teams: map(d.teams), members: map(d.team_members),
     customers: map(d.customers), keyModels: map(d.key_models),
     // Batches saved before customers' spend per model was kept have none.
-    customerModels: map((d as { customer_models?: Delta[] }).customer_models ?? []), gateway: map(d.gateway), rowsText: () => saved.spend_logs.copy_text,
+    customerModels: map((d as { customer_models?: Delta[] }).customer_models ?? []),
+    // And before users' and teams' was.
+    userModels: map((d as { user_models?: Delta[] }).user_models ?? []), teamModels: map((d as { team_models?: Delta[] }).team_models ?? []),
+    gateway: map(d.gateway), rowsText: () => saved.spend_logs.copy_text,
   };
 }

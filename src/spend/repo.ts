@@ -53,7 +53,7 @@ const FIRST_OF = "split_part(d.id, chr(31), 1)";
 const SECOND_OF = "substr(d.id, strpos(d.id, chr(31)) + 1)";
 
 /**
- * The spend per model of one kind of owner (keys, customers), three parts of the flush's statement:
+ * The spend per model of one kind of owner (keys, customers, users, teams), three parts of the flush's statement:
  * `<p>d` its deltas split into owner and model; `<p>u` the rows that exist updated (not those of an owner
  * made again under its id since: `found` lists the owners the flush's update of them found, and a delta
  * without its owner's in the batch (`ownerDeltas`) belongs to no made-again row); `<p>` the others
@@ -81,7 +81,8 @@ const perModel = (p: string, table: string, owner: string, n: number, ownerDelta
  * hundred µs of the event loop).
  *
  * Every key's spend per model is kept too, so a flush touches two rows per key (a customer's only for
- * the models its budget holds it to, inserted for the customers the flush wrote). The per-model rows
+ * the models its budget holds it to, inserted for the customers the flush wrote; a user's and a team's
+ * likewise, inserted for the users and teams that exist: a team key's spend is not the user's own). The per-model rows
  * that exist are updated; only the others are inserted, and only for keys the flush found (a key
  * deleted meanwhile has no row to own them). Each row an upsert finds costs Postgres a row lock on
  * top of the update, and checking each key's existence another index lookup: a flush for 1,650 keys
@@ -96,9 +97,11 @@ const APPLY = `with fresh as (
   ), u as (
     update users t set spend = ${SPEND()}, budget_reset_at = ${RESET_AT()}
     from ${deltas(3)} d where t.user_id = d.id and ${SAME_ROW} and ${FRESH}
+    returning t.user_id
   ), tm as (
     update teams t set spend = ${SPEND()}, budget_reset_at = ${RESET_AT()}
     from ${deltas(4)} d where t.team_id = d.id and ${SAME_ROW} and ${FRESH}
+    returning t.team_id
   ), m as (
     update team_memberships t set spend = ${SPEND()}, budget_reset_at = ${RESET_AT()}
     from ${deltas(5)} d where t.team_id = ${FIRST_OF} and t.user_id = ${SECOND_OF} and ${SAME_ROW} and ${FRESH}
@@ -112,7 +115,10 @@ const APPLY = `with fresh as (
     on conflict (user_id) do update set spend = ${UPSERT_SPEND}, budget_reset_at = ${UPSERT_RESET_AT}, updated_at = now()
     returning t.user_id
   ), ${perModel("cm", "customer_model_spend", "user_id", 10, 6, "select user_id from c", "(d.user_id in (select user_id from c) or d.user_id in (select user_id from ci))")
-  }, ${perModel("km", "key_model_spend", "token", 7, 2, "select token from k", "d.token in (select token from k)")}, g as (
+  }, ${perModel("km", "key_model_spend", "token", 7, 2, "select token from k", "d.token in (select token from k)")
+  }, ${perModel("um", "user_model_spend", "user_id", 11, 3, "select user_id from u", `exists (select 1 from users t where t.user_id = d.user_id and ${SAME_ROW})`)
+  }, ${perModel("tmm", "team_model_spend", "team_id", 12, 4, "select team_id from tm", `exists (select 1 from teams t where t.team_id = d.team_id and ${SAME_ROW})`)
+  }, g as (
     update gateway_spend t set spend = ${SPEND()}, budget_reset_at = ${RESET_AT()}
     from ${deltas(8)} d where t.id = 1 and ${FRESH}
   )
@@ -169,6 +175,8 @@ function encode(batch: WritableBatch): unknown[] {
       deltaJson(batch.gateway.sorted()),
       new Date(batch.latest).toISOString(),
       deltaJson(batch.customerModels.sorted()),
+      deltaJson(batch.userModels.sorted()),
+      deltaJson(batch.teamModels.sorted()),
     ];
   } catch (error) {
     throw new UnencodableBatch(error);

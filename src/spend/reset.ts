@@ -1,8 +1,8 @@
 import type { Counters } from "../governance/counters";
 import { counterKeys, scopes } from "../governance/keys";
-import { SEP, type SpendRow } from "./batch";
+import { PER_MODEL, SEP, type SpendRow } from "./batch";
 
-/** A row's counter scope (a key's or customer's per-model rows: the start of every one of its models' scopes). */
+/** A row's counter scope (a key's, customer's, user's or team's per-model rows: the start of every one of its models' scopes). */
 function scopeOf(row: SpendRow): string {
   switch (row.table) {
     case "keys":
@@ -21,6 +21,10 @@ function scopeOf(row: SpendRow): string {
       return scopes.keyModels(row.id);
     case "customerModels":
       return scopes.customerModels(row.id);
+    case "userModels":
+      return scopes.userModels(row.id);
+    case "teamModels":
+      return scopes.teamModels(row.id);
   }
 }
 
@@ -44,7 +48,7 @@ interface SpendHolder {
 export function dropSpend(rows: readonly SpendRow[] | undefined, counters: Counters, spend: SpendHolder, shared: boolean): void {
   for (const row of rows ?? []) {
     // A deleted row's parallel slots go too: one made again under its id has them all.
-    const perModel = row.table === "keyModels" || row.table === "customerModels";
+    const perModel = PER_MODEL.includes(row.table);
     const prefixes = row.deleted && !perModel ? [budgetPrefixOf(row), counterKeys.parallel(scopeOf(row))] : [budgetPrefixOf(row)];
     for (const prefix of prefixes) {
       if (shared) counters.forget(prefix, undefined, row.deleted);
@@ -118,6 +122,8 @@ export function windowsOf(rows: readonly SpendRow[]): string[] {
       }
       case "keyModels":
       case "customerModels":
+      case "userModels":
+      case "teamModels":
         return [];
     }
   });

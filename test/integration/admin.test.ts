@@ -367,14 +367,10 @@ describe("authorisation", () => {
       ["/team/new", { team_id: "org-t", organization_id: "org-1" }, "organization_id"],
       ["/team/update", { team_id: "t", object_permission: { models: ["mock"] } }, "object_permission"],
       ["/team/update", { team_id: "t", router_settings: { num_retries: 3 } }, "router_settings"],
-      // A team's budget windows and per-model budgets, a user's own per-model budget: LiteLLM holds every key of theirs to them.
+      // A team's budget windows, a user's own per-model limits: LiteLLM holds every key of theirs to them.
       ["/team/new", { team_id: "windows-t", budget_limits: [{ max_budget: 1, budget_duration: "1d" }] }, "budget_limits"],
-      ["/team/new", { team_id: "per-model-t", model_max_budget: { mock: { budget_limit: 1, time_period: "1d" } } }, "model_max_budget"],
-      ["/team/update", { team_id: "t", model_max_budget: { mock: { max_budget: 1 } } }, "model_max_budget"],
-      ["/user/update", { user_id: "u", model_max_budget: { mock: { budget_limit: 1, time_period: "1d" } } }, "model_max_budget"],
       ["/user/update", { user_id: "u", model_tpm_limit: { mock: 10 } }, "model_tpm_limit"],
       // /user/new gives these to the key it makes; without one, nothing would hold them.
-      ["/user/new", { user_id: "keyless-u", auto_create_key: false, model_max_budget: { mock: { budget_limit: 1, time_period: "1d" } } }, "model_max_budget"],
       ["/user/new", { user_id: "keyless-u", auto_create_key: false, model_rpm_limit: { mock: 1 } }, "model_rpm_limit"],
       ["/user/new", { user_id: "keyless-u", auto_create_key: false, budget_id: "some-budget" }, "budget_id"],
       ["/customer/new", { user_id: "region-c", allowed_model_region: "eu" }, "allowed_model_region"],
@@ -386,11 +382,14 @@ describe("authorisation", () => {
     }
     // Nothing was made by the refused calls; the empty spellings LiteLLM's UI sends are taken.
     expect((await json("/customer/info?end_user_id=region-c")).status).toBe(404);
-    for (const made of ["/team/info?team_id=windows-t", "/team/info?team_id=per-model-t", "/user/info?user_id=keyless-u"]) expect(`${made} ${(await json(made)).status}`).toBe(`${made} 404`);
-    // With a key, /user/new's per-model budget is that key's, as LiteLLM gives it: held on the key made.
+    for (const made of ["/team/info?team_id=windows-t", "/user/info?user_id=keyless-u"]) expect(`${made} ${(await json(made)).status}`).toBe(`${made} 404`);
+    // /user/new's per-model budget is the user's (held across all its keys, as its max_budget is), with a key or without.
     const keyed = await json("/user/new", { user_id: "keyed-u", model_max_budget: { mock: { budget_limit: 1, time_period: "1d" } } });
     expect(keyed.status).toBe(200);
-    expect((await json(`/key/info?key=${keyed.body.key}`)).body.info.model_max_budget).toEqual({ mock: { budget_limit: 1, time_period: "1d" } });
+    expect(keyed.body.model_max_budget).toEqual({ mock: { budget_limit: 1, time_period: "1d" } });
+    expect((await json(`/key/info?key=${keyed.body.key}`)).body.info.model_max_budget).toEqual({});
+    expect((await json("/user/new", { user_id: "keyless-mmb", auto_create_key: false, model_max_budget: { mock: { max_budget: 1, budget_duration: "1d" } } })).body.model_max_budget)
+      .toEqual({ mock: { budget_limit: 1, time_period: "1d" } });
     expect((await json("/user/new", { user_id: "keyless-ok", auto_create_key: false, model_max_budget: {}, budget_id: null })).status).toBe(200);
     expect((await json("/key/generate", { key_type: "default", allowed_routes: [], aliases: {}, guardrails: null, permissions: {} })).status).toBe(200);
     // What LiteLLM's UI sends when these are left alone, and the labels litegate takes (tags count in spend reports only).

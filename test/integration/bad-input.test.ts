@@ -118,8 +118,8 @@ describe("bad input is refused cleanly", () => {
   const written = async () => JSON.stringify(await h.db.query(
     `select (select json_agg(k order by token) from (select token, user_id, model_max_budget from keys) k) as keys,
        (select json_agg(b order by budget_id) from (select budget_id, model_max_budget from budgets) b) as budgets,
-       (select json_agg(user_id order by user_id) from end_users) as customers, (select json_agg(u order by user_id) from (select user_id, teams from users) u) as users,
-       (select json_agg(t order by team_id) from (select team_id, members_with_roles from teams) t) as teams,
+       (select json_agg(user_id order by user_id) from end_users) as customers, (select json_agg(u order by user_id) from (select user_id, teams, model_max_budget from users) u) as users,
+       (select json_agg(t order by team_id) from (select team_id, members_with_roles, model_max_budget from teams) t) as teams,
        (select json_agg(m order by team_id, user_id) from (select team_id, user_id, role from team_memberships) m) as memberships`));
   const refusedUnwritten = async (path: string, body: unknown, message: string, param: string) => {
     const before = await written();
@@ -135,9 +135,12 @@ describe("bad input is refused cleanly", () => {
     const key = (await (await raw("/key/generate", "{}")).json()) as any;
     await raw("/budget/new", '{"budget_id": "shape-b"}');
     await raw("/customer/new", '{"user_id": "shape-c"}');
+    await raw("/user/new", '{"user_id": "shape-mu", "auto_create_key": false}');
+    await raw("/team/new", '{"team_id": "shape-mt"}');
     // A number, text, a list, a flag or null was taken as a budget of nothing (or of the text's characters).
     const ids = { "/key/generate": {}, "/key/update": { key: key.key }, "/budget/new": { budget_id: "shape-b2" },
-      "/budget/update": { budget_id: "shape-b" }, "/customer/new": { user_id: "shape-c2" }, "/customer/update": { user_id: "shape-c" } };
+      "/budget/update": { budget_id: "shape-b" }, "/customer/new": { user_id: "shape-c2" }, "/customer/update": { user_id: "shape-c" },
+      "/user/new": { user_id: "shape-u2", auto_create_key: false }, "/user/update": { user_id: "shape-mu" }, "/team/new": { team_id: "shape-t2" }, "/team/update": { team_id: "shape-mt" } };
     for (const [path, id] of Object.entries(ids)) {
       for (const entry of [1, "0.5", [0.5], true, null]) {
         await refusedUnwritten(path, { ...id, model_max_budget: { "gpt-4o": entry } }, `must be an object (got ${JSON.stringify(entry)})`, "model_max_budget.gpt-4o");

@@ -74,7 +74,7 @@ describe("the scheduler's pace", () => {
       const before = zero.db.statements();
       await Bun.sleep(2_500);
       const sent = zero.db.statements() - before;
-      // Two passes of nine statements (back to back, over 3,000).
+      // Two passes of eleven statements (back to back, over 3,000).
       expect(sent).toBeGreaterThan(0);
       expect(sent).toBeLessThanOrEqual(30);
     } finally {
@@ -102,5 +102,24 @@ describe("customers' periods", () => {
     const walkIn = await one("select spend, budget_reset_at from end_users where user_id = 'c-walk-in'");
     expect(walkIn.spend).toBe(0);
     expect(new Date(walkIn.budget_reset_at).toISOString()).toBe("2026-03-10T13:00:00.000Z");
+  });
+});
+
+describe("users' and teams' periods per model", () => {
+  test("their spend per model resets on the time_period of their model_max_budget entry; one without a period is left alone", async () => {
+    const now = new Date("2026-03-10T12:00:00Z");
+    const due = new Date("2026-03-10T11:00:00Z");
+    await h.db.query(`insert into users (user_id, model_max_budget) values ('u-models', '{"m": {"budget_limit": 1, "time_period": "1d"}, "n": {"budget_limit": 1}}')`);
+    await h.db.query(`insert into teams (team_id, model_max_budget) values ('t-models', '{"m": {"budget_limit": 1, "time_period": "1h"}}')`);
+    await h.db.query("insert into user_model_spend (user_id, model, spend, budget_reset_at) values ('u-models', 'm', 4, $1), ('u-models', 'n', 3, $1)", [due]);
+    await h.db.query("insert into team_model_spend (team_id, model, spend, budget_reset_at) values ('t-models', 'm', 5, $1)", [due]);
+
+    const counts = await resetDueBudgets(h.db, now, {});
+    expect([counts.user_model_spend, counts.team_model_spend]).toEqual([1, 1]);
+    const rows = await h.db.query(`select 'u' as kind, model, spend, budget_reset_at from user_model_spend where user_id = 'u-models'
+      union all select 't', model, spend, budget_reset_at from team_model_spend where team_id = 't-models' order by kind desc, model`);
+    expect(rows.map((r: any) => [r.kind, r.model, r.spend, new Date(r.budget_reset_at).toISOString()])).toEqual([
+      ["u", "m", 0, "2026-03-11T11:00:00.000Z"], ["u", "n", 3, due.toISOString()], ["t", "m", 0, "2026-03-10T13:00:00.000Z"],
+    ]);
   });
 });

@@ -18,7 +18,8 @@ function principal(overrides: { key?: Partial<Principal["key"]>; user?: Partial<
     spentHere: 0,
     user: overrides.user === null ? null : {
       user_id: "u1", user_role: "internal_user", spend: 0, max_budget: null, budget_duration: null, budget_reset_at: null,
-      models: [], tpm_limit: null, rpm_limit: null, max_parallel_requests: null, created_at: new Date(NOW - 1000), ...overrides.user,
+      models: [], tpm_limit: null, rpm_limit: null, max_parallel_requests: null, created_at: new Date(NOW - 1000),
+      model_max_budget: {}, modelSpend: {}, ...overrides.user,
     },
     team: null,
     membership: null,
