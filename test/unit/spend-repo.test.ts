@@ -132,6 +132,21 @@ describe("spend batches", () => {
       ["m-day", 1, next], ["m-new", 2, null], ["m-open", 0.375, null],
     ]);
   });
+
+  test("a user's and a team's spend per model: on a team key too (the user's own spend not charged), not for a user or team gone", async () => {
+    const day = Date.parse("2026-01-02T00:00:00Z");
+    const next = Date.parse("2026-01-03T00:00:00Z");
+    const holders = (user: string, team: string, period: number | null) =>
+      ({ userModel: { id: user, model: "gpt-4o", period }, teamModel: { id: team, model: "gpt-4o", period } });
+    await applyBatch(db, buildBatch("batch-holders-1", [event(0.5, holders("u1", "t1", day)), event(0.25, holders("u1", "t1", day)),
+      event(8, holders("no-such-user", "no-such-team", day))]));
+    await applyBatch(db, buildBatch("batch-holders-2", [event(1, holders("u1", "t1", next))]));
+    const rows = await db.query(`select 'user' as kind, user_id as id, spend, budget_reset_at from user_model_spend
+      union all select 'team', team_id, spend, budget_reset_at from team_model_spend order by kind desc, id`);
+    expect(rows.map((r: any) => [r.kind, r.id, r.spend, new Date(r.budget_reset_at).getTime()])).toEqual([["user", "u1", 1, next], ["team", "t1", 1, next]]);
+    // The user's own spend stays untouched: the events spent on a team key.
+    expect((await one("select spend from users where user_id = 'u1'")).spend).toBe(0);
+  });
 });
 
 describe("log rows are written whatever text they carry", () => {
