@@ -48,6 +48,8 @@ for (const kind of ["pglite", "postgres"] as const) describe(`admin input on ${k
       ["/user/new", `{"user_id":"inf-${kind}","metadata":{"x":1e400}}`, "metadata.x"],
       ["/customer/new", `{"user_id":"inf-${kind}","metadata":{"x":1e400}}`, "metadata.x"],
       ["/budget/new", `{"budget_id":"inf-${kind}","model_max_budget":{"mock":{"x":1e400}}}`, "model_max_budget.mock.x"],
+      ["/team/new", `{"team_id":"inf-${kind}","model_max_budget":{"mock":{"budget_limit":1e400}}}`, "model_max_budget.mock.budget_limit"],
+      ["/user/new", `{"user_id":"inf-${kind}","auto_create_key":false,"model_max_budget":{"mock":{"x":-1e400}}}`, "model_max_budget.mock.x"],
     ];
     for (const [path, body, param] of cases) {
       const refused = await json(path, body);
