@@ -27,6 +27,13 @@ export function modelNames(requested: string, model: string): string[] {
   return names;
 }
 
+/** Whether a model_max_budget holds any entry (without making a list of them). */
+export function holdsAny(budgets: Record<string, unknown> | null | undefined): boolean {
+  if (!budgets) return false;
+  for (const _ in budgets) return true;
+  return false;
+}
+
 /** Who holds budgets per model beside keys: a customer (through its budget), a user, a team. */
 export interface ModelBudgetHolder {
   budgets: Record<string, ModelBudget> | null | undefined;

@@ -1,7 +1,7 @@
 import type { Caller, CustomerRecord, ModelBudget, Principal, TeamRecord } from "../auth/principal";
 import type { CounterCheck } from "./counters";
 import { counterKeys, scopes } from "./keys";
-import { type ModelBudgetHolder, headerToken, heldModelBudget, limitOf, modelNames } from "./per-model";
+import { type ModelBudgetHolder, headerToken, heldModelBudget, holdsAny, limitOf, modelNames } from "./per-model";
 import { type Period, periodOf, rateWindow } from "./periods";
 
 export { headerToken, modelNames } from "./per-model";
@@ -205,12 +205,13 @@ export function planChecks(input: PlanInput): Plan {
    */
   function planHolderModelBudgets(p: Principal, keyBudgeted: boolean) {
     const { user, team } = p;
-    if (user) {
+    // Most hold none: nothing is made for them on the request path.
+    if (user && holdsAny(user.model_max_budget)) {
       const turn = holderModelBudget("user+model", { budgets: user.model_max_budget, spend: user.modelSpend, createdAt: user.created_at },
         (name) => scopes.userModel(user.user_id, name), `User=${user.user_id}`, user.created_at);
       targets.userModel = turn && { id: user.user_id, ...turn };
     }
-    if (team && !keyBudgeted) {
+    if (team && !keyBudgeted && holdsAny(team.model_max_budget)) {
       const turn = holderModelBudget("team+model", { budgets: team.model_max_budget, spend: team.modelSpend, createdAt: team.created_at },
         (name) => scopes.teamModel(team.team_id, name), `Team=${team.team_id}`, team.created_at);
       targets.teamModel = turn && { id: team.team_id, ...turn };
@@ -305,7 +306,7 @@ export function planChecks(input: PlanInput): Plan {
     // A budget of the customer's own caps its spend only by its own max_budget (none: no cap, as LiteLLM reads it).
     const cap = b && !customer.defaultBudget ? b.max_budget : (b?.max_budget ?? defaults.maxEndUserBudget ?? null);
     budget("end user", scopes.customer(customer.user_id), `End User=${customer.user_id}`, cap, period);
-    targets.customerModel = holderModelBudget("end user+model", { budgets: b?.model_max_budget, spend: customer.modelSpend, createdAt: customer.created_at },
+    if (holdsAny(b?.model_max_budget)) targets.customerModel = holderModelBudget("end user+model", { budgets: b?.model_max_budget, spend: customer.modelSpend, createdAt: customer.created_at },
       (name) => scopes.customerModel(customer.user_id, name), `End User=${customer.user_id}`);
   }
   if (principal) planHolderModelBudgets(principal, planModelBudget(principal));
