@@ -1,3 +1,4 @@
+import { type StreamStart, readFirstEvent } from "./stream-start";
 import type { Deployment, Route, UpstreamCall, UpstreamResult, Usage } from "./types";
 
 export type ErrorResult = Extract<UpstreamResult, { kind: "error" }>;
@@ -24,6 +25,8 @@ export interface Answer {
   response: Response;
   host: string;
   text(): Promise<string | ErrorResult>;
+  /** A 2xx stream read to its first event within the same deadline: see `startOf`. */
+  start(): Promise<StreamStart | ErrorResult>;
 }
 
 export const isError = (value: unknown): value is ErrorResult => (value as ErrorResult | null)?.kind === "error";
@@ -163,19 +166,26 @@ const timedOutBy = (signal: AbortSignal) => signal.aborted && (signal.reason as 
 
 /**
  * The deployment's own deadline (`timeout`, or `stream_timeout` for streams, in seconds) joined with
- * the caller's signal. A stream's deadline covers the wait for the provider's first answer only: a long
- * generation that is flowing must not be cut, and the gateway's request_timeout still bounds it.
+ * the caller's signal. A stream's deadline covers the wait for the provider's first event only, each
+ * piece read restarting it (pings keep it open, as they keep a read timeout): a long generation that is
+ * flowing must not be cut, and the gateway's request_timeout still bounds it.
  */
 function deadlineOf(call: UpstreamCall) {
   const params = call.deployment.params;
   const seconds = Number(call.stream ? (params.stream_timeout ?? params.timeout) : params.timeout);
   // Most deployments have no timeout of their own: they get no controller and no timer.
   const own = seconds > 0 ? new AbortController() : null;
-  const timer = own ? setTimeout(() => own.abort(new DOMException("deployment timeout", "TimeoutError")), Math.min(seconds * 1000, LONGEST_TIMER_MS)) : undefined;
+  const arm = () => (own ? setTimeout(() => own.abort(new DOMException("deployment timeout", "TimeoutError")), Math.min(seconds * 1000, LONGEST_TIMER_MS)) : undefined);
+  let timer = arm();
   return {
     seconds,
     signal: own ? AbortSignal.any([call.signal, own.signal]) : call.signal,
     clear: () => clearTimeout(timer),
+    restart: () => {
+      if (!own) return;
+      clearTimeout(timer);
+      timer = arm();
+    },
     timedOut: () => (own?.signal.aborted === true && !call.signal.aborted) || timedOutBy(call.signal),
   };
 }
@@ -209,7 +219,6 @@ export async function post(call: UpstreamCall, target: Target, body: string): Pr
       message: `Upstream ${host} answered ${response.status} (a redirect), which litegate does not follow: set api_base to the address it redirects to`,
     };
   }
-  if (call.stream && response.ok) deadline.clear();
   return {
     response,
     host,
@@ -222,7 +231,45 @@ export async function post(call: UpstreamCall, target: Target, body: string): Pr
         deadline.clear();
       }
     },
+    async start() {
+      try {
+        return await startOf(response, host, target.secret, deadline.restart);
+      } catch (error) {
+        const failed = failure(call, error, deadline.timedOut(), host, deadline.seconds);
+        return failed.connectionError ? brokenOff(host, `the connection broke (${reasonOf(error)})`) : failed;
+      } finally {
+        deadline.clear();
+      }
+    },
   };
+}
+
+/**
+ * A stream the provider ended or broke off before its first event: the client has nothing yet, so it is
+ * failed (and retried) as any other provider failure; the provider had the prompt and bills it.
+ */
+const brokenOff = (host: string, how: string): ErrorResult => ({
+  kind: "error", status: 502, type: "upstream_error", abandoned: true, message: `Upstream ${host} started a stream and ${how} before its first event`,
+});
+
+/**
+ * A 2xx stream up to its first event (see `readFirstEvent`). One the provider opens with an error event,
+ * before any answer, is that error, as the same error answered as JSON is (see `errorInAnswer`), for the
+ * client has been sent nothing yet: it is retried, sent to fallbacks, or answered with its status.
+ */
+async function startOf(response: Response, host: string, secret: string | undefined, onRead: () => void): Promise<StreamStart | ErrorResult> {
+  const { start, data, ended } = await readFirstEvent(response.body!, onRead);
+  if (data === undefined) return ended ? brokenOff(host, "closed it") : start;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(data);
+  } catch {
+    return start;
+  }
+  const failed = errorInAnswer(parsed, data, response.headers, secret);
+  if (!failed) return start;
+  await start.rest.cancel().catch(() => {});
+  return failed;
 }
 
 /** A non-2xx answer as an error result, its body read within the deadline. */

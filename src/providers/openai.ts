@@ -43,7 +43,7 @@ export function upstreamBody(call: UpstreamCall, askUsage = true): string {
 
 /**
  * Sends an OpenAI-shaped request and reads the answer: JSON with its usage, SSE untouched, or an error
- * (a non-2xx status, or a 2xx whose body is an error in place of an answer).
+ * (a non-2xx status, or a 2xx whose body, or whose stream's first event, is an error in place of an answer).
  */
 export async function sendOpenAiShaped(call: UpstreamCall, target: Target, askUsage = true): Promise<UpstreamResult> {
   const answer = await post(call, target, upstreamBody(call, askUsage));
@@ -51,7 +51,9 @@ export async function sendOpenAiShaped(call: UpstreamCall, target: Target, askUs
   const { response, host } = answer;
   if (!response.ok) return errorFrom(answer, target.secret);
   if (call.stream && response.body && isEventStream(response)) {
-    return { kind: "stream", status: response.status, stream: response.body, secret: target.secret };
+    const start = await answer.start();
+    if (isError(start)) return start;
+    return { kind: "stream", status: response.status, stream: start.rest, head: start.head, secret: target.secret };
   }
   const text = await answer.text();
   if (isError(text)) return text;

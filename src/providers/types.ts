@@ -63,6 +63,8 @@ export type UpstreamResult =
       status: number;
       /** OpenAI-shaped Server-Sent Events, bytes as they come (`data: {...}\n\n` … `data: [DONE]\n\n`). */
       stream: ReadableStream<Uint8Array>;
+      /** The stream's first bytes, already read from it (to see whether it opened with an error): they come before `stream`'s. */
+      head?: Uint8Array;
       /** The provider key, blanked out of any error the stream carries. */
       secret?: string;
       /**
@@ -82,7 +84,10 @@ export type UpstreamResult =
       param?: string;
       /** Seconds, from the provider's `retry-after` header. */
       retryAfter?: number;
-      /** True when the client left or a deadline passed while the provider had the request: it bills the prompt. */
+      /**
+       * True when the client left, a deadline passed, or the provider broke off its stream, while it had
+       * the request: it bills the prompt.
+       */
       abandoned?: boolean;
       /** True when the provider was never reached (connection refused, DNS, TLS). */
       connectionError?: boolean;

@@ -363,7 +363,7 @@ export function createInference(deps: InferenceDeps) {
     const wantsUsage = clientWantsUsage(ctx.body);
     const countUsage = wantsUsage ? (text: string) => countedUsage(ctx, text) : undefined;
     const choices = streamedChoices(route, ctx.body);
-    const body = tapStream(upstream, { clientWantsUsage: wantsUsage, secret: result.secret, onChunk: touch, countUsage, choices }, (outcome) => {
+    const body = tapStream(upstream, { clientWantsUsage: wantsUsage, secret: result.secret, onChunk: touch, countUsage, choices, head: result.head }, (outcome) => {
       deadline.done();
       const failed = failedByProvider(outcome, usageSoFar);
       // A stream may send its usage before its last words (some providers do on their first chunk): what was passed on is charged even so.

@@ -39,6 +39,8 @@ export interface TapOptions {
   countUsage?: (text: string) => Usage;
   /** The choices the request asked for (`n`, for each prompt of a list): the answer is done when each has finished. */
   choices?: number;
+  /** What the provider adapter already read of the stream (its first event): read before the rest. */
+  head?: Uint8Array;
 }
 
 const encoder = new TextEncoder();
@@ -64,6 +66,7 @@ const messageOf = (error: unknown) => (error instanceof Error ? error.message : 
  */
 export function tapStream(source: ReadableStream<Uint8Array>, options: TapOptions, onEnd: (outcome: StreamOutcome) => void): ReadableStream<Uint8Array> {
   const reader = source.getReader();
+  let head = options.head;
   const events = new SseEvents(options.clientWantsUsage, options.secret, options.countUsage, options.choices);
   let ended = false;
   const finish = (end: StreamEnd) => {
@@ -83,7 +86,8 @@ export function tapStream(source: ReadableStream<Uint8Array>, options: TapOption
       async pull(controller) {
         try {
           for (;;) {
-            const { done, value } = await reader.read();
+            const { done, value } = head ? { done: false as const, value: head } : await reader.read();
+            head = undefined;
             if (done) {
               const out = events.end();
               if (events.malformed) return fail(controller, out, "Upstream sent a malformed stream event; the stream was ended");

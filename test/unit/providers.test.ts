@@ -31,6 +31,14 @@ afterAll(() => server.stop(true));
 
 const base = () => `http://127.0.0.1:${server.port}`;
 
+/** All a stream result carries: the first bytes the adapter read, then the rest. */
+async function streamText(result: Extract<UpstreamResult, { kind: "stream" }>): Promise<string> {
+  const decoder = new TextDecoder();
+  let text = result.head ? decoder.decode(result.head, { stream: true }) : "";
+  for await (const chunk of result.stream) text += decoder.decode(chunk, { stream: true });
+  return text + decoder.decode();
+}
+
 function deployment(provider: string, upstreamModel: string, params: Record<string, unknown> = {}): Deployment {
   return { id: `${provider}#0`, modelName: "public", provider, upstreamModel, params, modelInfo: {} };
 }
@@ -169,7 +177,64 @@ describe("OpenAI-compatible answers", () => {
     answer = () => new Response(transcript, { headers: { "content-type": "text/event-stream; charset=utf-8" } });
     const result = await send(deployment("openai", "m", { api_base: base() }), '{"model":"m","stream":true,"messages":[]}');
     expect(result.kind).toBe("stream");
-    if (result.kind === "stream") expect(await new Response(result.stream).text()).toBe(transcript);
+    if (result.kind === "stream") expect(await streamText(result)).toBe(transcript);
+  });
+
+  /** A stream answer sending these pieces, `gapMs` apart (the first at once). */
+  const piecewise = (pieces: string[], gapMs = 0) => () => {
+    const encoder = new TextEncoder();
+    let next = 0;
+    return new Response(new ReadableStream({
+      async pull(controller) {
+        if (next > 0 && gapMs) await Bun.sleep(gapMs);
+        if (next === pieces.length) return controller.close();
+        controller.enqueue(encoder.encode(pieces[next++]!));
+      },
+    }), { headers: { "content-type": "text/event-stream" } });
+  };
+  const streamed = '{"model":"m","stream":true,"messages":[]}';
+
+  test("a stream the provider opens with an error event is that error, as if answered as JSON: its code as status, else 502", async () => {
+    const overloaded = JSON.stringify({ error: { message: `Overloaded, key ${KEY}`, type: "server_error", code: 529 } });
+    // Pings first, the event split across pieces, its lines ended with CRLF.
+    answer = piecewise([": ping\r\n\r\n", `data: ${overloaded.slice(0, 20)}`, `${overloaded.slice(20)}\r`, "\n\r\n", "data: [DONE]\n\n"]);
+    const result = await send(deployment("openai", "m", { api_base: base(), api_key: KEY }), streamed);
+    expect(result).toMatchObject({ kind: "error", status: 529, type: "server_error" });
+    expect(result.kind === "error" && result.message).toBe("Overloaded, key [redacted]");
+    expect(result.kind === "error" && result.abandoned).toBeFalsy();
+    answer = piecewise(['data: {"error": {"message": "no capacity"}}\n\n']);
+    expect(await send(deployment("openai", "m", { api_base: base() }), streamed)).toMatchObject({ kind: "error", status: 502, message: "no capacity" });
+  });
+
+  test("a stream whose first event is an answer is handed over whole, an error after it included; only the first event is waited for", async () => {
+    const content = 'data: {"choices":[{"index":0,"delta":{"content":"a"}}]}\n\n';
+    const error = 'data: {"error": {"message": "broke", "code": 500}}\n\n';
+    answer = piecewise([content.slice(0, 10), content.slice(10) + error]);
+    const result = await send(deployment("openai", "m", { api_base: base() }), streamed);
+    expect(result.kind).toBe("stream");
+    if (result.kind === "stream") expect(await streamText(result)).toBe(content + error);
+    // The answer comes back when its first event has: the rest, 400 ms later, is not waited for.
+    answer = piecewise([content, "data: [DONE]\n\n"], 400);
+    const started = performance.now();
+    const later = await send(deployment("openai", "m", { api_base: base() }), streamed);
+    expect(performance.now() - started).toBeLessThan(300);
+    if (later.kind === "stream") expect(await streamText(later)).toBe(`${content}data: [DONE]\n\n`);
+  });
+
+  test("a stream the provider closes or breaks off before its first event is a 502 that bills the prompt; pings keep stream_timeout from cutting it", async () => {
+    answer = piecewise([": ping\n\n"]);
+    expect(await send(deployment("openai", "m", { api_base: base() }), streamed)).toMatchObject({ kind: "error", status: 502, abandoned: true });
+    answer = () => new Response(new ReadableStream({
+      start(controller) {
+        controller.enqueue(new TextEncoder().encode(": ping\n\n"));
+        setTimeout(() => controller.error(new Error("gone")), 20);
+      },
+    }), { headers: { "content-type": "text/event-stream" } });
+    expect(await send(deployment("openai", "m", { api_base: base() }), streamed)).toMatchObject({ kind: "error", status: 502, abandoned: true });
+    answer = piecewise([": ping\n\n", ": ping\n\n", ": ping\n\n", 'data: {"choices":[]}\n\n'], 80);
+    expect((await send(deployment("openai", "m", { api_base: base(), stream_timeout: 0.15 }), streamed)).kind).toBe("stream");
+    answer = piecewise([": ping\n\n", 'data: {"choices":[]}\n\n'], 400);
+    expect(await send(deployment("openai", "m", { api_base: base(), stream_timeout: 0.15 }), streamed)).toMatchObject({ kind: "error", status: 504 });
   });
 });
 
@@ -191,7 +256,7 @@ describe("Azure", () => {
     const asked: Record<string, unknown> = {};
     for (const version of ["2024-06-01", "2024-02-15-preview", "2023-05-15", "2024-09-01-preview", "2024-10-21", "2025-04-01-preview", "preview", " 2024-06-01 ", "20240601"]) {
       const result = await send(deployment("azure", "dep", { api_base: base(), api_key: KEY, api_version: version }), raw);
-      if (result.kind === "stream") await new Response(result.stream).text();
+      if (result.kind === "stream") await streamText(result);
       asked[version] = JSON.parse(seen[0].body).stream_options ?? null;
     }
     expect(asked).toEqual({
@@ -320,7 +385,7 @@ model_list:
     const encoder = new TextEncoder();
     answer = () => new Response(new ReadableStream({
       start(controller) {
-        controller.enqueue(encoder.encode(": first\n\n"));
+        controller.enqueue(encoder.encode(": first\n\ndata: {}\n\n"));
       },
       async pull(controller) {
         await Bun.sleep(300);
@@ -330,7 +395,7 @@ model_list:
     }), { headers: { "content-type": "text/event-stream" } });
     const result = await send(deployment("openai", "m", { api_base: base(), stream_timeout: 0.1 }), '{"model":"m","stream":true,"messages":[]}');
     expect(result.kind).toBe("stream");
-    if (result.kind === "stream") expect(await new Response(result.stream).text()).toBe(": first\n\ndata: [DONE]\n\n");
+    if (result.kind === "stream") expect(await streamText(result)).toBe(": first\n\ndata: {}\n\ndata: [DONE]\n\n");
   });
 
   test("the gateway's own timeout is a 504 too; a client leaving is not a connection error", async () => {

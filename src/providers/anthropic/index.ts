@@ -28,7 +28,9 @@ async function send(call: UpstreamCall, target: Target): Promise<UpstreamResult>
   const { response, host } = answer;
   if (!response.ok) return errorFrom(answer, target.secret);
   if (call.stream && response.body && isEventStream(response)) {
-    const { stream, usageSoFar } = translateStreamWithUsage(response.body, model, jsonAnswer, call.onRead);
+    const start = await answer.start();
+    if (isError(start)) return start;
+    const { stream, usageSoFar } = translateStreamWithUsage(start.rest, model, jsonAnswer, call.onRead, start.head);
     return { kind: "stream", status: 200, stream, usageSoFar, secret: target.secret };
   }
   const text = await answer.text();

@@ -99,9 +99,10 @@ export function translateStream(source: ReadableStream<Uint8Array>, model: strin
 
 /**
  * `translateStream`, with the usage Anthropic has reported so far (none before `message_start`).
- * `onRead` is called for every piece read, events that make no chunk (pings) included.
+ * `onRead` is called for every piece read, events that make no chunk (pings) included; `head` is what
+ * was already read of `source`, translated first.
  */
-export function translateStreamWithUsage(source: ReadableStream<Uint8Array>, model: string, jsonAnswer = false, onRead?: () => void) {
+export function translateStreamWithUsage(source: ReadableStream<Uint8Array>, model: string, jsonAnswer = false, onRead?: () => void, head?: Uint8Array) {
   const reader = source.getReader();
   const decoder = new TextDecoder();
   const translator = createTranslator(model, jsonAnswer);
@@ -135,7 +136,8 @@ export function translateStreamWithUsage(source: ReadableStream<Uint8Array>, mod
     // Keep reading until this pull has something to hand over: a pull that enqueues nothing
     // is not called again by every consumer.
     for (;;) {
-      const { done, value } = await reader.read();
+      const { done, value } = head ? { done: false as const, value: head } : await reader.read();
+      head = undefined;
       if (done) {
         if (!translator.finished()) throw new Error("provider stream ended before message_stop");
         controller.close();
