@@ -303,6 +303,12 @@ describe("over HTTP", () => {
     }
   });
 
+  test("a stream Anthropic opens with an error event is that error, as its error body would be, so it can be retried", async () => {
+    answer = () => new Response(`event: error\ndata: {"type":"error","error":{"type":"overloaded_error","message":"Overloaded, ${KEY}"}}\n\n`, { headers: { "content-type": "text/event-stream" } });
+    const result = await send({ model: "claude", stream: true, messages: [{ role: "user", content: "hi" }] });
+    expect(result).toMatchObject({ kind: "error", status: 502, message: "Overloaded, [redacted]", type: "overloaded_error" });
+  });
+
   test("Anthropic error bodies become error results with their message; completions and embeddings are refused", async () => {
     answer = () => Response.json({ type: "error", error: { type: "overloaded_error", message: "Overloaded" } }, { status: 529 });
     expect(await send({ model: "claude", messages: [{ role: "user", content: "hi" }] })).toMatchObject({ kind: "error", status: 529, message: "Overloaded", type: "overloaded_error" });

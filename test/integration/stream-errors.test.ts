@@ -1,0 +1,163 @@
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import OpenAI from "openai";
+import postgres from "postgres";
+import { type RunningGateway, startOnPostgres } from "../helpers/binary";
+
+/**
+ * Streams a provider opens with its own error event (a 200 `text/event-stream` whose first event is
+ * `{"error": …}`), through the compiled binary, real Postgres and the openai client: retried at another
+ * deployment, sent to a fallback, or answered with the error's status when nothing is left, as the same
+ * error answered as JSON is. The provider is a raw Bun server answering by the upstream model name.
+ */
+let up: ReturnType<typeof Bun.serve>;
+let gw: RunningGateway;
+let dbUrl: string;
+const calls = new Map<string, number>();
+
+const chunk = (delta: object, finish: string | null = null) =>
+  ({ id: "c1", object: "chat.completion.chunk", created: 1, model: "m", choices: [{ index: 0, delta, finish_reason: finish }] });
+const usage = { id: "c1", object: "chat.completion.chunk", created: 1, model: "m", choices: [], usage: { prompt_tokens: 10, completion_tokens: 4, total_tokens: 14 } };
+const sse = (events: (string | object)[]) =>
+  new Response(events.map((e) => `data: ${typeof e === "string" ? e : JSON.stringify(e)}\n\n`).join(""), { headers: { "content-type": "text/event-stream" } });
+
+/** What each upstream model answers. */
+const ANSWERS: Record<string, () => Response> = {
+  good: () => sse([chunk({ role: "assistant", content: "" }), chunk({ content: "all is well" }), chunk({}, "stop"), usage, "[DONE]"]),
+  overloaded: () => sse([{ error: { message: "The server is overloaded", type: "server_error", code: 529 } }, "[DONE]"]),
+  limited: () => sse([{ error: { message: "Rate limit reached for requests", type: "requests", code: "429" } }]),
+  plain: () => sse([{ error: { message: "Something went wrong upstream", type: "server_error" } }]),
+  late: () => sse([chunk({ role: "assistant", content: "" }), chunk({ content: "half an answer" }), { error: { message: "The stream broke", type: "server_error", code: 500 } }]),
+};
+
+const entry = (name: string, upstream: string, price: number, extra = "") =>
+  `  - model_name: ${name}
+    litellm_params: {model: openai/${upstream}, api_base: "http://127.0.0.1:${up.port}/v1", api_key: sk-up, input_cost_per_token: ${price}, output_cost_per_token: ${price}${extra}}`;
+
+beforeAll(async () => {
+  up = Bun.serve({
+    port: 0, hostname: "127.0.0.1", idleTimeout: 60,
+    async fetch(req) {
+      const model = String(((await req.json()) as { model?: unknown }).model);
+      calls.set(model, (calls.get(model) ?? 0) + 1);
+      return (ANSWERS[model] ?? (() => new Response("unknown model", { status: 404 })))();
+    },
+  });
+  // The failing deployment is all but always picked first; allowed_fails is high so it is never cooled down.
+  ({ gateway: gw, dbUrl } = await startOnPostgres(`
+model_list:
+${entry("pair", "overloaded", 0.000001, ", weight: 1000000")}
+${entry("pair", "good", 0.000003)}
+${entry("lonely", "plain", 0.000001)}
+${entry("backup", "good", 0.000005)}
+${entry("limited", "limited", 0.000001, ", max_parallel_requests: 1")}
+${entry("plain", "plain", 0.000001)}
+${entry("late", "late", 0.000001)}
+litellm_settings:
+  fallbacks: [{"lonely": ["backup"]}]
+  request_timeout: 5
+router_settings:
+  allowed_fails: 100`));
+}, 120_000);
+afterAll(async () => {
+  await gw?.stop("SIGKILL");
+  up?.stop(true);
+});
+
+const newKey = async () =>
+  (await (await fetch(`${gw.url}/key/generate`, { method: "POST", headers: { authorization: "Bearer sk-1234" }, body: "{}" })).json()) as { key: string; token: string };
+const clientFor = (key: string) => new OpenAI({ apiKey: key, baseURL: `${gw.url}/v1`, maxRetries: 0 });
+const messages = [{ role: "user" as const, content: "Tell me a story" }];
+
+/** Streams a request with the openai client: the text, or the error it threw. */
+async function stream(key: string, model: string): Promise<{ text: string; error?: any }> {
+  let text = "";
+  try {
+    const answer = await clientFor(key).chat.completions.create({ model, messages, stream: true });
+    for await (const c of answer) text += c.choices[0]?.delta?.content ?? "";
+    return { text };
+  } catch (error) {
+    return { text, error };
+  }
+}
+
+interface Row { status: string; model: string; prompt_tokens: number; completion_tokens: number; spend: number }
+/** The spend log rows of a key once `n` are written (the binary writes spend every 250 ms), and the key's spend. */
+async function spendOf(token: string, n: number): Promise<{ rows: Row[]; keySpend: number }> {
+  const sql = postgres(dbUrl, { onnotice: () => {} });
+  try {
+    const read = () => sql<Row[]>`select status, model, prompt_tokens, completion_tokens, spend from spend_logs where api_key = ${token} order by start_time`;
+    let rows = await read();
+    for (let i = 0; i < 100 && rows.length < n; i++) {
+      await Bun.sleep(100);
+      rows = await read();
+    }
+    await Bun.sleep(400);
+    rows = await read();
+    const [key] = await sql<{ spend: number }[]>`select spend from keys where token = ${token}`;
+    return { rows, keySpend: key!.spend };
+  } finally {
+    await sql.end();
+  }
+}
+
+describe("a stream the provider opens with an error event", () => {
+  test("is retried at the model's other deployment: the client gets that one's answer, charged at its price only", async () => {
+    const k = await newKey();
+    calls.clear();
+    const { text, error } = await stream(k.key, "pair");
+    expect(error).toBeUndefined();
+    expect(text).toBe("all is well");
+    expect(calls.get("overloaded")).toBe(1);
+    expect(calls.get("good")).toBe(1);
+    const { rows, keySpend } = await spendOf(k.token, 1);
+    expect(rows.map((r) => [r.status, r.prompt_tokens, r.completion_tokens])).toEqual([["success", 10, 4]]);
+    expect(rows[0]!.spend).toBeCloseTo(14 * 0.000003, 12);
+    expect(keySpend).toBeCloseTo(14 * 0.000003, 12);
+  });
+
+  test("goes to the model's fallback when its deployments fail so", async () => {
+    const k = await newKey();
+    calls.clear();
+    const { text, error } = await stream(k.key, "lonely");
+    expect(error).toBeUndefined();
+    expect(text).toBe("all is well");
+    expect(calls.get("plain")).toBe(1);
+    const { rows, keySpend } = await spendOf(k.token, 1);
+    expect(rows.map((r) => [r.status, r.model])).toEqual([["success", "backup"]]);
+    expect(keySpend).toBeCloseTo(14 * 0.000005, 12);
+  });
+
+  test("with nothing left to try is answered in the OpenAI envelope, with the status the same error as JSON gets; it costs nothing and frees its slot", async () => {
+    const k = await newKey();
+    // max_parallel_requests: 1: a slot kept by a failed stream would hold the next request until request_timeout.
+    for (let i = 0; i < 3; i++) {
+      const started = performance.now();
+      const { error } = await stream(k.key, "limited");
+      expect(performance.now() - started).toBeLessThan(2000);
+      expect(error).toBeInstanceOf(OpenAI.RateLimitError);
+      expect(error.status).toBe(429);
+      expect(error.error).toMatchObject({ message: "Rate limit reached for requests", type: "requests" });
+    }
+    // No status of its own: the provider failed to answer, a 502.
+    const { error } = await stream(k.key, "plain");
+    expect(error).toBeInstanceOf(OpenAI.APIError);
+    expect(error.status).toBe(502);
+    expect(error.error.message).toBe("Something went wrong upstream");
+    const { rows, keySpend } = await spendOf(k.token, 4);
+    expect(rows.map((r) => [r.status, r.spend])).toEqual(Array.from({ length: 4 }, () => ["failure", 0]));
+    expect(keySpend).toBe(0);
+  });
+
+  test("after some content is passed on as it came, and what was streamed is charged", async () => {
+    const k = await newKey();
+    const { text, error } = await stream(k.key, "late");
+    expect(text).toBe("half an answer");
+    expect(error).toBeInstanceOf(OpenAI.APIError);
+    expect(String(error.message)).toContain("The stream broke");
+    const { rows, keySpend } = await spendOf(k.token, 1);
+    expect(rows).toHaveLength(1);
+    expect(rows[0]!.status).toBe("stream_failed");
+    expect(rows[0]!.completion_tokens).toBeGreaterThan(0);
+    expect(keySpend).toBeCloseTo(rows[0]!.spend, 12);
+  });
+});
