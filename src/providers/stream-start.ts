@@ -1,5 +1,8 @@
 import { MAX_EVENT_BYTES } from "./sse";
 
+const LF = 10;
+const CR = 13;
+
 /** A stream whose first event is not an error: the bytes read to find it, and the rest, unread. */
 export interface StreamStart {
   /** What was read of the stream up to its first event (and whatever came with it), to pass on first. */
@@ -15,19 +18,20 @@ export interface FirstEvent {
   ended: boolean;
 }
 
-const utf8 = new TextDecoder();
-
 /**
  * The `data:` of the first complete event of SSE text that has one (comments and pings before it
- * skipped), or undefined while none is complete. Lines end with LF, CRLF or CR; a CR at the very end
- * may be half a CRLF, so the line it ends waits for the next chunk.
+ * skipped), or undefined while none is complete; the text after it is not looked at. Lines end with LF,
+ * CRLF or CR; a CR at the very end may be half a CRLF, so the line it ends waits for the next piece.
  */
 export function firstData(text: string, ended: boolean): string | undefined {
-  const usable = ended ? `${text}\n\n` : text.endsWith("\r") ? text.slice(0, -1) : text;
-  const lines = usable.split(/\r\n|\r|\n/);
-  lines.pop();
+  const usable = ended ? `${text}\n\n` : text;
+  const breaks = /\r\n|\r|\n/g;
   let data: string[] | null = null;
-  for (const line of lines) {
+  let start = 0;
+  for (let found = breaks.exec(usable); found; found = breaks.exec(usable)) {
+    if (found.index === usable.length - 1 && found[0] === "\r") return undefined;
+    const line = usable.slice(start, found.index);
+    start = breaks.lastIndex;
     if (line === "") {
       if (data) return data.join("\n");
     } else if (line.startsWith("data:")) {
@@ -47,6 +51,7 @@ export function firstData(text: string, ended: boolean): string | undefined {
  */
 export async function readFirstEvent(stream: ReadableStream<Uint8Array>, onRead?: () => void): Promise<FirstEvent> {
   const reader = stream.getReader();
+  const utf8 = new TextDecoder();
   const chunks: Uint8Array[] = [];
   let bytes = 0;
   let text = "";
@@ -64,7 +69,8 @@ export async function readFirstEvent(stream: ReadableStream<Uint8Array>, onRead?
       chunks.push(value);
       bytes += value.length;
       text += utf8.decode(value, { stream: true });
-      data = firstData(text, false);
+      // Only a piece with a line break can end an event: one arriving in many pieces is searched once.
+      if (value.includes(LF) || value.includes(CR)) data = firstData(text, false);
       if (data !== undefined || bytes > MAX_EVENT_BYTES) break;
     }
   } catch (error) {
