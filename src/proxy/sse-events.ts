@@ -183,11 +183,18 @@ export class SseEvents {
     if (data.length === 1) return this.read(data[0]!);
     const joined = this.read(data.join("\n"));
     if (joined !== "malformed") return joined;
-    // Some servers write one JSON chunk per data line with no blank line between: read each.
+    // Some servers write one JSON chunk per data line with no blank line between: read each, and pass
+    // each on as an event of its own, for a client joins an event's lines, which would not be JSON.
+    const events: Uint8Array[] = [];
     for (const payload of data) {
-      if (this.read(payload) === "malformed") return "malformed";
+      this.error = false;
+      const verdict = this.read(payload);
+      if (verdict === "malformed") return "malformed";
+      if (verdict === "replace") events.push(this.replacement);
+      else if (verdict === "forward") events.push(encoder.encode(`data: ${this.error ? redact(payload, this.secret) : payload}\n\n`));
     }
-    return "forward";
+    this.replacement = Buffer.concat(events);
+    return "replace";
   }
 
   /**

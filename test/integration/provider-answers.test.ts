@@ -242,3 +242,22 @@ describe("retries", () => {
     expect(calls).toBe(1);
   });
 });
+
+describe("streams as some servers write them", () => {
+  test("one JSON chunk per data line, with no blank line between, reaches the openai client whole and is charged its usage", async () => {
+    const k = await newKey();
+    const lines = [chunk({ role: "assistant", content: "" }), chunk({ content: "Once upon " }), chunk({ content: "a time" }), chunk({}, "stop"), { id: "c1", object: "chat.completion.chunk", created: 1, model: "m", choices: [], usage: { prompt_tokens: 9, completion_tokens: 4, total_tokens: 13 } }, "[DONE]"];
+    handler = () => new Response(`${lines.map((e) => `data:${typeof e === "string" ? e : JSON.stringify(e)}\r\n`).join("")}\r\n`, { headers: { "content-type": "text/event-stream" } });
+    const stream = await clientFor(k.key).chat.completions.create({ model: "m", messages, stream: true, stream_options: { include_usage: true } });
+    let text = "";
+    let usage: unknown = null;
+    for await (const c of stream) {
+      text += c.choices[0]?.delta?.content ?? "";
+      usage = c.usage ?? usage;
+    }
+    expect(text).toBe("Once upon a time");
+    expect(usage).toMatchObject({ prompt_tokens: 9, completion_tokens: 4 });
+    const [row] = await rowsOf(k.token, 1);
+    expect(row).toMatchObject({ status: "success", prompt_tokens: 9, completion_tokens: 4 });
+  });
+});

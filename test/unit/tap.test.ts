@@ -41,6 +41,16 @@ describe("the stream tap", () => {
     expect(outcome.usage?.total_tokens).toBe(18);
   });
 
+  test("an event of several JSON chunks, one per data line, reaches the client as one event each, the provider key blanked out", async () => {
+    const lines = [{ choices: [{ index: 0, delta: { content: "a" } }] }, { error: { message: "bad key sk-secret-123456" } }, { choices: [], usage: { prompt_tokens: 1, completion_tokens: 1 } }].map((c) => `data:${JSON.stringify(c)}\n`).join("");
+    const bytes = encoder.encode(`${lines}\ndata: [DONE]\n\n`);
+    for (let at = 1; at < bytes.length; at++) {
+      const { out, outcome } = await tap([bytes.slice(0, at), bytes.slice(at)], false, "sk-secret-123456");
+      expect(new TextDecoder().decode(out)).toBe(`data: {"choices":[{"index":0,"delta":{"content":"a"}}]}\n\ndata: {"error":{"message":"bad key [redacted]"}}\n\ndata: [DONE]\n\n`);
+      expect(outcome).toMatchObject({ end: "failed", text: "a", providerError: true, usage: { total_tokens: 2 } });
+    }
+  });
+
   test("a line megabytes long arriving in small pieces is read once", async () => {
     const long = event({ choices: [{ delta: { content: "x".repeat(3_000_000) } }] }) + event({ choices: [], usage: { prompt_tokens: 1, completion_tokens: 2 } }) + "data: [DONE]\n\n";
     const bytes = encoder.encode(long);
@@ -121,8 +131,10 @@ describe("the stream tap", () => {
     for (const sse of [split, cr, unterminated, perLine]) {
       const bytes = encoder.encode(sse);
       const { out, outcome } = await tap([bytes.slice(0, 20), bytes.slice(20)]);
-      // The one without [DONE] gets its blank line and the [DONE] the provider left out.
-      expect(text(out)).toBe(sse === unterminated ? `${sse}\n\ndata: [DONE]\n\n` : sse);
+      // The one without [DONE] gets its blank line and the [DONE] the provider left out; one chunk per
+      // data line, an event each (a client joins an event's lines, which would not be JSON).
+      const expected = sse === unterminated ? `${sse}\n\ndata: [DONE]\n\n` : sse === perLine ? `${event(chunk)}${event(usage)}data: [DONE]\n\n`.replaceAll("\r", "") : sse;
+      expect(text(out)).toBe(expected);
       expect(outcome).toEqual({ end: "complete", usage: { prompt_tokens: 3, completion_tokens: 4, total_tokens: 7 }, text: "hi", providerError: false });
     }
   });
