@@ -1,3 +1,4 @@
+import { SSE_DONE } from "./sse";
 import { type StreamStart, readFirstEvent } from "./stream-start";
 import type { Deployment, Route, UpstreamCall, UpstreamResult, Usage } from "./types";
 
@@ -260,17 +261,39 @@ const brokenOff = (host: string, how: string): ErrorResult => ({
 async function startOf(response: Response, host: string, secret: string | undefined, onRead: () => void): Promise<StreamStart | ErrorResult> {
   const { start, data, ended } = await readFirstEvent(response.body!, onRead);
   if (data === undefined) return ended ? brokenOff(host, "closed it") : start;
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(data);
-  } catch {
-    return start;
-  }
-  const failed = errorInAnswer(parsed, data, response.headers, secret);
+  const trimmed = data.trim();
+  if (trimmed === "" || trimmed === SSE_DONE) return start;
+  const first = firstChunkOf(data);
+  // Not JSON, as a 2xx answer that is not JSON: the provider failed to answer.
+  const failed = first === undefined ? invalidStream(host) : errorInAnswer(first.chunk, first.text, response.headers, secret);
   if (!failed) return start;
   await start.rest.cancel().catch(() => {});
   return failed;
 }
+
+/**
+ * The first chunk of an event's data, and its text: the data as JSON, else its first line's when each
+ * line is a JSON chunk of its own (as some servers write them, see `verdictOf` in the stream tap);
+ * undefined when the event is not JSON.
+ */
+function firstChunkOf(data: string): { chunk: unknown; text: string } | undefined {
+  try {
+    return { chunk: JSON.parse(data), text: data };
+  } catch {
+    // Several lines, each a chunk, or not JSON at all.
+  }
+  const lines = data.split("\n").filter((line) => line.trim() !== "" && line.trim() !== SSE_DONE);
+  try {
+    const chunks = lines.map((line) => JSON.parse(line));
+    return { chunk: chunks[0] ?? null, text: lines[0] ?? "" };
+  } catch {
+    return undefined;
+  }
+}
+
+const invalidStream = (host: string): ErrorResult => ({
+  kind: "error", status: 502, type: "upstream_error", message: `Upstream ${host} answered with a stream whose first event is not JSON`,
+});
 
 /** A non-2xx answer as an error result, its body read within the deadline. */
 export async function errorFrom(answer: Answer, secret?: string): Promise<ErrorResult> {

@@ -26,6 +26,7 @@ const ANSWERS: Record<string, () => Response> = {
   overloaded: () => sse([{ error: { message: "The server is overloaded", type: "server_error", code: 529 } }, "[DONE]"]),
   limited: () => sse([{ error: { message: "Rate limit reached for requests", type: "requests", code: "429" } }]),
   plain: () => sse([{ error: { message: "Something went wrong upstream", type: "server_error" } }]),
+  garbled: () => new Response("data: Internal Server Error\n\n", { headers: { "content-type": "text/event-stream" } }),
   late: () => sse([chunk({ role: "assistant", content: "" }), chunk({ content: "half an answer" }), { error: { message: "The stream broke", type: "server_error", code: 500 } }]),
 };
 
@@ -47,6 +48,8 @@ beforeAll(async () => {
 model_list:
 ${entry("pair", "overloaded", 0.000001, ", weight: 1000000")}
 ${entry("pair", "good", 0.000003)}
+${entry("garbled", "garbled", 0.000001, ", weight: 1000000")}
+${entry("garbled", "good", 0.000003)}
 ${entry("lonely", "plain", 0.000001)}
 ${entry("backup", "good", 0.000005)}
 ${entry("limited", "limited", 0.000001, ", max_parallel_requests: 1")}
@@ -112,6 +115,18 @@ describe("a stream the provider opens with an error event", () => {
     const { rows, keySpend } = await spendOf(k.token, 1);
     expect(rows.map((r) => [r.status, r.prompt_tokens, r.completion_tokens])).toEqual([["success", 10, 4]]);
     expect(rows[0]!.spend).toBeCloseTo(14 * 0.000003, 12);
+    expect(keySpend).toBeCloseTo(14 * 0.000003, 12);
+  });
+
+  test("that is not JSON is retried at the model's other deployment, as an answer that is not JSON is", async () => {
+    const k = await newKey();
+    calls.clear();
+    const { text, error } = await stream(k.key, "garbled");
+    expect(error).toBeUndefined();
+    expect(text).toBe("all is well");
+    expect(calls.get("garbled")).toBe(1);
+    const { rows, keySpend } = await spendOf(k.token, 1);
+    expect(rows.map((r) => r.status)).toEqual(["success"]);
     expect(keySpend).toBeCloseTo(14 * 0.000003, 12);
   });
 

@@ -206,6 +206,19 @@ describe("OpenAI-compatible answers", () => {
     expect(await send(deployment("openai", "m", { api_base: base() }), streamed)).toMatchObject({ kind: "error", status: 502, message: "no capacity" });
   });
 
+  test("a stream whose first event is not JSON is a 502, as an answer that is not JSON is; one chunk per data line is JSON", async () => {
+    answer = piecewise(["data: Internal Server Error\n\n"]);
+    const result = await send(deployment("openai", "m", { api_base: base() }), streamed);
+    expect(result).toMatchObject({ kind: "error", status: 502, type: "upstream_error" });
+    expect(result.kind === "error" && result.abandoned).toBeFalsy();
+    answer = piecewise(['data: {"error": {"message": "busy", "code": 503}}\ndata: [DONE]\n\n']);
+    expect(await send(deployment("openai", "m", { api_base: base() }), streamed)).toMatchObject({ kind: "error", status: 503, message: "busy" });
+    answer = piecewise(['data: {"choices": []}\ndata: {"choices": []}\n\n', "data:\n\n"]);
+    expect((await send(deployment("openai", "m", { api_base: base() }), streamed)).kind).toBe("stream");
+    answer = piecewise(["data:\n\n", "data: [DONE]\n\n"]);
+    expect((await send(deployment("openai", "m", { api_base: base() }), streamed)).kind).toBe("stream");
+  });
+
   test("a stream whose first event is an answer is handed over whole, an error after it included; only the first event is waited for", async () => {
     const content = 'data: {"choices":[{"index":0,"delta":{"content":"a"}}]}\n\n';
     const error = 'data: {"error": {"message": "broke", "code": 500}}\n\n';
