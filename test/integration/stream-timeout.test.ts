@@ -78,3 +78,42 @@ general_settings:
     await idle.stop("SIGKILL");
   }
 }, 30_000);
+
+test("a stream whose provider takes longer than the server's idle timeout to send its first event reaches its end", async () => {
+  // litegate waits for a stream's first event before answering (an error there is retried): the client's
+  // connection is silent meanwhile, bounded by request_timeout (30 s here), not by the idle timer (2 s).
+  const encoder = new TextEncoder();
+  const chunk = (content: string, finish: string | null = null) => `data: ${JSON.stringify({ id: "c", object: "chat.completion.chunk", created: 1, model: "m", choices: [{ index: 0, delta: { content }, finish_reason: finish }] })}\n\n`;
+  const thinking = Bun.serve({
+    port: 0, hostname: "127.0.0.1", idleTimeout: 60,
+    async fetch(request) {
+      await request.text();
+      return new Response(new ReadableStream({
+        async start(controller) {
+          await Bun.sleep(3500);
+          controller.enqueue(encoder.encode(`${chunk("thought")}${chunk("", "stop")}data: [DONE]\n\n`));
+          controller.close();
+        },
+      }), { headers: { "content-type": "text/event-stream" } });
+    },
+  });
+  const idle = await startBinary({ env: { LITEGATE_IDLE_TIMEOUT: "2" }, config: `
+model_list:
+  - model_name: thinking
+    litellm_params: {model: openai/m, api_base: "http://127.0.0.1:${thinking.port}/v1", input_cost_per_token: 0.000001, output_cost_per_token: 0.000002}
+general_settings:
+  master_key: sk-1234
+  request_timeout: 30
+` });
+  try {
+    const response = await fetch(`${idle.url}/v1/chat/completions`, {
+      method: "POST", headers: { authorization: "Bearer sk-1234", "content-type": "application/json" },
+      body: JSON.stringify({ model: "thinking", stream: true, messages: [{ role: "user", content: "Hello" }] }),
+    });
+    expect(response.status).toBe(200);
+    expect(await response.text()).toContain("[DONE]");
+  } finally {
+    await idle.stop("SIGKILL");
+    thinking.stop(true);
+  }
+}, 30_000);
