@@ -234,7 +234,11 @@ export async function post(call: UpstreamCall, target: Target, body: string): Pr
     },
     async start() {
       try {
-        return await startOf(response, host, target.secret, deadline.restart);
+        // Every piece read restarts both the deployment's deadline and, through `onRead`, the request's.
+        return await startOf(response, host, target.secret, () => {
+          deadline.restart();
+          call.onRead?.();
+        });
       } catch (error) {
         const failed = failure(call, error, deadline.timedOut(), host, deadline.seconds);
         return failed.connectionError ? brokenOff(host, `the connection broke (${reasonOf(error)})`) : failed;

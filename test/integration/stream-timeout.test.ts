@@ -79,18 +79,25 @@ general_settings:
   }
 }, 30_000);
 
-test("a stream whose provider takes longer than the server's idle timeout to send its first event reaches its end", async () => {
+test("a stream whose provider takes longer than the server's idle timeout to send its first event reaches its end; pings before it keep request_timeout open", async () => {
   // litegate waits for a stream's first event before answering (an error there is retried): the client's
-  // connection is silent meanwhile, bounded by request_timeout (30 s here), not by the idle timer (2 s).
+  // connection is silent meanwhile, bounded by request_timeout (3 s here), not by the idle timer (2 s).
+  // The provider's pings restart request_timeout then, as they do once the stream is passed on.
   const encoder = new TextEncoder();
   const chunk = (content: string, finish: string | null = null) => `data: ${JSON.stringify({ id: "c", object: "chat.completion.chunk", created: 1, model: "m", choices: [{ index: 0, delta: { content }, finish_reason: finish }] })}\n\n`;
   const thinking = Bun.serve({
     port: 0, hostname: "127.0.0.1", idleTimeout: 60,
     async fetch(request) {
-      await request.text();
+      const pings = ((await request.json()) as { model: string }).model === "pinging";
       return new Response(new ReadableStream({
         async start(controller) {
-          await Bun.sleep(3500);
+          if (!pings) await Bun.sleep(2500);
+          else {
+            for (let i = 0; i < 10; i++) {
+              await Bun.sleep(500);
+              controller.enqueue(encoder.encode(": ping\n\n"));
+            }
+          }
           controller.enqueue(encoder.encode(`${chunk("thought")}${chunk("", "stop")}data: [DONE]\n\n`));
           controller.close();
         },
@@ -100,18 +107,22 @@ test("a stream whose provider takes longer than the server's idle timeout to sen
   const idle = await startBinary({ env: { LITEGATE_IDLE_TIMEOUT: "2" }, config: `
 model_list:
   - model_name: thinking
-    litellm_params: {model: openai/m, api_base: "http://127.0.0.1:${thinking.port}/v1", input_cost_per_token: 0.000001, output_cost_per_token: 0.000002}
+    litellm_params: {model: openai/thinking, api_base: "http://127.0.0.1:${thinking.port}/v1", input_cost_per_token: 0.000001, output_cost_per_token: 0.000002}
+  - model_name: pinging
+    litellm_params: {model: openai/pinging, api_base: "http://127.0.0.1:${thinking.port}/v1", input_cost_per_token: 0.000001, output_cost_per_token: 0.000002}
 general_settings:
   master_key: sk-1234
-  request_timeout: 30
+  request_timeout: 3
 ` });
   try {
-    const response = await fetch(`${idle.url}/v1/chat/completions`, {
-      method: "POST", headers: { authorization: "Bearer sk-1234", "content-type": "application/json" },
-      body: JSON.stringify({ model: "thinking", stream: true, messages: [{ role: "user", content: "Hello" }] }),
-    });
-    expect(response.status).toBe(200);
-    expect(await response.text()).toContain("[DONE]");
+    for (const model of ["thinking", "pinging"]) {
+      const response = await fetch(`${idle.url}/v1/chat/completions`, {
+        method: "POST", headers: { authorization: "Bearer sk-1234", "content-type": "application/json" },
+        body: JSON.stringify({ model, stream: true, messages: [{ role: "user", content: "Hello" }] }),
+      });
+      expect(`${model}: ${response.status}`).toBe(`${model}: 200`);
+      expect(await response.text()).toContain("[DONE]");
+    }
   } finally {
     await idle.stop("SIGKILL");
     thinking.stop(true);
