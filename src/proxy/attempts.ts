@@ -77,7 +77,8 @@ async function slotAtAny(runtime: Runtime, input: AttemptInput, model: string, c
  * deployment not tried yet while there is one, else, with `num_retries` set, again at one tried that is
  * not cooling down (a model with one deployment is retried there, as LiteLLM's router retries within the
  * model group); then each fallback model the caller may use, in turn. Streams are only retried before
- * their first byte, which is when a provider's failure shows up as an error result.
+ * the client has anything of them: a provider's failure shows up as an error result until its first
+ * event has come (an error as that first event included, see `startOf` in providers/http.ts).
  */
 export async function callWithRetries(runtime: Runtime, input: AttemptInput): Promise<Attempted> {
   const { router } = runtime;
