@@ -255,7 +255,8 @@ export class SseEvents {
     const choices = chunk?.choices;
     if (!Array.isArray(choices)) {
       if (usage && this.finished) this.usageFinal = true;
-      return "forward";
+      // A usage chunk some servers send with no choices list at all: kept from a client that did not ask, as one with `[]` is.
+      return usage && !this.clientWantsUsage && chunk.error === undefined ? "drop" : "forward";
     }
     for (const choice of choices) {
       const index = typeof choice?.index === "number" ? choice.index : 0;

@@ -260,4 +260,16 @@ describe("streams as some servers write them", () => {
     const [row] = await rowsOf(k.token, 1);
     expect(row).toMatchObject({ status: "success", prompt_tokens: 9, completion_tokens: 4 });
   });
+
+  test("a usage chunk with no choices list, which litegate asked for, never reaches a client that did not ask; it is charged", async () => {
+    const k = await newKey();
+    handler = () => sse([chunk({ role: "assistant", content: "" }), chunk({ content: "The end" }), chunk({}, "stop"), { id: "c1", object: "chat.completion.chunk", created: 1, model: "m", usage: { prompt_tokens: 9, completion_tokens: 2, total_tokens: 11 } }, "[DONE]"]);
+    const stream = await clientFor(k.key).chat.completions.create({ model: "m", messages, stream: true });
+    let text = "";
+    // As clients commonly read a chunk: it has choices.
+    for await (const c of stream) text += c.choices[0]?.delta?.content ?? "";
+    expect(text).toBe("The end");
+    const [row] = await rowsOf(k.token, 1);
+    expect(row).toMatchObject({ status: "success", prompt_tokens: 9, completion_tokens: 2 });
+  });
 });

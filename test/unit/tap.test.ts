@@ -76,6 +76,18 @@ describe("the stream tap", () => {
     }
   });
 
+  test("a usage chunk without a choices list (missing or null) is kept from a client that did not ask too; an error with usage is not", async () => {
+    for (const usage of [{ usage: { prompt_tokens: 11, completion_tokens: 7 } }, { choices: null, usage: { prompt_tokens: 11, completion_tokens: 7 } }]) {
+      const sse = SSE.replace(usageEvent, event(usage));
+      const { out, outcome } = await tap([encoder.encode(sse)], false);
+      expect(text(out)).toBe(SSE.replace(usageEvent, ""));
+      expect(outcome.usage?.total_tokens).toBe(18);
+      expect((await tap([encoder.encode(sse)], true)).out).toEqual(encoder.encode(sse));
+    }
+    const failed = event({ error: { message: "cut" }, usage: { prompt_tokens: 11, completion_tokens: 7 } });
+    expect(text((await tap([encoder.encode(SSE.replace(usageEvent, failed))], false)).out)).toContain('"cut"');
+  });
+
   test("a client that asked for usage gets a usage chunk counted by litegate before [DONE] when the provider sent none", async () => {
     const noUsage = SSE.replace(usageEvent, "").replace(/"choices"/g, '"id":"chatcmpl-7","object":"chat.completion.chunk","created":1700000000,"model":"m-1","choices"');
     const bytes = encoder.encode(noUsage);
