@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import OpenAI from "openai";
 import postgres from "postgres";
 import { type RunningGateway, startOnPostgres } from "../helpers/binary";
+import { inProcessGateway } from "../helpers/gateway";
 
 /**
  * Streams a provider opens with its own error event (a 200 `text/event-stream` whose first event is
@@ -174,5 +175,39 @@ describe("a stream the provider opens with an error event", () => {
     expect(rows[0]!.status).toBe("stream_failed");
     expect(rows[0]!.completion_tokens).toBeGreaterThan(0);
     expect(keySpend).toBeCloseTo(rows[0]!.spend, 12);
+  });
+});
+
+describe("a deployment whose streams open with an error event", () => {
+  test("counts those failures towards allowed_fails and is cooled down, as one answering the error as JSON is", async () => {
+    const h = await inProcessGateway(`
+model_list:
+  - model_name: pair
+    litellm_params: {model: openai/overloaded, api_base: "http://127.0.0.1:${up.port}/v1", weight: 1000000, input_cost_per_token: 0.000001, output_cost_per_token: 0.000001}
+    model_info: {id: failing}
+  - model_name: pair
+    litellm_params: {model: openai/good, api_base: "http://127.0.0.1:${up.port}/v1", input_cost_per_token: 0.000001, output_cost_per_token: 0.000001}
+general_settings:
+  master_key: sk-1234
+router_settings:
+  allowed_fails: 2
+  cooldown_time: 30
+`);
+    try {
+      const router = h.gateway.runtime().router;
+      const failing = router.deploymentsOf("pair").find((d) => d.id === "failing")!;
+      calls.clear();
+      for (let i = 0; i < 3; i++) {
+        const response = await h.chat("sk-1234", { stream: true }, "pair");
+        expect(response.status).toBe(200);
+        expect(await response.text()).toContain("all is well");
+      }
+      expect(router.cooledDown(failing)).toBe(true);
+      // Tried until its second failure cooled it down, then no more.
+      expect(calls.get("overloaded")).toBe(2);
+      expect(calls.get("good")).toBe(3);
+    } finally {
+      await h.close();
+    }
   });
 });
