@@ -31,6 +31,23 @@ const ANSWERS: Record<string, () => Response> = {
   late: () => sse([chunk({ role: "assistant", content: "" }), chunk({ content: "half an answer" }), { error: { message: "The stream broke", type: "server_error", code: 500 } }]),
 };
 
+/** A stream whose first event comes after a second, then a word every 20 ms for 4 s. */
+function slowly(signal: AbortSignal): Response {
+  const encoder = new TextEncoder();
+  return new Response(new ReadableStream({
+    async start(controller) {
+      await Bun.sleep(1000);
+      controller.enqueue(encoder.encode(`data: ${JSON.stringify(chunk({ role: "assistant", content: "" }))}\n\n`));
+      for (let i = 0; i < 200 && !signal.aborted; i++) {
+        await Bun.sleep(20);
+        controller.enqueue(encoder.encode(`data: ${JSON.stringify(chunk({ content: "word " }))}\n\n`));
+      }
+      controller.enqueue(encoder.encode(`data: ${JSON.stringify(chunk({}, "stop"))}\n\ndata: [DONE]\n\n`));
+      controller.close();
+    },
+  }), { headers: { "content-type": "text/event-stream" } });
+}
+
 const entry = (name: string, upstream: string, price: number, extra = "") =>
   `  - model_name: ${name}
     litellm_params: {model: openai/${upstream}, api_base: "http://127.0.0.1:${up.port}/v1", api_key: sk-up, input_cost_per_token: ${price}, output_cost_per_token: ${price}${extra}}`;
@@ -41,6 +58,7 @@ beforeAll(async () => {
     async fetch(req) {
       const model = String(((await req.json()) as { model?: unknown }).model);
       calls.set(model, (calls.get(model) ?? 0) + 1);
+      if (model === "slow") return slowly(req.signal);
       return (ANSWERS[model] ?? (() => new Response("unknown model", { status: 404 })))();
     },
   });
@@ -56,6 +74,7 @@ ${entry("backup", "good", 0.000005)}
 ${entry("limited", "limited", 0.000001, ", max_parallel_requests: 1")}
 ${entry("plain", "plain", 0.000001)}
 ${entry("late", "late", 0.000001)}
+${entry("slow", "slow", 0.000001, ", max_parallel_requests: 1")}
 litellm_settings:
   fallbacks: [{"lonely": ["backup"]}]
   request_timeout: 5
@@ -175,6 +194,37 @@ describe("a stream the provider opens with an error event", () => {
     expect(rows[0]!.status).toBe("stream_failed");
     expect(rows[0]!.completion_tokens).toBeGreaterThan(0);
     expect(keySpend).toBeCloseTo(rows[0]!.spend, 12);
+  });
+});
+
+describe("a client that leaves a stream", () => {
+  test("while litegate waits for its first event, or after some of it, frees its slot and is charged its prompt and what was streamed", async () => {
+    const k = await newKey();
+    let received = "";
+    for (const leaveAfter of [0, 10]) {
+      const leave = new AbortController();
+      const started = performance.now();
+      if (leaveAfter === 0) setTimeout(() => leave.abort(), 300);
+      try {
+        const answer = await clientFor(k.key).chat.completions.create({ model: "slow", messages, stream: true }, { signal: leave.signal });
+        let n = 0;
+        for await (const c of answer) {
+          received += c.choices[0]?.delta?.content ?? "";
+          if (++n > leaveAfter) leave.abort();
+        }
+      } catch (error) {
+        expect(error).toBeInstanceOf(OpenAI.APIUserAbortError);
+      }
+      // Its slot (max_parallel_requests: 1) is free at once: the next request starts within the second the provider takes.
+      expect(performance.now() - started).toBeLessThan(2500);
+    }
+    expect(received).toBe("word ".repeat(10));
+    const { rows, keySpend } = await spendOf(k.token, 2);
+    expect(rows.map((r) => r.status)).toEqual(["client_disconnected", "client_disconnected"]);
+    expect(rows[0]!.prompt_tokens).toBeGreaterThan(0);
+    expect(rows[0]!.completion_tokens).toBe(0);
+    expect(rows[1]!.completion_tokens).toBeGreaterThanOrEqual(10);
+    expect(keySpend).toBeCloseTo(rows[0]!.spend + rows[1]!.spend, 12);
   });
 });
 
