@@ -1,0 +1,60 @@
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import OpenAI from "openai";
+import { type RunningGateway, startBinary } from "../helpers/binary";
+import { startUpstream, type Upstream } from "../helpers/upstream";
+import { tempDir } from "../helpers/services";
+
+/**
+ * Keys, users and teams through their lifecycle on the compiled binary (the embedded database), with
+ * traffic through the `openai` client: role changes, regenerations.
+ */
+let up: Upstream;
+let gw: RunningGateway;
+// Every request costs 10 × 1e-6 + 20 × 2e-6 = 5e-5 (the upstream's usage).
+const COST = 0.00005;
+
+beforeAll(async () => {
+  up = await startUpstream();
+  gw = await startBinary({ config: `
+model_list:
+  - model_name: m
+    litellm_params: {model: openai/m, api_base: "${up.url}", api_key: sk-up, input_cost_per_token: 0.000001, output_cost_per_token: 0.000002}
+litellm_settings:
+  max_internal_user_budget: ${COST * 2.4}
+general_settings:
+  master_key: sk-1234
+  data_dir: ${tempDir("lifecycle")}
+` });
+});
+afterAll(async () => {
+  await gw?.stop();
+  up?.stop();
+});
+
+const admin = async (path: string, body?: unknown) => {
+  const response = await fetch(gw.url + path, {
+    method: body === undefined ? "GET" : "POST",
+    headers: { authorization: "Bearer sk-1234", "content-type": "application/json" },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  return { status: response.status, body: (await response.json()) as any };
+};
+const client = (key: string) => new OpenAI({ apiKey: key, baseURL: `${gw.url}/v1`, maxRetries: 0 });
+/** A chat completion's status: 200, or the error's status and message. */
+const ask = (key: string) => client(key).chat.completions.create({ model: "m", messages: [{ role: "user", content: "hi" }] })
+  .then(() => "200", (error) => `${error.status} ${error.message}`);
+
+describe("user roles", () => {
+  test("an internal user made proxy_admin and back: max_internal_user_budget counts what it spent meanwhile", async () => {
+    await admin("/user/new", { user_id: "role-flip", auto_create_key: false });
+    const key = (await admin("/key/generate", { user_id: "role-flip" })).body.key;
+    expect(await ask(key)).toBe("200");
+    // As proxy_admin the default budget of internal users does not hold it: two more requests.
+    expect((await admin("/user/update", { user_id: "role-flip", user_role: "proxy_admin" })).status).toBe(200);
+    expect(await ask(key)).toBe("200");
+    expect(await ask(key)).toBe("200");
+    // An internal user again, it has spent 3 × COST of a budget of 2.4 × COST.
+    expect((await admin("/user/update", { user_id: "role-flip", user_role: "internal_user" })).status).toBe(200);
+    expect(await ask(key)).toMatch(/^400 .*ExceededBudget: User=role-flip over budget\. Spend=0\.00015/);
+  });
+});
