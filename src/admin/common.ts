@@ -213,6 +213,11 @@ export interface UpdateSpec {
   fallbackDuration?: (row: Record<string, any>) => string | null;
   /** Where its spend per model is kept: a model_max_budget sent starts the periods it changes anew. */
   modelSpend?: ModelSpendTable;
+  /**
+   * Whether a default budget may hold the row after the update where it did not before (a user made an
+   * internal_user): its counter, not kept while no budget held the row, starts again from the stored spend.
+   */
+  defaultBudgetBack?: (before: Record<string, any>, after: Record<string, any>) => boolean;
 }
 
 /**
@@ -232,7 +237,7 @@ export async function updateBudgetHolder(
   const [before] = "budget_duration" in body || "max_budget" in body || spec.fallbackDuration || modelBudgets
     ? await deps.db.query(`select * from ${spec.table} where ${spec.idColumn} = $1`, [id]) : [];
   const change = budgetChange(before, body);
-  const { budgetBack } = change;
+  const budgetBack = change.budgetBack || (before !== undefined && (spec.defaultBudgetBack?.(before, { ...before, ...body }) ?? false));
   // With a default, what the row resets on (its own duration, else the default) may change with
   // another field too (a user made an internal_user): that starts a new period as well, and what was
   // spent counts in it; the same duration it had already leaves the period running.

@@ -198,6 +198,8 @@ export function userRoutes(deps: AdminDeps) {
         modelSpend: USER_MODEL_SPEND,
         // An internal user without a duration of its own resets on the default.
         fallbackDuration: (row) => userBudgetDuration({ budget_duration: null, user_role: row.user_role ?? null }, internalDuration()),
+        // max_internal_user_budget holds an internal user without a max_budget of its own, whatever it spent in another role.
+        defaultBudgetBack: (was, now) => now.max_budget == null && now.user_role === "internal_user" && was.user_role !== "internal_user",
       }, userId, body);
       // LiteLLM answers {user_id, data}; the fields are at the top level too.
       const view = userView(row, clock.now(), internalDuration());
