@@ -186,6 +186,15 @@ export const keyRefusedFields = {
   agent_id: refusedUnlessEmpty("agents", "null", [""]),
 };
 
+/**
+ * /key/regenerate fields LiteLLM takes that litegate does not implement: the old secret stops at once
+ * (LiteLLM's `grace_period` left out), and the master key is the config's.
+ */
+export const regenerateRefusedFields = {
+  grace_period: refusedUnlessEmpty("a grace period for the old secret, which stops at once", "null", [""]),
+  new_master_key: refusedUnlessEmpty("regenerating the master key (set general_settings.master_key and restart)", "null", [""]),
+};
+
 /** Team fields LiteLLM takes that litegate does not implement. */
 export const teamRefusedFields = {
   rpm_limit_type: keyRefusedFields.rpm_limit_type,

@@ -9,7 +9,7 @@ import { GatewayError, authError, badRequest, notFound, shownPath } from "../htt
 import { assignments, budgetChange, found, internalUserResetAt, iso, mustExist, periodView, resetAtFor, spendIntoPeriod, tokenOf, write } from "./common";
 import type { AdminDeps } from "./deps";
 import { withKeyDefaults, withinUpperBounds } from "./key-params";
-import { Money, Page, RawKey, keyFields, nextReset, numeric, open, opt } from "./fields";
+import { Money, Page, RawKey, keyFields, nextReset, numeric, open, opt, regenerateRefusedFields } from "./fields";
 import { adminOnlyRoutes, onlyParams } from "./guard";
 
 const KEY_COLUMNS = [
@@ -247,7 +247,8 @@ export function keyRoutes(deps: AdminDeps) {
   /** A new secret for a key, with any /key/update fields sent along applied to it, as LiteLLM does. */
   async function regenerate(key: string, body: Record<string, any>) {
       const old = tokenOf(key);
-      const { key: _key, new_key: _newKey, ...changes } = body;
+      // What is left is /key/update's (grace_period and new_master_key are refused unless unset).
+      const { key: _key, new_key: _newKey, grace_period: _grace, new_master_key: _master, ...changes } = body;
       refuseMasterKey(deps, body.new_key, "new_key");
       bounded(changes, false);
       // Spend still in memory is written first: the new token's budget starts from all of it.
@@ -352,7 +353,7 @@ export function keyRoutes(deps: AdminDeps) {
       detail: { tags: ["key management"], summary: "List keys (hashes), filtered and paged" },
     })
     .post("/key/regenerate", ({ body }) => regenerate(body.key, body), {
-      body: t.Object({ ...keyUpdateFields, key: t.String({ minLength: 1 }), new_key: opt(RawKey) }, open),
+      body: t.Object({ ...keyUpdateFields, key: t.String({ minLength: 1 }), new_key: opt(RawKey), ...regenerateRefusedFields }, open),
       detail: { tags: ["key management"], summary: "Replace a key's secret; the old one stops working" },
     })
     // LiteLLM's path form: the key in the path (`POST /key/sk-…/regenerate`), new_key in the body.
@@ -361,7 +362,7 @@ export function keyRoutes(deps: AdminDeps) {
       if (!path.endsWith("/regenerate") || path === "/regenerate") throw notFound(`Route not found: POST ${shownPath(request.url)}`);
       return regenerate(decodedPath(path.slice(0, -"/regenerate".length)), body);
     }, {
-      body: t.Object({ ...keyUpdateFields, new_key: opt(RawKey) }, open),
+      body: t.Object({ ...keyUpdateFields, new_key: opt(RawKey), ...regenerateRefusedFields }, open),
       detail: { tags: ["key management"], summary: "Replace a key's secret, the key given in the path", hide: true },
     })
     .post("/key/block", ({ body }) => setBlocked(body.key, true), { body: KeyRef, detail: { tags: ["key management"], summary: "Block a key" } })
