@@ -84,3 +84,43 @@ describe("key regeneration", () => {
     expect(await ask("sk-1234")).toBe("200");
   });
 });
+
+describe("default budgets turned off and on again by reloads", () => {
+  let own: RunningGateway;
+  afterAll(async () => {
+    await own?.stop();
+  });
+
+  test("max_internal_user_budget and max_end_user_budget back on count what users and customers spent while they were off", async () => {
+    const base = `
+model_list:
+  - model_name: m
+    litellm_params: {model: openai/m, api_base: "${up.url}", api_key: sk-up, input_cost_per_token: 0.000001, output_cost_per_token: 0.000002}
+general_settings:
+  master_key: sk-1234
+  data_dir: ${tempDir("lifecycle-reload")}
+`;
+    const withDefaults = `${base}litellm_settings:\n  max_internal_user_budget: ${COST * 2.4}\n  max_end_user_budget: ${COST * 2.4}\n`;
+    own = await startBinary({ config: withDefaults });
+    const reload = async (text: string) => {
+      const reloads = own.output().split("config reloaded").length;
+      await Bun.write(own.configPath, text);
+      own.proc.kill("SIGHUP");
+      while (own.output().split("config reloaded").length === reloads) await Bun.sleep(20);
+    };
+    const call = (key: string, customer: string) => new OpenAI({ apiKey: key, baseURL: `${own.url}/v1`, maxRetries: 0 }).chat.completions
+      .create({ model: "m", messages: [{ role: "user", content: "hi" }], user: customer })
+      .then(() => "200", (error) => `${error.status} ${error.message}`);
+    const made = await fetch(`${own.url}/key/generate`, { method: "POST", headers: { authorization: "Bearer sk-1234" }, body: JSON.stringify({ user_id: "off-on" }) });
+    const key = ((await made.json()) as any).key;
+
+    expect(await call(key, "off-on-customer")).toBe("200");
+    await reload(base);
+    expect(await call(key, "off-on-customer")).toBe("200");
+    expect(await call(key, "off-on-customer")).toBe("200");
+    // Both defaults back: the user and the customer have spent 3 × COST of 2.4 × COST each.
+    await reload(withDefaults);
+    expect(await call(key, "another-customer")).toMatch(/^400 .*ExceededBudget: User=off-on over budget/);
+    expect(await call("sk-1234", "off-on-customer")).toMatch(/^400 .*ExceededBudget: End User=off-on-customer over budget/);
+  });
+});
