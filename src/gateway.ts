@@ -263,6 +263,13 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
       if (DEFAULT_BUDGETS.some((name) => before[name] !== after[name])) {
         await spend.flush();
         auth.invalidate({ kind: "all" });
+        // Counters left from when a default was on before missed what was spent while it was off.
+        const restart: string[] = [];
+        if (before.max_internal_user_budget === undefined && after.max_internal_user_budget !== undefined) restart.push(counterKeys.budgetPrefix(scopes.users()));
+        if ((before.max_end_user_budget === undefined && after.max_end_user_budget !== undefined) || before.max_end_user_budget_id !== after.max_end_user_budget_id) {
+          restart.push(counterKeys.budgetPrefix(scopes.customers()));
+        }
+        if (restart.length > 0) admin.invalidate({ kind: "all", restart });
       }
       runtime = buildRuntime(next.config, gatewayState, log, clock, calls, slots, options.deploymentUsage);
       for (const warning of warnings) log.warn(`config: ${warning}`);
