@@ -85,6 +85,26 @@ describe("key regeneration", () => {
   });
 });
 
+describe("per-model budgets", () => {
+  test("a key's budget for a model taken off (its entry kept, for limits or a period) and set again counts what the model cost meanwhile", async () => {
+    for (const [off, on] of [
+      [{ rpm_limit: 100 }, { budget_limit: COST * 2.4 }],
+      [{ budget_limit: null, time_period: "1d" }, { budget_limit: COST * 2.4, time_period: "1d" }],
+    ]) {
+      // Of a user with a budget of its own, far from it (max_internal_user_budget does not hold it).
+      await admin("/user/new", { user_id: "per-model", max_budget: 1, auto_create_key: false });
+      const key = (await admin("/key/generate", { user_id: "per-model", model_max_budget: { m: on } })).body.key;
+      expect(await ask(key)).toBe("200");
+      expect((await admin("/key/update", { key, model_max_budget: { m: off } })).status).toBe(200);
+      expect(await ask(key)).toBe("200");
+      expect(await ask(key)).toBe("200");
+      // Set again: the model has cost 3 × COST of 2.4 × COST.
+      expect((await admin("/key/update", { key, model_max_budget: { m: on } })).status).toBe(200);
+      expect(await ask(key)).toMatch(/^400 .*exceeded budget for model=m\. Spend=0\.00015/);
+    }
+  });
+});
+
 describe("default budgets turned off and on again by reloads", () => {
   let own: RunningGateway;
   afterAll(async () => {
