@@ -221,15 +221,18 @@ export function keyRoutes(deps: AdminDeps) {
 
   /**
    * A per-model budget whose period changed starts a new one now (as a key's budget_duration does);
-   * one newly set starts from the stored spend. The counter prefixes to start again.
+   * one newly set starts from the stored spend, also where its entry stayed without a budget (limits
+   * alone): no counter kept what the model cost meanwhile. The counter prefixes to start again.
    */
   async function restartModelPeriods(tx: Sql, token: string, before: Record<string, any>, after: Record<string, any>): Promise<string[]> {
     const prefixes: string[] = [];
     for (const [model, entry] of Object.entries(after)) {
       const was = before[model];
       const period = entry?.time_period ?? entry?.budget_duration ?? null;
-      if (was && sameDuration(parseDuration(was.time_period ?? was.budget_duration), parseDuration(period))) continue;
-      if (was) {
+      const samePeriod = was && sameDuration(parseDuration(was.time_period ?? was.budget_duration), parseDuration(period));
+      const budgetBack = typeof entry?.budget_limit === "number" && typeof was?.budget_limit !== "number";
+      if (samePeriod && !budgetBack) continue;
+      if (was && !samePeriod) {
         await tx.query(`update key_model_spend set spend = ${spendIntoPeriod("$4")}, budget_reset_at = $3 where token = $1 and model = $2`,
           [token, model, resetAtFor(period, clock.now()), new Date(clock.now())]);
       }
