@@ -105,6 +105,21 @@ describe("per-model budgets", () => {
   });
 });
 
+describe("per-model budgets of a shared budget", () => {
+  test("a budget_id's per-model budget taken off and set again by /budget/update counts what its keys' model cost meanwhile", async () => {
+    const on = { m: { budget_limit: COST * 2.4 } };
+    await admin("/user/new", { user_id: "shared-model", max_budget: 1, auto_create_key: false });
+    expect((await admin("/budget/new", { budget_id: "shared-model-budget", model_max_budget: on })).status).toBe(200);
+    const key = (await admin("/key/generate", { user_id: "shared-model", budget_id: "shared-model-budget" })).body.key;
+    expect(await ask(key)).toBe("200");
+    expect((await admin("/budget/update", { budget_id: "shared-model-budget", model_max_budget: { m: { rpm_limit: 100 } } })).status).toBe(200);
+    expect(await ask(key)).toBe("200");
+    expect(await ask(key)).toBe("200");
+    expect((await admin("/budget/update", { budget_id: "shared-model-budget", model_max_budget: on })).status).toBe(200);
+    expect(await ask(key)).toMatch(/^400 .*exceeded budget for model=m\. Spend=0\.00015/);
+  });
+});
+
 describe("default budgets turned off and on again by reloads", () => {
   let own: RunningGateway;
   afterAll(async () => {
