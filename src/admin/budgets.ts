@@ -72,6 +72,12 @@ export function budgetRoutes(deps: AdminDeps) {
     const restart = new Set<string>();
     for (const [model, entry] of Object.entries(after)) {
       const was = before[model];
+      // A budget set again where the entry held none: its keys' counters, not kept meanwhile, start from
+      // their stored per-model spend (a customer's is kept only while budgeted, see the spend writer).
+      if (typeof entry?.budget_limit === "number" && typeof was?.budget_limit !== "number") {
+        const keys = await db.query("select token from keys where budget_id = $1 and model_max_budget -> $2 is null", [id, model]);
+        for (const row of keys) restart.add(counterKeys.budgetPrefix(scopes.keyModels(row.token)));
+      }
       if (!was || sameDuration(parseDuration(was.time_period ?? undefined), parseDuration(entry?.time_period ?? undefined))) continue;
       const params = [id, model, resetAtFor(entry?.time_period, clock.now()), new Date(clock.now())];
       const start = `spend = ${spendIntoPeriod("$4", "s.")}, budget_reset_at = $3`;
