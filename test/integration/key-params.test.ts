@@ -62,6 +62,10 @@ test("/key/update and /key/regenerate may not lift a key over the upper bound ei
   const lifted = await json("/key/update", { key: key.key, rpm_limit: null });
   expect(lifted.body.error.message).toBe("rpm_limit is over max limit set in config - user_value=null; max_value=10");
   expect((await json("/key/regenerate", { key: key.key, duration: "90d" })).status).toBe(400);
+  // A duration sent as null changes nothing (as LiteLLM reads it): the expiry stays within the cap.
+  const unchanged = await json("/key/update", { key: key.key, duration: null });
+  expect(unchanged.status).toBe(200);
+  expect(unchanged.body.expires).toBe(key.expires);
   const changed = await json("/key/update", { key: key.key, max_budget: 4, key_alias: "capped" });
   expect(changed.status).toBe(200);
   expect(changed.body).toMatchObject({ max_budget: 4, rpm_limit: 2, key_alias: "capped" });

@@ -85,6 +85,19 @@ describe("key regeneration", () => {
   });
 });
 
+describe("key expiry", () => {
+  test("/key/update with duration null (as LiteLLM reads it: no change) keeps the key's expiry; \"-1\" lifts it", async () => {
+    const made = (await admin("/key/generate", { duration: "1h" })).body;
+    const updated = await admin("/key/update", { key: made.key, duration: null, key_alias: "still-expiring" });
+    expect(updated.status).toBe(200);
+    expect(updated.body).toMatchObject({ key_alias: "still-expiring", expires: made.expires });
+    const regenerated = await admin("/key/regenerate", { key: made.key, duration: null });
+    expect(regenerated.body.expires).toBe(made.expires);
+    const lifted = await admin("/key/update", { key: regenerated.body.key, duration: "-1" });
+    expect(lifted.body.expires).toBeNull();
+  });
+});
+
 describe("per-model budgets", () => {
   test("a key's budget for a model taken off (its entry kept, for limits or a period) and set again counts what the model cost meanwhile", async () => {
     for (const [off, on] of [
