@@ -44,7 +44,7 @@ function isOver(value: unknown, cap: number | string, now: number): boolean {
 /**
  * Refuses a value over the operator's cap, naming the field and both values as LiteLLM does. A new key
  * (`fill`) takes the cap for a capped field it was not sent or sent as null: without one it would have
- * no limit at all. A change refuses null instead, as that lifts the limit.
+ * no limit at all. A change refuses null instead, as that lifts the limit (but a duration, which null leaves as it is).
  */
 export function withinUpperBounds(body: Body, bounds: KeyUpperBounds | undefined, now: number, fill: boolean): Body {
   if (!bounds) return body;
@@ -53,7 +53,8 @@ export function withinUpperBounds(body: Body, bounds: KeyUpperBounds | undefined
     const cap = bounds[field];
     if (cap === undefined || cap === null) continue;
     const value = out[field];
-    if (value === undefined || (fill && value === null)) {
+    // A change's duration sent as null leaves the expiry as it is (see the key update).
+    if (value === undefined || (value === null && (fill || field === "duration"))) {
       if (fill) out[field] = cap;
       continue;
     }

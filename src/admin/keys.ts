@@ -207,8 +207,9 @@ export function keyRoutes(deps: AdminDeps) {
       values.push(new Date(now));
       sets.push(`spend = ${spendIntoPeriod(`$${values.length}`)}`);
     }
-    if ("duration" in body) {
-      const duration = parseDuration(body.duration ?? undefined);
+    // A duration sent as null changes nothing, as LiteLLM reads it (its UI sends blank fields so); "-1" never expires.
+    if (body.duration != null) {
+      const duration = parseDuration(body.duration);
       values.push(duration ? addDuration(new Date(clock.now()), duration) : null);
       sets.push(`expires = $${values.length}`);
     }
