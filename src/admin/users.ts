@@ -59,6 +59,30 @@ function refuseKeyOnlyLimits(body: Record<string, unknown>): void {
   }
 }
 
+/** The user fields `unset` takes away: LiteLLM's /user/update has no way to, but max_budget's null. */
+const UNSETTABLE = ["user_email", "user_alias", "max_budget", "soft_budget", "budget_duration", "models", "tpm_limit", "rpm_limit",
+  "max_parallel_requests", "metadata", "model_max_budget"] as const;
+const Unset = t.Array(t.Union(UNSETTABLE.map((field) => t.Literal(field))), { error: `must be a list of fields among ${UNSETTABLE.join(", ")}` });
+
+/**
+ * A /user/update body as LiteLLM reads it: a field sent null, `[]` or `{}` is left as it is (an admin
+ * screen sends every field, its blank ones so), but for max_budget, which null takes away. The fields
+ * named in `unset` are taken away (litegate's own: LiteLLM lifts no user limit once set).
+ */
+function userChanges(body: Record<string, unknown>): Record<string, unknown> {
+  const changes: Record<string, unknown> = {};
+  for (const [field, value] of Object.entries(body)) {
+    const blank = value === null || (typeof value === "object" && Object.keys(value).length === 0);
+    if (field === "unset" || (blank && field !== "max_budget")) continue;
+    changes[field] = value;
+  }
+  for (const field of (body.unset ?? []) as string[]) {
+    if (field in changes) throw badRequest(`unset: ${field} is sent too; send it or unset it`, "unset");
+    changes[field] = null;
+  }
+  return changes;
+}
+
 const idTaken = (userId: string) => new GatewayError(409, "conflict_error", `User with id ${userId} already exists`, "user_id");
 const emailTaken = (email: string) => new GatewayError(409, "conflict_error", `User with email ${email} already exists`, "user_email");
 
@@ -193,21 +217,24 @@ export function userRoutes(deps: AdminDeps) {
       const userId = body.user_id ?? (await userIdByEmail(body.user_email));
       // The e-mail first, under its lock; the other fields (the e-mail again, unchanged) after it.
       if (body.user_email) await claimEmail(db, userId, body.user_email);
-      const row = await updateBudgetHolder(deps, {
+      const changes = userChanges(body);
+      // Nothing but blanks changes nothing, as in LiteLLM: the user as it is.
+      const unchanged = !USER_COLUMNS.some((column) => column in changes);
+      const row = unchanged ? found((await db.query("select * from users where user_id = $1", [userId]))[0], "User") : await updateBudgetHolder(deps, {
         table: "users", idColumn: "user_id", what: "User", columns: USER_COLUMNS, json: ["metadata", "model_max_budget"], arrays: ["models"], scope: scopes.user, spendRow: "users",
         modelSpend: USER_MODEL_SPEND,
         // An internal user without a duration of its own resets on the default.
         fallbackDuration: (row) => userBudgetDuration({ budget_duration: null, user_role: row.user_role ?? null }, internalDuration()),
         // max_internal_user_budget holds an internal user without a max_budget of its own, whatever it spent in another role.
         defaultBudgetBack: (was, now) => now.max_budget == null && now.user_role === "internal_user" && was.user_role !== "internal_user",
-      }, userId, body);
+      }, userId, changes);
       // LiteLLM answers {user_id, data}; the fields are at the top level too.
       const view = userView(row, clock.now(), internalDuration());
       return { ...view, data: view };
     }, {
-      body: t.Object({ ...budgetFields, user_id: t.Optional(UserId), user_email: opt(t.String({ maxLength: 512 })), user_alias: opt(t.String({ maxLength: 512 })), user_role: t.Optional(Role),
-        models: t.Optional(Models), metadata: opt(t.Record(t.String(), t.Unknown())), spend: t.Optional(Money), model_max_budget: opt(ModelBudgets),
-        ...nextReset, ...userRefusedFields }, open),
+      body: t.Object({ ...budgetFields, user_id: opt(UserId), user_email: opt(t.String({ maxLength: 512 })), user_alias: opt(t.String({ maxLength: 512 })), user_role: opt(Role),
+        models: opt(Models), metadata: opt(t.Record(t.String(), t.Unknown())), spend: opt(Money), model_max_budget: opt(ModelBudgets),
+        unset: t.Optional(Unset), ...nextReset, ...userRefusedFields }, open),
       detail: { tags: ["user management"], summary: "Change a user's budget, limits, role or models" },
     })
     .post("/user/delete", async ({ body }) => {

@@ -100,11 +100,11 @@ describe("members and users on a default duration", () => {
     const { h, json } = { h: gateway.h, json: gateway.json };
     expect((await json("/user/new", { user_id: "was-daily", budget_duration: "1d", auto_create_key: false })).status).toBe(200);
     h.clock.advance(60_000);
-    expect((await json("/user/update", { user_id: "was-daily", budget_duration: null })).status).toBe(200);
+    expect((await json("/user/update", { user_id: "was-daily", unset: ["budget_duration"] })).status).toBe(200);
     expect(await userReset("was-daily")).toBe(h.clock.now() + HOUR);
     // Another role has no default: no period.
     expect((await json("/user/new", { user_id: "admin-daily", user_role: "proxy_admin", budget_duration: "1d", auto_create_key: false })).status).toBe(200);
-    expect((await json("/user/update", { user_id: "admin-daily", budget_duration: null })).status).toBe(200);
+    expect((await json("/user/update", { user_id: "admin-daily", unset: ["budget_duration"] })).status).toBe(200);
     expect(await userReset("admin-daily")).toBeNull();
   });
 });

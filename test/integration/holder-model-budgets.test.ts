@@ -93,14 +93,14 @@ for (const kind of ["pglite", "postgres"] as const) describe(`per-model budgets 
     expect((await json("/user/info?user_id=mb-new-period")).body.user_info.model_spend.mock).toBeGreaterThan(0);
   });
 
-  test("set to null by /user/update or /team/update, the budget is gone and its spend per model with it", async () => {
+  test("taken away by /user/update (unset) or /team/update (null), the budget is gone and its spend per model with it", async () => {
     const { h, json } = gateway;
     await ok("/user/new", { user_id: "mb-null", auto_create_key: false, model_max_budget: TINY() });
     await ok("/team/new", { team_id: "mb-null-team", model_max_budget: TINY() });
     const keys = [await keyOf({ user_id: "mb-null" }), await keyOf({ team_id: "mb-null-team" })];
     for (const key of keys) expect((await h.chat(key)).status).toBe(200);
     for (const key of keys) expect((await h.chat(key)).status).toBe(400);
-    await ok("/user/update", { user_id: "mb-null", model_max_budget: null });
+    await ok("/user/update", { user_id: "mb-null", unset: ["model_max_budget"] });
     await ok("/team/update", { team_id: "mb-null-team", model_max_budget: null });
     for (const key of keys) expect((await h.chat(key)).status).toBe(200);
     await h.flush();
@@ -175,7 +175,7 @@ describe("per-model budgets of users and teams across two instances sharing Redi
       expect((await b.chat(second, {}, "slow")).status).toBe(200);
     }
     // Dropped by /user/update on one instance, it is gone on the other too.
-    await ok("/user/update", { user_id: "shared-user", model_max_budget: null });
+    await ok("/user/update", { user_id: "shared-user", unset: ["model_max_budget"] });
     await Bun.sleep(100); // the other instance hears of the change through Redis
     expect((await b.chat((await ok("/key/generate", { user_id: "shared-user" })).key)).status).toBe(200);
   });
