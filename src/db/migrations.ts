@@ -59,6 +59,19 @@ async function upToDate(db: Sql, migrations: readonly Migration[]): Promise<bool
 }
 
 /**
+ * Stops the start on a database a newer litegate migrated: this build would write rows its schema
+ * does not expect. Going back means the newer build, or a backup taken before the upgrade.
+ */
+async function refuseNewer(db: Sql, migrations: readonly Migration[]): Promise<void> {
+  const [newest] = await db.query<{ id: number; name: string }>("select id, name from litegate_migrations order by id desc limit 1");
+  const known = migrations[migrations.length - 1];
+  if (!newest || newest.id <= (known?.id ?? 0)) return;
+  throw new MigrationError(
+    `the database was migrated by a newer litegate: its highest migration is ${newest.name} (${newest.id}), and this litegate knows migrations up to ${known?.name ?? "none"} (${known?.id ?? 0}); run the newer litegate on it, or restore a backup taken before the upgrade`,
+  );
+}
+
+/**
  * Applies pending migrations in order, each in its own transaction under an advisory lock, so that
  * instances starting together apply each file exactly once. An applied file whose text changed stops
  * the start: the database no longer matches the code.
@@ -71,6 +84,7 @@ export async function migrate(db: Sql, migrations: readonly Migration[] = MIGRAT
     await tx.exec(`create table if not exists litegate_migrations (
       id integer primary key, name text not null, checksum text not null,
       applied_at timestamptz not null default now())`);
+    await refuseNewer(tx, migrations);
   });
   const applied: string[] = [];
   for (const migration of migrations) {
