@@ -77,7 +77,7 @@ function userChanges(body: Record<string, unknown>): Record<string, unknown> {
     changes[field] = value;
   }
   for (const field of (body.unset ?? []) as string[]) {
-    if (field in changes) throw badRequest(`unset: ${field} is sent too; send it or unset it`, "unset");
+    if (changes[field] != null) throw badRequest(`unset: ${field} is sent with a value too; send it or unset it`, "unset");
     changes[field] = null;
   }
   return changes;

@@ -42,7 +42,7 @@ for (const kind of ["pglite", "postgres"] as const) describe(`/user/update reads
     expect(await user("clear-budget")).toMatchObject({ max_budget: null, rpm_limit: 0 });
   });
 
-  test("the fields named in unset are taken away; one both sent and unset is a 400", async () => {
+  test("the fields named in unset are taken away; one also sent with a value is a 400", async () => {
     await json("/user/new", { user_id: "unset-user", auto_create_key: false, max_budget: 5, ...LIMITED });
     const unset = ["max_budget", "soft_budget", "budget_duration", "models", "tpm_limit", "rpm_limit", "max_parallel_requests", "metadata", "model_max_budget", "user_alias"];
     expect((await json("/user/update", { user_id: "unset-user", unset })).status).toBe(200);
@@ -50,6 +50,8 @@ for (const kind of ["pglite", "postgres"] as const) describe(`/user/update reads
       max_budget: null, soft_budget: null, budget_duration: null, models: [], tpm_limit: null, rpm_limit: null, max_parallel_requests: null,
       metadata: {}, model_max_budget: {}, user_alias: null,
     });
+    // Sent null too, it is taken away all the same.
+    expect((await json("/user/update", { user_id: "unset-user", max_budget: null, rpm_limit: null, unset: ["max_budget", "rpm_limit"] })).status).toBe(200);
     expect(await json("/user/update", { user_id: "unset-user", rpm_limit: 2, unset: ["rpm_limit"] })).toMatchObject({ status: 400, body: { error: { param: "unset" } } });
     expect(await json("/user/update", { user_id: "unset-user", unset: ["spend"] })).toMatchObject({ status: 400, body: { error: { param: "unset[0]" } } });
   });
