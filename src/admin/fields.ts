@@ -187,11 +187,11 @@ export const keyRefusedFields = {
 };
 
 /**
- * /key/regenerate fields LiteLLM takes that litegate does not implement: the old secret stops at once
- * (LiteLLM's `grace_period` left out), and the master key is the config's.
+ * /key/regenerate's own fields: `grace_period`, how long the old secret still authenticates as the key
+ * (left out, null or "": it stops at once, as in LiteLLM); the master key is the config's, not regenerated.
  */
-export const regenerateRefusedFields = {
-  grace_period: refusedUnlessEmpty("a grace period for the old secret, which stops at once", "null", [""]),
+export const regenerateFields = {
+  grace_period: t.Optional(t.Union([DurationText, t.Null(), noneAs("")])),
   new_master_key: refusedUnlessEmpty("regenerating the master key (set general_settings.master_key and restart)", "null", [""]),
 };
 

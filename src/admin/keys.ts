@@ -5,11 +5,12 @@ import type { Sql } from "../db";
 import { counterKeys, scopes } from "../governance/keys";
 import { type ReusedToken, deletedRows, windowsOf } from "../spend/reset";
 import { addDuration, parseDuration, sameDuration } from "../governance/duration";
-import { GatewayError, authError, badRequest, notFound, shownPath } from "../http/errors";
+import { authError, badRequest, notFound, shownPath } from "../http/errors";
 import { assignments, budgetChange, found, internalUserResetAt, iso, mustExist, periodView, resetAtFor, spendIntoPeriod, tokenOf, write } from "./common";
 import type { AdminDeps } from "./deps";
 import { withKeyDefaults, withinUpperBounds } from "./key-params";
-import { Money, Page, RawKey, keyFields, nextReset, numeric, open, opt, regenerateRefusedFields } from "./fields";
+import { Money, Page, RawKey, keyFields, nextReset, numeric, open, opt, regenerateFields } from "./fields";
+import { currentToken, graceUntil, refuseTaken, retire } from "./key-grace";
 import { adminOnlyRoutes, onlyParams } from "./guard";
 
 const KEY_COLUMNS = [
@@ -72,11 +73,7 @@ async function takeOver(sql: Sql, token: string): Promise<ReusedToken | undefine
 export async function insertKey(sql: Sql, body: Record<string, any>, now: number, userResetAt: Date | null = null): Promise<NewKey> {
   const raw: string = body.key ?? generateKey();
   const token = hashKey(raw);
-  if (body.key) {
-    // Held until the transaction ends, so one made at the same moment is seen here, not refused by the insert as something else.
-    await sql.query("select pg_advisory_xact_lock(hashtext('key:' || $1))", [token]);
-    if ((await sql.query("select 1 from keys where token = $1", [token])).length > 0) throw new GatewayError(409, "conflict_error", "key: this key already exists", "key");
-  }
+  if (body.key) await refuseTaken(sql, token, "key");
   const reused = body.key ? await takeOver(sql, token) : undefined;
   const userId: string = body.user_id ?? crypto.randomUUID();
   await sql.query("insert into users (user_id, user_role, budget_reset_at) values ($1, 'internal_user', $2) on conflict (user_id) do nothing", [userId, userResetAt]);
@@ -152,7 +149,8 @@ export function keyRoutes(deps: AdminDeps) {
     onlyParams(request, ["key"]);
     const own = caller.kind === "key" ? caller.principal.key.token : null;
     if (query.key === "") throw badRequest("key: must not be empty (leave it out for the calling key)", "key");
-    const asked = query.key ? tokenOf(query.key) : own;
+    // An old secret within its grace is its key's (see /key/regenerate).
+    const asked = query.key ? await currentToken(db, tokenOf(query.key), clock.now()) : own;
     if (!asked) throw badRequest("key: required (the key to describe)", "key");
     if (caller.kind === "key" && !caller.admin && !isProxyAdminViewer(caller) && asked !== own) {
       // A user's key reads the user's other keys too, as LiteLLM lets a user; any other key is a 401, whether it exists or not.
@@ -251,8 +249,8 @@ export function keyRoutes(deps: AdminDeps) {
   /** A new secret for a key, with any /key/update fields sent along applied to it, as LiteLLM does. */
   async function regenerate(key: string, body: Record<string, any>) {
       const old = tokenOf(key);
-      // What is left is /key/update's (grace_period and new_master_key are refused unless unset).
-      const { key: _key, new_key: _newKey, grace_period: _grace, new_master_key: _master, ...changes } = body;
+      // What is left is /key/update's (new_master_key is refused unless unset).
+      const { key: _key, new_key: _newKey, grace_period: gracePeriod, new_master_key: _master, ...changes } = body;
       refuseMasterKey(deps, body.new_key, "new_key");
       bounded(changes, false);
       // Spend still in memory is written first: the new token's budget starts from all of it.
@@ -261,14 +259,12 @@ export function keyRoutes(deps: AdminDeps) {
       let reused: ReusedToken | undefined;
       const row = await db.transaction(async (tx) => {
         found((await tx.query("select 1 from keys where token = $1", [old]))[0], "Key");
+        if (body.new_key) await refuseTaken(tx, hashKey(raw), "new_key");
         if (body.new_key) reused = await takeOver(tx, hashKey(raw));
         const [moved] = await write("key", () => tx.query(
           `update keys k set token = $2, key_name = $3, updated_at = now() where token = $1 returning k.*, ${KEY_BUDGET}`, [old, hashKey(raw), keyName(raw)]));
         const renamed = found(moved, "Key");
-        // Spend settled under the old token and written later still reaches the key (see spend/repo.ts).
-        await tx.query(
-          `insert into key_renames (old_token, new_token) values ($1, $2)
-           on conflict (old_token) do update set new_token = excluded.new_token, renamed_at = now()`, [old, renamed.token]);
+        await retire(tx, old, renamed.token, graceUntil(gracePeriod, clock.now()));
         return Object.keys(changes).length > 0 ? updateKey(tx, renamed.token, changes) : { row: renamed, restarted: [] };
       });
       deps.invalidate({ kind: "key", token: old, reused, regenerated: { from: old, to: row.row.token } });
@@ -357,8 +353,8 @@ export function keyRoutes(deps: AdminDeps) {
       detail: { tags: ["key management"], summary: "List keys (hashes), filtered and paged" },
     })
     .post("/key/regenerate", ({ body }) => regenerate(body.key, body), {
-      body: t.Object({ ...keyUpdateFields, key: t.String({ minLength: 1 }), new_key: opt(RawKey), ...regenerateRefusedFields }, open),
-      detail: { tags: ["key management"], summary: "Replace a key's secret; the old one stops working" },
+      body: t.Object({ ...keyUpdateFields, key: t.String({ minLength: 1 }), new_key: opt(RawKey), ...regenerateFields }, open),
+      detail: { tags: ["key management"], summary: "Replace a key's secret; the old one stops working (after grace_period, if given)" },
     })
     // LiteLLM's path form: the key in the path (`POST /key/sk-…/regenerate`), new_key in the body.
     .post("/key/*", ({ params, body, request }) => {
@@ -366,7 +362,7 @@ export function keyRoutes(deps: AdminDeps) {
       if (!path.endsWith("/regenerate") || path === "/regenerate") throw notFound(`Route not found: POST ${shownPath(request.url)}`);
       return regenerate(decodedPath(path.slice(0, -"/regenerate".length)), body);
     }, {
-      body: t.Object({ ...keyUpdateFields, new_key: opt(RawKey), ...regenerateRefusedFields }, open),
+      body: t.Object({ ...keyUpdateFields, new_key: opt(RawKey), ...regenerateFields }, open),
       detail: { tags: ["key management"], summary: "Replace a key's secret, the key given in the path", hide: true },
     })
     .post("/key/block", ({ body }) => setBlocked(body.key, true), { body: KeyRef, detail: { tags: ["key management"], summary: "Block a key" } })

@@ -10,7 +10,7 @@ import { createEndUserBudget } from "./end-user-budget";
 import { hashKey, readKey, sameToken } from "./keys";
 import type { Caller, CustomerRecord, Principal } from "./principal";
 import { isProxyAdmin } from "./principal";
-import { type Json, customerFrom, loadCustomers, loadOrCreateCustomer, loadPrincipals, principalFrom } from "./repo";
+import { type Grace, type Json, customerFrom, loadCustomers, loadGraces, loadOrCreateCustomer, loadPrincipals, principalFrom } from "./repo";
 import type { SpendRow } from "../spend/batch";
 import type { Regenerated, ReusedToken } from "../spend/reset";
 
@@ -81,6 +81,9 @@ export function createAuth(options: AuthOptions) {
   });
   const unknown = new TtlCache<true>(options.cacheSize, UNKNOWN_TTL_MS, clock);
   const lookUp = batchedLookup(load);
+  // Old secrets of regenerated keys within their grace period, looked up only where no key has the token.
+  const graces = new TtlCache<Grace>(options.cacheSize, options.cacheTtlMs, clock);
+  const lookUpGrace = batchedLookup((tokens) => loadGraces(db, tokens, clock.now()));
   const customers = new TtlCache<CustomerRecord>(options.cacheSize, options.cacheTtlMs, clock, {
     reloadMany: (ids) => loadCustomers(db, ids), onReloadError: servingCached,
   });
@@ -101,15 +104,30 @@ export function createAuth(options: AuthOptions) {
   let writing: Promise<void> | null = null;
   const afterWriting = <T>(read: () => Promise<T>) => (writing ? writing.then(read) : read());
 
-  async function principalFor(token: string): Promise<Principal | null> {
+  /**
+   * The key a token is, or (`viaGrace`) the key whose old secret it is, within its grace: one step only,
+   * a key regenerated again keeps only the secret that call gave a grace.
+   */
+  async function principalFor(token: string, viaGrace = true): Promise<Principal | null> {
     const cached = principals.peek(token);
     if (cached && cached.age < RELOAD_AFTER_MS && (cached.fresh || principals.serveStale(token))) return cached.value;
-    if (!cached && unknown.peek(token)?.fresh) return null;
+    if (!cached) {
+      const grace = viaGrace ? graces.peek(token) : undefined;
+      // Past its grace, refused at once, whatever was cached.
+      if (grace?.fresh) return grace.value.until > clock.now() ? graceKey(token, grace.value) : null;
+      if (unknown.peek(token)?.fresh) return null;
+    }
     try {
       const generation = principals.generation;
       const principal = await bounded(principals.load(token, () => afterWriting(() => lookUp(token))));
-      // Not held as unknown if the key was written meanwhile (a key made just now is known at once).
-      if (principal === null && principals.generation === generation) unknown.set(token, true);
+      const grace = principal === null && viaGrace ? await bounded(lookUpGrace(token)) : null;
+      if (grace) {
+        if (principals.generation === generation) graces.set(token, grace);
+        return graceKey(token, grace);
+      }
+      // Not held as unknown if the key was written meanwhile (a key made just now is known at once), nor
+      // when read as a grace's key (the token may be an old secret in its own grace).
+      if (principal === null && viaGrace && principals.generation === generation) unknown.set(token, true);
       return principal;
     } catch (error) {
       if (cached && cached.value) {
@@ -118,6 +136,13 @@ export function createAuth(options: AuthOptions) {
       }
       throw dbUnavailable();
     }
+  }
+
+  /** The key an old secret within its grace stands for; none once that key is gone or regenerated again. */
+  async function graceKey(token: string, grace: Grace): Promise<Principal | null> {
+    const principal = await principalFor(grace.token, false);
+    if (!principal) graces.delete(token);
+    return principal;
   }
 
   async function customerFor(id: string): Promise<CustomerRecord> {
@@ -191,17 +216,20 @@ export function createAuth(options: AuthOptions) {
       if (message.kind === "key") {
         principals.delete(message.token);
         unknown.delete(message.token);
+        graces.delete(message.token);
       } else if (message.kind === "customer") customers.delete(message.id);
       else if (message.recheck) {
         // Something may have changed (Redis was away): read again, but what is held is still served while
         // the database cannot answer, as in any database outage, rather than refusing every key.
         principals.expireAll();
         unknown.clear();
+        graces.clear();
         customers.expireAll();
         endUserBudget.expire();
       } else {
         principals.clear();
         unknown.clear();
+        graces.clear();
         customers.clear();
         endUserBudget.forget();
       }

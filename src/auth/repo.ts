@@ -101,6 +101,19 @@ function modelSpendOf(rows: Json | null | undefined): Record<string, ModelSpendR
   return modelSpend;
 }
 
+/** An old secret of a regenerated key still within its grace period: the key's token now, and until when (ms). */
+export interface Grace {
+  token: string;
+  until: number;
+}
+
+/** One round trip for many tokens: those that are old secrets still within their grace at `now` (the others are absent). */
+export async function loadGraces(sql: Sql, tokens: string[], now: number): Promise<Map<string, Grace>> {
+  const rows = await sql.query(
+    "select old_token, new_token, revoke_at from key_renames where old_token = any($1::text[]) and revoke_at > $2", [tokens, new Date(now)]);
+  return new Map(rows.map((row) => [row.old_token as string, { token: row.new_token as string, until: date(row.revoke_at)!.getTime() }]));
+}
+
 const CUSTOMER_SQL = `
 select e.user_id, row_to_json(e) as customer, row_to_json(b) as budget,
        coalesce((select json_object_agg(s.model, json_build_object('spend', s.spend, 'budget_reset_at', s.budget_reset_at))

@@ -6,6 +6,7 @@ import gatewayBudgetDuration from "../../sql/0005_gateway_budget_duration.sql" w
 import customerModelSpend from "../../sql/0006_customer_model_spend.sql" with { type: "text" };
 import defaultBudgetDurations from "../../sql/0007_default_budget_durations.sql" with { type: "text" };
 import userTeamModelBudgets from "../../sql/0008_user_team_model_budgets.sql" with { type: "text" };
+import keyGrace from "../../sql/0009_key_grace.sql" with { type: "text" };
 import type { Sql } from "./types";
 
 export interface Migration {
@@ -24,6 +25,7 @@ export const MIGRATIONS: readonly Migration[] = [
   { id: 6, name: "0006_customer_model_spend.sql", sql: customerModelSpend },
   { id: 7, name: "0007_default_budget_durations.sql", sql: defaultBudgetDurations },
   { id: 8, name: "0008_user_team_model_budgets.sql", sql: userTeamModelBudgets },
+  { id: 9, name: "0009_key_grace.sql", sql: keyGrace },
 ];
 
 export class MigrationError extends Error {}
