@@ -100,6 +100,14 @@ describe("grace_period (embedded database)", () => {
     for (const key of [old, renewed]) expect(await ask(solo, key)).toMatch(/^401 /);
   });
 
+  test("a grace past the key's expiry does not outlive the key: both secrets expire with it", async () => {
+    const old = (await admin(solo, "/key/generate", { duration: "2s" })).body.key;
+    const renewed = await regenerate(solo, old, { grace_period: "1h" });
+    expect(await ask(solo, old)).toBe("200");
+    await Bun.sleep(2100);
+    for (const key of [old, renewed]) expect(await ask(solo, key)).toMatch(/^401 .*Expired Key/);
+  });
+
   test("regenerating again keeps only what that call says: the secret it replaces, for its grace; earlier ones stop", async () => {
     const first = (await admin(solo, "/key/generate", {})).body.key;
     const second = await regenerate(solo, first, { grace_period: "1h" });
