@@ -1,0 +1,75 @@
+import { afterAll, expect, test } from "bun:test";
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { runBinary, startBinary } from "../helpers/binary";
+import { stopServices, tempDir } from "../helpers/services";
+
+afterAll(() => stopServices());
+
+const MODEL = `model_list:
+  - model_name: m
+    litellm_params: {model: mock/m, mock_response: "hi"}
+`;
+
+test("a config error never shows a secret written in the wrong shape: the master key, a provider key, a password or a URL holding one", async () => {
+  const cwd = tempDir("secret-config");
+  const cases: Array<[string, string]> = [
+    ["general_settings: {master_key: [sk-SECRET-master]}", "general_settings.master_key"],
+    [`model_list:\n  - model_name: m\n    litellm_params: {model: openai/m, api_key: [sk-SECRET-provider]}\ngeneral_settings: {master_key: sk-1234}`, "model_list[0].litellm_params.api_key"],
+    [`model_list:\n  - model_name: m\n    litellm_params: {model: openai/m, api_key: sk-x, api_base: "ftp://user:SECRET-base@host/v1?token=SECRET-query"}\ngeneral_settings: {master_key: sk-1234}`, "model_list[0].litellm_params.api_base"],
+    ["general_settings: {master_key: sk-1234, database_url: [\"postgres://u:SECRET-db@h/db\"]}", "general_settings.database_url"],
+    ["general_settings: {master_key: sk-1234, redis_url: {url: \"redis://:SECRET-redis@h:6379\"}}", "general_settings.redis_url"],
+    ["router_settings: {redis_host: h, redis_port: 6379, redis_password: {pw: SECRET-router}}\ngeneral_settings: {master_key: sk-1234}", "router_settings.redis_password"],
+    ["litellm_settings: {cache: true, cache_params: {type: redis, host: h, port: 6379, password: [SECRET-cache]}}\ngeneral_settings: {master_key: sk-1234}", "litellm_settings.cache_params.password"],
+  ];
+  for (const [yaml, path] of cases) {
+    writeFileSync(join(cwd, "c.yaml"), `${yaml}\n`);
+    const result = await runBinary(["--config", join(cwd, "c.yaml"), "--port", "0"], { cwd });
+    expect(result.code).toBe(1);
+    // The setting is named, as every config error names it; what it holds is not shown.
+    expect(result.stderr).toContain(path);
+    expect(result.stderr).not.toContain("SECRET");
+  }
+});
+
+test("with log_format json every line the binary writes is JSON, the error that stops a start included", async () => {
+  const cwd = tempDir("json-fatal");
+  const taken = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+  try {
+    const jsonLines = (text: string) => text.trim().split("\n").filter(Boolean).map((line) => {
+      try {
+        return JSON.parse(line);
+      } catch {
+        throw new Error(`not a JSON line: ${line}`);
+      }
+    });
+    writeFileSync(join(cwd, "c.yaml"), `${MODEL}general_settings: {master_key: sk-1234, data_dir: ${join(cwd, "db")}, log_format: json}\n`);
+    const inUse = await runBinary(["--config", join(cwd, "c.yaml"), "--host", "127.0.0.1", "--port", String(taken.port)], { cwd });
+    expect(inUse.code).toBe(1);
+    expect(jsonLines(inUse.stdout + inUse.stderr).at(-1)).toMatchObject({ level: "error", msg: `cannot listen on 127.0.0.1:${taken.port}: the port is in use` });
+    // --log-format json holds before the config is read too: a config that cannot be read is a JSON line.
+    const missing = await runBinary(["--config", join(cwd, "missing.yaml"), "--log-format", "json"], { cwd });
+    expect(missing.code).toBe(1);
+    expect(jsonLines(missing.stderr).at(-1)).toMatchObject({ level: "error" });
+    expect(jsonLines(missing.stderr).at(-1).msg).toContain("missing.yaml");
+  } finally {
+    taken.stop(true);
+  }
+});
+
+test("a proxy_admin_viewer, who reads all spend, reads /metrics too; other keys get 401", async () => {
+  const gateway = await startBinary({ config: `${MODEL}general_settings:\n  master_key: sk-1234\n` });
+  try {
+    const admin = { authorization: "Bearer sk-1234" };
+    const keyOf = async (role: string) => (await (await fetch(`${gateway.url}/user/new`, { method: "POST", headers: admin, body: JSON.stringify({ user_role: role }) })).json() as { key: string }).key;
+    const viewer = await keyOf("proxy_admin_viewer");
+    const user = await keyOf("internal_user");
+    expect((await fetch(`${gateway.url}/global/spend`, { headers: { authorization: `Bearer ${viewer}` } })).status).toBe(200);
+    const scrape = await fetch(`${gateway.url}/metrics`, { headers: { authorization: `Bearer ${viewer}` } });
+    expect(scrape.status).toBe(200);
+    expect(await scrape.text()).toContain("litegate_requests_total");
+    expect((await fetch(`${gateway.url}/metrics`, { headers: { authorization: `Bearer ${user}` } })).status).toBe(401);
+  } finally {
+    await gateway.stop();
+  }
+});
