@@ -149,15 +149,25 @@ function warnAccepted(config: Config, warnings: string[]): void {
   });
 }
 
-function schemaMessage(error: { message: string; schema: Record<string, any>; value: unknown }): string {
+/**
+ * Settings that hold a secret (a key, a password, a URL with one in it): an error about one names the
+ * setting and what it should be, never what it holds, which goes to logs and to `/config/reload` answers.
+ */
+const SECRET_SETTING = /(?:key|password|secret|token|_url)$/;
+
+/** An api_base as an error shows it: without a password or a query, which may hold a token. */
+const shownBase = (base: string) => base.replace(/\/\/[^/@\s]*@/, "//").replace(/[?#].*$/, "");
+
+function schemaMessage(error: { message: string; schema: Record<string, any>; value: unknown }, secret: boolean): string {
   if (error.value === undefined) return "required";
-  if (typeof error.schema.problem === "string") return `${error.schema.problem} (got ${JSON.stringify(error.value)})`;
+  const got = secret ? "" : ` (got ${JSON.stringify(error.value)})`;
+  if (typeof error.schema.problem === "string") return `${error.schema.problem}${got}`;
   const choices = Array.isArray(error.schema.anyOf) && error.schema.anyOf.every((option: any) => option.const !== undefined)
     ? error.schema.anyOf.map((option: any) => JSON.stringify(option.const)) : null;
-  if (choices) return `must be one of ${choices.join(", ")} (got ${JSON.stringify(error.value)})`;
+  if (choices) return `must be one of ${choices.join(", ")}${got}`;
   if (error.schema.minimum !== undefined && typeof error.value === "number" && error.value < error.schema.minimum) return `must be >= ${error.schema.minimum}`;
   if (error.schema.exclusiveMinimum !== undefined && typeof error.value === "number") return `must be > ${error.schema.exclusiveMinimum}`;
-  return `${error.message.replace(/^Expected/, "expected")} (got ${JSON.stringify(error.value)})`;
+  return `${error.message.replace(/^Expected/, "expected")}${secret ? ` (got ${Array.isArray(error.value) ? "a list" : typeof error.value})` : got}`;
 }
 
 function checkSemantics(config: Config, problems: string[], warnings: string[], masterKeyPath: string): void {
@@ -187,7 +197,7 @@ function checkSemantics(config: Config, problems: string[], warnings: string[], 
     }
     if (model.endsWith("/")) problems.push(`model_list[${i}].litellm_params.model: "${model}" names no model after the provider (e.g. ${model}gpt-4o-mini)`);
     const base = m.litellm_params.api_base;
-    if (base !== undefined && !envReference(base) && !/^https?:\/\/[^\s]+$/.test(base)) problems.push(`model_list[${i}].litellm_params.api_base: must be an http(s) URL (got "${base}")`);
+    if (base !== undefined && !envReference(base) && !/^https?:\/\/[^\s]+$/.test(base)) problems.push(`model_list[${i}].litellm_params.api_base: must be an http(s) URL (got "${shownBase(base)}")`);
     const id = m.model_info?.id;
     if (id !== undefined) {
       if (ids.has(id)) problems.push(`model_list[${i}].model_info.id: "${id}" is used by another entry`);
@@ -259,7 +269,7 @@ export function validateConfig(raw: unknown, env: Env = process.env): { config: 
     const parts = error.path.split("/").filter(Boolean);
     if (parts.length === 1 && !SECTIONS.includes(parts[0]!)) continue;
     const path = pathName(parts);
-    problems.push(`${oldName && path === "litellm_settings.max_end_user_budget" ? "litellm_settings.max_user_budget" : path}: ${schemaMessage(error)}`);
+    problems.push(`${oldName && path === "litellm_settings.max_end_user_budget" ? "litellm_settings.max_user_budget" : path}: ${schemaMessage(error, SECRET_SETTING.test(parts.at(-1)!))}`);
   }
   if (problems.length > 0) throw new ConfigError([...new Set(problems)]);
   checkSemantics(withDefaults, problems, warnings, masterKeyFromEnv ? "LITELLM_MASTER_KEY (the master key when general_settings.master_key is unset)" : "general_settings.master_key");
