@@ -14,8 +14,11 @@ import { WARM_KEYS, closeAndSaveWarmState, dropWarmState, migratedAtStop, readWa
 import { hasPendingSpend } from "./paths";
 import { dropRateWindows, readRateWindows, saveRateWindows } from "./rate-windows";
 
+/** Set once the log format is known: with JSON logs, the error that stops the process is a JSON line too. */
+let jsonLogs = false;
+
 function fail(message: string, code = 1): never {
-  process.stderr.write(`litegate: ${message}\n`);
+  process.stderr.write(jsonLogs ? `${JSON.stringify({ time: new Date().toISOString(), level: "error", msg: message })}\n` : `litegate: ${message}\n`);
   process.exit(code);
 }
 
@@ -145,6 +148,7 @@ async function main(): Promise<void> {
       fail(error instanceof CliError ? error.message : String(error), 2);
     }
   })();
+  jsonLogs = args.logFormat === "json";
   if (args.command === "help") return void process.stdout.write(USAGE);
   if (args.command === "version") return void process.stdout.write(`litegate ${VERSION}\n`);
 
@@ -159,6 +163,7 @@ async function main(): Promise<void> {
     throw error;
   }
   const g = config.general_settings;
+  jsonLogs = (args.logFormat ?? g.log_format) === "json";
   const log = createLogger({ level: args.logLevel ?? g.log_level, format: args.logFormat ?? g.log_format });
   for (const warning of warnings) log.warn(`config: ${warning}`);
   const starting = stopsWhileStarting(log);
