@@ -1,8 +1,8 @@
 import { afterAll, expect, test } from "bun:test";
-import { writeFileSync } from "node:fs";
+import { readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { runBinary, startBinary } from "../helpers/binary";
-import { stopServices, tempDir } from "../helpers/services";
+import { startPostgres, stopServices, tempDir } from "../helpers/services";
 
 afterAll(() => stopServices());
 
@@ -73,3 +73,40 @@ test("a proxy_admin_viewer, who reads all spend, reads /metrics too; other keys 
     await gateway.stop();
   }
 });
+
+test("SIGTERM while Postgres hangs: the spend it cannot take is saved within the deadline, the gateway exits, and the next start writes it once", async () => {
+  const pg = await startPostgres();
+  const url = await pg.newDatabase();
+  const cwd = tempDir("hung-stop");
+  const config = `${MODEL.replace('mock_response: "hi"}', 'mock_response: "hi", input_cost_per_token: 0.001, output_cost_per_token: 0.001}')}general_settings:\n  master_key: sk-1234\n  database_url: ${url}\n`;
+  const admin = { authorization: "Bearer sk-1234" };
+  let gateway = await startBinary({ config, cwd });
+  let paused = false;
+  try {
+    const { key } = (await (await fetch(`${gateway.url}/key/generate`, { method: "POST", headers: admin, body: "{}" })).json()) as { key: string };
+    let cost = 0;
+    // Answered just before the server stops answering: their spend is not written yet.
+    for (let i = 0; i < 3; i++) {
+      const answer = await fetch(`${gateway.url}/v1/chat/completions`, { method: "POST", headers: { authorization: `Bearer ${key}` }, body: JSON.stringify({ model: "m", messages: [{ role: "user", content: "hi" }] }) });
+      cost += Number(answer.headers.get("x-litellm-response-cost"));
+    }
+    pg.pause();
+    paused = true;
+    const started = Date.now();
+    const code = await Promise.race([gateway.stop("SIGTERM"), Bun.sleep(30_000).then(() => "still running")]);
+    if (code === "still running") gateway.proc.kill("SIGKILL");
+    // 10 s for the database to take the spend, then 5 s at most to close its connections.
+    expect(code).toBe(0);
+    expect(Date.now() - started).toBeLessThan(20_000);
+    expect(readdirSync(join(cwd, "litegate-data", "spend-pending")).length).toBeGreaterThan(0);
+    pg.resume();
+    paused = false;
+    gateway = await startBinary({ config, cwd });
+    const info = (await (await fetch(`${gateway.url}/key/info?key=${key}`, { headers: admin })).json()) as { info: { spend: number } };
+    expect(info.info.spend).toBeCloseTo(cost, 12);
+    expect(readdirSync(join(cwd, "litegate-data", "spend-pending"))).toEqual([]);
+  } finally {
+    if (paused) pg.resume();
+    await gateway.stop("SIGKILL");
+  }
+}, 90_000);
