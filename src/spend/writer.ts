@@ -238,7 +238,12 @@ export function createSpendWriter(options: SpendWriterOptions) {
       clearInterval(timer);
       const until = Date.now() + deadlineMs;
       for (;;) {
-        await flush();
+        // A server that stopped answering (a stall, a cut network) holds a write for ever: the wait for
+        // it ends at the deadline too. The batch it held is saved with the rest; were that write to
+        // commit after all, its batch id keeps the replay from counting it twice.
+        let deadline: Timer | undefined;
+        await Promise.race([flush(), new Promise<void>((resolve) => (deadline = setTimeout(resolve, Math.max(0, until - Date.now()))))]);
+        clearTimeout(deadline);
         if (this.backlog() === 0) return 0;
         if (Date.now() >= until) break;
         await Bun.sleep(200);
