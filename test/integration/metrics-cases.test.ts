@@ -3,6 +3,7 @@ import { readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { runBinary, startBinary } from "../helpers/binary";
 import { startPostgres, stopServices, tempDir } from "../helpers/services";
+import { startUpstream } from "../helpers/upstream";
 
 afterAll(() => stopServices());
 
@@ -110,3 +111,39 @@ test("SIGTERM while Postgres hangs: the spend it cannot take is saved within the
     await gateway.stop("SIGKILL");
   }
 }, 90_000);
+
+test("a client that leaves is no provider failure: litegate_upstream_errors_total counts what providers did, requests_total shows the 499s", async () => {
+  const upstream = await startUpstream({ firstByteDelayMs: 300, chunks: 5, chunkDelayMs: 200 });
+  const gateway = await startBinary({ config: `model_list:
+  - model_name: m
+    litellm_params: {model: openai/m, api_base: "${upstream.url}", api_key: sk-up, input_cost_per_token: 0.000001, output_cost_per_token: 0.000002}
+general_settings:
+  master_key: sk-1234
+` });
+  try {
+    const admin = { authorization: "Bearer sk-1234" };
+    const leave = async (stream: boolean) => {
+      const controller = new AbortController();
+      const answer = fetch(`${gateway.url}/v1/chat/completions`, { method: "POST", headers: admin, signal: controller.signal, body: JSON.stringify({ model: "m", stream, messages: [{ role: "user", content: "hi" }] }) });
+      if (stream) await (await answer).body!.getReader().read();
+      else await Bun.sleep(100);
+      controller.abort();
+      await answer.catch(() => {});
+    };
+    await leave(false);
+    await leave(true);
+    upstream.set({ firstByteDelayMs: 0, status: 503, errorMessage: "overloaded" });
+    await (await fetch(`${gateway.url}/v1/chat/completions`, { method: "POST", headers: admin, body: JSON.stringify({ model: "m", messages: [{ role: "user", content: "hi" }] }) })).text();
+    let scrape = "";
+    for (const until = Date.now() + 5000; Date.now() < until; await Bun.sleep(100)) {
+      scrape = await (await fetch(`${gateway.url}/metrics`, { headers: admin })).text();
+      if (/litegate_requests_total\{model="m",route="chat",status="499"\} 2/.test(scrape)) break;
+    }
+    expect(scrape).toMatch(/litegate_requests_total\{model="m",route="chat",status="499"\} 2/);
+    const errors = scrape.split("\n").filter((line) => line.startsWith("litegate_upstream_errors_total{"));
+    expect(errors).toEqual([expect.stringMatching(/^litegate_upstream_errors_total\{deployment="m#[0-9a-f]+",status="503"\} 1$/)]);
+  } finally {
+    await gateway.stop();
+    upstream.stop();
+  }
+});
