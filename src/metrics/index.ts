@@ -35,6 +35,9 @@ class LabelCap {
   }
 }
 
+/** The status of a request whose client left before its answer ended (requests_total shows it). */
+const CLIENT_LEFT = 499;
+
 /** Status codes as label values, without building a string per request. */
 const statusTexts = new Map<number, string>();
 function statusText(status: number): string {
@@ -110,7 +113,10 @@ export function createMetrics(sources: MetricsSources, maxLabelValues = 200) {
       requests.add([model, record.route, statusText(record.status)]);
       latency.observe([model, record.route], seconds);
       // A failed call is counted when it fails (providerFailed); a stream fails after its call answered.
-      if (record.streamEnd !== undefined && record.status >= 400 && record.deployment) upstreamErrors.inc({ deployment: record.deployment, status: statusText(record.status) });
+      // A client that left (499) is no failure of the provider's.
+      if (record.streamEnd !== undefined && record.status >= 400 && record.status !== CLIENT_LEFT && record.deployment) {
+        upstreamErrors.inc({ deployment: record.deployment, status: statusText(record.status) });
+      }
       if (!record.usage) return;
       const principal = record.caller.kind === "key" ? record.caller.principal : null;
       const key = keys.value(principal ? (principal.key.key_alias ?? principal.key.key_name) : "master");
@@ -120,9 +126,9 @@ export function createMetrics(sources: MetricsSources, maxLabelValues = 200) {
       tokens.add([model, key, team, customer, "completion"], record.usage.completion_tokens);
       spend.add([model, key, team, customer], record.cost);
     },
-    /** A provider call that failed, whether or not another deployment then answered. */
+    /** A provider call that failed, whether or not another deployment then answered; not one the client left. */
     providerFailed(deployment: string, status: number): void {
-      upstreamErrors.inc({ deployment, status: statusText(status) });
+      if (status !== CLIENT_LEFT) upstreamErrors.inc({ deployment, status: statusText(status) });
     },
     /** The provider call whose result went to the client. */
     providerAnswered(deployment: string, seconds: number): void {
