@@ -147,3 +147,35 @@ general_settings:
     upstream.stop();
   }
 });
+
+test("a reload while Postgres is down swaps models and prices (it needs no database); one that needs it is a 503, not an invalid config", async () => {
+  const pg = await startPostgres();
+  const url = await pg.newDatabase();
+  const config = (answer: string, extra = "") => `model_list:
+  - model_name: m
+    litellm_params: {model: mock/m, mock_response: "${answer}"}
+${extra}general_settings:
+  master_key: sk-1234
+  database_url: ${url}
+`;
+  const gateway = await startBinary({ config: config("before") });
+  const admin = { authorization: "Bearer sk-1234" };
+  const answer = async () => ((await (await fetch(`${gateway.url}/v1/chat/completions`, { method: "POST", headers: admin, body: JSON.stringify({ model: "m", messages: [{ role: "user", content: "hi" }] }) })).json()) as any).choices[0].message.content;
+  try {
+    expect(await answer()).toBe("before");
+    await pg.stop();
+    writeFileSync(gateway.configPath, config("after"));
+    const reload = await fetch(`${gateway.url}/config/reload`, { method: "POST", headers: admin });
+    expect(reload.status).toBe(200);
+    expect(await answer()).toBe("after");
+    // A default budget duration changed: its periods start in the database, which cannot be reached now.
+    writeFileSync(gateway.configPath, config("later", "litellm_settings: {internal_user_budget_duration: 1d}\n"));
+    const refused = await fetch(`${gateway.url}/config/reload`, { method: "POST", headers: admin });
+    expect(refused.status).toBe(503);
+    expect(((await refused.json()) as any).error).toMatchObject({ type: "service_unavailable", code: "503" });
+    expect(await answer()).toBe("after");
+  } finally {
+    await gateway.stop("SIGKILL");
+    await pg.start();
+  }
+}, 90_000);
