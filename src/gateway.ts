@@ -76,6 +76,8 @@ export interface Gateway {
 const SETTLE_AT_CLOSE_MS = 5000;
 /** litellm_settings whose change gives users or customers another budget (see `reloadOnce`). */
 const DEFAULT_BUDGETS = ["max_internal_user_budget", "internal_user_budget_duration", "max_end_user_budget", "max_end_user_budget_id"] as const;
+/** litellm_settings that set the default budget durations (see startDefaultPeriods). */
+const DEFAULT_DURATIONS = ["internal_user_budget_duration", "max_end_user_budget_id"] as const;
 /** How long records another instance's change made out of date wait for this instance's unwritten spend (ms). */
 const WRITTEN_WAIT_MS = 1000;
 
@@ -255,7 +257,8 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
         // A counter left from an earlier period with the budget on missed what was spent since.
         counters.forget(counterKeys.budgetPrefix(scopes.gateway()));
       }
-      await startDefaults(next.config);
+      // Only a default duration changed here needs the database: a reload of models and prices is taken while it is down.
+      if (DEFAULT_DURATIONS.some((name) => before[name] !== after[name])) await startDefaults(next.config);
       // A default budget for users or customers turned on or given another period: its counters are made
       // from the records' stored spend, which must be read again, after this instance's unwritten spend is
       // in it (a cached record holds the spend it had when read; a counter made from it would miss what
