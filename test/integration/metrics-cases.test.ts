@@ -179,3 +179,27 @@ ${extra}general_settings:
     await pg.start();
   }
 }, 90_000);
+
+test("/health checks a wildcard entry with its model_info.health_check_model, as LiteLLM does, not with the pattern", async () => {
+  const upstream = await startUpstream();
+  const gateway = await startBinary({ config: `model_list:
+  - model_name: "openai/*"
+    litellm_params: {model: "openai/*", api_base: "${upstream.url}", api_key: sk-up}
+    model_info: {health_check_model: openai/gpt-4o-mini}
+  - model_name: "other/*"
+    litellm_params: {model: "openai/*", api_base: "${upstream.url}", api_key: sk-up}
+general_settings:
+  master_key: sk-1234
+` });
+  try {
+    const body = (await (await fetch(`${gateway.url}/health`, { headers: { authorization: "Bearer sk-1234" } })).json()) as any;
+    // The one with a health_check_model is called with it; the other has no model to call: said so, nothing sent.
+    expect(upstream.requests.map((r) => r.body.model)).toEqual(["gpt-4o-mini"]);
+    expect(body.healthy_endpoints.map((e: any) => e.model_name)).toEqual(["openai/*"]);
+    expect(body.unhealthy_endpoints).toEqual([expect.objectContaining({ model_name: "other/*", error: expect.stringContaining("health_check_model") })]);
+    expect(gateway.output()).not.toContain("health_check_model: not supported");
+  } finally {
+    await gateway.stop();
+    upstream.stop();
+  }
+});
