@@ -26,6 +26,21 @@ function endpointOf(deployment: Deployment): Record<string, unknown> {
   return endpoint;
 }
 
+const NO_HEALTH_CHECK_MODEL = "a wildcard entry names no model to call: set model_info.health_check_model (e.g. openai/gpt-4o-mini)";
+
+/**
+ * The deployment a check calls: a wildcard entry's pattern (`*`) is no model a provider knows, so it is
+ * called with its `model_info.health_check_model` (its provider prefix dropped), as LiteLLM does; null
+ * for a wildcard entry without one.
+ */
+function checkedAs(deployment: Deployment): Deployment | null {
+  if (!deployment.upstreamModel.includes("*")) return deployment;
+  const model = deployment.modelInfo.health_check_model;
+  if (typeof model !== "string") return null;
+  const prefix = `${deployment.provider}/`;
+  return { ...deployment, upstreamModel: model.startsWith(prefix) ? model.slice(prefix.length) : model };
+}
+
 /**
  * `GET /health` (admin): sends each deployment the smallest request of its kind, all at once, and
  * lists the endpoints that answered and the ones that did not, with the provider's error. Like
@@ -38,7 +53,9 @@ export function healthCheckRoutes(deps: AdminDeps) {
     const names = query.model ? [query.model] : runtime.router.names();
     const deployments = names.flatMap((name) => runtime.router.deploymentsOf(name));
     if (query.model && deployments.length === 0) throw notFound(`No model named ${query.model} in the config`);
-    const results = await Promise.all(deployments.map(async (deployment) => {
+    const results = await Promise.all(deployments.map(async (entry) => {
+      const deployment = checkedAs(entry);
+      if (!deployment) return { ...endpointOf(entry), error: NO_HEALTH_CHECK_MODEL };
       const { route, body } = probeOf(deployment);
       const signal = AbortSignal.timeout(Math.min(CHECK_TIMEOUT_MS, runtime.requestTimeoutMs));
       try {

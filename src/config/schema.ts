@@ -42,6 +42,8 @@ export const ModelInfo = T.Object({
   cache_read_input_token_cost: T.Optional(Money),
   cache_creation_input_token_cost: T.Optional(Money),
   base_model: T.Optional(T.String()),
+  /** The model `/health` calls for a wildcard entry (`openai/gpt-4o-mini` for `openai/*`), as LiteLLM reads it. */
+  health_check_model: T.Optional(T.String({ minLength: 1 })),
   max_tokens: T.Optional(Count),
   max_input_tokens: T.Optional(Count),
   max_output_tokens: T.Optional(Count),
