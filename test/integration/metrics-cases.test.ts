@@ -174,9 +174,18 @@ ${extra}general_settings:
     expect(refused.status).toBe(503);
     expect(((await refused.json()) as any).error).toMatchObject({ type: "service_unavailable", code: "503" });
     expect(await answer()).toBe("after");
-  } finally {
-    await gateway.stop("SIGKILL");
+    // A server that hangs rather than refuses: answered 503 within seconds, as other admin calls are, not held.
     await pg.start();
+    for (let ok = false; !ok; await Bun.sleep(100)) ok = (await fetch(`${gateway.url}/health/readiness`)).status === 200;
+    pg.pause();
+    const started = Date.now();
+    const held = await Promise.race([fetch(`${gateway.url}/config/reload`, { method: "POST", headers: admin }), Bun.sleep(20_000).then(() => null)]);
+    pg.resume();
+    expect(held?.status).toBe(503);
+    expect(Date.now() - started).toBeLessThan(15_000);
+  } finally {
+    pg.resume();
+    await gateway.stop("SIGKILL");
   }
 }, 90_000);
 
