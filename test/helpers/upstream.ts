@@ -165,3 +165,14 @@ export async function startUpstream(initial: Partial<Behaviour> = {}) {
 }
 
 export type Upstream = Awaited<ReturnType<typeof startUpstream>>;
+
+/** Per test upstream answer (10 prompt + 20 completion tokens) at the prices of `pricedModels`: 5e-5. */
+export const PRICED_COST = 10 * 0.000001 + 20 * 0.000002;
+
+/** A `model_list` of two priced models, `m` and `other`, both served by the test upstream at `url`. */
+export const pricedModels = (url: string) => `
+model_list:
+  - model_name: m
+    litellm_params: {model: openai/m, api_base: "${url}", api_key: fake, input_cost_per_token: 0.000001, output_cost_per_token: 0.000002}
+  - model_name: other
+    litellm_params: {model: openai/other, api_base: "${url}", api_key: fake, input_cost_per_token: 0.000001, output_cost_per_token: 0.000002}`;

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import OpenAI from "openai";
 import { type RunningGateway, startBinary, startOnPostgres } from "../helpers/binary";
-import { type Upstream, startUpstream } from "../helpers/upstream";
+import { PRICED_COST, type Upstream, pricedModels, startUpstream } from "../helpers/upstream";
 
 /**
  * A customer's per-model budgets (its budget's model_max_budget, LiteLLM's end-user model budget) and
@@ -9,13 +9,8 @@ import { type Upstream, startUpstream } from "../helpers/upstream";
  * upstream as the only stand-in.
  * Upstream usage: 10 prompt + 20 completion tokens; price 1e-6 in, 2e-6 out: every request costs 5e-5.
  */
-const COST = 10 * 0.000001 + 20 * 0.000002;
-const MODELS = (url: string) => `
-model_list:
-  - model_name: m
-    litellm_params: {model: openai/m, api_base: "${url}", api_key: fake, input_cost_per_token: 0.000001, output_cost_per_token: 0.000002}
-  - model_name: other
-    litellm_params: {model: openai/other, api_base: "${url}", api_key: fake, input_cost_per_token: 0.000001, output_cost_per_token: 0.000002}`;
+const COST = PRICED_COST;
+const MODELS = pricedModels;
 let upstream: Upstream;
 
 beforeAll(async () => {

@@ -3,7 +3,7 @@ import { type RunningGateway, startBinary, startOnPostgres } from "../helpers/bi
 import { type Harness, MOCK_CONFIG, gatewayFor } from "../helpers/gateway";
 import { sharedPostgres } from "../helpers/services";
 import { sharedRedis } from "../helpers/shared-redis";
-import { type Upstream, startUpstream } from "../helpers/upstream";
+import { PRICED_COST, type Upstream, pricedModels, startUpstream } from "../helpers/upstream";
 
 /**
  * A user's and a team's model_max_budget: held across all their keys (a user's on its team keys too),
@@ -183,13 +183,8 @@ describe("per-model budgets of users and teams across two instances sharing Redi
 
 describe("per-model budgets of users and teams, the binary", () => {
   // Upstream usage: 10 prompt + 20 completion tokens at 1e-6 in and 2e-6 out: each request costs 5e-5.
-  const COST = 10 * 0.000001 + 20 * 0.000002;
-  const MODELS = (url: string) => `
-model_list:
-  - model_name: m
-    litellm_params: {model: openai/m, api_base: "${url}", api_key: fake, input_cost_per_token: 0.000001, output_cost_per_token: 0.000002}
-  - model_name: other
-    litellm_params: {model: openai/other, api_base: "${url}", api_key: fake, input_cost_per_token: 0.000001, output_cost_per_token: 0.000002}`;
+  const COST = PRICED_COST;
+  const MODELS = pricedModels;
   let upstream: Upstream;
   beforeAll(async () => {
     upstream = await startUpstream();
