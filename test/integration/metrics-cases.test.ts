@@ -1,11 +1,9 @@
-import { afterAll, expect, test } from "bun:test";
+import { expect, test } from "bun:test";
 import { readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { runBinary, startBinary } from "../helpers/binary";
-import { startPostgres, stopServices, tempDir } from "../helpers/services";
+import { startPostgres, tempDir } from "../helpers/services";
 import { startUpstream } from "../helpers/upstream";
-
-afterAll(() => stopServices());
 
 const MODEL = `model_list:
   - model_name: m
@@ -109,6 +107,8 @@ test("SIGTERM while Postgres hangs: the spend it cannot take is saved within the
   } finally {
     if (paused) pg.resume();
     await gateway.stop("SIGKILL");
+    // Its own server only: the suite's shared Postgres serves the test files after this one.
+    await pg.stop();
   }
 }, 90_000);
 
@@ -186,6 +186,7 @@ ${extra}general_settings:
   } finally {
     pg.resume();
     await gateway.stop("SIGKILL");
+    await pg.stop();
   }
 }, 90_000);
 
