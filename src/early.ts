@@ -86,7 +86,7 @@ export function likelyOpenedLater(args: CliArgs | null): boolean {
   return saved || isNewDataDir(dataDir);
 }
 
-export { hangupWhileStarting } from "./hangup";
+export { hangupWhileStarting, reportHangupsTo } from "./hangup";
 
 const args = commandOf(process.argv.slice(2));
 keepFreedMemory(args, process.env);

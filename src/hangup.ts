@@ -7,7 +7,10 @@
  */
 import { FFIType, dlopen } from "bun:ffi";
 
-export const hangupWhileStarting = () => process.stderr.write("litegate: SIGHUP while starting: ignored, the config being loaded is the current one\n");
+let report: (message: string) => void = (message) => void process.stderr.write(`litegate: ${message}\n`);
+/** Where an ignored SIGHUP is reported from now on: the gateway's logger once it has one (JSON logs stay JSON). */
+export const reportHangupsTo = (write: (message: string) => void) => void (report = write);
+export const hangupWhileStarting = () => report("SIGHUP while starting: ignored, the config being loaded is the current one");
 process.on("SIGHUP", hangupWhileStarting);
 
 const SIGHUP = 1;

@@ -1,4 +1,4 @@
-import { hangupWhileStarting } from "./early"; // first: the allocator setting, and the embedded database's thread started while the rest loads
+import { hangupWhileStarting, reportHangupsTo } from "./early"; // first: the allocator setting, and the embedded database's thread started while the rest loads
 import { lookup } from "node:dns/promises";
 import { isIP } from "node:net";
 import { type CliArgs, CliError, USAGE, parseArgs } from "./cli";
@@ -17,8 +17,12 @@ import { dropRateWindows, readRateWindows, saveRateWindows } from "./rate-window
 /** Set once the log format is known: with JSON logs, the error that stops the process is a JSON line too. */
 let jsonLogs = false;
 
+/** A line on stderr before the logger exists, in the format it will have. */
+const earlyLine = (level: "error" | "warn", message: string) =>
+  void process.stderr.write(jsonLogs ? `${JSON.stringify({ time: new Date().toISOString(), level, msg: message })}\n` : `litegate: ${message}\n`);
+
 function fail(message: string, code = 1): never {
-  process.stderr.write(jsonLogs ? `${JSON.stringify({ time: new Date().toISOString(), level: "error", msg: message })}\n` : `litegate: ${message}\n`);
+  earlyLine("error", message);
   process.exit(code);
 }
 
@@ -149,6 +153,7 @@ async function main(): Promise<void> {
     }
   })();
   jsonLogs = args.logFormat === "json";
+  reportHangupsTo((message) => earlyLine("warn", message));
   if (args.command === "help") return void process.stdout.write(USAGE);
   if (args.command === "version") return void process.stdout.write(`litegate ${VERSION}\n`);
 
@@ -165,6 +170,7 @@ async function main(): Promise<void> {
   const g = config.general_settings;
   jsonLogs = (args.logFormat ?? g.log_format) === "json";
   const log = createLogger({ level: args.logLevel ?? g.log_level, format: args.logFormat ?? g.log_format });
+  reportHangupsTo((message) => log.warn(message));
   for (const warning of warnings) log.warn(`config: ${warning}`);
   const starting = stopsWhileStarting(log);
   log.debug("config read", { path: args.config, models: config.model_list.length });

@@ -105,6 +105,36 @@ test("a SIGHUP while the gateway starts is ignored, also across the process repl
   }
 }, 90_000);
 
+test("with JSON logs, a SIGHUP ignored while starting is logged as a JSON line", async () => {
+  await ensureBinary();
+  const cwd = tempDir("hangup-json");
+  // On Postgres the start waits on the network (connecting, migrating), when the signal is handled.
+  writeFileSync(join(cwd, "config.yaml"), `${MODELS}general_settings:\n  master_key: sk-1234\n  database_url: ${await (await sharedPostgres()).newDatabase()}\n`);
+  const port = await freePort();
+  // With the allocator setting given (as the systemd unit gives it) the process does not replace itself,
+  // whose new image would inherit the signal ignored and never see it.
+  const env = { ...process.env, MIMALLOC_PURGE_DELAY: "-1" };
+  const proc = spawn([BINARY, "--config", "config.yaml", "--port", String(port), "--host", "127.0.0.1", "--log-format", "json"], { cwd, env, stdout: "pipe", stderr: "pipe" });
+  try {
+    while (!hangupHandled(proc.pid) && proc.exitCode === null) await Bun.sleep(1);
+    let up = false;
+    for (let tries = 0; tries < 3000 && !up && proc.exitCode === null; tries++) {
+      proc.kill("SIGHUP");
+      up = await fetch(`http://127.0.0.1:${port}/health/liveliness`).then((r) => r.ok, () => false);
+      if (!up) await Bun.sleep(2);
+    }
+    expect(up).toBe(true);
+  } finally {
+    proc.kill("SIGTERM");
+    await proc.exited;
+  }
+  const lines = ((await new Response(proc.stdout).text()) + (await new Response(proc.stderr).text())).split("\n").filter(Boolean);
+  expect(lines.filter((line) => !line.startsWith("{"))).toEqual([]);
+  const ignored = lines.map((line) => JSON.parse(line)).filter((entry) => /SIGHUP while starting/.test(entry.msg));
+  expect(ignored.length).toBeGreaterThan(0);
+  expect(ignored[0].level).toBe("warn");
+}, 60_000);
+
 test("`litegate migrate` says how many migrations it applied, and that they are up to date only when it applied none", async () => {
   const cwd = tempDir("migrate-count");
   writeFileSync(join(cwd, "config.yaml"), `general_settings:\n  master_key: sk-1234\n  database_url: ${await (await sharedPostgres()).newDatabase()}\n`);
