@@ -7,7 +7,7 @@ import { type Clock, systemClock } from "./clock";
 import { type Config, ConfigError, databaseUrlOf, deploymentsOf, redisUrlOf } from "./config";
 import type { Database } from "./db";
 import { watch, watched } from "./db/watched";
-import { type Counters, LocalCounters, counterKeys, createGovernance, scopes } from "./governance";
+import { type Counters, LocalCounters, counterKeys, createGovernance, readStandings, scopes } from "./governance";
 import { type Logger, createLogger } from "./log";
 import { createMetrics, type Metrics } from "./metrics";
 import { createPricing } from "./pricing";
@@ -212,6 +212,7 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
     cachedKeys: auth.cachedPrincipals,
     cachedCustomers: auth.cachedCustomers,
     counters: () => governance.counters.size,
+    standings: () => readStandings(auth.heldPrincipals(), auth.heldCustomers(), counters, runtime.budgetDefaults(), clock.now()),
   });
   const inference = createInference({
     clock, log, auth, governance, spend, runtime: () => runtime,

@@ -42,15 +42,23 @@ export function createEndUserBudget(db: Sql, clock: Clock, ttlMs: number, idOf: 
     return bounded(loading.read);
   }
 
+  function withDefault(customer: CustomerRecord, budget: BudgetRecord | null): CustomerRecord {
+    if (!budget) return customer;
+    let withBudget = applied.get(customer);
+    if (!withBudget || withBudget.budget !== budget) applied.set(customer, (withBudget = { ...customer, budget, defaultBudget: true }));
+    return withBudget;
+  }
+
   return {
     /** The customer as it is held to budgets: with the default budget when it has none of its own. */
     async apply(customer: CustomerRecord): Promise<CustomerRecord> {
       if (customer.budget) return customer;
-      const budget = await current();
-      if (!budget) return customer;
-      let withBudget = applied.get(customer);
-      if (!withBudget || withBudget.budget !== budget) applied.set(customer, (withBudget = { ...customer, budget, defaultBudget: true }));
-      return withBudget;
+      return withDefault(customer, await current());
+    },
+    /** As `apply`, with the budget held now, reading nothing (for /metrics): none while it is not read yet. */
+    peek(customer: CustomerRecord): CustomerRecord {
+      if (customer.budget || !held || held.id !== idOf()) return customer;
+      return withDefault(customer, held.budget);
     },
     forget(): void {
       epoch++;

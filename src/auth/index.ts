@@ -46,6 +46,12 @@ export type Invalidation = (
   | { kind: "all"; recheck?: boolean }
 ) & { reset?: SpendRow[]; reused?: ReusedToken; restart?: string[]; regenerated?: Regenerated };
 
+/** A record held, and whether a request would use it as it is (`current`) or read it again first. */
+export interface Held<T> {
+  value: T;
+  current: boolean;
+}
+
 const dbUnavailable = () =>
   new GatewayError(503, "service_unavailable", "The database is unavailable and this key is not cached yet; retry shortly");
 
@@ -238,6 +244,16 @@ export function createAuth(options: AuthOptions) {
     /** Keys held and customers held: each at most `cacheSize` (unknown keys are held apart). */
     cachedPrincipals: () => principals.size,
     cachedCustomers: () => customers.size,
+
+    /** The keys and customers held (customers as held to the default budget, when it is read), for /metrics: nothing is read. */
+    *heldPrincipals(): Generator<Held<Principal>> {
+      const now = clock.now();
+      for (const entry of principals.values()) if (entry.value) yield { value: entry.value, current: now - entry.loadedAt < RELOAD_AFTER_MS };
+    },
+    *heldCustomers(): Generator<Held<CustomerRecord>> {
+      const now = clock.now();
+      for (const entry of customers.values()) yield { value: endUserBudget.peek(entry.value), current: now - entry.loadedAt < RELOAD_AFTER_MS };
+    },
 
     /** The keys (hashed) and customers held, the most recently loaded `max` of each, for the next start (see ../warm.ts). */
     known: (max: number) => ({ tokens: principals.knownIds(max), customers: customers.knownIds(max) }),

@@ -64,6 +64,10 @@ export interface Counters {
   spent(check: CounterCheck): number;
   /** What admission counts on top of it: reservations of requests in flight (and, shared, other instances' room). */
   held(check: CounterCheck): number;
+  /** Whether the counter is in memory here (`spent` and `used` of one that is not give its initial value). */
+  holds(check: CounterCheck): boolean;
+  /** Counters shared between instances: the value of one not held here is in Redis, not known without asking it. */
+  readonly shared: boolean;
   /**
    * Forgets counters whose key starts with `prefix` (after an admin changed a stored spend or a
    * period), shared ones too. Requests in flight on a budget or parallel counter keep their
@@ -198,6 +202,12 @@ export class LocalCounters implements Counters {
   held(check: CounterCheck): number {
     return this.states.get(check.key)?.reserved ?? 0;
   }
+
+  holds(check: CounterCheck): boolean {
+    return this.states.has(check.key);
+  }
+
+  readonly shared = false;
 
   forget(prefix: string, renamedTo?: string, ended = false): void {
     this.successions.retireUnder(this.states, prefix, renamedTo, this.now(), (state) => state.reserved, ended);

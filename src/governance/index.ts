@@ -7,6 +7,7 @@ import type { Plan, PlannedCheck } from "./policy";
 export * from "./access";
 export * from "./counters";
 export * from "./duration";
+export * from "./gauges";
 export * from "./keys";
 export * from "./per-model";
 export * from "./periods";

@@ -1,5 +1,7 @@
 import { Counter, Gauge, Registry } from "prom-client";
 import type { RequestRecord } from "../proxy/inference";
+import type { Standings } from "../governance/gauges";
+import { renderStandings } from "./budgets";
 import { CounterSeries, HistogramSeries } from "./series";
 
 /**
@@ -21,6 +23,8 @@ export interface MetricsSources {
   cachedKeys?(): number;
   cachedCustomers?(): number;
   counters?(): number;
+  /** Where the budgets and limits of the keys, teams, users and customers held stand (read when scraped). */
+  standings?(): Standings;
 }
 
 class LabelCap {
@@ -139,7 +143,8 @@ export function createMetrics(sources: MetricsSources, maxLabelValues = 200) {
       rejections.inc({ reason });
     },
     async render(): Promise<Response> {
-      const text = (await registry.metrics()) + series.map((s) => s.render()).join("");
+      const standings = sources.standings?.();
+      const text = (await registry.metrics()) + series.map((s) => s.render()).join("") + (standings ? renderStandings(standings) : "");
       return new Response(text, { headers: { "content-type": registry.contentType } });
     },
   };

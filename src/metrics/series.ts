@@ -5,7 +5,7 @@
  */
 
 const escape = (value: string) => value.replace(/\\/g, "\\\\").replace(/"/g, '\\"').replace(/\n/g, "\\n");
-const labelText = (names: readonly string[], values: readonly string[]) =>
+export const labelText = (names: readonly string[], values: readonly string[]) =>
   names.map((name, i) => `${name}="${escape(values[i]!)}"`).join(",");
 
 /** A tree of maps, one level per label: a leaf is reached with the label values as they are. */

@@ -367,6 +367,13 @@ export class SharedCounters implements Counters {
     return s ? s.inflight + s.others : 0;
   }
 
+  /** The shared value of a counter held here is the one last synced: what admission decides on, with the others' leases. */
+  holds(check: CounterCheck): boolean {
+    return this.states.has(check.key);
+  }
+
+  readonly shared = true;
+
   drop(prefix: string, renamedTo?: string, ended = false): void {
     // Never synced again: a successor may have their key, and their requests in flight are the successor's now.
     for (const s of this.successions.retireUnder(this.states, prefix, renamedTo, this.options.now(), (s) => s.inflight, ended)) this.dirty.delete(s);

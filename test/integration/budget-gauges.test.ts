@@ -1,0 +1,172 @@
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import OpenAI from "openai";
+import { hashKey } from "../../src/auth/keys";
+import { type RunningGateway, startBinary, startOnPostgres } from "../helpers/binary";
+import { type RedisServer, startRedis, tempDir } from "../helpers/services";
+import { until } from "../helpers/until";
+import { PRICED_COST, type Upstream, pricedModels, startUpstream } from "../helpers/upstream";
+
+/**
+ * Budget and limit gauges on /metrics under LiteLLM's names and labels, read when scraped from the keys,
+ * teams, users and customers the gateway holds: on the compiled binary with the `openai` client, on the
+ * embedded database, and on two instances sharing Postgres and Redis (each shows the shared figures).
+ */
+let up: Upstream;
+let redis: RedisServer;
+let solo: RunningGateway;
+let shared: RunningGateway[] = [];
+/** The test upstream's usage per answer: 10 prompt + 20 completion tokens. */
+const TOKENS = 30;
+
+beforeAll(async () => {
+  up = await startUpstream();
+  redis = await startRedis();
+  solo = await startBinary({
+    config: `${pricedModels(up.url)}\nlitellm_settings:\n  max_budget: 100\ngeneral_settings:\n  master_key: sk-1234\n  data_dir: ${tempDir("gauges")}\n`,
+  });
+  const { gateway, dbUrl } = await startOnPostgres(`${pricedModels(up.url)}\nrouter_settings:\n  redis_url: ${redis.url}\n`);
+  const second = await startBinary({
+    config: `${pricedModels(up.url)}\nrouter_settings:\n  redis_url: ${redis.url}\ngeneral_settings:\n  master_key: sk-1234\n  database_url: ${dbUrl}\n`,
+  });
+  shared = [gateway, second];
+}, 120_000);
+afterAll(async () => {
+  for (const gateway of [solo, ...shared]) await gateway?.stop();
+  up?.stop();
+  await redis?.stop();
+});
+
+const admin = async (gw: RunningGateway, path: string, body?: unknown) => {
+  const response = await fetch(gw.url + path, {
+    method: body === undefined ? "GET" : "POST",
+    headers: { authorization: "Bearer sk-1234", "content-type": "application/json" },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const answer = { status: response.status, body: (await response.json()) as any };
+  expect(answer.status).toBe(200);
+  return answer.body;
+};
+const ask = (gw: RunningGateway, key: string, user?: string) =>
+  new OpenAI({ apiKey: key, baseURL: `${gw.url}/v1`, maxRetries: 0 }).chat.completions.create({ model: "m", messages: [{ role: "user", content: "hi" }], user });
+
+type Sample = { labels: Record<string, string>; value: number };
+/** Every sample of /metrics, by metric name. */
+async function scrape(gw: RunningGateway): Promise<Map<string, Sample[]>> {
+  const response = await fetch(`${gw.url}/metrics`, { headers: { authorization: "Bearer sk-1234" } });
+  expect(response.status).toBe(200);
+  const samples = new Map<string, Sample[]>();
+  for (const line of (await response.text()).split("\n")) {
+    const match = /^(\w+)(?:\{(.*)\})? (\S+)$/.exec(line);
+    if (!match) continue;
+    const labels: Record<string, string> = {};
+    for (const [, name, value] of match[2]?.matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g) ?? []) labels[name!] = value!;
+    const value = match[3] === "+Inf" ? Infinity : Number(match[3]);
+    samples.set(match[1]!, [...(samples.get(match[1]!) ?? []), { labels, value }]);
+  }
+  return samples;
+}
+/** The value of `name` for the sample with `labels`, or undefined when there is none. */
+const valueOf = (samples: Map<string, Sample[]>, name: string, labels: Record<string, string>) =>
+  samples.get(name)?.find((s) => Object.entries(labels).every(([k, v]) => s.labels[k] === v))?.value;
+
+/** Requests of a test must fall in one rate window (60 s). */
+async function sameMinute(): Promise<void> {
+  if (Date.now() % 60_000 > 45_000) await Bun.sleep(60_000 - (Date.now() % 60_000) + 50);
+}
+
+describe("budget and limit gauges (embedded database)", () => {
+  test("key, team, per-model limits and the gateway's budget move by each request's cost and counts", async () => {
+    await sameMinute();
+    const team = await admin(solo, "/team/new", { team_alias: "qa", max_budget: 1 });
+    const { key } = await admin(solo, "/key/generate", {
+      team_id: team.team_id, key_alias: "k1", max_budget: 0.01, budget_duration: "1h", rpm_limit: 10,
+      model_rpm_limit: { m: 5 }, model_tpm_limit: { m: 1000 },
+    });
+    const keyLabels = { hashed_api_key: hashKey(key), api_key_alias: "k1" };
+    const teamLabels = { team: team.team_id, team_alias: "qa" };
+    await ask(solo, key);
+    let m = await scrape(solo);
+    expect(valueOf(m, "litellm_remaining_api_key_budget_metric", keyLabels)).toBeCloseTo(0.01 - PRICED_COST, 12);
+    expect(valueOf(m, "litellm_api_key_max_budget_metric", keyLabels)).toBe(0.01);
+    const hours = valueOf(m, "litellm_api_key_budget_remaining_hours_metric", keyLabels)!;
+    expect(hours).toBeGreaterThan(0.9);
+    expect(hours).toBeLessThanOrEqual(1);
+    expect(valueOf(m, "litellm_remaining_team_budget_metric", teamLabels)).toBeCloseTo(1 - PRICED_COST, 12);
+    expect(valueOf(m, "litellm_team_max_budget_metric", teamLabels)).toBe(1);
+    // The team's budget never resets: no hours.
+    expect(valueOf(m, "litellm_team_budget_remaining_hours_metric", teamLabels)).toBeUndefined();
+    const before = valueOf(m, "litegate_remaining_proxy_budget", {})!;
+    expect(valueOf(m, "litegate_proxy_max_budget", {})).toBe(100);
+
+    await ask(solo, key);
+    await ask(solo, key);
+    m = await scrape(solo);
+    expect(valueOf(m, "litellm_remaining_api_key_budget_metric", keyLabels)).toBeCloseTo(0.01 - 3 * PRICED_COST, 12);
+    expect(valueOf(m, "litellm_remaining_team_budget_metric", teamLabels)).toBeCloseTo(1 - 3 * PRICED_COST, 12);
+    expect(valueOf(m, "litegate_remaining_proxy_budget", {})).toBeCloseTo(before - 2 * PRICED_COST, 12);
+    expect(valueOf(m, "litellm_remaining_api_key_requests_for_model", { ...keyLabels, model: "m" })).toBe(2);
+    expect(valueOf(m, "litellm_remaining_api_key_tokens_for_model", { ...keyLabels, model: "m" })).toBe(1000 - 3 * TOKENS);
+    expect(valueOf(m, "litegate_remaining_api_key_requests", keyLabels)).toBe(7);
+    // A limit the key does not set has no sample.
+    expect(valueOf(m, "litegate_remaining_api_key_tokens", keyLabels)).toBeUndefined();
+  });
+
+  test("a key without a budget reads +Inf remaining and has no max; a personal key's user and a customer have theirs", async () => {
+    const { key } = await admin(solo, "/key/generate", { key_alias: "free" });
+    const user = await admin(solo, "/user/new", { user_id: "gauge-user", max_budget: 2 });
+    await admin(solo, "/customer/new", { user_id: "acme", max_budget: 0.5 });
+    await ask(solo, key, "acme");
+    await ask(solo, user.key);
+    const m = await scrape(solo);
+    const free = { hashed_api_key: hashKey(key), api_key_alias: "free" };
+    expect(valueOf(m, "litellm_remaining_api_key_budget_metric", free)).toBe(Infinity);
+    expect(valueOf(m, "litellm_api_key_max_budget_metric", free)).toBeUndefined();
+    expect(valueOf(m, "litellm_api_key_budget_remaining_hours_metric", free)).toBeUndefined();
+    expect(valueOf(m, "litellm_remaining_user_budget_metric", { user: "gauge-user" })).toBeCloseTo(2 - PRICED_COST, 12);
+    expect(valueOf(m, "litellm_user_max_budget_metric", { user: "gauge-user" })).toBe(2);
+    expect(valueOf(m, "litegate_remaining_end_user_budget", { end_user: "acme" })).toBeCloseTo(0.5 - PRICED_COST, 12);
+    expect(valueOf(m, "litegate_end_user_max_budget", { end_user: "acme" })).toBe(0.5);
+  });
+
+  test("after a max_budget change and after the budget's period turns, the gauges follow", async () => {
+    const { key } = await admin(solo, "/key/generate", { key_alias: "short", max_budget: 0.01, budget_duration: "3s" });
+    const labels = { hashed_api_key: hashKey(key), api_key_alias: "short" };
+    await ask(solo, key);
+    await ask(solo, key);
+    expect(valueOf(await scrape(solo), "litellm_remaining_api_key_budget_metric", labels)).toBeCloseTo(0.01 - 2 * PRICED_COST, 12);
+    await admin(solo, "/key/update", { key, max_budget: 0.02 });
+    await ask(solo, key);
+    const m = await scrape(solo);
+    expect(valueOf(m, "litellm_api_key_max_budget_metric", labels)).toBe(0.02);
+    // Or fewer, had the period turned meanwhile: never more than spent.
+    expect(valueOf(m, "litellm_remaining_api_key_budget_metric", labels)!).toBeGreaterThanOrEqual(0.02 - 3 * PRICED_COST - 1e-12);
+    expect(valueOf(m, "litellm_api_key_budget_remaining_hours_metric", labels)!).toBeLessThanOrEqual(3 / 3600);
+    // With no request, the period turns: the whole budget is there again.
+    await until("the key's budget period turned", async () => valueOf(await scrape(solo), "litellm_remaining_api_key_budget_metric", labels) === 0.02, 8000, 200);
+  }, 20_000);
+});
+
+describe("budget and limit gauges (two instances sharing Postgres and Redis)", () => {
+  test("an instance shows the shared spend and counts it synced, not its own share", async () => {
+    await sameMinute();
+    const [a, b] = shared as [RunningGateway, RunningGateway];
+    // Budgets and limits near enough their edge that each instance pushes what it settles at once.
+    const team = await admin(a, "/team/new", { team_alias: "shared", max_budget: 0.01 });
+    const { key } = await admin(a, "/key/generate", { team_id: team.team_id, key_alias: "both", max_budget: 0.01, model_rpm_limit: { m: 10 } });
+    const keyLabels = { hashed_api_key: hashKey(key), api_key_alias: "both" };
+    const teamLabels = { team: team.team_id, team_alias: "shared" };
+    await ask(a, key);
+    await ask(a, key);
+    // A's settled requests reach Redis; B's first request there reads them, and its gauges count them.
+    await Bun.sleep(500);
+    await ask(b, key);
+    let m = await scrape(b);
+    expect(valueOf(m, "litellm_remaining_api_key_budget_metric", keyLabels)).toBeCloseTo(0.01 - 3 * PRICED_COST, 12);
+    expect(valueOf(m, "litellm_remaining_team_budget_metric", teamLabels)).toBeCloseTo(0.01 - 3 * PRICED_COST, 12);
+    expect(valueOf(m, "litellm_remaining_api_key_requests_for_model", { ...keyLabels, model: "m" })).toBe(7);
+    // A counts at least its own two.
+    m = await scrape(a);
+    expect(valueOf(m, "litellm_remaining_api_key_budget_metric", keyLabels)!).toBeLessThanOrEqual(0.01 - 2 * PRICED_COST + 1e-12);
+    expect(valueOf(m, "litellm_remaining_api_key_requests_for_model", { ...keyLabels, model: "m" })!).toBeLessThanOrEqual(8);
+  });
+});
