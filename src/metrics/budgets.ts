@@ -45,7 +45,7 @@ export function renderStandings(standings: Standings): string {
   const teams = budgetFamilies("litellm_remaining_team_budget_metric", "litellm_team_max_budget_metric", "litellm_team_budget_remaining_hours_metric", "team", ["team", "team_alias"]);
   const users = budgetFamilies("litellm_remaining_user_budget_metric", "litellm_user_max_budget_metric", "litellm_user_budget_remaining_hours_metric", "user", ["user"]);
   const customers = budgetFamilies("litegate_remaining_end_user_budget", "litegate_end_user_max_budget", "litegate_end_user_budget_remaining_hours", "end user (customer)", ["end_user"]);
-  const gateway = budgetFamilies("litegate_remaining_proxy_budget", "litegate_proxy_max_budget", "litegate_proxy_budget_remaining_hours", "the whole gateway (litellm_settings.max_budget)", []);
+  const gateway = budgetFamilies("litegate_remaining_proxy_budget", "litegate_proxy_max_budget", "litegate_proxy_budget_remaining_hours", "the whole gateway, litellm_settings.max_budget", []);
   const modelRequests = new Family("litellm_remaining_api_key_requests_for_model", "Remaining requests in the running minute for api key and model (its rpm limit for the model)", [...keyLabels, "model"]);
   const modelTokens = new Family("litellm_remaining_api_key_tokens_for_model", "Remaining tokens in the running minute for api key and model (its tpm limit for the model)", [...keyLabels, "model"]);
   const keyRequests = new Family("litegate_remaining_api_key_requests", "Remaining requests in the running minute for api key (its rpm_limit)", keyLabels);

@@ -1,5 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import { createMetrics } from "../../src/metrics";
+import { renderStandings } from "../../src/metrics/budgets";
 import { CounterSeries, HistogramSeries } from "../../src/metrics/series";
 
 describe("request metrics in the Prometheus text format", () => {
@@ -12,6 +13,34 @@ describe("request metrics in the Prometheus text format", () => {
     expect(text).toContain("# TYPE c_total counter\n");
     expect(text).toContain('c_total{model="m",status="200"} 3\n');
     expect(text).toContain('c_total{model="a\\"b\\\\c\\nd",status="429"} 1\n');
+  });
+
+  test("budget gauges: +Inf without a budget and then no max or hours; hours to the period's end; an unknown remaining left out; labels escaped", () => {
+    const at = 1_700_000_000_000;
+    const text = renderStandings({
+      at,
+      keys: [
+        { token: "t1", alias: 'a"b', budget: { max: 2, remaining: 1.5, resetsAt: at + 5_400_000 }, limits: [{ model: "m", kind: "rpm", remaining: 3 }, { model: null, kind: "tpm", remaining: 90 }] },
+        { token: "t2", alias: null, budget: { max: null, remaining: Infinity, resetsAt: null }, limits: [] },
+        { token: "t3", alias: "old", budget: { max: 1, remaining: null, resetsAt: null }, limits: [] },
+      ],
+      teams: new Map([["team-1", { alias: null, budget: { max: 1, remaining: -0.25, resetsAt: null } }]]),
+      users: new Map(),
+      customers: new Map([["acme", { max: null, remaining: Infinity, resetsAt: null }]]),
+      gateway: null,
+    });
+    expect(text).toContain("# TYPE litellm_remaining_api_key_budget_metric gauge\n");
+    expect(text).toContain('litellm_remaining_api_key_budget_metric{hashed_api_key="t1",api_key_alias="a\\"b"} 1.5\n');
+    expect(text).toContain('litellm_api_key_budget_remaining_hours_metric{hashed_api_key="t1",api_key_alias="a\\"b"} 1.5\n');
+    expect(text).toContain('litellm_remaining_api_key_requests_for_model{hashed_api_key="t1",api_key_alias="a\\"b",model="m"} 3\n');
+    expect(text).toContain('litegate_remaining_api_key_tokens{hashed_api_key="t1",api_key_alias="a\\"b"} 90\n');
+    expect(text).toContain('litellm_remaining_api_key_budget_metric{hashed_api_key="t2",api_key_alias=""} +Inf\n');
+    expect(text).not.toContain('litellm_api_key_max_budget_metric{hashed_api_key="t2"');
+    expect(text).toContain('litellm_api_key_max_budget_metric{hashed_api_key="t3",api_key_alias="old"} 1\n');
+    expect(text).not.toContain('litellm_remaining_api_key_budget_metric{hashed_api_key="t3"');
+    expect(text).toContain('litellm_remaining_team_budget_metric{team="team-1",team_alias=""} -0.25\n');
+    expect(text).toContain('litegate_remaining_end_user_budget{end_user="acme"} +Inf\n');
+    expect(text).not.toContain("\nlitegate_remaining_proxy_budget ");
   });
 
   test("histograms count cumulatively, with +Inf, sum and count", () => {
