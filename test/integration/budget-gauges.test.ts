@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import OpenAI from "openai";
 import { hashKey } from "../../src/auth/keys";
 import { type RunningGateway, startBinary, startOnPostgres } from "../helpers/binary";
+import { MOCK_CONFIG, inProcessGateway } from "../helpers/gateway";
 import { type RedisServer, startRedis, tempDir } from "../helpers/services";
 import { until } from "../helpers/until";
 import { PRICED_COST, type Upstream, pricedModels, startUpstream } from "../helpers/upstream";
@@ -54,6 +55,9 @@ type Sample = { labels: Record<string, string>; value: number };
 async function scrape(gw: RunningGateway): Promise<Map<string, Sample[]>> {
   const response = await fetch(`${gw.url}/metrics`, { headers: { authorization: "Bearer sk-1234" } });
   expect(response.status).toBe(200);
+  return samplesOf(response);
+}
+async function samplesOf(response: Response): Promise<Map<string, Sample[]>> {
   const samples = new Map<string, Sample[]>();
   for (const line of (await response.text()).split("\n")) {
     const match = /^(\w+)(?:\{(.*)\})? (\S+)$/.exec(line);
@@ -144,6 +148,21 @@ describe("budget and limit gauges (embedded database)", () => {
     // With no request, the period turns: the whole budget is there again.
     await until("the key's budget period turned", async () => valueOf(await scrape(solo), "litellm_remaining_api_key_budget_metric", labels) === 0.02, 8000, 200);
   }, 20_000);
+});
+
+test("a customer held to max_end_user_budget_id's budget shows that budget, once it is read", async () => {
+  const h = await inProcessGateway(`${MOCK_CONFIG}litellm_settings:\n  max_end_user_budget_id: free-tier\n`);
+  try {
+    expect((await h.call("/budget/new", { budget_id: "free-tier", max_budget: 0.3 })).status).toBe(200);
+    const answer = await h.chat("sk-1234", { user: "walk-in" });
+    expect(answer.status).toBe(200);
+    const cost = Number(answer.headers.get("x-litellm-response-cost"));
+    const m = await samplesOf(await h.call("/metrics"));
+    expect(valueOf(m, "litegate_remaining_end_user_budget", { end_user: "walk-in" })).toBeCloseTo(0.3 - cost, 12);
+    expect(valueOf(m, "litegate_end_user_max_budget", { end_user: "walk-in" })).toBe(0.3);
+  } finally {
+    await h.close();
+  }
 });
 
 describe("budget and limit gauges (two instances sharing Postgres and Redis)", () => {
