@@ -212,7 +212,8 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
     cachedKeys: auth.cachedPrincipals,
     cachedCustomers: auth.cachedCustomers,
     counters: () => governance.counters.size,
-    standings: () => readStandings(auth.heldPrincipals(), auth.heldCustomers(), counters, runtime.budgetDefaults(), clock.now()),
+    standings: () => readStandings(auth.heldPrincipals(), auth.heldCustomers(), counters, runtime.budgetDefaults(), clock.now(),
+      runtime.config.general_settings.metrics_budget_gauges_limit),
   });
   const inference = createInference({
     clock, log, auth, governance, spend, runtime: () => runtime,

@@ -80,6 +80,8 @@ export const GeneralSettings = T.Object({
   admin_api: T.Union([T.Literal("enabled"), T.Literal("disabled")], { default: "enabled" }),
   admin_port: T.Optional(T.Integer({ minimum: 0, maximum: 65535 })),
   metrics_public: T.Boolean({ default: false }),
+  /** How many keys (and teams, users, customers) /metrics gives budget and limit gauges for: those nearest an edge. */
+  metrics_budget_gauges_limit: T.Integer({ minimum: 0, default: 1000 }),
   log_level: T.Union([T.Literal("debug"), T.Literal("info"), T.Literal("warn"), T.Literal("error")], { default: "info" }),
   log_format: T.Union([T.Literal("text"), T.Literal("json")], { default: "text" }),
   shutdown_grace_seconds: T.Number({ minimum: 0, default: 30 }),

@@ -28,6 +28,7 @@ export interface LimitRoom {
   model: string | null;
   kind: "rpm" | "tpm";
   remaining: number;
+  limit: number;
 }
 
 export interface KeyStanding {
@@ -96,14 +97,41 @@ function roomOf(checks: readonly PlannedCheck[], scope: ScopeName, counters: Cou
       if (seen.has(`${check.kind}\n${model}`)) continue;
       seen.add(`${check.kind}\n${model}`);
     }
-    into.push({ model, kind: check.kind, remaining: Math.max(0, check.limit - counters.used(check)) });
+    into.push({ model, kind: check.kind, remaining: Math.max(0, check.limit - counters.used(check)), limit: check.limit });
   }
 }
 
-/** Plans as a request would (with no model access or admin exemption), so each figure is the counter enforcement uses. */
-export function readStandings(
-  principals: Iterable<Held<Principal>>, customers: Iterable<Held<CustomerRecord>>, counters: Counters, defaults: BudgetDefaults, now: number,
-): Standings {
+/** What share of a budget is left (0 spent out, Infinity for none; not known: after every known one). */
+function left(budget: BudgetStanding): number {
+  if (budget.max === null) return Infinity;
+  if (budget.remaining === null) return Number.MAX_VALUE;
+  return budget.max > 0 ? budget.remaining / budget.max : budget.remaining > 0 ? 1 : 0;
+}
+
+/** A key's nearest edge: the least share left of its budget and of its rate limits. */
+const keyLeft = (key: KeyStanding) => key.limits.reduce((least, room) => Math.min(least, room.limit > 0 ? room.remaining / room.limit : 0), left(key.budget));
+
+/** The `limit` entries nearest their edge, when there are more: those an alert is about. */
+function nearest<T>(entries: T[], share: (entry: T) => number, limit: number): T[] {
+  if (entries.length <= limit) return entries;
+  return entries.map((entry) => ({ entry, share: share(entry) })).sort((a, b) => a.share - b.share).slice(0, limit).map((e) => e.entry);
+}
+
+const nearestOf = <K, V>(map: Map<K, V>, share: (value: V) => number, limit: number) =>
+  map.size <= limit ? map : new Map(nearest([...map], ([, value]) => share(value), limit));
+
+/** Keys planned between two turns of the event loop: a scrape over a large key cache does not hold requests up for long. */
+const SLICE = 256;
+const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+/**
+ * Plans as a request would (with no model access or admin exemption), so each figure is the counter
+ * enforcement uses. At most `limit` keys are given, and as many teams, users and customers: those with
+ * the least left of a budget or limit (a gauge's text for 10,000 keys is about 10 MB).
+ */
+export async function readStandings(
+  principals: Iterable<Held<Principal>>, customers: Iterable<Held<CustomerRecord>>, counters: Counters, defaults: BudgetDefaults, now: number, limit: number,
+): Promise<Standings> {
   const out: Standings = { at: now, keys: [], teams: new Map(), users: new Map(), customers: new Map(), gateway: null };
   const plan = (principal: Principal | null, customer: CustomerRecord | null, model: string) => planChecks({
     caller: principal ? { kind: "key", principal, admin: false } : { kind: "master" }, customer, model, estimatedCost: 0, estimatedTokens: 0, now, defaults,
@@ -112,7 +140,10 @@ export function readStandings(
   // The gateway's counter is never dropped while its period runs (see `LocalCounters.sweep`).
   const gateway = budgetOf(plan(null, null, ""), "proxy");
   if (gateway) out.gateway = standing(gateway, counters, true);
+  if (limit === 0) return out;
+  let planned = 0;
   for (const { value: principal, current } of principals) {
+    if (++planned % SLICE === 0) await nextTurn();
     const checks = plan(principal, null, "");
     const { key, team, user } = principal;
     const limits: LimitRoom[] = [];
@@ -129,7 +160,12 @@ export function readStandings(
     if (!key.team_id && user && (!userHad || userHad.remaining === null)) out.users.set(user.user_id, standing(budgetOf(checks, "user"), counters, current));
   }
   for (const { value: customer, current } of customers) {
+    if (++planned % SLICE === 0) await nextTurn();
     out.customers.set(customer.user_id, standing(budgetOf(plan(null, customer, ""), "end user"), counters, current));
   }
+  out.keys = nearest(out.keys, keyLeft, limit);
+  out.teams = nearestOf(out.teams, (team) => left(team.budget), limit);
+  out.users = nearestOf(out.users, left, limit);
+  out.customers = nearestOf(out.customers, left, limit);
   return out;
 }

@@ -24,7 +24,7 @@ export interface MetricsSources {
   cachedCustomers?(): number;
   counters?(): number;
   /** Where the budgets and limits of the keys, teams, users and customers held stand (read when scraped). */
-  standings?(): Standings;
+  standings?(): Promise<Standings>;
 }
 
 class LabelCap {
@@ -143,7 +143,7 @@ export function createMetrics(sources: MetricsSources, maxLabelValues = 200) {
       rejections.inc({ reason });
     },
     async render(): Promise<Response> {
-      const standings = sources.standings?.();
+      const standings = await sources.standings?.();
       const text = (await registry.metrics()) + series.map((s) => s.render()).join("") + (standings ? renderStandings(standings) : "");
       return new Response(text, { headers: { "content-type": registry.contentType } });
     },

@@ -368,10 +368,7 @@ export class SharedCounters implements Counters {
   }
 
   /** The shared value of a counter held here is the one last synced: what admission decides on, with the others' leases. */
-  holds(check: CounterCheck): boolean {
-    return this.states.has(check.key);
-  }
-
+  readonly holds = (check: CounterCheck): boolean => this.states.has(check.key);
   readonly shared = true;
 
   drop(prefix: string, renamedTo?: string, ended = false): void {
@@ -379,18 +376,14 @@ export class SharedCounters implements Counters {
     for (const s of this.successions.retireUnder(this.states, prefix, renamedTo, this.options.now(), (s) => s.inflight, ended)) this.dirty.delete(s);
   }
 
-  trackWrites(progress: WriteProgress): void {
-    this.successions.writes = progress;
-  }
+  trackWrites(progress: WriteProgress): void { this.successions.writes = progress; }
 
   forget(prefix: string, renamedTo?: string, ended = false): void {
     this.drop(prefix, renamedTo, ended);
     deleteCounters(this.redis, prefix, this.heartbeat.keys);
   }
 
-  get size(): number {
-    return this.states.size;
-  }
+  get size(): number { return this.states.size; }
 
   async close(): Promise<void> {
     clearInterval(this.timer);

@@ -189,3 +189,32 @@ describe("budget and limit gauges (two instances sharing Postgres and Redis)", (
     expect(valueOf(m, "litellm_remaining_api_key_requests_for_model", { ...keyLabels, model: "m" })!).toBeLessThanOrEqual(8);
   });
 });
+
+describe("bounded by metrics_budget_gauges_limit", () => {
+  test("only the keys nearest their edge get gauges, and 0 turns them off (a reload changes it)", async () => {
+    const config = (limit: number) =>
+      `${pricedModels(up.url)}\ngeneral_settings:\n  master_key: sk-1234\n  data_dir: ${dir}\n  metrics_budget_gauges_limit: ${limit}\n`;
+    const dir = tempDir("gauges-limit");
+    const gw = await startBinary({ config: config(2) });
+    try {
+      // After one request each: a third, three quarters, nine tenths and all of the budget left (and one key with none).
+      const shares = [1.5, 4, 10];
+      const keys: string[] = [];
+      for (const times of [...shares, null]) {
+        const made = await admin(gw, "/key/generate", times === null ? {} : { max_budget: PRICED_COST * times });
+        keys.push(made.key);
+        await ask(gw, made.key);
+      }
+      const hashes = keys.map(hashKey);
+      const shown = (await scrape(gw)).get("litellm_remaining_api_key_budget_metric")!.map((s) => s.labels.hashed_api_key);
+      expect(shown.sort()).toEqual([hashes[0]!, hashes[1]!].sort());
+
+      await Bun.write(gw.configPath, config(0));
+      gw.proc.kill("SIGHUP");
+      await gw.waitForOutput(/config reloaded/);
+      expect((await scrape(gw)).get("litellm_remaining_api_key_budget_metric")).toBeUndefined();
+    } finally {
+      await gw.stop();
+    }
+  }, 60_000);
+});

@@ -20,7 +20,7 @@ describe("request metrics in the Prometheus text format", () => {
     const text = renderStandings({
       at,
       keys: [
-        { token: "t1", alias: 'a"b', budget: { max: 2, remaining: 1.5, resetsAt: at + 5_400_000 }, limits: [{ model: "m", kind: "rpm", remaining: 3 }, { model: null, kind: "tpm", remaining: 90 }] },
+        { token: "t1", alias: 'a"b', budget: { max: 2, remaining: 1.5, resetsAt: at + 5_400_000 }, limits: [{ model: "m", kind: "rpm", remaining: 3, limit: 5 }, { model: null, kind: "tpm", remaining: 90, limit: 100 }] },
         { token: "t2", alias: null, budget: { max: null, remaining: Infinity, resetsAt: null }, limits: [] },
         { token: "t3", alias: "old", budget: { max: 1, remaining: null, resetsAt: null }, limits: [] },
       ],
