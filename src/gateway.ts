@@ -1,5 +1,5 @@
 import { join } from "node:path";
-import { type AdminDeps } from "./admin";
+import { type AdminDeps, defaultGrace } from "./admin";
 import { createAdminApp, createApp } from "./app";
 import { type Auth, type Invalidation, createAuth } from "./auth";
 import { hashKey } from "./auth/keys";
@@ -186,6 +186,13 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
     failed: (deployment, status) => metrics.providerFailed(deployment.id, status),
     answered: (deployment, seconds) => metrics.providerAnswered(deployment.id, seconds),
   };
+  // Read again at each reload: the config's environment_variables may set it.
+  const readGrace = () => {
+    const { grace, warning } = defaultGrace(options.env ?? process.env);
+    if (warning) log.warn(`config: ${warning}`);
+    return grace;
+  };
+  let keyGracePeriod = readGrace();
   // Requests in flight per deployment (`max_parallel_requests`): one set, whatever config is loaded.
   const slots = new DeploymentSlots();
   let runtime = buildRuntime(config, gatewayState, log, clock, calls, slots, options.deploymentUsage);
@@ -277,6 +284,7 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
         if (restart.length > 0) admin.invalidate({ kind: "all", restart });
       }
       runtime = buildRuntime(next.config, gatewayState, log, clock, calls, slots, options.deploymentUsage);
+      keyGracePeriod = readGrace();
       for (const warning of warnings) log.warn(`config: ${warning}`);
       if (before.max_end_user_budget_id !== after.max_end_user_budget_id) void warnMissingEndUserBudget(db, next.config, log).catch(() => {});
       log.info("config reloaded", { models: next.config.model_list.length });
@@ -296,7 +304,7 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
   const admin: AdminDeps = {
     // A hung database answers admin calls 503 within seconds, their waits for the spend writer too.
     db: watched(db), spend: { ...spend, flush: () => watch(db, spend.flush()) },
-    clock, log, auth, counters, runtime: () => runtime, reloadConfig: reloadFromSource,
+    clock, log, auth, counters, runtime: () => runtime, reloadConfig: reloadFromSource, keyGracePeriod: () => keyGracePeriod,
     invalidate(message) {
       auth.invalidate(message);
       // Published before the shared counters are deleted, so the other instances drop theirs as soon as can be.

@@ -15,6 +15,8 @@ export interface AdminDeps {
   counters: Counters;
   spend: SpendWriter;
   runtime: () => Runtime;
+  /** A regenerated key's old secret's grace when the request gives none (see admin/key-grace.ts `defaultGrace`), or null. */
+  keyGracePeriod(): string | null;
   /** Forget cached principals/customers on this instance and, with Redis, on every other one. */
   invalidate(message: Invalidation): void;
   /** Re-reads config.yaml and swaps it in; throws (keeping the old one) when it is invalid. */

@@ -186,12 +186,18 @@ export const keyRefusedFields = {
   agent_id: refusedUnlessEmpty("agents", "null", [""]),
 };
 
+/** A duration of nothing (`"0s"`, `"0"`): LiteLLM revokes the old secret at once for it, with or without a default grace. */
+const ZeroDuration = t.String({ pattern: "^\\s*0+\\s*(mo|s|m|h|d|w)?\\s*$" });
+
 /**
  * /key/regenerate's own fields: `grace_period`, how long the old secret still authenticates as the key
- * (left out, null or "": it stops at once, as in LiteLLM); the master key is the config's, not regenerated.
+ * (left out, null or "": LITELLM_KEY_ROTATION_GRACE_PERIOD's, by default none; a zero one: none, whatever
+ * the default, as in LiteLLM); the master key is the config's, not regenerated.
  */
 export const regenerateFields = {
-  grace_period: t.Optional(t.Union([DurationText, t.Null(), noneAs("")])),
+  grace_period: t.Optional(t.Union([DurationText, ZeroDuration, t.Null(), t.Literal("")], {
+    error: "must be a duration such as 30s, 20m, 1h, 7d, 2w or 1mo (at most a century), \"0s\" to revoke the old key at once, or null for the default",
+  })),
   new_master_key: refusedUnlessEmpty("regenerating the master key (set general_settings.master_key and restart)", "null", [""]),
 };
 

@@ -13,6 +13,7 @@ import { teamRoutes } from "./teams";
 import { userRoutes } from "./users";
 
 export type { AdminDeps } from "./deps";
+export { defaultGrace } from "./key-grace";
 
 /**
  * Key, user, team, member, budget, customer and spend management. Its type names no routes: nothing

@@ -4,11 +4,26 @@ import { GatewayError } from "../http/errors";
 
 /**
  * /key/regenerate's `grace_period`: until when the old secret still authenticates, as the key itself
- * (its budgets, limits and spend), or null when it stops at once. The schema has checked the text.
+ * (its budgets, limits and spend), or null when it stops at once. Left out, null or "", it is the
+ * default grace (LiteLLM's `grace_period or LITELLM_KEY_ROTATION_GRACE_PERIOD`); a zero one ("0s")
+ * stops it at once whatever the default. The schema has checked the text.
  */
-export function graceUntil(gracePeriod: string | null | undefined, now: number): Date | null {
-  const duration = parseDuration(gracePeriod ?? undefined);
+export function graceUntil(gracePeriod: string | null | undefined, defaultGrace: string | null, now: number): Date | null {
+  const duration = parseDuration(gracePeriod || defaultGrace || undefined);
   return duration ? addDuration(new Date(now), duration) : null;
+}
+
+/**
+ * The default grace of a regenerated key's old secret: LITELLM_KEY_ROTATION_GRACE_PERIOD, as LiteLLM
+ * reads it (the process's environment, or the config's environment_variables), read at start and at
+ * each config reload. Not a duration (nor empty, nor zero): none, as LiteLLM falls back to, and a warning.
+ */
+export function defaultGrace(env: Record<string, string | undefined>): { grace: string | null; warning?: string } {
+  const text = env.LITELLM_KEY_ROTATION_GRACE_PERIOD?.trim();
+  if (!text) return { grace: null };
+  if (parseDuration(text)) return { grace: text };
+  if (/^0+\s*(mo|s|m|h|d|w)?$/.test(text)) return { grace: null };
+  return { grace: null, warning: `LITELLM_KEY_ROTATION_GRACE_PERIOD: ${JSON.stringify(text)} is not a duration such as 30s, 20m, 1h, 7d, 2w or 1mo: a regenerated key's old secret stops at once unless the request gives a grace_period` };
 }
 
 /** A raw key of the caller's choosing that another key has already: a 409, as /key/generate answers. */

@@ -264,7 +264,7 @@ export function keyRoutes(deps: AdminDeps) {
         const [moved] = await write("key", () => tx.query(
           `update keys k set token = $2, key_name = $3, updated_at = now() where token = $1 returning k.*, ${KEY_BUDGET}`, [old, hashKey(raw), keyName(raw)]));
         const renamed = found(moved, "Key");
-        await retire(tx, old, renamed.token, graceUntil(gracePeriod, clock.now()));
+        await retire(tx, old, renamed.token, graceUntil(gracePeriod, deps.keyGracePeriod(), clock.now()));
         return Object.keys(changes).length > 0 ? updateKey(tx, renamed.token, changes) : { row: renamed, restarted: [] };
       });
       deps.invalidate({ kind: "key", token: old, reused, regenerated: { from: old, to: row.row.token } });

@@ -130,9 +130,9 @@ describe("grace_period (embedded database)", () => {
     expect(await ask(solo, renewed)).toMatch(/^400 .*ExceededBudget/);
   });
 
-  test("a grace_period that is not a duration is a 400 naming it, and nothing changes; left out, null or empty, the old secret stops at once", async () => {
+  test("a grace_period that is not a duration is a 400 naming it, and nothing changes; left out, null, empty or zero, the old secret stops at once", async () => {
     const key = (await admin(solo, "/key/generate", {})).body.key;
-    for (const grace of ["soon", "-1h", "0s", 5, true]) {
+    for (const grace of ["soon", "-1h", "0x", 5, 0, true]) {
       for (const [path, body] of [["/key/regenerate", { key, grace_period: grace }], [`/key/${key}/regenerate`, { grace_period: grace }]] as const) {
         const answer = await admin(solo, path, body);
         expect(`${JSON.stringify(grace)} ${answer.status}`).toBe(`${JSON.stringify(grace)} 400`);
@@ -142,10 +142,31 @@ describe("grace_period (embedded database)", () => {
       expect(await ask(solo, key)).toBe("200");
     }
     let current = key;
-    for (const grace of [undefined, null, ""]) {
+    for (const grace of [undefined, null, "", "0s", "0", "0h"]) {
       const next = await regenerate(solo, current, grace === undefined ? {} : { grace_period: grace });
       expect(await ask(solo, current)).toMatch(/^401 /);
       current = next;
+    }
+  });
+
+  test("LITELLM_KEY_ROTATION_GRACE_PERIOD is the grace when the request gives none; a zero grace_period still stops the old secret at once", async () => {
+    const graced = await startBinary({
+      config: `${MODELS(up.url)}general_settings:\n  master_key: sk-1234\n  data_dir: ${tempDir("grace-env")}\n`,
+      env: { LITELLM_KEY_ROTATION_GRACE_PERIOD: "1h" },
+    });
+    try {
+      let current = (await admin(graced, "/key/generate", {})).body.key;
+      for (const body of [{}, { grace_period: null }, { grace_period: "" }]) {
+        const next = await regenerate(graced, current, body);
+        expect(await ask(graced, current)).toBe("200");
+        expect(await ask(graced, next)).toBe("200");
+        current = next;
+      }
+      const last = await regenerate(graced, current, { grace_period: "0s" });
+      expect(await ask(graced, current)).toMatch(/^401 /);
+      expect(await ask(graced, last)).toBe("200");
+    } finally {
+      await graced.stop();
     }
   });
 
