@@ -1,4 +1,5 @@
 import { SSE_DONE } from "./sse";
+import { errorStatus } from "./error-status";
 import { type StreamStart, readFirstEvent } from "./stream-start";
 import type { Deployment, Route, UpstreamCall, UpstreamResult, Usage } from "./types";
 
@@ -122,26 +123,23 @@ export function errorFromText(status: number, text: string, headers: Headers, se
   return { kind: "error", status, message: redact(message, secret).slice(0, 1000), type, param, retryAfter: retryAfterOf(headers) };
 }
 
-/** An error's own `code` when it is an HTTP error status (`503`, `"429"`), else undefined. */
-function statusOf(code: unknown): number | undefined {
-  const status = typeof code === "number" ? code : typeof code === "string" && /^\d{3}$/.test(code) ? Number(code) : NaN;
-  return Number.isInteger(status) && status >= 400 && status <= 599 ? status : undefined;
-}
-
 /**
  * The error a provider answered 2xx with (`{"error": {...}}` and no answer, as OpenRouter and some
  * OpenAI-compatible servers send a failure), or null when the body is an answer. As LiteLLM reads it,
- * an `error` that says nothing (no message, no code) is not one; its status is the error's own `code`
- * when that is an HTTP error status, else 502: the provider failed to answer.
+ * an `error` that says nothing (no message, no code) is not one. An SSE event named `error` is one
+ * whatever its data (`{"message": …}`, `{"type": "overloaded_error", …}`). Its status is the one its
+ * `code` or `type` names (see error-status.ts), else 502: the provider failed to answer.
  */
-export function errorInAnswer(parsed: unknown, text: string, headers: Headers, secret?: string): ErrorResult | null {
+export function errorInAnswer(parsed: unknown, text: string, headers: Headers, secret?: string, errorEvent = false): ErrorResult | null {
   const body = parsed as { error?: unknown; choices?: unknown; data?: unknown } | null;
   const error = body?.error;
-  if (error === undefined || error === null || error === "" || error === false) return null;
-  if ((Array.isArray(body!.choices) && body!.choices.length > 0) || (Array.isArray(body!.data) && body!.data.length > 0)) return null;
+  if (error === undefined || error === null || error === "" || error === false) {
+    return errorEvent ? errorFromText(errorStatus(body) ?? 502, text, headers, secret) : null;
+  }
+  if (!errorEvent && ((Array.isArray(body!.choices) && body!.choices.length > 0) || (Array.isArray(body!.data) && body!.data.length > 0))) return null;
   const fields = typeof error === "object" ? (error as { message?: unknown; code?: unknown }) : null;
-  if (fields && !fields.message && (fields.code === undefined || fields.code === null)) return null;
-  return errorFromText(statusOf(fields?.code) ?? 502, text, headers, secret);
+  if (!errorEvent && fields && !fields.message && (fields.code === undefined || fields.code === null)) return null;
+  return errorFromText(errorStatus(fields) ?? 502, text, headers, secret);
 }
 
 const REASONS: Record<string, string> = {
@@ -263,13 +261,13 @@ const brokenOff = (host: string, how: string): ErrorResult => ({
  * client has been sent nothing yet: it is retried, sent to fallbacks, or answered with its status.
  */
 async function startOf(response: Response, host: string, secret: string | undefined, onRead: () => void): Promise<StreamStart | ErrorResult> {
-  const { start, data, ended } = await readFirstEvent(response.body!, onRead);
+  const { start, data, event, ended } = await readFirstEvent(response.body!, onRead);
   if (data === undefined) return ended ? brokenOff(host, "closed it") : start;
   const trimmed = data.trim();
   if (trimmed === "" || trimmed === SSE_DONE) return start;
   const first = firstChunkOf(data);
   // Not JSON, as a 2xx answer that is not JSON: the provider failed to answer.
-  const failed = first === undefined ? invalidStream(host) : errorInAnswer(first.chunk, first.text, response.headers, secret);
+  const failed = first === undefined ? invalidStream(host) : errorInAnswer(first.chunk, first.text, response.headers, secret, event === "error");
   if (!failed) return start;
   await start.rest.cancel().catch(() => {});
   return failed;

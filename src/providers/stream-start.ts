@@ -11,31 +11,40 @@ export interface StreamStart {
   rest: ReadableStream<Uint8Array>;
 }
 
-/** A stream's start as read: its first event's data, if one came whole, and whether the stream ended there. */
+/** A stream's start as read: its first event's data and name, if one came whole, and whether the stream ended there. */
 export interface FirstEvent {
   start: StreamStart;
   data?: string;
+  /** The event's `event:` name (`error`), "" when it has none. */
+  event?: string;
   ended: boolean;
 }
 
+const valueOf = (line: string, field: number) => (line.charCodeAt(field) === 32 ? line.slice(field + 1) : line.slice(field));
+
 /**
- * The `data:` of the first complete event of SSE text that has one (comments and pings before it
- * skipped), or undefined while none is complete; the text after it is not looked at. Lines end with LF,
- * CRLF or CR; a CR at the very end may be half a CRLF, so the line it ends waits for the next piece.
+ * The `data:` and `event:` name of the first complete event of SSE text that has data (comments and
+ * pings before it skipped), or undefined while none is complete; the text after it is not looked at.
+ * Lines end with LF, CRLF or CR; a CR at the very end may be half a CRLF, so the line it ends waits for
+ * the next piece.
  */
-export function firstData(text: string, ended: boolean): string | undefined {
+export function firstData(text: string, ended: boolean): { data: string; event: string } | undefined {
   const usable = ended ? `${text}\n\n` : text;
   const breaks = /\r\n|\r|\n/g;
   let data: string[] | null = null;
+  let event = "";
   let start = 0;
   for (let found = breaks.exec(usable); found; found = breaks.exec(usable)) {
     if (found.index === usable.length - 1 && found[0] === "\r") return undefined;
     const line = usable.slice(start, found.index);
     start = breaks.lastIndex;
     if (line === "") {
-      if (data) return data.join("\n");
+      if (data) return { data: data.join("\n"), event };
+      event = "";
     } else if (line.startsWith("data:")) {
-      (data ??= []).push(line.charCodeAt(5) === 32 ? line.slice(6) : line.slice(5));
+      (data ??= []).push(valueOf(line, 5));
+    } else if (line.startsWith("event:")) {
+      event = valueOf(line, 6);
     }
   }
   return undefined;
@@ -55,14 +64,14 @@ export async function readFirstEvent(stream: ReadableStream<Uint8Array>, onRead?
   const chunks: Uint8Array[] = [];
   let bytes = 0;
   let text = "";
-  let data: string | undefined;
+  let first: { data: string; event: string } | undefined;
   let ended = false;
   try {
     for (;;) {
       const { done, value } = await reader.read();
       if (done) {
         ended = true;
-        data = firstData(text, true);
+        first = firstData(text, true);
         break;
       }
       onRead?.();
@@ -70,8 +79,8 @@ export async function readFirstEvent(stream: ReadableStream<Uint8Array>, onRead?
       bytes += value.length;
       text += utf8.decode(value, { stream: true });
       // Only a piece with a line break can end an event: one arriving in many pieces is searched once.
-      if (value.includes(LF) || value.includes(CR)) data = firstData(text, false);
-      if (data !== undefined || bytes > MAX_EVENT_BYTES) break;
+      if (value.includes(LF) || value.includes(CR)) first = firstData(text, false);
+      if (first !== undefined || bytes > MAX_EVENT_BYTES) break;
     }
   } catch (error) {
     await reader.cancel().catch(() => {});
@@ -79,5 +88,5 @@ export async function readFirstEvent(stream: ReadableStream<Uint8Array>, onRead?
   }
   reader.releaseLock();
   const head = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
-  return { start: { head, rest: stream }, data, ended };
+  return { start: { head, rest: stream }, data: first?.data, event: first?.event, ended };
 }

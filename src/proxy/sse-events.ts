@@ -1,3 +1,4 @@
+import { errorStatus } from "../providers/error-status";
 import { redact, usageOf } from "../providers/http";
 import { MAX_EVENT_BYTES, SSE_DONE, sseData, usageChunkOf } from "../providers/sse";
 import type { Usage } from "../providers/types";
@@ -51,6 +52,8 @@ export class SseEvents {
   private skipLF = false;
   /** The event being read has an `error` member. */
   private error = false;
+  /** The `event:` name of the event being read (`error`), "" when it has none. */
+  private eventName = "";
   /** What the client gets for an event whose verdict is "replace". */
   private replacement: Uint8Array = new Uint8Array(0);
   /** The last chunk read: a usage chunk litegate makes takes its id, object, created and model. */
@@ -166,16 +169,22 @@ export class SseEvents {
   }
 
   private field(line: string): void {
-    if (!line.startsWith("data:")) return; // comments, event:, id:, retry:
-    this.data.push(line.charCodeAt(5) === 32 ? line.slice(6) : line.slice(5));
+    if (line.startsWith("data:")) this.data.push(line.charCodeAt(5) === 32 ? line.slice(6) : line.slice(5));
+    else if (line.startsWith("event:")) this.eventName = line.charCodeAt(6) === 32 ? line.slice(7) : line.slice(6);
+    // Comments, id: and retry: say nothing litegate reads.
   }
 
   private dispatch(): Verdict {
     const data = this.data;
-    if (data.length === 0) return "forward";
+    if (data.length === 0) {
+      // An event with no data is not dispatched: its name goes with it, as the SSE rules have it.
+      this.eventName = "";
+      return "forward";
+    }
     this.data = [];
     this.error = false;
     const verdict = this.verdictOf(data);
+    this.eventName = "";
     return this.error && verdict === "forward" ? this.redacted(data) : verdict;
   }
 
@@ -224,6 +233,21 @@ export class SseEvents {
     return Buffer.concat([sseData(chunk), DONE_EVENT]);
   }
 
+  /**
+   * An event named `error` whose data has no `error` member (`{"message": …}`, Anthropic's bare
+   * `{"type": "overloaded_error", …}`): passed on as the OpenAI envelope clients read an error from,
+   * with the provider's words, its key blanked out.
+   */
+  private asError(chunk: any): Verdict {
+    this.error = this.providerError = true;
+    const message = typeof chunk?.message === "string" ? chunk.message : typeof chunk === "string" ? chunk : "Upstream sent an error event";
+    const type = typeof chunk?.type === "string" ? chunk.type : "upstream_error";
+    const status = errorStatus(chunk) ?? 502;
+    const error = { error: { message, type, param: null, code: String(status) } };
+    this.replacement = encoder.encode(`data: ${redact(JSON.stringify(error), this.secret)}\n\n`);
+    return "replace";
+  }
+
   /** A provider's error event, with the provider key (or its masked echo) blanked out if it names it. */
   private redacted(data: string[]): Verdict {
     const lines = data.map((line) => redact(line, this.secret));
@@ -250,6 +274,7 @@ export class SseEvents {
     }
     this.last = chunk;
     if (chunk?.error !== undefined) this.error = this.providerError = true;
+    else if (this.eventName === "error") return this.asError(chunk);
     const usage = usageOf(chunk?.usage);
     if (usage) this.usage = usage;
     const choices = chunk?.choices;

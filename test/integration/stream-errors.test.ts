@@ -21,6 +21,8 @@ const usage = { id: "c1", object: "chat.completion.chunk", created: 1, model: "m
 const sse = (events: (string | object)[]) =>
   new Response(events.map((e) => `data: ${typeof e === "string" ? e : JSON.stringify(e)}\n\n`).join(""), { headers: { "content-type": "text/event-stream" } });
 
+const raw = (text: string) => new Response(text, { headers: { "content-type": "text/event-stream" } });
+
 /** What each upstream model answers. */
 const ANSWERS: Record<string, () => Response> = {
   good: () => sse([chunk({ role: "assistant", content: "" }), chunk({ content: "all is well" }), chunk({}, "stop"), usage, "[DONE]"]),
@@ -29,6 +31,13 @@ const ANSWERS: Record<string, () => Response> = {
   plain: () => sse([{ error: { message: "Something went wrong upstream", type: "server_error" } }]),
   garbled: () => new Response("data: Internal Server Error\n\n", { headers: { "content-type": "text/event-stream" } }),
   late: () => sse([chunk({ role: "assistant", content: "" }), chunk({ content: "half an answer" }), { error: { message: "The stream broke", type: "server_error", code: 500 } }]),
+  // Errors whose code or type is a word, and events named `error` with no `error` member.
+  wordlimit: () => sse([{ error: { message: "Rate limit reached for gpt-4o", type: "requests", code: "rate_limit_exceeded" } }]),
+  toolong: () => sse([{ error: { message: "This model's maximum context length is 8192 tokens", type: "invalid_request_error", code: "context_length_exceeded" } }]),
+  named: () => raw('event: error\ndata: {"message": "Service busy"}\n\n'),
+  bare: () => raw('event: error\ndata: {"type": "overloaded_error", "message": "Overloaded"}\n\n'),
+  namedlate: () => raw(`data: ${JSON.stringify(chunk({ content: "half an answer" }))}\n\nevent: error\ndata: {"message": "The stream broke off"}\n\n`),
+  jsonquota: () => Response.json({ error: { message: "You exceeded your current quota", type: "insufficient_quota", code: "insufficient_quota" } }),
 };
 
 /** A stream whose first event comes after a second, then a word every 20 ms for 4 s. */
@@ -75,6 +84,7 @@ ${entry("limited", "limited", 0.000001, ", max_parallel_requests: 1")}
 ${entry("plain", "plain", 0.000001)}
 ${entry("late", "late", 0.000001)}
 ${entry("slow", "slow", 0.000001, ", max_parallel_requests: 1")}
+${["wordlimit", "toolong", "named", "bare", "namedlate", "jsonquota"].map((name) => entry(name, name, 0.000001)).join("\n")}
 litellm_settings:
   fallbacks: [{"lonely": ["backup"]}]
   request_timeout: 5
@@ -192,6 +202,42 @@ describe("a stream the provider opens with an error event", () => {
     const { rows, keySpend } = await spendOf(k.token, 1);
     expect(rows).toHaveLength(1);
     expect(rows[0]!.status).toBe("stream_failed");
+    expect(rows[0]!.completion_tokens).toBeGreaterThan(0);
+    expect(keySpend).toBeCloseTo(rows[0]!.spend, 12);
+  });
+});
+
+describe("a provider error whose code or type is a word", () => {
+  test("has the status the provider answers it with: at a stream's start, named `error` with no `error` member, and in a 200 JSON answer", async () => {
+    const k = await newKey();
+    const cases = [
+      ["wordlimit", OpenAI.RateLimitError, 429, "Rate limit reached for gpt-4o"],
+      ["toolong", OpenAI.BadRequestError, 400, "This model's maximum context length is 8192 tokens"],
+      ["named", OpenAI.InternalServerError, 502, "Service busy"],
+      ["bare", OpenAI.InternalServerError, 529, "Overloaded"],
+    ] as const;
+    for (const [model, kind, status, message] of cases) {
+      const { error } = await stream(k.key, model);
+      expect(`${model} ${error?.status}`).toBe(`${model} ${status}`);
+      expect(error).toBeInstanceOf(kind);
+      expect(error.error.message).toBe(message);
+    }
+    const error = await clientFor(k.key).chat.completions.create({ model: "jsonquota", messages }).catch((e) => e);
+    expect(error).toBeInstanceOf(OpenAI.RateLimitError);
+    expect(error.error).toMatchObject({ message: "You exceeded your current quota", type: "insufficient_quota" });
+    const { rows, keySpend } = await spendOf(k.token, 5);
+    expect(rows.map((r) => [r.status, r.spend])).toEqual(Array.from({ length: 5 }, () => ["failure", 0]));
+    expect(keySpend).toBe(0);
+  });
+
+  test("an event named `error` after some content fails the stream with the provider's words, and what was streamed is charged", async () => {
+    const k = await newKey();
+    const { text, error } = await stream(k.key, "namedlate");
+    expect(text).toBe("half an answer");
+    expect(error).toBeInstanceOf(OpenAI.APIError);
+    expect(String(error.message)).toContain("The stream broke off");
+    const { rows, keySpend } = await spendOf(k.token, 1);
+    expect(rows.map((r) => r.status)).toEqual(["stream_failed"]);
     expect(rows[0]!.completion_tokens).toBeGreaterThan(0);
     expect(keySpend).toBeCloseTo(rows[0]!.spend, 12);
   });

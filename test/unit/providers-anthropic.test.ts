@@ -306,7 +306,17 @@ describe("over HTTP", () => {
   test("a stream Anthropic opens with an error event is that error, as its error body would be, so it can be retried", async () => {
     answer = () => new Response(`event: error\ndata: {"type":"error","error":{"type":"overloaded_error","message":"Overloaded, ${KEY}"}}\n\n`, { headers: { "content-type": "text/event-stream" } });
     const result = await send({ model: "claude", stream: true, messages: [{ role: "user", content: "hi" }] });
-    expect(result).toMatchObject({ kind: "error", status: 502, message: "Overloaded, [redacted]", type: "overloaded_error" });
+    // Anthropic answers overloaded_error 529 as a body: the stream's is the same status, retried as it is.
+    expect(result).toMatchObject({ kind: "error", status: 529, message: "Overloaded, [redacted]", type: "overloaded_error" });
+    answer = () => new Response(`event: error\ndata: {"type":"error","error":{"type":"rate_limit_error","message":"Slow down"}}\n\n`, { headers: { "content-type": "text/event-stream" } });
+    expect(await send({ model: "claude", stream: true, messages: [{ role: "user", content: "hi" }] })).toMatchObject({ kind: "error", status: 429, type: "rate_limit_error" });
+  });
+
+  test("an error Anthropic answers 200 with has the status its type names, as the same error with its own status", async () => {
+    for (const [type, status] of [["invalid_request_error", 400], ["authentication_error", 401], ["permission_error", 403], ["not_found_error", 404], ["request_too_large", 413], ["rate_limit_error", 429], ["overloaded_error", 529], ["api_error", 502]] as const) {
+      answer = () => Response.json({ type: "error", error: { type, message: "no" } });
+      expect(await send({ model: "claude", messages: [{ role: "user", content: "hi" }] })).toMatchObject({ kind: "error", status, type, message: "no" });
+    }
   });
 
   test("Anthropic error bodies become error results with their message; completions and embeddings are refused", async () => {

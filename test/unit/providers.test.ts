@@ -206,6 +206,35 @@ describe("OpenAI-compatible answers", () => {
     expect(await send(deployment("openai", "m", { api_base: base() }), streamed)).toMatchObject({ kind: "error", status: 502, message: "no capacity" });
   });
 
+  test("an error whose code or type is a word has the status the provider answers it with, in a stream's first event and in a 200 JSON answer", async () => {
+    const cases = [
+      [{ message: "Rate limit reached", type: "requests", code: "rate_limit_exceeded" }, 429],
+      [{ message: "You exceeded your current quota", type: "insufficient_quota", code: "insufficient_quota" }, 429],
+      [{ message: "maximum context length is 8192 tokens", type: "invalid_request_error", code: "context_length_exceeded" }, 400],
+      [{ message: "Incorrect API key provided", type: "invalid_request_error", code: "invalid_api_key" }, 401],
+      [{ message: "The model does not exist", type: "invalid_request_error", code: "model_not_found" }, 404],
+      [{ message: "Slow down", type: "rate_limit_error" }, 429],
+      [{ message: "Overloaded", type: "overloaded_error" }, 529],
+      [{ message: "Something broke", type: "server_error", code: "something_new" }, 502],
+    ] as const;
+    for (const [error, status] of cases) {
+      answer = piecewise([`data: ${JSON.stringify({ error })}\n\n`]);
+      expect(await send(deployment("openai", "m", { api_base: base() }), streamed)).toMatchObject({ kind: "error", status, message: error.message });
+      answer = () => Response.json({ error });
+      expect(await send(deployment("openai", "m", { api_base: base() }), '{"model":"m","messages":[]}')).toMatchObject({ kind: "error", status, message: error.message });
+    }
+  });
+
+  test("a stream whose first event is named `error` is that error whatever its data: a bare message, or a bare type", async () => {
+    answer = piecewise(['event: error\ndata: {"message": "Service busy"}\n\n']);
+    expect(await send(deployment("openai", "m", { api_base: base() }), streamed)).toMatchObject({ kind: "error", status: 502, message: "Service busy" });
+    answer = piecewise([": ping\n\nevent: error\r\n", 'data: {"type": "overloaded_error", "message": "Overloaded"}\r\n\r\n']);
+    expect(await send(deployment("openai", "m", { api_base: base() }), streamed)).toMatchObject({ kind: "error", status: 529, message: "Overloaded" });
+    // A name goes with its own event only: an answer after a nameless ping is an answer.
+    answer = piecewise(["event: error\n\n", `data: ${JSON.stringify({ id: "c", choices: [{ index: 0, delta: { content: "hi" }, finish_reason: "stop" }] })}\n\ndata: [DONE]\n\n`]);
+    expect((await send(deployment("openai", "m", { api_base: base() }), streamed)).kind).toBe("stream");
+  });
+
   test("a stream whose first event is not JSON is a 502, as an answer that is not JSON is; one chunk per data line is JSON", async () => {
     answer = piecewise(["data: Internal Server Error\n\n"]);
     const result = await send(deployment("openai", "m", { api_base: base() }), streamed);

@@ -295,4 +295,25 @@ describe("the stream tap", () => {
     expect(text(broken.out)).toContain("bad key [redacted]");
     expect(text(broken.out)).not.toContain(KEY);
   });
+
+  test("an event named `error` without an `error` member is a provider error too, passed on in the OpenAI envelope, wherever the pieces split", async () => {
+    const KEY = "sk-upstream-secret-4242";
+    const a = event({ choices: [{ index: 0, delta: { content: "A" } }] });
+    for (const [data, expected] of [
+      [{ message: `Service busy, key ${KEY}` }, { message: "Service busy, key [redacted]", type: "upstream_error", param: null, code: "502" }],
+      [{ type: "overloaded_error", message: "Overloaded" }, { message: "Overloaded", type: "overloaded_error", param: null, code: "529" }],
+      [{ type: "rate_limit_error", message: "Slow down" }, { message: "Slow down", type: "rate_limit_error", param: null, code: "429" }],
+    ] as const) {
+      const bytes = encoder.encode(`${a}event: error\r\ndata: ${JSON.stringify(data)}\r\n\r\n`);
+      for (let at = 1; at < bytes.length; at += 3) {
+        const { out, outcome } = await tap([bytes.slice(0, at), bytes.slice(at)], true, KEY);
+        // A split inside a CRLF may move its LF (see SseEvents.push): the same events, either way.
+        expect(text(out).replace(/\r\n?/g, "\n")).toBe(`${a}data: ${JSON.stringify({ error: expected })}\n\n`.replace(/\r\n?/g, "\n"));
+        expect(outcome).toMatchObject({ end: "failed", providerError: true, text: "A" });
+      }
+    }
+    // The name is its own event's only: a chunk after a named event with no data is an answer.
+    const after = await tap([encoder.encode(`event: error\n\n${a}${event({ choices: [{ index: 0, delta: {}, finish_reason: "stop" }] })}data: [DONE]\n\n`)]);
+    expect(after.outcome).toMatchObject({ end: "complete", providerError: false });
+  });
 });

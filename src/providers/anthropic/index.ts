@@ -1,3 +1,4 @@
+import { errorStatus } from "../error-status";
 import { type Target, baseUrl, errorFrom, errorFromText, invalidJson, isError, isEventStream, makeTarget, paramOrEnv, post, usageFrom } from "../http";
 import type { Deployment, Provider, UpstreamCall, UpstreamResult } from "../types";
 import { jsonSchemaOf, malformedForAnthropic, toAnthropic } from "./request";
@@ -41,7 +42,8 @@ async function send(call: UpstreamCall, target: Target): Promise<UpstreamResult>
   } catch {
     return invalidJson(host);
   }
-  if (message?.type === "error") return errorFromText(502, text, response.headers, target.secret);
+  // Its error's type names the status Anthropic answers it with otherwise (see error-status.ts).
+  if (message?.type === "error") return errorFromText(errorStatus(message.error) ?? 502, text, response.headers, target.secret);
   const translated = fromAnthropic(message, model, undefined, jsonAnswer);
   return { kind: "json", status: 200, body: JSON.stringify(translated), usage: usageFrom(translated) };
 }
