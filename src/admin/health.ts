@@ -2,6 +2,7 @@ import { t } from "elysia";
 import { notFound } from "../http/errors";
 import type { Deployment, Route } from "../providers/types";
 import { plainBase } from "../proxy/model-info";
+import type { Runtime } from "../proxy/runtime";
 import type { AdminDeps } from "./deps";
 import { adminOnlyRoutes, onlyParams } from "./guard";
 
@@ -42,9 +43,34 @@ function checkedAs(deployment: Deployment): Deployment | null {
 }
 
 /**
- * `GET /health` (admin): sends each deployment the smallest request of its kind, all at once, and
- * lists the endpoints that answered and the ones that did not, with the provider's error. Like
- * LiteLLM's, it calls the providers: each check costs a token or an embedding, not charged to any key.
+ * One deployment's check, through its accounting as traffic goes (LiteLLM's checks go around its router):
+ * it waits its turn for one of the deployment's `max_parallel_requests` slots, as a request would, for a
+ * deployment sized for that many calls at once is not to get one more from a check; and its request and
+ * tokens count towards the deployment's `rpm` and `tpm`, as the provider counts them, so traffic routed
+ * after it sees that room gone. The error text, or null when the deployment answered.
+ */
+async function check(runtime: Runtime, entry: Deployment, deployment: Deployment, signal: AbortSignal): Promise<string | null> {
+  const { router } = runtime;
+  const taken = router.take(entry, signal);
+  const release = taken instanceof Promise ? (await taken)?.release : taken;
+  if (!release) return `no free slot in time: all ${router.capById(entry.id)} of its max_parallel_requests stayed in use`;
+  try {
+    const { route, body } = probeOf(deployment);
+    router.sent(entry);
+    const result = await runtime.providerFor(deployment).send({ route, deployment, body, rawBody: JSON.stringify(body), stream: false, signal });
+    if (result.kind === "error") return `${result.status}: ${result.message}`;
+    if (result.kind === "json" && result.usage) router.used(entry, result.usage.total_tokens);
+    return null;
+  } finally {
+    release();
+  }
+}
+
+/**
+ * `GET /health` (admin): sends each deployment the smallest request of its kind, all at once (each in
+ * its turn for its deployment's slots, see `check`), and lists the endpoints that answered and the ones
+ * that did not, with the provider's error. Like LiteLLM's, it calls the providers: each check costs a
+ * token or an embedding, not charged to any key.
  */
 export function healthCheckRoutes(deps: AdminDeps) {
   return adminOnlyRoutes("admin-health", deps).get("/health", async ({ query, request }) => {
@@ -56,11 +82,10 @@ export function healthCheckRoutes(deps: AdminDeps) {
     const results = await Promise.all(deployments.map(async (entry) => {
       const deployment = checkedAs(entry);
       if (!deployment) return { ...endpointOf(entry), error: NO_HEALTH_CHECK_MODEL };
-      const { route, body } = probeOf(deployment);
       const signal = AbortSignal.timeout(Math.min(CHECK_TIMEOUT_MS, runtime.requestTimeoutMs));
       try {
-        const result = await runtime.providerFor(deployment).send({ route, deployment, body, rawBody: JSON.stringify(body), stream: false, signal });
-        return result.kind === "error" ? { ...endpointOf(deployment), error: `${result.status}: ${result.message}` } : endpointOf(deployment);
+        const error = await check(runtime, entry, deployment, signal);
+        return error === null ? endpointOf(deployment) : { ...endpointOf(deployment), error };
       } catch (error) {
         return { ...endpointOf(deployment), error: error instanceof Error ? error.message : String(error) };
       }
