@@ -6,7 +6,10 @@ import type { Runtime } from "../proxy/runtime";
 import type { AdminDeps } from "./deps";
 import { adminOnlyRoutes, onlyParams } from "./guard";
 
-/** How long one deployment's check may take, at most (its own `timeout`, if shorter, applies too). */
+/**
+ * How long one deployment's check may take, unless its `model_info.health_check_timeout` says otherwise
+ * (its own `timeout`, and the gateway's request_timeout, if shorter, apply too).
+ */
 const CHECK_TIMEOUT_MS = 30_000;
 
 /** The smallest request a deployment of each kind answers: one token, or one embedding. */
@@ -20,7 +23,9 @@ function probeOf(deployment: Deployment): { route: Route; body: Record<string, u
 
 /** What an endpoint is called in the answer, as LiteLLM shows it: its `model` and `api_base`, never a key. */
 function endpointOf(deployment: Deployment): Record<string, unknown> {
-  const endpoint: Record<string, unknown> = { model: deployment.params.model ?? `${deployment.provider}/${deployment.upstreamModel}`, model_name: deployment.modelName, id: deployment.id };
+  const endpoint: Record<string, unknown> = {
+    model: deployment.params.model ?? `${deployment.provider}/${deployment.upstreamModel}`, model_name: deployment.modelName, id: deployment.id, model_id: deployment.id,
+  };
   // As /model/info shows it: a password or a token in it stays out of the answer.
   const base = plainBase(deployment.params.api_base);
   if (base !== undefined) endpoint.api_base = base;
@@ -74,15 +79,19 @@ async function check(runtime: Runtime, entry: Deployment, deployment: Deployment
  */
 export function healthCheckRoutes(deps: AdminDeps) {
   return adminOnlyRoutes("admin-health", deps).get("/health", async ({ query, request }) => {
-    onlyParams(request, ["model"]);
+    onlyParams(request, ["model", "model_id"]);
     const runtime = deps.runtime();
-    const names = query.model ? [query.model] : runtime.router.names();
-    const deployments = names.flatMap((name) => runtime.router.deploymentsOf(name));
+    // `?model_id=` (a deployment's id, as /model/info shows it) wins over `?model=`, as in LiteLLM.
+    const names = query.model && !query.model_id ? [query.model] : runtime.router.names();
+    let deployments = names.flatMap((name) => runtime.router.deploymentsOf(name));
+    if (query.model_id) deployments = deployments.filter((d) => d.id === query.model_id);
+    if (query.model_id && deployments.length === 0) throw notFound(`No deployment with the id ${query.model_id} in the config`);
     if (query.model && deployments.length === 0) throw notFound(`No model named ${query.model} in the config`);
     const results = await Promise.all(deployments.map(async (entry) => {
       const deployment = checkedAs(entry);
       if (!deployment) return { ...endpointOf(entry), error: NO_HEALTH_CHECK_MODEL };
-      const signal = AbortSignal.timeout(Math.min(CHECK_TIMEOUT_MS, runtime.requestTimeoutMs));
+      const own = entry.modelInfo.health_check_timeout;
+      const signal = AbortSignal.timeout(Math.min(typeof own === "number" ? own * 1000 : CHECK_TIMEOUT_MS, runtime.requestTimeoutMs));
       try {
         const error = await check(runtime, entry, deployment, signal);
         return error === null ? endpointOf(deployment) : { ...endpointOf(deployment), error };
@@ -94,7 +103,7 @@ export function healthCheckRoutes(deps: AdminDeps) {
     const unhealthy = results.filter((r) => "error" in r);
     return { healthy_endpoints: healthy, unhealthy_endpoints: unhealthy, healthy_count: healthy.length, unhealthy_count: unhealthy.length };
   }, {
-    query: t.Object({ model: t.Optional(t.String({ minLength: 1 })) }),
+    query: t.Object({ model: t.Optional(t.String({ minLength: 1 })), model_id: t.Optional(t.String({ minLength: 1 })) }),
     detail: { tags: ["health"], summary: "Call every deployment (or those of ?model=) with a one-token request; healthy and unhealthy endpoints" },
   });
 }

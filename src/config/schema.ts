@@ -44,6 +44,8 @@ export const ModelInfo = T.Object({
   base_model: T.Optional(T.String()),
   /** The model `/health` calls for a wildcard entry (`openai/gpt-4o-mini` for `openai/*`), as LiteLLM reads it. */
   health_check_model: T.Optional(T.String({ minLength: 1 })),
+  /** How long `/health` waits for this deployment's check, in seconds, as LiteLLM reads it (30 s by default). */
+  health_check_timeout: T.Optional(Timeout),
   max_tokens: T.Optional(Count),
   max_input_tokens: T.Optional(Count),
   max_output_tokens: T.Optional(Count),
