@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { writeFileSync } from "node:fs";
 import OpenAI from "openai";
 import { type RunningGateway, startBinary, startOnPostgres } from "../helpers/binary";
 import { type RedisServer, startRedis, tempDir } from "../helpers/services";
@@ -165,6 +166,23 @@ describe("grace_period (embedded database)", () => {
       const last = await regenerate(graced, current, { grace_period: "0s" });
       expect(await ask(graced, current)).toMatch(/^401 /);
       expect(await ask(graced, last)).toBe("200");
+    } finally {
+      await graced.stop();
+    }
+  });
+
+  test("LITELLM_KEY_ROTATION_GRACE_PERIOD in the config's environment_variables counts too, read again at a reload", async () => {
+    const dir = tempDir("grace-config");
+    const config = (grace: string) => `${MODELS(up.url)}environment_variables:\n  LITELLM_KEY_ROTATION_GRACE_PERIOD: "${grace}"\ngeneral_settings:\n  master_key: sk-1234\n  data_dir: ${dir}\n`;
+    const graced = await startBinary({ config: config("1h") });
+    try {
+      const old = (await admin(graced, "/key/generate", {})).body.key;
+      const renewed = await regenerate(graced, old);
+      expect(await ask(graced, old)).toBe("200");
+      writeFileSync(graced.configPath, config("0s"));
+      expect((await admin(graced, "/config/reload", {})).status).toBe(200);
+      await regenerate(graced, renewed);
+      expect(await ask(graced, renewed)).toMatch(/^401 /);
     } finally {
       await graced.stop();
     }
