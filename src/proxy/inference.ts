@@ -4,13 +4,13 @@ import type { Clock } from "../clock";
 import { type Governance, type Plan, type Ticket, checkModelAccess, createPlanner, mayUse } from "../governance";
 import { GatewayError, badRequest, forbidden } from "../http/errors";
 import type { Logger } from "../log";
-import { providerDefaultMaxTokens } from "../providers";
 import type { Deployment, Route, Usage, UpstreamResult } from "../providers/types";
 import type { SpendWriter } from "../spend";
 import type { Regenerated } from "../spend/reset";
 import { countPromptTokens, countTextTokens } from "../tokens";
 import { clientWantsUsage, parseInferenceBody, readBodyText, streamedChoices } from "./body";
 import { customerOf } from "./customer";
+import { type Sizing, reservationAt } from "./reservation";
 import type { Runtime } from "./runtime";
 import type { Release } from "./slots";
 import { callWithRetries } from "./attempts";
@@ -68,23 +68,6 @@ interface Context {
   closed: boolean;
   /** A stream's slot at its deployment (`max_parallel_requests`), given back when the request closes. */
   slot?: Release;
-}
-
-interface Sizing {
-  promptTokens: number;
-  maxTokens: number | null;
-  choices: number;
-}
-
-/**
- * What a request may cost at a deployment, and the tokens it may use: its answer counts as long as the
- * provider will let it be, no more than the model can answer with, whatever max_tokens says (a request
- * asking for 1e300 would otherwise hold every shared budget).
- */
-function reservationAt(runtime: Runtime, route: Route, deployment: Deployment, body: Record<string, unknown>, sizing: Sizing) {
-  const asked = sizing.maxTokens ?? providerDefaultMaxTokens(deployment.provider, body) ?? runtime.defaultCompletionTokens;
-  const completion = route === "embeddings" ? 0 : Math.min(asked, runtime.pricing.outputCap(deployment)) * sizing.choices;
-  return { cost: runtime.pricing.estimate(deployment, route, sizing.promptTokens, completion), tokens: sizing.promptTokens + completion };
 }
 
 /** The most one request is charged (USD), as much as any budget may be. */
