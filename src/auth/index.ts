@@ -57,6 +57,16 @@ const dbUnavailable = () =>
 
 export type Auth = ReturnType<typeof createAuth>;
 
+/**
+ * A known key refused by `authenticate` (blocked, expired, of a blocked team): its request is still
+ * that key's, and gets its spend log row.
+ */
+export class KeyRefused extends GatewayError {
+  constructor(refusal: GatewayError, readonly caller: Caller) {
+    super(refusal.status, refusal.type, refusal.message, refusal.param, refusal.headers);
+  }
+}
+
 /** How long a key the database does not know is answered 401 without asking it again. */
 const UNKNOWN_TTL_MS = 1000;
 
@@ -163,13 +173,15 @@ export function createAuth(options: AuthOptions) {
     }
   }
 
-  function check(principal: Principal): void {
+  /** Why a known key may not be used now; null when it may. */
+  function refusalOf(principal: Principal): GatewayError | null {
     const { key, team } = principal;
-    if (key.blocked) throw forbidden(`Key ${key.key_name} is blocked`);
+    if (key.blocked) return forbidden(`Key ${key.key_name} is blocked`);
     if (key.expires && key.expires.getTime() <= clock.now()) {
-      throw new GatewayError(401, "expired_key", `Authentication Error - Expired Key. Key Expiry time ${key.expires.toISOString()}`);
+      return new GatewayError(401, "expired_key", `Authentication Error - Expired Key. Key Expiry time ${key.expires.toISOString()}`);
     }
-    if (team?.blocked) throw forbidden(`Team ${team.team_id} is blocked`);
+    if (team?.blocked) return forbidden(`Team ${team.team_id} is blocked`);
+    return null;
   }
 
   return {
@@ -183,8 +195,10 @@ export function createAuth(options: AuthOptions) {
       if (masterToken && sameToken(token, masterToken)) return { kind: "master" };
       const principal = await principalFor(token);
       if (principal === null) throw authError(`Authentication Error, Invalid proxy server token passed. Pass a valid key in ${where}.`);
-      check(principal);
-      return { kind: "key", principal, admin: isProxyAdmin(principal) };
+      const caller: Caller = { kind: "key", principal, admin: isProxyAdmin(principal) };
+      const refusal = refusalOf(principal);
+      if (refusal) throw new KeyRefused(refusal, caller);
+      return caller;
     },
 
     /** A key's record as the database has it now (after this instance's unwritten spend, see `invalidate`); null if gone. */

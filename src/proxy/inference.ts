@@ -10,6 +10,7 @@ import type { Regenerated } from "../spend/reset";
 import { countPromptTokens, countTextTokens } from "../tokens";
 import { clientWantsUsage, parseInferenceBody, readBodyText, streamedChoices } from "./body";
 import { customerOf } from "./customer";
+import { type Known, logRefusal } from "./refusals";
 import { type Sizing, reservationAt } from "./reservation";
 import type { Runtime } from "./runtime";
 import type { Release } from "./slots";
@@ -192,17 +193,18 @@ export function createInference(deps: InferenceDeps) {
 
   const planFor = createPlanner();
 
-  async function admit(route: Route, request: Request, requestId: string, start: number): Promise<{ ctx: Context; rawBody: string; stream: boolean }> {
+  /** Admits the request, or throws its refusal; what it learns on the way goes into `known`, for the refusal's log row. */
+  async function admit(route: Route, request: Request, requestId: string, start: number, known: Known): Promise<{ ctx: Context; rawBody: string; stream: boolean }> {
     const runtime = deps.runtime();
     if (spend.failing() && !runtime.config.general_settings.allow_requests_on_db_unavailable) {
       throw new GatewayError(503, "service_unavailable", "The database is unavailable and allow_requests_on_db_unavailable is false; retry shortly");
     }
-    const caller = await auth.authenticate(request.headers);
+    const caller = (known.caller = await auth.authenticate(request.headers));
     const rawBody = await readBodyText(request, runtime.maxBodyBytes, runtime.config.general_settings.max_request_size_mb);
     const parsed = parseInferenceBody(rawBody, route);
     // Access first (SPEC's order, as LiteLLM checks): a key limited to some models learns nothing of which others exist.
     // An alias (router_settings.model_group_alias) is served by the group it names: a key may use it by either name.
-    const model = runtime.aliasOf(parsed.model) ?? parsed.model;
+    const model = (known.model = runtime.aliasOf(parsed.model) ?? parsed.model);
     checkModelAccess(caller, model, runtime.router.groups, parsed.model);
     const deployment = runtime.pick(model, route);
     if (!deployment) {
@@ -211,7 +213,7 @@ export function createInference(deps: InferenceDeps) {
         "model",
       );
     }
-    const user = customerOf(request, parsed, runtime.config.general_settings);
+    const user = (known.customer = customerOf(request, parsed, runtime.config.general_settings));
     const customer = user ? await auth.customer(user) : null;
     if (customer?.blocked) throw forbidden(`End user ${customer.user_id} is blocked`);
     const sizing: Sizing = { promptTokens: countPromptTokens(route, parsed.body, false), maxTokens: parsed.maxTokens, choices: parsed.choices };
@@ -219,6 +221,7 @@ export function createInference(deps: InferenceDeps) {
     const plan: Plan = planFor({
       caller, customer, model, requested: parsed.model, estimatedCost: reservation.cost, estimatedTokens: reservation.tokens, now: clock.now(), defaults: runtime.budgetDefaults(),
     });
+    known.targets = plan.targets;
     const ticket = await governance.admit(plan);
     const ctx: Context = {
       requestId, route, start, runtime, caller, customer, model, requested: parsed.model, deployment, body: parsed.body, ticket, sizing, reserved: reservation.cost, closed: false,
@@ -256,9 +259,11 @@ export function createInference(deps: InferenceDeps) {
     const start = clock.now();
     const requestId = crypto.randomUUID();
     let admitted: Awaited<ReturnType<typeof admit>>;
+    const known: Known = {};
     try {
-      admitted = await admit(route, request, requestId, start);
+      admitted = await admit(route, request, requestId, start, known);
     } catch (error) {
+      logRefusal(spend, known, error, { requestId, route, start, end: clock.now() });
       if (error instanceof GatewayError) {
         error.headers["x-litellm-call-id"] = requestId;
         deps.reject?.(error.type, requestId, error.status, error.message);

@@ -179,6 +179,14 @@ export class Batch {
     this.rows.push(logLine(event, this.masterToken));
   }
 
+  /**
+   * A request refused before any provider: its log row alone. It holds no delta, not even of 0 (a delta
+   * of a later period would start that period on the row), so nothing stored changes but spend_logs.
+   */
+  addRefused(event: SpendEvent): void {
+    this.rows.push(logLine(event, this.masterToken));
+  }
+
   get size(): number {
     return this.rows.length;
   }

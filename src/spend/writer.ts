@@ -20,6 +20,8 @@ export interface SpendWriterOptions {
   pendingDir?: string;
   /** The master key's hash, the api_key of its requests' log rows (without one: "master"). */
   masterToken?: string | null;
+  /** Requests waiting for a failing database past which the log rows of refused requests are dropped (see `refused`). */
+  maxRefusedHeld?: number;
 }
 
 /**
@@ -45,6 +47,7 @@ export function createSpendWriter(options: SpendWriterOptions) {
   const { db, log } = options;
   const intervalMs = options.intervalMs ?? 1000;
   const maxBatch = options.maxBatch ?? 5000;
+  const maxRefusedHeld = options.maxRefusedHeld ?? 100_000;
   let current = new Batch(options.masterToken ?? null);
   /** Full batches waiting for the database, oldest first (failed ones stay at the front). */
   const queue: Batch[] = [];
@@ -57,6 +60,8 @@ export function createSpendWriter(options: SpendWriterOptions) {
   let setAsideRequests = 0;
   /** Times in a row the batch at the front of the queue was refused for its content (only it is ever retried). */
   let refusals = 0;
+  /** Log rows of refused requests dropped while the database was failing (see `refused`). */
+  let droppedRefusals = 0;
 
   /** The batch as a file (its id keeps a replay exactly-once); null when it could not be written. */
   function saveBatch(batch: Batch, dir: string | undefined, error: unknown): { file: string | null; text: string } {
@@ -168,11 +173,13 @@ export function createSpendWriter(options: SpendWriterOptions) {
     flushing = writeOnce()
       .then(() => {
         if (failures > 0) {
-          log.info("spend writes resumed", { after_failures: failures });
+          log.info("spend writes resumed", { after_failures: failures, refused_requests_not_logged: droppedRefusals });
           void writeSaved();
         }
         failures = 0;
+        droppedRefusals = 0;
         log.clearOnce("spend-flush");
+        log.clearOnce("spend-refusals-dropped");
       })
       .catch((error) => {
         failures++;
@@ -199,6 +206,23 @@ export function createSpendWriter(options: SpendWriterOptions) {
     record(event: SpendEvent): void {
       recorded++;
       current.add(event);
+      if (current.size >= maxBatch) {
+        queue.push(current);
+        current = new Batch(options.masterToken ?? null);
+      }
+    },
+    /**
+     * The log row of a request refused before any provider (see `Batch.addRefused`), written with the
+     * next flush. While the database is failing, such rows beyond `maxRefusedHeld` requests waiting
+     * are dropped and counted (they carry no spend): a flood of refusals cannot fill the memory.
+     */
+    refused(event: SpendEvent): void {
+      if (failures > 0 && this.backlog() >= maxRefusedHeld) {
+        droppedRefusals++;
+        log.once("warn", "spend-refusals-dropped", "database failing: log rows of refused requests dropped until it answers", { held: maxRefusedHeld });
+        return;
+      }
+      current.addRefused(event);
       if (current.size >= maxBatch) {
         queue.push(current);
         current = new Batch(options.masterToken ?? null);

@@ -206,8 +206,11 @@ general_settings:
     expect(statuses).toEqual([500, 500, 429]);
     expect(failing.requests.length).toBe(2);
     await h.flush();
-    const logs = await h.db.query("select status, spend::float8 as spend from spend_logs where api_key = (select token from keys where key_name = $1)", [`sk-...${key.slice(-4)}`]);
-    expect(logs).toEqual([{ status: "failure", spend: 0 }, { status: "failure", spend: 0 }]);
+    const logs = await h.db.query(
+      "select status, spend::float8 as spend, deployment is null as refused from spend_logs where api_key = (select token from keys where key_name = $1) order by deployment nulls last",
+      [`sk-...${key.slice(-4)}`]);
+    // The third, refused before the provider, is logged as a failure too, sent to no deployment.
+    expect(logs).toEqual([{ status: "failure", spend: 0, refused: false }, { status: "failure", spend: 0, refused: false }, { status: "failure", spend: 0, refused: true }]);
     const [row] = await h.db.query("select spend::float8 as spend from keys where key_name = $1", [`sk-...${key.slice(-4)}`]);
     expect(row!.spend).toBe(0);
   });

@@ -339,3 +339,55 @@ describe("deltas of one row in one batch", () => {
     }
   });
 });
+
+describe("the log row of a refused request", () => {
+  const refused = (id: ReturnType<typeof crypto.randomUUID>, targets: Partial<SpendTargets> = {}): SpendEvent => ({
+    ...event(0, targets, id), deployment: null, usage: { prompt_tokens: 0, completion_tokens: 0, total_tokens: 0 }, status: "failure",
+    metadata: { error_information: { error_code: "429", error_class: "rate_limit_error", error_message: "Rate limit exceeded" } },
+  });
+
+  test("is written with the next flush and changes no stored spend, not even a period a delta of 0 would start", async () => {
+    const writer = createSpendWriter({ db, clock: systemClock, log: silentLogger, intervalMs: 60_000 });
+    try {
+      const key = await one("select spend, budget_reset_at from keys where token = 'k1'");
+      const team = (await one("select spend from teams where team_id = 't1'")).spend;
+      const id = crypto.randomUUID();
+      // A plan made after the key's period ended: a spend delta would start the next period at 0.
+      writer.refused(refused(id, { keyPeriod: Date.parse("2099-01-01T00:00:00Z") }));
+      await writer.flush();
+      expect(writer.backlog()).toBe(0);
+      expect(await one("select spend, budget_reset_at from keys where token = 'k1'")).toEqual(key);
+      expect((await one("select spend from teams where team_id = 't1'")).spend).toBe(team);
+      const row = await one(`select status, spend, total_tokens, deployment, metadata from spend_logs where request_id = '${id}'`);
+      expect(row).toEqual({ status: "failure", spend: 0, total_tokens: 0, deployment: null, metadata: refused(id).metadata });
+    } finally {
+      await writer.close();
+    }
+  });
+
+  test("is dropped while the database fails and `maxRefusedHeld` requests wait; spend never is, and what was held is written once it answers", async () => {
+    let up = false;
+    const flaky = { transaction: (work: (tx: Sql) => Promise<unknown>) => (up ? db.transaction(work) : Promise.reject(new Error("database down"))) } as unknown as Sql;
+    const writer = createSpendWriter({ db: flaky, clock: systemClock, log: { ...silentLogger, once: () => {} }, intervalMs: 60_000, maxRefusedHeld: 3 });
+    try {
+      const before = (await one("select spend from teams where team_id = 't1'")).spend;
+      const ids = Array.from({ length: 5 }, () => crypto.randomUUID());
+      writer.refused(refused(ids[0]!));
+      await writer.flush();
+      expect(writer.failing()).toBe(true);
+      for (const id of ids.slice(1)) writer.refused(refused(id));
+      writer.record(event(0.25, {}));
+      expect(writer.backlog()).toBe(4);
+      up = true;
+      await writer.flush();
+      expect(writer.backlog()).toBe(0);
+      expect((await db.query(`select request_id from spend_logs where request_id in (${ids.map((id) => `'${id}'`).join(", ")})`)).length).toBe(3);
+      expect((await one("select spend from teams where team_id = 't1'")).spend).toBeCloseTo(before + 0.25, 12);
+      // Answering again, the database takes every refused row.
+      writer.refused(refused(crypto.randomUUID()));
+      expect(writer.backlog()).toBe(1);
+    } finally {
+      await writer.close();
+    }
+  });
+});
