@@ -113,6 +113,9 @@ for (const kind of ["pglite", "postgres"] as const) {
       const activity = await admin(`/user/daily/activity?start_date=${today()}&end_date=${today()}&api_key=${limited.token}`);
       expect([activity.metadata.total_api_requests, activity.metadata.total_successful_requests, activity.metadata.total_failed_requests]).toEqual([2, 1, 1]);
       expect(activity.metadata.total_spend).toBeCloseTo(PRICED_COST, 15);
+      // Sent to no deployment, it has no provider.
+      const providers = activity.results[0].breakdown.providers;
+      expect([providers.openai.metrics.successful_requests, providers.unknown.metrics.failed_requests]).toEqual([1, 1]);
     });
 
     test("a missing or unknown key leaves no row (it is only counted in litegate_rejections_total)", async () => {
