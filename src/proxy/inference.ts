@@ -10,7 +10,7 @@ import type { Regenerated } from "../spend/reset";
 import { countPromptTokens, countTextTokens } from "../tokens";
 import { clientWantsUsage, parseInferenceBody, readBodyText, streamedChoices } from "./body";
 import { customerOf } from "./customer";
-import { type Known, logRefusal } from "./refusals";
+import { type Known, errorInformation, logRefusal } from "./refusals";
 import { type Sizing, reservationAt } from "./reservation";
 import type { Runtime } from "./runtime";
 import type { Release } from "./slots";
@@ -78,6 +78,8 @@ const MAX_REQUEST_COST = 1e15;
  * LiteLLM counts it) and has its spend log row, status "failure".
  */
 const NOTHING_USED: Usage = Object.freeze({ prompt_tokens: 0, completion_tokens: 0, total_tokens: 0 });
+/** A row's metadata when there is nothing to say: one object for every request. */
+const NO_METADATA: Record<string, unknown> = Object.freeze({});
 
 /**
  * A cost as charged: prices absurd enough to give more than MAX_REQUEST_COST, or no number at all,
@@ -139,7 +141,7 @@ export function createInference(deps: InferenceDeps) {
   }
 
   /** Turns the reservation into the real cost and hands the spend to the writer. Returns the cost. */
-  function settle(ctx: Context, usage: Usage, status: string): number {
+  function settle(ctx: Context, usage: Usage, status: string, metadata: Record<string, unknown> = NO_METADATA): number {
     const cost = chargeable(ctx.runtime.pricing.cost(ctx.deployment, ctx.route, usage));
     ctx.runtime.router.used(ctx.deployment, usage.total_tokens);
     ctx.ticket.settle(cost, usage.total_tokens);
@@ -155,7 +157,7 @@ export function createInference(deps: InferenceDeps) {
       start: ctx.start,
       end: clock.now(),
       status,
-      metadata: {},
+      metadata,
     });
     closeOut(ctx);
     return cost;
@@ -306,10 +308,11 @@ export function createInference(deps: InferenceDeps) {
       ctx.deployment = attempted.deployment;
     } catch (error) {
       deadline.done();
-      settle(ctx, NOTHING_USED, "failure");
+      const failed = new GatewayError(502, "upstream_error", `Upstream request failed: ${error instanceof Error ? error.message : String(error)}`);
+      settle(ctx, NOTHING_USED, "failure", errorInformation(failed));
       const aborted = request.signal.aborted;
       observe(ctx, aborted ? 499 : 502, null, 0);
-      throw new GatewayError(502, "upstream_error", `Upstream request failed: ${error instanceof Error ? error.message : String(error)}`);
+      throw failed;
     }
 
     if (result.kind === "error") {
@@ -317,9 +320,10 @@ export function createInference(deps: InferenceDeps) {
       // Left by the client or cut by a deadline before the answer: the provider had the prompt and bills
       // it, so the prompt is charged (counted here), streamed or not. Any other failure costs nothing.
       const usage = result.abandoned ? countedUsage(ctx, "") : NOTHING_USED;
-      const cost = settle(ctx, usage, result.status === 499 ? "client_disconnected" : "failure");
+      const failed = upstreamError(result);
+      const cost = settle(ctx, usage, result.status === 499 ? "client_disconnected" : "failure", errorInformation(failed));
       observe(ctx, result.status, result.abandoned ? usage : null, cost);
-      throw upstreamError(result);
+      throw failed;
     }
 
     if (result.kind === "json") {

@@ -32,10 +32,13 @@ export function logRefusal(spend: SpendWriter, known: Known, error: unknown, row
   const refusal = error instanceof GatewayError ? error : unexpected();
   spend.refused({
     ...row, targets: known.targets ?? targetsOf(caller, known.customer ?? null), model: clip(known.model ?? ""), deployment: null,
-    usage: NOTHING_USED, cost: 0, status: "failure",
-    metadata: { error_information: { error_code: String(refusal.status), error_class: refusal.type, error_message: clip(refusal.message) } },
+    usage: NOTHING_USED, cost: 0, status: "failure", metadata: errorInformation(refusal),
   });
 }
+
+/** A failed request's row metadata, as LiteLLM logs it: the error answered, its message cut to MAX_TEXT. */
+export const errorInformation = (error: GatewayError) =>
+  ({ error_information: { error_code: String(error.status), error_class: error.type, error_message: clip(error.message) } });
 
 /** The row's key, user, team and customer before a plan named them (they fill no spend: the row holds no delta). */
 function targetsOf(caller: Caller, customer: string | null): SpendTargets {

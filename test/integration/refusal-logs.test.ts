@@ -140,6 +140,23 @@ for (const kind of ["pglite", "postgres"] as const) {
       expect((await authRefusals()) - refusedBefore).toBe(2);
     });
 
+    test("a request the provider failed has its row of status failure with the error answered in error_information", async () => {
+      const made = await admin("/key/generate", {});
+      upstream.set({ status: 503, errorMessage: "provider overloaded" });
+      try {
+        expect((await refusal(made.key)).status).toBe(503);
+      } finally {
+        upstream.reset();
+      }
+      const [row] = await rowsOf(made.token, 1);
+      expect(row.status).toBe("failure");
+      expect(row.spend).toBe(0);
+      expect(row.deployment).not.toBeNull();
+      const info = row.metadata.error_information;
+      expect(info.error_code).toBe("503");
+      expect(info.error_message).toMatch(/provider overloaded/);
+    });
+
     test("a flood of 429s is written a batch at a time, not a statement per request, and charges nothing", async () => {
       const statements = async () => {
         const text = await (await fetch(`${gateway.url}/metrics`, { headers: ADMIN })).text();
