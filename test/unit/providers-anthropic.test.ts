@@ -221,6 +221,13 @@ describe("stream translation", () => {
     expect(data.at(-1)).toMatchObject({ choices: [], usage: { prompt_tokens: 30, completion_tokens: 17, total_tokens: 47, prompt_tokens_details: { cached_tokens: 5 } } });
   });
 
+  test("a last event the provider did not end with its blank line still ends the answer", async () => {
+    const unended = encoder.encode(transcript().replace(/[\r\n]+$/, ""));
+    const reference = await new Response(translateStream(pieces(encoder.encode(transcript()), 64), "claude")).text();
+    const text = await new Response(translateStream(pieces(unended, 7), "claude")).text();
+    expect(text.replace(/"created":\d+/g, "")).toBe(reference.replace(/"created":\d+/g, ""));
+  });
+
   test("message_delta counts are running totals: a null or a zero there leaves the prompt message_start counted", async () => {
     for (const usage of [{ input_tokens: null, cache_read_input_tokens: null, output_tokens: 17 }, { input_tokens: 0, cache_read_input_tokens: 0, output_tokens: 17 }]) {
       const text = transcript().replace('"usage":{"output_tokens":17}', `"usage":${JSON.stringify(usage)}`);

@@ -1,5 +1,6 @@
 import { usageFrom } from "../http";
-import { MAX_EVENT_BYTES, SSE_DONE, chunkOf, sseData, usageChunkOf } from "../sse";
+import { translateEvents } from "../event-stream";
+import { SSE_DONE, chunkOf, sseData, usageChunkOf } from "../sse";
 import type { Usage } from "../types";
 import { JSON_TOOL } from "./request";
 import { finishReasonOf, openAiUsage } from "./response";
@@ -76,17 +77,6 @@ function createTranslator(model: string, jsonAnswer: boolean) {
   return { translate, finished: () => finished, usage: () => usage };
 }
 
-/** The `data:` payload of one SSE event block (lines joined as the SSE format says). */
-function dataOf(block: string): string {
-  let data = "";
-  let lines = 0;
-  for (const line of block.split("\n")) {
-    if (!line.startsWith("data:")) continue;
-    data += (lines++ > 0 ? "\n" : "") + line.slice(line.startsWith("data: ") ? 6 : 5);
-  }
-  return data;
-}
-
 /**
  * An Anthropic SSE stream as OpenAI SSE: each chunk is passed on as soon as its event is complete
  * (events may arrive split anywhere, even inside a UTF-8 character), with the usage chunk and
@@ -103,97 +93,25 @@ export function translateStream(source: ReadableStream<Uint8Array>, model: strin
  * was already read of `source`, translated first.
  */
 export function translateStreamWithUsage(source: ReadableStream<Uint8Array>, model: string, jsonAnswer = false, onRead?: () => void, head?: Uint8Array) {
-  const reader = source.getReader();
-  const decoder = new TextDecoder();
   const translator = createTranslator(model, jsonAnswer);
   const usageSoFar = (): Usage | null => {
     const reported = translator.usage();
     return reported.input_tokens === undefined ? null : usageFrom({ usage: openAiUsage(reported) });
   };
-  /** Text received and not yet part of a complete event, in the pieces it came in, and its length; `last` is its last character. */
-  let waiting: string[] = [];
-  let waitingLength = 0;
-  let last = "";
-  const stream = new ReadableStream<Uint8Array>(
-    {
-      async pull(controller) {
-        try {
-          await step(controller);
-        } catch (error) {
-          await reader.cancel().catch(() => {});
-          throw error;
-        }
-      },
-      cancel(reason) {
-        return reader.cancel(reason);
-      },
+  const stream = translateEvents(source, {
+    translate(data) {
+      let event: Json;
+      try {
+        event = JSON.parse(data);
+      } catch {
+        throw new Error("provider sent a malformed stream event");
+      }
+      return translator.translate(event).map((out) => sseData(out));
     },
-    { highWaterMark: 0 },
-  );
+    finished: () => translator.finished(),
+    end() {
+      throw new Error("provider stream ended before message_stop");
+    },
+  }, onRead, head);
   return { stream, usageSoFar };
-
-  async function step(controller: ReadableStreamDefaultController<Uint8Array>): Promise<void> {
-    // Keep reading until this pull has something to hand over: a pull that enqueues nothing
-    // is not called again by every consumer.
-    for (;;) {
-      const { done, value } = head ? { done: false as const, value: head } : await reader.read();
-      head = undefined;
-      if (done) {
-        if (!translator.finished()) throw new Error("provider stream ended before message_stop");
-        controller.close();
-        return;
-      }
-      onRead?.();
-      // Only the new text (and the character before it) can complete an event. Until one is complete the
-      // text waits in pieces: a long event arriving in many pieces is neither searched nor copied again.
-      let added = decoder.decode(value, { stream: true });
-      if (added === "") continue;
-      if (last === "\r" && added.startsWith("\n") && waiting.length > 0) {
-        // A CRLF cut in two: the CR goes, and the character before it is the one the LF follows.
-        const tail = waiting.pop()!.slice(0, -1);
-        if (tail !== "") waiting.push(tail);
-        last = waiting.at(-1)?.at(-1) ?? "";
-      }
-      if (added.includes("\r")) added = added.replace(/\r\n/g, "\n");
-      const completes = added.includes("\n\n") || (last === "\n" && added.startsWith("\n"));
-      waiting.push(added);
-      waitingLength += added.length;
-      last = added.at(-1)!;
-      if (!completes) {
-        if (waitingLength > MAX_EVENT_BYTES) throw new Error(`provider sent a stream event over ${MAX_EVENT_BYTES / 1024 / 1024} MB without ending it`);
-        continue;
-      }
-      let pending = waiting.join("");
-      waiting = [];
-      let produced = false;
-      let boundary = pending.indexOf("\n\n");
-      while (boundary >= 0) {
-        const data = dataOf(pending.slice(0, boundary));
-        pending = pending.slice(boundary + 2);
-        boundary = pending.indexOf("\n\n");
-        if (data === "") continue;
-        let event: Json;
-        try {
-          event = JSON.parse(data);
-        } catch {
-          throw new Error("provider sent a malformed stream event");
-        }
-        for (const out of translator.translate(event)) {
-          controller.enqueue(sseData(out));
-          produced = true;
-        }
-        if (translator.finished()) {
-          // Nothing comes after message_stop: the client's stream ends now, not when the socket closes.
-          controller.close();
-          await reader.cancel().catch(() => {});
-          return;
-        }
-      }
-      // The start of the next event waits with whatever follows it.
-      if (pending !== "") waiting.push(pending);
-      waitingLength = pending.length;
-      last = pending.at(-1) ?? "";
-      if (produced) return;
-    }
-  }
 }
