@@ -45,7 +45,7 @@ async function dailySummary(db: AdminDeps["db"], where: string, params: unknown[
 }
 
 /** LiteLLM's `call_type` for each route (it calls its async functions; litegate never caches an answer). */
-const CALL_TYPES: Record<string, string> = { chat: "acompletion", completions: "atext_completion", embeddings: "aembedding" };
+const CALL_TYPES: Record<string, string> = { chat: "acompletion", completions: "atext_completion", embeddings: "aembedding", messages: "anthropic_messages" };
 
 const SPEND_LOG_PARAMS = ["request_id", "api_key", "user_id", "team_id", "end_user", "start_date", "end_date", "summarize", "page", "limit"];
 

@@ -144,7 +144,7 @@ function warnAccepted(config: Config, warnings: string[]): void {
     const mode = entry.model_info?.mode;
     if (mode !== undefined && !SERVED_MODES.includes(mode)) {
       warnings.push(`model_list[${i}].model_info.mode: "${mode}" has no route in litegate (it serves ${SERVED_MODES.join(", ")}); `
-        + `requests for ${entry.model_name} go through /chat/completions, /completions and /embeddings only`);
+        + `requests for ${entry.model_name} go through /chat/completions, /completions, /embeddings and /v1/messages only`);
     }
   });
 }

@@ -1,6 +1,7 @@
 import { PATHS, type Target, baseUrl, makeTarget, paramOrEnv } from "./http";
+import { messagesViaChat } from "./messages";
 import { sendOpenAiShaped } from "./openai";
-import type { Deployment, Provider, Route } from "./types";
+import type { Deployment, Provider, Route, UpstreamCall, UpstreamResult } from "./types";
 
 // The first GA version that takes stream_options, which litegate adds to every stream for its usage.
 const DEFAULT_API_VERSION = "2024-10-21";
@@ -27,7 +28,9 @@ export function azureAdapter(deployment: Deployment, env: Record<string, string 
   const key = paramOrEnv(params, "api_key", env, "AZURE_API_KEY");
   const headers: Record<string, string> = key ? { "api-key": key } : {};
   const prefix = `${base}/openai/deployments/${encodeURIComponent(deployment.upstreamModel)}`;
-  const target = (route: Route): Target => makeTarget(`${prefix}${PATHS[route]}?api-version=${version}`, headers, key);
+  const target = (route: Exclude<Route, "messages">): Target => makeTarget(`${prefix}${PATHS[route]}?api-version=${version}`, headers, key);
   const targets = { chat: target("chat"), completions: target("completions"), embeddings: target("embeddings") };
-  return { send: (call) => sendOpenAiShaped(call, targets[call.route], askUsage) };
+  const send = (call: UpstreamCall): Promise<UpstreamResult> =>
+    call.route === "messages" ? messagesViaChat(call, send) : sendOpenAiShaped(call, targets[call.route], askUsage);
+  return { send };
 }

@@ -5,7 +5,8 @@ import type { Deployment, Route, UpstreamCall, UpstreamResult, Usage } from "./t
 
 export type ErrorResult = Extract<UpstreamResult, { kind: "error" }>;
 
-export const PATHS: Record<Route, string> = { chat: "/chat/completions", completions: "/completions", embeddings: "/embeddings" };
+/** Where each OpenAI route is served (a Messages request reaches an OpenAI-compatible server as a chat one). */
+export const PATHS: Record<Exclude<Route, "messages">, string> = { chat: "/chat/completions", completions: "/completions", embeddings: "/embeddings" };
 
 /** Where a request goes, and the secret that must never appear in a message about it. */
 export interface Target {

@@ -1,4 +1,5 @@
 import { countPromptTokens, countTextTokens } from "../tokens";
+import { messagesViaChat } from "./messages";
 import { SSE_DONE, chunkOf, sseData, usageChunkOf } from "./sse";
 import type { Deployment, Provider, Route, UpstreamCall, UpstreamResult, Usage } from "./types";
 
@@ -97,8 +98,9 @@ export function mockAdapter(deployment: Deployment): Provider {
   const delay = Math.max(0, Number(params.mock_delay_ms ?? 0) || 0);
   const configured = params.mock_response;
   const answer = typeof configured === "string" ? configured : DEFAULT_ANSWER;
-  return {
+  const provider: Provider = {
     async send(call: UpstreamCall): Promise<UpstreamResult> {
+      if (call.route === "messages") return messagesViaChat(call, provider.send);
       if (!call.stream && (await pause(delay, call.signal))) {
         // The gateway's request_timeout aborts with a TimeoutError; anything else is the client leaving.
         if ((call.signal.reason as { name?: string } | undefined)?.name === "TimeoutError") {
@@ -118,4 +120,5 @@ export function mockAdapter(deployment: Deployment): Provider {
       return { kind: "json", status: 200, body: JSON.stringify(completion(call.route, id, created, model, answer, usage)), usage };
     },
   };
+  return provider;
 }

@@ -1,5 +1,6 @@
 import { PATHS, type Target, baseUrl, errorFrom, errorInAnswer, invalidJson, isError, isEventStream, makeTarget, paramOrEnv, post, usageFrom } from "./http";
 import { type Span, closingBrace, memberSpans } from "./json-members";
+import { messagesViaChat } from "./messages";
 import type { Deployment, Provider, UpstreamCall, UpstreamResult } from "./types";
 
 const isObject = (value: unknown): value is Record<string, unknown> =>
@@ -81,5 +82,7 @@ export function openAiAdapter(deployment: Deployment, env: Record<string, string
     completions: makeTarget(base + PATHS.completions, headers, key),
     embeddings: makeTarget(base + PATHS.embeddings, headers, key),
   };
-  return { send: (call) => sendOpenAiShaped(call, targets[call.route]) };
+  const send = (call: UpstreamCall): Promise<UpstreamResult> =>
+    call.route === "messages" ? messagesViaChat(call, send) : sendOpenAiShaped(call, targets[call.route]);
+  return { send };
 }

@@ -3,7 +3,8 @@
  * Providers only use fetch: no Elysia, no database, no Redis.
  */
 
-export type Route = "chat" | "completions" | "embeddings";
+/** The inference routes; `messages` is Anthropic's Messages API, its body and answers in Anthropic's shape. */
+export type Route = "chat" | "completions" | "embeddings" | "messages";
 
 export interface Usage {
   prompt_tokens: number;
@@ -48,6 +49,8 @@ export interface UpstreamCall {
    * for the client (keep-alive pings do not): the provider is still sending.
    */
   onRead?: () => void;
+  /** The client's `anthropic-beta` header on a Messages request: the features it asks Anthropic for go with it. */
+  betas?: string;
 }
 
 export type UpstreamResult =

@@ -27,6 +27,8 @@ export interface AttemptInput {
   signal: AbortSignal;
   /** Called for every piece of a streamed answer read from the provider. */
   onRead?: () => void;
+  /** See `UpstreamCall.betas`. */
+  betas?: string;
   /** Whether the caller may use a model: fallbacks it may not use are skipped, as if not configured. */
   mayUse: (model: string) => boolean;
   /**
@@ -112,7 +114,7 @@ export async function callWithRetries(runtime: Runtime, input: AttemptInput): Pr
       router.sent(deployment);
       try {
         result = await runtime.providerFor(deployment).send({
-          route: input.route, deployment, body, rawBody, stream: input.stream, signal: input.signal, onRead: input.onRead,
+          route: input.route, deployment, body, rawBody, stream: input.stream, signal: input.signal, onRead: input.onRead, betas: input.betas,
         });
       } catch (error) {
         slot();

@@ -1,6 +1,8 @@
 import { GatewayError, badRequest, tooLarge } from "../http/errors";
 import { UNSTORABLE_MESSAGE, parseJsonBody, unstorable } from "../http/lenient-json";
+import { chatRequestOf } from "../providers/messages";
 import type { Route } from "../providers/types";
+import { countPromptTokens } from "../tokens";
 
 const utf8 = new TextDecoder("utf-8", { fatal: true });
 
@@ -101,6 +103,8 @@ export function parseInferenceBody(text: string, route: Route): InferenceBody {
     for (let i = 0; i < body.messages.length; i++) {
       if (!isObject(body.messages[i])) throw badRequest(`messages[${i}]: must be an object`, `messages[${i}]`);
     }
+  } else if (route === "messages") {
+    checkMessagesBody(body);
   } else if (route === "completions") {
     if (body.prompt === undefined || body.prompt === null) throw badRequest("prompt: required", "prompt");
   } else if (!(typeof body.input === "string" || Array.isArray(body.input)) || body.input.length === 0) {
@@ -114,7 +118,7 @@ export function parseInferenceBody(text: string, route: Route): InferenceBody {
   if (user !== undefined && user !== null && typeof user !== "string") throw badRequest("user: must be a string", "user");
   if (typeof user === "string") checkCustomerId(user, "user");
   // Both sent: providers differ in which they obey (vLLM takes max_completion_tokens first), so the larger is reserved.
-  const maxTokens = largerOf(optionalCount(body, "max_tokens"), optionalCount(body, "max_completion_tokens"));
+  const maxTokens = route === "messages" ? optionalCount(body, "max_tokens") : largerOf(optionalCount(body, "max_tokens"), optionalCount(body, "max_completion_tokens"));
   const raw = parsed.strict === false ? JSON.stringify(body) : text;
   return { body, raw, model, stream: body.stream === true && route !== "embeddings", user: user || null, maxTokens, choices: choicesOf(body, route) };
 }
@@ -123,13 +127,37 @@ const largerOf = (a: number | null, b: number | null): number | null => (a === n
 
 /** How many completions a request generates (and is billed for): `n`, or `best_of` when larger, for each prompt of a list. */
 function choicesOf(body: Record<string, unknown>, route: Route): number {
-  if (route === "embeddings") return 1;
+  if (route === "embeddings" || route === "messages") return 1;
   const n = Math.max(1, atMost(body, "n", MAX_CHOICES) ?? 1, route === "completions" ? (atMost(body, "best_of", MAX_CHOICES) ?? 1) : 1);
   const prompts = route === "completions" && Array.isArray(body.prompt) && body.prompt.length > 0 && typeof body.prompt[0] !== "number" ? body.prompt.length : 1;
   if (n * prompts > MAX_COMPLETIONS) {
     throw badRequest(`prompt: at most ${MAX_COMPLETIONS} completions per request (${prompts} prompts × ${n})`, "prompt");
   }
   return n * prompts;
+}
+
+/**
+ * What Anthropic's Messages API requires, checked before anything is reserved: `max_tokens` (the
+ * reservation's size), and `messages` and `system` in a shape the answer can be made from.
+ */
+function checkMessagesBody(body: Record<string, unknown>): void {
+  if (body.max_tokens === undefined || body.max_tokens === null) throw badRequest("max_tokens: required, a positive integer", "max_tokens");
+  if (typeof body.max_tokens !== "number" || !Number.isInteger(body.max_tokens) || body.max_tokens < 1) {
+    throw badRequest("max_tokens: must be a positive integer", "max_tokens");
+  }
+  if (!Array.isArray(body.messages) || body.messages.length === 0) throw badRequest("messages: required, a non-empty array of messages", "messages");
+  for (let i = 0; i < body.messages.length; i++) {
+    const m = body.messages[i];
+    if (!isObject(m)) throw badRequest(`messages[${i}]: must be an object`, `messages[${i}]`);
+    if (m.role !== "user" && m.role !== "assistant") throw badRequest(`messages[${i}].role: must be "user" or "assistant"`, `messages[${i}].role`);
+    if (typeof m.content !== "string" && !(Array.isArray(m.content) && m.content.every(isObject))) {
+      throw badRequest(`messages[${i}].content: must be a string or an array of content blocks`, `messages[${i}].content`);
+    }
+  }
+  const system = body.system;
+  if (system !== undefined && system !== null && typeof system !== "string" && !(Array.isArray(system) && system.every(isObject))) {
+    throw badRequest("system: must be a string or an array of text blocks", "system");
+  }
 }
 
 /** A customer id as sent (the `user` field, or the header `user_header_name` names), or a 400 naming where it came from. */
@@ -153,4 +181,12 @@ export function streamedChoices(route: Route, body: Record<string, unknown>): nu
   const prompt = body.prompt;
   const prompts = route === "completions" && Array.isArray(prompt) && prompt.length > 0 && typeof prompt[0] !== "number" ? prompt.length : 1;
   return n * prompts;
+}
+
+/**
+ * Prompt tokens of a request body (see `countPromptTokens`); a Messages request counts as the chat
+ * request it amounts to (its system prompt, turns, images, tool uses and results, tool definitions).
+ */
+export function promptTokensOf(route: Route, body: Record<string, unknown>, exact: boolean): number {
+  return route === "messages" ? countPromptTokens("chat", chatRequestOf(body), exact) : countPromptTokens(route, body, exact);
 }

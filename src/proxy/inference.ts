@@ -7,8 +7,8 @@ import type { Logger } from "../log";
 import type { Deployment, Route, Usage, UpstreamResult } from "../providers/types";
 import type { SpendWriter } from "../spend";
 import type { Regenerated } from "../spend/reset";
-import { countPromptTokens, countTextTokens } from "../tokens";
-import { clientWantsUsage, parseInferenceBody, readBodyText, streamedChoices } from "./body";
+import { countTextTokens } from "../tokens";
+import { clientWantsUsage, parseInferenceBody, promptTokensOf, readBodyText, streamedChoices } from "./body";
 import { customerOf } from "./customer";
 import { type Known, errorInformation, logRefusal } from "./refusals";
 import { type Sizing, reservationAt } from "./reservation";
@@ -105,9 +105,7 @@ export function createInference(deps: InferenceDeps) {
 
   /** The usage of a request counted by litegate: its prompt, and the text of its answer. */
   function countedUsage(ctx: Context, completionText: string): Usage {
-    const prompt = ctx.route === "embeddings" || ctx.route === "chat" || ctx.route === "completions"
-      ? countPromptTokens(ctx.route, ctx.body, true)
-      : 0;
+    const prompt = promptTokensOf(ctx.route, ctx.body, true);
     const completion = completionText ? countTextTokens(completionText) : 0;
     return { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion };
   }
@@ -218,7 +216,7 @@ export function createInference(deps: InferenceDeps) {
     const user = (known.customer = customerOf(request, parsed, runtime.config.general_settings));
     const customer = user ? await auth.customer(user) : null;
     if (customer?.blocked) throw forbidden(`End user ${customer.user_id} is blocked`);
-    const sizing: Sizing = { promptTokens: countPromptTokens(route, parsed.body, false), maxTokens: parsed.maxTokens, choices: parsed.choices };
+    const sizing: Sizing = { promptTokens: promptTokensOf(route, parsed.body, false), maxTokens: parsed.maxTokens, choices: parsed.choices };
     const reservation = reservationAt(runtime, route, deployment, parsed.body, sizing);
     const plan: Plan = planFor({
       caller, customer, model, requested: parsed.model, estimatedCost: reservation.cost, estimatedTokens: reservation.tokens, now: clock.now(), defaults: runtime.budgetDefaults(),
@@ -299,6 +297,7 @@ export function createInference(deps: InferenceDeps) {
     try {
       const attempted = await callWithRetries(ctx.runtime, {
         route, model: ctx.model, first: ctx.deployment, body: ctx.body, rawBody, stream, signal: deadline.signal, onRead: touch,
+        betas: route === "messages" ? (request.headers.get("anthropic-beta") ?? undefined) : undefined,
         mayUse: (model) => mayUse(ctx.caller, model, ctx.runtime.router.groups),
         moveTo: (model, deployment) => moveTo(ctx, model, deployment),
       });
@@ -355,7 +354,7 @@ export function createInference(deps: InferenceDeps) {
     const wantsUsage = clientWantsUsage(ctx.body);
     const countUsage = wantsUsage ? (text: string) => countedUsage(ctx, text) : undefined;
     const choices = streamedChoices(route, ctx.body);
-    const body = tapStream(upstream, { clientWantsUsage: wantsUsage, secret: result.secret, onChunk: touch, countUsage, choices, head: result.head }, (outcome) => {
+    const body = tapStream(upstream, { clientWantsUsage: wantsUsage, secret: result.secret, onChunk: touch, countUsage, choices, head: result.head, anthropic: route === "messages" }, (outcome) => {
       deadline.done();
       const failed = failedByProvider(outcome, usageSoFar);
       // A stream may send its usage before its last words (some providers do on their first chunk): what was passed on is charged even so.

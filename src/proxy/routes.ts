@@ -2,26 +2,18 @@ import { Elysia } from "elysia";
 import type { Auth } from "../auth";
 import { mayUse } from "../governance";
 import { notFound } from "../http/errors";
-import type { Route } from "../providers/types";
 import type { Inference } from "./inference";
-import { type Server, untimed } from "./serve";
+import { INFERENCE_PATHS, type Server, untimed } from "./serve";
 import { aliasesFor, modelInfo, modelsFor } from "./model-info";
 import type { Runtime } from "./runtime";
 
-const ROUTES: ReadonlyArray<[string, Route]> = [
-  ["/chat/completions", "chat"],
-  ["/completions", "completions"],
-  ["/embeddings", "embeddings"],
-];
-
-/** The OpenAI-compatible routes. Bodies are read raw (`parse: "none"`) so unknown fields reach the provider. */
+/** The inference routes (INFERENCE_PATHS). Bodies are read raw (`parse: "none"`) so unknown fields reach the provider. */
 export function inferenceRoutes(inference: Inference, auth: Auth, runtime: () => Runtime) {
   const app = new Elysia({ name: "inference" });
-  for (const [path, route] of ROUTES) {
+  for (const [path, route] of INFERENCE_PATHS) {
     const handler = async ({ request, server }: { request: Request; server: Server | null }) => untimed(await inference(route, request), request, server);
-    const detail = { tags: ["inference"], summary: `OpenAI-compatible ${path}` };
-    app.post(`/v1${path}`, handler, { parse: "none", detail });
-    app.post(path, handler, { parse: "none", detail: { ...detail, hide: true } });
+    const summary = route === "messages" ? `Anthropic Messages API ${path}` : `OpenAI-compatible ${path}`;
+    app.post(path, handler, { parse: "none", detail: { tags: ["inference"], summary, hide: !path.startsWith("/v1/") } });
   }
 
   const models = async ({ request }: { request: Request }) => {

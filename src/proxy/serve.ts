@@ -5,10 +5,18 @@ import type { Route } from "../providers/types";
 import type { Inference } from "./inference";
 import { isStreamed } from "./tap";
 
-const PATHS: ReadonlyArray<[string, Route]> = [
+/**
+ * The inference paths: the OpenAI routes with and without `/v1`, as LiteLLM serves them, and
+ * Anthropic's Messages API at `/v1/messages` only (LiteLLM has no `/messages`).
+ */
+export const INFERENCE_PATHS: ReadonlyArray<[string, Route]> = [
+  ["/v1/chat/completions", "chat"],
   ["/chat/completions", "chat"],
+  ["/v1/completions", "completions"],
   ["/completions", "completions"],
+  ["/v1/embeddings", "embeddings"],
   ["/embeddings", "embeddings"],
+  ["/v1/messages", "messages"],
 ];
 
 /** What the server's idle timer needs of the server: its per-request setting. */
@@ -33,7 +41,7 @@ export function untimed(response: Response, request: Request, server: Server | n
  */
 export function inferenceServerRoutes(inference: Inference, log: Logger) {
   const routes: Record<string, { POST: (request: Request, server: Server) => Promise<Response>; OPTIONS: (request: Request) => Response }> = {};
-  for (const [path, route] of PATHS) {
+  for (const [path, route] of INFERENCE_PATHS) {
     const POST = async (request: Request, server: Server) => {
       try {
         return allowOrigin(request, untimed(await inference(route, request), request, server));
@@ -44,7 +52,6 @@ export function inferenceServerRoutes(inference: Inference, log: Logger) {
       }
     };
     routes[path] = { POST, OPTIONS: preflight };
-    routes[`/v1${path}`] = { POST, OPTIONS: preflight };
   }
   return routes;
 }

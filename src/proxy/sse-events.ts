@@ -1,3 +1,4 @@
+import { openAiUsage } from "../providers/anthropic/response";
 import { errorStatus } from "../providers/error-status";
 import { redact, usageOf } from "../providers/http";
 import { MAX_EVENT_BYTES, SSE_DONE, sseData, usageChunkOf } from "../providers/sse";
@@ -60,12 +61,16 @@ export class SseEvents {
   private last: any = null;
   /** The stream ended inside an event (no blank line after it). */
   private unterminated = false;
+  /** An Anthropic stream's usage so far, as its events report it (running totals). */
+  private reported: Record<string, number> | null = null;
 
   constructor(
     private readonly clientWantsUsage: boolean,
     private readonly secret?: string,
     private readonly countUsage?: (text: string) => Usage,
     private readonly choices = 1,
+    /** The stream is Anthropic's Messages events (`/v1/messages`), not OpenAI chunks. */
+    private readonly anthropic = false,
   ) {}
 
   /**
@@ -274,7 +279,12 @@ export class SseEvents {
     }
     this.last = chunk;
     if (chunk?.error !== undefined) this.error = this.providerError = true;
-    else if (this.eventName === "error") return this.asError(chunk);
+    else if (this.eventName === "error") {
+      // Passed on as it is to a client of Anthropic's API; as the OpenAI envelope to the others.
+      if (!this.anthropic) return this.asError(chunk);
+      this.error = this.providerError = true;
+    }
+    if (this.anthropic) return this.readEvent(chunk);
     const usage = usageOf(chunk?.usage);
     if (usage) this.usage = usage;
     const choices = chunk?.choices;
@@ -295,6 +305,25 @@ export class SseEvents {
     }
     if (usage && this.finished) this.usageFinal = true;
     return usage && choices.length === 0 && !this.clientWantsUsage ? "drop" : "forward";
+  }
+
+  /**
+   * An Anthropic Messages event: the usage of message_start and message_delta (running totals: a
+   * count never goes down), the text of each delta and tool call, the end at message_stop.
+   */
+  private readEvent(event: any): Verdict {
+    const type = event?.type;
+    if (type === "message_start" || type === "message_delta") {
+      const counts = (type === "message_start" ? event.message?.usage : event.usage) ?? {};
+      const reported = (this.reported ??= {});
+      for (const [name, value] of Object.entries(counts)) {
+        if (typeof value === "number" && Number.isFinite(value) && !(value < (reported[name] ?? 0))) reported[name] = value;
+      }
+      this.usage = usageOf(openAiUsage(reported));
+    } else if (type === "content_block_start" && event.content_block?.type === "tool_use") this.text += stringOr(event.content_block.name);
+    else if (type === "content_block_delta") this.text += stringOr(event.delta?.text) + stringOr(event.delta?.thinking) + stringOr(event.delta?.partial_json);
+    else if (type === "message_stop") this.done = true;
+    return "forward";
   }
 }
 
@@ -329,6 +358,10 @@ export function completionTextOf(body: string): string {
     return "";
   }
   let text = "";
+  // An Anthropic message (`/v1/messages`): its text, thinking and tool uses.
+  for (const block of Array.isArray(answer?.content) ? answer.content : []) {
+    text += stringOr(block?.text) + stringOr(block?.thinking) + (block?.type === "tool_use" ? stringOr(block.name) + JSON.stringify(block.input ?? {}) : "");
+  }
   for (const choice of Array.isArray(answer?.choices) ? answer.choices : []) {
     text += typeof choice?.text === "string" ? choice.text : textOfAnswer(choice?.message);
   }

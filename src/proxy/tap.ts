@@ -41,13 +41,16 @@ export interface TapOptions {
   choices?: number;
   /** What the provider adapter already read of the stream (its first event): read before the rest. */
   head?: Uint8Array;
+  /** The stream is Anthropic's Messages events (`/v1/messages`): read as such, and an error litegate adds is one of them. */
+  anthropic?: boolean;
 }
 
 const encoder = new TextEncoder();
 
-function errorEvent(message: string): Uint8Array {
-  const error = { error: { message, type: "upstream_error", param: null, code: "502" } };
+function errorEvent(message: string, anthropic: boolean): Uint8Array {
   // The blank line first: whatever the client holds of an unfinished event is ended before this one.
+  if (anthropic) return encoder.encode(`\n\nevent: error\ndata: ${JSON.stringify({ type: "error", error: { type: "api_error", message } })}\n\n`);
+  const error = { error: { message, type: "upstream_error", param: null, code: "502" } };
   return encoder.encode(`\n\ndata: ${JSON.stringify(error)}\n\n`);
 }
 
@@ -67,7 +70,7 @@ const messageOf = (error: unknown) => (error instanceof Error ? error.message : 
 export function tapStream(source: ReadableStream<Uint8Array>, options: TapOptions, onEnd: (outcome: StreamOutcome) => void): ReadableStream<Uint8Array> {
   const reader = source.getReader();
   let head = options.head;
-  const events = new SseEvents(options.clientWantsUsage, options.secret, options.countUsage, options.choices);
+  const events = new SseEvents(options.clientWantsUsage, options.secret, options.countUsage, options.choices, options.anthropic);
   let ended = false;
   const finish = (end: StreamEnd) => {
     if (ended) return;
@@ -78,7 +81,7 @@ export function tapStream(source: ReadableStream<Uint8Array>, options: TapOption
     finish("failed");
     if (out.length > 0) controller.enqueue(joined(out));
     // After the provider's own error event, a second one from litegate would only say less.
-    if (!events.providerError) controller.enqueue(errorEvent(message));
+    if (!events.providerError) controller.enqueue(errorEvent(message, options.anthropic === true));
     controller.close();
   };
   return new ReadableStream<Uint8Array>(

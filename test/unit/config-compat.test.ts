@@ -55,7 +55,7 @@ test("model_info.mode takes any of LiteLLM's modes; those litegate has no route 
   const { config, warnings } = parseConfig(text, {});
   expect(config.model_list.map((m) => m.model_info?.mode)).toEqual(modes);
   expect(warnings).toHaveLength(6);
-  expect(warnings[0]).toBe('model_list[2].model_info.mode: "image_generation" has no route in litegate (it serves chat, completion, embedding); requests for image_generation go through /chat/completions, /completions and /embeddings only');
+  expect(warnings[0]).toBe('model_list[2].model_info.mode: "image_generation" has no route in litegate (it serves chat, completion, embedding); requests for image_generation go through /chat/completions, /completions, /embeddings and /v1/messages only');
 });
 
 test("entries of providers litegate does not support are warned about and left out; the rest serves; a request for one is told why", () => {

@@ -1,8 +1,8 @@
 import { errorStatus } from "../error-status";
-import { type Target, baseUrl, errorFrom, errorFromText, invalidJson, isError, isEventStream, makeTarget, paramOrEnv, post, usageFrom } from "../http";
+import { type Target, baseUrl, errorFrom, errorFromText, invalidJson, isError, isEventStream, makeTarget, paramOrEnv, post, usageFrom, usageOf } from "../http";
 import type { Deployment, Provider, UpstreamCall, UpstreamResult } from "../types";
 import { jsonSchemaOf, malformedForAnthropic, toAnthropic } from "./request";
-import { fromAnthropic } from "./response";
+import { fromAnthropic, openAiUsage } from "./response";
 import { translateStreamWithUsage } from "./stream";
 
 export { toAnthropic } from "./request";
@@ -11,7 +11,36 @@ export { translateStream } from "./stream";
 
 const API_VERSION = "2023-06-01";
 
+/**
+ * A Messages request (`/v1/messages`) goes as the client sent it, only the model renamed (and litegate's
+ * own `litellm_metadata` left out); the answer comes back as Anthropic's bytes, a stream event by event.
+ */
+async function forward(call: UpstreamCall, target: Target): Promise<UpstreamResult> {
+  const { litellm_metadata: _ours, ...body } = call.body;
+  const to = call.betas ? { ...target, headers: { ...target.headers, "anthropic-beta": call.betas } } : target;
+  const answer = await post(call, to, JSON.stringify({ ...body, model: call.deployment.upstreamModel }));
+  if (isError(answer)) return answer;
+  const { response, host } = answer;
+  if (!response.ok) return errorFrom(answer, target.secret);
+  if (call.stream && response.body && isEventStream(response)) {
+    const start = await answer.start();
+    if (isError(start)) return start;
+    return { kind: "stream", status: 200, stream: start.rest, head: start.head, secret: target.secret };
+  }
+  const text = await answer.text();
+  if (isError(text)) return text;
+  let message: Record<string, any>;
+  try {
+    message = JSON.parse(text);
+  } catch {
+    return invalidJson(host);
+  }
+  if (message?.type === "error") return errorFromText(502, text, response.headers, target.secret);
+  return { kind: "json", status: 200, body: text, usage: message?.usage ? usageOf(openAiUsage(message.usage)) : null };
+}
+
 async function send(call: UpstreamCall, target: Target): Promise<UpstreamResult> {
+  if (call.route === "messages") return forward(call, target);
   if (call.route !== "chat") {
     return { kind: "error", status: 400, type: "invalid_request_error", message: `/${call.route} is not supported by provider anthropic: use /chat/completions` };
   }

@@ -1,0 +1,109 @@
+import { translateEvents } from "../event-stream";
+import { usageOf } from "../http";
+import type { Usage } from "../types";
+import { anthropicUsage, messageId, stopReasonOf } from "./response";
+
+type Json = Record<string, any>;
+
+const encoder = new TextEncoder();
+
+/** One Server-Sent Event as Anthropic sends it: its type named on the `event:` line and in the data. */
+export const anthropicEvent = (type: string, data: Json = {}): Uint8Array =>
+  encoder.encode(`event: ${type}\ndata: ${JSON.stringify({ type, ...data })}\n\n`);
+
+/**
+ * An OpenAI chat stream as Anthropic Messages events: message_start, a content block per text run or
+ * tool call (content_block_start, its deltas, content_block_stop), then message_delta with the stop
+ * reason and the usage, and message_stop. The usage is the provider's, else `counted` of the text
+ * passed on. A stream that ends before its finish_reason, or sends an error, ends as failed.
+ */
+export function messagesStream(source: ReadableStream<Uint8Array>, model: string, counted: (text: string) => Usage, onRead?: () => void, head?: Uint8Array): ReadableStream<Uint8Array> {
+  let started = false;
+  let done = false;
+  /** The open content block: its index, and for a tool call the provider's index of that call. */
+  let open: { index: number; tool?: number } | null = null;
+  let blocks = 0;
+  const tools = new Map<number, number>();
+  let stop: string | null = null;
+  let usage: Usage | null = null;
+  let text = "";
+
+  function close(out: Uint8Array[]): void {
+    if (open) out.push(anthropicEvent("content_block_stop", { index: open.index }));
+    open = null;
+  }
+
+  function openBlock(out: Uint8Array[], block: Json, tool?: number): number {
+    close(out);
+    open = { index: blocks++, tool };
+    out.push(anthropicEvent("content_block_start", { index: open.index, content_block: block }));
+    return open.index;
+  }
+
+  function finish(out: Uint8Array[]): Uint8Array[] {
+    close(out);
+    const final = usage ?? counted(text);
+    out.push(anthropicEvent("message_delta", { delta: { stop_reason: stop ?? "end_turn", stop_sequence: null }, usage: anthropicUsage(final) }));
+    out.push(anthropicEvent("message_stop"));
+    done = true;
+    return out;
+  }
+
+  function choice(out: Uint8Array[], delta: Json | undefined): void {
+    if (typeof delta?.content === "string" && delta.content !== "") {
+      if (open?.tool !== undefined || !open) openBlock(out, { type: "text", text: "" });
+      out.push(anthropicEvent("content_block_delta", { index: open!.index, delta: { type: "text_delta", text: delta.content } }));
+      text += delta.content;
+    }
+    for (const call of Array.isArray(delta?.tool_calls) ? delta.tool_calls : []) {
+      const key = typeof call?.index === "number" ? call.index : 0;
+      let index = tools.get(key);
+      if (index === undefined) {
+        const name = String(call?.function?.name ?? "");
+        index = openBlock(out, { type: "tool_use", id: String(call?.id ?? `toolu_${crypto.randomUUID()}`), name, input: {} }, key);
+        tools.set(key, index);
+        text += name;
+      }
+      const args = call?.function?.arguments;
+      if (typeof args === "string" && args !== "") {
+        out.push(anthropicEvent("content_block_delta", { index, delta: { type: "input_json_delta", partial_json: args } }));
+        text += args;
+      }
+    }
+  }
+
+  return translateEvents(source, {
+    translate(data) {
+      const out: Uint8Array[] = [];
+      if (data.trim() === "[DONE]") return finish(out);
+      let chunk: Json;
+      try {
+        chunk = JSON.parse(data);
+      } catch {
+        throw new Error("provider sent a malformed stream event");
+      }
+      if (chunk?.error !== undefined && chunk.error !== null) {
+        throw new Error(`provider error: ${typeof chunk.error === "string" ? chunk.error : (chunk.error.message ?? "no message")}`);
+      }
+      if (!started) {
+        started = true;
+        const message = { id: messageId(chunk?.id), type: "message", role: "assistant", model, content: [], stop_reason: null, stop_sequence: null, usage: anthropicUsage(null) };
+        out.push(anthropicEvent("message_start", { message }));
+      }
+      usage = usageOf(chunk?.usage) ?? usage;
+      const first = Array.isArray(chunk?.choices) ? chunk.choices.find((c: Json) => (c?.index ?? 0) === 0) : undefined;
+      choice(out, first?.delta);
+      if (first?.finish_reason) {
+        stop = stopReasonOf(first.finish_reason);
+        close(out);
+      }
+      // The usage after the finish is the provider's last word, whether or not `[DONE]` follows.
+      return stop !== null && chunk?.usage ? finish(out) : out;
+    },
+    finished: () => done,
+    end() {
+      if (stop !== null) return finish([]);
+      throw new Error("provider stream ended before the answer was complete");
+    },
+  }, onRead, head);
+}
