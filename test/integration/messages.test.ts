@@ -127,6 +127,8 @@ describe("POST /v1/messages on an Anthropic deployment", () => {
     await until("the spend log row", async () => (await rowsOf(key)).length === 1, 10_000);
     const [row] = await rowsOf(key);
     expect({ ...row, spend: undefined }).toEqual({ status: "success", route: "messages", model: "claude", prompt_tokens: 12, completion_tokens: 7, spend: undefined });
+    const logged = await fetch(`${gateway.url}/spend/logs?request_id=${response.headers.get("x-litellm-call-id")}`, { headers: { authorization: "Bearer sk-1234" } });
+    expect(((await logged.json()) as any[])[0].call_type).toBe("anthropic_messages");
     // The customer is the one `metadata.user_id` names, as LiteLLM reads it.
     const [customer] = await sql`select spend from end_users where user_id = 'end-user-1'`;
     expect(customer!.spend).toBeCloseTo(CLAUDE_COST, 12);

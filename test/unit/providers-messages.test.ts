@@ -76,6 +76,10 @@ describe("chatRequestOf", () => {
 });
 
 describe("messageOf", () => {
+  test("an answer without choices (a body of null included) is an empty message, not a failure", () => {
+    for (const completion of [null, {}]) expect(messageOf(completion as any, "m", null)).toMatchObject({ type: "message", content: [], stop_reason: "end_turn" });
+  });
+
   test("a tool call whose arguments are not JSON keeps them whole", () => {
     const completion = { id: "x", choices: [{ message: { content: "ok", tool_calls: [{ id: "c", function: { name: "f", arguments: "not json" } }] }, finish_reason: "tool_calls" }] };
     expect(messageOf(completion, "m", { prompt_tokens: 5, completion_tokens: 2, total_tokens: 7 })).toMatchObject({

@@ -35,7 +35,7 @@ export const messageId = (id: unknown) => (typeof id === "string" && id.startsWi
 
 /** An OpenAI `chat.completion` as an Anthropic message, named after the model the client asked for. */
 export function messageOf(completion: Json, model: string, usage: Usage | null): Json {
-  const choice = Array.isArray(completion.choices) ? completion.choices[0] : undefined;
+  const choice = Array.isArray(completion?.choices) ? completion.choices[0] : undefined;
   const reply = choice?.message ?? {};
   const content: Json[] = [];
   const text = typeof reply.content === "string" ? reply.content : "";
@@ -44,7 +44,7 @@ export function messageOf(completion: Json, model: string, usage: Usage | null):
     content.push({ type: "tool_use", id: String(call?.id ?? `toolu_${crypto.randomUUID()}`), name: String(call?.function?.name ?? ""), input: inputOf(call?.function?.arguments) });
   }
   return {
-    id: messageId(completion.id), type: "message", role: "assistant", model, content,
+    id: messageId(completion?.id), type: "message", role: "assistant", model, content,
     stop_reason: stopReasonOf(choice?.finish_reason), stop_sequence: null, usage: anthropicUsage(usage),
   };
 }
