@@ -249,6 +249,29 @@ describe("POST /v1/messages on an OpenAI-compatible deployment", () => {
     expect(row.completion_tokens).toBeGreaterThan(0);
   });
 
+  test("a client leaving a translated stream: the provider's stream is left too, and what was passed on is charged", async () => {
+    const key = await newKey();
+    upstream.set({ chunks: 10, chunkDelayMs: 300 });
+    const aborted = upstream.aborted;
+    const leaving = new AbortController();
+    const response = await messages(key, { model: "m", stream: true }, { signal: leaving.signal });
+    const reader = response.body!.getReader();
+    let seen = "";
+    while (!seen.includes("text_delta")) {
+      const read = await reader.read();
+      if (read.done) break;
+      seen += new TextDecoder().decode(read.value);
+    }
+    leaving.abort();
+    await until("the provider's stream to be left", () => upstream.aborted > aborted, 10_000);
+    upstream.reset();
+    await until("the spend log row", async () => (await rowsOf(key)).length === 1, 10_000);
+    const [row] = await rowsOf(key);
+    expect(row.status).toBe("client_disconnected");
+    expect(row.prompt_tokens).toBeGreaterThan(0);
+    expect(row.completion_tokens).toBeGreaterThan(0);
+  });
+
   test("a provider that reports no usage: the tokens counted are what the client is told and what is charged", async () => {
     const key = await newKey();
     upstream.set({ omitUsage: true });
