@@ -258,8 +258,9 @@ function who(t: SpendTargets, masterToken: string | null): string {
 function metadataText(metadata: Record<string, unknown> | undefined): string {
   if (metadata === undefined) return "{}";
   for (const _ in metadata) {
-    // jsonb refuses the NUL character, which JSON carries as \u0000 (an escaped backslash before `u0000` is text, kept).
-    return field(JSON.stringify(metadata).replace(/(?<!\\)((?:\\\\)*)\\u0000/g, "$1"));
+    // jsonb refuses the NUL character and a lone surrogate (a provider's error text can hold one), which JSON
+    // carries as \u0000 and \udXXX: the first goes, the other becomes U+FFFD (an escaped backslash before is text, kept).
+    return field(JSON.stringify(metadata).replace(/(?<!\\)((?:\\\\)*)\\u(0000|d[89a-f][0-9a-f]{2})/g, (_, slashes: string, code: string) => code === "0000" ? slashes : `${slashes}\ufffd`));
   }
   return "{}";
 }
