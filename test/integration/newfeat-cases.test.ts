@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { type RunningGateway, startBinary } from "../helpers/binary";
+import { type PostgresServer, startPostgres } from "../helpers/services";
 import { until } from "../helpers/until";
 import { PRICED_COST, type Upstream, pricedModels, startUpstream } from "../helpers/upstream";
 
@@ -56,4 +57,108 @@ describe("log rows of failed requests whose error text holds a lone surrogate", 
     const rows: any[] = await admin(`/spend/logs?api_key=${token}`);
     expect(rows.map((r) => r.status).sort()).toEqual(["failure", "success"]);
   }, 60_000);
+});
+
+describe("a stream the provider fails with an error event", () => {
+  let upstream: Upstream;
+  let gateway: RunningGateway;
+  beforeAll(async () => {
+    upstream = await startUpstream();
+    gateway = await startBinary({ config: `${pricedModels(upstream.url)}\ngeneral_settings:\n  master_key: sk-1234\n` });
+  }, 120_000);
+  afterAll(async () => {
+    await gateway?.stop("SIGKILL");
+    upstream?.stop();
+  });
+
+  const admin = async (path: string, body?: object): Promise<any> => {
+    const response = await fetch(`${gateway.url}${path}`, body ? { method: "POST", headers: ADMIN, body: JSON.stringify(body) } : { headers: ADMIN });
+    expect(response.status).toBe(200);
+    return response.json();
+  };
+  const role = { id: "c", object: "chat.completion.chunk", created: 1, model: "m", choices: [{ index: 0, delta: { role: "assistant" }, finish_reason: null }] };
+  const content = { ...role, choices: [{ index: 0, delta: { content: "Hello there" }, finish_reason: null }] };
+
+  for (const [name, events, status] of [
+    ["before any text", [role, { error: { message: "The model is overloaded now", type: "server_error", code: "rate_limit_exceeded" } }], "failure"],
+    ["after some text", [content, { error: { message: "The model is overloaded now", type: "server_error", code: "rate_limit_exceeded" } }], "stream_failed"],
+  ] as const) {
+    test(`${name} has its row's metadata.error_information, as a failure answered as JSON has`, async () => {
+      const { key } = await admin("/key/generate", {});
+      const token = new Bun.CryptoHasher("sha256").update(key).digest("hex");
+      upstream.set({ events: [...events] });
+      try {
+        const response = await fetch(`${gateway.url}/v1/chat/completions`, {
+          method: "POST", headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
+          body: JSON.stringify({ model: "m", stream: true, messages: [{ role: "user", content: "hi" }] }),
+        });
+        expect(await response.text()).toContain("The model is overloaded now");
+      } finally {
+        upstream.reset();
+      }
+      await until("the row", async () => (await admin(`/spend/logs?api_key=${token}`)).length === 1, 10_000, 100);
+      const [row] = await admin(`/spend/logs?api_key=${token}`);
+      expect(row.status).toBe(status);
+      const info = row.metadata.error_information;
+      expect(info).toBeDefined();
+      expect(info.error_code).toBe("429");
+      expect(info.error_message).toMatch(/overloaded now/);
+    }, 60_000);
+  }
+});
+
+describe("refused requests' log rows over a Postgres outage", () => {
+  let upstream: Upstream;
+  let pg: PostgresServer;
+  let gateway: RunningGateway;
+  beforeAll(async () => {
+    upstream = await startUpstream();
+    pg = await startPostgres();
+    const dbUrl = await pg.newDatabase();
+    gateway = await startBinary({
+      config: `${pricedModels(upstream.url)}\ngeneral_settings:\n  master_key: sk-1234\n  database_url: ${dbUrl}\n  allow_requests_on_db_unavailable: true\n`,
+    });
+  }, 120_000);
+  afterAll(async () => {
+    await gateway?.stop("SIGKILL");
+    upstream?.stop();
+    await pg?.stop();
+  });
+
+  const admin = async (path: string, body?: object): Promise<any> => {
+    const response = await fetch(`${gateway.url}${path}`, body ? { method: "POST", headers: ADMIN, body: JSON.stringify(body) } : { headers: ADMIN });
+    expect(response.status).toBe(200);
+    return response.json();
+  };
+  const ask = (key: string, model = "m") => fetch(`${gateway.url}/v1/chat/completions`, {
+    method: "POST", headers: { authorization: `Bearer ${key}`, "content-type": "application/json" }, body: JSON.stringify({ model, messages: [{ role: "user", content: "hi" }] }),
+  });
+
+  for (const outage of ["stopped", "hung"] as const) {
+    test(`rows made while the database is ${outage} are written once when it is back, and the spend with them`, async () => {
+      const { key } = await admin("/key/generate", { models: ["m"] });
+      const token = new Bun.CryptoHasher("sha256").update(key).digest("hex");
+      expect((await ask(key)).status).toBe(200);
+      await until("the first row", async () => (await admin(`/spend/logs?api_key=${token}`)).length === 1, 10_000, 100);
+      if (outage === "stopped") await pg.stop();
+      else pg.pause();
+      try {
+        for (let i = 0; i < 3; i++) {
+          expect((await ask(key)).status).toBe(200);
+          expect((await ask(key, "other")).status).toBe(401);
+        }
+        await Bun.sleep(3000);
+      } finally {
+        if (outage === "stopped") await pg.start();
+        else pg.resume();
+      }
+      await until("every row", async () => (await admin(`/spend/logs?api_key=${token}`)).length >= 7, 30_000, 250);
+      await Bun.sleep(2000);
+      const rows: any[] = await admin(`/spend/logs?api_key=${token}`);
+      expect(rows.filter((r) => r.status === "success").length).toBe(4);
+      expect(rows.filter((r) => r.status === "failure").length).toBe(3);
+      expect(new Set(rows.map((r) => r.request_id)).size).toBe(7);
+      expect((await admin(`/key/info?key=${key}`)).info.spend).toBeCloseTo(4 * PRICED_COST, 12);
+    }, 90_000);
+  }
 });
