@@ -360,7 +360,7 @@ export function createInference(deps: InferenceDeps) {
       // A stream may send its usage before its last words (some providers do on their first chunk): what was passed on is charged even so.
       const usage = failed ? NOTHING_USED : outcome.end === "complete" && outcome.usage ? withOutput(ctx, outcome.usage, () => outcome.text) : cutShort(ctx, outcome.usage ?? usageSoFar?.() ?? null, outcome.text);
       const end = failed ? "failure" : outcome.end === "complete" ? "success" : outcome.end === "cancelled" ? "client_disconnected" : "stream_failed";
-      const cost = settle(ctx, usage, end);
+      const cost = settle(ctx, usage, end, outcome.failure ? errorInformation(outcome.failure) : undefined);
       observe(ctx, outcome.end === "complete" ? status : outcome.end === "cancelled" ? 499 : 502, usage, cost, outcome.end);
     });
     return streamed(new Response(body, { status, headers }));

@@ -37,7 +37,7 @@ export function logRefusal(spend: SpendWriter, known: Known, error: unknown, row
 }
 
 /** A failed request's row metadata, as LiteLLM logs it: the error answered, its message cut to MAX_TEXT. */
-export const errorInformation = (error: GatewayError) =>
+export const errorInformation = (error: Pick<GatewayError, "status" | "type" | "message">) =>
   ({ error_information: { error_code: String(error.status), error_class: error.type, error_message: clip(error.message) } });
 
 /** The row's key, user, team and customer before a plan named them (they fill no spend: the row holds no delta). */

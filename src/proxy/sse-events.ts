@@ -11,6 +11,19 @@ const CR = 13;
 const encoder = new TextEncoder();
 const utf8 = new TextDecoder();
 
+/** A stream's failure as its log row gives it (see `errorInformation` in refusals.ts). */
+export interface StreamFailure {
+  status: number;
+  type: string;
+  message: string;
+}
+
+/** What an error event's error (`{message, type, code}`, or a bare string) says, with the status its code or type names. */
+function failureOf(error: any, secret: string | undefined): StreamFailure {
+  const message = typeof error?.message === "string" ? error.message : typeof error === "string" ? error : "Upstream sent an error event";
+  return { status: errorStatus(error) ?? 502, type: typeof error?.type === "string" ? error.type : "upstream_error", message: redact(message, secret) };
+}
+
 /**
  * What becomes of one event: passed on, kept from the client, passed on as `replacement` (a provider
  * error that names the provider key), or the end of a stream that cannot be trusted.
@@ -39,6 +52,8 @@ export class SseEvents {
   private ended = new Set<number>();
   /** The provider sent an error event: the client has the provider's own word on why the stream failed. */
   providerError = false;
+  /** What the provider's first error event said, for the request's log row (its key blanked out). */
+  failure: StreamFailure | null = null;
   /** An event that is not JSON: the provider's stream cannot be trusted past it. */
   malformed = false;
   /** Bytes of the event in progress that came in earlier chunks, and how many. */
@@ -245,10 +260,9 @@ export class SseEvents {
    */
   private asError(chunk: any): Verdict {
     this.error = this.providerError = true;
-    const message = typeof chunk?.message === "string" ? chunk.message : typeof chunk === "string" ? chunk : "Upstream sent an error event";
-    const type = typeof chunk?.type === "string" ? chunk.type : "upstream_error";
-    const status = errorStatus(chunk) ?? 502;
-    const error = { error: { message, type, param: null, code: String(status) } };
+    const failure = failureOf(chunk, this.secret);
+    this.failure ??= failure;
+    const error = { error: { message: failure.message, type: failure.type, param: null, code: String(failure.status) } };
     this.replacement = encoder.encode(`data: ${redact(JSON.stringify(error), this.secret)}\n\n`);
     return "replace";
   }
@@ -278,11 +292,14 @@ export class SseEvents {
       return "malformed";
     }
     this.last = chunk;
-    if (chunk?.error !== undefined) this.error = this.providerError = true;
-    else if (this.eventName === "error") {
+    if (chunk?.error !== undefined) {
+      this.error = this.providerError = true;
+      this.failure ??= failureOf(chunk.error, this.secret);
+    } else if (this.eventName === "error") {
       // Passed on as it is to a client of Anthropic's API; as the OpenAI envelope to the others.
       if (!this.anthropic) return this.asError(chunk);
       this.error = this.providerError = true;
+      this.failure ??= failureOf(chunk, this.secret);
     }
     if (this.anthropic) return this.readEvent(chunk);
     const usage = usageOf(chunk?.usage);

@@ -1,7 +1,7 @@
 import { redact } from "../providers/http";
 import { MAX_EVENT_BYTES } from "../providers/sse";
 import type { Usage } from "../providers/types";
-import { SseEvents } from "./sse-events";
+import { SseEvents, type StreamFailure } from "./sse-events";
 
 export type StreamEnd = "complete" | "cancelled" | "failed";
 
@@ -13,6 +13,8 @@ export interface StreamOutcome {
   text: string;
   /** The provider sent an error event. */
   providerError: boolean;
+  /** A failed stream's error: the provider's first error event's, else the one litegate ended it with. */
+  failure: StreamFailure | null;
 }
 
 /**
@@ -72,13 +74,14 @@ export function tapStream(source: ReadableStream<Uint8Array>, options: TapOption
   let head = options.head;
   const events = new SseEvents(options.clientWantsUsage, options.secret, options.countUsage, options.choices, options.anthropic);
   let ended = false;
-  const finish = (end: StreamEnd) => {
+  const finish = (end: StreamEnd, message?: string) => {
     if (ended) return;
     ended = true;
-    onEnd({ end, usage: events.usage, text: events.text, providerError: events.providerError });
+    const failure = end !== "failed" ? null : (events.failure ?? { status: 502, type: "upstream_error", message: message ?? "Upstream stream failed" });
+    onEnd({ end, usage: events.usage, text: events.text, providerError: events.providerError, failure });
   };
   const fail = (controller: ReadableStreamDefaultController<Uint8Array>, out: Uint8Array[], message: string) => {
-    finish("failed");
+    finish("failed", message);
     if (out.length > 0) controller.enqueue(joined(out));
     // After the provider's own error event, a second one from litegate would only say less.
     if (!events.providerError) controller.enqueue(errorEvent(message, options.anthropic === true));

@@ -33,7 +33,7 @@ describe("the stream tap", () => {
       const { out, outcome } = await tap([bytes.slice(0, at), bytes.slice(at)]);
       expect(out).toEqual(bytes);
       expect(`${at}: ${JSON.stringify(outcome)}`).toBe(
-        `${at}: ${JSON.stringify({ end: "complete", usage: { prompt_tokens: 11, completion_tokens: 7, total_tokens: 18 }, text: 'Grüße, 漢字 🙂{"a":1}', providerError: false })}`,
+        `${at}: ${JSON.stringify({ end: "complete", usage: { prompt_tokens: 11, completion_tokens: 7, total_tokens: 18 }, text: 'Grüße, 漢字 🙂{"a":1}', providerError: false, failure: null })}`,
       );
     }
     // Byte by byte.
@@ -48,6 +48,7 @@ describe("the stream tap", () => {
       const { out, outcome } = await tap([bytes.slice(0, at), bytes.slice(at)], false, "sk-secret-123456");
       expect(new TextDecoder().decode(out)).toBe(`data: {"choices":[{"index":0,"delta":{"content":"a"}}]}\n\ndata: {"error":{"message":"bad key [redacted]"}}\n\ndata: [DONE]\n\n`);
       expect(outcome).toMatchObject({ end: "failed", text: "a", providerError: true, usage: { total_tokens: 2 } });
+      expect(outcome.failure).toEqual({ status: 502, type: "upstream_error", message: "bad key [redacted]" });
     }
   });
 
@@ -101,7 +102,7 @@ describe("the stream tap", () => {
       expect(out).toBe(noUsage.replace("data: [DONE]\n\n", `data: ${JSON.stringify(usageChunk)}\n\ndata: [DONE]\n\n`));
       expect(texts).toEqual(['Grüße, 漢字 🙂{"a":1}']);
       // That count is what the stream is charged.
-      expect(outcome).toEqual({ end: "complete", usage: counted, text: 'Grüße, 漢字 🙂{"a":1}', providerError: false });
+      expect(outcome).toEqual({ end: "complete", usage: counted, text: 'Grüße, 漢字 🙂{"a":1}', providerError: false, failure: null });
     }
     // A provider that ends every choice but sends no [DONE]: the chunk and [DONE] close the stream.
     const finishing = event({ id: "c-2", object: "chat.completion.chunk", created: 1, model: "m-2", choices: [{ index: 0, delta: { content: "Hi" } }] }) +
@@ -110,7 +111,7 @@ describe("the stream tap", () => {
     const cut = new ReadableStream<Uint8Array>({ start(c) { c.enqueue(encoder.encode(finishing)); c.close(); } });
     const closed = await new Response(tapStream(cut, { clientWantsUsage: true, countUsage: () => counted }, (o) => (ended = o))).text();
     expect(closed).toBe(`${finishing}data: ${JSON.stringify({ id: "c-2", object: "chat.completion.chunk", created: 1, model: "m-2", choices: [], usage: counted })}\n\ndata: [DONE]\n\n`);
-    expect(ended).toEqual({ end: "complete", usage: counted, text: "Hi", providerError: false });
+    expect(ended).toEqual({ end: "complete", usage: counted, text: "Hi", providerError: false, failure: null });
     // A client that did not ask: the provider's bytes, and the [DONE] it left out.
     const plain = new ReadableStream<Uint8Array>({ start(c) { c.enqueue(encoder.encode(finishing)); c.close(); } });
     expect(await new Response(tapStream(plain, { clientWantsUsage: false, countUsage: () => counted }, () => {})).text()).toBe(`${finishing}data: [DONE]\n\n`);
@@ -130,7 +131,7 @@ describe("the stream tap", () => {
       event({ choices: [{ index: 0, delta: {}, finish_reason: "function_call" }] }) +
       "data: [DONE]\n\n";
     const { outcome } = await tap([encoder.encode(sse)]);
-    expect(outcome).toEqual({ end: "complete", usage: null, text: 'get_weather{"city":"Paris"}lookup{"q":1}I cannot.', providerError: false });
+    expect(outcome).toEqual({ end: "complete", usage: null, text: 'get_weather{"city":"Paris"}lookup{"q":1}I cannot.', providerError: false, failure: null });
   });
 
   test("events as the SSE rules write them: several data lines, CR line ends, a last event without its blank line", async () => {
@@ -147,7 +148,7 @@ describe("the stream tap", () => {
       // data line, an event each (a client joins an event's lines, which would not be JSON).
       const expected = sse === unterminated ? `${sse}\n\ndata: [DONE]\n\n` : sse === perLine ? `${event(chunk)}${event(usage)}data: [DONE]\n\n`.replaceAll("\r", "") : sse;
       expect(text(out)).toBe(expected);
-      expect(outcome).toEqual({ end: "complete", usage: { prompt_tokens: 3, completion_tokens: 4, total_tokens: 7 }, text: "hi", providerError: false });
+      expect(outcome).toEqual({ end: "complete", usage: { prompt_tokens: 3, completion_tokens: 4, total_tokens: 7 }, text: "hi", providerError: false, failure: null });
     }
   });
 
@@ -159,7 +160,8 @@ describe("the stream tap", () => {
     expect(text(out).startsWith(a + b)).toBe(true);
     expect(text(out)).toContain("malformed stream event");
     expect(text(out)).not.toContain("broken");
-    expect(outcome).toEqual({ end: "failed", usage: null, text: "AB", providerError: false });
+    expect(outcome).toEqual({ end: "failed", usage: null, text: "AB", providerError: false,
+      failure: { status: 502, type: "upstream_error", message: "Upstream sent a malformed stream event; the stream was ended" } });
   });
 
   test("a stream the provider closes before saying it is done ends with an error event, not silently", async () => {
@@ -239,7 +241,7 @@ describe("the stream tap", () => {
     source.enqueue(encoder.encode(usageEvent));
     expect(text((await next).value!)).toBe(usageEvent + "data: [DONE]\n\n");
     expect((await reader.read()).done).toBe(true);
-    expect(outcome).toEqual({ end: "complete", usage: { prompt_tokens: 11, completion_tokens: 7, total_tokens: 18 }, text: "A", providerError: false });
+    expect(outcome).toEqual({ end: "complete", usage: { prompt_tokens: 11, completion_tokens: 7, total_tokens: 18 }, text: "A", providerError: false, failure: null });
   });
 
   test("an event that grows past 16 MB without ending ends the stream with an error, the text passed on before it counted", async () => {
@@ -261,7 +263,8 @@ describe("the stream tap", () => {
     expect(out).toStartWith(a);
     expect(out).toContain("Upstream sent a stream event over 16 MB without ending it; the stream was ended");
     expect(out).not.toContain("xxx");
-    expect(outcome).toEqual({ end: "failed", usage: null, text: "A", providerError: false });
+    expect(outcome).toEqual({ end: "failed", usage: null, text: "A", providerError: false,
+      failure: { status: 502, type: "upstream_error", message: "Upstream sent a stream event over 16 MB without ending it; the stream was ended" } });
     // The opening piece and 16 of 1 MB: read no further.
     expect(sent).toBe(17);
     expect(cancelled).toBe(true);
@@ -310,10 +313,11 @@ describe("the stream tap", () => {
         // A split inside a CRLF may move its LF (see SseEvents.push): the same events, either way.
         expect(text(out).replace(/\r\n?/g, "\n")).toBe(`${a}data: ${JSON.stringify({ error: expected })}\n\n`.replace(/\r\n?/g, "\n"));
         expect(outcome).toMatchObject({ end: "failed", providerError: true, text: "A" });
+        expect(outcome.failure).toEqual({ status: Number(expected.code), type: expected.type, message: expected.message });
       }
     }
     // The name is its own event's only: a chunk after a named event with no data is an answer.
     const after = await tap([encoder.encode(`event: error\n\n${a}${event({ choices: [{ index: 0, delta: {}, finish_reason: "stop" }] })}data: [DONE]\n\n`)]);
-    expect(after.outcome).toMatchObject({ end: "complete", providerError: false });
+    expect(after.outcome).toMatchObject({ end: "complete", providerError: false, failure: null });
   });
 });
