@@ -292,7 +292,10 @@ export class SseEvents {
       return "malformed";
     }
     this.last = chunk;
-    if (chunk?.error !== undefined) {
+    // As in a JSON answer (see `errorInAnswer`), an `error` that is null, "" or false is none: some servers send `"error": null` in every chunk.
+    const error = chunk?.error;
+    const failed = error !== undefined && error !== null && error !== "" && error !== false;
+    if (failed) {
       this.error = this.providerError = true;
       this.failure ??= failureOf(chunk.error, this.secret);
     } else if (this.eventName === "error") {
@@ -308,7 +311,7 @@ export class SseEvents {
     if (!Array.isArray(choices)) {
       if (usage && this.finished) this.usageFinal = true;
       // A usage chunk some servers send with no choices list at all: kept from a client that did not ask, as one with `[]` is.
-      return usage && !this.clientWantsUsage && chunk.error === undefined ? "drop" : "forward";
+      return usage && !this.clientWantsUsage && !failed ? "drop" : "forward";
     }
     for (const choice of choices) {
       const index = typeof choice?.index === "number" ? choice.index : 0;

@@ -81,6 +81,31 @@ describe("a stream the provider fails with an error event", () => {
   const role = { id: "c", object: "chat.completion.chunk", created: 1, model: "m", choices: [{ index: 0, delta: { role: "assistant" }, finish_reason: null }] };
   const content = { ...role, choices: [{ index: 0, delta: { content: "Hello there" }, finish_reason: null }] };
 
+  test("whose chunks carry `\"error\": null` is no failure: the row is a success, charged the provider's usage", async () => {
+    const { key } = await admin("/key/generate", {});
+    const token = new Bun.CryptoHasher("sha256").update(key).digest("hex");
+    const usage = { prompt_tokens: 10, completion_tokens: 20, total_tokens: 30 };
+    upstream.set({ events: [
+      { ...content, error: null },
+      { ...role, choices: [{ index: 0, delta: {}, finish_reason: "stop" }], error: null },
+      { ...role, choices: [], usage, error: null },
+      "[DONE]",
+    ] });
+    try {
+      const response = await fetch(`${gateway.url}/v1/chat/completions`, {
+        method: "POST", headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
+        body: JSON.stringify({ model: "m", stream: true, messages: [{ role: "user", content: "hi" }] }),
+      });
+      expect(await response.text()).toContain("Hello there");
+    } finally {
+      upstream.reset();
+    }
+    await until("the row", async () => (await admin(`/spend/logs?api_key=${token}`)).length === 1, 10_000, 100);
+    const [row] = await admin(`/spend/logs?api_key=${token}`);
+    expect(row.status).toBe("success");
+    expect(row.spend).toBeCloseTo(PRICED_COST, 12);
+  }, 60_000);
+
   for (const [name, events, status] of [
     ["before any text", [role, { error: { message: "The model is overloaded now", type: "server_error", code: "rate_limit_exceeded" } }], "failure"],
     ["after some text", [content, { error: { message: "The model is overloaded now", type: "server_error", code: "rate_limit_exceeded" } }], "stream_failed"],
