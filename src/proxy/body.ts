@@ -138,7 +138,7 @@ function choicesOf(body: Record<string, unknown>, route: Route): number {
 
 /**
  * What Anthropic's Messages API requires, checked before anything is reserved: `max_tokens` (the
- * reservation's size), and `messages` and `system` in a shape the answer can be made from.
+ * reservation's size), and `messages`, `system` and `tools` in a shape the answer can be made from.
  */
 function checkMessagesBody(body: Record<string, unknown>): void {
   if (body.max_tokens === undefined || body.max_tokens === null) throw badRequest("max_tokens: required, a positive integer", "max_tokens");
@@ -157,6 +157,13 @@ function checkMessagesBody(body: Record<string, unknown>): void {
   const system = body.system;
   if (system !== undefined && system !== null && typeof system !== "string" && !(Array.isArray(system) && system.every(isObject))) {
     throw badRequest("system: must be a string or an array of text blocks", "system");
+  }
+  // The tools are counted into the prompt (and translated for OpenAI-compatible deployments): each must be a tool definition.
+  const tools = body.tools;
+  if (tools !== undefined && tools !== null) {
+    if (!Array.isArray(tools)) throw badRequest("tools: must be an array of tool definitions", "tools");
+    const bad = tools.findIndex((tool) => !isObject(tool));
+    if (bad >= 0) throw badRequest(`tools[${bad}]: must be an object (a tool definition)`, `tools[${bad}]`);
   }
 }
 

@@ -1,0 +1,189 @@
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import Anthropic from "@anthropic-ai/sdk";
+import postgres from "postgres";
+import { hashKey } from "../../src/auth/keys";
+import { type RunningGateway, startOnPostgres } from "../helpers/binary";
+import { type Upstream, startUpstream } from "../helpers/upstream";
+import { until } from "../helpers/until";
+
+/**
+ * `POST /v1/messages` driven by Anthropic's own SDK, against a fake Anthropic Messages API answering
+ * in Anthropic's shapes (the first user turn names what it does) and the OpenAI-compatible test upstream.
+ */
+const encoder = new TextEncoder();
+const event = (type: string, data: Record<string, unknown> = {}) => `event: ${type}\ndata: ${JSON.stringify({ type, ...data })}\n\n`;
+const USAGE = { input_tokens: 12, output_tokens: 7, cache_read_input_tokens: 100, cache_creation_input_tokens: 50 };
+const MESSAGE = {
+  id: "msg_cases", type: "message", role: "assistant", model: "claude-upstream", content: [{ type: "text", text: "Hello from Claude" }],
+  stop_reason: "end_turn", stop_sequence: null, usage: USAGE,
+};
+const TOOL_STREAM = [
+  event("message_start", { message: { ...MESSAGE, content: [], stop_reason: null, usage: { ...USAGE, output_tokens: 1 } } }),
+  event("content_block_start", { index: 0, content_block: { type: "tool_use", id: "toolu_1", name: "weather", input: {} } }),
+  event("content_block_delta", { index: 0, delta: { type: "input_json_delta", partial_json: '{"city": ' } }),
+  event("content_block_delta", { index: 0, delta: { type: "input_json_delta", partial_json: '"Paris"}' } }),
+  event("content_block_stop", { index: 0 }),
+  event("message_delta", { delta: { stop_reason: "tool_use", stop_sequence: null }, usage: { output_tokens: 7 } }),
+  event("message_stop"),
+];
+const OVERLOADED = { type: "error", error: { type: "overloaded_error", message: "Overloaded" } };
+const PRICE = { input: 0.000003, output: 0.000015, read: 0.0000003, write: 0.00000375 };
+const CACHED_COST = 12 * PRICE.input + 7 * PRICE.output + 100 * PRICE.read + 50 * PRICE.write;
+
+let upstream: Upstream;
+let anthropic: ReturnType<typeof Bun.serve>;
+let gateway: RunningGateway;
+let sql: ReturnType<typeof postgres>;
+
+const sse = (pieces: string[], close = true) =>
+  new Response(
+    new ReadableStream<Uint8Array>({
+      async start(controller) {
+        for (const piece of pieces) {
+          controller.enqueue(encoder.encode(piece));
+          await Bun.sleep(5);
+        }
+        if (close) controller.close();
+      },
+    }),
+    { headers: { "content-type": "text/event-stream" } },
+  );
+
+beforeAll(async () => {
+  upstream = await startUpstream();
+  anthropic = Bun.serve({
+    port: 0,
+    hostname: "127.0.0.1",
+    async fetch(request) {
+      const body = (await request.json()) as any;
+      const first = body.messages[0].content;
+      const scenario = typeof first === "string" ? first : "";
+      if (scenario === "overloaded") return Response.json(OVERLOADED, { status: 529 });
+      if (scenario === "slow down") return Response.json({ type: "error", error: { type: "rate_limit_error", message: "Slow down" } }, { status: 429, headers: { "retry-after": "7" } });
+      if (!body.stream) return Response.json(MESSAGE);
+      if (scenario === "tool") return sse(TOOL_STREAM);
+      // The provider overloads after its first words: Anthropic's error event, then the end.
+      if (scenario === "breaks") return sse([...TOOL_STREAM.slice(0, 3), `event: error\ndata: ${JSON.stringify(OVERLOADED)}\n\n`]);
+      return sse(TOOL_STREAM);
+    },
+  });
+  const price = `input_cost_per_token: ${PRICE.input}, output_cost_per_token: ${PRICE.output}, cache_read_input_token_cost: ${PRICE.read}, cache_creation_input_token_cost: ${PRICE.write}`;
+  const config = `
+model_list:
+  - model_name: claude
+    litellm_params: {model: anthropic/claude-upstream, api_base: "http://127.0.0.1:${anthropic.port}", api_key: sk-ant-test, ${price}, max_parallel_requests: 1}
+  - model_name: m
+    litellm_params: {model: openai/m, api_base: "${upstream.url}", api_key: fake, input_cost_per_token: 0.000001, output_cost_per_token: 0.000002, max_parallel_requests: 1}
+`;
+  const started = await startOnPostgres(config);
+  gateway = started.gateway;
+  sql = postgres(started.dbUrl, { max: 1 });
+}, 120_000);
+afterAll(async () => {
+  await gateway?.stop();
+  await sql?.end();
+  anthropic?.stop(true);
+  upstream?.stop();
+});
+
+async function newKey(fields: Record<string, unknown> = {}): Promise<string> {
+  const response = await fetch(`${gateway.url}/key/generate`, { method: "POST", headers: { authorization: "Bearer sk-1234" }, body: JSON.stringify(fields) });
+  return ((await response.json()) as any).key;
+}
+
+const client = (key: string) => new Anthropic({ apiKey: key, baseURL: gateway.url, maxRetries: 0 });
+
+async function rowsOf(key: string): Promise<any[]> {
+  return sql`select status, prompt_tokens, completion_tokens, spend from spend_logs where api_key = ${hashKey(key)} order by start_time`;
+}
+
+describe("the Anthropic SDK on an Anthropic deployment", () => {
+  test("messages.create: cache reads and writes priced at their own prices", async () => {
+    const key = await newKey();
+    const message = await client(key).messages.create({ model: "claude", max_tokens: 100, messages: [{ role: "user", content: "Hi" }] });
+    expect(message.usage.cache_read_input_tokens).toBe(100);
+    await until("its spend log row", async () => (await rowsOf(key)).length === 1);
+    const [row] = await rowsOf(key);
+    expect(row.prompt_tokens).toBe(162);
+    expect(row.spend).toBeCloseTo(CACHED_COST, 12);
+  });
+
+  test("messages.stream: a tool use built from input_json_delta, charged with its cache tokens", async () => {
+    const key = await newKey();
+    const final = await client(key).messages.stream({ model: "claude", max_tokens: 100, messages: [{ role: "user", content: "tool" }] }).finalMessage();
+    expect(final.stop_reason).toBe("tool_use");
+    expect(final.content[0]).toMatchObject({ type: "tool_use", name: "weather", input: { city: "Paris" } });
+    await until("its spend log row", async () => (await rowsOf(key)).length === 1);
+    expect((await rowsOf(key))[0].spend).toBeCloseTo(CACHED_COST, 12);
+  });
+
+  test("provider overloaded (529): the SDK gets an error it reads, the slot is given back", async () => {
+    const key = await newKey();
+    const error = await client(key).messages.create({ model: "claude", max_tokens: 100, messages: [{ role: "user", content: "overloaded" }] }).catch((e) => e);
+    expect(error).toBeInstanceOf(Anthropic.APIError);
+    expect(error.status).toBe(529);
+    const again = await client(key).messages.stream({ model: "claude", max_tokens: 100, messages: [{ role: "user", content: "tool" }] }).finalMessage();
+    expect(again.stop_reason).toBe("tool_use");
+  });
+
+  test("provider rate limit: 429 with its retry-after", async () => {
+    const key = await newKey();
+    const response = await fetch(`${gateway.url}/v1/messages`, {
+      method: "POST", headers: { "x-api-key": key, "content-type": "application/json" },
+      body: JSON.stringify({ model: "claude", max_tokens: 10, messages: [{ role: "user", content: "slow down" }] }),
+    });
+    expect(response.status).toBe(429);
+    expect(response.headers.get("retry-after")).toBe("7");
+  });
+
+  test("an error event mid-stream: the SDK throws, the slot is given back", async () => {
+    const key = await newKey();
+    const error = await client(key).messages.stream({ model: "claude", max_tokens: 100, messages: [{ role: "user", content: "breaks" }] }).finalMessage().catch((e) => e);
+    expect(error).toBeInstanceOf(Error);
+    const again = await client(key).messages.stream({ model: "claude", max_tokens: 100, messages: [{ role: "user", content: "tool" }] }).finalMessage();
+    expect(again.stop_reason).toBe("tool_use");
+  });
+});
+
+describe("the Anthropic SDK on an OpenAI-compatible deployment", () => {
+  test("messages.stream: message_start reports the prompt's tokens, the final message the provider's usage", async () => {
+    const key = await newKey();
+    const stream = client(key).messages.stream({ model: "m", max_tokens: 100, messages: [{ role: "user", content: "Hi there, how are you today?" }] });
+    let startInput = -1;
+    stream.on("streamEvent", (e) => {
+      if (e.type === "message_start") startInput = e.message.usage.input_tokens;
+    });
+    const final = await stream.finalMessage();
+    expect(final.content[0]).toMatchObject({ type: "text", text: "Hello from the test upstream" });
+    expect(final.usage).toMatchObject({ input_tokens: 10, output_tokens: 20 });
+    expect(startInput).toBeGreaterThan(0);
+  });
+});
+
+describe("POST /v1/messages/count_tokens", () => {
+  test("the SDK's countTokens: the prompt's tokens, nothing charged; a key is required", async () => {
+    const key = await newKey();
+    const counted = await client(key).messages.countTokens({ model: "m", messages: [{ role: "user", content: "Hi there, how are you today?" }] });
+    expect(counted.input_tokens).toBeGreaterThan(0);
+    const error = await client("sk-wrong").messages.countTokens({ model: "m", messages: [{ role: "user", content: "Hi" }] }).catch((e) => e);
+    expect(error.status).toBe(401);
+    expect(await rowsOf(key)).toEqual([]);
+  });
+});
+
+describe("bad tools", () => {
+  test("tools that are not a list of tool definitions: a 400 naming the field on both deployment kinds, not a 500", async () => {
+    const key = await newKey();
+    for (const model of ["claude", "m"]) {
+      for (const [tools, param] of [[[null], "tools[0]"], [[{ name: "a", input_schema: { type: "object" } }, 5], "tools[1]"], ["weather", "tools"]] as const) {
+        const response = await fetch(`${gateway.url}/v1/messages`, {
+          method: "POST", headers: { "x-api-key": key, "content-type": "application/json" },
+          body: JSON.stringify({ model, max_tokens: 10, messages: [{ role: "user", content: "Hi" }], tools }),
+        });
+        expect(response.status).toBe(400);
+        expect(((await response.json()) as any).error).toMatchObject({ type: "bad_request_error", param, code: "400" });
+      }
+    }
+    expect(await rowsOf(key)).toEqual([]);
+  });
+});
