@@ -81,8 +81,8 @@ function atMost(body: Record<string, unknown>, field: string, most: number): num
   return value;
 }
 
-/** Parses and checks what the gateway itself relies on; every other field goes to the provider untouched. */
-export function parseInferenceBody(text: string, route: Route): InferenceBody {
+/** A JSON object naming a model: what every body litegate routes by model must be. */
+function parseModelBody(text: string) {
   if (text.trim() === "") throw badRequest("Request body is empty: send a JSON object");
   const parsed = parseJsonBody(text);
   if (!parsed.ok) throw badRequest(parsed.message);
@@ -96,6 +96,12 @@ export function parseInferenceBody(text: string, route: Route): InferenceBody {
   if (model.length > 512 || unstorable(model) || /[\u0000-\u001f\u007f]/.test(model)) {
     throw badRequest("model: must be a model name of at most 512 characters, valid Unicode without control characters", "model");
   }
+  return { parsed, body, model };
+}
+
+/** Parses and checks what the gateway itself relies on; every other field goes to the provider untouched. */
+export function parseInferenceBody(text: string, route: Route): InferenceBody {
+  const { parsed, body, model } = parseModelBody(text);
   if (route === "chat") {
     if (!Array.isArray(body.messages) || body.messages.length === 0) {
       throw badRequest("messages: required, a non-empty array of messages", "messages");
@@ -140,9 +146,9 @@ function choicesOf(body: Record<string, unknown>, route: Route): number {
  * What Anthropic's Messages API requires, checked before anything is reserved: `max_tokens` (the
  * reservation's size), and `messages`, `system` and `tools` in a shape the answer can be made from.
  */
-function checkMessagesBody(body: Record<string, unknown>): void {
-  if (body.max_tokens === undefined || body.max_tokens === null) throw badRequest("max_tokens: required, a positive integer", "max_tokens");
-  if (typeof body.max_tokens !== "number" || !Number.isInteger(body.max_tokens) || body.max_tokens < 1) {
+function checkMessagesBody(body: Record<string, unknown>, answered = true): void {
+  if (answered && (body.max_tokens === undefined || body.max_tokens === null)) throw badRequest("max_tokens: required, a positive integer", "max_tokens");
+  if (answered && (typeof body.max_tokens !== "number" || !Number.isInteger(body.max_tokens) || body.max_tokens < 1)) {
     throw badRequest("max_tokens: must be a positive integer", "max_tokens");
   }
   if (!Array.isArray(body.messages) || body.messages.length === 0) throw badRequest("messages: required, a non-empty array of messages", "messages");
@@ -165,6 +171,13 @@ function checkMessagesBody(body: Record<string, unknown>): void {
     const bad = tools.findIndex((tool) => !isObject(tool));
     if (bad >= 0) throw badRequest(`tools[${bad}]: must be an object (a tool definition)`, `tools[${bad}]`);
   }
+}
+
+/** A `/v1/messages/count_tokens` body: a Messages request without `max_tokens`, nothing to answer but its prompt's size. */
+export function parseCountTokensBody(text: string): { body: Record<string, unknown>; model: string } {
+  const { body, model } = parseModelBody(text);
+  checkMessagesBody(body, false);
+  return { body, model };
 }
 
 /** A customer id as sent (the `user` field, or the header `user_header_name` names), or a 400 naming where it came from. */

@@ -1,7 +1,8 @@
 import { Elysia } from "elysia";
 import type { Auth } from "../auth";
-import { mayUse } from "../governance";
-import { notFound } from "../http/errors";
+import { checkModelAccess, mayUse } from "../governance";
+import { badRequest, notFound } from "../http/errors";
+import { parseCountTokensBody, promptTokensOf, readBodyText } from "./body";
 import type { Inference } from "./inference";
 import { INFERENCE_PATHS, type Server, untimed } from "./serve";
 import { aliasesFor, modelInfo, modelsFor } from "./model-info";
@@ -15,6 +16,21 @@ export function inferenceRoutes(inference: Inference, auth: Auth, runtime: () =>
     const summary = route === "messages" ? `Anthropic Messages API ${path}` : `OpenAI-compatible ${path}`;
     app.post(path, handler, { parse: "none", detail: { tags: ["inference"], summary, hide: !path.startsWith("/v1/") } });
   }
+
+  /**
+   * Anthropic's token count (Claude Code asks it before a request): the prompt's tokens as litegate
+   * counts them for budgets, for a key that may use the model. Nothing is sent, charged or limited.
+   */
+  const countTokens = async ({ request }: { request: Request }) => {
+    const caller = await auth.authenticate(request.headers);
+    const current = runtime();
+    const { body, model: asked } = parseCountTokensBody(await readBodyText(request, current.maxBodyBytes, current.config.general_settings.max_request_size_mb));
+    const model = current.aliasOf(asked) ?? asked;
+    checkModelAccess(caller, model, current.router.groups, asked);
+    if (!current.router.has(model)) throw badRequest(`Invalid model name passed in model=${asked}. Call GET /v1/models for the models this key may use.`, "model");
+    return Response.json({ input_tokens: promptTokensOf("messages", body, true) });
+  };
+  app.post("/v1/messages/count_tokens", countTokens, { parse: "none", detail: { tags: ["inference"], summary: "Anthropic Messages API: count a request's input tokens" } });
 
   const models = async ({ request }: { request: Request }) => {
     const caller = await auth.authenticate(request.headers);

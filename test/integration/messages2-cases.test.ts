@@ -167,7 +167,26 @@ describe("POST /v1/messages/count_tokens", () => {
     expect(counted.input_tokens).toBeGreaterThan(0);
     const error = await client("sk-wrong").messages.countTokens({ model: "m", messages: [{ role: "user", content: "Hi" }] }).catch((e) => e);
     expect(error.status).toBe(401);
+    // The tools and system prompt count too, as they do for the budget.
+    const more = await client(key).messages.countTokens({
+      model: "claude", system: "Be brief", messages: [{ role: "user", content: "Hi there, how are you today?" }],
+      tools: [{ name: "weather", description: "The weather in a city", input_schema: { type: "object", properties: { city: { type: "string" } } } }],
+    });
+    expect(more.input_tokens).toBeGreaterThan(counted.input_tokens);
     expect(await rowsOf(key)).toEqual([]);
+  });
+
+  test("a model the key may not use, an unknown model, a body without messages: refused as /v1/messages refuses them", async () => {
+    const key = await newKey({ models: ["m"] });
+    const denied = await client(key).messages.countTokens({ model: "claude", messages: [{ role: "user", content: "Hi" }] }).catch((e) => e);
+    expect(denied.status).toBe(401);
+    const unknown = await client(key).messages.countTokens({ model: "nope", messages: [{ role: "user", content: "Hi" }] }).catch((e) => e);
+    expect([unknown.status, unknown.error.error.param]).toEqual([401, "model"]);
+    const open = await newKey();
+    const missing = await client(open).messages.countTokens({ model: "nope", messages: [{ role: "user", content: "Hi" }] }).catch((e) => e);
+    expect([missing.status, missing.error.error.param]).toEqual([400, "model"]);
+    const empty = await client(open).messages.countTokens({ model: "m", messages: [] }).catch((e) => e);
+    expect([empty.status, empty.error.error.param]).toEqual([400, "messages"]);
   });
 });
 
