@@ -62,6 +62,8 @@ beforeAll(async () => {
       if (scenario === "slow down") return Response.json({ type: "error", error: { type: "rate_limit_error", message: "Slow down" } }, { status: 429, headers: { "retry-after": "7" } });
       if (!body.stream) return Response.json(MESSAGE);
       if (scenario === "tool") return sse(TOOL_STREAM);
+      if (scenario === "silent") return sse(TOOL_STREAM.slice(0, 3), false);
+      if (scenario === "overloaded first") return sse([`event: error\ndata: ${JSON.stringify(OVERLOADED)}\n\n`]);
       // The provider overloads after its first words: Anthropic's error event, then the end.
       if (scenario === "breaks") return sse([...TOOL_STREAM.slice(0, 3), `event: error\ndata: ${JSON.stringify(OVERLOADED)}\n\n`]);
       return sse(TOOL_STREAM);
@@ -72,6 +74,8 @@ beforeAll(async () => {
 model_list:
   - model_name: claude
     litellm_params: {model: anthropic/claude-upstream, api_base: "http://127.0.0.1:${anthropic.port}", api_key: sk-ant-test, ${price}, max_parallel_requests: 1}
+  - model_name: claude-quiet
+    litellm_params: {model: anthropic/claude-upstream, api_base: "http://127.0.0.1:${anthropic.port}", api_key: sk-ant-test, ${price}, max_parallel_requests: 1, stream_timeout: 1}
   - model_name: m
     litellm_params: {model: openai/m, api_base: "${upstream.url}", api_key: fake, input_cost_per_token: 0.000001, output_cost_per_token: 0.000002, max_parallel_requests: 1}
 `;
@@ -228,5 +232,28 @@ describe("spend of a /v1/messages request", () => {
     expect(error.status).toBe(429);
     expect(JSON.stringify(error.error)).toContain("Slow down");
     expect(error.headers.get("retry-after")).toBe("7");
+  });
+});
+
+describe("streams that go wrong on an Anthropic deployment", () => {
+  test("a provider silent past stream_timeout: the client gets Anthropic's error event, the slot comes back, what was used is charged", async () => {
+    const key = await newKey();
+    const started = Date.now();
+    const error = await client(key).messages.stream({ model: "claude-quiet", max_tokens: 100, messages: [{ role: "user", content: "silent" }] }).finalMessage().catch((e) => e);
+    expect(error).toBeInstanceOf(Error);
+    expect(Date.now() - started).toBeLessThan(10_000);
+    await until("its spend log row", async () => (await rowsOf(key)).length === 1);
+    const [row] = await rowsOf(key);
+    expect(row.prompt_tokens).toBe(162);
+    const again = await client(key).messages.stream({ model: "claude-quiet", max_tokens: 100, messages: [{ role: "user", content: "tool" }] }).finalMessage();
+    expect(again.stop_reason).toBe("tool_use");
+  });
+
+  test("a stream that opens with an error event: answered as that error, with its status", async () => {
+    const key = await newKey();
+    const error = await client(key).messages.stream({ model: "claude", max_tokens: 100, messages: [{ role: "user", content: "overloaded first" }] }).finalMessage().catch((e) => e);
+    expect(error.status).toBe(529);
+    const again = await client(key).messages.stream({ model: "claude", max_tokens: 100, messages: [{ role: "user", content: "tool" }] }).finalMessage();
+    expect(again.stop_reason).toBe("tool_use");
   });
 });
