@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { createHash } from "node:crypto";
 import Anthropic from "@anthropic-ai/sdk";
 import postgres from "postgres";
 import { hashKey } from "../../src/auth/keys";
@@ -255,5 +256,48 @@ describe("streams that go wrong on an Anthropic deployment", () => {
     expect(error.status).toBe(529);
     const again = await client(key).messages.stream({ model: "claude", max_tokens: 100, messages: [{ role: "user", content: "tool" }] }).finalMessage();
     expect(again.stop_reason).toBe("tool_use");
+  });
+});
+
+describe("a tool whose name is longer than OpenAI takes, on an OpenAI-compatible deployment", () => {
+  // An MCP tool's name as Claude Code sends it: 83 characters, where OpenAI takes at most 64.
+  const LONG = "mcp__github-enterprise-server__create_or_update_repository_file_contents_with_commit";
+  const SHORT = `${LONG.slice(0, 55)}_${createHash("sha256").update(LONG).digest("hex").slice(0, 8)}`;
+  const tools = [{ name: LONG, description: "Writes a file", input_schema: { type: "object" as const, properties: { path: { type: "string" } } } }];
+  const history = [
+    { role: "user" as const, content: "Write it" },
+    { role: "assistant" as const, content: [{ type: "tool_use" as const, id: "toolu_1", name: LONG, input: { path: "a" } }] },
+    { role: "user" as const, content: [{ type: "tool_result" as const, tool_use_id: "toolu_1", content: "done" }, { type: "text" as const, text: "Again" }] },
+  ];
+
+  test("the provider gets it cut as LiteLLM cuts it; the client gets its tool_use under the name it gave", async () => {
+    const key = await newKey();
+    upstream.set({ message: { role: "assistant", content: null, tool_calls: [{ id: "call_1", type: "function", function: { name: SHORT, arguments: '{"path":"b"}' } }] } });
+    const message = await client(key).messages.create({ model: "m", max_tokens: 100, tools, tool_choice: { type: "tool", name: LONG }, messages: history });
+    const sent = upstream.requests.at(-1)!.body;
+    upstream.reset();
+    expect(sent.tools[0].function.name).toBe(SHORT);
+    expect(sent.tool_choice).toEqual({ type: "function", function: { name: SHORT } });
+    expect(sent.messages[1].tool_calls[0].function.name).toBe(SHORT);
+    expect(message.content as unknown).toEqual([{ type: "tool_use", id: "call_1", name: LONG, input: { path: "b" } }]);
+  });
+
+  test("stream: the tool_use block under the client's name", async () => {
+    const key = await newKey();
+    const chunk = (delta: Record<string, unknown>, finish: string | null = null) => ({ id: "c", object: "chat.completion.chunk", created: 1, model: "m", choices: [{ index: 0, delta, finish_reason: finish }] });
+    upstream.set({
+      events: [
+        chunk({ role: "assistant", tool_calls: [{ index: 0, id: "call_2", type: "function", function: { name: SHORT, arguments: "" } }] }),
+        chunk({ tool_calls: [{ index: 0, function: { arguments: '{"path":"c"}' } }] }),
+        chunk({}, "tool_calls"),
+        { id: "c", object: "chat.completion.chunk", created: 1, model: "m", choices: [], usage: { prompt_tokens: 30, completion_tokens: 8, total_tokens: 38 } },
+        "[DONE]",
+      ],
+    });
+    const final = await client(key).messages.stream({ model: "m", max_tokens: 100, tools, messages: history }).finalMessage();
+    upstream.reset();
+    expect(final.stop_reason).toBe("tool_use");
+    expect(final.content as unknown).toEqual([{ type: "tool_use", id: "call_2", name: LONG, input: { path: "c" } }]);
+    expect(final.usage).toMatchObject({ input_tokens: 30, output_tokens: 8 });
   });
 });

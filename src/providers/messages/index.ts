@@ -1,6 +1,6 @@
 import { countPromptTokens, countTextTokens } from "../../tokens";
 import type { UpstreamCall, UpstreamResult, Usage } from "../types";
-import { chatRequestOf, serverToolOf } from "./request";
+import { chatRequestOf, cutToolNames, serverToolOf } from "./request";
 import { messageOf } from "./response";
 import { messagesStream } from "./stream";
 
@@ -42,11 +42,12 @@ export async function messagesViaChat(call: UpstreamCall, send: (chat: UpstreamC
   const result = await send({ ...call, route: "chat", body, rawBody: JSON.stringify(body) });
   const model = String(call.body.model);
   if (result.kind === "error") return result;
+  const names = cutToolNames(call.body);
   if (result.kind === "json") {
     const completion = JSON.parse(result.body) as Json;
     const usage = result.usage ?? counted(answerText(completion));
-    return { kind: "json", status: result.status, body: JSON.stringify(messageOf(completion, model, usage)), usage };
+    return { kind: "json", status: result.status, body: JSON.stringify(messageOf(completion, model, usage, names)), usage };
   }
-  const stream = messagesStream(result.stream, model, counted, call.onRead, result.head);
+  const stream = messagesStream(result.stream, model, counted, call.onRead, result.head, names);
   return { kind: "stream", status: result.status, stream, secret: result.secret };
 }

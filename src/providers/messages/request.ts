@@ -4,6 +4,8 @@
  * Anthropic's server tools have no OpenAI equivalent: the blocks and fields are left out, a server tool is refused.
  */
 
+import { createHash } from "node:crypto";
+
 type Json = Record<string, any>;
 
 const isObject = (value: unknown): value is Json => typeof value === "object" && value !== null && !Array.isArray(value);
@@ -41,12 +43,31 @@ function userMessages(content: unknown): Json[] {
   return out;
 }
 
+/** The longest tool name OpenAI takes; Anthropic takes longer ones (MCP tools' often are). */
+const MAX_TOOL_NAME = 64;
+
+/** A tool's name as OpenAI takes it: a longer one is cut to 55 characters and a hash of the whole, as LiteLLM cuts it. */
+export function openAiToolName(name: string): string {
+  if (name.length <= MAX_TOOL_NAME) return name;
+  return `${name.slice(0, MAX_TOOL_NAME - 9)}_${createHash("sha256").update(name).digest("hex").slice(0, 8)}`;
+}
+
+/** The names of a request's tools that were cut for OpenAI, by the name the provider knows them by: its tool calls are answered under the client's. */
+export function cutToolNames(body: Json): Map<string, string> | undefined {
+  let names: Map<string, string> | undefined;
+  for (const tool of Array.isArray(body.tools) ? body.tools : []) {
+    const name = String(tool?.name ?? "");
+    if (name.length > MAX_TOOL_NAME) (names ??= new Map()).set(openAiToolName(name), name);
+  }
+  return names;
+}
+
 /** An assistant turn: its text, and its tool uses as tool calls. */
 function assistantMessage(content: unknown): Json {
   if (typeof content === "string") return { role: "assistant", content };
   const calls = (content as Json[])
     .filter((block) => block.type === "tool_use")
-    .map((block) => ({ id: String(block.id ?? ""), type: "function", function: { name: String(block.name ?? ""), arguments: JSON.stringify(block.input ?? {}) } }));
+    .map((block) => ({ id: String(block.id ?? ""), type: "function", function: { name: openAiToolName(String(block.name ?? "")), arguments: JSON.stringify(block.input ?? {}) } }));
   const message: Json = { role: "assistant", content: textOfBlocks(content) || (calls.length > 0 ? null : "") };
   if (calls.length > 0) message.tool_calls = calls;
   return message;
@@ -54,7 +75,7 @@ function assistantMessage(content: unknown): Json {
 
 function toolChoiceOf(choice: Json): unknown {
   if (choice.type === "any") return "required";
-  if (choice.type === "tool") return { type: "function", function: { name: choice.name } };
+  if (choice.type === "tool") return { type: "function", function: { name: typeof choice.name === "string" ? openAiToolName(choice.name) : choice.name } };
   if (choice.type === "none") return "none";
   return "auto";
 }
@@ -78,7 +99,7 @@ export function chatRequestOf(body: Json): Json {
   if (Array.isArray(body.stop_sequences)) chat.stop = body.stop_sequences;
   if (typeof body.metadata?.user_id === "string") chat.user = body.metadata.user_id;
   if (Array.isArray(body.tools) && body.tools.length > 0) {
-    chat.tools = body.tools.map((tool: Json) => ({ type: "function", function: { name: tool.name, description: tool.description, parameters: tool.input_schema } }));
+    chat.tools = body.tools.map((tool: Json) => ({ type: "function", function: { name: typeof tool.name === "string" ? openAiToolName(tool.name) : tool.name, description: tool.description, parameters: tool.input_schema } }));
   }
   if (isObject(body.tool_choice)) {
     chat.tool_choice = toolChoiceOf(body.tool_choice);

@@ -31,17 +31,23 @@ export function inputOf(args: unknown): unknown {
   }
 }
 
+/** A tool call's name as the client named the tool (see `cutToolNames`). */
+export const toolNameOf = (name: unknown, names?: Map<string, string>): string => {
+  const called = String(name ?? "");
+  return names?.get(called) ?? called;
+};
+
 export const messageId = (id: unknown) => (typeof id === "string" && id.startsWith("msg_") ? id : `msg_${crypto.randomUUID().replaceAll("-", "")}`);
 
-/** An OpenAI `chat.completion` as an Anthropic message, named after the model the client asked for. */
-export function messageOf(completion: Json, model: string, usage: Usage | null): Json {
+/** An OpenAI `chat.completion` as an Anthropic message, named after the model the client asked for; its tools by the client's names (see `cutToolNames`). */
+export function messageOf(completion: Json, model: string, usage: Usage | null, names?: Map<string, string>): Json {
   const choice = Array.isArray(completion?.choices) ? completion.choices[0] : undefined;
   const reply = choice?.message ?? {};
   const content: Json[] = [];
   const text = typeof reply.content === "string" ? reply.content : "";
   if (text) content.push({ type: "text", text });
   for (const call of Array.isArray(reply.tool_calls) ? reply.tool_calls : []) {
-    content.push({ type: "tool_use", id: String(call?.id ?? `toolu_${crypto.randomUUID()}`), name: String(call?.function?.name ?? ""), input: inputOf(call?.function?.arguments) });
+    content.push({ type: "tool_use", id: String(call?.id ?? `toolu_${crypto.randomUUID()}`), name: toolNameOf(call?.function?.name, names), input: inputOf(call?.function?.arguments) });
   }
   return {
     id: messageId(completion?.id), type: "message", role: "assistant", model, content,

@@ -1,7 +1,7 @@
 import { translateEvents } from "../event-stream";
 import { usageOf } from "../http";
 import type { Usage } from "../types";
-import { anthropicUsage, messageId, stopReasonOf } from "./response";
+import { anthropicUsage, messageId, stopReasonOf, toolNameOf } from "./response";
 
 type Json = Record<string, any>;
 
@@ -17,7 +17,9 @@ export const anthropicEvent = (type: string, data: Json = {}): Uint8Array =>
  * reason and the usage, and message_stop. The usage is the provider's, else `counted` of the text
  * passed on. A stream that ends before its finish_reason, or sends an error, ends as failed.
  */
-export function messagesStream(source: ReadableStream<Uint8Array>, model: string, counted: (text: string) => Usage, onRead?: () => void, head?: Uint8Array): ReadableStream<Uint8Array> {
+export function messagesStream(
+  source: ReadableStream<Uint8Array>, model: string, counted: (text: string) => Usage, onRead?: () => void, head?: Uint8Array, names?: Map<string, string>,
+): ReadableStream<Uint8Array> {
   let started = false;
   let done = false;
   /** The open content block: its index, and for a tool call the provider's index of that call. */
@@ -59,10 +61,10 @@ export function messagesStream(source: ReadableStream<Uint8Array>, model: string
       const key = typeof call?.index === "number" ? call.index : 0;
       let index = tools.get(key);
       if (index === undefined) {
-        const name = String(call?.function?.name ?? "");
-        index = openBlock(out, { type: "tool_use", id: String(call?.id ?? `toolu_${crypto.randomUUID()}`), name, input: {} }, key);
+        const called = String(call?.function?.name ?? "");
+        index = openBlock(out, { type: "tool_use", id: String(call?.id ?? `toolu_${crypto.randomUUID()}`), name: toolNameOf(called, names), input: {} }, key);
         tools.set(key, index);
-        text += name;
+        text += called;
       }
       const args = call?.function?.arguments;
       if (typeof args === "string" && args !== "") {
