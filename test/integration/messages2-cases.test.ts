@@ -301,3 +301,17 @@ describe("a tool whose name is longer than OpenAI takes, on an OpenAI-compatible
     expect(final.usage).toMatchObject({ input_tokens: 30, output_tokens: 8 });
   });
 });
+
+describe("the SDK's beta calls (`?beta=true`, as Claude Code sends them)", () => {
+  test("beta.messages.create, .stream and .countTokens on both deployment kinds", async () => {
+    const key = await newKey();
+    for (const model of ["claude", "m"]) {
+      const message = await client(key).beta.messages.create({ model, max_tokens: 100, messages: [{ role: "user", content: "Hi" }], betas: ["interleaved-thinking-2025-05-14"] });
+      expect(message.type).toBe("message");
+      const final = await client(key).beta.messages.stream({ model, max_tokens: 100, messages: [{ role: "user", content: "tool" }] }).finalMessage();
+      expect(final.stop_reason).not.toBeNull();
+      const counted = await client(key).beta.messages.countTokens({ model, messages: [{ role: "user", content: "Hi" }] });
+      expect(counted.input_tokens).toBeGreaterThan(0);
+    }
+  });
+});
