@@ -77,6 +77,8 @@ model_list:
     litellm_params: {model: anthropic/claude-upstream, api_base: "http://127.0.0.1:${anthropic.port}", api_key: sk-ant-test, ${price}, max_parallel_requests: 1}
   - model_name: claude-quiet
     litellm_params: {model: anthropic/claude-upstream, api_base: "http://127.0.0.1:${anthropic.port}", api_key: sk-ant-test, ${price}, max_parallel_requests: 1, stream_timeout: 1}
+  - model_name: reasoner
+    litellm_params: {model: openai/gpt-5-mini, api_base: "${upstream.url}", api_key: fake, input_cost_per_token: 0.000001, output_cost_per_token: 0.000002}
   - model_name: m
     litellm_params: {model: openai/m, api_base: "${upstream.url}", api_key: fake, input_cost_per_token: 0.000001, output_cost_per_token: 0.000002, max_parallel_requests: 1}
 `;
@@ -313,5 +315,17 @@ describe("the SDK's beta calls (`?beta=true`, as Claude Code sends them)", () =>
       const counted = await client(key).beta.messages.countTokens({ model, messages: [{ role: "user", content: "Hi" }] });
       expect(counted.input_tokens).toBeGreaterThan(0);
     }
+  });
+});
+
+describe("an OpenAI reasoning model behind /v1/messages", () => {
+  test("is sent max_completion_tokens, which it takes, not max_tokens, which it refuses", async () => {
+    const key = await newKey();
+    await client(key).messages.create({ model: "reasoner", max_tokens: 300, messages: [{ role: "user", content: "Hi" }] });
+    const sent = upstream.requests.at(-1)!.body;
+    expect(sent.max_completion_tokens).toBe(300);
+    expect(sent.max_tokens).toBeUndefined();
+    await client(key).messages.create({ model: "m", max_tokens: 300, messages: [{ role: "user", content: "Hi" }] });
+    expect(upstream.requests.at(-1)!.body.max_tokens).toBe(300);
   });
 });

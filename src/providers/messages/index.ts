@@ -19,6 +19,9 @@ function answerText(completion: Json): string {
   return text;
 }
 
+/** OpenAI's reasoning models (o1, o3, o4-mini, gpt-5…) refuse `max_tokens`: they are sent `max_completion_tokens`, as LiteLLM sends it them. */
+const REASONING_MODEL = /^(?:o\d|gpt-5)/;
+
 /**
  * A Messages request (`/v1/messages`) served by a deployment that speaks the OpenAI API: sent through
  * `send` as the chat request it amounts to, its answer (JSON or stream) made an Anthropic one. A
@@ -34,6 +37,10 @@ export async function messagesViaChat(call: UpstreamCall, send: (chat: UpstreamC
     };
   }
   const body = chatRequestOf(call.body);
+  if (REASONING_MODEL.test(call.deployment.upstreamModel)) {
+    body.max_completion_tokens = body.max_tokens;
+    delete body.max_tokens;
+  }
   const counted = (text: string): Usage => {
     const prompt = countPromptTokens("chat", body, true);
     const completion = text ? countTextTokens(text) : 0;
