@@ -117,7 +117,8 @@ describe("POST /v1/messages on an Anthropic deployment", () => {
     const response = await messages(key, { model: "claude", system: "Be brief", metadata: { user_id: "end-user-1" } }, { headers: { ...HEADERS(key), "anthropic-beta": "tools-2024-04-04" } });
     expect(response.status).toBe(200);
     expect(response.headers.get("x-litellm-response-cost")).toBe(String(CLAUDE_COST));
-    expect(await response.json()).toEqual(MESSAGE);
+    // Named after the model asked for, as LiteLLM names it: the upstream's name stays litegate's.
+    expect(await response.json()).toEqual({ ...MESSAGE, model: "claude" });
     const sent = received.at(-1)!;
     expect(sent.body).toEqual({ model: "claude-upstream", max_tokens: 100, messages: [{ role: "user", content: "Hi" }], system: "Be brief", metadata: { user_id: "end-user-1" } });
     expect(sent.headers.get("x-api-key")).toBe("sk-ant-test");
@@ -139,7 +140,8 @@ describe("POST /v1/messages on an Anthropic deployment", () => {
     const response = await messages(key, { model: "claude", stream: true });
     expect(response.status).toBe(200);
     expect(response.headers.get("content-type")).toBe("text/event-stream");
-    expect(await response.text()).toBe(STREAM.join(""));
+    const named = event("message_start", { message: { ...MESSAGE, model: "claude", content: [], stop_reason: null, usage: { input_tokens: 12, output_tokens: 1 } } });
+    expect(await response.text()).toBe([named, ...STREAM.slice(1)].join(""));
     await until("the key's spend", async () => (await keySpend(key)) > 0, 10_000);
     expect(await keySpend(key)).toBeCloseTo(CLAUDE_COST, 12);
   });

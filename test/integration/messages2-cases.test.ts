@@ -109,6 +109,7 @@ describe("the Anthropic SDK on an Anthropic deployment", () => {
     const key = await newKey();
     const message = await client(key).messages.create({ model: "claude", max_tokens: 100, messages: [{ role: "user", content: "Hi" }] });
     expect(message.usage.cache_read_input_tokens).toBe(100);
+    expect(message.model).toBe("claude");
     await until("its spend log row", async () => (await rowsOf(key)).length === 1);
     const [row] = await rowsOf(key);
     expect(row.prompt_tokens).toBe(162);
@@ -119,6 +120,7 @@ describe("the Anthropic SDK on an Anthropic deployment", () => {
     const key = await newKey();
     const final = await client(key).messages.stream({ model: "claude", max_tokens: 100, messages: [{ role: "user", content: "tool" }] }).finalMessage();
     expect(final.stop_reason).toBe("tool_use");
+    expect(final.model).toBe("claude");
     expect(final.content[0]).toMatchObject({ type: "tool_use", name: "weather", input: { city: "Paris" } });
     await until("its spend log row", async () => (await rowsOf(key)).length === 1);
     expect((await rowsOf(key))[0].spend).toBeCloseTo(CACHED_COST, 12);

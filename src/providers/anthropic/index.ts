@@ -12,8 +12,33 @@ export { translateStream } from "./stream";
 const API_VERSION = "2023-06-01";
 
 /**
+ * A stream's first bytes with its message_start (the one event that names a model) naming `model`;
+ * anything else as read. `head` holds the first event whole (see readFirstEvent).
+ */
+function namedHead(head: Uint8Array, model: string): Uint8Array {
+  const bytes = Buffer.from(head.buffer, head.byteOffset, head.byteLength);
+  const ends = [bytes.indexOf("\n\n"), bytes.indexOf("\r\n\r\n")].filter((i) => i >= 0);
+  if (ends.length === 0) return head;
+  const end = Math.min(...ends);
+  const first = bytes.subarray(0, end).toString("utf8");
+  const line = /^data: ?(.*)$/m.exec(first);
+  if (!line) return head;
+  let event: Record<string, any>;
+  try {
+    event = JSON.parse(line[1]!);
+  } catch {
+    return head;
+  }
+  if (event?.type !== "message_start" || typeof event.message !== "object" || event.message === null) return head;
+  event.message.model = model;
+  const named = `${first.slice(0, line.index)}data: ${JSON.stringify(event)}${first.slice(line.index + line[0].length)}`;
+  return Buffer.concat([Buffer.from(named), bytes.subarray(end)]);
+}
+
+/**
  * A Messages request (`/v1/messages`) goes as the client sent it, only the model renamed (and litegate's
- * own `litellm_metadata` left out); the answer comes back as Anthropic's bytes, a stream event by event.
+ * own `litellm_metadata` left out); the answer comes back as Anthropic's bytes, a stream event by event,
+ * named after the model the client asked for (as LiteLLM names it, and as every other answer is named).
  */
 async function forward(call: UpstreamCall, target: Target): Promise<UpstreamResult> {
   const { litellm_metadata: _ours, ...body } = call.body;
@@ -25,7 +50,7 @@ async function forward(call: UpstreamCall, target: Target): Promise<UpstreamResu
   if (call.stream && response.body && isEventStream(response)) {
     const start = await answer.start();
     if (isError(start)) return start;
-    return { kind: "stream", status: 200, stream: start.rest, head: start.head, secret: target.secret };
+    return { kind: "stream", status: 200, stream: start.rest, head: namedHead(start.head, String(call.body.model)), secret: target.secret };
   }
   const text = await answer.text();
   if (isError(text)) return text;
@@ -36,7 +61,9 @@ async function forward(call: UpstreamCall, target: Target): Promise<UpstreamResu
     return invalidJson(host);
   }
   if (message?.type === "error") return errorFromText(502, text, response.headers, target.secret);
-  return { kind: "json", status: 200, body: text, usage: message?.usage ? usageOf(openAiUsage(message.usage)) : null };
+  const usage = message?.usage ? usageOf(openAiUsage(message.usage)) : null;
+  const named = typeof message?.model === "string" && message.model !== call.body.model;
+  return { kind: "json", status: 200, body: named ? JSON.stringify({ ...message, model: call.body.model }) : text, usage };
 }
 
 async function send(call: UpstreamCall, target: Target): Promise<UpstreamResult> {
