@@ -331,3 +331,21 @@ describe("an OpenAI reasoning model behind /v1/messages", () => {
     expect(upstream.requests.at(-1)!.body.max_tokens).toBe(300);
   });
 });
+
+describe("a client leaving with the SDK's abort()", () => {
+  test("on either deployment kind, the one parallel slot comes back for the next request", async () => {
+    const key = await newKey();
+    for (const [model, content] of [["claude-quiet", "silent"], ["m", "Hi"]] as const) {
+      upstream.set({ chunks: 10, chunkDelayMs: 200 });
+      const stream = client(key).messages.stream({ model, max_tokens: 100, messages: [{ role: "user", content }] });
+      await new Promise<void>((started) => stream.on("streamEvent", (e) => e.type === "content_block_start" && started()));
+      stream.abort();
+      await stream.done().catch(() => {});
+      upstream.reset();
+      await until(`${model}'s slot`, async () => {
+        const next = await client(key).messages.create({ model, max_tokens: 10, messages: [{ role: "user", content: "Hi" }] }).catch((e) => e);
+        return next?.type === "message";
+      });
+    }
+  });
+});
