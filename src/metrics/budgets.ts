@@ -51,6 +51,32 @@ export function renderStandings(standings: Standings): string {
   const keyRequests = new Family("litegate_remaining_api_key_requests", "Remaining requests in the running minute for api key (its rpm_limit)", keyLabels);
   const keyTokens = new Family("litegate_remaining_api_key_tokens", "Remaining tokens in the running minute for api key (its tpm_limit)", keyLabels);
 
+  const members = budgetFamilies("litegate_remaining_team_member_budget", "litegate_team_member_max_budget", "litegate_team_member_budget_remaining_hours",
+    "user in team (max_budget_in_team)", ["team", "user"]);
+  const modelBudgets = {
+    key: budgetFamilies("litegate_remaining_api_key_model_budget", "litegate_api_key_model_max_budget", "litegate_api_key_model_budget_remaining_hours",
+      "api key and model (model_max_budget)", [...keyLabels, "model"]),
+    team: budgetFamilies("litegate_remaining_team_model_budget", "litegate_team_model_max_budget", "litegate_team_model_budget_remaining_hours",
+      "team and model (model_max_budget)", ["team", "team_alias", "model"]),
+    user: budgetFamilies("litegate_remaining_user_model_budget", "litegate_user_model_max_budget", "litegate_user_model_budget_remaining_hours",
+      "user and model (model_max_budget)", ["user", "model"]),
+    "end user": budgetFamilies("litegate_remaining_end_user_model_budget", "litegate_end_user_model_max_budget", "litegate_end_user_model_budget_remaining_hours",
+      "end user (customer) and model (its budget's model_max_budget)", ["end_user", "model"]),
+  };
+  const roomFamilies = (holder: string, who: string, labels: readonly string[]) => ({
+    rpm: new Family(`litegate_remaining_${holder}_requests`, `Remaining requests in the running minute for ${who} (its rpm_limit)`, labels),
+    tpm: new Family(`litegate_remaining_${holder}_tokens`, `Remaining tokens in the running minute for ${who} (its tpm_limit)`, labels),
+  });
+  const rooms = {
+    team: roomFamilies("team", "team", ["team", "team_alias"]),
+    user: roomFamilies("user", "user", ["user"]),
+    "end user": roomFamilies("end_user", "end user (customer)", ["end_user"]),
+  };
+  const teamModelRooms = {
+    rpm: new Family("litegate_remaining_team_requests_for_model", "Remaining requests in the running minute for team and model (its metadata's model_rpm_limit)", ["team", "team_alias", "model"]),
+    tpm: new Family("litegate_remaining_team_tokens_for_model", "Remaining tokens in the running minute for team and model (its metadata's model_tpm_limit)", ["team", "team_alias", "model"]),
+  };
+
   for (const key of standings.keys) {
     const values = [key.token, key.alias ?? ""];
     keys.add(values, key.budget, now);
@@ -63,6 +89,18 @@ export function renderStandings(standings: Standings): string {
   for (const [id, budget] of standings.users) users.add([id], budget, now);
   for (const [id, budget] of standings.customers) customers.add([id], budget, now);
   if (standings.gateway) gateway.add([], standings.gateway, now);
+  for (const { team, user, budget } of standings.members.values()) members.add([team, user], budget, now);
+  for (const { holder, id, alias, model, budget } of standings.modelBudgets) {
+    modelBudgets[holder].add(holder === "key" || holder === "team" ? [id, alias ?? "", model] : [id, model], budget, now);
+  }
+  for (const { holder, id, alias, limits } of standings.rooms) {
+    const values = holder === "team" ? [id, alias ?? ""] : [id];
+    for (const limit of limits) {
+      if (limit.model === null) rooms[holder][limit.kind].add(values, limit.remaining);
+      else teamModelRooms[limit.kind].add([...values, limit.model], limit.remaining);
+    }
+  }
   return [...keys.families, ...teams.families, ...users.families, ...customers.families, ...gateway.families,
-    modelRequests, modelTokens, keyRequests, keyTokens].map((family) => family.render()).join("");
+    modelRequests, modelTokens, keyRequests, keyTokens, ...members.families, ...Object.values(modelBudgets).flatMap((b) => b.families),
+    ...Object.values(rooms).flatMap((r) => [r.rpm, r.tpm]), teamModelRooms.rpm, teamModelRooms.tpm].map((family) => family.render()).join("");
 }

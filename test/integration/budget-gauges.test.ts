@@ -150,6 +150,70 @@ describe("budget and limit gauges (embedded database)", () => {
   }, 20_000);
 });
 
+describe("team member, per-model and holder rate-limit gauges (embedded database)", () => {
+  test("a member's budget in its team, model budgets of key, user, team and customer, and team, user and customer rpm/tpm move by each request", async () => {
+    await sameMinute();
+    const perModel = (budget: number) => ({ m: { budget_limit: budget, time_period: "1d" } });
+    const team = await admin(solo, "/team/new", {
+      team_alias: "ops", rpm_limit: 20, tpm_limit: 5000, model_max_budget: perModel(0.4), metadata: { model_rpm_limit: { m: 8 }, model_tpm_limit: { m: 3000 } },
+    });
+    await admin(solo, "/user/new", { user_id: "member-1", rpm_limit: 30, model_max_budget: perModel(0.3) });
+    await admin(solo, "/team/member_add", { team_id: team.team_id, member: { user_id: "member-1", role: "user" }, max_budget_in_team: 0.5 });
+    await admin(solo, "/customer/new", { user_id: "globex", rpm_limit: 6, tpm_limit: 900, model_max_budget: perModel(0.2) });
+    const { key } = await admin(solo, "/key/generate", { team_id: team.team_id, user_id: "member-1", key_alias: "mk", model_max_budget: perModel(0.1) });
+    const teamLabels = { team: team.team_id, team_alias: "ops" };
+    const memberLabels = { team: team.team_id, user: "member-1" };
+    const figures = (m: Map<string, Sample[]>) => ({
+      member: valueOf(m, "litegate_remaining_team_member_budget", memberLabels),
+      keyModel: valueOf(m, "litegate_remaining_api_key_model_budget", { hashed_api_key: hashKey(key), api_key_alias: "mk", model: "m" }),
+      userModel: valueOf(m, "litegate_remaining_user_model_budget", { user: "member-1", model: "m" }),
+      customerModel: valueOf(m, "litegate_remaining_end_user_model_budget", { end_user: "globex", model: "m" }),
+      teamRequests: valueOf(m, "litegate_remaining_team_requests", teamLabels),
+      teamTokens: valueOf(m, "litegate_remaining_team_tokens", teamLabels),
+      teamModelRequests: valueOf(m, "litegate_remaining_team_requests_for_model", { ...teamLabels, model: "m" }),
+      teamModelTokens: valueOf(m, "litegate_remaining_team_tokens_for_model", { ...teamLabels, model: "m" }),
+      userRequests: valueOf(m, "litegate_remaining_user_requests", { user: "member-1" }),
+      customerRequests: valueOf(m, "litegate_remaining_end_user_requests", { end_user: "globex" }),
+      customerTokens: valueOf(m, "litegate_remaining_end_user_tokens", { end_user: "globex" }),
+    });
+    await ask(solo, key, "globex");
+    let m = await scrape(solo);
+    expect(valueOf(m, "litegate_team_member_max_budget", memberLabels)).toBe(0.5);
+    expect(valueOf(m, "litegate_team_member_budget_remaining_hours", memberLabels)).toBeUndefined();
+    expect(valueOf(m, "litegate_api_key_model_max_budget", { hashed_api_key: hashKey(key), model: "m" })).toBe(0.1);
+    expect(valueOf(m, "litegate_user_model_max_budget", { user: "member-1", model: "m" })).toBe(0.3);
+    expect(valueOf(m, "litegate_end_user_model_max_budget", { end_user: "globex", model: "m" })).toBe(0.2);
+    const hours = valueOf(m, "litegate_end_user_model_budget_remaining_hours", { end_user: "globex", model: "m" })!;
+    expect(hours).toBeGreaterThan(0);
+    expect(hours).toBeLessThanOrEqual(24);
+    // The key's own budget for the model takes the team's place (as in LiteLLM): the team's shows through no key of it yet.
+    expect(valueOf(m, "litegate_remaining_team_model_budget", { ...teamLabels, model: "m" })).toBeUndefined();
+    const first = figures(m);
+    expect(first).toEqual({
+      member: expect.closeTo(0.5 - PRICED_COST, 12), keyModel: expect.closeTo(0.1 - PRICED_COST, 12), userModel: expect.closeTo(0.3 - PRICED_COST, 12),
+      customerModel: expect.closeTo(0.2 - PRICED_COST, 12), teamRequests: 19, teamTokens: 5000 - TOKENS, teamModelRequests: 7, teamModelTokens: 3000 - TOKENS,
+      userRequests: 29, customerRequests: 5, customerTokens: 900 - TOKENS,
+    });
+
+    await ask(solo, key, "globex");
+    await ask(solo, key, "globex");
+    m = await scrape(solo);
+    expect(figures(m)).toEqual({
+      member: expect.closeTo(0.5 - 3 * PRICED_COST, 12), keyModel: expect.closeTo(0.1 - 3 * PRICED_COST, 12), userModel: expect.closeTo(0.3 - 3 * PRICED_COST, 12),
+      customerModel: expect.closeTo(0.2 - 3 * PRICED_COST, 12), teamRequests: 17, teamTokens: 5000 - 3 * TOKENS, teamModelRequests: 5,
+      teamModelTokens: 3000 - 3 * TOKENS, userRequests: 27, customerRequests: 3, customerTokens: 900 - 3 * TOKENS,
+    });
+
+    // A team key without a budget of its own for the model spends the team's.
+    const { key: plain } = await admin(solo, "/key/generate", { team_id: team.team_id, key_alias: "plain" });
+    await ask(solo, plain);
+    m = await scrape(solo);
+    expect(valueOf(m, "litegate_remaining_team_model_budget", { ...teamLabels, model: "m" })).toBeCloseTo(0.4 - PRICED_COST, 12);
+    expect(valueOf(m, "litegate_team_model_max_budget", { ...teamLabels, model: "m" })).toBe(0.4);
+    expect(valueOf(m, "litegate_remaining_team_requests", teamLabels)).toBe(16);
+  });
+});
+
 test("a customer held to max_end_user_budget_id's budget shows that budget, once it is read", async () => {
   const h = await inProcessGateway(`${MOCK_CONFIG}litellm_settings:\n  max_end_user_budget_id: free-tier\n`);
   try {
@@ -188,6 +252,26 @@ describe("budget and limit gauges (two instances sharing Postgres and Redis)", (
     expect(valueOf(m, "litellm_remaining_api_key_budget_metric", keyLabels)!).toBeLessThanOrEqual(0.01 - 2 * PRICED_COST + 1e-12);
     expect(valueOf(m, "litellm_remaining_api_key_requests_for_model", { ...keyLabels, model: "m" })!).toBeLessThanOrEqual(8);
   });
+
+  test("team member budgets, model budgets and team limits show the shared figures", async () => {
+    await sameMinute();
+    const [a, b] = shared as [RunningGateway, RunningGateway];
+    // Near enough their edge that each instance pushes what it settles at once.
+    const team = await admin(a, "/team/new", { team_alias: "pair", rpm_limit: 5, metadata: { model_rpm_limit: { m: 4 } } });
+    await admin(a, "/user/new", { user_id: "pair-user" });
+    await admin(a, "/team/member_add", { team_id: team.team_id, member: { user_id: "pair-user", role: "user" }, max_budget_in_team: 0.01 });
+    const { key } = await admin(a, "/key/generate", { team_id: team.team_id, user_id: "pair-user", model_max_budget: { m: { budget_limit: 0.01, time_period: "1d" } } });
+    const teamLabels = { team: team.team_id, team_alias: "pair" };
+    await ask(a, key);
+    await ask(a, key);
+    await Bun.sleep(500);
+    await ask(b, key);
+    const m = await scrape(b);
+    expect(valueOf(m, "litegate_remaining_team_member_budget", { team: team.team_id, user: "pair-user" })).toBeCloseTo(0.01 - 3 * PRICED_COST, 12);
+    expect(valueOf(m, "litegate_remaining_api_key_model_budget", { hashed_api_key: hashKey(key), model: "m" })).toBeCloseTo(0.01 - 3 * PRICED_COST, 12);
+    expect(valueOf(m, "litegate_remaining_team_requests", teamLabels)).toBe(2);
+    expect(valueOf(m, "litegate_remaining_team_requests_for_model", { ...teamLabels, model: "m" })).toBe(1);
+  });
 });
 
 describe("bounded by metrics_budget_gauges_limit", () => {
@@ -208,6 +292,14 @@ describe("bounded by metrics_budget_gauges_limit", () => {
       const hashes = keys.map(hashKey);
       const shown = (await scrape(gw)).get("litellm_remaining_api_key_budget_metric")!.map((s) => s.labels.hashed_api_key);
       expect(shown.sort()).toEqual([hashes[0]!, hashes[1]!].sort());
+      await sameMinute();
+      // Customers' rate limits the same way: a half, three quarters and nine tenths of their minute left.
+      for (const [i, rpm] of [2, 4, 10].entries()) {
+        await admin(gw, "/customer/new", { user_id: `bounded-${i}`, rpm_limit: rpm });
+        await ask(gw, keys[3]!, `bounded-${i}`);
+      }
+      const rooms = (await scrape(gw)).get("litegate_remaining_end_user_requests")!.map((s) => s.labels.end_user);
+      expect(rooms.sort()).toEqual(["bounded-0", "bounded-1"]);
 
       await Bun.write(gw.configPath, config(0));
       gw.proc.kill("SIGHUP");

@@ -27,6 +27,15 @@ describe("request metrics in the Prometheus text format", () => {
       teams: new Map([["team-1", { alias: null, budget: { max: 1, remaining: -0.25, resetsAt: null } }]]),
       users: new Map(),
       customers: new Map([["acme", { max: null, remaining: Infinity, resetsAt: null }]]),
+      members: new Map([["team-1\nu\"1", { team: "team-1", user: 'u"1', budget: { max: 2, remaining: 0.5, resetsAt: at + 1_800_000 } }]]),
+      modelBudgets: [
+        { holder: "key", id: "t1", alias: null, model: "gpt\\4", budget: { max: 1, remaining: 0.75, resetsAt: null } },
+        { holder: "end user", id: "acme", alias: "ignored", model: "m", budget: { max: 3, remaining: 2, resetsAt: null } },
+      ],
+      rooms: [
+        { holder: "team", id: "team-1", alias: "qa", limits: [{ model: null, kind: "rpm", remaining: 4, limit: 5 }, { model: "m", kind: "tpm", remaining: 70, limit: 100 }] },
+        { holder: "end user", id: "acme", alias: null, limits: [{ model: null, kind: "tpm", remaining: 10, limit: 20 }] },
+      ],
       gateway: null,
     });
     expect(text).toContain("# TYPE litellm_remaining_api_key_budget_metric gauge\n");
@@ -41,6 +50,17 @@ describe("request metrics in the Prometheus text format", () => {
     expect(text).toContain('litellm_remaining_team_budget_metric{team="team-1",team_alias=""} -0.25\n');
     expect(text).toContain('litegate_remaining_end_user_budget{end_user="acme"} +Inf\n');
     expect(text).not.toContain("\nlitegate_remaining_proxy_budget ");
+    expect(text).toContain('litegate_remaining_team_member_budget{team="team-1",user="u\\"1"} 0.5\n');
+    expect(text).toContain('litegate_team_member_budget_remaining_hours{team="team-1",user="u\\"1"} 0.5\n');
+    expect(text).toContain('litegate_remaining_api_key_model_budget{hashed_api_key="t1",api_key_alias="",model="gpt\\\\4"} 0.75\n');
+    expect(text).toContain('litegate_end_user_model_max_budget{end_user="acme",model="m"} 3\n');
+    expect(text).toContain('litegate_remaining_team_requests{team="team-1",team_alias="qa"} 4\n');
+    expect(text).toContain('litegate_remaining_team_tokens_for_model{team="team-1",team_alias="qa",model="m"} 70\n');
+    expect(text).toContain('litegate_remaining_end_user_tokens{end_user="acme"} 10\n');
+    // Each family's HELP and TYPE once, whatever its samples.
+    const types = text.split("\n").filter((line) => line.startsWith("# TYPE "));
+    expect(new Set(types).size).toBe(types.length);
+    expect(types).toContain("# TYPE litegate_remaining_user_requests gauge");
   });
 
   test("histograms count cumulatively, with +Inf, sum and count", () => {
