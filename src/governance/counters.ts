@@ -210,7 +210,20 @@ export class LocalCounters implements Counters {
   readonly shared = false;
 
   forget(prefix: string, renamedTo?: string, ended = false): void {
-    this.successions.retireUnder(this.states, prefix, renamedTo, this.now(), (state) => state.reserved, ended);
+    this.successions.retireUnder(this.states, prefix, renamedTo, this.now(), (state) => state.reserved, ended, (key, state) => this.moveWindow(key, state));
+  }
+
+  /** A renamed rate window: under `key`, with what it counted and holds (added to a window already there). */
+  private moveWindow(key: string, state: State): State {
+    const there = this.states.get(key);
+    if (!there) {
+      const moved = { ...state };
+      this.states.set(key, moved);
+      return moved;
+    }
+    there.value += state.value;
+    there.reserved += state.reserved;
+    return there;
   }
 
   drop(prefix: string, renamedTo?: string, ended = false): void {

@@ -12,6 +12,8 @@ import { type CounterCheck, type WriteProgress, lessHeld } from "./counters";
  * `on`), and a counter that went leads to the one that took its reservations, through any number of
  * changes. A request that ends before a successor is made leaves its cost with the reservations
  * waiting: the successor, made from the stored spend, adds what the spend writer had not written yet.
+ * A regenerated key's rate windows have no stored count to be made again from: each goes on under the
+ * new token at once, with what it counted (see `retireUnder`).
  */
 interface Carried<S> {
   /** Reservations of requests in flight on the counters that went, until a successor takes them. */
@@ -24,7 +26,7 @@ interface Carried<S> {
   at: number;
 }
 
-/** Whether a counter's requests in flight pass to its successor: budgets and parallel slots (rate windows start afresh). */
+/** Whether a counter's requests in flight wait for its successor: budgets and parallel slots (a renamed rate window has its successor at once, see `retireUnder`). */
 const carries = (key: string) => counterKeys.isBudget(key) || counterKeys.isParallel(key);
 
 /** A counter's name: a budget's key without the period, which changes with a new duration; a parallel counter's key. */
@@ -42,17 +44,23 @@ export class Successions<S extends object> {
    * instead), each with what `held` says its requests in flight reserved. Returns those that went.
    * `ended`: their row was deleted; what its requests in flight held goes with it, and they end on no
    * counter (those made next under the same names belong to a row made again under its id).
+   * `moveWindow`: a renamed rate window (rpm, tpm) goes on under the new name at once, with what it
+   * counted and holds (a regenerated key at its rpm_limit stays there): it makes or adds to the
+   * counter under `key` and returns it; its requests in flight settle there.
    */
-  retireUnder(states: Map<string, S>, prefix: string, renamedTo: string | undefined, now: number, held: (state: S) => number, ended = false): S[] {
+  retireUnder(states: Map<string, S>, prefix: string, renamedTo: string | undefined, now: number, held: (state: S) => number, ended = false,
+    moveWindow?: (key: string, state: S) => S): S[] {
     if (renamedTo !== undefined) this.rename(prefix, renamedTo);
     if (ended) for (const name of this.waiting.keys()) if (name.startsWith(prefix)) this.waiting.delete(name);
     const gone: S[] = [];
     for (const [key, state] of states) {
       if (!key.startsWith(prefix)) continue;
-      if (ended) this.retired.set(state, { held: 0, successor: null, into: null, ended: [], at: now });
-      else this.retire(renamedTo === undefined ? key : renamedTo + key.slice(prefix.length), state, held(state), now);
       states.delete(key);
       gone.push(state);
+      const next = renamedTo === undefined ? key : renamedTo + key.slice(prefix.length);
+      if (ended) this.retired.set(state, { held: 0, successor: null, into: null, ended: [], at: now });
+      else if (moveWindow && renamedTo !== undefined && counterKeys.isWindow(key)) this.retired.set(state, { held: 0, successor: moveWindow(next, state), into: null, ended: [], at: now });
+      else this.retire(next, state, held(state), now);
     }
     return gone;
   }

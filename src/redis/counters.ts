@@ -6,7 +6,7 @@ import { chooseSyncs } from "./choose";
 import { ALIVE_ADMITTING_MS, ALIVE_MS, HEARTBEAT_REPLIES, Heartbeat, generationOf } from "./heartbeat";
 import { type RedisKeys, deleteCounters, reclaimMessage, redisKeys } from "./keys";
 import { type State, type SyncReply, type TickSync, addTickSyncs, alone, applyReply, applyTickReplies, consumed, fitsLease, atLimit, heldByOthers, lostData,
-  pushTotal, pushedUpTo, replyAt, roomWanted, newState, refused, serialized, spareWanted, startPush, syncArgs, tickSync, unpushed } from "./lease";
+  pushTotal, pushedUpTo, replyAt, roomWanted, newState, refused, serialized, spareWanted, startPush, syncArgs, takeShare, tickSync, unpushed } from "./lease";
 import { Sweep } from "./sweep";
 import SYNC_SCRIPT from "./sync.lua" with { type: "text" };
 
@@ -73,9 +73,7 @@ export class SharedCounters implements Counters {
     this.timer = setInterval(() => void this.tick(), this.tickMs);
   }
 
-  get isDegraded(): boolean {
-    return this.degraded;
-  }
+  get isDegraded(): boolean { return this.degraded; }
 
   private state(check: CounterCheck): State {
     let s = this.states.get(check.key);
@@ -373,7 +371,8 @@ export class SharedCounters implements Counters {
 
   drop(prefix: string, renamedTo?: string, ended = false): void {
     // Never synced again: a successor may have their key, and their requests in flight are the successor's now.
-    for (const s of this.successions.retireUnder(this.states, prefix, renamedTo, this.options.now(), (s) => s.inflight, ended)) this.dirty.delete(s);
+    const moveWindow = (key: string, old: State) => takeShare(this.state({ ...old.check, key, initial: 0, on: undefined }), old, this.dirty, this.options.now());
+    for (const s of this.successions.retireUnder(this.states, prefix, renamedTo, this.options.now(), (s) => s.inflight, ended, moveWindow)) this.dirty.delete(s);
   }
 
   trackWrites(progress: WriteProgress): void { this.successions.writes = progress; }

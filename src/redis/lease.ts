@@ -68,6 +68,19 @@ export function newState(check: CounterCheck, now: number): State {
   };
 }
 
+/**
+ * A renamed rate window (a regenerated key's) goes on in `s`: this instance's share of the `old` one,
+ * everything it settled there (pushed or not) and its requests in flight, goes to the shared counter
+ * at the next tick. Each instance moves its own share as it learns of the rename: the count stays whole.
+ */
+export function takeShare(s: State, old: State, dirty: Set<State>, now: number): State {
+  s.inflight += old.inflight;
+  s.unsynced += old.acked + old.pushing + old.unsynced;
+  s.touchedAt = now;
+  dirty.add(s);
+  return s;
+}
+
 /** Remembers what a refusal was decided on, for its message (`Counters.decidedOn`), and answers `answer`. */
 export function refused<T>(s: State, value: number, answer: T): T {
   s.refusedOn = value;

@@ -77,17 +77,21 @@ export interface Regenerated {
 }
 
 /**
- * A regenerated key's budget counters and parallel slots go over to its new token, with the requests
- * still in flight under the old secret holding their reservations there (see `Successions`): its
- * budgets count them and it has no more slots than its limit. Its rate windows start afresh.
+ * A regenerated key's budget counters, parallel slots and running rate windows (its models' too) go
+ * over to its new token, with the requests still in flight under the old secret holding their
+ * reservations there (see `Successions`): its budgets count them, it has no more slots than its limit,
+ * and what it made in the running minute still counts against its rpm and tpm limits.
  */
 export function carryOver(regenerated: Regenerated | undefined, counters: Counters, shared: boolean): void {
   if (!regenerated) return;
   const { from, to } = regenerated;
+  const windows = (scope: (token: string) => string) => counterKeys.windowPrefixes(scope(from)).map((prefix, i) => [prefix, counterKeys.windowPrefixes(scope(to))[i]!] as const);
   const prefixes = [
     [counterKeys.budgetPrefix(scopes.key(from)), counterKeys.budgetPrefix(scopes.key(to))],
     [counterKeys.budgetPrefix(scopes.keyModels(from)), counterKeys.budgetPrefix(scopes.keyModels(to))],
     [counterKeys.parallel(scopes.key(from)), counterKeys.parallel(scopes.key(to))],
+    ...windows(scopes.key),
+    ...windows(scopes.keyModels),
   ] as const;
   for (const [prefix, renamedTo] of prefixes) {
     if (shared) counters.forget(prefix, renamedTo);
