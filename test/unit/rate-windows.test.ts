@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { type CounterCheck, LocalCounters, RATE_WINDOW_MS, counterKeys, rateWindow, scopes } from "../../src/governance";
 import { WINDOWS_FILE } from "../../src/paths";
 import { SAVED_WINDOWS_PER_KIND, dropRateWindows, readRateWindows, saveRateWindows } from "../../src/rate-windows";
+import { carryOver } from "../../src/spend/reset";
 import { tempDir } from "../helpers/services";
 
 const NOW = Date.UTC(2026, 0, 15, 12, 0, 20);
@@ -112,5 +113,31 @@ describe("the file the rate windows are saved in", () => {
     const windows = Array.from({ length: 2 * SAVED_WINDOWS_PER_KIND + 10 }, (_, i) => [`r:k:${i}:60000`, 1]);
     writeFileSync(join(dataDir, WINDOWS_FILE), JSON.stringify({ format: 1, windows }));
     expect(readRateWindows(dataDir, warn)).toHaveLength(2 * SAVED_WINDOWS_PER_KIND);
+  });
+});
+
+describe("a regenerated key's rate windows on local counters", () => {
+  test("go on under the new token, added to those it counted already; requests in flight settle there, once", () => {
+    const counters = new LocalCounters(() => NOW);
+    const [from, to] = [scopes.key("old"), scopes.key("new")];
+    const model = (token: string) => check(counterKeys.requests(scopes.keyModel(token, "m"), window.start), 3, 1);
+    serve(counters, rpm(from), tpm(from), model("old"));
+    const inFlight = [rpm(from), tpm(from)];
+    expect(counters.admit(inFlight)).toBe(-1);
+    // A request under the new secret before the change reached here.
+    serve(counters, tpm(to));
+    carryOver({ from: "old", to: "new" }, counters, false);
+    expect(counters.holds(rpm(from))).toBe(false);
+    expect([counters.used(rpm(to)), counters.held(rpm(to))]).toEqual([2, 1]);
+    expect([counters.used(tpm(to)), counters.held(tpm(to))]).toEqual([60, 20]);
+    expect(counters.used(model("new"))).toBe(1);
+    counters.settle(inFlight[0]!, 1);
+    counters.settle(inFlight[1]!, 25);
+    expect([counters.used(rpm(to)), counters.held(rpm(to))]).toEqual([2, 0]);
+    expect([counters.used(tpm(to)), counters.held(tpm(to))]).toEqual([65, 0]);
+    expect(counters.holds(rpm(from))).toBe(false);
+    // Two of its 3 requests counted: the new secret has one more.
+    expect(counters.admit([rpm(to)])).toBe(-1);
+    expect(counters.admit([rpm(to)])).toBe(0);
   });
 });
