@@ -60,6 +60,7 @@ beforeAll(async () => {
       const first = body.messages[0].content;
       const scenario = typeof first === "string" ? first : "";
       if (scenario === "overloaded") return Response.json(OVERLOADED, { status: 529 });
+      if (scenario === "overloaded in a 200") return Response.json(OVERLOADED);
       if (scenario === "slow down") return Response.json({ type: "error", error: { type: "rate_limit_error", message: "Slow down" } }, { status: 429, headers: { "retry-after": "7" } });
       if (!body.stream) return Response.json(MESSAGE);
       if (scenario === "tool") return sse(TOOL_STREAM);
@@ -133,6 +134,13 @@ describe("the Anthropic SDK on an Anthropic deployment", () => {
     expect(error.status).toBe(529);
     const again = await client(key).messages.stream({ model: "claude", max_tokens: 100, messages: [{ role: "user", content: "tool" }] }).finalMessage();
     expect(again.stop_reason).toBe("tool_use");
+  });
+
+  test("an error Anthropic answers with a 200 gets the status its type names, as on the chat path (529 for overloaded_error)", async () => {
+    const key = await newKey();
+    const error = await client(key).messages.create({ model: "claude", max_tokens: 100, messages: [{ role: "user", content: "overloaded in a 200" }] }).catch((e) => e);
+    expect(error).toBeInstanceOf(Anthropic.APIError);
+    expect(error.status).toBe(529);
   });
 
   test("provider rate limit: 429 with its retry-after", async () => {

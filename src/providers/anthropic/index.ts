@@ -1,5 +1,5 @@
 import { errorStatus } from "../error-status";
-import { type Target, baseUrl, errorFrom, errorFromText, invalidJson, isError, isEventStream, makeTarget, paramOrEnv, post, usageFrom, usageOf } from "../http";
+import { type Answer, type ErrorResult, type Target, baseUrl, errorFrom, errorFromText, invalidJson, isError, isEventStream, makeTarget, paramOrEnv, post, usageFrom, usageOf } from "../http";
 import type { Deployment, Provider, UpstreamCall, UpstreamResult } from "../types";
 import { jsonSchemaOf, malformedForAnthropic, toAnthropic } from "./request";
 import { fromAnthropic, openAiUsage } from "./response";
@@ -40,27 +40,38 @@ function namedHead(head: Uint8Array, model: string): Uint8Array {
  * own `litellm_metadata` left out); the answer comes back as Anthropic's bytes, a stream event by event,
  * named after the model the client asked for (as LiteLLM names it, and as every other answer is named).
  */
-async function forward(call: UpstreamCall, target: Target): Promise<UpstreamResult> {
-  const { litellm_metadata: _ours, ...body } = call.body;
-  const to = call.betas ? { ...target, headers: { ...target.headers, "anthropic-beta": call.betas } } : target;
-  const answer = await post(call, to, JSON.stringify({ ...body, model: call.deployment.upstreamModel }));
-  if (isError(answer)) return answer;
-  const { response, host } = answer;
-  if (!response.ok) return errorFrom(answer, target.secret);
-  if (call.stream && response.body && isEventStream(response)) {
-    const start = await answer.start();
-    if (isError(start)) return start;
-    return { kind: "stream", status: 200, stream: start.rest, head: namedHead(start.head, String(call.body.model)), secret: target.secret };
-  }
+/**
+ * A JSON answer's text and message. An error Anthropic answers with a 2xx is one: its error's type
+ * names the status Anthropic answers it with otherwise (see error-status.ts).
+ */
+async function messageOf(answer: Answer, target: Target): Promise<{ text: string; message: Record<string, any> } | ErrorResult> {
   const text = await answer.text();
   if (isError(text)) return text;
   let message: Record<string, any>;
   try {
     message = JSON.parse(text);
   } catch {
-    return invalidJson(host);
+    return invalidJson(answer.host);
   }
-  if (message?.type === "error") return errorFromText(502, text, response.headers, target.secret);
+  if (message?.type === "error") return errorFromText(errorStatus(message.error) ?? 502, text, answer.response.headers, target.secret);
+  return { text, message };
+}
+
+async function forward(call: UpstreamCall, target: Target): Promise<UpstreamResult> {
+  const { litellm_metadata: _ours, ...body } = call.body;
+  const to = call.betas ? { ...target, headers: { ...target.headers, "anthropic-beta": call.betas } } : target;
+  const answer = await post(call, to, JSON.stringify({ ...body, model: call.deployment.upstreamModel }));
+  if (isError(answer)) return answer;
+  const { response } = answer;
+  if (!response.ok) return errorFrom(answer, target.secret);
+  if (call.stream && response.body && isEventStream(response)) {
+    const start = await answer.start();
+    if (isError(start)) return start;
+    return { kind: "stream", status: 200, stream: start.rest, head: namedHead(start.head, String(call.body.model)), secret: target.secret };
+  }
+  const read = await messageOf(answer, target);
+  if (isError(read)) return read;
+  const { text, message } = read;
   const usage = message?.usage ? usageOf(openAiUsage(message.usage)) : null;
   const named = typeof message?.model === "string" && message.model !== call.body.model;
   return { kind: "json", status: 200, body: named ? JSON.stringify({ ...message, model: call.body.model }) : text, usage };
@@ -82,7 +93,7 @@ async function send(call: UpstreamCall, target: Target): Promise<UpstreamResult>
   const jsonAnswer = jsonSchemaOf(call.body.response_format) !== undefined;
   const answer = await post(call, target, JSON.stringify(toAnthropic(call.body, call.deployment.upstreamModel)));
   if (isError(answer)) return answer;
-  const { response, host } = answer;
+  const { response } = answer;
   if (!response.ok) return errorFrom(answer, target.secret);
   if (call.stream && response.body && isEventStream(response)) {
     const start = await answer.start();
@@ -90,17 +101,9 @@ async function send(call: UpstreamCall, target: Target): Promise<UpstreamResult>
     const { stream, usageSoFar } = translateStreamWithUsage(start.rest, model, jsonAnswer, call.onRead, start.head);
     return { kind: "stream", status: 200, stream, usageSoFar, secret: target.secret };
   }
-  const text = await answer.text();
-  if (isError(text)) return text;
-  let message: Record<string, unknown>;
-  try {
-    message = JSON.parse(text);
-  } catch {
-    return invalidJson(host);
-  }
-  // Its error's type names the status Anthropic answers it with otherwise (see error-status.ts).
-  if (message?.type === "error") return errorFromText(errorStatus(message.error) ?? 502, text, response.headers, target.secret);
-  const translated = fromAnthropic(message, model, undefined, jsonAnswer);
+  const read = await messageOf(answer, target);
+  if (isError(read)) return read;
+  const translated = fromAnthropic(read.message, model, undefined, jsonAnswer);
   return { kind: "json", status: 200, body: JSON.stringify(translated), usage: usageFrom(translated) };
 }
 
