@@ -110,3 +110,9 @@ export async function startOnPostgres(config: string, after = ""): Promise<{ gat
   const gateway = await startBinary({ config: `${config}\ngeneral_settings:\n  master_key: sk-1234\n  database_url: ${dbUrl}\n${after}` });
   return { gateway, dbUrl };
 }
+
+/** The binary with the master key sk-1234 on Postgres (see `startOnPostgres`) or on the embedded database: `config` as there. */
+export async function startOn(database: "postgres" | "embedded", config: string): Promise<RunningGateway> {
+  if (database === "postgres") return (await startOnPostgres(config)).gateway;
+  return startBinary({ config: `${config}\ngeneral_settings:\n  master_key: sk-1234\n` });
+}

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { type RunningGateway, startBinary, startOnPostgres } from "../helpers/binary";
+import { type RunningGateway, startOn } from "../helpers/binary";
 import { type Harness, MOCK_CONFIG, gatewayFor } from "../helpers/gateway";
 import { sharedPostgres } from "../helpers/services";
 import { sharedRedis } from "../helpers/shared-redis";
@@ -193,9 +193,7 @@ describe("per-model budgets of users and teams, the binary", () => {
 
   for (const kind of ["postgres", "embedded"] as const) {
     test(`several keys of one user and of one team spend on a model until refused (${kind} database)`, async () => {
-      const gateway: RunningGateway = kind === "postgres"
-        ? (await startOnPostgres(MODELS(upstream.url))).gateway
-        : await startBinary({ config: `${MODELS(upstream.url)}\ngeneral_settings:\n  master_key: sk-1234\n` });
+      const gateway: RunningGateway = await startOn(kind, MODELS(upstream.url));
       try {
         const call = async (path: string, body?: unknown, key = "sk-1234") => {
           const response = await fetch(`${gateway.url}${path}`, {

@@ -1,19 +1,17 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { type RunningGateway, startBinary, startOnPostgres } from "../helpers/binary";
+import { type RunningGateway, startBinary, startOn } from "../helpers/binary";
 import { type PostgresServer, startPostgres } from "../helpers/services";
 import { until } from "../helpers/until";
 import { PRICED_COST, type Upstream, pricedModels, startUpstream } from "../helpers/upstream";
 
 const ADMIN = { authorization: "Bearer sk-1234", "content-type": "application/json" };
 
-for (const kind of ["pglite", "postgres"] as const) describe(`log rows of failed requests whose error text holds a lone surrogate (${kind})`, () => {
+for (const kind of ["embedded", "postgres"] as const) describe(`log rows of failed requests whose error text holds a lone surrogate (${kind})`, () => {
   let upstream: Upstream;
   let gateway: RunningGateway;
   beforeAll(async () => {
     upstream = await startUpstream();
-    gateway = kind === "postgres"
-      ? (await startOnPostgres(pricedModels(upstream.url))).gateway
-      : await startBinary({ config: `${pricedModels(upstream.url)}\ngeneral_settings:\n  master_key: sk-1234\n` });
+    gateway = await startOn(kind, pricedModels(upstream.url));
   }, 120_000);
   afterAll(async () => {
     await gateway?.stop("SIGKILL");

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import OpenAI from "openai";
 import { hashKey } from "../../src/auth/keys";
-import { type RunningGateway, startBinary, startOnPostgres } from "../helpers/binary";
+import { type RunningGateway, startOn } from "../helpers/binary";
 import { until } from "../helpers/until";
 import { PRICED_COST, type Upstream, startUpstream } from "../helpers/upstream";
 
@@ -16,15 +16,13 @@ model_list:
 const ADMIN = { authorization: "Bearer sk-1234", "content-type": "application/json" };
 const today = () => new Date().toISOString().slice(0, 10);
 
-for (const kind of ["pglite", "postgres"] as const) {
+for (const kind of ["embedded", "postgres"] as const) {
   describe(`a request refused before a provider gets a spend_logs row of status failure (binary on ${kind})`, () => {
     let upstream: Upstream;
     let gateway: RunningGateway;
     beforeAll(async () => {
       upstream = await startUpstream();
-      gateway = kind === "postgres"
-        ? (await startOnPostgres(models(upstream.url))).gateway
-        : await startBinary({ config: `${models(upstream.url)}\ngeneral_settings:\n  master_key: sk-1234\n` });
+      gateway = await startOn(kind, models(upstream.url));
     }, 120_000);
     afterAll(async () => {
       await gateway?.stop("SIGKILL");
