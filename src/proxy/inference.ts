@@ -10,7 +10,7 @@ import type { Regenerated } from "../spend/reset";
 import { countTextTokens } from "../tokens";
 import { clientWantsUsage, parseInferenceBody, promptTokensOf, readBodyText, streamedChoices } from "./body";
 import { customerOf } from "./customer";
-import { type Known, errorInformation, logRefusal } from "./refusals";
+import { type Known, NOTHING_USED, errorInformation, logRefusal } from "./refusals";
 import { type Sizing, reservationAt } from "./reservation";
 import type { Runtime } from "./runtime";
 import type { Release } from "./slots";
@@ -73,11 +73,6 @@ interface Context {
 
 /** The most one request is charged (USD), as much as any budget may be. */
 const MAX_REQUEST_COST = 1e15;
-/**
- * A request the provider failed: it costs nothing, but it was sent, so it counts against rpm limits (as
- * LiteLLM counts it) and has its spend log row, status "failure".
- */
-const NOTHING_USED: Usage = Object.freeze({ prompt_tokens: 0, completion_tokens: 0, total_tokens: 0 });
 /** A row's metadata when there is nothing to say: one object for every request. */
 const NO_METADATA: Record<string, unknown> = Object.freeze({});
 

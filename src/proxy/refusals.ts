@@ -15,7 +15,11 @@ export interface Known {
   targets?: SpendTargets;
 }
 
-const NOTHING_USED: Usage = Object.freeze({ prompt_tokens: 0, completion_tokens: 0, total_tokens: 0 });
+/**
+ * The usage of a request that used nothing: one refused before any provider, or one the provider failed
+ * (sent, so it counts against rpm limits as LiteLLM counts it, and has its row, status "failure").
+ */
+export const NOTHING_USED: Usage = Object.freeze({ prompt_tokens: 0, completion_tokens: 0, total_tokens: 0 });
 /** The longest model name and message a refused request's row keeps: a body can make them as long as itself. */
 const MAX_TEXT = 1000;
 const clip = (text: string) => (text.length > MAX_TEXT ? text.slice(0, MAX_TEXT) : text);
