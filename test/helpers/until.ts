@@ -6,3 +6,9 @@ export async function until(what: string, condition: () => Promise<boolean> | bo
     await Bun.sleep(everyMs);
   }
 }
+
+/** Waits for the next 60 s rate window when less than `ms` is left of this one: what a test counts in one window stays in it. */
+export async function windowLeft(ms: number): Promise<void> {
+  const left = 60_000 - (Date.now() % 60_000);
+  if (left < ms) await Bun.sleep(left + 50);
+}

@@ -4,7 +4,7 @@ import { hashKey } from "../../src/auth/keys";
 import { type RunningGateway, startBinary, startOnPostgres } from "../helpers/binary";
 import { MOCK_CONFIG, inProcessGateway } from "../helpers/gateway";
 import { type RedisServer, startRedis, tempDir } from "../helpers/services";
-import { until } from "../helpers/until";
+import { until, windowLeft } from "../helpers/until";
 import { PRICED_COST, type Upstream, pricedModels, startUpstream } from "../helpers/upstream";
 
 /**
@@ -75,7 +75,7 @@ const valueOf = (samples: Map<string, Sample[]>, name: string, labels: Record<st
 
 /** Requests of a test must fall in one rate window (60 s). */
 async function sameMinute(): Promise<void> {
-  if (Date.now() % 60_000 > 45_000) await Bun.sleep(60_000 - (Date.now() % 60_000) + 50);
+  await windowLeft(15_000);
 }
 
 describe("budget and limit gauges (embedded database)", () => {

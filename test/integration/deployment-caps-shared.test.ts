@@ -5,7 +5,7 @@ import { SharedDeploymentUsage } from "../../src/redis/deployment-usage";
 import { redisKeysFor } from "../../src/redis/keys";
 import { type RunningGateway, startBinary } from "../helpers/binary";
 import { type RedisServer, sharedPostgres, startRedis } from "../helpers/services";
-import { until } from "../helpers/until";
+import { until, windowLeft } from "../helpers/until";
 import { type Upstream, startUpstream } from "../helpers/upstream";
 
 // A deployment's rpm cap counts the requests every instance sent to it, not each instance's own: two
@@ -57,7 +57,7 @@ afterAll(async () => {
 /** `n` requests to `model`, alternating instances, spaced so that each instance hears the other's counts. */
 async function alternate(model: string, n: number): Promise<void> {
   // Every request of a test in one minute.
-  if (Date.now() % 60_000 > 45_000) await Bun.sleep(60_000 - (Date.now() % 60_000) + 50);
+  await windowLeft(15_000);
   const clients = gateways.map((gateway) => new OpenAI({ apiKey: "sk-1234", baseURL: `${gateway.url}/v1`, maxRetries: 0 }));
   for (let i = 0; i < n; i++) {
     await clients[i % 2]!.chat.completions.create({ model, messages: [{ role: "user", content: `hi ${i}` }] });
@@ -88,7 +88,7 @@ test("counts made while Redis is down reach it when it is back, and a Redis empt
   const a = new SharedDeploymentUsage(own, keys);
   const b = new SharedDeploymentUsage(peer, keys);
   try {
-    if (Date.now() % 60_000 > 50_000) await Bun.sleep(60_000 - (Date.now() % 60_000) + 50);
+    await windowLeft(10_000);
     b.others("d1");
     a.add("d1", 2, 40);
     await until("b hears a's counts", () => b.others("d1").requests === 2 && b.others("d1").tokens === 40, 2000);

@@ -4,6 +4,7 @@ import OpenAI from "openai";
 import { type RunningGateway, startOnPostgres } from "../helpers/binary";
 import { type RedisServer, startRedis } from "../helpers/services";
 import { type Upstream, startUpstream } from "../helpers/upstream";
+import { windowLeft } from "../helpers/until";
 
 let upstream: Upstream;
 let redis: RedisServer;
@@ -51,7 +52,7 @@ const statuses = (client: OpenAI, n: number) => Promise.all(Array.from({ length:
 
 test("router_settings.redis_namespace: two deployments on one Redis database count apart, every key under their namespace", async () => {
   // Three requests on each side must fall in one rate window.
-  if (Date.now() % 60_000 > 50_000) await Bun.sleep(60_000 - (Date.now() % 60_000) + 50);
+  await windowLeft(10_000);
   const staging = await sharedKey(await deployment("staging"), "sk-same-in-both-1");
   const production = await sharedKey(await deployment("production"), "sk-same-in-both-1");
   expect(await statuses(staging, 3)).toEqual([200, 200, 200]);
@@ -72,7 +73,7 @@ test("router_settings.redis_namespace: two deployments on one Redis database cou
 });
 
 test("without a namespace the two deployments share the key's counter: what the namespace prevents", async () => {
-  if (Date.now() % 60_000 > 50_000) await Bun.sleep(60_000 - (Date.now() % 60_000) + 50);
+  await windowLeft(10_000);
   const first = await sharedKey(await deployment(), "sk-same-in-both-2");
   const second = await sharedKey(await deployment(), "sk-same-in-both-2");
   expect(await statuses(first, 3)).toEqual([200, 200, 200]);

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import OpenAI from "openai";
 import { hashKey } from "../../src/auth/keys";
 import { type RunningGateway, startOn } from "../helpers/binary";
-import { until } from "../helpers/until";
+import { until, windowLeft } from "../helpers/until";
 import { PRICED_COST, type Upstream, startUpstream } from "../helpers/upstream";
 
 /** One priced model the keys may use, and one they may not. */
@@ -62,6 +62,8 @@ for (const kind of ["embedded", "postgres"] as const) {
     };
 
     test("a budget refusal, a 429, a model refused to the key, a blocked key and a bad body each leave one row; nothing is charged", async () => {
+      // rpm_limit 1 refuses the next request only within the minute of the first.
+      await windowLeft(20_000);
       const budget = await admin("/key/generate", { max_budget: 1e-12, user_id: `budget-user-${kind}` });
       await ask(budget.key);
       const overBudget = await refusal(budget.key);
@@ -117,6 +119,8 @@ for (const kind of ["embedded", "postgres"] as const) {
     });
 
     test("a missing or unknown key leaves no row (it is only counted in litegate_rejections_total)", async () => {
+      // rpm_limit 1 refuses the next request only within the minute of the first.
+      await windowLeft(20_000);
       const all = async () => ((await admin("/spend/logs?limit=10000")) as any[]).length;
       const authRefusals = async () => {
         const text = await (await fetch(`${gateway.url}/metrics`, { headers: ADMIN })).text();
@@ -156,6 +160,8 @@ for (const kind of ["embedded", "postgres"] as const) {
     });
 
     test("a flood of 429s is written a batch at a time, not a statement per request, and charges nothing", async () => {
+      // rpm_limit 1 refuses the next request only within the minute of the first.
+      await windowLeft(20_000);
       const statements = async () => {
         const text = await (await fetch(`${gateway.url}/metrics`, { headers: ADMIN })).text();
         return Number(/^litegate_db_statements (\S+)$/m.exec(text)![1]);

@@ -3,6 +3,7 @@ import OpenAI from "openai";
 import { type RunningGateway, startBinary, startOnPostgres } from "../helpers/binary";
 import { type RedisServer, startRedis } from "../helpers/services";
 import { type Upstream, startUpstream } from "../helpers/upstream";
+import { windowLeft } from "../helpers/until";
 
 // A regenerated key keeps its running rate windows (rpm, tpm, per model) and its parallel slots: what
 // the old secret made in the running minute counts against the new one, on every instance. Started
@@ -34,7 +35,7 @@ model_list:
 
 /** Requests of a test must fall in one rate window (60 s). */
 async function sameMinute(): Promise<void> {
-  if (Date.now() % 60_000 > 40_000) await Bun.sleep(60_000 - (Date.now() % 60_000) + 50);
+  await windowLeft(20_000);
 }
 
 /** Until the next rate window starts. */
