@@ -4,6 +4,7 @@ import type { Deployment, Provider, UpstreamCall, UpstreamResult } from "../type
 import { jsonSchemaOf, malformedForAnthropic, toAnthropic } from "./request";
 import { fromAnthropic, openAiUsage } from "./response";
 import { translateStreamWithUsage } from "./stream";
+import type { StreamStart } from "../stream-start";
 
 export { toAnthropic } from "./request";
 export { fromAnthropic } from "./response";
@@ -36,11 +37,6 @@ function namedHead(head: Uint8Array, model: string): Uint8Array {
 }
 
 /**
- * A Messages request (`/v1/messages`) goes as the client sent it, only the model renamed (and litegate's
- * own `litellm_metadata` left out); the answer comes back as Anthropic's bytes, a stream event by event,
- * named after the model the client asked for (as LiteLLM names it, and as every other answer is named).
- */
-/**
  * A JSON answer's text and message. An error Anthropic answers with a 2xx is one: its error's type
  * names the status Anthropic answers it with otherwise (see error-status.ts).
  */
@@ -57,19 +53,33 @@ async function messageOf(answer: Answer, target: Target): Promise<{ text: string
   return { text, message };
 }
 
+/**
+ * Posts a request to Anthropic: an error (the post failed, a non-2xx status, a stream opened with an
+ * error), a stream read to its first event, or a JSON answer still to read.
+ */
+async function opened(call: UpstreamCall, target: Target, body: string): Promise<ErrorResult | { start: StreamStart } | { answer: Answer }> {
+  const answer = await post(call, target, body);
+  if (isError(answer)) return answer;
+  if (!answer.response.ok) return errorFrom(answer, target.secret);
+  if (!(call.stream && answer.response.body && isEventStream(answer.response))) return { answer };
+  const start = await answer.start();
+  return isError(start) ? start : { start };
+}
+
+/**
+ * A Messages request (`/v1/messages`) goes as the client sent it, only the model renamed (and litegate's
+ * own `litellm_metadata` left out); the answer comes back as Anthropic's bytes, a stream event by event,
+ * named after the model the client asked for (as LiteLLM names it, and as every other answer is named).
+ */
 async function forward(call: UpstreamCall, target: Target): Promise<UpstreamResult> {
   const { litellm_metadata: _ours, ...body } = call.body;
   const to = call.betas ? { ...target, headers: { ...target.headers, "anthropic-beta": call.betas } } : target;
-  const answer = await post(call, to, JSON.stringify({ ...body, model: call.deployment.upstreamModel }));
-  if (isError(answer)) return answer;
-  const { response } = answer;
-  if (!response.ok) return errorFrom(answer, target.secret);
-  if (call.stream && response.body && isEventStream(response)) {
-    const start = await answer.start();
-    if (isError(start)) return start;
-    return { kind: "stream", status: 200, stream: start.rest, head: namedHead(start.head, String(call.body.model)), secret: target.secret };
+  const open = await opened(call, to, JSON.stringify({ ...body, model: call.deployment.upstreamModel }));
+  if (isError(open)) return open;
+  if ("start" in open) {
+    return { kind: "stream", status: 200, stream: open.start.rest, head: namedHead(open.start.head, String(call.body.model)), secret: target.secret };
   }
-  const read = await messageOf(answer, target);
+  const read = await messageOf(open.answer, target);
   if (isError(read)) return read;
   const { text, message } = read;
   const usage = message?.usage ? usageOf(openAiUsage(message.usage)) : null;
@@ -91,17 +101,13 @@ async function send(call: UpstreamCall, target: Target): Promise<UpstreamResult>
   // Clients get their answer under the model name they asked for, as with every other provider.
   const model = String(call.body.model);
   const jsonAnswer = jsonSchemaOf(call.body.response_format) !== undefined;
-  const answer = await post(call, target, JSON.stringify(toAnthropic(call.body, call.deployment.upstreamModel)));
-  if (isError(answer)) return answer;
-  const { response } = answer;
-  if (!response.ok) return errorFrom(answer, target.secret);
-  if (call.stream && response.body && isEventStream(response)) {
-    const start = await answer.start();
-    if (isError(start)) return start;
-    const { stream, usageSoFar } = translateStreamWithUsage(start.rest, model, jsonAnswer, call.onRead, start.head);
+  const open = await opened(call, target, JSON.stringify(toAnthropic(call.body, call.deployment.upstreamModel)));
+  if (isError(open)) return open;
+  if ("start" in open) {
+    const { stream, usageSoFar } = translateStreamWithUsage(open.start.rest, model, jsonAnswer, call.onRead, open.start.head);
     return { kind: "stream", status: 200, stream, usageSoFar, secret: target.secret };
   }
-  const read = await messageOf(answer, target);
+  const read = await messageOf(open.answer, target);
   if (isError(read)) return read;
   const translated = fromAnthropic(read.message, model, undefined, jsonAnswer);
   return { kind: "json", status: 200, body: JSON.stringify(translated), usage: usageFrom(translated) };
