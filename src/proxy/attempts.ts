@@ -1,4 +1,4 @@
-import type { Deployment, Route, UpstreamResult } from "../providers/types";
+import type { Deployment, UpstreamCall, UpstreamResult } from "../providers/types";
 import type { Runtime } from "./runtime";
 import type { Release } from "./slots";
 
@@ -17,18 +17,10 @@ function retryable(result: UpstreamResult): boolean {
   return result.kind === "error" && (result.connectionError === true || result.status === 429 || result.status >= 500);
 }
 
-export interface AttemptInput {
-  route: Route;
+/** The request as every provider call of it goes (see `UpstreamCall`), and how to move it elsewhere. */
+export interface AttemptInput extends Pick<UpstreamCall, "route" | "body" | "rawBody" | "stream" | "signal" | "onRead" | "betas"> {
   model: string;
   first: Deployment;
-  body: Record<string, unknown>;
-  rawBody: string;
-  stream: boolean;
-  signal: AbortSignal;
-  /** Called for every piece of a streamed answer read from the provider. */
-  onRead?: () => void;
-  /** See `UpstreamCall.betas`. */
-  betas?: string;
   /** Whether the caller may use a model: fallbacks it may not use are skipped, as if not configured. */
   mayUse: (model: string) => boolean;
   /**
