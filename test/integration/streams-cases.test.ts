@@ -1,0 +1,76 @@
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import Anthropic from "@anthropic-ai/sdk";
+import postgres from "postgres";
+import { type RunningGateway, startOnPostgres } from "../helpers/binary";
+
+/**
+ * Streams as providers write them, through the compiled binary on Postgres: what the client reads, and
+ * what is charged and logged. The provider is a raw Bun server answering each upstream model with the
+ * bytes that model's case sets.
+ */
+let up: ReturnType<typeof Bun.serve>;
+let gw: RunningGateway;
+let sql: ReturnType<typeof postgres>;
+/** What each upstream model answers: a body and its content type. */
+const answers = new Map<string, { body: string; type: string }>();
+
+beforeAll(async () => {
+  up = Bun.serve({
+    port: 0, hostname: "127.0.0.1",
+    async fetch(request) {
+      const model = String(((await request.json()) as { model?: unknown }).model);
+      const answer = answers.get(model);
+      if (!answer) return new Response("unknown model", { status: 404 });
+      return new Response(answer.body, { headers: { "content-type": answer.type } });
+    },
+  });
+  const entry = (name: string) =>
+    `  - model_name: ${name}
+    litellm_params: {model: openai/${name}, api_base: "http://127.0.0.1:${up.port}/v1", api_key: sk-up, input_cost_per_token: 0.000001, output_cost_per_token: 0.000002}`;
+  const started = await startOnPostgres(`model_list:\n${["lines"].map(entry).join("\n")}`);
+  gw = started.gateway;
+  sql = postgres(started.dbUrl, { max: 1, onnotice: () => {} });
+}, 120_000);
+afterAll(async () => {
+  await gw?.stop("SIGKILL");
+  await sql?.end();
+  up?.stop(true);
+});
+
+const newKey = async () =>
+  (await (await fetch(`${gw.url}/key/generate`, { method: "POST", headers: { authorization: "Bearer sk-1234" }, body: "{}" })).json()) as { key: string; token: string };
+
+/** The spend log rows of a key once `n` are written (the binary writes spend every 250 ms), and the key's spend. */
+async function spendOf(token: string, n: number) {
+  const read = () => sql<{ status: string; prompt_tokens: number; completion_tokens: number; spend: number }[]>`
+    select status, prompt_tokens, completion_tokens, spend from spend_logs where api_key = ${token} order by start_time`;
+  let rows = await read();
+  for (let i = 0; i < 100 && rows.length < n; i++) {
+    await Bun.sleep(100);
+    rows = await read();
+  }
+  const [key] = await sql<{ spend: number }[]>`select spend from keys where token = ${token}`;
+  return { rows: rows.map((row) => ({ ...row })), keySpend: key!.spend };
+}
+
+const chunk = (delta: object, finish: string | null = null) =>
+  JSON.stringify({ id: "c1", object: "chat.completion.chunk", created: 1, model: "m", choices: [{ index: 0, delta, finish_reason: finish }] });
+const usage = (prompt: number, completion: number) =>
+  JSON.stringify({ id: "c1", object: "chat.completion.chunk", created: 1, model: "m", choices: [], usage: { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion } });
+
+describe("/v1/messages on an OpenAI-compatible deployment", () => {
+  test("a provider writing one JSON chunk per data line (no blank line between) streams the answer, as /v1/chat/completions does", async () => {
+    const lines = [chunk({ role: "assistant", content: "" }), chunk({ content: "Once upon " }), chunk({ content: "a time" }), chunk({}, "stop"), usage(9, 4), "[DONE]"];
+    answers.set("lines", { body: `${lines.map((line) => `data:${line}\r\n`).join("")}\r\n`, type: "text/event-stream" });
+    const k = await newKey();
+    const client = new Anthropic({ apiKey: k.key, baseURL: gw.url, maxRetries: 0 });
+    const stream = client.messages.stream({ model: "lines", max_tokens: 100, messages: [{ role: "user", content: "Tell me a story" }] });
+    const message = await stream.finalMessage();
+    expect(message.content.map((block) => (block.type === "text" ? block.text : block.type))).toEqual(["Once upon a time"]);
+    expect(message.usage).toMatchObject({ input_tokens: 9, output_tokens: 4 });
+    const { rows, keySpend } = await spendOf(k.token, 1);
+    expect(rows).toMatchObject([{ status: "success", prompt_tokens: 9, completion_tokens: 4 }]);
+    expect(rows[0]!.spend).toBeCloseTo(9 * 0.000001 + 4 * 0.000002, 12);
+    expect(keySpend).toBeCloseTo(rows[0]!.spend, 12);
+  });
+});
