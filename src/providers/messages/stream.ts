@@ -1,11 +1,35 @@
 import { translateEvents } from "../event-stream";
 import { usageOf } from "../http";
+import { SSE_DONE } from "../sse";
 import type { Usage } from "../types";
 import { anthropicUsage, messageId, stopReasonOf, toolNameOf } from "./response";
 
 type Json = Record<string, any>;
 
 const encoder = new TextEncoder();
+
+/** One chunk of a provider's stream: `[DONE]`, or its JSON; throws when it is neither. */
+function chunkOf(text: string): Json | typeof SSE_DONE {
+  if (text.trim() === SSE_DONE) return SSE_DONE;
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw new Error("provider sent a malformed stream event");
+  }
+}
+
+/**
+ * The chunks of one event's data: one, else one per line, as some servers write a chunk per `data:`
+ * line with no blank line between (the chat path's stream tap reads them so too).
+ */
+function chunksOf(data: string): (Json | typeof SSE_DONE)[] {
+  try {
+    return [chunkOf(data)];
+  } catch (error) {
+    if (!data.includes("\n")) throw error;
+    return data.split("\n").filter((line) => line.trim() !== "").map(chunkOf);
+  }
+}
 
 /** One Server-Sent Event as Anthropic sends it: its type named on the `event:` line and in the data. */
 export const anthropicEvent = (type: string, data: Json = {}): Uint8Array =>
@@ -77,30 +101,27 @@ export function messagesStream(
   return translateEvents(source, {
     translate(data) {
       const out: Uint8Array[] = [];
-      if (data.trim() === "[DONE]") return finish(out);
-      let chunk: Json;
-      try {
-        chunk = JSON.parse(data);
-      } catch {
-        throw new Error("provider sent a malformed stream event");
+      for (const chunk of chunksOf(data)) {
+        if (chunk === SSE_DONE) return finish(out);
+        if (chunk?.error !== undefined && chunk.error !== null) {
+          throw new Error(`provider error: ${typeof chunk.error === "string" ? chunk.error : (chunk.error.message ?? "no message")}`);
+        }
+        if (!started) {
+          started = true;
+          const message = { id: messageId(chunk?.id), type: "message", role: "assistant", model, content: [], stop_reason: null, stop_sequence: null, usage: anthropicUsage(null) };
+          out.push(anthropicEvent("message_start", { message }));
+        }
+        usage = usageOf(chunk?.usage) ?? usage;
+        const first = Array.isArray(chunk?.choices) ? chunk.choices.find((c: Json) => (c?.index ?? 0) === 0) : undefined;
+        choice(out, first?.delta);
+        if (first?.finish_reason) {
+          stop = stopReasonOf(first.finish_reason);
+          close(out);
+        }
+        // The usage after the finish is the provider's last word, whether or not `[DONE]` follows.
+        if (stop !== null && chunk?.usage) return finish(out);
       }
-      if (chunk?.error !== undefined && chunk.error !== null) {
-        throw new Error(`provider error: ${typeof chunk.error === "string" ? chunk.error : (chunk.error.message ?? "no message")}`);
-      }
-      if (!started) {
-        started = true;
-        const message = { id: messageId(chunk?.id), type: "message", role: "assistant", model, content: [], stop_reason: null, stop_sequence: null, usage: anthropicUsage(null) };
-        out.push(anthropicEvent("message_start", { message }));
-      }
-      usage = usageOf(chunk?.usage) ?? usage;
-      const first = Array.isArray(chunk?.choices) ? chunk.choices.find((c: Json) => (c?.index ?? 0) === 0) : undefined;
-      choice(out, first?.delta);
-      if (first?.finish_reason) {
-        stop = stopReasonOf(first.finish_reason);
-        close(out);
-      }
-      // The usage after the finish is the provider's last word, whether or not `[DONE]` follows.
-      return stop !== null && chunk?.usage ? finish(out) : out;
+      return out;
     },
     finished: () => done,
     end() {
