@@ -27,7 +27,7 @@ beforeAll(async () => {
   const entry = (name: string) =>
     `  - model_name: ${name}
     litellm_params: {model: openai/${name}, api_base: "http://127.0.0.1:${up.port}/v1", api_key: sk-up, input_cost_per_token: 0.000001, output_cost_per_token: 0.000002}`;
-  const started = await startOnPostgres(`model_list:\n${["lines"].map(entry).join("\n")}`);
+  const started = await startOnPostgres(`model_list:\n${["lines", "broke", "named"].map(entry).join("\n")}`);
   gw = started.gateway;
   sql = postgres(started.dbUrl, { max: 1, onnotice: () => {} });
 }, 120_000);
@@ -72,5 +72,20 @@ describe("/v1/messages on an OpenAI-compatible deployment", () => {
     expect(rows).toMatchObject([{ status: "success", prompt_tokens: 9, completion_tokens: 4 }]);
     expect(rows[0]!.spend).toBeCloseTo(9 * 0.000001 + 4 * 0.000002, 12);
     expect(keySpend).toBeCloseTo(rows[0]!.spend, 12);
+  });
+
+  test("a provider's error event after the stream began reaches the client with the provider's words; before any text it costs nothing, as on /v1/chat/completions", async () => {
+    const start = `data: ${chunk({ role: "assistant", content: "" })}\n\n`;
+    answers.set("broke", { body: `${start}data: {"error": {"message": "The server broke down", "type": "server_error", "code": 500}}\n\n`, type: "text/event-stream" });
+    answers.set("named", { body: `${start}event: error\ndata: {"message": "Service busy"}\n\n`, type: "text/event-stream" });
+    for (const [model, words] of [["broke", "The server broke down"], ["named", "Service busy"]]) {
+      const k = await newKey();
+      const client = new Anthropic({ apiKey: k.key, baseURL: gw.url, maxRetries: 0 });
+      const failed = await client.messages.stream({ model, max_tokens: 100, messages: [{ role: "user", content: "Tell me a story" }] }).finalMessage().then(() => null, (error) => error);
+      expect(String(failed?.message)).toContain(words);
+      const { rows, keySpend } = await spendOf(k.token, 1);
+      expect(rows).toMatchObject([{ status: "failure", prompt_tokens: 0, completion_tokens: 0, spend: 0 }]);
+      expect(keySpend).toBe(0);
+    }
   });
 });
