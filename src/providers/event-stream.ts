@@ -2,23 +2,25 @@ import { MAX_EVENT_BYTES } from "./sse";
 
 /** Turns one provider's stream events into the client's, one event at a time. */
 export interface EventTranslator {
-  /** The client's bytes for one event's `data:` payload (often none); throws to end the stream as failed. */
-  translate(data: string): Uint8Array[];
+  /** The client's bytes for one event's `data:` payload and `event:` name (often none); throws to end the stream as failed. */
+  translate(data: string, event: string): Uint8Array[];
   /** The answer is complete: the provider's stream is not read further. */
   finished(): boolean;
   /** The provider's stream ended before `finished()`: the last bytes, or a throw when the answer is not complete. */
   end(): Uint8Array[];
 }
 
-/** The `data:` payload of one SSE event block (lines joined as the SSE format says). */
-function dataOf(block: string): string {
+/** The `data:` payload of one SSE event block (lines joined as the SSE format says), and its `event:` name. */
+function eventOf(block: string): { data: string; event: string } {
   let data = "";
+  let event = "";
   let lines = 0;
   for (const line of block.split("\n")) {
+    if (line.startsWith("event:")) event = line.slice(line.startsWith("event: ") ? 7 : 6);
     if (!line.startsWith("data:")) continue;
     data += (lines++ > 0 ? "\n" : "") + line.slice(line.startsWith("data: ") ? 6 : 5);
   }
-  return data;
+  return { data, event };
 }
 
 /**
@@ -59,9 +61,9 @@ export function translateEvents(source: ReadableStream<Uint8Array>, translator: 
       head = undefined;
       if (done) {
         // An event the provider did not end with its blank line still counts.
-        const rest = dataOf(waiting.join("").replace(/\r\n?/g, "\n"));
+        const rest = eventOf(waiting.join("").replace(/\r\n?/g, "\n"));
         waiting = [];
-        if (rest !== "") for (const out of translator.translate(rest)) controller.enqueue(out);
+        if (rest.data !== "") for (const out of translator.translate(rest.data, rest.event)) controller.enqueue(out);
         if (!translator.finished()) for (const out of translator.end()) controller.enqueue(out);
         controller.close();
         return;
@@ -91,11 +93,11 @@ export function translateEvents(source: ReadableStream<Uint8Array>, translator: 
       let produced = false;
       let boundary = pending.indexOf("\n\n");
       while (boundary >= 0) {
-        const data = dataOf(pending.slice(0, boundary));
+        const { data, event } = eventOf(pending.slice(0, boundary));
         pending = pending.slice(boundary + 2);
         boundary = pending.indexOf("\n\n");
         if (data === "") continue;
-        for (const out of translator.translate(data)) {
+        for (const out of translator.translate(data, event)) {
           controller.enqueue(out);
           produced = true;
         }

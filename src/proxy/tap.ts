@@ -18,11 +18,12 @@ export interface StreamOutcome {
 }
 
 /**
- * A stream the provider failed with its own error event before any text, reporting no usage: it
- * costs nothing, as the same error answered as JSON does (a stream cut otherwise is charged its use).
+ * A stream the provider failed with its own error event before any text, reporting no usage (a
+ * translated stream's message_start reports none: its counts are 0): it costs nothing, as the same
+ * error answered as JSON does (a stream cut otherwise is charged its use).
  */
 export const failedByProvider = (outcome: StreamOutcome, usageSoFar?: () => Usage | null): boolean =>
-  outcome.end === "failed" && outcome.providerError && !outcome.text && !outcome.usage && !usageSoFar?.();
+  outcome.end === "failed" && outcome.providerError && !outcome.text && !outcome.usage?.total_tokens && !usageSoFar?.();
 
 export interface TapOptions {
   /**

@@ -31,6 +31,17 @@ function chunksOf(data: string): (Json | typeof SSE_DONE)[] {
   }
 }
 
+/**
+ * A provider's error (an `error` member, or the data of an event named `error`) as Anthropic's error
+ * event, with the provider's words, kind and code: the client reads why, and the request's log row has it.
+ */
+function errorEventOf(error: unknown): Uint8Array {
+  const fields: Json = error && typeof error === "object" ? error : {};
+  const message = typeof error === "string" ? error : typeof fields.message === "string" ? fields.message : "Upstream sent an error event";
+  const type = typeof fields.type === "string" ? fields.type : "api_error";
+  return anthropicEvent("error", { error: fields.code === undefined ? { type, message } : { type, message, code: fields.code } });
+}
+
 /** One Server-Sent Event as Anthropic sends it: its type named on the `event:` line and in the data. */
 export const anthropicEvent = (type: string, data: Json = {}): Uint8Array =>
   encoder.encode(`event: ${type}\ndata: ${JSON.stringify({ type, ...data })}\n\n`);
@@ -39,7 +50,8 @@ export const anthropicEvent = (type: string, data: Json = {}): Uint8Array =>
  * An OpenAI chat stream as Anthropic Messages events: message_start, a content block per text run or
  * tool call (content_block_start, its deltas, content_block_stop), then message_delta with the stop
  * reason and the usage, and message_stop. The usage is the provider's, else `counted` of the text
- * passed on. A stream that ends before its finish_reason, or sends an error, ends as failed.
+ * passed on. A stream that ends before its finish_reason ends as failed; one that sends an error ends
+ * with Anthropic's error event saying it.
  */
 export function messagesStream(
   source: ReadableStream<Uint8Array>, model: string, counted: (text: string) => Usage, onRead?: () => void, head?: Uint8Array, names?: Map<string, string>,
@@ -99,12 +111,17 @@ export function messagesStream(
   }
 
   return translateEvents(source, {
-    translate(data) {
+    translate(data, event) {
       const out: Uint8Array[] = [];
       for (const chunk of chunksOf(data)) {
         if (chunk === SSE_DONE) return finish(out);
-        if (chunk?.error !== undefined && chunk.error !== null) {
-          throw new Error(`provider error: ${typeof chunk.error === "string" ? chunk.error : (chunk.error.message ?? "no message")}`);
+        // As the chat path's stream tap reads one: an `error` that is null, "" or false is none.
+        const error = chunk?.error;
+        if (event === "error" || (error !== undefined && error !== null && error !== "" && error !== false)) {
+          close(out);
+          out.push(errorEventOf(error ?? chunk));
+          done = true;
+          return out;
         }
         if (!started) {
           started = true;
