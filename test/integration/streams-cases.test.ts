@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import Anthropic from "@anthropic-ai/sdk";
+import OpenAI from "openai";
 import postgres from "postgres";
 import { type RunningGateway, startOnPostgres } from "../helpers/binary";
 
@@ -27,7 +28,7 @@ beforeAll(async () => {
   const entry = (name: string) =>
     `  - model_name: ${name}
     litellm_params: {model: openai/${name}, api_base: "http://127.0.0.1:${up.port}/v1", api_key: sk-up, input_cost_per_token: 0.000001, output_cost_per_token: 0.000002}`;
-  const started = await startOnPostgres(`model_list:\n${["lines", "broke", "named"].map(entry).join("\n")}`);
+  const started = await startOnPostgres(`model_list:\n${["lines", "broke", "named", "whole"].map(entry).join("\n")}`);
   gw = started.gateway;
   sql = postgres(started.dbUrl, { max: 1, onnotice: () => {} });
 }, 120_000);
@@ -86,6 +87,27 @@ describe("/v1/messages on an OpenAI-compatible deployment", () => {
       const { rows, keySpend } = await spendOf(k.token, 1);
       expect(rows).toMatchObject([{ status: "failure", prompt_tokens: 0, completion_tokens: 0, spend: 0 }]);
       expect(keySpend).toBe(0);
+    }
+  });
+});
+
+describe("a provider that answers a stream request with one JSON answer (it does not stream)", () => {
+  test("gives the client the stream it asked for, made of that answer, its tool calls and its usage; it is charged that usage", async () => {
+    const message = { role: "assistant", content: "The whole answer", tool_calls: [{ id: "call_1", type: "function", function: { name: "lookup", arguments: '{"q":"x"}' } }] };
+    const answer = { id: "c1", object: "chat.completion", created: 1, model: "whole", choices: [{ index: 0, message, finish_reason: "tool_calls" }], usage: { prompt_tokens: 9, completion_tokens: 6, total_tokens: 15 } };
+    answers.set("whole", { body: JSON.stringify(answer), type: "application/json" });
+    for (const include_usage of [true, false]) {
+      const k = await newKey();
+      const client = new OpenAI({ apiKey: k.key, baseURL: `${gw.url}/v1`, maxRetries: 0 });
+      const stream = client.chat.completions.stream({ model: "whole", messages: [{ role: "user", content: "Tell me" }], stream: true, stream_options: { include_usage } });
+      const completion = await stream.finalChatCompletion();
+      expect(completion.choices[0]!.message.content).toBe("The whole answer");
+      expect(completion.choices[0]!.message.tool_calls).toMatchObject([{ id: "call_1", function: { name: "lookup", arguments: '{"q":"x"}' } }]);
+      expect(completion.choices[0]!.finish_reason).toBe("tool_calls");
+      if (include_usage) expect(completion.usage).toMatchObject({ prompt_tokens: 9, completion_tokens: 6 });
+      else expect(completion.usage ?? undefined).toBeUndefined();
+      const { rows } = await spendOf(k.token, 1);
+      expect(rows).toMatchObject([{ status: "success", prompt_tokens: 9, completion_tokens: 6 }]);
     }
   });
 });
