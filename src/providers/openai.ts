@@ -1,6 +1,7 @@
 import { PATHS, type Target, baseUrl, errorFrom, errorInAnswer, invalidJson, isError, isEventStream, makeTarget, paramOrEnv, post, usageFrom } from "./http";
 import { type Span, closingBrace, memberSpans } from "./json-members";
 import { messagesViaChat } from "./messages";
+import { SSE_DONE } from "./sse";
 import type { Deployment, Provider, UpstreamCall, UpstreamResult } from "./types";
 
 const isObject = (value: unknown): value is Record<string, unknown> =>
@@ -66,7 +67,28 @@ export async function sendOpenAiShaped(call: UpstreamCall, target: Target, askUs
   }
   const failed = errorInAnswer(parsed, text, response.headers, target.secret);
   if (failed) return failed;
+  // A server that does not stream answered the stream request whole: the client still gets a stream.
+  if (call.stream) return { kind: "stream", status: response.status, stream: streamOfAnswer(call.route, parsed), secret: target.secret };
   return { kind: "json", status: response.status, body: text, usage: usageFrom(parsed) };
+}
+
+/**
+ * A whole answer as the stream it stands for: one chunk with every choice (a chat message as its delta,
+ * each tool call with its index, as stream deltas carry them), a usage chunk (given to the client only
+ * if it asked, as any), then `[DONE]`.
+ */
+function streamOfAnswer(route: UpstreamCall["route"], answer: any): ReadableStream<Uint8Array> {
+  const chat = route !== "completions";
+  const head = { id: answer?.id, object: chat ? "chat.completion.chunk" : "text_completion", created: answer?.created, model: answer?.model };
+  const choices = (Array.isArray(answer?.choices) ? answer.choices : []).map((choice: any) => {
+    if (!chat) return choice;
+    const { message, ...rest } = choice ?? {};
+    const delta = { ...message };
+    if (Array.isArray(delta.tool_calls)) delta.tool_calls = delta.tool_calls.map((tool: unknown, index: number) => ({ index, ...(tool as object) }));
+    return { ...rest, delta };
+  });
+  const events = [{ ...head, choices }, ...(answer?.usage ? [{ ...head, choices: [], usage: answer.usage }] : [])];
+  return new Response(`${events.map((event) => `data: ${JSON.stringify(event)}\n\n`).join("")}data: ${SSE_DONE}\n\n`).body!;
 }
 
 /** OpenAI, or any server speaking its API at `api_base` (vLLM, Ollama, Groq, LM Studio…). */
