@@ -28,7 +28,9 @@ beforeAll(async () => {
   const entry = (name: string) =>
     `  - model_name: ${name}
     litellm_params: {model: openai/${name}, api_base: "http://127.0.0.1:${up.port}/v1", api_key: sk-up, input_cost_per_token: 0.000001, output_cost_per_token: 0.000002}`;
-  const started = await startOnPostgres(`model_list:\n${["lines", "broke", "named", "whole"].map(entry).join("\n")}`);
+  const anthropic = `  - model_name: leaky
+    litellm_params: {model: anthropic/leaky, api_base: "http://127.0.0.1:${up.port}", api_key: sk-ant-up, input_cost_per_token: 0.000001, output_cost_per_token: 0.000002}`;
+  const started = await startOnPostgres(`model_list:\n${["lines", "broke", "named", "whole"].map(entry).join("\n")}\n${anthropic}`);
   gw = started.gateway;
   sql = postgres(started.dbUrl, { max: 1, onnotice: () => {} });
 }, 120_000);
@@ -109,5 +111,25 @@ describe("a provider that answers a stream request with one JSON answer (it does
       const { rows } = await spendOf(k.token, 1);
       expect(rows).toMatchObject([{ status: "success", prompt_tokens: 9, completion_tokens: 6 }]);
     }
+  });
+});
+
+describe("/v1/messages on an Anthropic deployment", () => {
+  test("an error event mid-stream that names the provider key reaches the Anthropic SDK as an error event, the key blanked out", async () => {
+    const event = (type: string, data: object) => `event: ${type}\ndata: ${JSON.stringify({ type, ...data })}\n\n`;
+    const message = { id: "msg_1", type: "message", role: "assistant", model: "leaky", content: [], stop_reason: null, usage: { input_tokens: 12, output_tokens: 1 } };
+    answers.set("leaky", {
+      body: event("message_start", { message }) + event("content_block_start", { index: 0, content_block: { type: "text", text: "" } }) +
+        event("content_block_delta", { index: 0, delta: { type: "text_delta", text: "Hello" } }) +
+        event("error", { error: { type: "overloaded_error", message: "Overloaded (key sk-ant-up)" } }),
+      type: "text/event-stream",
+    });
+    const k = await newKey();
+    const client = new Anthropic({ apiKey: k.key, baseURL: gw.url, maxRetries: 0 });
+    const failed = await client.messages.stream({ model: "leaky", max_tokens: 100, messages: [{ role: "user", content: "Hi" }] }).finalMessage().then(() => null, (error) => error);
+    expect(String(failed?.message)).toContain("Overloaded (key [redacted])");
+    expect(String(failed?.message)).not.toContain("sk-ant-up");
+    const { rows } = await spendOf(k.token, 1);
+    expect(rows).toMatchObject([{ status: "stream_failed", prompt_tokens: 12 }]);
   });
 });
