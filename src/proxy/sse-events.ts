@@ -204,8 +204,9 @@ export class SseEvents {
     this.data = [];
     this.error = false;
     const verdict = this.verdictOf(data);
+    const name = this.eventName;
     this.eventName = "";
-    return this.error && verdict === "forward" ? this.redacted(data) : verdict;
+    return this.error && verdict === "forward" ? this.redacted(data, name) : verdict;
   }
 
   private verdictOf(data: string[]): Verdict {
@@ -267,11 +268,14 @@ export class SseEvents {
     return "replace";
   }
 
-  /** A provider's error event, with the provider key (or its masked echo) blanked out if it names it. */
-  private redacted(data: string[]): Verdict {
+  /**
+   * A provider's error event, with the provider key (or its masked echo) blanked out if it names it; its
+   * name kept (Anthropic's SDK reads an error from an event named `error` only).
+   */
+  private redacted(data: string[], name: string): Verdict {
     const lines = data.map((line) => redact(line, this.secret));
     if (lines.every((line, i) => line === data[i])) return "forward";
-    this.replacement = encoder.encode(`${lines.map((line) => `data: ${line}\n`).join("")}\n`);
+    this.replacement = encoder.encode(`${name ? `event: ${name}\n` : ""}${lines.map((line) => `data: ${line}\n`).join("")}\n`);
     return "replace";
   }
 
