@@ -215,9 +215,10 @@ export function userRoutes(deps: AdminDeps) {
     }, { body: t.Object(userFields, open), detail: { tags: ["user management"], summary: "Create a user (and a key unless auto_create_key is false)" } })
     .post("/user/update", async ({ body }) => {
       const userId = body.user_id ?? (await userIdByEmail(body.user_email));
+      // Checked before anything is written: a body refused for its unset list keeps the e-mail it had.
+      const changes = userChanges(body);
       // The e-mail first, under its lock; the other fields (the e-mail again, unchanged) after it.
       if (body.user_email) await claimEmail(db, userId, body.user_email);
-      const changes = userChanges(body);
       // Nothing but blanks changes nothing, as in LiteLLM: the user as it is.
       const unchanged = !USER_COLUMNS.some((column) => column in changes);
       const row = unchanged ? found((await db.query("select * from users where user_id = $1", [userId]))[0], "User") : await updateBudgetHolder(deps, {
