@@ -116,6 +116,19 @@ export const OWN_BUDGET_PREFIXES = ["team-member:", "customer:"];
 /** Ids /budget/new leaves to litegate: those above, and a team's member budget (`team-members:<team>`). */
 export const RESERVED_BUDGET_PREFIXES = [...OWN_BUDGET_PREFIXES, "team-members:"];
 
+/**
+ * A budget_id sent for a key or a customer: a budget that exists, and none litegate keeps for one
+ * membership, a team's members or one customer (unless the row is on it already): a change to those
+ * (a /customer/update, a /team/member_update, a member added again) would change this one's limits too.
+ */
+export async function mustBeSharedBudget(sql: Sql, budgetId: string, current: string | null | undefined): Promise<void> {
+  const reserved = RESERVED_BUDGET_PREFIXES.find((prefix) => budgetId.startsWith(prefix));
+  if (reserved && budgetId !== current) {
+    throw badRequest(`budget_id: "${budgetId}" is a budget litegate keeps for one membership, a team's members or one customer; give a budget made with /budget/new`, "budget_id");
+  }
+  await mustExist(sql, "budgets", "budget_id", budgetId, "budget_id");
+}
+
 /** Deletes budgets made for one membership or customer once nothing uses them (the membership or customer is gone). */
 export async function dropOwnBudgets(sql: Sql, budgetIds: Array<string | null | undefined>): Promise<void> {
   const own = budgetIds.filter((id): id is string => typeof id === "string" && OWN_BUDGET_PREFIXES.some((prefix) => id.startsWith(prefix)));

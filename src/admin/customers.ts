@@ -3,7 +3,7 @@ import { counterKeys, scopes } from "../governance/keys";
 import { badRequest, notFound } from "../http/errors";
 import type { Sql } from "../db";
 import { deletedRows, windowsOf } from "../spend/reset";
-import { assignments, dropOwnBudgets, found, mustExist, periodView, resetAtFor, spendIntoPeriod, write } from "./common";
+import { assignments, dropOwnBudgets, found, mustBeSharedBudget, periodView, resetAtFor, spendIntoPeriod, write } from "./common";
 import type { AdminDeps } from "./deps";
 import { Id, Money, customerRefusedFields, nextReset, opt, open } from "./fields";
 import { parseDuration, sameDuration } from "../governance/duration";
@@ -109,7 +109,7 @@ export function customerRoutes(deps: AdminDeps, prefix: "/customer" | "/end_user
       if (body.budget_id && inline.length > 0) throw badRequest(`send either budget_id or inline budget fields (${inline.join(", ")}), not both`, "budget_id");
       await db.transaction(async (tx) => {
         let budgetId = body.budget_id ?? null;
-        if (budgetId) await mustExist(tx, "budgets", "budget_id", budgetId, "budget_id");
+        if (budgetId) await mustBeSharedBudget(tx, budgetId, null);
         else if (inline.length > 0) budgetId = (await insertBudget(tx, `customer:${body.user_id}:${crypto.randomUUID()}`, body, clock.now())).budget_id;
         const duration = await durationOn(tx, budgetId);
         // A first reset sent is the customer's (its budget's period is the customer's own); else the duration's from now.
@@ -145,7 +145,7 @@ export function customerRoutes(deps: AdminDeps, prefix: "/customer" | "/end_user
         const was = await durationOn(tx, current!.budget_id);
         const newPeriod = "budget_duration" in changes && !sameDuration(parseDuration(was ?? undefined), parseDuration(changes.budget_duration ?? undefined));
         if (newPeriod) changes.budget_reset_at = resetAtFor(changes.budget_duration as string | null, now);
-        if (body.budget_id) await mustExist(tx, "budgets", "budget_id", body.budget_id, "budget_id");
+        if (body.budget_id) await mustBeSharedBudget(tx, body.budget_id, current!.budget_id);
         else if (Object.keys(changes).length > 0) budgetId = await changeOwnBudget(tx, body.user_id, budgetId, changes, now);
         const duration = await durationOn(tx, budgetId);
         await tx.query(

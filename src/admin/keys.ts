@@ -6,7 +6,7 @@ import { counterKeys, scopes } from "../governance/keys";
 import { type ReusedToken, deletedRows, windowsOf } from "../spend/reset";
 import { addDuration, parseDuration, sameDuration } from "../governance/duration";
 import { authError, badRequest, notFound, shownPath } from "../http/errors";
-import { assignments, budgetChange, found, internalUserResetAt, iso, mustExist, periodView, resetAtFor, spendIntoPeriod, tokenOf, write } from "./common";
+import { assignments, budgetChange, found, internalUserResetAt, iso, mustBeSharedBudget, mustExist, periodView, resetAtFor, spendIntoPeriod, tokenOf, write } from "./common";
 import type { AdminDeps } from "./deps";
 import { withKeyDefaults, withinUpperBounds } from "./key-params";
 import { Money, Page, RawKey, keyFields, nextReset, numeric, open, opt, regenerateFields } from "./fields";
@@ -78,7 +78,7 @@ export async function insertKey(sql: Sql, body: Record<string, any>, now: number
   const userId: string = body.user_id ?? crypto.randomUUID();
   await sql.query("insert into users (user_id, user_role, budget_reset_at) values ($1, 'internal_user', $2) on conflict (user_id) do nothing", [userId, userResetAt]);
   if (body.team_id) await mustExist(sql, "teams", "team_id", body.team_id, "team_id");
-  if (body.budget_id) await mustExist(sql, "budgets", "budget_id", body.budget_id, "budget_id");
+  if (body.budget_id) await mustBeSharedBudget(sql, body.budget_id, null);
   // A key without a duration of its own counts periods of its budget_id's, from now.
   const budgetDuration = body.budget_duration ?? (body.budget_id
     ? ((await sql.query("select budget_duration from budgets where budget_id = $1", [body.budget_id]))[0]?.budget_duration as string | null)
@@ -199,7 +199,7 @@ export function keyRoutes(deps: AdminDeps) {
     if (body.model_max_budget) restarted.push(...await restartModelPeriods(tx, token, before.model_max_budget ?? {}, body.model_max_budget));
     if (body.team_id) await mustExist(tx, "teams", "team_id", body.team_id, "team_id");
     if (body.user_id != null) await mustExist(tx, "users", "user_id", body.user_id, "user_id");
-    if (body.budget_id) await mustExist(tx, "budgets", "budget_id", body.budget_id, "budget_id");
+    if (body.budget_id) await mustBeSharedBudget(tx, body.budget_id, before.budget_id);
     const { sets, values } = assignments(changes, [...KEY_COLUMNS, "budget_reset_at"], JSON_COLUMNS, ARRAY_COLUMNS);
     if ("budget_reset_at" in changes && !("budget_reset_at" in body) && !("spend" in body)) {
       values.push(new Date(now));

@@ -24,4 +24,30 @@ for (const kind of ["pglite", "postgres"] as const) describe(`admin input cases 
     // The e-mail it would have taken is still free for another user.
     expect((await json("/user/new", { user_id: `other-${id}`, user_email: `other-${id}@example.com`, auto_create_key: false })).status).toBe(200);
   });
+
+  test("a key's or customer's budget_id may not be a budget litegate keeps for one customer or membership, whose changes would change it too", async () => {
+    const own = (await json("/customer/new", { user_id: `own-${kind}`, max_budget: 5 })).body.budget_id as string;
+    expect(own).toStartWith(`customer:own-${kind}:`);
+    await json("/team/new", { team_id: `own-t-${kind}`, team_member_budget: 3 });
+    await json("/team/member_add", { team_id: `own-t-${kind}`, member: { user_id: `own-m-${kind}` }, max_budget_in_team: 2 });
+    await json("/budget/new", { budget_id: `plain-${kind}`, max_budget: 1 });
+    await json("/customer/new", { user_id: `plain-c-${kind}`, budget_id: `plain-${kind}` });
+    const key = (await json("/key/generate", {})).body.key;
+    for (const budget of [own, `team-member:own-t-${kind}:own-m-${kind}`, `team-members:own-t-${kind}`]) {
+      for (const [path, body] of [
+        ["/customer/new", { user_id: `other-c-${kind}`, budget_id: budget }], ["/customer/update", { user_id: `plain-c-${kind}`, budget_id: budget }],
+        ["/key/generate", { budget_id: budget }], ["/key/update", { key, budget_id: budget }], ["/key/regenerate", { key, budget_id: budget }],
+        ["/user/new", { user_id: `other-u-${kind}`, budget_id: budget }],
+      ] as const) {
+        const refused = await json(path, body);
+        expect({ path, budget, ...refused }).toMatchObject({ path, budget, status: 400, body: { error: { param: "budget_id" } } });
+      }
+    }
+    expect((await json(`/customer/info?end_user_id=other-c-${kind}`)).status).toBe(404);
+    expect((await json(`/customer/info?end_user_id=plain-c-${kind}`)).body.budget_id).toBe(`plain-${kind}`);
+    expect((await json(`/key/info?key=${key}`)).body.info.budget_id).toBeNull();
+    // A customer sent back its own budget's id (an admin screen sends every field) keeps it; a budget of /budget/new is taken.
+    expect((await json("/customer/update", { user_id: `own-${kind}`, budget_id: own, alias: "same" })).body).toMatchObject({ budget_id: own, alias: "same" });
+    expect((await json("/key/update", { key, budget_id: `plain-${kind}` })).body.budget_id).toBe(`plain-${kind}`);
+  });
 });
