@@ -50,4 +50,15 @@ for (const kind of ["pglite", "postgres"] as const) describe(`admin input cases 
     expect((await json("/customer/update", { user_id: `own-${kind}`, budget_id: own, alias: "same" })).body).toMatchObject({ budget_id: own, alias: "same" });
     expect((await json("/key/update", { key, budget_id: `plain-${kind}` })).body.budget_id).toBe(`plain-${kind}`);
   });
+
+  test("a member's new role keeps the e-mail members_with_roles lists it by", async () => {
+    const team = `roles-${kind}`;
+    await json("/team/new", { team_id: team });
+    const added = await json("/team/member_add", { team_id: team, member: { user_email: `mail-${kind}@example.com`, role: "admin" } });
+    const [member] = added.body.members_with_roles;
+    expect(member).toMatchObject({ role: "admin", user_email: `mail-${kind}@example.com` });
+    expect((await json("/team/member_update", { team_id: team, user_id: member.user_id, role: "user" })).status).toBe(200);
+    expect((await json(`/team/info?team_id=${team}`)).body.team_info.members_with_roles)
+      .toEqual([{ role: "user", user_id: member.user_id, user_email: `mail-${kind}@example.com` }]);
+  });
 });
