@@ -85,10 +85,12 @@ export async function addMembers(
       `insert into team_memberships (team_id, user_id, role, budget_id) values ($1, $2, $3, $4)
        on conflict (team_id, user_id) do update set role = excluded.role, budget_id = coalesce(excluded.budget_id, team_memberships.budget_id)`,
       [teamId, userId, role, budgetId]);
+    // A member re-roled without an e-mail keeps the one its entry has (/team/member_update sends none).
     await sql.query(
       `update teams set members_with_roles = (
          select coalesce(jsonb_agg(m), '[]'::jsonb) from jsonb_array_elements(members_with_roles) m where m->>'user_id' <> $2
-       ) || jsonb_build_array(jsonb_strip_nulls(jsonb_build_object('role', $3::text, 'user_id', $2::text, 'user_email', $4::text))),
+       ) || jsonb_build_array(jsonb_strip_nulls(jsonb_build_object('role', $3::text, 'user_id', $2::text, 'user_email',
+         coalesce($4::text, (select m->>'user_email' from jsonb_array_elements(members_with_roles) m where m->>'user_id' = $2 limit 1))))),
        updated_at = now() where team_id = $1`,
       [teamId, userId, role, member.user_email ?? null]);
     ids.push(userId);
