@@ -61,4 +61,27 @@ for (const kind of ["pglite", "postgres"] as const) describe(`admin input cases 
     expect((await json(`/team/info?team_id=${team}`)).body.team_info.members_with_roles)
       .toEqual([{ role: "user", user_id: member.user_id, user_email: `mail-${kind}@example.com` }]);
   });
+
+  test("null for a field LiteLLM's request models leave optional is taken as left out (typed clients send every field)", async () => {
+    const team = `nulls-${kind}`;
+    // LiteLLM's Member: user_id and user_email are each Optional[str] = None.
+    const made = await json("/team/new", { team_id: team, members_with_roles: [{ role: "admin", user_id: null, user_email: `n1-${kind}@example.com` }] });
+    expect(made.status).toBe(200);
+    expect(made.body.members_with_roles).toEqual([expect.objectContaining({ role: "admin", user_email: `n1-${kind}@example.com` })]);
+    const added = await json("/team/member_add", { team_id: team, member: [{ role: "user", user_id: null, user_email: `n2-${kind}@example.com` }] });
+    expect(added.status).toBe(200);
+    expect(added.body.members_with_roles).toHaveLength(2);
+    // TeamMemberUpdateRequest.role: Optional[...] = None, the member's role kept.
+    const userId = added.body.members_with_roles[0].user_id;
+    const updated = await json("/team/member_update", { team_id: team, user_id: userId, role: null, max_budget_in_team: 4 });
+    expect(updated).toMatchObject({ status: 200, body: { role: "admin", max_budget_in_team: 4 } });
+    // KeyRequest: keys and key_aliases are each Optional[List[str]] = None.
+    const byAlias = (await json("/key/generate", { key_alias: `gone-${kind}` })).body.key;
+    expect((await json("/key/delete", { keys: null, key_aliases: [`gone-${kind}`] })).status).toBe(200);
+    const byKey = (await json("/key/generate", {})).body.key;
+    expect((await json("/key/delete", { keys: [byKey], key_aliases: null })).status).toBe(200);
+    for (const key of [byAlias, byKey]) expect((await json(`/key/info?key=${key}`)).status).toBe(404);
+    expect((await json("/key/delete", { keys: null, key_aliases: null })).body.error.param).toBe("keys");
+    expect((await json("/team/member_add", { team_id: team, member: { role: "user", user_id: null, user_email: null } })).status).toBe(400);
+  });
 });
