@@ -315,7 +315,8 @@ export function keyRoutes(deps: AdminDeps) {
       }
       return { deleted_keys: [...(body.keys ?? []), ...(body.key_aliases ?? [])] };
     }, {
-      body: t.Object({ keys: t.Optional(t.Array(t.String({ minLength: 1 }))), key_aliases: t.Optional(t.Array(t.String())) }, open),
+      // As LiteLLM's KeyRequest: either list may be null, one of them holding what to delete.
+      body: t.Object({ keys: opt(t.Array(t.String({ minLength: 1 }))), key_aliases: opt(t.Array(t.String())) }, open),
       detail: { tags: ["key management"], summary: "Delete keys" },
     })
     .get("/key/list", async ({ query, request }) => {

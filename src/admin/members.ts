@@ -115,7 +115,7 @@ export function memberRoutes(deps: AdminDeps) {
         [body.team_id, userId]);
       return { team_id: body.team_id, user_id: userId, ...row, max_budget_in_team: row?.litellm_budget_table?.max_budget ?? null };
     }, {
-      body: t.Object({ team_id: Id, ...who, role: t.Optional(TeamRole), ...limits }, open),
+      body: t.Object({ team_id: Id, ...who, role: opt(TeamRole), ...limits }, open),
       detail: { tags: ["team management"], summary: "Change a member's role or budget within the team" },
     })
     .post("/team/member_delete", async ({ body }) => {

@@ -16,9 +16,10 @@ import { budgetView } from "./budgets";
 /** A member's role in a team, as LiteLLM allows them. */
 export const TeamRole = t.Union([t.Literal("admin"), t.Literal("user")], { error: "must be \"admin\" or \"user\"" });
 
+/** LiteLLM's Member: user_id and user_email each optional, null as left out (one of them names the user). */
 export const Member = t.Object({
   role: t.Optional(TeamRole),
-  user_id: t.Optional(Id),
+  user_id: opt(Id),
   user_email: opt(t.String({ maxLength: 512 })),
 }, open);
 /** Members one call may add: each is a few statements in the call's transaction. */

@@ -223,7 +223,7 @@ describe("authorisation", () => {
     }
     for (const role of ["", "superuser-xyz"]) {
       const refused = await json("/team/member_update", { team_id: team.team_id, user_id: "mem-a", role });
-      expect(refused.body.error.message).toBe(`role: must be "admin" or "user" (got ${JSON.stringify(role)})`);
+      expect(refused.body.error.message).toBe(`role: must be "admin" or "user" (or null) (got ${JSON.stringify(role)})`);
     }
     expect((await json("/team/member_update", { team_id: team.team_id, user_id: "mem-a", role: "admin" })).status).toBe(200);
     expect((await json(`/team/info?team_id=${team.team_id}`)).body.team_info.members_with_roles).toEqual([{ role: "admin", user_id: "mem-a" }]);
