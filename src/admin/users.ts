@@ -83,6 +83,21 @@ function userChanges(body: Record<string, unknown>): Record<string, unknown> {
   return changes;
 }
 
+/**
+ * A team named twice by one /user/new (in `teams`, or there and in `team_id`) is a 400 naming the second,
+ * as one member twice in /team/member_add is: the later join would quietly replace the earlier's role and budget.
+ */
+function refuseRepeatedTeams(teams: Array<string | { team_id: string }>, teamId: string | null | undefined): void {
+  const named = [...teams.map((team, i): [string, string] => [typeof team === "string" ? team : team.team_id, `teams[${i}]`]),
+    ...(teamId ? [[teamId, "team_id"] as [string, string]] : [])];
+  const seen = new Map<string, string>();
+  for (const [id, param] of named) {
+    const first = seen.get(id);
+    if (first !== undefined) throw badRequest(`${param}: team "${id}" is already ${first} of this call; name each team once`, param);
+    seen.set(id, param);
+  }
+}
+
 const idTaken = (userId: string) => new GatewayError(409, "conflict_error", `User with id ${userId} already exists`, "user_id");
 const emailTaken = (email: string) => new GatewayError(409, "conflict_error", `User with email ${email} already exists`, "user_email");
 
@@ -162,6 +177,7 @@ export function userRoutes(deps: AdminDeps) {
   return adminOnlyRoutes("admin-users", deps)
     .post("/user/new", async ({ body }) => {
       refuseMasterKey(deps, body.key, "key");
+      refuseRepeatedTeams(body.teams ?? [], body.team_id);
       if (body.auto_create_key === false) refuseKeyOnlyLimits(body);
       const userId = body.user_id ?? crypto.randomUUID();
       // The key carries the user's models; budgets and limits stay on the user, shared by all its keys,

@@ -84,4 +84,24 @@ for (const kind of ["pglite", "postgres"] as const) describe(`admin input cases 
     expect((await json("/key/delete", { keys: null, key_aliases: null })).body.error.param).toBe("keys");
     expect((await json("/team/member_add", { team_id: team, member: { role: "user", user_id: null, user_email: null } })).status).toBe(400);
   });
+
+  test("a team named twice by one /user/new is a 400 naming the second, and nothing is written", async () => {
+    const team = `twice-t-${kind}`;
+    await json("/team/new", { team_id: team });
+    for (const [body, param] of [
+      [{ teams: [{ team_id: team, user_role: "admin" }], team_id: team }, "team_id"],
+      [{ teams: [{ team_id: team, max_budget_in_team: 5 }, team] }, "teams[1]"],
+      [{ teams: ["other", team, { team_id: team, max_budget_in_team: 9 }] }, "teams[2]"],
+    ] as const) {
+      const refused = await json("/user/new", { user_id: `twice-u-${kind}`, auto_create_key: false, ...body });
+      expect(refused).toMatchObject({ status: 400, body: { error: { param } } });
+      expect(refused.body.error.message).toStartWith(`${param}: team "${team}" is already`);
+      expect((await json(`/user/info?user_id=twice-u-${kind}`)).status).toBe(404);
+    }
+    expect((await json(`/team/info?team_id=${team}`)).body.team_info.members_with_roles).toEqual([]);
+    // Each team once, as before.
+    const made = await json("/user/new", { user_id: `twice-u-${kind}`, auto_create_key: false, teams: [{ team_id: team, user_role: "admin" }] });
+    expect(made.body.teams).toEqual([team]);
+    expect((await json(`/team/info?team_id=${team}`)).body.team_info.members_with_roles).toEqual([{ role: "admin", user_id: `twice-u-${kind}` }]);
+  });
 });
