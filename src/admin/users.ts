@@ -10,7 +10,7 @@ import { deleteEvery, found, lockMemberships, spendRowsOwnedBy, iso, periodView,
 import type { AdminDeps } from "./deps";
 import { USER_MODEL_SPEND, modelSpendOf } from "./model-budgets";
 import { Id, UserId, ModelBudgets, Models, Money, budgetFields, keyFields, nextReset, numeric, opt, open, Page, userRefusedFields } from "./fields";
-import { adminOnlyRoutes, admittedCaller, onlyParams } from "./guard";
+import { adminOnlyRoutes, admittedCaller, checkedAsSent, onlyParams } from "./guard";
 import { KEY_BUDGET, boundedKey, generatedKeyAnswer, insertKey, keyView, refuseMasterKey } from "./keys";
 import { MAX_MEMBERS_PER_CALL, TeamRole, addMembers, giveMemberDefaults, giveOwnBudget, teamView } from "./teams";
 
@@ -252,6 +252,8 @@ export function userRoutes(deps: AdminDeps) {
       body: t.Object({ ...budgetFields, user_id: opt(UserId), user_email: opt(t.String({ maxLength: 512 })), user_alias: opt(t.String({ maxLength: 512 })), user_role: opt(Role),
         models: opt(Models), metadata: opt(t.Record(t.String(), t.Unknown())), spend: opt(Money), model_max_budget: opt(ModelBudgets),
         unset: t.Optional(Unset), ...nextReset, ...userRefusedFields }, open),
+      // `unset` checked as sent: the framework would read "models" as the list of its letters.
+      transform: checkedAsSent(t.Object({ unset: t.Optional(Unset) }, open)),
       detail: { tags: ["user management"], summary: "Change a user's budget, limits, role or models" },
     })
     .post("/user/delete", async ({ body }) => {

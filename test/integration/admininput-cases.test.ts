@@ -104,4 +104,13 @@ for (const kind of ["pglite", "postgres"] as const) describe(`admin input cases 
     expect(made.body.teams).toEqual([team]);
     expect((await json(`/team/info?team_id=${team}`)).body.team_info.members_with_roles).toEqual([{ role: "admin", user_id: `twice-u-${kind}` }]);
   });
+
+  test("/user/update's unset sent as text is refused as the text it is, not as a list of its letters", async () => {
+    await json("/user/new", { user_id: `unset-${kind}`, auto_create_key: false, max_budget: 3 });
+    const refused = await json("/user/update", { user_id: `unset-${kind}`, unset: "max_budget" });
+    expect(refused).toMatchObject({ status: 400, body: { error: { param: "unset" } } });
+    expect(refused.body.error.message).toStartWith("unset: must be a list of fields among");
+    expect(refused.body.error.message).toEndWith('(got "max_budget")');
+    expect((await json("/user/update", { user_id: `unset-${kind}`, unset: ["max_budget"] })).body.max_budget).toBeNull();
+  });
 });
