@@ -113,4 +113,17 @@ for (const kind of ["pglite", "postgres"] as const) describe(`admin input cases 
     expect(refused.body.error.message).toEndWith('(got "max_budget")');
     expect((await json("/user/update", { user_id: `unset-${kind}`, unset: ["max_budget"] })).body.max_budget).toBeNull();
   });
+
+  test("/team/update and /budget/update with nothing to change answer the row as it is, as LiteLLM does (not a 400)", async () => {
+    const team = `same-${kind}`;
+    await json("/team/new", { team_id: team, team_alias: "kept", max_budget: 4 });
+    await json("/budget/new", { budget_id: `same-b-${kind}`, max_budget: 2 });
+    for (const body of [{ team_id: team }, { team_id: team, tags: ["reporting"] }]) {
+      const same = await json("/team/update", body);
+      expect(same).toMatchObject({ status: 200, body: { team_id: team, team_alias: "kept", max_budget: 4, data: { team_id: team } } });
+    }
+    expect(await json("/budget/update", { budget_id: `same-b-${kind}` })).toMatchObject({ status: 200, body: { budget_id: `same-b-${kind}`, max_budget: 2 } });
+    expect((await json("/team/update", { team_id: `none-${kind}` })).status).toBe(404);
+    expect((await json("/budget/update", { budget_id: `none-${kind}` })).status).toBe(404);
+  });
 });
