@@ -259,7 +259,8 @@ export async function updateBudgetHolder(
   const newPeriod = spec.fallbackDuration && before ? !sameDuration(parseDuration(resetsOn(before)), parseDuration(duration)) : change.newPeriod;
   if (newPeriod) changes.budget_reset_at = resetAtFor(duration, deps.clock.now());
   const { sets, values } = assignments(changes, spec.columns, spec.json, spec.arrays);
-  if (sets.length === 0) throw badRequest(`nothing to update: send at least one ${spec.what.toLowerCase()} field`);
+  // Nothing to change (the id alone, or fields taken and ignored) answers the row as it is, as LiteLLM does.
+  if (sets.length === 0) return found((await deps.db.query(`select * from ${spec.table} where ${spec.idColumn} = $1`, [id]))[0], spec.what);
   // A budget row holds no spend (its holders do, below).
   if (newPeriod && spec.table !== "budgets" && !("spend" in body)) {
     values.push(new Date(deps.clock.now()));
