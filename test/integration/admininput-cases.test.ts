@@ -126,4 +126,29 @@ for (const kind of ["pglite", "postgres"] as const) describe(`admin input cases 
     expect((await json("/team/update", { team_id: `none-${kind}` })).status).toBe(404);
     expect((await json("/budget/update", { budget_id: `none-${kind}` })).status).toBe(404);
   });
+
+  test("a member added with a limit of their own keeps the team's member budget for the fields not sent, as /team/member_update does", async () => {
+    const team = `tmb-own-${kind}`;
+    await json("/team/new", { team_id: team, team_member_budget: 0.0000001, team_member_budget_duration: "1d" });
+    await json("/team/member_add", { team_id: team, member: { user_id: `lim-${kind}` }, rpm_limit: 50 });
+    await json("/team/member_add", { team_id: team, member: { user_id: `upd-${kind}` } });
+    await json("/team/member_update", { team_id: team, user_id: `upd-${kind}`, rpm_limit: 50 });
+    const info = (await json(`/team/info?team_id=${team}`)).body;
+    for (const m of info.team_memberships) {
+      expect({ user: m.user_id, ...m.litellm_budget_table }).toMatchObject({ user: m.user_id, max_budget: 0.0000001, rpm_limit: 50, budget_duration: "1d" });
+      expect(new Date(m.budget_reset_at).getTime() - Date.now()).toBeGreaterThan(23 * 3600_000);
+    }
+    // Each member's first request passes; the next is over the team's member budget, as it is without a limit of their own.
+    for (const user of [`lim-${kind}`, `upd-${kind}`]) {
+      const key = (await json("/key/generate", { team_id: team, user_id: user })).body.key;
+      expect((await h.chat(key)).status).toBe(200);
+      await h.flush();
+      const refused = await h.chat(key);
+      expect({ user, status: refused.status }).toEqual({ user, status: 400 });
+    }
+    // A budget sent is the member's own, whatever the team's.
+    await json("/team/member_add", { team_id: team, member: { user_id: `own-${kind}` }, max_budget_in_team: 5 });
+    const own = (await json(`/team/info?team_id=${team}`)).body.team_memberships.find((m: any) => m.user_id === `own-${kind}`);
+    expect(own.litellm_budget_table).toMatchObject({ max_budget: 5, budget_duration: "1d" });
+  });
 });
