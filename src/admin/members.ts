@@ -62,8 +62,8 @@ export function memberRoutes(deps: AdminDeps) {
         if (!(await lockTeam(tx, body.team_id))) throw notFound(`Team not found for team_id=${body.team_id}`);
         await refuseExistingMembers(tx, body.team_id, members);
         const added = await addMembers(tx, body.team_id, members, null, internalUserResetAt(deps));
-        // Every member added gets the budget and limits sent, from nothing: a former membership's are not
-        // kept. Members sent without any take the team's member budget, when it has one.
+        // Every member added gets the budget and limits sent, the others the team's member budget's: a
+        // former membership's are not kept. Members sent without any take the team's member budget, when it has one.
         if ([body.max_budget_in_team, body.budget_duration, body.tpm_limit, body.rpm_limit, body.max_parallel_requests].some((v) => v != null)) {
           for (const userId of added) await giveOwnBudget(tx, body.team_id, userId, body, deps.clock.now());
         } else {

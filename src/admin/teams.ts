@@ -103,30 +103,35 @@ export async function addMembers(
 const membershipBudgetId = (teamId: string, userId: string) => `team-member:${idPart(teamId)}:${userId}`;
 
 /**
- * Writes a membership's budget row: a new member's from nothing (`fresh`: nothing a former membership
- * left is kept), a member's update over what it had (fields not sent are kept: its own budget's, or
- * the team's member budget it was on until now).
+ * Writes a membership's budget row: a new member's from what was sent (`fresh`: nothing a former
+ * membership left is kept) and, for the fields not sent, the team's member budget (`team_member_budget`),
+ * which holds the members without a budget of their own; a member's update over what it had (fields not
+ * sent are kept: its own budget's, or the team's member budget it was on until now).
  */
 export async function membershipBudget(sql: Sql, teamId: string, userId: string, fields: Record<string, unknown>, fresh: boolean): Promise<string> {
   const budgetId = membershipBudgetId(teamId, userId);
   const columns = ["max_budget", "tpm_limit", "rpm_limit", "max_parallel_requests", "budget_duration"];
   const sent = [fields.max_budget_in_team, fields.tpm_limit, fields.rpm_limit, fields.max_parallel_requests, fields.budget_duration];
-  // Parameters: $1 the id, $2.. the values sent, then the membership whose current budget is the base.
+  // Parameters: $1 the id, $2.. the values sent, then the team's member budget (fresh) or the membership whose current budget is the base.
   const base = columns.length + 2;
-  const value = (column: string, i: number) => (fresh ? `$${i + 2}`
+  const value = (column: string, i: number) => (fresh ? `coalesce($${i + 2}, (select b.${column} from budgets b where b.budget_id = $${base}))`
     : `coalesce($${i + 2}, (select b.${column} from team_memberships m join budgets b on b.budget_id = m.budget_id where m.team_id = $${base} and m.user_id = $${base + 1}))`);
   await sql.query(
     `insert into budgets (budget_id, ${columns.join(", ")}) values ($1, ${columns.map(value).join(", ")})
-     on conflict (budget_id) do update set ${columns.map((c, i) => `${c} = ${fresh ? `$${i + 2}` : `coalesce($${i + 2}, budgets.${c})`}`).join(", ")}, updated_at = now()`,
-    [budgetId, ...sent.map((v) => v ?? null), ...(fresh ? [] : [teamId, userId])]);
+     on conflict (budget_id) do update set ${columns.map((c, i) => `${c} = ${fresh ? `excluded.${c}` : `coalesce($${i + 2}, budgets.${c})`}`).join(", ")}, updated_at = now()`,
+    [budgetId, ...sent.map((v) => v ?? null), ...(fresh ? [teamMemberBudgetId(teamId)] : [teamId, userId])]);
   return budgetId;
 }
 
-/** A member just added gets a budget of their own, from the fields sent (`max_budget_in_team`, limits, `budget_duration`). */
+/**
+ * A member just added gets a budget of their own, from the fields sent (`max_budget_in_team`, limits,
+ * `budget_duration`; the others the team's member budget's), its period starting now.
+ */
 export async function giveOwnBudget(sql: Sql, teamId: string, userId: string, fields: Record<string, unknown>, now: number): Promise<void> {
   const budgetId = await membershipBudget(sql, teamId, userId, fields, true);
+  const [budget] = await sql.query("select budget_duration from budgets where budget_id = $1", [budgetId]);
   await sql.query("update team_memberships set budget_id = $3, budget_reset_at = $4 where team_id = $1 and user_id = $2",
-    [teamId, userId, budgetId, resetAtFor(fields.budget_duration as string | null | undefined, now)]);
+    [teamId, userId, budgetId, resetAtFor(budget?.budget_duration as string | null | undefined, now)]);
 }
 
 /** Teams as LiteLLM lists them: each with its keys and its memberships (their spend and budget), in two queries. */
