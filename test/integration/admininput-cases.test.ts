@@ -1,4 +1,5 @@
-import { beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { type RunningGateway, startOn } from "../helpers/binary";
 import { type Harness, gatewayFor } from "../helpers/gateway";
 
 for (const kind of ["pglite", "postgres"] as const) describe(`admin input cases on ${kind}`, () => {
@@ -150,5 +151,30 @@ for (const kind of ["pglite", "postgres"] as const) describe(`admin input cases 
     await json("/team/member_add", { team_id: team, member: { user_id: `own-${kind}` }, max_budget_in_team: 5 });
     const own = (await json(`/team/info?team_id=${team}`)).body.team_memberships.find((m: any) => m.user_id === `own-${kind}`);
     expect(own.litellm_budget_table).toMatchObject({ max_budget: 5, budget_duration: "1d" });
+  });
+});
+
+for (const database of ["embedded", "postgres"] as const) describe(`admin input cases, the binary on ${database}`, () => {
+  let gateway: RunningGateway;
+  beforeAll(async () => {
+    gateway = await startOn(database, "model_list:\n  - model_name: mock\n    litellm_params: {model: mock/x, mock_response: hi, input_cost_per_token: 0.000001, output_cost_per_token: 0.000002}\n");
+  }, 120_000);
+  afterAll(async () => {
+    await gateway?.stop("SIGTERM");
+  });
+  const post = async (path: string, body: unknown) => {
+    const response = await fetch(`${gateway.url}${path}`, { method: "POST", headers: { authorization: "Bearer sk-1234" }, body: JSON.stringify(body) });
+    return { status: response.status, body: (await response.json()) as any };
+  };
+
+  test("a typed client's member (user_id null) is added; a customer's own budget is no budget_id for another; a refused /user/update writes nothing", async () => {
+    expect((await post("/team/new", { team_id: "bin-t", members_with_roles: [{ role: "user", user_id: null, user_email: "bin@example.com" }] })).status).toBe(200);
+    expect((await post("/team/member_update", { team_id: "bin-t", user_email: "bin@example.com", role: null, max_budget_in_team: 1 })).status).toBe(200);
+    const own = (await post("/customer/new", { user_id: "bin-c", max_budget: 1 })).body.budget_id;
+    expect(await post("/customer/new", { user_id: "bin-c2", budget_id: own })).toMatchObject({ status: 400, body: { error: { param: "budget_id", code: "400" } } });
+    expect(await post("/key/generate", { budget_id: own })).toMatchObject({ status: 400, body: { error: { param: "budget_id" } } });
+    const user = (await post("/team/member_add", { team_id: "bin-t", member: { user_email: "bin2@example.com" } })).body.updated_users[0].user_id;
+    expect((await post("/user/update", { user_id: user, user_email: "bin3@example.com", unset: ["user_email"] })).status).toBe(400);
+    expect((await post("/user/update", { user_email: "bin2@example.com", max_budget: 2 })).body).toMatchObject({ user_id: user, max_budget: 2 });
   });
 });
