@@ -152,6 +152,18 @@ for (const kind of ["pglite", "postgres"] as const) describe(`admin input cases 
     const own = (await json(`/team/info?team_id=${team}`)).body.team_memberships.find((m: any) => m.user_id === `own-${kind}`);
     expect(own.litellm_budget_table).toMatchObject({ max_budget: 5, budget_duration: "1d" });
   });
+
+  test("one user named twice in one call, once by user_id and once by e-mail, is a 400 naming the second, and nothing is written", async () => {
+    const team = `mixed-${kind}`;
+    await json("/team/new", { team_id: team });
+    await json("/user/new", { user_id: `mx-${kind}`, user_email: `mx-${kind}@example.com`, auto_create_key: false });
+    const twice = await json("/team/member_add", { team_id: team, member: [{ user_id: `mx-${kind}`, role: "admin" }, { user_email: `MX-${kind}@example.com` }] });
+    expect(twice).toMatchObject({ status: 400, body: { error: { param: "member[1].user_email" } } });
+    expect((await json(`/team/info?team_id=${team}`)).body.team_memberships).toEqual([]);
+    const made = await json("/team/new", { team_id: `mixed-new-${kind}`, members_with_roles: [{ user_email: `mx-${kind}@example.com`, role: "admin" }, { user_id: `mx-${kind}` }] });
+    expect(made).toMatchObject({ status: 400, body: { error: { param: "members_with_roles[1].user_id" } } });
+    expect((await json(`/team/info?team_id=mixed-new-${kind}`)).status).toBe(404);
+  });
 });
 
 for (const database of ["embedded", "postgres"] as const) describe(`admin input cases, the binary on ${database}`, () => {
