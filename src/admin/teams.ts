@@ -63,20 +63,25 @@ export function refuseRepeatedMembers(members: Array<{ user_id?: string | null; 
 /**
  * Adds (or re-roles) members: missing users are created (a member given by e-mail is the user with that
  * e-mail, in any case), internal users whose period starts at `newUserResetAt`; memberships,
- * members_with_roles and users.teams kept in step. Returns their ids.
+ * members_with_roles and users.teams kept in step. Returns their ids. `field` names the list in errors.
  */
 export async function addMembers(
-  sql: Sql, teamId: string, members: Array<Record<string, any>>, budgetId: string | null, newUserResetAt: Date | null = null,
+  sql: Sql, teamId: string, members: Array<Record<string, any>>, budgetId: string | null, newUserResetAt: Date | null = null, field = "member",
 ): Promise<string[]> {
   await lockMemberships(sql);
   const ids: string[] = [];
-  for (const member of members) {
+  for (const [i, member] of members.entries()) {
     let userId: string | undefined = member.user_id ?? undefined;
     if (!userId && member.user_email) {
       const [byEmail] = await sql.query("select user_id from users where lower(user_email) = lower($1) order by created_at limit 1", [member.user_email]);
       userId = byEmail?.user_id ?? crypto.randomUUID();
     }
     if (!userId) throw badRequest("member: user_id or user_email is required", "member");
+    // One user named twice, by id and by e-mail (see refuseRepeatedMembers): the later would replace the earlier's role.
+    if (ids.includes(userId)) {
+      const param = `${field}[${i}].${member.user_id != null ? "user_id" : "user_email"}`;
+      throw badRequest(`${param}: names the user "${userId}", whom this call names already; send each member once`, param);
+    }
     await sql.query(
       `insert into users (user_id, user_email, teams, budget_reset_at) values ($1, $2, array[$3]::text[], $4)
        on conflict (user_id) do update set teams = case when $3 = any(users.teams) then users.teams else array_append(users.teams, $3) end`,
@@ -251,7 +256,7 @@ export function teamRoutes(deps: AdminDeps) {
           [teamId, body.team_alias ?? null, body.max_budget ?? null, body.budget_duration ?? null, resetAtFor(body.budget_duration, clock.now()),
             body.models ?? [], body.tpm_limit ?? null, body.rpm_limit ?? null, body.max_parallel_requests ?? null,
             JSON.stringify(withModelLimits(body.metadata, body)), body.blocked ?? false, JSON.stringify(body.model_max_budget ?? {})]));
-        await addMembers(tx, teamId, body.members_with_roles ?? [], null, internalUserResetAt(deps));
+        await addMembers(tx, teamId, body.members_with_roles ?? [], null, internalUserResetAt(deps), "members_with_roles");
         await applyMemberDefaults(tx, teamId, body, clock.now());
         return (await tx.query("select * from teams where team_id = $1", [teamId]))[0]!;
       });
