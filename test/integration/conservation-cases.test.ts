@@ -1,0 +1,421 @@
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { type RunningGateway, startBinary } from "../helpers/binary";
+import { sharedPostgres, startRedis, tempDir, type RedisServer } from "../helpers/services";
+import { type Upstream, startUpstream } from "../helpers/upstream";
+
+/**
+ * The ledger balances after mixed concurrent traffic: what spend_logs holds per key, user, team, member,
+ * customer and model is what the admin API shows for each, and the gateway's total is their sum.
+ */
+const A = { in: 0.0000011, out: 0.0000023 };
+const B = { in: 0.0000031, out: 0.0000057 };
+
+let good: Upstream;
+let bad: Upstream;
+let slow: Upstream;
+let redis: RedisServer;
+
+beforeAll(async () => {
+  good = await startUpstream({ chunks: 6, chunkDelayMs: 40 });
+  bad = await startUpstream({ status: 500 });
+  slow = await startUpstream({ firstByteDelayMs: 5000 });
+  redis = await startRedis();
+}, 60_000);
+afterAll(async () => {
+  good.stop();
+  bad.stop();
+  slow.stop();
+  await redis.stop();
+});
+
+const models = () => `
+model_list:
+  - model_name: a
+    litellm_params: {model: openai/a, api_base: "${good.url}", api_key: x, input_cost_per_token: ${A.in}, output_cost_per_token: ${A.out}}
+  - model_name: b
+    litellm_params: {model: openai/b, api_base: "${good.url}", api_key: x, input_cost_per_token: ${B.in}, output_cost_per_token: ${B.out}}
+  - model_name: broken
+    litellm_params: {model: openai/broken, api_base: "${bad.url}", api_key: x, input_cost_per_token: ${A.in}, output_cost_per_token: ${A.out}}
+  - model_name: err
+    litellm_params: {model: openai/err, api_base: "${bad.url}", api_key: x, input_cost_per_token: ${A.in}, output_cost_per_token: ${A.out}}
+  - model_name: slowm
+    litellm_params: {model: openai/slowm, api_base: "${slow.url}", api_key: x, timeout: 0.4, stream_timeout: 0.4, input_cost_per_token: ${A.in}, output_cost_per_token: ${A.out}}
+litellm_settings:
+  max_budget: 1000
+  fallbacks: [{"broken": ["b"]}]
+`;
+
+const H = { authorization: "Bearer sk-1234", "content-type": "application/json" };
+async function admin(url: string, path: string, body?: unknown): Promise<any> {
+  const response = await fetch(`${url}${path}`, { method: body === undefined ? "GET" : "POST", headers: H, body: body === undefined ? undefined : JSON.stringify(body) });
+  const json = await response.json();
+  if (response.status !== 200) throw new Error(`${path}: ${response.status} ${JSON.stringify(json)}`);
+  return json;
+}
+
+interface Keys {
+  [name: string]: { key: string; token: string };
+}
+
+/** Users alice and bob, team T (both members, alice with a budget in it), and five keys. */
+async function setUp(url: string): Promise<Keys> {
+  await admin(url, "/user/new", { user_id: "alice", max_budget: 100 });
+  await admin(url, "/user/new", { user_id: "bob" });
+  await admin(url, "/user/new", { user_id: "carol" });
+  await admin(url, "/team/new", { team_id: "T", max_budget: 100 });
+  await admin(url, "/team/member_add", { team_id: "T", member: { role: "user", user_id: "alice" }, max_budget_in_team: 50 });
+  await admin(url, "/team/member_add", { team_id: "T", member: { role: "user", user_id: "bob" } });
+  await admin(url, "/customer/new", { user_id: "c-small", max_budget: 0.0004 });
+  const keys: Keys = {};
+  const make = async (name: string, body: object) => {
+    const created = await admin(url, "/key/generate", body);
+    keys[name] = { key: created.key, token: created.token };
+  };
+  await make("alicePersonal", { user_id: "alice" });
+  await make("aliceTeam", { user_id: "alice", team_id: "T" });
+  await make("bobTeam", { user_id: "bob", team_id: "T" });
+  await make("carolSmall", { user_id: "carol", max_budget: 0.0005 });
+  await make("rpm", { rpm_limit: 15 });
+  keys.master = { key: "sk-1234", token: "" };
+  return keys;
+}
+
+type Kind = "plain" | "stream" | "abort" | "err" | "slow" | "fallback" | "embed" | "text" | "messages";
+const KINDS: Kind[] = ["plain", "plain", "stream", "stream", "abort", "err", "slow", "fallback", "embed", "text", "messages"];
+const CUSTOMERS = [undefined, "c-one", "c-two", "c-small"];
+
+/** One request of the given kind; resolves when the client is done with it. */
+async function request(url: string, key: string, kind: Kind, i: number): Promise<number> {
+  const model = kind === "err" ? "err" : kind === "slow" ? "slowm" : kind === "fallback" ? "broken" : i % 2 ? "a" : "b";
+  const customer = CUSTOMERS[i % CUSTOMERS.length];
+  const stream = kind === "stream" || kind === "abort" || (kind === "fallback" && i % 2 === 0);
+  const controller = new AbortController();
+  const path = kind === "embed" ? "embeddings" : kind === "text" ? "completions" : kind === "messages" ? "messages" : "chat/completions";
+  const input = kind === "embed" ? { input: `embed ${i}` } : kind === "text" ? { prompt: `complete ${i}`, max_tokens: 50 } : { max_tokens: 50, messages: [{ role: "user", content: `count my tokens ${i}` }] };
+  try {
+    const response = await fetch(`${url}/v1/${path}`, {
+      method: "POST", headers: { authorization: `Bearer ${key}`, "content-type": "application/json" }, signal: controller.signal,
+      body: JSON.stringify({ model, stream: stream || (kind === "messages" && i % 2 === 0), ...input, ...(customer ? { user: customer } : {}) }),
+    });
+    if (kind === "abort" && response.status === 200) {
+      const reader = response.body!.getReader();
+      await reader.read();
+      controller.abort();
+      return response.status;
+    }
+    const text = await response.text();
+    if (process.env.SHOW && response.status >= 400) console.log(kind, key.slice(0, 12), customer, response.status, text.slice(0, 160));
+    return response.status;
+  } catch {
+    return -1;
+  }
+}
+
+/** The traffic: `n` requests spread over `urls` and every key, `parallel` at a time. */
+async function traffic(urls: string[], keys: Keys, n: number, parallel = 24): Promise<Record<string, number>> {
+  const statuses: Record<string, number> = {};
+  const names = Object.keys(keys);
+  let next = 0;
+  await Promise.all(Array.from({ length: parallel }, async () => {
+    while (next < n) {
+      const i = next++;
+      const status = await request(urls[i % urls.length]!, keys[names[i % names.length]!]!.key, KINDS[(i * 7 + Math.floor(i / 5)) % KINDS.length]!, i);
+      statuses[status] = (statuses[status] ?? 0) + 1;
+    }
+  }));
+  return statuses;
+}
+
+const sum = (rows: any[]) => rows.reduce((s, r) => s + Number(r.spend), 0);
+const close = (a: number, b: number) => Math.abs(a - b) <= 1e-12 + 1e-9 * Math.abs(b);
+
+/** Every row of spend_logs, through the admin API. */
+async function allLogs(url: string): Promise<any[]> {
+  const rows: any[] = [];
+  for (let page = 1; ; page++) {
+    const batch = await admin(url, `/spend/logs?limit=1000&page=${page}`);
+    rows.push(...batch);
+    if (batch.length < 1000) return rows;
+  }
+}
+
+/** Every imbalance between spend_logs and the admin API's totals, as readable lines (none when the books balance). */
+async function imbalances(url: string, keys: Keys, expectedRows: number | null): Promise<string[]> {
+  const logs = await allLogs(url);
+  const problems: string[] = [];
+  const check = (what: string, shown: number, logged: number) => {
+    if (!close(shown, logged)) problems.push(`${what}: shown ${shown}, spend_logs ${logged}, diff ${shown - logged}`);
+  };
+  if (expectedRows !== null && logs.length !== expectedRows) problems.push(`spend_logs rows: ${logs.length}, requests sent ${expectedRows}`);
+  const ids = new Set(logs.map((r) => r.request_id));
+  if (ids.size !== logs.length) problems.push(`duplicate request ids in spend_logs: ${logs.length - ids.size}`);
+  for (const row of logs) {
+    if (row.status === "failure" && row.prompt_tokens === 0 && Number(row.spend) !== 0) problems.push(`refused request charged ${row.spend}`);
+    if (Number(row.spend) < 0) problems.push(`negative spend ${row.spend}`);
+  }
+  for (const [name, { token }] of Object.entries(keys)) {
+    if (name === "master") continue;
+    const info = await admin(url, `/key/info?key=${token}`);
+    const mine = logs.filter((r) => r.api_key === token);
+    check(`key ${name}`, info.info.spend, sum(mine));
+    const modelSpend = Object.values(info.info.model_spend ?? {}).reduce((s: number, v: any) => s + (typeof v === "number" ? v : Number(v?.spend ?? 0)), 0) as number;
+    check(`key ${name} model_spend total`, modelSpend, sum(mine));
+    for (const [model, v] of Object.entries(info.info.model_spend ?? {})) {
+      check(`key ${name} model_spend[${model}]`, typeof v === "number" ? v : Number((v as any)?.spend ?? 0), sum(mine.filter((r) => r.model === model)));
+    }
+  }
+  for (const user of ["alice", "bob", "carol"]) {
+    const info = await admin(url, `/user/info?user_id=${user}`);
+    // Team keys' spend is the team's, not the user's (README).
+    check(`user ${user}`, info.user_info.spend, sum(logs.filter((r) => r.user_id === user && !r.team_id)));
+  }
+  const team = await admin(url, "/team/info?team_id=T");
+  check("team T", team.team_info.spend, sum(logs.filter((r) => r.team_id === "T")));
+  for (const m of team.team_memberships) {
+    check(`member ${m.user_id} of T`, m.spend, sum(logs.filter((r) => r.team_id === "T" && r.user_id === m.user_id)));
+  }
+  for (const c of ["c-one", "c-two", "c-small"]) {
+    const info = await admin(url, `/customer/info?end_user_id=${c}`);
+    check(`customer ${c}`, info.spend, sum(logs.filter((r) => r.end_user === c)));
+  }
+  check("gateway", (await admin(url, "/global/spend")).spend, sum(logs));
+  return problems;
+}
+
+async function settle(urls: string[]) {
+  // Spend is written every 250 ms; the slowest stream ends well within this.
+  await Bun.sleep(2000);
+  void urls;
+}
+
+describe("the books balance after mixed traffic", () => {
+  test("one binary, embedded database", async () => {
+    const gateway = await startBinary({ config: `${models()}\ngeneral_settings:\n  master_key: sk-1234\n  data_dir: ${tempDir("cons")}\n` });
+    try {
+      const keys = await setUp(gateway.url);
+      const statuses = await traffic([gateway.url], keys, 240);
+      console.log(statuses);
+      await settle([gateway.url]);
+      expect({ statuses, problems: await imbalances(gateway.url, keys, 240) }).toEqual({ statuses, problems: [] });
+    } finally {
+      await gateway.stop("SIGKILL");
+    }
+  }, 120_000);
+
+  test("one binary, Postgres", async () => {
+    const dbUrl = await (await sharedPostgres()).newDatabase();
+    const gateway = await startBinary({ config: `${models()}\ngeneral_settings:\n  master_key: sk-1234\n  database_url: ${dbUrl}\n` });
+    try {
+      const keys = await setUp(gateway.url);
+      const statuses = await traffic([gateway.url], keys, 240);
+      console.log(statuses);
+      await settle([gateway.url]);
+      expect({ statuses, problems: await imbalances(gateway.url, keys, 240) }).toEqual({ statuses, problems: [] });
+    } finally {
+      await gateway.stop("SIGKILL");
+    }
+  }, 120_000);
+
+  test("two binaries sharing Postgres and Redis", async () => {
+    const dbUrl = await (await sharedPostgres()).newDatabase();
+    const config = `${models()}\ngeneral_settings:\n  master_key: sk-1234\n  database_url: ${dbUrl}\n  redis_url: ${redis.url}\n`;
+    const one = await startBinary({ config });
+    const two = await startBinary({ config });
+    try {
+      const keys = await setUp(one.url);
+      const statuses = await traffic([one.url, two.url], keys, 300);
+      await settle([one.url, two.url]);
+      expect({ statuses, problems: await imbalances(one.url, keys, 300) }).toEqual({ statuses, problems: [] });
+    } finally {
+      await one.stop("SIGKILL");
+      await two.stop("SIGKILL");
+    }
+  }, 120_000);
+});
+
+/** Holders on a 3 s period, one of each kind, and the keys that spend on them. */
+async function setUpPeriods(url: string): Promise<Keys> {
+  await admin(url, "/user/new", { user_id: "pu", max_budget: 100, budget_duration: "3s" });
+  await admin(url, "/team/new", { team_id: "PT", max_budget: 100, budget_duration: "3s", team_member_budget: 50, team_member_budget_duration: "3s" });
+  await admin(url, "/team/member_add", { team_id: "PT", member: { role: "user", user_id: "pm" } });
+  await admin(url, "/customer/new", { user_id: "pc", max_budget: 100, budget_duration: "3s" });
+  const keys: Keys = {};
+  const make = async (name: string, body: object) => {
+    const created = await admin(url, "/key/generate", body);
+    keys[name] = { key: created.key, token: created.token };
+  };
+  await make("personal", { user_id: "pu", max_budget: 100, budget_duration: "3s", model_max_budget: { a: { budget_limit: 10, time_period: "3s" } } });
+  await make("team", { user_id: "pm", team_id: "PT", max_budget: 100, budget_duration: "3s" });
+  return keys;
+}
+
+/** What each holder shows for its running period against the spend_logs rows that started in it. */
+async function periodImbalances(url: string, keys: Keys): Promise<string[]> {
+  const logs = await allLogs(url);
+  const problems: string[] = [];
+  const inPeriod = (rows: any[], resetAt: string | null) => {
+    const start = Date.parse(resetAt!) - 3000;
+    return sum(rows.filter((r) => Date.parse(r.start_time) >= start));
+  };
+  const check = (what: string, shown: number, resetAt: string | null, rows: any[]) => {
+    const logged = inPeriod(rows, resetAt);
+    if (!close(shown, logged)) problems.push(`${what}: shown ${shown}, spend_logs of the period from ${resetAt} ${logged}, diff ${shown - logged}`);
+  };
+  const personal = (await admin(url, `/key/info?key=${keys.personal!.token}`)).info;
+  const mine = logs.filter((r) => r.api_key === keys.personal!.token);
+  check("key personal", personal.spend, personal.budget_reset_at, mine);
+  const a = personal.model_spend?.a;
+  if (a !== undefined) check("key personal model_spend[a]", typeof a === "number" ? a : a.spend, a.budget_reset_at ?? personal.budget_reset_at, mine.filter((r) => r.model === "a"));
+  const team = (await admin(url, `/key/info?key=${keys.team!.token}`)).info;
+  check("key team", team.spend, team.budget_reset_at, logs.filter((r) => r.api_key === keys.team!.token));
+  const user = (await admin(url, "/user/info?user_id=pu")).user_info;
+  check("user pu", user.spend, user.budget_reset_at, logs.filter((r) => r.user_id === "pu" && !r.team_id));
+  const info = await admin(url, "/team/info?team_id=PT");
+  check("team PT", info.team_info.spend, info.team_info.budget_reset_at, logs.filter((r) => r.team_id === "PT"));
+  for (const m of info.team_memberships) {
+    const resetAt = m.budget_reset_at;
+    check(`member ${m.user_id}`, m.spend, resetAt, logs.filter((r) => r.team_id === "PT" && r.user_id === m.user_id));
+  }
+  const customer = await admin(url, "/customer/info?end_user_id=pc");
+  check("customer pc", customer.spend, customer.budget_reset_at, logs.filter((r) => r.end_user === "pc"));
+  return problems;
+}
+
+/** Requests for `ms`, `parallel` at a time, on the period keys, half of them for the customer. */
+async function steadyTraffic(urls: string[], keys: Keys, ms: number, parallel = 6) {
+  const until = Date.now() + ms;
+  let i = 0;
+  const statuses: Record<string, number> = {};
+  await Promise.all(Array.from({ length: parallel }, async () => {
+    while (Date.now() < until) {
+      const n = i++;
+      const key = n % 2 ? keys.personal!.key : keys.team!.key;
+      const response = await fetch(`${urls[n % urls.length]}/v1/chat/completions`, {
+        method: "POST", headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
+        body: JSON.stringify({ model: n % 3 ? "a" : "b", stream: n % 4 === 0, max_tokens: 50, messages: [{ role: "user", content: `hi ${n}` }], ...(n % 5 < 3 ? { user: "pc" } : {}) }),
+      });
+      await response.text();
+      statuses[response.status] = (statuses[response.status] ?? 0) + 1;
+    }
+  }));
+  return statuses;
+}
+
+describe("budget periods of 3 s turning over mid-traffic", () => {
+  test("one binary, Postgres: each holder shows the spend of the requests of its running period", async () => {
+    const dbUrl = await (await sharedPostgres()).newDatabase();
+    const gateway = await startBinary({ config: `${models()}\ngeneral_settings:\n  master_key: sk-1234\n  database_url: ${dbUrl}\n` });
+    try {
+      const keys = await setUpPeriods(gateway.url);
+      const statuses = await steadyTraffic([gateway.url], keys, 7000);
+      console.log(statuses);
+      await Bun.sleep(700);
+      expect(await periodImbalances(gateway.url, keys)).toEqual([]);
+    } finally {
+      await gateway.stop("SIGKILL");
+    }
+  }, 120_000);
+});
+
+describe("the books balance across disturbances", () => {
+  test("two binaries: one stopped by SIGTERM with streams in flight and started again, a key's budget changed mid-traffic", async () => {
+    const dbUrl = await (await sharedPostgres()).newDatabase();
+    const config = `${models()}\ngeneral_settings:\n  master_key: sk-1234\n  database_url: ${dbUrl}\n  redis_url: ${redis.url}\n`;
+    const one = await startBinary({ config });
+    let two = await startBinary({ config });
+    const port = two.port;
+    try {
+      const keys = await setUp(one.url);
+      good.set({ chunks: 10, chunkDelayMs: 100 });
+      const flow = traffic([one.url, `http://127.0.0.1:${port}`], keys, 300, 16);
+      await Bun.sleep(1000);
+      await admin(one.url, "/key/update", { key: keys.alicePersonal!.token, max_budget: 0.004 });
+      await admin(two.url, "/key/update", { key: keys.bobTeam!.token, max_budget: 50 });
+      const stopped = two.stop("SIGTERM");
+      await Bun.sleep(300);
+      await admin(one.url, "/key/update", { key: keys.aliceTeam!.token, max_budget: 0.003 });
+      expect(await stopped).toBe(0);
+      two = await startBinary({ config, port });
+      const statuses = await flow;
+      console.log(statuses);
+      await settle([one.url, two.url]);
+      expect(await imbalances(one.url, keys, null)).toEqual([]);
+    } finally {
+      good.set({ chunks: 6, chunkDelayMs: 40 });
+      await one.stop("SIGKILL");
+      await two.stop("SIGKILL");
+    }
+  }, 120_000);
+});
+
+const B_COST = 10 * B.in + 20 * B.out;
+
+/** `n` requests at once, spread over `urls`; the spend_logs rows of `filter` after they settle. */
+async function burst(urls: string[], key: string, n: number, body: object) {
+  const statuses: Record<string, number> = {};
+  await Promise.all(Array.from({ length: n }, async (_, i) => {
+    const response = await fetch(`${urls[i % urls.length]}/v1/chat/completions`, {
+      method: "POST", headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
+      body: JSON.stringify({ max_tokens: 20, messages: [{ role: "user", content: "hi" }], ...body }),
+    });
+    await response.text();
+    statuses[response.status] = (statuses[response.status] ?? 0) + 1;
+  }));
+  await Bun.sleep(1200);
+  return statuses;
+}
+
+describe("a concurrent burst overspends a budget by at most one request", () => {
+  let one: RunningGateway;
+  let two: RunningGateway;
+  beforeAll(async () => {
+    const dbUrl = await (await sharedPostgres()).newDatabase();
+    const config = `${models()}\ngeneral_settings:\n  master_key: sk-1234\n  database_url: ${dbUrl}\n  redis_url: ${redis.url}\n`;
+    one = await startBinary({ config });
+    two = await startBinary({ config });
+  }, 60_000);
+  afterAll(async () => {
+    await one.stop("SIGKILL");
+    await two.stop("SIGKILL");
+  });
+
+  const cases: [string, (url: string) => Promise<{ key: string; shown: () => Promise<number> }>, object][] = [
+    ["a key, through a fallback to a dearer model", async (url) => {
+      const created = await admin(url, "/key/generate", { max_budget: 5 * B_COST });
+      return { key: created.key, shown: async () => (await admin(url, `/key/info?key=${created.token}`)).info.spend };
+    }, { model: "broken" }],
+    ["a key, streamed", async (url) => {
+      const created = await admin(url, "/key/generate", { max_budget: 5 * B_COST });
+      return { key: created.key, shown: async () => (await admin(url, `/key/info?key=${created.token}`)).info.spend };
+    }, { model: "b", stream: true }],
+    ["a team, streamed through a fallback", async (url) => {
+      await admin(url, "/team/new", { team_id: "burst-team", max_budget: 5 * B_COST });
+      const created = await admin(url, "/key/generate", { team_id: "burst-team" });
+      return { key: created.key, shown: async () => (await admin(url, "/team/info?team_id=burst-team")).team_info.spend };
+    }, { model: "broken", stream: true }],
+    ["a team member's budget", async (url) => {
+      await admin(url, "/team/new", { team_id: "burst-members" });
+      await admin(url, "/team/member_add", { team_id: "burst-members", member: { role: "user", user_id: "bm" }, max_budget_in_team: 5 * B_COST });
+      const created = await admin(url, "/key/generate", { team_id: "burst-members", user_id: "bm" });
+      return { key: created.key, shown: async () => (await admin(url, "/team/info?team_id=burst-members")).team_memberships[0].spend };
+    }, { model: "broken" }],
+    ["a customer", async (url) => {
+      await admin(url, "/customer/new", { user_id: "burst-customer", max_budget: 5 * B_COST });
+      const created = await admin(url, "/key/generate", {});
+      return { key: created.key, shown: async () => (await admin(url, "/customer/info?end_user_id=burst-customer")).spend };
+    }, { model: "broken", user: "burst-customer" }],
+    ["a key's per-model budget, through a fallback", async (url) => {
+      const created = await admin(url, "/key/generate", { model_max_budget: { b: { budget_limit: 5 * B_COST, time_period: "1d" } } });
+      return { key: created.key, shown: async () => (await admin(url, `/key/info?key=${created.token}`)).info.spend };
+    }, { model: "broken" }],
+  ];
+  for (const [name, make, body] of cases) {
+    test(name, async () => {
+      const { key, shown } = await make(one.url);
+      const statuses = await burst([one.url, two.url], key, 60, body);
+      const spend = await shown();
+      console.log(name, statuses, spend / B_COST);
+      expect({ name, statuses, spend, within: spend <= 6 * B_COST + 1e-12 }).toEqual({ name, statuses, spend, within: true });
+    }, 60_000);
+  }
+});
