@@ -13,18 +13,21 @@ const B = { in: 0.0000031, out: 0.0000057 };
 let good: Upstream;
 let bad: Upstream;
 let slow: Upstream;
+let cut: Upstream;
 let redis: RedisServer;
 
 beforeAll(async () => {
   good = await startUpstream({ chunks: 6, chunkDelayMs: 40 });
   bad = await startUpstream({ status: 500 });
   slow = await startUpstream({ firstByteDelayMs: 5000 });
+  cut = await startUpstream({ chunks: 8, chunkDelayMs: 30, cutStreamAfterChunks: 4 });
   redis = await startRedis();
 }, 60_000);
 afterAll(async () => {
   good.stop();
   bad.stop();
   slow.stop();
+  cut.stop();
   await redis.stop();
 });
 
@@ -40,6 +43,8 @@ model_list:
     litellm_params: {model: openai/err, api_base: "${bad.url}", api_key: x, input_cost_per_token: ${A.in}, output_cost_per_token: ${A.out}}
   - model_name: slowm
     litellm_params: {model: openai/slowm, api_base: "${slow.url}", api_key: x, timeout: 0.4, stream_timeout: 0.4, input_cost_per_token: ${A.in}, output_cost_per_token: ${A.out}}
+  - model_name: cutm
+    litellm_params: {model: openai/cutm, api_base: "${cut.url}", api_key: x, input_cost_per_token: ${B.in}, output_cost_per_token: ${B.out}}
 litellm_settings:
   max_budget: 1000
   fallbacks: [{"broken": ["b"]}]
@@ -59,10 +64,11 @@ interface Keys {
 
 /** Users alice and bob, team T (both members, alice with a budget in it), and five keys. */
 async function setUp(url: string): Promise<Keys> {
-  await admin(url, "/user/new", { user_id: "alice", max_budget: 100 });
+  await admin(url, "/user/new", { user_id: "alice", max_budget: 100, model_max_budget: { a: { budget_limit: 50, time_period: "1d" } } });
   await admin(url, "/user/new", { user_id: "bob" });
   await admin(url, "/user/new", { user_id: "carol" });
-  await admin(url, "/team/new", { team_id: "T", max_budget: 100 });
+  await admin(url, "/team/new", { team_id: "T", max_budget: 100, model_max_budget: { b: { budget_limit: 50, time_period: "1d" } } });
+  await admin(url, "/customer/new", { user_id: "c-one", model_max_budget: { b: { budget_limit: 50, time_period: "1d" } } });
   await admin(url, "/team/member_add", { team_id: "T", member: { role: "user", user_id: "alice" }, max_budget_in_team: 50 });
   await admin(url, "/team/member_add", { team_id: "T", member: { role: "user", user_id: "bob" } });
   await admin(url, "/customer/new", { user_id: "c-small", max_budget: 0.0004 });
@@ -80,16 +86,17 @@ async function setUp(url: string): Promise<Keys> {
   return keys;
 }
 
-type Kind = "plain" | "stream" | "abort" | "err" | "slow" | "fallback" | "embed" | "text" | "messages";
-const KINDS: Kind[] = ["plain", "plain", "stream", "stream", "abort", "err", "slow", "fallback", "embed", "text", "messages"];
+type Kind = "plain" | "stream" | "abort" | "err" | "slow" | "fallback" | "embed" | "text" | "messages" | "leave" | "cut";
+const KINDS: Kind[] = ["plain", "plain", "stream", "stream", "abort", "err", "slow", "fallback", "embed", "text", "messages", "leave", "cut"];
 const CUSTOMERS = [undefined, "c-one", "c-two", "c-small"];
 
 /** One request of the given kind; resolves when the client is done with it. */
 async function request(url: string, key: string, kind: Kind, i: number): Promise<number> {
-  const model = kind === "err" ? "err" : kind === "slow" ? "slowm" : kind === "fallback" ? "broken" : i % 2 ? "a" : "b";
+  const model = kind === "err" ? "err" : kind === "slow" || kind === "leave" ? "slowm" : kind === "cut" ? "cutm" : kind === "fallback" ? "broken" : i % 2 ? "a" : "b";
   const customer = CUSTOMERS[i % CUSTOMERS.length];
-  const stream = kind === "stream" || kind === "abort" || (kind === "fallback" && i % 2 === 0);
+  const stream = kind === "stream" || kind === "abort" || kind === "cut" || ((kind === "fallback" || kind === "leave") && i % 2 === 0);
   const controller = new AbortController();
+  if (kind === "leave") setTimeout(() => controller.abort(), 150);
   const path = kind === "embed" ? "embeddings" : kind === "text" ? "completions" : kind === "messages" ? "messages" : "chat/completions";
   const input = kind === "embed" ? { input: `embed ${i}` } : kind === "text" ? { prompt: `complete ${i}`, max_tokens: 50 } : { max_tokens: 50, messages: [{ role: "user", content: `count my tokens ${i}` }] };
   try {
@@ -171,6 +178,12 @@ async function imbalances(url: string, keys: Keys, expectedRows: number | null):
   }
   const team = await admin(url, "/team/info?team_id=T");
   check("team T", team.team_info.spend, sum(logs.filter((r) => r.team_id === "T")));
+  const perModel = (v: any) => (typeof v === "number" ? v : Number(v?.spend ?? 0));
+  check("team T model_spend[b]", perModel(team.team_info.model_spend?.b), sum(logs.filter((r) => r.team_id === "T" && r.model === "b")));
+  const alice = await admin(url, "/user/info?user_id=alice");
+  check("user alice model_spend[a]", perModel(alice.user_info.model_spend?.a), sum(logs.filter((r) => r.user_id === "alice" && r.model === "a")));
+  const one = await admin(url, "/customer/info?end_user_id=c-one");
+  check("customer c-one model_spend[b]", perModel(one.model_spend?.b), sum(logs.filter((r) => r.end_user === "c-one" && r.model === "b")));
   for (const m of team.team_memberships) {
     check(`member ${m.user_id} of T`, m.spend, sum(logs.filter((r) => r.team_id === "T" && r.user_id === m.user_id)));
   }
@@ -278,6 +291,8 @@ async function periodImbalances(url: string, keys: Keys): Promise<string[]> {
   }
   const customer = await admin(url, "/customer/info?end_user_id=pc");
   check("customer pc", customer.spend, customer.budget_reset_at, logs.filter((r) => r.end_user === "pc"));
+  const gateway = await admin(url, "/global/spend");
+  check("gateway", gateway.spend, gateway.budget_reset_at, logs);
   return problems;
 }
 
@@ -304,7 +319,7 @@ async function steadyTraffic(urls: string[], keys: Keys, ms: number, parallel = 
 describe("budget periods of 3 s turning over mid-traffic", () => {
   test("one binary, Postgres: each holder shows the spend of the requests of its running period", async () => {
     const dbUrl = await (await sharedPostgres()).newDatabase();
-    const gateway = await startBinary({ config: `${models()}\ngeneral_settings:\n  master_key: sk-1234\n  database_url: ${dbUrl}\n` });
+    const gateway = await startBinary({ config: `${models()}  budget_duration: 3s\ngeneral_settings:\n  master_key: sk-1234\n  database_url: ${dbUrl}\n` });
     try {
       const keys = await setUpPeriods(gateway.url);
       const statuses = await steadyTraffic([gateway.url], keys, 7000);
@@ -418,4 +433,72 @@ describe("a concurrent burst overspends a budget by at most one request", () => 
       expect({ name, statuses, spend, within: spend <= 6 * B_COST + 1e-12 }).toEqual({ name, statuses, spend, within: true });
     }, 60_000);
   }
+});
+
+describe("the books balance across key changes mid-traffic", () => {
+  test("two binaries: a key regenerated (with a grace period) and another deleted while their requests are in flight", async () => {
+    const dbUrl = await (await sharedPostgres()).newDatabase();
+    const config = `${models()}\ngeneral_settings:\n  master_key: sk-1234\n  database_url: ${dbUrl}\n  redis_url: ${redis.url}\n`;
+    const one = await startBinary({ config });
+    const two = await startBinary({ config });
+    try {
+      const keys = await setUp(one.url);
+      good.set({ chunks: 10, chunkDelayMs: 60 });
+      const oldTeamToken = keys.bobTeam!.token;
+      const flow = traffic([one.url, two.url], keys, 300, 16);
+      await Bun.sleep(1200);
+      const renewed = await admin(two.url, "/key/regenerate", { key: keys.aliceTeam!.key, grace_period: "30s" });
+      const oldAliceTeam = keys.aliceTeam!.token;
+      keys.aliceTeamNew = { key: renewed.key, token: renewed.token };
+      await Bun.sleep(500);
+      await admin(one.url, "/key/delete", { keys: [oldTeamToken] });
+      const statuses = await flow;
+      console.log(statuses);
+      await settle([one.url, two.url]);
+      const logs = await allLogs(one.url);
+      const problems: string[] = [];
+      const check = (what: string, shown: number, logged: number) => {
+        if (!close(shown, logged)) problems.push(`${what}: shown ${shown}, spend_logs ${logged}, diff ${shown - logged}`);
+      };
+      // The regenerated key: its spend is that of both its secrets' rows.
+      const info = (await admin(one.url, `/key/info?key=${renewed.token}`)).info;
+      const both = logs.filter((r) => r.api_key === oldAliceTeam || r.api_key === renewed.token);
+      check("regenerated key", info.spend, sum(both));
+      for (const [model, v] of Object.entries(info.model_spend ?? {})) check(`regenerated key model_spend[${model}]`, Number((v as any)?.spend ?? v), sum(both.filter((r) => r.model === model)));
+      const team = await admin(one.url, "/team/info?team_id=T");
+      check("team T", team.team_info.spend, sum(logs.filter((r) => r.team_id === "T")));
+      for (const m of team.team_memberships) check(`member ${m.user_id}`, m.spend, sum(logs.filter((r) => r.team_id === "T" && r.user_id === m.user_id)));
+      for (const c of ["c-one", "c-two", "c-small"]) check(`customer ${c}`, (await admin(one.url, `/customer/info?end_user_id=${c}`)).spend, sum(logs.filter((r) => r.end_user === c)));
+      check("gateway", (await admin(one.url, "/global/spend")).spend, sum(logs));
+      expect(problems).toEqual([]);
+    } finally {
+      good.set({ chunks: 6, chunkDelayMs: 40 });
+      await one.stop("SIGKILL");
+      await two.stop("SIGKILL");
+    }
+  }, 120_000);
+});
+
+describe("the books balance across a restart of the embedded database", () => {
+  test("SIGTERM with streams in flight, then started again on the same data directory", async () => {
+    const config = `${models()}\ngeneral_settings:\n  master_key: sk-1234\n  data_dir: ${tempDir("cons-restart")}\n`;
+    let gateway = await startBinary({ config });
+    const port = gateway.port;
+    try {
+      const keys = await setUp(gateway.url);
+      good.set({ chunks: 10, chunkDelayMs: 100 });
+      const url = `http://127.0.0.1:${port}`;
+      const flow = traffic([url], keys, 200, 16);
+      await Bun.sleep(1200);
+      expect(await gateway.stop("SIGTERM")).toBe(0);
+      gateway = await startBinary({ config, port });
+      const statuses = await flow;
+      console.log(statuses);
+      await settle([url]);
+      expect(await imbalances(url, keys, null)).toEqual([]);
+    } finally {
+      good.set({ chunks: 6, chunkDelayMs: 40 });
+      await gateway.stop("SIGKILL");
+    }
+  }, 120_000);
 });
