@@ -43,6 +43,10 @@ model_list:
     litellm_params: {model: openai/err, api_base: "${bad.url}", api_key: x, input_cost_per_token: ${A.in}, output_cost_per_token: ${A.out}}
   - model_name: slowm
     litellm_params: {model: openai/slowm, api_base: "${slow.url}", api_key: x, timeout: 0.4, stream_timeout: 0.4, input_cost_per_token: ${A.in}, output_cost_per_token: ${A.out}}
+  - model_name: dual
+    litellm_params: {model: openai/dual-cheap, api_base: "${bad.url}", api_key: x, input_cost_per_token: ${A.in}, output_cost_per_token: ${A.out}}
+  - model_name: dual
+    litellm_params: {model: openai/dual-dear, api_base: "${good.url}", api_key: x, input_cost_per_token: ${B.in}, output_cost_per_token: ${B.out}}
   - model_name: cutm
     litellm_params: {model: openai/cutm, api_base: "${cut.url}", api_key: x, input_cost_per_token: ${B.in}, output_cost_per_token: ${B.out}}
 litellm_settings:
@@ -90,6 +94,9 @@ type Kind = "plain" | "stream" | "abort" | "err" | "slow" | "fallback" | "embed"
 const KINDS: Kind[] = ["plain", "plain", "stream", "stream", "abort", "err", "slow", "fallback", "embed", "text", "messages", "leave", "cut"];
 const CUSTOMERS = [undefined, "c-one", "c-two", "c-small"];
 
+/** The x-litellm-response-cost of each answer that carried one, by its x-litellm-call-id. */
+const headerCosts = new Map<string, { cost: number; kind: Kind; status: number }>();
+
 /** One request of the given kind; resolves when the client is done with it. */
 async function request(url: string, key: string, kind: Kind, i: number): Promise<number> {
   const model = kind === "err" ? "err" : kind === "slow" || kind === "leave" ? "slowm" : kind === "cut" ? "cutm" : kind === "fallback" ? "broken" : i % 2 ? "a" : "b";
@@ -111,6 +118,8 @@ async function request(url: string, key: string, kind: Kind, i: number): Promise
       return response.status;
     }
     const text = await response.text();
+    const cost = response.headers.get("x-litellm-response-cost");
+    if (cost !== null) headerCosts.set(response.headers.get("x-litellm-call-id")!, { cost: Number(cost), kind, status: response.status });
     if (process.env.SHOW && response.status >= 400) console.log(kind, key.slice(0, 12), customer, response.status, text.slice(0, 160));
     return response.status;
   } catch {
@@ -156,6 +165,13 @@ async function imbalances(url: string, keys: Keys, expectedRows: number | null):
   if (expectedRows !== null && logs.length !== expectedRows) problems.push(`spend_logs rows: ${logs.length}, requests sent ${expectedRows}`);
   const ids = new Set(logs.map((r) => r.request_id));
   if (ids.size !== logs.length) problems.push(`duplicate request ids in spend_logs: ${logs.length - ids.size}`);
+  const byId = new Map(logs.map((r) => [r.request_id, r]));
+  for (const [id, { cost, kind, status }] of headerCosts) {
+    const row = byId.get(id);
+    if (row && !close(Number(row.spend), cost)) problems.push(`${kind} (${status}) ${id}: x-litellm-response-cost ${cost}, spend_logs ${row.spend} (${row.status}, ${row.model})`);
+    if (!row && expectedRows !== null) problems.push(`${kind} (${status}) ${id}: answered with a cost of ${cost}, no spend_logs row`);
+  }
+  headerCosts.clear();
   for (const row of logs) {
     if (row.status === "failure" && row.prompt_tokens === 0 && Number(row.spend) !== 0) problems.push(`refused request charged ${row.spend}`);
     if (Number(row.spend) < 0) problems.push(`negative spend ${row.spend}`);
@@ -317,19 +333,26 @@ async function steadyTraffic(urls: string[], keys: Keys, ms: number, parallel = 
 }
 
 describe("budget periods of 3 s turning over mid-traffic", () => {
-  test("one binary, Postgres: each holder shows the spend of the requests of its running period", async () => {
-    const dbUrl = await (await sharedPostgres()).newDatabase();
-    const gateway = await startBinary({ config: `${models()}  budget_duration: 3s\ngeneral_settings:\n  master_key: sk-1234\n  database_url: ${dbUrl}\n` });
-    try {
-      const keys = await setUpPeriods(gateway.url);
-      const statuses = await steadyTraffic([gateway.url], keys, 7000);
-      console.log(statuses);
-      await Bun.sleep(700);
-      expect(await periodImbalances(gateway.url, keys)).toEqual([]);
-    } finally {
-      await gateway.stop("SIGKILL");
-    }
-  }, 120_000);
+  for (const [name, instances, scheduler] of [["one binary", 1, false], ["one binary, the scheduler writing resets every second", 1, true],
+    ["two binaries sharing Postgres and Redis, the scheduler writing resets every second", 2, true]] as const) {
+    test(`${name}: each holder shows the spend of the requests of its running period`, async () => {
+      const dbUrl = await (await sharedPostgres()).newDatabase();
+      const config = `${models()}  budget_duration: 3s\ngeneral_settings:\n  master_key: sk-1234\n  database_url: ${dbUrl}\n${instances > 1 ? `  redis_url: ${redis.url}\n` : ""}` +
+        (scheduler ? "  proxy_budget_rescheduler_min_time: 1\n  proxy_budget_rescheduler_max_time: 1\n" : "");
+      const gateways = [];
+      for (let i = 0; i < instances; i++) gateways.push(await startBinary({ config }));
+      const urls = gateways.map((g) => g.url);
+      try {
+        const keys = await setUpPeriods(urls[0]!);
+        const statuses = await steadyTraffic(urls, keys, 7000);
+        console.log(statuses);
+        await Bun.sleep(700);
+        expect(await periodImbalances(urls[0]!, keys)).toEqual([]);
+      } finally {
+        for (const g of gateways) await g.stop("SIGKILL");
+      }
+    }, 120_000);
+  }
 });
 
 describe("the books balance across disturbances", () => {
@@ -419,6 +442,16 @@ describe("a concurrent burst overspends a budget by at most one request", () => 
       const created = await admin(url, "/key/generate", {});
       return { key: created.key, shown: async () => (await admin(url, "/customer/info?end_user_id=burst-customer")).spend };
     }, { model: "broken", user: "burst-customer" }],
+    ["a key, a model whose cheaper deployment fails and a dearer one answers", async (url) => {
+      const created = await admin(url, "/key/generate", { max_budget: 5 * B_COST });
+      return { key: created.key, shown: async () => (await admin(url, `/key/info?key=${created.token}`)).info.spend };
+    }, { model: "dual" }],
+    ["a user's budget over two of its keys, streamed", async (url) => {
+      await admin(url, "/user/new", { user_id: "burst-user", max_budget: 5 * B_COST });
+      const created = await admin(url, "/key/generate", { user_id: "burst-user" });
+      await admin(url, "/key/generate", { user_id: "burst-user" });
+      return { key: created.key, shown: async () => (await admin(url, "/user/info?user_id=burst-user")).user_info.spend };
+    }, { model: "dual", stream: true }],
     ["a key's per-model budget, through a fallback", async (url) => {
       const created = await admin(url, "/key/generate", { model_max_budget: { b: { budget_limit: 5 * B_COST, time_period: "1d" } } });
       return { key: created.key, shown: async () => (await admin(url, `/key/info?key=${created.token}`)).info.spend };
@@ -501,4 +534,87 @@ describe("the books balance across a restart of the embedded database", () => {
       await gateway.stop("SIGKILL");
     }
   }, 120_000);
+});
+
+describe("a budget on a 2 s period under steady traffic", () => {
+  for (const shared of [false, true]) {
+    test(`${shared ? "two binaries sharing Postgres and Redis" : "one binary"}: each period admits its budget's worth, no more than a request over, none of the last one's spend carried`, async () => {
+      const dbUrl = await (await sharedPostgres()).newDatabase();
+      const config = `${models()}\ngeneral_settings:\n  master_key: sk-1234\n  database_url: ${dbUrl}\n${shared ? `  redis_url: ${redis.url}\n` : ""}`;
+      const gateways = [await startBinary({ config }), ...(shared ? [await startBinary({ config })] : [])];
+      try {
+        const urls = gateways.map((g) => g.url);
+        const created = await admin(urls[0]!, "/key/generate", { max_budget: 4 * B_COST, budget_duration: "2s" });
+        const team = await admin(urls[0]!, "/team/new", { max_budget: 4 * B_COST, budget_duration: "2s" });
+        const teamKey = await admin(urls[0]!, "/key/generate", { team_id: team.team_id });
+        const made = Date.parse((await admin(urls[0]!, `/key/info?key=${created.token}`)).info.created_at);
+        const teamMade = Date.parse((await admin(urls[0]!, `/team/info?team_id=${team.team_id}`)).team_info.created_at);
+        const until = Date.now() + 9000;
+        let n = 0;
+        await Promise.all(Array.from({ length: 6 }, async () => {
+          while (Date.now() < until) {
+            const i = n++;
+            const response = await fetch(`${urls[i % urls.length]}/v1/chat/completions`, {
+              method: "POST", headers: { authorization: `Bearer ${i % 2 ? created.key : teamKey.key}`, "content-type": "application/json" },
+              body: JSON.stringify({ model: "b", max_tokens: 20, messages: [{ role: "user", content: "hi" }] }),
+            });
+            await response.text();
+            await Bun.sleep(40);
+          }
+        }));
+        await Bun.sleep(1000);
+        const logs = await allLogs(urls[0]!);
+        const perPeriod = (rows: any[], from: number) => {
+          const spent = new Map<number, number>();
+          for (const r of rows) {
+            const period = Math.floor((Date.parse(r.start_time) - from) / 2000);
+            spent.set(period, (spent.get(period) ?? 0) + Number(r.spend) / B_COST);
+          }
+          return [...spent.entries()].sort((a, b) => a[0] - b[0]).map(([, v]) => Math.round(v * 100) / 100);
+        };
+        const key = perPeriod(logs.filter((r) => r.api_key === created.token), made);
+        const teamPeriods = perPeriod(logs.filter((r) => r.team_id === team.team_id), teamMade);
+        // Every full period spends its budget (4 requests) and at most one request over it.
+        const full = (list: number[]) => list.slice(1, -1);
+        expect({ key: full(key).every((v) => v >= 4 && v <= 5), team: full(teamPeriods).every((v) => v >= 4 && v <= 5) })
+          .toEqual({ key: true, team: true });
+        console.log({ key, teamPeriods });
+      } finally {
+        for (const g of gateways) await g.stop("SIGKILL");
+      }
+    }, 60_000);
+  }
+});
+
+describe("a key's spend set while its spend per model is not written yet", () => {
+  test("the spend per model of a model first used just before keeps its cost, as every other model's does", async () => {
+    const dbUrl = await (await sharedPostgres()).newDatabase();
+    const gateway = await startBinary({ config: `${models()}\ngeneral_settings:\n  master_key: sk-1234\n  database_url: ${dbUrl}\n` });
+    try {
+      const created = await admin(gateway.url, "/key/generate", {});
+      const call = async (model: string) => {
+        const response = await fetch(`${gateway.url}/v1/chat/completions`, {
+          method: "POST", headers: { authorization: `Bearer ${created.key}`, "content-type": "application/json" },
+          body: JSON.stringify({ model, max_tokens: 20, messages: [{ role: "user", content: "hi" }] }),
+        });
+        expect(response.status).toBe(200);
+        await response.text();
+      };
+      await call("a");
+      await Bun.sleep(600);
+      // Both settle, then the spend is set before the next write.
+      await call("a");
+      await call("b");
+      await admin(gateway.url, "/key/update", { key: created.token, spend: 0 });
+      await Bun.sleep(600);
+      const logs = await allLogs(gateway.url);
+      const info = (await admin(gateway.url, `/key/info?key=${created.token}`)).info;
+      const shown = Object.fromEntries(Object.entries(info.model_spend).map(([m, v]: [string, any]) => [m, Number(v?.spend ?? v)]));
+      const logged = { a: sum(logs.filter((r) => r.model === "a")), b: sum(logs.filter((r) => r.model === "b")) };
+      expect({ spend: info.spend, a: close(shown.a ?? 0, logged.a), b: close(shown.b ?? 0, logged.b), shown, logged })
+        .toEqual({ spend: 0, a: true, b: true, shown, logged });
+    } finally {
+      await gateway.stop("SIGKILL");
+    }
+  }, 60_000);
 });
