@@ -700,3 +700,62 @@ describe("a budget lowered under traffic on two instances", () => {
     }
   }, 60_000);
 });
+
+describe("nothing stays held after failed, abandoned and fallen-back requests", () => {
+  for (const shared of [false, true]) {
+    test(`${shared ? "two binaries sharing Redis" : "one binary"}: parallel slots and budget reservations all come back`, async () => {
+      const dbUrl = await (await sharedPostgres()).newDatabase();
+      const config = `${models()}\ngeneral_settings:\n  master_key: sk-1234\n  database_url: ${dbUrl}\n${shared ? `  redis_url: ${redis.url}\n` : ""}`;
+      const gateways = [await startBinary({ config }), ...(shared ? [await startBinary({ config })] : [])];
+      const urls = gateways.map((g) => g.url);
+      try {
+        await admin(urls[0]!, "/user/new", { user_id: "held-user", max_parallel_requests: 3, max_budget: 100 });
+        await admin(urls[0]!, "/team/new", { team_id: "held-team", max_parallel_requests: 3, max_budget: 100 });
+        await admin(urls[0]!, "/budget/new", { budget_id: "held-tier", max_parallel_requests: 3, max_budget: 100 });
+        await admin(urls[0]!, "/customer/new", { user_id: "held-customer", budget_id: "held-tier" });
+        const personal = await admin(urls[0]!, "/key/generate", { user_id: "held-user", max_parallel_requests: 3, max_budget: 100 });
+        const team = await admin(urls[0]!, "/key/generate", { team_id: "held-team", max_parallel_requests: 3 });
+        const keys: Keys = { personal: { key: personal.key, token: personal.token }, team: { key: team.key, token: team.token } };
+        const failing: Kind[] = ["abort", "err", "slow", "fallback", "leave", "cut", "messages"];
+        const statuses: Record<string, number> = {};
+        await Promise.all(Array.from({ length: 6 }, async (_, w) => {
+          for (let i = w; i < 120; i += 6) {
+            const status = await request(urls[i % urls.length]!, i % 2 ? keys.personal!.key : keys.team!.key, failing[i % failing.length]!, i % 4 === 3 ? 3 : 0);
+            statuses[status] = (statuses[status] ?? 0) + 1;
+          }
+        }));
+        await Bun.sleep(1500);
+        // Three at once, per key, each instance: every slot is free again.
+        good.set({ chunks: 6, chunkDelayMs: 150 });
+        const results: string[] = [];
+        for (const [name, key, extra] of [["personal", personal.key, {}], ["team", team.key, {}], ["customer", personal.key, { user: "held-customer" }]] as const) {
+          const answers = await Promise.all(Array.from({ length: 3 }, async (_, i) => {
+            const response = await fetch(`${urls[i % urls.length]}/v1/chat/completions`, {
+              method: "POST", headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
+              body: JSON.stringify({ model: "a", stream: true, max_tokens: 20, messages: [{ role: "user", content: "hi" }], ...extra }),
+            });
+            const text = await response.text();
+            return response.status === 200 ? "ok" : `${response.status} ${text.slice(0, 200)}`;
+          }));
+          results.push(...answers.filter((a) => a !== "ok").map((a) => `${name}: ${a}`));
+        }
+        // Over a budget just lowered to what was spent, no request in flight is said to hold anything.
+        const spent = (await admin(urls[0]!, `/key/info?key=${personal.token}`)).info.spend;
+        await admin(urls[0]!, "/key/update", { key: personal.token, max_budget: spent });
+        await Bun.sleep(300);
+        for (const url of urls) {
+          const response = await fetch(`${url}/v1/chat/completions`, {
+            method: "POST", headers: { authorization: `Bearer ${personal.key}`, "content-type": "application/json" },
+            body: JSON.stringify({ model: "a", max_tokens: 20, messages: [{ role: "user", content: "hi" }] }),
+          });
+          const text = await response.text();
+          if (/in flight/.test(text) || response.status !== 400) results.push(`over budget: ${response.status} ${text.slice(0, 300)}`);
+        }
+        expect({ statuses, results }).toEqual({ statuses, results: [] });
+      } finally {
+        good.set({ chunks: 6, chunkDelayMs: 40 });
+        for (const g of gateways) await g.stop("SIGKILL");
+      }
+    }, 90_000);
+  }
+});
