@@ -214,6 +214,30 @@ async function imbalances(url: string, keys: Keys, expectedRows: number | null):
   return problems;
 }
 
+/** Where the remaining-budget gauges disagree with max_budget less the spend the admin API shows. */
+async function gaugeImbalances(url: string, keys: Keys): Promise<string[]> {
+  const text = await (await fetch(`${url}/metrics`, { headers: H })).text();
+  const gauge = (name: string, label: string) => {
+    const line = text.split("\n").find((l) => l.startsWith(`${name}{`) && l.includes(label));
+    return line === undefined ? null : Number(line.slice(line.lastIndexOf(" ") + 1));
+  };
+  const problems: string[] = [];
+  const check = (what: string, value: number | null, expected: number) => {
+    if (value === null || !close(value, expected)) problems.push(`${what}: gauge ${value}, max_budget less spend ${expected}`);
+  };
+  const carol = (await admin(url, `/key/info?key=${keys.carolSmall!.token}`)).info;
+  check("key carolSmall", gauge("litellm_remaining_api_key_budget_metric", keys.carolSmall!.token), carol.max_budget - carol.spend);
+  const team = (await admin(url, "/team/info?team_id=T")).team_info;
+  check("team T", gauge("litellm_remaining_team_budget_metric", '"T"'), team.max_budget - team.spend);
+  const alice = (await admin(url, "/user/info?user_id=alice")).user_info;
+  check("user alice", gauge("litellm_remaining_user_budget_metric", '"alice"'), alice.max_budget - alice.spend);
+  const small = await admin(url, "/customer/info?end_user_id=c-small");
+  check("customer c-small", gauge("litegate_remaining_end_user_budget", '"c-small"'), small.litellm_budget_table.max_budget - small.spend);
+  const member = (await admin(url, "/team/info?team_id=T")).team_memberships.find((m: any) => m.user_id === "alice");
+  check("member alice", gauge("litegate_remaining_team_member_budget", 'user="alice"'), 50 - member.spend);
+  return problems;
+}
+
 async function settle(urls: string[]) {
   // Spend is written every 250 ms; the slowest stream ends well within this.
   await Bun.sleep(2000);
@@ -229,6 +253,7 @@ describe("the books balance after mixed traffic", () => {
       console.log(statuses);
       await settle([gateway.url]);
       expect({ statuses, problems: await imbalances(gateway.url, keys, 240) }).toEqual({ statuses, problems: [] });
+      expect(await gaugeImbalances(gateway.url, keys)).toEqual([]);
     } finally {
       await gateway.stop("SIGKILL");
     }
