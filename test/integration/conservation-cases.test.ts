@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { type RunningGateway, startBinary } from "../helpers/binary";
-import { sharedPostgres, startRedis, tempDir, type RedisServer } from "../helpers/services";
+import { sharedPostgres, startPostgres, startRedis, tempDir, type RedisServer } from "../helpers/services";
 import { type Upstream, startUpstream } from "../helpers/upstream";
 
 /**
@@ -783,4 +783,57 @@ describe("nothing stays held after failed, abandoned and fallen-back requests", 
       }
     }, 90_000);
   }
+});
+
+describe("spend saved at a shutdown while the database is down, written at the next start", () => {
+  test("the periods it belongs to: an ended one's spend is in spend_logs, not in the running period; a running one's counts", async () => {
+    const pg = await startPostgres();
+    try {
+      const dbUrl = await pg.newDatabase();
+      const dataDir = tempDir("cons-pending");
+      const config = `${models()}\ngeneral_settings:\n  master_key: sk-1234\n  database_url: ${dbUrl}\n  data_dir: ${dataDir}\n`;
+      let gateway = await startBinary({ config });
+      const short = await admin(gateway.url, "/key/generate", { max_budget: 100, budget_duration: "4s" });
+      const long = await admin(gateway.url, "/key/generate", { max_budget: 100, budget_duration: "1d" });
+      const keys: Keys = { short: { key: short.key, token: short.token }, long: { key: long.key, token: long.token } };
+      const spendSome = async (n: number) => {
+        for (let i = 0; i < n; i++) {
+          for (const k of Object.values(keys)) {
+            const response = await fetch(`${gateway.url}/v1/chat/completions`, {
+              method: "POST", headers: { authorization: `Bearer ${k.key}`, "content-type": "application/json" },
+              body: JSON.stringify({ model: "b", max_tokens: 20, messages: [{ role: "user", content: "hi" }], user: "saved-customer" }),
+            });
+            expect(response.status).toBe(200);
+            await response.text();
+          }
+        }
+      };
+      await spendSome(3);
+      await Bun.sleep(800);
+      await pg.stop();
+      await spendSome(4);
+      expect(await gateway.stop("SIGTERM")).toBe(0);
+      await pg.start();
+      // The short key's period (4 s) has ended by the time the saved spend is written.
+      await Bun.sleep(2000);
+      gateway = await startBinary({ config, port: gateway.port });
+      await spendSome(2);
+      await Bun.sleep(800);
+      const logs = await allLogs(gateway.url);
+      const shortInfo = (await admin(gateway.url, `/key/info?key=${short.token}`)).info;
+      const longInfo = (await admin(gateway.url, `/key/info?key=${long.token}`)).info;
+      const periodStart = Date.parse(shortInfo.budget_reset_at) - 4000;
+      const shortLogs = logs.filter((r) => r.api_key === short.token);
+      expect({
+        rows: logs.length,
+        short: close(shortInfo.spend, sum(shortLogs.filter((r) => Date.parse(r.start_time) >= periodStart))),
+        long: close(longInfo.spend, sum(logs.filter((r) => r.api_key === long.token))),
+        customer: close((await admin(gateway.url, "/customer/info?end_user_id=saved-customer")).spend, sum(logs)),
+        gateway: close((await admin(gateway.url, "/global/spend")).spend, sum(logs)),
+      }).toEqual({ rows: 18, short: true, long: true, customer: true, gateway: true });
+      await gateway.stop("SIGKILL");
+    } finally {
+      await pg.stop();
+    }
+  }, 90_000);
 });
