@@ -837,3 +837,34 @@ describe("spend saved at a shutdown while the database is down, written at the n
     }
   }, 90_000);
 });
+
+describe("a holder deleted, then named again by requests", () => {
+  test("two binaries: a customer deleted with requests in flight, then spending again, shows the spend after the delete", async () => {
+    const dbUrl = await (await sharedPostgres()).newDatabase();
+    const config = `${models()}\ngeneral_settings:\n  master_key: sk-1234\n  database_url: ${dbUrl}\n  redis_url: ${redis.url}\n`;
+    const gateways = [await startBinary({ config }), await startBinary({ config })];
+    const urls = gateways.map((g) => g.url);
+    try {
+      const created = await admin(urls[0]!, "/key/generate", {});
+      const call = (i: number) => fetch(`${urls[i % 2]}/v1/chat/completions`, {
+        method: "POST", headers: { authorization: `Bearer ${created.key}`, "content-type": "application/json" },
+        body: JSON.stringify({ model: "b", stream: i % 3 === 0, max_tokens: 20, messages: [{ role: "user", content: "hi" }], user: "comes-back" }),
+      }).then((r) => r.text());
+      await Promise.all(Array.from({ length: 10 }, (_, i) => call(i)));
+      await Bun.sleep(800);
+      const inFlight = Promise.all(Array.from({ length: 10 }, (_, i) => call(i)));
+      await Bun.sleep(100);
+      await admin(urls[0]!, "/customer/delete", { user_ids: ["comes-back"] });
+      const deletedAt = Date.now();
+      await inFlight;
+      await Bun.sleep(50);
+      for (let round = 0; round < 5; round++) await Promise.all(Array.from({ length: 4 }, (_, i) => call(i)));
+      await Bun.sleep(1000);
+      const logs = (await allLogs(urls[0]!)).filter((r) => r.end_user === "comes-back" && Date.parse(r.start_time) > deletedAt);
+      const shown = (await admin(urls[0]!, "/customer/info?end_user_id=comes-back")).spend;
+      expect({ rows: logs.length, shown, logged: sum(logs), close: close(shown, sum(logs)) }).toEqual({ rows: 20, shown, logged: sum(logs), close: true });
+    } finally {
+      for (const g of gateways) await g.stop("SIGKILL");
+    }
+  }, 60_000);
+});
