@@ -868,3 +868,51 @@ describe("a holder deleted, then named again by requests", () => {
     }
   }, 60_000);
 });
+
+describe("spend set by an admin mid-traffic on two instances", () => {
+  test("key, team, customer: what shows afterwards is what settled after the change, give or take what settled within 100 ms of it", async () => {
+    const dbUrl = await (await sharedPostgres()).newDatabase();
+    const config = `${models()}\ngeneral_settings:\n  master_key: sk-1234\n  database_url: ${dbUrl}\n  redis_url: ${redis.url}\n`;
+    const gateways = [await startBinary({ config }), await startBinary({ config })];
+    const urls = gateways.map((g) => g.url);
+    try {
+      await admin(urls[0]!, "/team/new", { team_id: "reset-team", max_budget: 100 });
+      await admin(urls[0]!, "/customer/new", { user_id: "reset-customer", max_budget: 100 });
+      const created = await admin(urls[0]!, "/key/generate", { team_id: "reset-team", max_budget: 100 });
+      good.set({ chunks: 6, chunkDelayMs: 80 });
+      const until = Date.now() + 3500;
+      let n = 0;
+      const flow = Promise.all(Array.from({ length: 12 }, async () => {
+        while (Date.now() < until) {
+          const i = n++;
+          await fetch(`${urls[i % 2]}/v1/chat/completions`, {
+            method: "POST", headers: { authorization: `Bearer ${created.key}`, "content-type": "application/json" },
+            body: JSON.stringify({ model: "b", stream: i % 2 === 0, max_tokens: 20, messages: [{ role: "user", content: "hi" }], user: "reset-customer" }),
+          }).then((r) => r.text());
+        }
+      }));
+      await Bun.sleep(1500);
+      const at = Date.now();
+      await admin(urls[0]!, "/key/update", { key: created.token, spend: 0 });
+      await admin(urls[0]!, "/team/update", { team_id: "reset-team", spend: 0 });
+      await admin(urls[0]!, "/customer/update", { user_id: "reset-customer", spend: 0 });
+      const done = Date.now();
+      await flow;
+      await Bun.sleep(1000);
+      const logs = await allLogs(urls[0]!);
+      const after = (t: number) => sum(logs.filter((r) => Date.parse(r.end_time) > t));
+      const low = after(done + 100);
+      const high = after(at - 100);
+      const shown = {
+        key: (await admin(urls[0]!, `/key/info?key=${created.token}`)).info.spend,
+        team: (await admin(urls[0]!, "/team/info?team_id=reset-team")).team_info.spend,
+        customer: (await admin(urls[0]!, "/customer/info?end_user_id=reset-customer")).spend,
+      };
+      const within = Object.fromEntries(Object.entries(shown).map(([k, v]) => [k, v >= low - 1e-12 && v <= high + 1e-12]));
+      expect({ shown, low, high, total: sum(logs), within }).toEqual({ shown, low, high, total: sum(logs), within: { key: true, team: true, customer: true } });
+    } finally {
+      good.set({ chunks: 6, chunkDelayMs: 40 });
+      for (const g of gateways) await g.stop("SIGKILL");
+    }
+  }, 60_000);
+});
