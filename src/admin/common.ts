@@ -199,6 +199,18 @@ export function periodView(spend: unknown, resetAt: unknown, duration: unknown, 
 }
 
 /**
+ * A holder's shared budget row (`row_to_json`, its times as text) with `budget_reset_at` at the end of
+ * the period running now, as /budget/info and the holder's own field show it: the stored one may have
+ * passed up to ten minutes before the scheduler writes the next.
+ */
+export function budgetTableView(table: Record<string, any> | null | undefined, now = Date.now()) {
+  if (!table) return null;
+  const resetAt = typeof table.budget_reset_at === "string" ? new Date(table.budget_reset_at) : null;
+  if (!resetAt || resetAt.getTime() > now) return table;
+  return { ...table, budget_reset_at: periodView(0, resetAt, table.budget_duration, now).budget_reset_at };
+}
+
+/**
  * What an update does to a budget holder's period and counters, from the row before it. A new period
  * comes with a different duration only: the same one sent again (an admin screen sends every field)
  * leaves the period running. A max_budget set again after none had no counter kept up to date

@@ -3,7 +3,7 @@ import { counterKeys, scopes } from "../governance/keys";
 import { badRequest, notFound } from "../http/errors";
 import type { Sql } from "../db";
 import { deletedRows, windowsOf } from "../spend/reset";
-import { assignments, dropOwnBudgets, found, mustBeSharedBudget, periodView, resetAtFor, spendIntoPeriod, write } from "./common";
+import { assignments, budgetTableView, dropOwnBudgets, found, mustBeSharedBudget, mustExist, periodView, resetAtFor, spendIntoPeriod, write } from "./common";
 import type { AdminDeps } from "./deps";
 import { Id, Money, customerRefusedFields, nextReset, opt, open } from "./fields";
 import { parseDuration, sameDuration } from "../governance/duration";
@@ -16,7 +16,7 @@ export function customerView(row: Record<string, any>, now?: number) {
   return {
     user_id: row.user_id, alias: row.alias, blocked: row.blocked, budget_id: row.budget_id,
     ...periodView(row.spend, row.budget_reset_at, row.litellm_budget_table?.budget_duration, now),
-    litellm_budget_table: row.litellm_budget_table ?? null, metadata: row.metadata,
+    litellm_budget_table: budgetTableView(row.litellm_budget_table, now), metadata: row.metadata,
   };
 }
 

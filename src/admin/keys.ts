@@ -6,7 +6,7 @@ import { counterKeys, scopes } from "../governance/keys";
 import { type ReusedToken, deletedRows, windowsOf } from "../spend/reset";
 import { addDuration, parseDuration, sameDuration } from "../governance/duration";
 import { authError, badRequest, notFound, shownPath } from "../http/errors";
-import { assignments, budgetChange, found, internalUserResetAt, iso, mustBeSharedBudget, mustExist, periodView, resetAtFor, spendIntoPeriod, tokenOf, write } from "./common";
+import { assignments, budgetChange, budgetTableView, found, internalUserResetAt, iso, mustBeSharedBudget, mustExist, periodView, resetAtFor, spendIntoPeriod, tokenOf, write } from "./common";
 import type { AdminDeps } from "./deps";
 import { withKeyDefaults, withinUpperBounds } from "./key-params";
 import { Money, Page, RawKey, keyFields, nextReset, numeric, open, opt, regenerateFields } from "./fields";
@@ -41,7 +41,7 @@ export function keyView(row: Record<string, any>, now?: number) {
     model_max_budget: row.model_max_budget, model_rpm_limit: row.model_rpm_limit, model_tpm_limit: row.model_tpm_limit,
     user_id: row.user_id, team_id: row.team_id, budget_id: row.budget_id, expires: iso(row.expires), blocked: row.blocked,
     metadata: row.metadata, created_at: iso(row.created_at), updated_at: iso(row.updated_at),
-    litellm_budget_table: row.litellm_budget_table ?? null, allowed_cache_controls: [], aliases: {}, config: {}, permissions: {},
+    litellm_budget_table: budgetTableView(row.litellm_budget_table, now), allowed_cache_controls: [], aliases: {}, config: {}, permissions: {},
   };
 }
 

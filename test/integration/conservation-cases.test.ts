@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { type RunningGateway, startBinary } from "../helpers/binary";
+import { gatewayFor } from "../helpers/gateway";
 import { sharedPostgres, startPostgres, startRedis, tempDir, type RedisServer } from "../helpers/services";
 import { type Upstream, startUpstream } from "../helpers/upstream";
 
@@ -915,4 +916,29 @@ describe("spend set by an admin mid-traffic on two instances", () => {
       for (const g of gateways) await g.stop("SIGKILL");
     }
   }, 60_000);
+});
+
+describe("a shared budget shown inside its holders, after its period ended and before the scheduler wrote it", () => {
+  const gateway = gatewayFor("pglite");
+  test("litellm_budget_table's budget_reset_at is the running period's end, as /budget/info and the holder's own show it", async () => {
+    const { json, h } = gateway;
+    expect((await json("/budget/new", { budget_id: "daily-tier", max_budget: 10, budget_duration: "1d" })).status).toBe(200);
+    expect((await json("/customer/new", { user_id: "tiered", budget_id: "daily-tier" })).status).toBe(200);
+    const key = (await json("/key/generate", { budget_id: "daily-tier" })).body;
+    expect((await json("/team/new", { team_id: "daily-team", team_member_budget: 5, team_member_budget_duration: "1d" })).status).toBe(200);
+    expect((await json("/team/member_add", { team_id: "daily-team", member: { role: "user", user_id: "daily-member" } })).status).toBe(200);
+    h.clock.advance(2.5 * 86_400_000);
+    const budget = (await json("/budget/info", { budgets: ["daily-tier"] })).body;
+    const running = (Array.isArray(budget) ? budget[0] : budget).budget_reset_at;
+    const customer = (await json("/customer/info?end_user_id=tiered")).body;
+    const keyInfo = (await json(`/key/info?key=${key.token}`)).body.info;
+    const team = (await json("/team/info?team_id=daily-team")).body;
+    const member = team.team_memberships[0];
+    const end = (text: string) => Date.parse(text);
+    expect({
+      customer: end(customer.litellm_budget_table.budget_reset_at), key: end(keyInfo.litellm_budget_table.budget_reset_at),
+      member: end(member.litellm_budget_table.budget_reset_at), memberBudget: end(team.team_info.team_member_budget_table.budget_reset_at),
+    }).toEqual({ customer: end(running), key: end(running), member: end(member.budget_reset_at), memberBudget: end(member.budget_reset_at) });
+    expect(end(running)).toBeGreaterThan(h.clock.now());
+  });
 });
