@@ -210,6 +210,11 @@ export function budgetTableView(table: Record<string, any> | null | undefined, n
   return { ...table, budget_reset_at: periodView(0, resetAt, table.budget_duration, now).budget_reset_at };
 }
 
+/** A team membership as the API shows it: the running period's spend and reset, its budget's too. */
+export function membershipView(m: Record<string, any>, now = Date.now()) {
+  return { ...m, ...periodView(m.spend, m.budget_reset_at, m.litellm_budget_table?.budget_duration, now), litellm_budget_table: budgetTableView(m.litellm_budget_table, now) };
+}
+
 /**
  * What an update does to a budget holder's period and counters, from the row before it. A new period
  * comes with a different duration only: the same one sent again (an admin screen sends every field)

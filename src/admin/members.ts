@@ -5,7 +5,7 @@ import { counterKeys, scopes } from "../governance/keys";
 import { SEP, type SpendRow } from "../spend/batch";
 import { deletedRows, windowsOf } from "../spend/reset";
 import { badRequest, notFound } from "../http/errors";
-import { dropOwnBudgets, internalUserResetAt, lockMemberships, resetAtFor, spendIntoPeriod } from "./common";
+import { dropOwnBudgets, internalUserResetAt, lockMemberships, membershipView, resetAtFor, spendIntoPeriod } from "./common";
 import type { AdminDeps } from "./deps";
 import { DurationText, Id, Limit, Money, UserId, opt, open } from "./fields";
 import { adminOnlyRoutes, checkedAsSent } from "./guard";
@@ -75,10 +75,12 @@ export function memberRoutes(deps: AdminDeps) {
       // The members this call added or changed, as LiteLLM answers: their users and their memberships.
       const users = await db.query("select * from users where user_id = any($1::text[])", [added]);
       const memberships = await db.query(
-        `select m.user_id, m.team_id, m.role, m.spend, m.budget_id, row_to_json(b) as litellm_budget_table
+        `select m.user_id, m.team_id, m.role, m.spend, m.budget_id, m.budget_reset_at, row_to_json(b) as litellm_budget_table
          from team_memberships m left join budgets b on b.budget_id = m.budget_id where m.team_id = $1 and m.user_id = any($2::text[])`,
         [body.team_id, added]);
-      return { ...teamView(row), updated_users: users.map((user) => userView(user, deps.clock.now(), deps.runtime().config.litellm_settings.internal_user_budget_duration)), updated_team_memberships: memberships };
+      const now = deps.clock.now();
+      return { ...teamView(row), updated_users: users.map((user) => userView(user, now, deps.runtime().config.litellm_settings.internal_user_budget_duration)),
+        updated_team_memberships: memberships.map((m) => membershipView(m, now)) };
     }, {
       body: memberAddBody,
       // A list is checked item by item as sent (`member[0].role`), not as one member holding it.
@@ -111,9 +113,9 @@ export function memberRoutes(deps: AdminDeps) {
       });
       deps.invalidate({ kind: "all", restart: [counterKeys.budgetPrefix(scopes.member(body.team_id, userId))] });
       const [row] = await db.query(
-        "select m.user_id, m.team_id, m.role, m.spend, m.budget_id, row_to_json(b) as litellm_budget_table from team_memberships m left join budgets b on b.budget_id = m.budget_id where m.team_id = $1 and m.user_id = $2",
+        "select m.user_id, m.team_id, m.role, m.spend, m.budget_id, m.budget_reset_at, row_to_json(b) as litellm_budget_table from team_memberships m left join budgets b on b.budget_id = m.budget_id where m.team_id = $1 and m.user_id = $2",
         [body.team_id, userId]);
-      return { team_id: body.team_id, user_id: userId, ...row, max_budget_in_team: row?.litellm_budget_table?.max_budget ?? null };
+      return { team_id: body.team_id, user_id: userId, ...(row ? membershipView(row, deps.clock.now()) : {}), max_budget_in_team: row?.litellm_budget_table?.max_budget ?? null };
     }, {
       body: t.Object({ team_id: Id, ...who, role: opt(TeamRole), ...limits }, open),
       detail: { tags: ["team management"], summary: "Change a member's role or budget within the team" },

@@ -5,7 +5,7 @@ import { counterKeys, idPart, scopes } from "../governance/keys";
 import { badRequest } from "../http/errors";
 import type { SpendRow } from "../spend/batch";
 import { deletedRows, windowsOf } from "../spend/reset";
-import { budgetTableView, deleteEvery, found, internalUserResetAt, lockMemberships, spendRowsOwnedBy, iso, periodView, resetAtFor, spendIntoPeriod, updateBudgetHolder, write } from "./common";
+import { deleteEvery, found, internalUserResetAt, lockMemberships, membershipView, spendRowsOwnedBy, iso, periodView, resetAtFor, spendIntoPeriod, updateBudgetHolder, write } from "./common";
 import type { AdminDeps } from "./deps";
 import { TEAM_MODEL_SPEND, modelSpendOf } from "./model-budgets";
 import { Id, Limit, LimitsMetadata, ModelBudgets, ModelLimits, Models, Money, budgetFields, nextReset, opt, open, teamRefusedFields } from "./fields";
@@ -151,9 +151,7 @@ async function withKeysAndMemberships(db: Sql, rows: Array<Record<string, any>>,
   return rows.map((row) => ({
     ...teamView(row, now),
     keys: (keysOf.get(row.team_id) ?? []).map((key) => keyView(key, now)),
-    team_memberships: (membershipsOf.get(row.team_id) ?? []).map((m) => ({
-      ...m, ...periodView(m.spend, m.budget_reset_at, m.litellm_budget_table?.budget_duration, now), litellm_budget_table: budgetTableView(m.litellm_budget_table, now),
-    })),
+    team_memberships: (membershipsOf.get(row.team_id) ?? []).map((m) => membershipView(m, now)),
   }));
 }
 

@@ -942,3 +942,19 @@ describe("a shared budget shown inside its holders, after its period ended and b
     expect(end(running)).toBeGreaterThan(h.clock.now());
   });
 });
+
+describe("a member's spend in the answers of /team/member_add and /team/member_update", () => {
+  const gateway = gatewayFor("pglite");
+  test("is the running period's, as /team/info shows it", async () => {
+    const { json, h } = gateway;
+    expect((await json("/team/new", { team_id: "answers-team", team_member_budget: 5, team_member_budget_duration: "1d" })).status).toBe(200);
+    expect((await json("/team/member_add", { team_id: "answers-team", member: { role: "user", user_id: "answers-member" } })).status).toBe(200);
+    const key = (await json("/key/generate", { team_id: "answers-team", user_id: "answers-member" })).body;
+    expect((await h.chat(key.key)).status).toBe(200);
+    await h.flush();
+    h.clock.advance(2 * 86_400_000);
+    const shown = (await json("/team/info?team_id=answers-team")).body.team_memberships[0];
+    const updated = (await json("/team/member_update", { team_id: "answers-team", user_id: "answers-member", role: "admin" })).body;
+    expect({ info: shown.spend, update: updated.spend, reset: Date.parse(updated.budget_reset_at) }).toEqual({ info: 0, update: 0, reset: Date.parse(shown.budget_reset_at) });
+  });
+});
