@@ -276,13 +276,17 @@ export function userRoutes(deps: AdminDeps) {
         `select k.*, t.team_alias, ${KEY_BUDGET} from keys k left join teams t using (team_id) where k.user_id = $1 order by k.created_at`, [userId]);
       // As LiteLLM answers: each key with its team's alias, each team whole; the user's membership is added as member_*.
       const teams = await db.query(
-        `select t.*, m.role as member_role, m.spend as member_spend, m.budget_id as member_budget_id
-         from team_memberships m join teams t using (team_id) where m.user_id = $1 order by m.created_at`, [userId]);
+        `select t.*, m.role as member_role, m.spend as member_spend, m.budget_id as member_budget_id, m.budget_reset_at as member_reset_at,
+           b.budget_duration as member_budget_duration
+         from team_memberships m join teams t using (team_id) left join budgets b on b.budget_id = m.budget_id where m.user_id = $1 order by m.created_at`, [userId]);
       return {
         // Beside LiteLLM's fields, as /key/info shows a key's: what the user spent per model its model_max_budget holds it to.
         user_id: row!.user_id, user_info: { ...userView(row!, now, internalDuration()), model_spend: await modelSpendOf(db, USER_MODEL_SPEND, userId, row!.model_max_budget, now) },
         keys: keys.map((key) => ({ ...keyView(key, now), team_alias: key.team_alias })),
-        teams: teams.map((team) => ({ ...teamView(team, now), member_role: team.member_role, member_spend: team.member_spend, member_budget_id: team.member_budget_id })),
+        teams: teams.map((team) => ({
+          ...teamView(team, now), member_role: team.member_role,
+          member_spend: periodView(team.member_spend, team.member_reset_at, team.member_budget_duration, now).spend, member_budget_id: team.member_budget_id,
+        })),
       };
     }, {
       query: t.Object({ user_id: t.Optional(UserId) }),

@@ -943,7 +943,7 @@ describe("a shared budget shown inside its holders, after its period ended and b
   });
 });
 
-describe("a member's spend in the answers of /team/member_add and /team/member_update", () => {
+describe("a member's spend in the answers of /team/member_add and /team/member_update, and in /user/info's teams", () => {
   const gateway = gatewayFor("pglite");
   test("is the running period's, as /team/info shows it", async () => {
     const { json, h } = gateway;
@@ -955,6 +955,8 @@ describe("a member's spend in the answers of /team/member_add and /team/member_u
     h.clock.advance(2 * 86_400_000);
     const shown = (await json("/team/info?team_id=answers-team")).body.team_memberships[0];
     const updated = (await json("/team/member_update", { team_id: "answers-team", user_id: "answers-member", role: "admin" })).body;
-    expect({ info: shown.spend, update: updated.spend, reset: Date.parse(updated.budget_reset_at) }).toEqual({ info: 0, update: 0, reset: Date.parse(shown.budget_reset_at) });
+    const user = (await json("/user/info?user_id=answers-member")).body;
+    expect({ info: shown.spend, update: updated.spend, reset: Date.parse(updated.budget_reset_at), userInfo: user.teams[0].member_spend })
+      .toEqual({ info: 0, update: 0, reset: Date.parse(shown.budget_reset_at), userInfo: 0 });
   });
 });
