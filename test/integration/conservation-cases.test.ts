@@ -960,3 +960,48 @@ describe("a member's spend in the answers of /team/member_add and /team/member_u
       .toEqual({ info: 0, update: 0, reset: Date.parse(shown.budget_reset_at), userInfo: 0 });
   });
 });
+
+describe("requests waiting for a deployment's slot", () => {
+  test("those the client leaves cost nothing and hold nothing", async () => {
+    const dbUrl = await (await sharedPostgres()).newDatabase();
+    const queued = await startUpstream({ firstByteDelayMs: 700 });
+    const gateway = await startBinary({ config: `
+model_list:
+  - model_name: q
+    litellm_params: {model: openai/q, api_base: "${queued.url}", api_key: x, max_parallel_requests: 1, input_cost_per_token: ${B.in}, output_cost_per_token: ${B.out}}
+general_settings:
+  master_key: sk-1234
+  database_url: ${dbUrl}
+` });
+    try {
+      const created = await admin(gateway.url, "/key/generate", { max_budget: 100 * B_COST, max_parallel_requests: 6 });
+      const call = (signal?: AbortSignal) => fetch(`${gateway.url}/v1/chat/completions`, {
+        method: "POST", headers: { authorization: `Bearer ${created.key}`, "content-type": "application/json" }, signal,
+        body: JSON.stringify({ model: "q", max_tokens: 20, messages: [{ role: "user", content: "hi" }] }),
+      }).then(async (r) => `${r.status}`, () => "left");
+      const controller = new AbortController();
+      const first = call();
+      await Bun.sleep(50);
+      const leaving = Array.from({ length: 3 }, () => call(controller.signal));
+      const timing = Array.from({ length: 2 }, () => call());
+      await Bun.sleep(300);
+      controller.abort();
+      const answers = [await first, ...(await Promise.all(leaving)), ...(await Promise.all(timing))];
+      await Bun.sleep(1200);
+      // Six slots of the key free again: six at once are all admitted.
+      const again = await Promise.all(Array.from({ length: 6 }, () => call()));
+      await Bun.sleep(800);
+      const logs = await allLogs(gateway.url);
+      const info = (await admin(gateway.url, `/key/info?key=${created.token}`)).info;
+      const answered = logs.filter((r) => r.status === "success");
+      expect({
+        answers, again: again.filter((a) => a !== "200").length, keySpend: close(info.spend, sum(logs)),
+        chargedUnanswered: logs.filter((r) => r.status !== "success" && Number(r.spend) > 0).map((r) => [r.status, r.spend, r.deployment]),
+      }).toEqual({ answers: ["200", "left", "left", "left", "200", "200"], again: 0, keySpend: true, chargedUnanswered: [] });
+      void answered;
+    } finally {
+      await gateway.stop("SIGKILL");
+      queued.stop();
+    }
+  }, 60_000);
+});
