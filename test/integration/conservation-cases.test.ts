@@ -1005,3 +1005,30 @@ general_settings:
     }
   }, 60_000);
 });
+
+describe("the gateway's own budget under a burst on two instances", () => {
+  test("litellm_settings.max_budget is overspent by at most one request", async () => {
+    const dbUrl = await (await sharedPostgres()).newDatabase();
+    const config = models().replace("max_budget: 1000", `max_budget: ${5 * B_COST}`) + `\ngeneral_settings:\n  master_key: sk-1234\n  database_url: ${dbUrl}\n  redis_url: ${redis.url}\n`;
+    const gateways = [await startBinary({ config }), await startBinary({ config })];
+    const urls = gateways.map((g) => g.url);
+    try {
+      const keys = await Promise.all(Array.from({ length: 4 }, () => admin(urls[0]!, "/key/generate", {})));
+      const statuses: Record<string, number> = {};
+      await Promise.all(Array.from({ length: 60 }, async (_, i) => {
+        const response = await fetch(`${urls[i % 2]}/v1/chat/completions`, {
+          method: "POST", headers: { authorization: `Bearer ${keys[i % 4].key}`, "content-type": "application/json" },
+          body: JSON.stringify({ model: i % 3 ? "b" : "broken", stream: i % 2 === 0, max_tokens: 20, messages: [{ role: "user", content: "hi" }] }),
+        });
+        await response.text();
+        statuses[response.status] = (statuses[response.status] ?? 0) + 1;
+      }));
+      await Bun.sleep(1200);
+      const spend = (await admin(urls[0]!, "/global/spend")).spend;
+      expect({ statuses, requests: Math.round((spend / B_COST) * 100) / 100, within: spend <= 6 * B_COST + 1e-12 }).toEqual({ statuses, requests: Math.round((spend / B_COST) * 100) / 100, within: true });
+      console.log(statuses, spend / B_COST);
+    } finally {
+      for (const g of gateways) await g.stop("SIGKILL");
+    }
+  }, 60_000);
+});
