@@ -122,7 +122,6 @@ async function request(url: string, key: string, kind: Kind, i: number): Promise
     const text = await response.text();
     const cost = response.headers.get("x-litellm-response-cost");
     if (cost !== null) headerCosts.set(response.headers.get("x-litellm-call-id")!, { cost: Number(cost), kind, status: response.status });
-    if (process.env.SHOW && response.status >= 400) console.log(kind, key.slice(0, 12), customer, response.status, text.slice(0, 160));
     return response.status;
   } catch {
     return -1;
@@ -252,7 +251,6 @@ describe("the books balance after mixed traffic", () => {
     try {
       const keys = await setUp(gateway.url);
       const statuses = await traffic([gateway.url], keys, 240);
-      console.log(statuses);
       await settle([gateway.url]);
       expect({ statuses, problems: await imbalances(gateway.url, keys, 240) }).toEqual({ statuses, problems: [] });
       expect(await gaugeImbalances(gateway.url, keys)).toEqual([]);
@@ -267,7 +265,6 @@ describe("the books balance after mixed traffic", () => {
     try {
       const keys = await setUp(gateway.url);
       const statuses = await traffic([gateway.url], keys, 240);
-      console.log(statuses);
       await settle([gateway.url]);
       expect({ statuses, problems: await imbalances(gateway.url, keys, 240) }).toEqual({ statuses, problems: [] });
     } finally {
@@ -375,7 +372,6 @@ describe("budget periods of 3 s turning over mid-traffic", () => {
       try {
         const keys = await setUpPeriods(urls[0]!);
         const statuses = await steadyTraffic(urls, keys, 7000);
-        console.log(statuses);
         await Bun.sleep(700);
         expect(await periodImbalances(urls[0]!, keys)).toEqual([]);
       } finally {
@@ -405,7 +401,6 @@ describe("the books balance across disturbances", () => {
       expect(await stopped).toBe(0);
       two = await startBinary({ config, port });
       const statuses = await flow;
-      console.log(statuses);
       await settle([one.url, two.url]);
       expect(await imbalances(one.url, keys, null)).toEqual([]);
     } finally {
@@ -492,7 +487,6 @@ describe("a concurrent burst overspends a budget by at most one request", () => 
       const { key, shown } = await make(one.url);
       const statuses = await burst([one.url, two.url], key, 60, body);
       const spend = await shown();
-      console.log(name, statuses, spend / B_COST);
       expect({ name, statuses, spend, within: spend <= 6 * B_COST + 1e-12 }).toEqual({ name, statuses, spend, within: true });
     }, 60_000);
   }
@@ -516,7 +510,6 @@ describe("the books balance across key changes mid-traffic", () => {
       await Bun.sleep(500);
       await admin(one.url, "/key/delete", { keys: [oldTeamToken] });
       const statuses = await flow;
-      console.log(statuses);
       await settle([one.url, two.url]);
       const logs = await allLogs(one.url);
       const problems: string[] = [];
@@ -556,7 +549,6 @@ describe("the books balance across a restart of the embedded database", () => {
       expect(await gateway.stop("SIGTERM")).toBe(0);
       gateway = await startBinary({ config, port });
       const statuses = await flow;
-      console.log(statuses);
       await settle([url]);
       expect(await imbalances(url, keys, null)).toEqual([]);
     } finally {
@@ -608,7 +600,6 @@ describe("a budget on a 2 s period under steady traffic", () => {
         const full = (list: number[]) => list.slice(1, -1);
         expect({ key: full(key).every((v) => v >= 4 && v <= 5), team: full(teamPeriods).every((v) => v >= 4 && v <= 5) })
           .toEqual({ key: true, team: true });
-        console.log({ key, teamPeriods });
       } finally {
         for (const g of gateways) await g.stop("SIGKILL");
       }
@@ -720,7 +711,6 @@ describe("a budget lowered under traffic on two instances", () => {
         const after = await holder.shown();
         results[name] = { statuses, requestsPastTheOldSpend: Math.round(((after - before) / B_COST) * 100) / 100 };
       }
-      console.log(results);
       for (const r of Object.values(results) as any[]) expect(r.requestsPastTheOldSpend).toBeLessThanOrEqual(4);
     } finally {
       for (const g of gateways) await g.stop("SIGKILL");
@@ -872,7 +862,7 @@ describe("a holder deleted, then named again by requests", () => {
 });
 
 describe("spend set by an admin mid-traffic on two instances", () => {
-  test("key, team, customer: what shows afterwards is what settled after the change, give or take what settled within 100 ms of it", async () => {
+  test("key, team, customer: what shows afterwards is what settled after the change, give or take what settled within 250 ms of it (one write interval)", async () => {
     const dbUrl = await (await sharedPostgres()).newDatabase();
     const config = `${models()}\ngeneral_settings:\n  master_key: sk-1234\n  database_url: ${dbUrl}\n  redis_url: ${redis.url}\n`;
     const gateways = [await startBinary({ config }), await startBinary({ config })];
@@ -903,8 +893,8 @@ describe("spend set by an admin mid-traffic on two instances", () => {
       await Bun.sleep(1000);
       const logs = await allLogs(urls[0]!);
       const after = (t: number) => sum(logs.filter((r) => Date.parse(r.end_time) > t));
-      const low = after(done + 100);
-      const high = after(at - 100);
+      const low = after(done + 250);
+      const high = after(at - 250);
       const shown = {
         key: (await admin(urls[0]!, `/key/info?key=${created.token}`)).info.spend,
         team: (await admin(urls[0]!, "/team/info?team_id=reset-team")).team_info.spend,
@@ -1027,7 +1017,6 @@ describe("the gateway's own budget under a burst on two instances", () => {
       await Bun.sleep(1200);
       const spend = (await admin(urls[0]!, "/global/spend")).spend;
       expect({ statuses, requests: Math.round((spend / B_COST) * 100) / 100, within: spend <= 6 * B_COST + 1e-12 }).toEqual({ statuses, requests: Math.round((spend / B_COST) * 100) / 100, within: true });
-      console.log(statuses, spend / B_COST);
     } finally {
       for (const g of gateways) await g.stop("SIGKILL");
     }
