@@ -3,7 +3,7 @@ import { counterKeys, scopes } from "../governance/keys";
 import { badRequest, notFound } from "../http/errors";
 import type { Sql } from "../db";
 import { deletedRows, windowsOf } from "../spend/reset";
-import { assignments, budgetTableView, dropOwnBudgets, found, mustBeSharedBudget, mustExist, periodView, resetAtFor, spendIntoPeriod, write } from "./common";
+import { assignments, budgetTableView, dropOwnBudgets, found, mustBeSharedBudget, periodView, resetAtFor, spendIntoPeriod, write } from "./common";
 import type { AdminDeps } from "./deps";
 import { Id, Money, customerRefusedFields, nextReset, opt, open } from "./fields";
 import { parseDuration, sameDuration } from "../governance/duration";
