@@ -1,0 +1,78 @@
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { type RunningGateway, startOnPostgres } from "../helpers/binary";
+
+/**
+ * Routing across a model's deployments as LiteLLM's router does it, through the compiled binary and
+ * real Postgres: which deployment a retry goes to, and which provider failures are the deployment's
+ * (worth another one) rather than the request's. The provider is one raw Bun server; each deployment
+ * is a path of its own (`/<id>/v1`), so a test sees which deployments were called, in order.
+ */
+type Handler = (deployment: string, body: any) => Response | Promise<Response>;
+const answer = (model: string) => Response.json({
+  id: "x", object: "chat.completion", created: 1, model,
+  choices: [{ index: 0, message: { role: "assistant", content: "hi" }, finish_reason: "stop" }],
+  usage: { prompt_tokens: 10, completion_tokens: 10, total_tokens: 20 },
+});
+const failing = (status: number, message: string, code: string | null = null) =>
+  Response.json({ error: { message, type: "upstream_test_error", code } }, { status });
+let handler: Handler = (_d, body) => answer(body.model);
+const called: string[] = [];
+let up: ReturnType<typeof Bun.serve>;
+let gw: RunningGateway;
+
+const entry = (name: string, id: string) => `  - model_name: ${name}
+    litellm_params: {model: openai/${id}, api_base: "http://127.0.0.1:${up.port}/${id}/v1", api_key: sk-up, input_cost_per_token: 0.000001, output_cost_per_token: 0.000001}
+    model_info: {id: ${id}}`;
+
+beforeAll(async () => {
+  up = Bun.serve({
+    port: 0, hostname: "127.0.0.1",
+    async fetch(req) {
+      const deployment = new URL(req.url).pathname.split("/")[1]!;
+      called.push(deployment);
+      return handler(deployment, await req.json());
+    },
+  });
+  ({ gateway: gw } = await startOnPostgres(`
+model_list:
+${entry("duo", "duo-1")}
+${entry("duo", "duo-2")}
+${entry("keyed", "keyed-bad")}
+${entry("keyed", "keyed-good")}
+router_settings:
+  allowed_fails: 1
+  cooldown_time: 60`));
+}, 120_000);
+afterAll(async () => {
+  await gw?.stop("SIGKILL");
+  up?.stop(true);
+});
+
+const chat = (model: string) => fetch(`${gw.url}/v1/chat/completions`, {
+  method: "POST", headers: { authorization: "Bearer sk-1234" }, body: JSON.stringify({ model, messages: [{ role: "user", content: "hello" }] }),
+});
+
+describe("retries across a model's deployments", () => {
+  test("a retry never goes to a deployment cooling down: the failure of the one left comes back", async () => {
+    handler = (d, body) => (d === "duo-1" ? failing(500, "duo-1 is down") : answer(body.model));
+    // Until duo-1 has failed once (allowed_fails: 1): it cools down, the request is answered by duo-2.
+    for (let i = 0; i < 50 && !called.includes("duo-1"); i++) expect((await chat("duo")).status).toBe(200);
+    expect(called).toContain("duo-1");
+    handler = (d, body) => (d === "duo-2" ? failing(503, "duo-2 is overloaded") : answer(body.model));
+    called.length = 0;
+    const response = await chat("duo");
+    expect(called).toEqual(["duo-2"]);
+    expect(response.status).toBe(503);
+    expect(((await response.json()) as any).error.message).toBe("duo-2 is overloaded");
+  });
+
+  test("a deployment whose provider key is refused (401) is the deployment's failure: the request goes to another, and it cools down", async () => {
+    handler = (d, body) => (d === "keyed-bad" ? failing(401, "Incorrect API key provided: sk-up", "invalid_api_key") : answer(body.model));
+    called.length = 0;
+    const statuses: number[] = [];
+    for (let i = 0; i < 12; i++) statuses.push((await chat("keyed")).status);
+    expect(statuses).toEqual(Array(12).fill(200));
+    // allowed_fails: 1, so the refused deployment is called once, then left alone for cooldown_time.
+    expect(called.filter((d) => d === "keyed-bad").length).toBeLessThanOrEqual(1);
+  });
+});
