@@ -39,8 +39,10 @@ ${entry("duo", "duo-1")}
 ${entry("duo", "duo-2")}
 ${entry("keyed", "keyed-bad")}
 ${entry("keyed", "keyed-good")}
+${entry("mixed", "mixed-half")}
+${entry("mixed", "mixed-good")}
 router_settings:
-  allowed_fails: 1
+  allowed_fails: 2
   cooldown_time: 60`));
 }, 120_000);
 afterAll(async () => {
@@ -55,9 +57,9 @@ const chat = (model: string) => fetch(`${gw.url}/v1/chat/completions`, {
 describe("retries across a model's deployments", () => {
   test("a retry never goes to a deployment cooling down: the failure of the one left comes back", async () => {
     handler = (d, body) => (d === "duo-1" ? failing(500, "duo-1 is down") : answer(body.model));
-    // Until duo-1 has failed once (allowed_fails: 1): it cools down, the request is answered by duo-2.
-    for (let i = 0; i < 50 && !called.includes("duo-1"); i++) expect((await chat("duo")).status).toBe(200);
-    expect(called).toContain("duo-1");
+    // Until duo-1 has failed twice (allowed_fails: 2): it cools down; each request is answered by duo-2.
+    for (let i = 0; i < 100 && called.filter((d) => d === "duo-1").length < 2; i++) expect((await chat("duo")).status).toBe(200);
+    expect(called.filter((d) => d === "duo-1").length).toBe(2);
     handler = (d, body) => (d === "duo-2" ? failing(503, "duo-2 is overloaded") : answer(body.model));
     called.length = 0;
     const response = await chat("duo");
@@ -72,7 +74,16 @@ describe("retries across a model's deployments", () => {
     const statuses: number[] = [];
     for (let i = 0; i < 12; i++) statuses.push((await chat("keyed")).status);
     expect(statuses).toEqual(Array(12).fill(200));
-    // allowed_fails: 1, so the refused deployment is called once, then left alone for cooldown_time.
-    expect(called.filter((d) => d === "keyed-bad").length).toBeLessThanOrEqual(1);
+    // allowed_fails: 2, so the refused deployment is called twice at most, then left alone for cooldown_time.
+    expect(called.filter((d) => d === "keyed-bad").length).toBeLessThanOrEqual(2);
+  });
+
+  test("allowed_fails counts the failures within a minute, answers between them included", async () => {
+    let calls = 0;
+    // Every other call fails: its second failure within the minute cools it down.
+    handler = (d, body) => (d === "mixed-half" && ++calls % 2 === 1 ? failing(500, "mixed-half hiccup") : answer(body.model));
+    called.length = 0;
+    for (let i = 0; i < 30; i++) expect((await chat("mixed")).status).toBe(200);
+    expect(called.filter((d) => d === "mixed-half").length).toBeLessThanOrEqual(3);
   });
 });
