@@ -12,10 +12,16 @@ export interface Attempted {
   release?: Release;
 }
 
-/** Errors worth another deployment: the provider was unreachable, rate limited us, or failed. */
+/**
+ * Errors worth another deployment: the provider was unreachable, refused the deployment's own key
+ * (401: another deployment may hold a good one, as LiteLLM's router retries it), rate limited us, or failed.
+ */
 function retryable(result: UpstreamResult): boolean {
-  return result.kind === "error" && (result.connectionError === true || result.status === 429 || result.status >= 500);
+  return result.kind === "error" && (result.connectionError === true || result.status === 401 || result.status === 429 || result.status >= 500);
 }
+
+/** A refused key is refused again: only another deployment is worth a retry. */
+const refusedKey = (result: UpstreamResult) => result.kind === "error" && result.status === 401;
 
 /** The request as every provider call of it goes (see `UpstreamCall`), and how to move it elsewhere. */
 export interface AttemptInput extends Pick<UpstreamCall, "route" | "body" | "rawBody" | "stream" | "signal" | "onRead" | "betas"> {
@@ -68,9 +74,9 @@ async function slotAtAny(runtime: Runtime, input: AttemptInput, model: string, c
 
 /**
  * Calls the chosen deployment; on a retryable error retries the model (see `retriesOf`): at a
- * deployment not tried yet while there is one, else, with `num_retries` set, again at one tried that is
- * not cooling down (a model with one deployment is retried there, as LiteLLM's router retries within the
- * model group); then each fallback model the caller may use, in turn. Streams are only retried before
+ * deployment not tried yet and not cooling down while there is one, else, with `num_retries` set and
+ * the error not a refused key, again at one tried that is not cooling down (a model with one deployment
+ * is retried there, as LiteLLM's router retries within the model group); then each fallback model the caller may use, in turn. Streams are only retried before
  * the client has anything of them: a provider's failure shows up as an error result until its first
  * event has come (an error as that first event included, see `startOf` in providers/http.ts).
  */
@@ -124,12 +130,11 @@ export async function callWithRetries(runtime: Runtime, input: AttemptInput): Pr
       // Counted per call, by the deployment that failed: one whose failures are always retried away still shows.
       if (result.kind === "error") runtime.calls.failed(deployment, result.status);
       if (!retryable(result) || input.signal.aborted) {
-        if (result.kind !== "error") router.succeeded(deployment);
         runtime.calls.answered(deployment, seconds);
         return last;
       }
       router.failed(deployment, result.kind === "error" ? result.retryAfter : undefined);
-      deployment = pick(model, tried) ?? (retries.again ? runtime.pickAgain(model, input.route) : null);
+      deployment = pick(model, tried) ?? (retries.again && !refusedKey(result) ? runtime.pickAgain(model, input.route) : null);
     }
   }
   runtime.calls.answered(last!.deployment, seconds);

@@ -225,8 +225,8 @@ export class ModelRouter {
   /**
    * A deployment chosen at random among those not tried yet (and `eligible`), not cooled down and under
    * their caps; when all are unavailable, an untried one with a free slot, else any untried one (the rpm
-   * and tpm caps are soft; a request at a deployment with no free slot waits for one,
-   * see `take`). Weighted
+   * and tpm caps are soft; a request at a deployment with no free slot waits for one, see `take`), one
+   * cooling down only as a first choice (`tried` empty), never for a retry. Weighted
    * as LiteLLM's simple shuffle: by `weight` when an entry of the group sets one, else by `rpm`, else by
    * `tpm` (an entry without the cap weighs as the group's largest), else evenly.
    */
@@ -240,9 +240,12 @@ export class ModelRouter {
     const healthy = untried.filter((d) => this.available(d));
     let candidates = healthy;
     if (candidates.length === 0) {
-      const open = untried.filter((d) => this.hasSlot(d));
-      candidates = open.length > 0 ? open : untried;
+      // A retry never goes to a deployment cooling down; a first choice may, when every one is (a model is not refused for it).
+      const left = tried?.size ? untried.filter((d) => !this.cooledDown(d)) : untried;
+      const open = left.filter((d) => this.hasSlot(d));
+      candidates = open.length > 0 ? open : left;
     }
+    if (candidates.length === 0) return null;
     if (candidates.length === 1) return candidates[0]!;
     const weights = weightsOf(candidates);
     let total = 0;
@@ -287,7 +290,10 @@ export class ModelRouter {
     if (this.usage && capped(d)) this.usage.add(d.id, 0, tokens);
   }
 
-  /** A failure (connection, 429, 5xx): too many within a minute cool the deployment down. */
+  /**
+   * A failure (connection, 401, 429, 5xx): `allowedFails` within a minute, answers between them
+   * included (as LiteLLM counts them), cool the deployment down.
+   */
   failed(d: Deployment, retryAfterSeconds?: number): void {
     const h = this.state(d.id);
     const now = this.now();
@@ -298,10 +304,6 @@ export class ModelRouter {
       h.cooledUntil = now + Math.min(seconds, this.settings.cooldownSeconds) * 1000;
       h.failures = [];
     }
-  }
-
-  succeeded(d: Deployment): void {
-    this.state(d.id).failures = [];
   }
 
   cooledDown(d: Deployment): boolean {
