@@ -15,6 +15,7 @@ const answer = (model: string) => Response.json({
 });
 const failing = (status: number, message: string, code: string | null = null) =>
   Response.json({ error: { message, type: "upstream_test_error", code } }, { status });
+const OPENAI_PARAMS = new Set(["model", "messages", "max_tokens", "temperature", "stream", "stream_options", "user"]);
 let handler: Handler = (_d, body) => answer(body.model);
 const called: string[] = [];
 let up: ReturnType<typeof Bun.serve>;
@@ -30,7 +31,11 @@ beforeAll(async () => {
     async fetch(req) {
       const deployment = new URL(req.url).pathname.split("/")[1]!;
       called.push(deployment);
-      return handler(deployment, await req.json());
+      const body = (await req.json()) as Record<string, unknown>;
+      // As OpenAI answers a parameter it does not know (LiteLLM's own request parameters are not for it).
+      const unknown = Object.keys(body).find((name) => !OPENAI_PARAMS.has(name));
+      if (unknown) return failing(400, `Unrecognized request argument supplied: ${unknown}`);
+      return handler(deployment, body);
     },
   });
   ({ gateway: gw } = await startOnPostgres(`
@@ -41,6 +46,9 @@ ${entry("keyed", "keyed-bad")}
 ${entry("keyed", "keyed-good")}
 ${entry("mixed", "mixed-half")}
 ${entry("mixed", "mixed-good")}
+${entry("down", "down-1")}
+${entry("spare", "spare-1")}
+${entry("again", "again-1")}
 router_settings:
   allowed_fails: 2
   cooldown_time: 60`));
@@ -50,8 +58,8 @@ afterAll(async () => {
   up?.stop(true);
 });
 
-const chat = (model: string) => fetch(`${gw.url}/v1/chat/completions`, {
-  method: "POST", headers: { authorization: "Bearer sk-1234" }, body: JSON.stringify({ model, messages: [{ role: "user", content: "hello" }] }),
+const chat = (model: string, extra: Record<string, unknown> = {}, key = "sk-1234") => fetch(`${gw.url}/v1/chat/completions`, {
+  method: "POST", headers: { authorization: `Bearer ${key}` }, body: JSON.stringify({ model, messages: [{ role: "user", content: "hello" }], ...extra }),
 });
 
 describe("retries across a model's deployments", () => {
@@ -85,5 +93,38 @@ describe("retries across a model's deployments", () => {
     called.length = 0;
     for (let i = 0; i < 30; i++) expect((await chat("mixed")).status).toBe(200);
     expect(called.filter((d) => d === "mixed-half").length).toBeLessThanOrEqual(3);
+  });
+});
+
+describe("LiteLLM's request parameters for the router", () => {
+  test("num_retries in the body retries the model that many times, and is not sent to the provider", async () => {
+    let calls = 0;
+    handler = (d, body) => (d === "again-1" && ++calls === 1 ? failing(503, "again-1 hiccup") : answer(body.model));
+    called.length = 0;
+    const response = await chat("again", { num_retries: 1 });
+    expect(response.status).toBe(200);
+    expect(called).toEqual(["again-1", "again-1"]);
+    const refused = await chat("again", { num_retries: "many" });
+    expect(refused.status).toBe(400);
+    expect(((await refused.json()) as any).error.param).toBe("num_retries");
+  });
+
+  test("client-side fallbacks (`fallbacks` in the body) are tried as config.yaml's are, and are not sent to the provider", async () => {
+    handler = (d, body) => (d === "down-1" ? failing(500, "down-1 is down") : answer(body.model));
+    called.length = 0;
+    const response = await chat("down", { fallbacks: ["spare"] });
+    expect(response.status).toBe(200);
+    expect(called).toEqual(["down-1", "spare-1"]);
+    // A fallback the key may not use is skipped, as one of config.yaml's is.
+    const key = ((await (await fetch(`${gw.url}/key/generate`, { method: "POST", headers: { authorization: "Bearer sk-1234" }, body: JSON.stringify({ models: ["down"] }) })).json()) as any).key;
+    called.length = 0;
+    const refused = await chat("down", { fallbacks: ["spare"] }, key);
+    expect(refused.status).toBe(500);
+    expect(called).toEqual(["down-1"]);
+    const bad = await chat("down", { fallbacks: "spare" });
+    expect(bad.status).toBe(400);
+    const error = ((await bad.json()) as any).error;
+    expect(error.param).toBe("fallbacks");
+    expect(error.type).toBe("invalid_request_error");
   });
 });
