@@ -1,4 +1,5 @@
 import type { Deployment, UpstreamCall, UpstreamResult } from "../providers/types";
+import type { ClientRouting } from "./body";
 import type { Runtime } from "./runtime";
 import type { Release } from "./slots";
 
@@ -27,6 +28,8 @@ const refusedKey = (result: UpstreamResult) => result.kind === "error" && result
 export interface AttemptInput extends Pick<UpstreamCall, "route" | "body" | "rawBody" | "stream" | "signal" | "onRead" | "betas"> {
   model: string;
   first: Deployment;
+  /** The request's own router parameters (`fallbacks`, `num_retries`), in place of config.yaml's. */
+  routing?: ClientRouting | null;
   /** Whether the caller may use a model: fallbacks it may not use are skipped, as if not configured. */
   mayUse: (model: string) => boolean;
   /**
@@ -83,12 +86,14 @@ async function slotAtAny(runtime: Runtime, input: AttemptInput, model: string, c
 export async function callWithRetries(runtime: Runtime, input: AttemptInput): Promise<Attempted> {
   const { router } = runtime;
   const pick = (model: string, tried?: ReadonlySet<string>) => runtime.pick(model, input.route, tried);
-  const models = [input.model, ...runtime.fallbacksOf(input.model).filter(input.mayUse)];
+  const { routing } = input;
+  const fallbacks = routing?.fallbacks?.map((name) => runtime.aliasOf(name) ?? name).filter((name) => name !== input.model) ?? runtime.fallbacksOf(input.model);
+  const models = [input.model, ...fallbacks.filter(input.mayUse)];
   let last: Attempted | null = null;
   let seconds = 0;
   for (const model of models) {
     const tried = new Set<string>();
-    const retries = runtime.retriesOf(model);
+    const retries = routing?.retries === undefined ? runtime.retriesOf(model) : { times: routing.retries, again: true };
     let deployment: Deployment | null = model === input.model ? input.first : pick(model);
     for (let attempt = 0; deployment && attempt <= retries.times; attempt++) {
       tried.add(deployment.id);

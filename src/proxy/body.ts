@@ -56,6 +56,42 @@ export interface InferenceBody {
   maxTokens: number | null;
   /** Completions the request asks for (`n`, `best_of`, a list of prompts): its reservation is that many times max_tokens. */
   choices: number;
+  /** LiteLLM's router parameters the body carried, or null (most bodies). */
+  routing: ClientRouting | null;
+}
+
+/** LiteLLM's per-request router parameters: `fallbacks` (model names) and `num_retries`, in place of config.yaml's. */
+export interface ClientRouting {
+  fallbacks?: string[];
+  retries?: number;
+}
+
+/** The most retries or fallbacks one request may ask for: each is a provider call. */
+const MOST_CLIENT_TRIES = 10;
+
+/**
+ * LiteLLM's router parameters, taken out of the body: they are the gateway's to follow (as LiteLLM's
+ * proxy does), and a provider refuses a parameter it does not know. Null when the body has none.
+ */
+function routingOf(body: Record<string, unknown>): ClientRouting | null {
+  const { fallbacks, num_retries: retries } = body;
+  if (fallbacks === undefined && retries === undefined) return null;
+  delete body.fallbacks;
+  delete body.num_retries;
+  const routing: ClientRouting = {};
+  if (fallbacks !== null && fallbacks !== undefined) {
+    if (!Array.isArray(fallbacks) || fallbacks.length > MOST_CLIENT_TRIES) throw badRequest(`fallbacks: must be a list of at most ${MOST_CLIENT_TRIES} model names`, "fallbacks");
+    const bad = fallbacks.findIndex((name) => typeof name !== "string" || name === "" || name.length > 512);
+    if (bad >= 0) throw badRequest(`fallbacks[${bad}]: must be a model name`, "fallbacks");
+    routing.fallbacks = fallbacks as string[];
+  }
+  if (retries !== null && retries !== undefined) {
+    if (typeof retries !== "number" || !Number.isInteger(retries) || retries < 0 || retries > MOST_CLIENT_TRIES) {
+      throw badRequest(`num_retries: must be an integer from 0 to ${MOST_CLIENT_TRIES}`, "num_retries");
+    }
+    routing.retries = retries;
+  }
+  return routing;
 }
 
 const isObject = (value: unknown): value is Record<string, unknown> =>
@@ -99,7 +135,7 @@ function parseModelBody(text: string) {
   return { parsed, body, model };
 }
 
-/** Parses and checks what the gateway itself relies on; every other field goes to the provider untouched. */
+/** Parses and checks what the gateway itself relies on; every other field (but LiteLLM's router parameters) goes to the provider untouched. */
 export function parseInferenceBody(text: string, route: Route): InferenceBody {
   const { parsed, body, model } = parseModelBody(text);
   if (route === "chat") {
@@ -125,8 +161,9 @@ export function parseInferenceBody(text: string, route: Route): InferenceBody {
   if (typeof user === "string") checkCustomerId(user, "user");
   // Both sent: providers differ in which they obey (vLLM takes max_completion_tokens first), so the larger is reserved.
   const maxTokens = route === "messages" ? optionalCount(body, "max_tokens") : largerOf(optionalCount(body, "max_tokens"), optionalCount(body, "max_completion_tokens"));
-  const raw = parsed.strict === false ? JSON.stringify(body) : text;
-  return { body, raw, model, stream: body.stream === true && route !== "embeddings", user: user || null, maxTokens, choices: choicesOf(body, route) };
+  const routing = routingOf(body);
+  const raw = parsed.strict === false || routing ? JSON.stringify(body) : text;
+  return { body, raw, model, stream: body.stream === true && route !== "embeddings", user: user || null, maxTokens, choices: choicesOf(body, route), routing };
 }
 
 const largerOf = (a: number | null, b: number | null): number | null => (a === null ? b : b === null ? a : Math.max(a, b));

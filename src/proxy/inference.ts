@@ -8,7 +8,7 @@ import type { Deployment, Route, Usage, UpstreamResult } from "../providers/type
 import type { SpendWriter } from "../spend";
 import type { Regenerated } from "../spend/reset";
 import { countTextTokens } from "../tokens";
-import { clientWantsUsage, parseInferenceBody, promptTokensOf, readBodyText, streamedChoices } from "./body";
+import { type ClientRouting, clientWantsUsage, parseInferenceBody, promptTokensOf, readBodyText, streamedChoices } from "./body";
 import { customerOf } from "./customer";
 import { type Known, NOTHING_USED, errorInformation, logRefusal } from "./refusals";
 import { type Sizing, reservationAt } from "./reservation";
@@ -69,6 +69,8 @@ interface Context {
   closed: boolean;
   /** A stream's slot at its deployment (`max_parallel_requests`), given back when the request closes. */
   slot?: Release;
+  /** The body's own `fallbacks` and `num_retries` (see ClientRouting). */
+  routing: ClientRouting | null;
 }
 
 /** The most one request is charged (USD), as much as any budget may be. */
@@ -219,7 +221,7 @@ export function createInference(deps: InferenceDeps) {
     known.targets = plan.targets;
     const ticket = await governance.admit(plan);
     const ctx: Context = {
-      requestId, route, start, runtime, caller, customer, model, requested: parsed.model, deployment, body: parsed.body, ticket, sizing, reserved: reservation.cost, closed: false,
+      requestId, route, start, runtime, caller, customer, model, requested: parsed.model, deployment, body: parsed.body, ticket, sizing, reserved: reservation.cost, closed: false, routing: parsed.routing,
     };
     return { ctx, rawBody: parsed.raw, stream: parsed.stream };
   }
@@ -291,7 +293,7 @@ export function createInference(deps: InferenceDeps) {
     let result: UpstreamResult;
     try {
       const attempted = await callWithRetries(ctx.runtime, {
-        route, model: ctx.model, first: ctx.deployment, body: ctx.body, rawBody, stream, signal: deadline.signal, onRead: touch,
+        route, model: ctx.model, first: ctx.deployment, body: ctx.body, rawBody, stream, signal: deadline.signal, onRead: touch, routing: ctx.routing,
         betas: route === "messages" ? (request.headers.get("anthropic-beta") ?? undefined) : undefined,
         mayUse: (model) => mayUse(ctx.caller, model, ctx.runtime.router.groups),
         moveTo: (model, deployment) => moveTo(ctx, model, deployment),

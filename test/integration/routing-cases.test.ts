@@ -125,6 +125,6 @@ describe("LiteLLM's request parameters for the router", () => {
     expect(bad.status).toBe(400);
     const error = ((await bad.json()) as any).error;
     expect(error.param).toBe("fallbacks");
-    expect(error.type).toBe("invalid_request_error");
+    expect(error.type).toBe("bad_request_error");
   });
 });
