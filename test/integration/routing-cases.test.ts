@@ -49,6 +49,9 @@ ${entry("mixed", "mixed-good")}
 ${entry("down", "down-1")}
 ${entry("spare", "spare-1")}
 ${entry("again", "again-1")}
+${entry("lone", "lone-1")}
+litellm_settings:
+  fallbacks: [{"lone": ["spare"]}]
 router_settings:
   allowed_fails: 2
   cooldown_time: 60`));
@@ -93,6 +96,17 @@ describe("retries across a model's deployments", () => {
     called.length = 0;
     for (let i = 0; i < 30; i++) expect((await chat("mixed")).status).toBe(200);
     expect(called.filter((d) => d === "mixed-half").length).toBeLessThanOrEqual(3);
+  });
+});
+
+describe("cooldowns and fallbacks", () => {
+  test("a model whose every deployment cools down goes straight to its fallback until the cooldown ends", async () => {
+    handler = (d, body) => (d === "lone-1" ? failing(500, "lone-1 is down") : answer(body.model));
+    called.length = 0;
+    for (let i = 0; i < 5; i++) expect((await chat("lone")).status).toBe(200);
+    // allowed_fails: 2 — its second failure cools it down, and the fallback answers the rest at once.
+    expect(called.filter((d) => d === "lone-1").length).toBe(2);
+    expect(called.filter((d) => d === "spare-1").length).toBe(5);
   });
 });
 
