@@ -91,13 +91,21 @@ export async function callWithRetries(runtime: Runtime, input: AttemptInput): Pr
   const models = [input.model, ...fallbacks.filter(input.mayUse)];
   let last: Attempted | null = null;
   let seconds = 0;
-  for (const model of models) {
+  // A model whose every deployment is cooling down waits for the models after it (its fallbacks), as
+  // LiteLLM's router skips it; it is called anyway only when none of them could be.
+  const cooling: string[] = [];
+  for (let at = 0, model = models[0]; model !== undefined; model = models[++at] ?? (last ? undefined : cooling.shift())) {
     const tried = new Set<string>();
     const retries = routing?.retries === undefined ? runtime.retriesOf(model) : { times: routing.retries, again: true };
     let deployment: Deployment | null = model === input.model ? input.first : pick(model);
+    if (deployment && at < models.length - 1 && router.cooledDown(deployment)) {
+      cooling.push(model);
+      continue;
+    }
     for (let attempt = 0; deployment && attempt <= retries.times; attempt++) {
       tried.add(deployment.id);
-      if (last && !(await input.moveTo(model, deployment))) {
+      // Anywhere but where the request was admitted, it is governed there first.
+      if ((last || deployment !== input.first) && !(await input.moveTo(model, deployment))) {
         // Refused there: its budgets would refuse it again, so only a deployment not tried yet is left.
         deployment = pick(model, tried);
         continue;

@@ -226,7 +226,7 @@ export class ModelRouter {
    * A deployment chosen at random among those not tried yet (and `eligible`), not cooled down and under
    * their caps; when all are unavailable, an untried one with a free slot, else any untried one (the rpm
    * and tpm caps are soft; a request at a deployment with no free slot waits for one, see `take`), one
-   * cooling down only as a first choice (`tried` empty), never for a retry. Weighted
+   * cooling down last, and only as a first choice (`tried` empty), never for a retry. Weighted
    * as LiteLLM's simple shuffle: by `weight` when an entry of the group sets one, else by `rpm`, else by
    * `tpm` (an entry without the cap weighs as the group's largest), else evenly.
    */
@@ -240,8 +240,10 @@ export class ModelRouter {
     const healthy = untried.filter((d) => this.available(d));
     let candidates = healthy;
     if (candidates.length === 0) {
-      // A retry never goes to a deployment cooling down; a first choice may, when every one is (a model is not refused for it).
-      const left = tried?.size ? untried.filter((d) => !this.cooledDown(d)) : untried;
+      // One not cooling down first; one cooling down only as a first choice, when every one is (a model
+      // is not refused for it), never for a retry.
+      const warm = untried.filter((d) => !this.cooledDown(d));
+      const left = warm.length > 0 || tried?.size ? warm : untried;
       const open = left.filter((d) => this.hasSlot(d));
       candidates = open.length > 0 ? open : left;
     }

@@ -107,6 +107,16 @@ describe("cooldowns and fallbacks", () => {
     // allowed_fails: 2 — its second failure cools it down, and the fallback answers the rest at once.
     expect(called.filter((d) => d === "lone-1").length).toBe(2);
     expect(called.filter((d) => d === "spare-1").length).toBe(5);
+
+    // The fallback is governed before it is tried: refused there (its per-key budget spent), the model cooling down is called after all.
+    const key = ((await (await fetch(`${gw.url}/key/generate`, {
+      method: "POST", headers: { authorization: "Bearer sk-1234" }, body: JSON.stringify({ model_max_budget: { spare: { budget_limit: 0.000001, time_period: "1d" } } }),
+    })).json()) as any).key;
+    expect((await chat("spare", {}, key)).status).toBe(200);
+    called.length = 0;
+    const response = await chat("lone", {}, key);
+    expect(called).toEqual(["lone-1"]);
+    expect(response.status).toBe(500);
   });
 });
 
