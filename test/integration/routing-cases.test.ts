@@ -152,3 +152,18 @@ describe("LiteLLM's request parameters for the router", () => {
     expect(error.type).toBe("bad_request_error");
   });
 });
+
+describe("LiteLLM's routing headers", () => {
+  test("an answer names the deployment that gave it and what the router tried first (x-litellm-model-id, -model-api-base, -attempted-retries, -attempted-fallbacks)", async () => {
+    handler = (d, body) => (d === "down-1" ? failing(500, "down-1 is down") : answer(body.model));
+    const direct = await chat("spare");
+    expect(direct.status).toBe(200);
+    expect(direct.headers.get("x-litellm-model-id")).toBe("spare-1");
+    expect(direct.headers.get("x-litellm-model-api-base")).toBe(`http://127.0.0.1:${up.port}/spare-1/v1`);
+    expect(direct.headers.get("x-litellm-attempted-fallbacks")).toBe("0");
+    const fellBack = await chat("down", { fallbacks: ["spare"] });
+    expect(fellBack.status).toBe(200);
+    expect(fellBack.headers.get("x-litellm-model-id")).toBe("spare-1");
+    expect(fellBack.headers.get("x-litellm-attempted-fallbacks")).toBe("1");
+  });
+});
