@@ -1,7 +1,6 @@
 import { t } from "elysia";
 import { notFound } from "../http/errors";
 import type { Deployment, Route } from "../providers/types";
-import { plainBase } from "../proxy/model-info";
 import type { Runtime } from "../proxy/runtime";
 import type { AdminDeps } from "./deps";
 import { adminOnlyRoutes, onlyParams } from "./guard";
@@ -27,7 +26,7 @@ function endpointOf(deployment: Deployment): Record<string, unknown> {
     model: deployment.params.model ?? `${deployment.provider}/${deployment.upstreamModel}`, model_name: deployment.modelName, id: deployment.id, model_id: deployment.id,
   };
   // As /model/info shows it: a password or a token in it stays out of the answer.
-  const base = plainBase(deployment.params.api_base);
+  const base = deployment.apiBase;
   if (base !== undefined) endpoint.api_base = base;
   return endpoint;
 }

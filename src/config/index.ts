@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { SUPPORTED_PROVIDERS, envReference } from "../providers";
+import { SUPPORTED_PROVIDERS, envReference, plainBase } from "../providers";
 import type { Deployment } from "../providers/types";
 import { type Config, providerOf } from "./schema";
 import { ConfigError } from "./load";
@@ -62,6 +62,7 @@ export function deploymentsOf(config: Config): Deployment[] {
       upstreamModel: slash > 0 ? model.slice(slash + 1) : model,
       params: entry.litellm_params as Record<string, unknown>,
       modelInfo: (entry.model_info ?? {}) as Record<string, unknown>,
+      apiBase: plainBase(entry.litellm_params.api_base),
     }];
   });
 }

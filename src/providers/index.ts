@@ -30,6 +30,17 @@ export function providerDefaultMaxTokens(provider: string, body: Record<string, 
   return provider === "anthropic" ? anthropicDefaultMaxTokens(body) : undefined;
 }
 
+/** An `api_base` without what could be a credential in it: user and password, query, fragment. */
+export function plainBase(value: unknown): string | undefined {
+  if (typeof value !== "string") return undefined;
+  try {
+    const url = new URL(value);
+    return `${url.protocol}//${url.host}${url.pathname}`;
+  } catch {
+    return undefined;
+  }
+}
+
 /** The variable an `os.environ/NAME` value names, or null for any other value. */
 export function envReference(value: unknown): string | null {
   return typeof value === "string" ? (/^os\.environ\/([A-Za-z_][A-Za-z0-9_]*)$/.exec(value.trim())?.[1] ?? null) : null;

@@ -30,6 +30,8 @@ export interface Deployment {
   params: Record<string, unknown>;
   /** `model_info` as written in config.yaml. */
   modelInfo: Record<string, unknown>;
+  /** Its `api_base` as a client may see it (see `plainBase`), for /model/info and x-litellm-model-api-base. */
+  apiBase?: string;
   /** Set on a deployment made from a wildcard entry (`openai/*`) for one model name: priced for that model. */
   wildcardMatch?: string;
 }

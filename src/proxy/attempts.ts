@@ -11,6 +11,17 @@ export interface Attempted {
   model: string;
   /** A stream's slot at its deployment (`max_parallel_requests`), to give back when the stream ends. */
   release?: Release;
+  /** Calls before the last one at its model, and fallback models called, its own included (LiteLLM's attempted retries and fallbacks). */
+  retries: number;
+  fallbacks: number;
+}
+
+/** LiteLLM's headers naming the deployment that answered and what was tried before it. */
+export function routingHeaders(headers: Record<string, string>, attempted: Attempted): void {
+  headers["x-litellm-model-id"] = attempted.deployment.id;
+  if (attempted.deployment.apiBase !== undefined) headers["x-litellm-model-api-base"] = attempted.deployment.apiBase;
+  headers["x-litellm-attempted-retries"] = String(attempted.retries);
+  headers["x-litellm-attempted-fallbacks"] = String(attempted.fallbacks);
 }
 
 /**
@@ -91,11 +102,13 @@ export async function callWithRetries(runtime: Runtime, input: AttemptInput): Pr
   const models = [input.model, ...fallbacks.filter(input.mayUse)];
   let last: Attempted | null = null;
   let seconds = 0;
+  let fallbacksCalled = 0;
   // A model whose every deployment is cooling down waits for the models after it (its fallbacks), as
   // LiteLLM's router skips it; it is called anyway only when none of them could be.
   const cooling: string[] = [];
   for (let at = 0, model = models[0]; model !== undefined; model = models[++at] ?? (last ? undefined : cooling.shift())) {
     const tried = new Set<string>();
+    let calls = 0;
     const retries = routing?.retries === undefined ? runtime.retriesOf(model) : { times: routing.retries, again: true };
     let deployment: Deployment | null = model === input.model ? input.first : pick(model);
     if (deployment && at < models.length - 1 && router.cooledDown(deployment)) {
@@ -116,13 +129,14 @@ export async function callWithRetries(runtime: Runtime, input: AttemptInput): Pr
       if (router.hasSlot(deployment)) slot = router.take(deployment, input.signal) as Release;
       else {
         const taken = await slotAtAny(runtime, input, model, deployment, tried);
-        if (!taken) return { result: noSlotInTime(deployment, input.signal), deployment, model };
+        if (!taken) return { result: noSlotInTime(deployment, input.signal), deployment, model, retries: calls, fallbacks: fallbacksCalled };
         ({ deployment, release: slot } = taken);
         tried.add(deployment.id);
       }
       const started = performance.now();
       let result: UpstreamResult;
       router.sent(deployment);
+      if (calls++ === 0 && model !== input.model) fallbacksCalled++;
       try {
         result = await runtime.providerFor(deployment).send({
           route: input.route, deployment, body, rawBody, stream: input.stream, signal: input.signal, onRead: input.onRead, betas: input.betas,
@@ -135,10 +149,11 @@ export async function callWithRetries(runtime: Runtime, input: AttemptInput): Pr
       }
       seconds = (performance.now() - started) / 1000;
       // A stream holds its slot until it ends; any other answer is over.
-      if (result.kind === "stream") last = { result, deployment, model, release: slot };
+      const tries = { retries: calls - 1, fallbacks: fallbacksCalled };
+      if (result.kind === "stream") last = { result, deployment, model, release: slot, ...tries };
       else {
         slot();
-        last = { result, deployment, model };
+        last = { result, deployment, model, ...tries };
       }
       // Counted per call, by the deployment that failed: one whose failures are always retried away still shows.
       if (result.kind === "error") runtime.calls.failed(deployment, result.status);

@@ -14,7 +14,7 @@ import { type Known, NOTHING_USED, errorInformation, logRefusal } from "./refusa
 import { type Sizing, reservationAt } from "./reservation";
 import type { Runtime } from "./runtime";
 import type { Release } from "./slots";
-import { callWithRetries } from "./attempts";
+import { type Attempted, callWithRetries, routingHeaders } from "./attempts";
 import { type Deadline, Deadlines } from "./deadlines";
 import { inFlightChanges } from "./in-flight";
 import { completionTextOf } from "./sse-events";
@@ -71,6 +71,8 @@ interface Context {
   slot?: Release;
   /** The body's own `fallbacks` and `num_retries` (see ClientRouting). */
   routing: ClientRouting | null;
+  /** What answered, once something did: for LiteLLM's routing headers. */
+  attempted?: Attempted;
 }
 
 /** The most one request is charged (USD), as much as any budget may be. */
@@ -170,6 +172,7 @@ export function createInference(deps: InferenceDeps) {
     const headers = ctx.ticket.headers();
     headers["content-type"] = contentType;
     headers["x-litellm-call-id"] = ctx.requestId;
+    if (ctx.attempted) routingHeaders(headers, ctx.attempted);
     if (ctx.caller.kind === "key") {
       const keyCheck = ctx.ticket.plan.checks.find((c) => c.kind === "budget" && c.scope === "key");
       const key = ctx.caller.principal.key;
@@ -302,6 +305,7 @@ export function createInference(deps: InferenceDeps) {
       ctx.slot = attempted.release;
       // Charged once, at the price of the deployment that answered.
       ctx.deployment = attempted.deployment;
+      ctx.attempted = attempted;
     } catch (error) {
       deadline.done();
       const failed = new GatewayError(502, "upstream_error", `Upstream request failed: ${error instanceof Error ? error.message : String(error)}`);

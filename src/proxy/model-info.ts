@@ -15,22 +15,10 @@ const SHOWN = new Set(["model", "api_version", "organization", "region_name", "r
   "max_retries", "max_parallel_requests", "mock_response", "mock_delay_ms", "custom_llm_provider", "base_model"]);
 const shown = (name: string) => SHOWN.has(name) || /_cost_per_|_token_cost$/.test(name);
 
-/** An `api_base` without what could be a credential in it: user and password, query, fragment. */
-export function plainBase(value: unknown): string | undefined {
-  if (typeof value !== "string") return undefined;
-  try {
-    const url = new URL(value);
-    return `${url.protocol}//${url.host}${url.pathname}`;
-  } catch {
-    return undefined;
-  }
-}
-
 /** One deployment as LiteLLM's /model/info shows it: its params without secrets, and its model_info with prices. */
 function infoOf(d: Deployment, pricing: Pricing) {
   const params: Record<string, unknown> = Object.fromEntries(Object.entries(d.params).filter(([name, value]) => shown(name) && typeof value !== "object"));
-  const base = plainBase(d.params.api_base);
-  if (base !== undefined) params.api_base = base;
+  if (d.apiBase !== undefined) params.api_base = d.apiBase;
   const price = pricing.priceOf(d);
   return {
     model_name: d.modelName,

@@ -50,6 +50,7 @@ ${entry("down", "down-1")}
 ${entry("spare", "spare-1")}
 ${entry("again", "again-1")}
 ${entry("lone", "lone-1")}
+${entry("twice", "twice-1")}
 litellm_settings:
   fallbacks: [{"lone": ["spare"]}]
 router_settings:
@@ -165,5 +166,11 @@ describe("LiteLLM's routing headers", () => {
     expect(fellBack.status).toBe(200);
     expect(fellBack.headers.get("x-litellm-model-id")).toBe("spare-1");
     expect(fellBack.headers.get("x-litellm-attempted-fallbacks")).toBe("1");
+    let calls = 0;
+    handler = (d, body) => (d === "twice-1" && ++calls === 1 ? failing(503, "twice-1 hiccup") : answer(body.model));
+    const retried = await chat("twice", { num_retries: 1 });
+    expect(retried.status).toBe(200);
+    expect(retried.headers.get("x-litellm-attempted-retries")).toBe("1");
+    expect(retried.headers.get("x-litellm-attempted-fallbacks")).toBe("0");
   });
 });
