@@ -154,6 +154,20 @@ describe("LiteLLM's request parameters for the router", () => {
   });
 });
 
+describe("LiteLLM's own members of a body", () => {
+  test("litellm_metadata names the customer and is not sent to an OpenAI-compatible provider, which would refuse it", async () => {
+    handler = (_d, body) => answer(body.model);
+    const response = await chat("spare", { litellm_metadata: { user: "acme-routing" } });
+    expect(response.status).toBe(200);
+    const id = response.headers.get("x-litellm-call-id");
+    let rows: any[] = [];
+    for (let i = 0; i < 50 && rows.length === 0; i++, await Bun.sleep(100)) {
+      rows = (await (await fetch(`${gw.url}/spend/logs?request_id=${id}`, { headers: { authorization: "Bearer sk-1234" } })).json()) as any[];
+    }
+    expect(rows.map((row) => row.end_user)).toEqual(["acme-routing"]);
+  });
+});
+
 describe("LiteLLM's routing headers", () => {
   test("an answer names the deployment that gave it and what the router tried first (x-litellm-model-id, -model-api-base, -attempted-retries, -attempted-fallbacks)", async () => {
     handler = (d, body) => (d === "down-1" ? failing(500, "down-1 is down") : answer(body.model));
