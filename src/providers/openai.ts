@@ -12,11 +12,17 @@ const EDITED = ["model", "stream_options"] as const;
 /**
  * The body to send: the client's bytes when nothing has to change; otherwise the same text with only
  * the model name swapped and, for streams, usage asked for in the last chunk (so a streamed answer is
- * never free) — changed in place, so that every other byte reaches the provider as the client sent it.
+ * never free) — changed in place, so that every other byte reaches the provider as the client sent it
+ * (but `litellm_metadata`, left out).
  * A body naming `model` twice is re-serialised with the one litegate checked and priced.
  */
 export function upstreamBody(call: UpstreamCall, askUsage = true): string {
   const { body, rawBody, deployment, stream, route } = call;
+  // `litellm_metadata` is LiteLLM's (where it reads the customer), no provider's: a provider refuses a member it does not know.
+  if (body.litellm_metadata !== undefined) {
+    const { litellm_metadata: _ours, ...rest } = body;
+    return upstreamBody({ ...call, body: rest, rawBody: JSON.stringify(rest) }, askUsage);
+  }
   const options = body.stream_options;
   const wantsUsage = askUsage && stream && route !== "embeddings" && !(isObject(options) && options.include_usage === true);
   const sameModel = body.model === deployment.upstreamModel;
