@@ -188,3 +188,29 @@ describe("LiteLLM's routing headers", () => {
     expect(retried.headers.get("x-litellm-attempted-fallbacks")).toBe("0");
   });
 });
+
+describe("default_fallbacks", () => {
+  let other: RunningGateway;
+  beforeAll(async () => {
+    ({ gateway: other } = await startOnPostgres(`
+model_list:
+${entry("down", "down-1")}
+${entry("spare", "spare-1")}
+router_settings:
+  default_fallbacks: ["spare"]`));
+  }, 120_000);
+  afterAll(async () => {
+    await other?.stop("SIGKILL");
+  });
+
+  test("LiteLLM's default_fallbacks serve every model without fallbacks of its own, as `*` does", async () => {
+    expect(other.output()).not.toContain("default_fallbacks");
+    handler = (d, body) => (d === "down-1" ? failing(500, "down-1 is down") : answer(body.model));
+    called.length = 0;
+    const response = await fetch(`${other.url}/v1/chat/completions`, {
+      method: "POST", headers: { authorization: "Bearer sk-1234" }, body: JSON.stringify({ model: "down", messages: [{ role: "user", content: "hello" }] }),
+    });
+    expect(response.status).toBe(200);
+    expect(called).toEqual(["down-1", "spare-1"]);
+  });
+});
