@@ -216,6 +216,8 @@ function checkSemantics(config: Config, problems: string[], warnings: string[], 
     if (names.has(alias)) warnings.push(`${path}: the alias has the name of a model_list entry; requests for "${alias}" are served by "${model}", not by that entry`);
   }
   for (const [section, fallbacks] of [["litellm_settings", l.fallbacks], ["router_settings", config.router_settings.fallbacks]] as const) {
+    const defaults = (section === "litellm_settings" ? l : config.router_settings).default_fallbacks ?? [];
+    for (const name of defaults) if (!served(name) && !aliases.has(name)) problems.push(`${section}.default_fallbacks: model "${name}" is not in model_list`);
     fallbacks?.forEach((entry, i) => {
       for (const [from, targets] of Object.entries(entry)) {
         for (const name of from === "*" ? targets : [from, ...targets]) {

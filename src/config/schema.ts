@@ -109,6 +109,8 @@ export const GeneralSettings = T.Object({
 }, Open);
 
 const Fallbacks = T.Array(T.Record(T.String(), T.Array(T.String())));
+/** LiteLLM's fallbacks for every model without its own: `fallbacks: [{"*": […]}]` written another way. */
+const DefaultFallbacks = T.Array(T.String({ minLength: 1 }));
 
 /** Caps on what /key/generate, /key/update and /key/regenerate may set, as LiteLLM's `upperbound_key_generate_params`. */
 export const KeyUpperBounds = T.Object({
@@ -141,6 +143,7 @@ export const LitellmSettings = T.Object({
   num_retries: T.Optional(Count),
   request_timeout: T.Optional(Timeout),
   fallbacks: T.Optional(Fallbacks),
+  default_fallbacks: T.Optional(DefaultFallbacks),
   cache: T.Optional(T.Boolean()),
   cache_params: T.Optional(T.Object({
     type: T.Optional(T.String()), host: T.Optional(T.String()), port: T.Optional(T.Union([T.Integer(), T.String()])), password: T.Optional(T.String()),
@@ -164,6 +167,7 @@ export const RouterSettings = T.Object({
   cooldown_time: T.Number({ minimum: 0, default: 60 }),
   routing_strategy: T.Optional(T.String()),
   fallbacks: T.Optional(Fallbacks),
+  default_fallbacks: T.Optional(DefaultFallbacks),
   timeout: T.Optional(Timeout),
   /** `max_parallel_requests` for every deployment that sets none. */
   default_max_parallel_requests: T.Optional(T.Integer({ minimum: 1 })),

@@ -97,7 +97,8 @@ export function createRuntime(
   // Fallbacks go from and to model groups: an alias named in them stands for the group it names.
   const groupOf = (name: string) => aliases.get(name)?.model ?? name;
   const fallbacks = new Map<string, string[]>();
-  for (const entry of [...(l.fallbacks ?? []), ...(r.fallbacks ?? [])]) {
+  const defaultFallbacks = [...(l.default_fallbacks ?? []), ...(r.default_fallbacks ?? [])];
+  for (const entry of [...(l.fallbacks ?? []), ...(r.fallbacks ?? []), ...(defaultFallbacks.length > 0 ? [{ "*": defaultFallbacks }] : [])]) {
     for (const [from, to] of Object.entries(entry)) {
       const source = from === "*" ? from : groupOf(from);
       fallbacks.set(source, [...(fallbacks.get(source) ?? []), ...to.map(groupOf)]);

@@ -189,6 +189,32 @@ test("model_group_alias: an alias may be a fallback (standing for its group); a 
   ]);
 });
 
+test("default_fallbacks (either section) serve every model without fallbacks of its own, after any `*` ones; a name no entry serves is refused", () => {
+  const models = `model_list:
+  - model_name: a
+    litellm_params: {model: mock/a}
+  - model_name: b
+    litellm_params: {model: mock/b}
+  - model_name: c
+    litellm_params: {model: mock/c}
+`;
+  const { config, warnings } = parseConfig(`${models}litellm_settings:
+  default_fallbacks: [b]
+router_settings:
+  fallbacks: [{a: [c]}]
+  default_fallbacks: [c]
+`, {});
+  expect(warnings).toEqual([]);
+  const deployments = deploymentsOf(config);
+  const runtime = createRuntime(config, deployments, createPricing(deployments), () => ({}) as any, { spend: 0, budgetResetAt: null, createdAt: null });
+  expect(runtime.fallbacksOf("a")).toEqual(["c"]);
+  expect(runtime.fallbacksOf("b")).toEqual(["c"]);
+  expect(runtime.fallbacksOf("c")).toEqual(["b"]);
+  expect(problemsOf(() => parseConfig(`${models}router_settings:\n  default_fallbacks: [nowhere]\n`, {}))).toEqual([
+    'config.yaml:9: router_settings.default_fallbacks: model "nowhere" is not in model_list',
+  ]);
+});
+
 test("a deployment's default id is what it is, not where it is: adding, removing or reordering entries leaves the others' ids", () => {
   const entries = {
     a: "  - {model_name: m, litellm_params: {model: openai/x, api_base: 'http://a.test/v1'}}",
