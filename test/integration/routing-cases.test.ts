@@ -51,8 +51,11 @@ ${entry("spare", "spare-1")}
 ${entry("again", "again-1")}
 ${entry("lone", "lone-1")}
 ${entry("twice", "twice-1")}
+${entry("small", "small-1")}
+${entry("wide", "wide-1")}
 litellm_settings:
   fallbacks: [{"lone": ["spare"]}]
+  context_window_fallbacks: [{"small": ["wide"]}]
 router_settings:
   allowed_fails: 2
   cooldown_time: 60`));
@@ -118,6 +121,22 @@ describe("cooldowns and fallbacks", () => {
     const response = await chat("lone", {}, key);
     expect(called).toEqual(["lone-1"]);
     expect(response.status).toBe(500);
+  });
+});
+
+describe("context_window_fallbacks", () => {
+  test("a prompt longer than the model takes goes to its context window fallback; any other client error comes back as it is", async () => {
+    handler = (d, body) => (d === "small-1"
+      ? failing(400, body.max_tokens === 1 ? "temperature: must be at most 2" : "This model's maximum context length is 8192 tokens. However, your messages resulted in 9000 tokens.", "context_length_exceeded")
+      : answer(body.model));
+    called.length = 0;
+    const response = await chat("small");
+    expect(response.status).toBe(200);
+    expect(called).toEqual(["small-1", "wide-1"]);
+    called.length = 0;
+    const other = await chat("small", { max_tokens: 1 });
+    expect(other.status).toBe(400);
+    expect(called).toEqual(["small-1"]);
   });
 });
 
