@@ -215,17 +215,19 @@ function checkSemantics(config: Config, problems: string[], warnings: string[], 
     else if (!served(model)) problems.push(`${path}: model "${model}" is not in model_list`);
     if (names.has(alias)) warnings.push(`${path}: the alias has the name of a model_list entry; requests for "${alias}" are served by "${model}", not by that entry`);
   }
-  for (const [section, fallbacks] of [["litellm_settings", l.fallbacks], ["router_settings", config.router_settings.fallbacks]] as const) {
-    const defaults = (section === "litellm_settings" ? l : config.router_settings).default_fallbacks ?? [];
-    for (const name of defaults) if (!served(name) && !aliases.has(name)) problems.push(`${section}.default_fallbacks: model "${name}" is not in model_list`);
-    fallbacks?.forEach((entry, i) => {
-      for (const [from, targets] of Object.entries(entry)) {
-        for (const name of from === "*" ? targets : [from, ...targets]) {
-          // An alias stands for the model it names (see proxy/runtime.ts).
-          if (!served(name) && !aliases.has(name)) problems.push(`${section}.fallbacks[${i}]: model "${name}" is not in model_list`);
+  for (const section of ["litellm_settings", "router_settings"] as const) {
+    const settings = config[section];
+    for (const name of settings.default_fallbacks ?? []) if (!served(name) && !aliases.has(name)) problems.push(`${section}.default_fallbacks: model "${name}" is not in model_list`);
+    for (const kind of ["fallbacks", "context_window_fallbacks"] as const) {
+      settings[kind]?.forEach((entry, i) => {
+        for (const [from, targets] of Object.entries(entry)) {
+          for (const name of from === "*" ? targets : [from, ...targets]) {
+            // An alias stands for the model it names (see proxy/runtime.ts).
+            if (!served(name) && !aliases.has(name)) problems.push(`${section}.${kind}[${i}]: model "${name}" is not in model_list`);
+          }
         }
-      }
-    });
+      });
+    }
   }
 }
 

@@ -144,6 +144,7 @@ export const LitellmSettings = T.Object({
   request_timeout: T.Optional(Timeout),
   fallbacks: T.Optional(Fallbacks),
   default_fallbacks: T.Optional(DefaultFallbacks),
+  context_window_fallbacks: T.Optional(Fallbacks),
   cache: T.Optional(T.Boolean()),
   cache_params: T.Optional(T.Object({
     type: T.Optional(T.String()), host: T.Optional(T.String()), port: T.Optional(T.Union([T.Integer(), T.String()])), password: T.Optional(T.String()),
@@ -168,6 +169,7 @@ export const RouterSettings = T.Object({
   routing_strategy: T.Optional(T.String()),
   fallbacks: T.Optional(Fallbacks),
   default_fallbacks: T.Optional(DefaultFallbacks),
+  context_window_fallbacks: T.Optional(Fallbacks),
   timeout: T.Optional(Timeout),
   /** `max_parallel_requests` for every deployment that sets none. */
   default_max_parallel_requests: T.Optional(T.Integer({ minimum: 1 })),

@@ -32,6 +32,10 @@ function retryable(result: UpstreamResult): boolean {
   return result.kind === "error" && (result.connectionError === true || result.status === 401 || result.status === 429 || result.status >= 500);
 }
 
+/** A provider's answer that the prompt is longer than the model takes, in the words providers use (as LiteLLM recognizes it). */
+const CONTEXT_WINDOW = /context.length|context window|maximum context|prompt is too long|too many tokens/i;
+const contextWindowExceeded = (result: UpstreamResult) => result.kind === "error" && result.status === 400 && CONTEXT_WINDOW.test(result.message);
+
 /** A refused key is refused again: only another deployment is worth a retry. */
 const refusedKey = (result: UpstreamResult) => result.kind === "error" && result.status === 401;
 
@@ -100,6 +104,7 @@ export async function callWithRetries(runtime: Runtime, input: AttemptInput): Pr
   const { routing } = input;
   const fallbacks = routing?.fallbacks?.map((name) => runtime.aliasOf(name) ?? name).filter((name) => name !== input.model) ?? runtime.fallbacksOf(input.model);
   const models = [input.model, ...fallbacks.filter(input.mayUse)];
+  let widened = false;
   let last: Attempted | null = null;
   let seconds = 0;
   let fallbacksCalled = 0;
@@ -158,8 +163,15 @@ export async function callWithRetries(runtime: Runtime, input: AttemptInput): Pr
       // Counted per call, by the deployment that failed: one whose failures are always retried away still shows.
       if (result.kind === "error") runtime.calls.failed(deployment, result.status);
       if (!retryable(result) || input.signal.aborted) {
-        runtime.calls.answered(deployment, seconds);
-        return last;
+        // A prompt too long for the model goes, once, to its context window fallbacks in place of the models left.
+        const wider = !widened && !input.signal.aborted && contextWindowExceeded(result) ? runtime.contextWindowFallbacksOf(model).filter(input.mayUse) : [];
+        if (wider.length === 0) {
+          runtime.calls.answered(deployment, seconds);
+          return last;
+        }
+        widened = true;
+        models.splice(at + 1, Infinity, ...wider);
+        break;
       }
       router.failed(deployment, result.kind === "error" ? result.retryAfter : undefined);
       deployment = pick(model, tried) ?? (retries.again && !refusedKey(result) ? runtime.pickAgain(model, input.route) : null);

@@ -42,6 +42,8 @@ export interface Runtime {
   retriesOf(model: string): { times: number; again: boolean };
   /** Other model names to try when all of a model's deployments failed. */
   fallbacksOf(model: string): string[];
+  /** Model names to try when a model answered that the prompt is longer than it takes (`context_window_fallbacks`). */
+  contextWindowFallbacksOf(model: string): string[];
   /** Why a model no deployment serves is refused, when config.yaml names it for a provider litegate does not support. */
   unservedReason(model: string): string | undefined;
   /** The model group an alias names (`router_settings.model_group_alias`), or undefined for any other name. */
@@ -96,14 +98,19 @@ export function createRuntime(
   const aliases = new Map(Object.entries(r.model_group_alias ?? {}).map(([alias, target]) => [alias, typeof target === "string" ? { model: target, hidden: false } : { model: target.model, hidden: target.hidden === true }]));
   // Fallbacks go from and to model groups: an alias named in them stands for the group it names.
   const groupOf = (name: string) => aliases.get(name)?.model ?? name;
-  const fallbacks = new Map<string, string[]>();
-  const defaultFallbacks = [...(l.default_fallbacks ?? []), ...(r.default_fallbacks ?? [])];
-  for (const entry of [...(l.fallbacks ?? []), ...(r.fallbacks ?? []), ...(defaultFallbacks.length > 0 ? [{ "*": defaultFallbacks }] : [])]) {
-    for (const [from, to] of Object.entries(entry)) {
-      const source = from === "*" ? from : groupOf(from);
-      fallbacks.set(source, [...(fallbacks.get(source) ?? []), ...to.map(groupOf)]);
+  const fallbackMap = (entries: ReadonlyArray<Record<string, string[]>>) => {
+    const map = new Map<string, string[]>();
+    for (const entry of entries) {
+      for (const [from, to] of Object.entries(entry)) {
+        const source = from === "*" ? from : groupOf(from);
+        map.set(source, [...(map.get(source) ?? []), ...to.map(groupOf)]);
+      }
     }
-  }
+    return map;
+  };
+  const defaultFallbacks = [...(l.default_fallbacks ?? []), ...(r.default_fallbacks ?? [])];
+  const fallbacks = fallbackMap([...(l.fallbacks ?? []), ...(r.fallbacks ?? []), ...(defaultFallbacks.length > 0 ? [{ "*": defaultFallbacks }] : [])]);
+  const wider = fallbackMap([...(l.context_window_fallbacks ?? []), ...(r.context_window_fallbacks ?? [])]);
   const configuredRetries = r.num_retries ?? l.num_retries;
   // What a deployment's price lacks for a route: a side missing costs 0 there (embeddings have no output).
   const lacking = (route: Route, d: Deployment): string | undefined => {
@@ -131,6 +138,7 @@ export function createRuntime(
       : { times: configuredRetries, again: true },
     // A model's own fallbacks, else the default ones (`*`), never the model itself.
     fallbacksOf: (model) => fallbacks.get(model) ?? (fallbacks.get("*") ?? []).filter((name) => name !== model),
+    contextWindowFallbacksOf: (model) => wider.get(model) ?? (wider.get("*") ?? []).filter((name) => name !== model),
     aliasOf: (model) => aliases.get(model)?.model,
     listedAliases: [...aliases].filter(([, target]) => !target.hidden).map(([alias, target]) => [alias, target.model]),
     unservedReason(model) {

@@ -189,7 +189,7 @@ test("model_group_alias: an alias may be a fallback (standing for its group); a 
   ]);
 });
 
-test("default_fallbacks (either section) serve every model without fallbacks of its own, after any `*` ones; a name no entry serves is refused", () => {
+test("default_fallbacks (either section) serve every model without fallbacks of its own, after any `*` ones; context_window_fallbacks are read as fallbacks are; a name no entry serves is refused", () => {
   const models = `model_list:
   - model_name: a
     litellm_params: {model: mock/a}
@@ -203,6 +203,7 @@ test("default_fallbacks (either section) serve every model without fallbacks of 
 router_settings:
   fallbacks: [{a: [c]}]
   default_fallbacks: [c]
+  context_window_fallbacks: [{a: [b]}, {"*": [c]}]
 `, {});
   expect(warnings).toEqual([]);
   const deployments = deploymentsOf(config);
@@ -210,6 +211,12 @@ router_settings:
   expect(runtime.fallbacksOf("a")).toEqual(["c"]);
   expect(runtime.fallbacksOf("b")).toEqual(["c"]);
   expect(runtime.fallbacksOf("c")).toEqual(["b"]);
+  expect(runtime.contextWindowFallbacksOf("a")).toEqual(["b"]);
+  expect(runtime.contextWindowFallbacksOf("b")).toEqual(["c"]);
+  expect(runtime.contextWindowFallbacksOf("c")).toEqual([]);
+  expect(problemsOf(() => parseConfig(`${models}litellm_settings:\n  context_window_fallbacks: [{a: [nowhere]}]\n`, {}))).toEqual([
+    'config.yaml:9: litellm_settings.context_window_fallbacks[0]: model "nowhere" is not in model_list',
+  ]);
   expect(problemsOf(() => parseConfig(`${models}router_settings:\n  default_fallbacks: [nowhere]\n`, {}))).toEqual([
     'config.yaml:9: router_settings.default_fallbacks: model "nowhere" is not in model_list',
   ]);
