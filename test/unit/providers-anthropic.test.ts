@@ -200,10 +200,11 @@ describe("stream translation", () => {
   test("a transcript cut at every awkward boundary gives the same OpenAI chunks, usage and [DONE] last", async () => {
     const bytes = encoder.encode(transcript());
     const reference = await new Response(translateStream(pieces(bytes, bytes.length), "claude")).text();
-    // The transcript's CRLF line ends (which a piece boundary may separate), and the same events with LF.
+    // The transcript's CRLF line ends (which a piece boundary may separate), and the same events with LF, and with CR.
     const lf = encoder.encode(transcript().replaceAll("\r\n", "\n"));
+    const cr = encoder.encode(transcript().replaceAll("\r\n", "\r"));
     for (const size of [1, 2, 3, 7, 64]) {
-      for (const source of [bytes, lf]) {
+      for (const source of [bytes, lf, cr]) {
         const text = await new Response(translateStream(pieces(source, size), "claude")).text();
         expect(text.replace(/"created":\d+/g, "")).toBe(reference.replace(/"created":\d+/g, ""));
       }
