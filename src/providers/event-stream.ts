@@ -32,10 +32,15 @@ function eventOf(block: string): { data: string; event: string } {
 export function translateEvents(source: ReadableStream<Uint8Array>, translator: EventTranslator, onRead?: () => void, head?: Uint8Array): ReadableStream<Uint8Array> {
   const reader = source.getReader();
   const decoder = new TextDecoder();
-  /** Text received and not yet part of a complete event, in the pieces it came in, and its length; `last` is its last character. */
+  /**
+   * Text received and not yet part of a complete event, in the pieces it came in, each line end made
+   * LF; its length; and its last character. `afterCr`: the last piece read ended with a CR, so an LF
+   * starting the next one is the rest of that line end.
+   */
   let waiting: string[] = [];
   let waitingLength = 0;
   let last = "";
+  let afterCr = false;
   return new ReadableStream<Uint8Array>(
     {
       async pull(controller) {
@@ -61,7 +66,7 @@ export function translateEvents(source: ReadableStream<Uint8Array>, translator: 
       head = undefined;
       if (done) {
         // An event the provider did not end with its blank line still counts.
-        const rest = eventOf(waiting.join("").replace(/\r\n?/g, "\n"));
+        const rest = eventOf(waiting.join(""));
         waiting = [];
         if (rest.data !== "") for (const out of translator.translate(rest.data, rest.event)) controller.enqueue(out);
         if (!translator.finished()) for (const out of translator.end()) controller.enqueue(out);
@@ -72,14 +77,11 @@ export function translateEvents(source: ReadableStream<Uint8Array>, translator: 
       // Only the new text (and the character before it) can complete an event. Until one is complete the
       // text waits in pieces: a long event arriving in many pieces is neither searched nor copied again.
       let added = decoder.decode(value, { stream: true });
+      // Lines end with LF, CRLF or CR alone (a CRLF may be cut in two): each becomes one LF.
+      if (afterCr && added.startsWith("\n")) added = added.slice(1);
+      afterCr = added.endsWith("\r");
+      if (added.includes("\r")) added = added.replace(/\r\n?/g, "\n");
       if (added === "") continue;
-      if (last === "\r" && added.startsWith("\n") && waiting.length > 0) {
-        // A CRLF cut in two: the CR goes, and the character before it is the one the LF follows.
-        const tail = waiting.pop()!.slice(0, -1);
-        if (tail !== "") waiting.push(tail);
-        last = waiting.at(-1)?.at(-1) ?? "";
-      }
-      if (added.includes("\r")) added = added.replace(/\r\n/g, "\n");
       const completes = added.includes("\n\n") || (last === "\n" && added.startsWith("\n"));
       waiting.push(added);
       waitingLength += added.length;
