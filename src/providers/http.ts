@@ -29,7 +29,12 @@ export interface Answer {
   host: string;
   text(): Promise<string | ErrorResult>;
   /** A 2xx stream read to its first event within the same deadline: see `startOf`. */
-  start(): Promise<StreamStart | ErrorResult>;
+  start(): Promise<StreamStart | WholeAnswer | ErrorResult>;
+}
+
+/** A body read as a stream that held no event but one whole JSON document: a server that does not stream. */
+export interface WholeAnswer {
+  whole: string;
 }
 
 export const isError = (value: unknown): value is ErrorResult => (value as ErrorResult | null)?.kind === "error";
@@ -259,11 +264,12 @@ const brokenOff = (host: string, how: string): ErrorResult => ({
 /**
  * A 2xx stream up to its first event (see `readFirstEvent`). One the provider opens with an error event,
  * before any answer, is that error, as the same error answered as JSON is (see `errorInAnswer`), for the
- * client has been sent nothing yet: it is retried, sent to fallbacks, or answered with its status.
+ * client has been sent nothing yet: it is retried, sent to fallbacks, or answered with its status. A body
+ * with no event that is one whole JSON document is given back whole, to be read as a JSON answer.
  */
-async function startOf(response: Response, host: string, secret: string | undefined, onRead: () => void): Promise<StreamStart | ErrorResult> {
+async function startOf(response: Response, host: string, secret: string | undefined, onRead: () => void): Promise<StreamStart | WholeAnswer | ErrorResult> {
   const { start, data, event, ended } = await readFirstEvent(response.body!, onRead);
-  if (data === undefined) return ended ? brokenOff(host, "closed it") : start;
+  if (data === undefined) return ended ? wholeOf(start.head) ?? brokenOff(host, "closed it") : start;
   const trimmed = data.trim();
   if (trimmed === "" || trimmed === SSE_DONE) return start;
   const first = firstChunkOf(data);
@@ -272,6 +278,17 @@ async function startOf(response: Response, host: string, secret: string | undefi
   if (!failed) return start;
   await start.rest.cancel().catch(() => {});
   return failed;
+}
+
+/** A body as a whole answer when it is one JSON document, else undefined. */
+function wholeOf(body: Uint8Array): WholeAnswer | undefined {
+  const whole = new TextDecoder().decode(body);
+  try {
+    JSON.parse(whole);
+    return { whole };
+  } catch {
+    return undefined;
+  }
 }
 
 /**
@@ -310,4 +327,8 @@ export const invalidJson = (host: string): ErrorResult => ({
   kind: "error", status: 502, type: "upstream_error", message: `Upstream ${host} answered with invalid JSON`,
 });
 
-export const isEventStream = (response: Response) => (response.headers.get("content-type") ?? "").includes("text/event-stream");
+/**
+ * A JSON content type (`application/json`, `+json`): a stream request's answer under any other is read as
+ * a stream (some servers send SSE as text/plain, text/html or with none), as the openai SDK reads it.
+ */
+export const isJson = (response: Response) => /application\/json|\+json/i.test(response.headers.get("content-type") ?? "");

@@ -1,4 +1,4 @@
-import { PATHS, type Target, baseUrl, errorFrom, errorInAnswer, invalidJson, isError, isEventStream, makeTarget, paramOrEnv, post, usageFrom } from "./http";
+import { type ErrorResult, PATHS, type Target, baseUrl, errorFrom, errorInAnswer, invalidJson, isError, isJson, makeTarget, paramOrEnv, post, usageFrom } from "./http";
 import { type Span, closingBrace, memberSpans } from "./json-members";
 import { messagesViaChat } from "./messages";
 import { SSE_DONE } from "./sse";
@@ -52,18 +52,20 @@ export function upstreamBody(call: UpstreamCall, askUsage = true): string {
 /**
  * Sends an OpenAI-shaped request and reads the answer: JSON with its usage, SSE untouched, or an error
  * (a non-2xx status, or a 2xx whose body, or whose stream's first event, is an error in place of an answer).
+ * A stream request's answer is read as SSE unless its content type says JSON.
  */
 export async function sendOpenAiShaped(call: UpstreamCall, target: Target, askUsage = true): Promise<UpstreamResult> {
   const answer = await post(call, target, upstreamBody(call, askUsage));
   if (isError(answer)) return answer;
   const { response, host } = answer;
   if (!response.ok) return errorFrom(answer, target.secret);
-  if (call.stream && response.body && isEventStream(response)) {
+  let text: string | ErrorResult;
+  if (call.stream && response.body && !isJson(response)) {
     const start = await answer.start();
     if (isError(start)) return start;
-    return { kind: "stream", status: response.status, stream: start.rest, head: start.head, secret: target.secret };
-  }
-  const text = await answer.text();
+    if (!("whole" in start)) return { kind: "stream", status: response.status, stream: start.rest, head: start.head, secret: target.secret };
+    text = start.whole;
+  } else text = await answer.text();
   if (isError(text)) return text;
   let parsed: unknown;
   try {

@@ -147,8 +147,10 @@ function within5s<T>(what: string, work: Promise<T>): Promise<T> {
   return Promise.race([work, late]).finally(() => clearTimeout(timer));
 }
 
+type Reader = { read(): Promise<{ done: boolean; value?: Uint8Array }> };
+
 /** Reads on until the text read includes `what` (or the stream ends). */
-async function readUntil(reader: ReadableStreamDefaultReader<Uint8Array>, what: string): Promise<string> {
+async function readUntil(reader: Reader, what: string): Promise<string> {
   const utf8 = new TextDecoder();
   let text = "";
   while (!text.includes(what)) {
@@ -169,7 +171,7 @@ describe("a provider whose stream ends its lines with CR alone", () => {
       let release!: () => void;
       answers.set(model, { parts, type: "text/event-stream", hold: new Promise<void>((resolve) => (release = resolve)) });
       const k = await newKey();
-      let reader: ReadableStreamDefaultReader<Uint8Array> | undefined;
+      let reader: Reader | undefined;
       try {
         // The provider holds the rest of its stream back until the client has read the first text.
         const first = await within5s(`${model} on ${path}`, (async () => {
@@ -179,8 +181,9 @@ describe("a provider whose stream ends its lines with CR alone", () => {
             body: JSON.stringify({ model, max_tokens: 100, stream: true, messages: [{ role: "user", content: "Tell me a story" }] }),
           });
           expect(response.status).toBe(200);
-          reader = response.body!.getReader();
-          return readUntil(reader, "Once");
+          const opened = response.body!.getReader();
+          reader = opened;
+          return readUntil(opened, "Once");
         })());
         expect(first).toContain("Once");
         expect(first).not.toContain("a time");

@@ -1,5 +1,5 @@
 import { errorStatus } from "../error-status";
-import { type Answer, type ErrorResult, type Target, baseUrl, errorFrom, errorFromText, invalidJson, isError, isEventStream, makeTarget, paramOrEnv, post, usageFrom, usageOf } from "../http";
+import { type Answer, type ErrorResult, type Target, baseUrl, errorFrom, errorFromText, invalidJson, isError, isJson, makeTarget, paramOrEnv, post, usageFrom, usageOf } from "../http";
 import type { Deployment, Provider, UpstreamCall, UpstreamResult } from "../types";
 import { jsonSchemaOf, malformedForAnthropic, toAnthropic } from "./request";
 import { fromAnthropic, openAiUsage } from "./response";
@@ -37,11 +37,11 @@ function namedHead(head: Uint8Array, model: string): Uint8Array {
 }
 
 /**
- * A JSON answer's text and message. An error Anthropic answers with a 2xx is one: its error's type
- * names the status Anthropic answers it with otherwise (see error-status.ts).
+ * A JSON answer's text and message (`whole`: its text, already read). An error Anthropic answers with
+ * a 2xx is one: its error's type names the status Anthropic answers it with otherwise (see error-status.ts).
  */
-async function messageOf(answer: Answer, target: Target): Promise<{ text: string; message: Record<string, any> } | ErrorResult> {
-  const text = await answer.text();
+async function messageOf(answer: Answer, target: Target, whole?: string): Promise<{ text: string; message: Record<string, any> } | ErrorResult> {
+  const text = whole === undefined ? await answer.text() : whole;
   if (isError(text)) return text;
   let message: Record<string, any>;
   try {
@@ -55,15 +55,16 @@ async function messageOf(answer: Answer, target: Target): Promise<{ text: string
 
 /**
  * Posts a request to Anthropic: an error (the post failed, a non-2xx status, a stream opened with an
- * error), a stream read to its first event, or a JSON answer still to read.
+ * error), a stream read to its first event, or a JSON answer (still to read, or read whole as a stream
+ * that held none: a stream request's answer is read as one unless its content type says JSON).
  */
-async function opened(call: UpstreamCall, target: Target, body: string): Promise<ErrorResult | { start: StreamStart } | { answer: Answer }> {
+async function opened(call: UpstreamCall, target: Target, body: string): Promise<ErrorResult | { start: StreamStart } | { answer: Answer; whole?: string }> {
   const answer = await post(call, target, body);
   if (isError(answer)) return answer;
   if (!answer.response.ok) return errorFrom(answer, target.secret);
-  if (!(call.stream && answer.response.body && isEventStream(answer.response))) return { answer };
+  if (!(call.stream && answer.response.body && !isJson(answer.response))) return { answer };
   const start = await answer.start();
-  return isError(start) ? start : { start };
+  return isError(start) ? start : "whole" in start ? { answer, whole: start.whole } : { start };
 }
 
 /**
@@ -79,7 +80,7 @@ async function forward(call: UpstreamCall, target: Target): Promise<UpstreamResu
   if ("start" in open) {
     return { kind: "stream", status: 200, stream: open.start.rest, head: namedHead(open.start.head, String(call.body.model)), secret: target.secret };
   }
-  const read = await messageOf(open.answer, target);
+  const read = await messageOf(open.answer, target, open.whole);
   if (isError(read)) return read;
   const { text, message } = read;
   const usage = message?.usage ? usageOf(openAiUsage(message.usage)) : null;
@@ -107,7 +108,7 @@ async function send(call: UpstreamCall, target: Target): Promise<UpstreamResult>
     const { stream, usageSoFar } = translateStreamWithUsage(open.start.rest, model, jsonAnswer, call.onRead, open.start.head);
     return { kind: "stream", status: 200, stream, usageSoFar, secret: target.secret };
   }
-  const read = await messageOf(open.answer, target);
+  const read = await messageOf(open.answer, target, open.whole);
   if (isError(read)) return read;
   const translated = fromAnthropic(read.message, model, undefined, jsonAnswer);
   return { kind: "json", status: 200, body: JSON.stringify(translated), usage: usageFrom(translated) };
