@@ -755,17 +755,23 @@ describe("nothing stays held after failed, abandoned and fallen-back requests", 
           }));
           results.push(...answers.filter((a) => a !== "ok").map((a) => `${name}: ${a}`));
         }
-        // Over a budget just lowered to what was spent, no request in flight is said to hold anything.
+        // Over a budget just lowered to what was spent, no request in flight is said to hold anything (room
+        // another instance holds counts with them until it gives it back: within a few ticks of going idle).
         const spent = (await admin(urls[0]!, `/key/info?key=${personal.token}`)).info.spend;
         await admin(urls[0]!, "/key/update", { key: personal.token, max_budget: spent });
         await Bun.sleep(300);
         for (const url of urls) {
-          const response = await fetch(`${url}/v1/chat/completions`, {
-            method: "POST", headers: { authorization: `Bearer ${personal.key}`, "content-type": "application/json" },
-            body: JSON.stringify({ model: "a", max_tokens: 20, messages: [{ role: "user", content: "hi" }] }),
-          });
-          const text = await response.text();
-          if (/in flight/.test(text) || response.status !== 400) results.push(`over budget: ${response.status} ${text.slice(0, 300)}`);
+          let last = "";
+          for (let tries = 0; tries < 10; tries++, await Bun.sleep(300)) {
+            const response = await fetch(`${url}/v1/chat/completions`, {
+              method: "POST", headers: { authorization: `Bearer ${personal.key}`, "content-type": "application/json" },
+              body: JSON.stringify({ model: "a", max_tokens: 20, messages: [{ role: "user", content: "hi" }] }),
+            });
+            const text = await response.text();
+            last = /in flight/.test(text) || response.status !== 400 ? `over budget: ${response.status} ${text.slice(0, 300)}` : "";
+            if (!last) break;
+          }
+          if (last) results.push(last);
         }
         expect({ statuses, results }).toEqual({ statuses, results: [] });
       } finally {
