@@ -116,3 +116,9 @@ export async function startOn(database: "postgres" | "embedded", config: string)
   if (database === "postgres") return (await startOnPostgres(config)).gateway;
   return startBinary({ config: `${config}\ngeneral_settings:\n  master_key: sk-1234\n` });
 }
+
+/** A new virtual key from a gateway started with the master key `sk-1234` (no limits of its own). */
+export async function newKeyOn(url: string): Promise<{ key: string; token: string }> {
+  const response = await fetch(`${url}/key/generate`, { method: "POST", headers: { authorization: "Bearer sk-1234" }, body: "{}" });
+  return (await response.json()) as { key: string; token: string };
+}

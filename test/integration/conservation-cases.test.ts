@@ -244,6 +244,10 @@ async function settle(urls: string[]) {
   void urls;
 }
 
+/** The config of an instance on the Postgres database `dbUrl`, sharing the suite's Redis unless `withRedis` is false. */
+const onPostgres = (dbUrl: string, withRedis = true) =>
+  `${models()}\ngeneral_settings:\n  master_key: sk-1234\n  database_url: ${dbUrl}\n${withRedis ? `  redis_url: ${redis.url}\n` : ""}`;
+
 describe("the books balance after mixed traffic", () => {
   test("one binary, embedded database", async () => {
     const gateway = await startBinary({ config: `${models()}\ngeneral_settings:\n  master_key: sk-1234\n  data_dir: ${tempDir("cons")}\n` });
@@ -273,7 +277,7 @@ describe("the books balance after mixed traffic", () => {
 
   test("two binaries sharing Postgres and Redis", async () => {
     const dbUrl = await (await sharedPostgres()).newDatabase();
-    const config = `${models()}\ngeneral_settings:\n  master_key: sk-1234\n  database_url: ${dbUrl}\n  redis_url: ${redis.url}\n`;
+    const config = onPostgres(dbUrl);
     const one = await startBinary({ config });
     const two = await startBinary({ config });
     try {
@@ -383,7 +387,7 @@ describe("budget periods of 3 s turning over mid-traffic", () => {
 describe("the books balance across disturbances", () => {
   test("two binaries: one stopped by SIGTERM with streams in flight and started again, a key's budget changed mid-traffic", async () => {
     const dbUrl = await (await sharedPostgres()).newDatabase();
-    const config = `${models()}\ngeneral_settings:\n  master_key: sk-1234\n  database_url: ${dbUrl}\n  redis_url: ${redis.url}\n`;
+    const config = onPostgres(dbUrl);
     const one = await startBinary({ config });
     let two = await startBinary({ config });
     const port = two.port;
@@ -432,7 +436,7 @@ describe("a concurrent burst overspends a budget by at most one request", () => 
   let two: RunningGateway;
   beforeAll(async () => {
     const dbUrl = await (await sharedPostgres()).newDatabase();
-    const config = `${models()}\ngeneral_settings:\n  master_key: sk-1234\n  database_url: ${dbUrl}\n  redis_url: ${redis.url}\n`;
+    const config = onPostgres(dbUrl);
     one = await startBinary({ config });
     two = await startBinary({ config });
   }, 60_000);
@@ -494,7 +498,7 @@ describe("a concurrent burst overspends a budget by at most one request", () => 
 describe("the books balance across key changes mid-traffic", () => {
   test("two binaries: a key regenerated (with a grace period) and another deleted while their requests are in flight", async () => {
     const dbUrl = await (await sharedPostgres()).newDatabase();
-    const config = `${models()}\ngeneral_settings:\n  master_key: sk-1234\n  database_url: ${dbUrl}\n  redis_url: ${redis.url}\n`;
+    const config = onPostgres(dbUrl);
     const one = await startBinary({ config });
     const two = await startBinary({ config });
     try {
@@ -561,7 +565,7 @@ describe("a budget on a 2 s period under steady traffic", () => {
   for (const shared of [false, true]) {
     test(`${shared ? "two binaries sharing Postgres and Redis" : "one binary"}: each period admits its budget's worth, no more than a request over, none of the last one's spend carried`, async () => {
       const dbUrl = await (await sharedPostgres()).newDatabase();
-      const config = `${models()}\ngeneral_settings:\n  master_key: sk-1234\n  database_url: ${dbUrl}\n${shared ? `  redis_url: ${redis.url}\n` : ""}`;
+      const config = onPostgres(dbUrl, shared);
       const gateways = [await startBinary({ config }), ...(shared ? [await startBinary({ config })] : [])];
       try {
         const urls = gateways.map((g) => g.url);
@@ -679,7 +683,7 @@ describe("streams cut by the end of the shutdown grace", () => {
 describe("a budget lowered under traffic on two instances", () => {
   test("a burst after the change admits at most one request past the new budget", async () => {
     const dbUrl = await (await sharedPostgres()).newDatabase();
-    const config = `${models()}\ngeneral_settings:\n  master_key: sk-1234\n  database_url: ${dbUrl}\n  redis_url: ${redis.url}\n`;
+    const config = onPostgres(dbUrl);
     const gateways = [await startBinary({ config }), await startBinary({ config })];
     const urls = gateways.map((g) => g.url);
     try {
@@ -721,7 +725,7 @@ describe("nothing stays held after failed, abandoned and fallen-back requests", 
   for (const shared of [false, true]) {
     test(`${shared ? "two binaries sharing Redis" : "one binary"}: parallel slots and budget reservations all come back`, async () => {
       const dbUrl = await (await sharedPostgres()).newDatabase();
-      const config = `${models()}\ngeneral_settings:\n  master_key: sk-1234\n  database_url: ${dbUrl}\n${shared ? `  redis_url: ${redis.url}\n` : ""}`;
+      const config = onPostgres(dbUrl, shared);
       const gateways = [await startBinary({ config }), ...(shared ? [await startBinary({ config })] : [])];
       const urls = gateways.map((g) => g.url);
       try {
@@ -838,7 +842,7 @@ describe("spend saved at a shutdown while the database is down, written at the n
 describe("a holder deleted, then named again by requests", () => {
   test("two binaries: a customer deleted with requests in flight, then spending again, shows the spend after the delete", async () => {
     const dbUrl = await (await sharedPostgres()).newDatabase();
-    const config = `${models()}\ngeneral_settings:\n  master_key: sk-1234\n  database_url: ${dbUrl}\n  redis_url: ${redis.url}\n`;
+    const config = onPostgres(dbUrl);
     const gateways = [await startBinary({ config }), await startBinary({ config })];
     const urls = gateways.map((g) => g.url);
     try {
@@ -869,7 +873,7 @@ describe("a holder deleted, then named again by requests", () => {
 describe("spend set by an admin mid-traffic on two instances", () => {
   test("key, team, customer: what shows afterwards is what settled after the change, give or take what settled within 250 ms of it (one write interval)", async () => {
     const dbUrl = await (await sharedPostgres()).newDatabase();
-    const config = `${models()}\ngeneral_settings:\n  master_key: sk-1234\n  database_url: ${dbUrl}\n  redis_url: ${redis.url}\n`;
+    const config = onPostgres(dbUrl);
     const gateways = [await startBinary({ config }), await startBinary({ config })];
     const urls = gateways.map((g) => g.url);
     try {

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import Anthropic from "@anthropic-ai/sdk";
 import OpenAI from "openai";
 import postgres from "postgres";
-import { type RunningGateway, startOnPostgres } from "../helpers/binary";
+import { newKeyOn, type RunningGateway, startOnPostgres } from "../helpers/binary";
 
 /**
  * Streams as some servers write them (under a content type other than text/event-stream, or with CR
@@ -52,8 +52,7 @@ afterAll(async () => {
   up?.stop(true);
 });
 
-const newKey = async () =>
-  (await (await fetch(`${gw.url}/key/generate`, { method: "POST", headers: { authorization: "Bearer sk-1234" }, body: "{}" })).json()) as { key: string; token: string };
+const newKey = () => newKeyOn(gw.url);
 
 /** A key's spend log rows once `n` are written (the binary writes spend every 250 ms). */
 async function rowsOf(token: string, n: number) {

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import OpenAI from "openai";
 import postgres from "postgres";
-import { type RunningGateway, startOnPostgres } from "../helpers/binary";
+import { newKeyOn, type RunningGateway, startOnPostgres } from "../helpers/binary";
 import { inProcessGateway } from "../helpers/gateway";
 
 /**
@@ -96,8 +96,7 @@ afterAll(async () => {
   up?.stop(true);
 });
 
-const newKey = async () =>
-  (await (await fetch(`${gw.url}/key/generate`, { method: "POST", headers: { authorization: "Bearer sk-1234" }, body: "{}" })).json()) as { key: string; token: string };
+const newKey = () => newKeyOn(gw.url);
 const clientFor = (key: string) => new OpenAI({ apiKey: key, baseURL: `${gw.url}/v1`, maxRetries: 0 });
 const messages = [{ role: "user" as const, content: "Tell me a story" }];
 

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import Anthropic from "@anthropic-ai/sdk";
 import OpenAI from "openai";
 import postgres from "postgres";
-import { type RunningGateway, startOnPostgres } from "../helpers/binary";
+import { newKeyOn, type RunningGateway, startOnPostgres } from "../helpers/binary";
 
 /**
  * Streams as providers write them, through the compiled binary on Postgres: what the client reads, and
@@ -40,8 +40,7 @@ afterAll(async () => {
   up?.stop(true);
 });
 
-const newKey = async () =>
-  (await (await fetch(`${gw.url}/key/generate`, { method: "POST", headers: { authorization: "Bearer sk-1234" }, body: "{}" })).json()) as { key: string; token: string };
+const newKey = () => newKeyOn(gw.url);
 
 /** The spend log rows of a key once `n` are written (the binary writes spend every 250 ms), and the key's spend. */
 async function spendOf(token: string, n: number) {
