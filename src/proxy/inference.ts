@@ -51,7 +51,14 @@ export interface InferenceDeps {
 interface Context {
   requestId: string;
   route: Route;
+  /** When the request arrived (its duration counts from here). */
   start: number;
+  /**
+   * The instant its budget periods and rate windows were read at: its spend_logs `start_time`, so a
+   * request counts in the period its logged start falls in, even when a period turns over while it
+   * is authenticated.
+   */
+  admittedAt: number;
   runtime: Runtime;
   caller: Caller;
   customer: CustomerRecord | null;
@@ -151,7 +158,7 @@ export function createInference(deps: InferenceDeps) {
       route: ctx.route,
       usage,
       cost,
-      start: ctx.start,
+      start: ctx.admittedAt,
       end: clock.now(),
       status,
       metadata,
@@ -218,13 +225,14 @@ export function createInference(deps: InferenceDeps) {
     if (customer?.blocked) throw forbidden(`End user ${customer.user_id} is blocked`);
     const sizing: Sizing = { promptTokens: promptTokensOf(route, parsed.body, false), maxTokens: parsed.maxTokens, choices: parsed.choices };
     const reservation = reservationAt(runtime, route, deployment, parsed.body, sizing);
+    const admittedAt = clock.now();
     const plan: Plan = planFor({
-      caller, customer, model, requested: parsed.model, estimatedCost: reservation.cost, estimatedTokens: reservation.tokens, now: clock.now(), defaults: runtime.budgetDefaults(),
+      caller, customer, model, requested: parsed.model, estimatedCost: reservation.cost, estimatedTokens: reservation.tokens, now: admittedAt, defaults: runtime.budgetDefaults(),
     });
     known.targets = plan.targets;
     const ticket = await governance.admit(plan);
     const ctx: Context = {
-      requestId, route, start, runtime, caller, customer, model, requested: parsed.model, deployment, body: parsed.body, ticket, sizing, reserved: reservation.cost, closed: false, routing: parsed.routing,
+      requestId, route, start, admittedAt, runtime, caller, customer, model, requested: parsed.model, deployment, body: parsed.body, ticket, sizing, reserved: reservation.cost, closed: false, routing: parsed.routing,
     };
     return { ctx, rawBody: parsed.raw, stream: parsed.stream };
   }
