@@ -13,14 +13,18 @@ const EDITED = ["model", "stream_options"] as const;
  * The body to send: the client's bytes when nothing has to change; otherwise the same text with only
  * the model name swapped and, for streams, usage asked for in the last chunk (so a streamed answer is
  * never free) — changed in place, so that every other byte reaches the provider as the client sent it
- * (but `litellm_metadata`, left out).
+ * (but `litellm_metadata`, and `metadata` unless `store` is true, left out).
  * A body naming `model` twice is re-serialised with the one litegate checked and priced.
  */
 export function upstreamBody(call: UpstreamCall, askUsage = true): string {
   const { body, rawBody, deployment, stream, route } = call;
   // `litellm_metadata` is LiteLLM's (where it reads the customer), no provider's: a provider refuses a member it does not know.
-  if (body.litellm_metadata !== undefined) {
+  // So is `metadata` (tags, a customer's `user_id`), as LiteLLM reads it, unless the request stores its completion
+  // (`store: true`), the one case OpenAI takes it: OpenAI refuses it otherwise.
+  const ownMetadata = body.metadata !== undefined && body.store !== true;
+  if (body.litellm_metadata !== undefined || ownMetadata) {
     const { litellm_metadata: _ours, ...rest } = body;
+    if (ownMetadata) delete rest.metadata;
     return upstreamBody({ ...call, body: rest, rawBody: JSON.stringify(rest) }, askUsage);
   }
   const options = body.stream_options;

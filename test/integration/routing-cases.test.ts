@@ -15,7 +15,7 @@ const answer = (model: string) => Response.json({
 });
 const failing = (status: number, message: string, code: string | null = null) =>
   Response.json({ error: { message, type: "upstream_test_error", code } }, { status });
-const OPENAI_PARAMS = new Set(["model", "messages", "max_tokens", "temperature", "stream", "stream_options", "user"]);
+const OPENAI_PARAMS = new Set(["model", "messages", "max_tokens", "temperature", "stream", "stream_options", "user", "metadata", "store"]);
 let handler: Handler = (_d, body) => answer(body.model);
 const called: string[] = [];
 let up: ReturnType<typeof Bun.serve>;
@@ -35,6 +35,7 @@ beforeAll(async () => {
       // As OpenAI answers a parameter it does not know (LiteLLM's own request parameters are not for it).
       const unknown = Object.keys(body).find((name) => !OPENAI_PARAMS.has(name));
       if (unknown) return failing(400, `Unrecognized request argument supplied: ${unknown}`);
+      if (body.metadata !== undefined && body.store !== true) return failing(400, "The 'metadata' parameter is only allowed when 'store' is enabled.");
       return handler(deployment, body);
     },
   });
@@ -184,6 +185,28 @@ describe("LiteLLM's own members of a body", () => {
       rows = (await (await fetch(`${gw.url}/spend/logs?request_id=${id}`, { headers: { authorization: "Bearer sk-1234" } })).json()) as any[];
     }
     expect(rows.map((row) => row.end_user)).toEqual(["acme-routing"]);
+  });
+
+  test("metadata (tags, a customer's user_id) is LiteLLM's too: not sent to OpenAI, which refuses it without store; with store: true it is sent as written", async () => {
+    const seen: unknown[] = [];
+    handler = (_d, body) => {
+      seen.push(body.metadata);
+      return answer(body.model);
+    };
+    const plain = await chat("spare", { metadata: { user_id: "acme-meta", tags: ["a"] } });
+    expect(plain.status).toBe(200);
+    const streamed = await chat("spare", { stream: true, metadata: { user_id: "acme-meta" } });
+    expect(streamed.status).toBe(200);
+    await streamed.text();
+    const stored = await chat("spare", { store: true, metadata: { purpose: "eval" } });
+    expect(stored.status).toBe(200);
+    expect(seen).toEqual([undefined, undefined, { purpose: "eval" }]);
+    const id = plain.headers.get("x-litellm-call-id");
+    let rows: any[] = [];
+    for (let i = 0; i < 50 && rows.length === 0; i++, await Bun.sleep(100)) {
+      rows = (await (await fetch(`${gw.url}/spend/logs?request_id=${id}`, { headers: { authorization: "Bearer sk-1234" } })).json()) as any[];
+    }
+    expect(rows.map((row) => row.end_user)).toEqual(["acme-meta"]);
   });
 });
 
