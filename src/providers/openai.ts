@@ -89,7 +89,7 @@ export async function sendOpenAiShaped(call: UpstreamCall, target: Target, askUs
  * each tool call with its index, as stream deltas carry them), a usage chunk (given to the client only
  * if it asked, as any), then `[DONE]`.
  */
-function streamOfAnswer(route: UpstreamCall["route"], answer: any): ReadableStream<Uint8Array> {
+export function streamOfAnswer(route: UpstreamCall["route"], answer: any): ReadableStream<Uint8Array> {
   const chat = route !== "completions";
   const head = { id: answer?.id, object: chat ? "chat.completion.chunk" : "text_completion", created: answer?.created, model: answer?.model };
   const choices = (Array.isArray(answer?.choices) ? answer.choices : []).map((choice: any) => {

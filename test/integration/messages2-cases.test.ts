@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { createHash } from "node:crypto";
 import Anthropic from "@anthropic-ai/sdk";
+import OpenAI from "openai";
 import postgres from "postgres";
 import { hashKey } from "../../src/auth/keys";
 import { type RunningGateway, startOnPostgres } from "../helpers/binary";
@@ -27,6 +28,11 @@ const TOOL_STREAM = [
   event("message_delta", { delta: { stop_reason: "tool_use", stop_sequence: null }, usage: { output_tokens: 7 } }),
   event("message_stop"),
 ];
+/** A message as a deployment that does not stream answers a stream request: whole, as JSON. */
+const WHOLE = {
+  ...MESSAGE, stop_reason: "tool_use",
+  content: [{ type: "thinking", thinking: "Paris is a city", signature: "sig" }, { type: "text", text: "Let me look." }, { type: "tool_use", id: "toolu_9", name: "weather", input: { city: "Paris" } }],
+};
 const OVERLOADED = { type: "error", error: { type: "overloaded_error", message: "Overloaded" } };
 const PRICE = { input: 0.000003, output: 0.000015, read: 0.0000003, write: 0.00000375 };
 const CACHED_COST = 12 * PRICE.input + 7 * PRICE.output + 100 * PRICE.read + 50 * PRICE.write;
@@ -58,9 +64,10 @@ beforeAll(async () => {
     async fetch(request) {
       const body = (await request.json()) as any;
       const first = body.messages[0].content;
-      const scenario = typeof first === "string" ? first : "";
+      const scenario = typeof first === "string" ? first : Array.isArray(first) && first[0]?.type === "text" ? first[0].text : "";
       if (scenario === "overloaded") return Response.json(OVERLOADED, { status: 529 });
       if (scenario === "overloaded in a 200") return Response.json(OVERLOADED);
+      if (scenario === "answers whole") return Response.json(WHOLE);
       if (scenario === "slow down") return Response.json({ type: "error", error: { type: "rate_limit_error", message: "Slow down" } }, { status: 429, headers: { "retry-after": "7" } });
       if (!body.stream) return Response.json(MESSAGE);
       if (scenario === "tool") return sse(TOOL_STREAM);
@@ -355,5 +362,54 @@ describe("a client leaving with the SDK's abort()", () => {
         return next?.type === "message";
       });
     }
+  });
+});
+
+describe("an Anthropic deployment answering a stream request whole (JSON)", () => {
+  test("/v1/messages: the Anthropic SDK still gets a stream, every block of the answer in it, charged as the message says", async () => {
+    const key = await newKey();
+    const events: string[] = [];
+    const stream = client(key).messages.stream({ model: "claude", max_tokens: 100, messages: [{ role: "user", content: "answers whole" }] });
+    stream.on("streamEvent", (event) => events.push(event.type));
+    const final = await stream.finalMessage();
+    expect(events[0]).toBe("message_start");
+    expect(events.at(-1)).toBe("message_stop");
+    expect(final.model).toBe("claude");
+    expect(final.stop_reason).toBe("tool_use");
+    expect(final.content).toEqual([
+      { type: "thinking", thinking: "Paris is a city", signature: "sig" } as any,
+      { type: "text", text: "Let me look.", citations: null } as any,
+      { type: "tool_use", id: "toolu_9", name: "weather", input: { city: "Paris" } } as any,
+    ].map((block) => expect.objectContaining(Object.fromEntries(Object.entries(block).filter(([, v]) => v !== null)))));
+    expect(final.usage).toMatchObject({ input_tokens: 12, output_tokens: 7 });
+    await until("its spend log row", async () => (await rowsOf(key)).length === 1);
+    const [row] = await rowsOf(key);
+    expect(row.status).toBe("success");
+    expect(row.spend).toBeCloseTo(CACHED_COST, 12);
+  });
+
+  test("/v1/chat/completions: the OpenAI SDK still gets a stream, the text, the tool call and the usage in it", async () => {
+    const key = await newKey();
+    const openai = new OpenAI({ apiKey: key, baseURL: `${gateway.url}/v1`, maxRetries: 0 });
+    const stream = await openai.chat.completions.create({
+      model: "claude", max_tokens: 100, stream: true, stream_options: { include_usage: true }, messages: [{ role: "user", content: "answers whole" }],
+    });
+    let text = "";
+    let args = "";
+    let finish: string | null = null;
+    let usage: OpenAI.CompletionUsage | undefined;
+    for await (const chunk of stream) {
+      const choice = chunk.choices[0];
+      text += choice?.delta.content ?? "";
+      args += choice?.delta.tool_calls?.map((call) => call.function?.arguments ?? "").join("") ?? "";
+      finish = choice?.finish_reason ?? finish;
+      usage = chunk.usage ?? usage;
+    }
+    expect(text).toBe("Let me look.");
+    expect(JSON.parse(args)).toEqual({ city: "Paris" });
+    expect(finish).toBe("tool_calls");
+    expect(usage).toMatchObject({ completion_tokens: 7, prompt_tokens: 162 });
+    await until("its spend log row", async () => (await rowsOf(key)).length === 1);
+    expect((await rowsOf(key))[0].spend).toBeCloseTo(CACHED_COST, 12);
   });
 });

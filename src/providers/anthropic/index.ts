@@ -3,7 +3,8 @@ import { type Answer, type ErrorResult, type Target, baseUrl, errorFrom, errorFr
 import type { Deployment, Provider, UpstreamCall, UpstreamResult } from "../types";
 import { jsonSchemaOf, malformedForAnthropic, toAnthropic } from "./request";
 import { fromAnthropic, openAiUsage } from "./response";
-import { translateStreamWithUsage } from "./stream";
+import { streamOfMessage, translateStreamWithUsage } from "./stream";
+import { streamOfAnswer } from "../openai";
 import type { StreamStart } from "../stream-start";
 
 export { toAnthropic } from "./request";
@@ -85,6 +86,8 @@ async function forward(call: UpstreamCall, target: Target): Promise<UpstreamResu
   const { text, message } = read;
   const usage = message?.usage ? usageOf(openAiUsage(message.usage)) : null;
   const named = typeof message?.model === "string" && message.model !== call.body.model;
+  // A deployment that answered the stream request whole: the client still gets a stream.
+  if (call.stream) return { kind: "stream", status: 200, stream: streamOfMessage({ ...message, model: call.body.model }), secret: target.secret };
   return { kind: "json", status: 200, body: named ? JSON.stringify({ ...message, model: call.body.model }) : text, usage };
 }
 
@@ -111,6 +114,7 @@ async function send(call: UpstreamCall, target: Target): Promise<UpstreamResult>
   const read = await messageOf(open.answer, target, open.whole);
   if (isError(read)) return read;
   const translated = fromAnthropic(read.message, model, undefined, jsonAnswer);
+  if (call.stream) return { kind: "stream", status: 200, stream: streamOfAnswer("chat", translated), secret: target.secret };
   return { kind: "json", status: 200, body: JSON.stringify(translated), usage: usageFrom(translated) };
 }
 

@@ -2,6 +2,7 @@ import { usageFrom } from "../http";
 import { translateEvents } from "../event-stream";
 import { SSE_DONE, chunkOf, sseData, usageChunkOf } from "../sse";
 import type { Usage } from "../types";
+import { anthropicEvent } from "../messages/stream";
 import { JSON_TOOL } from "./request";
 import { finishReasonOf, openAiUsage } from "./response";
 
@@ -114,4 +115,34 @@ export function translateStreamWithUsage(source: ReadableStream<Uint8Array>, mod
     },
   }, onRead, head);
   return { stream, usageSoFar };
+}
+
+/** What a content block's one delta carries, by the block's type (a block of a type not known here: none). */
+const DELTAS: Record<string, ((block: Json) => Json) | undefined> = {
+  text: (block) => ({ type: "text_delta", text: block.text ?? "" }),
+  tool_use: (block) => ({ type: "input_json_delta", partial_json: JSON.stringify(block.input ?? {}) }),
+  thinking: (block) => ({ type: "thinking_delta", thinking: block.thinking ?? "" }),
+};
+const EMPTY: Record<string, Json> = { text: { text: "" }, tool_use: { input: {} }, thinking: { thinking: "" } };
+
+/**
+ * A whole Messages answer as the stream it stands for, for a deployment that answered a stream request
+ * whole: message_start (the message with no content yet, its input usage), each content block as its
+ * start, one delta and its stop, message_delta (stop reason, output usage), message_stop.
+ */
+export function streamOfMessage(message: Json): ReadableStream<Uint8Array> {
+  const { content, stop_reason, stop_sequence, usage, ...rest } = message;
+  const events = [anthropicEvent("message_start", {
+    message: { ...rest, content: [], stop_reason: null, stop_sequence: null, usage: { ...usage, output_tokens: 0 } },
+  })];
+  (Array.isArray(content) ? content : []).forEach((block: Json, index: number) => {
+    const delta = DELTAS[block?.type];
+    const start = delta ? { ...block, ...EMPTY[block.type] } : block;
+    events.push(anthropicEvent("content_block_start", { index, content_block: start }));
+    if (delta) events.push(anthropicEvent("content_block_delta", { index, delta: delta(block) }));
+    events.push(anthropicEvent("content_block_stop", { index }));
+  });
+  events.push(anthropicEvent("message_delta", { delta: { stop_reason: stop_reason ?? "end_turn", stop_sequence: stop_sequence ?? null }, usage: { ...usage } }));
+  events.push(anthropicEvent("message_stop"));
+  return new Response(Buffer.concat(events)).body!;
 }
