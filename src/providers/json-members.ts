@@ -2,6 +2,8 @@
 export interface Span {
   start: number;
   end: number;
+  /** What to cut to remove the member, key and value, with one comma next to it (the object stays JSON). */
+  member?: { start: number; end: number };
 }
 
 const WHITESPACE = new Set([" ", "\t", "\n", "\r"]);
@@ -66,8 +68,10 @@ export function memberSpans(text: string, names: readonly string[]): Map<string,
   if (text[at] !== "{") return null;
   at = skipWhitespace(text, at + 1);
   if (text[at] === "}") return spans;
+  let comma = -1;
   for (;;) {
     if (text[at] !== '"') return null;
+    const keyStart = at;
     const keyEnd = stringEnd(text, at);
     if (keyEnd < 0) return null;
     const rawKey = text.slice(at + 1, keyEnd - 1);
@@ -77,12 +81,17 @@ export function memberSpans(text: string, names: readonly string[]): Map<string,
     at = skipWhitespace(text, at + 1);
     const end = valueEnd(text, at);
     if (end < 0 || end === at) return null;
+    const after = skipWhitespace(text, end);
+    const followed = text[after] === ",";
     if (names.includes(key)) {
       if (spans.has(key)) return null;
-      spans.set(key, { start: at, end });
+      // Up to the next member when one follows, else from the comma before it (or alone, the only member).
+      const member = followed ? { start: keyStart, end: skipWhitespace(text, after + 1) } : { start: comma >= 0 ? comma : keyStart, end };
+      spans.set(key, { start: at, end, member });
     }
-    at = skipWhitespace(text, end);
-    if (text[at] === ",") {
+    at = after;
+    if (followed) {
+      comma = at;
       at = skipWhitespace(text, at + 1);
       continue;
     }

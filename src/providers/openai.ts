@@ -11,44 +11,47 @@ const EDITED = ["model", "stream_options"] as const;
 
 /**
  * The body to send: the client's bytes when nothing has to change; otherwise the same text with only
- * the model name swapped and, for streams, usage asked for in the last chunk (so a streamed answer is
- * never free) — changed in place, so that every other byte reaches the provider as the client sent it
- * (but `litellm_metadata`, and `metadata` unless `store` is true, left out).
- * A body naming `model` twice is re-serialised with the one litegate checked and priced.
+ * the model name swapped, for streams usage asked for in the last chunk (so a streamed answer is never
+ * free), and LiteLLM's own members left out — changed in place, so that every other byte reaches the
+ * provider as the client sent it. `litellm_metadata` is LiteLLM's (where it reads the customer), and so
+ * is `metadata` (tags, a customer's `user_id`) unless the request stores its completion (`store: true`),
+ * the one case OpenAI takes it: a provider refuses a member it does not know, and OpenAI `metadata`
+ * without `store`. A body naming `model` twice is re-serialised with the one litegate checked and priced.
  */
 export function upstreamBody(call: UpstreamCall, askUsage = true): string {
   const { body, rawBody, deployment, stream, route } = call;
-  // `litellm_metadata` is LiteLLM's (where it reads the customer), no provider's: a provider refuses a member it does not know.
-  // So is `metadata` (tags, a customer's `user_id`), as LiteLLM reads it, unless the request stores its completion
-  // (`store: true`), the one case OpenAI takes it: OpenAI refuses it otherwise.
-  const ownMetadata = body.metadata !== undefined && body.store !== true;
-  if (body.litellm_metadata !== undefined || ownMetadata) {
-    const { litellm_metadata: _ours, ...rest } = body;
-    if (ownMetadata) delete rest.metadata;
-    return upstreamBody({ ...call, body: rest, rawBody: JSON.stringify(rest) }, askUsage);
-  }
   const options = body.stream_options;
   const wantsUsage = askUsage && stream && route !== "embeddings" && !(isObject(options) && options.include_usage === true);
   const sameModel = body.model === deployment.upstreamModel;
+  const dropped: string[] = [];
+  if (body.litellm_metadata !== undefined) dropped.push("litellm_metadata");
+  if (body.metadata !== undefined && body.store !== true) dropped.push("metadata");
   // A second `"model"` in the text may be a second top-level member: then the body is re-serialised below.
   const first = rawBody.indexOf('"model"');
-  if (sameModel && !wantsUsage && rawBody.indexOf('"model"', first + 7) < 0) return rawBody;
+  if (sameModel && !wantsUsage && dropped.length === 0 && rawBody.indexOf('"model"', first + 7) < 0) return rawBody;
   const streamOptions = JSON.stringify({ ...(isObject(options) ? options : {}), include_usage: true });
-  const spans = memberSpans(rawBody, EDITED);
+  let text: string | null = rawBody;
+  // One at a time, each from the text the one before left (a member's comma may be its neighbour's).
+  for (const name of dropped) {
+    const member: Span["member"] = memberSpans(text, [name])?.get(name)?.member;
+    text = member ? text.slice(0, member.start) + text.slice(member.end) : null;
+    if (text === null) break;
+  }
+  const spans = text === null ? null : memberSpans(text, EDITED);
   const model = spans?.get("model");
-  if (spans && model) {
+  if (text !== null && spans && model) {
     const edits: Array<[Span, string]> = [];
     if (!sameModel) edits.push([model, JSON.stringify(deployment.upstreamModel)]);
     if (wantsUsage) {
-      const brace = closingBrace(rawBody);
+      const brace = closingBrace(text);
       const existing = spans.get("stream_options");
       edits.push(existing ? [existing, streamOptions] : [{ start: brace, end: brace }, `,"stream_options":${streamOptions}`]);
     }
-    let text = rawBody;
     for (const [span, value] of edits.sort((a, b) => b[0].start - a[0].start)) text = text.slice(0, span.start) + value + text.slice(span.end);
     return text;
   }
   const next: Record<string, unknown> = { ...body, model: deployment.upstreamModel };
+  for (const name of dropped) delete next[name];
   if (wantsUsage) next.stream_options = JSON.parse(streamOptions);
   return JSON.stringify(next);
 }

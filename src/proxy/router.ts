@@ -18,6 +18,10 @@ export interface DeploymentUsage {
   add(id: string, requests: number, tokens: number): void;
   /** What the other instances counted at the deployment this minute, as last heard. */
   others(id: string): { readonly requests: number; readonly tokens: number };
+  /** The deployment was cooled down here until `until` (ms): the other instances hear of it. */
+  cooled(id: string, until: number): void;
+  /** Until when another instance cooled the deployment down (ms), as last heard; 0 for not. */
+  cooledUntil(id: string): number;
 }
 
 interface Health {
@@ -192,7 +196,7 @@ export class ModelRouter {
 
   private available(d: Deployment): boolean {
     const h = this.state(d.id);
-    if (h.cooledUntil > this.now()) return false;
+    if (this.cooledDown(d)) return false;
     const rpm = Number(d.params.rpm);
     const tpm = Number(d.params.tpm);
     const rpmCap = Number.isFinite(rpm) && rpm > 0;
@@ -305,10 +309,13 @@ export class ModelRouter {
       const seconds = retryAfterSeconds !== undefined ? Math.max(retryAfterSeconds, 1) : this.settings.cooldownSeconds;
       h.cooledUntil = now + Math.min(seconds, this.settings.cooldownSeconds) * 1000;
       h.failures = [];
+      this.usage?.cooled(d.id, h.cooledUntil);
     }
   }
 
+  /** Cooled down here, or by another instance on the same Redis (as LiteLLM's router shares its cooldowns there). */
   cooledDown(d: Deployment): boolean {
-    return this.state(d.id).cooledUntil > this.now();
+    const now = this.now();
+    return this.state(d.id).cooledUntil > now || (this.usage !== undefined && this.usage.cooledUntil(d.id) > now);
   }
 }

@@ -35,6 +35,8 @@ const NONE: Count = Object.freeze({ requests: 0, tokens: 0 }) as Count;
  */
 export class SharedDeploymentUsage implements DeploymentUsage {
   private readonly minutes = new Map<string, Minute>();
+  /** Cooldowns heard of (this instance's own included): deployment id → until (ms). */
+  private readonly cooldowns = new Map<string, number>();
   private readonly timer: Timer;
   private busy = false;
   /** Round trips to Redis, for the benchmarks' count. */
@@ -72,9 +74,51 @@ export class SharedDeploymentUsage implements DeploymentUsage {
     return m.others;
   }
 
+  /**
+   * A cooldown decided here: kept in Redis (for instances that start or reconnect later) and published
+   * to the others at once. Redis unreachable: it holds here alone.
+   */
+  cooled(id: string, until: number): void {
+    this.heard(JSON.stringify([id, until]));
+    const ms = Math.max(1, until - this.now());
+    this.roundTrips++;
+    this.redis.multi().hset(this.keys.cooldowns, id, String(until)).pexpire(this.keys.cooldowns, ms, "NX").pexpire(this.keys.cooldowns, ms, "GT")
+      .publish(this.keys.cooldowns, JSON.stringify([id, until])).exec().catch(() => {});
+  }
+
+  cooledUntil(id: string): number {
+    return this.cooldowns.get(id) ?? 0;
+  }
+
+  /** A cooldown published on the cooldowns channel (`[id, until]`); anything else is ignored. */
+  heard(text: string): void {
+    let message: unknown;
+    try {
+      message = JSON.parse(text);
+    } catch {
+      return;
+    }
+    if (!Array.isArray(message)) return;
+    const [id, until] = message;
+    if (typeof id !== "string" || typeof until !== "number" || !Number.isFinite(until)) return;
+    if (until > (this.cooldowns.get(id) ?? 0)) this.cooldowns.set(id, until);
+  }
+
+  /** The cooldowns Redis holds, read at start and after a break (those published meanwhile never arrived). */
+  async loadCooldowns(): Promise<void> {
+    try {
+      this.roundTrips++;
+      const held = await this.redis.hgetall(this.keys.cooldowns);
+      for (const [id, until] of Object.entries(held)) this.heard(JSON.stringify([id, Number(until)]));
+    } catch {
+      // Unreachable: read again when it is back.
+    }
+  }
+
   private async tick(): Promise<void> {
     if (this.busy) return;
     const now = this.now();
+    for (const [id, until] of this.cooldowns) if (until <= now) this.cooldowns.delete(id);
     const minute = Math.floor(now / 60_000);
     const sent: Array<{ m: Minute; key: string; requests: number; tokens: number }> = [];
     for (const [id, m] of this.minutes) {

@@ -69,8 +69,14 @@ export async function connectRedis(url: string, log: Logger, now: () => number =
   const instanceId = crypto.randomUUID();
   const counters = new SharedCounters({ redis: client, instanceId, log, now, keys: redisKeys });
   const deploymentUsage = new SharedDeploymentUsage(client, redisKeys, now);
-  subscriber.subscribe(redisKeys.reclaim).catch(() => {});
-  subscriber.on("message", (channel, text) => channel === redisKeys.reclaim && counters.reclaimed(text));
+  subscriber.subscribe(redisKeys.reclaim, redisKeys.cooldowns).catch(() => {});
+  subscriber.on("message", (channel, text) => {
+    if (channel === redisKeys.reclaim) counters.reclaimed(text);
+    else if (channel === redisKeys.cooldowns) deploymentUsage.heard(text);
+  });
+  // The cooldowns other instances decided before this one listened (or while it could not hear them).
+  subscriber.on("ready", () => void deploymentUsage.loadCooldowns());
+  void deploymentUsage.loadCooldowns();
   let published = 0;
   /** An invalidation could not be published: once Redis is back, every instance is told to forget everything. */
   let missed = false;

@@ -14,7 +14,9 @@ import { type Upstream, startUpstream } from "../helpers/upstream";
 let capped: Upstream;
 let spare: Upstream;
 let tokenCapped: Upstream;
+let failing: Upstream;
 let redis: RedisServer;
+let config: string;
 const gateways: RunningGateway[] = [];
 
 const CAP = 4;
@@ -23,9 +25,10 @@ beforeAll(async () => {
   capped = await startUpstream();
   spare = await startUpstream();
   tokenCapped = await startUpstream();
+  failing = await startUpstream({ status: 500 });
   redis = await startRedis();
   const dbUrl = await (await sharedPostgres()).newDatabase();
-  const config = `
+  config = `
 model_list:
   - model_name: shared
     litellm_params: {model: openai/a, api_base: "${capped.url}", rpm: ${CAP}, weight: 1, input_cost_per_token: 0.000001, output_cost_per_token: 0.000002}
@@ -37,6 +40,16 @@ model_list:
     litellm_params: {model: openai/a, api_base: "${tokenCapped.url}", tpm: 90, weight: 1, input_cost_per_token: 0.000001, output_cost_per_token: 0.000002}
   - model_name: tokens
     litellm_params: {model: openai/b, api_base: "${spare.url}", weight: 1, input_cost_per_token: 0.000001, output_cost_per_token: 0.000002}
+  - model_name: cooling
+    litellm_params: {model: openai/a, api_base: "${failing.url}", weight: 1, input_cost_per_token: 0.000001, output_cost_per_token: 0.000002}
+    model_info: {id: failing-deployment}
+  - model_name: cooling
+    litellm_params: {model: openai/b, api_base: "${spare.url}", weight: 1, input_cost_per_token: 0.000001, output_cost_per_token: 0.000002}
+    model_info: {id: cooling-spare}
+router_settings:
+  allowed_fails: 1
+  cooldown_time: 30
+  num_retries: 1
 general_settings:
   master_key: sk-1234
   database_url: ${dbUrl}
@@ -51,6 +64,7 @@ afterAll(async () => {
   capped.stop();
   spare.stop();
   tokenCapped.stop();
+  failing.stop();
   await redis.stop();
 });
 
@@ -77,6 +91,23 @@ test("a deployment's tpm cap counts the tokens every instance's answers used", a
   // Each answer uses 30 tokens: the cap of 90 is reached after three, whichever instance sent them.
   await alternate("tokens", 24);
   expect(tokenCapped.requests.length).toBe(3);
+}, 60_000);
+
+test("a deployment cooled down by one instance is cooled down for the others on the same Redis, and for one started later", async () => {
+  const ask = (gateway: RunningGateway, i: number) =>
+    new OpenAI({ apiKey: "sk-1234", baseURL: `${gateway.url}/v1`, maxRetries: 0 }).chat.completions.create({ model: "cooling", messages: [{ role: "user", content: `cool ${i}` }] });
+  // Until the first instance has tried the failing deployment once (a retry answers at the spare): that cools it down.
+  for (let i = 0; failing.requests.length === 0; i++) {
+    expect(i).toBeLessThan(40);
+    await ask(gateways[0]!, i);
+  }
+  await Bun.sleep(300);
+  // Each instance on its own would pick the failing deployment first half the time, until its own first failure.
+  for (let i = 0; i < 20; i++) await ask(gateways[1]!, i);
+  const later = await startBinary({ config });
+  gateways.push(later);
+  for (let i = 0; i < 20; i++) await ask(later, i);
+  expect(failing.requests.length).toBe(1);
 }, 60_000);
 
 test("counts made while Redis is down reach it when it is back, and a Redis emptied counts the others from nothing", async () => {

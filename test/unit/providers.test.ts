@@ -107,9 +107,9 @@ describe("OpenAI-compatible request", () => {
 
   test("an ambiguous model spot (a nested model key with the same name) still sends a correct body", async () => {
     answer = () => Response.json(completion);
-    const raw = '{"metadata":{"model":"public"},"model":"public","messages":[]}';
+    const raw = '{"prediction":{"model":"public"},"model":"public","messages":[]}';
     await send(deployment("openai", "real", { api_base: base() }), raw);
-    expect(JSON.parse(seen[0].body)).toEqual({ metadata: { model: "public" }, model: "real", messages: [] });
+    expect(JSON.parse(seen[0].body)).toEqual({ prediction: { model: "public" }, model: "real", messages: [] });
   });
 
   test("streams ask for usage, keeping the client's other stream options", async () => {
@@ -130,7 +130,7 @@ describe("OpenAI-compatible request", () => {
 
   test("a body that must change is changed in place: big numbers, spacing and nested look-alikes stay as sent", async () => {
     answer = () => new Response("data: [DONE]\n\n", { headers: { "content-type": "text/event-stream" } });
-    const raw = '{ "metadata": {"model": "public", "note": "a \\"quoted\\" }"}, "seed": 12345678901234567890, "extra": 1.50,\n'
+    const raw = '{ "prediction": {"model": "public", "note": "a \\"quoted\\" }"}, "seed": 12345678901234567890, "extra": 1.50,\n'
       + '  "model" : "public", "stream": true, "stream_options": {"include_usage": false, "x": [1, {"y": "}"}]}, "messages": [] }';
     await send(deployment("openai", "real", { api_base: base() }), raw);
     expect(seen[0].body).toBe(raw.replace('"model" : "public"', '"model" : "real"').replace('{"include_usage": false, "x": [1, {"y": "}"}]}', '{"include_usage":true,"x":[1,{"y":"}"}]}'));
@@ -148,10 +148,28 @@ describe("OpenAI-compatible request", () => {
       expect(seen[0]!.body.match(/"model"/g)!.length).toBe(1);
     }
     // A nested member of that name is not a second one: the bytes go as sent.
-    const nested = '{"model":"same","metadata":{"model":"x"},"messages":[]}';
+    const nested = '{"model":"same","prediction":{"model":"x"},"messages":[]}';
     seen = [];
     await send(deployment("openai", "same", { api_base: base() }), nested);
     expect(seen[0]!.body).toBe(nested);
+  });
+
+  test("LiteLLM's litellm_metadata, and metadata without store, are cut out of the text; nothing else changes", async () => {
+    answer = () => Response.json(completion);
+    const cases: Array<[string, string]> = [
+      ['{"metadata":{"user_id":"c"}, "model":"m","seed":12345678901234567890,"messages":[]}', '{"model":"m","seed":12345678901234567890,"messages":[]}'],
+      ['{"model":"m", "seed":12345678901234567890,"metadata":{"a":"}"} ,"litellm_metadata":{"user":"c"}}', '{"model":"m", "seed":12345678901234567890 }'],
+      ['{"litellm_metadata":{},"metadata":{},"model":"m","n":1.50}', '{"model":"m","n":1.50}'],
+      ['{"model":"m","metadata":null,"n":1.50}', '{"model":"m","n":1.50}'],
+      ['{"model":"m","store":true,"metadata":{"purpose":"eval"},"litellm_metadata":{"user":"c"},"n":1.50}', '{"model":"m","store":true,"metadata":{"purpose":"eval"},"n":1.50}'],
+    ];
+    for (const [raw, sent] of cases) {
+      await send(deployment("openai", "m", { api_base: base() }), raw);
+      expect(seen[0].body).toBe(sent);
+    }
+    // With the model swapped and usage asked for too.
+    await send(deployment("openai", "real", { api_base: base() }), '{"model":"m","stream":true,"messages":[],"metadata":{"tags":["x"]}}');
+    expect(seen[0].body).toBe('{"model":"real","stream":true,"messages":[],"stream_options":{"include_usage":true}}');
   });
 
   test("completions and embeddings go to their own paths; embeddings never get stream options", async () => {
