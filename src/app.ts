@@ -46,7 +46,7 @@ export function createApp(deps: AppDeps) {
     )
     .use(healthRoutes(deps.health))
     .use(metricsRoutes(deps.metrics, deps.admin.auth, deps.metricsPublic))
-    .use(inferenceRoutes(deps.inference, deps.admin.auth, deps.runtime));
+    .use(inferenceRoutes(deps.inference, deps.admin.auth, deps.runtime, deps.log));
   return deps.withAdmin ? app.use(adminRoutes(deps.admin)) : app;
 }
 

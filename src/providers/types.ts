@@ -100,4 +100,6 @@ export type UpstreamResult =
 
 export interface Provider {
   send(call: UpstreamCall): Promise<UpstreamResult>;
+  /** A Messages request's input tokens as the provider counts them (Anthropic's count_tokens), where it can. */
+  countTokens?(call: UpstreamCall): Promise<number | Extract<UpstreamResult, { kind: "error" }>>;
 }

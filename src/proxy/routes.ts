@@ -7,9 +7,10 @@ import type { Inference } from "./inference";
 import { INFERENCE_PATHS, type Server, untimed } from "./serve";
 import { aliasesFor, modelInfo, modelsFor } from "./model-info";
 import type { Runtime } from "./runtime";
+import type { Logger } from "../log";
 
 /** The inference routes (INFERENCE_PATHS). Bodies are read raw (`parse: "none"`) so unknown fields reach the provider. */
-export function inferenceRoutes(inference: Inference, auth: Auth, runtime: () => Runtime) {
+export function inferenceRoutes(inference: Inference, auth: Auth, runtime: () => Runtime, log?: Logger) {
   const app = new Elysia({ name: "inference" });
   for (const [path, route] of INFERENCE_PATHS) {
     const handler = async ({ request, server }: { request: Request; server: Server | null }) => untimed(await inference(route, request), request, server);
@@ -18,16 +19,26 @@ export function inferenceRoutes(inference: Inference, auth: Auth, runtime: () =>
   }
 
   /**
-   * Anthropic's token count (Claude Code asks it before a request): the prompt's tokens as litegate
-   * counts them for budgets, for a key that may use the model. Nothing is sent, charged or limited.
+   * Anthropic's token count (Claude Code asks it before a request), for a key that may use the model:
+   * an Anthropic deployment's own count (as LiteLLM asks Anthropic), else, or when the provider cannot
+   * answer it, the prompt's tokens as litegate counts them for budgets. Nothing is charged or limited.
    */
   const countTokens = async ({ request }: { request: Request }) => {
     const caller = await auth.authenticate(request.headers);
     const current = runtime();
-    const { body, model: asked } = parseCountTokensBody(await readBodyText(request, current.maxBodyBytes, current.config.general_settings.max_request_size_mb));
+    const rawBody = await readBodyText(request, current.maxBodyBytes, current.config.general_settings.max_request_size_mb);
+    const { body, model: asked } = parseCountTokensBody(rawBody);
     const model = current.aliasOf(asked) ?? asked;
     checkModelAccess(caller, model, current.router.groups, asked);
     if (!current.router.has(model)) throw badRequest(`Invalid model name passed in model=${asked}. Call GET /v1/models for the models this key may use.`, "model");
+    const deployment = current.pick(model, "messages");
+    const provider = deployment && current.providerFor(deployment);
+    if (deployment && provider?.countTokens) {
+      const betas = request.headers.get("anthropic-beta") ?? undefined;
+      const counted = await provider.countTokens({ route: "messages", deployment, body, rawBody, stream: false, signal: request.signal, betas });
+      if (typeof counted === "number") return Response.json({ input_tokens: counted });
+      log?.warn("the provider did not count the tokens; counted here", { deployment: deployment.id, status: counted.status, error: counted.message });
+    }
     return Response.json({ input_tokens: promptTokensOf("messages", body, true) });
   };
   app.post("/v1/messages/count_tokens", countTokens, { parse: "none", detail: { tags: ["inference"], summary: "Anthropic Messages API: count a request's input tokens" } });

@@ -41,6 +41,8 @@ let upstream: Upstream;
 let anthropic: ReturnType<typeof Bun.serve>;
 let gateway: RunningGateway;
 let sql: ReturnType<typeof postgres>;
+/** The count_tokens requests the fake Anthropic API was sent. */
+const countRequests: Array<{ body: any; beta: string | null }> = [];
 
 const sse = (pieces: string[], close = true) =>
   new Response(
@@ -64,6 +66,10 @@ beforeAll(async () => {
     async fetch(request) {
       const body = (await request.json()) as any;
       const first = body.messages[0].content;
+      if (new URL(request.url).pathname === "/v1/messages/count_tokens") {
+        countRequests.push({ body, beta: request.headers.get("anthropic-beta") });
+        return first === "count fails" ? Response.json(OVERLOADED, { status: 529 }) : Response.json({ input_tokens: 4242 });
+      }
       const scenario = typeof first === "string" ? first : Array.isArray(first) && first[0]?.type === "text" ? first[0].text : "";
       if (scenario === "overloaded") return Response.json(OVERLOADED, { status: 529 });
       if (scenario === "overloaded in a 200") return Response.json(OVERLOADED);
@@ -188,10 +194,24 @@ describe("POST /v1/messages/count_tokens", () => {
     expect(error.status).toBe(401);
     // The tools and system prompt count too, as they do for the budget.
     const more = await client(key).messages.countTokens({
-      model: "claude", system: "Be brief", messages: [{ role: "user", content: "Hi there, how are you today?" }],
+      model: "m", system: "Be brief", messages: [{ role: "user", content: "Hi there, how are you today?" }],
       tools: [{ name: "weather", description: "The weather in a city", input_schema: { type: "object", properties: { city: { type: "string" } } } }],
     });
     expect(more.input_tokens).toBeGreaterThan(counted.input_tokens);
+    expect(await rowsOf(key)).toEqual([]);
+  });
+
+  test("an Anthropic deployment counts them itself, as LiteLLM asks Anthropic; when it cannot, litegate counts them", async () => {
+    const key = await newKey();
+    countRequests.length = 0;
+    const request = { model: "claude", system: "Be brief", messages: [{ role: "user" as const, content: "Hi there" }] };
+    const own = await client(key).messages.countTokens(request, { headers: { "anthropic-beta": "token-counting-2024-11-01" } });
+    expect(own.input_tokens).toBe(4242);
+    expect(countRequests).toEqual([{ body: { ...request, model: "claude-upstream" }, beta: "token-counting-2024-11-01" }]);
+    const local = await client(key).messages.countTokens({ ...request, messages: [{ role: "user", content: "count fails" }] });
+    expect(countRequests.length).toBe(2);
+    expect(local.input_tokens).toBeGreaterThan(0);
+    expect(local.input_tokens).toBeLessThan(100);
     expect(await rowsOf(key)).toEqual([]);
   });
 

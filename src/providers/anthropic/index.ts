@@ -118,6 +118,19 @@ async function send(call: UpstreamCall, target: Target): Promise<UpstreamResult>
   return { kind: "json", status: 200, body: JSON.stringify(translated), usage: usageFrom(translated) };
 }
 
+/** Anthropic's count of a Messages request's input tokens (`/v1/messages/count_tokens`), the model renamed. */
+async function countTokens(call: UpstreamCall, target: Target): Promise<number | ErrorResult> {
+  const { litellm_metadata: _ours, ...body } = call.body;
+  const to = call.betas ? { ...target, headers: { ...target.headers, "anthropic-beta": call.betas } } : target;
+  const answer = await post(call, to, JSON.stringify({ ...body, model: call.deployment.upstreamModel }));
+  if (isError(answer)) return answer;
+  if (!answer.response.ok) return errorFrom(answer, target.secret);
+  const read = await messageOf(answer, target);
+  if (isError(read)) return read;
+  const tokens = read.message?.input_tokens;
+  return Number.isSafeInteger(tokens) && tokens >= 0 ? tokens : invalidJson(answer.host);
+}
+
 /** Anthropic's Messages API, spoken to clients as OpenAI chat completions. */
 export function anthropicAdapter(deployment: Deployment, env: Record<string, string | undefined>): Provider {
   const params = deployment.params;
@@ -127,5 +140,6 @@ export function anthropicAdapter(deployment: Deployment, env: Record<string, str
   const headers: Record<string, string> = { "anthropic-version": API_VERSION };
   if (key) headers["x-api-key"] = key;
   const target = makeTarget(`${base}/v1/messages`, headers, key);
-  return { send: (call) => send(call, target) };
+  const counter = makeTarget(`${base}/v1/messages/count_tokens`, headers, key);
+  return { send: (call) => send(call, target), countTokens: (call) => countTokens(call, counter) };
 }
