@@ -34,6 +34,8 @@ export interface Ticket {
 }
 
 const fmt = (n: number) => String(n);
+/** With Redis, what is held counts the room other instances reserved for their own requests too (their leases). */
+const HELD_SHARED = "Requests in flight and the room other instances reserve";
 
 function rejection(check: PlannedCheck, counters: Counters, now: number): GatewayError {
   if (check.kind === "budget") {
@@ -42,7 +44,7 @@ function rejection(check: PlannedCheck, counters: Counters, now: number): Gatewa
       : `${check.label} over budget.`;
     // The spend is what was spent; what requests in flight hold is said apart, as it is not spent yet.
     const held = counters.held(check);
-    const holding = held > 0 ? `. Requests in flight hold ${fmt(held)} more.` : "";
+    const holding = held > 0 ? `. ${counters.shared ? HELD_SHARED : "Requests in flight"} hold ${fmt(held)} more.` : "";
     return new GatewayError(400, "budget_exceeded",
       `ExceededBudget: ${what} Spend=${fmt(counters.spent(check))}, Budget=${fmt(check.budget ?? check.limit)}${holding}`);
   }
@@ -60,7 +62,7 @@ function rejection(check: PlannedCheck, counters: Counters, now: number): Gatewa
     const held = Math.max(0, (counters.decidedOn(check) ?? usedTokens + counters.held(check)) - usedTokens);
     return new GatewayError(429, "rate_limit_error",
       `Rate limit exceeded for ${check.label}: tpm_limit=${check.limit} tokens per minute reached with requests in flight `
-      + `(used ${Math.floor(usedTokens)}, ${Math.ceil(held)} more held by requests in flight). Room frees as they complete; the minute resets in ${seconds}s.`,
+      + `(used ${Math.floor(usedTokens)}, ${Math.ceil(held)} more held by ${counters.shared ? HELD_SHARED.toLowerCase() : "requests in flight"}). Room frees as they complete; the minute resets in ${seconds}s.`,
       null, { "retry-after": "1" });
   }
   const unit = check.kind === "rpm" ? "requests" : "tokens";

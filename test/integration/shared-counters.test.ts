@@ -225,6 +225,22 @@ describe("shared counters: many counters per sync call", () => {
     await b.close();
   });
 
+  test("a budget refusal says what was spent, and that what is held counts the room other instances reserve", async () => {
+    const a = instance("held-a", 60_000);
+    const b = instance("held-b", 60_000);
+    const check: PlannedCheck = { kind: "budget", scope: "key", label: "Key=sk-...held", key: "held:budget", limit: 1, budget: 1, reserve: 0.4, initial: 0, expiresAt: Infinity };
+    expect(await a.admit([check])).toBe(-1);
+    expect(await a.admit([check])).toBe(-1);
+    // The one request over the limit a budget admits (its reservation need not fit) may be b's; the next is refused.
+    const governance = createGovernance(b, Date.now);
+    let refused: any;
+    for (let i = 0; i < 3 && !refused?.status; i++) refused = await governance.admit({ checks: [check], targets: {} as SpendTargets }).catch((error) => error);
+    expect(refused.status).toBe(400);
+    expect(refused.message).toMatch(/^ExceededBudget: Key=sk-\.\.\.held over budget\. Spend=0, Budget=1\. Requests in flight and the room other instances reserve hold [0-9.]+ more\.$/);
+    await a.close();
+    await b.close();
+  });
+
   test("a lease granted under a higher limit admits nothing past a lowered one", async () => {
     const a = instance("lower-a");
     const [check] = checks("lower", 1, 1000);
