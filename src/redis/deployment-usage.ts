@@ -79,7 +79,7 @@ export class SharedDeploymentUsage implements DeploymentUsage {
    * to the others at once. Redis unreachable: it holds here alone.
    */
   cooled(id: string, until: number): void {
-    this.heard(JSON.stringify([id, until]));
+    this.note(id, until);
     const ms = Math.max(1, until - this.now());
     this.roundTrips++;
     this.redis.multi().hset(this.keys.cooldowns, id, String(until)).pexpire(this.keys.cooldowns, ms, "NX").pexpire(this.keys.cooldowns, ms, "GT")
@@ -100,8 +100,11 @@ export class SharedDeploymentUsage implements DeploymentUsage {
     }
     if (!Array.isArray(message)) return;
     const [id, until] = message;
-    if (typeof id !== "string" || typeof until !== "number" || !Number.isFinite(until)) return;
-    if (until > (this.cooldowns.get(id) ?? 0)) this.cooldowns.set(id, until);
+    if (typeof id === "string" && typeof until === "number") this.note(id, until);
+  }
+
+  private note(id: string, until: number): void {
+    if (Number.isFinite(until) && until > (this.cooldowns.get(id) ?? 0)) this.cooldowns.set(id, until);
   }
 
   /** The cooldowns Redis holds, read at start and after a break (those published meanwhile never arrived). */
@@ -109,7 +112,7 @@ export class SharedDeploymentUsage implements DeploymentUsage {
     try {
       this.roundTrips++;
       const held = await this.redis.hgetall(this.keys.cooldowns);
-      for (const [id, until] of Object.entries(held)) this.heard(JSON.stringify([id, Number(until)]));
+      for (const [id, until] of Object.entries(held)) this.note(id, Number(until));
     } catch {
       // Unreachable: read again when it is back.
     }
