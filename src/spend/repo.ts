@@ -15,10 +15,14 @@ import { type Delta, LOG_COLUMNS, SEP, type WritableBatch } from "./batch";
  * planned from a row without a reset (base 'none') that a write has since given one, passed and on
  * the delta's chain (its period's end less a multiple of `s`): the row's first period was written
  * and this is a later one. One for a period that ended and was reset leaves the running spend alone
- * (it stays in spend_logs). Any other was planned before an admin changed or removed the duration
+ * (it stays in spend_logs): ended before the latest spend of its batch, or, whenever its spend was
+ * made, reset to a later end of its chain (the scheduler's reset, written while the batch waited). Any other was planned before an admin changed or removed the duration
  * mid-request: it adds to the stored period, which stays. Without a base (an upsert, or a batch saved
  * before bases were kept), a later period starts whenever the stored one has ended or there is none.
  */
+/** The stored reset is a later end of the delta's own chain of periods (`s` its fixed length): the row was reset since. */
+const onChain = (p: string, s: string) =>
+  `(${s} > 0 and mod((extract(epoch from t.budget_reset_at - ${p}) * 1000)::numeric, ${s}::numeric) = 0)`;
 const turned = (p: string, b: string | null, now: string, s: string) => b === null
   ? `(t.budget_reset_at is null or (t.budget_reset_at < ${p} and t.budget_reset_at <= ${now}))`
   : `(case when ${b} = 'legacy' then t.budget_reset_at is null or (t.budget_reset_at < ${p} and t.budget_reset_at <= ${now})
@@ -28,14 +32,14 @@ const turned = (p: string, b: string | null, now: string, s: string) => b === nu
         and mod((extract(epoch from ${p} - t.budget_reset_at) * 1000)::numeric, ${s}::numeric) = 0
       else t.budget_reset_at > ${b}::timestamptz and t.budget_reset_at < ${p} and t.budget_reset_at <= ${now}
         and mod((extract(epoch from t.budget_reset_at - ${b}::timestamptz) * 1000)::numeric, ${s}::numeric) = 0 end)`;
-const SPEND = (x = "d.x", p = "d.p", b: string | null = "d.b", now = "$9::timestamptz", s = "d.s") => `case
+const SPEND = (x = "d.x", p = "d.p", b: string | null = "d.b", now = "$9::timestamptz", s: string | null = "d.s") => `case
     when ${p} is null or t.budget_reset_at is not distinct from ${p} then t.spend + ${x}
-    when ${turned(p, b, now, s)} then ${x}
-    when ${p} < t.budget_reset_at and ${p} <= ${now} then t.spend
+    when ${turned(p, b, now, s ?? "null")} then ${x}
+    when ${p} < t.budget_reset_at and (${p} <= ${now}${s === null ? "" : ` or ${onChain(p, s)}`}) then t.spend
     else t.spend + ${x} end`;
 const RESET_AT = (p = "d.p", b: string | null = "d.b", now = "$9::timestamptz", s = "d.s") =>
   `case when ${p} is not null and ${turned(p, b, now, s)} then ${p} else t.budget_reset_at end`;
-const UPSERT_SPEND = SPEND("excluded.spend", "excluded.budget_reset_at", null);
+const UPSERT_SPEND = SPEND("excluded.spend", "excluded.budget_reset_at", null, undefined, null);
 const UPSERT_RESET_AT = RESET_AT("excluded.budget_reset_at", null);
 
 // Deltas travel as JSON documents: Postgres parses them in C far faster than parallel arrays (a flush
@@ -135,7 +139,7 @@ const APPLY_RENAMED_KEY = `update keys t set spend = ${SPEND("d.x", "d.p", "d.b"
   from (select $2::float8 as x, $3::timestamptz as p, $5::text as b, $6::float8 as s) d where t.token = $1`;
 const APPLY_RENAMED_KEY_MODEL = `insert into key_model_spend as t (token, model, spend, budget_reset_at)
   select $1, $2, $3::float8, $4::timestamptz where exists (select 1 from keys where token = $1)
-  on conflict (token, model) do update set spend = ${SPEND("excluded.spend", "excluded.budget_reset_at", null, "$5::timestamptz")},
+  on conflict (token, model) do update set spend = ${SPEND("excluded.spend", "excluded.budget_reset_at", null, "$5::timestamptz", null)},
     budget_reset_at = ${RESET_AT("excluded.budget_reset_at", null, "$5::timestamptz")}`;
 
 /** A delta's base as the write reads it: a time, `none`, or `legacy` for a saved batch that kept none. */

@@ -111,6 +111,21 @@ describe("spend batches", () => {
     expect([moved.spend, new Date(moved.budget_reset_at).getTime()]).toEqual([0.75, base + 7_000]);
   });
 
+  test("spend made before its period ended, written after the scheduler reset the row to the next end: the new period stays as reset", async () => {
+    const now = Date.now();
+    const end = now + 2_000;
+    await db.query("insert into keys (token, key_name, spend, budget_reset_at) values ('k-sched', 'k-sched', 0, $1), ('k-admin', 'k-admin', 0.5, $2)",
+      [new Date(end + 10_000).toISOString(), new Date(end + 7_000).toISOString()]);
+    // Every request of the batch ended before `end`; the scheduler turned k-sched to the next 10 s end meanwhile (an
+    // admin moved k-admin's reset off that chain: that one is a changed duration, and its spend adds to the stored period).
+    const before = (token: string) => ({ ...event(0.25, { token, keyPeriod: end, keyBase: end, keyStep: 10_000, keyModel: null }), end: now });
+    await applyBatch(db, buildBatch("batch-sched", [before("k-sched"), before("k-admin")]));
+    const sched = await one("select spend, budget_reset_at from keys where token = 'k-sched'");
+    expect([sched.spend, new Date(sched.budget_reset_at).getTime()]).toEqual([0, end + 10_000]);
+    const admin = await one("select spend, budget_reset_at from keys where token = 'k-admin'");
+    expect([admin.spend, new Date(admin.budget_reset_at).getTime()]).toEqual([0.75, end + 7_000]);
+  });
+
   test("spend of a deleted key is still logged and does not fail the batch", async () => {
     await applyBatch(db, buildBatch("batch-4", [event(0.5, { token: "gone", team: null, member: null })]));
     expect((await one("select count(*)::int as n from spend_logs where api_key = 'gone'")).n).toBe(1);
