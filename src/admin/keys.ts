@@ -87,14 +87,13 @@ export async function insertKey(sql: Sql, body: Record<string, any>, now: number
   const expires = duration ? addDuration(new Date(now), duration) : null;
   const [row] = await write(`key_alias "${body.key_alias}"`, () => sql.query(
     `insert into keys as k (token, key_name, key_alias, max_budget, soft_budget, budget_duration, budget_reset_at, models, tpm_limit, rpm_limit,
-       max_parallel_requests, model_max_budget, model_rpm_limit, model_tpm_limit, user_id, team_id, budget_id, expires, blocked, metadata, spend, created_at)
-     values ($1, $2, $3, $4, $5, $6, $7, $8::text[], $9, $10, $11, $12::text::jsonb, $13::text::jsonb, $14::text::jsonb, $15, $16, $17, $18, $19, $20::text::jsonb, $21, $22)
+       max_parallel_requests, model_max_budget, model_rpm_limit, model_tpm_limit, user_id, team_id, budget_id, expires, blocked, metadata, spend)
+     values ($1, $2, $3, $4, $5, $6, $7, $8::text[], $9, $10, $11, $12::text::jsonb, $13::text::jsonb, $14::text::jsonb, $15, $16, $17, $18, $19, $20::text::jsonb, $21)
      returning k.*, ${KEY_BUDGET}`,
     [token, keyName(raw), body.key_alias ?? null, body.max_budget ?? null, body.soft_budget ?? null, body.budget_duration ?? null,
       resetAtFor(budgetDuration, now), body.models ?? [], body.tpm_limit ?? null, body.rpm_limit ?? null, body.max_parallel_requests ?? null,
       JSON.stringify(body.model_max_budget ?? {}), JSON.stringify(body.model_rpm_limit ?? {}), JSON.stringify(body.model_tpm_limit ?? {}),
-      // Made at the instant its first reset counts from: its per-model budgets' periods, counted from when it was made, end with its own.
-      userId, body.team_id ?? null, body.budget_id ?? null, expires, body.blocked ?? false, JSON.stringify(body.metadata ?? {}), body.spend ?? 0, new Date(now)],
+      userId, body.team_id ?? null, body.budget_id ?? null, expires, body.blocked ?? false, JSON.stringify(body.metadata ?? {}), body.spend ?? 0],
   ), "key_alias");
   return { raw, row: row!, reused };
 }
