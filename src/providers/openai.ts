@@ -8,6 +8,14 @@ const isObject = (value: unknown): value is Record<string, unknown> =>
   typeof value === "object" && value !== null && !Array.isArray(value);
 
 const EDITED = ["model", "stream_options"] as const;
+const NONE: readonly string[] = [];
+
+/** LiteLLM's own members of a body, left out of what the provider gets (see `upstreamBody`); none for most bodies, with nothing made. */
+function droppedOf(body: Record<string, unknown>): readonly string[] {
+  const metadata = body.metadata !== undefined && body.store !== true;
+  if (body.litellm_metadata === undefined) return metadata ? ["metadata"] : NONE;
+  return metadata ? ["litellm_metadata", "metadata"] : ["litellm_metadata"];
+}
 
 /**
  * The body to send: the client's bytes when nothing has to change; otherwise the same text with only
@@ -23,9 +31,7 @@ export function upstreamBody(call: UpstreamCall, askUsage = true): string {
   const options = body.stream_options;
   const wantsUsage = askUsage && stream && route !== "embeddings" && !(isObject(options) && options.include_usage === true);
   const sameModel = body.model === deployment.upstreamModel;
-  const dropped: string[] = [];
-  if (body.litellm_metadata !== undefined) dropped.push("litellm_metadata");
-  if (body.metadata !== undefined && body.store !== true) dropped.push("metadata");
+  const dropped = droppedOf(body);
   // A second `"model"` in the text may be a second top-level member: then the body is re-serialised below.
   const first = rawBody.indexOf('"model"');
   if (sameModel && !wantsUsage && dropped.length === 0 && rawBody.indexOf('"model"', first + 7) < 0) return rawBody;
