@@ -16,11 +16,16 @@ import { type Delta, LOG_COLUMNS, SEP, type WritableBatch } from "./batch";
  * the delta's chain (its period's end less a multiple of `s`): the row's first period was written
  * and this is a later one. One for a period that ended and was reset leaves the running spend alone
  * (it stays in spend_logs): ended before the latest spend of its batch, or, whenever its spend was
- * made, reset to a later end of its chain (the scheduler's reset, written while the batch waited). Any other was planned before an admin changed or removed the duration
+ * made, ended by the flush and reset to a later end of its chain (the scheduler's reset, written while
+ * the batch waited). Any other was planned before an admin changed or removed the duration
  * mid-request: it adds to the stored period, which stays. Without a base (an upsert, or a batch saved
  * before bases were kept), a later period starts whenever the stored one has ended or there is none.
  */
-/** The stored reset is a later end of the delta's own chain of periods (`s` its fixed length): the row was reset since. */
+/**
+ * The stored reset is a later end of the delta's own chain of periods (`s` its fixed length), and the
+ * delta's period had ended by the flush (the gateway's time when it wrote, `flushed`): the row was reset
+ * since. (One still running, its reset moved along its chain, is an admin's change of duration.)
+ */
 const onChain = (p: string, s: string) =>
   `(${s} > 0 and mod((extract(epoch from t.budget_reset_at - ${p}) * 1000)::numeric, ${s}::numeric) = 0)`;
 const turned = (p: string, b: string | null, now: string, s: string) => b === null
@@ -32,10 +37,10 @@ const turned = (p: string, b: string | null, now: string, s: string) => b === nu
         and mod((extract(epoch from ${p} - t.budget_reset_at) * 1000)::numeric, ${s}::numeric) = 0
       else t.budget_reset_at > ${b}::timestamptz and t.budget_reset_at < ${p} and t.budget_reset_at <= ${now}
         and mod((extract(epoch from t.budget_reset_at - ${b}::timestamptz) * 1000)::numeric, ${s}::numeric) = 0 end)`;
-const SPEND = (x = "d.x", p = "d.p", b: string | null = "d.b", now = "$9::timestamptz", s: string | null = "d.s") => `case
+const SPEND = (x = "d.x", p = "d.p", b: string | null = "d.b", now = "$9::timestamptz", s: string | null = "d.s", flushed = "$13::timestamptz") => `case
     when ${p} is null or t.budget_reset_at is not distinct from ${p} then t.spend + ${x}
     when ${turned(p, b, now, s ?? "null")} then ${x}
-    when ${p} < t.budget_reset_at and (${p} <= ${now}${s === null ? "" : ` or ${onChain(p, s)}`}) then t.spend
+    when ${p} < t.budget_reset_at and (${p} <= ${now}${s === null ? "" : ` or (${p} <= ${flushed} and ${onChain(p, s)})`}) then t.spend
     else t.spend + ${x} end`;
 const RESET_AT = (p = "d.p", b: string | null = "d.b", now = "$9::timestamptz", s = "d.s") =>
   `case when ${p} is not null and ${turned(p, b, now, s)} then ${p} else t.budget_reset_at end`;
@@ -135,7 +140,7 @@ const APPLY = `with fresh as (
  */
 const RENAMED = `select d.id, r.new_token from unnest($1::text[], $2::float8[]) d(id, g) join key_renames r on r.old_token = d.id
   where not exists (select 1 from keys t where t.token = d.id and ${SAME_ROW})`;
-const APPLY_RENAMED_KEY = `update keys t set spend = ${SPEND("d.x", "d.p", "d.b", "$4::timestamptz")}, budget_reset_at = ${RESET_AT("d.p", "d.b", "$4::timestamptz")}
+const APPLY_RENAMED_KEY = `update keys t set spend = ${SPEND("d.x", "d.p", "d.b", "$4::timestamptz", "d.s", "$7::timestamptz")}, budget_reset_at = ${RESET_AT("d.p", "d.b", "$4::timestamptz")}
   from (select $2::float8 as x, $3::timestamptz as p, $5::text as b, $6::float8 as s) d where t.token = $1`;
 const APPLY_RENAMED_KEY_MODEL = `insert into key_model_spend as t (token, model, spend, budget_reset_at)
   select $1, $2, $3::float8, $4::timestamptz where exists (select 1 from keys where token = $1)
@@ -188,26 +193,26 @@ function encode(batch: WritableBatch): unknown[] {
 }
 
 /** Applies a batch exactly once: a batch id already recorded means a retry of a committed flush. */
-export async function applyBatch(db: Sql, batch: WritableBatch): Promise<boolean> {
-  const params = encode(batch);
+export async function applyBatch(db: Sql, batch: WritableBatch, now = Date.now()): Promise<boolean> {
+  const params = [...encode(batch), new Date(now).toISOString()];
   return db.transaction(async (tx) => {
     const [row] = await tx.query<{ fresh: number; keys: number }>(APPLY, params);
     if (row?.fresh !== 1) return false;
-    if (row.keys < batch.keys.size) await applyRenamed(tx, batch);
+    if (row.keys < batch.keys.size) await applyRenamed(tx, batch, now);
     // The log rows in one COPY: the cheapest way into the table, and a row per request is the bulk of the write.
     if (batch.size > 0) await tx.copyFrom("spend_logs", LOG_COLUMNS, batch.rowsText());
     return true;
   });
 }
 
-async function applyRenamed(tx: Sql, batch: WritableBatch): Promise<void> {
+async function applyRenamed(tx: Sql, batch: WritableBatch, now: number): Promise<void> {
   const keys = batch.keys.sorted();
   const renamed = new Map((await tx.query<{ id: string; new_token: string }>(RENAMED, [keys.map((d) => d.id), keys.map(bornOf)])).map((r) => [r.id, r.new_token]));
   if (renamed.size === 0) return;
   const at = (period: number | null) => (period === null ? null : new Date(period).toISOString());
   for (const d of keys) {
     const token = renamed.get(d.id);
-    if (token) await tx.query(APPLY_RENAMED_KEY, [token, d.amount, at(d.period), at(batch.latest), baseText(d.base), d.step ?? null]);
+    if (token) await tx.query(APPLY_RENAMED_KEY, [token, d.amount, at(d.period), at(batch.latest), baseText(d.base), d.step ?? null, at(now)]);
   }
   for (const d of batch.keyModels.sorted()) {
     const cut = d.id.indexOf(SEP);

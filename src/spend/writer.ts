@@ -112,7 +112,7 @@ export function createSpendWriter(options: SpendWriterOptions) {
     while (queue.length > 0) {
       const batch = queue[0]!;
       try {
-        await applyBatch(db, batch);
+        await applyBatch(db, batch, options.clock.now());
         written += batch.size;
       } catch (error) {
         // One that cannot even be encoded fails the same way every time: aside at once.
@@ -154,7 +154,7 @@ export function createSpendWriter(options: SpendWriterOptions) {
         continue;
       }
       try {
-        const fresh = await applyBatch(db, batch);
+        const fresh = await applyBatch(db, batch, options.clock.now());
         unlinkSync(file);
         log.info("spend saved at the last shutdown written", { requests: batch.size, file, already_written: !fresh });
       } catch (error) {

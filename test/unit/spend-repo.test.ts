@@ -112,18 +112,22 @@ describe("spend batches", () => {
   });
 
   test("spend made before its period ended, written after the scheduler reset the row to the next end: the new period stays as reset", async () => {
-    const now = Date.now();
-    const end = now + 2_000;
+    const end = Date.now() - 2_000;
     await db.query("insert into keys (token, key_name, spend, budget_reset_at) values ('k-sched', 'k-sched', 0, $1), ('k-admin', 'k-admin', 0.5, $2)",
       [new Date(end + 10_000).toISOString(), new Date(end + 7_000).toISOString()]);
     // Every request of the batch ended before `end`; the scheduler turned k-sched to the next 10 s end meanwhile (an
     // admin moved k-admin's reset off that chain: that one is a changed duration, and its spend adds to the stored period).
-    const before = (token: string) => ({ ...event(0.25, { token, keyPeriod: end, keyBase: end, keyStep: 10_000, keyModel: null }), end: now });
+    const before = (token: string) => ({ ...event(0.25, { token, keyPeriod: end, keyBase: end, keyStep: 10_000, keyModel: null }), end: end - 1_000 });
     await applyBatch(db, buildBatch("batch-sched", [before("k-sched"), before("k-admin")]));
     const sched = await one("select spend, budget_reset_at from keys where token = 'k-sched'");
     expect([sched.spend, new Date(sched.budget_reset_at).getTime()]).toEqual([0, end + 10_000]);
     const admin = await one("select spend, budget_reset_at from keys where token = 'k-admin'");
     expect([admin.spend, new Date(admin.budget_reset_at).getTime()]).toEqual([0.75, end + 7_000]);
+    // A period still running whose reset an admin moved along its chain (a longer duration set at one of its ends): the spend counts.
+    const running = Date.now() + 60_000;
+    await db.query("insert into keys (token, key_name, spend, budget_reset_at) values ('k-longer', 'k-longer', 0.5, $1)", [new Date(running + 3_600_000).toISOString()]);
+    await applyBatch(db, buildBatch("batch-longer", [{ ...event(0.25, { token: "k-longer", keyPeriod: running, keyBase: running, keyStep: 60_000, keyModel: null }), end: Date.now() }]));
+    expect((await one("select spend from keys where token = 'k-longer'")).spend).toBe(0.75);
   });
 
   test("spend of a deleted key is still logged and does not fail the batch", async () => {
