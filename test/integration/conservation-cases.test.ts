@@ -763,19 +763,25 @@ describe("nothing stays held after failed, abandoned and fallen-back requests", 
           }
         }));
         await Bun.sleep(1500);
-        // Three at once, per key, each instance: every slot is free again.
+        // Three at once, per key, each instance: every slot is free again. A slot leaked stays taken for good; one
+        // given back late (a loaded machine) is free at a later try, so a few tries apart tell the two apart.
         good.set({ chunks: 6, chunkDelayMs: 150 });
+        const threeAtOnce = (key: string, extra: object) => Promise.all(Array.from({ length: 3 }, async (_, i) => {
+          const response = await fetch(`${urls[i % urls.length]}/v1/chat/completions`, {
+            method: "POST", headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
+            body: JSON.stringify({ model: "a", stream: true, max_tokens: 20, messages: [{ role: "user", content: "hi" }], ...extra }),
+          });
+          const text = await response.text();
+          return response.status === 200 ? "ok" : `${response.status} ${text.slice(0, 200)}`;
+        }));
         const results: string[] = [];
         for (const [name, key, extra] of [["personal", personal.key, {}], ["team", team.key, {}], ["customer", personal.key, { user: "held-customer" }]] as const) {
-          const answers = await Promise.all(Array.from({ length: 3 }, async (_, i) => {
-            const response = await fetch(`${urls[i % urls.length]}/v1/chat/completions`, {
-              method: "POST", headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
-              body: JSON.stringify({ model: "a", stream: true, max_tokens: 20, messages: [{ role: "user", content: "hi" }], ...extra }),
-            });
-            const text = await response.text();
-            return response.status === 200 ? "ok" : `${response.status} ${text.slice(0, 200)}`;
-          }));
-          results.push(...answers.filter((a) => a !== "ok").map((a) => `${name}: ${a}`));
+          let refused: string[] = [];
+          for (let tries = 0; tries < 4; tries++, await Bun.sleep(1000)) {
+            refused = (await threeAtOnce(key, extra)).filter((a) => a !== "ok").map((a) => `${name}: ${a}`);
+            if (refused.length === 0) break;
+          }
+          results.push(...refused);
         }
         // Over a budget just lowered to what was spent, no request in flight is said to hold anything (room
         // another instance holds counts with them until it gives it back: within a few ticks of going idle).
@@ -784,7 +790,7 @@ describe("nothing stays held after failed, abandoned and fallen-back requests", 
         await Bun.sleep(300);
         for (const url of urls) {
           let last = "";
-          for (let tries = 0; tries < 10; tries++, await Bun.sleep(300)) {
+          for (let tries = 0; tries < 20; tries++, await Bun.sleep(300)) {
             const response = await fetch(`${url}/v1/chat/completions`, {
               method: "POST", headers: { authorization: `Bearer ${personal.key}`, "content-type": "application/json" },
               body: JSON.stringify({ model: "a", max_tokens: 20, messages: [{ role: "user", content: "hi" }] }),
