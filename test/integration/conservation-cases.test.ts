@@ -247,6 +247,19 @@ async function settle(urls: string[]) {
 /** The config of an instance on the Postgres database `dbUrl`, sharing the suite's Redis unless `withRedis` is false. */
 const onPostgres = (dbUrl: string, withRedis = true) =>
   `${models()}\ngeneral_settings:\n  master_key: sk-1234\n  database_url: ${dbUrl}\n${withRedis ? `  redis_url: ${redis.url}\n` : ""}`;
+/** The config of binaries on a database of their own, sharing Redis unless told not to. */
+const onNewDatabase = async (withRedis = true) => onPostgres(await (await sharedPostgres()).newDatabase(), withRedis);
+
+/** `body` run against `count` binaries started on one config, each killed afterwards whatever happens. */
+async function onBinaries(count: number, config: string, body: (urls: string[]) => Promise<void>): Promise<void> {
+  const gateways: RunningGateway[] = [];
+  try {
+    for (let i = 0; i < count; i++) gateways.push(await startBinary({ config }));
+    await body(gateways.map((g) => g.url));
+  } finally {
+    for (const g of gateways) await g.stop("SIGKILL");
+  }
+}
 
 describe("the books balance after mixed traffic", () => {
   test("one binary, embedded database", async () => {
@@ -276,8 +289,7 @@ describe("the books balance after mixed traffic", () => {
   }, 120_000);
 
   test("two binaries sharing Postgres and Redis", async () => {
-    const dbUrl = await (await sharedPostgres()).newDatabase();
-    const config = onPostgres(dbUrl);
+    const config = await onNewDatabase();
     const one = await startBinary({ config });
     const two = await startBinary({ config });
     try {
@@ -387,25 +399,19 @@ describe("budget periods of 3 s turning over mid-traffic", () => {
       const dbUrl = await (await sharedPostgres()).newDatabase();
       const config = `${models()}  budget_duration: 3s\ngeneral_settings:\n  master_key: sk-1234\n  database_url: ${dbUrl}\n${instances > 1 ? `  redis_url: ${redis.url}\n` : ""}` +
         (scheduler ? "  proxy_budget_rescheduler_min_time: 1\n  proxy_budget_rescheduler_max_time: 1\n" : "");
-      const gateways = [];
-      for (let i = 0; i < instances; i++) gateways.push(await startBinary({ config }));
-      const urls = gateways.map((g) => g.url);
-      try {
+      await onBinaries(instances, config, async (urls) => {
         const keys = await setUpPeriods(urls[0]!);
         const statuses = await steadyTraffic(urls, keys, 7000);
         await Bun.sleep(700);
         expect(await unwritten(urls[0]!, () => periodImbalances(urls[0]!, keys))).toEqual([]);
-      } finally {
-        for (const g of gateways) await g.stop("SIGKILL");
-      }
+      });
     }, 120_000);
   }
 });
 
 describe("the books balance across disturbances", () => {
   test("two binaries: one stopped by SIGTERM with streams in flight and started again, a key's budget changed mid-traffic", async () => {
-    const dbUrl = await (await sharedPostgres()).newDatabase();
-    const config = onPostgres(dbUrl);
+    const config = await onNewDatabase();
     const one = await startBinary({ config });
     let two = await startBinary({ config });
     const port = two.port;
@@ -453,8 +459,7 @@ describe("a concurrent burst overspends a budget by at most one request", () => 
   let one: RunningGateway;
   let two: RunningGateway;
   beforeAll(async () => {
-    const dbUrl = await (await sharedPostgres()).newDatabase();
-    const config = onPostgres(dbUrl);
+    const config = await onNewDatabase();
     one = await startBinary({ config });
     two = await startBinary({ config });
   }, 60_000);
@@ -515,8 +520,7 @@ describe("a concurrent burst overspends a budget by at most one request", () => 
 
 describe("the books balance across key changes mid-traffic", () => {
   test("two binaries: a key regenerated (with a grace period) and another deleted while their requests are in flight", async () => {
-    const dbUrl = await (await sharedPostgres()).newDatabase();
-    const config = onPostgres(dbUrl);
+    const config = await onNewDatabase();
     const one = await startBinary({ config });
     const two = await startBinary({ config });
     try {
@@ -582,11 +586,7 @@ describe("the books balance across a restart of the embedded database", () => {
 describe("a budget on a 2 s period under steady traffic", () => {
   for (const shared of [false, true]) {
     test(`${shared ? "two binaries sharing Postgres and Redis" : "one binary"}: each period admits its budget's worth, no more than a request over, none of the last one's spend carried`, async () => {
-      const dbUrl = await (await sharedPostgres()).newDatabase();
-      const config = onPostgres(dbUrl, shared);
-      const gateways = [await startBinary({ config }), ...(shared ? [await startBinary({ config })] : [])];
-      try {
-        const urls = gateways.map((g) => g.url);
+      await onBinaries(shared ? 2 : 1, await onNewDatabase(shared), async (urls) => {
         const created = await admin(urls[0]!, "/key/generate", { max_budget: 4 * B_COST, budget_duration: "2s" });
         const team = await admin(urls[0]!, "/team/new", { max_budget: 4 * B_COST, budget_duration: "2s" });
         const teamKey = await admin(urls[0]!, "/key/generate", { team_id: team.team_id });
@@ -621,9 +621,7 @@ describe("a budget on a 2 s period under steady traffic", () => {
         const full = (list: number[]) => list.slice(1, -1);
         expect({ key: full(key).every((v) => v >= 4 && v <= 5), team: full(teamPeriods).every((v) => v >= 4 && v <= 5) })
           .toEqual({ key: true, team: true });
-      } finally {
-        for (const g of gateways) await g.stop("SIGKILL");
-      }
+      });
     }, 60_000);
   }
 });
@@ -700,11 +698,7 @@ describe("streams cut by the end of the shutdown grace", () => {
 
 describe("a budget lowered under traffic on two instances", () => {
   test("a burst after the change admits at most one request past the new budget", async () => {
-    const dbUrl = await (await sharedPostgres()).newDatabase();
-    const config = onPostgres(dbUrl);
-    const gateways = [await startBinary({ config }), await startBinary({ config })];
-    const urls = gateways.map((g) => g.url);
-    try {
+    await onBinaries(2, await onNewDatabase(), async (urls) => {
       const results: Record<string, unknown> = {};
       for (const [name, make] of [
         ["key", async () => {
@@ -733,20 +727,14 @@ describe("a budget lowered under traffic on two instances", () => {
         results[name] = { statuses, requestsPastTheOldSpend: Math.round(((after - before) / B_COST) * 100) / 100 };
       }
       for (const r of Object.values(results) as any[]) expect(r.requestsPastTheOldSpend).toBeLessThanOrEqual(4);
-    } finally {
-      for (const g of gateways) await g.stop("SIGKILL");
-    }
+    });
   }, 60_000);
 });
 
 describe("nothing stays held after failed, abandoned and fallen-back requests", () => {
   for (const shared of [false, true]) {
     test(`${shared ? "two binaries sharing Redis" : "one binary"}: parallel slots and budget reservations all come back`, async () => {
-      const dbUrl = await (await sharedPostgres()).newDatabase();
-      const config = onPostgres(dbUrl, shared);
-      const gateways = [await startBinary({ config }), ...(shared ? [await startBinary({ config })] : [])];
-      const urls = gateways.map((g) => g.url);
-      try {
+      await onBinaries(shared ? 2 : 1, await onNewDatabase(shared), async (urls) => {
         await admin(urls[0]!, "/user/new", { user_id: "held-user", max_parallel_requests: 3, max_budget: 100 });
         await admin(urls[0]!, "/team/new", { team_id: "held-team", max_parallel_requests: 3, max_budget: 100 });
         await admin(urls[0]!, "/budget/new", { budget_id: "held-tier", max_parallel_requests: 3, max_budget: 100 });
@@ -802,10 +790,7 @@ describe("nothing stays held after failed, abandoned and fallen-back requests", 
           if (last) results.push(last);
         }
         expect({ statuses, results }).toEqual({ statuses, results: [] });
-      } finally {
-        good.set({ chunks: 6, chunkDelayMs: 40 });
-        for (const g of gateways) await g.stop("SIGKILL");
-      }
+      }).finally(() => good.set({ chunks: 6, chunkDelayMs: 40 }));
     }, 90_000);
   }
 });
@@ -865,11 +850,7 @@ describe("spend saved at a shutdown while the database is down, written at the n
 
 describe("a holder deleted, then named again by requests", () => {
   test("two binaries: a customer deleted with requests in flight, then spending again, shows the spend after the delete", async () => {
-    const dbUrl = await (await sharedPostgres()).newDatabase();
-    const config = onPostgres(dbUrl);
-    const gateways = [await startBinary({ config }), await startBinary({ config })];
-    const urls = gateways.map((g) => g.url);
-    try {
+    await onBinaries(2, await onNewDatabase(), async (urls) => {
       const created = await admin(urls[0]!, "/key/generate", {});
       const call = (i: number) => fetch(`${urls[i % 2]}/v1/chat/completions`, {
         method: "POST", headers: { authorization: `Bearer ${created.key}`, "content-type": "application/json" },
@@ -888,19 +869,13 @@ describe("a holder deleted, then named again by requests", () => {
       const logs = (await allLogs(urls[0]!)).filter((r) => r.end_user === "comes-back" && Date.parse(r.start_time) > deletedAt);
       const shown = (await admin(urls[0]!, "/customer/info?end_user_id=comes-back")).spend;
       expect({ rows: logs.length, shown, logged: sum(logs), close: close(shown, sum(logs)) }).toEqual({ rows: 20, shown, logged: sum(logs), close: true });
-    } finally {
-      for (const g of gateways) await g.stop("SIGKILL");
-    }
+    });
   }, 60_000);
 });
 
 describe("spend set by an admin mid-traffic on two instances", () => {
   test("key, team, customer: what shows afterwards is what settled after the change, give or take what settled within 250 ms of it (one write interval)", async () => {
-    const dbUrl = await (await sharedPostgres()).newDatabase();
-    const config = onPostgres(dbUrl);
-    const gateways = [await startBinary({ config }), await startBinary({ config })];
-    const urls = gateways.map((g) => g.url);
-    try {
+    await onBinaries(2, await onNewDatabase(), async (urls) => {
       await admin(urls[0]!, "/team/new", { team_id: "reset-team", max_budget: 100 });
       await admin(urls[0]!, "/customer/new", { user_id: "reset-customer", max_budget: 100 });
       const created = await admin(urls[0]!, "/key/generate", { team_id: "reset-team", max_budget: 100 });
@@ -935,10 +910,7 @@ describe("spend set by an admin mid-traffic on two instances", () => {
       };
       const within = Object.fromEntries(Object.entries(shown).map(([k, v]) => [k, v >= low - 1e-12 && v <= high + 1e-12]));
       expect({ shown, low, high, total: sum(logs), within }).toEqual({ shown, low, high, total: sum(logs), within: { key: true, team: true, customer: true } });
-    } finally {
-      good.set({ chunks: 6, chunkDelayMs: 40 });
-      for (const g of gateways) await g.stop("SIGKILL");
-    }
+    }).finally(() => good.set({ chunks: 6, chunkDelayMs: 40 }));
   }, 60_000);
 });
 
@@ -1034,9 +1006,7 @@ describe("the gateway's own budget under a burst on two instances", () => {
   test("litellm_settings.max_budget is overspent by at most one request", async () => {
     const dbUrl = await (await sharedPostgres()).newDatabase();
     const config = models().replace("max_budget: 1000", `max_budget: ${5 * B_COST}`) + `\ngeneral_settings:\n  master_key: sk-1234\n  database_url: ${dbUrl}\n  redis_url: ${redis.url}\n`;
-    const gateways = [await startBinary({ config }), await startBinary({ config })];
-    const urls = gateways.map((g) => g.url);
-    try {
+    await onBinaries(2, config, async (urls) => {
       const keys = await Promise.all(Array.from({ length: 4 }, () => admin(urls[0]!, "/key/generate", {})));
       const statuses: Record<string, number> = {};
       await Promise.all(Array.from({ length: 60 }, async (_, i) => {
@@ -1050,8 +1020,6 @@ describe("the gateway's own budget under a burst on two instances", () => {
       await Bun.sleep(1200);
       const spend = (await admin(urls[0]!, "/global/spend")).spend;
       expect({ statuses, requests: Math.round((spend / B_COST) * 100) / 100, within: spend <= 6 * B_COST + 1e-12 }).toEqual({ statuses, requests: Math.round((spend / B_COST) * 100) / 100, within: true });
-    } finally {
-      for (const g of gateways) await g.stop("SIGKILL");
-    }
+    });
   }, 60_000);
 });
