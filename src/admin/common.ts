@@ -251,6 +251,15 @@ export interface UpdateSpec {
 }
 
 /**
+ * Marks a holder's spend as set by an admin now (`spend_set_at`, by the gateway's clock): a spend write
+ * that began before it carries spend made before it, and leaves the set value alone (src/spend/repo.ts).
+ */
+export function spendSetAt(values: unknown[], now: number): string {
+  values.push(new Date(now));
+  return `spend_set_at = $${values.length}`;
+}
+
+/**
  * The update every budget holder shares: pending spend written first (it belongs to the period it
  * was spent in), a new duration restarting the period, counters forgotten when spend or duration
  * changes, caches invalidated everywhere.
@@ -283,6 +292,7 @@ export async function updateBudgetHolder(
     values.push(new Date(deps.clock.now()));
     sets.push(`spend = ${spendIntoPeriod(`$${values.length}`)}`);
   }
+  if ("spend" in body && spec.table !== "budgets") sets.push(spendSetAt(values, deps.clock.now()));
   values.push(id);
   const [row] = await write(spec.what.toLowerCase(), () =>
     deps.db.query(`update ${spec.table} set ${[...sets, "updated_at = now()"].join(", ")} where ${spec.idColumn} = $${values.length} returning *`, values));

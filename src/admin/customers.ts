@@ -151,7 +151,8 @@ export function customerRoutes(deps: AdminDeps, prefix: "/customer" | "/end_user
         await tx.query(
           `update end_users set alias = case when $9 then $2 else alias end, budget_id = $3, blocked = coalesce($4, blocked),
              spend = coalesce($5, case when $6 or ($8 and $3 is distinct from budget_id) then ${spendIntoPeriod("$10")} else spend end),
-             budget_reset_at = case when $6 or ($8 and $3 is distinct from budget_id) then $7 else budget_reset_at end, updated_at = now()
+             budget_reset_at = case when $6 or ($8 and $3 is distinct from budget_id) then $7 else budget_reset_at end,
+             spend_set_at = case when $5 is null then spend_set_at else $10 end, updated_at = now()
            where user_id = $1`,
           // The period restarts with a new duration or on a move to another budget (or off one), not with a copy of the same one.
           [body.user_id, body.alias ?? null, budgetId, body.blocked ?? null, body.spend ?? null, newPeriod,

@@ -6,7 +6,7 @@ import { counterKeys, scopes } from "../governance/keys";
 import { type ReusedToken, deletedRows, windowsOf } from "../spend/reset";
 import { addDuration, parseDuration, sameDuration } from "../governance/duration";
 import { authError, badRequest, notFound, shownPath } from "../http/errors";
-import { assignments, budgetChange, budgetTableView, found, internalUserResetAt, iso, mustBeSharedBudget, mustExist, periodView, resetAtFor, spendIntoPeriod, tokenOf, write } from "./common";
+import { assignments, budgetChange, budgetTableView, found, internalUserResetAt, iso, mustBeSharedBudget, mustExist, periodView, resetAtFor, spendIntoPeriod, spendSetAt, tokenOf, write } from "./common";
 import type { AdminDeps } from "./deps";
 import { withKeyDefaults, withinUpperBounds } from "./key-params";
 import { Money, Page, RawKey, keyFields, nextReset, numeric, open, opt, regenerateFields } from "./fields";
@@ -205,6 +205,7 @@ export function keyRoutes(deps: AdminDeps) {
       values.push(new Date(now));
       sets.push(`spend = ${spendIntoPeriod(`$${values.length}`)}`);
     }
+    if ("spend" in body) sets.push(spendSetAt(values, now));
     // A duration sent as null changes nothing, as LiteLLM reads it (its UI sends blank fields so); "-1" never expires.
     if (body.duration != null) {
       const duration = parseDuration(body.duration);

@@ -7,6 +7,7 @@ import customerModelSpend from "../../sql/0006_customer_model_spend.sql" with { 
 import defaultBudgetDurations from "../../sql/0007_default_budget_durations.sql" with { type: "text" };
 import userTeamModelBudgets from "../../sql/0008_user_team_model_budgets.sql" with { type: "text" };
 import keyGrace from "../../sql/0009_key_grace.sql" with { type: "text" };
+import spendSetAt from "../../sql/0010_spend_set_at.sql" with { type: "text" };
 import type { Sql } from "./types";
 
 export interface Migration {
@@ -26,6 +27,7 @@ export const MIGRATIONS: readonly Migration[] = [
   { id: 7, name: "0007_default_budget_durations.sql", sql: defaultBudgetDurations },
   { id: 8, name: "0008_user_team_model_budgets.sql", sql: userTeamModelBudgets },
   { id: 9, name: "0009_key_grace.sql", sql: keyGrace },
+  { id: 10, name: "0010_spend_set_at.sql", sql: spendSetAt },
 ];
 
 export class MigrationError extends Error {}

@@ -159,6 +159,9 @@ export class Batch {
   /** The gateway's time of the latest spend in the batch: what the write compares periods with. */
   latest = 0;
 
+  /** When its first write began (the gateway's time): from then on an admin's reset no longer takes spend out of it. */
+  writingSince: number | null = null;
+
   add(event: SpendEvent): void {
     const { targets: t, cost, end: at } = event;
     if (at > this.latest) this.latest = at;
@@ -282,7 +285,7 @@ export function buildBatch(id: string, events: SpendEvent[], masterToken: string
 export function savedBatch(batch: Batch, now: number, error: unknown) {
   return {
     batch_id: batch.id, saved_at: new Date(now).toISOString(), error: String(error), code: (error as { code?: unknown } | null)?.code,
-    requests: batch.size, latest: batch.latest, deltas: {
+    requests: batch.size, latest: batch.latest, writing_since: batch.writingSince, deltas: {
       keys: batch.keys.sorted(), users: batch.users.sorted(), teams: batch.teams.sorted(), team_members: batch.members.sorted(),
       customers: batch.customers.sorted(), key_models: batch.keyModels.sorted(), customer_models: batch.customerModels.sorted(),
       user_models: batch.userModels.sorted(), team_models: batch.teamModels.sorted(),
@@ -298,6 +301,8 @@ export interface WritableBatch {
   size: number;
   /** The gateway's time of the batch's latest spend (ms). */
   latest: number;
+  /** Since when no admin's reset took spend out of it (ms); none for a batch no reset could reach. */
+  writingSince?: number | null;
   keys: Pick<DeltaMap, "sorted" | "size">;
   users: Pick<DeltaMap, "sorted">;
   teams: Pick<DeltaMap, "sorted">;
@@ -317,7 +322,9 @@ export function batchFromSaved(saved: ReturnType<typeof savedBatch>): WritableBa
   const map = (list: Delta[]) => ({ sorted: () => list, size: list.length });
   if (typeof saved.batch_id !== "string" || !d || typeof saved.spend_logs?.copy_text !== "string") throw new Error("not a saved spend batch");
   return {
-    id: saved.batch_id, size: saved.requests, latest: typeof saved.latest === "number" ? saved.latest : Date.parse(saved.saved_at), keys: map(d.keys), users: map(d.users), teams: map(d.teams), members: map(d.team_members),
+    id: saved.batch_id, size: saved.requests, latest: typeof saved.latest === "number" ? saved.latest : Date.parse(saved.saved_at),
+    // Saved, it was out of reach of the resets made since (and of those made while it was being written).
+    writingSince: typeof saved.writing_since === "number" ? saved.writing_since : Number.isFinite(Date.parse(saved.saved_at)) ? Date.parse(saved.saved_at) : null, keys: map(d.keys), users: map(d.users), teams: map(d.teams), members: map(d.team_members),
     customers: map(d.customers), keyModels: map(d.key_models),
     // Batches saved before customers' spend per model was kept have none.
     customerModels: map((d as { customer_models?: Delta[] }).customer_models ?? []),

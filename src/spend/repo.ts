@@ -44,6 +44,16 @@ const SPEND = (x = "d.x", p = "d.p", b: string | null = "d.b", now = "$9::timest
     else t.spend + ${x} end`;
 const RESET_AT = (p = "d.p", b: string | null = "d.b", now = "$9::timestamptz", s = "d.s") =>
   `case when ${p} is not null and ${turned(p, b, now, s)} then ${p} else t.budget_reset_at end`;
+/**
+ * A holder whose spend an admin set (keys, users, teams, customers: `spend_set_at`) after this batch's
+ * write began ($14): every delta of the batch was made before the set, which replaces what was spent
+ * then, so the row stays as set (spend_logs keeps the requests). A set that reached this instance
+ * before the write began took its deltas out of the batch (`discard`); one made while the write was
+ * under way or held up (a slow or briefly unreachable database) finds this write here.
+ */
+const SET_SINCE = "t.spend_set_at > $14::timestamptz";
+const HOLDER_SPEND = `case when ${SET_SINCE} then t.spend else ${SPEND()} end`;
+const HOLDER_RESET_AT = `case when ${SET_SINCE} then t.budget_reset_at else ${RESET_AT()} end`;
 const UPSERT_SPEND = SPEND("excluded.spend", "excluded.budget_reset_at", null, undefined, null);
 const UPSERT_RESET_AT = RESET_AT("excluded.budget_reset_at", null);
 
@@ -100,22 +110,22 @@ const perModel = (p: string, table: string, owner: string, n: number, ownerDelta
 const APPLY = `with fresh as (
     insert into spend_batches (batch_id) values ($1) on conflict do nothing returning batch_id
   ), k as (
-    update keys t set spend = ${SPEND()}, budget_reset_at = ${RESET_AT()}
+    update keys t set spend = ${HOLDER_SPEND}, budget_reset_at = ${HOLDER_RESET_AT}
     from ${deltas(2)} d where t.token = d.id and ${SAME_ROW} and ${FRESH}
     returning t.token
   ), u as (
-    update users t set spend = ${SPEND()}, budget_reset_at = ${RESET_AT()}
+    update users t set spend = ${HOLDER_SPEND}, budget_reset_at = ${HOLDER_RESET_AT}
     from ${deltas(3)} d where t.user_id = d.id and ${SAME_ROW} and ${FRESH}
     returning t.user_id
   ), tm as (
-    update teams t set spend = ${SPEND()}, budget_reset_at = ${RESET_AT()}
+    update teams t set spend = ${HOLDER_SPEND}, budget_reset_at = ${HOLDER_RESET_AT}
     from ${deltas(4)} d where t.team_id = d.id and ${SAME_ROW} and ${FRESH}
     returning t.team_id
   ), m as (
     update team_memberships t set spend = ${SPEND()}, budget_reset_at = ${RESET_AT()}
     from ${deltas(5)} d where t.team_id = ${FIRST_OF} and t.user_id = ${SECOND_OF} and ${SAME_ROW} and ${FRESH}
   ), c as (
-    update end_users t set spend = ${SPEND()}, budget_reset_at = ${RESET_AT()}, updated_at = now()
+    update end_users t set spend = ${HOLDER_SPEND}, budget_reset_at = ${HOLDER_RESET_AT}, updated_at = now()
     from ${deltas(6)} d where t.user_id = d.id and ${SAME_ROW} and ${FRESH}
     returning t.user_id
   ), ci as (
@@ -194,7 +204,8 @@ function encode(batch: WritableBatch): unknown[] {
 
 /** Applies a batch exactly once: a batch id already recorded means a retry of a committed flush. */
 export async function applyBatch(db: Sql, batch: WritableBatch, now = Date.now()): Promise<boolean> {
-  const params = [...encode(batch), new Date(now).toISOString()];
+  const since = batch.writingSince ?? null;
+  const params = [...encode(batch), new Date(now).toISOString(), since === null ? null : new Date(since).toISOString()];
   return db.transaction(async (tx) => {
     const [row] = await tx.query<{ fresh: number; keys: number }>(APPLY, params);
     if (row?.fresh !== 1) return false;

@@ -111,6 +111,7 @@ export function createSpendWriter(options: SpendWriterOptions) {
     }
     while (queue.length > 0) {
       const batch = queue[0]!;
+      batch.writingSince ??= options.clock.now();
       try {
         await applyBatch(db, batch, options.clock.now());
         written += batch.size;

@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import postgres from "postgres";
 import { type RunningGateway, startBinary } from "../helpers/binary";
 import { gatewayFor } from "../helpers/gateway";
 import { sharedPostgres, startPostgres, startRedis, tempDir, type RedisServer } from "../helpers/services";
@@ -1021,5 +1022,61 @@ describe("the gateway's own budget under a burst on two instances", () => {
       const spend = (await admin(urls[0]!, "/global/spend")).spend;
       expect({ statuses, requests: Math.round((spend / B_COST) * 100) / 100, within: spend <= 6 * B_COST + 1e-12 }).toEqual({ statuses, requests: Math.round((spend / B_COST) * 100) / 100, within: true });
     });
+  }, 60_000);
+});
+
+describe("spend set while another instance's write is under way", () => {
+  test("the write under way does not bring back the spend the admin set aside: key, user, team, customer", async () => {
+    const dbUrl = await (await sharedPostgres()).newDatabase();
+    const sql = postgres(dbUrl, { onnotice: () => {}, max: 1 });
+    try {
+      await onBinaries(2, onPostgres(dbUrl), async ([a, b]) => {
+        await admin(a!, "/user/new", { user_id: "set-user" });
+        await admin(a!, "/team/new", { team_id: "set-team" });
+        const personal = await admin(a!, "/key/generate", { user_id: "set-user" });
+        const team = await admin(a!, "/key/generate", { team_id: "set-team" });
+        let release!: () => void;
+        const held = new Promise<void>((resolve) => (release = resolve));
+        // A write of b's that takes its time (a slow database): it waits on the batch table, before it touches any holder.
+        const lock = sql.begin(async (tx) => {
+          await tx`lock table spend_batches in exclusive mode`;
+          await held;
+        });
+        await Bun.sleep(100);
+        for (const key of [personal.key, team.key]) {
+          for (let i = 0; i < 3; i++) {
+            const response = await fetch(`${b}/v1/chat/completions`, {
+              method: "POST", headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
+              body: JSON.stringify({ model: "b", max_tokens: 20, messages: [{ role: "user", content: "hi" }], user: "set-customer" }),
+            });
+            expect(response.status).toBe(200);
+            await response.text();
+          }
+        }
+        // b's write has begun (it waits on the lock); the admin sets every holder's spend on a meanwhile.
+        await Bun.sleep(700);
+        await admin(a!, "/key/update", { key: personal.token, spend: 0 });
+        await admin(a!, "/user/update", { user_id: "set-user", spend: 0 });
+        await admin(a!, "/team/update", { team_id: "set-team", spend: 0.5 });
+        await admin(a!, "/customer/update", { user_id: "set-customer", spend: 0 });
+        await Bun.sleep(300);
+        release();
+        await lock;
+        await Bun.sleep(800);
+        const one = async (query: string, id: string) => Number((await sql.unsafe(query, [id]))[0]!.spend);
+        const logs = await sql`select count(*)::int as n from spend_logs where api_key in (${personal.token}, ${team.token})`;
+        expect({
+          rows: logs[0]!.n,
+          key: await one("select spend from keys where token = $1", personal.token),
+          teamKey: (await one("select spend from keys where token = $1", team.token)) > 0,
+          user: await one("select spend from users where user_id = $1", "set-user"),
+          team: await one("select spend from teams where team_id = $1", "set-team"),
+          customer: await one("select spend from end_users where user_id = $1", "set-customer"),
+          shown: (await admin(a!, `/key/info?key=${personal.token}`)).info.spend,
+        }).toEqual({ rows: 6, key: 0, teamKey: true, user: 0, team: 0.5, customer: 0, shown: 0 });
+      });
+    } finally {
+      await sql.end();
+    }
   }, 60_000);
 });

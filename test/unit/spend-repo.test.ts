@@ -3,7 +3,7 @@ import { readFileSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { type Database, type Sql, migrate, openDatabase } from "../../src/db";
 import type { SpendTargets } from "../../src/governance";
-import { buildBatch, savedBatch, type SpendEvent } from "../../src/spend/batch";
+import { batchFromSaved, buildBatch, savedBatch, type SpendEvent } from "../../src/spend/batch";
 import { applyBatch } from "../../src/spend/repo";
 import { createSpendWriter } from "../../src/spend/writer";
 import { systemClock } from "../../src/clock";
@@ -128,6 +128,23 @@ describe("spend batches", () => {
     await db.query("insert into keys (token, key_name, spend, budget_reset_at) values ('k-longer', 'k-longer', 0.5, $1)", [new Date(running + 3_600_000).toISOString()]);
     await applyBatch(db, buildBatch("batch-longer", [{ ...event(0.25, { token: "k-longer", keyPeriod: running, keyBase: running, keyStep: 60_000, keyModel: null }), end: Date.now() }]));
     expect((await one("select spend from keys where token = 'k-longer'")).spend).toBe(0.75);
+  });
+
+  test("a holder's spend an admin set after the batch's write began stays as set; one set before it takes the batch's spend", async () => {
+    const began = Date.now() - 10_000;
+    await db.query("insert into keys (token, key_name, spend, spend_set_at) values ('k-set-after', 'k-set-after', 0, $1), ('k-set-before', 'k-set-before', 0, $2)",
+      [new Date(began + 1_000).toISOString(), new Date(began - 1_000).toISOString()]);
+    await db.query("insert into end_users (user_id, spend, spend_set_at) values ('c-set-after', 0.5, $1)", [new Date(began + 1_000).toISOString()]);
+    const spent = (token: string) => event(0.25, { token, keyPeriod: null, keyModel: null, team: null, member: null, customer: { id: "c-set-after", period: null } });
+    const batch = buildBatch("batch-set", [spent("k-set-after"), spent("k-set-before")]);
+    batch.writingSince = began;
+    await applyBatch(db, batch);
+    const spendOf = async (token: string) => (await one(`select spend from keys where token = '${token}'`)).spend;
+    expect({ after: await spendOf("k-set-after"), before: await spendOf("k-set-before"), customer: (await one("select spend from end_users where user_id = 'c-set-after'")).spend })
+      .toEqual({ after: 0, before: 0.25, customer: 0.5 });
+    // Saved and read back (a shutdown's batch), it keeps when its write began.
+    expect(batchFromSaved(JSON.parse(JSON.stringify(savedBatch(batch, Date.now(), "saved")))).writingSince).toBe(began);
+    expect((await one("select count(*)::int as n from spend_logs where api_key in ('k-set-after', 'k-set-before')")).n).toBe(2);
   });
 
   test("spend of a deleted key is still logged and does not fail the batch", async () => {
