@@ -324,7 +324,7 @@ export function batchFromSaved(saved: ReturnType<typeof savedBatch>): WritableBa
   return {
     id: saved.batch_id, size: saved.requests, latest: typeof saved.latest === "number" ? saved.latest : Date.parse(saved.saved_at),
     // Saved, it was out of reach of the resets made since (and of those made while it was being written).
-    writingSince: typeof saved.writing_since === "number" ? saved.writing_since : Number.isFinite(Date.parse(saved.saved_at)) ? Date.parse(saved.saved_at) : null, keys: map(d.keys), users: map(d.users), teams: map(d.teams), members: map(d.team_members),
+    writingSince: typeof saved.writing_since === "number" ? saved.writing_since : Date.parse(saved.saved_at) || null, keys: map(d.keys), users: map(d.users), teams: map(d.teams), members: map(d.team_members),
     customers: map(d.customers), keyModels: map(d.key_models),
     // Batches saved before customers' spend per model was kept have none.
     customerModels: map((d as { customer_models?: Delta[] }).customer_models ?? []),

@@ -2,6 +2,13 @@ import type { Sql } from "../db";
 import { type Delta, LOG_COLUMNS, SEP, type WritableBatch } from "./batch";
 
 /**
+ * The stored reset is a later end of the delta's own chain of periods (`s` its fixed length), and the
+ * delta's period had ended by the flush (the gateway's time when it wrote, `flushed`): the row was reset
+ * since. (One still running, its reset moved along its chain, is an admin's change of duration.)
+ */
+const onChain = (p: string, s: string) =>
+  `(${s} > 0 and mod((extract(epoch from t.budget_reset_at - ${p}) * 1000)::numeric, ${s}::numeric) = 0)`;
+/**
  * The period-aware spend update, shared by every table. A delta is `x` for the period ending at `p`,
  * worked out from the stored reset `b` (`'none'` when the row had none): a row of the deltas (`d.x`,
  * `d.p`, `d.b`), or in an upsert the row that was to be inserted (`excluded.spend`,
@@ -21,13 +28,6 @@ import { type Delta, LOG_COLUMNS, SEP, type WritableBatch } from "./batch";
  * mid-request: it adds to the stored period, which stays. Without a base (an upsert, or a batch saved
  * before bases were kept), a later period starts whenever the stored one has ended or there is none.
  */
-/**
- * The stored reset is a later end of the delta's own chain of periods (`s` its fixed length), and the
- * delta's period had ended by the flush (the gateway's time when it wrote, `flushed`): the row was reset
- * since. (One still running, its reset moved along its chain, is an admin's change of duration.)
- */
-const onChain = (p: string, s: string) =>
-  `(${s} > 0 and mod((extract(epoch from t.budget_reset_at - ${p}) * 1000)::numeric, ${s}::numeric) = 0)`;
 const turned = (p: string, b: string | null, now: string, s: string) => b === null
   ? `(t.budget_reset_at is null or (t.budget_reset_at < ${p} and t.budget_reset_at <= ${now}))`
   : `(case when ${b} = 'legacy' then t.budget_reset_at is null or (t.budget_reset_at < ${p} and t.budget_reset_at <= ${now})
@@ -51,9 +51,9 @@ const RESET_AT = (p = "d.p", b: string | null = "d.b", now = "$9::timestamptz", 
  * before the write began took its deltas out of the batch (`discard`); one made while the write was
  * under way or held up (a slow or briefly unreachable database) finds this write here.
  */
-const SET_SINCE = "t.spend_set_at > $14::timestamptz";
-const HOLDER_SPEND = `case when ${SET_SINCE} then t.spend else ${SPEND()} end`;
-const HOLDER_RESET_AT = `case when ${SET_SINCE} then t.budget_reset_at else ${RESET_AT()} end`;
+const unlessSetSince = (since: string, kept: string, value: string) => `case when t.spend_set_at > ${since} then ${kept} else ${value} end`;
+const HOLDER_SPEND = unlessSetSince("$14::timestamptz", "t.spend", SPEND());
+const HOLDER_RESET_AT = unlessSetSince("$14::timestamptz", "t.budget_reset_at", RESET_AT());
 const UPSERT_SPEND = SPEND("excluded.spend", "excluded.budget_reset_at", null, undefined, null);
 const UPSERT_RESET_AT = RESET_AT("excluded.budget_reset_at", null);
 
@@ -150,7 +150,9 @@ const APPLY = `with fresh as (
  */
 const RENAMED = `select d.id, r.new_token from unnest($1::text[], $2::float8[]) d(id, g) join key_renames r on r.old_token = d.id
   where not exists (select 1 from keys t where t.token = d.id and ${SAME_ROW})`;
-const APPLY_RENAMED_KEY = `update keys t set spend = ${SPEND("d.x", "d.p", "d.b", "$4::timestamptz", "d.s", "$7::timestamptz")}, budget_reset_at = ${RESET_AT("d.p", "d.b", "$4::timestamptz")}
+const APPLY_RENAMED_KEY = `update keys t
+  set spend = ${unlessSetSince("$8::timestamptz", "t.spend", SPEND("d.x", "d.p", "d.b", "$4::timestamptz", "d.s", "$7::timestamptz"))},
+    budget_reset_at = ${unlessSetSince("$8::timestamptz", "t.budget_reset_at", RESET_AT("d.p", "d.b", "$4::timestamptz"))}
   from (select $2::float8 as x, $3::timestamptz as p, $5::text as b, $6::float8 as s) d where t.token = $1`;
 const APPLY_RENAMED_KEY_MODEL = `insert into key_model_spend as t (token, model, spend, budget_reset_at)
   select $1, $2, $3::float8, $4::timestamptz where exists (select 1 from keys where token = $1)
@@ -209,21 +211,21 @@ export async function applyBatch(db: Sql, batch: WritableBatch, now = Date.now()
   return db.transaction(async (tx) => {
     const [row] = await tx.query<{ fresh: number; keys: number }>(APPLY, params);
     if (row?.fresh !== 1) return false;
-    if (row.keys < batch.keys.size) await applyRenamed(tx, batch, now);
+    if (row.keys < batch.keys.size) await applyRenamed(tx, batch, now, since);
     // The log rows in one COPY: the cheapest way into the table, and a row per request is the bulk of the write.
     if (batch.size > 0) await tx.copyFrom("spend_logs", LOG_COLUMNS, batch.rowsText());
     return true;
   });
 }
 
-async function applyRenamed(tx: Sql, batch: WritableBatch, now: number): Promise<void> {
+async function applyRenamed(tx: Sql, batch: WritableBatch, now: number, since: number | null): Promise<void> {
   const keys = batch.keys.sorted();
   const renamed = new Map((await tx.query<{ id: string; new_token: string }>(RENAMED, [keys.map((d) => d.id), keys.map(bornOf)])).map((r) => [r.id, r.new_token]));
   if (renamed.size === 0) return;
   const at = (period: number | null) => (period === null ? null : new Date(period).toISOString());
   for (const d of keys) {
     const token = renamed.get(d.id);
-    if (token) await tx.query(APPLY_RENAMED_KEY, [token, d.amount, at(d.period), at(batch.latest), baseText(d.base), d.step ?? null, at(now)]);
+    if (token) await tx.query(APPLY_RENAMED_KEY, [token, d.amount, at(d.period), at(batch.latest), baseText(d.base), d.step ?? null, at(now), at(since)]);
   }
   for (const d of batch.keyModels.sorted()) {
     const cut = d.id.indexOf(SEP);

@@ -111,9 +111,10 @@ export function createSpendWriter(options: SpendWriterOptions) {
     }
     while (queue.length > 0) {
       const batch = queue[0]!;
-      batch.writingSince ??= options.clock.now();
+      const now = options.clock.now();
+      batch.writingSince ??= now;
       try {
-        await applyBatch(db, batch, options.clock.now());
+        await applyBatch(db, batch, now);
         written += batch.size;
       } catch (error) {
         // One that cannot even be encoded fails the same way every time: aside at once.
