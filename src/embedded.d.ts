@@ -19,3 +19,7 @@ declare module "*.tar.gz" {
   const path: string;
   export default path;
 }
+declare module "*.bin" {
+  const path: string;
+  export default path;
+}

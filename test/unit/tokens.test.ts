@@ -1,5 +1,8 @@
 import { describe, expect, test } from "bun:test";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { EXACT_CHARS, countPromptTokens, countTextTokens, estimateTokens } from "../../src/tokens";
+import { cl100kCounter } from "../../src/tokens/bpe";
 
 describe("token counting", () => {
   test("countTextTokens uses a real BPE: known counts, not a character ratio", () => {
@@ -124,5 +127,41 @@ describe("long texts", () => {
     const b64 = Buffer.from(new Uint8Array(15_000).map((_, i) => (i * 7919) % 251)).toString("base64");
     const whole = countTokens(b64);
     expect(Math.abs(countTextTokens(b64) - whole) / whole).toBeLessThan(0.02);
+  });
+});
+
+describe("the cl100k_base counter", () => {
+  const ROOT = join(import.meta.dir, "../..");
+
+  test("counts exactly what the reference tokenizer counts: documents, code, and random mixes of scripts, emoji, whitespace and apostrophes", async () => {
+    const { countTokens } = await import("gpt-tokenizer/encoding/cl100k_base");
+    const reference = (text: string) => countTokens(text, { disallowedSpecial: new Set<string>() });
+    const counter = cl100kCounter();
+    const texts = ["README.md", "docs/performance.md", "src/proxy/inference.ts", "sql/0001_init.sql"].map((file) => readFileSync(join(ROOT, file), "utf8"));
+    let seed = 7;
+    const random = () => (seed = (Math.imul(seed, 1103515245) + 12345) & 0x7fffffff) / 0x80000000;
+    const alphabet = [..."abcXYZ 019'\n\r\t\u00a0.,;!?-_{}()[]\"ßüéЖж漢字カナ한글🙂👍🏽\u200d\u0301ſ<|>"];
+    for (let i = 0; i < 2_000; i++) {
+      let text = "";
+      for (let n = 1 + Math.floor(random() * 60); n > 0; n--) text += alphabet[Math.floor(random() * alphabet.length)];
+      texts.push(text);
+    }
+    texts.push("<|endoftext|> hi", "   \n\n  \n x", "'S 'll 'LL 'Re 'd", "\n".repeat(50), `${" ".repeat(40)}x`, "1234567", "x\r\n\r\ny  ", "a".repeat(300));
+    const mismatches = texts.filter((text) => counter(text) !== reference(text)).map((text) => JSON.stringify(text.slice(0, 60)));
+    expect(mismatches).toEqual([]);
+  });
+
+  test("its ranks live outside the JavaScript heap: loading adds a few thousand strings, not a hundred thousand", () => {
+    const script = `
+      const { heapStats } = require("bun:jsc");
+      const strings = () => (Bun.gc(true), heapStats().objectTypeCounts.string ?? 0);
+      const { countTextTokens } = require(${JSON.stringify(join(ROOT, "src/tokens/index.ts"))});
+      const before = strings();
+      const tokens = countTextTokens("The quick brown fox jumps over the lazy dog.");
+      console.log(JSON.stringify({ tokens, added: strings() - before }));`;
+    const run = Bun.spawnSync([process.execPath, "-e", script], { cwd: ROOT });
+    const { tokens, added } = JSON.parse(run.stdout.toString()) as { tokens: number; added: number };
+    expect(tokens).toBe(10);
+    expect(added).toBeLessThan(5_000);
   });
 });
