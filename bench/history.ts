@@ -18,6 +18,7 @@ interface Run {
   added_latency_at_1000rps_ms?: { p99: number; bare_proxy?: { p99: number }; litegate?: { errors: number } };
   stream_ttfb_ms?: { added: number };
   cpu_us_per_request_at_1000rps?: { litegate: number; bare_proxy: number };
+  sustained_load?: { max_rss_mb: number };
   cold_start_ms?: number;
   warm_start_ms?: number;
 }
@@ -50,7 +51,7 @@ const f = (n: number | undefined, digits = 2) => (n === undefined ? "" : n.toFix
 const thousands = (n: number | undefined) => (n === undefined ? "" : Math.round(n).toLocaleString("en-US"));
 const columns = [
   "run (UTC)", "upstream req/s", "ceiling req/s", "governed req/s", "/ ceiling", "/ Portkey", "added p99 ms (bare)",
-  "TTFB added ms", "CPU µs/req (bare)", "RSS MB PG+Redis", "RSS MB PGlite", "scale", "cold / warm ms",
+  "TTFB added ms", "CPU µs/req (bare)", "RSS MB PG+Redis (sustained)", "RSS MB PGlite", "scale", "cold / warm ms",
 ];
 const lines = [`| ${columns.join(" | ")} |`, `|${columns.map((_, i) => (i === 0 ? "---" : "---:")).join("|")}|`];
 for (const run of runs) {
@@ -66,7 +67,7 @@ for (const run of runs) {
     added ? `${f(added.p99)}${added.bare_proxy ? ` (${f(added.bare_proxy.p99)})` : ""}` : "",
     f(run.stream_ttfb_ms?.added),
     cpu ? `${cpu.litegate} (${cpu.bare_proxy})` : "",
-    String(run.rows[GOVERNED]?.maxRssMb ?? ""),
+    `${run.rows[GOVERNED]?.maxRssMb ?? ""}${run.sustained_load ? ` (${run.sustained_load.max_rss_mb})` : ""}`,
     String(run.rows[GOVERNED_LITE]?.maxRssMb ?? ""),
     f(scaleRatio(run)),
     run.cold_start_ms !== undefined ? `${run.cold_start_ms} / ${run.warm_start_ms}` : "",
