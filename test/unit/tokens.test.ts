@@ -140,7 +140,8 @@ describe("the cl100k_base counter", () => {
     const texts = ["README.md", "docs/performance.md", "src/proxy/inference.ts", "sql/0001_init.sql"].map((file) => readFileSync(join(ROOT, file), "utf8"));
     let seed = 7;
     const random = () => (seed = (Math.imul(seed, 1103515245) + 12345) & 0x7fffffff) / 0x80000000;
-    const alphabet = [..."abcXYZ 019'\n\r\t\u00a0.,;!?-_{}()[]\"ßüéЖж漢字カナ한글🙂👍🏽\u200d\u0301ſ<|>"];
+    // Lone surrogates too (JSON can carry them): both encode them as U+FFFD.
+    const alphabet = [..."abcXYZ 019'\n\r\t\u00a0.,;!?-_{}()[]\"ßüéЖж漢字カナ한글🙂👍🏽\u200d\u0301ſ<|>", "\ud83d", "\ude42"];
     for (let i = 0; i < 2_000; i++) {
       let text = "";
       for (let n = 1 + Math.floor(random() * 60); n > 0; n--) text += alphabet[Math.floor(random() * alphabet.length)];
