@@ -1,8 +1,10 @@
 import { type Subprocess, spawn } from "bun";
+import { afterAll, beforeAll, expect } from "bun:test";
 import { existsSync, readdirSync, statSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { stringify } from "yaml";
-import { freePort, sharedPostgres, tempDir } from "./services";
+import { type RedisServer, freePort, sharedPostgres, startRedis, tempDir } from "./services";
+import { type Upstream, startUpstream } from "./upstream";
 
 export const ROOT = resolve(import.meta.dir, "../..");
 export const BINARY = join(ROOT, "litegate");
@@ -117,8 +119,76 @@ export async function startOn(database: "postgres" | "embedded", config: string)
   return startBinary({ config: `${config}\ngeneral_settings:\n  master_key: sk-1234\n` });
 }
 
-/** A new virtual key from a gateway started with the master key `sk-1234` (no limits of its own). */
-export async function newKeyOn(url: string): Promise<{ key: string; token: string }> {
-  const response = await fetch(`${url}/key/generate`, { method: "POST", headers: { authorization: "Bearer sk-1234" }, body: "{}" });
+/** A new virtual key from a gateway started with the master key `sk-1234`, with `fields` (none: no limits of its own). */
+export async function newKeyOn(url: string, fields: Record<string, unknown> = {}): Promise<{ key: string; token: string }> {
+  const response = await fetch(`${url}/key/generate`, { method: "POST", headers: { authorization: "Bearer sk-1234" }, body: JSON.stringify(fields) });
   return (await response.json()) as { key: string; token: string };
+}
+
+/** What a before-all hook set, once it has. */
+export function started<T>(value: T | undefined): T {
+  if (value === undefined) throw new Error("used before the file's before-all hook started it");
+  return value;
+}
+
+/** An admin call with the master key sk-1234 that must answer 200 (GET without a body, POST with one): its JSON. */
+export async function adminCall(url: string, path: string, body?: object): Promise<any> {
+  const headers = { authorization: "Bearer sk-1234", "content-type": "application/json" };
+  const response = await fetch(`${url}${path}`, body ? { method: "POST", headers, body: JSON.stringify(body) } : { headers });
+  expect(response.status).toBe(200);
+  return response.json();
+}
+
+/**
+ * For the describe block that calls it: a test upstream, and the binary in front of it on `database`
+ * (see `startOn`) with the config `config` gives for the upstream's URL, started before the block's
+ * tests and killed after them.
+ */
+export function binaryOnUpstream(database: "postgres" | "embedded", config: (upstreamUrl: string) => string): { readonly gateway: RunningGateway; readonly upstream: Upstream } {
+  let upstream: Upstream | undefined;
+  let gateway: RunningGateway | undefined;
+  beforeAll(async () => {
+    upstream = await startUpstream();
+    gateway = await startOn(database, config(upstream.url));
+  }, 120_000);
+  afterAll(async () => {
+    await gateway?.stop("SIGKILL");
+    upstream?.stop();
+  });
+  return {
+    get gateway() {
+      return started(gateway);
+    },
+    get upstream() {
+      return started(upstream);
+    },
+  };
+}
+
+/**
+ * For the test file that calls it: a test upstream and a Redis server, started before its tests; after
+ * them the gateways pushed to `gateways` are killed, then both are stopped.
+ */
+export function upstreamAndRedis(): { readonly upstream: Upstream; readonly redis: RedisServer; readonly gateways: RunningGateway[] } {
+  let upstream: Upstream | undefined;
+  let redis: RedisServer | undefined;
+  const gateways: RunningGateway[] = [];
+  beforeAll(async () => {
+    upstream = await startUpstream();
+    redis = await startRedis();
+  }, 120_000);
+  afterAll(async () => {
+    for (const gateway of gateways) await gateway.stop("SIGKILL");
+    upstream?.stop();
+    await redis?.stop();
+  });
+  return {
+    gateways,
+    get upstream() {
+      return started(upstream);
+    },
+    get redis() {
+      return started(redis);
+    },
+  };
 }

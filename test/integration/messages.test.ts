@@ -1,8 +1,8 @@
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import postgres from "postgres";
+import { describe, expect, test } from "bun:test";
 import { hashKey } from "../../src/auth/keys";
 import { countTextTokens } from "../../src/tokens";
-import { type RunningGateway, startOnPostgres } from "../helpers/binary";
+import { newKeyOn } from "../helpers/binary";
+import { binaryOnPostgres } from "../helpers/raw-provider";
 import { type Upstream, startUpstream } from "../helpers/upstream";
 import { until } from "../helpers/until";
 
@@ -34,13 +34,11 @@ const M_COST = 10 * 0.000001 + 20 * 0.000002;
 
 let upstream: Upstream;
 let anthropic: ReturnType<typeof Bun.serve>;
-let gateway: RunningGateway;
-let sql: ReturnType<typeof postgres>;
 const received: { headers: Headers; body: any }[] = [];
 /** Streams the client left: the fake provider saw the request go. */
 let left = 0;
 
-beforeAll(async () => {
+const on = binaryOnPostgres(async () => {
   upstream = await startUpstream();
   anthropic = Bun.serve({
     port: 0,
@@ -73,26 +71,19 @@ model_list:
   - model_name: m
     litellm_params: {model: openai/m, api_base: "${upstream.url}", api_key: fake, input_cost_per_token: 0.000001, output_cost_per_token: 0.000002}
 `;
-  const started = await startOnPostgres(config);
-  gateway = started.gateway;
-  sql = postgres(started.dbUrl, { max: 1 });
-}, 120_000);
-afterAll(async () => {
-  await gateway?.stop();
-  await sql?.end();
+  return config;
+}, () => {
   anthropic?.stop(true);
   upstream?.stop();
 });
 
-async function newKey(fields: Record<string, unknown> = {}): Promise<string> {
-  const response = await fetch(`${gateway.url}/key/generate`, { method: "POST", headers: { authorization: "Bearer sk-1234" }, body: JSON.stringify(fields) });
-  return ((await response.json()) as any).key;
-}
+
+const newKey = async (fields: Record<string, unknown> = {}) => (await newKeyOn(on.gateway.url, fields)).key;
 
 /** POST /v1/messages as the Anthropic SDK sends it: the key in `x-api-key`, with `anthropic-version`. */
 const HEADERS = (key: string) => ({ "x-api-key": key, "anthropic-version": "2023-06-01", "content-type": "application/json" });
 const messages = (key: string, body: Record<string, unknown>, init: RequestInit = {}) =>
-  fetch(`${gateway.url}/v1/messages`, {
+  fetch(`${on.gateway.url}/v1/messages`, {
     method: "POST",
     headers: HEADERS(key),
     body: JSON.stringify({ max_tokens: 100, messages: [{ role: "user", content: "Hi" }], ...body }),
@@ -100,12 +91,12 @@ const messages = (key: string, body: Record<string, unknown>, init: RequestInit 
   });
 
 async function keySpend(key: string): Promise<number> {
-  const response = await fetch(`${gateway.url}/key/info?key=${key}`, { headers: { authorization: "Bearer sk-1234" } });
+  const response = await fetch(`${on.gateway.url}/key/info?key=${key}`, { headers: { authorization: "Bearer sk-1234" } });
   return ((await response.json()) as any).info.spend;
 }
 
 async function rowsOf(key: string): Promise<any[]> {
-  return sql`select status, route, model, prompt_tokens, completion_tokens, spend from spend_logs where api_key = ${hashKey(key)} order by start_time`;
+  return on.sql`select status, route, model, prompt_tokens, completion_tokens, spend from spend_logs where api_key = ${hashKey(key)} order by start_time`;
 }
 
 /** The events of an Anthropic SSE answer, in order. */
@@ -128,10 +119,10 @@ describe("POST /v1/messages on an Anthropic deployment", () => {
     await until("the spend log row", async () => (await rowsOf(key)).length === 1, 10_000);
     const [row] = await rowsOf(key);
     expect({ ...row, spend: undefined }).toEqual({ status: "success", route: "messages", model: "claude", prompt_tokens: 12, completion_tokens: 7, spend: undefined });
-    const logged = await fetch(`${gateway.url}/spend/logs?request_id=${response.headers.get("x-litellm-call-id")}`, { headers: { authorization: "Bearer sk-1234" } });
+    const logged = await fetch(`${on.gateway.url}/spend/logs?request_id=${response.headers.get("x-litellm-call-id")}`, { headers: { authorization: "Bearer sk-1234" } });
     expect(((await logged.json()) as any[])[0].call_type).toBe("anthropic_messages");
     // The customer is the one `metadata.user_id` names, as LiteLLM reads it.
-    const [customer] = await sql`select spend from end_users where user_id = 'end-user-1'`;
+    const [customer] = await on.sql`select spend from end_users where user_id = 'end-user-1'`;
     expect(customer!.spend).toBeCloseTo(CLAUDE_COST, 12);
   });
 

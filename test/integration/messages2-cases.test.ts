@@ -1,10 +1,10 @@
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import { createHash } from "node:crypto";
 import Anthropic from "@anthropic-ai/sdk";
 import OpenAI from "openai";
-import postgres from "postgres";
 import { hashKey } from "../../src/auth/keys";
-import { type RunningGateway, startOnPostgres } from "../helpers/binary";
+import { newKeyOn } from "../helpers/binary";
+import { binaryOnPostgres } from "../helpers/raw-provider";
 import { type Upstream, startUpstream } from "../helpers/upstream";
 import { until } from "../helpers/until";
 
@@ -39,8 +39,6 @@ const CACHED_COST = 12 * PRICE.input + 7 * PRICE.output + 100 * PRICE.read + 50 
 
 let upstream: Upstream;
 let anthropic: ReturnType<typeof Bun.serve>;
-let gateway: RunningGateway;
-let sql: ReturnType<typeof postgres>;
 /** The count_tokens requests the fake Anthropic API was sent. */
 const countRequests: Array<{ body: any; beta: string | null }> = [];
 
@@ -58,7 +56,7 @@ const sse = (pieces: string[], close = true) =>
     { headers: { "content-type": "text/event-stream" } },
   );
 
-beforeAll(async () => {
+const on = binaryOnPostgres(async () => {
   upstream = await startUpstream();
   anthropic = Bun.serve({
     port: 0,
@@ -96,26 +94,19 @@ model_list:
   - model_name: m
     litellm_params: {model: openai/m, api_base: "${upstream.url}", api_key: fake, input_cost_per_token: 0.000001, output_cost_per_token: 0.000002, max_parallel_requests: 1}
 `;
-  const started = await startOnPostgres(config);
-  gateway = started.gateway;
-  sql = postgres(started.dbUrl, { max: 1 });
-}, 120_000);
-afterAll(async () => {
-  await gateway?.stop();
-  await sql?.end();
+  return config;
+}, () => {
   anthropic?.stop(true);
   upstream?.stop();
 });
 
-async function newKey(fields: Record<string, unknown> = {}): Promise<string> {
-  const response = await fetch(`${gateway.url}/key/generate`, { method: "POST", headers: { authorization: "Bearer sk-1234" }, body: JSON.stringify(fields) });
-  return ((await response.json()) as any).key;
-}
 
-const client = (key: string) => new Anthropic({ apiKey: key, baseURL: gateway.url, maxRetries: 0 });
+const newKey = async (fields: Record<string, unknown> = {}) => (await newKeyOn(on.gateway.url, fields)).key;
+
+const client = (key: string) => new Anthropic({ apiKey: key, baseURL: on.gateway.url, maxRetries: 0 });
 
 async function rowsOf(key: string): Promise<any[]> {
-  return sql`select status, prompt_tokens, completion_tokens, spend from spend_logs where api_key = ${hashKey(key)} order by start_time`;
+  return on.sql`select status, prompt_tokens, completion_tokens, spend from spend_logs where api_key = ${hashKey(key)} order by start_time`;
 }
 
 describe("the Anthropic SDK on an Anthropic deployment", () => {
@@ -158,7 +149,7 @@ describe("the Anthropic SDK on an Anthropic deployment", () => {
 
   test("provider rate limit: 429 with its retry-after", async () => {
     const key = await newKey();
-    const response = await fetch(`${gateway.url}/v1/messages`, {
+    const response = await fetch(`${on.gateway.url}/v1/messages`, {
       method: "POST", headers: { "x-api-key": key, "content-type": "application/json" },
       body: JSON.stringify({ model: "claude", max_tokens: 10, messages: [{ role: "user", content: "slow down" }] }),
     });
@@ -234,7 +225,7 @@ describe("bad tools", () => {
     const key = await newKey();
     for (const model of ["claude", "m"]) {
       for (const [tools, param] of [[[null], "tools[0]"], [[{ name: "a", input_schema: { type: "object" } }, 5], "tools[1]"], ["weather", "tools"]] as const) {
-        const response = await fetch(`${gateway.url}/v1/messages`, {
+        const response = await fetch(`${on.gateway.url}/v1/messages`, {
           method: "POST", headers: { "x-api-key": key, "content-type": "application/json" },
           body: JSON.stringify({ model, max_tokens: 10, messages: [{ role: "user", content: "Hi" }], tools }),
         });
@@ -248,7 +239,7 @@ describe("bad tools", () => {
 
 describe("spend of a /v1/messages request", () => {
   const admin = (path: string, body?: unknown) =>
-    fetch(`${gateway.url}${path}`, { method: body === undefined ? "GET" : "POST", headers: { authorization: "Bearer sk-1234", "content-type": "application/json" }, body: body === undefined ? undefined : JSON.stringify(body) }).then((r) => r.json() as any);
+    fetch(`${on.gateway.url}${path}`, { method: body === undefined ? "GET" : "POST", headers: { authorization: "Bearer sk-1234", "content-type": "application/json" }, body: body === undefined ? undefined : JSON.stringify(body) }).then((r) => r.json() as any);
 
   test("charged to the key, its team, its user and the customer metadata.user_id names; the customer's budget refuses at the edge", async () => {
     await admin("/team/new", { team_id: "msg-team" });
@@ -410,7 +401,7 @@ describe("an Anthropic deployment answering a stream request whole (JSON)", () =
 
   test("/v1/chat/completions: the OpenAI SDK still gets a stream, the text, the tool call and the usage in it", async () => {
     const key = await newKey();
-    const openai = new OpenAI({ apiKey: key, baseURL: `${gateway.url}/v1`, maxRetries: 0 });
+    const openai = new OpenAI({ apiKey: key, baseURL: `${on.gateway.url}/v1`, maxRetries: 0 });
     const stream = await openai.chat.completions.create({
       model: "claude", max_tokens: 100, stream: true, stream_options: { include_usage: true }, messages: [{ role: "user", content: "answers whole" }],
     });

@@ -1,30 +1,15 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { type RunningGateway, startBinary, startOn } from "../helpers/binary";
+import { type RunningGateway, adminCall, binaryOnUpstream, startBinary } from "../helpers/binary";
 import { type PostgresServer, startPostgres } from "../helpers/services";
 import { until } from "../helpers/until";
 import { PRICED_COST, type Upstream, pricedModels, startUpstream } from "../helpers/upstream";
 
-const ADMIN = { authorization: "Bearer sk-1234", "content-type": "application/json" };
-
 for (const kind of ["embedded", "postgres"] as const) describe(`log rows of failed requests whose error text holds a lone surrogate (${kind})`, () => {
-  let upstream: Upstream;
-  let gateway: RunningGateway;
-  beforeAll(async () => {
-    upstream = await startUpstream();
-    gateway = await startOn(kind, pricedModels(upstream.url));
-  }, 120_000);
-  afterAll(async () => {
-    await gateway?.stop("SIGKILL");
-    upstream?.stop();
-  });
+  const on = binaryOnUpstream(kind, pricedModels);
 
-  const admin = async (path: string, body?: object): Promise<any> => {
-    const response = await fetch(`${gateway.url}${path}`, body ? { method: "POST", headers: ADMIN, body: JSON.stringify(body) } : { headers: ADMIN });
-    expect(response.status).toBe(200);
-    return response.json();
-  };
+  const admin = (path: string, body?: object) => adminCall(on.gateway.url, path, body);
   const chat = (key: string, raw: string) =>
-    fetch(`${gateway.url}/v1/chat/completions`, { method: "POST", headers: { authorization: `Bearer ${key}`, "content-type": "application/json" }, body: raw });
+    fetch(`${on.gateway.url}/v1/chat/completions`, { method: "POST", headers: { authorization: `Bearer ${key}`, "content-type": "application/json" }, body: raw });
 
   test("a refusal naming a model with a lone surrogate is logged, and the spend written with it reaches the key", async () => {
     const { key } = await admin("/key/generate", {});
@@ -44,14 +29,14 @@ for (const kind of ["embedded", "postgres"] as const) describe(`log rows of fail
   test("a provider error with a lone surrogate in its message is logged, and the spend written with it reaches the key", async () => {
     const { key } = await admin("/key/generate", {});
     const token = new Bun.CryptoHasher("sha256").update(key).digest("hex");
-    upstream.set({ status: 400, errorMessage: "bad \ud800 input" });
+    on.upstream.set({ status: 400, errorMessage: "bad \ud800 input" });
     const failed = await chat(key, JSON.stringify({ model: "m", messages: [{ role: "user", content: "hi" }] }));
-    upstream.reset();
+    on.upstream.reset();
     expect(failed.status).toBe(400);
     const ok = await chat(key, JSON.stringify({ model: "m", messages: [{ role: "user", content: "hi" }] }));
     expect(ok.status).toBe(200);
     await until("the spend written", async () => (await admin(`/key/info?key=${key}`)).info.spend > 0, 15_000, 200).catch((e) => {
-      throw new Error(`${e}\n${gateway.output().slice(-3000)}`);
+      throw new Error(`${e}\n${on.gateway.output().slice(-3000)}`);
     });
     expect((await admin(`/key/info?key=${key}`)).info.spend).toBeCloseTo(PRICED_COST, 12);
     const rows: any[] = await admin(`/spend/logs?api_key=${token}`);
@@ -60,22 +45,9 @@ for (const kind of ["embedded", "postgres"] as const) describe(`log rows of fail
 });
 
 describe("a stream the provider fails with an error event", () => {
-  let upstream: Upstream;
-  let gateway: RunningGateway;
-  beforeAll(async () => {
-    upstream = await startUpstream();
-    gateway = await startBinary({ config: `${pricedModels(upstream.url)}\ngeneral_settings:\n  master_key: sk-1234\n` });
-  }, 120_000);
-  afterAll(async () => {
-    await gateway?.stop("SIGKILL");
-    upstream?.stop();
-  });
+  const on = binaryOnUpstream("embedded", pricedModels);
 
-  const admin = async (path: string, body?: object): Promise<any> => {
-    const response = await fetch(`${gateway.url}${path}`, body ? { method: "POST", headers: ADMIN, body: JSON.stringify(body) } : { headers: ADMIN });
-    expect(response.status).toBe(200);
-    return response.json();
-  };
+  const admin = (path: string, body?: object) => adminCall(on.gateway.url, path, body);
   const role = { id: "c", object: "chat.completion.chunk", created: 1, model: "m", choices: [{ index: 0, delta: { role: "assistant" }, finish_reason: null }] };
   const content = { ...role, choices: [{ index: 0, delta: { content: "Hello there" }, finish_reason: null }] };
 
@@ -83,20 +55,20 @@ describe("a stream the provider fails with an error event", () => {
     const { key } = await admin("/key/generate", {});
     const token = new Bun.CryptoHasher("sha256").update(key).digest("hex");
     const usage = { prompt_tokens: 10, completion_tokens: 20, total_tokens: 30 };
-    upstream.set({ events: [
+    on.upstream.set({ events: [
       { ...content, error: null },
       { ...role, choices: [{ index: 0, delta: {}, finish_reason: "stop" }], error: null },
       { ...role, choices: [], usage, error: null },
       "[DONE]",
     ] });
     try {
-      const response = await fetch(`${gateway.url}/v1/chat/completions`, {
+      const response = await fetch(`${on.gateway.url}/v1/chat/completions`, {
         method: "POST", headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
         body: JSON.stringify({ model: "m", stream: true, messages: [{ role: "user", content: "hi" }] }),
       });
       expect(await response.text()).toContain("Hello there");
     } finally {
-      upstream.reset();
+      on.upstream.reset();
     }
     await until("the row", async () => (await admin(`/spend/logs?api_key=${token}`)).length === 1, 10_000, 100);
     const [row] = await admin(`/spend/logs?api_key=${token}`);
@@ -111,15 +83,15 @@ describe("a stream the provider fails with an error event", () => {
     test(`${name} has its row's metadata.error_information, as a failure answered as JSON has`, async () => {
       const { key } = await admin("/key/generate", {});
       const token = new Bun.CryptoHasher("sha256").update(key).digest("hex");
-      upstream.set({ events: [...events] });
+      on.upstream.set({ events: [...events] });
       try {
-        const response = await fetch(`${gateway.url}/v1/chat/completions`, {
+        const response = await fetch(`${on.gateway.url}/v1/chat/completions`, {
           method: "POST", headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
           body: JSON.stringify({ model: "m", stream: true, messages: [{ role: "user", content: "hi" }] }),
         });
         expect(await response.text()).toContain("The model is overloaded now");
       } finally {
-        upstream.reset();
+        on.upstream.reset();
       }
       await until("the row", async () => (await admin(`/spend/logs?api_key=${token}`)).length === 1, 10_000, 100);
       const [row] = await admin(`/spend/logs?api_key=${token}`);
@@ -150,11 +122,7 @@ describe("refused requests' log rows over a Postgres outage", () => {
     await pg?.stop();
   });
 
-  const admin = async (path: string, body?: object): Promise<any> => {
-    const response = await fetch(`${gateway.url}${path}`, body ? { method: "POST", headers: ADMIN, body: JSON.stringify(body) } : { headers: ADMIN });
-    expect(response.status).toBe(200);
-    return response.json();
-  };
+  const admin = (path: string, body?: object) => adminCall(gateway.url, path, body);
   const ask = (key: string, model = "m") => fetch(`${gateway.url}/v1/chat/completions`, {
     method: "POST", headers: { authorization: `Bearer ${key}`, "content-type": "application/json" }, body: JSON.stringify({ model, messages: [{ role: "user", content: "hi" }] }),
   });

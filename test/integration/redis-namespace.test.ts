@@ -1,24 +1,10 @@
-import { afterAll, beforeAll, expect, test } from "bun:test";
+import { expect, test } from "bun:test";
 import Redis from "ioredis";
 import OpenAI from "openai";
-import { type RunningGateway, startOnPostgres } from "../helpers/binary";
-import { type RedisServer, startRedis } from "../helpers/services";
-import { type Upstream, startUpstream } from "../helpers/upstream";
+import { type RunningGateway, startOnPostgres, upstreamAndRedis } from "../helpers/binary";
 import { windowLeft } from "../helpers/until";
 
-let upstream: Upstream;
-let redis: RedisServer;
-const gateways: RunningGateway[] = [];
-
-beforeAll(async () => {
-  upstream = await startUpstream();
-  redis = await startRedis();
-}, 120_000);
-afterAll(async () => {
-  for (const gateway of gateways) await gateway.stop("SIGKILL");
-  upstream.stop();
-  await redis.stop();
-});
+const shared = upstreamAndRedis();
 
 /** A deployment of its own (its own Postgres database) on the shared Redis, under `namespace` if given. */
 async function deployment(namespace?: string): Promise<RunningGateway> {
@@ -27,13 +13,13 @@ model_list:
   - model_name: test-model
     litellm_params:
       model: openai/test-model
-      api_base: ${upstream.url}
+      api_base: ${shared.upstream.url}
       api_key: sk-provider
 router_settings:
-  redis_url: ${redis.url}
+  redis_url: ${shared.redis.url}
 ${namespace ? `  redis_namespace: ${namespace}\n` : ""}`;
   const { gateway } = await startOnPostgres(config);
-  gateways.push(gateway);
+  shared.gateways.push(gateway);
   return gateway;
 }
 
@@ -59,7 +45,7 @@ test("router_settings.redis_namespace: two deployments on one Redis database cou
   expect(await statuses(production, 3)).toEqual([200, 200, 200]);
   expect(await statuses(staging, 1)).toEqual([429]);
 
-  const admin = new Redis(redis.url);
+  const admin = new Redis(shared.redis.url);
   try {
     const keys = await admin.keys("*");
     expect(keys.some((key) => key.startsWith("staging:lg:c:"))).toBe(true);

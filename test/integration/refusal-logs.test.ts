@@ -1,9 +1,9 @@
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import OpenAI from "openai";
 import { hashKey } from "../../src/auth/keys";
-import { type RunningGateway, startOn } from "../helpers/binary";
+import { adminCall, binaryOnUpstream } from "../helpers/binary";
 import { until, windowLeft } from "../helpers/until";
-import { PRICED_COST, type Upstream, startUpstream } from "../helpers/upstream";
+import { PRICED_COST } from "../helpers/upstream";
 
 /** One priced model the keys may use, and one they may not. */
 const models = (url: string) => `
@@ -18,23 +18,10 @@ const today = () => new Date().toISOString().slice(0, 10);
 
 for (const kind of ["embedded", "postgres"] as const) {
   describe(`a request refused before a provider gets a spend_logs row of status failure (binary on ${kind})`, () => {
-    let upstream: Upstream;
-    let gateway: RunningGateway;
-    beforeAll(async () => {
-      upstream = await startUpstream();
-      gateway = await startOn(kind, models(upstream.url));
-    }, 120_000);
-    afterAll(async () => {
-      await gateway?.stop("SIGKILL");
-      upstream?.stop();
-    });
+    const on = binaryOnUpstream(kind, models);
 
-    const admin = async (path: string, body?: object): Promise<any> => {
-      const response = await fetch(`${gateway.url}${path}`, body ? { method: "POST", headers: ADMIN, body: JSON.stringify(body) } : { headers: ADMIN });
-      expect(response.status).toBe(200);
-      return response.json();
-    };
-    const clientOf = (key: string) => new OpenAI({ apiKey: key, baseURL: `${gateway.url}/v1`, maxRetries: 0 });
+    const admin = (path: string, body?: object) => adminCall(on.gateway.url, path, body);
+    const clientOf = (key: string) => new OpenAI({ apiKey: key, baseURL: `${on.gateway.url}/v1`, maxRetries: 0 });
     const ask = (key: string, model = "m") => clientOf(key).chat.completions.create({ model, messages: [{ role: "user", content: "hi" }], user: "refused-customer" });
     /** The error the openai client throws for a refused request. */
     const refusal = async (key: string, model = "m") => {
@@ -80,7 +67,7 @@ for (const kind of ["embedded", "postgres"] as const) {
       await admin("/key/block", { key: blocked.key });
       expect((await refusal(blocked.key)).status).toBe(403);
 
-      const bad = await fetch(`${gateway.url}/v1/chat/completions`, { method: "POST", headers: { authorization: `Bearer ${narrow.key}` }, body: "{not json" });
+      const bad = await fetch(`${on.gateway.url}/v1/chat/completions`, { method: "POST", headers: { authorization: `Bearer ${narrow.key}` }, body: "{not json" });
       expect(bad.status).toBe(400);
 
       const budgetRows = await rowsOf(budget.token, 2);
@@ -123,14 +110,14 @@ for (const kind of ["embedded", "postgres"] as const) {
       await windowLeft(20_000);
       const all = async () => ((await admin("/spend/logs?limit=10000")) as any[]).length;
       const authRefusals = async () => {
-        const text = await (await fetch(`${gateway.url}/metrics`, { headers: ADMIN })).text();
+        const text = await (await fetch(`${on.gateway.url}/metrics`, { headers: ADMIN })).text();
         return Number(/^litegate_rejections_total\{reason="auth_error"\} (\S+)$/m.exec(text)?.[1] ?? 0);
       };
       const before = await all();
       const refusedBefore = await authRefusals();
       const unknown = `sk-unknown-${crypto.randomUUID()}`;
       expect((await refusal(unknown)).status).toBe(401);
-      const anonymous = await fetch(`${gateway.url}/v1/chat/completions`, { method: "POST", body: JSON.stringify({ model: "m", messages: [] }) });
+      const anonymous = await fetch(`${on.gateway.url}/v1/chat/completions`, { method: "POST", body: JSON.stringify({ model: "m", messages: [] }) });
       expect(anonymous.status).toBe(401);
       // A known key's refusal after them: once its row is written, theirs would be too.
       const limited = await admin("/key/generate", { rpm_limit: 1 });
@@ -144,11 +131,11 @@ for (const kind of ["embedded", "postgres"] as const) {
 
     test("a request the provider failed has its row of status failure with the error answered in error_information", async () => {
       const made = await admin("/key/generate", {});
-      upstream.set({ status: 503, errorMessage: "provider overloaded" });
+      on.upstream.set({ status: 503, errorMessage: "provider overloaded" });
       try {
         expect((await refusal(made.key)).status).toBe(503);
       } finally {
-        upstream.reset();
+        on.upstream.reset();
       }
       const [row] = await rowsOf(made.token, 1);
       expect(row.status).toBe("failure");
@@ -163,7 +150,7 @@ for (const kind of ["embedded", "postgres"] as const) {
       // rpm_limit 1 refuses the next request only within the minute of the first.
       await windowLeft(20_000);
       const statements = async () => {
-        const text = await (await fetch(`${gateway.url}/metrics`, { headers: ADMIN })).text();
+        const text = await (await fetch(`${on.gateway.url}/metrics`, { headers: ADMIN })).text();
         return Number(/^litegate_db_statements (\S+)$/m.exec(text)![1]);
       };
       const limited = await admin("/key/generate", { rpm_limit: 1 });
@@ -177,7 +164,7 @@ for (const kind of ["embedded", "postgres"] as const) {
       await Promise.all(Array.from({ length: 20 }, async () => {
         while (sent < FLOOD) {
           sent++;
-          expect((await fetch(`${gateway.url}/v1/chat/completions`, { method: "POST", headers, body })).status).toBe(429);
+          expect((await fetch(`${on.gateway.url}/v1/chat/completions`, { method: "POST", headers, body })).status).toBe(429);
         }
       }));
       await until("every refused row written", async () => (await logsOf(limited.token)).length === FLOOD + 1, 20_000, 250);

@@ -1,35 +1,21 @@
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { beforeAll, describe, expect, test } from "bun:test";
 import OpenAI from "openai";
-import { type RunningGateway, startBinary, startOnPostgres } from "../helpers/binary";
-import { type RedisServer, startRedis } from "../helpers/services";
-import { type Upstream, startUpstream } from "../helpers/upstream";
+import { type RunningGateway, startBinary, startOnPostgres, upstreamAndRedis } from "../helpers/binary";
 import { windowLeft } from "../helpers/until";
 
 // A regenerated key keeps its running rate windows (rpm, tpm, per model) and its parallel slots: what
 // the old secret made in the running minute counts against the new one, on every instance. Started
 // afresh, a key at its rpm_limit could be regenerated and make rpm_limit more requests that minute.
 
-let upstream: Upstream;
-let redis: RedisServer;
-const gateways: RunningGateway[] = [];
-
-beforeAll(async () => {
-  // 10 prompt + 20 completion tokens an answer: 30 tokens a request.
-  upstream = await startUpstream();
-  redis = await startRedis();
-}, 120_000);
-afterAll(async () => {
-  for (const gateway of gateways) await gateway.stop("SIGKILL");
-  upstream.stop();
-  await redis.stop();
-});
+// The upstream answers 10 prompt + 20 completion tokens: 30 tokens a request.
+const shared = upstreamAndRedis();
 
 const models = () => `
 model_list:
   - model_name: test-model
     litellm_params:
       model: openai/test-model
-      api_base: ${upstream.url}
+      api_base: ${shared.upstream.url}
       api_key: sk-provider
 `;
 
@@ -115,7 +101,7 @@ function suite(name: string, start: () => Promise<[RunningGateway, RunningGatewa
     test("a stream in flight across the regeneration holds the one parallel slot, then frees it once", async () => {
       await sameMinute();
       const { key } = await admin(adminOn, "/key/generate", { max_parallel_requests: 1 });
-      upstream.set({ chunks: 6, chunkDelayMs: 250 });
+      shared.upstream.set({ chunks: 6, chunkDelayMs: 250 });
       try {
         const stream = await openStream(on, key);
         const renewed = await regenerate(adminOn, key);
@@ -130,14 +116,14 @@ function suite(name: string, start: () => Promise<[RunningGateway, RunningGatewa
         await next.rest();
         expect(await statuses(on, renewed, 1)).toEqual([200]);
       } finally {
-        upstream.set({ chunks: 5, chunkDelayMs: 0 });
+        shared.upstream.set({ chunks: 5, chunkDelayMs: 0 });
       }
     });
 
     test("a stream in flight across the regeneration: its tokens count in the new secret's tpm window", async () => {
       await sameMinute();
       const { key } = await admin(adminOn, "/key/generate", { tpm_limit: 30 });
-      upstream.set({ chunks: 6, chunkDelayMs: 250 });
+      shared.upstream.set({ chunks: 6, chunkDelayMs: 250 });
       try {
         const stream = await openStream(on, key);
         const renewed = await regenerate(adminOn, key);
@@ -146,7 +132,7 @@ function suite(name: string, start: () => Promise<[RunningGateway, RunningGatewa
         expect(await statuses(on, renewed, 1)).toEqual([429]);
         expect(await statuses(adminOn, renewed, 1)).toEqual([429]);
       } finally {
-        upstream.set({ chunks: 5, chunkDelayMs: 0 });
+        shared.upstream.set({ chunks: 5, chunkDelayMs: 0 });
       }
     });
   });
@@ -154,15 +140,15 @@ function suite(name: string, start: () => Promise<[RunningGateway, RunningGatewa
 
 suite("the embedded database", async () => {
   const gateway = await startBinary({ config: `${models()}general_settings:\n  master_key: sk-1234\n` });
-  gateways.push(gateway);
+  shared.gateways.push(gateway);
   return [gateway, gateway];
 });
 
 suite("two instances on Postgres and Redis", async () => {
-  const redisSettings = `router_settings:\n  redis_url: ${redis.url}\n`;
+  const redisSettings = `router_settings:\n  redis_url: ${shared.redis.url}\n`;
   const { gateway: first, dbUrl } = await startOnPostgres(models() + redisSettings);
-  gateways.push(first);
+  shared.gateways.push(first);
   const second = await startBinary({ config: `${models()}${redisSettings}general_settings:\n  master_key: sk-1234\n  database_url: ${dbUrl}\n` });
-  gateways.push(second);
+  shared.gateways.push(second);
   return [first, second];
 });

@@ -1,8 +1,8 @@
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import Anthropic from "@anthropic-ai/sdk";
 import OpenAI from "openai";
-import postgres from "postgres";
-import { newKeyOn, type RunningGateway, startOnPostgres } from "../helpers/binary";
+import { newKeyOn } from "../helpers/binary";
+import { binaryOnPostgres, chatChunk as chunk, logRowsOf, usageChunk as usage } from "../helpers/raw-provider";
 
 /**
  * Streams as some servers write them (under a content type other than text/event-stream, or with CR
@@ -10,15 +10,13 @@ import { newKeyOn, type RunningGateway, startOnPostgres } from "../helpers/binar
  * charged. The provider is a raw Bun server answering each upstream model with the parts its case sets:
  * the first part, then (once `hold` settles) the rest.
  */
-let up: ReturnType<typeof Bun.serve>;
-let gw: RunningGateway;
-let sql: ReturnType<typeof postgres>;
+let up: ReturnType<typeof Bun.serve> | undefined;
 const encoder = new TextEncoder();
 /** What each upstream model answers: its body in parts, its content type (none when null), and what the parts after the first wait for. */
 const answers = new Map<string, { parts: string[]; type: string | null; hold?: Promise<unknown> }>();
 
-beforeAll(async () => {
-  up = Bun.serve({
+const on = binaryOnPostgres(() => {
+  const provider = Bun.serve({
     port: 0, hostname: "127.0.0.1", idleTimeout: 60,
     async fetch(request) {
       const model = String(((await request.json()) as { model?: unknown }).model);
@@ -36,40 +34,21 @@ beforeAll(async () => {
       return new Response(body, { headers: answer.type === null ? {} : { "content-type": answer.type } });
     },
   });
+  up = provider;
   const priced = "api_key: sk-up, input_cost_per_token: 0.000001, output_cost_per_token: 0.000002";
   const openai = (name: string) =>
-    `  - model_name: ${name}\n    litellm_params: {model: openai/${name}, api_base: "http://127.0.0.1:${up.port}/v1", ${priced}}`;
+    `  - model_name: ${name}\n    litellm_params: {model: openai/${name}, api_base: "http://127.0.0.1:${provider.port}/v1", ${priced}}`;
   const anthropic = (name: string) =>
-    `  - model_name: ${name}\n    litellm_params: {model: anthropic/${name}, api_base: "http://127.0.0.1:${up.port}", ${priced}}`;
+    `  - model_name: ${name}\n    litellm_params: {model: anthropic/${name}, api_base: "http://127.0.0.1:${provider.port}", ${priced}}`;
   const models = [...["untyped", "plain", "html", "whole", "failing", "cr-messages"].map(openai), ...["claude-plain", "claude-cr"].map(anthropic)];
-  const started = await startOnPostgres(`model_list:\n${models.join("\n")}\n`);
-  gw = started.gateway;
-  sql = postgres(started.dbUrl, { max: 1, onnotice: () => {} });
-}, 120_000);
-afterAll(async () => {
-  await gw?.stop("SIGKILL");
-  await sql?.end();
-  up?.stop(true);
-});
+  return `model_list:\n${models.join("\n")}\n`;
+}, () => up?.stop(true));
 
-const newKey = () => newKeyOn(gw.url);
+const newKey = () => newKeyOn(on.gateway.url);
 
-/** A key's spend log rows once `n` are written (the binary writes spend every 250 ms). */
-async function rowsOf(token: string, n: number) {
-  const read = () => sql<{ status: string; prompt_tokens: number; completion_tokens: number }[]>`
-    select status, prompt_tokens, completion_tokens from spend_logs where api_key = ${token} order by start_time`;
-  let rows = await read();
-  for (let i = 0; i < 100 && rows.length < n; i++) {
-    await Bun.sleep(100);
-    rows = await read();
-  }
-  return rows.map((row) => ({ ...row }));
-}
+/** A key's spend log rows once `n` are written, without their spend. */
+const rowsOf = async (token: string, n: number) => (await logRowsOf(on.sql, token, n)).map(({ spend: _, ...row }) => row);
 
-const chunk = (delta: object, finish: string | null = null) =>
-  JSON.stringify({ id: "c1", object: "chat.completion.chunk", created: 1, model: "m", choices: [{ index: 0, delta, finish_reason: finish }] });
-const usage = (prompt: number, completion: number) =>
-  JSON.stringify({ id: "c1", object: "chat.completion.chunk", created: 1, model: "m", choices: [], usage: { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion } });
 const story = [chunk({ role: "assistant", content: "" }), chunk({ content: "Once upon " }), chunk({ content: "a time" }), chunk({}, "stop"), usage(9, 4), "[DONE]"];
 
 /** Anthropic's stream events for "Once upon a time", 12 tokens in and 4 out, each line ended by `end`. */
@@ -92,7 +71,7 @@ describe("a provider that streams SSE under a content type other than text/event
     answers.set("html", { parts: [body], type: "text/html" });
     for (const model of ["untyped", "plain", "html"]) {
       const k = await newKey();
-      const client = new OpenAI({ apiKey: k.key, baseURL: `${gw.url}/v1`, maxRetries: 0 });
+      const client = new OpenAI({ apiKey: k.key, baseURL: `${on.gateway.url}/v1`, maxRetries: 0 });
       const stream = client.chat.completions.stream({ model, messages: [{ role: "user", content: "Tell me a story" }], stream: true, stream_options: { include_usage: true } });
       const completion = await stream.finalChatCompletion();
       expect(completion.choices[0]!.message.content).toBe("Once upon a time");
@@ -106,7 +85,7 @@ describe("a provider that streams SSE under a content type other than text/event
     const answer = { id: "c1", object: "chat.completion", created: 1, model: "whole", choices: [{ index: 0, message, finish_reason: "stop" }], usage: { prompt_tokens: 9, completion_tokens: 6, total_tokens: 15 } };
     answers.set("whole", { parts: [JSON.stringify(answer, null, 2)], type: "text/plain" });
     const k = await newKey();
-    const client = new OpenAI({ apiKey: k.key, baseURL: `${gw.url}/v1`, maxRetries: 0 });
+    const client = new OpenAI({ apiKey: k.key, baseURL: `${on.gateway.url}/v1`, maxRetries: 0 });
     const completion = await client.chat.completions.stream({ model: "whole", messages: [{ role: "user", content: "Tell me" }], stream: true }).finalChatCompletion();
     expect(completion.choices[0]!.message.content).toBe("The whole answer");
     // The same answer to a request that is not a stream.
@@ -126,10 +105,10 @@ describe("a provider that streams SSE under a content type other than text/event
   test("on an Anthropic deployment, /v1/chat/completions and /v1/messages stream it too", async () => {
     answers.set("claude-plain", { parts: [claudeStory("claude-plain", "\n").join("")], type: "text/plain" });
     const k = await newKey();
-    const openai = new OpenAI({ apiKey: k.key, baseURL: `${gw.url}/v1`, maxRetries: 0 });
+    const openai = new OpenAI({ apiKey: k.key, baseURL: `${on.gateway.url}/v1`, maxRetries: 0 });
     const completion = await openai.chat.completions.stream({ model: "claude-plain", messages: [{ role: "user", content: "Tell me a story" }], stream: true }).finalChatCompletion();
     expect(completion.choices[0]!.message.content).toBe("Once upon a time");
-    const anthropic = new Anthropic({ apiKey: k.key, baseURL: gw.url, maxRetries: 0 });
+    const anthropic = new Anthropic({ apiKey: k.key, baseURL: on.gateway.url, maxRetries: 0 });
     const message = await anthropic.messages.stream({ model: "claude-plain", max_tokens: 100, messages: [{ role: "user", content: "Tell me a story" }] }).finalMessage();
     expect(message.content).toMatchObject([{ type: "text", text: "Once upon a time" }]);
     expect(await rowsOf(k.token, 2)).toEqual([
@@ -174,7 +153,7 @@ describe("a provider whose stream ends its lines with CR alone", () => {
       try {
         // The provider holds the rest of its stream back until the client has read the first text.
         const first = await within5s(`${model} on ${path}`, (async () => {
-          const response = await fetch(`${gw.url}${path}`, {
+          const response = await fetch(`${on.gateway.url}${path}`, {
             method: "POST",
             headers: { authorization: `Bearer ${k.key}`, "content-type": "application/json" },
             body: JSON.stringify({ model, max_tokens: 100, stream: true, messages: [{ role: "user", content: "Tell me a story" }] }),

@@ -1,22 +1,20 @@
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import Anthropic from "@anthropic-ai/sdk";
 import OpenAI from "openai";
-import postgres from "postgres";
-import { newKeyOn, type RunningGateway, startOnPostgres } from "../helpers/binary";
+import { newKeyOn } from "../helpers/binary";
+import { binaryOnPostgres, chatChunk as chunk, logRowsOf, usageChunk as usage } from "../helpers/raw-provider";
 
 /**
  * Streams as providers write them, through the compiled binary on Postgres: what the client reads, and
  * what is charged and logged. The provider is a raw Bun server answering each upstream model with the
  * bytes that model's case sets.
  */
-let up: ReturnType<typeof Bun.serve>;
-let gw: RunningGateway;
-let sql: ReturnType<typeof postgres>;
+let up: ReturnType<typeof Bun.serve> | undefined;
 /** What each upstream model answers: a body and its content type. */
 const answers = new Map<string, { body: string; type: string }>();
 
-beforeAll(async () => {
-  up = Bun.serve({
+const on = binaryOnPostgres(() => {
+  const provider = Bun.serve({
     port: 0, hostname: "127.0.0.1",
     async fetch(request) {
       const model = String(((await request.json()) as { model?: unknown }).model);
@@ -25,47 +23,30 @@ beforeAll(async () => {
       return new Response(answer.body, { headers: { "content-type": answer.type } });
     },
   });
+  up = provider;
   const entry = (name: string) =>
     `  - model_name: ${name}
-    litellm_params: {model: openai/${name}, api_base: "http://127.0.0.1:${up.port}/v1", api_key: sk-up, input_cost_per_token: 0.000001, output_cost_per_token: 0.000002}`;
+    litellm_params: {model: openai/${name}, api_base: "http://127.0.0.1:${provider.port}/v1", api_key: sk-up, input_cost_per_token: 0.000001, output_cost_per_token: 0.000002}`;
   const anthropic = `  - model_name: leaky
-    litellm_params: {model: anthropic/leaky, api_base: "http://127.0.0.1:${up.port}", api_key: sk-ant-up, input_cost_per_token: 0.000001, output_cost_per_token: 0.000002}`;
-  const started = await startOnPostgres(`model_list:\n${["lines", "broke", "named", "whole"].map(entry).join("\n")}\n${anthropic}`);
-  gw = started.gateway;
-  sql = postgres(started.dbUrl, { max: 1, onnotice: () => {} });
-}, 120_000);
-afterAll(async () => {
-  await gw?.stop("SIGKILL");
-  await sql?.end();
-  up?.stop(true);
-});
+    litellm_params: {model: anthropic/leaky, api_base: "http://127.0.0.1:${provider.port}", api_key: sk-ant-up, input_cost_per_token: 0.000001, output_cost_per_token: 0.000002}`;
+  return `model_list:\n${["lines", "broke", "named", "whole"].map(entry).join("\n")}\n${anthropic}`;
+}, () => up?.stop(true));
 
-const newKey = () => newKeyOn(gw.url);
+const newKey = () => newKeyOn(on.gateway.url);
 
-/** The spend log rows of a key once `n` are written (the binary writes spend every 250 ms), and the key's spend. */
+/** The spend log rows of a key once `n` are written, and the key's spend. */
 async function spendOf(token: string, n: number) {
-  const read = () => sql<{ status: string; prompt_tokens: number; completion_tokens: number; spend: number }[]>`
-    select status, prompt_tokens, completion_tokens, spend from spend_logs where api_key = ${token} order by start_time`;
-  let rows = await read();
-  for (let i = 0; i < 100 && rows.length < n; i++) {
-    await Bun.sleep(100);
-    rows = await read();
-  }
-  const [key] = await sql<{ spend: number }[]>`select spend from keys where token = ${token}`;
-  return { rows: rows.map((row) => ({ ...row })), keySpend: key!.spend };
+  const rows = await logRowsOf(on.sql, token, n);
+  const [key] = await on.sql<{ spend: number }[]>`select spend from keys where token = ${token}`;
+  return { rows, keySpend: key!.spend };
 }
-
-const chunk = (delta: object, finish: string | null = null) =>
-  JSON.stringify({ id: "c1", object: "chat.completion.chunk", created: 1, model: "m", choices: [{ index: 0, delta, finish_reason: finish }] });
-const usage = (prompt: number, completion: number) =>
-  JSON.stringify({ id: "c1", object: "chat.completion.chunk", created: 1, model: "m", choices: [], usage: { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion } });
 
 describe("/v1/messages on an OpenAI-compatible deployment", () => {
   test("a provider writing one JSON chunk per data line (no blank line between) streams the answer, as /v1/chat/completions does", async () => {
     const lines = [chunk({ role: "assistant", content: "" }), chunk({ content: "Once upon " }), chunk({ content: "a time" }), chunk({}, "stop"), usage(9, 4), "[DONE]"];
     answers.set("lines", { body: `${lines.map((line) => `data:${line}\r\n`).join("")}\r\n`, type: "text/event-stream" });
     const k = await newKey();
-    const client = new Anthropic({ apiKey: k.key, baseURL: gw.url, maxRetries: 0 });
+    const client = new Anthropic({ apiKey: k.key, baseURL: on.gateway.url, maxRetries: 0 });
     const stream = client.messages.stream({ model: "lines", max_tokens: 100, messages: [{ role: "user", content: "Tell me a story" }] });
     const message = await stream.finalMessage();
     expect(message.content.map((block) => (block.type === "text" ? block.text : block.type))).toEqual(["Once upon a time"]);
@@ -82,7 +63,7 @@ describe("/v1/messages on an OpenAI-compatible deployment", () => {
     answers.set("named", { body: `${start}event: error\ndata: {"message": "Service busy"}\n\n`, type: "text/event-stream" });
     for (const [model, words] of [["broke", "The server broke down"], ["named", "Service busy"]]) {
       const k = await newKey();
-      const client = new Anthropic({ apiKey: k.key, baseURL: gw.url, maxRetries: 0 });
+      const client = new Anthropic({ apiKey: k.key, baseURL: on.gateway.url, maxRetries: 0 });
       const failed = await client.messages.stream({ model, max_tokens: 100, messages: [{ role: "user", content: "Tell me a story" }] }).finalMessage().then(() => null, (error) => error);
       expect(String(failed?.message)).toContain(words);
       const { rows, keySpend } = await spendOf(k.token, 1);
@@ -99,7 +80,7 @@ describe("a provider that answers a stream request with one JSON answer (it does
     answers.set("whole", { body: JSON.stringify(answer), type: "application/json" });
     for (const include_usage of [true, false]) {
       const k = await newKey();
-      const client = new OpenAI({ apiKey: k.key, baseURL: `${gw.url}/v1`, maxRetries: 0 });
+      const client = new OpenAI({ apiKey: k.key, baseURL: `${on.gateway.url}/v1`, maxRetries: 0 });
       const stream = client.chat.completions.stream({ model: "whole", messages: [{ role: "user", content: "Tell me" }], stream: true, stream_options: { include_usage } });
       const completion = await stream.finalChatCompletion();
       expect(completion.choices[0]!.message.content).toBe("The whole answer");
@@ -124,7 +105,7 @@ describe("/v1/messages on an Anthropic deployment", () => {
       type: "text/event-stream",
     });
     const k = await newKey();
-    const client = new Anthropic({ apiKey: k.key, baseURL: gw.url, maxRetries: 0 });
+    const client = new Anthropic({ apiKey: k.key, baseURL: on.gateway.url, maxRetries: 0 });
     const failed = await client.messages.stream({ model: "leaky", max_tokens: 100, messages: [{ role: "user", content: "Hi" }] }).finalMessage().then(() => null, (error) => error);
     expect(String(failed?.message)).toContain("Overloaded (key [redacted])");
     expect(String(failed?.message)).not.toContain("sk-ant-up");
