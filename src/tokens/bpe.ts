@@ -24,8 +24,9 @@ class Ranks {
   private readonly mask: number;
 
   constructor(file: Uint8Array) {
-    // The header is read as 32-bit words: a copy when the file's bytes are not aligned for it.
-    const aligned = file.byteOffset % 4 === 0 ? file : file.slice();
+    // The header is read as 32-bit words: a copy when the file's bytes are not aligned for it (a
+    // Buffer's `slice` would be a view at the same offset).
+    const aligned = file.byteOffset % 4 === 0 ? file : new Uint8Array(file);
     const count = new Uint32Array(aligned.buffer, aligned.byteOffset, 1)[0]!;
     this.offsets = new Uint32Array(aligned.buffer, aligned.byteOffset + 4, count + 1);
     this.bytes = aligned.subarray(4 * (count + 2));
@@ -63,9 +64,9 @@ function hash(buf: Uint8Array, start: number, end: number): number {
   return h >>> 0;
 }
 
-/** Counts the tokens of a text. Throws when the ranks cannot be read (a build without them). */
-export function cl100kCounter(): (text: string) => number {
-  const ranks = new Ranks(readFileSync(ranksPath));
+/** Counts the tokens of a text, with the ranks the binary embeds unless given. Throws when they cannot be read. */
+export function cl100kCounter(file: Uint8Array = readFileSync(ranksPath)): (text: string) => number {
+  const ranks = new Ranks(file);
   const encoder = new TextEncoder();
   let bytes = new Uint8Array(1024);
   // Where each part of the piece starts, and the rank of it merged with the next (NONE: no such token).

@@ -152,6 +152,16 @@ describe("the cl100k_base counter", () => {
     expect(mismatches).toEqual([]);
   });
 
+  test("its ranks are read from bytes at any offset, and a truncated file is refused", () => {
+    const file = readFileSync(join(ROOT, "build/cl100k.bin"));
+    // A Buffer, whose `slice` is a view at the same offset rather than a copy.
+    const shifted = Buffer.alloc(file.length + 1).subarray(1);
+    shifted.set(file);
+    expect(shifted.byteOffset % 4).toBe(1);
+    expect(cl100kCounter(shifted)("The quick brown fox jumps over the lazy dog.")).toBe(10);
+    expect(() => cl100kCounter(file.subarray(0, file.length - 1))).toThrow("truncated");
+  });
+
   test("its ranks live outside the JavaScript heap: loading adds a few thousand strings, not a hundred thousand", () => {
     const script = `
       const { heapStats } = require("bun:jsc");
