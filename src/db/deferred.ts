@@ -1,4 +1,4 @@
-import type { Database, Row, Sql } from "./types";
+import type { CopyRows, Database, Row, Sql } from "./types";
 
 /**
  * A database still opening, usable at once: every statement waits until it is open, then runs. The
@@ -24,8 +24,8 @@ export function deferredDatabase(opening: Promise<Database>, kind: Database["kin
     async exec(text: string) {
       return (await open()).exec(text);
     },
-    async copyFrom(table: string, columns: readonly string[], text: string) {
-      return (await open()).copyFrom(table, columns, text);
+    async copyFrom(table: string, columns: readonly string[], rows: CopyRows) {
+      return (await open()).copyFrom(table, columns, rows);
     },
     async transaction<T>(fn: (tx: Sql) => Promise<T>) {
       return (await open()).transaction(fn);

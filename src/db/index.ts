@@ -2,7 +2,7 @@ import { openPglite } from "./pglite";
 import { openPostgres } from "./postgres";
 import type { Database } from "./types";
 
-export type { Database, Row, Sql } from "./types";
+export type { CopyRows, Database, Row, Sql } from "./types";
 export { discardEarlyPglite } from "./pglite";
 export { deferredDatabase } from "./deferred";
 export { DataDirInUse, lockDataDir } from "./dir-lock";

@@ -43,7 +43,7 @@ async function handle(message: Request): Promise<void> {
       return reply({ id: message.id, ok: true });
     case "copy":
       // PGlite reads COPY input from a blob it names /dev/blob.
-      await handleFor(message.tx).query(`copy ${message.table} (${message.columns.join(", ")}) from '/dev/blob'`, [], { blob: new Blob([message.text]) });
+      await handleFor(message.tx).query(`copy ${message.table} (${message.columns.join(", ")}) from '/dev/blob'`, [], { blob: new Blob(typeof message.rows === "string" ? [message.rows] : [...message.rows]) });
       return reply({ id: message.id, ok: true });
     case "begin": {
       const tx = nextTx++;

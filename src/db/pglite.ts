@@ -1,6 +1,6 @@
 import { runsCompiled } from "../cli";
 import type { Reply, Request } from "./pglite-protocol";
-import type { Database, Row, Sql } from "./types";
+import type { CopyRows, Database, Row, Sql } from "./types";
 
 type WithoutId<T> = T extends unknown ? Omit<T, "id"> : never;
 type Pending = { resolve: (reply: Extract<Reply, { ok: true }>) => void; reject: (error: Error) => void };
@@ -79,9 +79,9 @@ export async function openPglite(dataDir: string): Promise<Database> {
       statements++;
       await send({ kind: "exec", text, tx });
     },
-    async copyFrom(table: string, columns: readonly string[], text: string) {
+    async copyFrom(table: string, columns: readonly string[], rows: CopyRows) {
       statements++;
-      await send({ kind: "copy", table, columns: [...columns], text, tx });
+      await send({ kind: "copy", table, columns: [...columns], rows, tx });
     },
     async transaction<T>(fn: (sql: Sql) => Promise<T>): Promise<T> {
       // One connection: a nested transaction runs inside the outer one.

@@ -1,5 +1,5 @@
 import postgres from "postgres";
-import type { Database, Row, Sql } from "./types";
+import type { CopyRows, Database, Row, Sql } from "./types";
 
 export interface PostgresOptions {
   url: string;
@@ -50,13 +50,19 @@ export function openPostgres(options: PostgresOptions): Database {
       statements++;
       await handle.unsafe(text);
     },
-    async copyFrom(table: string, columns: readonly string[], text: string) {
+    async copyFrom(table: string, columns: readonly string[], rows: CopyRows) {
       statements++;
-      const stream = await handle.unsafe(`copy ${table} (${columns.join(", ")}) from stdin`).writable();
+      const query = handle.unsafe(`copy ${table} (${columns.join(", ")}) from stdin`);
+      const stream = await query.writable();
       await new Promise<void>((resolve, reject) => {
+        refusalOf(query, reject);
         stream.on("error", reject);
         stream.on("finish", resolve);
-        stream.end(text);
+        if (typeof rows === "string") stream.end(rows);
+        else {
+          for (const piece of rows) stream.write(piece);
+          stream.end();
+        }
       });
     },
     async transaction<T>(fn: (tx: Sql) => Promise<T>): Promise<T> {
@@ -90,5 +96,22 @@ export function openPostgres(options: PostgresOptions): Database {
     async close() {
       await client.end({ timeout: 5 });
     },
+  };
+}
+
+/**
+ * A COPY Postgres refuses once all its rows are sent (a row a constraint refuses, a full disk) never
+ * finishes its stream in postgres.js 3.4: the client hands the refusal to the statement's promise, long
+ * since resolved with the stream (porsager/postgres#1173). Unseen, it left the spend flush waiting
+ * forever inside its transaction, holding the connection and every later batch. Taken from there, it
+ * rejects the COPY with Postgres's own error, and the transaction rolls back.
+ */
+function refusalOf(query: object, reject: (error: unknown) => void): void {
+  const statement = query as { reject?: (error: unknown) => void };
+  const own = statement.reject;
+  if (typeof own !== "function") return;
+  statement.reject = (error) => {
+    reject(error);
+    own(error);
   };
 }

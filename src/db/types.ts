@@ -3,16 +3,20 @@
 export type Row = Record<string, any>;
 
 /** A handle that runs SQL: the database itself or a transaction. Repos take one as a parameter. */
+/** COPY input: text, or UTF-8 pieces of it (a piece need not end at a row's end). */
+export type CopyRows = string | readonly Uint8Array[];
+
 export interface Sql {
   /** One statement with `$1`-style parameters. JSON values are passed as text and cast (`$1::text::jsonb`). */
   query<T extends Row = Row>(text: string, params?: readonly unknown[]): Promise<T[]>;
   /** Several statements, no parameters (migrations). */
   exec(text: string): Promise<void>;
   /**
-   * Loads rows with COPY: `text` is rows in COPY's text format (tab-separated, `\N` for null, one
-   * line per row) — the cheapest way into a table, for the per-request spend logs.
+   * Loads rows with COPY: `rows` are rows in COPY's text format (tab-separated, `\N` for null, one
+   * line per row), as text or as UTF-8 pieces sent in order — the cheapest way into a table, for the
+   * per-request spend logs.
    */
-  copyFrom(table: string, columns: readonly string[], text: string): Promise<void>;
+  copyFrom(table: string, columns: readonly string[], rows: CopyRows): Promise<void>;
   /** Runs `fn` in a transaction: committed when it resolves, rolled back when it throws. */
   transaction<T>(fn: (tx: Sql) => Promise<T>): Promise<T>;
 }

@@ -54,7 +54,7 @@ export function watched(db: Database): Database {
   const sql: Sql = {
     query: (text, params) => watch(db, db.query(text, params)),
     exec: (text) => watch(db, db.exec(text)),
-    copyFrom: (table, columns, text) => watch(db, db.copyFrom(table, columns, text)),
+    copyFrom: (table, columns, rows) => watch(db, db.copyFrom(table, columns, rows)),
     transaction: (fn) => watch(db, db.transaction(fn)),
   };
   return Object.assign(Object.create(db) as Database, sql);

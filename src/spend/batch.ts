@@ -144,7 +144,7 @@ export class Batch {
   constructor(private readonly masterToken: string | null = null) {}
 
   readonly id = crypto.randomUUID();
-  readonly rows: string[] = [];
+  private readonly rows = new RowBytes();
   readonly keys = new DeltaMap();
   readonly users = new DeltaMap();
   readonly teams = new DeltaMap();
@@ -179,7 +179,7 @@ export class Batch {
     if (t.userModel) this.userModels.add(t.userModel.id + SEP + t.userModel.model, cost, t.userModel.period, t.userModel.base, at, t.userModel.step, t.userModel.born);
     if (t.teamModel) this.teamModels.add(t.teamModel.id + SEP + t.teamModel.model, cost, t.teamModel.period, t.teamModel.base, at, t.teamModel.step, t.teamModel.born);
     this.gateway.add("gateway", cost, t.gatewayPeriod, t.gatewayBase, at, t.gatewayStep);
-    this.rows.push(logLine(event, this.masterToken));
+    this.rows.add(logLine(event, this.masterToken));
   }
 
   /**
@@ -187,11 +187,11 @@ export class Batch {
    * of a later period would start that period on the row), so nothing stored changes but spend_logs.
    */
   addRefused(event: SpendEvent): void {
-    this.rows.push(logLine(event, this.masterToken));
+    this.rows.add(logLine(event, this.masterToken));
   }
 
   get size(): number {
-    return this.rows.length;
+    return this.rows.count;
   }
 
   /** Drops the unwritten spend of a row an admin reset (the request log rows stay). */
@@ -206,9 +206,49 @@ export class Batch {
     this.keyModels.move(from + SEP, to + SEP, this.latest, true);
   }
 
-  /** The log rows in COPY's text format, in the order of `LOG_COLUMNS`. */
+  /** The log rows in COPY's text format, in the order of `LOG_COLUMNS`, as UTF-8 pieces. */
+  logRows(): readonly Uint8Array[] {
+    return this.rows.pieces();
+  }
+
+  /** The log rows as one text (for a batch saved to a file). */
   rowsText(): string {
-    return this.rows.join("");
+    return decoder.decode(Buffer.concat(this.rows.pieces()));
+  }
+}
+
+/** Room a log row is written into: one allocation for a few hundred rows. */
+const ROW_CHUNK_BYTES = 64 * 1024;
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+/**
+ * Log rows as UTF-8 in chunks of their own, outside the collector's heap: a batch holds a quarter of a
+ * second of them, long enough for a young collection to move each one, as a string, into the old
+ * generation, where only a full collection frees it. Measured under load, that doubled what each young
+ * collection kept, took the heap to 110 MB between full collections, and cost the COPY a join and a copy
+ * of the whole text at each flush.
+ */
+class RowBytes {
+  private readonly full: Uint8Array[] = [];
+  private chunk: Uint8Array | null = null;
+  private used = 0;
+  count = 0;
+
+  add(line: string): void {
+    // A UTF-16 unit is at most 3 bytes of UTF-8: a row always fits the room it is checked against.
+    const most = line.length * 3;
+    if (this.chunk === null || this.chunk.length - this.used < most) {
+      if (this.chunk !== null) this.full.push(this.chunk.subarray(0, this.used));
+      this.chunk = new Uint8Array(Math.max(ROW_CHUNK_BYTES, most));
+      this.used = 0;
+    }
+    this.used += encoder.encodeInto(line, this.chunk.subarray(this.used)).written;
+    this.count++;
+  }
+
+  pieces(): Uint8Array[] {
+    return this.chunk === null ? [] : [...this.full, this.chunk.subarray(0, this.used)];
   }
 }
 
@@ -268,10 +308,17 @@ function metadataText(metadata: Record<string, unknown> | undefined): string {
   return "{}";
 }
 
+/**
+ * A request's log row in COPY's text format. Joined from an array, the row is one flat string: a row built
+ * with `+` and template literals is a rope holding each of its ~20 pieces, and a batch holds every row
+ * until its flush (measured: 640 bytes and 19 cells a row as a rope, 300 bytes and 1 cell joined).
+ */
 function logLine(x: SpendEvent, masterToken: string | null): string {
-  return `${field(x.requestId)}\t${who(x.targets, masterToken)}\t${field(x.model)}\t${field(x.deployment)}\t${field(x.route)}\t` +
-    `${count(x.usage.prompt_tokens)}\t${count(x.usage.completion_tokens)}\t${count(x.usage.total_tokens)}\t${Number.isFinite(x.cost) ? x.cost : 0}\t` +
-    `${iso(x.start)}\t${iso(x.end)}\t${field(x.status)}\t${metadataText(x.metadata)}\n`;
+  return [
+    field(x.requestId), who(x.targets, masterToken), field(x.model), field(x.deployment), field(x.route),
+    count(x.usage.prompt_tokens), count(x.usage.completion_tokens), count(x.usage.total_tokens), Number.isFinite(x.cost) ? String(x.cost) : "0",
+    iso(x.start), iso(x.end), field(x.status), `${metadataText(x.metadata)}\n`,
+  ].join("\t");
 }
 
 export function buildBatch(id: string, events: SpendEvent[], masterToken: string | null = null): Batch {
@@ -313,7 +360,8 @@ export interface WritableBatch {
   userModels: Pick<DeltaMap, "sorted">;
   teamModels: Pick<DeltaMap, "sorted">;
   gateway: Pick<DeltaMap, "sorted">;
-  rowsText(): string;
+  /** The log rows in COPY's text format. */
+  logRows(): string | readonly Uint8Array[];
 }
 
 /** A saved batch read back, for writing with its own id (so a batch already written is skipped). */
@@ -330,6 +378,6 @@ export function batchFromSaved(saved: ReturnType<typeof savedBatch>): WritableBa
     customerModels: map((d as { customer_models?: Delta[] }).customer_models ?? []),
     // And before users' and teams' was.
     userModels: map((d as { user_models?: Delta[] }).user_models ?? []), teamModels: map((d as { team_models?: Delta[] }).team_models ?? []),
-    gateway: map(d.gateway), rowsText: () => saved.spend_logs.copy_text,
+    gateway: map(d.gateway), logRows: () => saved.spend_logs.copy_text,
   };
 }

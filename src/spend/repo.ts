@@ -213,7 +213,7 @@ export async function applyBatch(db: Sql, batch: WritableBatch, now = Date.now()
     if (row?.fresh !== 1) return false;
     if (row.keys < batch.keys.size) await applyRenamed(tx, batch, now, since);
     // The log rows in one COPY: the cheapest way into the table, and a row per request is the bulk of the write.
-    if (batch.size > 0) await tx.copyFrom("spend_logs", LOG_COLUMNS, batch.rowsText());
+    if (batch.size > 0) await tx.copyFrom("spend_logs", LOG_COLUMNS, batch.logRows());
     return true;
   });
 }

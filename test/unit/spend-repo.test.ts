@@ -12,13 +12,17 @@ import { fullDisk } from "../helpers/full-disk";
 import { startPostgres, tempDir } from "../helpers/services";
 
 let db: Database;
+/** The rows the events below name: user u1 in team t1, and their key k1. */
+async function seeded(target: Database): Promise<Database> {
+  await migrate(target);
+  await target.query("insert into users (user_id) values ('u1')");
+  await target.query("insert into teams (team_id) values ('t1')");
+  await target.query("insert into team_memberships (team_id, user_id) values ('t1', 'u1')");
+  await target.query("insert into keys (token, key_name, user_id, team_id, budget_duration, budget_reset_at) values ('k1', 'sk-...k1', 'u1', 't1', '1d', '2026-01-02T00:00:00Z')");
+  return target;
+}
 beforeAll(async () => {
-  db = await openDatabase({ dataDir: tempDir("spend") });
-  await migrate(db);
-  await db.query("insert into users (user_id) values ('u1')");
-  await db.query("insert into teams (team_id) values ('t1')");
-  await db.query("insert into team_memberships (team_id, user_id) values ('t1', 'u1')");
-  await db.query("insert into keys (token, key_name, user_id, team_id, budget_duration, budget_reset_at) values ('k1', 'sk-...k1', 'u1', 't1', '1d', '2026-01-02T00:00:00Z')");
+  db = await seeded(await openDatabase({ dataDir: tempDir("spend") }));
 }, 120_000);
 afterAll(() => db.close());
 
@@ -32,7 +36,7 @@ function event(cost: number, targets: Partial<SpendTargets>, id = crypto.randomU
   };
 }
 
-const one = async (sql: string) => (await db.query(sql))[0]!;
+const one = async (sql: string, target: Sql = db) => (await target.query(sql))[0]!;
 
 describe("spend batches", () => {
   test("every target row gets the cost once; a retried batch is skipped", async () => {
@@ -209,6 +213,29 @@ describe("log rows are written whatever text they carry", () => {
     expect([row.prompt_tokens, row.completion_tokens, row.total_tokens]).toEqual([10, 0, 0]);
     expect(row.model).toBe("modelfrom a config");
     expect(new Date(row.start_time).getTime()).toBe(odd.start);
+
+    // Rows are kept as UTF-8 in 64 KB pieces: a batch of them spans several, and one row larger than a piece
+    // gets one of its own; every row arrives whole, non-ASCII text included.
+    await target.query("delete from spend_logs");
+    const many = Array.from({ length: 1500 }, (_, i) => {
+      const e = event(0.001, {});
+      e.metadata = { i, note: `Zoë 🚀 漢字 ${"é".repeat(i % 97)}` };
+      return e;
+    });
+    const huge = event(0.002, {});
+    huge.metadata = { i: -1, note: "漢🚀".repeat(30_000) };
+    many.splice(700, 0, huge);
+    const batch = buildBatch(crypto.randomUUID(), many);
+    expect(batch.logRows().length).toBeGreaterThan(3);
+    await applyBatch(target, batch);
+    const written = await target.query("select metadata from spend_logs");
+    const notes = new Map(written.map((r) => {
+      const m = typeof r.metadata === "string" ? JSON.parse(r.metadata) : r.metadata;
+      return [m.i as number, m.note as string];
+    }));
+    expect(notes.size).toBe(1501);
+    expect(notes.get(-1)).toBe(huge.metadata.note as string);
+    for (const e of many) expect(notes.get(e.metadata.i as number)).toBe(e.metadata.note as string);
   };
 
   test("embedded database", () => check(db));
@@ -227,15 +254,15 @@ describe("log rows are written whatever text they carry", () => {
 });
 
 describe("the spend writer", () => {
-  test("a batch the database refuses for its content is set aside in a file after three tries; the spend after it is written", async () => {
+  const refusedIsSetAside = async (target: Database) => {
     const dir = tempDir("set-aside");
     const errors: string[] = [];
     const log = { ...silentLogger, error: (message: string) => void errors.push(message), once: () => {} };
-    const writer = createSpendWriter({ db, clock: systemClock, log, intervalMs: 60_000, quarantineDir: dir });
+    const writer = createSpendWriter({ db: target, clock: systemClock, log, intervalMs: 60_000, quarantineDir: dir });
     try {
-      const before = (await one("select spend from teams where team_id = 't1'")).spend;
+      const before = (await one("select spend from teams where team_id = 't1'", target)).spend;
       // A row the table will never take (here a constraint says so; SQLSTATE 23514): no retry can help.
-      await db.query("alter table spend_logs add constraint refuse_one_model check (model <> 'refused-model')");
+      await target.query("alter table spend_logs add constraint refuse_one_model check (model <> 'refused-model')");
       writer.record({ ...event(0.125, {}), model: "refused-model" });
       for (let attempt = 1; attempt <= 2; attempt++) {
         await writer.flush();
@@ -250,12 +277,34 @@ describe("the spend writer", () => {
       expect(saved.deltas.keys).toEqual([{ id: "k1", amount: 0.125, period: Date.parse("2026-01-02T00:00:00Z") }]);
       expect(saved.spend_logs.copy_text).toContain("\trefused-model\t");
       expect(errors.some((message) => message.includes("set aside"))).toBe(true);
-      await expectWrittenAfter(writer, before);
+      await expectWrittenAfter(writer, before, target);
     } finally {
       await writer.close();
-      await db.query("alter table spend_logs drop constraint if exists refuse_one_model");
+      await target.query("alter table spend_logs drop constraint if exists refuse_one_model");
     }
-  });
+  };
+
+  test("a batch the database refuses for its content is set aside in a file after three tries; the spend after it is written", () => refusedIsSetAside(db));
+
+  test("on Postgres too, where a refused COPY is an error like any other: the flush neither waits forever nor leaves its transaction open", async () => {
+    const pg = await startPostgres();
+    const target = await seeded(await openDatabase({ url: await pg.newDatabase(), dataDir: "" }));
+    try {
+      await refusedIsSetAside(target);
+      // A COPY refused after all its rows were sent (here for a row with a field too many): the real error, at once.
+      await target.query("create table copy_probe (a text)");
+      const refused = target.transaction((tx) => tx.copyFrom("copy_probe", ["a"], [new TextEncoder().encode("x\ty\n")]));
+      expect(await Promise.race([refused.then(() => "written", (error) => String(error?.code)), Bun.sleep(10_000).then(() => "still waiting")])).toBe("22P04");
+      // Rolled back, and the connection serves the next statement.
+      const aborted = await target.query("select count(*)::int as n from pg_stat_activity where state like 'idle in transaction%'");
+      expect(aborted[0]!.n).toBe(0);
+      await target.copyFrom("copy_probe", ["a"], "fine\n");
+      expect((await one("select count(*)::int as n from copy_probe", target)).n).toBe(1);
+    } finally {
+      await target.close();
+      await pg.stop();
+    }
+  }, 60_000);
 });
 
 describe("spend saved at a shutdown", () => {
@@ -313,11 +362,11 @@ describe("flush", () => {
 });
 
 /** Spend recorded after a batch was set aside is written: the team's spend grows from `before` by it. */
-async function expectWrittenAfter(writer: ReturnType<typeof createSpendWriter>, before: number): Promise<void> {
+async function expectWrittenAfter(writer: ReturnType<typeof createSpendWriter>, before: number, target: Sql = db): Promise<void> {
   writer.record(event(0.25, {}));
   await writer.flush();
   expect(writer.backlog()).toBe(0);
-  expect((await one("select spend from teams where team_id = 't1'")).spend).toBeCloseTo(before + 0.25, 12);
+  expect((await one("select spend from teams where team_id = 't1'", target)).spend).toBeCloseTo(before + 0.25, 12);
 }
 
 describe("a batch that cannot be encoded", () => {
