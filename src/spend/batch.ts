@@ -309,9 +309,9 @@ function metadataText(metadata: Record<string, unknown> | undefined): string {
 }
 
 /**
- * A request's log row in COPY's text format. Joined from an array, the row is one flat string: a row built
- * with `+` and template literals is a rope holding each of its ~20 pieces, and a batch holds every row
- * until its flush (measured: 640 bytes and 19 cells a row as a rope, 300 bytes and 1 cell joined).
+ * A request's log row in COPY's text format. Joined from an array, the row is one flat string, which the
+ * encoder reads as it is (built with `+` and template literals it is a rope of some 20 pieces: 640 bytes
+ * and 19 cells against 300 and 1, flattened again before it can be encoded).
  */
 function logLine(x: SpendEvent, masterToken: string | null): string {
   return [
