@@ -130,7 +130,19 @@ export class SharedCounters implements Counters {
   private async admitRemote(checks: readonly CounterCheck[], states: State[]): Promise<number> {
     // Refused before anything is held on the other counters (where a concurrent request would meet it).
     const full = checks.findIndex((check, i) => atLimit(states[i]!, check));
-    if (full >= 0) return refused(states[full]!, states[full]!.v + consumed(states[full]!), full);
+    if (full >= 0) {
+      const s = states[full]!;
+      // Refused on what was used, whoever holds room besides: room other instances still hold (a limit
+      // lowered under them, which they do not know of until they serve it) is asked back, and this
+      // counter is read from Redis again (its next request decided there), so that what the refusals say
+      // is held comes back to what is, within a tick or two.
+      if (s.others > 0) {
+        this.askBack(s);
+        s.synced = false;
+        this.dirty.add(s);
+      }
+      return refused(s, s.v + consumed(s), full);
+    }
     const decideAll = () => Promise.all(checks.map((check, i) => serialized(states[i]!, () => this.decide(states[i]!, check))));
     let results = await decideAll();
     for (const wait of RETRY_AFTER_MS) {
