@@ -1,4 +1,5 @@
 import type { CopyRows } from "./types";
+
 /** Messages between the gateway and the worker thread that owns the embedded database. */
 export type Request =
   | { id: number; kind: "open"; dataDir: string }

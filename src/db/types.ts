@@ -2,10 +2,10 @@
 
 export type Row = Record<string, any>;
 
-/** A handle that runs SQL: the database itself or a transaction. Repos take one as a parameter. */
 /** COPY input: text, or UTF-8 pieces of it (a piece need not end at a row's end). */
 export type CopyRows = string | readonly Uint8Array[];
 
+/** A handle that runs SQL: the database itself or a transaction. Repos take one as a parameter. */
 export interface Sql {
   /** One statement with `$1`-style parameters. JSON values are passed as text and cast (`$1::text::jsonb`). */
   query<T extends Row = Row>(text: string, params?: readonly unknown[]): Promise<T[]>;
