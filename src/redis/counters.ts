@@ -3,12 +3,11 @@ import { COUNTER_IDLE_MS, type CounterCheck, type Counters, type WriteProgress, 
 import { Successions } from "../governance/succession";
 import type { Logger } from "../log";
 import { chooseSyncs } from "./choose";
-import { ALIVE_ADMITTING_MS, ALIVE_MS, HEARTBEAT_REPLIES, Heartbeat, generationOf } from "./heartbeat";
+import { ALIVE_ADMITTING_MS, ALIVE_MS, Heartbeat } from "./heartbeat";
 import { type RedisKeys, deleteCounters, reclaimMessage, redisKeys } from "./keys";
-import { type State, type SyncReply, type TickSync, addTickSyncs, alone, applyReply, applyTickReplies, consumed, fitsLease, atLimit, heldByOthers, lostData,
-  pushTotal, pushedUpTo, replyAt, roomWanted, newState, refused, serialized, spareWanted, startPush, syncArgs, takeShare, tickSync, unpushed } from "./lease";
+import { type State, alone, consumed, fitsLease, atLimit, heldByOthers, lostData, newState, refused, serialized, spareWanted, takeShare } from "./lease";
+import { RedisLink } from "./link";
 import { Sweep } from "./sweep";
-import SYNC_SCRIPT from "./sync.lua" with { type: "text" };
 
 /**
  * Counters shared by every instance through Redis, without a Redis round trip per request.
@@ -39,9 +38,9 @@ export interface SharedCountersOptions {
 export class SharedCounters implements Counters {
   private readonly states = new Map<string, State>();
   private readonly successions = new Successions<State>();
-  private readonly redis: Redis & { litegateSync?: (...args: unknown[]) => Promise<unknown[]> };
+  private readonly redis: Redis;
+  private readonly link: RedisLink;
   private readonly timer: Timer;
-  private degraded = false;
   private ticking = false;
   private closing = false;
   private slackPending = false;
@@ -54,11 +53,6 @@ export class SharedCounters implements Counters {
   private admittedAlone = false;
   private readonly heartbeat: Heartbeat;
   syncs = 0;
-  failures = 0;
-  /** Round trips to Redis: one per tick with something to sync, one per admission Redis decides. */
-  roundTrips = 0;
-  /** Counters synced: a tick's round trip syncs many. */
-  counterSyncs = 0;
   lastSyncMs = 0;
   private readonly tickMs: number;
 
@@ -67,13 +61,23 @@ export class SharedCounters implements Counters {
     this.redis = options.redis;
     this.heartbeat = new Heartbeat(options.instanceId, options.leaseTtlMs ?? 3000, options.keys ?? redisKeys);
     this.sweep = new Sweep(this.states);
-    // Any number of counters per call: the first argument is how many keys follow.
-    this.redis.defineCommand("litegateSync", { lua: SYNC_SCRIPT });
+    this.link = new RedisLink({ redis: options.redis, heartbeat: this.heartbeat, instanceId: options.instanceId, log: options.log, now: options.now, tickMs: this.tickMs,
+      lostData: () => {
+        for (const s of this.states.values()) {
+          lostData(s);
+          this.dirty.add(s);
+        }
+      } });
     this.redis.set(this.heartbeat.keys.alive(options.instanceId), "1", "PX", options.leaseTtlMs ?? 3000).catch(() => {});
     this.timer = setInterval(() => void this.tick(), this.tickMs);
   }
 
-  get isDegraded(): boolean { return this.degraded; }
+  get isDegraded(): boolean { return this.link.degraded; }
+  get failures(): number { return this.link.failures; }
+  /** Round trips to Redis: one per tick with something to sync, one per admission Redis decides (and each reclaim message). */
+  get roundTrips(): number { return this.link.roundTrips; }
+  /** Counters synced: a tick's round trip syncs many. */
+  get counterSyncs(): number { return this.link.counterSyncs; }
 
   private state(check: CounterCheck): State {
     let s = this.states.get(check.key);
@@ -95,7 +99,7 @@ export class SharedCounters implements Counters {
 
   private fitsLocally(s: State, check: CounterCheck): boolean {
     // Without Redis an instance still leaves room for what the others held at the last sync.
-    if (this.degraded) return alone(s) < check.limit;
+    if (this.link.degraded) return alone(s) < check.limit;
     // A sync in flight does not stop local admissions: the lease it may change can only grow.
     return fitsLease(s, check);
   }
@@ -116,7 +120,7 @@ export class SharedCounters implements Counters {
     let allLocal = true;
     for (let i = 0; i < checks.length; i++) {
       if (!this.fitsLocally(states[i]!, checks[i]!)) {
-        if (this.degraded) return refused(states[i]!, alone(states[i]!), i);
+        if (this.link.degraded) return refused(states[i]!, alone(states[i]!), i);
         allLocal = false;
       }
     }
@@ -165,14 +169,14 @@ export class SharedCounters implements Counters {
 
   /** One admission decided by Redis (after a last local try, the lease may have grown meanwhile). */
   private async decide(s: State, check: CounterCheck): Promise<boolean> {
-    if (this.degraded || fitsLease(s, check)) {
-      if (this.degraded && alone(s) >= check.limit) return refused(s, alone(s), false);
+    if (this.link.degraded || fitsLease(s, check)) {
+      if (this.link.degraded && alone(s) >= check.limit) return refused(s, alone(s), false);
       this.take(s, check);
       return true;
     }
-    let reply = await this.sync(s, check.reserve, true);
+    let reply = await this.link.syncOne(s, check.reserve, true);
     // Made again in an emptied Redis: brought back up to what this instance saw before deciding.
-    if (reply && s.recover) reply = await this.sync(s, check.reserve, true);
+    if (reply && s.recover) reply = await this.link.syncOne(s, check.reserve, true);
     // Without an answer, decided as if alone (and degraded until Redis answers again). Refused by Redis,
     // it is on what its reply brought: the shared value and the others' leases, with this one's use.
     if (reply ? reply[0] !== 1 : alone(s) >= check.limit) return refused(s, alone(s), false);
@@ -185,8 +189,7 @@ export class SharedCounters implements Counters {
     const now = this.options.now();
     if (now - s.askedAt < RETRY_AFTER_MS[0]!) return;
     s.askedAt = now;
-    this.roundTrips++;
-    this.redis.publish(this.heartbeat.keys.reclaim, reclaimMessage.of(this.options.instanceId, s.check.key)).catch(() => {});
+    this.link.askBack(s.check.key);
   }
 
   /**
@@ -214,46 +217,6 @@ export class SharedCounters implements Counters {
     });
   }
 
-  /**
-   * One counter's sync, after the heartbeat (which tells whether Redis lost its data); null when Redis
-   * did not answer (the instance is then degraded).
-   */
-  private async sync(s: State, need: number, admission: boolean): Promise<SyncReply | null> {
-    const push = startPush(s);
-    const total = pushTotal(s);
-    const recovering = s.recover;
-    const args = syncArgs(s, total, need, roomWanted(s), admission, this.options.now());
-    this.roundTrips++;
-    this.counterSyncs++;
-    try {
-      const { replies, answer } = await this.heartbeat.syncOne(this.redis, 1, this.heartbeat.keys.counter(s.check.key), this.options.instanceId, this.heartbeat.keys.alivePrefix, ...args);
-      this.checkEpoch(replies);
-      const reply = replyAt(answer, 0);
-      pushedUpTo(s, total);
-      applyReply(s, reply, this.options.now(), this.tickMs, generationOf(replies), recovering);
-      this.healthy();
-      return reply;
-    } catch (error) {
-      unpushed(s, push);
-      this.unhealthy(error);
-      return null;
-    }
-  }
-
-  private healthy(): void {
-    if (this.degraded) this.options.log.info("redis reachable again: counters shared across instances");
-    this.degraded = false;
-    this.options.log.clearOnce("redis-down");
-  }
-
-  private unhealthy(error: unknown): void {
-    this.failures++;
-    if (!this.degraded) {
-      this.options.log.once("error", "redis-down", "redis unreachable: enforcing limits per instance until it returns", { error: String(error) });
-    }
-    this.degraded = true;
-  }
-
   /** Every tick: one pipelined round trip for every counter with something to tell or to ask. */
   private async tick(): Promise<void> {
     if (this.ticking) return;
@@ -266,64 +229,26 @@ export class SharedCounters implements Counters {
     this.dirty = new Set();
     const { chosen, later } = chooseSyncs(this.states, candidates, now, this.closing, (check) => this.state(check), this.options.pushAfterMs);
     for (const s of later) this.dirty.add(s);
-    let sent: TickSync[] = [];
     try {
       // Stay alive (our leases stay valid) even when no counter needs a sync. While Redis does not answer
       // (it may hang: syncs would wait for their timeout), only the heartbeat goes, until it answers.
-      if (chosen.length === 0 || (this.degraded && !this.closing)) {
+      if (chosen.length === 0 || (this.link.degraded && !this.closing)) {
         for (const s of chosen) this.dirty.add(s);
-        if (this.degraded || now - this.aliveAt > (this.admittedAlone ? ALIVE_ADMITTING_MS : ALIVE_MS)) {
-          this.roundTrips++;
+        if (this.link.degraded || now - this.aliveAt > (this.admittedAlone ? ALIVE_ADMITTING_MS : ALIVE_MS)) {
           this.aliveAt = now;
           this.admittedAlone = false;
-          await this.heartbeat.ping(this.redis).then((replies) => (this.checkEpoch(replies), this.healthy()), (e) => this.unhealthy(e));
+          await this.link.ping();
         }
         return;
       }
       this.aliveAt = now;
       this.admittedAlone = false;
-      const pipeline = this.redis.pipeline();
-      this.heartbeat.add(pipeline);
-      sent = chosen.map((s) => ({ s, ...tickSync(s, now) }));
-      addTickSyncs(pipeline, sent, this.options.instanceId, this.heartbeat.keys);
-      this.roundTrips++;
-      this.counterSyncs += sent.length;
-      const done = pipeline.exec();
-      for (const { s } of sent) s.busy = done;
-      const all = await done;
-      for (const { s } of sent) s.busy = null;
-      if (!all) throw new Error("pipeline returned nothing");
-      this.checkEpoch(all);
-      const generation = generationOf(all);
-      const replies = all.slice(HEARTBEAT_REPLIES);
-      const answered = sent;
-      sent = [];
-      for (const error of applyTickReplies(answered, replies, this.options.now(), this.tickMs, generation)) this.unhealthy(error);
-      if (replies.some(([error]) => !error)) this.healthy();
+      if (!(await this.link.syncMany(chosen, now))) return;
       this.syncs++;
       this.lastSyncMs = performance.now() - started;
-    } catch (error) {
-      for (const s of chosen) s.busy = null;
-      // Not answered: what was on its way goes with a later sync.
-      for (const { s, push } of sent) unpushed(s, push);
-      this.unhealthy(error);
     } finally {
       this.ticking = false;
     }
-  }
-
-  /**
-   * After Redis lost its data every lease this instance holds is void (other instances' are gone from
-   * Redis, so room would be granted twice): each counter syncs again before admitting more on its own.
-   */
-  private checkEpoch(replies: [Error | null, unknown][]): boolean {
-    if (!this.heartbeat.lostData(replies)) return false;
-    for (const s of this.states.values()) {
-      lostData(s);
-      this.dirty.add(s);
-    }
-    this.options.log.warn("redis lost its data: counters synced again from what this instance last saw");
-    return true;
   }
 
   settle(check: CounterCheck, actual: number): void {
