@@ -4,11 +4,12 @@
  * time, default 50), 3 s later, then under 6 s of wrk on one key, on all of them, and again. The scale
  * rows of `npm run bench` hold 10,000 keys; this shows what each stage adds. `SAME_KEY=1` sends the
  * loading requests all on one key (what the requests themselves cost), `NO_REDIS=1` runs without Redis
- * (what the keys' shared counters cost), `NO_WRK=1` stops after loading. LITEGATE_BIN names another build.
+ * (what the keys' shared counters cost), `NO_WRK=1` stops after loading. It also prints the round trips the
+ * loading took. LITEGATE_BIN names another build.
  */
 import postgres from "postgres";
 import { freePort, startPostgres, startRedis, tempDir } from "../test/helpers/services";
-import { bunScript, rssMb, startLitegate, waitHttp, wrk } from "./lib";
+import { bunScript, roundTrips, rssMb, startLitegate, waitHttp, wrk } from "./lib";
 import { BENCH_BODY, bearer, benchConfig } from "./setup";
 
 const KEYS = Number(process.env.KEYS ?? 10_000);
@@ -38,8 +39,11 @@ try {
   stage("started");
   await send(keyOf(1));
   stage("one request");
+  const before = await roundTrips(gateway.url);
   for (let i = 1; i <= KEYS; i += BATCH) await Promise.all(Array.from({ length: Math.min(BATCH, KEYS - i + 1) }, (_, j) => send(keyOf(i + j))));
+  const after = await roundTrips(gateway.url);
   stage(`${KEYS} requests${process.env.SAME_KEY ? " on one key" : ", one per key"}, ${BATCH} at a time`);
+  process.stdout.write(`  ${after.redis - before.redis} Redis round trips, ${after.counterSyncs - before.counterSyncs} counters synced, ${after.db - before.db} Postgres statements\n`);
   await Bun.sleep(3000);
   stage("3 s later");
   // Requests formatted once when wrk starts, as the bench's scale rows do.

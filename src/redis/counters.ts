@@ -5,7 +5,7 @@ import type { Logger } from "../log";
 import { chooseSyncs } from "./choose";
 import { ALIVE_ADMITTING_MS, ALIVE_MS, Heartbeat } from "./heartbeat";
 import { type RedisKeys, deleteCounters, reclaimMessage, redisKeys } from "./keys";
-import { type State, alone, consumed, fitsLease, atLimit, heldByOthers, lostData, newState, refused, serialized, spareWanted, takeShare } from "./lease";
+import { type State, type SyncReply, alone, consumed, fitsLease, atLimit, heldByOthers, lostData, newState, refused, spareWanted, takeShare } from "./lease";
 import { RedisLink } from "./link";
 import { Sweep } from "./sweep";
 
@@ -104,7 +104,7 @@ export class SharedCounters implements Counters {
     return fitsLease(s, check);
   }
 
-  private take(s: State, check: CounterCheck): void {
+  private take(s: State, check: CounterCheck): true {
     this.dirty.add(s);
     this.admittedAlone = true;
     s.inflight += check.reserve;
@@ -113,6 +113,7 @@ export class SharedCounters implements Counters {
     s.lastReserve = Math.max(check.reserve, s.lastReserve * 0.9);
     s.touchedAt = this.options.now();
     check.on = s;
+    return true;
   }
 
   admit(checks: readonly CounterCheck[]): number | Promise<number> {
@@ -147,8 +148,7 @@ export class SharedCounters implements Counters {
       }
       return refused(s, s.v + consumed(s), full);
     }
-    const decideAll = () => Promise.all(checks.map((check, i) => serialized(states[i]!, () => this.decide(states[i]!, check))));
-    let results = await decideAll();
+    let results = await this.decide(checks, states);
     for (const wait of RETRY_AFTER_MS) {
       const held = states.filter((s, i) => !results[i] && heldByOthers(s, checks[i]!));
       if (held.length === 0) break;
@@ -157,7 +157,7 @@ export class SharedCounters implements Counters {
       for (const s of held) this.askBack(s);
       results.forEach((ok, i) => ok && this.release(checks[i]!));
       await Bun.sleep(wait);
-      results = await decideAll();
+      results = await this.decide(checks, states);
     }
     const failed = results.indexOf(false);
     if (failed >= 0) {
@@ -167,21 +167,55 @@ export class SharedCounters implements Counters {
     return -1;
   }
 
-  /** One admission decided by Redis (after a last local try, the lease may have grown meanwhile). */
-  private async decide(s: State, check: CounterCheck): Promise<boolean> {
-    if (this.link.degraded || fitsLease(s, check)) {
-      if (this.link.degraded && alone(s) >= check.limit) return refused(s, alone(s), false);
-      this.take(s, check);
-      return true;
+  /**
+   * An admission decided counter by counter, once no other Redis operation is under way on any of its
+   * counters (a tick's sync): on this instance's lease where it holds the request now (it may have grown
+   * meanwhile), the other counters by Redis, all in one round trip.
+   */
+  private async decide(checks: readonly CounterCheck[], states: State[]): Promise<boolean[]> {
+    // A counter twice in one admission: the second is decided after the first took its share.
+    if (new Set(states).size < states.length) {
+      const results: boolean[] = [];
+      for (let i = 0; i < checks.length; i++) results.push(...(await this.decide([checks[i]!], [states[i]!])));
+      return results;
     }
-    let reply = await this.link.syncOne(s, check.reserve, true);
+    for (let s = states.find((x) => x.busy); s; s = states.find((x) => x.busy)) await s.busy!.catch(() => {});
+    const results = checks.map(() => false);
+    const remote: number[] = [];
+    checks.forEach((check, i) => {
+      const s = states[i]!;
+      if (!this.link.degraded && !fitsLease(s, check)) remote.push(i);
+      else if (this.link.degraded && alone(s) >= check.limit) refused(s, alone(s), false);
+      else results[i] = this.take(s, check);
+    });
+    if (remote.length === 0) return results;
+    const run = this.decideByRedis(remote.map((i) => ({ s: states[i]!, check: checks[i]! })));
+    for (const i of remote) states[i]!.busy = run;
+    try {
+      const decided = await run;
+      remote.forEach((i, j) => (results[i] = decided[j]!));
+    } finally {
+      for (const i of remote) if (states[i]!.busy === run) states[i]!.busy = null;
+    }
+    return results;
+  }
+
+  private async decideByRedis(counters: readonly { s: State; check: CounterCheck }[]): Promise<boolean[]> {
+    const batch = counters.map(({ s, check }) => ({ s, need: check.reserve }));
+    const replies: (SyncReply | null)[] = (await this.link.syncForAdmission(batch)) ?? batch.map(() => null);
     // Made again in an emptied Redis: brought back up to what this instance saw before deciding.
-    if (reply && s.recover) reply = await this.link.syncOne(s, check.reserve, true);
-    // Without an answer, decided as if alone (and degraded until Redis answers again). Refused by Redis,
-    // it is on what its reply brought: the shared value and the others' leases, with this one's use.
-    if (reply ? reply[0] !== 1 : alone(s) >= check.limit) return refused(s, alone(s), false);
-    this.take(s, check);
-    return true;
+    const again = batch.flatMap(({ s }, j) => (replies[j] && s.recover ? [j] : []));
+    if (again.length > 0) {
+      const second = await this.link.syncForAdmission(again.map((j) => batch[j]!));
+      again.forEach((j, k) => (replies[j] = second?.[k] ?? null));
+    }
+    return counters.map(({ s, check }, j) => {
+      const reply = replies[j];
+      // Without an answer, decided as if alone (and degraded until Redis answers again). Refused by Redis,
+      // it is on what its reply brought: the shared value and the others' leases, with this one's use.
+      if (reply ? reply[0] !== 1 : alone(s) >= check.limit) return refused(s, alone(s), false);
+      return this.take(s, check);
+    });
   }
 
   /** Tells the other instances that a request was refused for the room they hold on `s` (once per retry wait). */

@@ -305,18 +305,6 @@ export function syncNeed(s: State, now: number, idle: boolean, closing: boolean,
   return due ? "due" : null;
 }
 
-/** Runs `fn` once no other Redis operation is under way for this counter. */
-export async function serialized<T>(s: State, fn: () => Promise<T>): Promise<T> {
-  while (s.busy) await s.busy.catch(() => {});
-  const run = fn();
-  s.busy = run;
-  try {
-    return await run;
-  } finally {
-    s.busy = null;
-  }
-}
-
 /** A rate counter's next window starts with the traffic figures of the current one (its lease is sized by them). */
 export function carryTraffic(next: State, current: State): State {
   next.admittedSinceSync = current.admittedSinceSync;

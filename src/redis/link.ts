@@ -34,25 +34,35 @@ export class RedisLink {
     options.redis.defineCommand("litegateSync", { lua: SYNC_SCRIPT });
   }
 
-  /** One counter's sync; null when Redis did not answer (the instance is then degraded). */
-  async syncOne(s: State, need: number, admission: boolean): Promise<SyncReply | null> {
+  /**
+   * The syncs of an admission's counters that Redis decides, in one round trip (each counter is decided
+   * on its own, `need` being the request's reservation on it): their replies in order, or null when
+   * Redis did not answer (the instance is then degraded).
+   */
+  async syncForAdmission(counters: readonly { s: State; need: number }[]): Promise<SyncReply[] | null> {
     const { redis, heartbeat, instanceId, now, tickMs } = this.options;
-    const push = startPush(s);
-    const total = pushTotal(s);
-    const recovering = s.recover;
-    const args = syncArgs(s, total, need, roomWanted(s), admission, now());
+    const sent = counters.map(({ s, need }) => {
+      const push = startPush(s);
+      const total = pushTotal(s);
+      return { s, push, total, recovering: s.recover, args: syncArgs(s, total, need, roomWanted(s), true, now()) };
+    });
     this.roundTrips++;
-    this.counterSyncs++;
+    this.counterSyncs += sent.length;
     try {
-      const { replies, answer } = await heartbeat.syncOne(redis, 1, heartbeat.keys.counter(s.check.key), instanceId, heartbeat.keys.alivePrefix, ...args);
+      const keys = sent.map(({ s }) => heartbeat.keys.counter(s.check.key));
+      const { replies, answer } = await heartbeat.syncOne(redis, keys.length, ...keys, instanceId, heartbeat.keys.alivePrefix, ...sent.flatMap(({ args }) => args));
       this.checkEpoch(replies);
-      const reply = replyAt(answer, 0);
-      pushedUpTo(s, total);
-      applyReply(s, reply, now(), tickMs, generationOf(replies), recovering);
+      const generation = generationOf(replies);
+      const decided = sent.map(({ s, total, recovering }, i) => {
+        const reply = replyAt(answer, i);
+        pushedUpTo(s, total);
+        applyReply(s, reply, now(), tickMs, generation, recovering);
+        return reply;
+      });
       this.healthy();
-      return reply;
+      return decided;
     } catch (error) {
-      unpushed(s, push);
+      for (const { s, push } of sent) unpushed(s, push);
       this.unhealthy(error);
       return null;
     }

@@ -40,6 +40,58 @@ const checks = (prefix: string, n: number, limit: number): CounterCheck[] =>
   Array.from({ length: n }, (_, i) => ({ key: `${prefix}:${i}`, limit, reserve: 1, initial: 0, expiresAt: Infinity }));
 
 
+describe("shared counters: an admission Redis decides", () => {
+  /** An instance whose ticks never run during the test: every round trip is an admission's. */
+  function quiet(id: string): SharedCounters {
+    const redis = new Redis(server.url);
+    clients.push(redis);
+    return new SharedCounters({ redis, instanceId: id, log: silentLogger, now: Date.now, leaseTtlMs: 60_000, tickMs: 60_000 });
+  }
+
+  test("a request's counters that its leases do not hold go to Redis in one round trip", async () => {
+    const a = quiet("together-a");
+    const [first, second, third] = checks("together", 3, 1000);
+    const trips = a.roundTrips;
+    const synced = a.counterSyncs;
+    expect(await a.admit([first!, second!, third!])).toBe(-1);
+    expect(a.roundTrips - trips).toBe(1);
+    expect(a.counterSyncs - synced).toBe(3);
+    for (const check of [first!, second!, third!]) {
+      expect(Number(await admin.hget(redisKeys.counter(check.key), "l:together-a"))).toBeGreaterThanOrEqual(1);
+      expect(a.held(check)).toBe(1);
+    }
+    // Two counters held by the leases now, one new: only the new one goes, still in one round trip.
+    const [fourth] = checks("together-new", 1, 1000);
+    expect(await a.admit([first!, fourth!, second!])).toBe(-1);
+    expect(a.roundTrips - trips).toBe(2);
+    expect(a.counterSyncs - synced).toBe(4);
+    expect(a.held(first!)).toBe(2);
+    expect(a.held(fourth!)).toBe(1);
+    await a.close();
+  });
+
+  test("one counter refused by Redis refuses the request, and the others it took go back", async () => {
+    const a = quiet("refused-a");
+    const [open, full] = checks("refused", 2, 5);
+    await admin.hset(redisKeys.counter(full!.key), "v", "5", "f", "5");
+    expect(await a.admit([open!, full!])).toBe(1);
+    expect(a.held(open!)).toBe(0);
+    expect(a.held(full!)).toBe(0);
+    expect(a.decidedOn(full!)).toBe(5);
+    await a.close();
+  });
+
+  test("the same counter twice in one admission: the second is decided on what the first took", async () => {
+    const a = quiet("twice-a");
+    const [once] = checks("twice", 1, 1);
+    expect(await a.admit([once!, { ...once! }])).toBe(1);
+    expect(a.held(once!)).toBe(0);
+    expect(await a.admit([once!])).toBe(-1);
+    expect(a.held(once!)).toBe(1);
+    await a.close();
+  });
+});
+
 describe("shared counters: many counters per sync call", () => {
   test("a tick pushes the settled amounts of more counters than one script call carries", async () => {
     const a = instance("sync-a");
