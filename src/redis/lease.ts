@@ -262,18 +262,42 @@ export function unpushed(s: State, push: number): void {
   s.unsynced += push;
 }
 
+/** One counter's sync: its state, what it pushes (taken back if Redis does not answer) and the script's arguments. */
+export interface Sync {
+  s: State;
+  push: number;
+  total: number;
+  recovering: boolean;
+  args: (string | number)[];
+}
+
+/** A sync of `s` starting now: its unpushed amounts go, with `need` for Redis to decide on (admissions) and `request`, room wanted. */
+function sync(s: State, need: number, request: () => number, admission: boolean, now: number): Sync {
+  const push = startPush(s);
+  const total = pushTotal(s);
+  return { s, push, total, recovering: s.recover, args: syncArgs(s, total, need, request(), admission, now) };
+}
+
 /**
  * What a tick's sync of a counter sends: its unpushed amount, and a request for the room it wants,
  * slack beyond what the next few ticks need returned (idle counters return all, see `spareWanted`).
  */
-export function tickSync(s: State, now: number): { push: number; total: number; recovering: boolean; args: (string | number)[] } {
-  const push = startPush(s);
-  const total = pushTotal(s);
-  const idle = now - s.touchedAt > IDLE_MS && s.inflight === 0;
-  const want = idle ? 0 : spareWanted(s, now);
-  if (s.lease - s.pushing - s.inflight > want) s.lease = s.pushing + s.inflight + want;
-  const request = Math.max(0, want - (s.lease - s.pushing - s.inflight));
-  return { push, total, recovering: s.recover, args: syncArgs(s, total, 0, request, false, now) };
+export function tickSync(s: State, now: number): Sync {
+  return sync(s, 0, () => {
+    const idle = now - s.touchedAt > IDLE_MS && s.inflight === 0;
+    const want = idle ? 0 : spareWanted(s, now);
+    if (s.lease - s.pushing - s.inflight > want) s.lease = s.pushing + s.inflight + want;
+    return Math.max(0, want - (s.lease - s.pushing - s.inflight));
+  }, false, now);
+}
+
+/** What an admission's sync of a counter sends: its unpushed amount, the request's reservation on it for Redis to decide, and room wanted. */
+export const admissionSync = (s: State, need: number, now: number): Sync => sync(s, need, () => roomWanted(s), true, now);
+
+/** A sync's reply: its push is in Redis (in the counter made again, after Redis lost its data: brought back up next), and the lease and views are as it says. */
+export function synced({ s, total, recovering }: Sync, reply: SyncReply, now: number, tickMs: number, generation: string | null): void {
+  pushedUpTo(s, total);
+  applyReply(s, reply, now, tickMs, generation, recovering);
 }
 
 /** A counter's values for the sync script, in the order it reads them. */
@@ -314,11 +338,8 @@ export function carryTraffic(next: State, current: State): State {
   return next;
 }
 
-/** One counter's part of a tick: its state, what it pushes and the script's arguments (see `tickSync`). */
-export type TickSync = { s: State } & ReturnType<typeof tickSync>;
-
 /** A tick's syncs, added to its pipeline: many counters per script call, in slices short enough not to hold Redis up for the other instances. */
-export function addTickSyncs(pipeline: object, sent: readonly TickSync[], instanceId: string, redisKeys: RedisKeys): void {
+export function addTickSyncs(pipeline: object, sent: readonly Sync[], instanceId: string, redisKeys: RedisKeys): void {
   for (let from = 0; from < sent.length; from += SYNC_SLICE) {
     const slice = sent.slice(from, from + SYNC_SLICE);
     const keys = slice.map(({ s }) => redisKeys.counter(s.check.key));
@@ -330,18 +351,14 @@ export function addTickSyncs(pipeline: object, sent: readonly TickSync[], instan
  * A tick's replies (one per script call, see `addTickSyncs`) applied to the counters it synced; a
  * counter whose call failed keeps its push for a later sync. Returns the errors, one per such counter.
  */
-export function applyTickReplies(sent: readonly TickSync[], replies: readonly [Error | null, unknown][], now: number, tickMs: number, generation: string | null): Error[] {
+export function applyTickReplies(sent: readonly Sync[], replies: readonly [Error | null, unknown][], now: number, tickMs: number, generation: string | null): Error[] {
   const errors: Error[] = [];
-  sent.forEach(({ s, push, total, recovering }, i) => {
+  sent.forEach((one, i) => {
     const [error, flat] = replies[Math.floor(i / SYNC_SLICE)]!;
     if (error) {
-      unpushed(s, push);
+      unpushed(one.s, one.push);
       errors.push(error);
-    } else {
-      // Synced against an emptied Redis: the push is in the counter made again, which is brought back up next.
-      pushedUpTo(s, total);
-      applyReply(s, replyAt(flat as unknown[], i % SYNC_SLICE), now, tickMs, generation, recovering);
-    }
+    } else synced(one, replyAt(flat as unknown[], i % SYNC_SLICE), now, tickMs, generation);
   });
   return errors;
 }

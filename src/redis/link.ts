@@ -2,8 +2,7 @@ import type Redis from "ioredis";
 import type { Logger } from "../log";
 import { HEARTBEAT_REPLIES, Heartbeat, generationOf } from "./heartbeat";
 import { reclaimMessage } from "./keys";
-import { type State, type SyncReply, type TickSync, addTickSyncs, applyReply, applyTickReplies, pushTotal, pushedUpTo, replyAt, roomWanted, startPush,
-  syncArgs, tickSync, unpushed } from "./lease";
+import { type State, type Sync, type SyncReply, addTickSyncs, admissionSync, applyTickReplies, replyAt, synced, tickSync, unpushed } from "./lease";
 import SYNC_SCRIPT from "./sync.lua" with { type: "text" };
 
 export interface RedisLinkOptions {
@@ -41,11 +40,7 @@ export class RedisLink {
    */
   async syncForAdmission(counters: readonly { s: State; need: number }[]): Promise<SyncReply[] | null> {
     const { redis, heartbeat, instanceId, now, tickMs } = this.options;
-    const sent = counters.map(({ s, need }) => {
-      const push = startPush(s);
-      const total = pushTotal(s);
-      return { s, push, total, recovering: s.recover, args: syncArgs(s, total, need, roomWanted(s), true, now()) };
-    });
+    const sent = counters.map(({ s, need }) => admissionSync(s, need, now()));
     this.roundTrips++;
     this.counterSyncs += sent.length;
     try {
@@ -53,10 +48,9 @@ export class RedisLink {
       const { replies, answer } = await heartbeat.syncOne(redis, keys.length, ...keys, instanceId, heartbeat.keys.alivePrefix, ...sent.flatMap(({ args }) => args));
       this.checkEpoch(replies);
       const generation = generationOf(replies);
-      const decided = sent.map(({ s, total, recovering }, i) => {
+      const decided = sent.map((one, i) => {
         const reply = replyAt(answer, i);
-        pushedUpTo(s, total);
-        applyReply(s, reply, now(), tickMs, generation, recovering);
+        synced(one, reply, now(), tickMs, generation);
         return reply;
       });
       this.healthy();
@@ -71,11 +65,11 @@ export class RedisLink {
   /** A tick's counters synced in one pipelined round trip; false when Redis did not answer (what was on its way goes with a later sync). */
   async syncMany(chosen: readonly State[], now: number): Promise<boolean> {
     const { redis, heartbeat, instanceId, tickMs } = this.options;
-    let sent: TickSync[] = [];
+    let sent: Sync[] = [];
     try {
       const pipeline = redis.pipeline();
       heartbeat.add(pipeline);
-      sent = chosen.map((s) => ({ s, ...tickSync(s, now) }));
+      sent = chosen.map((s) => tickSync(s, now));
       addTickSyncs(pipeline, sent, instanceId, heartbeat.keys);
       this.roundTrips++;
       this.counterSyncs += sent.length;
