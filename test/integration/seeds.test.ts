@@ -3,6 +3,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { type RunningGateway, startBinary } from "../helpers/binary";
 import { sharedPostgres } from "../helpers/services";
+import { windowLeft } from "../helpers/until";
 
 /**
  * The curl calls of the LiteLLM documents in shared/seeds, run unchanged (apart from host, port and
@@ -133,6 +134,7 @@ describe("seed 003: Budgets, Rate Limits", () => {
   test("per key per model rate limits return the documented headers", async () => {
     const key = (await curl(find(curls, "/key/generate", "model_rpm_limit"))).body.key;
     const call = find(curls, "/v1/chat/completions", "Hello, Claude");
+    await windowLeft(5_000); // every request in one rate window (windows are whole minutes)
     const first = await curl(call.replace(" -i ", " "), { "sk-ulGNRXWtv7M0lFnnsQk0wQ": key });
     expect(first.status).toBe(200);
     expect(first.headers).toContain("x-litellm-key-remaining-requests-gpt-4: 1");
@@ -146,6 +148,7 @@ describe("seed 003: Budgets, Rate Limits", () => {
     await curl(find(curls, "/budget/new", "free-tier"));
     await curl(find(curls, "/customer/new", "palantir"));
     const call = find(curls, "/chat/completions", "palantir");
+    await windowLeft(5_000);
     expect((await curl(call)).status).toBe(200);
     const limited = await curl(call);
     expect(limited.status).toBe(429);
@@ -156,6 +159,7 @@ describe("seed 003: Budgets, Rate Limits", () => {
   test("per-key max_parallel_requests and rpm_limit from /key/generate", async () => {
     const key = (await curl(find(curls, "/key/generate", '"max_parallel_requests": 10, "tpm_limit": 20, "rpm_limit": 4'))).body.key;
     const call = `curl http://localhost:4000/chat/completions -H 'Authorization: Bearer ${key}' -d '{"model": "llama3", "messages": [{"role": "user", "content": "hi"}]}'`;
+    await windowLeft(5_000);
     expect((await curl(call)).status).toBe(200);
     const limited = await curl(call);
     expect(limited.status).toBe(429);
@@ -222,8 +226,7 @@ describe("seeds 000, 001, 002 and 004", () => {
     const third = (await post("/key/generate", '{"user_id": ""}')).body.key;
     const ask = (key: string) => curl(`curl '${gateway.url}/chat/completions' -H 'Authorization: Bearer ${key}' -H 'Content-Type: application/json' -d '{"model": "gpt-3.5-turbo", "messages": [{"role": "user", "content": "hi"}]}'`);
     // Both requests in one rate window (windows are whole minutes): not in the last seconds of one.
-    const toTurn = 60_000 - (Date.now() % 60_000);
-    if (toTurn < 5_000) await Bun.sleep(toTurn + 100);
+    await windowLeft(5_000);
     expect((await ask(user.body.key)).status).toBe(200);
     const refused = await ask(third);
     expect(refused.status).toBe(429);
