@@ -1,5 +1,5 @@
 import { type Subprocess, spawn } from "bun";
-import { readFileSync, writeFileSync } from "node:fs";
+import { openSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { stringify } from "yaml";
 import { freePort, tempDir } from "../test/helpers/services";
@@ -25,14 +25,16 @@ export async function waitHttp(url: string, ms = 30_000, init?: RequestInit, sta
   throw new Error(`${url} did not answer in ${ms} ms`);
 }
 
-export async function launch(cmd: string[], env: Record<string, string> = {}, cwd = ROOT): Promise<Subprocess> {
-  const proc = spawn(cmd, { cwd, env: { ...process.env, ...env }, stdout: "ignore", stderr: "pipe" });
+/** Starts a process for the run (killed when the run exits); its stderr goes to `stderrFile` when one is named. */
+export async function launch(cmd: string[], env: Record<string, string> = {}, cwd = ROOT, stderrFile?: string): Promise<Subprocess> {
+  const stderr = stderrFile ? openSync(stderrFile, "w") : "pipe";
+  const proc = spawn(cmd, { cwd, env: { ...process.env, ...env }, stdout: "ignore", stderr });
   started.push(proc);
   return proc;
 }
 
-export async function bunScript(script: string, args: string[], env: Record<string, string> = {}) {
-  return launch([BUN, join(ROOT, script), ...args], env);
+export async function bunScript(script: string, args: string[], env: Record<string, string> = {}, stderrFile?: string, bunArgs: string[] = []) {
+  return launch([BUN, ...bunArgs, join(ROOT, script), ...args], env, ROOT, stderrFile);
 }
 
 export interface Litegate {
@@ -63,15 +65,19 @@ async function untilServed(url: string, headers: Record<string, string>, body: s
 
 /**
  * Starts the binary on `config`. With `served`, it then sends that chat completion until it is answered
- * 200, and `servedMs` is the time a client waits for its first answer.
+ * 200, and `servedMs` is the time a client waits for its first answer. `env` is added to the
+ * binary's environment; its stderr goes to `stderrFile` when one is named.
  */
-export async function startLitegate(config: object, dataDir?: string, served?: { headers: Record<string, string>; body: string }): Promise<Litegate> {
+export async function startLitegate(
+  config: object, dataDir?: string, served?: { headers: Record<string, string>; body: string },
+  { env = {}, stderrFile }: { env?: Record<string, string>; stderrFile?: string } = {},
+): Promise<Litegate> {
   const dir = dataDir ?? tempDir("bench");
   const path = join(dir, "config.yaml");
   writeFileSync(path, stringify(config));
   const port = await freePort();
   const t0 = performance.now();
-  const proc = await launch([process.env.LITEGATE_BIN ?? join(ROOT, "litegate"), "--config", path, "--port", String(port), "--host", "127.0.0.1"], {}, dir);
+  const proc = await launch([process.env.LITEGATE_BIN ?? join(ROOT, "litegate"), "--config", path, "--port", String(port), "--host", "127.0.0.1"], env, dir, stderrFile);
   const url = `http://127.0.0.1:${port}`;
   await waitHttp(`${url}/health/liveliness`);
   const startMs = performance.now() - t0;
