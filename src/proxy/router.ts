@@ -22,7 +22,15 @@ export interface DeploymentUsage {
   cooled(id: string, until: number): void;
   /** Until when another instance cooled the deployment down (ms), as last heard; 0 for not. */
   cooledUntil(id: string): number;
+  /**
+   * A failure here at `at` (ms): how many the deployment had in the `windowMs` up to it, every instance's
+   * counted (this one's included). Rejects when that cannot be known (Redis unreachable).
+   */
+  failedAt(id: string, at: number, windowMs: number): Promise<number>;
 }
+
+/** Failures count towards a cooldown for this long (LiteLLM's allowed_fails are per minute). */
+const FAILURE_WINDOW_MS = 60_000;
 
 interface Health {
   failures: number[];
@@ -298,19 +306,32 @@ export class ModelRouter {
 
   /**
    * A failure (connection, 401, 429, 5xx): `allowedFails` within a minute, answers between them
-   * included (as LiteLLM counts them), cool the deployment down.
+   * included (as LiteLLM counts them), cool the deployment down. On a shared Redis the failures every
+   * instance saw count (as LiteLLM's router keeps them there): this instance's own count decides at
+   * once, the shared one when Redis answers.
    */
   failed(d: Deployment, retryAfterSeconds?: number): void {
     const h = this.state(d.id);
     const now = this.now();
-    h.failures = h.failures.filter((at) => now - at < 60_000);
+    h.failures = h.failures.filter((at) => now - at < FAILURE_WINDOW_MS);
     h.failures.push(now);
     if (h.failures.length >= this.settings.allowedFails || retryAfterSeconds !== undefined) {
       const seconds = retryAfterSeconds !== undefined ? Math.max(retryAfterSeconds, 1) : this.settings.cooldownSeconds;
-      h.cooledUntil = now + Math.min(seconds, this.settings.cooldownSeconds) * 1000;
-      h.failures = [];
-      this.usage?.cooled(d.id, h.cooledUntil);
+      this.coolDown(d, now, Math.min(seconds, this.settings.cooldownSeconds));
+      return;
     }
+    this.usage?.failedAt(d.id, now, FAILURE_WINDOW_MS).then((count) => {
+      if (count >= this.settings.allowedFails && !this.cooledDown(d)) this.coolDown(d, this.now(), this.settings.cooldownSeconds);
+    }, () => {
+      // Redis unreachable: this instance's own failures still count.
+    });
+  }
+
+  private coolDown(d: Deployment, now: number, seconds: number): void {
+    const h = this.state(d.id);
+    h.cooledUntil = now + seconds * 1000;
+    h.failures = [];
+    this.usage?.cooled(d.id, h.cooledUntil);
   }
 
   /** Cooled down here, or by another instance on the same Redis (as LiteLLM's router shares its cooldowns there). */

@@ -76,14 +76,30 @@ export class SharedDeploymentUsage implements DeploymentUsage {
 
   /**
    * A cooldown decided here: kept in Redis (for instances that start or reconnect later) and published
-   * to the others at once. Redis unreachable: it holds here alone.
+   * to the others at once; the failures that led to it start again from none. Redis unreachable: it
+   * holds here alone.
    */
   cooled(id: string, until: number): void {
     this.note(id, until);
     const ms = Math.max(1, until - this.now());
     this.roundTrips++;
     this.redis.multi().hset(this.keys.cooldowns, id, String(until)).pexpire(this.keys.cooldowns, ms, "NX").pexpire(this.keys.cooldowns, ms, "GT")
-      .publish(this.keys.cooldowns, JSON.stringify([id, until])).exec().catch(() => {});
+      .del(this.keys.failures(id)).publish(this.keys.cooldowns, JSON.stringify([id, until])).exec().catch(() => {});
+  }
+
+  /**
+   * A failure here, added to the deployment's shared list (one round trip, on failures only): the
+   * failures of every instance in the window up to `at`. Each is its own entry, whichever instance and
+   * whatever the time; the list goes a window after its last failure.
+   */
+  async failedAt(id: string, at: number, windowMs: number): Promise<number> {
+    const key = this.keys.failures(id);
+    this.roundTrips++;
+    const replies = await this.redis.multi().zadd(key, at, `${at}:${crypto.randomUUID()}`).zremrangebyscore(key, "-inf", at - windowMs)
+      .zcard(key).pexpire(key, windowMs).exec();
+    const [error, count] = replies?.[2] ?? [new Error("no reply"), 0];
+    if (error) throw error;
+    return Number(count);
   }
 
   cooledUntil(id: string): number {

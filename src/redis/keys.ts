@@ -22,6 +22,8 @@ export function redisKeysFor(namespace?: string) {
     epoch: `${root}epoch`,
     /** Admin writes tell every instance what to forget. */
     invalidations: `${root}invalidate`,
+    /** A deployment's failures of the last minute, every instance's (a sorted set scored by time, ms). */
+    failures: (id: string) => `${root}f:${id}`,
     /** Deployments cooled down, and until when (ms): a hash of id to time, and the channel that tells the others at once. */
     cooldowns: `${root}cooldowns`,
     /** An instance was refused for room others hold on a counter: they give back what they do not use. */

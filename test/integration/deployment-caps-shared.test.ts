@@ -110,6 +110,49 @@ test("a deployment cooled down by one instance is cooled down for the others on 
   expect(failing.requests.length).toBe(1);
 }, 60_000);
 
+test("failures count towards a cooldown across instances: two instances' failures reach allowed_fails where neither's own would", async () => {
+  const flaky = await startUpstream({ status: 500 });
+  const pair: RunningGateway[] = [];
+  try {
+    const flakyConfig = `
+model_list:
+  - model_name: flaky
+    litellm_params: {model: openai/a, api_base: "${flaky.url}", weight: 1, input_cost_per_token: 0.000001, output_cost_per_token: 0.000002}
+    model_info: {id: flaky-deployment}
+  - model_name: flaky
+    litellm_params: {model: openai/b, api_base: "${spare.url}", weight: 1, input_cost_per_token: 0.000001, output_cost_per_token: 0.000002}
+router_settings:
+  allowed_fails: 2
+  cooldown_time: 30
+  num_retries: 1
+  redis_namespace: flaky-test
+general_settings:
+  master_key: sk-1234
+  database_url: ${await (await sharedPostgres()).newDatabase()}
+  redis_url: ${redis.url}
+`;
+    pair.push(await startBinary({ config: flakyConfig }));
+    pair.push(await startBinary({ config: flakyConfig }));
+    const ask = (gateway: RunningGateway, i: number) =>
+      new OpenAI({ apiKey: "sk-1234", baseURL: `${gateway.url}/v1`, maxRetries: 0 }).chat.completions.create({ model: "flaky", messages: [{ role: "user", content: `flaky ${i}` }] });
+    // One failure on each instance (a retry answers at the spare): each has seen one of the two allowed.
+    for (const [n, gateway] of pair.entries()) {
+      for (let i = 0; flaky.requests.length === n; i++) {
+        expect(i).toBeLessThan(40);
+        await ask(gateway, i);
+      }
+    }
+    expect(flaky.requests.length).toBe(2);
+    await Bun.sleep(300);
+    // Counted per instance, each would still pick the failing deployment half the time, until its own second failure.
+    for (let i = 0; i < 20; i++) await ask(pair[i % 2]!, i);
+    expect(flaky.requests.length).toBe(2);
+  } finally {
+    for (const gateway of pair) await gateway.stop("SIGKILL");
+    flaky.stop();
+  }
+}, 60_000);
+
 test("counts made while Redis is down reach it when it is back, and a Redis emptied counts the others from nothing", async () => {
   const own = new Redis(redis.url, { maxRetriesPerRequest: 0, enableOfflineQueue: false, retryStrategy: () => 50 });
   const peer = new Redis(redis.url, { maxRetriesPerRequest: 0, enableOfflineQueue: false, retryStrategy: () => 50 });
