@@ -110,11 +110,8 @@ test("a deployment cooled down by one instance is cooled down for the others on 
   expect(failing.requests.length).toBe(1);
 }, 60_000);
 
-test("failures count towards a cooldown across instances: two instances' failures reach allowed_fails where neither's own would", async () => {
-  const flaky = await startUpstream({ status: 500 });
-  const pair: RunningGateway[] = [];
-  try {
-    const flakyConfig = `
+/** A model whose first deployment answers 500 and whose second answers; failures cool the first down after `allowed_fails: 2`. */
+const flakyConfig = async (flaky: Upstream, redisUrl: string) => `
 model_list:
   - model_name: flaky
     litellm_params: {model: openai/a, api_base: "${flaky.url}", weight: 1, input_cost_per_token: 0.000001, output_cost_per_token: 0.000002}
@@ -129,27 +126,54 @@ router_settings:
 general_settings:
   master_key: sk-1234
   database_url: ${await (await sharedPostgres()).newDatabase()}
-  redis_url: ${redis.url}
+  redis_url: ${redisUrl}
 `;
-    pair.push(await startBinary({ config: flakyConfig }));
-    pair.push(await startBinary({ config: flakyConfig }));
-    const ask = (gateway: RunningGateway, i: number) =>
-      new OpenAI({ apiKey: "sk-1234", baseURL: `${gateway.url}/v1`, maxRetries: 0 }).chat.completions.create({ model: "flaky", messages: [{ role: "user", content: `flaky ${i}` }] });
-    // One failure on each instance (a retry answers at the spare): each has seen one of the two allowed.
-    for (const [n, gateway] of pair.entries()) {
-      for (let i = 0; flaky.requests.length === n; i++) {
-        expect(i).toBeLessThan(40);
-        await ask(gateway, i);
-      }
-    }
-    expect(flaky.requests.length).toBe(2);
+
+const askFlaky = (gateway: RunningGateway, i: number) =>
+  new OpenAI({ apiKey: "sk-1234", baseURL: `${gateway.url}/v1`, maxRetries: 0 }).chat.completions.create({ model: "flaky", messages: [{ role: "user", content: `flaky ${i}` }] });
+
+/** Requests to `gateway` until the failing deployment has had `n` (a retry answers each at the spare). */
+async function untilFailures(gateway: RunningGateway, flaky: Upstream, n: number): Promise<void> {
+  for (let i = 0; flaky.requests.length < n; i++) {
+    expect(i).toBeLessThan(40);
+    await askFlaky(gateway, i);
+  }
+}
+
+test("failures count towards a cooldown across instances: two instances' failures reach allowed_fails where neither's own would", async () => {
+  const flaky = await startUpstream({ status: 500 });
+  const pair: RunningGateway[] = [];
+  try {
+    const config = await flakyConfig(flaky, redis.url);
+    pair.push(await startBinary({ config }));
+    pair.push(await startBinary({ config }));
+    // One failure on each instance: each has seen one of the two allowed.
+    await untilFailures(pair[0]!, flaky, 1);
+    await untilFailures(pair[1]!, flaky, 2);
     await Bun.sleep(300);
     // Counted per instance, each would still pick the failing deployment half the time, until its own second failure.
-    for (let i = 0; i < 20; i++) await ask(pair[i % 2]!, i);
+    for (let i = 0; i < 20; i++) await askFlaky(pair[i % 2]!, i);
     expect(flaky.requests.length).toBe(2);
   } finally {
     for (const gateway of pair) await gateway.stop("SIGKILL");
     flaky.stop();
+  }
+}, 60_000);
+
+test("with Redis unreachable an instance's own failures still cool a deployment down", async () => {
+  const flaky = await startUpstream({ status: 500 });
+  const own = await startRedis();
+  let gateway: RunningGateway | undefined;
+  try {
+    gateway = await startBinary({ config: await flakyConfig(flaky, own.url) });
+    await own.stop();
+    await untilFailures(gateway, flaky, 2);
+    for (let i = 0; i < 20; i++) await askFlaky(gateway, i);
+    expect(flaky.requests.length).toBe(2);
+  } finally {
+    await gateway?.stop("SIGKILL");
+    flaky.stop();
+    await own.stop();
   }
 }, 60_000);
 
