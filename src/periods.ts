@@ -102,7 +102,7 @@ export async function startDefaultPeriods(db: Sql, config: Config, now: number, 
       await flush();
       flushed = true;
     }
-    const start = `spend = ${spendIntoPeriod("$4")}, budget_reset_at = $3::timestamptz`;
+    const start = `spend = ${spendIntoPeriod("$4")}, budget_reset_at = $3::timestamptz, budget_anchor_at = $4::timestamptz`;
     const [row] = await db.query(
       `with claimed as (
          update gateway_spend set ${column} = $1::text where id = 1 and ${column} is not distinct from $2::text returning 1

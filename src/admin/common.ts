@@ -192,10 +192,17 @@ export const iso = (value: unknown) => (value instanceof Date ? value.toISOStrin
  * the scheduler writes the reset (up to ten minutes later), so the view shows nothing spent in the
  * period now running, and its end when the duration is known.
  */
-export function periodView(spend: unknown, resetAt: unknown, duration: unknown, now = Date.now()) {
+export function periodView(spend: unknown, resetAt: unknown, duration: unknown, now = Date.now(), origin: Date | null = null) {
   if (!(resetAt instanceof Date) || resetAt.getTime() > now) return { spend, budget_reset_at: iso(resetAt) };
   const parsed = parseDuration(duration);
-  return { spend: 0, budget_reset_at: parsed ? currentPeriodEnd(resetAt, parsed, new Date(now)).toISOString() : iso(resetAt) };
+  return { spend: 0, budget_reset_at: parsed ? currentPeriodEnd(resetAt, parsed, new Date(now), origin).toISOString() : iso(resetAt) };
+}
+
+/** Where a row's calendar-month periods count from, as enforcement takes it (see anchorOf); times as Dates or as text. */
+export function originOf(row: { budget_anchor_at?: unknown; created_at?: unknown }): Date | null {
+  const at = row.budget_anchor_at ?? row.created_at;
+  const date = at instanceof Date ? at : typeof at === "string" ? new Date(at) : null;
+  return date && Number.isFinite(date.getTime()) ? date : null;
 }
 
 /**
@@ -205,14 +212,23 @@ export function periodView(spend: unknown, resetAt: unknown, duration: unknown, 
  */
 export function budgetTableView(table: Record<string, any> | null | undefined, now = Date.now()) {
   if (!table) return null;
+  const { budget_anchor_at: _, ...shown } = table;
   const resetAt = typeof table.budget_reset_at === "string" ? new Date(table.budget_reset_at) : null;
-  if (!resetAt || resetAt.getTime() > now) return table;
-  return { ...table, budget_reset_at: periodView(0, resetAt, table.budget_duration, now).budget_reset_at };
+  if (!resetAt || resetAt.getTime() > now) return shown;
+  return { ...shown, budget_reset_at: periodView(0, resetAt, table.budget_duration, now, originOf(table)).budget_reset_at };
 }
 
-/** A team membership as the API shows it: the running period's spend and reset, its budget's too. */
+/** The column a membership's rows are read with for its view: where its calendar months count from. */
+export const MEMBERSHIP_ORIGIN = "coalesce(m.budget_anchor_at, m.created_at) as period_origin";
+
+/**
+ * A team membership as the API shows it (read with MEMBERSHIP_ORIGIN): the running period's spend and
+ * reset, its budget's too.
+ */
 export function membershipView(m: Record<string, any>, now = Date.now()) {
-  return { ...m, ...periodView(m.spend, m.budget_reset_at, m.litellm_budget_table?.budget_duration, now), litellm_budget_table: budgetTableView(m.litellm_budget_table, now) };
+  const { period_origin: origin, ...shown } = m;
+  return { ...shown, ...periodView(m.spend, m.budget_reset_at, m.litellm_budget_table?.budget_duration, now, origin instanceof Date ? origin : null),
+    litellm_budget_table: budgetTableView(m.litellm_budget_table, now) };
 }
 
 /**
@@ -248,6 +264,17 @@ export interface UpdateSpec {
    * internal_user): its counter, not kept while no budget held the row, starts again from the stored spend.
    */
   defaultBudgetBack?: (before: Record<string, any>, after: Record<string, any>) => boolean;
+}
+
+/**
+ * Where `changes` gives a row a new budget_reset_at, where its chain of periods counts from
+ * (budget_anchor_at, see sql/0011_budget_anchor.sql): now for a period begun now, the reset itself
+ * when an admin sent it.
+ */
+export function anchorSet(changes: Record<string, unknown>, body: Record<string, unknown>, values: unknown[], now: number): string[] {
+  if (!("budget_reset_at" in changes)) return [];
+  values.push(changes.budget_reset_at === body.budget_reset_at ? changes.budget_reset_at ?? null : new Date(now));
+  return [`budget_anchor_at = $${values.length}`];
 }
 
 /**
@@ -287,6 +314,7 @@ export async function updateBudgetHolder(
   const { sets, values } = assignments(changes, spec.columns, spec.json, spec.arrays);
   // Nothing to change (the id alone, or fields taken and ignored) answers the row as it is, as LiteLLM does.
   if (sets.length === 0) return found((await deps.db.query(`select * from ${spec.table} where ${spec.idColumn} = $1`, [id]))[0], spec.what);
+  sets.push(...anchorSet(changes, body, values, deps.clock.now()));
   // A budget row holds no spend (its holders do, below).
   if (newPeriod && spec.table !== "budgets" && !("spend" in body)) {
     values.push(new Date(deps.clock.now()));
@@ -303,7 +331,7 @@ export async function updateBudgetHolder(
     // Those whose period this budget's duration sets (customers, members, keys with no duration of
     // their own) start the new period at once, as the budget does; their next request plans on it.
     const [at, now] = [changes.budget_reset_at, new Date(deps.clock.now())];
-    const start = `spend = ${spendIntoPeriod("$3")}, budget_reset_at = $2`;
+    const start = `spend = ${spendIntoPeriod("$3")}, budget_reset_at = $2, budget_anchor_at = $3`;
     await deps.db.query(`update end_users set ${start}, updated_at = now() where budget_id = $1 or ($4 and budget_id is null)`, [id, at, now, endUserDefault]);
     await deps.db.query(`update team_memberships set ${start} where budget_id = $1`, [id, at, now]);
     await deps.db.query(`update keys set ${start}, updated_at = now() where budget_id = $1 and budget_duration is null`, [id, at, now]);

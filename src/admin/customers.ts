@@ -3,7 +3,7 @@ import { counterKeys, scopes } from "../governance/keys";
 import { badRequest, notFound } from "../http/errors";
 import type { Sql } from "../db";
 import { deletedRows, windowsOf } from "../spend/reset";
-import { assignments, budgetTableView, dropOwnBudgets, found, mustBeSharedBudget, periodView, resetAtFor, spendIntoPeriod, write } from "./common";
+import { assignments, budgetTableView, dropOwnBudgets, found, mustBeSharedBudget, originOf, periodView, resetAtFor, spendIntoPeriod, write } from "./common";
 import type { AdminDeps } from "./deps";
 import { Id, Money, customerRefusedFields, nextReset, opt, open } from "./fields";
 import { parseDuration, sameDuration } from "../governance/duration";
@@ -15,7 +15,7 @@ const INLINE = Object.keys(budgetBody);
 export function customerView(row: Record<string, any>, now?: number) {
   return {
     user_id: row.user_id, alias: row.alias, blocked: row.blocked, budget_id: row.budget_id,
-    ...periodView(row.spend, row.budget_reset_at, row.litellm_budget_table?.budget_duration, now),
+    ...periodView(row.spend, row.budget_reset_at, row.litellm_budget_table?.budget_duration, now, originOf(row)),
     litellm_budget_table: budgetTableView(row.litellm_budget_table, now), metadata: row.metadata,
   };
 }
@@ -113,10 +113,13 @@ export function customerRoutes(deps: AdminDeps, prefix: "/customer" | "/end_user
         else if (inline.length > 0) budgetId = (await insertBudget(tx, `customer:${body.user_id}:${crypto.randomUUID()}`, body, clock.now())).budget_id;
         const duration = await durationOn(tx, budgetId);
         // A first reset sent is the customer's (its budget's period is the customer's own); else the duration's from now.
-        const resetAt = duration && body.budget_reset_at ? body.budget_reset_at : resetAtFor(duration, clock.now());
+        const now = clock.now();
+        const resetAt = duration && body.budget_reset_at ? body.budget_reset_at : resetAtFor(duration, now);
         await write(`customer "${body.user_id}"`, () => tx.query(
-          "insert into end_users (user_id, alias, budget_id, blocked, metadata, budget_reset_at, spend) values ($1, $2, $3, $4, $5::text::jsonb, $6, $7)",
-          [body.user_id, body.alias ?? null, budgetId, body.blocked ?? false, JSON.stringify(body.metadata ?? {}), resetAt, body.spend ?? 0]));
+          `insert into end_users (user_id, alias, budget_id, blocked, metadata, budget_reset_at, spend, budget_anchor_at)
+           values ($1, $2, $3, $4, $5::text::jsonb, $6, $7, $8)`,
+          [body.user_id, body.alias ?? null, budgetId, body.blocked ?? false, JSON.stringify(body.metadata ?? {}), resetAt, body.spend ?? 0,
+            duration && body.budget_reset_at ? body.budget_reset_at : new Date(now)]));
       });
       deps.invalidate({ kind: "customer", id: body.user_id });
       return one(body.user_id);
@@ -152,6 +155,7 @@ export function customerRoutes(deps: AdminDeps, prefix: "/customer" | "/end_user
           `update end_users set alias = case when $9 then $2 else alias end, budget_id = $3, blocked = coalesce($4, blocked),
              spend = coalesce($5, case when $6 or ($8 and $3 is distinct from budget_id) then ${spendIntoPeriod("$10")} else spend end),
              budget_reset_at = case when $6 or ($8 and $3 is distinct from budget_id) then $7 else budget_reset_at end,
+             budget_anchor_at = case when $6 or ($8 and $3 is distinct from budget_id) then $10 else budget_anchor_at end,
              spend_set_at = case when $5 is null then spend_set_at else $10 end, updated_at = now()
            where user_id = $1`,
           // The period restarts with a new duration or on a move to another budget (or off one), not with a copy of the same one.

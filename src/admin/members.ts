@@ -5,7 +5,7 @@ import { counterKeys, scopes } from "../governance/keys";
 import { SEP, type SpendRow } from "../spend/batch";
 import { deletedRows, windowsOf } from "../spend/reset";
 import { badRequest, notFound } from "../http/errors";
-import { dropOwnBudgets, internalUserResetAt, lockMemberships, membershipView, resetAtFor, spendIntoPeriod } from "./common";
+import { MEMBERSHIP_ORIGIN, dropOwnBudgets, internalUserResetAt, lockMemberships, membershipView, resetAtFor, spendIntoPeriod } from "./common";
 import type { AdminDeps } from "./deps";
 import { DurationText, Id, Limit, Money, UserId, opt, open } from "./fields";
 import { adminOnlyRoutes, checkedAsSent } from "./guard";
@@ -75,7 +75,7 @@ export function memberRoutes(deps: AdminDeps) {
       // The members this call added or changed, as LiteLLM answers: their users and their memberships.
       const users = await db.query("select * from users where user_id = any($1::text[])", [added]);
       const memberships = await db.query(
-        `select m.user_id, m.team_id, m.role, m.spend, m.budget_id, m.budget_reset_at, row_to_json(b) as litellm_budget_table
+        `select m.user_id, m.team_id, m.role, m.spend, m.budget_id, m.budget_reset_at, ${MEMBERSHIP_ORIGIN}, row_to_json(b) as litellm_budget_table
          from team_memberships m left join budgets b on b.budget_id = m.budget_id where m.team_id = $1 and m.user_id = any($2::text[])`,
         [body.team_id, added]);
       const now = deps.clock.now();
@@ -106,14 +106,14 @@ export function memberRoutes(deps: AdminDeps) {
         // keeps the budget's) leaves the period running, and what was spent in it counting.
         const duration = await durationOf(budgetId);
         if (!sameDuration(parseDuration(was ?? undefined), parseDuration(duration ?? undefined))) {
-          await tx.query(`update team_memberships set spend = ${spendIntoPeriod("$4")}, budget_reset_at = $3 where team_id = $1 and user_id = $2`,
+          await tx.query(`update team_memberships set spend = ${spendIntoPeriod("$4")}, budget_reset_at = $3, budget_anchor_at = $4 where team_id = $1 and user_id = $2`,
             [body.team_id, userId, resetAtFor(duration, deps.clock.now()), new Date(deps.clock.now())]);
         }
         if (body.role) await addMembers(tx, body.team_id, [{ user_id: userId, role: body.role }], budgetId);
       });
       deps.invalidate({ kind: "all", restart: [counterKeys.budgetPrefix(scopes.member(body.team_id, userId))] });
       const [row] = await db.query(
-        "select m.user_id, m.team_id, m.role, m.spend, m.budget_id, m.budget_reset_at, row_to_json(b) as litellm_budget_table from team_memberships m left join budgets b on b.budget_id = m.budget_id where m.team_id = $1 and m.user_id = $2",
+        `select m.user_id, m.team_id, m.role, m.spend, m.budget_id, m.budget_reset_at, ${MEMBERSHIP_ORIGIN}, row_to_json(b) as litellm_budget_table from team_memberships m left join budgets b on b.budget_id = m.budget_id where m.team_id = $1 and m.user_id = $2`,
         [body.team_id, userId]);
       return { team_id: body.team_id, user_id: userId, ...(row ? membershipView(row, deps.clock.now()) : {}), max_budget_in_team: row?.litellm_budget_table?.max_budget ?? null };
     }, {

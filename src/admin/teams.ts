@@ -5,7 +5,7 @@ import { counterKeys, idPart, scopes } from "../governance/keys";
 import { badRequest } from "../http/errors";
 import type { SpendRow } from "../spend/batch";
 import { deletedRows, windowsOf } from "../spend/reset";
-import { deleteEvery, found, internalUserResetAt, lockMemberships, membershipView, spendRowsOwnedBy, iso, periodView, resetAtFor, spendIntoPeriod, updateBudgetHolder, write } from "./common";
+import { MEMBERSHIP_ORIGIN, deleteEvery, found, internalUserResetAt, lockMemberships, membershipView, spendRowsOwnedBy, iso, originOf, periodView, resetAtFor, spendIntoPeriod, updateBudgetHolder, write } from "./common";
 import type { AdminDeps } from "./deps";
 import { TEAM_MODEL_SPEND, modelSpendOf } from "./model-budgets";
 import { Id, Limit, LimitsMetadata, ModelBudgets, ModelLimits, Models, Money, budgetFields, nextReset, opt, open, teamRefusedFields } from "./fields";
@@ -36,7 +36,7 @@ export function teamView(row: Record<string, any>, now?: number) {
     team_alias: row.team_alias, team_id: row.team_id, admins: [], members: [], members_with_roles: row.members_with_roles,
     metadata: row.metadata, tpm_limit: row.tpm_limit, rpm_limit: row.rpm_limit, max_budget: row.max_budget, models: row.models,
     max_parallel_requests: row.max_parallel_requests, budget_duration: row.budget_duration, model_max_budget: row.model_max_budget ?? {},
-    ...periodView(row.spend, row.budget_reset_at, row.budget_duration, now), blocked: row.blocked, created_at: iso(row.created_at),
+    ...periodView(row.spend, row.budget_reset_at, row.budget_duration, now, originOf(row)), blocked: row.blocked, created_at: iso(row.created_at),
   };
 }
 
@@ -135,8 +135,8 @@ export async function membershipBudget(sql: Sql, teamId: string, userId: string,
 export async function giveOwnBudget(sql: Sql, teamId: string, userId: string, fields: Record<string, unknown>, now: number): Promise<void> {
   const budgetId = await membershipBudget(sql, teamId, userId, fields, true);
   const [budget] = await sql.query("select budget_duration from budgets where budget_id = $1", [budgetId]);
-  await sql.query("update team_memberships set budget_id = $3, budget_reset_at = $4 where team_id = $1 and user_id = $2",
-    [teamId, userId, budgetId, resetAtFor(budget?.budget_duration as string | null | undefined, now)]);
+  await sql.query("update team_memberships set budget_id = $3, budget_reset_at = $4, budget_anchor_at = $5 where team_id = $1 and user_id = $2",
+    [teamId, userId, budgetId, resetAtFor(budget?.budget_duration as string | null | undefined, now), new Date(now)]);
 }
 
 /** Teams as LiteLLM lists them: each with its keys and its memberships (their spend and budget), in two queries. */
@@ -144,7 +144,7 @@ async function withKeysAndMemberships(db: Sql, rows: Array<Record<string, any>>,
   const ids = rows.map((row) => row.team_id as string);
   const keys = await db.query(`select k.*, ${KEY_BUDGET} from keys k where k.team_id = any($1::text[]) order by k.created_at`, [ids]);
   const memberships = await db.query(
-    `select m.user_id, m.team_id, m.role, m.spend, m.budget_id, m.budget_reset_at, row_to_json(b) as litellm_budget_table
+    `select m.user_id, m.team_id, m.role, m.spend, m.budget_id, m.budget_reset_at, ${MEMBERSHIP_ORIGIN}, row_to_json(b) as litellm_budget_table
      from team_memberships m left join budgets b on b.budget_id = m.budget_id where m.team_id = any($1::text[]) order by m.created_at`, [ids]);
   const keysOf = Map.groupBy(keys, (key) => key.team_id as string);
   const membershipsOf = Map.groupBy(memberships, (m) => m.team_id as string);
@@ -180,15 +180,16 @@ async function applyMemberDefaults(sql: Sql, teamId: string, body: Record<string
   const duration = body.team_member_budget_duration as string | null | undefined;
   const [before] = await sql.query("select budget_duration from budgets where budget_id = $1", [budgetId]);
   const newPeriod = duration !== undefined && !(before && sameDuration(parseDuration(before.budget_duration ?? undefined), parseDuration(duration ?? undefined)));
-  const columns = [...sent.map((field) => MEMBER_DEFAULT_COLUMNS[field]), ...(newPeriod ? ["budget_reset_at"] : [])];
+  const columns = [...sent.map((field) => MEMBER_DEFAULT_COLUMNS[field]), ...(newPeriod ? ["budget_reset_at", "budget_anchor_at"] : [])];
   await sql.query(
     `insert into budgets (budget_id, ${columns.join(", ")}) values ($1, ${columns.map((_, i) => `$${i + 2}`).join(", ")})
      on conflict (budget_id) do update set ${columns.map((c) => `${c} = excluded.${c}`).join(", ")}, updated_at = now()`,
-    [budgetId, ...sent.map((field) => body[field] ?? null), ...(newPeriod ? [resetAtFor(duration, now)] : [])]);
+    [budgetId, ...sent.map((field) => body[field] ?? null), ...(newPeriod ? [resetAtFor(duration, now), new Date(now)] : [])]);
   await sql.query("update teams set metadata = metadata || jsonb_build_object('team_member_budget_id', $2::text) where team_id = $1", [teamId, budgetId]);
   await sql.query("update team_memberships set budget_id = $2 where team_id = $1 and budget_id is null", [teamId, budgetId]);
   if (newPeriod) {
-    await sql.query(`update team_memberships set spend = ${spendIntoPeriod("$3")}, budget_reset_at = $2 where budget_id = $1`, [budgetId, resetAtFor(duration, now), new Date(now)]);
+    await sql.query(`update team_memberships set spend = ${spendIntoPeriod("$3")}, budget_reset_at = $2, budget_anchor_at = $3 where budget_id = $1`,
+      [budgetId, resetAtFor(duration, now), new Date(now)]);
   }
 }
 
@@ -200,8 +201,8 @@ export async function giveMemberDefaults(sql: Sql, teamId: string, userIds: stri
   const [budget] = await sql.query("select budget_duration from budgets where budget_id = $1", [teamMemberBudgetId(teamId)]);
   if (!budget) return;
   await sql.query(
-    `update team_memberships set budget_id = $3, budget_reset_at = $4 where team_id = $1 and user_id = any($2::text[]) and budget_id is null
-       and exists (select 1 from budgets where budget_id = $3)`, [teamId, userIds, teamMemberBudgetId(teamId), resetAtFor(budget.budget_duration, now)]);
+    `update team_memberships set budget_id = $3, budget_reset_at = $4, budget_anchor_at = $5 where team_id = $1 and user_id = any($2::text[]) and budget_id is null
+       and exists (select 1 from budgets where budget_id = $3)`, [teamId, userIds, teamMemberBudgetId(teamId), resetAtFor(budget.budget_duration, now), new Date(now)]);
 }
 
 const teamFields = {
@@ -247,13 +248,15 @@ export function teamRoutes(deps: AdminDeps) {
     .post("/team/new", async ({ body }) => {
       refuseRepeatedMembers(body.members_with_roles ?? [], "members_with_roles");
       const teamId = body.team_id ?? crypto.randomUUID();
+      const now = clock.now();
       const row = await db.transaction(async (tx) => {
         await write(`team_id "${teamId}"`, () => tx.query(
           `insert into teams (team_id, team_alias, max_budget, budget_duration, budget_reset_at, models, tpm_limit, rpm_limit,
-             max_parallel_requests, metadata, blocked, model_max_budget) values ($1, $2, $3, $4, $5, $6::text[], $7, $8, $9, $10::text::jsonb, $11, $12::text::jsonb)`,
-          [teamId, body.team_alias ?? null, body.max_budget ?? null, body.budget_duration ?? null, resetAtFor(body.budget_duration, clock.now()),
+             max_parallel_requests, metadata, blocked, model_max_budget, budget_anchor_at)
+           values ($1, $2, $3, $4, $5, $6::text[], $7, $8, $9, $10::text::jsonb, $11, $12::text::jsonb, $13)`,
+          [teamId, body.team_alias ?? null, body.max_budget ?? null, body.budget_duration ?? null, resetAtFor(body.budget_duration, now),
             body.models ?? [], body.tpm_limit ?? null, body.rpm_limit ?? null, body.max_parallel_requests ?? null,
-            JSON.stringify(withModelLimits(body.metadata, body)), body.blocked ?? false, JSON.stringify(body.model_max_budget ?? {})]));
+            JSON.stringify(withModelLimits(body.metadata, body)), body.blocked ?? false, JSON.stringify(body.model_max_budget ?? {}), new Date(now)]));
         await addMembers(tx, teamId, body.members_with_roles ?? [], null, internalUserResetAt(deps), "members_with_roles");
         await applyMemberDefaults(tx, teamId, body, clock.now());
         return (await tx.query("select * from teams where team_id = $1", [teamId]))[0]!;

@@ -44,6 +44,8 @@ export interface KeyRecord {
   blocked: boolean;
   metadata: Record<string, unknown>;
   created_at: Date;
+  /** When its chain of budget periods began, if stored (see sql/0011_budget_anchor.sql). */
+  budget_anchor_at?: Date | null;
 }
 
 /** What users and teams both carry: their own budget, limits and models. */
@@ -57,6 +59,8 @@ interface BudgetHolder {
   rpm_limit: number | null;
   max_parallel_requests: number | null;
   created_at: Date;
+  /** When its chain of budget periods began, if stored (see sql/0011_budget_anchor.sql). */
+  budget_anchor_at?: Date | null;
   /** Budgets per model, held across all the holder's keys (as LiteLLM holds a user's and a team's). */
   model_max_budget: Record<string, ModelBudget>;
   /** Its spend per model, kept for the models its model_max_budget holds. */
@@ -83,6 +87,8 @@ export interface MembershipRecord {
   budget_reset_at: Date | null;
   budget: BudgetRecord | null;
   created_at: Date;
+  /** When its chain of budget periods began, if stored (see sql/0011_budget_anchor.sql). */
+  budget_anchor_at?: Date | null;
 }
 
 export interface ModelSpendRecord {
@@ -119,6 +125,8 @@ export interface CustomerRecord {
   /** `budget` is max_end_user_budget_id's, not one of the customer's own: where it sets no max_budget, max_end_user_budget does. */
   defaultBudget?: boolean;
   created_at: Date;
+  /** When its chain of budget periods began, if stored (see sql/0011_budget_anchor.sql). */
+  budget_anchor_at?: Date | null;
   /** Made up while the database could not answer: no stored row is known, and its spend makes one. */
   unstored?: boolean;
   /** Its spend per model, kept for the models its budget's model_max_budget holds. */

@@ -67,15 +67,16 @@ export function principalFrom(row: Json): Principal {
     budget_reset_at: date(k.budget_reset_at),
     expires: date(k.expires),
     created_at: date(k.created_at)!,
+    budget_anchor_at: date(k.budget_anchor_at),
   };
   const u = row.user as Json | null;
   const user: UserRecord | null = u
-    ? { ...(u as UserRecord), budget_reset_at: date(u.budget_reset_at), created_at: date(u.created_at)!,
+    ? { ...(u as UserRecord), budget_reset_at: date(u.budget_reset_at), created_at: date(u.created_at)!, budget_anchor_at: date(u.budget_anchor_at),
         model_max_budget: u.model_max_budget ?? {}, modelSpend: modelSpendOf(row.user_model_spend) }
     : null;
   const t = row.team as Json | null;
   const team: TeamRecord | null = t
-    ? { ...(t as TeamRecord), budget_reset_at: date(t.budget_reset_at), created_at: date(t.created_at)!,
+    ? { ...(t as TeamRecord), budget_reset_at: date(t.budget_reset_at), created_at: date(t.created_at)!, budget_anchor_at: date(t.budget_anchor_at),
         model_max_budget: t.model_max_budget ?? {}, modelSpend: modelSpendOf(row.team_model_spend) }
     : null;
   const m = row.membership as Json | null;
@@ -87,6 +88,7 @@ export function principalFrom(row: Json): Principal {
         budget_reset_at: date(m.budget_reset_at),
         budget: budgetFrom(row.membership_budget),
         created_at: date(m.created_at)!,
+        budget_anchor_at: date(m.budget_anchor_at),
       }
     : null;
   return { key, keyBudget: budgetFrom(row.key_budget), user, team, membership, modelSpend: modelSpendOf(row.model_spend), spentHere: 0 };
@@ -134,6 +136,7 @@ export function customerFrom(row: Json): CustomerRecord {
     blocked: e.blocked,
     budget: budgetFrom(row.budget),
     created_at: date(e.created_at)!,
+    budget_anchor_at: date(e.budget_anchor_at),
     modelSpend: modelSpendOf(row.model_spend),
   };
 }

@@ -8,6 +8,7 @@ import defaultBudgetDurations from "../../sql/0007_default_budget_durations.sql"
 import userTeamModelBudgets from "../../sql/0008_user_team_model_budgets.sql" with { type: "text" };
 import keyGrace from "../../sql/0009_key_grace.sql" with { type: "text" };
 import spendSetAt from "../../sql/0010_spend_set_at.sql" with { type: "text" };
+import budgetAnchor from "../../sql/0011_budget_anchor.sql" with { type: "text" };
 import type { Sql } from "./types";
 
 export interface Migration {
@@ -28,6 +29,7 @@ export const MIGRATIONS: readonly Migration[] = [
   { id: 8, name: "0008_user_team_model_budgets.sql", sql: userTeamModelBudgets },
   { id: 9, name: "0009_key_grace.sql", sql: keyGrace },
   { id: 10, name: "0010_spend_set_at.sql", sql: spendSetAt },
+  { id: 11, name: "0011_budget_anchor.sql", sql: budgetAnchor },
 ];
 
 export class MigrationError extends Error {}

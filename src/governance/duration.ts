@@ -60,16 +60,46 @@ export function addDuration(from: Date, duration: Duration): Date {
   return new Date(from.getTime() + duration.amount * UNIT_MS[duration.unit]);
 }
 
+/** Whole months from `from` to `to` by the calendar (UTC), ignoring days and times. */
+const monthsBetween = (from: Date, to: Date) =>
+  (to.getUTCFullYear() - from.getUTCFullYear()) * 12 + to.getUTCMonth() - from.getUTCMonth();
+
+/**
+ * How many steps of `duration` (months) take `origin` to `resetAt` exactly (none when it is the origin:
+ * a reset an admin set), or null when `resetAt` is not on that chain. Each end of the chain is counted from the origin, not from the end before it, so a
+ * chain begun on the 31st ends on the 30th in April and on the 31st again in May.
+ */
+function stepsFrom(origin: Date, resetAt: Date, duration: Duration): number | null {
+  const months = monthsBetween(origin, resetAt);
+  if (months < 0 || months % duration.amount !== 0) return null;
+  const steps = months / duration.amount;
+  return addMonths(origin, steps * duration.amount).getTime() === resetAt.getTime() ? steps : null;
+}
+
+function addMonths(from: Date, months: number): Date {
+  return addDuration(from, { amount: months, unit: "mo", text: `${months}mo` });
+}
+
 /**
  * The end of the budget period that contains `now`, given a period that ended (or ends) at `resetAt`.
  * Several missed periods collapse into one step: the result is always after `now`.
+ *
+ * Months: when `resetAt` lies on the chain of periods begun at `origin` (the row was made with its
+ * duration, so its first period began then), the next ends are counted from the origin and keep its day
+ * of the month; otherwise from `resetAt`, whose day they keep (a month without it ends on its last day).
  */
-export function currentPeriodEnd(resetAt: Date, duration: Duration, now: Date): Date {
+export function currentPeriodEnd(resetAt: Date, duration: Duration, now: Date, origin: Date | null = null): Date {
   if (resetAt.getTime() > now.getTime()) return resetAt;
   if (duration.unit !== "mo") {
     const step = duration.amount * UNIT_MS[duration.unit];
     const missed = Math.floor((now.getTime() - resetAt.getTime()) / step) + 1;
     return new Date(resetAt.getTime() + missed * step);
+  }
+  const steps = origin ? stepsFrom(origin, resetAt, duration) : null;
+  if (origin && steps !== null) {
+    let next = steps + Math.max(1, Math.floor(monthsBetween(resetAt, now) / duration.amount));
+    while (addMonths(origin, next * duration.amount).getTime() <= now.getTime()) next++;
+    return addMonths(origin, next * duration.amount);
   }
   let end = resetAt;
   while (end.getTime() <= now.getTime()) end = addDuration(end, duration);

@@ -16,7 +16,9 @@ export interface Period {
 
 /**
  * A budget whose `budget_reset_at` has passed counts as already reset, whatever the scheduler has
- * done: enforcement never waits for a reset to be written.
+ * done: enforcement never waits for a reset to be written. With no reset stored, the first period
+ * began at `createdAt`; calendar months count their ends from `origin` (see currentPeriodEnd), by
+ * default `createdAt`.
  */
 export function periodOf(
   spend: number,
@@ -24,14 +26,19 @@ export function periodOf(
   resetAt: Date | null,
   createdAt: Date | null,
   now: number,
+  origin: Date | null = createdAt,
 ): Period {
   const parsed = parseDuration(duration ?? undefined);
   if (!parsed) return { end: null, spend, step: null };
   const nowDate = new Date(now);
   const anchor = resetAt ?? addDuration(createdAt ?? nowDate, parsed);
-  const end = currentPeriodEnd(anchor, parsed, nowDate).getTime();
+  const end = currentPeriodEnd(anchor, parsed, nowDate, resetAt ? origin : createdAt).getTime();
   return { end, spend: resetAt && resetAt.getTime() === end ? spend : 0, step: fixedLength(parsed) };
 }
+
+/** Where a row's calendar-month periods count from: when its chain of periods began, else when it was made. */
+export const anchorOf = (row: { budget_anchor_at?: Date | null; created_at: Date | null }): Date | null =>
+  row.budget_anchor_at ?? row.created_at;
 
 export const RATE_WINDOW_MS = 60_000;
 

@@ -2,7 +2,7 @@ import type { Caller, CustomerRecord, ModelBudget, Principal, TeamRecord } from 
 import type { CounterCheck } from "./counters";
 import { counterKeys, scopes } from "./keys";
 import { type ModelBudgetHolder, headerToken, heldModelBudget, holdsAny, limitOf, modelNames } from "./per-model";
-import { type Period, periodOf, rateWindow } from "./periods";
+import { type Period, anchorOf, periodOf, rateWindow } from "./periods";
 
 export { headerToken, modelNames } from "./per-model";
 
@@ -158,7 +158,7 @@ export function planChecks(input: PlanInput): Plan {
   function planPrincipal(p: Principal) {
     const { key, keyBudget, user, team, membership } = p;
     const keyScope = scopes.key(key.token);
-    const keyPeriod = periodOf(key.spend, pick(key.budget_duration, keyBudget?.budget_duration), key.budget_reset_at, key.created_at, now);
+    const keyPeriod = periodOf(key.spend, pick(key.budget_duration, keyBudget?.budget_duration), key.budget_reset_at, key.created_at, now, anchorOf(key));
     targets.token = key.token;
     targets.keyPeriod = keyPeriod.end;
     targets.keyBase = baseOf(key.budget_reset_at);
@@ -168,20 +168,20 @@ export function planChecks(input: PlanInput): Plan {
 
     if (key.team_id) {
       if (team) {
-        const period = periodOf(team.spend, team.budget_duration, team.budget_reset_at, team.created_at, now);
+        const period = periodOf(team.spend, team.budget_duration, team.budget_reset_at, team.created_at, now, anchorOf(team));
         targets.team = { id: team.team_id, ...turnOf(period, team.budget_reset_at, team.created_at) };
         budget("team", scopes.team(team.team_id), `Team=${team.team_id}`, team.max_budget, period);
       }
       if (membership) {
         const b = membership.budget;
-        const period = periodOf(membership.spend, b?.budget_duration, membership.budget_reset_at, membership.created_at, now);
+        const period = periodOf(membership.spend, b?.budget_duration, membership.budget_reset_at, membership.created_at, now, anchorOf(membership));
         targets.member = { teamId: membership.team_id, userId: membership.user_id, ...turnOf(period, membership.budget_reset_at, membership.created_at) };
         budget("team member", scopes.member(membership.team_id, membership.user_id),
           `User=${membership.user_id} in Team=${membership.team_id}`, b?.max_budget ?? null, period);
       }
     } else if (user) {
       const useDefault = user.max_budget === null && user.user_role === "internal_user" && defaults.maxInternalUserBudget !== undefined;
-      const period = periodOf(user.spend, userBudgetDuration(user, defaults.internalUserBudgetDuration), user.budget_reset_at, user.created_at, now);
+      const period = periodOf(user.spend, userBudgetDuration(user, defaults.internalUserBudgetDuration), user.budget_reset_at, user.created_at, now, anchorOf(user));
       targets.user = { id: user.user_id, ...turnOf(period, user.budget_reset_at, user.created_at) };
       budget("user", scopes.user(user.user_id), `User=${user.user_id}`, useDefault ? defaults.maxInternalUserBudget! : user.max_budget, period);
     }
@@ -301,7 +301,7 @@ export function planChecks(input: PlanInput): Plan {
   if (principal) targets.keyUser = principal.key.user_id;
   if (customer) {
     const b = customer.budget;
-    const period = periodOf(customer.spend, b?.budget_duration, customer.budget_reset_at, customer.created_at, now);
+    const period = periodOf(customer.spend, b?.budget_duration, customer.budget_reset_at, customer.created_at, now, anchorOf(customer));
     targets.customer = { id: customer.user_id, ...turnOf(period, customer.budget_reset_at, customer.unstored ? undefined : customer.created_at) };
     // A budget of the customer's own caps its spend only by its own max_budget (none: no cap, as LiteLLM reads it).
     const cap = b && !customer.defaultBudget ? b.max_budget : (b?.max_budget ?? defaults.maxEndUserBudget ?? null);
@@ -311,7 +311,7 @@ export function planChecks(input: PlanInput): Plan {
   }
   if (principal) planHolderModelBudgets(principal, planModelBudget(principal));
 
-  const gateway = periodOf(defaults.gatewaySpend, defaults.budgetDuration, defaults.gatewayResetAt, defaults.gatewayCreatedAt, now);
+  const gateway = periodOf(defaults.gatewaySpend, defaults.budgetDuration, defaults.gatewayResetAt, defaults.gatewayCreatedAt, now, null);
   targets.gatewayPeriod = gateway.end;
   targets.gatewayBase = baseOf(defaults.gatewayResetAt);
   targets.gatewayStep = gateway.step;

@@ -15,7 +15,7 @@ litellm_settings:
 }, 120_000);
 afterAll(() => h.close());
 
-const one = async (sql: string, params: unknown[] = []) => (await h.db.query(sql, params))[0]!;
+const one = async (sql: string, params: unknown[] = [], on: Harness = h) => (await on.db.query(sql, params))[0]!;
 
 describe("budget reset scheduler", () => {
   test("resets due rows to zero and moves budget_reset_at past now, collapsing missed periods", async () => {
@@ -122,4 +122,67 @@ describe("users' and teams' periods per model", () => {
       ["u", "m", 0, "2026-03-11T11:00:00.000Z"], ["u", "n", 3, due.toISOString()], ["t", "m", 0, "2026-03-10T13:00:00.000Z"],
     ]);
   });
+});
+
+describe("calendar-month periods", () => {
+  test("periods begun on the 31st end on the 31st where a month has it, the last day where not, through the API, enforcement and the scheduler", async () => {
+    const g = await inProcessGateway(MOCK_CONFIG, { start: Date.parse("2027-01-31T09:00:00.250Z") });
+    try {
+      const post = async (path: string, body: unknown) => {
+        const response = await g.call(path, body);
+        expect(response.status).toBe(200);
+        return (await response.json()) as any;
+      };
+      const get = async (path: string) => (await (await g.call(path)).json()) as any;
+      const monthly = { budget_duration: "1mo", max_budget: 10 };
+      const key = (await post("/key/generate", monthly)).key as string;
+      await post("/team/new", { team_id: "t-month", ...monthly });
+      await post("/user/new", { user_id: "u-month", ...monthly });
+      await post("/customer/new", { user_id: "c-month", ...monthly });
+      await post("/budget/new", { budget_id: "b-month", ...monthly });
+      const shown = async () => [
+        (await get(`/key/info?key=${key}`)).info.budget_reset_at,
+        (await get("/team/info?team_id=t-month")).team_info.budget_reset_at,
+        (await get("/user/info?user_id=u-month")).user_info.budget_reset_at,
+        (await get("/customer/info?end_user_id=c-month")).budget_reset_at,
+        (await post("/budget/info", { budgets: ["b-month"] }))[0].budget_reset_at,
+      ];
+      const stored = async () => [
+        (await one("select budget_reset_at from keys where token = $1", [hashKey(key)], g)).budget_reset_at,
+        (await one("select budget_reset_at from teams where team_id = 't-month'", [], g)).budget_reset_at,
+        (await one("select budget_reset_at from users where user_id = 'u-month'", [], g)).budget_reset_at,
+        (await one("select budget_reset_at from end_users where user_id = 'c-month'", [], g)).budget_reset_at,
+        (await one("select budget_reset_at from budgets where budget_id = 'b-month'", [], g)).budget_reset_at,
+      ].map((at) => new Date(at).toISOString());
+      const five = (at: string) => [at, at, at, at, at];
+      expect(await shown()).toEqual(five("2027-02-28T09:00:00.250Z"));
+
+      // March 1st: February's period is over. The API shows the period enforcement counts, before
+      // the scheduler writes it; the key's spend goes into it; the scheduler writes the same end.
+      g.clock.set(Date.parse("2027-03-01T00:00:00Z"));
+      expect(await shown()).toEqual(five("2027-03-31T09:00:00.250Z"));
+      expect((await g.chat(key)).status).toBe(200);
+      await g.flush();
+      // The key's spend was written into the period enforcement planned it in.
+      const spent = await one("select spend, budget_reset_at from keys where token = $1", [hashKey(key)], g);
+      expect([spent.spend > 0, new Date(spent.budget_reset_at).toISOString()]).toEqual([true, "2027-03-31T09:00:00.250Z"]);
+      await resetDueBudgets(g.db, new Date(g.clock.now()), {});
+      expect(await stored()).toEqual(five("2027-03-31T09:00:00.250Z"));
+
+      // Then April's last day, and the 31st again in May.
+      g.clock.set(Date.parse("2027-04-01T00:00:00Z"));
+      await resetDueBudgets(g.db, new Date(g.clock.now()), {});
+      expect(await stored()).toEqual(five("2027-04-30T09:00:00.250Z"));
+      g.clock.set(Date.parse("2027-05-01T00:00:00Z"));
+      expect(await shown()).toEqual(five("2027-05-31T09:00:00.250Z"));
+      await resetDueBudgets(g.db, new Date(g.clock.now()), {});
+      expect(await stored()).toEqual(five("2027-05-31T09:00:00.250Z"));
+
+      // A new duration starts a new chain from the change (the 15th), which a month without a 31st does not move.
+      await post("/key/update", { key, budget_duration: "2mo" });
+      expect((await get(`/key/info?key=${key}`)).info.budget_reset_at).toBe("2027-07-01T00:00:00.000Z");
+    } finally {
+      await g.close();
+    }
+  }, 30_000);
 });

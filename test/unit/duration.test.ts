@@ -48,7 +48,7 @@ describe("calendar months (UTC)", () => {
     expect(addDuration(at("2026-01-31T09:00:00Z"), month).toISOString()).toBe("2026-02-28T09:00:00.000Z");
     expect(addDuration(at("2028-01-31T09:00:00Z"), month).toISOString()).toBe("2028-02-29T09:00:00.000Z");
     expect(addDuration(at("2026-03-31T09:00:00Z"), month).toISOString()).toBe("2026-04-30T09:00:00.000Z");
-    // As the README says: from the 31st to the 30th in April, then the 30th.
+    // Stepped from the reset alone: from the 31st to the 30th in April, then the 30th.
     expect(addDuration(at("2026-04-30T09:00:00Z"), month).toISOString()).toBe("2026-05-30T09:00:00.000Z");
     // Twelve months in one step keep the 31st; twelve steps of one do not.
     expect(addDuration(at("2026-01-31T09:00:00Z"), parseDuration("12mo")!).toISOString()).toBe("2027-01-31T09:00:00.000Z");
@@ -77,5 +77,38 @@ describe("currentPeriodEnd", () => {
     expect(currentPeriodEnd(resetAt, month, at("2026-04-20T00:00:00Z")).toISOString()).toBe("2026-05-15T00:00:00.000Z");
     expect(currentPeriodEnd(resetAt, month, at("2026-04-15T00:00:00Z")).toISOString()).toBe("2026-05-15T00:00:00.000Z");
     expect(currentPeriodEnd(at("2026-01-31T00:00:00Z"), month, at("2026-03-30T00:00:00Z")).toISOString()).toBe("2026-04-28T00:00:00.000Z");
+  });
+});
+
+describe("currentPeriodEnd from the origin of the periods", () => {
+  const origin = at("2026-01-31T09:00:00.250Z");
+
+  test("a chain begun on the 31st keeps the 31st where a month has it", () => {
+    expect(currentPeriodEnd(at("2026-02-28T09:00:00.250Z"), month, at("2026-03-01T00:00:00Z"), origin).toISOString()).toBe("2026-03-31T09:00:00.250Z");
+    expect(currentPeriodEnd(at("2026-04-30T09:00:00.250Z"), month, at("2026-04-30T09:00:00.250Z"), origin).toISOString()).toBe("2026-05-31T09:00:00.250Z");
+    // Missed periods collapse into one step along the same chain.
+    expect(currentPeriodEnd(at("2026-02-28T09:00:00.250Z"), month, at("2026-06-30T10:00:00Z"), origin).toISOString()).toBe("2026-07-31T09:00:00.250Z");
+    expect(currentPeriodEnd(at("2026-02-28T09:00:00.250Z"), month, at("2026-06-30T08:00:00Z"), origin).toISOString()).toBe("2026-06-30T09:00:00.250Z");
+    // Its first end, from the row's making (no reset stored yet), is on the chain too.
+    expect(currentPeriodEnd(addDuration(origin, month), month, at("2026-02-28T09:00:00.250Z"), origin).toISOString()).toBe("2026-03-31T09:00:00.250Z");
+  });
+
+  test("chains of several months, and a reset an admin set (the origin itself)", () => {
+    const quarter = parseDuration("3mo")!;
+    const start = at("2026-08-31T00:00:00Z");
+    expect(currentPeriodEnd(at("2026-11-30T00:00:00Z"), quarter, at("2026-12-01T00:00:00Z"), start).toISOString()).toBe("2027-02-28T00:00:00.000Z");
+    expect(currentPeriodEnd(at("2027-02-28T00:00:00Z"), quarter, at("2027-03-01T00:00:00Z"), start).toISOString()).toBe("2027-05-31T00:00:00.000Z");
+    expect(currentPeriodEnd(start, month, at("2026-09-30T12:00:00Z"), start).toISOString()).toBe("2026-10-31T00:00:00.000Z");
+  });
+
+  test("a reset not on the origin's chain counts from itself, as without one", () => {
+    const resetAt = at("2026-02-28T09:00:00.251Z"); // a millisecond off: another chain
+    expect(currentPeriodEnd(resetAt, month, at("2026-03-01T00:00:00Z"), origin).toISOString()).toBe("2026-03-28T09:00:00.251Z");
+    // One month from a two-month chain's origin is not on it.
+    expect(currentPeriodEnd(at("2026-02-28T09:00:00.250Z"), parseDuration("2mo")!, at("2026-03-01T00:00:00Z"), origin).toISOString()).toBe("2026-04-28T09:00:00.250Z");
+    // An origin after the reset is not its origin.
+    expect(currentPeriodEnd(at("2026-02-28T09:00:00.250Z"), month, at("2026-03-01T00:00:00Z"), at("2026-03-31T09:00:00.250Z")).toISOString()).toBe("2026-03-28T09:00:00.250Z");
+    // Fixed durations need no origin: they count from the stored reset either way.
+    expect(currentPeriodEnd(at("2026-02-28T09:00:00Z"), parseDuration("30d")!, at("2026-03-01T00:00:00Z"), origin).toISOString()).toBe("2026-03-30T09:00:00.000Z");
   });
 });
