@@ -8,3 +8,10 @@ alter table teams add column budget_anchor_at timestamptz;
 alter table team_memberships add column budget_anchor_at timestamptz;
 alter table end_users add column budget_anchor_at timestamptz;
 alter table budgets add column budget_anchor_at timestamptz;
+-- Per-model spend rows: when an admin change started their period now (their holder's created_at else),
+-- and the gateway's own budget (its period started by the config).
+alter table key_model_spend add column budget_anchor_at timestamptz;
+alter table customer_model_spend add column budget_anchor_at timestamptz;
+alter table user_model_spend add column budget_anchor_at timestamptz;
+alter table team_model_spend add column budget_anchor_at timestamptz;
+alter table gateway_spend add column budget_anchor_at timestamptz;

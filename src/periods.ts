@@ -20,33 +20,35 @@ export async function startGatewayPeriod(db: Database, state: GatewayState, conf
   const { max_budget, budget_duration } = config.litellm_settings;
   if (max_budget === undefined) return;
   const duration = parseDuration(budget_duration);
-  const [stored] = await db.query<{ budget_duration: string | null; budget_reset_at: Date | null }>(
-    "select budget_duration, budget_reset_at from gateway_spend where id = 1");
+  const [stored] = await db.query<{ budget_duration: string | null; budget_reset_at: Date | null; budget_anchor_at: Date | null }>(
+    "select budget_duration, budget_reset_at, budget_anchor_at from gateway_spend where id = 1");
   if (!stored) return;
   let resetAt = stored.budget_reset_at;
+  let anchorAt = stored.budget_anchor_at;
   if (duration) {
     const before = stored.budget_duration;
     // A row from before the duration was stored (null) ran on this config's duration: it keeps its period.
     const same = before === null || (before !== "" && sameDuration(parseDuration(before), duration));
-    if (!resetAt || !same) resetAt = addDuration(new Date(now), duration);
+    if (!resetAt || !same) [resetAt, anchorAt] = [addDuration(new Date(now), duration), new Date(now)];
   }
   // Compare-and-set on what was read: of several instances starting on one new config, one starts the
   // period. Spent in a period that had already ended (reset already, as enforcement counts it), spend
   // does not come back in the new one.
   const [row] = await db.query(
-    `update gateway_spend set budget_duration = $1::text, budget_reset_at = $2::timestamptz,
+    `update gateway_spend set budget_duration = $1::text, budget_reset_at = $2::timestamptz, budget_anchor_at = $5::timestamptz,
        spend = case when budget_reset_at is distinct from $2::timestamptz and budget_reset_at <= $4::timestamptz and $3::text <> '' then 0 else spend end
-     where id = 1 and budget_duration is not distinct from $3::text returning budget_reset_at, spend`,
-    [duration?.text ?? "", resetAt, stored.budget_duration, new Date(now)],
+     where id = 1 and budget_duration is not distinct from $3::text returning budget_reset_at, budget_anchor_at, spend`,
+    [duration?.text ?? "", resetAt, stored.budget_duration, new Date(now), anchorAt],
   );
   const after = row ?? (await loadGatewayState(db));
   state.budgetResetAt = row ? row.budget_reset_at : after.budgetResetAt;
+  state.anchorAt = row ? row.budget_anchor_at : after.anchorAt;
   state.spend = after.spend;
 }
 
 export async function loadGatewayState(db: Database): Promise<GatewayState> {
-  const [row] = await db.query("select spend, budget_reset_at, updated_at from gateway_spend where id = 1");
-  return { spend: row?.spend ?? 0, budgetResetAt: row?.budget_reset_at ?? null, createdAt: row?.updated_at ?? null };
+  const [row] = await db.query("select spend, budget_reset_at, updated_at, budget_anchor_at from gateway_spend where id = 1");
+  return { spend: row?.spend ?? 0, budgetResetAt: row?.budget_reset_at ?? null, createdAt: row?.updated_at ?? null, anchorAt: row?.budget_anchor_at ?? null };
 }
 
 /** The rows a default duration applies to: those with no duration of their own. */

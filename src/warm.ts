@@ -101,7 +101,7 @@ export function readWarmState(dataDir: string, version: string): WarmState | nul
   }
   const { gateway: g, principals, customers } = valid;
   return {
-    gateway: { spend: Number(g.spend), budgetResetAt: date(g.budgetResetAt), createdAt: date(g.createdAt) },
+    gateway: { spend: Number(g.spend), budgetResetAt: date(g.budgetResetAt), createdAt: date(g.createdAt), anchorAt: date(g.anchorAt) },
     principals,
     customers,
   };

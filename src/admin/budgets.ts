@@ -81,8 +81,9 @@ export function budgetRoutes(deps: AdminDeps) {
         for (const row of keys) restart.add(counterKeys.budgetPrefix(scopes.keyModels(row.token)));
       }
       if (!was || sameDuration(parseDuration(was.time_period ?? undefined), parseDuration(entry?.time_period ?? undefined))) continue;
-      const params = [id, model, resetAtFor(entry?.time_period, clock.now()), new Date(clock.now())];
-      const start = `spend = ${spendIntoPeriod("$4", "s.")}, budget_reset_at = $3`;
+      const now = clock.now();
+      const params = [id, model, resetAtFor(entry?.time_period, now), new Date(now)];
+      const start = `spend = ${spendIntoPeriod("$4", "s.")}, budget_reset_at = $3, budget_anchor_at = $4`;
       const customers = await db.query(
         `update customer_model_spend s set ${start} from end_users e
          where e.user_id = s.user_id and s.model = $2 and (e.budget_id = $1 or ($5 and e.budget_id is null)) returning s.user_id`, [...params, endUserDefault]);

@@ -48,12 +48,19 @@ export function resetAtFor(duration: string | null | undefined, now: number): Da
   return parsed ? addDuration(new Date(now), parsed) : null;
 }
 
+/** A row's first period, begun at one instant: its first reset, and where its periods count from (budget_anchor_at). */
+export interface FirstPeriod {
+  resetAt: Date | null;
+  anchorAt: Date;
+}
+
 /**
- * The first reset of an internal user made now without a duration of its own: its budget runs on
+ * The first period of an internal user made now without a duration of its own: its budget runs on
  * `internal_user_budget_duration` (see userBudgetDuration), from when it is made.
  */
-export function internalUserResetAt(deps: Pick<AdminDeps, "runtime" | "clock">): Date | null {
-  return resetAtFor(deps.runtime().config.litellm_settings.internal_user_budget_duration, deps.clock.now());
+export function internalUserPeriod(deps: Pick<AdminDeps, "runtime" | "clock">): FirstPeriod {
+  const now = deps.clock.now();
+  return { resetAt: resetAtFor(deps.runtime().config.litellm_settings.internal_user_budget_duration, now), anchorAt: new Date(now) };
 }
 
 /** A key given as raw `sk-…` or as its hash. */
@@ -310,14 +317,16 @@ export async function updateBudgetHolder(
   const resetsOn = (row: Record<string, any>) => (row.budget_duration as string | null | undefined) ?? spec.fallbackDuration?.(row) ?? null;
   const duration = resetsOn({ ...before, ...body });
   const newPeriod = spec.fallbackDuration && before ? !sameDuration(parseDuration(resetsOn(before)), parseDuration(duration)) : change.newPeriod;
-  if (newPeriod) changes.budget_reset_at = resetAtFor(duration, deps.clock.now());
+  // One instant for the new period's reset, where it counts from, and the spend carried into it.
+  const now = deps.clock.now();
+  if (newPeriod) changes.budget_reset_at = resetAtFor(duration, now);
   const { sets, values } = assignments(changes, spec.columns, spec.json, spec.arrays);
   // Nothing to change (the id alone, or fields taken and ignored) answers the row as it is, as LiteLLM does.
   if (sets.length === 0) return found((await deps.db.query(`select * from ${spec.table} where ${spec.idColumn} = $1`, [id]))[0], spec.what);
-  sets.push(...anchorSet(changes, body, values, deps.clock.now()));
+  sets.push(...anchorSet(changes, body, values, now));
   // A budget row holds no spend (its holders do, below).
   if (newPeriod && spec.table !== "budgets" && !("spend" in body)) {
-    values.push(new Date(deps.clock.now()));
+    values.push(new Date(now));
     sets.push(`spend = ${spendIntoPeriod(`$${values.length}`)}`);
   }
   if ("spend" in body && spec.table !== "budgets") sets.push(spendSetAt(values, deps.clock.now()));
@@ -330,11 +339,11 @@ export async function updateBudgetHolder(
   if (spec.table === "budgets" && newPeriod) {
     // Those whose period this budget's duration sets (customers, members, keys with no duration of
     // their own) start the new period at once, as the budget does; their next request plans on it.
-    const [at, now] = [changes.budget_reset_at, new Date(deps.clock.now())];
+    const [at, since] = [changes.budget_reset_at, new Date(now)];
     const start = `spend = ${spendIntoPeriod("$3")}, budget_reset_at = $2, budget_anchor_at = $3`;
-    await deps.db.query(`update end_users set ${start}, updated_at = now() where budget_id = $1 or ($4 and budget_id is null)`, [id, at, now, endUserDefault]);
-    await deps.db.query(`update team_memberships set ${start} where budget_id = $1`, [id, at, now]);
-    await deps.db.query(`update keys set ${start}, updated_at = now() where budget_id = $1 and budget_duration is null`, [id, at, now]);
+    await deps.db.query(`update end_users set ${start}, updated_at = now() where budget_id = $1 or ($4 and budget_id is null)`, [id, at, since, endUserDefault]);
+    await deps.db.query(`update team_memberships set ${start} where budget_id = $1`, [id, at, since]);
+    await deps.db.query(`update keys set ${start}, updated_at = now() where budget_id = $1 and budget_duration is null`, [id, at, since]);
     // The customers' default duration as their period now runs: a restart or reload finds it unchanged (see startDefaultPeriods).
     if (endUserDefault) await deps.db.query("update gateway_spend set end_user_budget_duration = $1 where id = 1", [parseDuration(duration)?.text ?? ""]);
   }

@@ -38,7 +38,7 @@ async function restartModelPeriods(tx: Sql, userId: string, before: Record<strin
   for (const [model, entry] of Object.entries(after)) {
     const was = before[model];
     if (!was || sameDuration(parseDuration(was.time_period ?? undefined), parseDuration(entry?.time_period ?? undefined))) continue;
-    await tx.query(`update customer_model_spend set spend = ${spendIntoPeriod("$4")}, budget_reset_at = $3 where user_id = $1 and model = $2`,
+    await tx.query(`update customer_model_spend set spend = ${spendIntoPeriod("$4")}, budget_reset_at = $3, budget_anchor_at = $4 where user_id = $1 and model = $2`,
       [userId, model, resetAtFor(entry?.time_period, now), new Date(now)]);
   }
   return [counterKeys.budgetPrefix(scopes.customerModels(userId))];

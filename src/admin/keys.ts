@@ -6,7 +6,7 @@ import { counterKeys, scopes } from "../governance/keys";
 import { type ReusedToken, deletedRows, windowsOf } from "../spend/reset";
 import { addDuration, parseDuration, sameDuration } from "../governance/duration";
 import { authError, badRequest, notFound, shownPath } from "../http/errors";
-import { anchorSet, assignments, budgetChange, budgetTableView, found, internalUserResetAt, iso, mustBeSharedBudget, mustExist, originOf, periodView, resetAtFor, spendIntoPeriod, spendSetAt, tokenOf, write } from "./common";
+import { type FirstPeriod, anchorSet, assignments, budgetChange, budgetTableView, found, internalUserPeriod, iso, mustBeSharedBudget, mustExist, originOf, periodView, resetAtFor, spendIntoPeriod, spendSetAt, tokenOf, write } from "./common";
 import type { AdminDeps } from "./deps";
 import { withKeyDefaults, withinUpperBounds } from "./key-params";
 import { Money, Page, RawKey, keyFields, nextReset, numeric, open, opt, regenerateFields } from "./fields";
@@ -67,17 +67,17 @@ async function takeOver(sql: Sql, token: string): Promise<ReusedToken | undefine
 }
 
 /**
- * Inserts a key (and its user when new: an internal user, whose period starts at `userResetAt`). The
+ * Inserts a key (and its user when new: an internal user, whose first period is `userPeriod`). The
  * raw key is returned once; only its hash is stored.
  */
-export async function insertKey(sql: Sql, body: Record<string, any>, now: number, userResetAt: Date | null = null): Promise<NewKey> {
+export async function insertKey(sql: Sql, body: Record<string, any>, now: number, userPeriod: FirstPeriod | null = null): Promise<NewKey> {
   const raw: string = body.key ?? generateKey();
   const token = hashKey(raw);
   if (body.key) await refuseTaken(sql, token, "key");
   const reused = body.key ? await takeOver(sql, token) : undefined;
   const userId: string = body.user_id ?? crypto.randomUUID();
   await sql.query("insert into users (user_id, user_role, budget_reset_at, budget_anchor_at) values ($1, 'internal_user', $2, $3) on conflict (user_id) do nothing",
-    [userId, userResetAt, new Date(now)]);
+    [userId, userPeriod?.resetAt ?? null, userPeriod?.anchorAt ?? null]);
   if (body.team_id) await mustExist(sql, "teams", "team_id", body.team_id, "team_id");
   if (body.budget_id) await mustBeSharedBudget(sql, body.budget_id, null);
   // A key without a duration of its own counts periods of its budget_id's, from now.
@@ -235,8 +235,9 @@ export function keyRoutes(deps: AdminDeps) {
       const budgetBack = typeof entry?.budget_limit === "number" && typeof was?.budget_limit !== "number";
       if (samePeriod && !budgetBack) continue;
       if (was && !samePeriod) {
-        await tx.query(`update key_model_spend set spend = ${spendIntoPeriod("$4")}, budget_reset_at = $3 where token = $1 and model = $2`,
-          [token, model, resetAtFor(period, clock.now()), new Date(clock.now())]);
+        const now = clock.now();
+        await tx.query(`update key_model_spend set spend = ${spendIntoPeriod("$4")}, budget_reset_at = $3, budget_anchor_at = $4 where token = $1 and model = $2`,
+          [token, model, resetAtFor(period, now), new Date(now)]);
       }
       prefixes.push(counterKeys.budgetPrefix(scopes.keyModel(token, model)));
     }
@@ -279,7 +280,7 @@ export function keyRoutes(deps: AdminDeps) {
     .post("/key/generate", async ({ body: sent }) => {
       refuseMasterKey(deps, sent.key, "key");
       const body = bounded(sent, true);
-      const created = await db.transaction((tx) => insertKey(tx, body, clock.now(), internalUserResetAt(deps)));
+      const created = await db.transaction((tx) => insertKey(tx, body, clock.now(), internalUserPeriod(deps)));
       deps.invalidate({ kind: "key", token: created.row.token, reused: created.reused });
       return generatedKeyAnswer(created, body);
     }, { body: t.Object(keyFields, open), detail: { tags: ["key management"], summary: "Create a virtual key (the raw key is returned once)" } })

@@ -5,7 +5,7 @@ import { counterKeys, scopes } from "../governance/keys";
 import { SEP, type SpendRow } from "../spend/batch";
 import { deletedRows, windowsOf } from "../spend/reset";
 import { badRequest, notFound } from "../http/errors";
-import { MEMBERSHIP_ORIGIN, dropOwnBudgets, internalUserResetAt, lockMemberships, membershipView, resetAtFor, spendIntoPeriod } from "./common";
+import { MEMBERSHIP_ORIGIN, dropOwnBudgets, internalUserPeriod, lockMemberships, membershipView, resetAtFor, spendIntoPeriod } from "./common";
 import type { AdminDeps } from "./deps";
 import { DurationText, Id, Limit, Money, UserId, opt, open } from "./fields";
 import { adminOnlyRoutes, checkedAsSent } from "./guard";
@@ -61,7 +61,7 @@ export function memberRoutes(deps: AdminDeps) {
       const { row, added } = await db.transaction(async (tx) => {
         if (!(await lockTeam(tx, body.team_id))) throw notFound(`Team not found for team_id=${body.team_id}`);
         await refuseExistingMembers(tx, body.team_id, members);
-        const added = await addMembers(tx, body.team_id, members, null, internalUserResetAt(deps));
+        const added = await addMembers(tx, body.team_id, members, null, internalUserPeriod(deps));
         // Every member added gets the budget and limits sent, the others the team's member budget's: a
         // former membership's are not kept. Members sent without any take the team's member budget, when it has one.
         if ([body.max_budget_in_team, body.budget_duration, body.tpm_limit, body.rpm_limit, body.max_parallel_requests].some((v) => v != null)) {
@@ -106,8 +106,9 @@ export function memberRoutes(deps: AdminDeps) {
         // keeps the budget's) leaves the period running, and what was spent in it counting.
         const duration = await durationOf(budgetId);
         if (!sameDuration(parseDuration(was ?? undefined), parseDuration(duration ?? undefined))) {
+          const now = deps.clock.now();
           await tx.query(`update team_memberships set spend = ${spendIntoPeriod("$4")}, budget_reset_at = $3, budget_anchor_at = $4 where team_id = $1 and user_id = $2`,
-            [body.team_id, userId, resetAtFor(duration, deps.clock.now()), new Date(deps.clock.now())]);
+            [body.team_id, userId, resetAtFor(duration, now), new Date(now)]);
         }
         if (body.role) await addMembers(tx, body.team_id, [{ user_id: userId, role: body.role }], budgetId);
       });

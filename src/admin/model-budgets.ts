@@ -35,7 +35,7 @@ export async function restartModelPeriods(tx: Sql, where: ModelSpendTable, id: s
     const was = before[model];
     if (was && sameDuration(parseDuration(periodOf(was)), parseDuration(periodOf(entry)))) continue;
     if (was) {
-      await tx.query(`update ${where.table} set spend = ${spendIntoPeriod("$4")}, budget_reset_at = $3 where ${where.column} = $1 and model = $2`,
+      await tx.query(`update ${where.table} set spend = ${spendIntoPeriod("$4")}, budget_reset_at = $3, budget_anchor_at = $4 where ${where.column} = $1 and model = $2`,
         [id, model, resetAtFor(periodOf(entry), now), new Date(now)]);
     }
     prefixes.push(counterKeys.budgetPrefix(where.scope(id, model)));

@@ -96,11 +96,11 @@ export function spendRoutes(deps: AdminDeps) {
     })
     .get("/global/spend", async ({ request }) => {
       onlyParams(request, []);
-      const [row] = await db.query("select spend, budget_reset_at, updated_at from gateway_spend where id = 1");
+      const [row] = await db.query("select spend, budget_reset_at, updated_at, budget_anchor_at from gateway_spend where id = 1");
       const settings = deps.runtime().config.litellm_settings;
       // As enforcement sees it: a period that has ended counts as reset, and a budget with no period has no reset time.
       const duration = settings.max_budget === undefined ? null : settings.budget_duration;
-      const period = periodOf(row?.spend ?? 0, duration, row?.budget_reset_at ?? null, row?.updated_at ?? null, deps.clock.now(), null);
+      const period = periodOf(row?.spend ?? 0, duration, row?.budget_reset_at ?? null, row?.updated_at ?? null, deps.clock.now(), row?.budget_anchor_at ?? null);
       return { spend: period.spend, max_budget: settings.max_budget ?? null, budget_reset_at: period.end === null ? null : iso(new Date(period.end)) };
     }, { detail: { tags: ["spend"], summary: "The whole gateway's spend" } });
 }

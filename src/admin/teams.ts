@@ -5,7 +5,7 @@ import { counterKeys, idPart, scopes } from "../governance/keys";
 import { badRequest } from "../http/errors";
 import type { SpendRow } from "../spend/batch";
 import { deletedRows, windowsOf } from "../spend/reset";
-import { MEMBERSHIP_ORIGIN, deleteEvery, found, internalUserResetAt, lockMemberships, membershipView, spendRowsOwnedBy, iso, originOf, periodView, resetAtFor, spendIntoPeriod, updateBudgetHolder, write } from "./common";
+import { type FirstPeriod, MEMBERSHIP_ORIGIN, deleteEvery, found, internalUserPeriod, lockMemberships, membershipView, spendRowsOwnedBy, iso, originOf, periodView, resetAtFor, spendIntoPeriod, updateBudgetHolder, write } from "./common";
 import type { AdminDeps } from "./deps";
 import { TEAM_MODEL_SPEND, modelSpendOf } from "./model-budgets";
 import { Id, Limit, LimitsMetadata, ModelBudgets, ModelLimits, Models, Money, budgetFields, nextReset, opt, open, teamRefusedFields } from "./fields";
@@ -62,11 +62,11 @@ export function refuseRepeatedMembers(members: Array<{ user_id?: string | null; 
 
 /**
  * Adds (or re-roles) members: missing users are created (a member given by e-mail is the user with that
- * e-mail, in any case), internal users whose period starts at `newUserResetAt`; memberships,
+ * e-mail, in any case), internal users whose first period is `newUser`; memberships,
  * members_with_roles and users.teams kept in step. Returns their ids. `field` names the list in errors.
  */
 export async function addMembers(
-  sql: Sql, teamId: string, members: Array<Record<string, any>>, budgetId: string | null, newUserResetAt: Date | null = null, field = "member",
+  sql: Sql, teamId: string, members: Array<Record<string, any>>, budgetId: string | null, newUser: FirstPeriod | null = null, field = "member",
 ): Promise<string[]> {
   await lockMemberships(sql);
   const ids: string[] = [];
@@ -83,9 +83,9 @@ export async function addMembers(
       throw badRequest(`${param}: names the user "${userId}", whom this call names already; send each member once`, param);
     }
     await sql.query(
-      `insert into users (user_id, user_email, teams, budget_reset_at) values ($1, $2, array[$3]::text[], $4)
+      `insert into users (user_id, user_email, teams, budget_reset_at, budget_anchor_at) values ($1, $2, array[$3]::text[], $4, $5)
        on conflict (user_id) do update set teams = case when $3 = any(users.teams) then users.teams else array_append(users.teams, $3) end`,
-      [userId, member.user_email ?? null, teamId, newUserResetAt]);
+      [userId, member.user_email ?? null, teamId, newUser?.resetAt ?? null, newUser?.anchorAt ?? null]);
     const role = member.role ?? "user";
     await sql.query(
       `insert into team_memberships (team_id, user_id, role, budget_id) values ($1, $2, $3, $4)
@@ -257,7 +257,7 @@ export function teamRoutes(deps: AdminDeps) {
           [teamId, body.team_alias ?? null, body.max_budget ?? null, body.budget_duration ?? null, resetAtFor(body.budget_duration, now),
             body.models ?? [], body.tpm_limit ?? null, body.rpm_limit ?? null, body.max_parallel_requests ?? null,
             JSON.stringify(withModelLimits(body.metadata, body)), body.blocked ?? false, JSON.stringify(body.model_max_budget ?? {}), new Date(now)]));
-        await addMembers(tx, teamId, body.members_with_roles ?? [], null, internalUserResetAt(deps), "members_with_roles");
+        await addMembers(tx, teamId, body.members_with_roles ?? [], null, internalUserPeriod(deps), "members_with_roles");
         await applyMemberDefaults(tx, teamId, body, clock.now());
         return (await tx.query("select * from teams where team_id = $1", [teamId]))[0]!;
       });

@@ -94,6 +94,8 @@ export interface MembershipRecord {
 export interface ModelSpendRecord {
   spend: number;
   budget_reset_at: Date | null;
+  /** When an admin change started its period, if one did (else its periods count from its holder's making). */
+  budget_anchor_at?: Date | null;
 }
 
 export interface Principal {

@@ -31,11 +31,11 @@ export function budgetFrom(row: Json | null): BudgetRecord | null {
 const PRINCIPAL_SQL = `
 select k.token, row_to_json(k) as key, row_to_json(u) as "user", row_to_json(t) as team,
        row_to_json(m) as membership, row_to_json(mb) as membership_budget, row_to_json(kb) as key_budget,
-       coalesce((select json_object_agg(s.model, json_build_object('spend', s.spend, 'budget_reset_at', s.budget_reset_at))
+       coalesce((select json_object_agg(s.model, json_build_object('spend', s.spend, 'budget_reset_at', s.budget_reset_at, 'budget_anchor_at', s.budget_anchor_at))
                  from key_model_spend s where s.token = k.token), '{}') as model_spend,
-       coalesce((select json_object_agg(s.model, json_build_object('spend', s.spend, 'budget_reset_at', s.budget_reset_at))
+       coalesce((select json_object_agg(s.model, json_build_object('spend', s.spend, 'budget_reset_at', s.budget_reset_at, 'budget_anchor_at', s.budget_anchor_at))
                  from user_model_spend s where s.user_id = u.user_id), '{}') as user_model_spend,
-       coalesce((select json_object_agg(s.model, json_build_object('spend', s.spend, 'budget_reset_at', s.budget_reset_at))
+       coalesce((select json_object_agg(s.model, json_build_object('spend', s.spend, 'budget_reset_at', s.budget_reset_at, 'budget_anchor_at', s.budget_anchor_at))
                  from team_model_spend s where s.team_id = t.team_id), '{}') as team_model_spend
 from keys k
 left join users u on u.user_id = k.user_id
@@ -98,7 +98,7 @@ export function principalFrom(row: Json): Principal {
 function modelSpendOf(rows: Json | null | undefined): Record<string, ModelSpendRecord> {
   const modelSpend: Record<string, ModelSpendRecord> = {};
   for (const [model, value] of Object.entries(rows ?? {})) {
-    modelSpend[model] = { spend: value.spend, budget_reset_at: date(value.budget_reset_at) };
+    modelSpend[model] = { spend: value.spend, budget_reset_at: date(value.budget_reset_at), budget_anchor_at: date(value.budget_anchor_at) };
   }
   return modelSpend;
 }
@@ -118,7 +118,7 @@ export async function loadGraces(sql: Sql, tokens: string[], now: number): Promi
 
 const CUSTOMER_SQL = `
 select e.user_id, row_to_json(e) as customer, row_to_json(b) as budget,
-       coalesce((select json_object_agg(s.model, json_build_object('spend', s.spend, 'budget_reset_at', s.budget_reset_at))
+       coalesce((select json_object_agg(s.model, json_build_object('spend', s.spend, 'budget_reset_at', s.budget_reset_at, 'budget_anchor_at', s.budget_anchor_at))
                  from customer_model_spend s where s.user_id = e.user_id), '{}') as model_spend
 from end_users e left join budgets b on b.budget_id = e.budget_id
 where e.user_id = any(array(select json_array_elements_text($1::text::json)))`;

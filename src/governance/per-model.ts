@@ -62,7 +62,8 @@ export function heldModelBudget(holder: ModelBudgetHolder, names: readonly strin
     if (!entry || typeof entry.budget_limit !== "number") continue;
     const stored = holder.spend[name];
     const resetAt = stored?.budget_reset_at ?? null;
-    return { name, limit: entry.budget_limit, period: periodOf(stored?.spend ?? 0, entry.time_period, resetAt, holder.createdAt, now), resetAt };
+    const origin = stored?.budget_anchor_at ?? holder.createdAt;
+    return { name, limit: entry.budget_limit, period: periodOf(stored?.spend ?? 0, entry.time_period, resetAt, holder.createdAt, now, origin), resetAt };
   }
   return null;
 }

@@ -18,6 +18,8 @@ export interface BudgetDefaults {
   gatewaySpend: number;
   gatewayResetAt: Date | null;
   gatewayCreatedAt: Date | null;
+  /** When the gateway budget's current chain of periods began, if stored: its calendar months count from it. */
+  gatewayAnchorAt?: Date | null;
 }
 
 export type ScopeName = "key" | "user" | "team" | "team member" | "end user" | "key+model" | "user+model" | "team+model" | "end user+model" | "proxy";
@@ -275,7 +277,7 @@ export function planChecks(input: PlanInput): Plan {
     if (found && typeof found.entry.budget_limit === "number") {
       const { name, entry } = found;
       const stored = p.modelSpend[name];
-      const period = periodOf(stored?.spend ?? 0, entry.time_period, stored?.budget_reset_at ?? null, key.created_at, now);
+      const period = periodOf(stored?.spend ?? 0, entry.time_period, stored?.budget_reset_at ?? null, key.created_at, now, stored?.budget_anchor_at ?? key.created_at);
       targets.keyModel = { model: name, ...turnOf(period, stored?.budget_reset_at, key.created_at) };
       budget("key+model", scopes.keyModel(key.token, name), `Key=${key.key_name}`, entry.budget_limit, period, name);
       return true;
@@ -311,7 +313,7 @@ export function planChecks(input: PlanInput): Plan {
   }
   if (principal) planHolderModelBudgets(principal, planModelBudget(principal));
 
-  const gateway = periodOf(defaults.gatewaySpend, defaults.budgetDuration, defaults.gatewayResetAt, defaults.gatewayCreatedAt, now, null);
+  const gateway = periodOf(defaults.gatewaySpend, defaults.budgetDuration, defaults.gatewayResetAt, defaults.gatewayCreatedAt, now, defaults.gatewayAnchorAt ?? null);
   targets.gatewayPeriod = gateway.end;
   targets.gatewayBase = baseOf(defaults.gatewayResetAt);
   targets.gatewayStep = gateway.step;

@@ -76,6 +76,8 @@ export interface GatewayState {
   spend: number;
   budgetResetAt: Date | null;
   createdAt: Date | null;
+  /** When its budget's current chain of periods began (see sql/0011_budget_anchor.sql), if stored. */
+  anchorAt?: Date | null;
 }
 
 export function createRuntime(
@@ -129,6 +131,7 @@ export function createRuntime(
     gatewaySpend: gateway.spend,
     gatewayResetAt: gateway.budgetResetAt,
     gatewayCreatedAt: gateway.createdAt,
+    gatewayAnchorAt: gateway.anchorAt ?? null,
   };
   return {
     config,
@@ -168,8 +171,10 @@ export function createRuntime(
     // LiteLLM's other names for the same deadline: the shortest one set applies, 600 s when none is.
     requestTimeoutMs: requestTimeoutOf(g.request_timeout, l.request_timeout, r.timeout) * 1000,
     budgetDefaults() {
-      if (defaults.gatewaySpend !== gateway.spend || defaults.gatewayResetAt !== gateway.budgetResetAt || defaults.gatewayCreatedAt !== gateway.createdAt) {
-        defaults = { ...defaults, gatewaySpend: gateway.spend, gatewayResetAt: gateway.budgetResetAt, gatewayCreatedAt: gateway.createdAt };
+      if (defaults.gatewaySpend !== gateway.spend || defaults.gatewayResetAt !== gateway.budgetResetAt || defaults.gatewayCreatedAt !== gateway.createdAt
+        || defaults.gatewayAnchorAt !== (gateway.anchorAt ?? null)) {
+        defaults = { ...defaults, gatewaySpend: gateway.spend, gatewayResetAt: gateway.budgetResetAt, gatewayCreatedAt: gateway.createdAt,
+          gatewayAnchorAt: gateway.anchorAt ?? null };
       }
       return defaults;
     },

@@ -46,10 +46,11 @@ export function startBudgetScheduler(options: SchedulerOptions) {
       if (Object.keys(counts).length > 0) log.info("budgets reset", counts);
       // Batch ids only guard retries of recent flushes; a day is plenty.
       await db.query("delete from spend_batches where applied_at < now() - interval '1 day'");
-      const [row] = await db.query("select spend, budget_reset_at from gateway_spend where id = 1");
+      const [row] = await db.query("select spend, budget_reset_at, budget_anchor_at from gateway_spend where id = 1");
       if (row) {
         gateway.gatewayState.spend = row.spend;
         gateway.gatewayState.budgetResetAt = row.budget_reset_at;
+        gateway.gatewayState.anchorAt = row.budget_anchor_at;
       }
     } catch (error) {
       log.warn("budget reset pass failed; will retry", { error: String(error) });

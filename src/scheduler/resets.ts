@@ -62,7 +62,7 @@ const TABLES: Table[] = [
     // A key's own entry for the model, else its budget_id's (as enforcement reads them).
     name: "key_model_spend",
     due: `select s.token || chr(31) || s.model as id, coalesce(k.model_max_budget -> s.model, b.model_max_budget -> s.model) ->> 'time_period' as duration,
-          s.budget_reset_at as reset_at, k.created_at as origin from key_model_spend s join keys k on k.token = s.token left join budgets b on b.budget_id = k.budget_id
+          s.budget_reset_at as reset_at, coalesce(s.budget_anchor_at, k.created_at) as origin from key_model_spend s join keys k on k.token = s.token left join budgets b on b.budget_id = k.budget_id
           where s.budget_reset_at <= $1 limit 1000`,
     reset: `update key_model_spend set spend = 0, budget_reset_at = $3
             where token || chr(31) || model = $1 and budget_reset_at = $2`,
@@ -70,7 +70,7 @@ const TABLES: Table[] = [
   {
     name: "customer_model_spend",
     due: `select s.user_id || chr(31) || s.model as id, b.model_max_budget -> s.model ->> 'time_period' as duration, s.budget_reset_at as reset_at,
-          e.created_at as origin from customer_model_spend s join end_users e on e.user_id = s.user_id left join budgets b on b.budget_id = coalesce(e.budget_id, $2)
+          coalesce(s.budget_anchor_at, e.created_at) as origin from customer_model_spend s join end_users e on e.user_id = s.user_id left join budgets b on b.budget_id = coalesce(e.budget_id, $2)
           where s.budget_reset_at <= $1 limit 1000`,
     reset: `update customer_model_spend set spend = 0, budget_reset_at = $3
             where user_id || chr(31) || model = $1 and budget_reset_at = $2`,
@@ -79,14 +79,14 @@ const TABLES: Table[] = [
   {
     name: "user_model_spend",
     due: `select s.user_id || chr(31) || s.model as id, u.model_max_budget -> s.model ->> 'time_period' as duration, s.budget_reset_at as reset_at,
-          u.created_at as origin from user_model_spend s join users u on u.user_id = s.user_id where s.budget_reset_at <= $1 limit 1000`,
+          coalesce(s.budget_anchor_at, u.created_at) as origin from user_model_spend s join users u on u.user_id = s.user_id where s.budget_reset_at <= $1 limit 1000`,
     reset: `update user_model_spend set spend = 0, budget_reset_at = $3
             where user_id || chr(31) || model = $1 and budget_reset_at = $2`,
   },
   {
     name: "team_model_spend",
     due: `select s.team_id || chr(31) || s.model as id, t.model_max_budget -> s.model ->> 'time_period' as duration, s.budget_reset_at as reset_at,
-          t.created_at as origin from team_model_spend s join teams t on t.team_id = s.team_id where s.budget_reset_at <= $1 limit 1000`,
+          coalesce(s.budget_anchor_at, t.created_at) as origin from team_model_spend s join teams t on t.team_id = s.team_id where s.budget_reset_at <= $1 limit 1000`,
     reset: `update team_model_spend set spend = 0, budget_reset_at = $3
             where team_id || chr(31) || model = $1 and budget_reset_at = $2`,
   },
@@ -98,7 +98,7 @@ const TABLES: Table[] = [
   },
   {
     name: "gateway_spend",
-    due: "select '1' as id, $2::text as duration, budget_reset_at as reset_at, null::timestamptz as origin from gateway_spend where budget_reset_at <= $1",
+    due: "select '1' as id, $2::text as duration, budget_reset_at as reset_at, budget_anchor_at as origin from gateway_spend where budget_reset_at <= $1",
     reset: "update gateway_spend set spend = 0, budget_reset_at = $3 where $1 = '1' and id = 1 and budget_reset_at = $2",
     extra: (d) => [d.gatewayBudgetDuration ?? null],
   },

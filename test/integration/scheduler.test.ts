@@ -178,9 +178,50 @@ describe("calendar-month periods", () => {
       await resetDueBudgets(g.db, new Date(g.clock.now()), {});
       expect(await stored()).toEqual(five("2027-05-31T09:00:00.250Z"));
 
-      // A new duration starts a new chain from the change (the 15th), which a month without a 31st does not move.
+      // A new duration starts a new chain from the change.
       await post("/key/update", { key, budget_duration: "2mo" });
       expect((await get(`/key/info?key=${key}`)).info.budget_reset_at).toBe("2027-07-01T00:00:00.000Z");
+    } finally {
+      await g.close();
+    }
+  }, 30_000);
+
+  test("the gateway's own budget and a per-model budget whose period an admin changed count their months from when they began too", async () => {
+    const g = await inProcessGateway(MOCK_CONFIG + `
+litellm_settings:
+  max_budget: 100
+  budget_duration: 1mo
+`, { start: Date.parse("2027-01-31T09:00:00.250Z") });
+    try {
+      const post = async (path: string, body: unknown) => {
+        const response = await g.call(path, body);
+        expect(response.status).toBe(200);
+        return (await response.json()) as any;
+      };
+      const globalReset = async () => ((await (await g.call("/global/spend")).json()) as any).budget_reset_at;
+      expect(await globalReset()).toBe("2027-02-28T09:00:00.250Z");
+      const key = (await post("/key/generate", { model_max_budget: { mock: { budget_limit: 5, time_period: "1d" } } })).key as string;
+      expect((await g.chat(key)).status).toBe(200);
+      await g.flush();
+      // The key's budget for the model moves to a month, its period starting now.
+      await post("/key/update", { key, model_max_budget: { mock: { budget_limit: 5, time_period: "1mo" } } });
+      const modelReset = async () =>
+        new Date((await one("select budget_reset_at from key_model_spend where token = $1 and model = 'mock'", [hashKey(key)], g)).budget_reset_at).toISOString();
+      expect(await modelReset()).toBe("2027-02-28T09:00:00.250Z");
+
+      g.clock.set(Date.parse("2027-03-01T00:00:00Z"));
+      expect(await globalReset()).toBe("2027-03-31T09:00:00.250Z");
+      expect((await g.chat(key)).status).toBe(200);
+      await g.flush();
+      // The request's spend on the model went into the period ending on the 31st.
+      expect(await modelReset()).toBe("2027-03-31T09:00:00.250Z");
+      g.clock.set(Date.parse("2027-04-01T00:00:00Z"));
+      await resetDueBudgets(g.db, new Date(g.clock.now()), { gatewayBudgetDuration: "1mo" });
+      expect(await modelReset()).toBe("2027-04-30T09:00:00.250Z");
+      g.clock.set(Date.parse("2027-05-01T00:00:00Z"));
+      await resetDueBudgets(g.db, new Date(g.clock.now()), { gatewayBudgetDuration: "1mo" });
+      expect(await modelReset()).toBe("2027-05-31T09:00:00.250Z");
+      expect(new Date((await one("select budget_reset_at from gateway_spend where id = 1", [], g)).budget_reset_at).toISOString()).toBe("2027-05-31T09:00:00.250Z");
     } finally {
       await g.close();
     }
