@@ -1,7 +1,8 @@
 import { t } from "elysia";
 import type { Sql } from "../db";
 import { badRequest } from "../http/errors";
-import { RESERVED_BUDGET_PREFIXES, found, isForeignKeyViolation, iso, originOf, periodView, resetAtFor, spendIntoPeriod, updateBudgetHolder, write } from "./common";
+import { RESERVED_BUDGET_PREFIXES, found, isForeignKeyViolation, iso, periodView, firstPeriod, resetAtFor, spendIntoPeriod, updateBudgetHolder, write } from "./common";
+import { anchorOf } from "../governance/periods";
 import type { AdminDeps } from "./deps";
 import { Id, ModelBudgets, budgetFields, nextReset, opt, open } from "./fields";
 import { adminOnlyRoutes, onlyParams } from "./guard";
@@ -15,7 +16,7 @@ export const BUDGET_COLUMNS = ["max_budget", "soft_budget", "budget_duration", "
 export function budgetView(row: Record<string, any>, now?: number) {
   return {
     budget_id: row.budget_id, max_budget: row.max_budget, soft_budget: row.soft_budget, budget_duration: row.budget_duration,
-    budget_reset_at: periodView(0, row.budget_reset_at, row.budget_duration, now, originOf(row)).budget_reset_at, tpm_limit: row.tpm_limit, rpm_limit: row.rpm_limit,
+    budget_reset_at: periodView(0, row.budget_reset_at, row.budget_duration, now, anchorOf(row)).budget_reset_at, tpm_limit: row.tpm_limit, rpm_limit: row.rpm_limit,
     max_parallel_requests: row.max_parallel_requests, model_max_budget: row.model_max_budget, created_at: iso(row.created_at),
   };
 }
@@ -24,14 +25,14 @@ export const budgetBody = { ...budgetFields, model_max_budget: opt(ModelBudgets)
 
 /** Inserts a budget row (also used for a customer's inline budget). */
 export async function insertBudget(sql: Sql, budgetId: string, body: Record<string, any>, now: number) {
+  // A reset time sent with the budget is kept (as LiteLLM does), and its periods count from it; else the duration sets the first one.
+  const first = body.budget_reset_at ? { resetAt: body.budget_reset_at, anchorAt: body.budget_reset_at } : firstPeriod(body.budget_duration, now);
   const [row] = await write(`budget_id "${budgetId}"`, () => sql.query(
     `insert into budgets (budget_id, max_budget, soft_budget, budget_duration, budget_reset_at, tpm_limit, rpm_limit, max_parallel_requests, model_max_budget,
        budget_anchor_at)
      values ($1, $2, $3, $4, $5, $6, $7, $8, $9::text::jsonb, $10) returning *`,
-    // A reset time sent with the budget is kept (as LiteLLM does), and its periods count from it; else the duration sets the first one.
-    [budgetId, body.max_budget ?? null, body.soft_budget ?? null, body.budget_duration ?? null, body.budget_reset_at ?? resetAtFor(body.budget_duration, now),
-      body.tpm_limit ?? null, body.rpm_limit ?? null, body.max_parallel_requests ?? null, JSON.stringify(body.model_max_budget ?? {}),
-      body.budget_reset_at ?? new Date(now)]));
+    [budgetId, body.max_budget ?? null, body.soft_budget ?? null, body.budget_duration ?? null, first.resetAt,
+      body.tpm_limit ?? null, body.rpm_limit ?? null, body.max_parallel_requests ?? null, JSON.stringify(body.model_max_budget ?? {}), first.anchorAt]));
   return row!;
 }
 

@@ -2,6 +2,8 @@ import type { Database, Sql } from "../db";
 import { addDuration, currentPeriodEnd, parseDuration, sameDuration } from "../governance/duration";
 import { GatewayError, badRequest, notFound } from "../http/errors";
 import { hashKey } from "../auth/keys";
+import { date } from "../auth/repo";
+import { anchorOf } from "../governance/periods";
 import { counterKeys, scopes } from "../governance/keys";
 import { SEP, type SpendRow } from "../spend/batch";
 import type { AdminDeps } from "./deps";
@@ -48,10 +50,19 @@ export function resetAtFor(duration: string | null | undefined, now: number): Da
   return parsed ? addDuration(new Date(now), parsed) : null;
 }
 
-/** A row's first period, begun at one instant: its first reset, and where its periods count from (budget_anchor_at). */
+/**
+ * A row's first period, begun at one instant: its first reset, and where its periods count from
+ * (budget_anchor_at; none without a duration, whose first period, if one comes to apply, counts from
+ * the row's making).
+ */
 export interface FirstPeriod {
   resetAt: Date | null;
-  anchorAt: Date;
+  anchorAt: Date | null;
+}
+
+export function firstPeriod(duration: string | null | undefined, now: number): FirstPeriod {
+  const resetAt = resetAtFor(duration, now);
+  return { resetAt, anchorAt: resetAt && new Date(now) };
 }
 
 /**
@@ -59,8 +70,7 @@ export interface FirstPeriod {
  * `internal_user_budget_duration` (see userBudgetDuration), from when it is made.
  */
 export function internalUserPeriod(deps: Pick<AdminDeps, "runtime" | "clock">): FirstPeriod {
-  const now = deps.clock.now();
-  return { resetAt: resetAtFor(deps.runtime().config.litellm_settings.internal_user_budget_duration, now), anchorAt: new Date(now) };
+  return firstPeriod(deps.runtime().config.litellm_settings.internal_user_budget_duration, deps.clock.now());
 }
 
 /** A key given as raw `sk-…` or as its hash. */
@@ -205,12 +215,6 @@ export function periodView(spend: unknown, resetAt: unknown, duration: unknown, 
   return { spend: 0, budget_reset_at: parsed ? currentPeriodEnd(resetAt, parsed, new Date(now), origin).toISOString() : iso(resetAt) };
 }
 
-/** Where a row's calendar-month periods count from, as enforcement takes it (see anchorOf); times as Dates or as text. */
-export function originOf(row: { budget_anchor_at?: unknown; created_at?: unknown }): Date | null {
-  const at = row.budget_anchor_at ?? row.created_at;
-  const date = at instanceof Date ? at : typeof at === "string" ? new Date(at) : null;
-  return date && Number.isFinite(date.getTime()) ? date : null;
-}
 
 /**
  * A holder's shared budget row (`row_to_json`, its times as text) with `budget_reset_at` at the end of
@@ -222,7 +226,8 @@ export function budgetTableView(table: Record<string, any> | null | undefined, n
   const { budget_anchor_at: _, ...shown } = table;
   const resetAt = typeof table.budget_reset_at === "string" ? new Date(table.budget_reset_at) : null;
   if (!resetAt || resetAt.getTime() > now) return shown;
-  return { ...shown, budget_reset_at: periodView(0, resetAt, table.budget_duration, now, originOf(table)).budget_reset_at };
+  const origin = anchorOf({ budget_anchor_at: date(table.budget_anchor_at), created_at: date(table.created_at) });
+  return { ...shown, budget_reset_at: periodView(0, resetAt, table.budget_duration, now, origin).budget_reset_at };
 }
 
 /** The column a membership's rows are read with for its view: where its calendar months count from. */
@@ -280,7 +285,8 @@ export interface UpdateSpec {
  */
 export function anchorSet(changes: Record<string, unknown>, body: Record<string, unknown>, values: unknown[], now: number): string[] {
   if (!("budget_reset_at" in changes)) return [];
-  values.push(changes.budget_reset_at === body.budget_reset_at ? changes.budget_reset_at ?? null : new Date(now));
+  const reset = changes.budget_reset_at ?? null;
+  values.push(reset === (body.budget_reset_at ?? null) || reset === null ? reset : new Date(now));
   return [`budget_anchor_at = $${values.length}`];
 }
 

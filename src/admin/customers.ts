@@ -3,7 +3,8 @@ import { counterKeys, scopes } from "../governance/keys";
 import { badRequest, notFound } from "../http/errors";
 import type { Sql } from "../db";
 import { deletedRows, windowsOf } from "../spend/reset";
-import { assignments, budgetTableView, dropOwnBudgets, found, mustBeSharedBudget, originOf, periodView, resetAtFor, spendIntoPeriod, write } from "./common";
+import { assignments, budgetTableView, dropOwnBudgets, found, mustBeSharedBudget, periodView, firstPeriod, resetAtFor, spendIntoPeriod, write } from "./common";
+import { anchorOf } from "../governance/periods";
 import type { AdminDeps } from "./deps";
 import { Id, Money, customerRefusedFields, nextReset, opt, open } from "./fields";
 import { parseDuration, sameDuration } from "../governance/duration";
@@ -15,7 +16,7 @@ const INLINE = Object.keys(budgetBody);
 export function customerView(row: Record<string, any>, now?: number) {
   return {
     user_id: row.user_id, alias: row.alias, blocked: row.blocked, budget_id: row.budget_id,
-    ...periodView(row.spend, row.budget_reset_at, row.litellm_budget_table?.budget_duration, now, originOf(row)),
+    ...periodView(row.spend, row.budget_reset_at, row.litellm_budget_table?.budget_duration, now, anchorOf(row)),
     litellm_budget_table: budgetTableView(row.litellm_budget_table, now), metadata: row.metadata,
   };
 }
@@ -113,13 +114,12 @@ export function customerRoutes(deps: AdminDeps, prefix: "/customer" | "/end_user
         else if (inline.length > 0) budgetId = (await insertBudget(tx, `customer:${body.user_id}:${crypto.randomUUID()}`, body, clock.now())).budget_id;
         const duration = await durationOn(tx, budgetId);
         // A first reset sent is the customer's (its budget's period is the customer's own); else the duration's from now.
-        const now = clock.now();
-        const resetAt = duration && body.budget_reset_at ? body.budget_reset_at : resetAtFor(duration, now);
+        const first = duration && body.budget_reset_at ? { resetAt: body.budget_reset_at, anchorAt: body.budget_reset_at } : firstPeriod(duration, clock.now());
         await write(`customer "${body.user_id}"`, () => tx.query(
           `insert into end_users (user_id, alias, budget_id, blocked, metadata, budget_reset_at, spend, budget_anchor_at)
            values ($1, $2, $3, $4, $5::text::jsonb, $6, $7, $8)`,
-          [body.user_id, body.alias ?? null, budgetId, body.blocked ?? false, JSON.stringify(body.metadata ?? {}), resetAt, body.spend ?? 0,
-            duration && body.budget_reset_at ? body.budget_reset_at : new Date(now)]));
+          [body.user_id, body.alias ?? null, budgetId, body.blocked ?? false, JSON.stringify(body.metadata ?? {}), first.resetAt, body.spend ?? 0,
+            first.anchorAt]));
       });
       deps.invalidate({ kind: "customer", id: body.user_id });
       return one(body.user_id);

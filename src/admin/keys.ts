@@ -6,7 +6,8 @@ import { counterKeys, scopes } from "../governance/keys";
 import { type ReusedToken, deletedRows, windowsOf } from "../spend/reset";
 import { addDuration, parseDuration, sameDuration } from "../governance/duration";
 import { authError, badRequest, notFound, shownPath } from "../http/errors";
-import { type FirstPeriod, anchorSet, assignments, budgetChange, budgetTableView, found, internalUserPeriod, iso, mustBeSharedBudget, mustExist, originOf, periodView, resetAtFor, spendIntoPeriod, spendSetAt, tokenOf, write } from "./common";
+import { type FirstPeriod, anchorSet, firstPeriod, assignments, budgetChange, budgetTableView, found, internalUserPeriod, iso, mustBeSharedBudget, mustExist, periodView, resetAtFor, spendIntoPeriod, spendSetAt, tokenOf, write } from "./common";
+import { anchorOf } from "../governance/periods";
 import type { AdminDeps } from "./deps";
 import { withKeyDefaults, withinUpperBounds } from "./key-params";
 import { Money, Page, RawKey, keyFields, nextReset, numeric, open, opt, regenerateFields } from "./fields";
@@ -36,7 +37,7 @@ export function keyView(row: Record<string, any>, now?: number) {
   return {
     token: row.token, token_id: row.token, key_name: row.key_name, key_alias: row.key_alias,
     max_budget: row.max_budget, soft_budget: row.soft_budget, budget_duration: row.budget_duration,
-    ...periodView(row.spend, row.budget_reset_at, row.budget_duration ?? row.litellm_budget_table?.budget_duration, now, originOf(row)),
+    ...periodView(row.spend, row.budget_reset_at, row.budget_duration ?? row.litellm_budget_table?.budget_duration, now, anchorOf(row)),
     models: row.models, tpm_limit: row.tpm_limit, rpm_limit: row.rpm_limit, max_parallel_requests: row.max_parallel_requests,
     model_max_budget: row.model_max_budget, model_rpm_limit: row.model_rpm_limit, model_tpm_limit: row.model_tpm_limit,
     user_id: row.user_id, team_id: row.team_id, budget_id: row.budget_id, expires: iso(row.expires), blocked: row.blocked,
@@ -86,15 +87,16 @@ export async function insertKey(sql: Sql, body: Record<string, any>, now: number
     : null);
   const duration = parseDuration(body.duration ?? undefined);
   const expires = duration ? addDuration(new Date(now), duration) : null;
+  const first = firstPeriod(budgetDuration, now);
   const [row] = await write(`key_alias "${body.key_alias}"`, () => sql.query(
     `insert into keys as k (token, key_name, key_alias, max_budget, soft_budget, budget_duration, budget_reset_at, models, tpm_limit, rpm_limit,
        max_parallel_requests, model_max_budget, model_rpm_limit, model_tpm_limit, user_id, team_id, budget_id, expires, blocked, metadata, spend, budget_anchor_at)
      values ($1, $2, $3, $4, $5, $6, $7, $8::text[], $9, $10, $11, $12::text::jsonb, $13::text::jsonb, $14::text::jsonb, $15, $16, $17, $18, $19, $20::text::jsonb, $21, $22)
      returning k.*, ${KEY_BUDGET}`,
     [token, keyName(raw), body.key_alias ?? null, body.max_budget ?? null, body.soft_budget ?? null, body.budget_duration ?? null,
-      resetAtFor(budgetDuration, now), body.models ?? [], body.tpm_limit ?? null, body.rpm_limit ?? null, body.max_parallel_requests ?? null,
+      first.resetAt, body.models ?? [], body.tpm_limit ?? null, body.rpm_limit ?? null, body.max_parallel_requests ?? null,
       JSON.stringify(body.model_max_budget ?? {}), JSON.stringify(body.model_rpm_limit ?? {}), JSON.stringify(body.model_tpm_limit ?? {}),
-      userId, body.team_id ?? null, body.budget_id ?? null, expires, body.blocked ?? false, JSON.stringify(body.metadata ?? {}), body.spend ?? 0, new Date(now)],
+      userId, body.team_id ?? null, body.budget_id ?? null, expires, body.blocked ?? false, JSON.stringify(body.metadata ?? {}), body.spend ?? 0, first.anchorAt],
   ), "key_alias");
   return { raw, row: row!, reused };
 }

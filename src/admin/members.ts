@@ -2,7 +2,7 @@ import { t } from "elysia";
 import type { Sql } from "../db";
 import { parseDuration, sameDuration } from "../governance/duration";
 import { counterKeys, scopes } from "../governance/keys";
-import { SEP, type SpendRow } from "../spend/batch";
+import { SEP } from "../spend/batch";
 import { deletedRows, windowsOf } from "../spend/reset";
 import { badRequest, notFound } from "../http/errors";
 import { MEMBERSHIP_ORIGIN, dropOwnBudgets, internalUserPeriod, lockMemberships, membershipView, resetAtFor, spendIntoPeriod } from "./common";

@@ -5,7 +5,8 @@ import { counterKeys, idPart, scopes } from "../governance/keys";
 import { badRequest } from "../http/errors";
 import type { SpendRow } from "../spend/batch";
 import { deletedRows, windowsOf } from "../spend/reset";
-import { type FirstPeriod, MEMBERSHIP_ORIGIN, deleteEvery, found, internalUserPeriod, lockMemberships, membershipView, spendRowsOwnedBy, iso, originOf, periodView, resetAtFor, spendIntoPeriod, updateBudgetHolder, write } from "./common";
+import { type FirstPeriod, MEMBERSHIP_ORIGIN, deleteEvery, found, internalUserPeriod, lockMemberships, membershipView, spendRowsOwnedBy, iso, periodView, firstPeriod, resetAtFor, spendIntoPeriod, updateBudgetHolder, write } from "./common";
+import { anchorOf } from "../governance/periods";
 import type { AdminDeps } from "./deps";
 import { TEAM_MODEL_SPEND, modelSpendOf } from "./model-budgets";
 import { Id, Limit, LimitsMetadata, ModelBudgets, ModelLimits, Models, Money, budgetFields, nextReset, opt, open, teamRefusedFields } from "./fields";
@@ -36,7 +37,7 @@ export function teamView(row: Record<string, any>, now?: number) {
     team_alias: row.team_alias, team_id: row.team_id, admins: [], members: [], members_with_roles: row.members_with_roles,
     metadata: row.metadata, tpm_limit: row.tpm_limit, rpm_limit: row.rpm_limit, max_budget: row.max_budget, models: row.models,
     max_parallel_requests: row.max_parallel_requests, budget_duration: row.budget_duration, model_max_budget: row.model_max_budget ?? {},
-    ...periodView(row.spend, row.budget_reset_at, row.budget_duration, now, originOf(row)), blocked: row.blocked, created_at: iso(row.created_at),
+    ...periodView(row.spend, row.budget_reset_at, row.budget_duration, now, anchorOf(row)), blocked: row.blocked, created_at: iso(row.created_at),
   };
 }
 
@@ -248,15 +249,15 @@ export function teamRoutes(deps: AdminDeps) {
     .post("/team/new", async ({ body }) => {
       refuseRepeatedMembers(body.members_with_roles ?? [], "members_with_roles");
       const teamId = body.team_id ?? crypto.randomUUID();
-      const now = clock.now();
+      const first = firstPeriod(body.budget_duration, clock.now());
       const row = await db.transaction(async (tx) => {
         await write(`team_id "${teamId}"`, () => tx.query(
           `insert into teams (team_id, team_alias, max_budget, budget_duration, budget_reset_at, models, tpm_limit, rpm_limit,
              max_parallel_requests, metadata, blocked, model_max_budget, budget_anchor_at)
            values ($1, $2, $3, $4, $5, $6::text[], $7, $8, $9, $10::text::jsonb, $11, $12::text::jsonb, $13)`,
-          [teamId, body.team_alias ?? null, body.max_budget ?? null, body.budget_duration ?? null, resetAtFor(body.budget_duration, now),
+          [teamId, body.team_alias ?? null, body.max_budget ?? null, body.budget_duration ?? null, first.resetAt,
             body.models ?? [], body.tpm_limit ?? null, body.rpm_limit ?? null, body.max_parallel_requests ?? null,
-            JSON.stringify(withModelLimits(body.metadata, body)), body.blocked ?? false, JSON.stringify(body.model_max_budget ?? {}), new Date(now)]));
+            JSON.stringify(withModelLimits(body.metadata, body)), body.blocked ?? false, JSON.stringify(body.model_max_budget ?? {}), first.anchorAt]));
         await addMembers(tx, teamId, body.members_with_roles ?? [], null, internalUserPeriod(deps), "members_with_roles");
         await applyMemberDefaults(tx, teamId, body, clock.now());
         return (await tx.query("select * from teams where team_id = $1", [teamId]))[0]!;

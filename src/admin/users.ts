@@ -6,7 +6,8 @@ import { GatewayError, badRequest } from "../http/errors";
 import type { Caller } from "../auth";
 import type { SpendRow } from "../spend/batch";
 import { deletedRows, windowsOf } from "../spend/reset";
-import { deleteEvery, found, lockMemberships, spendRowsOwnedBy, iso, originOf, periodView, resetAtFor, updateBudgetHolder, write } from "./common";
+import { deleteEvery, found, lockMemberships, spendRowsOwnedBy, iso, periodView, firstPeriod, updateBudgetHolder, write } from "./common";
+import { anchorOf } from "../governance/periods";
 import type { AdminDeps } from "./deps";
 import { USER_MODEL_SPEND, modelSpendOf } from "./model-budgets";
 import { Id, UserId, ModelBudgets, Models, Money, budgetFields, keyFields, nextReset, numeric, opt, open, Page, userRefusedFields } from "./fields";
@@ -27,7 +28,7 @@ export function userView(row: Record<string, any>, now?: number, internalDuratio
   return {
     user_id: row.user_id, user_email: row.user_email, user_alias: row.user_alias, user_role: row.user_role,
     max_budget: row.max_budget, soft_budget: row.soft_budget, budget_duration: row.budget_duration,
-    ...periodView(row.spend, row.budget_reset_at, userBudgetDuration(row as { budget_duration: string | null; user_role: string | null }, internalDuration), now, originOf(row)),
+    ...periodView(row.spend, row.budget_reset_at, userBudgetDuration(row as { budget_duration: string | null; user_role: string | null }, internalDuration), now, anchorOf(row)),
     models: row.models, tpm_limit: row.tpm_limit, rpm_limit: row.rpm_limit, max_parallel_requests: row.max_parallel_requests,
     model_max_budget: row.model_max_budget ?? {}, teams: row.teams, metadata: row.metadata, created_at: iso(row.created_at), updated_at: iso(row.updated_at),
   };
@@ -189,7 +190,7 @@ export function userRoutes(deps: AdminDeps) {
       }, true);
       // An internal user without a duration of its own starts the default one's period now.
       const duration = userBudgetDuration({ budget_duration: body.budget_duration ?? null, user_role: body.user_role ?? "internal_user" }, internalDuration());
-      const now = clock.now();
+      const first = firstPeriod(duration, clock.now());
       const result = await db.transaction(async (tx) => {
         await refuseTakenUser(tx, userId, body.user_email ?? null);
         // A user made meanwhile under the same id (by /key/generate too) is refused as one found above is.
@@ -198,9 +199,9 @@ export function userRoutes(deps: AdminDeps) {
              tpm_limit, rpm_limit, max_parallel_requests, teams, metadata, spend, model_max_budget, budget_anchor_at)
            values ($1, $2, $3, $4, $5, $6, $7, $8, $9::text[], $10, $11, $12, $13::text[], $14::text::jsonb, $15, $16::text::jsonb, $17) returning *`,
           [userId, body.user_email ?? null, body.user_alias ?? null, body.user_role ?? "internal_user", body.max_budget ?? null,
-            body.soft_budget ?? null, body.budget_duration ?? null, resetAtFor(duration, now), body.models ?? [],
+            body.soft_budget ?? null, body.budget_duration ?? null, first.resetAt, body.models ?? [],
             body.tpm_limit ?? null, body.rpm_limit ?? null, body.max_parallel_requests ?? null, [], JSON.stringify(body.metadata ?? {}), body.spend ?? 0,
-            JSON.stringify(body.model_max_budget ?? {}), new Date(now)],
+            JSON.stringify(body.model_max_budget ?? {}), first.anchorAt],
         ).catch((error) => {
           throw (error as { code?: string })?.code === "23505" ? idTaken(userId) : error;
         }));

@@ -37,8 +37,8 @@ export function periodOf(
 }
 
 /** Where a row's calendar-month periods count from: when its chain of periods began, else when it was made. */
-export const anchorOf = (row: { budget_anchor_at?: Date | null; created_at: Date | null }): Date | null =>
-  row.budget_anchor_at ?? row.created_at;
+export const anchorOf = (row: { budget_anchor_at?: Date | null; created_at?: Date | null }): Date | null =>
+  row.budget_anchor_at ?? row.created_at ?? null;
 
 export const RATE_WINDOW_MS = 60_000;
 
