@@ -66,8 +66,9 @@ const monthsBetween = (from: Date, to: Date) =>
 
 /**
  * How many steps of `duration` (months) take `origin` to `resetAt` exactly (none when it is the origin:
- * a reset an admin set), or null when `resetAt` is not on that chain. Each end of the chain is counted from the origin, not from the end before it, so a
- * chain begun on the 31st ends on the 30th in April and on the 31st again in May.
+ * a reset an admin set), or null when `resetAt` is not on that chain. Each end of the chain is counted
+ * from the origin, not from the end before it, so a chain begun on the 31st ends on the 30th in April
+ * and on the 31st again in May.
  */
 function stepsFrom(origin: Date, resetAt: Date, duration: Duration): number | null {
   const months = monthsBetween(origin, resetAt);
