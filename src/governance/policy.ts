@@ -338,10 +338,11 @@ export function planChecks(input: PlanInput): Plan {
   return { checks, targets };
 }
 
-/** A plan as planned once, valid until a rate window turns or a budget period ends. */
+/** A plan as planned once, valid from the instant it was planned at until a rate window turns or a budget period ends. */
 interface CachedPlan {
   checks: PlannedCheck[];
   targets: SpendTargets;
+  plannedAt: number;
   validUntil: number;
   defaults: BudgetDefaults;
 }
@@ -368,7 +369,7 @@ export function createPlanner() {
       ...plan.checks.map((check) => check.expiresAt)];
     // Spend targets carry their period too: a target without a budget check still turns over.
     for (const end of ends) if (end !== null && end !== undefined && end < validUntil) validUntil = end;
-    return { checks: plan.checks, targets: plan.targets, validUntil, defaults: input.defaults };
+    return { checks: plan.checks, targets: plan.targets, plannedAt: input.now, validUntil, defaults: input.defaults };
   }
 
   return function plan(input: PlanInput): Plan {
@@ -380,7 +381,11 @@ export function createPlanner() {
     let perModel = models.get(name);
     if (!perModel) models.set(name, (perModel = {}));
     let cached = input.customer ? perModel.byCustomer?.get(input.customer) : perModel.none;
-    if (!cached || input.now >= cached.validUntil || cached.defaults !== input.defaults) {
+    if (cached && input.now < cached.plannedAt && cached.defaults === input.defaults) {
+      // An instant before the cached plan's (a fallback planned at its request's admission, after a
+      // later request planned the next period): planned for that instant, the cached plan left for the later ones.
+      cached = fresh(input);
+    } else if (!cached || input.now >= cached.validUntil || cached.defaults !== input.defaults) {
       cached = fresh(input);
       if (input.customer) (perModel.byCustomer ??= new WeakMap()).set(input.customer, cached);
       else perModel.none = cached;

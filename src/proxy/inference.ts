@@ -246,8 +246,10 @@ export function createInference(deps: InferenceDeps) {
     const next = reservationAt(ctx.runtime, ctx.route, deployment, ctx.body, ctx.sizing);
     if (model === ctx.model && next.cost <= ctx.reserved) return true;
     const requested = model === ctx.model ? ctx.requested : model;
+    // Planned at the instant the request was admitted at: a fallback tried after a period turned over
+    // counts where the request's log row does (its start), in the period the request was admitted in.
     const plan = planFor({
-      caller: ctx.caller, customer: ctx.customer, model, requested, estimatedCost: next.cost, estimatedTokens: next.tokens, now: clock.now(), defaults: ctx.runtime.budgetDefaults(),
+      caller: ctx.caller, customer: ctx.customer, model, requested, estimatedCost: next.cost, estimatedTokens: next.tokens, now: ctx.admittedAt, defaults: ctx.runtime.budgetDefaults(),
     });
     if (await ctx.ticket.moveTo(plan)) return false;
     ctx.model = model;

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { hashKey } from "../../src/auth/keys";
+import { resetDueBudgets } from "../../src/scheduler";
 import { inProcessGateway } from "../helpers/gateway";
 import { freePort } from "../helpers/services";
 import { until } from "../helpers/until";
@@ -264,6 +265,37 @@ general_settings:
       expect(`${from}→${to} ${info!.budget_reset_at?.toISOString() ?? null}`).toBe(`${from}→${to} ${updated.budget_reset_at}`);
       expect(info!.spend).toBeCloseTo(logs.reduce((sum, r) => sum + r.spend, 0), 12);
     }
+  });
+
+  test("a fallback tried after the key's budget period turned over counts in the period the request began in, where its log row is", async () => {
+    const key = (await (await h.call("/key/generate", { max_budget: 1, budget_duration: "1d" })).json()) as any;
+    h.clock.advance(31_000); // `broken` is not cooled down: the request fails there first
+    failing.reset();
+    failing.set({ firstByteDelayMs: 300 });
+    const periodEnd = Date.parse(key.budget_reset_at);
+    const begun = h.chat(key.key, {}, "broken");
+    await until("the broken deployment to get the request", () => failing.requests.length === 1);
+    // The key's day ends while `broken` is failing; a request of the new day is answered by `backup`
+    // (the key's plan there is now the new day's), then the first request's fallback is tried.
+    h.clock.set(periodEnd + 1_000);
+    const newDay = await h.chat(key.key, {}, "backup");
+    expect(newDay.status).toBe(200);
+    const response = await begun;
+    failing.reset();
+    expect(response.status).toBe(200);
+    const cost = Number(response.headers.get("x-litellm-response-cost"));
+    expect(cost).toBeCloseTo(30 * 0.000005, 12);
+    await h.flush();
+    const [log] = await h.db.query("select start_time, spend::float8 as spend from spend_logs where request_id = $1", [response.headers.get("x-litellm-call-id")]);
+    expect(log!.spend).toBeCloseTo(cost, 12);
+    expect(new Date(log!.start_time).getTime()).toBeLessThan(periodEnd);
+    // Counted in the day that ended: the new day holds the one request made in it, in the gateway and in the database.
+    const next = await h.chat(key.key, {}, "backup");
+    expect(Number(next.headers.get("x-litellm-key-spend"))).toBeCloseTo(2 * cost, 12);
+    await h.flush();
+    await resetDueBudgets(h.db, new Date(h.clock.now()), {});
+    const [stored] = await h.db.query("select spend::float8 as spend, budget_reset_at from keys where token = $1", [hashKey(key.key)]);
+    expect(`${stored!.spend.toFixed(6)} ${stored!.budget_reset_at.toISOString()}`).toBe(`${(2 * cost).toFixed(6)} ${new Date(periodEnd + 86_400_000).toISOString()}`);
   });
 
   test("wildcard entries serve every name they match, with the matched part sent upstream and priced", async () => {

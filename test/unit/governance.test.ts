@@ -364,4 +364,16 @@ describe("plans kept per principal, customer and model", () => {
     const gateway = { ...defaults, maxBudget: 100, gatewaySpend: 3 };
     expect(planFor(input(customerEnd, { defaults: gateway }))).toEqual(planChecks(input(customerEnd, { defaults: gateway })));
   });
+
+  test("an instant before the cached plan's (a fallback planned at its request's admission) is planned for that instant, and the cache kept", () => {
+    const planFor = createPlanner();
+    const p = governed();
+    const input = (now: number) => ({ caller: keyCaller(p), customer, model: "m", estimatedCost: 0.01, now, defaults });
+    const windowEnd = Math.ceil((NOW + 1) / 60_000) * 60_000;
+    const later = planFor(input(windowEnd + 5));
+    const earlier = planFor(input(windowEnd - 5));
+    expect(earlier).toEqual(planChecks(input(windowEnd - 5)));
+    expect(earlier.checks.find((c) => c.kind === "rpm")!.key).not.toBe(later.checks.find((c) => c.kind === "rpm")!.key);
+    expect(planFor(input(windowEnd + 10)).checks.find((c) => c.kind === "rpm")).toBe(later.checks.find((c) => c.kind === "rpm"));
+  });
 });
