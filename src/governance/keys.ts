@@ -82,10 +82,14 @@ export const scopes = {
   gateway: () => "g",
 };
 
-/** The budget counter prefixes of the scopes a request spends on: its key, user, team, membership and customer. */
+/**
+ * The budget counter prefixes of the scopes a request spends on: its key, the key's spend on its model
+ * (where a per-model budget set later counts), user, team, membership and customer.
+ */
 export function budgetPrefixesOf(targets: SpendTargets): string[] {
   const own: string[] = [];
   if (targets.token) own.push(counterKeys.budgetPrefix(scopes.key(targets.token)));
+  if (targets.token && targets.keyModel) own.push(counterKeys.budgetPrefix(scopes.keyModel(targets.token, targets.keyModel.model)));
   if (targets.user) own.push(counterKeys.budgetPrefix(scopes.user(targets.user.id)));
   if (targets.team) own.push(counterKeys.budgetPrefix(scopes.team(targets.team.id)));
   if (targets.member) own.push(counterKeys.budgetPrefix(scopes.member(targets.member.teamId, targets.member.userId)));

@@ -27,6 +27,13 @@ interface Deps {
   planFor: ReturnType<typeof createPlanner>;
 }
 
+/**
+ * A request's own budget prefixes that an admin change started again: `prefixes` name one scope's, or
+ * every customer's or user's (a default budget made or changed), or every model's of a key.
+ */
+const restartedOf = (ctx: InFlight, prefixes: readonly string[]) =>
+  budgetPrefixesOf(ctx.ticket.plan.targets).filter((own) => prefixes.some((prefix) => own.startsWith(prefix)));
+
 /** The counters of a regenerated key that pass to its new token (see `carryOver`). */
 const renamedPrefixes = (token: string) =>
   [counterKeys.budgetPrefix(scopes.key(token)), counterKeys.budgetPrefix(scopes.keyModels(token)), counterKeys.parallel(scopes.key(token))];
@@ -50,9 +57,8 @@ export function inFlightChanges({ owners, governance, auth, clock, planFor }: De
     holdInFlight(prefixes: readonly string[]): void {
       if (prefixes.length === 0) return;
       for (const ctx of inFlight()) {
-        const own = budgetPrefixesOf(ctx.ticket.plan.targets);
-        for (const prefix of prefixes) {
-          if (own.includes(prefix) && !ctx.ticket.holds(prefix)) ctx.ticket.holdLate(governance.counters.holdLate(prefix, ctx.reserved));
+        for (const prefix of restartedOf(ctx, prefixes)) {
+          if (!ctx.ticket.holds(prefix)) ctx.ticket.holdLate(governance.counters.holdLate(prefix, ctx.reserved));
         }
       }
     },
@@ -71,7 +77,7 @@ export function inFlightChanges({ owners, governance, auth, clock, planFor }: De
       for (const ctx of inFlight()) {
         const token = ctx.caller.kind === "key" ? ctx.caller.principal.key.token : null;
         const renamed = regenerated !== undefined && token === regenerated.from;
-        const wanted = budgetPrefixesOf(ctx.ticket.plan.targets).filter((prefix) => prefixes.includes(prefix));
+        const wanted = restartedOf(ctx, prefixes);
         if (renamed) wanted.push(...renamedPrefixes(regenerated.to));
         const now = renamed ? regenerated.to : token;
         const which = `${now ?? ""}\n${ctx.customer?.user_id ?? ""}\n${ctx.model}`;

@@ -9,6 +9,8 @@ import { sharedRedis } from "../helpers/shared-redis";
 // there. Made again from the stored spend alone, the counter let the budget be spent a second time by
 // what was in flight, whose cost reaches the database only after it ends.
 
+const CUSTOMERS_DEFAULT = "customers-default";
+
 const CONFIG = `
 model_list:
   - model_name: slow
@@ -20,6 +22,9 @@ model_list:
       output_cost_per_token: 0.000002
 general_settings:
   master_key: sk-1234
+litellm_settings:
+  # Made by a test below, the last of each set: before it, customers have no budget unless given one.
+  max_end_user_budget_id: ${CUSTOMERS_DEFAULT}
 `;
 
 const redis = sharedRedis();
@@ -133,6 +138,11 @@ for (const counters of ["local", "redis"] as const) describe(`a budget counter s
     await admin("/customer/new", { user_id: customer });
     const other = (await (await hs[0]!.call("/key/generate", {})).json()) as { key: string };
     await setWhileInFlight(other.key, { user: customer }, (budget) => admin("/customer/update", { user_id: customer, max_budget: budget }), 1);
+  });
+
+  test("a per-model budget set on a key where there was none: the requests in flight count against it", async () => {
+    const made = (await (await hs[0]!.call("/key/generate", {})).json()) as { key: string };
+    await setWhileInFlight(made.key, {}, (budget) => admin("/key/update", { key: made.key, model_max_budget: { slow: { budget_limit: budget, time_period: "1h" } } }), 1);
   });
 
   test("a key moved onto a budget (budget_id) where it had none, and a team's member budget set where there was none: the requests in flight count", async () => {
@@ -310,5 +320,11 @@ for (const counters of ["local", "redis"] as const) describe(`a budget counter s
       await after.done;
       expect(after.admitted).toBe(2);
     }
+  });
+
+  test("the customers' default budget (max_end_user_budget_id) made where there was none: a customer's requests in flight count against it", async () => {
+    const made = (await (await hs[0]!.call("/key/generate", {})).json()) as { key: string };
+    await setWhileInFlight(made.key, { user: `customer-${crypto.randomUUID()}` }, (budget) => admin("/budget/new", { budget_id: CUSTOMERS_DEFAULT, max_budget: budget }), 1);
+    await admin("/budget/delete", { id: CUSTOMERS_DEFAULT });
   });
 });
