@@ -381,11 +381,9 @@ export function createPlanner() {
     let perModel = models.get(name);
     if (!perModel) models.set(name, (perModel = {}));
     let cached = input.customer ? perModel.byCustomer?.get(input.customer) : perModel.none;
-    if (cached && input.now < cached.plannedAt && cached.defaults === input.defaults) {
-      // An instant before the cached plan's (a fallback planned at its request's admission, after a
-      // later request planned the next period): planned for that instant, the cached plan left for the later ones.
-      cached = fresh(input);
-    } else if (!cached || input.now >= cached.validUntil || cached.defaults !== input.defaults) {
+    // An instant before the cached plan's (a fallback, planned at its request's admission): planned for it, the cache kept.
+    if (cached && input.now < cached.plannedAt) cached = fresh(input);
+    else if (!cached || input.now >= cached.validUntil || cached.defaults !== input.defaults) {
       cached = fresh(input);
       if (input.customer) (perModel.byCustomer ??= new WeakMap()).set(input.customer, cached);
       else perModel.none = cached;

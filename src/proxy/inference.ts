@@ -239,18 +239,15 @@ export function createInference(deps: InferenceDeps) {
 
   /**
    * Before a fallback model or another deployment is tried: the request is governed there as if it had
-   * asked for it (that model's per-key budget and limits, its price held on every budget), so a fallback
-   * cannot spend past a budget or a model's limits. False when they refuse it.
+   * asked for it at its admission (that model's per-key budget and limits, its price held on every budget,
+   * in the periods its log row's start falls in), so a fallback cannot spend past a budget or a model's
+   * limits. False when they refuse it.
    */
   async function moveTo(ctx: Context, model: string, deployment: Deployment): Promise<boolean> {
     const next = reservationAt(ctx.runtime, ctx.route, deployment, ctx.body, ctx.sizing);
     if (model === ctx.model && next.cost <= ctx.reserved) return true;
     const requested = model === ctx.model ? ctx.requested : model;
-    // Planned at the instant the request was admitted at: a fallback tried after a period turned over
-    // counts where the request's log row does (its start), in the period the request was admitted in.
-    const plan = planFor({
-      caller: ctx.caller, customer: ctx.customer, model, requested, estimatedCost: next.cost, estimatedTokens: next.tokens, now: ctx.admittedAt, defaults: ctx.runtime.budgetDefaults(),
-    });
+    const plan = planFor({ caller: ctx.caller, customer: ctx.customer, model, requested, estimatedCost: next.cost, estimatedTokens: next.tokens, now: ctx.admittedAt, defaults: ctx.runtime.budgetDefaults() });
     if (await ctx.ticket.moveTo(plan)) return false;
     ctx.model = model;
     ctx.requested = requested;
