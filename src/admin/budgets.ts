@@ -1,7 +1,7 @@
 import { t } from "elysia";
 import type { Sql } from "../db";
 import { badRequest } from "../http/errors";
-import { RESERVED_BUDGET_PREFIXES, found, isForeignKeyViolation, iso, periodView, firstPeriod, resetAtFor, spendIntoPeriod, updateBudgetHolder, write } from "./common";
+import { firstPeriod, found, isForeignKeyViolation, iso, newPeriodAt, newPeriodSet, periodView, RESERVED_BUDGET_PREFIXES, updateBudgetHolder, write } from "./common";
 import { anchorOf } from "../governance/periods";
 import type { AdminDeps } from "./deps";
 import { Id, ModelBudgets, budgetFields, nextReset, opt, open } from "./fields";
@@ -83,8 +83,8 @@ export function budgetRoutes(deps: AdminDeps) {
       }
       if (!was || sameDuration(parseDuration(was.time_period ?? undefined), parseDuration(entry?.time_period ?? undefined))) continue;
       const now = clock.now();
-      const params = [id, model, resetAtFor(entry?.time_period, now), new Date(now)];
-      const start = `spend = ${spendIntoPeriod("$4", "s.")}, budget_reset_at = $3, budget_anchor_at = $4`;
+      const params = [id, model, ...newPeriodAt(entry?.time_period, now)];
+      const start = newPeriodSet("$3", "$4", "s.");
       const customers = await db.query(
         `update customer_model_spend s set ${start} from end_users e
          where e.user_id = s.user_id and s.model = $2 and (e.budget_id = $1 or ($5 and e.budget_id is null)) returning s.user_id`, [...params, endUserDefault]);

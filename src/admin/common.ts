@@ -202,6 +202,16 @@ export function assignments(body: Record<string, unknown>, columns: readonly str
 export const spendIntoPeriod = (now: string, table = "") =>
   `case when ${table}budget_reset_at <= ${now}::timestamptz then 0 else ${table}spend end`;
 
+/**
+ * A row's period started again now: the SET clauses (its spend carried in, see spendIntoPeriod; its
+ * reset; where its chain counts from, the instant it began), `reset` and `since` naming the parameters
+ * that `newPeriodAt` gives, read from one clock reading.
+ */
+export const newPeriodSet = (reset: string, since: string, table = "") =>
+  `spend = ${spendIntoPeriod(since, table)}, budget_reset_at = ${reset}, budget_anchor_at = ${since}`;
+
+export const newPeriodAt = (duration: string | null | undefined, now: number): [Date | null, Date] => [resetAtFor(duration, now), new Date(now)];
+
 export const iso = (value: unknown) => (value instanceof Date ? value.toISOString() : value ?? null);
 
 /**
@@ -214,7 +224,6 @@ export function periodView(spend: unknown, resetAt: unknown, duration: unknown, 
   const parsed = parseDuration(duration);
   return { spend: 0, budget_reset_at: parsed ? currentPeriodEnd(resetAt, parsed, new Date(now), origin).toISOString() : iso(resetAt) };
 }
-
 
 /**
  * A holder's shared budget row (`row_to_json`, its times as text) with `budget_reset_at` at the end of
@@ -346,7 +355,7 @@ export async function updateBudgetHolder(
     // Those whose period this budget's duration sets (customers, members, keys with no duration of
     // their own) start the new period at once, as the budget does; their next request plans on it.
     const [at, since] = [changes.budget_reset_at, new Date(now)];
-    const start = `spend = ${spendIntoPeriod("$3")}, budget_reset_at = $2, budget_anchor_at = $3`;
+    const start = newPeriodSet("$2", "$3");
     await deps.db.query(`update end_users set ${start}, updated_at = now() where budget_id = $1 or ($4 and budget_id is null)`, [id, at, since, endUserDefault]);
     await deps.db.query(`update team_memberships set ${start} where budget_id = $1`, [id, at, since]);
     await deps.db.query(`update keys set ${start}, updated_at = now() where budget_id = $1 and budget_duration is null`, [id, at, since]);

@@ -3,7 +3,7 @@ import { counterKeys, scopes } from "../governance/keys";
 import { badRequest, notFound } from "../http/errors";
 import type { Sql } from "../db";
 import { deletedRows, windowsOf } from "../spend/reset";
-import { assignments, budgetTableView, dropOwnBudgets, found, mustBeSharedBudget, periodView, firstPeriod, resetAtFor, spendIntoPeriod, write } from "./common";
+import { assignments, budgetTableView, dropOwnBudgets, firstPeriod, found, mustBeSharedBudget, newPeriodAt, newPeriodSet, periodView, resetAtFor, spendIntoPeriod, write } from "./common";
 import { anchorOf } from "../governance/periods";
 import type { AdminDeps } from "./deps";
 import { Id, Money, customerRefusedFields, nextReset, opt, open } from "./fields";
@@ -39,8 +39,7 @@ async function restartModelPeriods(tx: Sql, userId: string, before: Record<strin
   for (const [model, entry] of Object.entries(after)) {
     const was = before[model];
     if (!was || sameDuration(parseDuration(was.time_period ?? undefined), parseDuration(entry?.time_period ?? undefined))) continue;
-    await tx.query(`update customer_model_spend set spend = ${spendIntoPeriod("$4")}, budget_reset_at = $3, budget_anchor_at = $4 where user_id = $1 and model = $2`,
-      [userId, model, resetAtFor(entry?.time_period, now), new Date(now)]);
+    await tx.query(`update customer_model_spend set ${newPeriodSet("$3", "$4")} where user_id = $1 and model = $2`, [userId, model, ...newPeriodAt(entry?.time_period, now)]);
   }
   return [counterKeys.budgetPrefix(scopes.customerModels(userId))];
 }

@@ -6,7 +6,7 @@ import { counterKeys, scopes } from "../governance/keys";
 import { type ReusedToken, deletedRows, windowsOf } from "../spend/reset";
 import { addDuration, parseDuration, sameDuration } from "../governance/duration";
 import { authError, badRequest, notFound, shownPath } from "../http/errors";
-import { type FirstPeriod, anchorSet, firstPeriod, assignments, budgetChange, budgetTableView, found, internalUserPeriod, iso, mustBeSharedBudget, mustExist, periodView, resetAtFor, spendIntoPeriod, spendSetAt, tokenOf, write } from "./common";
+import { anchorSet, assignments, budgetChange, budgetTableView, type FirstPeriod, firstPeriod, found, internalUserPeriod, iso, mustBeSharedBudget, mustExist, newPeriodAt, newPeriodSet, periodView, resetAtFor, spendIntoPeriod, spendSetAt, tokenOf, write } from "./common";
 import { anchorOf } from "../governance/periods";
 import type { AdminDeps } from "./deps";
 import { withKeyDefaults, withinUpperBounds } from "./key-params";
@@ -238,8 +238,7 @@ export function keyRoutes(deps: AdminDeps) {
       if (samePeriod && !budgetBack) continue;
       if (was && !samePeriod) {
         const now = clock.now();
-        await tx.query(`update key_model_spend set spend = ${spendIntoPeriod("$4")}, budget_reset_at = $3, budget_anchor_at = $4 where token = $1 and model = $2`,
-          [token, model, resetAtFor(period, now), new Date(now)]);
+        await tx.query(`update key_model_spend set ${newPeriodSet("$3", "$4")} where token = $1 and model = $2`, [token, model, ...newPeriodAt(period, now)]);
       }
       prefixes.push(counterKeys.budgetPrefix(scopes.keyModel(token, model)));
     }

@@ -5,7 +5,7 @@ import { counterKeys, scopes } from "../governance/keys";
 import { SEP } from "../spend/batch";
 import { deletedRows, windowsOf } from "../spend/reset";
 import { badRequest, notFound } from "../http/errors";
-import { MEMBERSHIP_ORIGIN, dropOwnBudgets, internalUserPeriod, lockMemberships, membershipView, resetAtFor, spendIntoPeriod } from "./common";
+import { dropOwnBudgets, internalUserPeriod, lockMemberships, MEMBERSHIP_ORIGIN, membershipView, newPeriodAt, newPeriodSet } from "./common";
 import type { AdminDeps } from "./deps";
 import { DurationText, Id, Limit, Money, UserId, opt, open } from "./fields";
 import { adminOnlyRoutes, checkedAsSent } from "./guard";
@@ -107,8 +107,7 @@ export function memberRoutes(deps: AdminDeps) {
         const duration = await durationOf(budgetId);
         if (!sameDuration(parseDuration(was ?? undefined), parseDuration(duration ?? undefined))) {
           const now = deps.clock.now();
-          await tx.query(`update team_memberships set spend = ${spendIntoPeriod("$4")}, budget_reset_at = $3, budget_anchor_at = $4 where team_id = $1 and user_id = $2`,
-            [body.team_id, userId, resetAtFor(duration, now), new Date(now)]);
+          await tx.query(`update team_memberships set ${newPeriodSet("$3", "$4")} where team_id = $1 and user_id = $2`, [body.team_id, userId, ...newPeriodAt(duration, now)]);
         }
         if (body.role) await addMembers(tx, body.team_id, [{ user_id: userId, role: body.role }], budgetId);
       });

@@ -1,7 +1,7 @@
 import type { Sql } from "../db";
 import { parseDuration, sameDuration } from "../governance/duration";
 import { counterKeys, scopes } from "../governance/keys";
-import { periodView, resetAtFor, spendIntoPeriod } from "./common";
+import { newPeriodAt, newPeriodSet, periodView } from "./common";
 
 /** Where a user's or a team's spend per model is kept (for the models its model_max_budget holds). */
 export interface ModelSpendTable {
@@ -35,8 +35,7 @@ export async function restartModelPeriods(tx: Sql, where: ModelSpendTable, id: s
     const was = before[model];
     if (was && sameDuration(parseDuration(periodOf(was)), parseDuration(periodOf(entry)))) continue;
     if (was) {
-      await tx.query(`update ${where.table} set spend = ${spendIntoPeriod("$4")}, budget_reset_at = $3, budget_anchor_at = $4 where ${where.column} = $1 and model = $2`,
-        [id, model, resetAtFor(periodOf(entry), now), new Date(now)]);
+      await tx.query(`update ${where.table} set ${newPeriodSet("$3", "$4")} where ${where.column} = $1 and model = $2`, [id, model, ...newPeriodAt(periodOf(entry), now)]);
     }
     prefixes.push(counterKeys.budgetPrefix(where.scope(id, model)));
   }

@@ -5,7 +5,7 @@ import { counterKeys, idPart, scopes } from "../governance/keys";
 import { badRequest } from "../http/errors";
 import type { SpendRow } from "../spend/batch";
 import { deletedRows, windowsOf } from "../spend/reset";
-import { type FirstPeriod, MEMBERSHIP_ORIGIN, deleteEvery, found, internalUserPeriod, lockMemberships, membershipView, spendRowsOwnedBy, iso, periodView, firstPeriod, resetAtFor, spendIntoPeriod, updateBudgetHolder, write } from "./common";
+import { deleteEvery, type FirstPeriod, firstPeriod, found, internalUserPeriod, iso, lockMemberships, MEMBERSHIP_ORIGIN, membershipView, newPeriodAt, newPeriodSet, periodView, resetAtFor, spendRowsOwnedBy, updateBudgetHolder, write } from "./common";
 import { anchorOf } from "../governance/periods";
 import type { AdminDeps } from "./deps";
 import { TEAM_MODEL_SPEND, modelSpendOf } from "./model-budgets";
@@ -189,8 +189,7 @@ async function applyMemberDefaults(sql: Sql, teamId: string, body: Record<string
   await sql.query("update teams set metadata = metadata || jsonb_build_object('team_member_budget_id', $2::text) where team_id = $1", [teamId, budgetId]);
   await sql.query("update team_memberships set budget_id = $2 where team_id = $1 and budget_id is null", [teamId, budgetId]);
   if (newPeriod) {
-    await sql.query(`update team_memberships set spend = ${spendIntoPeriod("$3")}, budget_reset_at = $2, budget_anchor_at = $3 where budget_id = $1`,
-      [budgetId, resetAtFor(duration, now), new Date(now)]);
+    await sql.query(`update team_memberships set ${newPeriodSet("$2", "$3")} where budget_id = $1`, [budgetId, ...newPeriodAt(duration, now)]);
   }
 }
 
