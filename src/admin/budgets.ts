@@ -77,9 +77,12 @@ export function budgetRoutes(deps: AdminDeps) {
       const was = before[model];
       // A budget set again where the entry held none: its keys' counters, not kept meanwhile, start from
       // their stored per-model spend (a customer's is kept only while budgeted, see the spend writer).
+      // Its customers' are started too, none there yet: their requests in flight hold on them (see holdInFlight).
       if (typeof entry?.budget_limit === "number" && typeof was?.budget_limit !== "number") {
         const keys = await db.query("select token from keys where budget_id = $1 and model_max_budget -> $2 is null", [id, model]);
         for (const row of keys) restart.add(counterKeys.budgetPrefix(scopes.keyModels(row.token)));
+        if (endUserDefault) restart.add(counterKeys.budgetPrefix(scopes.everyCustomerModels()));
+        else for (const row of await db.query("select user_id from end_users where budget_id = $1", [id])) restart.add(counterKeys.budgetPrefix(scopes.customerModel(row.user_id, model)));
       }
       if (!was || sameDuration(parseDuration(was.time_period ?? undefined), parseDuration(entry?.time_period ?? undefined))) continue;
       const now = clock.now();

@@ -2,7 +2,7 @@ import { GatewayError } from "../http/errors";
 import type { CounterCheck, Counters } from "./counters";
 import { counterKeys } from "./keys";
 import { rateWindow } from "./periods";
-import type { Plan, PlannedCheck } from "./policy";
+import type { Plan, PlannedCheck, SpendTargets } from "./policy";
 
 export * from "./access";
 export * from "./counters";
@@ -29,6 +29,12 @@ export interface Ticket {
   holdLate(check: CounterCheck): void;
   /** Budget counter prefixes the request holds on (its plan's budget scopes). */
   holds(prefix: string): boolean;
+  /**
+   * Per-model budgets set since admission where there were none, as a plan made now has them: the
+   * request's spend is recorded on them too (`targets`, its per-model fields), and its late holds under
+   * `prefixes` (those it turned out not to spend on: another name's budget came first) are given back.
+   */
+  lateModelBudgets(targets: Partial<SpendTargets>, prefixes: readonly string[]): void;
   /** Rate-limit headers for the tightest scope and per-model limits. */
   headers(): Record<string, string>;
 }
@@ -165,6 +171,15 @@ class HeldTicket implements Ticket {
 
   holds(prefix: string): boolean {
     return this.plan.checks.some((check) => check.kind === "budget" && check.key.startsWith(prefix)) || (this.late?.some((check) => check.key.startsWith(prefix)) ?? false);
+  }
+
+  lateModelBudgets(targets: Partial<SpendTargets>, prefixes: readonly string[]): void {
+    if (this.done) return;
+    this.plan = { checks: this.plan.checks, targets: { ...this.plan.targets, ...targets } };
+    if (!this.late || prefixes.length === 0) return;
+    const given = (check: CounterCheck) => prefixes.some((prefix) => check.key.startsWith(prefix));
+    for (const check of this.late) if (given(check)) this.counters.release(check);
+    this.late = this.late.filter((check) => !given(check));
   }
 
   /** A model left behind failed: it costs nothing there but counts against its rpm limits, as LiteLLM counts a failure. */

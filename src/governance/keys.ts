@@ -79,6 +79,8 @@ export const scopes = {
   customerModel: (id: string, model: string) => `cm:${idPart(id)}:${idPart(model)}`,
   /** Every per-model scope of a customer, as `keyModels`. */
   customerModels: (id: string) => `cm:${idPart(id)}`,
+  /** Every customer's per-model scopes (the customers' default budget given one), as `customers`. */
+  everyCustomerModels: () => "cm",
   gateway: () => "g",
 };
 

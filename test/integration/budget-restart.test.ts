@@ -20,6 +20,8 @@ model_list:
       mock_delay_ms: 700
       input_cost_per_token: 0.000001
       output_cost_per_token: 0.000002
+router_settings:
+  model_group_alias: {"slow-alias": slow}
 general_settings:
   master_key: sk-1234
 litellm_settings:
@@ -108,7 +110,7 @@ for (const counters of ["local", "redis"] as const) describe(`a budget counter s
   /**
    * Eight requests in flight on a scope with no budget (the provider answers after 700 ms); a budget of
    * four requests is set meanwhile (on the first instance), and a second burst follows on instance `on`:
-   * what is in flight already fills the new budget, so none of it is admitted.
+   * what is in flight already fills the new budget, so none of it is admitted. Returns one request's cost.
    */
   async function setWhileInFlight(key: string, body: Record<string, unknown>, set: (budget: number) => Promise<void>, on: 0 | 1) {
     const cost = await oneRequest();
@@ -122,6 +124,7 @@ for (const counters of ["local", "redis"] as const) describe(`a budget counter s
     const statuses = [...(await first).map((r) => r.status), ...second.map((r) => r.status)];
     await Promise.all([...(await first), ...second].map((r) => r.text()));
     expect(statuses.filter((status) => status === 200).length).toBe(8);
+    return cost;
   }
 
   test("a key's max_budget set where there was none: the requests in flight count against it", async () => {
@@ -143,6 +146,39 @@ for (const counters of ["local", "redis"] as const) describe(`a budget counter s
   test("a per-model budget set on a key where there was none: the requests in flight count against it", async () => {
     const made = (await (await hs[0]!.call("/key/generate", {})).json()) as { key: string };
     await setWhileInFlight(made.key, {}, (budget) => admin("/key/update", { key: made.key, model_max_budget: { slow: { budget_limit: budget, time_period: "1h" } } }), 1);
+  });
+
+  test("a per-model budget set on a user, a team, a customer's budget, or on a key under the alias its requests use, where there was none: the requests in flight count, and their spend is kept there", async () => {
+    const storedOn = async (table: string, column: string, id: string, model: string) => {
+      for (const h of hs) await h.flush();
+      const [row] = await hs[0]!.db.query(`select spend from ${table} where ${column} = $1 and model = $2`, [id, model]);
+      return Number(row?.spend ?? 0);
+    };
+    const perModel = (model: string, budget: number) => ({ [model]: { budget_limit: budget, time_period: "1h" } });
+    const generate = async (fields: Record<string, unknown>) => ((await (await hs[0]!.call("/key/generate", fields)).json()) as { key: string }).key;
+    // The eight in flight, and only they: the burst after the change is refused.
+    const eight = (cost: number) => (spend: number) => expect(Math.abs(spend - 8 * cost)).toBeLessThan(cost / 100);
+
+    const user = `user-${crypto.randomUUID()}`;
+    await admin("/user/new", { user_id: user });
+    let cost = await setWhileInFlight(await generate({ user_id: user }), {}, (budget) => admin("/user/update", { user_id: user, model_max_budget: perModel("slow", budget) }), 1);
+    eight(cost)(await storedOn("user_model_spend", "user_id", user, "slow"));
+
+    const team = `team-${crypto.randomUUID()}`;
+    await admin("/team/new", { team_id: team });
+    cost = await setWhileInFlight(await generate({ team_id: team }), {}, (budget) => admin("/team/update", { team_id: team, model_max_budget: perModel("slow", budget) }), 1);
+    eight(cost)(await storedOn("team_model_spend", "team_id", team, "slow"));
+
+    const customer = `customer-${crypto.randomUUID()}`;
+    const budgetId = `budget-${crypto.randomUUID()}`;
+    await admin("/budget/new", { budget_id: budgetId });
+    await admin("/customer/new", { user_id: customer, budget_id: budgetId });
+    cost = await setWhileInFlight(await generate({}), { user: customer }, (budget) => admin("/budget/update", { budget_id: budgetId, model_max_budget: perModel("slow", budget) }), 1);
+    eight(cost)(await storedOn("customer_model_spend", "user_id", customer, "slow"));
+
+    const key = await generate({});
+    cost = await setWhileInFlight(key, { model: "slow-alias" }, (budget) => admin("/key/update", { key, model_max_budget: perModel("slow-alias", budget) }), 1);
+    eight(cost)(await storedOn("key_model_spend", "token", hashKey(key), "slow-alias"));
   });
 
   test("a key moved onto a budget (budget_id) where it had none, and a team's member budget set where there was none: the requests in flight count", async () => {
@@ -322,9 +358,17 @@ for (const counters of ["local", "redis"] as const) describe(`a budget counter s
     }
   });
 
-  test("the customers' default budget (max_end_user_budget_id) made where there was none: a customer's requests in flight count against it", async () => {
+  test("the customers' default budget (max_end_user_budget_id) made where there was none, then given a per-model budget: a customer's requests in flight count against each", async () => {
     const made = (await (await hs[0]!.call("/key/generate", {})).json()) as { key: string };
     await setWhileInFlight(made.key, { user: `customer-${crypto.randomUUID()}` }, (budget) => admin("/budget/new", { budget_id: CUSTOMERS_DEFAULT, max_budget: budget }), 1);
+    await admin("/budget/update", { budget_id: CUSTOMERS_DEFAULT, max_budget: 1000 });
+    const customer = `customer-${crypto.randomUUID()}`;
+    const other = (await (await hs[0]!.call("/key/generate", {})).json()) as { key: string };
+    const cost = await setWhileInFlight(other.key, { user: customer }, (budget) =>
+      admin("/budget/update", { budget_id: CUSTOMERS_DEFAULT, model_max_budget: { slow: { budget_limit: budget, time_period: "1h" } } }), 1);
+    for (const h of hs) await h.flush();
+    const [row] = await hs[0]!.db.query("select spend from customer_model_spend where user_id = $1 and model = 'slow'", [customer]);
+    expect(Math.abs(Number(row?.spend ?? 0) - 8 * cost)).toBeLessThan(cost / 100);
     await admin("/budget/delete", { id: CUSTOMERS_DEFAULT });
   });
 });
