@@ -71,7 +71,8 @@ export class Deadlines {
   private count = 0;
   private readonly timer: Timer;
 
-  constructor(readonly now: () => number = Date.now) {
+  /** Deadlines are durations, on the monotonic clock: a step of the wall clock (or a test moving its clock) cuts no request. */
+  constructor(readonly now: () => number = () => performance.now()) {
     this.timer = setInterval(() => this.sweep(), 1000);
     this.timer.unref?.();
   }

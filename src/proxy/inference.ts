@@ -96,7 +96,7 @@ const chargeable = (cost: number) => (cost >= 0 && cost <= MAX_REQUEST_COST ? co
 /** check → reserve → call → stream tap → settle: the one path every inference request takes. */
 export function createInference(deps: InferenceDeps) {
   const { clock, auth, governance, spend } = deps;
-  const deadlines = new Deadlines(() => clock.now());
+  const deadlines = new Deadlines();
   /** Requests admitted whose spend is not recorded yet, and who waits for there to be none. */
   let open = 0;
   const whenNoneOpen: (() => void)[] = [];

@@ -298,6 +298,21 @@ general_settings:
     expect(`${stored!.spend.toFixed(6)} ${stored!.budget_reset_at.toISOString()}`).toBe(`${(2 * cost).toFixed(6)} ${new Date(periodEnd + 86_400_000).toISOString()}`);
   });
 
+  test("request_timeout is elapsed time: the gateway's clock stepped a day on while a request waits for its provider does not cut it", async () => {
+    late.reset();
+    late.set({ firstByteDelayMs: 1_500 }); // longer than the deadlines' one-second sweep
+    try {
+      const begun = h.chat("sk-1234", {}, "late");
+      await until("the provider to get the request", () => late.requests.length === 1);
+      h.clock.advance(86_400_000);
+      const response = await begun;
+      expect(response.status).toBe(200);
+      await response.text();
+    } finally {
+      late.reset();
+    }
+  });
+
   test("wildcard entries serve every name they match, with the matched part sent upstream and priced", async () => {
     healthy.reset();
     const key = await h.createKey({});
