@@ -59,7 +59,7 @@ const restartedOf = (ctx: InFlight, prefixes: readonly string[]) =>
   [...new Set([...budgetPrefixesOf(ctx.ticket.plan.targets), ...perModelPrefixesOf(ctx)])].filter((own) => prefixes.some((prefix) => own.startsWith(prefix)));
 
 /** The per-model fields of spend targets, and the budget counter prefix of each. */
-const PER_MODEL_TARGETS: ReadonlyArray<[keyof SpendTargets & ("keyModel" | "userModel" | "teamModel" | "customerModel"), (t: SpendTargets) => string | null]> = [
+const PER_MODEL_TARGETS: ReadonlyArray<["keyModel" | "userModel" | "teamModel" | "customerModel", (t: SpendTargets) => string | null]> = [
   ["keyModel", (t) => t.token && t.keyModel ? prefixOf(scopes.keyModel(t.token, t.keyModel.model)) : null],
   ["userModel", (t) => t.userModel ? prefixOf(scopes.userModel(t.userModel.id, t.userModel.model)) : null],
   ["teamModel", (t) => t.teamModel ? prefixOf(scopes.teamModel(t.teamModel.id, t.teamModel.model)) : null],
