@@ -145,7 +145,7 @@ export function inFlightChanges({ owners, governance, auth, clock, planFor }: De
      */
     async takeUp(prefixes: readonly string[], regenerated?: Regenerated): Promise<void> {
       if (prefixes.length === 0 && !regenerated) return;
-      // One plan for the requests in flight of the same key, customer and model, its counters made once.
+      // One plan for the requests in flight of the same key, customer, model and name asked for, its counters made once.
       const planned = new Map<string, Promise<Plan | null>>();
       for (const ctx of inFlight()) {
         const token = ctx.caller.kind === "key" ? ctx.caller.principal.key.token : null;
