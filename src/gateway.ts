@@ -193,8 +193,9 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
     return grace;
   };
   let keyGracePeriod = readGrace();
-  // Requests in flight per deployment (`max_parallel_requests`): one set, whatever config is loaded.
-  const slots = new DeploymentSlots();
+  // Requests in flight per deployment (`max_parallel_requests`): one set, whatever config is loaded,
+  // counted with the other instances' when the counters are shared.
+  const slots = new DeploymentSlots(options.counters?.shared ? options.counters : undefined);
   let runtime = buildRuntime(config, gatewayState, log, clock, calls, slots, options.deploymentUsage);
   // Idle budget counters are kept while spend cannot be written.
   const local = options.counters ? null : new LocalCounters(() => clock.now(), undefined, spend.failing);

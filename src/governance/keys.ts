@@ -82,6 +82,8 @@ export const scopes = {
   /** Every customer's per-model scopes (the customers' default budget given one), as `customers`. */
   everyCustomerModels: () => "cm",
   gateway: () => "g",
+  /** A deployment (`model_list` entry) by its id: its `max_parallel_requests` slots, shared by the instances on one Redis. */
+  deployment: (id: string) => `d:${idPart(id)}`,
 };
 
 /**

@@ -1,7 +1,7 @@
 import type { Deployment, UpstreamCall, UpstreamResult } from "../providers/types";
 import type { ClientRouting } from "./body";
 import type { Runtime } from "./runtime";
-import type { Release } from "./slots";
+import type { Release, Taken } from "./slots";
 
 export interface Attempted {
   result: UpstreamResult;
@@ -69,6 +69,20 @@ function noSlotInTime(deployment: Deployment, signal: AbortSignal): UpstreamResu
 }
 
 /**
+ * A slot at a deployment that has one free as far as this instance knows: at once, or, when the other
+ * instances sharing Redis hold the rest, once one comes back (null if `signal` aborts first).
+ */
+async function slotAt(router: Runtime["router"], deployment: Deployment, signal: AbortSignal) {
+  const now = router.take(deployment, signal);
+  return now instanceof Promise ? slotWaited(now, deployment) : { deployment, release: now };
+}
+
+async function slotWaited(waiting: Promise<Taken | null>, deployment: Deployment) {
+  const waited = await waiting;
+  return waited && { deployment, release: waited.release };
+}
+
+/**
  * A slot for a request whose deployment has none free (it was chosen before the requests admitted with
  * it took theirs, or all were in use): at another of the model's deployments with a free one now (by
  * weight, as `pick` chooses), else the first to come free at any of those the request may go to, in its
@@ -77,9 +91,7 @@ function noSlotInTime(deployment: Deployment, signal: AbortSignal): UpstreamResu
 async function slotAtAny(runtime: Runtime, input: AttemptInput, model: string, chosen: Deployment, tried: ReadonlySet<string>) {
   const { router } = runtime;
   const free = runtime.pick(model, input.route, tried);
-  if (free && router.hasSlot(free) && (await input.moveTo(model, free)) && router.hasSlot(free)) {
-    return { deployment: free, release: router.take(free, input.signal) as Release };
-  }
+  if (free && router.hasSlot(free) && (await input.moveTo(model, free)) && router.hasSlot(free)) return slotAt(router, free, input.signal);
   const others: Deployment[] = [];
   for (const other of runtime.alternatives(model, input.route, tried)) {
     if (await input.moveTo(model, other)) others.push(other);
@@ -131,9 +143,11 @@ export async function callWithRetries(runtime: Runtime, input: AttemptInput): Pr
       const body = model === input.model ? input.body : { ...input.body, model };
       const rawBody = model === input.model ? input.rawBody : JSON.stringify(body);
       let slot: Release;
-      if (router.hasSlot(deployment)) slot = router.take(deployment, input.signal) as Release;
+      const now = router.hasSlot(deployment) ? router.take(deployment, input.signal) : null;
+      if (typeof now === "function") slot = now;
       else {
-        const taken = await slotAtAny(runtime, input, model, deployment, tried);
+        // None free here, or (with Redis) the other instances hold the rest: in turn, here or elsewhere.
+        const taken = now ? await slotWaited(now, deployment) : await slotAtAny(runtime, input, model, deployment, tried);
         if (!taken) return { result: noSlotInTime(deployment, input.signal), deployment, model, retries: calls, fallbacks: fallbacksCalled };
         ({ deployment, release: slot } = taken);
         tried.add(deployment.id);

@@ -228,10 +228,13 @@ export class ModelRouter {
     return d && this.capOf(d);
   }
 
-  /** Whether the deployment has a free slot (one with no `max_parallel_requests` always has). */
+  /**
+   * Whether the deployment has a free slot (one with no `max_parallel_requests` always has), as far as
+   * this instance knows: with Redis, `take` may still find the other instances hold the rest.
+   */
   hasSlot(d: Deployment): boolean {
     const cap = this.capOf(d);
-    return cap === undefined || this.slots.inFlight(d.id) < cap;
+    return cap === undefined || this.slots.free(d.id, cap);
   }
 
   /**

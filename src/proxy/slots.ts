@@ -1,3 +1,5 @@
+import { type CounterCheck, type Counters, counterKeys, scopes } from "../governance";
+
 /** Gives a slot back. Calling it again does nothing. */
 export type Release = () => void;
 
@@ -22,12 +24,16 @@ interface Held {
   inFlight: number;
   /** The cap as the last request (or reload) set it: a reload that changes it applies from then on. */
   cap: number;
+  /** Shared: a slot asked of Redis, not decided yet (one at a time per deployment). */
+  asking: boolean;
 }
 
 /** A slot that holds nothing: the deployment has no cap. */
 export const NO_SLOT: Release = () => {};
 
 const NOWHERE_ELSE: readonly Place[] = [];
+/** Shared: how often those waiting ask again for a slot another instance may have given back. */
+const ASK_AGAIN_MS = 10;
 
 /**
  * Requests in flight at each deployment, for a `model_list` entry's `max_parallel_requests`: a request
@@ -36,11 +42,20 @@ const NOWHERE_ELSE: readonly Place[] = [];
  * deployment goes to the oldest request that may go there, whichever deployment it first picked, and
  * a newcomer never takes it ahead of them. Kept by deployment id, so a config reload does not forget
  * the requests already in flight.
+ *
+ * With counters shared between instances (Redis), the cap holds for the deployment rather than per
+ * instance (LiteLLM's is per instance: three instances send three times the cap): each slot is also
+ * a parallel counter's reservation (`p:d:<id>:`), taken on this instance's lease while it has room and
+ * decided by Redis near the cap. Those refused there wait here, in the same queue, and ask again every
+ * ASK_AGAIN_MS; a slot another instance gives back reaches them at its next sync.
  */
 export class DeploymentSlots {
   private readonly held = new Map<string, Held>();
   /** Requests waiting for a slot, oldest first. */
   private readonly queue: Waiter[] = [];
+  private poller: Timer | null = null;
+
+  constructor(private readonly shared?: Counters) {}
 
   inFlight(id: string): number {
     return this.held.get(id)?.inFlight ?? 0;
@@ -53,6 +68,13 @@ export class DeploymentSlots {
     return count;
   }
 
+  /** Whether a request may take a slot at the deployment now, as far as this instance knows (shared: Redis may still refuse it). */
+  free(id: string, cap: number): boolean {
+    const held = this.held.get(id);
+    if (!held) return true;
+    return held.inFlight < cap && !held.asking && (!this.shared || this.waiting(id) === 0);
+  }
+
   /**
    * A slot at the deployment: at once while fewer than `cap` are in flight (the slot is at `id`), else
    * at the first of `id` and `also` where one is free now or is given back to this request's turn
@@ -60,10 +82,11 @@ export class DeploymentSlots {
    */
   take(id: string, cap: number, signal: AbortSignal, also: readonly Place[] = NOWHERE_ELSE): Release | Promise<Taken | null> {
     const held = this.heldAt(id, cap);
-    if (held.inFlight < held.cap) return this.occupy(id, held);
+    const here = this.takeNow(id, held);
+    if (here) return here;
     for (const [other, otherCap] of also) {
-      const free = this.heldAt(other, otherCap);
-      if (free.inFlight < free.cap) return Promise.resolve({ id: other, release: this.occupy(other, free) });
+      const there = this.takeNow(other, this.heldAt(other, otherCap));
+      if (there) return Promise.resolve({ id: other, release: there });
     }
     if (signal.aborted) return Promise.resolve(null);
     return new Promise((grant) => {
@@ -79,6 +102,7 @@ export class DeploymentSlots {
       };
       this.queue.push(waiter);
       signal.addEventListener("abort", waiter.onAbort, { once: true });
+      this.poll();
     });
   }
 
@@ -96,7 +120,7 @@ export class DeploymentSlots {
   /** The deployment's count, its cap set as given; those waiting let through if that raised it. */
   private heldAt(id: string, cap: number): Held {
     let held = this.held.get(id);
-    if (!held) this.held.set(id, (held = { inFlight: 0, cap }));
+    if (!held) this.held.set(id, (held = { inFlight: 0, cap, asking: false }));
     else if (held.cap !== cap) {
       held.cap = cap;
       this.admitWaiting(id, held);
@@ -104,16 +128,48 @@ export class DeploymentSlots {
     return held;
   }
 
-  private occupy(id: string, held: Held): Release {
+  /** A slot at the deployment if one is free now, taking no one's turn (shared: on this instance's lease); else null. */
+  private takeNow(id: string, held: Held): Release | null {
+    if (held.inFlight >= held.cap) return null;
+    if (!this.sharedAt(held)) return this.occupy(id, held, null);
+    if (held.asking || this.waiting(id) > 0) return null;
+    return this.sharedNow(id, held);
+  }
+
+  /** Whether the deployment's slots are counted with the other instances' (a cap a reload removed is not). */
+  private sharedAt(held: Held): boolean {
+    return this.shared !== undefined && Number.isFinite(held.cap);
+  }
+
+  /** A slot the shared counter gave with no request waiting for it yet: to the oldest that may go there, else given back. */
+  private hand(id: string, held: Held, check: CounterCheck): void {
+    const next = this.queue.findIndex((waiter) => waiter.at.includes(id));
+    if (next < 0) {
+      this.shared!.release(check);
+      return;
+    }
+    this.grantAt(next, id, this.occupy(id, held, check));
+    this.admitWaiting(id, held);
+  }
+
+  private occupy(id: string, held: Held, check: CounterCheck | null): Release {
     held.inFlight++;
     let given = false;
     return () => {
       if (given) return;
       given = true;
       held.inFlight--;
+      if (check) this.shared!.release(check);
       this.admitWaiting(id, held);
-      if (held.inFlight === 0 && this.held.get(id) === held) this.held.delete(id);
+      // Kept while anyone waits for it: those refused by the shared count wait with none in flight here.
+      if (held.inFlight === 0 && !held.asking && this.held.get(id) === held && this.waiting(id) === 0) this.held.delete(id);
     };
+  }
+
+  private grantAt(place: number, id: string, release: Release): void {
+    const [waiter] = this.queue.splice(place, 1);
+    waiter!.signal.removeEventListener("abort", waiter!.onAbort);
+    waiter!.grant({ id, release });
   }
 
   /**
@@ -121,15 +177,55 @@ export class DeploymentSlots {
    * has no one waiting for it, so a request that finds room there takes it ahead of no one.
    */
   private admitWaiting(id: string, held: Held): void {
-    for (let i = 0; i < this.queue.length && held.inFlight < held.cap; ) {
-      const next = this.queue[i]!;
-      if (!next.at.includes(id)) {
+    for (let i = 0; i < this.queue.length && held.inFlight < held.cap && !held.asking; ) {
+      if (!this.queue[i]!.at.includes(id)) {
         i++;
         continue;
       }
-      this.queue.splice(i, 1);
-      next.signal.removeEventListener("abort", next.onAbort);
-      next.grant({ id, release: this.occupy(id, held) });
+      const release = this.sharedAt(held) ? this.sharedNow(id, held) : this.occupy(id, held, null);
+      if (!release) return;
+      this.grantAt(i, id, release);
     }
   }
+
+  /** Shared: a slot for the oldest waiter, decided on this instance's lease, or asked of Redis (then handed on when it answers). */
+  private sharedNow(id: string, held: Held): Release | null {
+    const check = slotCheck(id, held.cap);
+    const decided = this.shared!.admit([check]);
+    if (typeof decided === "number") return decided < 0 ? this.occupy(id, held, check) : null;
+    held.asking = true;
+    held.inFlight++;
+    void decided.then((failed) => {
+      held.asking = false;
+      held.inFlight--;
+      if (failed < 0) this.hand(id, held, check);
+    }, () => {
+      held.asking = false;
+      held.inFlight--;
+    });
+    return null;
+  }
+
+  /** Shared: while anyone waits, each deployment they wait for is asked again, for slots other instances gave back. */
+  private poll(): void {
+    if (!this.shared || this.poller) return;
+    this.poller = setInterval(() => {
+      if (this.queue.length === 0) {
+        clearInterval(this.poller!);
+        this.poller = null;
+        return;
+      }
+      const ids = new Set(this.queue.flatMap((waiter) => waiter.at));
+      for (const id of ids) {
+        const held = this.held.get(id);
+        if (held) this.admitWaiting(id, held);
+      }
+    }, ASK_AGAIN_MS);
+    this.poller.unref?.();
+  }
 }
+
+/** A slot at a deployment as a parallel counter's reservation, shared by the instances on one Redis. */
+const slotCheck = (id: string, cap: number): CounterCheck => ({
+  key: counterKeys.parallel(scopes.deployment(id)), limit: cap, reserve: 1, initial: 0, expiresAt: Infinity,
+});

@@ -1,4 +1,5 @@
-import { expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
+import { LocalCounters, counterKeys, scopes } from "../../src/governance";
 import { DeploymentSlots, type Release, type Taken } from "../../src/proxy/slots";
 
 const never = new AbortController().signal;
@@ -137,4 +138,58 @@ test("one waiting at several deployments who leaves, or whose deadline passes, t
   (await staying)!.release();
   held[1]!();
   expect([slots.inFlight("a"), slots.inFlight("b"), slots.waiting("a"), slots.waiting("b")]).toEqual([0, 0, 0, 0]);
+});
+
+describe("counted with other instances (shared counters)", () => {
+  // LocalCounters stand in for Redis's shared count here: what the test admits on them itself is
+  // what the other instances hold. The instances on a real Redis: test/integration/deployment-parallel-shared.test.ts.
+  const othersHold = (counters: LocalCounters) => {
+    const check = { key: counterKeys.parallel(scopes.deployment("d")), limit: 1, reserve: 1, initial: 0, expiresAt: Infinity };
+    expect(counters.admit([check])).toBe(-1);
+    return () => counters.release(check);
+  };
+
+  test("a slot the others hold is waited for; given back, it goes to the oldest waiter, not to a newcomer", async () => {
+    const counters = new LocalCounters(() => Date.now());
+    const slots = new DeploymentSlots(counters);
+    const giveBack = othersHold(counters);
+    const order: string[] = [];
+    const first = taken(slots.take("d", 1, never));
+    void first.then(() => order.push("first"));
+    await Bun.sleep(30);
+    expect(order).toEqual([]);
+    expect(slots.waiting("d")).toBe(1);
+    giveBack();
+    // Free on the shared count now, but someone waits: the newcomer queues behind them.
+    const second = taken(slots.take("d", 1, never));
+    void second.then(() => order.push("second"));
+    expect(await first).toBeInstanceOf(Function);
+    await Bun.sleep(30);
+    expect(order).toEqual(["first"]);
+    (await first)!();
+    expect(await second).toBeInstanceOf(Function);
+    expect(order).toEqual(["first", "second"]);
+    (await second)!();
+    expect(slots.inFlight("d")).toBe(0);
+    expect(counters.used({ key: counterKeys.parallel(scopes.deployment("d")), limit: 1, reserve: 1, initial: 0, expiresAt: Infinity })).toBe(0);
+  });
+
+  test("a waiter whose signal aborts holds nothing, here or on the shared count", async () => {
+    const counters = new LocalCounters(() => Date.now());
+    const slots = new DeploymentSlots(counters);
+    const giveBack = othersHold(counters);
+    const leaving = new AbortController();
+    const left = taken(slots.take("d", 1, leaving.signal));
+    await Bun.sleep(25);
+    leaving.abort();
+    expect(await left).toBeNull();
+    giveBack();
+    await Bun.sleep(25);
+    expect(slots.waiting("d")).toBe(0);
+    expect(slots.inFlight("d")).toBe(0);
+    // The one slot is free for the next request, at once.
+    const next = slots.take("d", 1, never);
+    expect(next).toBeInstanceOf(Function);
+    (next as Release)();
+  });
 });

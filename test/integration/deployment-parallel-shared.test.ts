@@ -1,0 +1,98 @@
+import { beforeAll, describe, expect, test } from "bun:test";
+import OpenAI from "openai";
+import { type RunningGateway, startBinary, upstreamAndRedis } from "../helpers/binary";
+import { sharedPostgres } from "../helpers/services";
+
+// A deployment's `max_parallel_requests` on two instances sharing Postgres and Redis: the cap holds for
+// the deployment (the provider sized for it sees no more), not per instance, as LiteLLM's router
+// counts it (two instances would send twice the cap). Requests over it wait their turn on whichever
+// instance they came to, and go when a slot comes back on either.
+
+const shared = upstreamAndRedis();
+let a: RunningGateway;
+let b: RunningGateway;
+
+const config = (dbUrl: string) => `
+model_list:
+  - model_name: narrow
+    litellm_params: {model: openai/m, api_base: "${shared.upstream.url}", max_parallel_requests: 2, input_cost_per_token: 0.000001, output_cost_per_token: 0.000002}
+general_settings:
+  master_key: sk-1234
+  database_url: ${dbUrl}
+  redis_url: ${shared.redis.url}
+`;
+
+beforeAll(async () => {
+  const dbUrl = await (await sharedPostgres()).newDatabase();
+  a = await startBinary({ config: config(dbUrl) });
+  b = await startBinary({ config: config(dbUrl) });
+  shared.gateways.push(a, b);
+}, 120_000);
+
+const messages = [{ role: "user" as const, content: "Hello there" }];
+const client = (gateway: RunningGateway) => new OpenAI({ apiKey: "sk-1234", baseURL: `${gateway.url}/v1`, maxRetries: 0 });
+/** When the answer came (ms since the epoch). */
+const chatAt = async (gateway: RunningGateway) => {
+  const answer = await client(gateway).chat.completions.create({ model: "narrow", messages });
+  expect(answer.choices[0]?.message.content).toBe(shared.upstream.behaviour.content);
+  return Date.now();
+};
+
+/** A stream admitted and under way (its first chunk read); `rest` reads it to its end and says when that was. */
+async function openStream(gateway: RunningGateway) {
+  const chunks = (await client(gateway).chat.completions.create({ model: "narrow", messages, stream: true }))[Symbol.asyncIterator]();
+  await chunks.next();
+  return {
+    rest: async () => {
+      while (!(await chunks.next()).done);
+      return Date.now();
+    },
+  };
+}
+
+describe("max_parallel_requests on a deployment, two instances on one Redis", () => {
+  test("the cap holds for the deployment: requests sent to both instances at once all answer, never more than the cap at the provider", async () => {
+    shared.upstream.reset();
+    shared.upstream.set({ firstByteDelayMs: 150 });
+    const answered = await Promise.all(Array.from({ length: 8 }, (_, i) => chatAt(i % 2 === 0 ? a : b)));
+    expect(answered.length).toBe(8);
+    expect(shared.upstream.requests.length).toBe(8);
+    // Per instance, as before, it was 4.
+    expect(shared.upstream.maxInFlight).toBe(2);
+  }, 30_000);
+
+  test("streams on one instance hold the slots: the other instance's requests wait for them and go once they end", async () => {
+    shared.upstream.reset();
+    shared.upstream.set({ chunks: 4, chunkDelayMs: 200 });
+    const streams = [await openStream(a), await openStream(a)];
+    const waiting = [chatAt(b), chatAt(b)];
+    const ended = await Promise.all(streams.map((stream) => stream.rest()));
+    const answered = await Promise.all(waiting);
+    expect(shared.upstream.requests.length).toBe(4);
+    expect(shared.upstream.maxInFlight).toBe(2);
+    // Neither went before a stream ended (a slot comes back when the stream's end has been sent); each
+    // went soon after one did: the waiting instance asks again every 10 ms.
+    for (const at of answered) {
+      expect(at).toBeGreaterThanOrEqual(Math.min(...ended) - 50);
+      expect(at - Math.min(...ended)).toBeLessThan(1_000);
+    }
+  }, 30_000);
+
+  test("the slots of an instance killed while holding them come back to the other once its lease lapses", async () => {
+    shared.upstream.reset();
+    shared.upstream.set({ chunks: 40, chunkDelayMs: 250 });
+    await openStream(a);
+    await openStream(a);
+    shared.upstream.set({ chunks: 5, chunkDelayMs: 0 });
+    const sent = Date.now();
+    const waiting = chatAt(b);
+    await Bun.sleep(300);
+    // Both slots are held: the request waits rather than reaching the provider.
+    expect(shared.upstream.requests.length).toBe(2);
+    await a.stop("SIGKILL");
+    const answered = await waiting;
+    expect(shared.upstream.requests.length).toBe(3);
+    // The dead instance's lease lapses a few seconds after its last heartbeat.
+    expect(answered - sent).toBeLessThan(10_000);
+  }, 30_000);
+});
