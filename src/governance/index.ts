@@ -35,6 +35,15 @@ export interface Ticket {
    * `prefixes` (those it turned out not to spend on: another name's budget came first) are given back.
    */
   lateModelBudgets(targets: Partial<SpendTargets>, prefixes: readonly string[]): void;
+  /**
+   * A plan is being made for the request after an admin change (see `takeUp`): its spend, should it
+   * end first, is recorded once the plan says where (`whenPlanned`); `planned` says it has.
+   */
+  awaitPlan(): void;
+  planned(): void;
+  /** Whether a plan is awaited: then `whenPlanned` keeps `record` until it comes. */
+  awaitsPlan(): boolean;
+  whenPlanned(record: () => void): void;
   /** Rate-limit headers for the tightest scope and per-model limits. */
   headers(): Record<string, string>;
 }
@@ -105,6 +114,9 @@ class HeldTicket implements Ticket {
   private moved: { left: PlannedCheck[]; topUps: PlannedCheck[] } | null = null;
   /** Holds taken after admission on budgets an admin set where there were none. */
   private late: CounterCheck[] | null = null;
+  /** Plans awaited (see `awaitPlan`), and the spend record kept until they come. */
+  private awaited = 0;
+  private afterPlans: (() => void) | null = null;
 
   constructor(
     public plan: Plan,
@@ -174,12 +186,32 @@ class HeldTicket implements Ticket {
   }
 
   lateModelBudgets(targets: Partial<SpendTargets>, prefixes: readonly string[]): void {
-    if (this.done) return;
+    // Ended already, its spend record waiting for this plan: the targets are what it waits for.
     this.plan = { checks: this.plan.checks, targets: { ...this.plan.targets, ...targets } };
-    if (!this.late || prefixes.length === 0) return;
+    if (this.done || !this.late || prefixes.length === 0) return;
     const given = (check: CounterCheck) => prefixes.some((prefix) => check.key.startsWith(prefix));
     for (const check of this.late) if (given(check)) this.counters.release(check);
     this.late = this.late.filter((check) => !given(check));
+  }
+
+  awaitPlan(): void {
+    this.awaited++;
+  }
+
+  planned(): void {
+    if (this.awaited === 0 || --this.awaited > 0) return;
+    const record = this.afterPlans;
+    this.afterPlans = null;
+    record?.();
+  }
+
+  awaitsPlan(): boolean {
+    return this.awaited > 0;
+  }
+
+  whenPlanned(record: () => void): void {
+    if (this.awaited > 0) this.afterPlans = record;
+    else record();
   }
 
   /** A model left behind failed: it costs nothing there but counts against its rpm limits, as LiteLLM counts a failure. */

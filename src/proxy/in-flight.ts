@@ -29,6 +29,11 @@ interface Deps {
 }
 
 const prefixOf = counterKeys.budgetPrefix;
+/**
+ * How long the spend of a request that ended waits for the plan an admin change made it need (see
+ * `takeUp`): past the wait for this instance's unwritten spend that the records' read comes after.
+ */
+const PLAN_WAIT_MS = 3000;
 
 /**
  * The per-model budgets a request would spend on, were one set now where its plan holds none: under
@@ -66,14 +71,19 @@ const PER_MODEL_TARGETS: ReadonlyArray<["keyModel" | "userModel" | "teamModel" |
   ["customerModel", (t) => t.customer && t.customerModel ? prefixOf(scopes.customerModel(t.customer.id, t.customerModel.model)) : null],
 ];
 
+/** The per-model budgets among `restarted` that a request in flight would spend on and its plan holds none of. */
+function lateModelPrefixes(ctx: InFlight, restarted: readonly string[]): string[] {
+  const perModel = new Set(perModelPrefixesOf(ctx));
+  return restarted.filter((prefix) => perModel.has(prefix));
+}
+
 /**
  * A request in flight with a per-model budget an admin set where its plan held none (among
  * `restarted`), as a plan made now (`fresh`) has them: its spend is recorded where that plan's would
  * be, and its late holds on budgets that plan does not spend on (another name's came first) are given back.
  */
 function followPlan(ctx: InFlight, fresh: Plan, restarted: readonly string[]): void {
-  const perModel = new Set(perModelPrefixesOf(ctx));
-  const late = restarted.filter((prefix) => perModel.has(prefix));
+  const late = lateModelPrefixes(ctx, restarted);
   if (late.length === 0) return;
   const targets: Partial<SpendTargets> = {};
   for (const [field, prefix] of PER_MODEL_TARGETS) {
@@ -147,6 +157,9 @@ export function inFlightChanges({ owners, governance, auth, clock, planFor }: De
       if (prefixes.length === 0 && !regenerated) return;
       // One plan for the requests in flight of the same key, customer, model and name asked for, its counters made once.
       const planned = new Map<string, Promise<Plan | null>>();
+      // All asked for at once, before any answer: a request with a per-model budget set where it had none
+      // that ends before its plan comes is recorded once it has (see `Ticket.awaitPlan`), where it says.
+      const asked: { ctx: InFlight; plan: Promise<Plan | null>; restarted: string[]; follows: boolean }[] = [];
       for (const ctx of inFlight()) {
         const token = ctx.caller.kind === "key" ? ctx.caller.principal.key.token : null;
         const renamed = regenerated !== undefined && token === regenerated.from;
@@ -157,8 +170,19 @@ export function inFlightChanges({ owners, governance, auth, clock, planFor }: De
         const which = `${now ?? ""}\n${ctx.customer?.user_id ?? ""}\n${ctx.model}\n${ctx.requested}`;
         let plan = planned.get(which);
         if (!plan) planned.set(which, (plan = planAgain(ctx, now, wanted)));
-        const fresh = await plan;
-        if (fresh && !renamed && !ctx.closed) followPlan(ctx, fresh, restarted);
+        const follows = !renamed && lateModelPrefixes(ctx, restarted).length > 0;
+        if (follows) ctx.ticket.awaitPlan();
+        asked.push({ ctx, plan, restarted, follows });
+      }
+      // A database that does not answer holds no spend back for long: then it goes where it was planned.
+      const gaveUp = asked.some(({ follows }) => follows) ? Bun.sleep(PLAN_WAIT_MS).then(() => null) : null;
+      for (const { ctx, plan, restarted, follows } of asked) {
+        try {
+          const fresh = await (gaveUp ? Promise.race([plan, gaveUp]) : plan);
+          if (fresh && follows) followPlan(ctx, fresh, restarted);
+        } finally {
+          if (follows) ctx.ticket.planned();
+        }
       }
     },
   };

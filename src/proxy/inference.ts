@@ -150,21 +150,22 @@ export function createInference(deps: InferenceDeps) {
     ctx.runtime.router.used(ctx.deployment, usage.total_tokens);
     ctx.ticket.settle(cost, usage.total_tokens);
     if (ctx.caller.kind === "key") chargedHere(ctx.caller.principal, cost, ctx.ticket.plan.targets.keyPeriod);
+    const end = clock.now();
+    if (!ctx.ticket.awaitsPlan()) record(ctx, usage, cost, end, status, metadata);
+    else {
+      // An admin change's plan for it is being made (see `takeUp`): recorded where it says; the slot goes back now.
+      ctx.slot?.();
+      ctx.ticket.whenPlanned(() => record(ctx, usage, cost, end, status, metadata));
+    }
+    return cost;
+  }
+
+  function record(ctx: Context, usage: Usage, cost: number, end: number, status: string, metadata: Record<string, unknown>): void {
     spend.record({
-      requestId: ctx.requestId,
-      targets: ctx.ticket.plan.targets,
-      model: ctx.model,
-      deployment: ctx.deployment.id,
-      route: ctx.route,
-      usage,
-      cost,
-      start: ctx.admittedAt,
-      end: clock.now(),
-      status,
-      metadata,
+      requestId: ctx.requestId, targets: ctx.ticket.plan.targets, model: ctx.model, deployment: ctx.deployment.id, route: ctx.route,
+      usage, cost, start: ctx.admittedAt, end, status, metadata,
     });
     closeOut(ctx);
-    return cost;
   }
 
   function observe(ctx: Context, status: number, usage: Usage | null, cost: number, streamEnd?: StreamOutcome["end"]) {
