@@ -78,6 +78,25 @@ describe("max_parallel_requests on a deployment, two instances on one Redis", ()
     }
   }, 30_000);
 
+  test("Redis down: requests are still answered, each instance keeping the cap for itself; back, the cap holds for both again", async () => {
+    await shared.redis.stop();
+    try {
+      shared.upstream.reset();
+      shared.upstream.set({ firstByteDelayMs: 150 });
+      const answered = await Promise.all(Array.from({ length: 8 }, (_, i) => chatAt(i % 2 === 0 ? a : b)));
+      expect(answered.length).toBe(8);
+      expect(shared.upstream.maxInFlight).toBeLessThanOrEqual(4);
+    } finally {
+      await shared.redis.start();
+    }
+    await Bun.sleep(1_500);
+    shared.upstream.reset();
+    shared.upstream.set({ firstByteDelayMs: 150 });
+    await Promise.all(Array.from({ length: 8 }, (_, i) => chatAt(i % 2 === 0 ? a : b)));
+    expect(shared.upstream.requests.length).toBe(8);
+    expect(shared.upstream.maxInFlight).toBe(2);
+  }, 30_000);
+
   test("the slots of an instance killed while holding them come back to the other once its lease lapses", async () => {
     shared.upstream.reset();
     shared.upstream.set({ chunks: 40, chunkDelayMs: 250 });

@@ -104,8 +104,9 @@ async function endBeforeRead(key: string, body: Record<string, unknown>, set: ()
     const recorded = far.gateway.spend.progress.recorded();
     await set();
     const setAt = Date.now();
-    // The records' read itself held up as well, for `readHeldMs`: a database that does not answer.
-    if (readHeldMs > 0) await lock`lock table keys in access exclusive mode`;
+    // The records' read itself held up as well, for `readHeldMs`: a database that does not answer. (On
+    // a table the read takes in and the held write does not, or the two would deadlock.)
+    if (readHeldMs > 0) await lock`lock table budgets in access exclusive mode`;
     const answers = await first;
     await Promise.all(answers.map((answer) => answer.text()));
     expect(answers.map((answer) => answer.status)).toEqual([200, 200, 200, 200]);
