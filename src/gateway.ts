@@ -220,6 +220,7 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
     cachedKeys: auth.cachedPrincipals,
     cachedCustomers: auth.cachedCustomers,
     counters: () => governance.counters.size,
+    deploymentSlots: () => runtime.router.caps().map(([id, cap]) => ({ id, cap, inFlight: slots.inFlight(id), waiting: slots.waiting(id) })),
     standings: () => readStandings(auth.heldPrincipals(), auth.heldCustomers(), counters, runtime.budgetDefaults(), clock.now(),
       runtime.config.general_settings.metrics_budget_gauges_limit),
   });

@@ -23,6 +23,8 @@ export interface MetricsSources {
   cachedKeys?(): number;
   cachedCustomers?(): number;
   counters?(): number;
+  /** Deployments with a `max_parallel_requests`: the cap, and this instance's requests in flight there and waiting for a slot. */
+  deploymentSlots?(): Array<{ id: string; cap: number; inFlight: number; waiting: number }>;
   /** Where the budgets and limits of the keys, teams, users and customers held stand (read when scraped). */
   standings?(): Promise<Standings>;
 }
@@ -107,6 +109,16 @@ export function createMetrics(sources: MetricsSources, maxLabelValues = 200) {
   new Gauge({ name: "litegate_cached_keys", help: "Keys held in the key cache (at most general_settings.key_cache_size; unknown keys are held apart)", registers: [registry], collect() { this.set(sources.cachedKeys?.() ?? 0); } });
   new Gauge({ name: "litegate_cached_customers", help: "Customers held in the customer cache (at most general_settings.key_cache_size)", registers: [registry], collect() { this.set(sources.cachedCustomers?.() ?? 0); } });
   new Gauge({ name: "litegate_counters", help: "Budget and rate-limit counters held in memory (idle ones are dropped)", registers: [registry], collect() { this.set(sources.counters?.() ?? 0); } });
+  const slotGauge = (name: string, help: string, read: (slots: { cap: number; inFlight: number; waiting: number }) => number) => new Gauge({
+    name, help, labelNames: ["deployment"], registers: [registry],
+    collect() {
+      this.reset();
+      for (const slots of sources.deploymentSlots?.() ?? []) this.set({ deployment: slots.id }, read(slots));
+    },
+  });
+  slotGauge("litegate_deployment_max_parallel_requests", "A deployment's max_parallel_requests (or router_settings.default_max_parallel_requests)", (s) => s.cap);
+  slotGauge("litegate_deployment_requests_in_flight", "Requests this instance has in flight at a deployment with max_parallel_requests (its slots)", (s) => s.inFlight);
+  slotGauge("litegate_deployment_requests_waiting", "Requests on this instance waiting for a slot at a deployment (max_parallel_requests)", (s) => s.waiting);
   new Gauge({ name: "litegate_redis_sync_failures", help: "Redis counter syncs that failed since start", registers: [registry], collect() { this.set(sources.redisFailures?.() ?? 0); } });
 
   return {

@@ -222,6 +222,16 @@ export class ModelRouter {
     return positive(d.params.max_parallel_requests) ?? this.settings.defaultMaxParallel;
   }
 
+  /** The deployments of the config that have a `max_parallel_requests` (their own or the default), with it. */
+  caps(): Array<[id: string, cap: number]> {
+    const caps: Array<[string, number]> = [];
+    for (const [id, d] of this.byId) {
+      const cap = this.capOf(d);
+      if (cap !== undefined) caps.push([id, cap]);
+    }
+    return caps;
+  }
+
   /** The cap of the deployment with this id, or undefined when it has none or is not in the config. */
   capById(id: string): number | undefined {
     const d = this.byId.get(id);

@@ -91,6 +91,30 @@ describe("max_parallel_requests on a deployment", () => {
     expect(narrow.maxInFlight).toBe(2);
   });
 
+  test("/metrics shows each capped deployment's cap, its requests in flight and those waiting", async () => {
+    const scrape = async () => (await (await fetch(`${gateway.url}/metrics`, { headers: { authorization: "Bearer sk-1234" } })).text()).split("\n");
+    /** The gauge's value for the deployment of `model` (one entry, so one line). */
+    const gauge = (lines: string[], name: string, model: string) => {
+      const line = lines.find((l) => l.startsWith(`${name}{`) && l.includes(`deployment="${model}`));
+      expect(line).toBeDefined();
+      return Number(line!.slice(line!.lastIndexOf(" ") + 1));
+    };
+    narrow.reset();
+    narrow.set({ firstByteDelayMs: 400 });
+    const answers = Promise.all(Array.from({ length: 5 }, () => chat("narrow")));
+    await Bun.sleep(150);
+    const during = await scrape();
+    expect(gauge(during, "litegate_deployment_max_parallel_requests", "narrow")).toBe(2);
+    expect(gauge(during, "litegate_deployment_requests_in_flight", "narrow")).toBe(2);
+    expect(gauge(during, "litegate_deployment_requests_waiting", "narrow")).toBe(3);
+    // The default cap counts too; a deployment without one is not listed.
+    expect(gauge(during, "litegate_deployment_max_parallel_requests", "defaulted")).toBe(1);
+    await answers;
+    const after = await scrape();
+    expect(gauge(after, "litegate_deployment_requests_in_flight", "narrow")).toBe(0);
+    expect(gauge(after, "litegate_deployment_requests_waiting", "narrow")).toBe(0);
+  });
+
   test("a stream holds its slot until it ends", async () => {
     narrow.reset();
     narrow.set({ chunks: 4, chunkDelayMs: 100 });
