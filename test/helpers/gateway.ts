@@ -116,6 +116,16 @@ export function gatewayFor(kind: "pglite" | "postgres", yaml = MOCK_CONFIG) {
 }
 
 /** A config with one OpenAI-compatible model `m` at `url`, priced per token. */
+/** A `model_list` entry of the mock provider named `name`, answering `response` after `delayMs`, at 1e-6 and 2e-6 USD a token. */
+export const mockModelEntry = (name: string, delayMs: number, response = "one two three four five six seven eight nine ten") => `
+  - model_name: ${name}
+    litellm_params:
+      model: mock/${name}
+      mock_response: "${response}"
+      mock_delay_ms: ${delayMs}
+      input_cost_per_token: 0.000001
+      output_cost_per_token: 0.000002`;
+
 export const oneModelConfig = (url: string, input: number, output: number) => `
 model_list:
   - model_name: m

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { hashKey } from "../../src/auth/keys";
-import { type Harness, inProcessGateway } from "../helpers/gateway";
+import { type Harness, inProcessGateway, mockModelEntry } from "../helpers/gateway";
 import { sharedPostgres } from "../helpers/services";
 import { sharedRedis } from "../helpers/shared-redis";
 
@@ -12,14 +12,7 @@ import { sharedRedis } from "../helpers/shared-redis";
 const CUSTOMERS_DEFAULT = "customers-default";
 
 const CONFIG = `
-model_list:
-  - model_name: slow
-    litellm_params:
-      model: mock/slow
-      mock_response: "one two three four five six seven eight nine ten"
-      mock_delay_ms: 700
-      input_cost_per_token: 0.000001
-      output_cost_per_token: 0.000002
+model_list:${mockModelEntry("slow", 700)}
 router_settings:
   model_group_alias: {"slow-alias": slow}
 general_settings:

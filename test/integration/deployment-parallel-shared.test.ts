@@ -38,6 +38,14 @@ const chatAt = async (gateway: RunningGateway) => {
   return Date.now();
 };
 
+/** Eight requests at once, half to each instance, each answered by the provider after 150 ms. */
+async function eightAtOnce(): Promise<void> {
+  shared.upstream.reset();
+  shared.upstream.set({ firstByteDelayMs: 150 });
+  await Promise.all(Array.from({ length: 8 }, (_, i) => chatAt(i % 2 === 0 ? a : b)));
+  expect(shared.upstream.requests.length).toBe(8);
+}
+
 /** A stream admitted and under way (its first chunk read); `rest` reads it to its end and says when that was. */
 async function openStream(gateway: RunningGateway) {
   const chunks = (await client(gateway).chat.completions.create({ model: "narrow", messages, stream: true }))[Symbol.asyncIterator]();
@@ -52,11 +60,7 @@ async function openStream(gateway: RunningGateway) {
 
 describe("max_parallel_requests on a deployment, two instances on one Redis", () => {
   test("the cap holds for the deployment: requests sent to both instances at once all answer, never more than the cap at the provider", async () => {
-    shared.upstream.reset();
-    shared.upstream.set({ firstByteDelayMs: 150 });
-    const answered = await Promise.all(Array.from({ length: 8 }, (_, i) => chatAt(i % 2 === 0 ? a : b)));
-    expect(answered.length).toBe(8);
-    expect(shared.upstream.requests.length).toBe(8);
+    await eightAtOnce();
     // Per instance, as before, it was 4.
     expect(shared.upstream.maxInFlight).toBe(2);
   }, 30_000);
@@ -81,19 +85,13 @@ describe("max_parallel_requests on a deployment, two instances on one Redis", ()
   test("Redis down: requests are still answered, each instance keeping the cap for itself; back, the cap holds for both again", async () => {
     await shared.redis.stop();
     try {
-      shared.upstream.reset();
-      shared.upstream.set({ firstByteDelayMs: 150 });
-      const answered = await Promise.all(Array.from({ length: 8 }, (_, i) => chatAt(i % 2 === 0 ? a : b)));
-      expect(answered.length).toBe(8);
+      await eightAtOnce();
       expect(shared.upstream.maxInFlight).toBeLessThanOrEqual(4);
     } finally {
       await shared.redis.start();
     }
     await Bun.sleep(1_500);
-    shared.upstream.reset();
-    shared.upstream.set({ firstByteDelayMs: 150 });
-    await Promise.all(Array.from({ length: 8 }, (_, i) => chatAt(i % 2 === 0 ? a : b)));
-    expect(shared.upstream.requests.length).toBe(8);
+    await eightAtOnce();
     expect(shared.upstream.maxInFlight).toBe(2);
   }, 30_000);
 

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import postgres from "postgres";
 import { hashKey } from "../../src/auth/keys";
-import type { Harness } from "../helpers/gateway";
+import { type Harness, mockModelEntry } from "../helpers/gateway";
 import { sharedPostgres } from "../helpers/services";
 import { sharedRedis } from "../helpers/shared-redis";
 import { until } from "../helpers/until";
@@ -13,20 +13,7 @@ import { until } from "../helpers/until";
 // its counter, which a restart or a new period would make again from that row).
 
 const CONFIG = `
-model_list:
-  - model_name: slow
-    litellm_params:
-      model: mock/slow
-      mock_response: "one two three four five six seven eight nine ten"
-      mock_delay_ms: 700
-      input_cost_per_token: 0.000001
-      output_cost_per_token: 0.000002
-  - model_name: fast
-    litellm_params:
-      model: mock/fast
-      mock_response: "one two"
-      input_cost_per_token: 0.000001
-      output_cost_per_token: 0.000002
+model_list:${mockModelEntry("slow", 700)}${mockModelEntry("fast", 0, "one two")}
 router_settings:
   model_group_alias: {"slow-alias": slow}
 general_settings:
