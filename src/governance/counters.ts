@@ -68,6 +68,8 @@ export interface Counters {
   holds(check: CounterCheck): boolean;
   /** Counters shared between instances: the value of one not held here is in Redis, not known without asking it. */
   readonly shared: boolean;
+  /** Shared: whether another instance was refused room on the counter in the last moments, and still wants some. */
+  contested?(check: CounterCheck): boolean;
   /**
    * Forgets counters whose key starts with `prefix` (after an admin changed a stored spend or a
    * period), shared ones too. Requests in flight on a budget or parallel counter keep their

@@ -26,6 +26,8 @@ interface Held {
   cap: number;
   /** Shared: a slot asked of Redis, not decided yet (one at a time per deployment). */
   asking: boolean;
+  /** Shared: until when (ms) those waiting here leave a slot given back here to another instance's (see `occupy`). */
+  yieldUntil: number;
 }
 
 /** A slot that holds nothing: the deployment has no cap. */
@@ -34,6 +36,12 @@ export const NO_SLOT: Release = () => {};
 const NOWHERE_ELSE: readonly Place[] = [];
 /** Shared: how often those waiting ask again for a slot another instance may have given back. */
 const ASK_AGAIN_MS = 10;
+/**
+ * Shared: how long those waiting here leave a slot given back here to the other instances' waiting
+ * requests, when those are asking: long enough for their next ask (their admissions ask again after
+ * 25 and 50 ms), so that neither instance's queue keeps the slots while the other's starves.
+ */
+const YIELD_MS = 100;
 
 /**
  * Requests in flight at each deployment, for a `model_list` entry's `max_parallel_requests`: a request
@@ -120,7 +128,7 @@ export class DeploymentSlots {
   /** The deployment's count, its cap set as given; those waiting let through if that raised it. */
   private heldAt(id: string, cap: number): Held {
     let held = this.held.get(id);
-    if (!held) this.held.set(id, (held = { inFlight: 0, cap, asking: false }));
+    if (!held) this.held.set(id, (held = { inFlight: 0, cap, asking: false, yieldUntil: 0 }));
     else if (held.cap !== cap) {
       held.cap = cap;
       this.admitWaiting(id, held);
@@ -159,7 +167,13 @@ export class DeploymentSlots {
       if (given) return;
       given = true;
       held.inFlight--;
-      if (check) this.shared!.release(check);
+      if (check) {
+        this.shared!.release(check);
+        // Another instance's requests wait for a slot too: this one goes back to Redis (there is no spare
+        // room at the cap) for them, rather than at once to the next request waiting here, whose
+        // instance would otherwise keep every slot it holds while its own queue lasts.
+        if (this.shared!.contested?.(check) && this.waiting(id) > 0) held.yieldUntil = Date.now() + YIELD_MS;
+      }
       this.admitWaiting(id, held);
       // Kept while anyone waits for it: those refused by the shared count wait with none in flight here.
       if (held.inFlight === 0 && !held.asking && this.held.get(id) === held && this.waiting(id) === 0) this.held.delete(id);
@@ -177,6 +191,7 @@ export class DeploymentSlots {
    * has no one waiting for it, so a request that finds room there takes it ahead of no one.
    */
   private admitWaiting(id: string, held: Held): void {
+    if (held.yieldUntil > 0 && held.yieldUntil > Date.now()) return;
     for (let i = 0; i < this.queue.length && held.inFlight < held.cap && !held.asking; ) {
       if (!this.queue[i]!.at.includes(id)) {
         i++;

@@ -22,6 +22,8 @@ import { Sweep } from "./sweep";
 
 /** An admission refused for the other instances' leases alone asks them for their spare room (see `reclaim`), and is asked again after these waits (a few of their ticks each). */
 const RETRY_AFTER_MS = [25, 50];
+/** Another instance that asked for room this long ago still wants it (it asks again every RETRY_AFTER_MS[0] while refused). */
+const CONTESTED_MS = 250;
 
 export interface SharedCountersOptions {
   redis: Redis;
@@ -233,9 +235,16 @@ export class SharedCounters implements Counters {
   reclaimed(message: string): void {
     const { from, key } = reclaimMessage.read(message);
     const s = key === null ? undefined : this.states.get(key);
-    if (!s || from === this.options.instanceId || s.lease <= consumed(s)) return;
+    if (!s || from === this.options.instanceId) return;
+    s.othersAskedAt = this.options.now();
+    if (s.lease <= consumed(s)) return;
     s.reclaim = true;
     this.dirty.add(s);
+  }
+
+  contested(check: CounterCheck): boolean {
+    const s = this.states.get(check.key);
+    return s !== undefined && this.options.now() - s.othersAskedAt < CONTESTED_MS;
   }
 
   /**

@@ -16,6 +16,8 @@ const config = (dbUrl: string) => `
 model_list:
   - model_name: narrow
     litellm_params: {model: openai/m, api_base: "${shared.upstream.url}", max_parallel_requests: 2, input_cost_per_token: 0.000001, output_cost_per_token: 0.000002}
+  - model_name: single
+    litellm_params: {model: openai/s, api_base: "${shared.upstream.url}", max_parallel_requests: 1, input_cost_per_token: 0.000001, output_cost_per_token: 0.000002}
 general_settings:
   master_key: sk-1234
   database_url: ${dbUrl}
@@ -32,8 +34,8 @@ beforeAll(async () => {
 const messages = [{ role: "user" as const, content: "Hello there" }];
 const client = (gateway: RunningGateway) => new OpenAI({ apiKey: "sk-1234", baseURL: `${gateway.url}/v1`, maxRetries: 0 });
 /** When the answer came (ms since the epoch). */
-const chatAt = async (gateway: RunningGateway) => {
-  const answer = await client(gateway).chat.completions.create({ model: "narrow", messages });
+const chatAt = async (gateway: RunningGateway, model = "narrow") => {
+  const answer = await client(gateway).chat.completions.create({ model, messages });
   expect(answer.choices[0]?.message.content).toBe(shared.upstream.behaviour.content);
   return Date.now();
 };
@@ -93,6 +95,28 @@ describe("max_parallel_requests on a deployment, two instances on one Redis", ()
     await Bun.sleep(1_500);
     await eightAtOnce();
     expect(shared.upstream.maxInFlight).toBe(2);
+  }, 30_000);
+
+  test("neither instance's queue keeps the slot from the other's: requests waiting on both are served in turn", async () => {
+    shared.upstream.reset();
+    shared.upstream.set({ firstByteDelayMs: 100 });
+    const [onA, onB] = await Promise.all([a, b].map((gateway) => Promise.all(Array.from({ length: 6 }, () => chatAt(gateway, "single")))));
+    expect(shared.upstream.maxInFlight).toBe(1);
+    // The first six answers, in the order they came: each instance's requests among them, not one's
+    // queue first and the other's after it (as before, when a freed slot went to its instance's queue).
+    const first = [...onA!.map((at) => ["a", at] as const), ...onB!.map((at) => ["b", at] as const)].sort((x, y) => x[1] - y[1]).slice(0, 6);
+    expect(first.filter(([at]) => at === "a").length).toBeGreaterThanOrEqual(2);
+    expect(first.filter(([at]) => at === "b").length).toBeGreaterThanOrEqual(2);
+  }, 30_000);
+
+  test("a request waiting on one instance goes ahead of the later part of a queue on the other", async () => {
+    shared.upstream.reset();
+    shared.upstream.set({ firstByteDelayMs: 100 });
+    const onA = Promise.all(Array.from({ length: 8 }, () => chatAt(a, "single")));
+    await Bun.sleep(30);
+    const onB = await chatAt(b, "single");
+    // Sent second, it was answered last (after all eight) before; now within the first few.
+    expect(onB).toBeLessThan((await onA).sort((x, y) => x - y)[3]!);
   }, 30_000);
 
   test("the slots of an instance killed while holding them come back to the other once its lease lapses", async () => {
