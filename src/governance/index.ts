@@ -41,7 +41,7 @@ export interface Ticket {
    */
   awaitPlan(): void;
   planned(): void;
-  /** Whether a plan is awaited: then `whenPlanned` keeps `record` until it comes. */
+  /** Whether a plan is awaited: then `whenPlanned` keeps `record` until the last one comes. */
   awaitsPlan(): boolean;
   whenPlanned(record: () => void): void;
   /** Rate-limit headers for the tightest scope and per-model limits. */
@@ -210,8 +210,7 @@ class HeldTicket implements Ticket {
   }
 
   whenPlanned(record: () => void): void {
-    if (this.awaited > 0) this.afterPlans = record;
-    else record();
+    this.afterPlans = record;
   }
 
   /** A model left behind failed: it costs nothing there but counts against its rpm limits, as LiteLLM counts a failure. */

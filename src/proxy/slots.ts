@@ -187,11 +187,13 @@ export class DeploymentSlots {
   }
 
   /**
-   * Those waiting who may go to the deployment, oldest first, while it has room. A deployment with room
-   * has no one waiting for it, so a request that finds room there takes it ahead of no one.
+   * Those waiting who may go to the deployment, oldest first, while it has room (shared: while the
+   * shared count grants it, and not while yielding to another instance's). A newcomer never takes room
+   * ahead of them: counted here alone, a deployment with room has no one waiting; shared, a newcomer
+   * queues behind anyone waiting (see `takeNow`).
    */
   private admitWaiting(id: string, held: Held): void {
-    if (held.yieldUntil > 0 && held.yieldUntil > Date.now()) return;
+    if (held.yieldUntil > Date.now()) return;
     for (let i = 0; i < this.queue.length && held.inFlight < held.cap && !held.asking; ) {
       if (!this.queue[i]!.at.includes(id)) {
         i++;
