@@ -70,6 +70,8 @@ export interface Counters {
   readonly shared: boolean;
   /** Shared: whether another instance was refused room on the counter in the last moments, and still wants some. */
   contested?(check: CounterCheck): boolean;
+  /** Shared: `listener` hears of each counter (by key) on which another instance gave back room this one asked for. */
+  onFreed?(listener: (key: string) => void): void;
   /**
    * Forgets counters whose key starts with `prefix` (after an admin changed a stored spend or a
    * period), shared ones too. Requests in flight on a budget or parallel counter keep their

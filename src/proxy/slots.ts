@@ -38,10 +38,11 @@ const NOWHERE_ELSE: readonly Place[] = [];
 const ASK_AGAIN_MS = 10;
 /**
  * Shared: how long those waiting here leave a slot given back here to the other instances' waiting
- * requests, when those are asking: long enough for their next ask (their admissions ask again after
- * 25 and 50 ms), so that neither instance's queue keeps the slots while the other's starves.
+ * requests, when those are asking, so that neither instance's queue keeps the slots while the other's
+ * starves. They hear at once that it is back in Redis (`Counters.onFreed`), and take it in a round trip
+ * or two; a yield cut short by their own slot coming back, or longer, would leave the slot idle.
  */
-const YIELD_MS = 100;
+const YIELD_MS = 20;
 
 /**
  * Requests in flight at each deployment, for a `model_list` entry's `max_parallel_requests`: a request
@@ -63,7 +64,18 @@ export class DeploymentSlots {
   private readonly queue: Waiter[] = [];
   private poller: Timer | null = null;
 
-  constructor(private readonly shared?: Counters) {}
+  constructor(private readonly shared?: Counters) {
+    // Another instance gave back a slot those waiting here asked for: they ask again now, not at the next
+    // poll, and no longer yield (the yield was for that instance's turn, which has ended: both yielding,
+    // the slot would be idle while no one asks).
+    shared?.onFreed?.((key) => {
+      for (const [id, held] of this.held) {
+        if (slotKey(id) !== key || this.waiting(id) === 0) continue;
+        held.yieldUntil = 0;
+        this.admitWaiting(id, held);
+      }
+    });
+  }
 
   inFlight(id: string): number {
     return this.held.get(id)?.inFlight ?? 0;
@@ -242,7 +254,7 @@ export class DeploymentSlots {
   }
 }
 
+const slotKey = (id: string) => counterKeys.parallel(scopes.deployment(id));
+
 /** A slot at a deployment as a parallel counter's reservation, shared by the instances on one Redis. */
-const slotCheck = (id: string, cap: number): CounterCheck => ({
-  key: counterKeys.parallel(scopes.deployment(id)), limit: cap, reserve: 1, initial: 0, expiresAt: Infinity,
-});
+const slotCheck = (id: string, cap: number): CounterCheck => ({ key: slotKey(id), limit: cap, reserve: 1, initial: 0, expiresAt: Infinity });

@@ -69,9 +69,10 @@ export async function connectRedis(url: string, log: Logger, now: () => number =
   const instanceId = crypto.randomUUID();
   const counters = new SharedCounters({ redis: client, instanceId, log, now, keys: redisKeys });
   const deploymentUsage = new SharedDeploymentUsage(client, redisKeys, now);
-  subscriber.subscribe(redisKeys.reclaim, redisKeys.cooldowns).catch(() => {});
+  subscriber.subscribe(redisKeys.reclaim, redisKeys.freed, redisKeys.cooldowns).catch(() => {});
   subscriber.on("message", (channel, text) => {
     if (channel === redisKeys.reclaim) counters.reclaimed(text);
+    else if (channel === redisKeys.freed) counters.freed(text);
     else if (channel === redisKeys.cooldowns) deploymentUsage.heard(text);
   });
   // The cooldowns other instances decided before this one listened (or while it could not hear them).

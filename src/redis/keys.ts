@@ -28,6 +28,8 @@ export function redisKeysFor(namespace?: string) {
     cooldowns: `${root}cooldowns`,
     /** An instance was refused for room others hold on a counter: they give back what they do not use. */
     reclaim: `${root}reclaim`,
+    /** An instance gave back room on a counter the others asked it for: their requests waiting for it ask again at once. */
+    freed: `${root}freed`,
   };
 }
 
@@ -36,7 +38,7 @@ export type RedisKeys = ReturnType<typeof redisKeysFor>;
 /** The keys without a namespace. */
 export const redisKeys = redisKeysFor();
 
-/** What goes on `redisKeys.reclaim`: who was refused, for which counter. */
+/** What goes on `redisKeys.reclaim` (who was refused, for which counter) and on `redisKeys.freed` (who gave room back). */
 export const reclaimMessage = {
   of: (instanceId: string, key: string) => JSON.stringify([instanceId, key]),
   read(text: string): { from: string | null; key: string | null } {

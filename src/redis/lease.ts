@@ -26,6 +26,8 @@ export interface State {
   askedAt: number;
   /** When another instance last asked this one for room (it was refused), whether or not this one had any spare. */
   othersAskedAt: number;
+  /** Admissions here waiting to ask Redis again (see `SharedCounters.pause`): woken when another instance frees room. */
+  wakers: Set<() => void> | null;
   /**
    * The limit the last sync was sent under (its lease and view of the others are as of it), and the one
    * being sent: a lower limit since makes Redis decide again (see `fitsLease`).
@@ -63,7 +65,7 @@ let made = 0;
 /** A counter's state when an instance first uses it. */
 export function newState(check: CounterCheck, now: number): State {
   return {
-    check, lease: 0, inflight: 0, unsynced: 0, pushing: 0, acked: 0, series: ++made, reclaim: false, askedAt: 0, othersAskedAt: 0,
+    check, lease: 0, inflight: 0, unsynced: 0, pushing: 0, acked: 0, series: ++made, reclaim: false, askedAt: 0, othersAskedAt: 0, wakers: null,
     syncedLimit: check.limit, sendingLimit: check.limit, v: check.initial, others: 0, peers: 0, synced: false, busy: null,
     admittedSinceSync: 0, rate: 0, lastReserve: check.reserve, lastActual: 0, touchedAt: now, syncedAt: 0, recover: false,
     floor: check.initial, generation: null,

@@ -106,6 +106,12 @@ export class RedisLink {
     this.options.redis.publish(this.options.heartbeat.keys.reclaim, reclaimMessage.of(this.options.instanceId, key)).catch(() => {});
   }
 
+  /** Tells the other instances that room they asked for on `key` is back in Redis (see `SharedCounters.tick`). */
+  freed(key: string): void {
+    this.roundTrips++;
+    this.options.redis.publish(this.options.heartbeat.keys.freed, reclaimMessage.of(this.options.instanceId, key)).catch(() => {});
+  }
+
   private healthy(): void {
     if (this.degraded) this.options.log.info("redis reachable again: counters shared across instances");
     this.degraded = false;

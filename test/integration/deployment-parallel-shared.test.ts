@@ -119,6 +119,21 @@ describe("max_parallel_requests on a deployment, two instances on one Redis", ()
     expect(onB).toBeLessThan((await onA).sort((x, y) => x - y)[3]!);
   }, 30_000);
 
+  test("short calls waiting on both instances: the slot goes from one to the other in a round trip or two, never idle while they wait", async () => {
+    shared.upstream.reset();
+    shared.upstream.set({ firstByteDelayMs: 20 });
+    const started = Date.now();
+    const [onA, onB] = await Promise.all([a, b].map((gateway) => Promise.all(Array.from({ length: 10 }, () => chatAt(gateway, "single")))));
+    expect(shared.upstream.maxInFlight).toBe(1);
+    const answered = [...onA!, ...onB!].sort((x, y) => x - y);
+    const gaps = answered.slice(1).map((at, i) => at - answered[i]!);
+    // Each instance, on giving the slot back while the other's requests wait, lets them have it: they hear
+    // it is free at once (before, they asked again only after 10–50 ms, and when both instances left it
+    // to the other, it stayed idle until one's 100 ms yield ran out: gaps of 80–130 ms, 33 ms a call).
+    expect(Math.max(...gaps)).toBeLessThan(60);
+    expect((answered.at(-1)! - started) / 20).toBeLessThan(30);
+  }, 30_000);
+
   test("the slots of an instance killed while holding them come back to the other once its lease lapses", async () => {
     shared.upstream.reset();
     shared.upstream.set({ chunks: 40, chunkDelayMs: 250 });
