@@ -137,14 +137,16 @@ describe("max_parallel_requests on a deployment, two instances on one Redis", ()
   test("the slots of an instance killed while holding them come back to the other once its lease lapses", async () => {
     shared.upstream.reset();
     shared.upstream.set({ chunks: 40, chunkDelayMs: 250 });
-    await openStream(a);
-    await openStream(a);
+    // Kept referenced: a stream the client dropped could be collected, and its connection closed (the
+    // gateway then gives its slot back, as it should, and the waiting request goes before the kill).
+    const streams = [await openStream(a), await openStream(a)];
     shared.upstream.set({ chunks: 5, chunkDelayMs: 0 });
     const sent = Date.now();
     const waiting = chatAt(b);
     await Bun.sleep(300);
     // Both slots are held: the request waits rather than reaching the provider.
     expect(shared.upstream.requests.length).toBe(2);
+    expect(streams).toHaveLength(2);
     await a.stop("SIGKILL");
     const answered = await waiting;
     expect(shared.upstream.requests.length).toBe(3);
