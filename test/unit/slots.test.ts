@@ -206,47 +206,45 @@ describe("handed between instances while both have requests waiting", () => {
       for (const listener of this.listeners) listener(counterKeys.parallel(scopes.deployment("d")));
     }
   }
+  const slotOfD = { key: counterKeys.parallel(scopes.deployment("d")), limit: 1, reserve: 1, initial: 0, expiresAt: Infinity };
   const flush = async () => {
     for (let i = 0; i < 5; i++) await Promise.resolve();
   };
 
-  test("a slot given back while the others wait is left to them; once they give one back, those waiting here take it at once", async () => {
+  /** One request holds the slot and another waits here; the first gives it back while the others want it. */
+  async function givenBackWhileContested() {
     const counters = new ContestedCounters(() => Date.now());
     const slots = new DeploymentSlots(counters);
     const first = slots.take("d", 1, never) as Release;
-    let granted = false;
+    const state = { granted: false };
     const waiting = taken(slots.take("d", 1, never));
-    void waiting.then(() => (granted = true));
+    void waiting.then(() => (state.granted = true));
     first();
     await flush();
     // Yielding: free on the shared count, but left for the other instance's requests for a moment.
-    expect(granted).toBe(false);
-    const others = counters.admit([{ key: counterKeys.parallel(scopes.deployment("d")), limit: 1, reserve: 1, initial: 0, expiresAt: Infinity }]);
-    expect(others).toBe(-1);
+    expect(state.granted).toBe(false);
+    return { counters, slots, state, waiting };
+  }
+
+  test("a slot given back while the others wait is left to them; once they give one back, those waiting here take it at once", async () => {
+    const { counters, slots, state, waiting } = await givenBackWhileContested();
+    expect(counters.admit([slotOfD])).toBe(-1);
     await Bun.sleep(40);
-    expect(granted).toBe(false);
-    counters.release({ key: counterKeys.parallel(scopes.deployment("d")), limit: 1, reserve: 1, initial: 0, expiresAt: Infinity });
+    expect(state.granted).toBe(false);
+    counters.release(slotOfD);
     counters.freedByOthers();
     // At once, not at the next poll (every 10 ms).
     await flush();
-    expect(granted).toBe(true);
+    expect(state.granted).toBe(true);
     (await waiting)!();
     expect(slots.inFlight("d")).toBe(0);
   });
 
   test("told that the others gave a slot back, those waiting here stop yielding (both yielding, it would stay idle)", async () => {
-    const counters = new ContestedCounters(() => Date.now());
-    const slots = new DeploymentSlots(counters);
-    const first = slots.take("d", 1, never) as Release;
-    let granted = false;
-    const waiting = taken(slots.take("d", 1, never));
-    void waiting.then(() => (granted = true));
-    first();
-    await flush();
-    expect(granted).toBe(false);
+    const { counters, state, waiting } = await givenBackWhileContested();
     counters.freedByOthers();
     await flush();
-    expect(granted).toBe(true);
+    expect(state.granted).toBe(true);
     (await waiting)!();
   });
 });
