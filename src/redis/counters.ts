@@ -4,6 +4,7 @@ import { Successions } from "../governance/succession";
 import type { Logger } from "../log";
 import { chooseSyncs } from "./choose";
 import { ALIVE_ADMITTING_MS, ALIVE_MS, Heartbeat } from "./heartbeat";
+import { FreedRoom } from "./freed";
 import { type RedisKeys, deleteCounters, reclaimMessage, redisKeys } from "./keys";
 import { type State, type SyncReply, alone, consumed, fitsLease, atLimit, heldByOthers, lostData, newState, refused, spareWanted, takeShare } from "./lease";
 import { RedisLink } from "./link";
@@ -24,8 +25,6 @@ import { Sweep } from "./sweep";
 const RETRY_AFTER_MS = [25, 50];
 /** Another instance that asked for room this long ago still wants it (it asks again every RETRY_AFTER_MS[0] while refused). */
 const CONTESTED_MS = 250;
-
-type FreedListener = (key: string) => void;
 
 export interface SharedCountersOptions {
   redis: Redis;
@@ -59,7 +58,7 @@ export class SharedCounters implements Counters {
   syncs = 0;
   lastSyncMs = 0;
   private readonly tickMs: number;
-  private readonly freedListeners: FreedListener[] = [];
+  private readonly freedRoom = new FreedRoom();
 
   constructor(private readonly options: SharedCountersOptions) {
     this.tickMs = options.tickMs ?? 10;
@@ -161,7 +160,7 @@ export class SharedCounters implements Counters {
       // (they give back what they do not use at their next tick), and the request is decided again.
       for (const s of held) this.askBack(s);
       results.forEach((ok, i) => ok && this.release(checks[i]!));
-      await this.pause(wait, held);
+      await this.freedRoom.pause(wait, held);
       results = await this.decide(checks, states);
     }
     const failed = results.indexOf(false);
@@ -245,35 +244,14 @@ export class SharedCounters implements Counters {
     this.dirty.add(s);
   }
 
-  /**
-   * Another instance gave back room this one asked it for (a message on `keys.freed`): admissions
-   * waiting to ask Redis again for it ask now rather than at the end of their wait, and so do the
-   * deployment slots' waiting requests (`onFreed`). A slot handed between two instances at a
-   * deployment's cap goes in a round trip or two instead of the rest of a 25–50 ms wait.
-   */
+  /** Another instance gave back room this one asked it for (a message on `keys.freed`): see `FreedRoom`. */
   freed(message: string): void {
     const { from, key } = reclaimMessage.read(message);
-    if (key === null || from === this.options.instanceId) return;
-    const s = this.states.get(key);
-    if (s?.wakers) for (const wake of [...s.wakers]) wake();
-    for (const listener of this.freedListeners) listener(key);
+    if (key !== null && from !== this.options.instanceId) this.freedRoom.heard(key, this.states.get(key));
   }
 
-  onFreed(listener: FreedListener): void {
-    this.freedListeners.push(listener);
-  }
-
-  /** Waits `ms`, or until another instance frees room on one of `states`. */
-  private pause(ms: number, states: readonly State[]): Promise<void> {
-    return new Promise((resolve) => {
-      const wake = () => {
-        clearTimeout(timer);
-        for (const s of states) s.wakers?.delete(wake);
-        resolve();
-      };
-      const timer = setTimeout(wake, ms);
-      for (const s of states) (s.wakers ??= new Set()).add(wake);
-    });
+  onFreed(listener: (key: string) => void): void {
+    this.freedRoom.listen(listener);
   }
 
   contested(check: CounterCheck): boolean {
