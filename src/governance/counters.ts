@@ -26,6 +26,8 @@ export interface CounterCheck {
   expiresAt: number;
   /** The counter state admission reserved on: the request settles there, or where an admin change moved it (see `Successions`). */
   on?: unknown;
+  /** Requests refused on it wait for room in a queue (a deployment's slots): shared, the longest waiting gets it (see `Counters.waiting`). */
+  queued?: boolean;
 }
 
 /** The spend writer's progress: requests recorded, and how many of the first of them are in the database. */
@@ -68,8 +70,13 @@ export interface Counters {
   holds(check: CounterCheck): boolean;
   /** Counters shared between instances: the value of one not held here is in Redis, not known without asking it. */
   readonly shared: boolean;
-  /** Shared: whether another instance was refused room on the counter in the last moments, and still wants some. */
+  /** Shared: whether a request waiting on another instance for room on the counter came before those waiting here. */
   contested?(check: CounterCheck): boolean;
+  /**
+   * Shared: how long the oldest request waiting here for room on the counter, and the one behind it,
+   * have waited (ms; null: none). Room goes to the request that has waited longest on any instance.
+   */
+  waiting?(check: CounterCheck, oldestMs: number | null, nextMs: number | null): void;
   /** Shared: `listener` hears of each counter (by key) on which another instance gave back room this one asked for. */
   onFreed?(listener: (key: string) => void): void;
   /**

@@ -15,6 +15,8 @@ export interface Taken {
 interface Waiter {
   /** The deployments that may serve it: the first slot freed at any of them is its. */
   at: readonly string[];
+  /** When it began to wait (ms). */
+  since: number;
   signal: AbortSignal;
   grant: (taken: Taken | null) => void;
   onAbort: () => void;
@@ -37,10 +39,9 @@ const NOWHERE_ELSE: readonly Place[] = [];
 /** Shared: how often those waiting ask again for a slot another instance may have given back. */
 const ASK_AGAIN_MS = 10;
 /**
- * Shared: how long those waiting here leave a slot given back here to the other instances' waiting
- * requests, when those are asking, so that neither instance's queue keeps the slots while the other's
- * starves. They hear at once that it is back in Redis (`Counters.onFreed`), and take it in a round trip
- * or two; a yield cut short by their own slot coming back, or longer, would leave the slot idle.
+ * Shared: how long those waiting here leave a slot given back here to another instance's waiting
+ * request that came before them: it hears at once that the slot is back in Redis (`Counters.onFreed`),
+ * and takes it in a round trip or two. Redis would refuse them meanwhile (see `Counters.waiting`).
  */
 const YIELD_MS = 20;
 
@@ -56,7 +57,9 @@ const YIELD_MS = 20;
  * instance (LiteLLM's is per instance: three instances send three times the cap): each slot is also
  * a parallel counter's reservation (`p:d:<id>:`), taken on this instance's lease while it has room and
  * decided by Redis near the cap. Those refused there wait here, in the same queue, and ask again every
- * ASK_AGAIN_MS; a slot another instance gives back reaches them at its next sync.
+ * ASK_AGAIN_MS, or as soon as another instance says it gave a slot back. The queue is one across the
+ * instances: each tells Redis how long its oldest request has waited, and a slot goes to the request
+ * that has waited longest, whichever instance it came to (see `Counters.waiting`).
  */
 export class DeploymentSlots {
   private readonly held = new Map<string, Held>();
@@ -112,15 +115,18 @@ export class DeploymentSlots {
     return new Promise((grant) => {
       const waiter: Waiter = {
         at: also.length === 0 ? [id] : [id, ...also.map(([other]) => other)],
+        since: Date.now(),
         signal,
         grant,
         onAbort: () => {
           const place = this.queue.indexOf(waiter);
           if (place >= 0) this.queue.splice(place, 1);
+          this.report(waiter.at);
           grant(null);
         },
       };
       this.queue.push(waiter);
+      this.report(waiter.at);
       signal.addEventListener("abort", waiter.onAbort, { once: true });
       this.poll();
     });
@@ -181,9 +187,8 @@ export class DeploymentSlots {
       held.inFlight--;
       if (check) {
         this.shared!.release(check);
-        // Another instance's requests wait for a slot too: this one goes back to Redis (there is no spare
-        // room at the cap) for them, rather than at once to the next request waiting here, whose
-        // instance would otherwise keep every slot it holds while its own queue lasts.
+        // A request waiting on another instance came before those waiting here: this slot goes back to
+        // Redis (there is no spare room at the cap) for it, rather than to the next request waiting here.
         if (this.shared!.contested?.(check) && this.waiting(id) > 0) held.yieldUntil = Date.now() + YIELD_MS;
       }
       this.admitWaiting(id, held);
@@ -195,7 +200,24 @@ export class DeploymentSlots {
   private grantAt(place: number, id: string, release: Release): void {
     const [waiter] = this.queue.splice(place, 1);
     waiter!.signal.removeEventListener("abort", waiter!.onAbort);
+    this.report(waiter!.at);
     waiter!.grant({ id, release });
+  }
+
+  /**
+   * Shared: how long the two oldest requests waiting here for each of the deployments have waited, for
+   * Redis to give a slot to the request that has waited longest, whichever instance it is on.
+   */
+  private report(ids: readonly string[]): void {
+    if (!this.shared?.waiting) return;
+    const now = Date.now();
+    for (const id of ids) {
+      const held = this.held.get(id);
+      if (!held || !this.sharedAt(held)) continue;
+      const waited: number[] = [];
+      for (let i = 0; i < this.queue.length && waited.length < 2; i++) if (this.queue[i]!.at.includes(id)) waited.push(now - this.queue[i]!.since);
+      this.shared.waiting(slotCheck(id, held.cap), waited[0] ?? null, waited[1] ?? null);
+    }
   }
 
   /**
@@ -257,4 +279,4 @@ export class DeploymentSlots {
 const slotKey = (id: string) => counterKeys.parallel(scopes.deployment(id));
 
 /** A slot at a deployment as a parallel counter's reservation, shared by the instances on one Redis. */
-const slotCheck = (id: string, cap: number): CounterCheck => ({ key: slotKey(id), limit: cap, reserve: 1, initial: 0, expiresAt: Infinity });
+const slotCheck = (id: string, cap: number): CounterCheck => ({ key: slotKey(id), limit: cap, reserve: 1, initial: 0, expiresAt: Infinity, queued: true });

@@ -6,7 +6,7 @@ import { chooseSyncs } from "./choose";
 import { ALIVE_ADMITTING_MS, ALIVE_MS, Heartbeat } from "./heartbeat";
 import { FreedRoom } from "./freed";
 import { type RedisKeys, deleteCounters, reclaimMessage, redisKeys } from "./keys";
-import { type State, type SyncReply, alone, consumed, fitsLease, atLimit, heldByOthers, lostData, newState, refused, spareWanted, takeShare } from "./lease";
+import { CONTESTED_MS, type State, type SyncReply, alone, consumed, fitsHere, atLimit, heldByOthers, lostData, newState, refused, spareWanted, takeShare, waitingHere } from "./lease";
 import { RedisLink } from "./link";
 import { Sweep } from "./sweep";
 
@@ -23,8 +23,6 @@ import { Sweep } from "./sweep";
 
 /** An admission refused for the other instances' leases alone asks them for their spare room (see `reclaim`), and is asked again after these waits (a few of their ticks each). */
 const RETRY_AFTER_MS = [25, 50];
-/** Another instance that asked for room this long ago still wants it (it asks again every RETRY_AFTER_MS[0] while refused). */
-const CONTESTED_MS = 250;
 
 export interface SharedCountersOptions {
   redis: Redis;
@@ -104,8 +102,7 @@ export class SharedCounters implements Counters {
   private fitsLocally(s: State, check: CounterCheck): boolean {
     // Without Redis an instance still leaves room for what the others held at the last sync.
     if (this.link.degraded) return alone(s) < check.limit;
-    // A sync in flight does not stop local admissions: the lease it may change can only grow.
-    return fitsLease(s, check);
+    return fitsHere(s, check, this.options.now());
   }
 
   private take(s: State, check: CounterCheck): true {
@@ -188,7 +185,7 @@ export class SharedCounters implements Counters {
     const remote: number[] = [];
     checks.forEach((check, i) => {
       const s = states[i]!;
-      if (!this.link.degraded && !fitsLease(s, check)) remote.push(i);
+      if (!this.link.degraded && !this.fitsLocally(s, check)) remote.push(i);
       else if (this.link.degraded && alone(s) >= check.limit) refused(s, alone(s), false);
       else results[i] = this.take(s, check);
     });
@@ -254,9 +251,17 @@ export class SharedCounters implements Counters {
     this.freedRoom.listen(listener);
   }
 
+  /** Whether a request waiting on another instance came before the oldest waiting here, as the last sync said. */
   contested(check: CounterCheck): boolean {
-    const s = this.states.get(check.key);
-    return s !== undefined && this.options.now() - s.othersAskedAt < CONTESTED_MS;
+    return (this.states.get(check.key)?.ahead ?? 0) > 0;
+  }
+
+  /** How long the oldest request waiting here for room on the counter, and the one behind it, have waited (null: none); see `State.waitingSince`. */
+  waiting(check: CounterCheck, oldestMs: number | null, nextMs: number | null): void {
+    const s = oldestMs === null ? this.states.get(check.key) : this.state(check);
+    if (!s) return;
+    waitingHere(s, oldestMs, nextMs, this.options.now());
+    this.dirty.add(s);
   }
 
   /**

@@ -57,6 +57,16 @@ export interface State {
   generation: string | null;
   /** The value the last refusal was decided on: the shared value, the other instances' leases and this one's use. */
   refusedOn?: number;
+  /**
+   * When the oldest request waiting here for room on the counter began to wait, and the one behind it
+   * (null: none; see `SharedCounters.waiting`), and the first as the last sync sent it: Redis keeps each
+   * instance's oldest, so that room goes to the request that has waited longest, whichever instance it is on.
+   */
+  waitingSince: number | null;
+  nextWaitingSince: number | null;
+  waitingSent: number | null;
+  /** Other instances whose oldest waiting request came before this one's (before the last sync, with none here), as of that sync. */
+  ahead: number;
 }
 
 /** States this process made: each numbers its own series of pushes. */
@@ -68,7 +78,7 @@ export function newState(check: CounterCheck, now: number): State {
     check, lease: 0, inflight: 0, unsynced: 0, pushing: 0, acked: 0, series: ++made, reclaim: false, askedAt: 0, othersAskedAt: 0, wakers: null,
     syncedLimit: check.limit, sendingLimit: check.limit, v: check.initial, others: 0, peers: 0, synced: false, busy: null,
     admittedSinceSync: 0, rate: 0, lastReserve: check.reserve, lastActual: 0, touchedAt: now, syncedAt: 0, recover: false,
-    floor: check.initial, generation: null,
+    floor: check.initial, generation: null, waitingSince: null, nextWaitingSince: null, waitingSent: null, ahead: 0,
   };
 }
 
@@ -115,6 +125,23 @@ const roomLeft = (s: State) => s.check.limit - alone(s);
  */
 export const fitsLease = (s: State, check: CounterCheck) =>
   s.synced && check.limit >= s.syncedLimit && consumed(s) + check.reserve <= s.lease && (check.reserve > 0 || consumed(s) < s.lease) && alone(s) < check.limit;
+
+/** Another instance that asked for room this long ago still wants it (it asks again every 25 ms while refused). */
+export const CONTESTED_MS = 250;
+
+/**
+ * Whether a request may take room on this instance's lease without asking Redis: it fits there (a sync
+ * in flight does not stop it: the lease it may change can only grow), and no other instance's request
+ * waits in a queue for the room (a deployment's slots): that goes by Redis, to the longest waiting.
+ */
+export const fitsHere = (s: State, check: CounterCheck, now: number) =>
+  fitsLease(s, check) && !(check.queued && (s.ahead > 0 || now - s.othersAskedAt < CONTESTED_MS));
+
+/** The requests waiting here for room on the counter: how long the oldest and the one behind it have waited (ms; null: none). */
+export function waitingHere(s: State, oldestMs: number | null, nextMs: number | null, now: number): void {
+  s.waitingSince = oldestMs === null ? null : now - oldestMs;
+  s.nextWaitingSince = nextMs === null ? null : now - nextMs;
+}
 
 /** Whether a counter is at its limit as last seen, whatever the other instances hold: Redis need not be asked. */
 export const atLimit = (s: State, check: CounterCheck) => s.synced && s.v + consumed(s) >= check.limit;
@@ -187,8 +214,8 @@ export function spareWanted(s: State, now: number): number {
   return roomWanted(s);
 }
 
-/** Admitted, lease, shared value, others' leases, live peers: one counter's answer from the sync script. */
-export type SyncReply = [number, string, string, string, number];
+/** Admitted, lease, shared value, others' leases, live peers, earlier waiters elsewhere: one counter's answer from the sync script. */
+export type SyncReply = [number, string, string, string, number, number];
 
 /**
  * Marks a counter as made again in an emptied Redis: what this instance saw before is its floor, brought
@@ -217,6 +244,7 @@ export function applyReply(s: State, reply: SyncReply, now: number, tickMs: numb
   s.v = Number(reply[2]);
   s.others = Number(reply[3]);
   s.peers = Number(reply[4]);
+  s.ahead = Number(reply[5]);
   s.synced = !lost;
   const rate = s.admittedSinceSync / Math.max(now - s.syncedAt, tickMs);
   s.rate = s.syncedAt === 0 ? 0 : 0.7 * s.rate + 0.3 * rate;
@@ -224,8 +252,8 @@ export function applyReply(s: State, reply: SyncReply, now: number, tickMs: numb
   s.syncedAt = now;
 }
 
-/** Counter `i`'s reply within a sync call's flat answer (five values per counter). */
-export const replyAt = (flat: unknown[], i: number): SyncReply => flat.slice(5 * i, 5 * i + 5) as SyncReply;
+/** Counter `i`'s reply within a sync call's flat answer (six values per counter). */
+export const replyAt = (flat: unknown[], i: number): SyncReply => flat.slice(6 * i, 6 * i + 6) as SyncReply;
 
 /**
  * Settled amounts leave `unsynced` for a sync: they count as `pushing` (in the lease, and in what this
@@ -260,10 +288,11 @@ export function pushedUpTo(s: State, total: number): void {
   s.unsynced = whole(s.unsynced - (confirmed - fromPushing));
 }
 
-/** A sync failed: its amounts go with a later one (whose total carries them again). */
+/** A sync failed: its amounts go with a later one (whose total carries them again), and so do the requests waiting here. */
 export function unpushed(s: State, push: number): void {
   s.pushing = Math.max(0, s.pushing - push);
   s.unsynced += push;
+  s.waitingSent = -1;
 }
 
 /** One counter's sync: its state, what it pushes (taken back if Redis does not answer) and the script's arguments. */
@@ -312,10 +341,12 @@ export function syncArgs(s: State, total: number, need: number, request: number,
   // too: the script makes the value the highest floor plus what was pushed since.
   const initial = s.recover ? Math.max(s.check.initial, s.floor) : s.check.initial;
   s.sendingLimit = s.check.limit;
+  s.waitingSent = s.waitingSince;
+  const waited = (since: number | null) => (since === null ? -1 : Math.max(0, Math.round(now - since)));
   // What is being pushed leaves the lease and joins the shared value there.
   return [
     initial, s.check.limit, total, Math.max(0, s.lease - s.pushing), consumed(s) - s.pushing, need, request, Math.ceil(keyTtl),
-    admission ? "1" : "0", unit(s), s.recover ? "1" : "0", s.acked, s.series,
+    admission ? "1" : "0", unit(s), s.recover ? "1" : "0", s.acked, s.series, waited(s.waitingSince), waited(s.nextWaitingSince),
   ];
 }
 
@@ -329,7 +360,8 @@ export function syncNeed(s: State, now: number, idle: boolean, closing: boolean,
   const free = s.lease - consumed(s);
   if (!s.synced || free < want / 2) return "urgent";
   // Hysteresis: slack is returned once it is twice what is wanted (at once when nothing is wanted).
-  const due = free > 2 * want || (want === 0 && free > 0) || idle || pushDue(s, now, pushAfterMs) || (closing && s.unsynced > 0);
+  // A change of the oldest request waiting here goes at once: the other instances' queues wait on it.
+  const due = free > 2 * want || (want === 0 && free > 0) || idle || pushDue(s, now, pushAfterMs) || (closing && s.unsynced > 0) || s.waitingSince !== s.waitingSent;
   return due ? "due" : null;
 }
 

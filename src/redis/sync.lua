@@ -8,13 +8,18 @@
 --       need (this admission's reservation), request (extra room wanted), key ttl ms,
 --       admission? ("1"/"0"), unit (a typical reservation),
 --       recover? ("1": Redis lost its data; the initial value is what this instance last saw),
---       acked (the part of the total a reply confirmed), series (numbers the instance's running totals)
--- Returns 5 values per counter: admitted, lease, shared value, others' leases, live peers.
-local FIELDS = 13
+--       acked (the part of the total a reply confirmed), series (numbers the instance's running totals),
+--       waited (ms the oldest request waiting on this instance for the counter has waited, -1: none),
+--       then waited (ms) by the one behind it (-1: none)
+-- Returns 6 values per counter: admitted, lease, shared value, others' leases, live peers, and how many
+-- other instances have a request waiting that came before this one's oldest (or before now, with none).
+local FIELDS = 15
 local me = ARGV[1]
 local alivePrefix = ARGV[2]
 local alive = {}
 local out = {}
+local clock = redis.call('TIME')
+local nowMs = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 for k = 1, #KEYS do
   local h = KEYS[k]
   local a = 2 + (k - 1) * FIELDS
@@ -48,12 +53,19 @@ for k = 1, #KEYS do
   end
   local v = tonumber(redis.call('HINCRBYFLOAT', h, 'v', string.format('%.17g', push)))
   local limit = tonumber(ARGV[a + 2])
+  -- w:<instance> is when that instance's oldest request waiting for the counter began to wait (Redis's
+  -- clock: instances send how long it has waited). A request asking for room is admitted only with room
+  -- left for every instance whose oldest came before it: the queue is first come across instances.
+  local waited = tonumber(ARGV[a + 14])
+  local since = nowMs
+  if waited >= 0 then since = nowMs - waited end
   local fields = redis.call('HGETALL', h)
   local others, peers = 0, 0
+  local waits = {}
   for i = 1, #fields, 2 do
     local f = fields[i]
     local kind = string.sub(f, 1, 2)
-    if kind == 'l:' or kind == 'p:' then
+    if kind == 'l:' or kind == 'p:' or kind == 'w:' then
       local who = string.sub(f, 3)
       if who ~= me then
         if alive[who] == nil then alive[who] = redis.call('EXISTS', alivePrefix .. who) == 1 end
@@ -62,29 +74,46 @@ for k = 1, #KEYS do
         elseif kind == 'l:' then
           others = others + tonumber(fields[i + 1])
           peers = peers + 1
+        elseif kind == 'w:' then
+          waits[#waits + 1] = tonumber(fields[i + 1])
         end
       end
     end
   end
+  local function before(t)
+    local n = 0
+    for _, w in ipairs(waits) do if w < t then n = n + 1 end end
+    return n
+  end
+  local ahead = before(since)
   local consumed = tonumber(ARGV[a + 5])
   -- What this instance has in use stays held, whatever lease it brings (after Redis lost its data, or
   -- after admitting on its own while Redis was away): the other instances must see it. Room beyond it
   -- is held only up to what is left: a lease granted in an emptied Redis before the other instances
-  -- brought back what they admitted meanwhile would otherwise admit past the limit.
-  local lease = math.max(math.min(tonumber(ARGV[a + 4]), limit - v - others), consumed)
+  -- brought back what they admitted meanwhile would otherwise admit past the limit. Nor is room the
+  -- earlier waiting requests elsewhere are owed held here beyond what is in use.
+  local lease = math.max(math.min(tonumber(ARGV[a + 4]), limit - v - others - ahead), consumed)
   local need = tonumber(ARGV[a + 6])
   local admitted = 1
   if ARGV[a + 9] == '1' then
-    if v + others + consumed >= limit then
+    if v + others + consumed + ahead >= limit then
       admitted = 0
     else
       lease = math.max(lease, consumed + need)
     end
   end
+  -- This instance's oldest waiting request, once admitted, leaves the next one oldest here.
+  local behind = waited
+  if ARGV[a + 9] == '1' and admitted == 1 and waited >= 0 then behind = tonumber(ARGV[a + 15]) end
+  if behind >= 0 then
+    redis.call('HSET', h, 'w:' .. me, tostring(nowMs - behind))
+  else
+    redis.call('HDEL', h, 'w:' .. me)
+  end
   -- Extra room is at most this instance's share of half of what is left, and only when that share
   -- holds a whole request: near the edge every decision is taken here, exactly.
   local grant = 0
-  local free = limit - v - others - math.max(lease, consumed)
+  local free = limit - v - others - math.max(lease, consumed) - ahead
   local share = free / (2 * (peers + 1))
   local request = tonumber(ARGV[a + 7])
   if admitted == 1 and request > 0 and share >= tonumber(ARGV[a + 10]) then grant = math.min(request, share) end
@@ -96,5 +125,7 @@ for k = 1, #KEYS do
   out[#out + 1] = tostring(v)
   out[#out + 1] = tostring(others)
   out[#out + 1] = peers
+  -- Ahead of this instance's oldest waiting request from now on (the next one, when its oldest was admitted).
+  if behind >= 0 then out[#out + 1] = before(nowMs - behind) else out[#out + 1] = before(nowMs) end
 end
 return out

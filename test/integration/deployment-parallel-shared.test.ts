@@ -97,26 +97,36 @@ describe("max_parallel_requests on a deployment, two instances on one Redis", ()
     expect(shared.upstream.maxInFlight).toBe(2);
   }, 30_000);
 
-  test("neither instance's queue keeps the slot from the other's: requests waiting on both are served in turn", async () => {
+  test("neither instance's queue keeps the slot from the other's: requests sent to each in turn are served in turn", async () => {
     shared.upstream.reset();
-    shared.upstream.set({ firstByteDelayMs: 100 });
-    const [onA, onB] = await Promise.all([a, b].map((gateway) => Promise.all(Array.from({ length: 6 }, () => chatAt(gateway, "single")))));
+    shared.upstream.set({ firstByteDelayMs: 60 });
+    const answers: Promise<number>[] = [];
+    for (let i = 0; i < 12; i++) {
+      answers.push(chatAt(i % 2 === 0 ? a : b, "single"));
+      await Bun.sleep(15);
+    }
+    const answered = await Promise.all(answers);
     expect(shared.upstream.maxInFlight).toBe(1);
-    // The first six answers, in the order they came: each instance's requests among them, not one's
-    // queue first and the other's after it (as before, when a freed slot went to its instance's queue).
-    const first = [...onA!.map((at) => ["a", at] as const), ...onB!.map((at) => ["b", at] as const)].sort((x, y) => x[1] - y[1]).slice(0, 6);
-    expect(first.filter(([at]) => at === "a").length).toBeGreaterThanOrEqual(2);
-    expect(first.filter(([at]) => at === "b").length).toBeGreaterThanOrEqual(2);
+    // The order they were answered in: each at its place or next to it (a client's request can leave a
+    // little late on a busy machine), not one instance's queue first and the other's after it (as when a
+    // freed slot went to its own instance's queue), nor as the instances happened to ask.
+    const order = answered.map((at, i) => [i, at] as const).sort((x, y) => x[1] - y[1]).map(([i]) => i);
+    expect(Math.max(...order.map((request, place) => Math.abs(place - request)))).toBeLessThanOrEqual(1);
   }, 30_000);
 
-  test("a request waiting on one instance goes ahead of the later part of a queue on the other", async () => {
+  test("a request waiting on one instance goes after those that came before it on the other, and ahead of those that came after it", async () => {
     shared.upstream.reset();
-    shared.upstream.set({ firstByteDelayMs: 100 });
-    const onA = Promise.all(Array.from({ length: 8 }, () => chatAt(a, "single")));
+    shared.upstream.set({ firstByteDelayMs: 60 });
+    const before = Promise.all(Array.from({ length: 4 }, () => chatAt(a, "single")));
     await Bun.sleep(30);
-    const onB = await chatAt(b, "single");
-    // Sent second, it was answered last (after all eight) before; now within the first few.
-    expect(onB).toBeLessThan((await onA).sort((x, y) => x - y)[3]!);
+    const onB = chatAt(b, "single");
+    await Bun.sleep(30);
+    const after = Promise.all(Array.from({ length: 4 }, () => chatAt(a, "single")));
+    // One queue across the instances, first come, first served. Before, each instance's queue took turns
+    // (it went second, ahead of three that came before it); before that, it went after all eight.
+    expect(await onB).toBeGreaterThan(Math.max(...(await before)));
+    expect(await onB).toBeLessThan(Math.min(...(await after)));
+    expect(shared.upstream.maxInFlight).toBe(1);
   }, 30_000);
 
   test("short calls waiting on both instances: the slot goes from one to the other in a round trip or two, never idle while they wait", async () => {

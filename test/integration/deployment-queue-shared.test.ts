@@ -1,0 +1,73 @@
+import { beforeAll, describe, expect, test } from "bun:test";
+import OpenAI from "openai";
+import { type RunningGateway, startBinary, upstreamAndRedis } from "../helpers/binary";
+import { sharedPostgres } from "../helpers/services";
+
+// A deployment's `max_parallel_requests` on three instances sharing Postgres and Redis: requests waiting
+// for a slot on any of them form one queue, first come, first served. With two instances a slot given
+// back went to the other's waiting requests; with three, to whichever of the other two asked first.
+
+const shared = upstreamAndRedis();
+const gateways: RunningGateway[] = [];
+
+const config = (dbUrl: string) => `
+model_list:
+  - model_name: single
+    litellm_params: {model: openai/s, api_base: "${shared.upstream.url}", max_parallel_requests: 1, input_cost_per_token: 0.000001, output_cost_per_token: 0.000002}
+general_settings:
+  master_key: sk-1234
+  database_url: ${dbUrl}
+  redis_url: ${shared.redis.url}
+`;
+
+beforeAll(async () => {
+  const dbUrl = await (await sharedPostgres()).newDatabase();
+  for (let i = 0; i < 3; i++) gateways.push(await startBinary({ config: config(dbUrl) }));
+  shared.gateways.push(...gateways);
+}, 120_000);
+
+const chat = (gateway: RunningGateway, content: string) =>
+  new OpenAI({ apiKey: "sk-1234", baseURL: `${gateway.url}/v1`, maxRetries: 0 }).chat.completions.create({ model: "single", messages: [{ role: "user", content }] });
+
+/** `count` requests sent `gapMs` apart, in turn to each instance: the order they reached the provider in. */
+async function staggered(count: number, gapMs: number, callMs: number): Promise<number[]> {
+  shared.upstream.reset();
+  shared.upstream.set({ firstByteDelayMs: callMs });
+  const answers: Promise<unknown>[] = [];
+  for (let i = 0; i < count; i++) {
+    answers.push(chat(gateways[i % 3]!, `request ${i}`));
+    await Bun.sleep(gapMs);
+  }
+  await Promise.all(answers);
+  expect(shared.upstream.maxInFlight).toBe(1);
+  return shared.upstream.requests.map((request) => Number(/request (\d+)/.exec(request.body.messages[0].content)?.[1]));
+}
+
+describe("max_parallel_requests on a deployment, three instances on one Redis", () => {
+  test("requests waiting on the three instances reach the provider in the order they came, whichever instance each came to", async () => {
+    // Twelve requests 15 ms apart, each call 40 ms: all but the first wait, on each instance in turn.
+    const order = await staggered(12, 15, 40);
+    // Each at its place, or next to it (a client's request can leave 15 ms late on a busy machine). Before,
+    // a slot went to whichever instance asked first: the second request went third to sixth.
+    const late = order.map((request, place) => Math.abs(place - request));
+    expect(Math.max(...late)).toBeLessThanOrEqual(1);
+    expect(order.slice(0, 2)).toEqual([0, 1]);
+  }, 30_000);
+
+  test("an instance whose requests came first is served first, however many the others have waiting", async () => {
+    shared.upstream.reset();
+    shared.upstream.set({ firstByteDelayMs: 40 });
+    const [first, second, third] = gateways as [RunningGateway, RunningGateway, RunningGateway];
+    // The slot is taken on the first instance; one request waits on the second, then four on the third and four on the first.
+    const answers = [chat(first, "request 0")];
+    await Bun.sleep(10);
+    answers.push(chat(second, "request 1"));
+    await Bun.sleep(10);
+    for (let i = 2; i < 10; i++) answers.push(chat(i % 2 === 0 ? third : first, `request ${i}`));
+    await Promise.all(answers);
+    const order = shared.upstream.requests.map((request) => Number(/request (\d+)/.exec(request.body.messages[0].content)?.[1]));
+    // The second instance's one request goes next, not after the other two instances' queues.
+    expect(order.slice(0, 2)).toEqual([0, 1]);
+    expect(shared.upstream.maxInFlight).toBe(1);
+  }, 30_000);
+});
