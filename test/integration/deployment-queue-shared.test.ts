@@ -26,8 +26,8 @@ beforeAll(async () => {
   shared.gateways.push(...gateways);
 }, 120_000);
 
-const chat = (gateway: RunningGateway, content: string) =>
-  new OpenAI({ apiKey: "sk-1234", baseURL: `${gateway.url}/v1`, maxRetries: 0 }).chat.completions.create({ model: "single", messages: [{ role: "user", content }] });
+const chat = (gateway: RunningGateway, content: string, signal?: AbortSignal) =>
+  new OpenAI({ apiKey: "sk-1234", baseURL: `${gateway.url}/v1`, maxRetries: 0 }).chat.completions.create({ model: "single", messages: [{ role: "user", content }] }, { signal });
 
 /** `count` requests sent `gapMs` apart, in turn to each instance: the order they reached the provider in. */
 async function staggered(count: number, gapMs: number, callMs: number): Promise<number[]> {
@@ -69,5 +69,25 @@ describe("max_parallel_requests on a deployment, three instances on one Redis", 
     // The second instance's one request goes next, not after the other two instances' queues.
     expect(order.slice(0, 2)).toEqual([0, 1]);
     expect(shared.upstream.maxInFlight).toBe(1);
+  }, 30_000);
+
+  test("a request whose client leaves while it waits gives up its place: one that came after it, on another instance, goes when the slot frees", async () => {
+    shared.upstream.reset();
+    shared.upstream.set({ firstByteDelayMs: 200 });
+    const [first, second, third] = gateways as [RunningGateway, RunningGateway, RunningGateway];
+    const holder = chat(first, "request 0");
+    await Bun.sleep(20);
+    const leaving = new AbortController();
+    const left = chat(second, "request 1", leaving.signal).catch((error) => error);
+    await Bun.sleep(20);
+    const later = chat(third, "request 2").then(() => Date.now());
+    await Bun.sleep(20);
+    leaving.abort();
+    expect(await left).toBeInstanceOf(Error);
+    await holder;
+    const freedAt = Date.now();
+    // Its call takes 200 ms: it was not kept waiting for the request that left (its place in Redis goes with it).
+    expect((await later) - freedAt).toBeLessThan(400);
+    expect(shared.upstream.requests.map((request) => request.body.messages[0].content)).toEqual(["request 0", "request 2"]);
   }, 30_000);
 });

@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { LEASE_FLOOR, type State, pushDue, roomWanted } from "../../src/redis/lease";
+import { LEASE_FLOOR, type State, fitsHere, pushDue, roomWanted } from "../../src/redis/lease";
 
 function counter(fields: Partial<State>): State {
   return {
@@ -52,5 +52,23 @@ describe("how much room a counter asks for", () => {
     expect(roomWanted(counter({ check: { key: "k", limit: 1000, reserve: 1, initial: 0, expiresAt: Infinity }, v: 900, peers: 1 }))).toBe(25);
     // less than one request's worth of share: nothing, the room goes back
     expect(roomWanted(counter({ check: { key: "k", limit: 1000, reserve: 1, initial: 0, expiresAt: Infinity }, v: 999, peers: 1 }))).toBe(0);
+  });
+});
+
+describe("room taken on the lease, without asking Redis", () => {
+  const slot = { key: "p:d:x:", limit: 1000, reserve: 1, initial: 0, expiresAt: Infinity, queued: true };
+  const plain = { ...slot, queued: undefined };
+
+  test("a request that fits takes it, unless another instance's request waits in a queue for the room", () => {
+    const now = 100_000;
+    expect(fitsHere(counter({}), slot, now)).toBe(true);
+    // The last sync said a request waiting elsewhere came first, or another instance was just refused room here.
+    expect(fitsHere(counter({ ahead: 1 }), slot, now)).toBe(false);
+    expect(fitsHere(counter({ othersAskedAt: now - 100 }), slot, now)).toBe(false);
+    expect(fitsHere(counter({ othersAskedAt: now - 1000 }), slot, now)).toBe(true);
+    // A counter no request queues for (a key's limits: those refused are answered 429) keeps its lease as before.
+    expect(fitsHere(counter({ ahead: 1, othersAskedAt: now - 100 }), plain, now)).toBe(true);
+    // Nor does it take more than the lease holds.
+    expect(fitsHere(counter({ inflight: 16 }), slot, now)).toBe(false);
   });
 });

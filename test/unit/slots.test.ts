@@ -248,3 +248,39 @@ describe("handed between instances while both have requests waiting", () => {
     (await waiting)!();
   });
 });
+
+describe("the queue across instances", () => {
+  /** Shared counters that record what the slots tell them of those waiting (Redis keeps it, see test/integration/shared-queue.test.ts). */
+  class ListeningCounters extends LocalCounters {
+    told: { key: string; oldest: number | null; next: number | null }[] = [];
+    waiting(check: { key: string }, oldest: number | null, next: number | null) {
+      this.told.push({ key: check.key, oldest, next });
+    }
+  }
+
+  test("the shared counters hear how long the oldest request waiting here, and the one behind it, have waited; and when none waits", async () => {
+    const counters = new ListeningCounters(() => Date.now());
+    const slots = new DeploymentSlots(counters);
+    const held = slots.take("d", 1, never) as Release;
+    expect(counters.told).toEqual([]);
+    const first = taken(slots.take("d", 1, never));
+    await Bun.sleep(30);
+    const leaving = new AbortController();
+    const second = taken(slots.take("d", 1, leaving.signal));
+    const key = counterKeys.parallel(scopes.deployment("d"));
+    const last = () => counters.told.at(-1)!;
+    expect(last().key).toBe(key);
+    expect(last().oldest).toBeGreaterThanOrEqual(25);
+    expect(last().next).toBeLessThan(10);
+    // The one behind leaves: the oldest is alone.
+    leaving.abort();
+    expect(await second).toBeNull();
+    expect(last().next).toBeNull();
+    expect(last().oldest).toBeGreaterThanOrEqual(25);
+    // The oldest is served: none waits.
+    held();
+    (await first)!();
+    expect(last()).toEqual({ key, oldest: null, next: null });
+    expect(slots.inFlight("d")).toBe(0);
+  });
+});
