@@ -192,3 +192,19 @@ export function upstreamAndRedis(): { readonly upstream: Upstream; readonly redi
     },
   };
 }
+
+/**
+ * For the test file that calls it: `count` instances of the binary sharing one new Postgres database
+ * and `shared`'s Redis, serving the `model_list` entries `models` gives (YAML, indented two spaces, for
+ * the test upstream's URL), started before its tests and killed after them.
+ */
+export function instancesOnOneRedis(shared: ReturnType<typeof upstreamAndRedis>, count: number, models: (upstreamUrl: string) => string): RunningGateway[] {
+  const gateways: RunningGateway[] = [];
+  beforeAll(async () => {
+    const dbUrl = await (await sharedPostgres()).newDatabase();
+    const config = `model_list:\n${models(shared.upstream.url)}\ngeneral_settings:\n  master_key: sk-1234\n  database_url: ${dbUrl}\n  redis_url: ${shared.redis.url}\n`;
+    for (let i = 0; i < count; i++) gateways.push(await startBinary({ config }));
+    shared.gateways.push(...gateways);
+  }, 120_000);
+  return gateways;
+}

@@ -1,7 +1,6 @@
 import { beforeAll, describe, expect, test } from "bun:test";
 import OpenAI from "openai";
-import { type RunningGateway, startBinary, upstreamAndRedis } from "../helpers/binary";
-import { sharedPostgres } from "../helpers/services";
+import { type RunningGateway, instancesOnOneRedis, upstreamAndRedis } from "../helpers/binary";
 
 // A deployment's `max_parallel_requests` on two instances sharing Postgres and Redis: the cap holds for
 // the deployment (the provider sized for it sees no more), not per instance, as LiteLLM's router
@@ -9,27 +8,16 @@ import { sharedPostgres } from "../helpers/services";
 // instance they came to, and go when a slot comes back on either.
 
 const shared = upstreamAndRedis();
+const gateways = instancesOnOneRedis(shared, 2, (upstream) => `
+  - model_name: narrow
+    litellm_params: {model: openai/m, api_base: "${upstream}", max_parallel_requests: 2, input_cost_per_token: 0.000001, output_cost_per_token: 0.000002}
+  - model_name: single
+    litellm_params: {model: openai/s, api_base: "${upstream}", max_parallel_requests: 1, input_cost_per_token: 0.000001, output_cost_per_token: 0.000002}`);
 let a: RunningGateway;
 let b: RunningGateway;
-
-const config = (dbUrl: string) => `
-model_list:
-  - model_name: narrow
-    litellm_params: {model: openai/m, api_base: "${shared.upstream.url}", max_parallel_requests: 2, input_cost_per_token: 0.000001, output_cost_per_token: 0.000002}
-  - model_name: single
-    litellm_params: {model: openai/s, api_base: "${shared.upstream.url}", max_parallel_requests: 1, input_cost_per_token: 0.000001, output_cost_per_token: 0.000002}
-general_settings:
-  master_key: sk-1234
-  database_url: ${dbUrl}
-  redis_url: ${shared.redis.url}
-`;
-
-beforeAll(async () => {
-  const dbUrl = await (await sharedPostgres()).newDatabase();
-  a = await startBinary({ config: config(dbUrl) });
-  b = await startBinary({ config: config(dbUrl) });
-  shared.gateways.push(a, b);
-}, 120_000);
+beforeAll(() => {
+  [a, b] = gateways as [RunningGateway, RunningGateway];
+});
 
 const messages = [{ role: "user" as const, content: "Hello there" }];
 const client = (gateway: RunningGateway) => new OpenAI({ apiKey: "sk-1234", baseURL: `${gateway.url}/v1`, maxRetries: 0 });

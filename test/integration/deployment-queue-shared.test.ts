@@ -1,30 +1,15 @@
-import { beforeAll, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import OpenAI from "openai";
-import { type RunningGateway, startBinary, upstreamAndRedis } from "../helpers/binary";
-import { sharedPostgres } from "../helpers/services";
+import { type RunningGateway, instancesOnOneRedis, upstreamAndRedis } from "../helpers/binary";
 
 // A deployment's `max_parallel_requests` on three instances sharing Postgres and Redis: requests waiting
 // for a slot on any of them form one queue, first come, first served. With two instances a slot given
 // back went to the other's waiting requests; with three, to whichever of the other two asked first.
 
 const shared = upstreamAndRedis();
-const gateways: RunningGateway[] = [];
-
-const config = (dbUrl: string) => `
-model_list:
+const gateways = instancesOnOneRedis(shared, 3, (upstream) => `
   - model_name: single
-    litellm_params: {model: openai/s, api_base: "${shared.upstream.url}", max_parallel_requests: 1, input_cost_per_token: 0.000001, output_cost_per_token: 0.000002}
-general_settings:
-  master_key: sk-1234
-  database_url: ${dbUrl}
-  redis_url: ${shared.redis.url}
-`;
-
-beforeAll(async () => {
-  const dbUrl = await (await sharedPostgres()).newDatabase();
-  for (let i = 0; i < 3; i++) gateways.push(await startBinary({ config: config(dbUrl) }));
-  shared.gateways.push(...gateways);
-}, 120_000);
+    litellm_params: {model: openai/s, api_base: "${upstream}", max_parallel_requests: 1, input_cost_per_token: 0.000001, output_cost_per_token: 0.000002}`);
 
 const chat = (gateway: RunningGateway, content: string, signal?: AbortSignal) =>
   new OpenAI({ apiKey: "sk-1234", baseURL: `${gateway.url}/v1`, maxRetries: 0 }).chat.completions.create({ model: "single", messages: [{ role: "user", content }] }, { signal });
