@@ -73,10 +73,10 @@ export interface Counters {
   /** Shared: whether a request waiting on another instance for room on the counter came before those waiting here. */
   contested?(check: CounterCheck): boolean;
   /**
-   * Shared: how long the oldest request waiting here for room on the counter, and the one behind it,
-   * have waited (ms; null: none). Room goes to the request that has waited longest on any instance.
+   * Shared: how long the requests waiting here for room on the counter have waited (ms, oldest first, as
+   * many as the limit at most; none: empty). Room goes to the requests that have waited longest on any instance.
    */
-  waiting?(check: CounterCheck, oldestMs: number | null, nextMs: number | null): void;
+  waiting?(check: CounterCheck, waited: readonly number[]): void;
   /** Shared: `listener` hears of each counter (by key) on which another instance gave back room this one asked for. */
   onFreed?(listener: (key: string) => void): void;
   /**

@@ -44,6 +44,8 @@ const ASK_AGAIN_MS = 10;
  * and takes it in a round trip or two. Redis would refuse them meanwhile (see `Counters.waiting`).
  */
 const YIELD_MS = 20;
+/** Shared: the most waiting requests an instance tells Redis of, per deployment (see `report`). */
+const MOST_WAITS_TOLD = 100;
 
 /**
  * Requests in flight at each deployment, for a `model_list` entry's `max_parallel_requests`: a request
@@ -205,8 +207,9 @@ export class DeploymentSlots {
   }
 
   /**
-   * Shared: how long the two oldest requests waiting here for each of the deployments have waited, for
-   * Redis to give a slot to the request that has waited longest, whichever instance it is on.
+   * Shared: how long the oldest requests waiting here for each of the deployments have waited (as many
+   * as its cap: no more can go next), for Redis to give slots to the requests that have waited longest,
+   * whichever instance they are on.
    */
   private report(ids: readonly string[]): void {
     if (!this.shared?.waiting) return;
@@ -214,9 +217,10 @@ export class DeploymentSlots {
     for (const id of ids) {
       const held = this.held.get(id);
       if (!held || !this.sharedAt(held)) continue;
+      const most = Math.min(held.cap, MOST_WAITS_TOLD);
       const waited: number[] = [];
-      for (let i = 0; i < this.queue.length && waited.length < 2; i++) if (this.queue[i]!.at.includes(id)) waited.push(now - this.queue[i]!.since);
-      this.shared.waiting(slotCheck(id, held.cap), waited[0] ?? null, waited[1] ?? null);
+      for (let i = 0; i < this.queue.length && waited.length < most; i++) if (this.queue[i]!.at.includes(id)) waited.push(now - this.queue[i]!.since);
+      this.shared.waiting(slotCheck(id, held.cap), waited);
     }
   }
 

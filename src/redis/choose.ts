@@ -27,7 +27,7 @@ export function chooseSyncs(
       continue;
     }
     // One with requests waiting here (or whose last word in Redis was that some were) is not idle: Redis must hear when none are.
-    const idle = now - s.touchedAt > IDLE_MS && s.inflight === 0 && s.unsynced === 0 && s.waitingSince === null && s.waitingSent === null;
+    const idle = now - s.touchedAt > IDLE_MS && s.inflight === 0 && s.unsynced === 0 && s.waits.length === 0 && !s.waitsInRedis;
     if (!idle && s.check.expiresAt - now < NEXT_WINDOW_LEAD_MS && s.check.expiresAt > now) {
       const next = nextWindowCheck(s.check);
       if (next && !states.has(next.key)) upcoming.push([s, next]);

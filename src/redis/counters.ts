@@ -6,9 +6,10 @@ import { chooseSyncs } from "./choose";
 import { ALIVE_ADMITTING_MS, ALIVE_MS, Heartbeat } from "./heartbeat";
 import { FreedRoom } from "./freed";
 import { type RedisKeys, deleteCounters, reclaimMessage, redisKeys } from "./keys";
-import { CONTESTED_MS, type State, type SyncReply, alone, consumed, fitsHere, atLimit, heldByOthers, lostData, newState, refused, spareWanted, takeShare, waitingHere } from "./lease";
+import { type State, type SyncReply, alone, consumed, atLimit, heldByOthers, lostData, newState, refused, spareWanted, takeShare } from "./lease";
 import { RedisLink } from "./link";
 import { Sweep } from "./sweep";
+import { CONTESTED_MS, fitsHere, waitingHere } from "./waits";
 
 /**
  * Counters shared by every instance through Redis, without a Redis round trip per request.
@@ -247,20 +248,18 @@ export class SharedCounters implements Counters {
     if (key !== null && from !== this.options.instanceId) this.freedRoom.heard(key, this.states.get(key));
   }
 
-  onFreed(listener: (key: string) => void): void {
-    this.freedRoom.listen(listener);
-  }
+  readonly onFreed = (listener: (key: string) => void): void => this.freedRoom.listen(listener);
 
   /** Whether a request waiting on another instance came before the oldest waiting here, as the last sync said. */
   contested(check: CounterCheck): boolean {
     return (this.states.get(check.key)?.ahead ?? 0) > 0;
   }
 
-  /** How long the oldest request waiting here for room on the counter, and the one behind it, have waited (null: none); see `State.waitingSince`. */
-  waiting(check: CounterCheck, oldestMs: number | null, nextMs: number | null): void {
-    const s = oldestMs === null ? this.states.get(check.key) : this.state(check);
+  /** How long the requests waiting here for room on the counter have waited (ms, oldest first); see `State.waits`. */
+  waiting(check: CounterCheck, waited: readonly number[]): void {
+    const s = waited.length === 0 ? this.states.get(check.key) : this.state(check);
     if (!s) return;
-    waitingHere(s, oldestMs, nextMs, this.options.now());
+    waitingHere(s, waited, this.options.now());
     this.dirty.add(s);
   }
 

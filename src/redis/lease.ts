@@ -58,16 +58,20 @@ export interface State {
   /** The value the last refusal was decided on: the shared value, the other instances' leases and this one's use. */
   refusedOn?: number;
   /**
-   * When the oldest request waiting here for room on the counter began to wait, and the one behind it
-   * (null: none; see `SharedCounters.waiting`), and the first as the last sync sent it: Redis keeps each
-   * instance's oldest, so that room goes to the request that has waited longest, whichever instance it is on.
+   * When the oldest requests waiting here for room on the counter began to wait, oldest first (up to as
+   * many as the limit; see `SharedCounters.waiting`): Redis keeps every instance's, so that room goes to
+   * the requests that have waited longest, whichever instance they are on.
    */
-  waitingSince: number | null;
-  nextWaitingSince: number | null;
-  waitingSent: number | null;
-  /** Other instances whose oldest waiting request came before this one's (before the last sync, with none here), as of that sync. */
+  waits: number[];
+  /** `waits` changed since a sync last sent them; Redis may hold some of this instance's (a sync sent some). */
+  waitsChanged: boolean;
+  waitsInRedis: boolean;
+  /** Requests waiting on other instances that came before this one's oldest (before the last sync, with none here), as of that sync. */
   ahead: number;
 }
+
+/** No request waiting. */
+export const NO_WAITS: number[] = [];
 
 /** States this process made: each numbers its own series of pushes. */
 let made = 0;
@@ -78,7 +82,7 @@ export function newState(check: CounterCheck, now: number): State {
     check, lease: 0, inflight: 0, unsynced: 0, pushing: 0, acked: 0, series: ++made, reclaim: false, askedAt: 0, othersAskedAt: 0, wakers: null,
     syncedLimit: check.limit, sendingLimit: check.limit, v: check.initial, others: 0, peers: 0, synced: false, busy: null,
     admittedSinceSync: 0, rate: 0, lastReserve: check.reserve, lastActual: 0, touchedAt: now, syncedAt: 0, recover: false,
-    floor: check.initial, generation: null, waitingSince: null, nextWaitingSince: null, waitingSent: null, ahead: 0,
+    floor: check.initial, generation: null, waits: NO_WAITS, waitsChanged: false, waitsInRedis: false, ahead: 0,
   };
 }
 
@@ -125,23 +129,6 @@ const roomLeft = (s: State) => s.check.limit - alone(s);
  */
 export const fitsLease = (s: State, check: CounterCheck) =>
   s.synced && check.limit >= s.syncedLimit && consumed(s) + check.reserve <= s.lease && (check.reserve > 0 || consumed(s) < s.lease) && alone(s) < check.limit;
-
-/** Another instance that asked for room this long ago still wants it (it asks again every 25 ms while refused). */
-export const CONTESTED_MS = 250;
-
-/**
- * Whether a request may take room on this instance's lease without asking Redis: it fits there (a sync
- * in flight does not stop it: the lease it may change can only grow), and no other instance's request
- * waits in a queue for the room (a deployment's slots): that goes by Redis, to the longest waiting.
- */
-export const fitsHere = (s: State, check: CounterCheck, now: number) =>
-  fitsLease(s, check) && !(check.queued && (s.ahead > 0 || now - s.othersAskedAt < CONTESTED_MS));
-
-/** The requests waiting here for room on the counter: how long the oldest and the one behind it have waited (ms; null: none). */
-export function waitingHere(s: State, oldestMs: number | null, nextMs: number | null, now: number): void {
-  s.waitingSince = oldestMs === null ? null : now - oldestMs;
-  s.nextWaitingSince = nextMs === null ? null : now - nextMs;
-}
 
 /** Whether a counter is at its limit as last seen, whatever the other instances hold: Redis need not be asked. */
 export const atLimit = (s: State, check: CounterCheck) => s.synced && s.v + consumed(s) >= check.limit;
@@ -292,7 +279,7 @@ export function pushedUpTo(s: State, total: number): void {
 export function unpushed(s: State, push: number): void {
   s.pushing = Math.max(0, s.pushing - push);
   s.unsynced += push;
-  s.waitingSent = -1;
+  s.waitsChanged = true;
 }
 
 /** One counter's sync: its state, what it pushes (taken back if Redis does not answer) and the script's arguments. */
@@ -341,12 +328,13 @@ export function syncArgs(s: State, total: number, need: number, request: number,
   // too: the script makes the value the highest floor plus what was pushed since.
   const initial = s.recover ? Math.max(s.check.initial, s.floor) : s.check.initial;
   s.sendingLimit = s.check.limit;
-  s.waitingSent = s.waitingSince;
-  const waited = (since: number | null) => (since === null ? -1 : Math.max(0, Math.round(now - since)));
+  s.waitsChanged = false;
+  s.waitsInRedis = s.waits.length > 0;
   // What is being pushed leaves the lease and joins the shared value there.
   return [
     initial, s.check.limit, total, Math.max(0, s.lease - s.pushing), consumed(s) - s.pushing, need, request, Math.ceil(keyTtl),
-    admission ? "1" : "0", unit(s), s.recover ? "1" : "0", s.acked, s.series, waited(s.waitingSince), waited(s.nextWaitingSince),
+    admission ? "1" : "0", unit(s), s.recover ? "1" : "0", s.acked, s.series,
+    s.waits.map((since) => Math.max(0, Math.round(now - since))).join(","),
   ];
 }
 
@@ -360,8 +348,8 @@ export function syncNeed(s: State, now: number, idle: boolean, closing: boolean,
   const free = s.lease - consumed(s);
   if (!s.synced || free < want / 2) return "urgent";
   // Hysteresis: slack is returned once it is twice what is wanted (at once when nothing is wanted).
-  // A change of the oldest request waiting here goes at once: the other instances' queues wait on it.
-  const due = free > 2 * want || (want === 0 && free > 0) || idle || pushDue(s, now, pushAfterMs) || (closing && s.unsynced > 0) || s.waitingSince !== s.waitingSent;
+  // A change in the requests waiting here goes at once: the other instances' queues wait on it.
+  const due = free > 2 * want || (want === 0 && free > 0) || idle || pushDue(s, now, pushAfterMs) || (closing && s.unsynced > 0) || s.waitsChanged;
   return due ? "due" : null;
 }
 

@@ -9,11 +9,11 @@
 --       admission? ("1"/"0"), unit (a typical reservation),
 --       recover? ("1": Redis lost its data; the initial value is what this instance last saw),
 --       acked (the part of the total a reply confirmed), series (numbers the instance's running totals),
---       waited (ms the oldest request waiting on this instance for the counter has waited, -1: none),
---       then waited (ms) by the one behind it (-1: none)
+--       waited (how many ms each request waiting on this instance for room on the counter has waited,
+--       oldest first, comma-separated; "": none)
 -- Returns 6 values per counter: admitted, lease, shared value, others' leases, live peers, and how many
--- other instances have a request waiting that came before this one's oldest (or before now, with none).
-local FIELDS = 15
+-- requests waiting on other instances came before this one's oldest (or before now, with none).
+local FIELDS = 14
 local me = ARGV[1]
 local alivePrefix = ARGV[2]
 local alive = {}
@@ -53,12 +53,13 @@ for k = 1, #KEYS do
   end
   local v = tonumber(redis.call('HINCRBYFLOAT', h, 'v', string.format('%.17g', push)))
   local limit = tonumber(ARGV[a + 2])
-  -- w:<instance> is when that instance's oldest request waiting for the counter began to wait (Redis's
-  -- clock: instances send how long it has waited). A request asking for room is admitted only with room
-  -- left for every instance whose oldest came before it: the queue is first come across instances.
-  local waited = tonumber(ARGV[a + 14])
-  local since = nowMs
-  if waited >= 0 then since = nowMs - waited end
+  -- w:<instance> is when each request waiting on that instance for room on the counter began to wait
+  -- (Redis's clock: instances send how long each has waited), oldest first. A request asking for room
+  -- is admitted only with room left for every request elsewhere that came before it: the queue is one,
+  -- first come, first served, across the instances.
+  local mine = {}
+  for ms in string.gmatch(ARGV[a + 14], '[^,]+') do mine[#mine + 1] = nowMs - tonumber(ms) end
+  local since = mine[1] or nowMs
   local fields = redis.call('HGETALL', h)
   local others, peers = 0, 0
   local waits = {}
@@ -75,7 +76,7 @@ for k = 1, #KEYS do
           others = others + tonumber(fields[i + 1])
           peers = peers + 1
         elseif kind == 'w:' then
-          waits[#waits + 1] = tonumber(fields[i + 1])
+          for t in string.gmatch(fields[i + 1], '[^,]+') do waits[#waits + 1] = tonumber(t) end
         end
       end
     end
@@ -103,10 +104,9 @@ for k = 1, #KEYS do
     end
   end
   -- This instance's oldest waiting request, once admitted, leaves the next one oldest here.
-  local behind = waited
-  if ARGV[a + 9] == '1' and admitted == 1 and waited >= 0 then behind = tonumber(ARGV[a + 15]) end
-  if behind >= 0 then
-    redis.call('HSET', h, 'w:' .. me, tostring(nowMs - behind))
+  if ARGV[a + 9] == '1' and admitted == 1 and #mine > 0 then table.remove(mine, 1) end
+  if #mine > 0 then
+    redis.call('HSET', h, 'w:' .. me, table.concat(mine, ','))
   else
     redis.call('HDEL', h, 'w:' .. me)
   end
@@ -126,6 +126,6 @@ for k = 1, #KEYS do
   out[#out + 1] = tostring(others)
   out[#out + 1] = peers
   -- Ahead of this instance's oldest waiting request from now on (the next one, when its oldest was admitted).
-  if behind >= 0 then out[#out + 1] = before(nowMs - behind) else out[#out + 1] = before(nowMs) end
+  out[#out + 1] = before(mine[1] or nowMs)
 end
 return out

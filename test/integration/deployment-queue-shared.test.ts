@@ -9,22 +9,24 @@ import { type RunningGateway, instancesOnOneRedis, upstreamAndRedis } from "../h
 const shared = upstreamAndRedis();
 const gateways = instancesOnOneRedis(shared, 3, (upstream) => `
   - model_name: single
-    litellm_params: {model: openai/s, api_base: "${upstream}", max_parallel_requests: 1, input_cost_per_token: 0.000001, output_cost_per_token: 0.000002}`);
+    litellm_params: {model: openai/s, api_base: "${upstream}", max_parallel_requests: 1, input_cost_per_token: 0.000001, output_cost_per_token: 0.000002}
+  - model_name: pair
+    litellm_params: {model: openai/p, api_base: "${upstream}", max_parallel_requests: 2, input_cost_per_token: 0.000001, output_cost_per_token: 0.000002}`);
 
-const chat = (gateway: RunningGateway, content: string, signal?: AbortSignal) =>
-  new OpenAI({ apiKey: "sk-1234", baseURL: `${gateway.url}/v1`, maxRetries: 0 }).chat.completions.create({ model: "single", messages: [{ role: "user", content }] }, { signal });
+const chat = (gateway: RunningGateway, content: string, signal?: AbortSignal, model = "single") =>
+  new OpenAI({ apiKey: "sk-1234", baseURL: `${gateway.url}/v1`, maxRetries: 0 }).chat.completions.create({ model, messages: [{ role: "user", content }] }, { signal });
 
 /** `count` requests sent `gapMs` apart, in turn to each instance: the order they reached the provider in. */
-async function staggered(count: number, gapMs: number, callMs: number): Promise<number[]> {
+async function staggered(count: number, gapMs: number, callMs: number, model = "single", cap = 1): Promise<number[]> {
   shared.upstream.reset();
   shared.upstream.set({ firstByteDelayMs: callMs });
   const answers: Promise<unknown>[] = [];
   for (let i = 0; i < count; i++) {
-    answers.push(chat(gateways[i % 3]!, `request ${i}`));
+    answers.push(chat(gateways[i % 3]!, `request ${i}`, undefined, model));
     await Bun.sleep(gapMs);
   }
   await Promise.all(answers);
-  expect(shared.upstream.maxInFlight).toBe(1);
+  expect(shared.upstream.maxInFlight).toBe(cap);
   return shared.upstream.requests.map((request) => Number(/request (\d+)/.exec(request.body.messages[0].content)?.[1]));
 }
 
@@ -37,6 +39,28 @@ describe("max_parallel_requests on a deployment, three instances on one Redis", 
     const late = order.map((request, place) => Math.abs(place - request));
     expect(Math.max(...late)).toBeLessThanOrEqual(1);
     expect(order.slice(0, 2)).toEqual([0, 1]);
+  }, 30_000);
+
+  test("with a cap of 2, each request waiting that came first is owed a slot: an instance's earlier requests both go before another's later ones", async () => {
+    const rounds: string[][] = [];
+    for (let round = 0; round < 3; round++) {
+      shared.upstream.reset();
+      shared.upstream.set({ firstByteDelayMs: 100 });
+      const [first, second, third] = gateways as [RunningGateway, RunningGateway, RunningGateway];
+      const send = (gateway: RunningGateway, names: string[]) => names.map((name) => chat(gateway, name, undefined, "pair"));
+      // Both slots taken on the third instance; two requests wait on the first, then two on the second.
+      const answers = send(third, ["c0", "c1"]);
+      await Bun.sleep(20);
+      answers.push(...send(first, ["a0", "a1"]));
+      await Bun.sleep(30);
+      answers.push(...send(second, ["b0", "b1"]));
+      await Promise.all(answers);
+      expect(shared.upstream.maxInFlight).toBe(2);
+      rounds.push(shared.upstream.requests.map((request) => request.body.messages[0].content as string));
+    }
+    // Before, only each instance's oldest was owed a slot: when the two came back together, the second
+    // instance's could take one ahead of the first instance's second request.
+    for (const order of rounds) expect(order.slice(2, 4).sort()).toEqual(["a0", "a1"]);
   }, 30_000);
 
   test("an instance whose requests came first is served first, however many the others have waiting", async () => {

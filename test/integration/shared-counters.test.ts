@@ -229,9 +229,9 @@ describe("shared counters: many counters per sync call", () => {
     // Redis was emptied: another instance brought back what it admitted meanwhile (37 of 40), and holds 1.
     await admin.hset(key, "v", "37", "f", "37", "l:brought-y", "1");
     await admin.set(redisKeys.alive("brought-y"), "1", "PX", 10_000);
-    // One counter's sync by brought-x: initial, limit, pushed total, lease, consumed, need, request, ttl, admission?, unit, recover?, acked, series, waited (oldest here, next)
+    // One counter's sync by brought-x: initial, limit, pushed total, lease, consumed, need, request, ttl, admission?, unit, recover?, acked, series, waited (those waiting here)
     const sync = (lease: number, consumed: number, need = 0) =>
-      admin.eval(SYNC_SCRIPT, 1, key, "brought-x", redisKeys.alivePrefix, 37, 40, 0, lease, consumed, need, 0, 60_000, need > 0 ? "1" : "0", 1, "0", 0, 1, -1, -1) as Promise<unknown[]>;
+      admin.eval(SYNC_SCRIPT, 1, key, "brought-x", redisKeys.alivePrefix, 37, 40, 0, lease, consumed, need, 0, 60_000, need > 0 ? "1" : "0", 1, "0", 0, 1, "") as Promise<unknown[]>;
     // A lease of 10, granted before: 2 are left, and that is all it keeps (admitted, lease, value, others', peers, earlier waiters elsewhere).
     expect(await sync(10, 0)).toEqual([1, "2", "37", "1", 1, 0]);
     expect(await admin.hget(key, "l:brought-x")).toBe("2");
@@ -247,7 +247,7 @@ describe("shared counters: many counters per sync call", () => {
     const key = redisKeys.counter("twice");
     await admin.set(redisKeys.alive("twice-x"), "1", "PX", 10_000);
     const sync = (total: number, acked: number, series: number) =>
-      admin.eval(SYNC_SCRIPT, 1, key, "twice-x", redisKeys.alivePrefix, 0, 1000, total, 0, 0, 0, 0, 60_000, "0", 1, "0", acked, series, -1, -1) as Promise<unknown[]>;
+      admin.eval(SYNC_SCRIPT, 1, key, "twice-x", redisKeys.alivePrefix, 0, 1000, total, 0, 0, 0, 0, 60_000, "0", 1, "0", acked, series, "") as Promise<unknown[]>;
     expect((await sync(5, 0, 1))[2]).toBe("5");
     // Its reply timed out: sent again with what settled since, while the first one ran after all.
     expect((await sync(5, 0, 1))[2]).toBe("5");
@@ -259,7 +259,7 @@ describe("shared counters: many counters per sync call", () => {
     expect((await sync(3, 2, 2))[2]).toBe("10.5");
     // A dead instance's totals go with its leases.
     await admin.del(redisKeys.alive("twice-x"));
-    await admin.eval(SYNC_SCRIPT, 1, key, "twice-y", redisKeys.alivePrefix, 0, 1000, 0, 0, 0, 0, 0, 60_000, "0", 1, "0", 0, 1, -1, -1);
+    await admin.eval(SYNC_SCRIPT, 1, key, "twice-y", redisKeys.alivePrefix, 0, 1000, 0, 0, 0, 0, 0, 60_000, "0", 1, "0", 0, 1, "");
     expect(await admin.hget(key, "p:twice-x")).toBeNull();
   });
 

@@ -1,11 +1,12 @@
 import { describe, expect, test } from "bun:test";
-import { LEASE_FLOOR, type State, fitsHere, pushDue, roomWanted } from "../../src/redis/lease";
+import { LEASE_FLOOR, type State, pushDue, roomWanted } from "../../src/redis/lease";
+import { fitsHere } from "../../src/redis/waits";
 
 function counter(fields: Partial<State>): State {
   return {
     check: { key: "k", limit: 1000, reserve: 1, initial: 0, expiresAt: Infinity },
     lease: 16, inflight: 0, unsynced: 0, pushing: 0, acked: 0, series: 1, reclaim: false, askedAt: 0, othersAskedAt: 0, wakers: null, syncedLimit: 1000, sendingLimit: 1000, v: 0, others: 0, peers: 0, synced: true, busy: null,
-    admittedSinceSync: 0, rate: 0, lastReserve: 1, lastActual: 0, touchedAt: 0, syncedAt: 0, recover: false, floor: 0, generation: null, waitingSince: null, nextWaitingSince: null, waitingSent: null, ahead: 0, ...fields,
+    admittedSinceSync: 0, rate: 0, lastReserve: 1, lastActual: 0, touchedAt: 0, syncedAt: 0, recover: false, floor: 0, generation: null, waits: [], waitsChanged: false, waitsInRedis: false, ahead: 0, ...fields,
   };
 }
 

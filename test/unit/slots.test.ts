@@ -252,35 +252,44 @@ describe("handed between instances while both have requests waiting", () => {
 describe("the queue across instances", () => {
   /** Shared counters that record what the slots tell them of those waiting (Redis keeps it, see test/integration/shared-queue.test.ts). */
   class ListeningCounters extends LocalCounters {
-    told: { key: string; oldest: number | null; next: number | null }[] = [];
-    waiting(check: { key: string }, oldest: number | null, next: number | null) {
-      this.told.push({ key: check.key, oldest, next });
+    told: { key: string; waited: readonly number[] }[] = [];
+    waiting(check: { key: string }, waited: readonly number[]) {
+      this.told.push({ key: check.key, waited });
     }
   }
 
-  test("the shared counters hear how long the oldest request waiting here, and the one behind it, have waited; and when none waits", async () => {
+  test("the shared counters hear how long the requests waiting here have waited, oldest first, as many as the cap; and when none waits", async () => {
     const counters = new ListeningCounters(() => Date.now());
     const slots = new DeploymentSlots(counters);
-    const held = slots.take("d", 1, never) as Release;
+    const held = [slots.take("d", 2, never) as Release, slots.take("d", 2, never) as Release];
     expect(counters.told).toEqual([]);
-    const first = taken(slots.take("d", 1, never));
+    const first = taken(slots.take("d", 2, never));
     await Bun.sleep(30);
     const leaving = new AbortController();
-    const second = taken(slots.take("d", 1, leaving.signal));
+    const second = taken(slots.take("d", 2, leaving.signal));
+    const third = taken(slots.take("d", 2, never));
     const key = counterKeys.parallel(scopes.deployment("d"));
     const last = () => counters.told.at(-1)!;
     expect(last().key).toBe(key);
-    expect(last().oldest).toBeGreaterThanOrEqual(25);
-    expect(last().next).toBeLessThan(10);
-    // The one behind leaves: the oldest is alone.
+    // Three wait; two slots can go next, so the two oldest are told of.
+    expect(last().waited).toHaveLength(2);
+    expect(last().waited[0]).toBeGreaterThanOrEqual(25);
+    expect(last().waited[1]).toBeLessThan(10);
+    // The second leaves: the first and the third.
     leaving.abort();
     expect(await second).toBeNull();
-    expect(last().next).toBeNull();
-    expect(last().oldest).toBeGreaterThanOrEqual(25);
-    // The oldest is served: none waits.
-    held();
-    (await first)!();
-    expect(last()).toEqual({ key, oldest: null, next: null });
+    expect(last().waited).toHaveLength(2);
+    expect(last().waited[0]).toBeGreaterThanOrEqual(25);
+    // The first is served: the third alone; then none waits.
+    held[0]!();
+    const firstSlot = (await first)!;
+    expect(last().waited).toHaveLength(1);
+    expect(last().waited[0]).toBeLessThan(10);
+    held[1]!();
+    const thirdSlot = (await third)!;
+    expect(last()).toEqual({ key, waited: [] });
+    firstSlot();
+    thirdSlot();
     expect(slots.inFlight("d")).toBe(0);
   });
 });
