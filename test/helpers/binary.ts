@@ -195,14 +195,16 @@ export function upstreamAndRedis(): { readonly upstream: Upstream; readonly redi
 
 /**
  * For the test file that calls it: `count` instances of the binary sharing one new Postgres database
- * and `shared`'s Redis, serving the `model_list` entries `models` gives (YAML, indented two spaces, for
- * the test upstream's URL), started before its tests and killed after them.
+ * and `shared`'s Redis, serving one model per entry of `caps` (its name, and its deployment's
+ * `max_parallel_requests`) at the test upstream, started before its tests and killed after them.
  */
-export function instancesOnOneRedis(shared: ReturnType<typeof upstreamAndRedis>, count: number, models: (upstreamUrl: string) => string): RunningGateway[] {
+export function instancesOnOneRedis(shared: ReturnType<typeof upstreamAndRedis>, count: number, caps: Record<string, number>): RunningGateway[] {
   const gateways: RunningGateway[] = [];
   beforeAll(async () => {
     const dbUrl = await (await sharedPostgres()).newDatabase();
-    const config = `model_list:\n${models(shared.upstream.url)}\ngeneral_settings:\n  master_key: sk-1234\n  database_url: ${dbUrl}\n  redis_url: ${shared.redis.url}\n`;
+    const models = Object.entries(caps).map(([name, cap]) =>
+      `  - model_name: ${name}\n    litellm_params: {model: openai/${name}, api_base: "${shared.upstream.url}", max_parallel_requests: ${cap}, input_cost_per_token: 0.000001, output_cost_per_token: 0.000002}`);
+    const config = `model_list:\n${models.join("\n")}\ngeneral_settings:\n  master_key: sk-1234\n  database_url: ${dbUrl}\n  redis_url: ${shared.redis.url}\n`;
     for (let i = 0; i < count; i++) gateways.push(await startBinary({ config }));
     shared.gateways.push(...gateways);
   }, 120_000);

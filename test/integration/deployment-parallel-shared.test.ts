@@ -8,11 +8,7 @@ import { type RunningGateway, instancesOnOneRedis, upstreamAndRedis } from "../h
 // instance they came to, and go when a slot comes back on either.
 
 const shared = upstreamAndRedis();
-const gateways = instancesOnOneRedis(shared, 2, (upstream) => `
-  - model_name: narrow
-    litellm_params: {model: openai/m, api_base: "${upstream}", max_parallel_requests: 2, input_cost_per_token: 0.000001, output_cost_per_token: 0.000002}
-  - model_name: single
-    litellm_params: {model: openai/s, api_base: "${upstream}", max_parallel_requests: 1, input_cost_per_token: 0.000001, output_cost_per_token: 0.000002}`);
+const gateways = instancesOnOneRedis(shared, 2, { narrow: 2, single: 1 });
 let a: RunningGateway;
 let b: RunningGateway;
 beforeAll(() => {

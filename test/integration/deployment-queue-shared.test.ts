@@ -7,11 +7,7 @@ import { type RunningGateway, instancesOnOneRedis, upstreamAndRedis } from "../h
 // back went to the other's waiting requests; with three, to whichever of the other two asked first.
 
 const shared = upstreamAndRedis();
-const gateways = instancesOnOneRedis(shared, 3, (upstream) => `
-  - model_name: single
-    litellm_params: {model: openai/s, api_base: "${upstream}", max_parallel_requests: 1, input_cost_per_token: 0.000001, output_cost_per_token: 0.000002}
-  - model_name: pair
-    litellm_params: {model: openai/p, api_base: "${upstream}", max_parallel_requests: 2, input_cost_per_token: 0.000001, output_cost_per_token: 0.000002}`);
+const gateways = instancesOnOneRedis(shared, 3, { single: 1, pair: 2 });
 
 const chat = (gateway: RunningGateway, content: string, signal?: AbortSignal, model = "single") =>
   new OpenAI({ apiKey: "sk-1234", baseURL: `${gateway.url}/v1`, maxRetries: 0 }).chat.completions.create({ model, messages: [{ role: "user", content }] }, { signal });
