@@ -18,6 +18,8 @@ local me = ARGV[1]
 local alivePrefix = ARGV[2]
 local alive = {}
 local out = {}
+-- Redis's clock orders the waiting requests: before Redis 5 a script that reads it must replicate its effects, not itself.
+if redis.replicate_commands then redis.replicate_commands() end
 local clock = redis.call('TIME')
 local nowMs = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 for k = 1, #KEYS do
