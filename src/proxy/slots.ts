@@ -60,7 +60,7 @@ const MOST_WAITS_TOLD = 100;
  * a parallel counter's reservation (`p:d:<id>:`), taken on this instance's lease while it has room and
  * decided by Redis near the cap. Those refused there wait here, in the same queue, and ask again every
  * ASK_AGAIN_MS, or as soon as another instance says it gave a slot back. The queue is one across the
- * instances: each tells Redis how long its oldest request has waited, and a slot goes to the request
+ * instances: each tells Redis how long its waiting requests have waited, and a slot goes to the request
  * that has waited longest, whichever instance it came to (see `Counters.waiting`).
  */
 export class DeploymentSlots {
