@@ -1,11 +1,16 @@
-import { describe, expect, test } from "bun:test";
-import { gatewayFor } from "../helpers/gateway";
+import { afterAll, describe, expect, test } from "bun:test";
+import { type Harness, MOCK_CONFIG, gatewayFor } from "../helpers/gateway";
+import { sharedPostgres } from "../helpers/services";
+import { sharedRedis } from "../helpers/shared-redis";
 
 /**
  * Seeded random input over every admin and inference route: valid bodies with a few fields swapped for
  * values of the wrong type, out of range, malformed or missing. Whatever comes in, the answer is never a
  * 5xx, a refusal is always the OpenAI envelope with its status as the code, and the gateway still lists,
- * reports and serves afterwards. The seed is fixed, so a failure names a request that can be sent again.
+ * reports and serves afterwards, on each database and on two instances sharing Redis with eight lanes
+ * at once (admin changes racing each other, the requests they touch and the invalidations between the
+ * instances). The seeds are fixed, so a failure names a request that can be sent again; with lanes at
+ * once, what ran beside it varies.
  */
 
 /** A linear congruential generator: the same seed gives the same requests on every run. */
@@ -79,62 +84,114 @@ const READS = [
 /** Lookups of what the random requests may have deleted: found, or not found in the envelope. */
 const LOOKUPS = ["/team/info?team_id=t1", "/user/info?user_id=u1", "/customer/info?end_user_id=c1", "/budget/info?budget_id=b1"];
 
+type Call = Harness["call"];
+
+/** Whom the random requests may name: made before them on `call`'s gateway. Gives the key they use. */
+async function setUp(call: Call): Promise<string> {
+  for (const [path, body] of [
+    ["/user/new", { user_id: "u1" }], ["/team/new", { team_id: "t1" }], ["/budget/new", { budget_id: "b1", max_budget: 10 }], ["/customer/new", { user_id: "c1" }],
+  ] as const) expect((await call(path, body)).status).toBe(200);
+  return ((await (await call("/key/generate", { max_budget: 100 })).json()) as any).key;
+}
+
+/**
+ * `count` random requests in each lane, the lanes at once, lane `i` drawn from `seed + i` and sent to
+ * `calls[i % calls.length]`. Gives what answered and what was wrong.
+ */
+async function sendRandom(calls: Call[], key: string, seed: number, lanes: number, count: number) {
+  const statuses = new Map<number, number>();
+  const faults: string[] = [];
+  const lane = async (i: number) => {
+    const random = generator(seed + i);
+    const call = calls[i % calls.length];
+    for (let n = 0; n < count; n++) {
+      const all = templates(n);
+      const path = random.pick(Object.keys(all));
+      const body: Record<string, unknown> = JSON.parse(JSON.stringify(all[path]).replaceAll("KEY", key));
+      const fields = Object.keys(body);
+      for (let swaps = Math.floor(random.next() * 3); swaps > 0; swaps--) {
+        const field = random.pick(fields);
+        if (random.next() < 0.15) delete body[field];
+        else body[field] = random.pick(ODD_VALUES);
+      }
+      if (body.messages && random.next() < 0.3) body.messages = [{ role: random.pick(["user", "system", "assistant", "tool", "x", null]), content: random.pick(ODD_VALUES) }];
+      const sent = random.next() < 0.03 ? random.pick(["{", "not json", '{"a":', "[1,2", "null", "[]", "5"]) : JSON.stringify(body);
+      const caller = path.startsWith("/v1") && random.next() < 0.5 ? key : undefined;
+      const response = await call(path, sent, caller);
+      statuses.set(response.status, (statuses.get(response.status) ?? 0) + 1);
+      const text = await response.text();
+      const fault = answerFault(response.status, text);
+      if (fault) faults.push(`lane ${i} #${n} POST ${path} ${sent.slice(0, 200)} → ${response.status} ${fault}: ${text.slice(0, 200)}`);
+    }
+  };
+  await Promise.all(Array.from({ length: lanes }, (_, i) => lane(i)));
+  return { statuses, faults };
+}
+
+/** After the random requests: the listings and reports answer, lookups answer or say not found, and a new key is served and charged. */
+async function stillServes(h: Harness, others: Harness[] = []) {
+  for (const gateway of [h, ...others]) {
+    for (const path of READS) {
+      const response = await gateway.call(path);
+      expect(`${path} → ${response.status}`).toBe(`${path} → 200`);
+      await response.json();
+    }
+    for (const path of LOOKUPS) {
+      const response = await gateway.call(path);
+      expect(`${path} → ${answerFault(response.status, await response.text()) ?? "fine"}`).toBe(`${path} → fine`);
+      expect([200, 404]).toContain(response.status);
+    }
+  }
+  await h.flush();
+  const fresh = ((await (await h.call("/key/generate", {})).json()) as any).key as string;
+  expect((await h.chat(fresh)).status).toBe(200);
+  await h.flush();
+  for (const gateway of [h, ...others]) {
+    const info = (await (await gateway.call(`/key/info?key=${fresh}`)).json()) as any;
+    expect(info.info.spend).toBeGreaterThan(0);
+  }
+}
+
+/** The mix reached past validation: things were made, served and looked up, not only refused for their shape. */
+function expectPastValidation(statuses: Map<number, number>) {
+  for (const status of [200, 400, 404]) expect(statuses.get(status) ?? 0).toBeGreaterThan(100);
+}
+
 for (const kind of ["pglite", "postgres"] as const) {
   describe(`random input on ${kind}`, () => {
     const g = gatewayFor(kind);
 
-    test("5,000 mutated requests: no 5xx, every refusal in the envelope, and the gateway still serves", async () => {
-      for (const [path, body] of [
-        ["/user/new", { user_id: "u1" }], ["/team/new", { team_id: "t1" }], ["/budget/new", { budget_id: "b1", max_budget: 10 }], ["/customer/new", { user_id: "c1" }],
-      ] as const) expect((await g.json(path, body)).status).toBe(200);
-      const key = (await g.json("/key/generate", { max_budget: 100 })).body.key as string;
-
-      const random = generator(kind === "pglite" ? 20261205 : 51220261);
-      const statuses = new Map<number, number>();
-      const faults: string[] = [];
-      for (let n = 0; n < 5000; n++) {
-        const all = templates(n);
-        const path = random.pick(Object.keys(all));
-        const body: Record<string, unknown> = JSON.parse(JSON.stringify(all[path]).replaceAll("KEY", key));
-        const fields = Object.keys(body);
-        for (let swaps = Math.floor(random.next() * 3); swaps > 0; swaps--) {
-          const field = random.pick(fields);
-          if (random.next() < 0.15) delete body[field];
-          else body[field] = random.pick(ODD_VALUES);
-        }
-        if (body.messages && random.next() < 0.3) body.messages = [{ role: random.pick(["user", "system", "assistant", "tool", "x", null]), content: random.pick(ODD_VALUES) }];
-        const sent = random.next() < 0.03 ? random.pick(["{", "not json", '{"a":', "[1,2", "null", "[]", "5"]) : JSON.stringify(body);
-        const caller = path.startsWith("/v1") && random.next() < 0.5 ? key : undefined;
-        const response = await g.h.call(path, sent, caller);
-        statuses.set(response.status, (statuses.get(response.status) ?? 0) + 1);
-        const text = await response.text();
-        const fault = answerFault(response.status, text);
-        if (fault) faults.push(`#${n} POST ${path} ${sent.slice(0, 200)} → ${response.status} ${fault}: ${text.slice(0, 200)}`);
-      }
+    test("5,000 mutated requests one at a time: no 5xx, every refusal in the envelope, and the gateway still serves", async () => {
+      const key = await setUp(g.h.call);
+      const { statuses, faults } = await sendRandom([g.h.call], key, kind === "pglite" ? 20261205 : 51220261, 1, 5000);
       expect(faults).toEqual([]);
-      // The mix reached past validation: things were made, served and looked up, not only refused for their shape.
-      for (const status of [200, 400, 404]) expect(statuses.get(status) ?? 0).toBeGreaterThan(100);
-
-      for (const path of READS) {
-        const response = await g.h.call(path);
-        expect(`${path} → ${response.status}`).toBe(`${path} → 200`);
-        await response.json();
-      }
-      for (const path of LOOKUPS) {
-        const response = await g.h.call(path);
-        expect(`${path} → ${answerFault(response.status, await response.text()) ?? "fine"}`).toBe(`${path} → fine`);
-        expect([200, 404]).toContain(response.status);
-      }
-      await g.h.flush();
-      const fresh = (await g.json("/key/generate", {})).body.key as string;
-      const served = await g.h.chat(fresh);
-      expect(served.status).toBe(200);
-      await g.h.flush();
-      const info = await g.json(`/key/info?key=${fresh}`);
-      expect(info.body.info.spend).toBeGreaterThan(0);
+      expectPastValidation(statuses);
+      await stillServes(g.h);
     }, 180_000);
   });
 }
+
+describe("random input on two instances sharing Postgres and Redis", () => {
+  const redis = sharedRedis();
+  const instances: Harness[] = [];
+  afterAll(async () => {
+    for (const h of instances) {
+      await h.close();
+      await h.db.close();
+    }
+  });
+
+  test("8 lanes of 600 at once over both: no 5xx, every refusal in the envelope, and both still serve", async () => {
+    const url = await (await sharedPostgres()).newDatabase();
+    instances.push(await redis.instance(MOCK_CONFIG, url), await redis.instance(MOCK_CONFIG, url));
+    const [a, b] = instances;
+    const key = await setUp(a.call);
+    const { statuses, faults } = await sendRandom([a.call, b.call], key, 1205, 8, 600);
+    expect(faults).toEqual([]);
+    expectPastValidation(statuses);
+    await stillServes(a, [b]);
+  }, 180_000);
+});
 
 /** What is wrong with an answer, if anything: a 5xx, a body that is not JSON, or a refusal not in the envelope. */
 function answerFault(status: number, text: string): string | undefined {
