@@ -9,8 +9,8 @@ import { sharedRedis } from "../helpers/shared-redis";
  * 5xx, a refusal is always the OpenAI envelope with its status as the code, and the gateway still lists,
  * reports and serves afterwards, on each database and on two instances sharing Redis with eight lanes
  * at once (admin changes racing each other, the requests they touch and the invalidations between the
- * instances). The seeds are fixed, so a failure names a request that can be sent again; with lanes at
- * once, what ran beside it varies.
+ * instances), after which both instances must answer every key the requests made alike. The seeds are
+ * fixed, so a failure names a request that can be sent again; with lanes at once, what ran beside it varies.
  */
 
 /** A linear congruential generator: the same seed gives the same requests on every run. */
@@ -31,7 +31,10 @@ const ODD_VALUES: readonly unknown[] = [
   { mock: { budget_limit: 1, time_period: "1d" } }, { role: "admin", user_id: "u1" }, [{ role: "user", user_id: "u2" }],
 ];
 
-/** One valid body per route (`KEY` stands for a virtual key made first); `n` numbers the ids it creates. */
+/**
+ * One valid body per route (`KEY` stands for a virtual key made first, `ISSUED` for one of the keys the
+ * random requests were given); `n` numbers the ids it creates.
+ */
 function templates(n: number): Record<string, Record<string, unknown>> {
   const id = (prefix: string) => `${prefix}${n % 40}`;
   const chat = { model: "mock", messages: [{ role: "user", content: "hi" }] };
@@ -42,9 +45,9 @@ function templates(n: number): Record<string, Record<string, unknown>> {
       model_max_budget: { mock: { budget_limit: 1, time_period: "1d" } }, model_rpm_limit: { mock: 1 }, model_tpm_limit: { mock: 100 },
     },
     "/key/update": { key: "KEY", max_budget: 50, budget_duration: "1mo", rpm_limit: 1000, models: [], metadata: { x: 1 }, spend: 0, duration: "2h", budget_id: "b1" },
-    "/key/regenerate": { key: id("sk-gone-"), max_budget: 3, duration: "1d" },
-    "/key/delete": { keys: [id("sk-gone-")], key_aliases: [id("alias-")] },
-    "/key/block": { key: id("sk-gone-") },
+    "/key/regenerate": { key: "ISSUED", max_budget: 3, duration: "1d" },
+    "/key/delete": { keys: ["ISSUED"], key_aliases: [id("alias-")] },
+    "/key/block": { key: "ISSUED" },
     "/key/unblock": { key: "KEY" },
     "/key/info": { keys: ["KEY"] },
     "/user/new": { user_id: id("u"), user_email: "a@b.c", user_role: "internal_user", max_budget: 1, budget_duration: "1d", models: ["mock"], teams: ["t1"], rpm_limit: 1, metadata: {}, auto_create_key: true },
@@ -75,6 +78,12 @@ function templates(n: number): Record<string, Record<string, unknown>> {
   };
 }
 
+/** The routes that change what a key's caller is let do. */
+const CHANGES = [
+  "/key/delete", "/key/block", "/key/unblock", "/key/update", "/key/regenerate", "/team/delete", "/team/block", "/team/update",
+  "/team/model/add", "/user/delete", "/user/update",
+];
+
 /** What every listing and report answers once the random requests are done. */
 const READS = [
   "/key/list", "/user/list", "/team/list", "/customer/list", "/end_user/list", "/budget/list", "/spend/logs", "/global/spend",
@@ -96,9 +105,10 @@ async function setUp(call: Call): Promise<string> {
 
 /**
  * `count` random requests in each lane, the lanes at once, lane `i` drawn from `seed + i` and sent to
- * `calls[i % calls.length]`. Gives what answered and what was wrong.
+ * `calls[i % calls.length]`, on the routes `paths` (all by default). Gives what answered, what was wrong,
+ * and the keys `issued` before and by them.
  */
-async function sendRandom(calls: Call[], key: string, seed: number, lanes: number, count: number) {
+async function sendRandom(calls: Call[], key: string, seed: number, lanes: number, count: number, { paths, issued = [] }: { paths?: string[]; issued?: string[] } = {}) {
   const statuses = new Map<number, number>();
   const faults: string[] = [];
   const lane = async (i: number) => {
@@ -106,8 +116,9 @@ async function sendRandom(calls: Call[], key: string, seed: number, lanes: numbe
     const call = calls[i % calls.length];
     for (let n = 0; n < count; n++) {
       const all = templates(n);
-      const path = random.pick(Object.keys(all));
-      const body: Record<string, unknown> = JSON.parse(JSON.stringify(all[path]).replaceAll("KEY", key));
+      const path = random.pick(paths ?? Object.keys(all));
+      const named = JSON.stringify(all[path]).replaceAll("KEY", key).replaceAll("ISSUED", issued.length > 0 ? random.pick(issued) : "sk-none");
+      const body: Record<string, unknown> = JSON.parse(named);
       const fields = Object.keys(body);
       for (let swaps = Math.floor(random.next() * 3); swaps > 0; swaps--) {
         const field = random.pick(fields);
@@ -116,16 +127,19 @@ async function sendRandom(calls: Call[], key: string, seed: number, lanes: numbe
       }
       if (body.messages && random.next() < 0.3) body.messages = [{ role: random.pick(["user", "system", "assistant", "tool", "x", null]), content: random.pick(ODD_VALUES) }];
       const sent = random.next() < 0.03 ? random.pick(["{", "not json", '{"a":', "[1,2", "null", "[]", "5"]) : JSON.stringify(body);
-      const caller = path.startsWith("/v1") && random.next() < 0.5 ? key : undefined;
+      const caller = path.startsWith("/v1") && random.next() < 0.5 ? random.pick([key, ...issued.slice(-20)]) : undefined;
       const response = await call(path, sent, caller);
       statuses.set(response.status, (statuses.get(response.status) ?? 0) + 1);
       const text = await response.text();
-      const fault = answerFault(response.status, text);
+      const fault = answerFault(response.status, text, response.headers.get("content-type"));
       if (fault) faults.push(`lane ${i} #${n} POST ${path} ${sent.slice(0, 200)} → ${response.status} ${fault}: ${text.slice(0, 200)}`);
+      if (response.status === 200 && (path === "/key/generate" || path === "/key/regenerate")) issued.push(JSON.parse(text).key);
+      // Each instance caches some of the keys the others change.
+      if (issued.length > 0 && random.next() < 0.1) await (await call("/v1/models", undefined, random.pick(issued))).arrayBuffer();
     }
   };
   await Promise.all(Array.from({ length: lanes }, (_, i) => lane(i)));
-  return { statuses, faults };
+  return { statuses, faults, issued };
 }
 
 /** After the random requests: the listings and reports answer, lookups answer or say not found, and a new key is served and charged. */
@@ -181,21 +195,56 @@ describe("random input on two instances sharing Postgres and Redis", () => {
     }
   });
 
-  test("8 lanes of 600 at once over both: no 5xx, every refusal in the envelope, and both still serve", async () => {
+  test("8 lanes of 600 at once over both: no 5xx, every refusal in the envelope, both answer every key alike after changes through one, and both still serve", async () => {
     const url = await (await sharedPostgres()).newDatabase();
     instances.push(await redis.instance(MOCK_CONFIG, url), await redis.instance(MOCK_CONFIG, url));
     const [a, b] = instances;
     const key = await setUp(a.call);
-    const { statuses, faults } = await sendRandom([a.call, b.call], key, 1205, 8, 600);
+    const { statuses, faults, issued } = await sendRandom([a.call, b.call], key, 1205, 8, 600);
     expect(faults).toEqual([]);
     expectPastValidation(statuses);
+    expect(issued.length).toBeGreaterThan(20);
+
+    // What each instance answers a key's caller (its models, or the refusal of a deleted, blocked or
+    // expired key): once the changes' invalidations have gone round, the same on both.
+    const views = async (h: Harness) => Promise.all([key, ...new Set(issued)].map(async (k) => {
+      const response = await h.call("/v1/models", undefined, k);
+      return `${k.slice(0, 12)} ${response.status} ${await response.text()}`;
+    }));
+    /** Both instances' views once they agree, or after 5 s: the invalidations travel through Redis. */
+    const settled = async () => {
+      let seen = [await views(a), await views(b)];
+      for (const end = Date.now() + 5000; !Bun.deepEquals(seen[0], seen[1]) && Date.now() < end; await Bun.sleep(50)) seen = [await views(a), await views(b)];
+      expect(seen[1]).toEqual(seen[0]);
+      return seen[0];
+    };
+    await settled();
+    // Twenty keys more, some in team t1 and some of user u1 (made again where the first phase deleted them),
+    // held by both instances; then random changes through one instance alone.
+    for (const [path, body] of [["/team/new", { team_id: "t1" }], ["/team/unblock", { team_id: "t1" }], ["/user/new", { user_id: "u1" }]] as const) await (await a.call(path, body)).arrayBuffer();
+    for (let i = 0; i < 20; i++) {
+      const made = await a.call("/key/generate", { team_id: i % 2 ? "t1" : undefined, user_id: i % 3 ? "u1" : undefined });
+      expect(made.status).toBe(200);
+      issued.push(((await made.json()) as any).key);
+    }
+    const before = await settled();
+    const changes = await sendRandom([a.call], key, 4242, 1, 400, { paths: CHANGES, issued });
+    expect(changes.faults).toEqual([]);
+    const after = await settled();
+    expect(after.filter((view, i) => view !== before[i]).length).toBeGreaterThan(5);
     await stillServes(a, [b]);
   }, 180_000);
 });
 
-/** What is wrong with an answer, if anything: a 5xx, a body that is not JSON, or a refusal not in the envelope. */
-function answerFault(status: number, text: string): string | undefined {
+/**
+ * What is wrong with an answer, if anything: a 5xx, a stream that does not end as its API ends one, a body
+ * that is not JSON, or a refusal not in the envelope.
+ */
+function answerFault(status: number, text: string, type: string | null = "application/json"): string | undefined {
   if (status >= 500) return "server error";
+  if (status < 400 && type?.startsWith("text/event-stream")) {
+    return /data: \[DONE\]\n\n$|event: message_stop\ndata: .*\n\n$/.test(text) ? undefined : "stream not ended";
+  }
   let body: any;
   try {
     body = JSON.parse(text);
