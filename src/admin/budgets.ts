@@ -144,16 +144,19 @@ export function budgetRoutes(deps: AdminDeps) {
         if (use!.customers + use!.keys + use!.members === 0) return null;
         return badRequest(`budget "${id}" is still used by ${use!.customers} customer(s), ${use!.keys} key(s) and ${use!.members} team membership(s); move them to another budget first`, "id");
       };
-      const used = await inUse();
-      if (used) throw used;
-      try {
-        const [row] = await db.query("delete from budgets where budget_id = $1 returning *", [id]);
-        await forgetEndUserDefault(id);
-        return budgetView(found(row, "Budget"), clock.now());
-      } catch (error) {
-        // Someone took the budget into use since the check: the same answer as if they had before it.
-        if (isForeignKeyViolation(error)) throw (await inUse()) ?? error;
-        throw error;
+      // Someone may take the budget into use, or leave it, between the check and the delete: the check is
+      // made again, and the delete tried again, until one of them is the answer.
+      for (let attempt = 1; ; attempt++) {
+        const used = await inUse();
+        if (used) throw used;
+        try {
+          const [row] = await db.query("delete from budgets where budget_id = $1 returning *", [id]);
+          await forgetEndUserDefault(id);
+          return budgetView(found(row, "Budget"), clock.now());
+        } catch (error) {
+          if (!isForeignKeyViolation(error)) throw error;
+          if (attempt === 5) throw badRequest(`budget "${id}" is being taken into use and left as it is deleted; try again`, "id");
+        }
       }
     }, { body: t.Object({ id: t.Optional(Id), budget_id: t.Optional(Id) }, open), detail: { tags: ["budget management"], summary: "Delete an unused budget" } });
 }

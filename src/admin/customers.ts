@@ -138,7 +138,9 @@ export function customerRoutes(deps: AdminDeps, prefix: "/customer" | "/end_user
       const changes: Record<string, unknown> = Object.fromEntries(INLINE.filter((field) => field in body).map((field) => [field, (body as Record<string, unknown>)[field]]));
       const restart: string[] = [];
       await db.transaction(async (tx) => {
-        const [current] = await tx.query("select * from end_users where user_id = $1", [body.user_id]);
+        // Locked: changes of one customer at once go one after the other, each reading what the one before left
+        // (the own budget another change or a delete just dropped would otherwise be written back).
+        const [current] = await tx.query("select * from end_users where user_id = $1 for update", [body.user_id]);
         found(current, "Customer");
         // A budget_id of null takes the customer off its budget (back to max_end_user_budget).
         let budgetId: string | null = "budget_id" in body ? body.budget_id ?? null : current!.budget_id;
@@ -150,7 +152,8 @@ export function customerRoutes(deps: AdminDeps, prefix: "/customer" | "/end_user
         if (body.budget_id) await mustBeSharedBudget(tx, body.budget_id, current!.budget_id);
         else if (Object.keys(changes).length > 0) budgetId = await changeOwnBudget(tx, body.user_id, budgetId, changes, now);
         const duration = await durationOn(tx, budgetId);
-        await tx.query(
+        // A shared budget deleted since it was checked: a 400 naming budget_id.
+        await write(`customer "${body.user_id}"`, () => tx.query(
           `update end_users set alias = case when $9 then $2 else alias end, budget_id = $3, blocked = coalesce($4, blocked),
              spend = coalesce($5, case when $6 or ($8 and $3 is distinct from budget_id) then ${spendIntoPeriod("$10")} else spend end),
              budget_reset_at = case when $6 or ($8 and $3 is distinct from budget_id) then $7 else budget_reset_at end,
@@ -159,7 +162,7 @@ export function customerRoutes(deps: AdminDeps, prefix: "/customer" | "/end_user
            where user_id = $1`,
           // The period restarts with a new duration or on a move to another budget (or off one), not with a copy of the same one.
           [body.user_id, body.alias ?? null, budgetId, body.blocked ?? null, body.spend ?? null, newPeriod,
-            resetAtFor(duration, now), "budget_id" in body, "alias" in body, new Date(now)]);
+            resetAtFor(duration, now), "budget_id" in body, "alias" in body, new Date(now)]), "budget_id");
         if ("model_max_budget" in changes || "budget_id" in body) {
           const [before, after] = [await modelBudgetsOf(tx, current!.budget_id), await modelBudgetsOf(tx, budgetId)];
           restart.push(...await restartModelPeriods(tx, body.user_id, before, after, now));

@@ -4,7 +4,7 @@ import { manualClock } from "../../src/clock";
 import { parseConfig } from "../../src/config";
 import { type Database, migrate, openDatabase } from "../../src/db";
 import { buildGateway, type GatewayOptions } from "../../src/gateway";
-import { silentLogger } from "../../src/log";
+import { createLogger, silentLogger } from "../../src/log";
 import { sharedPostgres, tempDir } from "./services";
 
 export const MASTER = "sk-1234";
@@ -26,7 +26,8 @@ export async function inProcessGateway(yaml: string, options: { db?: Database; s
   const { config } = parseConfig(yaml, {});
   // Files the gateway keeps (spend saved at shutdown) go to a directory of the test's own.
   if (!/^\s*data_dir:/m.test(yaml)) config.general_settings.data_dir = tempDir("test-data");
-  const gateway = await buildGateway({ ...options, config, db, clock, log: silentLogger, spendIntervalMs: 60_000 });
+  // LITEGATE_TEST_LOG=1 prints the gateway's warnings and errors (an unhandled error's stack behind a 500).
+  const gateway = await buildGateway({ ...options, config, db, clock, log: process.env.LITEGATE_TEST_LOG ? createLogger({ level: "warn" }) : silentLogger, spendIntervalMs: 60_000 });
 
   const call = (path: string, body?: unknown, key: string | null = MASTER, init: RequestInit = {}) => {
     const headers: Record<string, string> = { "content-type": "application/json" };
