@@ -3,7 +3,7 @@ import { openDatabase } from "../../src/db";
 import { silentLogger } from "../../src/log";
 import { connectRedis, type RedisLink } from "../../src/redis";
 import { type Harness, inProcessGateway } from "./gateway";
-import { type RedisServer, startRedis } from "./services";
+import { type RedisServer, sharedPostgres, startRedis } from "./services";
 
 /**
  * A Redis server of a test file's own (started before its tests, stopped after them), and in-process
@@ -12,10 +12,16 @@ import { type RedisServer, startRedis } from "./services";
 export function sharedRedis() {
   let redis: RedisServer;
   const links: RedisLink[] = [];
+  /** Instances made by `pair`, closed with the file's tests. */
+  const owned: Harness[] = [];
   beforeAll(async () => {
     redis = await startRedis();
   }, 120_000);
   afterAll(async () => {
+    for (const h of owned) {
+      await h.close();
+      await h.db.close();
+    }
     for (const link of links) await link.close();
     await redis.stop();
   });
@@ -27,6 +33,13 @@ export function sharedRedis() {
       const h = await inProcessGateway(yaml, { db: await openDatabase({ url, dataDir: "" }), counters: link.counters, broadcast: (m) => link.publish(m) });
       link.subscribe((m) => h.gateway.invalidated(m));
       return h;
+    },
+    /** Two instances on a new Postgres database, closed after the file's tests. */
+    async pair(yaml: string): Promise<[Harness, Harness]> {
+      const url = await (await sharedPostgres()).newDatabase();
+      const pair: [Harness, Harness] = [await this.instance(yaml, url), await this.instance(yaml, url)];
+      owned.push(...pair);
+      return pair;
     },
   };
 }

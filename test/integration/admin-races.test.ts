@@ -1,6 +1,5 @@
 import { afterAll, describe, expect, test } from "bun:test";
 import { type Harness, MOCK_CONFIG, inProcessGateway } from "../helpers/gateway";
-import { sharedPostgres } from "../helpers/services";
 import { sharedRedis } from "../helpers/shared-redis";
 
 /**
@@ -114,18 +113,11 @@ const shared = (h: Harness) => h.call("/budget/new", { budget_id: "shared", max_
 describe("the same thing changed by eight calls at once, over two instances on Postgres", () => {
   const redis = sharedRedis();
   const instances: Harness[] = [];
-  afterAll(async () => {
-    for (const h of instances) {
-      await h.close();
-      await h.db.close();
-    }
-  });
 
   for (const [name, race] of Object.entries(RACES)) {
     test(`${name}: every answer 2xx or a clear 4xx, and what is stored stays whole`, async () => {
       if (instances.length === 0) {
-        const url = await (await sharedPostgres()).newDatabase();
-        instances.push(await redis.instance(MOCK_CONFIG, url), await redis.instance(MOCK_CONFIG, url));
+        instances.push(...(await redis.pair(MOCK_CONFIG)));
         expect((await shared(instances[0])).status).toBe(200);
       }
       const { statuses, faults } = await run(race, instances, name === "budget" ? 100 : 30, name.length * 7919);

@@ -1,6 +1,5 @@
-import { afterAll, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import { type Harness, MOCK_CONFIG, gatewayFor } from "../helpers/gateway";
-import { sharedPostgres } from "../helpers/services";
 import { sharedRedis } from "../helpers/shared-redis";
 
 /**
@@ -187,18 +186,9 @@ for (const kind of ["pglite", "postgres"] as const) {
 
 describe("random input on two instances sharing Postgres and Redis", () => {
   const redis = sharedRedis();
-  const instances: Harness[] = [];
-  afterAll(async () => {
-    for (const h of instances) {
-      await h.close();
-      await h.db.close();
-    }
-  });
 
   test("8 lanes of 600 at once over both: no 5xx, every refusal in the envelope, both answer every key alike after changes through one, and both still serve", async () => {
-    const url = await (await sharedPostgres()).newDatabase();
-    instances.push(await redis.instance(MOCK_CONFIG, url), await redis.instance(MOCK_CONFIG, url));
-    const [a, b] = instances;
+    const [a, b] = await redis.pair(MOCK_CONFIG);
     const key = await setUp(a.call);
     const { statuses, faults, issued } = await sendRandom([a.call, b.call], key, 1205, 8, 600);
     expect(faults).toEqual([]);
