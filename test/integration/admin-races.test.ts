@@ -1,5 +1,6 @@
 import { afterAll, describe, expect, test } from "bun:test";
 import { type Harness, MOCK_CONFIG, inProcessGateway } from "../helpers/gateway";
+import { answerFault, generator } from "../helpers/random-input";
 import { sharedRedis } from "../helpers/shared-redis";
 
 /**
@@ -89,19 +90,18 @@ const RACES: Record<string, Race> = {
 
 /** `rounds` rounds of eight calls of `race` at once, round-robin over `instances`; the answers by status, and any 5xx. */
 async function run(race: Race, instances: Harness[], rounds: number, seed: number) {
-  let state = seed;
-  const next = () => (state = (state * 1103515245 + 12345) % 2147483648) / 2147483648;
+  const random = generator(seed);
   const statuses: Record<number, number> = {};
   const faults: string[] = [];
   for (let round = 0; round < rounds; round++) {
     const named = await race.setUp(instances[0]);
-    const calls = Array.from({ length: 8 }, () => race.calls[Math.floor(next() * race.calls.length)](named));
+    const calls = Array.from({ length: 8 }, () => random.pick(race.calls)(named));
     const answers = await Promise.all(calls.map(([path, body], i) => instances[i % instances.length].call(path, body)));
     for (const [i, answer] of answers.entries()) {
       statuses[answer.status] = (statuses[answer.status] ?? 0) + 1;
       const text = await answer.text();
-      const refusal = answer.status >= 400 ? (JSON.parse(text) as { error?: { message?: unknown } }).error : undefined;
-      if (answer.status >= 500 || (refusal && typeof refusal.message !== "string")) faults.push(`round ${round} ${calls[i][0]} ${JSON.stringify(calls[i][1])} → ${answer.status} ${text.slice(0, 200)}`);
+      const fault = answerFault(answer.status, text);
+      if (fault) faults.push(`round ${round} ${calls[i][0]} ${JSON.stringify(calls[i][1])} → ${answer.status} ${fault}: ${text.slice(0, 200)}`);
     }
     await race.afterwards?.(instances[0]);
   }

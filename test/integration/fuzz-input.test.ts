@@ -1,5 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import { type Harness, MOCK_CONFIG, gatewayFor } from "../helpers/gateway";
+import { answerFault, generator } from "../helpers/random-input";
 import { sharedRedis } from "../helpers/shared-redis";
 
 /**
@@ -12,15 +13,6 @@ import { sharedRedis } from "../helpers/shared-redis";
  * fixed, so a failure names a request that can be sent again; with lanes at once, what ran beside it varies.
  */
 
-/** A linear congruential generator: the same seed gives the same requests on every run. */
-function generator(seed: number) {
-  let state = seed;
-  const next = () => {
-    state = (state * 1103515245 + 12345) % 2147483648;
-    return state / 2147483648;
-  };
-  return { next, pick: <T>(items: readonly T[]): T => items[Math.floor(next() * items.length)] };
-}
 
 const ODD_VALUES: readonly unknown[] = [
   null, -1, 0, 1, 0.5, -0.0000001, 1e308, -1e308, 1e-320, 2 ** 53 + 1, 123456789012345,
@@ -225,24 +217,3 @@ describe("random input on two instances sharing Postgres and Redis", () => {
     await stillServes(a, [b]);
   }, 180_000);
 });
-
-/**
- * What is wrong with an answer, if anything: a 5xx, a stream that does not end as its API ends one, a body
- * that is not JSON, or a refusal not in the envelope.
- */
-function answerFault(status: number, text: string, type: string | null = "application/json"): string | undefined {
-  if (status >= 500) return "server error";
-  if (status < 400 && type?.startsWith("text/event-stream")) {
-    return /data: \[DONE\]\n\n$|event: message_stop\ndata: .*\n\n$/.test(text) ? undefined : "stream not ended";
-  }
-  let body: any;
-  try {
-    body = JSON.parse(text);
-  } catch {
-    return "not JSON";
-  }
-  if (status < 400) return undefined;
-  if (typeof body?.error?.message !== "string") return "no error envelope";
-  if (body.error.code !== String(status)) return `envelope code ${body.error.code}`;
-  return undefined;
-}
