@@ -22,6 +22,8 @@ export interface Behaviour {
   events?: unknown[];
   /** After a stream's last event, the connection stays open until the gateway leaves. */
   holdOpen?: boolean;
+  /** Behaviour for requests naming a model, over the rest of this behaviour. */
+  models?: Record<string, Partial<Behaviour>>;
 }
 
 export interface RecordedRequest {
@@ -37,6 +39,13 @@ const encoder = new TextEncoder();
 export async function startUpstream(initial: Partial<Behaviour> = {}) {
   const requests: RecordedRequest[] = [];
   const state = { behaviour: { ...DEFAULTS, ...initial } as Behaviour, inFlight: 0, maxInFlight: 0, aborted: 0 };
+  /** Requests held at once per tag (a prompt's `tag:a,b,c` word names tags a, b and c): now, and the most. */
+  const tagged = new Map<string, { now: number; max: number }>();
+  const tagsOf = (body: any): string[] => {
+    const messages = Array.isArray(body?.messages) ? body.messages : [];
+    const text = typeof messages.at(-1)?.content === "string" ? messages.at(-1).content : "";
+    return /(?:^|\s)tag:(\S+)/.exec(text)?.[1]?.split(",") ?? [];
+  };
 
   const server = Bun.serve({
     port: 0,
@@ -54,14 +63,22 @@ export async function startUpstream(initial: Partial<Behaviour> = {}) {
       }
       requests.push({ path: url.pathname + url.search, headers: Object.fromEntries(request.headers), body, raw });
       const override = request.headers.get("x-test-behaviour");
-      const b: Behaviour = { ...state.behaviour, ...(override ? JSON.parse(override) : {}) };
+      const b: Behaviour = { ...state.behaviour, ...state.behaviour.models?.[body?.model], ...(override ? JSON.parse(override) : {}) };
       state.inFlight++;
       state.maxInFlight = Math.max(state.maxInFlight, state.inFlight);
+      const tags = tagsOf(body);
+      for (const tag of tags) {
+        const held = tagged.get(tag) ?? { now: 0, max: 0 };
+        held.now++;
+        held.max = Math.max(held.max, held.now);
+        tagged.set(tag, held);
+      }
       let finished = false;
       const done = () => {
         if (!finished) {
           finished = true;
           state.inFlight--;
+          for (const tag of tags) tagged.get(tag)!.now--;
         }
       };
       request.signal.addEventListener("abort", () => {
@@ -149,6 +166,7 @@ export async function startUpstream(initial: Partial<Behaviour> = {}) {
       state.behaviour = { ...DEFAULTS, ...initial };
       requests.length = 0;
       state.maxInFlight = state.inFlight;
+      for (const held of tagged.values()) held.max = held.now;
     },
     get inFlight() {
       return state.inFlight;
@@ -159,6 +177,10 @@ export async function startUpstream(initial: Partial<Behaviour> = {}) {
     },
     get aborted() {
       return state.aborted;
+    },
+    /** The most requests tagged `tag` it held at once, and how many it holds now. */
+    held(tag: string): { now: number; max: number } {
+      return { ...(tagged.get(tag) ?? { now: 0, max: 0 }) };
     },
     stop: () => server.stop(true),
   };
