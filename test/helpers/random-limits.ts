@@ -1,0 +1,305 @@
+import { afterAll, expect } from "bun:test";
+import postgres from "postgres";
+import { type RunningGateway, adminCall, startBinary, upstreamAndRedis } from "./binary";
+import { answerFault, generator } from "./random-input";
+import { sharedPostgres } from "./services";
+
+/**
+ * Random limits and random traffic for tests of two instances of the binary sharing Postgres and Redis
+ * (see governance-fuzz.test.ts and governance-resets.test.ts): entities with limits drawn from a seed,
+ * requests of every kind through both instances, and the checks made on what came of them.
+ */
+
+const PRICE = { in: 0.000001, out: 0.000002 };
+
+/** What each kind of request asks for: its model, and whether it streams. */
+const KINDS = {
+  plain: { model: "m", stream: false },
+  stream: { model: "m", stream: true },
+  leave: { model: "m", stream: true },
+  failing: { model: "failing", stream: false },
+  hanging: { model: "hanging", stream: true },
+  cut: { model: "cut", stream: true },
+} as const;
+type Kind = keyof typeof KINDS;
+/** The upstream's answer to each model: `failing` a 500, `hanging` nothing for 1.5 s, `cut` a stream broken after two chunks. */
+export const UPSTREAM = { chunks: 4, chunkDelayMs: 15, firstByteDelayMs: 0, models: { failing: { status: 500 }, hanging: { firstByteDelayMs: 1500 }, cut: { cutStreamAfterChunks: 2 } } };
+
+export type Limits = { budget_duration?: string; max_budget?: number; rpm_limit?: number; tpm_limit?: number; max_parallel_requests?: number };
+export interface Scope { tag: string; limits: Limits }
+export interface Key extends Scope { key: string; token: string; team?: string; user?: string }
+
+export function drawLimits(random: ReturnType<typeof generator>): Limits {
+  const limits: Limits = {};
+  if (random.next() < 0.6) limits.max_budget = random.pick([0.0002, 0.0005, 0.001, 0.002]);
+  if (random.next() < 0.35) limits.rpm_limit = random.pick([10, 25, 60, 120]);
+  if (random.next() < 0.3) limits.tpm_limit = random.pick([600, 1500, 4000]);
+  if (random.next() < 0.5) limits.max_parallel_requests = random.pick([1, 2, 4]);
+  return limits;
+}
+
+/** A budget of a few requests reset every 2 or 3 s, on most scopes; no other limit. */
+export function drawResettingBudget(random: ReturnType<typeof generator>): Limits {
+  return random.next() < 0.7 ? { max_budget: random.pick([0.0002, 0.0005]), budget_duration: random.pick(["2s", "3s"]) } : {};
+}
+
+/** Entities with random limits made through `url`: two teams, three users, two customers, members and six keys. */
+export async function setUp(url: string, seed: number, draw: (random: ReturnType<typeof generator>) => Limits = drawLimits) {
+  const random = generator(seed);
+  const scopes = new Map<string, Scope>();
+  const add = (tag: string, limits: Limits) => scopes.set(tag, { tag, limits });
+  for (const t of ["t0", "t1"]) {
+    const limits = draw(random);
+    await adminCall(url, "/team/new", { team_id: t, ...limits });
+    add(t, limits);
+  }
+  for (const u of ["u0", "u1", "u2"]) {
+    const limits = draw(random);
+    await adminCall(url, "/user/new", { user_id: u, ...limits });
+    add(u, limits);
+  }
+  for (const c of ["c0", "c1"]) {
+    const limits = draw(random);
+    await adminCall(url, "/customer/new", { user_id: c, ...limits });
+    add(c, limits);
+  }
+  const keys: Key[] = [];
+  for (let i = 0; i < 6; i++) {
+    const team = random.pick([undefined, "t0", "t1"]);
+    const user = random.pick([undefined, "u0", "u1", "u2"]);
+    if (team && user && !scopes.has(`m-${team}-${user}`)) {
+      const { max_budget, ...rates } = draw(random);
+      await adminCall(url, "/team/member_add", { team_id: team, member: { role: "user", user_id: user }, ...(max_budget ? { max_budget_in_team: max_budget } : {}) });
+      if (Object.keys(rates).length > 0) await adminCall(url, "/team/member_update", { team_id: team, user_id: user, ...rates });
+      add(`m-${team}-${user}`, { max_budget, ...rates });
+    }
+    const limits = draw(random);
+    const made = await adminCall(url, "/key/generate", { ...limits, ...(team ? { team_id: team } : {}), ...(user ? { user_id: user } : {}) });
+    const key: Key = { tag: `k${i}`, limits, key: made.key, token: made.token, team, user };
+    keys.push(key);
+    scopes.set(key.tag, key);
+  }
+  return { scopes, keys };
+}
+
+/** The scopes a request with `key` for `customer` counts against. */
+export function tagsOf(key: Key, customer: string | undefined): string[] {
+  return [key.tag, key.user, key.team, key.team && key.user ? `m-${key.team}-${key.user}` : undefined, customer].filter((t): t is string => t !== undefined);
+}
+
+export interface Sent { tags: string[]; status: number; fault?: string; kind: string; at: number }
+
+async function send(url: string, key: Key, customer: string | undefined, kind: Kind, n: number): Promise<Sent> {
+  const tags = tagsOf(key, customer);
+  const at = Date.now();
+  const controller = new AbortController();
+  const response = await fetch(`${url}/v1/chat/completions`, {
+    method: "POST", signal: controller.signal,
+    headers: { authorization: `Bearer ${key.key}`, "content-type": "application/json" },
+    body: JSON.stringify({ ...KINDS[kind], ...(n % 3 ? { max_tokens: 30 + (n % 2) * 20 } : {}), ...(customer ? { user: customer } : {}), messages: [{ role: "user", content: `request ${n} tag:${tags.join(",")}` }] }),
+  });
+  if (kind === "leave" && response.status === 200) {
+    await response.body!.getReader().read();
+    controller.abort();
+    return { tags, status: 200, kind, at };
+  }
+  const text = await response.text();
+  return { tags, status: response.status, kind, at, fault: faultOf(kind, response.status, text, response.headers.get("content-type")) };
+}
+
+/**
+ * What is wrong with an answer to a request of `kind`: the upstream's own 500 and a timeout's 504 are
+ * passed on in the envelope, a stream the upstream broke ends with an error event, a 400 is a budget's.
+ */
+function faultOf(kind: Kind, status: number, text: string, type: string | null): string | undefined {
+  const failed = (kind === "failing" && status === 500) || (kind === "hanging" && status === 504);
+  if (failed) return answerFault(400, text.replace(`"code":"${status}"`, `"code":"400"`)) && `${status} not in the envelope: ${text}`;
+  if (kind === "cut" && status === 200) return /\ndata: \{"error":\{[^\n]*\n\n$/.test(text) ? undefined : `broken stream not ended with an error event: ${text.slice(-200)}`;
+  if (status === 400 && !/"type":"budget_exceeded"/.test(text)) return `400 not a budget's: ${text}`;
+  return answerFault(status, text, type);
+}
+
+/** Sets `limits` on `scope` through `url`'s admin API (a member's budget is its max_budget_in_team). */
+async function update(url: string, scope: Scope, limits: Limits & { blocked?: boolean }) {
+  const t = scope.tag;
+  if ("key" in scope) {
+    const { blocked, ...rest } = limits;
+    if (blocked !== undefined) await adminCall(url, blocked ? "/key/block" : "/key/unblock", { key: (scope as Key).key });
+    if (Object.keys(rest).length > 0) await adminCall(url, "/key/update", { key: (scope as Key).key, ...rest });
+  } else if (t.startsWith("t")) await adminCall(url, "/team/update", { team_id: t, ...limits });
+  else if (t.startsWith("u")) await adminCall(url, "/user/update", { user_id: t, ...limits });
+  else if (t.startsWith("c")) await adminCall(url, "/customer/update", { user_id: t, ...limits });
+  else {
+    const { max_budget, ...rates } = limits;
+    await adminCall(url, "/team/member_update", { team_id: t.split("-")[1], user_id: t.split("-")[2], ...rates, ...(max_budget !== undefined ? { max_budget_in_team: max_budget } : {}) });
+  }
+}
+
+/** Every key unblocked and every scope's budget and rate limits raised out of reach, its max_parallel_requests kept. */
+async function liftAllButParallel(url: string, scopes: Map<string, Scope>) {
+  for (const scope of scopes.values()) await update(url, scope, { max_budget: 1000, rpm_limit: 1_000_000, tpm_limit: 1_000_000_000, ...("key" in scope ? { blocked: false } : {}) });
+  // The other instance hears of the changes through Redis.
+  await Bun.sleep(500);
+}
+
+/** A test upstream and a Redis server for the file that calls it, and its pairs of instances: each pair's database handle is closed after the file. */
+export function randomLimitsSuite() {
+  const shared = upstreamAndRedis();
+  const sql: postgres.Sql[] = [];
+  afterAll(async () => {
+    for (const s of sql) await s.end();
+  });
+  return { shared, instances: () => instances(shared, sql) };
+}
+
+type Shared = ReturnType<typeof upstreamAndRedis>;
+
+async function instances(shared: Shared, sql: postgres.Sql[]): Promise<{ gateways: RunningGateway[]; db: postgres.Sql }> {
+  const dbUrl = await (await sharedPostgres()).newDatabase();
+  const model = (name: string, extra = "") =>
+    `  - model_name: ${name}\n    litellm_params: {model: openai/${name}, api_base: "${shared.upstream.url}", api_key: x, ${extra}input_cost_per_token: ${PRICE.in}, output_cost_per_token: ${PRICE.out}}`;
+  // A deployment of its own on the shared Redis: the same entity names in another test count apart.
+  const config = `model_list:
+${model("m")}
+${model("failing")}
+${model("hanging", "timeout: 0.3, stream_timeout: 0.3, ")}
+${model("cut")}
+general_settings:
+  master_key: sk-1234
+  database_url: ${dbUrl}
+  redis_url: ${shared.redis.url}
+router_settings:
+  redis_namespace: ${dbUrl.split("/").pop()}
+`;
+  const gateways = [await startBinary({ config }), await startBinary({ config })];
+  shared.gateways.push(...gateways);
+  const db = postgres(dbUrl, { max: 2, onnotice: () => {} });
+  sql.push(db);
+  return { gateways, db };
+}
+
+/**
+ * `seconds` of random requests in 12 lanes over both instances, in one rate window; with `changes`, a 13th
+ * lane changes the scopes' limits (and blocks and unblocks keys) through either instance meanwhile.
+ */
+export async function traffic(gateways: RunningGateway[], keys: Key[], seed: number, { changes, seconds = 6 }: { changes?: Map<string, Scope>; seconds?: number } = {}): Promise<Sent[]> {
+  const left = 60_000 - (Date.now() % 60_000);
+  if (left < (seconds + 6) * 1000) await Bun.sleep(left + 200);
+  const minute = Math.floor(Date.now() / 60_000);
+  const random = generator(seed * 7919);
+  const sent: Sent[] = [];
+  const end = Date.now() + seconds * 1000;
+  const lanes = Array.from({ length: 12 }, async (_, lane) => {
+    const url = gateways[lane % 2]!.url;
+    for (let n = 0; Date.now() < end; n++) {
+      const answer = await send(url, random.pick(keys), random.pick([undefined, undefined, "c0", "c1"]), random.pick<Kind>(["plain", "plain", "stream", "leave", "failing", "hanging", "cut"]), n);
+      sent.push(answer);
+      if (answer.status !== 200) await Bun.sleep(5);
+    }
+  });
+  if (changes) {
+    const all = [...changes.values()];
+    lanes.push((async () => {
+      let n = 0;
+      for (; Date.now() < end; n++) {
+        const scope = random.pick(all);
+        const limits: Limits & { blocked?: boolean } = drawLimits(random);
+        if ("key" in scope && random.next() < 0.2) limits.blocked = random.next() < 0.5;
+        await update(gateways[n % 2]!.url, scope, limits);
+        const { blocked, ...kept } = limits;
+        Object.assign(scope.limits, kept);
+        await Bun.sleep(20);
+      }
+      // Enough changes that some land while requests they touch are in flight.
+      expect(n).toBeGreaterThan(20);
+    })());
+  }
+  await Promise.all(lanes);
+  expect(Math.floor(Date.now() / 60_000)).toBe(minute);
+  expect(sent.filter((s) => s.fault).map((s) => `${s.status} ${s.fault}`)).toEqual([]);
+  const statuses: Record<number, number> = {};
+  for (const s of sent) statuses[s.status] = (statuses[s.status] ?? 0) + 1;
+  console.log(`seed ${seed}: ${sent.length} requests`, statuses);
+  expect(statuses[200] ?? 0).toBeGreaterThan(20);
+  return sent;
+}
+
+/** Each scope's max_parallel_requests and rpm_limit held: what the upstream held at once, what was admitted in the minute. */
+export function ratesHeld(shared: Shared, scopes: Map<string, Scope>, sent: Sent[], seed: number): string[] {
+  const problems: string[] = [];
+  /** Scopes whose rpm_limit admitted all it could: the limit was put to the test. */
+  const reached: string[] = [];
+  for (const scope of scopes.values()) {
+    const held = shared.upstream.held(scope.tag);
+    const cap = scope.limits.max_parallel_requests;
+    if (cap !== undefined && held.max > cap) problems.push(`${scope.tag}: ${held.max} at once, max_parallel_requests ${cap}`);
+    const rpm = scope.limits.rpm_limit;
+    // Admitted: sent on to the upstream (answered, or the upstream's failure or timeout passed on).
+    const admitted = sent.filter((s) => s.status !== 400 && s.status !== 429 && s.tags.includes(scope.tag)).length;
+    if (rpm !== undefined && admitted === rpm) reached.push(scope.tag);
+    if (rpm !== undefined && admitted > rpm) problems.push(`${scope.tag}: ${admitted} admitted in a minute, rpm_limit ${rpm}`);
+  }
+  console.log(`seed ${seed}: rpm_limit reached by ${reached.join(", ") || "none"}`);
+  return problems;
+}
+
+/**
+ * No slot left held: with every budget and rate limit lifted, each key gets as many requests at once as
+ * the tightest max_parallel_requests over its scopes, spread over both instances, and one more is refused.
+ */
+export async function slotsFree(shared: Shared, gateways: RunningGateway[], scopes: Map<string, Scope>, keys: Key[]): Promise<string[]> {
+  const problems: string[] = [];
+  await liftAllButParallel(gateways[0]!.url, scopes);
+  shared.upstream.set({ firstByteDelayMs: 600, chunks: 1, chunkDelayMs: 0 });
+  for (const key of keys) {
+    const caps = tagsOf(key, undefined).map((t) => scopes.get(t)!.limits.max_parallel_requests).filter((c): c is number => c !== undefined);
+    if (caps.length === 0) continue;
+    const cap = Math.min(...caps);
+    const burst = await Promise.all(Array.from({ length: cap + 1 }, async (_, i) => {
+      await Bun.sleep(i === cap ? 250 : 0);
+      return send(gateways[i % 2]!.url, key, undefined, "plain", i);
+    }));
+    const got = burst.map((s) => s.status);
+    if (got.filter((s) => s === 200).length !== cap || got[cap] !== 429) problems.push(`${key.tag} (${tagsOf(key, undefined).join(",")}): ${cap} at once allowed, answered ${got.join(" ")}`);
+  }
+  return problems;
+}
+
+/**
+ * The books, once both instances have stopped and written everything: each entity's spend is what its
+ * spend_logs rows add up to; and, given `liftedAt`, no budget or tpm_limit was passed before then by
+ * more than one request.
+ */
+export async function books(db: postgres.Sql, scopes: Map<string, Scope>, keys: Key[], liftedAt: Date | null): Promise<string[]> {
+  const problems: string[] = [];
+  const rows = await db`select api_key, user_id, team_id, end_user, spend, total_tokens, start_time from spend_logs`;
+  const most = Math.max(...rows.map((r) => Number(r.spend)));
+  const mostTokens = Math.max(...rows.map((r) => Number(r.total_tokens)));
+  expect(most).toBeLessThanOrEqual(30 * PRICE.out);
+  const tokenOf = (tag: string) => keys.find((k) => k.tag === tag)!.token;
+  const logged = (tag: string) => rows.filter((r) => tag.startsWith("k") ? r.api_key === tokenOf(tag)
+    : tag.startsWith("t") ? r.team_id === tag
+    : tag.startsWith("u") ? r.user_id === tag && !r.team_id
+    : tag.startsWith("c") ? r.end_user === tag
+    : `m-${r.team_id}-${r.user_id}` === tag);
+  const stored = async (tag: string): Promise<number> => {
+    const [first] = tag.startsWith("k") ? await db`select spend from keys where token = ${tokenOf(tag)}`
+      : tag.startsWith("t") ? await db`select spend from teams where team_id = ${tag}`
+      : tag.startsWith("u") ? await db`select spend from users where user_id = ${tag}`
+      : tag.startsWith("c") ? await db`select spend from end_users where user_id = ${tag}`
+      : await db`select spend from team_memberships where team_id = ${tag.split("-")[1]!} and user_id = ${tag.split("-")[2]!}`;
+    return Number(first!.spend);
+  };
+  const sum = (rs: readonly postgres.Row[], column: "spend" | "total_tokens") => rs.reduce((total, r) => total + Number(r[column]), 0);
+  for (const scope of scopes.values()) {
+    const mine = logged(scope.tag);
+    const spend = await stored(scope.tag);
+    if (Math.abs(spend - sum(mine, "spend")) > 1e-12) problems.push(`${scope.tag}: spend ${spend}, its spend_logs add up to ${sum(mine, "spend")}`);
+    if (!liftedAt) continue;
+    const before = mine.filter((r) => r.start_time < liftedAt);
+    const { max_budget: budget, tpm_limit: tpm } = scope.limits;
+    if (budget !== undefined && sum(before, "spend") > budget + most + 1e-12) problems.push(`${scope.tag}: spent ${sum(before, "spend")}, max_budget ${budget}, one request ${most}`);
+    if (tpm !== undefined && sum(before, "total_tokens") > tpm + mostTokens) problems.push(`${scope.tag}: ${sum(before, "total_tokens")} tokens in a minute, tpm_limit ${tpm}, one request ${mostTokens}`);
+  }
+  return problems;
+}

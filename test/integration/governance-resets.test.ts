@@ -1,0 +1,75 @@
+import { describe, expect, test } from "bun:test";
+import type postgres from "postgres";
+import { drawResettingBudget, type Key, randomLimitsSuite, type Scope, type Sent, setUp, tagsOf, traffic, UPSTREAM } from "../helpers/random-limits";
+
+const { shared, instances } = randomLimitsSuite();
+
+const DURATION_MS: Record<string, number> = { "2s": 2000, "3s": 3000 };
+
+/**
+ * Budgets that reset every few seconds, checked period by period (the periods laid out from each
+ * entity's budget_reset_at as stored at the end): no period's requests spend more than the budget and
+ * one request. And no key whose own budget is its only one is refused for longer than its period and
+ * a second after its last admitted request: a reset is not left stuck behind stale counters.
+ */
+async function periodsHeld(db: postgres.Sql, scopes: Map<string, Scope>, keys: Key[], sent: Sent[]): Promise<string[]> {
+  const problems: string[] = [];
+  const rows = await db`select api_key, user_id, team_id, end_user, spend, start_time from spend_logs`;
+  const most = Math.max(...rows.map((r) => Number(r.spend)));
+  const tokenOf = (tag: string) => keys.find((k) => k.tag === tag)!.token;
+  for (const scope of scopes.values()) {
+    const { max_budget: budget, budget_duration: duration } = scope.limits;
+    if (budget === undefined || duration === undefined) continue;
+    const tag = scope.tag;
+    const [stored] = tag.startsWith("k") ? await db`select budget_reset_at from keys where token = ${tokenOf(tag)}`
+      : tag.startsWith("t") ? await db`select budget_reset_at from teams where team_id = ${tag}`
+      : tag.startsWith("u") ? await db`select budget_reset_at from users where user_id = ${tag}`
+      : tag.startsWith("c") ? await db`select budget_reset_at from end_users where user_id = ${tag}`
+      : await db`select budget_reset_at from team_memberships where team_id = ${tag.split("-")[1]!} and user_id = ${tag.split("-")[2]!}`;
+    const resetAt = (stored!.budget_reset_at as Date).getTime();
+    const length = DURATION_MS[duration]!;
+    const perPeriod = new Map<number, number>();
+    for (const r of rows) {
+      const mine = tag.startsWith("k") ? r.api_key === tokenOf(tag) : tag.startsWith("t") ? r.team_id === tag
+        : tag.startsWith("u") ? r.user_id === tag && !r.team_id : tag.startsWith("c") ? r.end_user === tag : `m-${r.team_id}-${r.user_id}` === tag;
+      if (!mine) continue;
+      const period = Math.floor(((r.start_time as Date).getTime() - resetAt) / length);
+      perPeriod.set(period, (perPeriod.get(period) ?? 0) + Number(r.spend));
+    }
+    for (const [period, spent] of perPeriod) {
+      if (spent > budget + most + 1e-12) problems.push(`${tag}: spent ${spent} in its period ${period} (budget ${budget} every ${duration}, one request ${most})`);
+    }
+  }
+  const budgeted = (tag: string | undefined) => tag !== undefined && scopes.get(tag)?.limits.max_budget !== undefined;
+  let watched = 0;
+  for (const key of keys) {
+    if (!budgeted(key.tag) || tagsOf(key, undefined).slice(1).some(budgeted)) continue;
+    watched++;
+    const mine = sent.filter((s) => s.tags[0] === key.tag && !s.tags.slice(1).some(budgeted)).sort((a, b) => a.at - b.at);
+    let last = mine[0]?.at ?? 0;
+    for (const s of mine) {
+      if (s.status !== 400 && s.status !== 429) last = s.at;
+      else if (s.at - last > DURATION_MS[key.limits.budget_duration!]! + 1000) {
+        problems.push(`${key.tag}: refused ${s.at - last} ms after its last admitted request (budget ${key.limits.max_budget} every ${key.limits.budget_duration})`);
+        break;
+      }
+    }
+  }
+  expect(watched).toBeGreaterThan(0);
+  return problems;
+}
+
+describe("budgets that reset every few seconds on two instances sharing Postgres and Redis", () => {
+  for (const seed of [101, 113, 127]) {
+    test(`seed ${seed}, budgets reset every 2–3 s: no period overspent by more than one request, no key stuck after a reset`, async () => {
+      const { gateways, db } = await instances();
+      const { scopes, keys } = await setUp(gateways[0]!.url, seed, drawResettingBudget);
+      shared.upstream.reset();
+      shared.upstream.set(UPSTREAM);
+      const sent = await traffic(gateways, keys, seed, { seconds: 9 });
+      for (const g of gateways) expect(await g.stop("SIGTERM")).toBe(0);
+      expect(await periodsHeld(db, scopes, keys, sent)).toEqual([]);
+      expect(shared.upstream.inFlight).toBe(0);
+    }, 120_000);
+  }
+});
