@@ -87,24 +87,29 @@ export function tagsOf(key: Key, customer: string | undefined): string[] {
   return [key.tag, key.user, key.team, key.team && key.user ? `m-${key.team}-${key.user}` : undefined, customer].filter((t): t is string => t !== undefined);
 }
 
-export interface Sent { tags: string[]; status: number; fault?: string; kind: string; at: number }
+/** A request sent: its scopes, its answer's status (-1: none, the connection failed), what was wrong with it, when and where it went. */
+export interface Sent { tags: string[]; status: number; fault?: string; kind: string; at: number; url: string }
 
 async function send(url: string, key: Key, customer: string | undefined, kind: Kind, n: number): Promise<Sent> {
   const tags = tagsOf(key, customer);
   const at = Date.now();
   const controller = new AbortController();
-  const response = await fetch(`${url}/v1/chat/completions`, {
-    method: "POST", signal: controller.signal,
-    headers: { authorization: `Bearer ${key.key}`, "content-type": "application/json" },
-    body: JSON.stringify({ ...KINDS[kind], ...(n % 3 ? { max_tokens: 30 + (n % 2) * 20 } : {}), ...(customer ? { user: customer } : {}), messages: [{ role: "user", content: `request ${n} tag:${tags.join(",")}` }] }),
-  });
-  if (kind === "leave" && response.status === 200) {
-    await response.body!.getReader().read();
-    controller.abort();
-    return { tags, status: 200, kind, at };
+  try {
+    const response = await fetch(`${url}/v1/chat/completions`, {
+      method: "POST", signal: controller.signal,
+      headers: { authorization: `Bearer ${key.key}`, "content-type": "application/json" },
+      body: JSON.stringify({ ...KINDS[kind], ...(n % 3 ? { max_tokens: 30 + (n % 2) * 20 } : {}), ...(customer ? { user: customer } : {}), messages: [{ role: "user", content: `request ${n} tag:${tags.join(",")}` }] }),
+    });
+    if (kind === "leave" && response.status === 200) {
+      await response.body!.getReader().read();
+      controller.abort();
+      return { tags, status: 200, kind, at, url };
+    }
+    const text = await response.text();
+    return { tags, status: response.status, kind, at, url, fault: faultOf(kind, response.status, text, response.headers.get("content-type")) };
+  } catch (error) {
+    return { tags, status: -1, kind, at, url, fault: `no answer: ${error}` };
   }
-  const text = await response.text();
-  return { tags, status: response.status, kind, at, fault: faultOf(kind, response.status, text, response.headers.get("content-type")) };
 }
 
 /**
@@ -178,20 +183,26 @@ router_settings:
   return { gateways, db };
 }
 
+/** Something done to the services `at` ms into the traffic; an instance it kills is named in `killed`, and its lanes go to the other. */
+export interface Fault { at: number; run: () => Promise<void>; killed?: RunningGateway }
+
 /**
  * `seconds` of random requests in 12 lanes over both instances, in one rate window; with `changes`, a 13th
- * lane changes the scopes' limits (and blocks and unblocks keys) through either instance meanwhile.
+ * lane changes the scopes' limits (and blocks and unblocks keys) through either instance meanwhile; with
+ * `faults`, each is done at its time (requests a killed instance leaves unanswered are not faults).
  */
-export async function traffic(gateways: RunningGateway[], keys: Key[], seed: number, { changes, seconds = 6 }: { changes?: Map<string, Scope>; seconds?: number } = {}): Promise<Sent[]> {
+export async function traffic(gateways: RunningGateway[], keys: Key[], seed: number, { changes, seconds = 6, faults = [] }: { changes?: Map<string, Scope>; seconds?: number; faults?: Fault[] } = {}): Promise<Sent[]> {
   const left = 60_000 - (Date.now() % 60_000);
   if (left < (seconds + 6) * 1000) await Bun.sleep(left + 200);
   const minute = Math.floor(Date.now() / 60_000);
   const random = generator(seed * 7919);
   const sent: Sent[] = [];
-  const end = Date.now() + seconds * 1000;
+  const start = Date.now();
+  const end = start + seconds * 1000;
+  const down = new Set<string>();
   const lanes = Array.from({ length: 12 }, async (_, lane) => {
-    const url = gateways[lane % 2]!.url;
     for (let n = 0; Date.now() < end; n++) {
+      const url = [gateways[lane % 2]!, ...gateways].find((g) => !down.has(g.url))!.url;
       const answer = await send(url, random.pick(keys), random.pick([undefined, undefined, "c0", "c1"]), random.pick<Kind>(["plain", "plain", "stream", "leave", "failing", "hanging", "cut"]), n);
       sent.push(answer);
       if (answer.status !== 200) await Bun.sleep(5);
@@ -214,9 +225,16 @@ export async function traffic(gateways: RunningGateway[], keys: Key[], seed: num
       expect(n).toBeGreaterThan(20);
     })());
   }
+  for (const fault of faults) {
+    lanes.push((async () => {
+      await Bun.sleep(start + fault.at - Date.now());
+      if (fault.killed) down.add(fault.killed.url);
+      await fault.run();
+    })());
+  }
   await Promise.all(lanes);
   expect(Math.floor(Date.now() / 60_000)).toBe(minute);
-  expect(sent.filter((s) => s.fault).map((s) => `${s.status} ${s.fault}`)).toEqual([]);
+  expect(sent.filter((s) => s.fault && !(s.status === -1 && down.has(s.url))).map((s) => `${s.status} ${s.fault}`)).toEqual([]);
   const statuses: Record<number, number> = {};
   for (const s of sent) statuses[s.status] = (statuses[s.status] ?? 0) + 1;
   console.log(`seed ${seed}: ${sent.length} requests`, statuses);
@@ -245,7 +263,7 @@ export function ratesHeld(shared: Shared, scopes: Map<string, Scope>, sent: Sent
 
 /**
  * No slot left held: with every budget and rate limit lifted, each key gets as many requests at once as
- * the tightest max_parallel_requests over its scopes, spread over both instances, and one more is refused.
+ * the tightest max_parallel_requests over its scopes, spread over the instances, and one more is refused.
  */
 export async function slotsFree(shared: Shared, gateways: RunningGateway[], scopes: Map<string, Scope>, keys: Key[]): Promise<string[]> {
   const problems: string[] = [];
@@ -257,7 +275,7 @@ export async function slotsFree(shared: Shared, gateways: RunningGateway[], scop
     const cap = Math.min(...caps);
     const burst = await Promise.all(Array.from({ length: cap + 1 }, async (_, i) => {
       await Bun.sleep(i === cap ? 250 : 0);
-      return send(gateways[i % 2]!.url, key, undefined, "plain", i);
+      return send(gateways[i % gateways.length]!.url, key, undefined, "plain", i);
     }));
     const got = burst.map((s) => s.status);
     if (got.filter((s) => s === 200).length !== cap || got[cap] !== 429) problems.push(`${key.tag} (${tagsOf(key, undefined).join(",")}): ${cap} at once allowed, answered ${got.join(" ")}`);
