@@ -1,11 +1,19 @@
 /** What tests that send seeded random or racing requests share. */
 
-/** A linear congruential generator: the same seed gives the same requests on every run. */
+/**
+ * A seeded generator: the same seed gives the same requests on every run. Each draw mixes a Weyl
+ * sequence's next value through multiplications and shifts, so that consecutive draws are independent of
+ * each other (a plain linear congruential generator ties a draw to the one before it: a key picked from
+ * six then decides much of the kind of request picked next).
+ */
 export function generator(seed: number) {
-  let state = seed;
+  let state = seed >>> 0;
   const next = () => {
-    state = (state * 1103515245 + 12345) % 2147483648;
-    return state / 2147483648;
+    state = (state + 0x6d2b79f5) >>> 0;
+    let z = state;
+    z = Math.imul(z ^ (z >>> 15), z | 1);
+    z ^= z + Math.imul(z ^ (z >>> 7), z | 61);
+    return ((z ^ (z >>> 14)) >>> 0) / 4294967296;
   };
   return { next, pick: <T>(items: readonly T[]): T => items[Math.floor(next() * items.length)] };
 }

@@ -29,6 +29,8 @@ export type Limits = { budget_duration?: string; max_budget?: number; rpm_limit?
 export interface Scope { tag: string; limits: Limits }
 export interface Key extends Scope { key: string; token: string; team?: string; user?: string }
 
+type Draw = (random: ReturnType<typeof generator>) => Limits;
+
 export function drawLimits(random: ReturnType<typeof generator>): Limits {
   const limits: Limits = {};
   if (random.next() < 0.6) limits.max_budget = random.pick([0.0002, 0.0005, 0.001, 0.002]);
@@ -44,7 +46,7 @@ export function drawResettingBudget(random: ReturnType<typeof generator>): Limit
 }
 
 /** Entities with random limits made through `url`: two teams, three users, two customers, members and six keys. */
-export async function setUp(url: string, seed: number, draw: (random: ReturnType<typeof generator>) => Limits = drawLimits) {
+export async function setUp(url: string, seed: number, draw: Draw = drawLimits) {
   const random = generator(seed);
   const scopes = new Map<string, Scope>();
   const add = (tag: string, limits: Limits) => scopes.set(tag, { tag, limits });
@@ -183,6 +185,13 @@ router_settings:
   return { gateways, db };
 }
 
+/**
+ * Limits changed while requests run: on `scopes`, drawn by `draw` (by default as at the start), and keys
+ * blocked and unblocked unless `blocks` is false. `restarts` gets, per scope, when each change of its
+ * budget_duration was made: another duration starts a new period then, what was spent carried into it.
+ */
+export interface Changes { scopes: Map<string, Scope>; draw?: Draw; blocks?: boolean; restarts?: Map<string, number[]> }
+
 /** Something done to the services `at` ms into the traffic; an instance it kills is named in `killed`, and its lanes go to the other. */
 export interface Fault { at: number; run: () => Promise<void>; killed?: RunningGateway }
 
@@ -191,7 +200,7 @@ export interface Fault { at: number; run: () => Promise<void>; killed?: RunningG
  * lane changes the scopes' limits (and blocks and unblocks keys) through either instance meanwhile; with
  * `faults`, each is done at its time (requests a killed instance leaves unanswered are not faults).
  */
-export async function traffic(gateways: RunningGateway[], keys: Key[], seed: number, { changes, seconds = 6, faults = [] }: { changes?: Map<string, Scope>; seconds?: number; faults?: Fault[] } = {}): Promise<Sent[]> {
+export async function traffic(gateways: RunningGateway[], keys: Key[], seed: number, { changes, seconds = 6, faults = [] }: { changes?: Changes; seconds?: number; faults?: Fault[] } = {}): Promise<Sent[]> {
   const left = 60_000 - (Date.now() % 60_000);
   if (left < (seconds + 6) * 1000) await Bun.sleep(left + 200);
   const minute = Math.floor(Date.now() / 60_000);
@@ -209,14 +218,19 @@ export async function traffic(gateways: RunningGateway[], keys: Key[], seed: num
     }
   });
   if (changes) {
-    const all = [...changes.values()];
+    const all = [...changes.scopes.values()];
+    const draw = changes.draw ?? drawLimits;
     lanes.push((async () => {
       let n = 0;
       for (; Date.now() < end; n++) {
         const scope = random.pick(all);
-        const limits: Limits & { blocked?: boolean } = drawLimits(random);
-        if ("key" in scope && random.next() < 0.2) limits.blocked = random.next() < 0.5;
+        const limits: Limits & { blocked?: boolean } = draw(random);
+        if ("key" in scope && changes.blocks !== false && random.next() < 0.2) limits.blocked = random.next() < 0.5;
         await update(gateways[n % 2]!.url, scope, limits);
+        if (limits.budget_duration !== undefined && limits.budget_duration !== scope.limits.budget_duration) {
+          const restarts = changes.restarts?.get(scope.tag) ?? [];
+          changes.restarts?.set(scope.tag, [...restarts, Date.now()]);
+        }
         const { blocked, ...kept } = limits;
         Object.assign(scope.limits, kept);
         await Bun.sleep(20);

@@ -38,7 +38,7 @@ describe("random limits on two instances sharing Postgres and Redis", () => {
       const { scopes, keys } = await setUp(gateways[0]!.url, seed);
       shared.upstream.reset();
       shared.upstream.set(UPSTREAM);
-      await traffic(gateways, keys, seed, { changes: scopes });
+      await traffic(gateways, keys, seed, { changes: { scopes } });
       const problems = await slotsFree(shared, gateways, scopes, keys);
       for (const g of gateways) expect(await g.stop("SIGTERM")).toBe(0);
       problems.push(...await books(db, scopes, keys, null));
