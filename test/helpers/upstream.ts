@@ -39,8 +39,8 @@ const encoder = new TextEncoder();
 export async function startUpstream(initial: Partial<Behaviour> = {}) {
   const requests: RecordedRequest[] = [];
   const state = { behaviour: { ...DEFAULTS, ...initial } as Behaviour, inFlight: 0, maxInFlight: 0, aborted: 0 };
-  /** Requests held at once per tag (a prompt's `tag:a,b,c` word names tags a, b and c): now, and the most. */
-  const tagged = new Map<string, { now: number; max: number }>();
+  /** Tagged requests (a prompt's `tag:a,b,c` word names tags a, b and c): when each came and went, and whether it was left (its connection closed). */
+  let spans: { tags: string[]; start: number; end: number; left: boolean }[] = [];
   const tagsOf = (body: any): string[] => {
     const messages = Array.isArray(body?.messages) ? body.messages : [];
     const text = typeof messages.at(-1)?.content === "string" ? messages.at(-1).content : "";
@@ -66,23 +66,21 @@ export async function startUpstream(initial: Partial<Behaviour> = {}) {
       const b: Behaviour = { ...state.behaviour, ...state.behaviour.models?.[body?.model], ...(override ? JSON.parse(override) : {}) };
       state.inFlight++;
       state.maxInFlight = Math.max(state.maxInFlight, state.inFlight);
-      const tags = tagsOf(body);
-      for (const tag of tags) {
-        const held = tagged.get(tag) ?? { now: 0, max: 0 };
-        held.now++;
-        held.max = Math.max(held.max, held.now);
-        tagged.set(tag, held);
-      }
+      const span = { tags: tagsOf(body), start: performance.now(), end: Infinity, left: false };
+      if (span.tags.length > 0) spans.push(span);
       let finished = false;
       const done = () => {
         if (!finished) {
           finished = true;
           state.inFlight--;
-          for (const tag of tags) tagged.get(tag)!.now--;
+          span.end = performance.now();
         }
       };
       request.signal.addEventListener("abort", () => {
-        if (!finished) state.aborted++;
+        if (!finished) {
+          state.aborted++;
+          span.left = true;
+        }
         done();
       });
       if (b.firstByteDelayMs) await Bun.sleep(b.firstByteDelayMs);
@@ -166,7 +164,7 @@ export async function startUpstream(initial: Partial<Behaviour> = {}) {
       state.behaviour = { ...DEFAULTS, ...initial };
       requests.length = 0;
       state.maxInFlight = state.inFlight;
-      for (const held of tagged.values()) held.max = held.now;
+      spans = spans.filter((span) => span.end === Infinity);
     },
     get inFlight() {
       return state.inFlight;
@@ -178,9 +176,21 @@ export async function startUpstream(initial: Partial<Behaviour> = {}) {
     get aborted() {
       return state.aborted;
     },
-    /** The most requests tagged `tag` it held at once, and how many it holds now. */
-    held(tag: string): { now: number; max: number } {
-      return { ...(tagged.get(tag) ?? { now: 0, max: 0 }) };
+    /**
+     * The most requests tagged `tag` it held at once since it started or was reset, and how many it holds
+     * now. A request left (its connection closed by the client before the answer ended) counts as gone
+     * `leftGraceMs` before it was seen to go: whoever left it may already count it as ended.
+     */
+    held(tag: string, leftGraceMs = 0): { now: number; max: number } {
+      const mine = spans.filter((span) => span.tags.includes(tag));
+      const changes = mine.map((span) => [span.start, span.left ? span.end - leftGraceMs : span.end] as const)
+        .filter(([start, end]) => end > start)
+        .flatMap(([start, end]) => [[start, 1], [end, -1]] as const)
+        .sort((a, b) => a[0] - b[0] || a[1] - b[1]);
+      let now = 0;
+      let max = 0;
+      for (const [, step] of changes) max = Math.max(max, (now += step));
+      return { now: mine.filter((span) => span.end === Infinity).length, max };
     },
     stop: () => server.stop(true),
   };

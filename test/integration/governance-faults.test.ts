@@ -14,7 +14,7 @@ const { shared, instances } = randomLimitsSuite();
 describe("random limits while Redis restarts empty and an instance is killed", () => {
   for (const seed of [131, 149, 157]) {
     test(`seed ${seed}: no 5xx, the books balance, and every slot comes back`, async () => {
-      const { gateways, db } = await instances();
+      const { gateways, open } = await instances();
       const [a, b] = gateways as [typeof gateways[0], typeof gateways[0]];
       // Rate limits alone, no budget: most requests are admitted, so slots and leases are held when the faults come.
       const { scopes, keys } = await setUp(a.url, seed, (random) => {
@@ -35,7 +35,7 @@ describe("random limits while Redis restarts empty and an instance is killed", (
       await Bun.sleep(3500);
       const problems = await slotsFree(shared, [a], scopes, keys);
       expect(await a.stop("SIGTERM")).toBe(0);
-      problems.push(...await books(db, scopes, keys, null));
+      problems.push(...await books(await open(), scopes, keys, null));
       expect(problems).toEqual([]);
       expect(shared.upstream.inFlight).toBe(0);
     }, 120_000);

@@ -9,7 +9,8 @@ import { books, randomLimitsSuite, ratesHeld, setUp, slotsFree, traffic, UPSTREA
  * once than its max_parallel_requests, no scope has more requests admitted in a minute than its
  * rpm_limit, no budget or tpm_limit is passed by more than one request, what each entity shows as spent
  * is what its spend_logs rows add up to, and afterwards no slot is left held. With limits changed and
- * keys blocked while the requests run, the books still balance and no slot is left held.
+ * keys blocked while the requests run, the books still balance and no slot is left held. And the same
+ * for one instance on the embedded database.
  */
 
 const { shared, instances } = randomLimitsSuite();
@@ -17,7 +18,7 @@ const { shared, instances } = randomLimitsSuite();
 describe("random limits on two instances sharing Postgres and Redis", () => {
   for (const seed of [11, 23, 37, 41, 53, 67]) {
     test(`seed ${seed}: every limit holds across both instances, the books balance, and no slot is left held`, async () => {
-      const { gateways, db } = await instances();
+      const { gateways, open } = await instances();
       const { scopes, keys } = await setUp(gateways[0]!.url, seed);
       shared.upstream.reset();
       shared.upstream.set(UPSTREAM);
@@ -27,21 +28,40 @@ describe("random limits on two instances sharing Postgres and Redis", () => {
       problems.push(...await slotsFree(shared, gateways, scopes, keys));
       // Spend lands within 250 ms on each instance; stopped, both have written everything.
       for (const g of gateways) expect(await g.stop("SIGTERM")).toBe(0);
-      problems.push(...await books(db, scopes, keys, liftedAt));
+      problems.push(...await books(await open(), scopes, keys, liftedAt));
       expect(problems).toEqual([]);
       expect(shared.upstream.inFlight).toBe(0);
     }, 120_000);
   }
   for (const seed of [71, 83, 97]) {
     test(`seed ${seed}, limits changed and keys blocked meanwhile: no 5xx, the books balance, and no slot is left held`, async () => {
-      const { gateways, db } = await instances();
+      const { gateways, open } = await instances();
       const { scopes, keys } = await setUp(gateways[0]!.url, seed);
       shared.upstream.reset();
       shared.upstream.set(UPSTREAM);
       await traffic(gateways, keys, seed, { changes: { scopes } });
       const problems = await slotsFree(shared, gateways, scopes, keys);
       for (const g of gateways) expect(await g.stop("SIGTERM")).toBe(0);
-      problems.push(...await books(db, scopes, keys, null));
+      problems.push(...await books(await open(), scopes, keys, null));
+      expect(problems).toEqual([]);
+      expect(shared.upstream.inFlight).toBe(0);
+    }, 120_000);
+  }
+});
+
+describe("random limits on one instance on the embedded database", () => {
+  for (const seed of [61, 79, 89]) {
+    test(`seed ${seed}: every limit holds, the books balance, and no slot is left held`, async () => {
+      const { gateways, open } = await instances({ embedded: true });
+      const { scopes, keys } = await setUp(gateways[0]!.url, seed);
+      shared.upstream.reset();
+      shared.upstream.set(UPSTREAM);
+      const sent = await traffic(gateways, keys, seed);
+      const problems = ratesHeld(shared, scopes, sent, seed);
+      const liftedAt = new Date();
+      problems.push(...await slotsFree(shared, gateways, scopes, keys));
+      expect(await gateways[0]!.stop("SIGTERM")).toBe(0);
+      problems.push(...await books(await open(), scopes, keys, liftedAt));
       expect(problems).toEqual([]);
       expect(shared.upstream.inFlight).toBe(0);
     }, 120_000);
