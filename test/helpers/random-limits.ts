@@ -5,9 +5,10 @@ import { openDatabase } from "../../src/db";
 import { sharedPostgres, tempDir } from "./services";
 
 /**
- * Random limits and random traffic for tests of two instances of the binary sharing Postgres and Redis
- * (see governance-fuzz.test.ts and governance-resets.test.ts): entities with limits drawn from a seed,
- * requests of every kind through both instances, and the checks made on what came of them.
+ * Random limits and random traffic for tests of the binary, two instances sharing Postgres and Redis or
+ * one on the embedded database (see governance-fuzz, governance-resets and governance-faults.test.ts):
+ * entities with limits drawn from a seed, requests of every kind through the instances, faults done to
+ * them meanwhile, and the checks made on what came of it.
  */
 
 const PRICE = { in: 0.000001, out: 0.000002 };
@@ -50,20 +51,12 @@ export async function setUp(url: string, seed: number, draw: Draw = drawLimits) 
   const random = generator(seed);
   const scopes = new Map<string, Scope>();
   const add = (tag: string, limits: Limits) => scopes.set(tag, { tag, limits });
-  for (const t of ["t0", "t1"]) {
+  const holders = [["/team/new", "team_id", "t0"], ["/team/new", "team_id", "t1"], ["/user/new", "user_id", "u0"], ["/user/new", "user_id", "u1"],
+    ["/user/new", "user_id", "u2"], ["/customer/new", "user_id", "c0"], ["/customer/new", "user_id", "c1"]] as const;
+  for (const [path, field, tag] of holders) {
     const limits = draw(random);
-    await adminCall(url, "/team/new", { team_id: t, ...limits });
-    add(t, limits);
-  }
-  for (const u of ["u0", "u1", "u2"]) {
-    const limits = draw(random);
-    await adminCall(url, "/user/new", { user_id: u, ...limits });
-    add(u, limits);
-  }
-  for (const c of ["c0", "c1"]) {
-    const limits = draw(random);
-    await adminCall(url, "/customer/new", { user_id: c, ...limits });
-    add(c, limits);
+    await adminCall(url, path, { [field]: tag, ...limits });
+    add(tag, limits);
   }
   const keys: Key[] = [];
   for (let i = 0; i < 6; i++) {
