@@ -32,6 +32,22 @@ export interface Key extends Scope { key: string; token: string; team?: string; 
 
 type Draw = (random: ReturnType<typeof generator>) => Limits;
 
+const tokenOf = (keys: Key[], tag: string) => keys.find((k) => k.tag === tag)!.token;
+
+/**
+ * Each kind of scope, by its tag's first letter (k0 a key, t0 a team, u0 a user, c0 a customer, m-t0-u0
+ * a team member): its admin path and id field (keys and members have their own calls), the row its spend
+ * is kept in, and which spend_logs rows count on it (a user's own: its keys outside teams).
+ */
+const KINDS_OF_SCOPE: Record<string, { admin?: string; id?: string; table: string; where: string; params(tag: string, keys: Key[]): unknown[]; counts(r: Record<string, any>, tag: string, keys: Key[]): boolean }> = {
+  k: { table: "keys", where: "token = $1", params: (tag, keys) => [tokenOf(keys, tag)], counts: (r, tag, keys) => r.api_key === tokenOf(keys, tag) },
+  t: { admin: "team", id: "team_id", table: "teams", where: "team_id = $1", params: (tag) => [tag], counts: (r, tag) => r.team_id === tag },
+  u: { admin: "user", id: "user_id", table: "users", where: "user_id = $1", params: (tag) => [tag], counts: (r, tag) => r.user_id === tag && !r.team_id },
+  c: { admin: "customer", id: "user_id", table: "end_users", where: "user_id = $1", params: (tag) => [tag], counts: (r, tag) => r.end_user === tag },
+  m: { table: "team_memberships", where: "team_id = $1 and user_id = $2", params: (tag) => tag.split("-").slice(1), counts: (r, tag) => `m-${r.team_id}-${r.user_id}` === tag },
+};
+const kindOf = (tag: string) => KINDS_OF_SCOPE[tag[0]!]!;
+
 export function drawLimits(random: ReturnType<typeof generator>): Limits {
   const limits: Limits = {};
   if (random.next() < 0.6) limits.max_budget = random.pick([0.0002, 0.0005, 0.001, 0.002]);
@@ -51,11 +67,10 @@ export async function setUp(url: string, seed: number, draw: Draw = drawLimits) 
   const random = generator(seed);
   const scopes = new Map<string, Scope>();
   const add = (tag: string, limits: Limits) => scopes.set(tag, { tag, limits });
-  const holders = [["/team/new", "team_id", "t0"], ["/team/new", "team_id", "t1"], ["/user/new", "user_id", "u0"], ["/user/new", "user_id", "u1"],
-    ["/user/new", "user_id", "u2"], ["/customer/new", "user_id", "c0"], ["/customer/new", "user_id", "c1"]] as const;
-  for (const [path, field, tag] of holders) {
+  for (const tag of ["t0", "t1", "u0", "u1", "u2", "c0", "c1"]) {
     const limits = draw(random);
-    await adminCall(url, path, { [field]: tag, ...limits });
+    const { admin, id } = kindOf(tag);
+    await adminCall(url, `/${admin}/new`, { [id!]: tag, ...limits });
     add(tag, limits);
   }
   const keys: Key[] = [];
@@ -122,13 +137,12 @@ function faultOf(kind: Kind, status: number, text: string, type: string | null):
 /** Sets `limits` on `scope` through `url`'s admin API (a member's budget is its max_budget_in_team). */
 async function update(url: string, scope: Scope, limits: Limits & { blocked?: boolean }) {
   const t = scope.tag;
+  const { admin, id } = kindOf(t);
   if ("key" in scope) {
     const { blocked, ...rest } = limits;
     if (blocked !== undefined) await adminCall(url, blocked ? "/key/block" : "/key/unblock", { key: (scope as Key).key });
     if (Object.keys(rest).length > 0) await adminCall(url, "/key/update", { key: (scope as Key).key, ...rest });
-  } else if (t.startsWith("t")) await adminCall(url, "/team/update", { team_id: t, ...limits });
-  else if (t.startsWith("u")) await adminCall(url, "/user/update", { user_id: t, ...limits });
-  else if (t.startsWith("c")) await adminCall(url, "/customer/update", { user_id: t, ...limits });
+  } else if (admin) await adminCall(url, `/${admin}/update`, { [id!]: t, ...limits });
   else {
     const { max_budget, ...rates } = limits;
     await adminCall(url, "/team/member_update", { team_id: t.split("-")[1], user_id: t.split("-")[2], ...rates, ...(max_budget !== undefined ? { max_budget_in_team: max_budget } : {}) });
@@ -194,21 +208,13 @@ router_settings:
 
 /** A column of the row behind scope `tag` (a key's by its token, a member's by team and user). */
 export async function stored(read: Reader, keys: Key[], tag: string, column: "spend" | "budget_reset_at"): Promise<unknown> {
-  const [table, where, params] = tag.startsWith("k") ? ["keys", "token = $1", [keys.find((k) => k.tag === tag)!.token]]
-    : tag.startsWith("t") ? ["teams", "team_id = $1", [tag]]
-    : tag.startsWith("u") ? ["users", "user_id = $1", [tag]]
-    : tag.startsWith("c") ? ["end_users", "user_id = $1", [tag]]
-    : ["team_memberships", "team_id = $1 and user_id = $2", tag.split("-").slice(1)];
-  return (await read.query(`select ${column} from ${table} where ${where}`, params))[0]?.[column];
+  const { table, where, params } = kindOf(tag);
+  return (await read.query(`select ${column} from ${table} where ${where}`, params(tag, keys)))[0]?.[column];
 }
 
-/** Whether spend_logs row `r` counts on scope `tag` (a user's own spend: its keys outside teams). */
+/** Whether spend_logs row `r` counts on scope `tag`. */
 export function logCounts(r: Record<string, any>, tag: string, keys: Key[]): boolean {
-  return tag.startsWith("k") ? r.api_key === keys.find((k) => k.tag === tag)!.token
-    : tag.startsWith("t") ? r.team_id === tag
-    : tag.startsWith("u") ? r.user_id === tag && !r.team_id
-    : tag.startsWith("c") ? r.end_user === tag
-    : `m-${r.team_id}-${r.user_id}` === tag;
+  return kindOf(tag).counts(r, tag, keys);
 }
 
 /**

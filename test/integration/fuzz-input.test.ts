@@ -13,7 +13,6 @@ import { sharedRedis } from "../helpers/shared-redis";
  * fixed, so a failure names a request that can be sent again; with lanes at once, what ran beside it varies.
  */
 
-
 const ODD_VALUES: readonly unknown[] = [
   null, -1, 0, 1, 0.5, -0.0000001, 1e308, -1e308, 1e-320, 2 ** 53 + 1, 123456789012345,
   "", "  ", "x".repeat(3000), "-1", "0", "1mo", "30d", "abc", "NaN", "1e400", "2024-13-45", "2025-01-01T00:00:00Z",
