@@ -29,9 +29,12 @@ export async function governedKey(url: string, options: { model: string; prefix:
   return key.key;
 }
 
-/** Postgres statements, Redis round trips and counters synced by a gateway so far, from its metrics (NaN without Redis). */
-export async function roundTrips(url: string): Promise<{ db: number; redis: number; counterSyncs: number }> {
+/**
+ * Postgres statements, Redis round trips and counters synced by a gateway so far (NaN without Redis),
+ * and the requests whose spend it has not written yet, from its metrics: reading them sends nothing.
+ */
+export async function roundTrips(url: string): Promise<{ db: number; redis: number; counterSyncs: number; spendBacklog: number }> {
   const text = await (await fetch(`${url}/metrics`, { headers: { authorization: "Bearer sk-1234" } })).text();
   const value = (name: string) => Number(new RegExp(`^${name} ([\\d.e+-]+)$`, "m").exec(text)?.[1] ?? Number.NaN);
-  return { db: value("litegate_db_statements"), redis: value("litegate_redis_commands"), counterSyncs: value("litegate_redis_counter_syncs") };
+  return { db: value("litegate_db_statements"), redis: value("litegate_redis_commands"), counterSyncs: value("litegate_redis_counter_syncs"), spendBacklog: value("litegate_spend_backlog_requests") };
 }
