@@ -24,7 +24,7 @@ const KINDS = {
 } as const;
 type Kind = keyof typeof KINDS;
 /** The upstream's answer to each model: `failing` a 500, `hanging` nothing for 1.5 s, `cut` a stream broken after two chunks. */
-export const UPSTREAM = { chunks: 4, chunkDelayMs: 15, firstByteDelayMs: 0, models: { failing: { status: 500 }, hanging: { firstByteDelayMs: 1500 }, cut: { cutStreamAfterChunks: 2 } } };
+const UPSTREAM = { chunks: 4, chunkDelayMs: 15, firstByteDelayMs: 0, models: { failing: { status: 500 }, hanging: { firstByteDelayMs: 1500 }, cut: { cutStreamAfterChunks: 2 } } };
 
 export type Limits = { budget_duration?: string; max_budget?: number; rpm_limit?: number; tpm_limit?: number; max_parallel_requests?: number };
 export interface Scope { tag: string; limits: Limits }
@@ -161,8 +161,9 @@ export interface Reader { query(text: string, params?: unknown[]): Promise<Recor
 
 /**
  * A test upstream and a Redis server for the file that calls it, and its instances: two on a new Postgres
- * database sharing the Redis, or one on an embedded database of its own (`embedded`). `open` gives a
- * Reader on what they wrote, to use once they have stopped; every database handle is closed after the file.
+ * database sharing the Redis, or one on an embedded database of its own (`embedded`), the upstream reset
+ * to answer as UPSTREAM says. `open` gives a Reader on what they wrote, to use once they have stopped;
+ * every database handle is closed after the file.
  */
 export function randomLimitsSuite() {
   const shared = upstreamAndRedis();
@@ -187,6 +188,8 @@ general_settings:
   master_key: sk-1234
 `;
   const track = <T extends { close(): Promise<unknown> }>(db: T): T => (opened.push(db), db);
+  shared.upstream.reset();
+  shared.upstream.set(UPSTREAM);
   if (embedded) {
     const dataDir = tempDir("embedded");
     const gateway = await startBinary({ config: `${models}  data_dir: ${dataDir}\n` });

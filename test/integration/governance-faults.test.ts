@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { books, drawLimits, randomLimitsSuite, setUp, slotsFree, traffic, UPSTREAM } from "../helpers/random-limits";
+import { books, drawLimits, randomLimitsSuite, setUp, slotsFree, traffic } from "../helpers/random-limits";
 
 /**
  * Random limits and random traffic over two instances of the binary (see governance-fuzz.test.ts) while
@@ -21,8 +21,6 @@ describe("random limits while Redis restarts empty and an instance is killed", (
         const { max_budget, ...rates } = drawLimits(random);
         return rates;
       });
-      shared.upstream.reset();
-      shared.upstream.set(UPSTREAM);
       await traffic(gateways, keys, seed, {
         seconds: 7,
         faults: [

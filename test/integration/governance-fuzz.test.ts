@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { books, randomLimitsSuite, ratesHeld, setUp, slotsFree, traffic, UPSTREAM } from "../helpers/random-limits";
+import { books, randomLimitsSuite, ratesHeld, setUp, slotsFree, traffic } from "../helpers/random-limits";
 
 /**
  * Seeded random limits on keys, users, teams, members and customers, and random traffic through two
@@ -23,8 +23,6 @@ const { shared, instances } = randomLimitsSuite();
 async function run(seed: number, { embedded = false, changes = false } = {}) {
   const { gateways, open } = await instances({ embedded });
   const { scopes, keys } = await setUp(gateways[0]!.url, seed);
-  shared.upstream.reset();
-  shared.upstream.set(UPSTREAM);
   const sent = await traffic(gateways, keys, seed, changes ? { changes: { scopes } } : {});
   const problems = changes ? [] : ratesHeld(shared, scopes, sent, seed);
   const liftedAt = changes ? null : new Date();

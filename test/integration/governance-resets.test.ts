@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { drawResettingBudget, type Key, logCounts, randomLimitsSuite, type Reader, type Scope, type Sent, setUp, stored, tagsOf, traffic, UPSTREAM } from "../helpers/random-limits";
+import { drawResettingBudget, type Key, logCounts, randomLimitsSuite, type Reader, type Scope, type Sent, setUp, stored, tagsOf, traffic } from "../helpers/random-limits";
 
 const { shared, instances } = randomLimitsSuite();
 
@@ -64,8 +64,6 @@ describe("budgets that reset every few seconds on two instances sharing Postgres
     test(`seed ${seed}, budgets reset every 2–3 s: no period overspent by more than one request, no key stuck after a reset`, async () => {
       const { gateways, open } = await instances();
       const { scopes, keys } = await setUp(gateways[0]!.url, seed, drawResettingBudget);
-      shared.upstream.reset();
-      shared.upstream.set(UPSTREAM);
       const sent = await traffic(gateways, keys, seed, { seconds: 9 });
       for (const g of gateways) expect(await g.stop("SIGTERM")).toBe(0);
       expect([...await periodsHeld(await open(), scopes, keys), ...neverStuck(scopes, keys, sent)]).toEqual([]);
@@ -76,8 +74,6 @@ describe("budgets that reset every few seconds on two instances sharing Postgres
     test(`seed ${seed}, keys' budgets and durations changed meanwhile: no key stuck after a reset or a change`, async () => {
       const { gateways } = await instances();
       const { scopes, keys } = await setUp(gateways[0]!.url, seed, drawResettingBudget);
-      shared.upstream.reset();
-      shared.upstream.set(UPSTREAM);
       const keyScopes = new Map(keys.map((k) => [k.tag, k as Scope]));
       const restarts = new Map<string, number[]>();
       const sent = await traffic(gateways, keys, seed, { seconds: 9, changes: { scopes: keyScopes, draw: drawResettingBudget, blocks: false, restarts } });
