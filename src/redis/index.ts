@@ -83,7 +83,7 @@ export async function connectRedis(url: string, log: Logger, now: () => number =
   let missed = false;
   const send = (message: Invalidation) => {
     published++;
-    client.publish(redisKeys.invalidations, JSON.stringify(message)).catch((error) => {
+    client.publish(redisKeys.invalidations, JSON.stringify({ ...message, from: instanceId })).catch((error) => {
       missed = true;
       log.warn("invalidation not published (redis unreachable); sent as a full invalidation when it is back", { error: String(error) });
     });
@@ -106,7 +106,10 @@ export async function connectRedis(url: string, log: Logger, now: () => number =
       subscriber.on("message", (channel, text) => {
         if (channel !== redisKeys.invalidations) return;
         try {
-          handler(JSON.parse(text) as Invalidation);
+          // This instance's own changes were applied here when made: heard back a moment later, they would
+          // drop what was read since (a key just served, needed again while the database cannot answer).
+          const { from, ...message } = JSON.parse(text) as Invalidation & { from?: string };
+          if (from !== instanceId) handler(message);
         } catch {
           log.warn("ignored a malformed invalidation message");
         }

@@ -229,6 +229,21 @@ describe("three instances sharing Postgres and Redis", () => {
     expect((await instances[2]!.chat(key)).status).toBe(403);
   });
 
+  test("an instance does not act on its own invalidations heard back through Redis: what it read since stays held", async () => {
+    const key = await instances[0]!.createKey();
+    // The key's creation is itself published; once it has arrived, each instance reads the key at its first request.
+    await Bun.sleep(300);
+    for (const h of instances) expect((await h.chat(key)).status).toBe(200);
+    const token = hashKey(key);
+    const holds = (h: Harness) => [...h.gateway.auth.heldPrincipals()].some((held) => held.value.key.token === token);
+    expect(instances.map(holds)).toEqual([true, true, true]);
+    links[0]!.publish({ kind: "key", token });
+    await until("the other two forget the key", () => !holds(instances[1]!) && !holds(instances[2]!), 2000);
+    // Heard by the other two, not by the one that published it (which applied its change when it made it).
+    await Bun.sleep(200);
+    expect(instances.map(holds)).toEqual([true, false, false]);
+  });
+
   test("a key blocked through the admin API of one instance is refused by the others within a second", async () => {
     const created = (await (await instances[0]!.call("/key/generate", {})).json()) as any;
     expect((await instances[2]!.chat(created.key)).status).toBe(200);
