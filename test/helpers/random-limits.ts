@@ -116,7 +116,8 @@ async function send(url: string, key: Key, customer: string | undefined, kind: K
       return { tags, status: 200, kind, at, url };
     }
     const text = await response.text();
-    return { tags, status: response.status, kind, at, url, fault: faultOf(kind, response.status, text, response.headers.get("content-type")) };
+    const fault = faultOf(kind, response.status, text, response.headers.get("content-type"));
+    return { tags, status: response.status, kind, at, url, ...(fault ? { fault: `${fault} (${kind}): ${text.slice(0, 300)}` } : {}) };
   } catch (error) {
     return { tags, status: -1, kind, at, url, fault: `no answer: ${error}` };
   }
@@ -125,9 +126,12 @@ async function send(url: string, key: Key, customer: string | undefined, kind: K
 /**
  * What is wrong with an answer to a request of `kind`: the upstream's own 500 and a timeout's 504 are
  * passed on in the envelope, a stream the upstream broke ends with an error event, a 400 is a budget's.
+ * A cut read by the gateway before the stream's first event (or its headers) is a 502: the upstream
+ * resets the connection, and a reset loses what had not been read yet (on a loaded machine, the first
+ * chunks too).
  */
 function faultOf(kind: Kind, status: number, text: string, type: string | null): string | undefined {
-  const failed = (kind === "failing" && status === 500) || (kind === "hanging" && status === 504);
+  const failed = (kind === "failing" && status === 500) || (kind === "hanging" && status === 504) || (kind === "cut" && status === 502);
   if (failed) return answerFault(400, text.replace(`"code":"${status}"`, `"code":"400"`)) && `${status} not in the envelope: ${text}`;
   if (kind === "cut" && status === 200) return /\ndata: \{"error":\{[^\n]*\n\n$/.test(text) ? undefined : `broken stream not ended with an error event: ${text.slice(-200)}`;
   if (status === 400 && !/"type":"budget_exceeded"/.test(text)) return `400 not a budget's: ${text}`;
