@@ -118,11 +118,19 @@ async function sendRandom(calls: Call[], key: string, seed: number, lanes: numbe
       if (body.messages && random.next() < 0.3) body.messages = [{ role: random.pick(["user", "system", "assistant", "tool", "x", null]), content: random.pick(ODD_VALUES) }];
       const sent = random.next() < 0.03 ? random.pick(["{", "not json", '{"a":', "[1,2", "null", "[]", "5"]) : JSON.stringify(body);
       const caller = path.startsWith("/v1") && random.next() < 0.5 ? random.pick([key, ...issued.slice(-20)]) : undefined;
-      const response = await call(path, sent, caller);
+      const request = `lane ${i} #${n} POST ${path} ${sent.slice(0, 200)}`;
+      let response: Response;
+      try {
+        response = await call(path, sent, caller);
+      } catch (error) {
+        // No answer at all (the app's handler threw past its error envelope): a fault, named with its request.
+        faults.push(`${request} → threw ${error instanceof Error ? error.stack : String(error)}`);
+        continue;
+      }
       statuses.set(response.status, (statuses.get(response.status) ?? 0) + 1);
       const text = await response.text();
       const fault = answerFault(response.status, text, response.headers.get("content-type"));
-      if (fault) faults.push(`lane ${i} #${n} POST ${path} ${sent.slice(0, 200)} → ${response.status} ${fault}: ${text.slice(0, 200)}`);
+      if (fault) faults.push(`${request} → ${response.status} ${fault}: ${text.slice(0, 200)}`);
       if (response.status === 200 && (path === "/key/generate" || path === "/key/regenerate")) issued.push(JSON.parse(text).key);
       // Each instance caches some of the keys the others change.
       if (issued.length > 0 && random.next() < 0.1) await (await call("/v1/models", undefined, random.pick(issued))).arrayBuffer();
