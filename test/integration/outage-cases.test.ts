@@ -68,9 +68,6 @@ describe("Postgres hung, admin calls", () => {
     const gateway = await start(config);
     const known = await newKey(gateway, {});
     expect((await chat(gateway, known.key)).status).toBe(200);
-    // Cached after the key's own invalidation has come back through Redis.
-    await Bun.sleep(500);
-    expect((await chat(gateway, known.key)).status).toBe(200);
     const admin = (path: string, body: object) => fetch(`${gateway.url}${path}`, {
       method: "POST", headers: { authorization: "Bearer sk-1234" }, body: JSON.stringify(body), signal: AbortSignal.timeout(30_000),
     }).then(async (r) => ({ status: r.status, body: (await r.json()) as any }), (error) => ({ status: 0, body: String(error) }));
