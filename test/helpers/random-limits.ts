@@ -117,7 +117,7 @@ async function send(url: string, key: Key, customer: string | undefined, kind: K
     }
     const text = await response.text();
     const fault = faultOf(kind, response.status, text, response.headers.get("content-type"));
-    return { tags, status: response.status, kind, at, url, ...(fault ? { fault: `${fault} (${kind}): ${text.slice(0, 300)}` } : {}) };
+    return { tags, status: response.status, kind, at, url, ...(fault ? { fault: `${kind}: ${fault}` } : {}) };
   } catch (error) {
     return { tags, status: -1, kind, at, url, fault: `no answer: ${error}` };
   }
@@ -135,7 +135,8 @@ function faultOf(kind: Kind, status: number, text: string, type: string | null):
   if (failed) return answerFault(400, text.replace(`"code":"${status}"`, `"code":"400"`)) && `${status} not in the envelope: ${text}`;
   if (kind === "cut" && status === 200) return /\ndata: \{"error":\{[^\n]*\n\n$/.test(text) ? undefined : `broken stream not ended with an error event: ${text.slice(-200)}`;
   if (status === 400 && !/"type":"budget_exceeded"/.test(text)) return `400 not a budget's: ${text}`;
-  return answerFault(status, text, type);
+  const fault = answerFault(status, text, type);
+  return fault && `${fault}: ${text.slice(0, 300)}`;
 }
 
 /** Sets `limits` on `scope` through `url`'s admin API (a member's budget is its max_budget_in_team). */
