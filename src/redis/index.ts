@@ -79,7 +79,7 @@ export async function connectRedis(url: string, log: Logger, now: () => number =
   subscriber.on("ready", () => void deploymentUsage.loadCooldowns());
   void deploymentUsage.loadCooldowns();
   let published = 0;
-  /** An invalidation could not be published: once Redis is back, every instance is told to forget everything. */
+  /** An invalidation could not be published: once Redis is back, every other instance is told to forget everything. */
   let missed = false;
   const send = (message: Invalidation) => {
     published++;
