@@ -119,21 +119,25 @@ async function sendRandom(calls: Call[], key: string, seed: number, lanes: numbe
       const sent = random.next() < 0.03 ? random.pick(["{", "not json", '{"a":', "[1,2", "null", "[]", "5"]) : JSON.stringify(body);
       const caller = path.startsWith("/v1") && random.next() < 0.5 ? random.pick([key, ...issued.slice(-20)]) : undefined;
       const request = `lane ${i} #${n} POST ${path} ${sent.slice(0, 200)}`;
-      let response: Response;
+      let stage = "sending";
       try {
-        response = await call(path, sent, caller);
+        const response = await call(path, sent, caller);
+        stage = `reading its ${response.status} answer`;
+        statuses.set(response.status, (statuses.get(response.status) ?? 0) + 1);
+        const text = await response.text();
+        const fault = answerFault(response.status, text, response.headers.get("content-type"));
+        if (fault) faults.push(`${request} → ${response.status} ${fault}: ${text.slice(0, 200)}`);
+        if (response.status === 200 && (path === "/key/generate" || path === "/key/regenerate")) issued.push(JSON.parse(text).key);
+        // Each instance caches some of the keys the others change.
+        if (issued.length > 0 && random.next() < 0.1) {
+          stage = "listing models for an issued key after it";
+          await (await call("/v1/models", undefined, random.pick(issued))).arrayBuffer();
+        }
       } catch (error) {
-        // No answer at all (the app's handler threw past its error envelope): a fault, named with its request.
-        faults.push(`${request} → threw ${error instanceof Error ? error.stack : String(error)}`);
-        continue;
+        // No answer, a broken one or an issued key that is not one: a fault, named with its request and
+        // where it broke, where a throw would have ended every lane without naming it.
+        faults.push(`${request} → threw ${stage}: ${error instanceof Error ? error.stack : String(error)}`);
       }
-      statuses.set(response.status, (statuses.get(response.status) ?? 0) + 1);
-      const text = await response.text();
-      const fault = answerFault(response.status, text, response.headers.get("content-type"));
-      if (fault) faults.push(`${request} → ${response.status} ${fault}: ${text.slice(0, 200)}`);
-      if (response.status === 200 && (path === "/key/generate" || path === "/key/regenerate")) issued.push(JSON.parse(text).key);
-      // Each instance caches some of the keys the others change.
-      if (issued.length > 0 && random.next() < 0.1) await (await call("/v1/models", undefined, random.pick(issued))).arrayBuffer();
     }
   };
   await Promise.all(Array.from({ length: lanes }, (_, i) => lane(i)));
